@@ -1,0 +1,42 @@
+# agentgw make targets. `make run` and `make test` are the two commands a
+# fresh machine needs; everything they need comes from the Go module proxy.
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 20s
+BENCHTIME ?= 1s
+
+.PHONY: all build run test test-short lint fuzz bench bench-micro soak clean
+
+all: build
+
+build:
+	$(GO) build -o bin/agentgw ./cmd/agentgw
+
+## run: start an embedded NATS server, the gateway and the demo; Ctrl-C stops.
+run:
+	$(GO) run ./cmd/agentgw run --demo
+
+## test: the whole suite with the race detector.
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## fuzz: run each fuzz target for FUZZTIME.
+fuzz:
+	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed 's/:func /:/'); do \
+		file=$${spec%%:*}; name=$${spec##*:}; pkg=./$$(dirname $$file); \
+		echo "== $$pkg $$name"; $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## bench: Go micro-benchmarks of every package (benchstat-comparable).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+clean:
+	rm -rf bin .agentgw

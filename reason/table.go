@@ -1,0 +1,124 @@
+package reason
+
+// Stage names the gate (DESIGN §2) that produces a reason.
+type Stage string
+
+// Gates in pipeline order.
+const (
+	StageTransport  Stage = "transport"
+	StageEnvelope   Stage = "envelope"
+	StageCredential Stage = "credential"
+	StageSignature  Stage = "signature"
+	StageFreshness  Stage = "freshness"
+	StageLedger     Stage = "ledger"
+	StageCatalog    Stage = "catalog"
+	StageBudget     Stage = "budget"
+	StagePolicy     Stage = "policy"
+	StagePayload    Stage = "payload"
+	StageApproval   Stage = "approval"
+	StageResponse   Stage = "response"
+	StageGateway    Stage = "gateway"
+)
+
+// Info describes one reason.
+type Info struct {
+	Code        Code
+	Stage       Stage
+	Description string
+}
+
+// The reasons. Append only; never rename or reuse a string.
+const (
+	Oversized             Code = "oversized"
+	MissingHeader         Code = "missing_header"
+	InvalidSubject        Code = "invalid_subject"
+	MalformedEnvelope     Code = "malformed_envelope"
+	UnsupportedVersion    Code = "unsupported_version"
+	SchemaViolation       Code = "schema_violation"
+	MalformedCredential   Code = "malformed_credential"
+	UntrustedIssuer       Code = "untrusted_issuer"
+	Revoked               Code = "revoked"
+	WrongAudience         Code = "wrong_audience"
+	CredentialExpired     Code = "credential_expired"
+	CredentialNotYetValid Code = "credential_not_yet_valid"
+	CredentialTooLong     Code = "credential_lifetime_too_long"
+	BadSignature          Code = "bad_signature"
+	TenantMismatch        Code = "tenant_mismatch"
+	SubjectMismatch       Code = "subject_mismatch"
+	MessageExpired        Code = "message_expired"
+	IssuedInFuture        Code = "issued_in_future"
+	TTLTooLong            Code = "ttl_too_long"
+	ReplayDetected        Code = "replay_detected"
+	DuplicateRequest      Code = "duplicate_request"
+	IdempotencyConflict   Code = "idempotency_conflict"
+	UnknownTarget         Code = "unknown_target"
+	CapabilityMismatch    Code = "capability_mismatch"
+	MissingScope          Code = "missing_scope"
+	TenantNotAllowed      Code = "tenant_not_allowed"
+	BudgetExceeded        Code = "budget_exceeded"
+	PolicyDenied          Code = "policy_denied"
+	PlainNotAllowed       Code = "plain_not_allowed"
+	SealMismatch          Code = "seal_mismatch"
+	SealBroken            Code = "seal_broken"
+	PayloadInvalid        Code = "payload_invalid"
+	ContentDenied         Code = "content_denied"
+	ApprovalDenied        Code = "approval_denied"
+	ApprovalExpired       Code = "approval_expired"
+	ApprovalInvalid       Code = "approval_invalid"
+	SelfApproval          Code = "self_approval"
+	NoSuchRequest         Code = "no_such_request"
+	NotYourRequest        Code = "not_your_request"
+	AlreadyAnswered       Code = "already_answered"
+	ResponseLate          Code = "response_late"
+	ResponseInvalid       Code = "response_invalid"
+	ReplayRefused         Code = "replay_refused"
+	Internal              Code = "internal_error"
+)
+
+// All is the table, in pipeline order. Tests iterate it.
+var All = []Info{
+	{Oversized, StageEnvelope, "message body larger than the configured limit"},
+	{MissingHeader, StageEnvelope, "a required header (credential or signature) is absent or empty"},
+	{InvalidSubject, StageTransport, "the ingress subject does not parse or holds a forbidden token"},
+	{MalformedEnvelope, StageEnvelope, "body is not strict JSON: invalid UTF-8, duplicate or unknown keys, too deep, bad field form"},
+	{UnsupportedVersion, StageEnvelope, "envelope version is not 1"},
+	{SchemaViolation, StageEnvelope, "body does not match the envelope JSON Schema"},
+	{MalformedCredential, StageCredential, "credential is not a decodable agentgw JWT or misses a required claim"},
+	{UntrustedIssuer, StageCredential, "credential issuer is not trusted for the tenant it names"},
+	{Revoked, StageCredential, "credential jti or agent key is revoked"},
+	{WrongAudience, StageCredential, "credential or envelope audience is not this gateway"},
+	{CredentialExpired, StageCredential, "credential exp is past (beyond skew)"},
+	{CredentialNotYetValid, StageCredential, "credential nbf or iat is in the future (beyond skew)"},
+	{CredentialTooLong, StageCredential, "credential lifetime exceeds the configured maximum"},
+	{BadSignature, StageSignature, "envelope signature does not verify with the credential's subject key"},
+	{TenantMismatch, StageSignature, "envelope, credential and subject disagree on the tenant"},
+	{SubjectMismatch, StageSignature, "ingress subject agent is not the credential subject"},
+	{MessageExpired, StageFreshness, "expires_at is past (beyond skew)"},
+	{IssuedInFuture, StageFreshness, "issued_at is in the future (beyond skew)"},
+	{TTLTooLong, StageFreshness, "expires_at - issued_at exceeds the maximum TTL, or is not positive"},
+	{ReplayDetected, StageLedger, "message_id already seen from this agent at another stream sequence"},
+	{DuplicateRequest, StageLedger, "idempotency key already used with the same payload; prior decision stands"},
+	{IdempotencyConflict, StageLedger, "idempotency key already used with a different payload"},
+	{UnknownTarget, StageCatalog, "target is not in the capability catalog"},
+	{CapabilityMismatch, StageCatalog, "capability does not match the target's kind"},
+	{MissingScope, StageCatalog, "credential lacks the scope the target requires"},
+	{TenantNotAllowed, StageCatalog, "the target does not serve this tenant"},
+	{BudgetExceeded, StageBudget, "rate budget for tenant, agent or target exhausted"},
+	{PolicyDenied, StagePolicy, "no policy permits, or a policy forbids"},
+	{PlainNotAllowed, StagePayload, "plain payload sent to a target that requires sealing"},
+	{SealMismatch, StagePayload, "sealed payload not from the credential's xkey or not to the gateway's xkey"},
+	{SealBroken, StagePayload, "sealed payload does not open"},
+	{PayloadInvalid, StagePayload, "opened payload does not match the target's payload schema"},
+	{ContentDenied, StagePayload, "content policy rejects the opened payload"},
+	{ApprovalDenied, StageApproval, "an approver denied the held request"},
+	{ApprovalExpired, StageApproval, "no approval arrived before the deadline"},
+	{ApprovalInvalid, StageApproval, "approval does not bind to a held request, its digest or policy version"},
+	{SelfApproval, StageApproval, "approver is the requesting agent"},
+	{NoSuchRequest, StageResponse, "response answers no known request"},
+	{NotYourRequest, StageResponse, "response comes from a consumer of another target"},
+	{AlreadyAnswered, StageResponse, "request already has a response"},
+	{ResponseLate, StageResponse, "response after the request's deadline"},
+	{ResponseInvalid, StageResponse, "response does not match the target's response schema"},
+	{ReplayRefused, StageGateway, "operator replay refused: already replayed or not replayable"},
+	{Internal, StageGateway, "internal failure; denied to fail closed"},
+}
