@@ -18,6 +18,7 @@ const (
 	StageApproval   Stage = "approval"
 	StageResponse   Stage = "response"
 	StageGateway    Stage = "gateway"
+	StageConsumer   Stage = "consumer"
 )
 
 // Info describes one reason.
@@ -73,6 +74,14 @@ const (
 	ResponseInvalid       Code = "response_invalid"
 	ReplayRefused         Code = "replay_refused"
 	Internal              Code = "internal_error"
+
+	// Consumer-side reasons: a message on a capability or reply subject
+	// whose gateway decision token does not check out.
+	DecisionMissing  Code = "decision_token_missing"
+	DecisionInvalid  Code = "decision_token_invalid"
+	DecisionExpired  Code = "decision_token_expired"
+	DecisionAudience Code = "decision_token_audience"
+	DecisionBinding  Code = "decision_token_binding"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -121,4 +130,9 @@ var All = []Info{
 	{ResponseInvalid, StageResponse, "response does not match the target's response schema"},
 	{ReplayRefused, StageGateway, "operator replay refused: already replayed or not replayable"},
 	{Internal, StageGateway, "internal failure; denied to fail closed"},
+	{DecisionMissing, StageConsumer, "message reached a consumer without a gateway decision token"},
+	{DecisionInvalid, StageConsumer, "decision token is malformed or not signed by a trusted gateway key"},
+	{DecisionExpired, StageConsumer, "decision token is expired"},
+	{DecisionAudience, StageConsumer, "decision token is for another target"},
+	{DecisionBinding, StageConsumer, "decision token is bound to other envelope or payload bytes"},
 }
