@@ -1,0 +1,226 @@
+package subjects
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/agentgw/agentgw/reason"
+	"github.com/nats-io/nkeys"
+)
+
+// Root is the first token of every agentgw subject.
+const Root = "agentgw"
+
+// Stream subjects: what each stream listens on.
+const (
+	IngressStreamSubject    = "agentgw.in.*.*"
+	CapabilityStreamSubject = "agentgw.cap.>"
+	ApprovalStreamSubject   = "agentgw.approval.>"
+	DeniedStreamSubject     = "agentgw.denied.*.*"
+	AuditStreamSubject      = "agentgw.audit.*"
+	ReplyStreamSubject      = "agentgw.reply.*.*"
+)
+
+// UnroutableTenant is the tenant token of denied subjects for messages
+// whose tenant could not be determined or trusted enough to name a subject
+// (a bad ingress subject, a body that does not parse). It is a valid token
+// so the denied stream's subjects stay uniform; the leading underscore
+// marks it reserved: no tenant may be configured under this name.
+const UnroutableTenant = "_unroutable"
+
+// MaxPartitions bounds the ingress partition count.
+const MaxPartitions = 1024
+
+// maxSubjectLen bounds any subject this package builds or parses; the
+// longest legitimate one (an approval with a 255-byte target) is under 350.
+const maxSubjectLen = 512
+
+// Limits of the token rules.
+const (
+	maxToken  = 64
+	maxTarget = 255
+)
+
+// ValidToken reports whether s is a tenant token or one target part:
+// [a-z0-9_-]{1,64}.
+func ValidToken(s string) bool {
+	if len(s) == 0 || len(s) > maxToken {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidTarget reports whether s is dot-separated ValidTokens, at most 255
+// bytes in all.
+func ValidTarget(s string) bool {
+	if len(s) == 0 || len(s) > maxTarget {
+		return false
+	}
+	for {
+		part, rest, more := strings.Cut(s, ".")
+		if !ValidToken(part) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		s = rest
+	}
+}
+
+// ValidAgent reports whether s is an nkey user public key. The strict form
+// U[A-Z2-7]{55} is checked before the checksum: base32 decoding skips CR
+// and LF, so nkeys alone would accept a key with a line break in it.
+func ValidAgent(s string) bool {
+	if len(s) != 56 || s[0] != 'U' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
+			return false
+		}
+	}
+	return nkeys.IsValidPublicUserKey(s)
+}
+
+func invalid(format string, args ...any) error {
+	return reason.Deny(reason.InvalidSubject, format, args...)
+}
+
+func checkTenant(tenant string) error {
+	if !ValidToken(tenant) {
+		return invalid("tenant %.72q is not [a-z0-9_-]{1,64}", tenant)
+	}
+	return nil
+}
+
+func checkAgent(agent string) error {
+	if !ValidAgent(agent) {
+		return invalid("agent %.72q is not an nkey user public key", agent)
+	}
+	return nil
+}
+
+func checkTarget(target string) error {
+	if !ValidTarget(target) {
+		return invalid("target %.72q is not dotted [a-z0-9_-]{1,64} parts of at most 255 bytes", target)
+	}
+	return nil
+}
+
+// Ingress returns agentgw.in.<tenant>.<agent>, where agents publish.
+// Errors are *reason.Denial with code InvalidSubject.
+func Ingress(tenant, agent string) (string, error) {
+	if err := checkTenant(tenant); err != nil {
+		return "", err
+	}
+	if err := checkAgent(agent); err != nil {
+		return "", err
+	}
+	return "agentgw.in." + tenant + "." + agent, nil
+}
+
+// IngressRef is a parsed ingress subject.
+type IngressRef struct {
+	Partition int // -1 when unpartitioned (the published form)
+	Tenant    string
+	Agent     string
+}
+
+// ParseIngress parses the published form agentgw.in.<tenant>.<agent> and
+// the stored partitioned form agentgw.in.<p>.<tenant>.<agent>, where p is
+// a decimal in [0, MaxPartitions) without leading zeros. Anything else is a
+// *reason.Denial with code InvalidSubject.
+func ParseIngress(subj string) (IngressRef, error) {
+	toks, err := split(subj, "in", 4, 5)
+	if err != nil {
+		return IngressRef{}, err
+	}
+	ref := IngressRef{Partition: -1}
+	if len(toks) == 5 {
+		p, ok := parsePartition(toks[2])
+		if !ok {
+			return IngressRef{}, invalid("partition %.16q is not a decimal in [0, %d)", toks[2], MaxPartitions)
+		}
+		ref.Partition = p
+		toks = toks[1:]
+	}
+	if err := checkTenant(toks[2]); err != nil {
+		return IngressRef{}, err
+	}
+	if err := checkAgent(toks[3]); err != nil {
+		return IngressRef{}, err
+	}
+	ref.Tenant, ref.Agent = toks[2], toks[3]
+	return ref, nil
+}
+
+func parsePartition(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 4 || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, n < MaxPartitions
+}
+
+// IngressTransform returns the ingress stream's subject transform: source
+// IngressStreamSubject, destination
+// agentgw.in.{{partition(N,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}, which
+// keeps each (tenant, agent) on one partition. It panics unless
+// 1 <= partitions <= MaxPartitions: configuration validation must check
+// that first.
+func IngressTransform(partitions int) (src, dest string) {
+	if partitions < 1 || partitions > MaxPartitions {
+		panic("subjects: partitions " + strconv.Itoa(partitions) + " outside [1, " + strconv.Itoa(MaxPartitions) + "]")
+	}
+	return IngressStreamSubject, "agentgw.in.{{partition(" + strconv.Itoa(partitions) + ",1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}"
+}
+
+// PartitionFilter returns agentgw.in.<p>.*.*, the consumer filter of one
+// partition. It panics unless 0 <= p < MaxPartitions.
+func PartitionFilter(p int) string {
+	if p < 0 || p >= MaxPartitions {
+		panic("subjects: partition " + strconv.Itoa(p) + " outside [0, " + strconv.Itoa(MaxPartitions) + ")")
+	}
+	return "agentgw.in." + strconv.Itoa(p) + ".*.*"
+}
+
+// split checks the form of an agentgw subject of kind and returns its
+// tokens (including the leading two). A token count outside
+// [minToks, maxToks] (maxToks < 0: unbounded), empty tokens, and overlong
+// subjects are refused; the callers check each token's alphabet, which
+// excludes wildcards, whitespace and '$'.
+func split(subj, kind string, minToks, maxToks int) ([]string, error) {
+	if err := form(subj, kind, minToks, maxToks); err != nil {
+		return nil, err
+	}
+	return strings.Split(subj, "."), nil
+}
+
+func form(subj, kind string, minToks, maxToks int) error {
+	if len(subj) > maxSubjectLen {
+		return invalid("subject is %d bytes; limit %d", len(subj), maxSubjectLen)
+	}
+	prefix := Root + "." + kind + "."
+	if !strings.HasPrefix(subj, prefix) {
+		return invalid("subject %.72q is not under %s*", subj, prefix)
+	}
+	n := strings.Count(subj, ".") + 1
+	if n < minToks || maxToks >= 0 && n > maxToks {
+		return invalid("subject %.72q has %d tokens", subj, n)
+	}
+	return nil
+}
