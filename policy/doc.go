@@ -1,0 +1,94 @@
+// Package policy owns agentgw's configurable authorization: Cedar policies
+// (github.com/cedar-policy/cedar-go) evaluated after the built-in gates
+// (signature, credential, scope, tenant, catalog), which it never replaces.
+//
+// It knows nothing of NATS, envelopes, keys or the catalog: the gateway
+// hands it a Request made of plain strings and maps, and gets back a
+// Decision naming the policies that decided and the version of the set
+// they came from.
+//
+// # Cedar mapping
+//
+//	principal  Agent::"<agent key>"   {tenant, service, issuer: String, scopes: Set<String>}
+//	action     Action::"<capability>" read, delegate, tool_call, workflow_command, approve, respond
+//	resource   Target::"<target>"     {tenant, kind, risk: String}
+//	context    {
+//	  time:    Long   unix seconds of the gateway's clock
+//	  hour:    Long   UTC hour 0..23
+//	  stage:   String "authorize" (payload still sealed) or "content" (after opening)
+//	  budget:  Record of Long, e.g. {agent_remaining, tenant_remaining, target_remaining}; {} when unknown
+//	  payload: Record of the policy-visible payload fields; ABSENT at stage "authorize"
+//	}
+//
+// Entities carry no parents, so `principal in X` and `resource in X` match
+// only X itself; use attributes (principal.tenant, resource.kind) instead.
+//
+// # Decisions
+//
+// Forbid wins; with no determining permit the answer is deny (Cedar's
+// semantics). Two agentgw rules sit on top of Cedar:
+//
+//   - Tenant isolation: if the principal's tenant is empty or differs from
+//     the resource's, the decision is deny with PolicyIDs
+//     ["builtin:tenant_isolation"], whatever the policies say. The gateway
+//     checks this earlier too; this is the second lock.
+//   - Forbids fail closed: Cedar skips a policy whose evaluation errors,
+//     which for a forbid means "not forbidden". Here a forbid that errors
+//     denies, and its id is listed among the deciders with the error in
+//     Decision.Errors. A permit that errors is skipped (it grants nothing).
+//
+// A Decision's Approval is set when any determining permit carries
+// @approval("required"); routing a high-risk target to approval by its
+// catalog risk class is the gateway's job, not this package's.
+//
+// # Two stages and the payload idiom
+//
+// The gateway decides twice: at stage "authorize" before the payload is
+// opened (Request.Payload == nil, so context has no payload attribute),
+// and at stage "content" afterwards (Request.Payload non-nil, possibly
+// empty, holding only the fields the catalog marks policy-visible). Both
+// must allow. Write content rules as forbids guarded by `context has
+// payload`:
+//
+//	@id("refunds.max_amount")
+//	forbid (principal, action == Action::"tool_call", resource == Target::"refunds.draft_refund")
+//	when { context has payload && context.payload.amount_cents > 100000 };
+//
+// At authorize the guard is false: no forbid, no error. At content the
+// guard is true and the comparison runs; if amount_cents is missing or not
+// a Long, the forbid errors and therefore denies (fail closed). Do not
+// add `context.payload has amount_cents &&` unless a missing field really
+// should pass. A permit that reads the payload cannot permit at authorize
+// (its guard is false there), so the request would be denied before its
+// payload is ever opened: express payload conditions as forbids. Load
+// rejects a policy that reads context.payload without any
+// `context has payload` test in it.
+//
+// # Payload values
+//
+// Strings, booleans, objects (Records) and arrays (Sets: unordered,
+// duplicates merged) map directly. A JSON number (float64 or json.Number)
+// that is integral and fits int64 becomes a Long; a non-integral one with
+// at most four fractional digits within Cedar's decimal range becomes a
+// Decimal (compare it with .greaterThan etc.); anything else (more
+// precision, out of range, null, another Go type, nesting deeper than
+// maxPayloadDepth) is omitted and noted in Decision.Errors by field name
+// only. Omitting rather than rounding keeps a policy from deciding on a
+// value the agent did not send; a forbid reading an omitted field errors
+// and so denies.
+//
+// # Sets, versions and reloads
+//
+// A Set is immutable. Each policy's id comes from its @id("...")
+// annotation, else "<file>:<index>" (base name, 0-based index in file).
+// Ids are unique across the set. Version is "sha256:" + hex of the
+// canonical concatenation of the files: sorted by base name, each written
+// as name, NUL, decimal length, NUL, bytes. It changes when any byte of
+// any file (or a file's name) changes and is stable otherwise.
+//
+// Engine holds the current Set in an atomic pointer: Decide is lock-free
+// and sees either the old or the new set, never a mix. Watch polls the
+// files and reloads on change or on Reload(); a broken file keeps the old
+// set. Load and Check report every problem at once, each naming file,
+// line and column; nothing is partially loaded.
+package policy
