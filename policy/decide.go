@@ -36,15 +36,11 @@ func (s *Set) Decide(req Request) Decision {
 	ents := &entities{
 		principal: cedar.Entity{
 			UID:        cedar.NewEntityUID(entityAgent, cedar.String(req.Principal.Agent)),
-			Attributes: principalAttrs(req.Principal),
+			Attributes: s.attrs.principal(req.Principal),
 		},
 		resource: cedar.Entity{
-			UID: cedar.NewEntityUID(entityTarget, cedar.String(req.Resource.Target)),
-			Attributes: cedar.NewRecord(cedar.RecordMap{
-				"tenant": cedar.String(req.Resource.Tenant),
-				"kind":   cedar.String(req.Resource.Kind),
-				"risk":   cedar.String(req.Resource.Risk),
-			}),
+			UID:        cedar.NewEntityUID(entityTarget, cedar.String(req.Resource.Target)),
+			Attributes: s.attrs.resource(req.Resource),
 		},
 	}
 	ctx, notes := buildContext(req)
@@ -116,19 +112,6 @@ func (e *entities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 		return e.resource, true
 	}
 	return cedar.Entity{}, false
-}
-
-func principalAttrs(p Principal) cedar.Record {
-	scopes := make([]cedar.Value, len(p.Scopes))
-	for i, sc := range p.Scopes {
-		scopes[i] = cedar.String(sc)
-	}
-	return cedar.NewRecord(cedar.RecordMap{
-		"tenant":  cedar.String(p.Tenant),
-		"service": cedar.String(p.Service),
-		"issuer":  cedar.String(p.Issuer),
-		"scopes":  cedar.NewSet(scopes...),
-	})
 }
 
 func buildContext(req Request) (cedar.Record, []string) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -361,5 +362,57 @@ func TestDemoPolicies(t *testing.T) {
 				t.Errorf("Decide() = %+v; want allow=%v approval=%v ids=%q", got, tt.wantAllow, tt.wantApproval, tt.wantIDs)
 			}
 		})
+	}
+}
+
+// TestAttrCacheNeverStale changes one attribute at a time for the same
+// agent and target: each change must reach the decision.
+func TestAttrCacheNeverStale(t *testing.T) {
+	set := mustParse(t, `
+@id("p") permit (principal, action, resource)
+when { principal.scopes.contains("x:y") && principal.service == "svc" && principal.issuer == "I" && resource.risk == "low" && resource.kind == "read" };
+`)
+	p := Principal{Agent: "U", Tenant: "t", Service: "svc", Issuer: "I", Scopes: []string{"x:y"}}
+	r := Resource{Target: "tg", Tenant: "t", Kind: "read", Risk: "low"}
+	decide := func(p Principal, r Resource) bool {
+		return set.Decide(Request{Principal: p, Action: "read", Resource: r}).Allow
+	}
+	if !decide(p, r) {
+		t.Fatal("baseline denied")
+	}
+	scopes := []string{"x:y"}
+	p.Scopes = scopes
+	decide(p, r)
+	scopes[0] = "changed" // mutate the slice the cache saw
+	if decide(p, r) {
+		t.Error("mutated scopes slice: still allowed")
+	}
+	p.Scopes = []string{"x:y"}
+	changes := []struct {
+		name string
+		p    Principal
+		r    Resource
+	}{
+		{"service", Principal{Agent: "U", Tenant: "t", Service: "other", Issuer: "I", Scopes: p.Scopes}, r},
+		{"issuer", Principal{Agent: "U", Tenant: "t", Service: "svc", Issuer: "J", Scopes: p.Scopes}, r},
+		{"scopes", Principal{Agent: "U", Tenant: "t", Service: "svc", Issuer: "I", Scopes: []string{"x:z"}}, r},
+		{"risk", p, Resource{Target: "tg", Tenant: "t", Kind: "read", Risk: "high"}},
+		{"kind", p, Resource{Target: "tg", Tenant: "t", Kind: "tool_call", Risk: "low"}},
+	}
+	for _, c := range changes {
+		if decide(c.p, c.r) {
+			t.Errorf("changed %s: still allowed", c.name)
+		}
+		if !decide(p, r) {
+			t.Errorf("after %s: baseline denied", c.name)
+		}
+	}
+	for i := range maxCachedEntities + 10 {
+		decide(Principal{Agent: "U" + strconv.Itoa(i), Tenant: "t", Service: "svc", Issuer: "I", Scopes: p.Scopes}, r)
+	}
+	n := 0
+	set.attrs.principals.Range(func(any, any) bool { n++; return true })
+	if n > maxCachedEntities {
+		t.Errorf("principal cache holds %d entries; want at most %d", n, maxCachedEntities)
 	}
 }

@@ -43,7 +43,8 @@ type Request struct {
 	// Action is the envelope capability (see Capabilities).
 	Action   string
 	Resource Resource
-	// Time is the gateway's injected clock; the zero value is Unix 0.
+	// Time is from the gateway's injected clock; it becomes context.time
+	// (Unix seconds) and context.hour (UTC).
 	Time time.Time
 	// Budget holds the remaining tokens per budget level, e.g.
 	// {"agent_remaining": 3}; nil means an empty record.
@@ -97,6 +98,7 @@ type Set struct {
 	version string
 	entries []entry
 	meta    map[cedar.PolicyID]policyMeta
+	attrs   attrCache
 }
 
 // Version returns "sha256:<hex>" of the canonical concatenation of the
