@@ -1,0 +1,125 @@
+package schemas
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// BaseURL is the $id prefix of the embedded schemas.
+const BaseURL = "https://agentgw.dev/schemas/v1/"
+
+// Names of the embedded schemas, for Compile.
+const (
+	Envelope   = "envelope.schema.json"
+	Credential = "credential.schema.json"
+)
+
+//go:embed *.schema.json
+var files embed.FS
+
+// ErrUnknownSchema is returned by Compile for a name that is not embedded.
+var ErrUnknownSchema = errors.New("schemas: unknown schema")
+
+// ErrNotStrictJSON is returned for a schema document with duplicate member
+// names or invalid UTF-8, which a lenient decoder would silently resolve.
+var ErrNotStrictJSON = errors.New("schemas: schema is not strict JSON")
+
+// FS returns the embedded schema files.
+func FS() fs.FS { return files }
+
+// Compile compiles the embedded schema name (Envelope or Credential). The
+// result is safe for concurrent Validate calls; compile once and keep it.
+func Compile(name string) (*jsonschema.Schema, error) {
+	if _, err := fs.Stat(files, name); err != nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownSchema, name)
+	}
+	c, err := newCompiler()
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.Compile(BaseURL + name)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: compile %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// CompileBytes compiles a schema supplied by configuration (a catalog
+// payload or response schema) under url, which names it in errors and
+// resolves its relative references. The document must be strict JSON (see
+// ErrNotStrictJSON); it may refer to the embedded schemas by their BaseURL
+// address but to nothing else outside itself.
+func CompileBytes(url string, data []byte) (*jsonschema.Schema, error) {
+	doc, err := decodeStrict(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	c, err := newCompiler()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, fmt.Errorf("schemas: %s: %w", url, err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: compile %s: %w", url, err)
+	}
+	return s, nil
+}
+
+// Validate decodes doc (numbers kept exact) and validates it against s.
+// Validation errors are *jsonschema.ValidationError.
+func Validate(s *jsonschema.Schema, doc []byte) error {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return fmt.Errorf("schemas: decode: %w", err)
+	}
+	return s.Validate(v)
+}
+
+func decodeStrict(data []byte) (any, error) {
+	if !jsontext.Value(data).IsValid() {
+		return nil, ErrNotStrictJSON
+	}
+	return jsonschema.UnmarshalJSON(bytes.NewReader(data))
+}
+
+// refuseLoader is the compiler's only loader: every URL that is neither
+// added as a resource nor a standard metaschema is refused.
+type refuseLoader struct{}
+
+func (refuseLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("schemas: refusing to load %q: only embedded schemas may be referenced", url)
+}
+
+func newCompiler() (*jsonschema.Compiler, error) {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	c.UseLoader(refuseLoader{})
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		return nil, fmt.Errorf("schemas: %w", err)
+	}
+	for _, e := range entries {
+		data, err := fs.ReadFile(files, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("schemas: %w", err)
+		}
+		doc, err := decodeStrict(data)
+		if err != nil {
+			return nil, fmt.Errorf("embedded %s: %w", e.Name(), err)
+		}
+		if err := c.AddResource(BaseURL+e.Name(), doc); err != nil {
+			return nil, fmt.Errorf("schemas: embedded %s: %w", e.Name(), err)
+		}
+	}
+	return c, nil
+}
