@@ -26,7 +26,7 @@ type scanner struct {
 	data    []byte
 	pos     int
 	lim     Limits
-	names   [][]byte // decoded names of the open generic objects, a stack
+	names   nameStack // decoded names of the open generic objects
 	scratch []byte   // unescaped string; valid until the next string
 }
 
@@ -349,8 +349,8 @@ func (s *scanner) object(depth int) error {
 		s.pos++
 		return nil
 	}
-	base := len(s.names)
-	defer func() { s.names = s.names[:base] }()
+	base := s.names.len()
+	defer s.names.truncate(base)
 	var set map[string]struct{}
 	for {
 		if s.peek() != '"' {
@@ -369,18 +369,18 @@ func (s *scanner) object(depth int) error {
 			}
 			set[f] = struct{}{}
 		} else {
-			if hasFold(s.names[base:], name) {
+			if s.names.hasFold(base, name) {
 				s.pos = at
 				return s.fail("duplicate member name (names differing only in case are duplicates)")
 			}
 			if escaped {
 				name = bytes.Clone(name)
 			}
-			s.names = append(s.names, name)
-			if len(s.names)-base > foldSetThreshold {
+			s.names.push(name)
+			if s.names.len()-base > foldSetThreshold {
 				set = make(map[string]struct{}, 2*foldSetThreshold)
-				for _, n := range s.names[base:] {
-					set[foldName(n)] = struct{}{}
+				for i := base; i < s.names.len(); i++ {
+					set[foldName(s.names.at(i))] = struct{}{}
 				}
 			}
 		}
@@ -400,6 +400,43 @@ func (s *scanner) object(depth int) error {
 			return s.fail("want ',' or '}' in object")
 		}
 	}
+}
+
+// nameStack holds the member names of the open objects. The first 16
+// live in the scanner itself, so typical payloads need no allocation.
+type nameStack struct {
+	fixed [16][]byte
+	more  [][]byte
+	n     int
+}
+
+func (st *nameStack) len() int { return st.n }
+
+func (st *nameStack) at(i int) []byte {
+	if i < len(st.fixed) {
+		return st.fixed[i]
+	}
+	return st.more[i-len(st.fixed)]
+}
+
+func (st *nameStack) push(name []byte) {
+	if st.n < len(st.fixed) {
+		st.fixed[st.n] = name
+	} else {
+		st.more = append(st.more[:st.n-len(st.fixed)], name)
+	}
+	st.n++
+}
+
+func (st *nameStack) truncate(n int) { st.n = n }
+
+func (st *nameStack) hasFold(from int, name []byte) bool {
+	for i := from; i < st.n; i++ {
+		if bytes.EqualFold(st.at(i), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasFold reports whether name equals one of names under Unicode simple
