@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"errors"
 	"os"
 	"sync/atomic"
 	"time"
@@ -50,9 +49,6 @@ func (e *Engine) Reload() {
 	}
 }
 
-// ErrBadInterval is returned by Watch for a non-positive interval.
-var ErrBadInterval = errors.New("policy: watch interval must be positive")
-
 // racyWindow is how long after a file's mtime a read of it is not trusted
 // to have seen its final contents: file systems with coarse timestamps can
 // hide a second same-size write inside one tick.
@@ -60,7 +56,8 @@ const racyWindow = 2 * time.Second
 
 // Watch polls files every interval (stat: mtime and size; then content
 // digest) and on Reload, and swaps in a new set when their digest differs
-// from the current version. onReload (may be nil) is called from Watch's
+// from the current version; interval <= 0 disables polling, leaving
+// Reload as the only trigger. onReload (may be nil) is called from Watch's
 // goroutine with the new version, or with an error when a file is missing
 // or broken, in which case the current set stays. A given error is
 // reported once, not every tick. Watch checks once at start, so a change
@@ -70,21 +67,22 @@ func (e *Engine) Watch(ctx context.Context, files []string, interval time.Durati
 	if len(files) == 0 {
 		return ErrNoFiles
 	}
-	if interval <= 0 {
-		return ErrBadInterval
-	}
 	if onReload == nil {
 		onReload = func(string, error) {}
 	}
 	w := &watcher{e: e, files: files, onReload: onReload, stats: make(map[string]fileStat, len(files))}
 	w.check(false)
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	var tick <-chan time.Time // nil: never fires
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-tick:
 			w.check(false)
 		case <-e.reload:
 			w.check(true)

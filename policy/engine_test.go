@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -220,7 +219,34 @@ func TestWatchArgs(t *testing.T) {
 	if err := e.Watch(context.Background(), nil, time.Second, nil); !errors.Is(err, ErrNoFiles) {
 		t.Errorf("Watch(no files) = %v; want ErrNoFiles", err)
 	}
-	if err := e.Watch(context.Background(), []string{filepath.Join(t.TempDir(), "x")}, 0, nil); !errors.Is(err, ErrBadInterval) {
-		t.Errorf("Watch(interval 0) = %v; want ErrBadInterval", err)
+}
+
+// TestWatchReloadOnly: with polling off, edits wait for Reload.
+func TestWatchReloadOnly(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "p.cedar", `@id("old") permit (principal, action, resource);`)
+	set, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(set)
+	ch := make(chan reload, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Watch(ctx, []string{p}, 0, func(v string, err error) { ch <- reload{v, err} }) }()
+	defer func() { cancel(); <-done }()
+	e.Reload() // a forced reload always reports: Watch has started
+	if r := next(t, ch); r.err != nil || r.version != set.Version() {
+		t.Fatalf("first Reload: report %+v; want version %s", r, set.Version())
+	}
+
+	writeFile(t, dir, "p.cedar", `@id("new") permit (principal, action, resource);`)
+	quiet(t, ch)
+	if e.Current() != set {
+		t.Fatal("polling is off, yet the set changed")
+	}
+	e.Reload()
+	if r := next(t, ch); r.err != nil || !slices.Equal(e.Current().IDs(), []string{"new"}) {
+		t.Errorf("after Reload: report %+v, ids %q; want the new set", r, e.Current().IDs())
 	}
 }
