@@ -1,0 +1,363 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+var errBatchDone = fmt.Errorf("store: batch already committed or closed: %w", ErrInvalid)
+
+// Batch stages the ledger writes of one fetch batch and commits them with
+// one fsync. Its lookups see the database and the writes staged in it.
+//
+// Only one Batch is open at a time: NewBatch waits until the previous one
+// is committed or closed, so two batches can never both record the same
+// nonce. Always `defer b.Close()`; a Batch is not safe for concurrent use.
+type Batch struct {
+	l       *Ledger
+	r       reader
+	delta   map[uint64]genMeta // per touched generation: max seq, count
+	touched []uint64           // keys of delta, in insertion order
+	err     error              // from NewBatch
+	held    bool               // holds l.batchMu and l.mu (read)
+	done    bool
+}
+
+// staged is a write staged in a Batch; del marks a deletion.
+type staged struct {
+	v   []byte
+	del bool
+}
+
+// NewBatch starts a batch, waiting for the previous one to finish. If the
+// ledger is closed or cannot recover from a failed write, every method of
+// the returned Batch reports that error.
+func (l *Ledger) NewBatch() *Batch {
+	l.batchMu.Lock()
+	db, err := l.acquire()
+	if err != nil {
+		l.batchMu.Unlock()
+		return &Batch{l: l, err: err, done: true}
+	}
+	return &Batch{
+		l:     l,
+		r:     reader{l: l, db: db, staged: make(map[string]staged)},
+		delta: make(map[uint64]genMeta),
+		held:  true,
+	}
+}
+
+func (b *Batch) check() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.done {
+		return errBatchDone
+	}
+	return nil
+}
+
+// Replay returns the recorded entry for k, looking at the database and at
+// the writes staged in b. It reports a copy while it is live (now ≤
+// Expires + Lookback) or while its outputs are unacknowledged (neither
+// MarkAcked nor an ack floor passed to Prune covers its Seq), in whichever
+// generation it lies. When several copies qualify (a message id re-signed
+// with another expiry) it returns the one with the lowest Seq, the first
+// sighting.
+//
+// Record a copy only when Replay reports none: a PutReplay for a key that
+// has a copy in the same generation overwrites it.
+func (b *Batch) Replay(k ReplayKey, now time.Time) (ReplayEntry, bool, error) {
+	if err := b.check(); err != nil {
+		return ReplayEntry{}, false, err
+	}
+	e, _, ok, err := b.r.replay(k, now, b.touched)
+	return e, ok, err
+}
+
+// Idem returns the live entry for k (now ≤ Expires + Lookback), looking at
+// the database and at the writes staged in b. With several live copies it
+// returns the one in the earliest generation.
+func (b *Batch) Idem(k IdemKey, now time.Time) (IdemEntry, bool, error) {
+	if err := b.check(); err != nil {
+		return IdemEntry{}, false, err
+	}
+	return b.r.idem(k, now, b.touched)
+}
+
+// PutReplay stages e under k, in the generation of e.Expires. e.Seq must
+// be ≥ 1 and e.Expires between 1970 and 2200.
+func (b *Batch) PutReplay(k ReplayKey, e ReplayEntry) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := k.check(); err != nil {
+		return err
+	}
+	if err := checkTime("expires", e.Expires); err != nil {
+		return err
+	}
+	if e.Seq == 0 {
+		return fmt.Errorf("store: replay entry without stream sequence: %w", ErrInvalid)
+	}
+	if err := e.Decision.check(); err != nil {
+		return err
+	}
+	g := b.l.genOf(e.Expires)
+	key := appendEntryKey(nil, kindReplay, g, k.Tenant, k.Agent, k.MessageID)
+	b.r.staged[string(key)] = staged{v: encodeReplay(e)}
+	b.note(g, e.Seq)
+	return nil
+}
+
+// PutIdem stages e under k, in the generation of e.Expires.
+func (b *Batch) PutIdem(k IdemKey, e IdemEntry) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := k.check(); err != nil {
+		return err
+	}
+	if err := checkTime("expires", e.Expires); err != nil {
+		return err
+	}
+	if len(e.MessageID) > maxFieldLen {
+		return fmt.Errorf("store: idempotency entry message id is %d bytes: %w", len(e.MessageID), ErrInvalid)
+	}
+	if err := e.Decision.check(); err != nil {
+		return err
+	}
+	g := b.l.genOf(e.Expires)
+	key := appendEntryKey(nil, kindIdem, g, k.Tenant, k.Agent, k.Key)
+	b.r.staged[string(key)] = staged{v: encodeIdem(e)}
+	b.note(g, 0)
+	return nil
+}
+
+func (b *Batch) note(gen, seq uint64) {
+	d, ok := b.delta[gen]
+	if !ok {
+		d.gen = gen
+		b.touched = append(b.touched, gen)
+	}
+	d.maxSeq = max(d.maxSeq, seq)
+	d.count++
+	b.delta[gen] = d
+}
+
+// Commit writes the staged writes and the metadata of the generations
+// they touch in one Pebble batch with one fsync. The batch is finished
+// afterwards, whatever the outcome. On error (wrapping ErrIO) nothing may
+// be acknowledged: the writes may or may not be durable, and the ledger
+// reopens its database before its next use.
+func (b *Batch) Commit() error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	defer b.release()
+	b.done = true
+	if len(b.r.staged) == 0 {
+		return nil
+	}
+	b.r.close() // unpin memtables before writing
+	l := b.l
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+
+	pb := b.r.db.NewBatch()
+	var err error
+	set := func(k, v []byte) {
+		if err == nil {
+			err = pb.Set(k, v, nil)
+		}
+	}
+	for k, s := range b.r.staged {
+		if s.del {
+			if err == nil {
+				err = pb.Delete([]byte(k), nil)
+			}
+			continue
+		}
+		set([]byte(k), s.v)
+	}
+	l.gmu.RLock()
+	all, touched := mergeGens(l.gens, b.delta)
+	l.gmu.RUnlock()
+	for _, g := range touched {
+		set(genKey(g.gen), encodeUvarints(g.maxSeq, g.count))
+	}
+	if err != nil {
+		_ = pb.Close()
+		return fmt.Errorf("store: stage batch: %w: %v", ErrIO, err)
+	}
+	if err := l.apply(pb, true); err != nil {
+		return err
+	}
+	l.gmu.Lock()
+	l.gens = all
+	l.gmu.Unlock()
+	return nil
+}
+
+// Close discards an uncommitted batch and lets the next NewBatch proceed.
+// It is a no-op after Commit or a second Close.
+func (b *Batch) Close() { b.release() }
+
+func (b *Batch) release() {
+	b.done = true
+	if !b.held {
+		return
+	}
+	b.held = false
+	b.r.close()
+	b.l.mu.RUnlock()
+	b.l.batchMu.Unlock()
+}
+
+// reader performs lookups: first in staged (nil outside a Batch), then
+// through one iterator reused across lookups. The iterator is a
+// consistent view from its creation; writes other than the Batch's own
+// (MarkAcked, Prune) may be missed, which at worst re-emits a deduplicated
+// output or finds an entry Prune was about to delete.
+type reader struct {
+	l      *Ledger
+	db     *pebble.DB
+	it     *pebble.Iterator
+	staged map[string]staged
+	key    []byte
+}
+
+func (r *reader) close() {
+	if r.it != nil {
+		_ = r.it.Close()
+		r.it = nil
+	}
+}
+
+// get returns the value stored under key. The value is valid until the
+// next call.
+func (r *reader) get(key []byte) ([]byte, bool, error) {
+	if s, ok := r.staged[string(key)]; ok {
+		return s.v, !s.del, nil
+	}
+	if r.it == nil {
+		// UseL6Filters: db.Get and plain iterators skip the bloom filters of
+		// the bottom level, where a compacted ledger lives.
+		it, err := r.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+		if err != nil {
+			return nil, false, readError("ledger", err)
+		}
+		r.it = it
+	}
+	if !r.it.SeekPrefixGE(key) {
+		if err := r.it.Error(); err != nil {
+			return nil, false, readError("ledger", err)
+		}
+		return nil, false, nil
+	}
+	if !bytes.Equal(r.it.Key(), key) {
+		return nil, false, nil
+	}
+	v, err := r.it.ValueAndErr()
+	if err != nil {
+		return nil, false, readError("ledger", err)
+	}
+	return v, true, nil
+}
+
+// gensFor returns the generations to probe at now, in ascending order,
+// including extra (generations staged in the batch), and the ack floor.
+func (r *reader) gensFor(now time.Time, extra []uint64, buf []uint64) ([]uint64, uint64) {
+	gens, floor := r.l.searchGens(now, buf)
+	n := len(gens)
+	for _, g := range extra {
+		if !slices.Contains(gens[:n], g) && !slices.Contains(gens[n:], g) {
+			gens = append(gens, g)
+		}
+	}
+	if len(gens) > n {
+		slices.Sort(gens)
+	}
+	return gens, floor
+}
+
+func (l *Ledger) live(expires, now time.Time) bool {
+	return !now.After(expires.Add(l.lookback))
+}
+
+// replay implements Batch.Replay and also returns the copy's generation.
+func (r *reader) replay(k ReplayKey, now time.Time, extra []uint64) (ReplayEntry, uint64, bool, error) {
+	if err := k.check(); err != nil {
+		return ReplayEntry{}, 0, false, err
+	}
+	var buf [8]uint64
+	gens, floor := r.gensFor(now, extra, buf[:0])
+	var best ReplayEntry
+	var bestGen uint64
+	found := false
+	for _, g := range gens {
+		r.key = appendEntryKey(r.key[:0], kindReplay, g, k.Tenant, k.Agent, k.MessageID)
+		v, ok, err := r.get(r.key)
+		if err != nil {
+			return ReplayEntry{}, 0, false, err
+		}
+		if !ok {
+			continue
+		}
+		e, err := decodeReplay(v)
+		if err != nil {
+			return ReplayEntry{}, 0, false, err
+		}
+		if !r.l.live(e.Expires, now) && (e.Acked || e.Seq <= floor) {
+			continue // dead and acknowledged: as good as pruned
+		}
+		if !found || e.Seq < best.Seq {
+			best, bestGen, found = e, g, true
+		}
+	}
+	return best, bestGen, found, nil
+}
+
+func (r *reader) idem(k IdemKey, now time.Time, extra []uint64) (IdemEntry, bool, error) {
+	if err := k.check(); err != nil {
+		return IdemEntry{}, false, err
+	}
+	var buf [8]uint64
+	gens, _ := r.gensFor(now, extra, buf[:0])
+	for _, g := range gens {
+		r.key = appendEntryKey(r.key[:0], kindIdem, g, k.Tenant, k.Agent, k.Key)
+		v, ok, err := r.get(r.key)
+		if err != nil {
+			return IdemEntry{}, false, err
+		}
+		if !ok {
+			continue
+		}
+		e, err := decodeIdem(v)
+		if err != nil {
+			return IdemEntry{}, false, err
+		}
+		if r.l.live(e.Expires, now) {
+			return e, true, nil
+		}
+	}
+	return IdemEntry{}, false, nil
+}
+
+// Replay is Batch.Replay without a batch: a read-only lookup, safe to call
+// concurrently with everything else.
+func (l *Ledger) Replay(k ReplayKey, now time.Time) (ReplayEntry, bool, error) {
+	db, err := l.acquire()
+	if err != nil {
+		return ReplayEntry{}, false, err
+	}
+	defer l.mu.RUnlock()
+	r := reader{l: l, db: db}
+	defer r.close()
+	e, _, ok, err := r.replay(k, now, nil)
+	return e, ok, err
+}

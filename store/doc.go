@@ -1,0 +1,38 @@
+// Package store owns agentgw's durable ledger: the replay ledger (has this
+// (tenant, agent, message id) been decided, and how), the idempotency
+// ledger (tenant, agent, idempotency key → payload digest and decision),
+// holds (records with a deadline, e.g. messages awaiting approval) and
+// single-use markers, all in one Pebble database.
+//
+// It knows nothing of NATS, envelopes or policy: the gateway passes
+// stream sequences, ack floors, digests and decisions in, and makes every
+// decision itself from what the ledger reports.
+//
+// # Writes
+//
+// A Batch stages the writes of one fetch batch; its lookups see them, so
+// two copies of one message in one batch are caught. Commit writes them
+// with one fsync. Only one Batch is open at a time. MarkAcked and Prune
+// write without fsync: losing them is harmless.
+//
+// # Generations and pruning
+//
+// Replay and idempotency entries are keyed by generation first:
+// gen = expires_at / GenWidth. A generation is one contiguous key range,
+// so Prune deletes it with DeleteRange at a cost independent of how many
+// entries it holds. Per-generation metadata (highest ingress sequence,
+// entry count) is written in the same batch as the entries; Prune keeps a
+// dead generation while its highest sequence is above the consumer's ack
+// floor, so a late redelivery still finds its decision. A lookup probes,
+// with bloom filters, each generation that may hold a live entry
+// (expires_at + Lookback ≥ now) or an unacknowledged one: usually 2–3.
+// See keys.go for the key layout and codec.go for the value format.
+//
+// # Failures
+//
+// Open refuses a damaged store with ErrCorrupt and never starts empty over
+// one. A failed commit returns ErrIO; the ledger then reopens its database
+// (dropping state that reached memory but not disk) before its next use.
+// Errors from Pebble are wrapped in ErrCorrupt, ErrIO, ErrClosed or
+// ErrInvalid; callers never need to import Pebble.
+package store

@@ -1,0 +1,164 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// DefaultDueLimit is the number of holds DueHolds returns when its limit
+// is ≤ 0.
+const DefaultDueLimit = 1024
+
+// PutHold stages a durable record id with a deadline, replacing any hold
+// with the same id. id is 1–256 bytes without NUL; value at most 1 MiB.
+func (b *Batch) PutHold(id string, deadline time.Time, value []byte) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := checkPart("hold id", id, maxPartLen); err != nil {
+		return err
+	}
+	if err := checkTime("hold deadline", deadline); err != nil {
+		return err
+	}
+	if len(value) > maxHoldValue {
+		return fmt.Errorf("store: hold value is %d bytes, max %d: %w", len(value), maxHoldValue, ErrInvalid)
+	}
+	old, ok, err := b.holdDeadline(id)
+	if err != nil {
+		return err
+	}
+	if ok && !old.Equal(deadline) {
+		b.r.staged[string(holdKey(old, id))] = staged{del: true}
+	}
+	b.r.staged[string(holdIndexKey(id))] = staged{v: encodeTime(deadline)}
+	b.r.staged[string(holdKey(deadline, id))] = staged{v: append([]byte{valueV1}, value...)}
+	return nil
+}
+
+// DeleteHold stages the removal of hold id; a missing hold is not an error.
+func (b *Batch) DeleteHold(id string) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := checkPart("hold id", id, maxPartLen); err != nil {
+		return err
+	}
+	old, ok, err := b.holdDeadline(id)
+	if err != nil || !ok {
+		return err
+	}
+	b.r.staged[string(holdKey(old, id))] = staged{del: true}
+	b.r.staged[string(holdIndexKey(id))] = staged{del: true}
+	return nil
+}
+
+// Hold returns hold id as seen by the batch (database and staged writes).
+// value is a copy the caller owns.
+func (b *Batch) Hold(id string) (deadline time.Time, value []byte, ok bool, err error) {
+	if err := b.check(); err != nil {
+		return time.Time{}, nil, false, err
+	}
+	if err := checkPart("hold id", id, maxPartLen); err != nil {
+		return time.Time{}, nil, false, err
+	}
+	deadline, ok, err = b.holdDeadline(id)
+	if err != nil || !ok {
+		return time.Time{}, nil, false, err
+	}
+	v, ok, err := b.r.get(holdKey(deadline, id))
+	if err != nil {
+		return time.Time{}, nil, false, err
+	}
+	if !ok || len(v) == 0 || v[0] != valueV1 {
+		return time.Time{}, nil, false, fmt.Errorf("store: hold %q: index without record: %w", id, ErrCorrupt)
+	}
+	return deadline, bytes.Clone(v[1:]), true, nil
+}
+
+func (b *Batch) holdDeadline(id string) (time.Time, bool, error) {
+	v, ok, err := b.r.get(holdIndexKey(id))
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	t, err := decodeTime("hold index", v)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return t, true, nil
+}
+
+// DueHolds returns, in deadline order, up to limit holds whose deadline is
+// ≤ now (limit ≤ 0 means DefaultDueLimit). Holds are ordered by deadline
+// on disk, so the cost is that of the holds returned (plus tombstones of
+// recently deleted holds not yet compacted). The caller removes handled
+// holds with DeleteHold.
+func (l *Ledger) DueHolds(now time.Time, limit int) ([]Hold, error) {
+	if limit <= 0 {
+		limit = DefaultDueLimit
+	}
+	db, err := l.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
+	it, err := db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{kindHold},
+		UpperBound: timeBound(kindHold, now),
+	})
+	if err != nil {
+		return nil, readError("holds", err)
+	}
+	defer it.Close()
+	var out []Hold
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, readError("holds", err)
+		}
+		if len(k) < 10 || len(v) == 0 || v[0] != valueV1 {
+			return nil, fmt.Errorf("store: hold record %x: %w", k, ErrCorrupt)
+		}
+		out = append(out, Hold{
+			ID:       string(k[9:]),
+			Deadline: time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))).UTC(),
+			Value:    bytes.Clone(v[1:]),
+		})
+	}
+	if err := it.Error(); err != nil {
+		return nil, readError("holds", err)
+	}
+	return out, nil
+}
+
+// SetOnce sets the single-use marker (kind, id) and reports true, or
+// reports false if it is already set in the database or in this batch.
+// A marker stays set until Prune removes it, after expires + Lookback.
+// kind is 1–64 bytes, id 1–256 bytes, neither with NUL.
+func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
+	if err := b.check(); err != nil {
+		return false, err
+	}
+	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
+		return false, err
+	}
+	if err := checkPart("marker id", id, maxPartLen); err != nil {
+		return false, err
+	}
+	if err := checkTime("marker expiry", expires); err != nil {
+		return false, err
+	}
+	key := markerKey(kind, id)
+	_, ok, err := b.r.get(key)
+	if err != nil || ok {
+		return false, err
+	}
+	b.r.staged[string(key)] = staged{v: encodeTime(expires)}
+	b.r.staged[string(markerExpiryKey(expires, kind, id))] = staged{v: []byte{}}
+	return true, nil
+}

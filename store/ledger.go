@@ -1,0 +1,379 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+)
+
+// Defaults for Options' zero values.
+const (
+	DefaultCacheBytes = 64 << 20
+	DefaultGenWidth   = 330 * time.Second
+	DefaultLookback   = 30 * time.Second
+)
+
+// Options configures a Ledger. The zero value is usable.
+type Options struct {
+	// FS is the filesystem; nil means vfs.Default. Tests pass
+	// vfs.NewCrashableMem or an errorfs wrapper.
+	FS vfs.FS
+	// CacheBytes is the block cache size in bytes; 0 means 64 MiB. Pebble's
+	// own default (8 MiB) made lookup misses ~7× slower.
+	CacheBytes int64
+	// GenWidth is the span of expiry times one generation holds; 0 means
+	// 330 s (max TTL 5 m + skew 30 s), so a lookup probes 2–3 generations.
+	// It is fixed when the ledger is created: an existing ledger keeps its
+	// stored width (a different value here is logged and ignored).
+	GenWidth time.Duration
+	// Lookback is how long after its expires_at an entry stays live: it is
+	// found by lookups and kept by Prune. Set it to the freshness skew; 0
+	// means 30 s. An entry whose outputs are not yet acknowledged is found
+	// and kept for longer (see Batch.Replay).
+	Lookback time.Duration
+	// Logger receives Pebble's messages (info at debug level). The zero
+	// value logs nothing. Nothing secret reaches it: keys hold tenant,
+	// agent and message ids only.
+	Logger zerolog.Logger
+	// SkipVerify skips the full checksum scan at Open. With it, damage
+	// inside a table surfaces as ErrCorrupt on the first read that hits it
+	// rather than at Open. The scan reads the whole store once.
+	SkipVerify bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.GenWidth == 0 {
+		o.GenWidth = DefaultGenWidth
+	}
+	if o.Lookback == 0 {
+		o.Lookback = DefaultLookback
+	}
+	return o
+}
+
+// Validate reports every problem with o at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.CacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("store: CacheBytes %d < 0: %w", o.CacheBytes, ErrInvalid))
+	}
+	if o.GenWidth != 0 && o.GenWidth < time.Second {
+		errs = append(errs, fmt.Errorf("store: GenWidth %v < 1s: %w", o.GenWidth, ErrInvalid))
+	}
+	if o.Lookback < 0 {
+		errs = append(errs, fmt.Errorf("store: Lookback %v < 0: %w", o.Lookback, ErrInvalid))
+	}
+	return errors.Join(errs...)
+}
+
+// Ledger is the replay and idempotency ledger. All methods are safe for
+// concurrent use; at most one Batch is open at a time (NewBatch waits).
+type Ledger struct {
+	dir      string
+	opt      Options
+	width    uint64 // generation width in ns, as stored in the ledger
+	lookback time.Duration
+	log      zerolog.Logger
+	cache    *pebble.Cache
+
+	// batchMu is held by the open Batch from NewBatch to Commit or Close,
+	// so a lookup never misses a write staged by a concurrent batch.
+	batchMu sync.Mutex
+
+	// mu guards db and closed. Every use of db holds it for reading; a
+	// reopen after a failed write holds it for writing.
+	mu     sync.RWMutex
+	db     *pebble.DB
+	closed bool
+	broken atomic.Bool // a write failed: reopen before the next use
+
+	// wmu orders the read-modify-write paths: Batch.Commit (generation
+	// metadata), MarkAcked and Prune.
+	wmu sync.Mutex
+
+	// gmu guards the in-memory mirror of the generation metadata.
+	gmu      sync.RWMutex
+	gens     []genMeta // sorted by gen
+	ackFloor uint64    // highest ack floor passed to Prune
+}
+
+// Open opens the ledger in dir, creating it when dir is missing or empty.
+// A directory that holds anything else than a readable ledger yields an
+// error wrapping ErrCorrupt: the ledger never starts empty over a damaged
+// store. Unless opt.SkipVerify, every table's checksums are verified.
+func Open(dir string, opt Options) (*Ledger, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	opt = opt.withDefaults()
+	fresh, err := isFresh(opt.FS, dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Ledger{
+		dir:      dir,
+		opt:      opt,
+		width:    uint64(opt.GenWidth),
+		lookback: opt.Lookback,
+		log:      opt.Logger,
+		cache:    pebble.NewCache(opt.CacheBytes),
+	}
+	if err := l.open(fresh, !opt.SkipVerify); err != nil {
+		l.cache.Unref()
+		return nil, err
+	}
+	return l, nil
+}
+
+// isFresh reports whether dir is missing or empty.
+func isFresh(fsys vfs.FS, dir string) (bool, error) {
+	names, err := fsys.List(dir)
+	switch {
+	case err == nil:
+		return len(names) == 0, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return true, nil
+	default:
+		return false, fmt.Errorf("store: list %s: %w: %v", dir, ErrIO, err)
+	}
+}
+
+// open opens Pebble, checks or writes the format record and loads the
+// generation metadata. On error the database is closed again.
+func (l *Ledger) open(fresh, verify bool) error {
+	po := &pebble.Options{
+		FS:                 l.opt.FS,
+		Cache:              l.cache,
+		Comparer:           ledgerComparer,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{l.log},
+		ErrorIfExists:      fresh,
+		ErrorIfNotExists:   !fresh,
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(l.dir, po)
+	if err != nil {
+		return openError(l.dir, fresh, err)
+	}
+	fail := func(err error) error {
+		_ = db.Close()
+		return err
+	}
+	if fresh {
+		if err := db.Set(formatKey, encodeUvarints(l.width), pebble.Sync); err != nil {
+			return fail(fmt.Errorf("store: create %s: %w: %v", l.dir, ErrIO, err))
+		}
+	} else {
+		width, err := readFormat(db)
+		if err != nil {
+			return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
+		}
+		if width != l.width && time.Duration(width) != time.Duration(l.opt.GenWidth) {
+			l.log.Info().Dur("stored", time.Duration(width)).Dur("configured", l.opt.GenWidth).
+				Msg("store: keeping the ledger's generation width")
+		}
+		l.width = width
+	}
+	if verify {
+		if err := db.CheckLevels(nil); err != nil {
+			return fail(fmt.Errorf("store: verify %s: %w: %v", l.dir, ErrCorrupt, err))
+		}
+	}
+	gens, err := loadGens(db)
+	if err != nil {
+		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
+	}
+	l.db = db
+	l.gmu.Lock()
+	l.gens = gens
+	l.gmu.Unlock()
+	return nil
+}
+
+// openError translates a pebble.Open error. On an existing store anything
+// but a permission or lock problem means the store cannot be trusted.
+func openError(dir string, fresh bool, err error) error {
+	if fresh || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EAGAIN) {
+		return fmt.Errorf("store: open %s: %w: %v", dir, ErrIO, err)
+	}
+	return fmt.Errorf("store: open %s: %w: %v", dir, ErrCorrupt, err)
+}
+
+func readFormat(db *pebble.DB) (uint64, error) {
+	v, c, err := db.Get(formatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, fmt.Errorf("no format record (not a ledger, or damaged): %w", ErrCorrupt)
+	}
+	if err != nil {
+		return 0, readError("format record", err)
+	}
+	defer c.Close()
+	vs, err := decodeUvarints("format record", v, 1)
+	if err != nil {
+		return 0, err
+	}
+	if vs[0] < uint64(time.Second) {
+		return 0, fmt.Errorf("format record: generation width %d: %w", vs[0], ErrCorrupt)
+	}
+	return vs[0], nil
+}
+
+// readError translates an error from a Pebble read.
+func readError(what string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("store: read %s: %w: %v", what, ErrCorrupt, err)
+	}
+	return fmt.Errorf("store: read %s: %w: %v", what, ErrIO, err)
+}
+
+// Close closes the ledger, waiting for an open Batch to finish. It returns
+// ErrClosed when called twice.
+func (l *Ledger) Close() error {
+	l.batchMu.Lock()
+	defer l.batchMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.closed = true
+	var err error
+	if l.db != nil && !l.broken.Load() {
+		if cerr := l.db.Close(); cerr != nil {
+			err = fmt.Errorf("store: close: %w: %v", ErrIO, cerr)
+		}
+	} else if l.db != nil {
+		_ = l.db.Close() // reports the write failure already returned
+	}
+	l.db = nil
+	l.cache.Unref()
+	return err
+}
+
+// acquire returns the database with l.mu held for reading; the caller
+// must call l.mu.RUnlock. After a failed write it first reopens the
+// database, so that state applied in memory but never made durable is
+// dropped.
+func (l *Ledger) acquire() (*pebble.DB, error) {
+	for {
+		l.mu.RLock()
+		if l.closed {
+			l.mu.RUnlock()
+			return nil, ErrClosed
+		}
+		if !l.broken.Load() {
+			return l.db, nil
+		}
+		l.mu.RUnlock()
+		if err := l.reopen(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (l *Ledger) reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if !l.broken.Load() {
+		return nil
+	}
+	if l.db != nil {
+		_ = l.db.Close() // fails with the write error we already reported
+		l.db = nil
+	}
+	if err := l.open(false, false); err != nil {
+		l.log.Error().Err(err).Msg("store: reopen after write failure")
+		return fmt.Errorf("store: reopen after write failure: %w", err)
+	}
+	l.broken.Store(false)
+	l.log.Info().Msg("store: reopened after write failure")
+	return nil
+}
+
+// fatalError is the panic value of pebbleLogger.Fatalf.
+type fatalError struct{ msg string }
+
+// apply commits pb. Pebble treats a failed WAL write or sync as fatal
+// (Logger.Fatalf) and leaves the commit pipeline unusable; pebbleLogger
+// panics instead of exiting, apply turns that panic into an error and
+// marks the ledger for a reopen. pb must not be used after a failure.
+func (l *Ledger) apply(pb *pebble.Batch, sync bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = errors.New(f.msg)
+		}
+		if err != nil {
+			l.broken.Store(true)
+			err = fmt.Errorf("store: commit: %w: %v", ErrIO, err)
+			return
+		}
+		_ = pb.Close()
+	}()
+	wo := pebble.NoSync
+	if sync {
+		wo = pebble.Sync
+	}
+	return pb.Commit(wo)
+}
+
+// pebbleLogger adapts zerolog to pebble.Logger.
+type pebbleLogger struct{ log zerolog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.log.Debug().Msgf("pebble: "+format, args...)
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.log.Error().Msgf("pebble: "+format, args...)
+}
+
+// Fatalf panics. In a commit, apply recovers and returns an error; in a
+// Pebble background goroutine the panic ends the process, as Pebble's
+// default logger would (os.Exit).
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf("pebble: "+format, args...)
+	p.log.Error().Msg(msg)
+	panic(fatalError{msg})
+}
+
+// Stats returns a cheap summary: generation metadata is in memory and
+// Pebble's metrics are counters.
+func (l *Ledger) Stats() Stats {
+	var s Stats
+	l.gmu.RLock()
+	s.Generations = len(l.gens)
+	for _, g := range l.gens {
+		s.ApproxEntries += g.count
+	}
+	s.AckFloor = l.ackFloor
+	l.gmu.RUnlock()
+	if db, err := l.acquire(); err == nil {
+		s.DiskBytes = db.Metrics().DiskSpaceUsage()
+		l.mu.RUnlock()
+	}
+	return s
+}

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// pruneMarkerLimit bounds the markers one Prune deletes.
+const pruneMarkerLimit = 1024
+
+// MarkAcked records that the outputs of the messages keys name were
+// acknowledged by JetStream: for each key, the copy Replay(k, now) reports
+// gets Acked set. Keys with no such copy, or already acked, are skipped.
+// The write is not synced: losing it only makes a redelivery re-emit
+// outputs the output stream deduplicates.
+func (l *Ledger) MarkAcked(keys []ReplayKey, now time.Time) error {
+	for _, k := range keys {
+		if err := k.check(); err != nil {
+			return err
+		}
+	}
+	db, err := l.acquire()
+	if err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+
+	r := reader{l: l, db: db}
+	defer r.close()
+	pb := db.NewBatch()
+	for _, k := range keys {
+		e, gen, ok, err := r.replay(k, now, nil)
+		if err != nil {
+			_ = pb.Close()
+			return err
+		}
+		if !ok || e.Acked {
+			continue
+		}
+		e.Acked = true
+		key := appendEntryKey(nil, kindReplay, gen, k.Tenant, k.Agent, k.MessageID)
+		if err := pb.Set(key, encodeReplay(e), nil); err != nil {
+			_ = pb.Close()
+			return fmt.Errorf("store: mark acked: %w: %v", ErrIO, err)
+		}
+	}
+	r.close()
+	if pb.Empty() {
+		_ = pb.Close()
+		return nil
+	}
+	return l.apply(pb, false)
+}
+
+// Prune deletes what can no longer matter at now, given the consumer's ack
+// floor (every ingress sequence ≤ ackFloor is acknowledged):
+//
+//   - each generation whose entries are all dead (its end + Lookback ≤ now)
+//     and whose highest recorded sequence is ≤ ackFloor, with two
+//     DeleteRanges and one Delete: the cost depends on the number of
+//     generations, not on the number of entries in them. A dead generation
+//     above the ack floor is kept (Held), so a late redelivery still finds
+//     its entry.
+//   - up to 1024 markers whose expiry + Lookback has passed (one point
+//     delete each; markers are few: one per approval or operator replay).
+//
+// The write is not synced; a lost prune is redone by the next one.
+// ackFloor only ratchets up: a lower value than before is ignored.
+func (l *Ledger) Prune(now time.Time, ackFloor uint64) (PruneStats, error) {
+	st, _, err := l.prune(now, ackFloor)
+	return st, err
+}
+
+// prune implements Prune and also returns the number of Pebble operations
+// it issued (tests use it to show the cost is per generation).
+func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, error) {
+	var st PruneStats
+	db, err := l.acquire()
+	if err != nil {
+		return st, 0, err
+	}
+	defer l.mu.RUnlock()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+
+	l.gmu.Lock()
+	l.ackFloor = max(l.ackFloor, ackFloor)
+	floor := l.ackFloor
+	gens := slices.Clone(l.gens)
+	l.gmu.Unlock()
+
+	pb := db.NewBatch()
+	fail := func(err error) (PruneStats, uint32, error) {
+		_ = pb.Close()
+		return PruneStats{}, 0, fmt.Errorf("store: prune: %w: %v", ErrIO, err)
+	}
+	var keep []genMeta
+	for _, g := range gens {
+		if !l.genDead(g.gen, now) {
+			keep = append(keep, g)
+			continue
+		}
+		if g.maxSeq > floor {
+			st.Held++
+			keep = append(keep, g)
+			continue
+		}
+		for _, kind := range []byte{kindReplay, kindIdem} {
+			start, end := genRange(kind, g.gen)
+			if err := pb.DeleteRange(start, end, nil); err != nil {
+				return fail(err)
+			}
+		}
+		if err := pb.Delete(genKey(g.gen), nil); err != nil {
+			return fail(err)
+		}
+		st.Generations++
+		st.Entries += g.count
+	}
+
+	n, more, err := pruneMarkers(db, pb, now.Add(-l.lookback-1))
+	if err != nil {
+		_ = pb.Close()
+		return PruneStats{}, 0, err
+	}
+	st.Markers, st.MoreMarkers = n, more
+
+	ops := pb.Count()
+	if pb.Empty() {
+		_ = pb.Close()
+		return st, 0, nil
+	}
+	if err := l.apply(pb, false); err != nil {
+		return PruneStats{}, 0, err
+	}
+	l.gmu.Lock()
+	l.gens = keep
+	l.gmu.Unlock()
+	return st, ops, nil
+}
+
+// pruneMarkers stages the deletion of up to pruneMarkerLimit markers that
+// expired at or before cutoff. Their expiry index is ordered by time, so
+// this reads only what it deletes (plus tombstones not yet compacted).
+func pruneMarkers(db *pebble.DB, pb *pebble.Batch, cutoff time.Time) (int, bool, error) {
+	it, err := db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{kindMarkerExpiry},
+		UpperBound: timeBound(kindMarkerExpiry, cutoff),
+	})
+	if err != nil {
+		return 0, false, readError("markers", err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n == pruneMarkerLimit {
+			return n, true, nil
+		}
+		k := it.Key()
+		if len(k) < 10 {
+			return 0, false, fmt.Errorf("store: marker expiry key %x: %w", k, ErrCorrupt)
+		}
+		if err := pb.Delete(append([]byte{kindMarker}, k[9:]...), nil); err != nil {
+			return 0, false, fmt.Errorf("store: prune markers: %w: %v", ErrIO, err)
+		}
+		if err := pb.Delete(k, nil); err != nil {
+			return 0, false, fmt.Errorf("store: prune markers: %w: %v", ErrIO, err)
+		}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return 0, false, readError("markers", err)
+	}
+	return n, false, nil
+}
