@@ -283,9 +283,10 @@ func TestParseDeepNestingCheap(t *testing.T) {
 				}
 			})
 		}
+		// Slack of 2: fmt's sync.Pool drops items at random under -race.
 		shallow, deep := allocs(100), allocs(10000)
-		if deep > shallow || deep > 16 {
-			t.Errorf("Parse(%q × 10000) = %v allocs, × 100 = %v; want equal and <= 16", open, deep, shallow)
+		if deep > shallow+2 || deep > 16 {
+			t.Errorf("Parse(%q × 10000) = %v allocs, × 100 = %v; want the same and <= 16", open, deep, shallow)
 		}
 	}
 }

@@ -85,6 +85,13 @@ func (s *scanner) str(max int) (v []byte, escaped bool, err error) {
 	start := s.pos + 1
 	i := start
 	for i < len(s.data) {
+		// Fast path: printable ASCII other than '"' and '\\'.
+		for i < len(s.data) && plainASCII[s.data[i]] {
+			i++
+		}
+		if i >= len(s.data) {
+			break
+		}
 		c := s.data[i]
 		switch {
 		case c == '"':
@@ -113,6 +120,14 @@ func (s *scanner) str(max int) (v []byte, escaped bool, err error) {
 	s.pos = i
 	return nil, false, s.fail("unterminated string")
 }
+
+// plainASCII marks the bytes a string may hold that need no attention.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // strEscaped continues str from the first backslash at s.pos, decoding
 // into s.scratch.
