@@ -430,4 +430,6 @@ func TestVerifyConcurrent(t *testing.T) {
 	}
 }
 
-func setNats0(k string, v any) func(c, n map[string]any) { return func(c, n map[string]any) { n[k] = v } }
+func setNats0(k string, v any) func(c, n map[string]any) {
+	return func(c, n map[string]any) { n[k] = v }
+}
