@@ -1,0 +1,52 @@
+// Package audit defines the audit event: one per decision and per notable
+// gate outcome, published to agentgw.audit.<tenant> and written to the
+// log. The event has no field that could hold a secret: credentials
+// appear as their jti and issuer, payloads as digests. Its JSON Schema is
+// schemas/audit-event.schema.json.
+package audit
+
+import "time"
+
+// Event kinds.
+const (
+	KindDecision        = "decision"
+	KindRedelivery      = "redelivery"
+	KindApprovalRequest = "approval_requested"
+	KindApprovalGranted = "approval_granted"
+	KindApprovalDenied  = "approval_denied"
+	KindApprovalExpired = "approval_expired"
+	KindOperatorReplay  = "operator_replay"
+	KindResponse        = "response"
+	KindPolicyReload    = "policy_reload"
+)
+
+// Event is one audit record. Every field is safe to log.
+type Event struct {
+	Time          time.Time `json:"time"`
+	Kind          string    `json:"event"`
+	Gateway       string    `json:"gateway,omitempty"`
+	Route         string    `json:"route,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	Stage         string    `json:"stage,omitempty"`
+	Detail        string    `json:"detail,omitempty"`
+	TraceID       string    `json:"trace_id,omitempty"`
+	MessageID     string    `json:"message_id,omitempty"`
+	Tenant        string    `json:"tenant,omitempty"`
+	Agent         string    `json:"agent,omitempty"`
+	Service       string    `json:"service,omitempty"`
+	CredentialID  string    `json:"credential_jti,omitempty"`
+	Issuer        string    `json:"issuer,omitempty"`
+	Scopes        []string  `json:"scopes,omitempty"`
+	Capability    string    `json:"capability,omitempty"`
+	Target        string    `json:"target,omitempty"`
+	PolicyIDs     []string  `json:"policy_ids,omitempty"`
+	PolicyVersion string    `json:"policy_version,omitempty"`
+	IngressSeq    uint64    `json:"ingress_seq,omitempty"`
+	Delivery      uint64    `json:"delivery,omitempty"`
+	Output        string    `json:"output,omitempty"`
+	BodyDigest    string    `json:"body_digest,omitempty"`
+	PayloadDigest string    `json:"payload_digest,omitempty"`
+	Approver      string    `json:"approver,omitempty"`
+	HeldMessageID string    `json:"held_message_id,omitempty"`
+	LatencyMicros int64     `json:"latency_us,omitempty"`
+}

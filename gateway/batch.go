@@ -1,0 +1,308 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
+)
+
+// retryDelay is how long a message whose outputs could not be made
+// durable waits before JetStream redelivers it.
+const retryDelay = 2 * time.Second
+
+func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer) error {
+	eg, ctx := errgroup.WithContext(ctx)
+	for _, c := range consumers {
+		eg.Go(func() error { return g.consumePartition(ctx, c) })
+	}
+	eg.Go(func() error { return g.pruneLoop(ctx, consumers) })
+	return eg.Wait()
+}
+
+func (g *Gateway) consumePartition(ctx context.Context, c jetstream.Consumer) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		msgs, err := g.fetch(ctx, c)
+		if err == nil && len(msgs) > 0 {
+			err = g.processBatch(ctx, msgs)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			g.log.Error().Err(err).Msg("batch failed; messages will be redelivered")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+	return nil
+}
+
+// fetch takes what is available now, up to a batch; when nothing is, it
+// waits for one message at most FetchWait. Under load batches are full and
+// one fsync covers them; idle, a lone message is decided at once.
+func (g *Gateway) fetch(ctx context.Context, c jetstream.Consumer) ([]jetstream.Msg, error) {
+	batch, err := c.FetchNoWait(g.cfg.Consumer.Batch)
+	if err != nil {
+		return nil, err
+	}
+	msgs := collect(batch)
+	if len(msgs) > 0 || ctx.Err() != nil {
+		return msgs, batch.Error()
+	}
+	batch, err = c.Fetch(g.cfg.Consumer.Batch, jetstream.FetchMaxWait(g.cfg.Consumer.FetchWait), jetstream.FetchContext(ctx))
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	msgs = collect(batch)
+	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		return msgs, err
+	}
+	return msgs, nil
+}
+
+func collect(b jetstream.MessageBatch) []jetstream.Msg {
+	var msgs []jetstream.Msg
+	for m := range b.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// processBatch decides every message of a batch and makes the outcome
+// durable in this order: gates → ledger commit (one fsync) → publish →
+// wait for every PubAck → ack ingress. Nothing is acked before its
+// outputs are durable; a failure naks and the redelivery re-emits the
+// recorded outcome.
+func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error {
+	now := g.clock()
+	items := make([]*item, len(msgs))
+	for i, m := range msgs {
+		it := &item{msg: m, start: now}
+		if md, err := m.Metadata(); err == nil {
+			it.seq, it.delivery = md.Sequence.Stream, md.NumDelivered
+		}
+		items[i] = it
+	}
+	// Gates that need no ledger, in parallel.
+	g.parallel(items, func(it *item) {
+		if it.seq == 0 {
+			it.deny(reason.Deny(reason.Internal, "message without JetStream metadata"))
+			return
+		}
+		g.verify(it, now)
+	})
+	// Ledger, catalog and budget gates, in stream order.
+	b := g.ledger.NewBatch()
+	defer b.Close()
+	cat := g.catalog.Load()
+	for _, it := range items {
+		if err := g.ledgerGate(b, cat, it, now); err != nil {
+			g.nakAll(items)
+			return fmt.Errorf("gateway: ledger: %w", err)
+		}
+	}
+	// Policy, opening, re-sealing and signing, in parallel.
+	g.parallel(items, func(it *item) {
+		if !it.decided() {
+			g.decide(it, now)
+		}
+	})
+	// Outputs and ledger records, then one durable commit.
+	for _, it := range items {
+		if err := g.finish(b, it, now); err != nil {
+			g.nakAll(items)
+			return err
+		}
+	}
+	if err := b.Commit(); err != nil {
+		g.nakAll(items)
+		return fmt.Errorf("gateway: ledger commit: %w", err)
+	}
+	g.stats.Batches.Add(1)
+	return g.publishAndAck(ctx, items)
+}
+
+// finish builds the denial and audit outputs and stages the outcome.
+func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
+	if it.reemit {
+		return nil
+	}
+	if it.route == "" {
+		it.deny(reason.Deny(reason.Internal, "no gate decided"))
+	}
+	if it.route == store.RouteDeny {
+		m, err := g.denyOutput(it, now)
+		if err != nil {
+			return fmt.Errorf("gateway: denied output: %w", err)
+		}
+		it.outputs = []*nats.Msg{m}
+	}
+	ev := g.auditEvent(it, g.clock(), it.outputs[0].Subject)
+	g.logDecision(ev)
+	it.outputs = append(it.outputs, g.auditOutput(it, ev))
+	rec, err := encodeOutputs(it.outputs)
+	if err != nil {
+		return err
+	}
+	if err := b.PutOutcome(it.seq, rec); err != nil {
+		return err
+	}
+	d := store.Decision{Route: it.route, Target: targetName(it), PolicyIDs: it.pol.PolicyIDs, PolicyVersion: it.pol.Version, OutputMsgID: outputMsgID(it, "")}
+	if it.denial != nil {
+		d.Reason = it.denial.Code
+	}
+	if it.env != nil {
+		d.Capability = string(it.env.Capability)
+	}
+	if it.keyed {
+		if err := b.PutReplay(it.replay, store.ReplayEntry{Seq: it.seq, Expires: it.env.ExpiresAt, BodyDigest: it.digest, Decision: d}); err != nil {
+			return err
+		}
+		if it.denial == nil || (it.denial.Code != reason.DuplicateRequest && it.denial.Code != reason.IdempotencyConflict) {
+			if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt, Decision: d}); err != nil {
+				return err
+			}
+		}
+	}
+	switch it.route {
+	case store.RouteAllow:
+		g.stats.Allowed.Add(1)
+	case store.RouteApproval:
+		g.stats.Held.Add(1)
+	default:
+		g.stats.Denied.Add(1)
+	}
+	g.stats.Decided.Add(1)
+	return nil
+}
+
+func targetName(it *item) string {
+	if it.target != nil {
+		return it.target.Name
+	}
+	if it.env != nil {
+		return it.env.Target
+	}
+	return ""
+}
+
+// publishAndAck publishes every output asynchronously, waits for all
+// PubAcks, then acks each ingress message whose outputs all landed and
+// naks the others (their recorded outcome is re-emitted on redelivery).
+func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
+	type pending struct {
+		it  *item
+		fut jetstream.PubAckFuture
+	}
+	var futs []pending
+	for _, it := range items {
+		it.outputOK = true
+		if it.reemit {
+			g.stats.Reemitted.Add(1)
+		}
+		for _, m := range it.outputs {
+			f, err := g.js.PublishMsgAsync(m)
+			if err != nil {
+				it.outputOK = false
+				g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("publish failed; will redeliver")
+				continue
+			}
+			futs = append(futs, pending{it, f})
+		}
+	}
+	// The batch in hand finishes even when ctx is cancelled (graceful
+	// shutdown), but never waits forever.
+	wait := time.NewTimer(30 * time.Second)
+	defer wait.Stop()
+	for _, p := range futs {
+		select {
+		case <-p.fut.Ok():
+		case err := <-p.fut.Err():
+			p.it.outputOK = false
+			g.log.Warn().Err(err).Uint64("ingress_seq", p.it.seq).Str("subject", p.fut.Msg().Subject).Msg("output not stored; will redeliver")
+		case <-wait.C:
+			p.it.outputOK = false
+		}
+	}
+	if g.beforeAck != nil {
+		if err := g.beforeAck(); err != nil {
+			return err
+		}
+	}
+	var acked []store.ReplayKey
+	for _, it := range items {
+		if !it.outputOK {
+			_ = it.msg.NakWithDelay(retryDelay)
+			continue
+		}
+		// A lost ack is harmless: the redelivery re-emits the recorded
+		// outcome and JetStream de-duplicates it.
+		if err := it.msg.Ack(); err != nil {
+			g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("ack failed; redelivery will re-emit")
+			continue
+		}
+		if it.keyed {
+			acked = append(acked, it.replay)
+		}
+	}
+	if len(acked) > 0 {
+		if err := g.ledger.MarkAcked(acked, g.clock()); err != nil {
+			g.log.Warn().Err(err).Msg("marking entries acked failed; pruning waits for the ack floor instead")
+		}
+	}
+	_ = ctx
+	return nil
+}
+
+func (g *Gateway) nakAll(items []*item) {
+	for _, it := range items {
+		_ = it.msg.NakWithDelay(retryDelay)
+	}
+}
+
+// parallel runs fn over items on the configured number of workers.
+func (g *Gateway) parallel(items []*item, fn func(*item)) {
+	if g.workers <= 1 || len(items) < 4 {
+		for _, it := range items {
+			fn(it)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	var next sync.Mutex
+	i := 0
+	for range min(g.workers, len(items)) {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				j := i
+				i++
+				next.Unlock()
+				if j >= len(items) {
+					return
+				}
+				fn(items[j])
+			}
+		})
+	}
+	wg.Wait()
+}

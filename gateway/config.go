@@ -1,0 +1,304 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/budget"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Config is the gateway configuration file. Decode it with LoadConfig;
+// unknown fields are errors. Relative paths are relative to the file.
+type Config struct {
+	// Audience is the name agents put in `audience` and credentials in
+	// `aud`. Required.
+	Audience string `yaml:"audience"`
+	// DataDir holds the ledger. Required.
+	DataDir string `yaml:"data_dir"`
+	// NATS is how to reach the server.
+	NATS NATSConfig `yaml:"nats"`
+	// Keys are the gateway's own seed files.
+	Keys KeysConfig `yaml:"keys"`
+	// Tenants maps a tenant name to its trusted credential issuers.
+	Tenants map[string]TenantConfig `yaml:"tenants"`
+	// Revocations lists revoked credential ids and agent keys. The file
+	// is re-read on reload, so revocation needs no restart.
+	Revocations RevocationConfig `yaml:"revocations"`
+	// Catalog is the capability catalog file. Required.
+	Catalog string `yaml:"catalog"`
+	// Policies are Cedar policy files. Empty means default deny.
+	Policies []string `yaml:"policies"`
+	// Limits bound messages and credentials.
+	Limits Limits `yaml:"limits"`
+	// Streams configure the JetStream streams the gateway creates.
+	Streams StreamsConfig `yaml:"streams"`
+	// Consumer configures the ingress pull consumer.
+	Consumer ConsumerConfig `yaml:"consumer"`
+	// Budgets are the default rate limits.
+	Budgets budget.Limits `yaml:"budgets"`
+	// ReloadInterval is how often policy, catalog and revocation files
+	// are checked for changes. Zero disables polling (SIGHUP still works).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+
+	dir string
+}
+
+// NATSConfig says how to connect.
+type NATSConfig struct {
+	// URL of the server(s), comma separated. Empty with an embedded
+	// server means in-process.
+	URL string `yaml:"url"`
+	// Creds is a .creds file for the gateway's NATS user.
+	Creds string `yaml:"creds"`
+	// TLS configures the client side of TLS.
+	TLS TLSConfig `yaml:"tls"`
+	// Name is the connection name shown by the server.
+	Name string `yaml:"name"`
+}
+
+// TLSConfig holds client TLS files.
+type TLSConfig struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Required refuses to talk to a server that does not offer TLS.
+	Required bool `yaml:"required"`
+}
+
+// KeysConfig names the gateway's seed files (nkeys seeds, mode 0600).
+type KeysConfig struct {
+	// Signing signs decision tokens.
+	Signing string `yaml:"signing"`
+	// Curve opens sealed payloads and re-seals them to consumers.
+	Curve string `yaml:"curve"`
+}
+
+// TenantConfig lists a tenant's issuer public keys (A...).
+type TenantConfig struct {
+	Issuers []string `yaml:"issuers"`
+}
+
+// RevocationConfig lists revocations inline and/or in a file of the same
+// shape.
+type RevocationConfig struct {
+	JTIs []string `yaml:"jtis"`
+	Keys []string `yaml:"keys"`
+	File string   `yaml:"file"`
+}
+
+// Limits bound what the gateway accepts. Durations are Go durations.
+type Limits struct {
+	// MaxBodyBytes is the largest envelope body. Default 64 KiB.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxTTL is the longest expires_at - issued_at. Default 5m.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// Skew is the clock skew tolerated. Default 30s.
+	Skew time.Duration `yaml:"skew"`
+	// MaxCredentialLifetime is the longest credential exp - iat. Default 24h.
+	MaxCredentialLifetime time.Duration `yaml:"max_credential_lifetime"`
+	// DecisionTTL is the lifetime of decision tokens. Default 5m.
+	DecisionTTL time.Duration `yaml:"decision_ttl"`
+	// ApprovalTTL is how long a held request waits. Default 15m.
+	ApprovalTTL time.Duration `yaml:"approval_ttl"`
+}
+
+// StreamsConfig configures the streams created at start.
+type StreamsConfig struct {
+	// Replicas for every stream: 1 for a single server, 3 in production.
+	Replicas int `yaml:"replicas"`
+	// MaxAge is how long output, denied and audit messages are kept.
+	// Default 7 days (168h).
+	MaxAge time.Duration `yaml:"max_age"`
+	// IngressMaxAge is how long ingress messages are kept. Default 24h.
+	IngressMaxAge time.Duration `yaml:"ingress_max_age"`
+	// DuplicateWindow applies to every stream and must cover MaxTTL+Skew
+	// (ingress) and the longest redelivery delay (outputs). Default 20m.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// MaxMsgsPerOutput caps each output stream (0 = unlimited). With
+	// discard new, a full stream pushes back instead of dropping.
+	MaxMsgsPerOutput int64 `yaml:"max_msgs_per_output"`
+}
+
+// ConsumerConfig configures the ingress pull consumer.
+type ConsumerConfig struct {
+	// Durable is the consumer name. Default "agentgw".
+	Durable string `yaml:"durable"`
+	// Batch is the most messages fetched and committed together. Default 256.
+	Batch int `yaml:"batch"`
+	// Workers verify in parallel. Default GOMAXPROCS.
+	Workers int `yaml:"workers"`
+	// AckWait before JetStream redelivers. Default 30s.
+	AckWait time.Duration `yaml:"ack_wait"`
+	// FetchWait is the longest a fetch waits for a first message. Default 1s.
+	FetchWait time.Duration `yaml:"fetch_wait"`
+	// Partitions splits ingress by agent (deterministic subject
+	// partitioning). Fixed per deployment. Default 1.
+	Partitions int `yaml:"partitions"`
+}
+
+// DefaultConfig returns the defaults; Audience, DataDir and Catalog still
+// need values.
+func DefaultConfig() Config {
+	return Config{
+		Limits: Limits{
+			MaxBodyBytes:          64 << 10,
+			MaxTTL:                5 * time.Minute,
+			Skew:                  30 * time.Second,
+			MaxCredentialLifetime: 24 * time.Hour,
+			DecisionTTL:           5 * time.Minute,
+			ApprovalTTL:           15 * time.Minute,
+		},
+		Streams: StreamsConfig{
+			Replicas:        1,
+			MaxAge:          7 * 24 * time.Hour,
+			IngressMaxAge:   24 * time.Hour,
+			DuplicateWindow: 20 * time.Minute,
+		},
+		Consumer: ConsumerConfig{
+			Durable:    "agentgw",
+			Batch:      256,
+			AckWait:    30 * time.Second,
+			FetchWait:  time.Second,
+			Partitions: 1,
+		},
+		ReloadInterval: 2 * time.Second,
+	}
+}
+
+// LoadConfig reads a YAML (or JSON) config file strictly over the defaults
+// and validates it.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("gateway: config: %w", err)
+	}
+	cfg := DefaultConfig()
+	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+		return Config{}, fmt.Errorf("gateway: config %s: %w", path, err)
+	}
+	cfg.dir = filepath.Dir(path)
+	cfg.resolvePaths()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Path resolves p relative to the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+func (c *Config) resolvePaths() {
+	c.DataDir = c.Path(c.DataDir)
+	c.Catalog = c.Path(c.Catalog)
+	c.Keys.Signing = c.Path(c.Keys.Signing)
+	c.Keys.Curve = c.Path(c.Keys.Curve)
+	c.NATS.Creds = c.Path(c.NATS.Creds)
+	c.NATS.TLS.CA = c.Path(c.NATS.TLS.CA)
+	c.NATS.TLS.Cert = c.Path(c.NATS.TLS.Cert)
+	c.NATS.TLS.Key = c.Path(c.NATS.TLS.Key)
+	c.Revocations.File = c.Path(c.Revocations.File)
+	for i, p := range c.Policies {
+		c.Policies[i] = c.Path(p)
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Audience == "" {
+		add("audience is required")
+	}
+	if c.DataDir == "" {
+		add("data_dir is required")
+	}
+	if c.Catalog == "" {
+		add("catalog is required")
+	}
+	if c.Keys.Signing == "" || c.Keys.Curve == "" {
+		add("keys.signing and keys.curve are required")
+	}
+	if len(c.Tenants) == 0 {
+		add("at least one tenant is required")
+	}
+	for name, t := range c.Tenants {
+		if !subjects.ValidToken(name) {
+			add("tenant %q: name must match [a-z0-9_-]{1,64}", name)
+		}
+		if len(t.Issuers) == 0 {
+			add("tenant %q: at least one issuer is required", name)
+		}
+		for _, iss := range t.Issuers {
+			if !nkeys.IsValidPublicAccountKey(iss) {
+				add("tenant %q: issuer %q is not an account public key (A...)", name, iss)
+			}
+		}
+	}
+	l := c.Limits
+	if l.MaxBodyBytes <= 0 || l.MaxBodyBytes > 1<<20 {
+		add("limits.max_body_bytes must be in (0, 1 MiB]")
+	}
+	if l.MaxTTL <= 0 {
+		add("limits.max_ttl must be positive")
+	}
+	if l.Skew < 0 || l.Skew > 5*time.Minute {
+		add("limits.skew must be in [0, 5m]")
+	}
+	if l.MaxCredentialLifetime <= 0 {
+		add("limits.max_credential_lifetime must be positive")
+	}
+	if l.DecisionTTL <= 0 || l.ApprovalTTL <= 0 {
+		add("limits.decision_ttl and limits.approval_ttl must be positive")
+	}
+	s := c.Streams
+	if s.Replicas != 1 && s.Replicas != 3 && s.Replicas != 5 {
+		add("streams.replicas must be 1, 3 or 5")
+	}
+	if s.DuplicateWindow < l.MaxTTL+l.Skew {
+		add("streams.duplicate_window (%s) must cover limits.max_ttl + limits.skew (%s)", s.DuplicateWindow, l.MaxTTL+l.Skew)
+	}
+	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
+		add("streams.max_age and streams.ingress_max_age must be positive")
+	}
+	cc := c.Consumer
+	if cc.Durable == "" || !subjects.ValidToken(cc.Durable) {
+		add("consumer.durable must match [a-z0-9_-]{1,64}")
+	}
+	if cc.Batch <= 0 || cc.Batch > 4096 {
+		add("consumer.batch must be in [1, 4096]")
+	}
+	if cc.Workers < 0 {
+		add("consumer.workers must not be negative")
+	}
+	if cc.AckWait < time.Second {
+		add("consumer.ack_wait must be at least 1s")
+	}
+	if cc.FetchWait < 100*time.Millisecond {
+		add("consumer.fetch_wait must be at least 100ms")
+	}
+	if cc.Partitions < 1 || cc.Partitions > 1024 {
+		add("consumer.partitions must be in [1, 1024]")
+	}
+	if c.NATS.TLS.Cert != "" && c.NATS.TLS.Key == "" || c.NATS.TLS.Cert == "" && c.NATS.TLS.Key != "" {
+		add("nats.tls.cert and nats.tls.key go together")
+	}
+	if c.ReloadInterval < 0 {
+		add("reload_interval must not be negative")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("gateway: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}

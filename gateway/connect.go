@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// Connect dials NATS with the configured credentials and TLS. With
+// TLS.Required the connection fails against a server that does not offer
+// TLS rather than fall back to plaintext.
+func Connect(c NATSConfig, name string) (*nats.Conn, error) {
+	if c.URL == "" {
+		return nil, fmt.Errorf("gateway: nats.url is required without an embedded server")
+	}
+	if c.Name != "" {
+		name = c.Name
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.Timeout(5 * time.Second),
+	}
+	opts = append(opts, ClientOptions(c)...)
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: connect %s: %w", redactURL(c.URL), err)
+	}
+	return nc, nil
+}
+
+// ClientOptions are the credential and TLS options shared by every
+// agentgw client (gateway, SDK, CLI).
+func ClientOptions(c NATSConfig) []nats.Option {
+	var opts []nats.Option
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CA))
+	}
+	if c.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.Cert, c.TLS.Key))
+	}
+	if c.TLS.Required || c.TLS.CA != "" || c.TLS.Cert != "" {
+		opts = append(opts, nats.Secure())
+	}
+	return opts
+}
+
+// redactURL drops user:password from a URL before it reaches a log.
+func redactURL(u string) string {
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "[redacted]@" + p[at+1:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func readSeedFile(path string) (nkeys.KeyPair, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(data)
+	// A bare seed, or a decorated one: the first line that is a seed.
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "S") {
+			if kp, err := nkeys.FromSeed([]byte(line)); err == nil {
+				return kp, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: no nkey seed in file", path)
+}

@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentgw/agentgw/budget"
+	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/schemas"
+	"github.com/agentgw/agentgw/store"
+)
+
+// Gateway is one decision pipeline. Create it with New, run it with Run,
+// release it with Close. Run may be called once.
+type Gateway struct {
+	cfg   Config
+	log   zerolog.Logger
+	clock func() time.Time
+
+	nc    *nats.Conn
+	ownNC bool
+	js    jetstream.JetStream
+
+	ledger      *store.Ledger
+	verifier    *identity.Verifier
+	revocations *identity.Revocations
+	signer      *identity.Signer
+	box         *identity.Box
+	catalog     atomic.Pointer[catalog.Catalog]
+	policy      *policy.Engine
+	budgets     *budget.Budgets
+	workers     int
+	envSchema   *jsonschema.Schema
+
+	stats Stats
+
+	// beforeAck, when set by a test, runs after the outputs are durable
+	// and before the ingress acks; an error aborts the batch there, as a
+	// crash at that point would.
+	beforeAck func() error
+}
+
+// Stats are running counters, safe for concurrent reads.
+type Stats struct {
+	Decided      atomic.Uint64
+	Allowed      atomic.Uint64
+	Denied       atomic.Uint64
+	Held         atomic.Uint64
+	Reemitted    atomic.Uint64
+	PayloadOpens atomic.Uint64
+	Batches      atomic.Uint64
+}
+
+// Option injects a collaborator.
+type Option func(*Gateway)
+
+// WithClock replaces time.Now for every decision.
+func WithClock(now func() time.Time) Option { return func(g *Gateway) { g.clock = now } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l zerolog.Logger) Option { return func(g *Gateway) { g.log = l } }
+
+// WithConn uses an existing NATS connection (the embedded server's, or a
+// test's) instead of dialling cfg.NATS. The caller keeps ownership.
+func WithConn(nc *nats.Conn) Option { return func(g *Gateway) { g.nc = nc } }
+
+// New loads keys, catalog, policies and revocations and opens the ledger.
+// It does not touch NATS; Run does.
+func New(cfg Config, opts ...Option) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now}
+	for _, o := range opts {
+		o(g)
+	}
+	g.workers = cfg.Consumer.Workers
+	if g.workers == 0 {
+		g.workers = runtime.GOMAXPROCS(0)
+	}
+	if err := g.loadKeys(); err != nil {
+		return nil, err
+	}
+	g.revocations = identity.NewRevocations()
+	if err := g.loadRevocations(); err != nil {
+		return nil, err
+	}
+	v, err := identity.NewVerifier(identity.VerifierConfig{
+		Audience:    cfg.Audience,
+		Skew:        cfg.Limits.Skew,
+		MaxLifetime: cfg.Limits.MaxCredentialLifetime,
+		Trust:       cfg.trust(),
+		CacheSize:   16384,
+	}, g.revocations)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: verifier: %w", err)
+	}
+	g.verifier = v
+	if g.envSchema, err = schemas.Compile("envelope.schema.json"); err != nil {
+		return nil, fmt.Errorf("gateway: envelope schema: %w", err)
+	}
+	cat, err := catalog.Load(cfg.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	g.catalog.Store(cat)
+	set, err := policy.Load(cfg.Policies...)
+	if err != nil {
+		return nil, err
+	}
+	g.policy = policy.NewEngine(set)
+	g.budgets = budget.New(cfg.Budgets)
+	led, err := store.Open(filepath.Join(cfg.DataDir, "ledger"), store.Options{
+		GenWidth: cfg.Limits.MaxTTL + cfg.Limits.Skew,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: ledger: %w", err)
+	}
+	g.ledger = led
+	return g, nil
+}
+
+func (c *Config) trust() map[string][]string {
+	m := make(map[string][]string, len(c.Tenants))
+	for name, t := range c.Tenants {
+		m[name] = t.Issuers
+	}
+	return m
+}
+
+func (g *Gateway) loadKeys() error {
+	kp, err := readSeedFile(g.cfg.Keys.Signing)
+	if err != nil {
+		return fmt.Errorf("gateway: signing key: %w", err)
+	}
+	if g.signer, err = identity.NewSigner(kp); err != nil {
+		return fmt.Errorf("gateway: signing key: %w", err)
+	}
+	ck, err := readSeedFile(g.cfg.Keys.Curve)
+	if err != nil {
+		return fmt.Errorf("gateway: curve key: %w", err)
+	}
+	if g.box, err = identity.NewBox(ck); err != nil {
+		return fmt.Errorf("gateway: curve key: %w", err)
+	}
+	return nil
+}
+
+// PublicKey is the gateway's signing key: consumers trust decision tokens
+// signed by it.
+func (g *Gateway) PublicKey() string { return g.signer.PublicKey() }
+
+// CurveKey is the gateway's curve key: agents seal payloads to it.
+func (g *Gateway) CurveKey() string { return g.box.PublicKey() }
+
+// Stats returns the running counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+// Policy returns the policy engine (for reloads and what-if).
+func (g *Gateway) Policy() *policy.Engine { return g.policy }
+
+// Run connects (unless WithConn), creates or updates the streams and
+// consumes until ctx is cancelled, then finishes the batch in hand.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.nc == nil {
+		nc, err := Connect(g.cfg.NATS, "agentgw-gateway")
+		if err != nil {
+			return err
+		}
+		g.nc, g.ownNC = nc, true
+	}
+	js, err := jetstream.New(g.nc, jetstream.WithPublishAsyncMaxPending(4*g.cfg.Consumer.Batch))
+	if err != nil {
+		return fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	g.js = js
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := EnsureStreams(setupCtx, js, g.cfg.Streams, g.cfg.Consumer.Partitions); err != nil {
+		return err
+	}
+	consumers := make([]jetstream.Consumer, 0, g.cfg.Consumer.Partitions)
+	for p := range g.cfg.Consumer.Partitions {
+		c, err := js.CreateOrUpdateConsumer(setupCtx, StreamIngress, consumerConfig(g.cfg.Consumer, p))
+		if err != nil {
+			return fmt.Errorf("gateway: consumer for partition %d: %w", p, err)
+		}
+		consumers = append(consumers, c)
+	}
+	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
+		Int("partitions", len(consumers)).Str("policy_version", g.policy.Current().Version()).
+		Msg("gateway running")
+	return g.consume(ctx, consumers)
+}
+
+// Close releases the ledger and the connection it dialled.
+func (g *Gateway) Close() error {
+	var errs []error
+	if g.ownNC && g.nc != nil {
+		if err := g.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if g.ledger != nil {
+		errs = append(errs, g.ledger.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,292 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// UnroutableTenant is the tenant token used on the denied stream for a
+// message whose subject did not parse, so no tenant can be trusted.
+const UnroutableTenant = subjects.UnroutableTenant
+
+// outputMsgID derives the output's Nats-Msg-Id from what identifies the
+// ingress message: (tenant, agent, message_id) and its stream sequence.
+// The agent's own Nats-Msg-Id is never copied. The sequence keeps a
+// replayed copy (same ids, new sequence) from being de-duplicated into
+// nothing: it must still land on the denied stream.
+func outputMsgID(it *item, suffix string) string {
+	h := sha256.New()
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], it.seq)
+	h.Write(seq[:])
+	if it.refOK {
+		h.Write([]byte(it.ref.Tenant + "\x00" + it.ref.Agent + "\x00"))
+	}
+	if it.env != nil {
+		h.Write([]byte(it.env.MessageID))
+	}
+	return "agw-" + hex.EncodeToString(h.Sum(nil)[:16]) + suffix
+}
+
+func (it *item) tenant() string {
+	if it.refOK {
+		return it.ref.Tenant
+	}
+	return UnroutableTenant
+}
+
+// traceHeaders copies only the W3C trace context from the agent; every
+// other agent header (Nats-* above all) stays behind.
+func traceHeaders(it *item, h nats.Header) {
+	if tp := it.msg.Headers().Get(header.Traceparent); tp != "" && len(tp) < 128 {
+		h.Set(header.Traceparent, tp)
+	}
+}
+
+func (g *Gateway) decisionHeaders(it *item, h nats.Header, now time.Time) {
+	h.Set(header.MsgID, outputMsgID(it, ""))
+	h.Set(header.Route, string(it.route))
+	h.Set(header.IngressSeq, strconv.FormatUint(it.seq, 10))
+	h.Set(header.IngressSubject, it.msg.Subject())
+	h.Set(header.DecidedAt, now.UTC().Format(time.RFC3339Nano))
+	if it.env != nil {
+		h.Set(header.MessageID, it.env.MessageID)
+		h.Set(header.TraceID, it.env.TraceID)
+		h.Set(header.Target, it.env.Target)
+	}
+	if it.refOK {
+		h.Set(header.Tenant, it.ref.Tenant)
+		h.Set(header.Agent, it.ref.Agent)
+	}
+	if len(it.pol.PolicyIDs) > 0 {
+		h.Set(header.Policy, strings.Join(it.pol.PolicyIDs, ","))
+	}
+	if it.pol.Version != "" {
+		h.Set(header.PolicyVersion, it.pol.Version)
+	}
+	traceHeaders(it, h)
+}
+
+// denyOutput is the original message (body and the agent's credential and
+// signature, so an operator replay can re-run every gate) plus the
+// decision record, on agentgw.denied.<tenant>.<reason>.
+func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
+	subj, err := subjects.Denied(it.tenant(), it.denial.Code)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subj)
+	m.Data = it.msg.Data()
+	g.decisionHeaders(it, m.Header, now)
+	in := it.msg.Headers()
+	if v := in.Get(header.Credential); v != "" {
+		m.Header.Set(header.Credential, v)
+	}
+	if v := in.Get(header.Signature); v != "" {
+		m.Header.Set(header.Signature, v)
+	}
+	m.Header.Set(header.Reason, string(it.denial.Code))
+	if info, ok := reason.Lookup(it.denial.Code); ok {
+		m.Header.Set(header.Stage, string(info.Stage))
+	}
+	m.Header.Set(header.Detail, headerSafe(it.denial.Detail))
+	return m, nil
+}
+
+// allowOutput is the original body untouched, the payload re-sealed to
+// the target's consumer, and a decision token binding both.
+func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg, error) {
+	subj, err := subjects.Capability(it.env.Tenant, it.target.Name)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subj)
+	m.Data = it.msg.Data()
+	g.decisionHeaders(it, m.Header, now)
+	m.Header.Set(header.Signature, it.msg.Headers().Get(header.Signature))
+	var resealed []byte
+	if it.target.ConsumerXKey != "" {
+		resealed, err = g.box.Seal(plain, it.target.ConsumerXKey)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: re-seal: %w", err)
+		}
+		m.Header.Set(header.Sealed, base64.RawURLEncoding.EncodeToString(resealed))
+		m.Header.Set(header.SealedFrom, g.box.PublicKey())
+	}
+	tok, err := decision.Sign(g.signer, g.decisionClaims(it, now, m.Data, resealed))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: decision token: %w", err)
+	}
+	m.Header.Set(header.Decision, tok.Reveal())
+	return m, nil
+}
+
+// approvalOutput is the redacted request approvers see.
+func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any) *nats.Msg {
+	ttl := it.target.ApprovalTTL
+	if ttl == 0 {
+		ttl = g.cfg.Limits.ApprovalTTL
+	}
+	req := approval.Request{
+		HeldMessageID: it.env.MessageID,
+		TraceID:       it.env.TraceID,
+		Tenant:        it.env.Tenant,
+		Agent:         it.cred.Subject,
+		Service:       it.cred.Service,
+		Capability:    string(it.env.Capability),
+		Target:        it.target.Name,
+		Risk:          it.target.Risk,
+		PolicyIDs:     it.pol.PolicyIDs,
+		PolicyVersion: it.pol.Version,
+		BodyDigest:    hexDigest(it.digest),
+		PayloadDigest: hexDigest(it.payload),
+		Fields:        visible,
+		RequestedAt:   now.UTC(),
+		Deadline:      now.Add(ttl).UTC(),
+	}
+	subj, _ := subjects.Approval(it.env.Tenant, it.target.Name) // tenant and target validated by Parse and the catalog
+	m := nats.NewMsg(subj)
+	m.Data, _ = json.Marshal(req) // plain types only: cannot fail
+	g.decisionHeaders(it, m.Header, now)
+	return m
+}
+
+// auditOutput records the decision on agentgw.audit.<tenant>.
+func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event {
+	ev := audit.Event{
+		Time:          now.UTC(),
+		Kind:          audit.KindDecision,
+		Gateway:       g.PublicKey(),
+		Route:         string(it.route),
+		IngressSeq:    it.seq,
+		Delivery:      it.delivery,
+		Output:        output,
+		PolicyIDs:     it.pol.PolicyIDs,
+		PolicyVersion: it.pol.Version,
+		LatencyMicros: now.Sub(it.start).Microseconds(),
+	}
+	if it.refOK {
+		ev.Tenant, ev.Agent = it.ref.Tenant, it.ref.Agent
+	}
+	if it.denial != nil {
+		ev.Reason, ev.Detail = string(it.denial.Code), it.denial.Detail
+		if info, ok := reason.Lookup(it.denial.Code); ok {
+			ev.Stage = string(info.Stage)
+		}
+	}
+	if e := it.env; e != nil {
+		ev.TraceID, ev.MessageID, ev.Capability, ev.Target = e.TraceID, e.MessageID, string(e.Capability), e.Target
+		ev.BodyDigest, ev.PayloadDigest = hexDigest(envelopeDigest(it)), hexDigest(e.PayloadDigest())
+	}
+	if c := it.cred; c != nil {
+		ev.CredentialID, ev.Issuer, ev.Service, ev.Scopes = c.ID, c.Issuer, c.Service, c.Scopes
+	}
+	return ev
+}
+
+func envelopeDigest(it *item) [32]byte {
+	if it.digest != ([32]byte{}) {
+		return it.digest
+	}
+	return sha256.Sum256(it.msg.Data())
+}
+
+func (g *Gateway) auditOutput(it *item, ev audit.Event) *nats.Msg {
+	subj, err := subjects.Audit(ev.Tenant)
+	if err != nil {
+		subj, _ = subjects.Audit(UnroutableTenant)
+	}
+	m := nats.NewMsg(subj)
+	m.Data, _ = json.Marshal(ev)
+	m.Header.Set(header.MsgID, outputMsgID(it, ".audit"))
+	return m
+}
+
+// headerSafe keeps a header value on one line and bounded.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r < 0x20 {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 512 {
+		s = s[:512]
+	}
+	return s
+}
+
+// Outputs are recorded in the ledger before they are published so that a
+// redelivery re-emits exactly the same messages (same Nats-Msg-Id, deduped
+// downstream) instead of deciding again.
+type storedMsg struct {
+	Subject string              `json:"s"`
+	Header  map[string][]string `json:"h"`
+	Data    []byte              `json:"d"`
+}
+
+func encodeOutputs(msgs []*nats.Msg) ([]byte, error) {
+	out := make([]storedMsg, len(msgs))
+	for i, m := range msgs {
+		out[i] = storedMsg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+	}
+	return json.Marshal(out)
+}
+
+func decodeOutputs(data []byte) ([]*nats.Msg, error) {
+	var in []storedMsg
+	if err := json.Unmarshal(data, &in); err != nil {
+		return nil, fmt.Errorf("gateway: recorded outputs: %w", err)
+	}
+	if len(in) == 0 {
+		return nil, errors.New("gateway: recorded outputs: empty")
+	}
+	msgs := make([]*nats.Msg, len(in))
+	for i, s := range in {
+		msgs[i] = &nats.Msg{Subject: s.Subject, Header: nats.Header(s.Header), Data: s.Data}
+	}
+	return msgs, nil
+}
+
+
+// decisionClaims binds the decision to the exact body and to the payload
+// bytes the consumer receives: the re-sealed box, or for plain targets
+// the envelope's plain object as received.
+func (g *Gateway) decisionClaims(it *item, now time.Time, body, resealed []byte) decision.Claims {
+	payload := resealed
+	if payload == nil {
+		payload = it.env.Payload.Plain
+	}
+	return decision.Claims{
+		Subject:       it.cred.Subject,
+		Audience:      it.target.Name,
+		IssuedAt:      now,
+		Expires:       now.Add(g.cfg.Limits.DecisionTTL),
+		Tenant:        it.env.Tenant,
+		Scope:         it.target.Scope,
+		TraceID:       it.env.TraceID,
+		MessageID:     it.env.MessageID,
+		BodyDigest:    decision.Digest(body),
+		PayloadDigest: decision.Digest(payload),
+		PolicyIDs:     it.pol.PolicyIDs,
+		PolicyVersion: it.pol.Version,
+		Route:         decision.RouteAllow,
+	}
+}

@@ -1,0 +1,303 @@
+package gateway
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/budget"
+	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// item is one ingress message on its way through the gates.
+type item struct {
+	msg      jetstream.Msg
+	seq      uint64
+	delivery uint64
+	start    time.Time
+
+	ref     subjects.IngressRef
+	refOK   bool
+	env     *envelope.Body
+	cred    *identity.Credential
+	target  *catalog.Target
+	budget  map[string]int64
+	replay  store.ReplayKey
+	idem    store.IdemKey
+	keyed   bool // replay/idem keys are authenticated and staged
+	digest  [32]byte
+	payload [32]byte
+
+	// Outcome.
+	route    store.Route
+	denial   *reason.Denial
+	pol      policy.Decision
+	prior    string // for duplicate_request: the first message id
+	outputs  []*nats.Msg
+	reemit   bool // outputs come from the ledger, not from a decision
+	outputOK bool
+}
+
+func (it *item) deny(err error) {
+	d, ok := err.(*reason.Denial)
+	if !ok {
+		d = &reason.Denial{Code: reason.Of(err), Detail: "internal error"}
+	}
+	it.route, it.denial = store.RouteDeny, d
+}
+
+func (it *item) decided() bool { return it.route != "" || it.reemit }
+
+// verify runs the stateless gates, in DESIGN §2 order: size, headers,
+// parse, credential, signature, subject binding, freshness. It needs no
+// ledger and runs on many items in parallel.
+func (g *Gateway) verify(it *item, now time.Time) {
+	msg := it.msg
+	data := msg.Data()
+	ref, err := subjects.ParseIngress(msg.Subject())
+	if err == nil {
+		it.ref, it.refOK = ref, true
+	}
+	if len(data) > g.cfg.Limits.MaxBodyBytes {
+		it.deny(reason.Deny(reason.Oversized, "body is %d bytes; limit %d", len(data), g.cfg.Limits.MaxBodyBytes))
+		return
+	}
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	h := msg.Headers()
+	token, sig := h.Get(header.Credential), h.Get(header.Signature)
+	if token == "" || sig == "" {
+		it.deny(reason.Deny(reason.MissingHeader, "%s and %s are required", header.Credential, header.Signature))
+		return
+	}
+	env, err := envelope.Parse(data, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes})
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	it.env = env
+	if err := g.schemaCheck(data); err != nil {
+		it.deny(err)
+		return
+	}
+	cred, err := g.verifier.Verify(token, now)
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	it.cred = cred
+	pub, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(cred.Subject))
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		it.deny(reason.Deny(reason.MalformedCredential, "credential %s subject is not a user key", cred.ID))
+		return
+	}
+	if err := envelope.Verify(ed25519.PublicKey(pub), data, sig); err != nil {
+		it.deny(err)
+		return
+	}
+	switch {
+	case env.Tenant != cred.Tenant:
+		it.deny(reason.Deny(reason.TenantMismatch, "envelope tenant %q, credential tenant %q", env.Tenant, cred.Tenant))
+		return
+	case ref.Tenant != env.Tenant:
+		it.deny(reason.Deny(reason.TenantMismatch, "subject tenant %q, envelope tenant %q", ref.Tenant, env.Tenant))
+		return
+	case ref.Agent != cred.Subject:
+		it.deny(reason.Deny(reason.SubjectMismatch, "subject agent is not credential %s's subject", cred.ID))
+		return
+	case env.Audience != g.cfg.Audience:
+		it.deny(reason.Deny(reason.WrongAudience, "envelope audience %q", env.Audience))
+		return
+	}
+	if err := env.CheckFreshness(now, g.cfg.Limits.MaxTTL, g.cfg.Limits.Skew); err != nil {
+		it.deny(err)
+		return
+	}
+	if env.Payload.IsSealed() && (env.Payload.From != cred.XKey || env.Payload.To != g.box.PublicKey()) {
+		it.deny(reason.Deny(reason.SealMismatch, "sealed payload must be from the credential's xkey to the gateway's xkey"))
+		return
+	}
+	it.digest = envelope.Digest(data)
+	it.payload = env.PayloadDigest()
+	it.replay = store.ReplayKey{Tenant: env.Tenant, Agent: cred.Subject, MessageID: env.MessageID}
+	it.idem = store.IdemKey{Tenant: env.Tenant, Agent: cred.Subject, Key: env.IdempotencyKey}
+}
+
+// ledgerGate runs the stateful gates in stream order on one goroutine:
+// redelivery, replay, idempotency, catalog, budget. It stages provisional
+// ledger entries so a second copy later in the same batch is caught.
+func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now time.Time) error {
+	out, found, err := b.Outcome(it.seq)
+	if err != nil {
+		return err
+	}
+	if found {
+		// A redelivery after a crash or an ack timeout: the decision was
+		// made and recorded; re-emit it (JetStream de-duplicates by the
+		// same Nats-Msg-Id), never decide again.
+		msgs, err := decodeOutputs(out)
+		if err != nil {
+			return err
+		}
+		it.outputs, it.reemit = msgs, true
+		return nil
+	}
+	if it.route != "" {
+		return nil // denied by a stateless gate; nothing authenticated to key on
+	}
+	prev, seen, err := b.Replay(it.replay, now)
+	if err != nil {
+		return err
+	}
+	if seen {
+		it.deny(reason.Deny(reason.ReplayDetected, "message %s first seen at ingress sequence %d", it.env.MessageID, prev.Seq))
+		return nil
+	}
+	provisional := store.ReplayEntry{Seq: it.seq, Expires: it.env.ExpiresAt, BodyDigest: it.digest}
+	if err := b.PutReplay(it.replay, provisional); err != nil {
+		return err
+	}
+	it.keyed = true
+	first, used, err := b.Idem(it.idem, now)
+	if err != nil {
+		return err
+	}
+	if used {
+		if first.PayloadDigest == it.payload {
+			it.prior = first.MessageID
+			it.deny(reason.Deny(reason.DuplicateRequest, "same request as message %s (decided %s %s)", first.MessageID, first.Decision.Route, first.Decision.Reason))
+		} else {
+			it.deny(reason.Deny(reason.IdempotencyConflict, "idempotency key first used by message %s with another payload", first.MessageID))
+		}
+		return nil
+	}
+	if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt}); err != nil {
+		return err
+	}
+	t, err := g.catalogGate(cat, it)
+	if err != nil {
+		it.deny(err)
+		return nil
+	}
+	it.target = t
+	var lim *budget.Limit
+	if t.Budget != nil {
+		lim = &budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
+	}
+	state, ok := g.budgets.Take(it.env.Tenant, it.cred.Subject, t.Name, now, lim)
+	it.budget = state.Context()
+	if !ok {
+		it.deny(reason.Deny(reason.BudgetExceeded, "rate budget for %s exhausted", t.Name))
+	}
+	return nil
+}
+
+func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, error) {
+	env := it.env
+	switch env.Capability {
+	case envelope.Approve, envelope.Respond:
+		return nil, reason.Deny(reason.UnknownTarget, "capability %s is not served yet", env.Capability)
+	}
+	t, err := cat.Authorize(env.Target, env.Capability, env.Tenant, it.cred.HasScope)
+	if err != nil {
+		return nil, err
+	}
+	if !env.Payload.IsSealed() && !t.Plain {
+		return nil, reason.Deny(reason.PlainNotAllowed, "target %s accepts sealed payloads only", t.Name)
+	}
+	return t, nil
+}
+
+// policyRequest builds the Cedar request from trusted data only: the
+// verified credential, the catalog and the clock; never message text
+// except the capability and target the catalog already vetted.
+func (g *Gateway) policyRequest(it *item, now time.Time, payload map[string]any) policy.Request {
+	return policy.Request{
+		Principal: policy.Principal{
+			Agent:   it.cred.Subject,
+			Tenant:  it.cred.Tenant,
+			Service: it.cred.Service,
+			Issuer:  it.cred.Issuer,
+			Scopes:  it.cred.Scopes,
+		},
+		Action:   string(it.env.Capability),
+		Resource: policy.Resource{Target: it.target.Name, Tenant: it.env.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},
+		Time:     now,
+		Budget:   it.budget,
+		Payload:  payload,
+	}
+}
+
+// decide runs policy, then (only if authorized) opens the payload,
+// validates it, runs content policy and builds the outputs. Parallel.
+func (g *Gateway) decide(it *item, now time.Time) {
+	pol := g.policy.Decide(g.policyRequest(it, now, nil))
+	it.pol = pol
+	if !pol.Allow {
+		it.deny(reason.Deny(reason.PolicyDenied, "no permit, or forbidden, at stage authorize"))
+		return
+	}
+	plain, err := g.openPayload(it)
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	defer clear(plain)
+	obj, err := it.target.ValidatePayload(plain)
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	visible := catalog.Pick(obj, it.target.PolicyVisible)
+	if visible == nil {
+		visible = map[string]any{} // non-nil: this is the content stage
+	}
+	content := g.policy.Decide(g.policyRequest(it, now, visible))
+	it.pol = content
+	if !content.Allow {
+		it.deny(reason.Deny(reason.ContentDenied, "no permit, or forbidden, at stage content"))
+		return
+	}
+	if pol.Approval || content.Approval || it.target.NeedsApproval {
+		it.route = store.RouteApproval
+		it.outputs = []*nats.Msg{g.approvalOutput(it, now, catalog.Pick(obj, it.target.ApproverVisible))}
+		return
+	}
+	it.route = store.RouteAllow
+	out, err := g.allowOutput(it, now, plain)
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	it.outputs = []*nats.Msg{out}
+}
+
+// openPayload returns the plaintext payload: opened from the sealed box
+// (counted) or the plain object's bytes.
+func (g *Gateway) openPayload(it *item) ([]byte, error) {
+	p := it.env.Payload
+	if !p.IsSealed() {
+		return append([]byte(nil), p.Plain...), nil
+	}
+	sealed, err := p.SealedBytes()
+	if err != nil {
+		return nil, err
+	}
+	g.stats.PayloadOpens.Add(1)
+	return g.box.Open(sealed, p.From)
+}
+
+func hexDigest(d [32]byte) string { return "sha256:" + hex.EncodeToString(d[:]) }

@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/goccy/go-yaml"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/reason"
+)
+
+// schemaCheck validates the body against the envelope JSON Schema, the
+// contract of DESIGN §3, after the strict parser has accepted it.
+func (g *Gateway) schemaCheck(data []byte) error {
+	if g.envSchema == nil {
+		return nil
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return reason.Deny(reason.MalformedEnvelope, "body is not JSON")
+	}
+	if err := g.envSchema.Validate(v); err != nil {
+		return reason.Deny(reason.SchemaViolation, "body violates the envelope schema")
+	}
+	return nil
+}
+
+// Reload re-reads the catalog, the policies and the revocations and swaps
+// each atomically. A broken file keeps the old version in service and is
+// reported; the others still reload.
+func (g *Gateway) Reload() error {
+	var errs []error
+	if cat, err := catalog.Load(g.cfg.Catalog); err != nil {
+		errs = append(errs, err)
+	} else {
+		g.catalog.Store(cat)
+	}
+	if set, err := policy.Load(g.cfg.Policies...); err != nil {
+		errs = append(errs, err)
+	} else {
+		g.policy.Swap(set)
+	}
+	if err := g.loadRevocations(); err != nil {
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	ev := g.log.Info()
+	if err != nil {
+		ev = g.log.Error().Err(err)
+	}
+	ev.Str("policy_version", g.policy.Current().Version()).Str("catalog", g.catalog.Load().Digest).Msg("reload")
+	return err
+}
+
+func (g *Gateway) loadRevocations() error {
+	jtis := append([]string(nil), g.cfg.Revocations.JTIs...)
+	keys := append([]string(nil), g.cfg.Revocations.Keys...)
+	if f := g.cfg.Revocations.File; f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("gateway: revocations: %w", err)
+		}
+		if err == nil {
+			var r RevocationConfig
+			if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
+				return fmt.Errorf("gateway: revocations %s: %w", f, err)
+			}
+			jtis, keys = append(jtis, r.JTIs...), append(keys, r.Keys...)
+		}
+	}
+	g.revocations.Replace(jtis, keys)
+	return nil
+}

@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Stream names. Subjects are in package subjects.
+const (
+	StreamIngress  = "AGENTGW_IN"
+	StreamCap      = "AGENTGW_CAP"
+	StreamApproval = "AGENTGW_APPROVAL"
+	StreamDenied   = "AGENTGW_DENIED"
+	StreamAudit    = "AGENTGW_AUDIT"
+	StreamReply    = "AGENTGW_REPLY"
+)
+
+// StreamConfigs returns the stream definitions the gateway creates or
+// updates at start. They are plain jetstream.StreamConfig values so an
+// operator can diff them against the server.
+func StreamConfigs(c StreamsConfig, partitions int) []jetstream.StreamConfig {
+	src, dest := subjects.IngressTransform(partitions)
+	ingress := jetstream.StreamConfig{
+		Name:        StreamIngress,
+		Description: "agentgw: signed agent envelopes awaiting a decision",
+		Subjects:    []string{subjects.IngressStreamSubject},
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      src,
+			Destination: dest,
+		},
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.Replicas,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     c.IngressMaxAge,
+		Duplicates: c.DuplicateWindow,
+		// An agent's envelope is at most max_body_bytes; headers carry
+		// the credential and signature.
+		MaxMsgSize: 1 << 20,
+		Discard:    jetstream.DiscardOld,
+	}
+	output := func(name, desc, subj string) jetstream.StreamConfig {
+		sc := jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{subj},
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      c.MaxAge,
+			Duplicates:  c.DuplicateWindow,
+			Discard:     jetstream.DiscardOld,
+		}
+		if c.MaxMsgsPerOutput > 0 {
+			// Full means push back (the publish fails, the ingress
+			// message is not acked and comes back later), never drop.
+			sc.MaxMsgs = c.MaxMsgsPerOutput
+			sc.Discard = jetstream.DiscardNew
+		}
+		return sc
+	}
+	return []jetstream.StreamConfig{
+		ingress,
+		output(StreamCap, "agentgw: authorized requests, re-sealed to their consumer", subjects.CapabilityStreamSubject),
+		output(StreamApproval, "agentgw: redacted requests awaiting an approver", subjects.ApprovalStreamSubject),
+		output(StreamDenied, "agentgw: denied messages with their decision record", subjects.DeniedStreamSubject),
+		output(StreamAudit, "agentgw: one audit event per decision", subjects.AuditStreamSubject),
+		output(StreamReply, "agentgw: validated responses to requesting agents", subjects.ReplyStreamSubject),
+	}
+}
+
+// EnsureStreams creates or updates every stream; it is idempotent.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamsConfig, partitions int) error {
+	for _, sc := range StreamConfigs(c, partitions) {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("gateway: stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// consumerConfig is the durable pull consumer for one partition.
+func consumerConfig(c ConsumerConfig, partition int) jetstream.ConsumerConfig {
+	name := c.Durable
+	if c.Partitions > 1 {
+		name = fmt.Sprintf("%s-p%d", c.Durable, partition)
+	}
+	return jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "agentgw gateway decisions",
+		FilterSubject: subjects.PartitionFilter(partition),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Never give up on a message: every ingress message must end in
+		// exactly one output. A poison message is denied, not dropped.
+		MaxDeliver:        -1,
+		MaxAckPending:     4 * c.Batch,
+		MaxWaiting:        64,
+		MaxRequestBatch:   c.Batch,
+		MaxRequestExpires: time.Minute,
+	}
+}

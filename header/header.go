@@ -1,0 +1,56 @@
+// Package header names the NATS message headers of the agentgw protocol.
+// Agents set the first group; only the gateway sets the rest. It is a
+// vocabulary package: constants only, no behaviour.
+package header
+
+// Set by agents on ingress.
+const (
+	// Credential carries the agent's credential (a compact JWT).
+	Credential = "Agentgw-Credential"
+	// Signature is the base64url Ed25519 signature over the domain
+	// separated body bytes.
+	Signature = "Agentgw-Signature"
+	// Traceparent is the W3C trace context; the signed trace_id wins.
+	Traceparent = "traceparent"
+	// MsgID is JetStream's de-duplication header.
+	MsgID = "Nats-Msg-Id"
+)
+
+// Set by the gateway on outputs.
+const (
+	// Decision is the gateway decision token (capability and reply
+	// subjects).
+	Decision = "Agentgw-Decision"
+	// Agent is the requesting agent's public key.
+	Agent = "Agentgw-Agent"
+	// Sealed is the payload re-sealed to the consumer (base64url).
+	Sealed = "Agentgw-Sealed"
+	// SealedFrom is the gateway curve key that sealed it.
+	SealedFrom = "Agentgw-Sealed-From"
+	// Reason is the decision reason code.
+	Reason = "Agentgw-Reason"
+	// Stage is the gate that decided.
+	Stage = "Agentgw-Stage"
+	// Detail is the operator-facing explanation (never a secret).
+	Detail = "Agentgw-Detail"
+	// IngressSeq is the ingress stream sequence decided on.
+	IngressSeq = "Agentgw-Ingress-Seq"
+	// IngressSubject is the subject the agent published to.
+	IngressSubject = "Agentgw-Ingress-Subject"
+	// DecidedAt is the RFC 3339 decision time.
+	DecidedAt = "Agentgw-Decided-At"
+	// Policy lists the policy ids that decided, comma separated.
+	Policy = "Agentgw-Policy"
+	// PolicyVersion is the digest of the policy set that decided.
+	PolicyVersion = "Agentgw-Policy-Version"
+	// MessageID is the envelope message id.
+	MessageID = "Agentgw-Message-Id"
+	// TraceID is the envelope trace id.
+	TraceID = "Agentgw-Trace-Id"
+	// Tenant is the tenant the decision was made for.
+	Tenant = "Agentgw-Tenant"
+	// Target is the requested target.
+	Target = "Agentgw-Target"
+	// Route is allow, approval or deny.
+	Route = "Agentgw-Route"
+)

@@ -1,0 +1,75 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Outcomes: the exact outputs recorded for an ingress stream sequence
+// before they are published. A redelivery of that sequence (after a crash
+// or an ack timeout) re-emits them instead of deciding again, so a
+// decision that depended on time (freshness, credential expiry) can never
+// flip between two deliveries of one message.
+//
+//	q <seq u64>    outcome of ingress sequence seq
+//
+// Sequences grow with the stream, and once a sequence is at or below the
+// consumer's ack floor it is never delivered again, so pruning is one
+// DeleteRange [q0, q<floor+1>) whatever the number of outcomes.
+const kindOutcome byte = 'q'
+
+func outcomeKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{kindOutcome}, seq)
+}
+
+// Outcome returns the outputs recorded for seq, looking at the database
+// and at the writes staged in b. The slice is a copy.
+func (b *Batch) Outcome(seq uint64) ([]byte, bool, error) {
+	if err := b.check(); err != nil {
+		return nil, false, err
+	}
+	v, ok, err := b.r.get(outcomeKey(seq))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return append([]byte(nil), v...), true, nil
+}
+
+// PutOutcome stages the outputs of seq; they become durable with the
+// batch's synced commit, before anything is published.
+func (b *Batch) PutOutcome(seq uint64, outputs []byte) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if seq == 0 || len(outputs) == 0 {
+		return fmt.Errorf("store: outcome needs a sequence and outputs: %w", ErrInvalid)
+	}
+	b.r.staged[string(outcomeKey(seq))] = staged{v: outputs}
+	return nil
+}
+
+// PruneOutcomes deletes the outcomes of every sequence ≤ ackFloor with one
+// range deletion. Not synced: a lost prune is redone by the next one.
+func (l *Ledger) PruneOutcomes(ackFloor uint64) error {
+	if ackFloor == 0 {
+		return nil
+	}
+	db, err := l.acquire()
+	if err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	end := []byte{kindOutcome + 1}
+	if ackFloor < math.MaxUint64 {
+		end = outcomeKey(ackFloor + 1)
+	}
+	pb := db.NewBatch()
+	if err := pb.DeleteRange(outcomeKey(0), end, nil); err != nil {
+		_ = pb.Close()
+		return fmt.Errorf("store: prune outcomes: %w: %v", ErrIO, err)
+	}
+	return l.apply(pb, false)
+}

@@ -1,0 +1,43 @@
+package store
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestOutcomeRecordedAndPrunedBelowAckFloor(t *testing.T) {
+	l, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	b := l.NewBatch()
+	for seq := uint64(1); seq <= 5; seq++ {
+		if err := b.PutOutcome(seq, []byte{byte(seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, ok, err := b.Outcome(3); err != nil || !ok || v[0] != 3 {
+		t.Fatalf("staged Outcome(3) = %v, %v, %v; want [3], true", v, ok, err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.PruneOutcomes(3); err != nil {
+		t.Fatal(err)
+	}
+	b = l.NewBatch()
+	defer b.Close()
+	for seq := uint64(1); seq <= 5; seq++ {
+		_, ok, err := b.Outcome(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := seq > 3; ok != want {
+			t.Errorf("after PruneOutcomes(3): Outcome(%d) found = %v; want %v", seq, ok, want)
+		}
+	}
+	if err := b.PutOutcome(0, []byte{1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("PutOutcome(0) = %v; want ErrInvalid", err)
+	}
+}
