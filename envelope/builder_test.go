@@ -78,7 +78,10 @@ func TestBuilderRefuses(t *testing.T) {
 		{"plain-duplicate", func(b *Builder) { b.Payload.Plain = json.RawMessage(`{"a":1,"A":2}`) }, reason.MalformedEnvelope},
 		{"message-id", func(b *Builder) { b.MessageID = "short" }, reason.MalformedEnvelope},
 		{"negative-ttl", func(b *Builder) { b.TTL = -time.Second }, reason.TTLTooLong},
-		{"oversized", func(b *Builder) { b.Payload.Plain = json.RawMessage(`{"a":"` + strings.Repeat("x", 16000) + `"}`); b.Limits.MaxBytes = 4096 }, reason.Oversized},
+		{"oversized", func(b *Builder) {
+			b.Payload.Plain = json.RawMessage(`{"a":"` + strings.Repeat("x", 16000) + `"}`)
+			b.Limits.MaxBytes = 4096
+		}, reason.Oversized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

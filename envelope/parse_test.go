@@ -233,12 +233,12 @@ func TestParseLimits(t *testing.T) {
 		{"depth/custom", plain(nest(4)), Limits{MaxDepth: 5}, reason.MalformedEnvelope},
 		{"depth/custom-ok", plain(nest(3)), Limits{MaxDepth: 5}, ""},
 		{"depth/payload-itself", body, Limits{MaxDepth: 1}, reason.MalformedEnvelope},
-		{"string/custom-ok", plain(`{"a":"`+strings.Repeat("s", 40)+`"}`), Limits{MaxString: 40}, ""},
-		{"string/custom", plain(`{"a":"`+strings.Repeat("s", 41)+`"}`), Limits{MaxString: 40}, reason.MalformedEnvelope},
+		{"string/custom-ok", plain(`{"a":"` + strings.Repeat("s", 40) + `"}`), Limits{MaxString: 40}, ""},
+		{"string/custom", plain(`{"a":"` + strings.Repeat("s", 41) + `"}`), Limits{MaxString: 40}, reason.MalformedEnvelope},
 		{"string/sealed-exempt", sealed(strings.Repeat("A", 1024), testFrom, testTo), Limits{MaxString: 56}, ""},
-		{"string/name", plain(`{"`+strings.Repeat("n", 41)+`":1}`), Limits{MaxString: 40}, reason.MalformedEnvelope},
-		{"string/escaped-counts-decoded", plain(`{"a":"`+strings.Repeat(`\u0041`, 40)+`"}`), Limits{MaxString: 40}, ""},
-		{"string/escaped-over", plain(`{"a":"`+strings.Repeat(`\u0041`, 41)+`"}`), Limits{MaxString: 40}, reason.MalformedEnvelope},
+		{"string/name", plain(`{"` + strings.Repeat("n", 41) + `":1}`), Limits{MaxString: 40}, reason.MalformedEnvelope},
+		{"string/escaped-counts-decoded", plain(`{"a":"` + strings.Repeat(`\u0041`, 40) + `"}`), Limits{MaxString: 40}, ""},
+		{"string/escaped-over", plain(`{"a":"` + strings.Repeat(`\u0041`, 41) + `"}`), Limits{MaxString: 40}, reason.MalformedEnvelope},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,8 +348,10 @@ func checkInvariants(t testing.TB, b *Body, raw []byte) {
 		return // Builder writes whole seconds
 	}
 	ttl := b.ExpiresAt.Sub(b.IssuedAt)
-	if ttl <= 0 {
-		return // Builder refuses a negative TTL; Parse leaves it to CheckFreshness
+	if ttl <= 0 || !b.IssuedAt.Add(ttl).Equal(b.ExpiresAt) {
+		// Builder refuses a negative TTL and cannot express one beyond
+		// time.Duration (~292 years); Parse leaves both to CheckFreshness.
+		return
 	}
 	rebuilt, err := Builder{
 		MessageID: b.MessageID, IdempotencyKey: b.IdempotencyKey, TraceID: b.TraceID,

@@ -27,7 +27,7 @@ type scanner struct {
 	pos     int
 	lim     Limits
 	names   nameStack // decoded names of the open generic objects
-	scratch []byte   // unescaped string; valid until the next string
+	scratch []byte    // unescaped string; valid until the next string
 }
 
 func (s *scanner) fail(format string, args ...any) error {

@@ -265,7 +265,6 @@ func decodeOutputs(data []byte) ([]*nats.Msg, error) {
 	return msgs, nil
 }
 
-
 // decisionClaims binds the decision to the exact body and to the payload
 // bytes the consumer receives: the re-sealed box, or for plain targets
 // the envelope's plain object as received.

@@ -102,6 +102,8 @@ type Ledger struct {
 	closed bool
 	broken atomic.Bool // a write failed: reopen before the next use
 
+	corruptions atomic.Uint64 // corrupt blocks Pebble reported
+
 	// wmu orders the read-modify-write paths: Batch.Commit (generation
 	// metadata), MarkAcked and Prune.
 	wmu sync.Mutex
@@ -164,6 +166,20 @@ func (l *Ledger) open(fresh, verify bool) error {
 		Logger:             pebbleLogger{l.log},
 		ErrorIfExists:      fresh,
 		ErrorIfNotExists:   !fresh,
+		EventListener: &pebble.EventListener{
+			// Pebble's default exits the process on a corrupt block. The read
+			// that hit it fails with a corruption error instead, which the
+			// ledger reports as ErrCorrupt: the gateway fails closed for the
+			// messages concerned and the operator is told here.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				l.corruptions.Add(1)
+				l.log.Error().Str("path", info.Path).Bool("remote", info.IsRemote).
+					Err(info.Details).Msg("store: corrupt data in the ledger")
+			},
+			BackgroundError: func(err error) {
+				l.log.Error().Err(err).Msg("store: pebble background error")
+			},
+		},
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -371,6 +387,7 @@ func (l *Ledger) Stats() Stats {
 	}
 	s.AckFloor = l.ackFloor
 	l.gmu.RUnlock()
+	s.Corruptions = l.corruptions.Load()
 	if db, err := l.acquire(); err == nil {
 		s.DiskBytes = db.Metrics().DiskSpaceUsage()
 		l.mu.RUnlock()

@@ -95,4 +95,5 @@ type Stats struct {
 	ApproxEntries uint64 // replay and idempotency entries written to them (a rewrite counts again)
 	AckFloor      uint64 // highest ack floor passed to Prune
 	DiskBytes     uint64 // Pebble's disk space usage
+	Corruptions   uint64 // corrupt blocks met by reads since Open (each read failed with ErrCorrupt)
 }
