@@ -1,0 +1,27 @@
+// Package client is the Go SDK for the three kinds of agentgw users that
+// are not the gateway itself (DESIGN §1):
+//
+//   - Agent builds wire-v1 envelopes (package envelope), signs them with
+//     the agent's nkey, seals payloads to the gateway's curve key and
+//     publishes them to the agent's ingress subject, retrying lost
+//     acknowledgements under the same message id and re-issuing under a
+//     new one when a first attempt collides with another publisher's id
+//     (DESIGN §3).
+//   - Consumer reads a capability subject and hands its handler only
+//     messages whose gateway decision token verifies (trusted gateway key,
+//     audience = target, not expired, bound to the exact body and
+//     re-sealed payload bytes); everything else is terminated and
+//     reported. VerifyDelivery is the same check as a pure function.
+//   - Approver watches the approval queue and answers held requests with
+//     `approve` envelopes bound to the request's body digest and policy
+//     version (DESIGN §7).
+//
+// Every verification failure is a *reason.Denial (match it with
+// errors.Is on a reason.Code). No error, String or log line of this
+// package contains a credential, a seed or payload bytes.
+//
+// Package client refuses to know about the gateway's internals: the
+// ledger, the capability catalog, policy, and how streams are created. It
+// talks to NATS only through the connections it is given and depends on
+// the wire format alone.
+package client
