@@ -458,4 +458,3 @@ func TestAgentFromCreds(t *testing.T) {
 		t.Errorf("error quotes the seed")
 	}
 }
-
