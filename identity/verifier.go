@@ -83,8 +83,9 @@ func ValidateTrust(trust map[string][]string) error {
 }
 
 // Revocations is the set of revoked credential ids (jti) and agent keys.
-// It is safe for concurrent use and changes take effect on the next
-// Verify of every Verifier sharing it, cached or not.
+// It is safe for concurrent use, its zero value is an empty set, and
+// changes take effect on the next Verify of every Verifier sharing it,
+// cached or not. Load a large list with Replace, not one Revoke at a time.
 type Revocations struct {
 	mu   sync.RWMutex
 	jtis map[string]struct{}
@@ -99,6 +100,9 @@ func NewRevocations() *Revocations {
 // RevokeJTI revokes one credential by its jti.
 func (r *Revocations) RevokeJTI(jti string) {
 	r.mu.Lock()
+	if r.jtis == nil {
+		r.jtis = map[string]struct{}{}
+	}
 	r.jtis[jti] = struct{}{}
 	r.mu.Unlock()
 }
@@ -106,6 +110,9 @@ func (r *Revocations) RevokeJTI(jti string) {
 // RevokeKey revokes every credential whose subject is the public key pub.
 func (r *Revocations) RevokeKey(pub string) {
 	r.mu.Lock()
+	if r.keys == nil {
+		r.keys = map[string]struct{}{}
+	}
 	r.keys[pub] = struct{}{}
 	r.mu.Unlock()
 }

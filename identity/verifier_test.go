@@ -433,3 +433,15 @@ func TestVerifyConcurrent(t *testing.T) {
 func setNats0(k string, v any) func(c, n map[string]any) {
 	return func(c, n map[string]any) { n[k] = v }
 }
+
+func TestRevocationsZeroValue(t *testing.T) {
+	var r Revocations
+	if r.Revoked("a", "b") {
+		t.Fatal("empty set revokes")
+	}
+	r.RevokeJTI("a")
+	r.RevokeKey("k")
+	if !r.Revoked("a", "x") || !r.Revoked("x", "k") || r.Revoked("x", "y") {
+		t.Error("zero-value Revocations does not record revocations")
+	}
+}
