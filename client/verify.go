@@ -1,0 +1,231 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// DefaultSkew is the clock skew DefaultConsumerConfig tolerates on a
+// decision token's iat and exp.
+const DefaultSkew = 30 * time.Second
+
+// VerifyOptions say what a capability consumer trusts and serves.
+type VerifyOptions struct {
+	// Tenant is the tenant whose capability subjects are read. Required.
+	Tenant string
+	// Targets are the targets this consumer serves. A message must arrive
+	// on agentgw.cap.<Tenant>.<target> for one of them, and its token's
+	// audience must be that target. Required.
+	Targets []string
+	// TrustedGateways are the public server ('N') keys of the gateways
+	// whose decision tokens are accepted. Required.
+	TrustedGateways []string
+	// Curve is the consumer's curve key that re-sealed payloads are
+	// sealed to. Nil: only plain deliveries verify.
+	Curve *identity.Box
+	// GatewayXKeys, when set, are the only Agentgw-Sealed-From keys
+	// accepted. Empty: any sender; the box authenticates its sender and
+	// the token binds the sealed bytes, so only the gateway's re-seal
+	// verifies anyway.
+	GatewayXKeys []string
+	// VerifyAgentSignature also checks the agent's own signature
+	// (Agentgw-Signature) over the body with the token's subject key, for
+	// a consumer that wants end-to-end proof of the agent's words.
+	VerifyAgentSignature bool
+	// Now is the verification instant. The zero Time means time.Now().
+	Now time.Time
+	// Skew is the clock skew tolerated on the token's iat and exp. Zero
+	// means none.
+	Skew time.Duration
+	// Limits bound the envelope body. Zero fields take envelope's
+	// defaults; set them to the gateway's limits if it allows more.
+	Limits envelope.Limits
+}
+
+// Delivery is a message that passed VerifyDelivery. Its printed forms
+// show ids and a payload digest only, never the payload.
+type Delivery struct {
+	// Envelope is the parsed original body: ids, capability, target. Its
+	// Payload is the agent's payload to the gateway (sealed to the
+	// gateway, or plain); use Delivery.Payload instead.
+	Envelope *envelope.Body
+	// Body is the exact original envelope bytes, signed by the agent.
+	Body []byte
+	// Payload is what the consumer acts on: the re-sealed payload opened
+	// with the consumer's curve key, or the envelope's plain object.
+	Payload []byte
+	// Sealed reports whether Payload arrived re-sealed to the consumer.
+	Sealed bool
+	// Claims are the verified decision token's claims.
+	Claims *decision.Claims
+	// Agent is the requesting agent's public key (the token's subject).
+	Agent string
+	// Subject is the capability subject the message arrived on.
+	Subject string
+	// Target is the target of that subject and the token's audience.
+	Target string
+}
+
+// String returns ids and the payload's digest, never its bytes.
+func (d *Delivery) String() string {
+	if d == nil {
+		return "client.Delivery(nil)"
+	}
+	id := ""
+	if d.Envelope != nil {
+		id = d.Envelope.MessageID
+	}
+	return fmt.Sprintf("client.Delivery{subject=%s message_id=%s agent=%s payload=sha256:%s}",
+		d.Subject, id, d.Agent, decision.Digest(d.Payload))
+}
+
+// Format prints String for every verb.
+func (d *Delivery) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
+
+// VerifyDelivery checks one message from a capability subject, given its
+// subject, headers and data exactly as received, and returns what a
+// handler may act on. Nothing in the message is trusted before the token
+// verifies. It returns a *reason.Denial:
+//
+//   - InvalidSubject: subject is not agentgw.cap.<Tenant>.<target> for
+//     one of Targets.
+//   - DecisionMissing: no Agentgw-Decision header.
+//   - DecisionInvalid: the token is malformed, not signed by one of
+//     TrustedGateways, not an allow decision, or issued in the future.
+//   - DecisionExpired: the token is expired (beyond Skew).
+//   - DecisionAudience: the token is for another target or tenant.
+//   - DecisionBinding: the body or the payload are not the bytes the
+//     token binds, or the token and the body (or Agentgw-Agent) disagree
+//     on message id, trace id, tenant, target or agent.
+//   - MalformedEnvelope (or Oversized, UnsupportedVersion): the bound
+//     body does not parse, which only a broken gateway can cause.
+//   - SealBroken: the re-sealed payload is not base64url, is not from an
+//     accepted gateway key, does not open with Curve, or is missing for
+//     an envelope whose own payload is sealed.
+//   - BadSignature: with VerifyAgentSignature, the agent's signature
+//     does not verify.
+//
+// The checks run in that order, so a message with several faults is
+// reported by the first. Denial details never contain payload bytes.
+func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOptions) (*Delivery, error) {
+	tenant, target, err := subjects.ParseCapability(subject)
+	if err != nil {
+		return nil, err
+	}
+	if tenant != opt.Tenant || !slices.Contains(opt.Targets, target) {
+		return nil, reason.Deny(reason.InvalidSubject, "subject %.128s is not one this consumer serves", subject)
+	}
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	claims, err := decision.Verify(hdr.Get(header.Decision), decision.VerifyOptions{
+		TrustedGateways: opt.TrustedGateways, Audience: target, Now: now, Skew: opt.Skew,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if claims.Route != decision.RouteAllow {
+		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: route %s on a capability subject", claims.ID, claims.Route)
+	}
+	if claims.Tenant != tenant {
+		return nil, reason.Deny(reason.DecisionAudience, "jti %s is for tenant %s, not %s", claims.ID, claims.Tenant, tenant)
+	}
+	// The body digest first, so an altered body is reported as such and
+	// not as whatever parse error the alteration causes.
+	if decision.Digest(data) != claims.BodyDigest {
+		return nil, reason.Deny(reason.DecisionBinding, "jti %s: envelope body digest %s does not match", claims.ID, decision.Digest(data))
+	}
+	env, err := envelope.Parse(data, opt.Limits)
+	if err != nil {
+		return nil, err
+	}
+	d := &Delivery{Envelope: env, Body: data, Claims: claims, Agent: claims.Subject, Subject: subject, Target: target}
+
+	var resealed []byte
+	if s := hdr.Get(header.Sealed); s != "" {
+		if resealed, err = base64.RawURLEncoding.Strict().DecodeString(s); err != nil {
+			return nil, reason.Deny(reason.SealBroken, "jti %s: %s is not base64url", claims.ID, header.Sealed)
+		}
+		d.Sealed = true
+	} else if env.Payload.IsSealed() {
+		return nil, reason.Deny(reason.SealBroken, "jti %s: envelope payload is sealed to the gateway and no re-sealed payload came with it", claims.ID)
+	}
+	bound := resealed
+	if !d.Sealed {
+		bound = env.Payload.Plain
+	}
+	if err := claims.CheckBinding(data, bound); err != nil {
+		return nil, err
+	}
+	if err := checkAgreement(claims, env, hdr); err != nil {
+		return nil, err
+	}
+
+	if d.Sealed {
+		if d.Payload, err = openResealed(claims, resealed, hdr.Get(header.SealedFrom), opt); err != nil {
+			return nil, err
+		}
+	} else {
+		d.Payload = env.Payload.Plain
+	}
+	if opt.VerifyAgentSignature {
+		raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(claims.Subject))
+		if err != nil {
+			return nil, reason.Deny(reason.BadSignature, "jti %s: subject is not a user key", claims.ID)
+		}
+		if err := envelope.Verify(ed25519.PublicKey(raw), data, hdr.Get(header.Signature)); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// checkAgreement checks that the token and the body it binds describe
+// the same message. The body digest already ties them; a disagreement
+// means a gateway signed inconsistent claims.
+func checkAgreement(c *decision.Claims, env *envelope.Body, hdr nats.Header) error {
+	switch {
+	case c.MessageID != env.MessageID:
+		return reason.Deny(reason.DecisionBinding, "jti %s: message id differs from the body's", c.ID)
+	case c.TraceID != env.TraceID:
+		return reason.Deny(reason.DecisionBinding, "jti %s: trace id differs from the body's", c.ID)
+	case c.Tenant != env.Tenant:
+		return reason.Deny(reason.DecisionBinding, "jti %s: tenant differs from the body's", c.ID)
+	case c.Audience != env.Target:
+		return reason.Deny(reason.DecisionBinding, "jti %s: audience differs from the body's target", c.ID)
+	}
+	if a := hdr.Get(header.Agent); a != "" && a != c.Subject {
+		return reason.Deny(reason.DecisionBinding, "jti %s: %s differs from the token's subject", c.ID, header.Agent)
+	}
+	return nil
+}
+
+func openResealed(c *decision.Claims, resealed []byte, from string, opt VerifyOptions) ([]byte, error) {
+	if len(opt.GatewayXKeys) > 0 && !slices.Contains(opt.GatewayXKeys, from) {
+		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload is not from an accepted gateway curve key", c.ID)
+	}
+	if opt.Curve == nil {
+		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload but this consumer has no curve key", c.ID)
+	}
+	p, err := opt.Curve.Open(resealed, from)
+	if err != nil {
+		// Open says SealMismatch for an unusable sender key: to the
+		// consumer, either way the payload does not open.
+		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload does not open (%s)", c.ID, reason.Of(err))
+	}
+	return p, nil
+}
