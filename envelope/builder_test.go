@@ -95,6 +95,20 @@ func TestBuilderRefuses(t *testing.T) {
 	}
 }
 
+func TestSealedBytes(t *testing.T) {
+	for _, tt := range []struct {
+		sealed string
+		ok     bool
+	}{
+		{"eGt2", true}, {"", false}, {"eGt2\n", false}, {"eG\nt2", false}, {"eGt2==", false}, {"eGt", false}, {"eGs", true}, {"e+t2", false},
+	} {
+		b, err := Payload{Sealed: tt.sealed}.SealedBytes()
+		if tt.ok != (err == nil) || !tt.ok && !errors.Is(err, reason.MalformedEnvelope) {
+			t.Errorf("SealedBytes(%q) = %q, %v; want ok=%v", tt.sealed, b, err, tt.ok)
+		}
+	}
+}
+
 func TestNewIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {

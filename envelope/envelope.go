@@ -97,6 +97,10 @@ func (p Payload) SealedBytes() ([]byte, error) {
 	if p.Sealed == "" {
 		return nil, reason.Deny(reason.MalformedEnvelope, "payload is not sealed")
 	}
+	// The decoder alone would skip CR and LF; the alphabet check does not.
+	if !validSealed([]byte(p.Sealed)) {
+		return nil, reason.Deny(reason.MalformedEnvelope, "payload.sealed is not canonical base64url without padding")
+	}
 	b, err := sealedEncoding.DecodeString(p.Sealed)
 	if err != nil {
 		return nil, reason.Deny(reason.MalformedEnvelope, "payload.sealed is not base64url: %v", err)

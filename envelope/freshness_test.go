@@ -30,6 +30,8 @@ func TestCheckFreshness(t *testing.T) {
 		{"deny/ttl-too-long", body(t0, maxTTL+time.Second), t0, reason.TTLTooLong},
 		{"deny/ttl-zero", body(t0, 0), t0, reason.TTLTooLong},
 		{"deny/ttl-negative", body(t0, -time.Minute), t0, reason.TTLTooLong},
+		{"deny/ttl-beyond-duration", &Body{IssuedAt: time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), ExpiresAt: time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)}, t0, reason.TTLTooLong},
+		{"deny/ttl-negative-beyond-duration", &Body{IssuedAt: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), ExpiresAt: time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)}, t0, reason.TTLTooLong},
 		{"deny/ttl-checked-first", body(t0, 24*time.Hour), t0.Add(48 * time.Hour), reason.TTLTooLong},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func nest(depth int) string {
@@ -321,14 +322,14 @@ func checkInvariants(t testing.TB, b *Body, raw []byte) {
 	case b.IssuedAt.Location() != nil && b.IssuedAt.Location().String() != "UTC",
 		b.ExpiresAt.Location().String() != "UTC":
 		t.Fatalf("times not UTC: %v %v", b.IssuedAt, b.ExpiresAt)
-	case !validTenant([]byte(b.Tenant)):
+	case !validTenant([]byte(b.Tenant)) || !subjects.ValidToken(b.Tenant):
 		t.Fatalf("Tenant %q", b.Tenant)
 	case !validAudience([]byte(b.Audience)):
 		t.Fatalf("Audience %q", b.Audience)
 	case !b.Capability.Valid():
 		t.Fatalf("Capability %q", b.Capability)
 	case b.Capability.AnswersMessage() && !validMessageID([]byte(b.Target)),
-		!b.Capability.AnswersMessage() && !validTarget([]byte(b.Target)):
+		!b.Capability.AnswersMessage() && (!validTarget([]byte(b.Target)) || !subjects.ValidTarget(b.Target)):
 		t.Fatalf("Target %q for %s", b.Target, b.Capability)
 	case b.Payload.IsSealed() == (b.Payload.Plain != nil):
 		t.Fatalf("payload sealed=%v plain=%q", b.Payload.IsSealed(), b.Payload.Plain)
