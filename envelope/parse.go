@@ -3,7 +3,6 @@ package envelope
 import (
 	"bytes"
 	"strings"
-	"time"
 
 	"github.com/agentgw/agentgw/reason"
 )
@@ -420,34 +419,4 @@ func (p *parser) checkPayload() error {
 		return nil
 	}
 	return reason.Deny(reason.MalformedEnvelope, "payload has neither sealed nor plain")
-}
-
-// PayloadDigest returns the SHA-256 of the exact received bytes of the
-// "payload" member value (from its '{' to its '}'). It is the digest the
-// idempotency ledger and approvals bind to. For a Body not made by Parse it
-// is the digest of no bytes.
-func (b *Body) PayloadDigest() [32]byte { return Digest(b.payloadRaw) }
-
-// CheckFreshness checks the body's lifetime against now. maxTTL <= 0 means
-// DefaultMaxTTL; a negative skew counts as zero. Checks, in order:
-// TTLTooLong when expires_at - issued_at is not positive or exceeds maxTTL
-// (a property of the message alone, so reported first); MessageExpired
-// when now > expires_at + skew; IssuedInFuture when issued_at > now + skew.
-// Errors are *reason.Denial.
-func (b *Body) CheckFreshness(now time.Time, maxTTL, skew time.Duration) error {
-	if maxTTL <= 0 {
-		maxTTL = DefaultMaxTTL
-	}
-	skew = max(skew, 0)
-	ttl := b.ExpiresAt.Sub(b.IssuedAt)
-	if ttl <= 0 || ttl > maxTTL {
-		return reason.Deny(reason.TTLTooLong, "ttl %s; want (0, %s]", ttl, maxTTL)
-	}
-	if now.After(b.ExpiresAt.Add(skew)) {
-		return reason.Deny(reason.MessageExpired, "expired %s ago (skew %s)", now.Sub(b.ExpiresAt), skew)
-	}
-	if b.IssuedAt.After(now.Add(skew)) {
-		return reason.Deny(reason.IssuedInFuture, "issued %s ahead (skew %s)", b.IssuedAt.Sub(now), skew)
-	}
-	return nil
 }

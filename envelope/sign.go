@@ -64,3 +64,9 @@ func VerifyBytes(pub, msg, sig []byte) bool {
 
 // Digest returns the SHA-256 of the exact body bytes.
 func Digest(body []byte) [32]byte { return sha256.Sum256(body) }
+
+// PayloadDigest returns the SHA-256 of the exact received bytes of the
+// "payload" member value (from its '{' to its '}'). It is the digest the
+// idempotency ledger and approvals bind to. For a Body not made by Parse it
+// is the digest of no bytes.
+func (b *Body) PayloadDigest() [32]byte { return Digest(b.payloadRaw) }
