@@ -1,0 +1,216 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// ErrSelfApproval: the approver is the agent that made the request. The
+// gateway would deny the answer (self_approval); the SDK refuses to send it.
+var ErrSelfApproval = errors.New("client: approver is the requesting agent")
+
+// ApproverConfig is an approver's identity (an agent whose credential
+// holds approve:<target> scopes) and how it reads the approval queue.
+type ApproverConfig struct {
+	AgentConfig
+
+	// Durable names a durable consumer, so requests seen by one Watch are
+	// not shown again after a restart. Empty: an ephemeral consumer that
+	// starts at the oldest request still in the stream.
+	Durable string
+	// Stream is the approval stream. Empty: StreamApproval.
+	Stream string
+	// AckWait is how long a request handed to Watch's function may stay
+	// unanswered before it is shown again. Zero: JetStream's default
+	// (30 s); negative is invalid.
+	AckWait time.Duration
+}
+
+// Validate reports every problem in c at once.
+func (c ApproverConfig) Validate() error {
+	err := c.AgentConfig.Validate()
+	if c.AckWait < 0 {
+		err = errors.Join(err, fmt.Errorf("%w: ack wait %v is negative", ErrConfig, c.AckWait))
+	}
+	return err
+}
+
+// Approver lists held requests of its tenant and answers them. It is safe
+// for concurrent use.
+type Approver struct {
+	agent *Agent
+	js    jetstream.JetStream
+	cfg   ApproverConfig
+	now   func() time.Time
+}
+
+// NewApprover returns an Approver that sends answers through nc and reads
+// the approval queue through js. Errors wrap ErrConfig.
+func NewApprover(nc *nats.Conn, js jetstream.JetStream, cfg ApproverConfig, opts ...Option) (*Approver, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a, err := NewAgent(nc, cfg.AgentConfig, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = StreamApproval
+	}
+	return &Approver{agent: a, js: js, cfg: cfg, now: applyOptions(opts).now}, nil
+}
+
+// Agent returns the identity the approver answers with.
+func (ap *Approver) Agent() *Agent { return ap.agent }
+
+// Watch calls fn for each held request of the approver's tenant
+// (agentgw.approval.<tenant>.>) until ctx is done, one at a time, oldest
+// first. A request is acknowledged when fn returns nil and shown again
+// later when fn returns an error. Requests this approver cannot answer are
+// acknowledged without calling fn: those past their deadline and those
+// made by the approver itself. A message that is not a request of this
+// tenant is terminated.
+//
+// Watch returns nil when ctx is done, or an error wrapping ErrStream when
+// the consumer cannot be created or disappears.
+func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval.Request) error) error {
+	tenant := ap.agent.Tenant()
+	cc := jetstream.ConsumerConfig{
+		Durable:       ap.cfg.Durable,
+		Description:   "agentgw approver " + ap.agent.PublicKey(),
+		FilterSubject: subjects.Root + ".approval." + tenant + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ap.cfg.AckWait,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	return consume(ctx, ap.js, ap.cfg.Stream, cc, func(ctx context.Context, m jetstream.Msg) {
+		req, err := decodeRequest(m.Subject(), m.Data(), tenant)
+		if err != nil {
+			_ = m.TermWithReason(err.Error())
+			return
+		}
+		if req.Agent == ap.agent.PublicKey() || !req.Deadline.IsZero() && ap.now().After(req.Deadline) {
+			_ = m.Ack()
+			return
+		}
+		if err := fn(ctx, req); err != nil {
+			_ = m.Nak()
+			return
+		}
+		_ = m.Ack()
+	})
+}
+
+// decodeRequest reads an approval request from subject and data and
+// checks that it belongs to tenant and names the subject's target. Errors
+// name no payload bytes.
+func decodeRequest(subject string, data []byte, tenant string) (approval.Request, error) {
+	var req approval.Request
+	subjTenant, target, err := subjects.ParseApproval(subject)
+	if err != nil {
+		return req, fmt.Errorf("approval subject: %w", err)
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return req, errors.New("approval request is not JSON of the request shape")
+	}
+	if subjTenant != tenant || req.Tenant != tenant || req.Target != target {
+		return req, errors.New("approval request does not match its subject")
+	}
+	return req, nil
+}
+
+// Grant answers req with a grant. See Answer.
+func (ap *Approver) Grant(ctx context.Context, req approval.Request, why string) (*Receipt, error) {
+	return ap.Answer(ctx, req, approval.Grant, why)
+}
+
+// Deny answers req with a denial. See Answer.
+func (ap *Approver) Deny(ctx context.Context, req approval.Request, why string) (*Receipt, error) {
+	return ap.Answer(ctx, req, approval.Deny, why)
+}
+
+// Answer sends an `approve` envelope whose target is req.HeldMessageID and
+// whose plain payload is an approval.Answer carrying decision, why, and
+// req's BodyDigest and PolicyVersion unchanged, so the answer binds to
+// exactly the bytes and the policy the approver was shown. The envelope
+// carries req's trace id (one trace from request to decision) and the
+// idempotency key "approve-<held id>", so a repeated answer is reported by
+// the gateway as a duplicate and a contradicting one as a conflict.
+//
+// Errors wrap ErrRequest (req is not of this tenant, lacks its id, digest
+// or policy version, or decision is neither grant nor deny),
+// ErrSelfApproval, or Send's errors.
+func (ap *Approver) Answer(ctx context.Context, req approval.Request, decision, why string) (*Receipt, error) {
+	var errs []error
+	if decision != approval.Grant && decision != approval.Deny {
+		errs = append(errs, fmt.Errorf("decision %.16q is neither grant nor deny", decision))
+	}
+	if req.Tenant != ap.agent.Tenant() {
+		errs = append(errs, fmt.Errorf("request of tenant %.72q, approver of %s", req.Tenant, ap.agent.Tenant()))
+	}
+	if req.HeldMessageID == "" || req.BodyDigest == "" || req.PolicyVersion == "" {
+		errs = append(errs, errors.New("request lacks its held message id, body digest or policy version"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrRequest, errors.Join(errs...))
+	}
+	if req.Agent == ap.agent.PublicKey() {
+		return nil, ErrSelfApproval
+	}
+	plain, err := json.Marshal(approval.Answer{
+		Decision:      decision,
+		Reason:        why,
+		BodyDigest:    req.BodyDigest,
+		PolicyVersion: req.PolicyVersion,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: answer does not encode", ErrRequest)
+	}
+	traceID := req.TraceID
+	if !validTraceID(traceID) {
+		traceID = "" // a fresh one rather than an envelope that cannot build
+	}
+	return ap.agent.Send(ctx, Request{
+		Capability:     envelope.Approve,
+		Target:         req.HeldMessageID,
+		Plain:          json.RawMessage(plain),
+		IdempotencyKey: answerKey(req.HeldMessageID),
+		TraceID:        traceID,
+	})
+}
+
+// answerKey is the idempotency key of an answer to held: "approve-<held>",
+// or "approve-<sha256 of held>" when that would exceed the 128 characters
+// an idempotency key may have.
+func answerKey(held string) string {
+	if k := "approve-" + held; len(k) <= 128 {
+		return k
+	}
+	sum := sha256.Sum256([]byte(held))
+	return "approve-" + hex.EncodeToString(sum[:])
+}
+
+// validTraceID reports whether s is a W3C trace-id: 32 lowercase hex, not
+// all zero.
+func validTraceID(s string) bool {
+	if len(s) != 32 || strings.Trim(s, "0") == "" {
+		return false
+	}
+	return strings.Trim(s, "0123456789abcdef") == ""
+}

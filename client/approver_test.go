@@ -1,0 +1,180 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/envelope"
+)
+
+func (w *world) approvalStream() {
+	w.t.Helper()
+	w.stream(jetstream.StreamConfig{Name: StreamApproval, Subjects: []string{"agentgw.approval.>"}, Storage: jetstream.FileStorage})
+}
+
+// heldRequest is what the gateway publishes when policy asks for approval.
+func heldRequest(requester *actor, held string) approval.Request {
+	return approval.Request{
+		HeldMessageID: held,
+		TraceID:       "0af7651916cd43dd8448eb211c80319c",
+		Tenant:        testTenant,
+		Agent:         requester.pub,
+		Capability:    string(envelope.ToolCall),
+		Target:        testTarget,
+		Risk:          "high",
+		PolicyIDs:     []string{"large-refunds-need-approval"},
+		PolicyVersion: "sha256-7d1f",
+		BodyDigest:    "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		PayloadDigest: "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+		Fields:        map[string]any{"amount_cents": 250000},
+		RequestedAt:   testClock,
+		Deadline:      testClock.Add(10 * time.Minute),
+	}
+}
+
+func (w *world) publishRequest(req approval.Request) {
+	w.t.Helper()
+	m := nats.NewMsg("agentgw.approval." + req.Tenant + "." + req.Target)
+	m.Data, _ = json.Marshal(req)
+	w.publish(m)
+}
+
+func (w *world) approver(a *actor) *Approver {
+	w.t.Helper()
+	ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: w.agentConfig(a)}, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		w.t.Fatalf("NewApprover = %v", err)
+	}
+	return ap
+}
+
+// answerIn reads the approve envelope stored at seq and returns its body
+// (checked like any ingress message) and its Answer.
+func (w *world) answerIn(a *actor, seq uint64) (*envelope.Body, approval.Answer) {
+	w.t.Helper()
+	s, err := w.js.Stream(context.Background(), "AGENTGW_IN")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m, err := s.GetMsg(context.Background(), seq)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	body := w.checkIngress(m, a)
+	var ans approval.Answer
+	dec := json.NewDecoder(bytes.NewReader(body.Payload.Plain))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ans); err != nil {
+		w.t.Fatalf("answer payload: %v", err)
+	}
+	return body, ans
+}
+
+func TestApproverWatchAndGrant(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	w.approvalStream()
+	requester := w.newActor(testTenant, "refund:draft")
+	approverID := w.newActor(testTenant, "approve:refunds.*")
+	ap := w.approver(approverID)
+
+	const held = "held-message-id-0001"
+	expired := heldRequest(requester, "held-message-id-0000")
+	expired.Deadline = testClock.Add(-time.Second)
+	own := heldRequest(approverID, "held-message-id-0002") // the approver's own request
+	other := heldRequest(requester, "held-message-id-0003")
+	other.Tenant = "tenant_b" // another tenant's queue
+	w.publishRequest(expired)
+	w.publishRequest(own)
+	w.publishRequest(other)
+	junk := nats.NewMsg("agentgw.approval." + testTenant + "." + testTarget)
+	junk.Data = []byte(`{"held_message_id":"x","tenant":"tenant_b","target":"refunds.draft_refund"}`)
+	w.publish(junk) // does not match its subject: terminated, never shown
+	w.publishRequest(heldRequest(requester, held))
+
+	var seen []approval.Request
+	var rcpt *Receipt
+	ctx, cancel := context.WithCancel(ctxT(t))
+	err := ap.Watch(ctx, func(ctx context.Context, req approval.Request) error {
+		seen = append(seen, req)
+		var err error
+		rcpt, err = ap.Grant(ctx, req, "verified with the customer")
+		cancel()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	if len(seen) != 1 || seen[0].HeldMessageID != held {
+		t.Fatalf("Watch showed %d requests (%v); want only %s", len(seen), seen, held)
+	}
+	if rcpt == nil {
+		t.Fatal("Grant sent nothing")
+	}
+	body, ans := w.answerIn(approverID, rcpt.Seq)
+	req := seen[0]
+	if body.Capability != envelope.Approve || body.Target != held {
+		t.Errorf("envelope capability %s target %s; want approve %s", body.Capability, body.Target, held)
+	}
+	want := approval.Answer{Decision: approval.Grant, Reason: "verified with the customer", BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion}
+	if ans != want {
+		t.Errorf("answer = %+v; want %+v", ans, want)
+	}
+	if body.TraceID != req.TraceID || body.IdempotencyKey != "approve-"+held {
+		t.Errorf("trace id %s, idempotency key %s; want the request's trace and approve-%s", body.TraceID, body.IdempotencyKey, held)
+	}
+}
+
+func TestApproverAnswerRules(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	requester := w.newActor(testTenant)
+	approverID := w.newActor(testTenant, "approve:refunds.*")
+	ap := w.approver(approverID)
+
+	rcpt, err := ap.Deny(ctxT(t), heldRequest(requester, "held-message-id-0004"), "amount too large")
+	if err != nil {
+		t.Fatalf("Deny = %v", err)
+	}
+	_, ans := w.answerIn(approverID, rcpt.Seq)
+	if ans.Decision != approval.Deny || ans.Reason != "amount too large" {
+		t.Errorf("answer = %+v; want a deny with its reason", ans)
+	}
+
+	cases := []struct {
+		name string
+		edit func(*approval.Request)
+		want error
+	}{
+		{"self_approval", func(r *approval.Request) { r.Agent = approverID.pub }, ErrSelfApproval},
+		{"other_tenant", func(r *approval.Request) { r.Tenant = "tenant_b" }, ErrRequest},
+		{"no_digest", func(r *approval.Request) { r.BodyDigest = "" }, ErrRequest},
+		{"no_policy_version", func(r *approval.Request) { r.PolicyVersion = "" }, ErrRequest},
+		{"no_held_id", func(r *approval.Request) { r.HeldMessageID = "" }, ErrRequest},
+		{"bad_held_id", func(r *approval.Request) { r.HeldMessageID = "short" }, ErrRequest},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := heldRequest(requester, "held-message-id-0005")
+			tc.edit(&req)
+			if _, err := ap.Grant(ctxT(t), req, ""); !errors.Is(err, tc.want) {
+				t.Fatalf("Grant(%s) = %v; want %v", tc.name, err, tc.want)
+			}
+		})
+	}
+	if _, err := ap.Answer(ctxT(t), heldRequest(requester, "held-message-id-0006"), "maybe", ""); !errors.Is(err, ErrRequest) {
+		t.Errorf("Answer(maybe) = %v; want %v", err, ErrRequest)
+	}
+	// An overlong held id still yields a valid idempotency key.
+	if k := answerKey(string(make([]byte, 128))); len(k) > 128 {
+		t.Errorf("answerKey(128 chars) is %d chars; want at most 128", len(k))
+	}
+}

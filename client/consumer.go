@@ -1,0 +1,217 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// ConsumerConfig configures a capability consumer. It holds the
+// consumer's curve key: never print Curve on its own.
+type ConsumerConfig struct {
+	// Tenant whose capability subjects are read. Required.
+	Tenant string
+	// Targets served, each a catalog name; the consumer reads
+	// agentgw.cap.<Tenant>.<target> for each. Required.
+	Targets []string
+	// Curve is the consumer's curve ('X') key pair, the catalog's
+	// consumer xkey for its targets. Nil: plain targets only.
+	Curve nkeys.KeyPair
+	// TrustedGateways are the gateways' public server ('N') keys.
+	// Required.
+	TrustedGateways []string
+	// GatewayXKeys optionally restrict Agentgw-Sealed-From (see
+	// VerifyOptions). Empty: any.
+	GatewayXKeys []string
+	// VerifyAgentSignature also verifies the agent's own signature.
+	VerifyAgentSignature bool
+	// Skew tolerated on token times. Zero means none; DefaultConsumerConfig
+	// sets DefaultSkew (30 s). Negative is invalid.
+	Skew time.Duration
+	// Limits bound envelope bodies; zero fields take envelope's defaults.
+	Limits envelope.Limits
+
+	// Durable names a durable consumer (work is shared by every Consume
+	// with that name and resumes after a restart). Empty: ephemeral,
+	// starting at the oldest message in the stream.
+	Durable string
+	// Stream is the capability stream. Empty: StreamCapability.
+	Stream string
+	// AckWait is how long a handler may take before the message is
+	// redelivered. Zero: JetStream's default (30 s). Negative is invalid.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one message (handler errors
+	// included). Zero: unlimited. Negative is invalid.
+	MaxDeliver int
+	// NakDelay delays redelivery after a handler error. Zero: at once.
+	// Negative is invalid.
+	NakDelay time.Duration
+
+	// OnReject, if set, is called with the subject and the
+	// *reason.Denial of every message that fails verification and is
+	// terminated. It runs on the consuming goroutine: keep it short.
+	OnReject func(subject string, err error)
+}
+
+// DefaultConsumerConfig returns a config with DefaultSkew and nothing
+// else set.
+func DefaultConsumerConfig() ConsumerConfig { return ConsumerConfig{Skew: DefaultSkew} }
+
+// String names the tenant and targets only.
+func (c ConsumerConfig) String() string {
+	return fmt.Sprintf("client.ConsumerConfig{tenant=%s targets=%v durable=%s}", c.Tenant, c.Targets, c.Durable)
+}
+
+// Format prints String for every verb, so %+v cannot reach Curve.
+func (c ConsumerConfig) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
+
+// Validate reports every problem in c at once. Errors wrap ErrConfig.
+func (c ConsumerConfig) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !subjects.ValidToken(c.Tenant) {
+		add("tenant %.72q is not [a-z0-9_-]{1,64}", c.Tenant)
+	}
+	if len(c.Targets) == 0 {
+		add("at least one target is required")
+	}
+	for _, t := range c.Targets {
+		if !subjects.ValidTarget(t) {
+			add("target %.72q is not dotted [a-z0-9_-]{1,64} parts", t)
+		}
+	}
+	if len(c.TrustedGateways) == 0 {
+		add("at least one trusted gateway key is required")
+	}
+	for _, k := range c.TrustedGateways {
+		if !nkeys.IsValidPublicServerKey(k) {
+			add("trusted gateway %.72q is not a public server ('N') key", k)
+		}
+	}
+	for _, k := range c.GatewayXKeys {
+		if !nkeys.IsValidPublicCurveKey(k) {
+			add("gateway xkey %.72q is not a public curve ('X') key", k)
+		}
+	}
+	if c.Skew < 0 {
+		add("skew %v is negative", c.Skew)
+	}
+	if c.AckWait < 0 || c.NakDelay < 0 || c.MaxDeliver < 0 {
+		add("ack wait, nak delay and max deliver must not be negative")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Consumer delivers verified capability messages to a handler. It is
+// safe for concurrent use; each Consume call runs its own subscription.
+type Consumer struct {
+	js  jetstream.JetStream
+	cfg ConsumerConfig
+	box *identity.Box
+	now func() time.Time
+}
+
+// NewConsumer returns a Consumer reading through js. Errors wrap
+// ErrConfig.
+func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, opts ...Option) (*Consumer, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Consumer{js: js, cfg: cfg, now: applyOptions(opts).now}
+	if c.cfg.Stream == "" {
+		c.cfg.Stream = StreamCapability
+	}
+	c.cfg.Targets = append([]string(nil), cfg.Targets...)
+	if cfg.Curve != nil {
+		box, err := identity.NewBox(cfg.Curve)
+		if err != nil {
+			return nil, fmt.Errorf("%w: curve key is not a curve ('X') seed", ErrConfig)
+		}
+		c.box = box
+	}
+	return c, nil
+}
+
+// VerifyOptions returns the options Consume verifies each message with,
+// at the consumer's clock's current instant.
+func (c *Consumer) VerifyOptions() VerifyOptions {
+	return VerifyOptions{
+		Tenant:               c.cfg.Tenant,
+		Targets:              c.cfg.Targets,
+		TrustedGateways:      c.cfg.TrustedGateways,
+		Curve:                c.box,
+		GatewayXKeys:         c.cfg.GatewayXKeys,
+		VerifyAgentSignature: c.cfg.VerifyAgentSignature,
+		Now:                  c.now(),
+		Skew:                 c.cfg.Skew,
+		Limits:               c.cfg.Limits,
+	}
+}
+
+// Consume reads the capability subjects of the configured targets until
+// ctx is done, one message at a time. Each message is checked with
+// VerifyDelivery; one that fails is terminated (never redelivered, the
+// reason code as the term reason) and reported to OnReject, and the
+// handler never sees it. A verified message is passed to handler and
+// acknowledged when it returns nil, or negatively acknowledged (after
+// NakDelay) when it returns an error, to be redelivered.
+//
+// Consume returns nil when ctx is done, or an error wrapping ErrStream
+// when the consumer cannot be created (the stream is missing, the durable
+// exists with other filters) or disappears.
+func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *Delivery) error) error {
+	filters := make([]string, 0, len(c.cfg.Targets))
+	for _, t := range c.cfg.Targets {
+		s, err := subjects.Capability(c.cfg.Tenant, t)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		filters = append(filters, s)
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable:        c.cfg.Durable,
+		Description:    "agentgw capability consumer",
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.cfg.AckWait,
+		MaxDeliver:     c.cfg.MaxDeliver,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if cc.MaxDeliver == 0 {
+		cc.MaxDeliver = -1
+	}
+	return consume(ctx, c.js, c.cfg.Stream, cc, func(ctx context.Context, m jetstream.Msg) {
+		d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.VerifyOptions())
+		if err != nil {
+			_ = m.TermWithReason(string(reason.Of(err)))
+			if c.cfg.OnReject != nil {
+				c.cfg.OnReject(m.Subject(), err)
+			}
+			return
+		}
+		if err := handler(ctx, d); err != nil {
+			if c.cfg.NakDelay > 0 {
+				_ = m.NakWithDelay(c.cfg.NakDelay)
+			} else {
+				_ = m.Nak()
+			}
+			return
+		}
+		_ = m.Ack()
+	})
+}

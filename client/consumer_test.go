@@ -1,0 +1,174 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+)
+
+func (w *world) capStream() {
+	w.t.Helper()
+	w.stream(jetstream.StreamConfig{Name: StreamCapability, Subjects: []string{"agentgw.cap.>"}, Storage: jetstream.FileStorage})
+}
+
+func (w *world) publish(m *nats.Msg) {
+	w.t.Helper()
+	if _, err := w.js.PublishMsg(context.Background(), m); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// rejection is one OnReject call.
+type rejection struct {
+	subject string
+	err     error
+}
+
+func TestConsumerTermsForgedDeliversGenuine(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	consumerKey := mustKey(t, identity.NewCurve)
+	box, err := identity.NewBox(consumerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plaintext := []byte(`{"order":"A-1"}`)
+	genuine := forward{w: w, a: a, target: testTarget, plain: plaintext, sealed: true, consumer: box}
+
+	// A forgery: a genuine message whose decision token was stripped, as
+	// if published to agentgw.cap.> without the gateway.
+	forged := genuine.msg()
+	forged.Header.Del(header.Decision)
+	w.publish(forged)
+	w.publish(genuine.msg())
+
+	var (
+		mu       sync.Mutex
+		got      []*Delivery
+		rejected []rejection
+		calls    int
+	)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.Curve = testTenant, []string{testTarget}, consumerKey
+	cfg.TrustedGateways, cfg.Durable = []string{w.gwSign.PublicKey()}, "refunds"
+	cfg.OnReject = func(subject string, err error) {
+		mu.Lock()
+		rejected = append(rejected, rejection{subject, err})
+		mu.Unlock()
+	}
+	c, err := NewConsumer(w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Consume(ctx, func(_ context.Context, d *Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls == 1 {
+				return errors.New("transient") // nak: must come back
+			}
+			got = append(got, d)
+			cancel()
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Consume = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		cancel()
+		t.Fatal("genuine message never handled")
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || string(got[0].Payload) != string(plaintext) || calls != 2 {
+		t.Fatalf("handler saw %d deliveries in %d calls; want the genuine one, redelivered once after its nak", len(got), calls)
+	}
+	if len(rejected) != 1 || !errors.Is(rejected[0].err, reason.DecisionMissing) || rejected[0].subject != forged.Subject {
+		t.Fatalf("OnReject calls = %v; want one %v for %s", rejected, reason.DecisionMissing, forged.Subject)
+	}
+
+	// Terminated and acknowledged: nothing pending, nothing to redeliver.
+	cons, err := w.js.Consumer(context.Background(), StreamCapability, "refunds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer state pending %d, ack pending %d, ack floor %d; want 0, 0, 2",
+				info.NumPending, info.NumAckPending, info.AckFloor.Stream)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConsumeMissingStream(t *testing.T) {
+	w := newWorld(t)
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
+	c, err := NewConsumer(w.js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Consume(ctxT(t), func(context.Context, *Delivery) error { return nil })
+	if !errors.Is(err, ErrStream) {
+		t.Fatalf("Consume(no stream) = %v; want %v", err, ErrStream)
+	}
+}
+
+func TestConsumerConfigValidate(t *testing.T) {
+	w := newWorld(t)
+	good := func() ConsumerConfig {
+		c := DefaultConsumerConfig()
+		c.Tenant, c.Targets, c.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
+		return c
+	}
+	cases := []struct {
+		name string
+		edit func(*ConsumerConfig)
+	}{
+		{"no_tenant", func(c *ConsumerConfig) { c.Tenant = "" }},
+		{"wildcard_target", func(c *ConsumerConfig) { c.Targets = []string{"refunds.>"} }},
+		{"no_targets", func(c *ConsumerConfig) { c.Targets = nil }},
+		{"no_gateways", func(c *ConsumerConfig) { c.TrustedGateways = nil }},
+		{"issuer_as_gateway", func(c *ConsumerConfig) { c.TrustedGateways = []string{mustPubKey(t, w.issuer)} }},
+		{"negative_skew", func(c *ConsumerConfig) { c.Skew = -time.Second }},
+		{"agent_key_as_curve", func(c *ConsumerConfig) { c.Curve = mustKey(t, identity.NewAgent) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good()
+			tc.edit(&cfg)
+			if _, err := NewConsumer(w.js, cfg); !errors.Is(err, ErrConfig) {
+				t.Fatalf("NewConsumer(%s) = %v; want %v", tc.name, err, ErrConfig)
+			}
+		})
+	}
+	if _, err := NewConsumer(w.js, good()); err != nil {
+		t.Fatalf("NewConsumer(good) = %v", err)
+	}
+}
