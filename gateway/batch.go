@@ -25,6 +25,7 @@ func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer) e
 		eg.Go(func() error { return g.consumePartition(ctx, c) })
 	}
 	eg.Go(func() error { return g.pruneLoop(ctx, consumers) })
+	eg.Go(func() error { return g.expireLoop(ctx) })
 	return eg.Wait()
 }
 
@@ -96,7 +97,7 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 	now := g.clock()
 	items := make([]*item, len(msgs))
 	for i, m := range msgs {
-		it := &item{msg: m, start: now}
+		it := &item{msg: m, subject: m.Subject(), hdr: m.Headers(), body: m.Data(), start: now}
 		if md, err := m.Metadata(); err == nil {
 			it.seq, it.delivery = md.Sequence.Stream, md.NumDelivered
 		}
@@ -122,7 +123,11 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 	}
 	// Policy, opening, re-sealing and signing, in parallel.
 	g.parallel(items, func(it *item) {
-		if !it.decided() {
+		switch {
+		case it.decided():
+		case it.heldItem != nil:
+			g.decideApproval(it, now)
+		default:
 			g.decide(it, now)
 		}
 	})
@@ -149,7 +154,12 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 	if it.route == "" {
 		it.deny(reason.Deny(reason.Internal, "no gate decided"))
 	}
-	if it.route == store.RouteDeny {
+	if it.route == store.RouteApproval {
+		if err := g.stageHold(b, it, now); err != nil {
+			return err
+		}
+	}
+	if it.route == store.RouteDeny && it.heldItem == nil {
 		m, err := g.denyOutput(it, now)
 		if err != nil {
 			return fmt.Errorf("gateway: denied output: %w", err)

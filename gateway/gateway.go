@@ -42,6 +42,7 @@ type Gateway struct {
 	policy      *policy.Engine
 	budgets     *budget.Budgets
 	workers     int
+	expireEvery time.Duration
 	envSchema   *jsonschema.Schema
 
 	stats Stats
@@ -82,7 +83,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now}
+	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second}
 	for _, o := range opts {
 		o(g)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/agentgw/agentgw/decision"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -55,7 +56,7 @@ func (it *item) tenant() string {
 // traceHeaders copies only the W3C trace context from the agent; every
 // other agent header (Nats-* above all) stays behind.
 func traceHeaders(it *item, h nats.Header) {
-	if tp := it.msg.Headers().Get(header.Traceparent); tp != "" && len(tp) < 128 {
+	if tp := it.hdr.Get(header.Traceparent); tp != "" && len(tp) < 128 {
 		h.Set(header.Traceparent, tp)
 	}
 }
@@ -64,7 +65,7 @@ func (g *Gateway) decisionHeaders(it *item, h nats.Header, now time.Time) {
 	h.Set(header.MsgID, outputMsgID(it, ""))
 	h.Set(header.Route, string(it.route))
 	h.Set(header.IngressSeq, strconv.FormatUint(it.seq, 10))
-	h.Set(header.IngressSubject, it.msg.Subject())
+	h.Set(header.IngressSubject, it.subject)
 	h.Set(header.DecidedAt, now.UTC().Format(time.RFC3339Nano))
 	if it.env != nil {
 		h.Set(header.MessageID, it.env.MessageID)
@@ -93,9 +94,9 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 		return nil, err
 	}
 	m := nats.NewMsg(subj)
-	m.Data = it.msg.Data()
+	m.Data = it.body
 	g.decisionHeaders(it, m.Header, now)
-	in := it.msg.Headers()
+	in := it.hdr
 	if v := in.Get(header.Credential); v != "" {
 		m.Header.Set(header.Credential, v)
 	}
@@ -118,9 +119,9 @@ func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg,
 		return nil, err
 	}
 	m := nats.NewMsg(subj)
-	m.Data = it.msg.Data()
+	m.Data = it.body
 	g.decisionHeaders(it, m.Header, now)
-	m.Header.Set(header.Signature, it.msg.Headers().Get(header.Signature))
+	m.Header.Set(header.Signature, it.hdr.Get(header.Signature))
 	var resealed []byte
 	if it.target.ConsumerXKey != "" {
 		resealed, err = g.box.Seal(plain, it.target.ConsumerXKey)
@@ -161,6 +162,7 @@ func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any
 		RequestedAt:   now.UTC(),
 		Deadline:      now.Add(ttl).UTC(),
 	}
+	it.deadline = req.Deadline
 	subj, _ := subjects.Approval(it.env.Tenant, it.target.Name) // tenant and target validated by Parse and the catalog
 	m := nats.NewMsg(subj)
 	m.Data, _ = json.Marshal(req) // plain types only: cannot fail
@@ -195,6 +197,14 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 		ev.TraceID, ev.MessageID, ev.Capability, ev.Target = e.TraceID, e.MessageID, string(e.Capability), e.Target
 		ev.BodyDigest, ev.PayloadDigest = hexDigest(envelopeDigest(it)), hexDigest(e.PayloadDigest())
 	}
+	if it.heldItem != nil {
+		ev.Kind, ev.Approver, ev.HeldMessageID = audit.KindApprovalGranted, it.cred.Subject, it.heldItem.env.MessageID
+		if it.answer.Decision == approval.Deny {
+			ev.Kind = audit.KindApprovalDenied
+		}
+	} else if it.route == store.RouteApproval {
+		ev.Kind = audit.KindApprovalRequest
+	}
 	if c := it.cred; c != nil {
 		ev.CredentialID, ev.Issuer, ev.Service, ev.Scopes = c.ID, c.Issuer, c.Service, c.Scopes
 	}
@@ -205,7 +215,7 @@ func envelopeDigest(it *item) [32]byte {
 	if it.digest != ([32]byte{}) {
 		return it.digest
 	}
-	return sha256.Sum256(it.msg.Data())
+	return sha256.Sum256(it.body)
 }
 
 func (g *Gateway) auditOutput(it *item, ev audit.Event) *nats.Msg {
@@ -287,5 +297,6 @@ func (g *Gateway) decisionClaims(it *item, now time.Time, body, resealed []byte)
 		PolicyIDs:     it.pol.PolicyIDs,
 		PolicyVersion: it.pol.Version,
 		Route:         decision.RouteAllow,
+		Act:           decision.Actor{Approver: it.approver},
 	}
 }

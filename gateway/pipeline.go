@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
 	"github.com/agentgw/agentgw/envelope"
@@ -22,7 +23,10 @@ import (
 
 // item is one ingress message on its way through the gates.
 type item struct {
-	msg      jetstream.Msg
+	msg      jetstream.Msg // nil for a held message being released
+	subject  string
+	hdr      nats.Header
+	body     []byte
 	seq      uint64
 	delivery uint64
 	start    time.Time
@@ -46,6 +50,13 @@ type item struct {
 	prior    string // for duplicate_request: the first message id
 	outputs  []*nats.Msg
 	reemit   bool // outputs come from the ledger, not from a decision
+	deadline time.Time
+
+	// Approvals: an answer carries the held request it releases.
+	approved bool   // a held request an approver granted
+	approver string // who granted it
+	heldItem *item
+	answer   approval.Answer
 	outputOK bool
 }
 
@@ -63,9 +74,8 @@ func (it *item) decided() bool { return it.route != "" || it.reemit }
 // parse, credential, signature, subject binding, freshness. It needs no
 // ledger and runs on many items in parallel.
 func (g *Gateway) verify(it *item, now time.Time) {
-	msg := it.msg
-	data := msg.Data()
-	ref, err := subjects.ParseIngress(msg.Subject())
+	data := it.body
+	ref, err := subjects.ParseIngress(it.subject)
 	if err == nil {
 		it.ref, it.refOK = ref, true
 	}
@@ -77,8 +87,7 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		it.deny(err)
 		return
 	}
-	h := msg.Headers()
-	token, sig := h.Get(header.Credential), h.Get(header.Signature)
+	token, sig := it.hdr.Get(header.Credential), it.hdr.Get(header.Signature)
 	if token == "" || sig == "" {
 		it.deny(reason.Deny(reason.MissingHeader, "%s and %s are required", header.Credential, header.Signature))
 		return
@@ -187,6 +196,9 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt}); err != nil {
 		return err
 	}
+	if it.env.Capability == envelope.Approve {
+		return g.approvalGate(b, cat, it, now)
+	}
 	t, err := g.catalogGate(cat, it)
 	if err != nil {
 		it.deny(err)
@@ -207,8 +219,7 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 
 func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, error) {
 	env := it.env
-	switch env.Capability {
-	case envelope.Approve, envelope.Respond:
+	if env.Capability == envelope.Respond {
 		return nil, reason.Deny(reason.UnknownTarget, "capability %s is not served yet", env.Capability)
 	}
 	t, err := cat.Authorize(env.Target, env.Capability, env.Tenant, it.cred.HasScope)
@@ -271,7 +282,7 @@ func (g *Gateway) decide(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.ContentDenied, "no permit, or forbidden, at stage content"))
 		return
 	}
-	if pol.Approval || content.Approval || it.target.NeedsApproval {
+	if (pol.Approval || content.Approval || it.target.NeedsApproval) && !it.approved {
 		it.route = store.RouteApproval
 		it.outputs = []*nats.Msg{g.approvalOutput(it, now, catalog.Pick(obj, it.target.ApproverVisible))}
 		return

@@ -38,6 +38,9 @@ type Report struct {
 	Lost       []uint64 // ingress sequences with no output
 	Duplicated []uint64 // ingress sequences with more than one output
 	Orphans    []Output // outputs whose ingress sequence is unknown
+	// FollowUps are approval expiries: the held message's second, final
+	// stop after the approval queue. Each must follow an approval output.
+	FollowUps []Output
 	ByReason   map[string]int
 	ByRoute    map[string]int
 }
@@ -96,6 +99,10 @@ func Collect(ctx context.Context, js jetstream.JetStream) (*Report, error) {
 			seqStr := o.hdr.Get(header.IngressSeq)
 			seq, err := strconv.ParseUint(seqStr, 10, 64)
 			out := Output{Stream: name, Seq: o.seq, Subject: o.subject, Route: o.hdr.Get(header.Route), Reason: o.hdr.Get(header.Reason)}
+			if out.Reason == "approval_expired" && err == nil {
+				r.FollowUps = append(r.FollowUps, Output{Stream: name, Seq: seq, Subject: o.subject, Route: out.Route, Reason: out.Reason})
+				continue
+			}
 			if err != nil || !ingress[seq] {
 				// Outputs of approval answers name the answer's ingress
 				// sequence; anything else is an orphan.
@@ -107,6 +114,11 @@ func Collect(ctx context.Context, js jetstream.JetStream) (*Report, error) {
 			if out.Reason != "" {
 				r.ByReason[out.Reason]++
 			}
+		}
+	}
+	for _, f := range r.FollowUps {
+		if outs := r.Outputs[f.Seq]; len(outs) != 1 || outs[0].Stream != "AGENTGW_APPROVAL" {
+			r.Orphans = append(r.Orphans, f)
 		}
 	}
 	for seq := range ingress {

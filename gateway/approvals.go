@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
+)
+
+// held is what the ledger keeps of a request waiting for an approver:
+// enough to run the remaining gates again at release (policy, opening,
+// payload schema, content policy) and to put the original message on the
+// denied stream if it is refused or expires. It stays in the ledger, never
+// in a log.
+type held struct {
+	Tenant         string              `json:"tenant"`
+	IngressSeq     uint64              `json:"seq"`
+	IngressSubject string              `json:"subject"`
+	Header         map[string][]string `json:"header"`
+	Body           []byte              `json:"body"`
+	Agent          string              `json:"agent"`
+	Issuer         string              `json:"issuer"`
+	CredentialID   string              `json:"jti"`
+	Service        string              `json:"service"`
+	Scopes         []string            `json:"scopes"`
+	XKey           string              `json:"xkey"`
+	Target         string              `json:"target"`
+	BodyDigest     string              `json:"body_digest"`
+	PolicyVersion  string              `json:"policy_version"`
+	PolicyIDs      []string            `json:"policy_ids"`
+	Deadline       time.Time           `json:"deadline"`
+}
+
+// holdID names a held request: approvers answer by tenant and message id.
+func holdID(tenant, messageID string) string { return tenant + "/" + messageID }
+
+// holdRecord stages the hold of an item routed to approval.
+func (g *Gateway) holdRecord(b *store.Batch, it *item, deadline time.Time) error {
+	h := held{
+		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body,
+		Header: map[string][]string{
+			header.Credential: {it.hdr.Get(header.Credential)},
+			header.Signature:  {it.hdr.Get(header.Signature)},
+		},
+		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Service: it.cred.Service,
+		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
+		BodyDigest: hexDigest(it.digest), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
+		Deadline: deadline,
+	}
+	if tp := it.hdr.Get(header.Traceparent); tp != "" {
+		h.Header[header.Traceparent] = []string{tp}
+	}
+	v, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return b.PutHold(holdID(it.env.Tenant, it.env.MessageID), deadline, v)
+}
+
+// heldItem rebuilds the held request as an item whose gates after the
+// catalog can run again. Its stateless gates ran when it was held; its
+// sequence is the one whose output it becomes.
+func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Catalog, now time.Time) (*item, error) {
+	env, err := envelope.Parse(h.Body, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes})
+	if err != nil {
+		return nil, err
+	}
+	hi := &item{
+		subject: h.IngressSubject, hdr: nats.Header(h.Header), body: h.Body, seq: seq, start: now,
+		env: env, digest: envelope.Digest(h.Body), payload: env.PayloadDigest(),
+		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey},
+		pol:  policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
+	}
+	hi.ref.Tenant, hi.ref.Agent, hi.refOK = tenant, h.Agent, true
+	t, ok := cat.Lookup(h.Target)
+	if !ok {
+		return hi, reason.Deny(reason.UnknownTarget, "target %q left the catalog while held", h.Target)
+	}
+	hi.target = t
+	return hi, nil
+}
+
+// approvalGate replaces the catalog gate for an `approve` envelope: the
+// answer must name a pending request of the same tenant, come from
+// someone other than the requester holding scope approve:<target>, and
+// bind to the exact digest and policy version the approver was shown. A
+// valid answer consumes the hold in the same batch: single use.
+func (g *Gateway) approvalGate(b *store.Batch, cat *catalog.Catalog, it *item, now time.Time) error {
+	id := holdID(it.env.Tenant, it.env.Target)
+	deadline, v, ok, err := b.Hold(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "no pending request %s in tenant %s", it.env.Target, it.env.Tenant))
+		return nil
+	}
+	var h held
+	if err := json.Unmarshal(v, &h); err != nil {
+		return fmt.Errorf("gateway: held record %s: %w", id, err)
+	}
+	if it.cred.Subject == h.Agent {
+		it.deny(reason.Deny(reason.SelfApproval, "approver is the requesting agent"))
+		return nil
+	}
+	if !it.cred.HasScope("approve:" + h.Target) {
+		it.deny(reason.Deny(reason.MissingScope, "approving %s requires scope approve:%s", h.Target, h.Target))
+		return nil
+	}
+	if it.env.Payload.IsSealed() {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "an answer is a plain payload"))
+		return nil
+	}
+	var ans approval.Answer
+	dec := json.NewDecoder(bytes.NewReader(it.env.Payload.Plain))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ans); err != nil || (ans.Decision != approval.Grant && ans.Decision != approval.Deny) {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "answer is not {decision: grant|deny, body_digest, policy_version}"))
+		return nil
+	}
+	if ans.BodyDigest != h.BodyDigest || ans.PolicyVersion != h.PolicyVersion {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "answer is bound to another request digest or policy version"))
+		return nil
+	}
+	if now.After(deadline) {
+		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, deadline.Format(time.RFC3339)))
+		return nil
+	}
+	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, cat, now)
+	if err != nil {
+		it.deny(err)
+		return nil
+	}
+	if err := b.DeleteHold(id); err != nil {
+		return err
+	}
+	hi.approved, hi.approver = true, it.cred.Subject
+	it.heldItem, it.answer = hi, ans
+	return nil
+}
+
+// decideApproval runs on the parallel stage for a valid answer: a grant
+// re-runs every gate after the catalog on the held request with the
+// current policy and catalog and releases it; a refusal sends the held
+// request to the denied stream.
+func (g *Gateway) decideApproval(it *item, now time.Time) {
+	hi := it.heldItem
+	// The approver's own authority goes through policy too.
+	ap := g.policy.Decide(policy.Request{
+		Principal: policy.Principal{Agent: it.cred.Subject, Tenant: it.cred.Tenant, Service: it.cred.Service, Issuer: it.cred.Issuer, Scopes: it.cred.Scopes},
+		Action:    string(envelope.Approve),
+		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
+		Time:      now,
+	})
+	if !ap.Allow {
+		it.pol = ap
+		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
+		return
+	}
+	if it.answer.Decision == approval.Deny {
+		hi.deny(reason.Deny(reason.ApprovalDenied, "denied by approver %s", it.cred.Subject))
+	} else {
+		g.decide(hi, now)
+	}
+	it.route, it.denial, it.pol = hi.route, hi.denial, hi.pol
+	if hi.route == store.RouteDeny {
+		m, err := g.denyOutput(hi, now)
+		if err != nil {
+			it.deny(err)
+			return
+		}
+		it.outputs = []*nats.Msg{m}
+		return
+	}
+	it.outputs = hi.outputs
+}
+
+// expireLoop sends held requests whose deadline passed to the denied
+// stream as approval_expired. Holds live in the ledger, so the timer
+// survives restarts; the output's Nats-Msg-Id is fixed per hold, so a
+// crash between publish and delete re-publishes into de-duplication.
+func (g *Gateway) expireLoop(ctx context.Context) error {
+	t := time.NewTicker(g.expireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := g.expireDue(ctx); err != nil {
+			g.log.Warn().Err(err).Msg("approval expiry failed; will retry")
+		}
+	}
+}
+
+func (g *Gateway) expireDue(ctx context.Context) error {
+	now := g.clock()
+	due, err := g.ledger.DueHolds(now, 256)
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	cat := g.catalog.Load()
+	for _, d := range due {
+		var h held
+		if err := json.Unmarshal(d.Value, &h); err != nil {
+			return fmt.Errorf("gateway: held record %s: %w", d.ID, err)
+		}
+		hi, err := g.heldItem(&h, h.Tenant, h.IngressSeq, cat, now)
+		if hi == nil {
+			return err
+		}
+		hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", d.Deadline.UTC().Format(time.RFC3339)))
+		m, err := g.denyOutput(hi, now)
+		if err != nil {
+			return err
+		}
+		m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
+		ev := g.auditEvent(hi, now, m.Subject)
+		ev.Kind = audit.KindApprovalExpired
+		g.logDecision(ev)
+		for _, out := range []*nats.Msg{m, g.auditOutput(hi, ev)} {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := g.js.PublishMsg(pctx, out)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("gateway: publish expiry: %w", err)
+			}
+		}
+		b := g.ledger.NewBatch()
+		err = b.DeleteHold(d.ID)
+		if err == nil {
+			err = b.Commit()
+		}
+		b.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageHold records the hold of an item routed to approval. A pending
+// request under the same tenant and message id (another agent's, since an
+// agent's own would be a replay) is never overwritten: the newcomer is
+// denied.
+func (g *Gateway) stageHold(b *store.Batch, it *item, now time.Time) error {
+	_, _, exists, err := b.Hold(holdID(it.env.Tenant, it.env.MessageID))
+	if err != nil {
+		return err
+	}
+	if exists {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))
+		it.outputs = nil
+		return nil
+	}
+	return g.holdRecord(b, it, it.deadline)
+}

@@ -1,0 +1,142 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/reason"
+)
+
+// approvalFlow sets up a harness with an approver and one held payment.
+type approvalFlow struct {
+	*harness
+	approver *actor
+	req      approval.Request
+	heldSeq  uint64
+}
+
+func newApprovalFlow(t *testing.T) *approvalFlow {
+	h := newHarness(t)
+	f := &approvalFlow{harness: h, approver: newActor(t)}
+	f.approver.token = h.credential(h.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	h.start()
+	body := h.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+	})
+	f.heldSeq = h.send(body)
+	out := h.outputFor(f.heldSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.tenant_a.payments.send") {
+		t.Fatalf("critical request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	must(t, json.Unmarshal(out.Data, &f.req))
+	if strings.Contains(string(out.Data), "DE00123") {
+		t.Fatal("approval request shows a field the catalog does not mark approver-visible")
+	}
+	if f.req.Fields["amount_cents"] != float64(990000) {
+		t.Fatalf("approval request fields = %v; want amount_cents", f.req.Fields)
+	}
+	return f
+}
+
+// answer publishes an approve envelope from a (with its token).
+func (f *approvalFlow) answer(a *actor, ans approval.Answer, target string) uint64 {
+	raw, err := json.Marshal(ans)
+	must(f.t, err)
+	body := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.Approve, target
+		b.Payload = envelope.Payload{Plain: raw}
+	})
+	return f.publish(f.ingress(a, "tenant_a"), body, f.signed(a, a.token, body))
+}
+
+func (f *approvalFlow) grant() approval.Answer {
+	return approval.Answer{Decision: approval.Grant, BodyDigest: f.req.BodyDigest, PolicyVersion: f.req.PolicyVersion}
+}
+
+func TestApprovalGrantReleasesExactlyOnce(t *testing.T) {
+	f := newApprovalFlow(t)
+	// The requester cannot approve itself, even with the scope.
+	f.agent.token = f.credential(f.issuer, f.agent, "tenant_a", []string{"pay:send", "approve:payments.*"}, time.Hour, "")
+	f.wantReason(f.answer(f.agent, f.grant(), f.req.HeldMessageID), reason.SelfApproval)
+	// "Approve A, execute B": an answer bound to other bytes is refused.
+	wrong := f.grant()
+	wrong.BodyDigest = "sha256:" + strings.Repeat("0", 64)
+	f.wantReason(f.answer(f.approver, wrong, f.req.HeldMessageID), reason.ApprovalInvalid)
+	// An approver without the scope for this target is refused.
+	other := newActor(t)
+	other.token = f.credential(f.issuer, other, "tenant_a", []string{"approve:refunds.*"}, time.Hour, "")
+	f.wantReason(f.answer(other, f.grant(), f.req.HeldMessageID), reason.MissingScope)
+
+	seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+	out := f.outputFor(seq)
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("granted request went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	if ev := f.auditFor(seq); ev.Kind != "approval_granted" || ev.Approver != f.approver.pub {
+		t.Errorf("audit = %+v; want approval_granted by the approver", ev)
+	}
+	// Single use: the second grant finds nothing pending.
+	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
+	if n := len(f.all(StreamCap)); n != 1 {
+		t.Errorf("capability deliveries = %d; want exactly 1", n)
+	}
+	r, err := invariant.Wait(context.Background(), f.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	f.stop()
+	f.scanSecrets()
+}
+
+func TestApprovalDenied(t *testing.T) {
+	f := newApprovalFlow(t)
+	ans := f.grant()
+	ans.Decision, ans.Reason = approval.Deny, "too large"
+	seq := f.answer(f.approver, ans, f.req.HeldMessageID)
+	out := f.outputFor(seq)
+	if got := out.Header.Get(header.Reason); got != string(reason.ApprovalDenied) {
+		t.Fatalf("reason = %q; want approval_denied", got)
+	}
+	if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
+		t.Error("the denied stream does not carry the held message")
+	}
+	if len(f.all(StreamCap)) != 0 {
+		t.Error("a denied request reached its capability subject")
+	}
+}
+
+func TestApprovalExpiresAcrossRestart(t *testing.T) {
+	f := newApprovalFlow(t)
+	f.stop()
+	f.clock.Advance(f.cfg.Limits.ApprovalTTL + time.Second)
+	f.start()
+	deadline := time.Now().Add(10 * time.Second)
+	var found bool
+	for !found && time.Now().Before(deadline) {
+		for _, m := range f.all(StreamDenied) {
+			if m.Header.Get(header.Reason) == string(reason.ApprovalExpired) && m.Header.Get(header.MessageID) == f.req.HeldMessageID {
+				found = true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !found {
+		t.Fatal("held request did not expire to the denied stream after a restart")
+	}
+	// A grant after expiry finds nothing.
+	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
+	r, err := invariant.Wait(context.Background(), f.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil || len(r.FollowUps) != 1 {
+		t.Fatalf("invariant: %v; follow-ups %d want 1", err, len(r.FollowUps))
+	}
+}
