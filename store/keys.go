@@ -19,6 +19,7 @@ import (
 //	H id                                  hold index: id -> deadline
 //	o kind 0 id                           single-use marker
 //	x <expires u64 ns> kind 0 id          marker expiry index
+//	q <seq u64>                           outcome of an ingress sequence (outcome.go)
 //
 // Replay and idempotency keys of one generation form one contiguous range
 // (r<gen> .. r<gen+1>), which Prune drops with a single DeleteRange. Key

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -45,7 +46,7 @@ func (b *Batch) PutOutcome(seq uint64, outputs []byte) error {
 	if seq == 0 || len(outputs) == 0 {
 		return fmt.Errorf("store: outcome needs a sequence and outputs: %w", ErrInvalid)
 	}
-	b.r.staged[string(outcomeKey(seq))] = staged{v: outputs}
+	b.r.staged[string(outcomeKey(seq))] = staged{v: bytes.Clone(outputs)}
 	return nil
 }
 

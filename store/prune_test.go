@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func commitIdem(t testing.TB, l *Ledger, k IdemKey, e IdemEntry) {
+	t.Helper()
+	b := l.NewBatch()
+	defer b.Close()
+	if err := b.PutIdem(k, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	l := openTest(t, Options{})
+	old, held, live := t0, t0.Add(10*time.Minute), t0.Add(time.Hour)
+	if g := []uint64{l.genOf(old), l.genOf(held), l.genOf(live)}; g[0] == g[1] || g[1] == g[2] {
+		t.Fatalf("generations %v not distinct; pick other times", g)
+	}
+	var puts []put
+	for i := range 100 {
+		puts = append(puts, put{rkey(fmt.Sprintf("old%03d", i)), rentry(uint64(i+1), old)})
+		puts = append(puts, put{rkey(fmt.Sprintf("live%03d", i)), rentry(uint64(1000+i), live)})
+	}
+	puts = append(puts, put{rkey("held"), rentry(500, held)})
+	commitPuts(t, l, puts...)
+	ik := IdemKey{"acme", "UAGENT", "k-old"}
+	commitIdem(t, l, ik, IdemEntry{MessageID: "old000", Expires: old})
+
+	now := t0.Add(20 * time.Minute) // old and held generations are dead
+	st, err := l.Prune(now, 400)    // the held entry (seq 500) is not acknowledged
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generations != 1 || st.Held != 1 || st.Entries != 101 {
+		t.Fatalf("Prune = %+v; want 1 generation (101 entries) deleted, 1 held", st)
+	}
+	if got := l.Stats(); got.Generations != 2 || got.AckFloor != 400 {
+		t.Fatalf("Stats = %+v; want 2 generations, ack floor 400", got)
+	}
+	// Deleted on disk, not just hidden by the ack floor: look with a
+	// raw read.
+	if _, _, err := l.db.Get(appendEntryKey(nil, kindReplay, l.genOf(old), "acme", "UAGENT", "old000")); err == nil {
+		t.Fatal("entry of a pruned generation still on disk")
+	}
+	if _, _, err := l.db.Get(appendEntryKey(nil, kindIdem, l.genOf(old), "acme", "UAGENT", "k-old")); err == nil {
+		t.Fatal("idempotency entry of a pruned generation still on disk")
+	}
+	if e, ok, err := l.Replay(rkey("held"), now); !ok || err != nil || e.Seq != 500 {
+		t.Fatalf("Replay(held) = %v, %v, %v; want the unacknowledged entry kept", e.Seq, ok, err)
+	}
+	for i := range 100 {
+		if _, ok, err := l.Replay(rkey(fmt.Sprintf("live%03d", i)), now); !ok || err != nil {
+			t.Fatalf("Replay(live%03d) = %v, %v; want found", i, ok, err)
+		}
+	}
+
+	// The ack floor passes the held entry: its generation goes too.
+	st, err = l.Prune(now, 600)
+	if err != nil || st.Generations != 1 || st.Held != 0 {
+		t.Fatalf("Prune = %+v, %v; want the held generation deleted", st, err)
+	}
+	if _, ok, _ := l.Replay(rkey("held"), now); ok {
+		t.Fatal("Replay(held) found an entry after its generation was pruned")
+	}
+	// A lower ack floor later does not bring anything back.
+	if st, err := l.Prune(now, 1); err != nil || st.Generations != 0 || l.Stats().AckFloor != 600 {
+		t.Fatalf("Prune(lower floor) = %+v, %v; ack floor %d; want nothing pruned, floor kept at 600", st, err, l.Stats().AckFloor)
+	}
+}
+
+// TestPruneCostIsPerGeneration: the Pebble operations a Prune issues do
+// not depend on how many entries the expired generations hold.
+func TestPruneCostIsPerGeneration(t *testing.T) {
+	ops := map[int]uint32{}
+	for _, n := range []int{10, 5000} {
+		l := openTest(t, Options{})
+		var puts []put
+		for i := range n {
+			puts = append(puts, put{rkey(fmt.Sprintf("m%06d", i)), acked(rentry(uint64(i+1), t0))})
+		}
+		commitPuts(t, l, puts...)
+		st, o, err := l.prune(t0.Add(time.Hour), uint64(n))
+		if err != nil || st.Generations != 1 || st.Entries != uint64(n) {
+			t.Fatalf("prune(%d entries) = %+v, %v", n, st, err)
+		}
+		ops[n] = o
+	}
+	if ops[10] != ops[5000] || ops[10] != 3 {
+		t.Fatalf("Pebble ops to prune one generation: %v; want 3 (2 DeleteRange + 1 Delete) whatever its size", ops)
+	}
+}
+
+func TestMarkersSetOnceAndPrune(t *testing.T) {
+	l := openTest(t, Options{})
+	exp := t0.Add(time.Hour)
+	b := l.NewBatch()
+	for i, want := range []bool{true, false} {
+		if ok, err := b.SetOnce("approval", "m1", exp); ok != want || err != nil {
+			t.Fatalf("SetOnce #%d in batch = %v, %v; want %v", i+1, ok, err, want)
+		}
+	}
+	if ok, err := b.SetOnce("replay", "m1", exp); !ok || err != nil {
+		t.Fatalf("SetOnce(other kind) = %v, %v; want true", ok, err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b = l.NewBatch()
+	if ok, err := b.SetOnce("approval", "m1", exp); ok || err != nil {
+		t.Fatalf("SetOnce after commit = %v, %v; want false", ok, err)
+	}
+	b.Close()
+
+	if st, err := l.Prune(exp, 0); err != nil || st.Markers != 0 {
+		t.Fatalf("Prune at expiry = %+v, %v; want markers kept until expiry + Lookback", st, err)
+	}
+	st, err := l.Prune(exp.Add(DefaultLookback+time.Second), 0)
+	if err != nil || st.Markers != 2 || st.MoreMarkers {
+		t.Fatalf("Prune after expiry = %+v, %v; want 2 markers deleted", st, err)
+	}
+	b = l.NewBatch()
+	defer b.Close()
+	if ok, err := b.SetOnce("approval", "m1", exp.Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("SetOnce after prune = %v, %v; want true", ok, err)
+	}
+}
+
+func TestHolds(t *testing.T) {
+	l := openTest(t, Options{})
+	b := l.NewBatch()
+	for id, d := range map[string]time.Duration{"a": time.Minute, "b": 2 * time.Minute, "c": 10 * time.Second} {
+		if err := b.PutHold(id, t0.Add(d), []byte("value-"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, v, ok, err := b.Hold("a"); !ok || err != nil || !d.Equal(t0.Add(time.Minute)) || string(v) != "value-a" {
+		t.Fatalf("Hold(a) staged = %v, %q, %v, %v", d, v, ok, err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	due := func(now time.Time, limit int) string {
+		t.Helper()
+		hs, err := l.DueHolds(now, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := ""
+		for _, h := range hs {
+			s += h.ID + "=" + string(h.Value) + " "
+		}
+		return s
+	}
+	if got, want := due(t0.Add(90*time.Second), 0), "c=value-c a=value-a "; got != want {
+		t.Fatalf("DueHolds = %q; want %q", got, want)
+	}
+	if got, want := due(t0.Add(time.Hour), 1), "c=value-c "; got != want {
+		t.Fatalf("DueHolds(limit 1) = %q; want %q", got, want)
+	}
+
+	// Moving a hold's deadline removes it from its old place; deleting
+	// removes it entirely.
+	b = l.NewBatch()
+	if err := b.PutHold("c", t0.Add(time.Hour), []byte("moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteHold("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteHold("never-held"); err != nil {
+		t.Fatalf("DeleteHold(missing) = %v; want nil", err)
+	}
+	if _, _, ok, err := b.Hold("a"); ok || err != nil {
+		t.Fatalf("Hold(a) after staged delete = %v, %v; want gone", ok, err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := due(t0.Add(90*time.Second), 0), ""; got != want {
+		t.Fatalf("DueHolds after move/delete = %q; want %q", got, want)
+	}
+	if got, want := due(t0.Add(2*time.Hour), 0), "b=value-b c=moved "; got != want {
+		t.Fatalf("DueHolds later = %q; want %q", got, want)
+	}
+}
+
+// TestBloomFiltersUsed: lookups of absent keys in a compacted ledger are
+// answered by bloom filters (on the bottom level too), not data blocks.
+func TestBloomFiltersUsed(t *testing.T) {
+	l := openTest(t, Options{})
+	var puts []put
+	for i := range 5000 {
+		puts = append(puts, put{rkey(fmt.Sprintf("m%06d", i)), rentry(uint64(i+1), t0.Add(time.Minute))})
+	}
+	commitPuts(t, l, puts...)
+	if err := l.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.db.Metrics().Levels[6].TablesCount; n == 0 {
+		t.Fatalf("no tables in L6 after a full compaction")
+	}
+	before := l.db.Metrics().Filter
+	b := l.NewBatch()
+	defer b.Close()
+	const misses = 1000
+	for i := range misses {
+		if _, ok, err := b.Replay(rkey(fmt.Sprintf("absent%06d", i)), t0); ok || err != nil {
+			t.Fatalf("Replay(absent) = %v, %v", ok, err)
+		}
+	}
+	after := l.db.Metrics().Filter
+	if hits := after.Hits - before.Hits; hits < misses*9/10 {
+		t.Fatalf("bloom filter hits for %d absent keys = %d (misses %d); want ≥ 90%%", misses, hits, after.Misses-before.Misses)
+	}
+}
