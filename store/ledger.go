@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -90,6 +89,7 @@ type Ledger struct {
 	lookback time.Duration
 	log      zerolog.Logger
 	cache    *pebble.Cache
+	lock     *pebble.Lock // held from Open to Close, across reopens
 
 	// batchMu is held by the open Batch from NewBatch to Commit or Close,
 	// so a lookup never misses a write staged by a concurrent batch.
@@ -123,8 +123,18 @@ func Open(dir string, opt Options) (*Ledger, error) {
 		return nil, err
 	}
 	opt = opt.withDefaults()
+	if err := opt.FS.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w: %v", dir, ErrIO, err)
+	}
+	// Lock first: a second Open of the same directory (this process or
+	// another) is then a clear ErrLocked, not a confusing Pebble error.
+	lock, err := pebble.LockDirectory(dir, opt.FS)
+	if err != nil {
+		return nil, fmt.Errorf("store: lock %s: %w: %v", dir, ErrLocked, err)
+	}
 	fresh, err := isFresh(opt.FS, dir)
 	if err != nil {
+		_ = lock.Close()
 		return nil, err
 	}
 	l := &Ledger{
@@ -134,25 +144,28 @@ func Open(dir string, opt Options) (*Ledger, error) {
 		lookback: opt.Lookback,
 		log:      opt.Logger,
 		cache:    pebble.NewCache(opt.CacheBytes),
+		lock:     lock,
 	}
 	if err := l.open(fresh, !opt.SkipVerify); err != nil {
 		l.cache.Unref()
+		_ = lock.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-// isFresh reports whether dir is missing or empty.
+// isFresh reports whether dir holds nothing but Pebble's lock file.
 func isFresh(fsys vfs.FS, dir string) (bool, error) {
 	names, err := fsys.List(dir)
-	switch {
-	case err == nil:
-		return len(names) == 0, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return true, nil
-	default:
+	if err != nil {
 		return false, fmt.Errorf("store: list %s: %w: %v", dir, ErrIO, err)
 	}
+	for _, n := range names {
+		if n != "LOCK" {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // open opens Pebble, checks or writes the format record and loads the
@@ -164,6 +177,7 @@ func (l *Ledger) open(fresh, verify bool) error {
 		Comparer:           ledgerComparer,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l.log},
+		Lock:               l.lock,
 		ErrorIfExists:      fresh,
 		ErrorIfNotExists:   !fresh,
 		EventListener: &pebble.EventListener{
@@ -224,9 +238,9 @@ func (l *Ledger) open(fresh, verify bool) error {
 }
 
 // openError translates a pebble.Open error. On an existing store anything
-// but a permission or lock problem means the store cannot be trusted.
+// but a permission problem means the store cannot be trusted.
 func openError(dir string, fresh bool, err error) error {
-	if fresh || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EAGAIN) {
+	if fresh || errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("store: open %s: %w: %v", dir, ErrIO, err)
 	}
 	return fmt.Errorf("store: open %s: %w: %v", dir, ErrCorrupt, err)
@@ -280,6 +294,9 @@ func (l *Ledger) Close() error {
 	}
 	l.db = nil
 	l.cache.Unref()
+	if lerr := l.lock.Close(); lerr != nil && err == nil {
+		err = fmt.Errorf("store: unlock: %w: %v", ErrIO, lerr)
+	}
 	return err
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -367,5 +368,83 @@ func TestGenWidthIsStored(t *testing.T) {
 	}
 	if _, ok, err := l.Replay(rkey("m1"), t0); !ok || err != nil {
 		t.Fatalf("Replay = %v, %v; want found", ok, err)
+	}
+}
+
+func TestOpenTwiceIsLocked(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ledger")
+	l, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v; want ErrLocked", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open after Close = %v", err)
+	}
+	l.Close()
+}
+
+// TestConcurrentUse runs the read-only and maintenance calls against a
+// writer committing batches; run with -race.
+func TestConcurrentUse(t *testing.T) {
+	l := openTest(t, Options{})
+	const batches, per = 20, 50
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := range 3 {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				var err error
+				k := rkey(fmt.Sprintf("m%03d-%03d", i%batches, i%per))
+				switch w {
+				case 0:
+					_, _, err = l.Replay(k, t0)
+				case 1:
+					err = l.MarkAcked([]ReplayKey{k}, t0)
+					_ = l.Stats()
+				case 2:
+					_, err = l.Prune(t0, uint64(i))
+					if err == nil {
+						_, err = l.DueHolds(t0, 10)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range batches {
+		var puts []put
+		for j := range per {
+			puts = append(puts, put{rkey(fmt.Sprintf("m%03d-%03d", i, j)), rentry(uint64(i*per+j+1), t0.Add(time.Minute))})
+		}
+		commitPuts(t, l, puts...)
+	}
+	close(done)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range batches {
+		for j := range per {
+			if _, ok, err := l.Replay(rkey(fmt.Sprintf("m%03d-%03d", i, j)), t0); !ok || err != nil {
+				t.Fatalf("Replay(m%03d-%03d) = %v, %v", i, j, ok, err)
+			}
+		}
 	}
 }

@@ -14,6 +14,9 @@ var (
 	// or damaged table, undecodable value). The ledger refuses to run on it;
 	// an operator must restore or remove the directory.
 	ErrCorrupt = errors.New("store: ledger is corrupt")
+	// ErrLocked: another Ledger (in this or another process) has the
+	// directory open.
+	ErrLocked = errors.New("store: ledger is in use")
 	// ErrClosed: the Ledger was closed.
 	ErrClosed = errors.New("store: ledger is closed")
 	// ErrIO: a read or write failed. After a failed write the ledger reopens
