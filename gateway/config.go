@@ -234,8 +234,8 @@ func (c *Config) Validate() error {
 		add("at least one tenant is required")
 	}
 	for name, t := range c.Tenants {
-		if !subjects.ValidToken(name) {
-			add("tenant %q: name must match [a-z0-9_-]{1,64}", name)
+		if !subjects.ValidToken(name) || name == subjects.UnroutableTenant {
+			add("tenant %q: name must match [a-z0-9_-]{1,64} and not be the reserved %q", name, subjects.UnroutableTenant)
 		}
 		if len(t.Issuers) == 0 {
 			add("tenant %q: at least one issuer is required", name)

@@ -2,12 +2,10 @@ package gateway
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 )
 
 // Connect dials NATS with the configured credentials and TLS. With
@@ -64,22 +62,4 @@ func redactURL(u string) string {
 		}
 	}
 	return strings.Join(parts, ",")
-}
-
-func readSeedFile(path string) (nkeys.KeyPair, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(data)
-	// A bare seed, or a decorated one: the first line that is a seed.
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "S") {
-			if kp, err := nkeys.FromSeed([]byte(line)); err == nil {
-				return kp, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("%s: no nkey seed in file", path)
 }

@@ -43,6 +43,7 @@ type Gateway struct {
 	budgets     *budget.Budgets
 	workers     int
 	expireEvery time.Duration
+	ready       chan struct{}
 	envSchema   *jsonschema.Schema
 
 	stats Stats
@@ -83,7 +84,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second}
+	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{})}
 	for _, o := range opts {
 		o(g)
 	}
@@ -142,14 +143,14 @@ func (c *Config) trust() map[string][]string {
 }
 
 func (g *Gateway) loadKeys() error {
-	kp, err := readSeedFile(g.cfg.Keys.Signing)
+	kp, err := identity.ReadSeedFile(g.cfg.Keys.Signing)
 	if err != nil {
 		return fmt.Errorf("gateway: signing key: %w", err)
 	}
 	if g.signer, err = identity.NewSigner(kp); err != nil {
 		return fmt.Errorf("gateway: signing key: %w", err)
 	}
-	ck, err := readSeedFile(g.cfg.Keys.Curve)
+	ck, err := identity.ReadSeedFile(g.cfg.Keys.Curve)
 	if err != nil {
 		return fmt.Errorf("gateway: curve key: %w", err)
 	}
@@ -200,11 +201,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		consumers = append(consumers, c)
 	}
+	close(g.ready)
 	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
 		Int("partitions", len(consumers)).Str("policy_version", g.policy.Current().Version()).
 		Msg("gateway running")
 	return g.consume(ctx, consumers)
 }
+
+// Ready is closed once the streams and consumers exist and decisions
+// are being made.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 
 // Close releases the ledger and the connection it dialled.
 func (g *Gateway) Close() error {

@@ -18,7 +18,7 @@ const benchPolicies = `
 
 func benchSet(b *testing.B) *Set {
 	b.Helper()
-	files, _ := filepath.Glob("../testdata/policies/*.cedar")
+	files, _ := filepath.Glob("../devenv/material/policies/*.cedar")
 	demo, err := Load(files...)
 	if err != nil {
 		b.Fatal(err)

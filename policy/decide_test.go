@@ -328,9 +328,9 @@ func TestShortMessage(t *testing.T) {
 	}
 }
 
-// TestDemoPolicies runs the demo scenarios against testdata/policies.
+// TestDemoPolicies runs the demo scenarios against devenv/material/policies.
 func TestDemoPolicies(t *testing.T) {
-	files, _ := filepath.Glob("../testdata/policies/*.cedar")
+	files, _ := filepath.Glob("../devenv/material/policies/*.cedar")
 	set, err := Load(files...)
 	if err != nil {
 		t.Fatal(err)

@@ -202,7 +202,7 @@ func TestCheckJoinsAcrossFiles(t *testing.T) {
 }
 
 func TestDemoPoliciesLoad(t *testing.T) {
-	files, err := filepath.Glob("../testdata/policies/*.cedar")
+	files, err := filepath.Glob("../devenv/material/policies/*.cedar")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no demo policies: %v", err)
 	}

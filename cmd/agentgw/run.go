@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/agentgw/agentgw/demo"
+	"github.com/agentgw/agentgw/devenv"
+	"github.com/agentgw/agentgw/gateway"
+)
+
+func runCmd(args []string) int {
+	c := newCmd("run", "[--dir DIR] [--demo] [--json] [--port N]", `
+Start an in-process nats-server (JetStream on file storage), write dev
+material on first run (tenant issuer, agent, approver, consumer and
+operator .creds, the gateway's keys, a catalog and Cedar policies) and run
+the gateway on it until Ctrl-C. With --demo, first play a scenario with
+one message per gate and print each decision. SIGHUP reloads policies,
+catalog and revocations. Development only: loopback, no TLS.`)
+	dir := c.fs.String("dir", ".agentgw", "data directory for dev material, JetStream and the ledger")
+	withDemo := c.fs.Bool("demo", false, "play the demo scenario once the gateway runs")
+	asJSON := c.fs.Bool("json", false, "print demo rows as JSON lines")
+	port := c.fs.Int("port", 0, "NATS port (0: from nats-server.conf, 4222; -1: any free port)")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	m, created, err := devenv.Ensure(*dir)
+	if err != nil {
+		return c.fail(err, "remove the directory to start afresh, or pass --dir")
+	}
+	srv, err := devenv.StartServer(m.NATSConf, filepath.Join(*dir, "jetstream"), *port)
+	if err != nil {
+		return c.fail(err, "another server may hold the port: try --port -1")
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name("agentgw-run"))
+	if err != nil {
+		return c.fail(err, "")
+	}
+	defer nc.Close()
+	if created {
+		fmt.Fprintf(c.out, "wrote dev material to %s\n", m.Dir)
+	}
+	printMaterial(c, m, srv.ClientURL())
+
+	logPath := filepath.Join(*dir, "gateway.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return c.fail(err, "")
+	}
+	defer logFile.Close()
+	cfg, err := gateway.LoadConfig(m.Config)
+	if err != nil {
+		return c.fail(err, "fix "+m.Config+" or remove "+*dir+" to regenerate it")
+	}
+	gw, err := gateway.New(cfg, gateway.WithConn(nc), gateway.WithLogger(zerolog.New(logFile).With().Timestamp().Logger()))
+	if err != nil {
+		return c.fail(err, "")
+	}
+	defer gw.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- gw.Run(ctx) }()
+	go reloadOnHUP(ctx, gw, c)
+
+	select {
+	case <-gw.Ready():
+	case err := <-errc:
+		return c.fail(err, "the gateway log is "+logPath)
+	}
+	if *withDemo {
+		if err := playDemo(ctx, c, nc, m, *asJSON); err != nil && !errors.Is(err, context.Canceled) {
+			stop()
+			<-errc
+			return c.fail(err, "the gateway log is "+logPath)
+		}
+	}
+	fmt.Fprintf(c.out, "\ngateway serving on %s (log: %s); Ctrl-C to stop\n", srv.ClientURL(), logPath)
+	if err := <-errc; err != nil {
+		return c.fail(err, "the gateway log is "+logPath)
+	}
+	return exitOK
+}
+
+func printMaterial(c *cmd, m *devenv.Material, url string) {
+	fmt.Fprintf(c.out, "NATS        %s (in-process; JetStream in %s)\n", url, filepath.Join(m.Dir, "jetstream"))
+	fmt.Fprintf(c.out, "gateway     signing %s\n            curve   %s\n", m.GatewayKey, m.GatewayXKey)
+	fmt.Fprintf(c.out, "config      %s\n", m.Config)
+	for _, a := range []devenv.Actor{m.Agent, m.Approver, m.Consumer, m.Operator} {
+		fmt.Fprintf(c.out, "%-11s %s (curve seed %s)\n", a.Name, a.Creds, filepath.Base(a.Curve))
+	}
+}
+
+func playDemo(ctx context.Context, c *cmd, nc *nats.Conn, m *devenv.Material, asJSON bool) error {
+	fmt.Fprintln(c.out)
+	var emit func(demo.Row)
+	if asJSON {
+		j := newJSONLines(c.out)
+		emit = func(r demo.Row) { _ = j.write(r) }
+	} else {
+		t := newTable(c.out, true,
+			column{"#", 2}, column{"WHO", 8}, column{"WHAT", 48}, column{"DECISION", 8},
+			column{"REASON", 20}, column{"POLICY", 24}, column{"WHERE", 0})
+		emit = func(r demo.Row) {
+			t.row(fmt.Sprint(r.Step), r.Who, r.What, r.Decision, dash(r.Reason), dash(strings.Join(r.Policy, ",")), r.Where)
+		}
+	}
+	return demo.Run(ctx, nc, m, emit)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// reloadOnHUP reloads policies, catalog and revocations on SIGHUP.
+func reloadOnHUP(ctx context.Context, gw *gateway.Gateway, c *cmd) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := gw.Reload(); err != nil {
+				fmt.Fprintf(c.err, "agentgw: reload kept the previous version of what failed: %v\n", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/agentgw/agentgw/gateway"
+)
+
+func serveCmd(args []string) int {
+	c := newCmd("serve", "--config FILE", `
+Run the gateway against an external NATS server or cluster, as configured
+in FILE (nats.url, nats.creds, nats.tls). Logs JSON to stderr. SIGHUP
+reloads policies, catalog and revocations; SIGINT/SIGTERM finish the
+batch in hand and stop.`)
+	path := c.fs.String("config", "", "gateway config file (YAML)")
+	level := c.fs.String("log-level", "info", "debug, info, warn or error")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.require("config"); !ok {
+		return code
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil {
+		return c.usageErr("--log-level: %v", err)
+	}
+	cfg, err := gateway.LoadConfig(*path)
+	if err != nil {
+		return c.fail(err, "every problem is listed above; fix them and run again")
+	}
+	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
+	gw, err := gateway.New(cfg, gateway.WithLogger(log))
+	if err != nil {
+		return c.fail(err, "")
+	}
+	defer gw.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go reloadOnHUP(ctx, gw, c)
+	if err := gw.Run(ctx); err != nil {
+		return c.fail(err, "check nats.url, nats.creds and nats.tls in "+*path)
+	}
+	return exitOK
+}

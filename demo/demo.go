@@ -1,0 +1,333 @@
+package demo
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/devenv"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Row is one message of the scenario and what the gateway decided.
+type Row struct {
+	Step     int      `json:"step"`
+	Who      string   `json:"who"`
+	What     string   `json:"what"`
+	Decision string   `json:"decision"`
+	Reason   string   `json:"reason,omitempty"`
+	Policy   []string `json:"policy_ids,omitempty"`
+	Where    string   `json:"where"`
+	Seq      uint64   `json:"ingress_seq"`
+}
+
+// Run plays the scenario; each row is passed to emit as soon as it is
+// decided.
+func Run(ctx context.Context, nc *nats.Conn, m *devenv.Material, emit func(Row)) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	w, err := watchAudit(ctx, js)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	s, err := newScene(nc, js, m)
+	if err != nil {
+		return err
+	}
+	step := 0
+	record := func(who, what string, seq uint64) (audit.Event, error) {
+		ev, err := w.wait(ctx, seq)
+		if err != nil {
+			return ev, fmt.Errorf("demo: %s: %w", what, err)
+		}
+		step++
+		emit(Row{Step: step, Who: who, What: what, Decision: ev.Route, Reason: ev.Reason, Policy: ev.PolicyIDs, Where: ev.Output, Seq: seq})
+		return ev, nil
+	}
+	type scenario struct {
+		who, what string
+		send      func() (uint64, error)
+	}
+	var refundBody []byte
+	var refundHdr nats.Header
+	steps := []scenario{
+		{"agent", "draft refund 25.00 (sealed)", func() (uint64, error) {
+			body, hdr, err := s.signed(func(b *envelope.Builder) error { return s.sealRefund(b, 2500) })
+			refundBody, refundHdr = body, hdr
+			return s.publish(body, hdr, err)
+		}},
+		{"attacker", "same bytes again (replay)", func() (uint64, error) {
+			return s.publish(refundBody, refundHdr, nil)
+		}},
+		{"attacker", "body edited after signing (tampered)", func() (uint64, error) {
+			body, hdr, err := s.signed(func(b *envelope.Builder) error { return s.sealRefund(b, 2500) })
+			return s.publish([]byte(strings.Replace(string(body), `"tool_call"`, `"read"`, 1)), hdr, err)
+		}},
+		{"agent", "token meant for another gateway (wrong audience)", func() (uint64, error) {
+			body, hdr, err := s.signed(func(b *envelope.Builder) error { b.Audience = "other-gateway"; return s.sealRefund(b, 100) })
+			return s.publish(body, hdr, err)
+		}},
+		{"agent", "tool outside its delegation (missing scope)", func() (uint64, error) {
+			body, hdr, err := s.signedWith(s.narrow, func(b *envelope.Builder) error { return s.sealRefund(b, 100) })
+			return s.publish(body, hdr, err)
+		}},
+		{"agent", "message issued 10 minutes ago (expired)", func() (uint64, error) {
+			body, hdr, err := s.signedAt(time.Now().Add(-10*time.Minute), s.token, func(b *envelope.Builder) error { return s.sealRefund(b, 100) })
+			return s.publish(body, hdr, err)
+		}},
+		{"agent", "claims another tenant (wrong tenant)", func() (uint64, error) {
+			body, hdr, err := s.signed(func(b *envelope.Builder) error { b.Tenant = "tenant_b"; return s.plainSearch(b) })
+			return s.publish(body, hdr, err)
+		}},
+		{"agent", "draft refund 5000.00 (over policy ceiling)", func() (uint64, error) {
+			body, hdr, err := s.signed(func(b *envelope.Builder) error { return s.sealRefund(b, 500000) })
+			return s.publish(body, hdr, err)
+		}},
+		{"agent", "knowledge-base search (plain)", func() (uint64, error) {
+			body, hdr, err := s.signed(s.plainSearch)
+			return s.publish(body, hdr, err)
+		}},
+	}
+	for _, sc := range steps {
+		seq, err := sc.send()
+		if err != nil {
+			return fmt.Errorf("demo: %s: %w", sc.what, err)
+		}
+		if _, err := record(sc.who, sc.what, seq); err != nil {
+			return err
+		}
+	}
+	// Approval: a critical payment is held, an approver grants it.
+	r, err := s.agent.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "payments.send",
+		Sealed: []byte(`{"amount_cents":1250000,"currency":"EUR","iban":"DE00000000000000000000"}`)})
+	if err != nil {
+		return fmt.Errorf("demo: payment: %w", err)
+	}
+	if _, err := record("agent", "send payment 12500.00 (critical)", r.Seq); err != nil {
+		return err
+	}
+	req, err := s.approvalRequest(ctx, r.MessageID)
+	if err != nil {
+		return err
+	}
+	ans := approval.Answer{Decision: approval.Grant, Reason: "verified with customer", BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion}
+	g, err := s.approver.Send(ctx, client.Request{Capability: envelope.Approve, Target: r.MessageID, Plain: ans})
+	if err != nil {
+		return fmt.Errorf("demo: grant: %w", err)
+	}
+	if _, err := record("approver", "grants the held payment", g.Seq); err != nil {
+		return err
+	}
+	g2, err := s.approver.Send(ctx, client.Request{Capability: envelope.Approve, Target: r.MessageID, Plain: ans})
+	if err != nil {
+		return fmt.Errorf("demo: second grant: %w", err)
+	}
+	_, err = record("approver", "grants it a second time", g2.Seq)
+	return err
+}
+
+// scene holds the demo's identities.
+type scene struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	m        *devenv.Material
+	kp       nkeys.KeyPair
+	signer   *identity.Signer
+	box      *identity.Box
+	pub      string
+	xkey     string
+	token    identity.Token
+	narrow   identity.Token // a credential without refund:draft
+	agent    *client.Agent
+	approver *client.Agent
+}
+
+func newScene(nc *nats.Conn, js jetstream.JetStream, m *devenv.Material) (*scene, error) {
+	s := &scene{nc: nc, js: js, m: m}
+	tok, kp, err := identity.ReadCreds(m.Agent.Creds)
+	if err != nil {
+		return nil, err
+	}
+	s.token, s.kp = tok, kp
+	s.pub, _ = kp.PublicKey()
+	if s.signer, err = identity.NewSigner(kp); err != nil {
+		return nil, err
+	}
+	ck, err := readSeed(m.Agent.Curve)
+	if err != nil {
+		return nil, err
+	}
+	s.xkey, _ = ck.PublicKey()
+	if s.box, err = identity.NewBox(ck); err != nil {
+		return nil, err
+	}
+	issuer, err := readSeed(m.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	s.narrow, err = identity.Issue(issuer, identity.IssueRequest{Subject: s.pub, Audience: devenv.Audience, Tenant: devenv.Tenant,
+		Service: devenv.Service("agent"), Scopes: []string{"kb:read"}, XKey: s.xkey, TTL: time.Hour}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	cfg := client.DefaultAgentConfig()
+	cfg.GatewayXKey = m.GatewayXKey
+	if s.agent, err = client.AgentFromCreds(nc, m.Agent.Creds, m.Agent.Curve, cfg); err != nil {
+		return nil, err
+	}
+	if s.approver, err = client.AgentFromCreds(nc, m.Approver.Creds, m.Approver.Curve, cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *scene) sealRefund(b *envelope.Builder, cents int) error {
+	sealed, err := s.box.Seal(fmt.Appendf(nil, `{"order_id":"ord_%d","amount_cents":%d}`, cents, cents), s.m.GatewayXKey)
+	if err != nil {
+		return err
+	}
+	b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
+	b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: s.xkey, To: s.m.GatewayXKey}
+	return nil
+}
+
+func (s *scene) plainSearch(b *envelope.Builder) error {
+	b.Capability, b.Target = envelope.Read, "kb.search"
+	b.Payload = envelope.Payload{Plain: json.RawMessage(`{"query":"refund policy for damaged goods"}`)}
+	return nil
+}
+
+func (s *scene) signed(mod func(*envelope.Builder) error) ([]byte, nats.Header, error) {
+	return s.signedAt(time.Now(), s.token, mod)
+}
+
+func (s *scene) signedWith(tok identity.Token, mod func(*envelope.Builder) error) ([]byte, nats.Header, error) {
+	return s.signedAt(time.Now(), tok, mod)
+}
+
+func (s *scene) signedAt(now time.Time, tok identity.Token, mod func(*envelope.Builder) error) ([]byte, nats.Header, error) {
+	b := envelope.Builder{Tenant: devenv.Tenant, Audience: devenv.Audience}
+	if err := mod(&b); err != nil {
+		return nil, nil, err
+	}
+	body, err := b.Build(now)
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr := nats.Header{}
+	hdr.Set(header.Credential, tok.Reveal())
+	hdr.Set(header.Signature, base64.RawURLEncoding.EncodeToString(s.signer.Sign(envelope.SigningInput(body))))
+	return body, hdr, nil
+}
+
+// publish sends as an attacker could: no Nats-Msg-Id, so JetStream keeps
+// every copy and only the gateway's ledger stands between a replay and
+// the capability.
+func (s *scene) publish(body []byte, hdr nats.Header, err error) (uint64, error) {
+	if err != nil {
+		return 0, err
+	}
+	subj, err := subjects.Ingress(devenv.Tenant, s.pub)
+	if err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(subj)
+	m.Data = body
+	for k, v := range hdr {
+		m.Header[k] = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ack, err := s.js.PublishMsg(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Request, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := s.js.Stream(ctx, "AGENTGW_APPROVAL")
+		if err == nil {
+			msg, err := st.GetLastMsgForSubject(ctx, "agentgw.approval."+devenv.Tenant+".payments.send")
+			if err == nil {
+				var req approval.Request
+				if json.Unmarshal(msg.Data, &req) == nil && req.HeldMessageID == held {
+					return req, nil
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return approval.Request{}, fmt.Errorf("demo: no approval request for %s", held)
+}
+
+func readSeed(path string) (nkeys.KeyPair, error) {
+	kp, err := identity.ReadSeedFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	return kp, nil
+}
+
+// auditWatch collects audit events by ingress sequence.
+type auditWatch struct {
+	mu     sync.Mutex
+	events map[uint64]audit.Event
+	cc     jetstream.ConsumeContext
+}
+
+func watchAudit(ctx context.Context, js jetstream.JetStream) (*auditWatch, error) {
+	c, err := js.OrderedConsumer(ctx, "AGENTGW_AUDIT", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("demo: audit stream: %w", err)
+	}
+	w := &auditWatch{events: map[uint64]audit.Event{}}
+	w.cc, err = c.Consume(func(m jetstream.Msg) {
+		var ev audit.Event
+		if json.Unmarshal(m.Data(), &ev) == nil {
+			w.mu.Lock()
+			w.events[ev.IngressSeq] = ev
+			w.mu.Unlock()
+		}
+	})
+	return w, err
+}
+
+func (w *auditWatch) wait(ctx context.Context, seq uint64) (audit.Event, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		ev, ok := w.events[seq]
+		w.mu.Unlock()
+		if ok {
+			return ev, nil
+		}
+		select {
+		case <-ctx.Done():
+			return audit.Event{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return audit.Event{}, fmt.Errorf("no decision for ingress sequence %d", seq)
+}
+
+func (w *auditWatch) stop() { w.cc.Stop() }

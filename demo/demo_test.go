@@ -1,0 +1,84 @@
+package demo
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/agentgw/agentgw/devenv"
+	"github.com/agentgw/agentgw/gateway"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
+		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).releaseLoop"),
+		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*tableCacheShard).releaseLoop"),
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*ipQueue[...]).pop"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+	)
+}
+
+// TestScenario runs what `make run` shows, on the dev material `agentgw
+// run` writes, an embedded server from its nats-server.conf and the real
+// gateway, and checks every decision.
+func TestScenario(t *testing.T) {
+	dir := t.TempDir()
+	m, created, err := devenv.Ensure(dir)
+	if err != nil || !created {
+		t.Fatalf("Ensure = %v, created %v", err, created)
+	}
+	if _, again, err := devenv.Ensure(dir); err != nil || again {
+		t.Fatalf("second Ensure rewrote the material (%v, %v)", again, err)
+	}
+	srv, err := devenv.StartServer(m.NATSConf, filepath.Join(dir, "js"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cfg, err := gateway.LoadConfig(m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(cfg, gateway.WithConn(nc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	errc := make(chan error, 1)
+	go func() { errc <- gw.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	<-gw.Ready()
+	var rows []Row
+	if err := Run(ctx, nc, m, func(r Row) { rows = append(rows, r) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ decision, reason string }{
+		{"allow", ""}, {"deny", "replay_detected"}, {"deny", "bad_signature"}, {"deny", "wrong_audience"},
+		{"deny", "missing_scope"}, {"deny", "message_expired"}, {"deny", "tenant_mismatch"}, {"deny", "content_denied"},
+		{"allow", ""}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("demo printed %d rows; want %d", len(rows), len(want))
+	}
+	for i, w := range want {
+		if rows[i].Decision != w.decision || rows[i].Reason != w.reason {
+			t.Errorf("row %d %q: %s %s; want %s %s", i+1, rows[i].What, rows[i].Decision, rows[i].Reason, w.decision, w.reason)
+		}
+	}
+}
