@@ -17,6 +17,9 @@ var errBatchDone = fmt.Errorf("store: batch already committed or closed: %w", Er
 // Only one Batch is open at a time: NewBatch waits until the previous one
 // is committed or closed, so two batches can never both record the same
 // nonce. Always `defer b.Close()`; a Batch is not safe for concurrent use.
+// The goroutine holding an open Batch should not call other Ledger
+// methods: after a failed write they wait for the ledger to reopen, which
+// waits for the Batch to finish.
 type Batch struct {
 	l       *Ledger
 	r       reader
