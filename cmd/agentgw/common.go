@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway"
+)
+
+// cmd is one subcommand's flag set and its way of reporting.
+type cmd struct {
+	name string // "denied ls"
+	fs   *flag.FlagSet
+	args []string // positional arguments, after parse
+	out  io.Writer
+	err  io.Writer
+}
+
+// newCmd returns a command whose --help prints synopsis, help and the
+// flags. synopsis is the part after "agentgw <name> ".
+func newCmd(name, synopsis, help string) *cmd {
+	c := &cmd{name: name, fs: flag.NewFlagSet("agentgw "+name, flag.ContinueOnError), out: os.Stdout, err: os.Stderr}
+	c.fs.SetOutput(c.err)
+	c.fs.Usage = func() {
+		w := c.fs.Output()
+		fmt.Fprintf(w, "Usage: agentgw %s %s\n\n%s\n", name, synopsis, strings.TrimSpace(help))
+		var n int
+		c.fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(w, "\nFlags:\n")
+			c.fs.PrintDefaults()
+		}
+	}
+	return c
+}
+
+// parse parses args, flags and positional arguments in any order ("--"
+// ends the flags); the positional ones land in c.args. When it returns
+// ok false the command must return code: --help (0, usage on stdout) or
+// a flag error (2).
+func (c *cmd) parse(args []string) (code int, ok bool) {
+	var rest []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, rest = args[:i], args[i+1:]
+	}
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				c.fs.SetOutput(c.out)
+				c.fs.Usage()
+				return exitOK, false
+			}
+			// flag has printed the error and the usage already.
+			return exitUsage, false
+		}
+		args = c.fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		c.args = append(c.args, args[0])
+		args = args[1:]
+	}
+	c.args = append(c.args, rest...)
+	return exitOK, true
+}
+
+// usageErr reports a usage error and what to run next; it returns 2.
+func (c *cmd) usageErr(format string, args ...any) int {
+	fmt.Fprintf(c.err, "agentgw %s: %s\nRun 'agentgw %s --help' for usage.\n", c.name, fmt.Sprintf(format, args...), c.name)
+	return exitUsage
+}
+
+// fail reports a runtime error and, when hint is not empty, what to do
+// about it; it returns 1.
+func (c *cmd) fail(err error, hint string) int {
+	fmt.Fprintf(c.err, "agentgw %s: %v\n", c.name, err)
+	if hint != "" {
+		fmt.Fprintf(c.err, "  %s\n", hint)
+	}
+	return exitError
+}
+
+// require reports the first empty flag among names as a usage error.
+func (c *cmd) require(names ...string) (int, bool) {
+	for _, n := range names {
+		if f := c.fs.Lookup(n); f != nil && f.Value.String() == "" {
+			return c.usageErr("--%s is required", n), false
+		}
+	}
+	return exitOK, true
+}
+
+// noArgs reports positional arguments as a usage error.
+func (c *cmd) noArgs() (int, bool) {
+	if len(c.args) > 0 {
+		return c.usageErr("unexpected argument %q", c.args[0]), false
+	}
+	return exitOK, true
+}
+
+// subcommand is one second-level command (keys new, denied ls, ...).
+type subcommand struct {
+	name    string
+	summary string
+	run     func(args []string) int
+}
+
+// group runs the subcommand of group named by args[0].
+func group(name, summary string, subs []subcommand, args []string) int {
+	help := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: agentgw %s <subcommand> [flags]\n\n%s\n\nSubcommands:\n", name, summary)
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
+		}
+		fmt.Fprintf(w, "\nRun 'agentgw %s <subcommand> --help' for its flags.\n", name)
+	}
+	if len(args) == 0 {
+		help(os.Stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		help(os.Stdout)
+		return exitOK
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(args[1:])
+		}
+	}
+	fmt.Fprintf(os.Stderr, "agentgw %s: unknown subcommand %q\nRun 'agentgw %s --help' for the list.\n", name, args[0], name)
+	return exitUsage
+}
+
+// listFlag is a string list flag: repeatable, and comma separated.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// connFlags are the NATS connection flags every networked command takes.
+type connFlags struct {
+	url, creds, ca, cert, key string
+	tls                       bool
+}
+
+func (cf *connFlags) register(fs *flag.FlagSet) {
+	def := os.Getenv("NATS_URL")
+	if def == "" {
+		def = nats.DefaultURL
+	}
+	fs.StringVar(&cf.url, "nats", def, "NATS server `URL`s, comma separated (default from $NATS_URL)")
+	fs.StringVar(&cf.creds, "nats-creds", "", "NATS user .creds `file` for the connection (not an agentgw credential)")
+	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate `file` to verify the server with")
+	fs.StringVar(&cf.cert, "tls-cert", "", "client certificate `file` for mTLS (with --tls-key)")
+	fs.StringVar(&cf.key, "tls-key", "", "client key `file` for mTLS (with --tls-cert)")
+	fs.BoolVar(&cf.tls, "tls", false, "require TLS even without --tls-ca or a client certificate")
+}
+
+// connect dials NATS with gateway.Connect, so the CLI, the SDK and the
+// gateway share one set of credential and TLS options.
+func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool) {
+	if (cf.cert == "") != (cf.key == "") {
+		return nil, nil, c.usageErr("--tls-cert and --tls-key go together"), false
+	}
+	cfg := gateway.NATSConfig{
+		URL:   cf.url,
+		Creds: cf.creds,
+		TLS:   gateway.TLSConfig{CA: cf.ca, Cert: cf.cert, Key: cf.key, Required: cf.tls},
+	}
+	nc, err := gateway.Connect(cfg, "agentgw "+c.name)
+	if err != nil {
+		return nil, nil, c.fail(err, "Is NATS running there? Pass --nats URL (or set NATS_URL), and --nats-creds / --tls-* if the server requires them."), false
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, c.fail(err, ""), false
+	}
+	return nc, js, exitOK, true
+}
+
+// streamHint says what to do about an error reading stream.
+func streamHint(stream string, err error) string {
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return "Stream " + stream + " does not exist on this server: point --nats at the gateway's NATS, or start the gateway once ('agentgw serve' creates its streams)."
+	}
+	return ""
+}
+
+// scan hands fn the messages of stream that match oc, oldest first,
+// through an ordered consumer (no server-side state is left behind).
+// Without follow it returns after the last message that matched when it
+// started; with follow it waits for new ones until ctx is done. An
+// interrupt (ctx done) is not an error.
+func scan(ctx context.Context, js jetstream.JetStream, stream string, oc jetstream.OrderedConsumerConfig, follow bool, fn func(jetstream.Msg) error) error {
+	cons, err := js.OrderedConsumer(ctx, stream, oc)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	defer it.Stop()
+	if info := cons.CachedInfo(); !follow && info != nil && info.NumPending == 0 {
+		return nil
+	}
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		if md, err := m.Metadata(); !follow && err == nil && md.NumPending == 0 {
+			return nil
+		}
+	}
+}
+
+// since returns the ordered-consumer start for a --since duration: all
+// messages when d is zero, else those stored after now-d.
+func since(oc jetstream.OrderedConsumerConfig, d time.Duration) jetstream.OrderedConsumerConfig {
+	if d > 0 {
+		t := time.Now().Add(-d)
+		oc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		oc.OptStartTime = &t
+	}
+	return oc
+}
+
+// interruptible returns a context cancelled by SIGINT or SIGTERM.
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// readSeed reads an nkey seed file: a bare seed, or the first line that
+// decodes as a seed (decorated .nk and .creds layouts). role is the seed
+// prefix wanted ("SA", "SU", "SN", "SX"; "S" for any). The error never
+// quotes the file.
+func readSeed(path, role string) (nkeys.KeyPair, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(data)
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSpace(line)
+		if !bytes.HasPrefix(line, []byte(role)) {
+			continue
+		}
+		if kp, err := nkeys.FromSeed(line); err == nil {
+			return kp, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: no %s… seed in the file", path, role)
+}
+
+// clean makes a value from a stream safe for one terminal cell: control
+// characters (escape sequences, tabs, newlines) become spaces; empty is "-".
+func clean(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// short abbreviates a public nkey for a table: "UABC…WXYZ".
+func short(k string) string {
+	if len(k) <= 12 {
+		return clean(k)
+	}
+	return clean(k[:5] + "…" + k[len(k)-4:])
+}
+
+// stamp formats a time for a table, in UTC.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// table prints aligned rows. In stream mode (a --follow) each row is
+// written at once, its cells padded to the header's widths, since rows
+// to come cannot be measured.
+type table struct {
+	tw     *tabwriter.Writer
+	w      io.Writer
+	widths []int
+	stream bool
+}
+
+// column is a header and, for stream mode, its cell width.
+type column struct {
+	name  string
+	width int
+}
+
+func newTable(w io.Writer, stream bool, cols ...column) *table {
+	t := &table{w: w, stream: stream}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+		t.widths = append(t.widths, max(c.width, len(c.name)))
+	}
+	if !stream {
+		t.tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	}
+	t.row(names...)
+	return t
+}
+
+func (t *table) row(cells ...string) {
+	if !t.stream {
+		fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+		return
+	}
+	var b strings.Builder
+	for i, c := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(c)
+			break
+		}
+		fmt.Fprintf(&b, "%-*s  ", t.widths[i], c)
+	}
+	fmt.Fprintln(t.w, b.String())
+}
+
+func (t *table) flush() {
+	if t.tw != nil {
+		_ = t.tw.Flush()
+	}
+}
+
+// jsonLines writes one JSON object per line.
+type jsonLines struct{ enc *json.Encoder }
+
+func newJSONLines(w io.Writer) *jsonLines {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return &jsonLines{enc: enc}
+}
+
+func (j *jsonLines) write(v any) error { return j.enc.Encode(v) }
