@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
 )
 
 // cmd is one subcommand's flag set and its way of reporting.
@@ -264,26 +265,25 @@ func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// readSeed reads an nkey seed file: a bare seed, or the first line that
-// decodes as a seed (decorated .nk and .creds layouts). role is the seed
-// prefix wanted ("SA", "SU", "SN", "SX"; "S" for any). The error never
-// quotes the file.
+// readSeed reads an nkey seed file with identity.ReadSeedFile and checks
+// that it holds a seed of role, the seed prefix wanted ("SA", "SU", "SN",
+// "SX"; "S" for any). The error never quotes the file.
 func readSeed(path, role string) (nkeys.KeyPair, error) {
-	data, err := os.ReadFile(path)
+	kp, err := identity.ReadSeedFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(data)
-	for line := range bytes.Lines(data) {
-		line = bytes.TrimSpace(line)
-		if !bytes.HasPrefix(line, []byte(role)) {
-			continue
-		}
-		if kp, err := nkeys.FromSeed(line); err == nil {
-			return kp, nil
-		}
+	// Seed returns the key pair's own bytes: not to be cleared here.
+	seed, err := kp.Seed()
+	if err != nil {
+		kp.Wipe()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return nil, fmt.Errorf("%s: no %s… seed in the file", path, role)
+	if !bytes.HasPrefix(seed, []byte(role)) {
+		kp.Wipe()
+		return nil, fmt.Errorf("%s: the seed is not a %s… seed", path, role)
+	}
+	return kp, nil
 }
 
 // clean makes a value from a stream safe for one terminal cell: control
