@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
+)
+
+func credsCmd(args []string) int {
+	return group("creds", "Issue, inspect and revoke agent credentials. No subcommand prints a JWT or a seed.", []subcommand{
+		{"issue", "sign a credential for an agent and write its .creds file", credsIssue},
+		{"show", "print a credential's decoded claims (never the JWT or seed)", credsShow},
+		{"revoke", "add a jti or an agent key to the gateway's revocations file", credsRevoke},
+	}, args)
+}
+
+func credsIssue(args []string) int {
+	c := newCmd("creds issue", "--issuer SEEDFILE (--agent-seed SEEDFILE | --agent-pub KEY --jwt-only) --tenant T --audience A --xkey X… [--scopes a,b] [--service S] [--ttl 1h] --out FILE", `
+Sign an agentgw credential with a tenant issuer key and write it to --out
+(mode 0600): a NATS-style .creds file holding the JWT and the agent's seed
+when --agent-seed is given, or the JWT alone with --jwt-only (for an agent
+whose seed you do not hold: --agent-pub). Prints the jti, subject and
+expiry, never the JWT.
+
+The gateway must trust the issuer for the tenant (tenants.<T>.issuers in
+its config) and its audience must equal --audience.`)
+	issuer := c.fs.String("issuer", "", "tenant issuer seed `file` (SA…, from 'keys new --type issuer')")
+	agentSeed := c.fs.String("agent-seed", "", "agent seed `file` (SU…); the credential's subject")
+	agentPub := c.fs.String("agent-pub", "", "agent public `key` (U…), with --jwt-only")
+	tenant := c.fs.String("tenant", "", "tenant ([a-z0-9_-]{1,64})")
+	audience := c.fs.String("audience", "", "the gateway's audience")
+	xkey := c.fs.String("xkey", "", "the agent's public curve `key` (X…): sealed payloads come from it, replies are sealed to it")
+	var scopes listFlag
+	c.fs.Var(&scopes, "scopes", "granted scopes, comma separated or repeated (e.g. refund:draft,approve:refunds.*)")
+	service := c.fs.String("service", "", "service name of the agent (policies may match on it)")
+	name := c.fs.String("name", "", "free-text name for humans")
+	ttl := c.fs.Duration("ttl", time.Hour, "lifetime; the gateway refuses longer than its limits.max_credential_lifetime")
+	out := c.fs.String("out", "", "`file` to write (mode 0600; replaced atomically)")
+	jwtOnly := c.fs.Bool("jwt-only", false, "write the JWT alone, not a .creds file")
+	asJSON := c.fs.Bool("json", false, "print the summary as JSON")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("issuer", "tenant", "audience", "xkey", "out"); !ok {
+		return code
+	}
+	switch {
+	case (*agentSeed == "") == (*agentPub == ""):
+		return c.usageErr("give exactly one of --agent-seed and --agent-pub")
+	case *agentPub != "" && !*jwtOnly:
+		return c.usageErr("a .creds file needs the agent's seed: pass --agent-seed, or --jwt-only to write the JWT alone")
+	}
+	iss, err := readSeed(*issuer, "SA")
+	if err != nil {
+		return c.fail(err, "--issuer must be an issuer seed file, e.g. from 'agentgw keys new --type issuer --out issuer.nk'.")
+	}
+	defer iss.Wipe()
+	subject := *agentPub
+	var seed identity.Seed
+	if *agentSeed != "" {
+		kp, err := readSeed(*agentSeed, "SU")
+		if err != nil {
+			return c.fail(err, "--agent-seed must be an agent seed file, e.g. from 'agentgw keys new --type agent --out agent.nk'.")
+		}
+		defer kp.Wipe()
+		if subject, err = kp.PublicKey(); err != nil {
+			return c.fail(err, "")
+		}
+		raw, err := kp.Seed()
+		if err != nil {
+			return c.fail(err, "")
+		}
+		seed = identity.Seed(raw)
+		defer seed.Wipe()
+	}
+	tok, err := identity.Issue(iss, identity.IssueRequest{
+		Subject: subject, Audience: *audience, Tenant: *tenant, Service: *service,
+		Name: *name, Scopes: scopes, XKey: *xkey, TTL: *ttl,
+	}, time.Now())
+	if err != nil {
+		if errors.Is(err, identity.ErrInvalidRequest) {
+			return c.usageErr("%v", err)
+		}
+		return c.fail(err, "")
+	}
+	if *jwtOnly {
+		err = writeFileAtomic(*out, []byte(tok.Reveal()+"\n"), 0o600)
+	} else {
+		err = identity.WriteCreds(*out, tok, seed)
+	}
+	if err != nil {
+		return c.fail(err, "")
+	}
+	v, _, err := decodeCredential(tok)
+	if err != nil {
+		return c.fail(err, "")
+	}
+	if *asJSON {
+		_ = newJSONLines(c.out).write(map[string]any{
+			"jti": v.JTI, "subject": v.Subject, "tenant": v.Tenant, "audience": v.Audience,
+			"expires": v.Expires, "file": *out, "jwt_only": *jwtOnly,
+		})
+		return exitOK
+	}
+	fmt.Fprintf(c.out, "jti      %s\nsubject  %s\ntenant   %s\nexpires  %s\nwritten  %s (mode 0600)\n",
+		v.JTI, v.Subject, v.Tenant, stamp(v.Expires), *out)
+	return exitOK
+}
+
+// credView is what creds show prints: every claim, the verdicts on the
+// signature and the seed, never the JWT or the seed.
+type credView struct {
+	JTI        string    `json:"jti"`
+	Type       string    `json:"type"`
+	Issuer     string    `json:"issuer"`
+	Subject    string    `json:"subject"`
+	Audience   string    `json:"audience"`
+	Name       string    `json:"name,omitempty"`
+	Tenant     string    `json:"tenant"`
+	Service    string    `json:"service,omitempty"`
+	Scopes     []string  `json:"scopes"`
+	XKey       string    `json:"xkey"`
+	IssuedAt   time.Time `json:"issued_at"`
+	NotBefore  time.Time `json:"not_before"`
+	Expires    time.Time `json:"expires"`
+	Validity   string    `json:"validity"`  // valid, expired, not_yet_valid (by this machine's clock)
+	Signature  string    `json:"signature"` // valid or invalid (by the issuer key in the token)
+	SeedInFile string    `json:"seed"`      // "matches subject" or "absent"
+}
+
+// decodeCredential decodes tok's claims without trusting them and
+// checks its signature against its own issuer claim. It says nothing
+// about whether any gateway trusts that issuer.
+func decodeCredential(tok identity.Token) (*credView, bool, error) {
+	j, err := identity.ParseJWT(tok.Reveal())
+	if err != nil {
+		return nil, false, err
+	}
+	var w struct {
+		ID        string `json:"jti"`
+		Issuer    string `json:"iss"`
+		Subject   string `json:"sub"`
+		Audience  string `json:"aud"`
+		Name      string `json:"name"`
+		IssuedAt  int64  `json:"iat"`
+		NotBefore int64  `json:"nbf"`
+		Expires   int64  `json:"exp"`
+		Nats      struct {
+			Type    string   `json:"type"`
+			Tenant  string   `json:"tenant"`
+			Service string   `json:"service"`
+			Scopes  []string `json:"scopes"`
+			XKey    string   `json:"xkey"`
+		} `json:"nats"`
+	}
+	if err := json.Unmarshal(j.Payload, &w); err != nil {
+		return nil, false, errors.New("the token's claims are not JSON of the credential shape")
+	}
+	v := &credView{
+		JTI: w.ID, Type: w.Nats.Type, Issuer: w.Issuer, Subject: w.Subject, Audience: w.Audience,
+		Name: w.Name, Tenant: w.Nats.Tenant, Service: w.Nats.Service, Scopes: w.Nats.Scopes, XKey: w.Nats.XKey,
+		IssuedAt: unix(w.IssuedAt), NotBefore: unix(w.NotBefore), Expires: unix(w.Expires),
+		Signature: "invalid", SeedInFile: "absent",
+	}
+	if v.Scopes == nil {
+		v.Scopes = []string{}
+	}
+	now := time.Now()
+	switch {
+	case !v.Expires.IsZero() && !now.Before(v.Expires):
+		v.Validity = "expired"
+	case !v.NotBefore.IsZero() && now.Before(v.NotBefore):
+		v.Validity = "not_yet_valid"
+	default:
+		v.Validity = "valid"
+	}
+	sigOK := j.VerifySignature(w.Issuer, nkeys.PrefixByteAccount)
+	if sigOK {
+		v.Signature = "valid"
+	}
+	return v, sigOK, nil
+}
+
+func unix(s int64) time.Time {
+	if s <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
+
+func credsShow(args []string) int {
+	c := newCmd("creds show", "FILE [--json]", `
+Print the claims of a credential: a .creds file or a JWT-only file. The
+JWT and the seed are never printed; the seed is only reported as present
+(and matching the subject) or absent. The signature is checked against
+the token's own issuer claim: whether a gateway trusts that issuer for
+the tenant is the gateway's config. Exits 3 when the signature is invalid.`)
+	asJSON := c.fs.Bool("json", false, "print the claims as JSON")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if len(c.args) != 1 {
+		return c.usageErr("want exactly one FILE")
+	}
+	path := c.args[0]
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c.fail(err, "")
+	}
+	defer clear(data)
+	var tok identity.Token
+	seed := false
+	if bytes.Contains(data, []byte("-----BEGIN")) {
+		t, kp, err := identity.ParseCreds(data)
+		if err != nil {
+			return c.fail(fmt.Errorf("%s: %w", path, err), "")
+		}
+		kp.Wipe()
+		tok, seed = t, true
+	} else {
+		tok = identity.Token(strings.TrimSpace(string(data)))
+	}
+	v, sigOK, err := decodeCredential(tok)
+	if err != nil {
+		return c.fail(fmt.Errorf("%s: %w", path, err), "The file holds neither a .creds block nor a compact credential JWT.")
+	}
+	if seed {
+		v.SeedInFile = "matches subject"
+	}
+	if *asJSON {
+		_ = newJSONLines(c.out).write(v)
+	} else {
+		t := newTable(c.out, false, column{name: "FIELD"}, column{name: "VALUE"})
+		for _, r := range [][2]string{
+			{"jti", v.JTI}, {"type", v.Type}, {"issuer", v.Issuer}, {"subject", v.Subject},
+			{"audience", v.Audience}, {"name", v.Name}, {"tenant", v.Tenant}, {"service", v.Service},
+			{"scopes", strings.Join(v.Scopes, ",")}, {"xkey", v.XKey},
+			{"issued_at", stamp(v.IssuedAt)}, {"not_before", stamp(v.NotBefore)}, {"expires", stamp(v.Expires)},
+			{"validity", v.Validity}, {"signature", v.Signature}, {"seed", v.SeedInFile},
+		} {
+			t.row(r[0], clean(r[1]))
+		}
+		t.flush()
+	}
+	if !sigOK {
+		fmt.Fprintf(c.err, "agentgw creds show: %s: the signature does not verify with the issuer key it names\n", path)
+		return exitRejected
+	}
+	return exitOK
+}
+
+func credsRevoke(args []string) int {
+	c := newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --creds FILE)...", `
+Add credential ids (jti) and agent keys to the gateway's revocations file
+(the file its config names in revocations.file; YAML "jtis: [...]",
+"keys: [...]"), creating it if needed. The file is replaced atomically and
+keeps its mode. The gateway re-reads it on its next reload (every
+reload_interval, or on SIGHUP): no restart. A revoked key revokes every
+credential of that agent. Comments in the file are not preserved.`)
+	file := c.fs.String("file", "", "revocations YAML `file` the gateway's revocations.file names")
+	var jtis, keys, creds listFlag
+	c.fs.Var(&jtis, "jti", "credential `id` to revoke (repeatable)")
+	c.fs.Var(&keys, "key", "agent public `key` (U…) to revoke (repeatable)")
+	c.fs.Var(&creds, "creds", "credential `file` whose jti to revoke (repeatable)")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("file"); !ok {
+		return code
+	}
+	for _, p := range creds {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return c.fail(err, "")
+		}
+		tok := identity.Token(strings.TrimSpace(string(data)))
+		if bytes.Contains(data, []byte("-----BEGIN")) {
+			t, kp, err := identity.ParseCreds(data)
+			if err != nil {
+				clear(data)
+				return c.fail(fmt.Errorf("%s: %w", p, err), "")
+			}
+			kp.Wipe()
+			tok = t
+		}
+		clear(data)
+		id := tok.JTI()
+		if id == "" {
+			return c.fail(fmt.Errorf("%s: no credential jti in the file", p), "")
+		}
+		jtis = append(jtis, id)
+	}
+	if len(jtis)+len(keys) == 0 {
+		return c.usageErr("nothing to revoke: give --jti, --key or --creds")
+	}
+	for _, id := range jtis {
+		if !safeID(id) {
+			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128})", id)
+		}
+	}
+	for _, k := range keys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return c.usageErr("--key %q is not an agent public key (U…)", k)
+		}
+	}
+	var r gateway.RevocationConfig
+	mode := os.FileMode(0o600)
+	data, err := os.ReadFile(*file)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return c.fail(err, "")
+	default:
+		if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
+			return c.fail(fmt.Errorf("%s: %w", *file, err), "Fix the file by hand: the gateway will not load it either.")
+		}
+		if r.File != "" {
+			return c.fail(fmt.Errorf("%s: a revocations file may not name another file", *file), "")
+		}
+		if fi, err := os.Stat(*file); err == nil {
+			mode = fi.Mode().Perm()
+		}
+	}
+	added := 0
+	for _, id := range jtis {
+		if !slices.Contains(r.JTIs, id) {
+			r.JTIs = append(r.JTIs, id)
+			added++
+			fmt.Fprintf(c.out, "revoked jti %s\n", id)
+		} else {
+			fmt.Fprintf(c.out, "jti %s was already revoked\n", id)
+		}
+	}
+	for _, k := range keys {
+		if !slices.Contains(r.Keys, k) {
+			r.Keys = append(r.Keys, k)
+			added++
+			fmt.Fprintf(c.out, "revoked key %s\n", k)
+		} else {
+			fmt.Fprintf(c.out, "key %s was already revoked\n", k)
+		}
+	}
+	if added == 0 {
+		return exitOK
+	}
+	out, err := yaml.Marshal(struct {
+		JTIs []string `yaml:"jtis"`
+		Keys []string `yaml:"keys"`
+	}{append([]string{}, r.JTIs...), append([]string{}, r.Keys...)})
+	if err != nil {
+		return c.fail(err, "")
+	}
+	if err := writeFileAtomic(*file, out, mode); err != nil {
+		return c.fail(err, "")
+	}
+	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", *file)
+	return exitOK
+}
+
+// safeID reports whether s is a credential id: [A-Za-z0-9._:-]{1,128}.
+func safeID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == ':' || ch == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// writeFileAtomic writes data to a temporary file next to path with mode,
+// syncs it and renames it over path, so readers (the gateway's reload)
+// never see half a file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
