@@ -95,6 +95,7 @@ func TestApprovalGrantReleasesExactlyOnce(t *testing.T) {
 	}
 	f.stop()
 	f.scanSecrets()
+	f.validateAudit()
 }
 
 func TestApprovalDenied(t *testing.T) {

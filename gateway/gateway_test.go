@@ -21,6 +21,7 @@ import (
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/schemas"
 )
 
 func TestMain(m *testing.M) {
@@ -306,6 +307,23 @@ func TestHostileMessagesDenied(t *testing.T) {
 	t.Logf("invariant: %s", r)
 	h.stop()
 	h.scanSecrets()
+	h.validateAudit()
+}
+
+// validateAudit checks every audit event against its published schema.
+func (h *harness) validateAudit() {
+	h.t.Helper()
+	s, err := schemas.Compile(schemas.AuditEvent)
+	must(h.t, err)
+	events := h.all(StreamAudit)
+	if len(events) == 0 {
+		h.t.Fatal("no audit events")
+	}
+	for _, m := range events {
+		if err := schemas.Validate(s, m.Data); err != nil {
+			h.t.Errorf("audit event %s violates the schema: %v", m.Data, err)
+		}
+	}
 }
 
 // TestEveryWireReasonIsExercised keeps the hostile table honest: each

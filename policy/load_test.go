@@ -13,10 +13,17 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // writeFile writes src to dir/name and returns the path.
+// writeFile replaces a policy file atomically (write, then rename), as
+// operators should: a watcher polling mid-write would otherwise load a
+// truncated file, which may parse as a smaller, valid set.
 func writeFile(t *testing.T, dir, name, src string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -18,6 +18,7 @@ const BaseURL = "https://agentgw.dev/schemas/v1/"
 const (
 	Envelope   = "envelope.schema.json"
 	Credential = "credential.schema.json"
+	AuditEvent = "audit-event.schema.json"
 )
 
 //go:embed *.schema.json

@@ -215,7 +215,12 @@ func TestCompile(t *testing.T) {
 			}
 		}
 	}
-	if names != 2 {
-		t.Errorf("%d schema files; want 2", names)
+	if names != 3 {
+		t.Errorf("%d schema files; want 3 (envelope, credential, audit event)", names)
+	}
+	for _, n := range []string{schemas.Envelope, schemas.Credential, schemas.AuditEvent} {
+		if _, err := schemas.Compile(n); err != nil {
+			t.Errorf("Compile(%s) = %v", n, err)
+		}
 	}
 }
