@@ -19,6 +19,7 @@ import (
 	"github.com/agentgw/agentgw/decision"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/schemas"
@@ -163,6 +164,17 @@ func hostileCases() []hostile {
 			h.clock.Advance(2 * time.Minute)
 			body := h.body(nil)
 			return h.publish(h.ingress(h.agent, "tenant_a"), body, h.signed(h.agent, tok, body))
+		}},
+		{"deny/credential_not_yet_valid", reason.CredentialNotYetValid, func(h *harness) uint64 {
+			return withCred(h, func(h *harness) string {
+				tok, err := identity.Issue(h.issuer, identity.IssueRequest{
+					Subject: h.agent.pub, Audience: testAudience, Tenant: "tenant_a", Scopes: []string{"kb:read"},
+					XKey: h.agent.xkey, NotBefore: h.clock.Now().Add(5 * time.Minute), TTL: time.Hour,
+				}, h.clock.Now())
+				must(h.t, err)
+				h.secrets = append(h.secrets, tok.Reveal())
+				return tok.Reveal()
+			})
 		}},
 		{"deny/credential_lifetime_too_long", reason.CredentialTooLong, func(h *harness) uint64 {
 			return withCred(h, func(h *harness) string {
@@ -337,7 +349,6 @@ func TestEveryWireReasonIsExercised(t *testing.T) {
 	}
 	notFromWire := map[reason.Code]string{
 		reason.SchemaViolation:       "the strict parser rejects everything the schema does (proved in package schemas)",
-		reason.CredentialNotYetValid: "covered in package identity; jwt issue time is the signing time",
 		reason.ApprovalDenied:        "approval flow", reason.ApprovalExpired: "approval flow", reason.ApprovalInvalid: "approval flow", reason.SelfApproval: "approval flow",
 		reason.NoSuchRequest: "responses", reason.NotYourRequest: "responses", reason.AlreadyAnswered: "responses", reason.ResponseLate: "responses", reason.ResponseInvalid: "responses",
 		reason.ReplayRefused: "operator replay", reason.Internal: "internal failures",

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -75,4 +78,46 @@ func (g *Gateway) loadRevocations() error {
 	}
 	g.revocations.Replace(jtis, keys)
 	return nil
+}
+
+// watchLoop reloads when the catalog, a policy file or the revocation
+// file changes (content digest, polled every ReloadInterval). Operators
+// should replace files atomically (write, then rename).
+func (g *Gateway) watchLoop(ctx context.Context) error {
+	if g.cfg.ReloadInterval <= 0 {
+		return nil
+	}
+	t := time.NewTicker(g.cfg.ReloadInterval)
+	defer t.Stop()
+	last := g.fingerprint()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		fp := g.fingerprint()
+		if fp == last {
+			continue
+		}
+		last = fp
+		_ = g.Reload() // logs what failed; the old versions stay in service
+	}
+}
+
+// fingerprint digests the contents of every reloadable file; a missing
+// file contributes its absence.
+func (g *Gateway) fingerprint() [32]byte {
+	h := sha256.New()
+	files := append([]string{g.cfg.Catalog, g.cfg.Revocations.File}, g.cfg.Policies...)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
+		if err == nil {
+			h.Write(data)
+		}
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }

@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/reason"
+)
+
+// replaceFile swaps a file atomically, as an operator should.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	must(t, os.WriteFile(tmp, []byte(content), 0o600))
+	must(t, os.Rename(tmp, path))
+}
+
+func TestPolicyReloadWithoutRestart(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReloadInterval = 50 * time.Millisecond
+	h.start()
+	search := func() uint64 { return h.send(h.body(nil)) }
+	if out := h.outputFor(search()); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("before reload: %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	v1 := h.gw.Policy().Current().Version()
+	policyFile := h.cfg.Policies[0]
+	replaceFile(t, policyFile, testPolicy+"\n@id(\"no-search\")\nforbid (principal, action, resource == Target::\"kb.search\");\n")
+	waitFor(t, func() bool { return h.gw.Policy().Current().Version() != v1 })
+	v2 := h.gw.Policy().Current().Version()
+	h.wantReason(search(), reason.PolicyDenied)
+
+	// A broken file is refused: the previous set keeps serving.
+	replaceFile(t, policyFile, "permit (principal, action, resource) when { 1 + };")
+	time.Sleep(300 * time.Millisecond) // several poll intervals
+	if got := h.gw.Policy().Current().Version(); got != v2 {
+		t.Fatalf("a broken policy file replaced the set: version %s; want %s", got, v2)
+	}
+	h.wantReason(search(), reason.PolicyDenied)
+	if !strings.Contains(h.logs.String(), "reload") {
+		t.Error("the failed reload was not logged")
+	}
+	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil || r.Ingress != 3 {
+		t.Fatalf("invariant: %v (ingress %d, want 3)", err, r.Ingress)
+	}
+}
