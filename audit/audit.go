@@ -48,5 +48,8 @@ type Event struct {
 	PayloadDigest string    `json:"payload_digest,omitempty"`
 	Approver      string    `json:"approver,omitempty"`
 	HeldMessageID string    `json:"held_message_id,omitempty"`
+	Operator      string    `json:"operator,omitempty"`
+	DeniedSeq     uint64    `json:"denied_seq,omitempty"`
+	DryRun        bool      `json:"dry_run,omitempty"`
 	LatencyMicros int64     `json:"latency_us,omitempty"`
 }

@@ -27,6 +27,7 @@ func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer) e
 	eg.Go(func() error { return g.pruneLoop(ctx, consumers) })
 	eg.Go(func() error { return g.expireLoop(ctx) })
 	eg.Go(func() error { return g.watchLoop(ctx) })
+	eg.Go(func() error { return g.serveOperator(ctx) })
 	return eg.Wait()
 }
 

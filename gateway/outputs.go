@@ -197,6 +197,7 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 		ev.TraceID, ev.MessageID, ev.Capability, ev.Target = e.TraceID, e.MessageID, string(e.Capability), e.Target
 		ev.BodyDigest, ev.PayloadDigest = hexDigest(envelopeDigest(it)), hexDigest(e.PayloadDigest())
 	}
+	ev.Operator = it.replayBy
 	if it.heldItem != nil {
 		ev.Kind, ev.Approver, ev.HeldMessageID = audit.KindApprovalGranted, it.cred.Subject, it.heldItem.env.MessageID
 		if it.answer.Decision == approval.Deny {

@@ -50,6 +50,7 @@ type item struct {
 	prior    string // for duplicate_request: the first message id
 	outputs  []*nats.Msg
 	reemit   bool // outputs come from the ledger, not from a decision
+	replayBy string // operator whose replay of a denied message this is
 	deadline time.Time
 
 	// Approvals: an answer carries the held request it releases.
@@ -90,6 +91,10 @@ func (g *Gateway) verify(it *item, now time.Time) {
 	token, sig := it.hdr.Get(header.Credential), it.hdr.Get(header.Signature)
 	if token == "" || sig == "" {
 		it.deny(reason.Deny(reason.MissingHeader, "%s and %s are required", header.Credential, header.Signature))
+		return
+	}
+	if it.replayBy, err = g.replayAuth(it, now); err != nil {
+		it.deny(err)
 		return
 	}
 	env, err := envelope.Parse(data, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes})
@@ -171,9 +176,25 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if err != nil {
 		return err
 	}
-	if seen {
+	if seen && it.replayBy == "" {
 		it.deny(reason.Deny(reason.ReplayDetected, "message %s first seen at ingress sequence %d", it.env.MessageID, prev.Seq))
 		return nil
+	}
+	if seen {
+		// An operator replay: the nonce passes once, and only for a
+		// message whose recorded decision was a denial.
+		if prev.Decision.Route != store.RouteDeny {
+			it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+			return nil
+		}
+		first, err := b.SetOnce("replay", it.replay.Tenant+"/"+it.replay.Agent+"/"+it.replay.MessageID, it.env.ExpiresAt.Add(g.cfg.Limits.Skew))
+		if err != nil {
+			return err
+		}
+		if !first {
+			it.deny(reason.Deny(reason.ReplayRefused, "message %s was already replayed", it.env.MessageID))
+			return nil
+		}
 	}
 	provisional := store.ReplayEntry{Seq: it.seq, Expires: it.env.ExpiresAt, BodyDigest: it.digest}
 	if err := b.PutReplay(it.replay, provisional); err != nil {
@@ -184,7 +205,7 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if err != nil {
 		return err
 	}
-	if used {
+	if used && !(it.replayBy != "" && first.MessageID == it.env.MessageID) {
 		if first.PayloadDigest == it.payload {
 			it.prior = first.MessageID
 			it.deny(reason.Deny(reason.DuplicateRequest, "same request as message %s (decided %s %s)", first.MessageID, first.Decision.Route, first.Decision.Reason))

@@ -53,4 +53,8 @@ const (
 	Target = "Agentgw-Target"
 	// Route is allow, approval or deny.
 	Route = "Agentgw-Route"
+	// Replay is the gateway's authorization for an operator replay of a
+	// denied message: "<denied seq>.<operator key>.<expires unix>.<sig>".
+	// Only the gateway can mint it; agents cannot forge one.
+	Replay = "Agentgw-Replay"
 )

@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/operator"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// replayAuthTTL bounds how long a replay authorization stays usable: the
+// re-submitted message is normally decided within milliseconds.
+const replayAuthTTL = 5 * time.Minute
+
+// serveOperator answers operator requests on operator.Subject until ctx
+// ends. Queue group: with several gateways, one answers.
+func (g *Gateway) serveOperator(ctx context.Context) error {
+	sub, err := g.nc.QueueSubscribe(operator.Subject, "agentgw", func(m *nats.Msg) {
+		res := g.handleOperator(ctx, m)
+		data, _ := json.Marshal(res)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: operator service: %w", err)
+	}
+	<-ctx.Done()
+	return sub.Drain()
+}
+
+func (g *Gateway) handleOperator(ctx context.Context, m *nats.Msg) operator.Result {
+	now := g.clock()
+	res, ev, err := g.operatorRequest(ctx, m, now)
+	if err != nil {
+		res = operator.Result{Error: err.Error(), Code: string(reason.Of(err))}
+		ev.Reason, ev.Detail = string(reason.Of(err)), headerSafe(err.Error())
+	}
+	ev.Time, ev.Kind, ev.Gateway = now.UTC(), audit.KindOperatorReplay, g.PublicKey()
+	ev.Route = res.Route
+	if ev.Route == "submitted" {
+		ev.Route = ""
+	}
+	g.logDecision(ev)
+	if subj, err := subjects.Audit(ev.Tenant); err == nil {
+		data, _ := json.Marshal(ev)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := g.js.Publish(pctx, subj, data); err != nil {
+			g.log.Warn().Err(err).Msg("operator audit event not stored")
+		}
+	}
+	return res
+}
+
+// operatorRequest verifies the operator (credential, signature, scope,
+// tenant, freshness) and then dry-runs or re-submits the denied message.
+func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Time) (operator.Result, audit.Event, error) {
+	var ev audit.Event
+	cred, err := g.verifier.Verify(m.Header.Get(header.Credential), now)
+	if err != nil {
+		return operator.Result{}, ev, err
+	}
+	ev.Operator, ev.CredentialID, ev.Issuer = cred.Subject, cred.ID, cred.Issuer
+	pub, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(cred.Subject))
+	if err != nil {
+		return operator.Result{}, ev, reason.Deny(reason.MalformedCredential, "operator key")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(m.Header.Get(header.Signature))
+	if err != nil || !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.SigningInput(m.Data), sig) {
+		return operator.Result{}, ev, reason.Deny(reason.BadSignature, "operator request signature")
+	}
+	req, err := operator.Parse(m.Data, now, g.cfg.Limits.Skew)
+	if err != nil {
+		return operator.Result{}, ev, err
+	}
+	ev.Tenant, ev.DeniedSeq, ev.DryRun = req.Tenant, req.DeniedSeq, req.DryRun
+	if req.Tenant != cred.Tenant {
+		return operator.Result{}, ev, reason.Deny(reason.TenantMismatch, "operator of tenant %s asked about tenant %s", cred.Tenant, req.Tenant)
+	}
+	if !cred.HasScope(operator.Scope) {
+		return operator.Result{}, ev, reason.Deny(reason.MissingScope, "replay requires scope %s", operator.Scope)
+	}
+	denied, err := g.deniedMessage(ctx, req.DeniedSeq, req.Tenant)
+	if err != nil {
+		return operator.Result{}, ev, err
+	}
+	ev.MessageID, ev.TraceID = denied.hdr.Get(header.MessageID), denied.hdr.Get(header.TraceID)
+	ev.Agent = denied.ref.Agent
+	if req.DryRun {
+		return g.dryRun(denied, now), ev, nil
+	}
+	seq, err := g.resubmit(ctx, denied, req.DeniedSeq, cred.Subject, now)
+	if err != nil {
+		return operator.Result{}, ev, err
+	}
+	return operator.Result{Route: "submitted", IngressSeq: seq}, ev, nil
+}
+
+// deniedMessage reads a denied message back as the ingress item it was.
+func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) (*item, error) {
+	s, err := g.js.Stream(ctx, StreamDenied)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: denied stream: %w", err)
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, reason.Deny(reason.ReplayRefused, "no denied message at sequence %d", seq)
+	}
+	t, _, err := subjects.ParseDenied(raw.Subject)
+	if err != nil || t != tenant {
+		return nil, reason.Deny(reason.ReplayRefused, "denied message %d is not of tenant %s", seq, tenant)
+	}
+	ref, err := subjects.ParseIngress(raw.Header.Get(header.IngressSubject))
+	if err != nil {
+		return nil, reason.Deny(reason.ReplayRefused, "denied message %d has no replayable ingress subject", seq)
+	}
+	hdr := nats.Header{}
+	for _, k := range []string{header.Credential, header.Signature, header.Traceparent, header.MessageID, header.TraceID} {
+		if v := raw.Header.Get(k); v != "" {
+			hdr.Set(k, v)
+		}
+	}
+	it := &item{subject: raw.Header.Get(header.IngressSubject), hdr: hdr, body: raw.Data, seq: seq, ref: ref, refOK: true}
+	return it, nil
+}
+
+// dryRun re-evaluates a denied message against the current credential
+// trust, revocations, catalog and policy, with no side effect: no ledger
+// write, no budget taken, no payload opened (content policy runs on the
+// real replay).
+func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
+	res := operator.Result{DryRun: true}
+	g.verify(it, now)
+	if it.route == "" {
+		if prev, seen, err := g.ledger.Replay(it.replay, now); err == nil && seen && prev.Decision.Route != store.RouteDeny {
+			it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+		}
+	}
+	if it.route == "" {
+		if t, err := g.catalogGate(g.catalog.Load(), it); err != nil {
+			it.deny(err)
+		} else {
+			it.target = t
+			pol := g.policy.Decide(g.policyRequest(it, now, nil))
+			it.pol = pol
+			switch {
+			case !pol.Allow:
+				it.deny(reason.Deny(reason.PolicyDenied, "no permit, or forbidden, at stage authorize"))
+			case pol.Approval || t.NeedsApproval:
+				it.route = store.RouteApproval
+			default:
+				it.route = store.RouteAllow
+			}
+		}
+	}
+	res.Route, res.PolicyIDs = string(it.route), it.pol.PolicyIDs
+	if it.denial != nil {
+		res.Reason, res.Detail = string(it.denial.Code), it.denial.Detail
+	}
+	return res
+}
+
+// resubmit publishes the original message back to its ingress subject
+// with a replay authorization only this gateway can sign. It then passes
+// every gate again; the ledger lets the nonce through once, and only if
+// its recorded decision was a denial.
+func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, operatorKey string, now time.Time) (uint64, error) {
+	subj, err := subjects.Ingress(it.ref.Tenant, it.ref.Agent)
+	if err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(subj)
+	m.Data = it.body
+	for k, v := range it.hdr {
+		if k == header.Credential || k == header.Signature || k == header.Traceparent {
+			m.Header[k] = v
+		}
+	}
+	digest := envelope.Digest(it.body)
+	exp := now.Add(replayAuthTTL).Unix()
+	sig := g.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, operatorKey, exp))
+	m.Header.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, operatorKey, exp, base64.RawURLEncoding.EncodeToString(sig)))
+	// Repeated requests for one denied message collapse in JetStream.
+	m.Header.Set(header.MsgID, fmt.Sprintf("agw-replay-%d", deniedSeq))
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := g.js.PublishMsg(pctx, m)
+	if err != nil {
+		return 0, fmt.Errorf("gateway: re-submit: %w", err)
+	}
+	if ack.Duplicate {
+		return 0, reason.Deny(reason.ReplayRefused, "denied message %d was already re-submitted", deniedSeq)
+	}
+	return ack.Sequence, nil
+}
+
+// replayAuth checks the Agentgw-Replay header of an ingress message and
+// returns the operator it authorizes. An absent header is "", nil; a
+// present but invalid one is a denial: only the gateway signs them.
+func (g *Gateway) replayAuth(it *item, now time.Time) (string, error) {
+	v := it.hdr.Get(header.Replay)
+	if v == "" {
+		return "", nil
+	}
+	bad := reason.Deny(reason.ReplayRefused, "invalid replay authorization")
+	parts := strings.Split(v, ".")
+	if len(parts) != 4 {
+		return "", bad
+	}
+	seq, err1 := strconv.ParseUint(parts[0], 10, 64)
+	exp, err2 := strconv.ParseInt(parts[2], 10, 64)
+	sig, err3 := base64.RawURLEncoding.DecodeString(parts[3])
+	if err := errors.Join(err1, err2, err3); err != nil || !nkeys.IsValidPublicUserKey(parts[1]) {
+		return "", bad
+	}
+	if now.Unix() > exp {
+		return "", reason.Deny(reason.ReplayRefused, "replay authorization expired")
+	}
+	pub, err := nkeys.Decode(nkeys.PrefixByteServer, []byte(g.PublicKey()))
+	if err != nil {
+		return "", bad
+	}
+	digest := envelope.Digest(it.body)
+	if !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.ReplayInput(hex.EncodeToString(digest[:]), seq, parts[1], exp), sig) {
+		return "", bad
+	}
+	return parts[1], nil
+}
