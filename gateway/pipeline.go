@@ -49,7 +49,7 @@ type item struct {
 	pol      policy.Decision
 	prior    string // for duplicate_request: the first message id
 	outputs  []*nats.Msg
-	reemit   bool // outputs come from the ledger, not from a decision
+	reemit   bool   // outputs come from the ledger, not from a decision
 	replayBy string // operator whose replay of a denied message this is
 	deadline time.Time
 
