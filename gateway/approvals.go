@@ -231,6 +231,7 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 		m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
 		ev := g.auditEvent(hi, now, m.Subject)
 		ev.Kind = audit.KindApprovalExpired
+		g.metrics.Approvals.WithLabelValues("expired").Inc()
 		g.logDecision(ev)
 		for _, out := range []*nats.Msg{m, g.auditOutput(hi, ev)} {
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

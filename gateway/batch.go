@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentgw/agentgw/metrics"
 	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
 )
@@ -97,13 +98,27 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 // recorded outcome.
 func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error {
 	now := g.clock()
+	wall := time.Now() // for metrics only; decisions use the clock
+	m := g.metrics
+	m.BatchSize.Observe(float64(len(msgs)))
+	defer metrics.Since(m.BatchSeconds, wall)
 	items := make([]*item, len(msgs))
-	for i, m := range msgs {
-		it := &item{msg: m, subject: m.Subject(), hdr: m.Headers(), body: m.Data(), start: now}
-		if md, err := m.Metadata(); err == nil {
+	for i, msg := range msgs {
+		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: now}
+		if md, err := msg.Metadata(); err == nil {
 			it.seq, it.delivery = md.Sequence.Stream, md.NumDelivered
+			m.DecisionDelay.Observe(wall.Sub(md.Timestamp).Seconds())
+			if md.NumDelivered > 1 {
+				m.Redeliveries.Inc()
+			}
 		}
 		items[i] = it
+	}
+	phase := time.Now()
+	lap := func(gate string) {
+		t := time.Now()
+		m.GateSeconds.WithLabelValues(gate).Observe(t.Sub(phase).Seconds())
+		phase = t
 	}
 	// Gates that need no ledger, in parallel.
 	g.parallel(items, func(it *item) {
@@ -113,6 +128,7 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 		}
 		g.verify(it, now)
 	})
+	lap("verify")
 	// Ledger, catalog and budget gates, in stream order.
 	b := g.ledger.NewBatch()
 	defer b.Close()
@@ -120,9 +136,11 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 	for _, it := range items {
 		if err := g.ledgerGate(b, cat, it, now); err != nil {
 			g.nakAll(items)
+			m.LedgerErrors.Inc()
 			return fmt.Errorf("gateway: ledger: %w", err)
 		}
 	}
+	lap("ledger")
 	// Policy, opening, re-sealing and signing, in parallel.
 	g.parallel(items, func(it *item) {
 		switch {
@@ -133,6 +151,7 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 			g.decide(it, now)
 		}
 	})
+	lap("decide")
 	// Outputs and ledger records, then one durable commit.
 	for _, it := range items {
 		if err := g.finish(b, it, now); err != nil {
@@ -142,10 +161,14 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 	}
 	if err := b.Commit(); err != nil {
 		g.nakAll(items)
+		m.LedgerErrors.Inc()
 		return fmt.Errorf("gateway: ledger commit: %w", err)
 	}
+	lap("commit")
 	g.stats.Batches.Add(1)
-	return g.publishAndAck(ctx, items)
+	err := g.publishAndAck(ctx, items)
+	lap("publish")
+	return err
 }
 
 // finish builds the denial and audit outputs and stages the outcome.
@@ -195,14 +218,7 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 			}
 		}
 	}
-	switch it.route {
-	case store.RouteAllow:
-		g.stats.Allowed.Add(1)
-	case store.RouteApproval:
-		g.stats.Held.Add(1)
-	default:
-		g.stats.Denied.Add(1)
-	}
+	g.count(it)
 	g.stats.Decided.Add(1)
 	return nil
 }
@@ -230,11 +246,13 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 		it.outputOK = true
 		if it.reemit {
 			g.stats.Reemitted.Add(1)
+			g.metrics.Reemitted.Inc()
 		}
 		for _, m := range it.outputs {
 			f, err := g.js.PublishMsgAsync(m)
 			if err != nil {
 				it.outputOK = false
+				g.metrics.PublishFails.Inc()
 				g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("publish failed; will redeliver")
 				continue
 			}
@@ -250,6 +268,7 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 		case <-p.fut.Ok():
 		case err := <-p.fut.Err():
 			p.it.outputOK = false
+			g.metrics.PublishFails.Inc()
 			g.log.Warn().Err(err).Uint64("ingress_seq", p.it.seq).Str("subject", p.fut.Msg().Subject).Msg("output not stored; will redeliver")
 		case <-wait.C:
 			p.it.outputOK = false
@@ -317,4 +336,37 @@ func (g *Gateway) parallel(items []*item, fn func(*item)) {
 		})
 	}
 	wg.Wait()
+}
+
+// count updates the decision counters. The tenant label is the subject's
+// tenant only when it is configured, so label values stay bounded.
+func (g *Gateway) count(it *item) {
+	switch it.route {
+	case store.RouteAllow:
+		g.stats.Allowed.Add(1)
+	case store.RouteApproval:
+		g.stats.Held.Add(1)
+		g.metrics.Approvals.WithLabelValues("requested").Inc()
+	default:
+		g.stats.Denied.Add(1)
+	}
+	tenant := it.tenant()
+	if _, ok := g.cfg.Tenants[tenant]; !ok {
+		tenant = UnroutableTenant
+	}
+	var code string
+	if it.denial != nil {
+		code = string(it.denial.Code)
+		if it.denial.Code == reason.BudgetExceeded {
+			g.metrics.BudgetDenials.WithLabelValues(tenant).Inc()
+		}
+	}
+	g.metrics.Decisions.WithLabelValues(tenant, string(it.route), code).Inc()
+	if it.heldItem != nil {
+		ev := "granted"
+		if it.answer.Decision == "deny" {
+			ev = "denied"
+		}
+		g.metrics.Approvals.WithLabelValues(ev).Inc()
+	}
 }

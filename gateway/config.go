@@ -43,11 +43,19 @@ type Config struct {
 	Consumer ConsumerConfig `yaml:"consumer"`
 	// Budgets are the default rate limits.
 	Budgets budget.Limits `yaml:"budgets"`
+	// Metrics configures the Prometheus listener.
+	Metrics MetricsConfig `yaml:"metrics"`
 	// ReloadInterval is how often policy, catalog and revocation files
 	// are checked for changes. Zero disables polling (SIGHUP still works).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 
 	dir string
+}
+
+// MetricsConfig configures /metrics, /healthz and /readyz.
+type MetricsConfig struct {
+	// Listen is the address, e.g. "127.0.0.1:9090". Empty: no listener.
+	Listen string `yaml:"listen"`
 }
 
 // NATSConfig says how to connect.

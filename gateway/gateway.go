@@ -17,6 +17,7 @@ import (
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
 	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/metrics"
 	"github.com/agentgw/agentgw/policy"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/store"
@@ -46,7 +47,10 @@ type Gateway struct {
 	ready       chan struct{}
 	envSchema   *jsonschema.Schema
 
-	stats Stats
+	stats   Stats
+	metrics *metrics.Gateway
+	mserver *metrics.Server
+	pending atomic.Int64 // consumer num_pending, refreshed by the prune loop
 
 	// beforeAck, when set by a test, runs after the outputs are durable
 	// and before the ingress acks; an error aborts the batch there, as a
@@ -74,6 +78,9 @@ func WithClock(now func() time.Time) Option { return func(g *Gateway) { g.clock 
 // WithLogger sets the logger; the default discards.
 func WithLogger(l zerolog.Logger) Option { return func(g *Gateway) { g.log = l } }
 
+// WithMetrics uses m instead of a private set of metrics (tests read it).
+func WithMetrics(m *metrics.Gateway) Option { return func(g *Gateway) { g.metrics = m } }
+
 // WithConn uses an existing NATS connection (the embedded server's, or a
 // test's) instead of dialling cfg.NATS. The caller keeps ownership.
 func WithConn(nc *nats.Conn) Option { return func(g *Gateway) { g.nc = nc } }
@@ -87,6 +94,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{})}
 	for _, o := range opts {
 		o(g)
+	}
+	if g.metrics == nil {
+		g.metrics = metrics.New()
 	}
 	g.workers = cfg.Consumer.Workers
 	if g.workers == 0 {
@@ -131,6 +141,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: ledger: %w", err)
 	}
 	g.ledger = led
+	g.metrics.GaugeFunc("agentgw_ledger_generations", "Live ledger generations.", func() float64 { return float64(led.Stats().Generations) })
+	g.metrics.GaugeFunc("agentgw_ledger_entries", "Approximate live replay and idempotency entries.", func() float64 { return float64(led.Stats().ApproxEntries) })
+	g.metrics.GaugeFunc("agentgw_consumer_pending_messages", "Ingress messages not yet delivered to the gateway (consumer lag).", func() float64 { return float64(g.pending.Load()) })
 	return g, nil
 }
 
@@ -201,12 +214,35 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		consumers = append(consumers, c)
 	}
+	if addr := g.cfg.Metrics.Listen; addr != "" {
+		ms, err := metrics.Listen(addr, g.metrics, func() bool { return true })
+		if err != nil {
+			return fmt.Errorf("gateway: metrics listener: %w", err)
+		}
+		g.mserver = ms
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ms.Close(sctx)
+		}()
+	}
 	close(g.ready)
 	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
 		Int("partitions", len(consumers)).Str("policy_version", g.policy.Current().Version()).
 		Msg("gateway running")
 	return g.consume(ctx, consumers)
 }
+
+// MetricsAddr is the metrics listener's address, "" when not serving.
+func (g *Gateway) MetricsAddr() string {
+	if g.mserver == nil {
+		return ""
+	}
+	return g.mserver.Addr()
+}
+
+// Metrics returns the gateway's metrics.
+func (g *Gateway) Metrics() *metrics.Gateway { return g.metrics }
 
 // Ready is closed once the streams and consumers exist and decisions
 // are being made.

@@ -113,6 +113,7 @@ type harness struct {
 	consumer  *actor // holds the refunds consumer curve key
 	agent     *actor
 	secrets   []string // everything that must never be emitted
+	emitted   []string // more emitted text to scan: metrics scrapes, spans
 }
 
 const testCatalog = `
@@ -392,8 +393,7 @@ func (h *harness) all(stream string) []*jetstream.RawStreamMsg {
 // message by design and are scanned for plaintext only).
 func (h *harness) scanSecrets() {
 	h.t.Helper()
-	var emitted []string
-	emitted = append(emitted, h.logs.String())
+	emitted := append([]string{h.logs.String()}, h.emitted...)
 	for _, name := range []string{StreamAudit, StreamApproval} {
 		for _, m := range h.all(name) {
 			emitted = append(emitted, fmt.Sprint(m.Header), string(m.Data))

@@ -31,9 +31,11 @@ func (g *Gateway) pruneLoop(ctx context.Context, consumers []jetstream.Consumer)
 		}
 		st, err := g.ledger.Prune(g.clock(), floor)
 		if err != nil {
+			g.metrics.PruneRuns.WithLabelValues("error").Inc()
 			g.log.Warn().Err(err).Msg("ledger prune failed")
 			continue
 		}
+		g.metrics.PruneRuns.WithLabelValues("ok").Inc()
 		g.log.Debug().Interface("prune", st).Msg("ledger pruned")
 	}
 }
@@ -42,6 +44,8 @@ func (g *Gateway) pruneLoop(ctx context.Context, consumers []jetstream.Consumer)
 // acknowledged everything.
 func (g *Gateway) ackFloor(ctx context.Context, consumers []jetstream.Consumer) (uint64, bool) {
 	var floor uint64
+	var pending int64
+	defer func() { g.pending.Store(pending) }()
 	for i, c := range consumers {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		info, err := c.Info(ictx)
@@ -49,6 +53,7 @@ func (g *Gateway) ackFloor(ctx context.Context, consumers []jetstream.Consumer) 
 		if err != nil {
 			return 0, false
 		}
+		pending += int64(info.NumPending)
 		if i == 0 || info.AckFloor.Stream < floor {
 			floor = info.AckFloor.Stream
 		}

@@ -51,6 +51,14 @@ func (g *Gateway) handleOperator(ctx context.Context, m *nats.Msg) operator.Resu
 		ev.Reason, ev.Detail = string(reason.Of(err)), headerSafe(err.Error())
 	}
 	ev.Time, ev.Kind, ev.Gateway = now.UTC(), audit.KindOperatorReplay, g.PublicKey()
+	kind, result := "replay", "ok"
+	if ev.DryRun {
+		kind = "dry_run"
+	}
+	if err != nil {
+		result = string(reason.Of(err))
+	}
+	g.metrics.OperatorReqs.WithLabelValues(kind, result).Inc()
 	ev.Route = res.Route
 	if ev.Route == "submitted" {
 		ev.Route = ""

@@ -333,6 +333,7 @@ func (g *Gateway) openPayload(it *item) ([]byte, error) {
 		return nil, err
 	}
 	g.stats.PayloadOpens.Add(1)
+	g.metrics.PayloadOpens.Inc()
 	return g.box.Open(sealed, p.From)
 }
 

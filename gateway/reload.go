@@ -52,6 +52,11 @@ func (g *Gateway) Reload() error {
 		errs = append(errs, err)
 	}
 	err := errors.Join(errs...)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	g.metrics.PolicyReloads.WithLabelValues(result).Inc()
 	ev := g.log.Info()
 	if err != nil {
 		ev = g.log.Error().Err(err)

@@ -1,0 +1,124 @@
+// Package metrics owns the gateway's Prometheus metrics and the HTTP
+// listener that serves them with health and readiness endpoints. Metric
+// names follow Prometheus conventions (agentgw_..._total, _seconds); label
+// values are tenants, routes, reason codes and gate names — never a key,
+// a message id or anything an agent can make unbounded: tenants come from
+// configuration, reasons from the reason table.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Gateway holds every metric the gateway updates. The zero value is not
+// usable; create it with New.
+type Gateway struct {
+	Registry *prometheus.Registry
+
+	Decisions     *prometheus.CounterVec   // tenant, route, reason
+	DecisionDelay prometheus.Histogram     // ingress stored → decision made
+	GateSeconds   *prometheus.HistogramVec // gate
+	BatchSize     prometheus.Histogram
+	BatchSeconds  prometheus.Histogram
+	Redeliveries  prometheus.Counter
+	Reemitted     prometheus.Counter
+	PayloadOpens  prometheus.Counter
+	PublishFails  prometheus.Counter
+	LedgerErrors  prometheus.Counter
+	PruneRuns     *prometheus.CounterVec // result
+	Approvals     *prometheus.CounterVec // event: requested, granted, denied, expired
+	ApprovalAge   prometheus.Histogram   // requested → answered or expired
+	PolicyReloads *prometheus.CounterVec // result
+	BudgetDenials *prometheus.CounterVec // tenant
+	OperatorReqs  *prometheus.CounterVec // kind: dry_run, replay; result
+}
+
+// latencyBuckets span 50 µs to ~26 s.
+var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 20)
+
+// New registers the gateway metrics (and Go and process collectors) in
+// a fresh registry.
+func New() *Gateway {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Gateway{Registry: r}
+	m.Decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_decisions_total", Help: "Decisions by tenant, route (allow, approval, deny) and reason."}, []string{"tenant", "route", "reason"})
+	m.DecisionDelay = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_decision_delay_seconds", Help: "Time from the ingress message being stored to its decision.", Buckets: latencyBuckets})
+	m.GateSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "agentgw_gate_duration_seconds", Help: "Time spent per pipeline stage, per batch.", Buckets: latencyBuckets}, []string{"gate"})
+	m.BatchSize = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_batch_messages", Help: "Messages per fetched batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 13)})
+	m.BatchSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_batch_duration_seconds", Help: "Fetch-to-ack time of a batch.", Buckets: latencyBuckets})
+	m.Redeliveries = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_redeliveries_total", Help: "Ingress messages delivered more than once."})
+	m.Reemitted = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_reemitted_total", Help: "Redeliveries answered by re-emitting the recorded outcome."})
+	m.PayloadOpens = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_payload_opens_total", Help: "Sealed payloads opened (only after authorization)."})
+	m.PublishFails = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_publish_failures_total", Help: "Outputs JetStream did not acknowledge; their ingress message is redelivered."})
+	m.LedgerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_ledger_errors_total", Help: "Ledger failures; the batch was not acknowledged (fail closed)."})
+	m.PruneRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_ledger_prune_runs_total", Help: "Ledger prune runs by result."}, []string{"result"})
+	m.Approvals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_approvals_total", Help: "Approval events."}, []string{"event"})
+	m.ApprovalAge = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_approval_age_seconds", Help: "Age of a held request when it was answered or expired.", Buckets: prometheus.ExponentialBuckets(1, 2, 16)})
+	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_reloads_total", Help: "Policy, catalog and revocation reloads by result."}, []string{"result"})
+	m.BudgetDenials = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_budget_denials_total", Help: "Messages denied budget_exceeded, by tenant."}, []string{"tenant"})
+	m.OperatorReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_operator_requests_total", Help: "Operator replay requests by kind and result."}, []string{"kind", "result"})
+	for _, c := range []prometheus.Collector{m.Decisions, m.DecisionDelay, m.GateSeconds, m.BatchSize, m.BatchSeconds, m.Redeliveries,
+		m.Reemitted, m.PayloadOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
+		m.BudgetDenials, m.OperatorReqs} {
+		f(c)
+	}
+	return m
+}
+
+// GaugeFunc registers a gauge whose value is read at scrape time (ledger
+// size, consumer lag).
+func (m *Gateway) GaugeFunc(name, help string, fn func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
+// Since observes the seconds since start in h.
+func Since(h prometheus.Observer, start time.Time) { h.Observe(time.Since(start).Seconds()) }
+
+// Server serves /metrics, /healthz (the process is up) and /readyz
+// (ready() reports the gateway is consuming).
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen starts serving on addr ("127.0.0.1:9090"; port 0 picks one).
+func Listen(addr string, m *Gateway, ready func() bool) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the listener, waiting for in-flight scrapes.
+func (s *Server) Close(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
