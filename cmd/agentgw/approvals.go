@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+func approvalsCmd(args []string) int {
+	return group("approvals", "Held requests awaiting an approver (stream "+gateway.StreamApproval+").", []subcommand{
+		{"ls", "list a tenant's held requests", func(a []string) int { return approvalsList("ls", a) }},
+		{"watch", "list held requests, then print new ones as they arrive", func(a []string) int { return approvalsList("watch", a) }},
+		{"grant", "release a held request to its capability subject", func(a []string) int { return approvalsAnswer(approval.Grant, a) }},
+		{"deny", "refuse a held request (it goes to the denied stream)", func(a []string) int { return approvalsAnswer(approval.Deny, a) }},
+	}, args)
+}
+
+// heldRequest is one approval request as read from the stream.
+type heldRequest struct {
+	Seq   uint64 `json:"seq"`
+	State string `json:"state"` // pending, or expired (past its deadline)
+	approval.Request
+}
+
+// readRequest decodes an approval request and checks that it belongs to
+// tenant and names its subject's target, as client.Approver does.
+func readRequest(m jetstream.Msg, tenant string) (approval.Request, error) {
+	var req approval.Request
+	subjTenant, target, err := subjects.ParseApproval(m.Subject())
+	if err != nil {
+		return req, err
+	}
+	if err := json.Unmarshal(m.Data(), &req); err != nil {
+		return req, errors.New("not JSON of the approval request shape")
+	}
+	if subjTenant != tenant || req.Tenant != tenant || req.Target != target {
+		return req, errors.New("request does not match its subject")
+	}
+	return req, nil
+}
+
+func approvalsList(sub string, args []string) int {
+	c := newCmd("approvals "+sub, "--tenant T [--all] [--json]", `
+List the held requests of a tenant from `+gateway.StreamApproval+`: held message id,
+requesting agent, target, risk, the payload fields the catalog marks
+approver-visible, and the deadline. Requests past their deadline are
+hidden unless --all (the gateway has denied them as approval_expired).
+Requests already answered are still listed until their deadline: check
+'agentgw audit tail --trace <trace id>'. watch keeps printing new
+requests until interrupted.`)
+	var cf connFlags
+	cf.register(c.fs)
+	tenant := c.fs.String("tenant", "", "tenant whose requests to list")
+	all := c.fs.Bool("all", false, "include requests past their deadline")
+	asJSON := c.fs.Bool("json", false, "print one JSON object per request")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("tenant"); !ok {
+		return code
+	}
+	if !subjects.ValidToken(*tenant) {
+		return c.usageErr("--tenant %q is not [a-z0-9_-]{1,64}", *tenant)
+	}
+	nc, js, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+	ctx, cancel := interruptible()
+	defer cancel()
+
+	follow := sub == "watch"
+	jl := newJSONLines(c.out)
+	var t *table
+	if !*asJSON {
+		t = newTable(c.out, follow, column{"SEQ", 6}, column{"HELD MESSAGE ID", 32}, column{"AGENT", 12},
+			column{"TARGET", 22}, column{"RISK", 8}, column{"DEADLINE", 20}, column{"STATE", 7}, column{"FIELDS", 0})
+	}
+	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".approval." + *tenant + ".>"}}
+	err := scan(ctx, js, gateway.StreamApproval, oc, follow, func(m jetstream.Msg) error {
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		req, err := readRequest(m, *tenant)
+		if err != nil {
+			fmt.Fprintf(c.err, "agentgw %s: seq %d: skipped: %v\n", c.name, md.Sequence.Stream, err)
+			return nil
+		}
+		h := heldRequest{Seq: md.Sequence.Stream, State: "pending", Request: req}
+		if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
+			h.State = "expired"
+			if !*all {
+				return nil
+			}
+		}
+		if *asJSON {
+			return jl.write(h)
+		}
+		fields := "-"
+		if len(req.Fields) > 0 {
+			b, _ := json.Marshal(req.Fields)
+			fields = clean(string(b))
+		}
+		t.row(fmt.Sprint(h.Seq), clean(req.HeldMessageID), short(req.Agent), clean(req.Target), clean(req.Risk),
+			stamp(req.Deadline), h.State, fields)
+		return nil
+	})
+	if t != nil {
+		t.flush()
+	}
+	if err != nil {
+		return c.fail(err, streamHint(gateway.StreamApproval, err))
+	}
+	return exitOK
+}
+
+func approvalsAnswer(decision string, args []string) int {
+	sub := "grant"
+	if decision == approval.Deny {
+		sub = "deny"
+	}
+	c := newCmd("approvals "+sub, "--creds FILE --id HELD_MESSAGE_ID [--tenant T] [--audience A] [--reason TEXT]", `
+Find the held request with message id --id on `+gateway.StreamApproval+` and answer
+it with client.Approver: an 'approve' envelope signed with the approver's
+credential (--creds, an agentgw .creds file whose scopes include
+approve:<target>), bound to the request's body digest and policy version.
+The gateway checks the answer like any envelope; a grant releases the
+request to its capability subject exactly once.
+
+Refuses (exit 3) to answer your own request or one past its deadline.
+Answers carry plain payloads, so no curve key is needed.`)
+	var cf connFlags
+	cf.register(c.fs)
+	creds := c.fs.String("creds", "", "the approver's agentgw .creds `file`")
+	id := c.fs.String("id", "", "held message `id` (from 'approvals ls')")
+	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
+	audience := c.fs.String("audience", "", "gateway audience (default: the credential's)")
+	why := c.fs.String("reason", "", "reason `text`, recorded with the answer")
+	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long")
+	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("creds", "id"); !ok {
+		return code
+	}
+	if *timeout <= 0 {
+		return c.usageErr("--timeout must be positive")
+	}
+	tok, kp, err := identity.ReadCreds(*creds)
+	if err != nil {
+		return c.fail(err, "--creds must be the approver's .creds file (from 'agentgw creds issue').")
+	}
+	defer kp.Wipe()
+	nc, js, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
+	cfg.Credential, cfg.Key, cfg.Tenant, cfg.Audience = tok, kp, *tenant, *audience
+	ap, err := client.NewApprover(nc, js, cfg)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	ctx, cancel := interruptible()
+	defer cancel()
+	ctx, stop := context.WithTimeout(ctx, *timeout)
+	defer stop()
+
+	req, found, err := findRequest(ctx, js, ap.Agent().Tenant(), *id)
+	if err != nil {
+		return c.fail(err, streamHint(gateway.StreamApproval, err))
+	}
+	if !found {
+		return c.fail(fmt.Errorf("no held request %q for tenant %s", *id, ap.Agent().Tenant()),
+			"List them with 'agentgw approvals ls --tenant "+ap.Agent().Tenant()+"'.")
+	}
+	if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
+		fmt.Fprintf(c.err, "agentgw %s: request %s expired at %s; the gateway denies it as approval_expired\n", c.name, clean(*id), stamp(req.Deadline))
+		return exitRejected
+	}
+	rc, err := ap.Answer(ctx, req, decision, *why)
+	switch {
+	case errors.Is(err, client.ErrSelfApproval):
+		fmt.Fprintf(c.err, "agentgw %s: %v: an agent may not approve its own request\n", c.name, err)
+		return exitRejected
+	case errors.Is(err, client.ErrRequest):
+		return c.fail(err, "")
+	case err != nil:
+		return c.fail(err, "")
+	}
+	if *asJSON {
+		_ = newJSONLines(c.out).write(map[string]any{
+			"decision": decision, "held_message_id": req.HeldMessageID, "message_id": rc.MessageID,
+			"trace_id": rc.TraceID, "stream": rc.Stream, "seq": rc.Seq,
+		})
+		return exitOK
+	}
+	fmt.Fprintf(c.out, "sent %s for %s (target %s)\nmessage_id  %s\ntrace_id    %s\nstream_seq  %s %d\n",
+		decision, clean(req.HeldMessageID), clean(req.Target), rc.MessageID, rc.TraceID, rc.Stream, rc.Seq)
+	fmt.Fprintf(c.err, "The gateway decides on the answer: 'agentgw audit tail --trace %s'.\n", rc.TraceID)
+	return exitOK
+}
+
+// findRequest returns the latest request of tenant held under id. It
+// checks the Agentgw-Message-Id header before decoding a body.
+func findRequest(ctx context.Context, js jetstream.JetStream, tenant, id string) (approval.Request, bool, error) {
+	var (
+		req   approval.Request
+		found bool
+	)
+	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".approval." + tenant + ".>"}}
+	err := scan(ctx, js, gateway.StreamApproval, oc, false, func(m jetstream.Msg) error {
+		if m.Headers().Get(header.MessageID) != id {
+			return nil
+		}
+		if r, err := readRequest(m, tenant); err == nil && r.HeldMessageID == id {
+			req, found = r, true
+		}
+		return nil
+	})
+	return req, found, err
+}

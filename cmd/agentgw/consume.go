@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/reason"
+)
+
+func consumeCmd(args []string) int {
+	c := newCmd("consume", "--tenant T --target T... --gateway-key N... [--curve-seed FILE] [--count N] [--durable NAME] [--json]", `
+Read agentgw.cap.<tenant>.<target> with client.Consumer, as a capability
+consumer would, and print each delivery whose gateway decision token
+verifies (trusted --gateway-key, audience = target, unexpired, bound to
+the exact body and payload): its message id, agent, target and payload
+as JSON. Re-sealed payloads are opened with --curve-seed (the catalog's
+consumer_xkey for the target). A message that fails verification is
+terminated and printed as "rejected" with its reason code.
+
+Payloads are printed on stdout because that is what this command is for;
+nothing else agentgw prints contains one. Runs until --count messages
+(verified or rejected) or an interrupt. Verified messages fetched beyond
+--count are handed back for redelivery; a prefetched one that fails
+verification is still terminated, and reported. Exits 3 if any message
+was rejected.`)
+	var cf connFlags
+	cf.register(c.fs)
+	tenant := c.fs.String("tenant", "", "tenant whose capability subjects to read")
+	var targets, gwKeys, gwXKeys listFlag
+	c.fs.Var(&targets, "target", "catalog `target` served (repeatable, or comma separated)")
+	c.fs.Var(&gwKeys, "gateway-key", "trusted gateway public `key` (N…), repeatable")
+	c.fs.Var(&gwXKeys, "gateway-xkey", "accept re-sealed payloads only from this gateway curve `key` (X…), repeatable")
+	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…); without it only plain deliveries verify")
+	count := c.fs.Int("count", 0, "stop after this many messages (0: until interrupted)")
+	durable := c.fs.String("durable", "", "durable consumer `name` (resume where it stopped; default: ephemeral, from the oldest message)")
+	agentSig := c.fs.Bool("verify-agent-signature", false, "also verify the agent's own signature over the body")
+	asJSON := c.fs.Bool("json", false, "print one JSON object per message")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if *count < 0 {
+		return c.usageErr("--count must not be negative")
+	}
+	cfg := client.DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways, cfg.GatewayXKeys = *tenant, targets, gwKeys, gwXKeys
+	cfg.Durable, cfg.VerifyAgentSignature, cfg.Stream = *durable, *agentSig, gateway.StreamCap
+	if *curve != "" {
+		kp, err := readSeed(*curve, "SX")
+		if err != nil {
+			return c.fail(err, "--curve-seed must be the consumer's curve seed file (from 'agentgw keys new --type curve').")
+		}
+		defer kp.Wipe()
+		cfg.Curve = kp
+	}
+	if err := cfg.Validate(); err != nil {
+		return c.usageErr("%v", err)
+	}
+	nc, js, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+
+	ctx, cancel := interruptible()
+	defer cancel()
+	p := &consumePrinter{out: newJSONLines(c.out), text: !*asJSON, c: c, limit: *count, stop: cancel}
+	cfg.OnReject = p.rejected
+	cons, err := client.NewConsumer(js, cfg)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	if err := cons.Consume(ctx, p.delivered); err != nil {
+		return c.fail(err, streamHint(gateway.StreamCap, err))
+	}
+	if p.nRejected > 0 {
+		return exitRejected
+	}
+	return exitOK
+}
+
+// errCountReached hands a message back (nak) once --count is reached.
+var errCountReached = errors.New("count reached")
+
+// consumePrinter prints deliveries and rejections and counts them.
+type consumePrinter struct {
+	c         *cmd
+	out       *jsonLines
+	text      bool
+	limit     int
+	stop      context.CancelFunc
+	mu        sync.Mutex
+	n         int
+	nRejected int
+}
+
+// take counts one message; ok is false once the limit was reached.
+func (p *consumePrinter) take() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.limit > 0 && p.n >= p.limit {
+		return false
+	}
+	p.n++
+	if p.limit > 0 && p.n >= p.limit {
+		p.stop()
+	}
+	return true
+}
+
+func (p *consumePrinter) delivered(_ context.Context, d *client.Delivery) error {
+	if !p.take() {
+		return errCountReached
+	}
+	env := d.Envelope
+	payload := json.RawMessage(d.Payload)
+	var buf bytes.Buffer
+	if json.Compact(&buf, d.Payload) == nil {
+		payload = buf.Bytes()
+	} else {
+		// Not JSON (a sealed payload may be any bytes): print it as a
+		// JSON string instead of raw bytes on a terminal.
+		payload, _ = json.Marshal(string(d.Payload))
+	}
+	if !p.text {
+		_ = p.out.write(map[string]any{
+			"status": "verified", "message_id": env.MessageID, "trace_id": env.TraceID,
+			"agent": d.Agent, "tenant": env.Tenant, "target": d.Target, "capability": env.Capability,
+			"sealed": d.Sealed, "policy_ids": d.Claims.PolicyIDs, "payload": payload,
+		})
+		return nil
+	}
+	fmt.Fprintf(p.c.out, "verified  message_id=%s agent=%s target=%s trace_id=%s payload=%s\n",
+		clean(env.MessageID), d.Agent, clean(d.Target), env.TraceID, payload)
+	return nil
+}
+
+func (p *consumePrinter) rejected(subject string, err error) {
+	p.mu.Lock()
+	p.nRejected++
+	p.mu.Unlock()
+	p.take()
+	code, detail := reason.Of(err), ""
+	var dn *reason.Denial
+	if errors.As(err, &dn) {
+		detail = dn.Detail
+	}
+	if !p.text {
+		_ = p.out.write(map[string]any{"status": "rejected", "subject": subject, "reason": code, "detail": detail})
+		return
+	}
+	fmt.Fprintf(p.c.out, "rejected  subject=%s reason=%s detail=%s\n", clean(subject), code, clean(detail))
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/envelope"
+)
+
+func sendCmd(args []string) int {
+	c := newCmd("send", "--creds FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [flags]", `
+Build, sign and publish one envelope as the agent of --creds (an agentgw
+.creds file), with client.Agent.Send. A sealed payload is sealed to the
+gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
+(the credential's xkey). Prints the message id, the trace id and the
+ingress stream sequence once JetStream has stored the message.
+
+The gateway decides asynchronously: follow the outcome with
+'agentgw audit tail --trace <trace id>'.`)
+	var cf connFlags
+	cf.register(c.fs)
+	creds := c.fs.String("creds", "", "the agent's agentgw .creds `file` (from 'creds issue')")
+	curve := c.fs.String("curve-seed", "", "the agent's curve seed `file` (SX…); needed for sealed payloads")
+	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…); needed for sealed payloads")
+	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
+	audience := c.fs.String("audience", "", "gateway audience (default: the credential's)")
+	capability := c.fs.String("capability", "", "read, delegate, tool_call, workflow_command, approve or respond")
+	target := c.fs.String("target", "", "catalog target (or, for approve/respond, the message id answered)")
+	plain := c.fs.String("plain", "", "plain payload: one JSON object (the catalog must allow plain for the target)")
+	sealed := c.fs.String("sealed", "", "payload to seal to the gateway: one JSON object")
+	sealedFile := c.fs.String("sealed-file", "", "`file` holding the payload to seal (- for stdin)")
+	idem := c.fs.String("idempotency-key", "", "idempotency key (default: the message id)")
+	ttl := c.fs.Duration("ttl", envelope.DefaultTTL, "expires_at - issued_at; the gateway refuses more than its limits.max_ttl")
+	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long without an acknowledgement")
+	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("creds", "capability", "target"); !ok {
+		return code
+	}
+	if *timeout <= 0 {
+		return c.usageErr("--timeout must be positive")
+	}
+	if !envelope.Capability(*capability).Valid() {
+		return c.usageErr("--capability %q: want one of read, delegate, tool_call, workflow_command, approve, respond", *capability)
+	}
+	n := 0
+	for _, s := range []string{*plain, *sealed, *sealedFile} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return c.usageErr("give exactly one of --plain, --sealed and --sealed-file")
+	}
+	req := client.Request{
+		Capability:     envelope.Capability(*capability),
+		Target:         *target,
+		IdempotencyKey: *idem,
+		TTL:            *ttl,
+	}
+	switch {
+	case *plain != "":
+		if !json.Valid([]byte(*plain)) {
+			return c.usageErr("--plain is not valid JSON")
+		}
+		req.Plain = json.RawMessage(*plain)
+	case *sealed != "":
+		req.Sealed = []byte(*sealed)
+	default:
+		data, err := readInput(*sealedFile)
+		if err != nil {
+			return c.fail(err, "")
+		}
+		req.Sealed = data
+	}
+	if req.Sealed != nil {
+		defer clear(req.Sealed)
+		if !json.Valid(req.Sealed) {
+			return c.usageErr("the sealed payload is not valid JSON")
+		}
+		if *curve == "" || *gwX == "" {
+			return c.usageErr("a sealed payload needs --curve-seed (the agent's SX… seed) and --gateway-xkey (the gateway's X… key)")
+		}
+	}
+	nc, _, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+	cfg := client.DefaultAgentConfig()
+	cfg.Tenant, cfg.Audience, cfg.GatewayXKey = *tenant, *audience, *gwX
+	curvePath := *curve
+	if req.Sealed == nil {
+		curvePath = "" // a plain send needs no curve key
+	}
+	agent, err := client.AgentFromCreds(nc, *creds, curvePath, cfg)
+	if err != nil {
+		return c.fail(err, "Check that --creds is the agent's .creds file, --curve-seed its curve seed (the credential's xkey), and --tenant/--audience match the credential.")
+	}
+	ctx, cancel := interruptible()
+	defer cancel()
+	ctx, stop := context.WithTimeout(ctx, *timeout)
+	defer stop()
+	rc, err := agent.Send(ctx, req)
+	if err != nil {
+		hint := ""
+		switch {
+		case errors.Is(err, client.ErrRequest):
+			return c.usageErr("%v", err)
+		case errors.Is(err, client.ErrUnavailable):
+			hint = "No stream stored the message: is the gateway's ingress stream (AGENTGW_IN) on this server?"
+		case errors.Is(err, client.ErrPublish):
+			hint = "JetStream refused the message: check the NATS user's publish permissions and the stream limits."
+		}
+		return c.fail(err, hint)
+	}
+	if *asJSON {
+		_ = newJSONLines(c.out).write(map[string]any{
+			"message_id": rc.MessageID, "trace_id": rc.TraceID, "stream": rc.Stream, "seq": rc.Seq, "attempts": rc.Attempts,
+		})
+		return exitOK
+	}
+	fmt.Fprintf(c.out, "message_id  %s\ntrace_id    %s\nstream_seq  %s %d\n", rc.MessageID, rc.TraceID, rc.Stream, rc.Seq)
+	return exitOK
+}
+
+// readInput reads path, or stdin for "-".
+func readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}
