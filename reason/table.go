@@ -82,6 +82,19 @@ const (
 	DecisionExpired  Code = "decision_token_expired"
 	DecisionAudience Code = "decision_token_audience"
 	DecisionBinding  Code = "decision_token_binding"
+
+	// Token exchange reasons (package exchange): why an IdP token was
+	// not exchanged for a credential. Their stage is "exchange".
+	ExchangeRequestInvalid Code = "exchange_request_invalid"
+	ExchangeUntrustedIdP   Code = "exchange_untrusted_idp"
+	ExchangeTokenInvalid   Code = "exchange_token_invalid"
+	ExchangeTokenAudience  Code = "exchange_token_audience"
+	ExchangeTokenExpired   Code = "exchange_token_expired"
+	ExchangeProofInvalid   Code = "exchange_proof_invalid"
+	ExchangeProofStale     Code = "exchange_proof_stale"
+	ExchangeActorDenied    Code = "exchange_actor_denied"
+	ExchangeNoScope        Code = "exchange_no_scope"
+	ExchangeScopeDenied    Code = "exchange_scope_denied"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -135,4 +148,14 @@ var All = []Info{
 	{DecisionExpired, StageConsumer, "decision token is expired"},
 	{DecisionAudience, StageConsumer, "decision token is for another target"},
 	{DecisionBinding, StageConsumer, "decision token is bound to other envelope or payload bytes"},
+	{ExchangeRequestInvalid, "exchange", "exchange request is not strict JSON of the request shape, or names another audience"},
+	{ExchangeUntrustedIdP, "exchange", "IdP token issuer is not a configured IdP, or that IdP may not speak for the tenant"},
+	{ExchangeTokenInvalid, "exchange", "IdP token signature, algorithm, key id, issuer or a required claim does not check out"},
+	{ExchangeTokenAudience, "exchange", "IdP token audience is not the one configured for that IdP"},
+	{ExchangeTokenExpired, "exchange", "IdP token is expired, or its nbf or iat is in the future (beyond skew)"},
+	{ExchangeProofInvalid, "exchange", "proof of possession missing or not signed by the agent key the credential is for"},
+	{ExchangeProofStale, "exchange", "exchange request too old or in the future, or its request id was already used"},
+	{ExchangeActorDenied, "exchange", "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate"},
+	{ExchangeNoScope, "exchange", "IdP token claims map to no scope or no tenant"},
+	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
 }
