@@ -18,6 +18,9 @@ const (
 	KindOperatorReplay  = "operator_replay"
 	KindResponse        = "response"
 	KindPolicyReload    = "policy_reload"
+	// KindCredentialExchange: an IdP token exchanged for a credential
+	// (Reason empty) or refused (Reason set). Package exchange.
+	KindCredentialExchange = "credential_exchange"
 )
 
 // Event is one audit record. Every field is safe to log.
@@ -52,4 +55,12 @@ type Event struct {
 	DeniedSeq     uint64    `json:"denied_seq,omitempty"`
 	DryRun        bool      `json:"dry_run,omitempty"`
 	LatencyMicros int64     `json:"latency_us,omitempty"`
+
+	// Token exchange (KindCredentialExchange). The IdP token itself is
+	// never recorded: its issuer and subject are.
+	IdPIssuer  string   `json:"idp_issuer,omitempty"`
+	IdPSubject string   `json:"idp_subject,omitempty"`
+	IdPActors  []string `json:"idp_actors,omitempty"`
+	Rules      []string `json:"rules,omitempty"`
+	RequestID  string   `json:"request_id,omitempty"`
 }
