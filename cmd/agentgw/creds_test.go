@@ -1,0 +1,213 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
+)
+
+// credsKit is an issuer, an agent and its curve key made with the CLI.
+type credsKit struct {
+	dir                   string
+	issuer, agent, xkey   string // public keys
+	issuerSeed, agentSeed string
+}
+
+func newCredsKit(t *testing.T) *credsKit {
+	t.Helper()
+	k := &credsKit{dir: t.TempDir()}
+	pub := func(typ, file string) string {
+		return strings.TrimSpace(mustRun(t, k.dir, exitOK, "keys", "new", "--type", typ, "--out", file).stdout)
+	}
+	k.issuer, k.agent, k.xkey = pub("issuer", "issuer.nk"), pub("agent", "agent.nk"), pub("curve", "curve.nk")
+	k.issuerSeed, k.agentSeed = k.seed(t, "issuer.nk"), k.seed(t, "agent.nk")
+	return k
+}
+
+func (k *credsKit) seed(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(k.dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// assertNoSecrets fails if out holds a JWT or one of the seeds.
+func (k *credsKit) assertNoSecrets(t *testing.T, what, out string) {
+	t.Helper()
+	if strings.Contains(out, "eyJ") {
+		t.Errorf("%s printed a JWT:\n%s", what, out)
+	}
+	for _, s := range []string{k.issuerSeed, k.agentSeed} {
+		if strings.Contains(out, s) {
+			t.Errorf("%s printed a seed", what)
+		}
+	}
+}
+
+func TestCredsIssueShowRoundTrip(t *testing.T) {
+	k := newCredsKit(t)
+	r := mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk",
+		"--tenant", "tenant_a", "--audience", "billing-gateway", "--scopes", "refund:draft,approve:refunds.*",
+		"--xkey", k.xkey, "--service", "support-bot", "--ttl", "30m", "--out", "agent.creds")
+	k.assertNoSecrets(t, "creds issue", r.stdout+r.stderr)
+
+	path := filepath.Join(k.dir, "agent.creds")
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("agent.creds: %v, mode %v; want mode 0600", err, fi.Mode().Perm())
+	}
+	tok, kp, err := identity.ReadCreds(path)
+	if err != nil {
+		t.Fatalf("ReadCreds: %v", err)
+	}
+	kp.Wipe()
+	jti := tok.JTI()
+	if !strings.Contains(r.stdout, jti) || !strings.Contains(r.stdout, k.agent) {
+		t.Errorf("creds issue does not print the jti %s and subject:\n%s", jti, r)
+	}
+	// The gateway's verifier accepts what was issued.
+	v, err := identity.NewVerifier(identity.VerifierConfig{
+		Audience: "billing-gateway", Trust: map[string][]string{"tenant_a": {k.issuer}},
+		MaxLifetime: identity.DefaultMaxLifetime,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := v.Verify(tok.Reveal(), time.Now())
+	if err != nil {
+		t.Fatalf("Verify(issued credential) = %v; want nil", err)
+	}
+
+	r = mustRun(t, k.dir, exitOK, "creds", "show", "agent.creds")
+	k.assertNoSecrets(t, "creds show", r.stdout+r.stderr)
+	for _, want := range []string{jti, k.issuer, k.agent, k.xkey, "tenant_a", "billing-gateway", "support-bot",
+		"refund:draft,approve:refunds.*", "signature   valid", "matches subject", stamp(cred.Expires)} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("creds show lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	r = mustRun(t, k.dir, exitOK, "creds", "show", "--json", "agent.creds")
+	k.assertNoSecrets(t, "creds show --json", r.stdout+r.stderr)
+	var got credView
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("creds show --json: %v\n%s", err, r.stdout)
+	}
+	if got.JTI != jti || got.Subject != cred.Subject || got.Tenant != cred.Tenant || got.XKey != cred.XKey ||
+		!slices.Equal(got.Scopes, cred.Scopes) || !got.Expires.Equal(cred.Expires) || got.Signature != "valid" {
+		t.Errorf("creds show --json = %+v; want the verified claims %+v", got, cred)
+	}
+}
+
+func TestCredsIssueJWTOnly(t *testing.T) {
+	k := newCredsKit(t)
+	args := []string{"creds", "issue", "--issuer", "issuer.nk", "--agent-pub", k.agent, "--tenant", "tenant_a",
+		"--audience", "gw", "--xkey", k.xkey, "--out", "agent.jwt"}
+	r := mustRun(t, k.dir, exitUsage, args...)
+	if !strings.Contains(r.stderr, "--jwt-only") {
+		t.Errorf("--agent-pub without --jwt-only does not say what to do: %s", r)
+	}
+	r = mustRun(t, k.dir, exitOK, append(args, "--jwt-only")...)
+	k.assertNoSecrets(t, "creds issue --jwt-only", r.stdout+r.stderr)
+	r = mustRun(t, k.dir, exitOK, "creds", "show", "agent.jwt")
+	k.assertNoSecrets(t, "creds show", r.stdout+r.stderr)
+	if !strings.Contains(r.stdout, "absent") || !strings.Contains(r.stdout, k.agent) {
+		t.Errorf("creds show of a JWT-only file:\n%s", r.stdout)
+	}
+
+	// A forged signature is a verification failure: exit 3.
+	path := filepath.Join(k.dir, "agent.jwt")
+	data, _ := os.ReadFile(path)
+	tok := []byte(strings.TrimSpace(string(data)))
+	i := len(tok) - 20 // inside the signature, clear of its last, padded character
+	if tok[i] == 'A' {
+		tok[i] = 'B'
+	} else {
+		tok[i] = 'A'
+	}
+	if err := os.WriteFile(path, tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = mustRun(t, k.dir, exitRejected, "creds", "show", "agent.jwt")
+	if !strings.Contains(r.stdout, "invalid") {
+		t.Errorf("forged credential not reported invalid:\n%s", r)
+	}
+}
+
+func TestCredsIssueUsage(t *testing.T) {
+	k := newCredsKit(t)
+	base := []string{"creds", "issue", "--issuer", "issuer.nk", "--tenant", "tenant_a", "--audience", "gw", "--xkey", k.xkey, "--out", "a.creds"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no-agent", base, exitUsage, "exactly one of --agent-seed and --agent-pub"},
+		{"bad-tenant", []string{"creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "Tenant A", "--audience", "gw", "--xkey", k.xkey, "--out", "a.creds"}, exitUsage, "tenant missing or not"},
+		{"agent-as-issuer", []string{"creds", "issue", "--issuer", "agent.nk", "--agent-seed", "agent.nk", "--tenant", "t", "--audience", "gw", "--xkey", k.xkey, "--out", "a.creds"}, exitError, "--issuer must be an issuer seed file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustRun(t, k.dir, tc.code, tc.args...)
+			if !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("%s\nwant %q on stderr", r, tc.want)
+			}
+			k.assertNoSecrets(t, "creds issue", r.stdout+r.stderr)
+			if _, err := os.Stat(filepath.Join(k.dir, "a.creds")); err == nil {
+				t.Error("a failed issue wrote a.creds")
+			}
+		})
+	}
+}
+
+func TestCredsRevoke(t *testing.T) {
+	k := newCredsKit(t)
+	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk",
+		"--tenant", "tenant_a", "--audience", "gw", "--xkey", k.xkey, "--out", "agent.creds")
+	tok, kp, err := identity.ReadCreds(filepath.Join(k.dir, "agent.creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp.Wipe()
+
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--creds", "agent.creds", "--key", k.agent)
+	r := mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--jti", tok.JTI(), "--jti", "other-id")
+	if !strings.Contains(r.stdout, "already revoked") {
+		t.Errorf("a repeated revocation is not reported as such:\n%s", r.stdout)
+	}
+	k.assertNoSecrets(t, "creds revoke", r.stdout+r.stderr)
+
+	// The file decodes strictly as the gateway reads it.
+	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc gateway.RevocationConfig
+	if err := yaml.UnmarshalWithOptions(data, &rc, yaml.Strict()); err != nil {
+		t.Fatalf("revocations file: %v\n%s", err, data)
+	}
+	if !slices.Equal(rc.JTIs, []string{tok.JTI(), "other-id"}) || !slices.Equal(rc.Keys, []string{k.agent}) {
+		t.Errorf("revocations = %+v; want jtis [%s other-id], keys [%s]", rc, tok.JTI(), k.agent)
+	}
+
+	for _, args := range [][]string{
+		{"--jti", "has space"},
+		{"--key", k.issuer},
+		{},
+	} {
+		r := mustRun(t, k.dir, exitUsage, append([]string{"creds", "revoke", "--file", "revocations.yaml"}, args...)...)
+		if r.stderr == "" {
+			t.Errorf("creds revoke %v: no explanation", args)
+		}
+	}
+}
