@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// heldRequestMsg publishes rq to the approval stream as the gateway does.
+func heldRequestMsg(t *testing.T, js jetstream.JetStream, rq approval.Request) {
+	t.Helper()
+	subj, err := subjects.Approval(rq.Tenant, rq.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(subj)
+	m.Data, _ = json.Marshal(rq)
+	m.Header.Set(header.MessageID, rq.HeldMessageID)
+	publish(t, js, m)
+}
+
+// lastIngress returns the newest message on the ingress stream.
+func lastIngress(t *testing.T, js jetstream.JetStream, seq uint64) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, gateway.StreamIngress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatalf("ingress seq %d: %v", seq, err)
+	}
+	return m
+}
+func TestApprovalsList(t *testing.T) {
+	srv, js := streams(t)
+	url := srv.ClientURL()
+	agent, _ := testAgent(t, "tenant_a")
+	now := time.Now().UTC()
+	reqs := []approval.Request{
+		{HeldMessageID: "held-00000000000000001", TraceID: strings.Repeat("d", 32), Tenant: "tenant_a", Agent: agent, Capability: "tool_call",
+			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: "sha256:b", PayloadDigest: "sha256:p",
+			Fields: map[string]any{"amount_cents": 125000, "currency": "EUR"}, RequestedAt: now, Deadline: now.Add(15 * time.Minute)},
+		{HeldMessageID: "held-00000000000000002", TraceID: strings.Repeat("e", 32), Tenant: "tenant_a", Agent: agent, Capability: "tool_call",
+			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: "sha256:b", PayloadDigest: "sha256:p",
+			RequestedAt: now.Add(-time.Hour), Deadline: now.Add(-45 * time.Minute)},
+		{HeldMessageID: "held-00000000000000003", TraceID: strings.Repeat("f", 32), Tenant: "tenant_b", Agent: agent, Capability: "tool_call",
+			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: "sha256:b", PayloadDigest: "sha256:p",
+			RequestedAt: now, Deadline: now.Add(time.Hour)},
+	}
+	for _, rq := range reqs {
+		subj, err := subjects.Approval(rq.Tenant, rq.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(subj)
+		m.Data, _ = json.Marshal(rq)
+		m.Header.Set(header.MessageID, rq.HeldMessageID)
+		publish(t, js, m)
+	}
+
+	r := mustRun(t, "", exitOK, "approvals", "ls", "--nats", url, "--tenant", "tenant_a")
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], "held-00000000000000001") || !strings.Contains(lines[1], "critical") ||
+		!strings.Contains(lines[1], `{"amount_cents":125000,"currency":"EUR"}`) || !strings.Contains(lines[1], stamp(reqs[0].Deadline)) ||
+		!strings.Contains(lines[1], short(agent)) {
+		t.Errorf("approvals ls: want only the pending request of tenant_a\n%s", r)
+	}
+
+	r = mustRun(t, "", exitOK, "approvals", "ls", "--nats", url, "--tenant", "tenant_a", "--all", "--json")
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	var states []string
+	for dec.More() {
+		var h heldRequest
+		if err := dec.Decode(&h); err != nil {
+			t.Fatal(err)
+		}
+		states = append(states, h.HeldMessageID+"="+h.State)
+	}
+	if strings.Join(states, " ") != "held-00000000000000001=pending held-00000000000000002=expired" {
+		t.Errorf("approvals ls --all --json: %v", states)
+	}
+}
+
+func TestApprovalsAnswer(t *testing.T) {
+	srv, js := streams(t)
+	url := srv.ClientURL()
+	k := newCredsKit(t)
+	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
+		"--audience", "gw", "--scopes", "approve:payments.*", "--xkey", k.xkey, "--out", "approver.creds")
+	requester, _ := testAgent(t, "tenant_a")
+	now := time.Now().UTC()
+	base := approval.Request{
+		TraceID: strings.Repeat("d", 32), Tenant: "tenant_a", Agent: requester, Capability: "tool_call",
+		Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:policy", BodyDigest: "sha256:body",
+		PayloadDigest: "sha256:payload", RequestedAt: now, Deadline: now.Add(15 * time.Minute),
+	}
+	pending, expired, own := base, base, base
+	pending.HeldMessageID = "held-pending-000000001"
+	expired.HeldMessageID, expired.Deadline = "held-expired-000000002", now.Add(-time.Minute)
+	own.HeldMessageID, own.Agent = "held-own-00000000000003", k.agent
+	for _, rq := range []approval.Request{pending, expired, own} {
+		heldRequestMsg(t, js, rq)
+	}
+	answer := func(want int, decision, id string) result {
+		t.Helper()
+		r := mustRun(t, k.dir, want, "approvals", decision, "--nats", url, "--creds", "approver.creds", "--id", id, "--reason", "looks right", "--json")
+		k.assertNoSecrets(t, "approvals "+decision, r.stdout+r.stderr)
+		return r
+	}
+
+	r := answer(exitOK, "grant", pending.HeldMessageID)
+	var rc struct {
+		Decision      string `json:"decision"`
+		HeldMessageID string `json:"held_message_id"`
+		MessageID     string `json:"message_id"`
+		Seq           uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil || rc.Decision != "grant" || rc.HeldMessageID != pending.HeldMessageID {
+		t.Fatalf("approvals grant --json: %v\n%s", err, r)
+	}
+	m := lastIngress(t, js, rc.Seq)
+	env, err := envelope.Parse(m.Data, envelope.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans approval.Answer
+	if err := json.Unmarshal(env.Payload.Plain, &ans); err != nil {
+		t.Fatal(err)
+	}
+	if env.Capability != envelope.Approve || env.Target != pending.HeldMessageID || env.TraceID != pending.TraceID || env.MessageID != rc.MessageID ||
+		ans != (approval.Answer{Decision: approval.Grant, Reason: "looks right", BodyDigest: "sha256:body", PolicyVersion: "sha256:policy"}) {
+		t.Errorf("answer envelope %+v with %+v; want an approve of %s bound to its digest and policy version", env, ans, pending.HeldMessageID)
+	}
+	if m.Header.Get(header.Credential) == "" || m.Header.Get(header.Signature) == "" {
+		t.Error("the answer is not signed with the approver's credential")
+	}
+
+	answer(exitRejected, "deny", expired.HeldMessageID)
+	r = answer(exitRejected, "grant", own.HeldMessageID)
+	if !strings.Contains(r.stderr, "own request") {
+		t.Errorf("self-approval refusal not explained:\n%s", r)
+	}
+	r = answer(exitError, "grant", "held-unknown-000000009")
+	if !strings.Contains(r.stderr, "approvals ls --tenant tenant_a") {
+		t.Errorf("unknown id does not say what to do:\n%s", r)
+	}
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// capabilityMsg is an allowed plain request in the gateway's capability
+// output shape, its decision token signed by gw.
+func capabilityMsg(t *testing.T, gw *identity.Signer, agent, target, plain string) (*nats.Msg, string) {
+	t.Helper()
+	now := time.Now()
+	body, err := envelope.Builder{
+		Tenant: "tenant_a", Audience: "gw", Capability: envelope.Read, Target: target,
+		Payload: envelope.Payload{Plain: json.RawMessage(plain)},
+	}.Build(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := envelope.Parse(body, envelope.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := decision.Sign(gw, decision.Claims{
+		Subject: agent, Audience: target, IssuedAt: now, Expires: now.Add(5 * time.Minute),
+		Tenant: "tenant_a", Scope: "kb:read", TraceID: env.TraceID, MessageID: env.MessageID,
+		BodyDigest: decision.Digest(body), PayloadDigest: decision.Digest(env.Payload.Plain),
+		PolicyIDs: []string{"base.same_tenant_kind"}, Route: decision.RouteAllow,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, err := subjects.Capability("tenant_a", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(subj)
+	m.Data = body
+	m.Header.Set(header.Decision, tok.Reveal())
+	m.Header.Set(header.Agent, agent)
+	m.Header.Set(header.MessageID, env.MessageID)
+	m.Header.Set(header.TraceID, env.TraceID)
+	return m, env.MessageID
+}
+
+func TestConsume(t *testing.T) {
+	srv, js := streams(t)
+	newSigner := func() *identity.Signer {
+		kp, err := identity.NewGatewayKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := identity.NewSigner(kp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	gw, impostor := newSigner(), newSigner()
+	agent, _ := testAgent(t, "tenant_a")
+
+	good, goodID := capabilityMsg(t, gw, agent, "kb.search", `{"query": "refund policy"}`)
+	forged, _ := capabilityMsg(t, impostor, agent, "kb.search", `{"query": "exfiltrate"}`)
+	other, otherID := capabilityMsg(t, gw, agent, "kb.other", `{"query": "not served"}`)
+	for _, m := range []*nats.Msg{good, other, forged} {
+		publish(t, js, m)
+	}
+
+	r := mustRun(t, "", exitRejected, "consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
+		"--gateway-key", gw.PublicKey(), "--count", "2", "--json")
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	var rows []map[string]any
+	for dec.More() {
+		var row map[string]any
+		if err := dec.Decode(&row); err != nil {
+			t.Fatalf("%v\n%s", err, r)
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("consume --count 2: %d rows\n%s", len(rows), r)
+	}
+	payload, _ := json.Marshal(rows[0]["payload"])
+	if rows[0]["status"] != "verified" || rows[0]["message_id"] != goodID || rows[0]["agent"] != agent ||
+		rows[0]["target"] != "kb.search" || string(payload) != `{"query":"refund policy"}` {
+		t.Errorf("verified row = %v", rows[0])
+	}
+	if rows[1]["status"] != "rejected" || rows[1]["reason"] != string(reason.DecisionInvalid) || strings.Contains(r.stdout, "exfiltrate") {
+		t.Errorf("forged row = %v; want rejected with %s and no payload", rows[1], reason.DecisionInvalid)
+	}
+	if strings.Contains(r.stdout+r.stderr, "eyJ") {
+		t.Errorf("consume printed a token:\n%s", r)
+	}
+
+	// Text output, and a usage error that says what is missing.
+	r = mustRun(t, "", exitOK, "consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.other",
+		"--gateway-key", gw.PublicKey(), "--count", "1")
+	if r.stdout != fmt.Sprintf("verified  message_id=%s agent=%s target=kb.other trace_id=%s payload={\"query\":\"not served\"}\n",
+		otherID, agent, other.Header.Get(header.TraceID)) {
+		t.Errorf("consume text output:\n%s", r)
+	}
+	r = mustRun(t, "", exitUsage, "consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search")
+	if !strings.Contains(r.stderr, "trusted gateway key") {
+		t.Errorf("missing --gateway-key not explained:\n%s", r)
+	}
+}
