@@ -1,11 +1,14 @@
 package client
 
 import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentgw/agentgw/tracing"
+
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,6 +212,7 @@ type Agent struct {
 	now      func() time.Time
 	pubFn    publishFunc
 	newID    func() string
+	tracer   trace.Tracer
 }
 
 // NewAgent returns an Agent publishing through nc. The credential is read
@@ -232,7 +236,7 @@ func NewAgent(nc *nats.Conn, cfg AgentConfig, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, pub: signer.PublicKey(), signer: signer, now: o.now, newID: envelope.NewMessageID}
+	a := &Agent{cfg: cfg, pub: signer.PublicKey(), signer: signer, now: o.now, newID: envelope.NewMessageID, tracer: o.tracer}
 	var errs []error
 	if claims.Subject != a.pub {
 		errs = append(errs, errors.New("credential subject is not the agent key"))
@@ -376,6 +380,10 @@ func (a *Agent) Send(ctx context.Context, req Request) (*Receipt, error) {
 	if traceID == "" {
 		traceID = envelope.NewTraceID()
 	}
+	tid, _ := trace.TraceIDFromHex(traceID)
+	ctx, span := a.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, tracing.Remote(tid)), "agentgw.send",
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attribute.String("agentgw.target", req.Target)))
+	defer span.End()
 	attempts := 0
 	for issue := 0; ; issue++ {
 		bd := envelope.Builder{
@@ -398,7 +406,12 @@ func (a *Agent) Send(ctx context.Context, req Request) (*Receipt, error) {
 		m.Header.Set(header.Credential, a.cfg.Credential.Reveal())
 		m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(a.signer.Sign(envelope.SigningInput(body))))
 		m.Header.Set(header.MsgID, bd.MessageID)
-		m.Header.Set(header.Traceparent, traceparent(traceID))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("agentgw.message_id", bd.MessageID))
+			tracing.Inject(ctx, m.Header)
+		} else {
+			m.Header.Set(header.Traceparent, tracing.Traceparent(traceID))
+		}
 
 		ack, n, collision, err := a.publish(ctx, m)
 		attempts += n
@@ -495,14 +508,4 @@ func (a *Agent) publish(ctx context.Context, m *nats.Msg) (ack *jetstream.PubAck
 		}
 		wait = min(2*wait, maxRetryWait)
 	}
-}
-
-// traceparent returns a W3C traceparent for traceID with a fresh span id,
-// sampled.
-func traceparent(traceID string) string {
-	var span [8]byte
-	for span == ([8]byte{}) {
-		rand.Read(span[:]) // never fails (crypto/rand, Go 1.24+)
-	}
-	return "00-" + traceID + "-" + hex.EncodeToString(span[:]) + "-01"
 }

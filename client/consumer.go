@@ -1,6 +1,11 @@
 package client
 
 import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentgw/agentgw/tracing"
+
 	"context"
 	"errors"
 	"fmt"
@@ -117,10 +122,11 @@ func (c ConsumerConfig) Validate() error {
 // Consumer delivers verified capability messages to a handler. It is
 // safe for concurrent use; each Consume call runs its own subscription.
 type Consumer struct {
-	js  jetstream.JetStream
-	cfg ConsumerConfig
-	box *identity.Box
-	now func() time.Time
+	js     jetstream.JetStream
+	cfg    ConsumerConfig
+	box    *identity.Box
+	now    func() time.Time
+	tracer trace.Tracer
 }
 
 // NewConsumer returns a Consumer reading through js. Errors wrap
@@ -132,7 +138,8 @@ func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, opts ...Option) (*C
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Consumer{js: js, cfg: cfg, now: applyOptions(opts).now}
+	o := applyOptions(opts)
+	c := &Consumer{js: js, cfg: cfg, now: o.now, tracer: o.tracer}
 	if c.cfg.Stream == "" {
 		c.cfg.Stream = StreamCapability
 	}
@@ -204,7 +211,12 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 			}
 			return
 		}
-		if err := handler(ctx, d); err != nil {
+		hctx, span := c.tracer.Start(tracing.Extract(ctx, m.Headers(), d.Envelope.TraceID), "agentgw.consume",
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("agentgw.message_id", d.Envelope.MessageID), attribute.String("agentgw.target", d.Target)))
+		err = handler(hctx, d)
+		span.End()
+		if err != nil {
 			if c.cfg.NakDelay > 0 {
 				_ = m.NakWithDelay(c.cfg.NakDelay)
 			} else {

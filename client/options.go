@@ -1,12 +1,30 @@
 package client
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
 
 // Option injects a collaborator into an Agent, Consumer or Approver.
 type Option func(*options)
 
 type options struct {
-	now func() time.Time
+	now    func() time.Time
+	tracer trace.Tracer
+}
+
+// WithTracerProvider records a span per sent envelope ("agentgw.send",
+// in the envelope's trace) and per delivery ("agentgw.consume", child of
+// the gateway's span), with W3C context in the NATS headers. Default: no
+// spans; the traceparent header still carries the trace id.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) {
+		if tp != nil {
+			o.tracer = tp.Tracer("github.com/agentgw/agentgw/client")
+		}
+	}
 }
 
 // WithClock replaces time.Now: for issued_at of sent envelopes and for
@@ -20,7 +38,7 @@ func WithClock(now func() time.Time) Option {
 }
 
 func applyOptions(opts []Option) options {
-	o := options{now: time.Now}
+	o := options{now: time.Now, tracer: noop.NewTracerProvider().Tracer("")}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -148,6 +148,7 @@ func (g *Gateway) approvalGate(b *store.Batch, cat *catalog.Catalog, it *item, n
 		return err
 	}
 	hi.approved, hi.approver = true, it.cred.Subject
+	hi.ctx = it.ctx // the release is traced under the answer's span
 	it.heldItem, it.answer = hi, ans
 	return nil
 }

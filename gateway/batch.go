@@ -179,6 +179,7 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 	if it.route == "" {
 		it.deny(reason.Deny(reason.Internal, "no gate decided"))
 	}
+	g.startSpan(it, "") // messages that never parsed get a trace of their own
 	if it.route == store.RouteApproval {
 		if err := g.stageHold(b, it, now); err != nil {
 			return err
@@ -279,6 +280,11 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 			return err
 		}
 	}
+	defer func() {
+		for _, it := range items {
+			g.endSpan(it)
+		}
+	}()
 	var acked []store.ReplayKey
 	for _, it := range items {
 		if !it.outputOK {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/tracing"
 )
 
 // Config is the gateway configuration file. Decode it with LoadConfig;
@@ -45,6 +46,8 @@ type Config struct {
 	Budgets budget.Limits `yaml:"budgets"`
 	// Metrics configures the Prometheus listener.
 	Metrics MetricsConfig `yaml:"metrics"`
+	// Tracing selects the OpenTelemetry exporter (none, stdout, otlp).
+	Tracing tracing.Config `yaml:"tracing"`
 	// ReloadInterval is how often policy, catalog and revocation files
 	// are checked for changes. Zero disables polling (SIGHUP still works).
 	ReloadInterval time.Duration `yaml:"reload_interval"`

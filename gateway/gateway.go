@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
@@ -44,6 +45,7 @@ type Gateway struct {
 	budgets     *budget.Budgets
 	workers     int
 	expireEvery time.Duration
+	tracer      trace.Tracer
 	ready       chan struct{}
 	envSchema   *jsonschema.Schema
 
@@ -91,7 +93,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{}), tracer: noopTracer}
 	for _, o := range opts {
 		o(g)
 	}

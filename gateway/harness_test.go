@@ -114,6 +114,7 @@ type harness struct {
 	agent     *actor
 	secrets   []string // everything that must never be emitted
 	emitted   []string // more emitted text to scan: metrics scrapes, spans
+	opts      []Option // extra gateway options
 }
 
 const testCatalog = `
@@ -248,7 +249,7 @@ func (h *harness) credential(issuer nkeys.KeyPair, a *actor, tenant string, scop
 func (h *harness) start() {
 	h.t.Helper()
 	logger := zerolog.New(h.logs).With().Timestamp().Logger()
-	gw, err := New(h.cfg, WithClock(h.clock.Now), WithLogger(logger), WithConn(h.nc))
+	gw, err := New(h.cfg, append([]Option{WithClock(h.clock.Now), WithLogger(logger), WithConn(h.nc)}, h.opts...)...)
 	must(h.t, err)
 	if gw.CurveKey() != h.gwCurve {
 		h.t.Fatalf("gateway curve key = %s; want %s", gw.CurveKey(), h.gwCurve)

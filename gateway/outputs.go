@@ -21,6 +21,7 @@ import (
 	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/tracing"
 )
 
 // UnroutableTenant is the tenant token used on the denied stream for a
@@ -56,6 +57,10 @@ func (it *item) tenant() string {
 // traceHeaders copies only the W3C trace context from the agent; every
 // other agent header (Nats-* above all) stays behind.
 func traceHeaders(it *item, h nats.Header) {
+	if it.ctx != nil {
+		tracing.Inject(it.ctx, h)
+		return
+	}
 	if tp := it.hdr.Get(header.Traceparent); tp != "" && len(tp) < 128 {
 		h.Set(header.Traceparent, tp)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/budget"
@@ -52,6 +54,8 @@ type item struct {
 	reemit   bool   // outputs come from the ledger, not from a decision
 	replayBy string // operator whose replay of a denied message this is
 	deadline time.Time
+	ctx      context.Context // carries the message span
+	span     trace.Span
 
 	// Approvals: an answer carries the held request it releases.
 	approved bool   // a held request an approver granted
@@ -103,11 +107,17 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		return
 	}
 	it.env = env
-	if err := g.schemaCheck(data); err != nil {
+	g.startSpan(it, env.TraceID)
+	end := g.gate(it, "schema")
+	err = g.schemaCheck(data)
+	end()
+	if err != nil {
 		it.deny(err)
 		return
 	}
+	end = g.gate(it, "credential")
 	cred, err := g.verifier.Verify(token, now)
+	end()
 	if err != nil {
 		it.deny(err)
 		return
@@ -118,7 +128,10 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.MalformedCredential, "credential %s subject is not a user key", cred.ID))
 		return
 	}
-	if err := envelope.Verify(ed25519.PublicKey(pub), data, sig); err != nil {
+	end = g.gate(it, "signature")
+	err = envelope.Verify(ed25519.PublicKey(pub), data, sig)
+	end()
+	if err != nil {
 		it.deny(err)
 		return
 	}
@@ -172,6 +185,8 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if it.route != "" {
 		return nil // denied by a stateless gate; nothing authenticated to key on
 	}
+	end := g.gate(it, "ledger")
+	defer end()
 	prev, seen, err := b.Replay(it.replay, now)
 	if err != nil {
 		return err
@@ -220,7 +235,9 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if it.env.Capability == envelope.Approve {
 		return g.approvalGate(b, cat, it, now)
 	}
+	endCat := g.gate(it, "catalog")
 	t, err := g.catalogGate(cat, it)
+	endCat()
 	if err != nil {
 		it.deny(err)
 		return nil
@@ -280,19 +297,25 @@ func (g *Gateway) policyRequest(it *item, now time.Time, payload map[string]any)
 // decide runs policy, then (only if authorized) opens the payload,
 // validates it, runs content policy and builds the outputs. Parallel.
 func (g *Gateway) decide(it *item, now time.Time) {
+	end := g.gate(it, "policy")
 	pol := g.policy.Decide(g.policyRequest(it, now, nil))
+	end()
 	it.pol = pol
 	if !pol.Allow {
 		it.deny(reason.Deny(reason.PolicyDenied, "no permit, or forbidden, at stage authorize"))
 		return
 	}
+	end = g.gate(it, "open")
 	plain, err := g.openPayload(it)
+	end()
 	if err != nil {
 		it.deny(err)
 		return
 	}
 	defer clear(plain)
+	end = g.gate(it, "payload_schema")
 	obj, err := it.target.ValidatePayload(plain)
+	end()
 	if err != nil {
 		it.deny(err)
 		return
@@ -301,7 +324,9 @@ func (g *Gateway) decide(it *item, now time.Time) {
 	if visible == nil {
 		visible = map[string]any{} // non-nil: this is the content stage
 	}
+	end = g.gate(it, "content_policy")
 	content := g.policy.Decide(g.policyRequest(it, now, visible))
+	end()
 	it.pol = content
 	if !content.Allow {
 		it.deny(reason.Deny(reason.ContentDenied, "no permit, or forbidden, at stage content"))
@@ -313,7 +338,9 @@ func (g *Gateway) decide(it *item, now time.Time) {
 		return
 	}
 	it.route = store.RouteAllow
+	end = g.gate(it, "reseal_sign")
 	out, err := g.allowOutput(it, now, plain)
+	end()
 	if err != nil {
 		it.deny(err)
 		return

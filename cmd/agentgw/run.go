@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/demo"
 	"github.com/agentgw/agentgw/devenv"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/tracing"
 )
 
 func runCmd(args []string) int {
@@ -65,7 +66,13 @@ catalog and revocations. Development only: loopback, no TLS.`)
 	if err != nil {
 		return c.fail(err, "fix "+m.Config+" or remove "+*dir+" to regenerate it")
 	}
-	gw, err := gateway.New(cfg, gateway.WithConn(nc), gateway.WithLogger(zerolog.New(logFile).With().Timestamp().Logger()))
+	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
+	if err != nil {
+		return c.fail(err, "set tracing.exporter in "+m.Config+" to none, stdout or otlp")
+	}
+	defer shutdown(context.Background())
+	gw, err := gateway.New(cfg, gateway.WithConn(nc), gateway.WithTracerProvider(tp),
+		gateway.WithLogger(zerolog.New(logFile).With().Timestamp().Logger()))
 	if err != nil {
 		return c.fail(err, "")
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/tracing"
 )
 
 func serveCmd(args []string) int {
@@ -34,7 +35,12 @@ batch in hand and stop.`)
 		return c.fail(err, "every problem is listed above; fix them and run again")
 	}
 	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
-	gw, err := gateway.New(cfg, gateway.WithLogger(log))
+	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
+	if err != nil {
+		return c.fail(err, "set tracing.exporter to none, stdout or otlp")
+	}
+	defer shutdown(context.Background())
+	gw, err := gateway.New(cfg, gateway.WithLogger(log), gateway.WithTracerProvider(tp))
 	if err != nil {
 		return c.fail(err, "")
 	}

@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/agentgw/agentgw/tracing"
+)
+
+// WithTracerProvider records a span per message ("agentgw.message", in
+// the envelope's signed trace) with a child per gate, and carries the
+// context to the outputs. Default: no spans.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(g *Gateway) {
+		if tp != nil {
+			g.tracer = tp.Tracer("github.com/agentgw/agentgw/gateway")
+		}
+	}
+}
+
+var noopTracer = noop.NewTracerProvider().Tracer("")
+
+// startSpan opens the message span once its signed trace id is known
+// (traceID "" starts a new trace for a message that never parsed).
+func (g *Gateway) startSpan(it *item, traceID string) {
+	if it.span != nil {
+		return
+	}
+	ctx := context.Background()
+	if traceID != "" {
+		ctx = tracing.Extract(ctx, it.hdr, traceID)
+	}
+	it.ctx, it.span = g.tracer.Start(ctx, "agentgw.message",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.Int64("agentgw.ingress_seq", int64(it.seq)), attribute.String("agentgw.subject", it.subject)))
+}
+
+// gate starts a child span for one gate; call the result when it is done.
+func (g *Gateway) gate(it *item, name string) func() {
+	if it.span == nil || !it.span.IsRecording() {
+		return func() {}
+	}
+	_, s := g.tracer.Start(it.ctx, "gate."+name)
+	return func() { s.End() }
+}
+
+// endSpan records the outcome on the message span and closes it.
+func (g *Gateway) endSpan(it *item) {
+	if it.span == nil {
+		return
+	}
+	if it.span.IsRecording() {
+		attrs := []attribute.KeyValue{attribute.String("agentgw.route", string(it.route)), attribute.Bool("agentgw.output_acked", it.outputOK)}
+		if it.env != nil {
+			attrs = append(attrs, attribute.String("agentgw.trace_id", it.env.TraceID), attribute.String("agentgw.message_id", it.env.MessageID),
+				attribute.String("agentgw.tenant", it.env.Tenant), attribute.String("agentgw.target", it.env.Target),
+				attribute.String("agentgw.capability", string(it.env.Capability)))
+		}
+		if it.cred != nil {
+			attrs = append(attrs, attribute.String("agentgw.agent", it.cred.Subject), attribute.String("agentgw.credential_jti", it.cred.ID))
+		}
+		if len(it.pol.PolicyIDs) > 0 {
+			attrs = append(attrs, attribute.StringSlice("agentgw.policy_ids", it.pol.PolicyIDs))
+		}
+		if it.denial != nil {
+			attrs = append(attrs, attribute.String("agentgw.reason", string(it.denial.Code)))
+			it.span.SetStatus(codes.Error, string(it.denial.Code))
+		}
+		it.span.SetAttributes(attrs...)
+	}
+	it.span.End()
+}

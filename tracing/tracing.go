@@ -1,0 +1,122 @@
+// Package tracing owns OpenTelemetry set-up for agentgw and the W3C trace
+// context carried in NATS headers. The envelope's signed trace_id is
+// authoritative: a traceparent header is used as the parent only when it
+// names the same trace, so an agent cannot graft its message onto another
+// trace. Span attributes are ids, names and reasons — never a credential,
+// key or payload.
+package tracing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+)
+
+// Config selects an exporter.
+type Config struct {
+	// Exporter is "none" (default), "stdout" or "otlp".
+	Exporter string `yaml:"exporter"`
+	// Endpoint is the OTLP/HTTP endpoint (host:port) for "otlp"; empty
+	// uses the OTEL_EXPORTER_OTLP_* environment.
+	Endpoint string `yaml:"endpoint"`
+	// Insecure sends OTLP without TLS (a local collector).
+	Insecure bool `yaml:"insecure"`
+}
+
+// Setup returns a tracer provider for cfg and its shutdown function.
+func Setup(ctx context.Context, cfg Config, service string) (trace.TracerProvider, func(context.Context) error, error) {
+	var exp sdktrace.SpanExporter
+	var err error
+	switch cfg.Exporter {
+	case "", "none":
+		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
+	case "stdout":
+		exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stderr))
+	case "otlp":
+		var opts []otlptracehttp.Option
+		if cfg.Endpoint != "" {
+			opts = append(opts, otlptracehttp.WithEndpoint(cfg.Endpoint))
+		}
+		if cfg.Insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+		exp, err = otlptracehttp.New(ctx, opts...)
+	default:
+		return nil, nil, fmt.Errorf("tracing: exporter %q is not none, stdout or otlp", cfg.Exporter)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracing: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName(service))),
+	)
+	return tp, tp.Shutdown, nil
+}
+
+// carrier adapts nats.Header to the propagation interface.
+type carrier nats.Header
+
+func (c carrier) Get(k string) string { return nats.Header(c).Get(k) }
+func (c carrier) Set(k, v string)     { nats.Header(c).Set(k, v) }
+func (c carrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+var propagator = propagation.TraceContext{}
+
+// Extract returns ctx with the remote parent for a message whose signed
+// trace id is traceID: the traceparent header's span when it belongs to
+// that trace, else a synthetic parent in that trace. An invalid traceID
+// yields ctx unchanged.
+func Extract(ctx context.Context, hdr nats.Header, traceID string) context.Context {
+	tid, err := trace.TraceIDFromHex(traceID)
+	if err != nil {
+		return ctx
+	}
+	if hdr != nil {
+		pctx := propagator.Extract(ctx, carrier(hdr))
+		if sc := trace.SpanContextFromContext(pctx); sc.IsValid() && sc.TraceID() == tid {
+			return pctx
+		}
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, Remote(tid))
+}
+
+// Remote is a sampled remote span context in trace tid with a random span
+// id: the parent for a trace that starts from a signed trace id.
+func Remote(tid trace.TraceID) trace.SpanContext {
+	var sid trace.SpanID
+	_, _ = rand.Read(sid[:])
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
+}
+
+// Inject writes ctx's span as the traceparent of hdr.
+func Inject(ctx context.Context, hdr nats.Header) {
+	propagator.Inject(ctx, carrier(hdr))
+}
+
+// Traceparent formats a W3C traceparent for a trace id with a new span,
+// for agents that do not run a tracer.
+func Traceparent(traceID string) string {
+	var sid [8]byte
+	_, _ = rand.Read(sid[:])
+	return "00-" + traceID + "-" + hex.EncodeToString(sid[:]) + "-01"
+}
