@@ -1,0 +1,264 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats-server and pebble keep process-wide background goroutines.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
+		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*tableCacheShard).releaseLoop"),
+		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).releaseLoop"),
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*ipQueue[...]).pop"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+	)
+}
+
+// TestRunEveryScenario runs every system on every preset mix, plus the
+// paced gateway runs, with a tiny M and checks that the report is
+// internally consistent. It never asserts on speed.
+func TestRunEveryScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and runs 16 scenarios")
+	}
+	const m = 300
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Messages = m
+	cfg.Agents = 4
+	cfg.Mixes = []Mix{MixPlain, MixSealed, MixHostile, MixMixed}
+	cfg.Paced = 0.5
+	cfg.ProgressEvery = 50 * time.Millisecond
+	cfg.CPUProfile = filepath.Join(dir, "cpu.prof")
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), cfg, WithProgress(&progress))
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+
+	want := len(cfg.Mixes) * 4 // raw, crypto, gateway, paced gateway
+	if len(rep.Scenarios) != want {
+		t.Fatalf("%d scenarios; want %d", len(rep.Scenarios), want)
+	}
+	byName := map[string]Result{}
+	for _, s := range rep.Scenarios {
+		byName[s.Name] = s
+		t.Run(s.Name, func(t *testing.T) { checkResult(t, s, m) })
+	}
+	for _, mix := range cfg.Mixes {
+		raw, crypto, gw := byName["raw/"+mix.Name], byName["crypto/"+mix.Name], byName["gateway/"+mix.Name]
+		var ratio *Ratio
+		for i := range rep.Ratios {
+			if rep.Ratios[i].Mix == mix.Name {
+				ratio = &rep.Ratios[i]
+			}
+		}
+		if ratio == nil {
+			t.Errorf("no ratio for mix %s", mix.Name)
+			continue
+		}
+		if got, want := ratio.GatewayOverRaw, gw.MsgsPerSec/raw.MsgsPerSec; got != want {
+			t.Errorf("%s: gateway/raw = %v; want %v (from the measured rates)", mix.Name, got, want)
+		}
+		if got, want := ratio.GatewayOverCrypto, gw.MsgsPerSec/crypto.MsgsPerSec; got != want {
+			t.Errorf("%s: gateway/crypto = %v; want %v (from the measured rates)", mix.Name, got, want)
+		}
+		if gw.Profile == "" {
+			t.Errorf("%s: no CPU profile recorded", gw.Name)
+		} else if fi, err := os.Stat(gw.Profile); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: profile %s: %v, %v bytes", gw.Name, gw.Profile, err, fi)
+		}
+		if raw.Profile != "" || crypto.Profile != "" {
+			t.Errorf("%s: baselines were profiled; only gateway scenarios should be", mix.Name)
+		}
+	}
+	if len(rep.Ratios) != len(cfg.Mixes) {
+		t.Errorf("%d ratios; want %d", len(rep.Ratios), len(cfg.Mixes))
+	}
+
+	// What the mixes mean: the gateway allows the valid, denies the rest;
+	// the crypto relay only catches bad signatures.
+	if r := byName["gateway/hostile"].Routes; r != (Routes{Denied: m}) {
+		t.Errorf("gateway/hostile routed %+v; want all %d denied", r, m)
+	}
+	if r := byName["crypto/hostile"].Routes; r != (Routes{Allowed: m / 2, Denied: m / 2}) {
+		t.Errorf("crypto/hostile routed %+v; want half allowed (replays), half denied", r)
+	}
+	if r := byName["gateway/mixed"].Routes; r != (Routes{Allowed: m * 8 / 10, Denied: m * 2 / 10}) {
+		t.Errorf("gateway/mixed routed %+v; want 80%% allowed", r)
+	}
+
+	// The table names every scenario; the JSON reads back the same.
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rep.Scenarios {
+		if !strings.Contains(table.String(), s.Name) {
+			t.Errorf("table lacks %s:\n%s", s.Name, table.String())
+		}
+	}
+	path := filepath.Join(dir, "report.json")
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("report JSON: %v", err)
+	}
+	if len(back.Scenarios) != len(rep.Scenarios) || back.Scenarios[0] != rep.Scenarios[0] || len(back.Ratios) != len(rep.Ratios) {
+		t.Errorf("report JSON does not read back the same")
+	}
+	if !strings.Contains(progress.String(), "bench: gateway/plain") {
+		t.Errorf("no progress for gateway/plain in:\n%s", progress.String())
+	}
+}
+
+func checkResult(t *testing.T, s Result, m int) {
+	t.Helper()
+	if s.Published != m || s.Outputs != m || s.Latency.Count != int64(m) {
+		t.Errorf("published %d, outputs %d, latencies %d; want %d each", s.Published, s.Outputs, s.Latency.Count, m)
+	}
+	if got := s.Routes.Allowed + s.Routes.Denied + s.Routes.Held; got != m {
+		t.Errorf("routes %+v add up to %d; want %d", s.Routes, got, m)
+	}
+	if s.Routes != s.Expected {
+		t.Errorf("routes %+v; want %+v", s.Routes, s.Expected)
+	}
+	l := s.Latency
+	ps := []int64{l.P50, l.P90, l.P99, l.P999, l.Max}
+	for i := 1; i < len(ps); i++ {
+		if ps[i-1] > ps[i] {
+			t.Errorf("latency percentiles not ordered: %+v", l)
+		}
+	}
+	if l.P50 < 1 || l.Mean <= 0 || l.Mean > float64(l.Max) {
+		t.Errorf("latency %+v: p50 below 1 µs or mean outside (0, max]", l)
+	}
+	if s.Seconds <= 0 || s.MsgsPerSec <= 0 {
+		t.Fatalf("seconds %v, msgs/s %v; want both positive", s.Seconds, s.MsgsPerSec)
+	}
+	if got := float64(s.Outputs) / s.Seconds; got != s.MsgsPerSec {
+		t.Errorf("msgs/s %v; want outputs/seconds = %v", s.MsgsPerSec, got)
+	}
+	if s.PublishPerSec <= 0 {
+		t.Errorf("publish rate %v; want positive", s.PublishPerSec)
+	}
+	if s.CPUSecondsPerMsg <= 0 || s.AllocsPerMsg <= 0 || s.AllocBytesPerMsg <= 0 || s.PeakRSSBytes <= 0 {
+		t.Errorf("cpu %v s/msg, %v allocs/msg, %v B/msg, peak RSS %d; want all positive",
+			s.CPUSecondsPerMsg, s.AllocsPerMsg, s.AllocBytesPerMsg, s.PeakRSSBytes)
+	}
+	if s.CorpusBytes <= 0 {
+		t.Errorf("corpus %d bytes; want positive", s.CorpusBytes)
+	}
+	if paced := strings.Contains(s.Name, "@"); paced != (s.TargetRate > 0) {
+		t.Errorf("name %q and target rate %v disagree", s.Name, s.TargetRate)
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     Mix
+		wantErr  bool
+	}{
+		{"preset/plain", "plain", MixPlain, false},
+		{"preset/hostile", "hostile", MixHostile, false},
+		{"custom", "dirty=plain:8+badsig:1+replay:1", Mix{Name: "dirty", Plain: 8, BadSig: 1, Replay: 1}, false},
+		{"custom/round-trip", MixMixed.String(), MixMixed, false},
+		{"bad/unknown-preset", "salty", Mix{}, true},
+		{"bad/unknown-kind", "x=plain:1+forged:1", Mix{}, true},
+		{"bad/all-zero", "x=plain:0", Mix{}, true},
+		{"bad/negative", "x=plain:-1", Mix{}, true},
+		{"bad/name", "a/b=plain:1", Mix{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseMix(tt.in)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("ParseMix(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestMixKindsAreExact(t *testing.T) {
+	var counts [numKinds]int
+	for i := range 1000 {
+		counts[MixMixed.kind(i)]++
+	}
+	if want := [numKinds]int{400, 400, 100, 100}; counts != want {
+		t.Errorf("kinds of 1000 mixed messages = %v; want %v", counts, want)
+	}
+}
+
+func TestComputeRatios(t *testing.T) {
+	rs := []Result{
+		{System: SystemRaw, Mix: "plain", MsgsPerSec: 40000},
+		{System: SystemCrypto, Mix: "plain", MsgsPerSec: 20000},
+		{System: SystemGateway, Mix: "plain", MsgsPerSec: 10000},
+		{System: SystemGateway, Mix: "plain", MsgsPerSec: 5000, TargetRate: 5000}, // paced: not a ratio
+		{System: SystemGateway, Mix: "solo", MsgsPerSec: 10000},                   // no baseline
+	}
+	got := computeRatios(rs)
+	want := []Ratio{{Mix: "plain", GatewayOverRaw: 0.25, GatewayOverCrypto: 0.5}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Errorf("computeRatios = %+v; want %+v", got, want)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Messages, cfg.Agents, cfg.Paced, cfg.Mixes = 0, 0, 2, nil
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil; want errors")
+	}
+	for _, frag := range []string{"messages", "agents", "paced", "mix"} {
+		if !strings.Contains(err.Error(), frag) {
+			t.Errorf("Validate() = %v; want a problem about %s", err, frag)
+		}
+	}
+}
+
+func TestRefusesExistingStreamsOnExternalServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	// A first run on an embedded server we keep, pointed at as external.
+	cfg := DefaultConfig()
+	cfg.Messages, cfg.Agents, cfg.Tenants = 20, 2, 1
+	cfg.Mixes, cfg.Baselines, cfg.ProgressEvery = []Mix{MixPlain}, false, -1
+	srv := startServer(t)
+	cfg.NATSURL = srv
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatalf("first Run = %v", err)
+	}
+	// The first run cleaned up after itself: create the streams again by
+	// hand, as a live deployment would have them.
+	if err := createStreams(srv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrStreamsExist) {
+		t.Errorf("Run on a server with agentgw streams = %v; want ErrStreamsExist", err)
+	}
+	cfg.Force = true
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Errorf("Run with Force = %v", err)
+	}
+}

@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Systems under test.
+const (
+	SystemRaw     = "raw"
+	SystemCrypto  = "crypto"
+	SystemGateway = "gateway"
+)
+
+// Report is one run: every scenario and the same-run ratios.
+type Report struct {
+	Started   time.Time `json:"started"`
+	Host      Host      `json:"host"`
+	Settings  Settings  `json:"settings"`
+	Scenarios []Result  `json:"scenarios"`
+	Ratios    []Ratio   `json:"ratios"`
+	Notes     []string  `json:"notes"`
+}
+
+// Host describes where the run happened.
+type Host struct {
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	// NATS is "embedded" or the external URL without credentials.
+	NATS       string `json:"nats"`
+	SyncAlways bool   `json:"sync_always"`
+}
+
+// Settings are the run's knobs as used.
+type Settings struct {
+	Messages    int     `json:"messages"`
+	Agents      int     `json:"agents"`
+	Tenants     int     `json:"tenants"`
+	Mixes       []Mix   `json:"mixes"`
+	Rate        float64 `json:"rate"`
+	Paced       float64 `json:"paced"`
+	SealedBytes int     `json:"sealed_bytes"`
+	Batch       int     `json:"batch"`
+	Workers     int     `json:"workers"`
+}
+
+// Result is one scenario: one system, one mix, one publish rate.
+type Result struct {
+	// Name is "<system>/<mix>", with "@<rate>/s" for a paced scenario.
+	Name   string `json:"name"`
+	System string `json:"system"`
+	Mix    string `json:"mix"`
+	// TargetRate is the publish rate asked for (0: as fast as possible).
+	TargetRate float64 `json:"target_rate"`
+	// Messages is M; Published and Outputs count what happened. Every
+	// ingress message has exactly one terminal output.
+	Messages  int `json:"messages"`
+	Published int `json:"published"`
+	Outputs   int `json:"outputs"`
+	// Seconds runs from the first measured publish to the last output.
+	Seconds float64 `json:"seconds"`
+	// MsgsPerSec is Outputs / Seconds.
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	// PublishPerSec is how fast the publisher got its messages out; when
+	// it is close to MsgsPerSec the producer, not the system, was the
+	// limit.
+	PublishPerSec float64 `json:"publish_per_sec"`
+	Latency       Latency `json:"latency"`
+	// CPUSecondsPerMsg is process CPU (user + system) per message; it
+	// includes the embedded server, publisher and observer.
+	CPUSecondsPerMsg float64 `json:"cpu_seconds_per_msg"`
+	// CoresUsed is process CPU seconds / wall seconds.
+	CoresUsed float64 `json:"cores_used"`
+	// AllocsPerMsg and AllocBytesPerMsg are Go heap allocations per
+	// message, whole process (runtime.MemStats deltas).
+	AllocsPerMsg     float64 `json:"allocs_per_msg"`
+	AllocBytesPerMsg float64 `json:"alloc_bytes_per_msg"`
+	GCs              uint32  `json:"gcs"`
+	// PeakRSSBytes is the resident set peak; PeakRSSSource says whether
+	// it is this scenario's or the process's so far. It includes the
+	// pre-signed corpus (CorpusBytes).
+	PeakRSSBytes  int64  `json:"peak_rss_bytes"`
+	PeakRSSSource string `json:"peak_rss_source"`
+	CorpusBytes   int64  `json:"corpus_bytes"`
+	// Routes counts outputs by where they landed; Expected is what the
+	// system should have done with this mix.
+	Routes   Routes `json:"routes"`
+	Expected Routes `json:"expected"`
+	// Reemitted counts outputs seen more than once (redeliveries).
+	Reemitted int64 `json:"reemitted"`
+	// Profile and Trace are the CPU profile and execution trace files
+	// written for this scenario.
+	Profile string `json:"profile,omitempty"`
+	Trace   string `json:"trace,omitempty"`
+}
+
+// Routes counts terminal outputs by destination.
+type Routes struct {
+	Allowed int `json:"allowed"`
+	Denied  int `json:"denied"`
+	Held    int `json:"held"`
+}
+
+// Latency is end-to-end latency in microseconds, from an HDR histogram
+// (1 µs to 1 h, 3 significant digits: a recorded value is within 0.1%).
+// Percentiles are the histogram's highest equivalent values, capped at
+// Max, which is exact.
+type Latency struct {
+	Count int64   `json:"count"`
+	Mean  float64 `json:"mean_us"`
+	P50   int64   `json:"p50_us"`
+	P90   int64   `json:"p90_us"`
+	P99   int64   `json:"p99_us"`
+	P999  int64   `json:"p999_us"`
+	Max   int64   `json:"max_us"`
+}
+
+// Ratio compares the gateway with the baselines on one mix, from the
+// measured rates of the same run.
+type Ratio struct {
+	Mix               string  `json:"mix"`
+	GatewayOverRaw    float64 `json:"gateway_over_raw"`
+	GatewayOverCrypto float64 `json:"gateway_over_crypto"`
+}
+
+const (
+	histMin = 1
+	histMax = int64(time.Hour / time.Microsecond)
+	histSig = 3
+)
+
+func newHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histSig) }
+
+func latencyOf(h *hdrhistogram.Histogram, maxUS int64) Latency {
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	p := func(q float64) int64 { return min(h.ValueAtQuantile(q), maxUS) }
+	return Latency{
+		Count: h.TotalCount(),
+		Mean:  h.Mean(),
+		P50:   p(50),
+		P90:   p(90),
+		P99:   p(99),
+		P999:  p(99.9),
+		Max:   maxUS,
+	}
+}
+
+// computeRatios pairs each mix's full-speed gateway result with its
+// full-speed baselines.
+func computeRatios(results []Result) []Ratio {
+	type trio struct{ raw, crypto, gw *Result }
+	byMix := map[string]*trio{}
+	var order []string
+	for i := range results {
+		r := &results[i]
+		if r.TargetRate != 0 && r.System == SystemGateway {
+			continue
+		}
+		t := byMix[r.Mix]
+		if t == nil {
+			t = &trio{}
+			byMix[r.Mix] = t
+			order = append(order, r.Mix)
+		}
+		switch r.System {
+		case SystemRaw:
+			t.raw = r
+		case SystemCrypto:
+			t.crypto = r
+		case SystemGateway:
+			t.gw = r
+		}
+	}
+	var out []Ratio
+	for _, mix := range order {
+		t := byMix[mix]
+		if t.gw == nil || (t.raw == nil && t.crypto == nil) {
+			continue
+		}
+		r := Ratio{Mix: mix}
+		if t.raw != nil && t.raw.MsgsPerSec > 0 {
+			r.GatewayOverRaw = t.gw.MsgsPerSec / t.raw.MsgsPerSec
+		}
+		if t.crypto != nil && t.crypto.MsgsPerSec > 0 {
+			r.GatewayOverCrypto = t.gw.MsgsPerSec / t.crypto.MsgsPerSec
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// WriteTable prints the report for people.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tallocs/msg\tKiB/msg\tpeak RSS MiB\tallow/deny/held\t")
+	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
+	for _, s := range r.Scenarios {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t%d/%d/%d\t\n",
+			s.Name, s.MsgsPerSec, s.PublishPerSec,
+			ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.Latency.Max),
+			s.CPUSecondsPerMsg*1e6, s.CoresUsed, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
+			float64(s.PeakRSSBytes)/(1<<20), s.Routes.Allowed, s.Routes.Denied, s.Routes.Held)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Ratios) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "mix\tgateway/raw\tgateway/crypto\t")
+		for _, x := range r.Ratios {
+			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t\n", x.Mix, x.GatewayOverRaw, x.GatewayOverCrypto)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
+}
+
+// WriteJSON writes the report as indented JSON to path, creating its
+// directory if needed.
+func (r *Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: report: %w", err)
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("bench: report: %w", err)
+		}
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: report: %w", err)
+	}
+	return nil
+}

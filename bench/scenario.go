@@ -1,0 +1,316 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/agentgw/agentgw/gateway"
+)
+
+// warmupTimeout bounds the wait for the primer messages' outputs.
+const warmupTimeout = 30 * time.Second
+
+// sut is a running system under test.
+type sut struct {
+	errc chan error // Run's result, once
+	stop func() error
+}
+
+// scenario runs one system on one mix at one rate, on fresh streams.
+func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate float64) (Result, error) {
+	r.n++
+	name := system + "/" + mix.Name
+	if rate > 0 {
+		name += fmt.Sprintf("@%.0f/s", rate)
+	}
+	res := Result{Name: name, System: system, Mix: mix.Name, TargetRate: rate, Messages: r.cfg.Messages}
+	r.logf("bench: %s: signing %d messages", name, r.cfg.Messages)
+	// The corpus is fresh per scenario: envelopes are valid for 5 minutes.
+	corp, err := newCorpus(r.world, mix, r.cfg.Messages, r.cfg.SealedBytes, time.Now())
+	if err != nil {
+		return res, err
+	}
+	res.CorpusBytes = corp.bytes
+	res.Expected = expected(system, corp.counts)
+
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.resetStreams(setupCtx); err != nil {
+		return res, err
+	}
+	base := time.Now()
+	primer := len(corp.primer)
+	total := primer + r.cfg.Messages
+	obs, err := newObserver(r.obsNC, base, total)
+	if err != nil {
+		return res, err
+	}
+	defer obs.close()
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	s, err := r.start(runCtx, setupCtx, system, mix)
+	if err != nil {
+		return res, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopRun()
+			_ = s.stop()
+		}
+	}()
+
+	// Warm-up: one message per agent, so connections, credential caches
+	// and shared keys are warm and replays have originals to copy.
+	warm := newSendLog(primer)
+	if err := publish(ctx, r.js, corp.primer, 0, base, warm); err != nil {
+		return res, fmt.Errorf("bench: %s: warm-up: %w", name, err)
+	}
+	if err := r.await(ctx, obs.expect(int64(primer)), s, warmupTimeout); err != nil {
+		return res, fmt.Errorf("bench: %s: warm-up: %w (outputs %d of %d)", name, err, obs.count.Load(), primer)
+	}
+
+	// Measured phase.
+	runtime.GC()
+	rss := startPeakRSS()
+	var prof *profiles
+	if system == SystemGateway {
+		if prof, err = r.startProfiles(name); err != nil {
+			return res, err
+		}
+	}
+	u0 := snapshot()
+	sent := newSendLog(r.cfg.Messages)
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- publish(runCtx, r.js, corp.msgs, rate, base, sent) }()
+	stopProgress := r.showProgress(name, sent, obs, int64(primer))
+	err = r.await(ctx, obs.expect(int64(total)), s, r.cfg.timeout())
+	u1 := snapshot()
+	res.PeakRSSBytes, res.PeakRSSSource = rss.bytes(), rss.source
+	stopProgress()
+	if prof != nil {
+		if perr := prof.stop(); perr != nil {
+			return res, perr
+		}
+		res.Profile, res.Trace = prof.cpuPath, prof.tracePath
+	}
+	if err != nil {
+		return res, fmt.Errorf("bench: %s: %w (outputs %d of %d, published %d, stray %d)",
+			name, err, obs.count.Load()-int64(primer), r.cfg.Messages, sent.acked.Load(), obs.stray.Load())
+	}
+	select {
+	case err = <-pubErr:
+	case <-time.After(30 * time.Second):
+		err = errors.New("publisher acknowledgements did not finish")
+	}
+	if err != nil {
+		return res, fmt.Errorf("bench: %s: %w", name, err)
+	}
+	stopped = true
+	stopRun()
+	if err := s.stop(); err != nil {
+		return res, fmt.Errorf("bench: %s: stop: %w", name, err)
+	}
+
+	r.measure(&res, obs, sent, u0, u1)
+	r.logf("bench: %s: %.0f msgs/s, p50 %.2f ms, p99 %.2f ms", name, res.MsgsPerSec, float64(res.Latency.P50)/1000, float64(res.Latency.P99)/1000)
+	return res, nil
+}
+
+// measure fills res from the observations of the measured phase.
+func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage) {
+	h := newHistogram()
+	var maxUS int64
+	for i, seq := range sent.seq {
+		if seq == 0 {
+			continue
+		}
+		res.Published++
+		t := obs.seen[seq].Load()
+		if t == 0 {
+			continue
+		}
+		res.Outputs++
+		switch route(obs.routes[seq].Load()) {
+		case routeAllow:
+			res.Routes.Allowed++
+		case routeDeny:
+			res.Routes.Denied++
+		case routeHeld:
+			res.Routes.Held++
+		}
+		us := max((t-sent.at[i])/int64(time.Microsecond), histMin)
+		us = min(us, histMax)
+		maxUS = max(maxUS, us)
+		_ = h.RecordValue(us)
+	}
+	res.Latency = latencyOf(h, maxUS)
+	wall := time.Duration(obs.last.Load() - sent.first)
+	res.Seconds = wall.Seconds()
+	if res.Seconds > 0 {
+		res.MsgsPerSec = float64(res.Outputs) / res.Seconds
+	}
+	if d := time.Duration(sent.done - sent.first).Seconds(); d > 0 {
+		res.PublishPerSec = float64(sent.sent.Load()) / d
+	}
+	n := float64(max(res.Outputs, 1))
+	cpu := (u1.cpu - u0.cpu).Seconds()
+	res.CPUSecondsPerMsg = cpu / n
+	if res.Seconds > 0 {
+		res.CoresUsed = cpu / res.Seconds
+	}
+	res.AllocsPerMsg = float64(u1.mallocs-u0.mallocs) / n
+	res.AllocBytesPerMsg = float64(u1.bytes-u0.bytes) / n
+	res.GCs = u1.gcs - u0.gcs
+	res.Reemitted = obs.dups.Load()
+}
+
+// expected is where each kind of message should land for system.
+func expected(system string, counts [numKinds]int) Routes {
+	valid := counts[kindPlain] + counts[kindSealed]
+	switch system {
+	case SystemRaw:
+		return Routes{Allowed: valid + counts[kindBadSig] + counts[kindReplay]}
+	case SystemCrypto:
+		// A replay carries a genuine signature: only the ledger catches it.
+		return Routes{Allowed: valid + counts[kindReplay], Denied: counts[kindBadSig]}
+	}
+	return Routes{Allowed: valid, Denied: counts[kindBadSig] + counts[kindReplay]}
+}
+
+// await waits for done, failing on the system's own error, a slow
+// observer, timeout or ctx.
+func (r *runner) await(ctx context.Context, done <-chan struct{}, s *sut, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case err := <-s.errc:
+		if err == nil {
+			err = errors.New("system under test stopped")
+		}
+		s.errc <- err // stop reads it again
+		return err
+	case <-r.slow:
+		return errors.New("the observer fell behind and the server dropped outputs (slow consumer)")
+	case <-t.C:
+		return fmt.Errorf("%w after %s", ErrTimeout, timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// start launches the system under test on its own connection.
+func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*sut, error) {
+	nc, err := r.connect("agentgw-bench-" + system)
+	if err != nil {
+		return nil, err
+	}
+	s := &sut{errc: make(chan error, 1)}
+	switch system {
+	case SystemRaw, SystemCrypto:
+		batch := r.cfg.Batch
+		if batch == 0 {
+			batch = gateway.DefaultConfig().Consumer.Batch
+		}
+		workers := r.cfg.Workers
+		if workers == 0 {
+			workers = runtime.GOMAXPROCS(0)
+		}
+		rl, err := newRelay(setupCtx, nc, system == SystemCrypto, batch, workers)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		go func() { s.errc <- rl.run(ctx) }()
+		s.stop = func() error {
+			err := <-s.errc
+			nc.Close()
+			return err
+		}
+		return s, nil
+	}
+	dataDir := filepath.Join(r.dir, fmt.Sprintf("scenario-%02d-%s-%s", r.n, system, mix.Name))
+	log := zerolog.Nop()
+	var logFile *os.File
+	if r.cfg.GatewayLog != "" {
+		if logFile, err = os.OpenFile(r.cfg.GatewayLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("bench: gateway log: %w", err)
+		}
+		log = zerolog.New(logFile).With().Timestamp().Logger()
+	}
+	closeAll := func() {
+		nc.Close()
+		if logFile != nil {
+			_ = logFile.Close()
+		}
+	}
+	gw, err := gateway.New(r.world.gatewayConfig(dataDir, &r.cfg), gateway.WithConn(nc), gateway.WithLogger(log))
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	go func() { s.errc <- gw.Run(ctx) }()
+	s.stop = func() error {
+		err := <-s.errc
+		err = errors.Join(err, gw.Close())
+		closeAll()
+		if r.cfg.Dir == "" {
+			_ = os.RemoveAll(dataDir)
+		}
+		return err
+	}
+	select {
+	case <-gw.Ready():
+		return s, nil
+	case err := <-s.errc:
+		s.errc <- err
+		_ = s.stop()
+		return nil, fmt.Errorf("bench: gateway: %w", err)
+	case <-setupCtx.Done():
+		// Run ends when the caller cancels ctx; release it then.
+		go func() { _ = s.stop() }()
+		return nil, fmt.Errorf("bench: gateway not ready: %w", setupCtx.Err())
+	}
+}
+
+// showProgress prints a line per ProgressEvery until the returned func
+// is called.
+func (r *runner) showProgress(name string, sent *sendLog, obs *observer, primer int64) func() {
+	if r.cfg.ProgressEvery <= 0 {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(r.cfg.ProgressEvery)
+		defer t.Stop()
+		start := time.Now()
+		var lastOut int64
+		last := start
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				out := obs.count.Load() - primer
+				rate := float64(out-lastOut) / now.Sub(last).Seconds()
+				lastOut, last = out, now
+				r.logf("bench: %s: %5.1fs published %d/%d, outputs %d/%d, %.0f msgs/s",
+					name, now.Sub(start).Seconds(), sent.sent.Load(), r.cfg.Messages, out, r.cfg.Messages, rate)
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
