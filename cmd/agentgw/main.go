@@ -43,6 +43,7 @@ var commands = []topCommand{
 	{"denied", "list and inspect denied messages", deniedCmd},
 	{"audit", "read the audit trail", auditCmd},
 	{"policy", "check Cedar policy files (and a capability catalog)", policyCmd},
+	{"bench", "measure the gateway against a raw and a crypto relay", benchCmd},
 }
 
 func main() { os.Exit(dispatch(os.Args[1:])) }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/agentgw/agentgw/bench"
+)
+
+func benchCmd(args []string) int {
+	c := newCmd("bench", "[--messages M] [--mix LIST] [--rate R] [--paced F] [--out FILE] [--nats URL]", `
+Measure the gateway against two baselines in one run, on one NATS server:
+a raw relay (pull the ingress stream, republish with a Nats-Msg-Id, wait
+for the PubAck, ack) and a crypto relay (the same plus one Ed25519 verify
+per message). For every mix it runs raw, crypto and gateway on fresh
+streams, publishing M pre-signed envelopes from N agents as fast as
+possible (or at --rate), and reports msgs/s, end-to-end latency
+percentiles (publish -> output on its subject), CPU and allocations per
+message, peak RSS and the ratios gateway/raw and gateway/crypto.
+
+Mixes: plain (valid, plain payload), sealed (valid, --sealed-bytes sealed
+payload, re-sealed to the consumer), hostile (bad signatures and
+replays), mixed, or NAME=KIND:WEIGHT+... with kinds plain, sealed,
+badsig, replay.
+
+Uses an embedded nats-server unless --nats is given. On an external
+server it deletes and recreates the AGENTGW_* streams for every scenario,
+so it refuses to start if they exist unless --force. Progress goes to
+stderr, the table to stdout.`)
+	def := bench.DefaultConfig()
+	natsURL := c.fs.String("nats", "", "external NATS URL (default: embedded server)")
+	natsCreds := c.fs.String("nats-creds", "", "NATS user .creds for --nats")
+	force := c.fs.Bool("force", false, "with --nats: delete existing AGENTGW_* streams")
+	syncAlways := c.fs.Bool("sync-always", false, "embedded server fsyncs every write (sync_interval: always)")
+	dir := c.fs.String("dir", "", "work directory kept after the run (default: a temporary one, removed)")
+	messages := c.fs.Int("messages", def.Messages, "measured messages per scenario (M)")
+	agents := c.fs.Int("agents", def.Agents, "agent identities")
+	tenants := c.fs.Int("tenants", def.Tenants, "tenants (agents are spread over them)")
+	mixes := c.fs.String("mix", "plain,sealed,hostile", "comma-separated mixes")
+	noBaselines := c.fs.Bool("no-baselines", false, "run the gateway only")
+	rate := c.fs.Float64("rate", 0, "publish rate in msgs/s for every scenario (0: as fast as possible)")
+	paced := c.fs.Float64("paced", 0, "also run the gateway at this fraction of its measured max rate per mix (e.g. 0.5)")
+	sealedBytes := c.fs.Int("sealed-bytes", def.SealedBytes, "plaintext bytes of a sealed payload")
+	batch := c.fs.Int("batch", 0, "fetch batch of gateway and relays (0: gateway default)")
+	workers := c.fs.Int("workers", 0, "verify workers of gateway and crypto relay (0: GOMAXPROCS)")
+	timeout := c.fs.Duration("timeout", 0, "bound per scenario (0: 2m + 2ms per message)")
+	cpuProfile := c.fs.String("cpuprofile", "", "write a CPU profile of each gateway scenario (name gets the scenario inserted when several)")
+	traceOut := c.fs.String("trace", "", "write a runtime execution trace of each gateway scenario (see go tool trace -pprof=syscall)")
+	gwLog := c.fs.String("gateway-log", "", "file for the gateway's JSON decision log (default: discarded)")
+	out := c.fs.String("out", "", "write the report as JSON to FILE")
+	quiet := c.fs.Bool("quiet", false, "no progress lines")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	cfg := bench.DefaultConfig()
+	cfg.NATSURL, cfg.NATSCreds, cfg.Force, cfg.SyncAlways, cfg.Dir = *natsURL, *natsCreds, *force, *syncAlways, *dir
+	cfg.Messages, cfg.Agents, cfg.Tenants = *messages, *agents, *tenants
+	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
+	cfg.Batch, cfg.Workers, cfg.Timeout = *batch, *workers, *timeout
+	cfg.CPUProfile, cfg.Trace, cfg.GatewayLog = *cpuProfile, *traceOut, *gwLog
+	if *quiet {
+		cfg.ProgressEvery = -1
+	}
+	var err error
+	if cfg.Mixes, err = bench.ParseMixes(*mixes); err != nil {
+		return c.usageErr("--mix: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return c.usageErr("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, cfg, bench.WithProgress(c.err))
+	if rep != nil {
+		_ = rep.WriteTable(c.out)
+		if *out != "" {
+			if werr := rep.WriteJSON(*out); werr != nil {
+				return c.fail(werr, "")
+			}
+		}
+	}
+	if err != nil {
+		hint := ""
+		if errors.Is(err, bench.ErrStreamsExist) {
+			hint = "pass --force only for a server whose agentgw streams may be wiped"
+		}
+		return c.fail(err, hint)
+	}
+	return exitOK
+}
