@@ -4,6 +4,10 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
+BENCH_MESSAGES ?= 20000
+BENCH_MIX ?= plain,sealed,hostile
+BENCH_OUT ?= bin/bench.json
+BENCH_ARGS ?=
 
 .PHONY: all build run test test-short lint fuzz bench bench-micro soak clean
 
@@ -34,8 +38,14 @@ fuzz:
 		echo "== $$pkg $$name"; $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-## bench: Go micro-benchmarks of every package (benchstat-comparable).
+## bench: the gateway against the raw and the crypto relay, same run, same
+## embedded server; prints a table and writes bin/bench.json. Override with
+## BENCH_MESSAGES, BENCH_MIX, BENCH_ARGS (e.g. BENCH_ARGS="--cpuprofile cpu.prof").
 bench:
+	$(GO) run ./cmd/agentgw bench --messages $(BENCH_MESSAGES) --mix $(BENCH_MIX) --paced 0.5 --out $(BENCH_OUT) $(BENCH_ARGS)
+
+## bench-micro: Go micro-benchmarks of every package (benchstat-comparable).
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
 clean:
