@@ -114,6 +114,23 @@ func Run(ctx context.Context, nc *nats.Conn, m *devenv.Material, emit func(Row))
 			return err
 		}
 	}
+	// An operator asks what the missing-scope message would get today.
+	deniedSeq, err := s.lastDenied(ctx, "missing_scope")
+	if err != nil {
+		return err
+	}
+	op, err := client.NewOperator(nc, m.Operator.Creds, devenv.Tenant)
+	if err != nil {
+		return err
+	}
+	res, err := op.Replay(ctx, deniedSeq, true)
+	if err != nil {
+		return fmt.Errorf("demo: dry run: %w", err)
+	}
+	step++
+	emit(Row{Step: step, Who: "operator", What: fmt.Sprintf("dry-run replay of denied #%d (missing scope)", deniedSeq),
+		Decision: res.Route, Reason: res.Reason, Policy: res.PolicyIDs, Where: "nowhere: a dry run changes nothing"})
+
 	// Approval: a critical payment is held, an approver grants it.
 	r, err := s.agent.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "payments.send",
 		Sealed: []byte(`{"amount_cents":1250000,"currency":"EUR","iban":"DE00000000000000000000"}`)})
@@ -278,6 +295,19 @@ func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Requ
 		time.Sleep(50 * time.Millisecond)
 	}
 	return approval.Request{}, fmt.Errorf("demo: no approval request for %s", held)
+}
+
+// lastDenied is the denied-stream sequence of the latest denial for code.
+func (s *scene) lastDenied(ctx context.Context, code string) (uint64, error) {
+	st, err := s.js.Stream(ctx, "AGENTGW_DENIED")
+	if err != nil {
+		return 0, err
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, "agentgw.denied."+devenv.Tenant+"."+code)
+	if err != nil {
+		return 0, fmt.Errorf("demo: no %s denial: %w", code, err)
+	}
+	return msg.Sequence, nil
 }
 
 func readSeed(path string) (nkeys.KeyPair, error) {

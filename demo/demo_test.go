@@ -71,7 +71,7 @@ func TestScenario(t *testing.T) {
 	want := []struct{ decision, reason string }{
 		{"allow", ""}, {"deny", "replay_detected"}, {"deny", "bad_signature"}, {"deny", "wrong_audience"},
 		{"deny", "missing_scope"}, {"deny", "message_expired"}, {"deny", "tenant_mismatch"}, {"deny", "content_denied"},
-		{"allow", ""}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
+		{"allow", ""}, {"deny", "missing_scope"}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("demo printed %d rows; want %d", len(rows), len(want))

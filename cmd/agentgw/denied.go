@@ -23,6 +23,7 @@ func deniedCmd(args []string) int {
 	return group("denied", "Denied messages and their decision records (stream "+gateway.StreamDenied+").", []subcommand{
 		{"ls", "list denied messages, filtered by tenant, reason, agent and age", deniedList},
 		{"show", "show one denied message's decision record (secrets redacted)", deniedShow},
+		{"replay", "re-evaluate (--dry-run) or re-submit a denied message through every gate", deniedReplay},
 	}, args)
 }
 
