@@ -33,12 +33,12 @@ operator:replay in the message's tenant.`)
 	if code, ok := c.require("creds", "tenant"); !ok {
 		return code
 	}
-	if c.fs.NArg() != 1 {
+	if len(c.args) != 1 {
 		return c.usageErr("give exactly one denied-stream sequence")
 	}
-	seq, err := strconv.ParseUint(c.fs.Arg(0), 10, 64)
+	seq, err := strconv.ParseUint(c.args[0], 10, 64)
 	if err != nil || seq == 0 {
-		return c.usageErr("sequence %q is not a positive integer", c.fs.Arg(0))
+		return c.usageErr("sequence %q is not a positive integer", c.args[0])
 	}
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {

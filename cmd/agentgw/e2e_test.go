@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/devenv"
+)
+
+// lockedBuffer collects a background process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// decodeLines decodes every JSON line of out.
+func decodeLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var rows []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %q", sc.Text())
+		}
+		rows = append(rows, m)
+	}
+	return rows
+}
+
+// TestUserJourney drives the built binary as a new user would: `run` in
+// the background, then send good and hostile messages, consume, approve,
+// list denials, revoke and un-revoke an agent, dry-run and replay.
+func TestUserJourney(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "agentgw")
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	run := exec.Command(cliBin, "run", "--dir", data, "--port", fmt.Sprint(port))
+	var runOut lockedBuffer
+	run.Stdout, run.Stderr = &runOut, &runOut
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = run.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- run.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agentgw run did not stop cleanly on SIGINT: %v\n%s", err, runOut.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = run.Process.Kill()
+			t.Error("agentgw run ignored SIGINT")
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(runOut.String(), "gateway serving on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("agentgw run did not come up:\n%s", runOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m, created, err := devenv.Ensure(data)
+	if err != nil || created {
+		t.Fatalf("dev material: %v (created now: %v)", err, created)
+	}
+	nats := []string{"--nats", url}
+	agentArgs := append([]string{"--creds", m.Agent.Creds, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey}, nats...)
+	send := func(extra ...string) map[string]any {
+		r := mustRun(t, dir, 0, append(append([]string{"send", "--json"}, agentArgs...), extra...)...)
+		return decodeLines(t, r.stdout)[0]
+	}
+
+	// A sealed refund is delivered and the consumer verifies and opens it.
+	send("--capability", "tool_call", "--target", "refunds.draft_refund", "--sealed", `{"order_id":"ord_9","amount_cents":900}`)
+	r := mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "refunds.draft_refund",
+		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, nats...)...)
+	got := decodeLines(t, r.stdout)
+	if len(got) != 1 || got[0]["status"] != "verified" || !strings.Contains(fmt.Sprint(got[0]["payload"]), "ord_9") {
+		t.Fatalf("consume = %v; want one verified delivery of ord_9", got)
+	}
+
+	// Hostile: a tool outside the catalog is denied. (The SDK refuses to
+	// even build a message for another audience.)
+	send("--capability", "tool_call", "--target", "shell.exec", "--plain", `{"cmd":"rm -rf /"}`)
+
+	// Approval: a critical payment is held, then granted and delivered.
+	held := send("--capability", "tool_call", "--target", "payments.send", "--sealed", `{"amount_cents":100000}`)
+	var pending []map[string]any
+	for i := 0; i < 100 && len(pending) == 0; i++ {
+		pending = decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, nats...)...).stdout)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(pending) != 1 || pending[0]["held_message_id"] != held["message_id"] {
+		t.Fatalf("approvals ls = %v; want the held payment %v", pending, held["message_id"])
+	}
+	mustRun(t, dir, 0, append([]string{"approvals", "grant", "--creds", m.Approver.Creds, "--id", held["message_id"].(string), "--reason", "ok"}, nats...)...)
+	r = mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "payments.send",
+		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, nats...)...)
+	if got := decodeLines(t, r.stdout); len(got) != 1 || got[0]["message_id"] != held["message_id"] {
+		t.Fatalf("granted payment not delivered: %v", got)
+	}
+
+	// Revoke the agent (no restart), get denied, un-revoke, replay.
+	mustRun(t, dir, 0, "creds", "revoke", "--file", m.Revocation, "--creds", m.Agent.Creds)
+	time.Sleep(3 * time.Second) // reload_interval is 2s in the dev config
+	revoked := send("--capability", "read", "--target", "kb.search", "--plain", `{"q":"after revocation"}`)
+	var deniedSeq float64
+	for i := 0; i < 100 && deniedSeq == 0; i++ {
+		for _, row := range decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a"}, nats...)...).stdout) {
+			if row["message_id"] == revoked["message_id"] && row["reason"] == "revoked" {
+				deniedSeq = row["seq"].(float64)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if deniedSeq == 0 {
+		t.Fatal("the revoked agent's message is not on the denied stream as revoked")
+	}
+	rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a", "--reason", "unknown_target"}, nats...)...).stdout)
+	if len(rows) != 1 {
+		t.Errorf("denied ls --reason unknown_target = %v; want the hostile message", rows)
+	}
+	opArgs := append([]string{"denied", "replay", "--creds", m.Operator.Creds, "--tenant", "tenant_a"}, nats...)
+	seq := fmt.Sprint(int(deniedSeq))
+	mustRun(t, dir, 3, append(opArgs, "--dry-run", seq)...) // still revoked: would be denied
+	if err := os.WriteFile(m.Revocation, []byte("jtis: []\nkeys: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	mustRun(t, dir, 0, append(opArgs, "--dry-run", seq)...)
+	mustRun(t, dir, 0, append(opArgs, seq)...)
+	mustRun(t, dir, 3, append(opArgs, seq)...) // at most once
+	r = mustRun(t, dir, 0, append([]string{"audit", "tail", "--json", "--tenant", "tenant_a"}, nats...)...)
+	var replayed bool
+	for _, ev := range decodeLines(t, r.stdout) {
+		if ev["message_id"] == revoked["message_id"] && ev["route"] == "allow" && ev["operator"] != nil {
+			replayed = true
+		}
+	}
+	if !replayed {
+		t.Errorf("audit trail lacks the operator's allowed replay:\n%s", r.stdout)
+	}
+}
