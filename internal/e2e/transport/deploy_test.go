@@ -1,0 +1,481 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
+)
+
+// deployDir is the repository's deploy/ directory: the tests run the
+// files operators run, not a copy.
+const deployDir = "../../../deploy"
+
+// apiPrefix is the JetStream API prefix tenant accounts import under.
+const apiPrefix = "agentgw.js"
+
+const audience = "agentgw-transport-test"
+
+// Pre-created consumers named in deploy/accounts.conf.
+const (
+	durableRefunds   = "tenant_a-refunds_draft_refund"
+	durableKB        = "tenant_a-kb_search"
+	durableApprovals = "tenant_a-approvals"
+)
+
+// Tenant identities: each replaces the <NAME> placeholder of
+// deploy/accounts.conf with its public key.
+const (
+	agent1         = "TENANT_A_AGENT_1"
+	agent2         = "TENANT_A_AGENT_2"
+	approver1      = "TENANT_A_APPROVER_1"
+	refundsConsumr = "TENANT_A_REFUNDS_CONSUMER"
+	kbConsumer     = "TENANT_A_KB_CONSUMER"
+	agentB1        = "TENANT_B_AGENT_1"
+)
+
+var identities = []string{agent1, agent2, approver1, refundsConsumr, kbConsumer, agentB1}
+
+// user is a tenant identity: its nkey is both its NATS user and the
+// agentgw key its credential names.
+type user struct {
+	name   string
+	tenant string
+	kp     nkeys.KeyPair
+	pub    string
+	curve  nkeys.KeyPair
+	xkey   string
+	box    *identity.Box
+}
+
+// pki is every certificate the deployment uses.
+type pki struct {
+	ca, other                *ca
+	server                   pair
+	gateway, operator, admin pair // mapped to AGENTGW users
+	tenantCert               pair // any client of the CA; tenant users authenticate by nkey
+	unmapped                 pair // from the CA, names no user
+	foreign                  pair // from another CA, same subject as gateway
+}
+
+// deployment is a nats-server started from deploy/nats-server.conf and
+// deploy/accounts.conf with test keys and certificates substituted.
+type deployment struct {
+	dir   string
+	pki   pki
+	users map[string]*user
+	srv   *server.Server
+	log   *serverLog
+	url   string
+
+	// gateway material
+	issuerA, issuerB nkeys.KeyPair
+	gwSigning        string
+	gwKey            nkeys.KeyPair // the gateway's signing key, for forgeries made with it
+	gwCurve          string
+	gw               *gateway.Gateway
+}
+
+func newPKI(t testing.TB, dir string) pki {
+	var p pki
+	p.ca = newCA(t, dir, "ca")
+	p.other = newCA(t, dir, "other-ca")
+	p.server = p.ca.server(t, dir, "server")
+	p.gateway = p.ca.client(t, dir, "agentgw-gateway", "gateway")
+	p.operator = p.ca.client(t, dir, "ops-1", "operator")
+	p.admin = p.ca.client(t, dir, "admin-1", "admin")
+	p.tenantCert = p.ca.client(t, dir, "tenant-client", "agent")
+	p.unmapped = p.ca.client(t, dir, "nobody", "agent")
+	// Same subject as the gateway's, but from another CA.
+	p.foreign = p.other.client(t, filepath.Join(dir, "foreign"), "agentgw-gateway", "gateway")
+	return p
+}
+
+func newUsers(t testing.TB) map[string]*user {
+	users := map[string]*user{}
+	for _, n := range identities {
+		kp, err := identity.NewAgent()
+		must(t, err)
+		pub, _ := kp.PublicKey()
+		ck, err := identity.NewCurve()
+		must(t, err)
+		xk, _ := ck.PublicKey()
+		box, err := identity.NewBox(ck)
+		must(t, err)
+		tenant := "tenant_a"
+		if strings.HasPrefix(n, "TENANT_B") {
+			tenant = "tenant_b"
+		}
+		users[n] = &user{name: n, tenant: tenant, kp: kp, pub: pub, curve: ck, xkey: xk, box: box}
+	}
+	return users
+}
+
+// render copies a deploy file with keys and paths substituted.
+func (d *deployment) render(t testing.TB, src, dst string, extra map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	must(t, err)
+	s := string(data)
+	for n, u := range d.users {
+		s = strings.ReplaceAll(s, "<"+n+">", u.pub)
+	}
+	s = strings.ReplaceAll(s, "/etc/nats/tls/", d.dir+"/")
+	for k, v := range extra {
+		s = strings.ReplaceAll(s, k, v)
+	}
+	if strings.Contains(s, "<TENANT_") {
+		t.Fatalf("%s: a <TENANT_…> placeholder is left after rendering", src)
+	}
+	must(t, os.MkdirAll(filepath.Dir(dst), 0o700))
+	must(t, os.WriteFile(dst, []byte(s), 0o600))
+}
+
+// serverOptions parses a rendered config exactly as nats-server would
+// and moves only what a test must: ports, store dir, logging.
+func serverOptions(t testing.TB, conf string) *server.Options {
+	t.Helper()
+	o, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("ProcessConfigFile(%s) = %v", conf, err)
+	}
+	o.Host, o.Port = "127.0.0.1", -1
+	o.HTTPHost, o.HTTPPort = "", 0
+	o.StoreDir = filepath.Join(t.TempDir(), "jetstream")
+	o.NoLog, o.NoSigs = true, true
+	return o
+}
+
+// newDeployment starts the single-node deploy configuration. configure
+// may add to the parsed options (a test-only user).
+func newDeployment(t *testing.T, configure func(*server.Options)) *deployment {
+	t.Helper()
+	d := &deployment{dir: t.TempDir(), users: newUsers(t)}
+	d.pki = newPKI(t, d.dir)
+	// deploy/nats-server.conf names ca.pem and server.pem.
+	etc := filepath.Join(d.dir, "etc")
+	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "accounts.conf"), nil)
+	d.render(t, filepath.Join(deployDir, "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), nil)
+	opts := serverOptions(t, filepath.Join(etc, "nats-server.conf"))
+	if configure != nil {
+		configure(opts)
+	}
+	d.log = &serverLog{}
+	d.srv = startServer(t, opts, d.log)
+	// A TLS server already reports tls://; say it explicitly anyway.
+	d.url = "tls://" + strings.TrimPrefix(strings.TrimPrefix(d.srv.ClientURL(), "nats://"), "tls://")
+	return d
+}
+
+// startServer runs an embedded nats-server with options parsed from a
+// deploy file, logging errors and warnings to log.
+func startServer(t testing.TB, opts *server.Options, log *serverLog) *server.Server {
+	t.Helper()
+	opts.NoLog = false
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats-server from the deploy config: %v", err)
+	}
+	s.SetLoggerV2(log, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// serverLog keeps the server's errors and warnings: permission
+// violations are logged there with the client's connection name.
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) add(format string, v ...any) {
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf(format, v...))
+	l.mu.Unlock()
+}
+
+func (l *serverLog) Noticef(string, ...any)    {}
+func (l *serverLog) Debugf(string, ...any)     {}
+func (l *serverLog) Tracef(string, ...any)     {}
+func (l *serverLog) Warnf(f string, v ...any)  { l.add(f, v...) }
+func (l *serverLog) Errorf(f string, v ...any) { l.add(f, v...) }
+func (l *serverLog) Fatalf(f string, v ...any) { l.add(f, v...) }
+
+// violations returns the logged permission violations of connections
+// named name.
+func (l *serverLog) violations(name string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, s := range l.lines {
+		if strings.Contains(s, "Violation") && strings.Contains(s, name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// asyncErrs collects a connection's asynchronous errors (permission
+// violations arrive this way).
+type asyncErrs struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (a *asyncErrs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	a.mu.Lock()
+	a.errs = append(a.errs, err)
+	a.mu.Unlock()
+}
+
+// violation waits for a permissions violation naming subject; a subject
+// ending in "." matches any subject it prefixes.
+func (a *asyncErrs) violation(t testing.TB, op, subject string) {
+	t.Helper()
+	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", op, subject))
+	if strings.HasSuffix(subject, ".") {
+		want = strings.TrimSuffix(want, `"`)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		for _, err := range a.errs {
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(strings.ToLower(err.Error()), want) {
+				a.mu.Unlock()
+				return
+			}
+		}
+		a.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t.Errorf("no permissions violation for %s to %q; async errors: %v", op, subject, a.errs)
+}
+
+// connectUser connects a tenant user: mTLS with a client certificate of
+// the CA, nkey authentication, inbox prefix _INBOX.<key>.
+func (d *deployment) connectUser(t testing.TB, name string) (*nats.Conn, *asyncErrs) {
+	t.Helper()
+	u := d.users[name]
+	ae := &asyncErrs{}
+	nc, err := nats.Connect(d.url,
+		nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.tenantCert)),
+		nats.Nkey(u.pub, u.kp.Sign),
+		nats.CustomInboxPrefix("_INBOX."+u.pub),
+		nats.ErrorHandler(ae.handler),
+		nats.Name(name),
+	)
+	if err != nil {
+		t.Fatalf("connect %s: %v", name, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, ae
+}
+
+// connectCert connects an AGENTGW identity by its certificate alone.
+func (d *deployment) connectCert(t testing.TB, p pair) (*nats.Conn, *asyncErrs) {
+	t.Helper()
+	ae := &asyncErrs{}
+	nc, err := nats.Connect(d.url, nats.Secure(d.pki.ca.tlsConfig(t, &p)), nats.ErrorHandler(ae.handler))
+	if err != nil {
+		t.Fatalf("connect with %s: %v", filepath.Base(p.Cert), err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, ae
+}
+
+// tenantJS is JetStream through the tenant account's imports.
+func tenantJS(t testing.TB, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.NewWithAPIPrefix(nc, apiPrefix)
+	must(t, err)
+	return js
+}
+
+const catalogYAML = `
+approval_risks: [critical]
+targets:
+  - name: refunds.draft_refund
+    kind: tool_call
+    scope: refund:draft
+    tenants: [tenant_a]
+    risk: medium
+    consumer_xkey: %s
+    payload_schema: '{"type":"object","required":["order_id","amount_cents"],"properties":{"order_id":{"type":"string"},"amount_cents":{"type":"integer","minimum":1}},"additionalProperties":false}'
+    approver_visible: [order_id, amount_cents]
+  - name: kb.search
+    kind: read
+    scope: kb:read
+    tenants: [tenant_a, tenant_b]
+    plain: true
+  - name: payments.send
+    kind: tool_call
+    scope: pay:send
+    tenants: [tenant_a]
+    risk: critical
+    plain: true
+    approver_visible: [amount_cents]
+`
+
+const policyCedar = `
+@id("same-tenant")
+permit (principal, action, resource) when { principal.tenant == resource.tenant };
+`
+
+// gatewayConfig is a gateway config that reaches the deployment the way
+// deploy/gateway.yaml does: TLS required, CA pinned, the gateway's
+// client certificate as its identity.
+func (d *deployment) gatewayConfig(t testing.TB) gateway.Config {
+	t.Helper()
+	dir := filepath.Join(d.dir, "gateway")
+	must(t, os.MkdirAll(dir, 0o700))
+	signing, _ := identity.NewGatewayKey()
+	curve, _ := identity.NewCurve()
+	d.gwSigning, _ = signing.PublicKey()
+	d.gwKey = signing
+	d.gwCurve, _ = curve.PublicKey()
+	writeSeed(t, filepath.Join(dir, "signing.nk"), signing)
+	writeSeed(t, filepath.Join(dir, "curve.nk"), curve)
+	must(t, os.WriteFile(filepath.Join(dir, "catalog.yaml"), fmt.Appendf(nil, catalogYAML, d.users[refundsConsumr].xkey), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "policy.cedar"), []byte(policyCedar), 0o600))
+	d.issuerA, _ = identity.NewIssuer()
+	d.issuerB, _ = identity.NewIssuer()
+	issA, _ := d.issuerA.PublicKey()
+	issB, _ := d.issuerB.PublicKey()
+
+	cfg := gateway.DefaultConfig()
+	cfg.Audience = audience
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Catalog = filepath.Join(dir, "catalog.yaml")
+	cfg.Policies = []string{filepath.Join(dir, "policy.cedar")}
+	cfg.Keys = gateway.KeysConfig{Signing: filepath.Join(dir, "signing.nk"), Curve: filepath.Join(dir, "curve.nk")}
+	cfg.Tenants = map[string]gateway.TenantConfig{"tenant_a": {Issuers: []string{issA}}, "tenant_b": {Issuers: []string{issB}}}
+	cfg.Consumer.FetchWait = 200 * time.Millisecond
+	cfg.Consumer.AckWait = 5 * time.Second
+	cfg.ReloadInterval = 0
+	cfg.NATS = gateway.NATSConfig{
+		URL: d.url,
+		TLS: gateway.TLSConfig{CA: d.pki.ca.path, Cert: d.pki.gateway.Cert, Key: d.pki.gateway.Key, Required: true},
+	}
+	return cfg
+}
+
+// startGateway runs the real gateway as the deploy gateway user. It
+// dials NATS itself (gateway.Connect): no connection is injected.
+func (d *deployment) startGateway(t *testing.T) {
+	t.Helper()
+	cfg := d.gatewayConfig(t)
+	gw, err := gateway.New(cfg, gateway.WithLogger(zerolog.Nop()))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	select {
+	case <-gw.Ready():
+	case err := <-done:
+		t.Fatalf("gateway Run as the deploy gateway user = %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway not ready")
+	}
+	d.gw = gw
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway Run: %v", err)
+		}
+		if err := gw.Close(); err != nil {
+			t.Errorf("gateway Close: %v", err)
+		}
+	})
+}
+
+// provision creates the pull consumers deploy/README.md tells the admin
+// to create, with the admin's certificate.
+func (d *deployment) provision(t testing.TB) {
+	t.Helper()
+	nc, _ := d.connectCert(t, d.pki.admin)
+	js, err := jetstream.New(nc)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range []struct{ stream, name, filter string }{
+		{gateway.StreamCap, durableRefunds, "agentgw.cap.tenant_a.refunds.draft_refund"},
+		{gateway.StreamCap, durableKB, "agentgw.cap.tenant_a.kb.search"},
+		{gateway.StreamApproval, durableApprovals, "agentgw.approval.tenant_a.>"},
+	} {
+		_, err := js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
+			Durable:       c.name,
+			FilterSubject: c.filter,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckWait:       30 * time.Second,
+		})
+		if err != nil {
+			t.Fatalf("provision %s on %s: %v", c.name, c.stream, err)
+		}
+	}
+}
+
+// credential issues a tenant user's agentgw credential.
+func (d *deployment) credential(t testing.TB, u *user, scopes ...string) identity.Token {
+	t.Helper()
+	issuer := d.issuerA
+	if u.tenant == "tenant_b" {
+		issuer = d.issuerB
+	}
+	tok, err := identity.Issue(issuer, identity.IssueRequest{
+		Subject: u.pub, Audience: audience, Tenant: u.tenant, Service: "transport-test", Name: u.name,
+		Scopes: scopes, XKey: u.xkey, TTL: time.Hour,
+	}, time.Now())
+	must(t, err)
+	return tok
+}
+
+// agent returns an SDK agent for u publishing through nc.
+func (d *deployment) agent(t testing.TB, nc *nats.Conn, u *user, scopes ...string) *client.Agent {
+	t.Helper()
+	cfg := client.DefaultAgentConfig()
+	cfg.Credential = d.credential(t, u, scopes...)
+	cfg.Key, cfg.Curve, cfg.GatewayXKey = u.kp, u.curve, d.gwCurve
+	a, err := client.NewAgent(nc, cfg)
+	must(t, err)
+	return a
+}
+
+// verifyOptions are a capability consumer's verification settings.
+func (d *deployment) verifyOptions(u *user, targets ...string) client.VerifyOptions {
+	return client.VerifyOptions{
+		Tenant: "tenant_a", Targets: targets, TrustedGateways: []string{d.gwSigning},
+		Curve: u.box, Skew: client.DefaultSkew,
+	}
+}
+
+func writeSeed(t testing.TB, path string, kp nkeys.KeyPair) {
+	t.Helper()
+	seed, err := kp.Seed()
+	must(t, err)
+	must(t, os.WriteFile(path, seed, 0o600))
+}
