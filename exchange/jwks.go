@@ -1,0 +1,234 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// maxJWKSBytes bounds a JWKS (or discovery) document.
+const maxJWKSBytes = 1 << 20
+
+// Key-set errors; callers map them to exchange_token_invalid.
+var (
+	errUnknownKey = errors.New("exchange: no current IdP signing key has the token's kid")
+	errKeysFetch  = errors.New("exchange: IdP signing keys unavailable")
+)
+
+// keySet is an oidc.KeySet over an IdP's jwks_uri with a bounded cache.
+//
+// It replaces go-oidc's RemoteKeySet for two reasons. RemoteKeySet keeps
+// keys until a token with an unknown kid shows up, so a key the IdP has
+// withdrawn stays trusted for as long as nobody presents a new one; here
+// keys older than maxAge are fetched again before use. And RemoteKeySet
+// fetches on every unknown kid, so any caller of the (unauthenticated)
+// exchange subject could make the gateway hit the IdP once per request;
+// here an unknown kid causes at most one fetch per minRefresh, and
+// because every fetch loads the whole set, a legitimate new kid is never
+// starved by junk kids: the next fetch, whoever caused it, brings it in.
+//
+// Algorithm checks stay with go-oidc's verifier (it parses with the
+// allowlist before calling VerifySignature); this type re-parses with
+// the same allowlist and also refuses a key whose own "alg" differs from
+// the token's. It is safe for concurrent use.
+type keySet struct {
+	url        string
+	client     *http.Client
+	now        func() time.Time
+	maxAge     time.Duration
+	minRefresh time.Duration
+	algs       []jose.SignatureAlgorithm
+
+	mu      sync.Mutex
+	keys    []jose.JSONWebKey
+	fetched time.Time // when keys were fetched; zero: never
+	tried   time.Time // last fetch attempt, success or not
+	// fetching is closed when the fetch in flight ends; nil when none.
+	fetching chan struct{}
+	lastErr  error
+}
+
+func newKeySet(url string, client *http.Client, now func() time.Time, maxAge, minRefresh time.Duration, algs []string) *keySet {
+	ks := &keySet{url: url, client: client, now: now, maxAge: maxAge, minRefresh: minRefresh}
+	for _, a := range algs {
+		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
+	}
+	return ks
+}
+
+// VerifySignature implements oidc.KeySet.
+func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
+	jws, err := jose.ParseSigned(token, k.algs)
+	if err != nil {
+		return nil, fmt.Errorf("exchange: token is not a compact JWS with an allowed algorithm: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("exchange: token must have exactly one signature")
+	}
+	hdr := jws.Signatures[0].Header
+	kid, alg := hdr.KeyID, hdr.Algorithm
+
+	keys, err := k.current(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	if !hasKid(keys, kid) {
+		if keys, err = k.current(ctx, true); err != nil {
+			return nil, err
+		}
+	}
+	for i := range keys {
+		key := &keys[i]
+		if kid != "" && key.KeyID != kid {
+			continue
+		}
+		if key.Algorithm != "" && key.Algorithm != alg {
+			continue
+		}
+		if payload, err := jws.Verify(key); err == nil {
+			return payload, nil
+		}
+	}
+	if !hasKid(keys, kid) {
+		return nil, errUnknownKey
+	}
+	return nil, errors.New("exchange: token signature does not verify with the IdP key")
+}
+
+func hasKid(keys []jose.JSONWebKey, kid string) bool {
+	if kid == "" {
+		return len(keys) > 0
+	}
+	return slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return k.KeyID == kid })
+}
+
+// current returns the cached keys, fetching first when there are none,
+// they are older than maxAge, or unknown is set (a token named a kid not
+// in the cache) and the last attempt is at least minRefresh old.
+// Concurrent callers share one fetch.
+func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, error) {
+	for {
+		k.mu.Lock()
+		now := k.now()
+		stale := k.fetched.IsZero() || now.Sub(k.fetched) >= k.maxAge
+		canRetry := k.tried.IsZero() || now.Sub(k.tried) >= k.minRefresh
+		need := (stale || unknown) && canRetry
+		if !need {
+			keys, fetched, lastErr := k.keys, k.fetched, k.lastErr
+			k.mu.Unlock()
+			if stale && (fetched.IsZero() || now.Sub(fetched) >= k.maxAge) {
+				// Expired keys are never used, even when a refetch is
+				// rate-limited.
+				if lastErr == nil {
+					lastErr = errors.New("keys expired")
+				}
+				return nil, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
+			}
+			return keys, nil
+		}
+		if ch := k.fetching; ch != nil {
+			k.mu.Unlock()
+			select {
+			case <-ch:
+				unknown = false // that fetch was the refresh we wanted
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		k.fetching, k.tried = ch, now
+		k.mu.Unlock()
+
+		keys, err := k.fetch(ctx)
+
+		k.mu.Lock()
+		if err == nil {
+			k.keys, k.fetched, k.lastErr = keys, k.now(), nil
+		} else {
+			k.lastErr = err
+		}
+		k.fetching = nil
+		close(ch)
+		k.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errKeysFetch, err)
+		}
+		return keys, nil
+	}
+}
+
+// fetch GETs the JWKS. Keys whose alg is outside the allowlist, whose use
+// is not "sig", that are not public, or whose type go-jose does not know
+// are skipped, as RFC 7517 §5 asks.
+func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	body, err := httpGet(ctx, k.client, k.url)
+	if err != nil {
+		return nil, err
+	}
+	var raw struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, errors.New("jwks is not a JSON key set")
+	}
+	var out []jose.JSONWebKey
+	for _, r := range raw.Keys {
+		var meta struct {
+			Alg string `json:"alg"`
+			Use string `json:"use"`
+		}
+		if json.Unmarshal(r, &meta) != nil {
+			continue
+		}
+		if meta.Alg != "" && !slices.Contains(k.algs, jose.SignatureAlgorithm(meta.Alg)) {
+			continue
+		}
+		if meta.Use != "" && meta.Use != "sig" {
+			continue
+		}
+		var key jose.JSONWebKey
+		if err := json.Unmarshal(r, &key); err != nil || !key.Valid() || !key.IsPublic() {
+			continue
+		}
+		out = append(out, key)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("jwks holds no usable signing key")
+	}
+	return out, nil
+}
+
+// httpGet fetches url with ctx, refusing a non-200 answer and a body
+// larger than maxJWKSBytes.
+func httpGet(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("GET %s: body over %d bytes", url, maxJWKSBytes)
+	}
+	return body, nil
+}
