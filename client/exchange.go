@@ -1,0 +1,323 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/exchange/protocol"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+)
+
+// ErrExchange: the token exchange service could not be reached or gave
+// an answer that is not an exchange response (no responders, timeout, a
+// malformed reply). A refusal is a *reason.Denial instead.
+var ErrExchange = errors.New("client: token exchange unavailable")
+
+// DefaultExchangeTimeout bounds one exchange request.
+const DefaultExchangeTimeout = 5 * time.Second
+
+// ExchangeConfig says how an agent obtains its credential from the
+// gateway's token exchange (package exchange) for an IdP token. Key is a
+// secret: String and Format print a redacted summary.
+type ExchangeConfig struct {
+	// Subject of the exchange service. Zero: "agentgw.exchange".
+	Subject string
+	// Audience is the gateway's audience. Required.
+	Audience string
+	// Tenant, when set, must be the tenant the IdP token maps to.
+	Tenant string
+	// Scopes, when set, narrow the credential to these; the exchange
+	// refuses any the IdP token's claims do not grant. Empty: all granted.
+	Scopes []string
+	// Key is the agent's user ('U') key pair: the credential's subject
+	// and the key that signs the proof of possession. Required.
+	Key nkeys.KeyPair
+	// XKey is the agent's public curve ('X') key. Required.
+	XKey string
+	// Token returns a current IdP token (JWT access or ID token) each
+	// time it is called, e.g. from an oauth2.TokenSource. Required.
+	Token func(ctx context.Context) (string, error)
+	// TokenType is the RFC 8693 subject_token_type. Zero:
+	// urn:ietf:params:oauth:token-type:jwt.
+	TokenType string
+	// Timeout bounds one request. Zero: 5 s.
+	Timeout time.Duration
+	// RenewBefore is how long before expiry a CredentialSource renews.
+	// Zero: a third of the credential's lifetime.
+	RenewBefore time.Duration
+}
+
+// String names the agent key's role only.
+func (c ExchangeConfig) String() string {
+	return fmt.Sprintf("client.ExchangeConfig{audience=%s tenant=%s scopes=%v xkey=%s}", c.Audience, c.Tenant, c.Scopes, c.XKey)
+}
+
+// Format prints String for every verb, so %+v cannot reach the key pair.
+func (c ExchangeConfig) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
+
+func (c ExchangeConfig) check() error {
+	var errs []error
+	if c.Audience == "" {
+		errs = append(errs, errors.New("audience is required"))
+	}
+	if c.Key == nil {
+		errs = append(errs, errors.New("agent key is required"))
+	} else if pub, err := c.Key.PublicKey(); err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		errs = append(errs, errors.New("agent key is not a user ('U') key"))
+	}
+	if !nkeys.IsValidPublicCurveKey(c.XKey) {
+		errs = append(errs, errors.New("xkey is not a public curve ('X') key"))
+	}
+	if c.Token == nil {
+		errs = append(errs, errors.New("token source is required"))
+	}
+	if c.Timeout < 0 || c.RenewBefore < 0 {
+		errs = append(errs, errors.New("timeout and renew_before must not be negative"))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// ExchangedCredential is a credential obtained through the exchange.
+type ExchangedCredential struct {
+	Token    identity.Token // the credential JWT (printed redacted)
+	ID       string         // jti
+	Tenant   string
+	Scopes   []string
+	IssuedAt time.Time
+	Expires  time.Time
+}
+
+// Exchange asks the exchange service on nc for a credential: it signs a
+// fresh request (new request id, issued_at from the clock) with cfg.Key
+// and returns the credential. A refusal is a *reason.Denial whose Code is
+// one of the exchange_* reasons (match with errors.Is); transport
+// failures wrap ErrExchange; a bad cfg wraps ErrConfig.
+func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*ExchangedCredential, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil connection", ErrConfig)
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	o := applyOptions(opts)
+	tok, err := cfg.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: IdP token: %w", ErrExchange, err)
+	}
+	pub, _ := cfg.Key.PublicKey()
+	tokenType := cfg.TokenType
+	if tokenType == "" {
+		tokenType = protocol.TokenTypeJWT
+	}
+	body, err := protocol.Marshal(&protocol.Request{
+		V:                  protocol.Version,
+		GrantType:          protocol.GrantType,
+		SubjectToken:       tok,
+		SubjectTokenType:   tokenType,
+		RequestedTokenType: protocol.TokenTypeAgentgw,
+		Audience:           cfg.Audience,
+		Tenant:             cfg.Tenant,
+		Scope:              strings.Join(cfg.Scopes, " "),
+		Agent:              pub,
+		XKey:               cfg.XKey,
+		RequestID:          protocol.NewRequestID(),
+		IssuedAt:           o.now().UTC().Truncate(time.Second).Format(time.RFC3339),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	sig, err := protocol.Sign(cfg.Key, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	subject := cfg.Subject
+	if subject == "" {
+		subject = protocol.DefaultSubject
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = DefaultExchangeTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(protocol.SignatureHeader, sig)
+	reply, err := nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrExchange, err)
+	}
+	if code := reply.Header.Get(micro.ErrorHeader); code != "" {
+		c := reason.Code(code)
+		if !reason.Known(c) {
+			c = reason.Internal
+		}
+		return nil, reason.Deny(c, "exchange refused (status %s)", reply.Header.Get(micro.ErrorCodeHeader))
+	}
+	resp, err := protocol.ParseResponse(reply.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrExchange, err)
+	}
+	return readExchanged(resp, pub, cfg.XKey)
+}
+
+// readExchanged checks the returned credential names this agent and
+// reads its times. It does not verify the issuer's signature: the
+// gateway does that for every envelope.
+func readExchanged(resp *protocol.Response, pub, xkey string) (*ExchangedCredential, error) {
+	parts := strings.Split(resp.AccessToken, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("%w: credential is not a JWT", ErrExchange)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("%w: credential claims do not decode", ErrExchange)
+	}
+	var c struct {
+		ID      string `json:"jti"`
+		Subject string `json:"sub"`
+		Iat     int64  `json:"iat"`
+		Exp     int64  `json:"exp"`
+		Nats    struct {
+			Tenant string   `json:"tenant"`
+			Scopes []string `json:"scopes"`
+			XKey   string   `json:"xkey"`
+		} `json:"nats"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("%w: credential claims do not decode", ErrExchange)
+	}
+	if c.Subject != pub || c.Nats.XKey != xkey || c.Exp <= c.Iat {
+		return nil, fmt.Errorf("%w: credential is not for this agent key and xkey", ErrExchange)
+	}
+	return &ExchangedCredential{
+		Token: identity.Token(resp.AccessToken), ID: c.ID, Tenant: c.Nats.Tenant, Scopes: c.Nats.Scopes,
+		IssuedAt: time.Unix(c.Iat, 0).UTC(), Expires: time.Unix(c.Exp, 0).UTC(),
+	}, nil
+}
+
+// CredentialSource keeps one agent's credential fresh through the
+// exchange: Credential returns the current one until RenewBefore its
+// expiry, then exchanges a new IdP token for a new one. It is safe for
+// concurrent use; concurrent callers share one renewal.
+type CredentialSource struct {
+	nc   *nats.Conn
+	cfg  ExchangeConfig
+	opts []Option
+	now  func() time.Time
+
+	mu  sync.Mutex
+	cur *ExchangedCredential
+}
+
+// NewCredentialSource checks cfg and returns a source; it exchanges
+// nothing until the first Credential call. Errors wrap ErrConfig.
+func NewCredentialSource(nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*CredentialSource, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil connection", ErrConfig)
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return &CredentialSource{nc: nc, cfg: cfg, opts: opts, now: applyOptions(opts).now}, nil
+}
+
+// Credential returns a credential valid for at least RenewBefore more,
+// exchanging for a new one when needed. If a renewal fails while the
+// current credential is still valid, that one is returned with no error,
+// so a brief IdP or gateway outage does not stop an agent; once it has
+// expired the renewal's error is returned.
+func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if s.cur != nil && now.Before(s.renewAt(s.cur)) {
+		return s.cur, nil
+	}
+	c, err := Exchange(ctx, s.nc, s.cfg, s.opts...)
+	if err != nil {
+		if s.cur != nil && now.Before(s.cur.Expires) {
+			return s.cur, nil
+		}
+		return nil, err
+	}
+	s.cur = c
+	return c, nil
+}
+
+func (s *CredentialSource) renewAt(c *ExchangedCredential) time.Time {
+	before := s.cfg.RenewBefore
+	if before == 0 {
+		before = c.Expires.Sub(c.IssuedAt) / 3
+	}
+	return c.Expires.Add(-before)
+}
+
+// ExchangeAgent is an Agent whose credential comes from a
+// CredentialSource and is renewed before it expires. It is safe for
+// concurrent use.
+type ExchangeAgent struct {
+	nc   *nats.Conn
+	cfg  AgentConfig
+	src  *CredentialSource
+	opts []Option
+
+	mu    sync.Mutex
+	agent *Agent
+	jti   string
+}
+
+// NewExchangeAgent returns an agent sending with cfg (its Credential and
+// Key are replaced by the source's) through nc. Nothing is exchanged
+// until the first Send.
+func NewExchangeAgent(nc *nats.Conn, cfg AgentConfig, src *CredentialSource, opts ...Option) (*ExchangeAgent, error) {
+	if nc == nil || src == nil {
+		return nil, fmt.Errorf("%w: nil connection or credential source", ErrConfig)
+	}
+	cfg.Key = src.cfg.Key
+	return &ExchangeAgent{nc: nc, cfg: cfg, src: src, opts: opts}, nil
+}
+
+// Agent returns an Agent holding a current credential.
+func (a *ExchangeAgent) Agent(ctx context.Context) (*Agent, error) {
+	c, err := a.src.Credential(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.agent != nil && a.jti == c.ID {
+		return a.agent, nil
+	}
+	cfg := a.cfg
+	cfg.Credential = c.Token
+	ag, err := NewAgent(a.nc, cfg, a.opts...)
+	if err != nil {
+		return nil, err
+	}
+	a.agent, a.jti = ag, c.ID
+	return ag, nil
+}
+
+// Send sends req with a current credential (see Agent.Send).
+func (a *ExchangeAgent) Send(ctx context.Context, req Request) (*Receipt, error) {
+	ag, err := a.Agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ag.Send(ctx, req)
+}
