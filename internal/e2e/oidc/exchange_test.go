@@ -1,0 +1,312 @@
+package oidc_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"go.uber.org/goleak"
+
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/exchange/protocol"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/schemas"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestExchangeClientCredentials: a client-credentials access token from a
+// real OpenID provider is exchanged for a credential that the gateway's
+// own verifier accepts for the tenant, with exactly the mapped scopes.
+func TestExchangeClientCredentials(t *testing.T) {
+	h := newHarness(t)
+	h.serve()
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+
+	got, err := h.exchange(tok, nil)
+	if err != nil {
+		t.Fatalf("Exchange = %v; want a credential", err)
+	}
+	cred, err := h.verifier().Verify(got.Token.Reveal(), h.clock.Now())
+	if err != nil {
+		t.Fatalf("identity.Verifier.Verify(exchanged) = %v; want accepted", err)
+	}
+	issA, _ := h.issuerA.PublicKey()
+	if cred.Tenant != "tenant_a" || cred.Subject != h.agent.pub || cred.XKey != h.agent.xkey || cred.Issuer != issA {
+		t.Errorf("credential = tenant %s subject %s xkey %s issuer %s; want tenant_a, the agent's keys, issuer A", cred.Tenant, cred.Subject, cred.XKey, cred.Issuer)
+	}
+	if want := []string{"kb:read", "refund:draft"}; !slices.Equal(cred.Scopes, want) {
+		t.Errorf("scopes = %v; want %v", cred.Scopes, want)
+	}
+	if life := cred.Expires.Sub(cred.IssuedAt); life <= 0 || life > 5*time.Minute {
+		t.Errorf("lifetime = %v; want capped by the IdP token's 5m", life)
+	}
+	if !cred.HasScope("refund:draft") || cred.HasScope("approve:refunds.x") {
+		t.Error("HasScope disagrees with the mapping")
+	}
+
+	ev := h.lastEvent()
+	if ev.Kind != audit.KindCredentialExchange || ev.Reason != "" || ev.IdPIssuer != h.corp.Issuer || ev.IdPSubject != "billing-bot" ||
+		ev.Agent != h.agent.pub || ev.CredentialID != cred.ID || !slices.Equal(ev.Rules, []string{"corp.billing"}) || ev.Tenant != "tenant_a" {
+		t.Errorf("audit event = %+v; want the grant with IdP issuer, subject, agent, jti and rule", ev)
+	}
+	checkEventSchema(t, ev)
+	for _, s := range []string{tok, got.Token.Reveal()} {
+		b, _ := json.Marshal(ev)
+		if strings.Contains(string(b), s) {
+			t.Error("the audit event holds a token")
+		}
+	}
+
+	// Narrowing is allowed: the credential then holds exactly what was asked.
+	got, err = h.exchange(tok, func(c *client.ExchangeConfig) { c.Scopes = []string{"kb:read"}; c.Tenant = "tenant_a" })
+	if err != nil || !slices.Equal(got.Scopes, []string{"kb:read"}) {
+		t.Errorf("Exchange(scopes kb:read) = %v, %v; want exactly kb:read", got, err)
+	}
+}
+
+func checkEventSchema(t *testing.T, ev audit.Event) {
+	t.Helper()
+	s, err := schemas.Compile(schemas.AuditEvent)
+	must(t, err)
+	b, err := json.Marshal(ev)
+	must(t, err)
+	if err := schemas.Validate(s, b); err != nil {
+		t.Errorf("audit event does not match its schema: %v", err)
+	}
+}
+
+// TestExchangeRefusals: each refusal is a named case with its reason.
+func TestExchangeRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.serve()
+	billing := h.token(h.corp, "billing-bot", "s3cret-billing")
+	signed := h.signBy(h.agent.kp)
+	other := newAgent(t)
+
+	tests := []struct {
+		name  string
+		token func() string
+		req   func(r *protocol.Request)
+		sign  func([]byte) string
+		want  reason.Code
+	}{
+		{name: "deny/untrusted_idp_for_tenant", want: reason.ExchangeUntrustedIdP,
+			// The partner IdP asserts org=tenant_a but is bound to tenant_b only.
+			token: func() string { return h.token(h.partner, "partner-bot", "s3cret-partner") }},
+		{name: "deny/idp_not_configured", want: reason.ExchangeUntrustedIdP,
+			token: func() string { return h.token(h.rogue, "billing-bot", "s3cret-billing") }},
+		{name: "deny/tenant_not_the_tokens", want: reason.ExchangeUntrustedIdP,
+			token: func() string { return billing }, req: func(r *protocol.Request) { r.Tenant = "tenant_b" }},
+		{name: "deny/wrong_audience", want: reason.ExchangeTokenAudience,
+			token: func() string { return h.token(h.corp, "other-api-bot", "s3cret-other") }},
+		{name: "deny/alg_none", want: reason.ExchangeTokenInvalid,
+			token: func() string { return noneToken(h) }},
+		{name: "deny/hs256_with_public_jwk", want: reason.ExchangeTokenInvalid,
+			token: func() string { return hs256Token(h, h.corp.PublicJWK()) }},
+		{name: "deny/hs256_with_public_pem", want: reason.ExchangeTokenInvalid,
+			token: func() string { return hs256Token(h, publicPEM(t, h)) }},
+		{name: "deny/tampered_claims", want: reason.ExchangeTokenInvalid,
+			token: func() string { return tamper(billing, `"org":"tenant_b"`) }},
+		{name: "deny/proof_missing", want: reason.ExchangeProofInvalid,
+			token: func() string { return billing }, sign: func([]byte) string { return "" }},
+		{name: "deny/proof_by_another_key", want: reason.ExchangeProofInvalid,
+			token: func() string { return billing }, sign: h.signBy(other.kp)},
+		{name: "deny/proof_for_another_key", want: reason.ExchangeProofInvalid,
+			// Signed by the harness agent, but asks for a credential for other.
+			token: func() string { return billing }, req: func(r *protocol.Request) { r.Agent = other.pub }},
+		{name: "deny/proof_stale", want: reason.ExchangeProofStale,
+			token: func() string { return billing }, req: func(r *protocol.Request) {
+				r.IssuedAt = h.clock.Now().Add(-10 * time.Minute).UTC().Format(time.RFC3339)
+			}},
+		{name: "deny/claims_map_to_no_scope", want: reason.ExchangeNoScope,
+			token: func() string { return h.token(h.corp, "marketing-bot", "s3cret-marketing") }},
+		{name: "deny/scopes_beyond_mapping", want: reason.ExchangeScopeDenied,
+			token: func() string { return billing }, req: func(r *protocol.Request) { r.Scope = "kb:read pay:send" }},
+		{name: "deny/pattern_beyond_mapping", want: reason.ExchangeScopeDenied,
+			token: func() string { return billing }, req: func(r *protocol.Request) { r.Scope = "refund:*" }},
+		{name: "deny/may_act_names_another_agent", want: reason.ExchangeActorDenied,
+			token: func() string { return signedBy(t, h, map[string]any{"may_act": map[string]any{"sub": other.pub}}) }},
+		{name: "deny/act_chain_not_allowed", want: reason.ExchangeActorDenied,
+			token: func() string { return signedBy(t, h, map[string]any{"act": map[string]any{"sub": "some-service"}}) }},
+		{name: "deny/expired_crafted", want: reason.ExchangeTokenExpired,
+			token: func() string {
+				return signedBy(t, h, map[string]any{"iat": h.clock.Now().Add(-20 * time.Minute).Unix(), "exp": h.clock.Now().Add(-10 * time.Minute).Unix()})
+			}},
+		{name: "deny/other_gateway_audience", want: reason.ExchangeRequestInvalid,
+			token: func() string { return billing }, req: func(r *protocol.Request) { r.Audience = "another-gateway" }},
+		{name: "allow/may_act_names_this_agent", want: "",
+			token: func() string { return signedBy(t, h, map[string]any{"may_act": map[string]any{"sub": h.agent.pub}}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sign := tt.sign
+			if sign == nil {
+				sign = signed
+			}
+			if got := h.raw(tt.token(), tt.req, sign); got != tt.want {
+				t.Errorf("exchange = %q; want %q (audit detail: %s)", got, tt.want, h.lastEvent().Detail)
+			}
+			ev := h.lastEvent()
+			t.Logf("reason %q detail: %s", ev.Reason, ev.Detail)
+			if string(tt.want) != ev.Reason {
+				t.Errorf("audit reason = %q; want %q", ev.Reason, tt.want)
+			}
+			checkEventSchema(t, ev)
+		})
+	}
+
+	t.Run("deny/proof_replayed", func(t *testing.T) {
+		req := &protocol.Request{
+			V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: billing, SubjectTokenType: protocol.TokenTypeAccess,
+			Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
+			IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
+		}
+		body, err := protocol.Marshal(req)
+		must(t, err)
+		sig := signed(body)
+		if got := h.send(body, sig); got != "" {
+			t.Fatalf("first exchange = %q; want granted", got)
+		}
+		if got := h.send(body, sig); got != reason.ExchangeProofStale {
+			t.Errorf("replayed exchange = %q; want %q", got, reason.ExchangeProofStale)
+		}
+	})
+
+	t.Run("sdk/denial_is_typed", func(t *testing.T) {
+		_, err := h.exchange(billing, func(c *client.ExchangeConfig) { c.Scopes = []string{"pay:send"} })
+		if !errors.Is(err, reason.ExchangeScopeDenied) {
+			t.Errorf("client.Exchange(pay:send) = %v; want errors.Is %s", err, reason.ExchangeScopeDenied)
+		}
+	})
+}
+
+// TestExchangeExpiredToken: a real token, presented after it expired.
+func TestExchangeExpiredToken(t *testing.T) {
+	h := newHarness(t)
+	h.serve()
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if _, err := h.exchange(tok, nil); err != nil {
+		t.Fatalf("fresh token: %v", err)
+	}
+	h.clock.Advance(10 * time.Minute) // the OP's access tokens live 5 minutes
+	if _, err := h.exchange(tok, nil); !errors.Is(err, reason.ExchangeTokenExpired) {
+		t.Errorf("Exchange(expired token) = %v; want %s", err, reason.ExchangeTokenExpired)
+	}
+}
+
+// TestExchangeKeyRotation: after the IdP rotates its key, a token with the
+// new kid is accepted without restart and the old kid is refused, both
+// once an unknown kid has caused a refetch and, with no new kid ever
+// presented, once keys_max_age has passed.
+func TestExchangeKeyRotation(t *testing.T) {
+	h := newHarness(t)
+	h.serve()
+	old := h.token(h.corp, "billing-bot", "s3cret-billing")
+	oldKid := h.corp.KeyID()
+	if _, err := h.exchange(old, nil); err != nil {
+		t.Fatalf("RS256 token before rotation: %v", err)
+	}
+
+	must(t, h.corp.Rotate(jose.ES256))
+	h.clock.Advance(6 * time.Second) // past keys_min_refresh (5s)
+	fresh := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if kid := h.corp.KeyID(); kid == oldKid || kidOf(t, fresh) != kid {
+		t.Fatalf("rotation did not change the kid (%s)", kid)
+	}
+	if _, err := h.exchange(fresh, nil); err != nil {
+		t.Fatalf("Exchange(new ES256 kid) = %v; want accepted without restart", err)
+	}
+	if _, err := h.exchange(old, nil); !errors.Is(err, reason.ExchangeTokenInvalid) {
+		t.Errorf("Exchange(old kid after rotation) = %v; want %s", err, reason.ExchangeTokenInvalid)
+	}
+	h.clock.Advance(6 * time.Second) // a refetch is allowed again: the old kid is still gone
+	if _, err := h.exchange(old, nil); !errors.Is(err, reason.ExchangeTokenInvalid) {
+		t.Errorf("Exchange(old kid, after refetch) = %v; want %s", err, reason.ExchangeTokenInvalid)
+	}
+
+	// Rotate again (EdDSA), present no new kid: the cached ES256 key is
+	// dropped once keys_max_age (1m) has passed.
+	must(t, h.corp.Rotate(jose.EdDSA))
+	h.clock.Advance(61 * time.Second)
+	if _, err := h.exchange(fresh, nil); !errors.Is(err, reason.ExchangeTokenInvalid) {
+		t.Errorf("Exchange(ES256 kid withdrawn, keys past max age) = %v; want %s", err, reason.ExchangeTokenInvalid)
+	}
+	eddsa := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if _, err := h.exchange(eddsa, nil); err != nil {
+		t.Errorf("Exchange(EdDSA kid) = %v; want accepted", err)
+	}
+}
+
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
+	must(t, err)
+	return jws.Signatures[0].Header.KeyID
+}
+
+// baseClaims are the claims of a valid billing token from corp.
+func baseClaims(h *harness) map[string]any {
+	now := h.clock.Now()
+	return map[string]any{
+		"iss": h.corp.Issuer, "sub": "billing-bot", "aud": []string{idpAudience},
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"groups": []string{"billing-agents"}, "org": "tenant_a",
+	}
+}
+
+// signedBy signs base claims plus extra with corp's real current key.
+func signedBy(t *testing.T, h *harness, extra map[string]any) string {
+	t.Helper()
+	c := baseClaims(h)
+	for k, v := range extra {
+		c[k] = v
+	}
+	tok, err := h.corp.Sign(c)
+	must(t, err)
+	return tok
+}
+
+func seg(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// noneToken is an unsigned token (alg "none") with valid claims.
+func noneToken(h *harness) string {
+	return seg(map[string]any{"alg": "none", "typ": "JWT"}) + "." + seg(baseClaims(h)) + "."
+}
+
+// hs256Token is the algorithm-confusion attack: HMAC-SHA256 keyed with
+// bytes of the IdP's public key, naming the IdP's real kid.
+func hs256Token(h *harness, secret []byte) string {
+	in := seg(map[string]any{"alg": "HS256", "typ": "JWT", "kid": h.corp.KeyID()}) + "." + seg(baseClaims(h))
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(in))
+	return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func publicPEM(t *testing.T, h *harness) []byte {
+	der, err := x509.MarshalPKIXPublicKey(h.corp.PublicKey())
+	must(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// tamper rewrites the org claim of a real signed token, keeping its signature.
+func tamper(tok, replacement string) string {
+	parts := strings.Split(tok, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	s := strings.Replace(string(raw), `"org":"tenant_a"`, replacement, 1)
+	parts[1] = base64.RawURLEncoding.EncodeToString([]byte(s))
+	return strings.Join(parts, ".")
+}
