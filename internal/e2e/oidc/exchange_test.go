@@ -1,6 +1,7 @@
 package oidc_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/x509"
@@ -309,4 +310,50 @@ func tamper(tok, replacement string) string {
 	s := strings.Replace(string(raw), `"org":"tenant_a"`, replacement, 1)
 	parts[1] = base64.RawURLEncoding.EncodeToString([]byte(s))
 	return strings.Join(parts, ".")
+}
+
+// TestCredentialSourceRenews: the SDK reuses a credential until a third
+// of its lifetime is left, then exchanges a fresh IdP token for a new
+// one; while renewal fails it keeps the still-valid credential, and
+// reports the failure once that has expired.
+func TestCredentialSourceRenews(t *testing.T) {
+	h := newHarness(t)
+	h.serve()
+	fail := false
+	cfg := h.exchangeCfg(h.agent, "")
+	cfg.Token = func(ctx context.Context) (string, error) {
+		if fail {
+			return "", errors.New("idp down")
+		}
+		// Signed by the IdP's real key with times from the test clock,
+		// which the OP's own tokens (on the wall clock) cannot follow.
+		return h.corp.Sign(baseClaims(h))
+	}
+	src, err := client.NewCredentialSource(h.nc, cfg, client.WithClock(h.clock.Now))
+	must(t, err)
+	ctx := context.Background()
+	first, err := src.Credential(ctx)
+	must(t, err)
+	again, err := src.Credential(ctx)
+	must(t, err)
+	if again.ID != first.ID {
+		t.Errorf("second Credential exchanged again (%s, %s); want the cached one", first.ID, again.ID)
+	}
+	life := first.Expires.Sub(first.IssuedAt)
+	h.clock.Advance(life*2/3 + time.Second)
+	renewed, err := src.Credential(ctx)
+	must(t, err)
+	if renewed.ID == first.ID || !renewed.Expires.After(first.Expires) {
+		t.Errorf("Credential near expiry = %s until %s; want a new one beyond %s", renewed.ID, renewed.Expires, first.Expires)
+	}
+
+	fail = true
+	h.clock.Advance(renewed.Expires.Sub(h.clock.Now()) - 5*time.Second)
+	if c, err := src.Credential(ctx); err != nil || c.ID != renewed.ID {
+		t.Errorf("Credential with the IdP down, credential still valid = %v, %v; want the current one", c, err)
+	}
+	h.clock.Advance(10 * time.Second)
+	if _, err := src.Credential(ctx); !errors.Is(err, client.ErrExchange) {
+		t.Errorf("Credential with the IdP down after expiry = %v; want ErrExchange", err)
+	}
 }
