@@ -107,7 +107,7 @@ func newHarness(t testing.TB) *harness {
 	h.rogue.AddClient(testidp.Client{ID: "billing-bot", Secret: "s3cret-billing", Audience: []string{idpAudience}, Claims: billing})
 
 	h.cfg = exchange.Config{
-		Audience:   gwAudience,
+		Audience: gwAudience,
 		IdPs: []exchange.IdPConfig{
 			{
 				Name: "corp", Issuer: h.corp.Issuer, Audience: idpAudience,
