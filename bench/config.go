@@ -72,6 +72,10 @@ type Config struct {
 	// the gateway waits rather than computes: go tool trace
 	// -pprof=syscall|sync|net FILE turns it into blocking profiles.
 	Trace string
+	// MemProfile, when set, writes the allocation profile at the end of
+	// each gateway scenario, named like CPUProfile. It is cumulative for
+	// the process: run one gateway scenario, or diff with -base.
+	MemProfile string
 	// GatewayLog, when set, is a file the gateway writes its JSON log to
 	// (one line per decision); empty discards the log.
 	GatewayLog string

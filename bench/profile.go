@@ -12,16 +12,19 @@ import (
 // profiles are the CPU profile and execution trace of one gateway
 // scenario's measured phase. Both cover the whole process.
 type profiles struct {
-	cpuPath, tracePath string
-	cpu, trace         *os.File
+	cpuPath, tracePath, memPath string
+	cpu, trace                  *os.File
 }
 
 // startProfiles starts what Config asks for; it returns nil when nothing.
 func (r *runner) startProfiles(name string) (*profiles, error) {
-	if r.cfg.CPUProfile == "" && r.cfg.Trace == "" {
+	if r.cfg.CPUProfile == "" && r.cfg.Trace == "" && r.cfg.MemProfile == "" {
 		return nil, nil
 	}
 	p := &profiles{}
+	if r.cfg.MemProfile != "" {
+		p.memPath = r.profilePath(r.cfg.MemProfile, name)
+	}
 	if r.cfg.CPUProfile != "" {
 		p.cpuPath = r.profilePath(r.cfg.CPUProfile, name)
 		f, err := os.Create(p.cpuPath)
@@ -65,7 +68,30 @@ func (p *profiles) stop() error {
 			err = fmt.Errorf("bench: trace: %w", cerr)
 		}
 	}
+	if p.memPath != "" {
+		if merr := writeAllocs(p.memPath); merr != nil && err == nil {
+			err = merr
+		}
+	}
 	return err
+}
+
+// writeAllocs writes the allocation profile. It is cumulative since the
+// process started (corpus signing and earlier scenarios included): run
+// one gateway scenario, or diff two files with go tool pprof -base.
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: mem profile: %w", err)
+	}
+	err = pprof.Lookup("allocs").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("bench: mem profile: %w", err)
+	}
+	return nil
 }
 
 // profilePath inserts the scenario name before the extension when the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,7 @@ type relay struct {
 	workers int
 	wait    time.Duration
 	keys    sync.Map // agent public key -> ed25519.PublicKey
+	batches atomic.Uint64
 }
 
 func newRelay(ctx context.Context, nc *nats.Conn, verify bool, batch, workers int) (*relay, error) {
@@ -156,6 +158,7 @@ func (r *relay) relayBatch(msgs []jetstream.Msg) error {
 			return fmt.Errorf("bench: relay: ack: %w", err)
 		}
 	}
+	r.batches.Add(1)
 	return nil
 }
 

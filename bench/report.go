@@ -96,12 +96,18 @@ type Result struct {
 	// system should have done with this mix.
 	Routes   Routes `json:"routes"`
 	Expected Routes `json:"expected"`
+	// Batches is the number of fetch batches the system processed in the
+	// measured phase (warm-up excluded, so it may include a partial one);
+	// MeanBatch is Outputs / Batches.
+	Batches   uint64  `json:"batches"`
+	MeanBatch float64 `json:"mean_batch"`
 	// Reemitted counts outputs seen more than once (redeliveries).
 	Reemitted int64 `json:"reemitted"`
-	// Profile and Trace are the CPU profile and execution trace files
-	// written for this scenario.
-	Profile string `json:"profile,omitempty"`
-	Trace   string `json:"trace,omitempty"`
+	// Profile, Trace and MemProfile are the CPU profile, execution trace
+	// and allocation profile files written for this scenario.
+	Profile    string `json:"profile,omitempty"`
+	Trace      string `json:"trace,omitempty"`
+	MemProfile string `json:"mem_profile,omitempty"`
 }
 
 // Routes counts terminal outputs by destination.
@@ -204,14 +210,14 @@ func computeRatios(results []Result) []Ratio {
 // WriteTable prints the report for people.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tallocs/msg\tKiB/msg\tpeak RSS MiB\tallow/deny/held\t")
+	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tallocs/msg\tKiB/msg\tpeak RSS MiB\tbatch\tallow/deny/held\t")
 	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t%d/%d/%d\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d/%d\t\n",
 			s.Name, s.MsgsPerSec, s.PublishPerSec,
 			ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.Latency.Max),
 			s.CPUSecondsPerMsg*1e6, s.CoresUsed, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
-			float64(s.PeakRSSBytes)/(1<<20), s.Routes.Allowed, s.Routes.Denied, s.Routes.Held)
+			float64(s.PeakRSSBytes)/(1<<20), s.MeanBatch, s.Routes.Allowed, s.Routes.Denied, s.Routes.Held)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

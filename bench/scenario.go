@@ -19,8 +19,9 @@ const warmupTimeout = 30 * time.Second
 
 // sut is a running system under test.
 type sut struct {
-	errc chan error // Run's result, once
-	stop func() error
+	errc    chan error // Run's result, once
+	stop    func() error
+	batches func() uint64 // batches processed so far
 }
 
 // scenario runs one system on one mix at one rate, on fresh streams.
@@ -88,19 +89,21 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 		}
 	}
 	u0 := snapshot()
+	b0 := s.batches()
 	sent := newSendLog(r.cfg.Messages)
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- publish(runCtx, r.js, corp.msgs, rate, base, sent) }()
 	stopProgress := r.showProgress(name, sent, obs, int64(primer))
 	err = r.await(ctx, obs.expect(int64(total)), s, r.cfg.timeout())
 	u1 := snapshot()
+	res.Batches = s.batches() - b0
 	res.PeakRSSBytes, res.PeakRSSSource = rss.bytes(), rss.source
 	stopProgress()
 	if prof != nil {
 		if perr := prof.stop(); perr != nil {
 			return res, perr
 		}
-		res.Profile, res.Trace = prof.cpuPath, prof.tracePath
+		res.Profile, res.Trace, res.MemProfile = prof.cpuPath, prof.tracePath, prof.memPath
 	}
 	if err != nil {
 		return res, fmt.Errorf("bench: %s: %w (outputs %d of %d, published %d, stray %d)",
@@ -171,6 +174,9 @@ func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage
 	res.AllocBytesPerMsg = float64(u1.bytes-u0.bytes) / n
 	res.GCs = u1.gcs - u0.gcs
 	res.Reemitted = obs.dups.Load()
+	if res.Batches > 0 {
+		res.MeanBatch = n / float64(res.Batches)
+	}
 }
 
 // expected is where each kind of message should land for system.
@@ -231,6 +237,7 @@ func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*
 			nc.Close()
 			return nil, err
 		}
+		s.batches = rl.batches.Load
 		go func() { s.errc <- rl.run(ctx) }()
 		s.stop = func() error {
 			err := <-s.errc
@@ -260,6 +267,7 @@ func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*
 		closeAll()
 		return nil, err
 	}
+	s.batches = gw.Stats().Batches.Load
 	go func() { s.errc <- gw.Run(ctx) }()
 	s.stop = func() error {
 		err := <-s.errc

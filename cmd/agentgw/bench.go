@@ -49,6 +49,7 @@ stderr, the table to stdout.`)
 	timeout := c.fs.Duration("timeout", 0, "bound per scenario (0: 2m + 2ms per message)")
 	cpuProfile := c.fs.String("cpuprofile", "", "write a CPU profile of each gateway scenario (name gets the scenario inserted when several)")
 	traceOut := c.fs.String("trace", "", "write a runtime execution trace of each gateway scenario (see go tool trace -pprof=syscall)")
+	memProfile := c.fs.String("memprofile", "", "write the allocation profile after each gateway scenario (cumulative for the process)")
 	gwLog := c.fs.String("gateway-log", "", "file for the gateway's JSON decision log (default: discarded)")
 	out := c.fs.String("out", "", "write the report as JSON to FILE")
 	quiet := c.fs.Bool("quiet", false, "no progress lines")
@@ -63,7 +64,7 @@ stderr, the table to stdout.`)
 	cfg.Messages, cfg.Agents, cfg.Tenants = *messages, *agents, *tenants
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout = *batch, *workers, *timeout
-	cfg.CPUProfile, cfg.Trace, cfg.GatewayLog = *cpuProfile, *traceOut, *gwLog
+	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	if *quiet {
 		cfg.ProgressEvery = -1
 	}
