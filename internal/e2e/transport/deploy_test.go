@@ -126,8 +126,9 @@ func newUsers(t testing.TB) map[string]*user {
 	return users
 }
 
-// render copies a deploy file with keys and paths substituted.
-func (d *deployment) render(t testing.TB, src, dst string, extra map[string]string) {
+// render copies a deploy file with keys substituted, /etc/nats/tls/
+// moved to tlsDir and each extra old string replaced by its new one.
+func (d *deployment) render(t testing.TB, src, dst, tlsDir string, extra map[string]string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	must(t, err)
@@ -135,7 +136,7 @@ func (d *deployment) render(t testing.TB, src, dst string, extra map[string]stri
 	for n, u := range d.users {
 		s = strings.ReplaceAll(s, "<"+n+">", u.pub)
 	}
-	s = strings.ReplaceAll(s, "/etc/nats/tls/", d.dir+"/")
+	s = strings.ReplaceAll(s, "/etc/nats/tls/", tlsDir+"/")
 	for k, v := range extra {
 		s = strings.ReplaceAll(s, k, v)
 	}
@@ -161,16 +162,22 @@ func serverOptions(t testing.TB, conf string) *server.Options {
 	return o
 }
 
+// newMaterial makes the keys and certificates of a deployment.
+func newMaterial(t testing.TB) *deployment {
+	d := &deployment{dir: t.TempDir(), users: newUsers(t)}
+	d.pki = newPKI(t, d.dir)
+	return d
+}
+
 // newDeployment starts the single-node deploy configuration. configure
 // may add to the parsed options (a test-only user).
 func newDeployment(t *testing.T, configure func(*server.Options)) *deployment {
 	t.Helper()
-	d := &deployment{dir: t.TempDir(), users: newUsers(t)}
-	d.pki = newPKI(t, d.dir)
+	d := newMaterial(t)
 	// deploy/nats-server.conf names ca.pem and server.pem.
 	etc := filepath.Join(d.dir, "etc")
-	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "accounts.conf"), nil)
-	d.render(t, filepath.Join(deployDir, "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), nil)
+	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "accounts.conf"), d.dir, nil)
+	d.render(t, filepath.Join(deployDir, "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), d.dir, nil)
 	opts := serverOptions(t, filepath.Join(etc, "nats-server.conf"))
 	if configure != nil {
 		configure(opts)
@@ -385,9 +392,12 @@ func (d *deployment) gatewayConfig(t testing.TB) gateway.Config {
 
 // startGateway runs the real gateway as the deploy gateway user. It
 // dials NATS itself (gateway.Connect): no connection is injected.
-func (d *deployment) startGateway(t *testing.T) {
+func (d *deployment) startGateway(t *testing.T, mods ...func(*gateway.Config)) {
 	t.Helper()
 	cfg := d.gatewayConfig(t)
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	gw, err := gateway.New(cfg, gateway.WithLogger(zerolog.Nop()))
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
