@@ -1,0 +1,89 @@
+package exchange
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-yaml"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func loadExample(t *testing.T) Config {
+	t.Helper()
+	data, err := os.ReadFile("testdata/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg Config
+	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+		t.Fatalf("decode testdata/config.yaml: %v", err)
+	}
+	return cfg
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	if err := loadExample(t).Validate(); err != nil {
+		t.Errorf("Validate(example) = %v; want nil", err)
+	}
+}
+
+func TestConfigUnknownFieldRefused(t *testing.T) {
+	var cfg Config
+	err := yaml.UnmarshalWithOptions([]byte("idps: [{name: a, issuer: https://x, audence: typo}]"), &cfg, yaml.Strict())
+	if err == nil {
+		t.Error("strict decode accepted an unknown field")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want []string // substrings, every one must be reported
+	}{
+		{"deny/no_idps", func(c *Config) { c.IdPs = nil }, []string{"at least one idp"}},
+		{"deny/hs256_allowed", func(c *Config) { c.IdPs[0].Algorithms = []string{"HS256", "none"} }, []string{`"HS256"`, `"none"`}},
+		{"deny/http_issuer_off_loopback", func(c *Config) { c.IdPs[0].Issuer = "http://login.example.com" }, []string{"loopback"}},
+		{"deny/no_tenants", func(c *Config) { c.IdPs[1].Tenants = nil }, []string{"tenants is required", "not in tenants"}},
+		{"deny/tenant_and_claim", func(c *Config) { c.IdPs[1].TenantClaim = "org" }, []string{"exactly one of tenant and tenant_claim"}},
+		{"deny/map_outside_tenants", func(c *Config) { c.IdPs[0].TenantMap["x"] = "tenant_z" }, []string{"tenant_map"}},
+		{"deny/rule_both_matchers", func(c *Config) { c.IdPs[0].Rules[0].Equals = "x" }, []string{"exactly one of contains and equals"}},
+		{"deny/rule_bad_scope", func(c *Config) { c.IdPs[0].Rules[0].Scopes = []string{"refund*"} }, []string{"is not a scope"}},
+		{"deny/rule_no_scopes", func(c *Config) { c.IdPs[0].Rules[0].Scopes = nil }, []string{"scopes is required"}},
+		{"deny/duplicate_issuer", func(c *Config) { c.IdPs[1].Issuer = c.IdPs[0].Issuer }, []string{"duplicate issuer"}},
+		{"deny/tenant_without_issuer_seed", func(c *Config) { delete(c.IssuerSeeds, "tenant_b") }, []string{`tenant "tenant_b" has no issuer_seeds`}},
+		{"deny/every_problem_at_once", func(c *Config) {
+			c.Skew = -1
+			c.IdPs[0].Audience = ""
+			c.IdPs[1].Rules = nil
+		}, []string{"skew", "audience is required", "at least one rule"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := loadExample(t)
+			tt.mod(&cfg)
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatal("Validate = nil; want problems")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate = %v; want it to report %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestNewNeedsIssuerPerTenant(t *testing.T) {
+	cfg := loadExample(t)
+	cfg.Audience = "gw"
+	_, err := New(cfg, nil)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "no issuer key for tenant tenant_a") {
+		t.Errorf("New(no issuers) = %v; want ErrConfig naming tenant_a", err)
+	}
+}

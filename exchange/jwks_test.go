@@ -1,0 +1,154 @@
+package exchange
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// jwksServer serves a JWKS the test swaps, counting fetches.
+type jwksServer struct {
+	srv     *httptest.Server
+	fetches atomic.Int32
+	mu      sync.Mutex
+	keys    []jose.JSONWebKey
+}
+
+func newJWKSServer(t *testing.T) *jwksServer {
+	j := &jwksServer{}
+	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.fetches.Add(1)
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: j.keys})
+	}))
+	t.Cleanup(j.srv.Close)
+	return j
+}
+
+type testKey struct {
+	kid  string
+	priv *ecdsa.PrivateKey
+}
+
+func newTestKey(t *testing.T, kid string) testKey {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testKey{kid, priv}
+}
+
+func (k testKey) public() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.kid, Algorithm: "ES256", Use: "sig"}
+}
+
+func (k testKey) sign(t *testing.T) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign([]byte(`{"iss":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+func (j *jwksServer) publish(keys ...testKey) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.keys = nil
+	for _, k := range keys {
+		j.keys = append(j.keys, k.public())
+	}
+}
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+// TestKeySetRefreshRules: an unknown kid causes at most one fetch per
+// minRefresh (junk kids cannot amplify), any fetch brings in every
+// current key, and keys older than maxAge are fetched again before use
+// so a withdrawn key stops verifying.
+func TestKeySetRefreshRules(t *testing.T) {
+	j := newJWKSServer(t)
+	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
+	j.publish(k1)
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ks := newKeySet(j.srv.URL, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	ctx := context.Background()
+
+	if _, err := ks.VerifySignature(ctx, k1.sign(t)); err != nil {
+		t.Fatalf("k1: %v", err)
+	}
+	junk := newTestKey(t, "junk")
+	for range 10 {
+		if _, err := ks.VerifySignature(ctx, junk.sign(t)); !errors.Is(err, errUnknownKey) {
+			t.Fatalf("junk kid = %v; want errUnknownKey", err)
+		}
+	}
+	if n := j.fetches.Load(); n != 1 {
+		t.Errorf("fetches after 10 junk kids within minRefresh = %d; want 1 (the first use)", n)
+	}
+
+	j.publish(k2) // rotation: k1 withdrawn
+	if _, err := ks.VerifySignature(ctx, k1.sign(t)); err != nil {
+		t.Errorf("k1 within maxAge, before any refetch = %v; want still cached", err)
+	}
+	clk.t = clk.t.Add(6 * time.Second)
+	if _, err := ks.VerifySignature(ctx, junk.sign(t)); !errors.Is(err, errUnknownKey) {
+		t.Fatalf("junk kid = %v", err)
+	}
+	// That junk-caused fetch brought k2 in: accepted with no further fetch.
+	before := j.fetches.Load()
+	if _, err := ks.VerifySignature(ctx, k2.sign(t)); err != nil {
+		t.Errorf("k2 after a fetch = %v; want accepted", err)
+	}
+	if j.fetches.Load() != before {
+		t.Error("k2 caused another fetch; want it from the cache")
+	}
+	if _, err := ks.VerifySignature(ctx, k1.sign(t)); !errors.Is(err, errUnknownKey) {
+		t.Errorf("k1 after it left the JWKS = %v; want errUnknownKey", err)
+	}
+
+	// Past maxAge keys are fetched again before use.
+	j.publish(k1)
+	clk.t = clk.t.Add(61 * time.Second)
+	if _, err := ks.VerifySignature(ctx, k2.sign(t)); !errors.Is(err, errUnknownKey) {
+		t.Errorf("k2 withdrawn, keys past maxAge = %v; want errUnknownKey", err)
+	}
+}
+
+func TestKeySetUnavailableFailsClosed(t *testing.T) {
+	j := newJWKSServer(t)
+	k1 := newTestKey(t, "k1")
+	j.publish(k1)
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ks := newKeySet(j.srv.URL, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	if _, err := ks.VerifySignature(context.Background(), k1.sign(t)); err != nil {
+		t.Fatal(err)
+	}
+	j.srv.Close()
+	clk.t = clk.t.Add(2 * time.Minute)
+	if _, err := ks.VerifySignature(context.Background(), k1.sign(t)); !errors.Is(err, errKeysFetch) {
+		t.Errorf("expired keys, IdP down = %v; want errKeysFetch", err)
+	}
+}
