@@ -1,7 +1,9 @@
 package transport_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -422,8 +424,9 @@ func (d *deployment) startGateway(t *testing.T, mods ...func(*gateway.Config)) {
 	})
 }
 
-// provision creates the pull consumers deploy/README.md tells the admin
-// to create, with the admin's certificate.
+// provision creates the pull consumers of deploy/consumers/ with the
+// admin's certificate, as `nats consumer add <STREAM> --config <file>`
+// does (file name: <STREAM>.<durable>.json).
 func (d *deployment) provision(t testing.TB) {
 	t.Helper()
 	nc, _ := d.connectCert(t, d.pki.admin)
@@ -431,20 +434,26 @@ func (d *deployment) provision(t testing.TB) {
 	must(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, c := range []struct{ stream, name, filter string }{
-		{gateway.StreamCap, durableRefunds, "agentgw.cap.tenant_a.refunds.draft_refund"},
-		{gateway.StreamCap, durableKB, "agentgw.cap.tenant_a.kb.search"},
-		{gateway.StreamApproval, durableApprovals, "agentgw.approval.tenant_a.>"},
-	} {
-		_, err := js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
-			Durable:       c.name,
-			FilterSubject: c.filter,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckWait:       30 * time.Second,
-		})
-		if err != nil {
-			t.Fatalf("provision %s on %s: %v", c.name, c.stream, err)
+	files, err := filepath.Glob(filepath.Join(deployDir, "consumers", "*.json"))
+	must(t, err)
+	if len(files) == 0 {
+		t.Fatal("no deploy/consumers/*.json")
+	}
+	for _, f := range files {
+		stream, durable, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".json"), ".")
+		data, err := os.ReadFile(f)
+		must(t, err)
+		var cc jetstream.ConsumerConfig
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if cc.Durable != durable || cc.DeliverSubject != "" || cc.FilterSubject == "" {
+			t.Fatalf("%s: durable %q, deliver subject %q, filter %q; want a filtered pull consumer named %s", f, cc.Durable, cc.DeliverSubject, cc.FilterSubject, durable)
+		}
+		if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
+			t.Fatalf("provision %s: %v", f, err)
 		}
 	}
 }

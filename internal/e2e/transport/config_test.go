@@ -1,0 +1,47 @@
+package transport_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
+)
+
+// TestDeployGatewayConfig loads deploy/gateway.yaml as `agentgw serve`
+// does: it must be valid once its placeholders are filled, run streams at
+// three replicas and refuse a server without TLS.
+func TestDeployGatewayConfig(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(deployDir, "gateway.yaml"))
+	must(t, err)
+	s := string(data)
+	for _, ph := range []string{"<TENANT_A_ISSUER>", "<TENANT_B_ISSUER>"} {
+		kp, _ := identity.NewIssuer()
+		pub, _ := kp.PublicKey()
+		s = strings.ReplaceAll(s, ph, pub)
+	}
+	if regexp.MustCompile(`<[A-Z0-9_]+>`).MatchString(s) {
+		t.Fatal("deploy/gateway.yaml has a placeholder this test does not fill")
+	}
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	must(t, os.WriteFile(path, []byte(s), 0o600))
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig(deploy/gateway.yaml) = %v", err)
+	}
+	if cfg.Streams.Replicas != 3 {
+		t.Errorf("streams.replicas = %d; want 3", cfg.Streams.Replicas)
+	}
+	tc := cfg.NATS.TLS
+	if !tc.Required || tc.CA == "" || tc.Cert == "" || tc.Key == "" {
+		t.Errorf("nats.tls = %+v; want required, a pinned CA and a client certificate", tc)
+	}
+	for _, u := range strings.Split(cfg.NATS.URL, ",") {
+		if !strings.HasPrefix(u, "tls://") {
+			t.Errorf("nats.url %q is not tls://", u)
+		}
+	}
+}
