@@ -23,6 +23,7 @@ func credsCmd(args []string) int {
 		{"issue", "sign a credential for an agent and write its .creds file", credsIssue},
 		{"show", "print a credential's decoded claims (never the JWT or seed)", credsShow},
 		{"revoke", "add a jti or an agent key to the gateway's revocations file", credsRevoke},
+		{"exchange", "exchange an IdP (OAuth/OIDC) token for a credential through the gateway", credsExchange},
 	}, args)
 }
 

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/exchange/protocol"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+)
+
+func credsExchange(args []string) int {
+	c := newCmd("creds exchange", "--agent-seed SEEDFILE --xkey X… --audience A (--idp-token-file FILE | --idp-token-env VAR) [--tenant T] [--scopes a,b] --out FILE", `
+Exchange a token from your organisation's identity provider (a JWT access
+or ID token, e.g. from a client-credentials grant) for a short-lived
+agentgw credential, through the gateway's token exchange service (NATS
+subject agentgw.exchange), with client.Exchange. The request is signed by
+the agent's seed (proof of possession); the gateway maps the token's
+claims to a tenant and scopes by its configured rules and refuses scopes
+beyond them. Writes a NATS-style .creds file (JWT and the agent's seed)
+to --out, mode 0600, or the JWT alone with --jwt-only. Prints the jti,
+tenant, scopes and expiry, never a token.
+
+The IdP token is read from a file (- for stdin) or an environment
+variable, never from a flag, so it stays out of shell history and ps.
+A refusal prints its reason code (exchange_*) and exits 3.`)
+	var cf connFlags
+	cf.register(c.fs)
+	agentSeed := c.fs.String("agent-seed", "", "agent seed `file` (SU…); the credential's subject, signs the request")
+	xkey := c.fs.String("xkey", "", "the agent's public curve `key` (X…)")
+	audience := c.fs.String("audience", "", "the gateway's audience")
+	tokenFile := c.fs.String("idp-token-file", "", "`file` holding the IdP token (- for stdin)")
+	tokenEnv := c.fs.String("idp-token-env", "", "environment `variable` holding the IdP token")
+	tokenType := c.fs.String("token-type", "jwt", "subject token type: jwt, access_token or id_token")
+	tenant := c.fs.String("tenant", "", "tenant the token must map to (default: the one it maps to)")
+	var scopes listFlag
+	c.fs.Var(&scopes, "scopes", "scopes to ask for, comma separated (default: all the mapping grants)")
+	subject := c.fs.String("subject", protocol.DefaultSubject, "NATS `subject` of the exchange service")
+	out := c.fs.String("out", "", "`file` to write (mode 0600; replaced atomically)")
+	jwtOnly := c.fs.Bool("jwt-only", false, "write the JWT alone, not a .creds file")
+	timeout := c.fs.Duration("timeout", 10*time.Second, "give up after this long")
+	asJSON := c.fs.Bool("json", false, "print the summary as JSON")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("agent-seed", "xkey", "audience", "out"); !ok {
+		return code
+	}
+	if (*tokenFile == "") == (*tokenEnv == "") {
+		return c.usageErr("give exactly one of --idp-token-file and --idp-token-env")
+	}
+	types := map[string]string{"jwt": protocol.TokenTypeJWT, "access_token": protocol.TokenTypeAccess, "id_token": protocol.TokenTypeID}
+	tt, ok := types[*tokenType]
+	if !ok {
+		return c.usageErr("--token-type %q: want jwt, access_token or id_token", *tokenType)
+	}
+	if *timeout <= 0 {
+		return c.usageErr("--timeout must be positive")
+	}
+	tok, err := readIdPToken(*tokenFile, *tokenEnv)
+	if err != nil {
+		return c.fail(err, "")
+	}
+	kp, err := readSeed(*agentSeed, "SU")
+	if err != nil {
+		return c.fail(err, "--agent-seed must be an agent seed file, e.g. from 'agentgw keys new --type agent --out agent.nk'.")
+	}
+	defer kp.Wipe()
+	nc, _, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	got, err := client.Exchange(ctx, nc, client.ExchangeConfig{
+		Subject: *subject, Audience: *audience, Tenant: *tenant, Scopes: scopes,
+		Key: kp, XKey: *xkey, TokenType: tt, Timeout: *timeout,
+		Token: func(context.Context) (string, error) { return tok, nil },
+	})
+	switch {
+	case errors.Is(err, client.ErrConfig):
+		return c.usageErr("%v", err)
+	case err != nil && reason.Of(err) != reason.Internal:
+		fmt.Fprintf(c.err, "agentgw %s: refused: %s\n", c.name, reason.Of(err))
+		if info, ok := reason.Lookup(reason.Of(err)); ok {
+			fmt.Fprintf(c.err, "  %s\n", info.Description)
+		}
+		return exitRejected
+	case err != nil:
+		return c.fail(err, "Is the gateway serving the exchange (an exchange: section in its config)? Check --nats and --subject.")
+	}
+	if *jwtOnly {
+		err = writeFileAtomic(*out, []byte(got.Token.Reveal()+"\n"), 0o600)
+	} else {
+		raw, serr := kp.Seed()
+		if serr != nil {
+			return c.fail(serr, "")
+		}
+		err = identity.WriteCreds(*out, got.Token, identity.Seed(raw))
+	}
+	if err != nil {
+		return c.fail(err, "")
+	}
+	if *asJSON {
+		_ = newJSONLines(c.out).write(map[string]any{
+			"jti": got.ID, "tenant": got.Tenant, "scopes": got.Scopes, "expires": got.Expires,
+			"file": *out, "jwt_only": *jwtOnly,
+		})
+		return exitOK
+	}
+	fmt.Fprintf(c.out, "jti      %s\ntenant   %s\nscopes   %s\nexpires  %s\nwritten  %s (mode 0600)\n",
+		got.ID, got.Tenant, strings.Join(got.Scopes, ","), stamp(got.Expires), *out)
+	return exitOK
+}
+
+// readIdPToken reads the token from path ("-": stdin) or the variable
+// env, trimmed. Errors never quote the token.
+func readIdPToken(path, env string) (string, error) {
+	var raw []byte
+	if env != "" {
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", env)
+		}
+		raw = []byte(v)
+	} else {
+		var err error
+		if path == "-" {
+			raw, err = io.ReadAll(io.LimitReader(os.Stdin, protocol.MaxSubjectToken+1))
+		} else {
+			raw, err = os.ReadFile(path)
+		}
+		if err != nil {
+			return "", fmt.Errorf("IdP token: %w", err)
+		}
+	}
+	tok := string(bytes.TrimSpace(raw))
+	if tok == "" || len(tok) > protocol.MaxSubjectToken || strings.ContainsAny(tok, " \t\r\n") {
+		return "", errors.New("IdP token: empty, too long or not one compact JWT")
+	}
+	return tok, nil
+}
