@@ -390,6 +390,11 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn) (stop func() error, 
 	return func() error {
 		once.Do(func() {
 			stopErr = m.Stop()
+			// Drain may still deliver a request after Stop returns:
+			// closed turns it away, so no worker starts after Wait.
+			sv.mu.Lock()
+			sv.closed = true
+			sv.mu.Unlock()
 			cancel()
 			sv.wg.Wait()
 		})
@@ -402,19 +407,30 @@ type server struct {
 	nc    *nats.Conn
 	ctx   context.Context
 	slots chan struct{}
-	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // handle runs on the subscription's goroutine: it hands the request to a
 // worker so one slow IdP fetch does not hold up every other exchange.
 func (sv *server) handle(req micro.Request) {
+	sv.mu.Lock()
+	if sv.closed {
+		sv.mu.Unlock()
+		sv.reply(req, nil, reason.Deny(reason.Internal, "stopping"))
+		return
+	}
 	select {
 	case sv.slots <- struct{}{}:
 	default:
+		sv.mu.Unlock()
 		sv.reply(req, nil, reason.Deny(reason.Internal, "busy: %d exchanges in flight", cap(sv.slots)))
 		return
 	}
 	sv.wg.Add(1)
+	sv.mu.Unlock()
 	go func() {
 		defer sv.wg.Done()
 		defer func() { <-sv.slots }()
