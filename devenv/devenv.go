@@ -48,6 +48,7 @@ type Material struct {
 	Dir        string
 	NATSConf   string
 	Config     string // gateway config
+	Catalog    string
 	Revocation string
 	Issuer     string // tenant issuer seed
 	Signing    string // gateway signing seed
@@ -69,6 +70,7 @@ func Paths(dir string) *Material {
 		Dir:        dir,
 		NATSConf:   filepath.Join(dir, "nats-server.conf"),
 		Config:     filepath.Join(dir, "gateway.yaml"),
+		Catalog:    filepath.Join(dir, "catalog.yaml"),
 		Revocation: filepath.Join(dir, "revocations.yaml"),
 		Issuer:     filepath.Join(dir, "keys", "tenant_a-issuer.nk"),
 		Signing:    filepath.Join(dir, "keys", "gateway-signing.nk"),

@@ -58,8 +58,10 @@ func (g *Gateway) consumePartition(ctx context.Context, c jetstream.Consumer) er
 }
 
 // fetch takes what is available now, up to a batch; when nothing is, it
-// waits for one message at most FetchWait. Under load batches are full and
-// one fsync covers them; idle, a lone message is decided at once.
+// waits at most FetchWait for one message, which is then decided at once
+// (the next fetch picks up whatever arrived meanwhile). Under load batches
+// are full and one fsync covers them; idle, a lone message waits for no
+// one.
 func (g *Gateway) fetch(ctx context.Context, c jetstream.Consumer) ([]jetstream.Msg, error) {
 	batch, err := c.FetchNoWait(g.cfg.Consumer.Batch)
 	if err != nil {
@@ -69,15 +71,14 @@ func (g *Gateway) fetch(ctx context.Context, c jetstream.Consumer) ([]jetstream.
 	if len(msgs) > 0 || ctx.Err() != nil {
 		return msgs, batch.Error()
 	}
-	batch, err = c.Fetch(g.cfg.Consumer.Batch, jetstream.FetchMaxWait(g.cfg.Consumer.FetchWait), jetstream.FetchContext(ctx))
+	// FetchMaxWait bounds the wait (and so shutdown latency); jetstream
+	// refuses it together with FetchContext.
+	batch, err = c.Fetch(1, jetstream.FetchMaxWait(g.cfg.Consumer.FetchWait))
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return nil, nil
-		}
 		return nil, err
 	}
 	msgs = collect(batch)
-	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		return msgs, err
 	}
 	return msgs, nil

@@ -424,6 +424,7 @@ func (h *harness) wantReason(seq uint64, want reason.Code) {
 // JetStream de-duplicates, and never becomes replay_detected.
 func TestRedeliveryReemitsRecordedOutcome(t *testing.T) {
 	h := newHarness(t)
+	h.allowErrors = true // the simulated crash is logged
 	h.start()
 	crashed := make(chan struct{})
 	var once sync.Once

@@ -115,6 +115,9 @@ type harness struct {
 	secrets   []string // everything that must never be emitted
 	emitted   []string // more emitted text to scan: metrics scrapes, spans
 	opts      []Option // extra gateway options
+	// allowErrors accepts error-level log lines (tests that inject
+	// failures); otherwise any error logged fails the test.
+	allowErrors bool
 }
 
 const testCatalog = `
@@ -272,6 +275,14 @@ func (h *harness) stop() {
 		h.t.Errorf("gateway Close: %v", err)
 	}
 	h.gw = nil
+	if !h.allowErrors {
+		for _, line := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(line, `"level":"error"`) {
+				h.t.Errorf("the gateway logged an error: %s", line)
+				break
+			}
+		}
+	}
 }
 
 // plainBody builds a valid body for a plain-payload target.

@@ -24,6 +24,7 @@ func replaceFile(t *testing.T, path, content string) {
 func TestPolicyReloadWithoutRestart(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.ReloadInterval = 50 * time.Millisecond
+	h.allowErrors = true // the broken policy file is logged as an error
 	h.start()
 	search := func() uint64 { return h.send(h.body(nil)) }
 	if out := h.outputFor(search()); !strings.HasPrefix(out.Subject, "agentgw.cap.") {

@@ -170,11 +170,30 @@ func TestUserJourney(t *testing.T) {
 	r = mustRun(t, dir, 0, append([]string{"audit", "tail", "--json", "--tenant", "tenant_a"}, nats...)...)
 	var replayed bool
 	for _, ev := range decodeLines(t, r.stdout) {
-		if ev["message_id"] == revoked["message_id"] && ev["route"] == "allow" && ev["operator"] != nil {
+		if ev["message_id"] == revoked["message_id"] && ev["route"] == "allow" && ev["operator"] != nil && ev["event"] == "decision" {
 			replayed = true
 		}
 	}
 	if !replayed {
-		t.Errorf("audit trail lacks the operator's allowed replay:\n%s", r.stdout)
+		log, _ := os.ReadFile(filepath.Join(data, "gateway.log"))
+		t.Errorf("audit trail lacks the operator's allowed replay:\n%s\ngateway log:\n%s", r.stdout, log)
 	}
+
+	// What-if: a candidate that forbids kb.search would flip the replayed
+	// search (allow → deny); the current policies flip nothing.
+	candidate := filepath.Join(dir, "candidate.cedar")
+	base, err := os.ReadFile(filepath.Join(data, "policies", "base.cedar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forbid := "\n@id(\"no_search\")\nforbid (principal, action, resource == Target::\"kb.search\");\n"
+	if err := os.WriteFile(candidate, append(base, forbid...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refunds := filepath.Join(data, "policies", "refunds.cedar")
+	r = mustRun(t, dir, 3, append([]string{"policy", "test", "--catalog", m.Catalog, candidate, refunds}, nats...)...)
+	if !strings.Contains(r.stdout, "allow→deny") || !strings.Contains(r.stdout, "no_search") {
+		t.Errorf("policy test output lacks the flip:\n%s", r.stdout)
+	}
+	mustRun(t, dir, 0, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, nats...)...)
 }

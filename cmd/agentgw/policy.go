@@ -11,6 +11,7 @@ import (
 func policyCmd(args []string) int {
 	return group("policy", "Cedar policies as the gateway loads them.", []subcommand{
 		{"check", "load policy files (and a catalog) as the gateway would; report every problem", policyCheck},
+		{"test", "replay recorded decisions against candidate policies; show which would flip", policyTest},
 	}, args)
 }
 
