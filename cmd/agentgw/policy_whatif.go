@@ -113,4 +113,3 @@ func jsonExitFlips(c *cmd, r whatif.Report) int {
 	}
 	return exitOK
 }
-
