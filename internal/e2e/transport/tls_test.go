@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
 
@@ -21,6 +23,18 @@ func TestMutualTLS(t *testing.T) {
 	agent := d.users[agent1]
 	unknown := newUsers(t)[agent1] // a key the server does not know
 	plainURL := "nats://" + strings.TrimPrefix(d.url, "tls://")
+	// An agent's agentgw .creds file holds its user seed: nats.go reads
+	// the nkey from it directly (deploy/README.md shows this).
+	seed, _ := agent.kp.Seed()
+	credsPath := filepath.Join(t.TempDir(), "agent.creds")
+	issuer, _ := identity.NewIssuer()
+	tok, err := identity.Issue(issuer, identity.IssueRequest{
+		Subject: agent.pub, Audience: audience, Tenant: "tenant_a", Service: "s", Name: "n", XKey: agent.xkey, TTL: time.Hour,
+	}, time.Now())
+	must(t, err)
+	must(t, identity.WriteCreds(credsPath, tok, identity.Seed(seed)))
+	fromCreds, err := nats.NkeyOptionFromSeed(credsPath)
+	must(t, err)
 
 	tests := []struct {
 		name     string
@@ -39,6 +53,7 @@ func TestMutualTLS(t *testing.T) {
 		// An nkey proves the seed: a public key alone signs nothing.
 		{name: "refuse/nkey-wrong-seed", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.tenantCert)), nats.Nkey(agent.pub, unknown.kp.Sign)}, wantAuth: true},
 		{name: "allow/agent-nkey", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.tenantCert)), nats.Nkey(agent.pub, agent.kp.Sign)}, wantOK: true},
+		{name: "allow/agent-nkey-from-agentgw-creds", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.tenantCert)), fromCreds}, wantOK: true},
 		{name: "allow/gateway-cert", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.gateway))}, wantOK: true},
 	}
 	for _, tt := range tests {
