@@ -42,6 +42,7 @@ type held struct {
 	PolicyVersion  string              `json:"policy_version"`
 	PolicyIDs      []string            `json:"policy_ids"`
 	Deadline       time.Time           `json:"deadline"`
+	RequestedAt    time.Time           `json:"requested_at"`
 }
 
 // holdID names a held request: approvers answer by tenant and message id.
@@ -58,7 +59,7 @@ func (g *Gateway) holdRecord(b *store.Batch, it *item, deadline time.Time) error
 		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: hexDigest(it.digest), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
-		Deadline: deadline,
+		Deadline: deadline, RequestedAt: it.start,
 	}
 	if tp := it.hdr.Get(header.Traceparent); tp != "" {
 		h.Header[header.Traceparent] = []string{tp}
@@ -148,6 +149,7 @@ func (g *Gateway) approvalGate(b *store.Batch, cat *catalog.Catalog, it *item, n
 		return err
 	}
 	hi.approved, hi.approver = true, it.cred.Subject
+	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
 	hi.ctx = it.ctx // the release is traced under the answer's span
 	it.heldItem, it.answer = hi, ans
 	return nil
@@ -233,6 +235,7 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 		ev := g.auditEvent(hi, now, m.Subject)
 		ev.Kind = audit.KindApprovalExpired
 		g.metrics.Approvals.WithLabelValues("expired").Inc()
+		g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
 		g.logDecision(ev)
 		for _, out := range []*nats.Msg{m, g.auditOutput(hi, ev)} {
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
