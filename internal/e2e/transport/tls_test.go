@@ -96,6 +96,7 @@ func TestGatewayRequiresTLS(t *testing.T) {
 	t.Run("refuse/plaintext-server", func(t *testing.T) {
 		for _, c := range []gateway.NATSConfig{
 			{URL: plain.ClientURL(), TLS: gateway.TLSConfig{Required: true}},
+			{URL: plain.ClientURL(), TLS: gateway.TLSConfig{CA: good.TLS.CA}}, // a CA alone implies TLS
 			{URL: plain.ClientURL(), TLS: good.TLS},
 		} {
 			nc, err := gateway.Connect(c, "agentgw-gateway")
