@@ -184,11 +184,7 @@ func TestCluster(t *testing.T) {
 		// Present the client certificate even though the server asks for
 		// its route CA (Go would otherwise send none): the server refuses
 		// it with a TLS alert.
-		cfg := c.routeCA.tlsConfig(t, nil)
-		kp, err := tls.LoadX509KeyPair(d.pki.tenantCert.Cert, d.pki.tenantCert.Key)
-		must(t, err)
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil }
-		if err := routeHandshake(t, c.routePort[0], cfg); err == nil || !strings.Contains(err.Error(), "remote error") {
+		if err := routeHandshake(t, c.routePort[0], c.routeCA.forcing(t, d.pki.tenantCert)); err == nil || !strings.Contains(err.Error(), "remote error") {
 			t.Errorf("route handshake with a client certificate = %v; want the server's TLS refusal", err)
 		}
 		routeCert := c.routeCA.route(t, t.TempDir(), "route")

@@ -113,6 +113,18 @@ func (c *ca) tlsConfig(t testing.TB, p *pair) *tls.Config {
 	return cfg
 }
 
+// forcing is tlsConfig presenting p whatever CAs the server asks for. Go
+// otherwise sends no certificate when its issuer is not among them, and
+// a test of "a certificate from another CA" would test "no certificate".
+func (c *ca) forcing(t testing.TB, p pair) *tls.Config {
+	t.Helper()
+	cfg := c.tlsConfig(t, nil)
+	kp, err := tls.LoadX509KeyPair(p.Cert, p.Key)
+	must(t, err)
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &kp, nil }
+	return cfg
+}
+
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	must(t, os.MkdirAll(filepath.Dir(path), 0o700))

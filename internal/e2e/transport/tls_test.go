@@ -1,8 +1,10 @@
 package transport_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,9 +45,12 @@ func TestMutualTLS(t *testing.T) {
 		wantAuth bool // refused as an authorization violation (after TLS)
 		wantOK   bool
 	}{
-		{name: "refuse/plaintext", url: plainURL, opts: []nats.Option{nats.Nkey(agent.pub, agent.kp.Sign)}},
+		// nats.go upgrades to TLS when the server requires it; without the
+		// CA it cannot verify the server (the raw plaintext attempt is
+		// refuse/plaintext-protocol below).
+		{name: "refuse/nats-url-without-ca", url: plainURL, opts: []nats.Option{nats.Nkey(agent.pub, agent.kp.Sign)}},
 		{name: "refuse/no-client-cert", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, nil)), nats.Nkey(agent.pub, agent.kp.Sign)}},
-		{name: "refuse/cert-from-other-ca", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.foreign)), nats.Nkey(agent.pub, agent.kp.Sign)}},
+		{name: "refuse/cert-from-other-ca", opts: []nats.Option{nats.Secure(d.pki.ca.forcing(t, d.pki.foreign)), nats.Nkey(agent.pub, agent.kp.Sign)}},
 		// The client refuses a server whose certificate it cannot verify.
 		{name: "refuse/server-from-other-ca", opts: []nats.Option{nats.Secure(d.pki.other.tlsConfig(t, &d.pki.tenantCert)), nats.Nkey(agent.pub, agent.kp.Sign)}},
 		{name: "refuse/unmapped-cert-no-nkey", opts: []nats.Option{nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.unmapped))}, wantAuth: true},
@@ -82,6 +87,33 @@ func TestMutualTLS(t *testing.T) {
 				t.Errorf("Connect = %v; want a refusal before authentication (TLS)", err)
 			}
 		})
+	}
+}
+
+// TestPlaintextProtocolRefused speaks the NATS protocol without TLS to
+// the deploy server: it announces tls_required and never answers PING.
+func TestPlaintextProtocolRefused(t *testing.T) {
+	d := newDeployment(t, nil)
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(d.url, "tls://"), 2*time.Second)
+	must(t, err)
+	defer conn.Close()
+	must(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+	r := bufio.NewReader(conn)
+	info, err := r.ReadString('\n')
+	must(t, err)
+	if !strings.Contains(info, `"tls_required":true`) {
+		t.Fatalf("INFO %q does not require TLS", info)
+	}
+	_, err = conn.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n"))
+	must(t, err)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return // closed: refused
+		}
+		if strings.HasPrefix(line, "PONG") {
+			t.Fatal("the server answered a plaintext client")
+		}
 	}
 }
 
