@@ -76,6 +76,15 @@ type TargetSpec struct {
 	ApproverVisible []string `yaml:"approver_visible" json:"approver_visible"`
 	// Budget overrides the gateway's per-target rate limit.
 	Budget *Budget `yaml:"budget" json:"budget"`
+	// ResponseDeadline enables responses (DESIGN §2b): how long after a
+	// request is delivered its consumer may answer. Zero: no responses.
+	ResponseDeadline time.Duration `yaml:"response_deadline" json:"response_deadline"`
+	// ResponseSchema is a JSON Schema (file or inline) every response
+	// must match. Empty means any JSON object.
+	ResponseSchema string `yaml:"response_schema" json:"response_schema"`
+	// Sensitive names top-level response fields removed before the
+	// requesting agent sees the response.
+	Sensitive []string `yaml:"sensitive" json:"sensitive"`
 }
 
 // File is the catalog file's shape.
@@ -89,8 +98,9 @@ type File struct {
 // Target is a compiled catalog entry.
 type Target struct {
 	TargetSpec
-	schema  *jsonschema.Schema
-	tenants map[string]bool
+	schema   *jsonschema.Schema
+	response *jsonschema.Schema
+	tenants  map[string]bool
 	// NeedsApproval is Approval or a risk class listed in approval_risks.
 	NeedsApproval bool
 }
@@ -208,6 +218,24 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 		}
 		t.schema = s
 	}
+	if spec.ResponseDeadline < 0 {
+		errs = append(errs, errors.New("response_deadline must not be negative"))
+	}
+	if (spec.ResponseSchema != "" || len(spec.Sensitive) > 0) && spec.ResponseDeadline == 0 {
+		errs = append(errs, errors.New("response_schema and sensitive need a response_deadline"))
+	}
+	for _, f := range spec.Sensitive {
+		if f == "" || strings.ContainsAny(f, ". \t\r\n") {
+			errs = append(errs, fmt.Errorf("sensitive field %q must be a top-level field name", f))
+		}
+	}
+	if spec.ResponseSchema != "" {
+		s, err := compileSchema(spec.Name+".response", spec.ResponseSchema, dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("response_schema: %w", err))
+		}
+		t.response = s
+	}
 	t.NeedsApproval = spec.Approval || slices.Contains(approvalRisks, spec.Risk)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -293,6 +321,33 @@ func schemaLocation(err error) string {
 		return "/" + strings.Join(ve.InstanceLocation, "/")
 	}
 	return "?"
+}
+
+// ValidateResponse checks a response payload against the target's
+// response schema and returns it with the sensitive fields removed,
+// re-encoded. Errors never quote values.
+func (t *Target) ValidateResponse(payload []byte) ([]byte, error) {
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
+	if err != nil {
+		return nil, reason.Deny(reason.ResponseInvalid, "response is not JSON")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, reason.Deny(reason.ResponseInvalid, "response is not a JSON object")
+	}
+	if t.response != nil {
+		if err := t.response.Validate(v); err != nil {
+			return nil, reason.Deny(reason.ResponseInvalid, "response violates the response schema of %q at %s", t.Name, schemaLocation(err))
+		}
+	}
+	for _, f := range t.Sensitive {
+		delete(obj, f)
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, reason.Deny(reason.ResponseInvalid, "response does not re-encode")
+	}
+	return out, nil
 }
 
 // Pick returns the named top-level fields of obj that are present.

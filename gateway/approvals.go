@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"strings"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -218,6 +219,13 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 	}
 	cat := g.catalog.Load()
 	for _, d := range due {
+		if strings.HasPrefix(d.ID, respPrefix) {
+			// An outstanding request past its answer window: forget it.
+			if err := g.deleteHold(d.ID); err != nil {
+				return err
+			}
+			continue
+		}
 		var h held
 		if err := json.Unmarshal(d.Value, &h); err != nil {
 			return fmt.Errorf("gateway: held record %s: %w", d.ID, err)
@@ -245,17 +253,20 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 				return fmt.Errorf("gateway: publish expiry: %w", err)
 			}
 		}
-		b := g.ledger.NewBatch()
-		err = b.DeleteHold(d.ID)
-		if err == nil {
-			err = b.Commit()
-		}
-		b.Close()
-		if err != nil {
+		if err := g.deleteHold(d.ID); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (g *Gateway) deleteHold(id string) error {
+	b := g.ledger.NewBatch()
+	defer b.Close()
+	if err := b.DeleteHold(id); err != nil {
+		return err
+	}
+	return b.Commit()
 }
 
 // stageHold records the hold of an item routed to approval. A pending

@@ -148,6 +148,8 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 		case it.decided():
 		case it.heldItem != nil:
 			g.decideApproval(it, now)
+		case it.request != nil:
+			g.decideResponse(it, now)
 		default:
 			g.decide(it, now)
 		}
@@ -183,6 +185,16 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 	g.startSpan(it, "") // messages that never parsed get a trace of their own
 	if it.route == store.RouteApproval {
 		if err := g.stageHold(b, it, now); err != nil {
+			return err
+		}
+	}
+	if it.route == store.RouteAllow && it.request != nil {
+		if err := g.markAnswered(b, it); err != nil {
+			return err
+		}
+	}
+	if it.route == store.RouteAllow && it.request == nil {
+		if err := g.stageOutstanding(b, it, now); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/budget"
+	"github.com/agentgw/agentgw/exchange"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/tracing"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Tracing selects the OpenTelemetry exporter (none, stdout, otlp).
 	Tracing tracing.Config `yaml:"tracing"`
+	// Exchange, when set, serves the OAuth/OIDC token exchange
+	// (package exchange) from the gateway process.
+	Exchange *exchange.Config `yaml:"exchange"`
 	// ReloadInterval is how often policy, catalog and revocation files
 	// are checked for changes. Zero disables polling (SIGHUP still works).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
@@ -307,6 +311,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadInterval < 0 {
 		add("reload_interval must not be negative")
+	}
+	if c.Exchange != nil {
+		if err := c.Exchange.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("gateway: invalid config: %w", errors.Join(errs...))

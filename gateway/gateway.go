@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/exchange"
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/metrics"
 	"github.com/agentgw/agentgw/policy"
@@ -227,6 +228,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 			defer cancel()
 			_ = ms.Close(sctx)
 		}()
+	}
+	if x := g.cfg.Exchange; x != nil {
+		xc := *x
+		if xc.Audience == "" {
+			xc.Audience = g.cfg.Audience
+		}
+		issuers, err := exchange.LoadIssuers(xc, g.cfg.Path)
+		if err != nil {
+			return err
+		}
+		stop, err := exchange.Start(ctx, g.nc, xc, issuers, exchange.WithTrust(g.cfg.trust()), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer func() { _ = stop() }()
 	}
 	close(g.ready)
 	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).

@@ -132,6 +132,9 @@ targets:
     payload_schema: '{"type":"object","required":["order_id","amount_cents"],"properties":{"order_id":{"type":"string"},"amount_cents":{"type":"integer","minimum":1}},"additionalProperties":false}'
     policy_visible: [amount_cents]
     approver_visible: [order_id, amount_cents]
+    response_deadline: 1m
+    response_schema: '{"type":"object","required":["refund_id","status"],"properties":{"refund_id":{"type":"string"},"status":{"enum":["drafted","rejected"]},"customer_email":{"type":"string"}},"additionalProperties":false}'
+    sensitive: [customer_email]
   - name: kb.search
     kind: read
     scope: kb:read
@@ -359,7 +362,7 @@ func (h *harness) outputFor(seq uint64) *jetstream.RawStreamMsg {
 	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, name := range []string{StreamCap, StreamApproval, StreamDenied} {
+		for _, name := range []string{StreamCap, StreamApproval, StreamDenied, StreamReply} {
 			if m := h.find(name, header.IngressSeq, fmt.Sprint(seq)); m != nil {
 				return m
 			}

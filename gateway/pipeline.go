@@ -62,6 +62,7 @@ type item struct {
 	approver string // who granted it
 	heldItem *item
 	answer   approval.Answer
+	request  *outstanding // a response: the request it answers
 	outputOK bool
 }
 
@@ -232,8 +233,11 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt}); err != nil {
 		return err
 	}
-	if it.env.Capability == envelope.Approve {
+	switch it.env.Capability {
+	case envelope.Approve:
 		return g.approvalGate(b, cat, it, now)
+	case envelope.Respond:
+		return g.responseGate(b, cat, it, now)
 	}
 	endCat := g.gate(it, "catalog")
 	t, err := g.catalogGate(cat, it)
@@ -257,9 +261,6 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 
 func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, error) {
 	env := it.env
-	if env.Capability == envelope.Respond {
-		return nil, reason.Deny(reason.UnknownTarget, "capability %s is not served yet", env.Capability)
-	}
 	t, err := cat.Authorize(env.Target, env.Capability, env.Tenant, it.cred.HasScope)
 	if err != nil {
 		return nil, err

@@ -18,8 +18,9 @@ import (
 	"github.com/agentgw/agentgw/header"
 )
 
-// Terminal streams: where an ingress message may end.
-var Terminal = []string{"AGENTGW_CAP", "AGENTGW_APPROVAL", "AGENTGW_DENIED"}
+// Terminal streams: where an ingress message may end (a response ends on
+// the reply stream).
+var Terminal = []string{"AGENTGW_CAP", "AGENTGW_APPROVAL", "AGENTGW_DENIED", "AGENTGW_REPLY"}
 
 // Output is one terminal message, keyed by the ingress sequence it
 // answers.

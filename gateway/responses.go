@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Header names of replies (DESIGN §2b).
+const (
+	// RequestIDHeader names the request a reply answers.
+	RequestIDHeader = "Agentgw-Request-Id"
+	// ResponderHeader is the consumer that answered.
+	ResponderHeader = "Agentgw-Responder"
+)
+
+// outstanding is the ledger's record of a delivered request that its
+// consumer may answer: who asked (to seal the answer to), which target
+// must answer, and until when.
+type outstanding struct {
+	Tenant   string    `json:"tenant"`
+	Agent    string    `json:"agent"`
+	XKey     string    `json:"xkey"`
+	Target   string    `json:"target"`
+	TraceID  string    `json:"trace_id"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// respPrefix keeps response records apart from approval holds.
+const respPrefix = "resp:"
+
+func responseID(tenant, messageID string) string { return respPrefix + tenant + "/" + messageID }
+
+// stageOutstanding records an allowed request whose target takes
+// responses. The hold outlives the deadline by the message TTL so that a
+// late answer is told response_late rather than no_such_request.
+func (g *Gateway) stageOutstanding(b *store.Batch, it *item, now time.Time) error {
+	src := it
+	if it.heldItem != nil {
+		src = it.heldItem
+	}
+	if src.target == nil || src.target.ResponseDeadline <= 0 || src.env == nil || src.cred == nil {
+		return nil
+	}
+	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
+		TraceID: src.env.TraceID, Deadline: now.Add(src.target.ResponseDeadline)}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return b.PutHold(responseID(rec.Tenant, src.env.MessageID), rec.Deadline.Add(g.cfg.Limits.MaxTTL), v)
+}
+
+// responseGate replaces the catalog gate for a `respond` envelope: the
+// request it answers must be outstanding, routed to a target this
+// responder serves (scope respond:<target>) and in time. Whether it is
+// already answered is settled by markAnswered once the response is valid.
+func (g *Gateway) responseGate(b *store.Batch, cat *catalog.Catalog, it *item, now time.Time) error {
+	id := responseID(it.env.Tenant, it.env.Target)
+	_, v, ok, err := b.Hold(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		it.deny(reason.Deny(reason.NoSuchRequest, "no outstanding request %s in tenant %s", it.env.Target, it.env.Tenant))
+		return nil
+	}
+	var rec outstanding
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("gateway: outstanding record %s: %w", id, err)
+	}
+	if !it.cred.HasScope("respond:" + rec.Target) {
+		it.deny(reason.Deny(reason.NotYourRequest, "request %s was routed to %s; responder lacks respond:%s", it.env.Target, rec.Target, rec.Target))
+		return nil
+	}
+	if now.After(rec.Deadline) {
+		it.deny(reason.Deny(reason.ResponseLate, "request %s had to be answered by %s", it.env.Target, rec.Deadline.UTC().Format(time.RFC3339)))
+		return nil
+	}
+	t, ok := cat.Lookup(rec.Target)
+	if !ok {
+		it.deny(reason.Deny(reason.NoSuchRequest, "target %s left the catalog", rec.Target))
+		return nil
+	}
+	it.target, it.request = t, &rec
+	return nil
+}
+
+// markAnswered consumes the request's single answer, once the response
+// has passed every gate: an invalid response does not use it up. Runs in
+// stream order, so of two answers in one batch only the first is
+// delivered.
+func (g *Gateway) markAnswered(b *store.Batch, it *item) error {
+	id := responseID(it.request.Tenant, it.env.Target)
+	first, err := b.SetOnce("answered", id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL))
+	if err != nil {
+		return err
+	}
+	if !first {
+		it.deny(reason.Deny(reason.AlreadyAnswered, "request %s already has a response", it.env.Target))
+		it.outputs = nil
+	}
+	return nil
+}
+
+// decideResponse runs on the parallel stage for a valid answer: policy
+// (action respond), then — only then — opening, the response schema,
+// removal of sensitive fields, and re-sealing to the requesting agent.
+func (g *Gateway) decideResponse(it *item, now time.Time) {
+	rec := it.request
+	end := g.gate(it, "policy")
+	pol := g.policy.Decide(policy.Request{
+		Principal: policy.Principal{Agent: it.cred.Subject, Tenant: it.cred.Tenant, Service: it.cred.Service, Issuer: it.cred.Issuer, Scopes: it.cred.Scopes},
+		Action:    string(envelope.Respond),
+		Resource:  policy.Resource{Target: it.target.Name, Tenant: rec.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},
+		Time:      now,
+	})
+	end()
+	it.pol = pol
+	if !pol.Allow {
+		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this consumer answer for %s", it.target.Name))
+		return
+	}
+	end = g.gate(it, "open")
+	plain, err := g.openPayload(it)
+	end()
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	defer clear(plain)
+	end = g.gate(it, "response_schema")
+	redacted, err := it.target.ValidateResponse(plain)
+	end()
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	defer clear(redacted)
+	it.route = store.RouteAllow
+	m, err := g.replyOutput(it, now, redacted)
+	if err != nil {
+		it.deny(err)
+		return
+	}
+	it.outputs = []*nats.Msg{m}
+}
+
+// replyOutput is the redacted response sealed to the requesting agent,
+// with a decision token addressed to it, on agentgw.reply.<tenant>.<agent>.
+// The responder's envelope body is not forwarded: a plain response body
+// would still hold the fields just removed.
+func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.Msg, error) {
+	rec := it.request
+	subj, err := subjects.Reply(rec.Tenant, rec.Agent)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := g.box.Seal(redacted, rec.XKey)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: seal reply: %w", err)
+	}
+	m := nats.NewMsg(subj)
+	m.Data = sealed
+	g.decisionHeaders(it, m.Header, now)
+	m.Header.Set(RequestIDHeader, it.env.Target)
+	m.Header.Set(ResponderHeader, it.cred.Subject)
+	m.Header.Set(header.SealedFrom, g.box.PublicKey())
+	tok, err := decision.Sign(g.signer, decision.Claims{
+		Subject: rec.Agent, Audience: rec.Agent, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
+		Tenant: rec.Tenant, Scope: "respond:" + it.target.Name, TraceID: it.env.TraceID, MessageID: it.env.MessageID,
+		BodyDigest: decision.Digest(it.body), PayloadDigest: decision.Digest(sealed),
+		PolicyIDs: it.pol.PolicyIDs, PolicyVersion: it.pol.Version, Route: decision.RouteReply,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: reply token: %w", err)
+	}
+	m.Header.Set(header.Decision, tok.Reveal())
+	return m, nil
+}
+
