@@ -3,9 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"strings"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"

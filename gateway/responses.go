@@ -189,4 +189,3 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	m.Header.Set(header.Decision, tok.Reveal())
 	return m, nil
 }
-

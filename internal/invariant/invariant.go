@@ -42,8 +42,8 @@ type Report struct {
 	// FollowUps are approval expiries: the held message's second, final
 	// stop after the approval queue. Each must follow an approval output.
 	FollowUps []Output
-	ByReason   map[string]int
-	ByRoute    map[string]int
+	ByReason  map[string]int
+	ByRoute   map[string]int
 }
 
 // Err is nil when the invariants hold.
