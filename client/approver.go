@@ -31,6 +31,9 @@ type ApproverConfig struct {
 	// not shown again after a restart. Empty: an ephemeral consumer that
 	// starts at the oldest request still in the stream.
 	Durable string
+	// Bind uses the existing durable named Durable instead of creating it
+	// (see ConsumerConfig.Bind).
+	Bind bool
 	// Stream is the approval stream. Empty: StreamApproval.
 	Stream string
 	// AckWait is how long a request handed to Watch's function may stay
@@ -99,7 +102,7 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		AckWait:       ap.cfg.AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	return consume(ctx, ap.js, ap.cfg.Stream, cc, func(ctx context.Context, m jetstream.Msg) {
+	return consume(ctx, ap.js, ap.cfg.Stream, cc, ap.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
 		req, err := decodeRequest(m.Subject(), m.Data(), tenant)
 		if err != nil {
 			_ = m.TermWithReason(err.Error())

@@ -29,8 +29,23 @@ var ErrStream = errors.New("client: stream")
 // buffered but not yet handled are left unacknowledged and come back after
 // AckWait, instead of being handed to a handler whose context is already
 // cancelled. The message being handled, if any, finishes first.
-func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig, handle func(context.Context, jetstream.Msg)) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
+//
+// With bind, the durable named cc.Durable must already exist (created by
+// an administrator) and is used as it is: under least-privilege NATS
+// permissions a consumer or approver may read its own durable but not
+// create or change consumers (a push consumer's deliver subject, or an
+// unfiltered create, would escape its permissions).
+func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig, bind bool, handle func(context.Context, jetstream.Msg)) error {
+	var cons jetstream.Consumer
+	var err error
+	if bind {
+		if cc.Durable == "" {
+			return fmt.Errorf("%w: binding needs a durable name", ErrConfig)
+		}
+		cons, err = js.Consumer(ctx, stream, cc.Durable)
+	} else {
+		cons, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: consumer on %s: %w", ErrStream, stream, err)
 	}

@@ -49,6 +49,10 @@ type ConsumerConfig struct {
 	// with that name and resumes after a restart). Empty: ephemeral,
 	// starting at the oldest message in the stream.
 	Durable string
+	// Bind uses the existing durable named Durable instead of creating or
+	// updating it: the least-privilege deployment (deploy/) pre-creates
+	// consumers and lets each consumer read only its own.
+	Bind bool
 	// Stream is the capability stream. Empty: StreamCapability.
 	Stream string
 	// AckWait is how long a handler may take before the message is
@@ -202,7 +206,12 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 	if cc.MaxDeliver == 0 {
 		cc.MaxDeliver = -1
 	}
-	return consume(ctx, c.js, c.cfg.Stream, cc, func(ctx context.Context, m jetstream.Msg) {
+	if len(filters) == 1 {
+		// A single filter goes in FilterSubject, so nats.go uses the
+		// filtered create subject that permissions can pin.
+		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
+	}
+	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
 		d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.VerifyOptions())
 		if err != nil {
 			_ = m.TermWithReason(string(reason.Of(err)))

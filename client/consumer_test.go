@@ -13,6 +13,7 @@ import (
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func (w *world) capStream() {
@@ -170,5 +171,46 @@ func TestConsumerConfigValidate(t *testing.T) {
 	}
 	if _, err := NewConsumer(w.js, good()); err != nil {
 		t.Fatalf("NewConsumer(good) = %v", err)
+	}
+}
+
+// TestConsumerBindsToAdministeredDurable: with Bind the consumer uses a
+// durable an administrator created and never creates one itself.
+func TestConsumerBindsToAdministeredDurable(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	consumerKey := mustKey(t, identity.NewCurve)
+	box, err := identity.NewBox(consumerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genuine := forward{w: w, a: a, target: testTarget, plain: []byte(`{"order":"B-2"}`), sealed: true, consumer: box}
+	w.publish(genuine.msg())
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.Curve = testTenant, []string{testTarget}, consumerKey
+	cfg.TrustedGateways, cfg.Durable, cfg.Bind = []string{w.gwSign.PublicKey()}, "admin-made", true
+	c, err := NewConsumer(w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not created by the administrator yet: binding fails, nothing is created.
+	if err := c.Consume(ctxT(t), func(context.Context, *Delivery) error { return nil }); !errors.Is(err, ErrStream) {
+		t.Fatalf("Consume without the durable = %v; want ErrStream", err)
+	}
+	if _, err := w.js.Consumer(context.Background(), StreamCapability, "admin-made"); err == nil {
+		t.Fatal("a binding consumer created its durable")
+	}
+	subj, _ := subjects.Capability(testTenant, testTarget)
+	if _, err := w.js.CreateConsumer(context.Background(), StreamCapability, jetstream.ConsumerConfig{
+		Durable: "admin-made", FilterSubject: subj, AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var got *Delivery
+	err = c.Consume(ctx, func(_ context.Context, d *Delivery) error { got = d; cancel(); return nil })
+	if err != nil || got == nil || string(got.Payload) != `{"order":"B-2"}` {
+		t.Fatalf("Consume bound = %v, delivery %v; want the genuine message", err, got)
 	}
 }

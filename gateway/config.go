@@ -70,8 +70,15 @@ type NATSConfig struct {
 	// URL of the server(s), comma separated. Empty with an embedded
 	// server means in-process.
 	URL string `yaml:"url"`
-	// Creds is a .creds file for the gateway's NATS user.
+	// Creds is a .creds file for the gateway's NATS user (decentralized
+	// auth: a NATS user JWT and seed).
 	Creds string `yaml:"creds"`
+	// NKey is an nkey seed file for a static nkey user (deploy/'s tenant
+	// accounts use the agent's own key).
+	NKey string `yaml:"nkey"`
+	// InboxPrefix replaces _INBOX for replies, so permissions can confine
+	// a user to its own inboxes.
+	InboxPrefix string `yaml:"inbox_prefix"`
 	// TLS configures the client side of TLS.
 	TLS TLSConfig `yaml:"tls"`
 	// Name is the connection name shown by the server.
@@ -220,6 +227,7 @@ func (c *Config) resolvePaths() {
 	c.Keys.Signing = c.Path(c.Keys.Signing)
 	c.Keys.Curve = c.Path(c.Keys.Curve)
 	c.NATS.Creds = c.Path(c.NATS.Creds)
+	c.NATS.NKey = c.Path(c.NATS.NKey)
 	c.NATS.TLS.CA = c.Path(c.NATS.TLS.CA)
 	c.NATS.TLS.Cert = c.Path(c.NATS.TLS.Cert)
 	c.NATS.TLS.Key = c.Path(c.NATS.TLS.Key)
@@ -305,6 +313,9 @@ func (c *Config) Validate() error {
 	}
 	if cc.Partitions < 1 || cc.Partitions > 1024 {
 		add("consumer.partitions must be in [1, 1024]")
+	}
+	if c.NATS.Creds != "" && c.NATS.NKey != "" {
+		add("nats.creds and nats.nkey are alternatives; set one")
 	}
 	if c.NATS.TLS.Cert != "" && c.NATS.TLS.Key == "" || c.NATS.TLS.Cert == "" && c.NATS.TLS.Key != "" {
 		add("nats.tls.cert and nats.tls.key go together")

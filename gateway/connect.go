@@ -24,6 +24,13 @@ func Connect(c NATSConfig, name string) (*nats.Conn, error) {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.Timeout(5 * time.Second),
 	}
+	if c.NKey != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: nats.nkey %s: %w", c.NKey, err)
+		}
+		opts = append(opts, o)
+	}
 	opts = append(opts, ClientOptions(c)...)
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
@@ -47,6 +54,9 @@ func ClientOptions(c NATSConfig) []nats.Option {
 	}
 	if c.TLS.Required || c.TLS.CA != "" || c.TLS.Cert != "" {
 		opts = append(opts, nats.Secure())
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	return opts
 }

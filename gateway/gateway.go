@@ -198,6 +198,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return err
 		}
 		g.nc, g.ownNC = nc, true
+		// Asynchronous errors (a refused subscription, a permission
+		// violation) would otherwise only reach stderr.
+		nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := g.log.Error().Err(err)
+			if sub != nil {
+				ev = ev.Str("subscription", sub.Subject)
+			}
+			ev.Msg("nats asynchronous error")
+		})
 	}
 	js, err := jetstream.New(g.nc, jetstream.WithPublishAsyncMaxPending(4*g.cfg.Consumer.Batch))
 	if err != nil {

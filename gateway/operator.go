@@ -39,6 +39,13 @@ func (g *Gateway) serveOperator(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway: operator service: %w", err)
 	}
+	// A subscription the server refuses (permissions) fails only
+	// asynchronously: flush, then ask the subscription.
+	if err := g.nc.FlushTimeout(5 * time.Second); err == nil {
+		if _, _, err := sub.Pending(); err != nil {
+			return fmt.Errorf("gateway: operator service on %s: %w", operator.Subject, err)
+		}
+	}
 	<-ctx.Done()
 	return sub.Drain()
 }

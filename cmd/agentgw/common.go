@@ -166,8 +166,8 @@ func (l *listFlag) Set(v string) error {
 
 // connFlags are the NATS connection flags every networked command takes.
 type connFlags struct {
-	url, creds, ca, cert, key string
-	tls                       bool
+	url, creds, nkey, inbox, ca, cert, key string
+	tls                                    bool
 }
 
 func (cf *connFlags) register(fs *flag.FlagSet) {
@@ -177,6 +177,8 @@ func (cf *connFlags) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&cf.url, "nats", def, "NATS server `URL`s, comma separated (default from $NATS_URL)")
 	fs.StringVar(&cf.creds, "nats-creds", "", "NATS user .creds `file` for the connection (not an agentgw credential)")
+	fs.StringVar(&cf.nkey, "nats-nkey", "", "nkey seed `file` for a static nkey user (deploy/ tenant accounts: the agent's own key)")
+	fs.StringVar(&cf.inbox, "inbox-prefix", "", "reply inbox `prefix` when permissions confine inboxes (default _INBOX)")
 	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate `file` to verify the server with")
 	fs.StringVar(&cf.cert, "tls-cert", "", "client certificate `file` for mTLS (with --tls-key)")
 	fs.StringVar(&cf.key, "tls-key", "", "client key `file` for mTLS (with --tls-cert)")
@@ -190,9 +192,11 @@ func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool
 		return nil, nil, c.usageErr("--tls-cert and --tls-key go together"), false
 	}
 	cfg := gateway.NATSConfig{
-		URL:   cf.url,
-		Creds: cf.creds,
-		TLS:   gateway.TLSConfig{CA: cf.ca, Cert: cf.cert, Key: cf.key, Required: cf.tls},
+		URL:         cf.url,
+		Creds:       cf.creds,
+		NKey:        cf.nkey,
+		InboxPrefix: cf.inbox,
+		TLS:         gateway.TLSConfig{CA: cf.ca, Cert: cf.cert, Key: cf.key, Required: cf.tls},
 	}
 	nc, err := gateway.Connect(cfg, "agentgw "+c.name)
 	if err != nil {
