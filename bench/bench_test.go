@@ -163,6 +163,12 @@ func checkResult(t *testing.T, s Result, m int) {
 		t.Errorf("cpu %v s/msg, %v allocs/msg, %v B/msg, peak RSS %d; want all positive",
 			s.CPUSecondsPerMsg, s.AllocsPerMsg, s.AllocBytesPerMsg, s.PeakRSSBytes)
 	}
+	if s.StartRSSBytes < 0 || (s.StartRSSBytes > 0 && s.PeakRSSSource == rssScenario && s.PeakRSSBytes < s.StartRSSBytes) {
+		t.Errorf("start RSS %d, peak %d (%s); want peak ≥ start", s.StartRSSBytes, s.PeakRSSBytes, s.PeakRSSSource)
+	}
+	if s.Batches == 0 || s.MeanBatch <= 0 {
+		t.Errorf("%d batches, mean %v; want positive", s.Batches, s.MeanBatch)
+	}
 	if s.CorpusBytes <= 0 {
 		t.Errorf("corpus %d bytes; want positive", s.CorpusBytes)
 	}

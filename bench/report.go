@@ -88,8 +88,10 @@ type Result struct {
 	GCs              uint32  `json:"gcs"`
 	// PeakRSSBytes is the resident set peak; PeakRSSSource says whether
 	// it is this scenario's or the process's so far. It includes the
-	// pre-signed corpus (CorpusBytes).
+	// pre-signed corpus (CorpusBytes). StartRSSBytes is the resident set
+	// when the measured phase began (after returning freed memory).
 	PeakRSSBytes  int64  `json:"peak_rss_bytes"`
+	StartRSSBytes int64  `json:"start_rss_bytes"`
 	PeakRSSSource string `json:"peak_rss_source"`
 	CorpusBytes   int64  `json:"corpus_bytes"`
 	// Routes counts outputs by where they landed; Expected is what the

@@ -32,7 +32,10 @@ func snapshot() usage {
 // by writing 5 to /proc/self/clear_refs, so the peak is the scenario's
 // own; elsewhere, or when the reset is refused, it is getrusage's maxrss,
 // the peak of the process so far, and Source says so.
-type peakRSS struct{ source string }
+type peakRSS struct {
+	source string
+	start  int64 // resident set at the start, bytes (0 when unknown)
+}
 
 const (
 	rssScenario = "VmHWM, reset per scenario"
@@ -40,12 +43,13 @@ const (
 )
 
 func startPeakRSS() peakRSS {
+	start, _ := procStatusKiB("VmRSS:")
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err == nil {
 		if _, ok := procStatusKiB("VmHWM:"); ok {
-			return peakRSS{source: rssScenario}
+			return peakRSS{source: rssScenario, start: start << 10}
 		}
 	}
-	return peakRSS{source: rssProcess}
+	return peakRSS{source: rssProcess, start: start << 10}
 }
 
 // bytes returns the peak in bytes.

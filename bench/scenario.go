@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -79,9 +80,11 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 		return res, fmt.Errorf("bench: %s: warm-up: %w (outputs %d of %d)", name, err, obs.count.Load(), primer)
 	}
 
-	// Measured phase.
-	runtime.GC()
+	// Measured phase. Return freed memory first, so the peak RSS measured
+	// from here is this scenario's live set plus its growth.
+	debug.FreeOSMemory()
 	rss := startPeakRSS()
+	res.StartRSSBytes = rss.start
 	var prof *profiles
 	if system == SystemGateway {
 		if prof, err = r.startProfiles(name); err != nil {
