@@ -213,6 +213,7 @@ type Agent struct {
 	pubFn    publishFunc
 	newID    func() string
 	tracer   trace.Tracer
+	nc       *nats.Conn
 }
 
 // NewAgent returns an Agent publishing through nc. The credential is read
@@ -236,7 +237,7 @@ func NewAgent(nc *nats.Conn, cfg AgentConfig, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, pub: signer.PublicKey(), signer: signer, now: o.now, newID: envelope.NewMessageID, tracer: o.tracer}
+	a := &Agent{cfg: cfg, pub: signer.PublicKey(), signer: signer, now: o.now, newID: envelope.NewMessageID, tracer: o.tracer, nc: nc}
 	var errs []error
 	if claims.Subject != a.pub {
 		errs = append(errs, errors.New("credential subject is not the agent key"))

@@ -49,6 +49,9 @@ type ConsumerConfig struct {
 	// with that name and resumes after a restart). Empty: ephemeral,
 	// starting at the oldest message in the stream.
 	Durable string
+	// Responder, when set, is the consumer's own agent identity (its
+	// credential holding respond:<target>) used by Respond to answer.
+	Responder *Agent
 	// Bind uses the existing durable named Durable instead of creating or
 	// updating it: the least-privilege deployment (deploy/) pre-creates
 	// consumers and lets each consumer read only its own.

@@ -114,6 +114,12 @@ func Run(ctx context.Context, nc *nats.Conn, m *devenv.Material, emit func(Row))
 			return err
 		}
 	}
+	// A round trip: the refunds tool answers, the agent gets the answer
+	// without the customer's email.
+	if err := s.roundTrip(ctx, emit, &step); err != nil {
+		return err
+	}
+
 	// An operator asks what the missing-scope message would get today.
 	deniedSeq, err := s.lastDenied(ctx, "missing_scope")
 	if err != nil {
@@ -295,6 +301,52 @@ func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Requ
 		time.Sleep(50 * time.Millisecond)
 	}
 	return approval.Request{}, fmt.Errorf("demo: no approval request for %s", held)
+}
+
+// roundTrip runs the refunds tool as a capability consumer that answers
+// each request, and an agent that sends a refund and awaits the answer.
+func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error {
+	cfg := client.DefaultAgentConfig()
+	cfg.GatewayXKey = s.m.GatewayXKey
+	responder, err := client.AgentFromCreds(s.nc, s.m.Consumer.Creds, s.m.Consumer.Curve, cfg)
+	if err != nil {
+		return err
+	}
+	curve, err := readSeed(s.m.Consumer.Curve)
+	if err != nil {
+		return err
+	}
+	ccfg := client.DefaultConsumerConfig()
+	ccfg.Tenant, ccfg.Targets, ccfg.Curve = devenv.Tenant, []string{"refunds.draft_refund"}, curve
+	ccfg.TrustedGateways, ccfg.Responder = []string{s.m.GatewayKey}, responder
+	tool, err := client.NewConsumer(s.js, ccfg)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- tool.Consume(cctx, func(ctx context.Context, d *client.Delivery) error {
+			_, err := tool.Respond(ctx, d, map[string]string{"refund_id": "rf_" + d.Envelope.MessageID[:8], "status": "drafted", "customer_email": "jane.doe@example.com"})
+			return err
+		})
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	_, reply, err := s.agent.SendAndWait(wctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund",
+		Sealed: []byte(`{"order_id":"ord_42","amount_cents":4200}`)}, client.WaitOptions{TrustedGateways: []string{s.m.GatewayKey}})
+	cancel()
+	if cerr := <-done; cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("demo: round trip: %w", err)
+	}
+	*step++
+	emit(Row{Step: *step, Who: "tool", What: "answers refund 42.00; agent gets " + string(reply.Payload), Decision: "reply",
+		Reason: "", Policy: reply.Claims.PolicyIDs, Where: "agentgw.reply." + devenv.Tenant + "." + s.pub[:8] + "… (customer_email removed)"})
+	return nil
 }
 
 // lastDenied is the denied-stream sequence of the latest denial for code.

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,7 +72,12 @@ func TestScenario(t *testing.T) {
 	want := []struct{ decision, reason string }{
 		{"allow", ""}, {"deny", "replay_detected"}, {"deny", "bad_signature"}, {"deny", "wrong_audience"},
 		{"deny", "missing_scope"}, {"deny", "message_expired"}, {"deny", "tenant_mismatch"}, {"deny", "content_denied"},
-		{"allow", ""}, {"deny", "missing_scope"}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
+		{"allow", ""}, {"reply", ""}, {"deny", "missing_scope"}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
+	}
+	for _, r := range rows {
+		if strings.Contains(r.What, "jane.doe") {
+			t.Errorf("row %d shows the sensitive field: %s", r.Step, r.What)
+		}
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("demo printed %d rows; want %d", len(rows), len(want))

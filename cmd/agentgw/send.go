@@ -39,6 +39,9 @@ The gateway decides asynchronously: follow the outcome with
 	ttl := c.fs.Duration("ttl", envelope.DefaultTTL, "expires_at - issued_at; the gateway refuses more than its limits.max_ttl")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long without an acknowledgement")
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
+	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it; needs --gateway-key and --curve-seed")
+	var gwKeys listFlag
+	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose reply tokens to trust, with --wait; repeatable")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -112,7 +115,20 @@ The gateway decides asynchronously: follow the outcome with
 	defer cancel()
 	ctx, stop := context.WithTimeout(ctx, *timeout)
 	defer stop()
-	rc, err := agent.Send(ctx, req)
+	var rc *client.Receipt
+	var reply *client.Reply
+	if *wait {
+		if len(gwKeys) == 0 || *curve == "" {
+			return c.usageErr("--wait needs --gateway-key and --curve-seed (replies are sealed to the agent)")
+		}
+		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys})
+		if errors.Is(err, client.ErrNoReply) {
+			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
+			return exitRejected
+		}
+	} else {
+		rc, err = agent.Send(ctx, req)
+	}
 	if err != nil {
 		hint := ""
 		switch {
@@ -126,12 +142,19 @@ The gateway decides asynchronously: follow the outcome with
 		return c.fail(err, hint)
 	}
 	if *asJSON {
-		_ = newJSONLines(c.out).write(map[string]any{
+		out := map[string]any{
 			"message_id": rc.MessageID, "trace_id": rc.TraceID, "stream": rc.Stream, "seq": rc.Seq, "attempts": rc.Attempts,
-		})
+		}
+		if reply != nil {
+			out["reply"] = map[string]any{"responder": reply.Responder, "message_id": reply.MessageID, "payload": json.RawMessage(reply.Payload)}
+		}
+		_ = newJSONLines(c.out).write(out)
 		return exitOK
 	}
 	fmt.Fprintf(c.out, "message_id  %s\ntrace_id    %s\nstream_seq  %s %d\n", rc.MessageID, rc.TraceID, rc.Stream, rc.Seq)
+	if reply != nil {
+		fmt.Fprintf(c.out, "reply       from %s: %s\n", reply.Responder, reply.Payload)
+	}
 	return exitOK
 }
 

@@ -1,0 +1,160 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Reply headers set by the gateway (DESIGN §2b).
+const (
+	headerRequestID = "Agentgw-Request-Id"
+	headerResponder = "Agentgw-Responder"
+)
+
+// ErrNoReply: no verified reply arrived in time. The request may have
+// been denied (see the denied stream), held for approval, or not answered.
+var ErrNoReply = errors.New("client: no reply")
+
+// Reply is a verified, opened response to one of this agent's requests.
+// Payload is the response with the fields the catalog marks sensitive
+// already removed by the gateway.
+type Reply struct {
+	RequestID string
+	Responder string
+	MessageID string // the response envelope's id
+	Payload   []byte
+	Claims    *decision.Claims
+}
+
+// WaitOptions say whom to trust for replies.
+type WaitOptions struct {
+	// TrustedGateways are the gateway signing keys (N...) whose reply
+	// tokens are accepted. Required.
+	TrustedGateways []string
+	// Skew tolerated on the token's times. Zero: 30 s.
+	Skew time.Duration
+}
+
+// SendAndWait sends req and waits, until ctx is done, for the reply to
+// it on agentgw.reply.<tenant>.<agent>, correlated by message id. The
+// reply's decision token must be signed by a trusted gateway, addressed
+// to this agent and bound to the sealed bytes, which must open with the
+// agent's curve key from the gateway's curve key. Anything else on the
+// subject is ignored. Without a reply in time it returns the receipt and
+// ErrNoReply.
+func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (*Receipt, *Reply, error) {
+	if a.box == nil {
+		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent: configure Curve", ErrConfig)
+	}
+	if len(opt.TrustedGateways) == 0 {
+		return nil, nil, fmt.Errorf("%w: no trusted gateway keys for replies", ErrConfig)
+	}
+	subj, err := subjects.Reply(a.tenant, a.pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Subscribe before sending: the reply cannot arrive unseen.
+	sub, err := a.nc.SubscribeSync(subj)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: subscribe %s: %w", subj, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	rcpt, err := a.Send(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return rcpt, nil, fmt.Errorf("%w to %s: %w", ErrNoReply, rcpt.MessageID, err)
+		}
+		if m.Header.Get(headerRequestID) != rcpt.MessageID {
+			continue
+		}
+		r, err := a.verifyReply(m, opt)
+		if err != nil {
+			continue // not from a trusted gateway: not our reply
+		}
+		r.RequestID = rcpt.MessageID
+		return rcpt, r, nil
+	}
+}
+
+// verifyReply checks a reply's token and binding and opens it.
+func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
+	skew := opt.Skew
+	if skew == 0 {
+		skew = 30 * time.Second
+	}
+	claims, err := decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
+		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if claims.Route != decision.RouteReply || claims.PayloadDigest != decision.Digest(m.Data) {
+		return nil, reason.Deny(reason.DecisionBinding, "reply token does not bind these bytes")
+	}
+	from := m.Header.Get(header.SealedFrom)
+	if from != a.cfg.GatewayXKey && !slices.Contains(opt.TrustedGateways, from) {
+		return nil, reason.Deny(reason.SealMismatch, "reply not sealed by the gateway's curve key")
+	}
+	plain, err := a.box.Open(m.Data, from)
+	if err != nil {
+		return nil, err
+	}
+	return &Reply{Responder: m.Header.Get(headerResponder), MessageID: claims.MessageID, Payload: plain, Claims: claims}, nil
+}
+
+// Respond answers a delivered request as this agent (a capability
+// consumer whose credential holds respond:<target>): a respond envelope
+// whose target is the request's message id, in the request's trace, the
+// answer sealed to the gateway. answer is a json.RawMessage, []byte of
+// JSON, or a value encoding/json encodes as an object.
+func (a *Agent) Respond(ctx context.Context, d *Delivery, answer any) (*Receipt, error) {
+	var data []byte
+	switch v := answer.(type) {
+	case json.RawMessage:
+		data = v
+	case []byte:
+		data = v
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: answer does not encode", ErrRequest)
+		}
+		data = b
+	}
+	if d == nil || d.Envelope == nil {
+		return nil, fmt.Errorf("%w: no delivery to answer", ErrRequest)
+	}
+	return a.Send(ctx, Request{
+		Capability: envelope.Respond,
+		Target:     d.Envelope.MessageID,
+		Sealed:     data,
+		TraceID:    d.Envelope.TraceID,
+		// The default idempotency key (the message id): a corrected
+		// answer after an invalid one is a new request, not a conflict.
+	})
+}
+
+// Respond answers a delivery through the consumer's Responder (see
+// ConsumerConfig.Responder): one call from a Consume handler.
+func (c *Consumer) Respond(ctx context.Context, d *Delivery, answer any) (*Receipt, error) {
+	if c.cfg.Responder == nil {
+		return nil, fmt.Errorf("%w: ConsumerConfig.Responder is not set", ErrConfig)
+	}
+	return c.cfg.Responder.Respond(ctx, d, answer)
+}
