@@ -344,8 +344,8 @@ func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error 
 		return fmt.Errorf("demo: round trip: %w", err)
 	}
 	*step++
-	emit(Row{Step: *step, Who: "tool", What: "answers refund 42.00; agent gets " + string(reply.Payload), Decision: "reply",
-		Reason: "", Policy: reply.Claims.PolicyIDs, Where: "agentgw.reply." + devenv.Tenant + "." + s.pub[:8] + "… (customer_email removed)"})
+	emit(Row{Step: *step, Who: "tool", What: "answers a refund; customer_email removed", Decision: "reply",
+		Policy: reply.Claims.PolicyIDs, Where: "agent's reply subject: " + string(reply.Payload)})
 	return nil
 }
 
