@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -227,4 +228,29 @@ func URLs(nodes []*NATS) string {
 		urls[i] = n.URL()
 	}
 	return strings.Join(urls, ",")
+}
+
+// HasClient reports whether a client connection with this name is
+// connected to the node (from the monitoring endpoint /connz).
+func (n *NATS) HasClient(name string) (bool, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/connz?limit=4096", n.Opts.MonitorPort))
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var connz struct {
+		Conns []struct {
+			Name string `json:"name"`
+		} `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&connz); err != nil {
+		return false, err
+	}
+	for _, c := range connz.Conns {
+		if c.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
 }
