@@ -164,7 +164,7 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 	hi := it.heldItem
 	// The approver's own authority goes through policy too.
 	ap := g.policy.Decide(policy.Request{
-		Principal: policy.Principal{Agent: it.cred.Subject, Tenant: it.cred.Tenant, Service: it.cred.Service, Issuer: it.cred.Issuer, Scopes: it.cred.Scopes},
+		Principal: principalOf(it.cred),
 		Action:    string(envelope.Approve),
 		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
 		Time:      now,

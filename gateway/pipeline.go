@@ -280,19 +280,18 @@ func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, 
 // except the capability and target the catalog already vetted.
 func (g *Gateway) policyRequest(it *item, now time.Time, payload map[string]any) policy.Request {
 	return policy.Request{
-		Principal: policy.Principal{
-			Agent:   it.cred.Subject,
-			Tenant:  it.cred.Tenant,
-			Service: it.cred.Service,
-			Issuer:  it.cred.Issuer,
-			Scopes:  it.cred.Scopes,
-		},
+		Principal: principalOf(it.cred),
 		Action:   string(it.env.Capability),
 		Resource: policy.Resource{Target: it.target.Name, Tenant: it.env.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},
 		Time:     now,
 		Budget:   it.budget,
 		Payload:  payload,
 	}
+}
+
+// principalOf is the Cedar principal of a verified credential.
+func principalOf(c *identity.Credential) policy.Principal {
+	return policy.Principal{Agent: c.Subject, Tenant: c.Tenant, Service: c.Service, Issuer: c.Issuer, Scopes: c.Scopes}
 }
 
 // decide runs policy, then (only if authorized) opens the payload,

@@ -121,7 +121,7 @@ func (g *Gateway) decideResponse(it *item, now time.Time) {
 	rec := it.request
 	end := g.gate(it, "policy")
 	pol := g.policy.Decide(policy.Request{
-		Principal: policy.Principal{Agent: it.cred.Subject, Tenant: it.cred.Tenant, Service: it.cred.Service, Issuer: it.cred.Issuer, Scopes: it.cred.Scopes},
+		Principal: principalOf(it.cred),
 		Action:    string(envelope.Respond),
 		Resource:  policy.Resource{Target: it.target.Name, Tenant: rec.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},
 		Time:      now,
