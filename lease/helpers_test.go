@@ -1,0 +1,221 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/agentgw/agentgw/internal/natstest"
+	"github.com/agentgw/agentgw/internal/procs"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*ipQueue[...]).pop"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+	)
+}
+
+// event is one callback, stamped on the test process's monotonic clock.
+type event struct {
+	inst    string
+	p       int
+	acquire bool
+	epoch   uint64
+	at      time.Time
+}
+
+// recorder collects the callbacks of every manager in a test and checks,
+// as they happen, that a partition is never held by two instances at
+// once and that epochs grow.
+type recorder struct {
+	t      testing.TB
+	mu     sync.Mutex
+	events []event
+	holder map[int]string
+	epoch  map[int]uint64
+}
+
+func newRecorder(t testing.TB) *recorder {
+	return &recorder{t: t, holder: map[int]string{}, epoch: map[int]uint64{}}
+}
+
+func (r *recorder) callbacks(inst string) (func(int, uint64), func(int)) {
+	acquire := func(p int, epoch uint64) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if h, ok := r.holder[p]; ok {
+			r.t.Errorf("partition %d acquired by %s while %s holds it", p, inst, h)
+		}
+		if epoch <= r.epoch[p] {
+			r.t.Errorf("partition %d acquired by %s with epoch %d; an earlier owner had %d", p, inst, epoch, r.epoch[p])
+		}
+		r.holder[p], r.epoch[p] = inst, epoch
+		r.events = append(r.events, event{inst: inst, p: p, acquire: true, epoch: epoch, at: time.Now()})
+	}
+	lose := func(p int) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if h := r.holder[p]; h != inst {
+			r.t.Errorf("partition %d lost by %s, but the holder is %q", p, inst, h)
+		}
+		delete(r.holder, p)
+		r.events = append(r.events, event{inst: inst, p: p, at: time.Now()})
+	}
+	return acquire, lose
+}
+
+// held returns the partitions each instance holds now.
+func (r *recorder) held() map[string][]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string][]int{}
+	for p, inst := range r.holder {
+		out[inst] = append(out[inst], p)
+	}
+	for _, ps := range out {
+		slices.Sort(ps)
+	}
+	return out
+}
+
+// last returns the latest event of inst for p of the given kind.
+func (r *recorder) last(inst string, p int, acquire bool) (event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.events) - 1; i >= 0; i-- {
+		if e := r.events[i]; e.inst == inst && e.p == p && e.acquire == acquire {
+			return e, true
+		}
+	}
+	return event{}, false
+}
+
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := ""
+	t0 := time.Time{}
+	for _, e := range r.events {
+		if t0.IsZero() {
+			t0 = e.at
+		}
+		kind := "lose"
+		if e.acquire {
+			kind = fmt.Sprintf("acquire(epoch %d)", e.epoch)
+		}
+		s += fmt.Sprintf("  %8.3fs %s p%d %s\n", e.at.Sub(t0).Seconds(), e.inst, e.p, kind)
+	}
+	return s
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// instance is one running Manager with its own connection.
+type instance struct {
+	name   string
+	nc     *nats.Conn
+	m      *Manager
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func testConfig(name string, partitions int, ttl time.Duration) Config {
+	return Config{Instance: name, Partitions: partitions, TTL: ttl, Renew: ttl / 4, Margin: ttl / 4}
+}
+
+func start(t *testing.T, url string, cfg Config, rec *recorder) *instance {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(js, cfg)
+	if err != nil {
+		t.Fatalf("New(%+v) = %v", cfg, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{name: cfg.Instance, nc: nc, m: m, cancel: cancel, done: make(chan error, 1)}
+	acquire, lose := rec.callbacks(cfg.Instance)
+	go func() { in.done <- m.Run(ctx, acquire, lose) }()
+	t.Cleanup(in.stop)
+	return in
+}
+
+// stop ends Run (a graceful release while the connection is open) and
+// closes the connection.
+func (in *instance) stop() {
+	in.cancel()
+	<-in.done
+	in.done <- nil // later stops return at once
+	in.nc.Close()
+}
+
+// crash closes the connection first, so nothing can be released, then
+// ends Run: for the rest of the world it is a process that died.
+func (in *instance) crash() {
+	in.nc.Close()
+	in.stop()
+}
+
+func serverURL(t *testing.T) (*server.Server, string) {
+	s := natstest.Start(t, natstest.Options{})
+	return s, s.ClientURL()
+}
+
+// startCluster runs n embedded nats-servers clustered over routes, with
+// JetStream, and waits until JetStream can create replicated assets.
+func startCluster(t *testing.T, n int) []*server.Server {
+	t.Helper()
+	ports, err := procs.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	servers := make([]*server.Server, n)
+	for i := range n {
+		// Each node is ready for clients before the cluster forms.
+		servers[i] = natstest.Start(t, natstest.Options{Configure: func(o *server.Options) {
+			o.ServerName = fmt.Sprintf("n%d", i)
+			o.Cluster = server.ClusterOpts{Name: "agentgw-test", Host: "127.0.0.1", Port: ports[i]}
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}})
+	}
+	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
+		for _, s := range servers {
+			if s.JetStreamIsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	return servers
+}
