@@ -1,0 +1,50 @@
+package tracing
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestExtractTrustsOnlyTheSignedTrace(t *testing.T) {
+	const signed = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const parentSpan = "00f067aa0ba902b7"
+	tests := []struct {
+		name        string
+		traceparent string
+		wantSpan    string // "" means a synthetic parent
+	}{
+		{"same trace: header parent kept", "00-" + signed + "-" + parentSpan + "-01", parentSpan},
+		{"other trace: header ignored", "00-0af7651916cd43dd8448eb211c80319c-" + parentSpan + "-01", ""},
+		{"garbage header ignored", "not a traceparent", ""},
+		{"no header", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := nats.Header{}
+			if tt.traceparent != "" {
+				hdr.Set("traceparent", tt.traceparent)
+			}
+			sc := trace.SpanContextFromContext(Extract(context.Background(), hdr, signed))
+			if sc.TraceID().String() != signed {
+				t.Fatalf("trace id = %s; want the signed %s", sc.TraceID(), signed)
+			}
+			if tt.wantSpan != "" && sc.SpanID().String() != tt.wantSpan {
+				t.Errorf("parent span = %s; want %s", sc.SpanID(), tt.wantSpan)
+			}
+			if tt.wantSpan == "" && sc.SpanID().String() == parentSpan {
+				t.Error("a header from another trace became the parent")
+			}
+		})
+	}
+	if sc := trace.SpanContextFromContext(Extract(context.Background(), nil, "zz")); sc.IsValid() {
+		t.Error("an invalid signed trace id produced a parent")
+	}
+	hdr := nats.Header{}
+	Inject(Extract(context.Background(), nil, signed), hdr)
+	if got := hdr.Get("traceparent"); len(got) != 55 || got[3:35] != signed {
+		t.Errorf("Inject wrote %q; want a traceparent in the signed trace", got)
+	}
+}
