@@ -285,3 +285,26 @@ func (g *Gateway) stageHold(b *store.Batch, it *item, now time.Time) error {
 	}
 	return g.holdRecord(b, it, it.deadline)
 }
+
+// pendingApprovals counts the held requests and the age of the oldest,
+// for the approval-queue gauges. It reads the holds (few: one per request
+// awaiting a human), never their payloads.
+func (g *Gateway) pendingApprovals() (int, time.Duration) {
+	holds, err := g.ledger.DueHolds(time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC), 100000)
+	if err != nil {
+		return 0, 0
+	}
+	n, now := 0, g.clock()
+	var oldest time.Duration
+	for _, h := range holds {
+		if strings.HasPrefix(h.ID, respPrefix) {
+			continue
+		}
+		n++
+		var rec held
+		if json.Unmarshal(h.Value, &rec) == nil && now.Sub(rec.RequestedAt) > oldest {
+			oldest = now.Sub(rec.RequestedAt)
+		}
+	}
+	return n, oldest
+}

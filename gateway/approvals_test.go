@@ -63,6 +63,9 @@ func (f *approvalFlow) grant() approval.Answer {
 
 func TestApprovalGrantReleasesExactlyOnce(t *testing.T) {
 	f := newApprovalFlow(t)
+	if n, _ := f.gw.pendingApprovals(); n != 1 {
+		t.Errorf("pending approvals = %d; want 1", n)
+	}
 	// The requester cannot approve itself, even with the scope.
 	f.agent.token = f.credential(f.issuer, f.agent, "tenant_a", []string{"pay:send", "approve:payments.*"}, time.Hour, "")
 	f.wantReason(f.answer(f.agent, f.grant(), f.req.HeldMessageID), reason.SelfApproval)
@@ -82,6 +85,9 @@ func TestApprovalGrantReleasesExactlyOnce(t *testing.T) {
 	}
 	if ev := f.auditFor(seq); ev.Kind != "approval_granted" || ev.Approver != f.approver.pub {
 		t.Errorf("audit = %+v; want approval_granted by the approver", ev)
+	}
+	if n, _ := f.gw.pendingApprovals(); n != 0 {
+		t.Errorf("pending approvals after the grant = %d; want 0", n)
 	}
 	// Single use: the second grant finds nothing pending.
 	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)

@@ -146,6 +146,14 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g.ledger = led
 	g.metrics.GaugeFunc("agentgw_ledger_generations", "Live ledger generations.", func() float64 { return float64(led.Stats().Generations) })
 	g.metrics.GaugeFunc("agentgw_ledger_entries", "Approximate live replay and idempotency entries.", func() float64 { return float64(led.Stats().ApproxEntries) })
+	g.metrics.GaugeFunc("agentgw_approvals_pending", "Requests held for an approver now (approval queue depth).", func() float64 {
+		n, _ := g.pendingApprovals()
+		return float64(n)
+	})
+	g.metrics.GaugeFunc("agentgw_approval_oldest_seconds", "Age of the oldest request held for an approver.", func() float64 {
+		_, age := g.pendingApprovals()
+		return age.Seconds()
+	})
 	g.metrics.GaugeFunc("agentgw_consumer_pending_messages", "Ingress messages not yet delivered to the gateway (consumer lag).", func() float64 { return float64(g.pending.Load()) })
 	return g, nil
 }

@@ -269,6 +269,11 @@ func hostileCases() []hostile {
 			body, _ := h.sealedRefund(h.agent, 500000, nil)
 			return resign(h, body)
 		}},
+		{"deny/payload_contradicts_envelope", reason.ContentDenied, func(h *harness) uint64 {
+			return resign(h, h.body(func(b *envelope.Builder) {
+				b.Payload = envelope.Payload{Plain: json.RawMessage(`{"q":"x","tenant":"tenant_b"}`)}
+			}))
+		}},
 		{"deny/budget_exceeded", reason.BudgetExceeded, func(h *harness) uint64 {
 			first := resign(h, h.body(func(b *envelope.Builder) { b.Target = "ops.limited" }))
 			h.outputFor(first)

@@ -289,6 +289,27 @@ func (g *Gateway) policyRequest(it *item, now time.Time, payload map[string]any)
 	}
 }
 
+// claimFields are payload fields that, when a payload carries them, must
+// agree with the signed envelope: a payload cannot speak for another
+// tenant, target, capability or audience than the envelope it rides in.
+var claimFields = [...]string{"tenant", "target", "capability", "audience"}
+
+// contradicts denies a payload whose claim fields disagree with the
+// signed envelope (content_denied). Values are never quoted.
+func contradicts(env *envelope.Body, obj map[string]any) error {
+	want := map[string]string{"tenant": env.Tenant, "target": env.Target, "capability": string(env.Capability), "audience": env.Audience}
+	for _, f := range claimFields {
+		v, ok := obj[f]
+		if !ok {
+			continue
+		}
+		if s, isStr := v.(string); !isStr || s != want[f] {
+			return reason.Deny(reason.ContentDenied, "payload field %q contradicts the signed envelope", f)
+		}
+	}
+	return nil
+}
+
 // principalOf is the Cedar principal of a verified credential.
 func principalOf(c *identity.Credential) policy.Principal {
 	return policy.Principal{Agent: c.Subject, Tenant: c.Tenant, Service: c.Service, Issuer: c.Issuer, Scopes: c.Scopes}
@@ -317,6 +338,10 @@ func (g *Gateway) decide(it *item, now time.Time) {
 	obj, err := it.target.ValidatePayload(plain)
 	end()
 	if err != nil {
+		it.deny(err)
+		return
+	}
+	if err := contradicts(it.env, obj); err != nil {
 		it.deny(err)
 		return
 	}
