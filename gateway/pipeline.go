@@ -281,11 +281,11 @@ func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, 
 func (g *Gateway) policyRequest(it *item, now time.Time, payload map[string]any) policy.Request {
 	return policy.Request{
 		Principal: principalOf(it.cred),
-		Action:   string(it.env.Capability),
-		Resource: policy.Resource{Target: it.target.Name, Tenant: it.env.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},
-		Time:     now,
-		Budget:   it.budget,
-		Payload:  payload,
+		Action:    string(it.env.Capability),
+		Resource:  policy.Resource{Target: it.target.Name, Tenant: it.env.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},
+		Time:      now,
+		Budget:    it.budget,
+		Payload:   payload,
 	}
 }
 
