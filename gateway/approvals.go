@@ -245,7 +245,11 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 		g.metrics.Approvals.WithLabelValues("expired").Inc()
 		g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
 		g.logDecision(ev)
-		for _, out := range []*nats.Msg{m, g.auditOutput(hi, ev)} {
+		am := g.auditOutput(hi, ev)
+		// Its own id: the held request's audit event already used the
+		// sequence-derived one, and JetStream would drop this as a copy.
+		am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
+		for _, out := range []*nats.Msg{m, am} {
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, err := g.js.PublishMsg(pctx, out)
 			cancel()

@@ -16,6 +16,9 @@ import (
 	"github.com/agentgw/agentgw/store"
 )
 
+// errPubAckTimeout: JetStream did not acknowledge an output in time.
+var errPubAckTimeout = errors.New("gateway: no PubAck within 30s")
+
 // retryDelay is how long a message whose outputs could not be made
 // durable waits before JetStream redelivers it.
 const retryDelay = 2 * time.Second
@@ -115,6 +118,7 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 		}
 		items[i] = it
 	}
+	items = latestDeliveries(items)
 	phase := time.Now()
 	lap := func(gate string) {
 		t := time.Now()
@@ -257,7 +261,7 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 	}
 	var futs []pending
 	for _, it := range items {
-		it.outputOK = true
+		it.outputOK, it.unstored = true, nil
 		if it.reemit {
 			g.stats.Reemitted.Add(1)
 			g.metrics.Reemitted.Inc()
@@ -266,6 +270,7 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 			f, err := g.js.PublishMsgAsync(m)
 			if err != nil {
 				it.outputOK = false
+				it.unstored = append(it.unstored, m)
 				g.metrics.PublishFails.Inc()
 				g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("publish failed; will redeliver")
 				continue
@@ -274,19 +279,40 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 		}
 	}
 	// The batch in hand finishes even when ctx is cancelled (graceful
-	// shutdown), but never waits forever.
-	wait := time.NewTimer(30 * time.Second)
-	defer wait.Stop()
+	// shutdown), but never waits forever: after the deadline, every
+	// future not already resolved counts as failed (a PubAck can be lost
+	// without a disconnect, e.g. when a stream leader dies).
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	timedOut := false
 	for _, p := range futs {
+		fail := func(err error) {
+			p.it.outputOK = false
+			p.it.unstored = append(p.it.unstored, p.fut.Msg())
+			g.metrics.PublishFails.Inc()
+			g.log.Warn().Err(err).Uint64("ingress_seq", p.it.seq).Str("subject", p.fut.Msg().Subject).Msg("output not stored; will redeliver")
+		}
+		if timedOut {
+			select {
+			case <-p.fut.Ok():
+			case err := <-p.fut.Err():
+				fail(err)
+			default:
+				fail(errPubAckTimeout)
+			}
+			continue
+		}
 		select {
 		case <-p.fut.Ok():
 		case err := <-p.fut.Err():
-			p.it.outputOK = false
-			g.metrics.PublishFails.Inc()
-			g.log.Warn().Err(err).Uint64("ingress_seq", p.it.seq).Str("subject", p.fut.Msg().Subject).Msg("output not stored; will redeliver")
-		case <-wait.C:
-			p.it.outputOK = false
+			fail(err)
+		case <-deadline.C:
+			timedOut = true
+			fail(errPubAckTimeout)
 		}
+	}
+	if err := g.forgetStored(items); err != nil {
+		g.log.Warn().Err(err).Msg("could not narrow recorded outcomes; a redelivery re-emits them all (deduplicated within the window)")
 	}
 	if g.beforeAck != nil {
 		if err := g.beforeAck(); err != nil {
@@ -388,4 +414,51 @@ func (g *Gateway) count(it *item) {
 		}
 		g.metrics.Approvals.WithLabelValues(ev).Inc()
 	}
+}
+
+// forgetStored narrows the recorded outcome of each item some of whose
+// outputs JetStream stored and some not, to the ones not stored: the
+// redelivery then re-emits only what is missing, so a downstream that
+// stays full longer than the duplicate window cannot make a stored
+// output appear twice. Failures are rare; this commit is synced.
+func (g *Gateway) forgetStored(items []*item) error {
+	var partial []*item
+	for _, it := range items {
+		if !it.outputOK && len(it.unstored) > 0 && len(it.unstored) < len(it.outputs) {
+			partial = append(partial, it)
+		}
+	}
+	if len(partial) == 0 {
+		return nil
+	}
+	b := g.ledger.NewBatch()
+	defer b.Close()
+	for _, it := range partial {
+		rec, err := encodeOutputs(it.unstored)
+		if err != nil {
+			return err
+		}
+		if err := b.PutOutcome(it.seq, rec); err != nil {
+			return err
+		}
+	}
+	return b.Commit()
+}
+
+// latestDeliveries keeps one item per stream sequence: when a message is
+// redelivered into the same pull (its ack wait ran out while the fetch
+// was still open), deciding both copies would give one ingress message
+// two outputs. The latest delivery's ack stands for the sequence.
+func latestDeliveries(items []*item) []*item {
+	seen := make(map[uint64]int, len(items))
+	out := items[:0]
+	for _, it := range items {
+		if j, ok := seen[it.seq]; ok && it.seq != 0 {
+			out[j] = it
+			continue
+		}
+		seen[it.seq] = len(out)
+		out = append(out, it)
+	}
+	return out
 }

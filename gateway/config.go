@@ -311,6 +311,9 @@ func (c *Config) Validate() error {
 	if cc.FetchWait < 100*time.Millisecond {
 		add("consumer.fetch_wait must be at least 100ms")
 	}
+	if cc.FetchWait >= cc.AckWait {
+		add("consumer.fetch_wait (%s) must be shorter than consumer.ack_wait (%s)", cc.FetchWait, cc.AckWait)
+	}
 	if cc.Partitions < 1 || cc.Partitions > 1024 {
 		add("consumer.partitions must be in [1, 1024]")
 	}

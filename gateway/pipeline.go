@@ -64,6 +64,7 @@ type item struct {
 	answer   approval.Answer
 	request  *outstanding // a response: the request it answers
 	outputOK bool
+	unstored []*nats.Msg // outputs JetStream did not acknowledge
 }
 
 func (it *item) deny(err error) {
