@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -52,6 +54,21 @@ type runner struct {
 	slow     chan struct{}
 }
 
+// median returns the run with the median key (the lower middle for an
+// even count), with every run's summary attached.
+func median(runs []Result, key func(Result) float64) Result {
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b Result) int { return cmp.Compare(key(a), key(b)) })
+	m := sorted[(len(sorted)-1)/2]
+	if len(runs) > 1 {
+		m.Runs = nil
+		for _, x := range runs {
+			m.Runs = append(m.Runs, RunSummary{MsgsPerSec: x.MsgsPerSec, P50: x.Latency.P50, P99: x.Latency.P99, CPUSecondsPerMsg: x.CPUSecondsPerMsg})
+		}
+	}
+	return m
+}
+
 // Run sets up the server (embedded unless cfg.NATSURL), identities and
 // catalog, runs every scenario and returns the report. On an error the
 // report holds the scenarios finished so far.
@@ -72,7 +89,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 		},
 		Settings: Settings{
 			Messages: cfg.Messages, Agents: cfg.Agents, Tenants: cfg.Tenants, Mixes: cfg.Mixes,
-			Rate: cfg.Rate, Paced: cfg.Paced, SealedBytes: cfg.SealedBytes,
+			Rate: cfg.Rate, Paced: cfg.Paced, Repeat: cfg.repeat(), SealedBytes: cfg.SealedBytes,
 			Batch: cfg.Batch, Workers: cfg.Workers,
 		},
 	}
@@ -92,32 +109,50 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 	defer r.teardown()
 
 	var errs []error
+	fail := func(err error) (*Report, error) {
+		rep.Ratios = computeRatios(rep.Scenarios)
+		return rep, errors.Join(append(errs, err)...)
+	}
+	once := func(sys string, mix Mix, rate float64) (Result, error) {
+		res, err := r.scenario(ctx, sys, mix, rate)
+		if err == nil && res.Routes != res.Expected {
+			errs = append(errs, fmt.Errorf("%w: %s routed %+v; want %+v", ErrMismatch, res.Name, res.Routes, res.Expected))
+		}
+		return res, err
+	}
+	byRate := func(x Result) float64 { return x.MsgsPerSec }
+	byP99 := func(x Result) float64 { return float64(x.Latency.P99) }
 	for _, mix := range cfg.Mixes {
 		systems := []string{SystemGateway}
 		if cfg.Baselines {
 			systems = []string{SystemRaw, SystemCrypto, SystemGateway}
 		}
-		for _, sys := range systems {
-			res, err := r.scenario(ctx, sys, mix, cfg.Rate)
-			if err != nil {
-				rep.Ratios = computeRatios(rep.Scenarios)
-				return rep, errors.Join(append(errs, err)...)
-			}
-			rep.Scenarios = append(rep.Scenarios, res)
-			if res.Routes != res.Expected {
-				errs = append(errs, fmt.Errorf("%w: %s routed %+v; want %+v", ErrMismatch, res.Name, res.Routes, res.Expected))
-			}
-			if sys == SystemGateway && cfg.Paced > 0 && res.MsgsPerSec > 0 {
-				paced, err := r.scenario(ctx, sys, mix, cfg.Paced*res.MsgsPerSec)
+		// Repetitions are interleaved (raw, crypto, gateway, raw, …) so
+		// that a noisy spell hits every system alike.
+		runs := make([][]Result, len(systems))
+		for range cfg.repeat() {
+			for i, sys := range systems {
+				res, err := once(sys, mix, cfg.Rate)
 				if err != nil {
-					rep.Ratios = computeRatios(rep.Scenarios)
-					return rep, errors.Join(append(errs, err)...)
+					return fail(err)
 				}
-				rep.Scenarios = append(rep.Scenarios, paced)
-				if paced.Routes != paced.Expected {
-					errs = append(errs, fmt.Errorf("%w: %s routed %+v; want %+v", ErrMismatch, paced.Name, paced.Routes, paced.Expected))
-				}
+				runs[i] = append(runs[i], res)
 			}
+		}
+		for i := range systems {
+			rep.Scenarios = append(rep.Scenarios, median(runs[i], byRate))
+		}
+		gw := rep.Scenarios[len(rep.Scenarios)-1]
+		if cfg.Paced > 0 && gw.MsgsPerSec > 0 {
+			var paced []Result
+			for range cfg.repeat() {
+				res, err := once(SystemGateway, mix, cfg.Paced*gw.MsgsPerSec)
+				if err != nil {
+					return fail(err)
+				}
+				paced = append(paced, res)
+			}
+			rep.Scenarios = append(rep.Scenarios, median(paced, byP99))
 		}
 	}
 	rep.Ratios = computeRatios(rep.Scenarios)
@@ -132,6 +167,9 @@ func (r *runner) notes(rep *Report) []string {
 	}
 	if r.cfg.NATSURL == "" {
 		n = append(n, "Embedded nats-server, reached over loopback TCP, file storage"+map[bool]string{true: ", sync_interval: always", false: ", default fsync interval"}[r.cfg.SyncAlways]+".")
+	}
+	if r.cfg.repeat() > 1 {
+		n = append(n, fmt.Sprintf("Each scenario ran %d times, interleaved within a mix; the row is the run with the median msgs/s (paced: the median p99); runs lists them all.", r.cfg.repeat()))
 	}
 	if len(rep.Scenarios) > 0 && rep.Scenarios[0].PeakRSSSource != rssScenario {
 		n = append(n, "Peak RSS is the process's peak so far (the per-scenario reset is not available here).")

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +123,7 @@ func TestRunEveryScenario(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatalf("report JSON: %v", err)
 	}
-	if len(back.Scenarios) != len(rep.Scenarios) || back.Scenarios[0] != rep.Scenarios[0] || len(back.Ratios) != len(rep.Ratios) {
+	if !reflect.DeepEqual(back.Scenarios, rep.Scenarios) || !reflect.DeepEqual(back.Ratios, rep.Ratios) {
 		t.Errorf("report JSON does not read back the same")
 	}
 	if !strings.Contains(progress.String(), "bench: gateway/plain") {
@@ -238,6 +240,40 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	for _, frag := range []string{"messages", "agents", "paced", "mix"} {
 		if !strings.Contains(err.Error(), frag) {
 			t.Errorf("Validate() = %v; want a problem about %s", err, frag)
+		}
+	}
+}
+
+func TestRepeatReportsTheMedianRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	cfg := DefaultConfig()
+	cfg.Messages, cfg.Agents, cfg.Repeat, cfg.Paced = 100, 2, 3, 0.5
+	cfg.Mixes, cfg.Baselines, cfg.ProgressEvery = []Mix{MixPlain}, false, -1
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(rep.Scenarios) != 2 {
+		t.Fatalf("%d scenarios; want gateway and paced gateway", len(rep.Scenarios))
+	}
+	for i, key := range []func(RunSummary) float64{
+		func(x RunSummary) float64 { return x.MsgsPerSec },
+		func(x RunSummary) float64 { return float64(x.P99) },
+	} {
+		s := rep.Scenarios[i]
+		if len(s.Runs) != 3 {
+			t.Fatalf("%s: %d runs; want 3", s.Name, len(s.Runs))
+		}
+		var keys []float64
+		for _, r := range s.Runs {
+			keys = append(keys, key(r))
+		}
+		slices.Sort(keys)
+		got := key(RunSummary{MsgsPerSec: s.MsgsPerSec, P99: s.Latency.P99})
+		if got != keys[1] {
+			t.Errorf("%s reports %v; want the median of %v", s.Name, got, keys)
 		}
 	}
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// Paced × the rate the gateway reached on that mix at full speed
 	// (the latency-under-load figure). Zero: none.
 	Paced float64
+	// Repeat runs every scenario this many times (interleaved: raw,
+	// crypto, gateway, raw, …) and reports the median run, which is what
+	// a noisy shared machine needs. Zero means 1.
+	Repeat int
 	// SealedBytes is the plaintext size of a sealed payload. Default 1024.
 	SealedBytes int
 	// Batch is the fetch batch of the gateway and of the relays.
@@ -126,6 +130,9 @@ func (c *Config) Validate() error {
 	if c.Paced < 0 || c.Paced > 1 {
 		add("paced must be in [0, 1]")
 	}
+	if c.Repeat < 0 || c.Repeat > 25 {
+		add("repeat must be in [0, 25]")
+	}
 	if c.SealedBytes < 64 || c.SealedBytes > 32<<10 {
 		add("sealed bytes must be in [64, 32768]")
 	}
@@ -146,6 +153,8 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+func (c *Config) repeat() int { return max(c.Repeat, 1) }
 
 func (c *Config) timeout() time.Duration {
 	if c.Timeout > 0 {

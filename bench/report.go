@@ -49,6 +49,7 @@ type Settings struct {
 	Mixes       []Mix   `json:"mixes"`
 	Rate        float64 `json:"rate"`
 	Paced       float64 `json:"paced"`
+	Repeat      int     `json:"repeat"`
 	SealedBytes int     `json:"sealed_bytes"`
 	Batch       int     `json:"batch"`
 	Workers     int     `json:"workers"`
@@ -105,11 +106,22 @@ type Result struct {
 	MeanBatch float64 `json:"mean_batch"`
 	// Reemitted counts outputs seen more than once (redeliveries).
 	Reemitted int64 `json:"reemitted"`
+	// Runs summarises every repetition when Config.Repeat > 1, in run
+	// order; the Result itself is the median one.
+	Runs []RunSummary `json:"runs,omitempty"`
 	// Profile, Trace and MemProfile are the CPU profile, execution trace
 	// and allocation profile files written for this scenario.
 	Profile    string `json:"profile,omitempty"`
 	Trace      string `json:"trace,omitempty"`
 	MemProfile string `json:"mem_profile,omitempty"`
+}
+
+// RunSummary is one repetition of a scenario.
+type RunSummary struct {
+	MsgsPerSec       float64 `json:"msgs_per_sec"`
+	P50              int64   `json:"p50_us"`
+	P99              int64   `json:"p99_us"`
+	CPUSecondsPerMsg float64 `json:"cpu_seconds_per_msg"`
 }
 
 // Routes counts terminal outputs by destination.

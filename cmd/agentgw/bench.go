@@ -43,6 +43,7 @@ stderr, the table to stdout.`)
 	noBaselines := c.fs.Bool("no-baselines", false, "run the gateway only")
 	rate := c.fs.Float64("rate", 0, "publish rate in msgs/s for every scenario (0: as fast as possible)")
 	paced := c.fs.Float64("paced", 0, "also run the gateway at this fraction of its measured max rate per mix (e.g. 0.5)")
+	repeat := c.fs.Int("repeat", 1, "run every scenario N times, interleaved, and report the median run")
 	sealedBytes := c.fs.Int("sealed-bytes", def.SealedBytes, "plaintext bytes of a sealed payload")
 	batch := c.fs.Int("batch", 0, "fetch batch of gateway and relays (0: gateway default)")
 	workers := c.fs.Int("workers", 0, "verify workers of gateway and crypto relay (0: GOMAXPROCS)")
@@ -63,7 +64,7 @@ stderr, the table to stdout.`)
 	cfg.NATSURL, cfg.NATSCreds, cfg.Force, cfg.SyncAlways, cfg.Dir = *natsURL, *natsCreds, *force, *syncAlways, *dir
 	cfg.Messages, cfg.Agents, cfg.Tenants = *messages, *agents, *tenants
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
-	cfg.Batch, cfg.Workers, cfg.Timeout = *batch, *workers, *timeout
+	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	if *quiet {
 		cfg.ProgressEvery = -1
