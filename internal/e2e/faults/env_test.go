@@ -29,6 +29,9 @@ type envOptions struct {
 	skew             time.Duration // default 30s (the gateway's default)
 	approvalTTL      time.Duration // default 3s
 	maxMsgsPerOutput int64         // 0: unlimited
+	fetchWait        time.Duration // default 250ms
+	maxTTL           time.Duration // default 5m (the gateway's default)
+	dupWindow        time.Duration // default 20m (the gateway's default)
 }
 
 // env is one deployment: dev material from devenv, real nats-server
@@ -57,6 +60,15 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	if o.approvalTTL == 0 {
 		o.approvalTTL = 3 * time.Second
+	}
+	if o.fetchWait == 0 {
+		o.fetchWait = 250 * time.Millisecond
+	}
+	if o.maxTTL == 0 {
+		o.maxTTL = 5 * time.Minute
+	}
+	if o.dupWindow == 0 {
+		o.dupWindow = 20 * time.Minute
 	}
 	dir := t.TempDir()
 	if *keepFlag {
@@ -152,19 +164,21 @@ policies: [%s, %s]
 limits:
   max_credential_lifetime: 25h
   skew: %s
+  max_ttl: %s
   approval_ttl: %s
 streams:
   replicas: %d
   max_msgs_per_output: %d
+  duplicate_window: %s
 consumer:
   ack_wait: %s
   batch: %d
-  fetch_wait: 250ms
+  fetch_wait: %s
 reload_interval: 0s
 `, devenv.Audience, filepath.Join(e.dir, "gwdata"), e.url(), m.Signing, m.GatewayXK, devenv.Tenant, issuerPub,
 		m.Revocation, filepath.Join(m.Dir, "catalog.yaml"),
 		filepath.Join(m.Dir, "policies", "base.cedar"), filepath.Join(m.Dir, "policies", "refunds.cedar"),
-		o.skew, o.approvalTTL, replicas, o.maxMsgsPerOutput, o.ackWait, o.batch)
+		o.skew, o.maxTTL, o.approvalTTL, replicas, o.maxMsgsPerOutput, o.dupWindow, o.ackWait, o.batch, o.fetchWait)
 	if err := os.WriteFile(e.configPath(), []byte(cfg), 0o600); err != nil {
 		return err
 	}

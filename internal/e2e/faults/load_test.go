@@ -128,18 +128,7 @@ func newLoad(t testing.TB, e *env, rate int) *load {
 	l.js, err = jetstream.New(l.nc)
 	must(t, err)
 
-	tok, kp, err := identity.ReadCreds(e.mat.Agent.Creds)
-	must(t, err)
-	l.agent.token = tok
-	l.agent.signer, err = identity.NewSigner(kp)
-	must(t, err)
-	ck, err := identity.ReadSeedFile(e.mat.Agent.Curve)
-	must(t, err)
-	l.agent.box, err = identity.NewBox(ck)
-	must(t, err)
-	l.agent.xkey = l.agent.box.PublicKey()
-	l.agent.subject, err = subjects.Ingress(devenv.Tenant, l.agent.signer.PublicKey())
-	must(t, err)
+	l.agent = newAgentKeys(t, e)
 
 	l.anc, err = e.connect("agentgw-faults-approver")
 	must(t, err)
@@ -153,6 +142,25 @@ func newLoad(t testing.TB, e *env, rate int) *load {
 	l.approver, err = client.NewApprover(l.anc, ajs, cfg)
 	must(t, err)
 	return l
+}
+
+// newAgentKeys loads the dev agent's credential and keys.
+func newAgentKeys(t testing.TB, e *env) agentKeys {
+	t.Helper()
+	var a agentKeys
+	tok, kp, err := identity.ReadCreds(e.mat.Agent.Creds)
+	must(t, err)
+	a.token = tok
+	a.signer, err = identity.NewSigner(kp)
+	must(t, err)
+	ck, err := identity.ReadSeedFile(e.mat.Agent.Curve)
+	must(t, err)
+	a.box, err = identity.NewBox(ck)
+	must(t, err)
+	a.xkey = a.box.PublicKey()
+	a.subject, err = subjects.Ingress(devenv.Tenant, a.signer.PublicKey())
+	must(t, err)
+	return a
 }
 
 // start runs workers publishing at l.rate in total, and the approver.
