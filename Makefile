@@ -48,5 +48,11 @@ bench:
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
+## soak: real nats-server and agentgw under load with random faults (kill -9,
+## NATS restarts, pauses past AckWait) for DURATION, then the invariant checker.
+DURATION ?= 10m
+soak:
+	$(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./internal/e2e/faults/ -soak=$(DURATION)
+
 clean:
 	rm -rf bin .agentgw
