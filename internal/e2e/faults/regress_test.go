@@ -127,7 +127,7 @@ func TestFullDownstreamOutlastsDuplicateWindow(t *testing.T) {
 	}
 	// Five allowed and five denied: ten audit events, the audit stream is full.
 	waitOutputs(t, e, append(send(kPlain, 5), send(kBadSig, 5)...), 30*time.Second)
-	send(kPlain, 3)                   // capability output stored, audit event refused
+	send(kPlain, 3)                  // capability output stored, audit event refused
 	time.Sleep(3 * e.opts.dupWindow) // several re-emissions past the window
 	for _, name := range []string{gateway.StreamCap, gateway.StreamAudit} {
 		raiseLimit(ctx, t, e.js, name)
