@@ -36,11 +36,21 @@ func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer) e
 }
 
 func (g *Gateway) consumePartition(ctx context.Context, c jetstream.Consumer) error {
+	jobs := make(chan ackJob, 1)
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		g.acker(jobs)
+	}()
+	defer func() {
+		close(jobs)
+		<-acked
+	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		msgs, err := g.fetch(ctx, c)
 		if err == nil && len(msgs) > 0 {
-			err = g.processBatch(ctx, msgs)
+			err = g.processBatch(ctx, msgs, jobs)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -100,7 +110,7 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 // wait for every PubAck → ack ingress. Nothing is acked before its
 // outputs are durable; a failure naks and the redelivery re-emits the
 // recorded outcome.
-func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error {
+func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg, jobs chan<- ackJob) error {
 	now := g.clock()
 	wall := time.Now() // for metrics only; decisions use the clock
 	m := g.metrics
@@ -173,9 +183,11 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg) error 
 	}
 	lap("commit")
 	g.stats.Batches.Add(1)
-	err := g.publishAndAck(ctx, items)
-	lap("publish")
-	return err
+	job := ackJob{items: items, futs: g.publishOutputs(items)}
+	// Hand the batch to the acker even when ctx is cancelled: the batch
+	// in hand always finishes (graceful shutdown).
+	jobs <- job
+	return nil
 }
 
 // finish builds the denial and audit outputs and stages the outcome.
@@ -251,14 +263,20 @@ func targetName(it *item) string {
 	return ""
 }
 
-// publishAndAck publishes every output asynchronously, waits for all
-// PubAcks, then acks each ingress message whose outputs all landed and
-// naks the others (their recorded outcome is re-emitted on redelivery).
-func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
-	type pending struct {
-		it  *item
-		fut jetstream.PubAckFuture
-	}
+// pending is one output awaiting its PubAck.
+type pending struct {
+	it  *item
+	fut jetstream.PubAckFuture
+}
+
+// ackJob is a published batch whose PubAcks the acker waits for.
+type ackJob struct {
+	items []*item
+	futs  []pending
+}
+
+// publishOutputs publishes every output of a batch asynchronously.
+func (g *Gateway) publishOutputs(items []*item) []pending {
 	var futs []pending
 	for _, it := range items {
 		it.outputOK, it.unstored = true, nil
@@ -278,10 +296,37 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 			futs = append(futs, pending{it, f})
 		}
 	}
-	// The batch in hand finishes even when ctx is cancelled (graceful
-	// shutdown), but never waits forever: after the deadline, every
-	// future not already resolved counts as failed (a PubAck can be lost
-	// without a disconnect, e.g. when a stream leader dies).
+	return futs
+}
+
+// acker waits for the PubAcks of published batches and acks their
+// ingress messages, while the partition loop already decides the next
+// batch: the two overlap, and at most one batch waits here (jobs has
+// room for one), so in-flight work stays bounded. It returns when jobs
+// is closed and drained.
+func (g *Gateway) acker(jobs <-chan ackJob) {
+	for j := range jobs {
+		start := time.Now()
+		if err := g.awaitAndAck(j.items, j.futs); err != nil {
+			g.log.Error().Err(err).Msg("batch not acknowledged; messages will be redelivered")
+		}
+		metrics.Since(g.metrics.GateSeconds.WithLabelValues("publish"), start)
+	}
+}
+
+// awaitAndAck waits for all PubAcks of a batch, then acks each ingress
+// message whose outputs all landed and naks the others (their recorded
+// outcome is re-emitted on redelivery). Nothing is acked before its
+// outputs are durable.
+func (g *Gateway) awaitAndAck(items []*item, futs []pending) error {
+	defer func() {
+		for _, it := range items {
+			g.endSpan(it)
+		}
+	}()
+	// Never wait forever: after the deadline, every future not already
+	// resolved counts as failed (a PubAck can be lost without a
+	// disconnect, e.g. when a stream leader dies).
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	timedOut := false
@@ -319,33 +364,19 @@ func (g *Gateway) publishAndAck(ctx context.Context, items []*item) error {
 			return err
 		}
 	}
-	defer func() {
-		for _, it := range items {
-			g.endSpan(it)
-		}
-	}()
-	var acked []store.ReplayKey
 	for _, it := range items {
 		if !it.outputOK {
 			_ = it.msg.NakWithDelay(retryDelay)
 			continue
 		}
 		// A lost ack is harmless: the redelivery re-emits the recorded
-		// outcome and JetStream de-duplicates it.
+		// outcome and JetStream de-duplicates it. The ledger learns what
+		// is acknowledged from the consumer's ack floor (Prune), so no
+		// per-message write is needed here.
 		if err := it.msg.Ack(); err != nil {
 			g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("ack failed; redelivery will re-emit")
-			continue
-		}
-		if it.keyed {
-			acked = append(acked, it.replay)
 		}
 	}
-	if len(acked) > 0 {
-		if err := g.ledger.MarkAcked(acked, g.clock()); err != nil {
-			g.log.Warn().Err(err).Msg("marking entries acked failed; pruning waits for the ack floor instead")
-		}
-	}
-	_ = ctx
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentgw/agentgw/budget"
@@ -21,7 +20,6 @@ import (
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/metrics"
 	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/store"
 )
 
@@ -48,7 +46,6 @@ type Gateway struct {
 	expireEvery time.Duration
 	tracer      trace.Tracer
 	ready       chan struct{}
-	envSchema   *jsonschema.Schema
 
 	stats   Stats
 	metrics *metrics.Gateway
@@ -123,9 +120,6 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: verifier: %w", err)
 	}
 	g.verifier = v
-	if g.envSchema, err = schemas.Compile("envelope.schema.json"); err != nil {
-		return nil, fmt.Errorf("gateway: envelope schema: %w", err)
-	}
 	cat, err := catalog.Load(cfg.Catalog)
 	if err != nil {
 		return nil, err

@@ -251,32 +251,109 @@ func headerSafe(s string) string {
 
 // Outputs are recorded in the ledger before they are published so that a
 // redelivery re-emits exactly the same messages (same Nats-Msg-Id, deduped
-// downstream) instead of deciding again.
-type storedMsg struct {
-	Subject string              `json:"s"`
-	Header  map[string][]string `json:"h"`
-	Data    []byte              `json:"d"`
+// downstream) instead of deciding again. Encoding, version 1: a version
+// byte, then uvarint-length-prefixed fields: count, and per message the
+// subject, the header count, per header the key, value count and values,
+// and the data. Compact and allocation-light: it runs for every message.
+const outcomeV1 = 1
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func appendString(b []byte, v string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 func encodeOutputs(msgs []*nats.Msg) ([]byte, error) {
-	out := make([]storedMsg, len(msgs))
-	for i, m := range msgs {
-		out[i] = storedMsg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+	size := 8
+	for _, m := range msgs {
+		size += len(m.Subject) + len(m.Data) + 16
+		for k, vs := range m.Header {
+			size += len(k) + 8
+			for _, v := range vs {
+				size += len(v) + 4
+			}
+		}
 	}
-	return json.Marshal(out)
+	b := make([]byte, 0, size)
+	b = append(b, outcomeV1)
+	b = binary.AppendUvarint(b, uint64(len(msgs)))
+	for _, m := range msgs {
+		b = appendString(b, m.Subject)
+		b = binary.AppendUvarint(b, uint64(len(m.Header)))
+		for k, vs := range m.Header {
+			b = appendString(b, k)
+			b = binary.AppendUvarint(b, uint64(len(vs)))
+			for _, v := range vs {
+				b = appendString(b, v)
+			}
+		}
+		b = appendBytes(b, m.Data)
+	}
+	return b, nil
+}
+
+// outcomeReader decodes with bounds checks: a damaged record is an
+// error, never a panic.
+type outcomeReader struct {
+	b   []byte
+	err error
+}
+
+func (r *outcomeReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errors.New("gateway: recorded outputs: truncated")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *outcomeReader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		if r.err == nil {
+			r.err = errors.New("gateway: recorded outputs: truncated")
+		}
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
 }
 
 func decodeOutputs(data []byte) ([]*nats.Msg, error) {
-	var in []storedMsg
-	if err := json.Unmarshal(data, &in); err != nil {
-		return nil, fmt.Errorf("gateway: recorded outputs: %w", err)
+	if len(data) == 0 || data[0] != outcomeV1 {
+		return nil, errors.New("gateway: recorded outputs: unknown format")
 	}
-	if len(in) == 0 {
-		return nil, errors.New("gateway: recorded outputs: empty")
+	r := &outcomeReader{b: data[1:]}
+	n := r.uvarint()
+	if n == 0 || n > 16 {
+		return nil, errors.New("gateway: recorded outputs: bad count")
 	}
-	msgs := make([]*nats.Msg, len(in))
-	for i, s := range in {
-		msgs[i] = &nats.Msg{Subject: s.Subject, Header: nats.Header(s.Header), Data: s.Data}
+	msgs := make([]*nats.Msg, 0, n)
+	for range n {
+		m := &nats.Msg{Subject: string(r.bytes()), Header: nats.Header{}}
+		hn := r.uvarint()
+		for range min(hn, 64) {
+			k := string(r.bytes())
+			vn := r.uvarint()
+			for range min(vn, 16) {
+				m.Header[k] = append(m.Header[k], string(r.bytes()))
+			}
+		}
+		m.Data = r.bytes()
+		if r.err != nil {
+			return nil, r.err
+		}
+		msgs = append(msgs, m)
 	}
 	return msgs, nil
 }

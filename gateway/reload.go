@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -10,28 +9,10 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentgw/agentgw/catalog"
 	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/reason"
 )
-
-// schemaCheck validates the body against the envelope JSON Schema, the
-// contract of DESIGN §3, after the strict parser has accepted it.
-func (g *Gateway) schemaCheck(data []byte) error {
-	if g.envSchema == nil {
-		return nil
-	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		return reason.Deny(reason.MalformedEnvelope, "body is not JSON")
-	}
-	if err := g.envSchema.Validate(v); err != nil {
-		return reason.Deny(reason.SchemaViolation, "body violates the envelope schema")
-	}
-	return nil
-}
 
 // Reload re-reads the catalog, the policies and the revocations and swaps
 // each atomically. A broken file keeps the old version in service and is
