@@ -10,9 +10,9 @@ import (
 // keeps running, reconnects by itself and continues; publishes and
 // acknowledgements in flight when the server went away are retried or
 // redelivered, and still every ingress message ends in exactly one place.
-// The server runs with sync_interval: always, as production should: with
-// the default interval a SIGKILL may drop writes the server had already
-// acknowledged (see docs/reliability.md).
+// The server runs with sync_interval: always, as production should
+// (docs/security.md): with the default two-minute interval, writes the
+// server has acknowledged may not survive a crash of the machine.
 func TestNATSRestart(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
