@@ -224,7 +224,7 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 	ev := g.auditEvent(it, g.clock(), it.outputs[0].Subject)
 	g.logDecision(ev)
 	it.outputs = append(it.outputs, g.auditOutput(it, ev))
-	rec, err := encodeOutputs(it.outputs)
+	rec, err := encodeOutputs(it.outputs, it.body)
 	if err != nil {
 		return err
 	}
@@ -465,7 +465,7 @@ func (g *Gateway) forgetStored(items []*item) error {
 	b := g.ledger.NewBatch()
 	defer b.Close()
 	for _, it := range partial {
-		rec, err := encodeOutputs(it.unstored)
+		rec, err := encodeOutputs(it.unstored, it.body)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -254,8 +255,17 @@ func headerSafe(s string) string {
 // downstream) instead of deciding again. Encoding, version 1: a version
 // byte, then uvarint-length-prefixed fields: count, and per message the
 // subject, the header count, per header the key, value count and values,
-// and the data. Compact and allocation-light: it runs for every message.
+// and the data — or, when the data is the ingress body itself (capability
+// and denied outputs carry it untouched), a marker instead: the
+// redelivered ingress message supplies the same bytes. Compact and
+// allocation-light: it runs for every message.
 const outcomeV1 = 1
+
+// Data kinds of a recorded output.
+const (
+	dataInline  = 0
+	dataIngress = 1
+)
 
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
@@ -267,10 +277,13 @@ func appendString(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
-func encodeOutputs(msgs []*nats.Msg) ([]byte, error) {
+func encodeOutputs(msgs []*nats.Msg, ingress []byte) ([]byte, error) {
 	size := 8
 	for _, m := range msgs {
-		size += len(m.Subject) + len(m.Data) + 16
+		size += len(m.Subject) + 16
+		if !bytes.Equal(m.Data, ingress) {
+			size += len(m.Data)
+		}
 		for k, vs := range m.Header {
 			size += len(k) + 8
 			for _, v := range vs {
@@ -291,6 +304,11 @@ func encodeOutputs(msgs []*nats.Msg) ([]byte, error) {
 				b = appendString(b, v)
 			}
 		}
+		if len(m.Data) > 0 && bytes.Equal(m.Data, ingress) {
+			b = append(b, dataIngress)
+			continue
+		}
+		b = append(b, dataInline)
 		b = appendBytes(b, m.Data)
 	}
 	return b, nil
@@ -329,7 +347,23 @@ func (r *outcomeReader) bytes() []byte {
 	return v
 }
 
-func decodeOutputs(data []byte) ([]*nats.Msg, error) {
+func (r *outcomeReader) byte1() byte {
+	if r.err != nil || len(r.b) == 0 {
+		r.fail()
+		return 0xff
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *outcomeReader) fail() {
+	if r.err == nil {
+		r.err = errors.New("gateway: recorded outputs: truncated or damaged")
+	}
+}
+
+func decodeOutputs(data, ingress []byte) ([]*nats.Msg, error) {
 	if len(data) == 0 || data[0] != outcomeV1 {
 		return nil, errors.New("gateway: recorded outputs: unknown format")
 	}
@@ -349,7 +383,14 @@ func decodeOutputs(data []byte) ([]*nats.Msg, error) {
 				m.Header[k] = append(m.Header[k], string(r.bytes()))
 			}
 		}
-		m.Data = r.bytes()
+		switch r.byte1() {
+		case dataIngress:
+			m.Data = ingress
+		case dataInline:
+			m.Data = r.bytes()
+		default:
+			r.fail()
+		}
 		if r.err != nil {
 			return nil, r.err
 		}

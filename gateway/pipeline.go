@@ -174,7 +174,7 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 		// A redelivery after a crash or an ack timeout: the decision was
 		// made and recorded; re-emit it (JetStream de-duplicates by the
 		// same Nats-Msg-Id), never decide again.
-		msgs, err := decodeOutputs(out)
+		msgs, err := decodeOutputs(out, it.body)
 		if err != nil {
 			return err
 		}
