@@ -5,9 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
-
 	"testing"
+	"time"
 
 	"github.com/agentgw/agentgw/internal/procs"
 )
