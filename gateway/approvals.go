@@ -217,51 +217,95 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 	if err != nil || len(due) == 0 {
 		return err
 	}
-	cat := g.catalog.Load()
 	for _, d := range due {
-		if strings.HasPrefix(d.ID, respPrefix) {
+		switch {
+		case strings.HasPrefix(d.ID, respPrefix):
 			// An outstanding request past its answer window: forget it.
-			if err := g.deleteHold(d.ID); err != nil {
-				return err
-			}
-			continue
+			err = g.deleteHold(d.ID)
+		case strings.HasPrefix(d.ID, expiredPrefix):
+			// An expiry decided before a crash: publish what it recorded.
+			err = g.publishExpiry(ctx, d.ID, d.Value)
+		default:
+			err = g.expire(ctx, d.ID, now)
 		}
-		var h held
-		if err := json.Unmarshal(d.Value, &h); err != nil {
-			return fmt.Errorf("gateway: held record %s: %w", d.ID, err)
-		}
-		hi, err := g.heldItem(&h, h.Tenant, h.IngressSeq, cat, now)
-		if hi == nil {
-			return err
-		}
-		hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", d.Deadline.UTC().Format(time.RFC3339)))
-		m, err := g.denyOutput(hi, now)
 		if err != nil {
-			return err
-		}
-		m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
-		ev := g.auditEvent(hi, now, m.Subject)
-		ev.Kind = audit.KindApprovalExpired
-		g.metrics.Approvals.WithLabelValues("expired").Inc()
-		g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
-		g.logDecision(ev)
-		am := g.auditOutput(hi, ev)
-		// Its own id: the held request's audit event already used the
-		// sequence-derived one, and JetStream would drop this as a copy.
-		am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
-		for _, out := range []*nats.Msg{m, am} {
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := g.js.PublishMsg(pctx, out)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("gateway: publish expiry: %w", err)
-			}
-		}
-		if err := g.deleteHold(d.ID); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// expiredPrefix names the record of a decided expiry awaiting publish.
+const expiredPrefix = "expired:"
+
+// expire decides one hold's expiry inside a ledger batch, so it is
+// serialized with the pipeline: a grant whose batch consumed the hold
+// first wins and the expiry is skipped, and once the expiry has consumed
+// the hold no grant can find it. The outputs are recorded in the same
+// commit and published after it (re-published after a crash, into
+// JetStream's de-duplication).
+func (g *Gateway) expire(ctx context.Context, id string, now time.Time) error {
+	b := g.ledger.NewBatch()
+	defer b.Close()
+	deadline, v, ok, err := b.Hold(id)
+	if err != nil || !ok || deadline.After(now) {
+		return err // answered meanwhile, or not due after all
+	}
+	var h held
+	if err := json.Unmarshal(v, &h); err != nil {
+		return fmt.Errorf("gateway: held record %s: %w", id, err)
+	}
+	hi, err := g.heldItem(&h, h.Tenant, h.IngressSeq, g.catalog.Load(), now)
+	if hi == nil {
+		return err
+	}
+	hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)))
+	m, err := g.denyOutput(hi, now)
+	if err != nil {
+		return err
+	}
+	m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
+	ev := g.auditEvent(hi, now, m.Subject)
+	ev.Kind = audit.KindApprovalExpired
+	am := g.auditOutput(hi, ev)
+	// Its own id: the held request's audit event already used the
+	// sequence-derived one, and JetStream would drop this as a copy.
+	am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
+	rec, err := encodeOutputs([]*nats.Msg{m, am}, nil)
+	if err != nil {
+		return err
+	}
+	if err := b.DeleteHold(id); err != nil {
+		return err
+	}
+	if err := b.PutHold(expiredPrefix+id, now, rec); err != nil {
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	g.metrics.Approvals.WithLabelValues("expired").Inc()
+	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
+	g.logDecision(ev)
+	return g.publishExpiry(ctx, expiredPrefix+id, rec)
+}
+
+// publishExpiry publishes a recorded expiry's outputs and then forgets
+// the record.
+func (g *Gateway) publishExpiry(ctx context.Context, recID string, rec []byte) error {
+	msgs, err := decodeOutputs(rec, nil)
+	if err != nil {
+		return err
+	}
+	for _, out := range msgs {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := g.js.PublishMsg(pctx, out)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("gateway: publish expiry: %w", err)
+		}
+	}
+	return g.deleteHold(recID)
 }
 
 func (g *Gateway) deleteHold(id string) error {
@@ -301,7 +345,7 @@ func (g *Gateway) pendingApprovals() (int, time.Duration) {
 	n, now := 0, g.clock()
 	var oldest time.Duration
 	for _, h := range holds {
-		if strings.HasPrefix(h.ID, respPrefix) {
+		if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) {
 			continue
 		}
 		n++

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,7 +96,10 @@ func Collect(ctx context.Context, js jetstream.JetStream) (*Report, error) {
 			seqStr := o.hdr.Get(header.IngressSeq)
 			seq, err := strconv.ParseUint(seqStr, 10, 64)
 			out := Output{Stream: name, Seq: o.seq, Subject: o.subject, Route: o.hdr.Get(header.Route), Reason: o.hdr.Get(header.Reason)}
-			if out.Reason == "approval_expired" && err == nil {
+			// An expiry follow-up carries the held message's sequence and a
+			// Nats-Msg-Id ending ".expired"; a late approver answer denied
+			// approval_expired is an ordinary output of its own message.
+			if strings.HasSuffix(o.hdr.Get(header.MsgID), ".expired") && err == nil {
 				r.FollowUps = append(r.FollowUps, Output{Stream: name, Seq: seq, Subject: o.subject, Route: out.Route, Reason: out.Reason})
 				continue
 			}
