@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -51,6 +52,10 @@ type Gateway struct {
 	metrics *metrics.Gateway
 	mserver *metrics.Server
 	pending atomic.Int64 // consumer num_pending, refreshed by the prune loop
+
+	// ledgerFS, when set by a test, is the ledger's filesystem (a Pebble
+	// vfs that injects failures); nil is the real disk.
+	ledgerFS vfs.FS
 
 	// beforeAck, when set by a test, runs after the outputs are durable
 	// and before the ingress acks; an error aborts the batch there, as a
@@ -133,6 +138,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g.budgets = budget.New(cfg.Budgets)
 	led, err := store.Open(filepath.Join(cfg.DataDir, "ledger"), store.Options{
 		GenWidth: cfg.Limits.MaxTTL + cfg.Limits.Skew,
+		FS:       g.ledgerFS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: ledger: %w", err)
