@@ -107,7 +107,7 @@ func TestCredsRoundTrip(t *testing.T) {
 		{"empty", ""},
 		{"bare jwt", v.Credential.JWT},
 		{"jwt block only", string(data[:bytes.Index(data, []byte("****"))])},
-		{"seed of another key", strings.Replace(string(data), v.Keys.AgentSeed, "SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM", 1)},
+		{"seed of another key", strings.Replace(string(data), v.Keys.AgentSeed, otherUserSeed(t), 1)},
 		{"account seed", strings.Replace(string(data), v.Keys.AgentSeed, v.Keys.IssuerSeed, 1)},
 		{"garbled jwt", strings.Replace(string(data), v.Credential.JWT, "abc.def", 1)},
 	}
@@ -134,4 +134,19 @@ func TestCredsRoundTrip(t *testing.T) {
 			t.Errorf("WriteCreds(garbage) = %v; want ErrCreds", err)
 		}
 	})
+}
+
+// otherUserSeed is a fresh user seed, made at test time so that no seed
+// is committed outside testdata.
+func otherUserSeed(t *testing.T) string {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(seed)
 }
