@@ -17,8 +17,8 @@ build:
 	$(GO) build -o bin/agentgw ./cmd/agentgw
 
 ## run: start an embedded NATS server, the gateway and the demo; Ctrl-C stops.
-run:
-	$(GO) run ./cmd/agentgw run --demo
+run: build
+	./bin/agentgw run --demo
 
 ## test: the whole suite with the race detector.
 test:
