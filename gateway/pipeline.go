@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,7 +50,6 @@ type item struct {
 	route    store.Route
 	denial   *reason.Denial
 	pol      policy.Decision
-	prior    string // for duplicate_request: the first message id
 	outputs  []*nats.Msg
 	reemit   bool   // outputs come from the ledger, not from a decision
 	replayBy string // operator whose replay of a denied message this is
@@ -67,9 +67,11 @@ type item struct {
 	unstored []*nats.Msg // outputs JetStream did not acknowledge
 }
 
+// deny records the denial err carries; an error without one is
+// internal_error, a denial too (fail closed).
 func (it *item) deny(err error) {
-	d, ok := err.(*reason.Denial)
-	if !ok {
+	var d *reason.Denial
+	if !errors.As(err, &d) {
 		d = &reason.Denial{Code: reason.Of(err), Detail: "internal error"}
 	}
 	it.route, it.denial = store.RouteDeny, d
@@ -221,7 +223,6 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	}
 	if used && !(it.replayBy != "" && first.MessageID == it.env.MessageID) {
 		if first.PayloadDigest == it.payload {
-			it.prior = first.MessageID
 			it.deny(reason.Deny(reason.DuplicateRequest, "same request as message %s (decided %s %s)", first.MessageID, first.Decision.Route, first.Decision.Reason))
 		} else {
 			it.deny(reason.Deny(reason.IdempotencyConflict, "idempotency key first used by message %s with another payload", first.MessageID))
