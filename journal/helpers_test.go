@@ -7,13 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/agentgw/agentgw/internal/natstest"
-	"github.com/agentgw/agentgw/internal/procs"
 )
 
 func TestMain(m *testing.M) {
@@ -112,35 +110,4 @@ func ingressRecords(i int, outputBytes int, expires time.Time) []Record {
 		recs = append([]Record{{Op: OpOutcome, Seq: seq, Value: out}}, recs...)
 	}
 	return recs
-}
-
-// startCluster runs n embedded nats-servers clustered over routes, with
-// JetStream, and waits for a meta leader.
-func startCluster(t *testing.T, n int) []*server.Server {
-	t.Helper()
-	ports, err := procs.FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	servers := make([]*server.Server, n)
-	for i := range n {
-		servers[i] = natstest.Start(t, natstest.Options{Configure: func(o *server.Options) {
-			o.ServerName = fmt.Sprintf("n%d", i)
-			o.Cluster = server.ClusterOpts{Name: "agentgw-test", Host: "127.0.0.1", Port: ports[i]}
-			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
-		}})
-	}
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
-		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				return true
-			}
-		}
-		return false
-	})
-	return servers
 }

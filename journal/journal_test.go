@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 func TestAppendReplayByPartition(t *testing.T) {
@@ -289,7 +291,7 @@ func TestReplayStopsOnFnErrorAndCorruption(t *testing.T) {
 // would by not acking the batch, and the journal read from another node
 // holds every acknowledged record in order.
 func TestClusterLeaderLossKeepsAcknowledgedRecords(t *testing.T) {
-	servers := startCluster(t, 3)
+	servers := natstest.StartCluster(t, 3)
 	c := Config{Replicas: 3}
 	var urls []string
 	for _, s := range servers {

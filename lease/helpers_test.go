@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/agentgw/agentgw/internal/natstest"
-	"github.com/agentgw/agentgw/internal/procs"
 )
 
 func TestMain(m *testing.M) {
@@ -186,36 +184,4 @@ func (in *instance) crash() {
 func serverURL(t *testing.T) (*server.Server, string) {
 	s := natstest.Start(t, natstest.Options{})
 	return s, s.ClientURL()
-}
-
-// startCluster runs n embedded nats-servers clustered over routes, with
-// JetStream, and waits until JetStream can create replicated assets.
-func startCluster(t *testing.T, n int) []*server.Server {
-	t.Helper()
-	ports, err := procs.FreePorts(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	servers := make([]*server.Server, n)
-	for i := range n {
-		// Each node is ready for clients before the cluster forms.
-		servers[i] = natstest.Start(t, natstest.Options{Configure: func(o *server.Options) {
-			o.ServerName = fmt.Sprintf("n%d", i)
-			o.Cluster = server.ClusterOpts{Name: "agentgw-test", Host: "127.0.0.1", Port: ports[i]}
-			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
-		}})
-	}
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
-		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				return true
-			}
-		}
-		return false
-	})
-	return servers
 }

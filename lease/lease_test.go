@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 const testTTL = 2 * time.Second
@@ -232,7 +234,7 @@ func TestGracefulReleaseHandsOver(t *testing.T) {
 // leader never lets two instances hold a partition, and every partition is
 // held again afterwards.
 func TestClusterLeaderLoss(t *testing.T) {
-	servers := startCluster(t, 3)
+	servers := natstest.StartCluster(t, 3)
 	var urls []string
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
