@@ -325,9 +325,7 @@ func (g *Gateway) decide(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.PolicyDenied, "no permit, or forbidden, at stage authorize"))
 		return
 	}
-	end = g.gate(it, "open")
 	plain, err := g.openPayload(it)
-	end()
 	if err != nil {
 		it.deny(err)
 		return
@@ -373,8 +371,10 @@ func (g *Gateway) decide(it *item, now time.Time) {
 }
 
 // openPayload returns the plaintext payload: opened from the sealed box
-// (counted) or the plain object's bytes.
+// (counted, traced as gate "open") or the plain object's bytes. Callers
+// run it only after authorization.
 func (g *Gateway) openPayload(it *item) ([]byte, error) {
+	defer g.gate(it, "open")()
 	p := it.env.Payload
 	if !p.IsSealed() {
 		return append([]byte(nil), p.Plain...), nil

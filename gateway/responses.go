@@ -132,9 +132,7 @@ func (g *Gateway) decideResponse(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this consumer answer for %s", it.target.Name))
 		return
 	}
-	end = g.gate(it, "open")
 	plain, err := g.openPayload(it)
-	end()
 	if err != nil {
 		it.deny(err)
 		return
