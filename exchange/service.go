@@ -445,27 +445,41 @@ func (sv *server) handle(req micro.Request) {
 	}()
 }
 
+// reply answers req on its reply subject. It publishes on the connection
+// rather than through req.Respond/req.Error: those record the outcome in
+// the request, which micro reads once the handler returns, and handle
+// returns before its worker answers (a data race the race detector
+// found). The wire form is micro's: an error carries the
+// Nats-Service-Error and Nats-Service-Error-Code headers.
 func (sv *server) reply(req micro.Request, resp *protocol.Response, err error) {
+	m := nats.NewMsg(req.Reply())
 	if err == nil {
-		_ = req.RespondJSON(resp)
-		return
+		m.Data, _ = json.Marshal(resp) // plain types only: cannot fail
+	} else {
+		code := reason.Of(err)
+		status, oauth := "400", "invalid_request"
+		switch code {
+		case reason.ExchangeUntrustedIdP, reason.ExchangeTokenInvalid, reason.ExchangeTokenAudience,
+			reason.ExchangeTokenExpired, reason.ExchangeActorDenied, reason.ExchangeNoScope:
+			status, oauth = "403", "invalid_grant"
+		case reason.ExchangeProofInvalid, reason.ExchangeProofStale:
+			status, oauth = "401", "invalid_request"
+		case reason.ExchangeScopeDenied:
+			status, oauth = "403", "invalid_scope"
+		case reason.Internal:
+			status, oauth = "500", "server_error"
+		}
+		// The caller learns the code, never the operator's detail.
+		m.Data, _ = json.Marshal(protocol.ErrorBody{Error: oauth, Reason: string(code)})
+		m.Header.Set(micro.ErrorHeader, string(code))
+		m.Header.Set(micro.ErrorCodeHeader, status)
 	}
-	code := reason.Of(err)
-	status, oauth := "400", "invalid_request"
-	switch code {
-	case reason.ExchangeUntrustedIdP, reason.ExchangeTokenInvalid, reason.ExchangeTokenAudience,
-		reason.ExchangeTokenExpired, reason.ExchangeActorDenied, reason.ExchangeNoScope:
-		status, oauth = "403", "invalid_grant"
-	case reason.ExchangeProofInvalid, reason.ExchangeProofStale:
-		status, oauth = "401", "invalid_request"
-	case reason.ExchangeScopeDenied:
-		status, oauth = "403", "invalid_scope"
-	case reason.Internal:
-		status, oauth = "500", "server_error"
+	if m.Subject == "" {
+		return // a publish, not a request: nobody to answer
 	}
-	data, _ := json.Marshal(protocol.ErrorBody{Error: oauth, Reason: string(code)})
-	// The caller learns the code, never the operator's detail.
-	_ = req.Error(status, string(code), data)
+	if perr := sv.nc.PublishMsg(m); perr != nil {
+		sv.svc.opts.log.Warn().Err(perr).Msg("exchange: reply failed")
+	}
 }
 
 func (sv *server) publishAudit(ev audit.Event) {
