@@ -50,7 +50,7 @@ type held struct {
 func holdID(tenant, messageID string) string { return tenant + "/" + messageID }
 
 // holdRecord stages the hold of an item routed to approval.
-func (g *Gateway) holdRecord(b *store.Batch, it *item, deadline time.Time) error {
+func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error {
 	h := held{
 		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body,
 		Header: map[string][]string{
@@ -100,7 +100,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // someone other than the requester holding scope approve:<target>, and
 // bind to the exact digest and policy version the approver was shown. A
 // valid answer consumes the hold in the same batch: single use.
-func (g *Gateway) approvalGate(b *store.Batch, cat *catalog.Catalog, it *item, now time.Time) error {
+func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := holdID(it.env.Tenant, it.env.Target)
 	deadline, v, ok, err := b.Hold(id)
 	if err != nil {
@@ -213,23 +213,25 @@ func (g *Gateway) expireLoop(ctx context.Context) error {
 
 func (g *Gateway) expireDue(ctx context.Context) error {
 	now := g.clock()
-	due, err := g.ledger.DueHolds(now, 256)
-	if err != nil || len(due) == 0 {
-		return err
-	}
-	for _, d := range due {
-		switch {
-		case strings.HasPrefix(d.ID, respPrefix):
-			// An outstanding request past its answer window: forget it.
-			err = g.deleteHold(d.ID)
-		case strings.HasPrefix(d.ID, expiredPrefix):
-			// An expiry decided before a crash: publish what it recorded.
-			err = g.publishExpiry(ctx, d.ID, d.Value)
-		default:
-			err = g.expire(ctx, d.ID, now)
-		}
+	for _, led := range g.ledgers() {
+		due, err := led.DueHolds(now, 256)
 		if err != nil {
 			return err
+		}
+		for _, d := range due {
+			switch {
+			case strings.HasPrefix(d.ID, respPrefix):
+				// An outstanding request past its answer window: forget it.
+				err = deleteHold(led, d.ID)
+			case strings.HasPrefix(d.ID, expiredPrefix):
+				// An expiry decided before a crash: publish what it recorded.
+				err = g.publishExpiry(ctx, led, d.ID, d.Value)
+			default:
+				err = g.expire(ctx, led, d.ID, now)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -244,8 +246,8 @@ const expiredPrefix = "expired:"
 // the hold no grant can find it. The outputs are recorded in the same
 // commit and published after it (re-published after a crash, into
 // JetStream's de-duplication).
-func (g *Gateway) expire(ctx context.Context, id string, now time.Time) error {
-	b := g.ledger.NewBatch()
+func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now time.Time) error {
+	b := led.NewBatch()
 	defer b.Close()
 	deadline, v, ok, err := b.Hold(id)
 	if err != nil || !ok || deadline.After(now) {
@@ -287,12 +289,12 @@ func (g *Gateway) expire(ctx context.Context, id string, now time.Time) error {
 	g.metrics.Approvals.WithLabelValues("expired").Inc()
 	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
 	g.logDecision(ev)
-	return g.publishExpiry(ctx, expiredPrefix+id, rec)
+	return g.publishExpiry(ctx, led, expiredPrefix+id, rec)
 }
 
 // publishExpiry publishes a recorded expiry's outputs and then forgets
 // the record.
-func (g *Gateway) publishExpiry(ctx context.Context, recID string, rec []byte) error {
+func (g *Gateway) publishExpiry(ctx context.Context, led *store.Ledger, recID string, rec []byte) error {
 	msgs, err := decodeOutputs(rec, nil)
 	if err != nil {
 		return err
@@ -305,11 +307,11 @@ func (g *Gateway) publishExpiry(ctx context.Context, recID string, rec []byte) e
 			return fmt.Errorf("gateway: publish expiry: %w", err)
 		}
 	}
-	return g.deleteHold(recID)
+	return deleteHold(led, recID)
 }
 
-func (g *Gateway) deleteHold(id string) error {
-	b := g.ledger.NewBatch()
+func deleteHold(led *store.Ledger, id string) error {
+	b := led.NewBatch()
 	defer b.Close()
 	if err := b.DeleteHold(id); err != nil {
 		return err
@@ -321,7 +323,7 @@ func (g *Gateway) deleteHold(id string) error {
 // request under the same tenant and message id (another agent's, since an
 // agent's own would be a replay) is never overwritten: the newcomer is
 // denied.
-func (g *Gateway) stageHold(b *store.Batch, it *item, now time.Time) error {
+func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 	_, _, exists, err := b.Hold(holdID(it.env.Tenant, it.env.MessageID))
 	if err != nil {
 		return err
@@ -338,9 +340,13 @@ func (g *Gateway) stageHold(b *store.Batch, it *item, now time.Time) error {
 // for the approval-queue gauges. It reads the holds (few: one per request
 // awaiting a human), never their payloads.
 func (g *Gateway) pendingApprovals() (int, time.Duration) {
-	holds, err := g.ledger.DueHolds(time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC), 100000)
-	if err != nil {
-		return 0, 0
+	var holds []store.Hold
+	for _, led := range g.ledgers() {
+		h, err := led.DueHolds(time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC), 100000)
+		if err != nil {
+			return 0, 0
+		}
+		holds = append(holds, h...)
 	}
 	n, now := 0, g.clock()
 	var oldest time.Duration

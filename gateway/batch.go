@@ -25,22 +25,31 @@ const retryDelay = 2 * time.Second
 
 func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer) error {
 	eg, ctx := errgroup.WithContext(ctx)
-	for _, c := range consumers {
-		eg.Go(func() error { return g.consumePartition(ctx, c) })
+	if g.scale != nil {
+		eg.Go(func() error { return g.runScaleOut(ctx) })
+	} else {
+		parts := make([]*partState, len(consumers))
+		for p, c := range consumers {
+			parts[p] = &partState{p: p, cons: c, ledger: g.ledger, abandon: context.Background()}
+			eg.Go(func() error { return g.consumePartition(ctx, parts[p]) })
+		}
+		eg.Go(func() error { return g.pruneLoop(ctx, parts) })
 	}
-	eg.Go(func() error { return g.pruneLoop(ctx, consumers) })
 	eg.Go(func() error { return g.expireLoop(ctx) })
 	eg.Go(func() error { return g.watchLoop(ctx) })
 	eg.Go(func() error { return g.serveOperator(ctx) })
 	return eg.Wait()
 }
 
-func (g *Gateway) consumePartition(ctx context.Context, c jetstream.Consumer) error {
+// consumePartition decides ps's messages until ctx ends. A batch that
+// fails is redelivered; one whose journal append failed ends the tenure
+// (errRestart), since the ledger then holds what the journal does not.
+func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 	jobs := make(chan ackJob, 1)
 	acked := make(chan struct{})
 	go func() {
 		defer close(acked)
-		g.acker(jobs)
+		g.acker(ps, jobs)
 	}()
 	defer func() {
 		close(jobs)
@@ -48,13 +57,17 @@ func (g *Gateway) consumePartition(ctx context.Context, c jetstream.Consumer) er
 	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		msgs, err := g.fetch(ctx, c)
+		msgs, err := g.fetch(ctx, ps.cons)
 		if err == nil && len(msgs) > 0 {
-			err = g.processBatch(ctx, msgs, jobs)
+			err = g.processBatch(ctx, ps, msgs, jobs)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, errRestart) {
+				g.metrics.PartitionEvents.WithLabelValues("restarted").Inc()
+				return err
 			}
 			g.log.Error().Err(err).Msg("batch failed; messages will be redelivered")
 			select {
@@ -110,7 +123,7 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 // wait for every PubAck → ack ingress. Nothing is acked before its
 // outputs are durable; a failure naks and the redelivery re-emits the
 // recorded outcome.
-func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg, jobs chan<- ackJob) error {
+func (g *Gateway) processBatch(ctx context.Context, ps *partState, msgs []jetstream.Msg, jobs chan<- ackJob) error {
 	now := g.clock()
 	wall := time.Now() // for metrics only; decisions use the clock
 	m := g.metrics
@@ -145,7 +158,7 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg, jobs c
 	})
 	lap("verify")
 	// Ledger, catalog and budget gates, in stream order.
-	b := g.ledger.NewBatch()
+	b := g.newBatch(ps)
 	defer b.Close()
 	cat := g.catalog.Load()
 	for _, it := range items {
@@ -182,6 +195,24 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg, jobs c
 		return fmt.Errorf("gateway: ledger commit: %w", err)
 	}
 	lap("commit")
+	if ps.epoch != 0 {
+		// Scale-out: the journal, not this disk, is what the next owner
+		// of the partition will know. Nothing is published before it has
+		// the batch; a failed append leaves the ledger ahead of the
+		// journal, so the tenure restarts from the journal.
+		start := time.Now()
+		err := g.scale.journal.Append(ctx, ps.p, b.recs)
+		metrics.Since(m.JournalSeconds, start)
+		if err != nil {
+			g.nakAll(items)
+			return fmt.Errorf("%w: journal append: %w", errRestart, err)
+		}
+		lap("journal")
+		if !g.stillOwned(ps) {
+			g.nakAll(items)
+			return fmt.Errorf("%w: lease lost before publishing", errRestart)
+		}
+	}
 	g.stats.Batches.Add(1)
 	job := ackJob{items: items, futs: g.publishOutputs(items)}
 	// Hand the batch to the acker even when ctx is cancelled: the batch
@@ -191,7 +222,7 @@ func (g *Gateway) processBatch(ctx context.Context, msgs []jetstream.Msg, jobs c
 }
 
 // finish builds the denial and audit outputs and stages the outcome.
-func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
+func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 	if it.reemit {
 		return nil
 	}
@@ -224,13 +255,6 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 	ev := g.auditEvent(it, g.clock(), it.outputs[0].Subject)
 	g.logDecision(ev)
 	it.outputs = append(it.outputs, g.auditOutput(it, ev))
-	rec, err := encodeOutputs(it.outputs, it.body)
-	if err != nil {
-		return err
-	}
-	if err := b.PutOutcome(it.seq, rec); err != nil {
-		return err
-	}
 	d := store.Decision{Route: it.route, Target: targetName(it), PolicyIDs: it.pol.PolicyIDs, PolicyVersion: it.pol.Version, OutputMsgID: outputMsgID(it, "")}
 	if it.denial != nil {
 		d.Reason = it.denial.Code
@@ -247,6 +271,15 @@ func (g *Gateway) finish(b *store.Batch, it *item, now time.Time) error {
 				return err
 			}
 		}
+	}
+	// The outcome last: a journal prefix never holds it without the
+	// entries above (see ledgerBatch).
+	rec, err := encodeOutputs(it.outputs, it.body)
+	if err != nil {
+		return err
+	}
+	if err := b.PutOutcome(it.seq, rec); err != nil {
+		return err
 	}
 	g.count(it)
 	g.stats.Decided.Add(1)
@@ -304,10 +337,10 @@ func (g *Gateway) publishOutputs(items []*item) []pending {
 // batch: the two overlap, and at most one batch waits here (jobs has
 // room for one), so in-flight work stays bounded. It returns when jobs
 // is closed and drained.
-func (g *Gateway) acker(jobs <-chan ackJob) {
+func (g *Gateway) acker(ps *partState, jobs <-chan ackJob) {
 	for j := range jobs {
 		start := time.Now()
-		if err := g.awaitAndAck(j.items, j.futs); err != nil {
+		if err := g.awaitAndAck(ps, j.items, j.futs); err != nil {
 			g.log.Error().Err(err).Msg("batch not acknowledged; messages will be redelivered")
 		}
 		metrics.Since(g.metrics.GateSeconds.WithLabelValues("publish"), start)
@@ -318,7 +351,7 @@ func (g *Gateway) acker(jobs <-chan ackJob) {
 // message whose outputs all landed and naks the others (their recorded
 // outcome is re-emitted on redelivery). Nothing is acked before its
 // outputs are durable.
-func (g *Gateway) awaitAndAck(items []*item, futs []pending) error {
+func (g *Gateway) awaitAndAck(ps *partState, items []*item, futs []pending) error {
 	defer func() {
 		for _, it := range items {
 			g.endSpan(it)
@@ -354,15 +387,22 @@ func (g *Gateway) awaitAndAck(items []*item, futs []pending) error {
 		case <-deadline.C:
 			timedOut = true
 			fail(errPubAckTimeout)
+		case <-ps.abandon.Done():
+			// The lease is gone: the next owner re-emits what the
+			// journal recorded; nothing more is acked from here.
+			return fmt.Errorf("gateway: partition %d given up with a batch in flight", ps.p)
 		}
 	}
-	if err := g.forgetStored(items); err != nil {
+	if err := g.forgetStored(ps, items); err != nil {
 		g.log.Warn().Err(err).Msg("could not narrow recorded outcomes; a redelivery re-emits them all (deduplicated within the window)")
 	}
 	if g.beforeAck != nil {
 		if err := g.beforeAck(); err != nil {
 			return err
 		}
+	}
+	if !g.stillOwned(ps) {
+		return fmt.Errorf("gateway: partition %d lease lost before acking", ps.p)
 	}
 	for _, it := range items {
 		if !it.outputOK {
@@ -452,7 +492,7 @@ func (g *Gateway) count(it *item) {
 // redelivery then re-emits only what is missing, so a downstream that
 // stays full longer than the duplicate window cannot make a stored
 // output appear twice. Failures are rare; this commit is synced.
-func (g *Gateway) forgetStored(items []*item) error {
+func (g *Gateway) forgetStored(ps *partState, items []*item) error {
 	var partial []*item
 	for _, it := range items {
 		if !it.outputOK && len(it.unstored) > 0 && len(it.unstored) < len(it.outputs) {
@@ -462,7 +502,7 @@ func (g *Gateway) forgetStored(items []*item) error {
 	if len(partial) == 0 {
 		return nil
 	}
-	b := g.ledger.NewBatch()
+	b := g.newBatch(ps)
 	defer b.Close()
 	for _, it := range partial {
 		rec, err := encodeOutputs(it.unstored, it.body)
@@ -473,7 +513,15 @@ func (g *Gateway) forgetStored(items []*item) error {
 			return err
 		}
 	}
-	return b.Commit()
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	if ps.epoch != 0 {
+		// Without it a new owner re-emits the whole outcome, which the
+		// output streams de-duplicate within their window.
+		return g.scale.journal.Append(context.Background(), ps.p, b.recs)
+	}
+	return nil
 }
 
 // latestDeliveries keeps one item per stream sequence: when a message is

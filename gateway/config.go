@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/exchange"
+	"github.com/agentgw/agentgw/lease"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/tracing"
 )
@@ -55,6 +56,12 @@ type Config struct {
 	// ReloadInterval is how often policy, catalog and revocation files
 	// are checked for changes. Zero disables polling (SIGHUP still works).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// ScaleOut, when set, makes this process one of several gateway
+	// instances sharing the ingress partitions (docs/scale-out.md):
+	// partitions are taken by lease, each with its own ledger rebuilt
+	// from a JetStream journal. Unset: one instance owns every partition
+	// and keeps one ledger on its disk.
+	ScaleOut *ScaleOutConfig `yaml:"scale_out"`
 
 	dir string
 }
@@ -163,6 +170,29 @@ type ConsumerConfig struct {
 	// Partitions splits ingress by agent (deterministic subject
 	// partitioning). Fixed per deployment. Default 1.
 	Partitions int `yaml:"partitions"`
+}
+
+// ScaleOutConfig configures one instance of a scaled-out deployment.
+// Every instance of a deployment must agree on everything but Instance.
+type ScaleOutConfig struct {
+	// Instance names this process: 1–64 of [A-Za-z0-9_-], unique in the
+	// deployment. Required.
+	Instance string `yaml:"instance"`
+	// LeaseTTL is how long a partition lease lives without renewal: the
+	// longest a dead instance's partitions wait for a new owner. Default
+	// 15s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// LeaseRenew is how often a held lease is renewed. Default TTL/3.
+	LeaseRenew time.Duration `yaml:"lease_renew"`
+	// LeaseMargin is how much before the server could expire a lease its
+	// holder stops the partition. Default TTL/5. See lease/doc.go for
+	// what it must cover.
+	LeaseMargin time.Duration `yaml:"lease_margin"`
+	// JournalMaxAge is how long journal records are kept, and so the
+	// window a new owner replays. Default, and minimum: the longest any
+	// ledger record matters (limits.max_ttl + limits.skew, the approval
+	// TTL, a response deadline plus max_ttl) plus a minute.
+	JournalMaxAge time.Duration `yaml:"journal_max_age"`
 }
 
 // DefaultConfig returns the defaults; Audience, DataDir and Catalog still
@@ -326,6 +356,14 @@ func (c *Config) Validate() error {
 	if c.ReloadInterval < 0 {
 		add("reload_interval must not be negative")
 	}
+	if so := c.ScaleOut; so != nil {
+		if err := c.leaseConfig().Validate(); err != nil {
+			add("scale_out: %v", err)
+		}
+		if so.JournalMaxAge != 0 && so.JournalMaxAge < c.journalWindow() {
+			add("scale_out.journal_max_age (%s) must cover the longest-lived ledger record (%s)", so.JournalMaxAge, c.journalWindow())
+		}
+	}
 	if c.Exchange != nil {
 		if err := c.Exchange.Validate(); err != nil {
 			errs = append(errs, err)
@@ -335,4 +373,33 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gateway: invalid config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// journalWindow is the shortest journal retention that keeps every
+// record a partition's ledger still needs: replay and idempotency
+// entries (max TTL + skew), single-use markers, and held approvals.
+func (c Config) journalWindow() time.Duration {
+	l := c.Limits
+	return max(l.MaxTTL+l.Skew, l.ApprovalTTL+l.Skew) + time.Minute
+}
+
+// journalMaxAge is the configured journal retention, or its minimum.
+func (c Config) journalMaxAge() time.Duration {
+	if c.ScaleOut != nil && c.ScaleOut.JournalMaxAge != 0 {
+		return c.ScaleOut.JournalMaxAge
+	}
+	return c.journalWindow()
+}
+
+// leaseConfig is the lease protocol's view of the configuration.
+func (c Config) leaseConfig() lease.Config {
+	so := c.ScaleOut
+	return lease.Config{
+		Instance:   so.Instance,
+		Partitions: c.Consumer.Partitions,
+		TTL:        so.LeaseTTL,
+		Renew:      so.LeaseRenew,
+		Margin:     so.LeaseMargin,
+		Replicas:   c.Streams.Replicas,
+	}
 }

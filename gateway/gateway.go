@@ -35,7 +35,8 @@ type Gateway struct {
 	ownNC bool
 	js    jetstream.JetStream
 
-	ledger      *store.Ledger
+	ledger      *store.Ledger // single-instance mode; nil when scaled out
+	scale       *scaleOut     // scale-out mode; nil otherwise
 	verifier    *identity.Verifier
 	revocations *identity.Revocations
 	signer      *identity.Signer
@@ -136,16 +137,29 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	g.policy = policy.NewEngine(set)
 	g.budgets = budget.New(cfg.Budgets)
-	led, err := store.Open(filepath.Join(cfg.DataDir, "ledger"), store.Options{
-		GenWidth: cfg.Limits.MaxTTL + cfg.Limits.Skew,
-		FS:       g.ledgerFS,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("gateway: ledger: %w", err)
+	if cfg.ScaleOut != nil {
+		g.scale = &scaleOut{running: map[int]*partRun{}, live: map[int]*partState{}}
+	} else {
+		led, err := store.Open(filepath.Join(cfg.DataDir, "ledger"), g.ledgerOptions())
+		if err != nil {
+			return nil, fmt.Errorf("gateway: ledger: %w", err)
+		}
+		g.ledger = led
 	}
-	g.ledger = led
-	g.metrics.GaugeFunc("agentgw_ledger_generations", "Live ledger generations.", func() float64 { return float64(led.Stats().Generations) })
-	g.metrics.GaugeFunc("agentgw_ledger_entries", "Approximate live replay and idempotency entries.", func() float64 { return float64(led.Stats().ApproxEntries) })
+	g.metrics.GaugeFunc("agentgw_ledger_generations", "Live ledger generations (summed over held partitions).", func() float64 {
+		n := 0
+		for _, l := range g.ledgers() {
+			n += l.Stats().Generations
+		}
+		return float64(n)
+	})
+	g.metrics.GaugeFunc("agentgw_ledger_entries", "Approximate live replay and idempotency entries (summed over held partitions).", func() float64 {
+		n := 0
+		for _, l := range g.ledgers() {
+			n += int(l.Stats().ApproxEntries)
+		}
+		return float64(n)
+	})
 	g.metrics.GaugeFunc("agentgw_approvals_pending", "Requests held for an approver now (approval queue depth).", func() float64 {
 		n, _ := g.pendingApprovals()
 		return float64(n)
@@ -234,6 +248,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		consumers = append(consumers, c)
 	}
+	if g.scale != nil {
+		if err := g.setupScaleOut(setupCtx, consumers); err != nil {
+			return err
+		}
+	}
 	if addr := g.cfg.Metrics.Listen; addr != "" {
 		ms, err := metrics.Listen(addr, g.metrics, func() bool { return true })
 		if err != nil {
@@ -294,5 +313,6 @@ func (g *Gateway) Close() error {
 	if g.ledger != nil {
 		errs = append(errs, g.ledger.Close())
 	}
+	// Scale-out partitions close their ledgers when their tenure ends.
 	return errors.Join(errs...)
 }

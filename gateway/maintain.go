@@ -3,8 +3,6 @@ package gateway
 import (
 	"context"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pruneInterval is how often expired ledger generations are dropped.
@@ -13,7 +11,11 @@ const pruneInterval = 30 * time.Second
 // pruneLoop drops expired ledger generations, never one that holds an
 // entry for an ingress message the consumers have not yet acknowledged:
 // the ack floor bounds what may go.
-func (g *Gateway) pruneLoop(ctx context.Context, consumers []jetstream.Consumer) error {
+//
+// parts share one ledger (single-instance mode: every partition) or are
+// one partition with its own (scale-out mode).
+func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
+	led := parts[0].ledger
 	t := time.NewTicker(pruneInterval)
 	defer t.Stop()
 	for {
@@ -22,14 +24,14 @@ func (g *Gateway) pruneLoop(ctx context.Context, consumers []jetstream.Consumer)
 			return nil
 		case <-t.C:
 		}
-		floor, ok := g.ackFloor(ctx, consumers)
+		floor, ok := g.ackFloor(ctx, parts)
 		if !ok {
 			continue
 		}
-		if err := g.ledger.PruneOutcomes(floor); err != nil {
+		if err := led.PruneOutcomes(floor); err != nil {
 			g.log.Warn().Err(err).Msg("outcome prune failed")
 		}
-		st, err := g.ledger.Prune(g.clock(), floor)
+		st, err := led.Prune(g.clock(), floor)
 		if err != nil {
 			g.metrics.PruneRuns.WithLabelValues("error").Inc()
 			g.log.Warn().Err(err).Msg("ledger prune failed")
@@ -42,11 +44,13 @@ func (g *Gateway) pruneLoop(ctx context.Context, consumers []jetstream.Consumer)
 
 // ackFloor is the lowest stream sequence below which every consumer has
 // acknowledged everything.
-func (g *Gateway) ackFloor(ctx context.Context, consumers []jetstream.Consumer) (uint64, bool) {
+// In scale-out mode the lag gauge counts the partitions pruned last.
+func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, bool) {
 	var floor uint64
 	var pending int64
 	defer func() { g.pending.Store(pending) }()
-	for i, c := range consumers {
+	for i, ps := range parts {
+		c := ps.cons
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		info, err := c.Info(ictx)
 		cancel()

@@ -162,8 +162,14 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 	res := operator.Result{DryRun: true}
 	g.verify(it, now)
 	if it.route == "" {
-		if prev, seen, err := g.ledger.Replay(it.replay, now); err == nil && seen && prev.Decision.Route != store.RouteDeny {
-			it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+		// Scaled out, the entry is in the ledger of whichever instance
+		// holds the message's partition, maybe not this one: the real
+		// replay's ledger gate decides then.
+		for _, led := range g.ledgers() {
+			if prev, seen, err := led.Replay(it.replay, now); err == nil && seen && prev.Decision.Route != store.RouteDeny {
+				it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+				break
+			}
 		}
 	}
 	if it.route == "" {

@@ -167,7 +167,7 @@ func (g *Gateway) verify(it *item, now time.Time) {
 // ledgerGate runs the stateful gates in stream order on one goroutine:
 // redelivery, replay, idempotency, catalog, budget. It stages provisional
 // ledger entries so a second copy later in the same batch is caught.
-func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now time.Time) error {
+func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	out, found, err := b.Outcome(it.seq)
 	if err != nil {
 		return err
@@ -191,6 +191,14 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	prev, seen, err := b.Replay(it.replay, now)
 	if err != nil {
 		return err
+	}
+	// The same ingress message (same stream sequence) whose entries
+	// reached the journal but whose outcome did not (scale-out: an
+	// append that failed part way): its decision was never published,
+	// so it is decided now, not taken for its own replay.
+	again := seen && prev.Seq == it.seq && it.replayBy == ""
+	if again {
+		seen = false
 	}
 	if seen && it.replayBy == "" {
 		it.deny(reason.Deny(reason.ReplayDetected, "message %s first seen at ingress sequence %d", it.env.MessageID, prev.Seq))
@@ -221,7 +229,7 @@ func (g *Gateway) ledgerGate(b *store.Batch, cat *catalog.Catalog, it *item, now
 	if err != nil {
 		return err
 	}
-	if used && !(it.replayBy != "" && first.MessageID == it.env.MessageID) {
+	if used && !((it.replayBy != "" || again) && first.MessageID == it.env.MessageID) {
 		if first.PayloadDigest == it.payload {
 			it.deny(reason.Deny(reason.DuplicateRequest, "same request as message %s (decided %s %s)", first.MessageID, first.Decision.Route, first.Decision.Reason))
 		} else {

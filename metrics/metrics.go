@@ -33,6 +33,9 @@ type Gateway struct {
 	PolicyReloads *prometheus.CounterVec // result
 	BudgetDenials *prometheus.CounterVec // tenant
 	OperatorReqs  *prometheus.CounterVec // kind: dry_run, replay; result
+	// Scale-out mode only.
+	PartitionEvents *prometheus.CounterVec // event: acquired, lost, restarted
+	JournalSeconds  prometheus.Histogram   // one batch's journal append
 }
 
 // latencyBuckets span 50 µs to ~26 s.
@@ -61,7 +64,9 @@ func New() *Gateway {
 	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_reloads_total", Help: "Policy, catalog and revocation reloads by result."}, []string{"result"})
 	m.BudgetDenials = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_budget_denials_total", Help: "Messages denied budget_exceeded, by tenant."}, []string{"tenant"})
 	m.OperatorReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_operator_requests_total", Help: "Operator replay requests by kind and result."}, []string{"kind", "result"})
-	for _, c := range []prometheus.Collector{m.Decisions, m.DecisionDelay, m.GateSeconds, m.BatchSize, m.BatchSeconds, m.Redeliveries,
+	m.PartitionEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_partition_events_total", Help: "Scale-out: partition leases acquired and lost, and tenures restarted from the journal."}, []string{"event"})
+	m.JournalSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_journal_append_seconds", Help: "Scale-out: time to journal one batch (acknowledged by the journal stream).", Buckets: latencyBuckets})
+	for _, c := range []prometheus.Collector{m.PartitionEvents, m.JournalSeconds, m.Decisions, m.DecisionDelay, m.GateSeconds, m.BatchSize, m.BatchSeconds, m.Redeliveries,
 		m.Reemitted, m.PayloadOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
 		m.BudgetDenials, m.OperatorReqs} {
 		f(c)

@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/agentgw/agentgw/journal"
+	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/store"
+)
+
+// ledgerBatch is a ledger batch that, in scale-out mode, also collects
+// what it writes as journal records, so the partition's next owner can
+// rebuild the same ledger. Provisional entries (the ledger gate's, made
+// so a second copy in the same batch is caught) are not journaled: the
+// final entries staged by finish replace them before the commit.
+//
+// Per message, finish stages the replay and idempotency entries before
+// the outcome, so in the journal an outcome never precedes its entries:
+// an append that fails part way leaves a prefix, and a prefix never holds
+// an outcome whose entries are missing.
+type ledgerBatch struct {
+	*store.Batch
+	recs    []journal.Record
+	journal bool
+}
+
+func (g *Gateway) newBatch(ps *partState) *ledgerBatch {
+	return &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0}
+}
+
+func (b *ledgerBatch) add(r journal.Record) {
+	if b.journal {
+		b.recs = append(b.recs, r)
+	}
+}
+
+func journalDecision(d store.Decision) journal.Decision {
+	return journal.Decision{Route: string(d.Route), Reason: string(d.Reason), Target: d.Target, Capability: d.Capability,
+		PolicyIDs: d.PolicyIDs, PolicyVersion: d.PolicyVersion, OutputMsgID: d.OutputMsgID}
+}
+
+func storeDecision(d journal.Decision) store.Decision {
+	return store.Decision{Route: store.Route(d.Route), Reason: reason.Code(d.Reason), Target: d.Target, Capability: d.Capability,
+		PolicyIDs: d.PolicyIDs, PolicyVersion: d.PolicyVersion, OutputMsgID: d.OutputMsgID}
+}
+
+// PutReplay stages e and journals it unless it is provisional.
+func (b *ledgerBatch) PutReplay(k store.ReplayKey, e store.ReplayEntry) error {
+	if err := b.Batch.PutReplay(k, e); err != nil {
+		return err
+	}
+	if e.Decision.Route != "" {
+		b.add(journal.Record{Op: journal.OpReplay, Tenant: k.Tenant, Agent: k.Agent, ID: k.MessageID,
+			Seq: e.Seq, Expires: e.Expires, Digest: e.BodyDigest, Decision: journalDecision(e.Decision)})
+	}
+	return nil
+}
+
+// PutIdem stages e and journals it unless it is provisional.
+func (b *ledgerBatch) PutIdem(k store.IdemKey, e store.IdemEntry) error {
+	if err := b.Batch.PutIdem(k, e); err != nil {
+		return err
+	}
+	if e.Decision.Route != "" {
+		b.add(journal.Record{Op: journal.OpIdem, Tenant: k.Tenant, Agent: k.Agent, ID: k.Key,
+			Digest: e.PayloadDigest, FirstMessageID: e.MessageID, Expires: e.Expires, Decision: journalDecision(e.Decision)})
+	}
+	return nil
+}
+
+// SetOnce sets the marker and journals it when this call set it.
+func (b *ledgerBatch) SetOnce(kind, id string, expires time.Time) (bool, error) {
+	first, err := b.Batch.SetOnce(kind, id, expires)
+	if err == nil && first {
+		b.add(journal.Record{Op: journal.OpMarker, MarkerKind: kind, ID: id, Expires: expires})
+	}
+	return first, err
+}
+
+// PutHold stages and journals a hold.
+func (b *ledgerBatch) PutHold(id string, deadline time.Time, value []byte) error {
+	if err := b.Batch.PutHold(id, deadline, value); err != nil {
+		return err
+	}
+	b.add(journal.Record{Op: journal.OpHold, ID: id, Expires: deadline, Value: value})
+	return nil
+}
+
+// DeleteHold stages and journals a hold's removal.
+func (b *ledgerBatch) DeleteHold(id string) error {
+	if err := b.Batch.DeleteHold(id); err != nil {
+		return err
+	}
+	b.add(journal.Record{Op: journal.OpHoldDelete, ID: id})
+	return nil
+}
+
+// PutOutcome stages and journals an ingress message's outputs.
+func (b *ledgerBatch) PutOutcome(seq uint64, outputs []byte) error {
+	if err := b.Batch.PutOutcome(seq, outputs); err != nil {
+		return err
+	}
+	b.add(journal.Record{Op: journal.OpOutcome, Seq: seq, Value: outputs})
+	return nil
+}
+
+// applyRecord writes one journal record into a ledger batch (rebuild).
+func applyRecord(b *store.Batch, r journal.Record) error {
+	switch r.Op {
+	case journal.OpReplay:
+		return b.PutReplay(store.ReplayKey{Tenant: r.Tenant, Agent: r.Agent, MessageID: r.ID},
+			store.ReplayEntry{Seq: r.Seq, Expires: r.Expires, BodyDigest: r.Digest, Decision: storeDecision(r.Decision)})
+	case journal.OpIdem:
+		return b.PutIdem(store.IdemKey{Tenant: r.Tenant, Agent: r.Agent, Key: r.ID},
+			store.IdemEntry{PayloadDigest: r.Digest, MessageID: r.FirstMessageID, Expires: r.Expires, Decision: storeDecision(r.Decision)})
+	case journal.OpMarker:
+		_, err := b.SetOnce(r.MarkerKind, r.ID, r.Expires)
+		return err
+	case journal.OpHold:
+		return b.PutHold(r.ID, r.Expires, r.Value)
+	case journal.OpHoldDelete:
+		return b.DeleteHold(r.ID)
+	case journal.OpOutcome:
+		return b.PutOutcome(r.Seq, r.Value)
+	}
+	return reason.Deny(reason.Internal, "journal record with op %s", r.Op)
+}

@@ -1,0 +1,235 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/journal"
+	"github.com/agentgw/agentgw/lease"
+	"github.com/agentgw/agentgw/store"
+)
+
+// partState is what deciding one ingress partition needs: its consumer
+// and the ledger its records go to. In single-instance mode every
+// partition shares the gateway's ledger and epoch is 0. In scale-out mode
+// each partition this instance holds has a ledger of its own, rebuilt
+// from the journal when the lease was taken, and epoch is the lease's:
+// every batch is journaled under it before anything is published.
+type partState struct {
+	p      int
+	cons   jetstream.Consumer
+	ledger *store.Ledger
+	epoch  uint64
+	// abandon ends when the partition must stop at once (its lease is
+	// lost): the acker then stops waiting and acks nothing. In
+	// single-instance mode it never ends, so a shutdown finishes the
+	// batch in hand.
+	abandon context.Context
+}
+
+// errRestart ends a partition's tenure: the ledger may hold writes the
+// journal does not, so it is thrown away and rebuilt before the
+// partition decides anything again.
+var errRestart = errors.New("gateway: partition restarts from its journal")
+
+// scaleOut is the state of scale-out mode (Config.ScaleOut).
+type scaleOut struct {
+	leases    *lease.Manager
+	journal   *journal.Writer
+	consumers []jetstream.Consumer
+
+	mu      sync.Mutex
+	running map[int]*partRun
+	live    map[int]*partState
+}
+
+type partRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// runScaleOut takes part in the lease protocol until ctx ends: each
+// partition this instance wins runs in its own goroutine until the lease
+// is lost.
+func (g *Gateway) runScaleOut(ctx context.Context) error {
+	s := g.scale
+	return s.leases.Run(ctx, func(p int, epoch uint64) {
+		pctx, cancel := context.WithCancel(ctx)
+		r := &partRun{cancel: cancel, done: make(chan struct{})}
+		s.mu.Lock()
+		s.running[p] = r
+		s.mu.Unlock()
+		g.metrics.PartitionEvents.WithLabelValues("acquired").Inc()
+		go func() {
+			defer close(r.done)
+			g.runPartition(pctx, p, epoch)
+		}()
+	}, func(p int) {
+		s.mu.Lock()
+		r := s.running[p]
+		delete(s.running, p)
+		s.mu.Unlock()
+		if r != nil {
+			r.cancel()
+			<-r.done
+		}
+		s.journal.Release(p)
+		g.metrics.PartitionEvents.WithLabelValues("lost").Inc()
+	})
+}
+
+// runPartition serves partition p under a lease of the given epoch until
+// ctx ends (the lease is lost or the gateway stops). A tenure that fails
+// (a journal append that did not land, a rebuild that could not finish)
+// starts over from the journal; a newer epoch in the journal means the
+// lease was superseded, and the partition waits for the lease manager to
+// notice.
+func (g *Gateway) runPartition(ctx context.Context, p int, epoch uint64) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := g.tenure(ctx, p, epoch)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, journal.ErrFenced) {
+			g.log.Error().Err(err).Int("partition", p).Uint64("epoch", epoch).Msg("partition fenced by a newer owner; stopping it")
+			<-ctx.Done()
+			return
+		}
+		g.log.Error().Err(err).Int("partition", p).Msg("partition tenure ended; rebuilding from the journal")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// tenure claims p's journal, rebuilds a fresh ledger from it and decides
+// p's messages until ctx ends or a journal append fails.
+func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
+	s := g.scale
+	if err := s.journal.Claim(ctx, p, epoch); err != nil {
+		return err
+	}
+	dir := filepath.Join(g.cfg.DataDir, fmt.Sprintf("p%d", p))
+	// What an earlier tenure left may miss what other owners did since:
+	// only the journal is authoritative.
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("gateway: partition %d ledger: %w", p, err)
+	}
+	led, err := store.Open(dir, g.ledgerOptions())
+	if err != nil {
+		return fmt.Errorf("gateway: partition %d ledger: %w", p, err)
+	}
+	defer led.Close()
+	start := time.Now()
+	n, err := g.rebuild(ctx, led, p)
+	if err != nil {
+		return err
+	}
+	g.log.Info().Int("partition", p).Uint64("epoch", epoch).Int("records", n).
+		Dur("rebuild", time.Since(start)).Msg("partition acquired")
+	ps := &partState{p: p, cons: s.consumers[p], ledger: led, epoch: epoch, abandon: ctx}
+	s.mu.Lock()
+	s.live[p] = ps
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.live, p)
+		s.mu.Unlock()
+	}()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = g.pruneLoop(pctx, []*partState{ps}) }()
+	return g.consumePartition(pctx, ps)
+}
+
+// rebuild replays p's journal for the retention window into led.
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, error) {
+	b := led.NewBatch()
+	defer func() { b.Close() }()
+	n, inBatch := 0, 0
+	err := journal.Replay(ctx, g.js, p, time.Now().Add(-g.cfg.journalMaxAge()), func(r journal.Record) error {
+		if err := applyRecord(b, r); err != nil {
+			return err
+		}
+		n++
+		if inBatch++; inBatch == 4096 {
+			if err := b.Commit(); err != nil {
+				return err
+			}
+			b.Close()
+			b, inBatch = led.NewBatch(), 0
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+	}
+	return n, b.Commit()
+}
+
+// stillOwned reports whether ps may still publish and ack: always in
+// single-instance mode; in scale-out mode while its lease is valid.
+func (g *Gateway) stillOwned(ps *partState) bool {
+	if ps.epoch == 0 {
+		return true
+	}
+	epoch, ok := g.scale.leases.Valid(ps.p)
+	return ok && epoch == ps.epoch
+}
+
+// ledgers returns the ledgers in use (for gauges and read-only lookups).
+func (g *Gateway) ledgers() []*store.Ledger {
+	if g.scale == nil {
+		return []*store.Ledger{g.ledger}
+	}
+	g.scale.mu.Lock()
+	defer g.scale.mu.Unlock()
+	out := make([]*store.Ledger, 0, len(g.scale.live))
+	for _, ps := range g.scale.live {
+		out = append(out, ps.ledger)
+	}
+	return out
+}
+
+func (g *Gateway) ledgerOptions() store.Options {
+	o := store.Options{GenWidth: g.cfg.Limits.MaxTTL + g.cfg.Limits.Skew, FS: g.ledgerFS}
+	if g.scale != nil {
+		// Many partitions share the process: a smaller cache each.
+		o.CacheBytes = max(8<<20, store.DefaultCacheBytes/int64(g.cfg.Consumer.Partitions))
+	}
+	return o
+}
+
+// setupScaleOut creates the journal stream and the lease bucket and
+// readies the lease manager and the journal writer.
+func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consumer) error {
+	jc := journal.Config{MaxAge: g.cfg.journalMaxAge(), Replicas: g.cfg.Streams.Replicas}
+	if err := journal.EnsureStream(ctx, g.js, jc); err != nil {
+		return fmt.Errorf("gateway: journal: %w", err)
+	}
+	w, err := journal.NewWriter(g.js, jc, journal.WithClock(g.clock))
+	if err != nil {
+		return fmt.Errorf("gateway: journal: %w", err)
+	}
+	lc := g.cfg.leaseConfig()
+	if _, err := lease.EnsureBucket(ctx, g.js, lc); err != nil {
+		return fmt.Errorf("gateway: leases: %w", err)
+	}
+	m, err := lease.New(g.js, lc, lease.WithLogger(g.log))
+	if err != nil {
+		return fmt.Errorf("gateway: leases: %w", err)
+	}
+	g.scale.leases, g.scale.journal, g.scale.consumers = m, w, consumers
+	return nil
+}
