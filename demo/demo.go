@@ -35,22 +35,24 @@ type Row struct {
 	Seq      uint64   `json:"ingress_seq"`
 }
 
-// Run plays the scenario; each row is passed to emit as soon as it is
-// decided.
-func Run(ctx context.Context, nc *nats.Conn, m *devenv.Material, emit func(Row)) error {
-	js, err := jetstream.New(nc)
+// Run plays the scenario against the dev server at url (the one
+// devenv.StartServer runs, with the consumers of devenv.Provision); each
+// row is passed to emit as soon as it is decided. Every identity connects
+// as its own NATS user, as a real deployment's would: the agent, the
+// approver and the refunds tool as nkey users of the tenant's account
+// (their agentgw keys), the operator in AGENTGW. opts are added to every
+// connection (nats.InProcessServer, say).
+func Run(ctx context.Context, url string, m *devenv.Material, emit func(Row), opts ...nats.Option) error {
+	s, err := newScene(url, m, opts)
 	if err != nil {
 		return err
 	}
-	w, err := watchAudit(ctx, js)
+	defer s.close()
+	w, err := watchAudit(ctx, s.opJS)
 	if err != nil {
 		return err
 	}
 	defer w.stop()
-	s, err := newScene(nc, js, m)
-	if err != nil {
-		return err
-	}
 	step := 0
 	record := func(who, what string, seq uint64) (audit.Event, error) {
 		ev, err := w.wait(ctx, seq)
@@ -125,7 +127,7 @@ func Run(ctx context.Context, nc *nats.Conn, m *devenv.Material, emit func(Row))
 	if err != nil {
 		return err
 	}
-	op, err := client.NewOperator(nc, m.Operator.Creds, devenv.Tenant)
+	op, err := client.NewOperator(s.opNC, m.Operator.Creds, devenv.Tenant)
 	if err != nil {
 		return err
 	}
@@ -166,10 +168,16 @@ func Run(ctx context.Context, nc *nats.Conn, m *devenv.Material, emit func(Row))
 	return err
 }
 
-// scene holds the demo's identities.
+// scene holds the demo's identities and their connections.
 type scene struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
+	conns    []*nats.Conn
+	agentNC  *nats.Conn          // the agent: its ingress subject, its replies
+	js       jetstream.JetStream // the agent's (publish only)
+	apJS     jetstream.JetStream // the approver's: its approval queue
+	toolNC   *nats.Conn          // the refunds tool (the dev consumer)
+	toolJS   jetstream.JetStream
+	opNC     *nats.Conn // the operator (account AGENTGW)
+	opJS     jetstream.JetStream
 	m        *devenv.Material
 	kp       nkeys.KeyPair
 	signer   *identity.Signer
@@ -182,8 +190,45 @@ type scene struct {
 	approver *client.Agent
 }
 
-func newScene(nc *nats.Conn, js jetstream.JetStream, m *devenv.Material) (*scene, error) {
-	s := &scene{nc: nc, js: js, m: m}
+func newScene(url string, m *devenv.Material, opts []nats.Option) (_ *scene, err error) {
+	s := &scene{m: m}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	dial := func(seed, name string) (*nats.Conn, error) {
+		nc, err := devenv.Connect(url, seed, name, opts...)
+		if err == nil {
+			s.conns = append(s.conns, nc)
+		}
+		return nc, err
+	}
+	var apNC *nats.Conn
+	if s.agentNC, err = dial(m.Agent.Creds, "demo-agent"); err != nil {
+		return nil, err
+	}
+	if apNC, err = dial(m.Approver.Creds, "demo-approver"); err != nil {
+		return nil, err
+	}
+	if s.toolNC, err = dial(m.Consumer.Creds, "demo-refunds-tool"); err != nil {
+		return nil, err
+	}
+	if s.opNC, err = dial(m.Operator.Creds, "demo-operator"); err != nil {
+		return nil, err
+	}
+	if s.js, err = jetstream.New(s.agentNC); err != nil {
+		return nil, err
+	}
+	if s.apJS, err = client.TenantJetStream(apNC); err != nil {
+		return nil, err
+	}
+	if s.toolJS, err = client.TenantJetStream(s.toolNC); err != nil {
+		return nil, err
+	}
+	if s.opJS, err = jetstream.New(s.opNC); err != nil {
+		return nil, err
+	}
 	tok, kp, err := identity.ReadCreds(m.Agent.Creds)
 	if err != nil {
 		return nil, err
@@ -212,13 +257,19 @@ func newScene(nc *nats.Conn, js jetstream.JetStream, m *devenv.Material) (*scene
 	}
 	cfg := client.DefaultAgentConfig()
 	cfg.GatewayXKey = m.GatewayXKey
-	if s.agent, err = client.AgentFromCreds(nc, m.Agent.Creds, m.Agent.Curve, cfg); err != nil {
+	if s.agent, err = client.AgentFromCreds(s.agentNC, m.Agent.Creds, m.Agent.Curve, cfg); err != nil {
 		return nil, err
 	}
-	if s.approver, err = client.AgentFromCreds(nc, m.Approver.Creds, m.Approver.Curve, cfg); err != nil {
+	if s.approver, err = client.AgentFromCreds(apNC, m.Approver.Creds, m.Approver.Curve, cfg); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *scene) close() {
+	for _, nc := range s.conns {
+		nc.Close()
+	}
 }
 
 func (s *scene) sealRefund(b *envelope.Builder, cents int) error {
@@ -285,20 +336,33 @@ func (s *scene) publish(body []byte, hdr nats.Header, err error) (uint64, error)
 	return ack.Sequence, nil
 }
 
+// approvalRequest reads the approver's queue (the pre-created consumer it
+// binds to, as `agentgw approvals` does) for the request holding held.
+// What it reads is handed back: the queue is a list, not consumed here.
 func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Request, error) {
+	cons, err := s.apJS.Consumer(ctx, client.StreamApproval, client.ApprovalConsumerName(devenv.Tenant))
+	if err != nil {
+		return approval.Request{}, fmt.Errorf("demo: approval queue: %w", err)
+	}
+	var seen []jetstream.Msg
+	defer func() {
+		for _, m := range seen {
+			_ = m.Nak()
+		}
+	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		st, err := s.js.Stream(ctx, "AGENTGW_APPROVAL")
-		if err == nil {
-			msg, err := st.GetLastMsgForSubject(ctx, "agentgw.approval."+devenv.Tenant+".payments.send")
-			if err == nil {
-				var req approval.Request
-				if json.Unmarshal(msg.Data, &req) == nil && req.HeldMessageID == held {
-					return req, nil
-				}
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return approval.Request{}, fmt.Errorf("demo: approval queue: %w", err)
+		}
+		for msg := range batch.Messages() {
+			seen = append(seen, msg)
+			var req approval.Request
+			if json.Unmarshal(msg.Data(), &req) == nil && req.HeldMessageID == held && req.Tenant == devenv.Tenant {
+				return req, nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	return approval.Request{}, fmt.Errorf("demo: no approval request for %s", held)
 }
@@ -308,7 +372,7 @@ func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Requ
 func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error {
 	cfg := client.DefaultAgentConfig()
 	cfg.GatewayXKey = s.m.GatewayXKey
-	responder, err := client.AgentFromCreds(s.nc, s.m.Consumer.Creds, s.m.Consumer.Curve, cfg)
+	responder, err := client.AgentFromCreds(s.toolNC, s.m.Consumer.Creds, s.m.Consumer.Curve, cfg)
 	if err != nil {
 		return err
 	}
@@ -319,7 +383,9 @@ func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error 
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Tenant, ccfg.Targets, ccfg.Curve = devenv.Tenant, []string{"refunds.draft_refund"}, curve
 	ccfg.TrustedGateways, ccfg.Responder = []string{s.m.GatewayKey}, responder
-	tool, err := client.NewConsumer(s.js, ccfg)
+	// Bound to its pre-created consumer: the tool may not create one.
+	ccfg.Bind, ccfg.Durable = true, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")
+	tool, err := client.NewConsumer(s.toolJS, ccfg)
 	if err != nil {
 		return err
 	}
@@ -351,7 +417,7 @@ func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error 
 
 // lastDenied is the denied-stream sequence of the latest denial for code.
 func (s *scene) lastDenied(ctx context.Context, code string) (uint64, error) {
-	st, err := s.js.Stream(ctx, "AGENTGW_DENIED")
+	st, err := s.opJS.Stream(ctx, "AGENTGW_DENIED")
 	if err != nil {
 		return 0, err
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/agentgw/agentgw/devenv"
@@ -41,7 +41,8 @@ func TestScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL())
+	// The gateway connects as its own NATS user, as `agentgw run` does.
+	nc, err := devenv.Connect(srv.ClientURL(), m.GatewayNATS, "agentgw-gateway")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +66,20 @@ func TestScenario(t *testing.T) {
 		}
 	}()
 	<-gw.Ready()
+	admin, err := devenv.Connect(srv.ClientURL(), m.AdminNATS, "agentgw-admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devenv.Provision(ctx, ajs, m); err != nil {
+		t.Fatal(err)
+	}
 	var rows []Row
-	if err := Run(ctx, nc, m, func(r Row) { rows = append(rows, r) }); err != nil {
+	if err := Run(ctx, srv.ClientURL(), m, func(r Row) { rows = append(rows, r) }); err != nil {
 		t.Fatal(err)
 	}
 	want := []struct{ decision, reason string }{

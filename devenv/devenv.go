@@ -1,18 +1,26 @@
 package devenv
 
 import (
+	"bytes"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/identity"
 )
 
@@ -53,12 +61,30 @@ type Material struct {
 	Issuer     string // tenant issuer seed
 	Signing    string // gateway signing seed
 	GatewayXK  string // gateway curve seed
-	Agent      Actor
-	Approver   Actor
-	Consumer   Actor
-	Operator   Actor
+	// NATS users of the AGENTGW account that are not agentgw actors (user
+	// nkey seeds): the gateway's connection, and the admin that creates
+	// the pre-created consumers. The operator's NATS user is the key of
+	// Operator.Creds; tenant users are the keys of their .creds.
+	GatewayNATS string
+	AdminNATS   string
+	Agent       Actor
+	Approver    Actor
+	Consumer    Actor
+	Operator    Actor
 	// Public keys for printing and for the SDK.
 	GatewayKey, GatewayXKey, ConsumerXKey string
+	// Consumers are the pull consumers Provision creates and tenant users
+	// bind to: one per (tenant, catalog target), one approval queue per
+	// tenant.
+	Consumers []Consumer
+}
+
+// Consumer is one pre-created pull consumer.
+type Consumer struct {
+	Stream string // AGENTGW_CAP or AGENTGW_APPROVAL
+	Name   string // durable name: client.CapabilityConsumerName, client.ApprovalConsumerName
+	Filter string // its only filter subject
+	Target string // the catalog target; empty for an approval queue
 }
 
 // Paths returns the Material layout under dir without writing anything.
@@ -75,25 +101,40 @@ func Paths(dir string) *Material {
 		Issuer:     filepath.Join(dir, "keys", "tenant_a-issuer.nk"),
 		Signing:    filepath.Join(dir, "keys", "gateway-signing.nk"),
 		GatewayXK:  filepath.Join(dir, "keys", "gateway-curve.nk"),
-		Agent:      actor("agent"),
-		Approver:   actor("approver"),
-		Consumer:   actor("consumer"),
-		Operator:   actor("operator"),
+		// Seeds of the NATS users gateway and admin.
+		GatewayNATS: filepath.Join(dir, "keys", "nats-gateway.nk"),
+		AdminNATS:   filepath.Join(dir, "keys", "nats-admin.nk"),
+		Agent:       actor("agent"),
+		Approver:    actor("approver"),
+		Consumer:    actor("consumer"),
+		Operator:    actor("operator"),
 	}
 }
 
 // Ensure writes the dev material under dir unless it is already there,
 // and returns its layout with the public keys filled in. created reports
 // whether this call wrote it.
+//
+// The server config, nats-server.conf, is rendered on every call from
+// the embedded template, the keys and the catalog (a target added to the
+// catalog gets its consumer and permissions at the next start); it is
+// only rewritten when that changes it. Material written before the
+// server had accounts gets its missing NATS keys here.
 func Ensure(dir string) (m *Material, created bool, err error) {
 	m = Paths(dir)
-	if _, err := os.Stat(m.Config); err == nil {
-		return m, false, m.loadPublic()
+	if _, err := os.Stat(m.Config); err != nil {
+		if err := m.write(); err != nil {
+			return nil, false, fmt.Errorf("devenv: %w", err)
+		}
+		created = true
 	}
-	if err := m.write(); err != nil {
+	if err := m.loadPublic(); err != nil {
 		return nil, false, fmt.Errorf("devenv: %w", err)
 	}
-	return m, true, m.loadPublic()
+	if err := m.writeServerConf(); err != nil {
+		return nil, false, fmt.Errorf("devenv: %w", err)
+	}
+	return m, created, nil
 }
 
 func (m *Material) write() error {
@@ -110,6 +151,9 @@ func (m *Material) write() error {
 		return err
 	}
 	if _, err := newSeedFile(m.GatewayXK, identity.NewCurve); err != nil {
+		return err
+	}
+	if err := m.ensureNATSKeys(); err != nil {
 		return err
 	}
 	scopes := map[string][]string{
@@ -131,8 +175,8 @@ func (m *Material) write() error {
 	// Catalog, schemas, policies and the server config from the embedded
 	// templates.
 	err = fs.WalkDir(material, "material", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+		if err != nil || d.IsDir() || p == serverTemplate {
+			return err // the server config is rendered by writeServerConf
 		}
 		data, err := material.ReadFile(p)
 		if err != nil {
@@ -154,6 +198,10 @@ func (m *Material) write() error {
 const gatewayYAML = `# agentgw gateway config written by 'agentgw run' (development).
 audience: %s
 data_dir: data
+nats:
+  # The gateway's NATS user (account AGENTGW of nats-server.conf). No url:
+  # 'agentgw run' connects in-process to the server it starts.
+  nkey: keys/nats-gateway.nk
 keys:
   signing: keys/gateway-signing.nk
   curve: keys/gateway-curve.nk
@@ -245,4 +293,149 @@ func StartServer(conf, storeDir string, port int) (*server.Server, error) {
 		return nil, errors.New("devenv: nats-server did not become ready (is the port in use? try --port -1)")
 	}
 	return s, nil
+}
+
+// serverTemplate is the embedded template of the server config.
+const serverTemplate = "material/nats-server.conf"
+
+// ensureNATSKeys creates the user seeds of the gateway's and the admin's
+// NATS connections if they are missing.
+func (m *Material) ensureNATSKeys() error {
+	for _, p := range []string{m.GatewayNATS, m.AdminNATS} {
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if _, err := newSeedFile(p, identity.NewAgent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serverData fills the server config template.
+type serverData struct {
+	Gateway, Operator, Admin string // public user keys in AGENTGW
+	Tenants                  []tenantData
+}
+
+type tenantData struct {
+	Name, Account string
+	Consumers     []Consumer // everything the account imports
+	Users         []userData
+}
+
+type userData struct {
+	Role, Key string
+	Replies   bool       // may receive its replies (agentgw.reply.<tenant>.<key>)
+	Consumers []Consumer // may bind and read these
+}
+
+// writeServerConf computes the pre-created consumers from the catalog and
+// renders nats-server.conf from the template and the keys.
+func (m *Material) writeServerConf() error {
+	if err := m.ensureNATSKeys(); err != nil {
+		return err
+	}
+	cat, err := catalog.Load(m.Catalog)
+	if err != nil {
+		return err
+	}
+	key := func(path string) (string, error) { return client.UserKey(path) }
+	var d serverData
+	var errs [6]error
+	var agent, approver, consumer string
+	d.Gateway, errs[0] = key(m.GatewayNATS)
+	d.Admin, errs[1] = key(m.AdminNATS)
+	d.Operator, errs[2] = key(m.Operator.Creds)
+	agent, errs[3] = key(m.Agent.Creds)
+	approver, errs[4] = key(m.Approver.Creds)
+	consumer, errs[5] = key(m.Consumer.Creds)
+	if err := errors.Join(errs[:]...); err != nil {
+		return err
+	}
+	names := cat.Names()
+	slices.Sort(names)
+	var caps []Consumer
+	for _, n := range names {
+		if t, ok := cat.Lookup(n); ok && slices.Contains(t.Tenants, Tenant) {
+			caps = append(caps, Consumer{Stream: client.StreamCapability, Name: client.CapabilityConsumerName(Tenant, n),
+				Filter: "agentgw.cap." + Tenant + "." + n, Target: n})
+		}
+	}
+	queue := Consumer{Stream: client.StreamApproval, Name: client.ApprovalConsumerName(Tenant), Filter: "agentgw.approval." + Tenant + ".>"}
+	m.Consumers = append(slices.Clone(caps), queue)
+	d.Tenants = []tenantData{{
+		Name: Tenant, Account: strings.ToUpper(Tenant), Consumers: m.Consumers,
+		Users: []userData{
+			{Role: "agent", Key: agent, Replies: true},
+			{Role: "approver", Key: approver, Consumers: []Consumer{queue}},
+			// The dev consumer is the one tool runtime of the dev catalog:
+			// every target of the tenant, and no approval queue.
+			{Role: "consumer", Key: consumer, Consumers: caps},
+		},
+	}}
+	src, err := material.ReadFile(serverTemplate)
+	if err != nil {
+		return err
+	}
+	tmpl, err := template.New("nats-server.conf").Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, d); err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(m.NATSConf); err == nil && bytes.Equal(old, out.Bytes()) {
+		return nil
+	}
+	return os.WriteFile(m.NATSConf, out.Bytes(), 0o600)
+}
+
+// Provision creates (or updates) the pull consumers of m.Consumers, as
+// deploy/README.md has the admin do with deploy/consumers/*.json: filtered
+// pull consumers, explicit ack, never deleted by their users. js must be
+// allowed the consumer create API (the admin, Material.AdminNATS) and the
+// streams must exist: call it once the gateway is ready.
+func Provision(ctx context.Context, js jetstream.JetStream, m *Material) error {
+	for _, c := range m.Consumers {
+		desc := "approval queue: " + Tenant
+		if c.Target != "" {
+			desc = "capability consumer: " + Tenant + " " + c.Target
+		}
+		_, err := js.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
+			Durable:       c.Name,
+			Description:   desc,
+			FilterSubject: c.Filter,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			MaxDeliver:    -1,
+			MaxAckPending: 1000,
+			MaxWaiting:    64,
+			ReplayPolicy:  jetstream.ReplayInstantPolicy,
+		})
+		if err != nil {
+			return fmt.Errorf("devenv: consumer %s on %s: %w", c.Name, c.Stream, err)
+		}
+	}
+	return nil
+}
+
+// Connect connects to the dev server at url as the NATS user whose seed
+// is in seedFile (an nkey seed file or a .creds file; client.UserOptions),
+// with the connection name name.
+func Connect(url, seedFile, name string, opts ...nats.Option) (*nats.Conn, error) {
+	user, err := client.UserOptions(seedFile)
+	if err != nil {
+		return nil, fmt.Errorf("devenv: %w", err)
+	}
+	nc, err := nats.Connect(url, append(append(user, nats.Name(name)), opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("devenv: connect as %s: %w", name, err)
+	}
+	return nc, nil
 }

@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/demo"
@@ -26,7 +29,16 @@ material on first run (tenant issuer, agent, approver, consumer and
 operator .creds, the gateway's keys, a catalog and Cedar policies) and run
 the gateway on it until Ctrl-C. With --demo, first play a scenario with
 one message per gate and print each decision. SIGHUP reloads policies,
-catalog and revocations. Development only: loopback, no TLS.`)
+catalog and revocations. Development only: loopback, no TLS.
+
+The server is not open: nats-server.conf (rendered from the dev keys) has
+the accounts and permissions of deploy/accounts.conf, with nkey users.
+The gateway, the operator and the admin are users of account AGENTGW;
+the agent, approver and consumer of account TENANT_A, each allowed only
+its own subjects and pre-created consumers (created here, as the admin,
+once the gateway has made its streams). Connect as one of them: 'send'
+and 'approvals grant' use the key of --creds, the other commands take
+--nats-nkey FILE (a seed file or a .creds file).`)
 	dir := c.fs.String("dir", ".agentgw", "data directory for dev material, JetStream and the ledger")
 	withDemo := c.fs.Bool("demo", false, "play the demo scenario once the gateway runs")
 	asJSON := c.fs.Bool("json", false, "print demo rows as JSON lines")
@@ -46,7 +58,18 @@ catalog and revocations. Development only: loopback, no TLS.`)
 		return c.fail(err, "another server may hold the port: try --port -1")
 	}
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name("agentgw-run"))
+	cfg, err := gateway.LoadConfig(m.Config)
+	if err != nil {
+		return c.fail(err, "fix "+m.Config+" or remove "+*dir+" to regenerate it")
+	}
+	// The gateway is a NATS user like any other (AGENTGW account): it
+	// connects in-process with its own nkey. Material from before the dev
+	// server had accounts has no nats.nkey in its config.
+	if cfg.NATS.NKey == "" {
+		cfg.NATS.NKey = m.GatewayNATS
+	}
+	nc, err := devenv.Connect(srv.ClientURL(), cfg.NATS.NKey, "agentgw-gateway",
+		append(gateway.ClientOptions(gateway.NATSConfig{InboxPrefix: cfg.NATS.InboxPrefix}), nats.InProcessServer(srv))...)
 	if err != nil {
 		return c.fail(err, "")
 	}
@@ -62,10 +85,6 @@ catalog and revocations. Development only: loopback, no TLS.`)
 		return c.fail(err, "")
 	}
 	defer logFile.Close()
-	cfg, err := gateway.LoadConfig(m.Config)
-	if err != nil {
-		return c.fail(err, "fix "+m.Config+" or remove "+*dir+" to regenerate it")
-	}
 	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
 	if err != nil {
 		return c.fail(err, "set tracing.exporter in "+m.Config+" to none, stdout or otlp")
@@ -88,8 +107,14 @@ catalog and revocations. Development only: loopback, no TLS.`)
 	case err := <-errc:
 		return c.fail(err, "the gateway log is "+logPath)
 	}
+	// The streams exist now: create the consumers tenant users bind to.
+	if err := provision(ctx, srv, m); err != nil {
+		stop()
+		<-errc
+		return c.fail(err, "")
+	}
 	if *withDemo {
-		if err := playDemo(ctx, c, nc, m, *asJSON); err != nil && !errors.Is(err, context.Canceled) {
+		if err := playDemo(ctx, c, srv, m, *asJSON); err != nil && !errors.Is(err, context.Canceled) {
 			stop()
 			<-errc
 			return c.fail(err, "the gateway log is "+logPath)
@@ -102,16 +127,37 @@ catalog and revocations. Development only: loopback, no TLS.`)
 	return exitOK
 }
 
+// provision creates the pre-created consumers as the admin.
+func provision(ctx context.Context, srv *server.Server, m *devenv.Material) error {
+	nc, err := devenv.Connect(srv.ClientURL(), m.AdminNATS, "agentgw-admin", nats.InProcessServer(srv))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return devenv.Provision(pctx, js, m)
+}
+
 func printMaterial(c *cmd, m *devenv.Material, url string) {
 	fmt.Fprintf(c.out, "NATS        %s (in-process; JetStream in %s)\n", url, filepath.Join(m.Dir, "jetstream"))
+	fmt.Fprintf(c.out, "            accounts and users in %s: every client connects as an nkey\n", m.NATSConf)
 	fmt.Fprintf(c.out, "gateway     signing %s\n            curve   %s\n", m.GatewayKey, m.GatewayXKey)
 	fmt.Fprintf(c.out, "config      %s\n", m.Config)
 	for _, a := range []devenv.Actor{m.Agent, m.Approver, m.Consumer, m.Operator} {
 		fmt.Fprintf(c.out, "%-11s %s (curve seed %s)\n", a.Name, a.Creds, filepath.Base(a.Curve))
 	}
+	fmt.Fprintf(c.out, "admin       %s (NATS user for the nats CLI: --nkey)\n", m.AdminNATS)
+	fmt.Fprintf(c.out, "connect as  --creds %s for send; --nats-nkey %s for consume, %s for approvals ls,\n"+
+		"            %s for denied, audit and policy test\n",
+		filepath.Base(m.Agent.Creds), filepath.Base(m.Consumer.Creds), filepath.Base(m.Approver.Creds), filepath.Base(m.Operator.Creds))
 }
 
-func playDemo(ctx context.Context, c *cmd, nc *nats.Conn, m *devenv.Material, asJSON bool) error {
+func playDemo(ctx context.Context, c *cmd, srv *server.Server, m *devenv.Material, asJSON bool) error {
 	fmt.Fprintln(c.out)
 	var emit func(demo.Row)
 	if asJSON {
@@ -125,7 +171,7 @@ func playDemo(ctx context.Context, c *cmd, nc *nats.Conn, m *devenv.Material, as
 			t.row(fmt.Sprint(r.Step), r.Who, r.What, r.Decision, dash(r.Reason), dash(strings.Join(r.Policy, ",")), r.Where)
 		}
 	}
-	return demo.Run(ctx, nc, m, emit)
+	return demo.Run(ctx, srv.ClientURL(), m, emit, nats.InProcessServer(srv))
 }
 
 func dash(s string) string {

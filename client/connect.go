@@ -1,0 +1,75 @@
+package client
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/identity"
+)
+
+// TenantAPIPrefix is the JetStream API prefix of tenant users in the
+// least-privilege layout (deploy/accounts.conf and the development server
+// of `agentgw run`): a tenant account has no JetStream of its own and
+// imports the few consumer API subjects its users may call from the
+// gateway's account under this prefix. See TenantJetStream.
+const TenantAPIPrefix = "agentgw.js"
+
+// CapabilityConsumerName is the name of the pull consumer an administrator
+// pre-creates on StreamCapability for one tenant's target, with the single
+// filter agentgw.cap.<tenant>.<target>: "<tenant>-<target with . as _>",
+// e.g. "tenant_a-refunds_draft_refund". Consumers bind to it
+// (ConsumerConfig.Bind); they may not create consumers.
+func CapabilityConsumerName(tenant, target string) string {
+	return tenant + "-" + strings.ReplaceAll(target, ".", "_")
+}
+
+// ApprovalConsumerName is the name of the pull consumer an administrator
+// pre-creates on StreamApproval for a tenant's approval queue, with the
+// filter agentgw.approval.<tenant>.>: "<tenant>-approvals".
+func ApprovalConsumerName(tenant string) string { return tenant + "-approvals" }
+
+// UserOptions are the connect options of a static nkey user whose seed is
+// in seedFile: an nkey seed file, or an agentgw .creds file (its key is
+// the user: tenant accounts name each agent, approver and consumer by its
+// agentgw key). They authenticate with the key (the server's nonce is
+// signed; the seed never leaves the process) and set the inbox prefix
+// _INBOX.<public key>, the only inboxes such a user may subscribe to. The
+// error never quotes the file.
+func UserOptions(seedFile string) ([]nats.Option, error) {
+	pub, err := UserKey(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: not an nkey seed or .creds file", ErrConfig, seedFile)
+	}
+	return []nats.Option{auth, nats.CustomInboxPrefix("_INBOX." + pub)}, nil
+}
+
+// UserKey returns the public user ('U') key of the seed in seedFile (an
+// nkey seed file or an agentgw .creds file). The error never quotes the
+// file.
+func UserKey(seedFile string) (string, error) {
+	kp, err := identity.ReadSeedFile(seedFile)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: no nkey seed", ErrConfig, seedFile)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", fmt.Errorf("%w: %s: not a user ('SU…') seed", ErrConfig, seedFile)
+	}
+	return pub, nil
+}
+
+// TenantJetStream returns a JetStream context for a tenant user: API
+// requests go to TenantAPIPrefix, where the tenant account imports them.
+// Use it with ConsumerConfig.Bind and ApproverConfig.Bind.
+func TenantJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.NewWithAPIPrefix(nc, TenantAPIPrefix)
+}
