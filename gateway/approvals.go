@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -69,7 +70,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 	if err != nil {
 		return err
 	}
-	return b.PutHold(holdID(it.env.Tenant, it.env.MessageID), deadline, v)
+	return g.holds.putHold(b, holdID(it.env.Tenant, it.env.MessageID), deadline, v, it.seq, false)
 }
 
 // heldItem rebuilds the held request as an item whose gates after the
@@ -102,7 +103,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // valid answer consumes the hold in the same batch: single use.
 func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := holdID(it.env.Tenant, it.env.Target)
-	deadline, v, ok, err := b.Hold(id)
+	deadline, v, _, ok, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
 	}
@@ -146,8 +147,13 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(err)
 		return nil
 	}
-	if err := b.DeleteHold(id); err != nil {
+	took, err := g.holds.takeHold(b, id, it.seq)
+	if err != nil {
 		return err
+	}
+	if !took {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "request %s was answered or expired meanwhile", it.env.Target))
+		return nil
 	}
 	hi.approved, hi.approver = true, it.cred.Subject
 	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
@@ -213,6 +219,9 @@ func (g *Gateway) expireLoop(ctx context.Context) error {
 
 func (g *Gateway) expireDue(ctx context.Context) error {
 	now := g.clock()
+	if g.kvh != nil {
+		return g.expireKV(ctx, now)
+	}
 	for _, led := range g.ledgers() {
 		due, err := led.DueHolds(now, 256)
 		if err != nil {
@@ -257,24 +266,8 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	if err := json.Unmarshal(v, &h); err != nil {
 		return fmt.Errorf("gateway: held record %s: %w", id, err)
 	}
-	hi, err := g.heldItem(&h, h.Tenant, h.IngressSeq, g.catalog.Load(), now)
-	if hi == nil {
-		return err
-	}
-	hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)))
-	m, err := g.denyOutput(hi, now)
-	if err != nil {
-		return err
-	}
-	m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
-	ev := g.auditEvent(hi, now, m.Subject)
-	ev.Kind = audit.KindApprovalExpired
-	am := g.auditOutput(hi, ev)
-	// Its own id: the held request's audit event already used the
-	// sequence-derived one, and JetStream would drop this as a copy.
-	am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
-	rec, err := encodeOutputs([]*nats.Msg{m, am}, nil)
-	if err != nil {
+	rec, ev, err := g.expiryOutputs(&h, deadline, now)
+	if err != nil || rec == nil {
 		return err
 	}
 	if err := b.DeleteHold(id); err != nil {
@@ -292,9 +285,41 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	return g.publishExpiry(ctx, led, expiredPrefix+id, rec)
 }
 
+// expiryOutputs builds the outputs of a held request's expiry: the held
+// message to the denied stream as approval_expired, and its audit event.
+// nil outputs and error: the held record cannot be rebuilt.
+func (g *Gateway) expiryOutputs(h *held, deadline, now time.Time) ([]byte, audit.Event, error) {
+	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.catalog.Load(), now)
+	if hi == nil {
+		return nil, audit.Event{}, err
+	}
+	hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)))
+	m, err := g.denyOutput(hi, now)
+	if err != nil {
+		return nil, audit.Event{}, err
+	}
+	m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
+	ev := g.auditEvent(hi, now, m.Subject)
+	ev.Kind = audit.KindApprovalExpired
+	am := g.auditOutput(hi, ev)
+	// Its own id: the held request's audit event already used the
+	// sequence-derived one, and JetStream would drop this as a copy.
+	am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
+	rec, err := encodeOutputs([]*nats.Msg{m, am}, nil)
+	return rec, ev, err
+}
+
 // publishExpiry publishes a recorded expiry's outputs and then forgets
 // the record.
 func (g *Gateway) publishExpiry(ctx context.Context, led *store.Ledger, recID string, rec []byte) error {
+	if err := g.publishRecorded(ctx, rec); err != nil {
+		return err
+	}
+	return deleteHold(led, recID)
+}
+
+// publishRecorded publishes recorded outputs, each waiting for its PubAck.
+func (g *Gateway) publishRecorded(ctx context.Context, rec []byte) error {
 	msgs, err := decodeOutputs(rec, nil)
 	if err != nil {
 		return err
@@ -307,7 +332,7 @@ func (g *Gateway) publishExpiry(ctx context.Context, led *store.Ledger, recID st
 			return fmt.Errorf("gateway: publish expiry: %w", err)
 		}
 	}
-	return deleteHold(led, recID)
+	return nil
 }
 
 func deleteHold(led *store.Ledger, id string) error {
@@ -324,22 +349,38 @@ func deleteHold(led *store.Ledger, id string) error {
 // agent's own would be a replay) is never overwritten: the newcomer is
 // denied.
 func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
-	_, _, exists, err := b.Hold(holdID(it.env.Tenant, it.env.MessageID))
+	_, _, creator, exists, err := g.holds.hold(b, holdID(it.env.Tenant, it.env.MessageID), it.seq)
 	if err != nil {
 		return err
 	}
-	if exists {
+	if exists && creator != it.seq {
 		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))
 		it.outputs = nil
 		return nil
 	}
-	return g.holdRecord(b, it, it.deadline)
+	err = g.holdRecord(b, it, it.deadline)
+	if errors.Is(err, errHoldExists) {
+		// Another instance put it between the check and the write.
+		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))
+		it.outputs = nil
+		return nil
+	}
+	return err
 }
 
 // pendingApprovals counts the held requests and the age of the oldest,
 // for the approval-queue gauges. It reads the holds (few: one per request
 // awaiting a human), never their payloads.
 func (g *Gateway) pendingApprovals() (int, time.Duration) {
+	if g.kvh != nil {
+		n := int(g.kvh.pending.Load())
+		if n == 0 {
+			return 0, 0
+		}
+		// Scaled out: as of the last expiry scan, aged by approval TTL
+		// from the oldest deadline.
+		return n, max(0, g.clock().Sub(time.Unix(0, g.kvh.oldest.Load()).Add(-g.cfg.Limits.ApprovalTTL)))
+	}
 	var holds []store.Hold
 	for _, led := range g.ledgers() {
 		h, err := led.DueHolds(time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC), 100000)

@@ -37,6 +37,8 @@ type Gateway struct {
 
 	ledger      *store.Ledger // single-instance mode; nil when scaled out
 	scale       *scaleOut     // scale-out mode; nil otherwise
+	holds       holdStore     // ledgerHolds, or kvh when scaled out
+	kvh         *kvHolds
 	verifier    *identity.Verifier
 	revocations *identity.Revocations
 	signer      *identity.Signer
@@ -137,8 +139,11 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	g.policy = policy.NewEngine(set)
 	g.budgets = budget.New(cfg.Budgets)
+	g.holds = ledgerHolds{}
 	if cfg.ScaleOut != nil {
 		g.scale = &scaleOut{running: map[int]*partRun{}, live: map[int]*partState{}}
+		g.kvh = &kvHolds{}
+		g.holds = g.kvh
 	} else {
 		led, err := store.Open(filepath.Join(cfg.DataDir, "ledger"), g.ledgerOptions())
 		if err != nil {

@@ -22,6 +22,7 @@ type ledgerBatch struct {
 	*store.Batch
 	recs    []journal.Record
 	journal bool
+	revs    map[string]uint64 // kvHolds: revision of each hold read
 }
 
 func (g *Gateway) newBatch(ps *partState) *ledgerBatch {

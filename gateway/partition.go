@@ -230,6 +230,11 @@ func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consu
 	if err != nil {
 		return fmt.Errorf("gateway: leases: %w", err)
 	}
+	kv, err := ensureHoldsBucket(ctx, g.js, g.cfg.Streams.Replicas)
+	if err != nil {
+		return fmt.Errorf("gateway: holds bucket: %w", err)
+	}
+	g.kvh.kv = kv
 	g.scale.leases, g.scale.journal, g.scale.consumers = m, w, consumers
 	return nil
 }

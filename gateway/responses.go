@@ -45,7 +45,7 @@ func responseID(tenant, messageID string) string { return respPrefix + tenant + 
 // stageOutstanding records an allowed request whose target takes
 // responses. The hold outlives the deadline by the message TTL so that a
 // late answer is told response_late rather than no_such_request.
-func (g *Gateway) stageOutstanding(b *store.Batch, it *item, now time.Time) error {
+func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) error {
 	src := it
 	if it.heldItem != nil {
 		src = it.heldItem
@@ -59,16 +59,16 @@ func (g *Gateway) stageOutstanding(b *store.Batch, it *item, now time.Time) erro
 	if err != nil {
 		return err
 	}
-	return b.PutHold(responseID(rec.Tenant, src.env.MessageID), rec.Deadline.Add(g.cfg.Limits.MaxTTL), v)
+	return g.holds.putHold(b, responseID(rec.Tenant, src.env.MessageID), rec.Deadline.Add(g.cfg.Limits.MaxTTL), v, it.seq, true)
 }
 
 // responseGate replaces the catalog gate for a `respond` envelope: the
 // request it answers must be outstanding, routed to a target this
 // responder serves (scope respond:<target>) and in time. Whether it is
 // already answered is settled by markAnswered once the response is valid.
-func (g *Gateway) responseGate(b *store.Batch, cat *catalog.Catalog, it *item, now time.Time) error {
+func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := responseID(it.env.Tenant, it.env.Target)
-	_, v, ok, err := b.Hold(id)
+	_, v, _, ok, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
 	}
@@ -101,9 +101,9 @@ func (g *Gateway) responseGate(b *store.Batch, cat *catalog.Catalog, it *item, n
 // has passed every gate: an invalid response does not use it up. Runs in
 // stream order, so of two answers in one batch only the first is
 // delivered.
-func (g *Gateway) markAnswered(b *store.Batch, it *item) error {
+func (g *Gateway) markAnswered(b *ledgerBatch, it *item) error {
 	id := responseID(it.request.Tenant, it.env.Target)
-	first, err := b.SetOnce("answered", id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL))
+	first, err := g.holds.once(b, "answered", id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL), it.seq)
 	if err != nil {
 		return err
 	}

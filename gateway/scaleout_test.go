@@ -2,13 +2,18 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"
@@ -65,7 +70,6 @@ func (in *instance) held() int {
 	defer in.gw.scale.mu.Unlock()
 	return len(in.gw.scale.live)
 }
-
 
 // TestScaleOutSharesPartitionsAndFailsOver: two instances split four
 // partitions, each deciding its agents' messages; when one dies without
@@ -130,3 +134,100 @@ func TestScaleOutSharesPartitionsAndFailsOver(t *testing.T) {
 	h.validateAudit()
 }
 
+// partitionOf is the partition the server put ingress message seq in.
+func (h *harness) partitionOf(seq uint64) string {
+	h.t.Helper()
+	s, err := h.js.Stream(context.Background(), StreamIngress)
+	must(h.t, err)
+	m, err := s.GetMsg(context.Background(), seq)
+	must(h.t, err)
+	return strings.Split(m.Subject, ".")[2]
+}
+
+// TestScaleOutApprovalAcrossPartitions: the approver's envelope lands in
+// another partition than the held request, maybe on another instance:
+// the shared holds bucket lets the grant find the hold, releases it
+// exactly once, and refuses a second grant; a request nobody answers
+// expires exactly once although both instances scan for expiries.
+func TestScaleOutApprovalAcrossPartitions(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 4
+	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
+	a, b := h.startInstance("a"), h.startInstance("b")
+	waitFor(t, func() bool { return a.held() == 2 && b.held() == 2 })
+
+	hold := func() (uint64, approval.Request) {
+		body := h.body(func(bb *envelope.Builder) {
+			bb.Capability, bb.Target = envelope.ToolCall, "payments.send"
+			bb.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+		})
+		seq := h.send(body)
+		out := h.outputFor(seq)
+		if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+			t.Fatalf("request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+		}
+		var req approval.Request
+		must(t, json.Unmarshal(out.Data, &req))
+		return seq, req
+	}
+	heldSeq, req := hold()
+	// Approvers whose messages land in other partitions than the agent's.
+	var approvers []*actor
+	for len(approvers) < 2 {
+		ap := newActor(t)
+		ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+		probe := h.body(nil)
+		seq := h.publish(h.ingress(ap, "tenant_a"), probe, h.signed(ap, ap.token, probe))
+		h.outputFor(seq)
+		if h.partitionOf(seq) != h.partitionOf(heldSeq) {
+			approvers = append(approvers, ap)
+		}
+	}
+	answer := func(ap *actor) uint64 {
+		raw, _ := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+		body := h.body(func(bb *envelope.Builder) {
+			bb.Capability, bb.Target = envelope.Approve, req.HeldMessageID
+			bb.Payload = envelope.Payload{Plain: raw}
+		})
+		return h.publish(h.ingress(ap, "tenant_a"), body, h.signed(ap, ap.token, body))
+	}
+	out := h.outputFor(answer(approvers[0]))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("granted request went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	h.wantReason(answer(approvers[1]), reason.ApprovalInvalid)
+
+	// One nobody answers: expired exactly once.
+	expSeq, _ := hold()
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for h.find(StreamDenied, header.IngressSeq, fmt.Sprint(expSeq)) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("held request did not expire")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // both instances scan again
+	n := 0
+	for _, m := range h.all(StreamDenied) {
+		if m.Header.Get(header.IngressSeq) == fmt.Sprint(expSeq) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("expiry published %d times; want 1", n)
+	}
+	if got := len(h.all(StreamCap)); got != 1 {
+		t.Fatalf("capability deliveries = %d; want exactly 1", got)
+	}
+	r, err := invariant.Wait(context.Background(), h.js, 15*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	b.stop(t)
+	a.stop(t)
+	h.scanSecrets()
+	h.validateAudit()
+}

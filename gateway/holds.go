@@ -1,0 +1,352 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+)
+
+// holdStore keeps what an answer must find whichever partition it comes
+// in on: requests held for an approver, requests outstanding for a
+// response, and the single-use marker of each answer. A single instance
+// keeps them in its ledger, in the same batch as everything else; scaled
+// out, an approver's or responder's envelope is decided by the owner of
+// the answerer's partition, not the requester's, so they live in a
+// JetStream KV bucket shared by every instance (kvHolds).
+//
+// seq is the ingress sequence of the message doing the operation: a KV
+// write happens before the batch's commit, so a redelivery of the same
+// message must find its own earlier write and carry on.
+type holdStore interface {
+	// hold returns hold id if it is pending, or was taken by seq. creator
+	// is the sequence that put it (0 when the store cannot tell).
+	hold(b *ledgerBatch, id string, seq uint64) (deadline time.Time, v []byte, creator uint64, ok bool, err error)
+	// putHold stores hold id. Unless replace, a pending hold of another
+	// creator is errHoldExists.
+	putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error
+	// takeHold consumes a hold hold() returned; false means another
+	// message (or the expiry) took it first.
+	takeHold(b *ledgerBatch, id string, seq uint64) (bool, error)
+	// once sets a single-use marker; false if another message set it.
+	once(b *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error)
+}
+
+var errHoldExists = errors.New("gateway: a hold with this id is pending")
+
+// ledgerHolds keeps holds in the partition's ledger batch.
+type ledgerHolds struct{}
+
+func (ledgerHolds) hold(b *ledgerBatch, id string, _ uint64) (time.Time, []byte, uint64, bool, error) {
+	d, v, ok, err := b.Hold(id)
+	return d, v, 0, ok, err
+}
+
+func (ledgerHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, _ uint64, _ bool) error {
+	return b.PutHold(id, deadline, v)
+}
+
+func (ledgerHolds) takeHold(b *ledgerBatch, id string, _ uint64) (bool, error) {
+	return true, b.DeleteHold(id)
+}
+
+func (ledgerHolds) once(b *ledgerBatch, kind, id string, expires time.Time, _ uint64) (bool, error) {
+	return b.SetOnce(kind, id, expires)
+}
+
+// HoldsBucket is the KV bucket of scale-out mode's holds.
+const HoldsBucket = "AGENTGW_HOLDS"
+
+// kvHold is one value of the holds bucket.
+type kvHold struct {
+	State    string    `json:"state"`             // held, taken, expired, marker
+	Creator  uint64    `json:"creator"`           // ingress sequence that put it
+	TakenBy  uint64    `json:"taken_by,omitzero"` // ingress sequence that consumed it
+	Deadline time.Time `json:"deadline"`          // hold deadline; marker expiry
+	Value    []byte    `json:"value,omitempty"`
+	Outputs  []byte    `json:"outputs,omitempty"` // a decided expiry's outputs
+}
+
+const (
+	kvHeld    = "held"
+	kvTaken   = "taken"
+	kvExpired = "expired"
+	kvMarker  = "marker"
+)
+
+// kvHolds keeps holds in a JetStream KV bucket: every state change is a
+// revision-checked update, so of two instances racing for one hold (two
+// grants, a grant and the expiry) exactly one wins.
+type kvHolds struct {
+	kv      jetstream.KeyValue
+	pending atomic.Int64 // held approvals seen by the last expiry scan
+	oldest  atomic.Int64 // their oldest deadline, unix nanoseconds
+}
+
+func holdKey(id string) string { return "h." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func markerKey(kind, id string) string {
+	return "m." + base64.RawURLEncoding.EncodeToString([]byte(kind+"\x00"+id))
+}
+
+func holdIDOf(key string) (string, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "h."))
+	return string(raw), err == nil && strings.HasPrefix(key, "h.")
+}
+
+// kvTimeout bounds one KV operation on the decision path.
+const kvTimeout = 10 * time.Second
+
+func (k *kvHolds) get(key string) (*kvHold, uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("gateway: holds: %w", err)
+	}
+	var h kvHold
+	if err := json.Unmarshal(e.Value(), &h); err != nil {
+		return nil, 0, fmt.Errorf("gateway: holds: value of %s: %w", key, err)
+	}
+	return &h, e.Revision(), nil
+}
+
+func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (time.Time, []byte, uint64, bool, error) {
+	h, rev, err := k.get(holdKey(id))
+	if err != nil || h == nil {
+		return time.Time{}, nil, 0, false, err
+	}
+	if h.State == kvHeld || h.State == kvTaken && h.TakenBy == seq {
+		if b.revs == nil {
+			b.revs = map[string]uint64{}
+		}
+		b.revs[id] = rev
+		return h.Deadline, h.Value, h.Creator, true, nil
+	}
+	return time.Time{}, nil, 0, false, nil
+}
+
+func (k *kvHolds) putHold(_ *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
+	val, _ := json.Marshal(kvHold{State: kvHeld, Creator: seq, Deadline: deadline, Value: v})
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	if replace {
+		_, err := k.kv.Put(ctx, holdKey(id), val)
+		return err
+	}
+	_, err := k.kv.Create(ctx, holdKey(id), val)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	h, _, err := k.get(holdKey(id))
+	if err != nil {
+		return err
+	}
+	if h != nil && h.Creator == seq {
+		return nil // this message's own write, before a redelivery
+	}
+	return errHoldExists
+}
+
+func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) {
+	rev, ok := b.revs[id]
+	if !ok {
+		return false, fmt.Errorf("gateway: holds: take %s without reading it", id)
+	}
+	h, cur, err := k.get(holdKey(id))
+	if err != nil || h == nil {
+		return false, err
+	}
+	if h.State == kvTaken && h.TakenBy == seq {
+		return true, nil
+	}
+	if cur != rev || h.State != kvHeld {
+		return false, nil
+	}
+	h.State, h.TakenBy = kvTaken, seq
+	val, _ := json.Marshal(h)
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	_, err = k.kv.Update(ctx, holdKey(id), val, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil // revision moved: someone else took it
+	}
+	return err == nil, err
+}
+
+func (k *kvHolds) once(_ *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
+	val, _ := json.Marshal(kvHold{State: kvMarker, Creator: seq, Deadline: expires})
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	_, err := k.kv.Create(ctx, markerKey(kind, id), val)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, err
+	}
+	h, _, err := k.get(markerKey(kind, id))
+	if err != nil {
+		return false, err
+	}
+	return h != nil && h.Creator == seq, nil
+}
+
+// ensureHoldsBucket creates the holds bucket (history 1, file storage).
+func ensureHoldsBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      HoldsBucket,
+		Description: "agentgw: held approvals, outstanding requests and answer markers (scale-out)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, HoldsBucket)
+	}
+	return kv, err
+}
+
+// kvDue is one entry of the holds bucket the expiry scan must act on.
+type kvDue struct {
+	key string
+	id  string
+	rev uint64
+	h   *kvHold
+}
+
+// scan lists the bucket and returns what is due at now: held approvals
+// past their deadline, decided expiries not yet published, and taken
+// holds, outstanding requests and markers past their life. It counts the
+// pending approvals for the gauges on the way.
+func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) ([]kvDue, error) {
+	lister, err := k.kv.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			k.pending.Store(0)
+			return nil, nil
+		}
+		return nil, err
+	}
+	var keys []string
+	for key := range lister.Keys() {
+		keys = append(keys, key)
+	}
+	var due []kvDue
+	var pending, oldest int64
+	for _, key := range keys {
+		h, rev, err := k.get(key)
+		if err != nil {
+			return nil, err
+		}
+		if h == nil {
+			continue
+		}
+		id, _ := holdIDOf(key)
+		approvalHold := strings.HasPrefix(key, "h.") && !strings.HasPrefix(id, respPrefix)
+		if h.State == kvHeld && approvalHold {
+			pending++
+			if oldest == 0 || h.Deadline.UnixNano() < oldest {
+				oldest = h.Deadline.UnixNano()
+			}
+		}
+		switch {
+		case h.State == kvExpired,
+			h.State == kvHeld && !now.Before(h.Deadline),
+			h.State == kvTaken && now.After(h.Deadline.Add(grace)),
+			h.State == kvMarker && now.After(h.Deadline):
+			due = append(due, kvDue{key: key, id: id, rev: rev, h: h})
+		}
+	}
+	k.pending.Store(pending)
+	k.oldest.Store(oldest)
+	return due, nil
+}
+
+// remove deletes key if it is still at rev.
+func (k *kvHolds) remove(ctx context.Context, key string, rev uint64) error {
+	err := k.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // changed meanwhile; the next scan looks again
+	}
+	return err
+}
+
+// markExpired records a decided expiry's outputs in the hold, if it is
+// still pending at rev; false means a grant took it first.
+func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uint64, bool, error) {
+	h := *d.h
+	h.State, h.Outputs, h.Value = kvExpired, outputs, nil
+	val, _ := json.Marshal(h)
+	rev, err := k.kv.Update(ctx, d.key, val, d.rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, false, nil
+	}
+	return rev, err == nil, err
+}
+
+
+// expireKV is expireDue for the shared holds bucket. Every instance runs
+// it; the revision-checked update decides which one expires a hold, and
+// the expiry's outputs are recorded in the hold before they are
+// published, so whoever scans next re-publishes them (into JetStream's
+// de-duplication) if the publisher died.
+func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
+	k := g.kvh
+	due, err := k.scan(ctx, now, g.cfg.Limits.MaxTTL+g.cfg.Limits.Skew)
+	if err != nil {
+		return err
+	}
+	for _, d := range due {
+		switch {
+		case d.h.State == kvExpired:
+			err = g.publishKVExpiry(ctx, d.key, d.rev, d.h.Outputs)
+		case d.h.State == kvHeld && !strings.HasPrefix(d.id, respPrefix):
+			err = g.expireKVHold(ctx, d, now)
+		default:
+			// Outstanding requests past their answer window, taken
+			// holds and markers past their life.
+			err = k.remove(ctx, d.key, d.rev)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) error {
+	var h held
+	if err := json.Unmarshal(d.h.Value, &h); err != nil {
+		return fmt.Errorf("gateway: held record %s: %w", d.id, err)
+	}
+	outs, ev, err := g.expiryOutputs(&h, d.h.Deadline, now)
+	if err != nil || outs == nil {
+		return err
+	}
+	rev, ok, err := g.kvh.markExpired(ctx, d, outs)
+	if err != nil || !ok {
+		return err // a grant took it first
+	}
+	g.metrics.Approvals.WithLabelValues("expired").Inc()
+	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
+	g.logDecision(ev)
+	return g.publishKVExpiry(ctx, d.key, rev, outs)
+}
+
+func (g *Gateway) publishKVExpiry(ctx context.Context, key string, rev uint64, outs []byte) error {
+	if err := g.publishRecorded(ctx, outs); err != nil {
+		return err
+	}
+	return g.kvh.remove(ctx, key, rev)
+}
