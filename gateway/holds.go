@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
 )
 
 // holdStore keeps what an answer must find whichever partition it comes
@@ -294,7 +293,6 @@ func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uin
 	}
 	return rev, err == nil, err
 }
-
 
 // expireKV is expireDue for the shared holds bucket. Every instance runs
 // it; the revision-checked update decides which one expires a hold, and
