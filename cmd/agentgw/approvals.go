@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/approval"
@@ -58,9 +59,16 @@ approver-visible, and the deadline. Requests past their deadline are
 hidden unless --all (the gateway has denied them as approval_expired).
 Requests already answered are still listed until their deadline: check
 'agentgw audit tail --trace <trace id>'. watch keeps printing new
-requests until interrupted.`)
+requests until interrupted.
+
+Connected as an nkey user (--nats-nkey: the approver's seed or .creds) of a
+server that requires authentication, as on the 'agentgw run' server, it
+reads the pre-created approval queue <tenant>-approvals through the API
+prefix `+client.TenantAPIPrefix+` and hands every request back: listing consumes nothing,
+but requests another reader holds are not shown until it lets them go.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.tenantSide = true
 	tenant := c.fs.String("tenant", "", "tenant whose requests to list")
 	all := c.fs.Bool("all", false, "include requests past their deadline")
 	asJSON := c.fs.Bool("json", false, "print one JSON object per request")
@@ -91,8 +99,7 @@ requests until interrupted.`)
 		t = newTable(c.out, follow, column{"SEQ", 6}, column{"HELD MESSAGE ID", 32}, column{"AGENT", 12},
 			column{"TARGET", 22}, column{"RISK", 8}, column{"DEADLINE", 20}, column{"STATE", 7}, column{"FIELDS", 0})
 	}
-	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".approval." + *tenant + ".>"}}
-	err := scan(ctx, js, gateway.StreamApproval, oc, follow, func(m jetstream.Msg) error {
+	err := scanApprovals(ctx, nc, js, cf.bound, *tenant, follow, func(m jetstream.Msg) error {
 		md, err := m.Metadata()
 		if err != nil {
 			return err
@@ -144,9 +151,12 @@ The gateway checks the answer like any envelope; a grant releases the
 request to its capability subject exactly once.
 
 Refuses (exit 3) to answer your own request or one past its deadline.
-Answers carry plain payloads, so no curve key is needed.`)
+Answers carry plain payloads, so no curve key is needed. Connects as the
+approver's key (--creds) unless --nats-nkey or --nats-creds say otherwise,
+and finds the request as 'approvals ls' does.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.tenantSide = true
 	creds := c.fs.String("creds", "", "the approver's agentgw .creds `file`")
 	id := c.fs.String("id", "", "held message `id` (from 'approvals ls')")
 	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
@@ -171,6 +181,7 @@ Answers carry plain payloads, so no curve key is needed.`)
 		return c.fail(err, "--creds must be the approver's .creds file (from 'agentgw creds issue').")
 	}
 	defer kp.Wipe()
+	cf.identity = *creds
 	nc, js, code, ok := c.connect(&cf)
 	if !ok {
 		return code
@@ -187,7 +198,7 @@ Answers carry plain payloads, so no curve key is needed.`)
 	ctx, stop := context.WithTimeout(ctx, *timeout)
 	defer stop()
 
-	req, found, err := findRequest(ctx, js, ap.Agent().Tenant(), *id)
+	req, found, err := findRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id)
 	if err != nil {
 		return c.fail(err, streamHint(gateway.StreamApproval, err))
 	}
@@ -224,20 +235,39 @@ Answers carry plain payloads, so no curve key is needed.`)
 
 // findRequest returns the latest request of tenant held under id. It
 // checks the Agentgw-Message-Id header before decoding a body.
-func findRequest(ctx context.Context, js jetstream.JetStream, tenant, id string) (approval.Request, bool, error) {
+func findRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string) (approval.Request, bool, error) {
 	var (
 		req   approval.Request
 		found bool
 	)
-	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".approval." + tenant + ".>"}}
-	err := scan(ctx, js, gateway.StreamApproval, oc, false, func(m jetstream.Msg) error {
-		if m.Headers().Get(header.MessageID) != id {
+	look := func() error {
+		return scanApprovals(ctx, nc, js, bound, tenant, false, func(m jetstream.Msg) error {
+			if m.Headers().Get(header.MessageID) != id {
+				return nil
+			}
+			if r, err := readRequest(m, tenant); err == nil && r.HeldMessageID == id {
+				req, found = r, true
+			}
 			return nil
-		}
-		if r, err := readRequest(m, tenant); err == nil && r.HeldMessageID == id {
-			req, found = r, true
-		}
-		return nil
-	})
+		})
+	}
+	err := look()
+	// A bound queue does not show what another reader (a concurrent 'ls')
+	// still holds; it hands it back at once, so look again briefly.
+	for i := 0; bound && err == nil && !found && i < 10 && ctx.Err() == nil; i++ {
+		time.Sleep(200 * time.Millisecond)
+		err = look()
+	}
 	return req, found, err
+}
+
+// scanApprovals reads a tenant's approval requests: through the
+// pre-created queue when bound (a tenant user), else through an ordered
+// consumer on the stream.
+func scanApprovals(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant string, follow bool, fn func(jetstream.Msg) error) error {
+	if bound {
+		return scanBound(ctx, nc, js, gateway.StreamApproval, client.ApprovalConsumerName(tenant), follow, fn)
+	}
+	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".approval." + tenant + ".>"}}
+	return scan(ctx, js, gateway.StreamApproval, oc, follow, fn)
 }

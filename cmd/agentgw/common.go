@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/identity"
 )
@@ -166,8 +167,22 @@ func (l *listFlag) Set(v string) error {
 
 // connFlags are the NATS connection flags every networked command takes.
 type connFlags struct {
-	url, creds, nkey, inbox, ca, cert, key string
-	tls                                    bool
+	url, creds, nkey, inbox, apiPrefix, ca, cert, key string
+	tls                                               bool
+
+	// identity, set by a command that acts as an agentgw identity (send
+	// --creds, approvals grant --creds, denied replay --creds), is that
+	// .creds file: its key is the NATS user unless --nats-nkey or
+	// --nats-creds name another. Tenant accounts (deploy/, `agentgw run`)
+	// name every agent, approver and consumer by its agentgw key.
+	identity string
+	// tenantSide marks a command a tenant user runs (consume, approvals):
+	// connected as an nkey user to a server that requires authentication,
+	// it reaches JetStream under client.TenantAPIPrefix and binds the
+	// pre-created consumers instead of creating its own.
+	tenantSide bool
+	// bound reports, after connect, that the tenant-user mode applies.
+	bound bool
 }
 
 func (cf *connFlags) register(fs *flag.FlagSet) {
@@ -176,9 +191,10 @@ func (cf *connFlags) register(fs *flag.FlagSet) {
 		def = nats.DefaultURL
 	}
 	fs.StringVar(&cf.url, "nats", def, "NATS server `URL`s, comma separated (default from $NATS_URL)")
-	fs.StringVar(&cf.creds, "nats-creds", "", "NATS user .creds `file` for the connection (not an agentgw credential)")
-	fs.StringVar(&cf.nkey, "nats-nkey", "", "nkey seed `file` for a static nkey user (deploy/ tenant accounts: the agent's own key)")
-	fs.StringVar(&cf.inbox, "inbox-prefix", "", "reply inbox `prefix` when permissions confine inboxes (default _INBOX)")
+	fs.StringVar(&cf.creds, "nats-creds", "", "NATS user .creds `file` for the connection (decentralized auth: a NATS user JWT, not an agentgw credential)")
+	fs.StringVar(&cf.nkey, "nats-nkey", "", "connect as the nkey user of this `file`: an nkey seed, or an agentgw .creds (its key); default: the key of --creds where the command has one")
+	fs.StringVar(&cf.inbox, "inbox-prefix", "", "reply inbox `prefix` (default _INBOX.<public key> when connecting as an nkey user, else _INBOX)")
+	fs.StringVar(&cf.apiPrefix, "js-api-prefix", "", "JetStream API `prefix` (default $JS.API; "+client.TenantAPIPrefix+" for consume and approvals as an nkey user of a server that requires authentication)")
 	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate `file` to verify the server with")
 	fs.StringVar(&cf.cert, "tls-cert", "", "client certificate `file` for mTLS (with --tls-key)")
 	fs.StringVar(&cf.key, "tls-key", "", "client key `file` for mTLS (with --tls-cert)")
@@ -186,28 +202,118 @@ func (cf *connFlags) register(fs *flag.FlagSet) {
 }
 
 // connect dials NATS with gateway.Connect, so the CLI, the SDK and the
-// gateway share one set of credential and TLS options.
+// gateway share one set of credential and TLS options, and sets cf.bound.
 func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool) {
 	if (cf.cert == "") != (cf.key == "") {
 		return nil, nil, c.usageErr("--tls-cert and --tls-key go together"), false
 	}
+	if cf.creds != "" && cf.nkey != "" {
+		return nil, nil, c.usageErr("--nats-creds and --nats-nkey are alternatives; give one"), false
+	}
+	nkey, inbox := cf.nkey, cf.inbox
+	if nkey == "" && cf.creds == "" {
+		nkey = cf.identity
+	}
+	if nkey != "" && inbox == "" {
+		pub, err := client.UserKey(nkey)
+		if err != nil {
+			return nil, nil, c.fail(err, "--nats-nkey (or --creds) must hold a user nkey seed ('SU…'): a seed file or a .creds file."), false
+		}
+		inbox = "_INBOX." + pub
+	}
 	cfg := gateway.NATSConfig{
 		URL:         cf.url,
 		Creds:       cf.creds,
-		NKey:        cf.nkey,
-		InboxPrefix: cf.inbox,
+		NKey:        nkey,
+		InboxPrefix: inbox,
 		TLS:         gateway.TLSConfig{CA: cf.ca, Cert: cf.cert, Key: cf.key, Required: cf.tls},
 	}
 	nc, err := gateway.Connect(cfg, "agentgw "+c.name)
-	if err != nil {
-		return nil, nil, c.fail(err, "Is NATS running there? Pass --nats URL (or set NATS_URL), and --nats-creds / --tls-* if the server requires them."), false
+	if errors.Is(err, nats.ErrNkeysNotSupported) && cf.nkey == "" {
+		// The key of --creds was only a default: a server without nkey
+		// users (an open test server) gets an anonymous connection.
+		nkey, cfg.NKey, cfg.InboxPrefix = "", "", cf.inbox
+		nc, err = gateway.Connect(cfg, "agentgw "+c.name)
 	}
-	js, err := jetstream.New(nc)
+	if err != nil {
+		hint := "Is NATS running there? Pass --nats URL (or set NATS_URL), and --nats-nkey / --nats-creds / --tls-* if the server requires them."
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			hint = "The server refused this identity. Connect as one of its users: --nats-nkey FILE (an nkey seed or a .creds file; 'agentgw run' prints which file is whom) or --nats-creds FILE."
+		}
+		return nil, nil, c.fail(err, hint), false
+	}
+	prefix := cf.apiPrefix
+	if prefix == "" && cf.tenantSide && nkey != "" && nc.AuthRequired() {
+		prefix = client.TenantAPIPrefix
+	}
+	cf.bound = prefix == client.TenantAPIPrefix
+	var js jetstream.JetStream
+	if prefix == "" {
+		js, err = jetstream.New(nc)
+	} else {
+		js, err = jetstream.NewWithAPIPrefix(nc, prefix)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, c.fail(err, ""), false
 	}
 	return nc, js, exitOK, true
+}
+
+// scanBound is scan for a tenant user: it binds the pre-created consumer
+// durable on stream (it may not create one) and hands fn each message
+// once, oldest first. Everything it fetched is handed back (nak) when it
+// returns, so a listing consumes nothing; messages another reader holds
+// unacknowledged are not seen until they come back. Without follow it
+// returns once nothing more is available; with follow it waits for new
+// messages until ctx is done.
+func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, stream, durable string, follow bool, fn func(jetstream.Msg) error) error {
+	cons, err := js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return fmt.Errorf("stream %s, consumer %s: %w", stream, durable, err)
+	}
+	held := map[uint64]jetstream.Msg{}
+	defer func() {
+		for _, m := range held {
+			_ = m.Nak()
+		}
+		_ = nc.Flush()
+	}()
+	for ctx.Err() == nil {
+		var batch jetstream.MessageBatch
+		if follow {
+			batch, err = cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
+		} else {
+			batch, err = cons.FetchNoWait(64)
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s, consumer %s: %w", stream, durable, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				_ = m.Nak()
+				continue
+			}
+			_, seen := held[md.Sequence.Stream]
+			held[md.Sequence.Stream] = m // the latest delivery is the one to hand back
+			if seen {
+				continue
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("stream %s, consumer %s: %w", stream, durable, err)
+		}
+		if !follow && n == 0 {
+			return nil
+		}
+	}
+	return nil
 }
 
 // streamHint says what to do about an error reading stream.

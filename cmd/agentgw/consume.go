@@ -28,9 +28,18 @@ nothing else agentgw prints contains one. Runs until --count messages
 (verified or rejected) or an interrupt. Verified messages fetched beyond
 --count are handed back for redelivery; a prefetched one that fails
 verification is still terminated, and reported. Exits 3 if any message
-was rejected.`)
+was rejected.
+
+Connected as an nkey user (--nats-nkey: the consumer's seed or .creds) of
+a server that requires authentication, as on the 'agentgw run' server and
+in deploy/, it binds the pre-created consumer <tenant>-<target> (dots as
+underscores; --durable overrides) through the API prefix `+client.TenantAPIPrefix+`:
+one --target, and what it acknowledges is consumed. Otherwise it creates
+its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.tenantSide = true
+	bind := c.fs.Bool("bind", false, "bind the existing durable (--durable, default <tenant>-<target>) instead of creating a consumer; automatic as a tenant nkey user")
 	tenant := c.fs.String("tenant", "", "tenant whose capability subjects to read")
 	var targets, gwKeys, gwXKeys listFlag
 	c.fs.Var(&targets, "target", "catalog `target` served (repeatable, or comma separated)")
@@ -69,6 +78,15 @@ was rejected.`)
 		return code
 	}
 	defer nc.Close()
+	if cf.bound || *bind {
+		if len(targets) != 1 {
+			return c.usageErr("a bound consumer reads one --target: run one consume per target")
+		}
+		cfg.Bind = true
+		if cfg.Durable == "" {
+			cfg.Durable = client.CapabilityConsumerName(*tenant, targets[0])
+		}
+	}
 
 	ctx, cancel := interruptible()
 	defer cancel()
@@ -79,7 +97,11 @@ was rejected.`)
 		return c.usageErr("%v", err)
 	}
 	if err := cons.Consume(ctx, p.delivered); err != nil {
-		return c.fail(err, streamHint(gateway.StreamCap, err))
+		hint := streamHint(gateway.StreamCap, err)
+		if cfg.Bind {
+			hint = "Binding " + cfg.Durable + " failed: the consumer must exist ('agentgw run' creates one per catalog target) and --nats-nkey must be a user allowed to read it."
+		}
+		return c.fail(err, hint)
 	}
 	if p.nRejected > 0 {
 		return exitRejected

@@ -19,7 +19,9 @@ nothing changes. Without it the original message is re-submitted through
 every gate; it can succeed at most once per message, and a message that
 has expired since stays denied. Either way the request is signed with the
 operator's key and audited. The operator credential needs scope
-operator:replay in the message's tenant.`)
+operator:replay in the message's tenant. Connects to NATS as the
+operator's key (the nkey user of --creds: account AGENTGW on the 'agentgw
+run' server) unless --nats-nkey or --nats-creds name another user.`)
 	var cf connFlags
 	cf.register(c.fs)
 	creds := c.fs.String("creds", "", "operator .creds `file` (agentgw credential with scope operator:replay)")
@@ -40,6 +42,7 @@ operator:replay in the message's tenant.`)
 	if err != nil || seq == 0 {
 		return c.usageErr("sequence %q is not a positive integer", c.args[0])
 	}
+	cf.identity = *creds
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
 		return code

@@ -101,6 +101,11 @@ func TestUserJourney(t *testing.T) {
 		t.Fatalf("dev material: %v (created now: %v)", err, created)
 	}
 	nats := []string{"--nats", url}
+	// The dev server has no anonymous user: each command connects as the
+	// identity it acts for (send, grant and replay as the key of --creds).
+	asConsumer := append([]string{"--nats-nkey", m.Consumer.Creds}, nats...)
+	asApprover := append([]string{"--nats-nkey", m.Approver.Creds}, nats...)
+	asOperator := append([]string{"--nats-nkey", m.Operator.Creds}, nats...)
 	agentArgs := append([]string{"--creds", m.Agent.Creds, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey}, nats...)
 	send := func(extra ...string) map[string]any {
 		r := mustRun(t, dir, 0, append(append([]string{"send", "--json"}, agentArgs...), extra...)...)
@@ -110,11 +115,20 @@ func TestUserJourney(t *testing.T) {
 	// A sealed refund is delivered and the consumer verifies and opens it.
 	send("--capability", "tool_call", "--target", "refunds.draft_refund", "--sealed", `{"order_id":"ord_9","amount_cents":900}`)
 	r := mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "refunds.draft_refund",
-		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, nats...)...)
+		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, asConsumer...)...)
 	got := decodeLines(t, r.stdout)
 	if len(got) != 1 || got[0]["status"] != "verified" || !strings.Contains(fmt.Sprint(got[0]["payload"]), "ord_9") {
 		t.Fatalf("consume = %v; want one verified delivery of ord_9", got)
 	}
+
+	// The dev server is not open: no anonymous reader, and the agent's key
+	// reads neither the denied stream nor a capability consumer.
+	if r := mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a"}, nats...)...); !strings.Contains(r.stderr, "refused this identity") {
+		t.Errorf("anonymous denied ls: want the server's refusal and a hint to connect as a user:\n%s", r)
+	}
+	mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a", "--nats-nkey", m.Agent.Creds}, nats...)...)
+	mustRun(t, dir, 1, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund", "--gateway-key", m.GatewayKey,
+		"--count", "1", "--nats-nkey", m.Agent.Creds}, nats...)...)
 
 	// Hostile: a tool outside the catalog is denied. (The SDK refuses to
 	// even build a message for another audience.)
@@ -124,7 +138,7 @@ func TestUserJourney(t *testing.T) {
 	held := send("--capability", "tool_call", "--target", "payments.send", "--sealed", `{"amount_cents":100000}`)
 	var pending []map[string]any
 	for i := 0; i < 100 && len(pending) == 0; i++ {
-		pending = decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, nats...)...).stdout)
+		pending = decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, asApprover...)...).stdout)
 		time.Sleep(50 * time.Millisecond)
 	}
 	if len(pending) != 1 || pending[0]["held_message_id"] != held["message_id"] {
@@ -132,7 +146,7 @@ func TestUserJourney(t *testing.T) {
 	}
 	mustRun(t, dir, 0, append([]string{"approvals", "grant", "--creds", m.Approver.Creds, "--id", held["message_id"].(string), "--reason", "ok"}, nats...)...)
 	r = mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "payments.send",
-		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, nats...)...)
+		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, asConsumer...)...)
 	if got := decodeLines(t, r.stdout); len(got) != 1 || got[0]["message_id"] != held["message_id"] {
 		t.Fatalf("granted payment not delivered: %v", got)
 	}
@@ -143,7 +157,7 @@ func TestUserJourney(t *testing.T) {
 	revoked := send("--capability", "read", "--target", "kb.search", "--plain", `{"q":"after revocation"}`)
 	var deniedSeq float64
 	for i := 0; i < 100 && deniedSeq == 0; i++ {
-		for _, row := range decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a"}, nats...)...).stdout) {
+		for _, row := range decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a"}, asOperator...)...).stdout) {
 			if row["message_id"] == revoked["message_id"] && row["reason"] == "revoked" {
 				deniedSeq = row["seq"].(float64)
 			}
@@ -153,7 +167,7 @@ func TestUserJourney(t *testing.T) {
 	if deniedSeq == 0 {
 		t.Fatal("the revoked agent's message is not on the denied stream as revoked")
 	}
-	rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a", "--reason", "unknown_target"}, nats...)...).stdout)
+	rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a", "--reason", "unknown_target"}, asOperator...)...).stdout)
 	if len(rows) != 1 {
 		t.Errorf("denied ls --reason unknown_target = %v; want the hostile message", rows)
 	}
@@ -167,7 +181,7 @@ func TestUserJourney(t *testing.T) {
 	mustRun(t, dir, 0, append(opArgs, "--dry-run", seq)...)
 	mustRun(t, dir, 0, append(opArgs, seq)...)
 	mustRun(t, dir, 3, append(opArgs, seq)...) // at most once
-	r = mustRun(t, dir, 0, append([]string{"audit", "tail", "--json", "--tenant", "tenant_a"}, nats...)...)
+	r = mustRun(t, dir, 0, append([]string{"audit", "tail", "--json", "--tenant", "tenant_a"}, asOperator...)...)
 	var replayed bool
 	for _, ev := range decodeLines(t, r.stdout) {
 		if ev["message_id"] == revoked["message_id"] && ev["route"] == "allow" && ev["operator"] != nil && ev["event"] == "decision" {
@@ -191,9 +205,9 @@ func TestUserJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	refunds := filepath.Join(data, "policies", "refunds.cedar")
-	r = mustRun(t, dir, 3, append([]string{"policy", "test", "--catalog", m.Catalog, candidate, refunds}, nats...)...)
+	r = mustRun(t, dir, 3, append([]string{"policy", "test", "--catalog", m.Catalog, candidate, refunds}, asOperator...)...)
 	if !strings.Contains(r.stdout, "allow→deny") || !strings.Contains(r.stdout, "no_search") {
 		t.Errorf("policy test output lacks the flip:\n%s", r.stdout)
 	}
-	mustRun(t, dir, 0, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, nats...)...)
+	mustRun(t, dir, 0, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, asOperator...)...)
 }

@@ -83,9 +83,12 @@ func usage(w io.Writer) {
 Run 'agentgw <command> --help' for a command's subcommands and flags.
 
 Commands that talk to NATS take --nats URL (default $NATS_URL or
-nats://127.0.0.1:4222), --nats-creds FILE (the NATS user's .creds) and
---tls-ca, --tls-cert, --tls-key. --creds always means an agentgw
-credential file (from 'agentgw creds issue'), never the NATS login.
+nats://127.0.0.1:4222), the NATS user as --nats-nkey FILE (an nkey seed
+or an agentgw .creds: its key) or --nats-creds FILE (a NATS user JWT),
+and --tls-ca, --tls-cert, --tls-key. --creds always means an agentgw
+credential file (from 'agentgw creds issue'); a command that has one
+connects as its key unless told otherwise, as tenant accounts require.
+The 'agentgw run' server has no anonymous user: see 'agentgw run --help'.
 Listing commands take --json and then print one JSON object per line.
 
 Secrets: seeds are only ever written to 0600 files; no command prints a

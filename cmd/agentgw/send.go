@@ -22,7 +22,11 @@ gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
 ingress stream sequence once JetStream has stored the message.
 
 The gateway decides asynchronously: follow the outcome with
-'agentgw audit tail --trace <trace id>'.`)
+'agentgw audit tail --trace <trace id>'.
+
+Connects to NATS as the agent's key (the nkey user of --creds, inbox
+_INBOX.<key>), as tenant accounts require, unless --nats-nkey or
+--nats-creds name another user.`)
 	var cf connFlags
 	cf.register(c.fs)
 	creds := c.fs.String("creds", "", "the agent's agentgw .creds `file` (from 'creds issue')")
@@ -96,6 +100,7 @@ The gateway decides asynchronously: follow the outcome with
 			return c.usageErr("a sealed payload needs --curve-seed (the agent's SX… seed) and --gateway-xkey (the gateway's X… key)")
 		}
 	}
+	cf.identity = *creds
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
 		return code
