@@ -9,7 +9,7 @@ BENCH_MIX ?= plain,sealed,hostile
 BENCH_OUT ?= bin/bench.json
 BENCH_ARGS ?=
 
-.PHONY: all build run test test-short lint fuzz bench bench-micro soak clean
+.PHONY: all build run test test-short lint fuzz bench bench-micro ledger-mem soak clean
 
 all: build
 
@@ -47,6 +47,13 @@ bench:
 ## bench-micro: Go micro-benchmarks of every package (benchstat-comparable).
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+## ledger-mem: peak RSS, lookup and prune cost of the ledger with 1M live
+## messages, in a fresh process (docs/performance.md). Override with
+## LEDGERMEM_ARGS (e.g. LEDGERMEM_ARGS=-keep-outcomes).
+LEDGERMEM_ARGS ?=
+ledger-mem:
+	$(GO) run ./internal/ledgermem $(LEDGERMEM_ARGS)
 
 ## soak: real nats-server and agentgw under load with random faults (kill -9,
 ## NATS restarts, pauses past AckWait) for DURATION, then the invariant checker.
