@@ -347,7 +347,7 @@ func check(t testing.TB, e *env, l *load) *result {
 			}
 		}
 	}
-	for _, p := range e.gw.Logs() {
+	for _, p := range e.logs() {
 		data, err := os.ReadFile(p)
 		if err == nil {
 			scan(p, data)

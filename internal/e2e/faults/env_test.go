@@ -32,6 +32,10 @@ type envOptions struct {
 	fetchWait        time.Duration // default 250ms
 	maxTTL           time.Duration // default 5m (the gateway's default)
 	dupWindow        time.Duration // default 20m (the gateway's default)
+	// Scale-out: instances > 1 runs that many gateway processes sharing
+	// partitions (default 6 then) by lease.
+	instances  int
+	partitions int
 }
 
 // env is one deployment: dev material from devenv, real nats-server
@@ -42,7 +46,8 @@ type env struct {
 	opts  envOptions
 	mat   *devenv.Material
 	nodes []*procs.NATS
-	gw    *procs.Gateway
+	gw    *procs.Gateway   // the first (or only) gateway
+	gws   []*procs.Gateway // every gateway instance
 	nc    *nats.Conn
 	js    jetstream.JetStream
 }
@@ -100,10 +105,17 @@ func newEnv(t testing.TB, o envOptions) *env {
 		}
 		e.nodes = nodes
 	}
-	must(t, e.writeConfig(o))
-	e.gw, err = procs.NewGateway(bins.Agentgw, e.configPath(), filepath.Join(dir, "logs"))
-	must(t, err)
-	t.Cleanup(e.gw.Close)
+	if o.instances > 1 && o.partitions == 0 {
+		e.opts.partitions, o.partitions = 6, 6
+	}
+	for i := range max(1, o.instances) {
+		must(t, e.writeConfig(o, i))
+		gw, err := procs.NewGateway(bins.Agentgw, e.configPath(i), filepath.Join(dir, fmt.Sprintf("logs-%d", i)))
+		must(t, err)
+		t.Cleanup(gw.Close)
+		e.gws = append(e.gws, gw)
+	}
+	e.gw = e.gws[0]
 
 	e.nc, err = e.connect("agentgw-faults-check")
 	must(t, err)
@@ -113,7 +125,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
-func (e *env) configPath() string { return filepath.Join(e.dir, "gateway.yaml") }
+func (e *env) configPath(i int) string {
+	if i == 0 {
+		return filepath.Join(e.dir, "gateway.yaml")
+	}
+	return filepath.Join(e.dir, fmt.Sprintf("gateway-%d.yaml", i))
+}
 
 func (e *env) url() string { return procs.URLs(e.nodes) }
 
@@ -131,7 +148,9 @@ func (e *env) connect(name string) (*nats.Conn, error) {
 // writeConfig writes the gateway config over the devenv material: the
 // same keys, tenant issuer, catalog and policies as `agentgw run`, plus
 // the external NATS URL and the test's limits.
-func (e *env) writeConfig(o envOptions) error {
+//
+// Instance i of a scaled-out run gets its own data dir and instance name.
+func (e *env) writeConfig(o envOptions, i int) error {
 	issuer, err := identity.ReadSeedFile(e.mat.Issuer)
 	if err != nil {
 		return err
@@ -175,32 +194,77 @@ consumer:
   batch: %d
   fetch_wait: %s
 reload_interval: 0s
-`, devenv.Audience, filepath.Join(e.dir, "gwdata"), e.url(), m.Signing, m.GatewayXK, devenv.Tenant, issuerPub,
+`, devenv.Audience, filepath.Join(e.dir, fmt.Sprintf("gwdata-%d", i)), e.url(), m.Signing, m.GatewayXK, devenv.Tenant, issuerPub,
 		m.Revocation, filepath.Join(m.Dir, "catalog.yaml"),
 		filepath.Join(m.Dir, "policies", "base.cedar"), filepath.Join(m.Dir, "policies", "refunds.cedar"),
 		o.skew, o.maxTTL, o.approvalTTL, replicas, o.maxMsgsPerOutput, o.dupWindow, o.ackWait, o.batch, o.fetchWait)
-	if err := os.WriteFile(e.configPath(), []byte(cfg), 0o600); err != nil {
+	if o.instances > 1 {
+		// Short leases so a killed instance's partitions move within
+		// the test's patience; renew and margin keep their proportions.
+		cfg += fmt.Sprintf(`scale_out:
+  instance: gw%d
+  lease_ttl: 3s
+  lease_renew: 1s
+  lease_margin: 600ms
+`, i)
+		cfg = strings.Replace(cfg, "consumer:\n", fmt.Sprintf("consumer:\n  partitions: %d\n", o.partitions), 1)
+	}
+	if err := os.WriteFile(e.configPath(i), []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	// The binary decodes it; decode it here too so a typo fails with a
 	// clear message rather than a gateway that never starts.
-	_, err = gateway.LoadConfig(e.configPath())
+	_, err = gateway.LoadConfig(e.configPath(i))
 	return err
 }
 
-// startGateway starts the gateway and waits until it decides.
+// startGateway starts every gateway instance and waits until each runs.
 func (e *env) startGateway() {
 	e.t.Helper()
-	must(e.t, e.gw.StartRetry(60*time.Second))
+	for _, gw := range e.gws {
+		must(e.t, gw.StartRetry(60*time.Second))
+	}
 }
 
-// consumerInfo reads the gateway's durable ingress consumer.
-func (e *env) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	c, err := e.js.Consumer(ctx, gateway.StreamIngress, "agentgw")
-	if err != nil {
-		return nil, err
+// logs are the log files of every incarnation of every instance.
+func (e *env) logs() []string {
+	var out []string
+	for _, gw := range e.gws {
+		out = append(out, gw.Logs()...)
 	}
-	return c.Info(ctx)
+	return out
+}
+
+// consumerInfo reads the gateway's durable ingress consumer; with
+// partitions, the sum of the partitions' consumers.
+func (e *env) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	if e.opts.partitions <= 1 {
+		c, err := e.js.Consumer(ctx, gateway.StreamIngress, "agentgw")
+		if err != nil {
+			return nil, err
+		}
+		return c.Info(ctx)
+	}
+	var sum jetstream.ConsumerInfo
+	for p := range e.opts.partitions {
+		c, err := e.js.Consumer(ctx, gateway.StreamIngress, fmt.Sprintf("agentgw-p%d", p))
+		if err != nil {
+			return nil, err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sum.NumPending += info.NumPending
+		sum.NumAckPending += info.NumAckPending
+		sum.NumRedelivered += info.NumRedelivered
+		sum.Delivered.Consumer += info.Delivered.Consumer
+		sum.Delivered.Stream = max(sum.Delivered.Stream, info.Delivered.Stream)
+		if p == 0 || info.AckFloor.Stream < sum.AckFloor.Stream {
+			sum.AckFloor.Stream = info.AckFloor.Stream
+		}
+	}
+	return &sum, nil
 }
 
 func must(t testing.TB, err error) {

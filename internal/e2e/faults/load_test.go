@@ -96,6 +96,7 @@ type load struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	agent  agentKeys
+	agents []agentKeys // agent first; more when scaled out, to spread partitions
 	gwXKey string
 	rate   int
 
@@ -129,6 +130,12 @@ func newLoad(t testing.TB, e *env, rate int) *load {
 	must(t, err)
 
 	l.agent = newAgentKeys(t, e)
+	l.agents = []agentKeys{l.agent}
+	if e.opts.instances > 1 {
+		for range 11 {
+			l.agents = append(l.agents, moreAgentKeys(t, e))
+		}
+	}
 
 	l.anc, err = e.connect("agentgw-faults-approver")
 	must(t, err)
@@ -158,6 +165,33 @@ func newAgentKeys(t testing.TB, e *env) agentKeys {
 	a.box, err = identity.NewBox(ck)
 	must(t, err)
 	a.xkey = a.box.PublicKey()
+	a.subject, err = subjects.Ingress(devenv.Tenant, a.signer.PublicKey())
+	must(t, err)
+	return a
+}
+
+// moreAgentKeys issues another agent of the dev tenant, with the dev
+// agent's scopes, from the dev issuer: its messages land in another
+// partition than the dev agent's (most of the time).
+func moreAgentKeys(t testing.TB, e *env) agentKeys {
+	t.Helper()
+	issuer, err := identity.ReadSeedFile(e.mat.Issuer)
+	must(t, err)
+	kp, err := identity.NewAgent()
+	must(t, err)
+	ck, err := identity.NewCurve()
+	must(t, err)
+	var a agentKeys
+	a.signer, err = identity.NewSigner(kp)
+	must(t, err)
+	a.box, err = identity.NewBox(ck)
+	must(t, err)
+	a.xkey = a.box.PublicKey()
+	a.token, err = identity.Issue(issuer, identity.IssueRequest{
+		Subject: a.signer.PublicKey(), Audience: devenv.Audience, Tenant: devenv.Tenant, Service: devenv.Service("agent"),
+		Name: "fault-test agent", Scopes: []string{"refund:draft", "payment:send", "kb:read"}, XKey: a.xkey, TTL: 2 * time.Hour,
+	}, time.Now())
+	must(t, err)
 	a.subject, err = subjects.Ingress(devenv.Tenant, a.signer.PublicKey())
 	must(t, err)
 	return a
@@ -250,6 +284,7 @@ func (l *load) build(k kind, now time.Time, ttl time.Duration, rng *mrand.Rand) 
 		ttl = 5 * time.Minute
 	}
 	b := envelope.Builder{Tenant: devenv.Tenant, Audience: devenv.Audience, TTL: ttl}
+	ag := l.agents[rng.IntN(len(l.agents))]
 	var err error
 	switch k {
 	case kPlain, kFuture:
@@ -259,17 +294,17 @@ func (l *load) build(k kind, now time.Time, ttl time.Duration, rng *mrand.Rand) 
 			now = now.Add(2 * time.Minute)
 		}
 	case kSealed, kBadSig:
-		err = l.seal(&b, "refunds.draft_refund", fmt.Sprintf(`{"order_id":"ord_%d","amount_cents":%d,"reason":%q}`, rng.IntN(1e6), 1+rng.IntN(100000), marker(sealedMarker)))
+		err = l.seal(&b, ag, "refunds.draft_refund", fmt.Sprintf(`{"order_id":"ord_%d","amount_cents":%d,"reason":%q}`, rng.IntN(1e6), 1+rng.IntN(100000), marker(sealedMarker)))
 	case kContent:
-		err = l.seal(&b, "refunds.draft_refund", fmt.Sprintf(`{"order_id":"ord_%d","amount_cents":%d,"reason":%q}`, rng.IntN(1e6), 100001+rng.IntN(1e6), marker(sealedMarker)))
+		err = l.seal(&b, ag, "refunds.draft_refund", fmt.Sprintf(`{"order_id":"ord_%d","amount_cents":%d,"reason":%q}`, rng.IntN(1e6), 100001+rng.IntN(1e6), marker(sealedMarker)))
 	case kApproval:
-		err = l.seal(&b, "payments.send", fmt.Sprintf(`{"amount_cents":%d,"currency":"EUR","memo":%q}`, 1+rng.IntN(1e6), marker(sealedMarker)))
+		err = l.seal(&b, ag, "payments.send", fmt.Sprintf(`{"amount_cents":%d,"currency":"EUR","memo":%q}`, 1+rng.IntN(1e6), marker(sealedMarker)))
 	case kGarbage:
 		body := fmt.Appendf(nil, `{"v":1,"not_an_envelope":%q}`, marker("garbage-"))
-		m := nats.NewMsg(l.agent.subject)
+		m := nats.NewMsg(ag.subject)
 		m.Data = body
-		m.Header.Set(header.Credential, l.agent.token.Reveal())
-		m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(l.agent.signer.Sign(envelope.SigningInput(body))))
+		m.Header.Set(header.Credential, ag.token.Reveal())
+		m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(ag.signer.Sign(envelope.SigningInput(body))))
 		return m, "", nil
 	default:
 		return nil, "", fmt.Errorf("no builder for %s", k)
@@ -286,21 +321,21 @@ func (l *load) build(k kind, now time.Time, ttl time.Duration, rng *mrand.Rand) 
 	if k == kBadSig {
 		signed = append(append([]byte(nil), body...), ' ')
 	}
-	m := nats.NewMsg(l.agent.subject)
+	m := nats.NewMsg(ag.subject)
 	m.Data = body
-	m.Header.Set(header.Credential, l.agent.token.Reveal())
-	m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(l.agent.signer.Sign(envelope.SigningInput(signed))))
+	m.Header.Set(header.Credential, ag.token.Reveal())
+	m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(ag.signer.Sign(envelope.SigningInput(signed))))
 	m.Header.Set(header.MsgID, b.MessageID)
 	return m, b.MessageID, nil
 }
 
-func (l *load) seal(b *envelope.Builder, target, plain string) error {
-	ct, err := l.agent.box.Seal([]byte(plain), l.gwXKey)
+func (l *load) seal(b *envelope.Builder, ag agentKeys, target, plain string) error {
+	ct, err := ag.box.Seal([]byte(plain), l.gwXKey)
 	if err != nil {
 		return err
 	}
 	b.Capability, b.Target = envelope.ToolCall, target
-	b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(ct), From: l.agent.xkey, To: l.gwXKey}
+	b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(ct), From: ag.xkey, To: l.gwXKey}
 	return nil
 }
 
