@@ -1,0 +1,419 @@
+package devenv_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/devenv"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/identity"
+)
+
+func readSeed(path string) (nkeys.KeyPair, error) { return identity.ReadSeedFile(path) }
+
+// serverLog keeps the server's warnings and errors: permission violations
+// are logged with the client's connection name.
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) add(f string, v ...any) {
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf(f, v...))
+	l.mu.Unlock()
+}
+func (l *serverLog) Noticef(string, ...any)    {}
+func (l *serverLog) Debugf(string, ...any)     {}
+func (l *serverLog) Tracef(string, ...any)     {}
+func (l *serverLog) Warnf(f string, v ...any)  { l.add(f, v...) }
+func (l *serverLog) Errorf(f string, v ...any) { l.add(f, v...) }
+func (l *serverLog) Fatalf(f string, v ...any) { l.add(f, v...) }
+
+func (l *serverLog) violations(name string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, s := range l.lines {
+		if strings.Contains(s, "Violation") && strings.Contains(s, name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// asyncErrs collects a connection's asynchronous errors (permission
+// violations arrive this way).
+type asyncErrs struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (a *asyncErrs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	a.mu.Lock()
+	a.errs = append(a.errs, err)
+	a.mu.Unlock()
+}
+
+// violation waits for the server's permissions violation for op ("publish"
+// or "subscription") to subject.
+func (a *asyncErrs) violation(t testing.TB, op, subject string) {
+	t.Helper()
+	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", op, subject))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		for _, err := range a.errs {
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(strings.ToLower(err.Error()), want) {
+				a.mu.Unlock()
+				return
+			}
+		}
+		a.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t.Errorf("no permissions violation for %s to %q; async errors: %v", op, subject, a.errs)
+}
+
+// devServer is what `agentgw run` starts: the server from the rendered
+// nats-server.conf, the gateway connected as its own NATS user, and the
+// pre-created consumers made by the admin.
+type devServer struct {
+	m   *devenv.Material
+	url string
+	log *serverLog
+}
+
+func startDev(t *testing.T) *devServer {
+	t.Helper()
+	dir := t.TempDir()
+	m, _, err := devenv.Ensure(dir)
+	must(t, err)
+	srv, err := devenv.StartServer(m.NATSConf, filepath.Join(dir, "jetstream"), -1)
+	must(t, err)
+	log := &serverLog{}
+	srv.SetLoggerV2(log, false, false, false)
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	d := &devServer{m: m, url: srv.ClientURL(), log: log}
+
+	cfg, err := gateway.LoadConfig(m.Config)
+	must(t, err)
+	if cfg.NATS.NKey != m.GatewayNATS {
+		t.Fatalf("gateway.yaml nats.nkey = %q; want the gateway's NATS user %q", cfg.NATS.NKey, m.GatewayNATS)
+	}
+	gnc, err := devenv.Connect(d.url, cfg.NATS.NKey, "agentgw-gateway")
+	must(t, err)
+	t.Cleanup(gnc.Close)
+	gw, err := gateway.New(cfg, gateway.WithConn(gnc), gateway.WithLogger(zerolog.Nop()))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway Run: %v", err)
+		}
+		if err := gw.Close(); err != nil {
+			t.Errorf("gateway Close: %v", err)
+		}
+	})
+	select {
+	case <-gw.Ready():
+	case err := <-done:
+		t.Fatalf("gateway Run as its dev NATS user = %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway not ready")
+	}
+	_, ajs := d.connect(t, m.AdminNATS, "agentgw-admin")
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	must(t, devenv.Provision(pctx, ajs, m))
+	return d
+}
+
+// connect connects as the user of seed with its default inbox prefix;
+// the JetStream context is the plain one.
+func (d *devServer) connect(t testing.TB, seed, name string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, _ := d.connectErrs(t, seed, name)
+	js, err := jetstream.New(nc)
+	must(t, err)
+	return nc, js
+}
+
+func (d *devServer) connectErrs(t testing.TB, seed, name string) (*nats.Conn, *asyncErrs) {
+	t.Helper()
+	ae := &asyncErrs{}
+	nc, err := devenv.Connect(d.url, seed, name, nats.ErrorHandler(ae.handler))
+	must(t, err)
+	t.Cleanup(nc.Close)
+	return nc, ae
+}
+
+func (d *devServer) userKey(t testing.TB, seed string) string {
+	t.Helper()
+	k, err := client.UserKey(seed)
+	must(t, err)
+	return k
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// msgs returns the number of messages on stream, read as the admin.
+func msgs(t testing.TB, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	st, err := js.Stream(context.Background(), stream)
+	must(t, err)
+	info, err := st.Info(context.Background())
+	must(t, err)
+	return info.State.Msgs
+}
+
+// TestDevServerIsStrict checks that the server `agentgw run` starts
+// refuses what the issue lists, and that the gateway's outputs still flow
+// to the identities entitled to them.
+func TestDevServerIsStrict(t *testing.T) {
+	d := startDev(t)
+	m := d.m
+	ctx := context.Background()
+	_, admin := d.connect(t, m.AdminNATS, "admin")
+
+	t.Run("refuse/anonymous-and-unknown", func(t *testing.T) {
+		if nc, err := nats.Connect(d.url); err == nil {
+			nc.Close()
+			t.Error("an anonymous connection was accepted")
+		}
+		kp, err := nkeys.CreateUser()
+		must(t, err)
+		pub, _ := kp.PublicKey()
+		if nc, err := nats.Connect(d.url, nats.Nkey(pub, kp.Sign)); err == nil {
+			nc.Close()
+			t.Error("an nkey the config does not name was accepted")
+		}
+	})
+
+	t.Run("refuse/agent", func(t *testing.T) {
+		nc, errs := d.connectErrs(t, m.Agent.Creds, "agent")
+		js, err := jetstream.New(nc)
+		must(t, err)
+		consumerKey := d.userKey(t, m.Consumer.Creds)
+		for _, subj := range []string{
+			"agentgw.cap.tenant_a.refunds.draft_refund", // straight to a capability
+			"agentgw.in.tenant_a." + consumerKey,        // another identity's ingress
+			"$JS.API.STREAM.DELETE.AGENTGW_DENIED",      // stream management
+		} {
+			pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			msg := nats.NewMsg(subj)
+			msg.Data = []byte(`{}`)
+			ack, err := js.PublishMsg(pctx, msg)
+			cancel()
+			if err == nil {
+				t.Errorf("JetStream publish to %s acknowledged (%+v); want no ack", subj, ack)
+			}
+			errs.violation(t, "publish", subj)
+		}
+		for _, subj := range []string{
+			"agentgw.approval.tenant_a.payments.send",
+			"agentgw.denied.tenant_a.bad_signature",
+			"agentgw.audit.tenant_a",
+			"agentgw.ops.replay",
+			"$JS.API.STREAM.PURGE.AGENTGW_IN",
+			"$JS.API.CONSUMER.CREATE.AGENTGW_CAP.mine.agentgw.cap.tenant_a.refunds.draft_refund",
+			"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a-refunds_draft_refund",
+		} {
+			must(t, nc.Publish(subj, []byte(`{}`)))
+			errs.violation(t, "publish", subj)
+		}
+		for _, subj := range []string{"agentgw.denied.>", "agentgw.cap.>", "agentgw.audit.>", "_INBOX.>"} {
+			sub, err := nc.SubscribeSync(subj)
+			must(t, err)
+			must(t, nc.Flush())
+			errs.violation(t, "subscription", subj)
+			if got, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+				t.Errorf("subscription to %s delivered %s", subj, got.Subject)
+			}
+		}
+		// A PubAck aimed at a capability subject through the reply: the
+		// service import rewrites the reply, so it returns to the tenant
+		// account and nothing reaches AGENTGW_CAP.
+		msg := nats.NewMsg("agentgw.in.tenant_a." + d.userKey(t, m.Agent.Creds))
+		msg.Reply, msg.Data = "agentgw.cap.tenant_a.refunds.draft_refund", []byte(`{}`)
+		must(t, nc.PublishMsg(msg))
+		must(t, nc.Flush())
+		time.Sleep(300 * time.Millisecond)
+		if n := msgs(t, admin, gateway.StreamCap); n != 0 {
+			t.Errorf("%s holds %d messages after the agent's attempts; want 0", gateway.StreamCap, n)
+		}
+	})
+
+	t.Run("allow/outputs-flow", func(t *testing.T) {
+		anc, _ := d.connect(t, m.Agent.Creds, "agent")
+		cfg := client.DefaultAgentConfig()
+		cfg.GatewayXKey = m.GatewayXKey
+		agent, err := client.AgentFromCreds(anc, m.Agent.Creds, m.Agent.Curve, cfg)
+		must(t, err)
+		payload := []byte(`{"order_id":"ord_7","amount_cents":700}`)
+		rc, err := agent.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund", Sealed: payload})
+		if err != nil {
+			t.Fatalf("agent Send on its own ingress subject = %v; want a PubAck through the import", err)
+		}
+		// The consumer binds its pre-created consumer and verifies.
+		cnc, _ := d.connectErrs(t, m.Consumer.Creds, "consumer")
+		cjs, err := client.TenantJetStream(cnc)
+		must(t, err)
+		curve, err := readSeed(m.Consumer.Curve)
+		must(t, err)
+		ccfg := client.DefaultConsumerConfig()
+		ccfg.Tenant, ccfg.Targets, ccfg.Curve, ccfg.TrustedGateways = devenv.Tenant, []string{"refunds.draft_refund"}, curve, []string{m.GatewayKey}
+		ccfg.Bind, ccfg.Durable = true, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")
+		cons, err := client.NewConsumer(cjs, ccfg)
+		must(t, err)
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		var got *client.Delivery
+		if err := cons.Consume(cctx, func(_ context.Context, dl *client.Delivery) error {
+			got = dl
+			cancel()
+			return nil
+		}); err != nil {
+			t.Fatalf("bound Consume = %v", err)
+		}
+		if got == nil || got.Envelope.MessageID != rc.MessageID || string(got.Payload) != string(payload) {
+			t.Fatalf("consumer got %v; want message %s with the agent's payload", got, rc.MessageID)
+		}
+		// The operator reads the audit trail (and the denied stream).
+		_, ojs := d.connect(t, m.Operator.Creds, "operator")
+		for _, stream := range []string{gateway.StreamAudit, gateway.StreamDenied} {
+			oc, err := ojs.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				t.Fatalf("operator reading %s: %v", stream, err)
+			}
+			if _, err := oc.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil {
+				t.Errorf("operator read of %s: %v", stream, err)
+			}
+		}
+	})
+
+	t.Run("refuse/other-consumers", func(t *testing.T) {
+		// A consumer for a target that is not the dev consumer's.
+		_, err := admin.CreateOrUpdateConsumer(ctx, gateway.StreamCap, jetstream.ConsumerConfig{
+			Durable: "tenant_a-other_tool", FilterSubject: "agentgw.cap.tenant_a.other.tool", AckPolicy: jetstream.AckExplicitPolicy,
+		})
+		must(t, err)
+		cases := []struct {
+			who, seed, stream, durable string
+		}{
+			{"consumer", m.Consumer.Creds, gateway.StreamCap, "tenant_a-other_tool"},
+			{"consumer", m.Consumer.Creds, gateway.StreamApproval, client.ApprovalConsumerName(devenv.Tenant)},
+			{"approver", m.Approver.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")},
+			{"agent", m.Agent.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")},
+		}
+		for _, c := range cases {
+			nc, errs := d.connectErrs(t, c.seed, c.who)
+			js, err := client.TenantJetStream(nc)
+			must(t, err)
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			if _, err := js.Consumer(pctx, c.stream, c.durable); err == nil {
+				t.Errorf("%s bound %s/%s", c.who, c.stream, c.durable)
+			}
+			cancel()
+			errs.violation(t, "publish", client.TenantAPIPrefix+".CONSUMER.INFO."+c.stream+"."+c.durable)
+		}
+		// The approver binds its own queue; the consumer creates nothing.
+		anc, _ := d.connectErrs(t, m.Approver.Creds, "approver")
+		ajs, err := client.TenantJetStream(anc)
+		must(t, err)
+		if _, err := ajs.Consumer(ctx, gateway.StreamApproval, client.ApprovalConsumerName(devenv.Tenant)); err != nil {
+			t.Errorf("approver binding its own queue: %v", err)
+		}
+		cnc, _ := d.connectErrs(t, m.Consumer.Creds, "consumer")
+		cjs, err := client.TenantJetStream(cnc)
+		must(t, err)
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		if _, err := cjs.CreateOrUpdateConsumer(pctx, gateway.StreamCap, jetstream.ConsumerConfig{Durable: "wide", FilterSubject: "agentgw.cap.>"}); err == nil {
+			t.Error("the consumer created a consumer")
+		}
+	})
+
+	t.Run("refuse/operator", func(t *testing.T) {
+		nc, errs := d.connectErrs(t, m.Operator.Creds, "operator")
+		js, err := jetstream.New(nc)
+		must(t, err)
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		if _, err := js.OrderedConsumer(pctx, gateway.StreamCap, jetstream.OrderedConsumerConfig{}); err == nil {
+			t.Errorf("the operator created a consumer on %s", gateway.StreamCap)
+		}
+		must(t, nc.Publish("agentgw.cap.tenant_a.kb.search", []byte(`{}`)))
+		errs.violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
+	})
+
+	// The gateway's own connection never hit a refusal.
+	if v := d.log.violations("agentgw-gateway"); len(v) > 0 {
+		t.Errorf("the gateway hit permission violations:\n%s", strings.Join(v, "\n"))
+	}
+	if v := d.log.violations("Violation"); len(v) == 0 {
+		t.Error("the server logged no permission violation at all: is its log captured?")
+	}
+}
+
+// TestEnsureUpgradesOpenMaterial: material written when the dev server was
+// open (no NATS keys, an open nats-server.conf) gets its NATS users and a
+// strict config on the next start, without a new identity for anyone.
+func TestEnsureUpgradesOpenMaterial(t *testing.T) {
+	dir := t.TempDir()
+	m, created, err := devenv.Ensure(dir)
+	if err != nil || !created {
+		t.Fatalf("Ensure = %v, created %v", err, created)
+	}
+	agent := m.Agent
+	must(t, os.Remove(m.GatewayNATS))
+	must(t, os.Remove(m.AdminNATS))
+	must(t, os.WriteFile(m.NATSConf, []byte("host: 127.0.0.1\nport: 4222\njetstream {}\n"), 0o600))
+	m2, created, err := devenv.Ensure(dir)
+	if err != nil || created {
+		t.Fatalf("second Ensure = %v, created %v; want the material kept", err, created)
+	}
+	for _, p := range []string{m2.GatewayNATS, m2.AdminNATS} {
+		if _, err := client.UserKey(p); err != nil {
+			t.Errorf("NATS user seed %s: %v", p, err)
+		}
+	}
+	conf, err := os.ReadFile(m2.NATSConf)
+	must(t, err)
+	for _, want := range []string{"accounts {", d(t, m2.GatewayNATS), d(t, agent.Creds), "agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a-refunds_draft_refund"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("rendered nats-server.conf lacks %q", want)
+		}
+	}
+}
+
+func d(t testing.TB, seed string) string {
+	t.Helper()
+	k, err := client.UserKey(seed)
+	must(t, err)
+	return k
+}
