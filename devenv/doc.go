@@ -1,8 +1,18 @@
 // Package devenv owns the development environment behind `agentgw run`:
 // it writes dev material on first start (tenant issuer, agent, approver,
-// consumer and operator credentials, the gateway's keys, a catalog, Cedar
-// policies, a gateway config and the nats-server config) and starts an
-// in-process nats-server from that config. Everything it writes is for
-// development only and says so. It knows nothing of the decision
-// pipeline; package gateway runs on what it writes.
+// consumer and operator credentials, the gateway's keys, the NATS user
+// keys of the gateway and the admin, a catalog, Cedar policies and a
+// gateway config), renders the nats-server config from its template, the
+// keys and the catalog, and starts an in-process nats-server from it.
+//
+// The dev server is not open: it has the accounts, nkey users and
+// permissions of deploy/accounts.conf (AGENTGW for the gateway, operator
+// and admin; one account per tenant for its agents, approvers and
+// consumers, by their agentgw keys), without TLS. Connect connects as one
+// of those users; Provision creates the pull consumers tenant users bind
+// to, once the gateway has made its streams.
+//
+// Everything it writes is for development only and says so. It knows
+// nothing of the decision pipeline; package gateway runs on what it
+// writes.
 package devenv

@@ -1,0 +1,88 @@
+package client
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/natstest"
+)
+
+func TestConsumerNames(t *testing.T) {
+	if got := CapabilityConsumerName("tenant_a", "refunds.draft_refund"); got != "tenant_a-refunds_draft_refund" {
+		t.Errorf("CapabilityConsumerName = %q", got)
+	}
+	if got := ApprovalConsumerName("tenant_a"); got != "tenant_a-approvals" {
+		t.Errorf("ApprovalConsumerName = %q", got)
+	}
+}
+
+// TestUserOptions connects as the nkey user of a seed file and of an
+// agentgw .creds file, with the inbox prefix _INBOX.<key>, to a server
+// that knows only that user, and refuses a key that is not a user's.
+func TestUserOptions(t *testing.T) {
+	dir := t.TempDir()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(dir, "user.nk")
+	if err := os.WriteFile(seedFile, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	issuer, _ := nkeys.CreateAccount()
+	curve, _ := nkeys.CreateCurveKeys()
+	xkey, _ := curve.PublicKey()
+	tok, err := identity.Issue(issuer, identity.IssueRequest{Subject: pub, Audience: "gw", Tenant: "tenant_a", Service: "svc", XKey: xkey, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(dir, "user.creds")
+	if err := identity.WriteCreds(credsFile, tok, identity.Seed(seed)); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t, natstest.Options{Configure: func(o *server.Options) {
+		o.Nkeys = []*server.NkeyUser{{Nkey: pub, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"x"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX." + pub + ".>"}},
+		}}}
+	}})
+	for _, f := range []string{seedFile, credsFile} {
+		if k, err := UserKey(f); err != nil || k != pub {
+			t.Errorf("UserKey(%s) = %q, %v; want %s", filepath.Base(f), k, err, pub)
+		}
+		opts, err := UserOptions(f)
+		if err != nil {
+			t.Fatalf("UserOptions(%s): %v", filepath.Base(f), err)
+		}
+		nc, err := nats.Connect(srv.ClientURL(), opts...)
+		if err != nil {
+			t.Fatalf("connect as the user of %s: %v", filepath.Base(f), err)
+		}
+		if inbox := nc.NewRespInbox(); !strings.HasPrefix(inbox, "_INBOX."+pub+".") {
+			t.Errorf("inbox %q; want the prefix _INBOX.%s", inbox, pub)
+		}
+		nc.Close()
+	}
+	if _, err := nats.Connect(srv.ClientURL()); err == nil {
+		t.Error("the test server accepted an anonymous client")
+	}
+	cseed, _ := curve.Seed()
+	curveFile := filepath.Join(dir, "curve.xk")
+	if err := os.WriteFile(curveFile, cseed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UserOptions(curveFile); !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), string(cseed)) {
+		t.Errorf("UserOptions(curve seed) = %v; want ErrConfig without the seed", err)
+	}
+}
