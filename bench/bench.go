@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/journal"
+	"github.com/agentgw/agentgw/lease"
 )
 
 // Errors Run returns (wrapped); match them with errors.Is.
@@ -90,7 +92,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 		Settings: Settings{
 			Messages: cfg.Messages, Agents: cfg.Agents, Tenants: cfg.Tenants, Mixes: cfg.Mixes,
 			Rate: cfg.Rate, Paced: cfg.Paced, Repeat: cfg.repeat(), SealedBytes: cfg.SealedBytes,
-			Batch: cfg.Batch, Workers: cfg.Workers,
+			Batch: cfg.Batch, Workers: cfg.Workers, Instances: cfg.Instances, Partitions: cfg.partitions(),
 		},
 	}
 	if rep.Settings.Batch == 0 {
@@ -276,7 +278,7 @@ func (r *runner) resetStreams(ctx context.Context) error {
 	// the same name at once can fail while it does ("error creating store
 	// for stream"), so retry for a while.
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := gateway.EnsureStreams(ctx, r.js, gateway.DefaultConfig().Streams, 1)
+		err := gateway.EnsureStreams(ctx, r.js, gateway.DefaultConfig().Streams, r.cfg.partitions())
 		if err == nil {
 			return nil
 		}
@@ -289,9 +291,13 @@ func (r *runner) resetStreams(ctx context.Context) error {
 }
 
 func (r *runner) deleteStreams(ctx context.Context) error {
+	names := []string{journal.Stream, "KV_" + lease.DefaultBucket, "KV_" + gateway.HoldsBucket}
 	for _, sc := range gateway.StreamConfigs(gateway.DefaultConfig().Streams, 1) {
-		if err := r.js.DeleteStream(ctx, sc.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("bench: delete stream %s: %w", sc.Name, err)
+		names = append(names, sc.Name)
+	}
+	for _, name := range names {
+		if err := r.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("bench: delete stream %s: %w", name, err)
 		}
 	}
 	return nil

@@ -304,3 +304,33 @@ func TestRefusesExistingStreamsOnExternalServer(t *testing.T) {
 		t.Errorf("Run with Force = %v", err)
 	}
 }
+
+// TestRunScaledOut runs the gateway as two scaled-out instances sharing
+// six partitions: every message is decided once, the hostile mix's
+// replays are still denied although they are spread over the instances,
+// and the report says how it ran.
+func TestRunScaledOut(t *testing.T) {
+	const m = 300
+	cfg := DefaultConfig()
+	cfg.Messages = m
+	cfg.Agents = 6
+	cfg.Mixes = []Mix{MixMixed}
+	cfg.Baselines = false
+	cfg.Instances = 2
+	cfg.ProgressEvery = -1
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(rep.Scenarios) != 1 {
+		t.Fatalf("%d scenarios; want 1", len(rep.Scenarios))
+	}
+	s := rep.Scenarios[0]
+	checkResult(t, s, m)
+	if r := s.Routes; r != (Routes{Allowed: m * 8 / 10, Denied: m * 2 / 10}) {
+		t.Errorf("scaled-out gateway/mixed routed %+v; want 80%% allowed", r)
+	}
+	if rep.Settings.Instances != 2 || rep.Settings.Partitions != 6 {
+		t.Errorf("settings say %d instances, %d partitions; want 2, 6", rep.Settings.Instances, rep.Settings.Partitions)
+	}
+}

@@ -59,6 +59,14 @@ type Config struct {
 	// Workers is the verify parallelism of the gateway and of the crypto
 	// relay. Zero: GOMAXPROCS.
 	Workers int
+	// Instances, when > 0, runs the gateway in scale-out mode as that
+	// many instances in this process, each on its own connection and
+	// ledgers, sharing Partitions by lease (docs/scale-out.md). Zero: one
+	// gateway in single-instance mode.
+	Instances int
+	// Partitions is the ingress partition count with Instances > 0.
+	// Zero: 6 (divisible by 1, 2 and 3 instances).
+	Partitions int
 	// Timeout bounds one scenario from its first publish. Zero: 2 minutes
 	// plus 2 ms per message.
 	Timeout time.Duration
@@ -104,6 +112,12 @@ func (c *Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Messages < 1 {
 		add("messages must be at least 1")
+	}
+	if c.Instances < 0 || c.Instances > 16 {
+		add("instances must be in [0, 16]")
+	}
+	if c.Partitions < 0 || c.Partitions > 1024 || c.Partitions > 0 && c.Partitions < c.Instances {
+		add("partitions must be in [instances, 1024]")
 	}
 	if c.Agents < 1 || c.Agents > 10000 {
 		add("agents must be in [1, 10000]")
@@ -286,4 +300,15 @@ func ParseMixes(s string) ([]Mix, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// partitions is the ingress partition count the run uses.
+func (c *Config) partitions() int {
+	switch {
+	case c.Instances == 0:
+		return 1
+	case c.Partitions == 0:
+		return 6
+	}
+	return c.Partitions
 }

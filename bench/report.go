@@ -43,6 +43,9 @@ type Host struct {
 
 // Settings are the run's knobs as used.
 type Settings struct {
+	// Instances > 0: scale-out mode with that many gateway instances.
+	Instances   int     `json:"instances,omitempty"`
+	Partitions  int     `json:"partitions"`
 	Messages    int     `json:"messages"`
 	Agents      int     `json:"agents"`
 	Tenants     int     `json:"tenants"`

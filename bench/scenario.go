@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway"
@@ -265,6 +266,10 @@ func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*
 			_ = logFile.Close()
 		}
 	}
+	if r.cfg.Instances > 0 {
+		closeAll()
+		return r.startScaledOut(ctx, setupCtx, dataDir, log)
+	}
 	gw, err := gateway.New(r.world.gatewayConfig(dataDir, &r.cfg), gateway.WithConn(nc), gateway.WithLogger(log))
 	if err != nil {
 		closeAll()
@@ -292,6 +297,80 @@ func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*
 		// Run ends when the caller cancels ctx; release it then.
 		go func() { _ = s.stop() }()
 		return nil, fmt.Errorf("bench: gateway not ready: %w", setupCtx.Err())
+	}
+}
+
+// startScaledOut runs cfg.Instances gateways in scale-out mode, each on
+// its own connection and data dir, and returns once every partition is
+// held by one of them.
+func (r *runner) startScaledOut(ctx, setupCtx context.Context, dataDir string, log zerolog.Logger) (*sut, error) {
+	n := r.cfg.Instances
+	s := &sut{errc: make(chan error, 1)}
+	gws := make([]*gateway.Gateway, 0, n)
+	conns := make([]*nats.Conn, 0, n)
+	errs := make(chan error, n)
+	for i := range n {
+		nc, err := r.connect(fmt.Sprintf("agentgw-bench-gateway-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		gc := r.world.gatewayConfig(filepath.Join(dataDir, fmt.Sprintf("instance-%d", i)), &r.cfg)
+		gc.Consumer.Partitions = r.cfg.partitions()
+		gc.ScaleOut = &gateway.ScaleOutConfig{Instance: fmt.Sprintf("bench%d", i)}
+		gw, err := gateway.New(gc, gateway.WithConn(nc), gateway.WithLogger(log.With().Int("instance", i).Logger()))
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		gws, conns = append(gws, gw), append(conns, nc)
+		go func() { errs <- gw.Run(ctx) }()
+		// One at a time: nats-server 2.15.2 races (go test -race) between
+		// a stream update and a consumer create on the same stream, which
+		// two instances setting up at once would do.
+		select {
+		case <-gw.Ready():
+		case <-setupCtx.Done():
+		}
+	}
+	s.batches = func() uint64 {
+		var b uint64
+		for _, gw := range gws {
+			b += gw.Stats().Batches.Load()
+		}
+		return b
+	}
+	s.stop = func() error {
+		var err error
+		for range gws {
+			err = errors.Join(err, <-errs)
+		}
+		for i, gw := range gws {
+			err = errors.Join(err, gw.Close())
+			conns[i].Close()
+		}
+		if r.cfg.Dir == "" {
+			_ = os.RemoveAll(dataDir)
+		}
+		return err
+	}
+	for {
+		held := 0
+		for _, gw := range gws {
+			held += len(gw.Partitions())
+		}
+		if held == r.cfg.partitions() {
+			return s, nil
+		}
+		select {
+		case err := <-errs:
+			errs <- err
+			go func() { _ = s.stop() }()
+			return nil, fmt.Errorf("bench: gateway: %w", err)
+		case <-setupCtx.Done():
+			go func() { _ = s.stop() }()
+			return nil, fmt.Errorf("bench: partitions not all held: %w", setupCtx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -237,4 +238,25 @@ func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consu
 	g.kvh.kv = kv
 	g.scale.leases, g.scale.journal, g.scale.consumers = m, w, consumers
 	return nil
+}
+
+// Partitions returns the partitions this instance decides now, sorted:
+// every one in single-instance mode, those whose tenure is running (lease
+// held, ledger rebuilt) in scale-out mode.
+func (g *Gateway) Partitions() []int {
+	if g.scale == nil {
+		out := make([]int, g.cfg.Consumer.Partitions)
+		for p := range out {
+			out[p] = p
+		}
+		return out
+	}
+	g.scale.mu.Lock()
+	out := make([]int, 0, len(g.scale.live))
+	for p := range g.scale.live {
+		out = append(out, p)
+	}
+	g.scale.mu.Unlock()
+	slices.Sort(out)
+	return out
 }

@@ -42,6 +42,13 @@ func (h *harness) startInstance(name string) *instance {
 	in := &instance{gw: gw, nc: nc, cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- gw.Run(ctx) }()
 	h.t.Cleanup(func() { in.stop(h.t) })
+	// One at a time: nats-server 2.15.2 races (-race) between a stream
+	// update and a consumer create on the same stream.
+	select {
+	case <-gw.Ready():
+	case <-time.After(30 * time.Second):
+		h.t.Fatalf("instance %s not ready", name)
+	}
 	return in
 }
 
