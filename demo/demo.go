@@ -356,12 +356,18 @@ func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Requ
 		if err != nil {
 			return approval.Request{}, fmt.Errorf("demo: approval queue: %w", err)
 		}
+		var found *approval.Request
+		// Read the batch to its end even after a match: a pull request
+		// still open would take back the messages handed back below.
 		for msg := range batch.Messages() {
 			seen = append(seen, msg)
 			var req approval.Request
-			if json.Unmarshal(msg.Data(), &req) == nil && req.HeldMessageID == held && req.Tenant == devenv.Tenant {
-				return req, nil
+			if found == nil && json.Unmarshal(msg.Data(), &req) == nil && req.HeldMessageID == held && req.Tenant == devenv.Tenant {
+				found = &req
 			}
+		}
+		if found != nil {
+			return *found, nil
 		}
 	}
 	return approval.Request{}, fmt.Errorf("demo: no approval request for %s", held)

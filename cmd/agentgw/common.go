@@ -290,6 +290,9 @@ func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, strea
 			return fmt.Errorf("stream %s, consumer %s: %w", stream, durable, err)
 		}
 		n := 0
+		var fnErr error
+		// The batch is read to its end even after fn failed: a pull
+		// request left open would take back what is handed back below.
 		for m := range batch.Messages() {
 			n++
 			md, err := m.Metadata()
@@ -299,12 +302,13 @@ func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, strea
 			}
 			_, seen := held[md.Sequence.Stream]
 			held[md.Sequence.Stream] = m // the latest delivery is the one to hand back
-			if seen {
+			if seen || fnErr != nil {
 				continue
 			}
-			if err := fn(m); err != nil {
-				return err
-			}
+			fnErr = fn(m)
+		}
+		if fnErr != nil {
+			return fnErr
 		}
 		if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("stream %s, consumer %s: %w", stream, durable, err)
