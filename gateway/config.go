@@ -173,7 +173,8 @@ type ConsumerConfig struct {
 }
 
 // ScaleOutConfig configures one instance of a scaled-out deployment.
-// Every instance of a deployment must agree on everything but Instance.
+// Every instance of a deployment must agree on everything but Instance,
+// so one file serves every machine with `agentgw serve --instance NAME`.
 type ScaleOutConfig struct {
 	// Instance names this process: 1–64 of [A-Za-z0-9_-], unique in the
 	// deployment. Required.
@@ -224,9 +225,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads a YAML (or JSON) config file strictly over the defaults
-// and validates it.
-func LoadConfig(path string) (Config, error) {
+// LoadConfig reads a YAML (or JSON) config file strictly over the defaults,
+// applies overrides (command-line flags) and validates the result.
+func LoadConfig(path string, overrides ...func(*Config)) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("gateway: config: %w", err)
@@ -237,6 +238,9 @@ func LoadConfig(path string) (Config, error) {
 	}
 	cfg.dir = filepath.Dir(path)
 	cfg.resolvePaths()
+	for _, o := range overrides {
+		o(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}

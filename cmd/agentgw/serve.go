@@ -17,8 +17,13 @@ func serveCmd(args []string) int {
 Run the gateway against an external NATS server or cluster, as configured
 in FILE (nats.url, nats.creds, nats.tls). Logs JSON to stderr. SIGHUP
 reloads policies, catalog and revocations; SIGINT/SIGTERM finish the
-batch in hand and stop.`)
+batch in hand and stop.
+
+Scale-out: run the same FILE on N machines, each with its own
+--instance NAME; the instances share consumer.partitions by lease
+(docs/scale-out.md).`)
 	path := c.fs.String("config", "", "gateway config file (YAML)")
+	instance := c.fs.String("instance", "", "scale-out: this instance's name, unique in the deployment (sets scale_out.instance; enables scale_out with its defaults if the file has none)")
 	level := c.fs.String("log-level", "info", "debug, info, warn or error")
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -30,7 +35,15 @@ batch in hand and stop.`)
 	if err != nil {
 		return c.usageErr("--log-level: %v", err)
 	}
-	cfg, err := gateway.LoadConfig(*path)
+	cfg, err := gateway.LoadConfig(*path, func(cfg *gateway.Config) {
+		if *instance == "" {
+			return
+		}
+		if cfg.ScaleOut == nil {
+			cfg.ScaleOut = &gateway.ScaleOutConfig{}
+		}
+		cfg.ScaleOut.Instance = *instance
+	})
 	if err != nil {
 		return c.fail(err, "every problem is listed above; fix them and run again")
 	}
