@@ -35,6 +35,9 @@ func TestDeployGatewayConfig(t *testing.T) {
 	if cfg.Streams.Replicas != 3 {
 		t.Errorf("streams.replicas = %d; want 3", cfg.Streams.Replicas)
 	}
+	if cfg.ScaleOut == nil || cfg.Consumer.Partitions < 3 {
+		t.Errorf("scale_out = %+v, consumer.partitions = %d; want three instances' worth of partitions", cfg.ScaleOut, cfg.Consumer.Partitions)
+	}
 	tc := cfg.NATS.TLS
 	if !tc.Required || tc.CA == "" || tc.Cert == "" || tc.Key == "" {
 		t.Errorf("nats.tls = %+v; want required, a pinned CA and a client certificate", tc)
