@@ -519,7 +519,7 @@ func (g *Gateway) forgetStored(ps *partState, items []*item) error {
 	if ps.epoch != 0 {
 		// Without it a new owner re-emits the whole outcome, which the
 		// output streams de-duplicate within their window.
-		return g.scale.journal.Append(context.Background(), ps.p, b.recs)
+		return g.scale.journal.Append(ps.abandon, ps.p, b.recs)
 	}
 	return nil
 }
