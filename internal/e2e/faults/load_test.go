@@ -284,7 +284,10 @@ func (l *load) build(k kind, now time.Time, ttl time.Duration, rng *mrand.Rand) 
 		ttl = 5 * time.Minute
 	}
 	b := envelope.Builder{Tenant: devenv.Tenant, Audience: devenv.Audience, TTL: ttl}
-	ag := l.agents[rng.IntN(len(l.agents))]
+	ag := l.agent
+	if len(l.agents) > 0 {
+		ag = l.agents[rng.IntN(len(l.agents))]
+	}
 	var err error
 	switch k {
 	case kPlain, kFuture:
