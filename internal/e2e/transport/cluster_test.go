@@ -146,6 +146,21 @@ func TestCluster(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// A meta leader is not enough: until every peer has reported in, an
+	// R3 stream fails with "no suitable peers for placement". Place one.
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := ajs.CreateStream(actx, jetstream.StreamConfig{Name: "PLACEMENT_PROBE", Subjects: []string{"probe.placement"}, Replicas: 3})
+		cancel()
+		if err == nil {
+			must(t, ajs.DeleteStream(ctx, "PLACEMENT_PROBE"))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream cluster cannot place an R3 stream: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	d.startGateway(t, func(cfg *gateway.Config) { cfg.Streams.Replicas = 3 })
 	d.provision(t)
