@@ -5,8 +5,14 @@ import (
 	"time"
 )
 
-// pruneInterval is how often expired ledger generations are dropped.
-const pruneInterval = 30 * time.Second
+// pruneInterval is how often expired ledger generations are dropped;
+// outcomeInterval how often recorded outcomes below the ack floor are.
+// Outcomes go often so that most are deleted while still in the
+// memtable, and the flush drops them rather than writing them out.
+const (
+	pruneInterval   = 30 * time.Second
+	outcomeInterval = time.Second
+)
 
 // pruneLoop drops expired ledger generations, never one that holds an
 // entry for an ingress message the consumers have not yet acknowledged:
@@ -16,8 +22,9 @@ const pruneInterval = 30 * time.Second
 // one partition with its own (scale-out mode).
 func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 	led := parts[0].ledger
-	t := time.NewTicker(pruneInterval)
+	t := time.NewTicker(outcomeInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -31,6 +38,10 @@ func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 		if err := led.PruneOutcomes(floor); err != nil {
 			g.log.Warn().Err(err).Msg("outcome prune failed")
 		}
+		if time.Since(last) < pruneInterval {
+			continue
+		}
+		last = time.Now()
 		st, err := led.Prune(g.clock(), floor)
 		if err != nil {
 			g.metrics.PruneRuns.WithLabelValues("error").Inc()

@@ -29,6 +29,12 @@ type Options struct {
 	// CacheBytes is the block cache size in bytes; 0 means 64 MiB. Pebble's
 	// own default (8 MiB) made lookup misses ~7× slower.
 	CacheBytes int64
+	// MemTableBytes is the memtable size; 0 means Pebble's default (4 MiB).
+	// Recorded outcomes live only until their ingress message is
+	// acknowledged: a memtable that outlives them lets the flush drop
+	// them (covered by the prune's range deletion) instead of writing and
+	// compacting them.
+	MemTableBytes uint64
 	// GenWidth is the span of expiry times one generation holds; 0 means
 	// 330 s (max TTL 5 m + skew 30 s), so a lookup probes 2–3 generations.
 	// It is fixed when the ledger is created: an existing ledger keeps its
@@ -180,6 +186,7 @@ func (l *Ledger) open(fresh, verify bool) error {
 		Lock:               l.lock,
 		ErrorIfExists:      fresh,
 		ErrorIfNotExists:   !fresh,
+		MemTableSize:       l.opt.MemTableBytes,
 		EventListener: &pebble.EventListener{
 			// Pebble's default exits the process on a corrupt block. The read
 			// that hit it fails with a corruption error instead, which the
