@@ -64,6 +64,8 @@ type Config struct {
 	// ledgers, sharing Partitions by lease (docs/scale-out.md). Zero: one
 	// gateway in single-instance mode.
 	Instances int
+	// FairTenants turns on consumer.fair_tenants (a queue per tenant).
+	FairTenants bool
 	// Partitions is the ingress partition count with Instances > 0.
 	// Zero: 6 (divisible by 1, 2 and 3 instances).
 	Partitions int

@@ -23,14 +23,14 @@ var errPubAckTimeout = errors.New("gateway: no PubAck within 30s")
 // durable waits before JetStream redelivers it.
 const retryDelay = 2 * time.Second
 
-func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer) error {
+func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	if g.scale != nil {
 		eg.Go(func() error { return g.runScaleOut(ctx) })
 	} else {
 		parts := make([]*partState, len(consumers))
 		for p, c := range consumers {
-			parts[p] = &partState{p: p, cons: c, ledger: g.ledger, abandon: context.Background()}
+			parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: context.Background()}
 			eg.Go(func() error { return g.consumePartition(ctx, parts[p]) })
 		}
 		eg.Go(func() error { return g.pruneLoop(ctx, parts) })
@@ -55,9 +55,24 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		close(jobs)
 		<-acked
 	}()
+	var fair *fairSource
+	if len(ps.tenants) > 0 {
+		var err error
+		if fair, err = g.newFairSource(ctx, ps); err != nil {
+			return fmt.Errorf("gateway: partition %d consumers: %w", ps.p, err)
+		}
+		// Stopped before the acker drains (defers run last-in first-out).
+		defer fair.stop()
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		msgs, err := g.fetch(ctx, ps.cons)
+		var msgs []jetstream.Msg
+		var err error
+		if fair != nil {
+			msgs = fair.take(ctx, g.cfg.Consumer.Batch, g.cfg.Consumer.FetchWait)
+		} else {
+			msgs, err = g.fetch(ctx, ps.cons)
+		}
 		if err == nil && len(msgs) > 0 {
 			err = g.processBatch(ctx, ps, msgs, jobs)
 		}

@@ -170,6 +170,11 @@ type ConsumerConfig struct {
 	// Partitions splits ingress by agent (deterministic subject
 	// partitioning). Fixed per deployment. Default 1.
 	Partitions int `yaml:"partitions"`
+	// FairTenants gives every configured tenant its own queue (consumer)
+	// per partition and every batch an equal share of each, so one
+	// tenant's flood cannot starve the others. Turning it off again is
+	// an offline change: drain the ingress consumers first.
+	FairTenants bool `yaml:"fair_tenants"`
 }
 
 // ScaleOutConfig configures one instance of a scaled-out deployment.

@@ -253,8 +253,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		consumers = append(consumers, c)
 	}
+	tenants, err := g.ensureTenantConsumers(setupCtx)
+	if err != nil {
+		return err
+	}
 	if g.scale != nil {
-		if err := g.setupScaleOut(setupCtx, consumers); err != nil {
+		if err := g.setupScaleOut(setupCtx, consumers, tenants); err != nil {
 			return err
 		}
 	}
@@ -289,7 +293,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
 		Int("partitions", len(consumers)).Str("policy_version", g.policy.Current().Version()).
 		Msg("gateway running")
-	return g.consume(ctx, consumers)
+	return g.consume(ctx, consumers, tenants)
 }
 
 // MetricsAddr is the metrics listener's address, "" when not serving.

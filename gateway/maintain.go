@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pruneInterval is how often expired ledger generations are dropped;
@@ -53,24 +55,38 @@ func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 	}
 }
 
-// ackFloor is the lowest stream sequence below which every consumer has
-// acknowledged everything.
+// ackFloor is the lowest stream sequence below which every consumer of
+// parts has acknowledged everything. A consumer with nothing pending and
+// nothing unacknowledged holds it back only to the stream's last
+// sequence read before any consumer (whatever it is given later comes
+// after that), not to where its own traffic stopped: a quiet tenant's or
+// partition's consumer would otherwise pin the floor for good.
 // In scale-out mode the lag gauge counts the partitions pruned last.
 func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, bool) {
-	var floor uint64
 	var pending int64
 	defer func() { g.pending.Store(pending) }()
-	for i, ps := range parts {
-		c := ps.cons
-		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		info, err := c.Info(ictx)
-		cancel()
-		if err != nil {
-			return 0, false
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := g.js.Stream(ictx, StreamIngress)
+	if err != nil {
+		return 0, false
+	}
+	floor := st.CachedInfo().State.LastSeq
+	for _, ps := range parts {
+		cons := []jetstream.Consumer{ps.cons}
+		for _, tc := range ps.tenants {
+			cons = append(cons, tc.cons)
 		}
-		pending += int64(info.NumPending)
-		if i == 0 || info.AckFloor.Stream < floor {
-			floor = info.AckFloor.Stream
+		for _, c := range cons {
+			info, err := c.Info(ictx)
+			if err != nil {
+				return 0, false
+			}
+			pending += int64(info.NumPending)
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				continue
+			}
+			floor = min(floor, info.AckFloor.Stream)
 		}
 	}
 	return floor, true

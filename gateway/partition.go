@@ -25,8 +25,10 @@ import (
 // every batch is journaled under it before anything is published.
 type partState struct {
 	p      int
-	cons   jetstream.Consumer
-	ledger *store.Ledger
+	cons   jetstream.Consumer // the partition's consumer (the catch-all with fair_tenants)
+	// tenants are the per-tenant consumers with consumer.fair_tenants.
+	tenants []tenantConsumer
+	ledger  *store.Ledger
 	epoch  uint64
 	// abandon ends when the partition must stop at once (its lease is
 	// lost): the acker then stops waiting and acks nothing. In
@@ -45,6 +47,7 @@ type scaleOut struct {
 	leases    *lease.Manager
 	journal   *journal.Writer
 	consumers []jetstream.Consumer
+	tenants   [][]tenantConsumer
 
 	mu      sync.Mutex
 	running map[int]*partRun
@@ -139,7 +142,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	g.log.Info().Int("partition", p).Uint64("epoch", epoch).Int("records", n).
 		Dur("rebuild", time.Since(start)).Msg("partition acquired")
-	ps := &partState{p: p, cons: s.consumers[p], ledger: led, epoch: epoch, abandon: ctx}
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
@@ -221,7 +224,7 @@ func (g *Gateway) ledgerOptions() store.Options {
 
 // setupScaleOut creates the journal stream and the lease bucket and
 // readies the lease manager and the journal writer.
-func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consumer) error {
+func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
 	jc := journal.Config{MaxAge: g.cfg.journalMaxAge(), Replicas: g.cfg.Streams.Replicas}
 	if err := journal.EnsureStream(ctx, g.js, jc); err != nil {
 		return fmt.Errorf("gateway: journal: %w", err)
@@ -243,7 +246,7 @@ func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consu
 		return fmt.Errorf("gateway: holds bucket: %w", err)
 	}
 	g.kvh.kv = kv
-	g.scale.leases, g.scale.journal, g.scale.consumers = m, w, consumers
+	g.scale.leases, g.scale.journal, g.scale.consumers, g.scale.tenants = m, w, consumers, tenants
 	return nil
 }
 

@@ -20,7 +20,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	rng := newRand(t)
-	e := newEnv(t, envOptions{nodes: 3, syncAlways: true})
+	e := newEnv(t, envOptions{nodes: 3, syncAlways: true, fair: true})
 	e.startGateway()
 	l := newLoad(t, e, 80)
 	l.start()

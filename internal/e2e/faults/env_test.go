@@ -36,6 +36,9 @@ type envOptions struct {
 	// partitions (default 6 then) by lease.
 	instances  int
 	partitions int
+	// fair runs the gateway with consumer.fair_tenants: a consumer per
+	// tenant and partition next to the catch-all.
+	fair bool
 }
 
 // env is one deployment: dev material from devenv, real nats-server
@@ -193,11 +196,12 @@ consumer:
   ack_wait: %s
   batch: %d
   fetch_wait: %s
+  fair_tenants: %v
 reload_interval: 0s
 `, devenv.Audience, filepath.Join(e.dir, fmt.Sprintf("gwdata-%d", i)), e.url(), m.Signing, m.GatewayXK, devenv.Tenant, issuerPub,
 		m.Revocation, filepath.Join(m.Dir, "catalog.yaml"),
 		filepath.Join(m.Dir, "policies", "base.cedar"), filepath.Join(m.Dir, "policies", "refunds.cedar"),
-		o.skew, o.maxTTL, o.approvalTTL, replicas, o.maxMsgsPerOutput, o.dupWindow, o.ackWait, o.batch, o.fetchWait)
+		o.skew, o.maxTTL, o.approvalTTL, replicas, o.maxMsgsPerOutput, o.dupWindow, o.ackWait, o.batch, o.fetchWait, o.fair)
 	if o.instances > 1 {
 		// Short leases so a killed instance's partitions move within
 		// the test's patience; renew and margin keep their proportions.
@@ -235,33 +239,48 @@ func (e *env) logs() []string {
 	return out
 }
 
-// consumerInfo reads the gateway's durable ingress consumer; with
-// partitions, the sum of the partitions' consumers.
+// consumerInfo sums the gateway's ingress consumers: the partitions'
+// consumers and, with fair_tenants, every tenant's. A consumer with
+// nothing pending and nothing unacknowledged does not hold the ack floor
+// back. Delivered counts the tenant consumers only when there are any
+// (the catch-all then sees every message once more, only to ack it).
 func (e *env) consumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	if e.opts.partitions <= 1 {
-		c, err := e.js.Consumer(ctx, gateway.StreamIngress, "agentgw")
-		if err != nil {
-			return nil, err
-		}
-		return c.Info(ctx)
+	st, err := e.js.Stream(ctx, gateway.StreamIngress)
+	if err != nil {
+		return nil, err
+	}
+	var infos []*jetstream.ConsumerInfo
+	lister := st.ListConsumers(ctx)
+	for info := range lister.Info() {
+		infos = append(infos, info)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, err
+	}
+	if len(infos) == 0 {
+		return nil, fmt.Errorf("no ingress consumers")
+	}
+	tenantOnes := false
+	for _, info := range infos {
+		tenantOnes = tenantOnes || strings.Contains(info.Name, "-t-")
 	}
 	var sum jetstream.ConsumerInfo
-	for p := range e.opts.partitions {
-		c, err := e.js.Consumer(ctx, gateway.StreamIngress, fmt.Sprintf("agentgw-p%d", p))
-		if err != nil {
-			return nil, err
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return nil, err
-		}
+	busy := false
+	for _, info := range infos {
 		sum.NumPending += info.NumPending
 		sum.NumAckPending += info.NumAckPending
 		sum.NumRedelivered += info.NumRedelivered
-		sum.Delivered.Consumer += info.Delivered.Consumer
+		if !tenantOnes || strings.Contains(info.Name, "-t-") {
+			sum.Delivered.Consumer += info.Delivered.Consumer
+		}
 		sum.Delivered.Stream = max(sum.Delivered.Stream, info.Delivered.Stream)
-		if p == 0 || info.AckFloor.Stream < sum.AckFloor.Stream {
-			sum.AckFloor.Stream = info.AckFloor.Stream
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			if !busy || info.AckFloor.Stream < sum.AckFloor.Stream {
+				sum.AckFloor.Stream = info.AckFloor.Stream
+			}
+			busy = true
+		} else if !busy {
+			sum.AckFloor.Stream = max(sum.AckFloor.Stream, info.AckFloor.Stream)
 		}
 	}
 	return &sum, nil

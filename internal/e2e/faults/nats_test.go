@@ -17,7 +17,7 @@ func TestNATSRestart(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	rng := newRand(t)
-	e := newEnv(t, envOptions{syncAlways: true})
+	e := newEnv(t, envOptions{syncAlways: true, fair: true})
 	e.startGateway()
 	l := newLoad(t, e, 150)
 	l.start()

@@ -83,7 +83,7 @@ func TestScaleOutKill9(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	rng := newRand(t)
-	e := newEnv(t, envOptions{nodes: 3, syncAlways: true, instances: 3})
+	e := newEnv(t, envOptions{nodes: 3, syncAlways: true, instances: 3, fair: true})
 	e.startGateway()
 	balanced := func(o []string) bool {
 		return countOwned(o, "gw0") == 2 && countOwned(o, "gw1") == 2 && countOwned(o, "gw2") == 2

@@ -23,7 +23,7 @@ func TestSoak(t *testing.T) {
 		d = ciSoak
 	}
 	rng := newRand(t)
-	e := newEnv(t, envOptions{syncAlways: true})
+	e := newEnv(t, envOptions{syncAlways: true, fair: true})
 	e.startGateway()
 	l := newLoad(t, e, 100)
 	l.start()

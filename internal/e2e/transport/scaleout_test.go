@@ -19,13 +19,15 @@ import (
 // TestDeployScaleOutPermissions runs the gateway in scale-out mode (the
 // deploy example's three instances are this, times three) as the deploy
 // gateway user: leases, the journal, the holds bucket and their ordered
-// consumers must all be within GATEWAY_PERMISSIONS. A delivery and an
+// consumers, and the per-tenant consumers of fair_tenants, must all be
+// within GATEWAY_PERMISSIONS. A delivery and an
 // approval grant go through, the expiry scan runs a few times, and the
 // server logs no permission violation for the gateway.
 func TestDeployScaleOutPermissions(t *testing.T) {
 	d := newDeployment(t, nil)
 	d.startGateway(t, func(cfg *gateway.Config) {
 		cfg.Consumer.Partitions = 3
+		cfg.Consumer.FairTenants = true
 		cfg.ScaleOut = &gateway.ScaleOutConfig{Instance: "gw1", LeaseTTL: 3 * time.Second, LeaseRenew: time.Second, LeaseMargin: 600 * time.Millisecond}
 	})
 	deadline := time.Now().Add(20 * time.Second)

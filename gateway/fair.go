@@ -1,0 +1,245 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Per-tenant fairness (consumer.fair_tenants). JetStream delivers a
+// consumer's messages in stream order, so with one consumer a tenant that
+// floods the ingress stream puts every other tenant behind its backlog.
+// With fairness on, each configured tenant has its own consumer per
+// partition (filter agentgw.in.<p>.<tenant>.*), i.e. its own queue, and
+// every batch takes an equal share from each queue that has messages
+// (work-conserving: what one leaves unused the others get). A flood then
+// costs the other tenants at most its share of each batch.
+//
+// The partition's usual consumer stays as the catch-all: it decides
+// messages of tenants that are not configured (denied unknown_tenant) and
+// those stored before the tenant's consumer existed, and acknowledges
+// without a decision everything a tenant consumer owns, so each ingress
+// message is still decided exactly once. A tenant consumer starts after
+// the last message stored when it was created (its start sequence); the
+// catch-all owns everything of that tenant before it.
+
+// tenantConsumer is one configured tenant's queue in one partition.
+type tenantConsumer struct {
+	tenant string
+	cons   jetstream.Consumer
+	start  uint64 // first stream sequence it owns
+}
+
+// tenantConsumerName names tenant's consumer in partition p.
+func tenantConsumerName(c ConsumerConfig, p int, tenant string) string {
+	if c.Partitions > 1 {
+		return fmt.Sprintf("%s-p%d-t-%s", c.Durable, p, tenant)
+	}
+	return fmt.Sprintf("%s-t-%s", c.Durable, tenant)
+}
+
+// ensureTenantConsumers returns, per partition, a consumer per configured
+// tenant, creating missing ones to start after the stream's last
+// sequence. An existing one is kept as it is (its start sequence fixed at
+// its creation), so instances and restarts agree on who owns what.
+func (g *Gateway) ensureTenantConsumers(ctx context.Context) ([][]tenantConsumer, error) {
+	cc := g.cfg.Consumer
+	if !cc.FairTenants {
+		return make([][]tenantConsumer, cc.Partitions), nil
+	}
+	stream, err := g.js.Stream(ctx, StreamIngress)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: ingress stream: %w", err)
+	}
+	tenants := make([]string, 0, len(g.cfg.Tenants))
+	for t := range g.cfg.Tenants {
+		tenants = append(tenants, t)
+	}
+	sort.Strings(tenants)
+	out := make([][]tenantConsumer, cc.Partitions)
+	for p := range cc.Partitions {
+		for _, t := range tenants {
+			name := tenantConsumerName(cc, p, t)
+			c, err := stream.Consumer(ctx, name)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				info, ierr := stream.Info(ctx)
+				if ierr != nil {
+					return nil, fmt.Errorf("gateway: ingress stream: %w", ierr)
+				}
+				cfg := consumerConfig(cc, p)
+				cfg.Durable, cfg.Description = name, "agentgw gateway decisions for tenant "+t
+				cfg.FilterSubject = fmt.Sprintf("agentgw.in.%d.%s.*", p, t)
+				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.State.LastSeq+1
+				c, err = stream.CreateConsumer(ctx, cfg)
+				if errors.Is(err, jetstream.ErrConsumerExists) {
+					c, err = stream.Consumer(ctx, name) // another instance made it first
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("gateway: consumer %s: %w", name, err)
+			}
+			start := c.CachedInfo().Config.OptStartSeq
+			out[p] = append(out[p], tenantConsumer{tenant: t, cons: c, start: start})
+		}
+	}
+	return out, nil
+}
+
+// fairSource feeds a partition's batches from its tenant consumers and
+// the catch-all, an equal share each.
+type fairSource struct {
+	g      *Gateway
+	queues []chan jetstream.Msg // one per tenant consumer, the catch-all last
+	ready  chan struct{}
+	next   int
+	stop   func()
+}
+
+func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource, error) {
+	batch := g.cfg.Consumer.Batch
+	owned := map[string]uint64{}
+	for _, tc := range ps.tenants {
+		owned[tc.tenant] = tc.start
+	}
+	f := &fairSource{g: g, ready: make(chan struct{}, 1)}
+	var iters []jetstream.MessagesContext
+	var wg sync.WaitGroup
+	stopAll := func() {
+		for _, it := range iters {
+			it.Stop()
+		}
+		wg.Wait()
+		// What was fetched but not taken goes back at once.
+		for _, q := range f.queues {
+			for {
+				select {
+				case m := <-q:
+					_ = m.Nak()
+					continue
+				default:
+				}
+				break
+			}
+		}
+	}
+	cons := make([]jetstream.Consumer, 0, len(ps.tenants)+1)
+	for _, tc := range ps.tenants {
+		cons = append(cons, tc.cons)
+	}
+	cons = append(cons, ps.cons)
+	per := max(1, batch/len(cons))
+	for i, c := range cons {
+		it, err := c.Messages(jetstream.PullMaxMessages(per), jetstream.PullExpiry(g.cfg.Consumer.FetchWait*5))
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		iters = append(iters, it)
+		q := make(chan jetstream.Msg, batch)
+		f.queues = append(f.queues, q)
+		catchAll := i == len(cons)-1
+		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned) })
+	}
+	f.stop = stopAll
+	return f, nil
+}
+
+// pump moves one consumer's messages into its queue. The catch-all acks
+// what a tenant consumer owns instead.
+func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64) {
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return
+			}
+			f.g.log.Warn().Err(err).Msg("ingress consumer: next message")
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if catchAll && ownedElsewhere(m, owned) {
+			_ = m.Ack()
+			continue
+		}
+		select {
+		case q <- m:
+		case <-ctx.Done():
+			_ = m.Nak()
+			return
+		}
+		select {
+		case f.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ownedElsewhere reports whether a tenant consumer decides m.
+func ownedElsewhere(m jetstream.Msg, owned map[string]uint64) bool {
+	ref, err := subjects.ParseIngress(m.Subject())
+	if err != nil {
+		return false
+	}
+	start, ok := owned[ref.Tenant]
+	if !ok {
+		return false
+	}
+	md, err := m.Metadata()
+	return err == nil && md.Sequence.Stream >= start
+}
+
+// take returns the next batch: first an equal share from every queue,
+// then whatever room is left from the queues in turn; it waits at most
+// wait for a first message.
+func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) []jetstream.Msg {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		if msgs := f.drain(batch); len(msgs) > 0 {
+			return msgs
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			return nil
+		case <-f.ready:
+		}
+	}
+}
+
+func (f *fairSource) drain(batch int) []jetstream.Msg {
+	n := len(f.queues)
+	per := max(1, batch/n)
+	var msgs []jetstream.Msg
+	for pass := range 2 {
+		for k := range n {
+			q := f.queues[(f.next+k)%n]
+			quota := per
+			if pass == 1 {
+				quota = batch - len(msgs)
+			}
+		take:
+			for range quota {
+				if len(msgs) == batch {
+					break
+				}
+				select {
+				case m := <-q:
+					msgs = append(msgs, m)
+				default:
+					break take
+				}
+			}
+		}
+	}
+	f.next = (f.next + 1) % n
+	return msgs
+}

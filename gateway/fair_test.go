@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/internal/invariant"
+)
+
+// floodThenValid starts and stops the gateway once (so its consumers
+// exist), then queues a flood of badly signed messages from tenant_b
+// followed by a few valid ones from tenant_a, restarts the gateway and
+// returns the tenants of the audit events in decision order.
+func floodThenValid(t *testing.T, fair bool) []string {
+	const flood, valid = 1200, 10
+	h := newHarness(t)
+	h.cfg.Consumer.FairTenants = fair
+	h.cfg.Consumer.Batch = 16
+	h.start()
+	<-h.gw.Ready()
+	h.stop()
+
+	flooder := newActor(t)
+	flooder.token = h.credential(h.issuerB, flooder, "tenant_b", []string{"kb:read"}, time.Hour, "")
+	subj := h.ingress(flooder, "tenant_b")
+	for range flood {
+		body := h.body(func(b *envelope.Builder) { b.Tenant = "tenant_b" })
+		h.publish(subj, body, h.signed(flooder, flooder.token, []byte("not the body")))
+	}
+	for range valid {
+		h.send(h.body(nil))
+	}
+	h.start()
+	r, err := invariant.Wait(context.Background(), h.js, 60*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	var order []string
+	for _, m := range h.all(StreamAudit) {
+		var ev audit.Event
+		must(t, json.Unmarshal(m.Data, &ev))
+		order = append(order, ev.Tenant)
+	}
+	if len(order) != flood+valid {
+		t.Fatalf("%d audit events; want %d", len(order), flood+valid)
+	}
+	return order
+}
+
+// lastOf is the position of tenant's last decision in order.
+func lastOf(order []string, tenant string) int {
+	last := -1
+	for i, tn := range order {
+		if tn == tenant {
+			last = i
+		}
+	}
+	return last
+}
+
+// TestTenantFairness: a tenant flooding the ingress stream does not
+// starve another. Without fair_tenants the valid tenant's messages, queued
+// behind 1,200 flood messages, are decided after all of them (stream
+// order); with it, each batch takes an equal share from each tenant's
+// queue, and they are decided within the first batches.
+func TestTenantFairness(t *testing.T) {
+	t.Run("fifo-without", func(t *testing.T) {
+		order := floodThenValid(t, false)
+		got := lastOf(order, "tenant_a")
+		t.Logf("without fairness: tenant_a's last decision #%d of %d", got, len(order))
+		if got < len(order)-10 {
+			t.Fatalf("without fairness tenant_a's last decision is #%d of %d; the control expects stream order", got, len(order))
+		}
+	})
+	t.Run("fair", func(t *testing.T) {
+		order := floodThenValid(t, true)
+		got := lastOf(order, "tenant_a")
+		t.Logf("with fairness: tenant_a's last decision #%d of %d", got, len(order))
+		if got > len(order)/10 {
+			t.Fatalf("tenant_a's last decision is #%d of %d: starved behind tenant_b's flood", got, len(order))
+		}
+	})
+}
