@@ -24,12 +24,12 @@ import (
 // from the journal when the lease was taken, and epoch is the lease's:
 // every batch is journaled under it before anything is published.
 type partState struct {
-	p      int
-	cons   jetstream.Consumer // the partition's consumer (the catch-all with fair_tenants)
+	p    int
+	cons jetstream.Consumer // the partition's consumer (the catch-all with fair_tenants)
 	// tenants are the per-tenant consumers with consumer.fair_tenants.
 	tenants []tenantConsumer
 	ledger  *store.Ledger
-	epoch  uint64
+	epoch   uint64
 	// abandon ends when the partition must stop at once (its lease is
 	// lost): the acker then stops waiting and acks nothing. In
 	// single-instance mode it never ends, so a shutdown finishes the
