@@ -214,6 +214,9 @@ catalog: catalog.yaml
 policies: [policies/base.cedar, policies/refunds.cedar]
 limits:
   max_credential_lifetime: 25h
+consumer:
+  # A queue per tenant: one tenant's flood cannot starve another's traffic.
+  fair_tenants: true
 reload_interval: 2s
 `
 
