@@ -206,18 +206,18 @@ func (g *Gateway) ledgers() []*store.Ledger {
 	return out
 }
 
-// ledgerMemTable is the ledger's memtable size: at a few thousand
+// LedgerMemTable is the ledger's memtable size: at a few thousand
 // messages a second, a few seconds of recorded outcomes (≈ 3 KiB each),
 // which the outcome prune deletes before the memtable is flushed.
-const ledgerMemTable = 32 << 20
+const LedgerMemTable = 32 << 20
 
 func (g *Gateway) ledgerOptions() store.Options {
-	o := store.Options{GenWidth: g.cfg.Limits.MaxTTL + g.cfg.Limits.Skew, FS: g.ledgerFS, MemTableBytes: ledgerMemTable}
+	o := store.Options{GenWidth: g.cfg.Limits.MaxTTL + g.cfg.Limits.Skew, FS: g.ledgerFS, MemTableBytes: LedgerMemTable}
 	if g.scale != nil {
 		// Many partitions share the process: smaller ones each.
 		n := g.cfg.Consumer.Partitions
 		o.CacheBytes = max(8<<20, store.DefaultCacheBytes/int64(n))
-		o.MemTableBytes = max(4<<20, ledgerMemTable/uint64(n))
+		o.MemTableBytes = max(4<<20, LedgerMemTable/uint64(n))
 	}
 	return o
 }

@@ -25,6 +25,8 @@ import (
 	"os"
 	"runtime"
 	"time"
+
+	"github.com/agentgw/agentgw/gateway"
 )
 
 const mib = 1 << 20
@@ -38,6 +40,7 @@ func main() {
 	flag.IntVar(&c.Lookups, "lookups", 100_000, "lookups of each kind: replay and idempotency, of present and of absent keys")
 	flag.IntVar(&c.PruneSmall, "prune-small", 10_000, "messages in the comparison ledger for the prune timing (0: none)")
 	flag.Int64Var(&c.CacheBytes, "cache-bytes", 0, "store.Options.CacheBytes (0: the store default)")
+	flag.Uint64Var(&c.MemTable, "memtable-bytes", gateway.LedgerMemTable, "store.Options.MemTableBytes (default: the gateway's)")
 	flag.StringVar(&c.Dir, "dir", "", "parent directory of the temporary ledgers (default: $TMPDIR)")
 	flag.Parse()
 	logf := func(format string, args ...any) {

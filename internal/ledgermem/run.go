@@ -38,6 +38,7 @@ type config struct {
 	Lookups      int    // lookups of each kind (replay/idem × present/absent)
 	PruneSmall   int    // messages in the second ledger, for the prune comparison
 	CacheBytes   int64  // store.Options.CacheBytes; 0 is the store default
+	MemTable     uint64 // store.Options.MemTableBytes; the gateway's by default
 }
 
 // phase is the timing of one part of the run.
@@ -161,7 +162,7 @@ func digest(domain string, i int) [32]byte {
 
 // open opens a ledger with the gateway's options (gateway/gateway.go New).
 func (c config) open(dir string) (*store.Ledger, error) {
-	return store.Open(dir, store.Options{GenWidth: maxTTL + skew, CacheBytes: c.CacheBytes})
+	return store.Open(dir, store.Options{GenWidth: maxTTL + skew, CacheBytes: c.CacheBytes, MemTableBytes: c.MemTable})
 }
 
 // fill writes c.Messages messages the way the gateway does per fetch
