@@ -96,12 +96,10 @@ func TestLostPubAcksDoNotStall(t *testing.T) {
 	wctx, wcancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer wcancel()
 	for {
-		c, err := js.Consumer(wctx, gateway.StreamIngress, cfg.Consumer.Durable)
-		if err == nil {
-			info, err := c.Info(wctx)
-			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				break
-			}
+		// Every ingress consumer: the dev config has fair_tenants on, so
+		// the tenant's own consumer decides and the catch-all only acks.
+		if info, err := e.consumerInfo(wctx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+			break
 		}
 		if wctx.Err() != nil {
 			t.Fatalf("ingress not acknowledged 100 s after the fault ended: the gateway is stuck")
