@@ -97,19 +97,33 @@ type wireNats struct {
 var jtiEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // Sign returns the decision token for c signed by s, which must hold the
-// gateway's server ('N') key. It sets Issuer to the signer's key, fills an
-// empty ID with 128 random bits and an empty Act.Subject / Act.Via with
-// Subject / Issuer, then checks every claim rule (see Verify). Errors wrap
+// gateway's server ('N') key: a batch of one (see Prepare and SignBatch
+// for many). It sets Issuer to the signer's key, fills an empty ID with
+// 128 random bits and an empty Act.Subject / Act.Via with Subject /
+// Issuer, then checks every claim rule (see Verify). Errors wrap
 // ErrInvalidClaims or identity.ErrKey.
 func Sign(s *identity.Signer, c Claims) (identity.Token, error) {
+	p, err := Prepare(s, c)
+	if err != nil {
+		return "", err
+	}
+	toks, err := SignBatch(s, []*Pending{p})
+	if err != nil {
+		return "", err
+	}
+	return toks[0], nil
+}
+
+// encodeClaims completes and checks c and returns its JSON.
+func encodeClaims(s *identity.Signer, c Claims) ([]byte, error) {
 	if s == nil || s.Prefix() != nkeys.PrefixByteServer {
-		return "", fmt.Errorf("%w: decision tokens are signed by a gateway ('N') key", identity.ErrKey)
+		return nil, fmt.Errorf("%w: decision tokens are signed by a gateway ('N') key", identity.ErrKey)
 	}
 	c.Issuer = s.PublicKey()
 	if c.ID == "" {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return "", fmt.Errorf("decision: jti: %w", err)
+			return nil, fmt.Errorf("decision: jti: %w", err)
 		}
 		c.ID = jtiEncoding.EncodeToString(b[:])
 	}
@@ -142,16 +156,16 @@ func Sign(s *identity.Signer, c Claims) (identity.Token, error) {
 		},
 	}
 	if c.IssuedAt.IsZero() || c.Expires.IsZero() {
-		return "", fmt.Errorf("%w: iat and exp are required", ErrInvalidClaims)
+		return nil, fmt.Errorf("%w: iat and exp are required", ErrInvalidClaims)
 	}
 	if p := check(&w); len(p) > 0 {
-		return "", fmt.Errorf("%w: %w", ErrInvalidClaims, errors.Join(p...))
+		return nil, fmt.Errorf("%w: %w", ErrInvalidClaims, errors.Join(p...))
 	}
 	payload, err := json.Marshal(&w)
 	if err != nil {
-		return "", fmt.Errorf("decision: sign: %w", err)
+		return nil, fmt.Errorf("decision: sign: %w", err)
 	}
-	return identity.SignJWT(s, payload), nil
+	return payload, nil
 }
 
 // VerifyOptions say what a consumer trusts and expects.
@@ -171,12 +185,13 @@ type VerifyOptions struct {
 // *reason.Denial:
 //
 //   - DecisionMissing: the token is empty.
-//   - DecisionInvalid: not a compact JWT with header {typ JWT, alg
-//     ed25519-nkey}; claims that are not strict JSON of the decision shape
-//     (no unknown or duplicate members); type not agentgw-decision or
-//     version not 2; any claim rule broken (see Sign); iss not one of
-//     TrustedGateways; a signature that does not verify; or iat later
-//     than Now + Skew.
+//   - DecisionInvalid: not a four-part decision token with the exact
+//     header (see batch.go), canonical base64url and a well-formed Merkle
+//     proof; claims that are not strict JSON of the decision shape (no
+//     unknown or duplicate members); type not agentgw-decision or version
+//     not 2; any claim rule broken (see Sign); iss not one of
+//     TrustedGateways; a batch signature that does not verify over the
+//     root the proof leads to; or iat later than Now + Skew.
 //   - DecisionExpired: Now > exp + Skew.
 //   - DecisionAudience: aud is not Audience (or Audience is empty).
 //   - Internal: Now is the zero Time (no clock: fail closed).
@@ -189,12 +204,12 @@ func Verify(token string, opt VerifyOptions) (*Claims, error) {
 	if opt.Now.IsZero() {
 		return nil, reason.Deny(reason.Internal, "decision: verify without a clock")
 	}
-	j, err := identity.ParseJWT(token)
+	t, err := parseToken(token)
 	if err != nil {
 		return nil, reason.Deny(reason.DecisionInvalid, "%v", err)
 	}
 	var w wire
-	if err := json.Unmarshal(j.Payload, &w, json.RejectUnknownMembers(true)); err != nil {
+	if err := json.Unmarshal(t.payload, &w, json.RejectUnknownMembers(true)); err != nil {
 		return nil, reason.Deny(reason.DecisionInvalid, "claims are not strict JSON of the decision shape")
 	}
 	if p := check(&w); len(p) > 0 {
@@ -203,7 +218,7 @@ func Verify(token string, opt VerifyOptions) (*Claims, error) {
 	if !slices.Contains(opt.TrustedGateways, w.Issuer) {
 		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: gateway %s is not trusted", w.ID, w.Issuer)
 	}
-	if !j.VerifySignature(w.Issuer, nkeys.PrefixByteServer) {
+	if !verifyRoot(w.Issuer, t.size, t.root, t.sig) {
 		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: signature does not verify with gateway %s", w.ID, w.Issuer)
 	}
 	iat, exp := time.Unix(w.IssuedAt, 0).UTC(), time.Unix(w.Expires, 0).UTC()

@@ -1,7 +1,6 @@
 package decision
 
 import (
-	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/reason"
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/goleak"
 )
@@ -71,9 +69,13 @@ func (fx *fixture) sign(t testing.TB, s *identity.Signer, edit func(c *Claims)) 
 	return tok.Reveal()
 }
 
-// rawSign signs literal claims JSON with the gateway key.
+// rawSign signs arbitrary claims JSON as a batch of one, bypassing the
+// claim checks of Sign.
 func rawSign(s *identity.Signer, claims string) string {
-	return identity.SignJWT(s, []byte(claims)).Reveal()
+	in := tokenHeadB64 + "." + b64.EncodeToString([]byte(claims))
+	leaf := leafHash([]byte(in))
+	sig := s.Sign(rootInput(1, leaf))
+	return in + "." + b64.EncodeToString([]byte{0, 1}) + "." + b64.EncodeToString(sig)
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -101,12 +103,15 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("CheckBinding(exact bytes) = %v", err)
 	}
 
-	gc, err := jwt.DecodeGeneric(tok)
-	if err != nil {
-		t.Fatalf("jwt.DecodeGeneric = %v", err)
+	parts := strings.Split(tok, ".")
+	if len(parts) != 4 {
+		t.Fatalf("token has %d parts; want header.claims.proof.signature", len(parts))
 	}
-	if gc.Data["type"] != Type || gc.Issuer != fx.gw.PublicKey() || gc.Audience != "refunds.draft_refund" {
-		t.Errorf("jwt.DecodeGeneric = %+v %v", gc.ClaimsData, gc.Data)
+	if h, _ := b64.DecodeString(parts[0]); string(h) != tokenHeader {
+		t.Errorf("header = %s", h)
+	}
+	if cl, _ := b64.DecodeString(parts[1]); !strings.Contains(string(cl), `"type":"agentgw-decision"`) {
+		t.Errorf("claims lack the decision type: %s", cl)
 	}
 	if Header != "Agentgw-Decision" {
 		t.Errorf("Header = %q", Header)
@@ -120,11 +125,10 @@ func TestVerifyDenials(t *testing.T) {
 	fx := newFixture(t)
 	good := fx.sign(t, fx.gw, nil)
 	parts := strings.Split(good, ".")
-	b64 := base64.RawURLEncoding
 	claimsJSON, _ := b64.DecodeString(parts[1])
 	tamper := func(old, new string) string {
 		p := b64.EncodeToString([]byte(strings.Replace(string(claimsJSON), old, new, 1)))
-		return parts[0] + "." + p + "." + parts[2]
+		return parts[0] + "." + p + "." + parts[2] + "." + parts[3]
 	}
 	resign := func(old, new string) string {
 		return rawSign(fx.gw, strings.Replace(string(claimsJSON), old, new, 1))
@@ -154,13 +158,15 @@ func TestVerifyDenials(t *testing.T) {
 			tok := resign(`"iss":"`+fx.gw.PublicKey()+`"`, `"iss":"`+fx.gw.PublicKey()+`"`)
 			p := strings.Split(tok, ".")
 			forged := rawSign(fx.other, string(claimsJSON))
-			return p[0] + "." + p[1] + "." + strings.Split(forged, ".")[2]
+			return p[0] + "." + p[1] + "." + p[2] + "." + strings.Split(forged, ".")[3]
 		}(), fx.opt, reason.DecisionInvalid},
 		{"deny/tampered-audience", tamper(`"aud":"refunds.draft_refund"`, `"aud":"refunds.issue_refund"`), withOpt(func(o *VerifyOptions) { o.Audience = "refunds.issue_refund" }), reason.DecisionInvalid},
 		{"deny/tampered-body-digest", tamper(fx.claims.BodyDigest, Digest([]byte("other"))), fx.opt, reason.DecisionInvalid},
 		{"deny/truncated", good[:len(good)-5], fx.opt, reason.DecisionInvalid},
 		{"deny/garbage", "not a jwt", fx.opt, reason.DecisionInvalid},
-		{"deny/alg-none", b64.EncodeToString([]byte(`{"typ":"JWT","alg":"none"}`)) + "." + parts[1] + "." + parts[2], fx.opt, reason.DecisionInvalid},
+		{"deny/alg-none", b64.EncodeToString([]byte(`{"typ":"JWT","alg":"none"}`)) + "." + parts[1] + "." + parts[2] + "." + parts[3], fx.opt, reason.DecisionInvalid},
+		{"deny/jwt-form", identity.SignJWT(fx.gw, claimsJSON).Reveal(), fx.opt, reason.DecisionInvalid},
+		{"deny/proof-claims-bigger-tree", parts[0] + "." + parts[1] + "." + b64.EncodeToString([]byte{0, 2}) + "." + parts[3], fx.opt, reason.DecisionInvalid},
 		{"deny/expired", good, withOpt(func(o *VerifyOptions) { o.Now = now.Add(time.Minute + 3*time.Second) }), reason.DecisionExpired},
 		{"deny/issued-in-future", good, withOpt(func(o *VerifyOptions) { o.Now = now.Add(-3 * time.Second) }), reason.DecisionInvalid},
 		{"deny/wrong-audience", good, withOpt(func(o *VerifyOptions) { o.Audience = "refunds.issue_refund" }), reason.DecisionAudience},

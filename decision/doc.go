@@ -3,12 +3,15 @@
 // every message it forwards to a capability or reply subject, and that
 // consumers verify so that nothing reaches them without the gateway.
 //
-// A token is a compact JWT with header {typ JWT, alg ed25519-nkey} signed
-// by the gateway's server ('N') key through an identity.Signer (one
-// ed25519.Sign per message). Its claims follow jwt/v2's layout, so
-// jwt/v2's DecodeGeneric reads it too: registered claims jti, iss (the
-// gateway key), sub (the agent), aud (the target), iat, exp, and the
-// agentgw claims under "nats" beside jwt/v2's own type and version:
+// A token is header.claims.proof.signature (batch.go): the gateway
+// prepares the tokens of a batch (Prepare), then signs them all with one
+// Ed25519 signature by its server ('N') key over the root of a Merkle
+// tree of their claims (SignBatch); each token carries its audit path,
+// so it verifies on its own, and Verify caches verified roots so the
+// other tokens of a batch cost no signature check. Sign is a batch of
+// one. Its claims follow jwt/v2's layout: registered claims jti, iss
+// (the gateway key), sub (the agent), aud (the target), iat, exp, and
+// the agentgw claims under "nats" beside jwt/v2's own type and version:
 //
 //	type            "agentgw-decision"
 //	version         2

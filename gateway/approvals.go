@@ -186,6 +186,7 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 		g.decide(hi, now)
 	}
 	it.route, it.denial, it.pol = hi.route, hi.denial, hi.pol
+	it.unsigned = append(it.unsigned, hi.unsigned...)
 	if hi.route == store.RouteDeny {
 		m, err := g.denyOutput(hi, now)
 		if err != nil {

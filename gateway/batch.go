@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/metrics"
 	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
@@ -197,6 +199,12 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, msgs []jetstr
 		}
 	})
 	lap("decide")
+	// One signature for every decision token of the batch.
+	if err := g.signBatch(items); err != nil {
+		g.nakAll(items)
+		return err
+	}
+	lap("sign")
 	// Outputs and ledger records, then one durable commit.
 	for _, it := range items {
 		if err := g.finish(b, it, now); err != nil {
@@ -233,6 +241,37 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, msgs []jetstr
 	// Hand the batch to the acker even when ctx is cancelled: the batch
 	// in hand always finishes (graceful shutdown).
 	jobs <- job
+	return nil
+}
+
+// signBatch signs the batch's decision tokens with one signature (a
+// Merkle tree over them, package decision) and sets each on its output.
+// Outputs of a message denied after its token was prepared are not
+// signed: the message no longer has them.
+func (g *Gateway) signBatch(items []*item) error {
+	var slots []unsignedToken
+	for _, it := range items {
+		if it.reemit || it.route == store.RouteDeny {
+			it.unsigned = nil
+			continue
+		}
+		slots = append(slots, it.unsigned...)
+		it.unsigned = nil
+	}
+	if len(slots) == 0 {
+		return nil
+	}
+	ps := make([]*decision.Pending, len(slots))
+	for i, s := range slots {
+		ps[i] = s.p
+	}
+	toks, err := decision.SignBatch(g.signer, ps)
+	if err != nil {
+		return fmt.Errorf("gateway: sign decision tokens: %w", err)
+	}
+	for i, s := range slots {
+		s.m.Header.Set(header.Decision, toks[i].Reveal())
+	}
 	return nil
 }
 

@@ -118,7 +118,8 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 }
 
 // allowOutput is the original body untouched, the payload re-sealed to
-// the target's consumer, and a decision token binding both.
+// the target's consumer, and a decision token binding both (signed with
+// the rest of the batch by signBatch).
 func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg, error) {
 	subj, err := subjects.Capability(it.env.Tenant, it.target.Name)
 	if err != nil {
@@ -137,11 +138,11 @@ func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg,
 		m.Header.Set(header.Sealed, base64.RawURLEncoding.EncodeToString(resealed))
 		m.Header.Set(header.SealedFrom, g.box.PublicKey())
 	}
-	tok, err := decision.Sign(g.signer, g.decisionClaims(it, now, m.Data, resealed))
+	p, err := decision.Prepare(g.signer, g.decisionClaims(it, now, m.Data, resealed))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: decision token: %w", err)
 	}
-	m.Header.Set(header.Decision, tok.Reveal())
+	it.unsigned = append(it.unsigned, unsignedToken{m, p})
 	return m, nil
 }
 

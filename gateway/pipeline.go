@@ -15,6 +15,7 @@ import (
 	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/decision"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
@@ -65,6 +66,15 @@ type item struct {
 	request  *outstanding // a response: the request it answers
 	outputOK bool
 	unstored []*nats.Msg // outputs JetStream did not acknowledge
+	// unsigned are outputs whose decision token the batch signs once
+	// every message is decided (signBatch).
+	unsigned []unsignedToken
+}
+
+// unsignedToken is an output waiting for its decision token.
+type unsignedToken struct {
+	m *nats.Msg
+	p *decision.Pending
 }
 
 // deny records the denial err carries; an error without one is

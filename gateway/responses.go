@@ -175,7 +175,7 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	m.Header.Set(RequestIDHeader, it.env.Target)
 	m.Header.Set(ResponderHeader, it.cred.Subject)
 	m.Header.Set(header.SealedFrom, g.box.PublicKey())
-	tok, err := decision.Sign(g.signer, decision.Claims{
+	p, err := decision.Prepare(g.signer, decision.Claims{
 		Subject: rec.Agent, Audience: rec.Agent, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
 		Tenant: rec.Tenant, Scope: "respond:" + it.target.Name, TraceID: it.env.TraceID, MessageID: it.env.MessageID,
 		BodyDigest: decision.Digest(it.body), PayloadDigest: decision.Digest(sealed),
@@ -184,6 +184,6 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	if err != nil {
 		return nil, fmt.Errorf("gateway: reply token: %w", err)
 	}
-	m.Header.Set(header.Decision, tok.Reveal())
+	it.unsigned = append(it.unsigned, unsignedToken{m, p})
 	return m, nil
 }
