@@ -42,6 +42,51 @@ func fetchOne(t testing.TB, js jetstream.JetStream, stream, durable string) jets
 	return nil
 }
 
+// approvalRoundTrip sends a payment that needs approval from a1, reads
+// the request as approver1 from its pre-created queue, grants it with
+// the SDK and waits for the held payment on its capability subject.
+func (d *deployment) approvalRoundTrip(t *testing.T, ctx context.Context, a1 *client.Agent) {
+	t.Helper()
+	rcpt, err := a1.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "payments.send", Plain: map[string]any{"amount_cents": 12500}})
+	must(t, err)
+	nc, _ := d.connectUser(t, approver1)
+	js := tenantJS(t, nc)
+	m := fetchOne(t, js, gateway.StreamApproval, durableApprovals)
+	var req approval.Request
+	must(t, json.Unmarshal(m.Data(), &req))
+	if req.HeldMessageID != rcpt.MessageID || req.Tenant != "tenant_a" {
+		t.Fatalf("approval request %+v; want the held payment %s", req, rcpt.MessageID)
+	}
+	must(t, m.DoubleAck(ctx))
+	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
+	u := d.users[approver1]
+	cfg.Credential = d.credential(t, u, "approve:payments.*")
+	cfg.Key, cfg.Curve, cfg.GatewayXKey = u.kp, u.curve, d.gwCurve
+	ap, err := client.NewApprover(nc, js, cfg)
+	must(t, err)
+	if _, err := ap.Grant(ctx, req, "within limits"); err != nil {
+		t.Fatalf("approver Grant on its own ingress subject = %v", err)
+	}
+	// The gateway releases the held payment to its capability subject.
+	admin, _ := d.connectCert(t, d.pki.admin)
+	ajs, _ := jetstream.New(admin)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := ajs.Stream(ctx, gateway.StreamCap)
+		must(t, err)
+		if raw, err := st.GetLastMsgForSubject(ctx, "agentgw.cap.tenant_a.payments.send"); err == nil {
+			if raw.Header.Get(header.MessageID) != rcpt.MessageID {
+				t.Fatalf("released message %s; want %s", raw.Header.Get(header.MessageID), rcpt.MessageID)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("granted payment never reached its capability subject")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestDeployPermissions runs the real gateway against the deploy
 // configuration and checks every role's boundary.
 func TestDeployPermissions(t *testing.T) {
@@ -166,46 +211,7 @@ func TestDeployPermissions(t *testing.T) {
 		}
 	})
 
-	t.Run("allow/approval", func(t *testing.T) {
-		rcpt, err := a1.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "payments.send", Plain: map[string]any{"amount_cents": 12500}})
-		must(t, err)
-		nc, _ := d.connectUser(t, approver1)
-		js := tenantJS(t, nc)
-		m := fetchOne(t, js, gateway.StreamApproval, durableApprovals)
-		var req approval.Request
-		must(t, json.Unmarshal(m.Data(), &req))
-		if req.HeldMessageID != rcpt.MessageID || req.Tenant != "tenant_a" {
-			t.Fatalf("approval request %+v; want the held payment %s", req, rcpt.MessageID)
-		}
-		must(t, m.DoubleAck(ctx))
-		cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
-		u := d.users[approver1]
-		cfg.Credential = d.credential(t, u, "approve:payments.*")
-		cfg.Key, cfg.Curve, cfg.GatewayXKey = u.kp, u.curve, d.gwCurve
-		ap, err := client.NewApprover(nc, js, cfg)
-		must(t, err)
-		if _, err := ap.Grant(ctx, req, "within limits"); err != nil {
-			t.Fatalf("approver Grant on its own ingress subject = %v", err)
-		}
-		// The gateway releases the held payment to its capability subject.
-		admin, _ := d.connectCert(t, d.pki.admin)
-		ajs, _ := jetstream.New(admin)
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			st, err := ajs.Stream(ctx, gateway.StreamCap)
-			must(t, err)
-			if raw, err := st.GetLastMsgForSubject(ctx, "agentgw.cap.tenant_a.payments.send"); err == nil {
-				if raw.Header.Get(header.MessageID) != rcpt.MessageID {
-					t.Fatalf("released message %s; want %s", raw.Header.Get(header.MessageID), rcpt.MessageID)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("granted payment never reached its capability subject")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
+	t.Run("allow/approval", func(t *testing.T) { d.approvalRoundTrip(t, ctx, a1) })
 
 	t.Run("operator", func(t *testing.T) {
 		// Something denied to read: a target outside the catalog.

@@ -2,18 +2,13 @@ package transport_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/header"
 )
 
 // TestDeployScaleOutPermissions runs the gateway in scale-out mode (the
@@ -55,39 +50,7 @@ func TestDeployScaleOutPermissions(t *testing.T) {
 
 	// A held payment, granted by the approver (another partition, most
 	// likely): the hold lives in the shared bucket.
-	rcpt, err := a1.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "payments.send", Plain: map[string]any{"amount_cents": 12500}})
-	must(t, err)
-	anc, _ := d.connectUser(t, approver1)
-	ajs := tenantJS(t, anc)
-	am := fetchOne(t, ajs, gateway.StreamApproval, durableApprovals)
-	var req approval.Request
-	must(t, json.Unmarshal(am.Data(), &req))
-	must(t, am.DoubleAck(ctx))
-	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
-	u := d.users[approver1]
-	cfg.Credential = d.credential(t, u, "approve:payments.*")
-	cfg.Key, cfg.Curve, cfg.GatewayXKey = u.kp, u.curve, d.gwCurve
-	ap, err := client.NewApprover(anc, ajs, cfg)
-	must(t, err)
-	if _, err := ap.Grant(ctx, req, "within limits"); err != nil {
-		t.Fatalf("Grant = %v", err)
-	}
-	admin, _ := d.connectCert(t, d.pki.admin)
-	adjs, _ := jetstream.New(admin)
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		st, err := adjs.Stream(ctx, gateway.StreamCap)
-		must(t, err)
-		if raw, err := st.GetLastMsgForSubject(ctx, "agentgw.cap.tenant_a.payments.send"); err == nil {
-			if raw.Header.Get(header.MessageID) != rcpt.MessageID {
-				t.Fatalf("released %s; want %s", raw.Header.Get(header.MessageID), rcpt.MessageID)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the granted payment was not released")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	d.approvalRoundTrip(t, ctx, a1)
 	time.Sleep(2500 * time.Millisecond) // a few expiry scans and lease renewals
 	if v := d.log.violations(`go:agentgw-gateway"`); len(v) > 0 {
 		t.Errorf("the scaled-out gateway hit permission violations:\n%s", strings.Join(v, "\n"))
