@@ -2,12 +2,9 @@ package devenv_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,75 +18,16 @@ import (
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 func readSeed(path string) (nkeys.KeyPair, error) { return identity.ReadSeedFile(path) }
 
-// serverLog keeps the server's warnings and errors: permission violations
-// are logged with the client's connection name.
-type serverLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *serverLog) add(f string, v ...any) {
-	l.mu.Lock()
-	l.lines = append(l.lines, fmt.Sprintf(f, v...))
-	l.mu.Unlock()
-}
-func (l *serverLog) Noticef(string, ...any)    {}
-func (l *serverLog) Debugf(string, ...any)     {}
-func (l *serverLog) Tracef(string, ...any)     {}
-func (l *serverLog) Warnf(f string, v ...any)  { l.add(f, v...) }
-func (l *serverLog) Errorf(f string, v ...any) { l.add(f, v...) }
-func (l *serverLog) Fatalf(f string, v ...any) { l.add(f, v...) }
-
-func (l *serverLog) violations(name string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, s := range l.lines {
-		if strings.Contains(s, "Violation") && strings.Contains(s, name) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// asyncErrs collects a connection's asynchronous errors (permission
-// violations arrive this way).
-type asyncErrs struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (a *asyncErrs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	a.mu.Lock()
-	a.errs = append(a.errs, err)
-	a.mu.Unlock()
-}
-
-// violation waits for the server's permissions violation for op ("publish"
-// or "subscription") to subject.
-func (a *asyncErrs) violation(t testing.TB, op, subject string) {
-	t.Helper()
-	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", op, subject))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		a.mu.Lock()
-		for _, err := range a.errs {
-			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(strings.ToLower(err.Error()), want) {
-				a.mu.Unlock()
-				return
-			}
-		}
-		a.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	t.Errorf("no permissions violation for %s to %q; async errors: %v", op, subject, a.errs)
-}
+// Shared with the other permission tests: internal/natstest.
+type (
+	serverLog = natstest.ServerLog
+	asyncErrs = natstest.AsyncErrs
+)
 
 // devServer is what `agentgw run` starts: the server from the rendered
 // nats-server.conf, the gateway connected as its own NATS user, and the
@@ -161,7 +99,7 @@ func (d *devServer) connect(t testing.TB, seed, name string) (*nats.Conn, jetstr
 func (d *devServer) connectErrs(t testing.TB, seed, name string) (*nats.Conn, *asyncErrs) {
 	t.Helper()
 	ae := &asyncErrs{}
-	nc, err := devenv.Connect(d.url, seed, name, nats.ErrorHandler(ae.handler))
+	nc, err := devenv.Connect(d.url, seed, name, nats.ErrorHandler(ae.Handler))
 	must(t, err)
 	t.Cleanup(nc.Close)
 	return nc, ae
@@ -232,7 +170,7 @@ func TestDevServerIsStrict(t *testing.T) {
 			if err == nil {
 				t.Errorf("JetStream publish to %s acknowledged (%+v); want no ack", subj, ack)
 			}
-			errs.violation(t, "publish", subj)
+			errs.Violation(t, "publish", subj)
 		}
 		for _, subj := range []string{
 			"agentgw.approval.tenant_a.payments.send",
@@ -244,13 +182,13 @@ func TestDevServerIsStrict(t *testing.T) {
 			"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a-refunds_draft_refund",
 		} {
 			must(t, nc.Publish(subj, []byte(`{}`)))
-			errs.violation(t, "publish", subj)
+			errs.Violation(t, "publish", subj)
 		}
 		for _, subj := range []string{"agentgw.denied.>", "agentgw.cap.>", "agentgw.audit.>", "_INBOX.>"} {
 			sub, err := nc.SubscribeSync(subj)
 			must(t, err)
 			must(t, nc.Flush())
-			errs.violation(t, "subscription", subj)
+			errs.Violation(t, "subscription", subj)
 			if got, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 				t.Errorf("subscription to %s delivered %s", subj, got.Subject)
 			}
@@ -339,7 +277,7 @@ func TestDevServerIsStrict(t *testing.T) {
 				t.Errorf("%s bound %s/%s", c.who, c.stream, c.durable)
 			}
 			cancel()
-			errs.violation(t, "publish", client.TenantAPIPrefix+".CONSUMER.INFO."+c.stream+"."+c.durable)
+			errs.Violation(t, "publish", client.TenantAPIPrefix+".CONSUMER.INFO."+c.stream+"."+c.durable)
 		}
 		// The approver binds its own queue; the consumer creates nothing.
 		anc, _ := d.connectErrs(t, m.Approver.Creds, "approver")
@@ -368,14 +306,14 @@ func TestDevServerIsStrict(t *testing.T) {
 			t.Errorf("the operator created a consumer on %s", gateway.StreamCap)
 		}
 		must(t, nc.Publish("agentgw.cap.tenant_a.kb.search", []byte(`{}`)))
-		errs.violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
+		errs.Violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
 	})
 
 	// The gateway's own connection never hit a refusal.
-	if v := d.log.violations("agentgw-gateway"); len(v) > 0 {
+	if v := d.log.Violations("agentgw-gateway"); len(v) > 0 {
 		t.Errorf("the gateway hit permission violations:\n%s", strings.Join(v, "\n"))
 	}
-	if v := d.log.violations("Violation"); len(v) == 0 {
+	if v := d.log.Violations("Violation"); len(v) == 0 {
 		t.Error("the server logged no permission violation at all: is its log captured?")
 	}
 }

@@ -125,10 +125,8 @@ accounts {
 		if info.State.Msgs != uint64(len(targets("", ""))) || len(info.State.Subjects) != 1 {
 			t.Errorf("ingress holds %d messages on %v; want %d on the agent's subject", info.State.Msgs, info.State.Subjects, len(targets("", "")))
 		}
-		errs.mu.Lock()
-		defer errs.mu.Unlock()
-		if len(errs.errs) > 0 {
-			t.Errorf("the agent's own publishes were refused: %v", errs.errs)
+		if got := errs.Errors(); len(got) > 0 {
+			t.Errorf("the agent's own publishes were refused: %v", got)
 		}
 	})
 }

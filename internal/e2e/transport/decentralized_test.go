@@ -205,7 +205,7 @@ func TestDecentralizedAuth(t *testing.T) {
 		seed, _ := u.kp.Seed()
 		ae := &asyncErrs{}
 		nc, err := nats.Connect(url, nats.UserJWTAndSeed(userJWT(u.pub, tenAPub, signer, perms), string(seed)),
-			nats.CustomInboxPrefix("_INBOX."+u.pub), nats.ErrorHandler(ae.handler))
+			nats.CustomInboxPrefix("_INBOX."+u.pub), nats.ErrorHandler(ae.Handler))
 		must(t, err)
 		t.Cleanup(nc.Close)
 		return nc, ae
@@ -220,9 +220,9 @@ func TestDecentralizedAuth(t *testing.T) {
 	}
 	other := "agentgw.in.tenant_a." + d.users[agent2].pub
 	must(t, nc.Publish(other, []byte("x")))
-	errs.violation(t, "publish", other)
+	errs.Violation(t, "publish", other)
 	must(t, nc.Publish("agentgw.cap.tenant_a.refunds.draft_refund", []byte("x")))
-	errs.violation(t, "publish", "agentgw.cap.tenant_a.refunds.draft_refund")
+	errs.Violation(t, "publish", "agentgw.cap.tenant_a.refunds.draft_refund")
 
 	// The refunds consumer (explicit permissions, signed by the account
 	// key) reads its target through the imports.
@@ -241,7 +241,7 @@ func TestDecentralizedAuth(t *testing.T) {
 		t.Fatalf("delivery = %v, %v; want the agent's payload", dl, err)
 	}
 	must(t, m.DoubleAck(ctx))
-	if v := slog.violations(`go:agentgw-gateway"`); len(v) > 0 {
+	if v := slog.Violations(`go:agentgw-gateway"`); len(v) > 0 {
 		t.Errorf("the gateway hit permission violations with the static lists in a JWT:\n%v", v)
 	}
 }

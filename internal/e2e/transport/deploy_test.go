@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 // deployDir is the repository's deploy/ directory: the tests run the
@@ -212,77 +211,11 @@ func startServer(t testing.TB, opts *server.Options, log *serverLog) *server.Ser
 	return s
 }
 
-// serverLog keeps the server's errors and warnings: permission
-// violations are logged there with the client's connection name.
-type serverLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *serverLog) add(format string, v ...any) {
-	l.mu.Lock()
-	l.lines = append(l.lines, fmt.Sprintf(format, v...))
-	l.mu.Unlock()
-}
-
-func (l *serverLog) Noticef(string, ...any)    {}
-func (l *serverLog) Debugf(string, ...any)     {}
-func (l *serverLog) Tracef(string, ...any)     {}
-func (l *serverLog) Warnf(f string, v ...any)  { l.add(f, v...) }
-func (l *serverLog) Errorf(f string, v ...any) { l.add(f, v...) }
-func (l *serverLog) Fatalf(f string, v ...any) { l.add(f, v...) }
-
-// violations returns the logged permission violations of connections
-// named name.
-func (l *serverLog) violations(name string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, s := range l.lines {
-		if strings.Contains(s, "Violation") && strings.Contains(s, name) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// asyncErrs collects a connection's asynchronous errors (permission
-// violations arrive this way).
-type asyncErrs struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (a *asyncErrs) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	a.mu.Lock()
-	a.errs = append(a.errs, err)
-	a.mu.Unlock()
-}
-
-// violation waits for a permissions violation naming subject; a subject
-// ending in "." matches any subject it prefixes.
-func (a *asyncErrs) violation(t testing.TB, op, subject string) {
-	t.Helper()
-	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", op, subject))
-	if strings.HasSuffix(subject, ".") {
-		want = strings.TrimSuffix(want, `"`)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		a.mu.Lock()
-		for _, err := range a.errs {
-			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(strings.ToLower(err.Error()), want) {
-				a.mu.Unlock()
-				return
-			}
-		}
-		a.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	t.Errorf("no permissions violation for %s to %q; async errors: %v", op, subject, a.errs)
-}
+// Shared with the other permission tests: internal/natstest.
+type (
+	serverLog = natstest.ServerLog
+	asyncErrs = natstest.AsyncErrs
+)
 
 // connectUser connects a tenant user: mTLS with a client certificate of
 // the CA, nkey authentication, inbox prefix _INBOX.<key>.
@@ -294,7 +227,7 @@ func (d *deployment) connectUser(t testing.TB, name string) (*nats.Conn, *asyncE
 		nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.tenantCert)),
 		nats.Nkey(u.pub, u.kp.Sign),
 		nats.CustomInboxPrefix("_INBOX."+u.pub),
-		nats.ErrorHandler(ae.handler),
+		nats.ErrorHandler(ae.Handler),
 		nats.Name(name),
 	)
 	if err != nil {
@@ -308,7 +241,7 @@ func (d *deployment) connectUser(t testing.TB, name string) (*nats.Conn, *asyncE
 func (d *deployment) connectCert(t testing.TB, p pair) (*nats.Conn, *asyncErrs) {
 	t.Helper()
 	ae := &asyncErrs{}
-	nc, err := nats.Connect(d.url, nats.Secure(d.pki.ca.tlsConfig(t, &p)), nats.ErrorHandler(ae.handler))
+	nc, err := nats.Connect(d.url, nats.Secure(d.pki.ca.tlsConfig(t, &p)), nats.ErrorHandler(ae.Handler))
 	if err != nil {
 		t.Fatalf("connect with %s: %v", filepath.Base(p.Cert), err)
 	}

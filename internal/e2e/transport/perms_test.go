@@ -140,7 +140,7 @@ func TestDeployPermissions(t *testing.T) {
 			if err == nil {
 				t.Errorf("JetStream publish to %s acknowledged (%+v); want no ack", subj, ack)
 			}
-			errs.violation(t, "publish", subj)
+			errs.Violation(t, "publish", subj)
 		}
 		for _, subj := range []string{
 			"agentgw.approval.tenant_a.payments.send",
@@ -153,7 +153,7 @@ func TestDeployPermissions(t *testing.T) {
 			"agentgw.ops.replay",
 		} {
 			must(t, nc.Publish(subj, []byte(`{}`)))
-			errs.violation(t, "publish", subj)
+			errs.Violation(t, "publish", subj)
 		}
 		// A plain publish to another agent's ingress never reaches the stream.
 		must(t, nc.Publish(other, []byte("forged")))
@@ -161,7 +161,7 @@ func TestDeployPermissions(t *testing.T) {
 			sub, err := nc.SubscribeSync(subj)
 			must(t, err)
 			must(t, nc.Flush())
-			errs.violation(t, "subscription", subj)
+			errs.Violation(t, "subscription", subj)
 			if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 				t.Errorf("subscription to %s delivered %s", subj, m.Subject)
 			}
@@ -176,7 +176,7 @@ func TestDeployPermissions(t *testing.T) {
 		if _, err := js.Consumer(pctx, gateway.StreamCap, durableKB); err == nil {
 			t.Errorf("refunds consumer bound to %s", durableKB)
 		}
-		errs.violation(t, "publish", apiPrefix+".CONSUMER.INFO.AGENTGW_CAP."+durableKB)
+		errs.Violation(t, "publish", apiPrefix+".CONSUMER.INFO.AGENTGW_CAP."+durableKB)
 		// Creating its own consumer (any filter, pull or push) is refused:
 		// only the admin provisions consumers.
 		for _, cc := range []jetstream.ConsumerConfig{
@@ -190,7 +190,7 @@ func TestDeployPermissions(t *testing.T) {
 			}
 			cancel()
 		}
-		errs.violation(t, "publish", apiPrefix+".CONSUMER.CREATE.AGENTGW_CAP."+durableRefunds+".agentgw.cap.tenant_a.refunds.draft_refund")
+		errs.Violation(t, "publish", apiPrefix+".CONSUMER.CREATE.AGENTGW_CAP."+durableRefunds+".agentgw.cap.tenant_a.refunds.draft_refund")
 		// client.Consumer creates its consumer (CreateOrUpdateConsumer):
 		// under the deploy permissions it cannot start.
 		c, err := client.NewConsumer(js, client.ConsumerConfig{
@@ -207,7 +207,7 @@ func TestDeployPermissions(t *testing.T) {
 			_, err := nc.SubscribeSync(subj)
 			must(t, err)
 			must(t, nc.Flush())
-			errs.violation(t, "subscription", subj)
+			errs.Violation(t, "subscription", subj)
 		}
 	})
 
@@ -236,9 +236,9 @@ func TestDeployPermissions(t *testing.T) {
 		if _, err := js.OrderedConsumer(pctx, gateway.StreamCap, jetstream.OrderedConsumerConfig{}); err == nil {
 			t.Errorf("operator created a consumer on %s", gateway.StreamCap)
 		}
-		errs.violation(t, "publish", "$JS.API.CONSUMER.CREATE."+gateway.StreamCap+".")
+		errs.Violation(t, "publish", "$JS.API.CONSUMER.CREATE."+gateway.StreamCap+".")
 		must(t, nc.Publish("agentgw.cap.tenant_a.kb.search", []byte("{}")))
-		errs.violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
+		errs.Violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
 	})
 
 	t.Run("refuse/gateway-stream-delete", func(t *testing.T) {
@@ -249,15 +249,15 @@ func TestDeployPermissions(t *testing.T) {
 		if err := js.DeleteStream(pctx, gateway.StreamIngress); err == nil {
 			t.Errorf("the gateway user deleted %s", gateway.StreamIngress)
 		}
-		errs.violation(t, "publish", "$JS.API.STREAM.DELETE."+gateway.StreamIngress)
+		errs.Violation(t, "publish", "$JS.API.STREAM.DELETE."+gateway.StreamIngress)
 	})
 
 	// The gateway's own connection (named by gateway.Connect) and the
 	// approver never hit a refusal: their permissions are sufficient.
-	if v := d.log.violations(`go:agentgw-gateway"`); len(v) > 0 {
+	if v := d.log.Violations(`go:agentgw-gateway"`); len(v) > 0 {
 		t.Errorf("the running gateway hit permission violations:\n%s", strings.Join(v, "\n"))
 	}
-	if v := d.log.violations(`go:` + approver1 + `"`); len(v) > 0 {
+	if v := d.log.Violations(`go:` + approver1 + `"`); len(v) > 0 {
 		t.Errorf("the approver hit permission violations:\n%s", strings.Join(v, "\n"))
 	}
 }

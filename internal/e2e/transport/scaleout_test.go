@@ -28,7 +28,7 @@ func TestDeployScaleOutPermissions(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for len(d.gw.Partitions()) != 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the instance holds partitions %v; want all 3 (violations: %v)", d.gw.Partitions(), d.log.violations(`go:agentgw-gateway"`))
+			t.Fatalf("the instance holds partitions %v; want all 3 (violations: %v)", d.gw.Partitions(), d.log.Violations(`go:agentgw-gateway"`))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -52,7 +52,7 @@ func TestDeployScaleOutPermissions(t *testing.T) {
 	// likely): the hold lives in the shared bucket.
 	d.approvalRoundTrip(t, ctx, a1)
 	time.Sleep(2500 * time.Millisecond) // a few expiry scans and lease renewals
-	if v := d.log.violations(`go:agentgw-gateway"`); len(v) > 0 {
+	if v := d.log.Violations(`go:agentgw-gateway"`); len(v) > 0 {
 		t.Errorf("the scaled-out gateway hit permission violations:\n%s", strings.Join(v, "\n"))
 	}
 }
