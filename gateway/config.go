@@ -172,8 +172,9 @@ type ConsumerConfig struct {
 	Partitions int `yaml:"partitions"`
 	// FairTenants gives every configured tenant its own queue (consumer)
 	// per partition and every batch an equal share of each, so one
-	// tenant's flood cannot starve the others. Turning it off again is
-	// an offline change: drain the ingress consumers first.
+	// tenant's flood cannot starve the others. Turning it off again, or
+	// removing a tenant, is an offline change: drain the ingress
+	// consumers first (docs/performance.md).
 	FairTenants bool `yaml:"fair_tenants"`
 }
 
