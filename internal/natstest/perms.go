@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ServerLog is a nats-server logger (server.Logger) that keeps warnings
@@ -103,4 +105,53 @@ func (a *AsyncErrs) Errors() []error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]error(nil), a.errs...)
+}
+
+// RefusedJetStreamPublish publishes {} to each subject through js and
+// fails t if JetStream acknowledges one or the server reports no
+// publish violation for it.
+func (a *AsyncErrs) RefusedJetStreamPublish(t testing.TB, js jetstream.JetStream, subjects ...string) {
+	t.Helper()
+	for _, subj := range subjects {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		m := nats.NewMsg(subj)
+		m.Data = []byte(`{}`)
+		ack, err := js.PublishMsg(ctx, m)
+		cancel()
+		if err == nil {
+			t.Errorf("JetStream publish to %s acknowledged (%+v); want no ack", subj, ack)
+		}
+		a.Violation(t, "publish", subj)
+	}
+}
+
+// RefusedPublish publishes {} to each subject on nc and fails t unless
+// the server reports a publish violation for it.
+func (a *AsyncErrs) RefusedPublish(t testing.TB, nc *nats.Conn, subjects ...string) {
+	t.Helper()
+	for _, subj := range subjects {
+		if err := nc.Publish(subj, []byte(`{}`)); err != nil {
+			t.Fatalf("publish %s: %v", subj, err)
+		}
+		a.Violation(t, "publish", subj)
+	}
+}
+
+// RefusedSubscribe subscribes nc to each subject and fails t unless the
+// server reports a subscription violation and nothing is delivered.
+func (a *AsyncErrs) RefusedSubscribe(t testing.TB, nc *nats.Conn, subjects ...string) {
+	t.Helper()
+	for _, subj := range subjects {
+		sub, err := nc.SubscribeSync(subj)
+		if err != nil {
+			t.Fatalf("subscribe %s: %v", subj, err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+		a.Violation(t, "subscription", subj)
+		if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+			t.Errorf("subscription to %s delivered %s", subj, m.Subject)
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/approval"
@@ -127,45 +126,24 @@ func TestDeployPermissions(t *testing.T) {
 		must(t, err)
 		other := "agentgw.in.tenant_a." + d.users[agent1].pub
 		// A JetStream publish gets no acknowledgement: the server drops it.
-		for _, subj := range []string{
+		errs.RefusedJetStreamPublish(t, js,
 			"agentgw.cap.tenant_a.refunds.draft_refund", // straight to a capability
 			other,                              // another agent's ingress
 			"$JS.API.STREAM.DELETE.AGENTGW_IN", // stream management
-		} {
-			pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			m := nats.NewMsg(subj)
-			m.Data = []byte(`{}`)
-			ack, err := js.PublishMsg(pctx, m)
-			cancel()
-			if err == nil {
-				t.Errorf("JetStream publish to %s acknowledged (%+v); want no ack", subj, ack)
-			}
-			errs.Violation(t, "publish", subj)
-		}
-		for _, subj := range []string{
+		)
+		errs.RefusedPublish(t, nc,
 			"agentgw.approval.tenant_a.payments.send",
 			"agentgw.denied.tenant_a.bad_signature",
 			"agentgw.audit.tenant_a",
-			"agentgw.reply.tenant_a." + d.users[agent1].pub,
-			"agentgw.in.tenant_b." + d.users[agentB1].pub, // another tenant's ingress
+			"agentgw.reply.tenant_a."+d.users[agent1].pub,
+			"agentgw.in.tenant_b."+d.users[agentB1].pub, // another tenant's ingress
 			"$JS.API.STREAM.PURGE.AGENTGW_IN",
 			"$JS.API.CONSUMER.CREATE.AGENTGW_CAP.mine.agentgw.cap.tenant_a.refunds.draft_refund",
 			"agentgw.ops.replay",
-		} {
-			must(t, nc.Publish(subj, []byte(`{}`)))
-			errs.Violation(t, "publish", subj)
-		}
+		)
 		// A plain publish to another agent's ingress never reaches the stream.
 		must(t, nc.Publish(other, []byte("forged")))
-		for _, subj := range []string{"agentgw.denied.>", "agentgw.cap.>", "agentgw.audit.*", "_INBOX.>", "agentgw.reply.tenant_a." + d.users[agent1].pub} {
-			sub, err := nc.SubscribeSync(subj)
-			must(t, err)
-			must(t, nc.Flush())
-			errs.Violation(t, "subscription", subj)
-			if m, err := sub.NextMsg(100 * time.Millisecond); err == nil {
-				t.Errorf("subscription to %s delivered %s", subj, m.Subject)
-			}
-		}
+		errs.RefusedSubscribe(t, nc, "agentgw.denied.>", "agentgw.cap.>", "agentgw.audit.*", "_INBOX.>", "agentgw.reply.tenant_a."+d.users[agent1].pub)
 	})
 
 	t.Run("refuse/consumer-other-target", func(t *testing.T) {
