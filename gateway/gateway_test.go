@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/agentgw/agentgw/internal/natstest"
+
 	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/decision"
 	"github.com/agentgw/agentgw/envelope"
@@ -26,14 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// nats-server and pebble keep process-wide background goroutines.
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
-		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*tableCacheShard).releaseLoop"),
-		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).releaseLoop"),
-		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*ipQueue[...]).pop"),
-		goleak.IgnoreTopFunction("time.Sleep"),
-	)
+	goleak.VerifyTestMain(m, natstest.LeakOptions()...)
 }
 
 func TestSealedToolCallDelivered(t *testing.T) {
