@@ -55,8 +55,8 @@ func (w *world) checkIngress(m *jetstream.RawStreamMsg, a *actor) *envelope.Body
 	if got := m.Header.Get(header.MsgID); got != body.MessageID {
 		w.t.Errorf("Nats-Msg-Id = %q; want message_id %q", got, body.MessageID)
 	}
-	if tp := m.Header.Get(header.Traceparent); !strings.HasPrefix(tp, "00-"+body.TraceID+"-") || len(tp) != 55 {
-		w.t.Errorf("traceparent = %q; want 00-%s-<span>-01", tp, body.TraceID)
+	if tp := m.Header.Get(header.Traceparent); !strings.HasPrefix(tp, "00-"+body.TraceID+"-") || !strings.HasSuffix(tp, "-00") || len(tp) != 55 {
+		w.t.Errorf("traceparent = %q; want 00-%s-<span>-00 (not sampled: nothing recorded it)", tp, body.TraceID)
 	}
 	if body.Tenant != testTenant || body.Audience != testAudience {
 		w.t.Errorf("tenant, audience = %s, %s", body.Tenant, body.Audience)

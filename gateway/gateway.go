@@ -49,6 +49,7 @@ type Gateway struct {
 	workers     int
 	expireEvery time.Duration
 	tracer      trace.Tracer
+	tracing     bool // a real tracer provider was given: spans are recorded
 	ready       chan struct{}
 
 	stats   Stats

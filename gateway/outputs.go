@@ -56,13 +56,23 @@ func (it *item) tenant() string {
 }
 
 // traceHeaders copies only the W3C trace context from the agent; every
-// other agent header (Nats-* above all) stays behind.
+// other agent header (Nats-* above all) stays behind. With a tracer the
+// output continues the gateway's span. Without one the gateway is not a
+// hop of the trace: it passes on the agent's traceparent only when it
+// names the signed trace id, and otherwise adds none (consumers fall
+// back to the signed id). It never makes one up: a sampled traceparent
+// makes nats-server parse every header of the message into a map on
+// each publish (message tracing), a cost worth paying only when someone
+// records the trace.
 func traceHeaders(it *item, h nats.Header) {
 	if it.ctx != nil {
 		tracing.Inject(it.ctx, h)
 		return
 	}
-	if tp := it.hdr.Get(header.Traceparent); tp != "" && len(tp) < 128 {
+	if it.env == nil {
+		return
+	}
+	if tp := it.hdr.Get(header.Traceparent); tracing.InTrace(tp, it.env.TraceID) {
 		h.Set(header.Traceparent, tp)
 	}
 }

@@ -13,12 +13,17 @@ import (
 
 // WithTracerProvider records a span per message ("agentgw.message", in
 // the envelope's signed trace) with a child per gate, and carries the
-// context to the outputs. Default: no spans.
+// context to the outputs. Default, and with a no-op provider: no spans,
+// and an output carries the agent's traceparent only when it belongs to
+// the signed trace (see traceHeaders).
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(g *Gateway) {
-		if tp != nil {
-			g.tracer = tp.Tracer("github.com/agentgw/agentgw/gateway")
+		switch tp.(type) {
+		case nil, noop.TracerProvider, *noop.TracerProvider:
+			return
 		}
+		g.tracer = tp.Tracer("github.com/agentgw/agentgw/gateway")
+		g.tracing = true
 	}
 }
 
@@ -27,7 +32,7 @@ var noopTracer = noop.NewTracerProvider().Tracer("")
 // startSpan opens the message span once its signed trace id is known
 // (traceID "" starts a new trace for a message that never parsed).
 func (g *Gateway) startSpan(it *item, traceID string) {
-	if it.span != nil {
+	if it.span != nil || !g.tracing {
 		return
 	}
 	ctx := context.Background()

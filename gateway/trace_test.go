@@ -2,15 +2,18 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
 )
 
 // TestOneTraceFromAgentToConsumer follows a sealed request from the
@@ -71,4 +74,44 @@ func TestOneTraceFromAgentToConsumer(t *testing.T) {
 		}
 	}
 	h.scanSecrets()
+}
+
+// TestTraceparentWithoutTracer: a gateway without a tracer is not a hop of
+// the trace. An output carries the agent's traceparent only when it names
+// the signed trace id, exactly as sent, and never one the gateway made up.
+func TestTraceparentWithoutTracer(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	body := func() []byte { return h.body(nil) }
+	traceOf := func(b []byte) string {
+		var e struct {
+			TraceID string `json:"trace_id"`
+		}
+		must(t, json.Unmarshal(b, &e))
+		return e.TraceID
+	}
+	send := func(b []byte, tp string) *jetstream.RawStreamMsg {
+		hdr := h.signed(h.agent, h.agent.token, b)
+		if tp != "" {
+			hdr.Set(header.Traceparent, tp)
+		}
+		m := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), b, hdr))
+		if m.Subject != "agentgw.cap.tenant_a.kb.search" {
+			t.Fatalf("routed to %s; want the capability subject", m.Subject)
+		}
+		return m
+	}
+
+	b := body()
+	same := "00-" + traceOf(b) + "-00f067aa0ba902b7-01"
+	if got := send(b, same).Header.Get(header.Traceparent); got != same {
+		t.Errorf("signed trace: output traceparent = %q; want the agent's %q", got, same)
+	}
+	other := "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+	if got := send(body(), other).Header.Get(header.Traceparent); got != "" {
+		t.Errorf("another trace: output traceparent = %q; want none", got)
+	}
+	if got := send(body(), "").Header.Get(header.Traceparent); got != "" {
+		t.Errorf("no traceparent: output has %q; want none made up", got)
+	}
 }

@@ -55,6 +55,11 @@ func Setup(ctx context.Context, cfg Config, service string) (trace.TracerProvide
 		return nil, nil, fmt.Errorf("tracing: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(
+		// A remote parent's sampled flag comes from the sender: an agent
+		// must not be able to switch off the gateway's traces of its own
+		// messages, so every span is recorded whatever the header says.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample(),
+			sdktrace.WithRemoteParentNotSampled(sdktrace.AlwaysSample()))),
 		sdktrace.WithBatcher(exp),
 		sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName(service))),
 	)
@@ -108,9 +113,22 @@ func Inject(ctx context.Context, hdr nats.Header) {
 }
 
 // Traceparent formats a W3C traceparent for a trace id with a new span,
-// for agents that do not run a tracer.
+// for agents that do not run a tracer. It is not marked sampled: nothing
+// recorded the span, and a sampled traceparent makes nats-server parse
+// every header of the message into a map on publish (message tracing).
+// A tracing gateway records its spans anyway (see Setup).
 func Traceparent(traceID string) string {
 	var sid [8]byte
 	_, _ = rand.Read(sid[:])
-	return "00-" + traceID + "-" + hex.EncodeToString(sid[:]) + "-01"
+	return "00-" + traceID + "-" + hex.EncodeToString(sid[:]) + "-00"
+}
+
+// InTrace reports whether tp is a well-formed W3C traceparent (version
+// 00) whose trace id is traceID.
+func InTrace(tp, traceID string) bool {
+	if len(tp) != 55 || tp[:3] != "00-" || tp[35] != '-' || tp[52] != '-' || tp[3:35] != traceID {
+		return false
+	}
+	ctx := propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+	return trace.SpanContextFromContext(ctx).IsValid()
 }

@@ -48,3 +48,49 @@ func TestExtractTrustsOnlyTheSignedTrace(t *testing.T) {
 		t.Errorf("Inject wrote %q; want a traceparent in the signed trace", got)
 	}
 }
+
+func TestInTrace(t *testing.T) {
+	const signed = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tests := []struct {
+		tp   string
+		want bool
+	}{
+		{"00-" + signed + "-00f067aa0ba902b7-01", true},
+		{"00-" + signed + "-00f067aa0ba902b7-00", true},
+		{"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01", false}, // another trace
+		{"00-" + signed + "-0000000000000000-01", false},                   // zero span id
+		{"01-" + signed + "-00f067aa0ba902b7-01", false},                   // unknown version
+		{"00-" + signed + "-00f067aa0ba902b7-01\r\nX: y", false},
+		{"00-" + signed + "-00F067AA0BA902B7-01", false}, // upper case
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := InTrace(tt.tp, signed); got != tt.want {
+			t.Errorf("InTrace(%q) = %v; want %v", tt.tp, got, tt.want)
+		}
+	}
+}
+
+// TestAgentCannotSwitchOffGatewayTraces: a traceparent marked not
+// sampled (as agents without a tracer send it) still gets recorded
+// spans from a tracing gateway.
+func TestAgentCannotSwitchOffGatewayTraces(t *testing.T) {
+	tp, shutdown, err := Setup(context.Background(), Config{Exporter: "stdout"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+	const signed = "4bf92f3577b34da6a3ce929d0e0e4736"
+	hdr := nats.Header{}
+	hdr.Set("traceparent", Traceparent(signed))
+	if got := hdr.Get("traceparent"); got[len(got)-3:] != "-00" {
+		t.Fatalf("Traceparent = %q; want it not sampled", got)
+	}
+	_, span := tp.Tracer("t").Start(Extract(context.Background(), hdr, signed), "gate")
+	if !span.IsRecording() {
+		t.Error("a not-sampled remote parent switched off the gateway's span")
+	}
+	if span.SpanContext().TraceID().String() != signed {
+		t.Errorf("span in trace %s; want %s", span.SpanContext().TraceID(), signed)
+	}
+}
