@@ -2,11 +2,19 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+)
+
+// Pebble batch representation: a 12-byte header, and per record a kind
+// byte and the key and value lengths as varints.
+const (
+	batchHeaderLen      = 12
+	batchRecordOverhead = 1 + 2*binary.MaxVarintLen32
 )
 
 var errBatchDone = fmt.Errorf("store: batch already committed or closed: %w", ErrInvalid)
@@ -171,7 +179,14 @@ func (b *Batch) Commit() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 
-	pb := b.r.db.NewBatch()
+	// Sized up front: a batch of outcomes is about a MiB, and growing
+	// one by doubling allocated and copied it twice over.
+	size := batchHeaderLen
+	for k, s := range b.r.staged {
+		size += len(k) + len(s.v) + batchRecordOverhead
+	}
+	size += len(b.delta) * (9 + 2*binary.MaxVarintLen64 + batchRecordOverhead)
+	pb := b.r.db.NewBatchWithSize(size)
 	var err error
 	set := func(k, v []byte) {
 		if err == nil {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -38,7 +37,9 @@ func (b *Batch) Outcome(seq uint64) ([]byte, bool, error) {
 }
 
 // PutOutcome stages the outputs of seq; they become durable with the
-// batch's synced commit, before anything is published.
+// batch's synced commit, before anything is published. The batch keeps
+// outputs without copying it (outcomes are the bulk of a batch): the
+// caller must not modify it afterwards.
 func (b *Batch) PutOutcome(seq uint64, outputs []byte) error {
 	if err := b.check(); err != nil {
 		return err
@@ -46,7 +47,7 @@ func (b *Batch) PutOutcome(seq uint64, outputs []byte) error {
 	if seq == 0 || len(outputs) == 0 {
 		return fmt.Errorf("store: outcome needs a sequence and outputs: %w", ErrInvalid)
 	}
-	b.r.staged[string(outcomeKey(seq))] = staged{v: bytes.Clone(outputs)}
+	b.r.staged[string(outcomeKey(seq))] = staged{v: outputs}
 	return nil
 }
 
