@@ -66,8 +66,10 @@ type Config struct {
 	Instances int
 	// FairTenants turns on consumer.fair_tenants (a queue per tenant).
 	FairTenants bool
-	// Partitions is the ingress partition count with Instances > 0.
-	// Zero: 6 (divisible by 1, 2 and 3 instances).
+	// Partitions is the ingress partition count (consumer.partitions):
+	// each partition has its own consumer and ledger, so their serial
+	// phases (ledger gates, commit) overlap. Zero: 1, or 6 with
+	// Instances > 0 (divisible by 1, 2 and 3 instances).
 	Partitions int
 	// Timeout bounds one scenario from its first publish. Zero: 2 minutes
 	// plus 2 ms per message.
@@ -118,7 +120,7 @@ func (c *Config) Validate() error {
 	if c.Instances < 0 || c.Instances > 16 {
 		add("instances must be in [0, 16]")
 	}
-	if c.Partitions < 0 || c.Partitions > 1024 || c.Partitions > 0 && c.Partitions < c.Instances {
+	if c.Partitions < 0 || c.Partitions > 1024 || c.Instances > 0 && c.Partitions > 0 && c.Partitions < c.Instances {
 		add("partitions must be in [instances, 1024]")
 	}
 	if c.Agents < 1 || c.Agents > 10000 {
@@ -307,7 +309,7 @@ func ParseMixes(s string) ([]Mix, error) {
 // partitions is the ingress partition count the run uses.
 func (c *Config) partitions() int {
 	switch {
-	case c.Instances == 0:
+	case c.Instances == 0 && c.Partitions == 0:
 		return 1
 	case c.Partitions == 0:
 		return 6

@@ -218,6 +218,7 @@ func (w *world) gatewayConfig(dataDir string, cfg *Config) gateway.Config {
 		gc.Consumer.Batch = cfg.Batch
 	}
 	gc.Consumer.Workers = cfg.Workers
+	gc.Consumer.Partitions = cfg.partitions()
 	gc.Consumer.FairTenants = cfg.FairTenants
 	// Polling the files is not part of the hot path being measured.
 	gc.ReloadInterval = 0

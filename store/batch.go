@@ -35,7 +35,9 @@ type Batch struct {
 	touched []uint64           // keys of delta, in insertion order
 	err     error              // from NewBatch
 	held    bool               // holds l.batchMu and l.mu (read)
-	done    bool
+	// maxOutcome is the highest sequence of an outcome staged here.
+	maxOutcome uint64
+	done       bool
 }
 
 // staged is a write staged in a Batch; del marks a deletion.
@@ -214,6 +216,9 @@ func (b *Batch) Commit() error {
 	}
 	if err := l.apply(pb, true); err != nil {
 		return err
+	}
+	if b.maxOutcome > l.maxOutcome.Load() {
+		l.maxOutcome.Store(b.maxOutcome) // under wmu: no lost update
 	}
 	l.gmu.Lock()
 	l.gens = all

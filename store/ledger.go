@@ -118,6 +118,10 @@ type Ledger struct {
 	gmu      sync.RWMutex
 	gens     []genMeta // sorted by gen
 	ackFloor uint64    // highest ack floor passed to Prune
+
+	// maxOutcome bounds the sequences with a recorded outcome (read at
+	// open, raised by every commit), so a first delivery needs no lookup.
+	maxOutcome atomic.Uint64
 }
 
 // Open opens the ledger in dir, creating it when dir is missing or empty.
@@ -237,6 +241,11 @@ func (l *Ledger) open(fresh, verify bool) error {
 	if err != nil {
 		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
 	}
+	last, err := lastOutcome(db)
+	if err != nil {
+		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
+	}
+	l.maxOutcome.Store(last)
 	l.db = db
 	l.gmu.Lock()
 	l.gens = gens

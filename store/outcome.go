@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Outcomes: the exact outputs recorded for an ingress stream sequence
@@ -29,7 +31,16 @@ func (b *Batch) Outcome(seq uint64) ([]byte, bool, error) {
 	if err := b.check(); err != nil {
 		return nil, false, err
 	}
-	v, ok, err := b.r.get(outcomeKey(seq))
+	key := outcomeKey(seq)
+	if s, ok := b.r.staged[string(key)]; ok {
+		return append([]byte(nil), s.v...), !s.del, nil
+	}
+	if seq > b.l.maxOutcome.Load() {
+		// Above every outcome ever committed: a first delivery, the
+		// common case, costs no lookup.
+		return nil, false, nil
+	}
+	v, ok, err := b.r.get(key)
 	if err != nil || !ok {
 		return nil, false, err
 	}
@@ -48,6 +59,7 @@ func (b *Batch) PutOutcome(seq uint64, outputs []byte) error {
 		return fmt.Errorf("store: outcome needs a sequence and outputs: %w", ErrInvalid)
 	}
 	b.r.staged[string(outcomeKey(seq))] = staged{v: outputs}
+	b.maxOutcome = max(b.maxOutcome, seq)
 	return nil
 }
 
@@ -74,4 +86,25 @@ func (l *Ledger) PruneOutcomes(ackFloor uint64) error {
 		return fmt.Errorf("store: prune outcomes: %w: %v", ErrIO, err)
 	}
 	return l.apply(pb, false)
+}
+
+// lastOutcome returns the highest sequence with a recorded outcome (0 for
+// none): an upper bound for Outcome lookups after open.
+func lastOutcome(db *pebble.DB) (uint64, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindOutcome}, UpperBound: []byte{kindOutcome + 1}})
+	if err != nil {
+		return 0, readError("ledger", err)
+	}
+	defer func() { _ = it.Close() }()
+	if !it.Last() {
+		if err := it.Error(); err != nil {
+			return 0, readError("ledger", err)
+		}
+		return 0, nil
+	}
+	k := it.Key()
+	if len(k) != 9 {
+		return 0, fmt.Errorf("store: outcome key of %d bytes: %w", len(k), ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(k[1:]), nil
 }

@@ -41,3 +41,50 @@ func TestOutcomeRecordedAndPrunedBelowAckFloor(t *testing.T) {
 		t.Errorf("PutOutcome(0) = %v; want ErrInvalid", err)
 	}
 }
+
+// TestOutcomeFoundAfterReopen: lookups above the highest committed
+// outcome are skipped, so that bound must come back from disk with the
+// ledger, and rise with every commit.
+func TestOutcomeFoundAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := l.NewBatch()
+	for _, seq := range []uint64{5, 9} {
+		if err := b.PutOutcome(seq, []byte{byte(seq)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	check := func(want map[uint64]bool) {
+		t.Helper()
+		b := l.NewBatch()
+		defer b.Close()
+		for seq, found := range want {
+			v, ok, err := b.Outcome(seq)
+			if err != nil || ok != found || ok && v[0] != byte(seq) {
+				t.Errorf("Outcome(%d) = %v, %v, %v; want found = %v", seq, v, ok, err, found)
+			}
+		}
+	}
+	check(map[uint64]bool{5: true, 9: true, 6: false, 10: false})
+	b = l.NewBatch()
+	if err := b.PutOutcome(12, []byte{12}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	check(map[uint64]bool{9: true, 12: true, 13: false})
+}
