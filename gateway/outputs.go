@@ -101,6 +101,35 @@ func (g *Gateway) decisionHeaders(it *item, h nats.Header, now time.Time) {
 	traceHeaders(it, h)
 }
 
+// deliveryHeaders are the headers of a capability delivery, the hot path:
+// what JetStream, the consumer and an operator matching outputs to
+// ingress need. The rest of what the denied and approval outputs say in
+// headers (tenant, agent, target, trace id, policy, time) a
+// delivery carries in its signed decision token and signed body. Headers
+// are not free: nats-server scans a stored message's whole header block
+// once for each header it looks for, and every consumer parses them.
+// signBatch adds the decision token.
+func (g *Gateway) deliveryHeaders(it *item, sealed string) nats.Header {
+	const n = 9
+	vals := make([]string, 0, n)
+	h := make(nats.Header, n)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set(header.MsgID, outputMsgID(it, ""))
+	set(header.Route, string(it.route))
+	set(header.IngressSeq, strconv.FormatUint(it.seq, 10))
+	set(header.MessageID, it.env.MessageID)
+	set(header.Signature, it.hdr.Get(header.Signature))
+	if sealed != "" {
+		set(header.Sealed, sealed)
+		set(header.SealedFrom, g.box.PublicKey())
+	}
+	traceHeaders(it, h)
+	return h
+}
+
 // denyOutput is the original message (body and the agent's credential and
 // signature, so an operator replay can re-run every gate) plus the
 // decision record, on agentgw.denied.<tenant>.<reason>.
@@ -135,19 +164,17 @@ func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg,
 	if err != nil {
 		return nil, err
 	}
-	m := nats.NewMsg(subj)
-	m.Data = it.body
-	g.decisionHeaders(it, m.Header, now)
-	m.Header.Set(header.Signature, it.hdr.Get(header.Signature))
+	m := &nats.Msg{Subject: subj, Data: it.body}
 	var resealed []byte
+	var sealed string
 	if it.target.ConsumerXKey != "" {
 		resealed, err = g.box.Seal(plain, it.target.ConsumerXKey)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: re-seal: %w", err)
 		}
-		m.Header.Set(header.Sealed, base64.RawURLEncoding.EncodeToString(resealed))
-		m.Header.Set(header.SealedFrom, g.box.PublicKey())
+		sealed = base64.RawURLEncoding.EncodeToString(resealed)
 	}
+	m.Header = g.deliveryHeaders(it, sealed)
 	p, err := decision.Prepare(g.signer, g.decisionClaims(it, now, m.Data, resealed))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: decision token: %w", err)
