@@ -34,7 +34,7 @@ type ConsumerConfig struct {
 	// TrustedGateways are the gateways' public server ('N') keys.
 	// Required.
 	TrustedGateways []string
-	// GatewayXKeys optionally restrict Agentgw-Sealed-From (see
+	// GatewayXKeys optionally restrict the delivery's sealed_from (see
 	// VerifyOptions). Empty: any.
 	GatewayXKeys []string
 	// VerifyAgentSignature also verifies the agent's own signature.

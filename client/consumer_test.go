@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/subjects"
@@ -48,8 +47,7 @@ func TestConsumerTermsForgedDeliversGenuine(t *testing.T) {
 
 	// A forgery: a genuine message whose decision token was stripped, as
 	// if published to agentgw.cap.> without the gateway.
-	forged := genuine.msg()
-	forged.Header.Del(header.Decision)
+	forged := editDoc(t, genuine.msg(), func(d *docFields) { d.Decision = "" })
 	w.publish(forged)
 	w.publish(genuine.msg())
 

@@ -17,8 +17,8 @@ import (
 	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
 )
 
@@ -132,12 +132,12 @@ func ExampleConsumer_Consume() {
 	// by someone other than the gateway, so without a decision token.
 	forged := nats.NewMsg("agentgw.cap.tenant_a.refunds.draft_refund")
 	forged.Data = body
-	forged.Header.Set(header.Signature, sig)
 	_, err = js.PublishMsg(context.Background(), forged)
 	check(err)
 
-	// Then what the gateway publishes after allowing it: the original
-	// bytes, the payload re-sealed to the consumer, a token binding both.
+	// Then what the gateway publishes after allowing it, a delivery: the
+	// original bytes, the payload re-sealed to the consumer, a token
+	// binding both.
 	resealed, err := gwCurve.Seal([]byte(`{"order":"A-1","amount_cents":2500}`), consumerX)
 	check(err)
 	env, err := envelope.Parse(body, envelope.Limits{})
@@ -150,12 +150,9 @@ func ExampleConsumer_Consume() {
 	})
 	check(err)
 	genuine := nats.NewMsg("agentgw.cap.tenant_a.refunds.draft_refund")
-	genuine.Data = body
-	genuine.Header.Set(header.Signature, sig)
-	genuine.Header.Set(header.Agent, agentPub)
-	genuine.Header.Set(header.Decision, tok.Reveal())
-	genuine.Header.Set(header.Sealed, base64.RawURLEncoding.EncodeToString(resealed))
-	genuine.Header.Set(header.SealedFrom, gwCurve.PublicKey())
+	genuine.Data, err = delivery.Doc{Decision: tok.Reveal(), Signature: sig, Envelope: body,
+		Sealed: base64.RawURLEncoding.EncodeToString(resealed), SealedFrom: gwCurve.PublicKey()}.Append(nil)
+	check(err)
 	_, err = js.PublishMsg(context.Background(), genuine)
 	check(err)
 
@@ -179,7 +176,7 @@ func ExampleConsumer_Consume() {
 	})
 	check(err)
 	// Output:
-	// rejected: agentgw.cap.tenant_a.refunds.draft_refund decision_token_missing: no decision token
+	// rejected: agentgw.cap.tenant_a.refunds.draft_refund decision_token_missing: no decision token: delivery: body is not a delivery document
 	// tool_call refunds.draft_refund: {"order":"A-1","amount_cents":2500}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
@@ -36,13 +37,13 @@ type VerifyOptions struct {
 	// Curve is the consumer's curve key that re-sealed payloads are
 	// sealed to. Nil: only plain deliveries verify.
 	Curve *identity.Box
-	// GatewayXKeys, when set, are the only Agentgw-Sealed-From keys
+	// GatewayXKeys, when set, are the only sealed_from keys
 	// accepted. Empty: any sender; the box authenticates its sender and
 	// the token binds the sealed bytes, so only the gateway's re-seal
 	// verifies anyway.
 	GatewayXKeys []string
 	// VerifyAgentSignature also checks the agent's own signature
-	// (Agentgw-Signature) over the body with the token's subject key, for
+	// (the delivery's signature) over the body with the token's subject key, for
 	// a consumer that wants end-to-end proof of the agent's words.
 	VerifyAgentSignature bool
 	// Now is the verification instant. The zero Time means time.Now().
@@ -102,7 +103,8 @@ func (d *Delivery) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String(
 //
 //   - InvalidSubject: subject is not agentgw.cap.<Tenant>.<target> for
 //     one of Targets.
-//   - DecisionMissing: no Agentgw-Decision header.
+//   - DecisionMissing: data is not a delivery (package delivery) with a
+//     decision token.
 //   - DecisionInvalid: the token is malformed, not signed by one of
 //     TrustedGateways, not an allow decision, or issued in the future.
 //   - DecisionExpired: the token is expired (beyond Skew).
@@ -132,7 +134,16 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 	if now.IsZero() {
 		now = time.Now()
 	}
-	claims, err := decision.Verify(hdr.Get(header.Decision), decision.VerifyOptions{
+	maxBody := opt.Limits.MaxBytes
+	if maxBody <= 0 {
+		maxBody = envelope.DefaultLimits().MaxBytes
+	}
+	// The envelope, a re-sealed copy of its payload (base64) and a token.
+	doc, err := delivery.Parse(data, 3*maxBody+64<<10)
+	if err != nil {
+		return nil, reason.Deny(reason.DecisionMissing, "no decision token: %v", err)
+	}
+	claims, err := decision.Verify(doc.Decision, decision.VerifyOptions{
 		TrustedGateways: opt.TrustedGateways, Audience: target, Now: now, Skew: opt.Skew,
 	})
 	if err != nil {
@@ -146,6 +157,7 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 	}
 	// The body digest first, so an altered body is reported as such and
 	// not as whatever parse error the alteration causes.
+	data = doc.Envelope
 	if decision.Digest(data) != claims.BodyDigest {
 		return nil, reason.Deny(reason.DecisionBinding, "jti %s: envelope body digest %s does not match", claims.ID, decision.Digest(data))
 	}
@@ -156,9 +168,9 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 	d := &Delivery{Envelope: env, Body: data, Claims: claims, Agent: claims.Subject, Subject: subject, Target: target}
 
 	var resealed []byte
-	if s := hdr.Get(header.Sealed); s != "" {
+	if s := doc.Sealed; s != "" {
 		if resealed, err = base64.RawURLEncoding.Strict().DecodeString(s); err != nil {
-			return nil, reason.Deny(reason.SealBroken, "jti %s: %s is not base64url", claims.ID, header.Sealed)
+			return nil, reason.Deny(reason.SealBroken, "jti %s: the re-sealed payload is not base64url", claims.ID)
 		}
 		d.Sealed = true
 	} else if env.Payload.IsSealed() {
@@ -176,7 +188,7 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 	}
 
 	if d.Sealed {
-		if d.Payload, err = openResealed(claims, resealed, hdr.Get(header.SealedFrom), opt); err != nil {
+		if d.Payload, err = openResealed(claims, resealed, doc.SealedFrom, opt); err != nil {
 			return nil, err
 		}
 	} else {
@@ -187,7 +199,7 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 		if err != nil {
 			return nil, reason.Deny(reason.BadSignature, "jti %s: subject is not a user key", claims.ID)
 		}
-		if err := envelope.Verify(ed25519.PublicKey(raw), data, hdr.Get(header.Signature)); err != nil {
+		if err := envelope.Verify(ed25519.PublicKey(raw), data, doc.Signature); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
@@ -56,20 +58,18 @@ func (f forward) msg() *nats.Msg {
 		w.t.Fatal(err)
 	}
 	m := nats.NewMsg("agentgw.cap." + testTenant + "." + f.target)
-	m.Data = body
 	signer, err := identity.NewSigner(f.a.kp)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(signer.Sign(envelope.SigningInput(body))))
+	doc := delivery.Doc{Signature: base64.RawURLEncoding.EncodeToString(signer.Sign(envelope.SigningInput(body))), Envelope: body}
 	m.Header.Set(header.Agent, f.a.pub)
 	payload := env.Payload.Plain
 	if f.consumer != nil {
 		if payload, err = w.gwCurve.Seal(f.plain, f.consumer.PublicKey()); err != nil {
 			w.t.Fatal(err)
 		}
-		m.Header.Set(header.Sealed, base64.RawURLEncoding.EncodeToString(payload))
-		m.Header.Set(header.SealedFrom, w.gwCurve.PublicKey())
+		doc.Sealed, doc.SealedFrom = base64.RawURLEncoding.EncodeToString(payload), w.gwCurve.PublicKey()
 	}
 	c := decision.Claims{
 		Subject: f.a.pub, Audience: f.target, IssuedAt: testClock, Expires: testClock.Add(time.Minute),
@@ -88,7 +88,41 @@ func (f forward) msg() *nats.Msg {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	m.Header.Set(header.Decision, tok.Reveal())
+	doc.Decision = tok.Reveal()
+	if m.Data, err = doc.Append(nil); err != nil {
+		w.t.Fatal(err)
+	}
+	return m
+}
+
+// docFields is a delivery as an attacker could write it: no checks.
+type docFields struct {
+	V          int             `json:"v"`
+	Decision   string          `json:"decision,omitempty"`
+	Signature  string          `json:"signature,omitempty"`
+	Sealed     string          `json:"sealed,omitempty"`
+	SealedFrom string          `json:"sealed_from,omitempty"`
+	Envelope   json.RawMessage `json:"envelope,omitempty"`
+}
+
+func docOf(t testing.TB, m *nats.Msg) docFields {
+	t.Helper()
+	var d docFields
+	if err := json.Unmarshal(m.Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// editDoc rewrites the delivery in m's body.
+func editDoc(t testing.TB, m *nats.Msg, mod func(*docFields)) *nats.Msg {
+	t.Helper()
+	d := docOf(t, m)
+	mod(&d)
+	var err error
+	if m.Data, err = json.Marshal(d); err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 
@@ -147,14 +181,10 @@ func TestVerifyDelivery(t *testing.T) {
 			return m
 		}},
 		{name: "deny/missing_token", want: reason.DecisionMissing, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Del(header.Decision)
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Decision = "" })
 		}},
 		{name: "deny/garbage_token", want: reason.DecisionInvalid, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Set(header.Decision, "eyJ0eXAiOiJKV1QifQ.e30.AAAA")
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Decision = "eyJ0eXAiOiJKV1QifQ.e30.AAAA" })
 		}},
 		{name: "deny/token_signed_by_another_key", want: reason.DecisionInvalid, msg: func() *nats.Msg {
 			f := sealedFwd
@@ -183,36 +213,27 @@ func TestVerifyDelivery(t *testing.T) {
 			return m
 		}},
 		{name: "deny/body_swapped", want: reason.DecisionBinding, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Data = other.Data
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Envelope = docOf(t, other).Envelope })
 		}},
 		{name: "deny/resealed_altered", want: reason.DecisionBinding, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			ct, _ := base64.RawURLEncoding.DecodeString(m.Header.Get(header.Sealed))
-			ct[len(ct)-1] ^= 1
-			m.Header.Set(header.Sealed, base64.RawURLEncoding.EncodeToString(ct))
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) {
+				ct, _ := base64.RawURLEncoding.DecodeString(d.Sealed)
+				ct[len(ct)-1] ^= 1
+				d.Sealed = base64.RawURLEncoding.EncodeToString(ct)
+			})
 		}},
 		{name: "deny/resealed_swapped", want: reason.DecisionBinding, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Set(header.Sealed, other.Header.Get(header.Sealed))
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Sealed = docOf(t, other).Sealed })
 		}},
 		{name: "deny/resealed_stripped_plain_envelope", want: reason.DecisionBinding, msg: func() *nats.Msg {
 			m := forward{w: w, a: a, target: testTarget, plain: plaintext, consumer: consumer}.msg()
-			m.Header.Del(header.Sealed)
-			return m
+			return editDoc(t, m, func(d *docFields) { d.Sealed = "" })
 		}},
 		{name: "deny/resealed_stripped_sealed_envelope", want: reason.SealBroken, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Del(header.Sealed)
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Sealed = "" })
 		}},
 		{name: "deny/resealed_not_base64", want: reason.SealBroken, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Set(header.Sealed, "not base64!")
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Sealed = "not base64!" })
 		}},
 		{name: "deny/payload_for_another_consumer", want: reason.SealBroken, msg: func() *nats.Msg {
 			f := sealedFwd
@@ -220,14 +241,10 @@ func TestVerifyDelivery(t *testing.T) {
 			return f.msg()
 		}},
 		{name: "deny/sealed_from_spoofed", want: reason.SealBroken, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Set(header.SealedFrom, stranger.PublicKey())
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.SealedFrom = stranger.PublicKey() })
 		}},
 		{name: "deny/sealed_from_spoofed_any_sender", want: reason.SealBroken, opt: func(o *VerifyOptions) { o.GatewayXKeys = nil }, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Set(header.SealedFrom, stranger.PublicKey())
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.SealedFrom = stranger.PublicKey() })
 		}},
 		{name: "deny/no_consumer_key", want: reason.SealBroken, opt: func(o *VerifyOptions) { o.Curve = nil }, msg: sealedFwd.msg},
 		{name: "deny/agent_header_forged", want: reason.DecisionBinding, msg: func() *nats.Msg {
@@ -238,9 +255,7 @@ func TestVerifyDelivery(t *testing.T) {
 		{name: "deny/claims_disagree_with_body", want: reason.DecisionBinding,
 			msg: with(sealedFwd, func(c *decision.Claims) { c.MessageID = "another-message-id-000" }).msg},
 		{name: "deny/agent_signature_forged", want: reason.BadSignature, msg: func() *nats.Msg {
-			m := sealedFwd.msg()
-			m.Header.Set(header.Signature, other.Header.Get(header.Signature))
-			return m
+			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Signature = docOf(t, other).Signature })
 		}},
 	}
 	for _, tc := range cases {
@@ -274,7 +289,7 @@ func TestVerifyDelivery(t *testing.T) {
 			if !bytes.Equal(d.Payload, want) || d.Sealed != tc.sealed {
 				t.Errorf("Payload = %q, sealed %v; want %q, %v", d.Payload, d.Sealed, want, tc.sealed)
 			}
-			if d.Agent != a.pub || !bytes.Equal(d.Body, m.Data) || d.Envelope.MessageID != d.Claims.MessageID || d.Target != d.Claims.Audience {
+			if d.Agent != a.pub || !bytes.Equal(d.Body, docOf(t, m).Envelope) || d.Envelope.MessageID != d.Claims.MessageID || d.Target != d.Claims.Audience {
 				t.Errorf("delivery = %v; want agent, body and ids of the message", d)
 			}
 			if s := d.String(); bytes.Contains([]byte(s), want) {

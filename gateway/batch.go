@@ -270,7 +270,14 @@ func (g *Gateway) signBatch(items []*item) error {
 		return fmt.Errorf("gateway: sign decision tokens: %w", err)
 	}
 	for i, s := range slots {
-		s.m.Header.Set(header.Decision, toks[i].Reveal())
+		if s.doc == nil {
+			s.m.Header.Set(header.Decision, toks[i].Reveal())
+			continue
+		}
+		s.doc.Decision = toks[i].Reveal()
+		if s.m.Data, err = s.doc.Append(make([]byte, 0, s.doc.Size())); err != nil {
+			return fmt.Errorf("gateway: delivery: %w", err)
+		}
 	}
 	return nil
 }

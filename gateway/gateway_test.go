@@ -40,21 +40,22 @@ func TestSealedToolCallDelivered(t *testing.T) {
 	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.refunds.draft_refund") {
 		t.Fatalf("output subject = %s (reason %q); want the capability subject", out.Subject, out.Header.Get(header.Reason))
 	}
-	if string(out.Data) != string(body) {
+	doc := h.delivery(out)
+	if string(doc.Envelope) != string(body) {
 		t.Fatal("capability output does not carry the original body bytes")
 	}
-	resealed, err := base64.RawURLEncoding.DecodeString(out.Header.Get(header.Sealed))
+	resealed, err := base64.RawURLEncoding.DecodeString(doc.Sealed)
 	must(t, err)
-	claims, err := decision.Verify(out.Header.Get(header.Decision), decision.VerifyOptions{
+	claims, err := decision.Verify(doc.Decision, decision.VerifyOptions{
 		TrustedGateways: []string{h.gwSigning}, Audience: "refunds.draft_refund", Now: h.clock.Now(), Skew: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("consumer rejects the decision token: %v", err)
 	}
-	if err := claims.CheckBinding(out.Data, resealed); err != nil {
+	if err := claims.CheckBinding(doc.Envelope, resealed); err != nil {
 		t.Fatalf("decision token binding: %v", err)
 	}
-	got, err := h.consumer.box.Open(resealed, out.Header.Get(header.SealedFrom))
+	got, err := h.consumer.box.Open(resealed, doc.SealedFrom)
 	if err != nil {
 		t.Fatalf("consumer cannot open the re-sealed payload: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
@@ -357,6 +358,14 @@ func (h *harness) send(body []byte) uint64 {
 	return h.publish(h.ingress(h.agent, "tenant_a"), body, h.signed(h.agent, h.agent.token, body))
 }
 
+// delivery parses a capability output's body.
+func (h *harness) delivery(m *jetstream.RawStreamMsg) delivery.Doc {
+	h.t.Helper()
+	d, err := delivery.Parse(m.Data, 1<<20)
+	must(h.t, err)
+	return d
+}
+
 // outputFor waits for the terminal output of an ingress sequence.
 func (h *harness) outputFor(seq uint64) *jetstream.RawStreamMsg {
 	h.t.Helper()
@@ -415,7 +424,7 @@ func (h *harness) scanSecrets() {
 		}
 	}
 	for _, m := range h.all(StreamCap) {
-		emitted = append(emitted, fmt.Sprint(m.Header.Get(header.Sealed)), string(m.Data))
+		emitted = append(emitted, fmt.Sprint(m.Header), string(m.Data))
 	}
 	all := strings.Join(emitted, "\n")
 	for _, s := range h.secrets {

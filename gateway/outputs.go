@@ -18,6 +18,7 @@ import (
 	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
@@ -102,15 +103,13 @@ func (g *Gateway) decisionHeaders(it *item, h nats.Header, now time.Time) {
 }
 
 // deliveryHeaders are the headers of a capability delivery, the hot path:
-// what JetStream, the consumer and an operator matching outputs to
-// ingress need. The rest of what the denied and approval outputs say in
-// headers (tenant, agent, target, trace id, policy, time) a
-// delivery carries in its signed decision token and signed body. Headers
-// are not free: nats-server scans a stored message's whole header block
-// once for each header it looks for, and every consumer parses them.
-// signBatch adds the decision token.
-func (g *Gateway) deliveryHeaders(it *item, sealed string) nats.Header {
-	const n = 9
+// what JetStream and an operator matching outputs to ingress need. The
+// token, the agent's signature and the re-sealed payload are in the body
+// (package delivery); the rest of what the denied and approval outputs
+// say in headers (tenant, agent, target, trace id, policy, time) is in
+// the signed token and envelope.
+func (g *Gateway) deliveryHeaders(it *item) nats.Header {
+	const n = 5
 	vals := make([]string, 0, n)
 	h := make(nats.Header, n)
 	set := func(k, v string) {
@@ -121,11 +120,6 @@ func (g *Gateway) deliveryHeaders(it *item, sealed string) nats.Header {
 	set(header.Route, string(it.route))
 	set(header.IngressSeq, strconv.FormatUint(it.seq, 10))
 	set(header.MessageID, it.env.MessageID)
-	set(header.Signature, it.hdr.Get(header.Signature))
-	if sealed != "" {
-		set(header.Sealed, sealed)
-		set(header.SealedFrom, g.box.PublicKey())
-	}
 	traceHeaders(it, h)
 	return h
 }
@@ -156,30 +150,33 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 	return m, nil
 }
 
-// allowOutput is the original body untouched, the payload re-sealed to
-// the target's consumer, and a decision token binding both (signed with
-// the rest of the batch by signBatch).
+// allowOutput is a delivery (package delivery): the original body
+// untouched, the payload re-sealed to the target's consumer, and a
+// decision token binding both, which signBatch adds with the rest of the
+// batch's before it encodes the body.
 func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg, error) {
 	subj, err := subjects.Capability(it.env.Tenant, it.target.Name)
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: subj, Data: it.body}
+	doc := &delivery.Doc{Signature: it.hdr.Get(header.Signature), Envelope: it.body}
 	var resealed []byte
-	var sealed string
 	if it.target.ConsumerXKey != "" {
 		resealed, err = g.box.Seal(plain, it.target.ConsumerXKey)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: re-seal: %w", err)
 		}
-		sealed = base64.RawURLEncoding.EncodeToString(resealed)
+		doc.Sealed, doc.SealedFrom = base64.RawURLEncoding.EncodeToString(resealed), g.box.PublicKey()
 	}
-	m.Header = g.deliveryHeaders(it, sealed)
-	p, err := decision.Prepare(g.signer, g.decisionClaims(it, now, m.Data, resealed))
+	if err := doc.Check(); err != nil {
+		return nil, reason.Deny(reason.Internal, "delivery: %v", err)
+	}
+	m := &nats.Msg{Subject: subj, Header: g.deliveryHeaders(it)}
+	p, err := decision.Prepare(g.signer, g.decisionClaims(it, now, it.body, resealed))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: decision token: %w", err)
 	}
-	it.unsigned = append(it.unsigned, unsignedToken{m, p})
+	it.unsigned = append(it.unsigned, unsignedToken{m: m, p: p, doc: doc})
 	return m, nil
 }
 
@@ -303,7 +300,24 @@ const outcomeV1 = 1
 const (
 	dataInline  = 0
 	dataIngress = 1
+	// dataAround is prefix ‖ ingress body ‖ suffix: a delivery, which
+	// embeds the envelope, is recorded without a second copy of it.
+	dataAround = 2
 )
+
+// around reports where the ingress body sits in data: a delivery ends
+// with the envelope and one closing brace.
+func around(data, ingress []byte) (prefix, suffix []byte, ok bool) {
+	n := len(ingress)
+	if n == 0 || len(data) < n+1 {
+		return nil, nil, false
+	}
+	at := len(data) - n - 1
+	if !bytes.Equal(data[at:at+n], ingress) {
+		return nil, nil, false
+	}
+	return data[:at], data[at+n:], true
+}
 
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
@@ -318,10 +332,7 @@ func appendString(b []byte, v string) []byte {
 func encodeOutputs(msgs []*nats.Msg, ingress []byte) ([]byte, error) {
 	size := 8
 	for _, m := range msgs {
-		size += len(m.Subject) + 16
-		if !bytes.Equal(m.Data, ingress) {
-			size += len(m.Data)
-		}
+		size += len(m.Subject) + 16 + len(m.Data)
 		for k, vs := range m.Header {
 			size += len(k) + 8
 			for _, v := range vs {
@@ -344,6 +355,12 @@ func encodeOutputs(msgs []*nats.Msg, ingress []byte) ([]byte, error) {
 		}
 		if len(m.Data) > 0 && bytes.Equal(m.Data, ingress) {
 			b = append(b, dataIngress)
+			continue
+		}
+		if prefix, suffix, ok := around(m.Data, ingress); ok {
+			b = append(b, dataAround)
+			b = appendBytes(b, prefix)
+			b = appendBytes(b, suffix)
 			continue
 		}
 		b = append(b, dataInline)
@@ -426,6 +443,9 @@ func decodeOutputs(data, ingress []byte) ([]*nats.Msg, error) {
 			m.Data = ingress
 		case dataInline:
 			m.Data = r.bytes()
+		case dataAround:
+			prefix, suffix := r.bytes(), r.bytes()
+			m.Data = append(append(append(make([]byte, 0, len(prefix)+len(ingress)+len(suffix)), prefix...), ingress...), suffix...)
 		default:
 			r.fail()
 		}

@@ -15,14 +15,16 @@ func TestRecordedOutputsRoundTrip(t *testing.T) {
 	b := nats.NewMsg("agentgw.audit.t")
 	b.Data = []byte("the ingress body")
 	ingress := []byte("the ingress body")
-	rec, err := encodeOutputs([]*nats.Msg{a, b}, ingress)
+	c := nats.NewMsg("agentgw.cap.t.y") // a delivery: the body wraps the envelope
+	c.Data = []byte(`{"v":1,"envelope":the ingress body}`)
+	rec, err := encodeOutputs([]*nats.Msg{a, b, c}, ingress)
 	must(t, err)
 	if bytes.Contains(rec, ingress) {
 		t.Error("the ingress body was recorded instead of referenced")
 	}
 	got, err := decodeOutputs(rec, ingress)
 	must(t, err)
-	if len(got) != 2 || got[0].Subject != a.Subject || !bytes.Equal(got[0].Data, a.Data) ||
+	if len(got) != 3 || !bytes.Equal(got[2].Data, c.Data) || got[0].Subject != a.Subject || !bytes.Equal(got[0].Data, a.Data) ||
 		got[0].Header.Get("Nats-Msg-Id") != "agw-1" || len(got[0].Header["Multi"]) != 2 || got[1].Subject != b.Subject || string(got[1].Data) != "the ingress body" {
 		t.Fatalf("round trip = %+v", got)
 	}

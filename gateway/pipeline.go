@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
@@ -71,10 +72,12 @@ type item struct {
 	unsigned []unsignedToken
 }
 
-// unsignedToken is an output waiting for its decision token.
+// unsignedToken is an output waiting for its decision token: in the
+// body of a delivery (doc), else in the Agentgw-Decision header.
 type unsignedToken struct {
-	m *nats.Msg
-	p *decision.Pending
+	m   *nats.Msg
+	p   *decision.Pending
+	doc *delivery.Doc
 }
 
 // deny records the denial err carries; an error without one is

@@ -184,6 +184,6 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	if err != nil {
 		return nil, fmt.Errorf("gateway: reply token: %w", err)
 	}
-	it.unsigned = append(it.unsigned, unsignedToken{m, p})
+	it.unsigned = append(it.unsigned, unsignedToken{m: m, p: p})
 	return m, nil
 }

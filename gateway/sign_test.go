@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/header"
 )
 
 // TestBatchSignsDecisionTokensOnce: messages decided in one batch carry
@@ -24,7 +23,8 @@ func TestBatchSignsDecisionTokensOnce(t *testing.T) {
 	sigs := map[string]bool{}
 	for _, seq := range seqs {
 		out := h.outputFor(seq)
-		tok := out.Header.Get(header.Decision)
+		doc := h.delivery(out)
+		tok := doc.Decision
 		parts := strings.Split(tok, ".")
 		if len(parts) != 4 {
 			t.Fatalf("decision token of %d has %d parts", seq, len(parts))
@@ -34,7 +34,7 @@ func TestBatchSignsDecisionTokensOnce(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decision token of %d: %v", seq, err)
 		}
-		if err := c.CheckBinding(out.Data, []byte(`{"q":"refund policy"}`)); err != nil {
+		if err := c.CheckBinding(doc.Envelope, []byte(`{"q":"refund policy"}`)); err != nil {
 			t.Fatalf("binding of %d: %v", seq, err)
 		}
 	}

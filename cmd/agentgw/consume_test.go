@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
@@ -47,8 +48,9 @@ func capabilityMsg(t *testing.T, gw *identity.Signer, agent, target, plain strin
 		t.Fatal(err)
 	}
 	m := nats.NewMsg(subj)
-	m.Data = body
-	m.Header.Set(header.Decision, tok.Reveal())
+	if m.Data, err = (delivery.Doc{Decision: tok.Reveal(), Envelope: body}).Append(nil); err != nil {
+		t.Fatal(err)
+	}
 	m.Header.Set(header.Agent, agent)
 	m.Header.Set(header.MessageID, env.MessageID)
 	m.Header.Set(header.TraceID, env.TraceID)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/delivery"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/header"
@@ -70,7 +71,9 @@ func TestForgedCapabilityMessages(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	claims, err := decision.Verify(genuine.Header.Get(header.Decision), decision.VerifyOptions{
+	genuineDoc, err := delivery.Parse(genuine.Data, 1<<20)
+	must(t, err)
+	claims, err := decision.Verify(genuineDoc.Decision, decision.VerifyOptions{
 		TrustedGateways: []string{d.gwSigning}, Audience: target, Now: time.Now(),
 	})
 	must(t, err)
@@ -98,24 +101,38 @@ func TestForgedCapabilityMessages(t *testing.T) {
 		}
 		return m
 	}
+	// withDoc rewrites the delivery in a copied message's body.
+	withDoc := func(mod func(*delivery.Doc)) func(*nats.Msg) {
+		return func(m *nats.Msg) {
+			d := genuineDoc
+			mod(&d)
+			var err error
+			m.Data, err = d.Append(nil)
+			must(t, err)
+		}
+	}
 	forgeries := []struct {
 		name string
 		want reason.Code
 		edit func(*nats.Msg)
 	}{
-		{"forged/no-token", reason.DecisionMissing, func(m *nats.Msg) { m.Header.Del(header.Decision) }},
-		{"forged/untrusted-signer", reason.DecisionInvalid, func(m *nats.Msg) {
-			m.Header.Set(header.Decision, token(otherSigner, func(*decision.Claims) {}))
-		}},
-		{"forged/expired", reason.DecisionExpired, func(m *nats.Msg) {
-			m.Header.Set(header.Decision, token(gwSigner, func(c *decision.Claims) {
+		// The agent's envelope alone, as a forger with publish rights
+		// would send it.
+		{"forged/no-token", reason.DecisionMissing, func(m *nats.Msg) { m.Data = append([]byte(nil), genuineDoc.Envelope...) }},
+		{"forged/untrusted-signer", reason.DecisionInvalid, withDoc(func(d *delivery.Doc) {
+			d.Decision = token(otherSigner, func(*decision.Claims) {})
+		})},
+		{"forged/expired", reason.DecisionExpired, withDoc(func(d *delivery.Doc) {
+			d.Decision = token(gwSigner, func(c *decision.Claims) {
 				c.IssuedAt, c.Expires = time.Now().Add(-time.Hour), time.Now().Add(-50*time.Minute)
-			}))
-		}},
-		{"forged/other-audience", reason.DecisionAudience, func(m *nats.Msg) {
-			m.Header.Set(header.Decision, token(gwSigner, func(c *decision.Claims) { c.Audience = "kb.search" }))
-		}},
-		{"forged/other-bytes", reason.DecisionBinding, func(m *nats.Msg) { m.Data = append([]byte(" "), m.Data...) }},
+			})
+		})},
+		{"forged/other-audience", reason.DecisionAudience, withDoc(func(d *delivery.Doc) {
+			d.Decision = token(gwSigner, func(c *decision.Claims) { c.Audience = "kb.search" })
+		})},
+		{"forged/other-bytes", reason.DecisionBinding, withDoc(func(d *delivery.Doc) {
+			d.Envelope = append([]byte("{ "), d.Envelope[1:]...)
+		})},
 	}
 	want := map[string]reason.Code{}
 	for _, f := range forgeries {

@@ -1,0 +1,162 @@
+// Package delivery is the body of a message on a capability subject: the
+// agent's envelope exactly as it signed it, with what the gateway adds
+// to it: its decision token, the agent's signature and the payload
+// re-sealed to the consumer.
+//
+//	{"v":1,"decision":"<token>","signature":"<base64url>",
+//	 "sealed":"<base64url>","sealed_from":"X…","envelope":{…}}
+//
+// "sealed" and "sealed_from" are absent for plain targets. "envelope" is
+// the agent's bytes, verbatim: the token binds their digest.
+//
+// These travel in the body, not in headers, because headers are not
+// free: nats-server scans a stored message's whole header block once for
+// every header it looks for, and a token plus a sealed payload are
+// kilobytes. Headers keep what JetStream and operators match on
+// (Nats-Msg-Id, Agentgw-Route, Agentgw-Ingress-Seq, Agentgw-Message-Id).
+package delivery
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the delivery format written by Append and accepted by Parse.
+const Version = 1
+
+// Doc is a delivery.
+type Doc struct {
+	// Decision is the gateway's decision token.
+	Decision string
+	// Signature is the agent's base64url Ed25519 signature over the
+	// domain-separated Envelope.
+	Signature string
+	// Sealed is the payload re-sealed to the consumer, base64url; empty
+	// for a plain target.
+	Sealed string
+	// SealedFrom is the gateway curve key that sealed it.
+	SealedFrom string
+	// Envelope is the agent's envelope body, exactly as signed.
+	Envelope []byte
+}
+
+// ErrInvalid is matched (errors.Is) by every error of Append, Check and
+// Parse.
+var ErrInvalid = errors.New("delivery: invalid")
+
+// invalid is an error that matches ErrInvalid and says why.
+type invalid string
+
+func (e invalid) Error() string        { return "delivery: " + string(e) }
+func (e invalid) Is(target error) bool { return target == ErrInvalid }
+
+func errorf(format string, args ...any) error { return invalid(fmt.Sprintf(format, args...)) }
+
+// Append appends d's encoding to b. Every string field must be in the
+// alphabet of its kind (tokens, base64url and nkeys need no escaping);
+// Envelope must be a JSON object (the gateway passes a parsed envelope).
+func (d Doc) Append(b []byte) ([]byte, error) {
+	switch {
+	case d.Decision == "" || !in(&tokenChars, d.Decision):
+		return b, invalid("decision token")
+	case !in(&base64Chars, d.Sealed):
+		return b, invalid("sealed payload")
+	}
+	if err := d.Check(); err != nil {
+		return b, err
+	}
+	b = append(b, `{"v":1,"decision":"`...)
+	b = append(b, d.Decision...)
+	if d.Signature != "" {
+		b = append(b, `","signature":"`...)
+		b = append(b, d.Signature...)
+	}
+	if d.Sealed != "" {
+		b = append(b, `","sealed":"`...)
+		b = append(b, d.Sealed...)
+		b = append(b, `","sealed_from":"`...)
+		b = append(b, d.SealedFrom...)
+	}
+	b = append(b, `","envelope":`...)
+	b = append(b, d.Envelope...)
+	return append(b, '}'), nil
+}
+
+// Check reports whether Append will accept d once it has a decision
+// token, but for the alphabet of Sealed (the gateway's own encoding,
+// kilobytes long, checked by Append): the fields an agent supplies.
+func (d Doc) Check() error {
+	switch {
+	case !in(&base64Chars, d.Signature):
+		return invalid("signature")
+	case !in(&base64Chars, d.SealedFrom) || (d.Sealed == "") != (d.SealedFrom == ""):
+		return invalid("sealed payload")
+	case len(d.Envelope) < 2 || d.Envelope[0] != '{' || d.Envelope[len(d.Envelope)-1] != '}':
+		return invalid("envelope is not a JSON object")
+	}
+	return nil
+}
+
+// Size is the length of d's encoding, for sizing a buffer.
+func (d Doc) Size() int {
+	return 80 + len(d.Decision) + len(d.Signature) + len(d.Sealed) + len(d.SealedFrom) + len(d.Envelope)
+}
+
+// Alphabets: base64url (which includes nkeys' base32) and, for tokens,
+// base64url and dots. Table lookups: Append checks kilobytes per call.
+var base64Chars, tokenChars = func() (b, t [256]bool) {
+	for c := range 256 {
+		b[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+		t[c] = b[c] || c == '.'
+	}
+	return b, t
+}()
+
+// in reports whether every byte of s is in alphabet.
+func in(alphabet *[256]bool, s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !alphabet[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+type wire struct {
+	V          int             `json:"v"`
+	Decision   string          `json:"decision"`
+	Signature  string          `json:"signature"`
+	Sealed     string          `json:"sealed"`
+	SealedFrom string          `json:"sealed_from"`
+	Envelope   json.RawMessage `json:"envelope"`
+}
+
+// Parse reads a delivery of at most max bytes. It checks the shape only:
+// that the token verifies and binds Envelope and Sealed is the
+// consumer's to check (client.VerifyDelivery). Unknown fields, another
+// version, trailing data or a missing token or envelope are errors.
+func Parse(data []byte, max int) (Doc, error) {
+	if len(data) > max {
+		return Doc{}, errorf("%d bytes, more than %d", len(data), max)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var w wire
+	if err := dec.Decode(&w); err != nil {
+		return Doc{}, invalid("body is not a delivery document")
+	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return Doc{}, invalid("data after the document")
+	}
+	switch {
+	case w.V != Version:
+		return Doc{}, errorf("version %d, want %d", w.V, Version)
+	case w.Decision == "":
+		return Doc{}, invalid("no decision token")
+	case len(w.Envelope) == 0 || w.Envelope[0] != '{':
+		return Doc{}, invalid("no envelope object")
+	}
+	return Doc{Decision: w.Decision, Signature: w.Signature, Sealed: w.Sealed, SealedFrom: w.SealedFrom, Envelope: w.Envelope}, nil
+}

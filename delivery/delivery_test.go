@@ -1,0 +1,115 @@
+package delivery
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+const env = `{"v":1,"message_id":"m-0123456789abcdef","payload":{"plain":{"q":"x"}}}`
+
+func sample() Doc {
+	return Doc{Decision: "eyJhbGciOiJlZDI1NTE5In0.eyJ9.cHJvb2Y.c2ln", Signature: "c2ln_-",
+		Sealed: "c2VhbGVk", SealedFrom: "XABC234", Envelope: []byte(env)}
+}
+
+func TestRoundTripKeepsEnvelopeBytes(t *testing.T) {
+	for _, d := range []Doc{sample(), {Decision: "a.b.c", Envelope: []byte(`{ "spaced" : [1, 2] }`)}} {
+		b, err := d.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(b) {
+			t.Fatalf("Append wrote invalid JSON: %s", b)
+		}
+		if len(b) > d.Size() {
+			t.Errorf("Size() = %d < encoded %d", d.Size(), len(b))
+		}
+		got, err := Parse(b, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Envelope, d.Envelope) {
+			t.Errorf("envelope = %s; want the exact bytes %s", got.Envelope, d.Envelope)
+		}
+		got.Envelope, d.Envelope = nil, nil
+		if got.Decision != d.Decision || got.Signature != d.Signature || got.Sealed != d.Sealed || got.SealedFrom != d.SealedFrom {
+			t.Errorf("Parse(Append(d)) = %+v; want %+v", got, d)
+		}
+	}
+}
+
+func TestAppendRefusesWhatWouldNeedEscaping(t *testing.T) {
+	for name, mod := range map[string]func(*Doc){
+		"no token":          func(d *Doc) { d.Decision = "" },
+		"quote in token":    func(d *Doc) { d.Decision = `a"b` },
+		"backslash in sig":  func(d *Doc) { d.Signature = `a\b` },
+		"newline in sealed": func(d *Doc) { d.Sealed = "a\nb" },
+		"sealed, no sender": func(d *Doc) { d.SealedFrom = "" },
+		"sender, no sealed": func(d *Doc) { d.Sealed = "" },
+		"envelope array":    func(d *Doc) { d.Envelope = []byte(`[1]`) },
+		"no envelope":       func(d *Doc) { d.Envelope = nil },
+	} {
+		d := sample()
+		mod(&d)
+		if _, err := d.Append(nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Append error = %v; want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	good, _ := sample().Append(nil)
+	for name, data := range map[string]string{
+		"empty":          "",
+		"not json":       "hello",
+		"envelope only":  env,
+		"other version":  strings.Replace(string(good), `"v":1`, `"v":2`, 1),
+		"unknown field":  strings.Replace(string(good), `"v":1`, `"v":1,"extra":true`, 1),
+		"no token":       `{"v":1,"envelope":` + env + `}`,
+		"empty token":    `{"v":1,"decision":"","envelope":` + env + `}`,
+		"no envelope":    `{"v":1,"decision":"a.b.c"}`,
+		"envelope array": `{"v":1,"decision":"a.b.c","envelope":[1]}`,
+		"trailing data":  string(good) + "}",
+		"two documents":  string(good) + string(good),
+	} {
+		if _, err := Parse([]byte(data), 1<<20); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Parse error = %v; want ErrInvalid", name, err)
+		}
+	}
+	if _, err := Parse(good, len(good)-1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Parse over max: error = %v; want ErrInvalid", err)
+	}
+	if _, err := Parse(append(good, " \n"...), 1<<20); err != nil {
+		t.Errorf("trailing whitespace: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	good, _ := sample().Append(nil)
+	f.Add(good)
+	f.Add([]byte(`{"v":1,"decision":"a","envelope":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := Parse(data, 1<<16)
+		if err != nil {
+			return
+		}
+		if d.Decision == "" || len(d.Envelope) == 0 || !json.Valid(d.Envelope) {
+			t.Fatalf("Parse accepted %q as %+v", data, d)
+		}
+	})
+}
+
+func BenchmarkAppend(b *testing.B) {
+	d := Doc{Decision: strings.Repeat("eyJhbGciOiJlZDI1NTE5In0.", 64), Signature: strings.Repeat("c", 86),
+		Sealed: strings.Repeat("c2VhbGVk", 180), SealedFrom: "X" + strings.Repeat("A", 55), Envelope: []byte(env)}
+	buf := make([]byte, 0, d.Size())
+	b.SetBytes(int64(d.Size()))
+	for b.Loop() {
+		if _, err := d.Append(buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
