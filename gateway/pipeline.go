@@ -368,7 +368,7 @@ func (g *Gateway) decide(it *item, now time.Time) {
 		visible = map[string]any{} // non-nil: this is the content stage
 	}
 	end = g.gate(it, "content_policy")
-	content := g.policy.Decide(g.policyRequest(it, now, visible))
+	content := g.policy.DecideContent(pol, g.policyRequest(it, now, visible))
 	end()
 	it.pol = content
 	if !content.Allow {

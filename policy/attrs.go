@@ -3,7 +3,6 @@ package policy
 import (
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	cedar "github.com/cedar-policy/cedar-go"
 )
@@ -19,8 +18,9 @@ const maxCachedEntities = 4096
 // every attribute still equals the request's, so it can never be stale.
 // The zero value is ready; safe for concurrent use.
 type attrCache struct {
-	principals, resources sync.Map // string -> *cachedPrincipal / *cachedResource
-	np, nr                atomic.Int64
+	mu         sync.RWMutex
+	principals map[string]cachedPrincipal // by agent key
+	resources  map[Resource]cedar.Record  // by every attribute: a target name repeats across tenants
 }
 
 type cachedPrincipal struct {
@@ -28,14 +28,11 @@ type cachedPrincipal struct {
 	rec cedar.Record
 }
 
-type cachedResource struct {
-	r   Resource
-	rec cedar.Record
-}
-
 func (c *attrCache) principal(p Principal) cedar.Record {
-	if v, ok := c.principals.Load(p.Agent); ok {
-		e := v.(*cachedPrincipal)
+	c.mu.RLock()
+	e, ok := c.principals[p.Agent]
+	c.mu.RUnlock()
+	if ok {
 		if e.p.Tenant == p.Tenant && e.p.Service == p.Service && e.p.Issuer == p.Issuer && slices.Equal(e.p.Scopes, p.Scopes) {
 			return e.rec
 		}
@@ -51,29 +48,32 @@ func (c *attrCache) principal(p Principal) cedar.Record {
 		"scopes":  cedar.NewSet(scopes...),
 	})
 	p.Scopes = slices.Clone(p.Scopes) // the caller's slice may change
-	if c.np.Add(1) > maxCachedEntities {
-		c.principals.Clear()
-		c.np.Store(0)
+	c.mu.Lock()
+	if c.principals == nil || len(c.principals) >= maxCachedEntities {
+		c.principals = make(map[string]cachedPrincipal)
 	}
-	c.principals.Store(p.Agent, &cachedPrincipal{p: p, rec: rec})
+	c.principals[p.Agent] = cachedPrincipal{p: p, rec: rec}
+	c.mu.Unlock()
 	return rec
 }
 
 func (c *attrCache) resource(r Resource) cedar.Record {
-	if v, ok := c.resources.Load(r.Target); ok {
-		if e := v.(*cachedResource); e.r == r {
-			return e.rec
-		}
+	c.mu.RLock()
+	rec, ok := c.resources[r]
+	c.mu.RUnlock()
+	if ok {
+		return rec
 	}
-	rec := cedar.NewRecord(cedar.RecordMap{
+	rec = cedar.NewRecord(cedar.RecordMap{
 		"tenant": cedar.String(r.Tenant),
 		"kind":   cedar.String(r.Kind),
 		"risk":   cedar.String(r.Risk),
 	})
-	if c.nr.Add(1) > maxCachedEntities {
-		c.resources.Clear()
-		c.nr.Store(0)
+	c.mu.Lock()
+	if c.resources == nil || len(c.resources) >= maxCachedEntities {
+		c.resources = make(map[Resource]cedar.Record)
 	}
-	c.resources.Store(r.Target, &cachedResource{r: r, rec: rec})
+	c.resources[r] = rec
+	c.mu.Unlock()
 	return rec
 }

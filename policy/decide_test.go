@@ -410,9 +410,14 @@ when { principal.scopes.contains("x:y") && principal.service == "svc" && princip
 	for i := range maxCachedEntities + 10 {
 		decide(Principal{Agent: "U" + strconv.Itoa(i), Tenant: "t", Service: "svc", Issuer: "I", Scopes: p.Scopes}, r)
 	}
-	n := 0
-	set.attrs.principals.Range(func(any, any) bool { n++; return true })
-	if n > maxCachedEntities {
+	if n := len(set.attrs.principals); n > maxCachedEntities {
 		t.Errorf("principal cache holds %d entries; want at most %d", n, maxCachedEntities)
+	}
+	// One target name in two tenants: two entries, each used.
+	rb := Resource{Target: "tg", Tenant: "u", Kind: "read", Risk: "low"}
+	set.attrs.resource(r)
+	set.attrs.resource(rb)
+	if len(set.attrs.resources) < 2 {
+		t.Errorf("resource cache holds %d entries after one target in two tenants; want both", len(set.attrs.resources))
 	}
 }

@@ -38,6 +38,19 @@ func (e *Engine) Decide(req Request) Decision {
 	return s.Decide(req)
 }
 
+// DecideContent decides req at stage content, given the authorize-stage
+// decision of the same message. When the set that made authorized is
+// still current and none of its policies can tell the stages apart (see
+// stageBlind), the answer is authorized itself: evaluating again could
+// only repeat it. Otherwise it is the current set's decision.
+func (e *Engine) DecideContent(authorized Decision, req Request) Decision {
+	s := e.cur.Load()
+	if s != nil && s.stageBlind && s.version == authorized.Version && authorized.Allow {
+		return authorized
+	}
+	return e.Decide(req)
+}
+
 // Reload asks a running Watch to re-read its files now, whether or not
 // they look changed (the SIGHUP path); Watch then reports the outcome even
 // if the version is unchanged. It never blocks; requests made while one is

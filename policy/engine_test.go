@@ -250,3 +250,60 @@ func TestWatchReloadOnly(t *testing.T) {
 		t.Errorf("after Reload: report %+v, ids %q; want the new set", r, e.Current().IDs())
 	}
 }
+
+// TestDecideContentReusesOnlyWhenStagesAgree: the content stage reuses the
+// authorize decision only for a set no policy of which can tell the stages
+// apart; a policy reading stage, payload or context whole is evaluated
+// again, and then decides differently.
+func TestDecideContentReusesOnlyWhenStagesAgree(t *testing.T) {
+	req := Request{Principal: principal(), Action: "read", Resource: target("x", "read", "low"), Time: t0}
+	content := req
+	content.Payload = map[string]any{"amount": int64(5)}
+	tests := []struct {
+		name  string
+		src   string
+		blind bool
+	}{
+		{"no conditions", `permit (principal, action, resource);`, true},
+		{"time and hour", `permit (principal, action, resource) when { context.hour >= 0 && context.time > 0 };`, true},
+		{"has budget", `permit (principal, action, resource) when { context has budget };`, true},
+		{"reads stage", `permit (principal, action, resource) when { context.stage == "authorize" };`, false},
+		{"reads payload", `permit (principal, action, resource) unless { context has payload && context.payload.amount > 1 };`, false},
+		{"context whole", `permit (principal, action, resource) when { context == context };`, false},
+		{"has payload", `permit (principal, action, resource) unless { context has payload };`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustParse(t, tt.src)
+			if s.stageBlind != tt.blind {
+				t.Fatalf("stageBlind = %v; want %v", s.stageBlind, tt.blind)
+			}
+			e := NewEngine(s)
+			auth := e.Decide(req)
+			if !auth.Allow {
+				t.Fatalf("authorize = %+v; want allow", auth)
+			}
+			got, fresh := e.DecideContent(auth, content), e.Decide(content)
+			if got.Allow != fresh.Allow {
+				t.Errorf("DecideContent = %v; evaluating the content stage says %v", got.Allow, fresh.Allow)
+			}
+			if tt.blind {
+				return
+			}
+			// Not blind: a reused authorize decision would have been wrong
+			// for one of these (they deny at stage content).
+			if tt.name != "context whole" && fresh.Allow {
+				t.Errorf("%s: content stage allowed; the case is meant to deny there", tt.name)
+			}
+		})
+	}
+	// A reload between the stages: the new set decides.
+	a := mustParse(t, `permit (principal, action, resource);`)
+	b := mustParse(t, `forbid (principal, action, resource);`)
+	e := NewEngine(a)
+	auth := e.Decide(req)
+	e.Swap(b)
+	if got := e.DecideContent(auth, content); got.Allow || got.Version != b.Version() {
+		t.Errorf("after a swap DecideContent = %+v; want the new set's deny", got)
+	}
+}

@@ -148,7 +148,7 @@ func digest(srcs []source) string {
 func compile(srcs []source) (*Set, error) {
 	srcs = slices.Clone(srcs)
 	slices.SortFunc(srcs, func(a, b source) int { return strings.Compare(a.name, b.name) })
-	set := &Set{version: digest(srcs), meta: map[cedar.PolicyID]policyMeta{}}
+	set := &Set{version: digest(srcs), meta: map[cedar.PolicyID]policyMeta{}, stageBlind: true}
 	var probs []error
 	where := map[cedar.PolicyID]cedar.Position{}
 	for _, s := range srcs {
@@ -188,6 +188,7 @@ func compile(srcs []source) (*Set, error) {
 			for _, msg := range lint((*xast.Policy)(p.AST())) {
 				prob("%s", msg)
 			}
+			set.stageBlind = set.stageBlind && stageBlind((*xast.Policy)(p.AST()))
 			set.entries = append(set.entries, entry{id: id, p: p})
 			set.meta[id] = policyMeta{forbid: p.Effect() == cedar.Forbid, approval: approval}
 		}
@@ -242,6 +243,37 @@ func lint(p *xast.Policy) []string {
 		out = append(out, "reads context.payload without a `context has payload` test: it would error at stage authorize (see the package doc for the idiom)")
 	}
 	return out
+}
+
+// stageBlindAttrs are the context attributes equal at both stages.
+var stageBlindAttrs = map[string]bool{"time": true, "hour": true, "budget": true}
+
+// stageBlind reports whether p decides the same at stage authorize and
+// stage content: every use of context is a read (or has-test) of an
+// attribute in stageBlindAttrs. Conservative: context used any other way
+// (passed whole, compared, or read for stage or payload) is not blind.
+func stageBlind(p *xast.Policy) bool {
+	uses, safe := 0, 0
+	for _, c := range p.Conditions {
+		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
+			switch n := n.(type) {
+			case xast.NodeTypeVariable:
+				if n.Name == "context" {
+					uses++
+				}
+			case xast.NodeTypeAccess:
+				if isContext(n.Arg) && stageBlindAttrs[string(n.Value)] {
+					safe++
+				}
+			case xast.NodeTypeHas:
+				if isContext(n.Arg) && stageBlindAttrs[string(n.Value)] {
+					safe++
+				}
+			}
+			return true
+		})
+	}
+	return uses == safe
 }
 
 func isContext(n xast.IsNode) bool {

@@ -99,6 +99,9 @@ type Set struct {
 	entries []entry
 	meta    map[cedar.PolicyID]policyMeta
 	attrs   attrCache
+	// stageBlind: no policy reads context.stage or context.payload (or
+	// context as a whole), so both stages decide alike.
+	stageBlind bool
 }
 
 // Version returns "sha256:<hex>" of the canonical concatenation of the
