@@ -3,6 +3,7 @@ module github.com/agentgw/agentgw
 go 1.26.0
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/cedar-policy/cedar-go v1.9.1
 	github.com/cockroachdb/pebble/v2 v2.1.7

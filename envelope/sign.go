@@ -34,19 +34,27 @@ var sigB64Len = base64.RawURLEncoding.EncodedLen(ed25519.SignatureSize)
 // padded, non-canonical or wrong-length signature and a wrong-size key, is
 // a *reason.Denial with code BadSignature.
 func Verify(pub ed25519.PublicKey, body []byte, sigB64 string) error {
-	if len(sigB64) != sigB64Len {
-		return reason.Deny(reason.BadSignature, "signature is %d characters; want %d", len(sigB64), sigB64Len)
-	}
 	var sig [ed25519.SignatureSize]byte
-	n, err := sigEncoding.Decode(sig[:], []byte(sigB64))
-	if err != nil || n != len(sig) {
-		return reason.Deny(reason.BadSignature, "signature is not canonical base64url")
+	if err := decodeSig(&sig, sigB64); err != nil {
+		return err
 	}
 	if len(pub) != ed25519.PublicKeySize {
 		return reason.Deny(reason.BadSignature, "public key is %d bytes; want %d", len(pub), ed25519.PublicKeySize)
 	}
 	if !VerifyBytes(pub, SigningInput(body), sig[:]) {
 		return reason.Deny(reason.BadSignature, "signature does not verify")
+	}
+	return nil
+}
+
+// decodeSig decodes a base64url (no padding, canonical) signature.
+func decodeSig(sig *[ed25519.SignatureSize]byte, sigB64 string) error {
+	if len(sigB64) != sigB64Len {
+		return reason.Deny(reason.BadSignature, "signature is %d characters; want %d", len(sigB64), sigB64Len)
+	}
+	n, err := sigEncoding.Decode(sig[:], []byte(sigB64))
+	if err != nil || n != len(sig) {
+		return reason.Deny(reason.BadSignature, "signature is not canonical base64url")
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ type Gateway struct {
 	expireEvery time.Duration
 	tracer      trace.Tracer
 	tracing     bool // a real tracer provider was given: spans are recorded
+	agentKeys   agentKeys
 	ready       chan struct{}
 
 	stats   Stats

@@ -2,9 +2,9 @@ package gateway
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -137,13 +137,13 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		return
 	}
 	it.cred = cred
-	pub, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(cred.Subject))
-	if err != nil || len(pub) != ed25519.PublicKeySize {
+	pub, err := g.agentKeys.get(cred.Subject)
+	if err != nil {
 		it.deny(reason.Deny(reason.MalformedCredential, "credential %s subject is not a user key", cred.ID))
 		return
 	}
 	end = g.gate(it, "signature")
-	err = envelope.Verify(ed25519.PublicKey(pub), data, sig)
+	err = pub.Verify(data, sig)
 	end()
 	if err != nil {
 		it.deny(err)
@@ -410,3 +410,39 @@ func (g *Gateway) openPayload(it *item) ([]byte, error) {
 }
 
 func hexDigest(d [32]byte) string { return "sha256:" + hex.EncodeToString(d[:]) }
+
+// maxAgentKeys bounds the decoded-key cache; past it the cache is dropped
+// and refilled, so memory stays bounded whatever the key churn.
+const maxAgentKeys = 16384
+
+// agentKeys caches agents' decoded Ed25519 keys (envelope.PublicKey) by
+// their public 'U' key: decoding is a tenth of a verification and agents
+// repeat. The key is derived from the string it is cached under, so an
+// entry can never be stale. The zero value is ready.
+type agentKeys struct {
+	mu   sync.RWMutex
+	keys map[string]*envelope.PublicKey
+}
+
+func (c *agentKeys) get(subject string) (*envelope.PublicKey, error) {
+	c.mu.RLock()
+	k, ok := c.keys[subject]
+	c.mu.RUnlock()
+	if ok {
+		return k, nil
+	}
+	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(subject))
+	if err != nil {
+		return nil, err
+	}
+	if k, err = envelope.NewPublicKey(raw); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.keys == nil || len(c.keys) >= maxAgentKeys {
+		c.keys = make(map[string]*envelope.PublicKey)
+	}
+	c.keys[subject] = k
+	c.mu.Unlock()
+	return k, nil
+}

@@ -1,0 +1,148 @@
+package envelope
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/agentgw/agentgw/reason"
+)
+
+// TestPublicKeyMatchesStdlib runs every Wycheproof Ed25519 vector through
+// PublicKey and crypto/ed25519: both must agree with the vector.
+func TestPublicKeyMatchesStdlib(t *testing.T) {
+	raw, err := os.ReadFile("../testdata/wycheproof/ed25519_test.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		TestGroups []struct {
+			PublicKey struct {
+				PK string `json:"pk"`
+			} `json:"publicKey"`
+			Tests []struct {
+				TCID   int    `json:"tcId"`
+				Msg    string `json:"msg"`
+				Sig    string `json:"sig"`
+				Result string `json:"result"`
+			} `json:"tests"`
+		} `json:"testGroups"`
+	}
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range file.TestGroups {
+		pk := mustHex(t, g.PublicKey.PK)
+		k, kerr := NewPublicKey(pk)
+		for _, tc := range g.Tests {
+			n++
+			msg, sig := mustHex(t, tc.Msg), mustHex(t, tc.Sig)
+			want := tc.Result == "valid"
+			got := false
+			if kerr == nil && len(sig) == ed25519.SignatureSize {
+				got = k.verify("", msg, (*[ed25519.SignatureSize]byte)(sig))
+			}
+			if got != want || VerifyBytes(pk, msg, sig) != want {
+				t.Errorf("tc %d: PublicKey = %v, crypto/ed25519 = %v; want %v", tc.TCID, got, VerifyBytes(pk, msg, sig), want)
+			}
+		}
+	}
+	if n != 151 {
+		t.Errorf("ran %d vectors; want 151", n)
+	}
+}
+
+func TestPublicKeyVerify(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	k, err := NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"v":1}`)
+	sig := Sign(priv, body)
+	if err := k.Verify(body, sig); err != nil {
+		t.Fatalf("Verify(own signature) = %v", err)
+	}
+	for name, tc := range map[string]struct {
+		body []byte
+		sig  string
+	}{
+		"other body":     {[]byte(`{"v":2}`), sig},
+		"no context":     {body, base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, body))},
+		"short":          {body, sig[:85]},
+		"padded":         {body, sig + "="},
+		"not base64":     {body, "!" + sig[1:]},
+		"other key sig":  {body, Sign(ed25519.NewKeyFromSeed(make([]byte, 32)), body)},
+		"high bits of S": {body, flipLast(sig)},
+	} {
+		if err := k.Verify(tc.body, tc.sig); !errors.Is(err, reason.BadSignature) {
+			t.Errorf("%s: Verify = %v; want bad_signature", name, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 31), mustHex(t, "0200000000000000000000000000000000000000000000000000000000000000")} {
+		if _, err := NewPublicKey(bad); err == nil {
+			t.Errorf("NewPublicKey(%x) accepted a non-key", bad)
+		}
+	}
+}
+
+func flipLast(sigB64 string) string {
+	sig, _ := base64.RawURLEncoding.DecodeString(sigB64)
+	sig[63] |= 0xe0
+	return base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// FuzzPublicKeyMatchesStdlib: on any key seed, message and signature
+// mutation, PublicKey.Verify and the crypto/ed25519 path agree.
+func FuzzPublicKeyMatchesStdlib(f *testing.F) {
+	f.Add(make([]byte, 32), []byte(`{"v":1}`), uint8(0), uint8(0), false)
+	f.Add([]byte("another seed of thirty-two bytes"), []byte("x"), uint8(63), uint8(0x80), true)
+	f.Fuzz(func(t *testing.T, seed, body []byte, at, xor uint8, rawKey bool) {
+		if len(seed) != ed25519.SeedSize {
+			return
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		pub := priv.Public().(ed25519.PublicKey)
+		if rawKey {
+			pub = seed // an arbitrary 32-byte string as the key
+		}
+		sig, _ := base64.RawURLEncoding.DecodeString(Sign(priv, body))
+		sig[int(at)%len(sig)] ^= xor
+		sigB64 := base64.RawURLEncoding.EncodeToString(sig)
+		want := Verify(pub, body, sigB64) == nil
+		k, err := NewPublicKey(pub)
+		got := err == nil && k.Verify(body, sigB64) == nil
+		if got != want {
+			t.Fatalf("PublicKey.Verify = %v, crypto/ed25519 = %v (key error %v)", got, want, err)
+		}
+	})
+}
+
+func BenchmarkVerifyPublicKey1KiB(b *testing.B) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	body := make([]byte, 1024)
+	for i := range body {
+		body[i] = 'a'
+	}
+	sig := Sign(priv, body)
+	k, _ := NewPublicKey(pub)
+	b.Run("crypto/ed25519", func(b *testing.B) {
+		for b.Loop() {
+			if Verify(pub, body, sig) != nil {
+				b.Fatal("no")
+			}
+		}
+	})
+	b.Run("PublicKey", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if k.Verify(body, sig) != nil {
+				b.Fatal("no")
+			}
+		}
+	})
+}
