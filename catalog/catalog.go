@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -295,7 +296,7 @@ func (c *Catalog) Authorize(target string, capability envelope.Capability, tenan
 // ValidatePayload checks an opened payload against the target's schema.
 // The payload must be a JSON object; the error never quotes its values.
 func (t *Target) ValidatePayload(payload []byte) (map[string]any, error) {
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
 		return nil, reason.Deny(reason.PayloadInvalid, "payload is not JSON")
 	}
@@ -327,7 +328,7 @@ func schemaLocation(err error) string {
 // response schema and returns it with the sensitive fields removed,
 // re-encoded. Errors never quote values.
 func (t *Target) ValidateResponse(payload []byte) ([]byte, error) {
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 	if err != nil {
 		return nil, reason.Deny(reason.ResponseInvalid, "response is not JSON")
 	}

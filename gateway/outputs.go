@@ -36,6 +36,9 @@ const UnroutableTenant = subjects.UnroutableTenant
 // replayed copy (same ids, new sequence) from being de-duplicated into
 // nothing: it must still land on the denied stream.
 func outputMsgID(it *item, suffix string) string {
+	if it.outID != "" {
+		return it.outID + suffix
+	}
 	h := sha256.New()
 	var seq [8]byte
 	binary.BigEndian.PutUint64(seq[:], it.seq)
@@ -46,7 +49,11 @@ func outputMsgID(it *item, suffix string) string {
 	if it.env != nil {
 		h.Write([]byte(it.env.MessageID))
 	}
-	return "agw-" + hex.EncodeToString(h.Sum(nil)[:16]) + suffix
+	id := "agw-" + hex.EncodeToString(h.Sum(nil)[:16])
+	if it.env != nil {
+		it.outID = id // every input is known: the id of each output of it
+	}
+	return id + suffix
 }
 
 func (it *item) tenant() string {

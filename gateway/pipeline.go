@@ -70,6 +70,7 @@ type item struct {
 	// unsigned are outputs whose decision token the batch signs once
 	// every message is decided (signBatch).
 	unsigned []unsignedToken
+	outID    string // outputMsgID's base, once known
 }
 
 // unsignedToken is an output waiting for its decision token: in the
