@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json"
+
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/reason"
 	"github.com/nats-io/nkeys"
@@ -274,5 +276,43 @@ func TestSignRejects(t *testing.T) {
 				t.Errorf("Sign(%s) = %v; want ErrInvalidClaims", tt.name, err)
 			}
 		})
+	}
+}
+
+// TestAppendJSONMatchesMarshal: the hand-written claims encoder writes
+// exactly what json.Marshal writes, with and without optional members,
+// and escaping still goes through the library.
+func TestAppendJSONMatchesMarshal(t *testing.T) {
+	base := wire{Audience: "refunds.draft", Expires: 1700000300, ID: "JTI", IssuedAt: 1700000000, Issuer: "NGW", Subject: "UAG",
+		Nats: wireNats{Act: Actor{Subject: "UAG", Via: "NGW"}, BodyDigest: "ab", MessageID: "m-1", PayloadDigest: "cd",
+			PolicyIDs: []string{"p1", "p:2"}, PolicyVersion: "sha256:00", Route: RouteAllow, Scope: "refund:draft",
+			Tenant: "tenant_a", TraceID: "0af7", Type: Type, Version: version}}
+	cases := map[string]func(*wire){
+		"base":            func(*wire) {},
+		"approver":        func(w *wire) { w.Nats.Act.Approver = "UAP" },
+		"no policy ids":   func(w *wire) { w.Nats.PolicyIDs = nil },
+		"empty policy id": func(w *wire) { w.Nats.PolicyIDs = []string{} },
+		"negative time":   func(w *wire) { w.IssuedAt = -5 },
+	}
+	for name, mod := range cases {
+		w := base
+		mod(&w)
+		want, err := json.Marshal(&w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !w.plain() {
+			t.Fatalf("%s: not plain", name)
+		}
+		if got := w.appendJSON(nil); string(got) != string(want) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
+	for _, s := range []string{`a"b`, `a\b`, "a\nb", "é"} {
+		w := base
+		w.Nats.Scope = s
+		if w.plain() {
+			t.Errorf("scope %q counted as plain: it needs escaping", s)
+		}
 	}
 }
