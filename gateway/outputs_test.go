@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/identity"
 )
 
 func TestRecordedOutputsRoundTrip(t *testing.T) {
@@ -33,5 +35,33 @@ func TestRecordedOutputsRoundTrip(t *testing.T) {
 		if _, err := decodeOutputs(rec[:i], ingress); err == nil {
 			t.Fatalf("decodeOutputs(truncated to %d) = nil error", i)
 		}
+	}
+}
+
+func TestAgentKeysCache(t *testing.T) {
+	var c agentKeys
+	a := newActor(t)
+	k1, err := c.get(a.pub)
+	must(t, err)
+	k2, err := c.get(a.pub)
+	must(t, err)
+	if k1 != k2 {
+		t.Error("a second lookup decoded the key again")
+	}
+	if _, err := c.get("U" + a.pub[1:len(a.pub)-1] + "A"); err == nil {
+		t.Error("a key with a bad checksum was accepted")
+	}
+	if _, err := c.get("N" + a.pub[1:]); err == nil {
+		t.Error("a server key was accepted as an agent key")
+	}
+	for range maxAgentKeys + 5 {
+		kp, err := identity.NewAgent()
+		must(t, err)
+		pub, _ := kp.PublicKey()
+		_, err = c.get(pub)
+		must(t, err)
+	}
+	if n := len(c.keys); n > maxAgentKeys {
+		t.Errorf("cache holds %d keys; want at most %d", n, maxAgentKeys)
 	}
 }
