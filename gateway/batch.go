@@ -66,6 +66,58 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		// Stopped before the acker drains (defers run last-in first-out).
 		defer fair.stop()
 	}
+	// The next batch is fetched and its stateless gates run while this
+	// one goes through the ledger, policy and the synced commit: those
+	// phases are serial, and on a few cores the verification of the next
+	// batch fills the gap. One batch waits ready at most (the channel is
+	// unbuffered), so in flight are: one in the acker, one queued for it,
+	// one being decided, one verified — MaxAckPending is 4 batches.
+	ready := make(chan prepared)
+	pctx, stop := context.WithCancel(ctx)
+	prefetched := make(chan struct{})
+	go func() {
+		defer close(prefetched)
+		defer close(ready)
+		g.prefetch(pctx, ps, fair, ready)
+	}()
+	// Stopped before fair (defers run last-in first-out): a batch verified
+	// but never decided goes back to the server.
+	defer func() {
+		stop()
+		for p := range ready {
+			g.nakAll(p.items)
+		}
+		<-prefetched
+	}()
+	backoff := 100 * time.Millisecond
+	for p := range ready {
+		err := g.processBatch(ctx, ps, p, jobs)
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errRestart) {
+			g.metrics.PartitionEvents.WithLabelValues("restarted").Inc()
+			return err
+		}
+		g.log.Error().Err(err).Msg("batch failed; messages will be redelivered")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
+}
+
+// prefetch fetches batches and runs their stateless gates (prepare),
+// handing each to out, until ctx ends. A batch it cannot hand over is
+// naked back.
+func (g *Gateway) prefetch(ctx context.Context, ps *partState, fair *fairSource, out chan<- prepared) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		var msgs []jetstream.Msg
@@ -75,29 +127,31 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		} else {
 			msgs, err = g.fetch(ctx, ps.cons)
 		}
-		if err == nil && len(msgs) > 0 {
-			err = g.processBatch(ctx, ps, msgs, jobs)
-		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
-			if errors.Is(err, errRestart) {
-				g.metrics.PartitionEvents.WithLabelValues("restarted").Inc()
-				return err
-			}
-			g.log.Error().Err(err).Msg("batch failed; messages will be redelivered")
+			g.log.Error().Err(err).Msg("fetch failed; retrying")
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if len(msgs) == 0 {
+			continue
+		}
+		p := g.prepare(msgs)
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			g.nakAll(p.items)
+			return
+		}
 	}
-	return nil
 }
 
 // fetch takes what is available now, up to a batch; when nothing is, it
@@ -140,12 +194,20 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 // wait for every PubAck → ack ingress. Nothing is acked before its
 // outputs are durable; a failure naks and the redelivery re-emits the
 // recorded outcome.
-func (g *Gateway) processBatch(ctx context.Context, ps *partState, msgs []jetstream.Msg, jobs chan<- ackJob) error {
+// prepared is a fetched batch whose stateless gates have run.
+type prepared struct {
+	items []*item
+	now   time.Time // the decision time of the whole batch
+	wall  time.Time // when it was fetched, for metrics
+}
+
+// prepare makes the items of a fetched batch and runs the gates that need
+// no ledger on them, in parallel.
+func (g *Gateway) prepare(msgs []jetstream.Msg) prepared {
 	now := g.clock()
 	wall := time.Now() // for metrics only; decisions use the clock
 	m := g.metrics
 	m.BatchSize.Observe(float64(len(msgs)))
-	defer metrics.Since(m.BatchSeconds, wall)
 	items := make([]*item, len(msgs))
 	for i, msg := range msgs {
 		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: now}
@@ -159,13 +221,6 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, msgs []jetstr
 		items[i] = it
 	}
 	items = latestDeliveries(items)
-	phase := time.Now()
-	lap := func(gate string) {
-		t := time.Now()
-		m.GateSeconds.WithLabelValues(gate).Observe(t.Sub(phase).Seconds())
-		phase = t
-	}
-	// Gates that need no ledger, in parallel.
 	g.parallel(items, func(it *item) {
 		if it.seq == 0 {
 			it.deny(reason.Deny(reason.Internal, "message without JetStream metadata"))
@@ -173,7 +228,22 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, msgs []jetstr
 		}
 		g.verify(it, now)
 	})
-	lap("verify")
+	metrics.Since(m.GateSeconds.WithLabelValues("verify"), wall)
+	return prepared{items: items, now: now, wall: wall}
+}
+
+// processBatch takes a prepared batch through the stateful gates, policy,
+// signing and the synced commit, publishes its outputs and hands it to
+// the acker.
+func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, jobs chan<- ackJob) error {
+	items, now, m := p.items, p.now, g.metrics
+	defer metrics.Since(m.BatchSeconds, p.wall)
+	phase := time.Now()
+	lap := func(gate string) {
+		t := time.Now()
+		m.GateSeconds.WithLabelValues(gate).Observe(t.Sub(phase).Seconds())
+		phase = t
+	}
 	// Ledger, catalog and budget gates, in stream order.
 	b := g.newBatch(ps)
 	defer b.Close()
