@@ -243,7 +243,7 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 	}
 	if e := it.env; e != nil {
 		ev.TraceID, ev.MessageID, ev.Capability, ev.Target = e.TraceID, e.MessageID, string(e.Capability), e.Target
-		ev.BodyDigest, ev.PayloadDigest = hexDigest(envelopeDigest(it)), hexDigest(e.PayloadDigest())
+		ev.BodyDigest, ev.PayloadDigest = hexDigest(envelopeDigest(it)), hexDigest(payloadDigest(it))
 	}
 	ev.Operator = it.replayBy
 	if it.heldItem != nil {
@@ -258,6 +258,15 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 		ev.CredentialID, ev.Issuer, ev.Service, ev.Scopes = c.ID, c.Issuer, c.Service, c.Scopes
 	}
 	return ev
+}
+
+// payloadDigest is the envelope's payload digest, computed once by the
+// verify gate when it ran.
+func payloadDigest(it *item) [32]byte {
+	if it.payload != ([32]byte{}) {
+		return it.payload
+	}
+	return it.env.PayloadDigest()
 }
 
 func envelopeDigest(it *item) [32]byte {
@@ -464,6 +473,15 @@ func decodeOutputs(data, ingress []byte) ([]*nats.Msg, error) {
 	return msgs, nil
 }
 
+// bodyDigest is decision.Digest(body), from the digest the verify gate
+// took when body is the envelope it verified.
+func bodyDigest(it *item, body []byte) string {
+	if it.digest != ([32]byte{}) && bytes.Equal(body, it.body) {
+		return hex.EncodeToString(it.digest[:])
+	}
+	return decision.Digest(body)
+}
+
 // decisionClaims binds the decision to the exact body and to the payload
 // bytes the consumer receives: the re-sealed box, or for plain targets
 // the envelope's plain object as received.
@@ -481,7 +499,7 @@ func (g *Gateway) decisionClaims(it *item, now time.Time, body, resealed []byte)
 		Scope:         it.target.Scope,
 		TraceID:       it.env.TraceID,
 		MessageID:     it.env.MessageID,
-		BodyDigest:    decision.Digest(body),
+		BodyDigest:    bodyDigest(it, body),
 		PayloadDigest: decision.Digest(payload),
 		PolicyIDs:     it.pol.PolicyIDs,
 		PolicyVersion: it.pol.Version,
