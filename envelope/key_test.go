@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/agentgw/agentgw/reason"
@@ -145,4 +146,38 @@ func BenchmarkVerifyPublicKey1KiB(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestCheckPayload(t *testing.T) {
+	ok := []string{`{}`, `{"a":1,"b":{"c":[1,"x",null]}}`, " {\"a\":\"\\u00e9\"} \n"}
+	for _, p := range ok {
+		if err := CheckPayload([]byte(p), Limits{}); err != nil {
+			t.Errorf("CheckPayload(%s) = %v", p, err)
+		}
+	}
+	bad := map[string]string{
+		"duplicate":           `{"amount_cents":999999,"amount_cents":5}`,
+		"duplicate by case":   `{"amount_cents":5,"AMOUNT_CENTS":999999}`,
+		"nested duplicate":    `{"a":{"x":1,"x":2}}`,
+		"escaped duplicate":   `{"a":1,"\u0061":2}`,
+		"not an object":       `[1]`,
+		"trailing data":       `{"a":1}{"a":2}`,
+		"invalid utf-8":       "{\"a\":\"\xff\"}",
+		"huge exponent":       `{"a":1e999999}`,
+		"truncated":           `{"a":`,
+		"lone surrogate":      `{"a":"\ud800"}`,
+		"control in a string": "{\"a\":\"\x01\"}",
+	}
+	for name, p := range bad {
+		if err := CheckPayload([]byte(p), Limits{}); !errors.Is(err, reason.MalformedEnvelope) {
+			t.Errorf("%s: CheckPayload = %v; want malformed_envelope", name, err)
+		}
+	}
+	deep := strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40)
+	if err := CheckPayload([]byte(deep), Limits{}); err == nil {
+		t.Error("CheckPayload accepted 40 levels of nesting")
+	}
+	if err := CheckPayload([]byte(`{"a":"`+strings.Repeat("x", 100)+`"}`), Limits{MaxBytes: 50}); !errors.Is(err, reason.Oversized) {
+		t.Errorf("over MaxBytes: %v; want oversized", err)
+	}
 }

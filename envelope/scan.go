@@ -481,3 +481,27 @@ func foldName(name []byte) string {
 	}
 	return string(out)
 }
+
+// CheckPayload checks that payload is one JSON object under the same
+// strict rules as the envelope (doc.go): valid UTF-8, no duplicate member
+// names at any depth (names differing only in case count as duplicates),
+// depth and string bounds, bounded numbers, nothing after the object.
+// The gateway runs it on an opened sealed payload before its schema and
+// content policy see it: a plain payload was checked with the envelope,
+// and a sealed one must not give the policy one reading of a duplicated
+// member and the consumer another. Failures are MalformedEnvelope
+// denials with an offset, never the payload's bytes.
+func CheckPayload(payload []byte, lim Limits) error {
+	lim = lim.withDefaults()
+	if len(payload) > lim.MaxBytes {
+		return reason.Deny(reason.Oversized, "payload is %d bytes; limit %d", len(payload), lim.MaxBytes)
+	}
+	s := scanner{data: payload, lim: lim}
+	if s.peek() != '{' {
+		return s.fail("payload is not a JSON object")
+	}
+	if err := s.value(1); err != nil {
+		return err
+	}
+	return s.end()
+}

@@ -261,6 +261,27 @@ func hostileCases() []hostile {
 			})
 			return resign(h, body)
 		}},
+		// A duplicated member would pass the ceiling as its last value and
+		// reach a consumer that keeps the first; by case, a Go consumer
+		// decoding into a struct.
+		{"deny/sealed_duplicate_member", reason.PayloadInvalid, func(h *harness) uint64 {
+			sealed, err := h.agent.box.Seal([]byte(`{"order_id":"o1","amount_cents":999999999,"amount_cents":5}`), h.gwCurve)
+			must(h.t, err)
+			body := h.body(func(b *envelope.Builder) {
+				b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
+				b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: h.agent.xkey, To: h.gwCurve}
+			})
+			return resign(h, body)
+		}},
+		{"deny/sealed_case_folded_member", reason.PayloadInvalid, func(h *harness) uint64 {
+			sealed, err := h.agent.box.Seal([]byte(`{"order_id":"o1","amount_cents":5,"Amount_Cents":999999999}`), h.gwCurve)
+			must(h.t, err)
+			body := h.body(func(b *envelope.Builder) {
+				b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
+				b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: h.agent.xkey, To: h.gwCurve}
+			})
+			return resign(h, body)
+		}},
 		{"deny/content_policy", reason.ContentDenied, func(h *harness) uint64 {
 			body, _ := h.sealedRefund(h.agent, 500000, nil)
 			return resign(h, body)
@@ -307,10 +328,11 @@ func TestHostileMessagesDenied(t *testing.T) {
 			}
 		})
 	}
-	// Only the cases that pass policy reach the opening step: the schema
-	// and content cases. Every other denial happened with the payload shut.
-	if opened := h.gw.Stats().PayloadOpens.Load() - opensBefore; opened != 3 {
-		t.Errorf("payload opens during hostile run = %d; want 3 (seal_broken, payload_schema, content_policy)", opened)
+	// Only the cases that pass policy reach the opening step: the seal,
+	// strict-JSON, schema and content cases. Every other denial happened
+	// with the payload shut.
+	if opened := h.gw.Stats().PayloadOpens.Load() - opensBefore; opened != 5 {
+		t.Errorf("payload opens during hostile run = %d; want 5 (seal_broken, two strict-JSON cases, payload_schema, content_policy)", opened)
 	}
 	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
 	must(t, err)

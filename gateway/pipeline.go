@@ -407,7 +407,25 @@ func (g *Gateway) openPayload(it *item) ([]byte, error) {
 	}
 	g.stats.PayloadOpens.Add(1)
 	g.metrics.PayloadOpens.Inc()
-	return g.box.Open(sealed, p.From)
+	plain, err := g.box.Open(sealed, p.From)
+	if err != nil {
+		return nil, err
+	}
+	// The plain form was held to the envelope's strict JSON rules by the
+	// parser; the sealed form is held to them here, before the schema and
+	// the content policy read it. Otherwise {"amount_cents":999999,
+	// "amount_cents":5} would pass a ceiling as 5 (last member wins) and
+	// reach a consumer whose parser keeps the first.
+	if err := envelope.CheckPayload(plain, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes}); err != nil {
+		clear(plain)
+		detail := "not strict JSON"
+		var d *reason.Denial
+		if errors.As(err, &d) {
+			detail = d.Detail
+		}
+		return nil, reason.Deny(reason.PayloadInvalid, "opened payload: %s", detail)
+	}
+	return plain, nil
 }
 
 func hexDigest(d [32]byte) string { return "sha256:" + hex.EncodeToString(d[:]) }
