@@ -304,12 +304,23 @@ func (t *Target) ValidatePayload(payload []byte) (map[string]any, error) {
 	if !ok {
 		return nil, reason.Deny(reason.PayloadInvalid, "payload is not a JSON object")
 	}
-	if t.schema != nil {
-		if err := t.schema.Validate(v); err != nil {
-			return nil, reason.Deny(reason.PayloadInvalid, "payload violates the schema of %q at %s", t.Name, schemaLocation(err))
-		}
+	if err := t.ValidateObject(obj); err != nil {
+		return nil, err
 	}
 	return obj, nil
+}
+
+// ValidateObject checks a decoded payload (maps, slices, json.Number,
+// as jsonschema.UnmarshalJSON or envelope.DecodePayload make them)
+// against the target's schema. The error never quotes its values.
+func (t *Target) ValidateObject(obj map[string]any) error {
+	if t.schema == nil {
+		return nil
+	}
+	if err := t.schema.Validate(any(obj)); err != nil {
+		return reason.Deny(reason.PayloadInvalid, "payload violates the schema of %q at %s", t.Name, schemaLocation(err))
+	}
+	return nil
 }
 
 // schemaLocation names where validation failed without quoting values.

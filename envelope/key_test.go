@@ -1,13 +1,17 @@
 package envelope
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentgw/agentgw/reason"
 )
@@ -180,4 +184,34 @@ func TestCheckPayload(t *testing.T) {
 	if err := CheckPayload([]byte(`{"a":"`+strings.Repeat("x", 100)+`"}`), Limits{MaxBytes: 50}); !errors.Is(err, reason.Oversized) {
 		t.Errorf("over MaxBytes: %v; want oversized", err)
 	}
+}
+
+// FuzzDecodePayloadMatchesSchemaDecoder: on every input the strict check
+// accepts, DecodePayload yields exactly what the schema validator's own
+// decoder (encoding/json, UseNumber) yields; on every input it refuses,
+// DecodePayload refuses too.
+func FuzzDecodePayloadMatchesSchemaDecoder(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1,"b":[true,false,null,"x\u00e9\ud83d\ude00"],"c":{"d":-1.5e3}}`,
+		`{"a":"\"\\\/\b\f\n\r\t"}`, `{"a":[],"b":{}}`, `{"a":1,"a":2}`, `[1]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := DecodePayload(data, Limits{})
+		if CheckPayload(data, Limits{}) != nil {
+			if err == nil {
+				t.Fatalf("DecodePayload accepted what CheckPayload refuses: %q", data)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("DecodePayload(%q) = %v after CheckPayload accepted it", data, err)
+		}
+		want, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("strict check accepted %q, encoding/json refuses it: %v", data, err)
+		}
+		if !reflect.DeepEqual(any(got), want) {
+			t.Fatalf("DecodePayload(%q) = %#v; encoding/json = %#v", data, got, want)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/json"
 	"unicode"
 	"unicode/utf8"
 
@@ -504,4 +505,94 @@ func CheckPayload(payload []byte, lim Limits) error {
 		return err
 	}
 	return s.end()
+}
+
+// DecodePayload is CheckPayload that also returns the object, decoded
+// the way the schema validator's decoder does it (encoding/json with
+// UseNumber: objects as map[string]any, arrays as []any, numbers as
+// json.Number, strings unescaped) — from the bytes the strict scan
+// accepted, by the same string decoder, so what the schema and the
+// content policy read is exactly what was checked.
+func DecodePayload(payload []byte, lim Limits) (map[string]any, error) {
+	if err := CheckPayload(payload, lim); err != nil {
+		return nil, err
+	}
+	s := scanner{data: payload, lim: lim.withDefaults()}
+	s.peek()
+	v, err := s.decode()
+	if err != nil {
+		return nil, err // cannot happen after CheckPayload
+	}
+	obj, _ := v.(map[string]any)
+	return obj, nil
+}
+
+// decode reads a value already validated by value.
+func (s *scanner) decode() (any, error) {
+	switch c := s.peek(); c {
+	case '{':
+		s.pos++
+		obj := map[string]any{}
+		if s.peek() == '}' {
+			s.pos++
+			return obj, nil
+		}
+		for {
+			s.peek()
+			name, _, err := s.str(s.lim.MaxString)
+			if err != nil {
+				return nil, err
+			}
+			key := string(name)
+			if err := s.expect(':'); err != nil {
+				return nil, err
+			}
+			v, err := s.decode()
+			if err != nil {
+				return nil, err
+			}
+			obj[key] = v
+			if s.peek() == ',' {
+				s.pos++
+				continue
+			}
+			s.pos++ // '}'
+			return obj, nil
+		}
+	case '[':
+		s.pos++
+		arr := []any{}
+		if s.peek() == ']' {
+			s.pos++
+			return arr, nil
+		}
+		for {
+			v, err := s.decode()
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+			if s.peek() == ',' {
+				s.pos++
+				continue
+			}
+			s.pos++ // ']'
+			return arr, nil
+		}
+	case '"':
+		v, _, err := s.str(s.lim.MaxString)
+		return string(v), err
+	case 't':
+		s.pos += 4
+		return true, nil
+	case 'f':
+		s.pos += 5
+		return false, nil
+	case 'n':
+		s.pos += 4
+		return nil, nil
+	default:
+		n, err := s.number()
+		return json.Number(n), err
+	}
 }

@@ -354,7 +354,10 @@ func (g *Gateway) decide(it *item, now time.Time) {
 	}
 	defer clear(plain)
 	end = g.gate(it, "payload_schema")
-	obj, err := it.target.ValidatePayload(plain)
+	obj, err := g.decodePayload(plain)
+	if err == nil {
+		err = it.target.ValidateObject(obj)
+	}
 	end()
 	if err != nil {
 		it.deny(err)
@@ -407,17 +410,19 @@ func (g *Gateway) openPayload(it *item) ([]byte, error) {
 	}
 	g.stats.PayloadOpens.Add(1)
 	g.metrics.PayloadOpens.Inc()
-	plain, err := g.box.Open(sealed, p.From)
+	return g.box.Open(sealed, p.From)
+}
+
+// decodePayload holds an opened payload to the envelope's strict JSON
+// rules and decodes it for the schema and the content policy, in one
+// pass (envelope.DecodePayload). A plain payload was checked with its
+// envelope; a sealed one is checked here, before anything reads it:
+// otherwise {"amount_cents":999999,"amount_cents":5} would pass a
+// ceiling as 5 (the last member wins) and reach a consumer whose parser
+// keeps the first.
+func (g *Gateway) decodePayload(plain []byte) (map[string]any, error) {
+	obj, err := envelope.DecodePayload(plain, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes})
 	if err != nil {
-		return nil, err
-	}
-	// The plain form was held to the envelope's strict JSON rules by the
-	// parser; the sealed form is held to them here, before the schema and
-	// the content policy read it. Otherwise {"amount_cents":999999,
-	// "amount_cents":5} would pass a ceiling as 5 (last member wins) and
-	// reach a consumer whose parser keeps the first.
-	if err := envelope.CheckPayload(plain, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes}); err != nil {
-		clear(plain)
 		detail := "not strict JSON"
 		var d *reason.Denial
 		if errors.As(err, &d) {
@@ -425,7 +430,7 @@ func (g *Gateway) openPayload(it *item) ([]byte, error) {
 		}
 		return nil, reason.Deny(reason.PayloadInvalid, "opened payload: %s", detail)
 	}
-	return plain, nil
+	return obj, nil
 }
 
 func hexDigest(d [32]byte) string { return "sha256:" + hex.EncodeToString(d[:]) }

@@ -133,6 +133,9 @@ func (g *Gateway) decideResponse(it *item, now time.Time) {
 		return
 	}
 	plain, err := g.openPayload(it)
+	if err == nil {
+		_, err = g.decodePayload(plain) // strict, as for requests
+	}
 	if err != nil {
 		it.deny(err)
 		return
