@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,26 +17,7 @@ import (
 // TestPublicKeyMatchesStdlib runs every Wycheproof Ed25519 vector through
 // PublicKey and crypto/ed25519: both must agree with the vector.
 func TestPublicKeyMatchesStdlib(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/wycheproof/ed25519_test.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		TestGroups []struct {
-			PublicKey struct {
-				PK string `json:"pk"`
-			} `json:"publicKey"`
-			Tests []struct {
-				TCID   int    `json:"tcId"`
-				Msg    string `json:"msg"`
-				Sig    string `json:"sig"`
-				Result string `json:"result"`
-			} `json:"tests"`
-		} `json:"testGroups"`
-	}
-	if err := json.Unmarshal(raw, &file); err != nil {
-		t.Fatal(err)
-	}
+	file := loadWycheproof(t)
 	n := 0
 	for _, g := range file.TestGroups {
 		pk := mustHex(t, g.PublicKey.PK)

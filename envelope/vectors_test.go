@@ -160,31 +160,40 @@ func loadSeed(t *testing.T, name string) string {
 	return v.Keys[name]
 }
 
-// TestWycheproof runs Project Wycheproof's Ed25519 verification vectors
-// (../testdata/wycheproof/SOURCE.md) through VerifyBytes.
-func TestWycheproof(t *testing.T) {
+// wycheproof is Project Wycheproof's Ed25519 verification test file.
+type wycheproof struct {
+	NumberOfTests int `json:"numberOfTests"`
+	TestGroups    []struct {
+		PublicKey struct {
+			PK string `json:"pk"`
+		} `json:"publicKey"`
+		Tests []struct {
+			TCID    int    `json:"tcId"`
+			Comment string `json:"comment"`
+			Msg     string `json:"msg"`
+			Sig     string `json:"sig"`
+			Result  string `json:"result"`
+		} `json:"tests"`
+	} `json:"testGroups"`
+}
+
+func loadWycheproof(t *testing.T) wycheproof {
+	t.Helper()
 	raw, err := os.ReadFile("../testdata/wycheproof/ed25519_test.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var file struct {
-		NumberOfTests int `json:"numberOfTests"`
-		TestGroups    []struct {
-			PublicKey struct {
-				PK string `json:"pk"`
-			} `json:"publicKey"`
-			Tests []struct {
-				TCID    int    `json:"tcId"`
-				Comment string `json:"comment"`
-				Msg     string `json:"msg"`
-				Sig     string `json:"sig"`
-				Result  string `json:"result"`
-			} `json:"tests"`
-		} `json:"testGroups"`
-	}
+	var file wycheproof
 	if err := json.Unmarshal(raw, &file); err != nil {
 		t.Fatal(err)
 	}
+	return file
+}
+
+// TestWycheproof runs Project Wycheproof's Ed25519 verification vectors
+// (../testdata/wycheproof/SOURCE.md) through VerifyBytes.
+func TestWycheproof(t *testing.T) {
+	file := loadWycheproof(t)
 	n := 0
 	for _, g := range file.TestGroups {
 		pk := mustHex(t, g.PublicKey.PK)

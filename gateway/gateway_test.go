@@ -101,6 +101,15 @@ type hostile struct {
 
 func hostileCases() []hostile {
 	resign := func(h *harness, body []byte) uint64 { return h.send(body) }
+	// sealedRefundOf sends a refund whose sealed payload is plain, as is.
+	sealedRefundOf := func(h *harness, plain string) uint64 {
+		sealed, err := h.agent.box.Seal([]byte(plain), h.gwCurve)
+		must(h.t, err)
+		return resign(h, h.body(func(b *envelope.Builder) {
+			b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
+			b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: h.agent.xkey, To: h.gwCurve}
+		}))
+	}
 	withCred := func(h *harness, tok func(h *harness) string) uint64 {
 		body := h.body(nil)
 		hdr := h.signed(h.agent, h.agent.token, body)
@@ -253,34 +262,16 @@ func hostileCases() []hostile {
 			return resign(h, body)
 		}},
 		{"deny/payload_schema", reason.PayloadInvalid, func(h *harness) uint64 {
-			sealed, err := h.agent.box.Seal([]byte(`{"order_id":42}`), h.gwCurve)
-			must(h.t, err)
-			body := h.body(func(b *envelope.Builder) {
-				b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
-				b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: h.agent.xkey, To: h.gwCurve}
-			})
-			return resign(h, body)
+			return sealedRefundOf(h, `{"order_id":42}`)
 		}},
 		// A duplicated member would pass the ceiling as its last value and
 		// reach a consumer that keeps the first; by case, a Go consumer
 		// decoding into a struct.
 		{"deny/sealed_duplicate_member", reason.PayloadInvalid, func(h *harness) uint64 {
-			sealed, err := h.agent.box.Seal([]byte(`{"order_id":"o1","amount_cents":999999999,"amount_cents":5}`), h.gwCurve)
-			must(h.t, err)
-			body := h.body(func(b *envelope.Builder) {
-				b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
-				b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: h.agent.xkey, To: h.gwCurve}
-			})
-			return resign(h, body)
+			return sealedRefundOf(h, `{"order_id":"o1","amount_cents":999999999,"amount_cents":5}`)
 		}},
 		{"deny/sealed_case_folded_member", reason.PayloadInvalid, func(h *harness) uint64 {
-			sealed, err := h.agent.box.Seal([]byte(`{"order_id":"o1","amount_cents":5,"Amount_Cents":999999999}`), h.gwCurve)
-			must(h.t, err)
-			body := h.body(func(b *envelope.Builder) {
-				b.Capability, b.Target = envelope.ToolCall, "refunds.draft_refund"
-				b.Payload = envelope.Payload{Sealed: base64.RawURLEncoding.EncodeToString(sealed), From: h.agent.xkey, To: h.gwCurve}
-			})
-			return resign(h, body)
+			return sealedRefundOf(h, `{"order_id":"o1","amount_cents":5,"Amount_Cents":999999999}`)
 		}},
 		{"deny/content_policy", reason.ContentDenied, func(h *harness) uint64 {
 			body, _ := h.sealedRefund(h.agent, 500000, nil)
