@@ -121,6 +121,9 @@ type State struct {
 // context: keys KeyTenantRemaining, KeyAgentRemaining, KeyTargetRemaining;
 // unlimited levels are absent.
 func (s State) Context() map[string]int64 {
+	if s.Tenant < 0 && s.Agent < 0 && s.Target < 0 {
+		return nil // no budget applies
+	}
 	m := make(map[string]int64, 3)
 	if s.Tenant >= 0 {
 		m[KeyTenantRemaining] = s.Tenant

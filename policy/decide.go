@@ -4,6 +4,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	cedar "github.com/cedar-policy/cedar-go"
 )
@@ -114,8 +115,31 @@ func (e *entities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 	return cedar.Entity{}, false
 }
 
+// authorizeContext caches the context of stage authorize for requests
+// without budget state: it changes once a second, and building a record
+// hashes and copies its map.
+type authorizeContext struct {
+	unix int64
+	rec  cedar.Record
+}
+
+var lastAuthorizeContext atomic.Pointer[authorizeContext]
+
 func buildContext(req Request) (cedar.Record, []string) {
 	t := req.Time.UTC()
+	if len(req.Budget) == 0 && req.Payload == nil {
+		if c := lastAuthorizeContext.Load(); c != nil && c.unix == t.Unix() {
+			return c.rec, nil
+		}
+		rec := cedar.NewRecord(cedar.RecordMap{
+			"time":   cedar.Long(t.Unix()),
+			"hour":   cedar.Long(t.Hour()),
+			"budget": emptyRecord,
+			"stage":  stageAuthorizeValue,
+		})
+		lastAuthorizeContext.Store(&authorizeContext{unix: t.Unix(), rec: rec})
+		return rec, nil
+	}
 	budget := emptyRecord
 	if len(req.Budget) > 0 {
 		bm := make(cedar.RecordMap, len(req.Budget))

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -419,5 +420,19 @@ when { principal.scopes.contains("x:y") && principal.service == "svc" && princip
 	set.attrs.resource(rb)
 	if len(set.attrs.resources) < 2 {
 		t.Errorf("resource cache holds %d entries after one target in two tenants; want both", len(set.attrs.resources))
+	}
+}
+
+// TestAuthorizeContextCacheFollowsTheClock: the cached authorize-stage
+// context is only reused within its second.
+func TestAuthorizeContextCacheFollowsTheClock(t *testing.T) {
+	at := func(ts time.Time) bool {
+		set := mustParse(t, fmt.Sprintf(`permit (principal, action, resource) when { context.time == %d };`, ts.Unix()))
+		return set.Decide(Request{Principal: principal(), Action: "read", Resource: target("x", "read", "low"), Time: ts}).Allow
+	}
+	for _, ts := range []time.Time{t0, t0.Add(400 * time.Millisecond), t0.Add(time.Second), t0, t0.Add(-time.Hour)} {
+		if !at(ts) {
+			t.Errorf("at %v the context's time was not %d", ts, ts.Unix())
+		}
 	}
 }
