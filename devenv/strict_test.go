@@ -18,6 +18,7 @@ import (
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/gwtest"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
 
@@ -60,25 +61,7 @@ func startDev(t *testing.T) *devServer {
 	t.Cleanup(gnc.Close)
 	gw, err := gateway.New(cfg, gateway.WithConn(gnc), gateway.WithLogger(zerolog.Nop()))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-		if err := gw.Close(); err != nil {
-			t.Errorf("gateway Close: %v", err)
-		}
-	})
-	select {
-	case <-gw.Ready():
-	case err := <-done:
-		t.Fatalf("gateway Run as its dev NATS user = %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	gwtest.Run(t, gw, "as its dev NATS user")
 	_, ajs := d.connect(t, m.AdminNATS, "agentgw-admin")
 	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()

@@ -19,6 +19,7 @@ import (
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/gwtest"
 )
 
 const e2eCatalog = `
@@ -76,21 +77,7 @@ func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 	cfg.Consumer.FetchWait = 200 * time.Millisecond
 	gw, err := gateway.New(cfg, gateway.WithConn(h.nc))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-		must(t, gw.Close())
-	})
-	select {
-	case <-gw.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	ctx := gwtest.Run(t, gw, "for the exchange")
 
 	// Hosted as the gateway would: issuer seeds from files, the
 	// gateway's trust checked, audit published to agentgw.audit.<tenant>.

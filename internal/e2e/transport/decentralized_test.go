@@ -1,11 +1,9 @@
 package transport_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,6 +15,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/internal/gwtest"
 )
 
 // staticUser returns the permissions deploy/accounts.conf gives a
@@ -166,23 +165,7 @@ func TestDecentralizedAuth(t *testing.T) {
 	cfg.NATS = gateway.NATSConfig{URL: url, Creds: credsPath}
 	gw, err := gateway.New(cfg, gateway.WithLogger(zerolog.Nop()))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-		must(t, gw.Close())
-	})
-	select {
-	case <-gw.Ready():
-	case err := <-done:
-		t.Fatalf("gateway Run with a user JWT = %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	ctx := gwtest.Run(t, gw, "with a user JWT")
 
 	// The admin (full JetStream API) provisions the refunds consumer.
 	adminUser, adminPub := kp(nkeys.CreateUser)

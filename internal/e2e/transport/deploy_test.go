@@ -20,6 +20,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/gwtest"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
 
@@ -335,26 +336,8 @@ func (d *deployment) startGateway(t *testing.T, mods ...func(*gateway.Config)) {
 	}
 	gw, err := gateway.New(cfg, gateway.WithLogger(zerolog.Nop()))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	select {
-	case <-gw.Ready():
-	case err := <-done:
-		t.Fatalf("gateway Run as the deploy gateway user = %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("gateway not ready")
-	}
+	gwtest.Run(t, gw, "as the deploy gateway user")
 	d.gw = gw
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-		if err := gw.Close(); err != nil {
-			t.Errorf("gateway Close: %v", err)
-		}
-	})
 }
 
 // provision creates the pull consumers of deploy/consumers/ with the
