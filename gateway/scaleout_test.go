@@ -52,6 +52,23 @@ func (h *harness) startInstance(name string) *instance {
 	return in
 }
 
+// endScaleOut checks every ingress message has its one output, stops the
+// instances in order, then scans everything emitted for secrets and every
+// audit event against its schema.
+func (h *harness) endScaleOut(t *testing.T, instances ...*instance) {
+	t.Helper()
+	r, err := invariant.Wait(context.Background(), h.js, 15*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	for _, in := range instances {
+		in.stop(t)
+	}
+	h.scanSecrets()
+	h.validateAudit()
+}
+
 func (in *instance) stop(t testing.TB) {
 	if in.gw == nil {
 		return
@@ -130,15 +147,7 @@ func TestScaleOutSharesPartitionsAndFailsOver(t *testing.T) {
 	if out := h.outputFor(fresh); out.Header.Get(header.Route) != string(store.RouteAllow) {
 		t.Fatalf("after failover: route %s (%s); want allow", out.Header.Get(header.Route), out.Header.Get(header.Reason))
 	}
-	r, err := invariant.Wait(context.Background(), h.js, 15*time.Second)
-	must(t, err)
-	if err := r.Err(); err != nil {
-		t.Fatalf("invariant: %v", err)
-	}
-	b.stop(t)
-	a.stop(t)
-	h.scanSecrets()
-	h.validateAudit()
+	h.endScaleOut(t, b, a)
 }
 
 // partitionOf is the partition the server put ingress message seq in.
@@ -228,13 +237,5 @@ func TestScaleOutApprovalAcrossPartitions(t *testing.T) {
 	if got := len(h.all(StreamCap)); got != 1 {
 		t.Fatalf("capability deliveries = %d; want exactly 1", got)
 	}
-	r, err := invariant.Wait(context.Background(), h.js, 15*time.Second)
-	must(t, err)
-	if err := r.Err(); err != nil {
-		t.Fatalf("invariant: %v", err)
-	}
-	b.stop(t)
-	a.stop(t)
-	h.scanSecrets()
-	h.validateAudit()
+	h.endScaleOut(t, b, a)
 }
