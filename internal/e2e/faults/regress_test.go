@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentgw/agentgw/devenv"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/internal/gwtest"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
@@ -37,22 +38,7 @@ func TestLostPubAcksDoNotStall(t *testing.T) {
 	cfg.ReloadInterval = 0
 	gw, err := gateway.New(cfg, gateway.WithConn(nc))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway Run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("gateway Run did not return after cancel: stuck")
-		}
-		_ = gw.Close()
-	})
-	<-gw.Ready()
+	gwtest.Run(t, gw, "in process")
 
 	silent, err := nc.SubscribeSync("blackhole.>")
 	must(t, err)
