@@ -27,7 +27,9 @@ type Options struct {
 	// vfs.NewCrashableMem or an errorfs wrapper.
 	FS vfs.FS
 	// CacheBytes is the block cache size in bytes; 0 means 64 MiB. Pebble's
-	// own default (8 MiB) made lookup misses ~7× slower.
+	// own default (8 MiB) made lookup misses ~7× slower. Pebble charges
+	// its memtables to the block cache, so the cache the ledger creates is
+	// CacheBytes plus room for the memtables (see pebbleCacheBytes).
 	CacheBytes int64
 	// MemTableBytes is the memtable size; 0 means Pebble's default (4 MiB).
 	// Recorded outcomes live only until their ingress message is
@@ -69,6 +71,32 @@ func (o Options) withDefaults() Options {
 		o.Lookback = DefaultLookback
 	}
 	return o
+}
+
+// Pebble's defaults for the memtables, set explicitly so that the cache
+// arithmetic below stays true.
+const (
+	pebbleMemTableBytes     = 4 << 20
+	memTableStopWritesLimit = 2
+)
+
+func (o Options) memTableBytes() uint64 {
+	if o.MemTableBytes == 0 {
+		return pebbleMemTableBytes
+	}
+	return o.MemTableBytes
+}
+
+// pebbleCacheBytes is the size of the cache handed to Pebble. Pebble
+// reserves every live memtable's size in the block cache; with a cache no
+// larger than the memtables (64 MiB against two 32 MiB memtables, the
+// gateway's settings until this was measured) the cache's target size is
+// zero and it keeps no block at all: every lookup read and checksummed
+// each table's bloom filter from the file. Reserving room for the most
+// memtables Pebble allows before it stalls writes leaves CacheBytes for
+// blocks.
+func (o Options) pebbleCacheBytes() int64 {
+	return o.CacheBytes + int64(o.memTableBytes())*memTableStopWritesLimit
 }
 
 // Validate reports every problem with o at once.
@@ -153,7 +181,7 @@ func Open(dir string, opt Options) (*Ledger, error) {
 		width:    uint64(opt.GenWidth),
 		lookback: opt.Lookback,
 		log:      opt.Logger,
-		cache:    pebble.NewCache(opt.CacheBytes),
+		cache:    pebble.NewCache(opt.pebbleCacheBytes()),
 		lock:     lock,
 	}
 	if err := l.open(fresh, !opt.SkipVerify); err != nil {
@@ -182,15 +210,16 @@ func isFresh(fsys vfs.FS, dir string) (bool, error) {
 // generation metadata. On error the database is closed again.
 func (l *Ledger) open(fresh, verify bool) error {
 	po := &pebble.Options{
-		FS:                 l.opt.FS,
-		Cache:              l.cache,
-		Comparer:           ledgerComparer,
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{l.log},
-		Lock:               l.lock,
-		ErrorIfExists:      fresh,
-		ErrorIfNotExists:   !fresh,
-		MemTableSize:       l.opt.MemTableBytes,
+		FS:                          l.opt.FS,
+		Cache:                       l.cache,
+		Comparer:                    ledgerComparer,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{l.log},
+		Lock:                        l.lock,
+		ErrorIfExists:               fresh,
+		ErrorIfNotExists:            !fresh,
+		MemTableSize:                l.opt.memTableBytes(),
+		MemTableStopWritesThreshold: memTableStopWritesLimit,
 		EventListener: &pebble.EventListener{
 			// Pebble's default exits the process on a corrupt block. The read
 			// that hit it fails with a corruption error instead, which the

@@ -6,7 +6,7 @@ package store
 // runtime.MemStats.
 type MemoryStats struct {
 	BlockCacheBytes     int64  // bytes in use by the block cache
-	BlockCacheCapacity  int64  // the configured cache size (Options.CacheBytes)
+	BlockCacheCapacity  int64  // the room for blocks (Options.CacheBytes; the memtables' reservation comes on top)
 	MemTableBytes       uint64 // bytes allocated by memtables (and large batches)
 	MemTables           int64  // memtables allocated
 	ZombieMemTableBytes uint64 // memtables no longer in the DB state, still pinned by an iterator
@@ -27,7 +27,7 @@ func (l *Ledger) Memory() (MemoryStats, error) {
 	m := db.Metrics()
 	s := MemoryStats{
 		BlockCacheBytes:     m.BlockCache.Size,
-		BlockCacheCapacity:  l.cache.MaxSize(),
+		BlockCacheCapacity:  l.opt.CacheBytes,
 		MemTableBytes:       m.MemTable.Size,
 		MemTables:           m.MemTable.Count,
 		ZombieMemTableBytes: m.MemTable.ZombieSize,
