@@ -220,6 +220,7 @@ func (b *Batch) Commit() error {
 	if b.maxOutcome > l.maxOutcome.Load() {
 		l.maxOutcome.Store(b.maxOutcome) // under wmu: no lost update
 	}
+	l.committed.Add(uint64(size))
 	l.gmu.Lock()
 	l.gens = all
 	l.gmu.Unlock()

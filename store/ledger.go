@@ -153,7 +153,14 @@ type Ledger struct {
 	// maxOutcome bounds the sequences with a recorded outcome (read at
 	// open, raised by every commit), so a first delivery needs no lookup.
 	maxOutcome atomic.Uint64
+	// committed counts the bytes of the batches committed since Open.
+	committed atomic.Uint64
 }
+
+// Committed returns the bytes batches have committed since Open: how fast
+// the memtable fills. The gateway prunes outcomes when a fraction of a
+// memtable has been written, so that they are deleted before the flush.
+func (l *Ledger) Committed() uint64 { return l.committed.Load() }
 
 // Open opens the ledger in dir, creating it when dir is missing or empty.
 // A directory that holds anything else than a readable ledger yields an

@@ -510,3 +510,27 @@ func TestBlockCacheKeepsBlocks(t *testing.T) {
 		t.Fatalf("Memory() = %+v, %v; want BlockCacheCapacity %d", m, err, size)
 	}
 }
+
+func TestCommittedCountsBatchBytes(t *testing.T) {
+	l := openTest(t, Options{})
+	if n := l.Committed(); n != 0 {
+		t.Fatalf("Committed() on a fresh ledger = %d", n)
+	}
+	b := l.NewBatch()
+	if err := b.PutOutcome(1, make([]byte, 10_000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	first := l.Committed()
+	if first < 10_000 {
+		t.Fatalf("Committed() = %d after a 10 kB outcome", first)
+	}
+	b = l.NewBatch()
+	b.Close() // discarded: nothing written
+	if n := l.Committed(); n != first {
+		t.Fatalf("Committed() = %d after a discarded batch; want %d", n, first)
+	}
+}
