@@ -33,6 +33,22 @@ func (s *Set) Decide(req Request) Decision {
 		d.PolicyIDs = []string{BuiltinTenantIsolation}
 		return d
 	}
+	key, memo := s.memoKey(req)
+	if memo {
+		if d, ok := s.memo.get(key); ok {
+			return d
+		}
+	}
+	d = s.evaluate(req)
+	if memo {
+		s.memo.put(key, d)
+	}
+	return d
+}
+
+// evaluate is Decide past the tenant guard, without the memo.
+func (s *Set) evaluate(req Request) Decision {
+	d := Decision{Version: s.version}
 
 	ents := &entities{
 		principal: cedar.Entity{

@@ -148,7 +148,7 @@ func digest(srcs []source) string {
 func compile(srcs []source) (*Set, error) {
 	srcs = slices.Clone(srcs)
 	slices.SortFunc(srcs, func(a, b source) int { return strings.Compare(a.name, b.name) })
-	set := &Set{version: digest(srcs), meta: map[cedar.PolicyID]policyMeta{}, stageBlind: true}
+	set := &Set{version: digest(srcs), meta: map[cedar.PolicyID]policyMeta{}, stageBlind: true, memoOK: true}
 	var probs []error
 	where := map[cedar.PolicyID]cedar.Position{}
 	for _, s := range srcs {
@@ -189,6 +189,7 @@ func compile(srcs []source) (*Set, error) {
 				prob("%s", msg)
 			}
 			set.stageBlind = set.stageBlind && stageBlind((*xast.Policy)(p.AST()))
+			set.memoOK = set.memoOK && memoizable((*xast.Policy)(p.AST()))
 			set.entries = append(set.entries, entry{id: id, p: p})
 			set.meta[id] = policyMeta{forbid: p.Effect() == cedar.Forbid, approval: approval}
 		}
@@ -253,27 +254,7 @@ var stageBlindAttrs = map[string]bool{"time": true, "hour": true, "budget": true
 // attribute in stageBlindAttrs. Conservative: context used any other way
 // (passed whole, compared, or read for stage or payload) is not blind.
 func stageBlind(p *xast.Policy) bool {
-	uses, safe := 0, 0
-	for _, c := range p.Conditions {
-		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
-			switch n := n.(type) {
-			case xast.NodeTypeVariable:
-				if n.Name == "context" {
-					uses++
-				}
-			case xast.NodeTypeAccess:
-				if isContext(n.Arg) && stageBlindAttrs[string(n.Value)] {
-					safe++
-				}
-			case xast.NodeTypeHas:
-				if isContext(n.Arg) && stageBlindAttrs[string(n.Value)] {
-					safe++
-				}
-			}
-			return true
-		})
-	}
-	return uses == safe
+	return contextUsesOnly(p, stageBlindAttrs)
 }
 
 func isContext(n xast.IsNode) bool {

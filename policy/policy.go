@@ -79,6 +79,8 @@ type Decision struct {
 	// on omitted payload fields ("payload.<field>: ..."). They name
 	// fields and policies, never payload values.
 	Errors []string
+	// The slices may be shared between decisions (memo.go): read them,
+	// never write into them.
 }
 
 // policyMeta is what Decide needs to know about a policy beyond Cedar.
@@ -102,6 +104,9 @@ type Set struct {
 	// stageBlind: no policy reads context.stage or context.payload (or
 	// context as a whole), so both stages decide alike.
 	stageBlind bool
+	// memoOK: no policy can see context.time (see memo.go).
+	memoOK bool
+	memo   decisionMemo
 }
 
 // Version returns "sha256:<hex>" of the canonical concatenation of the
