@@ -113,3 +113,28 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+// TestAlphabets checks in against the alphabets' definition for every
+// byte at every position of the unrolled loop and of its tail.
+func TestAlphabets(t *testing.T) {
+	isB64 := func(c byte) bool {
+		return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+	}
+	for c := range 256 {
+		for _, n := range []int{1, 7, 8, 9, 17, 40} {
+			for at := range n {
+				s := []byte(strings.Repeat("a", n))
+				s[at] = byte(c)
+				if got := in(&base64Chars, string(s)); got != isB64(byte(c)) {
+					t.Fatalf("in(base64, %q) = %v", s, got)
+				}
+				if got := in(&tokenChars, string(s)); got != (isB64(byte(c)) || c == '.') {
+					t.Fatalf("in(token, %q) = %v", s, got)
+				}
+			}
+		}
+	}
+	if !in(&base64Chars, "") {
+		t.Fatal("the empty string is not in the alphabet")
+	}
+}

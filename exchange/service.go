@@ -488,7 +488,7 @@ func (sv *server) publishAudit(ev audit.Event) {
 		subj, _ = subjects.Audit(subjects.UnroutableTenant)
 	}
 	m := nats.NewMsg(subj)
-	m.Data, _ = json.Marshal(ev) // plain types only: cannot fail
+	m.Data = ev.AppendJSON(nil)
 	if ev.RequestID != "" {
 		m.Header.Set(header.MsgID, "exchange."+ev.Agent+"."+ev.RequestID+"."+outcome(ev))
 	}

@@ -72,7 +72,7 @@ func (g *Gateway) handleOperator(ctx context.Context, m *nats.Msg) operator.Resu
 	}
 	g.logDecision(ev)
 	if subj, err := subjects.Audit(ev.Tenant); err == nil {
-		data, _ := json.Marshal(ev)
+		data := ev.AppendJSON(nil)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if _, err := g.js.Publish(pctx, subj, data); err != nil {

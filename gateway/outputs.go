@@ -282,7 +282,7 @@ func (g *Gateway) auditOutput(it *item, ev audit.Event) *nats.Msg {
 		subj, _ = subjects.Audit(UnroutableTenant)
 	}
 	m := nats.NewMsg(subj)
-	m.Data, _ = json.Marshal(ev)
+	m.Data = ev.AppendJSON(make([]byte, 0, 1024))
 	m.Header.Set(header.MsgID, outputMsgID(it, ".audit"))
 	return m
 }
