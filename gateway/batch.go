@@ -307,7 +307,7 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, j
 		}
 	}
 	g.stats.Batches.Add(1)
-	job := ackJob{items: items, futs: g.publishOutputs(items)}
+	job := ackJob{items: items, pubs: g.publishOutputs(items)}
 	// Hand the batch to the acker even when ctx is cancelled: the batch
 	// in hand always finishes (graceful shutdown).
 	jobs <- job
@@ -427,21 +427,19 @@ func targetName(it *item) string {
 	return ""
 }
 
-// pending is one output awaiting its PubAck.
-type pending struct {
-	it  *item
-	fut jetstream.PubAckFuture
-}
-
 // ackJob is a published batch whose PubAcks the acker waits for.
 type ackJob struct {
 	items []*item
-	futs  []pending
+	pubs  *pubGroup
 }
 
 // publishOutputs publishes every output of a batch asynchronously.
-func (g *Gateway) publishOutputs(items []*item) []pending {
-	var futs []pending
+func (g *Gateway) publishOutputs(items []*item) *pubGroup {
+	n := 0
+	for _, it := range items {
+		n += len(it.outputs)
+	}
+	pg := newPubGroup(n)
 	for _, it := range items {
 		it.outputOK, it.unstored = true, nil
 		if it.reemit {
@@ -449,18 +447,16 @@ func (g *Gateway) publishOutputs(items []*item) []pending {
 			g.metrics.Reemitted.Inc()
 		}
 		for _, m := range it.outputs {
-			f, err := g.js.PublishMsgAsync(m)
-			if err != nil {
+			if err := g.pub.publish(pg, it, m); err != nil {
 				it.outputOK = false
 				it.unstored = append(it.unstored, m)
 				g.metrics.PublishFails.Inc()
 				g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("publish failed; will redeliver")
-				continue
 			}
-			futs = append(futs, pending{it, f})
 		}
 	}
-	return futs
+	g.pub.seal(pg)
+	return pg
 }
 
 // acker waits for the PubAcks of published batches and acks their
@@ -471,7 +467,7 @@ func (g *Gateway) publishOutputs(items []*item) []pending {
 func (g *Gateway) acker(ps *partState, jobs <-chan ackJob) {
 	for j := range jobs {
 		start := time.Now()
-		if err := g.awaitAndAck(ps, j.items, j.futs); err != nil {
+		if err := g.awaitAndAck(ps, j.items, j.pubs); err != nil {
 			g.log.Error().Err(err).Msg("batch not acknowledged; messages will be redelivered")
 		}
 		metrics.Since(g.metrics.GateSeconds.WithLabelValues("publish"), start)
@@ -482,47 +478,35 @@ func (g *Gateway) acker(ps *partState, jobs <-chan ackJob) {
 // message whose outputs all landed and naks the others (their recorded
 // outcome is re-emitted on redelivery). Nothing is acked before its
 // outputs are durable.
-func (g *Gateway) awaitAndAck(ps *partState, items []*item, futs []pending) error {
+func (g *Gateway) awaitAndAck(ps *partState, items []*item, pg *pubGroup) error {
 	defer func() {
 		for _, it := range items {
 			g.endSpan(it)
 		}
 	}()
-	// Never wait forever: after the deadline, every future not already
-	// resolved counts as failed (a PubAck can be lost without a
+	// Never wait forever: after the deadline, every output not already
+	// answered counts as failed (a PubAck can be lost without a
 	// disconnect, e.g. when a stream leader dies).
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
-	timedOut := false
-	for _, p := range futs {
-		fail := func(err error) {
-			p.it.outputOK = false
-			p.it.unstored = append(p.it.unstored, p.fut.Msg())
-			g.metrics.PublishFails.Inc()
-			g.log.Warn().Err(err).Uint64("ingress_seq", p.it.seq).Str("subject", p.fut.Msg().Subject).Msg("output not stored; will redeliver")
-		}
-		if timedOut {
-			select {
-			case <-p.fut.Ok():
-			case err := <-p.fut.Err():
-				fail(err)
-			default:
-				fail(errPubAckTimeout)
-			}
+	select {
+	case <-pg.all:
+	case <-deadline.C:
+	case <-ps.abandon.Done():
+		// The lease is gone: the next owner re-emits what the journal
+		// recorded; nothing more is acked from here.
+		g.pub.results(pg, errPubAckTimeout)
+		return fmt.Errorf("gateway: partition %d given up with a batch in flight", ps.p)
+	}
+	for i, err := range g.pub.results(pg, errPubAckTimeout) {
+		if err == nil {
 			continue
 		}
-		select {
-		case <-p.fut.Ok():
-		case err := <-p.fut.Err():
-			fail(err)
-		case <-deadline.C:
-			timedOut = true
-			fail(errPubAckTimeout)
-		case <-ps.abandon.Done():
-			// The lease is gone: the next owner re-emits what the
-			// journal recorded; nothing more is acked from here.
-			return fmt.Errorf("gateway: partition %d given up with a batch in flight", ps.p)
-		}
+		it, m := pg.items[i], pg.msgs[i]
+		it.outputOK = false
+		it.unstored = append(it.unstored, m)
+		g.metrics.PublishFails.Inc()
+		g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Msg("output not stored; will redeliver")
 	}
 	if err := g.forgetStored(ps, items); err != nil {
 		g.log.Warn().Err(err).Msg("could not narrow recorded outcomes; a redelivery re-emits them all (deduplicated within the window)")

@@ -16,7 +16,7 @@ import (
 // BenchmarkPublishBatch is the publish gate: a batch of 256 outputs the
 // size of a plain delivery (small headers, a 2 KiB body) published
 // asynchronously to the capability stream of an embedded server, then
-// every PubAck awaited — what publishOutputs and the acker do. Per
+// every PubAck awaited — what publishOutputs and the acker do (pubAcks). Per
 // message (ns/op), server included.
 func BenchmarkPublishBatch(b *testing.B) {
 	srv := natstest.Start(b, natstest.Options{})
@@ -24,6 +24,9 @@ func BenchmarkPublishBatch(b *testing.B) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
 	must(b, err)
 	must(b, EnsureStreams(context.Background(), js, DefaultConfig().Streams, 1))
+	pub, err := newPubAcks(nc)
+	must(b, err)
+	defer pub.close()
 	body := []byte(`{"v":1,"decision":"` + strings.Repeat("x", 1500) + `","envelope":{"v":1}}`)
 	const batch = 256
 	msgs := make([]*nats.Msg, batch)
@@ -40,18 +43,14 @@ func BenchmarkPublishBatch(b *testing.B) {
 		if i < batch-1 {
 			continue
 		}
-		futs := make([]jetstream.PubAckFuture, 0, batch)
+		pg := newPubGroup(batch)
 		for _, m := range msgs {
-			f, err := js.PublishMsgAsync(m)
-			must(b, err)
-			futs = append(futs, f)
+			must(b, pub.publish(pg, nil, m))
 		}
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				b.Fatal(err)
-			}
+		pub.seal(pg)
+		<-pg.all
+		for _, err := range pub.results(pg, errPubAckTimeout) {
+			must(b, err)
 		}
 	}
 }

@@ -34,6 +34,7 @@ type Gateway struct {
 	nc    *nats.Conn
 	ownNC bool
 	js    jetstream.JetStream
+	pub   *pubAcks // publishes outputs and matches their PubAcks
 
 	ledger      *store.Ledger // single-instance mode; nil when scaled out
 	scale       *scaleOut     // scale-out mode; nil otherwise
@@ -242,6 +243,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: jetstream: %w", err)
 	}
 	g.js = js
+	if g.pub, err = newPubAcks(g.nc); err != nil {
+		return err
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := EnsureStreams(setupCtx, js, g.cfg.Streams, g.cfg.Consumer.Partitions); err != nil {
@@ -316,6 +320,7 @@ func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 // Close releases the ledger and the connection it dialled.
 func (g *Gateway) Close() error {
 	var errs []error
+	g.pub.close()
 	if g.ownNC && g.nc != nil {
 		if err := g.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			errs = append(errs, err)

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/internal/natstest"
+)
+
+func TestPubAckError(t *testing.T) {
+	for name, c := range map[string]struct {
+		data   string
+		status string
+		want   error // nil, a sentinel, or errRefused for any other error
+	}{
+		"stored":             {data: `{"stream":"AGENTGW_CAP","seq":12}`},
+		"duplicate":          {data: `{"stream":"AGENTGW_CAP","seq":12,"duplicate":true}`},
+		"with domain":        {data: `{"stream":"S","seq":1,"domain":"hub"}`},
+		"other order":        {data: `{"seq":3,"stream":"S"}`},
+		"refused":            {data: `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`, want: errRefused},
+		"stream and error":   {data: `{"stream":"S","seq":0,"error":{"code":400,"description":"wrong last sequence"}}`, want: errRefused},
+		"no responders":      {status: "503", want: errNoStream},
+		"empty":              {want: errMalformedAck},
+		"not json":           {data: `{"stream":"S"`, want: errMalformedAck},
+		"no seq":             {data: `{"stream":"S"}`, want: nil}, // the fast path: the server only omits seq on error
+		"array":              {data: `[1]`, want: errMalformedAck},
+		"nothing stored":     {data: `{}`, want: errMalformedAck},
+		"truncated stored":   {data: `{"stream":"S","seq":`, want: errMalformedAck},
+		"error after prefix": {data: `{"stream":"S","error":{"code":500,"description":"x"}}`, want: errRefused},
+	} {
+		m := &nats.Msg{Data: []byte(c.data), Header: nats.Header{}}
+		if c.status != "" {
+			m.Header.Set("Status", c.status)
+		}
+		got := pubAckError(m)
+		switch {
+		case c.want == nil && got != nil, c.want == errRefused && (got == nil || errors.Is(got, errMalformedAck) || errors.Is(got, errNoStream)),
+			c.want != nil && c.want != errRefused && !errors.Is(got, c.want):
+			t.Errorf("%s: pubAckError = %v; want %v", name, got, c.want)
+		}
+	}
+}
+
+var errRefused = errors.New("any refusal")
+
+// TestPubAcksAgainstJetStream: outputs to a stream are stored and
+// answered nil, an output no stream takes is answered with the
+// no-responders status, a batch with nothing in it is complete at once,
+// and a batch given up on leaves nothing behind.
+func TestPubAcksAgainstJetStream(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	must(t, err)
+	must(t, EnsureStreams(context.Background(), js, DefaultConfig().Streams, 1))
+	pub, err := newPubAcks(nc)
+	must(t, err)
+	defer pub.close()
+
+	empty := newPubGroup(0)
+	pub.seal(empty)
+	select {
+	case <-empty.all:
+	case <-time.After(time.Second):
+		t.Fatal("an empty batch never completes")
+	}
+
+	pg := newPubGroup(3)
+	it := &item{seq: 1}
+	msg := func(subj, id string) *nats.Msg {
+		return &nats.Msg{Subject: subj, Data: []byte("x"), Header: nats.Header{header.MsgID: {id}}}
+	}
+	must(t, pub.publish(pg, it, msg("agentgw.cap.t.k.search", "a")))
+	must(t, pub.publish(pg, it, msg("agentgw.cap.t.k.search", "a"))) // a duplicate is stored too
+	must(t, pub.publish(pg, it, msg("nowhere."+strings.Repeat("x", 3), "b")))
+	pub.seal(pg)
+	select {
+	case <-pg.all:
+	case <-time.After(10 * time.Second):
+		t.Fatal("PubAcks never arrived")
+	}
+	res := pub.results(pg, errPubAckTimeout)
+	if res[0] != nil || res[1] != nil || !errors.Is(res[2], errNoStream) {
+		t.Fatalf("results = %v; want stored, stored (duplicate), no stream", res)
+	}
+
+	// Given up on before its answers: counted unanswered, forgotten.
+	pg = newPubGroup(1)
+	pub.mu.Lock() // hold the answers back
+	pg.items, pg.msgs, pg.ids = append(pg.items, it), append(pg.msgs, msg("agentgw.cap.t.k.search", "c")), append(pg.ids, 999)
+	pg.errs, pg.done = append(pg.errs, nil), append(pg.done, false)
+	pg.left++
+	pub.wait[999] = waiter{pg, 0}
+	pub.mu.Unlock()
+	pub.seal(pg)
+	if res := pub.results(pg, errPubAckTimeout); !errors.Is(res[0], errPubAckTimeout) {
+		t.Fatalf("unanswered output: %v; want the timeout", res[0])
+	}
+	pub.mu.Lock()
+	n := len(pub.wait)
+	pub.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d outputs still awaited after their batches were read", n)
+	}
+}
