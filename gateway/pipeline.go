@@ -186,6 +186,17 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	if err != nil {
 		return err
 	}
+	if !found && b.Acknowledged(it.seq) {
+		// A delivery JetStream sent before it processed the ack of an
+		// earlier one (a redelivery after an ack timeout, already in
+		// flight): the message's outputs are stored and its outcome
+		// pruned. Deciding again could contradict the first decision and
+		// would write a second audit event; it is acknowledged with
+		// nothing to publish.
+		it.reemit, it.outputs = true, nil
+		g.log.Debug().Uint64("ingress_seq", it.seq).Msg("stale delivery of an acknowledged message; dropped")
+		return nil
+	}
 	if found {
 		// A redelivery after a crash or an ack timeout: the decision was
 		// made and recorded; re-emit it (JetStream de-duplicates by the

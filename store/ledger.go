@@ -155,6 +155,9 @@ type Ledger struct {
 	maxOutcome atomic.Uint64
 	// committed counts the bytes of the batches committed since Open.
 	committed atomic.Uint64
+	// outcomeFloor is the highest ack floor PruneOutcomes was given since
+	// Open: every sequence at or below it was acknowledged.
+	outcomeFloor atomic.Uint64
 }
 
 // Committed returns the bytes batches have committed since Open: how fast

@@ -85,8 +85,23 @@ func (l *Ledger) PruneOutcomes(ackFloor uint64) error {
 		_ = pb.Close()
 		return fmt.Errorf("store: prune outcomes: %w: %v", ErrIO, err)
 	}
+	// Raised before the deletion applies: a lookup that misses an outcome
+	// the deletion removed must see the floor (Acknowledged).
+	for {
+		cur := l.outcomeFloor.Load()
+		if ackFloor <= cur || l.outcomeFloor.CompareAndSwap(cur, ackFloor) {
+			break
+		}
+	}
 	return l.apply(pb, false)
 }
+
+// Acknowledged reports whether seq is at or below an ack floor that
+// PruneOutcomes was given since Open: its message was acknowledged, so
+// its outcome may be gone. A delivery of such a message is one JetStream
+// sent before it processed the ack (a redelivery after an ack timeout,
+// already in flight); it must not be decided again.
+func (l *Ledger) Acknowledged(seq uint64) bool { return seq <= l.outcomeFloor.Load() }
 
 // lastOutcome returns the highest sequence with a recorded outcome (0 for
 // none): an upper bound for Outcome lookups after open.
@@ -108,3 +123,6 @@ func lastOutcome(db *pebble.DB) (uint64, error) {
 	}
 	return binary.BigEndian.Uint64(k[1:]), nil
 }
+
+// Acknowledged is Ledger.Acknowledged, for the batch's ledger.
+func (b *Batch) Acknowledged(seq uint64) bool { return b.l.Acknowledged(seq) }

@@ -88,3 +88,23 @@ func TestOutcomeFoundAfterReopen(t *testing.T) {
 	}
 	check(map[uint64]bool{9: true, 12: true, 13: false})
 }
+
+func TestAcknowledgedFollowsPrunedFloor(t *testing.T) {
+	l := openTest(t, Options{})
+	if l.Acknowledged(1) {
+		t.Fatal("sequence 1 acknowledged on a fresh ledger")
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(l.PruneOutcomes(10))
+	must(l.PruneOutcomes(5)) // a lower floor never lowers it
+	b := l.NewBatch()
+	defer b.Close()
+	if !b.Acknowledged(10) || !l.Acknowledged(1) || l.Acknowledged(11) {
+		t.Fatalf("Acknowledged(10, 1, 11) = %v, %v, %v; want true, true, false", b.Acknowledged(10), l.Acknowledged(1), l.Acknowledged(11))
+	}
+}
