@@ -456,12 +456,12 @@ func watchAudit(ctx context.Context, js jetstream.JetStream) (*auditWatch, error
 	}
 	w := &auditWatch{events: map[uint64]audit.Event{}}
 	w.cc, err = c.Consume(func(m jetstream.Msg) {
-		var ev audit.Event
-		if json.Unmarshal(m.Data(), &ev) == nil {
-			w.mu.Lock()
+		evs, _ := audit.Decode(m.Data()) // one message per batch and tenant
+		w.mu.Lock()
+		for _, ev := range evs {
 			w.events[ev.IngressSeq] = ev
-			w.mu.Unlock()
 		}
+		w.mu.Unlock()
 	})
 	return w, err
 }

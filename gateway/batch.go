@@ -282,6 +282,10 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, j
 			return err
 		}
 	}
+	if err := g.recordOutcomes(b, items); err != nil {
+		g.nakAll(items)
+		return err
+	}
 	if err := b.Commit(); err != nil {
 		g.nakAll(items)
 		m.LedgerErrors.Inc()
@@ -352,7 +356,9 @@ func (g *Gateway) signBatch(items []*item) error {
 	return nil
 }
 
-// finish builds the denial and audit outputs and stages the outcome.
+// finish builds the denial output and the audit event and stages the
+// ledger entries; recordOutcomes then adds the audit outputs and stages
+// the outcomes.
 func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 	if it.reemit {
 		return nil
@@ -383,9 +389,8 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		}
 		it.outputs = []*nats.Msg{m}
 	}
-	ev := g.auditEvent(it, g.clock(), it.outputs[0].Subject)
-	g.logDecision(ev)
-	it.outputs = append(it.outputs, g.auditOutput(it, ev))
+	it.ev = g.auditEvent(it, g.clock(), it.outputs[0].Subject)
+	g.logDecision(it.ev)
 	d := store.Decision{Route: it.route, Target: targetName(it), PolicyIDs: it.pol.PolicyIDs, PolicyVersion: it.pol.Version, OutputMsgID: outputMsgID(it, "")}
 	if it.denial != nil {
 		d.Reason = it.denial.Code
@@ -403,17 +408,84 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 			}
 		}
 	}
-	// The outcome last: a journal prefix never holds it without the
-	// entries above (see ledgerBatch).
-	rec, err := encodeOutputs(it.outputs, it.body)
-	if err != nil {
-		return err
-	}
-	if err := b.PutOutcome(it.seq, rec); err != nil {
-		return err
-	}
 	g.count(it)
 	g.stats.Decided.Add(1)
+	return nil
+}
+
+// maxAuditMessage bounds the events of one audit message, in bytes (a
+// few hundred decisions), and so does half the server's max_payload.
+const maxAuditMessage = 128 << 10
+
+// recordOutcomes adds the audit outputs of the decided items of a batch
+// and stages their outcomes, after the entries finish staged (the outcome
+// last: a journal prefix never holds it without the entries).
+//
+// The events of one tenant in the batch go out as one audit message
+// (audit.Lines), up to maxAuditMessage: publishing one message per
+// decision was a tenth of the gateway's CPU. The message is an output of
+// the batch's last item for that tenant, its carrier, and is recorded in
+// the carrier's outcome only; the carrier is acknowledged only once the
+// message is stored, so until then the carrier's redelivery re-emits it
+// (same Nats-Msg-Id). That needs the outcomes of a batch recorded all or
+// none, which one Pebble commit is. A scale-out journal append can stop
+// part way (a prefix holding a non-carrier's outcome but not its
+// carrier's would lose the event), so journaled partitions keep one audit
+// message per decision.
+func (g *Gateway) recordOutcomes(b *ledgerBatch, items []*item) error {
+	type group struct {
+		data    []byte
+		carrier *item
+	}
+	limit := maxAuditMessage
+	if mp := int(g.nc.MaxPayload() / 2); mp > 0 && mp < limit {
+		limit = mp
+	}
+	var open map[string]*group
+	flush := func(subj string, gr *group) {
+		m := nats.NewMsg(subj)
+		m.Data = gr.data
+		m.Header.Set(header.MsgID, outputMsgID(gr.carrier, ".audit"))
+		gr.carrier.outputs = append(gr.carrier.outputs, m)
+	}
+	for _, it := range items {
+		if it.reemit {
+			continue
+		}
+		if b.journal {
+			it.outputs = append(it.outputs, g.auditOutput(it, it.ev))
+			continue
+		}
+		subj := auditSubject(it.ev.Tenant)
+		gr := open[subj]
+		if gr != nil && len(gr.data) >= limit {
+			flush(subj, gr)
+			gr = nil
+		}
+		if gr == nil {
+			if open == nil {
+				open = make(map[string]*group)
+			}
+			gr = &group{data: make([]byte, 0, 4096)}
+			open[subj] = gr
+		}
+		gr.data, gr.carrier = it.ev.AppendLine(gr.data), it
+	}
+	for subj, gr := range open {
+		flush(subj, gr)
+	}
+	for _, it := range items {
+		if it.reemit {
+			continue
+		}
+		rec, err := encodeOutputs(it.outputs, it.body)
+		if err != nil {
+			return err
+		}
+		if err := b.PutOutcome(it.seq, rec); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -2,11 +2,9 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/internal/invariant"
 )
@@ -41,9 +39,7 @@ func floodThenValid(t *testing.T, fair bool) []string {
 		t.Fatalf("invariant: %v", err)
 	}
 	var order []string
-	for _, m := range h.all(StreamAudit) {
-		var ev audit.Event
-		must(t, json.Unmarshal(m.Data, &ev))
+	for _, ev := range h.auditEvents() {
 		order = append(order, ev.Tenant)
 	}
 	if len(order) != flood+valid {

@@ -73,14 +73,25 @@ func TestSealedToolCallDelivered(t *testing.T) {
 	h.scanSecrets()
 }
 
+// auditEvents returns every event of the audit stream, in order (an audit
+// message holds several: audit.Decode).
+func (h *harness) auditEvents() []audit.Event {
+	h.t.Helper()
+	var out []audit.Event
+	for _, m := range h.all(StreamAudit) {
+		evs, err := audit.Decode(m.Data)
+		must(h.t, err)
+		out = append(out, evs...)
+	}
+	return out
+}
+
 // auditFor returns the audit event recorded for an ingress sequence.
 func (h *harness) auditFor(seq uint64) audit.Event {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, m := range h.all(StreamAudit) {
-			var ev audit.Event
-			must(h.t, json.Unmarshal(m.Data, &ev))
+		for _, ev := range h.auditEvents() {
 			if ev.IngressSeq == seq {
 				return ev
 			}
@@ -346,8 +357,10 @@ func (h *harness) validateAudit() {
 		h.t.Fatal("no audit events")
 	}
 	for _, m := range events {
-		if err := schemas.Validate(s, m.Data); err != nil {
-			h.t.Errorf("audit event %s violates the schema: %v", m.Data, err)
+		for _, ev := range audit.Lines(m.Data) {
+			if err := schemas.Validate(s, ev); err != nil {
+				h.t.Errorf("audit event %s violates the schema: %v", ev, err)
+			}
 		}
 	}
 }
@@ -493,3 +506,54 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var _ = nats.NewMsg
+
+// TestAuditOneMessagePerBatchAndTenant: the events of one fetch batch and
+// tenant go out as one audit message (recordOutcomes), on the tenant's
+// subject, each decision's event exactly once.
+func TestAuditOneMessagePerBatchAndTenant(t *testing.T) {
+	const each = 30
+	h := newHarness(t)
+	h.start()
+	<-h.gw.Ready()
+	h.stop()
+	other := newActor(t)
+	other.token = h.credential(h.issuerB, other, "tenant_b", []string{"kb:read"}, time.Hour, "")
+	subj := h.ingress(other, "tenant_b")
+	for range each {
+		h.send(h.body(nil))
+		body := h.body(func(b *envelope.Builder) { b.Tenant = "tenant_b" })
+		h.publish(subj, body, h.signed(other, other.token, []byte("not the body"))) // denied: bad signature
+	}
+	h.start()
+	r, err := invariant.Wait(context.Background(), h.js, 30*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	msgs := h.all(StreamAudit)
+	seen := map[uint64]int{}
+	for _, m := range msgs {
+		evs, err := audit.Decode(m.Data)
+		must(t, err)
+		for _, ev := range evs {
+			if want := "agentgw.audit." + ev.Tenant; m.Subject != want {
+				t.Errorf("event of %s (ingress %d) on %s; want %s", ev.Tenant, ev.IngressSeq, m.Subject, want)
+			}
+			seen[ev.IngressSeq]++
+		}
+	}
+	if len(seen) != 2*each {
+		t.Errorf("events for %d ingress messages; want %d", len(seen), 2*each)
+	}
+	for seq, n := range seen {
+		if n != 1 {
+			t.Errorf("ingress %d has %d audit events", seq, n)
+		}
+	}
+	// Both tenants' messages were queued before the start: one or two
+	// fetch batches, so a handful of messages, not one per decision.
+	if len(msgs) > 8 {
+		t.Errorf("%d audit messages for %d decisions; want one per batch and tenant", len(msgs), 2*each)
+	}
+	h.validateAudit()
+}

@@ -277,14 +277,20 @@ func envelopeDigest(it *item) [32]byte {
 }
 
 func (g *Gateway) auditOutput(it *item, ev audit.Event) *nats.Msg {
-	subj, err := subjects.Audit(ev.Tenant)
-	if err != nil {
-		subj, _ = subjects.Audit(UnroutableTenant)
-	}
-	m := nats.NewMsg(subj)
+	m := nats.NewMsg(auditSubject(ev.Tenant))
 	m.Data = ev.AppendJSON(make([]byte, 0, 1024))
 	m.Header.Set(header.MsgID, outputMsgID(it, ".audit"))
 	return m
+}
+
+// auditSubject is where the events of tenant go (an invalid tenant's to
+// the unroutable one).
+func auditSubject(tenant string) string {
+	subj, err := subjects.Audit(tenant)
+	if err != nil {
+		subj, _ = subjects.Audit(UnroutableTenant)
+	}
+	return subj
 }
 
 // headerSafe keeps a header value on one line and bounded.

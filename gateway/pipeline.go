@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"github.com/agentgw/agentgw/audit"
 	"sync"
 	"time"
 
@@ -53,8 +54,9 @@ type item struct {
 	denial   *reason.Denial
 	pol      policy.Decision
 	outputs  []*nats.Msg
-	reemit   bool   // outputs come from the ledger, not from a decision
-	replayBy string // operator whose replay of a denied message this is
+	reemit   bool        // outputs come from the ledger, not from a decision
+	ev       audit.Event // the decision's audit event (finish)
+	replayBy string      // operator whose replay of a denied message this is
 	deadline time.Time
 	ctx      context.Context // carries the message span
 	span     trace.Span

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/agentgw/agentgw/audit"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,6 +68,13 @@ func (h *harness) endScaleOut(t *testing.T, instances ...*instance) {
 	}
 	h.scanSecrets()
 	h.validateAudit()
+	// Journaled partitions write one audit message per decision
+	// (recordOutcomes: a journal append can stop part way).
+	for _, m := range h.all(StreamAudit) {
+		if n := len(audit.Lines(m.Data)); n != 1 {
+			t.Errorf("scale-out audit message %s holds %d events; want 1", m.Header.Get(header.MsgID), n)
+		}
+	}
 }
 
 func (in *instance) stop(t testing.TB) {

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/catalog"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/policy"
@@ -35,12 +34,7 @@ func TestWhatIfFlipCounts(t *testing.T) {
 		h.outputFor(s)
 	}
 	h.stop()
-	var events []audit.Event
-	for _, m := range h.all(StreamAudit) {
-		var ev audit.Event
-		must(t, json.Unmarshal(m.Data, &ev))
-		events = append(events, ev)
-	}
+	events := h.auditEvents()
 	cat, err := catalog.Load(h.cfg.Catalog)
 	must(t, err)
 	candidate, err := policy.Parse("candidate.cedar", []byte(strings.Replace(testPolicy,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -67,17 +66,7 @@ audit.Event as one JSON object per line.`)
 			column{"TENANT", 10}, column{"AGENT", 12}, column{"TARGET", 22}, column{"POLICY", 24}, column{"LATENCY", 0})
 	}
 	oc := since(jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".audit." + tok}}, *age)
-	err := scan(ctx, js, gateway.StreamAudit, oc, *follow, func(m jetstream.Msg) error {
-		var ev audit.Event
-		if err := json.Unmarshal(m.Data(), &ev); err != nil {
-			md, _ := m.Metadata()
-			seq := uint64(0)
-			if md != nil {
-				seq = md.Sequence.Stream
-			}
-			fmt.Fprintf(c.err, "agentgw %s: seq %d: skipped: not an audit event\n", c.name, seq)
-			return nil
-		}
+	show := func(ev audit.Event) error {
 		if *trace != "" && ev.TraceID != *trace {
 			return nil
 		}
@@ -94,6 +83,24 @@ audit.Event as one JSON object per line.`)
 		}
 		t.row(stamp(ev.Time), clean(ev.Kind), clean(ev.Route), clean(ev.Reason), clean(ev.Tenant),
 			short(ev.Agent), clean(ev.Target), policies, latency)
+		return nil
+	}
+	err := scan(ctx, js, gateway.StreamAudit, oc, *follow, func(m jetstream.Msg) error {
+		// One message holds the events of a batch and tenant, one per line.
+		evs, err := audit.Decode(m.Data())
+		if err != nil {
+			md, _ := m.Metadata()
+			seq := uint64(0)
+			if md != nil {
+				seq = md.Sequence.Stream
+			}
+			fmt.Fprintf(c.err, "agentgw %s: seq %d: skipped: not an audit event\n", c.name, seq)
+		}
+		for _, ev := range evs {
+			if err := show(ev); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if t != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -63,10 +62,8 @@ would flip, 0 if nothing would.`)
 	defer cancel()
 	var events []audit.Event
 	err = scan(ctx, js, gateway.StreamAudit, since(oc, *sinceD), false, func(m jetstream.Msg) error {
-		var ev audit.Event
-		if json.Unmarshal(m.Data(), &ev) == nil {
-			events = append(events, ev)
-		}
+		evs, _ := audit.Decode(m.Data()) // what is not an event is skipped
+		events = append(events, evs...)
 		if len(events)%10000 == 0 {
 			fmt.Fprintf(c.err, "\rread %d audit events", len(events))
 		}

@@ -305,15 +305,16 @@ func check(t testing.TB, e *env, l *load) *result {
 	}
 	auditBySeq := map[uint64]int{}
 	for _, m := range streams[gateway.StreamAudit] {
-		var ev audit.Event
-		if err := json.Unmarshal(m.data, &ev); err != nil {
-			r.problem("audit event %d does not decode: %v", m.seq, err)
-			continue
+		evs, err := audit.Decode(m.data)
+		if err != nil {
+			r.problem("audit message %d does not decode: %v", m.seq, err)
 		}
-		if ev.Kind == audit.KindApprovalExpired {
-			r.ExpiryAudits++
+		for _, ev := range evs {
+			if ev.Kind == audit.KindApprovalExpired {
+				r.ExpiryAudits++
+			}
+			auditBySeq[ev.IngressSeq]++
 		}
-		auditBySeq[ev.IngressSeq]++
 	}
 	for seq := range ingress {
 		n, want := auditBySeq[seq], max(wantAudit[seq], 1)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/header"
 )
@@ -31,7 +32,8 @@ func TestFullDownstream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	// Fill: limit plain requests, each one capability and one audit message.
+	// Fill: limit plain requests, each one capability message, and the
+	// audit stream topped up to its limit.
 	var first []uint64
 	for range limit {
 		m, id, err := l.build(kPlain, time.Now(), 0, rng)
@@ -44,6 +46,7 @@ func TestFullDownstream(t *testing.T) {
 		first = append(first, seq)
 	}
 	waitOutputs(t, e, first, 30*time.Second)
+	fillAudit(ctx, t, e, first[len(first)-1], limit)
 
 	// Overflow: sealed refunds that expire (3 s TTL + 1 s skew) while
 	// they wait.
@@ -112,6 +115,33 @@ func streamMsgs(ctx context.Context, t testing.TB, e *env, name string) uint64 {
 	info, err := s.Info(ctx)
 	must(t, err)
 	return info.State.Msgs
+}
+
+// fillAudit waits until every ingress message up to seq is acknowledged,
+// then tops the audit stream up to limit messages with events for no
+// ingress message. The gateway writes the events of a batch and tenant as
+// one message, so its own traffic does not fill the stream at a point the
+// test knows.
+func fillAudit(ctx context.Context, t testing.TB, e *env, seq, limit uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := e.consumerInfo(ctx)
+		must(t, err)
+		if info.AckFloor.Stream >= seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingress %d not acknowledged in 30 s (%s)", seq, describe(info))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for streamMsgs(ctx, t, e, gateway.StreamAudit) < limit {
+		ev := audit.Event{Time: time.Now().UTC(), Kind: audit.KindDecision, Tenant: "filler", Detail: "test filler"}
+		if _, err := e.js.Publish(ctx, "agentgw.audit.filler", ev.AppendJSON(nil)); err != nil {
+			t.Fatalf("filling the audit stream: %v", err)
+		}
+	}
 }
 
 // raiseLimit lifts a stream's message limit in place.

@@ -129,8 +129,11 @@ func TestFullDownstreamOutlastsDuplicateWindow(t *testing.T) {
 		}
 		return seqs
 	}
-	// Five allowed and five denied: ten audit events, the audit stream is full.
-	waitOutputs(t, e, append(send(kPlain, 5), send(kBadSig, 5)...), 30*time.Second)
+	// Five allowed and five denied, then the audit stream topped up to its
+	// ten messages: full.
+	first := append(send(kPlain, 5), send(kBadSig, 5)...)
+	waitOutputs(t, e, first, 30*time.Second)
+	fillAudit(ctx, t, e, first[len(first)-1], 10)
 	send(kPlain, 3)                  // capability output stored, audit event refused
 	time.Sleep(3 * e.opts.dupWindow) // several re-emissions past the window
 	for _, name := range []string{gateway.StreamCap, gateway.StreamAudit} {
