@@ -22,12 +22,9 @@ func floodThenValid(t *testing.T, fair bool) []string {
 	<-h.gw.Ready()
 	h.stop()
 
-	flooder := newActor(t)
-	flooder.token = h.credential(h.issuerB, flooder, "tenant_b", []string{"kb:read"}, time.Hour, "")
-	subj := h.ingress(flooder, "tenant_b")
+	badSig := h.tenantBBadSignatures()
 	for range flood {
-		body := h.body(func(b *envelope.Builder) { b.Tenant = "tenant_b" })
-		h.publish(subj, body, h.signed(flooder, flooder.token, []byte("not the body")))
+		badSig()
 	}
 	for range valid {
 		h.send(h.body(nil))
@@ -46,6 +43,18 @@ func floodThenValid(t *testing.T, fair bool) []string {
 		t.Fatalf("%d audit events; want %d", len(order), flood+valid)
 	}
 	return order
+}
+
+// tenantBBadSignatures returns a function that queues one message from a
+// tenant_b agent whose signature does not match its body (denied).
+func (h *harness) tenantBBadSignatures() func() uint64 {
+	a := newActor(h.t)
+	a.token = h.credential(h.issuerB, a, "tenant_b", []string{"kb:read"}, time.Hour, "")
+	subj := h.ingress(a, "tenant_b")
+	return func() uint64 {
+		body := h.body(func(b *envelope.Builder) { b.Tenant = "tenant_b" })
+		return h.publish(subj, body, h.signed(a, a.token, []byte("not the body")))
+	}
 }
 
 // lastOf is the position of tenant's last decision in order.

@@ -516,13 +516,10 @@ func TestAuditOneMessagePerBatchAndTenant(t *testing.T) {
 	h.start()
 	<-h.gw.Ready()
 	h.stop()
-	other := newActor(t)
-	other.token = h.credential(h.issuerB, other, "tenant_b", []string{"kb:read"}, time.Hour, "")
-	subj := h.ingress(other, "tenant_b")
+	badSig := h.tenantBBadSignatures()
 	for range each {
 		h.send(h.body(nil))
-		body := h.body(func(b *envelope.Builder) { b.Tenant = "tenant_b" })
-		h.publish(subj, body, h.signed(other, other.token, []byte("not the body"))) // denied: bad signature
+		badSig()
 	}
 	h.start()
 	r, err := invariant.Wait(context.Background(), h.js, 30*time.Second)
