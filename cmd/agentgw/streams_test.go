@@ -238,10 +238,13 @@ func TestAuditTail(t *testing.T) {
 		{Time: t0, Kind: audit.KindDecision, Route: "allow", Tenant: "tenant_a", Agent: agent, Target: "kb.search", TraceID: traceA, PolicyIDs: []string{"base.same_tenant_kind"}, LatencyMicros: 1500},
 		{Time: t0.Add(time.Second), Kind: audit.KindDecision, Route: "deny", Reason: "bad_signature", Tenant: "tenant_b", Agent: agent, Target: "b.only", TraceID: traceB},
 		{Time: t0.Add(2 * time.Second), Kind: audit.KindApprovalRequest, Route: "approval", Tenant: "tenant_a", Agent: agent, Target: "payments.send", TraceID: traceB, PolicyIDs: []string{"base.high_risk_approval", "x"}},
+		{Time: t0.Add(3 * time.Second), Kind: audit.KindDecision, Route: "deny", Reason: "missing_scope", Tenant: "tenant_a", Agent: agent, Target: "kb.other", TraceID: strings.Repeat("c", 32)},
 	}
-	for _, ev := range events {
-		auditEvent(t, js, ev)
-	}
+	auditEvent(t, js, events[0])
+	auditEvent(t, js, events[1])
+	// The gateway writes the events of a batch and tenant as one message,
+	// one per line.
+	publish(t, js, &nats.Msg{Subject: "agentgw.audit.tenant_a", Data: events[3].AppendLine(events[2].AppendLine(nil))})
 	publish(t, js, &nats.Msg{Subject: "agentgw.audit.tenant_a", Data: []byte("not json")})
 
 	for _, tc := range []struct {
@@ -249,8 +252,8 @@ func TestAuditTail(t *testing.T) {
 		args []string
 		want []int
 	}{
-		{"all", nil, []int{0, 1, 2}},
-		{"tenant", []string{"--tenant", "tenant_a"}, []int{0, 2}},
+		{"all", nil, []int{0, 1, 2, 3}},
+		{"tenant", []string{"--tenant", "tenant_a"}, []int{0, 2, 3}},
 		{"trace", []string{"--trace", traceB}, []int{1, 2}},
 		{"tenant+trace", []string{"--tenant", "tenant_a", "--trace", traceB}, []int{2}},
 	} {
