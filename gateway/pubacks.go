@@ -22,6 +22,8 @@ type pubAcks struct {
 	nc     *nats.Conn
 	prefix string // "<inbox>."
 	sub    *nats.Subscription
+	status chan nats.Status
+	exited chan struct{}
 	mu     sync.Mutex
 	next   uint64
 	wait   map[uint64]waiter
@@ -57,7 +59,42 @@ func newPubAcks(nc *nats.Conn) (*pubAcks, error) {
 		return nil, fmt.Errorf("gateway: PubAck subscription: %w", err)
 	}
 	p.sub = sub
+	// A PubAck in flight when the connection drops never arrives: fail
+	// those outputs at once (their messages are naked and redelivered)
+	// rather than at the batch's deadline, as jetstream's publisher does.
+	p.status, p.exited = nc.StatusChanged(nats.RECONNECTING, nats.CLOSED), make(chan struct{})
+	go p.watch()
 	return p, nil
+}
+
+func (p *pubAcks) watch() {
+	defer close(p.exited)
+	for s := range p.status {
+		p.failAll(errDisconnected)
+		if s == nats.CLOSED {
+			return
+		}
+	}
+}
+
+// failAll answers every output still awaited with err.
+func (p *pubAcks) failAll(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, w := range p.wait {
+		delete(p.wait, id)
+		p.resolve(w, err)
+	}
+}
+
+// resolve records the answer for w; p.mu is held.
+func (p *pubAcks) resolve(w waiter, err error) {
+	g := w.g
+	g.errs[w.i], g.done[w.i] = err, true
+	g.left--
+	if g.left == -1 {
+		close(g.all)
+	}
 }
 
 func newPubGroup(n int) *pubGroup {
@@ -116,12 +153,7 @@ func (p *pubAcks) answer(m *nats.Msg) {
 		return // answered already, or given up on
 	}
 	delete(p.wait, id)
-	g := w.g
-	g.errs[w.i], g.done[w.i] = res, true
-	g.left--
-	if g.left == -1 {
-		close(g.all)
-	}
+	p.resolve(w, res)
 }
 
 // results returns the outcome of each output of g, and forgets g: an
@@ -142,13 +174,17 @@ func (p *pubAcks) results(g *pubGroup, unanswered error) []error {
 }
 
 func (p *pubAcks) close() {
-	if p != nil && p.sub != nil {
-		_ = p.sub.Unsubscribe()
+	if p == nil {
+		return
 	}
+	_ = p.sub.Unsubscribe()
+	p.nc.RemoveStatusListener(p.status)
+	<-p.exited
 }
 
 var (
 	errNoStream       = errors.New("gateway: no stream took the output (no responders)")
+	errDisconnected   = errors.New("gateway: connection lost before the PubAck")
 	errMalformedAck   = errors.New("gateway: malformed PubAck")
 	pubAckStoredStart = []byte(`{"stream":"`)
 	pubAckErrorMember = []byte(`"error"`)

@@ -110,3 +110,30 @@ func TestPubAcksAgainstJetStream(t *testing.T) {
 		t.Fatalf("%d outputs still awaited after their batches were read", n)
 	}
 }
+
+// TestPubAcksFailOnDisconnect: an output awaiting its PubAck when the
+// connection drops is failed at once, not at the batch's deadline.
+func TestPubAcksFailOnDisconnect(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	nc := natstest.Connect(t, srv, nats.MaxReconnects(-1), nats.ReconnectWait(time.Hour))
+	pub, err := newPubAcks(nc)
+	must(t, err)
+	defer pub.close()
+	pg := newPubGroup(1)
+	pub.mu.Lock() // an output whose answer never comes
+	pg.items, pg.msgs, pg.ids = append(pg.items, &item{seq: 1}), append(pg.msgs, nats.NewMsg("agentgw.cap.t.k.search")), append(pg.ids, 7)
+	pg.errs, pg.done = append(pg.errs, nil), append(pg.done, false)
+	pg.left++
+	pub.wait[7] = waiter{pg, 0}
+	pub.mu.Unlock()
+	pub.seal(pg)
+	srv.Shutdown()
+	select {
+	case <-pg.all:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the output was not failed when the connection dropped")
+	}
+	if res := pub.results(pg, errPubAckTimeout); !errors.Is(res[0], errDisconnected) {
+		t.Fatalf("result = %v; want errDisconnected", res[0])
+	}
+}
