@@ -68,7 +68,7 @@ func StreamConfigs(c StreamsConfig, partitions int) []jetstream.StreamConfig {
 		output(StreamCap, "agentgw: authorized requests, re-sealed to their consumer", subjects.CapabilityStreamSubject),
 		output(StreamApproval, "agentgw: redacted requests awaiting an approver", subjects.ApprovalStreamSubject),
 		output(StreamDenied, "agentgw: denied messages with their decision record", subjects.DeniedStreamSubject),
-		output(StreamAudit, "agentgw: one audit event per decision", subjects.AuditStreamSubject),
+		output(StreamAudit, "agentgw: audit events, one JSON object per line, a message per batch and tenant", subjects.AuditStreamSubject),
 		output(StreamReply, "agentgw: validated responses to requesting agents", subjects.ReplyStreamSubject),
 	}
 }
