@@ -238,7 +238,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			ev.Msg("nats asynchronous error")
 		})
 	}
-	js, err := jetstream.New(g.nc, jetstream.WithPublishAsyncMaxPending(4*g.cfg.Consumer.Batch))
+	js, err := jetstream.New(g.nc) // outputs go through pubAcks, not its async publisher
 	if err != nil {
 		return fmt.Errorf("gateway: jetstream: %w", err)
 	}

@@ -107,14 +107,7 @@ func newPubGroup(n int) *pubGroup {
 // publish sends m, an output of it, as part of g. An error means it was
 // not sent; it is then not part of g.
 func (p *pubAcks) publish(g *pubGroup, it *item, m *nats.Msg) error {
-	p.mu.Lock()
-	p.next++
-	id := p.next
-	p.wait[id] = waiter{g, len(g.msgs)}
-	g.items, g.msgs, g.ids = append(g.items, it), append(g.msgs, m), append(g.ids, id)
-	g.errs, g.done = append(g.errs, nil), append(g.done, false)
-	g.left++
-	p.mu.Unlock()
+	id := p.register(g, it, m)
 	err := p.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: p.prefix + strconv.FormatUint(id, 10), Data: m.Data, Header: m.Header})
 	if err != nil {
 		p.mu.Lock()
@@ -125,6 +118,19 @@ func (p *pubAcks) publish(g *pubGroup, it *item, m *nats.Msg) error {
 		p.mu.Unlock()
 	}
 	return err
+}
+
+// register adds m, an output of it, to g as awaited and returns its id,
+// the last token of its reply subject.
+func (p *pubAcks) register(g *pubGroup, it *item, m *nats.Msg) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	p.wait[p.next] = waiter{g, len(g.msgs)}
+	g.items, g.msgs, g.ids = append(g.items, it), append(g.msgs, m), append(g.ids, p.next)
+	g.errs, g.done = append(g.errs, nil), append(g.done, false)
+	g.left++
+	return p.next
 }
 
 // seal marks g complete: no more outputs will be added. Its channel

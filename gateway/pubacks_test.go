@@ -93,12 +93,7 @@ func TestPubAcksAgainstJetStream(t *testing.T) {
 
 	// Given up on before its answers: counted unanswered, forgotten.
 	pg = newPubGroup(1)
-	pub.mu.Lock() // hold the answers back
-	pg.items, pg.msgs, pg.ids = append(pg.items, it), append(pg.msgs, msg("agentgw.cap.t.k.search", "c")), append(pg.ids, 999)
-	pg.errs, pg.done = append(pg.errs, nil), append(pg.done, false)
-	pg.left++
-	pub.wait[999] = waiter{pg, 0}
-	pub.mu.Unlock()
+	pub.register(pg, it, msg("agentgw.cap.t.k.search", "c")) // awaited, never sent
 	pub.seal(pg)
 	if res := pub.results(pg, errPubAckTimeout); !errors.Is(res[0], errPubAckTimeout) {
 		t.Fatalf("unanswered output: %v; want the timeout", res[0])
@@ -120,12 +115,7 @@ func TestPubAcksFailOnDisconnect(t *testing.T) {
 	must(t, err)
 	defer pub.close()
 	pg := newPubGroup(1)
-	pub.mu.Lock() // an output whose answer never comes
-	pg.items, pg.msgs, pg.ids = append(pg.items, &item{seq: 1}), append(pg.msgs, nats.NewMsg("agentgw.cap.t.k.search")), append(pg.ids, 7)
-	pg.errs, pg.done = append(pg.errs, nil), append(pg.done, false)
-	pg.left++
-	pub.wait[7] = waiter{pg, 0}
-	pub.mu.Unlock()
+	pub.register(pg, &item{seq: 1}, nats.NewMsg("agentgw.cap.t.k.search")) // awaited, never sent
 	pub.seal(pg)
 	srv.Shutdown()
 	select {
