@@ -2,8 +2,10 @@
 // role, fast Ed25519 signing, the agentgw credential JWT (issue and
 // verify, with per-tenant issuer trust, revocation and a bounded cache of
 // signature-verified claims), NATS-style .creds files, payload sealing in
-// the nkeys xkey wire format with precomputed shared keys, and the secret
-// types (Seed, Token) whose every printed form is redacted.
+// the nkeys xkey wire format with precomputed shared keys (and a
+// credential sealed to the box's own key, bound to its message, for
+// records only the gateway may read back), and the secret types (Seed,
+// Token) whose every printed form is redacted.
 //
 // Key roles, by nkey prefix:
 //
