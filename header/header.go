@@ -50,6 +50,15 @@ const (
 	Target = "Agentgw-Target"
 	// Route is allow, approval or deny.
 	Route = "Agentgw-Route"
+	// CredentialSealed is the agent's credential header, as received,
+	// sealed by the gateway to its own curve key and bound to the
+	// message body (base64url; identity.Box.SealCredential). Denied
+	// records carry it instead of Credential: an operator replay needs
+	// the credential, a reader of the stream must not get it.
+	CredentialSealed = "Agentgw-Credential-Sealed"
+	// CredentialSealedTo is the gateway curve key ("X…") that
+	// CredentialSealed is sealed to, and the only key that opens it.
+	CredentialSealedTo = "Agentgw-Credential-Sealed-To"
 	// Replay is the gateway's authorization for an operator replay of a
 	// denied message: "<denied seq>.<operator key>.<expires unix>.<sig>".
 	// Only the gateway can mint it; agents cannot forge one.
