@@ -25,26 +25,32 @@ import (
 // held is what the ledger keeps of a request waiting for an approver:
 // enough to run the remaining gates again at release (policy, opening,
 // payload schema, content policy) and to put the original message on the
-// denied stream if it is refused or expires. It stays in the ledger, never
-// in a log.
+// denied stream if it is refused or expires. It stays in the ledger (or,
+// scaled out, the holds bucket and the journal), never in a log; the
+// credential in it is sealed to the gateway's curve key, as on the
+// denied stream.
 type held struct {
 	Tenant         string              `json:"tenant"`
 	IngressSeq     uint64              `json:"seq"`
 	IngressSubject string              `json:"subject"`
 	Header         map[string][]string `json:"header"`
 	Body           []byte              `json:"body"`
-	Agent          string              `json:"agent"`
-	Issuer         string              `json:"issuer"`
-	CredentialID   string              `json:"jti"`
-	Service        string              `json:"service"`
-	Scopes         []string            `json:"scopes"`
-	XKey           string              `json:"xkey"`
-	Target         string              `json:"target"`
-	BodyDigest     string              `json:"body_digest"`
-	PolicyVersion  string              `json:"policy_version"`
-	PolicyIDs      []string            `json:"policy_ids"`
-	Deadline       time.Time           `json:"deadline"`
-	RequestedAt    time.Time           `json:"requested_at"`
+	// CredentialSealed and CredentialSealedTo: header.CredentialSealed
+	// and header.CredentialSealedTo.
+	CredentialSealed   string    `json:"credential_sealed"`
+	CredentialSealedTo string    `json:"credential_sealed_to"`
+	Agent              string    `json:"agent"`
+	Issuer             string    `json:"issuer"`
+	CredentialID       string    `json:"jti"`
+	Service            string    `json:"service"`
+	Scopes             []string  `json:"scopes"`
+	XKey               string    `json:"xkey"`
+	Target             string    `json:"target"`
+	BodyDigest         string    `json:"body_digest"`
+	PolicyVersion      string    `json:"policy_version"`
+	PolicyIDs          []string  `json:"policy_ids"`
+	Deadline           time.Time `json:"deadline"`
+	RequestedAt        time.Time `json:"requested_at"`
 }
 
 // holdID names a held request: approvers answer by tenant and message id.
@@ -52,19 +58,21 @@ func holdID(tenant, messageID string) string { return tenant + "/" + messageID }
 
 // holdRecord stages the hold of an item routed to approval.
 func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error {
+	sealed, err := g.box.SealCredential(it.hdr.Get(header.Credential), it.body)
+	if err != nil {
+		return fmt.Errorf("gateway: seal credential: %w", err)
+	}
+	hdr := map[string][]string{header.Signature: {it.hdr.Get(header.Signature)}}
+	if tp := it.hdr.Get(header.Traceparent); tp != "" {
+		hdr[header.Traceparent] = []string{tp}
+	}
 	h := held{
-		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body,
-		Header: map[string][]string{
-			header.Credential: {it.hdr.Get(header.Credential)},
-			header.Signature:  {it.hdr.Get(header.Signature)},
-		},
+		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body, Header: hdr,
+		CredentialSealed: sealed, CredentialSealedTo: g.box.PublicKey(),
 		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: hexDigest(it.digest), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: it.start,
-	}
-	if tp := it.hdr.Get(header.Traceparent); tp != "" {
-		h.Header[header.Traceparent] = []string{tp}
 	}
 	v, err := json.Marshal(h)
 	if err != nil {
@@ -83,6 +91,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 	}
 	hi := &item{
 		subject: h.IngressSubject, hdr: nats.Header(h.Header), body: h.Body, seq: seq, start: now,
+		credSealed: h.CredentialSealed, credSealedTo: h.CredentialSealedTo,
 		env: env, digest: envelope.Digest(h.Body), payload: env.PayloadDigest(),
 		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey},
 		pol:  policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},

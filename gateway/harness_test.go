@@ -392,6 +392,18 @@ func (h *harness) find(stream, k, v string) *jetstream.RawStreamMsg {
 	return nil
 }
 
+// streamNames lists every stream on the server.
+func (h *harness) streamNames() []string {
+	h.t.Helper()
+	var names []string
+	l := h.js.StreamNames(context.Background())
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	must(h.t, l.Err())
+	return names
+}
+
 func (h *harness) all(stream string) []*jetstream.RawStreamMsg {
 	ctx := context.Background()
 	s, err := h.js.Stream(ctx, stream)
@@ -412,19 +424,20 @@ func (h *harness) all(stream string) []*jetstream.RawStreamMsg {
 }
 
 // scanSecrets fails the test if any secret appears in anything the
-// gateway emitted: logs, audit events, and the headers and bodies of the
-// capability and approval outputs (denied outputs keep the original
-// message by design and are scanned for plaintext only).
+// gateway emitted: logs, metrics and spans, and the raw headers and
+// bodies of every message of every stream on the server (outputs,
+// journal, buckets) but the ingress stream, where agents themselves put
+// their credentials.
 func (h *harness) scanSecrets() {
 	h.t.Helper()
 	emitted := append([]string{h.logs.String()}, h.emitted...)
-	for _, name := range []string{StreamAudit, StreamApproval} {
+	for _, name := range h.streamNames() {
+		if name == StreamIngress {
+			continue
+		}
 		for _, m := range h.all(name) {
 			emitted = append(emitted, fmt.Sprint(m.Header), string(m.Data))
 		}
-	}
-	for _, m := range h.all(StreamCap) {
-		emitted = append(emitted, fmt.Sprint(m.Header), string(m.Data))
 	}
 	all := strings.Join(emitted, "\n")
 	for _, s := range h.secrets {

@@ -126,7 +126,8 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	return operator.Result{Route: "submitted", IngressSeq: seq}, ev, nil
 }
 
-// deniedMessage reads a denied message back as the ingress item it was.
+// deniedMessage reads a denied message back as the ingress item it was,
+// its credential opened from the seal.
 func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) (*item, error) {
 	s, err := g.js.Stream(ctx, StreamDenied)
 	if err != nil {
@@ -145,10 +146,20 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d has no replayable ingress subject", seq)
 	}
 	hdr := nats.Header{}
-	for _, k := range []string{header.Credential, header.Signature, header.Traceparent, header.MessageID, header.TraceID} {
+	for _, k := range []string{header.Signature, header.Traceparent, header.MessageID, header.TraceID} {
 		if v := raw.Header.Get(k); v != "" {
 			hdr.Set(k, v)
 		}
+	}
+	// The credential is on the record only sealed to this gateway's curve
+	// key and bound to the body; a plain one is never taken from it. A
+	// record without one (the agent sent none) replays without one.
+	if sealed := raw.Header.Get(header.CredentialSealed); sealed != "" {
+		tok, err := g.box.OpenCredential(sealed, raw.Header.Get(header.CredentialSealedTo), raw.Data)
+		if err != nil {
+			return nil, reason.Deny(reason.ReplayRefused, "denied message %d: %v", seq, err)
+		}
+		hdr.Set(header.Credential, tok.Reveal())
 	}
 	it := &item{subject: raw.Header.Get(header.IngressSubject), hdr: hdr, body: raw.Data, seq: seq, ref: ref, refOK: true}
 	return it, nil

@@ -131,9 +131,11 @@ func (g *Gateway) deliveryHeaders(it *item) nats.Header {
 	return h
 }
 
-// denyOutput is the original message (body and the agent's credential and
-// signature, so an operator replay can re-run every gate) plus the
-// decision record, on agentgw.denied.<tenant>.<reason>.
+// denyOutput is the original message (body, the agent's signature, and
+// its credential sealed to the gateway's own curve key, so that an
+// operator replay can re-run every gate while no reader of the stream
+// gets the credential) plus the decision record, on
+// agentgw.denied.<tenant>.<reason>.
 func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 	subj, err := subjects.Denied(it.tenant(), it.denial.Code)
 	if err != nil {
@@ -143,8 +145,17 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 	m.Data = it.body
 	g.decisionHeaders(it, m.Header, now)
 	in := it.hdr
-	if v := in.Get(header.Credential); v != "" {
-		m.Header.Set(header.Credential, v)
+	switch {
+	case it.credSealed != "":
+		m.Header.Set(header.CredentialSealed, it.credSealed)
+		m.Header.Set(header.CredentialSealedTo, it.credSealedTo)
+	case in.Get(header.Credential) != "":
+		sealed, err := g.box.SealCredential(in.Get(header.Credential), it.body)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: seal credential: %w", err)
+		}
+		m.Header.Set(header.CredentialSealed, sealed)
+		m.Header.Set(header.CredentialSealedTo, g.box.PublicKey())
 	}
 	if v := in.Get(header.Signature); v != "" {
 		m.Header.Set(header.Signature, v)

@@ -48,6 +48,10 @@ type item struct {
 	keyed   bool // replay/idem keys are authenticated and staged
 	digest  [32]byte
 	payload [32]byte
+	// credSealed and credSealedTo are the credential of a held request
+	// as its hold record keeps it: sealed to the gateway's curve key
+	// (identity.Box.SealCredential), the form its denial carries on.
+	credSealed, credSealedTo string
 
 	// Outcome.
 	route    store.Route
