@@ -127,16 +127,31 @@ Tenant "`+subjects.UnroutableTenant+`" holds messages whose tenant could not be 
 	return exitOK
 }
 
-// redactedHeaders hold secrets or payloads: their values are never shown,
-// whatever the case of the name.
-var redactedHeaders = []string{header.Credential, header.Signature, header.Decision, header.Sealed}
+// redactedHeaders hold secrets, payloads or what only the gateway opens:
+// their values are never shown, whatever the case of the name.
+var redactedHeaders = map[string]string{
+	header.Credential: "[redacted]", header.Signature: "[redacted]", header.Decision: "[redacted]", header.Sealed: "[redacted]",
+	header.CredentialSealed: "[sealed]",
+}
+
+// redacted returns what to show instead of header k's value, if k is
+// one of redactedHeaders in any case.
+func redacted(k string) (string, bool) {
+	for name, shown := range redactedHeaders {
+		if strings.EqualFold(name, k) {
+			return shown, true
+		}
+	}
+	return "", false
+}
 
 func deniedShow(args []string) int {
 	c := newCmd("denied show", "SEQ [--json]", `
 Show the denied message at stream sequence SEQ: its subject, time, every
-header (the credential and signature as "[redacted]") and the SHA-256
-digest of the body, not the body itself. The digest is the audit event's
-body_digest.`)
+header (the signature as "[redacted]"; the agent's credential, which the
+record holds only sealed to the gateway's curve key for a replay, as
+"[sealed]") and the SHA-256 digest of the body, not the body itself. The
+digest is the audit event's body_digest.`)
 	var cf connFlags
 	cf.register(c.fs)
 	asJSON := c.fs.Bool("json", false, "print the record as JSON")
@@ -173,8 +188,8 @@ body_digest.`)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	headers := map[string][]string{}
 	for k, vs := range raw.Header {
-		if slices.ContainsFunc(redactedHeaders, func(r string) bool { return strings.EqualFold(r, k) }) {
-			headers[k] = []string{"[redacted]"}
+		if shown, ok := redacted(k); ok {
+			headers[k] = []string{shown}
 			continue
 		}
 		for _, v := range vs {

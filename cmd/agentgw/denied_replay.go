@@ -17,8 +17,10 @@ stream (see 'agentgw denied ls'). With --dry-run it is re-evaluated
 against the current credentials, revocations, catalog and policy, and
 nothing changes. Without it the original message is re-submitted through
 every gate; it can succeed at most once per message, and a message that
-has expired since stays denied. Either way the request is signed with the
-operator's key and audited. The operator credential needs scope
+has expired since stays denied. The record keeps the agent's credential
+sealed to the gateway's curve key; only the gateway opens it, so a record
+sealed to a curve key the gateway no longer holds cannot be replayed.
+Either way the request is signed with the operator's key and audited. The operator credential needs scope
 operator:replay in the message's tenant. Connects to NATS as the
 operator's key (the nkey user of --creds: account AGENTGW on the 'agentgw
 run' server) unless --nats-nkey or --nats-creds name another user.`)

@@ -3,19 +3,26 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/agentgw/agentgw/devenv"
+	"github.com/agentgw/agentgw/gateway"
 )
 
 // lockedBuffer collects a background process's output.
@@ -210,4 +217,91 @@ func TestUserJourney(t *testing.T) {
 		t.Errorf("policy test output lacks the flip:\n%s", r.stdout)
 	}
 	mustRun(t, dir, 0, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, asOperator...)...)
+
+	scanStreams(t, url, m)
+}
+
+// Secrets as they are written in the dev material: nkey seeds and
+// compact JWTs.
+var (
+	seedRE = regexp.MustCompile(`S[A-Z][A-Z2-7]{56}`)
+	jwtRE  = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`)
+)
+
+// scanStreams reads, as the admin, the raw headers and body of every
+// message of every stream on the server and fails if any seed or
+// credential JWT of the dev material appears byte for byte. Ingress is
+// where agents publish their credentials themselves: it is scanned for
+// seeds only.
+func scanStreams(t *testing.T, url string, m *devenv.Material) {
+	t.Helper()
+	var seeds, jwts []string
+	for _, sub := range []string{"keys", "creds"} {
+		files, err := filepath.Glob(filepath.Join(m.Dir, sub, "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seeds = append(seeds, seedRE.FindAllString(string(b), -1)...)
+			jwts = append(jwts, jwtRE.FindAllString(string(b), -1)...)
+		}
+	}
+	if len(seeds) < 8 || len(jwts) < 4 {
+		t.Fatalf("dev material: %d seeds and %d credentials found; want every key and the four actors' credentials", len(seeds), len(jwts))
+	}
+	nc, err := devenv.Connect(url, m.AdminNATS, "secret-scan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	scanned := map[string]int{}
+	for name := range names.Name() {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets := seeds
+		if name != gateway.StreamIngress {
+			secrets = append(slices.Clip(seeds), jwts...)
+		}
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			raw, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s #%d: %v", name, seq, err)
+			}
+			scanned[name]++
+			text := fmt.Sprint(raw.Header) + "\n" + string(raw.Data)
+			for _, s := range secrets {
+				if strings.Contains(text, s) {
+					t.Errorf("%s #%d (%s) holds a secret of the dev material (%d bytes, starts %q)", name, seq, raw.Subject, len(s), s[:4])
+				}
+			}
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{gateway.StreamIngress, gateway.StreamCap, gateway.StreamApproval, gateway.StreamDenied, gateway.StreamAudit} {
+		if scanned[name] == 0 {
+			t.Errorf("stream %s had no message to scan (scanned: %v)", name, scanned)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,14 +28,26 @@ import (
 )
 
 // deniedMsg is a message in the gateway's denied-stream shape: the
-// original body with the agent's credential and signature, plus the
-// decision headers.
+// original body with the agent's signature and its credential sealed to
+// the gateway's curve key, plus the decision headers. plainCredential
+// adds the credential readable too, as no gateway writes it: the CLI
+// must still not print it.
 type deniedMsg struct {
 	tenant, agent, messageID, traceID, target, detail string
 	code                                              reason.Code
 	credential                                        identity.Token
 	body                                              []byte
+	plainCredential                                   bool
 }
+
+// gatewayBox stands for the gateway's curve key.
+var gatewayBox = sync.OnceValues(func() (*identity.Box, error) {
+	kp, err := identity.NewCurve()
+	if err != nil {
+		return nil, err
+	}
+	return identity.NewBox(kp)
+})
 
 func (d deniedMsg) msg(t *testing.T) *nats.Msg {
 	t.Helper()
@@ -55,7 +68,19 @@ func (d deniedMsg) msg(t *testing.T) *nats.Msg {
 	h.Set(header.Target, d.target)
 	h.Set(header.Tenant, d.tenant)
 	h.Set(header.Agent, d.agent)
-	h.Set(header.Credential, d.credential.Reveal())
+	box, err := gatewayBox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := box.SealCredential(d.credential.Reveal(), d.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Set(header.CredentialSealed, sealed)
+	h.Set(header.CredentialSealedTo, box.PublicKey())
+	if d.plainCredential {
+		h.Set(header.Credential, d.credential.Reveal())
+	}
 	h.Set(header.Signature, "c2lnbmF0dXJlLW9mLXRoZS1hZ2VudC1vdmVyLXRoZS1ib2R5")
 	h.Set(header.Reason, string(d.code))
 	if info, ok := reason.Lookup(d.code); ok {
@@ -89,7 +114,7 @@ func TestDenied(t *testing.T) {
 	msgs := []deniedMsg{
 		{tenant: "tenant_a", agent: agentA, code: reason.BadSignature, messageID: "msg-a-0000000000001", traceID: strings.Repeat("a", 32), target: "refunds.draft_refund", detail: "signature does not verify", credential: credA, body: secretBody},
 		{tenant: "tenant_a", agent: agentA, code: reason.ReplayDetected, messageID: "msg-a-0000000000002", traceID: strings.Repeat("b", 32), target: "refunds.draft_refund", detail: "seen at seq 3", credential: credA, body: secretBody},
-		{tenant: "tenant_b", agent: agentB, code: reason.BadSignature, messageID: "msg-b-0000000000003", traceID: strings.Repeat("c", 32), target: "kb.search", detail: "signature\x1b[31m does not verify", credential: credB, body: secretBody},
+		{tenant: "tenant_b", agent: agentB, code: reason.BadSignature, messageID: "msg-b-0000000000003", traceID: strings.Repeat("c", 32), target: "kb.search", detail: "signature\x1b[31m does not verify", credential: credB, body: secretBody, plainCredential: true},
 	}
 	seqs := make([]uint64, len(msgs))
 	for i, d := range msgs {
@@ -175,9 +200,13 @@ func TestDenied(t *testing.T) {
 	t.Run("show", func(t *testing.T) {
 		r := mustRun(t, "", exitOK, "denied", "show", "--nats", url, strconv.FormatUint(seqs[0], 10))
 		noSecrets(t, r)
+		box, err := gatewayBox()
+		if err != nil {
+			t.Fatal(err)
+		}
 		sum := sha256.Sum256(secretBody)
 		for _, want := range [][]string{
-			{"Agentgw-Credential", "[redacted]"}, {"Agentgw-Signature", "[redacted]"},
+			{"Agentgw-Credential-Sealed", "[sealed]"}, {"Agentgw-Credential-Sealed-To", box.PublicKey()}, {"Agentgw-Signature", "[redacted]"},
 			{"Agentgw-Reason", "bad_signature"}, {"Agentgw-Agent", agentA},
 			{"body", "sha256:" + hex.EncodeToString(sum[:]), "(50", "bytes)"},
 		} {
@@ -194,7 +223,7 @@ func TestDenied(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.Subject != "agentgw.denied.tenant_b.bad_signature" || got.Headers[header.Credential][0] != "[redacted]" ||
+		if got.Subject != "agentgw.denied.tenant_b.bad_signature" || got.Headers[header.Credential][0] != "[redacted]" || got.Headers[header.CredentialSealed][0] != "[sealed]" ||
 			got.Headers[header.Detail][0] != "signature [31m does not verify" {
 			t.Errorf("denied show --json = %+v", got)
 		}
