@@ -350,7 +350,7 @@ func (w *wvWorld) sealsFile(order []string) wvSealsFile {
 		{"version_xkv2", from, "gateway-xkey", mutate(func(b []byte) []byte { b[3] = '2'; return b }), "seal_broken"},
 		{"tag_flipped", from, "gateway-xkey", mutate(func(b []byte) []byte { b[28] ^= 1; return b }), "seal_broken"},
 		{"ciphertext_flipped", from, "gateway-xkey", mutate(func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b }), "seal_broken"},
-		{"shorter_than_40_bytes", from, "gateway-xkey", mutate(func(b []byte) []byte { return b[:39] }), "seal_broken"},
+		{"shorter_than_44_bytes", from, "gateway-xkey", mutate(func(b []byte) []byte { return b[:43] }), "seal_broken"},
 		{"other_sender", w.pubs["approver-xkey"], "gateway-xkey", hex.EncodeToString(good), "seal_broken"},
 		{"other_recipient", from, "consumer-xkey", hex.EncodeToString(good), "seal_broken"},
 		{"low_order_sender_key", string(zeroKey), "gateway-xkey", hex.EncodeToString(good), "seal_mismatch"},
