@@ -28,13 +28,17 @@ const (
 
 // outstanding is the ledger's record of a delivered request that its
 // consumer may answer: who asked (to seal the answer to), which target
-// must answer, and until when.
+// must answer, which consumer it was delivered to, and until when.
 type outstanding struct {
-	Tenant   string    `json:"tenant"`
-	Agent    string    `json:"agent"`
-	XKey     string    `json:"xkey"`
-	Target   string    `json:"target"`
-	TraceID  string    `json:"trace_id"`
+	Tenant  string `json:"tenant"`
+	Agent   string `json:"agent"`
+	XKey    string `json:"xkey"`
+	Target  string `json:"target"`
+	TraceID string `json:"trace_id"`
+	// Consumer is the target's consumer_xkey when the request was
+	// delivered (the key a sealed request is re-sealed to): only a
+	// response sealed from it answers the request.
+	Consumer string    `json:"consumer_xkey"`
 	Deadline time.Time `json:"deadline"`
 
 	id        string // the record's hold id, set by responseGate
@@ -64,7 +68,7 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 		return nil
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
-		TraceID: src.env.TraceID, Deadline: now.Add(src.target.ResponseDeadline)}
+		TraceID: src.env.TraceID, Consumer: src.target.ConsumerXKey, Deadline: now.Add(src.target.ResponseDeadline)}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -75,8 +79,17 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 // responseGate replaces the catalog gate for a `respond` envelope: the
 // request it answers (named by agent and message id) must be
 // outstanding, routed to a target this responder serves (scope
-// respond:<target>) and in time. Whether it is already answered is
-// settled by markAnswered once the response is valid.
+// respond:<target>), answered by the consumer it was delivered to and in
+// time. Whether it is already answered is settled by markAnswered once
+// the response is valid.
+//
+// The consumer is the holder of the target's consumer_xkey as it was when
+// the request was delivered, the key a sealed request is re-sealed to:
+// the response must be sealed from that key (the stateless gates already
+// hold a sealed payload to the credential's xkey). The box opens only if
+// it was sealed with that key's private half, so the binding is proved,
+// not claimed; every instance sharing the target's durable consumer
+// holds the key, since each must open what it is delivered.
 func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	agent, messageID, ok := envelope.ParseRequestRef(it.env.Target)
 	if !ok { // Parse checked it; fail closed all the same
@@ -99,6 +112,10 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	rec.id, rec.messageID = id, messageID
 	if !it.cred.HasScope("respond:" + rec.Target) {
 		it.deny(reason.Deny(reason.NotYourRequest, "request %s was routed to %s; responder lacks respond:%s", it.env.Target, rec.Target, rec.Target))
+		return nil
+	}
+	if rec.Consumer == "" || !it.env.Payload.IsSealed() || it.env.Payload.From != rec.Consumer {
+		it.deny(reason.Deny(reason.WrongResponder, "request %s was delivered to consumer key %s; the response must be sealed from it", it.env.Target, rec.Consumer))
 		return nil
 	}
 	if now.After(rec.Deadline) {

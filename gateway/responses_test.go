@@ -179,3 +179,50 @@ func TestResponseGoesToItsRequester(t *testing.T) {
 	h.scanSecrets()
 	h.validateAudit()
 }
+
+// TestResponderBoundToConsumer: a key holding respond:<target> that is
+// not the consumer the request was delivered to (it does not hold the
+// consumer_xkey the request was delivered under) is refused, even
+// knowing the whole delivery, and does not use up the answer: the
+// consumer's answer still reaches the agent.
+func TestResponderBoundToConsumer(t *testing.T) {
+	h := newHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	impostor := newActor(t)
+	impostor.token = h.credential(h.issuer, impostor, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	// A credential may name the consumer's public curve key; without
+	// its private half the answer does not open.
+	claimant := newActor(t)
+	claimant.xkey = h.consumer.xkey
+	claimant.token = h.credential(h.issuer, claimant, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	h.secrets = append(h.secrets, string(impostor.seed), string(claimant.seed))
+	h.start()
+	<-h.gw.Ready()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	body, _ := h.sealedRefund(h.agent, 1500, nil)
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	d := h.delivered(h.outputFor(h.send(body)))
+	rcpt, err := h.sdkAgent(impostor).Respond(ctx, d, map[string]string{"refund_id": "r-forged", "status": "rejected"})
+	must(t, err)
+	h.wantReason(rcpt.Seq, reason.WrongResponder)
+	h.wantReason(h.respond(claimant, env.MessageID, `{"refund_id":"r-forged","status":"rejected"}`), reason.SealBroken)
+	// A plain answer proves no key, even from the consumer's credential.
+	plain := h.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.Respond, envelope.RequestRef(h.agent.pub, env.MessageID)
+		b.Payload = envelope.Payload{Plain: []byte(`{"refund_id":"r-plain","status":"drafted"}`)}
+	})
+	h.wantReason(h.publish(h.ingress(h.consumer, "tenant_a"), plain, h.signed(h.consumer, h.consumer.token, plain)), reason.WrongResponder)
+
+	rcpt, err = h.sdkAgent(h.consumer).Respond(ctx, d, map[string]string{"refund_id": "r-1", "status": "drafted"})
+	must(t, err)
+	h.wantReply(h.outputFor(rcpt.Seq), h.agent, `{"refund_id":"r-1","status":"drafted"}`)
+	if n := len(h.all(StreamReply)); n != 1 {
+		t.Errorf("replies = %d; want 1", n)
+	}
+	h.stop()
+	h.scanSecrets()
+	h.validateAudit()
+}
