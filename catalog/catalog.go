@@ -64,7 +64,8 @@ type TargetSpec struct {
 	// Plain allows {"plain": {...}} payloads. False means sealed only.
 	Plain bool `yaml:"plain" json:"plain"`
 	// ConsumerXKey is the curve public key (X...) of the consumer that
-	// payloads are re-sealed to. Required unless Plain is true.
+	// payloads are re-sealed to and responses must be sealed from.
+	// Required unless Plain is true and ResponseDeadline is zero.
 	ConsumerXKey string `yaml:"consumer_xkey" json:"consumer_xkey"`
 	// PayloadSchema is a JSON Schema file path (relative to the catalog
 	// file) or an inline JSON object. Empty means any JSON object.
@@ -79,6 +80,9 @@ type TargetSpec struct {
 	Budget *Budget `yaml:"budget" json:"budget"`
 	// ResponseDeadline enables responses (DESIGN §2b): how long after a
 	// request is delivered its consumer may answer. Zero: no responses.
+	// Needs ConsumerXKey: only a response sealed from the consumer key
+	// the request was delivered under answers it, so another holder of
+	// respond:<target> cannot.
 	ResponseDeadline time.Duration `yaml:"response_deadline" json:"response_deadline"`
 	// ResponseSchema is a JSON Schema (file or inline) every response
 	// must match. Empty means any JSON object.
@@ -224,6 +228,10 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 	}
 	if (spec.ResponseSchema != "" || len(spec.Sensitive) > 0) && spec.ResponseDeadline == 0 {
 		errs = append(errs, errors.New("response_schema and sensitive need a response_deadline"))
+	}
+	if spec.ResponseDeadline > 0 && spec.ConsumerXKey == "" {
+		// Only a response sealed from the consumer key answers a request.
+		errs = append(errs, errors.New("response_deadline needs a consumer_xkey: responses must be sealed from it"))
 	}
 	for _, f := range spec.Sensitive {
 		if f == "" || strings.ContainsAny(f, ". \t\r\n") {

@@ -50,6 +50,12 @@ targets:
     tenants: [t]
     plain: true
     sensitive: [email]
+  - name: plain.answers
+    kind: read
+    scope: s
+    tenants: [t]
+    plain: true
+    response_deadline: 1m
   - name: ok.target
     kind: read
     scope: s
@@ -60,7 +66,7 @@ targets:
 	if err == nil {
 		t.Fatal("Parse accepted a broken catalog")
 	}
-	for _, want := range []string{"approval_risks", "name must be", "kind \"shell\"", "scope is required", "tenant \"*\"", "consumer_xkey is not", "need a response_deadline", "duplicate target"} {
+	for _, want := range []string{"approval_risks", "name must be", "kind \"shell\"", "scope is required", "tenant \"*\"", "consumer_xkey is not", "need a response_deadline", "response_deadline needs a consumer_xkey", "duplicate target"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -168,8 +168,9 @@ func (c AgentConfig) withDefaults() AgentConfig {
 type Request struct {
 	// Capability is what the agent asks for. Required.
 	Capability envelope.Capability
-	// Target is a catalog name, or for approve and respond the message id
-	// being answered. Required.
+	// Target is a catalog name; for approve the held message id; for
+	// respond the request answered, envelope.RequestRef(agent, message
+	// id) (Agent.Respond builds it). Required.
 	Target string
 	// Plain is a plain payload: a json.RawMessage (sent verbatim) or any
 	// value encoding/json encodes as a JSON object.

@@ -51,6 +51,9 @@ type ConsumerConfig struct {
 	Durable string
 	// Responder, when set, is the consumer's own agent identity (its
 	// credential holding respond:<target>) used by Respond to answer.
+	// The gateway takes an answer only sealed from the key the request
+	// was delivered under (the target's consumer_xkey), so with Curve
+	// set the Responder's curve key must be Curve's.
 	Responder *Agent
 	// Bind uses the existing durable named Durable instead of creating or
 	// updating it: the least-privilege deployment (deploy/) pre-creates
@@ -157,6 +160,9 @@ func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, opts ...Option) (*C
 			return nil, fmt.Errorf("%w: curve key is not a curve ('X') seed", ErrConfig)
 		}
 		c.box = box
+		if r := cfg.Responder; r != nil && r.XKey() != box.PublicKey() {
+			return nil, fmt.Errorf("%w: the Responder's curve key %q is not the consumer's %s: the gateway takes answers only from the consumer key", ErrConfig, r.XKey(), box.PublicKey())
+		}
 	}
 	return c, nil
 }

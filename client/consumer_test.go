@@ -170,6 +170,17 @@ func TestConsumerConfigValidate(t *testing.T) {
 	if _, err := NewConsumer(w.js, good()); err != nil {
 		t.Fatalf("NewConsumer(good) = %v", err)
 	}
+	// The Responder answers from the consumer's curve key, or not at all.
+	tool := w.newActor(testTenant, "respond:"+testTarget)
+	cfg := good()
+	cfg.Curve, cfg.Responder = mustKey(t, identity.NewCurve), w.agent(tool)
+	if _, err := NewConsumer(w.js, cfg); !errors.Is(err, ErrConfig) {
+		t.Fatalf("NewConsumer(responder with another curve key) = %v; want %v", err, ErrConfig)
+	}
+	cfg.Curve = tool.curve
+	if _, err := NewConsumer(w.js, cfg); err != nil {
+		t.Fatalf("NewConsumer(responder with the consumer's curve key) = %v", err)
+	}
 }
 
 // TestConsumerBindsToAdministeredDurable: with Bind the consumer uses a

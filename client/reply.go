@@ -120,9 +120,13 @@ func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
 
 // Respond answers a delivered request as this agent (a capability
 // consumer whose credential holds respond:<target>): a respond envelope
-// whose target is the request's message id, in the request's trace, the
-// answer sealed to the gateway. answer is a json.RawMessage, []byte of
-// JSON, or a value encoding/json encodes as an object.
+// whose target names the request by its agent and message id
+// (envelope.RequestRef), in the request's trace, the answer sealed to
+// the gateway from this agent's curve key. The gateway takes the answer
+// only from the consumer the request was delivered to: this agent's
+// curve key must be the target's consumer_xkey (the consumer's Curve),
+// or it is denied wrong_responder. answer is a json.RawMessage, []byte
+// of JSON, or a value encoding/json encodes as an object.
 func (a *Agent) Respond(ctx context.Context, d *Delivery, answer any) (*Receipt, error) {
 	var data []byte
 	switch v := answer.(type) {
@@ -142,7 +146,7 @@ func (a *Agent) Respond(ctx context.Context, d *Delivery, answer any) (*Receipt,
 	}
 	return a.Send(ctx, Request{
 		Capability: envelope.Respond,
-		Target:     d.Envelope.MessageID,
+		Target:     envelope.RequestRef(d.Agent, d.Envelope.MessageID),
 		Sealed:     data,
 		TraceID:    d.Envelope.TraceID,
 		// The default idempotency key (the message id): a corrected

@@ -20,7 +20,7 @@ type Builder struct {
 	Tenant         string        // required
 	Audience       string        // required: the gateway's audience
 	Capability     Capability    // required
-	Target         string        // required: catalog name, or message id for approve/respond
+	Target         string        // required: catalog name; message id for approve; RequestRef for respond
 	TTL            time.Duration // expires_at - issued_at; zero: DefaultTTL; negative is refused
 	Payload        Payload       // exactly one of Sealed (with From, To) or Plain
 	Limits         Limits        // the limits the result is checked against; zero: DefaultLimits

@@ -48,9 +48,27 @@ func (c Capability) Valid() bool {
 	return false
 }
 
-// AnswersMessage reports whether c's target is a message id (approve,
-// respond) rather than a dotted catalog name.
+// AnswersMessage reports whether c's target names a message rather than
+// a dotted catalog name: a held message id for approve, a request
+// reference (RequestRef) for respond.
 func (c Capability) AnswersMessage() bool { return c == Approve || c == Respond }
+
+// RequestRef is the target of a respond envelope: the request it
+// answers, "<requesting agent's U key>/<request message_id>". A message
+// id is unique per agent only (the ledger keys replay by tenant, agent
+// and message id), so an id alone could name another agent's request
+// sent under the same id.
+func RequestRef(agent, messageID string) string { return agent + "/" + messageID }
+
+// ParseRequestRef splits a request reference into the agent key and the
+// message id; ok is false unless ref is a user public key (checksum
+// included), '/', and a message id.
+func ParseRequestRef(ref string) (agent, messageID string, ok bool) {
+	if !validRequestRef([]byte(ref)) {
+		return "", "", false
+	}
+	return ref[:userKeyLen], ref[userKeyLen+1:], true
+}
 
 // Body is a parsed envelope body. Fields are in wire order (wire-v1.json).
 //

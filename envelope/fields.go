@@ -130,6 +130,18 @@ func b64val(c byte) byte {
 // validCurveKey checks the strict form X[A-Z2-7]{55} before asking nkeys
 // to check the checksum: base32 decoding skips CR and LF, so nkeys alone
 // would accept a key with a line break in it.
+// userKeyLen is the length of an nkeys public key.
+const userKeyLen = 56
+
+// validRequestRef checks a respond target: "<U key>/<message id>".
+func validRequestRef(b []byte) bool {
+	if len(b) <= userKeyLen || b[userKeyLen] != '/' || !validMessageID(b[userKeyLen+1:]) {
+		return false
+	}
+	k := b[:userKeyLen]
+	return k[0] == 'U' && allIn(k[1:], base32Chars, userKeyLen-1, userKeyLen-1) && nkeys.IsValidPublicUserKey(string(k))
+}
+
 func validCurveKey(b []byte) bool {
 	if len(b) != 56 || b[0] != 'X' || !allIn(b[1:], base32Chars, 55, 55) {
 		return false

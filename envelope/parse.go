@@ -348,11 +348,16 @@ func (p *parser) build() (*Body, error) {
 	if !ok {
 		return nil, reason.Deny(reason.MalformedEnvelope, "capability %.32q is not one of the six", p.capability)
 	}
-	if capability.AnswersMessage() {
-		if !validMessageID(v[sTarget]) {
-			return nil, reason.Deny(reason.MalformedEnvelope, "target of %s must be a message id", capability)
+	switch {
+	case capability == Respond:
+		if !validRequestRef(v[sTarget]) {
+			return nil, reason.Deny(reason.MalformedEnvelope, "target of respond must be <requesting agent key>/<message id>")
 		}
-	} else if !validTarget(v[sTarget]) {
+	case capability == Approve:
+		if !validMessageID(v[sTarget]) {
+			return nil, reason.Deny(reason.MalformedEnvelope, "target of approve must be a message id")
+		}
+	case !validTarget(v[sTarget]):
 		return nil, reason.Deny(reason.MalformedEnvelope, "target must be dotted parts of [a-z0-9_-]{1,64}, at most 255 chars")
 	}
 	if err := p.checkPayload(); err != nil {

@@ -28,7 +28,7 @@ func TestParse(t *testing.T) {
 		{"ok/escaped-member-name", []byte(strings.Replace(string(render(baseMembers())), `"v"`, `"\u0076"`, 1)), ""},
 		{"ok/escaped-value", withMember("tenant", `"tenant\u005fa"`), ""},
 		{"ok/approve-message-id-target", withMembers("capability", `"approve"`, "target", `"9f1c2b7e4d8a4c3fb6e15a2d7c9e0f42"`), ""},
-		{"ok/respond", withMembers("capability", `"respond"`, "target", `"AbC.9:_-xyzxyzxyz"`), ""},
+		{"ok/respond", withMembers("capability", `"respond"`, "target", `"UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAM/AbC.9:_-xyzxyzxyz"`), ""},
 		{"ok/fraction-seconds", withMember("issued_at", `"2026-11-26T01:08:41.123456789Z"`), ""},
 		{"ok/plain-empty-object", plain(`{}`), ""},
 		{"ok/plain-nested", plain(`{"a":[1,2,{"b":null,"c":true,"d":false}],"e":"\ud83d\ude00 é","f":-0.5e-3}`), ""},
@@ -153,6 +153,13 @@ func TestParse(t *testing.T) {
 		{"field/target-js", withMember("target", `"$JS.API"`), mal},
 		{"field/target-long", withMember("target", `"`+strings.Repeat("a.", 127)+`ab"`), mal},
 		{"field/approve-dotted-target", withMembers("capability", `"approve"`, "target", `"refunds.draft"`), mal},
+		{"field/respond-bare-message-id", withMembers("capability", `"respond"`, "target", `"9f1c2b7e4d8a4c3fb6e15a2d7c9e0f42"`), mal},
+		{"field/respond-agent-only", withMembers("capability", `"respond"`, "target", `"UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAM/"`), mal},
+		{"field/respond-short-id", withMembers("capability", `"respond"`, "target", `"UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAM/short"`), mal},
+		{"field/respond-bad-checksum", withMembers("capability", `"respond"`, "target", `"UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAB/9f1c2b7e4d8a4c3fb6e15a2d7c9e0f42"`), mal},
+		{"field/respond-curve-key", withMembers("capability", `"respond"`, "target", `"XBSHZ4TUNLRHJXE6F3H7CUYIPJE75ZZM6M7ERNX2N3WHM2OBEEMFAP4Y/9f1c2b7e4d8a4c3fb6e15a2d7c9e0f42"`), mal},
+		{"field/respond-id-then-agent", withMembers("capability", `"respond"`, "target", `"9f1c2b7e4d8a4c3fb6e15a2d7c9e0f42/UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAM"`), mal},
+		{"field/approve-request-ref", withMembers("capability", `"approve"`, "target", `"UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAM/9f1c2b7e4d8a4c3fb6e15a2d7c9e0f42"`), mal},
 		{"field/tool-call-message-id-target", withMember("target", `"9f1c2b7e4d8a4c3fB6e15a2d7c9e0f41"`), mal},
 
 		{"payload/both", withMember("payload", `{"sealed":"eGt2","from":"`+testFrom+`","to":"`+testTo+`","plain":{}}`), mal},
@@ -328,7 +335,8 @@ func checkInvariants(t testing.TB, b *Body, raw []byte) {
 		t.Fatalf("Audience %q", b.Audience)
 	case !b.Capability.Valid():
 		t.Fatalf("Capability %q", b.Capability)
-	case b.Capability.AnswersMessage() && !validMessageID([]byte(b.Target)),
+	case b.Capability == Approve && !validMessageID([]byte(b.Target)),
+		b.Capability == Respond && !validRequestRef([]byte(b.Target)),
 		!b.Capability.AnswersMessage() && (!validTarget([]byte(b.Target)) || !subjects.ValidTarget(b.Target)):
 		t.Fatalf("Target %q for %s", b.Target, b.Capability)
 	case b.Payload.IsSealed() == (b.Payload.Plain != nil):
@@ -372,5 +380,19 @@ func checkInvariants(t testing.TB, b *Body, raw []byte) {
 		b2.Payload.Sealed != b.Payload.Sealed || b2.Payload.From != b.Payload.From ||
 		b2.Payload.To != b.Payload.To || !bytes.Equal(b2.Payload.Plain, b.Payload.Plain) {
 		t.Fatalf("rebuilt body differs:\n got %+v\nwant %+v", b2, b)
+	}
+}
+
+func TestRequestRef(t *testing.T) {
+	const agent, id = "UBEAFGHZ4WU2HWKV5UISUNSQ3HPVFCDDNRIU2NO67ILH5CAZ2IYTUFAM", "9f1c2b7e4d8a4c3f:b6e1.5a2d-7c9e"
+	ref := RequestRef(agent, id)
+	gotAgent, gotID, ok := ParseRequestRef(ref)
+	if !ok || gotAgent != agent || gotID != id {
+		t.Fatalf("ParseRequestRef(%q) = %q, %q, %v; want %q, %q, true", ref, gotAgent, gotID, ok, agent, id)
+	}
+	for _, bad := range []string{"", id, agent, agent + "/", agent + id, "/" + id, agent + "/" + id + "/x", agent[:55] + "/" + id} {
+		if _, _, ok := ParseRequestRef(bad); ok {
+			t.Errorf("ParseRequestRef(%q) accepted", bad)
+		}
 	}
 }

@@ -377,7 +377,7 @@ func TestEveryWireReasonIsExercised(t *testing.T) {
 	notFromWire := map[reason.Code]string{
 		reason.SchemaViolation: "the strict parser rejects everything the schema does (proved in package schemas)",
 		reason.ApprovalDenied:  "approval flow", reason.ApprovalExpired: "approval flow", reason.ApprovalInvalid: "approval flow", reason.SelfApproval: "approval flow",
-		reason.NoSuchRequest: "responses", reason.NotYourRequest: "responses", reason.AlreadyAnswered: "responses", reason.ResponseLate: "responses", reason.ResponseInvalid: "responses",
+		reason.NoSuchRequest: "responses", reason.NotYourRequest: "responses", reason.AlreadyAnswered: "responses", reason.ResponseLate: "responses", reason.ResponseInvalid: "responses", reason.WrongResponder: "responses",
 		reason.ReplayRefused: "operator replay", reason.Internal: "internal failures",
 		reason.DecisionMissing: "consumer side", reason.DecisionInvalid: "consumer side", reason.DecisionExpired: "consumer side", reason.DecisionAudience: "consumer side", reason.DecisionBinding: "consumer side",
 	}

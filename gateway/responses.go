@@ -19,7 +19,8 @@ import (
 
 // Header names of replies (DESIGN §2b).
 const (
-	// RequestIDHeader names the request a reply answers.
+	// RequestIDHeader names the request a reply answers by its message
+	// id (the reply subject already names the agent).
 	RequestIDHeader = "Agentgw-Request-Id"
 	// ResponderHeader is the consumer that answered.
 	ResponderHeader = "Agentgw-Responder"
@@ -27,20 +28,33 @@ const (
 
 // outstanding is the ledger's record of a delivered request that its
 // consumer may answer: who asked (to seal the answer to), which target
-// must answer, and until when.
+// must answer, which consumer it was delivered to, and until when.
 type outstanding struct {
-	Tenant   string    `json:"tenant"`
-	Agent    string    `json:"agent"`
-	XKey     string    `json:"xkey"`
-	Target   string    `json:"target"`
-	TraceID  string    `json:"trace_id"`
+	Tenant  string `json:"tenant"`
+	Agent   string `json:"agent"`
+	XKey    string `json:"xkey"`
+	Target  string `json:"target"`
+	TraceID string `json:"trace_id"`
+	// Consumer is the target's consumer_xkey when the request was
+	// delivered (the key a sealed request is re-sealed to): only a
+	// response sealed from it answers the request.
+	Consumer string    `json:"consumer_xkey"`
 	Deadline time.Time `json:"deadline"`
+
+	id        string // the record's hold id, set by responseGate
+	messageID string // the request's message id, set by responseGate
 }
 
 // respPrefix keeps response records apart from approval holds.
 const respPrefix = "resp:"
 
-func responseID(tenant, messageID string) string { return respPrefix + tenant + "/" + messageID }
+// responseID names an outstanding request by tenant, agent and message
+// id, the replay ledger's key: a message id is unique per agent only, so
+// another agent's request under the same id is another record, and an
+// answer names the agent too (envelope.RequestRef).
+func responseID(tenant, agent, messageID string) string {
+	return respPrefix + tenant + "/" + agent + "/" + messageID
+}
 
 // stageOutstanding records an allowed request whose target takes
 // responses. The hold outlives the deadline by the message TTL so that a
@@ -54,20 +68,35 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 		return nil
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
-		TraceID: src.env.TraceID, Deadline: now.Add(src.target.ResponseDeadline)}
+		TraceID: src.env.TraceID, Consumer: src.target.ConsumerXKey, Deadline: now.Add(src.target.ResponseDeadline)}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return g.holds.putHold(b, responseID(rec.Tenant, src.env.MessageID), rec.Deadline.Add(g.cfg.Limits.MaxTTL), v, it.seq, true)
+	return g.holds.putHold(b, responseID(rec.Tenant, rec.Agent, src.env.MessageID), rec.Deadline.Add(g.cfg.Limits.MaxTTL), v, it.seq, true)
 }
 
 // responseGate replaces the catalog gate for a `respond` envelope: the
-// request it answers must be outstanding, routed to a target this
-// responder serves (scope respond:<target>) and in time. Whether it is
-// already answered is settled by markAnswered once the response is valid.
+// request it answers (named by agent and message id) must be
+// outstanding, routed to a target this responder serves (scope
+// respond:<target>), answered by the consumer it was delivered to and in
+// time. Whether it is already answered is settled by markAnswered once
+// the response is valid.
+//
+// The consumer is the holder of the target's consumer_xkey as it was when
+// the request was delivered, the key a sealed request is re-sealed to:
+// the response must be sealed from that key (the stateless gates already
+// hold a sealed payload to the credential's xkey). The box opens only if
+// it was sealed with that key's private half, so the binding is proved,
+// not claimed; every instance sharing the target's durable consumer
+// holds the key, since each must open what it is delivered.
 func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
-	id := responseID(it.env.Tenant, it.env.Target)
+	agent, messageID, ok := envelope.ParseRequestRef(it.env.Target)
+	if !ok { // Parse checked it; fail closed all the same
+		it.deny(reason.Deny(reason.MalformedEnvelope, "target of respond must be <requesting agent key>/<message id>"))
+		return nil
+	}
+	id := responseID(it.env.Tenant, agent, messageID)
 	_, v, _, ok, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
@@ -80,8 +109,13 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return fmt.Errorf("gateway: outstanding record %s: %w", id, err)
 	}
+	rec.id, rec.messageID = id, messageID
 	if !it.cred.HasScope("respond:" + rec.Target) {
 		it.deny(reason.Deny(reason.NotYourRequest, "request %s was routed to %s; responder lacks respond:%s", it.env.Target, rec.Target, rec.Target))
+		return nil
+	}
+	if rec.Consumer == "" || !it.env.Payload.IsSealed() || it.env.Payload.From != rec.Consumer {
+		it.deny(reason.Deny(reason.WrongResponder, "request %s was delivered to consumer key %s; the response must be sealed from it", it.env.Target, rec.Consumer))
 		return nil
 	}
 	if now.After(rec.Deadline) {
@@ -102,8 +136,7 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 // stream order, so of two answers in one batch only the first is
 // delivered.
 func (g *Gateway) markAnswered(b *ledgerBatch, it *item) error {
-	id := responseID(it.request.Tenant, it.env.Target)
-	first, err := g.holds.once(b, "answered", id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL), it.seq)
+	first, err := g.holds.once(b, "answered", it.request.id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL), it.seq)
 	if err != nil {
 		return err
 	}
@@ -175,7 +208,7 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	m := nats.NewMsg(subj)
 	m.Data = sealed
 	g.decisionHeaders(it, m.Header, now)
-	m.Header.Set(RequestIDHeader, it.env.Target)
+	m.Header.Set(RequestIDHeader, rec.messageID)
 	m.Header.Set(ResponderHeader, it.cred.Subject)
 	m.Header.Set(header.SealedFrom, g.box.PublicKey())
 	p, err := decision.Prepare(g.signer, decision.Claims{

@@ -1,25 +1,30 @@
 package gateway
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/decision"
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/header"
 	"github.com/agentgw/agentgw/reason"
 )
 
-// respond publishes a consumer's sealed answer to the request id, in
-// the request's trace when traceID is given.
-func (h *harness) respond(a *actor, requestID, answer string, traceID ...string) uint64 {
+// respond publishes a consumer's sealed answer to the request the
+// harness agent sent under messageID, in the request's trace when
+// traceID is given.
+func (h *harness) respond(a *actor, messageID, answer string, traceID ...string) uint64 {
 	h.t.Helper()
 	sealed, err := a.box.Seal([]byte(answer), h.gwCurve)
 	must(h.t, err)
 	body := h.body(func(b *envelope.Builder) {
-		b.Capability, b.Target = envelope.Respond, requestID
+		b.Capability, b.Target = envelope.Respond, envelope.RequestRef(h.agent.pub, messageID)
 		if len(traceID) > 0 {
 			b.TraceID = traceID[0]
 		}
@@ -83,6 +88,140 @@ func TestResponseRoundTrip(t *testing.T) {
 	h.outputFor(h.send(body2))
 	h.clock.Advance(2 * time.Minute)
 	h.wantReason(h.respond(h.consumer, env2.MessageID, `{"refund_id":"r3","status":"drafted"}`), reason.ResponseLate)
+	h.stop()
+	h.scanSecrets()
+	h.validateAudit()
+}
+
+// sdkAgent is the SDK's agent for a, on the harness's connection and
+// clock.
+func (h *harness) sdkAgent(a *actor) *client.Agent {
+	h.t.Helper()
+	c := client.DefaultAgentConfig()
+	c.Credential, c.Key, c.Curve, c.GatewayXKey = a.token, a.kp, a.curve, h.gwCurve
+	ag, err := client.NewAgent(h.nc, c, client.WithClock(h.clock.Now))
+	must(h.t, err)
+	return ag
+}
+
+// delivered verifies a refunds delivery as its consumer does.
+func (h *harness) delivered(m *jetstream.RawStreamMsg) *client.Delivery {
+	h.t.Helper()
+	if !strings.HasPrefix(m.Subject, "agentgw.cap.") {
+		h.t.Fatalf("request went to %s (%s)", m.Subject, m.Header.Get(header.Reason))
+	}
+	d, err := client.VerifyDelivery(m.Subject, m.Header, m.Data, client.VerifyOptions{
+		Tenant: "tenant_a", Targets: []string{"refunds.draft_refund"}, TrustedGateways: []string{h.gwSigning},
+		Curve: h.consumer.box, Now: h.clock.Now(), Skew: 30 * time.Second,
+	})
+	must(h.t, err)
+	return d
+}
+
+// wantReply checks that out is a reply to a carrying answer.
+func (h *harness) wantReply(out *jetstream.RawStreamMsg, a *actor, answer string) {
+	h.t.Helper()
+	if want := "agentgw.reply.tenant_a." + a.pub; out.Subject != want {
+		h.t.Fatalf("reply went to %s (%s %s); want %s", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail), want)
+	}
+	plain, err := a.box.Open(out.Data, out.Header.Get(header.SealedFrom))
+	must(h.t, err)
+	if string(plain) != answer {
+		h.t.Fatalf("reply to %s = %s; want %s", a.pub, plain, answer)
+	}
+}
+
+// TestResponseGoesToItsRequester: another agent of the tenant that
+// learns a request's message id (it travels in headers, audit events and
+// approval records) and sends its own request under it does not take
+// over the first request's answer: each answer reaches the agent whose
+// request it answers, and neither uses up the other.
+func TestResponseGoesToItsRequester(t *testing.T) {
+	h := newHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	mallory := newActor(t)
+	mallory.token = h.credential(h.issuer, mallory, "tenant_a", []string{"refund:draft"}, time.Hour, "")
+	h.secrets = append(h.secrets, string(mallory.seed))
+	h.start()
+	<-h.gw.Ready()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tool := h.sdkAgent(h.consumer)
+
+	body, _ := h.sealedRefund(h.agent, 1500, nil)
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	first := h.delivered(h.outputFor(h.send(body)))
+	// Mallory's own request under the agent's message id, delivered
+	// after the agent's.
+	mbody, _ := h.sealedRefund(mallory, 1, func(b *envelope.Builder) { b.MessageID = env.MessageID })
+	second := h.delivered(h.outputFor(h.publish(h.ingress(mallory, "tenant_a"), mbody, h.signed(mallory, mallory.token, mbody))))
+	if second.Agent != mallory.pub || second.Envelope.MessageID != env.MessageID {
+		t.Fatalf("second delivery is %s's %s; want mallory's under the same id", second.Agent, second.Envelope.MessageID)
+	}
+
+	// The tool answers the agent's request: the answer is the agent's.
+	rcpt, err := tool.Respond(ctx, first, map[string]string{"refund_id": "r-agent", "status": "drafted"})
+	must(t, err)
+	h.wantReply(h.outputFor(rcpt.Seq), h.agent, `{"refund_id":"r-agent","status":"drafted"}`)
+	// Mallory's request is answered on its own, to mallory.
+	rcpt, err = tool.Respond(ctx, second, map[string]string{"refund_id": "r-mallory", "status": "rejected"})
+	must(t, err)
+	h.wantReply(h.outputFor(rcpt.Seq), mallory, `{"refund_id":"r-mallory","status":"rejected"}`)
+	// Each request had one answer.
+	rcpt, err = tool.Respond(ctx, first, map[string]string{"refund_id": "r-again", "status": "drafted"})
+	must(t, err)
+	h.wantReason(rcpt.Seq, reason.AlreadyAnswered)
+	if n := len(h.all(StreamReply)); n != 2 {
+		t.Errorf("replies = %d; want 2", n)
+	}
+	h.stop()
+	h.scanSecrets()
+	h.validateAudit()
+}
+
+// TestResponderBoundToConsumer: a key holding respond:<target> that is
+// not the consumer the request was delivered to (it does not hold the
+// consumer_xkey the request was delivered under) is refused, even
+// knowing the whole delivery, and does not use up the answer: the
+// consumer's answer still reaches the agent.
+func TestResponderBoundToConsumer(t *testing.T) {
+	h := newHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	impostor := newActor(t)
+	impostor.token = h.credential(h.issuer, impostor, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	// A credential may name the consumer's public curve key; without
+	// its private half the answer does not open.
+	claimant := newActor(t)
+	claimant.xkey = h.consumer.xkey
+	claimant.token = h.credential(h.issuer, claimant, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	h.secrets = append(h.secrets, string(impostor.seed), string(claimant.seed))
+	h.start()
+	<-h.gw.Ready()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	body, _ := h.sealedRefund(h.agent, 1500, nil)
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	d := h.delivered(h.outputFor(h.send(body)))
+	rcpt, err := h.sdkAgent(impostor).Respond(ctx, d, map[string]string{"refund_id": "r-forged", "status": "rejected"})
+	must(t, err)
+	h.wantReason(rcpt.Seq, reason.WrongResponder)
+	h.wantReason(h.respond(claimant, env.MessageID, `{"refund_id":"r-forged","status":"rejected"}`), reason.SealBroken)
+	// A plain answer proves no key, even from the consumer's credential.
+	plain := h.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.Respond, envelope.RequestRef(h.agent.pub, env.MessageID)
+		b.Payload = envelope.Payload{Plain: []byte(`{"refund_id":"r-plain","status":"drafted"}`)}
+	})
+	h.wantReason(h.publish(h.ingress(h.consumer, "tenant_a"), plain, h.signed(h.consumer, h.consumer.token, plain)), reason.WrongResponder)
+
+	rcpt, err = h.sdkAgent(h.consumer).Respond(ctx, d, map[string]string{"refund_id": "r-1", "status": "drafted"})
+	must(t, err)
+	h.wantReply(h.outputFor(rcpt.Seq), h.agent, `{"refund_id":"r-1","status":"drafted"}`)
+	if n := len(h.all(StreamReply)); n != 1 {
+		t.Errorf("replies = %d; want 1", n)
+	}
 	h.stop()
 	h.scanSecrets()
 	h.validateAudit()

@@ -95,6 +95,11 @@ const (
 	ExchangeActorDenied    Code = "exchange_actor_denied"
 	ExchangeNoScope        Code = "exchange_no_scope"
 	ExchangeScopeDenied    Code = "exchange_scope_denied"
+
+	// WrongResponder: a response from a holder of respond:<target> that
+	// is not the consumer the request was delivered to: its payload is
+	// not sealed from the target's consumer_xkey of that delivery.
+	WrongResponder Code = "wrong_responder"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -158,4 +163,5 @@ var All = []Info{
 	{ExchangeActorDenied, "exchange", "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate"},
 	{ExchangeNoScope, "exchange", "IdP token claims map to no scope or no tenant"},
 	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
+	{WrongResponder, StageResponse, "response not sealed from the consumer key the request was delivered under"},
 }

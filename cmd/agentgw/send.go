@@ -35,7 +35,7 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
 	audience := c.fs.String("audience", "", "gateway audience (default: the credential's)")
 	capability := c.fs.String("capability", "", "read, delegate, tool_call, workflow_command, approve or respond")
-	target := c.fs.String("target", "", "catalog target (or, for approve/respond, the message id answered)")
+	target := c.fs.String("target", "", "catalog target; for approve the held message id; for respond <requesting agent key>/<message id>")
 	plain := c.fs.String("plain", "", "plain payload: one JSON object (the catalog must allow plain for the target)")
 	sealed := c.fs.String("sealed", "", "payload to seal to the gateway: one JSON object")
 	sealedFile := c.fs.String("sealed-file", "", "`file` holding the payload to seal (- for stdin)")
