@@ -606,7 +606,7 @@ func TestWireVectorResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs.Capability != envelope.Respond || rs.Target != rq.MessageID || rs.TraceID != rq.TraceID {
+	if rs.Capability != envelope.Respond || rs.Target != envelope.RequestRef(f.Agent, rq.MessageID) || rs.TraceID != rq.TraceID {
 		t.Errorf("respond envelope = %+v; want a respond to %s in its trace", rs, rq.MessageID)
 	}
 	ct, err := rs.Payload.SealedBytes()

@@ -299,7 +299,7 @@ func (w *wvWorld) build() map[string][]byte {
 	response := `{"refund_id":"rf_09467fe9","status":"drafted","customer_email":"customer@example.com"}`
 	respond := w.envelope(wvEnvSpec{name: "respond", signer: "consumer", xkey: "consumer-xkey", seq: 5,
 		id: "5d1e0c3a9b7f4e21a6c8d2f0b4e6a805", trace: "4bf92f3577b34da6a3ce929d0e0e4736", span: "5fb397be34d26b51",
-		capability: envelope.Respond, target: "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801", sealed: response})
+		capability: envelope.Respond, target: envelope.RequestRef(w.pubs["agent"], "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801"), sealed: response})
 	cat, err := catalog.Load(filepath.Join(wireDir, "catalog.yaml"))
 	if err != nil {
 		w.t.Fatal(err)
@@ -437,7 +437,7 @@ func (w *wvWorld) build() map[string][]byte {
 			{header.PolicyVersion, w.policyV},
 			{header.Traceparent, respond.Message.header(header.Traceparent)},
 			{header.Decision, w.tokens["reply"]},
-			{"Agentgw-Request-Id", respondBody.Target},
+			{"Agentgw-Request-Id", "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801"},
 			{"Agentgw-Responder", w.pubs["consumer"]},
 			{header.SealedFrom, w.pubs["gateway-xkey"]},
 		}},
