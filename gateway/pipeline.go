@@ -166,7 +166,7 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.WrongAudience, "envelope audience %q", env.Audience))
 		return
 	}
-	if err := env.CheckFreshness(now, g.cfg.Limits.MaxTTL, g.cfg.Limits.Skew); err != nil {
+	if err := g.fresh.Check(env, now); err != nil {
 		it.deny(err)
 		return
 	}
@@ -238,7 +238,8 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 			it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
 			return nil
 		}
-		first, err := b.SetOnce("replay", it.replay.Tenant+"/"+it.replay.Agent+"/"+it.replay.MessageID, it.env.ExpiresAt.Add(g.cfg.Limits.Skew))
+		// The marker must outlast every fresh copy of the message.
+		first, err := b.SetOnce("replay", it.replay.Tenant+"/"+it.replay.Agent+"/"+it.replay.MessageID, g.fresh.LastFresh(it.env.ExpiresAt))
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,6 @@ import (
 const (
 	DefaultCacheBytes = 16 << 20
 	DefaultGenWidth   = 330 * time.Second
-	DefaultLookback   = 30 * time.Second
 )
 
 // Options configures a Ledger. The zero value is usable.
@@ -43,12 +42,17 @@ type Options struct {
 	// GenWidth is the span of expiry times one generation holds; 0 means
 	// 330 s (max TTL 5 m + skew 30 s), so a lookup probes 2–3 generations.
 	// It is fixed when the ledger is created: an existing ledger keeps its
-	// stored width (a different value here is logged and ignored).
+	// stored width (a different value here is logged and ignored). It
+	// decides only how entries are grouped, never how long one is live.
 	GenWidth time.Duration
 	// Lookback is how long after its expires_at an entry stays live: it is
-	// found by lookups and kept by Prune. Set it to the freshness skew; 0
-	// means 30 s. An entry whose outputs are not yet acknowledged is found
-	// and kept for longer (see Batch.Replay).
+	// found by lookups and kept by Prune until expires_at + Lookback
+	// inclusive. Zero means no lookback (live until expires_at); there is
+	// no default, because the right value is the caller's: the gateway
+	// passes the grace of its freshness rule (the skew), so an entry is
+	// live at every instant a copy of its message is fresh. An entry whose
+	// outputs are not yet acknowledged is found and kept for longer (see
+	// Batch.Replay).
 	Lookback time.Duration
 	// Logger receives Pebble's messages (info at debug level). The zero
 	// value logs nothing. Nothing secret reaches it: keys hold tenant,
@@ -69,9 +73,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.GenWidth == 0 {
 		o.GenWidth = DefaultGenWidth
-	}
-	if o.Lookback == 0 {
-		o.Lookback = DefaultLookback
 	}
 	return o
 }

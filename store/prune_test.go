@@ -100,7 +100,8 @@ func TestPruneCostIsPerGeneration(t *testing.T) {
 }
 
 func TestMarkersSetOnceAndPrune(t *testing.T) {
-	l := openTest(t, Options{})
+	const lookback = 30 * time.Second
+	l := openTest(t, Options{Lookback: lookback})
 	exp := t0.Add(time.Hour)
 	b := l.NewBatch()
 	for i, want := range []bool{true, false} {
@@ -123,7 +124,7 @@ func TestMarkersSetOnceAndPrune(t *testing.T) {
 	if st, err := l.Prune(exp, 0); err != nil || st.Markers != 0 {
 		t.Fatalf("Prune at expiry = %+v, %v; want markers kept until expiry + Lookback", st, err)
 	}
-	st, err := l.Prune(exp.Add(DefaultLookback+time.Second), 0)
+	st, err := l.Prune(exp.Add(lookback+time.Second), 0)
 	if err != nil || st.Markers != 2 || st.MoreMarkers {
 		t.Fatalf("Prune after expiry = %+v, %v; want 2 markers deleted", st, err)
 	}
@@ -220,5 +221,31 @@ func TestBloomFiltersUsed(t *testing.T) {
 	after := l.db.Metrics().Filter
 	if hits := after.Hits - before.Hits; hits < misses*9/10 {
 		t.Fatalf("bloom filter hits for %d absent keys = %d (misses %d); want ≥ 90%%", misses, hits, after.Misses-before.Misses)
+	}
+}
+
+// TestLookbackIsExact: an entry is live, and survives Prune, up to and
+// including expires + Lookback, whatever the generation width, and the
+// zero Lookback means none: the ledger adds nothing of its own to the
+// window its caller asks for.
+func TestLookbackIsExact(t *testing.T) {
+	for _, lookback := range []time.Duration{0, 2 * time.Minute, 5 * time.Minute} {
+		for _, width := range []time.Duration{time.Second, DefaultGenWidth} {
+			t.Run(fmt.Sprintf("lookback=%s,width=%s", lookback, width), func(t *testing.T) {
+				l := openTest(t, Options{Lookback: lookback, GenWidth: width})
+				exp := t0.Add(time.Minute)
+				commitPuts(t, l, put{rkey("m1"), acked(rentry(5, exp))})
+				last := exp.Add(lookback)
+				if _, err := l.Prune(last, 5); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok, err := l.Replay(rkey("m1"), last); !ok || err != nil {
+					t.Fatalf("Replay(expires + Lookback) = %v, %v; want found", ok, err)
+				}
+				if _, ok, err := l.Replay(rkey("m1"), last.Add(time.Nanosecond)); ok || err != nil {
+					t.Fatalf("Replay(expires + Lookback + 1ns) = %v, %v; want not found", ok, err)
+				}
+			})
+		}
 	}
 }
