@@ -56,8 +56,10 @@ func windowCases(rng *rand.Rand) []windowCase {
 // passed to Prune covers it), so nothing but liveness keeps its entries.
 // Time is a fake clock; the ledger is a real Pebble store, closed and
 // reopened at random points, opened with the options the gateway derives
-// from the configuration. A rebuild of a scaled-out partition at such an
-// instant must also still read the record from the journal.
+// from the configuration. At such an instant the ledger's horizon must
+// not refuse the message either (the gateway would deny a fresh message
+// as expired), and a rebuild of a scaled-out partition must still read
+// the record from the journal.
 func TestLedgerCoversFreshnessWindow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(0x5eed, 0x1ed9e7))
 	base := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -208,6 +210,9 @@ func checkWindow(t *testing.T, rng *rand.Rand, base time.Time, c windowCase) {
 				return fmt.Sprintf("message %d (expires_at %v, recorded at expires_at%+v) at expires_at%+v, after prunes at %d instants",
 					e.msg, m.body.ExpiresAt, m.t0.Sub(m.body.ExpiresAt), e.at.Sub(m.body.ExpiresAt), len(pruned))
 			}
+			if hz := led.Horizon(); m.body.ExpiresAt.Before(hz) {
+				t.Fatalf("%s: freshness accepts a copy but its expiry is before the ledger's horizon %v", why(), hz)
+			}
 			if _, seen, err := led.Replay(m.replay, e.at); err != nil || !seen {
 				t.Fatalf("%s: freshness accepts a copy but Replay = %v, %v; want its entry", why(), seen, err)
 			}
@@ -336,5 +341,48 @@ func TestValidateRefusesReplayWindow(t *testing.T) {
 				t.Fatalf("Validate() = %v; want an error about %s", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestReplayAfterSkewRaisedDenied: the ledger prunes under one skew; the
+// gateway restarts with a longer one, under which a pruned message is
+// fresh again. A copy of it is refused (message_expired: its expiry is
+// before the ledger's horizon, so the ledger cannot tell a replay), never
+// forwarded a second time. A clock stepped back past a prune is the same
+// case.
+func TestReplayAfterSkewRaisedDenied(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Limits.MaxTTL, h.cfg.Limits.Skew = 10*time.Second, time.Second // generations of 11 s
+	h.start()
+	body := h.body(func(b *envelope.Builder) { b.TTL = 10 * time.Second })
+	expires := h.clock.Now().Add(10 * time.Second)
+	first := h.send(body)
+	if out := h.outputFor(first); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("first copy went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= first
+	})
+	// Its generation ends at most 11 s after expires_at and is dead 1 s
+	// later: the prune loop deletes it.
+	h.clock.Advance(expires.Add(12 * time.Second).Sub(h.clock.Now()))
+	st, err := h.gw.ledger.Prune(h.clock.Now(), first)
+	if err != nil || st.Generations != 1 {
+		t.Fatalf("Prune = %+v, %v; want the message's generation deleted", st, err)
+	}
+	h.stop()
+	h.cfg.Limits.Skew = 30 * time.Second
+	h.start()
+	seq := h.send(body) // fresh again: expires_at + 12 s ≤ expires_at + 30 s
+	out := h.outputFor(seq)
+	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.MessageExpired {
+		t.Fatalf("copy after the skew was raised went to %s, reason %q (%s); want %q",
+			out.Subject, got, out.Header.Get(header.Detail), reason.MessageExpired)
+	}
+	if n := len(h.all(StreamCap)); n != 1 {
+		t.Errorf("capability outputs = %d; want 1", n)
 	}
 }

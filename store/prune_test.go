@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -94,8 +95,8 @@ func TestPruneCostIsPerGeneration(t *testing.T) {
 		}
 		ops[n] = o
 	}
-	if ops[10] != ops[5000] || ops[10] != 3 {
-		t.Fatalf("Pebble ops to prune one generation: %v; want 3 (2 DeleteRange + 1 Delete) whatever its size", ops)
+	if ops[10] != ops[5000] || ops[10] != 4 {
+		t.Fatalf("Pebble ops to prune one generation: %v; want 4 (2 DeleteRange, 1 Delete, the horizon's Set) whatever its size", ops)
 	}
 }
 
@@ -247,5 +248,61 @@ func TestLookbackIsExact(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHorizon: deleting a generation raises Horizon to the generation's
+// end, durably; a message whose entry Prune deleted expires before it,
+// one whose entry is kept does not. Reopened with a longer Lookback, the
+// ledger cannot bring a deleted entry back, and Horizon says so.
+func TestHorizon(t *testing.T) {
+	const width, lookback = 10 * time.Second, time.Second
+	dir := filepath.Join(t.TempDir(), "ledger")
+	l, err := Open(dir, Options{GenWidth: width, Lookback: lookback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := l.Horizon(); !h.IsZero() {
+		t.Fatalf("Horizon() of a new ledger = %v; want zero", h)
+	}
+	base := time.Unix(0, (t0.UnixNano()/int64(width)+1)*int64(width)) // a generation's start
+	old, kept := base.Add(width-time.Nanosecond), base.Add(width)     // the last of one generation, the first of the next
+	commitPuts(t, l, put{rkey("old"), acked(rentry(1, old))}, put{rkey("kept"), acked(rentry(2, kept))})
+	if st, err := l.Prune(old, 2); err != nil || st.Generations != 0 || !l.Horizon().IsZero() {
+		t.Fatalf("Prune(nothing dead) = %+v, %v, Horizon %v; want nothing deleted, zero horizon", st, err, l.Horizon())
+	}
+	at := base.Add(width + lookback) // the first generation's end + Lookback
+	if st, err := l.Prune(at, 2); err != nil || st.Generations != 1 {
+		t.Fatalf("Prune(%v) = %+v, %v; want the first generation deleted", at, st, err)
+	}
+	want := base.Add(width)
+	if h := l.Horizon(); !h.Equal(want) {
+		t.Fatalf("Horizon() = %v; want the deleted generation's end %v", h, want)
+	}
+	if !old.Before(l.Horizon()) || kept.Before(l.Horizon()) {
+		t.Fatalf("Horizon() = %v; want the deleted entry (expires %v) before it and the kept one (%v) not", l.Horizon(), old, kept)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The lookback grew: old would be live again, but its entry is gone.
+	l, err = Open(dir, Options{GenWidth: width, Lookback: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if h := l.Horizon(); !h.Equal(want) {
+		t.Fatalf("Horizon() after reopen = %v; want %v", h, want)
+	}
+	if _, ok, err := l.Replay(rkey("old"), at); ok || err != nil {
+		t.Fatalf("Replay(old) = %v, %v; want gone (its expiry is before the horizon)", ok, err)
+	}
+	if _, ok, err := l.Replay(rkey("kept"), at); !ok || err != nil {
+		t.Fatalf("Replay(kept) = %v, %v; want found", ok, err)
+	}
+	b := l.NewBatch()
+	defer b.Close()
+	if h := b.Horizon(); !h.Equal(want) {
+		t.Fatalf("Batch.Horizon() = %v; want %v", h, want)
 	}
 }
