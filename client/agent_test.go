@@ -32,8 +32,8 @@ func (w *world) checkIngress(m *jetstream.RawStreamMsg, a *actor) *envelope.Body
 	if err != nil {
 		w.t.Fatalf("Parse(stored body) = %v", err)
 	}
-	if err := body.CheckFreshness(testClock, 0, 0); err != nil {
-		w.t.Errorf("CheckFreshness = %v", err)
+	if err := (envelope.Freshness{}).Check(body, testClock); err != nil {
+		w.t.Errorf("Freshness.Check = %v", err)
 	}
 	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(a.pub))
 	if err != nil {

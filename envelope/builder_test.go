@@ -55,8 +55,8 @@ func TestBuilderDefaults(t *testing.T) {
 	if b2.MessageID == b.MessageID || b2.TraceID == b.TraceID {
 		t.Error("two Builds share generated ids")
 	}
-	if err := b.CheckFreshness(now, 0, 0); err != nil {
-		t.Errorf("fresh build: CheckFreshness = %v", err)
+	if err := (Freshness{}).Check(b, now); err != nil {
+		t.Errorf("fresh build: Freshness.Check = %v", err)
 	}
 }
 

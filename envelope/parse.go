@@ -78,7 +78,7 @@ func (p *parser) fieldFail(format string, args ...any) {
 }
 
 // Parse reads one envelope body strictly and checks every field rule of
-// DESIGN §3 (not freshness: see CheckFreshness). lim's zero fields take
+// DESIGN §3 (not freshness: see Freshness). lim's zero fields take
 // their defaults.
 //
 // Errors are *reason.Denial: Oversized when len(raw) > lim.MaxBytes,

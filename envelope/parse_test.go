@@ -359,7 +359,7 @@ func checkInvariants(t testing.TB, b *Body, raw []byte) {
 	ttl := b.ExpiresAt.Sub(b.IssuedAt)
 	if ttl <= 0 || !b.IssuedAt.Add(ttl).Equal(b.ExpiresAt) {
 		// Builder refuses a negative TTL and cannot express one beyond
-		// time.Duration (~292 years); Parse leaves both to CheckFreshness.
+		// time.Duration (~292 years); Parse leaves both to Freshness.Check.
 		return
 	}
 	rebuilt, err := Builder{

@@ -95,8 +95,8 @@ func TestWireV1(t *testing.T) {
 	if !VerifyBytes(pub, SigningInput(body), sig) {
 		t.Error("VerifyBytes(signature_hex) = false")
 	}
-	if err := b.CheckFreshness(w.VerifyAt, 5*time.Minute, 30*time.Second); err != nil {
-		t.Errorf("CheckFreshness(verify_at) = %v; want nil", err)
+	if err := (Freshness{MaxTTL: 5 * time.Minute, Skew: 30 * time.Second}).Check(b, w.VerifyAt); err != nil {
+		t.Errorf("Freshness.Check(verify_at) = %v; want nil", err)
 	}
 	want := Body{
 		V: 1, MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", IdempotencyKey: "refund:ord_123:draft",

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/budget"
+	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/exchange"
 	"github.com/agentgw/agentgw/lease"
 	"github.com/agentgw/agentgw/subjects"
@@ -126,9 +127,11 @@ type RevocationConfig struct {
 type Limits struct {
 	// MaxBodyBytes is the largest envelope body. Default 64 KiB.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
-	// MaxTTL is the longest expires_at - issued_at. Default 5m.
+	// MaxTTL is the longest expires_at - issued_at, in (0, 24h]. Default 5m.
 	MaxTTL time.Duration `yaml:"max_ttl"`
-	// Skew is the clock skew tolerated. Default 30s.
+	// Skew is the clock skew tolerated, in [0, 5m]. Default 30s. With
+	// MaxTTL it is the freshness rule (Freshness), from which every
+	// window that must outlast a fresh message is derived.
 	Skew time.Duration `yaml:"skew"`
 	// MaxCredentialLifetime is the longest credential exp - iat. Default 24h.
 	MaxCredentialLifetime time.Duration `yaml:"max_credential_lifetime"`
@@ -136,6 +139,20 @@ type Limits struct {
 	DecisionTTL time.Duration `yaml:"decision_ttl"`
 	// ApprovalTTL is how long a held request waits. Default 15m.
 	ApprovalTTL time.Duration `yaml:"approval_ttl"`
+}
+
+// maxMaxTTL bounds limits.max_ttl: the ledger keeps every entry, and the
+// journal every record, for max_ttl + 2·skew, and a day is far beyond
+// any useful message lifetime.
+const maxMaxTTL = 24 * time.Hour
+
+// Freshness is the freshness rule the limits set. It is the one source of
+// the time windows tied to a message's lifetime: the freshness gate
+// checks it, the ledger keeps entries for its Grace (ledgerOptions) and
+// the journal keeps records for its Span (journalWindow), so none of
+// them can end while a copy of the message is still fresh.
+func (l Limits) Freshness() envelope.Freshness {
+	return envelope.Freshness{MaxTTL: l.MaxTTL, Skew: l.Skew}
 }
 
 // StreamsConfig configures the streams created at start.
@@ -313,8 +330,8 @@ func (c *Config) Validate() error {
 	if l.MaxBodyBytes <= 0 || l.MaxBodyBytes > 1<<20 {
 		add("limits.max_body_bytes must be in (0, 1 MiB]")
 	}
-	if l.MaxTTL <= 0 {
-		add("limits.max_ttl must be positive")
+	if l.MaxTTL <= 0 || l.MaxTTL > maxMaxTTL {
+		add("limits.max_ttl must be in (0, %s]", maxMaxTTL)
 	}
 	if l.Skew < 0 || l.Skew > 5*time.Minute {
 		add("limits.skew must be in [0, 5m]")
@@ -387,10 +404,14 @@ func (c *Config) Validate() error {
 
 // journalWindow is the shortest journal retention that keeps every
 // record a partition's ledger still needs: replay and idempotency
-// entries (max TTL + skew), single-use markers, and held approvals.
+// entries and replay markers (the freshness span, max_ttl + 2·skew: a
+// message issued skew ahead of the clock is decided at once and stays
+// fresh until its expires_at + skew), and held approvals. The minute
+// covers the difference between the NATS server's clock, which ages the
+// journal, and the gateway's.
 func (c Config) journalWindow() time.Duration {
 	l := c.Limits
-	return max(l.MaxTTL+l.Skew, l.ApprovalTTL+l.Skew) + time.Minute
+	return max(l.Freshness().Span(), l.ApprovalTTL+l.Skew) + time.Minute
 }
 
 // journalMaxAge is the configured journal retention, or its minimum.

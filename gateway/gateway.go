@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentgw/agentgw/budget"
 	"github.com/agentgw/agentgw/catalog"
+	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/exchange"
 	"github.com/agentgw/agentgw/identity"
 	"github.com/agentgw/agentgw/metrics"
@@ -28,6 +29,7 @@ import (
 // release it with Close. Run may be called once.
 type Gateway struct {
 	cfg   Config
+	fresh envelope.Freshness // cfg.Limits.Freshness()
 	log   zerolog.Logger
 	clock func() time.Time
 
@@ -102,7 +104,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{}), tracer: noopTracer}
+	g := &Gateway{cfg: cfg, fresh: cfg.Limits.Freshness(), log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{}), tracer: noopTracer}
 	for _, o := range opts {
 		o(g)
 	}

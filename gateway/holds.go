@@ -301,7 +301,9 @@ func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uin
 // de-duplication) if the publisher died.
 func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	k := g.kvh
-	due, err := k.scan(ctx, now, g.cfg.Limits.MaxTTL+g.cfg.Limits.Skew)
+	// A taken hold is kept while the message that took it (decided by the
+	// deadline) may still be fresh, so its redelivery finds its own take.
+	due, err := k.scan(ctx, now, g.fresh.Span())
 	if err != nil {
 		return err
 	}

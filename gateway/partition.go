@@ -211,11 +211,26 @@ func (g *Gateway) ledgers() []*store.Ledger {
 // which the outcome prune deletes before the memtable is flushed.
 const LedgerMemTable = 32 << 20
 
+// ledgerOptions returns the options every ledger of the gateway is opened
+// with.
 func (g *Gateway) ledgerOptions() store.Options {
-	o := store.Options{GenWidth: g.cfg.Limits.MaxTTL + g.cfg.Limits.Skew, FS: g.ledgerFS, MemTableBytes: LedgerMemTable}
-	if g.scale != nil {
+	o := g.cfg.ledgerOptions()
+	o.FS = g.ledgerFS
+	return o
+}
+
+// ledgerOptions derives the ledger's options from the configuration. An
+// entry's liveness comes from the freshness rule: Lookback is its Grace,
+// so an entry stays live until the last instant a copy of its message is
+// fresh (TestLedgerCoversFreshnessWindow). GenWidth, max_ttl + skew, only
+// groups entries so that a lookup probes 2–3 generations; any width is
+// correct.
+func (c Config) ledgerOptions() store.Options {
+	f := c.Limits.Freshness()
+	o := store.Options{GenWidth: c.Limits.MaxTTL + f.Grace(), Lookback: f.Grace(), MemTableBytes: LedgerMemTable}
+	if c.ScaleOut != nil {
 		// Many partitions share the process: smaller ones each.
-		n := g.cfg.Consumer.Partitions
+		n := c.Consumer.Partitions
 		o.CacheBytes = max(8<<20, store.DefaultCacheBytes/int64(n))
 		o.MemTableBytes = max(4<<20, LedgerMemTable/uint64(n))
 	}

@@ -170,7 +170,7 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.WrongAudience, "envelope audience %q", env.Audience))
 		return
 	}
-	if err := env.CheckFreshness(now, g.cfg.Limits.MaxTTL, g.cfg.Limits.Skew); err != nil {
+	if err := g.fresh.Check(env, now); err != nil {
 		it.deny(err)
 		return
 	}
@@ -219,6 +219,16 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	}
 	end := g.gate(it, "ledger")
 	defer end()
+	// The ledger may have pruned the entries of a message expiring before
+	// its horizon, and could not tell its replay from a first sighting.
+	// Freshness refuses every such message while the limits and the clock
+	// are those the ledger pruned under; this refuses it when the skew was
+	// raised since, or the clock stepped back past a prune.
+	if h := b.Horizon(); it.env.ExpiresAt.Before(h) {
+		it.deny(reason.Deny(reason.MessageExpired, "expires_at %s is before the ledger's horizon %s",
+			it.env.ExpiresAt.Format(time.RFC3339Nano), h.Format(time.RFC3339Nano)))
+		return nil
+	}
 	prev, seen, err := b.Replay(it.replay, now)
 	if err != nil {
 		return err
@@ -242,7 +252,8 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 			it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
 			return nil
 		}
-		first, err := b.SetOnce("replay", it.replay.Tenant+"/"+it.replay.Agent+"/"+it.replay.MessageID, it.env.ExpiresAt.Add(g.cfg.Limits.Skew))
+		// The marker must outlast every fresh copy of the message.
+		first, err := b.SetOnce("replay", it.replay.Tenant+"/"+it.replay.Agent+"/"+it.replay.MessageID, g.fresh.LastFresh(it.env.ExpiresAt))
 		if err != nil {
 			return err
 		}

@@ -92,6 +92,9 @@ func (b *Batch) Replay(k ReplayKey, now time.Time) (ReplayEntry, bool, error) {
 	return e, ok, err
 }
 
+// Horizon is Ledger.Horizon.
+func (b *Batch) Horizon() time.Time { return b.l.Horizon() }
+
 // Idem returns the live entry for k (now ≤ Expires + Lookback), looking at
 // the database and at the writes staged in b. With several live copies it
 // returns the one in the earliest generation.

@@ -29,6 +29,16 @@
 // (expires_at + Lookback ≥ now) or an unacknowledged one: usually 2–3.
 // See keys.go for the key layout and codec.go for the value format.
 //
+// An entry is live until expires_at + Lookback inclusive, whatever the
+// generation width; Lookback is exactly what the caller passes, with no
+// default. The gateway passes its freshness grace (the skew,
+// envelope.Freshness.Grace), so an entry is live at every instant a copy
+// of its message is fresh. Prune records the end of the latest
+// generation it deleted, in the same batch, as the Horizon: entries
+// expiring before it may be gone, so a ledger reopened with a longer
+// Lookback, or read under a clock stepped back past a prune, says which
+// messages it can no longer answer for.
+//
 // # Failures
 //
 // Open refuses a damaged store with ErrCorrupt and never starts empty over

@@ -12,6 +12,7 @@ import (
 // kind. Integers are big-endian so that byte order is numeric order.
 //
 //	f                                     format: version and generation width
+//	p                                     horizon: end of the latest pruned generation (ns)
 //	g <gen u64>                           generation metadata (max seq, count)
 //	r <gen u64> tenant 0 agent 0 msgid    replay entry
 //	i <gen u64> tenant 0 agent 0 idemkey  idempotency entry
@@ -26,6 +27,7 @@ import (
 // components never contain NUL, so the separators are unambiguous.
 const (
 	kindFormat       byte = 'f'
+	kindHorizon      byte = 'p'
 	kindGen          byte = 'g'
 	kindReplay       byte = 'r'
 	kindIdem         byte = 'i'
@@ -47,7 +49,10 @@ const (
 // Unix epoch reach 2262; 2200 leaves room for a generation's width.
 var maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 
-var formatKey = []byte{kindFormat}
+var (
+	formatKey  = []byte{kindFormat}
+	horizonKey = []byte{kindHorizon}
+)
 
 // checkPart reports whether s is usable as a key component.
 func checkPart(what, s string, max int) error {

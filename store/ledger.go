@@ -18,7 +18,6 @@ import (
 const (
 	DefaultCacheBytes = 16 << 20
 	DefaultGenWidth   = 330 * time.Second
-	DefaultLookback   = 30 * time.Second
 )
 
 // Options configures a Ledger. The zero value is usable.
@@ -43,12 +42,17 @@ type Options struct {
 	// GenWidth is the span of expiry times one generation holds; 0 means
 	// 330 s (max TTL 5 m + skew 30 s), so a lookup probes 2–3 generations.
 	// It is fixed when the ledger is created: an existing ledger keeps its
-	// stored width (a different value here is logged and ignored).
+	// stored width (a different value here is logged and ignored). It
+	// decides only how entries are grouped, never how long one is live.
 	GenWidth time.Duration
 	// Lookback is how long after its expires_at an entry stays live: it is
-	// found by lookups and kept by Prune. Set it to the freshness skew; 0
-	// means 30 s. An entry whose outputs are not yet acknowledged is found
-	// and kept for longer (see Batch.Replay).
+	// found by lookups and kept by Prune until expires_at + Lookback
+	// inclusive. Zero means no lookback (live until expires_at); there is
+	// no default, because the right value is the caller's: the gateway
+	// passes the grace of its freshness rule (the skew), so an entry is
+	// live at every instant a copy of its message is fresh. An entry whose
+	// outputs are not yet acknowledged is found and kept for longer (see
+	// Batch.Replay).
 	Lookback time.Duration
 	// Logger receives Pebble's messages (info at debug level). The zero
 	// value logs nothing. Nothing secret reaches it: keys hold tenant,
@@ -69,9 +73,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.GenWidth == 0 {
 		o.GenWidth = DefaultGenWidth
-	}
-	if o.Lookback == 0 {
-		o.Lookback = DefaultLookback
 	}
 	return o
 }
@@ -149,6 +150,7 @@ type Ledger struct {
 	gmu      sync.RWMutex
 	gens     []genMeta // sorted by gen
 	ackFloor uint64    // highest ack floor passed to Prune
+	horizon  uint64    // Horizon in ns since the epoch; 0: nothing pruned
 
 	// maxOutcome bounds the sequences with a recorded outcome (read at
 	// open, raised by every commit), so a first delivery needs no lookup.
@@ -283,6 +285,10 @@ func (l *Ledger) open(fresh, verify bool) error {
 	if err != nil {
 		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
 	}
+	horizon, err := readHorizon(db)
+	if err != nil {
+		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
+	}
 	last, err := lastOutcome(db)
 	if err != nil {
 		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
@@ -291,8 +297,48 @@ func (l *Ledger) open(fresh, verify bool) error {
 	l.db = db
 	l.gmu.Lock()
 	l.gens = gens
+	l.horizon = horizon
 	l.gmu.Unlock()
 	return nil
+}
+
+// readHorizon reads the horizon record; a ledger never pruned has none.
+func readHorizon(db *pebble.DB) (uint64, error) {
+	v, c, err := db.Get(horizonKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, readError("horizon", err)
+	}
+	defer c.Close()
+	vs, err := decodeUvarints("horizon", v, 1)
+	if err != nil {
+		return 0, err
+	}
+	return vs[0], nil
+}
+
+// Horizon is the earliest expiry the ledger still answers for: Prune has
+// deleted only generations whose entries all expire before it, so a
+// replay or idempotency entry expiring at or after Horizon is found
+// while it is live, and one expiring before it may be gone — a lookup
+// for such a message cannot tell a replay from a first sighting. It
+// only rises, survives restarts, and is the zero time until Prune first
+// deletes a generation.
+//
+// With an unchanged Lookback and a clock that does not step back,
+// Horizon ≤ now − Lookback at every lookup: it only matters when the
+// Lookback was raised since a prune (the ledger reopened with a longer
+// one) or the clock stepped back past a prune. Safe for concurrent use.
+func (l *Ledger) Horizon() time.Time {
+	l.gmu.RLock()
+	h := l.horizon
+	l.gmu.RUnlock()
+	if h == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(h)).UTC()
 }
 
 // openError translates a pebble.Open error. On an existing store anything

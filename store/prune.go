@@ -69,6 +69,8 @@ func (l *Ledger) MarkAcked(keys []ReplayKey, now time.Time) error {
 //   - up to 1024 markers whose expiry + Lookback has passed (one point
 //     delete each; markers are few: one per approval or operator replay).
 //
+// Deleting a generation raises Horizon to its end, in the same batch.
+//
 // The write is not synced; a lost prune is redone by the next one.
 // ackFloor only ratchets up: a lower value than before is ignored.
 func (l *Ledger) Prune(now time.Time, ackFloor uint64) (PruneStats, error) {
@@ -92,6 +94,7 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 	l.ackFloor = max(l.ackFloor, ackFloor)
 	floor := l.ackFloor
 	gens := slices.Clone(l.gens)
+	horizon := l.horizon
 	l.gmu.Unlock()
 
 	pb := db.NewBatch()
@@ -121,6 +124,14 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 		}
 		st.Generations++
 		st.Entries += g.count
+		horizon = max(horizon, (g.gen+1)*l.width)
+	}
+	if st.Generations > 0 {
+		// In the batch that deletes: the horizon is never behind what
+		// is gone, even after a crash.
+		if err := pb.Set(horizonKey, encodeUvarints(horizon), nil); err != nil {
+			return fail(err)
+		}
 	}
 
 	n, more, err := pruneMarkers(db, pb, now.Add(-l.lookback-1))
@@ -140,6 +151,7 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 	}
 	l.gmu.Lock()
 	l.gens = keep
+	l.horizon = horizon
 	l.gmu.Unlock()
 	return st, ops, nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -94,13 +95,14 @@ func TestPruneCostIsPerGeneration(t *testing.T) {
 		}
 		ops[n] = o
 	}
-	if ops[10] != ops[5000] || ops[10] != 3 {
-		t.Fatalf("Pebble ops to prune one generation: %v; want 3 (2 DeleteRange + 1 Delete) whatever its size", ops)
+	if ops[10] != ops[5000] || ops[10] != 4 {
+		t.Fatalf("Pebble ops to prune one generation: %v; want 4 (2 DeleteRange, 1 Delete, the horizon's Set) whatever its size", ops)
 	}
 }
 
 func TestMarkersSetOnceAndPrune(t *testing.T) {
-	l := openTest(t, Options{})
+	const lookback = 30 * time.Second
+	l := openTest(t, Options{Lookback: lookback})
 	exp := t0.Add(time.Hour)
 	b := l.NewBatch()
 	for i, want := range []bool{true, false} {
@@ -123,7 +125,7 @@ func TestMarkersSetOnceAndPrune(t *testing.T) {
 	if st, err := l.Prune(exp, 0); err != nil || st.Markers != 0 {
 		t.Fatalf("Prune at expiry = %+v, %v; want markers kept until expiry + Lookback", st, err)
 	}
-	st, err := l.Prune(exp.Add(DefaultLookback+time.Second), 0)
+	st, err := l.Prune(exp.Add(lookback+time.Second), 0)
 	if err != nil || st.Markers != 2 || st.MoreMarkers {
 		t.Fatalf("Prune after expiry = %+v, %v; want 2 markers deleted", st, err)
 	}
@@ -220,5 +222,87 @@ func TestBloomFiltersUsed(t *testing.T) {
 	after := l.db.Metrics().Filter
 	if hits := after.Hits - before.Hits; hits < misses*9/10 {
 		t.Fatalf("bloom filter hits for %d absent keys = %d (misses %d); want ≥ 90%%", misses, hits, after.Misses-before.Misses)
+	}
+}
+
+// TestLookbackIsExact: an entry is live, and survives Prune, up to and
+// including expires + Lookback, whatever the generation width, and the
+// zero Lookback means none: the ledger adds nothing of its own to the
+// window its caller asks for.
+func TestLookbackIsExact(t *testing.T) {
+	for _, lookback := range []time.Duration{0, 2 * time.Minute, 5 * time.Minute} {
+		for _, width := range []time.Duration{time.Second, DefaultGenWidth} {
+			t.Run(fmt.Sprintf("lookback=%s,width=%s", lookback, width), func(t *testing.T) {
+				l := openTest(t, Options{Lookback: lookback, GenWidth: width})
+				exp := t0.Add(time.Minute)
+				commitPuts(t, l, put{rkey("m1"), acked(rentry(5, exp))})
+				last := exp.Add(lookback)
+				if _, err := l.Prune(last, 5); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok, err := l.Replay(rkey("m1"), last); !ok || err != nil {
+					t.Fatalf("Replay(expires + Lookback) = %v, %v; want found", ok, err)
+				}
+				if _, ok, err := l.Replay(rkey("m1"), last.Add(time.Nanosecond)); ok || err != nil {
+					t.Fatalf("Replay(expires + Lookback + 1ns) = %v, %v; want not found", ok, err)
+				}
+			})
+		}
+	}
+}
+
+// TestHorizon: deleting a generation raises Horizon to the generation's
+// end, durably; a message whose entry Prune deleted expires before it,
+// one whose entry is kept does not. Reopened with a longer Lookback, the
+// ledger cannot bring a deleted entry back, and Horizon says so.
+func TestHorizon(t *testing.T) {
+	const width, lookback = 10 * time.Second, time.Second
+	dir := filepath.Join(t.TempDir(), "ledger")
+	l, err := Open(dir, Options{GenWidth: width, Lookback: lookback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := l.Horizon(); !h.IsZero() {
+		t.Fatalf("Horizon() of a new ledger = %v; want zero", h)
+	}
+	base := time.Unix(0, (t0.UnixNano()/int64(width)+1)*int64(width)) // a generation's start
+	old, kept := base.Add(width-time.Nanosecond), base.Add(width)     // the last of one generation, the first of the next
+	commitPuts(t, l, put{rkey("old"), acked(rentry(1, old))}, put{rkey("kept"), acked(rentry(2, kept))})
+	if st, err := l.Prune(old, 2); err != nil || st.Generations != 0 || !l.Horizon().IsZero() {
+		t.Fatalf("Prune(nothing dead) = %+v, %v, Horizon %v; want nothing deleted, zero horizon", st, err, l.Horizon())
+	}
+	at := base.Add(width + lookback) // the first generation's end + Lookback
+	if st, err := l.Prune(at, 2); err != nil || st.Generations != 1 {
+		t.Fatalf("Prune(%v) = %+v, %v; want the first generation deleted", at, st, err)
+	}
+	want := base.Add(width)
+	if h := l.Horizon(); !h.Equal(want) {
+		t.Fatalf("Horizon() = %v; want the deleted generation's end %v", h, want)
+	}
+	if !old.Before(l.Horizon()) || kept.Before(l.Horizon()) {
+		t.Fatalf("Horizon() = %v; want the deleted entry (expires %v) before it and the kept one (%v) not", l.Horizon(), old, kept)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The lookback grew: old would be live again, but its entry is gone.
+	l, err = Open(dir, Options{GenWidth: width, Lookback: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if h := l.Horizon(); !h.Equal(want) {
+		t.Fatalf("Horizon() after reopen = %v; want %v", h, want)
+	}
+	if _, ok, err := l.Replay(rkey("old"), at); ok || err != nil {
+		t.Fatalf("Replay(old) = %v, %v; want gone (its expiry is before the horizon)", ok, err)
+	}
+	if _, ok, err := l.Replay(rkey("kept"), at); !ok || err != nil {
+		t.Fatalf("Replay(kept) = %v, %v; want found", ok, err)
+	}
+	b := l.NewBatch()
+	defer b.Close()
+	if h := b.Horizon(); !h.Equal(want) {
+		t.Fatalf("Batch.Horizon() = %v; want %v", h, want)
 	}
 }

@@ -19,7 +19,8 @@ import (
 )
 
 // The gateway's defaults (gateway/config.go DefaultConfig): the ledger is
-// opened with GenWidth = MaxTTL + Skew and the default Lookback.
+// opened with GenWidth = MaxTTL + Skew and Lookback = Skew
+// (Config.ledgerOptions).
 const (
 	maxTTL = 5 * time.Minute
 	skew   = 30 * time.Second
@@ -160,9 +161,10 @@ func digest(domain string, i int) [32]byte {
 	return sha256.Sum256(binary.BigEndian.AppendUint64([]byte(domain), uint64(i)))
 }
 
-// open opens a ledger with the gateway's options (gateway/gateway.go New).
+// open opens a ledger with the gateway's options (gateway/partition.go
+// Config.ledgerOptions).
 func (c config) open(dir string) (*store.Ledger, error) {
-	return store.Open(dir, store.Options{GenWidth: maxTTL + skew, CacheBytes: c.CacheBytes, MemTableBytes: c.MemTable})
+	return store.Open(dir, store.Options{GenWidth: maxTTL + skew, Lookback: skew, CacheBytes: c.CacheBytes, MemTableBytes: c.MemTable})
 }
 
 // fill writes c.Messages messages the way the gateway does per fetch
