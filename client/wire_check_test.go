@@ -288,8 +288,8 @@ func TestWireVectorEnvelopes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse = %v", err)
 			}
-			if err := b.CheckFreshness(now, envelope.DefaultMaxTTL, envelope.DefaultSkew); err != nil {
-				t.Errorf("CheckFreshness = %v", err)
+			if err := (envelope.Freshness{MaxTTL: envelope.DefaultMaxTTL, Skew: envelope.DefaultSkew}).Check(b, now); err != nil {
+				t.Errorf("Freshness.Check = %v", err)
 			}
 			if subj, _ := subjects.Ingress(b.Tenant, keys[e.Signer].Public); subj != e.Message.Subject {
 				t.Errorf("subject = %s; want %s", e.Message.Subject, subj)
