@@ -155,6 +155,14 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalInvalid, "request %s was answered or expired meanwhile", it.env.Target))
 		return nil
 	}
+	if ans.Decision == approval.Grant {
+		// A release re-runs the credential gate: the requester's key or
+		// credential may have been revoked, or its issuer untrusted,
+		// since the request was held.
+		if err := g.heldStanding(&h); err != nil {
+			hi.deny(err)
+		}
+	}
 	hi.approved, hi.approver = true, it.cred.Subject
 	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
 	hi.ctx = it.ctx // the release is traced under the answer's span
@@ -163,9 +171,10 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 }
 
 // decideApproval runs on the parallel stage for a valid answer: a grant
-// re-runs every gate after the catalog on the held request with the
-// current policy and catalog and releases it; a refusal sends the held
-// request to the denied stream.
+// whose requester still stands (approvalGate) re-runs every gate after
+// the catalog on the held request with the current policy and catalog
+// and releases it; a refusal, or a grant of a request whose requester no
+// longer stands, sends the held request to the denied stream.
 func (g *Gateway) decideApproval(it *item, now time.Time) {
 	hi := it.heldItem
 	// The approver's own authority goes through policy too.
@@ -180,9 +189,12 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
 		return
 	}
-	if it.answer.Decision == approval.Deny {
+	switch {
+	case it.answer.Decision == approval.Deny:
 		hi.deny(reason.Deny(reason.ApprovalDenied, "denied by approver %s", it.cred.Subject))
-	} else {
+	case hi.route == store.RouteDeny:
+		// The requester's credential lost its standing while held.
+	default:
 		g.decide(hi, now)
 	}
 	it.route, it.denial, it.pol = hi.route, hi.denial, hi.pol
@@ -203,14 +215,28 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 // stream as approval_expired. Holds live in the ledger, so the timer
 // survives restarts; the output's Nats-Msg-Id is fixed per hold, so a
 // crash between publish and delete re-publishes into de-duplication.
+//
+// It also runs the sweep of held requests (sweepHolds) when one is
+// requested: at start, and whenever the revocations are reloaded. A
+// failed sweep is retried on the next tick.
 func (g *Gateway) expireLoop(ctx context.Context) error {
 	t := time.NewTicker(g.expireEvery)
 	defer t.Stop()
+	sweep := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-g.sweep:
+			sweep = true
+		}
+		if sweep {
+			if err := g.sweepHolds(ctx); err != nil {
+				g.log.Warn().Err(err).Msg("sweep of held requests failed; will retry")
+			} else {
+				sweep = false
+			}
 		}
 		if err := g.expireDue(ctx); err != nil {
 			g.log.Warn().Err(err).Msg("approval expiry failed; will retry")
@@ -233,8 +259,9 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 			case strings.HasPrefix(d.ID, respPrefix):
 				// An outstanding request past its answer window: forget it.
 				err = deleteHold(led, d.ID)
-			case strings.HasPrefix(d.ID, expiredPrefix):
-				// An expiry decided before a crash: publish what it recorded.
+			case strings.HasPrefix(d.ID, expiredPrefix), strings.HasPrefix(d.ID, withdrawnPrefix):
+				// An expiry or a withdrawal decided before a crash:
+				// publish what it recorded.
 				err = g.publishExpiry(ctx, led, d.ID, d.Value)
 			default:
 				err = g.expire(ctx, led, d.ID, now)
@@ -267,7 +294,8 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	if err := json.Unmarshal(v, &h); err != nil {
 		return fmt.Errorf("gateway: held record %s: %w", id, err)
 	}
-	rec, ev, err := g.expiryOutputs(&h, deadline, now)
+	rec, ev, err := g.heldEndOutputs(&h, reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)),
+		audit.KindApprovalExpired, ".expired", now)
 	if err != nil || rec == nil {
 		return err
 	}
@@ -286,26 +314,29 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	return g.publishExpiry(ctx, led, expiredPrefix+id, rec)
 }
 
-// expiryOutputs builds the outputs of a held request's expiry: the held
-// message to the denied stream as approval_expired, and its audit event.
-// nil outputs and error: the held record cannot be rebuilt.
-func (g *Gateway) expiryOutputs(h *held, deadline, now time.Time) ([]byte, audit.Event, error) {
+// heldEndOutputs builds the outputs of a held request that ends without
+// an answer: the held message to the denied stream with denial d, and
+// its audit event of kind. Their Nats-Msg-Ids end in suffix (".expired",
+// ".withdrawn"), which marks them as the held message's second, final
+// output (internal/invariant). nil outputs and error: the held record
+// cannot be rebuilt.
+func (g *Gateway) heldEndOutputs(h *held, d *reason.Denial, kind, suffix string, now time.Time) ([]byte, audit.Event, error) {
 	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.catalog.Load(), now)
 	if hi == nil {
 		return nil, audit.Event{}, err
 	}
-	hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)))
+	hi.deny(d)
 	m, err := g.denyOutput(hi, now)
 	if err != nil {
 		return nil, audit.Event{}, err
 	}
-	m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
+	m.Header.Set(header.MsgID, outputMsgID(hi, suffix))
 	ev := g.auditEvent(hi, now, m.Subject)
-	ev.Kind = audit.KindApprovalExpired
+	ev.Kind = kind
 	am := g.auditOutput(hi, ev)
 	// Its own id: the held request's audit event already used the
 	// sequence-derived one, and JetStream would drop this as a copy.
-	am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
+	am.Header.Set(header.MsgID, outputMsgID(hi, suffix+".audit"))
 	rec, err := encodeOutputs([]*nats.Msg{m, am}, nil)
 	return rec, ev, err
 }
@@ -393,7 +424,7 @@ func (g *Gateway) pendingApprovals() (int, time.Duration) {
 	n, now := 0, g.clock()
 	var oldest time.Duration
 	for _, h := range holds {
-		if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) {
+		if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) || strings.HasPrefix(h.ID, withdrawnPrefix) {
 			continue
 		}
 		n++

@@ -272,7 +272,10 @@ Add credential ids (jti) and agent keys to the gateway's revocations file
 "keys: [...]"), creating it if needed. The file is replaced atomically and
 keeps its mode. The gateway re-reads it on its next reload (every
 reload_interval, or on SIGHUP): no restart. A revoked key revokes every
-credential of that agent. Comments in the file are not preserved.`)
+credential of that agent. The reload also denies, at once, every request
+held for an approver that a revoked credential or key sent (reason
+revoked, audit event approval_withdrawn). Comments in the file are not
+preserved.`)
 	file := c.fs.String("file", "", "revocations YAML `file` the gateway's revocations.file names")
 	var jtis, keys, creds listFlag
 	c.fs.Var(&jtis, "jti", "credential `id` to revoke (repeatable)")
