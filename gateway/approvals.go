@@ -36,6 +36,7 @@ type held struct {
 	Agent          string              `json:"agent"`
 	Issuer         string              `json:"issuer"`
 	CredentialID   string              `json:"jti"`
+	Principal      string              `json:"principal,omitempty"` // the credential's nats.principal
 	Service        string              `json:"service"`
 	Scopes         []string            `json:"scopes"`
 	XKey           string              `json:"xkey"`
@@ -58,7 +59,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 			header.Credential: {it.hdr.Get(header.Credential)},
 			header.Signature:  {it.hdr.Get(header.Signature)},
 		},
-		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Service: it.cred.Service,
+		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: hexDigest(it.digest), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: it.start,
@@ -84,7 +85,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 	hi := &item{
 		subject: h.IngressSubject, hdr: nats.Header(h.Header), body: h.Body, seq: seq, start: now,
 		env: env, digest: envelope.Digest(h.Body), payload: env.PayloadDigest(),
-		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey},
+		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey, Principal: h.Principal},
 		pol:  policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
 	}
 	hi.ref.Tenant, hi.ref.Agent, hi.refOK = tenant, h.Agent, true
@@ -101,6 +102,11 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // someone other than the requester holding scope approve:<target>, and
 // bind to the exact digest and policy version the approver was shown. A
 // valid answer consumes the hold in the same batch: single use.
+//
+// "Someone other than the requester" is checked twice: another agent
+// key, and, when both credentials name a principal (the IdP identity an
+// exchanged credential was issued for), another principal, since one
+// identity can exchange for credentials of any number of keys.
 func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := holdID(it.env.Tenant, it.env.Target)
 	deadline, v, _, ok, err := g.holds.hold(b, id, it.seq)
@@ -117,6 +123,10 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	}
 	if it.cred.Subject == h.Agent {
 		it.deny(reason.Deny(reason.SelfApproval, "approver is the requesting agent"))
+		return nil
+	}
+	if it.cred.Principal != "" && it.cred.Principal == h.Principal {
+		it.deny(reason.Deny(reason.SelfApproval, "approver's credential %s was issued for the principal the request was sent for, through another key", it.cred.ID))
 		return nil
 	}
 	if !it.cred.HasScope("approve:" + h.Target) {
