@@ -10,9 +10,13 @@ const (
 	KindApprovalGranted = "approval_granted"
 	KindApprovalDenied  = "approval_denied"
 	KindApprovalExpired = "approval_expired"
-	KindOperatorReplay  = "operator_replay"
-	KindResponse        = "response"
-	KindPolicyReload    = "policy_reload"
+	// KindApprovalWithdrawn: a held request denied without an answer
+	// because its requester's credential no longer stands (revoked, or
+	// its issuer no longer trusted for the tenant); Reason says which.
+	KindApprovalWithdrawn = "approval_withdrawn"
+	KindOperatorReplay    = "operator_replay"
+	KindResponse          = "response"
+	KindPolicyReload      = "policy_reload"
 	// KindCredentialExchange: an IdP token exchanged for a credential
 	// (Reason empty) or refused (Reason set). Package exchange.
 	KindCredentialExchange = "credential_exchange"

@@ -20,6 +20,10 @@ import (
 
 // ErrSelfApproval: the approver is the agent that made the request. The
 // gateway would deny the answer (self_approval); the SDK refuses to send it.
+// The gateway also denies self_approval an answer from another key whose
+// credential names the requester's principal (the IdP identity both were
+// exchanged for); a request does not show its principal, so that answer
+// is sent and denied there.
 var ErrSelfApproval = errors.New("client: approver is the requesting agent")
 
 // ApproverConfig is an approver's identity (an agent whose credential

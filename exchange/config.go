@@ -82,7 +82,8 @@ type IdPConfig struct {
 	Name string `yaml:"name"`
 	// Issuer is the exact iss of its tokens; discovery is fetched from
 	// Issuer + "/.well-known/openid-configuration". https, or http on a
-	// loopback host only.
+	// loopback host only; no '#', so a credential's principal
+	// "<issuer>#<subject>" names one issuer and one subject.
 	Issuer string `yaml:"issuer"`
 	// JWKSURL, when set, skips discovery. Same scheme rule as Issuer.
 	JWKSURL string `yaml:"jwks_url"`
@@ -248,6 +249,8 @@ func (p *IdPConfig) validate() []error {
 		add("issuer: %v", err)
 	} else if len(p.Issuer) > 512 {
 		add("issuer longer than 512 bytes")
+	} else if strings.Contains(p.Issuer, "#") {
+		add("issuer %q holds '#', which separates issuer and subject in a credential's principal", p.Issuer)
 	}
 	if p.JWKSURL != "" {
 		if err := checkURL(p.JWKSURL); err != nil {

@@ -40,7 +40,12 @@
 //     than silently trimmed.
 //  8. Issue: identity.Issue with the tenant's issuer key; lifetime
 //     credential_ttl, capped by the IdP token's exp so a credential
-//     never outlives the identity it came from.
+//     never outlives the identity it came from. The credential's
+//     principal claim (nats.principal) is "<IdP issuer>#<sub>"
+//     (Principal): whichever agent key an identity exchanges for, its
+//     credentials name the same principal, and the gateway refuses one
+//     of them approving a request another sent (self_approval). With an
+//     act chain it is still the token's sub, the party acted for.
 //
 // Every exchange, granted or refused, yields an audit.Event of kind
 // credential_exchange (IdP issuer and subject, act chain, agent key,

@@ -265,14 +265,15 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 	}
 	issuer := s.issuers[tenant]
 	cred, err := identity.Issue(issuer, identity.IssueRequest{
-		Subject:  req.Agent,
-		Audience: s.cfg.Audience,
-		Tenant:   tenant,
-		Service:  service,
-		Name:     credentialName(p.cfg.Name, tok.Subject, ev.IdPActors),
-		Scopes:   scopes,
-		XKey:     req.XKey,
-		TTL:      ttl,
+		Subject:   req.Agent,
+		Audience:  s.cfg.Audience,
+		Tenant:    tenant,
+		Service:   service,
+		Name:      credentialName(p.cfg.Name, tok.Subject, ev.IdPActors),
+		Scopes:    scopes,
+		XKey:      req.XKey,
+		Principal: Principal(tok.Issuer, tok.Subject),
+		TTL:       ttl,
 	}, now)
 	if err != nil {
 		return nil, reason.Deny(reason.Internal, "issue: %v", err)
@@ -289,6 +290,15 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 		CredentialID:    cred.JTI(),
 	}, nil
 }
+
+// Principal is the nats.principal claim of a credential exchanged from an
+// IdP token with issuer iss and subject sub: "<iss>#<sub>". A configured
+// issuer holds no '#' (Config.Validate), so the first '#' separates the
+// two and distinct identities never share a principal. Every credential
+// one IdP identity obtains, for any agent key, names the same principal:
+// the gateway compares it, not only the key, when it refuses an approver
+// who is the requester.
+func Principal(iss, sub string) string { return iss + "#" + sub }
 
 // unverifiedIssuer reads iss from a compact JWS without verifying it: it
 // only picks which IdP's verifier runs (and that verifier checks iss).

@@ -42,6 +42,7 @@ type held struct {
 	Agent              string    `json:"agent"`
 	Issuer             string    `json:"issuer"`
 	CredentialID       string    `json:"jti"`
+	Principal          string    `json:"principal,omitempty"` // the credential's nats.principal
 	Service            string    `json:"service"`
 	Scopes             []string  `json:"scopes"`
 	XKey               string    `json:"xkey"`
@@ -69,7 +70,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 	h := held{
 		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body, Header: hdr,
 		CredentialSealed: sealed, CredentialSealedTo: g.box.PublicKey(),
-		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Service: it.cred.Service,
+		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: hexDigest(it.digest), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: it.start,
@@ -93,7 +94,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 		subject: h.IngressSubject, hdr: nats.Header(h.Header), body: h.Body, seq: seq, start: now,
 		credSealed: h.CredentialSealed, credSealedTo: h.CredentialSealedTo,
 		env: env, digest: envelope.Digest(h.Body), payload: env.PayloadDigest(),
-		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey},
+		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey, Principal: h.Principal},
 		pol:  policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
 	}
 	hi.ref.Tenant, hi.ref.Agent, hi.refOK = tenant, h.Agent, true
@@ -110,6 +111,11 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // someone other than the requester holding scope approve:<target>, and
 // bind to the exact digest and policy version the approver was shown. A
 // valid answer consumes the hold in the same batch: single use.
+//
+// "Someone other than the requester" is checked twice: another agent
+// key, and, when both credentials name a principal (the IdP identity an
+// exchanged credential was issued for), another principal, since one
+// identity can exchange for credentials of any number of keys.
 func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := holdID(it.env.Tenant, it.env.Target)
 	deadline, v, _, ok, err := g.holds.hold(b, id, it.seq)
@@ -126,6 +132,10 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	}
 	if it.cred.Subject == h.Agent {
 		it.deny(reason.Deny(reason.SelfApproval, "approver is the requesting agent"))
+		return nil
+	}
+	if it.cred.Principal != "" && it.cred.Principal == h.Principal {
+		it.deny(reason.Deny(reason.SelfApproval, "approver's credential %s was issued for the principal the request was sent for, through another key", it.cred.ID))
 		return nil
 	}
 	if !it.cred.HasScope("approve:" + h.Target) {
@@ -164,6 +174,14 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalInvalid, "request %s was answered or expired meanwhile", it.env.Target))
 		return nil
 	}
+	if ans.Decision == approval.Grant {
+		// A release re-runs the credential gate: the requester's key or
+		// credential may have been revoked, or its issuer untrusted,
+		// since the request was held.
+		if err := g.heldStanding(&h); err != nil {
+			hi.deny(err)
+		}
+	}
 	hi.approved, hi.approver = true, it.cred.Subject
 	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
 	hi.ctx = it.ctx // the release is traced under the answer's span
@@ -172,9 +190,10 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 }
 
 // decideApproval runs on the parallel stage for a valid answer: a grant
-// re-runs every gate after the catalog on the held request with the
-// current policy and catalog and releases it; a refusal sends the held
-// request to the denied stream.
+// whose requester still stands (approvalGate) re-runs every gate after
+// the catalog on the held request with the current policy and catalog
+// and releases it; a refusal, or a grant of a request whose requester no
+// longer stands, sends the held request to the denied stream.
 func (g *Gateway) decideApproval(it *item, now time.Time) {
 	hi := it.heldItem
 	// The approver's own authority goes through policy too.
@@ -189,9 +208,12 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
 		return
 	}
-	if it.answer.Decision == approval.Deny {
+	switch {
+	case it.answer.Decision == approval.Deny:
 		hi.deny(reason.Deny(reason.ApprovalDenied, "denied by approver %s", it.cred.Subject))
-	} else {
+	case hi.route == store.RouteDeny:
+		// The requester's credential lost its standing while held.
+	default:
 		g.decide(hi, now)
 	}
 	it.route, it.denial, it.pol = hi.route, hi.denial, hi.pol
@@ -212,14 +234,28 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 // stream as approval_expired. Holds live in the ledger, so the timer
 // survives restarts; the output's Nats-Msg-Id is fixed per hold, so a
 // crash between publish and delete re-publishes into de-duplication.
+//
+// It also runs the sweep of held requests (sweepHolds) when one is
+// requested: at start, and whenever the revocations are reloaded. A
+// failed sweep is retried on the next tick.
 func (g *Gateway) expireLoop(ctx context.Context) error {
 	t := time.NewTicker(g.expireEvery)
 	defer t.Stop()
+	sweep := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-g.sweep:
+			sweep = true
+		}
+		if sweep {
+			if err := g.sweepHolds(ctx); err != nil {
+				g.log.Warn().Err(err).Msg("sweep of held requests failed; will retry")
+			} else {
+				sweep = false
+			}
 		}
 		if err := g.expireDue(ctx); err != nil {
 			g.log.Warn().Err(err).Msg("approval expiry failed; will retry")
@@ -242,8 +278,9 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 			case strings.HasPrefix(d.ID, respPrefix):
 				// An outstanding request past its answer window: forget it.
 				err = deleteHold(led, d.ID)
-			case strings.HasPrefix(d.ID, expiredPrefix):
-				// An expiry decided before a crash: publish what it recorded.
+			case strings.HasPrefix(d.ID, expiredPrefix), strings.HasPrefix(d.ID, withdrawnPrefix):
+				// An expiry or a withdrawal decided before a crash:
+				// publish what it recorded.
 				err = g.publishExpiry(ctx, led, d.ID, d.Value)
 			default:
 				err = g.expire(ctx, led, d.ID, now)
@@ -276,7 +313,8 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	if err := json.Unmarshal(v, &h); err != nil {
 		return fmt.Errorf("gateway: held record %s: %w", id, err)
 	}
-	rec, ev, err := g.expiryOutputs(&h, deadline, now)
+	rec, ev, err := g.heldEndOutputs(&h, reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)),
+		audit.KindApprovalExpired, ".expired", now)
 	if err != nil || rec == nil {
 		return err
 	}
@@ -295,26 +333,29 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	return g.publishExpiry(ctx, led, expiredPrefix+id, rec)
 }
 
-// expiryOutputs builds the outputs of a held request's expiry: the held
-// message to the denied stream as approval_expired, and its audit event.
-// nil outputs and error: the held record cannot be rebuilt.
-func (g *Gateway) expiryOutputs(h *held, deadline, now time.Time) ([]byte, audit.Event, error) {
+// heldEndOutputs builds the outputs of a held request that ends without
+// an answer: the held message to the denied stream with denial d, and
+// its audit event of kind. Their Nats-Msg-Ids end in suffix (".expired",
+// ".withdrawn"), which marks them as the held message's second, final
+// output (internal/invariant). nil outputs and error: the held record
+// cannot be rebuilt.
+func (g *Gateway) heldEndOutputs(h *held, d *reason.Denial, kind, suffix string, now time.Time) ([]byte, audit.Event, error) {
 	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.catalog.Load(), now)
 	if hi == nil {
 		return nil, audit.Event{}, err
 	}
-	hi.deny(reason.Deny(reason.ApprovalExpired, "no answer before %s", deadline.UTC().Format(time.RFC3339)))
+	hi.deny(d)
 	m, err := g.denyOutput(hi, now)
 	if err != nil {
 		return nil, audit.Event{}, err
 	}
-	m.Header.Set(header.MsgID, outputMsgID(hi, ".expired"))
+	m.Header.Set(header.MsgID, outputMsgID(hi, suffix))
 	ev := g.auditEvent(hi, now, m.Subject)
-	ev.Kind = audit.KindApprovalExpired
+	ev.Kind = kind
 	am := g.auditOutput(hi, ev)
 	// Its own id: the held request's audit event already used the
 	// sequence-derived one, and JetStream would drop this as a copy.
-	am.Header.Set(header.MsgID, outputMsgID(hi, ".expired.audit"))
+	am.Header.Set(header.MsgID, outputMsgID(hi, suffix+".audit"))
 	rec, err := encodeOutputs([]*nats.Msg{m, am}, nil)
 	return rec, ev, err
 }
@@ -402,7 +443,7 @@ func (g *Gateway) pendingApprovals() (int, time.Duration) {
 	n, now := 0, g.clock()
 	var oldest time.Duration
 	for _, h := range holds {
-		if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) {
+		if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) || strings.HasPrefix(h.ID, withdrawnPrefix) {
 			continue
 		}
 		n++

@@ -22,10 +22,15 @@ type approvalFlow struct {
 	heldSeq  uint64
 }
 
-func newApprovalFlow(t *testing.T) *approvalFlow {
+// newApprovalFlow starts the gateway and holds the harness agent's
+// critical payment; each setup runs before the gateway starts.
+func newApprovalFlow(t *testing.T, setup ...func(*approvalFlow)) *approvalFlow {
 	h := newHarness(t)
 	f := &approvalFlow{harness: h, approver: newActor(t)}
 	f.approver.token = h.credential(h.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	for _, s := range setup {
+		s(f)
+	}
 	h.start()
 	body := h.body(func(b *envelope.Builder) {
 		b.Capability, b.Target = envelope.ToolCall, "payments.send"

@@ -51,6 +51,7 @@ type Gateway struct {
 	budgets     *budget.Budgets
 	workers     int
 	expireEvery time.Duration
+	sweep       chan struct{} // requests a sweep of held requests (sweepHolds)
 	tracer      trace.Tracer
 	tracing     bool // a real tracer provider was given: spans are recorded
 	agentKeys   agentKeys
@@ -104,7 +105,8 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, fresh: cfg.Limits.Freshness(), log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{}), tracer: noopTracer}
+	g := &Gateway{cfg: cfg, fresh: cfg.Limits.Freshness(), log: zerolog.Nop(), clock: time.Now, expireEvery: time.Second, ready: make(chan struct{}), tracer: noopTracer,
+		sweep: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(g)
 	}

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/reason"
 )
 
 // holdStore keeps what an answer must find whichever partition it comes
@@ -76,7 +79,7 @@ type kvHold struct {
 const (
 	kvHeld    = "held"
 	kvTaken   = "taken"
-	kvExpired = "expired"
+	kvExpired = "expired" // ended without an answer (expired or withdrawn): Outputs await publish
 	kvMarker  = "marker"
 )
 
@@ -229,17 +232,9 @@ type kvDue struct {
 // holds, outstanding requests and markers past their life. It counts the
 // pending approvals for the gauges on the way.
 func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) ([]kvDue, error) {
-	lister, err := k.kv.ListKeys(ctx)
+	keys, err := k.keys(ctx)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			k.pending.Store(0)
-			return nil, nil
-		}
 		return nil, err
-	}
-	var keys []string
-	for key := range lister.Keys() {
-		keys = append(keys, key)
 	}
 	var due []kvDue
 	var pending, oldest int64
@@ -272,6 +267,22 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 	return due, nil
 }
 
+// keys lists the keys of the bucket (none when it is empty).
+func (k *kvHolds) keys(ctx context.Context) ([]string, error) {
+	lister, err := k.kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for key := range lister.Keys() {
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
 // remove deletes key if it is still at rev.
 func (k *kvHolds) remove(ctx context.Context, key string, rev uint64) error {
 	err := k.kv.Delete(ctx, key, jetstream.LastRevision(rev))
@@ -281,8 +292,9 @@ func (k *kvHolds) remove(ctx context.Context, key string, rev uint64) error {
 	return err
 }
 
-// markExpired records a decided expiry's outputs in the hold, if it is
-// still pending at rev; false means a grant took it first.
+// markExpired records the outputs of a decided expiry or withdrawal in
+// the hold, if it is still pending at rev; false means a grant (or the
+// other of the two) took it first.
 func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uint64, bool, error) {
 	h := *d.h
 	h.State, h.Outputs, h.Value = kvExpired, outputs, nil
@@ -330,7 +342,8 @@ func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) erro
 	if err := json.Unmarshal(d.h.Value, &h); err != nil {
 		return fmt.Errorf("gateway: held record %s: %w", d.id, err)
 	}
-	outs, ev, err := g.expiryOutputs(&h, d.h.Deadline, now)
+	outs, ev, err := g.heldEndOutputs(&h, reason.Deny(reason.ApprovalExpired, "no answer before %s", d.h.Deadline.UTC().Format(time.RFC3339)),
+		audit.KindApprovalExpired, ".expired", now)
 	if err != nil || outs == nil {
 		return err
 	}

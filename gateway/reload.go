@@ -16,7 +16,8 @@ import (
 
 // Reload re-reads the catalog, the policies and the revocations and swaps
 // each atomically. A broken file keeps the old version in service and is
-// reported; the others still reload.
+// reported; the others still reload. Reloaded revocations then deny the
+// held requests whose credential they revoke (sweepHolds).
 func (g *Gateway) Reload() error {
 	var errs []error
 	if cat, err := catalog.Load(g.cfg.Catalog); err != nil {
@@ -63,6 +64,9 @@ func (g *Gateway) loadRevocations() error {
 		}
 	}
 	g.revocations.Replace(jtis, keys)
+	// A revocation also denies the held requests it affects, at once
+	// (sweepHolds), rather than leaving them for an approver.
+	g.requestSweep()
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/nats-io/nkeys"
@@ -25,6 +26,7 @@ const (
 	maxScopeLen   = 256
 	maxNameLen    = 256
 	maxAudience   = 256
+	maxPrincipal  = 1024
 	maxUnixSecond = 253402300799 // 9999-12-31T23:59:59Z: keeps time math far from overflow
 )
 
@@ -43,6 +45,15 @@ type Credential struct {
 	Service   string   // nats.service: may be empty
 	Scopes    []string // nats.scopes
 	XKey      string   // nats.xkey: the agent's public curve 'X' key
+	// Principal (nats.principal) is who the credential was issued for,
+	// when an issuer knows: package exchange sets "<IdP issuer>#<IdP
+	// subject>", so every credential one IdP identity obtains, for any
+	// agent key, names the same principal. Empty when not recorded. Two
+	// credentials with the same non-empty principal act for the same
+	// party (the gateway refuses one approving the other's request).
+	// Not a secret; at most 1024 bytes of UTF-8 without control
+	// characters.
+	Principal string
 }
 
 // HasScope reports whether the credential grants the concrete scope s.
@@ -122,6 +133,10 @@ type IssueRequest struct {
 	Name     string   // optional free text, at most 256 bytes, no control characters
 	Scopes   []string // see HasScope for the pattern form
 	XKey     string   // the agent's public curve 'X' key; required
+	// Principal is who the credential is issued for (see
+	// Credential.Principal); optional, at most 1024 bytes of UTF-8
+	// without control characters.
+	Principal string
 
 	// NotBefore delays validity; the zero Time (or any time before now)
 	// means valid from now.
@@ -149,12 +164,13 @@ type credentialWire struct {
 }
 
 type credentialNats struct {
-	Scopes  []string `json:"scopes,omitempty"`
-	Service string   `json:"service,omitempty"`
-	Tenant  string   `json:"tenant"`
-	Type    string   `json:"type"`
-	Version int      `json:"version"`
-	XKey    string   `json:"xkey"`
+	Principal string   `json:"principal,omitempty"`
+	Scopes    []string `json:"scopes,omitempty"`
+	Service   string   `json:"service,omitempty"`
+	Tenant    string   `json:"tenant"`
+	Type      string   `json:"type"`
+	Version   int      `json:"version"`
+	XKey      string   `json:"xkey"`
 }
 
 // Issue signs a credential for req with issuer, an 'A' key pair, at now
@@ -191,12 +207,13 @@ func Issue(issuer nkeys.KeyPair, req IssueRequest, now time.Time) (Token, error)
 		NotBefore: nbf,
 		Subject:   req.Subject,
 		Nats: credentialNats{
-			Scopes:  req.Scopes,
-			Service: req.Service,
-			Tenant:  req.Tenant,
-			Type:    CredentialType,
-			Version: credentialVersion,
-			XKey:    req.XKey,
+			Principal: req.Principal,
+			Scopes:    req.Scopes,
+			Service:   req.Service,
+			Tenant:    req.Tenant,
+			Type:      CredentialType,
+			Version:   credentialVersion,
+			XKey:      req.XKey,
 		},
 	}
 	if req.Audience == "" {
@@ -255,6 +272,9 @@ func checkClaims(w *credentialWire, needID bool) []error {
 	if len(w.Audience) > maxAudience {
 		add("aud longer than %d bytes", maxAudience)
 	}
+	if p := w.Nats.Principal; len(p) > maxPrincipal || !utf8.ValidString(p) || strings.IndexFunc(p, unicode.IsControl) >= 0 {
+		add("principal longer than %d bytes, not UTF-8, or holds control characters", maxPrincipal)
+	}
 	if len(w.Nats.Scopes) > maxScopes {
 		add("more than %d scopes", maxScopes)
 	}
@@ -288,17 +308,18 @@ func decodeCredential(payload []byte) (*Credential, error) {
 		return nil, p[0]
 	}
 	c := &Credential{
-		ID:       w.ID,
-		Issuer:   w.Issuer,
-		Subject:  w.Subject,
-		Audience: w.Audience,
-		Name:     w.Name,
-		IssuedAt: time.Unix(w.IssuedAt, 0).UTC(),
-		Expires:  time.Unix(w.Expires, 0).UTC(),
-		Tenant:   w.Nats.Tenant,
-		Service:  w.Nats.Service,
-		Scopes:   w.Nats.Scopes,
-		XKey:     w.Nats.XKey,
+		ID:        w.ID,
+		Issuer:    w.Issuer,
+		Subject:   w.Subject,
+		Audience:  w.Audience,
+		Name:      w.Name,
+		IssuedAt:  time.Unix(w.IssuedAt, 0).UTC(),
+		Expires:   time.Unix(w.Expires, 0).UTC(),
+		Tenant:    w.Nats.Tenant,
+		Service:   w.Nats.Service,
+		Scopes:    w.Nats.Scopes,
+		XKey:      w.Nats.XKey,
+		Principal: w.Nats.Principal,
 	}
 	if w.NotBefore > 0 {
 		c.NotBefore = time.Unix(w.NotBefore, 0).UTC()

@@ -122,6 +122,28 @@ func TestIssue(t *testing.T) {
 			t.Error("two credentials with different scopes share a jti")
 		}
 	})
+	t.Run("principal", func(t *testing.T) {
+		r2 := req
+		r2.Principal = "https://idp.example.com/realms/corp#5f0c2a7e-user"
+		tok2, err := Issue(w.issA, r2, time.Unix(w.iat, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := w.verifier(t, nil).Verify(tok2.Reveal(), w.now)
+		if err != nil || c.Principal != r2.Principal {
+			t.Fatalf("Verify(Issue(principal)) = %+v, %v; want principal %q", c, err, r2.Principal)
+		}
+		gc, err := jwt.DecodeGeneric(tok2.Reveal())
+		if err != nil || gc.Data["principal"] != r2.Principal {
+			t.Fatalf("jwt.DecodeGeneric = %v, %v; want nats.principal", gc, err)
+		}
+		if tok.JTI() == tok2.JTI() {
+			t.Error("two credentials with different principals share a jti")
+		}
+		if c, _ := w.verifier(t, nil).Verify(tok.Reveal(), w.now); c.Principal != "" {
+			t.Errorf("credential issued without a principal verifies with principal %q", c.Principal)
+		}
+	})
 	t.Run("not before", func(t *testing.T) {
 		r2 := req
 		r2.NotBefore = time.Unix(w.iat+600, 0)
@@ -146,6 +168,9 @@ func TestIssue(t *testing.T) {
 		{"bad scope", func(r *IssueRequest) { r.Scopes = []string{"a b"} }},
 		{"zero ttl", func(r *IssueRequest) { r.TTL = 0 }},
 		{"control char in name", func(r *IssueRequest) { r.Name = "a\x1b[31m" }},
+		{"control char in principal", func(r *IssueRequest) { r.Principal = "https://idp#a\nb" }},
+		{"principal not UTF-8", func(r *IssueRequest) { r.Principal = "https://idp#\xff" }},
+		{"principal too long", func(r *IssueRequest) { r.Principal = strings.Repeat("p", 1025) }},
 	}
 	for _, tt := range bad {
 		t.Run("deny/"+tt.name, func(t *testing.T) {

@@ -28,7 +28,7 @@ type Gateway struct {
 	PublishFails  prometheus.Counter
 	LedgerErrors  prometheus.Counter
 	PruneRuns     *prometheus.CounterVec // result
-	Approvals     *prometheus.CounterVec // event: requested, granted, denied, expired
+	Approvals     *prometheus.CounterVec // event: requested, granted, denied, expired, withdrawn
 	ApprovalAge   prometheus.Histogram   // requested → answered or expired
 	PolicyReloads *prometheus.CounterVec // result
 	BudgetDenials *prometheus.CounterVec // tenant

@@ -140,7 +140,7 @@ var All = []Info{
 	{ApprovalDenied, StageApproval, "an approver denied the held request"},
 	{ApprovalExpired, StageApproval, "no approval arrived before the deadline"},
 	{ApprovalInvalid, StageApproval, "approval does not bind to a held request, its digest or policy version"},
-	{SelfApproval, StageApproval, "approver is the requesting agent"},
+	{SelfApproval, StageApproval, "approver is the requester: the same agent key, or a credential issued for the same principal"},
 	{NoSuchRequest, StageResponse, "response answers no known request"},
 	{NotYourRequest, StageResponse, "response comes from a consumer of another target"},
 	{AlreadyAnswered, StageResponse, "request already has a response"},

@@ -101,39 +101,65 @@ func (l *Ledger) DueHolds(now time.Time, limit int) ([]Hold, error) {
 	if limit <= 0 {
 		limit = DefaultDueLimit
 	}
-	db, err := l.acquire()
+	var out []Hold
+	err := l.eachHold(timeBound(kindHold, now), func(h Hold) (bool, error) {
+		h.Value = bytes.Clone(h.Value)
+		out = append(out, h)
+		return len(out) < limit, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer l.mu.RUnlock()
-	it, err := db.NewIter(&pebble.IterOptions{
-		LowerBound: []byte{kindHold},
-		UpperBound: timeBound(kindHold, now),
-	})
+	return out, nil
+}
+
+// ScanHolds calls fn with every hold, in deadline order, and stops at
+// the first error fn returns, which it returns. The Hold's Value is valid
+// only during the call. fn runs under the ledger's read lock and must not
+// use the ledger: a batch it started would wait for the scan to end.
+// The cost is one pass over the holds, read one at a time.
+func (l *Ledger) ScanHolds(fn func(Hold) error) error {
+	return l.eachHold([]byte{kindHold + 1}, func(h Hold) (bool, error) { return true, fn(h) })
+}
+
+// eachHold calls fn with the holds whose keys are below upper, in key
+// (deadline) order, while fn reports true and no error.
+func (l *Ledger) eachHold(upper []byte, fn func(Hold) (bool, error)) error {
+	db, err := l.acquire()
 	if err != nil {
-		return nil, readError("holds", err)
+		return err
+	}
+	defer l.mu.RUnlock()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindHold}, UpperBound: upper})
+	if err != nil {
+		return readError("holds", err)
 	}
 	defer it.Close()
-	var out []Hold
-	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, readError("holds", err)
+			return readError("holds", err)
 		}
 		if len(k) < 10 || len(v) == 0 || v[0] != valueV1 {
-			return nil, fmt.Errorf("store: hold record %x: %w", k, ErrCorrupt)
+			return fmt.Errorf("store: hold record %x: %w", k, ErrCorrupt)
 		}
-		out = append(out, Hold{
+		more, err := fn(Hold{
 			ID:       string(k[9:]),
 			Deadline: time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))).UTC(),
-			Value:    bytes.Clone(v[1:]),
+			Value:    v[1:],
 		})
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, readError("holds", err)
+		return readError("holds", err)
 	}
-	return out, nil
+	return nil
 }
 
 // SetOnce sets the single-use marker (kind, id) and reports true, or

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -192,6 +193,21 @@ func TestHolds(t *testing.T) {
 	}
 	if got, want := due(t0.Add(2*time.Hour), 0), "b=value-b c=moved "; got != want {
 		t.Fatalf("DueHolds later = %q; want %q", got, want)
+	}
+
+	// ScanHolds sees every hold, due or not, in deadline order, and stops
+	// at fn's error.
+	scan := ""
+	if err := l.ScanHolds(func(h Hold) error { scan += h.ID + "=" + string(h.Value) + " "; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := "b=value-b c=moved "; scan != want {
+		t.Fatalf("ScanHolds = %q; want %q", scan, want)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := l.ScanHolds(func(Hold) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("ScanHolds stopped by fn = %v after %d holds; want stop after 1", err, n)
 	}
 }
 

@@ -136,6 +136,7 @@ type credView struct {
 	Service    string    `json:"service,omitempty"`
 	Scopes     []string  `json:"scopes"`
 	XKey       string    `json:"xkey"`
+	Principal  string    `json:"principal,omitempty"` // who it was issued for (exchanged credentials)
 	IssuedAt   time.Time `json:"issued_at"`
 	NotBefore  time.Time `json:"not_before"`
 	Expires    time.Time `json:"expires"`
@@ -162,11 +163,12 @@ func decodeCredential(tok identity.Token) (*credView, bool, error) {
 		NotBefore int64  `json:"nbf"`
 		Expires   int64  `json:"exp"`
 		Nats      struct {
-			Type    string   `json:"type"`
-			Tenant  string   `json:"tenant"`
-			Service string   `json:"service"`
-			Scopes  []string `json:"scopes"`
-			XKey    string   `json:"xkey"`
+			Type      string   `json:"type"`
+			Tenant    string   `json:"tenant"`
+			Service   string   `json:"service"`
+			Scopes    []string `json:"scopes"`
+			XKey      string   `json:"xkey"`
+			Principal string   `json:"principal"`
 		} `json:"nats"`
 	}
 	if err := json.Unmarshal(j.Payload, &w); err != nil {
@@ -175,7 +177,7 @@ func decodeCredential(tok identity.Token) (*credView, bool, error) {
 	v := &credView{
 		JTI: w.ID, Type: w.Nats.Type, Issuer: w.Issuer, Subject: w.Subject, Audience: w.Audience,
 		Name: w.Name, Tenant: w.Nats.Tenant, Service: w.Nats.Service, Scopes: w.Nats.Scopes, XKey: w.Nats.XKey,
-		IssuedAt: unix(w.IssuedAt), NotBefore: unix(w.NotBefore), Expires: unix(w.Expires),
+		Principal: w.Nats.Principal, IssuedAt: unix(w.IssuedAt), NotBefore: unix(w.NotBefore), Expires: unix(w.Expires),
 		Signature: "invalid", SeedInFile: "absent",
 	}
 	if v.Scopes == nil {
@@ -250,7 +252,7 @@ the tenant is the gateway's config. Exits 3 when the signature is invalid.`)
 		for _, r := range [][2]string{
 			{"jti", v.JTI}, {"type", v.Type}, {"issuer", v.Issuer}, {"subject", v.Subject},
 			{"audience", v.Audience}, {"name", v.Name}, {"tenant", v.Tenant}, {"service", v.Service},
-			{"scopes", strings.Join(v.Scopes, ",")}, {"xkey", v.XKey},
+			{"scopes", strings.Join(v.Scopes, ",")}, {"xkey", v.XKey}, {"principal", v.Principal},
 			{"issued_at", stamp(v.IssuedAt)}, {"not_before", stamp(v.NotBefore)}, {"expires", stamp(v.Expires)},
 			{"validity", v.Validity}, {"signature", v.Signature}, {"seed", v.SeedInFile},
 		} {
@@ -272,7 +274,10 @@ Add credential ids (jti) and agent keys to the gateway's revocations file
 "keys: [...]"), creating it if needed. The file is replaced atomically and
 keeps its mode. The gateway re-reads it on its next reload (every
 reload_interval, or on SIGHUP): no restart. A revoked key revokes every
-credential of that agent. Comments in the file are not preserved.`)
+credential of that agent. The reload also denies, at once, every request
+held for an approver that a revoked credential or key sent (reason
+revoked, audit event approval_withdrawn). Comments in the file are not
+preserved.`)
 	file := c.fs.String("file", "", "revocations YAML `file` the gateway's revocations.file names")
 	var jtis, keys, creds listFlag
 	c.fs.Var(&jtis, "jti", "credential `id` to revoke (repeatable)")

@@ -35,8 +35,9 @@ type Report struct {
 	Lost       []uint64 // ingress sequences with no output
 	Duplicated []uint64 // ingress sequences with more than one output
 	Orphans    []Output // outputs whose ingress sequence is unknown
-	// FollowUps are approval expiries: the held message's second, final
-	// stop after the approval queue. Each must follow an approval output.
+	// FollowUps are approval expiries and withdrawals: the held message's
+	// second, final stop after the approval queue. Each must follow an
+	// approval output.
 	FollowUps []Output
 	ByReason  map[string]int
 	ByRoute   map[string]int
@@ -96,10 +97,11 @@ func Collect(ctx context.Context, js jetstream.JetStream) (*Report, error) {
 			seqStr := o.hdr.Get(header.IngressSeq)
 			seq, err := strconv.ParseUint(seqStr, 10, 64)
 			out := Output{Stream: name, Seq: o.seq, Subject: o.subject, Route: o.hdr.Get(header.Route), Reason: o.hdr.Get(header.Reason)}
-			// An expiry follow-up carries the held message's sequence and a
-			// Nats-Msg-Id ending ".expired"; a late approver answer denied
-			// approval_expired is an ordinary output of its own message.
-			if strings.HasSuffix(o.hdr.Get(header.MsgID), ".expired") && err == nil {
+			// An expiry or withdrawal follow-up carries the held message's
+			// sequence and a Nats-Msg-Id ending ".expired" or ".withdrawn";
+			// a late approver answer denied approval_expired is an
+			// ordinary output of its own message.
+			if id := o.hdr.Get(header.MsgID); (strings.HasSuffix(id, ".expired") || strings.HasSuffix(id, ".withdrawn")) && err == nil {
 				r.FollowUps = append(r.FollowUps, Output{Stream: name, Seq: seq, Subject: o.subject, Route: out.Route, Reason: out.Reason})
 				continue
 			}

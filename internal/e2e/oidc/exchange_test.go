@@ -46,6 +46,9 @@ func TestExchangeClientCredentials(t *testing.T) {
 	if cred.Tenant != "tenant_a" || cred.Subject != h.agent.pub || cred.XKey != h.agent.xkey || cred.Issuer != issA {
 		t.Errorf("credential = tenant %s subject %s xkey %s issuer %s; want tenant_a, the agent's keys, issuer A", cred.Tenant, cred.Subject, cred.XKey, cred.Issuer)
 	}
+	if want := h.corp.Issuer + "#billing-bot"; cred.Principal != want {
+		t.Errorf("principal = %q; want %q (IdP issuer # subject)", cred.Principal, want)
+	}
 	if want := []string{"kb:read", "refund:draft"}; !slices.Equal(cred.Scopes, want) {
 		t.Errorf("scopes = %v; want %v", cred.Scopes, want)
 	}

@@ -55,28 +55,7 @@ func writeSeed(t *testing.T, path string, kp nkeys.KeyPair) {
 // by the gateway. The issuer seed comes from a file, as in production.
 func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 	h := newHarness(t)
-	dir := t.TempDir()
-	signing, _ := identity.NewGatewayKey()
-	curve, _ := identity.NewCurve()
-	writeSeed(t, filepath.Join(dir, "signing.nk"), signing)
-	writeSeed(t, filepath.Join(dir, "curve.nk"), curve)
-	writeSeed(t, filepath.Join(dir, "issuer_a.nk"), h.issuerA)
-	writeSeed(t, filepath.Join(dir, "issuer_b.nk"), h.issuerB)
-	must(t, os.WriteFile(filepath.Join(dir, "catalog.yaml"), []byte(e2eCatalog), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "policy.cedar"), []byte(e2ePolicy), 0o600))
-
-	cfg := gateway.DefaultConfig()
-	cfg.Audience = gwAudience
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Catalog = filepath.Join(dir, "catalog.yaml")
-	cfg.Policies = []string{filepath.Join(dir, "policy.cedar")}
-	cfg.Keys = gateway.KeysConfig{Signing: filepath.Join(dir, "signing.nk"), Curve: filepath.Join(dir, "curve.nk")}
-	trust := h.trust()
-	cfg.Tenants = map[string]gateway.TenantConfig{"tenant_a": {Issuers: trust["tenant_a"]}, "tenant_b": {Issuers: trust["tenant_b"]}}
-	cfg.Consumer.FetchWait = 200 * time.Millisecond
-	gw, err := gateway.New(cfg, gateway.WithConn(h.nc))
-	must(t, err)
-	ctx := gwtest.Run(t, gw, "for the exchange")
+	ctx, dir := startGateway(t, h, e2eCatalog)
 
 	// Hosted as the gateway would: issuer seeds from files, the
 	// gateway's trust checked, audit published to agentgw.audit.<tenant>.
@@ -122,6 +101,37 @@ func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 	if !found {
 		t.Error("no credential_exchange event on agentgw.audit.tenant_a")
 	}
+}
+
+// startGateway runs a real gateway (its public API, configured as
+// `agentgw serve` would be) on the harness connection, trusting the
+// harness issuers, with catalog and e2ePolicy. It returns the gateway's
+// context and its directory, which holds the issuer seed files
+// issuer_a.nk and issuer_b.nk.
+func startGateway(t *testing.T, h *harness, catalog string) (context.Context, string) {
+	t.Helper()
+	dir := t.TempDir()
+	signing, _ := identity.NewGatewayKey()
+	curve, _ := identity.NewCurve()
+	writeSeed(t, filepath.Join(dir, "signing.nk"), signing)
+	writeSeed(t, filepath.Join(dir, "curve.nk"), curve)
+	writeSeed(t, filepath.Join(dir, "issuer_a.nk"), h.issuerA)
+	writeSeed(t, filepath.Join(dir, "issuer_b.nk"), h.issuerB)
+	must(t, os.WriteFile(filepath.Join(dir, "catalog.yaml"), []byte(catalog), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "policy.cedar"), []byte(e2ePolicy), 0o600))
+
+	cfg := gateway.DefaultConfig()
+	cfg.Audience = gwAudience
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Catalog = filepath.Join(dir, "catalog.yaml")
+	cfg.Policies = []string{filepath.Join(dir, "policy.cedar")}
+	cfg.Keys = gateway.KeysConfig{Signing: filepath.Join(dir, "signing.nk"), Curve: filepath.Join(dir, "curve.nk")}
+	trust := h.trust()
+	cfg.Tenants = map[string]gateway.TenantConfig{"tenant_a": {Issuers: trust["tenant_a"]}, "tenant_b": {Issuers: trust["tenant_b"]}}
+	cfg.Consumer.FetchWait = 200 * time.Millisecond
+	gw, err := gateway.New(cfg, gateway.WithConn(h.nc))
+	must(t, err)
+	return gwtest.Run(t, gw, "for the exchange"), dir
 }
 
 // outputFor waits for the gateway's output for an ingress sequence.

@@ -1,0 +1,266 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/approval"
+	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/reason"
+)
+
+// TestApprovalReleaseRechecksCredential: a grant re-runs the credential
+// gate on the held request against today's revocations and trust. Each
+// case withdraws the requester's standing after the request was held,
+// directly on the gateway's revocation set or verifier (as a reload does
+// an instant before the held requests are swept), so the grant is what
+// meets the change: the held request goes to the denied stream with the
+// credential gate's reason, never to its capability subject.
+func TestApprovalReleaseRechecksCredential(t *testing.T) {
+	cases := []struct {
+		name     string
+		withdraw func(f *approvalFlow)
+		want     reason.Code
+	}{
+		{"deny/revoked-key", func(f *approvalFlow) { f.gw.revocations.RevokeKey(f.agent.pub) }, reason.Revoked},
+		{"deny/revoked-jti", func(f *approvalFlow) { f.gw.revocations.RevokeJTI(f.agent.token.JTI()) }, reason.Revoked},
+		{"deny/issuer-untrusted", func(f *approvalFlow) {
+			// tenant_a now trusts another issuer only; the approver holds
+			// a credential from it, so its own answer is still accepted.
+			other, _ := identity.NewIssuer()
+			pub, _ := other.PublicKey()
+			f.gw.verifier.SetTrust(map[string][]string{"tenant_a": {pub}})
+			f.approver.token = f.credential(other, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+		}, reason.UntrustedIssuer},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newApprovalFlow(t)
+			tc.withdraw(f)
+			seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+			out := f.outputFor(seq)
+			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want {
+				t.Fatalf("grant of a held request whose credential lost its standing: %s reason %q (%s); want %q",
+					out.Subject, got, out.Header.Get(header.Detail), tc.want)
+			}
+			if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
+				t.Error("the denied record does not carry the held message")
+			}
+			if n := len(f.all(StreamCap)); n != 0 {
+				t.Errorf("capability deliveries = %d; want 0", n)
+			}
+			if n, _ := f.gw.pendingApprovals(); n != 0 {
+				t.Errorf("pending approvals after the refused release = %d; want 0", n)
+			}
+			f.endApproval(0)
+		})
+	}
+}
+
+// TestApprovalReleaseAfterCredentialExpiry pins a choice: a credential
+// that expires while its request is held does not stop the release. It
+// was valid when the request was signed and held, the held request
+// cannot be submitted again, and the hold's own deadline bounds the wait;
+// withdrawing authority is what revocation is for (above).
+func TestApprovalReleaseAfterCredentialExpiry(t *testing.T) {
+	f := newApprovalFlow(t, func(f *approvalFlow) {
+		f.agent.token = f.credential(f.issuer, f.agent, "tenant_a", []string{"pay:send"}, 2*time.Minute, "")
+	})
+	f.clock.Advance(5 * time.Minute) // the credential expired; the hold has 10 minutes left
+	f.approver.token = f.credential(f.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("granted request went to %s (%s); want its capability subject", out.Subject, out.Header.Get(header.Reason))
+	}
+	f.endApproval(0)
+}
+
+// TestRevocationDeniesHeldRequests: a revocation that takes effect (a
+// reload of the revocations file) denies the held requests of the revoked
+// key at once, each with its own denied record and audit event, without
+// waiting for an approver; another agent's held request stays pending
+// and can still be granted. A grant that comes later finds nothing.
+func TestRevocationDeniesHeldRequests(t *testing.T) {
+	f := newApprovalFlow(t)
+	// A second agent's request, held too.
+	other := newActor(t)
+	other.token = f.credential(f.issuer, other, "tenant_a", []string{"pay:send"}, time.Hour, "")
+	otherReq := f.holdFrom(other)
+	if n, _ := f.gw.pendingApprovals(); n != 2 {
+		t.Fatalf("pending approvals = %d; want 2", n)
+	}
+
+	replaceFile(t, f.cfg.Revocations.File, "keys: ["+f.agent.pub+"]\n")
+	must(t, f.gw.Reload())
+	m := f.waitWithdrawn(f.heldSeq)
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
+		t.Fatalf("withdrawn held request: reason %q (%s); want revoked", got, m.Header.Get(header.Detail))
+	}
+	if m.Header.Get(header.MessageID) != f.req.HeldMessageID || string(m.Data) == "" {
+		t.Error("the denied record does not carry the held message")
+	}
+	ev := f.auditKind(f.heldSeq, "approval_withdrawn")
+	if ev.Reason != string(reason.Revoked) || ev.MessageID != f.req.HeldMessageID || ev.Route != "deny" {
+		t.Errorf("withdrawal audit event = %+v; want route deny, reason revoked, the held message id", ev)
+	}
+	if n, _ := f.gw.pendingApprovals(); n != 1 {
+		t.Errorf("pending approvals after the revocation = %d; want 1 (the other agent's)", n)
+	}
+	// Nothing left to grant.
+	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
+	// The other agent's request is untouched.
+	ans := approval.Answer{Decision: approval.Grant, BodyDigest: otherReq.BodyDigest, PolicyVersion: otherReq.PolicyVersion}
+	out := f.outputFor(f.answer(f.approver, ans, otherReq.HeldMessageID))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("the other agent's granted request went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	// A second reload sweeps again and finds nothing more to deny.
+	must(t, f.gw.Reload())
+	f.endApproval(1)
+}
+
+// TestIssuerTrustLostDeniesHeldRequestsAtStart: trust is configuration,
+// changed by a restart. A request held under an issuer the restarted
+// gateway no longer trusts for the tenant is denied untrusted_issuer when
+// the gateway starts, not left for an approver.
+func TestIssuerTrustLostDeniesHeldRequestsAtStart(t *testing.T) {
+	f := newApprovalFlow(t)
+	f.stop()
+	next, _ := identity.NewIssuer()
+	pub, _ := next.PublicKey()
+	f.cfg.Tenants = map[string]TenantConfig{"tenant_a": {Issuers: []string{pub}}, "tenant_b": f.cfg.Tenants["tenant_b"]}
+	f.start()
+	m := f.waitWithdrawn(f.heldSeq)
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.UntrustedIssuer {
+		t.Fatalf("withdrawn held request: reason %q (%s); want untrusted_issuer", got, m.Header.Get(header.Detail))
+	}
+	f.auditKind(f.heldSeq, "approval_withdrawn")
+	f.approver.token = f.credential(next, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
+	f.endApproval(1)
+}
+
+// TestScaleOutRevocationDeniesHeldRequestOnce: scaled out, the holds are
+// in the shared bucket and every instance sweeps them when its
+// revocations change; the revision-checked update lets exactly one
+// instance deny the held request.
+func TestScaleOutRevocationDeniesHeldRequestOnce(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 2
+	a, b := h.startInstance("a"), h.startInstance("b")
+	waitFor(t, func() bool { return a.held() == 1 && b.held() == 1 })
+	f := &approvalFlow{harness: h}
+	f.req = f.holdFrom(h.agent)
+	f.heldSeq = f.seqOf(f.req.HeldMessageID)
+
+	replaceFile(t, h.cfg.Revocations.File, "jtis: ["+h.agent.token.JTI()+"]\n")
+	must(t, a.gw.Reload())
+	must(t, b.gw.Reload())
+	m := f.waitWithdrawn(f.heldSeq)
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
+		t.Fatalf("withdrawn held request: reason %q; want revoked", got)
+	}
+	must(t, a.gw.Reload()) // sweeps again: nothing left
+	r, err := invariant.Wait(context.Background(), h.js, 15*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil || len(r.FollowUps) != 1 {
+		t.Fatalf("invariant: %v; follow-ups %d want 1", err, len(r.FollowUps))
+	}
+	n := 0
+	for _, m := range h.all(StreamDenied) {
+		if m.Header.Get(header.IngressSeq) == fmt.Sprint(f.heldSeq) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("withdrawal published %d times; want 1", n)
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// holdFrom sends a's critical payment and returns the approval request.
+func (f *approvalFlow) holdFrom(a *actor) approval.Request {
+	f.t.Helper()
+	body := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+	})
+	seq := f.publish(f.ingress(a, "tenant_a"), body, f.signed(a, a.token, body))
+	out := f.outputFor(seq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.tenant_a.payments.send") {
+		f.t.Fatalf("critical request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	var req approval.Request
+	must(f.t, json.Unmarshal(out.Data, &req))
+	return req
+}
+
+// seqOf is the ingress sequence of the held request with message id id.
+func (f *approvalFlow) seqOf(id string) uint64 {
+	f.t.Helper()
+	m := f.find(StreamApproval, header.MessageID, id)
+	if m == nil {
+		f.t.Fatalf("no approval request for %s", id)
+	}
+	var seq uint64
+	_, err := fmt.Sscan(m.Header.Get(header.IngressSeq), &seq)
+	must(f.t, err)
+	return seq
+}
+
+// waitWithdrawn waits for the held request of ingress sequence seq to
+// reach the denied stream as its second, final output.
+func (f *approvalFlow) waitWithdrawn(seq uint64) *jetstream.RawStreamMsg {
+	f.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := f.find(StreamDenied, header.IngressSeq, fmt.Sprint(seq)); m != nil {
+			return m
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.t.Fatalf("held request %d did not reach the denied stream", seq)
+	return nil
+}
+
+// auditKind waits for the audit event of kind for ingress sequence seq.
+func (f *approvalFlow) auditKind(seq uint64, kind string) audit.Event {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, ev := range f.auditEvents() {
+			if ev.IngressSeq == seq && ev.Kind == kind {
+				return ev
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.t.Fatalf("no %s audit event for ingress sequence %d", kind, seq)
+	return audit.Event{}
+}
+
+// endApproval checks the invariant (every ingress message has its one
+// output, followUps held requests a second, final one), then stops the
+// gateway and checks emitted secrets and the audit schema.
+func (f *approvalFlow) endApproval(followUps int) {
+	f.t.Helper()
+	r, err := invariant.Wait(context.Background(), f.js, 10*time.Second)
+	must(f.t, err)
+	if err := r.Err(); err != nil || len(r.FollowUps) != followUps {
+		f.t.Fatalf("invariant: %v; follow-ups %d want %d", err, len(r.FollowUps), followUps)
+	}
+	f.stop()
+	f.scanSecrets()
+	f.validateAudit()
+}
