@@ -50,3 +50,38 @@ func foldRune(r rune) rune {
 	}
 	return m
 }
+
+// FoldSet holds member names to be matched under case folding, to find a
+// member that is not one of them but that a case-insensitive decoder
+// would read as one. The zero value is empty; a FoldSet is safe for
+// concurrent reads.
+type FoldSet struct {
+	byFold map[string]string // FoldName(name) -> name
+}
+
+// NewFoldSet returns the set of names. Of names that case-fold equal to
+// each other, the first is kept.
+func NewFoldSet(names ...string) FoldSet {
+	s := FoldSet{byFold: make(map[string]string, len(names))}
+	for _, n := range names {
+		f := FoldName(n)
+		if _, dup := s.byFold[f]; !dup {
+			s.byFold[f] = n
+		}
+	}
+	return s
+}
+
+// Variant returns the name of s that name differs from only in case
+// (strings.EqualFold(name, of) && name != of), if any. It costs time
+// linear in len(name).
+func (s FoldSet) Variant(name string) (of string, ok bool) {
+	if len(s.byFold) == 0 {
+		return "", false
+	}
+	of, ok = s.byFold[FoldName(name)]
+	if !ok || of == name {
+		return "", false
+	}
+	return of, true
+}

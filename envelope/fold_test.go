@@ -63,3 +63,25 @@ func FuzzFoldName(f *testing.F) {
 		}
 	})
 }
+
+func TestFoldSetVariant(t *testing.T) {
+	s := NewFoldSet("amount_cents", "currency")
+	tests := []struct {
+		name, want string
+		ok         bool
+	}{
+		{"amount_cents", "", false}, // the field itself
+		{"Amount_cents", "amount_cents", true},
+		{"CURRENC\u017f", "", false}, // ſ folds to s, not y
+		{"CURRENCY", "currency", true},
+		{"amount", "", false},
+	}
+	for _, tt := range tests {
+		if got, ok := s.Variant(tt.name); got != tt.want || ok != tt.ok {
+			t.Errorf("Variant(%q) = %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+	if _, ok := (FoldSet{}).Variant("x"); ok {
+		t.Error("the empty set matched")
+	}
+}
