@@ -95,6 +95,12 @@ const (
 	ExchangeActorDenied    Code = "exchange_actor_denied"
 	ExchangeNoScope        Code = "exchange_no_scope"
 	ExchangeScopeDenied    Code = "exchange_scope_denied"
+
+	// PayloadCaseVariant: an opened payload (or response) has a member
+	// that is not a field the gateway reads by name but case-folds equal
+	// to one, so checks would miss it while a case-insensitive decoder
+	// downstream (encoding/json's) reads it as that field.
+	PayloadCaseVariant Code = "payload_case_variant"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -158,4 +164,5 @@ var All = []Info{
 	{ExchangeActorDenied, "exchange", "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate"},
 	{ExchangeNoScope, "exchange", "IdP token claims map to no scope or no tenant"},
 	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
+	{PayloadCaseVariant, StagePayload, "opened payload or response has a top-level member differing only in case from a field the gateway reads by name (policy- or approver-visible, sensitive, or a claim field)"},
 }
