@@ -134,15 +134,14 @@ func (p *parser) member(known []string, seen uint16, others *map[string]struct{}
 	if idx >= 0 && seen&(1<<idx) != 0 {
 		return -1, p.fail("duplicate member name %.64q", name)
 	}
-	var f string
-	if *others != nil {
-		f = foldBytes(name)
-		p.probes++
-		if _, dup := (*others)[f]; dup {
-			return -1, p.fail("duplicate member name %.64q (names differing only in case are duplicates)", name)
-		}
-	}
+	const dupFold = "duplicate member name %.64q (names differing only in case are duplicates)"
 	if idx >= 0 {
+		if *others != nil {
+			p.probes++
+			if _, dup := (*others)[foldBytes(name)]; dup {
+				return -1, p.fail(dupFold, name)
+			}
+		}
 		return idx, nil
 	}
 	for i, k := range known {
@@ -151,14 +150,18 @@ func (p *parser) member(known []string, seen uint16, others *map[string]struct{}
 		}
 		p.probes++
 		if strings.EqualFold(k, string(name)) {
-			return -1, p.fail("duplicate member name %.64q (names differing only in case are duplicates)", name)
+			return -1, p.fail(dupFold, name)
 		}
 	}
 	if *others == nil {
 		*others = make(map[string]struct{})
-		f = foldBytes(name)
 	}
-	(*others)[f] = struct{}{}
+	p.probes++
+	n := len(*others)
+	(*others)[foldBytes(name)] = struct{}{} // one hash: a duplicate leaves the size as it was
+	if len(*others) == n {
+		return -1, p.fail(dupFold, name)
+	}
 	return -1, nil
 }
 

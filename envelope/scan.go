@@ -383,11 +383,12 @@ func (s *scanner) object(depth int) error {
 		if set != nil {
 			f := foldBytes(name)
 			s.probes++
-			if _, dup := set[f]; dup {
+			n := len(set)
+			set[f] = struct{}{} // one hash: a duplicate leaves the size as it was
+			if len(set) == n {
 				s.pos = at
 				return s.fail("duplicate member name (names differing only in case are duplicates)")
 			}
-			set[f] = struct{}{}
 		} else {
 			if s.names.hasFold(base, name, &s.probes) {
 				s.pos = at
