@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,10 +69,14 @@ type TargetSpec struct {
 	// Required unless Plain is true and ResponseDeadline is zero.
 	ConsumerXKey string `yaml:"consumer_xkey" json:"consumer_xkey"`
 	// PayloadSchema is a JSON Schema file path (relative to the catalog
-	// file) or an inline JSON object. Empty means any JSON object.
+	// file) or an inline JSON object. Empty means any JSON object, which
+	// only a target without visible fields may have: with visible fields
+	// it must be closed at its top level ("additionalProperties": false,
+	// no patternProperties) and declare each visible field.
 	PayloadSchema string `yaml:"payload_schema" json:"payload_schema"`
 	// PolicyVisible names the top-level payload fields placed in the
-	// Cedar context after opening.
+	// Cedar context after opening. A payload member differing from one
+	// only in case is denied (PayloadCaseVariant), as for ApproverVisible.
 	PolicyVisible []string `yaml:"policy_visible" json:"policy_visible"`
 	// ApproverVisible names the top-level payload fields shown to
 	// approvers in the redacted approval request.
@@ -85,10 +90,12 @@ type TargetSpec struct {
 	// respond:<target> cannot.
 	ResponseDeadline time.Duration `yaml:"response_deadline" json:"response_deadline"`
 	// ResponseSchema is a JSON Schema (file or inline) every response
-	// must match. Empty means any JSON object.
+	// must match. Empty means any JSON object; with Sensitive fields it
+	// must be closed and declare them, as PayloadSchema with visible ones.
 	ResponseSchema string `yaml:"response_schema" json:"response_schema"`
 	// Sensitive names top-level response fields removed before the
-	// requesting agent sees the response.
+	// requesting agent sees the response. A response member differing
+	// from one only in case is denied (PayloadCaseVariant).
 	Sensitive []string `yaml:"sensitive" json:"sensitive"`
 }
 
@@ -103,9 +110,11 @@ type File struct {
 // Target is a compiled catalog entry.
 type Target struct {
 	TargetSpec
-	schema   *jsonschema.Schema
-	response *jsonschema.Schema
-	tenants  map[string]bool
+	schema    *jsonschema.Schema
+	response  *jsonschema.Schema
+	tenants   map[string]bool
+	visible   envelope.FoldSet // PolicyVisible and ApproverVisible
+	sensitive envelope.FoldSet // Sensitive
 	// NeedsApproval is Approval or a risk class listed in approval_risks.
 	NeedsApproval bool
 }
@@ -223,6 +232,11 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 		}
 		t.schema = s
 	}
+	visible := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(spec.PolicyVisible), spec.ApproverVisible...))))
+	if spec.PayloadSchema == "" || t.schema != nil {
+		errs = append(errs, checkNamed(visible, t.schema, "visible field", "payload_schema")...)
+	}
+	t.visible = envelope.NewFoldSet(visible...)
 	if spec.ResponseDeadline < 0 {
 		errs = append(errs, errors.New("response_deadline must not be negative"))
 	}
@@ -245,11 +259,56 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 		}
 		t.response = s
 	}
+	sensitive := slices.Compact(slices.Sorted(slices.Values(slices.Clone(spec.Sensitive))))
+	if spec.ResponseSchema == "" || t.response != nil {
+		errs = append(errs, checkNamed(sensitive, t.response, "sensitive field", "response_schema")...)
+	}
+	t.sensitive = envelope.NewFoldSet(sensitive...)
 	t.NeedsApproval = spec.Approval || slices.Contains(approvalRisks, spec.Risk)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return t, nil
+}
+
+// checkNamed reports why names (sorted, distinct), top-level fields the
+// gateway reads by exact name (kind: "visible field", "sensitive
+// field"), are unsafe under the schema s of key: names that differ only
+// in case; no schema, or one not closed at its top level (additional
+// properties false, no patternProperties), which would admit a member
+// differing only in case from a named field, passing the gateway's
+// exact-name checks unseen while a case-insensitive decoder downstream
+// reads it as the field; a named field the schema does not declare (it
+// could never appear); a declared property differing only in case from
+// a named field.
+func checkNamed(names []string, s *jsonschema.Schema, kind, key string) []error {
+	if len(names) == 0 {
+		return nil
+	}
+	var errs []error
+	folded := make(map[string]string, len(names))
+	for _, n := range names {
+		f := envelope.FoldName(n)
+		if other, dup := folded[f]; dup {
+			errs = append(errs, fmt.Errorf("%ss %q and %q differ only in case", kind, other, n))
+		}
+		folded[f] = n
+	}
+	if s == nil || s.AdditionalProperties != false || len(s.PatternProperties) > 0 {
+		return append(errs, fmt.Errorf("a target with %ss needs a %s closed at its top level (\"additionalProperties\": false, no patternProperties): an open one admits a member differing only in case from a %s, unseen by the gateway yet read as that field by case-insensitive decoders", kind, key, kind))
+	}
+	set := envelope.NewFoldSet(names...)
+	for _, p := range slices.Sorted(maps.Keys(s.Properties)) {
+		if of, ok := set.Variant(p); ok {
+			errs = append(errs, fmt.Errorf("%s property %q differs only in case from %s %q", key, p, kind, of))
+		}
+	}
+	for _, n := range names {
+		if _, ok := s.Properties[n]; !ok {
+			errs = append(errs, fmt.Errorf("%s %q is not a property of %s", kind, n, key))
+		}
+	}
+	return errs
 }
 
 func compileSchema(name, src, dir string) (*jsonschema.Schema, error) {
@@ -319,9 +378,16 @@ func (t *Target) ValidatePayload(payload []byte) (map[string]any, error) {
 }
 
 // ValidateObject checks a decoded payload (maps, slices, json.Number,
-// as jsonschema.UnmarshalJSON or envelope.DecodePayload make them)
-// against the target's schema. The error never quotes its values.
+// as jsonschema.UnmarshalJSON or envelope.DecodePayload make them): no
+// top-level member may differ only in case from a policy- or
+// approver-visible field (PayloadCaseVariant: policy and approvers see
+// fields by exact name, case-insensitive decoders would read such a
+// member as the field), then the target's schema (PayloadInvalid). The
+// error never quotes values or the member's name.
 func (t *Target) ValidateObject(obj map[string]any) error {
+	if of, ok := caseVariant(t.visible, obj); ok {
+		return reason.Deny(reason.PayloadCaseVariant, "payload member differs only in case from visible field %q", of)
+	}
 	if t.schema == nil {
 		return nil
 	}
@@ -355,6 +421,10 @@ func (t *Target) ValidateResponse(payload []byte) ([]byte, error) {
 	if !ok {
 		return nil, reason.Deny(reason.ResponseInvalid, "response is not a JSON object")
 	}
+	if of, ok := caseVariant(t.sensitive, obj); ok {
+		// Removing fields by exact name would let it through.
+		return nil, reason.Deny(reason.PayloadCaseVariant, "response member differs only in case from sensitive field %q", of)
+	}
 	if t.response != nil {
 		if err := t.response.Validate(v); err != nil {
 			return nil, reason.Deny(reason.ResponseInvalid, "response violates the response schema of %q at %s", t.Name, schemaLocation(err))
@@ -368,6 +438,18 @@ func (t *Target) ValidateResponse(payload []byte) ([]byte, error) {
 		return nil, reason.Deny(reason.ResponseInvalid, "response does not re-encode")
 	}
 	return out, nil
+}
+
+// caseVariant returns the field of set that a top-level member of obj
+// differs from only in case (the least such field, so the answer does
+// not depend on map order). Linear in the length of obj's member names.
+func caseVariant(set envelope.FoldSet, obj map[string]any) (field string, ok bool) {
+	for k := range obj {
+		if of, v := set.Variant(k); v && (!ok || of < field) {
+			field, ok = of, true
+		}
+	}
+	return field, ok
 }
 
 // Pick returns the named top-level fields of obj that are present.

@@ -19,9 +19,10 @@ targets:
     tenants: [tenant_a]
     risk: medium
     consumer_xkey: ` + xkey + `
-    payload_schema: '{"type":"object","required":["amount_cents"],"properties":{"amount_cents":{"type":"integer"}}}'
+    payload_schema: '{"type":"object","required":["amount_cents"],"properties":{"amount_cents":{"type":"integer"},"note":{"type":"string"}},"additionalProperties":false}'
+    policy_visible: [amount_cents]
     response_deadline: 1m
-    response_schema: '{"type":"object","required":["status"]}'
+    response_schema: '{"type":"object","required":["status"],"properties":{"status":{"type":"string"},"email":{"type":"string"},"n":{"type":"number"}},"additionalProperties":false}'
     sensitive: [email]
   - name: payments.send
     kind: tool_call
@@ -137,5 +138,70 @@ func TestPayloadAndResponseValidation(t *testing.T) {
 	}
 	if _, err := r.ValidateResponse([]byte(`{"email":"a@b.c"}`)); !errors.Is(err, reason.ResponseInvalid) {
 		t.Errorf("ValidateResponse(no status) = %v; want response_invalid", err)
+	}
+}
+
+// TestNamedFieldsNeedClosedSchemas: a target whose payload fields are
+// shown to policy or approvers (or whose response fields are removed as
+// sensitive) by exact name is refused at load unless its schema is closed
+// at the top level and declares exactly those names: an open schema
+// would admit Amount_cents, unseen by the gateway, read as amount_cents
+// by a case-insensitive decoder.
+func TestNamedFieldsNeedClosedSchemas(t *testing.T) {
+	const closed = `'{"type":"object","properties":{"amount_cents":{"type":"integer"},"currency":{"type":"string"}},"additionalProperties":false}'`
+	target := func(extra string) string {
+		return "targets:\n  - name: payments.send\n    kind: tool_call\n    scope: pay:send\n    tenants: [tenant_a]\n    plain: true\n" + extra
+	}
+	tests := []struct {
+		name    string
+		catalog string
+		want    string // in the error; "" to load
+	}{
+		{"refuse/approver-visible-no-schema", target("    approver_visible: [amount_cents, currency]\n"), "needs a payload_schema closed"},
+		{"refuse/policy-visible-no-schema", target("    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/open-schema", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"}}}'` + "\n    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/additional-properties-schema", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"}},"additionalProperties":{"type":"integer"}}'` + "\n    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/pattern-properties", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"}},"patternProperties":{"^[A-Za-z_]+$":{}},"additionalProperties":false}'` + "\n    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/visible-not-declared", target("    payload_schema: " + closed + "\n    policy_visible: [amount]\n"), `visible field "amount" is not a property`},
+		{"refuse/property-case-variant", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"},"Amount_cents":{"type":"integer"}},"additionalProperties":false}'` + "\n    policy_visible: [amount_cents]\n"), `property "Amount_cents" differs only in case from visible field "amount_cents"`},
+		{"refuse/visible-case-variants", target("    payload_schema: " + closed + "\n    policy_visible: [amount_cents]\n    approver_visible: [Amount_cents]\n"), "differ only in case"},
+		{"refuse/sensitive-open-response", target("    response_deadline: 1m\n    sensitive: [email]\n"), "needs a response_schema closed"},
+		{"load/closed", target("    payload_schema: " + closed + "\n    policy_visible: [amount_cents]\n    approver_visible: [amount_cents, currency]\n"), ""},
+		{"load/nothing-visible-no-schema", target(""), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.catalog), ".")
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Parse = %v; want it to load", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Parse = %v; want an error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCaseVariantOfNamedFieldDenied: a lone member differing only in
+// case (under Unicode simple folding, as strings.EqualFold) from a
+// visible field is denied before the schema sees it, with its own
+// reason, and so is a response member differing from a sensitive field.
+func TestCaseVariantOfNamedFieldDenied(t *testing.T) {
+	c, err := Parse([]byte(good), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := c.Lookup("refunds.draft_refund")
+	for _, payload := range []string{`{"Amount_cents":5}`, `{"AMOUNT_CENTS":5,"note":"x"}`, `{"amount_cent\u017f":5}`} {
+		_, err := r.ValidatePayload([]byte(payload))
+		if !errors.Is(err, reason.PayloadCaseVariant) || !strings.Contains(err.Error(), `"amount_cents"`) {
+			t.Errorf("ValidatePayload(%s) = %v; want %s naming amount_cents", payload, err, reason.PayloadCaseVariant)
+		}
+	}
+	if _, err := r.ValidatePayload([]byte(`{"amount_cents":5,"note":"Amount_cents"}`)); err != nil {
+		t.Errorf("ValidatePayload(variant as a value) = %v; want nil", err)
+	}
+	if _, err := r.ValidateResponse([]byte(`{"status":"ok","Email":"a@b.c"}`)); !errors.Is(err, reason.PayloadCaseVariant) || strings.Contains(err.Error(), "a@b.c") {
+		t.Errorf("ValidateResponse(Email) = %v; want %s without the value", err, reason.PayloadCaseVariant)
 	}
 }

@@ -4,6 +4,14 @@
 // plain too, and a JSON Schema), the consumer key payloads are re-sealed
 // to, and which payload fields policy and approvers may see.
 //
+// Visible (and sensitive) fields are matched by exact name, so a member
+// differing from one only in case would slip past policy, approvers or
+// redaction while a case-insensitive decoder downstream reads it as the
+// field. Two rules close that: a target with such fields needs a schema
+// closed at its top level that declares them (checked at load), and
+// ValidateObject and ValidateResponse deny a member that case-folds
+// (strings.EqualFold) to one of them without being it.
+//
 // A Catalog is compiled once (schemas compiled, names validated) and is
 // immutable; reloading builds a new one. It knows nothing of NATS, Cedar
 // or the ledger.

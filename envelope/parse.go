@@ -58,10 +58,10 @@ type parser struct {
 	scanner
 	fieldErr error
 
-	seen        uint16   // body members present
-	seenPayload uint8    // payload members present
-	others      [][]byte // unknown body member names
-	payOthers   [][]byte // unknown payload member names
+	seen        uint16              // body members present
+	seenPayload uint8               // payload members present
+	others      map[string]struct{} // unknown body member names, folded
+	payOthers   map[string]struct{} // unknown payload member names, folded
 	version     []byte
 	vals        [nStrings][]byte
 	issued      []byte
@@ -87,11 +87,16 @@ func (p *parser) fieldFail(format string, args ...any) {
 //
 // The returned Body keeps sub-slices of raw (see Body).
 func Parse(raw []byte, lim Limits) (*Body, error) {
+	var p parser
+	return p.parse(raw, lim)
+}
+
+func (p *parser) parse(raw []byte, lim Limits) (*Body, error) {
 	lim = lim.withDefaults()
 	if len(raw) > lim.MaxBytes {
 		return nil, reason.Deny(reason.Oversized, "body is %d bytes; limit %d", len(raw), lim.MaxBytes)
 	}
-	p := parser{scanner: scanner{data: raw, lim: lim}}
+	p.scanner = scanner{data: raw, lim: lim}
 	if err := p.body(); err != nil {
 		return nil, err
 	}
@@ -113,9 +118,12 @@ func Parse(raw []byte, lim Limits) (*Body, error) {
 }
 
 // member resolves a name of a fixed-schema object to its index in known
-// (-1 when unknown, remembered in *others), refusing duplicates under case
-// folding. seen has bit i set when known[i] was already read.
-func (p *parser) member(known []string, seen uint16, others *[][]byte, name []byte, escaped bool) (idx int, err error) {
+// (-1 when unknown), refusing duplicates under case folding. seen has bit
+// i set when known[i] was already read; *others holds the folded unknown
+// names read so far (nil until the first). Each name costs at most one
+// comparison per known name and one set lookup, whatever the number of
+// members before it.
+func (p *parser) member(known []string, seen uint16, others *map[string]struct{}, name []byte) (idx int, err error) {
 	idx = -1
 	for i, k := range known {
 		if string(name) == k {
@@ -123,21 +131,37 @@ func (p *parser) member(known []string, seen uint16, others *[][]byte, name []by
 			break
 		}
 	}
-	if idx >= 0 && seen&(1<<idx) != 0 || hasFold(*others, name) {
+	if idx >= 0 && seen&(1<<idx) != 0 {
 		return -1, p.fail("duplicate member name %.64q", name)
 	}
+	const dupFold = "duplicate member name %.64q (names differing only in case are duplicates)"
 	if idx >= 0 {
+		if *others != nil {
+			p.probes++
+			if _, dup := (*others)[foldBytes(name)]; dup {
+				return -1, p.fail(dupFold, name)
+			}
+		}
 		return idx, nil
 	}
 	for i, k := range known {
-		if seen&(1<<i) != 0 && strings.EqualFold(k, string(name)) {
-			return -1, p.fail("duplicate member name %.64q (names differing only in case are duplicates)", name)
+		if seen&(1<<i) == 0 {
+			continue
+		}
+		p.probes++
+		if strings.EqualFold(k, string(name)) {
+			return -1, p.fail(dupFold, name)
 		}
 	}
-	if escaped {
-		name = bytes.Clone(name)
+	if *others == nil {
+		*others = make(map[string]struct{})
 	}
-	*others = append(*others, name)
+	p.probes++
+	n := len(*others)
+	(*others)[foldBytes(name)] = struct{}{} // one hash: a duplicate leaves the size as it was
+	if len(*others) == n {
+		return -1, p.fail(dupFold, name)
+	}
 	return -1, nil
 }
 
@@ -154,11 +178,11 @@ func (p *parser) body() error {
 		if p.peek() != '"' {
 			return p.fail("want a member name")
 		}
-		name, escaped, err := p.str(p.lim.MaxString)
+		name, _, err := p.str(p.lim.MaxString)
 		if err != nil {
 			return err
 		}
-		idx, err := p.member(bodyNames[:], p.seen, &p.others, name, escaped)
+		idx, err := p.member(bodyNames[:], p.seen, &p.others, name)
 		if err != nil {
 			return err
 		}
@@ -166,7 +190,9 @@ func (p *parser) body() error {
 			return err
 		}
 		if idx < 0 {
-			p.fieldFail("unknown member %.64q", name)
+			if p.fieldErr == nil {
+				p.fieldFail("unknown member %.64q", name)
+			}
 			err = p.value(1)
 		} else {
 			p.seen |= 1 << idx
@@ -262,7 +288,7 @@ func (p *parser) payload() error {
 		if err != nil {
 			return err
 		}
-		idx, err := p.member(payloadNames[:], uint16(p.seenPayload), &p.payOthers, name, escaped)
+		idx, err := p.member(payloadNames[:], uint16(p.seenPayload), &p.payOthers, name)
 		if err != nil {
 			return err
 		}
@@ -272,7 +298,9 @@ func (p *parser) payload() error {
 		c := p.peek()
 		switch {
 		case idx < 0:
-			p.fieldFail("unknown member payload.%.64q", name)
+			if p.fieldErr == nil {
+				p.fieldFail("unknown member payload.%.64q", name)
+			}
 			err = p.value(2)
 		case idx == pPlain:
 			p.seenPayload |= 1 << idx

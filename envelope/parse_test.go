@@ -51,6 +51,12 @@ func TestParse(t *testing.T) {
 		{"dup/top-level-escaped", plusRaw(`"\u0074enant":"tenant_b"`), mal},
 		{"dup/top-level-case", plusRaw(`"Tenant":"tenant_b"`), mal},
 		{"dup/top-level-unknown-twice", plusRaw(`"x":1,"X":2`), mal},
+		// With "v": 2 unknown members alone report the version, so these
+		// tell a duplicate among unknown names from no duplicate.
+		{"dup/unknown-twice-in-v2", v2(plusRaw(`"x":1,"y":1,"X":2`)), mal},
+		{"dup/unknown-then-known-in-v2", v2(append([]byte(`{"TENANT":"t",`), render(baseMembers())[1:]...)), mal},
+		{"dup/payload-unknown-twice-in-v2", v2(withMember("payload", `{"plain":{},"x":1,"y":1,"X":2}`)), mal},
+		{"version/2-many-distinct-unknown", v2(plusRaw(manyMembers(100, "")[1 : len(manyMembers(100, ""))-1])), ver},
 		{"dup/payload", withMember("payload", `{"plain":{},"plain":{}}`), mal},
 		{"dup/plain", plain(`{"amount":1,"amount":2}`), mal},
 		{"dup/plain-nested", plain(`{"x":[{"a":1,"a":2}]}`), mal},
@@ -206,6 +212,9 @@ func TestParse(t *testing.T) {
 		})
 	}
 }
+
+// v2 returns raw with its "v":1 member made "v":2.
+func v2(raw []byte) []byte { return []byte(strings.Replace(string(raw), `"v":1`, `"v":2`, 1)) }
 
 func manyMembers(n int, extra string) string {
 	var b strings.Builder

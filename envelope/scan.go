@@ -3,7 +3,6 @@ package envelope
 import (
 	"bytes"
 	"encoding/json"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/agentgw/agentgw/reason"
@@ -29,6 +28,10 @@ type scanner struct {
 	lim     Limits
 	names   nameStack // decoded names of the open generic objects
 	scratch []byte    // unescaped string; valid until the next string
+	// probes counts member-name comparisons and name-set lookups: the
+	// work of duplicate detection, which must grow linearly with the
+	// input (TestNameWorkLinear).
+	probes int
 }
 
 func (s *scanner) fail(format string, args ...any) error {
@@ -378,14 +381,16 @@ func (s *scanner) object(depth int) error {
 			return err
 		}
 		if set != nil {
-			f := foldName(name)
-			if _, dup := set[f]; dup {
+			f := foldBytes(name)
+			s.probes++
+			n := len(set)
+			set[f] = struct{}{} // one hash: a duplicate leaves the size as it was
+			if len(set) == n {
 				s.pos = at
 				return s.fail("duplicate member name (names differing only in case are duplicates)")
 			}
-			set[f] = struct{}{}
 		} else {
-			if s.names.hasFold(base, name) {
+			if s.names.hasFold(base, name, &s.probes) {
 				s.pos = at
 				return s.fail("duplicate member name (names differing only in case are duplicates)")
 			}
@@ -396,7 +401,7 @@ func (s *scanner) object(depth int) error {
 			if s.names.len()-base > foldSetThreshold {
 				set = make(map[string]struct{}, 2*foldSetThreshold)
 				for i := base; i < s.names.len(); i++ {
-					set[foldName(s.names.at(i))] = struct{}{}
+					set[foldBytes(s.names.at(i))] = struct{}{}
 				}
 			}
 		}
@@ -446,41 +451,17 @@ func (st *nameStack) push(name []byte) {
 
 func (st *nameStack) truncate(n int) { st.n = n }
 
-func (st *nameStack) hasFold(from int, name []byte) bool {
+// hasFold reports whether name equals one of the names from index from
+// on under Unicode simple case folding, counting each comparison in
+// *probes. Callers keep the names compared at most foldSetThreshold.
+func (st *nameStack) hasFold(from int, name []byte, probes *int) bool {
 	for i := from; i < st.n; i++ {
+		*probes++
 		if bytes.EqualFold(st.at(i), name) {
 			return true
 		}
 	}
 	return false
-}
-
-// hasFold reports whether name equals one of names under Unicode simple
-// case folding (the relation encoding/json uses to match member names).
-func hasFold(names [][]byte, name []byte) bool {
-	for _, n := range names {
-		if bytes.EqualFold(n, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// foldName maps name to a canonical form such that foldName(a) ==
-// foldName(b) exactly when bytes.EqualFold(a, b): each rune becomes the
-// smallest rune of its simple-folding orbit.
-func foldName(name []byte) string {
-	out := make([]byte, 0, len(name))
-	for _, r := range string(name) {
-		m := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			if f < m {
-				m = f
-			}
-		}
-		out = utf8.AppendRune(out, m)
-	}
-	return string(out)
 }
 
 // CheckPayload checks that payload is one JSON object under the same
@@ -493,11 +474,16 @@ func foldName(name []byte) string {
 // member and the consumer another. Failures are MalformedEnvelope
 // denials with an offset, never the payload's bytes.
 func CheckPayload(payload []byte, lim Limits) error {
+	var s scanner
+	return s.checkPayload(payload, lim)
+}
+
+func (s *scanner) checkPayload(payload []byte, lim Limits) error {
 	lim = lim.withDefaults()
 	if len(payload) > lim.MaxBytes {
 		return reason.Deny(reason.Oversized, "payload is %d bytes; limit %d", len(payload), lim.MaxBytes)
 	}
-	s := scanner{data: payload, lim: lim}
+	*s = scanner{data: payload, lim: lim}
 	if s.peek() != '{' {
 		return s.fail("payload is not a JSON object")
 	}

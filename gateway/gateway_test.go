@@ -284,6 +284,25 @@ func hostileCases() []hostile {
 		{"deny/sealed_case_folded_member", reason.PayloadInvalid, func(h *harness) uint64 {
 			return sealedRefundOf(h, `{"order_id":"o1","amount_cents":5,"Amount_Cents":999999999}`)
 		}},
+		// A lone member differing only in case from a field the gateway
+		// reads by name is no duplicate, but policy, approver and claim
+		// check would not see it while a Go consumer reads it as the
+		// field: Amount_cents hides the amount from the approver, from
+		// the ceiling, and Tenant contradicts the envelope unseen.
+		{"deny/case_variant_of_approver_visible", reason.PayloadCaseVariant, func(h *harness) uint64 {
+			return resign(h, h.body(func(b *envelope.Builder) {
+				b.Capability, b.Target = envelope.ToolCall, "payments.send"
+				b.Payload = envelope.Payload{Plain: json.RawMessage(`{"Amount_cents":999999999,"iban":"DE00123"}`)}
+			}))
+		}},
+		{"deny/sealed_case_variant_of_policy_visible", reason.PayloadCaseVariant, func(h *harness) uint64 {
+			return sealedRefundOf(h, `{"order_id":"o1","amount_cent\u017f":999999999}`) // U+017F folds to s
+		}},
+		{"deny/case_variant_of_claim_field", reason.PayloadCaseVariant, func(h *harness) uint64 {
+			return resign(h, h.body(func(b *envelope.Builder) {
+				b.Payload = envelope.Payload{Plain: json.RawMessage(`{"q":"x","Tenant":"tenant_b"}`)}
+			}))
+		}},
 		{"deny/content_policy", reason.ContentDenied, func(h *harness) uint64 {
 			body, _ := h.sealedRefund(h.agent, 500000, nil)
 			return resign(h, body)
@@ -331,10 +350,10 @@ func TestHostileMessagesDenied(t *testing.T) {
 		})
 	}
 	// Only the cases that pass policy reach the opening step: the seal,
-	// strict-JSON, schema and content cases. Every other denial happened
-	// with the payload shut.
-	if opened := h.gw.Stats().PayloadOpens.Load() - opensBefore; opened != 5 {
-		t.Errorf("payload opens during hostile run = %d; want 5 (seal_broken, two strict-JSON cases, payload_schema, content_policy)", opened)
+	// strict-JSON, case-variant, schema and content cases. Every other
+	// denial happened with the payload shut.
+	if opened := h.gw.Stats().PayloadOpens.Load() - opensBefore; opened != 6 {
+		t.Errorf("payload opens during hostile run = %d; want 6 (seal_broken, two strict-JSON cases, a case variant, payload_schema, content_policy)", opened)
 	}
 	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
 	must(t, err)

@@ -148,6 +148,7 @@ targets:
     risk: critical
     plain: true
     consumer_xkey: %[1]s
+    payload_schema: '{"type":"object","required":["amount_cents"],"properties":{"amount_cents":{"type":"integer","minimum":1},"currency":{"type":"string"},"iban":{"type":"string"}},"additionalProperties":false}'
     approver_visible: [amount_cents]
   - name: ops.forbidden
     kind: tool_call

@@ -343,6 +343,27 @@ func (g *Gateway) policyRequest(it *item, now time.Time, payload map[string]any)
 // tenant, target, capability or audience than the envelope it rides in.
 var claimFields = [...]string{"tenant", "target", "capability", "audience"}
 
+// claimFold matches the claim fields under case folding.
+var claimFold = envelope.NewFoldSet(claimFields[:]...)
+
+// claimVariant denies (PayloadCaseVariant) a payload with a top-level
+// member that differs only in case from a claim field: contradicts reads
+// claim fields by exact name and would not see {"Tenant":"tenant_b"},
+// which a case-insensitive decoder downstream (encoding/json's) reads as
+// tenant. The detail names the claim field, never the member.
+func claimVariant(obj map[string]any) error {
+	field := ""
+	for k := range obj {
+		if of, ok := claimFold.Variant(k); ok && (field == "" || of < field) {
+			field = of // the least, so the detail does not depend on map order
+		}
+	}
+	if field != "" {
+		return reason.Deny(reason.PayloadCaseVariant, "payload member differs only in case from claim field %q", field)
+	}
+	return nil
+}
+
 // contradicts denies a payload whose claim fields disagree with the
 // signed envelope (content_denied). Values are never quoted.
 func contradicts(env *envelope.Body, obj map[string]any) error {
@@ -384,7 +405,10 @@ func (g *Gateway) decide(it *item, now time.Time) {
 	end = g.gate(it, "payload_schema")
 	obj, err := g.decodePayload(plain)
 	if err == nil {
-		err = it.target.ValidateObject(obj)
+		err = claimVariant(obj)
+	}
+	if err == nil {
+		err = it.target.ValidateObject(obj) // visible-field variants, then the schema
 	}
 	end()
 	if err != nil {

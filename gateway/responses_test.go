@@ -52,6 +52,8 @@ func TestResponseRoundTrip(t *testing.T) {
 	h.wantReason(h.respond(h.consumer, "0123456789abcdef0123456789abcdef", `{"refund_id":"r1","status":"drafted"}`), reason.NoSuchRequest)
 	h.wantReason(h.respond(other, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.NotYourRequest)
 	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"maybe"}`), reason.ResponseInvalid)
+	// Removing customer_email by name would let Customer_Email through.
+	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted","Customer_Email":"`+secret+`"}`), reason.PayloadCaseVariant)
 
 	// An invalid answer did not use up the single answer; a valid one,
 	// after a gateway restart, still finds its request.

@@ -100,6 +100,12 @@ const (
 	// is not the consumer the request was delivered to: its payload is
 	// not sealed from the target's consumer_xkey of that delivery.
 	WrongResponder Code = "wrong_responder"
+
+	// PayloadCaseVariant: an opened payload (or response) has a member
+	// that is not a field the gateway reads by name but case-folds equal
+	// to one, so checks would miss it while a case-insensitive decoder
+	// downstream (encoding/json's) reads it as that field.
+	PayloadCaseVariant Code = "payload_case_variant"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -164,4 +170,5 @@ var All = []Info{
 	{ExchangeNoScope, "exchange", "IdP token claims map to no scope or no tenant"},
 	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
 	{WrongResponder, StageResponse, "response not sealed from the consumer key the request was delivered under"},
+	{PayloadCaseVariant, StagePayload, "opened payload or response has a top-level member differing only in case from a field the gateway reads by name (policy- or approver-visible, sensitive, or a claim field)"},
 }

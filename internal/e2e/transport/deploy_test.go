@@ -280,6 +280,7 @@ targets:
     tenants: [tenant_a]
     risk: critical
     plain: true
+    payload_schema: '{"type":"object","required":["amount_cents"],"properties":{"amount_cents":{"type":"integer","minimum":1}},"additionalProperties":false}'
     approver_visible: [amount_cents]
 `
 
