@@ -95,6 +95,11 @@ const (
 	ExchangeActorDenied    Code = "exchange_actor_denied"
 	ExchangeNoScope        Code = "exchange_no_scope"
 	ExchangeScopeDenied    Code = "exchange_scope_denied"
+	// Consumer-side reasons about a delivery whose token verifies: the
+	// consumer has already handed that decision over, or cannot record
+	// that it did.
+	DecisionDuplicate  Code = "decision_token_duplicate"
+	DecisionRecordFull Code = "decision_token_record_full"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -158,4 +163,6 @@ var All = []Info{
 	{ExchangeActorDenied, "exchange", "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate"},
 	{ExchangeNoScope, "exchange", "IdP token claims map to no scope or no tenant"},
 	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
+	{DecisionDuplicate, StageConsumer, "decision token already handed over by this consumer from another stream sequence (a re-published copy)"},
+	{DecisionRecordFull, StageConsumer, "the consumer's record of handed-over decision tokens is full; the message is handed back, not acted on, until entries expire"},
 }
