@@ -19,6 +19,11 @@
 //     `approve` envelopes bound to the request's body digest and policy
 //     version (DESIGN §7).
 //
+// Operators ask the gateway to replay denied messages with Operator and
+// read the denied and audit streams with ReadRecords: direct gets only,
+// no consumer, which is all their account (OPS in deploy/accounts.conf)
+// may call.
+//
 // Every verification failure is a *reason.Denial (match it with
 // errors.Is on a reason.Code). No error, String or log line of this
 // package contains a credential, a seed or payload bytes.
