@@ -6,6 +6,7 @@ import (
 
 	"github.com/agentgw/agentgw/tracing"
 
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,13 +68,23 @@ type ConsumerConfig struct {
 	// MaxDeliver bounds deliveries of one message (handler errors
 	// included). Zero: unlimited. Negative is invalid.
 	MaxDeliver int
-	// NakDelay delays redelivery after a handler error. Zero: at once.
-	// Negative is invalid.
+	// NakDelay delays redelivery after a handler error, and after a
+	// refusal because the token record is full. Zero: at once after a
+	// handler error, one second after a refusal. Negative is invalid.
 	NakDelay time.Duration
+	// MaxTokens bounds the decision tokens the consumer remembers having
+	// handed over (see Consume), each until it expires. Zero:
+	// DefaultMaxTokens. Negative is invalid. When it is full a new
+	// delivery is refused, not handed over unrecorded: it is handed back
+	// (nak, after NakDelay or one second) and reported to OnReject with
+	// reason.DecisionRecordFull, and comes back once tokens expire.
+	MaxTokens int
 
 	// OnReject, if set, is called with the subject and the
-	// *reason.Denial of every message that fails verification and is
-	// terminated. It runs on the consuming goroutine: keep it short.
+	// *reason.Denial of every message that is not handed over: one that
+	// fails verification or is a copy of a delivery already handed over
+	// (terminated), or one refused because the token record is full
+	// (handed back). It runs on the consuming goroutine: keep it short.
 	OnReject func(subject string, err error)
 }
 
@@ -120,8 +131,8 @@ func (c ConsumerConfig) Validate() error {
 	if c.Skew < 0 {
 		add("skew %v is negative", c.Skew)
 	}
-	if c.AckWait < 0 || c.NakDelay < 0 || c.MaxDeliver < 0 {
-		add("ack wait, nak delay and max deliver must not be negative")
+	if c.AckWait < 0 || c.NakDelay < 0 || c.MaxDeliver < 0 || c.MaxTokens < 0 {
+		add("ack wait, nak delay, max deliver and max tokens must not be negative")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -129,14 +140,17 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
-// Consumer delivers verified capability messages to a handler. It is
-// safe for concurrent use; each Consume call runs its own subscription.
+// Consumer delivers verified capability messages to a handler, each
+// gateway decision at most once (see Consume). It is safe for concurrent
+// use; each Consume call runs its own subscription, and all of them share
+// the Consumer's record of the decision tokens handed over.
 type Consumer struct {
 	js     jetstream.JetStream
 	cfg    ConsumerConfig
 	box    *identity.Box
 	now    func() time.Time
 	tracer trace.Tracer
+	tokens *tokenRecord
 }
 
 // NewConsumer returns a Consumer reading through js. Errors wrap
@@ -153,6 +167,10 @@ func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, opts ...Option) (*C
 	if c.cfg.Stream == "" {
 		c.cfg.Stream = StreamCapability
 	}
+	if c.cfg.MaxTokens == 0 {
+		c.cfg.MaxTokens = DefaultMaxTokens
+	}
+	c.tokens = newTokenRecord(c.cfg.MaxTokens)
 	c.cfg.Targets = append([]string(nil), cfg.Targets...)
 	if cfg.Curve != nil {
 		box, err := identity.NewBox(cfg.Curve)
@@ -169,7 +187,9 @@ func NewConsumer(js jetstream.JetStream, cfg ConsumerConfig, opts ...Option) (*C
 
 // VerifyOptions returns the options Consume verifies each message with,
 // at the consumer's clock's current instant.
-func (c *Consumer) VerifyOptions() VerifyOptions {
+func (c *Consumer) VerifyOptions() VerifyOptions { return c.verifyOptions(c.now()) }
+
+func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 	return VerifyOptions{
 		Tenant:               c.cfg.Tenant,
 		Targets:              c.cfg.Targets,
@@ -177,7 +197,7 @@ func (c *Consumer) VerifyOptions() VerifyOptions {
 		Curve:                c.box,
 		GatewayXKeys:         c.cfg.GatewayXKeys,
 		VerifyAgentSignature: c.cfg.VerifyAgentSignature,
-		Now:                  c.now(),
+		Now:                  now,
 		Skew:                 c.cfg.Skew,
 		Limits:               c.cfg.Limits,
 	}
@@ -190,6 +210,35 @@ func (c *Consumer) VerifyOptions() VerifyOptions {
 // handler never sees it. A verified message is passed to handler and
 // acknowledged when it returns nil, or negatively acknowledged (after
 // NakDelay) when it returns an error, to be redelivered.
+//
+// Each decision is handed over once. Consume remembers the decision token
+// id (jti: 128 random bits the gateway signs into every token) of each
+// delivery it hands over, with the stream sequence it came from, until
+// the token expires (exp plus Skew: from then on it no longer verifies
+// anyway). A verified message whose jti was handed over
+// from another stream sequence is a re-published copy (the same bytes
+// stored again under a new Nats-Msg-Id, which only a holder of publish
+// rights on the capability subject can do): it is terminated with
+// reason.DecisionDuplicate and reported to OnReject. A redelivery of the
+// same stream sequence (after a nak, after AckWait, or after an ack that
+// was lost) is handed over again, as at-least-once delivery requires: a
+// handler must still tolerate seeing the delivery it did not
+// acknowledge. The record holds at most MaxTokens tokens; when it is full
+// a new delivery is handed back rather than handed over unrecorded (see
+// MaxTokens).
+//
+// The record is in this process's memory, shared by every Consume call of
+// this Consumer and by nothing else. Other instances bound to the same
+// durable (scale-out) each have their own, and a restarted process starts
+// with an empty one. So a copy is caught when it reaches the Consumer that
+// handed the original over, within the token's lifetime; that is every
+// copy for a single consumer process that stays up, but a copy that
+// another instance receives, or that arrives after a restart, is handed
+// over there. JetStream redelivers an unacknowledged message to another
+// instance after a crash, and that is a legitimate redelivery. A tool
+// that runs several instances and must never act twice keeps Claims.ID in
+// shared durable state of its own (a compare-and-set on a key-value
+// bucket, a unique key in its database).
 //
 // Consume returns nil when ctx is done, or an error wrapping ErrStream
 // when the consumer cannot be created (the stream is missing, the durable
@@ -221,9 +270,17 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
 	}
 	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
-		d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.VerifyOptions())
+		now := c.now()
+		d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.verifyOptions(now))
+		if err == nil {
+			err = c.claim(m, d, now)
+		}
 		if err != nil {
-			_ = m.TermWithReason(string(reason.Of(err)))
+			if reason.Of(err) == reason.DecisionRecordFull {
+				_ = m.NakWithDelay(cmp.Or(c.cfg.NakDelay, recordFullRetry))
+			} else {
+				_ = m.TermWithReason(string(reason.Of(err)))
+			}
 			if c.cfg.OnReject != nil {
 				c.cfg.OnReject(m.Subject(), err)
 			}
@@ -244,4 +301,19 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		}
 		_ = m.Ack()
 	})
+}
+
+// claim records that the verified delivery d, message m, is about to be
+// handed over (tokenRecord.claim). A message without JetStream metadata,
+// or from a stream other than the consumer's, cannot be told apart from
+// a copy: Internal.
+func (c *Consumer) claim(m jetstream.Msg, d *Delivery, now time.Time) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return reason.Deny(reason.Internal, "jti %s: no JetStream metadata on the delivery: %v", d.Claims.ID, err)
+	}
+	if md.Stream != c.cfg.Stream {
+		return reason.Deny(reason.Internal, "jti %s: delivered from stream %s, not %s", d.Claims.ID, md.Stream, c.cfg.Stream)
+	}
+	return c.tokens.claim(d.Claims.ID, md.Sequence.Stream, d.Claims.Expires.Add(c.cfg.Skew), now)
 }

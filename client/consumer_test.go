@@ -156,6 +156,7 @@ func TestConsumerConfigValidate(t *testing.T) {
 		{"no_gateways", func(c *ConsumerConfig) { c.TrustedGateways = nil }},
 		{"issuer_as_gateway", func(c *ConsumerConfig) { c.TrustedGateways = []string{mustPubKey(t, w.issuer)} }},
 		{"negative_skew", func(c *ConsumerConfig) { c.Skew = -time.Second }},
+		{"negative_max_tokens", func(c *ConsumerConfig) { c.MaxTokens = -1 }},
 		{"agent_key_as_curve", func(c *ConsumerConfig) { c.Curve = mustKey(t, identity.NewAgent) }},
 	}
 	for _, tc := range cases {

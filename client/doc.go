@@ -10,11 +10,19 @@
 //   - Consumer reads a capability subject and hands its handler only
 //     messages whose gateway decision token verifies (trusted gateway key,
 //     audience = target, not expired, bound to the exact body and
-//     re-sealed payload bytes); everything else is terminated and
-//     reported. VerifyDelivery is the same check as a pure function.
+//     re-sealed payload bytes), each decision once: a re-published copy
+//     of a delivery already handed over (same token id, another stream
+//     sequence) is terminated too. Everything else is terminated and
+//     reported. VerifyDelivery is the verification as a pure function,
+//     without the memory of what was handed over.
 //   - Approver watches the approval queue and answers held requests with
 //     `approve` envelopes bound to the request's body digest and policy
 //     version (DESIGN §7).
+//
+// Operators ask the gateway to replay denied messages with Operator and
+// read the denied and audit streams with ReadRecords: direct gets only,
+// no consumer, which is all their account (OPS in deploy/accounts.conf)
+// may call.
 //
 // Every verification failure is a *reason.Denial (match it with
 // errors.Is on a reason.Code). No error, String or log line of this

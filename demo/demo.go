@@ -40,7 +40,7 @@ type Row struct {
 // row is passed to emit as soon as it is decided. Every identity connects
 // as its own NATS user, as a real deployment's would: the agent, the
 // approver and the refunds tool as nkey users of the tenant's account
-// (their agentgw keys), the operator in AGENTGW. opts are added to every
+// (their agentgw keys), the operator in OPS. opts are added to every
 // connection (nats.InProcessServer, say).
 func Run(ctx context.Context, url string, m *devenv.Material, emit func(Row), opts ...nats.Option) error {
 	s, err := newScene(url, m, opts)
@@ -176,7 +176,7 @@ type scene struct {
 	apJS     jetstream.JetStream // the approver's: its approval queue
 	toolNC   *nats.Conn          // the refunds tool (the dev consumer)
 	toolJS   jetstream.JetStream
-	opNC     *nats.Conn // the operator (account AGENTGW)
+	opNC     *nats.Conn // the operator (account OPS)
 	opJS     jetstream.JetStream
 	m        *devenv.Material
 	kp       nkeys.KeyPair
@@ -226,7 +226,7 @@ func newScene(url string, m *devenv.Material, opts []nats.Option) (_ *scene, err
 	if s.toolJS, err = client.TenantJetStream(s.toolNC); err != nil {
 		return nil, err
 	}
-	if s.opJS, err = jetstream.New(s.opNC); err != nil {
+	if s.opJS, err = jetstream.NewWithAPIPrefix(s.opNC, client.OperatorAPIPrefix); err != nil {
 		return nil, err
 	}
 	tok, kp, err := identity.ReadCreds(m.Agent.Creds)
@@ -442,28 +442,41 @@ func readSeed(path string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// auditWatch collects audit events by ingress sequence.
+// auditWatch collects audit events by ingress sequence, read as the
+// operator reads them (client.ReadRecords), from the end of the stream
+// when it started.
 type auditWatch struct {
 	mu     sync.Mutex
 	events map[uint64]audit.Event
-	cc     jetstream.ConsumeContext
+	err    error // why reading stopped early
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func watchAudit(ctx context.Context, js jetstream.JetStream) (*auditWatch, error) {
-	c, err := js.OrderedConsumer(ctx, "AGENTGW_AUDIT", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	st, err := js.Stream(ctx, "AGENTGW_AUDIT")
 	if err != nil {
 		return nil, fmt.Errorf("demo: audit stream: %w", err)
 	}
-	w := &auditWatch{events: map[uint64]audit.Event{}}
-	w.cc, err = c.Consume(func(m jetstream.Msg) {
-		evs, _ := audit.Decode(m.Data()) // one message per batch and tenant
+	q := client.RecordQuery{Stream: "AGENTGW_AUDIT", From: st.CachedInfo().State.LastSeq + 1, Follow: true, Poll: 20 * time.Millisecond}
+	w := &auditWatch{events: map[uint64]audit.Event{}, done: make(chan struct{})}
+	ctx, w.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(w.done)
+		err := client.ReadRecords(ctx, js, q, func(m *jetstream.RawStreamMsg) error {
+			evs, _ := audit.Decode(m.Data) // one message per batch and tenant
+			w.mu.Lock()
+			for _, ev := range evs {
+				w.events[ev.IngressSeq] = ev
+			}
+			w.mu.Unlock()
+			return nil
+		})
 		w.mu.Lock()
-		for _, ev := range evs {
-			w.events[ev.IngressSeq] = ev
-		}
+		w.err = err
 		w.mu.Unlock()
-	})
-	return w, err
+	}()
+	return w, nil
 }
 
 func (w *auditWatch) wait(ctx context.Context, seq uint64) (audit.Event, error) {
@@ -471,9 +484,13 @@ func (w *auditWatch) wait(ctx context.Context, seq uint64) (audit.Event, error) 
 	for time.Now().Before(deadline) {
 		w.mu.Lock()
 		ev, ok := w.events[seq]
+		err := w.err
 		w.mu.Unlock()
 		if ok {
 			return ev, nil
+		}
+		if err != nil {
+			return audit.Event{}, fmt.Errorf("reading the audit stream: %w", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -484,4 +501,7 @@ func (w *auditWatch) wait(ctx context.Context, seq uint64) (audit.Event, error) 
 	return audit.Event{}, fmt.Errorf("no decision for ingress sequence %d", seq)
 }
 
-func (w *auditWatch) stop() { w.cc.Stop() }
+func (w *auditWatch) stop() {
+	w.cancel()
+	<-w.done
+}

@@ -63,8 +63,9 @@ type Material struct {
 	GatewayXK  string // gateway curve seed
 	// NATS users of the AGENTGW account that are not agentgw actors (user
 	// nkey seeds): the gateway's connection, and the admin that creates
-	// the pre-created consumers. The operator's NATS user is the key of
-	// Operator.Creds; tenant users are the keys of their .creds.
+	// the pre-created consumers. The operator's NATS user (account OPS)
+	// is the key of Operator.Creds; tenant users are the keys of their
+	// .creds.
 	GatewayNATS string
 	AdminNATS   string
 	Agent       Actor
@@ -320,8 +321,9 @@ func (m *Material) ensureNATSKeys() error {
 
 // serverData fills the server config template.
 type serverData struct {
-	Gateway, Operator, Admin string // public user keys in AGENTGW
-	Tenants                  []tenantData
+	Gateway, Admin string // public user keys in AGENTGW
+	Operator       string // public user key in OPS
+	Tenants        []tenantData
 }
 
 type tenantData struct {

@@ -6,9 +6,9 @@
 // keys and the catalog, and starts an in-process nats-server from it.
 //
 // The dev server is not open: it has the accounts, nkey users and
-// permissions of deploy/accounts.conf (AGENTGW for the gateway, operator
-// and admin; one account per tenant for its agents, approvers and
-// consumers, by their agentgw keys), without TLS. Connect connects as one
+// permissions of deploy/accounts.conf (AGENTGW for the gateway and the
+// admin; OPS for the operator; one account per tenant for its agents,
+// approvers and consumers, by their agentgw keys), without TLS. Connect connects as one
 // of those users; Provision creates the pull consumers tenant users bind
 // to, once the gateway has made its streams.
 //

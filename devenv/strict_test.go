@@ -203,14 +203,13 @@ func TestDevServerIsStrict(t *testing.T) {
 		if got == nil || got.Envelope.MessageID != rc.MessageID || string(got.Payload) != string(payload) {
 			t.Fatalf("consumer got %v; want message %s with the agent's payload", got, rc.MessageID)
 		}
-		// The operator reads the audit trail (and the denied stream).
-		_, ojs := d.connect(t, m.Operator.Creds, "operator")
+		// The operator reads the audit trail (and the denied stream) with
+		// direct gets through its account's imports.
+		onc, _ := d.connect(t, m.Operator.Creds, "operator")
+		ojs, err := jetstream.NewWithAPIPrefix(onc, client.OperatorAPIPrefix)
+		must(t, err)
 		for _, stream := range []string{gateway.StreamAudit, gateway.StreamDenied} {
-			oc, err := ojs.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-			if err != nil {
-				t.Fatalf("operator reading %s: %v", stream, err)
-			}
-			if _, err := oc.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil {
+			if err := client.ReadRecords(ctx, ojs, client.RecordQuery{Stream: stream}, func(*jetstream.RawStreamMsg) error { return nil }); err != nil {
 				t.Errorf("operator read of %s: %v", stream, err)
 			}
 		}
@@ -260,15 +259,46 @@ func TestDevServerIsStrict(t *testing.T) {
 
 	t.Run("refuse/operator", func(t *testing.T) {
 		nc, errs := d.connectErrs(t, m.Operator.Creds, "operator")
-		js, err := jetstream.New(nc)
-		must(t, err)
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer cancel()
-		if _, err := js.OrderedConsumer(pctx, gateway.StreamCap, jetstream.OrderedConsumerConfig{}); err == nil {
-			t.Errorf("the operator created a consumer on %s", gateway.StreamCap)
+		for _, api := range []string{"$JS.API", client.OperatorAPIPrefix} {
+			js, err := jetstream.NewWithAPIPrefix(nc, api)
+			must(t, err)
+			for _, stream := range []string{gateway.StreamCap, gateway.StreamDenied, gateway.StreamAudit} {
+				pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				if _, err := js.OrderedConsumer(pctx, stream, jetstream.OrderedConsumerConfig{}); err == nil {
+					t.Errorf("the operator created a consumer on %s through %s", stream, api)
+				}
+				cancel()
+			}
 		}
 		must(t, nc.Publish("agentgw.cap.tenant_a.kb.search", []byte(`{}`)))
 		errs.Violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
+
+		// Nothing it may read can be made to land on ingress, capability,
+		// approval or reply subjects: no push consumer (its deliver
+		// subject is not checked against its creator's permissions), no
+		// reply subject in AGENTGW.
+		outputs := []string{gateway.StreamIngress, gateway.StreamCap, gateway.StreamApproval, gateway.StreamReply}
+		before := map[string]uint64{}
+		for _, s := range outputs {
+			before[s] = msgs(t, admin, s)
+		}
+		targets := []string{
+			"agentgw.in.tenant_a." + d.userKey(t, m.Consumer.Creds),
+			"agentgw.cap.tenant_a.refunds.draft_refund",
+			"agentgw.approval.tenant_a.payments.send",
+			"agentgw.reply.tenant_a." + d.userKey(t, m.Agent.Creds),
+		}
+		created := natstest.Republish(t, nc, []string{"$JS.API", client.OperatorAPIPrefix},
+			[]string{gateway.StreamDenied, gateway.StreamAudit}, targets, []string{"agentgw.ops.replay"})
+		if len(created) > 0 {
+			t.Errorf("the operator created consumers: %q; want none", created)
+		}
+		time.Sleep(500 * time.Millisecond)
+		for _, s := range outputs {
+			if n := msgs(t, admin, s); n != before[s] {
+				t.Errorf("%s went from %d to %d messages while the operator tried to republish; want no change", s, before[s], n)
+			}
+		}
 	})
 
 	// The gateway's own connection never hit a refusal.

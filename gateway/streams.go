@@ -63,12 +63,19 @@ func StreamConfigs(c StreamsConfig, partitions int) []jetstream.StreamConfig {
 		}
 		return sc
 	}
+	// Operators read denied and audit with direct gets
+	// (client.ReadRecords): reads that need no consumer, so operators get
+	// no consumer API (docs/security.md, "Confused deputies").
+	deniedOut := output(StreamDenied, "agentgw: denied messages with their decision record", subjects.DeniedStreamSubject)
+	deniedOut.AllowDirect = true
+	auditOut := output(StreamAudit, "agentgw: audit events, one JSON object per line, a message per batch and tenant", subjects.AuditStreamSubject)
+	auditOut.AllowDirect = true
 	return []jetstream.StreamConfig{
 		ingress,
 		output(StreamCap, "agentgw: authorized requests, re-sealed to their consumer", subjects.CapabilityStreamSubject),
 		output(StreamApproval, "agentgw: redacted requests awaiting an approver", subjects.ApprovalStreamSubject),
-		output(StreamDenied, "agentgw: denied messages with their decision record", subjects.DeniedStreamSubject),
-		output(StreamAudit, "agentgw: audit events, one JSON object per line, a message per batch and tenant", subjects.AuditStreamSubject),
+		deniedOut,
+		auditOut,
 		output(StreamReply, "agentgw: validated responses to requesting agents", subjects.ReplyStreamSubject),
 	}
 }

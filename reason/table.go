@@ -106,6 +106,12 @@ const (
 	// to one, so checks would miss it while a case-insensitive decoder
 	// downstream (encoding/json's) reads it as that field.
 	PayloadCaseVariant Code = "payload_case_variant"
+
+	// Consumer-side reasons about a delivery whose token verifies: the
+	// consumer has already handed that decision over, or cannot record
+	// that it did.
+	DecisionDuplicate  Code = "decision_token_duplicate"
+	DecisionRecordFull Code = "decision_token_record_full"
 )
 
 // All is the table, in pipeline order. Tests iterate it.
@@ -171,4 +177,6 @@ var All = []Info{
 	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
 	{WrongResponder, StageResponse, "response not sealed from the consumer key the request was delivered under"},
 	{PayloadCaseVariant, StagePayload, "opened payload or response has a top-level member differing only in case from a field the gateway reads by name (policy- or approver-visible, sensitive, or a claim field)"},
+	{DecisionDuplicate, StageConsumer, "decision token already handed over by this consumer from another stream sequence (a re-published copy)"},
+	{DecisionRecordFull, StageConsumer, "the consumer's record of handed-over decision tokens is full; the message is handed back, not acted on, until entries expire"},
 }

@@ -269,5 +269,5 @@ func scanApprovals(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, b
 		return scanBound(ctx, nc, js, gateway.StreamApproval, client.ApprovalConsumerName(tenant), follow, fn)
 	}
 	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".approval." + tenant + ".>"}}
-	return scan(ctx, js, gateway.StreamApproval, oc, follow, fn)
+	return scanOrdered(ctx, js, gateway.StreamApproval, oc, follow, fn)
 }

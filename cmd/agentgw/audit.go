@@ -27,6 +27,7 @@ reason, tenant, agent, target, deciding policy ids and gateway latency.
 audit.Event as one JSON object per line.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.operatorSide = true
 	tenant := c.fs.String("tenant", "", "only this tenant (default: all)")
 	trace := c.fs.String("trace", "", "only this trace `id` (32 lowercase hex)")
 	age := c.fs.Duration("since", 0, "only events stored in the last `duration`, e.g. 1h (default: all retained)")
@@ -65,7 +66,6 @@ audit.Event as one JSON object per line.`)
 		t = newTable(c.out, *follow, column{"TIME", 20}, column{"EVENT", 18}, column{"ROUTE", 8}, column{"REASON", 22},
 			column{"TENANT", 10}, column{"AGENT", 12}, column{"TARGET", 22}, column{"POLICY", 24}, column{"LATENCY", 0})
 	}
-	oc := since(jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.Root + ".audit." + tok}}, *age)
 	show := func(ev audit.Event) error {
 		if *trace != "" && ev.TraceID != *trace {
 			return nil
@@ -85,16 +85,11 @@ audit.Event as one JSON object per line.`)
 			short(ev.Agent), clean(ev.Target), policies, latency)
 		return nil
 	}
-	err := scan(ctx, js, gateway.StreamAudit, oc, *follow, func(m jetstream.Msg) error {
+	err := scan(ctx, js, gateway.StreamAudit, subjects.Root+".audit."+tok, *age, *follow, func(m *jetstream.RawStreamMsg) error {
 		// One message holds the events of a batch and tenant, one per line.
-		evs, err := audit.Decode(m.Data())
+		evs, err := audit.Decode(m.Data)
 		if err != nil {
-			md, _ := m.Metadata()
-			seq := uint64(0)
-			if md != nil {
-				seq = md.Sequence.Stream
-			}
-			fmt.Fprintf(c.err, "agentgw %s: seq %d: skipped: not an audit event\n", c.name, seq)
+			fmt.Fprintf(c.err, "agentgw %s: seq %d: skipped: not an audit event\n", c.name, m.Sequence)
 		}
 		for _, ev := range evs {
 			if err := show(ev); err != nil {

@@ -181,6 +181,12 @@ type connFlags struct {
 	// it reaches JetStream under client.TenantAPIPrefix and binds the
 	// pre-created consumers instead of creating its own.
 	tenantSide bool
+	// operatorSide marks a command an operator runs (denied ls|show,
+	// audit tail, policy test): connected to a server that requires
+	// authentication, it reaches JetStream under client.OperatorAPIPrefix,
+	// where the operators' account imports the reads of the denied and
+	// audit streams.
+	operatorSide bool
 	// bound reports, after connect, that the tenant-user mode applies.
 	bound bool
 }
@@ -194,7 +200,7 @@ func (cf *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&cf.creds, "nats-creds", "", "NATS user .creds `file` for the connection (decentralized auth: a NATS user JWT, not an agentgw credential)")
 	fs.StringVar(&cf.nkey, "nats-nkey", "", "connect as the nkey user of this `file`: an nkey seed, or an agentgw .creds (its key); default: the key of --creds where the command has one")
 	fs.StringVar(&cf.inbox, "inbox-prefix", "", "reply inbox `prefix` (default _INBOX.<public key> when connecting as an nkey user, else _INBOX)")
-	fs.StringVar(&cf.apiPrefix, "js-api-prefix", "", "JetStream API `prefix` (default $JS.API; "+client.TenantAPIPrefix+" for consume and approvals as an nkey user of a server that requires authentication)")
+	fs.StringVar(&cf.apiPrefix, "js-api-prefix", "", "JetStream API `prefix` (default $JS.API; "+client.TenantAPIPrefix+" for consume and approvals as an nkey user, and for denied, audit and policy test, of a server that requires authentication)")
 	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate `file` to verify the server with")
 	fs.StringVar(&cf.cert, "tls-cert", "", "client certificate `file` for mTLS (with --tls-key)")
 	fs.StringVar(&cf.key, "tls-key", "", "client key `file` for mTLS (with --tls-cert)")
@@ -243,8 +249,12 @@ func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool
 		return nil, nil, c.fail(err, hint), false
 	}
 	prefix := cf.apiPrefix
-	if prefix == "" && cf.tenantSide && nkey != "" && nc.AuthRequired() {
+	switch {
+	case prefix != "":
+	case cf.tenantSide && nkey != "" && nc.AuthRequired():
 		prefix = client.TenantAPIPrefix
+	case cf.operatorSide && nc.AuthRequired():
+		prefix = client.OperatorAPIPrefix
 	}
 	cf.bound = prefix == client.TenantAPIPrefix
 	var js jetstream.JetStream
@@ -322,18 +332,38 @@ func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, strea
 
 // streamHint says what to do about an error reading stream.
 func streamHint(stream string, err error) string {
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return "Stream " + stream + " does not exist on this server: point --nats at the gateway's NATS, or start the gateway once ('agentgw serve' creates its streams)."
+	case errors.Is(err, client.ErrNoDirectGet):
+		return "Stream " + stream + " predates direct gets: start the gateway once ('agentgw serve' updates its streams)."
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
+		return "No answer from the JetStream API: operators reach it under " + client.OperatorAPIPrefix + " (their account imports it there), users of the gateway's account (the admin) under $JS.API: pass --js-api-prefix to choose."
 	}
 	return ""
 }
 
-// scan hands fn the messages of stream that match oc, oldest first,
-// through an ordered consumer (no server-side state is left behind).
-// Without follow it returns after the last message that matched when it
-// started; with follow it waits for new ones until ctx is done. An
-// interrupt (ctx done) is not an error.
-func scan(ctx context.Context, js jetstream.JetStream, stream string, oc jetstream.OrderedConsumerConfig, follow bool, fn func(jetstream.Msg) error) error {
+// scan hands fn the messages of stream on subjects matching filter,
+// stored in the last d (zero: all), oldest first, with direct gets
+// (client.ReadRecords: no consumer, nothing left on the server). Without
+// follow it returns after the last message stored when it started; with
+// follow it waits for new ones until ctx is done. An interrupt (ctx done)
+// is not an error.
+func scan(ctx context.Context, js jetstream.JetStream, stream, filter string, d time.Duration, follow bool, fn func(*jetstream.RawStreamMsg) error) error {
+	q := client.RecordQuery{Stream: stream, Subject: filter, Follow: follow}
+	if d > 0 {
+		q.Since = time.Now().Add(-d)
+	}
+	return client.ReadRecords(ctx, js, q, fn)
+}
+
+// scanOrdered hands fn the messages of stream that match oc, oldest
+// first, through an ordered consumer (no server-side state is left
+// behind), for a user that may create consumers (an open server, the
+// admin). Without follow it returns after the last message that matched
+// when it started; with follow it waits for new ones until ctx is done.
+// An interrupt (ctx done) is not an error.
+func scanOrdered(ctx context.Context, js jetstream.JetStream, stream string, oc jetstream.OrderedConsumerConfig, follow bool, fn func(jetstream.Msg) error) error {
 	cons, err := js.OrderedConsumer(ctx, stream, oc)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream, err)
@@ -361,17 +391,6 @@ func scan(ctx context.Context, js jetstream.JetStream, stream string, oc jetstre
 			return nil
 		}
 	}
-}
-
-// since returns the ordered-consumer start for a --since duration: all
-// messages when d is zero, else those stored after now-d.
-func since(oc jetstream.OrderedConsumerConfig, d time.Duration) jetstream.OrderedConsumerConfig {
-	if d > 0 {
-		t := time.Now().Add(-d)
-		oc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		oc.OptStartTime = &t
-	}
-	return oc
 }
 
 // interruptible returns a context cancelled by SIGINT or SIGTERM.

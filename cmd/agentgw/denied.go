@@ -44,12 +44,13 @@ type deniedRow struct {
 func deniedList(args []string) int {
 	c := newCmd("denied ls", "[--tenant T] [--reason R] [--agent KEY] [--since 1h] [--json]", `
 List denied messages, oldest first: stream sequence, time, tenant, reason,
-agent, message id and the operator-facing detail. Only headers are read,
+agent, message id and the operator-facing detail. Only headers are shown,
 never bodies. Use the sequence with 'agentgw denied show SEQ'.
 
 Tenant "`+subjects.UnroutableTenant+`" holds messages whose tenant could not be trusted.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.operatorSide = true
 	tenant := c.fs.String("tenant", "", "only this tenant (default: all)")
 	why := c.fs.String("reason", "", "only this reason `code`, e.g. bad_signature (default: all)")
 	agent := c.fs.String("agent", "", "only this agent public `key` (U…)")
@@ -91,25 +92,17 @@ Tenant "`+subjects.UnroutableTenant+`" holds messages whose tenant could not be 
 		t = newTable(c.out, false, column{name: "SEQ"}, column{name: "TIME"}, column{name: "TENANT"}, column{name: "REASON"},
 			column{name: "AGENT"}, column{name: "MESSAGE ID"}, column{name: "DETAIL"})
 	}
-	oc := since(jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.Root + ".denied." + tok + "." + rtok},
-		HeadersOnly:    true,
-	}, *age)
-	err := scan(ctx, js, gateway.StreamDenied, oc, false, func(m jetstream.Msg) error {
-		md, err := m.Metadata()
-		if err != nil {
-			return err
-		}
-		h := m.Headers()
+	err := scan(ctx, js, gateway.StreamDenied, subjects.Root+".denied."+tok+"."+rtok, *age, false, func(m *jetstream.RawStreamMsg) error {
+		h := m.Header
 		if *agent != "" && h.Get(header.Agent) != *agent {
 			return nil
 		}
 		r := deniedRow{
-			Seq: md.Sequence.Stream, Time: md.Timestamp.UTC(),
+			Seq: m.Sequence, Time: m.Time.UTC(),
 			Reason: h.Get(header.Reason), Stage: h.Get(header.Stage), Agent: h.Get(header.Agent),
 			MessageID: h.Get(header.MessageID), TraceID: h.Get(header.TraceID), Target: h.Get(header.Target), Detail: h.Get(header.Detail),
 		}
-		if st, code, err := subjects.ParseDenied(m.Subject()); err == nil {
+		if st, code, err := subjects.ParseDenied(m.Subject); err == nil {
 			r.Tenant, r.Reason = st, string(code)
 		}
 		if *asJSON {
@@ -154,6 +147,7 @@ record holds only sealed to the gateway's curve key for a replay, as
 digest is the audit event's body_digest.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.operatorSide = true
 	asJSON := c.fs.Bool("json", false, "print the record as JSON")
 	if code, ok := c.parse(args); !ok {
 		return code

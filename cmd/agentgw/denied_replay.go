@@ -22,7 +22,7 @@ sealed to the gateway's curve key; only the gateway opens it, so a record
 sealed to a curve key the gateway no longer holds cannot be replayed.
 Either way the request is signed with the operator's key and audited. The operator credential needs scope
 operator:replay in the message's tenant. Connects to NATS as the
-operator's key (the nkey user of --creds: account AGENTGW on the 'agentgw
+operator's key (the nkey user of --creds: account OPS on the 'agentgw
 run' server) unless --nats-nkey or --nats-creds name another user.`)
 	var cf connFlags
 	cf.register(c.fs)

@@ -27,6 +27,7 @@ never holds, and are counted as not re-evaluable. Exit 3 if anything
 would flip, 0 if nothing would.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.operatorSide = true
 	catPath := c.fs.String("catalog", "", "capability catalog `file` (targets' kind and risk)")
 	sinceD := c.fs.Duration("since", 24*time.Hour, "how far back to read the audit stream")
 	tenant := c.fs.String("tenant", "", "only this tenant's decisions")
@@ -54,15 +55,15 @@ would flip, 0 if nothing would.`)
 		return code
 	}
 	defer nc.Close()
-	oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"agentgw.audit.>"}}
+	filter := "agentgw.audit.>"
 	if *tenant != "" {
-		oc.FilterSubjects = []string{"agentgw.audit." + *tenant}
+		filter = "agentgw.audit." + *tenant
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
 	var events []audit.Event
-	err = scan(ctx, js, gateway.StreamAudit, since(oc, *sinceD), false, func(m jetstream.Msg) error {
-		evs, _ := audit.Decode(m.Data()) // what is not an event is skipped
+	err = scan(ctx, js, gateway.StreamAudit, filter, *sinceD, false, func(m *jetstream.RawStreamMsg) error {
+		evs, _ := audit.Decode(m.Data) // what is not an event is skipped
 		events = append(events, evs...)
 		if len(events)%10000 == 0 {
 			fmt.Fprintf(c.err, "\rread %d audit events", len(events))

@@ -33,10 +33,11 @@ catalog and revocations. Development only: loopback, no TLS.
 
 The server is not open: nats-server.conf (rendered from the dev keys) has
 the accounts and permissions of deploy/accounts.conf, with nkey users.
-The gateway, the operator and the admin are users of account AGENTGW;
-the agent, approver and consumer of account TENANT_A, each allowed only
-its own subjects and pre-created consumers (created here, as the admin,
-once the gateway has made its streams). Connect as one of them: 'send'
+The gateway and the admin are users of account AGENTGW; the operator of
+account OPS, which may only read the denied and audit streams and ask
+for replays; the agent, approver and consumer of account TENANT_A, each
+allowed only its own subjects and pre-created consumers (created here,
+as the admin, once the gateway has made its streams). Connect as one of them: 'send'
 and 'approvals grant' use the key of --creds, the other commands take
 --nats-nkey FILE (a seed file or a .creds file).`)
 	dir := c.fs.String("dir", ".agentgw", "data directory for dev material, JetStream and the ledger")

@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -154,4 +155,80 @@ func (a *AsyncErrs) RefusedSubscribe(t testing.TB, nc *nats.Conn, subjects ...st
 			t.Errorf("subscription to %s delivered %s", subj, m.Subject)
 		}
 	}
+}
+
+// Republish tries every way a JetStream reader can make the server
+// write what it may read onto subjects of its own choosing: for each
+// API prefix (such as "$JS.API" or an imported "agentgw.js"), each
+// stream and each target subject it
+//
+//   - creates a push consumer whose deliver subject is the target;
+//   - creates a pull consumer and asks for its next messages with the
+//     target as the reply subject;
+//   - asks for stream info, a message (message get and direct get) with
+//     the target as the reply subject;
+//
+// and it sends a request to each of services with each target as the
+// reply subject. It returns the consumers the server created, as
+// "stream/name -> deliver subject" (a pull consumer: "-> pull"). The
+// caller checks that none was created and that nothing reached the
+// targets.
+func Republish(t testing.TB, nc *nats.Conn, prefixes, streams, targets, services []string) []string {
+	t.Helper()
+	var created []string
+	create := func(prefix, stream, name, deliver string) bool {
+		cfg := map[string]any{"durable_name": name, "ack_policy": "none", "deliver_policy": "all"}
+		if deliver != "" {
+			cfg["deliver_subject"] = deliver
+		}
+		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
+		resp, err := nc.Request(prefix+".CONSUMER.CREATE."+stream+"."+name, req, 500*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		var r struct {
+			Error  *struct{ Description string } `json:"error"`
+			Config *struct{}                     `json:"config"`
+		}
+		if json.Unmarshal(resp.Data, &r) != nil || r.Error != nil || r.Config == nil {
+			return false
+		}
+		what := "pull"
+		if deliver != "" {
+			what = deliver
+		}
+		created = append(created, fmt.Sprintf("%s/%s -> %s", stream, name, what))
+		return true
+	}
+	publish := func(subject, reply string, data []byte) {
+		if err := nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: data}); err != nil {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+	for i, prefix := range prefixes {
+		for _, stream := range streams {
+			pull := fmt.Sprintf("republish-pull-%d", i)
+			pulled := create(prefix, stream, pull, "")
+			for j, target := range targets {
+				create(prefix, stream, fmt.Sprintf("republish-push-%d-%d", i, j), target)
+				if pulled {
+					publish(prefix+".CONSUMER.MSG.NEXT."+stream+"."+pull, target, []byte(`{"batch":16}`))
+				}
+				publish(prefix+".STREAM.INFO."+stream, target, nil)
+				publish(prefix+".STREAM.MSG.GET."+stream, target, []byte(`{"seq":1}`))
+				publish(prefix+".STREAM.MSG.GET."+stream, target, []byte(`{"next_by_subj":">"}`))
+				publish(prefix+".DIRECT.GET."+stream, target, []byte(`{"seq":1}`))
+				publish(prefix+".DIRECT.GET."+stream, target, []byte(`{"next_by_subj":">","batch":16}`))
+			}
+		}
+	}
+	for _, svc := range services {
+		for _, target := range targets {
+			publish(svc, target, []byte(`{}`))
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	return created
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/identity"
 )
 
 // fetchOne binds to a pre-created consumer through the tenant account's
@@ -197,24 +199,70 @@ func TestDeployPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc, errs := d.connectCert(t, d.pki.operator)
-		js, err := jetstream.New(nc)
+		// The same reads as `agentgw denied ls|show` and `agentgw audit
+		// tail`: direct gets through the OPS account's imports.
+		js, err := jetstream.NewWithAPIPrefix(nc, client.OperatorAPIPrefix)
 		must(t, err)
-		// The same reads as `agentgw denied ls` and `agentgw audit tail`.
+		first := map[string]uint64{} // the first sequence read of each
 		for _, stream := range []string{gateway.StreamDenied, gateway.StreamAudit} {
-			oc, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-			if err != nil {
-				t.Fatalf("operator ordered consumer on %s: %v", stream, err)
+			deadline := time.Now().Add(15 * time.Second)
+			for ; first[stream] == 0; time.Sleep(50 * time.Millisecond) {
+				err := client.ReadRecords(ctx, js, client.RecordQuery{Stream: stream}, func(m *jetstream.RawStreamMsg) error {
+					first[stream] = m.Sequence
+					return errors.New("one is enough")
+				})
+				if first[stream] == 0 && (err != nil || time.Now().After(deadline)) {
+					t.Fatalf("operator read of %s = %v; want a message", stream, err)
+				}
 			}
-			if _, err := oc.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil {
-				t.Errorf("operator read of %s: %v", stream, err)
+			st, err := js.Stream(ctx, stream)
+			must(t, err)
+			if _, err := st.GetMsg(ctx, first[stream]); err != nil {
+				t.Errorf("operator message get on %s: %v", stream, err)
 			}
 		}
+		// A dry-run replay of it through the imported replay service.
+		opKey, err := identity.NewAgent()
+		must(t, err)
+		opPub, _ := opKey.PublicKey()
+		opSeed, err := opKey.Seed()
+		must(t, err)
+		opCurve, err := identity.NewCurve()
+		must(t, err)
+		opXKey, _ := opCurve.PublicKey()
+		opTok, err := identity.Issue(d.issuerA, identity.IssueRequest{
+			Subject: opPub, Audience: audience, Tenant: "tenant_a", Service: "transport-test", Name: "ops-1",
+			Scopes: []string{"operator:replay"}, XKey: opXKey, TTL: time.Hour,
+		}, time.Now())
+		must(t, err)
+		credsPath := filepath.Join(t.TempDir(), "operator.creds")
+		must(t, identity.WriteCreds(credsPath, opTok, identity.Seed(opSeed)))
+		op, err := client.NewOperator(nc, credsPath, "tenant_a")
+		must(t, err)
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer rcancel()
+		if res, err := op.Replay(rctx, first[gateway.StreamDenied], true); err != nil || res == nil {
+			t.Errorf("operator dry-run replay of denied %d = %v, %v; want the gateway's answer", first[gateway.StreamDenied], res, err)
+		}
+		// No consumer of its own, on any stream, through either API.
+		for _, api := range []string{"$JS.API", client.OperatorAPIPrefix} {
+			ojs, err := jetstream.NewWithAPIPrefix(nc, api)
+			must(t, err)
+			for _, stream := range []string{gateway.StreamDenied, gateway.StreamAudit, gateway.StreamCap} {
+				pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				if _, err := ojs.OrderedConsumer(pctx, stream, jetstream.OrderedConsumerConfig{}); err == nil {
+					t.Errorf("operator created a consumer on %s through %s", stream, api)
+				}
+				cancel()
+			}
+		}
+		errs.Violation(t, "publish", "$JS.API.CONSUMER.CREATE."+gateway.StreamDenied+".")
+		// Capability messages are not readable either.
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
-		if _, err := js.OrderedConsumer(pctx, gateway.StreamCap, jetstream.OrderedConsumerConfig{}); err == nil {
-			t.Errorf("operator created a consumer on %s", gateway.StreamCap)
+		if _, err := js.Stream(pctx, gateway.StreamCap); err == nil {
+			t.Errorf("operator read the info of %s", gateway.StreamCap)
 		}
-		errs.Violation(t, "publish", "$JS.API.CONSUMER.CREATE."+gateway.StreamCap+".")
 		must(t, nc.Publish("agentgw.cap.tenant_a.kb.search", []byte("{}")))
 		errs.Violation(t, "publish", "agentgw.cap.tenant_a.kb.search")
 	})

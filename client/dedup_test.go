@@ -1,0 +1,275 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/reason"
+)
+
+// waitSettled waits until durable on the capability stream exists, has
+// nothing pending or unacknowledged and has its ack floor at floor.
+func (w *world) waitSettled(durable string, floor uint64) {
+	w.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, err := w.js.Consumer(context.Background(), StreamCapability, durable)
+		if err == nil {
+			i := info.CachedInfo()
+			if i.NumPending == 0 && i.NumAckPending == 0 && i.AckFloor.Stream == floor {
+				return
+			}
+			err = fmt.Errorf("pending %d, ack pending %d, ack floor %d; want 0, 0, %d", i.NumPending, i.NumAckPending, i.AckFloor.Stream, floor)
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("consumer %s: %v", durable, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// copyMsg is m re-published under another Nats-Msg-Id: the same subject,
+// headers and bytes, so JetStream stores it at a new sequence.
+func copyMsg(m *nats.Msg, msgID string) *nats.Msg {
+	c := &nats.Msg{Subject: m.Subject, Header: nats.Header{}, Data: m.Data}
+	for k, v := range m.Header {
+		c.Header[k] = append([]string(nil), v...)
+	}
+	c.Header.Set(nats.MsgIdHdr, msgID)
+	return c
+}
+
+// recorder is a Consumer's handler and OnReject, recording both.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []string // message id per handler call
+	rejected []rejection
+	fail     int // handler calls to fail (nak) first
+}
+
+func (r *recorder) handle(_ context.Context, d *Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, d.Envelope.MessageID)
+	if len(r.calls) <= r.fail {
+		return errors.New("transient")
+	}
+	return nil
+}
+
+func (r *recorder) reject(subject string, err error) {
+	r.mu.Lock()
+	r.rejected = append(r.rejected, rejection{subject, err})
+	r.mu.Unlock()
+}
+
+// rejections returns how many rejections carry code.
+func (r *recorder) rejections(code reason.Code) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rj := range r.rejected {
+		if errors.Is(rj.err, code) {
+			n++
+		}
+	}
+	return n
+}
+
+// consumeInBackground runs c.Consume until the returned stop is called;
+// stop returns Consume's result once every handler call has finished.
+func consumeInBackground(t *testing.T, c *Consumer, r *recorder) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	done := make(chan error, 1)
+	go func() { done <- c.Consume(ctx, r.handle) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatal("Consume did not return")
+			return nil
+		}
+	}
+}
+
+// TestConsumerTermsRepublishedCopy: an exact copy of a delivery
+// re-published under a new Nats-Msg-Id (a new stream sequence, past
+// JetStream's de-duplication) carries the same decision token; the
+// consumer terminates it as a duplicate instead of handing the same
+// decision over twice. JetStream's redelivery of the original's own
+// sequence (after the handler's nak) is still handed over.
+func TestConsumerTermsRepublishedCopy(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	consumerKey := mustKey(t, identity.NewCurve)
+	box, err := identity.NewBox(consumerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genuine := forward{w: w, a: a, target: testTarget, plain: []byte(`{"order":"C-3"}`), sealed: true, consumer: box}.msg()
+	genuine.Header.Set(nats.MsgIdHdr, "agw-output-1")
+	w.publish(genuine)                                // seq 1
+	w.publish(copyMsg(genuine, "republished-copy-2")) // seq 2
+
+	r := &recorder{fail: 1}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.Curve = testTenant, []string{testTarget}, consumerKey
+	cfg.TrustedGateways, cfg.Durable = []string{w.gwSign.PublicKey()}, "refunds"
+	cfg.OnReject = r.reject
+	c, err := NewConsumer(w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := consumeInBackground(t, c, r)
+	w.waitSettled("refunds", 2)
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.calls) != 2 {
+		t.Errorf("handler called %d times; want 2 (seq 1, nak'd, and its redelivery), never the copy at seq 2", len(r.calls))
+	}
+	if len(r.rejected) != 1 || !errors.Is(r.rejected[0].err, reason.DecisionDuplicate) || r.rejected[0].subject != genuine.Subject {
+		t.Errorf("OnReject calls = %v; want one %v for the copy", r.rejected, reason.DecisionDuplicate)
+	}
+}
+
+// TestTokenRecord: a token is claimed once per stream sequence; another
+// sequence is a copy; a full record refuses new tokens and makes room
+// only as tokens expire; a clock that steps back never revives a token
+// whose entry was dropped.
+func TestTokenRecord(t *testing.T) {
+	t0 := testClock
+	exp := t0.Add(time.Minute)
+	type step struct {
+		id   string
+		seq  uint64
+		exp  time.Time
+		now  time.Time
+		want reason.Code // "" = handed over
+	}
+	cases := []struct {
+		name  string
+		max   int
+		steps []step
+	}{
+		{"allow/redelivery_same_sequence", 4, []step{
+			{"jti-a", 1, exp, t0, ""},
+			{"jti-a", 1, exp, t0.Add(time.Second), ""},
+		}},
+		{"deny/copy_at_another_sequence", 4, []step{
+			{"jti-a", 1, exp, t0, ""},
+			{"jti-a", 7, exp, t0.Add(time.Second), reason.DecisionDuplicate},
+			{"jti-a", 1, exp, t0.Add(2 * time.Second), ""},
+		}},
+		{"deny/copy_just_before_expiry", 4, []step{
+			{"jti-a", 1, exp, t0, ""},
+			{"jti-a", 2, exp, exp, reason.DecisionDuplicate},
+		}},
+		{"deny/full_refuses_new_until_expiry", 1, []step{
+			{"jti-a", 1, exp, t0, ""},
+			{"jti-b", 2, exp.Add(time.Hour), t0, reason.DecisionRecordFull},
+			{"jti-a", 1, exp, t0, ""}, // its own redelivery still passes
+			{"jti-b", 2, exp.Add(time.Hour), exp.Add(time.Nanosecond), ""},
+			{"jti-b", 3, exp.Add(time.Hour), exp.Add(time.Second), reason.DecisionDuplicate},
+		}},
+		{"deny/clock_stepped_back_after_expiry", 4, []step{
+			{"jti-a", 1, exp, t0, ""},
+			{"jti-z", 9, exp.Add(time.Hour), exp.Add(time.Second), ""}, // drops jti-a
+			{"jti-a", 2, exp, t0, reason.DecisionExpired},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTokenRecord(tc.max)
+			for i, s := range tc.steps {
+				err := r.claim(s.id, s.seq, s.exp, s.now)
+				if s.want == "" && err != nil || s.want != "" && !errors.Is(err, s.want) {
+					t.Fatalf("step %d: claim(%s, seq %d) = %v; want %q", i, s.id, s.seq, err, s.want)
+				}
+			}
+			if n := r.len(); n > tc.max {
+				t.Errorf("record holds %d tokens; max %d", n, tc.max)
+			}
+		})
+	}
+}
+
+// TestConsumerRefusesWhenTokenRecordFull: with a full record a new
+// delivery is handed back, not handed over unrecorded, and is handed over
+// once the token before it has expired.
+func TestConsumerRefusesWhenTokenRecordFull(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	f := forward{w: w, a: a, target: "orders.status", plain: []byte(`{"q":"status"}`)}
+	first := f.msg() // expires at testClock+1m
+	f.edit = func(c *decision.Claims) { c.Expires = testClock.Add(10 * time.Minute) }
+	second := f.msg()
+	w.publish(first)
+	w.publish(second)
+
+	var now atomic.Pointer[time.Time]
+	now.Store(&testClock)
+	r := &recorder{}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{"orders.status"}, []string{w.gwSign.PublicKey()}
+	cfg.Durable, cfg.MaxTokens, cfg.NakDelay, cfg.OnReject = "status", 1, 20*time.Millisecond, r.reject
+	c, err := NewConsumer(w.js, cfg, WithClock(func() time.Time { return *now.Load() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := consumeInBackground(t, c, r)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("Consume = %v", err)
+		}
+	}()
+	waitFor(t, "the second delivery refused as the record is full", func() bool { return r.rejections(reason.DecisionRecordFull) > 0 })
+	r.mu.Lock()
+	handled := slices.Clone(r.calls)
+	r.mu.Unlock()
+	if len(handled) != 1 {
+		t.Fatalf("handler saw %d deliveries while the record was full; want only the first", len(handled))
+	}
+	// The first token expires (1 m + 30 s skew): room for the second.
+	later := testClock.Add(2 * time.Minute)
+	now.Store(&later)
+	w.waitSettled("status", 2)
+	full := r.rejections(reason.DecisionRecordFull)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.calls) != 2 || r.calls[0] == r.calls[1] {
+		t.Errorf("handler saw %v; want the first message, then the second once", r.calls)
+	}
+	if len(r.rejected) != full {
+		t.Errorf("OnReject calls = %v; want only %v", r.rejected, reason.DecisionRecordFull)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,120 @@
+package client
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+
+	"github.com/agentgw/agentgw/reason"
+)
+
+// DefaultMaxTokens is the number of decision tokens a Consumer remembers
+// when ConsumerConfig.MaxTokens is zero: at the gateway's default token
+// lifetime (5 minutes, plus the 30 s DefaultSkew) it covers some 790
+// deliveries a second, sustained, in at most about 40 MB (some 140
+// bytes a token).
+const DefaultMaxTokens = 1 << 18
+
+// recordFullRetry is how long a delivery refused because the token record
+// is full waits before it comes back, when NakDelay is zero.
+const recordFullRetry = time.Second
+
+// tokenRecord remembers which decision tokens a Consumer handed to its
+// handler, and from which sequence of its stream, until each token
+// expires. It is safe for concurrent use.
+//
+// A token is identified by its jti: 128 random bits the gateway draws
+// when it signs (decision.Sign), covered by its signature. A copy of a
+// delivery carries the same jti and cannot change it without the token
+// failing to verify; two decisions never share one.
+type tokenRecord struct {
+	mu     sync.Mutex
+	max    int
+	byID   map[string]handedOver
+	expiry expiryHeap
+	// latest is the latest instant claim was called at. An earlier clock
+	// reading (a step back) is raised to it, so a token whose entry was
+	// dropped as expired is never taken for a new one.
+	latest time.Time
+}
+
+// handedOver is the stream sequence a token was handed over from, and
+// until when it verifies (exp plus skew, Unix nanoseconds).
+type handedOver struct {
+	seq     uint64
+	expires int64
+}
+
+func newTokenRecord(max int) *tokenRecord {
+	return &tokenRecord{max: max, byID: make(map[string]handedOver)}
+}
+
+// claim records that the token id, verifying until expires, is about to
+// be handed over from stream sequence seq, at now. It returns
+// nil for a token not seen before and for the same stream sequence again
+// (a JetStream redelivery), or a *reason.Denial:
+//
+//   - DecisionDuplicate: the token was handed over from another stream
+//     sequence; this is a re-published copy.
+//   - DecisionRecordFull: the token is new and the record holds max
+//     unexpired tokens; nothing is forgotten to make room.
+//   - DecisionExpired: the token expired before the latest instant claim
+//     was called at (the clock stepped back).
+//
+// Entries expire with their token.
+func (r *tokenRecord) claim(id string, seq uint64, expires, now time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.latest) {
+		now = r.latest
+	}
+	r.latest = now
+	for len(r.expiry) > 0 && now.UnixNano() > r.expiry[0].expires {
+		e := heap.Pop(&r.expiry).(expiring)
+		delete(r.byID, e.id)
+	}
+	if now.After(expires) {
+		return reason.Deny(reason.DecisionExpired, "jti %s expired at %s", id, expires.Format(time.RFC3339))
+	}
+	if h, ok := r.byID[id]; ok {
+		if h.seq == seq {
+			return nil
+		}
+		return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d; this copy is sequence %d", id, h.seq, seq)
+	}
+	if len(r.byID) >= r.max {
+		return reason.Deny(reason.DecisionRecordFull, "jti %s: %d unexpired decision tokens recorded; handed back until one expires", id, len(r.byID))
+	}
+	r.byID[id] = handedOver{seq: seq, expires: expires.UnixNano()}
+	heap.Push(&r.expiry, expiring{id: id, expires: expires.UnixNano()})
+	return nil
+}
+
+// len returns the number of tokens recorded, expired ones included until
+// the next claim drops them.
+func (r *tokenRecord) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byID)
+}
+
+// expiring is a token id and its expiry (Unix nanoseconds); expiryHeap
+// orders them soonest first.
+type expiring struct {
+	id      string
+	expires int64
+}
+
+type expiryHeap []expiring
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires < h[j].expires }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiring)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = expiring{}
+	*h = old[:len(old)-1]
+	return e
+}
