@@ -282,7 +282,8 @@ export interface UserConnectOptions {
 export async function userConnectOptions(path: string): Promise<UserConnectOptions> {
   const kp = await readUserSeed(path);
   const pub = kp.getPublicKey();
-  const seed = kp.getSeed();
+  // A copy: clearing the key pair zeroes the array it hands out.
+  const seed = Uint8Array.from(kp.getSeed());
   kp.clear();
   return { authenticator: nkeyAuthenticator(seed), inboxPrefix: `_INBOX.${pub}` };
 }
