@@ -10,6 +10,8 @@ import { validTraceId } from "./envelope.js";
 import { digestHex, fromUtf8, utf8 } from "./internal/bytes.js";
 import { approvalConsumerName, parseApproval, ROOT, STREAM_APPROVAL } from "./subjects.js";
 
+const BATCH = 64;
+
 /** Decisions an approver can give. */
 export const GRANT = "grant";
 export const DENY = "deny";
@@ -183,7 +185,9 @@ export class Approver {
     try {
       for (;;) {
         opts.signal?.throwIfAborted();
-        const batch = await cons.fetch({ max_messages: 64, expires: 1000 });
+        // A fetch waits its expiry unless the batch fills: one that comes
+        // back short has read everything the queue had.
+        const batch = await cons.fetch({ max_messages: BATCH, expires: 1000 });
         let n = 0;
         for await (const m of batch) {
           n++;
@@ -204,7 +208,7 @@ export class Approver {
           }
           out.push({ ...req, seq: m.seq, state });
         }
-        if (n === 0) {
+        if (n < BATCH) {
           return out;
         }
       }

@@ -145,3 +145,25 @@ export function editDoc(m: Msg, mod: (d: DocFields & { envelopeText: string }) =
   const head = JSON.stringify(rest);
   return { ...m, data: bytes(`${head.slice(0, -1)},"envelope":${envelopeText}}`) };
 }
+
+/** issueCredential signs an agentgw credential as `agentgw creds issue` does. */
+export function issueCredential(
+  issuer: KeyPair,
+  c: { sub: string; aud?: string; tenant?: string; scopes: string[]; xkey: string; service?: string },
+  now = new Date(),
+): string {
+  const iat = unix(now);
+  const claims = {
+    aud: c.aud ?? AUDIENCE,
+    exp: iat + 3600,
+    jti: `JTI${iat}${Math.random().toString(36).slice(2, 10).toUpperCase()}`,
+    iat,
+    iss: issuer.getPublicKey(),
+    name: "test agent",
+    nbf: iat,
+    sub: c.sub,
+    nats: { scopes: c.scopes, service: c.service ?? "test", tenant: c.tenant ?? TENANT, type: "agentgw-credential", version: 2, xkey: c.xkey },
+  };
+  const head = `${b64url(bytes(`{"typ":"JWT","alg":"ed25519-nkey"}`))}.${b64url(bytes(JSON.stringify(claims)))}`;
+  return `${head}.${b64url(issuer.sign(bytes(head)))}`;
+}
