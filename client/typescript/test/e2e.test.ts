@@ -5,6 +5,8 @@
 // approvals go through a TypeScript approver; and denials are observed as
 // typed reasons on the denied stream and by the consumer.
 import { after, before, test } from "node:test";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
@@ -326,4 +328,15 @@ test("denials: forged deliveries are terminated by the TypeScript consumer with 
   }
   assert.deepEqual(handed, [rcpt.messageId], "only the genuine delivery is handed out");
   assert.deepEqual(rejected, ["decision_token_invalid", "decision_token_missing"]);
+});
+
+test("the README's example runs against the gateway", () => {
+  const example = fileURLToPath(new URL("../examples/refund.js", import.meta.url));
+  const r = spawnSync(process.execPath, [example], {
+    encoding: "utf8",
+    timeout: 60_000,
+    env: { ...process.env, AGENTGW_DIR: gw.dir, NATS_URL: gw.url, GATEWAY_KEY: gw.gatewayKey, GATEWAY_XKEY: gw.gatewayXKey },
+  });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^sent [0-9a-f]{32}, reply from U[A-Z2-7]{55}: \{"refund_id":"rf_ord_42","status":"drafted"\}\n$/);
 });
