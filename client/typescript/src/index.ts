@@ -111,6 +111,6 @@ export {
 } from "./errors.js";
 export { Box, curveKeyPair, decodePublicKey, isPublicKey, userKeyPair, verifyEd25519, type KeyPair, type KeyRole } from "./keys.js";
 export { isReasonCode, lookupReason, Reason, REASONS, type ReasonCode, type ReasonInfo } from "./reason.js";
-export { DEFAULT_REPLY_SKEW_MS, Reply, REQUEST_ID_HEADER, RESPONDER_HEADER, SEALED_FROM_HEADER, verifyReply, type WaitOptions } from "./reply.js";
+export { DEFAULT_REPLY_SKEW_MS, Reply, REQUEST_ID_HEADER, RESPONDER_HEADER, SEALED_FROM_HEADER, verifyReply, type ReplyReceiver, type WaitOptions } from "./reply.js";
 export * as subjects from "./subjects.js";
 export { AGENT_HEADER, DEFAULT_CONSUMER_SKEW_MS, Delivery, verifyDelivery, type HeaderSource, type VerifyOptions } from "./verify.js";

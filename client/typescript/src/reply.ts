@@ -1,13 +1,13 @@
 // Replies: the gateway's validated, redacted answer to one of an agent's
 // requests, sealed to the agent with a decision token addressed to it.
 import { inspect } from "node:util";
-import type { Msg } from "@nats-io/transport-node";
 import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
 import { ConfigError, DeniedError, InvalidRequestError, NoReplyError, VerificationError } from "./errors.js";
 import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } from "./decision.js";
 import { digestHex, fromUtf8 } from "./internal/bytes.js";
 import { reply as replySubject } from "./subjects.js";
-import type { Delivery } from "./verify.js";
+import type { Box } from "./keys.js";
+import type { Delivery, HeaderSource } from "./verify.js";
 
 /** Reply headers set by the gateway. */
 export const REQUEST_ID_HEADER = "Agentgw-Request-Id";
@@ -69,6 +69,17 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/** What verifyReply needs of an agent: its keys and its clock. */
+export interface ReplyReceiver {
+  /** The agent's public user key: the reply token's audience. */
+  readonly publicKey: string;
+  /** The gateway's curve key the reply must be sealed from. */
+  readonly gatewayXKey: string;
+  /** The agent's box: replies are sealed to its curve key. */
+  readonly box: Box | undefined;
+  now(): Date;
+}
+
 /**
  * verifyReply checks a message from the agent's reply subject: its
  * decision token (signed by a trusted gateway, addressed to this agent, a
@@ -76,7 +87,7 @@ export interface WaitOptions {
  * gateway's curve key, to the agent's), and opens it. It throws a
  * VerificationError.
  */
-export function verifyReply(agent: Agent, m: Pick<Msg, "data" | "headers">, opt: WaitOptions): Reply {
+export function verifyReply(agent: ReplyReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WaitOptions, "signal">): Reply {
   const box = agent.box;
   if (box === undefined) {
     throw new ConfigError("replies are sealed to the agent: configure its curve key");

@@ -63,6 +63,8 @@ export class Scanner {
   pos = 0;
   /** checkDuplicates: refuse duplicate member names (on by default). */
   checkDuplicates = true;
+  /** integersOnly: refuse numbers with a fraction or an exponent. */
+  integersOnly = false;
   constructor(
     readonly data: Uint8Array,
     readonly lim: ScanLimits,
@@ -280,6 +282,10 @@ export class Scanner {
     if (i - start > MAX_NUMBER_LEN) {
       this.pos = start;
       throw this.fail(`number longer than ${MAX_NUMBER_LEN} bytes`);
+    }
+    if (this.integersOnly && d.subarray(start, i).some((c) => c === 0x2e || c === 0x65 || c === 0x45)) {
+      this.pos = start;
+      throw this.fail("number is not an integer");
     }
     this.pos = i;
     return String.fromCharCode(...d.subarray(start, i));

@@ -13,8 +13,10 @@ export type Shape = { [name: string]: "string" | "int" | "strings" | Shape };
 /**
  * decodeStrict reads raw as one JSON object of shape and returns it, or
  * undefined if raw is not strict JSON, has a member outside shape or a
- * member of another type. A member that is null, or absent, is left out
- * (the caller applies zero values).
+ * member of another type. Numbers must be integers written as such (no
+ * fraction, no exponent: `1.0` and `1e3` are refused, as Go's decoder
+ * refuses them for an integer). A member that is null, or absent, is
+ * left out (the caller applies zero values).
  */
 export function decodeStrict(raw: Uint8Array, shape: Shape): Record<string, unknown> | undefined {
   if (raw.length > LIMITS.maxBytes) {
@@ -23,6 +25,7 @@ export function decodeStrict(raw: Uint8Array, shape: Shape): Record<string, unkn
   let v: unknown;
   try {
     const s = new Scanner(raw, LIMITS);
+    s.integersOnly = true;
     if (s.peek() !== 0x7b) {
       return undefined;
     }
