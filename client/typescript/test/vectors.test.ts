@@ -1,7 +1,8 @@
 // The repository's test vectors, reproduced byte for byte: wire-v1.json
 // (the worked example of wire format v1), every envelope fixture of
-// testdata/envelopes with its reason code, and Project Wycheproof's
-// Ed25519 vectors.
+// testdata/envelopes with its reason code, Project Wycheproof's Ed25519
+// vectors, and the wire specification's vectors of testdata/wire
+// (wire_vectors.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -21,6 +22,8 @@ import { Box, curveKeyPair, decodePublicKey, verifyByKey, verifyEd25519 } from "
 import { isReasonCode } from "../src/reason.js";
 import { ingress } from "../src/subjects.js";
 import { bytes, dec, listTestdata, readJSON, testdata, throwsReason } from "./helpers.js";
+// The wire specification's vectors (testdata/wire), when present.
+import "./wire_vectors.js";
 
 interface WireV1 {
   credential: { check_at_unix: number; claims: any; jwt: string };

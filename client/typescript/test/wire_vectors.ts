@@ -4,9 +4,9 @@
 // tokens and their Merkle batches, deliveries, approval requests and
 // answers, and replies, each with its rejects and their reason codes.
 //
-// Each file has a reader below; the tests of a file are registered when it
-// is present. A vector file without a reader fails the suite, so a new one
-// cannot go unread.
+// Each file has a reader below; the tests of a file are registered (by
+// vectors.test.ts importing this module) when it is present. A vector file
+// without a reader fails the suite, so a new one cannot go unread.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fromCurveSeed, fromSeed } from "@nats-io/nkeys";
