@@ -50,6 +50,10 @@ export class Reply {
     return JSON.parse(this.string()) as T;
   }
 
+  toJSON(): object {
+    return { request_id: this.requestId, message_id: this.messageId, responder: this.responder, payload_sha256: digestHex(this.payload) };
+  }
+
   toString(): string {
     return `Reply{request_id=${this.requestId} message_id=${this.messageId} responder=${this.responder} payload=sha256:${digestHex(this.payload)}}`;
   }

@@ -298,4 +298,9 @@ test("Agent: printed forms show public keys only", () => {
     assert.ok(!s.includes(seed), s);
   }
   assert.ok(String(ag).includes(a.pub));
+  const box = new Box(a.curve);
+  const curveSeed = dec.decode(a.curve.getSeed());
+  for (const s of [String(box), inspect(box, { showHidden: true, depth: 5 }), JSON.stringify({ box })]) {
+    assert.ok(!s.includes(curveSeed) && !s.includes(curveSeed.slice(2, 20)), s);
+  }
 });
