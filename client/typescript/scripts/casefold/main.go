@@ -6,8 +6,8 @@
 // names are duplicates exactly when the Go scanner says so.
 //
 // Run from client/typescript: go run ./scripts/casefold > src/internal/casefold.ts
-// (`npm run casefold` does; the test "casefold table matches Go" checks
-// the committed file against this program's output).
+// (`npm run casefold` does; test/casefold.test.ts checks the committed
+// file against this program's output).
 package main
 
 import (
