@@ -9,7 +9,9 @@ BENCH_MIX ?= plain,sealed,hostile
 BENCH_OUT ?= bin/bench.json
 BENCH_ARGS ?=
 
-.PHONY: all build run test test-short lint fuzz bench bench-micro ledger-mem soak clean
+TS_DIR    := client/typescript
+
+.PHONY: all build run test test-go test-ts nats-server test-short lint fuzz bench bench-micro ledger-mem soak clean
 
 all: build
 
@@ -20,9 +22,24 @@ build:
 run: build
 	./bin/agentgw run --demo
 
-## test: the whole suite with the race detector.
-test:
+## test: the whole suite: Go with the race detector, then the TypeScript SDK.
+test: test-go test-ts
+
+test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-ts: the TypeScript SDK (client/typescript): unit tests, the test
+## vectors of testdata/, and end-to-end tests against bin/agentgw and a
+## nats-server built from the module. Needs node and npm (npm ci runs when
+## the lockfile changed).
+test-ts: build nats-server $(TS_DIR)/node_modules/.package-lock.json
+	cd $(TS_DIR) && AGENTGW_BIN=$(CURDIR)/bin/agentgw NATS_SERVER_BIN=$(CURDIR)/bin/nats-server npm test
+
+nats-server:
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+
+$(TS_DIR)/node_modules/.package-lock.json: $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
@@ -62,4 +79,4 @@ soak:
 	$(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./internal/e2e/faults/ -soak=$(DURATION)
 
 clean:
-	rm -rf bin .agentgw
+	rm -rf bin .agentgw $(TS_DIR)/build $(TS_DIR)/dist

@@ -2,6 +2,9 @@ module github.com/agentgw/agentgw
 
 go 1.26.0
 
+// The TypeScript SDK: its node_modules and build output are not Go.
+ignore ./client/typescript
+
 require (
 	filippo.io/edwards25519 v1.2.0
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0

@@ -1,0 +1,341 @@
+// The approver: reads a tenant's held requests and answers them with
+// `approve` envelopes bound to what it was shown.
+import { inspect } from "node:util";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import { Agent, delay, type AgentConfig, type Receipt, type SendOptions } from "./agent.js";
+import { openConsumer, pull } from "./consume.js";
+import { ConfigError, InvalidRequestError, SelfApprovalError } from "./errors.js";
+import { validTraceId } from "./envelope.js";
+import { digestHex, fromUtf8, utf8 } from "./internal/bytes.js";
+import { approvalConsumerName, parseApproval, ROOT, STREAM_APPROVAL } from "./subjects.js";
+
+const BATCH = 64;
+
+/** Decisions an approver can give. */
+export const GRANT = "grant";
+export const DENY = "deny";
+export type ApprovalDecision = typeof GRANT | typeof DENY;
+
+/**
+ * A held request as approvers see it: redacted, no credential, no sealed
+ * or opened payload, only the fields the catalog marks approver-visible.
+ */
+export interface ApprovalRequest {
+  heldMessageId: string;
+  traceId: string;
+  tenant: string;
+  /** The requesting agent's public key. */
+  agent: string;
+  service: string;
+  capability: string;
+  target: string;
+  risk: string;
+  policyIds: string[];
+  /** The policy version to bind the answer to, exactly as received. */
+  policyVersion: string;
+  /** The held body's digest to bind the answer to, exactly as received. */
+  bodyDigest: string;
+  payloadDigest: string;
+  /** The approver-visible payload fields. */
+  fields: Record<string, unknown>;
+  requestedAt: Date | undefined;
+  /** When the gateway denies it as approval_expired; undefined if none. */
+  deadline: Date | undefined;
+}
+
+/** A held request read from the approval stream, with its stream sequence. */
+export interface HeldRequest extends ApprovalRequest {
+  seq: number;
+  /** "pending", or "expired" (past its deadline). */
+  state: "pending" | "expired";
+}
+
+/** ApproverConfig is an approver's identity (an agent whose credential holds approve:<target> scopes) and how it reads the queue. */
+export interface ApproverConfig extends AgentConfig {
+  /**
+   * A durable consumer name, so requests seen by one watch are not shown
+   * again after a restart. Absent: an ephemeral consumer (or, with bind,
+   * the tenant's pre-created queue "<tenant>-approvals").
+   */
+  durable?: string;
+  /** Use the existing durable instead of creating it (least privilege). */
+  bind?: boolean;
+  /** The approval stream. Absent: AGENTGW_APPROVAL. */
+  stream?: string;
+  /** How long a request handed to watch may stay unanswered before it is shown again, in ms. */
+  ackWaitMs?: number;
+}
+
+function str(v: unknown): string {
+  return typeof v === "string" ? v : "";
+}
+
+function time(v: unknown): Date | undefined {
+  if (typeof v !== "string") {
+    return undefined;
+  }
+  const d = new Date(v);
+  // Go writes the zero time as 0001-01-01T00:00:00Z: no time.
+  return Number.isNaN(d.getTime()) || d.getUTCFullYear() <= 1 ? undefined : d;
+}
+
+/**
+ * decodeRequest reads an approval request from subject and data and checks
+ * that it belongs to tenant and names the subject's target. Errors name no
+ * payload bytes.
+ */
+export function decodeRequest(subject: string, data: Uint8Array, tenant: string): ApprovalRequest {
+  const { tenant: subjTenant, target } = parseApproval(subject);
+  let v: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(fromUtf8(data));
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      throw new Error();
+    }
+    v = parsed as Record<string, unknown>;
+  } catch {
+    throw new InvalidRequestError("approval request is not JSON of the request shape");
+  }
+  const req: ApprovalRequest = {
+    heldMessageId: str(v.held_message_id),
+    traceId: str(v.trace_id),
+    tenant: str(v.tenant),
+    agent: str(v.agent),
+    service: str(v.service),
+    capability: str(v.capability),
+    target: str(v.target),
+    risk: str(v.risk),
+    policyIds: Array.isArray(v.policy_ids) ? v.policy_ids.filter((x): x is string => typeof x === "string") : [],
+    policyVersion: str(v.policy_version),
+    bodyDigest: str(v.body_digest),
+    payloadDigest: str(v.payload_digest),
+    fields: typeof v.fields === "object" && v.fields !== null && !Array.isArray(v.fields) ? (v.fields as Record<string, unknown>) : {},
+    requestedAt: time(v.requested_at),
+    deadline: time(v.deadline),
+  };
+  if (subjTenant !== tenant || req.tenant !== tenant || req.target !== target) {
+    throw new InvalidRequestError("approval request does not match its subject");
+  }
+  return req;
+}
+
+/**
+ * answerKey is the idempotency key of an answer to held: "approve-<held>",
+ * or "approve-<sha256 of held>" when that would exceed 128 characters.
+ */
+export function answerKey(held: string): string {
+  const k = `approve-${held}`;
+  return k.length <= 128 ? k : `approve-${digestHex(utf8(held))}`;
+}
+
+/** An Approver lists held requests of its tenant and answers them. */
+export class Approver {
+  readonly #js: JetStreamClient;
+  readonly #cfg: ApproverConfig;
+  /** The identity the approver answers with. */
+  readonly agent: Agent;
+
+  /**
+   * Approver sends answers through nc and reads the approval queue through
+   * js (tenantJetStream(nc) for a tenant user). Throws a ConfigError.
+   */
+  constructor(nc: NatsConnection, js: JetStreamClient, cfg: ApproverConfig) {
+    if (js === undefined || js === null) {
+      throw new ConfigError("invalid config: no JetStream client");
+    }
+    if (cfg.ackWaitMs !== undefined && (!Number.isFinite(cfg.ackWaitMs) || cfg.ackWaitMs < 0)) {
+      throw new ConfigError(`invalid config: ack wait ${cfg.ackWaitMs} is negative`);
+    }
+    this.agent = new Agent(nc, cfg);
+    this.#js = js;
+    this.#cfg = cfg;
+  }
+
+  #spec() {
+    const tenant = this.agent.tenant;
+    const bind = this.#cfg.bind ?? false;
+    return {
+      stream: this.#cfg.stream || STREAM_APPROVAL,
+      durable: this.#cfg.durable || (bind ? approvalConsumerName(tenant) : ""),
+      bind,
+      description: `agentgw approver ${this.agent.publicKey}`,
+      filters: [`${ROOT}.approval.${tenant}.>`],
+      ackWaitMs: this.#cfg.ackWaitMs ?? 0,
+      maxDeliver: 0,
+    };
+  }
+
+  #expired(req: ApprovalRequest): boolean {
+    return req.deadline !== undefined && this.agent.now().getTime() > req.deadline.getTime();
+  }
+
+  /**
+   * list returns the tenant's held requests, oldest first, and consumes
+   * nothing: each is handed back to the queue (nak) once read. Requests
+   * past their deadline are left out unless all. Requests already answered
+   * are still listed until their deadline; requests another reader holds
+   * are not shown until it lets them go. Messages that are not requests of
+   * this tenant are skipped.
+   */
+  async list(opts: { all?: boolean; signal?: AbortSignal } = {}): Promise<HeldRequest[]> {
+    const cons = await openConsumer(this.#js, this.#spec());
+    const held = new Map<number, JsMsg>();
+    const out: HeldRequest[] = [];
+    try {
+      for (;;) {
+        opts.signal?.throwIfAborted();
+        // A fetch waits its expiry unless the batch fills: one that comes
+        // back short has read everything the queue had.
+        const batch = await cons.fetch({ max_messages: BATCH, expires: 1000 });
+        let n = 0;
+        for await (const m of batch) {
+          n++;
+          const seen = held.has(m.seq);
+          held.set(m.seq, m); // the latest delivery is the one to hand back
+          if (seen) {
+            continue;
+          }
+          let req: ApprovalRequest;
+          try {
+            req = decodeRequest(m.subject, m.data, this.agent.tenant);
+          } catch {
+            continue;
+          }
+          const state = this.#expired(req) ? "expired" : "pending";
+          if (state === "expired" && !opts.all) {
+            continue;
+          }
+          out.push({ ...req, seq: m.seq, state });
+        }
+        if (n < BATCH) {
+          return out;
+        }
+      }
+    } finally {
+      for (const m of held.values()) {
+        m.nak();
+      }
+      await this.agent.connection.flush();
+    }
+  }
+
+  /**
+   * find returns the held request with message id heldMessageId, or
+   * undefined. A bound queue does not show what another reader holds, so
+   * it looks again a few times.
+   */
+  async find(heldMessageId: string, opts: { signal?: AbortSignal } = {}): Promise<HeldRequest | undefined> {
+    for (let i = 0; i < 10; i++) {
+      const all = await this.list({ all: true, ...opts });
+      const hit = all.filter((r) => r.heldMessageId === heldMessageId).pop();
+      if (hit !== undefined || !this.#cfg.bind) {
+        return hit;
+      }
+      await delay(200, opts.signal);
+    }
+    return undefined;
+  }
+
+  /**
+   * watch calls fn for each held request of the approver's tenant
+   * (agentgw.approval.<tenant>.>) until the signal aborts, one at a time,
+   * oldest first. A request is acknowledged when fn resolves and shown
+   * again later when it rejects. Requests this approver cannot answer are
+   * acknowledged without calling fn: those past their deadline and those
+   * made by the approver itself. A message that is not a request of this
+   * tenant is terminated. Rejects with a StreamError when the consumer
+   * cannot be created or disappears.
+   */
+  async watch(fn: (req: ApprovalRequest) => unknown, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const spec = this.#spec();
+    const cons = await openConsumer(this.#js, spec);
+    for await (const m of pull(cons, spec.stream, opts.signal)) {
+      let req: ApprovalRequest;
+      try {
+        req = decodeRequest(m.subject, m.data, this.agent.tenant);
+      } catch (err) {
+        m.term((err as Error).message);
+        continue;
+      }
+      if (req.agent === this.agent.publicKey || this.#expired(req)) {
+        m.ack();
+        continue;
+      }
+      try {
+        await fn(req);
+      } catch {
+        m.nak();
+        continue;
+      }
+      m.ack();
+    }
+  }
+
+  /** grant answers req with a grant. See answer. */
+  grant(req: ApprovalRequest, why = "", opts: SendOptions = {}): Promise<Receipt> {
+    return this.answer(req, GRANT, why, opts);
+  }
+
+  /** deny answers req with a denial. See answer. */
+  deny(req: ApprovalRequest, why = "", opts: SendOptions = {}): Promise<Receipt> {
+    return this.answer(req, DENY, why, opts);
+  }
+
+  /**
+   * answer sends an `approve` envelope whose target is req.heldMessageId
+   * and whose plain payload carries decision, why, and req's bodyDigest and
+   * policyVersion unchanged, so the answer binds to exactly the bytes and
+   * the policy the approver was shown. The envelope carries req's trace id
+   * (one trace from request to decision) and the idempotency key
+   * "approve-<held id>", so a repeated answer is reported by the gateway as
+   * a duplicate and a contradicting one as a conflict.
+   *
+   * Rejects with InvalidRequestError (req is not of this tenant, lacks its
+   * id, digest or policy version, or decision is neither grant nor deny),
+   * SelfApprovalError, or send's errors.
+   */
+  async answer(req: ApprovalRequest, decision: ApprovalDecision, why = "", opts: SendOptions = {}): Promise<Receipt> {
+    const errs: string[] = [];
+    if (decision !== GRANT && decision !== DENY) {
+      errs.push(`decision ${JSON.stringify(String(decision).slice(0, 16))} is neither grant nor deny`);
+    }
+    if (req.tenant !== this.agent.tenant) {
+      errs.push(`request of tenant ${JSON.stringify(String(req.tenant).slice(0, 72))}, approver of ${this.agent.tenant}`);
+    }
+    if (!req.heldMessageId || !req.bodyDigest || !req.policyVersion) {
+      errs.push("request lacks its held message id, body digest or policy version");
+    }
+    if (errs.length > 0) {
+      throw new InvalidRequestError(`invalid request: ${errs.join("; ")}`);
+    }
+    if (req.agent === this.agent.publicKey) {
+      throw new SelfApprovalError("approver is the requesting agent");
+    }
+    const answer: Record<string, string> = { decision };
+    if (why !== "") {
+      answer.reason = why;
+    }
+    answer.body_digest = req.bodyDigest;
+    answer.policy_version = req.policyVersion;
+    return this.agent.send(
+      {
+        capability: "approve",
+        target: req.heldMessageId,
+        plain: answer,
+        idempotencyKey: answerKey(req.heldMessageId),
+        // A fresh trace rather than an envelope that cannot build.
+        ...(validTraceId(req.traceId) ? { traceId: req.traceId } : {}),
+      },
+      opts,
+    );
+  }
+
+  toString(): string {
+    return `Approver{${this.agent.tenant} ${this.agent.publicKey}}`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}

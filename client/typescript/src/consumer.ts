@@ -1,0 +1,346 @@
+// The capability consumer: hands its handler only messages whose gateway
+// decision token verifies, once each.
+import { inspect } from "node:util";
+import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { KeyPair } from "@nats-io/nkeys";
+import type { Agent, Receipt, SendOptions } from "./agent.js";
+import { openConsumer, pull } from "./consume.js";
+import { ConfigError, VerificationError } from "./errors.js";
+import type { Limits } from "./envelope.js";
+import { validTarget, validToken } from "./envelope.js";
+import { Box, isPublicKey } from "./keys.js";
+import { capability, STREAM_CAPABILITY } from "./subjects.js";
+import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "./verify.js";
+
+/** DEFAULT_DEDUP_MAX bounds the deliveries a Consumer remembers for de-duplication. */
+export const DEFAULT_DEDUP_MAX = 100_000;
+
+/** ConsumerConfig configures a capability consumer. It holds the consumer's curve key: never log it. */
+export interface ConsumerConfig {
+  /** The tenant whose capability subjects are read. */
+  tenant: string;
+  /** Targets served, each a catalog name; agentgw.cap.<tenant>.<target> is read for each. */
+  targets: string[];
+  /** The consumer's curve ('X') key pair, the catalog's consumer xkey. Absent: plain targets only. */
+  curve?: KeyPair;
+  /** The gateways' public server ('N') keys. */
+  trustedGateways: string[];
+  /** When set, the only sealed_from keys accepted. */
+  gatewayXKeys?: string[];
+  /** Also verify the agent's own signature. */
+  verifyAgentSignature?: boolean;
+  /** Skew tolerated on token times, in ms. Absent: 30 s; 0: none. */
+  skewMs?: number;
+  /** Bounds of envelope bodies; absent fields take the defaults. */
+  limits?: Limits;
+  /**
+   * A durable consumer name (work is shared by every reader with that
+   * name and resumes after a restart). Absent: an ephemeral consumer that
+   * starts at the oldest message in the stream.
+   */
+  durable?: string;
+  /**
+   * Use the existing durable named durable instead of creating or updating
+   * it: the least-privilege deployment pre-creates consumers
+   * (capabilityConsumerName) and lets each consumer read only its own.
+   */
+  bind?: boolean;
+  /** The capability stream. Absent: AGENTGW_CAP. */
+  stream?: string;
+  /** How long a handler may take before redelivery, in ms. Absent: the server's default (30 s). */
+  ackWaitMs?: number;
+  /** Bounds deliveries of one message (handler errors included). Absent: unlimited. */
+  maxDeliver?: number;
+  /** Delays redelivery after a handler error, in ms. Absent: at once. */
+  nakDelayMs?: number;
+  /** The consumer's own agent identity (its credential holds respond:<target>), used by respond. */
+  responder?: Agent;
+  /**
+   * Called with the subject and the VerificationError of every message
+   * that fails verification and is terminated. Keep it short.
+   */
+  onReject?: (subject: string, err: VerificationError) => void;
+  /**
+   * Called with every verified delivery of a message this consumer has
+   * already acknowledged (a redelivery after a lost ack, a duplicate
+   * output): it is acknowledged again and not handed out.
+   */
+  onDuplicate?: (d: Delivery) => void;
+  /** Bounds the de-duplication memory, in deliveries. Absent: 100 000. */
+  dedupMax?: number;
+  /** Replaces the clock for token expiry checks. */
+  clock?: () => Date;
+}
+
+/** Options of consume and deliveries. */
+export interface ConsumeOptions {
+  /** Stops reading: consume resolves, the iteration ends. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A ReceivedDelivery is a verified delivery from a Consumer, with the
+ * JetStream message it came in. Settle it once: ack when handled, nak to
+ * have it redelivered.
+ */
+export class ReceivedDelivery extends Delivery {
+  readonly #msg: JsMsg;
+  readonly #consumer: Consumer;
+  #settled = false;
+
+  constructor(d: Delivery, msg: JsMsg, consumer: Consumer) {
+    super(d);
+    this.#msg = msg;
+    this.#consumer = consumer;
+  }
+
+  /** Whether JetStream delivered this message before. */
+  get redelivered(): boolean {
+    return this.#msg.redelivered;
+  }
+
+  /** The capability stream's sequence of the message. */
+  get seq(): number {
+    return this.#msg.seq;
+  }
+
+  /** Whether ack or nak was called. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /** ack acknowledges the message: it is handled and will not be handed out again. */
+  ack(): void {
+    if (this.#settled) {
+      return;
+    }
+    this.#settled = true;
+    this.#consumer._remember(this);
+    this.#msg.ack();
+  }
+
+  /** nak hands the message back for redelivery, after delayMs if given. */
+  nak(delayMs?: number): void {
+    if (this.#settled) {
+      return;
+    }
+    this.#settled = true;
+    if (delayMs !== undefined && delayMs > 0) {
+      this.#msg.nak(delayMs);
+    } else {
+      this.#msg.nak();
+    }
+  }
+
+  /** working tells JetStream the handler needs more time (resets AckWait). */
+  working(): void {
+    this.#msg.working();
+  }
+
+  /** respond answers this request through the consumer's responder. */
+  respond(answer: Uint8Array | string | object, opts: SendOptions = {}): Promise<Receipt> {
+    return this.#consumer.respond(this, answer, opts);
+  }
+}
+
+/**
+ * A Consumer delivers verified capability messages. Each consume or
+ * deliveries call runs its own subscription; a message that fails
+ * verification is terminated (never redelivered, its reason code as the
+ * term reason) and reported to onReject; a message already handled is
+ * acknowledged again and not handed out twice.
+ */
+export class Consumer {
+  readonly #js: JetStreamClient;
+  readonly #cfg: ConsumerConfig;
+  readonly #box: Box | undefined;
+  readonly #clock: () => Date;
+  // agent key + message id -> when the token expires (ms): the messages
+  // handled, for as long as a copy of them could still verify.
+  readonly #handled = new Map<string, number>();
+
+  /** Consumer reads through js (tenantJetStream(nc) for a tenant user). Throws a ConfigError listing every problem. */
+  constructor(js: JetStreamClient, cfg: ConsumerConfig) {
+    if (js === undefined || js === null) {
+      throw new ConfigError("invalid config: no JetStream client");
+    }
+    const errs: string[] = [];
+    if (!validToken(cfg.tenant ?? "")) {
+      errs.push(`tenant ${JSON.stringify(String(cfg.tenant).slice(0, 72))} is not [a-z0-9_-]{1,64}`);
+    }
+    if (!cfg.targets || cfg.targets.length === 0) {
+      errs.push("at least one target is required");
+    }
+    for (const t of cfg.targets ?? []) {
+      if (!validTarget(t)) {
+        errs.push(`target ${JSON.stringify(String(t).slice(0, 72))} is not dotted [a-z0-9_-]{1,64} parts`);
+      }
+    }
+    if (!cfg.trustedGateways || cfg.trustedGateways.length === 0) {
+      errs.push("at least one trusted gateway key is required");
+    }
+    for (const k of cfg.trustedGateways ?? []) {
+      if (!isPublicKey(k, "N")) {
+        errs.push(`trusted gateway ${JSON.stringify(String(k).slice(0, 72))} is not a public server ('N') key`);
+      }
+    }
+    for (const k of cfg.gatewayXKeys ?? []) {
+      if (!isPublicKey(k, "X")) {
+        errs.push(`gateway xkey ${JSON.stringify(String(k).slice(0, 72))} is not a public curve ('X') key`);
+      }
+    }
+    for (const [name, v] of [
+      ["skew", cfg.skewMs],
+      ["ack wait", cfg.ackWaitMs],
+      ["nak delay", cfg.nakDelayMs],
+      ["max deliver", cfg.maxDeliver],
+      ["dedup max", cfg.dedupMax],
+    ] as const) {
+      if (v !== undefined && (!Number.isFinite(v) || v < 0)) {
+        errs.push(`${name} ${v} is negative or not a number`);
+      }
+    }
+    if (cfg.bind && !cfg.durable) {
+      errs.push("binding needs a durable name");
+    }
+    let box: Box | undefined;
+    if (cfg.curve !== undefined) {
+      try {
+        box = new Box(cfg.curve);
+      } catch {
+        errs.push("curve key is not a curve ('X') seed");
+      }
+    }
+    if (errs.length > 0) {
+      throw new ConfigError(`invalid config: ${errs.join("; ")}`);
+    }
+    this.#js = js;
+    this.#cfg = { ...cfg, targets: [...cfg.targets] };
+    this.#box = box;
+    this.#clock = cfg.clock ?? (() => new Date());
+  }
+
+  /** verifyOptions returns the options each message is verified with, at the clock's current instant. */
+  verifyOptions(): VerifyOptions {
+    const c = this.#cfg;
+    const o: VerifyOptions = {
+      tenant: c.tenant,
+      targets: c.targets,
+      trustedGateways: c.trustedGateways,
+      now: this.#clock(),
+      skewMs: c.skewMs ?? DEFAULT_CONSUMER_SKEW_MS,
+    };
+    if (this.#box !== undefined) o.curve = this.#box;
+    if (c.gatewayXKeys !== undefined) o.gatewayXKeys = c.gatewayXKeys;
+    if (c.verifyAgentSignature !== undefined) o.verifyAgentSignature = c.verifyAgentSignature;
+    if (c.limits !== undefined) o.limits = c.limits;
+    return o;
+  }
+
+  /**
+   * deliveries yields each verified delivery of the configured targets,
+   * one at a time, until the signal aborts or the loop ends. Settle each
+   * one (ack or nak); an unsettled one comes back after AckWait. Messages
+   * that fail verification are terminated and reported to onReject;
+   * copies of messages already acknowledged are acknowledged and reported
+   * to onDuplicate. Throws a StreamError when the consumer cannot be
+   * created or disappears.
+   */
+  async *deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
+    const c = this.#cfg;
+    const stream = c.stream || STREAM_CAPABILITY;
+    const cons = await openConsumer(this.#js, {
+      stream,
+      durable: c.durable ?? "",
+      bind: c.bind ?? false,
+      description: "agentgw capability consumer",
+      filters: c.targets.map((t) => capability(c.tenant, t)),
+      ackWaitMs: c.ackWaitMs ?? 0,
+      maxDeliver: c.maxDeliver ?? 0,
+    });
+    for await (const m of pull(cons, stream, opts.signal)) {
+      let d: Delivery;
+      try {
+        d = verifyDelivery(m.subject, m.headers, m.data, this.verifyOptions());
+      } catch (err) {
+        const v = err instanceof VerificationError ? err : new VerificationError("internal_error", "verification failed");
+        m.term(v.reason);
+        c.onReject?.(m.subject, v);
+        continue;
+      }
+      if (this.#seen(d)) {
+        m.ack();
+        c.onDuplicate?.(d);
+        continue;
+      }
+      yield new ReceivedDelivery(d, m, this);
+    }
+  }
+
+  /**
+   * consume calls handler with each verified delivery until the signal
+   * aborts, one at a time: it is acknowledged when handler resolves
+   * (unless handler settled it itself), and negatively acknowledged (after
+   * nakDelayMs) to be redelivered when it rejects. Resolves when the signal
+   * aborts; rejects with a StreamError when the consumer cannot be created
+   * or disappears.
+   */
+  async consume(handler: (d: ReceivedDelivery) => unknown, opts: ConsumeOptions = {}): Promise<void> {
+    for await (const d of this.deliveries(opts)) {
+      try {
+        await handler(d);
+      } catch {
+        d.nak(this.#cfg.nakDelayMs);
+        continue;
+      }
+      d.ack();
+    }
+  }
+
+  /** respond answers a delivery through the consumer's responder (ConsumerConfig.responder). */
+  respond(d: Delivery, answer: Uint8Array | string | object, opts: SendOptions = {}): Promise<Receipt> {
+    if (this.#cfg.responder === undefined) {
+      return Promise.reject(new ConfigError("invalid config: ConsumerConfig.responder is not set"));
+    }
+    return this.#cfg.responder.respond(d, answer, opts);
+  }
+
+  static #key(d: Delivery): string {
+    return `${d.agent}\u0000${d.messageId}`;
+  }
+
+  /** seen reports whether d was already acknowledged by this consumer. */
+  #seen(d: Delivery): boolean {
+    const now = this.#clock().getTime();
+    // Entries expire in about the order they were added (one token TTL):
+    // drop the expired ones at the front.
+    for (const [k, exp] of this.#handled) {
+      if (exp >= now) {
+        break;
+      }
+      this.#handled.delete(k);
+    }
+    const exp = this.#handled.get(Consumer.#key(d));
+    return exp !== undefined && exp >= now;
+  }
+
+  /** _remember records an acknowledged delivery until its token expires. Internal. */
+  _remember(d: Delivery): void {
+    const max = this.#cfg.dedupMax || DEFAULT_DEDUP_MAX;
+    while (this.#handled.size >= max) {
+      const first = this.#handled.keys().next();
+      if (first.done) break;
+      this.#handled.delete(first.value);
+    }
+    const skew = this.#cfg.skewMs ?? DEFAULT_CONSUMER_SKEW_MS;
+    this.#handled.set(Consumer.#key(d), d.claims.expires.getTime() + skew);
+  }
+
+  toString(): string {
+    return `Consumer{tenant=${this.#cfg.tenant} targets=${this.#cfg.targets.join(",")} durable=${this.#cfg.durable ?? ""}}`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}

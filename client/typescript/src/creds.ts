@@ -1,0 +1,289 @@
+// Credentials: compact nkey JWTs and NATS .creds files, read the way the
+// Go SDK reads them (jwt/v2's decorated blocks), and the connect options
+// of a tenant user.
+import { readFile } from "node:fs/promises";
+import { nkeyAuthenticator, type Authenticator } from "@nats-io/transport-node";
+import type { KeyPair } from "@nats-io/nkeys";
+import { ConfigError } from "./errors.js";
+import { fromB64url, fromUtf8, utf8 } from "./internal/bytes.js";
+import { decodeLenient, decodeStrict } from "./internal/strict.js";
+import { curveKeyPair, userKeyPair } from "./keys.js";
+
+/** MAX_TOKEN_SIZE bounds a compact JWT, in bytes. */
+export const MAX_TOKEN_SIZE = 16 << 10;
+
+const JWT_HEADER = `{"typ":"JWT","alg":"ed25519-nkey"}`;
+const JWT_HEADER_B64 = Buffer.from(JWT_HEADER).toString("base64url");
+
+/** A compact nkey JWT split into its parts; its signature is not checked. */
+export interface ParsedJWT {
+  /** The decoded claims JSON. */
+  payload: Uint8Array;
+  /** header "." payload, exactly as received: what the signature covers. */
+  signingInput: Uint8Array;
+  /** The 64-byte signature. */
+  signature: Uint8Array;
+}
+
+/**
+ * parseJWT splits a compact nkey JWT and checks its form: at most
+ * MAX_TOKEN_SIZE bytes, three canonical unpadded base64url segments, a
+ * header that is exactly {typ JWT, alg ed25519-nkey} (no other or
+ * duplicate members), and a 64-byte signature. It throws a TypeError that
+ * never quotes the token.
+ */
+export function parseJWT(token: string): ParsedJWT {
+  if (typeof token !== "string" || token === "") {
+    throw new TypeError("malformed jwt: empty");
+  }
+  if (token.length > MAX_TOKEN_SIZE) {
+    throw new TypeError(`malformed jwt: ${token.length} bytes exceeds ${MAX_TOKEN_SIZE}`);
+  }
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) {
+    throw new TypeError("malformed jwt: not three base64url segments");
+  }
+  const [head, body, sig] = token.split(".") as [string, string, string];
+  if (head !== JWT_HEADER_B64) {
+    checkHeader(head);
+  }
+  const payload = fromB64url(body);
+  if (payload === undefined) {
+    throw new TypeError("malformed jwt: payload is not canonical base64url");
+  }
+  const signature = fromB64url(sig);
+  if (signature === undefined || signature.length !== 64) {
+    throw new TypeError("malformed jwt: signature is not 64 canonical base64url bytes");
+  }
+  return { payload, signingInput: utf8(token.slice(0, head.length + 1 + body.length)), signature };
+}
+
+function checkHeader(seg: string): void {
+  if (seg.length > 256) {
+    throw new TypeError("malformed jwt: header too long");
+  }
+  const raw = fromB64url(seg);
+  if (raw === undefined) {
+    throw new TypeError("malformed jwt: header is not canonical base64url");
+  }
+  const h = decodeStrict(raw, { typ: "string", alg: "string" });
+  if (h === undefined) {
+    throw new TypeError("malformed jwt: header is not strict JSON {typ, alg}");
+  }
+  if (h.typ !== "JWT") {
+    throw new TypeError("malformed jwt: header typ is not JWT");
+  }
+  if (h.alg !== "ed25519-nkey") {
+    throw new TypeError("malformed jwt: header alg is not ed25519-nkey");
+  }
+}
+
+/**
+ * The claims of an agentgw credential the SDK reads, unverified: the
+ * gateway verifies credentials, an agent only checks that its own
+ * configuration matches the one it was given.
+ */
+export interface CredentialClaims {
+  /** jti: names the credential in logs. */
+  jti: string;
+  /** sub: the agent's public user ('U') key. */
+  sub: string;
+  /** aud: the gateway's audience. */
+  aud: string;
+  /** iss: the tenant issuer's public ('A') key. */
+  iss: string;
+  /** exp, in Unix seconds; 0 if absent. */
+  exp: number;
+  /** nats.tenant */
+  tenant: string;
+  /** nats.service */
+  service: string;
+  /** nats.scopes */
+  scopes: string[];
+  /** nats.xkey: the agent's public curve ('X') key. */
+  xkey: string;
+  /** nats.type */
+  type: string;
+}
+
+/** peekCredential reads a credential's claims without verifying it. */
+export function peekCredential(token: string): CredentialClaims {
+  const j = parseJWT(token);
+  const c = decodeLenient(j.payload);
+  if (c === undefined) {
+    throw new TypeError("credential claims are not a strict JSON object");
+  }
+  const n = typeof c.nats === "object" && c.nats !== null ? (c.nats as Record<string, unknown>) : {};
+  const str = (v: unknown): string => (typeof v === "string" ? v : "");
+  return {
+    jti: str(c.jti),
+    sub: str(c.sub),
+    aud: str(c.aud),
+    iss: str(c.iss),
+    exp: typeof c.exp === "number" ? c.exp : 0,
+    tenant: str(n.tenant),
+    service: str(n.service),
+    scopes: Array.isArray(n.scopes) ? n.scopes.filter((s): s is string => typeof s === "string") : [],
+    xkey: str(n.xkey),
+    type: str(n.type),
+  };
+}
+
+/** Credentials: an agentgw credential JWT and the agent's user key pair. */
+export interface Creds {
+  /** The credential JWT. A secret: never log it. */
+  credential: string;
+  /** The agent's user key pair, the credential's subject. */
+  key: KeyPair;
+}
+
+// jwt/v2's decorated block: a ----- line, the value, a ----- line. Go's
+// '.' matches anything but '\n'.
+const BLOCK = /\s*(?:(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)(?:\r?\n-{3,}[^\n]*-{3,}(?:\r?\n|$)))/g;
+
+/**
+ * parseCreds reads a NATS .creds file as jwt/v2 and the Go SDK do: the
+ * first decorated block is the credential, the second the user seed
+ * (without one, the first line that starts with an SO, SA or SU seed),
+ * which must be the credential's subject. The credential's signature is
+ * not checked (the gateway does that). Throws a ConfigError that never
+ * quotes the file.
+ */
+export function parseCreds(data: Uint8Array | string): Creds {
+  const text = typeof data === "string" ? data : fromUtf8Lenient(data);
+  const blocks = [...text.matchAll(BLOCK)].map((m) => m[1]!);
+  if (blocks.length === 0) {
+    throw new ConfigError("creds: no decorated JWT block");
+  }
+  const credential = blocks[0]!.trim();
+  let sub: string;
+  try {
+    sub = peekCredential(credential).sub;
+  } catch (err) {
+    throw new ConfigError(`creds: token: ${(err as Error).message}`);
+  }
+  let seed: string | undefined = blocks[1];
+  if (seed === undefined) {
+    seed = text.split("\n").find((l) => /^(SO|SA|SU)/.test(l.trim()));
+  }
+  if (seed === undefined || !seed.startsWith("SU")) {
+    throw new ConfigError("creds: no user seed block");
+  }
+  let key: KeyPair;
+  try {
+    key = userKeyPair(seed);
+  } catch {
+    throw new ConfigError("creds: seed does not decode");
+  }
+  if (key.getPublicKey() !== sub) {
+    key.clear();
+    throw new ConfigError("creds: seed is not the key of the token's subject");
+  }
+  return { credential, key };
+}
+
+function fromUtf8Lenient(b: Uint8Array): string {
+  try {
+    return fromUtf8(b);
+  } catch {
+    throw new ConfigError("creds: file is not UTF-8");
+  }
+}
+
+/** readCreds reads and parses the .creds file at path. */
+export async function readCreds(path: string): Promise<Creds> {
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (err) {
+    throw new ConfigError(`creds: read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  try {
+    return parseCreds(data);
+  } finally {
+    data.fill(0);
+  }
+}
+
+/**
+ * readCurveSeed reads a curve key from a file holding an "SX…" seed on a
+ * line of its own (as `agentgw run` and `agentgw keys new --type curve`
+ * write them). The error names the file, never its contents.
+ */
+export async function readCurveSeed(path: string): Promise<KeyPair> {
+  const data = await readSecretFile(path, "curve seed");
+  try {
+    for (const line of fromUtf8Lenient(data).split("\n")) {
+      const s = line.trim();
+      if (s.startsWith("SX")) {
+        try {
+          return curveKeyPair(s);
+        } catch {
+          throw new ConfigError(`curve seed in ${path} does not decode`);
+        }
+      }
+    }
+    throw new ConfigError(`no curve ('SX') seed in ${path}`);
+  } finally {
+    data.fill(0);
+  }
+}
+
+/**
+ * readUserSeed reads a user key from an nkey seed file or a .creds file:
+ * the first line that parses as a user ('SU…') seed.
+ */
+export async function readUserSeed(path: string): Promise<KeyPair> {
+  const data = await readSecretFile(path, "seed");
+  try {
+    for (const line of fromUtf8Lenient(data).split("\n")) {
+      const s = line.trim();
+      if (s.startsWith("S")) {
+        try {
+          return userKeyPair(s);
+        } catch {
+          // not a user seed: keep looking
+        }
+      }
+    }
+    throw new ConfigError(`${path}: no user ('SU…') seed`);
+  } finally {
+    data.fill(0);
+  }
+}
+
+async function readSecretFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new ConfigError(`${what}: read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+}
+
+/**
+ * UserConnectOptions are the options of `connect` (from
+ * @nats-io/transport-node) for a static nkey user: how tenant users (an
+ * agent, an approver, a consumer) connect to the gateway's NATS.
+ */
+export interface UserConnectOptions {
+  /** Answers the server's nonce with the user key; the seed never leaves the process. */
+  authenticator: Authenticator;
+  /** _INBOX.<public key>: the only inboxes such a user may subscribe to. */
+  inboxPrefix: string;
+}
+
+/**
+ * userConnectOptions returns the connect options of the static nkey user
+ * whose seed is in path (an nkey seed file, or an agentgw .creds file:
+ * tenant accounts name each agent, approver and consumer by its agentgw
+ * key). Spread them into connect's options:
+ *
+ *     const nc = await connect({ servers, ...(await userConnectOptions("agent.creds")) });
+ */
+export async function userConnectOptions(path: string): Promise<UserConnectOptions> {
+  const kp = await readUserSeed(path);
+  const pub = kp.getPublicKey();
+  // A copy: clearing the key pair zeroes the array it hands out.
+  const seed = Uint8Array.from(kp.getSeed());
+  kp.clear();
+  return { authenticator: nkeyAuthenticator(seed), inboxPrefix: `_INBOX.${pub}` };
+}

@@ -1,0 +1,132 @@
+import type { Receipt } from "./agent.js";
+import { isReasonCode, type ReasonCode } from "./reason.js";
+
+/**
+ * AgentgwError is the base class of every error this package throws on
+ * purpose. Messages never contain a credential, a seed, a key's private
+ * half or payload bytes: a credential is named by its jti, a payload by
+ * its digest.
+ */
+export class AgentgwError extends Error {
+  override name = "AgentgwError";
+}
+
+/**
+ * DeniedError is a refusal with a code of the reason table: what the
+ * gateway puts on its denied stream, and what this SDK reports when input
+ * it was handed does not check out (an envelope that does not parse, a
+ * seal that does not open). `reason` is what a caller matches on; `detail`
+ * is an operator-facing explanation that never contains a secret.
+ */
+export class DeniedError extends AgentgwError {
+  override name = "DeniedError";
+  /** The reason code. */
+  readonly reason: ReasonCode;
+  /** The operator-facing explanation; may be empty. */
+  readonly detail: string;
+
+  constructor(reason: ReasonCode, detail = "", options?: ErrorOptions) {
+    super(detail === "" ? reason : `${reason}: ${detail}`, options);
+    this.reason = reason;
+    this.detail = detail;
+  }
+}
+
+/**
+ * VerificationError is a DeniedError raised by a consumer-side check: a
+ * capability delivery, a decision token or a reply that does not verify.
+ * A Consumer terminates such a message with `reason` as the term reason.
+ */
+export class VerificationError extends DeniedError {
+  override name = "VerificationError";
+}
+
+/** ConfigError: a config, key or credential is unusable. */
+export class ConfigError extends AgentgwError {
+  override name = "ConfigError";
+}
+
+/** InvalidRequestError: a request (or an approval answer) cannot be sent as it is. */
+export class InvalidRequestError extends AgentgwError {
+  override name = "InvalidRequestError";
+}
+
+/**
+ * UnavailableError: no stream acknowledged the message within maxAttempts
+ * attempts (timeouts, no responders). The last cause is attached.
+ */
+export class UnavailableError extends AgentgwError {
+  override name = "UnavailableError";
+}
+
+/**
+ * CollisionError: every fresh message id was already in the ingress
+ * stream's duplicate window (maxReissues + 1 times in a row).
+ */
+export class CollisionError extends AgentgwError {
+  override name = "CollisionError";
+}
+
+/**
+ * PublishError: JetStream refused the message (an API error such as a
+ * full stream) or the connection is closed. The cause is attached.
+ */
+export class PublishError extends AgentgwError {
+  override name = "PublishError";
+}
+
+/**
+ * NoReplyError: no verified reply arrived in time. The request may have
+ * been denied (see the denied stream), held for approval, or not answered.
+ */
+export class NoReplyError extends AgentgwError {
+  override name = "NoReplyError";
+  /** The message id of the request that got no reply. */
+  readonly requestId: string;
+  /** The request's receipt: it was sent and acknowledged. */
+  receipt?: Receipt;
+  constructor(requestId: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.requestId = requestId;
+  }
+}
+
+/**
+ * StreamError: a stream or consumer could not be used (missing stream,
+ * consumer creation refused, consumer deleted while consuming). The cause
+ * is attached.
+ */
+export class StreamError extends AgentgwError {
+  override name = "StreamError";
+}
+
+/**
+ * SelfApprovalError: the approver is the agent that made the request. The
+ * gateway would deny the answer (self_approval); the SDK refuses to send it.
+ */
+export class SelfApprovalError extends AgentgwError {
+  override name = "SelfApprovalError";
+}
+
+/**
+ * reasonOf returns the reason code err carries: undefined for no error,
+ * the code of a DeniedError, and internal_error for any other error, so an
+ * unexplained failure is a denial, never a pass (fail closed).
+ */
+export function reasonOf(err: unknown): ReasonCode | undefined {
+  if (err === undefined || err === null) {
+    return undefined;
+  }
+  if (err instanceof DeniedError) {
+    return err.reason;
+  }
+  if (isReasonCode(err)) {
+    return err;
+  }
+  return "internal_error";
+}
+
+/** deny returns a DeniedError; details must never hold a secret. */
+export function deny(reason: ReasonCode, detail = ""): DeniedError {
+  return new DeniedError(reason, detail);
+}

@@ -1,0 +1,116 @@
+/**
+ * @agentgw/client: the TypeScript SDK of agentgw, for the three kinds of
+ * users that are not the gateway itself.
+ *
+ *  - {@link Agent} builds wire-v1 envelopes, signs them with the agent's
+ *    nkey, seals payloads to the gateway's curve key and publishes them to
+ *    the agent's ingress subject, retrying lost acknowledgements under the
+ *    same message id and re-issuing under a new one when a first attempt
+ *    collides with another publisher's id. {@link Agent.sendAndWait} waits
+ *    for the verified reply.
+ *  - {@link Consumer} reads capability subjects and hands out only
+ *    messages whose gateway decision token verifies, once each; everything
+ *    else is terminated with a typed reason. {@link verifyDelivery} is the
+ *    same check as a pure function.
+ *  - {@link Approver} lists held requests and answers them, bound to the
+ *    held body digest and policy version.
+ *
+ * Every refusal is a {@link DeniedError} (a {@link VerificationError} on
+ * the consumer side) whose `reason` is a code of the reason table
+ * ({@link REASONS}). No error, string form or log line of this package
+ * contains a credential, a seed or payload bytes.
+ *
+ * The package talks to NATS only through the connections it is given
+ * (@nats-io/transport-node, @nats-io/jetstream) and depends on the wire
+ * format alone.
+ */
+export {
+  Agent,
+  CREDENTIAL_HEADER,
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_MAX_REISSUES,
+  DEFAULT_RETRY_WAIT_MS,
+  MSG_ID_HEADER,
+  SIGNATURE_HEADER,
+  TRACEPARENT_HEADER,
+  type AgentConfig,
+  type Receipt,
+  type Request,
+  type SendOptions,
+} from "./agent.js";
+export { Approver, answerKey, decodeRequest, DENY, GRANT, type ApprovalDecision, type ApprovalRequest, type ApproverConfig, type HeldRequest } from "./approver.js";
+export { Consumer, DEFAULT_DEDUP_MAX, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
+export { tenantJetStream } from "./consume.js";
+export {
+  MAX_TOKEN_SIZE,
+  parseCreds,
+  parseJWT,
+  peekCredential,
+  readCreds,
+  readCurveSeed,
+  readUserSeed,
+  userConnectOptions,
+  type CredentialClaims,
+  type Creds,
+  type ParsedJWT,
+  type UserConnectOptions,
+} from "./creds.js";
+export {
+  checkBinding,
+  DECISION_HEADER,
+  DECISION_TYPE,
+  MAX_BATCH,
+  ROUTE_ALLOW,
+  ROUTE_REPLY,
+  verifyDecision,
+  type Actor,
+  type DecisionClaims,
+  type DecisionVerifyOptions,
+} from "./decision.js";
+export { DELIVERY_VERSION, parseDelivery, type DeliveryDoc } from "./delivery.js";
+export {
+  buildEnvelope,
+  CAPABILITIES,
+  checkFreshness,
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_TTL_MS,
+  DEFAULT_SKEW_MS,
+  DEFAULT_TTL_MS,
+  digest,
+  isCapability,
+  newMessageId,
+  newTraceId,
+  parseEnvelope,
+  payloadDigest,
+  sealedBytes,
+  SIGNING_CONTEXT,
+  signEnvelope,
+  signingInput,
+  verifyEnvelope,
+  VERSION,
+  type Capability,
+  type Envelope,
+  type EnvelopeFields,
+  type Limits,
+  type Payload,
+} from "./envelope.js";
+export {
+  AgentgwError,
+  CollisionError,
+  ConfigError,
+  DeniedError,
+  InvalidRequestError,
+  NoReplyError,
+  PublishError,
+  reasonOf,
+  SelfApprovalError,
+  StreamError,
+  UnavailableError,
+  VerificationError,
+} from "./errors.js";
+export { Box, curveKeyPair, decodePublicKey, isPublicKey, userKeyPair, verifyEd25519, type KeyPair, type KeyRole } from "./keys.js";
+export { isReasonCode, lookupReason, Reason, REASONS, type ReasonCode, type ReasonInfo } from "./reason.js";
+export { DEFAULT_REPLY_SKEW_MS, Reply, REQUEST_ID_HEADER, RESPONDER_HEADER, SEALED_FROM_HEADER, verifyReply, type ReplyReceiver, type WaitOptions } from "./reply.js";
+export * as subjects from "./subjects.js";
+export { AGENT_HEADER, DEFAULT_CONSUMER_SKEW_MS, Delivery, verifyDelivery, type HeaderSource, type VerifyOptions } from "./verify.js";

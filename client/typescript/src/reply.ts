@@ -1,0 +1,241 @@
+// Replies: the gateway's validated, redacted answer to one of an agent's
+// requests, sealed to the agent with a decision token addressed to it.
+import { inspect } from "node:util";
+import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
+import { ConfigError, DeniedError, InvalidRequestError, NoReplyError, VerificationError } from "./errors.js";
+import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } from "./decision.js";
+import { digestHex, fromUtf8 } from "./internal/bytes.js";
+import { reply as replySubject } from "./subjects.js";
+import type { Box } from "./keys.js";
+import type { Delivery, HeaderSource } from "./verify.js";
+
+/** Reply headers set by the gateway. */
+export const REQUEST_ID_HEADER = "Agentgw-Request-Id";
+export const RESPONDER_HEADER = "Agentgw-Responder";
+export const SEALED_FROM_HEADER = "Agentgw-Sealed-From";
+
+/** DEFAULT_REPLY_SKEW_MS is the skew tolerated on a reply token's times (30 s). */
+export const DEFAULT_REPLY_SKEW_MS = 30_000;
+
+/**
+ * A Reply is a verified, opened response to one of the agent's requests.
+ * payload is the response with the fields the catalog marks sensitive
+ * already removed by the gateway. Printed forms show ids only.
+ */
+export class Reply {
+  /** The message id of the request answered. */
+  readonly requestId: string;
+  /** The public key of the consumer that answered. */
+  readonly responder: string;
+  /** The response envelope's message id. */
+  readonly messageId: string;
+  readonly payload: Uint8Array;
+  readonly claims: DecisionClaims;
+
+  constructor(v: { requestId: string; responder: string; payload: Uint8Array; claims: DecisionClaims }) {
+    this.requestId = v.requestId;
+    this.responder = v.responder;
+    this.messageId = v.claims.messageId;
+    this.payload = v.payload;
+    this.claims = v.claims;
+  }
+
+  /** The payload as text. */
+  string(): string {
+    return fromUtf8(this.payload);
+  }
+
+  /** The payload decoded as JSON. */
+  json<T = unknown>(): T {
+    return JSON.parse(this.string()) as T;
+  }
+
+  toJSON(): object {
+    return { request_id: this.requestId, message_id: this.messageId, responder: this.responder, payload_sha256: digestHex(this.payload) };
+  }
+
+  toString(): string {
+    return `Reply{request_id=${this.requestId} message_id=${this.messageId} responder=${this.responder} payload=sha256:${digestHex(this.payload)}}`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** Whom to trust for replies. */
+export interface WaitOptions {
+  /** Gateway signing keys (N…) whose reply tokens are accepted. Required. */
+  trustedGateways: readonly string[];
+  /** Skew tolerated on the token's times, in ms. Absent: 30 s. */
+  skewMs?: number;
+  /** Gives up waiting (NoReplyError) when it aborts. */
+  signal?: AbortSignal;
+}
+
+/** What verifyReply needs of an agent: its keys and its clock. */
+export interface ReplyReceiver {
+  /** The agent's public user key: the reply token's audience. */
+  readonly publicKey: string;
+  /** The gateway's curve key the reply must be sealed from. */
+  readonly gatewayXKey: string;
+  /** The agent's box: replies are sealed to its curve key. */
+  readonly box: Box | undefined;
+  now(): Date;
+}
+
+/**
+ * verifyReply checks a message from the agent's reply subject: its
+ * decision token (signed by a trusted gateway, addressed to this agent, a
+ * reply decision bound to these exact bytes) and its seal (from the
+ * gateway's curve key, to the agent's), and opens it. It throws a
+ * VerificationError.
+ */
+export function verifyReply(agent: ReplyReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WaitOptions, "signal">): Reply {
+  const box = agent.box;
+  if (box === undefined) {
+    throw new ConfigError("replies are sealed to the agent: configure its curve key");
+  }
+  const h = (k: string): string => m.headers?.get(k) ?? "";
+  const claims = verifyDecision(h(DECISION_HEADER), {
+    trustedGateways: opt.trustedGateways,
+    audience: agent.publicKey,
+    now: agent.now(),
+    skewMs: opt.skewMs ?? DEFAULT_REPLY_SKEW_MS,
+  });
+  if (claims.route !== ROUTE_REPLY || claims.payloadDigest !== digestHex(m.data)) {
+    throw new VerificationError("decision_token_binding", "reply token does not bind these bytes");
+  }
+  const from = h(SEALED_FROM_HEADER);
+  if (from !== agent.gatewayXKey) {
+    throw new VerificationError("seal_mismatch", "reply not sealed by the gateway's curve key");
+  }
+  let payload: Uint8Array;
+  try {
+    payload = box.open(m.data, from);
+  } catch (err) {
+    if (err instanceof DeniedError) {
+      throw new VerificationError(err.reason, err.detail);
+    }
+    throw err;
+  }
+  return new Reply({ requestId: h(REQUEST_ID_HEADER), responder: h(RESPONDER_HEADER), payload, claims });
+}
+
+function checkWait(agent: Agent, opt: WaitOptions): string {
+  if (agent.box === undefined) {
+    throw new ConfigError("replies are sealed to the agent: configure its curve key");
+  }
+  if (!opt.trustedGateways || opt.trustedGateways.length === 0) {
+    throw new ConfigError("no trusted gateway keys for replies");
+  }
+  return replySubject(agent.tenant, agent.publicKey);
+}
+
+/**
+ * replies yields every verified reply to this agent, on
+ * agentgw.reply.<tenant>.<agent>, until the signal aborts; messages that
+ * do not verify are skipped (passed to onReject when given). The
+ * subscription is made before the first value is awaited.
+ */
+export function replies(
+  agent: Agent,
+  opt: WaitOptions & { onReject?: (err: VerificationError) => void },
+): AsyncIterableIterator<Reply> {
+  const subj = checkWait(agent, opt);
+  const sub = agent.connection.subscribe(subj);
+  const stop = (): void => sub.unsubscribe();
+  opt.signal?.addEventListener("abort", stop, { once: true });
+  if (opt.signal?.aborted) {
+    stop();
+  }
+  const it = sub[Symbol.asyncIterator]();
+  const out: AsyncIterableIterator<Reply> = {
+    async next(): Promise<IteratorResult<Reply>> {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          opt.signal?.removeEventListener("abort", stop);
+          return { done: true, value: undefined };
+        }
+        try {
+          return { done: false, value: verifyReply(agent, r.value, opt) };
+        } catch (err) {
+          if (err instanceof VerificationError) {
+            opt.onReject?.(err);
+            continue;
+          }
+          throw err;
+        }
+      }
+    },
+    async return(): Promise<IteratorResult<Reply>> {
+      stop();
+      opt.signal?.removeEventListener("abort", stop);
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return out;
+    },
+  };
+  return out;
+}
+
+/**
+ * sendAndWait sends req and waits, until the signal aborts, for the reply
+ * to it on agentgw.reply.<tenant>.<agent>, correlated by message id. The
+ * reply's decision token must be signed by a trusted gateway, addressed
+ * to this agent and bound to the sealed bytes, which must open with the
+ * agent's curve key from the gateway's curve key. Anything else on the
+ * subject is ignored. Without a reply in time it rejects with a
+ * NoReplyError that carries the receipt.
+ */
+export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions & SendOptions): Promise<{ receipt: Receipt; reply: Reply }> {
+  const subj = checkWait(agent, opt);
+  // Subscribe before sending: the reply cannot arrive unseen.
+  const sub = agent.connection.subscribe(subj);
+  try {
+    await agent.connection.flush();
+    const receipt = await agent.send(req, opt.signal ? { signal: opt.signal } : {});
+    const stop = (): void => sub.unsubscribe();
+    opt.signal?.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const m of sub) {
+        if ((m.headers?.get(REQUEST_ID_HEADER) ?? "") !== receipt.messageId) {
+          continue;
+        }
+        try {
+          return { receipt, reply: verifyReply(agent, m, opt) };
+        } catch (err) {
+          if (err instanceof VerificationError) {
+            continue; // not from a trusted gateway: not our reply
+          }
+          throw err;
+        }
+      }
+    } finally {
+      opt.signal?.removeEventListener("abort", stop);
+    }
+    const err = new NoReplyError(receipt.messageId, `no reply to ${receipt.messageId}`, { cause: opt.signal?.reason });
+    err.receipt = receipt;
+    throw err;
+  } finally {
+    sub.unsubscribe();
+  }
+}
+
+/**
+ * respond answers a delivered request as agent (a capability consumer
+ * whose credential holds respond:<target>): a respond envelope whose
+ * target is the request's message id, in the request's trace, the answer
+ * sealed to the gateway. answer is JSON bytes or text, or a value sent as
+ * JSON.
+ */
+export function respond(agent: Agent, d: Delivery, answer: Uint8Array | string | object, opts: SendOptions = {}): Promise<Receipt> {
+  if (d === undefined || d === null || d.envelope === undefined) {
+    return Promise.reject(new InvalidRequestError("invalid request: no delivery to answer"));
+  }
+  // The default idempotency key (the message id): a corrected answer
+  // after an invalid one is a new request, not a conflict.
+  return agent.send({ capability: "respond", target: d.envelope.messageId, sealed: answer, traceId: d.envelope.traceId }, opts);
+}

@@ -1,0 +1,208 @@
+// The consumer against a real nats-server: forged messages are
+// terminated with their reason and never handed out, genuine ones are,
+// once each; a handler error hands the message back. The Go SDK's
+// consumer tests, case for case, plus de-duplication.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
+import { ConfigError, StreamError, VerificationError } from "../src/errors.js";
+import { Box } from "../src/keys.js";
+import type { Delivery } from "../src/verify.js";
+import { bytes, dec, rejectsWith } from "./helpers.js";
+import { startNatsServer, type NatsServer } from "./servers.js";
+import { CLOCK, editDoc, forward, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
+
+let srv: NatsServer;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+const w = newWorld();
+
+before(async () => {
+  srv = await startNatsServer();
+  nc = await srv.connect();
+  js = jetstream(nc);
+  jsm = await jetstreamManager(nc);
+});
+
+after(async () => {
+  await nc?.close();
+  await srv?.stop();
+});
+
+async function capStream(): Promise<void> {
+  try {
+    await jsm.streams.delete("AGENTGW_CAP");
+  } catch {
+    // absent
+  }
+  await jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
+}
+
+async function publish(m: Msg, msgID?: string): Promise<void> {
+  const h = headers();
+  for (const [k, v] of m.headers) h.set(k, v);
+  await js.publish(m.subject, m.data, msgID ? { headers: h, msgID } : { headers: h });
+}
+
+function config(curve: KeyPair | undefined, over: Partial<ConsumerConfig> = {}): ConsumerConfig {
+  return {
+    tenant: TENANT,
+    targets: [TARGET],
+    trustedGateways: [w.gwKey],
+    ...(curve ? { curve } : {}),
+    clock: () => CLOCK,
+    ...over,
+  };
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) {
+      assert.fail(`timed out waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test("consume: a forgery is terminated with its reason, the genuine message is handled after a nak", async () => {
+  await capStream();
+  const a = newActor();
+  const ck = createCurve();
+  const plaintext = `{"order":"A-1"}`;
+  const genuine = () => forward({ w, a, target: TARGET, plain: bytes(plaintext), sealed: true, consumer: new Box(ck) });
+  // A genuine message whose token was stripped, as if published to agentgw.cap.> without the gateway.
+  const forged = editDoc(genuine(), (d) => (d.decision = ""));
+  await publish(forged);
+  await publish(genuine());
+
+  const rejected: [string, VerificationError][] = [];
+  const got: Delivery[] = [];
+  let calls = 0;
+  const ctl = new AbortController();
+  const c = new Consumer(js, config(ck, { durable: "refunds", onReject: (s, e) => rejected.push([s, e]) }));
+  await c.consume(
+    (d) => {
+      calls++;
+      if (calls === 1) {
+        throw new Error("transient"); // nak: must come back
+      }
+      got.push(d);
+      ctl.abort();
+    },
+    { signal: ctl.signal },
+  );
+  assert.equal(calls, 2, "handled twice: once failing, once after redelivery");
+  assert.equal(got.length, 1);
+  assert.equal(got[0]!.string(), plaintext);
+  assert.equal(rejected.length, 1);
+  assert.equal(rejected[0]![0], forged.subject);
+  assert.equal(rejected[0]![1].reason, "decision_token_missing");
+
+  // Terminated and acknowledged: nothing pending, nothing to redeliver.
+  await waitFor("the consumer to settle", async () => {
+    const info = await jsm.consumers.info("AGENTGW_CAP", "refunds");
+    return info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 2;
+  });
+});
+
+test("consume: a copy of a handled message is acknowledged and not handed out again", async () => {
+  await capStream();
+  const a = newActor();
+  const m = forward({ w, a, target: TARGET, plain: bytes(`{"n":1}`) });
+  const other = forward({ w, a, target: TARGET, plain: bytes(`{"n":2}`) });
+  // The same delivery twice (as a duplicate output would be), then another.
+  await publish(m, "out-1");
+  await publish(m, "out-1-again");
+  await publish(other, "out-2");
+  const handled: string[] = [];
+  const dups: string[] = [];
+  const ctl = new AbortController();
+  const c = new Consumer(js, config(undefined, { onDuplicate: (d) => dups.push(d.messageId) }));
+  for await (const d of c.deliveries({ signal: ctl.signal })) {
+    handled.push(d.string());
+    d.ack();
+    if (handled.length === 2) {
+      break;
+    }
+  }
+  assert.deepEqual(handled, [`{"n":1}`, `{"n":2}`]);
+  assert.equal(dups.length, 1);
+});
+
+test("deliveries: an unsettled delivery stays with the reader; ack and nak settle once", async () => {
+  await capStream();
+  const a = newActor();
+  await publish(forward({ w, a, target: TARGET, plain: bytes(`{"n":3}`) }));
+  const c = new Consumer(js, config(undefined, { durable: "settle" }));
+  let first: ReceivedDelivery | undefined;
+  for await (const d of c.deliveries()) {
+    first = d;
+    assert.equal(d.settled, false);
+    assert.equal(d.redelivered, false);
+    d.nak();
+    d.ack(); // no effect: already settled
+    assert.equal(d.settled, true);
+    break;
+  }
+  assert.ok(first);
+  for await (const d of c.deliveries()) {
+    assert.equal(d.redelivered, true, "the nak handed it back");
+    assert.equal(d.messageId, first.messageId);
+    d.ack();
+    break;
+  }
+});
+
+test("consume: a missing stream is a StreamError", async () => {
+  try {
+    await jsm.streams.delete("AGENTGW_CAP");
+  } catch {
+    // absent
+  }
+  const c = new Consumer(js, config(undefined));
+  await rejectsWith(c.consume(() => {}), StreamError);
+});
+
+test("Consumer: a misconfiguration is a ConfigError", () => {
+  const cases: [string, Partial<ConsumerConfig>][] = [
+    ["no tenant", { tenant: "" }],
+    ["wildcard target", { targets: ["refunds.>"] }],
+    ["no targets", { targets: [] }],
+    ["no gateways", { trustedGateways: [] }],
+    ["user key as gateway", { trustedGateways: [createUser().getPublicKey()] }],
+    ["negative skew", { skewMs: -1000 }],
+    ["agent key as curve", { curve: createUser() }],
+    ["bind without a durable", { bind: true }],
+  ];
+  for (const [name, over] of cases) {
+    assert.throws(() => new Consumer(js, config(undefined, over)), ConfigError, name);
+  }
+  new Consumer(js, config(createCurve()));
+});
+
+test("consume: with bind, the consumer uses an administrator's durable and never creates one", async () => {
+  await capStream();
+  const a = newActor();
+  const ck = createCurve();
+  await publish(forward({ w, a, target: TARGET, plain: bytes(`{"order":"B-2"}`), sealed: true, consumer: new Box(ck) }));
+  const c = new Consumer(js, config(ck, { durable: "admin-made", bind: true }));
+  await rejectsWith(c.consume(() => {}), StreamError, "bound before the durable exists");
+  await assert.rejects(jsm.consumers.info("AGENTGW_CAP", "admin-made"), "a binding consumer created its durable");
+  await jsm.consumers.add("AGENTGW_CAP", { durable_name: "admin-made", filter_subject: `agentgw.cap.${TENANT}.${TARGET}`, ack_policy: AckPolicy.Explicit });
+  const ctl = new AbortController();
+  let got = "";
+  await c.consume(
+    (d) => {
+      got = d.string();
+      ctl.abort();
+    },
+    { signal: ctl.signal },
+  );
+  assert.equal(got, `{"order":"B-2"}`);
+  assert.equal(dec.decode(bytes(got)), `{"order":"B-2"}`);
+});

@@ -1,0 +1,342 @@
+// End to end against the gateway built from this repository (`agentgw
+// run`: a real nats-server with the least-privilege accounts, the dev
+// identities and the gateway): TypeScript and Go agents and consumers
+// talk through it both ways, plain and sealed, with responses back;
+// approvals go through a TypeScript approver; and denials are observed as
+// typed reasons on the denied stream and by the consumer.
+import { after, before, test } from "node:test";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { Agent } from "../src/agent.js";
+import { Approver } from "../src/approver.js";
+import { tenantJetStream } from "../src/consume.js";
+import { Consumer, type ReceivedDelivery } from "../src/consumer.js";
+import { readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
+import { parseEnvelope } from "../src/envelope.js";
+import { VerificationError } from "../src/errors.js";
+import { setHooks } from "../src/internal/hooks.js";
+import { Box } from "../src/keys.js";
+import { isReasonCode } from "../src/reason.js";
+import { capabilityConsumerName } from "../src/subjects.js";
+import { bytes, dec } from "./helpers.js";
+import { startGateway, startCLI, type Gateway } from "./servers.js";
+import { editDoc, forward, newWorld } from "./world.js";
+
+const TENANT = "tenant_a";
+let gw: Gateway;
+const conns: NatsConnection[] = [];
+let agentNC: NatsConnection;
+let consumerNC: NatsConnection;
+let agent: Agent;
+let responder: Agent;
+let deniedJSM: JetStreamManager;
+
+async function connectAs(seedFile: string): Promise<NatsConnection> {
+  const nc = await connect({ servers: gw.url, ...(await userConnectOptions(seedFile)) });
+  conns.push(nc);
+  return nc;
+}
+
+before(async () => {
+  gw = await startGateway();
+  agentNC = await connectAs(gw.creds("agent"));
+  agent = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
+  consumerNC = await connectAs(gw.creds("consumer"));
+  responder = await Agent.fromCreds(consumerNC, gw.creds("consumer"), gw.curve("consumer"), { gatewayXKey: gw.gatewayXKey });
+  // The operator reads the denied stream (account AGENTGW).
+  deniedJSM = await jetstreamManager(await connectAs(gw.creds("operator")));
+});
+
+after(async () => {
+  for (const nc of conns) {
+    await nc.close().catch(() => {});
+  }
+  await gw?.stop();
+});
+
+/** consumerOf is the TypeScript capability consumer of target, bound to its pre-created durable. */
+async function consumerOf(target: string, over: { onReject?: (s: string, e: VerificationError) => void } = {}): Promise<Consumer> {
+  return new Consumer(tenantJetStream(consumerNC), {
+    tenant: TENANT,
+    targets: [target],
+    trustedGateways: [gw.gatewayKey],
+    gatewayXKeys: [gw.gatewayXKey],
+    curve: await readCurveSeed(gw.curve("consumer")),
+    verifyAgentSignature: true,
+    durable: capabilityConsumerName(TENANT, target),
+    bind: true,
+    responder,
+    ...over,
+  });
+}
+
+/** take reads deliveries of target until want of them matched, settling each. */
+async function take(target: string, want: number, match: (d: ReceivedDelivery) => boolean, handle?: (d: ReceivedDelivery) => Promise<void>): Promise<ReceivedDelivery[]> {
+  const c = await consumerOf(target);
+  const got: ReceivedDelivery[] = [];
+  const signal = AbortSignal.timeout(60_000);
+  for await (const d of c.deliveries({ signal })) {
+    if (match(d)) {
+      await handle?.(d);
+      got.push(d);
+    }
+    d.ack();
+    if (got.length === want) {
+      break;
+    }
+  }
+  assert.equal(got.length, want, `deliveries of ${target}; gateway log:\n${gw.log()}`);
+  return got;
+}
+
+/** deniedReason waits for the denied stream's record of messageId and returns its reason code. */
+async function deniedReason(messageId: string): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  let next = 1;
+  for (;;) {
+    const info = await deniedJSM.streams.info("AGENTGW_DENIED");
+    for (; next <= info.state.last_seq; next++) {
+      const m = await deniedJSM.streams.getMessage("AGENTGW_DENIED", { seq: next }).catch(() => null);
+      if (m?.header.get("Agentgw-Message-Id") === messageId) {
+        return m.header.get("Agentgw-Reason");
+      }
+    }
+    if (Date.now() > deadline) {
+      assert.fail(`no denial of ${messageId}; gateway log:\n${gw.log()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function jsonLines(s: string): any[] {
+  return s
+    .split("\n")
+    .filter((l) => l.trim().startsWith("{"))
+    .map((l) => JSON.parse(l));
+}
+
+const cli = (): string[] => ["--nats", gw.url];
+
+test("TypeScript agent to TypeScript consumer: sealed, with the response back redacted", async () => {
+  const c = await consumerOf("refunds.draft_refund");
+  const ctl = new AbortController();
+  let handled: ReceivedDelivery | undefined;
+  const serving = c.consume(
+    async (d) => {
+      handled = d;
+      assert.deepEqual(d.json(), { order_id: "ord_ts1", amount_cents: 1200 });
+      await d.respond({ refund_id: "rf_ts1", status: "drafted", customer_email: "someone@example.com" });
+      ctl.abort();
+    },
+    { signal: ctl.signal },
+  );
+  const { receipt, reply } = await agent.sendAndWait(
+    { capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_ts1", amount_cents: 1200 } },
+    { trustedGateways: [gw.gatewayKey], signal: AbortSignal.timeout(60_000) },
+  );
+  await serving;
+  assert.ok(handled);
+  assert.equal(handled.sealed, true);
+  assert.equal(handled.agent, agent.publicKey);
+  assert.equal(handled.messageId, receipt.messageId);
+  assert.equal(handled.claims.issuer, gw.gatewayKey);
+  assert.equal(handled.claims.audience, "refunds.draft_refund");
+  assert.equal(reply.requestId, receipt.messageId);
+  assert.equal(reply.responder, responder.publicKey);
+  assert.equal(reply.claims.audience, agent.publicKey);
+  assert.equal(reply.claims.route, "reply");
+  assert.deepEqual(reply.json(), { refund_id: "rf_ts1", status: "drafted" }, "the gateway removed customer_email");
+});
+
+test("TypeScript agent to TypeScript consumer: plain", async () => {
+  const rcpt = await agent.send({ capability: "read", target: "kb.search", plain: { q: "refund policy" } });
+  const [d] = await take("kb.search", 1, (d) => d.messageId === rcpt.messageId);
+  assert.equal(d!.sealed, false);
+  assert.deepEqual(d!.json(), { q: "refund policy" });
+});
+
+test("TypeScript agent to Go consumer, sealed and plain, and a Go response back", async () => {
+  const waiting = agent.sendAndWait(
+    { capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_go1", amount_cents: 300 } },
+    { trustedGateways: [gw.gatewayKey], signal: AbortSignal.timeout(90_000) },
+  );
+  const consumeArgs = (target: string) => [
+    "consume", "--json", "--count", "1", "--tenant", TENANT, "--target", target, "--gateway-key", gw.gatewayKey,
+    "--curve-seed", gw.curve("consumer"), "--verify-agent-signature", "--nats-nkey", gw.creds("consumer"), ...cli(),
+  ];
+  const sealed = await gw.run(consumeArgs("refunds.draft_refund"));
+  assert.equal(sealed.code, 0, sealed.stderr);
+  const [row] = jsonLines(sealed.stdout);
+  assert.equal(row.status, "verified");
+  assert.equal(row.sealed, true);
+  assert.equal(row.agent, agent.publicKey);
+  assert.deepEqual(row.payload, { order_id: "ord_go1", amount_cents: 300 });
+
+  // The Go CLI answers as the consumer: a respond envelope to the request's id.
+  const answered = await gw.run([
+    "send", "--json", "--creds", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
+    "--capability", "respond", "--target", row.message_id, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, ...cli(),
+  ]);
+  assert.equal(answered.code, 0, answered.stderr);
+  const { receipt, reply } = await waiting;
+  assert.equal(receipt.messageId, row.message_id);
+  assert.deepEqual(reply.json(), { refund_id: "rf_go1", status: "drafted" });
+
+  const rcpt = await agent.send({ capability: "read", target: "kb.search", plain: { q: "to go" } });
+  const plain = await gw.run(consumeArgs("kb.search"));
+  assert.equal(plain.code, 0, plain.stderr);
+  const [prow] = jsonLines(plain.stdout);
+  assert.equal(prow.message_id, rcpt.messageId);
+  assert.equal(prow.sealed, false);
+  assert.deepEqual(prow.payload, { q: "to go" });
+});
+
+test("Go agent to TypeScript consumer, sealed with a response back, and plain", async () => {
+  const goAgent = ["--creds", gw.creds("agent"), "--curve-seed", gw.curve("agent"), "--gateway-xkey", gw.gatewayXKey, ...cli()];
+  const sending = startCLI(gw, [
+    "send", "--json", ...goAgent, "--capability", "tool_call", "--target", "refunds.draft_refund",
+    "--sealed", `{"order_id":"ord_gots","amount_cents":4200}`, "--wait", "--gateway-key", gw.gatewayKey, "--timeout", "60s",
+  ]);
+  try {
+    const [d] = await take(
+      "refunds.draft_refund",
+      1,
+      (d) => (d.json() as { order_id?: string }).order_id === "ord_gots",
+      async (d) => {
+        assert.equal(d.agent, agent.publicKey);
+        assert.equal(d.sealed, true);
+        await d.respond({ refund_id: "rf_gots", status: "drafted", customer_email: "y@example.com" });
+      },
+    );
+    assert.ok(d);
+    assert.equal(await sending.exited, 0, sending.output());
+    const [out] = jsonLines(sending.output());
+    assert.equal(out.message_id, d.messageId);
+    assert.deepEqual(out.reply.payload, { refund_id: "rf_gots", status: "drafted" });
+    assert.equal(out.reply.responder, responder.publicKey);
+  } finally {
+    await sending.stop();
+  }
+
+  const plain = await gw.run(["send", "--json", ...goAgent, "--capability", "read", "--target", "kb.search", "--plain", `{"q":"from go"}`]);
+  assert.equal(plain.code, 0, plain.stderr);
+  const [sent] = jsonLines(plain.stdout);
+  const [d] = await take("kb.search", 1, (d) => d.messageId === sent.message_id);
+  assert.deepEqual(d!.json(), { q: "from go" });
+  assert.equal(d!.sealed, false);
+});
+
+test("approval: a held payment is listed, granted by a TypeScript approver and delivered", async () => {
+  const approverNC = await connectAs(gw.creds("approver"));
+  const { credential, key } = await readCreds(gw.creds("approver"));
+  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true });
+  const rcpt = await agent.send({ capability: "tool_call", target: "payments.send", sealed: { amount_cents: 990000, currency: "EUR" } });
+  let held;
+  for (let i = 0; i < 100 && held === undefined; i++) {
+    held = (await ap.list()).find((r) => r.heldMessageId === rcpt.messageId);
+  }
+  assert.ok(held, `the payment was not held; gateway log:\n${gw.log()}`);
+  assert.equal(held.agent, agent.publicKey);
+  assert.equal(held.target, "payments.send");
+  assert.equal(held.traceId, rcpt.traceId);
+  assert.deepEqual(held.fields, { amount_cents: 990000, currency: "EUR" });
+  await ap.grant(held, "checked by the TypeScript approver");
+  const [d] = await take("payments.send", 1, (d) => d.messageId === rcpt.messageId);
+  assert.equal(d!.claims.act.approver, ap.agent.publicKey);
+  assert.deepEqual(d!.json(), { amount_cents: 990000, currency: "EUR" });
+});
+
+test("denials: bad signature, replay and missing scope reach the denied stream with their reason codes", async () => {
+  let sent: { data: Uint8Array; headers: MsgHdrs } | undefined;
+  const spy = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
+  setHooks(spy, {
+    publish: (s, data, o, real) => {
+      sent = { data, headers: o.headers };
+      return real!(s, data, o);
+    },
+  });
+  const rcpt = await spy.send({ capability: "read", target: "kb.search", plain: { q: "hello" } });
+  await take("kb.search", 1, (d) => d.messageId === rcpt.messageId);
+  assert.ok(sent);
+
+  // An attacker re-publishes what it saw, under a fresh Nats-Msg-Id.
+  const republish = async (data: Uint8Array): Promise<void> => {
+    const h = headers();
+    for (const k of ["Agentgw-Credential", "Agentgw-Signature", "traceparent"]) {
+      h.set(k, sent!.headers.get(k));
+    }
+    await jetstream(agentNC).publish(agent.subject, data, { headers: h, msgID: `attacker-${Date.now()}-${Math.random()}` });
+  };
+  await republish(sent.data);
+  // The same bytes with another message id: the signature no longer covers them.
+  const tamperedId = `${rcpt.messageId.slice(0, -4)}beef`;
+  const tampered = dec.decode(sent.data).replace(`"message_id":"${rcpt.messageId}"`, `"message_id":"${tamperedId}"`);
+  assert.equal(parseEnvelope(bytes(tampered)).messageId, tamperedId);
+  await republish(bytes(tampered));
+
+  // A credential without the refund scope, for the same key.
+  const narrow = join(gw.dir, "narrow.creds");
+  const issued = await gw.run([
+    "creds", "issue", "--issuer", gw.key("tenant_a-issuer"), "--agent-seed", gw.creds("agent"), "--tenant", TENANT,
+    "--audience", agent.audience, "--xkey", agent.xkey, "--scopes", "kb:read", "--service", "support-agent-runtime", "--out", narrow,
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+  const narrowAgent = await Agent.fromCreds(agentNC, narrow, gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
+  const denied = await narrowAgent.send({ capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_x", amount_cents: 1 } });
+
+  const replay = await deniedReason(rcpt.messageId);
+  const bad = await deniedReason(tamperedId);
+  const scope = await deniedReason(denied.messageId);
+  for (const r of [replay, bad, scope]) {
+    assert.ok(isReasonCode(r), `${r} is not in the reason table`);
+  }
+  assert.equal(replay, "replay_detected");
+  assert.equal(bad, "bad_signature");
+  assert.equal(scope, "missing_scope");
+});
+
+test("denials: forged deliveries are terminated by the TypeScript consumer with typed reasons", async () => {
+  // Someone past the permissions wall (here: the gateway's own NATS user)
+  // publishes deliveries the gateway never decided.
+  const forger = await connectAs(gw.key("nats-gateway"));
+  const fjs = jetstream(forger);
+  const w = newWorld(); // a gateway key nobody trusts
+  const { key } = await readCreds(gw.creds("agent"));
+  const curve = await readCurveSeed(gw.curve("agent"));
+  const real = { kp: key, pub: agent.publicKey, curve, box: new Box(curve), xkey: agent.xkey };
+  const untrusted = forward({ w, a: real, target: "kb.search", plain: bytes(`{"q":"forged"}`) });
+  const stripped = editDoc(untrusted, (d) => (d.decision = ""));
+  for (const m of [untrusted, stripped]) {
+    await fjs.publish(m.subject, m.data);
+  }
+  // And a genuine one after them, so the consumer can tell when it has seen all three.
+  const rcpt = await agent.send({ capability: "read", target: "kb.search", plain: { q: "genuine" } });
+
+  const rejected: string[] = [];
+  const c = await consumerOf("kb.search", { onReject: (_s, e) => rejected.push(e.reason) });
+  const handed: string[] = [];
+  for await (const d of c.deliveries({ signal: AbortSignal.timeout(60_000) })) {
+    handed.push(d.messageId);
+    d.ack();
+    if (d.messageId === rcpt.messageId) {
+      break;
+    }
+  }
+  assert.deepEqual(handed, [rcpt.messageId], "only the genuine delivery is handed out");
+  assert.deepEqual(rejected, ["decision_token_invalid", "decision_token_missing"]);
+});
+
+test("the README's example runs against the gateway", () => {
+  const example = fileURLToPath(new URL("../examples/refund.js", import.meta.url));
+  const r = spawnSync(process.execPath, [example], {
+    encoding: "utf8",
+    timeout: 60_000,
+    env: { ...process.env, AGENTGW_DIR: gw.dir, NATS_URL: gw.url, GATEWAY_KEY: gw.gatewayKey, GATEWAY_XKEY: gw.gatewayXKey },
+  });
+  assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^sent [0-9a-f]{32}, reply from U[A-Z2-7]{55}: \{"refund_id":"rf_ord_42","status":"drafted"\}\n$/);
+});

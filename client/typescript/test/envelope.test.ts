@@ -1,0 +1,169 @@
+// Building envelopes and reading credentials: the bytes the Go builder
+// writes, and the refusals it makes.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createCurve, createUser } from "@nats-io/nkeys";
+import { ConfigError } from "../src/errors.js";
+import { parseCreds, parseJWT, readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
+import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseTime, type EnvelopeFields } from "../src/envelope.js";
+import { foldName } from "../src/internal/json.js";
+import { bytes, dec, readJSON, throwsReason } from "./helpers.js";
+
+const w = readJSON("wire-v1.json");
+
+test("buildEnvelope reproduces the wire-v1 body byte for byte", () => {
+  const body = buildEnvelope(
+    {
+      messageId: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41",
+      idempotencyKey: "refund:ord_123:draft",
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      tenant: "tenant_a",
+      audience: "billing-gateway",
+      capability: "tool_call",
+      target: "refunds.draft_refund",
+      payload: { plain: bytes(`{"order_id":"ord_123","amount_cents":2500}`) },
+    },
+    new Date(Date.parse(w.verify_at) + 999),
+  );
+  assert.equal(dec.decode(body), w.envelope.body);
+});
+
+test("buildEnvelope fills ids, and refuses what the gateway would", () => {
+  const base: EnvelopeFields = {
+    tenant: "tenant_a",
+    audience: "billing-gateway",
+    capability: "read",
+    target: "kb.search",
+    payload: { plain: bytes(`{"q":"x"}`) },
+  };
+  const now = new Date("2026-11-26T01:08:41.5Z");
+  const e = parseEnvelope(buildEnvelope(base, now));
+  assert.match(e.messageId, /^[0-9a-f]{32}$/);
+  assert.equal(e.idempotencyKey, e.messageId);
+  assert.match(e.traceId, /^[0-9a-f]{32}$/);
+  assert.equal(formatTime(e.issuedAt), "2026-11-26T01:08:41Z");
+  assert.equal(e.expiresAt.getTime() - e.issuedAt.getTime(), 60_000);
+
+  const refused: [string, Partial<EnvelopeFields>, string][] = [
+    ["plain smuggles members", { payload: { plain: bytes(`{}},"x":{"y":1`) } }, "malformed_envelope"],
+    ["plain is an array", { payload: { plain: bytes(`[1]`) } }, "malformed_envelope"],
+    ["plain has duplicates", { payload: { plain: bytes(`{"a":1,"A":2}`) } }, "malformed_envelope"],
+    ["plain and sealed", { payload: { plain: bytes("{}"), sealed: "AAAA", from: w.keys.agent_xkey_public, to: w.keys.gateway_xkey_public } }, "malformed_envelope"],
+    ["negative ttl", { ttlMs: -1000 }, "ttl_too_long"],
+    ["tenant with a wildcard", { tenant: "tenant_*" }, "malformed_envelope"],
+    ["target with a quote", { target: 'kb."search' }, "malformed_envelope"],
+    ["control character in the key", { idempotencyKey: "a\u0001b" }, "malformed_envelope"],
+    ["lone surrogate", { audience: "gw\ud800" }, "malformed_envelope"],
+    ["respond to a dotted target", { capability: "respond", target: "kb.search" }, "malformed_envelope"],
+    ["oversized", { payload: { plain: bytes(`{"q":"${"x".repeat(70_000)}"}`) } }, "malformed_envelope"],
+  ];
+  for (const [name, over, reason] of refused) {
+    throwsReason(() => buildEnvelope({ ...base, ...over } as EnvelopeFields, now), reason as any, name);
+  }
+});
+
+test("checkFreshness: ttl, expiry and the future, with skew", () => {
+  const e = parseEnvelope(bytes(w.envelope.body));
+  const at = (s: number): Date => new Date(e.issuedAt.getTime() + s * 1000);
+  checkFreshness(e, at(0));
+  checkFreshness(e, at(90)); // expired 30 s ago: within skew
+  throwsReason(() => checkFreshness(e, at(91)), "message_expired");
+  checkFreshness(e, at(-30));
+  throwsReason(() => checkFreshness(e, at(-31)), "issued_in_future");
+  throwsReason(() => checkFreshness(e, at(0), 59_000), "ttl_too_long");
+});
+
+test("parseTime reads RFC 3339 UTC exactly", () => {
+  assert.equal(parseTime("2026-11-26T01:08:41Z")?.toISOString(), "2026-11-26T01:08:41.000Z");
+  assert.equal(parseTime("2026-11-26T01:08:41.123456789Z")?.toISOString(), "2026-11-26T01:08:41.123Z");
+  assert.equal(parseTime("2024-02-29T00:00:00Z")?.toISOString(), "2024-02-29T00:00:00.000Z");
+  assert.equal(parseTime("0099-01-01T00:00:00Z")?.getUTCFullYear(), 99);
+  for (const bad of ["2026-11-26T01:08:41+00:00", "2026-11-26t01:08:41Z", "2026-11-26T01:08:60Z", "2023-02-29T00:00:00Z", "2026-11-26T01:08Z", "2026-11-26T01:08:41.Z", "2026-11-26T01:08:41.1234567890Z"]) {
+    assert.equal(parseTime(bad), undefined, bad);
+  }
+});
+
+test("duplicate member names fold as Go's simple case folding does", () => {
+  assert.equal(foldName("k"), foldName("\u212a")); // Kelvin sign
+  assert.equal(foldName("s"), foldName("\u017f")); // long s
+  assert.equal(foldName("\u00b5"), foldName("\u03bc")); // micro sign and mu
+  assert.notEqual(foldName("i"), foldName("\u0131")); // dotless i has no simple folding
+  assert.notEqual(foldName("ss"), foldName("\u00df"));
+  throwsReason(() => parseEnvelope(bytes(w.envelope.body.replace(`{"order_id"`, `{"\\u00b5":1,"\\u03bc":2,"order_id"`))), "malformed_envelope");
+  parseEnvelope(bytes(w.envelope.body.replace(`{"order_id"`, `{"i":1,"\\u0131":2,"order_id"`)));
+});
+
+// formatCreds writes a .creds file as jwt/v2 and the Go SDK do.
+function formatCreds(jwt: string, seed: string): string {
+  return (
+    `-----BEGIN NATS AGENTGW-CREDENTIAL JWT-----\n${jwt}\n------END NATS AGENTGW-CREDENTIAL JWT------\n\n` +
+    `************************* IMPORTANT *************************\nNKEY Seed printed below can be used to sign and prove identity.\n` +
+    `NKEYs are sensitive and should be treated as secrets.\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n\n` +
+    `*************************************************************\n`
+  );
+}
+
+test("creds: a .creds file gives the credential and its subject's key", async () => {
+  const c = parseCreds(formatCreds(w.credential.jwt, w.keys.agent_seed));
+  assert.equal(c.credential, w.credential.jwt);
+  assert.equal(c.key.getPublicKey(), w.keys.agent_public);
+
+  const other = new TextDecoder().decode(createUser().getSeed());
+  for (const [name, text] of [
+    ["seed of another key", formatCreds(w.credential.jwt, other)],
+    ["no blocks", `${w.credential.jwt}\n${w.keys.agent_seed}\n`],
+    ["curve seed", formatCreds(w.credential.jwt, w.keys.agent_xkey_seed)],
+    ["not a jwt", formatCreds("abc.def", w.keys.agent_seed)],
+  ] as const) {
+    assert.throws(
+      () => parseCreds(text),
+      (err: Error) => err instanceof ConfigError && !err.message.includes(w.keys.agent_seed) && !err.message.includes(w.credential.jwt.slice(40, 80)),
+      name,
+    );
+  }
+
+  const dir = mkdtempSync(join(tmpdir(), "agentgw-creds-"));
+  try {
+    writeFileSync(join(dir, "agent.creds"), formatCreds(w.credential.jwt, w.keys.agent_seed), { mode: 0o600 });
+    writeFileSync(join(dir, "agent.xk"), `${w.keys.agent_xkey_seed}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, "bad.xk"), `${w.keys.agent_seed}\n`, { mode: 0o600 });
+    const rc = await readCreds(join(dir, "agent.creds"));
+    assert.equal(rc.key.getPublicKey(), w.keys.agent_public);
+    assert.equal((await readCurveSeed(join(dir, "agent.xk"))).getPublicKey(), w.keys.agent_xkey_public);
+    await assert.rejects(readCurveSeed(join(dir, "bad.xk")), ConfigError);
+    await assert.rejects(readCreds(join(dir, "missing.creds")), ConfigError);
+    const o = await userConnectOptions(join(dir, "agent.creds"));
+    assert.equal(o.inboxPrefix, `_INBOX.${w.keys.agent_public}`);
+    assert.equal(typeof o.authenticator, "function");
+    const nonce = "nonce-1";
+    const auth = o.authenticator(nonce) as { nkey: string; sig: string };
+    assert.equal(auth.nkey, w.keys.agent_public);
+    assert.ok(!JSON.stringify(auth).includes(w.keys.agent_seed));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("parseJWT: only compact nkey JWTs of the exact form", () => {
+  const jwt = w.credential.jwt;
+  const [h, p, s] = jwt.split(".");
+  parseJWT(jwt);
+  for (const [name, t] of [
+    ["empty", ""],
+    ["two parts", `${h}.${p}`],
+    ["four parts", `${jwt}.x`],
+    ["padding", `${h}.${p}=.${s}`],
+    ["v1 algorithm", `${Buffer.from(`{"typ":"JWT","alg":"ed25519"}`).toString("base64url")}.${p}.${s}`],
+    ["duplicate header member", `${Buffer.from(`{"typ":"JWT","alg":"ed25519-nkey","alg":"ed25519-nkey"}`).toString("base64url")}.${p}.${s}`],
+    ["short signature", `${h}.${p}.${s!.slice(0, 40)}`],
+    ["line break", `${h}.${p.slice(0, 10)}\n${p.slice(10)}.${s}`],
+  ] as const) {
+    assert.throws(() => parseJWT(t), TypeError, name);
+  }
+  // The header may be written in another member order, as jwt/v2 accepts.
+  parseJWT(`${Buffer.from(`{"alg":"ed25519-nkey","typ":"JWT"}`).toString("base64url")}.${p}.${s}`);
+  assert.ok(createCurve().getPublicKey().startsWith("X"));
+});

@@ -1,0 +1,195 @@
+// verifyDelivery, case for case the Go SDK's TestVerifyDelivery: every
+// forgery is refused with its typed reason, and nothing is handed out
+// before the token verifies.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "@nats-io/nkeys";
+import { VerificationError } from "../src/errors.js";
+import type { ReasonCode } from "../src/reason.js";
+import { Box, curveKeyPair } from "../src/keys.js";
+import { createCurve } from "@nats-io/nkeys";
+import { DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "../src/verify.js";
+import type { ClaimsToSign } from "../src/internal/decision_sign.js";
+import { bytes, dec } from "./helpers.js";
+import { CLOCK, docOf, editDoc, forward, newActor, newWorld, TARGET, TENANT, unix, type Forward, type Msg } from "./world.js";
+
+test("verifyDelivery: genuine deliveries verify, every forgery is refused with its reason", () => {
+  const w = newWorld();
+  const a = newActor();
+  const consumer = new Box(createCurve());
+  const stranger = new Box(createCurve());
+  const otherGW = createServer();
+  const plaintext = bytes(`{"order":"A-1","amount_cents":2500}`);
+  const sealedFwd: Forward = { w, a, target: TARGET, plain: plaintext, sealed: true, consumer };
+  const plainFwd: Forward = { w, a, target: "orders.status", plain: bytes(`{"q":"status"}`) };
+  const withEdit = (f: Forward, edit: (c: ClaimsToSign) => void): Forward => ({ ...f, edit });
+  const other = forward(sealedFwd); // another genuine message, to swap its parts in
+
+  const opts = (over: Partial<VerifyOptions> = {}): VerifyOptions => ({
+    tenant: TENANT,
+    targets: [TARGET, "orders.status"],
+    trustedGateways: [w.gwKey],
+    curve: consumer,
+    gatewayXKeys: [w.gwCurve.publicKey],
+    verifyAgentSignature: true,
+    now: new Date(CLOCK.getTime() + 10_000),
+    skewMs: DEFAULT_CONSUMER_SKEW_MS,
+    ...over,
+  });
+
+  const cases: { name: string; msg: () => Msg; opt?: Partial<VerifyOptions>; want?: ReasonCode; sealed?: boolean }[] = [
+    { name: "ok/sealed", msg: () => forward(sealedFwd), sealed: true },
+    { name: "ok/plain", msg: () => forward(plainFwd) },
+    { name: "ok/plain_envelope_resealed", msg: () => forward({ w, a, target: TARGET, plain: plaintext, consumer }), sealed: true },
+    {
+      name: "ok/no_agent_header",
+      msg: () => {
+        const m = forward(sealedFwd);
+        m.headers.delete("Agentgw-Agent");
+        return m;
+      },
+      sealed: true,
+    },
+    { name: "ok/within_skew", msg: () => forward(withEdit(sealedFwd, (c) => (c.exp = unix(CLOCK) + 1))), sealed: true },
+
+    { name: "deny/wrong_subject", want: "invalid_subject", msg: () => ({ ...forward(sealedFwd), subject: `agentgw.cap.${TENANT}.payments.send` }) },
+    { name: "deny/subject_with_wildcard", want: "invalid_subject", msg: () => ({ ...forward(sealedFwd), subject: `agentgw.cap.${TENANT}.>` }) },
+    { name: "deny/missing_token", want: "decision_token_missing", msg: () => editDoc(forward(sealedFwd), (d) => (d.decision = "")) },
+    { name: "deny/not_a_delivery", want: "decision_token_missing", msg: () => ({ ...forward(sealedFwd), data: bytes(`{"order":"A-1"}`) }) },
+    { name: "deny/unknown_member", want: "decision_token_missing", msg: () => editDoc(forward(sealedFwd), (d) => ((d as any).extra = "x")) },
+    { name: "deny/garbage_token", want: "decision_token_invalid", msg: () => editDoc(forward(sealedFwd), (d) => (d.decision = "eyJ0eXAiOiJKV1QifQ.e30.AAAA")) },
+    { name: "deny/token_signed_by_another_key", want: "decision_token_invalid", msg: () => forward({ ...sealedFwd, signer: otherGW }) },
+    { name: "deny/reply_token_on_cap_subject", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => (c.route = "reply"))) },
+    {
+      name: "deny/expired",
+      want: "decision_token_expired",
+      msg: () =>
+        forward(
+          withEdit(sealedFwd, (c) => {
+            c.iat = unix(CLOCK) - 120;
+            c.exp = unix(CLOCK) - 60;
+          }),
+        ),
+    },
+    { name: "deny/issued_in_the_future", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => { c.iat = unix(CLOCK) + 3600; c.exp = c.iat + 60; })) },
+    { name: "deny/token_for_another_target", want: "decision_token_audience", msg: () => forward(withEdit(sealedFwd, (c) => (c.aud = "orders.status"))) },
+    {
+      // A genuine message for orders.status replayed onto the refunds subject.
+      name: "deny/token_from_another_subject",
+      want: "decision_token_audience",
+      msg: () => ({ ...forward(plainFwd), subject: `agentgw.cap.${TENANT}.${TARGET}` }),
+    },
+    { name: "deny/token_for_another_tenant", want: "decision_token_audience", msg: () => forward(withEdit(sealedFwd, (c) => (c.tenant = "tenant_b"))) },
+    {
+      name: "deny/body_altered",
+      want: "decision_token_binding",
+      msg: () => {
+        const m = forward(sealedFwd);
+        return { ...m, data: bytes(dec.decode(m.data).replace(`"idem-1"`, `"idem-2"`)) };
+      },
+    },
+    { name: "deny/body_swapped", want: "decision_token_binding", msg: () => editDoc(forward(sealedFwd), (d) => (d.envelopeText = docOf(other).envelopeText)) },
+    {
+      name: "deny/resealed_altered",
+      want: "decision_token_binding",
+      msg: () =>
+        editDoc(forward(sealedFwd), (d) => {
+          const ct = Buffer.from(d.sealed!, "base64url");
+          ct[ct.length - 1]! ^= 1;
+          d.sealed = ct.toString("base64url");
+        }),
+    },
+    { name: "deny/resealed_swapped", want: "decision_token_binding", msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed = docOf(other).sealed!)) },
+    {
+      name: "deny/resealed_stripped_plain_envelope",
+      want: "decision_token_binding",
+      msg: () =>
+        editDoc(forward({ w, a, target: TARGET, plain: plaintext, consumer }), (d) => {
+          d.sealed = "";
+          d.sealed_from = "";
+        }),
+    },
+    {
+      name: "deny/resealed_stripped_sealed_envelope",
+      want: "seal_broken",
+      msg: () =>
+        editDoc(forward(sealedFwd), (d) => {
+          d.sealed = "";
+          d.sealed_from = "";
+        }),
+    },
+    { name: "deny/resealed_not_base64", want: "seal_broken", msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed = "not base64!")) },
+    { name: "deny/payload_for_another_consumer", want: "seal_broken", msg: () => forward({ ...sealedFwd, consumer: stranger }) },
+    { name: "deny/sealed_from_spoofed", want: "seal_broken", msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed_from = stranger.publicKey)) },
+    {
+      name: "deny/sealed_from_spoofed_any_sender",
+      want: "seal_broken",
+      opt: { gatewayXKeys: [] },
+      msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed_from = stranger.publicKey)),
+    },
+    { name: "deny/no_consumer_key", want: "seal_broken", opt: { curve: undefined }, msg: () => forward(sealedFwd) },
+    {
+      name: "deny/agent_header_forged",
+      want: "decision_token_binding",
+      msg: () => {
+        const m = forward(sealedFwd);
+        m.headers.set("Agentgw-Agent", newActor().pub);
+        return m;
+      },
+    },
+    { name: "deny/claims_disagree_with_body", want: "decision_token_binding", msg: () => forward(withEdit(sealedFwd, (c) => (c.messageId = "another-message-id-000"))) },
+    { name: "deny/agent_signature_forged", want: "bad_signature", msg: () => editDoc(forward(sealedFwd), (d) => (d.signature = docOf(other).signature!)) },
+    { name: "deny/agent_signature_missing", want: "bad_signature", msg: () => editDoc(forward(sealedFwd), (d) => (d.signature = "")) },
+  ];
+  for (const tc of cases) {
+    const m = tc.msg();
+    const o = opts(tc.opt);
+    if (tc.opt && "curve" in tc.opt && tc.opt.curve === undefined) {
+      delete o.curve;
+    }
+    if (tc.want !== undefined) {
+      let err: unknown;
+      try {
+        verifyDelivery(m.subject, m.headers, m.data, o);
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof VerificationError, `${tc.name}: ${String(err)}; want a VerificationError ${tc.want}`);
+      assert.equal(err.reason, tc.want, `${tc.name}: ${err.message}`);
+      assert.ok(!err.message.includes("A-1"), `${tc.name}: the error quotes the payload`);
+      continue;
+    }
+    const d = verifyDelivery(m.subject, m.headers, m.data, o);
+    const want = tc.name === "ok/plain" ? `{"q":"status"}` : dec.decode(plaintext);
+    assert.equal(d.string(), want, tc.name);
+    assert.equal(d.sealed, tc.sealed ?? false, tc.name);
+    assert.equal(d.agent, a.pub, tc.name);
+    assert.equal(d.claims.subject, a.pub, tc.name);
+    assert.equal(d.target, d.claims.audience, tc.name);
+    assert.ok(!String(d).includes("A-1") && !JSON.stringify(d).includes("A-1"), `${tc.name}: the printed delivery shows the payload`);
+  }
+});
+
+test("verifyDelivery: the envelope's own limits apply to the bound body", () => {
+  const w = newWorld();
+  const a = newActor();
+  const m = forward({ w, a, target: TARGET, plain: bytes(`{"q":"${"x".repeat(300)}"}`) });
+  const o: VerifyOptions = { tenant: TENANT, targets: [TARGET], trustedGateways: [w.gwKey], now: CLOCK, limits: { maxBytes: 256 } };
+  assert.throws(() => verifyDelivery(m.subject, undefined, m.data, o), (e: VerificationError) => e.reason === "oversized");
+});
+
+test("verifyDelivery: a consumer key from a seed opens what the gateway re-sealed", () => {
+  const w = newWorld();
+  const a = newActor();
+  const ck = createCurve();
+  const seed = new TextDecoder().decode(ck.getSeed());
+  const m = forward({ w, a, target: TARGET, plain: bytes(`{"n":1}`), sealed: true, consumer: new Box(ck) });
+  const d = verifyDelivery(m.subject, m.headers, m.data, {
+    tenant: TENANT,
+    targets: [TARGET],
+    trustedGateways: [w.gwKey],
+    curve: new Box(curveKeyPair(seed)),
+    now: CLOCK,
+  });
+  assert.deepEqual(d.json(), { n: 1 });
+});

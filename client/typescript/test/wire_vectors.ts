@@ -1,0 +1,353 @@
+// The vectors of the wire specification (testdata/wire/*.json, docs/wire.md),
+// reproduced byte for byte: keys, credentials and .creds files, envelopes
+// and their signatures, sealed payloads (with their nonces), decision
+// tokens and their Merkle batches, deliveries, approval requests and
+// answers, and replies, each with its rejects and their reason codes.
+//
+// Each file has a reader below; the tests of a file are registered (by
+// vectors.test.ts importing this module) when it is present. A vector file
+// without a reader fails the suite, so a new one cannot go unread.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fromCurveSeed, fromSeed } from "@nats-io/nkeys";
+import { answerKey, decodeRequest } from "../src/approver.js";
+import { parseCreds, parseJWT } from "../src/creds.js";
+import { rootInput, rootOf, leafHash, verifyDecision } from "../src/decision.js";
+import { buildEnvelope, digest, parseEnvelope, payloadDigest, signEnvelope, signingInput, verifyEnvelope } from "../src/envelope.js";
+import { DeniedError, VerificationError } from "../src/errors.js";
+import { b64url, hex } from "../src/internal/bytes.js";
+import { signBatch } from "../src/internal/decision_sign.js";
+import { Box, curveKeyPair, decodePublicKey } from "../src/keys.js";
+import { verifyReply } from "../src/reply.js";
+import { isReasonCode, type ReasonCode } from "../src/reason.js";
+import { parseCapability } from "../src/subjects.js";
+import { verifyDelivery } from "../src/verify.js";
+import { bytes, dec, listTestdata, readJSON } from "./helpers.js";
+
+/** Files of testdata/wire that are not for a client SDK. */
+const NOT_FOR_CLIENTS: Record<string, string> = {
+  "operator.json": "operator replay requests: the Go CLI's, not a client SDK's",
+  "catalog.yaml": "the gateway configuration the vectors were made with",
+  "policy.cedar": "the gateway configuration the vectors were made with",
+};
+
+interface Header {
+  name: string;
+  value: string;
+}
+interface Message {
+  subject: string;
+  headers: Header[];
+  body: string;
+}
+
+const files = listTestdata("wire");
+const readers: Record<string, () => void> = {
+  "keys.json": keysVectors,
+  "credential.json": credentialVectors,
+  "envelope.json": envelopeVectors,
+  "sealed.json": sealedVectors,
+  "decision.json": decisionVectors,
+  "delivery.json": deliveryVectors,
+  "approval.json": approvalVectors,
+  "response.json": responseVectors,
+};
+
+if (files.length > 0) {
+  test("wire vectors: every file has a reader", () => {
+    for (const f of files) {
+      assert.ok(f in readers || f in NOT_FOR_CLIENTS, `testdata/wire/${f} has no reader in test/wire.test.ts`);
+    }
+  });
+}
+for (const f of files) {
+  readers[f]?.();
+}
+
+/** keys.json by label: seed and public key. */
+function keys(): Map<string, { seed: string; public: string }> {
+  const k = readJSON<{ keys: { label: string; seed: string; public: string }[] }>("wire", "keys.json");
+  return new Map(k.keys.map((x) => [x.label, x]));
+}
+
+function seedOf(label: string): string {
+  const k = keys().get(label);
+  assert.ok(k, `keys.json has no ${label}`);
+  return k.seed;
+}
+
+/** labelOf returns the label of a public key in keys.json. */
+function labelOf(pub: string): string {
+  for (const [label, k] of keys()) {
+    if (k.public === pub) return label;
+  }
+  assert.fail(`keys.json has no key ${pub}`);
+}
+
+function headerMap(hs: Header[]): Map<string, string> {
+  return new Map(hs.map((h) => [h.name, h.value]));
+}
+
+function reasonOf(fn: () => unknown): ReasonCode | "accepted" {
+  try {
+    fn();
+    return "accepted";
+  } catch (err) {
+    assert.ok(err instanceof DeniedError, String(err));
+    return err.reason;
+  }
+}
+
+function keysVectors(): void {
+  test("wire/keys.json: every seed gives its public key and raw bytes", () => {
+    const k = readJSON<{ keys: { label: string; seed: string; seed_raw_hex: string; public: string; public_raw_hex: string }[] }>("wire", "keys.json");
+    assert.ok(k.keys.length >= 10);
+    for (const x of k.keys) {
+      const role = x.public[0] as "U" | "N" | "X" | "A";
+      const kp = role === "X" ? fromCurveSeed(bytes(x.seed)) : fromSeed(bytes(x.seed));
+      assert.equal(kp.getPublicKey(), x.public, x.label);
+      assert.equal(hex(decodePublicKey(x.public, role)!), x.public_raw_hex, x.label);
+    }
+  });
+}
+
+function credentialVectors(): void {
+  const c = readJSON("wire", "credential.json");
+  test("wire/credential.json: JWTs and .creds files are reproduced and read", () => {
+    for (const x of c.credentials) {
+      assert.equal(b64url(bytes(x.header_json)), x.header_b64url, x.label);
+      assert.equal(b64url(bytes(x.claims_json)), x.claims_b64url, x.label);
+      assert.equal(x.signing_input, `${x.header_b64url}.${x.claims_b64url}`, x.label);
+      const issuer = fromSeed(bytes(seedOf(labelOf(x.issuer))));
+      assert.equal(b64url(issuer.sign(bytes(x.signing_input))), x.signature_b64url, x.label);
+      assert.equal(x.jwt, `${x.signing_input}.${x.signature_b64url}`, x.label);
+      const j = parseJWT(x.jwt);
+      assert.equal(dec.decode(j.payload), x.claims_json, x.label);
+      assert.deepEqual(JSON.parse(x.claims_json), x.claims, x.label);
+      const creds = parseCreds(x.creds);
+      assert.equal(creds.credential, x.jwt, x.label);
+      assert.equal(creds.key.getPublicKey(), x.request.subject, x.label);
+    }
+  });
+  test("wire/credential.json: every reject is a compact JWT with a known reason", () => {
+    // Verifying a credential is the gateway's job; a client reads its own
+    // credential only to check its configuration. The rejects still parse
+    // as JWTs but for the legacy algorithm, which a client refuses too.
+    for (const r of c.rejects) {
+      assert.ok(isReasonCode(r.want), r.name);
+      if (r.name === "legacy_alg_ed25519") {
+        assert.throws(() => parseJWT(r.jwt), TypeError, r.name);
+      } else {
+        parseJWT(r.jwt);
+      }
+    }
+  });
+}
+
+function envelopeVectors(): void {
+  const e = readJSON("wire", "envelope.json");
+  const sealed = new Map<string, any>(listTestdata("wire").includes("sealed.json") ? readJSON("wire", "sealed.json").seals.map((s: any) => [s.name, s]) : []);
+  test("wire/envelope.json: bodies parse, signatures and digests are reproduced, the builder writes the same bytes", () => {
+    for (const x of e.envelopes) {
+      const m: Message = x.message;
+      const h = headerMap(m.headers);
+      const body = bytes(m.body);
+      const env = parseEnvelope(body);
+      assert.equal(dec.decode(signingInput(body)), x.signing_input, x.name);
+      const kp = fromSeed(bytes(seedOf(x.signer)));
+      assert.equal(m.subject, `agentgw.in.${env.tenant}.${kp.getPublicKey()}`, x.name);
+      assert.equal(signEnvelope((i) => kp.sign(i), body), x.signature_b64url, x.name);
+      assert.equal(hex(kp.sign(signingInput(body))), x.signature_hex, x.name);
+      assert.equal(h.get("Agentgw-Signature"), x.signature_b64url, x.name);
+      assert.equal(h.get("Nats-Msg-Id"), env.messageId, x.name);
+      verifyEnvelope(decodePublicKey(kp.getPublicKey(), "U")!, body, x.signature_b64url);
+      assert.equal(digest(body), x.body_sha256_hex, x.name);
+      assert.equal(dec.decode(env.payloadRaw), x.payload_member, x.name);
+      assert.equal(payloadDigest(env), x.payload_sha256_hex, x.name);
+      const rebuilt = buildEnvelope(
+        {
+          messageId: env.messageId,
+          idempotencyKey: env.idempotencyKey,
+          traceId: env.traceId,
+          tenant: env.tenant,
+          audience: env.audience,
+          capability: env.capability,
+          target: env.target,
+          ttlMs: env.expiresAt.getTime() - env.issuedAt.getTime(),
+          payload: env.payload,
+        },
+        env.issuedAt,
+      );
+      assert.equal(dec.decode(rebuilt), m.body, `${x.name}: the builder's bytes`);
+      if (x.seal) {
+        const s = sealed.get(x.seal);
+        if (s) {
+          assert.equal(env.payload.sealed, s.sealed_b64url, x.name);
+          const to = new Box(curveKeyPair(seedOf(labelOf(env.payload.to!))));
+          assert.equal(dec.decode(to.open(Buffer.from(env.payload.sealed!, "base64url"), env.payload.from!)), x.plaintext, x.name);
+        }
+      }
+    }
+  });
+}
+
+function sealedVectors(): void {
+  const s = readJSON("wire", "sealed.json");
+  test("wire/sealed.json: seals are reproduced from their nonces and open; rejects fail with their reasons", () => {
+    for (const x of s.seals) {
+      const from = fromCurveSeed(bytes(seedOf(x.from_label)));
+      assert.equal(from.getPublicKey(), x.from, x.name);
+      // The xkey box of @nats-io/nkeys, with the vector's nonce: the same bytes as Go's.
+      const ct = from.seal(bytes(x.plaintext), x.to, Buffer.from(x.nonce_hex, "hex"));
+      assert.equal(hex(ct), x.sealed_hex, x.name);
+      assert.equal(b64url(ct), x.sealed_b64url, x.name);
+      const to = new Box(curveKeyPair(seedOf(x.to_label)));
+      assert.equal(dec.decode(to.open(ct, x.from)), x.plaintext, x.name);
+    }
+    for (const r of s.rejects) {
+      const box = new Box(curveKeyPair(seedOf(r.open_with)));
+      assert.equal(reasonOf(() => box.open(Buffer.from(r.sealed_hex, "hex"), r.from)), r.want, r.name);
+    }
+  });
+}
+
+function decisionVectors(): void {
+  const d = readJSON("wire", "decision.json");
+  test("wire/decision.json: batches verify, their roots and signatures are reproduced, rejects fail with their reasons", () => {
+    assert.equal(b64url(bytes(d.header_json)), d.header_b64url);
+    const gw = fromSeed(bytes(seedOf(labelOf(d.gateway))));
+    for (const b of d.batches) {
+      assert.equal(b.tokens.length, b.size, b.name);
+      const claims: any[] = [];
+      for (const t of b.tokens as any[]) {
+        const [h, p, proof, sig] = t.token.split(".") as [string, string, string, string];
+        assert.equal(h, d.header_b64url, t.name);
+        assert.equal(`${h}.${p}`, t.signing_input, t.name);
+        assert.equal(p, t.claims_b64url, t.name);
+        assert.equal(b64url(bytes(t.claims_json)), t.claims_b64url, t.name);
+        assert.equal(proof, t.proof_b64url, t.name);
+        assert.equal(hex(Buffer.from(proof, "base64url")), t.proof_hex, t.name);
+        assert.equal(sig, b.signature_b64url, t.name);
+        const leaf = leafHash(bytes(t.signing_input));
+        assert.equal(hex(leaf), t.leaf_hex, t.name);
+        assert.equal(hex(Buffer.from(proof, "base64url").subarray(2)), (t.path_hex as string[]).join(""), t.name);
+        const [root, size] = rootOf(leaf, Buffer.from(proof, "base64url"));
+        assert.equal(hex(root), b.root_hex, t.name);
+        assert.equal(size, b.size, t.name);
+        assert.deepEqual(JSON.parse(t.claims_json), t.claims, t.name);
+        claims.push(t.claims);
+        const c = verifyDecision(t.token, { trustedGateways: [d.gateway], audience: t.audience, now: new Date(d.verify_at_unix * 1000), skewMs: d.skew_seconds * 1000 });
+        assert.equal(c.issuer, d.gateway, t.name);
+        assert.equal(c.id, t.claims.jti, t.name);
+      }
+      assert.equal(hex(rootInput(b.size, Buffer.from(b.root_hex, "hex"))), b.root_signing_input_hex, b.name);
+      assert.equal(hex(gw.sign(Buffer.from(b.root_signing_input_hex, "hex"))), b.signature_hex, b.name);
+      // The same claims signed as one batch give the same tokens, byte for byte.
+      assert.deepEqual(signBatch(gw, claims), b.tokens.map((t: any) => t.token), `${b.name}: re-signed`);
+    }
+    for (const r of d.rejects) {
+      const got = reasonOf(() =>
+        verifyDecision(r.token, { trustedGateways: r.trusted, audience: r.audience, now: new Date(r.now_unix * 1000), skewMs: r.skew_seconds * 1000 }),
+      );
+      assert.equal(got, r.want, r.name);
+    }
+  });
+}
+
+function deliveryVectors(): void {
+  const d = readJSON("wire", "delivery.json");
+  const byName = new Map<string, any>(d.deliveries.map((x: any) => [x.name, x]));
+  const opts = (v: any) => ({
+    tenant: v.tenant,
+    targets: v.targets,
+    trustedGateways: v.trusted_gateways,
+    gatewayXKeys: v.gateway_xkeys,
+    ...(v.consumer_xkey ? { curve: new Box(curveKeyPair(seedOf(labelOf(v.consumer_xkey)))) } : {}),
+    now: new Date(v.now_unix * 1000),
+    skewMs: v.skew_seconds * 1000,
+    verifyAgentSignature: v.verify_agent_signature,
+  });
+  test("wire/delivery.json: deliveries verify to their payloads; rejects fail with their reasons", () => {
+    for (const x of d.deliveries) {
+      const m: Message = x.message;
+      const got = verifyDelivery(m.subject, headerMap(m.headers), bytes(m.body), opts(x.verify));
+      assert.equal(got.string(), x.want_payload, x.name);
+      assert.equal(got.sealed, x.want_sealed, x.name);
+      assert.equal(got.target, parseCapability(m.subject).target, x.name);
+    }
+    for (const r of d.rejects) {
+      const m: Message = r.message;
+      const of = byName.get(r.of);
+      assert.ok(of, r.name);
+      let err: unknown;
+      try {
+        verifyDelivery(m.subject, headerMap(m.headers), bytes(m.body), opts(of.verify));
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof VerificationError, `${r.name}: ${String(err)}`);
+      assert.equal(err.reason, r.want, `${r.name}: ${err.message}`);
+    }
+  });
+}
+
+function approvalVectors(): void {
+  const a = readJSON("wire", "approval.json");
+  test("wire/approval.json: the request reads as the approver sees it, and the answers are written byte for byte", () => {
+    const m: Message = a.request;
+    const req = decodeRequest(m.subject, bytes(m.body), "tenant_a");
+    assert.equal(req.bodyDigest, a.body_digest);
+    assert.equal(req.payloadDigest, a.payload_digest);
+    assert.equal(req.policyVersion, a.policy_version);
+    assert.equal(answerKey(req.heldMessageId), a.idempotency_key);
+    assert.equal(headerMap(m.headers).get("Agentgw-Message-Id"), req.heldMessageId);
+    for (const ans of a.answers) {
+      const parsed = JSON.parse(ans.payload);
+      // What Approver.answer writes (member order and omitted empty reason).
+      const mine: Record<string, string> = { decision: ans.name };
+      if (parsed.reason) mine.reason = parsed.reason;
+      mine.body_digest = req.bodyDigest;
+      mine.policy_version = req.policyVersion;
+      assert.equal(JSON.stringify(mine), ans.payload, ans.name);
+    }
+    if (listTestdata("wire").includes("envelope.json")) {
+      const env = readJSON("wire", "envelope.json").envelopes.find((e: any) => e.name === a.approve_envelope);
+      const e = parseEnvelope(bytes(env.message.body));
+      assert.equal(e.capability, "approve");
+      assert.equal(e.target, req.heldMessageId);
+      assert.equal(e.idempotencyKey, a.idempotency_key);
+      assert.equal(e.traceId, req.traceId);
+      assert.equal(dec.decode(e.payload.plain), a.answers.find((x: any) => x.name === "grant").payload);
+    }
+  });
+}
+
+function responseVectors(): void {
+  const r = readJSON("wire", "response.json");
+  test("wire/response.json: the reply verifies and opens to the redacted plaintext", () => {
+    const m = r.reply;
+    const h = headerMap(m.headers);
+    const agent = {
+      publicKey: r.agent,
+      gatewayXKey: r.gateway_xkey,
+      box: new Box(curveKeyPair(seedOf(labelOf(r.agent_xkey)))),
+      now: () => new Date(r.verify_at_unix * 1000),
+    };
+    const data = Buffer.from(m.data_hex, "hex");
+    assert.equal(b64url(data), m.data_b64url);
+    const reply = verifyReply(agent, { data, headers: h }, { trustedGateways: r.trusted_gateways });
+    assert.equal(reply.string(), r.reply_plaintext);
+    assert.equal(reply.requestId, h.get("Agentgw-Request-Id"));
+    assert.equal(reply.claims.route, "reply");
+    // Not from the gateway's curve key, not for this agent, or other bytes: refused.
+    assert.equal(reasonOf(() => verifyReply({ ...agent, gatewayXKey: r.agent_xkey }, { data, headers: h }, { trustedGateways: r.trusted_gateways })), "seal_mismatch");
+    assert.equal(reasonOf(() => verifyReply({ ...agent, publicKey: labelKey("consumer") }, { data, headers: h }, { trustedGateways: r.trusted_gateways })), "decision_token_audience");
+    const flipped = Buffer.from(data);
+    flipped[flipped.length - 1]! ^= 1;
+    assert.equal(reasonOf(() => verifyReply(agent, { data: flipped, headers: h }, { trustedGateways: r.trusted_gateways })), "decision_token_binding");
+  });
+}
+
+function labelKey(label: string): string {
+  return keys().get(label)!.public;
+}
