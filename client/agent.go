@@ -4,7 +4,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/agentgw/agentgw/tracing"
+	"github.com/agentgw/agentgw/gateway/tracing"
 
 	"bytes"
 	"context"
@@ -19,11 +19,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // Sentinel errors. Match them with errors.Is; their messages never contain

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 func (w *world) approvalStream() {

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
 

@@ -4,7 +4,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/agentgw/agentgw/tracing"
+	"github.com/agentgw/agentgw/gateway/tracing"
 
 	"cmp"
 	"context"
@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // ConsumerConfig configures a capability consumer. It holds the

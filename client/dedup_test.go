@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // waitSettled waits until durable on the capability stream exists, has

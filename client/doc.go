@@ -1,12 +1,12 @@
 // Package client is the Go SDK for the three kinds of agentgw users that
-// are not the gateway itself (DESIGN §1):
+// are not the gateway itself (docs/design.md §1):
 //
 //   - Agent builds wire-v1 envelopes (package envelope), signs them with
 //     the agent's nkey, seals payloads to the gateway's curve key and
 //     publishes them to the agent's ingress subject, retrying lost
 //     acknowledgements under the same message id and re-issuing under a
 //     new one when a first attempt collides with another publisher's id
-//     (DESIGN §3).
+//     (docs/wire.md).
 //   - Consumer reads a capability subject and hands its handler only
 //     messages whose gateway decision token verifies (trusted gateway key,
 //     audience = target, not expired, bound to the exact body and
@@ -17,7 +17,7 @@
 //     without the memory of what was handed over.
 //   - Approver watches the approval queue and answers held requests with
 //     `approve` envelopes bound to the request's body digest and policy
-//     version (DESIGN §7).
+//     version (docs/design.md §6).
 //
 // Operators ask the gateway to replay denied messages with Operator and
 // read the denied and audit streams with ReadRecords: direct gets only,

@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/delivery"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/delivery"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // startNATS runs an embedded nats-server with JetStream in a temporary

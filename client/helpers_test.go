@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"go.uber.org/goleak"
 
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects"
 )

@@ -11,10 +11,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/operator"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/operator"
 )
 
 // Operator asks the gateway to dry-run or replay denied messages. Its

@@ -10,14 +10,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
-// Reply headers set by the gateway (DESIGN §2b).
+// Reply headers set by the gateway (docs/design.md §7).
 const (
 	headerRequestID = "Agentgw-Request-Id"
 	headerResponder = "Agentgw-Responder"

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 // TestRespondNamesRequestByAgentAndID: a response names the request by

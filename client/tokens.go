@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // DefaultMaxTokens is the number of decision tokens a Consumer remembers

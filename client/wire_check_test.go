@@ -22,16 +22,16 @@ import (
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/delivery"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/operator"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/delivery"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // The checks below read ../testdata/wire as an implementation in another

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // TestWireDocIsComplete keeps docs/wire.md in step with the code: every

@@ -19,8 +19,8 @@ import (
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/nacl/box"
 
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/policy"
 )
 
 // The wire format v1 test vectors (docs/wire.md) live in ../testdata/wire.

@@ -11,15 +11,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // held is what the ledger keeps of a request waiting for an approver:

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // approvalFlow sets up a harness with an approver and one held payment.

@@ -11,11 +11,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/metrics"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/metrics"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // errPubAckTimeout: JetStream did not acknowledge an output in time.

@@ -10,12 +10,12 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/budget"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/exchange"
-	"github.com/agentgw/agentgw/lease"
+	"github.com/agentgw/agentgw/gateway/budget"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/exchange"
+	"github.com/agentgw/agentgw/gateway/tracing"
+	"github.com/agentgw/agentgw/store/lease"
 	"github.com/agentgw/agentgw/subjects"
-	"github.com/agentgw/agentgw/tracing"
 )
 
 // Config is the gateway configuration file. Decode it with LoadConfig;
@@ -209,7 +209,7 @@ type ScaleOutConfig struct {
 	// LeaseRenew is how often a held lease is renewed. Default TTL/3.
 	LeaseRenew time.Duration `yaml:"lease_renew"`
 	// LeaseMargin is how much before the server could expire a lease its
-	// holder stops the partition. Default TTL/5. See lease/doc.go for
+	// holder stops the partition. Default TTL/5. See store/lease/doc.go for
 	// what it must cover.
 	LeaseMargin time.Duration `yaml:"lease_margin"`
 	// JournalMaxAge is how long journal records are kept, and so the

@@ -1,5 +1,5 @@
 // Package gateway owns the decision pipeline: it consumes the ingress
-// stream, runs every gate of DESIGN §2 in order on each message, records
+// stream, runs every gate of docs/design.md §3 in order on each message, records
 // the decision in the ledger with one fsync per batch, publishes exactly
 // one output per ingress message (capability subject, approval queue or
 // denied stream) plus an audit event, and acknowledges the ingress message

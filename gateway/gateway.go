@@ -15,13 +15,13 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/agentgw/agentgw/budget"
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/exchange"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/metrics"
-	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/gateway/budget"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/exchange"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/metrics"
+	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 )
 

@@ -17,14 +17,14 @@ import (
 
 	"github.com/agentgw/agentgw/internal/natstest"
 
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/invariant"
-	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/schemas"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func TestMain(m *testing.M) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // holdStore keeps what an answer must find whichever partition it comes

@@ -3,9 +3,9 @@ package gateway
 import (
 	"time"
 
-	"github.com/agentgw/agentgw/journal"
-	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/store/journal"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // ledgerBatch is a ledger batch that, in scale-out mode, also collects

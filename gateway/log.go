@@ -3,7 +3,7 @@ package gateway
 import (
 	"github.com/rs/zerolog"
 
-	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/gateway/audit"
 )
 
 // logDecision writes the audit event to the log. The event type holds no

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // scrape reads the gateway's /metrics over HTTP and returns the samples

@@ -15,13 +15,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/operator"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // replayAuthTTL bounds how long a replay authorization stays usable: the

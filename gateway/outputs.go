@@ -15,15 +15,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/delivery"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/delivery"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/tracing"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
-	"github.com/agentgw/agentgw/tracing"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // UnroutableTenant is the tenant token used on the denied stream for a

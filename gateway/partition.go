@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/journal"
-	"github.com/agentgw/agentgw/lease"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/store/journal"
+	"github.com/agentgw/agentgw/store/lease"
 )
 
 // partState is what deciding one ingress partition needs: its consumer

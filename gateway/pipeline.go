@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/gateway/audit"
 	"sync"
 	"time"
 
@@ -13,18 +13,18 @@ import (
 	"github.com/nats-io/nkeys"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/budget"
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/delivery"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/budget"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/delivery"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // item is one ingress message on its way through the gates.
@@ -99,7 +99,7 @@ func (it *item) deny(err error) {
 
 func (it *item) decided() bool { return it.route != "" || it.reemit }
 
-// verify runs the stateless gates, in DESIGN §2 order: size, headers,
+// verify runs the stateless gates, in docs/design.md §3 order: size, headers,
 // parse, credential, signature, subject binding, freshness. It needs no
 // ledger and runs on many items in parallel.
 func (g *Gateway) verify(it *item, now time.Time) {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/policy"
 )
 
 // Reload re-reads the catalog, the policies and the revocations and swaps

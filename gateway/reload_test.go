@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // replaceFile swaps a file atomically, as an operator should.

@@ -7,17 +7,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
-// Header names of replies (DESIGN §2b).
+// Header names of replies (docs/design.md §7).
 const (
 	// RequestIDHeader names the request a reply answers by its message
 	// id (the reply subject already names the agent).

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 // TestResponseThroughSDK: the agent sends and awaits, the consumer

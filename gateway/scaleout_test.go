@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/agentgw/agentgw/audit"
+	"github.com/agentgw/agentgw/gateway/audit"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,13 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"
-	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // instance is one scaled-out gateway of a test, on its own connection.

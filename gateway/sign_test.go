@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentgw/agentgw/decision"
+	"github.com/agentgw/agentgw/gateway/decision"
 )
 
 // TestBatchSignsDecisionTokensOnce: messages decided in one batch carry

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // A held request keeps the standing of the credential it was sent with

@@ -8,7 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/agentgw/agentgw/tracing"
+	"github.com/agentgw/agentgw/gateway/tracing"
 )
 
 // WithTracerProvider records a span per message ("agentgw.message", in

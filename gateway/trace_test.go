@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 )
 
 // TestOneTraceFromAgentToConsumer follows a sealed request from the

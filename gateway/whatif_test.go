@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/whatif"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/policy"
+	"github.com/agentgw/agentgw/gateway/whatif"
 )
 
 // TestWhatIfFlipCounts records a run of mixed traffic through the real

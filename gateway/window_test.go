@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/invariant"
-	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // windowCase is one configuration the freshness/ledger property is

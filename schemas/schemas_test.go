@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/schemas"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // parserOnly lists the invalid fixtures that the envelope schema accepts

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // Value format. Every value starts with a version byte (valueV1); the rest

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // Errors returned by the store. Pebble's errors never cross the package
@@ -31,7 +31,7 @@ var (
 // Route is where a decision sent a message.
 type Route string
 
-// Routes (DESIGN §2 step 4).
+// Routes (docs/design.md §4).
 const (
 	RouteAllow    Route = "allow"
 	RouteApproval Route = "approval"

@@ -1,5 +1,5 @@
 // Package subjects owns every NATS subject agentgw publishes to or reads
-// from, and the rules for the tokens in them (DESIGN §3): tenants and
+// from, and the rules for the tokens in them (docs/wire.md): tenants and
 // target parts are [a-z0-9_-]{1,64}, agents are nkey user public keys.
 // Builders refuse a bad token before it can reach a subject; parsers accept
 // only what the builders produce. Nothing here panics on input (only on a

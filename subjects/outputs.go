@@ -3,7 +3,7 @@ package subjects
 import (
 	"strings"
 
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // Capability returns agentgw.cap.<tenant>.<target>, where the gateway

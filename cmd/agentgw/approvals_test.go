@@ -10,10 +10,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/approval"
-	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/subjects"
 )
 

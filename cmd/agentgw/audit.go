@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/subjects"
 )
 

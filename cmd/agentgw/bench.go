@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/agentgw/agentgw/bench"
+	"github.com/agentgw/agentgw/internal/bench"
 )
 
 func benchCmd(args []string) int {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func consumeCmd(args []string) int {

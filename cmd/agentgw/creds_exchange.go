@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/exchange/protocol"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/exchange/protocol"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func credsExchange(args []string) int {

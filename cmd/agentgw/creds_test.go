@@ -12,7 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // credsKit is an issuer, an agent and its curve key made with the CLI.

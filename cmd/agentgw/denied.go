@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func deniedCmd(args []string) int {

@@ -21,8 +21,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/devenv"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/internal/devenv"
 )
 
 // lockedBuffer collects a background process's output.

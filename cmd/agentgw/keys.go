@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 func keysCmd(args []string) int {

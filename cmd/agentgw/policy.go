@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/agentgw/agentgw/catalog"
-	"github.com/agentgw/agentgw/policy"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/policy"
 )
 
 func policyCmd(args []string) int {

@@ -8,11 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/catalog"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/policy"
-	"github.com/agentgw/agentgw/whatif"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/policy"
+	"github.com/agentgw/agentgw/gateway/whatif"
 )
 
 func policyTest(args []string) int {

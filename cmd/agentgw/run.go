@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/agentgw/agentgw/demo"
-	"github.com/agentgw/agentgw/devenv"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/tracing"
+	"github.com/agentgw/agentgw/gateway/tracing"
+	"github.com/agentgw/agentgw/internal/demo"
+	"github.com/agentgw/agentgw/internal/devenv"
 )
 
 func runCmd(args []string) int {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 func sendCmd(args []string) int {

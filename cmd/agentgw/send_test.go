@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 func TestSend(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/tracing"
+	"github.com/agentgw/agentgw/gateway/tracing"
 )
 
 func serveCmd(args []string) int {

@@ -19,12 +19,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/audit"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
-	"github.com/agentgw/agentgw/reason"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // deniedMsg is a message in the gateway's denied-stream shape: the

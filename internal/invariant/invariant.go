@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/header"
 )
 
 // Terminal streams: where an ingress message may end (a response ends on

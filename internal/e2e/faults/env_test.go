@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/devenv"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/devenv"
 	"github.com/agentgw/agentgw/internal/procs"
 )
 

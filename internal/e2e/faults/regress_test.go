@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/devenv"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/internal/devenv"
 	"github.com/agentgw/agentgw/internal/gwtest"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"

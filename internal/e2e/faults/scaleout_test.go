@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/lease"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/store/lease"
 )
 
 // owners reads who holds each partition lease now ("" for none).

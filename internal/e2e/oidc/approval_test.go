@@ -9,14 +9,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/agentgw/agentgw/approval"
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
-	"github.com/agentgw/agentgw/exchange"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/header"
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/exchange"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/e2e/oidc/testidp"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 const approvalCatalog = `

@@ -17,11 +17,11 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/goleak"
 
-	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/exchange/protocol"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/schemas"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

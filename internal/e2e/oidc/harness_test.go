@@ -10,14 +10,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/agentgw/agentgw/audit"
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/exchange"
-	"github.com/agentgw/agentgw/exchange/protocol"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/exchange"
+	"github.com/agentgw/agentgw/gateway/exchange/protocol"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/e2e/oidc/testidp"
 	"github.com/agentgw/agentgw/internal/natstest"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 const (

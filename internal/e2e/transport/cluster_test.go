@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 // freePort returns a port nothing listens on right now. Routes need

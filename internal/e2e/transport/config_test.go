@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // TestDeployGatewayConfig loads deploy/gateway.yaml as `agentgw serve`

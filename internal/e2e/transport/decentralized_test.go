@@ -13,8 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/internal/gwtest"
 )
 
@@ -56,8 +56,8 @@ func TestDecentralizedAuth(t *testing.T) {
 	d := newMaterial(t)
 	// The static lists, for the gateway user.
 	etc := filepath.Join(d.dir, "etc")
-	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "accounts.conf"), d.dir, nil)
-	d.render(t, filepath.Join(deployDir, "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), d.dir, nil)
+	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "deploy", "accounts.conf"), d.dir, nil)
+	d.render(t, filepath.Join(deployDir, "..", "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), d.dir, nil)
 	static := serverOptions(t, filepath.Join(etc, "nats-server.conf"))
 
 	kp := func(mk func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string) {

@@ -19,7 +19,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/identity"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/gwtest"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
@@ -176,10 +176,11 @@ func newMaterial(t testing.TB) *deployment {
 func newDeployment(t *testing.T, configure func(*server.Options)) *deployment {
 	t.Helper()
 	d := newMaterial(t)
-	// deploy/nats-server.conf names ca.pem and server.pem.
+	// nats-server.conf (the repository root's single node) names ca.pem
+	// and server.pem, and includes deploy/accounts.conf.
 	etc := filepath.Join(d.dir, "etc")
-	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "accounts.conf"), d.dir, nil)
-	d.render(t, filepath.Join(deployDir, "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), d.dir, nil)
+	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(etc, "deploy", "accounts.conf"), d.dir, nil)
+	d.render(t, filepath.Join(deployDir, "..", "nats-server.conf"), filepath.Join(etc, "nats-server.conf"), d.dir, nil)
 	opts := serverOptions(t, filepath.Join(etc, "nats-server.conf"))
 	if configure != nil {
 		configure(opts)

@@ -14,13 +14,13 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/decision"
-	"github.com/agentgw/agentgw/delivery"
-	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
-	"github.com/agentgw/agentgw/header"
-	"github.com/agentgw/agentgw/identity"
-	"github.com/agentgw/agentgw/reason"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/delivery"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // addForger gives a test-only AGENTGW user the one thing no deploy role

@@ -8,8 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 // TestDeployScaleOutPermissions runs the gateway in scale-out mode (the

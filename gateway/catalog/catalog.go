@@ -1,0 +1,484 @@
+package catalog
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/nats-io/nkeys"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/schemas"
+	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// Risk classes, lowest first.
+const (
+	RiskLow      = "low"
+	RiskMedium   = "medium"
+	RiskHigh     = "high"
+	RiskCritical = "critical"
+)
+
+var risks = []string{RiskLow, RiskMedium, RiskHigh, RiskCritical}
+
+// Budget is a per-target rate limit. Zero Rate means the gateway default.
+type Budget struct {
+	// Rate is tokens per second.
+	Rate float64 `yaml:"rate" json:"rate"`
+	// Burst is the bucket size.
+	Burst int `yaml:"burst" json:"burst"`
+}
+
+// TargetSpec is one target as written in the catalog file.
+type TargetSpec struct {
+	// Name is the dotted target name, e.g. "refunds.draft_refund".
+	Name string `yaml:"name" json:"name"`
+	// Kind is the capability an envelope must use for this target:
+	// read, delegate, tool_call or workflow_command.
+	Kind string `yaml:"kind" json:"kind"`
+	// Scope is the credential scope required, e.g. "refund:draft".
+	Scope string `yaml:"scope" json:"scope"`
+	// Tenants lists the tenants this target serves. Required: a target
+	// serves no tenant by default.
+	Tenants []string `yaml:"tenants" json:"tenants"`
+	// Risk is low, medium, high or critical. Empty means low.
+	Risk string `yaml:"risk" json:"risk"`
+	// Approval forces every permitted request through an approver.
+	Approval bool `yaml:"approval" json:"approval"`
+	// ApprovalTTL is how long a held request waits for an approver.
+	// Zero means the gateway default.
+	ApprovalTTL time.Duration `yaml:"approval_ttl" json:"approval_ttl"`
+	// Plain allows {"plain": {...}} payloads. False means sealed only.
+	Plain bool `yaml:"plain" json:"plain"`
+	// ConsumerXKey is the curve public key (X...) of the consumer that
+	// payloads are re-sealed to and responses must be sealed from.
+	// Required unless Plain is true and ResponseDeadline is zero.
+	ConsumerXKey string `yaml:"consumer_xkey" json:"consumer_xkey"`
+	// PayloadSchema is a JSON Schema file path (relative to the catalog
+	// file) or an inline JSON object. Empty means any JSON object, which
+	// only a target without visible fields may have: with visible fields
+	// it must be closed at its top level ("additionalProperties": false,
+	// no patternProperties) and declare each visible field.
+	PayloadSchema string `yaml:"payload_schema" json:"payload_schema"`
+	// PolicyVisible names the top-level payload fields placed in the
+	// Cedar context after opening. A payload member differing from one
+	// only in case is denied (PayloadCaseVariant), as for ApproverVisible.
+	PolicyVisible []string `yaml:"policy_visible" json:"policy_visible"`
+	// ApproverVisible names the top-level payload fields shown to
+	// approvers in the redacted approval request.
+	ApproverVisible []string `yaml:"approver_visible" json:"approver_visible"`
+	// Budget overrides the gateway's per-target rate limit.
+	Budget *Budget `yaml:"budget" json:"budget"`
+	// ResponseDeadline enables responses (docs/design.md §7): how long after a
+	// request is delivered its consumer may answer. Zero: no responses.
+	// Needs ConsumerXKey: only a response sealed from the consumer key
+	// the request was delivered under answers it, so another holder of
+	// respond:<target> cannot.
+	ResponseDeadline time.Duration `yaml:"response_deadline" json:"response_deadline"`
+	// ResponseSchema is a JSON Schema (file or inline) every response
+	// must match. Empty means any JSON object; with Sensitive fields it
+	// must be closed and declare them, as PayloadSchema with visible ones.
+	ResponseSchema string `yaml:"response_schema" json:"response_schema"`
+	// Sensitive names top-level response fields removed before the
+	// requesting agent sees the response. A response member differing
+	// from one only in case is denied (PayloadCaseVariant).
+	Sensitive []string `yaml:"sensitive" json:"sensitive"`
+}
+
+// File is the catalog file's shape.
+type File struct {
+	// ApprovalRisks lists the risk classes that always need approval.
+	// Empty means [critical].
+	ApprovalRisks []string     `yaml:"approval_risks" json:"approval_risks"`
+	Targets       []TargetSpec `yaml:"targets" json:"targets"`
+}
+
+// Target is a compiled catalog entry.
+type Target struct {
+	TargetSpec
+	schema    *jsonschema.Schema
+	response  *jsonschema.Schema
+	tenants   map[string]bool
+	visible   envelope.FoldSet // PolicyVisible and ApproverVisible
+	sensitive envelope.FoldSet // Sensitive
+	// NeedsApproval is Approval or a risk class listed in approval_risks.
+	NeedsApproval bool
+}
+
+// Catalog is an immutable, compiled set of targets.
+type Catalog struct {
+	targets map[string]*Target
+	names   []string
+	// Digest identifies the catalog contents ("sha256:..." of the file).
+	Digest string
+}
+
+// Load reads and compiles a catalog file (YAML or JSON, strictly decoded).
+func Load(path string) (*Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return Parse(data, filepath.Dir(path))
+}
+
+// Parse compiles a catalog from bytes; schema paths are relative to dir.
+// Every problem is reported at once.
+func Parse(data []byte, dir string) (*Catalog, error) {
+	var f File
+	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("catalog: decode: %w", err)
+	}
+	return Compile(f, dir, digest(data))
+}
+
+// Compile validates and compiles a decoded catalog.
+func Compile(f File, dir, dig string) (*Catalog, error) {
+	var errs []error
+	approvalRisks := f.ApprovalRisks
+	if len(approvalRisks) == 0 {
+		approvalRisks = []string{RiskCritical}
+	}
+	for _, r := range approvalRisks {
+		if !slices.Contains(risks, r) {
+			errs = append(errs, fmt.Errorf("approval_risks: unknown risk %q", r))
+		}
+	}
+	c := &Catalog{targets: make(map[string]*Target, len(f.Targets)), Digest: dig}
+	for i, spec := range f.Targets {
+		t, err := compileTarget(spec, dir, approvalRisks)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("targets[%d] %q: %w", i, spec.Name, err))
+			continue
+		}
+		if _, dup := c.targets[t.Name]; dup {
+			errs = append(errs, fmt.Errorf("targets[%d]: duplicate target %q", i, spec.Name))
+			continue
+		}
+		c.targets[t.Name] = t
+		c.names = append(c.names, t.Name)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("catalog: %w", errors.Join(errs...))
+	}
+	sort.Strings(c.names)
+	return c, nil
+}
+
+func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target, error) {
+	var errs []error
+	if !subjects.ValidTarget(spec.Name) {
+		errs = append(errs, errors.New("name must be dotted [a-z0-9_-] tokens"))
+	}
+	switch envelope.Capability(spec.Kind) {
+	case envelope.Read, envelope.Delegate, envelope.ToolCall, envelope.WorkflowCommand:
+	default:
+		errs = append(errs, fmt.Errorf("kind %q is not read, delegate, tool_call or workflow_command", spec.Kind))
+	}
+	if spec.Scope == "" {
+		errs = append(errs, errors.New("scope is required"))
+	}
+	if spec.Risk == "" {
+		spec.Risk = RiskLow
+	}
+	if !slices.Contains(risks, spec.Risk) {
+		errs = append(errs, fmt.Errorf("risk %q is not one of %v", spec.Risk, risks))
+	}
+	if len(spec.Tenants) == 0 {
+		errs = append(errs, errors.New("tenants is required"))
+	}
+	t := &Target{TargetSpec: spec, tenants: map[string]bool{}}
+	for _, tn := range spec.Tenants {
+		if !subjects.ValidToken(tn) {
+			errs = append(errs, fmt.Errorf("tenant %q is not a valid token", tn))
+		}
+		t.tenants[tn] = true
+	}
+	if spec.ConsumerXKey == "" && !spec.Plain {
+		errs = append(errs, errors.New("consumer_xkey is required for sealed targets"))
+	}
+	if spec.ConsumerXKey != "" && !nkeys.IsValidPublicCurveKey(spec.ConsumerXKey) {
+		errs = append(errs, errors.New("consumer_xkey is not a curve public key (X...)"))
+	}
+	if spec.ApprovalTTL < 0 {
+		errs = append(errs, errors.New("approval_ttl must not be negative"))
+	}
+	for _, f := range append(slices.Clone(spec.PolicyVisible), spec.ApproverVisible...) {
+		if f == "" || strings.ContainsAny(f, ". \t\r\n") {
+			errs = append(errs, fmt.Errorf("visible field %q must be a top-level field name", f))
+		}
+	}
+	if spec.Budget != nil && (spec.Budget.Rate < 0 || spec.Budget.Burst < 0) {
+		errs = append(errs, errors.New("budget rate and burst must not be negative"))
+	}
+	if spec.PayloadSchema != "" {
+		s, err := compileSchema(spec.Name, spec.PayloadSchema, dir)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		t.schema = s
+	}
+	visible := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(spec.PolicyVisible), spec.ApproverVisible...))))
+	if spec.PayloadSchema == "" || t.schema != nil {
+		errs = append(errs, checkNamed(visible, t.schema, "visible field", "payload_schema")...)
+	}
+	t.visible = envelope.NewFoldSet(visible...)
+	if spec.ResponseDeadline < 0 {
+		errs = append(errs, errors.New("response_deadline must not be negative"))
+	}
+	if (spec.ResponseSchema != "" || len(spec.Sensitive) > 0) && spec.ResponseDeadline == 0 {
+		errs = append(errs, errors.New("response_schema and sensitive need a response_deadline"))
+	}
+	if spec.ResponseDeadline > 0 && spec.ConsumerXKey == "" {
+		// Only a response sealed from the consumer key answers a request.
+		errs = append(errs, errors.New("response_deadline needs a consumer_xkey: responses must be sealed from it"))
+	}
+	for _, f := range spec.Sensitive {
+		if f == "" || strings.ContainsAny(f, ". \t\r\n") {
+			errs = append(errs, fmt.Errorf("sensitive field %q must be a top-level field name", f))
+		}
+	}
+	if spec.ResponseSchema != "" {
+		s, err := compileSchema(spec.Name+".response", spec.ResponseSchema, dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("response_schema: %w", err))
+		}
+		t.response = s
+	}
+	sensitive := slices.Compact(slices.Sorted(slices.Values(slices.Clone(spec.Sensitive))))
+	if spec.ResponseSchema == "" || t.response != nil {
+		errs = append(errs, checkNamed(sensitive, t.response, "sensitive field", "response_schema")...)
+	}
+	t.sensitive = envelope.NewFoldSet(sensitive...)
+	t.NeedsApproval = spec.Approval || slices.Contains(approvalRisks, spec.Risk)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return t, nil
+}
+
+// checkNamed reports why names (sorted, distinct), top-level fields the
+// gateway reads by exact name (kind: "visible field", "sensitive
+// field"), are unsafe under the schema s of key: names that differ only
+// in case; no schema, or one not closed at its top level (additional
+// properties false, no patternProperties), which would admit a member
+// differing only in case from a named field, passing the gateway's
+// exact-name checks unseen while a case-insensitive decoder downstream
+// reads it as the field; a named field the schema does not declare (it
+// could never appear); a declared property differing only in case from
+// a named field.
+func checkNamed(names []string, s *jsonschema.Schema, kind, key string) []error {
+	if len(names) == 0 {
+		return nil
+	}
+	var errs []error
+	folded := make(map[string]string, len(names))
+	for _, n := range names {
+		f := envelope.FoldName(n)
+		if other, dup := folded[f]; dup {
+			errs = append(errs, fmt.Errorf("%ss %q and %q differ only in case", kind, other, n))
+		}
+		folded[f] = n
+	}
+	if s == nil || s.AdditionalProperties != false || len(s.PatternProperties) > 0 {
+		return append(errs, fmt.Errorf("a target with %ss needs a %s closed at its top level (\"additionalProperties\": false, no patternProperties): an open one admits a member differing only in case from a %s, unseen by the gateway yet read as that field by case-insensitive decoders", kind, key, kind))
+	}
+	set := envelope.NewFoldSet(names...)
+	for _, p := range slices.Sorted(maps.Keys(s.Properties)) {
+		if of, ok := set.Variant(p); ok {
+			errs = append(errs, fmt.Errorf("%s property %q differs only in case from %s %q", key, p, kind, of))
+		}
+	}
+	for _, n := range names {
+		if _, ok := s.Properties[n]; !ok {
+			errs = append(errs, fmt.Errorf("%s %q is not a property of %s", kind, n, key))
+		}
+	}
+	return errs
+}
+
+func compileSchema(name, src, dir string) (*jsonschema.Schema, error) {
+	data := []byte(src)
+	if !strings.HasPrefix(strings.TrimSpace(src), "{") {
+		p := src
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("payload_schema: %w", err)
+		}
+		data = b
+	}
+	s, err := schemas.CompileBytes("catalog:///"+name+".schema.json", data)
+	if err != nil {
+		return nil, fmt.Errorf("payload_schema: %w", err)
+	}
+	return s, nil
+}
+
+// Lookup returns the target by name.
+func (c *Catalog) Lookup(name string) (*Target, bool) {
+	t, ok := c.targets[name]
+	return t, ok
+}
+
+// Names lists the targets, sorted.
+func (c *Catalog) Names() []string { return slices.Clone(c.names) }
+
+// Authorize runs the catalog gate (docs/design.md §3): the target exists, the
+// capability matches its kind, the tenant is served, and the credential
+// holds the required scope. hasScope is the credential's scope matcher.
+func (c *Catalog) Authorize(target string, capability envelope.Capability, tenant string, hasScope func(string) bool) (*Target, error) {
+	t, ok := c.targets[target]
+	if !ok {
+		return nil, reason.Deny(reason.UnknownTarget, "target %q", target)
+	}
+	if string(capability) != t.Kind {
+		return nil, reason.Deny(reason.CapabilityMismatch, "target %q is %s, not %s", target, t.Kind, capability)
+	}
+	if !t.tenants[tenant] {
+		return nil, reason.Deny(reason.TenantNotAllowed, "target %q does not serve tenant %q", target, tenant)
+	}
+	if !hasScope(t.Scope) {
+		return nil, reason.Deny(reason.MissingScope, "target %q requires scope %q", target, t.Scope)
+	}
+	return t, nil
+}
+
+// ValidatePayload checks an opened payload against the target's schema.
+// The payload must be a JSON object; the error never quotes its values.
+func (t *Target) ValidatePayload(payload []byte) (map[string]any, error) {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err != nil {
+		return nil, reason.Deny(reason.PayloadInvalid, "payload is not JSON")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, reason.Deny(reason.PayloadInvalid, "payload is not a JSON object")
+	}
+	if err := t.ValidateObject(obj); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// ValidateObject checks a decoded payload (maps, slices, json.Number,
+// as jsonschema.UnmarshalJSON or envelope.DecodePayload make them): no
+// top-level member may differ only in case from a policy- or
+// approver-visible field (PayloadCaseVariant: policy and approvers see
+// fields by exact name, case-insensitive decoders would read such a
+// member as the field), then the target's schema (PayloadInvalid). The
+// error never quotes values or the member's name.
+func (t *Target) ValidateObject(obj map[string]any) error {
+	if of, ok := caseVariant(t.visible, obj); ok {
+		return reason.Deny(reason.PayloadCaseVariant, "payload member differs only in case from visible field %q", of)
+	}
+	if t.schema == nil {
+		return nil
+	}
+	if err := t.schema.Validate(any(obj)); err != nil {
+		return reason.Deny(reason.PayloadInvalid, "payload violates the schema of %q at %s", t.Name, schemaLocation(err))
+	}
+	return nil
+}
+
+// schemaLocation names where validation failed without quoting values.
+func schemaLocation(err error) string {
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		for len(ve.Causes) > 0 {
+			ve = ve.Causes[0]
+		}
+		return "/" + strings.Join(ve.InstanceLocation, "/")
+	}
+	return "?"
+}
+
+// ValidateResponse checks a response payload against the target's
+// response schema and returns it with the sensitive fields removed,
+// re-encoded. Errors never quote values.
+func (t *Target) ValidateResponse(payload []byte) ([]byte, error) {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err != nil {
+		return nil, reason.Deny(reason.ResponseInvalid, "response is not JSON")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, reason.Deny(reason.ResponseInvalid, "response is not a JSON object")
+	}
+	if of, ok := caseVariant(t.sensitive, obj); ok {
+		// Removing fields by exact name would let it through.
+		return nil, reason.Deny(reason.PayloadCaseVariant, "response member differs only in case from sensitive field %q", of)
+	}
+	if t.response != nil {
+		if err := t.response.Validate(v); err != nil {
+			return nil, reason.Deny(reason.ResponseInvalid, "response violates the response schema of %q at %s", t.Name, schemaLocation(err))
+		}
+	}
+	for _, f := range t.Sensitive {
+		delete(obj, f)
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, reason.Deny(reason.ResponseInvalid, "response does not re-encode")
+	}
+	return out, nil
+}
+
+// caseVariant returns the field of set that a top-level member of obj
+// differs from only in case (the least such field, so the answer does
+// not depend on map order). Linear in the length of obj's member names.
+func caseVariant(set envelope.FoldSet, obj map[string]any) (field string, ok bool) {
+	for k := range obj {
+		if of, v := set.Variant(k); v && (!ok || of < field) {
+			field, ok = of, true
+		}
+	}
+	return field, ok
+}
+
+// Pick returns the named top-level fields of obj that are present.
+func Pick(obj map[string]any, fields []string) map[string]any {
+	if len(fields) == 0 {
+		return nil
+	}
+	out := make(map[string]any, len(fields))
+	for _, f := range fields {
+		if v, ok := obj[f]; ok {
+			out[f] = v
+		}
+	}
+	return out
+}
+
+func digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// MarshalJSON is for `agentgw policy check` output and tests.
+func (c *Catalog) MarshalJSON() ([]byte, error) {
+	specs := make([]TargetSpec, 0, len(c.names))
+	for _, n := range c.names {
+		specs = append(specs, c.targets[n].TargetSpec)
+	}
+	return json.Marshal(struct {
+		Digest  string       `json:"digest"`
+		Targets []TargetSpec `json:"targets"`
+	}{c.Digest, specs})
+}

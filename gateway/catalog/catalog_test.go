@@ -1,0 +1,207 @@
+package catalog
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+const xkey = "XBSHZ4TUNLRHJXE6F3H7CUYIPJE75ZZM6M7ERNX2N3WHM2OBEEMFAP4Y"
+
+const good = `
+targets:
+  - name: refunds.draft_refund
+    kind: tool_call
+    scope: refund:draft
+    tenants: [tenant_a]
+    risk: medium
+    consumer_xkey: ` + xkey + `
+    payload_schema: '{"type":"object","required":["amount_cents"],"properties":{"amount_cents":{"type":"integer"},"note":{"type":"string"}},"additionalProperties":false}'
+    policy_visible: [amount_cents]
+    response_deadline: 1m
+    response_schema: '{"type":"object","required":["status"],"properties":{"status":{"type":"string"},"email":{"type":"string"},"n":{"type":"number"}},"additionalProperties":false}'
+    sensitive: [email]
+  - name: payments.send
+    kind: tool_call
+    scope: pay:send
+    tenants: [tenant_a]
+    risk: critical
+    consumer_xkey: ` + xkey + `
+`
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	bad := `
+approval_risks: [extreme]
+targets:
+  - name: "Bad Name"
+    kind: shell
+    tenants: ["*"]
+    consumer_xkey: nope
+  - name: ok.target
+    kind: read
+    scope: s
+    tenants: [t]
+    plain: true
+  - name: other.target
+    kind: read
+    scope: s
+    tenants: [t]
+    plain: true
+    sensitive: [email]
+  - name: plain.answers
+    kind: read
+    scope: s
+    tenants: [t]
+    plain: true
+    response_deadline: 1m
+  - name: ok.target
+    kind: read
+    scope: s
+    tenants: [t]
+    plain: true
+`
+	_, err := Parse([]byte(bad), ".")
+	if err == nil {
+		t.Fatal("Parse accepted a broken catalog")
+	}
+	for _, want := range []string{"approval_risks", "name must be", "kind \"shell\"", "scope is required", "tenant \"*\"", "consumer_xkey is not", "need a response_deadline", "response_deadline needs a consumer_xkey", "duplicate target"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := Parse([]byte("targets: []\nunknown: 1\n"), "."); err == nil {
+		t.Error("Parse accepted an unknown field")
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	c, err := Parse([]byte(good), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(scopes ...string) func(string) bool {
+		return func(s string) bool {
+			for _, g := range scopes {
+				if g == s {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	tests := []struct {
+		name   string
+		target string
+		cap    envelope.Capability
+		tenant string
+		scopes []string
+		want   reason.Code
+	}{
+		{"allow", "refunds.draft_refund", envelope.ToolCall, "tenant_a", []string{"refund:draft"}, ""},
+		{"deny/unknown_target", "refunds.nope", envelope.ToolCall, "tenant_a", []string{"refund:draft"}, reason.UnknownTarget},
+		{"deny/capability_mismatch", "refunds.draft_refund", envelope.Read, "tenant_a", []string{"refund:draft"}, reason.CapabilityMismatch},
+		{"deny/tenant_not_allowed", "refunds.draft_refund", envelope.ToolCall, "tenant_b", []string{"refund:draft"}, reason.TenantNotAllowed},
+		{"deny/missing_scope", "refunds.draft_refund", envelope.ToolCall, "tenant_a", []string{"refund:read"}, reason.MissingScope},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Authorize(tt.target, tt.cap, tt.tenant, has(tt.scopes...))
+			if got := reason.Of(err); got != tt.want {
+				t.Errorf("Authorize = %v; want %q", err, tt.want)
+			}
+		})
+	}
+	if p, _ := c.Lookup("payments.send"); !p.NeedsApproval {
+		t.Error("a critical target does not need approval by default")
+	}
+}
+
+func TestPayloadAndResponseValidation(t *testing.T) {
+	c, err := Parse([]byte(good), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := c.Lookup("refunds.draft_refund")
+	if _, err := r.ValidatePayload([]byte(`{"amount_cents":"lots"}`)); !errors.Is(err, reason.PayloadInvalid) || strings.Contains(err.Error(), "lots") {
+		t.Errorf("ValidatePayload(bad) = %v; want payload_invalid without the value", err)
+	}
+	obj, err := r.ValidatePayload([]byte(`{"amount_cents":5}`))
+	if err != nil || Pick(obj, []string{"amount_cents", "absent"})["amount_cents"] == nil {
+		t.Errorf("ValidatePayload(good) = %v, %v", obj, err)
+	}
+	out, err := r.ValidateResponse([]byte(`{"status":"ok","email":"a@b.c","n":12345678901234567890}`))
+	if err != nil || strings.Contains(string(out), "a@b.c") || !strings.Contains(string(out), "12345678901234567890") {
+		t.Errorf("ValidateResponse = %s, %v; want email removed and numbers exact", out, err)
+	}
+	if _, err := r.ValidateResponse([]byte(`{"email":"a@b.c"}`)); !errors.Is(err, reason.ResponseInvalid) {
+		t.Errorf("ValidateResponse(no status) = %v; want response_invalid", err)
+	}
+}
+
+// TestNamedFieldsNeedClosedSchemas: a target whose payload fields are
+// shown to policy or approvers (or whose response fields are removed as
+// sensitive) by exact name is refused at load unless its schema is closed
+// at the top level and declares exactly those names: an open schema
+// would admit Amount_cents, unseen by the gateway, read as amount_cents
+// by a case-insensitive decoder.
+func TestNamedFieldsNeedClosedSchemas(t *testing.T) {
+	const closed = `'{"type":"object","properties":{"amount_cents":{"type":"integer"},"currency":{"type":"string"}},"additionalProperties":false}'`
+	target := func(extra string) string {
+		return "targets:\n  - name: payments.send\n    kind: tool_call\n    scope: pay:send\n    tenants: [tenant_a]\n    plain: true\n" + extra
+	}
+	tests := []struct {
+		name    string
+		catalog string
+		want    string // in the error; "" to load
+	}{
+		{"refuse/approver-visible-no-schema", target("    approver_visible: [amount_cents, currency]\n"), "needs a payload_schema closed"},
+		{"refuse/policy-visible-no-schema", target("    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/open-schema", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"}}}'` + "\n    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/additional-properties-schema", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"}},"additionalProperties":{"type":"integer"}}'` + "\n    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/pattern-properties", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"}},"patternProperties":{"^[A-Za-z_]+$":{}},"additionalProperties":false}'` + "\n    policy_visible: [amount_cents]\n"), "needs a payload_schema closed"},
+		{"refuse/visible-not-declared", target("    payload_schema: " + closed + "\n    policy_visible: [amount]\n"), `visible field "amount" is not a property`},
+		{"refuse/property-case-variant", target(`    payload_schema: '{"type":"object","properties":{"amount_cents":{"type":"integer"},"Amount_cents":{"type":"integer"}},"additionalProperties":false}'` + "\n    policy_visible: [amount_cents]\n"), `property "Amount_cents" differs only in case from visible field "amount_cents"`},
+		{"refuse/visible-case-variants", target("    payload_schema: " + closed + "\n    policy_visible: [amount_cents]\n    approver_visible: [Amount_cents]\n"), "differ only in case"},
+		{"refuse/sensitive-open-response", target("    response_deadline: 1m\n    sensitive: [email]\n"), "needs a response_schema closed"},
+		{"load/closed", target("    payload_schema: " + closed + "\n    policy_visible: [amount_cents]\n    approver_visible: [amount_cents, currency]\n"), ""},
+		{"load/nothing-visible-no-schema", target(""), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.catalog), ".")
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Parse = %v; want it to load", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Parse = %v; want an error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCaseVariantOfNamedFieldDenied: a lone member differing only in
+// case (under Unicode simple folding, as strings.EqualFold) from a
+// visible field is denied before the schema sees it, with its own
+// reason, and so is a response member differing from a sensitive field.
+func TestCaseVariantOfNamedFieldDenied(t *testing.T) {
+	c, err := Parse([]byte(good), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := c.Lookup("refunds.draft_refund")
+	for _, payload := range []string{`{"Amount_cents":5}`, `{"AMOUNT_CENTS":5,"note":"x"}`, `{"amount_cent\u017f":5}`} {
+		_, err := r.ValidatePayload([]byte(payload))
+		if !errors.Is(err, reason.PayloadCaseVariant) || !strings.Contains(err.Error(), `"amount_cents"`) {
+			t.Errorf("ValidatePayload(%s) = %v; want %s naming amount_cents", payload, err, reason.PayloadCaseVariant)
+		}
+	}
+	if _, err := r.ValidatePayload([]byte(`{"amount_cents":5,"note":"Amount_cents"}`)); err != nil {
+		t.Errorf("ValidatePayload(variant as a value) = %v; want nil", err)
+	}
+	if _, err := r.ValidateResponse([]byte(`{"status":"ok","Email":"a@b.c"}`)); !errors.Is(err, reason.PayloadCaseVariant) || strings.Contains(err.Error(), "a@b.c") {
+		t.Errorf("ValidateResponse(Email) = %v; want %s without the value", err, reason.PayloadCaseVariant)
+	}
+}

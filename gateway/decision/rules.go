@@ -1,0 +1,109 @@
+package decision
+
+import (
+	"fmt"
+
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/nats-io/nkeys"
+)
+
+const (
+	maxPolicyIDs  = 64
+	maxUnixSecond = 253402300799 // 9999-12-31T23:59:59Z
+)
+
+// check returns every claim rule w breaks. Details never echo claim
+// values that are not already known to be safe.
+func check(w *wire) []error {
+	var p []error
+	add := func(format string, args ...any) { p = append(p, fmt.Errorf(format, args...)) }
+	n := &w.Nats
+	if n.Type != Type || n.Version != version {
+		add("claim type or version is not %s v%d", Type, version)
+	}
+	if !safeID(w.ID, 1) {
+		add("jti missing or not [A-Za-z0-9._:-]{1,128}")
+	}
+	if !nkeys.IsValidPublicServerKey(w.Issuer) {
+		add("iss is not a public server ('N') nkey")
+	}
+	if !nkeys.IsValidPublicUserKey(w.Subject) {
+		add("sub is not a public user ('U') nkey")
+	}
+	if !safeID(w.Audience, 1) {
+		add("aud missing or not [A-Za-z0-9._:-]{1,128}")
+	}
+	switch {
+	case w.IssuedAt <= 0 || w.IssuedAt > maxUnixSecond || w.Expires <= 0 || w.Expires > maxUnixSecond:
+		add("iat or exp missing or out of range")
+	case w.Expires <= w.IssuedAt:
+		add("exp is not after iat")
+	}
+	if !identity.ValidTenant(n.Tenant) {
+		add("tenant missing or not [a-z0-9_-]{1,64}")
+	}
+	if !safeID(n.Scope, 1) {
+		add("scope missing or not one concrete [A-Za-z0-9._:-]{1,128} scope")
+	}
+	if n.Act.Subject != w.Subject || n.Act.Via != w.Issuer {
+		add("act is not {sub: sub, via: iss}")
+	}
+	if n.Act.Approver != "" && (!nkeys.IsValidPublicUserKey(n.Act.Approver) || n.Act.Approver == w.Subject) {
+		add("act.approver is not a user ('U') nkey other than sub")
+	}
+	if !lowerHex(n.TraceID, 32) || n.TraceID == "00000000000000000000000000000000" {
+		add("trace_id is not 32 lowercase hex, not all zero")
+	}
+	if len(n.MessageID) < 16 || !safeID(n.MessageID, 16) {
+		add("message_id is not 16-128 of [A-Za-z0-9._:-]")
+	}
+	if !lowerHex(n.BodyDigest, 64) {
+		add("body_digest is not 64 lowercase hex")
+	}
+	if !lowerHex(n.PayloadDigest, 64) {
+		add("payload_digest is not 64 lowercase hex")
+	}
+	if len(n.PolicyIDs) > maxPolicyIDs {
+		add("more than %d policy_ids", maxPolicyIDs)
+	}
+	for i, id := range n.PolicyIDs {
+		if !safeID(id, 1) {
+			add("policy_ids[%d] is not [A-Za-z0-9._:-]{1,128}", i)
+		}
+	}
+	if n.PolicyVersion != "" && !safeID(n.PolicyVersion, 1) {
+		add("policy_version is not [A-Za-z0-9._:-]{0,128}")
+	}
+	if n.Route != RouteAllow && n.Route != RouteReply {
+		add("route is neither %s nor %s", RouteAllow, RouteReply)
+	}
+	return p
+}
+
+// safeID reports whether s is min–128 characters of [A-Za-z0-9._:-].
+func safeID(s string, min int) bool {
+	if len(s) < min || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

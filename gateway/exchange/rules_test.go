@@ -1,0 +1,152 @@
+package exchange
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		g, s string
+		want bool
+	}{
+		{"refund:draft", "refund:draft", true},
+		{"approve:*", "approve:refunds.x", true},
+		{"approve:*", "approve:refunds.*", true},
+		{"approve:refunds.*", "approve:refunds.*", true},
+		{"approve:refunds.*", "approve:*", false},
+		{"approve:refunds.*", "approve:refunds", false},
+		{"approve:refunds.*", "approve:refunds_eu.x", false},
+		{"refund:draft", "refund:*", false},
+		{"*", "anything", false},
+	}
+	for _, tt := range tests {
+		if got := covers(tt.g, tt.s); got != tt.want {
+			t.Errorf("covers(%q, %q) = %v; want %v", tt.g, tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestNarrow(t *testing.T) {
+	granted := []string{"approve:refunds.*", "kb:read", "refund:draft"}
+	tests := []struct {
+		name      string
+		requested []string
+		want      []string
+		wantErr   error
+	}{
+		{"allow/nothing_requested_gets_all", nil, granted, nil},
+		{"allow/subset", []string{"kb:read"}, []string{"kb:read"}, nil},
+		{"allow/under_pattern", []string{"approve:refunds.eu"}, []string{"approve:refunds.eu"}, nil},
+		{"allow/duplicates_folded", []string{"kb:read", "kb:read"}, []string{"kb:read"}, nil},
+		{"deny/beyond", []string{"kb:read", "pay:send"}, nil, reason.ExchangeScopeDenied},
+		{"deny/wider_pattern", []string{"approve:*"}, nil, reason.ExchangeScopeDenied},
+		{"deny/not_a_scope", []string{"kb read*"}, nil, reason.ExchangeRequestInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := narrow(granted, tt.requested)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && !slices.Equal(got, tt.want)) {
+				t.Errorf("narrow(%v) = %v, %v; want %v, %v", tt.requested, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestGrantAndTenant(t *testing.T) {
+	p := &idp{cfg: IdPConfig{
+		Name: "corp", Tenants: []string{"tenant_a", "tenant_b"}, TenantClaim: "org",
+		TenantMap: map[string]string{"acme": "tenant_a", "acme-eu": "tenant_b"},
+		Rules: []Rule{
+			{ID: "billing", Claim: "groups", Contains: "billing-agents", Scopes: []string{"refund:draft", "kb:read"}},
+			{ID: "approvers", Claim: "realm_access.roles", Contains: "approver", Tenants: []string{"tenant_a"}, Scopes: []string{"approve:refunds.*"}},
+			{ID: "readers", Claim: "scope", Contains: "kb.read", Scopes: []string{"kb:read"}},
+			{ID: "bot", Claim: "azp", Equals: "billing-bot", Scopes: []string{"refund:draft"}},
+		},
+	}}
+	tok := &token{Claims: map[string]any{
+		"org": "acme-eu", "groups": []any{"staff", "billing-agents"}, "azp": "billing-bot",
+		"realm_access": map[string]any{"roles": []any{"approver"}}, "scope": "openid kb.read",
+	}}
+	tenant, err := p.tenant(tok, "")
+	if err != nil || tenant != "tenant_b" {
+		t.Fatalf("tenant = %q, %v; want tenant_b", tenant, err)
+	}
+	scopes, rules := p.grant(tok, tenant)
+	// approvers is restricted to tenant_a.
+	if want := []string{"kb:read", "refund:draft"}; !slices.Equal(scopes, want) {
+		t.Errorf("scopes = %v; want %v", scopes, want)
+	}
+	if want := []string{"corp.billing", "corp.readers", "corp.bot"}; !slices.Equal(rules, want) {
+		t.Errorf("rules = %v; want %v", rules, want)
+	}
+	if _, err := p.tenant(tok, "tenant_a"); !errors.Is(err, reason.ExchangeUntrustedIdP) {
+		t.Errorf("tenant(request tenant_a) = %v; want %s", err, reason.ExchangeUntrustedIdP)
+	}
+	tok.Claims["org"] = "globex"
+	if _, err := p.tenant(tok, ""); !errors.Is(err, reason.ExchangeNoScope) {
+		t.Errorf("tenant(unmapped org) = %v; want %s", err, reason.ExchangeNoScope)
+	}
+}
+
+func TestActors(t *testing.T) {
+	const agent = "UAGENT"
+	tests := []struct {
+		name     string
+		allowAct bool
+		claims   map[string]any
+		want     []string
+		wantErr  error
+	}{
+		{"allow/none", false, map[string]any{}, nil, nil},
+		{"allow/may_act_agent", false, map[string]any{"may_act": map[string]any{"sub": agent}}, nil, nil},
+		{"allow/may_act_agent_and_gateway", false, map[string]any{"may_act": map[string]any{"sub": agent, "iss": "gw"}}, nil, nil},
+		{"deny/may_act_other", false, map[string]any{"may_act": map[string]any{"sub": "UOTHER"}}, nil, reason.ExchangeActorDenied},
+		{"deny/may_act_other_iss", false, map[string]any{"may_act": map[string]any{"sub": agent, "iss": "idp"}}, nil, reason.ExchangeActorDenied},
+		{"deny/may_act_not_object", false, map[string]any{"may_act": agent}, nil, reason.ExchangeActorDenied},
+		{"deny/act_off", false, map[string]any{"act": map[string]any{"sub": "svc"}}, nil, reason.ExchangeActorDenied},
+		{"allow/act_chain", true, map[string]any{"act": map[string]any{"sub": "svc", "act": map[string]any{"sub": "user-agent"}}}, []string{"svc", "user-agent"}, nil},
+		{"deny/act_without_sub", true, map[string]any{"act": map[string]any{"client_id": "svc"}}, nil, reason.ExchangeActorDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &idp{cfg: IdPConfig{Name: "corp", AllowAct: tt.allowAct}}
+			got, err := p.actors(&token{Claims: tt.claims}, agent, "gw")
+			if !errors.Is(err, tt.wantErr) || !slices.Equal(got, tt.want) {
+				t.Errorf("actors(%v) = %v, %v; want %v, %v", tt.claims, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSeenSet(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	s := newSeenSet(time.Minute, 2)
+	if ok, _ := s.add("a", t0); !ok {
+		t.Fatal("first add refused")
+	}
+	if ok, full := s.add("a", t0.Add(59*time.Second)); ok || full {
+		t.Errorf("replay within window = added %v full %v; want refused as seen", ok, full)
+	}
+	s.add("b", t0.Add(time.Second))
+	if ok, full := s.add("c", t0.Add(2*time.Second)); ok || !full {
+		t.Errorf("add to a full set = added %v full %v; want refused as full", ok, full)
+	}
+	if ok, _ := s.add("a", t0.Add(time.Minute)); !ok {
+		t.Error("add after the window = refused; want the expired id forgotten")
+	}
+}
+
+func TestCredentialName(t *testing.T) {
+	long := string(make([]byte, 300))
+	if n := credentialName("corp", "sub\x00\n"+long, nil); len(n) > 256 {
+		t.Errorf("len(credentialName) = %d; want ≤ 256", len(n))
+	}
+	if n := credentialName("corp", "alice", []string{"svc"}); n != "exchange corp alice via svc" {
+		t.Errorf("credentialName = %q", n)
+	}
+}

@@ -1,0 +1,527 @@
+package exchange
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+	"github.com/rs/zerolog"
+
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/exchange/protocol"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// ServiceName and ServiceVersion identify the micro service ($SRV.INFO).
+const (
+	ServiceName    = "agentgw-exchange"
+	ServiceVersion = "1.0.0"
+)
+
+// ErrConfig is returned (wrapped with every problem) by New and Start.
+var ErrConfig = errors.New("exchange: invalid config")
+
+// Option injects a collaborator.
+type Option func(*options)
+
+type options struct {
+	now    func() time.Time
+	log    zerolog.Logger
+	audit  func(audit.Event)
+	client *http.Client
+	trust  map[string][]string
+	noPub  bool
+}
+
+// WithClock replaces time.Now for every decision: token times, proof
+// freshness, key-cache age and credential iat.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) {
+		if now != nil {
+			o.now = now
+		}
+	}
+}
+
+// WithLogger sets the logger; the default discards. Every exchange is
+// logged as its audit event, which holds no secret.
+func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithAudit calls fn with every exchange's audit event, granted or
+// refused, synchronously before the reply is sent. fn must not block.
+func WithAudit(fn func(audit.Event)) Option { return func(o *options) { o.audit = fn } }
+
+// WithoutAuditPublish stops Start from publishing audit events to
+// agentgw.audit.<tenant> (WithAudit still sees them).
+func WithoutAuditPublish() Option { return func(o *options) { o.noPub = true } }
+
+// WithHTTPClient replaces the client for discovery and JWKS fetches. Its
+// bodies are still capped; its Timeout, if zero, is Config.HTTPTimeout.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithTrust gives the gateway's per-tenant issuer trust (tenant → public
+// 'A' keys): New refuses an issuer the gateway would not accept for its
+// tenant, so the service cannot mint credentials the gateway denies.
+func WithTrust(trust map[string][]string) Option { return func(o *options) { o.trust = trust } }
+
+// Service exchanges IdP tokens for credentials. It is safe for
+// concurrent use. New builds one; Start also serves it on NATS.
+type Service struct {
+	cfg     Config
+	opts    options
+	issuers map[string]nkeys.KeyPair
+	byIss   map[string]*idp
+	seen    *seenSet
+}
+
+// New validates cfg and the issuers (tenant → issuer 'A' key pair; every
+// tenant of every IdP needs one) and returns a Service. It does no I/O:
+// each IdP's discovery runs on its first token. Errors wrap ErrConfig.
+func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service, error) {
+	o := options{now: time.Now, log: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Audience == "" {
+		errs = append(errs, errors.New("exchange: audience is required"))
+	}
+	if o.client == nil {
+		o.client = &http.Client{}
+	}
+	client := *o.client
+	if client.Timeout == 0 {
+		client.Timeout = cfg.HTTPTimeout
+	}
+	base := client.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	client.Transport = limitedTransport{base}
+	// Redirects could take a fetch off the configured host.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.client = &client
+
+	s := &Service{cfg: cfg, opts: o, issuers: map[string]nkeys.KeyPair{}, byIss: map[string]*idp{}}
+	for t, kp := range issuers {
+		pub, err := kp.PublicKey()
+		if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
+			errs = append(errs, fmt.Errorf("exchange: issuer for %s is not an account ('A') key", t))
+			continue
+		}
+		if o.trust != nil && !slices.Contains(o.trust[t], pub) {
+			errs = append(errs, fmt.Errorf("exchange: issuer %s is not trusted by the gateway for tenant %s", pub, t))
+		}
+		s.issuers[t] = kp
+	}
+	for _, pc := range cfg.IdPs {
+		for _, t := range pc.Tenants {
+			if s.issuers[t] == nil {
+				errs = append(errs, fmt.Errorf("exchange: idp %s: no issuer key for tenant %s", pc.Name, t))
+			}
+		}
+		s.byIss[pc.Issuer] = newIdP(pc, o.client, o.now, cfg.Skew)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	s.seen = newSeenSet(cfg.ProofMaxAge+2*cfg.Skew, cfg.ReplayCapacity)
+	return s, nil
+}
+
+// Exchange runs one exchange: body is the request as received, proof the
+// SignatureHeader value. It returns the response, or a *reason.Denial
+// (match with errors.Is on a reason.Code) whose Detail is for the
+// operator, never for the caller. Either way it emits the audit event.
+//
+// Order: request form → proof of possession → freshness and replay →
+// IdP routing by the unverified iss → IdP token (algorithm, signature,
+// issuer, audience, times, required claims) → tenant → act/may_act →
+// mapping rules → requested scopes → issue.
+func (s *Service) Exchange(ctx context.Context, body []byte, proof string) (*protocol.Response, error) {
+	resp, ev, err := s.run(ctx, body, proof)
+	s.emit(ev)
+	return resp, err
+}
+
+// run is Exchange without emitting the event.
+func (s *Service) run(ctx context.Context, body []byte, proof string) (*protocol.Response, audit.Event, error) {
+	start := s.opts.now()
+	ev := audit.Event{Kind: audit.KindCredentialExchange}
+	resp, err := s.exchange(ctx, body, proof, start, &ev)
+	ev.Time = s.opts.now().UTC()
+	ev.LatencyMicros = max(ev.Time.Sub(start).Microseconds(), 0)
+	if err != nil {
+		var d *reason.Denial
+		if !errors.As(err, &d) {
+			d = reason.Deny(reason.Internal, "%s", oneLine(err.Error()))
+			err = d
+		}
+		ev.Reason, ev.Detail = string(d.Code), d.Detail
+		if info, ok := reason.Lookup(d.Code); ok {
+			ev.Stage = string(info.Stage)
+		}
+		ev.Scopes, ev.CredentialID, ev.Issuer = nil, "", ""
+	}
+	return resp, ev, err
+}
+
+func (s *Service) exchange(ctx context.Context, body []byte, proof string, now time.Time, ev *audit.Event) (*protocol.Response, error) {
+	req, err := protocol.Parse(body)
+	if err != nil {
+		return nil, reason.Deny(reason.ExchangeRequestInvalid, "%v", err)
+	}
+	ev.Agent, ev.RequestID = req.Agent, req.RequestID
+	if identity.ValidTenant(req.Tenant) {
+		ev.Tenant = req.Tenant
+	}
+	if req.Audience != s.cfg.Audience {
+		return nil, reason.Deny(reason.ExchangeRequestInvalid, "request audience is not this gateway's")
+	}
+	if req.Tenant != "" && !identity.ValidTenant(req.Tenant) {
+		return nil, reason.Deny(reason.ExchangeRequestInvalid, "tenant is not [a-z0-9_-]{1,64}")
+	}
+	// Proof first: it is cheap, and only a request signed by the key it
+	// names may reach the replay set or make the IdP be contacted.
+	if err := protocol.VerifyProof(req.Agent, body, proof); err != nil {
+		return nil, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
+	}
+	at, _ := req.Time() // checked by Parse
+	switch {
+	case at.After(now.Add(s.cfg.Skew)):
+		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is in the future", req.IssuedAt)
+	case now.Sub(at) > s.cfg.ProofMaxAge+s.cfg.Skew:
+		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
+	}
+	added, full := s.seen.add(req.Agent+"\x00"+req.RequestID, now)
+	if full {
+		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
+	}
+	if !added {
+		return nil, reason.Deny(reason.ExchangeProofStale, "request id already used")
+	}
+
+	iss, err := unverifiedIssuer(req.SubjectToken)
+	if err != nil {
+		return nil, reason.Deny(reason.ExchangeTokenInvalid, "%v", err)
+	}
+	p := s.byIss[iss]
+	if p == nil {
+		return nil, reason.Deny(reason.ExchangeUntrustedIdP, "issuer %.128q is not a configured IdP", iss)
+	}
+	ev.IdPIssuer = iss
+	tok, err := p.verify(ctx, req.SubjectToken)
+	if err != nil {
+		return nil, err
+	}
+	ev.IdPSubject = tok.Subject
+	tenant, err := p.tenant(tok, req.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	ev.Tenant = tenant
+	if ev.IdPActors, err = p.actors(tok, req.Agent, s.cfg.Audience); err != nil {
+		return nil, err
+	}
+	granted, rules := p.grant(tok, tenant)
+	ev.Rules = rules
+	if len(granted) == 0 {
+		return nil, reason.Deny(reason.ExchangeNoScope, "idp %s: no rule maps the token's claims to a scope for tenant %s", p.cfg.Name, tenant)
+	}
+	scopes, err := narrow(granted, req.Scopes())
+	if err != nil {
+		return nil, err
+	}
+	var service string
+	if p.cfg.ServiceClaim != "" {
+		v, _ := lookup(tok.Claims, p.cfg.ServiceClaim)
+		if service, _ = v.(string); !validService(service) {
+			return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: claim %s is not a service name", p.cfg.Name, p.cfg.ServiceClaim)
+		}
+	}
+	// Never outlive the IdP token: the credential is no broader in time
+	// than the identity it was derived from.
+	ttl := min(s.cfg.CredentialTTL, tok.Expires.Sub(now)).Truncate(time.Second)
+	if ttl < time.Second {
+		return nil, reason.Deny(reason.ExchangeTokenExpired, "idp %s: token expires in under a second", p.cfg.Name)
+	}
+	issuer := s.issuers[tenant]
+	cred, err := identity.Issue(issuer, identity.IssueRequest{
+		Subject:   req.Agent,
+		Audience:  s.cfg.Audience,
+		Tenant:    tenant,
+		Service:   service,
+		Name:      credentialName(p.cfg.Name, tok.Subject, ev.IdPActors),
+		Scopes:    scopes,
+		XKey:      req.XKey,
+		Principal: Principal(tok.Issuer, tok.Subject),
+		TTL:       ttl,
+	}, now)
+	if err != nil {
+		return nil, reason.Deny(reason.Internal, "issue: %v", err)
+	}
+	ev.CredentialID, ev.Scopes, ev.Service = cred.JTI(), scopes, service
+	ev.Issuer, _ = issuer.PublicKey()
+	return &protocol.Response{
+		AccessToken:     cred.Reveal(),
+		IssuedTokenType: protocol.TokenTypeAgentgw,
+		TokenType:       protocol.TokenTypeNA,
+		ExpiresIn:       int64(ttl / time.Second),
+		Scope:           strings.Join(scopes, " "),
+		Tenant:          tenant,
+		CredentialID:    cred.JTI(),
+	}, nil
+}
+
+// Principal is the nats.principal claim of a credential exchanged from an
+// IdP token with issuer iss and subject sub: "<iss>#<sub>". A configured
+// issuer holds no '#' (Config.Validate), so the first '#' separates the
+// two and distinct identities never share a principal. Every credential
+// one IdP identity obtains, for any agent key, names the same principal:
+// the gateway compares it, not only the key, when it refuses an approver
+// who is the requester.
+func Principal(iss, sub string) string { return iss + "#" + sub }
+
+// unverifiedIssuer reads iss from a compact JWS without verifying it: it
+// only picks which IdP's verifier runs (and that verifier checks iss).
+func unverifiedIssuer(raw string) (string, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return "", errors.New("subject token is not a compact JWS")
+	}
+	payload, err := decodeSegment(parts[1])
+	if err != nil {
+		return "", errors.New("subject token payload is not base64url")
+	}
+	var c struct {
+		Issuer string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.Issuer == "" {
+		return "", errors.New("subject token has no iss")
+	}
+	return c.Issuer, nil
+}
+
+func validService(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// emit logs the event and hands it to the audit callback. Publishing is
+// the NATS server's (server.publishAudit).
+func (s *Service) emit(ev audit.Event) {
+	lvl := zerolog.InfoLevel
+	if ev.Reason != "" {
+		lvl = zerolog.WarnLevel
+	}
+	e := s.opts.log.WithLevel(lvl).Str("event", ev.Kind).Str("tenant", ev.Tenant).Str("agent", ev.Agent).
+		Str("request_id", ev.RequestID).Str("idp_issuer", ev.IdPIssuer).Str("idp_subject", ev.IdPSubject).
+		Str("credential_jti", ev.CredentialID).Strs("scopes", ev.Scopes).Strs("rules", ev.Rules).
+		Int64("latency_us", ev.LatencyMicros)
+	if len(ev.IdPActors) > 0 {
+		e = e.Strs("idp_actors", ev.IdPActors)
+	}
+	if ev.Reason != "" {
+		e = e.Str("reason", ev.Reason).Str("detail", ev.Detail)
+	}
+	e.Msg("credential exchange")
+	if s.opts.audit != nil {
+		s.opts.audit(ev)
+	}
+}
+
+// Start serves svc's exchange on nc as a NATS micro service (endpoint
+// "exchange" on cfg.Subject, queue group cfg.QueueGroup) and publishes
+// every audit event to agentgw.audit.<tenant> (agentgw.audit._unroutable
+// when no tenant is known), unless WithoutAuditPublish. Requests run
+// concurrently, at most cfg.MaxConcurrent at once; ctx bounds each.
+//
+// stop unsubscribes, waits for the requests in flight and returns the
+// micro service's stop error; call it exactly once. Start returns an
+// error wrapping ErrConfig for a bad config or issuers.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (stop func() error, err error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil connection", ErrConfig)
+	}
+	svc, err := New(cfg, issuers, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return svc.Serve(ctx, nc)
+}
+
+// Serve is Start for a Service already built with New.
+func (s *Service) Serve(ctx context.Context, nc *nats.Conn) (stop func() error, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	sv := &server{svc: s, nc: nc, ctx: ctx, slots: make(chan struct{}, s.cfg.MaxConcurrent)}
+	m, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     ServiceVersion,
+		Description: "agentgw: exchange an OAuth/OIDC token for a short-lived agent credential (RFC 8693)",
+		QueueGroup:  s.cfg.QueueGroup,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("exchange: add service: %w", err)
+	}
+	if err := m.AddEndpoint("exchange", micro.HandlerFunc(sv.handle), micro.WithEndpointSubject(s.cfg.Subject)); err != nil {
+		_ = m.Stop()
+		cancel()
+		return nil, fmt.Errorf("exchange: add endpoint: %w", err)
+	}
+	var once sync.Once
+	var stopErr error
+	return func() error {
+		once.Do(func() {
+			stopErr = m.Stop()
+			// Drain may still deliver a request after Stop returns:
+			// closed turns it away, so no worker starts after Wait.
+			sv.mu.Lock()
+			sv.closed = true
+			sv.mu.Unlock()
+			cancel()
+			sv.wg.Wait()
+		})
+		return stopErr
+	}, nil
+}
+
+type server struct {
+	svc   *Service
+	nc    *nats.Conn
+	ctx   context.Context
+	slots chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// handle runs on the subscription's goroutine: it hands the request to a
+// worker so one slow IdP fetch does not hold up every other exchange.
+func (sv *server) handle(req micro.Request) {
+	sv.mu.Lock()
+	if sv.closed {
+		sv.mu.Unlock()
+		sv.reply(req, nil, reason.Deny(reason.Internal, "stopping"))
+		return
+	}
+	select {
+	case sv.slots <- struct{}{}:
+	default:
+		sv.mu.Unlock()
+		sv.reply(req, nil, reason.Deny(reason.Internal, "busy: %d exchanges in flight", cap(sv.slots)))
+		return
+	}
+	sv.wg.Add(1)
+	sv.mu.Unlock()
+	go func() {
+		defer sv.wg.Done()
+		defer func() { <-sv.slots }()
+		ctx, cancel := context.WithTimeout(sv.ctx, 2*sv.svc.cfg.HTTPTimeout)
+		defer cancel()
+		resp, ev, err := sv.svc.run(ctx, req.Data(), req.Headers().Get(protocol.SignatureHeader))
+		sv.svc.emit(ev)
+		if !sv.svc.opts.noPub {
+			sv.publishAudit(ev)
+		}
+		sv.reply(req, resp, err)
+	}()
+}
+
+// reply answers req on its reply subject. It publishes on the connection
+// rather than through req.Respond/req.Error: those record the outcome in
+// the request, which micro reads once the handler returns, and handle
+// returns before its worker answers (a data race the race detector
+// found). The wire form is micro's: an error carries the
+// Nats-Service-Error and Nats-Service-Error-Code headers.
+func (sv *server) reply(req micro.Request, resp *protocol.Response, err error) {
+	m := nats.NewMsg(req.Reply())
+	if err == nil {
+		m.Data, _ = json.Marshal(resp) // plain types only: cannot fail
+	} else {
+		code := reason.Of(err)
+		status, oauth := "400", "invalid_request"
+		switch code {
+		case reason.ExchangeUntrustedIdP, reason.ExchangeTokenInvalid, reason.ExchangeTokenAudience,
+			reason.ExchangeTokenExpired, reason.ExchangeActorDenied, reason.ExchangeNoScope:
+			status, oauth = "403", "invalid_grant"
+		case reason.ExchangeProofInvalid, reason.ExchangeProofStale:
+			status, oauth = "401", "invalid_request"
+		case reason.ExchangeScopeDenied:
+			status, oauth = "403", "invalid_scope"
+		case reason.Internal:
+			status, oauth = "500", "server_error"
+		}
+		// The caller learns the code, never the operator's detail.
+		m.Data, _ = json.Marshal(protocol.ErrorBody{Error: oauth, Reason: string(code)})
+		m.Header.Set(micro.ErrorHeader, string(code))
+		m.Header.Set(micro.ErrorCodeHeader, status)
+	}
+	if m.Subject == "" {
+		return // a publish, not a request: nobody to answer
+	}
+	if perr := sv.nc.PublishMsg(m); perr != nil {
+		sv.svc.opts.log.Warn().Err(perr).Msg("exchange: reply failed")
+	}
+}
+
+func (sv *server) publishAudit(ev audit.Event) {
+	subj, err := subjects.Audit(ev.Tenant)
+	if err != nil {
+		subj, _ = subjects.Audit(subjects.UnroutableTenant)
+	}
+	m := nats.NewMsg(subj)
+	m.Data = ev.AppendJSON(nil)
+	if ev.RequestID != "" {
+		m.Header.Set(header.MsgID, "exchange."+ev.Agent+"."+ev.RequestID+"."+outcome(ev))
+	}
+	if err := sv.nc.PublishMsg(m); err != nil {
+		sv.svc.opts.log.Error().Err(err).Str("subject", subj).Msg("exchange: audit publish failed")
+	}
+}
+
+func outcome(ev audit.Event) string {
+	if ev.Reason == "" {
+		return "granted"
+	}
+	return ev.Reason
+}
+
+// Tenants returns the tenants some IdP may speak for, sorted.
+func (s *Service) Tenants() []string {
+	var out []string
+	for _, p := range s.cfg.IdPs {
+		out = append(out, p.Tenants...)
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
