@@ -1,5 +1,5 @@
 // Command ledgermem measures the replay/idempotency ledger (package store)
-// against issue #7's memory target: peak RSS ≤ 256 MiB with 1 million live
+// against a memory budget: peak RSS ≤ 256 MiB with 1 million live
 // entries, and a prune cost independent of how many entries expired.
 //
 // It opens a real Pebble ledger in a temp dir with the gateway's options,

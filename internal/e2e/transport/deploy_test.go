@@ -75,7 +75,7 @@ type pki struct {
 	foreign                  pair // from another CA, same subject as gateway
 }
 
-// deployment is a nats-server started from deploy/nats-server.conf and
+// deployment is a nats-server started from the root nats-server.conf and
 // deploy/accounts.conf with test keys and certificates substituted.
 type deployment struct {
 	dir   string

@@ -1,5 +1,5 @@
 // Package transport holds the end-to-end tests of the transport boundary
-// (issue 6): TLS and mTLS, the NATS accounts and permissions of deploy/,
+// (docs/security.md): TLS and mTLS, the NATS accounts and permissions of deploy/,
 // and consumers rejecting what reaches a capability subject without the
 // gateway.
 //
