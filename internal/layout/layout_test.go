@@ -22,7 +22,7 @@ var topLevel = []string{
 }
 
 // ignored are build and run outputs that .gitignore keeps out of the tree.
-var ignored = []string{"bin", ".agentgw"}
+var ignored = []string{"bin", ".agentgw", "dist", "agentgw"}
 
 func root(t *testing.T) string {
 	t.Helper()
