@@ -282,6 +282,10 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, j
 			return err
 		}
 	}
+	if err := g.signNotices(items); err != nil {
+		g.nakAll(items)
+		return err
+	}
 	if err := g.recordOutcomes(b, items); err != nil {
 		g.nakAll(items)
 		return err
@@ -407,6 +411,9 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 				return err
 			}
 		}
+	}
+	if err := g.stageNotices(it, now); err != nil {
+		return err
 	}
 	g.count(it)
 	g.stats.Decided.Add(1)

@@ -54,6 +54,11 @@ type Config struct {
 	// Exchange, when set, serves the OAuth/OIDC token exchange
 	// (package exchange) from the gateway process.
 	Exchange *exchange.Config `yaml:"exchange"`
+	// NotifySenders sends each authenticated sender a decision notice
+	// (package notice) on its reply subject: delivered, held or denied
+	// with the reason code. Default true; false saves one reply-stream
+	// message per decision (docs/performance.md).
+	NotifySenders bool `yaml:"notify_senders"`
 	// ReloadInterval is how often policy, catalog and revocation files
 	// are checked for changes. Zero disables polling (SIGHUP still works).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
@@ -245,6 +250,7 @@ func DefaultConfig() Config {
 			Partitions: 1,
 		},
 		ReloadInterval: 2 * time.Second,
+		NotifySenders:  true,
 	}
 }
 

@@ -514,7 +514,7 @@ func TestRedeliveryReemitsRecordedOutcome(t *testing.T) {
 	})
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {

@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects"
@@ -367,14 +368,17 @@ func (h *harness) delivery(m *jetstream.RawStreamMsg) delivery.Doc {
 	return d
 }
 
-// outputFor waits for the terminal output of an ingress sequence.
+// outputFor waits for the terminal output of an ingress sequence (a
+// decision notice is not one).
 func (h *harness) outputFor(seq uint64) *jetstream.RawStreamMsg {
 	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, name := range []string{StreamCap, StreamApproval, StreamDenied, StreamReply} {
-			if m := h.find(name, header.IngressSeq, fmt.Sprint(seq)); m != nil {
-				return m
+			for _, m := range h.all(name) {
+				if m.Header.Get(header.IngressSeq) == fmt.Sprint(seq) && m.Header.Get(notice.Header) == "" {
+					return m
+				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -37,15 +37,19 @@ type item struct {
 	delivery uint64
 	start    time.Time
 
-	ref     subjects.IngressRef
-	refOK   bool
-	env     *envelope.Body
-	cred    *identity.Credential
-	target  *catalog.Target
-	budget  map[string]int64
-	replay  store.ReplayKey
-	idem    store.IdemKey
-	keyed   bool // replay/idem keys are authenticated and staged
+	ref    subjects.IngressRef
+	refOK  bool
+	env    *envelope.Body
+	cred   *identity.Credential
+	target *catalog.Target
+	budget map[string]int64
+	replay store.ReplayKey
+	idem   store.IdemKey
+	keyed  bool // replay/idem keys are authenticated and staged
+	// authed: the credential and the signature verified and the message
+	// came in on its signer's own subject, so the signer may be told the
+	// outcome (a decision notice).
+	authed  bool
 	digest  [32]byte
 	payload [32]byte
 	// credSealed and credSealedTo are the credential of a held request
@@ -76,7 +80,10 @@ type item struct {
 	// unsigned are outputs whose decision token the batch signs once
 	// every message is decided (signBatch).
 	unsigned []unsignedToken
-	outID    string // outputMsgID's base, once known
+	// notices are the decision notices of the message (finish), signed
+	// by signNotices once the route is final, then added to outputs.
+	notices []unsignedToken
+	outID   string // outputMsgID's base, once known
 }
 
 // unsignedToken is an output waiting for its decision token: in the
@@ -166,7 +173,9 @@ func (g *Gateway) verify(it *item, now time.Time) {
 	case ref.Agent != cred.Subject:
 		it.deny(reason.Deny(reason.SubjectMismatch, "subject agent is not credential %s's subject", cred.ID))
 		return
-	case env.Audience != g.cfg.Audience:
+	}
+	it.authed = true
+	if env.Audience != g.cfg.Audience {
 		it.deny(reason.Deny(reason.WrongAudience, "envelope audience %q", env.Audience))
 		return
 	}

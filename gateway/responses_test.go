@@ -81,7 +81,7 @@ func TestResponseRoundTrip(t *testing.T) {
 	}
 	// At most one answer.
 	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r2","status":"drafted"}`), reason.AlreadyAnswered)
-	if n := len(h.all(StreamReply)); n != 1 {
+	if n := len(h.replies()); n != 1 {
 		t.Errorf("replies = %d; want 1", n)
 	}
 	// A late answer to another request.
@@ -174,7 +174,7 @@ func TestResponseGoesToItsRequester(t *testing.T) {
 	rcpt, err = tool.Respond(ctx, first, map[string]string{"refund_id": "r-again", "status": "drafted"})
 	must(t, err)
 	h.wantReason(rcpt.Seq, reason.AlreadyAnswered)
-	if n := len(h.all(StreamReply)); n != 2 {
+	if n := len(h.replies()); n != 2 {
 		t.Errorf("replies = %d; want 2", n)
 	}
 	h.stop()
@@ -221,7 +221,7 @@ func TestResponderBoundToConsumer(t *testing.T) {
 	rcpt, err = h.sdkAgent(h.consumer).Respond(ctx, d, map[string]string{"refund_id": "r-1", "status": "drafted"})
 	must(t, err)
 	h.wantReply(h.outputFor(rcpt.Seq), h.agent, `{"refund_id":"r-1","status":"drafted"}`)
-	if n := len(h.all(StreamReply)); n != 1 {
+	if n := len(h.replies()); n != 1 {
 		t.Errorf("replies = %d; want 1", n)
 	}
 	h.stop()

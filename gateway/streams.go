@@ -76,7 +76,7 @@ func StreamConfigs(c StreamsConfig, partitions int) []jetstream.StreamConfig {
 		output(StreamApproval, "agentgw: redacted requests awaiting an approver", subjects.ApprovalStreamSubject),
 		deniedOut,
 		auditOut,
-		output(StreamReply, "agentgw: validated responses to requesting agents", subjects.ReplyStreamSubject),
+		output(StreamReply, "agentgw: validated responses and decision notices to agents", subjects.ReplyStreamSubject),
 	}
 }
 

@@ -28,6 +28,9 @@ const Type = "agentgw-decision"
 const (
 	RouteAllow = "allow" // forwarded to a capability subject
 	RouteReply = "reply" // a response forwarded to the requesting agent
+	// RouteNotice binds a decision notice (package notice) on the
+	// sender's reply subject: it authorizes nothing.
+	RouteNotice = "notice"
 )
 
 // version is nats.version: jwt/v2's claim layout version.
@@ -57,7 +60,7 @@ type Claims struct {
 	PayloadDigest string   // Digest of the payload bytes the consumer receives
 	PolicyIDs     []string // may be empty
 	PolicyVersion string   // may be empty
-	Route         string   // RouteAllow or RouteReply
+	Route         string   // RouteAllow, RouteReply or RouteNotice
 }
 
 // Digest returns the lowercase hex SHA-256 of b: the form of BodyDigest

@@ -24,7 +24,8 @@
 //	payload_digest  hex SHA-256 of the payload bytes the consumer receives
 //	policy_ids      the policies that decided
 //	policy_version  the policy set version
-//	route           "allow" (capability) or "reply" (response)
+//	route           "allow" (capability), "reply" (response) or "notice"
+//	                (a decision notice to its sender: authorizes nothing)
 //
 // "nats" rather than a private top-level member, so the credential and
 // the decision token share one shape and jwt/v2 tooling reports the type.

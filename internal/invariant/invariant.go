@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
 )
 
 // Terminal streams: where an ingress message may end (a response ends on
@@ -39,8 +40,13 @@ type Report struct {
 	// second, final stop after the approval queue. Each must follow an
 	// approval output.
 	FollowUps []Output
-	ByReason  map[string]int
-	ByRoute   map[string]int
+	// Notices are decision notices (package notice) on the reply
+	// stream: not where a message ends, but each at most once per
+	// ingress message and recipient.
+	Notices          []Output
+	DuplicateNotices []Output
+	ByReason         map[string]int
+	ByRoute          map[string]int
 }
 
 // Err is nil when the invariants hold.
@@ -54,6 +60,9 @@ func (r *Report) Err() error {
 	}
 	if len(r.Orphans) > 0 {
 		errs = append(errs, fmt.Errorf("%d outputs answer no ingress message", len(r.Orphans)))
+	}
+	if len(r.DuplicateNotices) > 0 {
+		errs = append(errs, fmt.Errorf("%d decision notices were sent twice", len(r.DuplicateNotices)))
 	}
 	return errors.Join(errs...)
 }
@@ -88,6 +97,7 @@ func Collect(ctx context.Context, js jetstream.JetStream) (*Report, error) {
 		}
 	}
 	r := &Report{Ingress: len(ingress), Outputs: map[uint64][]Output{}, ByReason: map[string]int{}, ByRoute: map[string]int{}}
+	notified := map[string]bool{}
 	for _, name := range Terminal {
 		outs, err := readAll(ctx, js, name)
 		if err != nil {
@@ -103,6 +113,20 @@ func Collect(ctx context.Context, js jetstream.JetStream) (*Report, error) {
 			// ordinary output of its own message.
 			if id := o.hdr.Get(header.MsgID); (strings.HasSuffix(id, ".expired") || strings.HasSuffix(id, ".withdrawn")) && err == nil {
 				r.FollowUps = append(r.FollowUps, Output{Stream: name, Seq: seq, Subject: o.subject, Route: out.Route, Reason: out.Reason})
+				continue
+			}
+			if o.hdr.Get(notice.Header) == notice.Kind {
+				n := Output{Stream: name, Seq: seq, Subject: o.subject}
+				if err != nil || !ingress[seq] {
+					r.Orphans = append(r.Orphans, n)
+					continue
+				}
+				key := seqStr + " " + o.subject + " " + o.hdr.Get(header.MessageID)
+				if notified[key] {
+					r.DuplicateNotices = append(r.DuplicateNotices, n)
+				}
+				notified[key] = true
+				r.Notices = append(r.Notices, n)
 				continue
 			}
 			if err != nil || !ingress[seq] {

@@ -1,0 +1,152 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// ErrNoDecision: no verified decision notice arrived in time. The
+// gateway may be down or behind, or run with notify_senders off.
+var ErrNoDecision = errors.New("client: no decision notice")
+
+// Decision is what the gateway decided for one envelope this agent sent,
+// from its decision notice (docs/wire.md, "Decision notices").
+type Decision struct {
+	MessageID  string
+	Route      string // notice.RouteAllow, RouteApproval or RouteDeny
+	Target     string // allow: the capability target it was delivered to
+	ApprovalID string // approval: the id approvers answer
+	Deadline   time.Time
+	Reason     reason.Code // deny: the reason code
+	// Answers and Answer are set when the envelope was an approval
+	// answer the gateway took: the held request's message id and
+	// grant or deny. Route, Target and Reason are then the held
+	// request's outcome.
+	Answers, Answer string
+	Claims          *decision.Claims
+}
+
+// DeniedError is the error of a denial: the reason code, and only that
+// (the policy that decided is for operators).
+type DeniedError struct {
+	MessageID string
+	Reason    reason.Code
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("client: message %s denied: %s", e.MessageID, e.Reason)
+}
+
+// DecisionWatch receives the decision notices on the agent's reply
+// subject. Open it before sending, so no notice arrives unseen; close
+// it when done.
+type DecisionWatch struct {
+	a   *Agent
+	sub *nats.Subscription
+	opt WaitOptions
+}
+
+// WatchDecisions subscribes to the agent's reply subject for decision
+// notices whose token a gateway of opt.TrustedGateways signed.
+func (a *Agent) WatchDecisions(opt WaitOptions) (*DecisionWatch, error) {
+	if len(opt.TrustedGateways) == 0 {
+		return nil, fmt.Errorf("%w: no trusted gateway keys for decision notices", ErrConfig)
+	}
+	subj, err := subjects.Reply(a.tenant, a.pub)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := a.nc.SubscribeSync(subj)
+	if err != nil {
+		return nil, fmt.Errorf("client: subscribe %s: %w", subj, err)
+	}
+	return &DecisionWatch{a: a, sub: sub, opt: opt}, nil
+}
+
+// Close ends the subscription.
+func (w *DecisionWatch) Close() error { return w.sub.Unsubscribe() }
+
+// Await waits, until ctx is done, for the verified notice of the envelope
+// messageID. A denial of it returns the Decision and a *DeniedError; an
+// approval answer the gateway took is not a denial of the answer, even
+// when the held request ends denied (Answers is set). Messages on the
+// subject that are not verified notices of messageID are skipped.
+func (w *DecisionWatch) Await(ctx context.Context, messageID string) (*Decision, error) {
+	for {
+		m, err := w.sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w for %s: %w", ErrNoDecision, messageID, err)
+		}
+		if m.Header.Get(notice.Header) != notice.Kind || m.Header.Get(header.MessageID) != messageID {
+			continue
+		}
+		d, err := w.a.verifyNotice(m, w.opt)
+		if err != nil || d.MessageID != messageID {
+			continue // not from a trusted gateway: not our notice
+		}
+		if d.Route == notice.RouteDeny && d.Answers == "" {
+			return d, &DeniedError{MessageID: messageID, Reason: d.Reason}
+		}
+		return d, nil
+	}
+}
+
+// SendAndDecide sends req and waits, until ctx is done, for the
+// gateway's decision notice: delivered, held for approval, or denied
+// (a *DeniedError). Without a notice in time it returns the receipt and
+// ErrNoDecision.
+func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions) (*Receipt, *Decision, error) {
+	w, err := a.WatchDecisions(opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = w.Close() }()
+	rcpt, err := a.Send(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := w.Await(ctx, rcpt.MessageID)
+	return rcpt, d, err
+}
+
+// verifyNotice checks a notice's token — a trusted gateway's, addressed
+// to this agent, route notice, bound to these bytes and naming the
+// notice's envelope — and decodes it.
+func (a *Agent) verifyNotice(m *nats.Msg, opt WaitOptions) (*Decision, error) {
+	skew := opt.Skew
+	if skew == 0 {
+		skew = 30 * time.Second
+	}
+	claims, err := decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
+		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if claims.Route != decision.RouteNotice || claims.Subject != a.pub || claims.PayloadDigest != decision.Digest(m.Data) {
+		return nil, reason.Deny(reason.DecisionBinding, "notice token does not bind these bytes to this agent")
+	}
+	n, err := notice.Parse(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	if n.MessageID != claims.MessageID {
+		return nil, reason.Deny(reason.DecisionBinding, "notice names another envelope than its token")
+	}
+	d := &Decision{MessageID: n.MessageID, Route: n.Route, Target: n.Target, ApprovalID: n.ApprovalID,
+		Reason: reason.Code(n.Reason), Answers: n.Answers, Answer: n.Answer, Claims: claims}
+	if n.Deadline != nil {
+		d.Deadline = *n.Deadline
+	}
+	return d, nil
+}

@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// stageNotices prepares the decision notices of a decided message, once
+// its route is final (finish): one to its sender when the sender is
+// authenticated, and for an approver's answer the gateway took, one to
+// the requester of the released request too. Unauthenticated input gets
+// none: nobody it could name is known to have sent it.
+func (g *Gateway) stageNotices(it *item, now time.Time) error {
+	if !g.cfg.NotifySenders || !it.authed || it.env == nil || it.cred == nil {
+		return nil
+	}
+	n := noticeOf(it)
+	hi := it.heldItem
+	if hi != nil && hi.route != "" {
+		n = noticeOf(hi)
+		n.MessageID, n.Answers, n.Answer = it.env.MessageID, hi.env.MessageID, notice.AnswerGrant
+		if it.answer.Decision == approval.Deny {
+			n.Answer = notice.AnswerDeny
+		}
+	}
+	if err := g.stageNotice(it, it, n, ".notice", now); err != nil {
+		return err
+	}
+	if hi != nil && hi.route != "" && hi.cred != nil && hi.env != nil {
+		return g.stageNotice(it, hi, noticeOf(hi), ".notice.held", now)
+	}
+	return nil
+}
+
+// noticeOf is what the sender of it may learn of its decision: the
+// route, the target it was delivered to, the approval id and deadline,
+// or the reason code. Never policy ids or the operator's detail.
+func noticeOf(it *item) notice.Notice {
+	n := notice.Notice{MessageID: it.env.MessageID, Route: string(it.route)}
+	switch it.route {
+	case store.RouteAllow:
+		n.Target = targetName(it)
+	case store.RouteApproval:
+		d := it.deadline.UTC()
+		n.ApprovalID, n.Deadline = it.env.MessageID, &d
+	default:
+		n.Route = notice.RouteDeny
+		if it.denial != nil {
+			n.Reason = string(it.denial.Code)
+		}
+	}
+	return n
+}
+
+// stageNotice prepares one notice, output of carrier, to the sender of
+// about, with a decision token addressed to that sender and bound to the
+// notice's bytes and to the envelope it reports on.
+func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix string, now time.Time) error {
+	subj, err := subjects.Reply(about.env.Tenant, about.cred.Subject)
+	if err != nil {
+		return nil // not a routable sender: nobody to tell
+	}
+	body, err := n.Marshal()
+	if err != nil {
+		return fmt.Errorf("gateway: decision notice: %w", err)
+	}
+	m := nats.NewMsg(subj)
+	m.Data = body
+	m.Header.Set(header.MsgID, outputMsgID(carrier, suffix))
+	m.Header.Set(notice.Header, notice.Kind)
+	m.Header.Set(header.IngressSeq, fmt.Sprint(carrier.seq))
+	m.Header.Set(header.MessageID, n.MessageID)
+	p, err := decision.Prepare(g.signer, decision.Claims{
+		Subject: about.cred.Subject, Audience: about.cred.Subject, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
+		Tenant: about.env.Tenant, Scope: notice.Scope, TraceID: about.env.TraceID, MessageID: about.env.MessageID,
+		BodyDigest: bodyDigest(about, about.body), PayloadDigest: decision.Digest(body), Route: decision.RouteNotice,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: notice token: %w", err)
+	}
+	carrier.notices = append(carrier.notices, unsignedToken{m: m, p: p})
+	return nil
+}
+
+// signNotices signs the batch's notices with one signature and adds
+// them to their messages' outputs, before the outcomes are recorded.
+func (g *Gateway) signNotices(items []*item) error {
+	var slots []unsignedToken
+	for _, it := range items {
+		slots = append(slots, it.notices...)
+	}
+	if len(slots) == 0 {
+		return nil
+	}
+	ps := make([]*decision.Pending, len(slots))
+	for i, s := range slots {
+		ps[i] = s.p
+	}
+	toks, err := decision.SignBatch(g.signer, ps)
+	if err != nil {
+		return fmt.Errorf("gateway: sign decision notices: %w", err)
+	}
+	for i, s := range slots {
+		s.m.Header.Set(header.Decision, toks[i].Reveal())
+	}
+	for _, it := range items {
+		for _, s := range it.notices {
+			it.outputs = append(it.outputs, s.m)
+		}
+		it.notices = nil
+	}
+	return nil
+}
