@@ -22,8 +22,8 @@ import (
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
-	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects"
 )
