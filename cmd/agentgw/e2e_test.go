@@ -113,14 +113,22 @@ func TestUserJourney(t *testing.T) {
 	asConsumer := append([]string{"--nats-nkey", m.Consumer.Creds}, nats...)
 	asApprover := append([]string{"--nats-nkey", m.Approver.Creds}, nats...)
 	asOperator := append([]string{"--nats-nkey", m.Operator.Creds}, nats...)
-	agentArgs := append([]string{"--creds", m.Agent.Creds, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey}, nats...)
-	send := func(extra ...string) map[string]any {
-		r := mustRun(t, dir, 0, append(append([]string{"send", "--json"}, agentArgs...), extra...)...)
+	agentArgs := append([]string{"--creds", m.Agent.Creds, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--gateway-key", m.GatewayKey}, nats...)
+	sendWant := func(code int, extra ...string) map[string]any {
+		r := mustRun(t, dir, code, append(append([]string{"send", "--json"}, agentArgs...), extra...)...)
 		return decodeLines(t, r.stdout)[0]
 	}
+	send := func(extra ...string) map[string]any { return sendWant(0, extra...) }
+	decisionOf := func(rc map[string]any) map[string]any {
+		d, _ := rc["decision"].(map[string]any)
+		return d
+	}
 
-	// A sealed refund is delivered and the consumer verifies and opens it.
-	send("--capability", "tool_call", "--target", "refunds.draft_refund", "--sealed", `{"order_id":"ord_9","amount_cents":900}`)
+	// A sealed refund is delivered and the consumer verifies and opens
+	// it; the sender learns where it went.
+	if d := decisionOf(send("--capability", "tool_call", "--target", "refunds.draft_refund", "--sealed", `{"order_id":"ord_9","amount_cents":900}`)); d["route"] != "allow" || d["target"] != "refunds.draft_refund" {
+		t.Errorf("send's decision = %v; want allow to refunds.draft_refund", d)
+	}
 	r := mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "refunds.draft_refund",
 		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, asConsumer...)...)
 	got := decodeLines(t, r.stdout)
@@ -139,10 +147,16 @@ func TestUserJourney(t *testing.T) {
 
 	// Hostile: a tool outside the catalog is denied. (The SDK refuses to
 	// even build a message for another audience.)
-	send("--capability", "tool_call", "--target", "shell.exec", "--plain", `{"cmd":"rm -rf /"}`)
+	// The sender learns the reason code and send exits 3.
+	if d := decisionOf(sendWant(3, "--capability", "tool_call", "--target", "shell.exec", "--plain", `{"cmd":"rm -rf /"}`)); d["route"] != "deny" || d["reason"] != "unknown_target" {
+		t.Errorf("send's decision = %v; want deny unknown_target", d)
+	}
 
 	// Approval: a critical payment is held, then granted and delivered.
 	held := send("--capability", "tool_call", "--target", "payments.send", "--sealed", `{"amount_cents":100000}`)
+	if d := decisionOf(held); d["route"] != "approval" || d["approval_id"] != held["message_id"] || d["deadline"] == nil {
+		t.Errorf("send's decision = %v; want held for approval %v with a deadline", d, held["message_id"])
+	}
 	var pending []map[string]any
 	for i := 0; i < 100 && len(pending) == 0; i++ {
 		pending = decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, asApprover...)...).stdout)
@@ -161,7 +175,8 @@ func TestUserJourney(t *testing.T) {
 	// Revoke the agent (no restart), get denied, un-revoke, replay.
 	mustRun(t, dir, 0, "creds", "revoke", "--file", m.Revocation, "--creds", m.Agent.Creds)
 	time.Sleep(3 * time.Second) // reload_interval is 2s in the dev config
-	revoked := send("--capability", "read", "--target", "kb.search", "--plain", `{"q":"after revocation"}`)
+	// A revoked credential does not verify: nobody is told (no notice).
+	revoked := send("--no-wait-decision", "--capability", "read", "--target", "kb.search", "--plain", `{"q":"after revocation"}`)
 	var deniedSeq float64
 	for i := 0; i < 100 && deniedSeq == 0; i++ {
 		for _, row := range decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a"}, asOperator...)...).stdout) {

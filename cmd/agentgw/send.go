@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/notice"
 )
 
 func sendCmd(args []string) int {
@@ -19,9 +20,12 @@ Build, sign and publish one envelope as the agent of --creds (an agentgw
 .creds file), with client.Agent.Send. A sealed payload is sealed to the
 gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
 (the credential's xkey). Prints the message id, the trace id and the
-ingress stream sequence once JetStream has stored the message.
-
-The gateway decides asynchronously: follow the outcome with
+ingress stream sequence once JetStream has stored the message, then
+waits (up to --timeout) for the gateway's decision notice on the agent's
+reply subject and prints it: delivered (to which target), held (the
+approval id and deadline) or denied (the reason code; exit 3). The notice
+must carry a decision token of a gateway key given with --gateway-key.
+--no-wait-decision prints the receipt only; follow the outcome with
 'agentgw audit tail --trace <trace id>'.
 
 Connects to NATS as the agent's key (the nkey user of --creds, inbox
@@ -44,8 +48,9 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long without an acknowledgement")
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
 	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it; needs --gateway-key and --curve-seed")
+	noDecision := c.fs.Bool("no-wait-decision", false, "do not wait for the gateway's decision notice; print the receipt only")
 	var gwKeys listFlag
-	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose reply tokens to trust, with --wait; repeatable")
+	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose reply and notice tokens to trust; repeatable")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -100,6 +105,9 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 			return c.usageErr("a sealed payload needs --curve-seed (the agent's SX… seed) and --gateway-xkey (the gateway's X… key)")
 		}
 	}
+	if !*wait && !*noDecision && len(gwKeys) == 0 {
+		return c.usageErr("waiting for the decision needs --gateway-key (the gateway's N… signing key, which signs the notice); or pass --no-wait-decision")
+	}
 	cf.identity = *creds
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
@@ -122,6 +130,7 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	defer stop()
 	var rc *client.Receipt
 	var reply *client.Reply
+	var dec *client.Decision
 	if *wait {
 		if len(gwKeys) == 0 || *curve == "" {
 			return c.usageErr("--wait needs --gateway-key and --curve-seed (replies are sealed to the agent)")
@@ -130,6 +139,16 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 		if errors.Is(err, client.ErrNoReply) {
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
 			return exitRejected
+		}
+	} else if !*noDecision {
+		var denied *client.DeniedError
+		rc, dec, err = agent.SendAndDecide(ctx, req, client.WaitOptions{TrustedGateways: gwKeys})
+		switch {
+		case errors.Is(err, client.ErrNoDecision):
+			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no decision notice within %s.\n  Is the gateway running with notify_senders on, and --gateway-key its signing key? 'agentgw audit tail --trace %s' shows the outcome.\n", rc.MessageID, *timeout, rc.TraceID)
+			return exitRejected
+		case errors.As(err, &denied):
+			err = nil
 		}
 	} else {
 		rc, err = agent.Send(ctx, req)
@@ -153,12 +172,60 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 		if reply != nil {
 			out["reply"] = map[string]any{"responder": reply.Responder, "message_id": reply.MessageID, "payload": json.RawMessage(reply.Payload)}
 		}
+		if dec != nil {
+			out["decision"] = decisionJSON(dec)
+		}
 		_ = newJSONLines(c.out).write(out)
-		return exitOK
+		return decisionExit(dec)
 	}
 	fmt.Fprintf(c.out, "message_id  %s\ntrace_id    %s\nstream_seq  %s %d\n", rc.MessageID, rc.TraceID, rc.Stream, rc.Seq)
 	if reply != nil {
 		fmt.Fprintf(c.out, "reply       from %s: %s\n", reply.Responder, reply.Payload)
+	}
+	if dec != nil {
+		fmt.Fprintf(c.out, "decision    %s\n", decisionText(dec))
+	}
+	return decisionExit(dec)
+}
+
+// decisionJSON is a decision notice as send --json prints it.
+func decisionJSON(d *client.Decision) map[string]any {
+	out := map[string]any{"route": d.Route}
+	switch d.Route {
+	case notice.RouteAllow:
+		out["target"] = d.Target
+	case notice.RouteApproval:
+		out["approval_id"], out["deadline"] = d.ApprovalID, d.Deadline.UTC().Format(time.RFC3339)
+	default:
+		out["reason"] = string(d.Reason)
+	}
+	if d.Answers != "" {
+		out["answers"], out["answer"] = d.Answers, d.Answer
+	}
+	return out
+}
+
+// decisionText is a decision notice in one line.
+func decisionText(d *client.Decision) string {
+	var s string
+	switch d.Route {
+	case notice.RouteAllow:
+		s = "delivered to " + d.Target
+	case notice.RouteApproval:
+		s = fmt.Sprintf("held for approval %s until %s", d.ApprovalID, d.Deadline.UTC().Format(time.RFC3339))
+	default:
+		s = "denied: " + string(d.Reason)
+	}
+	if d.Answers != "" {
+		s = fmt.Sprintf("answer %s to %s taken; the request was %s", d.Answer, d.Answers, s)
+	}
+	return s
+}
+
+// decisionExit is 3 for a denial of the message itself, else 0.
+func decisionExit(d *client.Decision) int {
+	if d != nil && d.Route == notice.RouteDeny && d.Answers == "" {
+		return exitRejected
 	}
 	return exitOK
 }
