@@ -50,6 +50,7 @@ stderr, the table to stdout.`)
 	instances := c.fs.Int("instances", 0, "run the gateway scaled out as N instances in this process sharing --partitions by lease (0: one gateway, single-instance mode)")
 	partitions := c.fs.Int("partitions", 0, "ingress partitions, each with its own consumer and ledger (0: 1, or 6 with --instances)")
 	fair := c.fs.Bool("fair-tenants", false, "gateway with consumer.fair_tenants (a queue per tenant)")
+	noNotices := c.fs.Bool("no-notify-senders", false, "gateway with notify_senders off (no decision notice per message)")
 	timeout := c.fs.Duration("timeout", 0, "bound per scenario (0: 2m + 2ms per message)")
 	cpuProfile := c.fs.String("cpuprofile", "", "write a CPU profile of each gateway scenario (name gets the scenario inserted when several)")
 	traceOut := c.fs.String("trace", "", "write a runtime execution trace of each gateway scenario (see go tool trace -pprof=syscall)")
@@ -68,7 +69,7 @@ stderr, the table to stdout.`)
 	cfg.Messages, cfg.Agents, cfg.Tenants = *messages, *agents, *tenants
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
-	cfg.Instances, cfg.Partitions, cfg.FairTenants = *instances, *partitions, *fair
+	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	if *quiet {
 		cfg.ProgressEvery = -1

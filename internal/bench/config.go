@@ -66,6 +66,9 @@ type Config struct {
 	Instances int
 	// FairTenants turns on consumer.fair_tenants (a queue per tenant).
 	FairTenants bool
+	// NoNotices turns notify_senders off: no decision notice per
+	// authenticated message on the reply stream.
+	NoNotices bool
 	// Partitions is the ingress partition count (consumer.partitions):
 	// each partition has its own consumer and ledger, so their serial
 	// phases (ledger gates, commit) overlap. Zero: 1, or 6 with

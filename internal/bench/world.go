@@ -220,6 +220,7 @@ func (w *world) gatewayConfig(dataDir string, cfg *Config) gateway.Config {
 	gc.Consumer.Workers = cfg.Workers
 	gc.Consumer.Partitions = cfg.partitions()
 	gc.Consumer.FairTenants = cfg.FairTenants
+	gc.NotifySenders = !cfg.NoNotices
 	// Polling the files is not part of the hot path being measured.
 	gc.ReloadInterval = 0
 	return gc

@@ -219,6 +219,8 @@ consumer:
   # A queue per tenant: one tenant's flood cannot starve another's traffic.
   fair_tenants: true
 reload_interval: 2s
+# Each authenticated sender is told its decision on its reply subject.
+notify_senders: true
 `
 
 func (m *Material) writeActor(issuer nkeys.KeyPair, a Actor, scopes []string) (string, error) {
@@ -334,7 +336,7 @@ type tenantData struct {
 
 type userData struct {
 	Role, Key string
-	Replies   bool       // may receive its replies (agentgw.reply.<tenant>.<key>)
+	Replies   bool       // may receive its replies and decision notices (agentgw.reply.<tenant>.<key>)
 	Consumers []Consumer // may bind and read these
 }
 
@@ -376,10 +378,12 @@ func (m *Material) writeServerConf() error {
 		Name: Tenant, Account: strings.ToUpper(Tenant), Consumers: m.Consumers,
 		Users: []userData{
 			{Role: "agent", Key: agent, Replies: true},
-			{Role: "approver", Key: approver, Consumers: []Consumer{queue}},
+			// Every user sends envelopes, so each may read the decision
+			// notices on its own reply subject.
+			{Role: "approver", Key: approver, Replies: true, Consumers: []Consumer{queue}},
 			// The dev consumer is the one tool runtime of the dev catalog:
 			// every target of the tenant, and no approval queue.
-			{Role: "consumer", Key: consumer, Consumers: caps},
+			{Role: "consumer", Key: consumer, Replies: true, Consumers: caps},
 		},
 	}}
 	src, err := material.ReadFile(serverTemplate)
