@@ -15,7 +15,9 @@ import (
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func approvalsCmd(args []string) int {
@@ -57,9 +59,11 @@ List the held requests of a tenant from `+gateway.StreamApproval+`: held message
 requesting agent, target, risk, the payload fields the catalog marks
 approver-visible, and the deadline. Requests past their deadline are
 hidden unless --all (the gateway has denied them as approval_expired).
-Requests already answered are still listed until their deadline: check
-'agentgw audit tail --trace <trace id>'. watch keeps printing new
-requests until interrupted.
+A request whose answer the gateway took through 'approvals grant' or
+'approvals deny' (or client.Approver.Watch) is acknowledged on the
+approval queue and no longer listed; one answered otherwise stays listed
+until its deadline ('agentgw audit tail --trace <trace id>' shows it).
+watch keeps printing new requests until interrupted.
 
 Connected as an nkey user (--nats-nkey: the approver's seed or .creds) of a
 server that requires authentication, as on the 'agentgw run' server, it
@@ -150,6 +154,16 @@ approve:<target>), bound to the request's body digest and policy version.
 The gateway checks the answer like any envelope; a grant releases the
 request to its capability subject exactly once.
 
+Then waits (up to --timeout) for the gateway's verdict, the decision
+notice of the answer on the approver's reply subject (signed by a key of
+--gateway-key), and prints it: the answer taken and what became of the
+request, or the answer refused with the reason code (exit 3; e.g.
+approval_invalid for a request already answered). A grant whose release
+was denied (the requester revoked meanwhile) exits 3 too. Once the
+gateway has answered, the request is acknowledged on the approval queue,
+so 'approvals ls' no longer lists it. --no-wait-decision sends and
+returns.
+
 Refuses (exit 3) to answer your own request or one past its deadline.
 Answers carry plain payloads, so no curve key is needed. Connects as the
 approver's key (--creds) unless --nats-nkey or --nats-creds say otherwise,
@@ -164,6 +178,9 @@ and finds the request as 'approvals ls' does.`)
 	why := c.fs.String("reason", "", "reason `text`, recorded with the answer")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long")
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
+	noDecision := c.fs.Bool("no-wait-decision", false, "do not wait for the gateway's verdict")
+	var gwKeys listFlag
+	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose verdict to trust; repeatable")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -172,6 +189,9 @@ and finds the request as 'approvals ls' does.`)
 	}
 	if code, ok := c.require("creds", "id"); !ok {
 		return code
+	}
+	if !*noDecision && len(gwKeys) == 0 {
+		return c.usageErr("waiting for the verdict needs --gateway-key (the gateway's N… signing key); or pass --no-wait-decision")
 	}
 	if *timeout <= 0 {
 		return c.usageErr("--timeout must be positive")
@@ -210,6 +230,13 @@ and finds the request as 'approvals ls' does.`)
 		fmt.Fprintf(c.err, "agentgw %s: request %s expired at %s; the gateway denies it as approval_expired\n", c.name, clean(*id), stamp(req.Deadline))
 		return exitRejected
 	}
+	var watch *client.DecisionWatch
+	if !*noDecision {
+		if watch, err = ap.Agent().WatchDecisions(client.WaitOptions{TrustedGateways: gwKeys}); err != nil {
+			return c.fail(err, "")
+		}
+		defer func() { _ = watch.Close() }()
+	}
 	rc, err := ap.Answer(ctx, req, decision, *why)
 	switch {
 	case errors.Is(err, client.ErrSelfApproval):
@@ -220,17 +247,70 @@ and finds the request as 'approvals ls' does.`)
 	case err != nil:
 		return c.fail(err, "")
 	}
+	var verdict *client.Decision
+	if watch != nil {
+		verdict, err = watch.Await(ctx, rc.MessageID)
+		var denied *client.DeniedError
+		switch {
+		case errors.Is(err, client.ErrNoDecision):
+			fmt.Fprintf(c.err, "agentgw %s: answer %s sent, but no verdict within %s: 'agentgw audit tail --trace %s' shows it.\n", c.name, rc.MessageID, *timeout, rc.TraceID)
+			return exitRejected
+		case err != nil && !errors.As(err, &denied):
+			return c.fail(err, "")
+		}
+		// Answered now, or past answering: the queue need not show it. A
+		// refusal of this approver's answer leaves it for others.
+		if verdict != nil && (verdict.Answers != "" || verdict.Reason == reason.ApprovalExpired) {
+			if err := ackRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id); err != nil {
+				fmt.Fprintf(c.err, "agentgw %s: the request stays listed on the approval queue: %v\n", c.name, err)
+			}
+		}
+	}
+	code = exitOK
+	if verdict != nil && (verdict.Answers == "" || decision == approval.Grant && verdict.Route != notice.RouteAllow) {
+		code = exitRejected
+	}
 	if *asJSON {
-		_ = newJSONLines(c.out).write(map[string]any{
+		out := map[string]any{
 			"decision": decision, "held_message_id": req.HeldMessageID, "message_id": rc.MessageID,
 			"trace_id": rc.TraceID, "stream": rc.Stream, "seq": rc.Seq,
-		})
-		return exitOK
+		}
+		if verdict != nil {
+			out["verdict"] = decisionJSON(verdict)
+		}
+		_ = newJSONLines(c.out).write(out)
+		return code
 	}
 	fmt.Fprintf(c.out, "sent %s for %s (target %s)\nmessage_id  %s\ntrace_id    %s\nstream_seq  %s %d\n",
 		decision, clean(req.HeldMessageID), clean(req.Target), rc.MessageID, rc.TraceID, rc.Stream, rc.Seq)
-	fmt.Fprintf(c.err, "The gateway decides on the answer: 'agentgw audit tail --trace %s'.\n", rc.TraceID)
-	return exitOK
+	switch {
+	case verdict == nil:
+		fmt.Fprintf(c.err, "The gateway decides on the answer: 'agentgw audit tail --trace %s'.\n", rc.TraceID)
+	case verdict.Answers == "":
+		fmt.Fprintf(c.out, "verdict     answer refused: %s\n", verdict.Reason)
+	default:
+		fmt.Fprintf(c.out, "verdict     %s\n", decisionText(verdict))
+	}
+	return code
+}
+
+// ackRequest acknowledges the request held under id on the approval
+// queue, as client.Approver.Watch does once a request is handled, so
+// that the queue no longer shows it. Without the pre-created queue
+// (an unbound reader) there is nothing to acknowledge.
+func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string) error {
+	if !bound {
+		return nil
+	}
+	return scanBound(ctx, nc, js, gateway.StreamApproval, client.ApprovalConsumerName(tenant), false, func(m jetstream.Msg) error {
+		if m.Headers().Get(header.MessageID) != id {
+			return nil
+		}
+		if err := m.Ack(); err != nil {
+			return err
+		}
+		return errConsumed
+	})
 }
 
 // findRequest returns the latest request of tenant held under id. It

@@ -117,7 +117,7 @@ func TestApprovalsAnswer(t *testing.T) {
 	}
 	answer := func(want int, decision, id string) result {
 		t.Helper()
-		r := mustRun(t, k.dir, want, "approvals", decision, "--nats", url, "--creds", "approver.creds", "--id", id, "--reason", "looks right", "--json")
+		r := mustRun(t, k.dir, want, "approvals", decision, "--no-wait-decision", "--nats", url, "--creds", "approver.creds", "--id", id, "--reason", "looks right", "--json")
 		k.assertNoSecrets(t, "approvals "+decision, r.stdout+r.stderr)
 		return r
 	}

@@ -270,6 +270,10 @@ func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool
 	return nc, js, exitOK, true
 }
 
+// errConsumed, from a scanBound callback, says it acknowledged the
+// message: it is not handed back, and the scan goes on.
+var errConsumed = errors.New("consumed")
+
 // scanBound is scan for a tenant user: it binds the pre-created consumer
 // durable on stream (it may not create one) and hands fn each message
 // once, oldest first. Everything it fetched is handed back (nak) when it
@@ -316,6 +320,10 @@ func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, strea
 				continue
 			}
 			fnErr = fn(m)
+			if errors.Is(fnErr, errConsumed) {
+				delete(held, md.Sequence.Stream) // fn acknowledged it: not handed back
+				fnErr = nil
+			}
 		}
 		if fnErr != nil {
 			return fnErr

@@ -165,7 +165,18 @@ func TestUserJourney(t *testing.T) {
 	if len(pending) != 1 || pending[0]["held_message_id"] != held["message_id"] {
 		t.Fatalf("approvals ls = %v; want the held payment %v", pending, held["message_id"])
 	}
-	mustRun(t, dir, 0, append([]string{"approvals", "grant", "--creds", m.Approver.Creds, "--id", held["message_id"].(string), "--reason", "ok"}, nats...)...)
+	grant := append([]string{"approvals", "grant", "--json", "--creds", m.Approver.Creds, "--gateway-key", m.GatewayKey, "--id", held["message_id"].(string), "--reason", "ok"}, nats...)
+	v, _ := decodeLines(t, mustRun(t, dir, 0, grant...).stdout)[0]["verdict"].(map[string]any)
+	if v["answers"] != held["message_id"] || v["answer"] != "grant" || v["route"] != "allow" || v["target"] != "payments.send" {
+		t.Errorf("approvals grant verdict = %v; want the grant taken and the payment delivered", v)
+	}
+	// Answered: no longer listed, and a second grant is refused (exit 3).
+	if rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, asApprover...)...).stdout); len(rows) != 0 {
+		t.Errorf("approvals ls after the grant = %v; want nothing pending", rows)
+	}
+	if r := mustRun(t, dir, 1, grant...); !strings.Contains(r.stderr, "no held request") {
+		t.Errorf("a second grant: %s\nwant: no held request", r)
+	}
 	r = mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "payments.send",
 		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, asConsumer...)...)
 	if got := decodeLines(t, r.stdout); len(got) != 1 || got[0]["message_id"] != held["message_id"] {
