@@ -23,6 +23,7 @@ func credsCmd(args []string) int {
 		{"issue", "sign a credential for an agent and write its .creds file", credsIssue},
 		{"show", "print a credential's decoded claims (never the JWT or seed)", credsShow},
 		{"revoke", "add a jti or an agent key to the gateway's revocations file", credsRevoke},
+		{"unrevoke", "remove a jti or an agent key from the gateway's revocations file", credsUnrevoke},
 		{"exchange", "exchange an IdP (OAuth/OIDC) token for a credential through the gateway", credsExchange},
 	}, args)
 }
@@ -267,8 +268,24 @@ the tenant is the gateway's config. Exits 3 when the signature is invalid.`)
 	return exitOK
 }
 
-func credsRevoke(args []string) int {
-	c := newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --creds FILE)...", `
+func credsRevoke(args []string) int { return reviseRevocations(args, true) }
+
+func credsUnrevoke(args []string) int { return reviseRevocations(args, false) }
+
+// reviseRevocations adds (revoke) or removes credential ids and agent
+// keys in a revocations file.
+func reviseRevocations(args []string, revoke bool) int {
+	if !revoke {
+		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --creds FILE)...", `
+Remove credential ids (jti) and agent keys from the gateway's revocations
+file, the inverse of 'creds revoke'. The file is replaced atomically and
+keeps its mode; the gateway applies it at its next reload (every
+reload_interval, or on SIGHUP). A message denied while revoked can then
+be re-submitted with 'agentgw denied replay': check it with --dry-run
+first, since a re-submission is used up even when it is denied again.
+Comments in the file are not preserved.`))
+	}
+	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --creds FILE)...", `
 Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
 "keys: [...]"), creating it if needed. The file is replaced atomically and
@@ -277,12 +294,19 @@ reload_interval, or on SIGHUP): no restart. A revoked key revokes every
 credential of that agent. The reload also denies, at once, every request
 held for an approver that a revoked credential or key sent (reason
 revoked, audit event approval_withdrawn). Comments in the file are not
-preserved.`)
+preserved.`))
+}
+
+func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
+	verb := "revoke"
+	if !revoke {
+		verb = "un-revoke"
+	}
 	file := c.fs.String("file", "", "revocations YAML `file` the gateway's revocations.file names")
 	var jtis, keys, creds listFlag
-	c.fs.Var(&jtis, "jti", "credential `id` to revoke (repeatable)")
-	c.fs.Var(&keys, "key", "agent public `key` (U…) to revoke (repeatable)")
-	c.fs.Var(&creds, "creds", "credential `file` whose jti to revoke (repeatable)")
+	c.fs.Var(&jtis, "jti", "credential `id` to "+verb+" (repeatable)")
+	c.fs.Var(&keys, "key", "agent public `key` (U…) to "+verb+" (repeatable)")
+	c.fs.Var(&creds, "creds", "credential `file` whose jti to "+verb+" (repeatable)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -315,7 +339,7 @@ preserved.`)
 		jtis = append(jtis, id)
 	}
 	if len(jtis)+len(keys) == 0 {
-		return c.usageErr("nothing to revoke: give --jti, --key or --creds")
+		return c.usageErr("nothing to %s: give --jti, --key or --creds", verb)
 	}
 	for _, id := range jtis {
 		if !safeID(id) {
@@ -346,6 +370,27 @@ preserved.`)
 		}
 	}
 	added := 0
+	if !revoke {
+		for _, id := range jtis {
+			if i := slices.Index(r.JTIs, id); i >= 0 {
+				r.JTIs = slices.Delete(r.JTIs, i, i+1)
+				added++
+				fmt.Fprintf(c.out, "un-revoked jti %s\n", id)
+			} else {
+				fmt.Fprintf(c.out, "jti %s was not revoked\n", id)
+			}
+		}
+		for _, k := range keys {
+			if i := slices.Index(r.Keys, k); i >= 0 {
+				r.Keys = slices.Delete(r.Keys, i, i+1)
+				added++
+				fmt.Fprintf(c.out, "un-revoked key %s\n", k)
+			} else {
+				fmt.Fprintf(c.out, "key %s was not revoked\n", k)
+			}
+		}
+		jtis, keys = nil, nil
+	}
 	for _, id := range jtis {
 		if !slices.Contains(r.JTIs, id) {
 			r.JTIs = append(r.JTIs, id)

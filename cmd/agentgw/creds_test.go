@@ -211,3 +211,36 @@ func TestCredsRevoke(t *testing.T) {
 		}
 	}
 }
+
+// TestCredsUnrevoke: unrevoke removes what revoke added, and says so
+// when there was nothing to remove.
+func TestCredsUnrevoke(t *testing.T) {
+	k := newCredsKit(t)
+	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk",
+		"--tenant", "tenant_a", "--audience", "gw", "--xkey", k.xkey, "--out", "agent.creds")
+	tok, kp, err := identity.ReadCreds(filepath.Join(k.dir, "agent.creds"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp.Wipe()
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--creds", "agent.creds", "--jti", "other-id", "--key", k.agent)
+	r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--creds", "agent.creds", "--key", k.agent)
+	k.assertNoSecrets(t, "creds unrevoke", r.stdout+r.stderr)
+	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc gateway.RevocationConfig
+	if err := yaml.UnmarshalWithOptions(data, &rc, yaml.Strict()); err != nil {
+		t.Fatalf("revocations file: %v\n%s", err, data)
+	}
+	if !slices.Equal(rc.JTIs, []string{"other-id"}) || len(rc.Keys) != 0 || slices.Contains(rc.JTIs, tok.JTI()) {
+		t.Errorf("revocations after unrevoke = %+v; want jtis [other-id], no keys", rc)
+	}
+	if r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--key", k.agent); !strings.Contains(r.stdout, "was not revoked") {
+		t.Errorf("unrevoking what is not revoked is not reported as such:\n%s", r.stdout)
+	}
+	if r := mustRun(t, k.dir, exitUsage, "creds", "unrevoke", "--file", "revocations.yaml"); !strings.Contains(r.stderr, "nothing to un-revoke") {
+		t.Errorf("creds unrevoke without ids: %s", r)
+	}
+}
