@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/audit"
@@ -117,6 +118,17 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	ev.MessageID, ev.TraceID = denied.hdr.Get(header.MessageID), denied.hdr.Get(header.TraceID)
 	ev.Agent = denied.ref.Agent
 	if req.DryRun {
+		// A re-submission is used up even when it was denied again (the
+		// agent still revoked, say): the dry run says so instead of
+		// predicting a replay the gateway would refuse.
+		in, found, err := g.resubmitted(ctx, denied, req.DeniedSeq)
+		if err != nil {
+			return operator.Result{}, ev, err
+		}
+		if found {
+			return operator.Result{DryRun: true, Route: string(store.RouteDeny), Reason: string(reason.ReplayRefused),
+				Detail: fmt.Sprintf("denied message %d was already re-submitted, as ingress %d", req.DeniedSeq, in)}, ev, nil
+		}
 		return g.dryRun(denied, now), ev, nil
 	}
 	seq, err := g.resubmit(ctx, denied, req.DeniedSeq, cred.Subject, now)
@@ -205,6 +217,49 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 		res.Reason, res.Detail = string(it.denial.Code), it.denial.Detail
 	}
 	return res
+}
+
+// resubmitted reports whether denied message deniedSeq was re-submitted
+// within the ingress stream's duplicate window, the span in which
+// JetStream refuses a second re-submission (its Nats-Msg-Id is fixed per
+// denied message), and as which ingress sequence. It reads the headers
+// of the agent's ingress messages of that window. The window runs on the
+// server's wall clock, so the start is wall time, not the decision clock.
+func (g *Gateway) resubmitted(ctx context.Context, it *item, deniedSeq uint64) (uint64, bool, error) {
+	start := time.Now().Add(-g.cfg.Streams.DuplicateWindow)
+	c, err := g.js.OrderedConsumer(ctx, StreamIngress, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"agentgw.in.*." + it.ref.Tenant + "." + it.ref.Agent},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start, HeadersOnly: true,
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
+	}
+	want := fmt.Sprintf("agw-replay-%d", deniedSeq)
+	for {
+		batch, err := c.FetchNoWait(256)
+		if err != nil {
+			return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
+		}
+		n := 0
+		var pending uint64
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			pending = md.NumPending
+			if m.Headers().Get(header.MsgID) == want {
+				return md.Sequence.Stream, true, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
+		}
+		if n == 0 || pending == 0 {
+			return 0, false, nil
+		}
+	}
 }
 
 // resubmit publishes the original message back to its ingress subject

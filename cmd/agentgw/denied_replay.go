@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func deniedReplay(args []string) int {
@@ -17,7 +23,12 @@ stream (see 'agentgw denied ls'). With --dry-run it is re-evaluated
 against the current credentials, revocations, catalog and policy, and
 nothing changes. Without it the original message is re-submitted through
 every gate; it can succeed at most once per message, and a message that
-has expired since stays denied. The record keeps the agent's credential
+has expired since stays denied. The re-submission is used up even when
+it is denied again (an agent still revoked, say): --dry-run reports
+replay_refused once it is. Without --no-wait it then waits (up to
+--timeout) for the gateway's decision on the re-submitted message, read
+from the audit stream, and prints it: allowed, held, or denied again
+with the reason code (exit 3). The record keeps the agent's credential
 sealed to the gateway's curve key; only the gateway opens it, so a record
 sealed to a curve key the gateway no longer holds cannot be replayed.
 Either way the request is signed with the operator's key and audited. The operator credential needs scope
@@ -26,11 +37,13 @@ operator's key (the nkey user of --creds: account OPS on the 'agentgw
 run' server) unless --nats-nkey or --nats-creds name another user.`)
 	var cf connFlags
 	cf.register(c.fs)
+	cf.operatorSide = true // reads the audit stream for the outcome
 	creds := c.fs.String("creds", "", "operator .creds `file` (agentgw credential with scope operator:replay)")
 	tenant := c.fs.String("tenant", "", "tenant of the denied message")
 	dry := c.fs.Bool("dry-run", false, "re-evaluate only; change nothing")
-	timeout := c.fs.Duration("timeout", 10*time.Second, "how long to wait for the gateway")
+	timeout := c.fs.Duration("timeout", 30*time.Second, "how long to wait for the gateway and the decision")
 	asJSON := c.fs.Bool("json", false, "print the result as JSON")
+	noWait := c.fs.Bool("no-wait", false, "print the new ingress sequence and return; do not wait for the decision")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -45,7 +58,7 @@ run' server) unless --nats-nkey or --nats-creds name another user.`)
 		return c.usageErr("sequence %q is not a positive integer", c.args[0])
 	}
 	cf.identity = *creds
-	nc, _, code, ok := c.connect(&cf)
+	nc, js, code, ok := c.connect(&cf)
 	if !ok {
 		return code
 	}
@@ -64,8 +77,24 @@ run' server) unless --nats-nkey or --nats-creds name another user.`)
 		}
 		return c.fail(err, "is the gateway running ('agentgw run' or 'agentgw serve')?")
 	}
+	var outcome *audit.Event
+	if !res.DryRun && !*noWait {
+		outcome, err = replayOutcome(ctx, js, *tenant, res.IngressSeq)
+		if err != nil {
+			fmt.Fprintf(c.err, "agentgw denied replay: denied #%d re-submitted as ingress #%d, but its decision is not known: %v\n  Follow it with 'agentgw audit tail --tenant %s'.\n", seq, res.IngressSeq, err, *tenant)
+			return exitRejected
+		}
+	}
 	if *asJSON {
-		return jsonExit(c, res)
+		if outcome == nil {
+			return jsonExit(c, res)
+		}
+		out := map[string]any{"route": res.Route, "ingress_seq": res.IngressSeq,
+			"outcome": map[string]any{"route": outcome.Route, "reason": outcome.Reason, "target": outcome.Target}}
+		if code := jsonExit(c, out); code != exitOK {
+			return code
+		}
+		return outcomeExit(outcome)
 	}
 	if res.DryRun {
 		fmt.Fprintf(c.out, "dry run of denied #%d: would be %s", seq, res.Route)
@@ -81,8 +110,55 @@ run' server) unless --nats-nkey or --nats-creds name another user.`)
 		}
 		return exitOK
 	}
-	fmt.Fprintf(c.out, "denied #%d re-submitted as ingress #%d; follow it with 'agentgw audit tail --tenant %s'\n", seq, res.IngressSeq, *tenant)
+	if outcome == nil {
+		fmt.Fprintf(c.out, "denied #%d re-submitted as ingress #%d; follow it with 'agentgw audit tail --tenant %s'\n", seq, res.IngressSeq, *tenant)
+		return exitOK
+	}
+	switch outcome.Route {
+	case "allow":
+		fmt.Fprintf(c.out, "denied #%d re-submitted as ingress #%d: allowed, delivered to %s\n", seq, res.IngressSeq, clean(outcome.Target))
+	case "approval":
+		fmt.Fprintf(c.out, "denied #%d re-submitted as ingress #%d: held for approval (target %s)\n", seq, res.IngressSeq, clean(outcome.Target))
+	default:
+		fmt.Fprintf(c.out, "denied #%d re-submitted as ingress #%d: denied again: %s\n  The re-submission is used up; 'agentgw denied ls --tenant %s --reason %s' shows the new record.\n",
+			seq, res.IngressSeq, clean(outcome.Reason), *tenant, clean(outcome.Reason))
+	}
+	return outcomeExit(outcome)
+}
+
+// outcomeExit is 3 when the re-submitted message was denied again.
+func outcomeExit(ev *audit.Event) int {
+	if ev.Route == "deny" {
+		return exitRejected
+	}
 	return exitOK
+}
+
+// errFound ends an audit scan once the event sought is read.
+var errFound = errors.New("found")
+
+// replayOutcome waits on the tenant's audit stream for the decision on
+// ingress sequence seq.
+func replayOutcome(ctx context.Context, js jetstream.JetStream, tenant string, seq uint64) (*audit.Event, error) {
+	var found *audit.Event
+	err := scan(ctx, js, gateway.StreamAudit, subjects.Root+".audit."+tenant, 10*time.Minute, true, func(m *jetstream.RawStreamMsg) error {
+		evs, _ := audit.Decode(m.Data)
+		for i := range evs {
+			if evs[i].IngressSeq == seq && evs[i].Kind == audit.KindDecision {
+				found = &evs[i]
+				return errFound
+			}
+		}
+		return nil
+	})
+	switch {
+	case found != nil:
+		return found, nil
+	case err != nil && !errors.Is(err, errFound):
+		return nil, err
+	default:
+		return nil, fmt.Errorf("no decision within the timeout")
+	}
 }
 
 func jsonExit(c *cmd, v any) int {

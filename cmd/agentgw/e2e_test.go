@@ -188,17 +188,22 @@ func TestUserJourney(t *testing.T) {
 	time.Sleep(3 * time.Second) // reload_interval is 2s in the dev config
 	// A revoked credential does not verify: nobody is told (no notice).
 	revoked := send("--no-wait-decision", "--capability", "read", "--target", "kb.search", "--plain", `{"q":"after revocation"}`)
-	var deniedSeq float64
-	for i := 0; i < 100 && deniedSeq == 0; i++ {
-		for _, row := range decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a"}, asOperator...)...).stdout) {
-			if row["message_id"] == revoked["message_id"] && row["reason"] == "revoked" {
+	early := send("--no-wait-decision", "--capability", "read", "--target", "kb.search", "--plain", `{"q":"replayed too early"}`)
+	var deniedSeq, earlySeq float64
+	for i := 0; i < 100 && (deniedSeq == 0 || earlySeq == 0); i++ {
+		// The operator finds the sequence by reason.
+		for _, row := range decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a", "--reason", "revoked"}, asOperator...)...).stdout) {
+			switch row["message_id"] {
+			case revoked["message_id"]:
 				deniedSeq = row["seq"].(float64)
+			case early["message_id"]:
+				earlySeq = row["seq"].(float64)
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if deniedSeq == 0 {
-		t.Fatal("the revoked agent's message is not on the denied stream as revoked")
+	if deniedSeq == 0 || earlySeq == 0 {
+		t.Fatal("the revoked agent's messages are not on the denied stream as revoked")
 	}
 	rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"denied", "ls", "--json", "--tenant", "tenant_a", "--reason", "unknown_target"}, asOperator...)...).stdout)
 	if len(rows) != 1 {
@@ -207,12 +212,21 @@ func TestUserJourney(t *testing.T) {
 	opArgs := append([]string{"denied", "replay", "--creds", m.Operator.Creds, "--tenant", "tenant_a"}, nats...)
 	seq := fmt.Sprint(int(deniedSeq))
 	mustRun(t, dir, 3, append(opArgs, "--dry-run", seq)...) // still revoked: would be denied
-	if err := os.WriteFile(m.Revocation, []byte("jtis: []\nkeys: []\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// The trap: a replay while still revoked is denied again, says so
+	// (exit 3), and uses the re-submission up, which the dry run reports
+	// once the agent is un-revoked.
+	if r := mustRun(t, dir, 3, append(opArgs, fmt.Sprint(int(earlySeq)))...); !strings.Contains(r.stdout, "denied again: revoked") {
+		t.Errorf("replay while revoked: %s\nwant: denied again: revoked", r)
 	}
+	mustRun(t, dir, 0, "creds", "unrevoke", "--file", m.Revocation, "--creds", m.Agent.Creds)
 	time.Sleep(3 * time.Second)
+	if r := mustRun(t, dir, 3, append(opArgs, "--dry-run", fmt.Sprint(int(earlySeq)))...); !strings.Contains(r.stdout, "replay_refused") {
+		t.Errorf("dry run of a used-up re-submission: %s\nwant replay_refused", r)
+	}
 	mustRun(t, dir, 0, append(opArgs, "--dry-run", seq)...)
-	mustRun(t, dir, 0, append(opArgs, seq)...)
+	if r := mustRun(t, dir, 0, append(opArgs, seq)...); !strings.Contains(r.stdout, "allowed, delivered to kb.search") {
+		t.Errorf("replay after un-revoking: %s\nwant: allowed, delivered to kb.search", r)
+	}
 	mustRun(t, dir, 3, append(opArgs, seq)...) // at most once
 	r = mustRun(t, dir, 0, append([]string{"audit", "tail", "--json", "--tenant", "tenant_a"}, asOperator...)...)
 	var replayed bool
