@@ -90,7 +90,9 @@ func TestFullDownstream(t *testing.T) {
 	// Let the held-back envelopes expire, then raise the limit as an
 	// operator would (nats stream edit), without restarting the gateway.
 	time.Sleep(time.Until(heldAt.Add(5 * time.Second)))
-	for _, name := range []string{gateway.StreamCap, gateway.StreamAudit} {
+	// The reply stream is full too: it holds the first requests' decision
+	// notices, and the overflow's are outputs like the deliveries.
+	for _, name := range []string{gateway.StreamCap, gateway.StreamAudit, gateway.StreamReply} {
 		raiseLimit(ctx, t, e.js, name)
 	}
 	outs := waitOutputs(t, e, held, 60*time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/internal/devenv"
 	"github.com/agentgw/agentgw/internal/invariant"
 )
@@ -120,6 +121,9 @@ func waitOutputs(t testing.TB, e *env, seqs []uint64, timeout time.Duration) map
 				break
 			}
 			for _, m := range msgs {
+				if m.hdr.Get(notice.Header) != "" {
+					continue // a decision notice, not the terminal output
+				}
 				if s, err := strconv.ParseUint(m.hdr.Get(header.IngressSeq), 10, 64); err == nil {
 					got[s] = m
 				}
