@@ -53,7 +53,13 @@ export interface ConsumerConfig {
   maxDeliver?: number;
   /** Delays redelivery after a handler error, in ms. Absent: at once. */
   nakDelayMs?: number;
-  /** The consumer's own agent identity (its credential holds respond:<target>), used by respond. */
+  /**
+   * The consumer's own agent identity (its credential holds
+   * respond:<target>), used by respond. The gateway takes an answer only
+   * sealed from the key the request was delivered under (the target's
+   * consumer_xkey), so with curve set the responder's curve key must be
+   * curve's: the constructor refuses it otherwise.
+   */
   responder?: Agent;
   /**
    * Called with the subject and the VerificationError of every message
@@ -210,6 +216,12 @@ export class Consumer {
       } catch {
         errs.push("curve key is not a curve ('X') seed");
       }
+    }
+    const r = cfg.responder;
+    if (box !== undefined && r !== undefined && r.xkey !== box.publicKey) {
+      errs.push(
+        `the responder's curve key ${JSON.stringify(String(r.xkey).slice(0, 72))} is not the consumer's ${box.publicKey}: the gateway takes answers only from the consumer key`,
+      );
     }
     if (errs.length > 0) {
       throw new ConfigError(`invalid config: ${errs.join("; ")}`);

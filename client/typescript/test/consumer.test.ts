@@ -4,16 +4,17 @@
 // consumer tests, case for case, plus de-duplication.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
+import { createAccount, createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Agent } from "../src/agent.js";
 import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
 import { ConfigError, StreamError, VerificationError } from "../src/errors.js";
 import { Box } from "../src/keys.js";
 import type { Delivery } from "../src/verify.js";
 import { bytes, dec, rejectsWith } from "./helpers.js";
 import { startNatsServer, type NatsServer } from "./servers.js";
-import { CLOCK, editDoc, forward, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
+import { CLOCK, editDoc, forward, issueCredential, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
 
 let srv: NatsServer;
 let nc: NatsConnection;
@@ -183,6 +184,28 @@ test("Consumer: a misconfiguration is a ConfigError", () => {
     assert.throws(() => new Consumer(js, config(undefined, over)), ConfigError, name);
   }
   new Consumer(js, config(createCurve()));
+});
+
+test("Consumer: a responder whose curve key is not the consumer's is a ConfigError", () => {
+  // The gateway takes an answer only sealed from the key the request was
+  // delivered under (the target's consumer_xkey): wrong_responder.
+  const responder = (curve: KeyPair): Agent => {
+    const kp = createUser();
+    const xkey = curve.getPublicKey();
+    const credential = issueCredential(createAccount(), { sub: kp.getPublicKey(), scopes: [`respond:${TARGET}`], xkey });
+    return new Agent(nc, { credential, key: kp, curve, gatewayXKey: w.gwCurve.publicKey });
+  };
+  const ck = createCurve();
+  const other = createCurve();
+  assert.throws(() => new Consumer(js, config(ck, { responder: responder(other) })), (err: unknown) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /responder's curve key/);
+    assert.doesNotMatch(err.message, new RegExp(dec.decode(ck.getSeed())));
+    return true;
+  });
+  new Consumer(js, config(ck, { responder: responder(ck) }));
+  // Without a curve key the consumer reads plain targets only: nothing to bind.
+  new Consumer(js, config(undefined, { responder: responder(other) }));
 });
 
 test("consume: with bind, the consumer uses an administrator's durable and never creates one", async () => {
