@@ -21,7 +21,7 @@ import { VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
 import { isReasonCode } from "../src/reason.js";
-import { capabilityConsumerName } from "../src/subjects.js";
+import { capabilityConsumerName, OPERATOR_API_PREFIX, STREAM_DENIED } from "../src/subjects.js";
 import { bytes, dec } from "./helpers.js";
 import { startGateway, startCLI, type Gateway } from "./servers.js";
 import { editDoc, forward, newWorld } from "./world.js";
@@ -47,8 +47,10 @@ before(async () => {
   agent = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
   consumerNC = await connectAs(gw.creds("consumer"));
   responder = await Agent.fromCreds(consumerNC, gw.creds("consumer"), gw.curve("consumer"), { gatewayXKey: gw.gatewayXKey });
-  // The operator reads the denied stream (account AGENTGW).
-  deniedJSM = await jetstreamManager(await connectAs(gw.creds("operator")));
+  // The operator (account OPS, no JetStream of its own) reads the denied
+  // stream by direct get, imported under the operator API prefix: no
+  // account info, no consumer.
+  deniedJSM = await jetstreamManager(await connectAs(gw.creds("operator")), { apiPrefix: OPERATOR_API_PREFIX, checkAPI: false });
 });
 
 after(async () => {
@@ -93,15 +95,25 @@ async function take(target: string, want: number, match: (d: ReceivedDelivery) =
   return got;
 }
 
-/** deniedReason waits for the denied stream's record of messageId and returns its reason code. */
+/**
+ * deniedReason waits for the denied stream's record of messageId, read as
+ * the operator reads it (direct get, as `agentgw denied` does), and
+ * returns its reason code. A denied record carries the agent's credential
+ * only sealed to the gateway, never in the clear.
+ */
 async function deniedReason(messageId: string): Promise<string> {
   const deadline = Date.now() + 30_000;
   let next = 1;
   for (;;) {
-    const info = await deniedJSM.streams.info("AGENTGW_DENIED");
-    for (; next <= info.state.last_seq; next++) {
-      const m = await deniedJSM.streams.getMessage("AGENTGW_DENIED", { seq: next }).catch(() => null);
-      if (m?.header.get("Agentgw-Message-Id") === messageId) {
+    for (;;) {
+      const m = await deniedJSM.direct.getMessage(STREAM_DENIED, { seq: next, next_by_subj: ">" });
+      if (m === null) {
+        break;
+      }
+      next = m.seq + 1;
+      if (m.header.get("Agentgw-Message-Id") === messageId) {
+        assert.equal(m.header.get("Agentgw-Credential"), "", "a denied record carries no plain credential");
+        assert.notEqual(m.header.get("Agentgw-Credential-Sealed"), "", "a denied record carries the credential sealed");
         return m.header.get("Agentgw-Reason");
       }
     }
@@ -176,10 +188,11 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   assert.equal(row.agent, agent.publicKey);
   assert.deepEqual(row.payload, { order_id: "ord_go1", amount_cents: 300 });
 
-  // The Go CLI answers as the consumer: a respond envelope to the request's id.
+  // The Go CLI answers as the consumer: a respond envelope naming the
+  // request by its agent and message id.
   const answered = await gw.run([
     "send", "--json", "--creds", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
-    "--capability", "respond", "--target", row.message_id, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, ...cli(),
+    "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, ...cli(),
   ]);
   assert.equal(answered.code, 0, answered.stderr);
   const { receipt, reply } = await waiting;
