@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { createCurve } from "@nats-io/nkeys";
 import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Agent } from "../src/agent.js";
@@ -17,7 +18,7 @@ import { tenantJetStream } from "../src/consume.js";
 import { Consumer, type ReceivedDelivery } from "../src/consumer.js";
 import { readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
 import { parseEnvelope } from "../src/envelope.js";
-import { VerificationError } from "../src/errors.js";
+import { ConfigError, VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
 import { isReasonCode } from "../src/reason.js";
@@ -241,6 +242,39 @@ test("Go agent to TypeScript consumer, sealed with a response back, and plain", 
   const [d] = await take("kb.search", 1, (d) => d.messageId === sent.message_id);
   assert.deepEqual(d!.json(), { q: "from go" });
   assert.equal(d!.sealed, false);
+});
+
+test("responses: an answer sealed from a key other than the target's consumer key is denied wrong_responder", async () => {
+  // The consumer's own key with a credential of its own scope whose xkey
+  // is another curve key: Consumer refuses it as a responder, so it
+  // answers as a bare Agent, and the gateway denies that answer.
+  const curve = createCurve();
+  const out = join(gw.dir, "other-xkey.creds");
+  const issued = await gw.run([
+    "creds", "issue", "--issuer", gw.key("tenant_a-issuer"), "--agent-seed", gw.creds("consumer"), "--tenant", TENANT,
+    "--audience", agent.audience, "--xkey", curve.getPublicKey(), "--scopes", "respond:refunds.draft_refund", "--service", "refunds-tool", "--out", out,
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+  const { credential, key } = await readCreds(out);
+  const wrong = new Agent(consumerNC, { credential, key, curve, gatewayXKey: gw.gatewayXKey });
+  const consumerCurve = await readCurveSeed(gw.curve("consumer"));
+  const cfg = { tenant: TENANT, targets: ["refunds.draft_refund"], trustedGateways: [gw.gatewayKey], curve: consumerCurve };
+  assert.throws(() => new Consumer(tenantJetStream(consumerNC), { ...cfg, responder: wrong }), ConfigError);
+
+  const rcpt = await agent.send({ capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_wr", amount_cents: 5 } });
+  let answer: string | undefined;
+  await take(
+    "refunds.draft_refund",
+    1,
+    (d) => d.messageId === rcpt.messageId,
+    async (d) => {
+      answer = (await wrong.respond(d, { refund_id: "rf_wr", status: "drafted" })).messageId;
+    },
+  );
+  assert.ok(answer);
+  const why = await deniedReason(answer);
+  assert.ok(isReasonCode(why), `${why} is not in the reason table`);
+  assert.equal(why, "wrong_responder");
 });
 
 test("approval: a held payment is listed, granted by a TypeScript approver and delivered", async () => {
