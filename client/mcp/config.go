@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/envelope"
 	"github.com/agentgw/agentgw/subjects"
@@ -82,9 +84,51 @@ type EndpointConfig struct {
 	// ApprovalWait bounds how long a call held for approval is waited
 	// for. Zero: 5 minutes.
 	ApprovalWait time.Duration `yaml:"approval_wait" json:"approval_wait"`
+	// GatewayAudience is the gateway's audience: credentials are
+	// exchanged for it. Required for serve.
+	GatewayAudience string `yaml:"gateway_audience" json:"gateway_audience"`
+	// TrustedGateways are the gateways' public signing ('N') keys whose
+	// replies are accepted. Required for serve.
+	TrustedGateways []string `yaml:"trusted_gateways" json:"trusted_gateways"`
+	// GatewayXKey is the gateway's public curve ('X') key that arguments
+	// are sealed to. Required for serve.
+	GatewayXKey string `yaml:"gateway_xkey" json:"gateway_xkey"`
+	// ExchangeSubject is the token exchange's NATS subject. Zero:
+	// agentgw.exchange.
+	ExchangeSubject string `yaml:"exchange_subject" json:"exchange_subject"`
 	// KeyDir holds each principal's agent keys (one seed file pair per
 	// principal, mode 0600). Zero: keys live in memory only.
 	KeyDir string `yaml:"key_dir" json:"key_dir"`
+}
+
+// validate reports the problems of an endpoint configuration.
+func (e EndpointConfig) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if u, err := url.Parse(e.Resource); err != nil || u.Scheme == "" || u.Host == "" || u.Fragment != "" {
+		add("endpoint: resource %.120q is not an absolute URI without a fragment", e.Resource)
+	}
+	if len(e.AuthorizationServers) == 0 {
+		add("endpoint: at least one authorization server is required")
+	}
+	if e.GatewayAudience == "" {
+		add("endpoint: gateway_audience is required")
+	}
+	if len(e.TrustedGateways) == 0 {
+		add("endpoint: at least one trusted gateway key is required")
+	}
+	for _, k := range e.TrustedGateways {
+		if !nkeys.IsValidPublicServerKey(k) {
+			add("endpoint: trusted gateway %.72q is not a public server ('N') key", k)
+		}
+	}
+	if !nkeys.IsValidPublicCurveKey(e.GatewayXKey) {
+		add("endpoint: gateway_xkey is not a public curve ('X') key")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
 }
 
 // Defaults of EndpointConfig.

@@ -1,0 +1,204 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentgw/agentgw/approval"
+)
+
+func toolNames(t *testing.T, s *sdk.ClientSession) []string {
+	t.Helper()
+	res, err := s.ListTools(context.Background(), nil)
+	must(t, err)
+	var names []string
+	for _, tl := range res.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func callErr(err error) *jsonrpc.Error {
+	if e, ok := errors.AsType[*jsonrpc.Error](err); ok {
+		return e
+	}
+	return nil
+}
+
+func deniedReason(t *testing.T, err error) string { return denied(t, err).Reason }
+
+func denied(t *testing.T, err error) DeniedData {
+	t.Helper()
+	e := callErr(err)
+	if e == nil || e.Code != CodeDenied {
+		t.Fatalf("call error = %v; want a JSON-RPC error %d", err, CodeDenied)
+	}
+	var d DeniedData
+	must(t, json.Unmarshal(e.Data, &d))
+	return d
+}
+
+// TestEndpoint drives the MCP endpoint with the official Go SDK client,
+// against a real gateway, token exchange, OpenID provider, bridge and
+// upstream tool server.
+func TestEndpoint(t *testing.T) {
+	h := newEndpointHarness(t)
+	aliceTok := h.token("alice-ide", "s3cret-alice")
+	bobTok := h.token("bob-ide", "s3cret-bob")
+	alice, bob := h.connect(aliceTok), h.connect(bobTok)
+	ctx, cancel := context.WithTimeout(h.ctx, 60*time.Second)
+	defer cancel()
+
+	t.Run("list/per-principal", func(t *testing.T) {
+		if got, want := toolNames(t, alice), []string{"draft_refund", "search", "send_payment"}; !slices.Equal(got, want) {
+			t.Errorf("alice's tools = %v; want %v", got, want)
+		}
+		if got, want := toolNames(t, bob), []string{"search"}; !slices.Equal(got, want) {
+			t.Errorf("bob's tools = %v; want %v", got, want)
+		}
+	})
+
+	t.Run("call/allowed", func(t *testing.T) {
+		res, err := alice.CallTool(ctx, &sdk.CallToolParams{Name: "draft_refund", Arguments: map[string]any{"order_id": "o-7", "amount_cents": 1200}})
+		must(t, err)
+		got, _ := json.Marshal(res.StructuredContent)
+		if string(got) != `{"refund_id":"r-o-7","status":"drafted"}` || res.IsError {
+			t.Errorf("draft_refund result = %s; want the redacted verified reply", got)
+		}
+	})
+
+	t.Run("call/denied-on-arguments", func(t *testing.T) {
+		_, err := alice.CallTool(ctx, &sdk.CallToolParams{Name: "draft_refund", Arguments: map[string]any{"order_id": "o-big", "amount_cents": 250000}})
+		if d := denied(t, err); d.Reason != "content_denied" || d.Policy != "refund-ceiling" {
+			t.Errorf("over-ceiling refund denied with %+v; want content_denied by refund-ceiling", d)
+		}
+	})
+
+	t.Run("call/outside-scopes", func(t *testing.T) {
+		_, err := bob.CallTool(ctx, &sdk.CallToolParams{Name: "draft_refund", Arguments: map[string]any{"order_id": "o-b", "amount_cents": 10}})
+		if r := deniedReason(t, err); r != "missing_scope" {
+			t.Errorf("bob's draft_refund denied with %q; want missing_scope", r)
+		}
+	})
+
+	t.Run("call/held-granted", func(t *testing.T) {
+		h.approve(func(r approval.Request) string {
+			if r.Target == "payments.send" {
+				return approval.Grant
+			}
+			return approval.Deny
+		})
+		res, err := alice.CallTool(ctx, &sdk.CallToolParams{Name: "send_payment", Arguments: map[string]any{"amount_cents": 4200, "to": "acct-9"}})
+		must(t, err)
+		got, _ := json.Marshal(res.StructuredContent)
+		if string(got) != `{"payment_id":"p-4200"}` {
+			t.Errorf("send_payment after approval = %s; want the tool's result", got)
+		}
+	})
+
+	t.Run("upstream/only-verified", func(t *testing.T) {
+		want := []string{
+			`draft_refund {"amount_cents":1200,"order_id":"o-7"}`,
+			`send_payment {"amount_cents":4200,"to":"acct-9"}`,
+		}
+		if got := h.upstream.calls(); !slices.Equal(got, want) {
+			t.Errorf("upstream calls = %q; want only the allowed and the granted call", got)
+		}
+	})
+
+	post := func(tok, origin string, body string, hdr map[string]string) (int, []byte) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.resource, strings.NewReader(body))
+		must(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"curl","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}`
+	searchCall := `{"jsonrpc":"2.0","id":9001,"method":"tools/call","params":{"name":"search","arguments":{"query":"refund"},` + meta + `}}`
+	callHeaders := map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "search"}
+
+	t.Run("replay/refused", func(t *testing.T) {
+		code, body := post(aliceTok, "", searchCall, callHeaders)
+		if code != http.StatusOK || !bytes.Contains(body, []byte("3 articles about refund")) {
+			t.Fatalf("first raw call = %d %s; want the result", code, body)
+		}
+		code, body = post(aliceTok, "", searchCall, callHeaders)
+		if code != http.StatusBadRequest || !bytes.Contains(body, []byte(`"reason":"replay"`)) {
+			t.Errorf("replayed raw call = %d %s; want 400 with reason replay", code, body)
+		}
+	})
+
+	t.Run("headers/must-match-body", func(t *testing.T) {
+		body := strings.Replace(searchCall, "9001", "9002", 1)
+		code, _ := post(aliceTok, "", body, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "draft_refund"})
+		if code != http.StatusBadRequest {
+			t.Errorf("Mcp-Name naming another tool: status %d; want 400", code)
+		}
+	})
+
+	t.Run("origin/refused", func(t *testing.T) {
+		body := strings.Replace(searchCall, "9001", "9003", 1)
+		if code, _ := post(aliceTok, "https://evil.example", body, callHeaders); code != http.StatusForbidden {
+			t.Errorf("foreign Origin: status %d; want 403", code)
+		}
+	})
+
+	t.Run("token/other-audience", func(t *testing.T) {
+		other := h.token("alice-other-api", "s3cret-other")
+		body := strings.Replace(searchCall, "9001", "9004", 1)
+		if code, _ := post(other, "", body, callHeaders); code != http.StatusUnauthorized {
+			t.Errorf("token for another audience: status %d; want 401", code)
+		}
+		if code, _ := post("", "", body, callHeaders); code != http.StatusUnauthorized {
+			t.Errorf("no token: status %d; want 401", code)
+		}
+	})
+
+	t.Run("metadata", func(t *testing.T) {
+		resp, err := http.Get(strings.Replace(h.resource, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1))
+		must(t, err)
+		defer resp.Body.Close()
+		var m struct {
+			Resource             string   `json:"resource"`
+			AuthorizationServers []string `json:"authorization_servers"`
+		}
+		must(t, json.NewDecoder(resp.Body).Decode(&m))
+		if m.Resource != h.resource || !slices.Equal(m.AuthorizationServers, []string{h.idp.Issuer}) {
+			t.Errorf("protected resource metadata = %+v; want this resource and the IdP", m)
+		}
+	})
+
+	secrets := []string{`"order_id":"o-big"`, "o-big", "acct-9"}
+	for _, p := range h.endpoint.principals {
+		seed, _ := p.key.Seed()
+		secrets = append(secrets, p.cred.Reveal(), string(seed))
+	}
+	if len(secrets) != 3+2*2 {
+		t.Errorf("%d principals hold credentials; want alice and bob", (len(secrets)-3)/2)
+	}
+	h.scanSecrets(secrets...)
+}
