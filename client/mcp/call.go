@@ -144,4 +144,3 @@ func toolResult(payload []byte) *sdk.CallToolResult {
 		StructuredContent: json.RawMessage(payload),
 	}
 }
-

@@ -98,7 +98,9 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 			schema = json.RawMessage(t.InputSchema)
 		}
 		e.server.AddTool(&sdk.Tool{Name: t.Name, Description: t.Description, InputSchema: schema},
-			func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) { return e.callTool(ctx, t, req) })
+			func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+				return e.callTool(ctx, t, req)
+			})
 	}
 	e.server.AddReceivingMiddleware(e.listFilter)
 	mcpHandler := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return e.server },
