@@ -34,7 +34,12 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
 	}
-	args := []byte(req.Params.Arguments)
+	return e.invoke(ctx, p, t, req.Params.Arguments, nil)
+}
+
+// invoke sends one call as p and waits for its outcome; held, when set,
+// is called once if the call is held for approval.
+func (e *Endpoint) invoke(ctx context.Context, p *principal, t *Tool, args json.RawMessage, held func()) (*sdk.CallToolResult, error) {
 	if len(args) == 0 || string(args) == "null" {
 		args = []byte("{}")
 	}
@@ -110,6 +115,10 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 				<-done
 				data, _ := json.Marshal(o.denied)
 				return nil, &jsonrpc.Error{Code: CodeDenied, Message: "denied: " + o.denied.Reason, Data: data}
+			}
+			if held != nil {
+				held()
+				held = nil
 			}
 			timer.Reset(e.ep.ApprovalWait)
 		case <-timer.C:

@@ -60,6 +60,7 @@ type Endpoint struct {
 	principals map[string]*principal
 	sessions   map[[32]byte]session
 	seen       map[[32]byte]time.Time // sha256(token, JSON-RPC id) of tools/call requests
+	tasks      *taskRegistry
 }
 
 // EndpointOption configures an Endpoint.
@@ -69,7 +70,8 @@ type EndpointOption func(*Endpoint)
 func WithClock(now func() time.Time) EndpointOption { return func(e *Endpoint) { e.now = now } }
 
 // NewEndpoint returns the endpoint for cfg, talking to the gateway and
-// the token exchange through nc. Errors wrap ErrConfig.
+// the token exchange through nc. Close it to end its running tasks.
+// Errors wrap ErrConfig.
 func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint, error) {
 	if nc == nil || cfg == nil {
 		return nil, fmt.Errorf("%w: nil connection or config", ErrConfig)
@@ -80,6 +82,7 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	e := &Endpoint{
 		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second,
 		principals: make(map[string]*principal), sessions: make(map[[32]byte]session), seen: make(map[[32]byte]time.Time),
+		tasks: newTaskRegistry(),
 	}
 	if e.ep.CallTimeout == 0 {
 		e.ep.CallTimeout = DefaultCallTimeout
@@ -118,7 +121,7 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	u, _ := url.Parse(metaURL)
 	mux.Handle("GET "+u.Path, prm)
 	mux.Handle("OPTIONS "+u.Path, prm)
-	mux.Handle(e.path(), e.checkOrigin(bearer(e.refuseReplay(mcpHandler))))
+	mux.Handle(e.path(), e.checkOrigin(bearer(e.refuseReplay(e.withTasks(mcpHandler)))))
 	e.handler = mux
 	return e, nil
 }

@@ -70,6 +70,7 @@ func newEndpointHarness(t testing.TB) *endpointHarness {
 	}
 	h.endpoint, err = NewEndpoint(h.nc, h.cfg)
 	must(t, err)
+	t.Cleanup(func() { must(t, h.endpoint.Close()) })
 	srv.Config.Handler = h.endpoint
 	srv.Start()
 	t.Cleanup(srv.Close)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,35 @@ func TestEndpoint(t *testing.T) {
 		code, body = post(aliceTok, "", searchCall, callHeaders)
 		if code != http.StatusBadRequest || !bytes.Contains(body, []byte(`"reason":"replay"`)) {
 			t.Errorf("replayed raw call = %d %s; want 400 with reason replay", code, body)
+		}
+	})
+
+	t.Run("task/denied", func(t *testing.T) {
+		body := `{"jsonrpc":"2.0","id":9100,"method":"tools/call","params":{"name":"draft_refund","task":{"ttl":60000},"arguments":{"order_id":"o-task","amount_cents":999999},` + meta + `}}`
+		code, resp := post(aliceTok, "", body, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "draft_refund"})
+		var created struct {
+			Result struct {
+				Task Task `json:"task"`
+			} `json:"result"`
+		}
+		if code != http.StatusOK || json.Unmarshal(resp, &created) != nil || created.Result.Task.TaskID == "" || created.Result.Task.Status != TaskWorking {
+			t.Fatalf("task-augmented call = %d %s; want a working task", code, resp)
+		}
+		id := created.Result.Task.TaskID
+		taskReq := func(rpcID int, method string) string {
+			return `{"jsonrpc":"2.0","id":` + strconv.Itoa(rpcID) + `,"method":"` + method + `","params":{"taskId":"` + id + `",` + meta + `}}`
+		}
+		code, resp = post(aliceTok, "", taskReq(9101, "tasks/result"), map[string]string{"Mcp-Method": "tasks/result"})
+		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"code":-32010`)) || !bytes.Contains(resp, []byte(`"reason":"content_denied"`)) {
+			t.Errorf("tasks/result of a denied call = %d %s; want the denial", code, resp)
+		}
+		code, resp = post(aliceTok, "", taskReq(9102, "tasks/get"), map[string]string{"Mcp-Method": "tasks/get"})
+		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"status":"failed"`)) {
+			t.Errorf("tasks/get of a denied call = %d %s; want status failed", code, resp)
+		}
+		code, resp = post(bobTok, "", taskReq(9103, "tasks/get"), map[string]string{"Mcp-Method": "tasks/get"})
+		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"unknown task"`)) {
+			t.Errorf("bob's tasks/get of alice's task = %d %s; want unknown task", code, resp)
 		}
 	})
 

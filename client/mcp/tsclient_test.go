@@ -31,7 +31,8 @@ type tsOutcome struct {
 // on its arguments; a call denied on its arguments by Cedar content
 // policy; a call outside the principal's scopes denied; a call held for
 // approval, granted and completed; its captured HTTP request replayed
-// and refused; a token for another audience refused. The upstream
+// and refused; a token for another audience refused; a held call made
+// as a task (the tasks utility) completing after the grant. The upstream
 // server sees only the allowed and the granted call, and no token,
 // credential or sealed argument is in the gateway's log, audit events
 // or denied records. It needs node and `npm ci` in testdata/tsclient
@@ -80,6 +81,14 @@ func TestTypeScriptClient(t *testing.T) {
 			Body   string `json:"body"`
 		} `json:"replay"`
 		OtherAudience tsOutcome `json:"otherAudience"`
+		Task          struct {
+			Types      []string        `json:"types"`
+			TaskID     string          `json:"taskId"`
+			Structured json.RawMessage `json:"structured"`
+			Error      string          `json:"error"`
+			Final      string          `json:"final"`
+			BobSees    bool            `json:"bobSees"`
+		} `json:"task"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("client output %q: %v", stdout.String(), err)
@@ -103,6 +112,9 @@ func TestTypeScriptClient(t *testing.T) {
 	if !out.HeldGranted.OK || string(out.HeldGranted.Structured) != `{"payment_id":"p-777"}` {
 		t.Errorf("held call = %+v; want the result after the grant", out.HeldGranted)
 	}
+	if tk := out.Task; tk.TaskID == "" || string(tk.Structured) != `{"payment_id":"p-778"}` || tk.Final != TaskCompleted || tk.BobSees {
+		t.Errorf("held call as a task = %+v; want a task, completed with the result after the grant, invisible to bob", tk)
+	}
 	if out.Replay.Status != 400 || !strings.Contains(out.Replay.Body, `"reason":"replay"`) {
 		t.Errorf("replayed request = %d %s; want 400 with reason replay", out.Replay.Status, out.Replay.Body)
 	}
@@ -112,6 +124,7 @@ func TestTypeScriptClient(t *testing.T) {
 	want := []string{
 		`draft_refund {"amount_cents":900,"order_id":"ts-1"}`,
 		`send_payment {"amount_cents":777,"to":"ts-acct"}`,
+		`send_payment {"amount_cents":778,"to":"ts-acct-2"}`,
 	}
 	if got := h.upstream.calls(); !slices.Equal(got, want) {
 		t.Errorf("upstream calls = %q; want only the allowed and the granted call", got)

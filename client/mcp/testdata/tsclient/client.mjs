@@ -47,6 +47,26 @@ out.deniedOnArguments = await outcome(alice.callTool({ name: "draft_refund", arg
 out.outsideScopes = await outcome(bob.callTool({ name: "draft_refund", arguments: { order_id: "ts-bob", amount_cents: 5 } }));
 out.heldGranted = await outcome(alice.callTool({ name: "send_payment", arguments: { amount_cents: 777, to: "ts-acct" } }));
 
+// The same kind of held call as a task (the tasks utility): created at
+// once, completed when the approver grants.
+out.task = { types: [] };
+for await (const m of alice.experimental.tasks.callToolStream({ name: "send_payment", arguments: { amount_cents: 778, to: "ts-acct-2" } })) {
+  out.task.types.push(m.type);
+  if (m.type === "taskCreated") out.task.taskId = m.task.taskId;
+  if (m.type === "result") out.task.structured = m.result.structuredContent ?? null;
+  if (m.type === "error") out.task.error = String(m.error?.message ?? m.error);
+}
+if (out.task.taskId) {
+  out.task.final = (await alice.experimental.tasks.getTask(out.task.taskId)).status;
+  // Another principal cannot see the task.
+  try {
+    await bob.experimental.tasks.getTask(out.task.taskId);
+    out.task.bobSees = true;
+  } catch (e) {
+    out.task.bobSees = false;
+  }
+}
+
 // Replay the captured allowed call byte for byte.
 const first = captured[0];
 const replay = await fetch(first.url, { method: "POST", headers: first.headers, body: first.body });
