@@ -123,13 +123,23 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	case !now.Before(exp):
 		return nil, fmt.Errorf("%w: token expired", auth.ErrInvalidToken)
 	}
-	p, err := e.principal(c.Issuer + " " + c.Subject)
+	// A new principal's keys are kept (and written to key_dir) only once
+	// the exchange has accepted its token: forged tokens create nothing.
+	p, known, err := e.principal(c.Issuer + " " + c.Subject)
 	if err != nil {
 		return nil, err
 	}
 	info, err := e.refresh(ctx, p, raw, exp)
 	if err != nil {
 		return nil, err
+	}
+	if !known {
+		if p, err = e.adopt(p); err != nil {
+			return nil, err
+		}
+		if info, err = e.refresh(ctx, p, raw, exp); err != nil {
+			return nil, err
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -179,35 +189,61 @@ func (e *Endpoint) refresh(ctx context.Context, p *principal, raw string, tokenE
 
 const principalKey = "agentgw.principal"
 
-// principal returns the principal named id, loading or creating its
-// keys.
-func (e *Endpoint) principal(id string) (*principal, error) {
+// principal returns the known principal named id, or a new one with
+// fresh (or key_dir's) keys that is not kept until adopt.
+func (e *Endpoint) principal(id string) (p *principal, known bool, err error) {
+	e.mu.Lock()
+	p, ok := e.principals[id]
+	n := len(e.principals)
+	e.mu.Unlock()
+	if ok {
+		return p, true, nil
+	}
+	if n >= maxPrincipals {
+		return nil, false, fmt.Errorf("%w: too many principals", auth.ErrInvalidToken)
+	}
+	key, curve, err := e.keys(id)
+	if err != nil {
+		return nil, false, err
+	}
+	xkey, _ := curve.PublicKey()
+	return &principal{id: id, key: key, curve: curve, xkey: xkey}, false, nil
+}
+
+// adopt keeps a principal whose token the exchange accepted, writing its
+// keys to key_dir. If another request adopted the same principal first,
+// that one is returned.
+func (e *Endpoint) adopt(p *principal) (*principal, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if p, ok := e.principals[id]; ok {
-		return p, nil
+	if q, ok := e.principals[p.id]; ok {
+		return q, nil
 	}
 	if len(e.principals) >= maxPrincipals {
 		return nil, fmt.Errorf("%w: too many principals", auth.ErrInvalidToken)
 	}
-	key, curve, err := e.keys(id)
-	if err != nil {
-		return nil, err
+	if e.ep.KeyDir != "" {
+		if err := e.saveKeys(p); err != nil {
+			return nil, err
+		}
 	}
-	xkey, _ := curve.PublicKey()
-	p := &principal{id: id, key: key, curve: curve, xkey: xkey}
-	e.principals[id] = p
+	e.principals[p.id] = p
 	return p, nil
 }
 
-// keys loads a principal's key pair and curve key from KeyDir, creating
-// them when absent; without KeyDir they are created in memory.
+// keyPath is the key_dir file of principal id.
+func (e *Endpoint) keyPath(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(e.ep.KeyDir, hex.EncodeToString(sum[:16])+".nk")
+}
+
+// keys loads a principal's agent key and curve key from key_dir, or
+// creates them (in memory) when there is no file.
 func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
-	var path string
 	if e.ep.KeyDir != "" {
-		sum := sha256.Sum256([]byte(id))
-		path = filepath.Join(e.ep.KeyDir, hex.EncodeToString(sum[:16])+".nk")
-		if data, err := os.ReadFile(path); err == nil {
+		path := e.keyPath(id)
+		data, err := os.ReadFile(path)
+		if err == nil {
 			defer clear(data)
 			lines := bytes.Fields(data)
 			if len(lines) == 2 {
@@ -218,7 +254,8 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 				}
 			}
 			return nil, nil, fmt.Errorf("principal key file %s does not hold an agent and a curve seed", path)
-		} else if !os.IsNotExist(err) {
+		}
+		if !os.IsNotExist(err) {
 			return nil, nil, fmt.Errorf("principal key file: %w", err)
 		}
 	}
@@ -230,14 +267,22 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if path != "" {
-		ks, _ := key.Seed()
-		cs, _ := curve.Seed()
-		data := append(append(append(ks, '\n'), cs...), '\n')
-		defer clear(data)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return nil, nil, fmt.Errorf("principal key file: %w", err)
-		}
-	}
 	return key, curve, nil
+}
+
+// saveKeys writes p's seeds to its key_dir file (mode 0600) unless the
+// file exists.
+func (e *Endpoint) saveKeys(p *principal) error {
+	path := e.keyPath(p.id)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	ks, _ := p.key.Seed()
+	cs, _ := p.curve.Seed()
+	data := append(append(append(ks, '\n'), cs...), '\n')
+	defer clear(data)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("principal key file: %w", err)
+	}
+	return nil
 }
