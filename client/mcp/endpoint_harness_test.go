@@ -4,8 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-yaml"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nkeys"
@@ -21,8 +27,9 @@ import (
 type endpointHarness struct {
 	*harness
 	idp      *testidp.IdP
-	resource string // the endpoint's canonical URI
-	endpoint *Endpoint
+	resource string      // the endpoint's canonical URI
+	endpoint *Endpoint   // nil when the endpoint is the agentgw process
+	cliOut   *syncBuffer // that process's output
 }
 
 // The IdP's clients: MCP principals with their tokens' audience.
@@ -31,12 +38,18 @@ var idpClients = []testidp.Client{
 	{ID: "bob-ide", Secret: "s3cret-bob", Claims: map[string]any{"groups": []string{"support"}, "org": tenant}},
 }
 
-func newEndpointHarness(t testing.TB) *endpointHarness {
+// newEndpointHarness starts everything; with cli the endpoint is the
+// agentgw binary running `agentgw mcp serve`, else it runs in the test.
+func newEndpointHarness(t testing.TB, cli ...bool) *endpointHarness {
 	t.Helper()
 	h := &endpointHarness{harness: newHarness(t)}
 	h.idp = testidp.Start(t)
 	srv := httptest.NewUnstartedServer(nil)
-	h.resource = "http://" + srv.Listener.Addr().String() + "/mcp"
+	addr := srv.Listener.Addr().String()
+	if len(cli) > 0 && cli[0] {
+		srv.Listener.Close() // the port goes to the agentgw process
+	}
+	h.resource = "http://" + addr + "/mcp"
 	for _, c := range idpClients {
 		c.Audience = []string{h.resource}
 		h.idp.AddClient(c)
@@ -68,6 +81,10 @@ func newEndpointHarness(t testing.TB) *endpointHarness {
 		GatewayAudience: gwAudience, TrustedGateways: []string{h.gwSigning}, GatewayXKey: h.gwCurve,
 		CallTimeout: 20 * time.Second, ApprovalWait: 30 * time.Second, KeyDir: t.TempDir(),
 	}
+	if len(cli) > 0 && cli[0] {
+		h.serveCLI(addr)
+		return h
+	}
 	h.endpoint, err = NewEndpoint(h.nc, h.cfg)
 	must(t, err)
 	t.Cleanup(func() { must(t, h.endpoint.Close()) })
@@ -75,6 +92,55 @@ func newEndpointHarness(t testing.TB) *endpointHarness {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return h
+}
+
+// serveCLI builds agentgw and runs `agentgw mcp serve` on addr with the
+// harness's mapping until the test ends. Its output is kept in h.cliOut.
+func (h *endpointHarness) serveCLI(addr string) {
+	t := h.t
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agentgw")
+	build := exec.Command("go", "build", "-o", bin, "github.com/agentgw/agentgw/cmd/agentgw")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build agentgw: %v\n%s", err, out)
+	}
+	data, err := yaml.Marshal(h.cfg)
+	must(t, err)
+	cfgPath := filepath.Join(h.dir, "mcp.yaml")
+	must(t, os.WriteFile(cfgPath, data, 0o600))
+	h.cliOut = &syncBuffer{}
+	cmd := exec.Command(bin, "mcp", "serve", "--config", cfgPath, "--listen", addr, "--nats", h.natsURL)
+	cmd.Stdout, cmd.Stderr = h.cliOut, h.cliOut
+	must(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Error("agentgw mcp serve did not stop on interrupt")
+		}
+	})
+	meta := strings.Replace(h.resource, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(meta); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("agentgw mcp serve exited: %v\n%s", err, h.cliOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agentgw mcp serve not ready\n%s", h.cliOut.String())
+		}
+	}
 }
 
 // token returns a client-credentials access token of the IdP.

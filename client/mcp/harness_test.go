@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -203,6 +205,7 @@ type harness struct {
 	upstream  *upstreamServer
 	cfg       *Config
 	logs      *syncBuffer
+	natsURL   string
 	secrets   []string // must appear in no log, audit event or stream record
 	rejected  chan error
 }
@@ -229,6 +232,7 @@ func newHarness(t testing.TB) *harness {
 	h := &harness{t: t, dir: t.TempDir(), logs: &syncBuffer{}, rejected: make(chan error, 16)}
 	srv := natstest.Start(t, natstest.Options{})
 	h.nc = natstest.Connect(t, srv)
+	h.natsURL = srv.ClientURL()
 	var err error
 	h.js, err = jetstream.New(h.nc)
 	must(t, err)
@@ -320,9 +324,19 @@ func (h *harness) startBridge() *Bridge {
 // scanSecrets fails the test if a secret appears in the gateway's log or
 // in any record of any agentgw stream.
 func (h *harness) scanSecrets(extra ...string) {
+	h.scanTexts(nil, extra...)
+}
+
+// jwtLike matches any compact JWT (agentgw credentials and IdP tokens):
+// none may appear where scanSecrets looks, whoever issued it.
+var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.`)
+
+// scanTexts is scanSecrets over more texts (a process's output, say).
+func (h *harness) scanTexts(more map[string]string, extra ...string) {
 	h.t.Helper()
 	secrets := append(append([]string(nil), h.secrets...), extra...)
 	texts := map[string]string{"gateway log": h.logs.String()}
+	maps.Copy(texts, more)
 	ctx := context.Background()
 	// The ingress stream holds credentials and sealed payloads by
 	// design; what operators read and replay must not.
@@ -344,6 +358,9 @@ func (h *harness) scanSecrets(extra ...string) {
 		texts["stream "+name] = b.String()
 	}
 	for where, text := range texts {
+		if m := jwtLike.FindString(text); m != "" {
+			h.t.Errorf("%s contains a JWT (%.16s…)", where, m)
+		}
 		for _, s := range secrets {
 			if s != "" && strings.Contains(text, s) {
 				h.t.Errorf("%s contains a secret (%.12s…)", where, s)

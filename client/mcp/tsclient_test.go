@@ -26,7 +26,7 @@ type tsOutcome struct {
 
 // TestTypeScriptClient: the official MCP TypeScript SDK client (npm
 // @modelcontextprotocol/sdk, which speaks the 2025-11-25 revision)
-// connects to the endpoint as two principals with tokens from a real
+// connects to `agentgw mcp serve` (the built binary) as two principals with tokens from a real
 // OpenID provider, and sees: tools listed per principal; a call allowed
 // on its arguments; a call denied on its arguments by Cedar content
 // policy; a call outside the principal's scopes denied; a call held for
@@ -46,7 +46,7 @@ func TestTypeScriptClient(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
 		t.Fatalf("run `npm ci` in %s first (.ci/run does): %v", dir, err)
 	}
-	h := newEndpointHarness(t)
+	h := newEndpointHarness(t, true)
 	h.approve(func(r approval.Request) string {
 		if r.Target == "payments.send" {
 			return approval.Grant
@@ -129,9 +129,17 @@ func TestTypeScriptClient(t *testing.T) {
 	if got := h.upstream.calls(); !slices.Equal(got, want) {
 		t.Errorf("upstream calls = %q; want only the allowed and the granted call", got)
 	}
+	// The principals' seeds, from the endpoint's key_dir.
 	secrets := []string{"ts-big", "ts-acct"}
-	for _, p := range h.endpoint.principals {
-		secrets = append(secrets, p.cred.Reveal())
+	files, err := os.ReadDir(h.cfg.Endpoint.KeyDir)
+	must(t, err)
+	if len(files) != 2 {
+		t.Errorf("key_dir holds %d principals; want alice and bob", len(files))
 	}
-	h.scanSecrets(secrets...)
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(h.cfg.Endpoint.KeyDir, f.Name()))
+		must(t, err)
+		secrets = append(secrets, strings.Fields(string(data))...)
+	}
+	h.scanTexts(map[string]string{"agentgw mcp serve output": h.cliOut.String()}, secrets...)
 }
