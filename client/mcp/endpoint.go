@@ -186,6 +186,15 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+			// JSON-RPC batches left MCP in 2025-06-18; one would carry a
+			// replayed tools/call past the id check.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{
+				"code": jsonrpc.CodeInvalidRequest, "message": "JSON-RPC batches are not accepted"}})
+			return
+		}
 		var msg struct {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`

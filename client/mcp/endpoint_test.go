@@ -182,6 +182,15 @@ func TestEndpoint(t *testing.T) {
 		}
 	})
 
+	t.Run("replay/batch-refused", func(t *testing.T) {
+		// A batch would carry a replayed tools/call past the id check.
+		batch := `[{"jsonrpc":"2.0","id":9001,"method":"tools/call","params":{"name":"search","arguments":{"query":"refund"}}}]`
+		code, body := post(aliceTok, "", batch, map[string]string{"MCP-Protocol-Version": "2025-03-26"})
+		if code != http.StatusBadRequest || bytes.Contains(body, []byte("3 articles")) {
+			t.Errorf("batch holding a replayed call = %d %s; want 400 and no result", code, body)
+		}
+	})
+
 	t.Run("headers/must-match-body", func(t *testing.T) {
 		body := strings.Replace(searchCall, "9001", "9002", 1)
 		code, _ := post(aliceTok, "", body, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "draft_refund"})
