@@ -168,15 +168,15 @@ func TestEndpoint(t *testing.T) {
 		taskReq := func(rpcID int, method string) string {
 			return `{"jsonrpc":"2.0","id":` + strconv.Itoa(rpcID) + `,"method":"` + method + `","params":{"taskId":"` + id + `",` + meta + `}}`
 		}
-		code, resp = post(aliceTok, "", taskReq(9101, "tasks/result"), map[string]string{"Mcp-Method": "tasks/result"})
+		code, resp = post(aliceTok, "", taskReq(9101, "tasks/result"), map[string]string{"Mcp-Method": "tasks/result", "Mcp-Name": id})
 		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"code":-32010`)) || !bytes.Contains(resp, []byte(`"reason":"content_denied"`)) {
 			t.Errorf("tasks/result of a denied call = %d %s; want the denial", code, resp)
 		}
-		code, resp = post(aliceTok, "", taskReq(9102, "tasks/get"), map[string]string{"Mcp-Method": "tasks/get"})
+		code, resp = post(aliceTok, "", taskReq(9102, "tasks/get"), map[string]string{"Mcp-Method": "tasks/get", "Mcp-Name": id})
 		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"status":"failed"`)) {
 			t.Errorf("tasks/get of a denied call = %d %s; want status failed", code, resp)
 		}
-		code, resp = post(bobTok, "", taskReq(9103, "tasks/get"), map[string]string{"Mcp-Method": "tasks/get"})
+		code, resp = post(bobTok, "", taskReq(9103, "tasks/get"), map[string]string{"Mcp-Method": "tasks/get", "Mcp-Name": id})
 		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"unknown task"`)) {
 			t.Errorf("bob's tasks/get of alice's task = %d %s; want unknown task", code, resp)
 		}
@@ -188,6 +188,57 @@ func TestEndpoint(t *testing.T) {
 		code, body := post(aliceTok, "", batch, map[string]string{"MCP-Protocol-Version": "2025-03-26"})
 		if code != http.StatusBadRequest || bytes.Contains(body, []byte("3 articles")) {
 			t.Errorf("batch holding a replayed call = %d %s; want 400 and no result", code, body)
+		}
+	})
+
+	t.Run("task/extension-held-granted", func(t *testing.T) {
+		// A client of 2026-07-28 declaring the tasks extension: the call
+		// held for approval comes back as a task (the approver started
+		// in call/held-granted grants payments); polled, it completes.
+		metaExt := strings.Replace(meta, `"io.modelcontextprotocol/clientCapabilities":{}`,
+			`"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}`, 1)
+		body := `{"jsonrpc":"2.0","id":9200,"method":"tools/call","params":{"name":"send_payment","arguments":{"amount_cents":5100,"to":"acct-ext"},` + metaExt + `}}`
+		code, resp := post(aliceTok, "", body, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "send_payment"})
+		var created struct {
+			Result map[string]any `json:"result"`
+		}
+		if code != http.StatusOK || json.Unmarshal(resp, &created) != nil || created.Result["resultType"] != "task" {
+			t.Fatalf("held call with the tasks extension = %d %s; want a CreateTaskResult", code, resp)
+		}
+		id, _ := created.Result["taskId"].(string)
+		get := func(rpcID int, m string) (int, []byte) {
+			b := `{"jsonrpc":"2.0","id":` + strconv.Itoa(rpcID) + `,"method":"tasks/get","params":{"taskId":"` + id + `",` + m + `}}`
+			return post(aliceTok, "", b, map[string]string{"Mcp-Method": "tasks/get", "Mcp-Name": id})
+		}
+		if code, resp := get(9201, meta); !bytes.Contains(resp, []byte(`"code":-32021`)) {
+			t.Errorf("tasks/get without the extension = %d %s; want -32021", code, resp)
+		}
+		var final map[string]any
+		for i := range 100 {
+			_, resp := get(9210+i, metaExt)
+			var got struct {
+				Result map[string]any `json:"result"`
+			}
+			must(t, json.Unmarshal(resp, &got))
+			if got.Result["status"] != TaskWorking {
+				final = got.Result
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		res, _ := json.Marshal(final["result"])
+		if final["status"] != TaskCompleted || !bytes.Contains(res, []byte(`"structuredContent":{"payment_id":"p-5100"}`)) {
+			t.Errorf("task after the grant = %v; want completed with the payment result", final)
+		}
+	})
+
+	t.Run("task/extension-denied-at-once", func(t *testing.T) {
+		metaExt := strings.Replace(meta, `"io.modelcontextprotocol/clientCapabilities":{}`,
+			`"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}`, 1)
+		body := `{"jsonrpc":"2.0","id":9300,"method":"tools/call","params":{"name":"draft_refund","arguments":{"order_id":"o-ext","amount_cents":999999},` + metaExt + `}}`
+		code, resp := post(aliceTok, "", body, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "draft_refund"})
+		if code != http.StatusOK || !bytes.Contains(resp, []byte(`"code":-32010`)) || bytes.Contains(resp, []byte(`"resultType":"task"`)) {
+			t.Errorf("denied call with the tasks extension = %d %s; want the denial itself, not a task", code, resp)
 		}
 	})
 

@@ -49,8 +49,10 @@ type Task struct {
 // made it: no other principal can see, wait for or cancel it.
 type task struct {
 	owner  string
+	ext    bool // a task of the 2026-07-28 tasks extension
 	cancel context.CancelFunc
 	done   chan struct{}
+	held   chan struct{} // closed when the call is held for approval
 
 	mu      sync.Mutex
 	state   Task
@@ -93,13 +95,16 @@ type rpcMessage struct {
 	Params json.RawMessage `json:"params"`
 }
 
-// withTasks serves the tasks utility in front of the SDK handler, which
-// has none: it advertises the capability in initialize, marks every tool
-// taskSupport "optional" in tools/list, answers a tools/call carrying
-// params.task with a task at once (the call goes on in the background:
-// held for approval it says so in statusMessage), and serves tasks/get,
-// tasks/result, tasks/list and tasks/cancel for the caller's own tasks.
-// A tools/call without params.task waits for its outcome as before.
+// withTasks serves tasks in front of the SDK handler, which has none, in
+// both forms. The tasks utility of 2025-11-25: the capability in
+// initialize, every tool taskSupport "optional" in tools/list, a
+// tools/call carrying params.task answered with a task at once (the call
+// goes on in the background; held for approval it says so in
+// statusMessage), and tasks/get, tasks/result, tasks/list and
+// tasks/cancel for the caller's own tasks. The tasks extension of
+// 2026-07-28 (server-directed): listed in server/discover, and for a
+// tools/call whose client declares it, see serverDirected. Any other
+// tools/call waits for its outcome.
 func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -125,6 +130,8 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 		switch msg.Method {
 		case "initialize":
 			e.rewrite(w, r, next, addTaskCapability)
+		case "server/discover":
+			e.rewrite(w, r, next, addTaskExtension)
 		case "tools/list":
 			e.rewrite(w, r, next, markTaskSupport)
 		case "tools/call":
@@ -135,8 +142,21 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 					TTL *int64 `json:"ttl"`
 				} `json:"task"`
 			}
-			if json.Unmarshal(msg.Params, &params) != nil || params.Task == nil {
+			if json.Unmarshal(msg.Params, &params) != nil {
 				next.ServeHTTP(w, r)
+				return
+			}
+			if params.Task == nil {
+				t, ok := e.cfg.tool(params.Name)
+				if !ok || p == nil || !declaresTaskExtension(msg.Params) {
+					next.ServeHTTP(w, r)
+					return
+				}
+				if !headersMatch(r, msg.Method, params.Name) {
+					writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
+					return
+				}
+				e.serverDirected(w, r, msg.ID, p, t, params.Arguments)
 				return
 			}
 			if !headersMatch(r, msg.Method, params.Name) {
@@ -152,7 +172,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			if params.Task.TTL != nil && *params.Task.TTL > 0 && time.Duration(*params.Task.TTL)*time.Millisecond < ttl {
 				ttl = time.Duration(*params.Task.TTL) * time.Millisecond
 			}
-			tk, err := e.startTask(p, t, params.Arguments, ttl)
+			tk, err := e.startTask(p, t, params.Arguments, ttl, false)
 			if err != nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
 				return
@@ -163,9 +183,21 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				TaskID string `json:"taskId"`
 			}
 			_ = json.Unmarshal(msg.Params, &params)
+			if !headersMatch(r, msg.Method, params.TaskID) {
+				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
+				return
+			}
 			tk := e.ownTask(p, params.TaskID)
 			if tk == nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown task"})
+				return
+			}
+			if tk.ext {
+				if !declaresTaskExtension(msg.Params) {
+					writeRPC(w, http.StatusOK, msg.ID, nil, missingTaskExtension())
+					return
+				}
+				e.serveExtTask(w, msg, tk)
 				return
 			}
 			e.serveTask(w, r, msg, tk)
@@ -236,13 +268,13 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 }
 
 // startTask starts a call in the background as a task of p.
-func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl time.Duration) (*task, error) {
+func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	now := e.now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	ctx, cancel := context.WithCancel(e.tasks.ctx)
-	tk := &task{owner: p.id, cancel: cancel, done: make(chan struct{}), state: Task{
+	tk := &task{owner: p.id, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
 		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
@@ -267,7 +299,10 @@ func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl ti
 		defer e.tasks.wg.Done()
 		defer close(tk.done)
 		defer cancel()
-		res, err := e.invoke(ctx, p, t, args, func() { tk.update(TaskWorking, "held for approval", e.now()) })
+		res, err := e.invoke(ctx, p, t, args, func() {
+			tk.update(TaskWorking, "held for approval", e.now())
+			close(tk.held)
+		})
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
 		tk.result, tk.err = res, err
@@ -363,4 +398,137 @@ func writeRPC(w http.ResponseWriter, status int, id json.RawMessage, result any,
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// taskExtension names the tasks extension of revision 2026-07-28.
+const taskExtension = "io.modelcontextprotocol/tasks"
+
+// declaresTaskExtension reports whether a request's per-request client
+// capabilities declare the tasks extension.
+func declaresTaskExtension(params json.RawMessage) bool {
+	var p struct {
+		Meta struct {
+			Caps struct {
+				Extensions map[string]json.RawMessage `json:"extensions"`
+			} `json:"io.modelcontextprotocol/clientCapabilities"`
+		} `json:"_meta"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return false
+	}
+	_, ok := p.Meta.Caps.Extensions[taskExtension]
+	return ok
+}
+
+func missingTaskExtension() *jsonrpc.Error {
+	data, _ := json.Marshal(map[string]any{"requiredCapabilities": map[string]any{"extensions": map[string]any{taskExtension: map[string]any{}}}})
+	return &jsonrpc.Error{Code: sdk.CodeMissingRequiredClientCapabilities, Message: "Missing required client capability", Data: data}
+}
+
+// serverDirected serves a tools/call of a client that declared the tasks
+// extension: the call starts as a task; if it finishes (allowed and
+// answered, or denied) within call_timeout without being held, the
+// answer is the ordinary result or error and the task is dropped; if it
+// is held for approval, or still running, the answer is the task
+// (resultType "task"), to be polled with tasks/get.
+func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, p *principal, t *Tool, args json.RawMessage) {
+	tk, err := e.startTask(p, t, args, e.ep.ApprovalWait, true)
+	if err != nil {
+		writeRPC(w, http.StatusOK, id, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+		return
+	}
+	timer := time.NewTimer(e.ep.CallTimeout)
+	defer timer.Stop()
+	select {
+	case <-tk.done:
+		e.tasks.mu.Lock()
+		delete(e.tasks.tasks, tk.state.TaskID)
+		e.tasks.mu.Unlock()
+		if tk.err != nil {
+			rpcErr, ok := errors.AsType[*jsonrpc.Error](tk.err)
+			if !ok {
+				rpcErr = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call failed"}
+			}
+			writeRPC(w, http.StatusOK, id, nil, rpcErr)
+			return
+		}
+		writeRPC(w, http.StatusOK, id, completeResult(tk.result), nil)
+		return
+	case <-tk.held:
+	case <-timer.C:
+	case <-r.Context().Done():
+	}
+	out := extTask(tk)
+	out["resultType"] = "task"
+	delete(out, "result")
+	delete(out, "error")
+	writeRPC(w, http.StatusOK, id, out, nil)
+}
+
+// serveExtTask answers tasks/get and tasks/cancel for an extension task.
+func (e *Endpoint) serveExtTask(w http.ResponseWriter, msg rpcMessage, tk *task) {
+	switch msg.Method {
+	case "tasks/get":
+		out := extTask(tk)
+		out["resultType"] = "complete"
+		writeRPC(w, http.StatusOK, msg.ID, out, nil)
+	case "tasks/cancel":
+		tk.cancel()
+		<-tk.done
+		writeRPC(w, http.StatusOK, msg.ID, map[string]any{"resultType": "complete"}, nil)
+	default:
+		writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "not a method of the tasks extension"})
+	}
+}
+
+// extTask is a task in the extension's shape (DetailedTask): the final
+// result or JSON-RPC error inline once it has one.
+func extTask(tk *task) map[string]any {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	out := map[string]any{
+		"taskId": tk.state.TaskID, "status": tk.state.Status,
+		"createdAt": tk.state.CreatedAt, "lastUpdatedAt": tk.state.LastUpdatedAt,
+		"ttlMs": tk.state.TTL, "pollIntervalMs": tk.state.PollInterval,
+	}
+	if tk.state.StatusMessage != "" {
+		out["statusMessage"] = tk.state.StatusMessage
+	}
+	switch tk.state.Status {
+	case TaskCompleted:
+		out["result"] = completeResult(tk.result)
+	case TaskFailed:
+		rpcErr, ok := errors.AsType[*jsonrpc.Error](tk.err)
+		if !ok {
+			rpcErr = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call failed"}
+		}
+		out["error"] = rpcErr
+	}
+	return out
+}
+
+// completeResult is a tool result with resultType "complete".
+func completeResult(res *sdk.CallToolResult) map[string]any {
+	var m map[string]any
+	raw, _ := json.Marshal(res)
+	_ = json.Unmarshal(raw, &m)
+	if m == nil {
+		m = map[string]any{}
+	}
+	m["resultType"] = "complete"
+	return m
+}
+
+func addTaskExtension(res map[string]any) {
+	caps, _ := res["capabilities"].(map[string]any)
+	if caps == nil {
+		caps = map[string]any{}
+		res["capabilities"] = caps
+	}
+	ext, _ := caps["extensions"].(map[string]any)
+	if ext == nil {
+		ext = map[string]any{}
+		caps["extensions"] = ext
+	}
+	ext[taskExtension] = map[string]any{}
 }
