@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -96,7 +97,7 @@ func TestEndpoint(t *testing.T) {
 
 	t.Run("call/held-granted", func(t *testing.T) {
 		h.approve(func(r approval.Request) string {
-			if r.Target == "payments.send" {
+			if r.Target == "payments.send" && fmt.Sprint(r.Fields["amount_cents"]) != "6666" {
 				return approval.Grant
 			}
 			return approval.Deny
@@ -106,6 +107,13 @@ func TestEndpoint(t *testing.T) {
 		got, _ := json.Marshal(res.StructuredContent)
 		if string(got) != `{"payment_id":"p-4200"}` {
 			t.Errorf("send_payment after approval = %s; want the tool's result", got)
+		}
+	})
+
+	t.Run("call/held-denied", func(t *testing.T) {
+		_, err := alice.CallTool(ctx, &sdk.CallToolParams{Name: "send_payment", Arguments: map[string]any{"amount_cents": 6666, "to": "acct-x"}})
+		if d := denied(t, err); d.Reason != "approval_denied" {
+			t.Errorf("payment the approver denies = %+v; want approval_denied", d)
 		}
 	})
 
