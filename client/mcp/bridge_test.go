@@ -99,3 +99,33 @@ func TestBridgeStdioUpstream(t *testing.T) {
 		t.Errorf("reply over stdio = %s; want the redacted tool result", reply.Payload)
 	}
 }
+
+// TestBridgeUpstreamCredential: the bridge presents its own upstream
+// bearer token (from the environment variable the mapping names) to an
+// upstream server that requires it; the token appears in no log, audit
+// event or denied record.
+func TestBridgeUpstreamCredential(t *testing.T) {
+	h := newHarness(t)
+	const secret = "upstream-s3cret-token"
+	t.Setenv("AGENTGW_TEST_UPSTREAM_TOKEN", secret)
+	h.upstream = startUpstream(t, secret)
+	for i := range h.cfg.Tools {
+		h.cfg.Tools[i].Upstream.URL, h.cfg.Tools[i].Upstream.BearerEnv = h.upstream.URL, "AGENTGW_TEST_UPSTREAM_TOKEN"
+	}
+	h.startBridge()
+	ag := h.agent(newActor(t), "refund:draft")
+	ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
+	defer cancel()
+	_, reply, err := ag.SendAndWait(ctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund",
+		Sealed: []byte(`{"order_id":"o3","amount_cents":300}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	must(t, err)
+	if string(reply.Payload) != `{"refund_id":"r-o3","status":"drafted"}` {
+		t.Errorf("reply = %s; want the tool result", reply.Payload)
+	}
+	for _, a := range h.upstream.authorizations() {
+		if a != "Bearer "+secret {
+			t.Errorf("upstream saw Authorization %.20q; want the bridge's own token", a)
+		}
+	}
+	h.scanSecrets(secret)
+}

@@ -125,6 +125,15 @@ func TestEndpoint(t *testing.T) {
 		if got := h.upstream.calls(); !slices.Equal(got, want) {
 			t.Errorf("upstream calls = %q; want only the allowed and the granted call", got)
 		}
+		// No token passthrough: the upstream never sees a principal's.
+		for _, a := range h.upstream.authorizations() {
+			if strings.Contains(a, aliceTok) || strings.Contains(a, bobTok) {
+				t.Error("the upstream server received a principal's bearer token")
+			}
+		}
+		if len(h.upstream.authorizations()) == 0 {
+			t.Error("the upstream server recorded no requests")
+		}
 	})
 
 	post := func(tok, origin string, body string, hdr map[string]string) (int, []byte) {

@@ -102,9 +102,17 @@ func newActor(t testing.TB) *actor {
 // upstreamServer is an MCP tool server built with the official Go SDK.
 // It records every call it receives.
 type upstreamServer struct {
-	URL string
-	mu  sync.Mutex
-	got []string // "<tool> <arguments JSON>"
+	URL    string
+	bearer string // when set, requests must present it
+	mu     sync.Mutex
+	got    []string // "<tool> <arguments JSON>"
+	auths  []string // every Authorization header received
+}
+
+func (u *upstreamServer) authorizations() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.auths...)
 }
 
 func (u *upstreamServer) calls() []string {
@@ -137,12 +145,25 @@ type searchIn struct {
 	Query string `json:"query"`
 }
 
-func startUpstream(t testing.TB) *upstreamServer {
+func startUpstream(t testing.TB, bearer ...string) *upstreamServer {
 	t.Helper()
 	u := &upstreamServer{}
+	if len(bearer) > 0 {
+		u.bearer = bearer[0]
+	}
 	s := newUpstreamServer(u)
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("Authorization")
+		u.mu.Lock()
+		u.auths = append(u.auths, got)
+		u.mu.Unlock()
+		if u.bearer != "" && got != "Bearer "+u.bearer {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	u.URL = srv.URL
 	return u
