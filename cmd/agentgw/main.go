@@ -39,6 +39,7 @@ var commands = []topCommand{
 	{"creds", "issue, show and revoke agent credentials", credsCmd},
 	{"send", "sign, seal and publish one envelope as an agent", sendCmd},
 	{"consume", "read and verify deliveries of a capability subject", consumeCmd},
+	{"mcp", "bridge MCP tool servers and serve MCP clients through the gateway", mcpCmd},
 	{"approvals", "list, watch, grant and deny held requests", approvalsCmd},
 	{"denied", "list and inspect denied messages", deniedCmd},
 	{"audit", "read the audit trail", auditCmd},
