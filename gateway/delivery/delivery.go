@@ -169,6 +169,8 @@ func Parse(data []byte, max int) (Doc, error) {
 }
 
 // parseMembers reads the document's members into d and returns v's text.
+// Every failure is the one error the TypeScript SDK gives for a document
+// that does not scan: the detail never depends on the document.
 func parseMembers(data []byte, d *Doc) (version string, err error) {
 	notDoc := invalid("body is not a delivery document")
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -186,7 +188,7 @@ func parseMembers(data []byte, d *Doc) (version string, err error) {
 		if i < 0 || seen[i] {
 			// The gateway writes neither unknown nor duplicate members:
 			// a document is read one way only.
-			return "", invalid("unknown or duplicate member")
+			return "", notDoc
 		}
 		seen[i] = true
 		var raw json.RawMessage
@@ -196,18 +198,18 @@ func parseMembers(data []byte, d *Doc) (version string, err error) {
 		switch name {
 		case "v":
 			if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
-				return "", invalid("v is not a number")
+				return "", notDoc
 			}
 			version = string(raw)
 		case "envelope":
 			if raw[0] != '{' {
-				return "", invalid("no envelope object")
+				return "", notDoc
 			}
 			d.Envelope = raw
 		default:
 			var v *string
 			if err := json.Unmarshal(raw, &v); err != nil {
-				return "", errorf("%s is not a string", name)
+				return "", notDoc
 			}
 			if v != nil {
 				*fields(d)[i] = *v
