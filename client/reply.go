@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,8 +106,10 @@ func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
 	if claims.Route != decision.RouteReply || claims.PayloadDigest != decision.Digest(m.Data) {
 		return nil, reason.Deny(reason.DecisionBinding, "reply token does not bind these bytes")
 	}
+	// The gateway seals replies from its curve key; TrustedGateways are
+	// signing keys and say nothing about who may seal.
 	from := m.Header.Get(header.SealedFrom)
-	if from != a.cfg.GatewayXKey && !slices.Contains(opt.TrustedGateways, from) {
+	if from != a.cfg.GatewayXKey {
 		return nil, reason.Deny(reason.SealMismatch, "reply not sealed by the gateway's curve key")
 	}
 	plain, err := a.box.Open(m.Data, from)
