@@ -55,6 +55,7 @@ targets:
     tenants: [tenant_a]
     risk: critical
     consumer_xkey: %[1]s
+    payload_schema: '{"type":"object","required":["amount_cents"],"properties":{"amount_cents":{"type":"integer","minimum":1},"currency":{"type":"string"},"to":{"type":"string"},"memo":{"type":"string"}},"additionalProperties":false}'
     approver_visible: [amount_cents]
     response_deadline: 1m
   - name: kb.search
