@@ -49,7 +49,8 @@ type Config struct {
 	Budgets budget.Limits `yaml:"budgets"`
 	// Metrics configures the Prometheus listener.
 	Metrics MetricsConfig `yaml:"metrics"`
-	// Tracing selects the OpenTelemetry exporter (none, stdout, otlp).
+	// Tracing selects the OpenTelemetry exporter (none, stdout, file,
+	// otlp); tracing.file is relative to the config file.
 	Tracing tracing.Config `yaml:"tracing"`
 	// Exchange, when set, serves the OAuth/OIDC token exchange
 	// (package exchange) from the gateway process.
@@ -289,6 +290,7 @@ func (c *Config) resolvePaths() {
 	c.NATS.TLS.Cert = c.Path(c.NATS.TLS.Cert)
 	c.NATS.TLS.Key = c.Path(c.NATS.TLS.Key)
 	c.Revocations.File = c.Path(c.Revocations.File)
+	c.Tracing.File = c.Path(c.Tracing.File)
 	for i, p := range c.Policies {
 		c.Policies[i] = c.Path(p)
 	}
@@ -312,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Tenants) == 0 {
 		add("at least one tenant is required")
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for name, t := range c.Tenants {
 		if !subjects.ValidToken(name) || name == subjects.UnroutableTenant {

@@ -88,7 +88,7 @@ and 'approvals grant' use the key of --creds, the other commands take
 	defer logFile.Close()
 	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
 	if err != nil {
-		return c.fail(err, "set tracing.exporter in "+m.Config+" to none, stdout or otlp")
+		return c.fail(err, "set tracing.exporter in "+m.Config+" to none, stdout, file (with tracing.file) or otlp")
 	}
 	defer shutdown(context.Background())
 	gw, err := gateway.New(cfg, gateway.WithConn(nc), gateway.WithTracerProvider(tp),
