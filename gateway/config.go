@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/budget"
@@ -257,7 +256,12 @@ func LoadConfig(path string, overrides ...func(*Config)) (Config, error) {
 		return Config{}, fmt.Errorf("gateway: config: %w", err)
 	}
 	cfg := DefaultConfig()
-	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+	if err := decodeStrict(data, &cfg); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Path = path
+			return Config{}, ce
+		}
 		return Config{}, fmt.Errorf("gateway: config %s: %w", path, err)
 	}
 	cfg.dir = filepath.Dir(path)
@@ -266,6 +270,10 @@ func LoadConfig(path string, overrides ...func(*Config)) (Config, error) {
 		o(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Path = path
+		}
 		return Config{}, err
 	}
 	return cfg, nil
@@ -402,7 +410,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("gateway: invalid config: %w", errors.Join(errs...))
+		return &ConfigError{Stage: StageValidate, Problems: errs}
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ and 'approvals grant' use the key of --creds, the other commands take
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	cfg, err := gateway.LoadConfig(m.Config)
 	if err != nil {
-		return c.fail(err, "fix "+m.Config+" or remove "+*dir+" to regenerate it")
+		return c.fail(err, strings.TrimPrefix(gateway.ConfigHint(err)+"; ", "; ")+"fix "+m.Config+" or remove "+*dir+" to regenerate it")
 	}
 	// The gateway is a NATS user like any other (AGENTGW account): it
 	// connects in-process with its own nkey. Material from before the dev

@@ -45,7 +45,7 @@ Scale-out: run the same FILE on N machines, each with its own
 		cfg.ScaleOut.Instance = *instance
 	})
 	if err != nil {
-		return c.fail(err, "every problem is listed above; fix them and run again")
+		return c.fail(err, gateway.ConfigHint(err))
 	}
 	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
 	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
