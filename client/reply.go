@@ -52,10 +52,11 @@ type WaitOptions struct {
 // to this agent and bound to the sealed bytes, which must open with the
 // agent's curve key from the gateway's curve key. Anything else on the
 // subject is ignored. Without a reply in time it returns the receipt and
-// ErrNoReply.
+// ErrNoReply. A plain request waits the same way: the agent needs Curve
+// and GatewayXKey to open its reply.
 func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (*Receipt, *Reply, error) {
 	if a.box == nil {
-		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent: configure Curve", ErrConfig)
+		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent, for plain requests as for sealed ones: configure Curve and GatewayXKey", ErrConfig)
 	}
 	if len(opt.TrustedGateways) == 0 {
 		return nil, nil, fmt.Errorf("%w: no trusted gateway keys for replies", ErrConfig)

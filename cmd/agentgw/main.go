@@ -45,6 +45,7 @@ var commands = []topCommand{
 	{"audit", "read the audit trail", auditCmd},
 	{"policy", "check Cedar policy files (and a capability catalog)", policyCmd},
 	{"bench", "measure the gateway against a raw and a crypto relay", benchCmd},
+	{"version", "print the module version, VCS revision and Go version", versionCmd},
 }
 
 func main() { os.Exit(dispatch(os.Args[1:])) }

@@ -14,7 +14,7 @@ import (
 )
 
 func sendCmd(args []string) int {
-	c := newCmd("send", "--creds FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [flags]", `
+	c := newCmd("send", "--creds FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [--wait --gateway-key N…] [flags]", `
 Build, sign and publish one envelope as the agent of --creds (an agentgw
 .creds file), with client.Agent.Send. A sealed payload is sealed to the
 gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
@@ -22,7 +22,11 @@ gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
 ingress stream sequence once JetStream has stored the message.
 
 The gateway decides asynchronously: follow the outcome with
-'agentgw audit tail --trace <trace id>'.
+'agentgw audit tail --trace <trace id>'. With --wait, for a target that
+takes responses, it waits for the reply and prints it: the gateway seals
+every reply to the agent's curve key, so --wait needs --curve-seed and
+--gateway-xkey (the reply's sealer) and --gateway-key (its signer) for
+plain requests as for sealed ones.
 
 Connects to NATS as the agent's key (the nkey user of --creds, inbox
 _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
@@ -43,7 +47,7 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	ttl := c.fs.Duration("ttl", envelope.DefaultTTL, "expires_at - issued_at; the gateway refuses more than its limits.max_ttl")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long without an acknowledgement")
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
-	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it; needs --gateway-key and --curve-seed")
+	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it, plain or sealed; needs --gateway-key, --curve-seed and --gateway-xkey")
 	var gwKeys listFlag
 	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose reply tokens to trust, with --wait; repeatable")
 	if code, ok := c.parse(args); !ok {
@@ -100,6 +104,11 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 			return c.usageErr("a sealed payload needs --curve-seed (the agent's SX… seed) and --gateway-xkey (the gateway's X… key)")
 		}
 	}
+	if *wait && (len(gwKeys) == 0 || *curve == "" || *gwX == "") {
+		// The gateway seals the reply to the agent's curve key from its
+		// own: opening it needs both, trusting it the signing key.
+		return c.usageErr("--wait needs --gateway-key, --curve-seed and --gateway-xkey (replies are sealed to the agent by the gateway)")
+	}
 	cf.identity = *creds
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
@@ -109,8 +118,8 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	cfg := client.DefaultAgentConfig()
 	cfg.Tenant, cfg.Audience, cfg.GatewayXKey = *tenant, *audience, *gwX
 	curvePath := *curve
-	if req.Sealed == nil {
-		curvePath = "" // a plain send needs no curve key
+	if req.Sealed == nil && !*wait {
+		curvePath = "" // a plain send that waits for nothing needs no curve key
 	}
 	agent, err := client.AgentFromCreds(nc, *creds, curvePath, cfg)
 	if err != nil {
@@ -123,9 +132,6 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	var rc *client.Receipt
 	var reply *client.Reply
 	if *wait {
-		if len(gwKeys) == 0 || *curve == "" {
-			return c.usageErr("--wait needs --gateway-key and --curve-seed (replies are sealed to the agent)")
-		}
 		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys})
 		if errors.Is(err, client.ErrNoReply) {
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
