@@ -96,6 +96,7 @@ func newEndpointHarnessWith(t testing.TB, o endpointOptions) *endpointHarness {
 	}
 	if o.gate {
 		h.cfg.Endpoint.Catalog, h.cfg.Endpoint.Policies = h.catalog, h.policies
+		h.cfg.Endpoint.ReloadInterval = 100 * time.Millisecond
 	}
 	if o.cli {
 		h.serveCLI(addr)

@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -45,6 +47,17 @@ func TestEndpointListAsksPolicy(t *testing.T) {
 	must(t, err)
 	if res.IsError || len(res.Content) != 1 {
 		t.Errorf("alice's search = %+v; want the tool's result", res)
+	}
+
+	// Lifting the forbid in the files the gateway and the endpoint read
+	// lists search to bob again once the endpoint has reloaded them.
+	tmp := filepath.Join(h.dir, "policy.cedar.new")
+	must(t, os.WriteFile(tmp, []byte(testPolicy), 0o600))
+	must(t, os.Rename(tmp, h.policies[0]))
+	for deadline := time.Now().Add(30 * time.Second); !slices.Contains(toolNames(t, bob), "search"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's tools = %v after the forbid was lifted; want search listed after a reload", toolNames(t, bob))
+		}
 	}
 	h.scanSecrets()
 }
