@@ -41,7 +41,8 @@ type Tool struct {
 	// Capability is the target's kind in the catalog. Zero: tool_call.
 	Capability envelope.Capability `yaml:"capability" json:"capability"`
 	// Scope is the credential scope the catalog requires for Target;
-	// tools/list shows the tool only to principals holding it. Required.
+	// without EndpointConfig.Catalog, tools/list shows the tool only to
+	// principals holding it. Required.
 	Scope string `yaml:"scope" json:"scope"`
 	// Description shown in tools/list.
 	Description string `yaml:"description" json:"description"`
