@@ -102,7 +102,10 @@ and an OAuth 2.1 resource server with its protected resource metadata at
 by an endpoint.authorization_servers issuer for endpoint.resource; each
 principal acts through its own agent identity (keys in endpoint.key_dir,
 a credential from the token exchange), so every tools/call is a signed
-envelope with sealed arguments that passes every gate.
+envelope with sealed arguments that passes every gate. With
+endpoint.catalog and endpoint.policies (the gateway's files), tools/list
+shows a principal only the tools the catalog gate and the authorize-stage
+policy allow it; without them, the tools its scopes cover.
 
 Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	var cf connFlags

@@ -41,7 +41,8 @@ type Tool struct {
 	// Capability is the target's kind in the catalog. Zero: tool_call.
 	Capability envelope.Capability `yaml:"capability" json:"capability"`
 	// Scope is the credential scope the catalog requires for Target;
-	// tools/list shows the tool only to principals holding it. Required.
+	// without EndpointConfig.Catalog, tools/list shows the tool only to
+	// principals holding it. Required.
 	Scope string `yaml:"scope" json:"scope"`
 	// Description shown in tools/list.
 	Description string `yaml:"description" json:"description"`
@@ -99,6 +100,18 @@ type EndpointConfig struct {
 	// KeyDir holds each principal's agent keys (one seed file pair per
 	// principal, mode 0600). Zero: keys live in memory only.
 	KeyDir string `yaml:"key_dir" json:"key_dir"`
+	// Catalog is the gateway's catalog file and Policies its Cedar policy
+	// files (the same files the gateway reads). Set together, they make
+	// tools/list show a tool only when the catalog gate and the
+	// authorize-stage policy decision allow (or hold for approval) the
+	// principal; zero, tools/list filters on the credential's scopes
+	// only. Either way every call passes every gate at the gateway.
+	Catalog  string   `yaml:"catalog" json:"catalog"`
+	Policies []string `yaml:"policies" json:"policies"`
+	// ReloadInterval is how often Catalog and Policies are checked for
+	// changes (content digest) and reloaded; a broken file keeps the old
+	// version. Zero: 2 s; negative: load once at start.
+	ReloadInterval time.Duration `yaml:"reload_interval" json:"reload_interval"`
 }
 
 // validate reports the problems of an endpoint configuration.
@@ -124,6 +137,9 @@ func (e EndpointConfig) validate() error {
 	}
 	if !nkeys.IsValidPublicCurveKey(e.GatewayXKey) {
 		add("endpoint: gateway_xkey is not a public curve ('X') key")
+	}
+	if (e.Catalog == "") != (len(e.Policies) == 0) {
+		add("endpoint: catalog and policies are set together or not at all")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))

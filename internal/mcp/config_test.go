@@ -36,9 +36,9 @@ tools:
 			}
 		})
 	}
-	c.Endpoint = EndpointConfig{Resource: "not a uri"}
+	c.Endpoint = EndpointConfig{Resource: "not a uri", Catalog: "catalog.yaml"}
 	err = c.Endpoint.validate()
-	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "gateway_xkey"} {
+	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "gateway_xkey", "catalog and policies"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("endpoint validate = %v; want it to name %s", err, want)
 		}

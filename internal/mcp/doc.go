@@ -19,8 +19,11 @@
 // Config is the file both read: which MCP tool is which catalog target
 // and, for the bridge, which upstream serves it.
 //
-// Package mcp knows nothing of the gateway's internals (catalog, policy,
-// ledger, streams): it talks to the gateway through package client and
-// the wire format only. No error, log line or audit event of this
+// Package mcp talks to the gateway through package client and the wire
+// format only, and knows nothing of its ledger or streams. The one
+// exception is read-only: when configured with the gateway's catalog and
+// policy files, the endpoint evaluates the catalog gate and the
+// authorize-stage policy decision itself to choose which tools tools/list
+// shows a principal (a hint; the gateway decides every call). No error, log line or audit event of this
 // package contains a bearer token, a credential, a seed or arguments.
 package mcp

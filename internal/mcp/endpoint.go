@@ -20,6 +20,8 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/policy"
 )
 
 // MaxRequestBytes bounds one HTTP request body.
@@ -55,6 +57,7 @@ type Endpoint struct {
 	renewBefore time.Duration
 	server      *sdk.Server
 	handler     http.Handler
+	gate        *listGate // nil: tools/list filters on scopes only
 
 	mu         sync.Mutex
 	principals map[string]*principal
@@ -92,6 +95,19 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	}
 	for _, o := range opts {
 		o(e)
+	}
+	if e.ep.Catalog != "" {
+		g, err := newListGate(e.ep.Catalog, e.ep.Policies)
+		if err != nil {
+			return nil, err
+		}
+		e.gate = g
+		if iv := e.ep.ReloadInterval; iv >= 0 {
+			if iv == 0 {
+				iv = DefaultReloadInterval
+			}
+			e.tasks.wg.Go(func() { g.watch(e.tasks.ctx, iv) })
+		}
 	}
 	e.server = sdk.NewServer(&sdk.Implementation{Name: "agentgw", Version: Version}, nil)
 	for i := range cfg.Tools {
@@ -240,8 +256,11 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 	})
 }
 
-// listFilter narrows tools/list to the tools whose scope the principal's
-// credential holds.
+// listFilter narrows tools/list to the tools the principal may call:
+// with the gateway's catalog and policies configured, those that pass the
+// catalog gate and the authorize-stage policy decision for it (listGate);
+// otherwise those whose scope its credential holds. Either way it is a
+// hint: every call passes every gate at the gateway.
 func (e *Endpoint) listFilter(next sdk.MethodHandler) sdk.MethodHandler {
 	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
 		res, err := next(ctx, method, req)
@@ -253,13 +272,28 @@ func (e *Endpoint) listFilter(next sdk.MethodHandler) sdk.MethodHandler {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "unexpected tools/list result"}
 		}
 		var scopes []string
+		var p *principal
 		if x := req.GetExtra(); x != nil && x.TokenInfo != nil {
 			scopes = x.TokenInfo.Scopes
+			p, _ = x.TokenInfo.Extra[principalKey].(*principal)
+		}
+		allowed := func(t *Tool) bool { return covered(scopes, t.Scope) }
+		if e.gate != nil {
+			var who policy.Principal
+			if p != nil {
+				p.mu.Lock()
+				who = p.who
+				p.mu.Unlock()
+			}
+			now := e.now()
+			allowed = func(t *Tool) bool {
+				return who.Agent != "" && e.gate.allows(t, e.cfg.Tenant, who, now)
+			}
 		}
 		out := *lr
 		out.Tools = []*sdk.Tool{}
 		for _, t := range lr.Tools {
-			if tool, ok := e.cfg.tool(t.Name); ok && covered(scopes, tool.Scope) {
+			if tool, ok := e.cfg.tool(t.Name); ok && allowed(tool) {
 				out.Tools = append(out.Tools, t)
 			}
 		}

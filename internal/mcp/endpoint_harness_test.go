@@ -42,11 +42,24 @@ var idpClients = []testidp.Client{
 // agentgw binary running `agentgw mcp serve`, else it runs in the test.
 func newEndpointHarness(t testing.TB, cli ...bool) *endpointHarness {
 	t.Helper()
-	h := &endpointHarness{harness: newHarness(t)}
+	return newEndpointHarnessWith(t, endpointOptions{cli: len(cli) > 0 && cli[0], policy: testPolicy})
+}
+
+// endpointOptions vary the endpoint harness.
+type endpointOptions struct {
+	cli    bool   // the endpoint is the agentgw process
+	policy string // the gateway's Cedar policy
+	gate   bool   // the endpoint reads the gateway's catalog and policies
+}
+
+// newEndpointHarnessWith starts everything as o says.
+func newEndpointHarnessWith(t testing.TB, o endpointOptions) *endpointHarness {
+	t.Helper()
+	h := &endpointHarness{harness: newHarnessPolicy(t, o.policy)}
 	h.idp = testidp.Start(t)
 	srv := httptest.NewUnstartedServer(nil)
 	addr := srv.Listener.Addr().String()
-	if len(cli) > 0 && cli[0] {
+	if o.cli {
 		srv.Listener.Close() // the port goes to the agentgw process
 	}
 	h.resource = "http://" + addr + "/mcp"
@@ -81,7 +94,11 @@ func newEndpointHarness(t testing.TB, cli ...bool) *endpointHarness {
 		GatewayAudience: gwAudience, TrustedGateways: []string{h.gwSigning}, GatewayXKey: h.gwCurve,
 		CallTimeout: 20 * time.Second, ApprovalWait: 30 * time.Second, KeyDir: t.TempDir(),
 	}
-	if len(cli) > 0 && cli[0] {
+	if o.gate {
+		h.cfg.Endpoint.Catalog, h.cfg.Endpoint.Policies = h.catalog, h.policies
+		h.cfg.Endpoint.ReloadInterval = 100 * time.Millisecond
+	}
+	if o.cli {
 		h.serveCLI(addr)
 		return h
 	}

@@ -228,6 +228,8 @@ type harness struct {
 	cfg       *Config
 	logs      *syncBuffer
 	natsURL   string
+	catalog   string   // the gateway's catalog file
+	policies  []string // the gateway's policy files
 	secrets   []string // must appear in no log, audit event or stream record
 	rejected  chan error
 }
@@ -249,7 +251,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t testing.TB) *harness {
+func newHarness(t testing.TB) *harness { return newHarnessPolicy(t, testPolicy) }
+
+// newHarnessPolicy is newHarness with the gateway deciding on policy.
+func newHarnessPolicy(t testing.TB, policy string) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), logs: &syncBuffer{}, rejected: make(chan error, 16)}
 	srv := natstest.Start(t, natstest.Options{})
@@ -281,7 +286,8 @@ func newHarness(t testing.TB) *harness {
 	cfg.Audience = gwAudience
 	cfg.DataDir = filepath.Join(h.dir, "data")
 	cfg.Catalog = write("catalog.yaml", fmt.Appendf(nil, testCatalog, h.bridgeID.xkey))
-	cfg.Policies = []string{write("policy.cedar", []byte(testPolicy))}
+	cfg.Policies = []string{write("policy.cedar", []byte(policy))}
+	h.catalog, h.policies = cfg.Catalog, cfg.Policies
 	cfg.Keys = gateway.KeysConfig{Signing: write("signing.nk", seed(signing)), Curve: write("curve.nk", seed(curve))}
 	iss, _ := h.issuer.PublicKey()
 	cfg.Tenants = map[string]gateway.TenantConfig{tenant: {Issuers: []string{iss}}}

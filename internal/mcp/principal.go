@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -44,7 +45,8 @@ type principal struct {
 	agent  *client.Agent
 	cred   identity.Token // the agent's credential (printed redacted)
 	scopes []string
-	expiry time.Time // of the credential
+	who    policy.Principal // the credential's Cedar principal
+	expiry time.Time        // of the credential
 }
 
 // session is a verified bearer token.
@@ -179,7 +181,11 @@ func (e *Endpoint) refresh(ctx context.Context, p *principal, raw string, tokenE
 		if err != nil {
 			return nil, errors.New("exchanged credential is unusable")
 		}
-		p.agent, p.cred, p.scopes, p.expiry = ag, cred.Token, cred.Scopes, cred.Expires
+		who, err := credentialPrincipal(cred.Token)
+		if err != nil {
+			return nil, errors.New("exchanged credential is unusable")
+		}
+		p.agent, p.cred, p.scopes, p.who, p.expiry = ag, cred.Token, cred.Scopes, who, cred.Expires
 	}
 	return &auth.TokenInfo{
 		Scopes: slices.Clone(p.scopes), Expiration: tokenExpiry, UserID: p.id,
