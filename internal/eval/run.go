@@ -56,6 +56,8 @@ type CaseResult struct {
 	Got     Outcome `json:"got"`
 	// Problem explains an error verdict.
 	Problem string `json:"problem,omitempty"`
+	// ReplaySent: the case sent a replay.
+	ReplaySent bool `json:"replay_sent,omitempty"`
 	// ReplayDetected: the case sent a replay and the gateway denied it
 	// as one.
 	ReplayDetected bool `json:"replay_detected,omitempty"`
@@ -181,6 +183,9 @@ func (r *Report) add(c *CaseResult) {
 	default:
 		t.Errors++
 	}
+	if c.ReplaySent {
+		t.ReplaysSent++
+	}
 	if c.ReplayDetected {
 		t.ReplaysDetected++
 	}
@@ -191,7 +196,7 @@ func (r *Report) add(c *CaseResult) {
 }
 
 func runCase(ctx context.Context, js jetstream.JetStream, obs *observer, b *builder, f *File, c *Case, opts Options) *CaseResult {
-	r := &CaseResult{File: f.Path(), Name: c.Name, Expect: c.Expect}
+	r := &CaseResult{File: f.Path(), Name: c.Name, Expect: c.Expect, ReplaySent: slices.Contains(c.Tamper, "replay")}
 	fail := func(err error) *CaseResult {
 		r.Verdict, r.Problem = CaseError, err.Error()
 		return r
@@ -224,9 +229,8 @@ func runCase(ctx context.Context, js jetstream.JetStream, obs *observer, b *buil
 			r.Got = outcomeOf(seq, out, evs)
 		}
 	}
-	if slices.Contains(c.Tamper, "replay") && r.Got.Reason == string(reason.ReplayDetected) {
-		r.ReplayDetected = true
-	}
+	r.ReplaySent = slices.Contains(c.Tamper, "replay")
+	r.ReplayDetected = r.ReplaySent && r.Got.Reason == string(reason.ReplayDetected)
 	r.Verdict = verdict(c, r.Got)
 	return r
 }

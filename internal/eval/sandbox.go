@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -289,4 +290,88 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// RunSandboxed runs files in sandboxes: one per distinct sandbox section
+// (after sbopts), files in the order given within each. The report is
+// their union; coverage counts a policy as deciding when it decided a
+// case in any of them. Gateway error-level log lines make it fail.
+func RunSandboxed(ctx context.Context, files []*File, sbopts SandboxOptions, opts Options) (*Report, error) {
+	type group struct {
+		key   string
+		files []*File
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, f := range files {
+		k := f.sandboxKey(sbopts)
+		g := byKey[k]
+		if g == nil {
+			g = &group{key: k}
+			byKey[k] = g
+			groups = append(groups, g)
+		}
+		g.files = append(g.files, f)
+	}
+	total := 0
+	for _, f := range files {
+		total += len(f.Cases)
+	}
+	merged := &Report{Coverage: Coverage{Decided: map[string]int{}}}
+	never := map[string]bool{}
+	done := 0
+	for _, g := range groups {
+		sb, err := StartSandbox(ctx, g.files[0], sbopts)
+		if err != nil {
+			return nil, err
+		}
+		o := opts
+		if opts.Progress != nil {
+			base := done
+			o.Progress = func(n, _ int, r *CaseResult) { opts.Progress(base+n, total, r) }
+		}
+		rep, err := Run(ctx, &sb.Target, g.files, o)
+		errLines := sb.ErrorLines()
+		if cerr := sb.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(errLines) > 0 {
+			return nil, fmt.Errorf("eval: the sandbox gateway logged %d errors; the first: %s", len(errLines), errLines[0])
+		}
+		done += len(rep.Cases)
+		for _, c := range rep.Cases {
+			merged.add(c)
+		}
+		merged.Redaction = append(merged.Redaction, rep.Redaction...)
+		for _, id := range rep.Coverage.Never {
+			never[id] = true
+		}
+	}
+	merged.Totals.RedactionFailures = len(merged.Redaction)
+	for id := range never {
+		if merged.Coverage.Decided[id] == 0 {
+			merged.Coverage.Never = append(merged.Coverage.Never, id)
+		}
+	}
+	sort.Strings(merged.Coverage.Never)
+	return merged, nil
+}
+
+// sandboxKey identifies the sandbox f runs in under opts.
+func (f *File) sandboxKey(opts SandboxOptions) string {
+	cat := f.resolve(f.Sandbox.Catalog)
+	if opts.Catalog != "" {
+		cat = opts.Catalog
+	}
+	var pols []string
+	for _, p := range f.Sandbox.Policies {
+		pols = append(pols, f.resolve(p))
+	}
+	if opts.Policies != nil {
+		pols = opts.Policies
+	}
+	return strings.Join([]string{f.Sandbox.Audience, strings.Join(f.Sandbox.Tenants, ","), cat, strings.Join(pols, "\x00")}, "\x01")
 }

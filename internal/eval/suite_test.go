@@ -33,25 +33,12 @@ func suite(t *testing.T) []*eval.File {
 	return files
 }
 
-// runSandbox runs files in a sandbox built from the first file's sandbox
-// section and opts.
+// runSandbox runs files with eval.RunSandboxed.
 func runSandbox(t *testing.T, files []*eval.File, opts eval.SandboxOptions) *eval.Report {
 	t.Helper()
-	ctx := context.Background()
-	sb, err := eval.StartSandbox(ctx, files[0], opts)
+	rep, err := eval.RunSandboxed(context.Background(), files, opts, eval.Options{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := eval.Run(ctx, &sb.Target, files, eval.Options{})
-	errLines := sb.ErrorLines()
-	if cerr := sb.Close(); cerr != nil {
-		t.Errorf("sandbox Close = %v", cerr)
-	}
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
-	for _, l := range errLines {
-		t.Errorf("the gateway logged an error: %s", l)
+		t.Fatalf("RunSandboxed = %v", err)
 	}
 	return rep
 }
