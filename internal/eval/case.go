@@ -30,9 +30,9 @@ type File struct {
 	Version int `yaml:"version" json:"version"`
 	// Sandbox is the gateway a sandbox run starts. Optional when every
 	// run of the file names a gateway config or an external gateway.
-	Sandbox SandboxSpec `yaml:"sandbox" json:"sandbox"`
+	Sandbox SandboxSpec `yaml:"sandbox,omitempty" json:"sandbox"`
 	// Actors are the identities cases send as, by name.
-	Actors map[string]Actor `yaml:"actors" json:"actors"`
+	Actors map[string]Actor `yaml:"actors,omitempty" json:"actors"`
 	// Cases run in file order.
 	Cases []Case `yaml:"cases" json:"cases"`
 
@@ -44,14 +44,14 @@ type File struct {
 // keys, the ledger and the server are generated per run.
 type SandboxSpec struct {
 	// Audience is the gateway's audience. Empty: "agentgw-eval".
-	Audience string `yaml:"audience" json:"audience,omitempty"`
+	Audience string `yaml:"audience,omitempty" json:"audience,omitempty"`
 	// Tenants are the tenants the gateway serves, each with one
 	// generated issuer.
-	Tenants []string `yaml:"tenants" json:"tenants,omitempty"`
+	Tenants []string `yaml:"tenants,omitempty" json:"tenants,omitempty"`
 	// Catalog is the capability catalog file.
-	Catalog string `yaml:"catalog" json:"catalog,omitempty"`
+	Catalog string `yaml:"catalog,omitempty" json:"catalog,omitempty"`
 	// Policies are the Cedar policy files. Empty: default deny.
-	Policies []string `yaml:"policies" json:"policies,omitempty"`
+	Policies []string `yaml:"policies,omitempty" json:"policies,omitempty"`
 }
 
 // Actor is an identity generated per case: a fresh agent key and curve
@@ -62,13 +62,13 @@ type Actor struct {
 	// Issuer is who signs the credential: empty or "tenant" for the
 	// tenant's trusted issuer, "untrusted" for a key no tenant trusts,
 	// "tenant:<name>" for another tenant's issuer.
-	Issuer string `yaml:"issuer" json:"issuer,omitempty"`
+	Issuer string `yaml:"issuer,omitempty" json:"issuer,omitempty"`
 	// Service is the credential's service claim.
-	Service string `yaml:"service" json:"service,omitempty"`
+	Service string `yaml:"service,omitempty" json:"service,omitempty"`
 	// Scopes are the credential's scopes.
-	Scopes []string `yaml:"scopes" json:"scopes,omitempty"`
+	Scopes []string `yaml:"scopes,omitempty" json:"scopes,omitempty"`
 	// Revoked puts the actor's key on the sandbox's revocation list.
-	Revoked bool `yaml:"revoked" json:"revoked,omitempty"`
+	Revoked bool `yaml:"revoked,omitempty" json:"revoked,omitempty"`
 }
 
 // Case is one message and what must become of it.
@@ -76,37 +76,37 @@ type Case struct {
 	// Name is unique in the file; "deny/credential/expired" style.
 	Name string `yaml:"name" json:"name"`
 	// Doc says what the case proves.
-	Doc string `yaml:"doc" json:"doc,omitempty"`
+	Doc string `yaml:"doc,omitempty" json:"doc,omitempty"`
 	// From names the actor that sends.
 	From string `yaml:"from" json:"from"`
 	// Send is the message.
 	Send Send `yaml:"send" json:"send"`
 	// Tamper lists what is done to the message or its identity (Tampers).
-	Tamper []string `yaml:"tamper" json:"tamper,omitempty"`
+	Tamper []string `yaml:"tamper,omitempty" json:"tamper,omitempty"`
 	// Count sends the message this many times, each a fresh message;
 	// the expectation is about the last. Zero: once.
-	Count int `yaml:"count" json:"count,omitempty"`
+	Count int `yaml:"count,omitempty" json:"count,omitempty"`
 	// Expect is the outcome.
 	Expect Expect `yaml:"expect" json:"expect"`
 	// Record refers to the denied record the case was exported from
 	// ("AGENTGW_DENIED#<seq>"), for the reader; Run does not read it.
-	Record string `yaml:"record" json:"record,omitempty"`
+	Record string `yaml:"record,omitempty" json:"record,omitempty"`
 }
 
 // Send is the message: built from its parts (Capability, Target and one
 // of Plain, Sealed or PayloadDigest) or given as Raw bytes.
 type Send struct {
-	Capability string `yaml:"capability" json:"capability,omitempty"`
-	Target     string `yaml:"target" json:"target,omitempty"`
+	Capability string `yaml:"capability,omitempty" json:"capability,omitempty"`
+	Target     string `yaml:"target,omitempty" json:"target,omitempty"`
 	// Tenant overrides the envelope's tenant (default: the actor's).
-	Tenant string `yaml:"tenant" json:"tenant,omitempty"`
+	Tenant string `yaml:"tenant,omitempty" json:"tenant,omitempty"`
 	// Plain is a plain JSON object payload.
-	Plain map[string]any `yaml:"plain" json:"plain,omitempty"`
+	Plain map[string]any `yaml:"plain,omitempty" json:"plain,omitempty"`
 	// Sealed is a JSON object sealed from the actor to the gateway; its
 	// plaintext is one of the secrets the redaction scan looks for.
-	Sealed map[string]any `yaml:"sealed" json:"sealed,omitempty"`
+	Sealed map[string]any `yaml:"sealed,omitempty" json:"sealed,omitempty"`
 	// Raw sends bytes as they are.
-	Raw *Raw `yaml:"raw" json:"raw,omitempty"`
+	Raw *Raw `yaml:"raw,omitempty" json:"raw,omitempty"`
 }
 
 // Raw is a message sent byte for byte, for malformed input.
@@ -114,14 +114,14 @@ type Raw struct {
 	// Body is sent verbatim.
 	Body string `yaml:"body" json:"body"`
 	// PadTo appends spaces to Body up to this many bytes.
-	PadTo int `yaml:"pad_to" json:"pad_to,omitempty"`
+	PadTo int `yaml:"pad_to,omitempty" json:"pad_to,omitempty"`
 	// Credential attaches the actor's credential header.
-	Credential bool `yaml:"credential" json:"credential,omitempty"`
+	Credential bool `yaml:"credential,omitempty" json:"credential,omitempty"`
 	// Sign attaches the actor's signature over Body.
-	Sign bool `yaml:"sign" json:"sign,omitempty"`
+	Sign bool `yaml:"sign,omitempty" json:"sign,omitempty"`
 	// Headers are added as they are (never a secret: the loader refuses
 	// the credential header).
-	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
 }
 
 // Expect is the outcome a case pins.
@@ -130,10 +130,10 @@ type Expect struct {
 	// approval (held) or deny.
 	Route string `yaml:"route" json:"route"`
 	// Reason is the denial's reason code; required with deny.
-	Reason string `yaml:"reason" json:"reason,omitempty"`
+	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
 	// Policy, when set, are the deciding policy ids (as a set); [] pins
 	// that no policy decided.
-	Policy []string `yaml:"policy" json:"policy,omitempty"`
+	Policy []string `yaml:"policy,omitempty" json:"policy,omitempty"`
 }
 
 // Routes, least restrictive first.
@@ -330,3 +330,29 @@ const (
 	tamperPast   = 2 * time.Hour
 	tamperFuture = time.Hour
 )
+
+// MarshalYAML writes the fields that are set, keeping an empty payload
+// object (an exported case's stand-in) that omitempty would drop.
+func (s Send) MarshalYAML() (any, error) {
+	var m yaml.MapSlice
+	add := func(k string, v any) { m = append(m, yaml.MapItem{Key: k, Value: v}) }
+	if s.Capability != "" {
+		add("capability", s.Capability)
+	}
+	if s.Target != "" {
+		add("target", s.Target)
+	}
+	if s.Tenant != "" {
+		add("tenant", s.Tenant)
+	}
+	if s.Plain != nil {
+		add("plain", s.Plain)
+	}
+	if s.Sealed != nil {
+		add("sealed", s.Sealed)
+	}
+	if s.Raw != nil {
+		add("raw", s.Raw)
+	}
+	return m, nil
+}

@@ -280,6 +280,11 @@ func verdict(c *Case, got Outcome) string {
 		return FalseDenial
 	}
 	if want.Route == RouteDeny && got.Reason != want.Reason {
+		// Denied by a later gate: the gate that should have denied let
+		// the message through, which is an allow by that gate.
+		if stageAfter(reason.Code(got.Reason), reason.Code(want.Reason)) {
+			return FalseAllow
+		}
 		return WrongReason
 	}
 	if want.Route == RouteAllow && c.Send.Raw == nil {
@@ -295,6 +300,24 @@ func verdict(c *Case, got Outcome) string {
 		}
 	}
 	return Pass
+}
+
+// stageOrder is the pipeline order of the gates.
+var stageOrder = []reason.Stage{
+	reason.StageTransport, reason.StageEnvelope, reason.StageCredential, reason.StageSignature,
+	reason.StageFreshness, reason.StageLedger, reason.StageCatalog, reason.StageBudget,
+	reason.StagePolicy, reason.StagePayload, reason.StageApproval,
+}
+
+// stageAfter reports whether got's gate comes after want's.
+func stageAfter(got, want reason.Code) bool {
+	g, ok1 := reason.Lookup(got)
+	w, ok2 := reason.Lookup(want)
+	if !ok1 || !ok2 {
+		return false
+	}
+	gi, wi := slices.Index(stageOrder, g.Stage), slices.Index(stageOrder, w.Stage)
+	return gi >= 0 && wi >= 0 && gi > wi
 }
 
 // headerOf returns a getter for out's headers.
