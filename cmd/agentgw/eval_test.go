@@ -6,6 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/gwtest"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 // suiteFiles are the shipped case files, as absolute paths.
@@ -70,5 +77,57 @@ func TestEvalRun(t *testing.T) {
 	r = mustRun(t, "", exitUsage, "eval", "run", bad)
 	if !strings.Contains(r.stderr, "not an actor") {
 		t.Errorf("stderr does not say what is wrong:\n%s", r)
+	}
+}
+
+// TestEvalRunExternal: the demo's cases run against a gateway serving on
+// a nats-server over TCP, with the issuer seed it trusts named on the
+// command line, and pass.
+func TestEvalRunExternal(t *testing.T) {
+	dir := t.TempDir()
+	srv := natstest.Start(t, natstest.Options{})
+	seedFile := func(name string, kp nkeys.KeyPair) string {
+		seed, err := kp.Seed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, seed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	issuer, _ := identity.NewIssuer()
+	signing, _ := identity.NewGatewayKey()
+	curve, _ := identity.NewCurve()
+	issuerPub, _ := issuer.PublicKey()
+	xkey, _ := curve.PublicKey()
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	cfg := gateway.DefaultConfig()
+	cfg.Audience = "billing-gateway"
+	cfg.DataDir = filepath.Join(dir, "ledger")
+	cfg.Catalog = abs("../../testdata/evals/sandbox/catalog.yaml")
+	cfg.Policies = []string{abs("../../testdata/evals/sandbox/policies/base.cedar"), abs("../../testdata/evals/sandbox/policies/refunds.cedar")}
+	cfg.Keys = gateway.KeysConfig{Signing: seedFile("signing.nk", signing), Curve: seedFile("curve.nk", curve)}
+	cfg.Tenants = map[string]gateway.TenantConfig{"tenant_a": {Issuers: []string{issuerPub}}}
+	cfg.NATS.URL = srv.ClientURL()
+	gw, err := gateway.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwtest.Run(t, gw, "against the external nats-server")
+
+	r := mustRun(t, "", exitOK, "eval", "run", "--json", "--external", "--nats", srv.ClientURL(), "--audience", "billing-gateway",
+		"--issuer", "tenant_a="+seedFile("issuer.nk", issuer), "--gateway-xkey", xkey,
+		"--policy", cfg.Policies[0], "--policy", cfg.Policies[1], abs("../../testdata/evals/demo.yaml"))
+	rep := decodeEval(t, r)
+	if rep.Totals.Cases != 9 || rep.Totals.Passed != 9 {
+		t.Errorf("totals %+v; want the demo's 9 cases passed\n%s", rep.Totals, r)
 	}
 }
