@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -46,8 +47,9 @@ missing on outputs and audit events, redaction failures (a seed, a
 credential or a sealed plaintext of the run found in any output, audit
 event or the gateway's log) and which policies decided no case.
 
-Exit 3 on any false allow or redaction failure; 1 when another case
-failed (or on a runtime error); 0 when every case passed.`)
+Exit 3 on any false allow or redaction failure, or policies that do not
+load; 1 when another case failed (or on a runtime error); 2 when a case
+file does not load; 0 when every case passed.`)
 	var cf connFlags
 	cf.register(c.fs)
 	var policies listFlag
@@ -105,6 +107,10 @@ failed (or on a runtime error); 0 when every case passed.`)
 		rep, err = eval.Run(ctx, tgt, files, opts)
 	} else {
 		rep, err = eval.RunSandboxed(ctx, files, eval.SandboxOptions{Catalog: *catalog, Policies: policies}, opts)
+	}
+	if errors.Is(err, policy.ErrInvalid) {
+		fmt.Fprintf(c.err, "agentgw eval run: policies do not load:\n%v\n", err)
+		return exitRejected
 	}
 	if err != nil {
 		return c.fail(err, "")

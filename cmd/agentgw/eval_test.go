@@ -70,6 +70,12 @@ func TestEvalRun(t *testing.T) {
 		}
 	}
 
+	broken := filepath.Join(t.TempDir(), "broken.cedar")
+	if err := os.WriteFile(broken, []byte("permit (principal, action, resource) when { nonsense };"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "", exitRejected, "eval", "run", "--policy", broken, files[0])
+
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("version: 1\ncases: [{name: x, from: nobody, send: {raw: {body: x}}, expect: {route: allow}}]\n"), 0o600); err != nil {
 		t.Fatal(err)

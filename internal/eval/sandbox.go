@@ -161,9 +161,7 @@ func (s *Sandbox) start(ctx context.Context, audience string, tenants []string, 
 	}
 	cfg.Revocations.File = s.revFile
 	cfg.Consumer.FetchWait = 100 * time.Millisecond
-	if set, err := loadPolicyIDs(policies); err == nil {
-		s.PolicyIDs = set
-	} else {
+	if s.PolicyIDs, err = loadPolicyIDs(policies); err != nil {
 		return err
 	}
 
