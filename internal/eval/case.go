@@ -107,6 +107,18 @@ type Send struct {
 	Sealed map[string]any `yaml:"sealed,omitempty" json:"sealed,omitempty"`
 	// Raw sends bytes as they are.
 	Raw *Raw `yaml:"raw,omitempty" json:"raw,omitempty"`
+	// Answer answers the request an earlier case of the file had held.
+	Answer *Answer `yaml:"answer,omitempty" json:"answer,omitempty"`
+}
+
+// Answer is an approver's answer (an approve envelope) to the request an
+// earlier case had held, bound to the digest and policy version the
+// approval queue showed, as client.Approver builds it.
+type Answer struct {
+	// To names the earlier case; it must expect route approval.
+	To string `yaml:"to" json:"to"`
+	// Decision is grant or deny.
+	Decision string `yaml:"decision" json:"decision"`
 }
 
 // Raw is a message sent byte for byte, for malformed input.
@@ -261,6 +273,12 @@ func (f *File) Check() error {
 			errs = append(errs, fmt.Errorf("%s: from %q is not an actor", at, c.From))
 		}
 		errs = append(errs, c.check(at)...)
+		if a := c.Send.Answer; a != nil {
+			j := slices.IndexFunc(f.Cases[:i], func(e Case) bool { return e.Name == a.To })
+			if j < 0 || f.Cases[j].Expect.Route != RouteApproval {
+				errs = append(errs, fmt.Errorf("%s: answer to %q: no earlier case of that name expecting route approval", at, a.To))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -268,6 +286,18 @@ func (f *File) Check() error {
 func (c *Case) check(at string) []error {
 	var errs []error
 	s := c.Send
+	if s.Answer != nil {
+		if s.Raw != nil || s.Plain != nil || s.Sealed != nil || s.Capability != "" || s.Target != "" {
+			errs = append(errs, fmt.Errorf("%s: answer excludes capability, target, plain, sealed and raw", at))
+		}
+		if s.Answer.Decision != "grant" && s.Answer.Decision != "deny" {
+			errs = append(errs, fmt.Errorf("%s: answer decision %q is not grant or deny", at, s.Answer.Decision))
+		}
+		if len(c.Tamper) > 0 {
+			errs = append(errs, fmt.Errorf("%s: an answer takes no tamper", at))
+		}
+		return append(errs, c.checkExpect(at)...)
+	}
 	if s.Raw != nil {
 		if s.Plain != nil || s.Sealed != nil || s.Capability != "" || s.Target != "" {
 			errs = append(errs, fmt.Errorf("%s: raw excludes capability, target, plain and sealed", at))
@@ -298,6 +328,11 @@ func (c *Case) check(at string) []error {
 			errs = append(errs, fmt.Errorf("%s: tamper %q needs a sealed payload", at, t))
 		}
 	}
+	return append(errs, c.checkExpect(at)...)
+}
+
+func (c *Case) checkExpect(at string) []error {
+	var errs []error
 	switch c.Expect.Route {
 	case RouteDeny:
 		if !reason.Known(reason.Code(c.Expect.Reason)) {
@@ -353,6 +388,9 @@ func (s Send) MarshalYAML() (any, error) {
 	}
 	if s.Raw != nil {
 		add("raw", s.Raw)
+	}
+	if s.Answer != nil {
+		add("answer", s.Answer)
 	}
 	return m, nil
 }

@@ -39,6 +39,8 @@ func TestParse(t *testing.T) {
 		{"credential-header-in-raw", "send: {capability: read, target: kb.search, plain: {q: x}}", "send: {raw: {body: x, headers: {Agentgw-Credential: abc}}}"},
 		{"seed-in-raw-body", "send: {capability: read, target: kb.search, plain: {q: x}}", "send: {raw: {body: " + seed + "}}"},
 		{"jwt-in-raw-header", "send: {capability: read, target: kb.search, plain: {q: x}}", "send: {raw: {body: x, headers: {X-Token: " + jwt + "}}}"},
+		{"answer-to-unknown-case", "send: {capability: read, target: kb.search, plain: {q: x}}", "send: {answer: {to: nowhere, decision: grant}}"},
+		{"answer-with-target", "send: {capability: read, target: kb.search, plain: {q: x}}", "send: {target: kb.search, answer: {to: allow/read, decision: grant}}"},
 		{"bad-issuer", "agent: {tenant: tenant_a,", "agent: {tenant: tenant_a, issuer: someone,"},
 	}
 	for _, tt := range tests {

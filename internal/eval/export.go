@@ -150,6 +150,9 @@ func exportOne(r Record, opts ExportOptions) (c *Case, a Actor, why string) {
 		c.Doc = "exported from a denied record; body copied as received"
 		return c, a, ""
 	}
+	if env.Capability == envelope.Approve || env.Capability == envelope.Respond {
+		return nil, a, "answers and responses bind to a held request; write the case by hand"
+	}
 	c.Send.Capability, c.Send.Target = string(env.Capability), env.Target
 	if env.Tenant != ev.Tenant {
 		c.Send.Tenant = env.Tenant

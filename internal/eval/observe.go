@@ -22,6 +22,7 @@ type output struct {
 	stream  string
 	subject string
 	header  map[string][]string
+	data    []byte // kept for the approval queue only: an answer binds to it
 }
 
 // observer reads the output streams and the audit stream from where they
@@ -74,7 +75,7 @@ func (o *observer) handler(stream string) jetstream.MessageHandler {
 				o.err = fmt.Errorf("eval: an audit message does not decode: %w", err)
 			}
 			for _, ev := range evs {
-				if ev.IngressSeq != 0 && (ev.Kind == audit.KindDecision || ev.Kind == audit.KindApprovalRequest) {
+				if ev.IngressSeq != 0 && decisionKind(ev.Kind) {
 					o.audit[ev.IngressSeq] = append(o.audit[ev.IngressSeq], ev)
 				}
 			}
@@ -82,7 +83,11 @@ func (o *observer) handler(stream string) jetstream.MessageHandler {
 			seq, err := strconv.ParseUint(m.Headers().Get(header.IngressSeq), 10, 64)
 			if err == nil {
 				if _, dup := o.outputs[seq]; !dup {
-					o.outputs[seq] = output{stream: stream, subject: m.Subject(), header: m.Headers()}
+					out := output{stream: stream, subject: m.Subject(), header: m.Headers()}
+					if stream == gateway.StreamApproval {
+						out.data = m.Data()
+					}
+					o.outputs[seq] = out
 				}
 			}
 		}
@@ -128,4 +133,14 @@ func (o *observer) stop() {
 	for _, cc := range o.ccs {
 		cc.Stop()
 	}
+}
+
+// decisionKind reports whether an event of kind records what became of
+// an ingress message: a decision, a hold, or an approver's answer.
+func decisionKind(kind string) bool {
+	switch kind {
+	case audit.KindDecision, audit.KindApprovalRequest, audit.KindApprovalGranted, audit.KindApprovalDenied:
+		return true
+	}
+	return false
 }

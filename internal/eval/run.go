@@ -133,11 +133,12 @@ func Run(ctx context.Context, t *Target, files []*File, opts Options) (*Report, 
 		total += len(f.Cases)
 	}
 	for _, f := range files {
+		held := map[string]output{}
 		for i := range f.Cases {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			r := runCase(ctx, js, obs, b, f, &f.Cases[i], opts)
+			r := runCase(ctx, js, obs, b, f, &f.Cases[i], held, opts)
 			rep.add(r)
 			if opts.Progress != nil {
 				opts.Progress(len(rep.Cases), total, r)
@@ -195,7 +196,7 @@ func (r *Report) add(c *CaseResult) {
 	}
 }
 
-func runCase(ctx context.Context, js jetstream.JetStream, obs *observer, b *builder, f *File, c *Case, opts Options) *CaseResult {
+func runCase(ctx context.Context, js jetstream.JetStream, obs *observer, b *builder, f *File, c *Case, held map[string]output, opts Options) *CaseResult {
 	r := &CaseResult{File: f.Path(), Name: c.Name, Expect: c.Expect, ReplaySent: slices.Contains(c.Tamper, "replay")}
 	fail := func(err error) *CaseResult {
 		r.Verdict, r.Problem = CaseError, err.Error()
@@ -205,8 +206,18 @@ func runCase(ctx context.Context, js jetstream.JetStream, obs *observer, b *buil
 	if err != nil {
 		return fail(err)
 	}
-	msgs, err := b.messages(c, a)
-	if err != nil {
+	var msgs []message
+	if ans := c.Send.Answer; ans != nil {
+		h, ok := held[ans.To]
+		if !ok {
+			return fail(fmt.Errorf("eval: answer to %q: that case held nothing", ans.To))
+		}
+		m, err := b.answer(a, h, ans.Decision)
+		if err != nil {
+			return fail(err)
+		}
+		msgs = []message{m}
+	} else if msgs, err = b.messages(c, a); err != nil {
 		return fail(err)
 	}
 	var seqs []uint64
@@ -227,11 +238,20 @@ func runCase(ctx context.Context, js jetstream.JetStream, obs *observer, b *buil
 		r.MissingTrace = append(r.MissingTrace, missingTrace(out, evs)...)
 		if i == len(seqs)-1 {
 			r.Got = outcomeOf(seq, out, evs)
+			if out.stream == gateway.StreamApproval {
+				held[c.Name] = out
+			}
 		}
 	}
 	r.ReplaySent = slices.Contains(c.Tamper, "replay")
 	r.ReplayDetected = r.ReplaySent && r.Got.Reason == string(reason.ReplayDetected)
-	r.Verdict = verdict(c, r.Got)
+	target := c.Send.Target
+	if ans := c.Send.Answer; ans != nil {
+		if i := slices.IndexFunc(f.Cases, func(e Case) bool { return e.Name == ans.To }); i >= 0 {
+			target = f.Cases[i].Send.Target
+		}
+	}
+	r.Verdict = verdict(c, target, r.Got)
 	return r
 }
 
@@ -267,7 +287,9 @@ func outcomeOf(seq uint64, out output, evs []audit.Event) Outcome {
 
 var restrictive = map[string]int{RouteAllow: 0, RouteApproval: 1, RouteDeny: 2}
 
-func verdict(c *Case, got Outcome) string {
+// verdict compares got with c's expectation; target is where an allow
+// must be delivered (for an answer, the held request's target).
+func verdict(c *Case, target string, got Outcome) string {
 	want := c.Expect
 	if got.Route != want.Route {
 		g, ok := restrictive[got.Route]
@@ -288,7 +310,7 @@ func verdict(c *Case, got Outcome) string {
 		return WrongReason
 	}
 	if want.Route == RouteAllow && c.Send.Raw == nil {
-		if !strings.HasSuffix(got.Subject, "."+c.Send.Target) {
+		if !strings.HasSuffix(got.Subject, "."+target) {
 			return WrongTarget
 		}
 	}
@@ -362,7 +384,7 @@ func missingTrace(out output, evs []audit.Event) []string {
 	}
 	var ev *audit.Event
 	for i := range evs {
-		if evs[i].Kind == audit.KindDecision || evs[i].Kind == audit.KindApprovalRequest {
+		if decisionKind(evs[i].Kind) {
 			ev = &evs[i]
 			break
 		}

@@ -3,6 +3,7 @@ package eval
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -331,4 +333,35 @@ func (b *builder) subject(c *Case, a *actor) (string, error) {
 		return "", fmt.Errorf("eval: %w", err)
 	}
 	return s, nil
+}
+
+// answer builds an approver's answer to the request held in h, as
+// client.Approver.Answer does: the held message id as target, the
+// request's digest and policy version, its trace id and the idempotency
+// key approve-<held id>.
+func (b *builder) answer(a *actor, h output, decision string) (message, error) {
+	var req approval.Request
+	if err := json.Unmarshal(h.data, &req); err != nil {
+		return message{}, fmt.Errorf("eval: the held request does not decode: %w", err)
+	}
+	plain, err := json.Marshal(approval.Answer{Decision: decision, Reason: "eval", BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+	if err != nil {
+		return message{}, fmt.Errorf("eval: answer: %w", err)
+	}
+	subj, err := subjects.Ingress(a.tenant, a.pub)
+	if err != nil {
+		return message{}, fmt.Errorf("eval: %w", err)
+	}
+	bd := envelope.Builder{
+		Tenant: a.tenant, Audience: b.t.Audience, Capability: envelope.Approve, Target: req.HeldMessageID,
+		IdempotencyKey: "approve-" + req.HeldMessageID, TraceID: req.TraceID, Payload: envelope.Payload{Plain: plain},
+	}
+	body, err := bd.Build(b.now())
+	if err != nil {
+		return message{}, fmt.Errorf("eval: build answer: %w", err)
+	}
+	h2 := nats.Header{}
+	h2.Set(header.Credential, a.token.Reveal())
+	h2.Set(header.Signature, base64.RawURLEncoding.EncodeToString(a.signer.Sign(envelope.SigningInput(body))))
+	return message{subject: subj, header: h2, body: body}, nil
 }

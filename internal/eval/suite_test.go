@@ -65,9 +65,10 @@ func TestSuite(t *testing.T) {
 	if rep.Totals.ReplaysDetected == 0 {
 		t.Error("no replay detected; the suite sends replays")
 	}
-	// base.answers decides approvals and responses, which need a held
-	// request's digest bound into the answer: cases cannot express that
-	// yet. Every other policy decides at least one case.
+	// base.answers permits approvers' answers and consumers' responses;
+	// the events of an answered request name the policies that held it,
+	// and responses are not cases yet, so it is never seen deciding.
+	// Every other policy decides at least one case.
 	for _, id := range rep.Coverage.Never {
 		if id != "base.answers" {
 			t.Errorf("policy %s decided no case", id)
