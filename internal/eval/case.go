@@ -178,6 +178,7 @@ var Tampers = map[string]string{
 	"no_signature":              "the signature header dropped",
 	"wrong_subject_agent":       "published on another agent's ingress subject",
 	"wrong_subject_tenant":      "published on another tenant's ingress subject",
+	"invalid_subject":           "published on an ingress subject whose agent token is no agent key",
 	"seal_to_other":             "sealed to a curve key that is not the gateway's",
 	"seal_from_other":           "sealed from a curve key that is not the credential's",
 	"seal_corrupt":              "one byte of the ciphertext flipped",
@@ -321,7 +322,7 @@ func (c *Case) check(at string) []error {
 		if _, ok := Tampers[t]; !ok {
 			errs = append(errs, fmt.Errorf("%s: unknown tamper %q", at, t))
 		}
-		if s.Raw != nil && t != "replay" && t != "wrong_subject_agent" && t != "wrong_subject_tenant" {
+		if s.Raw != nil && t != "replay" && t != "wrong_subject_agent" && t != "wrong_subject_tenant" && t != "invalid_subject" {
 			errs = append(errs, fmt.Errorf("%s: tamper %q needs a built message, not raw", at, t))
 		}
 		if strings.HasPrefix(t, "seal_") && s.Sealed == nil {

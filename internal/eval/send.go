@@ -332,6 +332,11 @@ func (b *builder) subject(c *Case, a *actor) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("eval: %w", err)
 	}
+	if slices.Contains(c.Tamper, "invalid_subject") {
+		// Still inside the ingress stream's subjects, so the gateway
+		// sees it and must deny it.
+		s = strings.TrimSuffix(s, agent) + "not-an-agent-key"
+	}
 	return s, nil
 }
 
