@@ -44,6 +44,7 @@ var commands = []topCommand{
 	{"denied", "list and inspect denied messages", deniedCmd},
 	{"audit", "read the audit trail", auditCmd},
 	{"policy", "check Cedar policy files (and a capability catalog)", policyCmd},
+	{"eval", "run security evaluation cases against a sandbox or a gateway", evalCmd},
 	{"bench", "measure the gateway against a raw and a crypto relay", benchCmd},
 	{"version", "print the module version, VCS revision and Go version", versionCmd},
 }
