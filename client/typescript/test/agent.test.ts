@@ -4,7 +4,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
-import { createCurve, createUser, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { createAccount, createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
 import { headers, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Agent, type AgentConfig } from "../src/agent.js";
@@ -20,7 +20,7 @@ import { AUDIENCE, issueCredential, TENANT } from "./world.js";
 let srv: NatsServer;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
-const issuer = fromSeed(bytes("SAAP3WOOGU6ZZW4XJ3XNXFMCHCT3U66SSRVEQISNKWOV6WFH5YR34QIH7Q"));
+const issuer = createAccount();
 const gwCurve = new Box(createCurve());
 
 before(async () => {
