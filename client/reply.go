@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,10 +52,11 @@ type WaitOptions struct {
 // to this agent and bound to the sealed bytes, which must open with the
 // agent's curve key from the gateway's curve key. Anything else on the
 // subject is ignored. Without a reply in time it returns the receipt and
-// ErrNoReply.
+// ErrNoReply. A plain request waits the same way: the agent needs Curve
+// and GatewayXKey to open its reply.
 func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (*Receipt, *Reply, error) {
 	if a.box == nil {
-		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent: configure Curve", ErrConfig)
+		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent, for plain requests as for sealed ones: configure Curve and GatewayXKey", ErrConfig)
 	}
 	if len(opt.TrustedGateways) == 0 {
 		return nil, nil, fmt.Errorf("%w: no trusted gateway keys for replies", ErrConfig)
@@ -107,8 +107,10 @@ func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
 	if claims.Route != decision.RouteReply || claims.PayloadDigest != decision.Digest(m.Data) {
 		return nil, reason.Deny(reason.DecisionBinding, "reply token does not bind these bytes")
 	}
+	// The gateway seals replies from its curve key; TrustedGateways are
+	// signing keys and say nothing about who may seal.
 	from := m.Header.Get(header.SealedFrom)
-	if from != a.cfg.GatewayXKey && !slices.Contains(opt.TrustedGateways, from) {
+	if from != a.cfg.GatewayXKey {
 		return nil, reason.Deny(reason.SealMismatch, "reply not sealed by the gateway's curve key")
 	}
 	plain, err := a.box.Open(m.Data, from)

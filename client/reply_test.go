@@ -3,8 +3,15 @@ package client
 import (
 	"bytes"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // TestRespondNamesRequestByAgentAndID: a response names the request by
@@ -41,5 +48,60 @@ func TestRespondNamesRequestByAgentAndID(t *testing.T) {
 	}
 	if got, err := w.gwCurve.Open(ct, body.Payload.From); err != nil || !bytes.Equal(got, answer) {
 		t.Errorf("gateway Open = %q, %v; want the answer", got, err)
+	}
+}
+
+// TestVerifyReplyOnlyFromGatewayXKey: a reply's payload must be sealed
+// from the configured gateway curve key (AgentConfig.GatewayXKey). A
+// reply whose token a trusted gateway signed over its bytes is refused
+// seal_mismatch when Agentgw-Sealed-From names another curve key, or the
+// gateway's signing key.
+func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant, "refund:draft")
+	ag := w.agent(a)
+	stranger, err := identity.NewBox(mustKey(t, identity.NewCurve))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := func(sealer *identity.Box, sealedFrom string) *nats.Msg {
+		data, err := sealer.Seal([]byte(`{"status":"drafted"}`), a.xkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := decision.Sign(w.gwSign, decision.Claims{
+			Subject: a.pub, Audience: a.pub, IssuedAt: testClock, Expires: testClock.Add(time.Minute),
+			Tenant: testTenant, Scope: "respond:" + testTarget, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+			MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", BodyDigest: decision.Digest([]byte("{}")),
+			PayloadDigest: decision.Digest(data), PolicyVersion: "v1", Route: decision.RouteReply,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg("agentgw.reply." + testTenant + "." + a.pub)
+		m.Data = data
+		m.Header.Set(header.Decision, tok.Reveal())
+		m.Header.Set(header.SealedFrom, sealedFrom)
+		return m
+	}
+	opt := WaitOptions{TrustedGateways: []string{w.gwSign.PublicKey()}}
+	if r, err := ag.verifyReply(reply(w.gwCurve, w.gwCurve.PublicKey()), opt); err != nil || string(r.Payload) != `{"status":"drafted"}` {
+		t.Fatalf("verifyReply(from the gateway's curve key) = %v, %v; want the reply", r, err)
+	}
+	for name, m := range map[string]*nats.Msg{
+		"deny/another-xkey":      reply(stranger, stranger.PublicKey()),
+		"deny/gateway-nkey":      reply(w.gwCurve, w.gwSign.PublicKey()),
+		"deny/no-sealed-from":    reply(w.gwCurve, ""),
+		"deny/xkey-of-recipient": reply(w.gwCurve, a.xkey),
+	} {
+		if _, err := ag.verifyReply(m, opt); reason.Of(err) != reason.SealMismatch {
+			t.Errorf("verifyReply(%s) = %v; want seal_mismatch", name, err)
+		}
+	}
+	// Trusting a key to sign tokens is not trusting it to seal: a curve
+	// key listed among TrustedGateways (a misconfiguration) seals nothing.
+	opt.TrustedGateways = append(opt.TrustedGateways, stranger.PublicKey())
+	if _, err := ag.verifyReply(reply(stranger, stranger.PublicKey()), opt); reason.Of(err) != reason.SealMismatch {
+		t.Errorf("verifyReply(sealed from a curve key listed in TrustedGateways) = %v; want seal_mismatch", err)
 	}
 }

@@ -114,7 +114,8 @@ func (d *Delivery) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String(
 //     on message id, trace id, tenant, target or agent.
 //   - MalformedEnvelope (or Oversized, UnsupportedVersion): the bound
 //     body does not parse, which only a broken gateway can cause.
-//   - SealBroken: the re-sealed payload is not base64url, is not from an
+//   - SealBroken: the re-sealed payload is not canonical base64url (CR
+//     and LF included), is not from an
 //     accepted gateway key, does not open with Curve, or is missing for
 //     an envelope whose own payload is sealed.
 //   - BadSignature: with VerifyAgentSignature, the agent's signature
@@ -169,7 +170,7 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 
 	var resealed []byte
 	if s := doc.Sealed; s != "" {
-		if resealed, err = base64.RawURLEncoding.Strict().DecodeString(s); err != nil {
+		if resealed, err = decodeB64url(s); err != nil {
 			return nil, reason.Deny(reason.SealBroken, "jti %s: the re-sealed payload is not base64url", claims.ID)
 		}
 		d.Sealed = true
@@ -240,4 +241,18 @@ func openResealed(c *decision.Claims, resealed []byte, from string, opt VerifyOp
 		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload does not open (%s)", c.ID, reason.Of(err))
 	}
 	return p, nil
+}
+
+// strictB64url reads canonical base64url without padding: no padding, no stray
+// bits (Strict) and, checked first, nothing outside the alphabet, since
+// the decoder alone skips CR and LF. One byte string has one encoding.
+var strictB64url = base64.RawURLEncoding.Strict()
+
+func decodeB64url(s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return nil, fmt.Errorf("client: byte %d is not in the base64url alphabet", i)
+		}
+	}
+	return strictB64url.DecodeString(s)
 }

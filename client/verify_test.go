@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -296,5 +297,51 @@ func TestVerifyDelivery(t *testing.T) {
 				t.Errorf("Delivery.String() = %s; quotes the payload", s)
 			}
 		})
+	}
+}
+
+// TestVerifyDeliveryReadsDocumentStrictly rewrites a genuine delivery's
+// text the ways a case-insensitive, last-duplicate-wins decoder that
+// skips newlines in base64 would still read as the genuine delivery:
+// each is refused, as the TypeScript SDK refuses it — the document's
+// shape with decision_token_missing, the re-sealed payload's text with
+// seal_broken.
+func TestVerifyDeliveryReadsDocumentStrictly(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	consumer, err := identity.NewBox(mustKey(t, identity.NewCurve))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := forward{w: w, a: a, target: testTarget, plain: []byte(`{"order":"A-1","amount_cents":2500}`), sealed: true, consumer: consumer}
+	genuine := fwd.msg()
+	opt := w.verifyOptions(consumer)
+	if _, err := VerifyDelivery(genuine.Subject, genuine.Header, genuine.Data, opt); err != nil {
+		t.Fatalf("genuine delivery: %v", err)
+	}
+	doc := docOf(t, genuine)
+	text := string(genuine.Data)
+	half := len(doc.Sealed) / 2
+	for _, tc := range []struct {
+		name string
+		data string
+		want reason.Code
+	}{
+		{"deny/decision-case", strings.Replace(text, `"decision":`, `"Decision":`, 1), reason.DecisionMissing},
+		{"deny/sealed-from-case", strings.Replace(text, `"sealed_from":`, `"SEALED_FROM":`, 1), reason.DecisionMissing},
+		{"deny/envelope-case", strings.Replace(text, `"envelope":`, `"Envelope":`, 1), reason.DecisionMissing},
+		{"deny/duplicate-decision", strings.Replace(text, `"decision":`, `"decision":"a.b.c","decision":`, 1), reason.DecisionMissing},
+		{"deny/duplicate-sealed", strings.Replace(text, `"sealed":`, `"sealed":"AAAA","sealed":`, 1), reason.DecisionMissing},
+		{"deny/case-duplicate-envelope", strings.Replace(text, `"envelope":`, `"Envelope":{},"envelope":`, 1), reason.DecisionMissing},
+		{"deny/newline-in-sealed", strings.Replace(text, doc.Sealed, doc.Sealed[:half]+`\n`+doc.Sealed[half:], 1), reason.SealBroken},
+		{"deny/crlf-in-sealed", strings.Replace(text, doc.Sealed, doc.Sealed[:half]+`\r\n`+doc.Sealed[half:], 1), reason.SealBroken},
+	} {
+		if tc.data == text {
+			t.Fatalf("%s: the rewrite changed nothing", tc.name)
+		}
+		_, err := VerifyDelivery(genuine.Subject, genuine.Header, []byte(tc.data), opt)
+		if got := reason.Of(err); got != tc.want {
+			t.Errorf("VerifyDelivery(%s) = %v; want %s", tc.name, err, tc.want)
+		}
 	}
 }

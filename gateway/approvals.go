@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -146,11 +145,9 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalInvalid, "an answer is a plain payload"))
 		return nil
 	}
-	var ans approval.Answer
-	dec := json.NewDecoder(bytes.NewReader(it.env.Payload.Plain))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&ans); err != nil || (ans.Decision != approval.Grant && ans.Decision != approval.Deny) {
-		it.deny(reason.Deny(reason.ApprovalInvalid, "answer is not {decision: grant|deny, body_digest, policy_version}"))
+	ans, err := approval.ParseAnswer(it.env.Payload.Plain, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes})
+	if err != nil {
+		it.deny(err)
 		return nil
 	}
 	if ans.BodyDigest != h.BodyDigest || ans.PolicyVersion != h.PolicyVersion {

@@ -152,3 +152,43 @@ func TestApprovalExpiresAcrossRestart(t *testing.T) {
 		t.Fatalf("invariant: %v; follow-ups %d want 1", err, len(r.FollowUps))
 	}
 }
+
+// answerRaw publishes an approve envelope from a whose plain payload is
+// exactly raw.
+func (f *approvalFlow) answerRaw(a *actor, raw string) uint64 {
+	body := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.Approve, f.req.HeldMessageID
+		b.Payload = envelope.Payload{Plain: json.RawMessage(raw)}
+	})
+	return f.publish(f.ingress(a, "tenant_a"), body, f.signed(a, a.token, body))
+}
+
+// TestApprovalAnswerReadStrictly sends answers that a case-insensitive
+// or lenient decoder would read as a grant: each is approval_invalid and
+// leaves the request held, so the exact answer still releases it once.
+func TestApprovalAnswerReadStrictly(t *testing.T) {
+	f := newApprovalFlow(t)
+	bd, pv := f.req.BodyDigest, f.req.PolicyVersion
+	for name, raw := range map[string]string{
+		"deny/decision-case":       `{"Decision":"grant","body_digest":"` + bd + `","policy_version":"` + pv + `"}`,
+		"deny/digest-case":         `{"decision":"grant","Body_Digest":"` + bd + `","policy_version":"` + pv + `"}`,
+		"deny/version-case":        `{"decision":"grant","body_digest":"` + bd + `","POLICY_VERSION":"` + pv + `"}`,
+		"deny/long-s":              `{"decision":"grant","body_digest":"` + bd + `","policy_version":"` + pv + `","rea\u017fon":"ok"}`,
+		"deny/unknown":             `{"decision":"grant","body_digest":"` + bd + `","policy_version":"` + pv + `","note":"x"}`,
+		"deny/null-reason":         `{"decision":"grant","body_digest":"` + bd + `","policy_version":"` + pv + `","reason":null}`,
+		"deny/decision-not-string": `{"decision":["grant"],"body_digest":"` + bd + `","policy_version":"` + pv + `"}`,
+		"deny/missing-version":     `{"decision":"grant","body_digest":"` + bd + `"}`,
+	} {
+		seq := f.answerRaw(f.approver, raw)
+		if got := reason.Code(f.outputFor(seq).Header.Get(header.Reason)); got != reason.ApprovalInvalid {
+			t.Errorf("answer %s: reason = %q; want approval_invalid", name, got)
+		}
+	}
+	if n, _ := f.gw.pendingApprovals(); n != 1 {
+		t.Fatalf("pending approvals after malformed answers = %d; want 1", n)
+	}
+	seq := f.answerRaw(f.approver, `{"decision":"grant","reason":"ok","body_digest":"`+bd+`","policy_version":"`+pv+`"}`)
+	if out := f.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("exact answer went to %s (%s); want the capability subject", out.Subject, out.Header.Get(header.Reason))
+	}
+}

@@ -617,6 +617,7 @@ func (g *Gateway) awaitAndAck(ps *partState, items []*item, pg *pubGroup) error 
 func (g *Gateway) nakAll(items []*item) {
 	for _, it := range items {
 		_ = it.msg.NakWithDelay(retryDelay)
+		g.endUndecided(it)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/budget"
@@ -49,7 +48,8 @@ type Config struct {
 	Budgets budget.Limits `yaml:"budgets"`
 	// Metrics configures the Prometheus listener.
 	Metrics MetricsConfig `yaml:"metrics"`
-	// Tracing selects the OpenTelemetry exporter (none, stdout, otlp).
+	// Tracing selects the OpenTelemetry exporter (none, stdout, file,
+	// otlp); tracing.file is relative to the config file.
 	Tracing tracing.Config `yaml:"tracing"`
 	// Exchange, when set, serves the OAuth/OIDC token exchange
 	// (package exchange) from the gateway process.
@@ -262,7 +262,12 @@ func LoadConfig(path string, overrides ...func(*Config)) (Config, error) {
 		return Config{}, fmt.Errorf("gateway: config: %w", err)
 	}
 	cfg := DefaultConfig()
-	if err := yaml.UnmarshalWithOptions(data, &cfg, yaml.Strict()); err != nil {
+	if err := decodeStrict(data, &cfg); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Path = path
+			return Config{}, ce
+		}
 		return Config{}, fmt.Errorf("gateway: config %s: %w", path, err)
 	}
 	cfg.dir = filepath.Dir(path)
@@ -271,6 +276,10 @@ func LoadConfig(path string, overrides ...func(*Config)) (Config, error) {
 		o(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Path = path
+		}
 		return Config{}, err
 	}
 	return cfg, nil
@@ -295,6 +304,7 @@ func (c *Config) resolvePaths() {
 	c.NATS.TLS.Cert = c.Path(c.NATS.TLS.Cert)
 	c.NATS.TLS.Key = c.Path(c.NATS.TLS.Key)
 	c.Revocations.File = c.Path(c.Revocations.File)
+	c.Tracing.File = c.Path(c.Tracing.File)
 	for i, p := range c.Policies {
 		c.Policies[i] = c.Path(p)
 	}
@@ -318,6 +328,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Tenants) == 0 {
 		add("at least one tenant is required")
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for name, t := range c.Tenants {
 		if !subjects.ValidToken(name) || name == subjects.UnroutableTenant {
@@ -403,7 +416,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("gateway: invalid config: %w", errors.Join(errs...))
+		return &ConfigError{Stage: StageValidate, Problems: errs}
 	}
 	return nil
 }

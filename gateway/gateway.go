@@ -56,10 +56,14 @@ type Gateway struct {
 	tracing     bool // a real tracer provider was given: spans are recorded
 	agentKeys   agentKeys
 	ready       chan struct{}
+	// serving is true from the end of Run's setup until Run returns;
+	// conn is the connection once Run has it (Readiness, the gauges).
+	serving atomic.Bool
+	conn    atomic.Pointer[nats.Conn]
 
 	stats   Stats
 	metrics *metrics.Gateway
-	mserver *metrics.Server
+	mserver atomic.Pointer[metrics.Server]
 	pending atomic.Int64 // consumer num_pending, refreshed by the prune loop
 
 	// ledgerFS, when set by a test, is the ledger's filesystem (a Pebble
@@ -180,6 +184,12 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		_, age := g.pendingApprovals()
 		return age.Seconds()
 	})
+	tenants := []string{UnroutableTenant}
+	for t := range cfg.Tenants {
+		tenants = append(tenants, t)
+	}
+	g.metrics.Preset(tenants)
+	g.registerHealth()
 	g.metrics.GaugeFunc("agentgw_consumer_pending_messages", "Ingress messages not yet delivered to the gateway (consumer lag).", func() float64 { return float64(g.pending.Load()) })
 	return g, nil
 }
@@ -226,6 +236,21 @@ func (g *Gateway) Policy() *policy.Engine { return g.policy }
 // Run connects (unless WithConn), creates or updates the streams and
 // consumes until ctx is cancelled, then finishes the batch in hand.
 func (g *Gateway) Run(ctx context.Context) error {
+	// The listener comes first: /healthz and /metrics answer, and
+	// /readyz says not ready, while the connection and the streams are
+	// being set up.
+	if addr := g.cfg.Metrics.Listen; addr != "" {
+		ms, err := metrics.Listen(addr, g.metrics, g.Readiness)
+		if err != nil {
+			return fmt.Errorf("gateway: metrics listener: %w", err)
+		}
+		g.mserver.Store(ms)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ms.Close(sctx)
+		}()
+	}
 	if g.nc == nil {
 		nc, err := Connect(g.cfg.NATS, "agentgw-gateway")
 		if err != nil {
@@ -272,18 +297,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if addr := g.cfg.Metrics.Listen; addr != "" {
-		ms, err := metrics.Listen(addr, g.metrics, func() bool { return true })
-		if err != nil {
-			return fmt.Errorf("gateway: metrics listener: %w", err)
-		}
-		g.mserver = ms
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = ms.Close(sctx)
-		}()
-	}
 	if x := g.cfg.Exchange; x != nil {
 		xc := *x
 		if xc.Audience == "" {
@@ -299,6 +312,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		defer func() { _ = stop() }()
 	}
+	g.conn.Store(g.nc)
+	g.serving.Store(true)
+	defer g.serving.Store(false)
 	close(g.ready)
 	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
 		Int("partitions", len(consumers)).Str("policy_version", g.policy.Current().Version()).
@@ -308,10 +324,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // MetricsAddr is the metrics listener's address, "" when not serving.
 func (g *Gateway) MetricsAddr() string {
-	if g.mserver == nil {
+	ms := g.mserver.Load()
+	if ms == nil {
 		return ""
 	}
-	return g.mserver.Addr()
+	return ms.Addr()
 }
 
 // Metrics returns the gateway's metrics.

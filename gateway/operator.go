@@ -96,8 +96,8 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	if err != nil {
 		return operator.Result{}, ev, reason.Deny(reason.MalformedCredential, "operator key")
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(m.Header.Get(header.Signature))
-	if err != nil || !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.SigningInput(m.Data), sig) {
+	sig, err := envelope.DecodeSignature(m.Header.Get(header.Signature))
+	if err != nil || !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.SigningInput(m.Data), sig[:]) {
 		return operator.Result{}, ev, reason.Deny(reason.BadSignature, "operator request signature")
 	}
 	req, err := operator.Parse(m.Data, now, g.cfg.Limits.Skew)

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -119,4 +122,70 @@ func TestOperatorReplay(t *testing.T) {
 	h.stop()
 	h.scanSecrets()
 	h.validateAudit()
+}
+
+// TestOperatorRequestReadStrictly sends hand-written operator requests,
+// each signed by an operator holding operator:replay: a request a lenient
+// decoder would read (a case variant, a duplicate, a time with an
+// offset, a missing member) is malformed_envelope, and a signature that
+// is not canonical base64url (padded, or with non-zero spare bits) is
+// bad_signature, as for envelopes.
+func TestOperatorRequestReadStrictly(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	denied := h.deniedSeq(h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" })))
+	op := newActor(t)
+	tok := h.credential(h.issuer, op, "tenant_a", []string{"operator:replay"}, time.Hour, "")
+	now := h.clock.Now().UTC().Truncate(time.Second)
+	issued, expires := now.Format(time.RFC3339), now.Add(time.Minute).Format(time.RFC3339)
+	request := func(members string) string {
+		return fmt.Sprintf(`{"v":1,"request_id":"%s",%s}`, envelope.NewMessageID(), members)
+	}
+	valid := fmt.Sprintf(`"tenant":"tenant_a","denied_seq":%d,"dry_run":true,"issued_at":"%s","expires_at":"%s"`, denied, issued, expires)
+	ask := func(body string, sig func(string) string) operator.Result {
+		t.Helper()
+		m := nats.NewMsg(operator.Subject)
+		m.Data = []byte(body)
+		m.Header.Set(header.Credential, tok.Reveal())
+		m.Header.Set(header.Signature, sig(base64.RawURLEncoding.EncodeToString(op.signr.Sign(operator.SigningInput(m.Data)))))
+		resp, err := h.nc.RequestMsg(m, 10*time.Second)
+		must(t, err)
+		var res operator.Result
+		must(t, json.Unmarshal(resp.Data, &res))
+		return res
+	}
+	same := func(s string) string { return s }
+	if res := ask(request(valid), same); res.Code != "" || res.Route != "deny" {
+		t.Fatalf("exact request = %+v; want a dry run answered deny", res)
+	}
+	offset := now.Format("2006-01-02T15:04:05") + "+00:00"
+	for name, members := range map[string]string{
+		"deny/case-variant":   fmt.Sprintf(`"tenant":"tenant_a","Denied_Seq":%d,"dry_run":true,"issued_at":"%s","expires_at":"%s"`, denied, issued, expires),
+		"deny/case-duplicate": valid + `,"DRY_RUN":false`,
+		"deny/duplicate":      `"denied_seq":1,` + valid,
+		"deny/unknown":        valid + `,"note":"x"`,
+		"deny/offset-time":    fmt.Sprintf(`"tenant":"tenant_a","denied_seq":%d,"dry_run":true,"issued_at":"%s","expires_at":"%s"`, denied, offset, expires),
+		"deny/lower-z":        fmt.Sprintf(`"tenant":"tenant_a","denied_seq":%d,"dry_run":true,"issued_at":"%s","expires_at":"%s"`, denied, strings.Replace(issued, "Z", "z", 1), expires),
+		"deny/no-dry-run":     fmt.Sprintf(`"tenant":"tenant_a","denied_seq":%d,"issued_at":"%s","expires_at":"%s"`, denied, issued, expires),
+		"deny/seq-fraction":   fmt.Sprintf(`"tenant":"tenant_a","denied_seq":%d.0,"dry_run":true,"issued_at":"%s","expires_at":"%s"`, denied, issued, expires),
+		"deny/null-tenant":    fmt.Sprintf(`"tenant":null,"denied_seq":%d,"dry_run":true,"issued_at":"%s","expires_at":"%s"`, denied, issued, expires),
+	} {
+		if res := ask(request(members), same); res.Code != string(reason.MalformedEnvelope) {
+			t.Errorf("request %s = %+v; want malformed_envelope", name, res)
+		}
+	}
+	for name, sig := range map[string]func(string) string{
+		"deny/padded": func(s string) string { return s + "==" },
+		"deny/spare-bits": func(s string) string {
+			// 64 bytes leave 4 unused bits in the last character; setting
+			// one decodes to the same bytes under a lenient decoder.
+			const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+			last := strings.IndexByte(alphabet, s[len(s)-1])
+			return s[:len(s)-1] + string(alphabet[last|1])
+		},
+	} {
+		if res := ask(request(valid), sig); res.Code != string(reason.BadSignature) {
+			t.Errorf("signature %s: %+v; want bad_signature", name, res)
+		}
+	}
 }

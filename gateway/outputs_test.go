@@ -6,7 +6,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func TestRecordedOutputsRoundTrip(t *testing.T) {
@@ -68,5 +71,22 @@ func TestAgentKeysCache(t *testing.T) {
 	}
 	if n := len(c.keys); n > maxAgentKeys {
 		t.Errorf("cache holds %d keys; want at most %d", n, maxAgentKeys)
+	}
+}
+
+// TestIngressSubjectHeaderIsStoredForm: Agentgw-Ingress-Subject on a
+// denied record is the subject as the ingress stream stored it, with its
+// partition token, not the four-token subject the agent published to.
+func TestIngressSubjectHeaderIsStoredForm(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	seq := h.send(h.body(func(b *envelope.Builder) { b.Target = "no.such.target" }))
+	got := h.outputFor(seq).Header.Get(header.IngressSubject)
+	ref, err := subjects.ParseIngress(got)
+	if err != nil || ref.Partition < 0 || ref.Tenant != "tenant_a" || ref.Agent != h.agent.pub {
+		t.Fatalf("%s = %q (%+v, %v); want agentgw.in.<p>.tenant_a.%s", header.IngressSubject, got, ref, err, h.agent.pub)
+	}
+	if published := h.ingress(h.agent, "tenant_a"); got == published {
+		t.Fatalf("%s = %q, the published form; want the stored form", header.IngressSubject, got)
 	}
 }

@@ -110,7 +110,7 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		return fmt.Errorf("gateway: outstanding record %s: %w", id, err)
 	}
 	rec.id, rec.messageID = id, messageID
-	if !it.cred.HasScope("respond:" + rec.Target) {
+	if !it.cred.HasScope(catalog.RespondScopePrefix + rec.Target) {
 		it.deny(reason.Deny(reason.NotYourRequest, "request %s was routed to %s; responder lacks respond:%s", it.env.Target, rec.Target, rec.Target))
 		return nil
 	}
@@ -213,7 +213,7 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	m.Header.Set(header.SealedFrom, g.box.PublicKey())
 	p, err := decision.Prepare(g.signer, decision.Claims{
 		Subject: rec.Agent, Audience: rec.Agent, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
-		Tenant: rec.Tenant, Scope: "respond:" + it.target.Name, TraceID: it.env.TraceID, MessageID: it.env.MessageID,
+		Tenant: rec.Tenant, Scope: catalog.RespondScopePrefix + it.target.Name, TraceID: it.env.TraceID, MessageID: it.env.MessageID,
 		BodyDigest: decision.Digest(it.body), PayloadDigest: decision.Digest(sealed),
 		PolicyIDs: it.pol.PolicyIDs, PolicyVersion: it.pol.Version, Route: decision.RouteReply,
 	})

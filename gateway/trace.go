@@ -53,6 +53,22 @@ func (g *Gateway) gate(it *item, name string) func() {
 	return func() { s.End() }
 }
 
+// endUndecided closes the message span of an item handed back for
+// redelivery without a decision (its batch failed, or the gateway
+// stopped before deciding it): its gate spans are exported, so the root
+// must be too. The redelivery gets a span of its own.
+func (g *Gateway) endUndecided(it *item) {
+	if it.span == nil {
+		return
+	}
+	if it.span.IsRecording() {
+		it.span.SetAttributes(attribute.Bool("agentgw.redelivered_undecided", true))
+		it.span.SetStatus(codes.Error, "handed back undecided; redelivered")
+	}
+	it.span.End()
+	it.span = nil
+}
+
 // endSpan records the outcome on the message span and closes it.
 func (g *Gateway) endSpan(it *item) {
 	if it.span == nil {

@@ -4,16 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/tracing"
 )
 
 // TestOneTraceFromAgentToConsumer follows a sealed request from the
@@ -114,4 +122,125 @@ func TestTraceparentWithoutTracer(t *testing.T) {
 	if got := send(body(), "").Header.Get(header.Traceparent); got != "" {
 		t.Errorf("no traceparent: output has %q; want none made up", got)
 	}
+}
+
+// TestRootSpanExported: the tracing file exporter gets, for every
+// message, its root span "agentgw.message" and the gate spans under it:
+// allowed, denied after parsing, and never parsed.
+func TestRootSpanExported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spans.jsonl")
+	tp, shutdown, err := tracing.Setup(context.Background(), tracing.Config{Exporter: "file", File: path}, "agentgw-test")
+	must(t, err)
+	h := newHarness(t)
+	h.opts = append(h.opts, WithTracerProvider(tp))
+	h.start()
+	allowed := h.body(nil)
+	denied := h.body(func(b *envelope.Builder) { b.Target = "no.such.target" })
+	h.outputFor(h.send(allowed))
+	h.outputFor(h.send(denied))
+	h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), []byte(`{"not":"an envelope"}`), h.signed(h.agent, h.agent.token, []byte(`{"not":"an envelope"}`))))
+	h.stop()
+	must(t, shutdown(context.Background()))
+
+	f, err := os.Open(path)
+	must(t, err)
+	defer f.Close()
+	type span struct {
+		Name        string
+		SpanContext struct{ TraceID, SpanID string }
+		Parent      struct{ SpanID string }
+	}
+	var spans []span
+	dec := json.NewDecoder(f)
+	for dec.More() {
+		var s span
+		must(t, dec.Decode(&s))
+		spans = append(spans, s)
+	}
+	roots := map[string]string{} // trace id → root span id
+	for _, s := range spans {
+		if s.Name == "agentgw.message" {
+			roots[s.SpanContext.TraceID] = s.SpanContext.SpanID
+		}
+	}
+	if len(roots) != 3 {
+		t.Errorf("%d message root spans exported; want one per message (3): %+v", len(roots), spans)
+	}
+	for _, b := range [][]byte{allowed, denied} {
+		var e struct {
+			TraceID string `json:"trace_id"`
+		}
+		must(t, json.Unmarshal(b, &e))
+		if roots[e.TraceID] == "" {
+			t.Errorf("trace %s has no exported agentgw.message span", e.TraceID)
+		}
+	}
+	for _, s := range spans {
+		if strings.HasPrefix(s.Name, "gate.") && roots[s.SpanContext.TraceID] != s.Parent.SpanID {
+			t.Errorf("span %s (trace %s) has parent %s, not its message's exported root %s", s.Name, s.SpanContext.TraceID, s.Parent.SpanID, roots[s.SpanContext.TraceID])
+		}
+	}
+}
+
+// TestRootSpanEndedWhenBatchFails: a batch handed back undecided (here
+// the ledger refuses the commit) still ends its messages' root spans, so
+// no exported gate span is left without its parent; the redelivery gets
+// a root span of its own.
+func TestRootSpanEndedWhenBatchFails(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	h := newHarness(t)
+	h.allowErrors = true // the failed commits are logged
+	inj := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if filepath.Ext(op.Path) != ".log" {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return errorfs.ErrInjected
+		}
+		return nil
+	})}
+	fs := errorfs.Wrap(vfs.Default, inj)
+	h.opts = append(h.opts, WithTracerProvider(tp), func(g *Gateway) { g.ledgerFS = fs })
+	h.start()
+	<-h.gw.Ready()
+	inj.On()
+	seq := h.send(h.body(nil))
+	deadline := time.Now().Add(20 * time.Second)
+	for counterValue(t, h.gw.Metrics().LedgerErrors) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no batch failed while the ledger refused writes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	inj.Off()
+	h.outputFor(seq)
+	h.stop()
+
+	ended := map[string]bool{} // span ids
+	roots := 0
+	for _, s := range exp.GetSpans() {
+		ended[s.SpanContext.SpanID().String()] = true
+		if s.Name == "agentgw.message" {
+			roots++
+		}
+	}
+	if roots < 2 {
+		t.Errorf("%d message root spans; want one for the failed attempt and one for the redelivery", roots)
+	}
+	for _, s := range exp.GetSpans() {
+		if strings.HasPrefix(s.Name, "gate.") && !ended[s.Parent.SpanID().String()] {
+			t.Errorf("span %s exported without its parent %s: a root span was never ended", s.Name, s.Parent.SpanID())
+		}
+	}
+}
+
+// counterValue reads a counter's value.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	must(t, c.Write(&m))
+	return m.GetCounter().GetValue()
 }

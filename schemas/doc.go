@@ -1,9 +1,10 @@
 // Package schemas owns the machine-readable contract of agentgw's wire
 // format: JSON Schema 2020-12 documents for the envelope body
-// (envelope.schema.json) and for the decoded claims of a credential JWT
-// (credential.schema.json), embedded in the binary, and the one way to
-// compile them and the catalog's payload schemas: format assertions on,
-// draft 2020-12 by default, and no loading of anything by URL (no network,
+// (envelope.schema.json), the decoded claims of a credential JWT
+// (credential.schema.json), audit events (audit-event.schema.json) and
+// evaluation case files (eval-cases.schema.json, docs/evals.md),
+// embedded in the binary, and the one way to compile them and the
+// catalog's payload schemas: format assertions on, draft 2020-12 by default, and no loading of anything by URL (no network,
 // no files) — a schema may only refer to itself, to the embedded schemas
 // and to the standard metaschemas.
 //

@@ -19,6 +19,7 @@ const (
 	Envelope   = "envelope.schema.json"
 	Credential = "credential.schema.json"
 	AuditEvent = "audit-event.schema.json"
+	EvalCases  = "eval-cases.schema.json"
 )
 
 //go:embed *.schema.json
@@ -34,7 +35,7 @@ var ErrNotStrictJSON = errors.New("schemas: schema is not strict JSON")
 // FS returns the embedded schema files.
 func FS() fs.FS { return files }
 
-// Compile compiles the embedded schema name (Envelope or Credential). The
+// Compile compiles the embedded schema name (one of the names above). The
 // result is safe for concurrent Validate calls; compile once and keep it.
 func Compile(name string) (*jsonschema.Schema, error) {
 	if _, err := fs.Stat(files, name); err != nil {

@@ -219,10 +219,10 @@ func TestCompile(t *testing.T) {
 			}
 		}
 	}
-	if names != 3 {
-		t.Errorf("%d schema files; want 3 (envelope, credential, audit event)", names)
+	if names != 4 {
+		t.Errorf("%d schema files; want 4 (envelope, credential, audit event, eval cases)", names)
 	}
-	for _, n := range []string{schemas.Envelope, schemas.Credential, schemas.AuditEvent} {
+	for _, n := range []string{schemas.Envelope, schemas.Credential, schemas.AuditEvent, schemas.EvalCases} {
 		if _, err := schemas.Compile(n); err != nil {
 			t.Errorf("Compile(%s) = %v", n, err)
 		}

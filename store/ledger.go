@@ -404,6 +404,13 @@ func (l *Ledger) Close() error {
 	return err
 }
 
+// Closed reports whether Close was called.
+func (l *Ledger) Closed() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.closed
+}
+
 // acquire returns the database with l.mu held for reading; the caller
 // must call l.mu.RUnlock. After a failed write it first reopens the
 // database, so that state applied in memory but never made durable is

@@ -33,30 +33,60 @@ type cmd struct {
 	args []string // positional arguments, after parse
 	out  io.Writer
 	err  io.Writer
+	// usage prints the help: synopsis, text and flags.
+	usage func(io.Writer)
 }
 
 // newCmd returns a command whose --help prints synopsis, help and the
 // flags. synopsis is the part after "agentgw <name> ".
 func newCmd(name, synopsis, help string) *cmd {
 	c := &cmd{name: name, fs: flag.NewFlagSet("agentgw "+name, flag.ContinueOnError), out: os.Stdout, err: os.Stderr}
-	c.fs.SetOutput(c.err)
-	c.fs.Usage = func() {
-		w := c.fs.Output()
-		fmt.Fprintf(w, "Usage: agentgw %s %s\n\n%s\n", name, synopsis, strings.TrimSpace(help))
+	// parse prints: the flag package would print the usage itself, and
+	// to one writer whatever the case.
+	c.fs.SetOutput(io.Discard)
+	c.fs.Usage = func() {}
+	c.usage = func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s\n\n%s\n", strings.TrimSpace("agentgw "+name+" "+synopsis), strings.TrimSpace(help))
 		var n int
 		c.fs.VisitAll(func(*flag.Flag) { n++ })
 		if n > 0 {
 			fmt.Fprintf(w, "\nFlags:\n")
-			c.fs.PrintDefaults()
+			printFlags(w, c.fs)
 		}
 	}
 	return c
 }
 
+// printFlags lists the flags of fs as --name, the way help texts and the
+// README write them, each with its usage and non-zero default.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch f.DefValue {
+		case "", "0", "false", "0s", "[]":
+		default:
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// flagError rewrites the flag package's "-name" in err as "--name".
+var flagError = strings.NewReplacer(
+	"flag provided but not defined: -", "flag provided but not defined: --",
+	"flag needs an argument: -", "flag needs an argument: --",
+	" for flag -", " for flag --",
+)
+
 // parse parses args, flags and positional arguments in any order ("--"
 // ends the flags); the positional ones land in c.args. When it returns
-// ok false the command must return code: --help (0, usage on stdout) or
-// a flag error (2).
+// ok false the command must return code: --help (0, the help once on
+// stdout) or a flag error (2, the error and the help once on stderr).
 func (c *cmd) parse(args []string) (code int, ok bool) {
 	var rest []string
 	if i := slices.Index(args, "--"); i >= 0 {
@@ -65,11 +95,11 @@ func (c *cmd) parse(args []string) (code int, ok bool) {
 	for {
 		if err := c.fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				c.fs.SetOutput(c.out)
-				c.fs.Usage()
+				c.usage(c.out)
 				return exitOK, false
 			}
-			// flag has printed the error and the usage already.
+			fmt.Fprintf(c.err, "agentgw %s: %s\n", c.name, flagError.Replace(err.Error()))
+			c.usage(c.err)
 			return exitUsage, false
 		}
 		args = c.fs.Args()

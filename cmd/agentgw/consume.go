@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -24,8 +26,10 @@ consumer_xkey for the target). A message that fails verification is
 terminated and printed as "rejected" with its reason code.
 
 Payloads are printed on stdout because that is what this command is for;
-nothing else agentgw prints contains one. Runs until --count messages
-(verified or rejected) or an interrupt. Verified messages fetched beyond
+nothing else agentgw prints contains one. Says on stderr which consumer
+it waits on, then runs until --count messages (verified or rejected),
+--timeout or an interrupt; --timeout with fewer than --count messages
+exits 1. Verified messages fetched beyond
 --count are handed back for redelivery; a prefetched one that fails
 verification is still terminated, and reported. Exits 3 if any message
 was rejected.
@@ -47,6 +51,7 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	c.fs.Var(&gwXKeys, "gateway-xkey", "accept re-sealed payloads only from this gateway curve `key` (X…), repeatable")
 	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…); without it only plain deliveries verify")
 	count := c.fs.Int("count", 0, "stop after this many messages (0: until interrupted)")
+	timeout := c.fs.Duration("timeout", 0, "give up after this long; fewer than --count messages by then exits 1 (0: wait until --count or an interrupt)")
 	durable := c.fs.String("durable", "", "durable consumer `name` (resume where it stopped; default: ephemeral, from the oldest message)")
 	agentSig := c.fs.Bool("verify-agent-signature", false, "also verify the agent's own signature over the body")
 	asJSON := c.fs.Bool("json", false, "print one JSON object per message")
@@ -58,6 +63,9 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	}
 	if *count < 0 {
 		return c.usageErr("--count must not be negative")
+	}
+	if *timeout < 0 {
+		return c.usageErr("--timeout must not be negative")
 	}
 	cfg := client.DefaultConsumerConfig()
 	cfg.Tenant, cfg.Targets, cfg.TrustedGateways, cfg.GatewayXKeys = *tenant, targets, gwKeys, gwXKeys
@@ -90,23 +98,61 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 
 	ctx, cancel := interruptible()
 	defer cancel()
+	// The printer's stop (--count reached) cancels the parent: only the
+	// timer ends tctx with DeadlineExceeded.
+	tctx := ctx
+	if *timeout > 0 {
+		var stopTimer context.CancelFunc
+		tctx, stopTimer = context.WithTimeout(ctx, *timeout)
+		defer stopTimer()
+	}
 	p := &consumePrinter{out: newJSONLines(c.out), text: !*asJSON, c: c, limit: *count, stop: cancel}
 	cfg.OnReject = p.rejected
 	cons, err := client.NewConsumer(js, cfg)
 	if err != nil {
 		return c.usageErr("%v", err)
 	}
-	if err := cons.Consume(ctx, p.delivered); err != nil {
+	where := "an ephemeral consumer"
+	if cfg.Durable != "" {
+		where = "consumer " + cfg.Durable
+	}
+	where = fmt.Sprintf("%s of stream %s (subjects %s)", where, cfg.Stream, strings.Join(capSubjects(*tenant, targets), ", "))
+	until := "Ctrl-C to stop"
+	if *count > 0 {
+		until = fmt.Sprintf("until %d, or Ctrl-C", *count)
+	}
+	if *timeout > 0 {
+		until += fmt.Sprintf("; giving up after %s", *timeout)
+	}
+	fmt.Fprintf(c.err, "agentgw consume: waiting for deliveries on %s (%s)\n", where, until)
+	if err := cons.Consume(tctx, p.delivered); err != nil {
 		hint := streamHint(gateway.StreamCap, err)
 		if cfg.Bind {
 			hint = "Binding " + cfg.Durable + " failed: the consumer must exist ('agentgw run' creates one per catalog target) and --nats-nkey must be a user allowed to read it."
 		}
 		return c.fail(err, hint)
 	}
+	if n := p.taken(); errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil && *count > 0 && n < *count {
+		fmt.Fprintf(c.err, "agentgw consume: --timeout %s elapsed with %d of %d messages on %s\n", *timeout, n, *count, where)
+		fmt.Fprintf(c.err, "  Nothing more was delivered: has the gateway allowed anything for this tenant and target? 'agentgw audit tail' shows its decisions.\n")
+		return exitError
+	}
 	if p.nRejected > 0 {
 		return exitRejected
 	}
 	return exitOK
+}
+
+// capSubjects returns the capability subjects of tenant's targets, as
+// far as they are valid (client.Consumer reports the invalid ones).
+func capSubjects(tenant string, targets []string) []string {
+	var out []string
+	for _, t := range targets {
+		if s, err := subjects.Capability(tenant, t); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // errCountReached hands a message back (nak) once --count is reached.
@@ -122,6 +168,13 @@ type consumePrinter struct {
 	mu        sync.Mutex
 	n         int
 	nRejected int
+}
+
+// taken returns how many messages were counted.
+func (p *consumePrinter) taken() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }
 
 // take counts one message; ok is false once the limit was reached.

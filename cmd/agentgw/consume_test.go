@@ -118,3 +118,41 @@ func TestConsume(t *testing.T) {
 		t.Errorf("missing --gateway-key not explained:\n%s", r)
 	}
 }
+
+// TestConsumeTimeout: consume says on stderr what it waits on, and
+// --timeout ends a wait that got fewer than --count messages with exit 1.
+func TestConsumeTimeout(t *testing.T) {
+	srv, js := streams(t)
+	kp, err := identity.NewGatewayKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := identity.NewSigner(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
+		"--gateway-key", gw.PublicKey(), "--count", "1", "--timeout", "1s"}
+
+	r := mustRun(t, "", exitError, args...)
+	for _, want := range []string{
+		"waiting for deliveries on an ephemeral consumer of stream AGENTGW_CAP (subjects agentgw.cap.tenant_a.kb.search)",
+		"--timeout 1s elapsed with 0 of 1 messages",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("consume on an empty subject: stderr lacks %q\n%s", want, r)
+		}
+	}
+	if r.stdout != "" {
+		t.Errorf("consume printed on stdout with nothing delivered:\n%s", r)
+	}
+
+	// A delivery in time: the waiting line still goes to stderr only.
+	agent, _ := testAgent(t, "tenant_a")
+	m, id := capabilityMsg(t, gw, agent, "kb.search", `{"query":"in time"}`)
+	publish(t, js, m)
+	r = mustRun(t, "", exitOK, append(args, "--json")...)
+	if !strings.Contains(r.stdout, id) || strings.Contains(r.stdout, "waiting") || !strings.Contains(r.stderr, "waiting for deliveries") {
+		t.Errorf("consume with a delivery in time:\n%s", r)
+	}
+}

@@ -24,6 +24,7 @@ func deniedCmd(args []string) int {
 		{"ls", "list denied messages, filtered by tenant, reason, agent and age", deniedList},
 		{"show", "show one denied message's decision record (secrets redacted)", deniedShow},
 		{"replay", "re-evaluate (--dry-run) or re-submit a denied message through every gate", deniedReplay},
+		{"export", "turn denied messages into evaluation cases that expect the same denial", deniedExport},
 	}, args)
 }
 

@@ -258,6 +258,20 @@ func TestUserJourney(t *testing.T) {
 	}
 	mustRun(t, dir, 0, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, asOperator...)...)
 
+	// The operator turns the journey's denials into cases; they hold no
+	// secret and pass in a sandbox of the same catalog and policies.
+	exported := filepath.Join(dir, "exported.yaml")
+	r = mustRun(t, dir, 0, append([]string{"denied", "export", "--tenant", "tenant_a", "--out", exported, "--catalog", m.Catalog,
+		"--policy", filepath.Join(data, "policies", "base.cedar"), "--policy", refunds}, asOperator...)...)
+	cases, err := os.ReadFile(exported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seedRE.Match(cases) || jwtRE.Match(cases) || !strings.Contains(string(cases), "reason: unknown_target") {
+		t.Errorf("exported cases hold a secret or lack the unknown_target denial:\n%s", cases)
+	}
+	mustRun(t, dir, 0, "eval", "run", "--quiet", exported)
+
 	scanStreams(t, url, m)
 }
 

@@ -39,11 +39,14 @@ var commands = []topCommand{
 	{"creds", "issue, show and revoke agent credentials", credsCmd},
 	{"send", "sign, seal and publish one envelope as an agent", sendCmd},
 	{"consume", "read and verify deliveries of a capability subject", consumeCmd},
+	{"mcp", "bridge MCP tool servers and serve MCP clients through the gateway", mcpCmd},
 	{"approvals", "list, watch, grant and deny held requests", approvalsCmd},
 	{"denied", "list and inspect denied messages", deniedCmd},
 	{"audit", "read the audit trail", auditCmd},
 	{"policy", "check Cedar policy files (and a capability catalog)", policyCmd},
+	{"eval", "run security evaluation cases against a sandbox or a gateway", evalCmd},
 	{"bench", "measure the gateway against a raw and a crypto relay", benchCmd},
+	{"version", "print the module version, VCS revision and Go version", versionCmd},
 }
 
 func main() { os.Exit(dispatch(os.Args[1:])) }

@@ -12,7 +12,7 @@ import (
 // from testdata/policies).
 func demoPolicies(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "devenv", "material", "policies", "*.cedar"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "internal", "devenv", "material", "policies", "*.cedar"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("demo policies: %v (%d files)", err, len(files))
 	}

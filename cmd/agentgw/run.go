@@ -61,7 +61,7 @@ and 'approvals grant' use the key of --creds, the other commands take
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	cfg, err := gateway.LoadConfig(m.Config)
 	if err != nil {
-		return c.fail(err, "fix "+m.Config+" or remove "+*dir+" to regenerate it")
+		return c.fail(err, strings.TrimPrefix(gateway.ConfigHint(err)+"; ", "; ")+"fix "+m.Config+" or remove "+*dir+" to regenerate it")
 	}
 	// The gateway is a NATS user like any other (AGENTGW account): it
 	// connects in-process with its own nkey. Material from before the dev
@@ -88,7 +88,7 @@ and 'approvals grant' use the key of --creds, the other commands take
 	defer logFile.Close()
 	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
 	if err != nil {
-		return c.fail(err, "set tracing.exporter in "+m.Config+" to none, stdout or otlp")
+		return c.fail(err, "set tracing.exporter in "+m.Config+" to none, stdout, file (with tracing.file) or otlp")
 	}
 	defer shutdown(context.Background())
 	gw, err := gateway.New(cfg, gateway.WithConn(nc), gateway.WithTracerProvider(tp),

@@ -15,7 +15,7 @@ import (
 )
 
 func sendCmd(args []string) int {
-	c := newCmd("send", "--creds FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [flags]", `
+	c := newCmd("send", "--creds FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [--wait --gateway-key N…] [flags]", `
 Build, sign and publish one envelope as the agent of --creds (an agentgw
 .creds file), with client.Agent.Send. A sealed payload is sealed to the
 gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
@@ -26,7 +26,11 @@ reply subject and prints it: delivered (to which target), held (the
 approval id and deadline) or denied (the reason code; exit 3). The notice
 must carry a decision token of a gateway key given with --gateway-key.
 --no-wait-decision prints the receipt only; follow the outcome with
-'agentgw audit tail --trace <trace id>'.
+'agentgw audit tail --trace <trace id>'. With --wait, for a target that
+takes responses, it waits for the reply and prints it: the gateway seals
+every reply to the agent's curve key, so --wait needs --curve-seed and
+--gateway-xkey (the reply's sealer) and --gateway-key (its signer) for
+plain requests as for sealed ones.
 
 Connects to NATS as the agent's key (the nkey user of --creds, inbox
 _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
@@ -47,7 +51,7 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	ttl := c.fs.Duration("ttl", envelope.DefaultTTL, "expires_at - issued_at; the gateway refuses more than its limits.max_ttl")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "give up after this long without an acknowledgement")
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
-	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it; needs --gateway-key and --curve-seed")
+	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it, plain or sealed; needs --gateway-key, --curve-seed and --gateway-xkey")
 	noDecision := c.fs.Bool("no-wait-decision", false, "do not wait for the gateway's decision notice; print the receipt only")
 	var gwKeys listFlag
 	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose reply and notice tokens to trust; repeatable")
@@ -105,6 +109,11 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 			return c.usageErr("a sealed payload needs --curve-seed (the agent's SX… seed) and --gateway-xkey (the gateway's X… key)")
 		}
 	}
+	if *wait && (len(gwKeys) == 0 || *curve == "" || *gwX == "") {
+		// The gateway seals the reply to the agent's curve key from its
+		// own: opening it needs both, trusting it the signing key.
+		return c.usageErr("--wait needs --gateway-key, --curve-seed and --gateway-xkey (replies are sealed to the agent by the gateway)")
+	}
 	if !*wait && !*noDecision && len(gwKeys) == 0 {
 		return c.usageErr("waiting for the decision needs --gateway-key (the gateway's N… signing key, which signs the notice); or pass --no-wait-decision")
 	}
@@ -117,8 +126,8 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	cfg := client.DefaultAgentConfig()
 	cfg.Tenant, cfg.Audience, cfg.GatewayXKey = *tenant, *audience, *gwX
 	curvePath := *curve
-	if req.Sealed == nil {
-		curvePath = "" // a plain send needs no curve key
+	if req.Sealed == nil && !*wait {
+		curvePath = "" // a plain send that waits for nothing needs no curve key
 	}
 	agent, err := client.AgentFromCreds(nc, *creds, curvePath, cfg)
 	if err != nil {
@@ -132,9 +141,6 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	var reply *client.Reply
 	var dec *client.Decision
 	if *wait {
-		if len(gwKeys) == 0 || *curve == "" {
-			return c.usageErr("--wait needs --gateway-key and --curve-seed (replies are sealed to the agent)")
-		}
 		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys})
 		if errors.Is(err, client.ErrNoReply) {
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)

@@ -45,12 +45,12 @@ Scale-out: run the same FILE on N machines, each with its own
 		cfg.ScaleOut.Instance = *instance
 	})
 	if err != nil {
-		return c.fail(err, "every problem is listed above; fix them and run again")
+		return c.fail(err, gateway.ConfigHint(err))
 	}
 	log := zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
 	tp, shutdown, err := tracing.Setup(context.Background(), cfg.Tracing, "agentgw")
 	if err != nil {
-		return c.fail(err, "set tracing.exporter to none, stdout or otlp")
+		return c.fail(err, "set tracing.exporter to none, stdout, file (with tracing.file) or otlp")
 	}
 	defer shutdown(context.Background())
 	gw, err := gateway.New(cfg, gateway.WithLogger(log), gateway.WithTracerProvider(tp))

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects"
@@ -107,6 +108,11 @@ type File struct {
 	Targets       []TargetSpec `yaml:"targets" json:"targets"`
 }
 
+// RespondScopePrefix prefixes a target's name in the scope that answers
+// requests to it: a consumer's credential needs "respond:<target>", and a
+// reply token's scope is that scope.
+const RespondScopePrefix = "respond:"
+
 // Target is a compiled catalog entry.
 type Target struct {
 	TargetSpec
@@ -189,8 +195,16 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 	default:
 		errs = append(errs, fmt.Errorf("kind %q is not read, delegate, tool_call or workflow_command", spec.Kind))
 	}
+	// A target is its decision tokens' aud, its scope their scope, and
+	// "respond:<target>" a reply token's scope: a target whose token
+	// could not be signed would be allowed and then fail internally.
+	if subjects.ValidTarget(spec.Name) && !decision.ValidClaimID(spec.Name) {
+		errs = append(errs, fmt.Errorf("name is %d bytes; a decision token's aud holds at most %d", len(spec.Name), decision.MaxClaimID))
+	}
 	if spec.Scope == "" {
 		errs = append(errs, errors.New("scope is required"))
+	} else if !decision.ValidClaimID(spec.Scope) {
+		errs = append(errs, fmt.Errorf("scope must be 1-%d characters of [A-Za-z0-9._:-], as a decision token's scope", decision.MaxClaimID))
 	}
 	if spec.Risk == "" {
 		spec.Risk = RiskLow
@@ -246,6 +260,9 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 	if spec.ResponseDeadline > 0 && spec.ConsumerXKey == "" {
 		// Only a response sealed from the consumer key answers a request.
 		errs = append(errs, errors.New("response_deadline needs a consumer_xkey: responses must be sealed from it"))
+	}
+	if spec.ResponseDeadline > 0 && decision.ValidClaimID(spec.Name) && !decision.ValidClaimID(RespondScopePrefix+spec.Name) {
+		errs = append(errs, fmt.Errorf("a target with a response_deadline is at most %d bytes: its reply tokens' scope is %s<name>, at most %d", decision.MaxClaimID-len(RespondScopePrefix), RespondScopePrefix, decision.MaxClaimID))
 	}
 	for _, f := range spec.Sensitive {
 		if f == "" || strings.ContainsAny(f, ". \t\r\n") {

@@ -205,3 +205,48 @@ func TestCaseVariantOfNamedFieldDenied(t *testing.T) {
 		t.Errorf("ValidateResponse(Email) = %v; want %s without the value", err, reason.PayloadCaseVariant)
 	}
 }
+
+// TestTargetsFitDecisionTokens: a decision token carries the target as
+// aud and the catalog scope as scope (a reply token "respond:<target>"),
+// each at most decision.MaxClaimID characters of its alphabet. A target
+// whose token could not be signed is refused when the catalog loads, not
+// when a request to it has been allowed.
+func TestTargetsFitDecisionTokens(t *testing.T) {
+	name := func(n int) string { // dotted parts of at most 64 bytes
+		var b strings.Builder
+		for b.Len() < n {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(strings.Repeat("a", min(64, n-b.Len())))
+		}
+		s := b.String()
+		if strings.HasSuffix(s, ".") || len(s) != n {
+			t.Fatalf("name(%d) = %q", n, s)
+		}
+		return s
+	}
+	entry := func(name, scope, extra string) string {
+		return "targets:\n  - name: " + name + "\n    kind: tool_call\n    scope: \"" + scope + "\"\n    tenants: [tenant_a]\n    consumer_xkey: " + xkey + "\n" + extra
+	}
+	responses := "    response_deadline: 1m\n"
+	for _, tc := range []struct {
+		name, catalog string
+		ok            bool
+	}{
+		{"ok/name-128", entry(name(128), "x:y", ""), true},
+		{"ok/scope-128", entry("a.b", "x:"+strings.Repeat("y", 126), ""), true},
+		{"ok/responding-name-120", entry(name(120), "x:y", responses), true},
+		{"deny/name-129", entry(name(129), "x:y", ""), false},
+		{"deny/name-255", entry(name(255), "x:y", ""), false},
+		{"deny/scope-129", entry("a.b", "x:"+strings.Repeat("y", 127), ""), false},
+		{"deny/scope-alphabet", entry("a.b", "x:y z", ""), false},
+		{"deny/scope-pattern", entry("a.b", "x:*", ""), false},
+		{"deny/responding-name-121", entry(name(121), "x:y", responses), false},
+	} {
+		_, err := Parse([]byte(tc.catalog), ".")
+		if (err == nil) != tc.ok {
+			t.Errorf("Parse(%s) = %v; want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

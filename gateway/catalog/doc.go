@@ -12,6 +12,12 @@
 // ValidateObject and ValidateResponse deny a member that case-folds
 // (strings.EqualFold) to one of them without being it.
 //
+// A target is the aud of its decision tokens and its scope their scope
+// (a reply token's scope is RespondScopePrefix + target), so Parse
+// refuses a target or scope that decision.ValidClaimID refuses: the
+// limit is the token's, stated there once, and broken at load time
+// rather than when a request to the target has been allowed.
+//
 // A Catalog is compiled once (schemas compiled, names validated) and is
 // immutable; reloading builds a new one. It knows nothing of NATS, Cedar
 // or the ledger.

@@ -80,9 +80,20 @@ func check(w *wire) []error {
 	return p
 }
 
-// safeID reports whether s is min–128 characters of [A-Za-z0-9._:-].
+// MaxClaimID is the most characters of an identifier claim (jti, aud,
+// scope, message_id, policy ids and version). A catalog target is a
+// token's aud and its scope the token's scope, so the catalog refuses,
+// when it loads, a target or scope that ValidClaimID refuses
+// (catalog.Parse).
+const MaxClaimID = 128
+
+// ValidClaimID reports whether s can be an identifier claim: 1 to
+// MaxClaimID characters of [A-Za-z0-9._:-].
+func ValidClaimID(s string) bool { return safeID(s, 1) }
+
+// safeID reports whether s is min–MaxClaimID characters of [A-Za-z0-9._:-].
 func safeID(s string, min int) bool {
-	if len(s) < min || len(s) > 128 {
+	if len(s) < min || len(s) > MaxClaimID {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Version is the delivery format written by Append and accepted by Parse.
@@ -135,39 +136,99 @@ func in(alphabet *[256]byte, s string) bool {
 	return out == 0
 }
 
-type wire struct {
-	V          int             `json:"v"`
-	Decision   string          `json:"decision"`
-	Signature  string          `json:"signature"`
-	Sealed     string          `json:"sealed"`
-	SealedFrom string          `json:"sealed_from"`
-	Envelope   json.RawMessage `json:"envelope"`
-}
-
 // Parse reads a delivery of at most max bytes. It checks the shape only:
 // that the token verifies and binds Envelope and Sealed is the
-// consumer's to check (client.VerifyDelivery). Unknown fields, another
-// version, trailing data or a missing token or envelope are errors.
+// consumer's to check (client.VerifyDelivery). The document is read
+// strictly, one way only, as the TypeScript SDK reads it: member names
+// exactly v, decision, signature, sealed, sealed_from and envelope (a
+// name that differs in case is unknown), each at most once; v the number
+// 1 written as 1; decision, signature, sealed and sealed_from strings
+// (null reads as absent); envelope an object, kept as its exact bytes.
+// Unknown or duplicate members, another version, trailing data or a
+// missing token or envelope are errors. The envelope's own rules are
+// checked when it is parsed, after the token binds its digest, so a
+// forged body is reported as what it is.
 func Parse(data []byte, max int) (Doc, error) {
 	if len(data) > max {
 		return Doc{}, errorf("%d bytes, more than %d", len(data), max)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var w wire
-	if err := dec.Decode(&w); err != nil {
-		return Doc{}, invalid("body is not a delivery document")
-	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
-		return Doc{}, invalid("data after the document")
+	var d Doc
+	version, err := parseMembers(data, &d)
+	if err != nil {
+		return Doc{}, err
 	}
 	switch {
-	case w.V != Version:
-		return Doc{}, errorf("version %d, want %d", w.V, Version)
-	case w.Decision == "":
+	case version != "1":
+		return Doc{}, errorf("version is not %d", Version)
+	case d.Decision == "":
 		return Doc{}, invalid("no decision token")
-	case len(w.Envelope) == 0 || w.Envelope[0] != '{':
+	case len(d.Envelope) == 0:
 		return Doc{}, invalid("no envelope object")
 	}
-	return Doc{Decision: w.Decision, Signature: w.Signature, Sealed: w.Sealed, SealedFrom: w.SealedFrom, Envelope: w.Envelope}, nil
+	return d, nil
+}
+
+// parseMembers reads the document's members into d and returns v's text.
+// Every failure is the one error the TypeScript SDK gives for a document
+// that does not scan: the detail never depends on the document.
+func parseMembers(data []byte, d *Doc) (version string, err error) {
+	notDoc := invalid("body is not a delivery document")
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", notDoc
+	}
+	var seen [len(names)]bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", notDoc
+		}
+		name, _ := t.(string)
+		i := slices.Index(names[:], name)
+		if i < 0 || seen[i] {
+			// The gateway writes neither unknown nor duplicate members:
+			// a document is read one way only.
+			return "", notDoc
+		}
+		seen[i] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return "", notDoc
+		}
+		switch name {
+		case "v":
+			if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+				return "", notDoc
+			}
+			version = string(raw)
+		case "envelope":
+			if raw[0] != '{' {
+				return "", notDoc
+			}
+			d.Envelope = raw
+		default:
+			var v *string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return "", notDoc
+			}
+			if v != nil {
+				*fields(d)[i] = *v
+			}
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return "", notDoc
+	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return "", invalid("data after the document")
+	}
+	return version, nil
+}
+
+// names are the document's members, in the order Append writes them.
+var names = [...]string{"v", "decision", "signature", "sealed", "sealed_from", "envelope"}
+
+// fields are d's string members, indexed as names.
+func fields(d *Doc) [len(names)]*string {
+	return [len(names)]*string{1: &d.Decision, 2: &d.Signature, 3: &d.Sealed, 4: &d.SealedFrom}
 }

@@ -74,6 +74,12 @@ func TestParseRefuses(t *testing.T) {
 		"envelope array": `{"v":1,"decision":"a.b.c","envelope":[1]}`,
 		"trailing data":  string(good) + "}",
 		"two documents":  string(good) + string(good),
+		"case variant":   strings.Replace(string(good), `"decision":`, `"Decision":`, 1),
+		"duplicate":      strings.Replace(string(good), `"sealed":`, `"sealed":"AAAA","sealed":`, 1),
+		"case duplicate": strings.Replace(string(good), `"envelope":`, `"ENVELOPE":{},"envelope":`, 1),
+		"version 1.0":    strings.Replace(string(good), `"v":1`, `"v":1.0`, 1),
+		"version string": strings.Replace(string(good), `"v":1`, `"v":"1"`, 1),
+		"token number":   `{"v":1,"decision":7,"envelope":` + env + `}`,
 	} {
 		if _, err := Parse([]byte(data), 1<<20); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Parse error = %v; want ErrInvalid", name, err)

@@ -167,6 +167,11 @@ func parseCapability(b []byte) (Capability, bool) {
 	return "", false
 }
 
+// ParseTime reads a time as the envelope's issued_at and expires_at are
+// read (parseTime). Other documents with times (operator requests) use it
+// so that a time has one text form.
+func ParseTime(s string) (time.Time, bool) { return parseTime([]byte(s)) }
+
 // parseTime reads YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z exactly: RFC 3339 in UTC
 // with upper-case T and Z. Other offsets (even +00:00), lower-case t/z,
 // and second 60 (time.Time has no leap seconds) are refused.

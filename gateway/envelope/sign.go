@@ -47,6 +47,17 @@ func Verify(pub ed25519.PublicKey, body []byte, sigB64 string) error {
 	return nil
 }
 
+// DecodeSignature decodes a signature the way Verify reads one: exactly
+// 86 characters of canonical base64url without padding, so that a
+// signature has one text form. Other signed documents (operator
+// requests) read their signatures with it. A failure is a *reason.Denial
+// with code BadSignature.
+func DecodeSignature(sigB64 string) ([ed25519.SignatureSize]byte, error) {
+	var sig [ed25519.SignatureSize]byte
+	err := decodeSig(&sig, sigB64)
+	return sig, err
+}
+
 // decodeSig decodes a base64url (no padding, canonical) signature.
 func decodeSig(sig *[ed25519.SignatureSize]byte, sigB64 string) error {
 	if len(sigB64) != sigB64Len {

@@ -32,7 +32,10 @@ const (
 	Detail = "Agentgw-Detail"
 	// IngressSeq is the ingress stream sequence decided on.
 	IngressSeq = "Agentgw-Ingress-Seq"
-	// IngressSubject is the subject the agent published to.
+	// IngressSubject is the ingress subject as the ingress stream stored
+	// it, agentgw.in.<p>.<tenant>.<agent> with the partition NATS chose,
+	// not the four-token agentgw.in.<tenant>.<agent> the agent published
+	// to (subjects.ParseIngress reads both forms).
 	IngressSubject = "Agentgw-Ingress-Subject"
 	// DecidedAt is the RFC 3339 decision time.
 	DecidedAt = "Agentgw-Decided-At"

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // Gateway holds every metric the gateway updates. The zero value is not
@@ -37,6 +41,17 @@ type Gateway struct {
 	PartitionEvents *prometheus.CounterVec // event: acquired, lost, restarted
 	JournalSeconds  prometheus.Histogram   // one batch's journal append
 }
+
+// Label values every series is created with before its first event, so
+// a dashboard or an alert sees a zero, not a missing series (Preset).
+var (
+	Routes          = []string{"allow", "approval", "deny"}
+	Gates           = []string{"verify", "ledger", "decide", "sign", "journal", "commit", "publish"}
+	ApprovalEvents  = []string{"requested", "granted", "denied", "expired", "withdrawn"}
+	Results         = []string{"ok", "error"}
+	OperatorKinds   = []string{"dry_run", "replay"}
+	PartitionEvents = []string{"acquired", "lost", "restarted"}
+)
 
 // latencyBuckets span 50 µs to ~26 s.
 var latencyBuckets = prometheus.ExponentialBuckets(50e-6, 2, 20)
@@ -66,12 +81,73 @@ func New() *Gateway {
 	m.OperatorReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_operator_requests_total", Help: "Operator replay requests by kind and result."}, []string{"kind", "result"})
 	m.PartitionEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_partition_events_total", Help: "Scale-out: partition leases acquired and lost, and tenures restarted from the journal."}, []string{"event"})
 	m.JournalSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_journal_append_seconds", Help: "Scale-out: time to journal one batch (acknowledged by the journal stream).", Buckets: latencyBuckets})
+	f(buildInfo())
 	for _, c := range []prometheus.Collector{m.PartitionEvents, m.JournalSeconds, m.Decisions, m.DecisionDelay, m.GateSeconds, m.BatchSize, m.BatchSeconds, m.Redeliveries,
 		m.Reemitted, m.PayloadOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
 		m.BudgetDenials, m.OperatorReqs} {
 		f(c)
 	}
 	return m
+}
+
+// Preset creates every labelled series with its known label values at
+// zero: decisions for each tenant (and the unroutable one) by route and,
+// for denials, by every reason a gateway decision can carry; budget
+// denials by tenant; gates; approval, partition and reload events; prune
+// runs; operator requests that succeeded. A series then exists from the
+// first scrape, before its first event.
+func (m *Gateway) Preset(tenants []string) {
+	for _, t := range tenants {
+		m.Decisions.WithLabelValues(t, "allow", "")
+		m.Decisions.WithLabelValues(t, "approval", "")
+		for _, in := range reason.All {
+			if in.Stage == reason.StageConsumer || in.Stage == "exchange" {
+				continue // never a gateway decision
+			}
+			m.Decisions.WithLabelValues(t, "deny", string(in.Code))
+		}
+		m.BudgetDenials.WithLabelValues(t)
+	}
+	for _, g := range Gates {
+		m.GateSeconds.WithLabelValues(g)
+	}
+	for _, e := range ApprovalEvents {
+		m.Approvals.WithLabelValues(e)
+	}
+	for _, r := range Results {
+		m.PruneRuns.WithLabelValues(r)
+		m.PolicyReloads.WithLabelValues(r)
+	}
+	for _, k := range OperatorKinds {
+		m.OperatorReqs.WithLabelValues(k, "ok")
+	}
+	for _, e := range PartitionEvents {
+		m.PartitionEvents.WithLabelValues(e)
+	}
+}
+
+// buildInfo is agentgw_build_info: 1, labelled with the module version,
+// the VCS revision ("" when the build recorded none) and the Go version.
+func buildInfo() prometheus.Collector {
+	version, revision, goVersion := "", "", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "agentgw_build_info", Help: "Always 1; the labels say what was built: module version, VCS revision, Go version.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "go_version": goVersion}})
+	g.Set(1)
+	return g
+}
+
+// CounterFunc registers a counter whose value is read at scrape time
+// (NATS reconnects, counted by the connection).
+func (m *Gateway) CounterFunc(name, help string, fn func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
 }
 
 // GaugeFunc registers a gauge whose value is read at scrape time (ledger
@@ -84,14 +160,16 @@ func (m *Gateway) GaugeFunc(name, help string, fn func() float64) {
 func Since(h prometheus.Observer, start time.Time) { h.Observe(time.Since(start).Seconds()) }
 
 // Server serves /metrics, /healthz (the process is up) and /readyz
-// (ready() reports the gateway is consuming).
+// (ready reports nil: the gateway decides messages).
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
 }
 
 // Listen starts serving on addr ("127.0.0.1:9090"; port 0 picks one).
-func Listen(addr string, m *Gateway, ready func() bool) (*Server, error) {
+// /readyz answers 200 "ready" while ready() returns nil, else 503 with
+// the error: why the gateway is not deciding messages now.
+func Listen(addr string, m *Gateway, ready func() error) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -100,8 +178,8 @@ func Listen(addr string, m *Gateway, ready func() bool) (*Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

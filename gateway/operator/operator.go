@@ -1,11 +1,12 @@
 package operator
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -45,19 +46,59 @@ type Result struct {
 	Code       string   `json:"code,omitempty"`
 }
 
-// Parse decodes a request strictly and checks its form and freshness.
+// members are the request's member names, all required.
+var members = [...]string{"v", "request_id", "tenant", "denied_seq", "dry_run", "issued_at", "expires_at"}
+
+// Parse reads a request strictly and checks its form and freshness. The
+// bytes must pass the envelope's strict scan (envelope.DecodePayload:
+// valid UTF-8, no duplicate names, case variants included, bounded size
+// and depth) and hold exactly the seven members of Request with exact
+// names, each of its type: v the integer 1, denied_seq a positive decimal
+// integer, dry_run a boolean, issued_at and expires_at times as the
+// envelope writes them (envelope.ParseTime: UTC, ending in Z). A version
+// other than 1 is UnsupportedVersion, any other form MalformedEnvelope.
 func Parse(data []byte, now time.Time, skew time.Duration) (*Request, error) {
-	var r Request
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil || dec.More() {
-		return nil, reason.Deny(reason.MalformedEnvelope, "operator request is not a strict JSON object")
+	obj, err := envelope.DecodePayload(data, envelope.DefaultLimits())
+	if err != nil {
+		return nil, reason.Deny(reason.MalformedEnvelope, "operator request is not a strict JSON object: %v", err)
 	}
+	if v, ok := obj["v"].(json.Number); ok && v != "1" {
+		if _, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			return nil, reason.Deny(reason.UnsupportedVersion, "operator request version %s", v)
+		}
+	}
+	if len(obj) != len(members) {
+		return nil, reason.Deny(reason.MalformedEnvelope, "operator request needs exactly the members %v", members)
+	}
+	for _, name := range members {
+		if _, ok := obj[name]; !ok {
+			return nil, reason.Deny(reason.MalformedEnvelope, "operator request needs exactly the members %v", members)
+		}
+	}
+	v, ok := obj["v"].(json.Number)
+	if !ok || v != "1" {
+		return nil, reason.Deny(reason.MalformedEnvelope, "operator request v is not the number 1")
+	}
+	r := Request{V: 1}
+	var okID, okTenant, okDry, okIssued, okExpires bool
+	r.RequestID, okID = obj["request_id"].(string)
+	r.Tenant, okTenant = obj["tenant"].(string)
+	r.DryRun, okDry = obj["dry_run"].(bool)
+	if !okID || !okTenant || !okDry {
+		return nil, reason.Deny(reason.MalformedEnvelope, "operator request request_id and tenant must be strings, dry_run a boolean")
+	}
+	if seq, ok := obj["denied_seq"].(json.Number); ok {
+		r.DeniedSeq, _ = strconv.ParseUint(string(seq), 10, 64) // 0 on failure
+	}
+	issued, _ := obj["issued_at"].(string)
+	expires, _ := obj["expires_at"].(string)
+	r.IssuedAt, okIssued = envelope.ParseTime(issued)
+	r.ExpiresAt, okExpires = envelope.ParseTime(expires)
 	switch {
-	case r.V != 1:
-		return nil, reason.Deny(reason.UnsupportedVersion, "operator request version %d", r.V)
 	case len(r.RequestID) < 16 || len(r.RequestID) > 128 || r.DeniedSeq == 0 || r.Tenant == "":
-		return nil, reason.Deny(reason.MalformedEnvelope, "operator request needs request_id (16-128), tenant and denied_seq")
+		return nil, reason.Deny(reason.MalformedEnvelope, "operator request needs request_id (16-128), tenant and denied_seq (a positive integer)")
+	case !okIssued || !okExpires:
+		return nil, reason.Deny(reason.MalformedEnvelope, "operator request times must be RFC 3339 UTC: YYYY-MM-DDTHH:MM:SS[.fraction]Z")
 	case r.ExpiresAt.Sub(r.IssuedAt) > MaxTTL || !r.ExpiresAt.After(r.IssuedAt):
 		return nil, reason.Deny(reason.TTLTooLong, "operator request lifetime must be in (0, %s]", MaxTTL)
 	case now.After(r.ExpiresAt.Add(skew)):

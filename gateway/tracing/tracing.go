@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 
@@ -21,8 +22,13 @@ import (
 
 // Config selects an exporter.
 type Config struct {
-	// Exporter is "none" (default), "stdout" or "otlp".
+	// Exporter is "none" (default), "stdout" (one JSON object per span
+	// on standard output), "file" (the same, appended to File) or
+	// "otlp".
 	Exporter string `yaml:"exporter"`
+	// File is the file the "file" exporter appends to (created 0600).
+	// Required with "file"; an error with any other exporter.
+	File string `yaml:"file"`
 	// Endpoint is the OTLP/HTTP endpoint (host:port) for "otlp"; empty
 	// uses the OTEL_EXPORTER_OTLP_* environment.
 	Endpoint string `yaml:"endpoint"`
@@ -30,15 +36,46 @@ type Config struct {
 	Insecure bool `yaml:"insecure"`
 }
 
-// Setup returns a tracer provider for cfg and its shutdown function.
+// Validate reports every problem of cfg at once.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Exporter {
+	case "", "none", "stdout", "file", "otlp":
+	default:
+		errs = append(errs, fmt.Errorf("tracing: exporter %q is not none, stdout, file or otlp", c.Exporter))
+	}
+	if c.Exporter == "file" && c.File == "" {
+		errs = append(errs, errors.New("tracing: exporter file needs tracing.file"))
+	}
+	if c.Exporter != "file" && c.File != "" {
+		errs = append(errs, fmt.Errorf("tracing: tracing.file is only for exporter file, not %q", c.Exporter))
+	}
+	return errors.Join(errs...)
+}
+
+// Setup returns a tracer provider for cfg and its shutdown function,
+// which flushes the spans still buffered (and closes the file).
 func Setup(ctx context.Context, cfg Config, service string) (trace.TracerProvider, func(context.Context) error, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
 	var exp sdktrace.SpanExporter
 	var err error
+	var closeFile func() error
 	switch cfg.Exporter {
 	case "", "none":
 		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
 	case "stdout":
-		exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stderr))
+		exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
+	case "file":
+		f, ferr := os.OpenFile(cfg.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if ferr != nil {
+			return nil, nil, fmt.Errorf("tracing: %w", ferr)
+		}
+		closeFile = f.Close
+		if exp, err = stdouttrace.New(stdouttrace.WithWriter(f)); err != nil {
+			_ = f.Close()
+		}
 	case "otlp":
 		var opts []otlptracehttp.Option
 		if cfg.Endpoint != "" {
@@ -48,8 +85,6 @@ func Setup(ctx context.Context, cfg Config, service string) (trace.TracerProvide
 			opts = append(opts, otlptracehttp.WithInsecure())
 		}
 		exp, err = otlptracehttp.New(ctx, opts...)
-	default:
-		return nil, nil, fmt.Errorf("tracing: exporter %q is not none, stdout or otlp", cfg.Exporter)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracing: %w", err)
@@ -63,7 +98,13 @@ func Setup(ctx context.Context, cfg Config, service string) (trace.TracerProvide
 		sdktrace.WithBatcher(exp),
 		sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName(service))),
 	)
-	return tp, tp.Shutdown, nil
+	shutdown := tp.Shutdown
+	if closeFile != nil {
+		shutdown = func(ctx context.Context) error {
+			return errors.Join(tp.Shutdown(ctx), closeFile())
+		}
+	}
+	return tp, shutdown, nil
 }
 
 // carrier adapts nats.Header to the propagation interface.

@@ -2,6 +2,10 @@ package tracing
 
 import (
 	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -92,5 +96,75 @@ func TestAgentCannotSwitchOffGatewayTraces(t *testing.T) {
 	}
 	if span.SpanContext().TraceID().String() != signed {
 		t.Errorf("span in trace %s; want %s", span.SpanContext().TraceID(), signed)
+	}
+}
+
+// TestStdoutExporterWritesStdout: the "stdout" exporter writes to
+// standard output, where its name says, not to standard error.
+func TestStdoutExporterWritesStdout(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	saved := os.Stdout
+	os.Stdout = w
+	tp, shutdown, err := Setup(context.Background(), Config{Exporter: "stdout"}, "test")
+	os.Stdout = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tp.Tracer("t").Start(context.Background(), "on-stdout")
+	span.End()
+	if err := shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"Name":"on-stdout"`) {
+		t.Errorf("stdout got %q; want the span", out)
+	}
+}
+
+// TestFileExporter: the "file" exporter appends one JSON object per span
+// to tracing.file, created 0600; the config is checked.
+func TestFileExporter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spans.jsonl")
+	for range 2 {
+		tp, shutdown, err := Setup(context.Background(), Config{Exporter: "file", File: path}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, span := tp.Tracer("t").Start(context.Background(), "in-file")
+		span.End()
+		if err := shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"Name":"in-file"`); n != 2 {
+		t.Errorf("file holds %d spans; want 2 (appended)\n%s", n, b)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"file/no_path", Config{Exporter: "file"}, "needs tracing.file"},
+		{"stdout/with_path", Config{Exporter: "stdout", File: path}, "only for exporter file"},
+		{"unknown", Config{Exporter: "jaeger"}, `"jaeger" is not none, stdout, file or otlp`},
+	} {
+		if _, _, err := Setup(context.Background(), tc.cfg, "test"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Setup(%+v) = %v; want an error containing %q", tc.name, tc.cfg, err, tc.want)
+		}
 	}
 }

@@ -157,6 +157,13 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 			rep.Scenarios = append(rep.Scenarios, median(paced, byP99))
 		}
 	}
+	if cfg.MCPCalls > 0 {
+		m, err := r.mcp(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		rep.MCP = m
+	}
 	rep.Ratios = computeRatios(rep.Scenarios)
 	rep.Notes = r.notes(rep)
 	return rep, errors.Join(errs...)

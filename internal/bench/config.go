@@ -98,6 +98,10 @@ type Config struct {
 	// GatewayLog, when set, is a file the gateway writes its JSON log to
 	// (one line per decision); empty discards the log.
 	GatewayLog string
+	// MCPCalls is how many MCP tool calls are measured through agentgw
+	// (endpoint, gateway, bridge) and directly against the upstream
+	// server, interleaved, after the scenarios. Zero: no MCP measurement.
+	MCPCalls int
 }
 
 // DefaultConfig returns short, useful defaults.
@@ -110,6 +114,7 @@ func DefaultConfig() Config {
 		Baselines:     true,
 		SealedBytes:   1024,
 		ProgressEvery: time.Second,
+		MCPCalls:      200,
 	}
 }
 
@@ -119,6 +124,9 @@ func (c *Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Messages < 1 {
 		add("messages must be at least 1")
+	}
+	if c.MCPCalls < 0 {
+		add("mcp calls must not be negative")
 	}
 	if c.Instances < 0 || c.Instances > 16 {
 		add("instances must be in [0, 16]")

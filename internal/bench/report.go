@@ -26,7 +26,9 @@ type Report struct {
 	Settings  Settings  `json:"settings"`
 	Scenarios []Result  `json:"scenarios"`
 	Ratios    []Ratio   `json:"ratios"`
-	Notes     []string  `json:"notes"`
+	// MCP is the MCP tool call comparison, when measured.
+	MCP   *MCPResult `json:"mcp,omitempty"`
+	Notes []string   `json:"notes"`
 }
 
 // Host describes where the run happened.
@@ -245,6 +247,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(tw, "mix\tgateway/raw\tgateway/crypto\t")
 		for _, x := range r.Ratios {
 			fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t\n", x.Mix, x.GatewayOverRaw, x.GatewayOverCrypto)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if m := r.MCP; m != nil {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "MCP tool call\tcalls\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+		for _, x := range []struct {
+			name string
+			l    Latency
+		}{{"direct to upstream", m.Direct}, {"through agentgw", m.Gateway}} {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", x.name, x.l.Count, ms(x.l.P50), ms(x.l.P90), ms(x.l.P99), ms(x.l.Max))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -121,6 +121,11 @@ func Run(ctx context.Context, url string, m *devenv.Material, emit func(Row), op
 	if err := s.roundTrip(ctx, emit, &step); err != nil {
 		return err
 	}
+	// The same through MCP: the refunds tool is an MCP server behind the
+	// bridge.
+	if err := s.mcpRoundTrip(ctx, emit, &step); err != nil {
+		return err
+	}
 
 	// An operator asks what the missing-scope message would get today.
 	deniedSeq, err := s.lastDenied(ctx, "missing_scope")

@@ -81,7 +81,7 @@ func TestScenario(t *testing.T) {
 	want := []struct{ decision, reason string }{
 		{"allow", ""}, {"deny", "replay_detected"}, {"deny", "bad_signature"}, {"deny", "wrong_audience"},
 		{"deny", "missing_scope"}, {"deny", "message_expired"}, {"deny", "tenant_mismatch"}, {"deny", "content_denied"},
-		{"allow", ""}, {"reply", ""}, {"deny", "missing_scope"}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
+		{"allow", ""}, {"reply", ""}, {"reply", ""}, {"deny", "missing_scope"}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
 	}
 	for _, r := range rows {
 		if strings.Contains(r.What, "jane.doe") {

@@ -77,7 +77,10 @@ export interface AgentConfig {
 export interface Request {
   /** What the agent asks for. */
   capability: Capability;
-  /** A catalog name, or for approve and respond the message id being answered. */
+  /**
+   * A catalog name; for approve the held message id; for respond the
+   * request answered, requestRef(agent, message id) (respond builds it).
+   */
   target: string;
   /**
    * A plain payload: JSON bytes or text (sent verbatim), or any other
@@ -390,8 +393,10 @@ export class Agent {
   /**
    * respond answers a delivered request as this agent (a capability
    * consumer whose credential holds respond:<target>): a respond envelope
-   * whose target is the request's message id, in its trace, the answer
-   * sealed to the gateway.
+   * whose target names the request by its agent and message id
+   * (requestRef), in its trace, the answer sealed to the gateway from this
+   * agent's curve key, which must be the target's consumer_xkey or the
+   * gateway denies it wrong_responder.
    */
   respond(d: Delivery, answer: Uint8Array | string | object, opts: SendOptions = {}): Promise<Receipt> {
     return respond(this, d, answer, opts);

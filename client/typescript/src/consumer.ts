@@ -1,5 +1,5 @@
 // The capability consumer: hands its handler only messages whose gateway
-// decision token verifies, once each.
+// decision token verifies, each decision once.
 import { inspect } from "node:util";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { KeyPair } from "@nats-io/nkeys";
@@ -9,11 +9,11 @@ import { ConfigError, VerificationError } from "./errors.js";
 import type { Limits } from "./envelope.js";
 import { validTarget, validToken } from "./envelope.js";
 import { Box, isPublicKey } from "./keys.js";
+import { DEFAULT_MAX_TOKENS, RECORD_FULL_RETRY_MS, TokenRecord } from "./internal/tokens.js";
 import { capability, STREAM_CAPABILITY } from "./subjects.js";
 import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "./verify.js";
 
-/** DEFAULT_DEDUP_MAX bounds the deliveries a Consumer remembers for de-duplication. */
-export const DEFAULT_DEDUP_MAX = 100_000;
+export { DEFAULT_MAX_TOKENS };
 
 /** ConsumerConfig configures a capability consumer. It holds the consumer's curve key: never log it. */
 export interface ConsumerConfig {
@@ -51,23 +51,36 @@ export interface ConsumerConfig {
   ackWaitMs?: number;
   /** Bounds deliveries of one message (handler errors included). Absent: unlimited. */
   maxDeliver?: number;
-  /** Delays redelivery after a handler error, in ms. Absent: at once. */
+  /**
+   * Delays redelivery after a handler error, and after a refusal because
+   * the token record is full, in ms. Absent: at once after a handler
+   * error, one second after a refusal.
+   */
   nakDelayMs?: number;
-  /** The consumer's own agent identity (its credential holds respond:<target>), used by respond. */
+  /**
+   * The consumer's own agent identity (its credential holds
+   * respond:<target>), used by respond. The gateway takes an answer only
+   * sealed from the key the request was delivered under (the target's
+   * consumer_xkey), so with curve set the responder's curve key must be
+   * curve's: the constructor refuses it otherwise.
+   */
   responder?: Agent;
   /**
    * Called with the subject and the VerificationError of every message
-   * that fails verification and is terminated. Keep it short.
+   * that is not handed over: one that fails verification or is a copy of
+   * a delivery already handed over (terminated), or one refused because
+   * the token record is full (handed back). Keep it short.
    */
   onReject?: (subject: string, err: VerificationError) => void;
   /**
-   * Called with every verified delivery of a message this consumer has
-   * already acknowledged (a redelivery after a lost ack, a duplicate
-   * output): it is acknowledged again and not handed out.
+   * Bounds the decision tokens the consumer remembers having handed over
+   * (see Consumer), each until it expires. Absent or 0:
+   * DEFAULT_MAX_TOKENS (262 144). When it is full a new delivery is
+   * refused, not handed over unrecorded: it is handed back (nak, after
+   * nakDelayMs or one second) and reported to onReject with
+   * decision_token_record_full, and comes back once tokens expire.
    */
-  onDuplicate?: (d: Delivery) => void;
-  /** Bounds the de-duplication memory, in deliveries. Absent: 100 000. */
-  dedupMax?: number;
+  maxTokens?: number;
   /** Replaces the clock for token expiry checks. */
   clock?: () => Date;
 }
@@ -109,13 +122,12 @@ export class ReceivedDelivery extends Delivery {
     return this.#settled;
   }
 
-  /** ack acknowledges the message: it is handled and will not be handed out again. */
+  /** ack acknowledges the message: it is handled and will not be redelivered. */
   ack(): void {
     if (this.#settled) {
       return;
     }
     this.#settled = true;
-    this.#consumer._remember(this);
     this.#msg.ack();
   }
 
@@ -144,20 +156,42 @@ export class ReceivedDelivery extends Delivery {
 }
 
 /**
- * A Consumer delivers verified capability messages. Each consume or
- * deliveries call runs its own subscription; a message that fails
- * verification is terminated (never redelivered, its reason code as the
- * term reason) and reported to onReject; a message already handled is
- * acknowledged again and not handed out twice.
+ * A Consumer delivers verified capability messages, each gateway decision
+ * at most once. Each consume or deliveries call runs its own
+ * subscription; a message that fails verification is terminated (never
+ * redelivered, its reason code as the term reason) and reported to
+ * onReject.
+ *
+ * Each decision is handed over once. The consumer remembers the decision
+ * token id (jti: 128 random bits the gateway signs into every token) of
+ * each delivery it hands over, with the stream sequence it came from,
+ * until the token expires (exp plus skew: from then on it no longer
+ * verifies anyway). A verified message whose jti was handed over from
+ * another stream sequence is a re-published copy (the same bytes stored
+ * again under a new Nats-Msg-Id, which only a holder of publish rights on
+ * the capability subject can do): it is terminated with
+ * decision_token_duplicate and reported to onReject. A redelivery of the
+ * same stream sequence (after a nak, after AckWait, or after an ack that
+ * was lost) is handed over again, as at-least-once delivery requires: a
+ * handler must still tolerate seeing the delivery it did not
+ * acknowledge. The record holds at most maxTokens tokens; when it is full
+ * a new delivery is handed back rather than handed over unrecorded (see
+ * maxTokens).
+ *
+ * The record is in this process's memory, shared by every consume and
+ * deliveries call of this Consumer and by nothing else. Other instances
+ * bound to the same durable each have their own, and a restarted process
+ * starts with an empty one: a copy that another instance receives, or
+ * that arrives after a restart, is handed over there. A tool that runs
+ * several instances and must never act twice keeps claims.id in shared
+ * durable state of its own.
  */
 export class Consumer {
   readonly #js: JetStreamClient;
   readonly #cfg: ConsumerConfig;
   readonly #box: Box | undefined;
   readonly #clock: () => Date;
-  // agent key + message id -> when the token expires (ms): the messages
-  // handled, for as long as a copy of them could still verify.
-  readonly #handled = new Map<string, number>();
+  readonly #tokens: TokenRecord;
 
   /** Consumer reads through js (tenantJetStream(nc) for a tenant user). Throws a ConfigError listing every problem. */
   constructor(js: JetStreamClient, cfg: ConsumerConfig) {
@@ -194,11 +228,14 @@ export class Consumer {
       ["ack wait", cfg.ackWaitMs],
       ["nak delay", cfg.nakDelayMs],
       ["max deliver", cfg.maxDeliver],
-      ["dedup max", cfg.dedupMax],
+      ["max tokens", cfg.maxTokens],
     ] as const) {
       if (v !== undefined && (!Number.isFinite(v) || v < 0)) {
         errs.push(`${name} ${v} is negative or not a number`);
       }
+    }
+    if (cfg.maxTokens !== undefined && !Number.isSafeInteger(cfg.maxTokens)) {
+      errs.push(`max tokens ${cfg.maxTokens} is not an integer`);
     }
     if (cfg.bind && !cfg.durable) {
       errs.push("binding needs a durable name");
@@ -211,6 +248,12 @@ export class Consumer {
         errs.push("curve key is not a curve ('X') seed");
       }
     }
+    const r = cfg.responder;
+    if (box !== undefined && r !== undefined && r.xkey !== box.publicKey) {
+      errs.push(
+        `the responder's curve key ${JSON.stringify(String(r.xkey).slice(0, 72))} is not the consumer's ${box.publicKey}: the gateway takes answers only from the consumer key`,
+      );
+    }
     if (errs.length > 0) {
       throw new ConfigError(`invalid config: ${errs.join("; ")}`);
     }
@@ -218,16 +261,17 @@ export class Consumer {
     this.#cfg = { ...cfg, targets: [...cfg.targets] };
     this.#box = box;
     this.#clock = cfg.clock ?? (() => new Date());
+    this.#tokens = new TokenRecord(cfg.maxTokens || DEFAULT_MAX_TOKENS);
   }
 
-  /** verifyOptions returns the options each message is verified with, at the clock's current instant. */
-  verifyOptions(): VerifyOptions {
+  /** verifyOptions returns the options each message is verified with, at the clock's current instant (or now). */
+  verifyOptions(now: Date = this.#clock()): VerifyOptions {
     const c = this.#cfg;
     const o: VerifyOptions = {
       tenant: c.tenant,
       targets: c.targets,
       trustedGateways: c.trustedGateways,
-      now: this.#clock(),
+      now,
       skewMs: c.skewMs ?? DEFAULT_CONSUMER_SKEW_MS,
     };
     if (this.#box !== undefined) o.curve = this.#box;
@@ -240,11 +284,12 @@ export class Consumer {
   /**
    * deliveries yields each verified delivery of the configured targets,
    * one at a time, until the signal aborts or the loop ends. Settle each
-   * one (ack or nak); an unsettled one comes back after AckWait. Messages
-   * that fail verification are terminated and reported to onReject;
-   * copies of messages already acknowledged are acknowledged and reported
-   * to onDuplicate. Throws a StreamError when the consumer cannot be
-   * created or disappears.
+   * one (ack or nak); an unsettled one comes back after AckWait and is
+   * handed over again. Messages that fail verification, and copies of a
+   * delivery already handed over from another stream sequence, are
+   * terminated and reported to onReject; with the token record full a
+   * new delivery is handed back and reported (see Consumer). Throws a
+   * StreamError when the consumer cannot be created or disappears.
    */
   async *deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
     const c = this.#cfg;
@@ -261,16 +306,17 @@ export class Consumer {
     for await (const m of pull(cons, stream, opts.signal)) {
       let d: Delivery;
       try {
-        d = verifyDelivery(m.subject, m.headers, m.data, this.verifyOptions());
+        const now = this.#clock();
+        d = verifyDelivery(m.subject, m.headers, m.data, this.verifyOptions(now));
+        this.#claim(m, d, stream, now);
       } catch (err) {
         const v = err instanceof VerificationError ? err : new VerificationError("internal_error", "verification failed");
-        m.term(v.reason);
+        if (v.reason === "decision_token_record_full") {
+          m.nak(c.nakDelayMs || RECORD_FULL_RETRY_MS);
+        } else {
+          m.term(v.reason);
+        }
         c.onReject?.(m.subject, v);
-        continue;
-      }
-      if (this.#seen(d)) {
-        m.ack();
-        c.onDuplicate?.(d);
         continue;
       }
       yield new ReceivedDelivery(d, m, this);
@@ -305,35 +351,24 @@ export class Consumer {
     return this.#cfg.responder.respond(d, answer, opts);
   }
 
-  static #key(d: Delivery): string {
-    return `${d.agent}\u0000${d.messageId}`;
-  }
-
-  /** seen reports whether d was already acknowledged by this consumer. */
-  #seen(d: Delivery): boolean {
-    const now = this.#clock().getTime();
-    // Entries expire in about the order they were added (one token TTL):
-    // drop the expired ones at the front.
-    for (const [k, exp] of this.#handled) {
-      if (exp >= now) {
-        break;
-      }
-      this.#handled.delete(k);
+  /**
+   * claim records that the verified delivery d, message m, is about to be
+   * handed over (TokenRecord.claim). A message without JetStream
+   * metadata, or from a stream other than the consumer's, cannot be told
+   * apart from a copy: internal_error.
+   */
+  #claim(m: JsMsg, d: Delivery, stream: string, now: Date): void {
+    let from: string;
+    try {
+      from = m.info.stream;
+    } catch {
+      throw new VerificationError("internal_error", `jti ${d.claims.id}: no JetStream metadata on the delivery`);
     }
-    const exp = this.#handled.get(Consumer.#key(d));
-    return exp !== undefined && exp >= now;
-  }
-
-  /** _remember records an acknowledged delivery until its token expires. Internal. */
-  _remember(d: Delivery): void {
-    const max = this.#cfg.dedupMax || DEFAULT_DEDUP_MAX;
-    while (this.#handled.size >= max) {
-      const first = this.#handled.keys().next();
-      if (first.done) break;
-      this.#handled.delete(first.value);
+    if (from !== stream) {
+      throw new VerificationError("internal_error", `jti ${d.claims.id}: delivered from stream ${from}, not ${stream}`);
     }
     const skew = this.#cfg.skewMs ?? DEFAULT_CONSUMER_SKEW_MS;
-    this.#handled.set(Consumer.#key(d), d.claims.expires.getTime() + skew);
+    this.#tokens.claim(d.claims.id, m.seq, d.claims.expires.getTime() + skew, now.getTime());
   }
 
   toString(): string {

@@ -103,6 +103,13 @@ export interface CredentialClaims {
   xkey: string;
   /** nats.type */
   type: string;
+  /**
+   * nats.principal: who the credential was issued for (the token
+   * exchange writes "<IdP issuer>#<IdP subject>"); "" when absent. The
+   * gateway refuses an approval by a credential naming the requester's
+   * principal (self_approval).
+   */
+  principal: string;
 }
 
 /** peekCredential reads a credential's claims without verifying it. */
@@ -125,6 +132,7 @@ export function peekCredential(token: string): CredentialClaims {
     scopes: Array.isArray(n.scopes) ? n.scopes.filter((s): s is string => typeof s === "string") : [],
     xkey: str(n.xkey),
     type: str(n.type),
+    principal: str(n.principal),
   };
 }
 

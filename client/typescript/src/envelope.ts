@@ -32,9 +32,49 @@ export function isCapability(s: unknown): s is Capability {
   return typeof s === "string" && (CAPABILITIES as readonly string[]).includes(s);
 }
 
-/** answersMessage: the target of approve and respond is a message id. */
+/**
+ * answersMessage: the target of approve and respond names a message
+ * rather than a catalog entry: a held message id for approve, a request
+ * reference (requestRef) for respond.
+ */
 export function answersMessage(c: Capability): boolean {
   return c === "approve" || c === "respond";
+}
+
+/** USER_KEY_LEN is the length of an nkeys public key. */
+const USER_KEY_LEN = 56;
+
+/**
+ * requestRef is the target of a respond envelope: the request it
+ * answers, "<requesting agent's U key>/<request message_id>". A message
+ * id is unique per agent only, so an id alone could name another agent's
+ * request sent under the same id.
+ */
+export function requestRef(agent: string, messageId: string): string {
+  return `${agent}/${messageId}`;
+}
+
+/**
+ * parseRequestRef splits a request reference into the agent key and the
+ * message id, or returns undefined unless ref is a user public key
+ * (checksum included), '/', and a message id.
+ */
+export function parseRequestRef(ref: string): { agent: string; messageId: string } | undefined {
+  if (!validRequestRef(ref)) {
+    return undefined;
+  }
+  return { agent: ref.slice(0, USER_KEY_LEN), messageId: ref.slice(USER_KEY_LEN + 1) };
+}
+
+/** validRequestRef checks a respond target: "<U key>/<message id>". */
+export function validRequestRef(s: string): boolean {
+  return (
+    typeof s === "string" &&
+    s.length > USER_KEY_LEN &&
+    s[USER_KEY_LEN] === "/" &&
+    validMessageId(s.slice(USER_KEY_LEN + 1)) &&
+    isPublicKey(s.slice(0, USER_KEY_LEN), "U")
+  );
 }
 
 /**
@@ -458,9 +498,13 @@ class Parser extends Scanner {
     if (!isCapability(capability)) {
       throw bad(`capability ${quote(capability.slice(0, 32))} is not one of the six`);
     }
-    if (answersMessage(capability)) {
+    if (capability === "respond") {
+      if (!validRequestRef(v("target"))) {
+        throw bad("target of respond must be <requesting agent key>/<message id>");
+      }
+    } else if (capability === "approve") {
       if (!validMessageId(v("target"))) {
-        throw bad(`target of ${capability} must be a message id`);
+        throw bad("target of approve must be a message id");
       }
     } else if (!validTarget(v("target"))) {
       throw bad("target must be dotted parts of [a-z0-9_-]{1,64}, at most 255 chars");
@@ -566,7 +610,7 @@ export interface EnvelopeFields {
   /** The gateway's audience. */
   audience: string;
   capability: Capability;
-  /** A catalog name, or the message id answered for approve and respond. */
+  /** A catalog name; for approve the held message id; for respond requestRef(agent, message id). */
   target: string;
   /**
    * expires_at - issued_at in milliseconds; absent or 0: DEFAULT_TTL_MS.

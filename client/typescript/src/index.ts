@@ -40,7 +40,7 @@ export {
   type SendOptions,
 } from "./agent.js";
 export { Approver, answerKey, decodeRequest, DENY, GRANT, type ApprovalDecision, type ApprovalRequest, type ApproverConfig, type HeldRequest } from "./approver.js";
-export { Consumer, DEFAULT_DEDUP_MAX, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
+export { Consumer, DEFAULT_MAX_TOKENS, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
 export { tenantJetStream } from "./consume.js";
 export {
   MAX_TOKEN_SIZE,
@@ -82,7 +82,9 @@ export {
   newMessageId,
   newTraceId,
   parseEnvelope,
+  parseRequestRef,
   payloadDigest,
+  requestRef,
   sealedBytes,
   SIGNING_CONTEXT,
   signEnvelope,

@@ -50,7 +50,7 @@ const TABLE = [
   { code: "approval_denied", stage: "approval", description: "an approver denied the held request" },
   { code: "approval_expired", stage: "approval", description: "no approval arrived before the deadline" },
   { code: "approval_invalid", stage: "approval", description: "approval does not bind to a held request, its digest or policy version" },
-  { code: "self_approval", stage: "approval", description: "approver is the requesting agent" },
+  { code: "self_approval", stage: "approval", description: "approver is the requester: the same agent key, or a credential issued for the same principal" },
   { code: "no_such_request", stage: "response", description: "response answers no known request" },
   { code: "not_your_request", stage: "response", description: "response comes from a consumer of another target" },
   { code: "already_answered", stage: "response", description: "request already has a response" },
@@ -73,6 +73,23 @@ const TABLE = [
   { code: "exchange_actor_denied", stage: "exchange", description: "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate" },
   { code: "exchange_no_scope", stage: "exchange", description: "IdP token claims map to no scope or no tenant" },
   { code: "exchange_scope_denied", stage: "exchange", description: "requested scopes go beyond what the mapping rules grant" },
+  { code: "wrong_responder", stage: "response", description: "response not sealed from the consumer key the request was delivered under" },
+  {
+    code: "payload_case_variant",
+    stage: "payload",
+    description:
+      "opened payload or response has a top-level member differing only in case from a field the gateway reads by name (policy- or approver-visible, sensitive, or a claim field)",
+  },
+  {
+    code: "decision_token_duplicate",
+    stage: "consumer",
+    description: "decision token already handed over by this consumer from another stream sequence (a re-published copy)",
+  },
+  {
+    code: "decision_token_record_full",
+    stage: "consumer",
+    description: "the consumer's record of handed-over decision tokens is full; the message is handed back, not acted on, until entries expire",
+  },
 ] as const;
 
 /** A decision reason code: one of the codes of {@link REASONS}. */
@@ -146,6 +163,10 @@ export const Reason = {
   ExchangeActorDenied: "exchange_actor_denied",
   ExchangeNoScope: "exchange_no_scope",
   ExchangeScopeDenied: "exchange_scope_denied",
+  WrongResponder: "wrong_responder",
+  PayloadCaseVariant: "payload_case_variant",
+  DecisionDuplicate: "decision_token_duplicate",
+  DecisionRecordFull: "decision_token_record_full",
 } as const satisfies Record<string, ReasonCode>;
 
 const INDEX: ReadonlyMap<string, ReasonInfo> = new Map(REASONS.map((r) => [r.code, r]));

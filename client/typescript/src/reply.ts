@@ -4,6 +4,7 @@ import { inspect } from "node:util";
 import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
 import { ConfigError, DeniedError, InvalidRequestError, NoReplyError, VerificationError } from "./errors.js";
 import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } from "./decision.js";
+import { requestRef } from "./envelope.js";
 import { digestHex, fromUtf8 } from "./internal/bytes.js";
 import { reply as replySubject } from "./subjects.js";
 import type { Box } from "./keys.js";
@@ -227,9 +228,12 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
 /**
  * respond answers a delivered request as agent (a capability consumer
  * whose credential holds respond:<target>): a respond envelope whose
- * target is the request's message id, in the request's trace, the answer
- * sealed to the gateway. answer is JSON bytes or text, or a value sent as
- * JSON.
+ * target names the request by its agent and message id (requestRef), in
+ * the request's trace, the answer sealed to the gateway from agent's
+ * curve key. The gateway takes the answer only from the consumer the
+ * request was delivered to: agent's curve key must be the target's
+ * consumer_xkey (the consumer's curve), or it is denied wrong_responder.
+ * answer is JSON bytes or text, or a value sent as JSON.
  */
 export function respond(agent: Agent, d: Delivery, answer: Uint8Array | string | object, opts: SendOptions = {}): Promise<Receipt> {
   if (d === undefined || d === null || d.envelope === undefined) {
@@ -237,5 +241,5 @@ export function respond(agent: Agent, d: Delivery, answer: Uint8Array | string |
   }
   // The default idempotency key (the message id): a corrected answer
   // after an invalid one is a new request, not a conflict.
-  return agent.send({ capability: "respond", target: d.envelope.messageId, sealed: answer, traceId: d.envelope.traceId }, opts);
+  return agent.send({ capability: "respond", target: requestRef(d.agent, d.envelope.messageId), sealed: answer, traceId: d.envelope.traceId }, opts);
 }

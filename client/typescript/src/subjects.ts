@@ -116,6 +116,15 @@ export function parseApproval(subj: string): { tenant: string; target: string } 
 export const TENANT_API_PREFIX = "agentgw.js";
 
 /**
+ * OPERATOR_API_PREFIX is the JetStream API prefix of operators in the
+ * least-privilege layout: their own account, OPS, has no JetStream and
+ * imports from the gateway's account only the reads of the denied and
+ * audit streams (stream info, message get, direct get) under this prefix,
+ * the same one tenant accounts use.
+ */
+export const OPERATOR_API_PREFIX = TENANT_API_PREFIX;
+
+/**
  * capabilityConsumerName is the name of the pull consumer an
  * administrator pre-creates for one tenant's target:
  * "<tenant>-<target with . as _>", e.g. "tenant_a-refunds_draft_refund".

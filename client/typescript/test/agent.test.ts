@@ -4,10 +4,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
-import { createCurve, createUser, fromSeed, type KeyPair } from "@nats-io/nkeys";
+import { createAccount, createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
 import { headers, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Agent, type AgentConfig } from "../src/agent.js";
+import { peekCredential } from "../src/creds.js";
 import { CollisionError, ConfigError, InvalidRequestError, UnavailableError } from "../src/errors.js";
 import { parseEnvelope, verifyEnvelope } from "../src/envelope.js";
 import { setHooks, type PublishFn } from "../src/internal/hooks.js";
@@ -19,7 +20,7 @@ import { AUDIENCE, issueCredential, TENANT } from "./world.js";
 let srv: NatsServer;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
-const issuer = fromSeed(bytes("SAAP3WOOGU6ZZW4XJ3XNXFMCHCT3U66SSRVEQISNKWOV6WFH5YR34QIH7Q"));
+const issuer = createAccount();
 const gwCurve = new Box(createCurve());
 
 before(async () => {
@@ -287,6 +288,20 @@ test("Agent: a misconfiguration is refused up front, every problem at once", () 
   tooMany(config(a, { maxAttempts: -1, retryWaitMs: -5 }), /max attempts/, /retry wait/);
   tooMany(config(a, { key: a.curve }), /user/);
   tooMany(config(a, { credential: "not.a.jwt" }), /compact nkey JWT/);
+});
+
+test("Agent: a credential naming its principal (nats.principal, from the token exchange) is read and sends", async () => {
+  const kp = createUser();
+  const curve = createCurve();
+  const principal = "https://idp.example.com#user-1";
+  const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["refund:draft"], xkey: curve.getPublicKey(), principal });
+  const claims = peekCredential(credential);
+  assert.equal(claims.principal, principal);
+  assert.equal(claims.sub, kp.getPublicKey());
+  assert.equal(peekCredential(newActor().credential).principal, "", "absent: empty");
+  const ag = new Agent(nc, { credential, key: kp, curve, gatewayXKey: gwCurve.publicKey, retryWaitMs: 10 });
+  const r = await ag.send({ capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_p", amount_cents: 1 } });
+  assert.match(r.messageId, /^[0-9a-f]{32}$/);
 });
 
 test("Agent: printed forms show public keys only", () => {

@@ -3,7 +3,7 @@
 // approver may not answer is refused. The Go SDK's approver tests.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createCurve, createUser, fromSeed } from "@nats-io/nkeys";
+import { createAccount, createCurve, createUser } from "@nats-io/nkeys";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { answerKey, Approver, type ApprovalRequest, type ApproverConfig } from "../src/approver.js";
@@ -17,7 +17,7 @@ let srv: NatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
-const issuer = fromSeed(bytes("SAAP3WOOGU6ZZW4XJ3XNXFMCHCT3U66SSRVEQISNKWOV6WFH5YR34QIH7Q"));
+const issuer = createAccount();
 const requester = createUser().getPublicKey();
 
 before(async () => {

@@ -4,16 +4,17 @@
 // consumer tests, case for case, plus de-duplication.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
+import { createAccount, createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Agent } from "../src/agent.js";
 import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
 import { ConfigError, StreamError, VerificationError } from "../src/errors.js";
 import { Box } from "../src/keys.js";
 import type { Delivery } from "../src/verify.js";
 import { bytes, dec, rejectsWith } from "./helpers.js";
 import { startNatsServer, type NatsServer } from "./servers.js";
-import { CLOCK, editDoc, forward, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
+import { CLOCK, editDoc, forward, issueCredential, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
 
 let srv: NatsServer;
 let nc: NatsConnection;
@@ -110,28 +111,78 @@ test("consume: a forgery is terminated with its reason, the genuine message is h
   });
 });
 
-test("consume: a copy of a handled message is acknowledged and not handed out again", async () => {
+test("consume: a copy re-published under a new Nats-Msg-Id is terminated as a duplicate; the nak'd original comes back and is handed over", async () => {
   await capStream();
   const a = newActor();
-  const m = forward({ w, a, target: TARGET, plain: bytes(`{"n":1}`) });
-  const other = forward({ w, a, target: TARGET, plain: bytes(`{"n":2}`) });
-  // The same delivery twice (as a duplicate output would be), then another.
-  await publish(m, "out-1");
-  await publish(m, "out-1-again");
-  await publish(other, "out-2");
-  const handled: string[] = [];
-  const dups: string[] = [];
+  const ck = createCurve();
+  const genuine = forward({ w, a, target: TARGET, plain: bytes(`{"order":"C-3"}`), sealed: true, consumer: new Box(ck) });
+  await publish(genuine, "agw-output-1"); // seq 1
+  // The same subject, headers and bytes stored again, past JetStream's
+  // de-duplication: the same decision token at another stream sequence.
+  await publish(genuine, "republished-copy-2"); // seq 2
+  const calls: { messageId: string; seq: number; redelivered: boolean }[] = [];
+  const rejected: [string, VerificationError][] = [];
   const ctl = new AbortController();
-  const c = new Consumer(js, config(undefined, { onDuplicate: (d) => dups.push(d.messageId) }));
-  for await (const d of c.deliveries({ signal: ctl.signal })) {
-    handled.push(d.string());
-    d.ack();
-    if (handled.length === 2) {
-      break;
-    }
-  }
+  const c = new Consumer(js, config(ck, { durable: "refunds", onReject: (s, e) => rejected.push([s, e]) }));
+  const serving = c.consume(
+    (d) => {
+      calls.push({ messageId: d.messageId, seq: d.seq, redelivered: d.redelivered });
+      if (calls.length === 1) {
+        throw new Error("transient"); // nak: its redelivery must be handed over
+      }
+    },
+    { signal: ctl.signal },
+  );
+  await waitFor("the consumer to settle", async () => {
+    const info = await jsm.consumers.info("AGENTGW_CAP", "refunds").catch(() => null); // null until consume created it
+    return info !== null && calls.length === 2 && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 2;
+  });
+  ctl.abort();
+  await serving;
+  assert.deepEqual(
+    calls.map((x) => [x.seq, x.redelivered]),
+    [
+      [1, false],
+      [1, true],
+    ],
+    "seq 1, nak'd, then its redelivery; never the copy at seq 2",
+  );
+  assert.equal(rejected.length, 1);
+  assert.equal(rejected[0]![0], genuine.subject);
+  assert.equal(rejected[0]![1].reason, "decision_token_duplicate");
+});
+
+test("consume: with the token record full a new delivery is handed back, not handed over, until a token expires", async () => {
+  await capStream();
+  const a = newActor();
+  const first = forward({ w, a, target: TARGET, plain: bytes(`{"n":1}`) }); // expires at CLOCK + 1 m
+  const second = forward({ w, a, target: TARGET, plain: bytes(`{"n":2}`), edit: (c) => (c.exp = Math.floor(CLOCK.getTime() / 1000) + 600) });
+  await publish(first, "out-1");
+  await publish(second, "out-2");
+  let now = CLOCK;
+  const handled: string[] = [];
+  const rejected: string[] = [];
+  const ctl = new AbortController();
+  const c = new Consumer(
+    js,
+    config(undefined, { durable: "full", maxTokens: 1, nakDelayMs: 20, clock: () => now, onReject: (_s, e) => rejected.push(e.reason) }),
+  );
+  const serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  await waitFor("the second delivery refused twice (handed back, not terminated)", () => rejected.length >= 2);
+  assert.deepEqual(handled, [`{"n":1}`], "only the first while the record is full");
+  // The first token expires (1 m + 30 s skew): room for the second.
+  now = new Date(CLOCK.getTime() + 120_000);
+  await waitFor("the consumer to settle", async () => {
+    const info = await jsm.consumers.info("AGENTGW_CAP", "full").catch(() => null);
+    return info !== null && handled.length === 2 && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 2;
+  });
+  ctl.abort();
+  await serving;
   assert.deepEqual(handled, [`{"n":1}`, `{"n":2}`]);
-  assert.equal(dups.length, 1);
+  assert.ok(
+    rejected.every((r) => r === "decision_token_record_full"),
+    `rejections ${rejected}`,
+  );
 });
 
 test("deliveries: an unsettled delivery stays with the reader; ack and nak settle once", async () => {
@@ -178,11 +229,35 @@ test("Consumer: a misconfiguration is a ConfigError", () => {
     ["negative skew", { skewMs: -1000 }],
     ["agent key as curve", { curve: createUser() }],
     ["bind without a durable", { bind: true }],
+    ["negative max tokens", { maxTokens: -1 }],
+    ["fractional max tokens", { maxTokens: 1.5 }],
   ];
   for (const [name, over] of cases) {
     assert.throws(() => new Consumer(js, config(undefined, over)), ConfigError, name);
   }
   new Consumer(js, config(createCurve()));
+});
+
+test("Consumer: a responder whose curve key is not the consumer's is a ConfigError", () => {
+  // The gateway takes an answer only sealed from the key the request was
+  // delivered under (the target's consumer_xkey): wrong_responder.
+  const responder = (curve: KeyPair): Agent => {
+    const kp = createUser();
+    const xkey = curve.getPublicKey();
+    const credential = issueCredential(createAccount(), { sub: kp.getPublicKey(), scopes: [`respond:${TARGET}`], xkey });
+    return new Agent(nc, { credential, key: kp, curve, gatewayXKey: w.gwCurve.publicKey });
+  };
+  const ck = createCurve();
+  const other = createCurve();
+  assert.throws(() => new Consumer(js, config(ck, { responder: responder(other) })), (err: unknown) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /responder's curve key/);
+    assert.doesNotMatch(err.message, new RegExp(dec.decode(ck.getSeed())));
+    return true;
+  });
+  new Consumer(js, config(ck, { responder: responder(ck) }));
+  // Without a curve key the consumer reads plain targets only: nothing to bind.
+  new Consumer(js, config(undefined, { responder: responder(other) }));
 });
 
 test("consume: with bind, the consumer uses an administrator's durable and never creates one", async () => {

@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { createCurve } from "@nats-io/nkeys";
 import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Agent } from "../src/agent.js";
@@ -17,11 +18,11 @@ import { tenantJetStream } from "../src/consume.js";
 import { Consumer, type ReceivedDelivery } from "../src/consumer.js";
 import { readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
 import { parseEnvelope } from "../src/envelope.js";
-import { VerificationError } from "../src/errors.js";
+import { ConfigError, VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
 import { isReasonCode } from "../src/reason.js";
-import { capabilityConsumerName } from "../src/subjects.js";
+import { capabilityConsumerName, OPERATOR_API_PREFIX, STREAM_DENIED } from "../src/subjects.js";
 import { bytes, dec } from "./helpers.js";
 import { startGateway, startCLI, type Gateway } from "./servers.js";
 import { editDoc, forward, newWorld } from "./world.js";
@@ -47,8 +48,10 @@ before(async () => {
   agent = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
   consumerNC = await connectAs(gw.creds("consumer"));
   responder = await Agent.fromCreds(consumerNC, gw.creds("consumer"), gw.curve("consumer"), { gatewayXKey: gw.gatewayXKey });
-  // The operator reads the denied stream (account AGENTGW).
-  deniedJSM = await jetstreamManager(await connectAs(gw.creds("operator")));
+  // The operator (account OPS, no JetStream of its own) reads the denied
+  // stream by direct get, imported under the operator API prefix: no
+  // account info, no consumer.
+  deniedJSM = await jetstreamManager(await connectAs(gw.creds("operator")), { apiPrefix: OPERATOR_API_PREFIX, checkAPI: false });
 });
 
 after(async () => {
@@ -93,15 +96,25 @@ async function take(target: string, want: number, match: (d: ReceivedDelivery) =
   return got;
 }
 
-/** deniedReason waits for the denied stream's record of messageId and returns its reason code. */
+/**
+ * deniedReason waits for the denied stream's record of messageId, read as
+ * the operator reads it (direct get, as `agentgw denied` does), and
+ * returns its reason code. A denied record carries the agent's credential
+ * only sealed to the gateway, never in the clear.
+ */
 async function deniedReason(messageId: string): Promise<string> {
   const deadline = Date.now() + 30_000;
   let next = 1;
   for (;;) {
-    const info = await deniedJSM.streams.info("AGENTGW_DENIED");
-    for (; next <= info.state.last_seq; next++) {
-      const m = await deniedJSM.streams.getMessage("AGENTGW_DENIED", { seq: next }).catch(() => null);
-      if (m?.header.get("Agentgw-Message-Id") === messageId) {
+    for (;;) {
+      const m = await deniedJSM.direct.getMessage(STREAM_DENIED, { seq: next, next_by_subj: ">" });
+      if (m === null) {
+        break;
+      }
+      next = m.seq + 1;
+      if (m.header.get("Agentgw-Message-Id") === messageId) {
+        assert.equal(m.header.get("Agentgw-Credential"), "", "a denied record carries no plain credential");
+        assert.notEqual(m.header.get("Agentgw-Credential-Sealed"), "", "a denied record carries the credential sealed");
         return m.header.get("Agentgw-Reason");
       }
     }
@@ -176,10 +189,11 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   assert.equal(row.agent, agent.publicKey);
   assert.deepEqual(row.payload, { order_id: "ord_go1", amount_cents: 300 });
 
-  // The Go CLI answers as the consumer: a respond envelope to the request's id.
+  // The Go CLI answers as the consumer: a respond envelope naming the
+  // request by its agent and message id.
   const answered = await gw.run([
     "send", "--json", "--creds", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
-    "--capability", "respond", "--target", row.message_id, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, ...cli(),
+    "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, ...cli(),
   ]);
   assert.equal(answered.code, 0, answered.stderr);
   const { receipt, reply } = await waiting;
@@ -228,6 +242,39 @@ test("Go agent to TypeScript consumer, sealed with a response back, and plain", 
   const [d] = await take("kb.search", 1, (d) => d.messageId === sent.message_id);
   assert.deepEqual(d!.json(), { q: "from go" });
   assert.equal(d!.sealed, false);
+});
+
+test("responses: an answer sealed from a key other than the target's consumer key is denied wrong_responder", async () => {
+  // The consumer's own key with a credential of its own scope whose xkey
+  // is another curve key: Consumer refuses it as a responder, so it
+  // answers as a bare Agent, and the gateway denies that answer.
+  const curve = createCurve();
+  const out = join(gw.dir, "other-xkey.creds");
+  const issued = await gw.run([
+    "creds", "issue", "--issuer", gw.key("tenant_a-issuer"), "--agent-seed", gw.creds("consumer"), "--tenant", TENANT,
+    "--audience", agent.audience, "--xkey", curve.getPublicKey(), "--scopes", "respond:refunds.draft_refund", "--service", "refunds-tool", "--out", out,
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+  const { credential, key } = await readCreds(out);
+  const wrong = new Agent(consumerNC, { credential, key, curve, gatewayXKey: gw.gatewayXKey });
+  const consumerCurve = await readCurveSeed(gw.curve("consumer"));
+  const cfg = { tenant: TENANT, targets: ["refunds.draft_refund"], trustedGateways: [gw.gatewayKey], curve: consumerCurve };
+  assert.throws(() => new Consumer(tenantJetStream(consumerNC), { ...cfg, responder: wrong }), ConfigError);
+
+  const rcpt = await agent.send({ capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_wr", amount_cents: 5 } });
+  let answer: string | undefined;
+  await take(
+    "refunds.draft_refund",
+    1,
+    (d) => d.messageId === rcpt.messageId,
+    async (d) => {
+      answer = (await wrong.respond(d, { refund_id: "rf_wr", status: "drafted" })).messageId;
+    },
+  );
+  assert.ok(answer);
+  const why = await deniedReason(answer);
+  assert.ok(isReasonCode(why), `${why} is not in the reason table`);
+  assert.equal(why, "wrong_responder");
 });
 
 test("approval: a held payment is listed, granted by a TypeScript approver and delivered", async () => {

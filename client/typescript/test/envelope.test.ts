@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { createCurve, createUser } from "@nats-io/nkeys";
 import { ConfigError } from "../src/errors.js";
 import { parseCreds, parseJWT, readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
-import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseTime, type EnvelopeFields } from "../src/envelope.js";
+import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseRequestRef, parseTime, requestRef, type EnvelopeFields } from "../src/envelope.js";
 import { foldName } from "../src/internal/json.js";
 import { bytes, dec, readJSON, throwsReason } from "./helpers.js";
 
@@ -63,6 +63,40 @@ test("buildEnvelope fills ids, and refuses what the gateway would", () => {
   for (const [name, over, reason] of refused) {
     throwsReason(() => buildEnvelope({ ...base, ...over } as EnvelopeFields, now), reason as any, name);
   }
+});
+
+test("requestRef: a respond target names the requesting agent and its message id, the key's checksum checked", () => {
+  const agent = createUser().getPublicKey();
+  const id = "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41";
+  assert.equal(requestRef(agent, id), `${agent}/${id}`);
+  assert.deepEqual(parseRequestRef(requestRef(agent, id)), { agent, messageId: id });
+  // The last character of a key is part of its checksum.
+  const badSum = agent.slice(0, -1) + (agent.endsWith("A") ? "B" : "A");
+  const refused: [string, string][] = [
+    ["bare message id", id],
+    ["checksum", `${badSum}/${id}`],
+    ["curve key", `${createCurve().getPublicKey()}/${id}`],
+    ["lower case key", `${agent.toLowerCase()}/${id}`],
+    ["short id", `${agent}/abc`],
+    ["no separator", `${agent}${id}`],
+    ["line break in the key", `${agent.slice(0, 20)}\n${agent.slice(21)}/${id}`],
+  ];
+  const base: EnvelopeFields = {
+    tenant: "tenant_a",
+    audience: "billing-gateway",
+    capability: "respond",
+    target: requestRef(agent, id),
+    payload: { sealed: "AAAA", from: w.keys.agent_xkey_public, to: w.keys.gateway_xkey_public },
+  };
+  const now = new Date("2026-11-26T01:08:41Z");
+  assert.equal(parseEnvelope(buildEnvelope(base, now)).target, `${agent}/${id}`);
+  for (const [name, ref] of refused) {
+    assert.equal(parseRequestRef(ref), undefined, name);
+    throwsReason(() => buildEnvelope({ ...base, target: ref }, now), "malformed_envelope", name);
+  }
+  // approve still names a held message id alone.
+  assert.equal(parseEnvelope(buildEnvelope({ ...base, capability: "approve", target: id, payload: { plain: bytes("{}") } }, now)).target, id);
+  throwsReason(() => buildEnvelope({ ...base, capability: "approve", target: requestRef(agent, id), payload: { plain: bytes("{}") } }, now), "malformed_envelope");
 });
 
 test("checkFreshness: ttl, expiry and the future, with skew", () => {

@@ -13,7 +13,18 @@ import { fromCurveSeed, fromSeed } from "@nats-io/nkeys";
 import { answerKey, decodeRequest } from "../src/approver.js";
 import { parseCreds, parseJWT } from "../src/creds.js";
 import { rootInput, rootOf, leafHash, verifyDecision } from "../src/decision.js";
-import { buildEnvelope, digest, parseEnvelope, payloadDigest, signEnvelope, signingInput, verifyEnvelope } from "../src/envelope.js";
+import {
+  buildEnvelope,
+  digest,
+  parseEnvelope,
+  parseRequestRef,
+  payloadDigest,
+  requestRef,
+  sealedBytes,
+  signEnvelope,
+  signingInput,
+  verifyEnvelope,
+} from "../src/envelope.js";
 import { DeniedError, VerificationError } from "../src/errors.js";
 import { b64url, hex } from "../src/internal/bytes.js";
 import { signBatch } from "../src/internal/decision_sign.js";
@@ -324,6 +335,36 @@ function approvalVectors(): void {
 
 function responseVectors(): void {
   const r = readJSON("wire", "response.json");
+  test("wire/response.json: the respond envelope names its request by agent and message id, sealed from the consumer key", () => {
+    const envs = new Map<string, any>(readJSON("wire", "envelope.json").envelopes.map((e: any) => [e.name, e]));
+    const request = parseEnvelope(bytes(envs.get(r.request_envelope).message.body));
+    const respond = parseEnvelope(bytes(envs.get(r.respond_envelope).message.body));
+    assert.equal(respond.capability, "respond");
+    assert.equal(respond.target, requestRef(r.agent, request.messageId));
+    assert.deepEqual(parseRequestRef(respond.target), { agent: r.agent, messageId: request.messageId });
+    assert.equal(respond.traceId, request.traceId);
+    // The gateway takes the answer only from the target's consumer_xkey.
+    assert.equal(respond.payload.from, labelKey("consumer-xkey"));
+    assert.equal(respond.payload.to, r.gateway_xkey);
+    const gw = new Box(curveKeyPair(seedOf(labelOf(r.gateway_xkey))));
+    assert.equal(dec.decode(gw.open(sealedBytes(respond.payload), respond.payload.from!)), r.response_plaintext);
+    // What Agent.respond builds from the delivery of the request.
+    const rebuilt = buildEnvelope(
+      {
+        messageId: respond.messageId,
+        idempotencyKey: respond.idempotencyKey,
+        traceId: request.traceId,
+        tenant: respond.tenant,
+        audience: respond.audience,
+        capability: "respond",
+        target: requestRef(r.agent, request.messageId),
+        ttlMs: respond.expiresAt.getTime() - respond.issuedAt.getTime(),
+        payload: respond.payload,
+      },
+      respond.issuedAt,
+    );
+    assert.deepEqual(rebuilt, respond.raw);
+  });
   test("wire/response.json: the reply verifies and opens to the redacted plaintext", () => {
     const m = r.reply;
     const h = headerMap(m.headers);
@@ -339,6 +380,10 @@ function responseVectors(): void {
     assert.equal(reply.string(), r.reply_plaintext);
     assert.equal(reply.requestId, h.get("Agentgw-Request-Id"));
     assert.equal(reply.claims.route, "reply");
+    const respond = readJSON("wire", "envelope.json").envelopes.find((e: any) => e.name === r.respond_envelope);
+    assert.equal(reply.messageId, parseEnvelope(bytes(respond.message.body)).messageId);
+    assert.equal(reply.claims.bodyDigest, respond.body_sha256_hex);
+    assert.equal(`agentgw.in.tenant_a.${reply.responder}`, respond.message.subject);
     // Not from the gateway's curve key, not for this agent, or other bytes: refused.
     assert.equal(reasonOf(() => verifyReply({ ...agent, gatewayXKey: r.agent_xkey }, { data, headers: h }, { trustedGateways: r.trusted_gateways })), "seal_mismatch");
     assert.equal(reasonOf(() => verifyReply({ ...agent, publicKey: labelKey("consumer") }, { data, headers: h }, { trustedGateways: r.trusted_gateways })), "decision_token_audience");

@@ -149,7 +149,7 @@ export function editDoc(m: Msg, mod: (d: DocFields & { envelopeText: string }) =
 /** issueCredential signs an agentgw credential as `agentgw creds issue` does. */
 export function issueCredential(
   issuer: KeyPair,
-  c: { sub: string; aud?: string; tenant?: string; scopes: string[]; xkey: string; service?: string },
+  c: { sub: string; aud?: string; tenant?: string; scopes: string[]; xkey: string; service?: string; principal?: string },
   now = new Date(),
 ): string {
   const iat = unix(now);
@@ -162,7 +162,15 @@ export function issueCredential(
     name: "test agent",
     nbf: iat,
     sub: c.sub,
-    nats: { scopes: c.scopes, service: c.service ?? "test", tenant: c.tenant ?? TENANT, type: "agentgw-credential", version: 2, xkey: c.xkey },
+    nats: {
+      ...(c.principal !== undefined ? { principal: c.principal } : {}),
+      scopes: c.scopes,
+      service: c.service ?? "test",
+      tenant: c.tenant ?? TENANT,
+      type: "agentgw-credential",
+      version: 2,
+      xkey: c.xkey,
+    },
   };
   const head = `${b64url(bytes(`{"typ":"JWT","alg":"ed25519-nkey"}`))}.${b64url(bytes(JSON.stringify(claims)))}`;
   return `${head}.${b64url(issuer.sign(bytes(head)))}`;

@@ -1,0 +1,128 @@
+// The record of decision tokens a Consumer handed over: client/tokens.go
+// of the Go SDK, rule for rule.
+import { VerificationError } from "../errors.js";
+
+/**
+ * DEFAULT_MAX_TOKENS is the number of decision tokens a Consumer remembers
+ * when ConsumerConfig.maxTokens is absent or 0: at the gateway's default
+ * token lifetime (5 minutes, plus the 30 s default skew) it covers some
+ * 790 deliveries a second, sustained.
+ */
+export const DEFAULT_MAX_TOKENS = 1 << 18;
+
+/**
+ * RECORD_FULL_RETRY_MS is how long a delivery refused because the token
+ * record is full waits before it comes back, when nakDelayMs is absent.
+ */
+export const RECORD_FULL_RETRY_MS = 1_000;
+
+interface Expiring {
+  id: string;
+  expires: number;
+}
+
+/**
+ * TokenRecord remembers which decision tokens a Consumer handed to its
+ * handler, and from which sequence of its stream, until each token
+ * expires.
+ *
+ * A token is identified by its jti: 128 random bits the gateway draws
+ * when it signs, covered by its signature. A copy of a delivery carries
+ * the same jti and cannot change it without the token failing to verify;
+ * two decisions never share one.
+ */
+export class TokenRecord {
+  readonly #max: number;
+  // jti -> the stream sequence it was handed over from, and until when
+  // it verifies (exp plus skew, ms).
+  readonly #byId = new Map<string, { seq: number; expires: number }>();
+  // A binary min-heap on expires.
+  readonly #expiry: Expiring[] = [];
+  // The latest instant claim was called at. An earlier clock reading (a
+  // step back) is raised to it, so a token whose entry was dropped as
+  // expired is never taken for a new one.
+  #latest = -Infinity;
+
+  /** max bounds the unexpired tokens held; it must be a positive integer. */
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** The number of tokens recorded, expired ones included until the next claim drops them. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /**
+   * claim records that the token id, verifying until expires (ms), is
+   * about to be handed over from stream sequence seq, at now (ms). It
+   * returns for a token not seen before and for the same stream sequence
+   * again (a JetStream redelivery), or throws a VerificationError:
+   *
+   *  - decision_token_duplicate: the token was handed over from another
+   *    stream sequence; this is a re-published copy.
+   *  - decision_token_record_full: the token is new and the record holds
+   *    max unexpired tokens; nothing is forgotten to make room.
+   *  - decision_token_expired: the token expired before the latest
+   *    instant claim was called at (the clock stepped back).
+   *
+   * Entries expire with their token.
+   */
+  claim(id: string, seq: number, expires: number, now: number): void {
+    if (now < this.#latest) {
+      now = this.#latest;
+    }
+    this.#latest = now;
+    while (this.#expiry.length > 0 && now > this.#expiry[0]!.expires) {
+      this.#byId.delete(this.#pop().id);
+    }
+    if (now > expires) {
+      throw new VerificationError("decision_token_expired", `jti ${id} expired at ${new Date(expires).toISOString()}`);
+    }
+    const h = this.#byId.get(id);
+    if (h !== undefined) {
+      if (h.seq === seq) {
+        return;
+      }
+      throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${h.seq}; this copy is sequence ${seq}`);
+    }
+    if (this.#byId.size >= this.#max) {
+      throw new VerificationError("decision_token_record_full", `jti ${id}: ${this.#byId.size} unexpired decision tokens recorded; handed back until one expires`);
+    }
+    this.#byId.set(id, { seq, expires });
+    this.#push({ id, expires });
+  }
+
+  #push(e: Expiring): void {
+    const h = this.#expiry;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]!.expires <= h[i]!.expires) break;
+      [h[p], h[i]] = [h[i]!, h[p]!];
+      i = p;
+    }
+  }
+
+  #pop(): Expiring {
+    const h = this.#expiry;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && h[l]!.expires < h[m]!.expires) m = l;
+        if (r < h.length && h[r]!.expires < h[m]!.expires) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i]!, h[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
+	mcpgw "github.com/agentgw/agentgw/internal/mcp"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+func mcpCmd(args []string) int {
+	return group("mcp", "Connect MCP (Model Context Protocol) clients and tool servers to the gateway.", []subcommand{
+		{"bridge", "serve catalog targets from upstream MCP servers as a verified consumer", mcpBridge},
+		{"serve", "run the MCP endpoint (an OAuth resource server) for MCP clients", mcpServe},
+	}, args)
+}
+
+func mcpBridge(args []string) int {
+	c := newCmd("mcp bridge", "--config FILE --creds FILE --curve-seed FILE --gateway-key N... [flags]", `
+Consume the capability subjects of the tools in --config (mcp.yaml) that
+have an upstream, as their capability consumer (client.Consumer): only a
+delivery whose decision token, binding and re-sealed payload verify is
+turned into a tools/call on the upstream MCP server (Streamable HTTP or
+stdio), with the verified arguments. The result goes back to the
+requester as a response through the gateway (response schema,
+redaction, routed once). Upstream bearer tokens are read from the
+environment variables the config names and never leave the bridge.
+
+--creds is the bridge's agent identity (respond:<target> for each tool);
+--curve-seed is the catalog's consumer_xkey of the targets.`)
+	var cf connFlags
+	cf.register(c.fs)
+	cf.tenantSide = true
+	config := c.fs.String("config", "", "the MCP mapping `file` (mcp.yaml)")
+	creds := c.fs.String("creds", "", "the bridge's agentgw .creds `file` (respond:<target> scopes)")
+	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…), the targets' consumer_xkey")
+	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…): answers are sealed to it")
+	durable := c.fs.String("durable", "", "durable consumer `name` (default: ephemeral)")
+	var gwKeys listFlag
+	c.fs.Var(&gwKeys, "gateway-key", "trusted gateway public `key` (N…), repeatable")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("config", "creds", "curve-seed", "gateway-xkey"); !ok {
+		return code
+	}
+	cfg, err := mcpgw.LoadConfig(*config)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	kp, err := readSeed(*curve, "SX")
+	if err != nil {
+		return c.fail(err, "--curve-seed must be the consumer's curve seed file.")
+	}
+	defer kp.Wipe()
+	cf.identity = *creds
+	nc, js, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+	acfg := client.DefaultAgentConfig()
+	acfg.GatewayXKey = *gwX
+	responder, err := client.AgentFromCreds(nc, *creds, *curve, acfg)
+	if err != nil {
+		return c.fail(err, "Check that --creds is the bridge's .creds file and --curve-seed its curve seed (the credential's xkey).")
+	}
+	ccfg := client.DefaultConsumerConfig()
+	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = kp, gwKeys, responder
+	ccfg.Durable, ccfg.Stream = *durable, gateway.StreamCap
+	ccfg.OnReject = func(subject string, err error) {
+		fmt.Fprintf(c.err, "agentgw mcp bridge: rejected a delivery on %s: %s\n", subject, reason.Of(err))
+	}
+	b, err := mcpgw.NewBridge(js, cfg, ccfg)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	ctx, cancel := interruptible()
+	defer cancel()
+	fmt.Fprintf(c.err, "agentgw mcp bridge: bridging the tools of tenant %s\n", cfg.Tenant)
+	if err := b.Run(ctx); err != nil {
+		return c.fail(err, streamHint(gateway.StreamCap, err))
+	}
+	return exitOK
+}
+
+func mcpServe(args []string) int {
+	c := newCmd("mcp serve", "--config FILE --listen ADDR [flags]", `
+Run the MCP endpoint of --config (mcp.yaml, its endpoint section): an MCP
+server over stateless Streamable HTTP at the path of endpoint.resource,
+and an OAuth 2.1 resource server with its protected resource metadata at
+/.well-known/oauth-protected-resource<path>. Bearer tokens must be issued
+by an endpoint.authorization_servers issuer for endpoint.resource; each
+principal acts through its own agent identity (keys in endpoint.key_dir,
+a credential from the token exchange), so every tools/call is a signed
+envelope with sealed arguments that passes every gate. With
+endpoint.catalog and endpoint.policies (the gateway's files), tools/list
+shows a principal only the tools the catalog gate and the authorize-stage
+policy allow it; without them, the tools its scopes cover.
+
+Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
+	var cf connFlags
+	cf.register(c.fs)
+	config := c.fs.String("config", "", "the MCP mapping `file` (mcp.yaml) with an endpoint section")
+	listen := c.fs.String("listen", "127.0.0.1:8787", "HTTP listen `address`")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.noArgs(); !ok {
+		return code
+	}
+	if code, ok := c.require("config"); !ok {
+		return code
+	}
+	cfg, err := mcpgw.LoadConfig(*config)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	nc, _, code, ok := c.connect(&cf)
+	if !ok {
+		return code
+	}
+	defer nc.Close()
+	ep, err := mcpgw.NewEndpoint(nc, cfg)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return c.fail(err, "")
+	}
+	srv := &http.Server{Handler: ep, ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := interruptible()
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		sctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+		defer stop()
+		_ = srv.Shutdown(sctx)
+	}()
+	fmt.Fprintf(c.err, "agentgw mcp serve: endpoint %s listening on %s\n", cfg.Endpoint.Resource, ln.Addr())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return c.fail(err, "")
+	}
+	return exitOK
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/internal/devenv"
+)
+
+// startRun runs `agentgw run --dir data` in the background until the test
+// ends and returns the NATS URL once the gateway serves. edit, when not
+// nil, may change the dev material before the gateway starts.
+func startRun(t *testing.T, data string, edit func(*devenv.Material)) (string, *devenv.Material) {
+	t.Helper()
+	m, _, err := devenv.Ensure(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(m)
+	}
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	run := exec.Command(cliBin, "run", "--dir", data, "--port", fmt.Sprint(port))
+	var out lockedBuffer
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = run.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- run.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agentgw run did not stop cleanly on SIGINT: %v\n%s", err, out.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = run.Process.Kill()
+			<-done
+			t.Error("agentgw run ignored SIGINT")
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "gateway serving on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("agentgw run did not come up:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return url, m
+}
+
+// TestSendPlainWait: a plain request to a target that takes responses
+// waits for its reply, which the gateway seals to the agent's curve key.
+func TestSendPlainWait(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "agentgw")
+	url, m := startRun(t, data, func(m *devenv.Material) {
+		// The refunds tool takes plain requests too.
+		b, err := os.ReadFile(m.Catalog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = []byte(strings.Replace(string(b), "name: refunds.draft_refund\n", "name: refunds.draft_refund\n    plain: true\n", 1))
+		if err := os.WriteFile(m.Catalog, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// The refunds tool answers every request.
+	toolNC, err := devenv.Connect(url, m.Consumer.Creds, "refunds-tool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toolNC.Close()
+	toolJS, err := client.TenantJetStream(toolNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acfg := client.DefaultAgentConfig()
+	acfg.GatewayXKey = m.GatewayXKey
+	responder, err := client.AgentFromCreds(toolNC, m.Consumer.Creds, m.Consumer.Curve, acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := os.ReadFile(m.Consumer.Curve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	curve, err := nkeys.FromCurveSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg := client.DefaultConsumerConfig()
+	ccfg.Tenant, ccfg.Targets, ccfg.Curve = devenv.Tenant, []string{"refunds.draft_refund"}, curve
+	ccfg.TrustedGateways, ccfg.Responder = []string{m.GatewayKey}, responder
+	ccfg.Bind, ccfg.Durable = true, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")
+	tool, err := client.NewConsumer(toolJS, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- tool.Consume(ctx, func(ctx context.Context, d *client.Delivery) error {
+			_, err := tool.Respond(ctx, d, map[string]string{"refund_id": "rf_plain", "status": "drafted", "customer_email": "jane@example.com"})
+			return err
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Consume: %v", err)
+		}
+	}()
+
+	r := mustRun(t, dir, exitOK, "send", "--json", "--nats", url, "--creds", m.Agent.Creds,
+		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_7","amount_cents":700}`,
+		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "30s")
+	var got struct {
+		Reply struct {
+			Payload json.RawMessage `json:"payload"`
+		} `json:"reply"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("send --json: %v\n%s", err, r)
+	}
+	if string(got.Reply.Payload) != `{"refund_id":"rf_plain","status":"drafted"}` {
+		t.Errorf("reply payload = %s; want the tool's answer without customer_email\n%s", got.Reply.Payload, r)
+	}
+
+	// Without the gateway's curve key the reply's sealer cannot be checked:
+	// a usage error, before anything is sent.
+	r = mustRun(t, dir, exitUsage, "send", "--nats", url, "--creds", m.Agent.Creds,
+		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_8","amount_cents":800}`,
+		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve)
+	if !strings.Contains(r.stderr, "--gateway-xkey") {
+		t.Errorf("send --wait without --gateway-xkey: want a usage error naming it\n%s", r)
+	}
+}

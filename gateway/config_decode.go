@@ -1,0 +1,228 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// ConfigStage says how far a config got: its YAML did not decode, or
+// the decoded settings are invalid.
+type ConfigStage string
+
+const (
+	StageDecode   ConfigStage = "decode"
+	StageValidate ConfigStage = "validate"
+)
+
+// ConfigError lists every problem of one stage of a config (unless
+// Partial). A config that does not decode is not validated: its decode
+// problems are listed, its validation problems not yet.
+type ConfigError struct {
+	Path     string // the file; "" for a Config built in code
+	Stage    ConfigStage
+	Problems []error
+	// Partial: the YAML library stopped at its first problem (a syntax
+	// error, or one behind an alias or merge key): there may be more.
+	Partial bool
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("gateway: ")
+	if e.Stage == StageDecode {
+		b.WriteString("config does not decode")
+	} else {
+		b.WriteString("invalid config")
+	}
+	if e.Path != "" {
+		b.WriteString(" " + e.Path)
+	}
+	fmt.Fprintf(&b, " (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + strings.ReplaceAll(p.Error(), "\n", "\n    "))
+	}
+	return b.String()
+}
+
+func (e *ConfigError) Unwrap() []error { return e.Problems }
+
+// decodeStrict decodes data into cfg strictly (unknown fields are
+// errors). goccy/go-yaml stops at the first problem, so the document is
+// first walked against the Config type: every unknown field, and every
+// value that does not decode into its field, is listed with its line,
+// in a *ConfigError. What the walk cannot see (an alias, a merge key) is
+// left to the strict decode that follows, whose first error is returned
+// as a Partial list.
+func decodeStrict(data []byte, cfg *Config) error {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return &ConfigError{Stage: StageDecode, Problems: []error{err}, Partial: true}
+	}
+	var problems []error
+	for _, doc := range file.Docs {
+		if doc.Body != nil {
+			problems = append(problems, checkNode(doc.Body, reflect.TypeOf(cfg).Elem(), "")...)
+		}
+	}
+	if len(problems) > 0 {
+		return &ConfigError{Stage: StageDecode, Problems: problems}
+	}
+	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()); err != nil {
+		return &ConfigError{Stage: StageDecode, Problems: []error{err}, Partial: true}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// checkNode lists the problems of decoding node into a value of type t
+// at path (dotted).
+func checkNode(node ast.Node, t reflect.Type, path string) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if node.Type() == ast.NullType {
+		return nil
+	}
+	leaf := func() []error {
+		if err := yaml.NodeToValue(node, reflect.New(t).Interface(), yaml.Strict()); err != nil {
+			return []error{problem(node, path, firstLine(err))}
+		}
+		return nil
+	}
+	mapping, isMap := node.(*ast.MappingNode)
+	if mv, ok := node.(*ast.MappingValueNode); ok {
+		mapping, isMap = &ast.MappingNode{Values: []*ast.MappingValueNode{mv}}, true
+	}
+	switch {
+	case t == durationType:
+		return leaf()
+	case t.Kind() == reflect.Struct && isMap:
+		fields := structFields(t)
+		var out []error
+		for _, mv := range mapping.Values {
+			key := mv.Key.String()
+			if key == "<<" {
+				continue // a merge key: left to the decoder
+			}
+			ft, ok := fields[key]
+			if !ok {
+				out = append(out, problem(mv.Key, join(path, key), "unknown field"))
+				continue
+			}
+			out = append(out, checkNode(mv.Value, ft, join(path, key))...)
+		}
+		return out
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && isMap:
+		var out []error
+		for _, mv := range mapping.Values {
+			key := mv.Key.String()
+			if key == "<<" {
+				continue
+			}
+			out = append(out, checkNode(mv.Value, t.Elem(), join(path, key))...)
+		}
+		return out
+	case t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Uint8:
+		seq, ok := node.(*ast.SequenceNode)
+		if !ok {
+			return leaf()
+		}
+		var out []error
+		for i, v := range seq.Values {
+			out = append(out, checkNode(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return out
+	}
+	return leaf()
+}
+
+// structFields maps the YAML names of t's fields to their types,
+// following inline fields.
+func structFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") || (f.Anonymous && name == "") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range structFields(ft) {
+					out[k] = v
+				}
+				continue
+			}
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// problem is one located problem: "line L, column C: path: what".
+func problem(n ast.Node, path, what string) error {
+	if tk := n.GetToken(); tk != nil && tk.Position != nil {
+		return fmt.Errorf("line %d, column %d: %s: %s", tk.Position.Line, tk.Position.Column, path, what)
+	}
+	return fmt.Errorf("%s: %s", path, what)
+}
+
+// firstLine is the message of a go-yaml error without its source
+// excerpt (the problem's line is given already).
+func firstLine(err error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	// "[6:3] cannot unmarshal ..." → "cannot unmarshal ..."
+	if strings.HasPrefix(msg, "[") {
+		if i := strings.Index(msg, "] "); i >= 0 {
+			msg = msg[i+2:]
+		}
+	}
+	return msg
+}
+
+// ConfigHint says what an error of LoadConfig lists, for a command to print
+// below it: "every problem" only when that is true.
+func ConfigHint(err error) string {
+	var ce *ConfigError
+	switch {
+	case !errors.As(err, &ce):
+		return ""
+	case ce.Partial:
+		return "the YAML library reports the first problem it meets here; fix it and run again to see any other"
+	case ce.Stage == StageDecode:
+		return "every decoding problem is listed above; once the file decodes, its settings are checked as well"
+	}
+	return "every problem is listed above; fix them and run again"
+}

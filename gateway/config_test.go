@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestLoadConfigListsEveryDecodeProblem: every unknown field and every
+// value of the wrong type is reported in one error, each with its place,
+// not only the first the YAML library meets.
+func TestLoadConfigListsEveryDecodeProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	must(t, os.WriteFile(path, []byte(`
+audience: gw
+data_dir: data
+catalgo: catalog.yaml
+keys:
+  signing: signing.nk
+  curv: curve.nk
+limits:
+  max_ttl: soon
+consumer:
+  batch: many
+tenants:
+  tenant_a:
+    issuer: [AAAA]
+tracing:
+  exporter: stdout
+  fiel: spans.jsonl
+`), 0o600))
+	_, err := LoadConfig(path)
+	if err == nil {
+		t.Fatal("LoadConfig accepted a config with six problems")
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Stage != StageDecode {
+		t.Fatalf("LoadConfig = %v; want a *ConfigError of stage %q", err, StageDecode)
+	}
+	for _, want := range []string{
+		`catalgo`, `keys.curv`, `limits.max_ttl`, `consumer.batch`, `tenants.tenant_a.issuer`, `tracing.fiel`,
+		`line 4`, `line 7`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := len(ce.Problems); n != 6 {
+		t.Errorf("%d problems reported; want 6:\n%v", n, err)
+	}
+
+	// A config that decodes is validated, every problem at once.
+	must(t, os.WriteFile(path, []byte("audience: gw\n"), 0o600))
+	_, err = LoadConfig(path)
+	if !errors.As(err, &ce) || ce.Stage != StageValidate || len(ce.Problems) < 3 {
+		t.Errorf("LoadConfig of an incomplete config = %v; want a validation ConfigError listing each missing setting", err)
+	}
+
+	// A file that cannot be read is not a list of problems.
+	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || errors.As(err, &ce) {
+		t.Errorf("LoadConfig(missing) = %v; want a plain read error", err)
+	}
+}
+
+// TestConfigHint: "every problem" is claimed only for a complete list.
+func TestConfigHint(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml string
+		want       string
+	}{
+		{"decode", "catalgo: x\nkeys:\n  curv: y\n", "every decoding problem is listed above"},
+		{"validate", "audience: gw\n", "every problem is listed above"},
+		{"syntax", "audience: [gw\n", "reports the first problem it meets"},
+	} {
+		path := filepath.Join(dir, tc.name+".yaml")
+		must(t, os.WriteFile(path, []byte(tc.yaml), 0o600))
+		_, err := LoadConfig(path)
+		if got := ConfigHint(err); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: ConfigHint(%v) = %q; want %q", tc.name, err, got, tc.want)
+		}
+	}
+	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); ConfigHint(err) != "" {
+		t.Errorf("ConfigHint of a read error = %q; want none", ConfigHint(err))
+	}
+}

@@ -1,0 +1,275 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/client"
+)
+
+// Version is the implementation version the bridge and the endpoint
+// announce to MCP peers.
+const Version = "1"
+
+// Bridge serves catalog targets from upstream MCP servers: it consumes
+// the targets' capability subjects, calls the upstream tool with each
+// verified delivery's arguments and answers through the gateway.
+type Bridge struct {
+	cons    *client.Consumer
+	tools   map[string]*bridged // by target
+	onCall  func(target string)
+	mu      sync.Mutex
+	answers map[string]json.RawMessage // by request message id, for a redelivery after an answer failed to send
+	order   []string
+}
+
+type bridged struct {
+	tool Tool
+	up   *upstream
+}
+
+// maxRemembered bounds the answers kept for redeliveries.
+const maxRemembered = 1024
+
+// BridgeOption configures a Bridge.
+type BridgeOption func(*Bridge)
+
+// WithCallHook calls fn with the target before each upstream call.
+func WithCallHook(fn func(target string)) BridgeOption {
+	return func(b *Bridge) { b.onCall = fn }
+}
+
+// NewBridge returns a bridge for every tool of cfg that has an upstream.
+// ccfg is the consumer's configuration: its Tenant and Targets are set
+// from cfg, its Curve must be the catalog's consumer_xkey for the
+// targets and its Responder the bridge's agent identity (a credential
+// holding respond:<target> for each). Errors wrap ErrConfig.
+func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, opts ...BridgeOption) (*Bridge, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: nil config", ErrConfig)
+	}
+	b := &Bridge{tools: make(map[string]*bridged), answers: make(map[string]json.RawMessage)}
+	ccfg.Tenant, ccfg.Targets = cfg.Tenant, nil
+	for _, t := range cfg.Tools {
+		if t.Upstream.URL == "" && len(t.Upstream.Command) == 0 {
+			continue
+		}
+		up, err := newUpstream(t.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		b.tools[t.Target] = &bridged{tool: t, up: up}
+		ccfg.Targets = append(ccfg.Targets, t.Target)
+	}
+	if len(ccfg.Targets) == 0 {
+		return nil, fmt.Errorf("%w: no tool has an upstream", ErrConfig)
+	}
+	if ccfg.Curve == nil {
+		return nil, fmt.Errorf("%w: the bridge needs the consumer curve key: arguments arrive sealed to it", ErrConfig)
+	}
+	if ccfg.Responder == nil {
+		return nil, fmt.Errorf("%w: the bridge needs a responder identity", ErrConfig)
+	}
+	cons, err := client.NewConsumer(js, ccfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	b.cons = cons
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
+}
+
+// Run consumes until ctx is done, then closes the upstream sessions.
+func (b *Bridge) Run(ctx context.Context) error {
+	defer func() {
+		for _, t := range b.tools {
+			t.up.close()
+		}
+	}()
+	return b.cons.Consume(ctx, b.handle)
+}
+
+// handle calls the upstream tool for one verified delivery and answers.
+// An error makes the delivery come again (client.Consumer); the answer
+// to a request already called upstream is remembered and sent again
+// rather than calling the tool twice.
+func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
+	id := d.Envelope.MessageID
+	b.mu.Lock()
+	answer, done := b.answers[id]
+	b.mu.Unlock()
+	if !done {
+		answer = b.call(ctx, d)
+		b.remember(id, answer)
+	}
+	if _, err := b.cons.Respond(ctx, d, answer); err != nil {
+		return fmt.Errorf("mcp: answer %s: %w", id, err)
+	}
+	return nil
+}
+
+func (b *Bridge) call(ctx context.Context, d *client.Delivery) json.RawMessage {
+	t, ok := b.tools[d.Target]
+	if !ok {
+		return errorAnswer("no upstream for this target")
+	}
+	var args map[string]any
+	if err := json.Unmarshal(d.Payload, &args); err != nil || args == nil {
+		return errorAnswer("arguments are not a JSON object")
+	}
+	if b.onCall != nil {
+		b.onCall(d.Target)
+	}
+	res, err := t.up.call(ctx, t.tool.Upstream.Tool, args)
+	if err != nil {
+		return errorAnswer("upstream tool unavailable")
+	}
+	return resultAnswer(res)
+}
+
+func (b *Bridge) remember(id string, answer json.RawMessage) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.order) >= maxRemembered {
+		delete(b.answers, b.order[0])
+		b.order = b.order[1:]
+	}
+	b.answers[id] = answer
+	b.order = append(b.order, id)
+}
+
+// resultAnswer is the response a tool result travels as: its structured
+// content when it has one and is not an error (so the catalog's response
+// schema and sensitive fields apply to the tool's own output fields),
+// else {"content": [...], "isError": bool}.
+func resultAnswer(res *sdk.CallToolResult) json.RawMessage {
+	if !res.IsError && res.StructuredContent != nil {
+		if raw, err := json.Marshal(res.StructuredContent); err == nil && len(raw) > 0 && raw[0] == '{' {
+			return raw
+		}
+	}
+	content := res.Content
+	if content == nil {
+		content = []sdk.Content{}
+	}
+	raw, err := json.Marshal(struct {
+		Content []sdk.Content `json:"content"`
+		IsError bool          `json:"isError"`
+	}{content, res.IsError})
+	if err != nil {
+		return errorAnswer("upstream result does not encode")
+	}
+	return raw
+}
+
+func errorAnswer(msg string) json.RawMessage {
+	raw, _ := json.Marshal(map[string]any{
+		"content": []map[string]string{{"type": "text", "text": msg}},
+		"isError": true,
+	})
+	return raw
+}
+
+// upstream is one MCP server, connected on first use and again after a
+// failed call.
+type upstream struct {
+	spec   Upstream
+	bearer string // from BearerEnv; never printed
+	mu     sync.Mutex
+	sess   *sdk.ClientSession
+}
+
+func newUpstream(u Upstream) (*upstream, error) {
+	up := &upstream{spec: u}
+	if u.BearerEnv != "" {
+		up.bearer = os.Getenv(u.BearerEnv)
+		if up.bearer == "" {
+			return nil, fmt.Errorf("%w: upstream bearer variable %s is empty", ErrConfig, u.BearerEnv)
+		}
+	}
+	return up, nil
+}
+
+func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sess != nil {
+		return u.sess, nil
+	}
+	var tr sdk.Transport
+	if u.spec.URL != "" {
+		hc := &http.Client{}
+		if u.bearer != "" {
+			hc.Transport = bearerTransport{token: u.bearer, base: http.DefaultTransport}
+		}
+		tr = &sdk.StreamableClientTransport{Endpoint: u.spec.URL, HTTPClient: hc, DisableStandaloneSSE: true}
+	} else {
+		tr = &sdk.CommandTransport{Command: exec.Command(u.spec.Command[0], u.spec.Command[1:]...)}
+	}
+	c := sdk.NewClient(&sdk.Implementation{Name: "agentgw-bridge", Version: Version}, nil)
+	s, err := c.Connect(ctx, tr, nil)
+	if err != nil {
+		return nil, err
+	}
+	u.sess = s
+	return s, nil
+}
+
+func (u *upstream) call(ctx context.Context, tool string, args map[string]any) (*sdk.CallToolResult, error) {
+	s, err := u.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		// A JSON-RPC error is the server's answer; anything else may
+		// be a broken connection: connect again next time.
+		if _, ok := errors.AsType[*jsonrpc.Error](err); !ok {
+			u.reset(s)
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+func (u *upstream) reset(s *sdk.ClientSession) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sess == s {
+		_ = s.Close()
+		u.sess = nil
+	}
+}
+
+func (u *upstream) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sess != nil {
+		_ = u.sess.Close()
+		u.sess = nil
+	}
+}
+
+// bearerTransport adds the upstream bearer token to each request.
+type bearerTransport struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.base.RoundTrip(r)
+}

@@ -1,0 +1,46 @@
+package mcp
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	const good = `
+tenant: tenant_a
+tools:
+  - name: draft_refund
+    target: refunds.draft_refund
+    scope: refund:draft
+    input_schema: '{"type":"object"}'
+    upstream: {url: "http://127.0.0.1:9/mcp", bearer_env: REFUNDS_TOKEN}
+`
+	c, err := ParseConfig([]byte(good))
+	must(t, err)
+	if tl := c.Tools[0]; tl.Capability != "tool_call" || tl.Upstream.Tool != "draft_refund" {
+		t.Errorf("defaults = %q %q; want tool_call and the tool's own name", tl.Capability, tl.Upstream.Tool)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"deny/unknown-field", good + "extra: 1\n", "unknown"},
+		{"deny/bad-tenant", strings.Replace(good, "tenant_a", "Tenant A", 1), "tenant"},
+		{"deny/no-scope", strings.Replace(good, "scope: refund:draft", "", 1), "scope is required"},
+		{"deny/bad-schema", strings.Replace(good, `'{"type":"object"}'`, `'[1]'`, 1), "input_schema"},
+		{"deny/both-upstreams", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `command: [x]`, 1), "both url and command"},
+		{"deny/bad-capability", strings.Replace(good, "scope: refund:draft", "scope: refund:draft\n    capability: approve", 1), "capability"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml))
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ParseConfig = %v; want ErrConfig naming %q", err, tc.want)
+			}
+		})
+	}
+	c.Endpoint = EndpointConfig{Resource: "not a uri", Catalog: "catalog.yaml"}
+	err = c.Endpoint.validate()
+	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "gateway_xkey", "catalog and policies"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("endpoint validate = %v; want it to name %s", err, want)
+		}
+	}
+}

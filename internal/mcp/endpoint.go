@@ -1,0 +1,322 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/policy"
+)
+
+// MaxRequestBytes bounds one HTTP request body.
+const MaxRequestBytes = 1 << 20
+
+// JSON-RPC error codes of the endpoint (the server-defined range).
+const (
+	// CodeDenied: the gateway denied the call; data carries the reason.
+	CodeDenied = -32010
+	// CodeReplayed: the JSON-RPC id was already used with this token.
+	CodeReplayed = -32011
+	// CodeNoReply: no verified reply in time (held for approval and not
+	// answered within approval_wait, or the tool did not answer).
+	CodeNoReply = -32012
+)
+
+// DeniedData is the data of a CodeDenied error.
+type DeniedData struct {
+	// Reason is the gateway's reason code (package reason).
+	Reason string `json:"reason"`
+	// Stage is the gate that denied.
+	Stage string `json:"stage,omitempty"`
+	// Policy names the Cedar policies that decided, when policy denied.
+	Policy string `json:"policy,omitempty"`
+}
+
+// Endpoint is the MCP server agentgw exposes to MCP clients.
+type Endpoint struct {
+	cfg         *Config
+	ep          EndpointConfig
+	nc          *nats.Conn
+	now         func() time.Time
+	renewBefore time.Duration
+	server      *sdk.Server
+	handler     http.Handler
+	gate        *listGate // nil: tools/list filters on scopes only
+
+	mu         sync.Mutex
+	principals map[string]*principal
+	sessions   map[[32]byte]session
+	seen       map[[32]byte]time.Time // sha256(token, JSON-RPC id) of tools/call requests
+	tasks      *taskRegistry
+}
+
+// EndpointOption configures an Endpoint.
+type EndpointOption func(*Endpoint)
+
+// WithClock sets the clock (for tests). Default time.Now.
+func WithClock(now func() time.Time) EndpointOption { return func(e *Endpoint) { e.now = now } }
+
+// NewEndpoint returns the endpoint for cfg, talking to the gateway and
+// the token exchange through nc. Close it to end its running tasks.
+// Errors wrap ErrConfig.
+func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint, error) {
+	if nc == nil || cfg == nil {
+		return nil, fmt.Errorf("%w: nil connection or config", ErrConfig)
+	}
+	if err := cfg.Endpoint.validate(); err != nil {
+		return nil, err
+	}
+	e := &Endpoint{
+		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second,
+		principals: make(map[string]*principal), sessions: make(map[[32]byte]session), seen: make(map[[32]byte]time.Time),
+		tasks: newTaskRegistry(),
+	}
+	if e.ep.CallTimeout == 0 {
+		e.ep.CallTimeout = DefaultCallTimeout
+	}
+	if e.ep.ApprovalWait == 0 {
+		e.ep.ApprovalWait = DefaultApprovalWait
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.ep.Catalog != "" {
+		g, err := newListGate(e.ep.Catalog, e.ep.Policies)
+		if err != nil {
+			return nil, err
+		}
+		e.gate = g
+		if iv := e.ep.ReloadInterval; iv >= 0 {
+			if iv == 0 {
+				iv = DefaultReloadInterval
+			}
+			e.tasks.wg.Go(func() { g.watch(e.tasks.ctx, iv) })
+		}
+	}
+	e.server = sdk.NewServer(&sdk.Implementation{Name: "agentgw", Version: Version}, nil)
+	for i := range cfg.Tools {
+		t := &cfg.Tools[i]
+		schema := json.RawMessage(`{"type":"object"}`)
+		if t.InputSchema != "" {
+			schema = json.RawMessage(t.InputSchema)
+		}
+		e.server.AddTool(&sdk.Tool{Name: t.Name, Description: t.Description, InputSchema: schema},
+			func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+				return e.callTool(ctx, t, req)
+			})
+	}
+	e.server.AddReceivingMiddleware(e.listFilter)
+	mcpHandler := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return e.server },
+		&sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true, MaxRequestBodyBytes: MaxRequestBytes})
+	metaURL := e.metadataURL()
+	bearer := auth.RequireBearerToken(e.verifyToken, &auth.RequireBearerTokenOptions{ResourceMetadataURL: metaURL})
+	mux := http.NewServeMux()
+	prm := auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+		Resource:               e.ep.Resource,
+		AuthorizationServers:   e.ep.AuthorizationServers,
+		ScopesSupported:        e.scopes(),
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "agentgw MCP endpoint",
+	})
+	u, _ := url.Parse(metaURL)
+	mux.Handle("GET "+u.Path, prm)
+	mux.Handle("OPTIONS "+u.Path, prm)
+	mux.Handle(e.path(), e.checkOrigin(bearer(e.refuseReplay(e.withTasks(mcpHandler)))))
+	e.handler = mux
+	return e, nil
+}
+
+// ServeHTTP serves the MCP endpoint at the resource's path and its
+// protected resource metadata at /.well-known/oauth-protected-resource
+// followed by that path (RFC 9728 §3.1).
+func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.handler.ServeHTTP(w, r) }
+
+func (e *Endpoint) path() string {
+	u, _ := url.Parse(e.ep.Resource)
+	if u.Path == "" {
+		return "/"
+	}
+	return u.Path
+}
+
+// metadataURL is the protected resource metadata URL of the resource.
+func (e *Endpoint) metadataURL() string {
+	u, _ := url.Parse(e.ep.Resource)
+	p := strings.TrimSuffix(u.Path, "/")
+	return u.Scheme + "://" + u.Host + "/.well-known/oauth-protected-resource" + p
+}
+
+func (e *Endpoint) scopes() []string {
+	var s []string
+	for _, t := range e.cfg.Tools {
+		if !slices.Contains(s, t.Scope) {
+			s = append(s, t.Scope)
+		}
+	}
+	return s
+}
+
+// checkOrigin refuses a request whose Origin header is present and not
+// allowed (DNS rebinding, cross-site browsers).
+func (e *Endpoint) checkOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && !slices.Contains(e.ep.AllowedOrigins, o) {
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseReplay refuses a tools/call whose JSON-RPC id was already used
+// with the same bearer token while the token is valid: a captured
+// request replayed as is (same token, same body) is refused before it
+// becomes a new envelope. Every request id a client sends within a token's
+// lifetime must therefore be unique, which MCP requires of a session's
+// requests anyway.
+func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+		if err != nil {
+			http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+			// JSON-RPC batches left MCP in 2025-06-18; one would carry a
+			// replayed tools/call past the id check.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{
+				"code": jsonrpc.CodeInvalidRequest, "message": "JSON-RPC batches are not accepted"}})
+			return
+		}
+		var msg struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		if json.Unmarshal(body, &msg) != nil || msg.Method != "tools/call" || len(msg.ID) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		info := auth.TokenInfoFromContext(r.Context())
+		if info == nil {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		h := sha256.New()
+		h.Write([]byte(r.Header.Get("Authorization")))
+		h.Write([]byte{0})
+		h.Write(msg.ID)
+		var key [32]byte
+		h.Sum(key[:0])
+		now := e.now()
+		e.mu.Lock()
+		for k, exp := range e.seen {
+			if !now.Before(exp) {
+				delete(e.seen, k)
+			}
+		}
+		_, replayed := e.seen[key]
+		full := len(e.seen) >= 16*maxPrincipals
+		if !replayed && !full {
+			e.seen[key] = info.Expiration
+		}
+		e.mu.Unlock()
+		if replayed || full {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "error": map[string]any{
+				"code": CodeReplayed, "message": "request id already used with this token",
+				"data": DeniedData{Reason: "replay"},
+			}})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// listFilter narrows tools/list to the tools the principal may call:
+// with the gateway's catalog and policies configured, those that pass the
+// catalog gate and the authorize-stage policy decision for it (listGate);
+// otherwise those whose scope its credential holds. Either way it is a
+// hint: every call passes every gate at the gateway.
+func (e *Endpoint) listFilter(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		res, err := next(ctx, method, req)
+		if method != "tools/list" || err != nil {
+			return res, err
+		}
+		lr, ok := res.(*sdk.ListToolsResult)
+		if !ok {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "unexpected tools/list result"}
+		}
+		var scopes []string
+		var p *principal
+		if x := req.GetExtra(); x != nil && x.TokenInfo != nil {
+			scopes = x.TokenInfo.Scopes
+			p, _ = x.TokenInfo.Extra[principalKey].(*principal)
+		}
+		allowed := func(t *Tool) bool { return covered(scopes, t.Scope) }
+		if e.gate != nil {
+			var who policy.Principal
+			if p != nil {
+				p.mu.Lock()
+				who = p.who
+				p.mu.Unlock()
+			}
+			now := e.now()
+			allowed = func(t *Tool) bool {
+				return who.Agent != "" && e.gate.allows(t, e.cfg.Tenant, who, now)
+			}
+		}
+		out := *lr
+		out.Tools = []*sdk.Tool{}
+		for _, t := range lr.Tools {
+			if tool, ok := e.cfg.tool(t.Name); ok && allowed(tool) {
+				out.Tools = append(out.Tools, t)
+			}
+		}
+		return &out, nil
+	}
+}
+
+// covered reports whether granted holds scope, exactly or by a trailing
+// "*" wildcard (as credential scopes are matched by the gateway).
+func covered(granted []string, scope string) bool {
+	for _, g := range granted {
+		if g == scope || strings.HasSuffix(g, "*") && strings.HasPrefix(scope, strings.TrimSuffix(g, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+func principalOf(req *sdk.CallToolRequest) (*principal, error) {
+	if x := req.GetExtra(); x != nil && x.TokenInfo != nil {
+		if p, ok := x.TokenInfo.Extra[principalKey].(*principal); ok {
+			return p, nil
+		}
+	}
+	return nil, errors.New("unauthenticated call")
+}

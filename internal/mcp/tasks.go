@@ -1,0 +1,534 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Task statuses of the MCP tasks utility.
+const (
+	TaskWorking       = "working"
+	TaskInputRequired = "input_required"
+	TaskCompleted     = "completed"
+	TaskFailed        = "failed"
+	TaskCancelled     = "cancelled"
+)
+
+// maxTasks bounds the tasks held at once; past it a task-augmented call
+// is refused.
+const maxTasks = 10000
+
+// relatedTaskKey is the _meta key naming a result's task.
+const relatedTaskKey = "io.modelcontextprotocol/related-task"
+
+// Task is a task's state as tasks/get returns it.
+type Task struct {
+	TaskID        string `json:"taskId"`
+	Status        string `json:"status"`
+	StatusMessage string `json:"statusMessage,omitempty"`
+	CreatedAt     string `json:"createdAt"`
+	LastUpdatedAt string `json:"lastUpdatedAt"`
+	TTL           int64  `json:"ttl"`
+	PollInterval  int64  `json:"pollInterval,omitempty"`
+}
+
+// task is one task-augmented tools/call, owned by the principal that
+// made it: no other principal can see, wait for or cancel it.
+type task struct {
+	owner  string
+	ext    bool // a task of the 2026-07-28 tasks extension
+	cancel context.CancelFunc
+	done   chan struct{}
+	held   chan struct{} // closed when the call is held for approval
+
+	mu      sync.Mutex
+	state   Task
+	result  *sdk.CallToolResult
+	err     error
+	expires time.Time // zero while running
+}
+
+func (t *task) snapshot() Task {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.state
+}
+
+// taskRegistry holds the endpoint's tasks and owns their goroutines.
+type taskRegistry struct {
+	mu    sync.Mutex
+	tasks map[string]*task
+	wg    sync.WaitGroup
+	ctx   context.Context
+	stop  context.CancelFunc
+}
+
+func newTaskRegistry() *taskRegistry {
+	ctx, stop := context.WithCancel(context.Background())
+	return &taskRegistry{tasks: make(map[string]*task), ctx: ctx, stop: stop}
+}
+
+// Close cancels the endpoint's running tasks and waits for them.
+func (e *Endpoint) Close() error {
+	e.tasks.stop()
+	e.tasks.wg.Wait()
+	return nil
+}
+
+// rpcMessage is the part of a JSON-RPC request the task layer reads.
+type rpcMessage struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+}
+
+// withTasks serves tasks in front of the SDK handler, which has none, in
+// both forms. The tasks utility of 2025-11-25: the capability in
+// initialize, every tool taskSupport "optional" in tools/list, a
+// tools/call carrying params.task answered with a task at once (the call
+// goes on in the background; held for approval it says so in
+// statusMessage), and tasks/get, tasks/result, tasks/list and
+// tasks/cancel for the caller's own tasks. The tasks extension of
+// 2026-07-28 (server-directed): listed in server/discover, and for a
+// tools/call whose client declares it, see serverDirected. Any other
+// tools/call waits for its outcome.
+func (e *Endpoint) withTasks(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "request body unreadable", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var msg rpcMessage
+		if json.Unmarshal(body, &msg) != nil || len(msg.ID) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		info := auth.TokenInfoFromContext(r.Context())
+		var p *principal
+		if info != nil {
+			p, _ = info.Extra[principalKey].(*principal)
+		}
+		switch msg.Method {
+		case "initialize":
+			e.rewrite(w, r, next, addTaskCapability)
+		case "server/discover":
+			e.rewrite(w, r, next, addTaskExtension)
+		case "tools/list":
+			e.rewrite(w, r, next, markTaskSupport)
+		case "tools/call":
+			var params struct {
+				Name      string          `json:"name"`
+				Arguments json.RawMessage `json:"arguments"`
+				Task      *struct {
+					TTL *int64 `json:"ttl"`
+				} `json:"task"`
+			}
+			if json.Unmarshal(msg.Params, &params) != nil {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if params.Task == nil {
+				t, ok := e.cfg.tool(params.Name)
+				if !ok || p == nil || !declaresTaskExtension(msg.Params) {
+					next.ServeHTTP(w, r)
+					return
+				}
+				if !headersMatch(r, msg.Method, params.Name) {
+					writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
+					return
+				}
+				e.serverDirected(w, r, msg.ID, p, t, params.Arguments)
+				return
+			}
+			if !headersMatch(r, msg.Method, params.Name) {
+				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
+				return
+			}
+			t, ok := e.cfg.tool(params.Name)
+			if !ok || p == nil {
+				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown tool"})
+				return
+			}
+			ttl := e.ep.ApprovalWait
+			if params.Task.TTL != nil && *params.Task.TTL > 0 && time.Duration(*params.Task.TTL)*time.Millisecond < ttl {
+				ttl = time.Duration(*params.Task.TTL) * time.Millisecond
+			}
+			tk, err := e.startTask(p, t, params.Arguments, ttl, false)
+			if err != nil {
+				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+				return
+			}
+			writeRPC(w, http.StatusOK, msg.ID, map[string]any{"task": tk.snapshot()}, nil)
+		case "tasks/get", "tasks/result", "tasks/cancel":
+			var params struct {
+				TaskID string `json:"taskId"`
+			}
+			_ = json.Unmarshal(msg.Params, &params)
+			if !headersMatch(r, msg.Method, params.TaskID) {
+				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
+				return
+			}
+			tk := e.ownTask(p, params.TaskID)
+			if tk == nil {
+				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown task"})
+				return
+			}
+			if tk.ext {
+				if !declaresTaskExtension(msg.Params) {
+					writeRPC(w, http.StatusOK, msg.ID, nil, missingTaskExtension())
+					return
+				}
+				e.serveExtTask(w, msg, tk)
+				return
+			}
+			e.serveTask(w, r, msg, tk)
+		case "tasks/list":
+			list := []Task{}
+			if p != nil {
+				e.tasks.mu.Lock()
+				for _, tk := range e.tasks.tasks {
+					if tk.owner == p.id {
+						list = append(list, tk.snapshot())
+					}
+				}
+				e.tasks.mu.Unlock()
+			}
+			writeRPC(w, http.StatusOK, msg.ID, map[string]any{"tasks": list}, nil)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// headersMatch checks Mcp-Method and Mcp-Name against the body: both
+// required from revision 2026-07-28 on, checked when present before.
+func headersMatch(r *http.Request, method, name string) bool {
+	m, n := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name")
+	if r.Header.Get("MCP-Protocol-Version") >= "2026-07-28" && (m == "" || n == "") {
+		return false
+	}
+	return (m == "" || m == method) && (n == "" || n == name)
+}
+
+func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMessage, tk *task) {
+	switch msg.Method {
+	case "tasks/get":
+		writeRPC(w, http.StatusOK, msg.ID, tk.snapshot(), nil)
+	case "tasks/cancel":
+		tk.mu.Lock()
+		terminal := tk.state.Status != TaskWorking && tk.state.Status != TaskInputRequired
+		tk.mu.Unlock()
+		if terminal {
+			writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "task already finished"})
+			return
+		}
+		tk.cancel()
+		<-tk.done
+		writeRPC(w, http.StatusOK, msg.ID, tk.snapshot(), nil)
+	case "tasks/result":
+		select {
+		case <-tk.done:
+		case <-r.Context().Done():
+			return
+		}
+		tk.mu.Lock()
+		res, err, st := tk.result, tk.err, tk.state
+		tk.mu.Unlock()
+		if err != nil {
+			var rpcErr *jsonrpc.Error
+			if !errors.As(err, &rpcErr) {
+				rpcErr = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "task failed"}
+			}
+			writeRPC(w, http.StatusOK, msg.ID, nil, rpcErr)
+			return
+		}
+		out := *res
+		out.Meta = sdk.Meta{relatedTaskKey: map[string]string{"taskId": st.TaskID}}
+		writeRPC(w, http.StatusOK, msg.ID, &out, nil)
+	}
+}
+
+// startTask starts a call in the background as a task of p.
+func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	now := e.now().UTC()
+	stamp := now.Format(time.RFC3339Nano)
+	ctx, cancel := context.WithCancel(e.tasks.ctx)
+	tk := &task{owner: p.id, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
+		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
+		TTL: ttl.Milliseconds(), PollInterval: 500,
+	}}
+	e.tasks.mu.Lock()
+	for id, old := range e.tasks.tasks {
+		old.mu.Lock()
+		gone := !old.expires.IsZero() && now.After(old.expires)
+		old.mu.Unlock()
+		if gone {
+			delete(e.tasks.tasks, id)
+		}
+	}
+	if len(e.tasks.tasks) >= maxTasks {
+		e.tasks.mu.Unlock()
+		cancel()
+		return nil, errors.New("too many tasks")
+	}
+	e.tasks.tasks[tk.state.TaskID] = tk
+	e.tasks.wg.Add(1)
+	e.tasks.mu.Unlock()
+	go func() {
+		defer e.tasks.wg.Done()
+		defer close(tk.done)
+		defer cancel()
+		res, err := e.invoke(ctx, p, t, args, func() {
+			tk.update(TaskWorking, "held for approval", e.now())
+			close(tk.held)
+		})
+		tk.mu.Lock()
+		defer tk.mu.Unlock()
+		tk.result, tk.err = res, err
+		status := TaskCompleted
+		switch {
+		case ctx.Err() != nil && err != nil:
+			status, tk.state.StatusMessage = TaskCancelled, "cancelled"
+		case err != nil:
+			status, tk.state.StatusMessage = TaskFailed, err.Error()
+		default:
+			tk.state.StatusMessage = ""
+		}
+		end := e.now().UTC()
+		tk.state.Status, tk.state.LastUpdatedAt = status, end.Format(time.RFC3339Nano)
+		tk.expires = end.Add(ttl)
+	}()
+	return tk, nil
+}
+
+func (t *task) update(status, message string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.state.Status, t.state.StatusMessage, t.state.LastUpdatedAt = status, message, now.UTC().Format(time.RFC3339Nano)
+}
+
+// ownTask returns p's task id, or nil (for another principal's task too,
+// so a task id reveals nothing to anyone but its owner).
+func (e *Endpoint) ownTask(p *principal, id string) *task {
+	if p == nil {
+		return nil
+	}
+	e.tasks.mu.Lock()
+	defer e.tasks.mu.Unlock()
+	tk := e.tasks.tasks[id]
+	if tk == nil || tk.owner != p.id {
+		return nil
+	}
+	return tk
+}
+
+// rewrite runs next into a buffer and lets edit change the JSON-RPC
+// result before it is written.
+func (e *Endpoint) rewrite(w http.ResponseWriter, r *http.Request, next http.Handler, edit func(map[string]any)) {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	var resp map[string]any
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &resp) == nil {
+		if res, ok := resp["result"].(map[string]any); ok {
+			edit(res)
+			if b, err := json.Marshal(resp); err == nil {
+				body = b
+			}
+		}
+	}
+	for k, v := range rec.Header() {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
+}
+
+func addTaskCapability(res map[string]any) {
+	caps, _ := res["capabilities"].(map[string]any)
+	if caps == nil {
+		caps = map[string]any{}
+		res["capabilities"] = caps
+	}
+	caps["tasks"] = map[string]any{
+		"list": map[string]any{}, "cancel": map[string]any{},
+		"requests": map[string]any{"tools": map[string]any{"call": map[string]any{}}},
+	}
+}
+
+func markTaskSupport(res map[string]any) {
+	tools, _ := res["tools"].([]any)
+	for _, t := range tools {
+		if m, ok := t.(map[string]any); ok {
+			m["execution"] = map[string]any{"taskSupport": "optional"}
+		}
+	}
+}
+
+func writeRPC(w http.ResponseWriter, status int, id json.RawMessage, result any, rpcErr *jsonrpc.Error) {
+	resp := map[string]any{"jsonrpc": "2.0", "id": id}
+	if rpcErr != nil {
+		resp["error"] = rpcErr
+	} else {
+		resp["result"] = result
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// taskExtension names the tasks extension of revision 2026-07-28.
+const taskExtension = "io.modelcontextprotocol/tasks"
+
+// declaresTaskExtension reports whether a request's per-request client
+// capabilities declare the tasks extension.
+func declaresTaskExtension(params json.RawMessage) bool {
+	var p struct {
+		Meta struct {
+			Caps struct {
+				Extensions map[string]json.RawMessage `json:"extensions"`
+			} `json:"io.modelcontextprotocol/clientCapabilities"`
+		} `json:"_meta"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return false
+	}
+	_, ok := p.Meta.Caps.Extensions[taskExtension]
+	return ok
+}
+
+func missingTaskExtension() *jsonrpc.Error {
+	data, _ := json.Marshal(map[string]any{"requiredCapabilities": map[string]any{"extensions": map[string]any{taskExtension: map[string]any{}}}})
+	return &jsonrpc.Error{Code: sdk.CodeMissingRequiredClientCapabilities, Message: "Missing required client capability", Data: data}
+}
+
+// serverDirected serves a tools/call of a client that declared the tasks
+// extension: the call starts as a task; if it finishes (allowed and
+// answered, or denied) within call_timeout without being held, the
+// answer is the ordinary result or error and the task is dropped; if it
+// is held for approval, or still running, the answer is the task
+// (resultType "task"), to be polled with tasks/get.
+func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, p *principal, t *Tool, args json.RawMessage) {
+	tk, err := e.startTask(p, t, args, e.ep.ApprovalWait, true)
+	if err != nil {
+		writeRPC(w, http.StatusOK, id, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+		return
+	}
+	timer := time.NewTimer(e.ep.CallTimeout)
+	defer timer.Stop()
+	select {
+	case <-tk.done:
+		e.tasks.mu.Lock()
+		delete(e.tasks.tasks, tk.state.TaskID)
+		e.tasks.mu.Unlock()
+		if tk.err != nil {
+			rpcErr, ok := errors.AsType[*jsonrpc.Error](tk.err)
+			if !ok {
+				rpcErr = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call failed"}
+			}
+			writeRPC(w, http.StatusOK, id, nil, rpcErr)
+			return
+		}
+		writeRPC(w, http.StatusOK, id, completeResult(tk.result), nil)
+		return
+	case <-tk.held:
+	case <-timer.C:
+	case <-r.Context().Done():
+	}
+	out := extTask(tk)
+	out["resultType"] = "task"
+	delete(out, "result")
+	delete(out, "error")
+	writeRPC(w, http.StatusOK, id, out, nil)
+}
+
+// serveExtTask answers tasks/get and tasks/cancel for an extension task.
+func (e *Endpoint) serveExtTask(w http.ResponseWriter, msg rpcMessage, tk *task) {
+	switch msg.Method {
+	case "tasks/get":
+		out := extTask(tk)
+		out["resultType"] = "complete"
+		writeRPC(w, http.StatusOK, msg.ID, out, nil)
+	case "tasks/cancel":
+		tk.cancel()
+		<-tk.done
+		writeRPC(w, http.StatusOK, msg.ID, map[string]any{"resultType": "complete"}, nil)
+	default:
+		writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "not a method of the tasks extension"})
+	}
+}
+
+// extTask is a task in the extension's shape (DetailedTask): the final
+// result or JSON-RPC error inline once it has one.
+func extTask(tk *task) map[string]any {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	out := map[string]any{
+		"taskId": tk.state.TaskID, "status": tk.state.Status,
+		"createdAt": tk.state.CreatedAt, "lastUpdatedAt": tk.state.LastUpdatedAt,
+		"ttlMs": tk.state.TTL, "pollIntervalMs": tk.state.PollInterval,
+	}
+	if tk.state.StatusMessage != "" {
+		out["statusMessage"] = tk.state.StatusMessage
+	}
+	switch tk.state.Status {
+	case TaskCompleted:
+		out["result"] = completeResult(tk.result)
+	case TaskFailed:
+		rpcErr, ok := errors.AsType[*jsonrpc.Error](tk.err)
+		if !ok {
+			rpcErr = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call failed"}
+		}
+		out["error"] = rpcErr
+	}
+	return out
+}
+
+// completeResult is a tool result with resultType "complete".
+func completeResult(res *sdk.CallToolResult) map[string]any {
+	var m map[string]any
+	raw, _ := json.Marshal(res)
+	_ = json.Unmarshal(raw, &m)
+	if m == nil {
+		m = map[string]any{}
+	}
+	m["resultType"] = "complete"
+	return m
+}
+
+func addTaskExtension(res map[string]any) {
+	caps, _ := res["capabilities"].(map[string]any)
+	if caps == nil {
+		caps = map[string]any{}
+		res["capabilities"] = caps
+	}
+	ext, _ := caps["extensions"].(map[string]any)
+	if ext == nil {
+		ext = map[string]any{}
+		caps["extensions"] = ext
+	}
+	ext[taskExtension] = map[string]any{}
+}
