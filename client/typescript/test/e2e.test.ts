@@ -193,7 +193,7 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   // request by its agent and message id.
   const answered = await gw.run([
     "send", "--json", "--creds", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
-    "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, ...cli(),
+    "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, "--gateway-key", gw.gatewayKey, ...cli(),
   ]);
   assert.equal(answered.code, 0, answered.stderr);
   const { receipt, reply } = await waiting;
@@ -236,7 +236,7 @@ test("Go agent to TypeScript consumer, sealed with a response back, and plain", 
     await sending.stop();
   }
 
-  const plain = await gw.run(["send", "--json", ...goAgent, "--capability", "read", "--target", "kb.search", "--plain", `{"q":"from go"}`]);
+  const plain = await gw.run(["send", "--json", ...goAgent, "--capability", "read", "--target", "kb.search", "--plain", `{"q":"from go"}`, "--gateway-key", gw.gatewayKey]);
   assert.equal(plain.code, 0, plain.stderr);
   const [sent] = jsonLines(plain.stdout);
   const [d] = await take("kb.search", 1, (d) => d.messageId === sent.message_id);
