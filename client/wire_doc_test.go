@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -31,7 +32,7 @@ func TestWireDocIsComplete(t *testing.T) {
 		header.Credential, header.Signature, header.Traceparent, header.MsgID, header.Decision, header.Agent,
 		header.SealedFrom, header.Reason, header.Stage, header.Detail, header.IngressSeq, header.IngressSubject,
 		header.DecidedAt, header.Policy, header.PolicyVersion, header.MessageID, header.TraceID, header.Tenant,
-		header.Target, header.Route, header.Replay, headerRequestID, headerResponder,
+		header.Target, header.Route, header.Replay, headerRequestID, headerResponder, notice.Header,
 	} {
 		if !strings.Contains(doc, "\n| `"+h+"` |") {
 			t.Errorf("docs/wire.md's header table has no row for %s", h)

@@ -18,6 +18,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -324,7 +325,28 @@ func (w *wvWorld) build() map[string][]byte {
 	replyBatch := w.batch("reply", "gateway-signing", []wvClaimSpec{
 		w.claimsFor("reply", w.pubs["agent"], respond, w.pubs["agent"], "respond:refunds.draft_refund", ct(replyOut), decision.RouteReply, ""),
 	})
-	dec := w.decisionFile([]wvBatch{deliveries, replyBatch})
+	// Decision notices to the senders (notice.json), signed as one batch.
+	msgID := func(e *wvEnvelope) string { return e.Message.header(header.MsgID) }
+	deadline := wvNow.Add(wvApprovalTTL).UTC()
+	noticeSpecs := []wvNoticeSpec{
+		{"refund-notice", "agent", refund, refund, 1, ".notice",
+			notice.Notice{MessageID: msgID(refund), Route: notice.RouteAllow, Target: "refunds.draft_refund"}},
+		{"search-notice", "agent", search, search, 2, ".notice",
+			notice.Notice{MessageID: msgID(search), Route: notice.RouteDeny, Reason: "budget_exceeded"}},
+		{"payment-notice", "agent", payment, payment, 3, ".notice",
+			notice.Notice{MessageID: msgID(payment), Route: notice.RouteApproval, ApprovalID: msgID(payment), Deadline: &deadline}},
+		{"approve-notice", "approver", approve, approve, 4, ".notice",
+			notice.Notice{MessageID: msgID(approve), Route: notice.RouteAllow, Target: "payments.send", Answers: msgID(payment), Answer: notice.AnswerGrant}},
+		{"payment-release-notice", "agent", payment, approve, 4, ".notice.held",
+			notice.Notice{MessageID: msgID(payment), Route: notice.RouteAllow, Target: "payments.send"}},
+	}
+	noticeData := w.noticeData(noticeSpecs)
+	noticeClaims := make([]wvClaimSpec, len(noticeSpecs))
+	for i, s := range noticeSpecs {
+		noticeClaims[i] = w.noticeClaims(s, noticeData[i])
+	}
+	noticeBatch := w.batch("notices", "gateway-signing", noticeClaims)
+	dec := w.decisionFile([]wvBatch{deliveries, replyBatch, noticeBatch})
 
 	// Deliveries.
 	dl := wvDeliveriesFile{About: "capability deliveries: the body of a message on agentgw.cap.<tenant>.<target> (docs/wire.md, \"Delivery document\"). " +
@@ -455,12 +477,14 @@ func (w *wvWorld) build() map[string][]byte {
 	}
 
 	op := w.operatorFile(search)
+	notices := w.noticeFile(noticeSpecs, noticeData, resp.Reply)
 
 	out := map[string][]byte{}
 	for name, v := range map[string]any{
 		"keys.json": keys, "credential.json": creds, "envelope.json": envs,
 		"sealed.json":   w.sealsFile([]string{"refund-request", "respond-request", "refund-delivery", "payment-delivery", "reply"}),
 		"decision.json": dec, "delivery.json": dl, "approval.json": appr, "response.json": resp, "operator.json": op,
+		"notice.json": notices,
 	} {
 		out[name] = wvEncode(w.t, v)
 	}

@@ -28,6 +28,7 @@ import { Box, isPublicKey } from "./keys.js";
 import { ingress } from "./subjects.js";
 import { replies, respond, sendAndWait, type Reply, type WaitOptions } from "./reply.js";
 import type { VerificationError } from "./errors.js";
+import { decisions, DecisionWatch, sendAndDecide, type Decision, type WatchOptions } from "./notice.js";
 import type { Delivery } from "./verify.js";
 
 /** Headers an agent sets on ingress. */
@@ -382,9 +383,37 @@ export class Agent {
   }
 
   /**
+   * sendAndDecide sends req and waits, until opts.signal aborts, for the
+   * gateway's verified decision notice of it (see notice.ts): resolves
+   * when it was delivered or held, rejects with MessageDeniedError when it
+   * was denied and NoDecisionError (with the receipt) when no notice came.
+   */
+  sendAndDecide(req: Request, opts: WatchOptions & SendOptions): Promise<{ receipt: Receipt; decision: Decision }> {
+    return sendAndDecide(this, req, opts);
+  }
+
+  /**
+   * watchDecisions subscribes to this agent's decision notices; await()
+   * one envelope's after sending it. Close it when done.
+   */
+  watchDecisions(opts: WatchOptions): DecisionWatch {
+    return new DecisionWatch(this, opts);
+  }
+
+  /**
+   * decisions yields every verified decision notice to this agent until
+   * opts.signal aborts or the loop ends; replies are skipped, notices that
+   * do not verify are skipped and passed to opts.onReject.
+   */
+  decisions(opts: WatchOptions & { signal?: AbortSignal }): AsyncIterableIterator<Decision> {
+    return decisions(this, opts);
+  }
+
+  /**
    * replies yields every verified reply to this agent until opts.signal
-   * aborts or the loop ends; messages that do not verify are skipped and
-   * passed to opts.onReject.
+   * aborts or the loop ends; decision notices on the same subject are
+   * skipped, other messages that do not verify are skipped and passed to
+   * opts.onReject.
    */
   replies(opts: WaitOptions & { onReject?: (err: VerificationError) => void }): AsyncIterableIterator<Reply> {
     return replies(this, opts);

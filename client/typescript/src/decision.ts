@@ -26,6 +26,8 @@ export const DECISION_TYPE = "agentgw-decision";
 /** Routes a decision token may carry. */
 export const ROUTE_ALLOW = "allow";
 export const ROUTE_REPLY = "reply";
+/** ROUTE_NOTICE binds a decision notice to its sender: it authorizes nothing. */
+export const ROUTE_NOTICE = "notice";
 /** MAX_BATCH bounds the leaves of one signed batch. */
 export const MAX_BATCH = 1 << 16;
 /** MAX_DECISION_TOKEN_SIZE bounds a token's length. */
@@ -56,7 +58,7 @@ export interface DecisionClaims {
   issuer: string;
   /** sub: the agent's public 'U' key. */
   subject: string;
-  /** aud: the target (or, for a reply, the agent). */
+  /** aud: the target (or, for a reply or a notice, the agent). */
   audience: string;
   issuedAt: Date;
   expires: Date;
@@ -72,7 +74,7 @@ export interface DecisionClaims {
   payloadDigest: string;
   policyIds: string[];
   policyVersion: string;
-  /** "allow" or "reply". */
+  /** "allow", "reply" or "notice". */
   route: string;
 }
 
@@ -241,8 +243,8 @@ export function checkClaims(w: WireClaims): string[] {
   if (n.policy_version !== "" && !safeId(n.policy_version, 1)) {
     p.push("policy_version is not [A-Za-z0-9._:-]{0,128}");
   }
-  if (n.route !== ROUTE_ALLOW && n.route !== ROUTE_REPLY) {
-    p.push(`route is neither ${ROUTE_ALLOW} nor ${ROUTE_REPLY}`);
+  if (n.route !== ROUTE_ALLOW && n.route !== ROUTE_REPLY && n.route !== ROUTE_NOTICE) {
+    p.push(`route is none of ${ROUTE_ALLOW}, ${ROUTE_REPLY}, ${ROUTE_NOTICE}`);
   }
   return p;
 }

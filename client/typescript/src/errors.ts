@@ -1,4 +1,5 @@
 import type { Receipt } from "./agent.js";
+import type { Decision } from "./notice.js";
 import { isReasonCode, type ReasonCode } from "./reason.js";
 
 /**
@@ -88,6 +89,42 @@ export class NoReplyError extends AgentgwError {
   constructor(requestId: string, message: string, options?: ErrorOptions) {
     super(message, options);
     this.requestId = requestId;
+  }
+}
+
+/**
+ * NoDecisionError: no verified decision notice arrived in time. The
+ * gateway may be down or behind, or run with notify_senders off; the
+ * message may still be decided.
+ */
+export class NoDecisionError extends AgentgwError {
+  override name = "NoDecisionError";
+  /** The message id of the envelope that got no notice. */
+  readonly messageId: string;
+  /** The envelope's receipt, when sendAndDecide sent it. */
+  receipt?: Receipt;
+  constructor(messageId: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.messageId = messageId;
+  }
+}
+
+/**
+ * MessageDeniedError: the gateway denied the envelope, by its decision
+ * notice. `reason` is the code and only that (the policy that decided is
+ * for operators); `decision` is the verified notice.
+ */
+export class MessageDeniedError extends DeniedError {
+  override name = "MessageDeniedError";
+  /** The message id of the denied envelope. */
+  readonly messageId: string;
+  readonly decision: Decision;
+  /** The envelope's receipt, when sendAndDecide sent it. */
+  receipt?: Receipt;
+  constructor(decision: Decision, options?: ErrorOptions) {
+    super(decision.reason ?? "internal_error", `message ${decision.messageId} denied by the gateway`, options);
+    this.messageId = decision.messageId;
+    this.decision = decision;
   }
 }
 

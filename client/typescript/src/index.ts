@@ -7,7 +7,8 @@
  *    the agent's ingress subject, retrying lost acknowledgements under the
  *    same message id and re-issuing under a new one when a first attempt
  *    collides with another publisher's id. {@link Agent.sendAndWait} waits
- *    for the verified reply.
+ *    for the verified reply, {@link Agent.sendAndDecide} for the gateway's
+ *    verified decision notice (delivered, held or denied).
  *  - {@link Consumer} reads capability subjects and hands out only
  *    messages whose gateway decision token verifies, once each; everything
  *    else is terminated with a typed reason. {@link verifyDelivery} is the
@@ -62,6 +63,7 @@ export {
   DECISION_TYPE,
   MAX_BATCH,
   ROUTE_ALLOW,
+  ROUTE_NOTICE,
   ROUTE_REPLY,
   verifyDecision,
   type Actor,
@@ -103,6 +105,8 @@ export {
   ConfigError,
   DeniedError,
   InvalidRequestError,
+  MessageDeniedError,
+  NoDecisionError,
   NoReplyError,
   PublishError,
   reasonOf,
@@ -112,6 +116,24 @@ export {
   VerificationError,
 } from "./errors.js";
 export { Box, curveKeyPair, decodePublicKey, isPublicKey, userKeyPair, verifyEd25519, type KeyPair, type KeyRole } from "./keys.js";
+export {
+  Decision,
+  DecisionWatch,
+  DEFAULT_NOTICE_SKEW_MS,
+  isNotice,
+  MAX_NOTICE_SIZE,
+  MESSAGE_ID_HEADER,
+  NOTICE_HEADER,
+  NOTICE_KIND,
+  NOTICE_SCOPE,
+  parseNotice,
+  verifyNotice,
+  type Notice,
+  type NoticeAnswer,
+  type NoticeReceiver,
+  type NoticeRoute,
+  type WatchOptions,
+} from "./notice.js";
 export { isReasonCode, lookupReason, Reason, REASONS, type ReasonCode, type ReasonInfo } from "./reason.js";
 export { DEFAULT_REPLY_SKEW_MS, Reply, REQUEST_ID_HEADER, RESPONDER_HEADER, SEALED_FROM_HEADER, verifyReply, type ReplyReceiver, type WaitOptions } from "./reply.js";
 export * as subjects from "./subjects.js";

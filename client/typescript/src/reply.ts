@@ -6,6 +6,7 @@ import { ConfigError, DeniedError, InvalidRequestError, NoReplyError, Verificati
 import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } from "./decision.js";
 import { requestRef } from "./envelope.js";
 import { digestHex, fromUtf8 } from "./internal/bytes.js";
+import { isNotice } from "./notice.js";
 import { reply as replySubject } from "./subjects.js";
 import type { Box } from "./keys.js";
 import type { Delivery, HeaderSource } from "./verify.js";
@@ -135,9 +136,11 @@ function checkWait(agent: Agent, opt: WaitOptions): string {
 
 /**
  * replies yields every verified reply to this agent, on
- * agentgw.reply.<tenant>.<agent>, until the signal aborts; messages that
- * do not verify are skipped (passed to onReject when given). The
- * subscription is made before the first value is awaited.
+ * agentgw.reply.<tenant>.<agent>, until the signal aborts. Decision
+ * notices, which come on the same subject marked Agentgw-Notice, are
+ * skipped; other messages that do not verify are skipped (passed to
+ * onReject when given). The subscription is made before the first value
+ * is awaited.
  */
 export function replies(
   agent: Agent,
@@ -158,6 +161,9 @@ export function replies(
         if (r.done) {
           opt.signal?.removeEventListener("abort", stop);
           return { done: true, value: undefined };
+        }
+        if (isNotice(r.value)) {
+          continue; // a decision notice: decisions() reads those
         }
         try {
           return { done: false, value: verifyReply(agent, r.value, opt) };

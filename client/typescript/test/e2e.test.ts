@@ -2,8 +2,9 @@
 // run`: a real nats-server with the least-privilege accounts, the dev
 // identities and the gateway): TypeScript and Go agents and consumers
 // talk through it both ways, plain and sealed, with responses back;
-// approvals go through a TypeScript approver; and denials are observed as
-// typed reasons on the denied stream and by the consumer.
+// approvals go through a TypeScript approver; senders are told each
+// decision by a verified notice; and denials are observed as typed
+// reasons on the denied stream and by the consumer.
 import { after, before, test } from "node:test";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -17,13 +18,15 @@ import { Approver } from "../src/approver.js";
 import { tenantJetStream } from "../src/consume.js";
 import { Consumer, type ReceivedDelivery } from "../src/consumer.js";
 import { readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
-import { parseEnvelope } from "../src/envelope.js";
-import { ConfigError, VerificationError } from "../src/errors.js";
+import { newMessageId, newTraceId, parseEnvelope } from "../src/envelope.js";
+import { digestHex } from "../src/internal/bytes.js";
+import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
+import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
 import { isReasonCode } from "../src/reason.js";
 import { capabilityConsumerName, OPERATOR_API_PREFIX, STREAM_DENIED } from "../src/subjects.js";
-import { bytes, dec } from "./helpers.js";
+import { bytes, dec, rejectsWith } from "./helpers.js";
 import { startGateway, startCLI, type Gateway } from "./servers.js";
 import { editDoc, forward, newWorld } from "./world.js";
 
@@ -193,7 +196,8 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   // request by its agent and message id.
   const answered = await gw.run([
     "send", "--json", "--creds", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
-    "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`, "--gateway-key", gw.gatewayKey, ...cli(),
+    "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`,
+    "--gateway-key", gw.gatewayKey, ...cli(),
   ]);
   assert.equal(answered.code, 0, answered.stderr);
   const { receipt, reply } = await waiting;
@@ -239,6 +243,7 @@ test("Go agent to TypeScript consumer, sealed with a response back, and plain", 
   const plain = await gw.run(["send", "--json", ...goAgent, "--capability", "read", "--target", "kb.search", "--plain", `{"q":"from go"}`, "--gateway-key", gw.gatewayKey]);
   assert.equal(plain.code, 0, plain.stderr);
   const [sent] = jsonLines(plain.stdout);
+  assert.equal(sent.decision?.route, "allow", "the Go CLI waits for the decision notice too");
   const [d] = await take("kb.search", 1, (d) => d.messageId === sent.message_id);
   assert.deepEqual(d!.json(), { q: "from go" });
   assert.equal(d!.sealed, false);
@@ -295,6 +300,108 @@ test("approval: a held payment is listed, granted by a TypeScript approver and d
   const [d] = await take("payments.send", 1, (d) => d.messageId === rcpt.messageId);
   assert.equal(d!.claims.act.approver, ap.agent.publicKey);
   assert.deepEqual(d!.json(), { amount_cents: 990000, currency: "EUR" });
+});
+
+test("decision notices: the TypeScript agent is told delivered, held (then released) and denied", async () => {
+  const trust = { trustedGateways: [gw.gatewayKey] };
+  const delivered = await agent.sendAndDecide(
+    { capability: "read", target: "kb.search", plain: { q: "told" } },
+    { ...trust, signal: AbortSignal.timeout(60_000) },
+  );
+  assert.equal(delivered.decision.route, "allow");
+  assert.equal(delivered.decision.target, "kb.search");
+  assert.equal(delivered.decision.messageId, delivered.receipt.messageId);
+  assert.equal(delivered.decision.claims.issuer, gw.gatewayKey);
+  assert.equal(delivered.decision.claims.traceId, delivered.receipt.traceId);
+  assert.deepEqual(delivered.decision.claims.policyIds, [], "a notice names no policy");
+  await take("kb.search", 1, (d) => d.messageId === delivered.receipt.messageId);
+
+  const held = await agent.sendAndDecide(
+    { capability: "tool_call", target: "payments.send", sealed: { amount_cents: 990001, currency: "EUR" } },
+    { ...trust, signal: AbortSignal.timeout(60_000) },
+  );
+  assert.equal(held.decision.route, "approval");
+  assert.equal(held.decision.approvalId, held.receipt.messageId);
+  assert.ok(held.decision.deadline && held.decision.deadline.getTime() > Date.now(), `deadline ${held.decision.deadline?.toISOString()}`);
+  // The approver's grant: the approver is told its answer was taken, the
+  // requester that its request was released.
+  const approverNC = await connectAs(gw.creds("approver"));
+  const { credential, key } = await readCreds(gw.creds("approver"));
+  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true });
+  const req = await ap.find(held.decision.approvalId!, { signal: AbortSignal.timeout(30_000) });
+  assert.ok(req, `no held request ${held.decision.approvalId}; gateway log:\n${gw.log()}`);
+  const release = agent.watchDecisions(trust);
+  const answered = ap.agent.watchDecisions(trust);
+  try {
+    await Promise.all([release.ready(), answered.ready()]);
+    const grant = await ap.grant(req, "notices test");
+    const taken = await answered.await(grant.messageId, { signal: AbortSignal.timeout(60_000) });
+    assert.equal(taken.answers, held.receipt.messageId);
+    assert.equal(taken.answer, "grant");
+    assert.equal(taken.route, "allow");
+    assert.equal(taken.target, "payments.send");
+    const released = await release.await(held.receipt.messageId, { signal: AbortSignal.timeout(60_000) });
+    assert.equal(released.route, "allow");
+    assert.equal(released.target, "payments.send");
+    assert.equal(released.claims.audience, agent.publicKey);
+  } finally {
+    release.close();
+    answered.close();
+  }
+  await take("payments.send", 1, (d) => d.messageId === held.receipt.messageId);
+
+  const denied = await rejectsWith(
+    agent.sendAndDecide({ capability: "read", target: "nope.nothing", plain: { q: "x" } }, { ...trust, signal: AbortSignal.timeout(60_000) }),
+    MessageDeniedError,
+  );
+  assert.equal(denied.reason, "unknown_target");
+  assert.equal(denied.receipt?.messageId, denied.messageId);
+  assert.equal(await deniedReason(denied.messageId), denied.reason, "the agent is told the code the operator sees");
+});
+
+test("decision notices: a notice signed by a key the agent does not trust is refused", async () => {
+  // Someone who may write to the agent's reply subject (here: the
+  // gateway's own NATS user) forges a denial of the agent's next message.
+  const forger = await connectAs(gw.key("nats-gateway"));
+  const w = newWorld(); // a gateway key nobody trusts
+  const messageId = newMessageId();
+  const data = bytes(JSON.stringify({ message_id: messageId, route: "deny", reason: "policy_denied" }));
+  const now = Math.floor(Date.now() / 1000);
+  const token = signBatch(w.gwSign, [
+    wireClaims(w.gwKey, {
+      jti: "FORGED" + messageId.slice(0, 8).toUpperCase(), sub: agent.publicKey, aud: agent.publicKey, iat: now, exp: now + 300,
+      tenant: TENANT, scope: "notice", traceId: newTraceId(), messageId, bodyDigest: "00".repeat(32), payloadDigest: digestHex(data), route: "notice",
+    }),
+  ])[0]!;
+  const rejected: string[] = [];
+  const spy = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
+  setHooks(spy, { newId: () => messageId });
+  const watch = spy.watchDecisions({ trustedGateways: [gw.gatewayKey], onReject: (e) => rejected.push(e.reason) });
+  try {
+    await watch.ready();
+    const h = headers();
+    h.set("Agentgw-Notice", "decision");
+    h.set("Agentgw-Message-Id", messageId);
+    h.set("Agentgw-Decision", token);
+    forger.publish(`agentgw.reply.${TENANT}.${agent.publicKey}`, data, { headers: h });
+    await forger.flush();
+    const rcpt = await spy.send({ capability: "read", target: "kb.search", plain: { q: "not denied" } });
+    assert.equal(rcpt.messageId, messageId);
+    const d = await watch.await(messageId, { signal: AbortSignal.timeout(60_000) });
+    assert.equal(d.route, "allow", "the gateway's notice, not the forged denial");
+    assert.deepEqual(rejected, ["decision_token_invalid"]);
+  } finally {
+    watch.close();
+  }
+  await take("kb.search", 1, (d) => d.messageId === messageId);
+
+  // An agent that trusts only another key believes none of the gateway's notices.
+  const err = await rejectsWith(
+    agent.sendAndDecide({ capability: "read", target: "kb.search", plain: { q: "unbelieved" } }, { trustedGateways: [w.gwKey], signal: AbortSignal.timeout(3_000) }),
+    NoDecisionError,
+  );
+  assert.ok(err.receipt);
+  await take("kb.search", 1, (d) => d.messageId === err.messageId);
 });
 
 test("denials: bad signature, replay and missing scope reach the denied stream with their reason codes", async () => {

@@ -60,6 +60,7 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
     { name: "deny/garbage_token", want: "decision_token_invalid", msg: () => editDoc(forward(sealedFwd), (d) => (d.decision = "eyJ0eXAiOiJKV1QifQ.e30.AAAA")) },
     { name: "deny/token_signed_by_another_key", want: "decision_token_invalid", msg: () => forward({ ...sealedFwd, signer: otherGW }) },
     { name: "deny/reply_token_on_cap_subject", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => (c.route = "reply"))) },
+    { name: "deny/notice_token_on_cap_subject", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => (c.route = "notice"))) },
     {
       name: "deny/expired",
       want: "decision_token_expired",

@@ -2,7 +2,8 @@
 // reproduced byte for byte: keys, credentials and .creds files, envelopes
 // and their signatures, sealed payloads (with their nonces), decision
 // tokens and their Merkle batches, deliveries, approval requests and
-// answers, and replies, each with its rejects and their reason codes.
+// answers, replies and decision notices, each with its rejects and their
+// reason codes.
 //
 // Each file has a reader below; the tests of a file are registered (by
 // vectors.test.ts importing this module) when it is present. A vector file
@@ -29,6 +30,7 @@ import { DeniedError, VerificationError } from "../src/errors.js";
 import { b64url, hex } from "../src/internal/bytes.js";
 import { signBatch } from "../src/internal/decision_sign.js";
 import { Box, curveKeyPair, decodePublicKey } from "../src/keys.js";
+import { isNotice, verifyNotice } from "../src/notice.js";
 import { verifyReply } from "../src/reply.js";
 import { isReasonCode, type ReasonCode } from "../src/reason.js";
 import { parseCapability } from "../src/subjects.js";
@@ -62,6 +64,7 @@ const readers: Record<string, () => void> = {
   "delivery.json": deliveryVectors,
   "approval.json": approvalVectors,
   "response.json": responseVectors,
+  "notice.json": noticeVectors,
 };
 
 if (files.length > 0) {
@@ -395,4 +398,48 @@ function responseVectors(): void {
 
 function labelKey(label: string): string {
   return keys().get(label)!.public;
+}
+
+function noticeVectors(): void {
+  const f = readJSON("wire", "notice.json");
+  const envs = new Map<string, any>(readJSON("wire", "envelope.json").envelopes.map((e: any) => [e.name, e]));
+  const tokens = new Map<string, string>();
+  for (const b of readJSON("wire", "decision.json").batches) {
+    for (const t of b.tokens) tokens.set(t.name, t.token);
+  }
+  const receiver = (label: string) => ({ publicKey: labelKey(label), now: () => new Date(f.verify_at_unix * 1000) });
+  const opt = { trustedGateways: f.trusted_gateways, skewMs: f.skew_seconds * 1000 };
+  const dataOf = (m: any): Uint8Array => (m.data_hex ? Buffer.from(m.data_hex, "hex") : bytes(m.body));
+  test("wire/notice.json: every notice verifies for its agent and reports on its envelope", () => {
+    const routes = new Set<string>();
+    for (const n of f.notices) {
+      const m = n.message;
+      const h = headerMap(m.headers);
+      assert.ok(isNotice({ headers: h }), n.name);
+      assert.equal(h.get("Agentgw-Decision"), tokens.get(n.token), n.name);
+      assert.equal(m.subject, `agentgw.reply.tenant_a.${labelKey(n.to)}`, n.name);
+      const d = verifyNotice(receiver(n.to), { data: bytes(m.body), headers: h }, opt);
+      const env = envs.get(n.envelope);
+      const e = parseEnvelope(bytes(env.message.body));
+      assert.equal(d.messageId, e.messageId, n.name);
+      assert.equal(h.get("Agentgw-Message-Id"), e.messageId, n.name);
+      assert.equal(d.claims.traceId, e.traceId, n.name);
+      assert.equal(d.claims.bodyDigest, env.body_sha256_hex, n.name);
+      assert.equal(d.claims.route, "notice", n.name);
+      assert.equal(d.claims.scope, "notice", n.name);
+      assert.deepEqual(d.claims.policyIds, [], n.name);
+      // The decoded notice is the data, member for member.
+      const want = JSON.parse(m.body);
+      if (want.deadline) want.deadline = new Date(want.deadline).toISOString();
+      assert.deepEqual(JSON.parse(JSON.stringify(d)), want, n.name);
+      routes.add(d.route);
+    }
+    assert.deepEqual([...routes].sort(), ["allow", "approval", "deny"]);
+  });
+  test("wire/notice.json: every reject is refused with its reason", () => {
+    for (const r of f.rejects) {
+      const h = headerMap(r.message.headers);
+      assert.equal(reasonOf(() => verifyNotice(receiver(r.to), { data: dataOf(r.message), headers: h }, opt)), r.want, r.name);
+    }
+  });
 }

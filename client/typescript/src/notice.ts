@@ -1,0 +1,441 @@
+// Decision notices: what the gateway tells an authenticated sender it
+// decided for one of its envelopes (docs/wire.md, "Decision notices"):
+// delivered (to which target), held for approval (the approval id and
+// deadline) or denied (the reason code). A notice comes on the sender's
+// own reply subject, agentgw.reply.<tenant>.<agent>, beside replies,
+// marked `Agentgw-Notice: decision`, its bytes bound to the sender and to
+// the envelope by a decision token of route "notice".
+import { inspect } from "node:util";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
+import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
+import { DECISION_HEADER, ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
+import { parseTime } from "./envelope.js";
+import { digestHex } from "./internal/bytes.js";
+import { decodeStrict, type Shape } from "./internal/strict.js";
+import type { ReasonCode } from "./reason.js";
+import { reply as replySubject } from "./subjects.js";
+import type { HeaderSource } from "./verify.js";
+
+/** NOTICE_HEADER marks a decision notice on a reply subject; its value is NOTICE_KIND. */
+export const NOTICE_HEADER = "Agentgw-Notice";
+/** NOTICE_KIND is the value of NOTICE_HEADER on a decision notice. */
+export const NOTICE_KIND = "decision";
+/** MESSAGE_ID_HEADER names, on a notice, the envelope it reports on. */
+export const MESSAGE_ID_HEADER = "Agentgw-Message-Id";
+/** NOTICE_SCOPE is the scope of a notice's decision token. */
+export const NOTICE_SCOPE = "notice";
+/** MAX_NOTICE_SIZE bounds a notice's data, in bytes. */
+export const MAX_NOTICE_SIZE = 4096;
+/** DEFAULT_NOTICE_SKEW_MS is the skew tolerated on a notice token's times (30 s). */
+export const DEFAULT_NOTICE_SKEW_MS = 30_000;
+
+/** What a notice reports: delivered, held for approval, or denied. */
+export type NoticeRoute = "allow" | "approval" | "deny";
+/** An approver's decision, on the notice of an approval answer. */
+export type NoticeAnswer = "grant" | "deny";
+
+/**
+ * A Decision is what the gateway decided for one envelope an agent sent,
+ * from its verified decision notice. It holds no secret and no policy:
+ * the reason of a denial is its code only.
+ */
+export class Decision {
+  /** The envelope the notice reports on. */
+  readonly messageId: string;
+  readonly route: NoticeRoute;
+  /** allow: the capability target it was delivered to. */
+  readonly target: string | undefined;
+  /** approval: the id approvers answer (the held message id). */
+  readonly approvalId: string | undefined;
+  /** approval: when the hold expires. */
+  readonly deadline: Date | undefined;
+  /**
+   * deny: the reason code, one of the reason table's (a gateway newer
+   * than this SDK may send a code the table does not list yet).
+   */
+  readonly reason: ReasonCode | undefined;
+  /**
+   * On the notice of an approval answer the gateway took: the held
+   * request's message id, and the approver's decision. route, target and
+   * reason are then the held request's outcome.
+   */
+  readonly answers: string | undefined;
+  readonly answer: NoticeAnswer | undefined;
+  /** The notice's verified decision token. */
+  readonly claims: DecisionClaims;
+
+  constructor(n: Notice, claims: DecisionClaims) {
+    this.messageId = n.messageId;
+    this.route = n.route;
+    this.target = n.target;
+    this.approvalId = n.approvalId;
+    this.deadline = n.deadline;
+    this.reason = n.reason;
+    this.answers = n.answers;
+    this.answer = n.answer;
+    this.claims = claims;
+  }
+
+  toJSON(): object {
+    return {
+      message_id: this.messageId,
+      route: this.route,
+      ...(this.target ? { target: this.target } : {}),
+      ...(this.approvalId ? { approval_id: this.approvalId } : {}),
+      ...(this.deadline ? { deadline: this.deadline.toISOString() } : {}),
+      ...(this.reason ? { reason: this.reason } : {}),
+      ...(this.answers ? { answers: this.answers, answer: this.answer } : {}),
+    };
+  }
+
+  toString(): string {
+    return `Decision${JSON.stringify(this.toJSON())}`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+/** A notice as it travels, decoded (absent members undefined). */
+export interface Notice {
+  messageId: string;
+  route: NoticeRoute;
+  target?: string;
+  approvalId?: string;
+  deadline?: Date;
+  reason?: ReasonCode;
+  answers?: string;
+  answer?: NoticeAnswer;
+}
+
+const NOTICE_SHAPE: Shape = {
+  message_id: "string",
+  route: "string",
+  target: "string",
+  approval_id: "string",
+  deadline: "string",
+  reason: "string",
+  answers: "string",
+  answer: "string",
+};
+
+function malformed(detail: string): VerificationError {
+  // The token bound these bytes: the gateway signed something that is
+  // not a notice. The Go SDK reports that as an internal failure too.
+  return new VerificationError("internal_error", `decision notice: ${detail}`);
+}
+
+/**
+ * parseNotice decodes a notice's data strictly, as the gateway's notice
+ * package does: at most MAX_NOTICE_SIZE bytes, one JSON object, no
+ * unknown or duplicate members, valid UTF-8, nothing after it, and the
+ * members its route requires (allow: target; approval: approval_id and
+ * deadline, RFC 3339 UTC; deny: reason); answers and answer go together,
+ * answer grant or deny. It throws a VerificationError internal_error.
+ */
+export function parseNotice(data: Uint8Array): Notice {
+  if (data.length > MAX_NOTICE_SIZE) {
+    throw malformed(`${data.length} bytes exceed ${MAX_NOTICE_SIZE}`);
+  }
+  const v = decodeStrict(data, NOTICE_SHAPE);
+  if (v === undefined) {
+    throw malformed("not strict JSON of the notice shape");
+  }
+  const s = (k: string): string => (typeof v[k] === "string" ? (v[k] as string) : "");
+  const p: string[] = [];
+  const messageId = s("message_id");
+  if (messageId === "") {
+    p.push("no message_id");
+  }
+  const route = s("route");
+  let deadline: Date | undefined;
+  switch (route) {
+    case "allow":
+      if (s("target") === "") {
+        p.push("allow without target");
+      }
+      break;
+    case "approval":
+      deadline = s("deadline") === "" ? undefined : parseTime(s("deadline"));
+      if (s("approval_id") === "" || s("deadline") === "") {
+        p.push("approval without approval_id and deadline");
+      } else if (deadline === undefined) {
+        p.push("deadline is not RFC 3339 UTC");
+      }
+      break;
+    case "deny":
+      if (s("reason") === "") {
+        p.push("deny without reason");
+      }
+      break;
+    default:
+      p.push("route is none of allow, approval, deny");
+  }
+  const answers = s("answers");
+  const answer = s("answer");
+  if ((answers === "") !== (answer === "") || (answer !== "" && answer !== "grant" && answer !== "deny")) {
+    p.push("answers and answer go together; answer is grant or deny");
+  }
+  if (p.length > 0) {
+    throw malformed(p.join("; "));
+  }
+  const n: Notice = { messageId, route: route as NoticeRoute };
+  if (s("target") !== "") n.target = s("target");
+  if (s("approval_id") !== "") n.approvalId = s("approval_id");
+  if (deadline !== undefined) n.deadline = deadline;
+  if (s("reason") !== "") n.reason = s("reason") as ReasonCode;
+  if (answers !== "") {
+    n.answers = answers;
+    n.answer = answer as NoticeAnswer;
+  }
+  return n;
+}
+
+/** What verifyNotice needs of an agent: its key and its clock. */
+export interface NoticeReceiver {
+  /** The agent's public user key: the notice token's subject and audience. */
+  readonly publicKey: string;
+  now(): Date;
+}
+
+/**
+ * verifyNotice checks a message from the agent's reply subject as a
+ * decision notice, in the Go SDK's order: its decision token (signed by a
+ * trusted gateway, addressed to this agent, unexpired), then the token's
+ * route (notice), subject (this agent) and payload digest (these exact
+ * bytes: decision_token_binding), then the data's strict form
+ * (internal_error), then the notice's message_id against the token's
+ * (decision_token_binding). It throws a VerificationError. Whether the
+ * message is marked as a notice (NOTICE_HEADER) and which envelope it is
+ * awaited for are the caller's to check (DecisionWatch does both).
+ */
+export function verifyNotice(agent: NoticeReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WatchOptions, "onReject">): Decision {
+  const claims = verifyDecision(m.headers?.get(DECISION_HEADER) ?? "", {
+    trustedGateways: opt.trustedGateways,
+    audience: agent.publicKey,
+    now: agent.now(),
+    skewMs: opt.skewMs ?? DEFAULT_NOTICE_SKEW_MS,
+  });
+  if (claims.route !== ROUTE_NOTICE || claims.subject !== agent.publicKey || claims.payloadDigest !== digestHex(m.data)) {
+    throw new VerificationError("decision_token_binding", "notice token does not bind these bytes to this agent");
+  }
+  const n = parseNotice(m.data);
+  if (n.messageId !== claims.messageId) {
+    throw new VerificationError("decision_token_binding", "notice names another envelope than its token");
+  }
+  return new Decision(n, claims);
+}
+
+/** isNotice reports whether a message on a reply subject is marked as a decision notice. */
+export function isNotice(m: { headers?: HeaderSource | undefined }): boolean {
+  return (m.headers?.get(NOTICE_HEADER) ?? "") === NOTICE_KIND;
+}
+
+/** Options of a DecisionWatch. */
+export interface WatchOptions {
+  /** Gateway signing keys (N…) whose notice tokens are accepted. Required. */
+  trustedGateways: readonly string[];
+  /** Skew tolerated on the token's times, in ms. Absent: 30 s. */
+  skewMs?: number;
+  /** Called with each marked notice that does not verify (it is skipped). */
+  onReject?: (err: VerificationError) => void;
+}
+
+/**
+ * A DecisionWatch receives the decision notices on an agent's reply
+ * subject. Open it before sending, so that no notice arrives unseen (a
+ * notice may come before the PubAck); close it when done. One await at a
+ * time: messages that are not the awaited envelope's verified notice are
+ * skipped.
+ */
+export class DecisionWatch {
+  readonly #agent: Agent;
+  readonly #opt: WatchOptions;
+  readonly #sub: Subscription;
+  readonly #it: AsyncIterator<Msg>;
+  #pending: Promise<IteratorResult<Msg>> | undefined;
+
+  /** The subscription is made here; ready() resolves once the server has it. */
+  constructor(agent: Agent, opt: WatchOptions) {
+    if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
+      throw new ConfigError("no trusted gateway keys for decision notices");
+    }
+    this.#agent = agent;
+    this.#opt = opt;
+    this.#sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
+    this.#it = this.#sub[Symbol.asyncIterator]();
+  }
+
+  /** ready resolves once the server has the subscription. */
+  ready(): Promise<void> {
+    return this.#agent.connection.flush();
+  }
+
+  /** close ends the subscription; a pending await rejects with NoDecisionError. */
+  close(): void {
+    this.#sub.unsubscribe();
+  }
+
+  /**
+   * await waits, until signal aborts or the watch closes, for the
+   * verified notice of the envelope messageId. It resolves with the
+   * Decision when the envelope was delivered or held, and when it was an
+   * approval answer the gateway took (answers set, whatever the held
+   * request's outcome). It rejects with MessageDeniedError when the
+   * envelope was denied, and NoDecisionError when no verified notice came.
+   */
+  async await(messageId: string, opts: { signal?: AbortSignal } = {}): Promise<Decision> {
+    const signal = opts.signal;
+    for (;;) {
+      const r = await this.#next(signal).catch((err: unknown) => {
+        throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: err });
+      });
+      if (r.done) {
+        throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: signal?.reason });
+      }
+      const m = r.value;
+      if (!isNotice(m) || (m.headers?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
+        continue;
+      }
+      let d: Decision;
+      try {
+        d = verifyNotice(this.#agent, m, this.#opt);
+      } catch (err) {
+        if (err instanceof VerificationError) {
+          this.#opt.onReject?.(err);
+          continue; // not from a trusted gateway: not our notice
+        }
+        throw err;
+      }
+      if (d.messageId !== messageId) {
+        continue;
+      }
+      if (d.route === "deny" && d.answers === undefined) {
+        throw new MessageDeniedError(d);
+      }
+      return d;
+    }
+  }
+
+  /**
+   * next is the subscription's next message, or the signal's reason. A
+   * read the signal abandoned is kept for the next call, so that no
+   * message is lost between awaits.
+   */
+  #next(signal: AbortSignal | undefined): Promise<IteratorResult<Msg>> {
+    signal?.throwIfAborted();
+    if (this.#pending === undefined) {
+      const p = this.#it.next();
+      this.#pending = p;
+      void p.then(
+        () => {
+          if (this.#pending === p) this.#pending = undefined;
+        },
+        () => {
+          if (this.#pending === p) this.#pending = undefined;
+        },
+      );
+    }
+    const p = this.#pending;
+    if (signal === undefined) {
+      return p;
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(v);
+        },
+        (e) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+      );
+    });
+  }
+}
+
+/**
+ * sendAndDecide sends req and waits, until opt.signal aborts, for the
+ * gateway's decision notice of it: delivered or held resolve with the
+ * Decision; a denial rejects with MessageDeniedError (its reason code and
+ * the Decision); no verified notice in time rejects with NoDecisionError.
+ * Both carry the receipt. The watch is subscribed before the message is
+ * published. The agent needs no curve key for this.
+ */
+export async function sendAndDecide(
+  agent: Agent,
+  req: Request,
+  opt: WatchOptions & SendOptions,
+): Promise<{ receipt: Receipt; decision: Decision }> {
+  const w = new DecisionWatch(agent, opt);
+  try {
+    await w.ready();
+    const receipt = await agent.send(req, opt.signal ? { signal: opt.signal } : {});
+    try {
+      return { receipt, decision: await w.await(receipt.messageId, opt.signal ? { signal: opt.signal } : {}) };
+    } catch (err) {
+      if (err instanceof NoDecisionError || err instanceof MessageDeniedError) {
+        err.receipt = receipt;
+      }
+      throw err;
+    }
+  } finally {
+    w.close();
+  }
+}
+
+/**
+ * decisions yields every verified decision notice to this agent (of any
+ * of its envelopes) until the signal aborts or the loop ends. Replies on
+ * the same subject are skipped; a marked notice that does not verify is
+ * skipped and passed to onReject.
+ */
+export function decisions(agent: Agent, opt: WatchOptions & { signal?: AbortSignal }): AsyncIterableIterator<Decision> {
+  if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
+    throw new ConfigError("no trusted gateway keys for decision notices");
+  }
+  const sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
+  const stop = (): void => sub.unsubscribe();
+  opt.signal?.addEventListener("abort", stop, { once: true });
+  if (opt.signal?.aborted) {
+    stop();
+  }
+  const it = sub[Symbol.asyncIterator]();
+  const out: AsyncIterableIterator<Decision> = {
+    async next(): Promise<IteratorResult<Decision>> {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          opt.signal?.removeEventListener("abort", stop);
+          return { done: true, value: undefined };
+        }
+        if (!isNotice(r.value)) {
+          continue;
+        }
+        try {
+          return { done: false, value: verifyNotice(agent, r.value, opt) };
+        } catch (err) {
+          if (err instanceof VerificationError) {
+            opt.onReject?.(err);
+            continue;
+          }
+          throw err;
+        }
+      }
+    },
+    async return(): Promise<IteratorResult<Decision>> {
+      stop();
+      opt.signal?.removeEventListener("abort", stop);
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return out;
+    },
+  };
+  return out;
+}

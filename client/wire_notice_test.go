@@ -1,0 +1,191 @@
+package client
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// notice.json: the decision notices of the scenario (docs/wire.md,
+// "Decision notices"), each the whole message on its sender's reply
+// subject, with rejects a reader must refuse.
+
+type wvNotice struct {
+	Name     string    `json:"name"`
+	Envelope string    `json:"envelope"`
+	To       string    `json:"to"`
+	Token    string    `json:"token"`
+	Message  wvMessage `json:"message"`
+}
+
+type wvNoticeReject struct {
+	Name    string    `json:"name"`
+	To      string    `json:"to"`
+	Message wvMessage `json:"message"`
+	Want    string    `json:"want"`
+}
+
+type wvNoticesFile struct {
+	About           string           `json:"about"`
+	TrustedGateways []string         `json:"trusted_gateways"`
+	VerifyAtUnix    int64            `json:"verify_at_unix"`
+	SkewSeconds     int64            `json:"skew_seconds"`
+	Notices         []wvNotice       `json:"notices"`
+	Rejects         []wvNoticeReject `json:"rejects"`
+}
+
+// wvNoticeSpec is one notice: what the gateway tells the sender to
+// (a key label) about env, as an output of ingress sequence seq of the
+// carrier envelope (the approval answer, for a released request's
+// notice to its requester).
+type wvNoticeSpec struct {
+	name, to string
+	env      *wvEnvelope
+	carrier  *wvEnvelope
+	seq      uint64
+	suffix   string
+	n        notice.Notice
+}
+
+// noticeData encodes each spec's notice as the gateway does.
+func (w *wvWorld) noticeData(specs []wvNoticeSpec) [][]byte {
+	out := make([][]byte, len(specs))
+	for i, s := range specs {
+		b, err := s.n.Marshal()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// noticeClaims are the token claims of a notice: addressed to its
+// sender, scope and route notice, bound to the envelope it reports on
+// and to the notice's bytes, and naming no policy.
+func (w *wvWorld) noticeClaims(s wvNoticeSpec, data []byte) wvClaimSpec {
+	c := w.claimsFor(s.name, w.pubs[s.to], s.env, w.pubs[s.to], notice.Scope, data, decision.RouteNotice, "")
+	c.claim.PolicyIDs, c.claim.PolicyVersion = nil, ""
+	return c
+}
+
+func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessage) wvNoticesFile {
+	f := wvNoticesFile{
+		About: "decision notices (docs/wire.md, \"Decision notices\"): what the gateway tells each authenticated sender of the scenario's envelopes " +
+			"(envelope.json) on its reply subject, its token in decision.json's notices batch. The search envelope is shown denied budget_exceeded " +
+			"(the outcome operator.json's replay presumes) so that every route appears. Each notice is taken by the agent `to` with trust " +
+			"trusted_gateways at verify_at_unix; each reject is refused by that agent with the reason code in want.",
+		TrustedGateways: []string{w.pubs["gateway-signing"]}, VerifyAtUnix: wvNow.Unix(), SkewSeconds: int64(wvSkew / time.Second),
+	}
+	for i, s := range specs {
+		subj, err := subjects.Reply(wvTenant, w.pubs[s.to])
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		carrier := s.carrier.Message.header(header.MsgID)
+		f.Notices = append(f.Notices, wvNotice{Name: s.name, Envelope: s.env.Name, To: s.to, Token: s.name,
+			Message: wvMessage{Subject: subj, Body: string(data[i]), Headers: []wvHeader{
+				{header.MsgID, wvOutputMsgID(s.seq, wvTenant, w.pubs[s.carrier.Signer], carrier) + s.suffix},
+				{notice.Header, notice.Kind},
+				{header.IngressSeq, strconv.FormatUint(s.seq, 10)},
+				{header.MessageID, s.n.MessageID},
+				{header.Decision, w.tokens[s.name]},
+			}}})
+	}
+	first := f.Notices[0]
+	with := func(m wvMessage, name, value string) wvMessage {
+		hs := make([]wvHeader, len(m.Headers))
+		copy(hs, m.Headers)
+		for i := range hs {
+			if hs[i].Name == name {
+				hs[i].Value = value
+			}
+		}
+		m.Headers = hs
+		return m
+	}
+	// The first notice's claims signed by a key no agent trusts.
+	uc := w.noticeClaims(specs[0], data[0])
+	uc.name += "-untrusted"
+	untrusted := w.batch("untrusted-notice", "untrusted-gateway", []wvClaimSpec{uc}).Tokens[0].Token
+	edited := first.Message
+	edited.Body = strings.Replace(edited.Body, `"target":"refunds.draft_refund"`, `"target":"payments.send"`, 1)
+	// The reply of response.json with the notice header: its token's route is reply.
+	replyAsNotice := wvMessage{Subject: reply.Subject, DataHex: reply.DataHex, DataB64URL: reply.DataB64URL, Headers: []wvHeader{
+		{notice.Header, notice.Kind},
+		{header.MessageID, reply.header(header.MessageID)},
+		{header.Decision, reply.header(header.Decision)},
+	}}
+	f.Rejects = []wvNoticeReject{
+		{"untrusted_gateway", first.To, with(first.Message, header.Decision, untrusted), string(reason.DecisionInvalid)},
+		{"data_edited", first.To, edited, string(reason.DecisionBinding)},
+		{"token_of_another_notice", first.To, with(first.Message, header.Decision, f.Notices[1].Message.header(header.Decision)), string(reason.DecisionBinding)},
+		{"reply_token", first.To, replyAsNotice, string(reason.DecisionBinding)},
+		{"notice_to_another_agent", first.To, f.Notices[3].Message, string(reason.DecisionAudience)},
+	}
+	return f
+}
+
+// TestWireVectorNotices reads notice.json as the SDK's notice watcher
+// does: each notice verifies for its agent and decodes to its body; each
+// reject is refused with its reason code.
+func TestWireVectorNotices(t *testing.T) {
+	f := wvLoad[wvNoticesFile](t, "notice.json")
+	envs, tokens, keys := wvEnvelopes(t), wvTokens(t), wvKeysOf(t)
+	now := time.Unix(f.VerifyAtUnix, 0)
+	agent := func(label string) *Agent {
+		return &Agent{pub: keys[label].Public, tenant: wvTenant, now: func() time.Time { return now }}
+	}
+	opt := WaitOptions{TrustedGateways: f.TrustedGateways, Skew: time.Duration(f.SkewSeconds) * time.Second}
+	routes := map[string]bool{}
+	for _, n := range f.Notices {
+		t.Run(n.Name, func(t *testing.T) {
+			m := &nats.Msg{Subject: n.Message.Subject, Header: wvHeaders(n.Message), Data: []byte(n.Message.Body)}
+			if m.Header.Get(header.Decision) != tokens[n.Token] || m.Header.Get(notice.Header) != notice.Kind {
+				t.Error("notice headers do not carry its token and Agentgw-Notice: decision")
+			}
+			if subj, _ := subjects.Reply(wvTenant, keys[n.To].Public); subj != n.Message.Subject {
+				t.Errorf("subject %s; want %s", n.Message.Subject, subj)
+			}
+			d, err := agent(n.To).verifyNotice(m, opt)
+			if err != nil {
+				t.Fatalf("verifyNotice = %v", err)
+			}
+			env, err := envelope.Parse([]byte(envs[n.Envelope].Message.Body), envelope.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.MessageID != env.MessageID || m.Header.Get(header.MessageID) != env.MessageID || d.Claims.TraceID != env.TraceID ||
+				d.Claims.BodyDigest != envs[n.Envelope].BodySHA256Hex || d.Claims.Scope != notice.Scope || len(d.Claims.PolicyIDs) != 0 {
+				t.Errorf("notice %+v (claims %+v) does not report on envelope %s", d, d.Claims, n.Envelope)
+			}
+			routes[d.Route] = true
+		})
+	}
+	if len(routes) != 3 {
+		t.Errorf("notice routes %v; want allow, approval and deny", routes)
+	}
+	for _, r := range f.Rejects {
+		t.Run("reject/"+r.Name, func(t *testing.T) {
+			data := []byte(r.Message.Body)
+			if r.Message.DataHex != "" {
+				data = wvUnhex(t, r.Message.DataHex)
+			}
+			m := &nats.Msg{Subject: r.Message.Subject, Header: wvHeaders(r.Message), Data: data}
+			_, err := agent(r.To).verifyNotice(m, opt)
+			if got := reason.Of(err); string(got) != r.Want {
+				t.Errorf("verifyNotice = %v; want %s", err, r.Want)
+			}
+		})
+	}
+}
