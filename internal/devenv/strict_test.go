@@ -480,7 +480,7 @@ func TestEnsureAddsTenant(t *testing.T) {
 	must(t, err)
 	conf, err := os.ReadFile(m.Config)
 	must(t, err)
-	conf = []byte(strings.Replace(string(conf), "\ntenants:\n", "\ntenants:\n  tenant_c: {}\n", 1))
+	conf = []byte(strings.Replace(string(conf), "\ntenants:\n", "\ntenants:\n  tenant_c: {}\n  tenant_d:\n    issuers: []\n", 1))
 	must(t, os.WriteFile(m.Config, conf, 0o600))
 	cat, err := os.ReadFile(m.Catalog)
 	must(t, err)
@@ -497,6 +497,9 @@ func TestEnsureAddsTenant(t *testing.T) {
 	must(t, err)
 	if pub, _ := issuer.PublicKey(); len(cfg.Tenants["tenant_c"].Issuers) != 1 || cfg.Tenants["tenant_c"].Issuers[0] != pub {
 		t.Errorf("tenant_c issuers = %v; want its dev issuer %s", cfg.Tenants["tenant_c"].Issuers, pub)
+	}
+	if len(cfg.Tenants["tenant_d"].Issuers) != 1 || len(cfg.Tenants) != 4 {
+		t.Errorf("tenants after Ensure = %v; want tenant_a to tenant_d, tenant_d with its dev issuer", cfg.Tenants)
 	}
 	agentCreds := filepath.Join(dir, "creds", "tenant_c", "agent.creds")
 	agentKey := d(t, agentCreds)
@@ -532,5 +535,50 @@ func TestEnsureAddsTenant(t *testing.T) {
 		client.WaitOptions{TrustedGateways: []string{m.GatewayKey}})
 	if err != nil || dec.Route != "allow" || dec.Target != "kb.search" {
 		t.Fatalf("tenant_c agent's kb.search = %+v, %v; want delivered to kb.search", dec, err)
+	}
+}
+
+// TestEnsureTenantDirUsers: any further .creds in a tenant's directory is
+// a user of its account; a credential of another tenant there is refused,
+// never rendered into the wrong account.
+func TestEnsureTenantDirUsers(t *testing.T) {
+	dir := t.TempDir()
+	m, _, err := devenv.Ensure(dir)
+	must(t, err)
+	b, ok := m.Tenant(devenv.TenantB)
+	if !ok {
+		t.Fatalf("no %s in %v", devenv.TenantB, m.Tenants)
+	}
+	write := func(issuerSeed, tenant, path string) string {
+		t.Helper()
+		issuer, err := readSeed(issuerSeed)
+		must(t, err)
+		kp, err := nkeys.CreateUser()
+		must(t, err)
+		pub, _ := kp.PublicKey()
+		ck, err := nkeys.CreateCurveKeys()
+		must(t, err)
+		xk, _ := ck.PublicKey()
+		tok, err := identity.Issue(issuer, identity.IssueRequest{Subject: pub, Audience: devenv.Audience, Tenant: tenant,
+			Service: "second-agent", Scopes: []string{"kb:read"}, XKey: xk, TTL: time.Hour}, time.Now())
+		must(t, err)
+		seed, err := kp.Seed()
+		must(t, err)
+		must(t, identity.WriteCreds(path, tok, identity.Seed(seed)))
+		return pub
+	}
+	second := write(b.Issuer, devenv.TenantB, filepath.Join(b.Dir, "agent2.creds"))
+	if _, _, err := devenv.Ensure(dir); err != nil {
+		t.Fatalf("Ensure with creds/tenant_b/agent2.creds = %v", err)
+	}
+	conf, err := os.ReadFile(m.NATSConf)
+	must(t, err)
+	if !strings.Contains(string(conf), `"agentgw.in.tenant_b.`+second+`"`) {
+		t.Errorf("rendered nats-server.conf does not make agent2.creds a tenant_b user")
+	}
+	stray := filepath.Join(b.Dir, "stray.creds")
+	write(m.Issuer, devenv.Tenant, stray)
+	if _, _, err := devenv.Ensure(dir); err == nil || !strings.Contains(err.Error(), "stray.creds") {
+		t.Errorf("Ensure with a tenant_a credential in creds/tenant_b/ = %v; want an error naming the file", err)
 	}
 }
