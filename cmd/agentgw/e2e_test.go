@@ -290,12 +290,17 @@ var (
 func scanStreams(t *testing.T, url string, m *devenv.Material) {
 	t.Helper()
 	var seeds, jwts []string
-	for _, sub := range []string{"keys", "creds"} {
+	// Every tenant's: tenant_a's credentials are in creds/, the others'
+	// in creds/<tenant>/.
+	for _, sub := range []string{"keys", "creds", filepath.Join("creds", "*")} {
 		files, err := filepath.Glob(filepath.Join(m.Dir, sub, "*"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, f := range files {
+			if st, err := os.Stat(f); err == nil && st.IsDir() {
+				continue
+			}
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)

@@ -30,7 +30,7 @@ func TestPolicyCheckOK(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "OK  policy version sha256:") {
 		t.Errorf("policy check: %s", r)
 	}
-	for _, id := range []string{"base.same_tenant_kind", "base.high_risk_approval", "base.answers", "refunds.max_amount", "refunds.support_only"} {
+	for _, id := range []string{"base.same_tenant_kind", "base.high_risk_approval", "base.answers", "orders.eu_only", "refunds.max_amount", "refunds.support_only"} {
 		if !strings.Contains(r.stdout, "  "+id+"\n") {
 			t.Errorf("policy check does not list %s:\n%s", id, r.stdout)
 		}
@@ -43,7 +43,7 @@ func TestPolicyCheckOK(t *testing.T) {
 		Version  string   `json:"version"`
 		Policies []string `json:"policies"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || !got.OK || len(got.Policies) != 5 || !strings.HasPrefix(got.Version, "sha256:") {
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || !got.OK || len(got.Policies) != 6 || !strings.HasPrefix(got.Version, "sha256:") {
 		t.Errorf("policy check --json = %+v, %v\n%s", got, err, r.stdout)
 	}
 }

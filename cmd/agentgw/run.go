@@ -25,9 +25,10 @@ import (
 func runCmd(args []string) int {
 	c := newCmd("run", "[--dir DIR] [--demo] [--json] [--port N]", `
 Start an in-process nats-server (JetStream on file storage), write dev
-material on first run (tenant issuer, agent, approver, consumer and
-operator .creds, the gateway's keys, a catalog and Cedar policies) and run
-the gateway on it until Ctrl-C. With --demo, first play a scenario with
+material on first run (two tenants, tenant_a and tenant_b, each with its
+issuer and agent, approver and consumer .creds; the operator's .creds,
+the gateway's keys, a catalog and Cedar policies) and run the gateway on
+it until Ctrl-C. With --demo, first play a scenario with
 one message per gate and print each decision. SIGHUP reloads policies,
 catalog and revocations. Development only: loopback, no TLS.
 
@@ -35,11 +36,16 @@ The server is not open: nats-server.conf (rendered from the dev keys) has
 the accounts and permissions of deploy/accounts.conf, with nkey users.
 The gateway and the admin are users of account AGENTGW; the operator of
 account OPS, which may only read the denied and audit streams and ask
-for replays; the agent, approver and consumer of account TENANT_A, each
-allowed only its own subjects and pre-created consumers (created here,
-as the admin, once the gateway has made its streams). Connect as one of them: 'send'
-and 'approvals grant' use the key of --creds, the other commands take
---nats-nkey FILE (a seed file or a .creds file).`)
+for replays; each tenant's agent, approver and consumer of its own
+account (TENANT_A, TENANT_B), each allowed only its own subjects and
+pre-created consumers (created here, as the admin, once the gateway has
+made its streams), nothing of another tenant's. Connect as one of them:
+'send' and 'approvals grant' use the key of --creds, the other commands
+take --nats-nkey FILE (a seed file or a .creds file).
+
+A tenant added to <dir>/gateway.yaml without issuers ('tenant_c: {}')
+gets a dev issuer, its agent, approver and consumer in creds/<tenant>/
+and its own account at the next start.`)
 	dir := c.fs.String("dir", ".agentgw", "data directory for dev material, JetStream and the ledger")
 	withDemo := c.fs.Bool("demo", false, "play the demo scenario once the gateway runs")
 	asJSON := c.fs.Bool("json", false, "print demo rows as JSON lines")
@@ -149,9 +155,15 @@ func printMaterial(c *cmd, m *devenv.Material, url string) {
 	fmt.Fprintf(c.out, "            accounts and users in %s: every client connects as an nkey\n", m.NATSConf)
 	fmt.Fprintf(c.out, "gateway     signing %s\n            curve   %s\n", m.GatewayKey, m.GatewayXKey)
 	fmt.Fprintf(c.out, "config      %s\n", m.Config)
-	for _, a := range []devenv.Actor{m.Agent, m.Approver, m.Consumer, m.Operator} {
-		fmt.Fprintf(c.out, "%-11s %s (curve seed %s)\n", a.Name, a.Creds, filepath.Base(a.Curve))
+	for _, t := range m.Tenants {
+		fmt.Fprintf(c.out, "%-11s account %s\n", t.Name, t.Account)
+		for _, a := range []devenv.Actor{t.Agent, t.Approver, t.Consumer} {
+			if _, err := os.Stat(a.Creds); err == nil {
+				fmt.Fprintf(c.out, "  %-9s %s (curve seed %s)\n", a.Name, a.Creds, filepath.Base(a.Curve))
+			}
+		}
 	}
+	fmt.Fprintf(c.out, "%-11s %s (curve seed %s)\n", m.Operator.Name, m.Operator.Creds, filepath.Base(m.Operator.Curve))
 	fmt.Fprintf(c.out, "admin       %s (NATS user for the nats CLI: --nkey)\n", m.AdminNATS)
 	fmt.Fprintf(c.out, "connect as  --creds %s for send; --nats-nkey %s for consume, %s for approvals ls,\n"+
 		"            %s for denied, audit and policy test\n",

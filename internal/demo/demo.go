@@ -169,8 +169,15 @@ func Run(ctx context.Context, url string, m *devenv.Material, emit func(Row), op
 	if err != nil {
 		return fmt.Errorf("demo: second grant: %w", err)
 	}
-	_, err = record("approver", "grants it a second time", g2.Seq)
-	return err
+	if _, err := record("approver", "grants it a second time", g2.Seq); err != nil {
+		return err
+	}
+
+	// The second tenant: its own traffic, and its attempts on tenant_a's.
+	return s.tenantB(ctx, url, opts, func(who, what string, seq uint64) error {
+		_, err := record(who, what, seq)
+		return err
+	}, emit, &step)
 }
 
 // scene holds the demo's identities and their connections.

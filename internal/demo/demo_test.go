@@ -82,6 +82,9 @@ func TestScenario(t *testing.T) {
 		{"allow", ""}, {"deny", "replay_detected"}, {"deny", "bad_signature"}, {"deny", "wrong_audience"},
 		{"deny", "missing_scope"}, {"deny", "message_expired"}, {"deny", "tenant_mismatch"}, {"deny", "content_denied"},
 		{"allow", ""}, {"reply", ""}, {"reply", ""}, {"deny", "missing_scope"}, {"approval", ""}, {"allow", ""}, {"deny", "approval_invalid"},
+		// tenant_b: its own tool and policy, then its attempts on tenant_a.
+		{"allow", ""}, {"deny", "content_denied"}, {"deny", "tenant_not_allowed"}, {"deny", "untrusted_issuer"}, {"deny", "tenant_mismatch"},
+		{"refused", "permission violation"}, {"refused", "permission violation"},
 	}
 	for _, r := range rows {
 		if strings.Contains(r.What, "jane.doe") {
@@ -95,5 +98,21 @@ func TestScenario(t *testing.T) {
 		if rows[i].Decision != w.decision || rows[i].Reason != w.reason {
 			t.Errorf("row %d %q: %s %s; want %s %s", i+1, rows[i].What, rows[i].Decision, rows[i].Reason, w.decision, w.reason)
 		}
+	}
+	// tenant_b's traffic goes to its own subjects and is decided by its
+	// own policy; its attempts on tenant_a land in its own denied
+	// subjects, never in tenant_a's.
+	where := map[int]string{
+		16: "agentgw.cap.tenant_b.orders.lookup", 17: "agentgw.denied.tenant_b.content_denied",
+		18: "agentgw.denied.tenant_b.tenant_not_allowed", 19: "agentgw.denied.tenant_b.untrusted_issuer",
+		20: "agentgw.denied.tenant_b.tenant_mismatch",
+	}
+	for step, w := range where {
+		if r := rows[step-1]; r.Where != w {
+			t.Errorf("row %d %q went to %q; want %q", step, r.What, r.Where, w)
+		}
+	}
+	if p := rows[16].Policy; len(p) != 1 || p[0] != "orders.eu_only" {
+		t.Errorf("row 17 policy = %q; want tenant_b's orders.eu_only", p)
 	}
 }

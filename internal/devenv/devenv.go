@@ -29,7 +29,12 @@ var material embed.FS
 
 // Dev identities.
 const (
-	Tenant   = "tenant_a"
+	// Tenant is the first dev tenant: the refunds and payments tools,
+	// the operator's tenant, its actors directly in creds/.
+	Tenant = "tenant_a"
+	// TenantB is the second dev tenant: the orders tool and its own
+	// policies (policies/orders.cedar), its actors in creds/tenant_b/.
+	TenantB  = "tenant_b"
 	Audience = "agentgw-dev"
 	// CredentialTTL is long for a dev box; production issues short ones.
 	CredentialTTL = 24 * time.Hour
@@ -58,7 +63,7 @@ type Material struct {
 	Config     string // gateway config
 	Catalog    string
 	Revocation string
-	Issuer     string // tenant issuer seed
+	Issuer     string // Tenant's issuer seed
 	Signing    string // gateway signing seed
 	GatewayXK  string // gateway curve seed
 	// NATS users of the AGENTGW account that are not agentgw actors (user
@@ -78,10 +83,15 @@ type Material struct {
 	// bind to: one per (tenant, catalog target), one approval queue per
 	// tenant.
 	Consumers []Consumer
+	// Tenants are the tenants of the gateway config, sorted by name, each
+	// with its issuer and actors (Ensure fills it). Agent, Approver and
+	// Consumer above are Tenant's.
+	Tenants []TenantMaterial
 }
 
 // Consumer is one pre-created pull consumer.
 type Consumer struct {
+	Tenant string
 	Stream string // AGENTGW_CAP or AGENTGW_APPROVAL
 	Name   string // durable name: client.CapabilityConsumerName, client.ApprovalConsumerName
 	Filter string // its only filter subject
@@ -93,21 +103,22 @@ func Paths(dir string) *Material {
 	actor := func(n string) Actor {
 		return Actor{Name: n, Creds: filepath.Join(dir, "creds", n+".creds"), Curve: filepath.Join(dir, "creds", n+".xk")}
 	}
+	a := tenantPaths(dir, Tenant)
 	return &Material{
 		Dir:        dir,
 		NATSConf:   filepath.Join(dir, "nats-server.conf"),
 		Config:     filepath.Join(dir, "gateway.yaml"),
 		Catalog:    filepath.Join(dir, "catalog.yaml"),
 		Revocation: filepath.Join(dir, "revocations.yaml"),
-		Issuer:     filepath.Join(dir, "keys", "tenant_a-issuer.nk"),
+		Issuer:     a.Issuer,
 		Signing:    filepath.Join(dir, "keys", "gateway-signing.nk"),
 		GatewayXK:  filepath.Join(dir, "keys", "gateway-curve.nk"),
 		// Seeds of the NATS users gateway and admin.
 		GatewayNATS: filepath.Join(dir, "keys", "nats-gateway.nk"),
 		AdminNATS:   filepath.Join(dir, "keys", "nats-admin.nk"),
-		Agent:       actor("agent"),
-		Approver:    actor("approver"),
-		Consumer:    actor("consumer"),
+		Agent:       a.Agent,
+		Approver:    a.Approver,
+		Consumer:    a.Consumer,
 		Operator:    actor("operator"),
 	}
 }
@@ -116,10 +127,16 @@ func Paths(dir string) *Material {
 // and returns its layout with the public keys filled in. created reports
 // whether this call wrote it.
 //
+// Every tenant of the gateway config gets its material on every call: a
+// tenant listed without issuers gets a dev issuer (written into the
+// config), and a tenant its dev issuer is trusted for gets the agent,
+// approver and consumer it lacks (TenantMaterial).
+//
 // The server config, nats-server.conf, is rendered on every call from
-// the embedded template, the keys and the catalog (a target added to the
-// catalog gets its consumer and permissions at the next start); it is
-// only rewritten when that changes it. Material written before the
+// the embedded template, the keys, the tenants and the catalog (a tenant
+// added to the gateway config gets its account and users, a target
+// added to the catalog its consumer and permissions, at the next start);
+// it is only rewritten when that changes it. Material written before the
 // server had accounts gets its missing NATS keys here.
 func Ensure(dir string) (m *Material, created bool, err error) {
 	m = Paths(dir)
@@ -128,6 +145,9 @@ func Ensure(dir string) (m *Material, created bool, err error) {
 			return nil, false, fmt.Errorf("devenv: %w", err)
 		}
 		created = true
+	}
+	if err := m.ensureTenants(); err != nil {
+		return nil, false, fmt.Errorf("devenv: %w", err)
 	}
 	if err := m.loadPublic(); err != nil {
 		return nil, false, fmt.Errorf("devenv: %w", err)
@@ -148,6 +168,14 @@ func (m *Material) write() error {
 	if err != nil {
 		return err
 	}
+	b := tenantPaths(m.Dir, TenantB)
+	if err := os.MkdirAll(b.Dir, 0o700); err != nil {
+		return err
+	}
+	issuerB, err := newSeedFile(b.Issuer, identity.NewIssuer)
+	if err != nil {
+		return err
+	}
 	if _, err := newSeedFile(m.Signing, identity.NewGatewayKey); err != nil {
 		return err
 	}
@@ -157,22 +185,20 @@ func (m *Material) write() error {
 	if err := m.ensureNATSKeys(); err != nil {
 		return err
 	}
-	scopes := map[string][]string{
-		"agent":    {"refund:draft", "payment:send", "kb:read"},
-		"approver": {"approve:payments.*", "approve:refunds.*"},
-		"consumer": {"respond:refunds.*"},
-		"operator": {"operator:replay"},
+	if _, err := m.writeActor(issuer, Tenant, m.Operator, []string{"operator:replay"}); err != nil {
+		return err
 	}
-	var consumerXKey string
-	for _, a := range []Actor{m.Agent, m.Approver, m.Consumer, m.Operator} {
-		xk, err := m.writeActor(issuer, a, scopes[a.Name])
+	// The consumers' curve keys now, for the catalog; their credentials
+	// are issued by ensureTenants, with the catalog's scopes.
+	xkeys := map[string]string{}
+	for _, a := range []Actor{m.Consumer, b.Consumer} {
+		ck, err := newSeedFile(a.Curve, identity.NewCurve)
 		if err != nil {
 			return err
 		}
-		if a.Name == "consumer" {
-			consumerXKey = xk
-		}
+		xkeys[a.Curve], _ = ck.PublicKey()
 	}
+	fill := strings.NewReplacer("${CONSUMER_XKEY}", xkeys[m.Consumer.Curve], "${CONSUMER_XKEY:"+TenantB+"}", xkeys[b.Consumer.Curve])
 	// Catalog, schemas, policies and the server config from the embedded
 	// templates.
 	err = fs.WalkDir(material, "material", func(p string, d fs.DirEntry, err error) error {
@@ -183,17 +209,18 @@ func (m *Material) write() error {
 		if err != nil {
 			return err
 		}
-		data = []byte(strings.ReplaceAll(string(data), "${CONSUMER_XKEY}", consumerXKey))
+		data = []byte(fill.Replace(string(data)))
 		return os.WriteFile(filepath.Join(m.Dir, strings.TrimPrefix(p, "material/")), data, 0o600)
 	})
 	if err != nil {
 		return err
 	}
 	issuerPub, _ := issuer.PublicKey()
+	issuerBPub, _ := issuerB.PublicKey()
 	if err := os.WriteFile(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\n"), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(m.Config, fmt.Appendf(nil, gatewayYAML, Audience, Tenant, issuerPub), 0o600)
+	return os.WriteFile(m.Config, fmt.Appendf(nil, gatewayYAML, Audience, Tenant, issuerPub, TenantB, issuerBPub), 0o600)
 }
 
 const gatewayYAML = `# agentgw gateway config written by 'agentgw run' (development).
@@ -206,13 +233,19 @@ nats:
 keys:
   signing: keys/gateway-signing.nk
   curve: keys/gateway-curve.nk
+# Every tenant gets a NATS account with its own users (nats-server.conf,
+# rendered at every start). A tenant added here with no issuers
+# ('tenant_c: {}') gets a dev issuer written in, and its agent, approver
+# and consumer in creds/<tenant>/, at the next start.
 tenants:
+  %s:
+    issuers: [%s]
   %s:
     issuers: [%s]
 revocations:
   file: revocations.yaml
 catalog: catalog.yaml
-policies: [policies/base.cedar, policies/refunds.cedar]
+policies: [policies/base.cedar, policies/refunds.cedar, policies/orders.cedar]
 limits:
   max_credential_lifetime: 25h
 consumer:
@@ -223,19 +256,22 @@ reload_interval: 2s
 notify_senders: true
 `
 
-func (m *Material) writeActor(issuer nkeys.KeyPair, a Actor, scopes []string) (string, error) {
+// writeActor issues a's credential for tenant from issuer, with a new
+// agent key and a's curve key (made if it is missing), and returns the
+// curve public key.
+func (m *Material) writeActor(issuer nkeys.KeyPair, tenant string, a Actor, scopes []string) (string, error) {
 	kp, err := identity.NewAgent()
 	if err != nil {
 		return "", err
 	}
-	ck, err := newSeedFile(a.Curve, identity.NewCurve)
+	ck, err := ensureSeedFile(a.Curve, identity.NewCurve)
 	if err != nil {
 		return "", err
 	}
 	pub, _ := kp.PublicKey()
 	xk, _ := ck.PublicKey()
 	tok, err := identity.Issue(issuer, identity.IssueRequest{
-		Subject: pub, Audience: Audience, Tenant: Tenant, Service: Service(a.Name),
+		Subject: pub, Audience: Audience, Tenant: tenant, Service: Service(a.Name),
 		Name: "dev " + a.Name, Scopes: scopes, XKey: xk, TTL: CredentialTTL,
 	}, time.Now())
 	if err != nil {
@@ -341,7 +377,8 @@ type userData struct {
 }
 
 // writeServerConf computes the pre-created consumers from the catalog and
-// renders nats-server.conf from the template and the keys.
+// renders nats-server.conf from the template, the keys and every tenant
+// of m.Tenants.
 func (m *Material) writeServerConf() error {
 	if err := m.ensureNATSKeys(); err != nil {
 		return err
@@ -352,40 +389,53 @@ func (m *Material) writeServerConf() error {
 	}
 	key := func(path string) (string, error) { return client.UserKey(path) }
 	var d serverData
-	var errs [6]error
-	var agent, approver, consumer string
+	var errs [3]error
 	d.Gateway, errs[0] = key(m.GatewayNATS)
 	d.Admin, errs[1] = key(m.AdminNATS)
 	d.Operator, errs[2] = key(m.Operator.Creds)
-	agent, errs[3] = key(m.Agent.Creds)
-	approver, errs[4] = key(m.Approver.Creds)
-	consumer, errs[5] = key(m.Consumer.Creds)
 	if err := errors.Join(errs[:]...); err != nil {
 		return err
 	}
 	names := cat.Names()
 	slices.Sort(names)
-	var caps []Consumer
-	for _, n := range names {
-		if t, ok := cat.Lookup(n); ok && slices.Contains(t.Tenants, Tenant) {
-			caps = append(caps, Consumer{Stream: client.StreamCapability, Name: client.CapabilityConsumerName(Tenant, n),
-				Filter: "agentgw.cap." + Tenant + "." + n, Target: n})
+	m.Consumers = nil
+	for _, t := range m.Tenants {
+		var caps []Consumer
+		for _, n := range names {
+			if tg, ok := cat.Lookup(n); ok && slices.Contains(tg.Tenants, t.Name) {
+				caps = append(caps, Consumer{Tenant: t.Name, Stream: client.StreamCapability, Name: client.CapabilityConsumerName(t.Name, n),
+					Filter: "agentgw.cap." + t.Name + "." + n, Target: n})
+			}
 		}
-	}
-	queue := Consumer{Stream: client.StreamApproval, Name: client.ApprovalConsumerName(Tenant), Filter: "agentgw.approval." + Tenant + ".>"}
-	m.Consumers = append(slices.Clone(caps), queue)
-	d.Tenants = []tenantData{{
-		Name: Tenant, Account: strings.ToUpper(Tenant), Consumers: m.Consumers,
-		Users: []userData{
-			{Role: "agent", Key: agent, Replies: true},
+		queue := Consumer{Tenant: t.Name, Stream: client.StreamApproval, Name: client.ApprovalConsumerName(t.Name), Filter: "agentgw.approval." + t.Name + ".>"}
+		consumers := append(slices.Clone(caps), queue)
+		m.Consumers = append(m.Consumers, consumers...)
+		users, err := tenantUsers(t)
+		if err != nil {
+			return err
+		}
+		td := tenantData{Name: t.Name, Account: t.Account, Consumers: consumers}
+		for _, u := range users {
+			k, err := key(u.creds)
+			if err != nil {
+				return err
+			}
 			// Every user sends envelopes, so each may read the decision
-			// notices on its own reply subject.
-			{Role: "approver", Key: approver, Replies: true, Consumers: []Consumer{queue}},
-			// The dev consumer is the one tool runtime of the dev catalog:
-			// every target of the tenant, and no approval queue.
-			{Role: "consumer", Key: consumer, Replies: true, Consumers: caps},
-		},
-	}}
+			// notices on its own reply subject. The approver binds its
+			// tenant's approval queue; the consumer is the one tool
+			// runtime of the tenant: every target of the tenant, and no
+			// approval queue.
+			ud := userData{Role: u.role, Key: k, Replies: true}
+			switch u.role {
+			case "approver":
+				ud.Consumers = []Consumer{queue}
+			case "consumer":
+				ud.Consumers = caps
+			}
+			td.Users = append(td.Users, ud)
+		}
+		d.Tenants = append(d.Tenants, td)
+	}
 	src, err := material.ReadFile(serverTemplate)
 	if err != nil {
 		return err
@@ -411,9 +461,9 @@ func (m *Material) writeServerConf() error {
 // streams must exist: call it once the gateway is ready.
 func Provision(ctx context.Context, js jetstream.JetStream, m *Material) error {
 	for _, c := range m.Consumers {
-		desc := "approval queue: " + Tenant
+		desc := "approval queue: " + c.Tenant
 		if c.Target != "" {
-			desc = "capability consumer: " + Tenant + " " + c.Target
+			desc = "capability consumer: " + c.Tenant + " " + c.Target
 		}
 		_, err := js.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
 			Durable:       c.Name,

@@ -347,3 +347,238 @@ func d(t testing.TB, seed string) string {
 	must(t, err)
 	return k
 }
+
+// TestDevServerIsolatesTenants checks that the dev server's second tenant
+// has its own account and users: its agent and tool reach their own
+// ingress, replies and consumers, and none of tenant_a's: no publish onto
+// tenant_a's ingress, no read of its capability subjects, replies or
+// consumers. Nothing of those attempts lands on a stream.
+func TestDevServerIsolatesTenants(t *testing.T) {
+	d := startDev(t)
+	m := d.m
+	ctx := context.Background()
+	_, admin := d.connect(t, m.AdminNATS, "admin")
+	b, ok := m.Tenant(devenv.TenantB)
+	if !ok {
+		t.Fatalf("dev material has no %s; tenants %v", devenv.TenantB, m.Tenants)
+	}
+	if a, ok := m.Tenant(devenv.Tenant); !ok || a.Agent != m.Agent {
+		t.Fatalf("Tenant(%s) = %+v; want the material's agent %+v", devenv.Tenant, a, m.Agent)
+	}
+	agentA, agentB := d.userKey(t, m.Agent.Creds), d.userKey(t, b.Agent.Creds)
+	refundsA := client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")
+
+	t.Run("refuse/tenant_b-agent", func(t *testing.T) {
+		nc, errs := d.connectErrs(t, b.Agent.Creds, "agent_b")
+		js, err := jetstream.New(nc)
+		must(t, err)
+		errs.RefusedJetStreamPublish(t, js,
+			"agentgw.in.tenant_a."+agentB, // its own key under tenant_a
+			"agentgw.in.tenant_a."+agentA, // tenant_a's agent's ingress
+		)
+		errs.RefusedPublish(t, nc,
+			"agentgw.cap.tenant_a.refunds.draft_refund",
+			"agentgw.js.CONSUMER.INFO.AGENTGW_CAP."+refundsA,
+			"agentgw.js.CONSUMER.MSG.NEXT.AGENTGW_CAP."+refundsA,
+			"agentgw.js.CONSUMER.INFO.AGENTGW_APPROVAL."+client.ApprovalConsumerName(devenv.Tenant),
+		)
+		errs.RefusedSubscribe(t, nc, "agentgw.cap.tenant_a.>", "agentgw.reply.tenant_a."+agentA, "agentgw.reply.>", "_INBOX."+agentA+".>")
+	})
+
+	t.Run("refuse/tenant_b-consumer-and-approver", func(t *testing.T) {
+		for _, c := range []struct {
+			who, seed, stream, durable string
+		}{
+			{"consumer_b", b.Consumer.Creds, gateway.StreamCap, refundsA},
+			{"consumer_b", b.Consumer.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "kb.search")},
+			{"approver_b", b.Approver.Creds, gateway.StreamApproval, client.ApprovalConsumerName(devenv.Tenant)},
+		} {
+			nc, errs := d.connectErrs(t, c.seed, c.who)
+			js, err := client.TenantJetStream(nc)
+			must(t, err)
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			if _, err := js.Consumer(pctx, c.stream, c.durable); err == nil {
+				t.Errorf("%s bound tenant_a's %s/%s", c.who, c.stream, c.durable)
+			}
+			cancel()
+			errs.Violation(t, "publish", client.TenantAPIPrefix+".CONSUMER.INFO."+c.stream+"."+c.durable)
+			errs.RefusedSubscribe(t, nc, "agentgw.cap.tenant_a.>", "agentgw.approval.tenant_a.>")
+		}
+	})
+
+	t.Run("refuse/tenant_a-into-tenant_b", func(t *testing.T) {
+		nc, errs := d.connectErrs(t, m.Agent.Creds, "agent_a")
+		js, err := jetstream.New(nc)
+		must(t, err)
+		errs.RefusedJetStreamPublish(t, js, "agentgw.in.tenant_b."+agentB, "agentgw.in.tenant_b."+agentA)
+		errs.RefusedSubscribe(t, nc, "agentgw.reply.tenant_b."+agentB, "agentgw.cap.tenant_b.>")
+	})
+
+	// None of the attempts reached a stream.
+	for _, s := range []string{gateway.StreamIngress, gateway.StreamCap, gateway.StreamApproval} {
+		if n := msgs(t, admin, s); n != 0 {
+			t.Errorf("%s holds %d messages after the cross-tenant attempts; want 0", s, n)
+		}
+	}
+
+	t.Run("allow/tenant_b-own-traffic", func(t *testing.T) {
+		anc, _ := d.connect(t, b.Agent.Creds, "agent_b")
+		cfg := client.DefaultAgentConfig()
+		cfg.GatewayXKey = m.GatewayXKey
+		agent, err := client.AgentFromCreds(anc, b.Agent.Creds, b.Agent.Curve, cfg)
+		must(t, err)
+		payload := []byte(`{"order_id":"ord_8","region":"eu"}`)
+		rc, err := agent.Send(ctx, client.Request{Capability: envelope.ToolCall, Target: "orders.lookup", Sealed: payload})
+		if err != nil {
+			t.Fatalf("tenant_b agent Send on its own ingress subject = %v; want a PubAck through its import", err)
+		}
+		cnc, _ := d.connectErrs(t, b.Consumer.Creds, "consumer_b")
+		cjs, err := client.TenantJetStream(cnc)
+		must(t, err)
+		curve, err := readSeed(b.Consumer.Curve)
+		must(t, err)
+		ccfg := client.DefaultConsumerConfig()
+		ccfg.Tenant, ccfg.Targets, ccfg.Curve, ccfg.TrustedGateways = devenv.TenantB, []string{"orders.lookup"}, curve, []string{m.GatewayKey}
+		ccfg.Bind, ccfg.Durable = true, client.CapabilityConsumerName(devenv.TenantB, "orders.lookup")
+		cons, err := client.NewConsumer(cjs, ccfg)
+		must(t, err)
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		var got *client.Delivery
+		if err := cons.Consume(cctx, func(_ context.Context, dl *client.Delivery) error {
+			got = dl
+			cancel()
+			return nil
+		}); err != nil {
+			t.Fatalf("tenant_b bound Consume = %v", err)
+		}
+		if got == nil || got.Envelope.MessageID != rc.MessageID || string(got.Payload) != string(payload) {
+			t.Fatalf("tenant_b consumer got %v; want message %s with its agent's payload", got, rc.MessageID)
+		}
+		// tenant_b's approver binds its own queue.
+		pnc, _ := d.connectErrs(t, b.Approver.Creds, "approver_b")
+		pjs, err := client.TenantJetStream(pnc)
+		must(t, err)
+		if _, err := pjs.Consumer(ctx, gateway.StreamApproval, client.ApprovalConsumerName(devenv.TenantB)); err != nil {
+			t.Errorf("tenant_b approver binding its own queue: %v", err)
+		}
+	})
+
+	if v := d.log.Violations("agentgw-gateway"); len(v) > 0 {
+		t.Errorf("the gateway hit permission violations:\n%s", strings.Join(v, "\n"))
+	}
+}
+
+// TestEnsureAddsTenant: a tenant added to the dev gateway config without
+// issuers gets, at the next start, a dev issuer written into the config,
+// an agent, approver and consumer in creds/<tenant>/, and an account of
+// its own with those users, through which its agent's message reaches the
+// gateway and is decided.
+func TestEnsureAddsTenant(t *testing.T) {
+	dir := t.TempDir()
+	m, _, err := devenv.Ensure(dir)
+	must(t, err)
+	conf, err := os.ReadFile(m.Config)
+	must(t, err)
+	conf = []byte(strings.Replace(string(conf), "\ntenants:\n", "\ntenants:\n  tenant_c: {}\n  tenant_d:\n    issuers: []\n", 1))
+	must(t, os.WriteFile(m.Config, conf, 0o600))
+	cat, err := os.ReadFile(m.Catalog)
+	must(t, err)
+	cat = []byte(strings.Replace(string(cat), "tenants: [tenant_a, tenant_b]", "tenants: [tenant_a, tenant_b, tenant_c]", 1))
+	must(t, os.WriteFile(m.Catalog, cat, 0o600))
+	if _, created, err := devenv.Ensure(dir); err != nil || created {
+		t.Fatalf("Ensure after adding tenant_c = %v, created %v", err, created)
+	}
+	cfg, err := gateway.LoadConfig(m.Config)
+	if err != nil {
+		t.Fatalf("gateway.yaml after adding tenant_c: %v", err)
+	}
+	issuer, err := readSeed(filepath.Join(dir, "keys", "tenant_c-issuer.nk"))
+	must(t, err)
+	if pub, _ := issuer.PublicKey(); len(cfg.Tenants["tenant_c"].Issuers) != 1 || cfg.Tenants["tenant_c"].Issuers[0] != pub {
+		t.Errorf("tenant_c issuers = %v; want its dev issuer %s", cfg.Tenants["tenant_c"].Issuers, pub)
+	}
+	if len(cfg.Tenants["tenant_d"].Issuers) != 1 || len(cfg.Tenants) != 4 {
+		t.Errorf("tenants after Ensure = %v; want tenant_a to tenant_d, tenant_d with its dev issuer", cfg.Tenants)
+	}
+	agentCreds := filepath.Join(dir, "creds", "tenant_c", "agent.creds")
+	agentKey := d(t, agentCreds)
+	rendered, err := os.ReadFile(m.NATSConf)
+	must(t, err)
+	for _, want := range []string{`"TENANT_C" {`, agentKey, d(t, filepath.Join(dir, "creds", "tenant_c", "consumer.creds")),
+		"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_c-kb_search", "agentgw.js.CONSUMER.INFO.AGENTGW_APPROVAL.tenant_c"} {
+		if !strings.Contains(string(rendered), want) {
+			t.Errorf("rendered nats-server.conf lacks %q", want)
+		}
+	}
+
+	// The new tenant's agent reaches the gateway through its own account.
+	srv, err := devenv.StartServer(m.NATSConf, filepath.Join(dir, "jetstream"), -1)
+	must(t, err)
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	gnc, err := devenv.Connect(srv.ClientURL(), cfg.NATS.NKey, "agentgw-gateway")
+	must(t, err)
+	t.Cleanup(gnc.Close)
+	gw, err := gateway.New(cfg, gateway.WithConn(gnc), gateway.WithLogger(zerolog.Nop()))
+	must(t, err)
+	gwtest.Run(t, gw, "with tenant_c")
+	anc, err := devenv.Connect(srv.ClientURL(), agentCreds, "agent_c")
+	must(t, err)
+	t.Cleanup(anc.Close)
+	acfg := client.DefaultAgentConfig()
+	acfg.GatewayXKey = m.GatewayXKey
+	agent, err := client.AgentFromCreds(anc, agentCreds, filepath.Join(dir, "creds", "tenant_c", "agent.xk"), acfg)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, dec, err := agent.SendAndDecide(ctx, client.Request{Capability: envelope.Read, Target: "kb.search", Plain: map[string]string{"query": "returns"}},
+		client.WaitOptions{TrustedGateways: []string{m.GatewayKey}})
+	if err != nil || dec.Route != "allow" || dec.Target != "kb.search" {
+		t.Fatalf("tenant_c agent's kb.search = %+v, %v; want delivered to kb.search", dec, err)
+	}
+}
+
+// TestEnsureTenantDirUsers: any further .creds in a tenant's directory is
+// a user of its account; a credential of another tenant there is refused,
+// never rendered into the wrong account.
+func TestEnsureTenantDirUsers(t *testing.T) {
+	dir := t.TempDir()
+	m, _, err := devenv.Ensure(dir)
+	must(t, err)
+	b, ok := m.Tenant(devenv.TenantB)
+	if !ok {
+		t.Fatalf("no %s in %v", devenv.TenantB, m.Tenants)
+	}
+	write := func(issuerSeed, tenant, path string) string {
+		t.Helper()
+		issuer, err := readSeed(issuerSeed)
+		must(t, err)
+		kp, err := nkeys.CreateUser()
+		must(t, err)
+		pub, _ := kp.PublicKey()
+		ck, err := nkeys.CreateCurveKeys()
+		must(t, err)
+		xk, _ := ck.PublicKey()
+		tok, err := identity.Issue(issuer, identity.IssueRequest{Subject: pub, Audience: devenv.Audience, Tenant: tenant,
+			Service: "second-agent", Scopes: []string{"kb:read"}, XKey: xk, TTL: time.Hour}, time.Now())
+		must(t, err)
+		seed, err := kp.Seed()
+		must(t, err)
+		must(t, identity.WriteCreds(path, tok, identity.Seed(seed)))
+		return pub
+	}
+	second := write(b.Issuer, devenv.TenantB, filepath.Join(b.Dir, "agent2.creds"))
+	if _, _, err := devenv.Ensure(dir); err != nil {
+		t.Fatalf("Ensure with creds/tenant_b/agent2.creds = %v", err)
+	}
+	conf, err := os.ReadFile(m.NATSConf)
+	must(t, err)
+	if !strings.Contains(string(conf), `"agentgw.in.tenant_b.`+second+`"`) {
+		t.Errorf("rendered nats-server.conf does not make agent2.creds a tenant_b user")
+	}
+	stray := filepath.Join(b.Dir, "stray.creds")
+	write(m.Issuer, devenv.Tenant, stray)
+	if _, _, err := devenv.Ensure(dir); err == nil || !strings.Contains(err.Error(), "stray.creds") {
+		t.Errorf("Ensure with a tenant_a credential in creds/tenant_b/ = %v; want an error naming the file", err)
+	}
+}
