@@ -2,11 +2,14 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -43,6 +46,24 @@ func TestScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	// Every permission the gateway uses must be granted: a refusal is
+	// reported to the connection's error handler.
+	var violations []string
+	var vmu sync.Mutex
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
+			vmu.Lock()
+			violations = append(violations, err.Error())
+			vmu.Unlock()
+		}
+	})
+	defer func() {
+		vmu.Lock()
+		defer vmu.Unlock()
+		if len(violations) > 0 {
+			t.Errorf("the gateway's NATS user was refused:\n%s", strings.Join(violations, "\n"))
+		}
+	}()
 	cfg, err := gateway.LoadConfig(m.Config)
 	if err != nil {
 		t.Fatal(err)
