@@ -26,13 +26,16 @@ payload, re-sealed to the consumer), hostile (bad signatures and
 replays), mixed, or NAME=KIND:WEIGHT+... with kinds plain, sealed,
 badsig, replay.
 
-Uses an embedded nats-server unless --nats is given. On an external
+Uses an embedded nats-server unless -s/--server is given ($NATS_URL
+and NATS contexts do not apply: the default is the embedded server;
+--creds is a NATS user .creds file for it). On an external
 server it deletes and recreates the AGENTGW_* streams for every scenario,
 so it refuses to start if they exist unless --force. Progress goes to
 stderr, the table to stdout.`)
 	def := bench.DefaultConfig()
-	natsURL := c.fs.String("nats", "", "external NATS URL (default: embedded server)")
-	natsCreds := c.fs.String("nats-creds", "", "NATS user .creds for --nats")
+	natsURL := c.fs.String("server", "", "external NATS server `URL` (default: an embedded server)")
+	c.fs.StringVar(natsURL, "s", "", "external NATS server `URL` (default: an embedded server)")
+	natsCreds := c.fs.String("creds", "", "NATS user .creds `file` for --server")
 	force := c.fs.Bool("force", false, "with --nats: delete existing AGENTGW_* streams")
 	syncAlways := c.fs.Bool("sync-always", false, "embedded server fsyncs every write (sync_interval: always)")
 	dir := c.fs.String("dir", "", "work directory kept after the run (default: a temporary one, removed)")

@@ -34,7 +34,7 @@ exits 1. Verified messages fetched beyond
 verification is still terminated, and reported. Exits 3 if any message
 was rejected.
 
-Connected as an nkey user (--nats-nkey: the consumer's seed or .creds) of
+Connected as an nkey user (--creds: the consumer's seed or .creds) of
 a server that requires authentication, as on the 'agentgw run' server and
 in deploy/, it binds the pre-created consumer <tenant>-<target> (dots as
 underscores; --durable overrides) through the API prefix `+client.TenantAPIPrefix+`:

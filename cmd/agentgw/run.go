@@ -38,8 +38,8 @@ account OPS, which may only read the denied and audit streams and ask
 for replays; the agent, approver and consumer of account TENANT_A, each
 allowed only its own subjects and pre-created consumers (created here,
 as the admin, once the gateway has made its streams). Connect as one of them: 'send'
-and 'approvals grant' use the key of --creds, the other commands take
---nats-nkey FILE (a seed file or a .creds file).`)
+and 'approvals grant' use the key of --credential, the other commands take
+--creds FILE (a seed file or a .creds file).`)
 	dir := c.fs.String("dir", ".agentgw", "data directory for dev material, JetStream and the ledger")
 	withDemo := c.fs.Bool("demo", false, "play the demo scenario once the gateway runs")
 	asJSON := c.fs.Bool("json", false, "print demo rows as JSON lines")
@@ -153,7 +153,7 @@ func printMaterial(c *cmd, m *devenv.Material, url string) {
 		fmt.Fprintf(c.out, "%-11s %s (curve seed %s)\n", a.Name, a.Creds, filepath.Base(a.Curve))
 	}
 	fmt.Fprintf(c.out, "admin       %s (NATS user for the nats CLI: --nkey)\n", m.AdminNATS)
-	fmt.Fprintf(c.out, "connect as  --creds %s for send; --nats-nkey %s for consume, %s for approvals ls,\n"+
+	fmt.Fprintf(c.out, "connect as  --credential %s for send; --creds %s for consume, %s for approvals ls,\n"+
 		"            %s for denied, audit and policy test\n",
 		filepath.Base(m.Agent.Creds), filepath.Base(m.Consumer.Creds), filepath.Base(m.Approver.Creds), filepath.Base(m.Operator.Creds))
 }
