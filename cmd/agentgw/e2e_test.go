@@ -141,9 +141,17 @@ func TestUserJourney(t *testing.T) {
 	if r := mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a"}, nats...)...); !strings.Contains(r.stderr, "refused the anonymous NATS user") {
 		t.Errorf("anonymous denied ls: want the server's refusal and a hint to connect as a user:\n%s", r)
 	}
-	mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a", "--creds", m.Agent.Creds}, nats...)...)
-	mustRun(t, dir, 1, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund", "--gateway-key", m.GatewayKey,
-		"--count", "1", "--creds", m.Agent.Creds}, nats...)...)
+	// Each refusal names the user and the subject at once.
+	shown := strings.Fields(mustRun(t, dir, 0, "keys", "show", m.Agent.Creds).stdout)
+	agentKey := shown[len(shown)-1]
+	asAgent := "NATS user " + agentKey + " (--creds " + m.Agent.Creds + ") may not "
+	if r := mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a", "--creds", m.Agent.Creds}, nats...)...); !strings.Contains(r.stderr, asAgent+"publish to agentgw.js.") {
+		t.Errorf("denied ls as the agent: %s\nwant %q", r, asAgent+"publish to agentgw.js.…")
+	}
+	if r := mustRun(t, dir, 1, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund", "--gateway-key", m.GatewayKey,
+		"--count", "1", "--creds", m.Agent.Creds}, nats...)...); !strings.Contains(r.stderr, asAgent) {
+		t.Errorf("consume as the agent: %s\nwant %q", r, asAgent+"…")
+	}
 
 	// Hostile: a tool outside the catalog is denied. (The SDK refuses to
 	// even build a message for another audience.)
