@@ -17,9 +17,9 @@ import (
 func sendCmd(args []string) int {
 	c := newCmd("send", "--credential FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [--wait --gateway-key N…] [flags]", `
 Build, sign and publish one envelope as the agent of --credential (an
-agentgw .creds file), with client.Agent.Send. A sealed payload is sealed to the
-gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
-(the credential's xkey). Prints the message id, the trace id and the
+agentgw .creds file), with client.Agent.Send. A sealed payload is sealed
+to the gateway's curve key --gateway-xkey from the agent's curve key
+--curve-seed (the credential's xkey). Prints the message id, the trace id and the
 ingress stream sequence once JetStream has stored the message, then
 waits (up to --timeout) for the gateway's decision notice on the agent's
 reply subject and prints it: delivered (to which target), held (the
