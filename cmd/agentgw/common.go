@@ -414,6 +414,9 @@ func (cf *connFlags) resolve() (*natsSettings, error) {
 			s.cfg.InboxPrefix = "_INBOX." + f.pub
 		}
 		s.who = fmt.Sprintf("NATS user %s (%s %s)", f.pub, source, path)
+		if f.name != "" {
+			s.who = fmt.Sprintf("NATS user %q %s (%s %s)", f.name, f.pub, source, path)
+		}
 	}
 	if s.who == "" {
 		switch {

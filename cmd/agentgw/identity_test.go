@@ -87,7 +87,9 @@ func newIDKit(t *testing.T) *idKit {
 	user := must(nkeys.CreateUser())
 	k.userPub, _ = user.PublicKey()
 	accountPub, _ := account.PublicKey()
-	userJWT, err := jwt.NewUserClaims(k.userPub).Encode(account)
+	uc := jwt.NewUserClaims(k.userPub)
+	uc.Name = "reporter"
+	userJWT, err := uc.Encode(account)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +192,8 @@ func TestIdentityFileErrors(t *testing.T) {
 			"creds show nats-user.creds: expected an agentgw credential (a .creds or JWT-only file from 'agentgw creds issue'), found a NATS user .creds file"},
 		{"NATS user as a credential to revoke", nil, []string{"creds", "revoke", "--file", "rev.yaml", "--credential", "nats-user.creds"}, exitError,
 			"--credential nats-user.creds: expected an agentgw credential (a .creds or JWT-only file from 'agentgw creds issue'), found a NATS user .creds file"},
+		{"credential as curve seed", nil, append(send, "--credential", "agent.creds", "--curve-seed", "agent.creds"), exitError,
+			"agent.creds: expected an nkey seed of a curve key (SX…), found an agentgw credential (.creds) of agent U"},
 		{"user seed as curve seed", nil, []string{"consume", "-s", url, "--tenant", "tenant_a", "--target", "kb.search", "--gateway-key", "N", "--curve-seed", "agent.nk"}, exitError,
 			"agent.nk: expected an nkey seed of a curve key (SX…), found an nkey seed of a user (SU…)"},
 		{"curve seed as issuer", nil, []string{"creds", "issue", "--issuer", "curve.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a", "--audience", "gw", "--xkey", "X", "--out", "x.creds"}, exitError,
@@ -304,7 +308,7 @@ func TestNATSResolve(t *testing.T) {
 		err  string
 	}{
 		{name: "selected context", want: want{url: "nats://a:4222", creds: k.path("nats-user.creds"), ca: k.path("ca.pem"), inbox: "_I.a", api: "js.a",
-			who: "NATS user " + k.userPub + ` (context "a" (creds) ` + k.path("nats-user.creds") + ")"}},
+			who: `NATS user "reporter" ` + k.userPub + ` (context "a" (creds) ` + k.path("nats-user.creds") + ")"}},
 		{name: "NATS_CONTEXT over the selected one", env: []string{"NATS_CONTEXT=b"},
 			want: want{url: "nats://b:4222", nkey: k.path("agent.nk"), inbox: "_INBOX." + k.agentPub, api: "$JS.hub.API", tlsFirst: true, who: `context "b" (nkey)`}},
 		{name: "--context over NATS_CONTEXT", env: []string{"NATS_CONTEXT=a"}, args: []string{"--context", "b"},
@@ -391,6 +395,9 @@ func TestPermissionRefusal(t *testing.T) {
 	url := srv.ClientURL()
 	config := t.TempDir()
 	writeContext(t, config, "reader", `{"url":"`+url+`","nkey":"`+k.path("reader.nk")+`"}`)
+	if err := os.WriteFile(filepath.Join(config, "nats", "context.txt"), []byte("reader\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -401,7 +408,7 @@ func TestPermissionRefusal(t *testing.T) {
 			"agentgw denied ls: NATS user " + pub + " (--creds reader.nk) may not publish to " + "agentgw.js.STREAM.INFO.AGENTGW_DENIED"},
 		{"publish, NATS_NKEY", []string{"NATS_NKEY=reader.nk", "NATS_URL=" + url}, []string{"audit", "tail"},
 			"agentgw audit tail: NATS user " + pub + " ($NATS_NKEY reader.nk) may not publish to agentgw.js.STREAM.INFO.AGENTGW_AUDIT"},
-		{"publish, selected context", []string{"XDG_CONFIG_HOME=" + config, "NATS_CONTEXT=reader"}, []string{"denied", "ls", "--js-api-prefix", "$JS.API"},
+		{"publish, selected context", []string{"XDG_CONFIG_HOME=" + config}, []string{"denied", "ls", "--js-api-prefix", "$JS.API"},
 			"agentgw denied ls: NATS user " + pub + ` (context "reader" (nkey) ` + k.path("reader.nk") + ") may not publish to $JS.API.STREAM.INFO.AGENTGW_DENIED"},
 		{"subscribe", nil, []string{"denied", "ls", "-s", url, "--creds", "deaf.nk", "--js-api-prefix", "$JS.API"},
 			"agentgw denied ls: NATS user " + deafPub + " (--creds deaf.nk) may not subscribe to _INBOX." + deafPub + "."},

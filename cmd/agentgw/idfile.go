@@ -45,6 +45,7 @@ type idFile struct {
 	seed    nkeys.PrefixByte // kindSeed: the role of the seed
 	jwtType string           // kindNATSJWT: the JWT's nats.type
 	pub     string           // the public key of the seed, when there is one
+	name    string           // a NATS user JWT's name claim
 	issuer  string           // the JWT's issuer (an account for user JWTs)
 	why     string           // kindUnreadable: the operating system's reason
 }
@@ -151,6 +152,8 @@ func (f idFile) openErr(err error) idFile {
 func (f *idFile) fromJWT(tok string, data []byte) {
 	var claims struct {
 		Issuer string `json:"iss"`
+		Name   string `json:"name"`
+		Sub    string `json:"sub"`
 		Nats   struct {
 			Type          string `json:"type"`
 			IssuerAccount string `json:"issuer_account"`
@@ -184,6 +187,9 @@ func (f *idFile) fromJWT(tok string, data []byte) {
 			f.kind = kindCredential
 		}
 	case "user":
+		if claims.Name != "" && claims.Name != claims.Sub {
+			f.name = clean(claims.Name)
+		}
 		f.kind = kindUserJWT
 		if hasSeed {
 			f.kind = kindUserCreds

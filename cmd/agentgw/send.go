@@ -120,6 +120,13 @@ $NATS_NKEY or a NATS context name another user.`)
 	if code, ok := c.needCredential(*creds, &cf); !ok {
 		return code
 	}
+	if *curve != "" {
+		kp, err := readSeed(*curve, "SX")
+		if err != nil {
+			return c.fail(err, "--curve-seed must be the agent's curve seed file (the credential's xkey).")
+		}
+		kp.Wipe()
+	}
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
 		return code
