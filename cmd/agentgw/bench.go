@@ -36,7 +36,7 @@ stderr, the table to stdout.`)
 	natsURL := c.fs.String("server", "", "external NATS server `URL` (default: an embedded server)")
 	c.fs.StringVar(natsURL, "s", "", "external NATS server `URL` (default: an embedded server)")
 	natsCreds := c.fs.String("creds", "", "NATS user .creds `file` for --server")
-	force := c.fs.Bool("force", false, "with --nats: delete existing AGENTGW_* streams")
+	force := c.fs.Bool("force", false, "with --server: delete existing AGENTGW_* streams")
 	syncAlways := c.fs.Bool("sync-always", false, "embedded server fsyncs every write (sync_interval: always)")
 	dir := c.fs.String("dir", "", "work directory kept after the run (default: a temporary one, removed)")
 	messages := c.fs.Int("messages", def.Messages, "measured messages per scenario (M)")
@@ -67,6 +67,11 @@ stderr, the table to stdout.`)
 	}
 	if code, ok := c.noArgs(); !ok {
 		return code
+	}
+	if *natsCreds != "" {
+		if f := classify(*natsCreds); f.kind != kindUserCreds {
+			return c.fail(&fileError{source: "--creds", want: "a NATS user .creds file", got: f}, "")
+		}
 	}
 	cfg := bench.DefaultConfig()
 	cfg.NATSURL, cfg.NATSCreds, cfg.Force, cfg.SyncAlways, cfg.Dir = *natsURL, *natsCreds, *force, *syncAlways, *dir

@@ -198,6 +198,8 @@ func TestIdentityFileErrors(t *testing.T) {
 			"agent.nk: expected an nkey seed of a curve key (SX…), found an nkey seed of a user (SU…)"},
 		{"curve seed as issuer", nil, []string{"creds", "issue", "--issuer", "curve.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a", "--audience", "gw", "--xkey", "X", "--out", "x.creds"}, exitError,
 			"curve.nk: expected an nkey seed of an account (SA…), found an nkey seed of a curve key (SX…)"},
+		{"seed for bench", nil, []string{"bench", "-s", url, "--creds", "agent.nk"}, exitError,
+			"--creds agent.nk: expected a NATS user .creds file, found an nkey seed of a user (SU…)"},
 		{"nats CLI's --nkey", nil, []string{"denied", "ls", "--nkey", "agent.nk"}, exitUsage,
 			"The NATS user is --creds FILE"},
 		{"--nats-nkey", nil, []string{"denied", "ls", "--nats-nkey", "agent.nk"}, exitUsage,
