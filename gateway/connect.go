@@ -8,10 +8,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Connect dials NATS with the configured credentials and TLS. With
-// TLS.Required the connection fails against a server that does not offer
-// TLS rather than fall back to plaintext.
-func Connect(c NATSConfig, name string) (*nats.Conn, error) {
+// Connect dials NATS with the configured credentials and TLS, then extra
+// (applied last). With TLS.Required the connection fails against a server
+// that does not offer TLS rather than fall back to plaintext.
+func Connect(c NATSConfig, name string, extra ...nats.Option) (*nats.Conn, error) {
 	if c.URL == "" {
 		return nil, fmt.Errorf("gateway: nats.url is required without an embedded server")
 	}
@@ -32,6 +32,7 @@ func Connect(c NATSConfig, name string) (*nats.Conn, error) {
 		opts = append(opts, o)
 	}
 	opts = append(opts, ClientOptions(c)...)
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: connect %s: %w", redactURL(c.URL), err)

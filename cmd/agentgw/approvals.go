@@ -65,7 +65,7 @@ approval queue and no longer listed; one answered otherwise stays listed
 until its deadline ('agentgw audit tail --trace <trace id>' shows it).
 watch keeps printing new requests until interrupted.
 
-Connected as an nkey user (--nats-nkey: the approver's seed or .creds) of a
+Connected as an nkey user (--creds: the approver's seed or .creds) of a
 server that requires authentication, as on the 'agentgw run' server, it
 reads the pre-created approval queue <tenant>-approvals through the API
 prefix `+client.TenantAPIPrefix+` and hands every request back: listing consumes nothing,
@@ -146,10 +146,10 @@ func approvalsAnswer(decision string, args []string) int {
 	if decision == approval.Deny {
 		sub = "deny"
 	}
-	c := newCmd("approvals "+sub, "--creds FILE --id HELD_MESSAGE_ID [--tenant T] [--audience A] [--reason TEXT]", `
+	c := newCmd("approvals "+sub, "--credential FILE --id HELD_MESSAGE_ID [--tenant T] [--audience A] [--reason TEXT]", `
 Find the held request with message id --id on `+gateway.StreamApproval+` and answer
 it with client.Approver: an 'approve' envelope signed with the approver's
-credential (--creds, an agentgw .creds file whose scopes include
+credential (--credential, an agentgw .creds file whose scopes include
 approve:<target>), bound to the request's body digest and policy version.
 The gateway checks the answer like any envelope; a grant releases the
 request to its capability subject exactly once.
@@ -166,12 +166,12 @@ returns.
 
 Refuses (exit 3) to answer your own request or one past its deadline.
 Answers carry plain payloads, so no curve key is needed. Connects as the
-approver's key (--creds) unless --nats-nkey or --nats-creds say otherwise,
-and finds the request as 'approvals ls' does.`)
+approver's key (--credential) unless --creds, $NATS_CREDS, $NATS_NKEY or
+a NATS context name another user, and finds the request as 'approvals ls' does.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
-	creds := c.fs.String("creds", "", "the approver's agentgw .creds `file`")
+	creds := c.credentialFlag("the approver's")
 	id := c.fs.String("id", "", "held message `id` (from 'approvals ls')")
 	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
 	audience := c.fs.String("audience", "", "gateway audience (default: the credential's)")
@@ -187,7 +187,7 @@ and finds the request as 'approvals ls' does.`)
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
-	if code, ok := c.require("creds", "id"); !ok {
+	if code, ok := c.require("id"); !ok {
 		return code
 	}
 	if !*noDecision && len(gwKeys) == 0 {
@@ -196,12 +196,14 @@ and finds the request as 'approvals ls' does.`)
 	if *timeout <= 0 {
 		return c.usageErr("--timeout must be positive")
 	}
+	if code, ok := c.needCredential(*creds, &cf); !ok {
+		return code
+	}
 	tok, kp, err := identity.ReadCreds(*creds)
 	if err != nil {
-		return c.fail(err, "--creds must be the approver's .creds file (from 'agentgw creds issue').")
+		return c.fail(err, "--credential must be the approver's .creds file (from 'agentgw creds issue').")
 	}
 	defer kp.Wipe()
-	cf.identity = *creds
 	nc, js, code, ok := c.connect(&cf)
 	if !ok {
 		return code

@@ -72,7 +72,7 @@ func TestApprovalsList(t *testing.T) {
 		publish(t, js, m)
 	}
 
-	r := mustRun(t, "", exitOK, "approvals", "ls", "--nats", url, "--tenant", "tenant_a")
+	r := mustRun(t, "", exitOK, "approvals", "ls", "--server", url, "--tenant", "tenant_a")
 	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[1], "held-00000000000000001") || !strings.Contains(lines[1], "critical") ||
 		!strings.Contains(lines[1], `{"amount_cents":125000,"currency":"EUR"}`) || !strings.Contains(lines[1], stamp(reqs[0].Deadline)) ||
@@ -80,7 +80,7 @@ func TestApprovalsList(t *testing.T) {
 		t.Errorf("approvals ls: want only the pending request of tenant_a\n%s", r)
 	}
 
-	r = mustRun(t, "", exitOK, "approvals", "ls", "--nats", url, "--tenant", "tenant_a", "--all", "--json")
+	r = mustRun(t, "", exitOK, "approvals", "ls", "--server", url, "--tenant", "tenant_a", "--all", "--json")
 	dec := json.NewDecoder(strings.NewReader(r.stdout))
 	var states []string
 	for dec.More() {
@@ -117,7 +117,7 @@ func TestApprovalsAnswer(t *testing.T) {
 	}
 	answer := func(want int, decision, id string) result {
 		t.Helper()
-		r := mustRun(t, k.dir, want, "approvals", decision, "--no-wait-decision", "--nats", url, "--creds", "approver.creds", "--id", id, "--reason", "looks right", "--json")
+		r := mustRun(t, k.dir, want, "approvals", decision, "--no-wait-decision", "--server", url, "--credential", "approver.creds", "--id", id, "--reason", "looks right", "--json")
 		k.assertNoSecrets(t, "approvals "+decision, r.stdout+r.stderr)
 		return r
 	}

@@ -26,14 +26,17 @@ payload, re-sealed to the consumer), hostile (bad signatures and
 replays), mixed, or NAME=KIND:WEIGHT+... with kinds plain, sealed,
 badsig, replay.
 
-Uses an embedded nats-server unless --nats is given. On an external
+Uses an embedded nats-server unless -s/--server is given ($NATS_URL
+and NATS contexts do not apply: the default is the embedded server;
+--creds is a NATS user .creds file for it). On an external
 server it deletes and recreates the AGENTGW_* streams for every scenario,
 so it refuses to start if they exist unless --force. Progress goes to
 stderr, the table to stdout.`)
 	def := bench.DefaultConfig()
-	natsURL := c.fs.String("nats", "", "external NATS URL (default: embedded server)")
-	natsCreds := c.fs.String("nats-creds", "", "NATS user .creds for --nats")
-	force := c.fs.Bool("force", false, "with --nats: delete existing AGENTGW_* streams")
+	natsURL := c.fs.String("server", "", "external NATS server `URL` (default: an embedded server)")
+	c.fs.StringVar(natsURL, "s", "", "external NATS server `URL` (default: an embedded server)")
+	natsCreds := c.fs.String("creds", "", "NATS user .creds `file` for --server")
+	force := c.fs.Bool("force", false, "with --server: delete existing AGENTGW_* streams")
 	syncAlways := c.fs.Bool("sync-always", false, "embedded server fsyncs every write (sync_interval: always)")
 	dir := c.fs.String("dir", "", "work directory kept after the run (default: a temporary one, removed)")
 	messages := c.fs.Int("messages", def.Messages, "measured messages per scenario (M)")
@@ -64,6 +67,11 @@ stderr, the table to stdout.`)
 	}
 	if code, ok := c.noArgs(); !ok {
 		return code
+	}
+	if *natsCreds != "" {
+		if f := classify(*natsCreds); f.kind != kindUserCreds {
+			return c.fail(&fileError{source: "--creds", want: "a NATS user .creds file", got: f}, "")
+		}
 	}
 	cfg := bench.DefaultConfig()
 	cfg.NATSURL, cfg.NATSCreds, cfg.Force, cfg.SyncAlways, cfg.Dir = *natsURL, *natsCreds, *force, *syncAlways, *dir

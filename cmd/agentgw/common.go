@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -35,6 +37,9 @@ type cmd struct {
 	err  io.Writer
 	// usage prints the help: synopsis, text and flags.
 	usage func(io.Writer)
+	// refused is the permission refusal of the connection, once connect
+	// made one; it has been reported already.
+	refused *refusal
 }
 
 // newCmd returns a command whose --help prints synopsis, help and the
@@ -60,9 +65,21 @@ func newCmd(name, synopsis, help string) *cmd {
 // printFlags lists the flags of fs as --name, the way help texts and the
 // README write them, each with its usage and non-zero default.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
+	short := map[string]string{}
+	for s, long := range flagAliases {
+		if fs.Lookup(s) != nil {
+			short[long] = s
+		}
+	}
 	fs.VisitAll(func(f *flag.Flag) {
+		if long, ok := flagAliases[f.Name]; ok && fs.Lookup(long) != nil {
+			return // printed with its long form
+		}
 		arg, usage := flag.UnquoteUsage(f)
 		line := "  --" + f.Name
+		if s, ok := short[f.Name]; ok {
+			line = "  -" + s + ", --" + f.Name
+		}
 		if arg != "" {
 			line += " " + arg
 		}
@@ -83,6 +100,29 @@ var flagError = strings.NewReplacer(
 	" for flag -", " for flag --",
 )
 
+// identityFlags are names other NATS tools and agentgw's own identity
+// flags suggest, each with the flag that does the job here.
+var identityFlags = map[string]string{
+	"nats":       "The NATS server is -s/--server URL.",
+	"nkey":       "The NATS user is --creds FILE: a NATS user .creds or an nkey seed file.",
+	"nats-nkey":  "The NATS user is --creds FILE: a NATS user .creds or an nkey seed file.",
+	"nats-creds": "The NATS user is --creds FILE: a NATS user .creds or an nkey seed file.",
+	"creds":      "An agentgw credential is --credential FILE.",
+	"user":       "A NATS user and password come from a NATS context (--context) or the server URL.",
+	"tlscert":    "The client certificate is --tls-cert FILE.",
+	"tlskey":     "The client key is --tls-key FILE.",
+	"tlsca":      "The CA is --tls-ca FILE.",
+}
+
+// flagHint says which flag to use for an undefined identity flag.
+func flagHint(err error) string {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return ""
+	}
+	return identityFlags[strings.TrimPrefix(name, "-")]
+}
+
 // parse parses args, flags and positional arguments in any order ("--"
 // ends the flags); the positional ones land in c.args. When it returns
 // ok false the command must return code: --help (0, the help once on
@@ -99,6 +139,9 @@ func (c *cmd) parse(args []string) (code int, ok bool) {
 				return exitOK, false
 			}
 			fmt.Fprintf(c.err, "agentgw %s: %s\n", c.name, flagError.Replace(err.Error()))
+			if hint := flagHint(err); hint != "" {
+				fmt.Fprintf(c.err, "  %s\n", hint)
+			}
 			c.usage(c.err)
 			return exitUsage, false
 		}
@@ -120,8 +163,12 @@ func (c *cmd) usageErr(format string, args ...any) int {
 }
 
 // fail reports a runtime error and, when hint is not empty, what to do
-// about it; it returns 1.
+// about it; it returns 1. After a permission refusal, which was reported
+// when it happened, err is its consequence and is not repeated.
 func (c *cmd) fail(err error, hint string) int {
+	if c.refused.get() != "" {
+		return exitError
+	}
 	fmt.Fprintf(c.err, "agentgw %s: %v\n", c.name, err)
 	if hint != "" {
 		fmt.Fprintf(c.err, "  %s\n", hint)
@@ -195,16 +242,21 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// connFlags are the NATS connection flags every networked command takes.
+// connFlags are the NATS connection flags every networked command takes,
+// named and resolved as the nats CLI does: -s/--server, --creds (the
+// NATS user), --context, and the environment variables NATS_URL,
+// NATS_CREDS, NATS_NKEY, NATS_CONTEXT, NATS_CA, NATS_CERT and NATS_KEY.
+// A flag wins over its environment variable, which wins over the
+// context, which wins over the default.
 type connFlags struct {
-	url, creds, nkey, inbox, apiPrefix, ca, cert, key string
-	tls                                               bool
+	server, creds, context, inbox, apiPrefix, ca, cert, key string
+	tls                                                     bool
 
-	// identity, set by a command that acts as an agentgw identity (send
-	// --creds, approvals grant --creds, denied replay --creds), is that
-	// .creds file: its key is the NATS user unless --nats-nkey or
-	// --nats-creds name another. Tenant accounts (deploy/, `agentgw run`)
-	// name every agent, approver and consumer by its agentgw key.
+	// identity, set by a command that acts as an agentgw identity (its
+	// --credential), is that .creds file: its key is the NATS user when
+	// neither --creds, $NATS_CREDS, $NATS_NKEY nor the context names one.
+	// Tenant accounts (deploy/, `agentgw run`) name every agent, approver
+	// and consumer by its agentgw key.
 	identity string
 	// tenantSide marks a command a tenant user runs (consume, approvals):
 	// connected as an nkey user to a server that requires authentication,
@@ -219,69 +271,267 @@ type connFlags struct {
 	operatorSide bool
 	// bound reports, after connect, that the tenant-user mode applies.
 	bound bool
+
+	fs *flag.FlagSet
 }
 
+// natsEnv are the environment variables of the nats CLI that agentgw
+// honours, each the default of a flag.
+var natsEnv = struct{ url, creds, nkey, context, ca, cert, key string }{
+	"NATS_URL", "NATS_CREDS", "NATS_NKEY", "NATS_CONTEXT", "NATS_CA", "NATS_CERT", "NATS_KEY",
+}
+
+// flagAliases are the short forms of flags, printed beside the long one.
+var flagAliases = map[string]string{"s": "server"}
+
 func (cf *connFlags) register(fs *flag.FlagSet) {
-	def := os.Getenv("NATS_URL")
-	if def == "" {
-		def = nats.DefaultURL
-	}
-	fs.StringVar(&cf.url, "nats", def, "NATS server `URL`s, comma separated (default from $NATS_URL)")
-	fs.StringVar(&cf.creds, "nats-creds", "", "NATS user .creds `file` for the connection (decentralized auth: a NATS user JWT, not an agentgw credential)")
-	fs.StringVar(&cf.nkey, "nats-nkey", "", "connect as the nkey user of this `file`: an nkey seed, or an agentgw .creds (its key); default: the key of --creds where the command has one")
-	fs.StringVar(&cf.inbox, "inbox-prefix", "", "reply inbox `prefix` (default _INBOX.<public key> when connecting as an nkey user, else _INBOX)")
-	fs.StringVar(&cf.apiPrefix, "js-api-prefix", "", "JetStream API `prefix` (default $JS.API; "+client.TenantAPIPrefix+" for consume and approvals as an nkey user, and for denied, audit and policy test, of a server that requires authentication)")
-	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate `file` to verify the server with")
-	fs.StringVar(&cf.cert, "tls-cert", "", "client certificate `file` for mTLS (with --tls-key)")
-	fs.StringVar(&cf.key, "tls-key", "", "client key `file` for mTLS (with --tls-cert)")
+	cf.fs = fs
+	serverUsage := "NATS server `URL`s, comma separated (default: $NATS_URL, else the context's url, else " + nats.DefaultURL + ")"
+	fs.StringVar(&cf.server, "server", "", serverUsage)
+	fs.StringVar(&cf.server, "s", "", serverUsage)
+	fs.StringVar(&cf.creds, "creds", "", "the NATS user to connect as: a NATS user .creds `file` or a user nkey seed file (SU…); an agentgw credential means the nkey user of its key (default: $NATS_CREDS or $NATS_NKEY, else the context's, else the key of --credential where the command has one)")
+	fs.StringVar(&cf.context, "context", "", "nats CLI context `name` (or a context .json file) for the server, user and TLS (default: $NATS_CONTEXT, else the selected context)")
+	fs.StringVar(&cf.inbox, "inbox-prefix", "", "reply inbox `prefix` (default: the context's, else _INBOX.<public key> when connecting as an nkey user, else _INBOX)")
+	fs.StringVar(&cf.apiPrefix, "js-api-prefix", "", "JetStream API `prefix` (default: the context's, else $JS.API; "+client.TenantAPIPrefix+" for consume and approvals as an nkey user, and for denied, audit and policy test, of a server that requires authentication)")
+	fs.StringVar(&cf.ca, "tls-ca", "", "CA certificate `file` to verify the server with (default: $NATS_CA, else the context's)")
+	fs.StringVar(&cf.cert, "tls-cert", "", "client certificate `file` for mTLS, with --tls-key (default: $NATS_CERT, else the context's)")
+	fs.StringVar(&cf.key, "tls-key", "", "client key `file` for mTLS, with --tls-cert (default: $NATS_KEY, else the context's)")
 	fs.BoolVar(&cf.tls, "tls", false, "require TLS even without --tls-ca or a client certificate")
+}
+
+// natsSettings is where a command connects and as whom, resolved from
+// flags, environment and context.
+type natsSettings struct {
+	cfg       gateway.NATSConfig
+	extra     []nats.Option
+	apiPrefix string
+	// who names the NATS identity for messages: "NATS user U… (--creds
+	// FILE)". It holds no secret.
+	who string
+	// nkeyDefault: the NATS user is only the default, the key of
+	// --credential.
+	nkeyDefault bool
+}
+
+// pick returns the first non-empty value and where it came from.
+func pick(pairs ...string) (value, source string) {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] != "" {
+			return pairs[i], pairs[i+1]
+		}
+	}
+	return "", ""
+}
+
+// resolve applies the precedence flag > environment > context > default.
+func (cf *connFlags) resolve() (*natsSettings, error) {
+	set := map[string]bool{}
+	if cf.fs != nil {
+		cf.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	}
+	flagged := func(v string, names ...string) string {
+		for _, n := range names {
+			if set[n] {
+				return v
+			}
+		}
+		return ""
+	}
+	if (cf.cert == "") != (cf.key == "") && (set["tls-cert"] || set["tls-key"]) {
+		return nil, usageError("--tls-cert and --tls-key go together")
+	}
+	var nctx *natsContext
+	ctxName, ctxSource := pick(flagged(cf.context, "context"), "--context", os.Getenv(natsEnv.context), "$"+natsEnv.context)
+	if ctxName == "" {
+		ctxName, ctxSource = selectedContext(), "the selected context"
+	}
+	if ctxName != "" {
+		var err error
+		if nctx, err = loadContext(ctxName, ctxSource); err != nil {
+			return nil, err
+		}
+	} else {
+		nctx = &natsContext{}
+	}
+	inCtx := func(field string) string { return fmt.Sprintf("context %q (%s)", nctx.name, field) }
+
+	s := &natsSettings{}
+	s.cfg.URL, _ = pick(flagged(cf.server, "server", "s"), "", os.Getenv(natsEnv.url), "", nctx.URL, "", nats.DefaultURL, "")
+	var caSrc, certSrc string
+	s.cfg.TLS.CA, caSrc = pick(flagged(cf.ca, "tls-ca"), "--tls-ca", os.Getenv(natsEnv.ca), "$"+natsEnv.ca, nctx.CA, inCtx("ca"))
+	s.cfg.TLS.Cert, certSrc = pick(flagged(cf.cert, "tls-cert"), "--tls-cert", os.Getenv(natsEnv.cert), "$"+natsEnv.cert, nctx.Cert, inCtx("cert"))
+	s.cfg.TLS.Key, _ = pick(flagged(cf.key, "tls-key"), "--tls-key", os.Getenv(natsEnv.key), "$"+natsEnv.key, nctx.Key, inCtx("key"))
+	if (s.cfg.TLS.Cert == "") != (s.cfg.TLS.Key == "") {
+		return nil, fmt.Errorf("a client certificate needs its key and a key its certificate: --tls-cert and --tls-key (or $%s and $%s, or the context's cert and key) go together", natsEnv.cert, natsEnv.key)
+	}
+	for _, p := range []struct{ path, src string }{{s.cfg.TLS.CA, caSrc}, {s.cfg.TLS.Cert, certSrc}} {
+		if p.path == "" {
+			continue
+		}
+		if f := classify(p.path); f.kind == kindMissing || f.kind == kindDir || f.kind == kindUnreadable {
+			return nil, &fileError{source: p.src, want: "a PEM certificate file", got: f}
+		}
+	}
+	s.cfg.TLS.Required = cf.tls || nctx.TLSFirst
+	if nctx.TLSFirst {
+		s.extra = append(s.extra, nats.TLSHandshakeFirst())
+	}
+
+	// The NATS user: one identity, never a mix of sources.
+	envCreds, envNKey := os.Getenv(natsEnv.creds), os.Getenv(natsEnv.nkey)
+	var path, source string
+	switch {
+	case flagged(cf.creds, "creds") != "":
+		path, source = cf.creds, "--creds"
+	case envCreds != "" && envNKey != "":
+		return nil, fmt.Errorf("$%s and $%s are both set: they name the NATS user, give one (or pass --creds)", natsEnv.creds, natsEnv.nkey)
+	case envCreds != "":
+		path, source = envCreds, "$"+natsEnv.creds
+	case envNKey != "":
+		path, source = envNKey, "$"+natsEnv.nkey
+	case nctx.User != "":
+		s.extra = append(s.extra, nats.UserInfo(nctx.User, nctx.Password))
+		s.who = fmt.Sprintf("NATS user %q (%s)", clean(nctx.User), inCtx("user"))
+	case nctx.Creds != "":
+		path, source = nctx.Creds, inCtx("creds")
+	case nctx.NKey != "":
+		path, source = nctx.NKey, inCtx("nkey")
+	case nctx.Token != "":
+		s.extra = append(s.extra, nats.Token(nctx.Token))
+		s.who = "the NATS user of the token of " + inCtx("token")
+	case cf.identity != "":
+		path, source, s.nkeyDefault = cf.identity, "--credential", true
+	}
+	if path != "" {
+		f, err := checkNATSIdentity(source, path)
+		if err != nil {
+			return nil, err
+		}
+		if f.kind == kindUserCreds {
+			s.cfg.Creds = path
+		} else {
+			s.cfg.NKey = path
+			s.cfg.InboxPrefix = "_INBOX." + f.pub
+		}
+		s.who = fmt.Sprintf("NATS user %s (%s %s)", f.pub, source, path)
+		if f.name != "" {
+			s.who = fmt.Sprintf("NATS user %q %s (%s %s)", f.name, f.pub, source, path)
+		}
+	}
+	if s.who == "" {
+		switch {
+		case s.cfg.TLS.Cert != "":
+			s.who = fmt.Sprintf("the NATS user of client certificate %s (%s)", s.cfg.TLS.Cert, certSrc)
+		case strings.Contains(s.cfg.URL, "@"):
+			s.who = "the NATS user of the server URL"
+		default:
+			s.who = "the anonymous NATS user (no --creds, $" + natsEnv.creds + ", $" + natsEnv.nkey + " or context names one)"
+		}
+	}
+	if v, _ := pick(flagged(cf.inbox, "inbox-prefix"), "", nctx.InboxPrefix, ""); v != "" {
+		s.cfg.InboxPrefix = v
+	}
+	s.apiPrefix, _ = pick(flagged(cf.apiPrefix, "js-api-prefix"), "", nctx.JSAPIPrefix, "")
+	if s.apiPrefix == "" && nctx.JSDomain != "" {
+		s.apiPrefix = "$JS." + nctx.JSDomain + ".API"
+	}
+	return s, nil
+}
+
+// usageError is a resolve error that is a misuse of flags (exit 2).
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// refusalHint says what to do about a permission refusal.
+const refusalHint = "The server's permissions for this user do not allow it: connect as the user meant for this command (--creds, $NATS_CREDS, $NATS_NKEY or --context; 'agentgw run' prints which file is whom), or grant the permission in the server's configuration."
+
+// permissionRE finds the operation and subject in a permissions
+// violation of the server: `Permissions Violation for Publish to "x"`.
+var permissionRE = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]*)"`)
+
+// refusal is the first permission refusal of a command's connection.
+type refusal struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (r *refusal) get() string {
+	if r == nil {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msg
+}
+
+// refusedBy turns a permissions violation into "NATS user U… (--creds F)
+// may not publish to X"; ok false for any other error.
+func refusedBy(who string, err error) (string, bool) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return "", false
+	}
+	verb, subject := "publish to or subscribe to", "a subject"
+	if m := permissionRE.FindStringSubmatch(err.Error()); m != nil {
+		verb, subject = "publish to", clean(m[2])
+		if strings.EqualFold(m[1], "subscription") {
+			verb = "subscribe to"
+		}
+	}
+	return who + " may not " + verb + " " + subject, true
 }
 
 // connect dials NATS with gateway.Connect, so the CLI, the SDK and the
 // gateway share one set of credential and TLS options, and sets cf.bound.
+// A permission refusal on the connection is reported at once, naming the
+// identity and the subject, and closes the connection: whatever the
+// command was waiting for then fails at once instead of timing out.
 func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool) {
-	if (cf.cert == "") != (cf.key == "") {
-		return nil, nil, c.usageErr("--tls-cert and --tls-key go together"), false
-	}
-	if cf.creds != "" && cf.nkey != "" {
-		return nil, nil, c.usageErr("--nats-creds and --nats-nkey are alternatives; give one"), false
-	}
-	nkey, inbox := cf.nkey, cf.inbox
-	if nkey == "" && cf.creds == "" {
-		nkey = cf.identity
-	}
-	if nkey != "" && inbox == "" {
-		pub, err := client.UserKey(nkey)
-		if err != nil {
-			return nil, nil, c.fail(err, "--nats-nkey (or --creds) must hold a user nkey seed ('SU…'): a seed file or a .creds file."), false
+	s, err := cf.resolve()
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return nil, nil, c.usageErr("%v", err), false
 		}
-		inbox = "_INBOX." + pub
+		return nil, nil, c.fail(err, ""), false
 	}
-	cfg := gateway.NATSConfig{
-		URL:         cf.url,
-		Creds:       cf.creds,
-		NKey:        nkey,
-		InboxPrefix: inbox,
-		TLS:         gateway.TLSConfig{CA: cf.ca, Cert: cf.cert, Key: cf.key, Required: cf.tls},
-	}
-	nc, err := gateway.Connect(cfg, "agentgw "+c.name)
-	if errors.Is(err, nats.ErrNkeysNotSupported) && cf.nkey == "" {
-		// The key of --creds was only a default: a server without nkey
-		// users (an open test server) gets an anonymous connection.
-		nkey, cfg.NKey, cfg.InboxPrefix = "", "", cf.inbox
-		nc, err = gateway.Connect(cfg, "agentgw "+c.name)
+	c.refused = &refusal{}
+	onError := nats.ErrorHandler(func(nc *nats.Conn, _ *nats.Subscription, err error) {
+		msg, ok := refusedBy(s.who, err)
+		if !ok {
+			return
+		}
+		c.refused.mu.Lock()
+		first := c.refused.msg == ""
+		if first {
+			c.refused.msg = msg
+			fmt.Fprintf(c.err, "agentgw %s: %s\n  %s\n", c.name, msg, refusalHint)
+		}
+		c.refused.mu.Unlock()
+		if first {
+			nc.Close()
+		}
+	})
+	name := "agentgw " + c.name
+	nc, err := gateway.Connect(s.cfg, name, append(s.extra, onError)...)
+	if errors.Is(err, nats.ErrNkeysNotSupported) && s.nkeyDefault {
+		// The key of --credential was only a default: a server without
+		// nkey users (an open test server) gets an anonymous connection.
+		s.cfg.NKey, s.cfg.InboxPrefix = "", cf.inbox
+		s.who = "the anonymous NATS user"
+		nc, err = gateway.Connect(s.cfg, name, append(s.extra, onError)...)
 	}
 	if err != nil {
-		hint := "Is NATS running there? Pass --nats URL (or set NATS_URL), and --nats-nkey / --nats-creds / --tls-* if the server requires them."
+		hint := "Is NATS running there? Pass -s/--server URL (or set $NATS_URL, or use a context), and --creds / --tls-* if the server requires them."
 		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
-			hint = "The server refused this identity. Connect as one of its users: --nats-nkey FILE (an nkey seed or a .creds file; 'agentgw run' prints which file is whom) or --nats-creds FILE."
+			hint = "The server refused " + s.who + ". Connect as one of its users: --creds FILE (a NATS user .creds or nkey seed file, or an agentgw credential for its key; 'agentgw run' prints which file is whom)."
 		}
 		return nil, nil, c.fail(err, hint), false
 	}
-	prefix := cf.apiPrefix
+	prefix := s.apiPrefix
 	switch {
 	case prefix != "":
-	case cf.tenantSide && nkey != "" && nc.AuthRequired():
+	case cf.tenantSide && s.cfg.NKey != "" && nc.AuthRequired():
 		prefix = client.TenantAPIPrefix
 	case cf.operatorSide && nc.AuthRequired():
 		prefix = client.OperatorAPIPrefix
@@ -298,6 +548,32 @@ func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool
 		return nil, nil, c.fail(err, ""), false
 	}
 	return nc, js, exitOK, true
+}
+
+// credentialFlag registers --credential, the agentgw credential the
+// command acts as, with usage saying whose.
+func (c *cmd) credentialFlag(whose string) *string {
+	return c.fs.String("credential", "", whose+" agentgw credential: the .creds `file` from 'agentgw creds issue'")
+}
+
+// needCredential checks the file of --credential. A missing one is a
+// usage error that, when --creds was given an agentgw credential, says
+// that it belongs in --credential; a file of another kind is an error
+// saying what it is.
+func (c *cmd) needCredential(path string, cf *connFlags) (int, bool) {
+	if path == "" {
+		if cf != nil && cf.creds != "" && classify(cf.creds).kind == kindCredential {
+			return c.usageErr("--credential is required: --creds %s is an agentgw credential, which names the NATS user only; give it as --credential", cf.creds), false
+		}
+		return c.usageErr("--credential is required"), false
+	}
+	if _, err := checkCredential("--credential", path); err != nil {
+		return c.fail(err, ""), false
+	}
+	if cf != nil {
+		cf.identity = path
+	}
+	return exitOK, true
 }
 
 // errConsumed, from a scanBound callback, says it acknowledged the
@@ -372,7 +648,7 @@ func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, strea
 func streamHint(stream string, err error) string {
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return "Stream " + stream + " does not exist on this server: point --nats at the gateway's NATS, or start the gateway once ('agentgw serve' creates its streams)."
+		return "Stream " + stream + " does not exist on this server: point -s/--server at the gateway's NATS, or start the gateway once ('agentgw serve' creates its streams)."
 	case errors.Is(err, client.ErrNoDirectGet):
 		return "Stream " + stream + " predates direct gets: start the gateway once ('agentgw serve' updates its streams)."
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders):
@@ -438,8 +714,21 @@ func interruptible() (context.Context, context.CancelFunc) {
 
 // readSeed reads an nkey seed file with identity.ReadSeedFile and checks
 // that it holds a seed of role, the seed prefix wanted ("SA", "SU", "SN",
-// "SX"; "S" for any). The error never quotes the file.
+// "SX"; "S" for any). A user seed may come from a .creds file. The error
+// says what the file holds instead, and never quotes it.
 func readSeed(path, role string) (nkeys.KeyPair, error) {
+	want, ok := seedRoles[seedPrefix[role]]
+	want = "an nkey seed of " + want
+	if !ok {
+		want = "an nkey seed file"
+	}
+	f := classify(path)
+	switch {
+	case f.kind == kindSeed && (role == "S" || f.seed == seedPrefix[role]):
+	case (f.kind == kindCredential || f.kind == kindUserCreds) && (role == "S" || role == "SU"):
+	default:
+		return nil, &fileError{want: want, got: f}
+	}
 	kp, err := identity.ReadSeedFile(path)
 	if err != nil {
 		return nil, err
@@ -452,9 +741,15 @@ func readSeed(path, role string) (nkeys.KeyPair, error) {
 	}
 	if !bytes.HasPrefix(seed, []byte(role)) {
 		kp.Wipe()
-		return nil, fmt.Errorf("%s: the seed is not a %s… seed", path, role)
+		return nil, &fileError{want: want, got: f}
 	}
 	return kp, nil
+}
+
+// seedPrefix maps the written prefix of a seed to its role.
+var seedPrefix = map[string]nkeys.PrefixByte{
+	"SU": nkeys.PrefixByteUser, "SA": nkeys.PrefixByteAccount, "SO": nkeys.PrefixByteOperator,
+	"SN": nkeys.PrefixByteServer, "SC": nkeys.PrefixByteCluster, "SX": nkeys.PrefixByteCurve,
 }
 
 // clean makes a value from a stream safe for one terminal cell: control

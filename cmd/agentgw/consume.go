@@ -34,7 +34,7 @@ exits 1. Verified messages fetched beyond
 verification is still terminated, and reported. Exits 3 if any message
 was rejected.
 
-Connected as an nkey user (--nats-nkey: the consumer's seed or .creds) of
+Connected as an nkey user (--creds: the consumer's seed or .creds) of
 a server that requires authentication, as on the 'agentgw run' server and
 in deploy/, it binds the pre-created consumer <tenant>-<target> (dots as
 underscores; --durable overrides) through the API prefix `+client.TenantAPIPrefix+`:
@@ -128,7 +128,7 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	if err := cons.Consume(tctx, p.delivered); err != nil {
 		hint := streamHint(gateway.StreamCap, err)
 		if cfg.Bind {
-			hint = "Binding " + cfg.Durable + " failed: the consumer must exist ('agentgw run' creates one per catalog target) and --nats-nkey must be a user allowed to read it."
+			hint = "Binding " + cfg.Durable + " failed: the consumer must exist ('agentgw run' creates one per catalog target) and --creds must be a NATS user allowed to read it."
 		}
 		return c.fail(err, hint)
 	}

@@ -80,7 +80,7 @@ func TestConsume(t *testing.T) {
 		publish(t, js, m)
 	}
 
-	r := mustRun(t, "", exitRejected, "consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
+	r := mustRun(t, "", exitRejected, "consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
 		"--gateway-key", gw.PublicKey(), "--count", "2", "--json")
 	dec := json.NewDecoder(strings.NewReader(r.stdout))
 	var rows []map[string]any
@@ -107,13 +107,13 @@ func TestConsume(t *testing.T) {
 	}
 
 	// Text output, and a usage error that says what is missing.
-	r = mustRun(t, "", exitOK, "consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.other",
+	r = mustRun(t, "", exitOK, "consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.other",
 		"--gateway-key", gw.PublicKey(), "--count", "1")
 	if r.stdout != fmt.Sprintf("verified  message_id=%s agent=%s target=kb.other trace_id=%s payload={\"query\":\"not served\"}\n",
 		otherID, agent, other.Header.Get(header.TraceID)) {
 		t.Errorf("consume text output:\n%s", r)
 	}
-	r = mustRun(t, "", exitUsage, "consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search")
+	r = mustRun(t, "", exitUsage, "consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search")
 	if !strings.Contains(r.stderr, "trusted gateway key") {
 		t.Errorf("missing --gateway-key not explained:\n%s", r)
 	}
@@ -131,7 +131,7 @@ func TestConsumeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"consume", "--nats", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
+	args := []string{"consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
 		"--gateway-key", gw.PublicKey(), "--count", "1", "--timeout", "1s"}
 
 	r := mustRun(t, "", exitError, args...)

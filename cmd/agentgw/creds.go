@@ -208,20 +208,28 @@ func unix(s int64) time.Time {
 }
 
 func credsShow(args []string) int {
-	c := newCmd("creds show", "FILE [--json]", `
-Print the claims of a credential: a .creds file or a JWT-only file. The
+	c := newCmd("creds show", "(--credential FILE | FILE) [--json]", `
+Print the claims of an agentgw credential: a .creds file or a JWT-only
+file, given as --credential FILE or as the argument. The
 JWT and the seed are never printed; the seed is only reported as present
 (and matching the subject) or absent. The signature is checked against
 the token's own issuer claim: whether a gateway trusts that issuer for
 the tenant is the gateway's config. Exits 3 when the signature is invalid.`)
 	asJSON := c.fs.Bool("json", false, "print the claims as JSON")
+	credential := c.fs.String("credential", "", "the agentgw credential `file` (.creds or JWT-only) to show")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
+	if *credential != "" {
+		c.args = append(c.args, *credential)
+	}
 	if len(c.args) != 1 {
-		return c.usageErr("want exactly one FILE")
+		return c.usageErr("want exactly one credential: --credential FILE or FILE")
 	}
 	path := c.args[0]
+	if f := classify(path); f.kind != kindCredential && f.kind != kindCredentialJWT {
+		return c.fail(&fileError{source: "creds show", want: wantCredentialAny, got: f}, "")
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return c.fail(err, "")
@@ -276,7 +284,7 @@ func credsUnrevoke(args []string) int { return reviseRevocations(args, false) }
 // keys in a revocations file.
 func reviseRevocations(args []string, revoke bool) int {
 	if !revoke {
-		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --creds FILE)...", `
+		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
 Remove credential ids (jti) and agent keys from the gateway's revocations
 file, the inverse of 'creds revoke'. The file is replaced atomically and
 keeps its mode; the gateway applies it at its next reload (every
@@ -285,7 +293,7 @@ be re-submitted with 'agentgw denied replay': check it with --dry-run
 first, since a re-submission is used up even when it is denied again.
 Comments in the file are not preserved.`))
 	}
-	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --creds FILE)...", `
+	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
 Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
 "keys: [...]"), creating it if needed. The file is replaced atomically and
@@ -306,7 +314,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	var jtis, keys, creds listFlag
 	c.fs.Var(&jtis, "jti", "credential `id` to "+verb+" (repeatable)")
 	c.fs.Var(&keys, "key", "agent public `key` (U…) to "+verb+" (repeatable)")
-	c.fs.Var(&creds, "creds", "credential `file` whose jti to "+verb+" (repeatable)")
+	c.fs.Var(&creds, "credential", "agentgw credential `file` (.creds or JWT-only) whose jti to "+verb+" (repeatable)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -317,6 +325,9 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		return code
 	}
 	for _, p := range creds {
+		if f := classify(p); f.kind != kindCredential && f.kind != kindCredentialJWT {
+			return c.fail(&fileError{source: "--credential", want: wantCredentialAny, got: f}, "")
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return c.fail(err, "")
@@ -339,7 +350,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		jtis = append(jtis, id)
 	}
 	if len(jtis)+len(keys) == 0 {
-		return c.usageErr("nothing to %s: give --jti, --key or --creds", verb)
+		return c.usageErr("nothing to %s: give --jti, --key or --credential", verb)
 	}
 	for _, id := range jtis {
 		if !safeID(id) {

@@ -180,7 +180,7 @@ func TestCredsRevoke(t *testing.T) {
 	}
 	kp.Wipe()
 
-	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--creds", "agent.creds", "--key", k.agent)
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--key", k.agent)
 	r := mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--jti", tok.JTI(), "--jti", "other-id")
 	if !strings.Contains(r.stdout, "already revoked") {
 		t.Errorf("a repeated revocation is not reported as such:\n%s", r.stdout)
@@ -223,8 +223,8 @@ func TestCredsUnrevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	kp.Wipe()
-	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--creds", "agent.creds", "--jti", "other-id", "--key", k.agent)
-	r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--creds", "agent.creds", "--key", k.agent)
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--jti", "other-id", "--key", k.agent)
+	r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--key", k.agent)
 	k.assertNoSecrets(t, "creds unrevoke", r.stdout+r.stderr)
 	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
 	if err != nil {

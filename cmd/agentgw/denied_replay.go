@@ -17,7 +17,7 @@ import (
 )
 
 func deniedReplay(args []string) int {
-	c := newCmd("denied replay", "--creds OPERATOR.creds --tenant T [--dry-run] SEQ", `
+	c := newCmd("denied replay", "--credential OPERATOR.creds --tenant T [--dry-run] SEQ", `
 Ask the gateway about the denied message at sequence SEQ of the denied
 stream (see 'agentgw denied ls'). With --dry-run it is re-evaluated
 against the current credentials, revocations, catalog and policy, and
@@ -33,12 +33,13 @@ sealed to the gateway's curve key; only the gateway opens it, so a record
 sealed to a curve key the gateway no longer holds cannot be replayed.
 Either way the request is signed with the operator's key and audited. The operator credential needs scope
 operator:replay in the message's tenant. Connects to NATS as the
-operator's key (the nkey user of --creds: account OPS on the 'agentgw
-run' server) unless --nats-nkey or --nats-creds name another user.`)
+operator's key (the nkey user of --credential: account OPS on the
+'agentgw run' server) unless --creds, $NATS_CREDS, $NATS_NKEY or a NATS
+context name another user.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.operatorSide = true // reads the audit stream for the outcome
-	creds := c.fs.String("creds", "", "operator .creds `file` (agentgw credential with scope operator:replay)")
+	creds := c.credentialFlag("the operator's (scope operator:replay)")
 	tenant := c.fs.String("tenant", "", "tenant of the denied message")
 	dry := c.fs.Bool("dry-run", false, "re-evaluate only; change nothing")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "how long to wait for the gateway and the decision")
@@ -47,7 +48,7 @@ run' server) unless --nats-nkey or --nats-creds name another user.`)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	if code, ok := c.require("creds", "tenant"); !ok {
+	if code, ok := c.require("tenant"); !ok {
 		return code
 	}
 	if len(c.args) != 1 {
@@ -57,7 +58,9 @@ run' server) unless --nats-nkey or --nats-creds name another user.`)
 	if err != nil || seq == 0 {
 		return c.usageErr("sequence %q is not a positive integer", c.args[0])
 	}
-	cf.identity = *creds
+	if code, ok := c.needCredential(*creds, &cf); !ok {
+		return code
+	}
 	nc, js, code, ok := c.connect(&cf)
 	if !ok {
 		return code
@@ -65,7 +68,7 @@ run' server) unless --nats-nkey or --nats-creds name another user.`)
 	defer nc.Close()
 	op, err := client.NewOperator(nc, *creds, *tenant)
 	if err != nil {
-		return c.fail(err, "check --creds: an agentgw operator credential (.creds)")
+		return c.fail(err, "check --credential: an agentgw operator credential (.creds)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

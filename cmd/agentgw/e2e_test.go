@@ -107,13 +107,13 @@ func TestUserJourney(t *testing.T) {
 	if err != nil || created {
 		t.Fatalf("dev material: %v (created now: %v)", err, created)
 	}
-	nats := []string{"--nats", url}
+	nats := []string{"--server", url}
 	// The dev server has no anonymous user: each command connects as the
-	// identity it acts for (send, grant and replay as the key of --creds).
-	asConsumer := append([]string{"--nats-nkey", m.Consumer.Creds}, nats...)
-	asApprover := append([]string{"--nats-nkey", m.Approver.Creds}, nats...)
-	asOperator := append([]string{"--nats-nkey", m.Operator.Creds}, nats...)
-	agentArgs := append([]string{"--creds", m.Agent.Creds, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--gateway-key", m.GatewayKey}, nats...)
+	// identity it acts for (send, grant and replay as the key of --credential).
+	asConsumer := append([]string{"--creds", m.Consumer.Creds}, nats...)
+	asApprover := append([]string{"--creds", m.Approver.Creds}, nats...)
+	asOperator := append([]string{"--creds", m.Operator.Creds}, nats...)
+	agentArgs := append([]string{"--credential", m.Agent.Creds, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--gateway-key", m.GatewayKey}, nats...)
 	sendWant := func(code int, extra ...string) map[string]any {
 		r := mustRun(t, dir, code, append(append([]string{"send", "--json"}, agentArgs...), extra...)...)
 		return decodeLines(t, r.stdout)[0]
@@ -138,12 +138,20 @@ func TestUserJourney(t *testing.T) {
 
 	// The dev server is not open: no anonymous reader, and the agent's key
 	// reads neither the denied stream nor a capability consumer.
-	if r := mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a"}, nats...)...); !strings.Contains(r.stderr, "refused this identity") {
+	if r := mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a"}, nats...)...); !strings.Contains(r.stderr, "refused the anonymous NATS user") {
 		t.Errorf("anonymous denied ls: want the server's refusal and a hint to connect as a user:\n%s", r)
 	}
-	mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a", "--nats-nkey", m.Agent.Creds}, nats...)...)
-	mustRun(t, dir, 1, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund", "--gateway-key", m.GatewayKey,
-		"--count", "1", "--nats-nkey", m.Agent.Creds}, nats...)...)
+	// Each refusal names the user and the subject at once.
+	shown := strings.Fields(mustRun(t, dir, 0, "keys", "show", m.Agent.Creds).stdout)
+	agentKey := shown[len(shown)-1]
+	asAgent := "NATS user " + agentKey + " (--creds " + m.Agent.Creds + ") may not "
+	if r := mustRun(t, dir, 1, append([]string{"denied", "ls", "--tenant", "tenant_a", "--creds", m.Agent.Creds}, nats...)...); !strings.Contains(r.stderr, asAgent+"publish to agentgw.js.") {
+		t.Errorf("denied ls as the agent: %s\nwant %q", r, asAgent+"publish to agentgw.js.…")
+	}
+	if r := mustRun(t, dir, 1, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund", "--gateway-key", m.GatewayKey,
+		"--count", "1", "--creds", m.Agent.Creds}, nats...)...); !strings.Contains(r.stderr, asAgent) {
+		t.Errorf("consume as the agent: %s\nwant %q", r, asAgent+"…")
+	}
 
 	// Hostile: a tool outside the catalog is denied. (The SDK refuses to
 	// even build a message for another audience.)
@@ -165,7 +173,7 @@ func TestUserJourney(t *testing.T) {
 	if len(pending) != 1 || pending[0]["held_message_id"] != held["message_id"] {
 		t.Fatalf("approvals ls = %v; want the held payment %v", pending, held["message_id"])
 	}
-	grant := append([]string{"approvals", "grant", "--json", "--creds", m.Approver.Creds, "--gateway-key", m.GatewayKey, "--id", held["message_id"].(string), "--reason", "ok"}, nats...)
+	grant := append([]string{"approvals", "grant", "--json", "--credential", m.Approver.Creds, "--gateway-key", m.GatewayKey, "--id", held["message_id"].(string), "--reason", "ok"}, nats...)
 	v, _ := decodeLines(t, mustRun(t, dir, 0, grant...).stdout)[0]["verdict"].(map[string]any)
 	if v["answers"] != held["message_id"] || v["answer"] != "grant" || v["route"] != "allow" || v["target"] != "payments.send" {
 		t.Errorf("approvals grant verdict = %v; want the grant taken and the payment delivered", v)
@@ -184,7 +192,7 @@ func TestUserJourney(t *testing.T) {
 	}
 
 	// Revoke the agent (no restart), get denied, un-revoke, replay.
-	mustRun(t, dir, 0, "creds", "revoke", "--file", m.Revocation, "--creds", m.Agent.Creds)
+	mustRun(t, dir, 0, "creds", "revoke", "--file", m.Revocation, "--credential", m.Agent.Creds)
 	time.Sleep(3 * time.Second) // reload_interval is 2s in the dev config
 	// A revoked credential does not verify: nobody is told (no notice).
 	revoked := send("--no-wait-decision", "--capability", "read", "--target", "kb.search", "--plain", `{"q":"after revocation"}`)
@@ -209,7 +217,7 @@ func TestUserJourney(t *testing.T) {
 	if len(rows) != 1 {
 		t.Errorf("denied ls --reason unknown_target = %v; want the hostile message", rows)
 	}
-	opArgs := append([]string{"denied", "replay", "--creds", m.Operator.Creds, "--tenant", "tenant_a"}, nats...)
+	opArgs := append([]string{"denied", "replay", "--credential", m.Operator.Creds, "--tenant", "tenant_a"}, nats...)
 	seq := fmt.Sprint(int(deniedSeq))
 	mustRun(t, dir, 3, append(opArgs, "--dry-run", seq)...) // still revoked: would be denied
 	// The trap: a replay while still revoked is denied again, says so
@@ -218,7 +226,7 @@ func TestUserJourney(t *testing.T) {
 	if r := mustRun(t, dir, 3, append(opArgs, fmt.Sprint(int(earlySeq)))...); !strings.Contains(r.stdout, "denied again: revoked") {
 		t.Errorf("replay while revoked: %s\nwant: denied again: revoked", r)
 	}
-	mustRun(t, dir, 0, "creds", "unrevoke", "--file", m.Revocation, "--creds", m.Agent.Creds)
+	mustRun(t, dir, 0, "creds", "unrevoke", "--file", m.Revocation, "--credential", m.Agent.Creds)
 	time.Sleep(3 * time.Second)
 	if r := mustRun(t, dir, 3, append(opArgs, "--dry-run", fmt.Sprint(int(earlySeq)))...); !strings.Contains(r.stdout, "replay_refused") {
 		t.Errorf("dry run of a used-up re-submission: %s\nwant replay_refused", r)

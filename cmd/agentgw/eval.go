@@ -34,8 +34,8 @@ candidate policy can be checked before it ships:
 
   agentgw eval run --policy candidate.cedar testdata/evals/*.yaml
 
-With --external the cases run against a gateway already serving at --nats
-instead: --audience is its audience, --issuer tenant=SEEDFILE the issuers
+With --external the cases run against a gateway already serving at
+-s/--server (or $NATS_URL, or the NATS context's url) instead: --audience is its audience, --issuer tenant=SEEDFILE the issuers
 it trusts (actors' credentials are issued with them), --gateway-xkey its
 curve key; the NATS user must be allowed to publish on ingress subjects
 and read the output and audit streams (docs/evals.md).
@@ -58,7 +58,7 @@ file does not load; 0 when every case passed.`)
 	asJSON := c.fs.Bool("json", false, "print the report as one JSON object")
 	quiet := c.fs.Bool("quiet", false, "no per-case progress on stderr (with --json)")
 	timeout := c.fs.Duration("timeout", 20*time.Second, "how long a case waits for its output")
-	external := c.fs.Bool("external", false, "run against the gateway serving at --nats instead of a sandbox")
+	external := c.fs.Bool("external", false, "run against the gateway serving at -s/--server instead of a sandbox")
 	audience := c.fs.String("audience", "", "the external gateway's audience (with --external)")
 	xkey := c.fs.String("gateway-xkey", "", "the external gateway's curve `key` (X…), which sealed payloads are sealed to (with --external)")
 	var issuers listFlag
@@ -191,7 +191,7 @@ func printTotals(c *cmd, rep *eval.Report) {
 	fmt.Fprintln(c.out)
 }
 
-// externalTarget connects to the gateway's server at --nats and reads the
+// externalTarget connects to the gateway's server at -s/--server and reads the
 // issuer seeds the cases' credentials are issued with.
 func externalTarget(c *cmd, cf *connFlags, audience, xkey string, issuers, policies []string) (*eval.Target, int, bool) {
 	tgt := &eval.Target{Audience: audience, GatewayXKey: xkey, Issuers: map[string]nkeys.KeyPair{}}

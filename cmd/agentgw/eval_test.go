@@ -129,7 +129,7 @@ func TestEvalRunExternal(t *testing.T) {
 	}
 	gwtest.Run(t, gw, "against the external nats-server")
 
-	r := mustRun(t, "", exitOK, "eval", "run", "--json", "--external", "--nats", srv.ClientURL(), "--audience", "billing-gateway",
+	r := mustRun(t, "", exitOK, "eval", "run", "--json", "--external", "--server", srv.ClientURL(), "--audience", "billing-gateway",
 		"--issuer", "tenant_a="+seedFile("issuer.nk", issuer), "--gateway-xkey", xkey,
 		"--policy", cfg.Policies[0], "--policy", cfg.Policies[1], abs("../../testdata/evals/demo.yaml"))
 	rep := decodeEval(t, r)

@@ -9,8 +9,8 @@ import (
 
 // singleDash matches a flag written the Go flag package's way, "-name",
 // at the start of a help line; the README and every help text write
-// "--name".
-var singleDash = regexp.MustCompile(`(?m)^\s+-[a-z]`)
+// "--name" (a one-letter short form is written "-s, --server").
+var singleDash = regexp.MustCompile(`(?m)^\s+-[a-z][a-z]`)
 
 // leaves returns every runnable command line: each command, and each
 // subcommand of a command whose help lists subcommands.

@@ -85,12 +85,17 @@ func usage(w io.Writer) {
 	b.WriteString(`
 Run 'agentgw <command> --help' for a command's subcommands and flags.
 
-Commands that talk to NATS take --nats URL (default $NATS_URL or
-nats://127.0.0.1:4222), the NATS user as --nats-nkey FILE (an nkey seed
-or an agentgw .creds: its key) or --nats-creds FILE (a NATS user JWT),
-and --tls-ca, --tls-cert, --tls-key. --creds always means an agentgw
-credential file (from 'agentgw creds issue'); a command that has one
-connects as its key unless told otherwise, as tenant accounts require.
+Commands that talk to NATS take the nats CLI's connection flags:
+-s/--server URL, the NATS user as --creds FILE (a NATS user .creds file or
+an nkey seed file; an agentgw credential means the nkey user of its key),
+--context NAME (a nats CLI context), and --tls-ca, --tls-cert, --tls-key.
+A flag wins over $NATS_URL, $NATS_CREDS, $NATS_NKEY, $NATS_CA, $NATS_CERT
+and $NATS_KEY, which win over the context ($NATS_CONTEXT, else the one
+'nats context select' chose), which wins over nats://127.0.0.1:4222 and
+no user. --credential FILE is always an agentgw credential (from 'agentgw
+creds issue'); a command that has one connects as its key when nothing
+else names the NATS user, as tenant accounts require. A permission the
+server refuses is reported at once with the user and the subject.
 The 'agentgw run' server has no anonymous user: see 'agentgw run --help'.
 Listing commands take --json and then print one JSON object per line.
 

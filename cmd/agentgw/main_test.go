@@ -88,11 +88,32 @@ func (r result) String() string {
 // empty) and returns its output and exit code.
 func agentgw(t *testing.T, dir string, args ...string) result {
 	t.Helper()
+	return agentgwEnv(t, dir, nil, args...)
+}
+
+// cliEnv is the environment of the binary under test: the test's own,
+// without the nats CLI's variables, with a configuration directory of
+// its own (no NATS context of the user running the tests applies), and
+// then env.
+func cliEnv(t *testing.T, env ...string) []string {
+	t.Helper()
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NATS_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			out = append(out, kv)
+		}
+	}
+	return append(append(out, "XDG_CONFIG_HOME="+t.TempDir()), env...)
+}
+
+// agentgwEnv is agentgw with env ("NAME=value") added to cliEnv.
+func agentgwEnv(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cliBin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NATS_URL=")
+	cmd.Env = cliEnv(t, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

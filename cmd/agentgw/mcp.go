@@ -22,7 +22,7 @@ func mcpCmd(args []string) int {
 }
 
 func mcpBridge(args []string) int {
-	c := newCmd("mcp bridge", "--config FILE --creds FILE --curve-seed FILE --gateway-key N... [flags]", `
+	c := newCmd("mcp bridge", "--config FILE --credential FILE --curve-seed FILE --gateway-key N... [flags]", `
 Consume the capability subjects of the tools in --config (mcp.yaml) that
 have an upstream, as their capability consumer (client.Consumer): only a
 delivery whose decision token, binding and re-sealed payload verify is
@@ -32,13 +32,15 @@ requester as a response through the gateway (response schema,
 redaction, routed once). Upstream bearer tokens are read from the
 environment variables the config names and never leave the bridge.
 
---creds is the bridge's agent identity (respond:<target> for each tool);
---curve-seed is the catalog's consumer_xkey of the targets.`)
+--credential is the bridge's agent identity (respond:<target> for each
+tool), and its key the NATS user unless --creds, $NATS_CREDS, $NATS_NKEY or
+a NATS context name another; --curve-seed is the catalog's consumer_xkey
+of the targets.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
 	config := c.fs.String("config", "", "the MCP mapping `file` (mcp.yaml)")
-	creds := c.fs.String("creds", "", "the bridge's agentgw .creds `file` (respond:<target> scopes)")
+	creds := c.credentialFlag("the bridge's (respond:<target> scopes)")
 	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…), the targets' consumer_xkey")
 	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…): answers are sealed to it")
 	durable := c.fs.String("durable", "", "durable consumer `name` (default: ephemeral)")
@@ -50,19 +52,21 @@ environment variables the config names and never leave the bridge.
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
-	if code, ok := c.require("config", "creds", "curve-seed", "gateway-xkey"); !ok {
+	if code, ok := c.require("config", "curve-seed", "gateway-xkey"); !ok {
 		return code
 	}
 	cfg, err := mcpgw.LoadConfig(*config)
 	if err != nil {
 		return c.usageErr("%v", err)
 	}
+	if code, ok := c.needCredential(*creds, &cf); !ok {
+		return code
+	}
 	kp, err := readSeed(*curve, "SX")
 	if err != nil {
 		return c.fail(err, "--curve-seed must be the consumer's curve seed file.")
 	}
 	defer kp.Wipe()
-	cf.identity = *creds
 	nc, js, code, ok := c.connect(&cf)
 	if !ok {
 		return code
@@ -72,7 +76,7 @@ environment variables the config names and never leave the bridge.
 	acfg.GatewayXKey = *gwX
 	responder, err := client.AgentFromCreds(nc, *creds, *curve, acfg)
 	if err != nil {
-		return c.fail(err, "Check that --creds is the bridge's .creds file and --curve-seed its curve seed (the credential's xkey).")
+		return c.fail(err, "Check that --credential is the bridge's .creds file and --curve-seed its curve seed (the credential's xkey).")
 	}
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = kp, gwKeys, responder

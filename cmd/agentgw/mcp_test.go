@@ -16,7 +16,7 @@ func TestMCPUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"mcp", "serve"},
 		{"mcp", "serve", "--config", bad},
-		{"mcp", "bridge", "--config", bad, "--creds", "x", "--curve-seed", "y", "--gateway-xkey", "z"},
+		{"mcp", "bridge", "--config", bad, "--credential", "x", "--curve-seed", "y", "--gateway-xkey", "z"},
 	} {
 		if code := dispatch(args); code != exitUsage {
 			t.Errorf("agentgw %v = %d; want %d", args, code, exitUsage)

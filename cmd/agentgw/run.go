@@ -40,8 +40,8 @@ for replays; each tenant's agent, approver and consumer of its own
 account (TENANT_A, TENANT_B), each allowed only its own subjects and
 pre-created consumers (created here, as the admin, once the gateway has
 made its streams), nothing of another tenant's. Connect as one of them:
-'send' and 'approvals grant' use the key of --creds, the other commands
-take --nats-nkey FILE (a seed file or a .creds file).
+'send' and 'approvals grant' use the key of --credential, the other
+commands take --creds FILE (a seed file or a .creds file).
 
 A tenant added to <dir>/gateway.yaml without issuers ('tenant_c: {}')
 gets a dev issuer, its agent, approver and consumer in creds/<tenant>/
@@ -165,7 +165,7 @@ func printMaterial(c *cmd, m *devenv.Material, url string) {
 	}
 	fmt.Fprintf(c.out, "%-11s %s (curve seed %s)\n", m.Operator.Name, m.Operator.Creds, filepath.Base(m.Operator.Curve))
 	fmt.Fprintf(c.out, "admin       %s (NATS user for the nats CLI: --nkey)\n", m.AdminNATS)
-	fmt.Fprintf(c.out, "connect as  --creds %s for send; --nats-nkey %s for consume, %s for approvals ls,\n"+
+	fmt.Fprintf(c.out, "connect as  --credential %s for send; --creds %s for consume, %s for approvals ls,\n"+
 		"            %s for denied, audit and policy test\n",
 		filepath.Base(m.Agent.Creds), filepath.Base(m.Consumer.Creds), filepath.Base(m.Approver.Creds), filepath.Base(m.Operator.Creds))
 }

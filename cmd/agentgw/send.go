@@ -15,11 +15,11 @@ import (
 )
 
 func sendCmd(args []string) int {
-	c := newCmd("send", "--creds FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [--wait --gateway-key N…] [flags]", `
-Build, sign and publish one envelope as the agent of --creds (an agentgw
-.creds file), with client.Agent.Send. A sealed payload is sealed to the
-gateway's curve key --gateway-xkey from the agent's curve key --curve-seed
-(the credential's xkey). Prints the message id, the trace id and the
+	c := newCmd("send", "--credential FILE [--curve-seed FILE --gateway-xkey X…] --capability C --target T (--plain JSON | --sealed JSON | --sealed-file F) [--wait --gateway-key N…] [flags]", `
+Build, sign and publish one envelope as the agent of --credential (an
+agentgw .creds file), with client.Agent.Send. A sealed payload is sealed
+to the gateway's curve key --gateway-xkey from the agent's curve key
+--curve-seed (the credential's xkey). Prints the message id, the trace id and the
 ingress stream sequence once JetStream has stored the message, then
 waits (up to --timeout) for the gateway's decision notice on the agent's
 reply subject and prints it: delivered (to which target), held (the
@@ -32,12 +32,12 @@ every reply to the agent's curve key, so --wait needs --curve-seed and
 --gateway-xkey (the reply's sealer) and --gateway-key (its signer) for
 plain requests as for sealed ones.
 
-Connects to NATS as the agent's key (the nkey user of --creds, inbox
-_INBOX.<key>), as tenant accounts require, unless --nats-nkey or
---nats-creds name another user.`)
+Connects to NATS as the agent's key (the nkey user of --credential, inbox
+_INBOX.<key>), as tenant accounts require, unless --creds, $NATS_CREDS,
+$NATS_NKEY or a NATS context name another user.`)
 	var cf connFlags
 	cf.register(c.fs)
-	creds := c.fs.String("creds", "", "the agent's agentgw .creds `file` (from 'creds issue')")
+	creds := c.credentialFlag("the agent's")
 	curve := c.fs.String("curve-seed", "", "the agent's curve seed `file` (SX…); needed for sealed payloads")
 	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…); needed for sealed payloads")
 	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
@@ -61,7 +61,7 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
-	if code, ok := c.require("creds", "capability", "target"); !ok {
+	if code, ok := c.require("capability", "target"); !ok {
 		return code
 	}
 	if *timeout <= 0 {
@@ -117,7 +117,16 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	if !*wait && !*noDecision && len(gwKeys) == 0 {
 		return c.usageErr("waiting for the decision needs --gateway-key (the gateway's N… signing key, which signs the notice); or pass --no-wait-decision")
 	}
-	cf.identity = *creds
+	if code, ok := c.needCredential(*creds, &cf); !ok {
+		return code
+	}
+	if *curve != "" {
+		kp, err := readSeed(*curve, "SX")
+		if err != nil {
+			return c.fail(err, "--curve-seed must be the agent's curve seed file (the credential's xkey).")
+		}
+		kp.Wipe()
+	}
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
 		return code
@@ -131,7 +140,7 @@ _INBOX.<key>), as tenant accounts require, unless --nats-nkey or
 	}
 	agent, err := client.AgentFromCreds(nc, *creds, curvePath, cfg)
 	if err != nil {
-		return c.fail(err, "Check that --creds is the agent's .creds file, --curve-seed its curve seed (the credential's xkey), and --tenant/--audience match the credential.")
+		return c.fail(err, "Check that --credential is the agent's .creds file, --curve-seed its curve seed (the credential's xkey), and --tenant/--audience match the credential.")
 	}
 	ctx, cancel := interruptible()
 	defer cancel()

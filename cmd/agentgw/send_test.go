@@ -35,7 +35,7 @@ func TestSend(t *testing.T) {
 
 	send := func(want int, args ...string) (result, *envelope.Body) {
 		t.Helper()
-		r := mustRun(t, k.dir, want, append([]string{"send", "--no-wait-decision", "--nats", url, "--creds", "agent.creds"}, args...)...)
+		r := mustRun(t, k.dir, want, append([]string{"send", "--no-wait-decision", "--server", url, "--credential", "agent.creds"}, args...)...)
 		k.assertNoSecrets(t, "send", r.stdout+r.stderr)
 		if want != exitOK {
 			return r, nil
@@ -84,7 +84,7 @@ func TestSend(t *testing.T) {
 	}
 
 	// Waiting for the decision needs the key that signs the notice.
-	if r := mustRun(t, k.dir, exitUsage, "send", "--nats", url, "--creds", "agent.creds", "--capability", "read", "--target", "kb.search", "--plain", "{}"); !strings.Contains(r.stderr, "--gateway-key") || !strings.Contains(r.stderr, "--no-wait-decision") {
+	if r := mustRun(t, k.dir, exitUsage, "send", "--server", url, "--credential", "agent.creds", "--capability", "read", "--target", "kb.search", "--plain", "{}"); !strings.Contains(r.stderr, "--gateway-key") || !strings.Contains(r.stderr, "--no-wait-decision") {
 		t.Errorf("send without --gateway-key: %s\nwant a hint at --gateway-key and --no-wait-decision", r)
 	}
 

@@ -127,7 +127,7 @@ func TestSendPlainWait(t *testing.T) {
 		}
 	}()
 
-	r := mustRun(t, dir, exitOK, "send", "--json", "--nats", url, "--creds", m.Agent.Creds,
+	r := mustRun(t, dir, exitOK, "send", "--json", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_7","amount_cents":700}`,
 		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "30s")
 	var got struct {
@@ -144,7 +144,7 @@ func TestSendPlainWait(t *testing.T) {
 
 	// Without the gateway's curve key the reply's sealer cannot be checked:
 	// a usage error, before anything is sent.
-	r = mustRun(t, dir, exitUsage, "send", "--nats", url, "--creds", m.Agent.Creds,
+	r = mustRun(t, dir, exitUsage, "send", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_8","amount_cents":800}`,
 		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve)
 	if !strings.Contains(r.stderr, "--gateway-xkey") {

@@ -144,7 +144,7 @@ func TestDenied(t *testing.T) {
 		{"none", []string{"--tenant", "tenant_c"}, nil},
 	} {
 		t.Run("ls/"+tc.name, func(t *testing.T) {
-			r := mustRun(t, "", exitOK, append([]string{"denied", "ls", "--nats", url}, tc.args...)...)
+			r := mustRun(t, "", exitOK, append([]string{"denied", "ls", "--server", url}, tc.args...)...)
 			noSecrets(t, r)
 			lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 			if !strings.HasPrefix(lines[0], "SEQ") || len(lines)-1 != len(tc.want) {
@@ -162,7 +162,7 @@ func TestDenied(t *testing.T) {
 	}
 
 	t.Run("ls/json", func(t *testing.T) {
-		r := mustRun(t, "", exitOK, "denied", "ls", "--nats", url, "--json", "--tenant", "tenant_a")
+		r := mustRun(t, "", exitOK, "denied", "ls", "--server", url, "--json", "--tenant", "tenant_a")
 		noSecrets(t, r)
 		dec := json.NewDecoder(strings.NewReader(r.stdout))
 		for i := 0; i < 2; i++ {
@@ -183,22 +183,22 @@ func TestDenied(t *testing.T) {
 
 	t.Run("ls/since-excludes-older", func(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
-		r := mustRun(t, "", exitOK, "denied", "ls", "--nats", url, "--since", "5ms")
+		r := mustRun(t, "", exitOK, "denied", "ls", "--server", url, "--since", "5ms")
 		if strings.Count(r.stdout, "\n") != 1 {
 			t.Errorf("--since 5ms listed older messages:\n%s", r)
 		}
 	})
 
 	t.Run("ls/usage", func(t *testing.T) {
-		r := mustRun(t, "", exitUsage, "denied", "ls", "--nats", url, "--reason", "no_such_reason")
+		r := mustRun(t, "", exitUsage, "denied", "ls", "--server", url, "--reason", "no_such_reason")
 		if !strings.Contains(r.stderr, "not a reason code") {
 			t.Errorf("%s", r)
 		}
-		mustRun(t, "", exitUsage, "denied", "ls", "--nats", url, "--tenant", "tenant.*")
+		mustRun(t, "", exitUsage, "denied", "ls", "--server", url, "--tenant", "tenant.*")
 	})
 
 	t.Run("show", func(t *testing.T) {
-		r := mustRun(t, "", exitOK, "denied", "show", "--nats", url, strconv.FormatUint(seqs[0], 10))
+		r := mustRun(t, "", exitOK, "denied", "show", "--server", url, strconv.FormatUint(seqs[0], 10))
 		noSecrets(t, r)
 		box, err := gatewayBox()
 		if err != nil {
@@ -214,7 +214,7 @@ func TestDenied(t *testing.T) {
 				t.Errorf("denied show lacks the row %q:\n%s", want, r.stdout)
 			}
 		}
-		r = mustRun(t, "", exitOK, "denied", "show", "--nats", url, "--json", strconv.FormatUint(seqs[2], 10))
+		r = mustRun(t, "", exitOK, "denied", "show", "--server", url, "--json", strconv.FormatUint(seqs[2], 10))
 		noSecrets(t, r)
 		var got struct {
 			Subject string              `json:"subject"`
@@ -227,17 +227,17 @@ func TestDenied(t *testing.T) {
 			got.Headers[header.Detail][0] != "signature [31m does not verify" {
 			t.Errorf("denied show --json = %+v", got)
 		}
-		r = mustRun(t, "", exitError, "denied", "show", "--nats", url, "999")
+		r = mustRun(t, "", exitError, "denied", "show", "--server", url, "999")
 		if !strings.Contains(r.stderr, "denied ls") {
 			t.Errorf("a missing sequence does not say what to do:\n%s", r)
 		}
-		mustRun(t, "", exitUsage, "denied", "show", "--nats", url, "seven")
+		mustRun(t, "", exitUsage, "denied", "show", "--server", url, "seven")
 	})
 }
 
 func TestDeniedNoStream(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
-	r := mustRun(t, "", exitError, "denied", "ls", "--nats", srv.ClientURL())
+	r := mustRun(t, "", exitError, "denied", "ls", "--server", srv.ClientURL())
 	if !strings.Contains(r.stderr, "AGENTGW_DENIED does not exist") {
 		t.Errorf("missing stream not explained:\n%s", r)
 	}
@@ -287,7 +287,7 @@ func TestAuditTail(t *testing.T) {
 		{"tenant+trace", []string{"--tenant", "tenant_a", "--trace", traceB}, []int{2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := mustRun(t, "", exitOK, append([]string{"audit", "tail", "--nats", url}, tc.args...)...)
+			r := mustRun(t, "", exitOK, append([]string{"audit", "tail", "--server", url}, tc.args...)...)
 			lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 			if !strings.HasPrefix(lines[0], "TIME") || len(lines)-1 != len(tc.want) {
 				t.Fatalf("audit tail %v: want %d rows\n%s", tc.args, len(tc.want), r)
@@ -301,25 +301,26 @@ func TestAuditTail(t *testing.T) {
 			}
 		})
 	}
-	r := mustRun(t, "", exitOK, "audit", "tail", "--nats", url, "--tenant", "tenant_a")
+	r := mustRun(t, "", exitOK, "audit", "tail", "--server", url, "--tenant", "tenant_a")
 	if !strings.Contains(r.stdout, "base.same_tenant_kind") || !strings.Contains(r.stdout, "1.5ms") ||
 		!strings.Contains(r.stdout, "base.high_risk_approval,x") || !strings.Contains(r.stderr, "not an audit event") {
 		t.Errorf("audit tail lacks policy ids, latency or the skipped-event note:\n%s", r)
 	}
 
-	r = mustRun(t, "", exitOK, "audit", "tail", "--nats", url, "--json", "--trace", traceA)
+	r = mustRun(t, "", exitOK, "audit", "tail", "--server", url, "--json", "--trace", traceA)
 	var got audit.Event
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.TraceID != traceA || got.Agent != agent || got.LatencyMicros != 1500 {
 		t.Errorf("audit tail --json = %+v, %v\n%s", got, err, r.stdout)
 	}
-	mustRun(t, "", exitUsage, "audit", "tail", "--nats", url, "--trace", "ABC")
+	mustRun(t, "", exitUsage, "audit", "tail", "--server", url, "--trace", "ABC")
 }
 
 func TestAuditTailFollow(t *testing.T) {
 	srv, js := streams(t)
 	auditEvent(t, js, audit.Event{Time: time.Now(), Kind: audit.KindDecision, Route: "allow", Tenant: "tenant_a", Target: "kb.first"})
 
-	cmd := exec.Command(cliBin, "audit", "tail", "--follow", "--nats", srv.ClientURL(), "--tenant", "tenant_a")
+	cmd := exec.Command(cliBin, "audit", "tail", "--follow", "--server", srv.ClientURL(), "--tenant", "tenant_a")
+	cmd.Env = cliEnv(t)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -126,7 +126,7 @@ func (h *endpointHarness) serveCLI(addr string) {
 	cfgPath := filepath.Join(h.dir, "mcp.yaml")
 	must(t, os.WriteFile(cfgPath, data, 0o600))
 	h.cliOut = &syncBuffer{}
-	cmd := exec.Command(bin, "mcp", "serve", "--config", cfgPath, "--listen", addr, "--nats", h.natsURL)
+	cmd := exec.Command(bin, "mcp", "serve", "--config", cfgPath, "--listen", addr, "--server", h.natsURL)
 	cmd.Stdout, cmd.Stderr = h.cliOut, h.cliOut
 	must(t, cmd.Start())
 	exited := make(chan error, 1)

@@ -27,7 +27,7 @@ import { Box } from "../src/keys.js";
 import { isReasonCode } from "../src/reason.js";
 import { capabilityConsumerName, OPERATOR_API_PREFIX, STREAM_DENIED } from "../src/subjects.js";
 import { bytes, dec, rejectsWith } from "./helpers.js";
-import { startGateway, startCLI, type Gateway } from "./servers.js";
+import { startGateway, startCLI, cliEnv, type Gateway } from "./servers.js";
 import { editDoc, forward, newWorld } from "./world.js";
 
 const TENANT = "tenant_a";
@@ -135,7 +135,7 @@ function jsonLines(s: string): any[] {
     .map((l) => JSON.parse(l));
 }
 
-const cli = (): string[] => ["--nats", gw.url];
+const cli = (): string[] => ["--server", gw.url];
 
 test("TypeScript agent to TypeScript consumer: sealed, with the response back redacted", async () => {
   const c = await consumerOf("refunds.draft_refund");
@@ -182,7 +182,7 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   );
   const consumeArgs = (target: string) => [
     "consume", "--json", "--count", "1", "--tenant", TENANT, "--target", target, "--gateway-key", gw.gatewayKey,
-    "--curve-seed", gw.curve("consumer"), "--verify-agent-signature", "--nats-nkey", gw.creds("consumer"), ...cli(),
+    "--curve-seed", gw.curve("consumer"), "--verify-agent-signature", "--creds", gw.creds("consumer"), ...cli(),
   ];
   const sealed = await gw.run(consumeArgs("refunds.draft_refund"));
   assert.equal(sealed.code, 0, sealed.stderr);
@@ -195,7 +195,7 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   // The Go CLI answers as the consumer: a respond envelope naming the
   // request by its agent and message id.
   const answered = await gw.run([
-    "send", "--json", "--creds", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
+    "send", "--json", "--credential", gw.creds("consumer"), "--curve-seed", gw.curve("consumer"), "--gateway-xkey", gw.gatewayXKey,
     "--capability", "respond", "--target", `${row.agent}/${row.message_id}`, "--sealed", `{"refund_id":"rf_go1","status":"drafted","customer_email":"x@example.com"}`,
     "--gateway-key", gw.gatewayKey, ...cli(),
   ]);
@@ -214,7 +214,7 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
 });
 
 test("Go agent to TypeScript consumer, sealed with a response back, and plain", async () => {
-  const goAgent = ["--creds", gw.creds("agent"), "--curve-seed", gw.curve("agent"), "--gateway-xkey", gw.gatewayXKey, ...cli()];
+  const goAgent = ["--credential", gw.creds("agent"), "--curve-seed", gw.curve("agent"), "--gateway-xkey", gw.gatewayXKey, ...cli()];
   const sending = startCLI(gw, [
     "send", "--json", ...goAgent, "--capability", "tool_call", "--target", "refunds.draft_refund",
     "--sealed", `{"order_id":"ord_gots","amount_cents":4200}`, "--wait", "--gateway-key", gw.gatewayKey, "--timeout", "60s",
@@ -489,7 +489,7 @@ test("the README's example runs against the gateway", () => {
   const r = spawnSync(process.execPath, [example], {
     encoding: "utf8",
     timeout: 60_000,
-    env: { ...process.env, AGENTGW_DIR: gw.dir, NATS_URL: gw.url, GATEWAY_KEY: gw.gatewayKey, GATEWAY_XKEY: gw.gatewayXKey },
+    env: cliEnv({ AGENTGW_DIR: gw.dir, NATS_URL: gw.url, GATEWAY_KEY: gw.gatewayKey, GATEWAY_XKEY: gw.gatewayXKey }),
   });
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, /^sent [0-9a-f]{32}, reply from U[A-Z2-7]{55}: \{"refund_id":"rf_ord_42","status":"drafted"\}\n$/);

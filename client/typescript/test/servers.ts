@@ -134,7 +134,7 @@ export async function startGateway(): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), "agentgw-ts-gw-"));
   const data = join(dir, "agentgw");
   const port = await freePort();
-  const c = spawn(bin, ["run", "--dir", data, "--port", String(port)], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATS_URL: "" } });
+  const c = spawn(bin, ["run", "--dir", data, "--port", String(port)], { stdio: ["ignore", "pipe", "pipe"], env: cliEnv() });
   children.add(c);
   let out = "";
   c.stdout!.on("data", (b: Buffer) => (out += b.toString()));
@@ -180,7 +180,7 @@ export async function startGateway(): Promise<Gateway> {
 
 function runCLI(bin: string, cwd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(bin, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATS_URL: "" } });
+    const c = spawn(bin, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: cliEnv() });
     children.add(c);
     let stdout = "";
     let stderr = "";
@@ -198,11 +198,22 @@ function runCLI(bin: string, cwd: string, args: string[], timeoutMs: number): Pr
 
 /** startCLI starts a long-running agentgw command; stop() interrupts it. */
 export function startCLI(gw: Gateway, args: string[]): { output: () => string; exited: Promise<number>; stop: () => Promise<void> } {
-  const c = spawn(gw.bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATS_URL: "" } });
+  const c = spawn(gw.bin, args, { stdio: ["ignore", "pipe", "pipe"], env: cliEnv() });
   children.add(c);
   let out = "";
   c.stdout!.on("data", (b: Buffer) => (out += b.toString()));
   c.stderr!.on("data", (b: Buffer) => (out += b.toString()));
   const exited = new Promise<number>((resolve) => c.on("exit", (code) => resolve(code ?? 128)));
   return { output: () => out, exited, stop: () => stopChild(c, "SIGINT") };
+}
+
+/**
+ * The environment for the agentgw CLI under test: the developer's NATS
+ * settings (a selected context, a user, a server) would otherwise reach
+ * it, since it honours them as the nats CLI does.
+ */
+export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of ["NATS_URL", "NATS_CONTEXT", "NATS_CREDS", "NATS_NKEY", "NATS_CA", "NATS_CERT", "NATS_KEY"]) delete env[k];
+  return { ...env, ...extra };
 }
