@@ -350,6 +350,16 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	w.roundTrip(t, "acme", "ord_cluster1")
+
+	// More replicas than nodes: the server's refusal gets a hint that
+	// names streams.replicas, not the connection settings.
+	more := gateway.DefaultConfig().Streams
+	more.Replicas = 5
+	err = gateway.EnsureStreams(ctx, js, more, 1)
+	t.Logf("R5 on three nodes: %v", err)
+	if hint := gateway.SetupHint(err, "gateway.yaml"); !strings.Contains(hint, "streams.replicas") {
+		t.Errorf("EnsureStreams at R5 on three nodes = %v; hint %q, want one naming streams.replicas", err, hint)
+	}
 }
 
 // waitForPlacement waits until the cluster can place an R3 stream: a
