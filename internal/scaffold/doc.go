@@ -2,7 +2,8 @@
 // production deployment into a directory, so that nothing is edited by
 // hand before the first start.
 //
-// What it writes (Plan lists every file with its mode; secrets are 0600):
+// What it writes (Deployment.Files lists every file with its mode;
+// secrets are 0600):
 //
 //   - TLS for mutual TLS, made with crypto/x509: a client CA (or the
 //     operator's existing one), a server certificate per host, client
