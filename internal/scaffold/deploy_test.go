@@ -125,6 +125,7 @@ func (w *written) connectCert(t testing.TB, dir, name string) *nats.Conn {
 // its nkey with its own inbox prefix.
 type tenantUser struct {
 	nc    *nats.Conn
+	errs  *natstest.AsyncErrs
 	tok   identity.Token
 	kp    nkeys.KeyPair
 	curve nkeys.KeyPair
@@ -138,7 +139,9 @@ func (w *written) connectUser(t testing.TB, tenant, role string) *tenantUser {
 	curve, err := identity.ReadSeedFile(w.path(dir, role+".xk"))
 	must(t, err)
 	pub, _ := kp.PublicKey()
+	errs := &natstest.AsyncErrs{}
 	nc, err := nats.Connect(strings.Join(w.urls, ","),
+		nats.ErrorHandler(errs.Handler),
 		nats.Secure(w.tlsConfig(t, dir, role)),
 		nats.Nkey(pub, kp.Sign),
 		nats.CustomInboxPrefix("_INBOX."+pub),
@@ -147,7 +150,7 @@ func (w *written) connectUser(t testing.TB, tenant, role string) *tenantUser {
 		t.Fatalf("connect %s %s: %v", tenant, role, err)
 	}
 	t.Cleanup(nc.Close)
-	return &tenantUser{nc: nc, tok: tok, kp: kp, curve: curve}
+	return &tenantUser{nc: nc, errs: errs, tok: tok, kp: kp, curve: curve}
 }
 
 // startGateway runs the gateway from the written gateway.yaml, only the
@@ -290,6 +293,26 @@ func TestSingleNode(t *testing.T) {
 	w.provision(t)
 	w.roundTrip(t, "acme", "ord_acme1")
 	w.roundTrip(t, "globex", "ord_globex1")
+
+	// The written accounts keep tenants apart: acme's agent cannot
+	// publish into globex's ingress nor read globex's consumers.
+	acme := w.connectUser(t, "acme", "agent")
+	pub, _ := acme.kp.PublicKey()
+	acme.errs.RefusedPublish(t, acme.nc, "agentgw.in.globex."+pub, "agentgw.cap.acme.refunds.draft_refund",
+		"agentgw.js.CONSUMER.MSG.NEXT.AGENTGW_CAP.globex-refunds_draft_refund")
+	acme.errs.RefusedSubscribe(t, acme.nc, "agentgw.reply.globex.>", "_INBOX.>")
+
+	// mTLS: a client without a certificate from the written CA is
+	// refused during the handshake, whatever it authenticates with.
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(w.path(scaffold.CADir, "ca.pem"))
+	must(t, err)
+	pool.AppendCertsFromPEM(ca)
+	if nc, err := nats.Connect(w.urls[0], nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}),
+		nats.Nkey(pub, acme.kp.Sign)); err == nil {
+		nc.Close()
+		t.Fatal("a client without a certificate connected")
+	}
 }
 
 // TestCluster writes a three-node deployment, runs the three written
