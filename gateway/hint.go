@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+const jsHintNotEnabled = "JetStream is not enabled on the NATS server (nothing answers its API): add a jetstream block (with store_dir) to nats-server.conf and restart it"
 
 // JetStream API error codes (nats-server's errors.json) that a
 // deployment meets when the gateway sets up its streams, consumers and
@@ -30,8 +33,13 @@ const (
 // SetupHint says what to change when Run failed with err while setting
 // up JetStream, from the JetStream API error code err carries; config is
 // the config file's path, named in the hint. It returns "" when err
-// carries no code it knows: the caller's generic hint applies.
+// carries no code it knows: the caller's generic hint applies. A
+// request nobody answered (nats.ErrNoResponders) means JetStream is off.
 func SetupHint(err error, config string) string {
+	if errors.Is(err, nats.ErrNoResponders) {
+		// Nothing answers the JetStream API: the server runs without it.
+		return jsHintNotEnabled
+	}
 	var jse jetstream.JetStreamError
 	if !errors.As(err, &jse) || jse.APIError() == nil {
 		return ""
@@ -52,7 +60,7 @@ func SetupHint(err error, config string) string {
 	case jsNotEnabledForAccount:
 		return "JetStream is not enabled for the gateway's NATS account: add `jetstream: enabled` to that account (AGENTGW in accounts.conf) and reload the server"
 	case jsNotEnabled:
-		return "JetStream is not enabled on the NATS server: add a jetstream block (with store_dir) to nats-server.conf and restart it"
+		return jsHintNotEnabled
 	case jsStreamNameInUse:
 		return "a stream or bucket of that name already exists with settings the gateway cannot change into its own (made by hand or by another setup): compare it with `nats stream info NAME`, and remove it if it holds nothing you need"
 	case jsStreamSubjectOverlap:

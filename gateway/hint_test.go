@@ -83,6 +83,11 @@ func TestSetupHint(t *testing.T) {
 			js, _ := jetstream.New(limitedServer(t, ""))
 			return EnsureStreams(ctx, js, streams, 1)
 		}, "add `jetstream: enabled` to that account"},
+		{"server/no-jetstream", func(t *testing.T) error {
+			srv := natstest.Start(t, natstest.Options{Configure: func(o *server.Options) { o.JetStream = false }})
+			js, _ := jetstream.New(natstest.Connect(t, srv))
+			return EnsureStreams(ctx, js, streams, 1)
+		}, "add a jetstream block"},
 		{"stream/subject-overlap", func(t *testing.T) error {
 			js := plain(t)
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "MINE", Subjects: []string{"agentgw.cap.>"}}); err != nil {
