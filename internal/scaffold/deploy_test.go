@@ -317,7 +317,11 @@ func TestSingleNode(t *testing.T) {
 
 // TestCluster writes a three-node deployment, runs the three written
 // servers (routes over mutual TLS with the written route CA) and the
-// gateway at streams.replicas 3, and passes a message end to end.
+// gateway at streams.replicas 3, and passes a message end to end. One
+// gateway instance: scale_out adds a dozen R3 consumers and buckets,
+// which on a loaded two-core machine cost tens of seconds and show
+// nothing more about what deploy init writes (TestGatewayLoads loads
+// its scale_out config; internal/e2e/transport runs the permissions).
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three JetStream nodes")
@@ -325,7 +329,7 @@ func TestCluster(t *testing.T) {
 	dir := t.TempDir()
 	hosts := []string{"n1.agentgw.test", "n2.agentgw.test", "n3.agentgw.test"}
 	d, err := scaffold.Write(scaffold.Options{
-		Dir: dir, Tenants: []string{"acme"}, Hosts: hosts, Instances: 3, ServerSANs: []string{"127.0.0.1"},
+		Dir: dir, Tenants: []string{"acme"}, Hosts: hosts, ServerSANs: []string{"127.0.0.1"},
 	})
 	must(t, err)
 	if !d.Cluster || d.Replicas != 3 {
