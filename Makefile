@@ -11,12 +11,23 @@ BENCH_ARGS ?=
 
 TS_DIR    := client/typescript
 
-.PHONY: all build run test test-go test-ts nats-server test-short lint fuzz bench bench-micro ledger-mem soak clean
+.PHONY: all build static run test test-go test-ts nats-server test-short lint fuzz bench bench-micro ledger-mem soak clean
 
 all: build
 
 build:
 	$(GO) build -o bin/agentgw ./cmd/agentgw
+
+## static: the release binary deploy/Dockerfile and deploy/agentgw.service
+## run: no cgo (a static executable for any Linux of GOARCH, e.g.
+## GOARCH=arm64 make static), no build paths. It fails unless the result
+## is static.
+STATIC_BIN ?= bin/agentgw-static
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(STATIC_BIN) ./cmd/agentgw
+	@$(GO) version -m $(STATIC_BIN) | grep -q 'CGO_ENABLED=0' || { echo "$(STATIC_BIN): not built with CGO_ENABLED=0"; exit 1; }
+	@if command -v file >/dev/null; then file $(STATIC_BIN) | grep -Eq 'statically linked|static-pie linked' || { file $(STATIC_BIN); echo "$(STATIC_BIN): not static"; exit 1; }; fi
+	@echo "$(STATIC_BIN): static"
 
 ## run: start an embedded NATS server, the gateway and the demo; Ctrl-C stops.
 run: build

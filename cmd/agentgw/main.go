@@ -35,6 +35,7 @@ type topCommand struct {
 var commands = []topCommand{
 	{"run", "start an embedded NATS server, the gateway and the demo", runCmd},
 	{"serve", "run the gateway against a NATS server", serveCmd},
+	{"deploy", "write a production deployment: TLS, keys, NATS and gateway config", deployCmd},
 	{"keys", "create nkeys (issuer, agent, gateway, curve) and show public keys", keysCmd},
 	{"creds", "issue, show and revoke agent credentials", credsCmd},
 	{"send", "sign, seal and publish one envelope as an agent", sendCmd},

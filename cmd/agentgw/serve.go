@@ -62,7 +62,11 @@ Scale-out: run the same FILE on N machines, each with its own
 	defer stop()
 	go reloadOnHUP(ctx, gw, c)
 	if err := gw.Run(ctx); err != nil {
-		return c.fail(err, "check nats.url, nats.creds and nats.tls in "+*path)
+		hint := gateway.SetupHint(err, *path)
+		if hint == "" {
+			hint = "check nats.url, nats.creds and nats.tls in " + *path
+		}
+		return c.fail(err, hint)
 	}
 	return exitOK
 }

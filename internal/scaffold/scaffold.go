@@ -1,0 +1,300 @@
+package scaffold
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Options say what to write. Zero values take the documented defaults;
+// Dir, Tenants and Hosts are required.
+type Options struct {
+	// Dir is the directory written into; created if missing.
+	Dir string
+	// Tenants are the tenant names ([a-z0-9_-]{1,64}), one NATS account
+	// each.
+	Tenants []string
+	// Hosts are the NATS nodes' names or addresses, as clients dial them:
+	// one for a single node, three for a cluster.
+	Hosts []string
+	// Instances is the number of gateway instances sharing the ingress
+	// partitions (scale_out). Zero or 1: one gateway, no scale_out.
+	Instances int
+	// Audience is the gateway's audience. Default "agentgw".
+	Audience string
+	// CACert and CAKey name an existing client CA (PEM certificate and
+	// private key) to sign every client and server certificate with.
+	// Both or neither; neither makes a new CA (ca/ca.pem, ca/ca-key.pem).
+	CACert, CAKey string
+	// ServerSANs are extra DNS names or IP addresses put in every node's
+	// server and route certificate (a load balancer's name, 127.0.0.1).
+	ServerSANs []string
+	// ClientPort and RoutePort are the NATS client and cluster ports.
+	// Defaults 4222 and 6222.
+	ClientPort, RoutePort int
+	// NATSDir is where a node's files (nats/<host>/ here) live on its
+	// host: the paths nats-server.conf names. Empty: where they are
+	// written, as an absolute path, so the servers run in place.
+	NATSDir string
+	// StoreDir is the JetStream store directory. Empty: <NATSDir>/jetstream.
+	StoreDir string
+	// DataDir is the gateway's data_dir. Empty: "data", next to
+	// gateway.yaml.
+	DataDir string
+	// Validity is the lifetime of leaf certificates. Default 365 days;
+	// a CA made here lives ten times as long.
+	Validity time.Duration
+	// CredentialTTL is the lifetime of the example credentials. Default
+	// 12h (the gateway accepts at most limits.max_credential_lifetime).
+	CredentialTTL time.Duration
+	// Force overwrites existing files. Without it Write refuses to
+	// write anything when one of its files exists.
+	Force bool
+	// Now is the issue time; zero means time.Now().
+	Now time.Time
+}
+
+// Sentinel errors.
+var (
+	// ErrOptions is a bad option; Write wrote nothing.
+	ErrOptions = errors.New("scaffold: options")
+	// ErrExists means files are in the way and Options.Force is not set;
+	// Write wrote nothing.
+	ErrExists = errors.New("scaffold: file exists")
+)
+
+// reserved account names: a tenant cannot be one of them.
+var reserved = []string{"AGENTGW", "OPS", "SYS"}
+
+func (o *Options) withDefaults() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if o.Dir == "" {
+		add("a directory is required")
+	}
+	if len(o.Tenants) == 0 {
+		add("at least one tenant is required")
+	}
+	seen := map[string]bool{}
+	for _, t := range o.Tenants {
+		switch {
+		case !subjects.ValidToken(t):
+			add("tenant %q: want 1-64 of [a-z0-9_-]", t)
+		case slices.Contains(reserved, strings.ToUpper(t)):
+			add("tenant %q: its account name %s is taken by agentgw", t, strings.ToUpper(t))
+		case seen[strings.ToUpper(t)]:
+			add("tenant %q given twice", t)
+		}
+		seen[strings.ToUpper(t)] = true
+	}
+	switch len(o.Hosts) {
+	case 1, 3:
+	default:
+		add("%d hosts: give one (a single node) or three (a cluster)", len(o.Hosts))
+	}
+	hosts := map[string]bool{}
+	for _, h := range o.Hosts {
+		switch {
+		case !validHost(h):
+			add("host %q: want a DNS name or an IP address", h)
+		case hosts[h]:
+			add("host %q given twice", h)
+		}
+		hosts[h] = true
+	}
+	for _, s := range o.ServerSANs {
+		if !validHost(s) {
+			add("server SAN %q: want a DNS name or an IP address", s)
+		}
+	}
+	if o.Instances == 0 {
+		o.Instances = 1
+	}
+	if o.Instances < 1 || o.Instances > maxInstances {
+		add("instances %d: want 1 to %d", o.Instances, maxInstances)
+	}
+	if (o.CACert == "") != (o.CAKey == "") {
+		add("an existing CA needs both its certificate and its key")
+	}
+	if o.Audience == "" {
+		o.Audience = "agentgw"
+	}
+	if o.ClientPort == 0 {
+		o.ClientPort = 4222
+	}
+	if o.RoutePort == 0 {
+		o.RoutePort = 6222
+	}
+	for _, p := range []int{o.ClientPort, o.RoutePort} {
+		if p < 1 || p > 65535 {
+			add("port %d: want 1-65535", p)
+		}
+	}
+	if o.Validity == 0 {
+		o.Validity = 365 * 24 * time.Hour
+	}
+	if o.Validity < time.Hour {
+		add("certificate validity %s: want at least an hour", o.Validity)
+	}
+	if o.CredentialTTL == 0 {
+		o.CredentialTTL = 12 * time.Hour
+	}
+	if o.CredentialTTL < time.Minute || o.CredentialTTL > 24*time.Hour {
+		add("credential TTL %s: want 1m to 24h", o.CredentialTTL)
+	}
+	for _, p := range []string{o.NATSDir, o.StoreDir} {
+		if p != "" && !filepath.IsAbs(p) {
+			add("%q: nats-server paths must be absolute", p)
+		}
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	return nil
+}
+
+// maxInstances bounds --instances: each instance must own at least one
+// of the partitions (partitionsFor).
+const maxInstances = 64
+
+// partitionsFor is consumer.partitions for n instances: 12 (the
+// deployment grows to 12 instances without an offline change) or n when
+// more.
+func partitionsFor(n int) int { return max(12, n) }
+
+// validHost accepts an IP address or a DNS name (letters, digits,
+// hyphens, dots; no leading or trailing dot or hyphen).
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	if strings.ContainsAny(h, ":") {
+		return isIP(h)
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// File is one file Write writes.
+type File struct {
+	Path string      // relative to Options.Dir, slash separated
+	Mode os.FileMode // 0600 for every secret
+	data []byte
+}
+
+// Secret reports whether the file holds a secret (mode 0600).
+func (f File) Secret() bool { return f.Mode == secretMode }
+
+const (
+	secretMode os.FileMode = 0o600
+	publicMode os.FileMode = 0o644
+	dirMode    os.FileMode = 0o700
+)
+
+// Deployment is what Write wrote.
+type Deployment struct {
+	Dir   string
+	Files []File
+	// Cluster is true for three hosts.
+	Cluster bool
+	// Replicas is streams.replicas of gateway.yaml.
+	Replicas int
+	// GatewayKey and GatewayXKey are the gateway's public signing and
+	// curve keys: consumers trust the first, agents seal to the second.
+	GatewayKey, GatewayXKey string
+	// NewCA is true when Write made the client CA (ca/ca-key.pem).
+	NewCA bool
+}
+
+// Write renders the deployment of o into o.Dir. Unless o.Force, it
+// refuses (ErrExists, listing them) when any of its files exists, before
+// writing any. Secrets are written 0600, directories 0700.
+func Write(o Options) (*Deployment, error) {
+	if err := o.withDefaults(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("scaffold: %w", err)
+	}
+	o.Dir = dir
+	d, err := render(o)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Force {
+		var in []string
+		for _, f := range d.Files {
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.Path))); err == nil {
+				in = append(in, f.Path)
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("scaffold: %w", err)
+			}
+		}
+		if len(in) > 0 {
+			shown := in[:min(len(in), 5)]
+			more := ""
+			if len(in) > len(shown) {
+				more = fmt.Sprintf(" and %d more", len(in)-len(shown))
+			}
+			return nil, fmt.Errorf("%w in %s: %s%s", ErrExists, dir, strings.Join(shown, ", "), more)
+		}
+	}
+	for _, f := range d.Files {
+		if err := writeFile(filepath.Join(dir, filepath.FromSlash(f.Path)), f.data, f.Mode); err != nil {
+			return nil, fmt.Errorf("scaffold: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// writeFile writes data with mode through a temporary file renamed into
+// place: an existing file (with --force) is replaced, never reused with
+// its old mode, and a reader never sees half a file.
+func writeFile(path string, data []byte, mode os.FileMode) (err error) {
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
