@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,8 +45,20 @@ func crashHolding(t *testing.T, js jetstream.JetStream, name string, n int) {
 // its replay (the original is delivered), and a message that expired
 // while the gateway was down, but was fresh when it was delivered, is
 // delivered. Their dead deliveries, redelivered after ack_wait, are
-// answered from the ledger: each message has exactly one output.
+// answered from the ledger: each message has exactly one output. Both
+// for a single gateway restarting and for a scaled-out partition taken
+// over by another instance (with fair_tenants: the tenant's consumer).
 func TestInFlightDecidedFirstAfterCrash(t *testing.T) {
+	for _, scaled := range []bool{false, true} {
+		name := "single"
+		if scaled {
+			name = "scale-out"
+		}
+		t.Run(name, func(t *testing.T) { testInFlightFirst(t, scaled) })
+	}
+}
+
+func testInFlightFirst(t *testing.T, scaled bool) {
 	h := newHarness(t)
 	// Real time: the decision time of a recovered message comes from the
 	// server's delivery time. ack_wait is long enough that the dead
@@ -52,22 +66,50 @@ func TestInFlightDecidedFirstAfterCrash(t *testing.T) {
 	h.opts = append(h.opts, WithClock(time.Now))
 	h.cfg.Limits.Skew = 0
 	h.cfg.Consumer.AckWait = 8 * time.Second
-	h.start()
-	<-h.gw.Ready()
-	h.stop()
+	var stats func() *Stats
+	start := func(name string) {
+		h.start()
+		<-h.gw.Ready()
+		stats = h.gw.Stats
+	}
+	stop := h.stop
+	if scaled {
+		h.cfg.Consumer.Partitions = 2
+		h.cfg.Consumer.FairTenants = true
+		var in *instance
+		start = func(name string) {
+			in = h.startInstance(name)
+			waitFor(t, func() bool { return in.held() == 2 })
+			stats = in.gw.Stats
+		}
+		stop = func() { in.stop(t) }
+	}
+	start("a")
+	stop()
 
 	h.clock.now = time.Now()
 	orig := h.body(nil)
 	short := h.body(func(b *envelope.Builder) { b.TTL = 1500 * time.Millisecond })
 	seqOrig, seqShort := h.send(orig), h.send(short)
-	crashHolding(t, h.js, h.cfg.Consumer.Durable, 2)
+	cons := h.cfg.Consumer.Durable
+	if scaled {
+		// The agent's partition, from the subject its messages are
+		// stored under: agentgw.in.<p>.<tenant>.<agent>.
+		var p int
+		subj := h.all(StreamIngress)[seqOrig-1].Subject
+		if _, err := fmt.Sscanf(strings.TrimPrefix(subj, "agentgw.in."), "%d.", &p); err != nil {
+			t.Fatalf("stored subject %q: %v", subj, err)
+		}
+		cons = tenantConsumerName(h.cfg.Consumer, p, "tenant_a")
+	}
+	crashHolding(t, h.js, cons, 2)
 
 	// Down until short has expired, then the copy of orig comes in.
 	time.Sleep(2 * time.Second)
 	copyHdr := h.signed(h.agent, h.agent.token, orig)
 	seqCopy := h.publish(h.ingress(h.agent, "tenant_a"), orig, copyHdr)
 
-	h.start()
+	start("b")
 	for _, tc := range []struct {
 		name       string
 		seq        uint64
@@ -82,12 +124,12 @@ func TestInFlightDecidedFirstAfterCrash(t *testing.T) {
 			t.Errorf("%s (ingress %d): %s %s; want %s %s", tc.name, tc.seq, got, why, tc.route, tc.why)
 		}
 	}
-	if n := h.gw.Stats().Recovered.Load(); n != 2 {
+	if n := stats().Recovered.Load(); n != 2 {
 		t.Errorf("Stats().Recovered = %d; want 2", n)
 	}
 
 	// The dead deliveries come back after ack_wait: re-emitted, acked.
-	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
+	c, err := h.js.Consumer(context.Background(), StreamIngress, cons)
 	must(t, err)
 	deadline := time.Now().Add(h.cfg.Consumer.AckWait + 15*time.Second)
 	for {
@@ -101,10 +143,10 @@ func TestInFlightDecidedFirstAfterCrash(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := h.gw.Stats().Reemitted.Load(); n < 2 {
+	if n := stats().Reemitted.Load(); n < 2 {
 		t.Errorf("Stats().Reemitted = %d; want the 2 dead deliveries re-emitted", n)
 	}
-	if n := h.gw.Stats().Decided.Load(); n != 3 {
+	if n := stats().Decided.Load(); n != 3 {
 		t.Errorf("Stats().Decided = %d; want 3 (each message once)", n)
 	}
 	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
