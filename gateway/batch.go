@@ -225,7 +225,7 @@ func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
 	for i, msg := range msgs {
 		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: now}
 		if md, err := msg.Metadata(); err == nil {
-			it.seq, it.delivery = md.Sequence.Stream, md.NumDelivered
+			it.seq, it.delivery, it.consumer = md.Sequence.Stream, md.NumDelivered, md.Consumer
 			m.DecisionDelay.Observe(wall.Sub(md.Timestamp).Seconds())
 			if md.NumDelivered > 1 {
 				m.Redeliveries.Inc()

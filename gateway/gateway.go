@@ -65,6 +65,7 @@ type Gateway struct {
 	metrics *metrics.Gateway
 	mserver atomic.Pointer[metrics.Server]
 	pending atomic.Int64 // consumer num_pending, refreshed by the prune loop
+	floors  ackFloors    // each ingress consumer's own ack floor, refreshed by the prune loop
 
 	// ledgerFS, when set by a test, is the ledger's filesystem (a Pebble
 	// vfs that injects failures); nil is the real disk.
