@@ -84,7 +84,7 @@ type Stats struct {
 	Denied       atomic.Uint64
 	Held         atomic.Uint64
 	Reemitted    atomic.Uint64
-	Recovered    atomic.Uint64 // in-flight messages decided at a partition's start
+	Recovered    atomic.Uint64 // in-flight messages decided or re-emitted at a partition's start
 	PayloadOpens atomic.Uint64
 	Batches      atomic.Uint64
 }

@@ -23,9 +23,11 @@ import (
 // expired. So before a partition takes any new delivery it reads its
 // consumers' unacknowledged range from the stream by sequence and
 // decides, in stream order, every message there without a recorded
-// outcome. The dead deliveries come back after ack_wait; their ledger
-// outcome is then found and re-emitted (the outputs' stream
-// de-duplicates it) and acknowledged: nothing is decided twice.
+// outcome, and re-emits the recorded outputs of those decided before the
+// crash (their outputs may not all be stored). The dead deliveries come
+// back after ack_wait; their ledger outcome is then found and re-emitted
+// (the outputs' streams de-duplicate it) and acknowledged: nothing is
+// decided twice.
 
 // recoverScanLimit bounds the messages read per consumer, in units of
 // MaxAckPending: the range above the ack floor is that long only when a
@@ -57,7 +59,7 @@ func (m recoveredMsg) TermWithReason(string) error      { return nil }
 // inFlight is what a partition's consumers had delivered and not
 // acknowledged when the partition starts.
 type inFlight struct {
-	msgs []jetstream.Msg // without a recorded outcome, in stream order
+	msgs []jetstream.Msg // in stream order
 	// now is their decision time: the partition's last delivery before
 	// the start, on the gateway's clock (recoveredNow).
 	now time.Time
@@ -99,11 +101,10 @@ func recoveredNow(clock time.Time, infos []*jetstream.ConsumerInfo, ackWait time
 }
 
 // readInFlight reads the messages in the unacknowledged range of ps's
-// consumers, (ack floor, last delivered], that have no recorded outcome.
-// A message with an outcome was decided (its redelivery re-emits it);
-// one without an outcome above the ack floor was never decided, so it
-// is not acknowledged either. The catch-all skips what a tenant consumer
-// owns (fair_tenants), as it does on delivery.
+// consumers, (ack floor, last delivered]. One without a recorded outcome
+// above the ack floor was never decided, so it is not acknowledged
+// either; one with an outcome is re-emitted (below). The catch-all skips
+// what a tenant consumer owns (fair_tenants), as it does on delivery.
 func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, error) {
 	var res inFlight
 	type src struct {
@@ -166,12 +167,25 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 	slices.SortFunc(res.msgs, func(a, b jetstream.Msg) int {
 		return cmpSeq(a.(recoveredMsg).raw.Sequence, b.(recoveredMsg).raw.Sequence)
 	})
-	// Only what has no recorded outcome is decided here.
+	// A message with a recorded outcome was decided; its outputs may
+	// not all be stored (the gateway died between its commit and their
+	// PubAcks), so they are re-emitted now rather than after ack_wait.
+	// It may also be one acknowledged above the floor, whose outputs are
+	// stored: re-emitting them is a no-op only within the outputs'
+	// duplicate window, so a message stored longer ago than half of it
+	// is left to its redelivery, if any.
+	var serverNow time.Time
+	for _, info := range infos {
+		if info.TimeStamp.After(serverNow) {
+			serverNow = info.TimeStamp
+		}
+	}
 	b := ps.ledger.NewBatch()
 	defer b.Close()
 	res.msgs = slices.DeleteFunc(res.msgs, func(m jetstream.Msg) bool {
-		_, found, err := b.Outcome(m.(recoveredMsg).raw.Sequence)
-		return err == nil && found
+		raw := m.(recoveredMsg).raw
+		_, found, err := b.Outcome(raw.Sequence)
+		return err == nil && found && serverNow.Sub(raw.Time) >= g.cfg.Streams.DuplicateWindow/2
 	})
 	res.now = recoveredNow(g.clock(), infos, g.cfg.Consumer.AckWait)
 	return res, nil
@@ -187,9 +201,9 @@ func cmpSeq(a, b uint64) int {
 	return 0
 }
 
-// recoverInFlight decides the messages ps's consumers had in flight when
-// the partition started, in stream order and before any new delivery,
-// as of their recovered decision time. Their outputs go through the
+// recoverInFlight decides (or re-emits) the messages ps's consumers had
+// in flight when the partition started, in stream order and before any
+// new delivery, as of their recovered decision time. Their outputs go through the
 // acker like any batch's; there is nothing to acknowledge for them.
 func (g *Gateway) recoverInFlight(ctx context.Context, ps *partState, jobs chan<- ackJob) error {
 	start := time.Now()
@@ -216,6 +230,6 @@ func (g *Gateway) recoverInFlight(ctx context.Context, ps *partState, jobs chan<
 	g.metrics.Recovery.Observe(time.Since(start).Seconds())
 	g.log.Info().Int("partition", ps.p).Int("recovered", len(fl.msgs)).Int("scanned", fl.scanned).
 		Time("decided_as_of", fl.now).Dur("took", time.Since(start)).
-		Msg("decided the messages in flight at the partition's start")
+		Msg("decided or re-emitted the messages in flight at the partition's start")
 	return nil
 }

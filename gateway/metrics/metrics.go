@@ -28,8 +28,8 @@ type Gateway struct {
 	BatchSeconds  prometheus.Histogram
 	Redeliveries  prometheus.Counter
 	Reemitted     prometheus.Counter
-	Recovered     prometheus.Counter   // in-flight messages decided at a partition's start
-	Recovery      prometheus.Histogram // a partition's start → its in-flight messages decided
+	Recovered     prometheus.Counter   // in-flight messages decided or re-emitted at a partition's start
+	Recovery      prometheus.Histogram // reading and deciding a partition's in-flight messages at its start
 	PayloadOpens  prometheus.Counter
 	PublishFails  prometheus.Counter
 	LedgerErrors  prometheus.Counter
@@ -72,8 +72,8 @@ func New() *Gateway {
 	m.BatchSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_batch_duration_seconds", Help: "Fetch-to-ack time of a batch.", Buckets: latencyBuckets})
 	m.Redeliveries = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_redeliveries_total", Help: "Ingress messages delivered more than once."})
 	m.Reemitted = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_reemitted_total", Help: "Redeliveries answered by re-emitting the recorded outcome."})
-	m.Recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_recovered_total", Help: "Messages in flight when a partition started (a crash, a lease taken over), decided before any new delivery."})
-	m.Recovery = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_recovery_seconds", Help: "Time from a partition's start to the last of its in-flight messages decided.", Buckets: latencyBuckets})
+	m.Recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_recovered_total", Help: "Messages in flight when a partition started (a crash, a lease taken over), decided or re-emitted before any new delivery."})
+	m.Recovery = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_recovery_seconds", Help: "Time to read and decide a partition's in-flight messages at its start, before any new delivery.", Buckets: latencyBuckets})
 	m.PayloadOpens = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_payload_opens_total", Help: "Sealed payloads opened (only after authorization)."})
 	m.PublishFails = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_publish_failures_total", Help: "Outputs JetStream did not acknowledge; their ingress message is redelivered."})
 	m.LedgerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_ledger_errors_total", Help: "Ledger failures; the batch was not acknowledged (fail closed)."})
