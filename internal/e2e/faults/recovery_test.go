@@ -84,7 +84,7 @@ func TestKill9InFlightDecidedFirst(t *testing.T) {
 		restart := time.Now()
 		e.startGateway()
 		took := e.awaitDecided(t, inFlight, restart, 60*time.Second)
-		e.recoveries = append(e.recoveries, recovery{inFlight: len(inFlight), took: took})
+		e.recoveries = append(e.recoveries, recovery{inFlight: len(inFlight), took: took, since: "the restart"})
 		t.Logf("restart: %d messages in flight at the kill, the last decided %s after the restart", len(inFlight), took.Round(time.Millisecond))
 		rounds = append(rounds, watched{orig.seq, short.seq, seq})
 	}
@@ -245,12 +245,86 @@ func (e *env) firstOutputs(t *testing.T) map[uint64]firstOut {
 	return out
 }
 
-// recovery is one restart's in-flight recovery, for the summary.
+// recovery is one fault's in-flight recovery, for the summary: how many
+// messages were in flight and how long after since (the restart, or the
+// kill of a scaled-out instance) the last of them was decided.
 type recovery struct {
 	inFlight int
 	took     time.Duration
+	since    string
 }
 
 func (r recovery) String() string {
-	return fmt.Sprintf("%d in flight, last decided %s after the restart", r.inFlight, r.took.Round(time.Millisecond))
+	return fmt.Sprintf("%d in flight, last decided %s after %s", r.inFlight, r.took.Round(time.Millisecond), r.since)
+}
+
+// inFlightAll returns the ingress sequences without an output yet in the
+// unacknowledged range of every ingress consumer, each read with its own
+// filter; a partition's catch-all leaves out what its tenant consumers
+// own (fair_tenants).
+func (e *env) inFlightAll(t *testing.T) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := e.js.Stream(ctx, gateway.StreamIngress)
+	must(t, err)
+	var infos []*jetstream.ConsumerInfo
+	lister := st.ListConsumers(ctx)
+	for info := range lister.Info() {
+		infos = append(infos, info)
+	}
+	must(t, lister.Err())
+	ingress, err := readStream(ctx, e.js, gateway.StreamIngress)
+	must(t, err)
+	subj := map[uint64]string{}
+	for _, m := range ingress {
+		subj[m.seq] = m.subject
+	}
+	outs := e.firstOutputs(t)
+	seen := map[uint64]bool{}
+	var seqs []uint64
+	for _, info := range infos {
+		if info.NumAckPending == 0 {
+			continue
+		}
+		filter := info.Config.FilterSubject
+		var others []string // the tenant consumers' filters, for a catch-all
+		for _, o := range infos {
+			f := o.Config.FilterSubject
+			if o.Name != info.Name && strings.Contains(o.Name, "-t-") && subjectMatch(filter, f) {
+				others = append(others, f)
+			}
+		}
+		for s := info.AckFloor.Stream + 1; s <= info.Delivered.Stream; s++ {
+			sub, ok := subj[s]
+			if !ok || !subjectMatch(filter, sub) || seen[s] {
+				continue
+			}
+			owned := false
+			for _, f := range others {
+				owned = owned || subjectMatch(f, sub)
+			}
+			if _, done := outs[s]; done || owned {
+				continue
+			}
+			seen[s] = true
+			seqs = append(seqs, s)
+		}
+	}
+	return seqs
+}
+
+// subjectMatch reports whether subject (or a narrower filter) matches
+// filter, token by token ('*' matches any one token; '>' the rest).
+func subjectMatch(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || f != "*" && f != st[i] {
+			return false
+		}
+	}
+	return len(ft) == len(st)
 }
