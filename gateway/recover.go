@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,7 +166,7 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 		res.scanned += n
 	}
 	slices.SortFunc(res.msgs, func(a, b jetstream.Msg) int {
-		return cmpSeq(a.(recoveredMsg).raw.Sequence, b.(recoveredMsg).raw.Sequence)
+		return cmp.Compare(a.(recoveredMsg).raw.Sequence, b.(recoveredMsg).raw.Sequence)
 	})
 	// A message with a recorded outcome was decided; its outputs may
 	// not all be stored (the gateway died between its commit and their
@@ -189,16 +190,6 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 	})
 	res.now = recoveredNow(g.clock(), infos, g.cfg.Consumer.AckWait)
 	return res, nil
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // recoverInFlight decides (or re-emits) the messages ps's consumers had
