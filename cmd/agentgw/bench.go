@@ -26,6 +26,11 @@ payload, re-sealed to the consumer), hostile (bad signatures and
 replays), mixed, or NAME=KIND:WEIGHT+... with kinds plain, sealed,
 badsig, replay.
 
+--crash adds a gateway run per mix that stops the gateway hard half way
+(its connection closed under it, in this process) and starts a new one
+on the same ledger, and reports how many messages the stop left in
+flight and the time from the restart to the last of them decided.
+
 Uses an embedded nats-server unless --nats is given. On an external
 server it deletes and recreates the AGENTGW_* streams for every scenario,
 so it refuses to start if they exist unless --force. Progress goes to
