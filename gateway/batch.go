@@ -57,6 +57,17 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		close(jobs)
 		<-acked
 	}()
+	// What the partition's consumers had in flight when it started is
+	// decided first (recover.go); a failure leaves it to redelivery.
+	if err := g.recoverInFlight(ctx, ps, jobs); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errRestart) {
+			return err
+		}
+		g.log.Error().Err(err).Int("partition", ps.p).Msg("recovery of in-flight messages failed; they are decided on redelivery")
+	}
 	var fair *fairSource
 	if len(ps.tenants) > 0 {
 		var err error
@@ -203,8 +214,10 @@ type prepared struct {
 
 // prepare makes the items of a fetched batch and runs the gates that need
 // no ledger on them, in parallel.
-func (g *Gateway) prepare(msgs []jetstream.Msg) prepared {
-	now := g.clock()
+func (g *Gateway) prepare(msgs []jetstream.Msg) prepared { return g.prepareAt(msgs, g.clock()) }
+
+// prepareAt is prepare with the batch's decision time given.
+func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
 	wall := time.Now() // for metrics only; decisions use the clock
 	m := g.metrics
 	m.BatchSize.Observe(float64(len(msgs)))
@@ -212,7 +225,7 @@ func (g *Gateway) prepare(msgs []jetstream.Msg) prepared {
 	for i, msg := range msgs {
 		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: now}
 		if md, err := msg.Metadata(); err == nil {
-			it.seq, it.delivery = md.Sequence.Stream, md.NumDelivered
+			it.seq, it.delivery, it.consumer = md.Sequence.Stream, md.NumDelivered, md.Consumer
 			m.DecisionDelay.Observe(wall.Sub(md.Timestamp).Seconds())
 			if md.NumDelivered > 1 {
 				m.Redeliveries.Inc()

@@ -65,6 +65,7 @@ type Gateway struct {
 	metrics *metrics.Gateway
 	mserver atomic.Pointer[metrics.Server]
 	pending atomic.Int64 // consumer num_pending, refreshed by the prune loop
+	floors  ackFloors    // each ingress consumer's own ack floor, refreshed by the prune loop
 
 	// ledgerFS, when set by a test, is the ledger's filesystem (a Pebble
 	// vfs that injects failures); nil is the real disk.
@@ -83,6 +84,7 @@ type Stats struct {
 	Denied       atomic.Uint64
 	Held         atomic.Uint64
 	Reemitted    atomic.Uint64
+	Recovered    atomic.Uint64 // in-flight messages decided or re-emitted at a partition's start
 	PayloadOpens atomic.Uint64
 	Batches      atomic.Uint64
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,10 +71,18 @@ func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 
 // ackFloor is the lowest stream sequence below which every consumer of
 // parts has acknowledged everything. A consumer with nothing pending and
-// nothing unacknowledged holds it back only to the stream's last
-// sequence read before any consumer (whatever it is given later comes
-// after that), not to where its own traffic stopped: a quiet tenant's or
-// partition's consumer would otherwise pin the floor for good.
+// nothing unacknowledged holds it back only to the stream's last sequence
+// read before any consumer, not to where its own traffic stopped: a
+// quiet tenant's or partition's consumer would otherwise pin the floor
+// for good. That floor is for pruning only: what it removes are the
+// outcomes and entries of acknowledged messages, since a message not yet
+// acknowledged keeps its consumer busy, and its floor below it. It does
+// not say that a message at or below it was acknowledged: in a cluster a
+// consumer answers from its own replica of the stream, which may not
+// hold yet the last messages the stream leader reported, so an idle
+// consumer may still deliver one at or below it. Each consumer's own ack
+// floor, recorded here before anything is pruned (noteAckFloor), says
+// that (acknowledged).
 // In scale-out mode the lag gauge counts the partitions pruned last.
 func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, bool) {
 	var pending int64
@@ -94,6 +104,7 @@ func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, boo
 			if err != nil {
 				return 0, false
 			}
+			g.noteAckFloor(info.Name, info.AckFloor.Stream)
 			pending += int64(info.NumPending)
 			if info.NumPending == 0 && info.NumAckPending == 0 {
 				continue
@@ -102,4 +113,32 @@ func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, boo
 		}
 	}
 	return floor, true
+}
+
+// ackFloors holds each ingress consumer's ack floor as last read, by
+// consumer name. Ack floors only rise, so a stale value is a low one.
+type ackFloors struct{ m sync.Map } // name → *atomic.Uint64
+
+// noteAckFloor records that consumer name has acknowledged every message
+// at or below seq.
+func (g *Gateway) noteAckFloor(name string, seq uint64) {
+	v, _ := g.floors.m.LoadOrStore(name, new(atomic.Uint64))
+	f := v.(*atomic.Uint64)
+	for {
+		cur := f.Load()
+		if seq <= cur || f.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// acknowledged reports whether consumer had acknowledged seq when its ack
+// floor was last read: a delivery of it then is a stale one. A message
+// read by sequence (consumer "") never is.
+func (g *Gateway) acknowledged(consumer string, seq uint64) bool {
+	if consumer == "" {
+		return false
+	}
+	v, ok := g.floors.m.Load(consumer)
+	return ok && seq <= v.(*atomic.Uint64).Load()
 }

@@ -35,6 +35,7 @@ type item struct {
 	body     []byte
 	seq      uint64
 	delivery uint64
+	consumer string // the consumer that delivered it; "" when read by sequence (recover.go)
 	start    time.Time
 
 	ref    subjects.IngressRef
@@ -201,13 +202,14 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	if err != nil {
 		return err
 	}
-	if !found && b.Acknowledged(it.seq) {
+	if !found && g.acknowledged(it.consumer, it.seq) {
 		// A delivery JetStream sent before it processed the ack of an
 		// earlier one (a redelivery after an ack timeout, already in
 		// flight): the message's outputs are stored and its outcome
 		// pruned. Deciding again could contradict the first decision and
 		// would write a second audit event; it is acknowledged with
-		// nothing to publish.
+		// nothing to publish. Only the ack floor of the consumer that
+		// delivered it says so (maintain.go, ackFloor).
 		it.reemit, it.outputs = true, nil
 		g.log.Debug().Uint64("ingress_seq", it.seq).Msg("stale delivery of an acknowledged message; dropped")
 		return nil

@@ -26,6 +26,11 @@ payload, re-sealed to the consumer), hostile (bad signatures and
 replays), mixed, or NAME=KIND:WEIGHT+... with kinds plain, sealed,
 badsig, replay.
 
+--crash adds a gateway run per mix that stops the gateway hard half way
+(its connection closed under it, in this process) and starts a new one
+on the same ledger, and reports how many messages the stop left in
+flight and the time from the restart to the last of them decided.
+
 Uses an embedded nats-server unless -s/--server is given ($NATS_URL
 and NATS contexts do not apply: the default is the embedded server;
 --creds is a NATS user .creds file for it). On an external
@@ -54,6 +59,7 @@ stderr, the table to stdout.`)
 	partitions := c.fs.Int("partitions", 0, "ingress partitions, each with its own consumer and ledger (0: 1, or 6 with --instances)")
 	fair := c.fs.Bool("fair-tenants", false, "gateway with consumer.fair_tenants (a queue per tenant)")
 	noNotices := c.fs.Bool("no-notify-senders", false, "gateway with notify_senders off (no decision notice per message)")
+	crash := c.fs.Bool("crash", false, "also run the gateway once per mix with a hard stop and a restart half way, and report the time from the restart to the last message it left in flight decided (single instance)")
 	timeout := c.fs.Duration("timeout", 0, "bound per scenario (0: 2m + 2ms per message)")
 	cpuProfile := c.fs.String("cpuprofile", "", "write a CPU profile of each gateway scenario (name gets the scenario inserted when several)")
 	traceOut := c.fs.String("trace", "", "write a runtime execution trace of each gateway scenario (see go tool trace -pprof=syscall)")
@@ -79,7 +85,7 @@ stderr, the table to stdout.`)
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices
-	cfg.MCPCalls = *mcpCalls
+	cfg.MCPCalls, cfg.Crash = *mcpCalls, *crash
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	if *quiet {
 		cfg.ProgressEvery = -1

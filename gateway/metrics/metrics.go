@@ -28,6 +28,8 @@ type Gateway struct {
 	BatchSeconds  prometheus.Histogram
 	Redeliveries  prometheus.Counter
 	Reemitted     prometheus.Counter
+	Recovered     prometheus.Counter   // in-flight messages decided or re-emitted at a partition's start
+	Recovery      prometheus.Histogram // reading and deciding a partition's in-flight messages at its start
 	PayloadOpens  prometheus.Counter
 	PublishFails  prometheus.Counter
 	LedgerErrors  prometheus.Counter
@@ -70,6 +72,8 @@ func New() *Gateway {
 	m.BatchSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_batch_duration_seconds", Help: "Fetch-to-ack time of a batch.", Buckets: latencyBuckets})
 	m.Redeliveries = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_redeliveries_total", Help: "Ingress messages delivered more than once."})
 	m.Reemitted = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_reemitted_total", Help: "Redeliveries answered by re-emitting the recorded outcome."})
+	m.Recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_recovered_total", Help: "Messages in flight when a partition started (a crash, a lease taken over), decided or re-emitted before any new delivery."})
+	m.Recovery = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_recovery_seconds", Help: "Time to read and decide a partition's in-flight messages at its start, before any new delivery.", Buckets: latencyBuckets})
 	m.PayloadOpens = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_payload_opens_total", Help: "Sealed payloads opened (only after authorization)."})
 	m.PublishFails = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_publish_failures_total", Help: "Outputs JetStream did not acknowledge; their ingress message is redelivered."})
 	m.LedgerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_ledger_errors_total", Help: "Ledger failures; the batch was not acknowledged (fail closed)."})
@@ -83,7 +87,7 @@ func New() *Gateway {
 	m.JournalSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_journal_append_seconds", Help: "Scale-out: time to journal one batch (acknowledged by the journal stream).", Buckets: latencyBuckets})
 	f(buildInfo())
 	for _, c := range []prometheus.Collector{m.PartitionEvents, m.JournalSeconds, m.Decisions, m.DecisionDelay, m.GateSeconds, m.BatchSize, m.BatchSeconds, m.Redeliveries,
-		m.Reemitted, m.PayloadOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
+		m.Reemitted, m.Recovered, m.Recovery, m.PayloadOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
 		m.BudgetDenials, m.OperatorReqs} {
 		f(c)
 	}

@@ -111,12 +111,16 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 	defer r.teardown()
 
 	var errs []error
+	var onceCrash func(sys string, mix Mix, rate float64, crash bool) (Result, error)
 	fail := func(err error) (*Report, error) {
 		rep.Ratios = computeRatios(rep.Scenarios)
 		return rep, errors.Join(append(errs, err)...)
 	}
 	once := func(sys string, mix Mix, rate float64) (Result, error) {
-		res, err := r.scenario(ctx, sys, mix, rate)
+		return onceCrash(sys, mix, rate, false)
+	}
+	onceCrash = func(sys string, mix Mix, rate float64, crash bool) (Result, error) {
+		res, err := r.scenario(ctx, sys, mix, rate, crash)
 		if err == nil && res.Routes != res.Expected {
 			errs = append(errs, fmt.Errorf("%w: %s routed %+v; want %+v", ErrMismatch, res.Name, res.Routes, res.Expected))
 		}
@@ -155,6 +159,13 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 				paced = append(paced, res)
 			}
 			rep.Scenarios = append(rep.Scenarios, median(paced, byP99))
+		}
+		if cfg.Crash {
+			res, err := onceCrash(SystemGateway, mix, cfg.Rate, true)
+			if err != nil {
+				return fail(err)
+			}
+			rep.Scenarios = append(rep.Scenarios, res)
 		}
 	}
 	if cfg.MCPCalls > 0 {

@@ -227,12 +227,12 @@ func TestComputeRatios(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Messages, cfg.Agents, cfg.Paced, cfg.Mixes = 0, 0, 2, nil
+	cfg.Messages, cfg.Agents, cfg.Paced, cfg.Mixes, cfg.Crash, cfg.Instances = 0, 0, 2, nil, true, 2
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil; want errors")
 	}
-	for _, frag := range []string{"messages", "agents", "paced", "mix"} {
+	for _, frag := range []string{"messages", "agents", "paced", "mix", "crash"} {
 		if !strings.Contains(err.Error(), frag) {
 			t.Errorf("Validate() = %v; want a problem about %s", err, frag)
 		}
@@ -327,5 +327,44 @@ func TestRunScaledOut(t *testing.T) {
 	}
 	if rep.Settings.Instances != 2 || rep.Settings.Partitions != 6 {
 		t.Errorf("settings say %d instances, %d partitions; want 2, 6", rep.Settings.Instances, rep.Settings.Partitions)
+	}
+}
+
+// TestRunCrash: with Crash the gateway of a mix runs a second time and is
+// stopped hard half way and restarted on its ledger; every message still
+// has exactly one output with the expected route, and the report says
+// what the stop left in flight.
+func TestRunCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and runs 2 scenarios")
+	}
+	const m = 2000
+	cfg := DefaultConfig()
+	cfg.Messages, cfg.Agents, cfg.Mixes, cfg.Baselines, cfg.MCPCalls, cfg.Crash = m, 4, []Mix{MixPlain}, false, 0, true
+	cfg.ProgressEvery = -1
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(rep.Scenarios) != 2 {
+		t.Fatalf("%d scenarios; want 2 (gateway, gateway+crash)", len(rep.Scenarios))
+	}
+	s := rep.Scenarios[1]
+	if s.Name != "gateway/plain+crash" || s.Crash == nil {
+		t.Fatalf("second scenario %q, crash %+v; want gateway/plain+crash with a crash result", s.Name, s.Crash)
+	}
+	checkResult(t, s, m)
+	if c := s.Crash; c.AfterOutputs < m/2 || c.InFlight < 0 || c.RecoverySeconds < 0 || c.StandIn == "" {
+		t.Errorf("crash %+v: want the stop after half the outputs, a non-negative count and time, and the stand-in named", c)
+	}
+	if rep.Scenarios[0].Crash != nil {
+		t.Errorf("the plain gateway scenario has a crash result")
+	}
+	if len(rep.Ratios) != 0 {
+		t.Errorf("ratios %+v without baselines; want none (a crash run is never paired)", rep.Ratios)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "gateway/plain+crash") || !strings.Contains(table.String(), "in flight") {
+		t.Errorf("WriteTable = %v; the table lacks the crash lines:\n%s", err, table.String())
 	}
 }

@@ -98,6 +98,16 @@ type Config struct {
 	// GatewayLog, when set, is a file the gateway writes its JSON log to
 	// (one line per decision); empty discards the log.
 	GatewayLog string
+	// Crash adds a gateway scenario per mix ("<mix>+crash") that stops
+	// the gateway hard once half the measured outputs are seen and
+	// starts a new one on the same ledger: the report gives the messages
+	// in flight at the stop and the time from the restart to the last of
+	// them decided (Result.Crash). The gateway runs in this process, so
+	// the stop is a stand-in for kill -9: its connection is closed under
+	// it, so it acknowledges and publishes nothing more, what it fetched
+	// stays delivered and unacknowledged, and what it committed stays in
+	// the ledger. Single-instance mode only.
+	Crash bool
 	// MCPCalls is how many MCP tool calls are measured through agentgw
 	// (endpoint, gateway, bridge) and directly against the upstream
 	// server, interleaved, after the scenarios. Zero: no MCP measurement.
@@ -173,6 +183,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout < 0 {
 		add("timeout must not be negative")
+	}
+	if c.Crash && c.Instances > 0 {
+		add("crash runs a single gateway; it does not combine with instances")
 	}
 	if c.SyncAlways && c.NATSURL != "" {
 		add("sync-always applies to the embedded server only; configure sync_interval on the external one")

@@ -111,6 +111,8 @@ type Result struct {
 	MeanBatch float64 `json:"mean_batch"`
 	// Reemitted counts outputs seen more than once (redeliveries).
 	Reemitted int64 `json:"reemitted"`
+	// Crash is the restart of a crash scenario (Config.Crash).
+	Crash *CrashResult `json:"crash,omitempty"`
 	// Runs summarises every repetition when Config.Repeat > 1, in run
 	// order; the Result itself is the median one.
 	Runs []RunSummary `json:"runs,omitempty"`
@@ -164,6 +166,21 @@ const (
 	histSig = 3
 )
 
+// CrashResult is what a gateway hard-stopped mid-run left in flight and
+// how fast the restarted one decided it.
+type CrashResult struct {
+	// AfterOutputs is the number of measured outputs seen at the stop.
+	AfterOutputs int64 `json:"after_outputs"`
+	// InFlight counts the messages delivered to the stopped gateway,
+	// unacknowledged and without an output at the stop.
+	InFlight int `json:"in_flight"`
+	// RecoverySeconds runs from the restart (the new gateway created)
+	// to the first output of the last in-flight message.
+	RecoverySeconds float64 `json:"recovery_seconds"`
+	// StandIn says how the crash was made.
+	StandIn string `json:"stand_in"`
+}
+
 func newHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histSig) }
 
 func latencyOf(h *hdrhistogram.Histogram, maxUS int64) Latency {
@@ -190,7 +207,7 @@ func computeRatios(results []Result) []Ratio {
 	var order []string
 	for i := range results {
 		r := &results[i]
-		if r.TargetRate != 0 && r.System == SystemGateway {
+		if r.TargetRate != 0 && r.System == SystemGateway || r.Crash != nil {
 			continue
 		}
 		t := byMix[r.Mix]
@@ -251,6 +268,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	var crashes []Result
+	for _, s := range r.Scenarios {
+		if s.Crash != nil {
+			crashes = append(crashes, s)
+		}
+	}
+	if len(crashes) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "crash scenario\tstopped after outputs\tin flight\trestart → last in-flight decided, s\t")
+		for _, s := range crashes {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t\n", s.Name, s.Crash.AfterOutputs, s.Crash.InFlight, s.Crash.RecoverySeconds)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "crash: %s\n", crashes[0].Crash.StandIn)
 	}
 	if m := r.MCP; m != nil {
 		fmt.Fprintln(w)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,14 +25,21 @@ type sut struct {
 	errc    chan error // Run's result, once
 	stop    func() error
 	batches func() uint64 // batches processed so far
+	// crash, for a gateway, stops it hard and starts a new one on the
+	// same ledger (Config.Crash); inFlight is called in between.
+	crash func(inFlight func()) (restart time.Time, err error)
 }
 
-// scenario runs one system on one mix at one rate, on fresh streams.
-func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate float64) (Result, error) {
+// scenario runs one system on one mix at one rate, on fresh streams;
+// with crash, the gateway is stopped hard and restarted half way.
+func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate float64, crash bool) (Result, error) {
 	r.n++
 	name := system + "/" + mix.Name
 	if rate > 0 {
 		name += fmt.Sprintf("@%.0f/s", rate)
+	}
+	if crash {
+		name += "+crash"
 	}
 	res := Result{Name: name, System: system, Mix: mix.Name, TargetRate: rate, Messages: r.cfg.Messages}
 	r.logf("bench: %s: signing %d messages", name, r.cfg.Messages)
@@ -98,6 +106,11 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- publish(runCtx, r.js, corp.msgs, rate, base, sent) }()
 	stopProgress := r.showProgress(name, sent, obs, int64(primer))
+	var crashed chan crashRun
+	if crash {
+		crashed = make(chan crashRun, 1)
+		go func() { crashed <- r.crashHalfway(runCtx, s, obs, int64(primer)) }()
+	}
 	err = r.await(ctx, obs.expect(int64(total)), s, r.cfg.timeout())
 	u1 := snapshot()
 	res.Batches = s.batches() - b0
@@ -128,6 +141,13 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	}
 
 	r.measure(&res, obs, sent, u0, u1)
+	if crash {
+		c := <-crashed
+		if c.err != nil {
+			return res, fmt.Errorf("bench: %s: %w", name, c.err)
+		}
+		res.Crash = c.result(obs)
+	}
 	r.logf("bench: %s: %.0f msgs/s, p50 %.2f ms, p99 %.2f ms", name, res.MsgsPerSec, float64(res.Latency.P50)/1000, float64(res.Latency.P99)/1000)
 	return res, nil
 }
@@ -270,17 +290,76 @@ func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*
 		closeAll()
 		return r.startScaledOut(ctx, setupCtx, dataDir, log)
 	}
-	gw, err := gateway.New(r.world.gatewayConfig(dataDir, &r.cfg), gateway.WithConn(nc), gateway.WithLogger(log))
+	gcfg := r.world.gatewayConfig(dataDir, &r.cfg)
+	gw, err := gateway.New(gcfg, gateway.WithConn(nc), gateway.WithLogger(log))
 	if err != nil {
 		closeAll()
 		return nil, err
 	}
-	s.batches = gw.Stats().Batches.Load
-	go func() { s.errc <- gw.Run(ctx) }()
+	// The gateway running now (a crash replaces it) and the batches of
+	// those before it.
+	var cur atomic.Pointer[gateway.Gateway]
+	var before atomic.Uint64
+	cur.Store(gw)
+	s.batches = func() uint64 { return before.Load() + cur.Load().Stats().Batches.Load() }
+	crashReq := make(chan func(), 1)
+	crashed := make(chan crashStart, 1)
+	var nc2 *nats.Conn // the restarted gateway's connection
+	s.crash = func(inFlight func()) (time.Time, error) {
+		crashReq <- inFlight
+		c := <-crashed
+		return c.restart, c.err
+	}
+	go func() {
+		gctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- gw.Run(gctx) }()
+		var inFlight func()
+		select {
+		case err := <-done:
+			s.errc <- err
+			return
+		case inFlight = <-crashReq:
+		}
+		// The hard stop: the connection goes first, so the gateway
+		// acknowledges and publishes nothing more; then Run returns
+		// and the ledger is released, as a dead process's would be.
+		nc.Close()
+		cancel()
+		<-done
+		before.Add(gw.Stats().Batches.Load())
+		if err := gw.Close(); err != nil {
+			crashed <- crashStart{err: fmt.Errorf("close the stopped gateway: %w", err)}
+			s.errc <- err
+			return
+		}
+		inFlight()
+		restart := time.Now()
+		c, err := r.connect("agentgw-bench-gateway-restarted")
+		var gw2 *gateway.Gateway
+		if err == nil {
+			if gw2, err = gateway.New(gcfg, gateway.WithConn(c), gateway.WithLogger(log)); err != nil {
+				c.Close()
+			}
+		}
+		if err != nil {
+			crashed <- crashStart{err: fmt.Errorf("restart: %w", err)}
+			s.errc <- err
+			return
+		}
+		nc2 = c
+		cur.Store(gw2)
+		crashed <- crashStart{restart: restart}
+		s.errc <- gw2.Run(ctx)
+	}()
 	s.stop = func() error {
 		err := <-s.errc
-		err = errors.Join(err, gw.Close())
+		err = errors.Join(err, cur.Load().Close())
 		closeAll()
+		if nc2 != nil {
+			nc2.Close()
+		}
 		if r.cfg.Dir == "" {
 			_ = os.RemoveAll(dataDir)
 		}
@@ -403,4 +482,74 @@ func (r *runner) showProgress(name string, sent *sendLog, obs *observer, primer 
 		}
 	}()
 	return func() { close(stop); <-done }
+}
+
+// crashStart is the restart of a crashed gateway.
+type crashStart struct {
+	restart time.Time
+	err     error
+}
+
+// crashRun is what a crash scenario saw.
+type crashRun struct {
+	after    int64    // measured outputs seen at the stop
+	inFlight []uint64 // ingress sequences delivered, unacknowledged and without an output at the stop
+	restart  time.Time
+	err      error
+}
+
+// crashHalfway waits for half the measured outputs, then has the gateway
+// stopped hard and restarted, noting in between which messages it left
+// in flight.
+func (r *runner) crashHalfway(ctx context.Context, s *sut, obs *observer, primer int64) crashRun {
+	var c crashRun
+	half := primer + int64(r.cfg.Messages)/2
+	for obs.count.Load() < half {
+		select {
+		case <-ctx.Done():
+			c.err = ctx.Err()
+			return c
+		case <-time.After(time.Millisecond):
+		}
+	}
+	c.after = obs.count.Load() - primer
+	var listErr error
+	c.restart, c.err = s.crash(func() { c.inFlight, listErr = r.inFlight(ctx, obs) })
+	if c.err == nil {
+		c.err = listErr
+	}
+	return c
+}
+
+// inFlight lists the ingress sequences that the ingress consumers had
+// delivered and not acknowledged, and that have no output yet.
+func (r *runner) inFlight(ctx context.Context, obs *observer) ([]uint64, error) {
+	st, err := r.js.Stream(ctx, gateway.StreamIngress)
+	if err != nil {
+		return nil, err
+	}
+	var seqs []uint64
+	l := st.ListConsumers(ctx)
+	for info := range l.Info() {
+		for seq := info.AckFloor.Stream + 1; seq <= info.Delivered.Stream && seq < uint64(len(obs.seen)); seq++ {
+			if obs.seen[seq].Load() == 0 {
+				seqs = append(seqs, seq)
+			}
+		}
+	}
+	return seqs, l.Err()
+}
+
+// result is the crash's figures once the scenario is over.
+func (c crashRun) result(obs *observer) *CrashResult {
+	res := &CrashResult{AfterOutputs: c.after, InFlight: len(c.inFlight),
+		StandIn: "the gateway runs in this process: its NATS connection is closed under it (nothing more acknowledged or published, its fetched messages left unacknowledged, its ledger as committed), then a new gateway opens the same ledger"}
+	var last int64
+	for _, seq := range c.inFlight {
+		last = max(last, obs.seen[seq].Load())
+	}
+	if last > 0 {
+		res.RecoverySeconds = max(obs.base.Add(time.Duration(last)).Sub(c.restart), 0).Seconds()
+	}
+	return res
 }

@@ -29,6 +29,7 @@ type smsg struct {
 	subject string
 	hdr     nats.Header
 	data    []byte
+	at      time.Time // when the stream stored it
 }
 
 // readStream reads every message of a stream with an ordered consumer.
@@ -62,7 +63,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, name string) ([]sms
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, smsg{seq: md.Sequence.Stream, subject: m.Subject(), hdr: m.Headers(), data: m.Data()})
+			out = append(out, smsg{seq: md.Sequence.Stream, subject: m.Subject(), hdr: m.Headers(), data: m.Data(), at: md.Timestamp})
 			if md.Sequence.Stream >= last {
 				return out, nil
 			}
@@ -95,6 +96,7 @@ type result struct {
 	IngressLost   int // acknowledged publishes missing from the ingress stream
 	Unknown       int // publishes given up during outages (fate unknown to the sender)
 	Redeliveries  uint64
+	Recoveries    []recovery // per restart: messages in flight at the kill, time to the last decided
 	ExpiryAudits  int
 	ByRoute       map[string]int
 	ByReason      map[string]int
@@ -166,7 +168,7 @@ func check(t testing.TB, e *env, l *load) *result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	r := &result{ByRoute: map[string]int{}, ByReason: map[string]int{}}
+	r := &result{ByRoute: map[string]int{}, ByReason: map[string]int{}, Recoveries: e.recoveries}
 	streams := map[string][]smsg{}
 	for _, name := range []string{gateway.StreamIngress, gateway.StreamCap, gateway.StreamApproval, gateway.StreamDenied, gateway.StreamAudit} {
 		msgs, err := readStream(ctx, e.js, name)
@@ -437,10 +439,22 @@ func (r *result) summary(name string, faults map[string]int, elapsed time.Durati
 	sort.Strings(fs)
 	return fmt.Sprintf("%s: %s, messages %d, faults injected %d (%s), lost %d, duplicated %d, orphans %d, "+
 		"replays let in %d (replay copies denied %d), wrong decisions %d, plaintext leaks %d, audit missing %d dup %d, "+
-		"held %d released %d expired %d (expiry audit events %d) bad fates %d late answers %d, ingress lost %d, unknown %d, redeliveries %d, routes %v",
+		"held %d released %d expired %d (expiry audit events %d) bad fates %d late answers %d, ingress lost %d, unknown %d, redeliveries %d, routes %v%s",
 		name, elapsed.Round(time.Second), r.Ingress, total, strings.Join(fs, " "), r.Lost, r.Duplicated, r.Orphans,
 		r.ReplaysLetIn, r.ReplayCopies, r.Wrong, r.Leaks, r.AuditMissing, r.AuditDup,
-		r.Held, r.Released, r.Expired, r.ExpiryAudits, r.FatesBad, r.LateAnswers, r.IngressLost, r.Unknown, r.Redeliveries, r.ByRoute)
+		r.Held, r.Released, r.Expired, r.ExpiryAudits, r.FatesBad, r.LateAnswers, r.IngressLost, r.Unknown, r.Redeliveries, r.ByRoute, r.recoveryText())
+}
+
+// recoveryText is "; recoveries [...]" when the run measured any.
+func (r *result) recoveryText() string {
+	if len(r.Recoveries) == 0 {
+		return ""
+	}
+	parts := make([]string, len(r.Recoveries))
+	for i, rc := range r.Recoveries {
+		parts[i] = rc.String()
+	}
+	return "; recoveries [" + strings.Join(parts, "; ") + "]"
 }
 
 // recordSummary appends one line per checked run to the file named by
@@ -456,6 +470,6 @@ func recordSummary(name, invariantLine string, r *result) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "%s: lost %d, duplicated %d, orphans %d, replays let in %d, plaintext leaks %d, wrong decisions %d; %s\n",
-		name, r.Lost, r.Duplicated, r.Orphans, r.ReplaysLetIn, r.Leaks, r.Wrong, invariantLine)
+	fmt.Fprintf(f, "%s: lost %d, duplicated %d, orphans %d, replays let in %d, plaintext leaks %d, wrong decisions %d; %s%s\n",
+		name, r.Lost, r.Duplicated, r.Orphans, r.ReplaysLetIn, r.Leaks, r.Wrong, invariantLine, r.recoveryText())
 }

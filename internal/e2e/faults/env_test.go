@@ -53,6 +53,8 @@ type env struct {
 	gws   []*procs.Gateway // every gateway instance
 	nc    *nats.Conn
 	js    jetstream.JetStream
+	// recoveries are the in-flight recoveries a test measured.
+	recoveries []recovery
 }
 
 func newEnv(t testing.TB, o envOptions) *env {

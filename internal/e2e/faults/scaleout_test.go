@@ -101,7 +101,9 @@ func countOwned(o []string, who string) int {
 // (streams, journal, leases and holds at R3, sync_interval: always),
 // sharing six partitions. Under load from twelve agents it kills one
 // instance with SIGKILL: its partitions move to the other two after the
-// lease TTL, their ledgers are rebuilt from the journal, and every
+// lease TTL, their ledgers are rebuilt from the journal, the messages
+// in flight at the kill are decided before any new delivery (the time
+// from the kill to the last of them is in the summary), and every
 // message it accepted, replayed after the failover, is denied. The killed
 // instance then rejoins and takes its share back. The invariant checker
 // sees no message lost or duplicated and no replay let in.
@@ -146,7 +148,9 @@ func TestScaleOutKill9(t *testing.T) {
 	l.mu.Unlock()
 	t.Logf("kill -9 %s", name)
 	must(t, e.gws[victim].Kill())
+	killed := time.Now()
 	faults["kill9_gateway_instance"]++
+	inFlight := e.inFlightAll(t)
 	e.waitOwners(60*time.Second, "without "+name, func(o []string) bool { return countOwned(o, name) == 0 })
 
 	// Replays of messages accepted before the kill (by every instance,
@@ -165,6 +169,8 @@ func TestScaleOutKill9(t *testing.T) {
 	}
 	pcancel()
 	t.Logf("replayed %d messages accepted before the kill", len(before))
+	took := e.awaitDecided(t, inFlight, killed, 90*time.Second)
+	e.recoveries = append(e.recoveries, recovery{inFlight: len(inFlight), took: took, since: "the kill"})
 
 	// The instance comes back and gets its share again.
 	must(t, e.gws[victim].StartRetry(60*time.Second))

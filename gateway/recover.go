@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// Recovery of messages in flight (docs/design.md, "Recovery after a
+// crash"). When a gateway dies, or a partition's lease moves, the
+// messages its consumers had delivered and not acknowledged stay with
+// the dead deliveries until ack_wait runs out. Deciding newer messages
+// meanwhile would reorder the partition: an exact copy published after
+// the crash would be decided first and its original refused as its
+// replay, and a message expiring during the wait would be refused as
+// expired. So before a partition takes any new delivery it reads its
+// consumers' unacknowledged range from the stream by sequence and
+// decides, in stream order, every message there without a recorded
+// outcome, and re-emits the recorded outputs of those decided before the
+// crash (their outputs may not all be stored). The dead deliveries come
+// back after ack_wait; their ledger outcome is then found and re-emitted
+// (the outputs' streams de-duplicate it) and acknowledged: nothing is
+// decided twice.
+
+// recoverScanLimit bounds the messages read per consumer, in units of
+// MaxAckPending: the range above the ack floor is that long only when a
+// message stayed unacknowledged while many after it were acknowledged;
+// past the limit the rest comes back by redelivery.
+const recoverScanLimit = 16
+
+// recoveredMsg is an ingress message read from the stream by sequence,
+// not delivered: it has no delivery to acknowledge. Its dead delivery's
+// redelivery is acknowledged instead.
+type recoveredMsg struct{ raw *jetstream.RawStreamMsg }
+
+func (m recoveredMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	// NumDelivered 0: read, not delivered.
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.raw.Sequence}, Timestamp: m.raw.Time, Stream: StreamIngress}, nil
+}
+func (m recoveredMsg) Data() []byte                     { return m.raw.Data }
+func (m recoveredMsg) Headers() nats.Header             { return m.raw.Header }
+func (m recoveredMsg) Subject() string                  { return m.raw.Subject }
+func (m recoveredMsg) Reply() string                    { return "" }
+func (m recoveredMsg) Ack() error                       { return nil }
+func (m recoveredMsg) DoubleAck(context.Context) error  { return nil }
+func (m recoveredMsg) Nak() error                       { return nil }
+func (m recoveredMsg) NakWithDelay(time.Duration) error { return nil }
+func (m recoveredMsg) InProgress() error                { return nil }
+func (m recoveredMsg) Term() error                      { return nil }
+func (m recoveredMsg) TermWithReason(string) error      { return nil }
+
+// inFlight is what a partition's consumers had delivered and not
+// acknowledged when the partition starts.
+type inFlight struct {
+	msgs []jetstream.Msg // in stream order
+	// now is their decision time: the partition's last delivery before
+	// the start, on the gateway's clock (recoveredNow).
+	now time.Time
+	// scanned counts the messages read; cut reports a scan stopped at
+	// recoverScanLimit.
+	scanned int
+	cut     bool
+}
+
+// recoveredNow is the decision time of the messages recovered in a
+// partition: the last time the server delivered one of its messages
+// before the partition started, carried over to the gateway's clock as
+// the age the server measured (info.TimeStamp − Delivered.Last: one
+// clock, the server's, so skew between the two does not enter), and
+// never more than ack_wait back. Every recovered message had been
+// delivered by then, and the gateway that received it would have decided
+// it then: so no message is judged expired only because the gateway died
+// holding it, nor judged at an instant before it reached the gateway.
+// Past ack_wait JetStream itself takes a delivery back: a message in
+// flight longer than that counts as waiting in the stream, like every
+// message published while the gateway was down, and is judged at the
+// clock (which also keeps every decision token issued well inside its
+// decision_ttl).
+func recoveredNow(clock time.Time, infos []*jetstream.ConsumerInfo, ackWait time.Duration) time.Time {
+	age := time.Duration(-1)
+	for _, info := range infos {
+		if info.Delivered.Last == nil {
+			continue
+		}
+		a := max(info.TimeStamp.Sub(*info.Delivered.Last), 0)
+		if age < 0 || a < age {
+			age = a
+		}
+	}
+	if age < 0 {
+		return clock
+	}
+	return clock.Add(-min(age, ackWait))
+}
+
+// readInFlight reads the messages in the unacknowledged range of ps's
+// consumers, (ack floor, last delivered]. One without a recorded outcome
+// above the ack floor was never decided, so it is not acknowledged
+// either; one with an outcome is re-emitted (below). The catch-all skips
+// what a tenant consumer owns (fair_tenants), as it does on delivery.
+func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, error) {
+	var res inFlight
+	type src struct {
+		c        jetstream.Consumer
+		catchAll bool
+	}
+	srcs := []src{{ps.cons, true}}
+	owned := map[string]uint64{}
+	for _, tc := range ps.tenants {
+		srcs = append(srcs, src{tc.cons, false})
+		owned[tc.tenant] = tc.start
+	}
+	stream, err := g.js.Stream(ctx, StreamIngress)
+	if err != nil {
+		return res, fmt.Errorf("gateway: ingress stream: %w", err)
+	}
+	var infos []*jetstream.ConsumerInfo
+	seen := map[uint64]bool{}
+	for _, s := range srcs {
+		info, err := s.c.Info(ctx)
+		if err != nil {
+			return res, fmt.Errorf("gateway: partition %d consumer info: %w", ps.p, err)
+		}
+		if info.NumAckPending == 0 {
+			continue
+		}
+		infos = append(infos, info)
+		filter := info.Config.FilterSubject
+		if filter == "" {
+			filter = subjects.PartitionFilter(ps.p)
+		}
+		limit := recoverScanLimit * max(info.Config.MaxAckPending, 1)
+		n := 0
+		for seq := info.AckFloor.Stream + 1; seq <= info.Delivered.Stream; {
+			if n == limit {
+				res.cut = true
+				break
+			}
+			raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return res, fmt.Errorf("gateway: partition %d read ingress %d: %w", ps.p, seq, err)
+			}
+			if raw.Sequence > info.Delivered.Stream {
+				break
+			}
+			seq = raw.Sequence + 1
+			n++
+			m := recoveredMsg{raw: raw}
+			if seen[raw.Sequence] || s.catchAll && ownedElsewhere(m, owned) {
+				continue
+			}
+			seen[raw.Sequence] = true
+			res.msgs = append(res.msgs, m)
+		}
+		res.scanned += n
+	}
+	slices.SortFunc(res.msgs, func(a, b jetstream.Msg) int {
+		return cmp.Compare(a.(recoveredMsg).raw.Sequence, b.(recoveredMsg).raw.Sequence)
+	})
+	// A message with a recorded outcome was decided; its outputs may
+	// not all be stored (the gateway died between its commit and their
+	// PubAcks), so they are re-emitted now rather than after ack_wait.
+	// It may also be one acknowledged above the floor, whose outputs are
+	// stored: re-emitting them is a no-op only within the outputs'
+	// duplicate window, so a message stored longer ago than half of it
+	// is left to its redelivery, if any.
+	var serverNow time.Time
+	for _, info := range infos {
+		if info.TimeStamp.After(serverNow) {
+			serverNow = info.TimeStamp
+		}
+	}
+	b := ps.ledger.NewBatch()
+	defer b.Close()
+	res.msgs = slices.DeleteFunc(res.msgs, func(m jetstream.Msg) bool {
+		raw := m.(recoveredMsg).raw
+		_, found, err := b.Outcome(raw.Sequence)
+		return err == nil && found && serverNow.Sub(raw.Time) >= g.cfg.Streams.DuplicateWindow/2
+	})
+	res.now = recoveredNow(g.clock(), infos, g.cfg.Consumer.AckWait)
+	return res, nil
+}
+
+// recoverInFlight decides (or re-emits) the messages ps's consumers had
+// in flight when the partition started, in stream order and before any
+// new delivery, as of their recovered decision time. Their outputs go through the
+// acker like any batch's; there is nothing to acknowledge for them.
+func (g *Gateway) recoverInFlight(ctx context.Context, ps *partState, jobs chan<- ackJob) error {
+	start := time.Now()
+	fl, err := g.readInFlight(ctx, ps)
+	if err != nil {
+		return err
+	}
+	if fl.cut {
+		g.log.Warn().Int("partition", ps.p).Int("scanned", fl.scanned).
+			Msg("unacknowledged range longer than the recovery scan; the rest is decided on redelivery")
+	}
+	if len(fl.msgs) == 0 {
+		return nil
+	}
+	batch := max(g.cfg.Consumer.Batch, 1)
+	for i := 0; i < len(fl.msgs); i += batch {
+		msgs := fl.msgs[i:min(i+batch, len(fl.msgs))]
+		if err := g.processBatch(ctx, ps, g.prepareAt(msgs, fl.now), jobs); err != nil {
+			return err
+		}
+		g.stats.Recovered.Add(uint64(len(msgs)))
+		g.metrics.Recovered.Add(float64(len(msgs)))
+	}
+	g.metrics.Recovery.Observe(time.Since(start).Seconds())
+	g.log.Info().Int("partition", ps.p).Int("recovered", len(fl.msgs)).Int("scanned", fl.scanned).
+		Time("decided_as_of", fl.now).Dur("took", time.Since(start)).
+		Msg("decided or re-emitted the messages in flight at the partition's start")
+	return nil
+}

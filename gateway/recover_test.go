@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// crashHolding leaves n ingress messages of consumer name delivered and
+// never acknowledged, the state a gateway killed after fetching them
+// leaves behind: it takes delivery on the gateway's own durable consumer
+// and drops the messages.
+func crashHolding(t *testing.T, js jetstream.JetStream, name string, n int) {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), StreamIngress, name)
+	must(t, err)
+	got := 0
+	for got < n {
+		b, err := c.Fetch(n-got, jetstream.FetchMaxWait(5*time.Second))
+		must(t, err)
+		k := 0
+		for range b.Messages() {
+			k++
+		}
+		if k == 0 {
+			t.Fatalf("the crashed gateway's fetch took %d of %d messages", got, n)
+		}
+		got += k
+	}
+}
+
+// TestInFlightDecidedFirstAfterCrash: messages a gateway had taken
+// delivery of when it died are decided by the next gateway before any
+// message published after the crash, and as of when they were delivered.
+// An exact copy of an in-flight message, published after the crash, is
+// its replay (the original is delivered), and a message that expired
+// while the gateway was down, but was fresh when it was delivered, is
+// delivered. Their dead deliveries, redelivered after ack_wait, are
+// answered from the ledger: each message has exactly one output. Both
+// for a single gateway restarting and for a scaled-out partition taken
+// over by another instance (with fair_tenants: the tenant's consumer).
+func TestInFlightDecidedFirstAfterCrash(t *testing.T) {
+	for _, scaled := range []bool{false, true} {
+		name := "single"
+		if scaled {
+			name = "scale-out"
+		}
+		t.Run(name, func(t *testing.T) { testInFlightFirst(t, scaled) })
+	}
+}
+
+func testInFlightFirst(t *testing.T, scaled bool) {
+	h := newHarness(t)
+	// Real time: the decision time of a recovered message comes from the
+	// server's delivery time. ack_wait is long enough that the dead
+	// deliveries come back only well after the restart.
+	h.opts = append(h.opts, WithClock(time.Now))
+	h.cfg.Limits.Skew = 0
+	h.cfg.Consumer.AckWait = 8 * time.Second
+	var stats func() *Stats
+	start := func(name string) {
+		h.start()
+		<-h.gw.Ready()
+		stats = h.gw.Stats
+	}
+	stop := h.stop
+	if scaled {
+		h.cfg.Consumer.Partitions = 2
+		h.cfg.Consumer.FairTenants = true
+		var in *instance
+		start = func(name string) {
+			in = h.startInstance(name)
+			waitFor(t, func() bool { return in.held() == 2 })
+			stats = in.gw.Stats
+		}
+		stop = func() { in.stop(t) }
+	}
+	start("a")
+	stop()
+
+	h.clock.now = time.Now()
+	orig := h.body(nil)
+	short := h.body(func(b *envelope.Builder) { b.TTL = 1500 * time.Millisecond })
+	seqOrig, seqShort := h.send(orig), h.send(short)
+	cons := h.cfg.Consumer.Durable
+	if scaled {
+		// The agent's partition, from the subject its messages are
+		// stored under: agentgw.in.<p>.<tenant>.<agent>.
+		var p int
+		subj := h.all(StreamIngress)[seqOrig-1].Subject
+		if _, err := fmt.Sscanf(strings.TrimPrefix(subj, "agentgw.in."), "%d.", &p); err != nil {
+			t.Fatalf("stored subject %q: %v", subj, err)
+		}
+		cons = tenantConsumerName(h.cfg.Consumer, p, "tenant_a")
+	}
+	crashHolding(t, h.js, cons, 2)
+
+	// Down until short has expired, then the copy of orig comes in.
+	time.Sleep(2 * time.Second)
+	copyHdr := h.signed(h.agent, h.agent.token, orig)
+	seqCopy := h.publish(h.ingress(h.agent, "tenant_a"), orig, copyHdr)
+
+	start("b")
+	for _, tc := range []struct {
+		name       string
+		seq        uint64
+		route, why string
+	}{
+		{"original", seqOrig, "allow", ""},
+		{"short-lived", seqShort, "allow", ""},
+		{"copy", seqCopy, "deny", string(reason.ReplayDetected)},
+	} {
+		m := h.outputFor(tc.seq)
+		if got, why := m.Header.Get(header.Route), m.Header.Get(header.Reason); got != tc.route || why != tc.why {
+			t.Errorf("%s (ingress %d): %s %s; want %s %s", tc.name, tc.seq, got, why, tc.route, tc.why)
+		}
+	}
+	if n := stats().Recovered.Load(); n != 2 {
+		t.Errorf("Stats().Recovered = %d; want 2", n)
+	}
+
+	// The dead deliveries come back after ack_wait: re-emitted, acked.
+	c, err := h.js.Consumer(context.Background(), StreamIngress, cons)
+	must(t, err)
+	deadline := time.Now().Add(h.cfg.Consumer.AckWait + 15*time.Second)
+	for {
+		info, err := c.Info(context.Background())
+		must(t, err)
+		if info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream >= seqCopy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingress not acknowledged: %d pending, %d unacknowledged, ack floor %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := stats().Reemitted.Load(); n < 2 {
+		t.Errorf("Stats().Reemitted = %d; want the 2 dead deliveries re-emitted", n)
+	}
+	if n := stats().Decided.Load(); n != 3 {
+		t.Errorf("Stats().Decided = %d; want 3 (each message once)", n)
+	}
+	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	if n := len(h.all(StreamCap)); n != 2 {
+		t.Errorf("capability outputs = %d; want 2", n)
+	}
+}
+
+// TestRecoveredNow: the decision time of recovered messages is the
+// latest last delivery of the partition's consumers, on the gateway's
+// clock, at most ack_wait back.
+func TestRecoveredNow(t *testing.T) {
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	server := clock.Add(-time.Hour) // the server's clock is an hour behind: it must not matter
+	at := func(age time.Duration) *time.Time { d := server.Add(-age); return &d }
+	info := func(last *time.Time) *jetstream.ConsumerInfo {
+		return &jetstream.ConsumerInfo{TimeStamp: server, Delivered: jetstream.SequenceInfo{Last: last}}
+	}
+	for _, tc := range []struct {
+		name  string
+		infos []*jetstream.ConsumerInfo
+		want  time.Time
+	}{
+		{"none", nil, clock},
+		{"never-delivered", []*jetstream.ConsumerInfo{info(nil)}, clock},
+		{"one", []*jetstream.ConsumerInfo{info(at(3 * time.Second))}, clock.Add(-3 * time.Second)},
+		{"latest-wins", []*jetstream.ConsumerInfo{info(at(9 * time.Second)), info(at(2 * time.Second))}, clock.Add(-2 * time.Second)},
+		{"capped-at-ack-wait", []*jetstream.ConsumerInfo{info(at(time.Hour))}, clock.Add(-30 * time.Second)},
+		{"future-is-now", []*jetstream.ConsumerInfo{info(at(-time.Second))}, clock},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := recoveredNow(clock, tc.infos, 30*time.Second); !got.Equal(tc.want) {
+				t.Errorf("recoveredNow = %s; want %s", got, tc.want)
+			}
+		})
+	}
+}
