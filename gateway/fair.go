@@ -92,13 +92,17 @@ func (g *Gateway) ensureTenantConsumers(ctx context.Context) ([][]tenantConsumer
 	return out, nil
 }
 
-// fairSource feeds a partition's batches from its tenant consumers and
-// the catch-all, an equal share each.
+// fairSource feeds a partition's batches from persistent pulls
+// (jetstream Messages): the server pushes each message as soon as it is
+// stored, so none waits for a fetch round trip or for a batch to fill.
+// With fair_tenants it reads the tenant consumers and the catch-all, an
+// equal share each; without, the partition's consumer alone.
 type fairSource struct {
 	g      *Gateway
 	queues []chan jetstream.Msg // one per tenant consumer, the catch-all last
 	ready  chan struct{}
 	next   int
+	per    int // each queue's share of a batch
 	stop   func()
 }
 
@@ -111,9 +115,13 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	f := &fairSource{g: g, ready: make(chan struct{}, 1)}
 	var iters []jetstream.MessagesContext
 	var wg sync.WaitGroup
+	stopping := make(chan struct{})
 	stopAll := func() {
+		// Drain, not Stop: what the iterators already hold goes back to
+		// the server (the pumps nak it) instead of waiting out ack_wait.
+		close(stopping)
 		for _, it := range iters {
-			it.Stop()
+			it.Drain()
 		}
 		wg.Wait()
 		// What was fetched but not taken goes back at once.
@@ -134,9 +142,9 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 		cons = append(cons, tc.cons)
 	}
 	cons = append(cons, ps.cons)
-	per := max(1, batch/len(cons))
+	f.per = max(1, batch/len(cons))
 	for i, c := range cons {
-		it, err := c.Messages(jetstream.PullMaxMessages(per), jetstream.PullExpiry(g.cfg.Consumer.FetchWait*5))
+		it, err := c.Messages(jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(g.cfg.Consumer.FetchWait*5))
 		if err != nil {
 			stopAll()
 			return nil, err
@@ -145,20 +153,26 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 		q := make(chan jetstream.Msg, batch)
 		f.queues = append(f.queues, q)
 		catchAll := i == len(cons)-1
-		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned) })
+		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned, stopping) })
 	}
 	f.stop = stopAll
 	return f, nil
 }
 
-// pump moves one consumer's messages into its queue. The catch-all acks
-// what a tenant consumer owns instead.
-func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64) {
+// pump moves one consumer's messages into its queue until its iterator
+// is drained. The catch-all acks what a tenant consumer owns instead.
+// Once the source stops, what is left goes back to the server.
+func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return
+			}
+			select {
+			case <-stopping:
+				return
+			default:
 			}
 			f.g.log.Warn().Err(err).Msg("ingress consumer: next message")
 			time.Sleep(100 * time.Millisecond)
@@ -170,9 +184,17 @@ func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q c
 		}
 		select {
 		case q <- m:
+		case <-stopping:
+			_ = m.Nak()
+			continue
 		case <-ctx.Done():
 			_ = m.Nak()
-			return
+			continue
+		}
+		if h := f.g.hooks; h != nil && h.queued != nil {
+			if md, err := m.Metadata(); err == nil {
+				h.queued(md.Sequence.Stream)
+			}
 		}
 		select {
 		case f.ready <- struct{}{}:
@@ -195,34 +217,36 @@ func ownedElsewhere(m jetstream.Msg, owned map[string]uint64) bool {
 	return err == nil && md.Sequence.Stream >= start
 }
 
-// take returns the next batch: first an equal share from every queue,
-// then whatever room is left from the queues in turn; it waits at most
-// wait for a first message.
-func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) []jetstream.Msg {
+// take returns the next batch and how many of its messages each queue
+// gave: first an equal share from every queue, then whatever room is
+// left from the queues in turn. It waits at most wait for a first
+// message, never for more.
+func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) ([]jetstream.Msg, []int) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		if msgs := f.drain(batch); len(msgs) > 0 {
-			return msgs
+		if msgs, share := f.drain(batch); len(msgs) > 0 {
+			return msgs, share
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-timer.C:
-			return nil
+			return nil, nil
 		case <-f.ready:
 		}
 	}
 }
 
-func (f *fairSource) drain(batch int) []jetstream.Msg {
+func (f *fairSource) drain(batch int) ([]jetstream.Msg, []int) {
 	n := len(f.queues)
-	per := max(1, batch/n)
+	share := make([]int, n)
 	var msgs []jetstream.Msg
 	for pass := range 2 {
 		for k := range n {
-			q := f.queues[(f.next+k)%n]
-			quota := per
+			qi := (f.next + k) % n
+			q := f.queues[qi]
+			quota := f.per
 			if pass == 1 {
 				quota = batch - len(msgs)
 			}
@@ -234,6 +258,7 @@ func (f *fairSource) drain(batch int) []jetstream.Msg {
 				select {
 				case m := <-q:
 					msgs = append(msgs, m)
+					share[qi]++
 				default:
 					break take
 				}
@@ -241,5 +266,28 @@ func (f *fairSource) drain(batch int) []jetstream.Msg {
 		}
 	}
 	f.next = (f.next + 1) % n
+	return msgs, share
+}
+
+// topUp takes, from each queue that gave a waiting batch less than its
+// share, what it holds up to that share, and counts it in share. A
+// message that arrives while the batch ahead is decided joins the batch
+// that waits instead of the one after it: behind a flood, another
+// tenant's message waits for one batch, not two; at low rates nothing
+// waits for a batch of its own.
+func (f *fairSource) topUp(share []int) []jetstream.Msg {
+	var msgs []jetstream.Msg
+	for k, q := range f.queues {
+	take:
+		for share[k] < f.per {
+			select {
+			case m := <-q:
+				msgs = append(msgs, m)
+				share[k]++
+			default:
+				break take
+			}
+		}
+	}
 	return msgs
 }
