@@ -104,7 +104,16 @@ type fairSource struct {
 	next   int
 	per    int // each queue's share of a batch
 	stop   func()
+	// round counts batches taken; last is, per queue, the last round
+	// it gave a message in (see drain).
+	round uint64
+	last  []uint64
 }
+
+// recentRounds is how many batches back a queue that gave a message
+// still counts as active: a tenant sending at a steady low rate stays
+// active between its messages while another floods.
+const recentRounds = 8
 
 func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource, error) {
 	batch := g.cfg.Consumer.Batch
@@ -152,6 +161,7 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 		iters = append(iters, it)
 		q := make(chan jetstream.Msg, batch)
 		f.queues = append(f.queues, q)
+		f.last = append(f.last, 0)
 		catchAll := i == len(cons)-1
 		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned, stopping) })
 	}
@@ -218,9 +228,8 @@ func ownedElsewhere(m jetstream.Msg, owned map[string]uint64) bool {
 }
 
 // take returns the next batch and how many of its messages each queue
-// gave: first an equal share from every queue, then whatever room is
-// left from the queues in turn. It waits at most wait for a first
-// message, never for more.
+// gave (drain). It waits at most wait for a first message, never for
+// more.
 func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) ([]jetstream.Msg, []int) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -238,9 +247,25 @@ func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) ([
 	}
 }
 
+// drain takes a batch: first an equal share from every queue, then the
+// room left from the queues in turn. While more than one queue is active
+// (holds messages, or gave some in the last recentRounds batches) each
+// gives at most batch / active: a flood then fills a batch alone only
+// while nobody else sends, so the batch a quieter tenant's message waits
+// behind, and the one it is decided in, hold a fraction of the flood.
 func (f *fairSource) drain(batch int) ([]jetstream.Msg, []int) {
 	n := len(f.queues)
 	share := make([]int, n)
+	active := 0
+	for k, q := range f.queues {
+		if len(q) > 0 || (f.last[k] > 0 && f.round-f.last[k] < recentRounds) {
+			active++
+		}
+	}
+	limit := batch
+	if active > 1 {
+		limit = max(f.per, batch/active)
+	}
 	var msgs []jetstream.Msg
 	for pass := range 2 {
 		for k := range n {
@@ -248,7 +273,7 @@ func (f *fairSource) drain(batch int) ([]jetstream.Msg, []int) {
 			q := f.queues[qi]
 			quota := f.per
 			if pass == 1 {
-				quota = batch - len(msgs)
+				quota = limit - share[qi]
 			}
 		take:
 			for range quota {
@@ -262,6 +287,14 @@ func (f *fairSource) drain(batch int) ([]jetstream.Msg, []int) {
 				default:
 					break take
 				}
+			}
+		}
+	}
+	if len(msgs) > 0 {
+		f.round++
+		for k, c := range share {
+			if c > 0 {
+				f.last[k] = f.round
 			}
 		}
 	}
@@ -284,6 +317,7 @@ func (f *fairSource) topUp(share []int) []jetstream.Msg {
 			case m := <-q:
 				msgs = append(msgs, m)
 				share[k]++
+				f.last[k] = f.round
 			default:
 				break take
 			}

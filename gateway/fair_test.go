@@ -169,3 +169,87 @@ func TestFloodVictimJoinsNextBatch(t *testing.T) {
 		t.Fatalf("invariant: %v", err)
 	}
 }
+
+// TestFloodSharesBatchWhenContested: while another tenant sends (it has
+// messages queued, or had in the last few batches), a flooding tenant
+// gives a batch at most an equal share of it (batch / active queues), so
+// the batch the next message of a tenant sending at a steady low rate
+// waits behind holds a fraction of the flood; alone, the flood fills
+// whole batches. The first batch is held until the flood and the other
+// tenant's message are both queued.
+func TestFloodSharesBatchWhenContested(t *testing.T) {
+	const flood, batch = 200, 16
+	h := newHarness(t)
+	h.cfg.Consumer.FairTenants = true
+	h.cfg.Consumer.Batch = batch
+	h.start()
+	<-h.gw.Ready()
+	h.stop()
+	badSig := h.tenantBBadSignatures()
+	for range flood {
+		badSig()
+	}
+	var mu sync.Mutex
+	var batches [][]uint64
+	queued := map[uint64]bool{}
+	firstPrepared := make(chan []uint64, 1)
+	release := make(chan struct{})
+	first := true
+	h.opts = append(h.opts, func(g *Gateway) {
+		g.hooks = &pipelineHooks{
+			prepared: func(seqs []uint64) {
+				if first {
+					first = false
+					firstPrepared <- seqs
+					<-release
+				}
+			},
+			batchStart: func(seqs []uint64) {
+				mu.Lock()
+				batches = append(batches, seqs)
+				mu.Unlock()
+			},
+			queued: func(seq uint64) {
+				mu.Lock()
+				queued[seq] = true
+				mu.Unlock()
+			},
+		}
+	})
+	h.start()
+	inFirst := len(<-firstPrepared)
+	victim := h.send(h.body(nil))
+	for {
+		mu.Lock()
+		// The victim queued, and the flood's queue (room for a batch) full.
+		ready := queued[victim] && len(queued)-inFirst >= batch
+		mu.Unlock()
+		if ready {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	r, err := invariant.Wait(context.Background(), h.js, 60*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	h.stop()
+	i := slices.IndexFunc(batches, func(b []uint64) bool { return slices.Contains(b, victim) })
+	if i < 0 || i+1 >= len(batches) {
+		t.Fatalf("the victim's batch is #%d of %d; want one before the flood's end", i, len(batches))
+	}
+	if n := len(batches[i+1]); n > batch/2 {
+		t.Errorf("the batch after the victim's holds %d flood messages; want at most %d (an equal share of %d between two active tenants)", n, batch/2, batch)
+	}
+	full := 0
+	for _, b := range batches[i+1:] {
+		if len(b) == batch {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Errorf("no full batch in %d; want the flood alone to fill batches", len(batches))
+	}
+}
