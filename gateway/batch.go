@@ -138,13 +138,19 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 		}
 	wait:
 		for {
+			// A batch every queue has given its share to cannot grow:
+			// no need to wake for each message that arrives.
+			arrived := src.ready
+			if src.full(share) {
+				arrived = nil
+			}
 			select {
 			case <-want:
 				g.grow(&p, src.topUp(share))
 				g.metrics.BatchSize.Observe(float64(len(p.items)))
 				out <- p // the decider waits for it
 				break wait
-			case <-src.ready:
+			case <-arrived:
 				g.grow(&p, src.topUp(share))
 			case <-ctx.Done():
 				g.nakAll(p.items)

@@ -325,3 +325,13 @@ func (f *fairSource) topUp(share []int) []jetstream.Msg {
 	}
 	return msgs
 }
+
+// full reports whether every queue gave at least its share.
+func (f *fairSource) full(share []int) bool {
+	for _, c := range share {
+		if c < f.per {
+			return false
+		}
+	}
+	return true
+}
