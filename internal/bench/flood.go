@@ -33,11 +33,17 @@ type FloodResult struct {
 	// Quiet and Flooded are the victim's end-to-end latency.
 	Quiet   Latency `json:"quiet"`
 	Flooded Latency `json:"flooded"`
+	// FloodedStored is, beside the flood, the part of the victim's
+	// latency until its publisher saw the PubAck of the ingress stream:
+	// the wait in nats-server behind the flood's publishes, before the
+	// gateway can see the message.
+	FloodedStored Latency `json:"flooded_stored"`
 	// P99Ratio is Flooded.P99 / Quiet.P99.
 	P99Ratio float64 `json:"p99_ratio"`
 	// FloodAheadMax and FloodAheadP99 count the flood's outputs the
-	// observer saw between a victim message's publish and its output:
-	// the flood decided while it waited, its own batch included.
+	// observer saw between a victim message's PubAck (stored in the
+	// ingress stream) and its output: the flood the gateway decided
+	// while the message waited, its own batch included.
 	// Batch is the gateway's batch size, to read them in batches.
 	FloodAheadMax int `json:"flood_ahead_max"`
 	FloodAheadP99 int `json:"flood_ahead_p99"`
@@ -212,9 +218,9 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		return 0, fmt.Errorf("bench: flood: stop: %w", err)
 	}
 
-	h := newHistogram()
-	var maxUS int64
-	var waits [][2]int64 // publish, output, ns since base
+	h, hs := newHistogram(), newHistogram()
+	var maxUS, maxStored int64
+	var waits [][2]int64 // stored, output, ns since base
 	for i, seq := range vsent.seq[:sent] {
 		t := obs.seen[seq].Load()
 		if seq == 0 || t == 0 {
@@ -226,13 +232,16 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		us := min(max((t-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
 		maxUS = max(maxUS, us)
 		_ = h.RecordValue(us)
-		waits = append(waits, [2]int64{vsent.at[i], t})
+		st := min(max((vsent.stored[i]-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
+		maxStored = max(maxStored, st)
+		_ = hs.RecordValue(st)
+		waits = append(waits, [2]int64{vsent.stored[i], t})
 	}
 	if corpF == nil {
 		res.Quiet = latencyOf(h, maxUS)
 		return sent, nil
 	}
-	res.Flooded = latencyOf(h, maxUS)
+	res.Flooded, res.FloodedStored = latencyOf(h, maxUS), latencyOf(hs, maxStored)
 	var outs []int64 // the flood's output times, sorted
 	for _, seq := range fsent.seq {
 		if t := obs.seen[seq].Load(); seq != 0 && t != 0 {

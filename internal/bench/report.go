@@ -286,13 +286,14 @@ func (r *Report) writeRest(w io.Writer, ms func(int64) string) error {
 		for _, x := range []struct {
 			name string
 			l    Latency
-		}{{"alone", f.Quiet}, {fmt.Sprintf("beside a flood of %d (%.0f msgs/s)", f.FloodMessages, f.FloodPerSec), f.Flooded}} {
+		}{{"alone", f.Quiet}, {fmt.Sprintf("beside a flood of %d (%.0f msgs/s)", f.FloodMessages, f.FloodPerSec), f.Flooded},
+			{"  of which until stored in ingress", f.FloodedStored}} {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", x.name, x.l.Count, ms(x.l.P50), ms(x.l.P90), ms(x.l.P99), ms(x.l.Max))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs while a victim message waited: max %d, p99 %d (batch %d)\n",
+		fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs between a victim message's PubAck and its output: max %d, p99 %d (batch %d)\n",
 			f.P99Ratio, f.FloodAheadMax, f.FloodAheadP99, f.Batch)
 	}
 	for _, n := range r.Notes {
