@@ -68,30 +68,29 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		}
 		g.log.Error().Err(err).Int("partition", ps.p).Msg("recovery of in-flight messages failed; they are decided on redelivery")
 	}
-	var fair *fairSource
-	if len(ps.tenants) > 0 {
-		var err error
-		if fair, err = g.newFairSource(ctx, ps); err != nil {
-			return fmt.Errorf("gateway: partition %d consumers: %w", ps.p, err)
-		}
-		// Stopped before the acker drains (defers run last-in first-out).
-		defer fair.stop()
+	src, err := g.newFairSource(ctx, ps)
+	if err != nil {
+		return fmt.Errorf("gateway: partition %d consumers: %w", ps.p, err)
 	}
+	// Stopped before the acker drains (defers run last-in first-out).
+	defer src.stop()
 	// The next batch is fetched and its stateless gates run while this
 	// one goes through the ledger, policy and the synced commit: those
 	// phases are serial, and on a few cores the verification of the next
-	// batch fills the gap. One batch waits ready at most (the channel is
-	// unbuffered), so in flight are: one in the acker, one queued for it,
-	// one being decided, one verified — MaxAckPending is 4 batches.
+	// batch fills the gap. One batch waits ready at most, handed over
+	// when the decider asks (want), so in flight are: one in the acker,
+	// one queued for it, one being decided, one verified — MaxAckPending
+	// is 4 batches.
+	want := make(chan struct{})
 	ready := make(chan prepared)
 	pctx, stop := context.WithCancel(ctx)
 	prefetched := make(chan struct{})
 	go func() {
 		defer close(prefetched)
 		defer close(ready)
-		g.prefetch(pctx, ps, fair, ready)
+		g.prefetch(pctx, src, want, ready)
 	}()
-	// Stopped before fair (defers run last-in first-out): a batch verified
+	// Stopped before src (defers run last-in first-out): a batch verified
 	// but never decided goes back to the server.
 	defer func() {
 		stop()
@@ -101,7 +100,16 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		<-prefetched
 	}()
 	backoff := 100 * time.Millisecond
-	for p := range ready {
+	for {
+		select {
+		case want <- struct{}{}:
+		case <-prefetched:
+			return nil
+		}
+		p, ok := <-ready
+		if !ok {
+			return nil
+		}
 		err := g.processBatch(ctx, ps, p, jobs)
 		if err == nil {
 			backoff = 100 * time.Millisecond
@@ -122,82 +130,64 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-	return nil
 }
 
-// prefetch fetches batches and runs their stateless gates (prepare),
-// handing each to out, until ctx ends. A batch it cannot hand over is
-// naked back.
-func (g *Gateway) prefetch(ctx context.Context, ps *partState, fair *fairSource, out chan<- prepared) {
-	backoff := 100 * time.Millisecond
+// prefetch takes batches from src and runs their stateless gates
+// (prepare), handing each to out when the decider asks on want, until
+// ctx ends. While a batch waits, and when it is handed over, it grows by
+// what arrived for the queues below their share (fairSource.topUp). A
+// batch it cannot hand over is naked back.
+func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan struct{}, out chan<- prepared) {
 	for ctx.Err() == nil {
-		var msgs []jetstream.Msg
-		var err error
-		if fair != nil {
-			msgs = fair.take(ctx, g.cfg.Consumer.Batch, g.cfg.Consumer.FetchWait)
-		} else {
-			msgs, err = g.fetch(ctx, ps.cons)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			g.log.Error().Err(err).Msg("fetch failed; retrying")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
+		msgs, share := src.take(ctx, g.cfg.Consumer.Batch, g.cfg.Consumer.FetchWait)
 		if len(msgs) == 0 {
 			continue
 		}
 		p := g.prepare(msgs)
-		select {
-		case out <- p:
-		case <-ctx.Done():
-			g.nakAll(p.items)
-			return
+		if g.hooks != nil {
+			g.hookSeqs(p.items, g.hooks.prepared)
+		}
+	wait:
+		for {
+			// A batch every queue has given its share to cannot grow:
+			// no need to wake for each message that arrives.
+			arrived := src.ready
+			if src.full(share) {
+				arrived = nil
+			}
+			select {
+			case <-want:
+				g.grow(&p, src.topUp(share))
+				g.metrics.BatchSize.Observe(float64(len(p.items)))
+				out <- p // the decider waits for it
+				break wait
+			case <-arrived:
+				g.grow(&p, src.topUp(share))
+			case <-ctx.Done():
+				g.nakAll(p.items)
+				return
+			}
 		}
 	}
 }
 
-// fetch takes what is available now, up to a batch; when nothing is, it
-// waits at most FetchWait for one message, which is then decided at once
-// (the next fetch picks up whatever arrived meanwhile). Under load batches
-// are full and one fsync covers them; idle, a lone message waits for no
-// one.
-func (g *Gateway) fetch(ctx context.Context, c jetstream.Consumer) ([]jetstream.Msg, error) {
-	batch, err := c.FetchNoWait(g.cfg.Consumer.Batch)
-	if err != nil {
-		return nil, err
-	}
-	msgs := collect(batch)
-	if len(msgs) > 0 || ctx.Err() != nil {
-		return msgs, batch.Error()
-	}
-	// FetchMaxWait bounds the wait (and so shutdown latency); jetstream
-	// refuses it together with FetchContext.
-	batch, err = c.Fetch(1, jetstream.FetchMaxWait(g.cfg.Consumer.FetchWait))
-	if err != nil {
-		return nil, err
-	}
-	msgs = collect(batch)
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return msgs, err
-	}
-	return msgs, nil
+// pipelineHooks let a test hold the batch pipeline at known points;
+// every field may be nil.
+type pipelineHooks struct {
+	prepared   func(seqs []uint64) // a fetched batch's stateless gates ran
+	batchStart func(seqs []uint64) // the decider took a batch
+	queued     func(seq uint64)    // a message reached its queue in the source
 }
 
-func collect(b jetstream.MessageBatch) []jetstream.Msg {
-	var msgs []jetstream.Msg
-	for m := range b.Messages() {
-		msgs = append(msgs, m)
+func (g *Gateway) hookSeqs(items []*item, fn func([]uint64)) {
+	if g.hooks == nil || fn == nil {
+		return
 	}
-	return msgs
+	seqs := make([]uint64, len(items))
+	for i, it := range items {
+		seqs[i] = it.seq
+	}
+	fn(seqs)
 }
 
 // processBatch decides every message of a batch and makes the outcome
@@ -218,9 +208,24 @@ func (g *Gateway) prepare(msgs []jetstream.Msg) prepared { return g.prepareAt(ms
 
 // prepareAt is prepare with the batch's decision time given.
 func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
-	wall := time.Now() // for metrics only; decisions use the clock
+	p := prepared{now: now, wall: time.Now()} // wall for metrics only; decisions use the clock
+	p.items = latestDeliveries(g.verifyAll(g.newItems(msgs, p.now, p.wall), p.now, p.wall))
+	return p
+}
+
+// grow adds msgs, taken while p waited, to p, with its decision time.
+func (g *Gateway) grow(p *prepared, msgs []jetstream.Msg) {
+	if len(msgs) == 0 {
+		return
+	}
+	wall := time.Now()
+	more := g.verifyAll(g.newItems(msgs, p.now, wall), p.now, wall)
+	p.items = latestDeliveries(append(p.items, more...))
+}
+
+// newItems makes the items of fetched messages.
+func (g *Gateway) newItems(msgs []jetstream.Msg, now, wall time.Time) []*item {
 	m := g.metrics
-	m.BatchSize.Observe(float64(len(msgs)))
 	items := make([]*item, len(msgs))
 	for i, msg := range msgs {
 		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: now}
@@ -233,7 +238,11 @@ func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
 		}
 		items[i] = it
 	}
-	items = latestDeliveries(items)
+	return items
+}
+
+// verifyAll runs the gates that need no ledger on items, in parallel.
+func (g *Gateway) verifyAll(items []*item, now, wall time.Time) []*item {
 	g.parallel(items, func(it *item) {
 		if it.seq == 0 {
 			it.deny(reason.Deny(reason.Internal, "message without JetStream metadata"))
@@ -241,8 +250,8 @@ func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
 		}
 		g.verify(it, now)
 	})
-	metrics.Since(m.GateSeconds.WithLabelValues("verify"), wall)
-	return prepared{items: items, now: now, wall: wall}
+	metrics.Since(g.metrics.GateSeconds.WithLabelValues("verify"), wall)
+	return items
 }
 
 // processBatch takes a prepared batch through the stateful gates, policy,
@@ -250,6 +259,9 @@ func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
 // the acker.
 func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, jobs chan<- ackJob) error {
 	items, now, m := p.items, p.now, g.metrics
+	if g.hooks != nil {
+		g.hookSeqs(items, g.hooks.batchStart)
+	}
 	defer metrics.Since(m.BatchSeconds, p.wall)
 	phase := time.Now()
 	lap := func(gate string) {

@@ -187,7 +187,9 @@ type ConsumerConfig struct {
 	Workers int `yaml:"workers"`
 	// AckWait before JetStream redelivers. Default 30s.
 	AckWait time.Duration `yaml:"ack_wait"`
-	// FetchWait is the longest a fetch waits for a first message. Default 1s.
+	// FetchWait is the longest the decider's source waits for a first
+	// message before it looks again; a persistent pull request expires
+	// after 5 × FetchWait and is renewed. Default 1s.
 	FetchWait time.Duration `yaml:"fetch_wait"`
 	// Partitions splits ingress by agent (deterministic subject
 	// partitioning). Fixed per deployment. Default 1.

@@ -92,15 +92,28 @@ func (g *Gateway) ensureTenantConsumers(ctx context.Context) ([][]tenantConsumer
 	return out, nil
 }
 
-// fairSource feeds a partition's batches from its tenant consumers and
-// the catch-all, an equal share each.
+// fairSource feeds a partition's batches from persistent pulls
+// (jetstream Messages): the server pushes each message as soon as it is
+// stored, so none waits for a fetch round trip or for a batch to fill.
+// With fair_tenants it reads the tenant consumers and the catch-all, an
+// equal share each; without, the partition's consumer alone.
 type fairSource struct {
 	g      *Gateway
 	queues []chan jetstream.Msg // one per tenant consumer, the catch-all last
 	ready  chan struct{}
 	next   int
+	per    int // each queue's share of a batch
 	stop   func()
+	// round counts batches taken; last is, per queue, the last round
+	// it gave a message in (see drain).
+	round uint64
+	last  []uint64
 }
+
+// recentRounds is how many batches back a queue that gave a message
+// still counts as active: a tenant sending at a steady low rate stays
+// active between its messages while another floods.
+const recentRounds = 8
 
 func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource, error) {
 	batch := g.cfg.Consumer.Batch
@@ -111,9 +124,13 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	f := &fairSource{g: g, ready: make(chan struct{}, 1)}
 	var iters []jetstream.MessagesContext
 	var wg sync.WaitGroup
+	stopping := make(chan struct{})
 	stopAll := func() {
+		// Drain, not Stop: what the iterators already hold goes back to
+		// the server (the pumps nak it) instead of waiting out ack_wait.
+		close(stopping)
 		for _, it := range iters {
-			it.Stop()
+			it.Drain()
 		}
 		wg.Wait()
 		// What was fetched but not taken goes back at once.
@@ -134,9 +151,9 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 		cons = append(cons, tc.cons)
 	}
 	cons = append(cons, ps.cons)
-	per := max(1, batch/len(cons))
+	f.per = max(1, batch/len(cons))
 	for i, c := range cons {
-		it, err := c.Messages(jetstream.PullMaxMessages(per), jetstream.PullExpiry(g.cfg.Consumer.FetchWait*5))
+		it, err := c.Messages(jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(g.cfg.Consumer.FetchWait*5))
 		if err != nil {
 			stopAll()
 			return nil, err
@@ -144,21 +161,28 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 		iters = append(iters, it)
 		q := make(chan jetstream.Msg, batch)
 		f.queues = append(f.queues, q)
+		f.last = append(f.last, 0)
 		catchAll := i == len(cons)-1
-		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned) })
+		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned, stopping) })
 	}
 	f.stop = stopAll
 	return f, nil
 }
 
-// pump moves one consumer's messages into its queue. The catch-all acks
-// what a tenant consumer owns instead.
-func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64) {
+// pump moves one consumer's messages into its queue until its iterator
+// is drained. The catch-all acks what a tenant consumer owns instead.
+// Once the source stops, what is left goes back to the server.
+func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return
+			}
+			select {
+			case <-stopping:
+				return
+			default:
 			}
 			f.g.log.Warn().Err(err).Msg("ingress consumer: next message")
 			time.Sleep(100 * time.Millisecond)
@@ -170,9 +194,17 @@ func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q c
 		}
 		select {
 		case q <- m:
+		case <-stopping:
+			_ = m.Nak()
+			continue
 		case <-ctx.Done():
 			_ = m.Nak()
-			return
+			continue
+		}
+		if h := f.g.hooks; h != nil && h.queued != nil {
+			if md, err := m.Metadata(); err == nil {
+				h.queued(md.Sequence.Stream)
+			}
 		}
 		select {
 		case f.ready <- struct{}{}:
@@ -195,36 +227,53 @@ func ownedElsewhere(m jetstream.Msg, owned map[string]uint64) bool {
 	return err == nil && md.Sequence.Stream >= start
 }
 
-// take returns the next batch: first an equal share from every queue,
-// then whatever room is left from the queues in turn; it waits at most
-// wait for a first message.
-func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) []jetstream.Msg {
+// take returns the next batch and how many of its messages each queue
+// gave (drain). It waits at most wait for a first message, never for
+// more.
+func (f *fairSource) take(ctx context.Context, batch int, wait time.Duration) ([]jetstream.Msg, []int) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		if msgs := f.drain(batch); len(msgs) > 0 {
-			return msgs
+		if msgs, share := f.drain(batch); len(msgs) > 0 {
+			return msgs, share
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-timer.C:
-			return nil
+			return nil, nil
 		case <-f.ready:
 		}
 	}
 }
 
-func (f *fairSource) drain(batch int) []jetstream.Msg {
+// drain takes a batch: first an equal share from every queue, then the
+// room left from the queues in turn. While more than one queue is active
+// (holds messages, or gave some in the last recentRounds batches) each
+// gives at most batch / active: a flood then fills a batch alone only
+// while nobody else sends, so the batch a quieter tenant's message waits
+// behind, and the one it is decided in, hold a fraction of the flood.
+func (f *fairSource) drain(batch int) ([]jetstream.Msg, []int) {
 	n := len(f.queues)
-	per := max(1, batch/n)
+	share := make([]int, n)
+	active := 0
+	for k, q := range f.queues {
+		if len(q) > 0 || (f.last[k] > 0 && f.round-f.last[k] < recentRounds) {
+			active++
+		}
+	}
+	limit := batch
+	if active > 1 {
+		limit = max(f.per, batch/active)
+	}
 	var msgs []jetstream.Msg
 	for pass := range 2 {
 		for k := range n {
-			q := f.queues[(f.next+k)%n]
-			quota := per
+			qi := (f.next + k) % n
+			q := f.queues[qi]
+			quota := f.per
 			if pass == 1 {
-				quota = batch - len(msgs)
+				quota = limit - share[qi]
 			}
 		take:
 			for range quota {
@@ -234,12 +283,55 @@ func (f *fairSource) drain(batch int) []jetstream.Msg {
 				select {
 				case m := <-q:
 					msgs = append(msgs, m)
+					share[qi]++
 				default:
 					break take
 				}
 			}
 		}
 	}
+	if len(msgs) > 0 {
+		f.round++
+		for k, c := range share {
+			if c > 0 {
+				f.last[k] = f.round
+			}
+		}
+	}
 	f.next = (f.next + 1) % n
+	return msgs, share
+}
+
+// topUp takes, from each queue that gave a waiting batch less than its
+// share, what it holds up to that share, and counts it in share. A
+// message that arrives while the batch ahead is decided joins the batch
+// that waits instead of the one after it: behind a flood, another
+// tenant's message waits for one batch, not two; at low rates nothing
+// waits for a batch of its own.
+func (f *fairSource) topUp(share []int) []jetstream.Msg {
+	var msgs []jetstream.Msg
+	for k, q := range f.queues {
+	take:
+		for share[k] < f.per {
+			select {
+			case m := <-q:
+				msgs = append(msgs, m)
+				share[k]++
+				f.last[k] = f.round
+			default:
+				break take
+			}
+		}
+	}
 	return msgs
+}
+
+// full reports whether every queue gave at least its share.
+func (f *fairSource) full(share []int) bool {
+	for _, c := range share {
+		if c < f.per {
+			return false
+		}
+	}
+	return true
 }

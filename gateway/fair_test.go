@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +92,164 @@ func TestTenantFairness(t *testing.T) {
 			t.Fatalf("tenant_a's last decision is #%d of %d: starved behind tenant_b's flood", got, len(order))
 		}
 	})
+}
+
+// TestFloodVictimJoinsNextBatch: a valid message from one tenant that
+// arrives while another tenant's flood fills the pipeline waits behind at
+// most the batch being decided. The test holds the decider on the first
+// flood batch until the next one is verified and waiting, then sends a
+// message from tenant_a and lets the decider go once that message is in
+// its tenant's queue: it must be decided in the very next batch, beside
+// the flood batch that was waiting, not in the one after.
+func TestFloodVictimJoinsNextBatch(t *testing.T) {
+	const flood = 400
+	h := newHarness(t)
+	h.cfg.Consumer.FairTenants = true
+	h.cfg.Consumer.Batch = 16
+	h.start()
+	<-h.gw.Ready()
+	h.stop()
+	badSig := h.tenantBBadSignatures()
+	for range flood {
+		badSig()
+	}
+
+	started := make(chan []uint64, flood)
+	prepared := make(chan []uint64, flood)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	queued := map[uint64]bool{}
+	queuedNow := make(chan struct{}, 1)
+	first := true
+	h.opts = append(h.opts, func(g *Gateway) {
+		g.hooks = &pipelineHooks{
+			prepared: func(seqs []uint64) { prepared <- seqs },
+			batchStart: func(seqs []uint64) {
+				started <- seqs
+				if first {
+					first = false
+					<-release
+				}
+			},
+			queued: func(seq uint64) {
+				mu.Lock()
+				queued[seq] = true
+				mu.Unlock()
+				select {
+				case queuedNow <- struct{}{}:
+				default:
+				}
+			},
+		}
+	})
+	h.start()
+	<-started  // the decider holds the first flood batch
+	<-prepared // that batch
+	<-prepared // the next one, verified and waiting
+	victim := h.send(h.body(nil))
+	for {
+		<-queuedNow
+		mu.Lock()
+		in := queued[victim]
+		mu.Unlock()
+		if in {
+			break
+		}
+	}
+	close(release)
+	next := <-started
+	if !slices.Contains(next, victim) {
+		after := <-started
+		t.Fatalf("tenant_a's message (seq %d) was not in the batch after the one in hand (%d flood messages); in the next one: %v",
+			victim, len(next), slices.Contains(after, victim))
+	}
+	r, err := invariant.Wait(context.Background(), h.js, 60*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+}
+
+// TestFloodSharesBatchWhenContested: while another tenant sends (it has
+// messages queued, or had in the last few batches), a flooding tenant
+// gives a batch at most an equal share of it (batch / active queues), so
+// the batch the next message of a tenant sending at a steady low rate
+// waits behind holds a fraction of the flood; alone, the flood fills
+// whole batches. The first batch is held until the flood and the other
+// tenant's message are both queued.
+func TestFloodSharesBatchWhenContested(t *testing.T) {
+	const flood, batch = 200, 16
+	h := newHarness(t)
+	h.cfg.Consumer.FairTenants = true
+	h.cfg.Consumer.Batch = batch
+	h.start()
+	<-h.gw.Ready()
+	h.stop()
+	badSig := h.tenantBBadSignatures()
+	for range flood {
+		badSig()
+	}
+	var mu sync.Mutex
+	var batches [][]uint64
+	queued := map[uint64]bool{}
+	firstPrepared := make(chan []uint64, 1)
+	release := make(chan struct{})
+	first := true
+	h.opts = append(h.opts, func(g *Gateway) {
+		g.hooks = &pipelineHooks{
+			prepared: func(seqs []uint64) {
+				if first {
+					first = false
+					firstPrepared <- seqs
+					<-release
+				}
+			},
+			batchStart: func(seqs []uint64) {
+				mu.Lock()
+				batches = append(batches, seqs)
+				mu.Unlock()
+			},
+			queued: func(seq uint64) {
+				mu.Lock()
+				queued[seq] = true
+				mu.Unlock()
+			},
+		}
+	})
+	h.start()
+	inFirst := len(<-firstPrepared)
+	victim := h.send(h.body(nil))
+	for {
+		mu.Lock()
+		// The victim queued, and the flood's queue (room for a batch) full.
+		ready := queued[victim] && len(queued)-inFirst >= batch
+		mu.Unlock()
+		if ready {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	r, err := invariant.Wait(context.Background(), h.js, 60*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	h.stop()
+	i := slices.IndexFunc(batches, func(b []uint64) bool { return slices.Contains(b, victim) })
+	if i < 0 || i+1 >= len(batches) {
+		t.Fatalf("the victim's batch is #%d of %d; want one before the flood's end", i, len(batches))
+	}
+	if n := len(batches[i+1]); n > batch/2 {
+		t.Errorf("the batch after the victim's holds %d flood messages; want at most %d (an equal share of %d between two active tenants)", n, batch/2, batch)
+	}
+	full := 0
+	for _, b := range batches[i+1:] {
+		if len(b) == batch {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Errorf("no full batch in %d; want the flood alone to fill batches", len(batches))
+	}
 }

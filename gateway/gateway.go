@@ -75,6 +75,8 @@ type Gateway struct {
 	// and before the ingress acks; an error aborts the batch there, as a
 	// crash at that point would.
 	beforeAck func() error
+	// hooks, when set by a test, are told where the batch pipeline is.
+	hooks *pipelineHooks
 }
 
 // Stats are running counters, safe for concurrent reads.

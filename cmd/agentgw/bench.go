@@ -67,6 +67,8 @@ stderr, the table to stdout.`)
 	gwLog := c.fs.String("gateway-log", "", "file for the gateway's JSON decision log (default: discarded)")
 	out := c.fs.String("out", "", "write the report as JSON to FILE")
 	quiet := c.fs.Bool("quiet", false, "no progress lines")
+	flood := c.fs.Bool("flood", false, "run only the flood-isolation scenario: one tenant floods (--messages bad signatures and replays), another sends at --flood-victim-rate; victim latency with and without the flood")
+	victimRate := c.fs.Float64("flood-victim-rate", def.FloodVictimRate, "the flood scenario's victim rate in msgs/s")
 	mcpCalls := c.fs.Int("mcp-calls", def.MCPCalls, "MCP tool calls measured through agentgw and directly against the upstream server (0: none)")
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -85,7 +87,7 @@ stderr, the table to stdout.`)
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices
-	cfg.MCPCalls, cfg.Crash = *mcpCalls, *crash
+	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate = *mcpCalls, *crash, *flood, *victimRate
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	if *quiet {
 		cfg.ProgressEvery = -1

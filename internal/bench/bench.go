@@ -126,6 +126,15 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 		}
 		return res, err
 	}
+	if cfg.Flood {
+		f, err := r.flood(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		rep.Flood = f
+		rep.Notes = r.notes(rep)
+		return rep, errors.Join(errs...)
+	}
 	byRate := func(x Result) float64 { return x.MsgsPerSec }
 	byP99 := func(x Result) float64 { return float64(x.Latency.P99) }
 	for _, mix := range cfg.Mixes {

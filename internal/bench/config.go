@@ -108,6 +108,14 @@ type Config struct {
 	// stays delivered and unacknowledged, and what it committed stays in
 	// the ledger. Single-instance mode only.
 	Crash bool
+	// Flood runs the flood-isolation scenario instead of the mixes and
+	// the MCP comparison: the first tenant's agents publish Messages
+	// hostile messages (bad signatures and replays) at full speed while
+	// the second tenant's publish valid ones at FloodVictimRate, and the
+	// victim's latency is reported with and without the flood.
+	Flood bool
+	// FloodVictimRate is the victim's rate in msgs/s. Default 200.
+	FloodVictimRate float64
 	// MCPCalls is how many MCP tool calls are measured through agentgw
 	// (endpoint, gateway, bridge) and directly against the upstream
 	// server, interleaved, after the scenarios. Zero: no MCP measurement.
@@ -117,14 +125,15 @@ type Config struct {
 // DefaultConfig returns short, useful defaults.
 func DefaultConfig() Config {
 	return Config{
-		Messages:      20000,
-		Agents:        8,
-		Tenants:       2,
-		Mixes:         []Mix{MixPlain, MixSealed, MixHostile},
-		Baselines:     true,
-		SealedBytes:   1024,
-		ProgressEvery: time.Second,
-		MCPCalls:      200,
+		Messages:        20000,
+		Agents:          8,
+		Tenants:         2,
+		Mixes:           []Mix{MixPlain, MixSealed, MixHostile},
+		Baselines:       true,
+		SealedBytes:     1024,
+		ProgressEvery:   time.Second,
+		MCPCalls:        200,
+		FloodVictimRate: 200,
 	}
 }
 
@@ -162,6 +171,15 @@ func (c *Config) Validate() error {
 			add("mix %q given twice", m.Name)
 		}
 		names[m.Name] = true
+	}
+	if c.Flood && c.Tenants < 2 {
+		add("flood needs at least 2 tenants")
+	}
+	if c.Flood && (c.FloodVictimRate <= 0 || c.FloodVictimRate > 10000) {
+		add("flood victim rate must be in (0, 10000]")
+	}
+	if c.Flood && c.NATSURL != "" {
+		add("flood runs on the embedded server only")
 	}
 	if c.Rate < 0 {
 		add("rate must not be negative")

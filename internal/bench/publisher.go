@@ -17,15 +17,20 @@ const publishMaxPending = 4096
 // sendLog is what the publisher recorded: per corpus index, the publish
 // time and the ingress sequence JetStream gave the message.
 type sendLog struct {
-	at    []int64  // ns since the observer's base: the intended publish time when paced
-	seq   []uint64 // 0 until acknowledged
-	sent  atomic.Int64
-	acked atomic.Int64
-	first int64 // ns since base of the first publish
-	done  int64 // ns since base when the last publish call returned
+	at  []int64  // ns since the observer's base: the intended publish time when paced
+	seq []uint64 // 0 until acknowledged
+	// stored is when the publisher saw each PubAck (ns since base): an
+	// upper bound on when the message was stored in the ingress stream.
+	stored []int64
+	sent   atomic.Int64
+	acked  atomic.Int64
+	first  int64 // ns since base of the first publish
+	done   int64 // ns since base when the last publish call returned
 }
 
-func newSendLog(n int) *sendLog { return &sendLog{at: make([]int64, n), seq: make([]uint64, n)} }
+func newSendLog(n int) *sendLog {
+	return &sendLog{at: make([]int64, n), seq: make([]uint64, n), stored: make([]int64, n)}
+}
 
 // publish sends msgs in order on js, at rate messages per second (0: as
 // fast as the async window allows), and waits for every PubAck. Send
@@ -49,6 +54,7 @@ func publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, rate
 					first = fmt.Errorf("bench: message %d was de-duplicated at ingress (stream not fresh?)", p.i)
 				case !ack.Duplicate:
 					log.seq[p.i] = ack.Sequence
+					log.stored[p.i] = int64(time.Since(base))
 					log.acked.Add(1)
 				}
 			case err := <-p.fut.Err():

@@ -27,8 +27,10 @@ type Report struct {
 	Scenarios []Result  `json:"scenarios"`
 	Ratios    []Ratio   `json:"ratios"`
 	// MCP is the MCP tool call comparison, when measured.
-	MCP   *MCPResult `json:"mcp,omitempty"`
-	Notes []string   `json:"notes"`
+	MCP *MCPResult `json:"mcp,omitempty"`
+	// Flood is the flood-isolation scenario, when run.
+	Flood *FloodResult `json:"flood,omitempty"`
+	Notes []string     `json:"notes"`
 }
 
 // Host describes where the run happened.
@@ -245,9 +247,18 @@ func computeRatios(results []Result) []Ratio {
 
 // WriteTable prints the report for people.
 func (r *Report) WriteTable(w io.Writer) error {
+	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
+	if len(r.Scenarios) > 0 {
+		if err := r.writeScenarios(w, ms); err != nil {
+			return err
+		}
+	}
+	return r.writeRest(w, ms)
+}
+
+func (r *Report) writeScenarios(w io.Writer, ms func(int64) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tallocs/msg\tKiB/msg\tpeak RSS MiB\tbatch\tallow/deny/held\t")
-	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1000) }
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d/%d\t\n",
 			s.Name, s.MsgsPerSec, s.PublishPerSec,
@@ -255,9 +266,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			s.CPUSecondsPerMsg*1e6, s.CoresUsed, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
 			float64(s.PeakRSSBytes)/(1<<20), s.MeanBatch, s.Routes.Allowed, s.Routes.Denied, s.Routes.Held)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	return tw.Flush()
+}
+
+func (r *Report) writeRest(w io.Writer, ms func(int64) string) error {
+	var tw *tabwriter.Writer
 	if len(r.Ratios) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -300,6 +313,23 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	if f := r.Flood; f != nil {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "victim at %.0f msgs/s\tmessages\tp50 ms\tp90 ms\tp99 ms\tmax ms\t\n", f.VictimRate)
+		for _, x := range []struct {
+			name string
+			l    Latency
+		}{{"alone", f.Quiet}, {fmt.Sprintf("beside a flood of %d (%.0f msgs/s)", f.FloodMessages, f.FloodPerSec), f.Flooded},
+			{"  of which until stored in ingress", f.FloodedStored}} {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", x.name, x.l.Count, ms(x.l.P50), ms(x.l.P90), ms(x.l.P99), ms(x.l.Max))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs between a victim message's PubAck and its output: max %d, p99 %d (batch %d)\n",
+			f.P99Ratio, f.FloodAheadMax, f.FloodAheadP99, f.Batch)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
