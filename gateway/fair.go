@@ -152,8 +152,10 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	}
 	cons = append(cons, ps.cons)
 	f.per = max(1, batch/len(cons))
+	// jetstream refuses a pull that expires in under a second.
+	expiry := max(g.cfg.Consumer.FetchWait*5, time.Second)
 	for i, c := range cons {
-		it, err := c.Messages(jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(g.cfg.Consumer.FetchWait*5))
+		it, err := c.Messages(jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(expiry))
 		if err != nil {
 			stopAll()
 			return nil, err

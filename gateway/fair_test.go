@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -251,5 +252,22 @@ func TestFloodSharesBatchWhenContested(t *testing.T) {
 	}
 	if full == 0 {
 		t.Errorf("no full batch in %d; want the flood alone to fill batches", len(batches))
+	}
+}
+
+// TestShortestFetchWaitDecides: the shortest fetch_wait the config
+// accepts still makes a valid pull (jetstream refuses a pull expiry under
+// a second), for one queue and for a queue per tenant.
+func TestShortestFetchWaitDecides(t *testing.T) {
+	for _, fair := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fair_tenants=%v", fair), func(t *testing.T) {
+			h := newHarness(t)
+			h.cfg.Consumer.FetchWait = 100 * time.Millisecond
+			h.cfg.Consumer.FairTenants = fair
+			must(t, h.cfg.Validate())
+			h.start()
+			h.outputFor(h.send(h.body(nil)))
+			h.stop()
+		})
 	}
 }
