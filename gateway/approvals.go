@@ -117,7 +117,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // identity can exchange for credentials of any number of keys.
 func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := holdID(it.env.Tenant, it.env.Target)
-	deadline, v, _, ok, err := g.holds.hold(b, id, it.seq)
+	fh, ok, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		return nil
 	}
 	var h held
-	if err := json.Unmarshal(v, &h); err != nil {
+	if err := json.Unmarshal(fh.value, &h); err != nil {
 		return fmt.Errorf("gateway: held record %s: %w", id, err)
 	}
 	if it.cred.Subject == h.Agent {
@@ -154,8 +154,12 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalInvalid, "answer is bound to another request digest or policy version"))
 		return nil
 	}
-	if now.After(deadline) {
-		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, deadline.Format(time.RFC3339)))
+	// A redelivery of the answer that took the hold (scaled out, its
+	// instance died after the take) was in time when it took it, and
+	// the expiry leaves a taken hold alone: refusing it now as late
+	// would leave the held request with no end at all.
+	if now.After(fh.deadline) && !fh.takenBySeq {
+		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, fh.deadline.Format(time.RFC3339)))
 		return nil
 	}
 	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, cat, now)
@@ -397,11 +401,11 @@ func deleteHold(led *store.Ledger, id string) error {
 // agent's own would be a replay) is never overwritten: the newcomer is
 // denied.
 func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
-	_, _, creator, exists, err := g.holds.hold(b, holdID(it.env.Tenant, it.env.MessageID), it.seq)
+	fh, exists, err := g.holds.hold(b, holdID(it.env.Tenant, it.env.MessageID), it.seq)
 	if err != nil {
 		return err
 	}
-	if exists && creator != it.seq {
+	if exists && fh.creator != it.seq {
 		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))
 		it.outputs = nil
 		return nil

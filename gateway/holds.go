@@ -28,9 +28,8 @@ import (
 // write happens before the batch's commit, so a redelivery of the same
 // message must find its own earlier write and carry on.
 type holdStore interface {
-	// hold returns hold id if it is pending, or was taken by seq. creator
-	// is the sequence that put it (0 when the store cannot tell).
-	hold(b *ledgerBatch, id string, seq uint64) (deadline time.Time, v []byte, creator uint64, ok bool, err error)
+	// hold returns hold id if it is pending, or was taken by seq.
+	hold(b *ledgerBatch, id string, seq uint64) (h foundHold, ok bool, err error)
 	// putHold stores hold id. Unless replace, a pending hold of another
 	// creator is errHoldExists.
 	putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error
@@ -43,12 +42,25 @@ type holdStore interface {
 
 var errHoldExists = errors.New("gateway: a hold with this id is pending")
 
+// foundHold is a hold as holdStore.hold finds it.
+type foundHold struct {
+	deadline time.Time
+	value    []byte
+	creator  uint64 // the sequence that put it (0 when the store cannot tell)
+	// takenBySeq: the message asking took it already, so this is that
+	// message's redelivery. Its take was made by the deadline
+	// (approvalGate checks the deadline before taking).
+	takenBySeq bool
+}
+
 // ledgerHolds keeps holds in the partition's ledger batch.
 type ledgerHolds struct{}
 
-func (ledgerHolds) hold(b *ledgerBatch, id string, _ uint64) (time.Time, []byte, uint64, bool, error) {
+func (ledgerHolds) hold(b *ledgerBatch, id string, _ uint64) (foundHold, bool, error) {
+	// A take commits with its message's decision: a redelivery never
+	// finds its own.
 	d, v, ok, err := b.Hold(id)
-	return d, v, 0, ok, err
+	return foundHold{deadline: d, value: v}, ok, err
 }
 
 func (ledgerHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, _ uint64, _ bool) error {
@@ -123,19 +135,20 @@ func (k *kvHolds) get(key string) (*kvHold, uint64, error) {
 	return &h, e.Revision(), nil
 }
 
-func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (time.Time, []byte, uint64, bool, error) {
+func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, error) {
 	h, rev, err := k.get(holdKey(id))
 	if err != nil || h == nil {
-		return time.Time{}, nil, 0, false, err
+		return foundHold{}, false, err
 	}
-	if h.State == kvHeld || h.State == kvTaken && h.TakenBy == seq {
+	own := h.State == kvTaken && h.TakenBy == seq
+	if h.State == kvHeld || own {
 		if b.revs == nil {
 			b.revs = map[string]uint64{}
 		}
 		b.revs[id] = rev
-		return h.Deadline, h.Value, h.Creator, true, nil
+		return foundHold{deadline: h.Deadline, value: h.Value, creator: h.Creator, takenBySeq: own}, true, nil
 	}
-	return time.Time{}, nil, 0, false, nil
+	return foundHold{}, false, nil
 }
 
 func (k *kvHolds) putHold(_ *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {

@@ -247,3 +247,79 @@ func TestScaleOutApprovalAcrossPartitions(t *testing.T) {
 	}
 	h.endScaleOut(t, b, a)
 }
+
+// TestScaleOutGrantTakenBeforeCrashReleases: an instance dies after its
+// grant took a hold in the bucket (a revision-checked update that lands
+// at once) but before the grant's batch was journaled or published. The
+// grant comes back to the partition's next owner after the lease TTL,
+// past the request's deadline, and finds its own take: the take was made
+// by the deadline, and the expiry leaves a taken hold alone, so the
+// grant carries on and releases the held request. The state the crash
+// leaves is written by hand here: the grant is published while no
+// instance runs and its take put in the bucket under its sequence.
+func TestScaleOutGrantTakenBeforeCrashReleases(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 2
+	h.cfg.Limits.ApprovalTTL = 3 * time.Second // as the fault tests: shorter than a lease takeover
+	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 2 })
+
+	body := h.body(func(bb *envelope.Builder) {
+		bb.Capability, bb.Target = envelope.ToolCall, "payments.send"
+		bb.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+	})
+	heldSeq := h.send(body)
+	out := h.outputFor(heldSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		t.Fatalf("request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	a.stop(t)
+
+	// The grant, delivered to the instance that dies with it.
+	ap := newActor(t)
+	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	raw, _ := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+	ans := h.body(func(bb *envelope.Builder) {
+		bb.Capability, bb.Target = envelope.Approve, req.HeldMessageID
+		bb.Payload = envelope.Payload{Plain: raw}
+	})
+	ansSeq := h.publish(h.ingress(ap, "tenant_a"), ans, h.signed(ap, ap.token, ans))
+	// Its take, made by the deadline, is all that landed.
+	ctx := context.Background()
+	kv, err := h.js.KeyValue(ctx, HoldsBucket)
+	must(t, err)
+	key := holdKey(holdID("tenant_a", req.HeldMessageID))
+	e, err := kv.Get(ctx, key)
+	must(t, err)
+	var hv kvHold
+	must(t, json.Unmarshal(e.Value(), &hv))
+	if hv.State != kvHeld {
+		t.Fatalf("hold state %q; want %q", hv.State, kvHeld)
+	}
+	hv.State, hv.TakenBy = kvTaken, ansSeq
+	v, _ := json.Marshal(hv)
+	_, err = kv.Update(ctx, key, v, e.Revision())
+	must(t, err)
+
+	// The next owner takes over after the deadline.
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + time.Second)
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 2 })
+
+	got := h.outputFor(ansSeq)
+	if !strings.HasPrefix(got.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("grant that took the hold before the crash: %s %s (%s); want the release on agentgw.cap.tenant_a.payments.send",
+			got.Subject, got.Header.Get(header.Route), got.Header.Get(header.Reason))
+	}
+	time.Sleep(500 * time.Millisecond) // the expiry scans the bucket again
+	for _, m := range h.all(StreamDenied) {
+		if m.Header.Get(header.IngressSeq) == fmt.Sprint(heldSeq) {
+			t.Fatalf("released request also denied %s", m.Header.Get(header.Reason))
+		}
+	}
+	h.endScaleOut(t, b)
+}
