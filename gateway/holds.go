@@ -82,7 +82,7 @@ const HoldsBucket = "AGENTGW_HOLDS"
 type kvHold struct {
 	State    string    `json:"state"`             // held, taken, expired, marker
 	Creator  uint64    `json:"creator"`           // ingress sequence that put it
-	TakenBy  uint64    `json:"taken_by,omitzero"` // ingress sequence that consumed it
+	TakenBy  uint64    `json:"taken_by,omitzero"` // ingress sequence that consumed it; 0: its expiry or withdrawal, published
 	Deadline time.Time `json:"deadline"`          // hold deadline; marker expiry
 	Value    []byte    `json:"value,omitempty"`
 	Outputs  []byte    `json:"outputs,omitempty"` // a decided expiry's outputs
@@ -327,7 +327,8 @@ func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uin
 func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	k := g.kvh
 	// A taken hold is kept while the message that took it (decided by the
-	// deadline) may still be fresh, so its redelivery finds its own take.
+	// deadline) may still be fresh, so its redelivery finds its own take;
+	// an ended one (end) while the request that put it may be.
 	due, err := k.scan(ctx, now, g.fresh.Span())
 	if err != nil {
 		return err
@@ -370,9 +371,32 @@ func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) erro
 	return g.publishKVExpiry(ctx, d.key, rev, outs)
 }
 
+// publishKVExpiry publishes a decided expiry's or withdrawal's outputs,
+// then ends the hold.
 func (g *Gateway) publishKVExpiry(ctx context.Context, key string, rev uint64, outs []byte) error {
 	if err := g.publishRecorded(ctx, outs); err != nil {
 		return err
 	}
-	return g.kvh.remove(ctx, key, rev)
+	return g.kvh.end(ctx, key, rev)
+}
+
+// end marks a hold whose expiry or withdrawal is published as taken by
+// no message, if it is still at rev. It stays, like a hold a grant took,
+// while the request that put it may still be fresh: an instance can die
+// after the hold's write and before the request's batch is journaled,
+// and the request's redelivery must then find its own write (putHold)
+// and go to the approval queue without being held again, or a grant
+// could release what already expired.
+func (k *kvHolds) end(ctx context.Context, key string, rev uint64) error {
+	h, cur, err := k.get(key)
+	if err != nil || h == nil || cur != rev {
+		return err // changed meanwhile; the next scan looks again
+	}
+	h.State, h.TakenBy, h.Outputs, h.Value = kvTaken, 0, nil, nil
+	val, _ := json.Marshal(h)
+	_, err = k.kv.Update(ctx, key, val, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	return err
 }
