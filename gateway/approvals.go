@@ -167,6 +167,19 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(err)
 		return nil
 	}
+	// The approver's own authority goes through policy too, before the
+	// take: a refused approver leaves the request held for another.
+	ap := g.policy.Decide(policy.Request{
+		Principal: principalOf(it.cred),
+		Action:    string(envelope.Approve),
+		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
+		Time:      now,
+	})
+	if !ap.Allow {
+		it.pol = ap
+		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
+		return nil
+	}
 	took, err := g.holds.takeHold(b, id, it.seq)
 	if err != nil {
 		return err
@@ -190,25 +203,15 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	return nil
 }
 
-// decideApproval runs on the parallel stage for a valid answer: a grant
-// whose requester still stands (approvalGate) re-runs every gate after
-// the catalog on the held request with the current policy and catalog
-// and releases it; a refusal, or a grant of a request whose requester no
-// longer stands, sends the held request to the denied stream.
+// decideApproval runs on the parallel stage for a valid answer, which
+// took the hold (approvalGate): a grant whose requester still stands
+// re-runs every gate after the catalog on the held request with the
+// current policy and catalog and releases it; a refusal, or a grant of a
+// request whose requester no longer stands, sends the held request to
+// the denied stream. Either way the held request's output is the
+// answer's.
 func (g *Gateway) decideApproval(it *item, now time.Time) {
 	hi := it.heldItem
-	// The approver's own authority goes through policy too.
-	ap := g.policy.Decide(policy.Request{
-		Principal: principalOf(it.cred),
-		Action:    string(envelope.Approve),
-		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
-		Time:      now,
-	})
-	if !ap.Allow {
-		it.pol = ap
-		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
-		return
-	}
 	switch {
 	case it.answer.Decision == approval.Deny:
 		hi.deny(reason.Deny(reason.ApprovalDenied, "denied by approver %s", it.cred.Subject))
@@ -222,6 +225,7 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 	if hi.route == store.RouteDeny {
 		m, err := g.denyOutput(hi, now)
 		if err != nil {
+			it.heldItem = nil // the answer's own denial is its output
 			it.deny(err)
 			return
 		}
