@@ -117,7 +117,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // identity can exchange for credentials of any number of keys.
 func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	id := holdID(it.env.Tenant, it.env.Target)
-	deadline, v, _, ok, err := g.holds.hold(b, id, it.seq)
+	fh, ok, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		return nil
 	}
 	var h held
-	if err := json.Unmarshal(v, &h); err != nil {
+	if err := json.Unmarshal(fh.value, &h); err != nil {
 		return fmt.Errorf("gateway: held record %s: %w", id, err)
 	}
 	if it.cred.Subject == h.Agent {
@@ -154,13 +154,30 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalInvalid, "answer is bound to another request digest or policy version"))
 		return nil
 	}
-	if now.After(deadline) {
-		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, deadline.Format(time.RFC3339)))
+	// A redelivery of the answer that took the hold (scaled out, its
+	// instance died after the take) was in time when it took it, and
+	// the expiry leaves a taken hold alone: refusing it now as late
+	// would leave the held request with no end at all.
+	if now.After(fh.deadline) && !fh.takenBySeq {
+		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, fh.deadline.Format(time.RFC3339)))
 		return nil
 	}
 	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, cat, now)
 	if err != nil {
 		it.deny(err)
+		return nil
+	}
+	// The approver's own authority goes through policy too, before the
+	// take: a refused approver leaves the request held for another.
+	ap := g.policy.Decide(policy.Request{
+		Principal: principalOf(it.cred),
+		Action:    string(envelope.Approve),
+		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
+		Time:      now,
+	})
+	if !ap.Allow {
+		it.pol = ap
+		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
 		return nil
 	}
 	took, err := g.holds.takeHold(b, id, it.seq)
@@ -186,25 +203,15 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	return nil
 }
 
-// decideApproval runs on the parallel stage for a valid answer: a grant
-// whose requester still stands (approvalGate) re-runs every gate after
-// the catalog on the held request with the current policy and catalog
-// and releases it; a refusal, or a grant of a request whose requester no
-// longer stands, sends the held request to the denied stream.
+// decideApproval runs on the parallel stage for a valid answer, which
+// took the hold (approvalGate): a grant whose requester still stands
+// re-runs every gate after the catalog on the held request with the
+// current policy and catalog and releases it; a refusal, or a grant of a
+// request whose requester no longer stands, sends the held request to
+// the denied stream. Either way the held request's output is the
+// answer's.
 func (g *Gateway) decideApproval(it *item, now time.Time) {
 	hi := it.heldItem
-	// The approver's own authority goes through policy too.
-	ap := g.policy.Decide(policy.Request{
-		Principal: principalOf(it.cred),
-		Action:    string(envelope.Approve),
-		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
-		Time:      now,
-	})
-	if !ap.Allow {
-		it.pol = ap
-		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
-		return
-	}
 	switch {
 	case it.answer.Decision == approval.Deny:
 		hi.deny(reason.Deny(reason.ApprovalDenied, "denied by approver %s", it.cred.Subject))
@@ -218,6 +225,7 @@ func (g *Gateway) decideApproval(it *item, now time.Time) {
 	if hi.route == store.RouteDeny {
 		m, err := g.denyOutput(hi, now)
 		if err != nil {
+			it.heldItem = nil // the answer's own denial is its output
 			it.deny(err)
 			return
 		}
@@ -397,11 +405,11 @@ func deleteHold(led *store.Ledger, id string) error {
 // agent's own would be a replay) is never overwritten: the newcomer is
 // denied.
 func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
-	_, _, creator, exists, err := g.holds.hold(b, holdID(it.env.Tenant, it.env.MessageID), it.seq)
+	fh, exists, err := g.holds.hold(b, holdID(it.env.Tenant, it.env.MessageID), it.seq)
 	if err != nil {
 		return err
 	}
-	if exists && creator != it.seq {
+	if exists && fh.creator != it.seq {
 		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))
 		it.outputs = nil
 		return nil

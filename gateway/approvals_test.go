@@ -3,6 +3,9 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +193,30 @@ func TestApprovalAnswerReadStrictly(t *testing.T) {
 	seq := f.answerRaw(f.approver, `{"decision":"grant","reason":"ok","body_digest":"`+bd+`","policy_version":"`+pv+`"}`)
 	if out := f.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
 		t.Fatalf("exact answer went to %s (%s); want the capability subject", out.Subject, out.Header.Get(header.Reason))
+	}
+}
+
+// TestApprovalRefusedApproverLeavesRequestHeld: an approver with the
+// scope whose `approve` the policy forbids is refused policy_denied, and
+// the request stays held: another approver's grant still releases it,
+// once.
+func TestApprovalRefusedApproverLeavesRequestHeld(t *testing.T) {
+	barred := newActor(t)
+	f := newApprovalFlow(t, func(f *approvalFlow) {
+		barred.token = f.credential(f.issuer, barred, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+		p := filepath.Join(f.dir, "barred.cedar")
+		must(t, os.WriteFile(p, fmt.Appendf(nil, "forbid (principal == Agent::%q, action == Action::\"approve\", resource);\n", barred.pub), 0o600))
+		f.cfg.Policies = append(f.cfg.Policies, p)
+	})
+	f.wantReason(f.answer(barred, f.grant(), f.req.HeldMessageID), reason.PolicyDenied)
+	if n, _ := f.gw.pendingApprovals(); n != 1 {
+		t.Errorf("pending approvals after the refused grant = %d; want 1", n)
+	}
+	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("grant after a refused one: %s (%s); want the release", out.Subject, out.Header.Get(header.Reason))
+	}
+	if n := len(f.all(StreamCap)); n != 1 {
+		t.Errorf("capability deliveries = %d; want exactly 1", n)
 	}
 }

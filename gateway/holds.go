@@ -28,9 +28,8 @@ import (
 // write happens before the batch's commit, so a redelivery of the same
 // message must find its own earlier write and carry on.
 type holdStore interface {
-	// hold returns hold id if it is pending, or was taken by seq. creator
-	// is the sequence that put it (0 when the store cannot tell).
-	hold(b *ledgerBatch, id string, seq uint64) (deadline time.Time, v []byte, creator uint64, ok bool, err error)
+	// hold returns hold id if it is pending, or was taken by seq.
+	hold(b *ledgerBatch, id string, seq uint64) (h foundHold, ok bool, err error)
 	// putHold stores hold id. Unless replace, a pending hold of another
 	// creator is errHoldExists.
 	putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error
@@ -43,12 +42,25 @@ type holdStore interface {
 
 var errHoldExists = errors.New("gateway: a hold with this id is pending")
 
+// foundHold is a hold as holdStore.hold finds it.
+type foundHold struct {
+	deadline time.Time
+	value    []byte
+	creator  uint64 // the sequence that put it (0 when the store cannot tell)
+	// takenBySeq: the message asking took it already, so this is that
+	// message's redelivery. Its take was made by the deadline
+	// (approvalGate checks the deadline before taking).
+	takenBySeq bool
+}
+
 // ledgerHolds keeps holds in the partition's ledger batch.
 type ledgerHolds struct{}
 
-func (ledgerHolds) hold(b *ledgerBatch, id string, _ uint64) (time.Time, []byte, uint64, bool, error) {
+func (ledgerHolds) hold(b *ledgerBatch, id string, _ uint64) (foundHold, bool, error) {
+	// A take commits with its message's decision: a redelivery never
+	// finds its own.
 	d, v, ok, err := b.Hold(id)
-	return d, v, 0, ok, err
+	return foundHold{deadline: d, value: v}, ok, err
 }
 
 func (ledgerHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, _ uint64, _ bool) error {
@@ -70,7 +82,7 @@ const HoldsBucket = "AGENTGW_HOLDS"
 type kvHold struct {
 	State    string    `json:"state"`             // held, taken, expired, marker
 	Creator  uint64    `json:"creator"`           // ingress sequence that put it
-	TakenBy  uint64    `json:"taken_by,omitzero"` // ingress sequence that consumed it
+	TakenBy  uint64    `json:"taken_by,omitzero"` // ingress sequence that consumed it; 0: its expiry or withdrawal, published
 	Deadline time.Time `json:"deadline"`          // hold deadline; marker expiry
 	Value    []byte    `json:"value,omitempty"`
 	Outputs  []byte    `json:"outputs,omitempty"` // a decided expiry's outputs
@@ -123,19 +135,20 @@ func (k *kvHolds) get(key string) (*kvHold, uint64, error) {
 	return &h, e.Revision(), nil
 }
 
-func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (time.Time, []byte, uint64, bool, error) {
+func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, error) {
 	h, rev, err := k.get(holdKey(id))
 	if err != nil || h == nil {
-		return time.Time{}, nil, 0, false, err
+		return foundHold{}, false, err
 	}
-	if h.State == kvHeld || h.State == kvTaken && h.TakenBy == seq {
+	own := h.State == kvTaken && h.TakenBy == seq
+	if h.State == kvHeld || own {
 		if b.revs == nil {
 			b.revs = map[string]uint64{}
 		}
 		b.revs[id] = rev
-		return h.Deadline, h.Value, h.Creator, true, nil
+		return foundHold{deadline: h.Deadline, value: h.Value, creator: h.Creator, takenBySeq: own}, true, nil
 	}
-	return time.Time{}, nil, 0, false, nil
+	return foundHold{}, false, nil
 }
 
 func (k *kvHolds) putHold(_ *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
@@ -314,7 +327,8 @@ func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uin
 func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	k := g.kvh
 	// A taken hold is kept while the message that took it (decided by the
-	// deadline) may still be fresh, so its redelivery finds its own take.
+	// deadline) may still be fresh, so its redelivery finds its own take;
+	// an ended one (end) while the request that put it may be.
 	due, err := k.scan(ctx, now, g.fresh.Span())
 	if err != nil {
 		return err
@@ -357,9 +371,32 @@ func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) erro
 	return g.publishKVExpiry(ctx, d.key, rev, outs)
 }
 
+// publishKVExpiry publishes a decided expiry's or withdrawal's outputs,
+// then ends the hold.
 func (g *Gateway) publishKVExpiry(ctx context.Context, key string, rev uint64, outs []byte) error {
 	if err := g.publishRecorded(ctx, outs); err != nil {
 		return err
 	}
-	return g.kvh.remove(ctx, key, rev)
+	return g.kvh.end(ctx, key, rev)
+}
+
+// end marks a hold whose expiry or withdrawal is published as taken by
+// no message, if it is still at rev. It stays, like a hold a grant took,
+// while the request that put it may still be fresh: an instance can die
+// after the hold's write and before the request's batch is journaled,
+// and the request's redelivery must then find its own write (putHold)
+// and go to the approval queue without being held again, or a grant
+// could release what already expired.
+func (k *kvHolds) end(ctx context.Context, key string, rev uint64) error {
+	h, cur, err := k.get(key)
+	if err != nil || h == nil || cur != rev {
+		return err // changed meanwhile; the next scan looks again
+	}
+	h.State, h.TakenBy, h.Outputs, h.Value = kvTaken, 0, nil, nil
+	val, _ := json.Marshal(h)
+	_, err = k.kv.Update(ctx, key, val, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	return err
 }

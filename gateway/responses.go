@@ -97,7 +97,7 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		return nil
 	}
 	id := responseID(it.env.Tenant, agent, messageID)
-	_, v, _, ok, err := g.holds.hold(b, id, it.seq)
+	fh, ok, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		return nil
 	}
 	var rec outstanding
-	if err := json.Unmarshal(v, &rec); err != nil {
+	if err := json.Unmarshal(fh.value, &rec); err != nil {
 		return fmt.Errorf("gateway: outstanding record %s: %w", id, err)
 	}
 	rec.id, rec.messageID = id, messageID

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway/approval"
@@ -30,7 +31,7 @@ type instance struct {
 	done   chan error
 }
 
-func (h *harness) startInstance(name string) *instance {
+func (h *harness) startInstance(name string, setup ...func(*instance)) *instance {
 	h.t.Helper()
 	cfg := h.cfg
 	cfg.DataDir = filepath.Join(h.dir, "data-"+name)
@@ -41,6 +42,9 @@ func (h *harness) startInstance(name string) *instance {
 	must(h.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{gw: gw, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	for _, f := range setup {
+		f(in)
+	}
 	go func() { in.done <- gw.Run(ctx) }()
 	h.t.Cleanup(func() { in.stop(h.t) })
 	// One at a time: nats-server 2.15.2 races (-race) between a stream
@@ -244,6 +248,193 @@ func TestScaleOutApprovalAcrossPartitions(t *testing.T) {
 	}
 	if got := len(h.all(StreamCap)); got != 1 {
 		t.Fatalf("capability deliveries = %d; want exactly 1", got)
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// dyingHolds kills its instance the moment one of its approval hold
+// writes lands in the bucket, as a kill -9 between that write and the
+// journal append of the batch making it would: the instance's
+// connection is cut, so nothing of the batch is journaled, published or
+// acknowledged.
+type dyingHolds struct {
+	holdStore
+	onPut, onTake bool
+	die           func()
+}
+
+func (d *dyingHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
+	err := d.holdStore.putHold(b, id, deadline, v, seq, replace)
+	if err == nil && d.onPut && !strings.HasPrefix(id, respPrefix) {
+		d.die()
+	}
+	return err
+}
+
+func (d *dyingHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) {
+	took, err := d.holdStore.takeHold(b, id, seq)
+	if took && d.onTake {
+		d.die()
+	}
+	return took, err
+}
+
+// dieAfter makes an instance die after its first hold put (put) or
+// take (!put).
+func dieAfter(put bool) func(*instance) {
+	return func(in *instance) {
+		in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onPut: put, onTake: !put, die: in.nc.Close}
+	}
+}
+
+// gatedHolds holds back every hold lookup of its instance until open
+// is closed.
+type gatedHolds struct {
+	holdStore
+	open <-chan struct{}
+}
+
+func (g *gatedHolds) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, error) {
+	<-g.open
+	return g.holdStore.hold(b, id, seq)
+}
+
+// heldRequest builds a request the test policy holds for approval.
+func (h *harness) heldRequest() []byte {
+	return h.body(func(bb *envelope.Builder) {
+		bb.Capability, bb.Target = envelope.ToolCall, "payments.send"
+		bb.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+	})
+}
+
+// grant publishes a grant of req from a new approver.
+func (h *harness) grant(req approval.Request) uint64 {
+	h.t.Helper()
+	ap := newActor(h.t)
+	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	raw, _ := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+	body := h.body(func(bb *envelope.Builder) {
+		bb.Capability, bb.Target = envelope.Approve, req.HeldMessageID
+		bb.Payload = envelope.Payload{Plain: raw}
+	})
+	return h.publish(h.ingress(ap, "tenant_a"), body, h.signed(ap, ap.token, body))
+}
+
+// waitIn waits for a message of stream with ingress sequence seq that
+// ok accepts.
+func (h *harness) waitIn(stream string, seq uint64, ok func(*jetstream.RawStreamMsg) bool) *jetstream.RawStreamMsg {
+	h.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range h.all(stream) {
+			if m.Header.Get(header.IngressSeq) == fmt.Sprint(seq) && ok(m) {
+				return m
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("nothing on %s for ingress sequence %d", stream, seq)
+	return nil
+}
+
+// fates counts the ends of held request messageID: releases (capability
+// stream) and expiries (denied stream, Nats-Msg-Id suffix .expired).
+func (h *harness) fates(messageID string) (released, expired int) {
+	for _, m := range h.all(StreamCap) {
+		if m.Header.Get(header.MessageID) == messageID {
+			released++
+		}
+	}
+	for _, m := range h.all(StreamDenied) {
+		if m.Header.Get(header.MessageID) == messageID && strings.HasSuffix(m.Header.Get(header.MsgID), ".expired") {
+			expired++
+		}
+	}
+	return released, expired
+}
+
+// scaledOutCrashHarness is two instances' harness with the fault tests'
+// approval TTL (shorter than a lease takeover) and a fast expiry scan.
+func scaledOutCrashHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.allowErrors = true // the cut connection is logged as an error
+	h.cfg.Consumer.Partitions = 2
+	h.cfg.Limits.ApprovalTTL = 3 * time.Second
+	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
+	return h
+}
+
+// TestScaleOutGrantTakenBeforeCrashReleases: an instance dies after its
+// grant took a hold in the bucket (a revision-checked update that lands
+// at once) but before the grant's batch was journaled. The grant is
+// decided again by the partition's next owner after the lease TTL, past
+// the request's deadline, and finds its own take: it was made by the
+// deadline, and the expiry leaves a taken hold alone, so the grant
+// carries on and releases the held request, which ends exactly once.
+func TestScaleOutGrantTakenBeforeCrashReleases(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a", dieAfter(false))
+	waitFor(t, func() bool { return a.held() == 2 })
+
+	heldSeq := h.send(h.heldRequest())
+	out := h.outputFor(heldSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		t.Fatalf("request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	ansSeq := h.grant(req)
+	waitFor(t, a.nc.IsClosed)
+
+	// The next owner decides the grant after the deadline, even as of
+	// its recovered decision time.
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + h.cfg.Consumer.AckWait + time.Second)
+	b := h.startInstance("b")
+	got := h.outputFor(ansSeq)
+	time.Sleep(500 * time.Millisecond) // the expiry scans the bucket again
+	if rel, exp := h.fates(req.HeldMessageID); rel != 1 || exp != 0 {
+		t.Errorf("held request released %d times, expired %d times; want released once", rel, exp)
+	}
+	if !strings.HasPrefix(got.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("grant that took the hold before the crash: %s %s (%s); want the release on agentgw.cap.tenant_a.payments.send",
+			got.Subject, got.Header.Get(header.Route), got.Header.Get(header.Reason))
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutHoldPutBeforeCrashEndsOnce: an instance dies after its
+// request's hold landed in the bucket but before the request's batch was
+// journaled. Another instance expires the hold at its deadline; the
+// partition's next owner then decides the request again and finds the
+// hold its first decision put: the request goes to the approval queue
+// (its one output) without being held a second time, so a grant of it
+// finds nothing pending and the request ends once, expired.
+func TestScaleOutHoldPutBeforeCrashEndsOnce(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a", dieAfter(true))
+	waitFor(t, func() bool { return a.held() == 2 })
+
+	heldSeq := h.send(h.heldRequest())
+	waitFor(t, a.nc.IsClosed)
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + h.cfg.Consumer.AckWait + time.Second)
+
+	// b's pipeline waits until its expiry scan has expired the hold.
+	open := make(chan struct{})
+	b := h.startInstance("b", func(in *instance) { in.gw.holds = &gatedHolds{holdStore: in.gw.holds, open: open} })
+	exp := h.waitIn(StreamDenied, heldSeq, func(m *jetstream.RawStreamMsg) bool {
+		return strings.HasSuffix(m.Header.Get(header.MsgID), ".expired")
+	})
+	close(open)
+	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+
+	got := h.outputFor(h.grant(req))
+	if got.Header.Get(header.Route) != string(store.RouteDeny) {
+		t.Errorf("grant of a request whose hold expired: %s (%s); want a denial", got.Subject, got.Header.Get(header.Reason))
+	}
+	if rel, n := h.fates(req.HeldMessageID); rel != 0 || n != 1 {
+		t.Fatalf("held request (expired: %s) released %d times, expired %d times; want expired once", exp.Header.Get(header.Reason), rel, n)
 	}
 	h.endScaleOut(t, b, a)
 }

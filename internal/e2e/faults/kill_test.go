@@ -8,9 +8,14 @@ import (
 )
 
 // newRand returns a generator whose seed is logged, so a failing run's
-// fault schedule can be read back from the test output.
+// fault schedule can be read back from the test output and run again
+// with -seed. The schedule is the faults' choice and timing; the
+// gateway's own timing under load is not replayed.
 func newRand(t testing.TB) *mrand.Rand {
-	seed := uint64(time.Now().UnixNano())
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
 	t.Logf("fault schedule seed %d", seed)
 	return mrand.New(mrand.NewPCG(seed, seed>>7))
 }

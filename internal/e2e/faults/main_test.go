@@ -15,6 +15,7 @@ var (
 	soakFlag = flag.Duration("soak", 0, "TestSoak duration; 0 runs the short CI version")
 	rateFlag = flag.Int("rate", 0, "load in messages per second (0: the test's default)")
 	keepFlag = flag.Bool("keep", false, "keep the test directories (logs, stores) and print where they are")
+	seedFlag = flag.Uint64("seed", 0, "fault schedule seed, as a failing run logs it (0: from the clock)")
 )
 
 // bins are the binaries built once for this test binary.
