@@ -123,13 +123,7 @@ func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions)
 // to this agent, route notice, bound to these bytes and naming the
 // notice's envelope — and decodes it.
 func (a *Agent) verifyNotice(m *nats.Msg, opt WaitOptions) (*Decision, error) {
-	skew := opt.Skew
-	if skew == 0 {
-		skew = 30 * time.Second
-	}
-	claims, err := decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
-		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
-	})
+	claims, err := a.verifyToken(m, opt)
 	if err != nil {
 		return nil, err
 	}

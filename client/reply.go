@@ -94,13 +94,7 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 
 // verifyReply checks a reply's token and binding and opens it.
 func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
-	skew := opt.Skew
-	if skew == 0 {
-		skew = 30 * time.Second
-	}
-	claims, err := decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
-		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
-	})
+	claims, err := a.verifyToken(m, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +112,19 @@ func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
 		return nil, err
 	}
 	return &Reply{Responder: m.Header.Get(headerResponder), MessageID: claims.MessageID, Payload: plain, Claims: claims}, nil
+}
+
+// verifyToken checks the decision token of a message on this agent's
+// reply subject: a trusted gateway's, addressed to this agent, fresh.
+// What the token must bind is the caller's check.
+func (a *Agent) verifyToken(m *nats.Msg, opt WaitOptions) (*decision.Claims, error) {
+	skew := opt.Skew
+	if skew == 0 {
+		skew = 30 * time.Second
+	}
+	return decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
+		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
+	})
 }
 
 // Respond answers a delivered request as this agent (a capability

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/atomicfile"
 )
 
 func credsCmd(args []string) int {
@@ -101,7 +101,7 @@ its config) and its audience must equal --audience.`)
 		return c.fail(err, "")
 	}
 	if *jwtOnly {
-		err = writeFileAtomic(*out, []byte(tok.Reveal()+"\n"), 0o600)
+		err = atomicfile.Write(*out, []byte(tok.Reveal()+"\n"), 0o600)
 	} else {
 		err = identity.WriteCreds(*out, tok, seed)
 	}
@@ -430,7 +430,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	if err != nil {
 		return c.fail(err, "")
 	}
-	if err := writeFileAtomic(*file, out, mode); err != nil {
+	if err := atomicfile.Write(*file, out, mode); err != nil {
 		return c.fail(err, "")
 	}
 	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", *file)
@@ -449,33 +449,4 @@ func safeID(s string) bool {
 		}
 	}
 	return true
-}
-
-// writeFileAtomic writes data to a temporary file next to path with mode,
-// syncs it and renames it over path, so readers (the gateway's reload)
-// never see half a file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -101,7 +102,7 @@ A refusal prints its reason code (exchange_*) and exits 3.`)
 		return c.fail(err, "Is the gateway serving the exchange (an exchange: section in its config)? Check --nats and --subject.")
 	}
 	if *jwtOnly {
-		err = writeFileAtomic(*out, []byte(got.Token.Reveal()+"\n"), 0o600)
+		err = atomicfile.Write(*out, []byte(got.Token.Reveal()+"\n"), 0o600)
 	} else {
 		raw, serr := kp.Seed()
 		if serr != nil {

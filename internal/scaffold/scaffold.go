@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -267,34 +268,12 @@ func Write(o Options) (*Deployment, error) {
 	return d, nil
 }
 
-// writeFile writes data with mode through a temporary file renamed into
-// place: an existing file (with --force) is replaced, never reused with
-// its old mode, and a reader never sees half a file.
-func writeFile(path string, data []byte, mode os.FileMode) (err error) {
+// writeFile writes data with mode atomically (atomicfile.Write), making
+// its directory first: an existing file (with --force) is replaced, never
+// reused with its old mode, and a reader never sees half a file.
+func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, mode)
 }
