@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 
 TS_DIR    := client/typescript
 
-.PHONY: all build static run test test-go test-ts nats-server test-short lint fuzz bench bench-micro ledger-mem soak clean
+.PHONY: all build static run test test-go test-ts nats-server lint fuzz bench bench-micro ledger-mem soak clean
 
 all: build
 
@@ -51,9 +51,6 @@ nats-server:
 
 $(TS_DIR)/node_modules/.package-lock.json: $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci
-
-test-short:
-	$(GO) test -short -count=1 $(PKGS)
 
 lint:
 	$(GO) vet $(PKGS)

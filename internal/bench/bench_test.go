@@ -26,9 +26,6 @@ func TestMain(m *testing.M) {
 // paced gateway runs, with a tiny M and checks that the report is
 // internally consistent. It never asserts on speed.
 func TestRunEveryScenario(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server and runs 16 scenarios")
-	}
 	const m = 300
 	dir := t.TempDir()
 	cfg := DefaultConfig()
@@ -240,9 +237,6 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestRepeatReportsTheMedianRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server")
-	}
 	cfg := DefaultConfig()
 	cfg.Messages, cfg.Agents, cfg.Repeat, cfg.Paced = 100, 2, 3, 0.5
 	cfg.Mixes, cfg.Baselines, cfg.ProgressEvery = []Mix{MixPlain}, false, -1
@@ -274,9 +268,6 @@ func TestRepeatReportsTheMedianRun(t *testing.T) {
 }
 
 func TestRefusesExistingStreamsOnExternalServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server")
-	}
 	// A first run on an embedded server we keep, pointed at as external.
 	cfg := DefaultConfig()
 	cfg.Messages, cfg.Agents, cfg.Tenants = 20, 2, 1
@@ -335,9 +326,6 @@ func TestRunScaledOut(t *testing.T) {
 // has exactly one output with the expected route, and the report says
 // what the stop left in flight.
 func TestRunCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server and runs 2 scenarios")
-	}
 	const m = 2000
 	cfg := DefaultConfig()
 	cfg.Messages, cfg.Agents, cfg.Mixes, cfg.Baselines, cfg.MCPCalls, cfg.Crash = m, 4, []Mix{MixPlain}, false, 0, true

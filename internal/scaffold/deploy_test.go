@@ -323,9 +323,6 @@ func TestSingleNode(t *testing.T) {
 // nothing more about what deploy init writes (TestGatewayLoads loads
 // its scale_out config; internal/e2e/transport runs the permissions).
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three JetStream nodes")
-	}
 	dir := t.TempDir()
 	hosts := []string{"n1.agentgw.test", "n2.agentgw.test", "n3.agentgw.test"}
 	d, err := scaffold.Write(scaffold.Options{

@@ -114,9 +114,6 @@ func startServerNoWait(t testing.TB, opts *server.Options, log *serverLog) *serv
 // with their own CA, JetStream syncing every write, and the real gateway
 // with streams.replicas: 3. A message still flows after a node is lost.
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three JetStream nodes")
-	}
 	d := newMaterial(t)
 	c := startCluster(t, d)
 	ctx := context.Background()
