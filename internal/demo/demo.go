@@ -385,24 +385,35 @@ func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Requ
 	return approval.Request{}, fmt.Errorf("demo: no approval request for %s", held)
 }
 
-// roundTrip runs the refunds tool as a capability consumer that answers
-// each request, and an agent that sends a refund and awaits the answer.
-func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error {
+// refundsTool is the consumer configuration of the dev refunds tool: it
+// answers as the dev consumer (its responder), opens with its curve key,
+// trusts the gateway's signing key and is bound to its pre-created
+// consumer (the tool may not create one).
+func (s *scene) refundsTool() (client.ConsumerConfig, error) {
 	cfg := client.DefaultAgentConfig()
 	cfg.GatewayXKey = s.m.GatewayXKey
 	responder, err := client.AgentFromCreds(s.toolNC, s.m.Consumer.Creds, s.m.Consumer.Curve, cfg)
 	if err != nil {
-		return err
+		return client.ConsumerConfig{}, err
 	}
 	curve, err := readSeed(s.m.Consumer.Curve)
 	if err != nil {
-		return err
+		return client.ConsumerConfig{}, err
 	}
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Tenant, ccfg.Targets, ccfg.Curve = devenv.Tenant, []string{"refunds.draft_refund"}, curve
 	ccfg.TrustedGateways, ccfg.Responder = []string{s.m.GatewayKey}, responder
-	// Bound to its pre-created consumer: the tool may not create one.
 	ccfg.Bind, ccfg.Durable = true, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")
+	return ccfg, nil
+}
+
+// roundTrip runs the refunds tool as a capability consumer that answers
+// each request, and an agent that sends a refund and awaits the answer.
+func (s *scene) roundTrip(ctx context.Context, emit func(Row), step *int) error {
+	ccfg, err := s.refundsTool()
+	if err != nil {
+		return err
+	}
 	tool, err := client.NewConsumer(s.toolJS, ccfg)
 	if err != nil {
 		return err

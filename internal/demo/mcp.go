@@ -56,19 +56,10 @@ func (s *scene) mcpRoundTrip(ctx context.Context, emit func(Row), step *int) err
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	acfg := client.DefaultAgentConfig()
-	acfg.GatewayXKey = s.m.GatewayXKey
-	responder, err := client.AgentFromCreds(s.toolNC, s.m.Consumer.Creds, s.m.Consumer.Curve, acfg)
+	ccfg, err := s.refundsTool()
 	if err != nil {
 		return err
 	}
-	curve, err := readSeed(s.m.Consumer.Curve)
-	if err != nil {
-		return err
-	}
-	ccfg := client.DefaultConsumerConfig()
-	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = curve, []string{s.m.GatewayKey}, responder
-	ccfg.Bind, ccfg.Durable = true, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")
 	bridge, err := mcp.NewBridge(s.toolJS, cfg, ccfg)
 	if err != nil {
 		return err
