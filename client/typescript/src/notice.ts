@@ -15,6 +15,7 @@ import { digestHex } from "./internal/bytes.js";
 import { decodeStrict, type Shape } from "./internal/strict.js";
 import type { ReasonCode } from "./reason.js";
 import { reply as replySubject } from "./subjects.js";
+import { verifiedMessages } from "./internal/verified.js";
 import type { HeaderSource } from "./verify.js";
 
 /** NOTICE_HEADER marks a decision notice on a reply subject; its value is NOTICE_KIND. */
@@ -400,42 +401,5 @@ export function decisions(agent: Agent, opt: WatchOptions & { signal?: AbortSign
     throw new ConfigError("no trusted gateway keys for decision notices");
   }
   const sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
-  const stop = (): void => sub.unsubscribe();
-  opt.signal?.addEventListener("abort", stop, { once: true });
-  if (opt.signal?.aborted) {
-    stop();
-  }
-  const it = sub[Symbol.asyncIterator]();
-  const out: AsyncIterableIterator<Decision> = {
-    async next(): Promise<IteratorResult<Decision>> {
-      for (;;) {
-        const r = await it.next();
-        if (r.done) {
-          opt.signal?.removeEventListener("abort", stop);
-          return { done: true, value: undefined };
-        }
-        if (!isNotice(r.value)) {
-          continue;
-        }
-        try {
-          return { done: false, value: verifyNotice(agent, r.value, opt) };
-        } catch (err) {
-          if (err instanceof VerificationError) {
-            opt.onReject?.(err);
-            continue;
-          }
-          throw err;
-        }
-      }
-    },
-    async return(): Promise<IteratorResult<Decision>> {
-      stop();
-      opt.signal?.removeEventListener("abort", stop);
-      return { done: true, value: undefined };
-    },
-    [Symbol.asyncIterator]() {
-      return out;
-    },
-  };
-  return out;
+  return verifiedMessages(sub, opt.signal, isNotice, (m) => verifyNotice(agent, m, opt), opt.onReject);
 }

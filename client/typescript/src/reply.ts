@@ -7,6 +7,7 @@ import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } fro
 import { requestRef } from "./envelope.js";
 import { digestHex, fromUtf8 } from "./internal/bytes.js";
 import { isNotice } from "./notice.js";
+import { verifiedMessages } from "./internal/verified.js";
 import { reply as replySubject } from "./subjects.js";
 import type { Box } from "./keys.js";
 import type { Delivery, HeaderSource } from "./verify.js";
@@ -146,46 +147,9 @@ export function replies(
   agent: Agent,
   opt: WaitOptions & { onReject?: (err: VerificationError) => void },
 ): AsyncIterableIterator<Reply> {
-  const subj = checkWait(agent, opt);
-  const sub = agent.connection.subscribe(subj);
-  const stop = (): void => sub.unsubscribe();
-  opt.signal?.addEventListener("abort", stop, { once: true });
-  if (opt.signal?.aborted) {
-    stop();
-  }
-  const it = sub[Symbol.asyncIterator]();
-  const out: AsyncIterableIterator<Reply> = {
-    async next(): Promise<IteratorResult<Reply>> {
-      for (;;) {
-        const r = await it.next();
-        if (r.done) {
-          opt.signal?.removeEventListener("abort", stop);
-          return { done: true, value: undefined };
-        }
-        if (isNotice(r.value)) {
-          continue; // a decision notice: decisions() reads those
-        }
-        try {
-          return { done: false, value: verifyReply(agent, r.value, opt) };
-        } catch (err) {
-          if (err instanceof VerificationError) {
-            opt.onReject?.(err);
-            continue;
-          }
-          throw err;
-        }
-      }
-    },
-    async return(): Promise<IteratorResult<Reply>> {
-      stop();
-      opt.signal?.removeEventListener("abort", stop);
-      return { done: true, value: undefined };
-    },
-    [Symbol.asyncIterator]() {
-      return out;
-    },
-  };
-  return out;
+  const sub = agent.connection.subscribe(checkWait(agent, opt));
+  // Decision notices come on the same subject: decisions() reads those.
+  return verifiedMessages(sub, opt.signal, (m) => !isNotice(m), (m) => verifyReply(agent, m, opt), opt.onReject);
 }
 
 /**
