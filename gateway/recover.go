@@ -25,10 +25,12 @@ import (
 // consumers' unacknowledged range from the stream by sequence and
 // decides, in stream order, every message there without a recorded
 // outcome, and re-emits the recorded outputs of those decided before the
-// crash (their outputs may not all be stored). The dead deliveries come
-// back after ack_wait; their ledger outcome is then found and re-emitted
-// (the outputs' streams de-duplicate it) and acknowledged: nothing is
-// decided twice.
+// crash (their outputs may not all be stored). Once a recovered
+// message's outputs are stored, its dead delivery is acknowledged by
+// sequence (deadAck); one whose acknowledgement is lost comes back after
+// ack_wait, finds its ledger outcome, has it re-emitted (the outputs'
+// streams de-duplicate it) and is acknowledged: nothing is decided
+// twice.
 
 // recoverScanLimit bounds the messages read per consumer, in units of
 // MaxAckPending: the range above the ack floor is that long only when a
@@ -37,20 +39,49 @@ import (
 const recoverScanLimit = 16
 
 // recoveredMsg is an ingress message read from the stream by sequence,
-// not delivered: it has no delivery to acknowledge. Its dead delivery's
-// redelivery is acknowledged instead.
-type recoveredMsg struct{ raw *jetstream.RawStreamMsg }
+// not delivered. Its dead delivery is still pending on the consumer that
+// delivered it; acknowledging the recovered message acknowledges that
+// delivery by sequence (deadAck), so it neither holds a MaxAckPending slot
+// nor the ack floor until ack_wait runs out. Should that acknowledgement
+// be lost, the redelivery after ack_wait finds the recorded outcome.
+type recoveredMsg struct {
+	raw  *jetstream.RawStreamMsg
+	dead deadAck
+}
+
+// deadAck answers a delivery the gateway no longer holds, by its stream
+// sequence on the ack subject of the consumer it is pending on. The
+// server keys a consumer's pending deliveries by stream sequence and
+// takes the delivery sequence from its own record, so the ack subject's
+// delivery count and sequence are left 0 (the gateway never learnt them);
+// for a sequence no longer pending the acknowledgement is a no-op.
+type deadAck struct {
+	nc       *nats.Conn
+	consumer string
+	seq      uint64
+}
+
+func (d deadAck) ack() error {
+	if d.nc == nil || d.consumer == "" {
+		return nil
+	}
+	return d.nc.Publish(fmt.Sprintf("$JS.ACK.%s.%s.0.%d.0.0.0", StreamIngress, d.consumer, d.seq), []byte("+ACK"))
+}
 
 func (m recoveredMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	// NumDelivered 0: read, not delivered.
 	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.raw.Sequence}, Timestamp: m.raw.Time, Stream: StreamIngress}, nil
 }
-func (m recoveredMsg) Data() []byte                     { return m.raw.Data }
-func (m recoveredMsg) Headers() nats.Header             { return m.raw.Header }
-func (m recoveredMsg) Subject() string                  { return m.raw.Subject }
-func (m recoveredMsg) Reply() string                    { return "" }
-func (m recoveredMsg) Ack() error                       { return nil }
-func (m recoveredMsg) DoubleAck(context.Context) error  { return nil }
+func (m recoveredMsg) Data() []byte                    { return m.raw.Data }
+func (m recoveredMsg) Headers() nats.Header            { return m.raw.Header }
+func (m recoveredMsg) Subject() string                 { return m.raw.Subject }
+func (m recoveredMsg) Reply() string                   { return "" }
+func (m recoveredMsg) Ack() error                      { return m.dead.ack() }
+func (m recoveredMsg) DoubleAck(context.Context) error { return m.Ack() }
+
+// A negative acknowledgement needs the delivery sequence, which only the
+// dead delivery had: a recovered message whose outputs failed comes back
+// by its redelivery after ack_wait.
 func (m recoveredMsg) Nak() error                       { return nil }
 func (m recoveredMsg) NakWithDelay(time.Duration) error { return nil }
 func (m recoveredMsg) InProgress() error                { return nil }
@@ -156,7 +187,7 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 			}
 			seq = raw.Sequence + 1
 			n++
-			m := recoveredMsg{raw: raw}
+			m := recoveredMsg{raw: raw, dead: deadAck{nc: g.nc, consumer: info.Name, seq: raw.Sequence}}
 			if seen[raw.Sequence] || s.catchAll && ownedElsewhere(m, owned) {
 				continue
 			}
