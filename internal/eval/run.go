@@ -113,12 +113,27 @@ func Run(ctx context.Context, t *Target, files []*File, opts Options) (*Report, 
 	if opts.Timeout <= 0 {
 		opts.Timeout = 20 * time.Second
 	}
+	if t.Down != nil {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-t.Down:
+				cancel(fmt.Errorf("eval: the gateway under test stopped: %w", t.DownErr()))
+			case <-ctx.Done():
+			}
+		}()
+	}
 	js, err := jetstream.New(t.NC)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	obs, err := observe(ctx, js)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		return nil, err
 	}
 	defer obs.stop()
@@ -136,9 +151,13 @@ func Run(ctx context.Context, t *Target, files []*File, opts Options) (*Report, 
 		held := map[string]output{}
 		for i := range f.Cases {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, context.Cause(ctx)
 			}
 			r := runCase(ctx, js, obs, b, f, &f.Cases[i], held, opts)
+			if ctx.Err() != nil {
+				// The case was cut short, not decided: no verdict.
+				return nil, context.Cause(ctx)
+			}
 			rep.add(r)
 			if opts.Progress != nil {
 				opts.Progress(len(rep.Cases), total, r)
@@ -152,6 +171,9 @@ func Run(ctx context.Context, t *Target, files []*File, opts Options) (*Report, 
 	}
 	obs.mu.Unlock()
 	rep.Redaction = scan(ctx, js, t, obs.start, secrets)
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx) // a scan cut short proves nothing
+	}
 	rep.Totals.RedactionFailures = len(rep.Redaction)
 	for _, id := range t.PolicyIDs {
 		if rep.Coverage.Decided[id] == 0 {

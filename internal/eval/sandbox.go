@@ -56,6 +56,12 @@ type Target struct {
 	// PolicyIDs are the ids of the policies loaded, for coverage; nil when
 	// unknown.
 	PolicyIDs []string
+	// Down is closed when the gateway stops on its own, and DownErr then
+	// says why: a run stops at once instead of letting every remaining
+	// case wait for an output that cannot come. Nil when the target cannot
+	// tell (an external gateway).
+	Down    <-chan struct{}
+	DownErr func() error
 }
 
 // Sandbox is a gateway on an embedded nats-server with a temporary
@@ -192,10 +198,23 @@ func (s *Sandbox) start(ctx context.Context, audience string, tenants []string, 
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.gw, s.cancel, s.done = gw, cancel, make(chan error, 1)
+	down := make(chan struct{})
+	var runErr error
 	go func() {
-		s.done <- gw.Run(runCtx)
+		err := gw.Run(runCtx)
+		runErr = err
+		close(down)
+		s.done <- err
 		gwc.Close()
 	}()
+	s.Down = down
+	s.DownErr = func() error {
+		<-down
+		if runErr == nil {
+			return errors.New("it returned without an error")
+		}
+		return runErr
+	}
 	select {
 	case <-gw.Ready():
 	case err := <-s.done:

@@ -2,10 +2,12 @@ package eval_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -131,5 +133,40 @@ func TestRedactionScan(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(rep.Redaction, "\n"), leaked) {
 		t.Error("the report quotes the secret it found")
+	}
+}
+
+// TestRunStopsWhenGatewayStops: a run whose gateway stops on its own ends
+// at once with the gateway's error, instead of every remaining case
+// waiting out its timeout for an output that cannot come; a sandbox
+// reports its gateway's stop.
+func TestRunStopsWhenGatewayStops(t *testing.T) {
+	files := suite(t)
+	ctx := context.Background()
+	sb, err := eval.StartSandbox(ctx, files[0], eval.SandboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sb.Down:
+		sb.Close()
+		t.Fatal("Down closed while the sandbox's gateway runs")
+	default:
+	}
+	down := make(chan struct{})
+	close(down)
+	target := sb.Target
+	target.Down, target.DownErr = down, func() error { return errors.New("ledger gone") }
+	rep, err := eval.Run(ctx, &target, files, eval.Options{Timeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "the gateway under test stopped: ledger gone") {
+		t.Errorf("Run = %v, %v; want the gateway's stop as the error", rep, err)
+	}
+	if err := sb.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	select {
+	case <-sb.Down:
+	default:
+		t.Error("Down not closed after the sandbox's gateway stopped")
 	}
 }
