@@ -175,8 +175,8 @@ func TestFloodVictimJoinsNextBatch(t *testing.T) {
 // messages queued, or had in the last few batches), a flooding tenant
 // gives a batch at most an equal share of it (batch / active queues), so
 // the batch the next message of a tenant sending at a steady low rate
-// waits behind holds a fraction of the flood; alone, the flood fills
-// whole batches. The first batch is held until the flood and the other
+// waits behind holds a fraction of the flood; alone, the flood takes more
+// than that share. The first batch is held until the flood and the other
 // tenant's message are both queued.
 func TestFloodSharesBatchWhenContested(t *testing.T) {
 	const flood, batch = 200, 16
@@ -244,14 +244,16 @@ func TestFloodSharesBatchWhenContested(t *testing.T) {
 	if n := len(batches[i+1]); n > batch/2 {
 		t.Errorf("the batch after the victim's holds %d flood messages; want at most %d (an equal share of %d between two active tenants)", n, batch/2, batch)
 	}
-	full := 0
+	// Once the victim's tenant is inactive, the flood alone may take more
+	// than the equal share. Whole batches are not required: nothing waits
+	// to fill one, and on a loaded machine the decider may ask before the
+	// flood's next deliveries arrive.
+	most := 0
 	for _, b := range batches[i+1:] {
-		if len(b) == batch {
-			full++
-		}
+		most = max(most, len(b))
 	}
-	if full == 0 {
-		t.Errorf("no full batch in %d; want the flood alone to fill batches", len(batches))
+	if most <= batch/2 {
+		t.Errorf("no batch after the victim's holds more than %d (the equal share) in %d batches; want the flood alone to take more", batch/2, len(batches))
 	}
 }
 
