@@ -20,25 +20,50 @@ const (
 var errBatchDone = fmt.Errorf("store: batch already committed or closed: %w", ErrInvalid)
 
 // Batch stages the ledger writes of one fetch batch and commits them with
-// one fsync. Its lookups see the database and the writes staged in it.
+// one fsync. Its lookups see the database, the writes staged in it and
+// those of the batch whose commit is still in progress (Start).
 //
 // Only one Batch is open at a time: NewBatch waits until the previous one
-// is committed or closed, so two batches can never both record the same
-// nonce. Always `defer b.Close()`; a Batch is not safe for concurrent use.
-// The goroutine holding an open Batch should not call other Ledger
-// methods: after a failed write they wait for the ledger to reopen, which
-// waits for the Batch to finish.
+// is started, committed or closed, so two batches can never both record
+// the same nonce. Always `defer b.Close()`; a Batch is not safe for
+// concurrent use. The goroutine holding an open Batch should not call
+// other Ledger methods: after a failed write they wait for the ledger to
+// reopen, which waits for the Batch to finish.
 type Batch struct {
 	l       *Ledger
 	r       reader
 	delta   map[uint64]genMeta // per touched generation: max seq, count
 	touched []uint64           // keys of delta, in insertion order
 	err     error              // from NewBatch
-	held    bool               // holds l.batchMu and l.mu (read)
+	held    bool               // holds l.batchMu
+	reading bool               // holds l.mu (read)
 	// maxOutcome is the highest sequence of an outcome staged here.
 	maxOutcome uint64
 	done       bool
 }
+
+// inflight is a started batch whose commit has not finished: its writes
+// are not visible in the database yet, so the batch opened after it reads
+// them from here, and commits only if this one did.
+type inflight struct {
+	staged  map[string]staged // read-only once started
+	touched []uint64
+	done    chan struct{}
+	err     error // set before done is closed
+}
+
+// Commit is a started batch's commit (Batch.Start).
+type Commit struct{ f *inflight }
+
+// Wait waits for the commit to be durable, or to fail (an error wrapping
+// ErrIO: nothing of the batch may be acknowledged).
+func (c *Commit) Wait() error {
+	<-c.f.done
+	return c.f.err
+}
+
+// Done is closed when the commit has finished.
+func (c *Commit) Done() <-chan struct{} { return c.f.done }
 
 // staged is a write staged in a Batch; del marks a deletion.
 type staged struct {
@@ -46,9 +71,9 @@ type staged struct {
 	del bool
 }
 
-// NewBatch starts a batch, waiting for the previous one to finish. If the
-// ledger is closed or cannot recover from a failed write, every method of
-// the returned Batch reports that error.
+// NewBatch starts a batch, waiting for the previous one to be started or
+// finished. If the ledger is closed or cannot recover from a failed write,
+// every method of the returned Batch reports that error.
 func (l *Ledger) NewBatch() *Batch {
 	l.batchMu.Lock()
 	db, err := l.acquire()
@@ -56,12 +81,24 @@ func (l *Ledger) NewBatch() *Batch {
 		l.batchMu.Unlock()
 		return &Batch{l: l, err: err, done: true}
 	}
-	return &Batch{
-		l:     l,
-		r:     reader{l: l, db: db, staged: make(map[string]staged)},
-		delta: make(map[uint64]genMeta),
-		held:  true,
+	b := &Batch{
+		l:       l,
+		r:       reader{l: l, db: db, staged: make(map[string]staged)},
+		delta:   make(map[uint64]genMeta),
+		held:    true,
+		reading: true,
 	}
+	// A commit still in progress is read through; one that failed is
+	// not (its writes are lost) and one that succeeded is in db.
+	if f := l.inflight; f != nil {
+		select {
+		case <-f.done:
+			l.inflight = nil
+		default:
+			b.r.after = f
+		}
+	}
+	return b
 }
 
 func (b *Batch) check() error {
@@ -88,7 +125,7 @@ func (b *Batch) Replay(k ReplayKey, now time.Time) (ReplayEntry, bool, error) {
 	if err := b.check(); err != nil {
 		return ReplayEntry{}, false, err
 	}
-	e, _, ok, err := b.r.replay(k, now, b.touched)
+	e, _, ok, err := b.r.replay(k, now, b.extraGens())
 	return e, ok, err
 }
 
@@ -102,7 +139,7 @@ func (b *Batch) Idem(k IdemKey, now time.Time) (IdemEntry, bool, error) {
 	if err := b.check(); err != nil {
 		return IdemEntry{}, false, err
 	}
-	return b.r.idem(k, now, b.touched)
+	return b.r.idem(k, now, b.extraGens())
 }
 
 // PutReplay stages e under k, in the generation of e.Expires. e.Seq must
@@ -165,21 +202,60 @@ func (b *Batch) note(gen, seq uint64) {
 	b.delta[gen] = d
 }
 
-// Commit writes the staged writes and the metadata of the generations
-// they touch in one Pebble batch with one fsync. The batch is finished
-// afterwards, whatever the outcome. On error (wrapping ErrIO) nothing may
-// be acknowledged: the writes may or may not be durable, and the ledger
-// reopens its database before its next use.
-func (b *Batch) Commit() error {
+// Commit is Start followed by Wait: it returns once the batch is durable.
+func (b *Batch) Commit() error { return b.Start().Wait() }
+
+// Start finishes the batch and commits its writes, with one fsync, in the
+// background: the writes and the metadata of the generations they touch
+// go in one Pebble batch. The next NewBatch may open at once and reads
+// these writes until they are in the database; at most one commit is in
+// progress (Start waits for the previous one), and a batch that read an
+// unfinished commit's writes fails if that commit fails. On error
+// (wrapping ErrIO) nothing of the batch may be acknowledged: the writes
+// may or may not be durable, and the ledger reopens its database before
+// its next use.
+func (b *Batch) Start() *Commit {
+	f := &inflight{done: make(chan struct{})}
 	if err := b.check(); err != nil {
-		return err
+		f.err = err
+		close(f.done)
+		return &Commit{f}
 	}
-	defer b.release()
 	b.done = true
-	if len(b.r.staged) == 0 {
-		return nil
-	}
 	b.r.close() // unpin memtables before writing
+	if prev := b.r.after; prev != nil {
+		// This batch was decided on prev's writes: it stands or falls
+		// with them, and commits after them.
+		<-prev.done
+		if prev.err != nil {
+			b.release()
+			f.err = fmt.Errorf("store: a batch whose writes this one read failed: %w", prev.err)
+			close(f.done)
+			return &Commit{f}
+		}
+	}
+	if len(b.r.staged) == 0 {
+		b.release()
+		close(f.done)
+		return &Commit{f}
+	}
+	f.staged, f.touched = b.r.staged, b.touched
+	l := b.l
+	l.inflight = f // under batchMu
+	// The next batch may open now; the database stays in use (l.mu read)
+	// until the commit ends.
+	b.held = false
+	l.batchMu.Unlock()
+	go func() {
+		defer close(f.done)
+		defer b.release()
+		f.err = b.write()
+	}()
+	return &Commit{f}
+}
+
+// write builds and applies the Pebble batch (Start).
+func (b *Batch) write() error {
 	l := b.l
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -231,18 +307,33 @@ func (b *Batch) Commit() error {
 }
 
 // Close discards an uncommitted batch and lets the next NewBatch proceed.
-// It is a no-op after Commit or a second Close.
-func (b *Batch) Close() { b.release() }
+// It is a no-op after Start, Commit or a second Close.
+func (b *Batch) Close() {
+	if !b.done {
+		b.release()
+	}
+}
 
 func (b *Batch) release() {
 	b.done = true
-	if !b.held {
-		return
+	if b.reading {
+		b.reading = false
+		b.r.close()
+		b.l.mu.RUnlock()
 	}
-	b.held = false
-	b.r.close()
-	b.l.mu.RUnlock()
-	b.l.batchMu.Unlock()
+	if b.held {
+		b.held = false
+		b.l.batchMu.Unlock()
+	}
+}
+
+// extraGens are the generations the batch's lookups probe beyond the
+// ledger's: those its own writes and the unfinished commit's touch.
+func (b *Batch) extraGens() []uint64 {
+	if b.r.after == nil {
+		return b.touched
+	}
+	return append(slices.Clip(b.touched), b.r.after.touched...)
 }
 
 // reader performs lookups: first in staged (nil outside a Batch), then
@@ -255,6 +346,7 @@ type reader struct {
 	db     *pebble.DB
 	it     *pebble.Iterator
 	staged map[string]staged
+	after  *inflight // a commit in progress when the batch opened, or nil
 	key    []byte
 }
 
@@ -270,6 +362,11 @@ func (r *reader) close() {
 func (r *reader) get(key []byte) ([]byte, bool, error) {
 	if s, ok := r.staged[string(key)]; ok {
 		return s.v, !s.del, nil
+	}
+	if r.after != nil {
+		if s, ok := r.after.staged[string(key)]; ok {
+			return s.v, !s.del, nil
+		}
 	}
 	if r.it == nil {
 		// UseL6Filters: db.Get and plain iterators skip the bloom filters of

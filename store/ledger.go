@@ -129,9 +129,12 @@ type Ledger struct {
 	cache    *pebble.Cache
 	lock     *pebble.Lock // held from Open to Close, across reopens
 
-	// batchMu is held by the open Batch from NewBatch to Commit or Close,
+	// batchMu is held by the open Batch from NewBatch to Start or Close,
 	// so a lookup never misses a write staged by a concurrent batch.
 	batchMu sync.Mutex
+	// inflight is the last started batch (guarded by batchMu); while its
+	// commit runs, the next batch reads its writes from it.
+	inflight *inflight
 
 	// mu guards db and closed. Every use of db holds it for reading; a
 	// reopen after a failed write holds it for writing.

@@ -35,6 +35,11 @@ func (b *Batch) Outcome(seq uint64) ([]byte, bool, error) {
 	if s, ok := b.r.staged[string(key)]; ok {
 		return append([]byte(nil), s.v...), !s.del, nil
 	}
+	if a := b.r.after; a != nil {
+		if s, ok := a.staged[string(key)]; ok {
+			return append([]byte(nil), s.v...), !s.del, nil
+		}
+	}
 	if seq > b.l.maxOutcome.Load() {
 		// Above every outcome ever committed: a first delivery, the
 		// common case, costs no lookup.
