@@ -75,12 +75,14 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 	// Stopped before the acker drains (defers run last-in first-out).
 	defer src.stop()
 	// The next batch is fetched and its stateless gates run while this
-	// one goes through the ledger, policy and the synced commit: those
-	// phases are serial, and on a few cores the verification of the next
-	// batch fills the gap. One batch waits ready at most, handed over
-	// when the decider asks (want), so in flight are: one in the acker,
-	// one queued for it, one being decided, one verified — MaxAckPending
-	// is 4 batches.
+	// one goes through the ledger and policy, and this one's synced
+	// commit runs while the next is decided (completer, below): the
+	// ledger and policy phases are serial, and on a few cores the
+	// verification of the next batch and the fsync of the previous one
+	// fill the gaps. One batch waits ready at most, handed over when the
+	// decider asks (want), so in flight are: one in the acker, one queued
+	// for it, one committing or publishing, one being decided, one
+	// verified — MaxAckPending is five batches.
 	want := make(chan struct{})
 	ready := make(chan prepared)
 	pctx, stop := context.WithCancel(ctx)
@@ -99,36 +101,129 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		}
 		<-prefetched
 	}()
+	// The completer publishes decided batches in order once each is
+	// durable. After a restart error (journal, lease) nothing more is
+	// published: the batches decided since are naked.
+	decided := make(chan *decidedBatch)
+	failed := make(chan error, 1)
+	completed := make(chan struct{})
+	go func() {
+		defer close(completed)
+		var restart error
+		for d := range decided {
+			if restart != nil {
+				g.nakAll(d.items)
+				d.result = restart
+				close(d.completed)
+				continue
+			}
+			err := g.completeBatch(ctx, ps, d, jobs)
+			d.result = err
+			close(d.completed)
+			if err != nil {
+				if errors.Is(err, errRestart) {
+					restart = err
+				}
+				select {
+				case failed <- err:
+				default: // one report at a time is enough to back off or stop
+				}
+			}
+		}
+	}()
+	// Stopped first: the batch being completed finishes.
+	defer func() {
+		close(decided)
+		<-completed
+	}()
 	backoff := 100 * time.Millisecond
-	for {
-		select {
-		case want <- struct{}{}:
-		case <-prefetched:
-			return nil
-		}
-		p, ok := <-ready
-		if !ok {
-			return nil
-		}
-		err := g.processBatch(ctx, ps, p, jobs)
-		if err == nil {
-			backoff = 100 * time.Millisecond
-			continue
-		}
+	// failure reports whether the loop must return after err, with what.
+	failure := func(err error) (bool, error) {
 		if ctx.Err() != nil {
-			return nil
+			return true, nil
 		}
 		if errors.Is(err, errRestart) {
 			g.metrics.PartitionEvents.WithLabelValues("restarted").Inc()
-			return err
+			return true, err
 		}
 		g.log.Error().Err(err).Msg("batch failed; messages will be redelivered")
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+		return false, nil
+	}
+	// A decided batch whose successor is already verified and waiting
+	// (the prefetcher takes want only then) is committed in the
+	// background and left to the completer, and the successor is decided
+	// while it syncs. Otherwise the batch is committed, published and
+	// handed to the acker here, as soon as the batch before it is: at low
+	// rates a goroutine hop per batch costs more than the overlap gains.
+	var last *decidedBatch // with the completer
+	asked := false
+	for {
+		select {
+		case err := <-failed:
+			if end, err := failure(err); end {
+				return err
+			}
+		default:
+		}
+		if !asked {
+			select {
+			case want <- struct{}{}:
+			case <-prefetched:
+				return nil
+			case err := <-failed:
+				if end, err := failure(err); end {
+					return err
+				}
+				continue
+			}
+		}
+		asked = false
+		p, ok := <-ready
+		if !ok {
+			return nil
+		}
+		d, err := g.decideBatch(ps, p)
+		if err != nil {
+			if end, err := failure(err); end {
+				return err
+			}
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		select {
+		case want <- struct{}{}:
+			asked = true
+			d.commit = d.b.Start()
+			decided <- d
+			last = d
+			continue
+		default:
+		}
+		if last != nil {
+			<-last.completed
+			if errors.Is(last.result, errRestart) {
+				// Decided on the writes of a batch that was never
+				// published: the partition restarts, and this batch
+				// goes back too.
+				d.b.Close()
+				g.nakAll(d.items)
+				_, err := failure(last.result)
+				return err
+			}
+			last = nil
+		}
+		d.err = d.b.Commit()
+		if err := g.completeBatch(ctx, ps, d, jobs); err != nil {
+			if end, err := failure(err); end {
+				return err
+			}
+		}
 	}
 }
 
@@ -256,13 +351,42 @@ func (g *Gateway) verifyAll(items []*item, now, wall time.Time) []*item {
 
 // processBatch takes a prepared batch through the stateful gates, policy,
 // signing and the synced commit, publishes its outputs and hands it to
-// the acker.
+// the acker, before it returns.
 func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, jobs chan<- ackJob) error {
+	d, err := g.decideBatch(ps, p)
+	if err != nil {
+		return err
+	}
+	d.err = d.b.Commit()
+	return g.completeBatch(ctx, ps, d, jobs)
+}
+
+// decidedBatch is a decided batch whose ledger writes are staged
+// (decideBatch); once they are committed, in the background (commit) or
+// not (err), completeBatch publishes its outputs.
+type decidedBatch struct {
+	items  []*item
+	b      *ledgerBatch
+	commit *store.Commit // nil when committed on the decider's goroutine
+	err    error         // that commit's result
+	wall   time.Time     // when it was fetched, for metrics
+	phase  time.Time     // when the commit started
+	// completed is closed once the batch is published or given up,
+	// with result set (the completer's).
+	completed chan struct{}
+	result    error
+}
+
+// decideBatch takes a prepared batch through the ledger, catalog and
+// budget gates, policy, signing and the ledger records, leaving its
+// ledger batch open for the caller to commit (Start or Commit). After a
+// Start the next batch may be decided while it syncs: the ledger hands it
+// these writes. The outputs wait for completeBatch.
+func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) {
 	items, now, m := p.items, p.now, g.metrics
 	if g.hooks != nil {
 		g.hookSeqs(items, g.hooks.batchStart)
 	}
-	defer metrics.Since(m.BatchSeconds, p.wall)
 	phase := time.Now()
 	lap := func(gate string) {
 		t := time.Now()
@@ -271,13 +395,17 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, j
 	}
 	// Ledger, catalog and budget gates, in stream order.
 	b := g.newBatch(ps)
-	defer b.Close()
+	fail := func(err error) (*decidedBatch, error) {
+		b.Close()
+		g.nakAll(items)
+		metrics.Since(m.BatchSeconds, p.wall)
+		return nil, err
+	}
 	cat := g.catalog.Load()
 	for _, it := range items {
 		if err := g.ledgerGate(b, cat, it, now); err != nil {
-			g.nakAll(items)
 			m.LedgerErrors.Inc()
-			return fmt.Errorf("gateway: ledger: %w", err)
+			return fail(fmt.Errorf("gateway: ledger: %w", err))
 		}
 	}
 	lap("ledger")
@@ -296,44 +424,53 @@ func (g *Gateway) processBatch(ctx context.Context, ps *partState, p prepared, j
 	lap("decide")
 	// One signature for every decision token of the batch.
 	if err := g.signBatch(items); err != nil {
-		g.nakAll(items)
-		return err
+		return fail(err)
 	}
 	lap("sign")
 	// Outputs and ledger records, then one durable commit.
 	for _, it := range items {
 		if err := g.finish(b, it, now); err != nil {
-			g.nakAll(items)
-			return err
+			return fail(err)
 		}
 	}
 	if err := g.signNotices(items); err != nil {
-		g.nakAll(items)
-		return err
+		return fail(err)
 	}
 	if err := g.recordOutcomes(b, items); err != nil {
-		g.nakAll(items)
-		return err
+		return fail(err)
 	}
-	if err := b.Commit(); err != nil {
+	return &decidedBatch{items: items, b: b, wall: p.wall, phase: phase, completed: make(chan struct{})}, nil
+}
+
+// completeBatch waits for a decided batch's commit, journals it in
+// scale-out mode, publishes its outputs and hands it to the acker.
+// Nothing is published before the batch is durable; a failure naks it
+// (the redelivery re-emits what was recorded, or decides again).
+func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBatch, jobs chan<- ackJob) error {
+	items, m := d.items, g.metrics
+	defer metrics.Since(m.BatchSeconds, d.wall)
+	if d.commit != nil {
+		d.err = d.commit.Wait()
+	}
+	if err := d.err; err != nil {
 		g.nakAll(items)
 		m.LedgerErrors.Inc()
 		return fmt.Errorf("gateway: ledger commit: %w", err)
 	}
-	lap("commit")
+	phase := time.Now()
+	m.GateSeconds.WithLabelValues("commit").Observe(phase.Sub(d.phase).Seconds())
 	if ps.epoch != 0 {
 		// Scale-out: the journal, not this disk, is what the next owner
 		// of the partition will know. Nothing is published before it has
 		// the batch; a failed append leaves the ledger ahead of the
 		// journal, so the tenure restarts from the journal.
-		start := time.Now()
-		err := g.scale.journal.Append(ctx, ps.p, b.recs)
-		metrics.Since(m.JournalSeconds, start)
+		err := g.scale.journal.Append(ctx, ps.p, d.b.recs)
+		metrics.Since(m.JournalSeconds, phase)
 		if err != nil {
 			g.nakAll(items)
 			return fmt.Errorf("%w: journal append: %w", errRestart, err)
 		}
-		lap("journal")
+		m.GateSeconds.WithLabelValues("journal").Observe(time.Since(phase).Seconds())
 		if !g.stillOwned(ps) {
 			g.nakAll(items)
 			return fmt.Errorf("%w: lease lost before publishing", errRestart)

@@ -223,7 +223,14 @@ func TestCrashWithEverySlotInFlight(t *testing.T) {
 	h.stop()
 
 	h.clock.now = time.Now()
-	slots := 4 * h.cfg.Consumer.Batch // MaxAckPending
+	cons, err := h.js.Consumer(context.Background(), "AGENTGW_IN", h.cfg.Consumer.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := cons.CachedInfo().Config.MaxAckPending
+	if slots < 2*h.cfg.Consumer.Batch {
+		t.Fatalf("MaxAckPending = %d; want a few batches", slots)
+	}
 	var held []uint64
 	for range slots {
 		held = append(held, h.send(h.body(nil)))

@@ -106,7 +106,7 @@ func consumerConfig(c ConsumerConfig, partition int) jetstream.ConsumerConfig {
 		// Never give up on a message: every ingress message must end in
 		// exactly one output. A poison message is denied, not dropped.
 		MaxDeliver:        -1,
-		MaxAckPending:     4 * c.Batch,
+		MaxAckPending:     5 * c.Batch,
 		MaxWaiting:        64,
 		MaxRequestBatch:   c.Batch,
 		MaxRequestExpires: time.Minute,
