@@ -155,12 +155,16 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		backoff = min(2*backoff, 5*time.Second)
 		return false, nil
 	}
-	// A decided batch whose successor is already verified and waiting
-	// (the prefetcher takes want only then) is committed in the
-	// background and left to the completer, and the successor is decided
-	// while it syncs. Otherwise the batch is committed, published and
-	// handed to the acker here, as soon as the batch before it is: at low
-	// rates a goroutine hop per batch costs more than the overlap gains.
+	// A decided batch of at least an eighth of a full one whose successor
+	// is already verified and waiting (the prefetcher takes want only
+	// then) is committed in the background and left to the completer,
+	// and the successor is decided while it syncs. Otherwise the batch is
+	// committed, published and handed to the acker here, as soon as the
+	// batch before it is: below saturation batches are small, and
+	// overlapping them raised the median latency at 3,000 msgs/s by
+	// about half a millisecond (back-to-back fsyncs, goroutine hand-offs)
+	// for no gain in throughput.
+	overlapFrom := max(g.cfg.Consumer.Batch/8, 1)
 	var last *decidedBatch // with the completer
 	asked := false
 	for {
@@ -196,14 +200,16 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		select {
-		case want <- struct{}{}:
-			asked = true
-			d.commit = d.b.Start()
-			decided <- d
-			last = d
-			continue
-		default:
+		if len(d.items) >= overlapFrom {
+			select {
+			case want <- struct{}{}:
+				asked = true
+				d.commit = d.b.Start()
+				decided <- d
+				last = d
+				continue
+			default:
+			}
 		}
 		if last != nil {
 			<-last.completed

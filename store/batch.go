@@ -40,6 +40,9 @@ type Batch struct {
 	// maxOutcome is the highest sequence of an outcome staged here.
 	maxOutcome uint64
 	done       bool
+	// started: Start handed the batch to its commit goroutine, which
+	// alone touches it from then on.
+	started bool
 }
 
 // inflight is a started batch whose commit has not finished: its writes
@@ -203,7 +206,7 @@ func (b *Batch) note(gen, seq uint64) {
 }
 
 // Commit is Start followed by Wait: it returns once the batch is durable.
-func (b *Batch) Commit() error { return b.Start().Wait() }
+func (b *Batch) Commit() error { return b.commit(false).Wait() }
 
 // Start finishes the batch and commits its writes, with one fsync, in the
 // background: the writes and the metadata of the generations they touch
@@ -214,12 +217,19 @@ func (b *Batch) Commit() error { return b.Start().Wait() }
 // (wrapping ErrIO) nothing of the batch may be acknowledged: the writes
 // may or may not be durable, and the ledger reopens its database before
 // its next use.
-func (b *Batch) Start() *Commit {
+func (b *Batch) Start() *Commit { return b.commit(true) }
+
+// commit is Start (background) or Commit (on the caller's goroutine,
+// which keeps the batch lock until the commit ends).
+func (b *Batch) commit(background bool) *Commit {
 	f := &inflight{done: make(chan struct{})}
-	if err := b.check(); err != nil {
+	finish := func(err error) *Commit {
 		f.err = err
 		close(f.done)
 		return &Commit{f}
+	}
+	if err := b.check(); err != nil {
+		return finish(err)
 	}
 	b.done = true
 	b.r.close() // unpin memtables before writing
@@ -229,22 +239,23 @@ func (b *Batch) Start() *Commit {
 		<-prev.done
 		if prev.err != nil {
 			b.release()
-			f.err = fmt.Errorf("store: a batch whose writes this one read failed: %w", prev.err)
-			close(f.done)
-			return &Commit{f}
+			return finish(fmt.Errorf("store: a batch whose writes this one read failed: %w", prev.err))
 		}
 	}
-	if len(b.r.staged) == 0 {
+	if len(b.r.staged) == 0 || !background {
+		var err error
+		if len(b.r.staged) > 0 {
+			err = b.write()
+		}
 		b.release()
-		close(f.done)
-		return &Commit{f}
+		return finish(err)
 	}
 	f.staged, f.touched = b.r.staged, b.touched
 	l := b.l
 	l.inflight = f // under batchMu
 	// The next batch may open now; the database stays in use (l.mu read)
 	// until the commit ends.
-	b.held = false
+	b.held, b.started = false, true
 	l.batchMu.Unlock()
 	go func() {
 		defer close(f.done)
@@ -309,7 +320,7 @@ func (b *Batch) write() error {
 // Close discards an uncommitted batch and lets the next NewBatch proceed.
 // It is a no-op after Start, Commit or a second Close.
 func (b *Batch) Close() {
-	if !b.done {
+	if !b.started {
 		b.release()
 	}
 }

@@ -13,8 +13,11 @@
 //
 // A Batch stages the writes of one fetch batch; its lookups see them, so
 // two copies of one message in one batch are caught. Commit writes them
-// with one fsync. Only one Batch is open at a time. MarkAcked and Prune
-// write without fsync: losing them is harmless.
+// with one fsync. Only one Batch is open at a time, but Start lets the
+// next one open while the fsync runs: it reads the started batch's writes
+// until they are in the database, and fails if their commit fails. At
+// most one commit is in flight. MarkAcked and Prune write without fsync:
+// losing them is harmless.
 //
 // # Generations and pruning
 //
