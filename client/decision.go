@@ -119,18 +119,23 @@ func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions)
 	return rcpt, d, err
 }
 
-// verifyNotice checks a notice's token — a trusted gateway's, addressed
-// to this agent, route notice, bound to these bytes and naming the
-// notice's envelope — and decodes it.
+// verifyNotice checks a notice document — a trusted gateway's token,
+// addressed to this agent, route notice, bound to the notice's bytes and
+// naming the notice's envelope — and decodes the notice. Data that is
+// not a notice document carries no token: decision_token_missing.
 func (a *Agent) verifyNotice(m *nats.Msg, opt WaitOptions) (*Decision, error) {
-	claims, err := a.verifyToken(m, opt)
+	token, data, err := notice.ParseDoc(m.Data)
+	if err != nil {
+		return nil, reason.Deny(reason.DecisionMissing, "not a decision notice document")
+	}
+	claims, err := a.verifyToken(token, opt)
 	if err != nil {
 		return nil, err
 	}
-	if claims.Route != decision.RouteNotice || claims.Subject != a.pub || claims.PayloadDigest != decision.Digest(m.Data) {
+	if claims.Route != decision.RouteNotice || claims.Subject != a.pub || claims.PayloadDigest != decision.Digest(data) {
 		return nil, reason.Deny(reason.DecisionBinding, "notice token does not bind these bytes to this agent")
 	}
-	n, err := notice.Parse(m.Data)
+	n, err := notice.Parse(data)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 
 // verifyReply checks a reply's token and binding and opens it.
 func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
-	claims, err := a.verifyToken(m, opt)
+	claims, err := a.verifyToken(m.Header.Get(header.Decision), opt)
 	if err != nil {
 		return nil, err
 	}
@@ -115,14 +115,15 @@ func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
 }
 
 // verifyToken checks the decision token of a message on this agent's
-// reply subject: a trusted gateway's, addressed to this agent, fresh.
-// What the token must bind is the caller's check.
-func (a *Agent) verifyToken(m *nats.Msg, opt WaitOptions) (*decision.Claims, error) {
+// reply subject (a reply's header, a notice document's member): a
+// trusted gateway's, addressed to this agent, fresh. What the token must
+// bind is the caller's check.
+func (a *Agent) verifyToken(token string, opt WaitOptions) (*decision.Claims, error) {
 	skew := opt.Skew
 	if skew == 0 {
 		skew = 30 * time.Second
 	}
-	return decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
+	return decision.Verify(token, decision.VerifyOptions{
 		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
 	})
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,10 +83,17 @@ func (w *wvWorld) noticeClaims(s wvNoticeSpec, data []byte) wvClaimSpec {
 func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessage) wvNoticesFile {
 	f := wvNoticesFile{
 		About: "decision notices (docs/wire.md, \"Decision notices\"): what the gateway tells each authenticated sender of the scenario's envelopes " +
-			"(envelope.json) on its reply subject, its token in decision.json's notices batch. The search envelope is shown denied budget_exceeded " +
+			"(envelope.json) on its reply subject, as the notice document (v, decision: its token, notice: the notice) whose token is in decision.json's notices batch. The search envelope is shown denied budget_exceeded " +
 			"(the outcome operator.json's replay presumes) so that every route appears. Each notice is taken by the agent `to` with trust " +
 			"trusted_gateways at verify_at_unix; each reject is refused by that agent with the reason code in want.",
 		TrustedGateways: []string{w.pubs["gateway-signing"]}, VerifyAtUnix: wvNow.Unix(), SkewSeconds: int64(wvSkew / time.Second),
+	}
+	doc := func(token string, data []byte) string {
+		b, err := notice.AppendDoc(nil, token, data)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		return string(b)
 	}
 	for i, s := range specs {
 		subj, err := subjects.Reply(wvTenant, w.pubs[s.to])
@@ -94,44 +102,36 @@ func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessag
 		}
 		carrier := s.carrier.Message.header(header.MsgID)
 		f.Notices = append(f.Notices, wvNotice{Name: s.name, Envelope: s.env.Name, To: s.to, Token: s.name,
-			Message: wvMessage{Subject: subj, Body: string(data[i]), Headers: []wvHeader{
+			Message: wvMessage{Subject: subj, Body: doc(w.tokens[s.name], data[i]), Headers: []wvHeader{
 				{header.MsgID, wvOutputMsgID(s.seq, wvTenant, w.pubs[s.carrier.Signer], carrier) + s.suffix},
 				{notice.Header, notice.Kind},
 				{header.IngressSeq, strconv.FormatUint(s.seq, 10)},
 				{header.MessageID, s.n.MessageID},
-				{header.Decision, w.tokens[s.name]},
 			}}})
 	}
 	first := f.Notices[0]
-	with := func(m wvMessage, name, value string) wvMessage {
-		hs := make([]wvHeader, len(m.Headers))
-		copy(hs, m.Headers)
-		for i := range hs {
-			if hs[i].Name == name {
-				hs[i].Value = value
-			}
-		}
-		m.Headers = hs
+	withBody := func(body string) wvMessage {
+		m := first.Message
+		m.Body = body
 		return m
 	}
 	// The first notice's claims signed by a key no agent trusts.
 	uc := w.noticeClaims(specs[0], data[0])
 	uc.name += "-untrusted"
 	untrusted := w.batch("untrusted-notice", "untrusted-gateway", []wvClaimSpec{uc}).Tokens[0].Token
-	edited := first.Message
-	edited.Body = strings.Replace(edited.Body, `"target":"refunds.draft_refund"`, `"target":"payments.send"`, 1)
-	// The reply of response.json with the notice header: its token's route is reply.
-	replyAsNotice := wvMessage{Subject: reply.Subject, DataHex: reply.DataHex, DataB64URL: reply.DataB64URL, Headers: []wvHeader{
-		{notice.Header, notice.Kind},
-		{header.MessageID, reply.header(header.MessageID)},
-		{header.Decision, reply.header(header.Decision)},
-	}}
+	edited := strings.Replace(first.Message.Body, `"target":"refunds.draft_refund"`, `"target":"payments.send"`, 1)
+	unknown := strings.Replace(first.Message.Body, `{"v":1,`, `{"v":1,"note":"x",`, 1)
 	f.Rejects = []wvNoticeReject{
-		{"untrusted_gateway", first.To, with(first.Message, header.Decision, untrusted), string(reason.DecisionInvalid)},
-		{"data_edited", first.To, edited, string(reason.DecisionBinding)},
-		{"token_of_another_notice", first.To, with(first.Message, header.Decision, f.Notices[1].Message.header(header.Decision)), string(reason.DecisionBinding)},
-		{"reply_token", first.To, replyAsNotice, string(reason.DecisionBinding)},
+		{"untrusted_gateway", first.To, withBody(doc(untrusted, data[0])), string(reason.DecisionInvalid)},
+		{"data_edited", first.To, withBody(edited), string(reason.DecisionBinding)},
+		{"token_of_another_notice", first.To, withBody(doc(w.tokens[specs[1].name], data[0])), string(reason.DecisionBinding)},
+		// The reply of response.json's token around the first notice: its route is reply.
+		{"reply_token", first.To, withBody(doc(reply.header(header.Decision), data[0])), string(reason.DecisionBinding)},
 		{"notice_to_another_agent", first.To, f.Notices[3].Message, string(reason.DecisionAudience)},
+		// The notice alone, its token in an Agentgw-Decision header: not a document.
+		{"notice_without_document", first.To, wvMessage{Subject: first.Message.Subject, Body: string(data[0]),
+			Headers: append(slices.Clone(first.Message.Headers), wvHeader{header.Decision, w.tokens[specs[0].name]})}, string(reason.DecisionMissing)},
+		{"document_with_unknown_member", first.To, withBody(unknown), string(reason.DecisionMissing)},
 	}
 	return f
 }
@@ -151,8 +151,8 @@ func TestWireVectorNotices(t *testing.T) {
 	for _, n := range f.Notices {
 		t.Run(n.Name, func(t *testing.T) {
 			m := &nats.Msg{Subject: n.Message.Subject, Header: wvHeaders(n.Message), Data: []byte(n.Message.Body)}
-			if m.Header.Get(header.Decision) != tokens[n.Token] || m.Header.Get(notice.Header) != notice.Kind {
-				t.Error("notice headers do not carry its token and Agentgw-Notice: decision")
+			if tok, _, err := notice.ParseDoc(m.Data); err != nil || tok != tokens[n.Token] || m.Header.Get(notice.Header) != notice.Kind {
+				t.Errorf("notice is not a document carrying its token, marked Agentgw-Notice: decision (%v)", err)
 			}
 			if subj, _ := subjects.Reply(wvTenant, keys[n.To].Public); subj != n.Message.Subject {
 				t.Errorf("subject %s; want %s", n.Message.Subject, subj)

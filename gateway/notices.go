@@ -63,7 +63,9 @@ func noticeOf(it *item) notice.Notice {
 
 // stageNotice prepares one notice, output of carrier, to the sender of
 // about, with a decision token addressed to that sender and bound to the
-// notice's bytes and to the envelope it reports on.
+// notice's bytes and to the envelope it reports on. The message's data
+// is the notice until signNotices wraps it, with its token, in the
+// notice document.
 func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix string, now time.Time) error {
 	subj, err := subjects.Reply(about.env.Tenant, about.cred.Subject)
 	if err != nil {
@@ -91,8 +93,10 @@ func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix stri
 	return nil
 }
 
-// signNotices signs the batch's notices with one signature and adds
-// them to their messages' outputs, before the outcomes are recorded.
+// signNotices signs the batch's notices with one signature, makes each
+// message's data the notice document (its token and the notice), and
+// adds them to their messages' outputs, before the outcomes are
+// recorded.
 func (g *Gateway) signNotices(items []*item) error {
 	var slots []unsignedToken
 	for _, it := range items {
@@ -110,7 +114,11 @@ func (g *Gateway) signNotices(items []*item) error {
 		return fmt.Errorf("gateway: sign decision notices: %w", err)
 	}
 	for i, s := range slots {
-		s.m.Header.Set(header.Decision, toks[i].Reveal())
+		doc, err := notice.AppendDoc(nil, toks[i].Reveal(), s.m.Data)
+		if err != nil {
+			return fmt.Errorf("gateway: decision notice: %w", err)
+		}
+		s.m.Data = doc
 	}
 	for _, it := range items {
 		for _, s := range it.notices {

@@ -7,11 +7,12 @@
 // decision.
 //
 // A notice says nothing of policy: no policy ids, no version, no detail
-// string; only the typed reason code of the reason table. It is the body
-// of the message; a decision token (package decision, route "notice")
-// addressed to the sender binds its exact bytes, so a party that can
-// write to the reply subject cannot forge one.
+// string; only the typed reason code of the reason table. A decision
+// token (package decision, route "notice") addressed to the sender binds
+// its exact bytes, so a party that can write to the reply subject cannot
+// forge one. The message's body is the notice document, which carries
+// both: {"v":1,"decision":"<token>","notice":{…}} (AppendDoc, ParseDoc).
 //
 // The package knows nothing of NATS or of the pipeline: it encodes and
-// strictly decodes the body.
+// strictly decodes the notice and its document.
 package notice

@@ -4,14 +4,16 @@
 // deadline) or denied (the reason code). A notice comes on the sender's
 // own reply subject, agentgw.reply.<tenant>.<agent>, beside replies,
 // marked `Agentgw-Notice: decision`, its bytes bound to the sender and to
-// the envelope by a decision token of route "notice".
+// the envelope by a decision token of route "notice" that travels with it
+// in the notice document, {"v":1,"decision":"<token>","notice":{…}}.
 import { inspect } from "node:util";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
 import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
-import { DECISION_HEADER, ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
+import { ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
 import { parseTime } from "./envelope.js";
-import { digestHex } from "./internal/bytes.js";
+import { digestHex, utf8 } from "./internal/bytes.js";
+import { Scanner } from "./internal/json.js";
 import { decodeStrict, type Shape } from "./internal/strict.js";
 import type { ReasonCode } from "./reason.js";
 import { reply as replySubject } from "./subjects.js";
@@ -26,8 +28,12 @@ export const NOTICE_KIND = "decision";
 export const MESSAGE_ID_HEADER = "Agentgw-Message-Id";
 /** NOTICE_SCOPE is the scope of a notice's decision token. */
 export const NOTICE_SCOPE = "notice";
-/** MAX_NOTICE_SIZE bounds a notice's data, in bytes. */
+/** MAX_NOTICE_SIZE bounds a notice, in bytes. */
 export const MAX_NOTICE_SIZE = 4096;
+/** NOTICE_DOC_VERSION is the notice document format this package reads. */
+export const NOTICE_DOC_VERSION = 1;
+/** MAX_NOTICE_DOC_SIZE bounds a notice document: the notice, its token (at most 16 KiB) and the members around them. */
+export const MAX_NOTICE_DOC_SIZE = MAX_NOTICE_SIZE + 16 * 1024 + 64;
 /** DEFAULT_NOTICE_SKEW_MS is the skew tolerated on a notice token's times (30 s). */
 export const DEFAULT_NOTICE_SKEW_MS = 30_000;
 
@@ -194,6 +200,114 @@ export function parseNotice(data: Uint8Array): Notice {
   return n;
 }
 
+/** A parsed notice document: the token and the notice's exact bytes, unverified. */
+export interface NoticeDoc {
+  decision: string;
+  notice: Uint8Array;
+}
+
+const DOC_NAMES = new Set(["v", "decision", "notice"]);
+
+/**
+ * parseNoticeDoc reads a notice document, {"v":1,"decision":"<token>",
+ * "notice":{…}}, as the gateway's notice package does: at most
+ * MAX_NOTICE_DOC_SIZE bytes, strict JSON, member names exactly v,
+ * decision and notice, each once, v the literal 1, decision a non-empty
+ * string, notice an object (kept as its exact bytes: the token binds
+ * their digest). It throws an Error that never quotes the document.
+ */
+export function parseNoticeDoc(data: Uint8Array): NoticeDoc {
+  if (data.length > MAX_NOTICE_DOC_SIZE) {
+    throw new Error(`notice document: ${data.length} bytes, more than ${MAX_NOTICE_DOC_SIZE}`);
+  }
+  // The notice is only delimited here: its own rules are parseNotice's,
+  // after the token binds its digest.
+  const s = new Scanner(data, { maxBytes: MAX_NOTICE_DOC_SIZE, maxDepth: 64, maxString: MAX_NOTICE_DOC_SIZE });
+  s.checkDuplicates = false;
+  const doc: NoticeDoc = { decision: "", notice: new Uint8Array(0) };
+  let version = "";
+  let sawNotice = false;
+  try {
+    if (s.peek() !== 0x7b) {
+      throw new Error("not an object");
+    }
+    s.pos++;
+    const seen = new Set<string>();
+    if (s.peek() === 0x7d) {
+      s.pos++;
+    } else {
+      for (;;) {
+        if (s.peek() !== 0x22) {
+          throw new Error("want a member name");
+        }
+        const name = s.str(256).value;
+        if (!DOC_NAMES.has(name) || seen.has(name)) {
+          throw new Error("unknown or duplicate member");
+        }
+        seen.add(name);
+        s.expect(0x3a);
+        const c = s.peek();
+        if (name === "v") {
+          if (c !== 0x2d && (c < 0x30 || c > 0x39)) {
+            throw new Error("v is not a number");
+          }
+          version = s.number();
+        } else if (name === "notice") {
+          if (c !== 0x7b) {
+            throw new Error("notice is not an object");
+          }
+          const start = s.pos;
+          s.value(1);
+          doc.notice = data.subarray(start, s.pos);
+          sawNotice = true;
+        } else if (c === 0x22) {
+          doc.decision = s.str(MAX_NOTICE_DOC_SIZE).value;
+        } else {
+          throw new Error("decision is not a string");
+        }
+        const d = s.peek();
+        if (d === 0x2c) {
+          s.pos++;
+        } else if (d === 0x7d) {
+          s.pos++;
+          break;
+        } else {
+          throw new Error("want ',' or '}'");
+        }
+      }
+    }
+    s.end();
+  } catch {
+    throw new Error("notice document: not a notice document");
+  }
+  if (version !== "1") {
+    throw new Error(`notice document: version is not ${NOTICE_DOC_VERSION}`);
+  }
+  if (doc.decision === "") {
+    throw new Error("notice document: no decision token");
+  }
+  if (!sawNotice) {
+    throw new Error("notice document: no notice object");
+  }
+  return doc;
+}
+
+/**
+ * formatNoticeDoc writes the document of a token and a notice's bytes as
+ * the gateway does. For tests and tools; only a gateway makes real ones.
+ */
+export function formatNoticeDoc(decision: string, notice: Uint8Array): Uint8Array {
+  if (!/^[A-Za-z0-9_.-]+$/.test(decision) || notice[0] !== 0x7b || notice[notice.length - 1] !== 0x7d) {
+    throw new Error("notice document: a token's characters and a notice object are needed");
+  }
+  const head = utf8(`{"v":1,"decision":"${decision}","notice":`);
+  const out = new Uint8Array(head.length + notice.length + 1);
+  out.set(head);
+  out.set(notice, head.length);
+  out[out.length - 1] = 0x7d;
+  return out;
+}
+
 /** What verifyNotice needs of an agent: its key and its clock. */
 export interface NoticeReceiver {
   /** The agent's public user key: the notice token's subject and audience. */
@@ -203,26 +317,33 @@ export interface NoticeReceiver {
 
 /**
  * verifyNotice checks a message from the agent's reply subject as a
- * decision notice, in the Go SDK's order: its decision token (signed by a
- * trusted gateway, addressed to this agent, unexpired), then the token's
- * route (notice), subject (this agent) and payload digest (these exact
- * bytes: decision_token_binding), then the data's strict form
- * (internal_error), then the notice's message_id against the token's
+ * decision notice, in the Go SDK's order: its data is a notice document
+ * (else decision_token_missing: no token), its decision token signed by
+ * a trusted gateway, addressed to this agent, unexpired, then the
+ * token's route (notice), subject (this agent) and payload digest (the
+ * notice's exact bytes: decision_token_binding), then the notice's
+ * strict form (internal_error), then its message_id against the token's
  * (decision_token_binding). It throws a VerificationError. Whether the
  * message is marked as a notice (NOTICE_HEADER) and which envelope it is
  * awaited for are the caller's to check (DecisionWatch does both).
  */
 export function verifyNotice(agent: NoticeReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WatchOptions, "onReject">): Decision {
-  const claims = verifyDecision(m.headers?.get(DECISION_HEADER) ?? "", {
+  let doc: NoticeDoc;
+  try {
+    doc = parseNoticeDoc(m.data);
+  } catch {
+    throw new VerificationError("decision_token_missing", "not a decision notice document");
+  }
+  const claims = verifyDecision(doc.decision, {
     trustedGateways: opt.trustedGateways,
     audience: agent.publicKey,
     now: agent.now(),
     skewMs: opt.skewMs ?? DEFAULT_NOTICE_SKEW_MS,
   });
-  if (claims.route !== ROUTE_NOTICE || claims.subject !== agent.publicKey || claims.payloadDigest !== digestHex(m.data)) {
+  if (claims.route !== ROUTE_NOTICE || claims.subject !== agent.publicKey || claims.payloadDigest !== digestHex(doc.notice)) {
     throw new VerificationError("decision_token_binding", "notice token does not bind these bytes to this agent");
   }
-  const n = parseNotice(m.data);
+  const n = parseNotice(doc.notice);
   if (n.messageId !== claims.messageId) {
     throw new VerificationError("decision_token_binding", "notice names another envelope than its token");
   }

@@ -24,6 +24,7 @@ import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
 import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
+import { formatNoticeDoc } from "../src/notice.js";
 import { isReasonCode } from "../src/reason.js";
 import { capabilityConsumerName, OPERATOR_API_PREFIX, STREAM_DENIED } from "../src/subjects.js";
 import { bytes, dec, rejectsWith } from "./helpers.js";
@@ -382,8 +383,7 @@ test("decision notices: a notice signed by a key the agent does not trust is ref
     const h = headers();
     h.set("Agentgw-Notice", "decision");
     h.set("Agentgw-Message-Id", messageId);
-    h.set("Agentgw-Decision", token);
-    forger.publish(`agentgw.reply.${TENANT}.${agent.publicKey}`, data, { headers: h });
+    forger.publish(`agentgw.reply.${TENANT}.${agent.publicKey}`, formatNoticeDoc(token, data), { headers: h });
     await forger.flush();
     const rcpt = await spy.send({ capability: "read", target: "kb.search", plain: { q: "not denied" } });
     assert.equal(rcpt.messageId, messageId);

@@ -13,7 +13,7 @@ import { ConfigError, DeniedError, MessageDeniedError, NoDecisionError, Verifica
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
 import { Box } from "../src/keys.js";
-import { parseNotice, verifyNotice, type Decision } from "../src/notice.js";
+import { formatNoticeDoc, parseNotice, parseNoticeDoc, verifyNotice, MAX_NOTICE_DOC_SIZE, type Decision } from "../src/notice.js";
 import { bytes, rejectsWith, throwsReason } from "./helpers.js";
 import { startNatsServer, type NatsServer } from "./servers.js";
 import { issueCredential, TENANT, unix } from "./world.js";
@@ -57,11 +57,10 @@ function notice(
   const signer = over.signer ?? gw;
   const token = signBatch(signer, [wireClaims(signer.getPublicKey(), c)], false)[0]!;
   return {
-    data: over.data ? over.data(data) : data,
+    data: formatNoticeDoc(token, over.data ? over.data(data) : data),
     headers: new Map([
       ["Agentgw-Notice", "decision"],
       ["Agentgw-Message-Id", messageId],
-      ["Agentgw-Decision", token],
     ]),
   };
 }
@@ -110,6 +109,42 @@ test("parseNotice: anything but one strict notice object is refused internal_err
   throwsReason(() => parseNotice(badUTF8), "internal_error", "invalid UTF-8");
 });
 
+test("parseNoticeDoc: reads the token and the notice's exact bytes, strictly", () => {
+  const n = `{"message_id":"${ID}","route":"deny","reason":"x"}`;
+  const doc = parseNoticeDoc(bytes(`{"v":1,"decision":"a.b.c.d","notice":${n}}`));
+  assert.equal(doc.decision, "a.b.c.d");
+  assert.equal(new TextDecoder().decode(doc.notice), n);
+  const spaced = parseNoticeDoc(bytes(` { "notice" : {"route":"deny", "message_id":"m","reason":"x"} , "decision":"t", "v":1 } `));
+  assert.equal(new TextDecoder().decode(spaced.notice), `{"route":"deny", "message_id":"m","reason":"x"}`);
+  const bad: [string, string][] = [
+    ["bare notice", n],
+    ["unknown member", `{"v":1,"decision":"t","notice":${n},"extra":1}`],
+    ["member in case", `{"v":1,"Decision":"t","notice":${n}}`],
+    ["duplicate member", `{"v":1,"decision":"t","decision":"u","notice":${n}}`],
+    ["version 2", `{"v":2,"decision":"t","notice":${n}}`],
+    ["version string", `{"v":"1","decision":"t","notice":${n}}`],
+    ["version 1.0", `{"v":1.0,"decision":"t","notice":${n}}`],
+    ["no version", `{"decision":"t","notice":${n}}`],
+    ["empty token", `{"v":1,"decision":"","notice":${n}}`],
+    ["null token", `{"v":1,"decision":null,"notice":${n}}`],
+    ["token not string", `{"v":1,"decision":1,"notice":${n}}`],
+    ["no notice", `{"v":1,"decision":"t"}`],
+    ["notice not object", `{"v":1,"decision":"t","notice":"x"}`],
+    ["trailing data", `{"v":1,"decision":"t","notice":${n}} {}`],
+    ["truncated", `{"v":1,"decision":"t","notice":${n}`],
+    ["not an object", `[]`],
+    ["empty", ``],
+    ["oversized", `{"v":1,"decision":"${"a".repeat(MAX_NOTICE_DOC_SIZE)}","notice":${n}}`],
+  ];
+  for (const [name, s] of bad) {
+    assert.throws(
+      () => parseNoticeDoc(bytes(s)),
+      (e: unknown) => e instanceof Error && !e.message.includes("reason"),
+      name,
+    );
+  }
+});
+
 test("verifyNotice: a notice from a trusted gateway for this agent verifies; each failure has its reason, in the Go SDK's order", () => {
   const a = createUser().getPublicKey();
   const other = createUser().getPublicKey();
@@ -123,7 +158,8 @@ test("verifyNotice: a notice from a trusted gateway for this agent verifies; eac
   assert.equal(d.claims.traceId, TRACE);
 
   const cases: [string, Made, string][] = [
-    ["no token", { ...good, headers: new Map([["Agentgw-Notice", "decision"]]) }, "decision_token_missing"],
+    ["no document: the notice alone", { ...good, data: parseNoticeDoc(good.data).notice }, "decision_token_missing"],
+    ["document with an unknown member", { ...good, data: bytes(new TextDecoder().decode(good.data).replace('{"v":1,', '{"v":1,"note":"x",')) }, "decision_token_missing"],
     ["untrusted gateway", notice(a, ID, allow, { signer: untrusted }), "decision_token_invalid"],
     // The token is checked first: a bad token with bad data is a bad token.
     ["untrusted gateway, malformed data", notice(a, ID, "{}", { signer: untrusted }), "decision_token_invalid"],

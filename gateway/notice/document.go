@@ -1,0 +1,122 @@
+package notice
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+)
+
+// DocVersion is the notice document format written by AppendDoc and read
+// by ParseDoc.
+const DocVersion = 1
+
+// MaxDocSize bounds a notice document: the notice (MaxSize), its decision
+// token (at most 16 KiB) and the members around them.
+const MaxDocSize = MaxSize + 16<<10 + 64
+
+// A notice travels as a document that carries its decision token:
+//
+//	{"v":1,"decision":"<token>","notice":{…}}
+//
+// "notice" is the notice's bytes verbatim: the token's payload digest is
+// theirs. The token travels in the body rather than in a header because
+// nats-server scans a stored message's whole header block once for
+// every header it looks for, and a token is more than a kilobyte.
+
+// AppendDoc appends the document of a notice's encoding n (Marshal) and
+// its decision token to b. token must be a token's characters (base64url
+// and dots: nothing to escape) and n a JSON object.
+func AppendDoc(b []byte, token string, n []byte) ([]byte, error) {
+	if token == "" || !tokenChars(token) {
+		return b, fmt.Errorf("%w: decision token", ErrInvalid)
+	}
+	if len(n) < 2 || n[0] != '{' || n[len(n)-1] != '}' {
+		return b, fmt.Errorf("%w: notice is not a JSON object", ErrInvalid)
+	}
+	b = slices.Grow(b, 32+len(token)+len(n))
+	b = append(b, `{"v":1,"decision":"`...)
+	b = append(b, token...)
+	b = append(b, `","notice":`...)
+	b = append(b, n...)
+	return append(b, '}'), nil
+}
+
+func tokenChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseDoc reads a notice document of at most MaxDocSize bytes and
+// returns its token and the notice's exact bytes, unverified: that the
+// token verifies and binds the notice is the reader's to check, then
+// Parse decodes the notice. The document is read strictly, one way only,
+// as the TypeScript SDK reads it: member names exactly v, decision and
+// notice, each once; v the number 1 written as 1; decision a non-empty
+// string; notice an object. Unknown or duplicate members, another
+// version or trailing data are errors (ErrInvalid); the detail never
+// quotes the document.
+func ParseDoc(data []byte) (token string, n []byte, err error) {
+	notDoc := fmt.Errorf("%w: not a notice document", ErrInvalid)
+	if len(data) > MaxDocSize {
+		return "", nil, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalid, len(data), MaxDocSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", nil, notDoc
+	}
+	var version string
+	var seen [len(docNames)]bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", nil, notDoc
+		}
+		name, _ := t.(string)
+		i := slices.Index(docNames[:], name)
+		if i < 0 || seen[i] {
+			return "", nil, notDoc
+		}
+		seen[i] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return "", nil, notDoc
+		}
+		switch name {
+		case "v":
+			version = string(raw)
+		case "decision":
+			if raw[0] != '"' || json.Unmarshal(raw, &token) != nil {
+				return "", nil, notDoc
+			}
+		case "notice":
+			if raw[0] != '{' {
+				return "", nil, notDoc
+			}
+			n = raw
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return "", nil, notDoc
+	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return "", nil, fmt.Errorf("%w: data after the document", ErrInvalid)
+	}
+	switch {
+	case version != "1":
+		return "", nil, fmt.Errorf("%w: document version is not %d", ErrInvalid, DocVersion)
+	case token == "":
+		return "", nil, fmt.Errorf("%w: no decision token", ErrInvalid)
+	case n == nil:
+		return "", nil, fmt.Errorf("%w: no notice object", ErrInvalid)
+	}
+	return token, n, nil
+}
+
+// docNames are the document's members, in the order AppendDoc writes them.
+var docNames = [...]string{"v", "decision", "notice"}
