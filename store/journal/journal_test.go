@@ -388,3 +388,58 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// A replay whose consumer stops delivering while the journal holds more
+// gives up with ErrStalled instead of waiting forever: the consumer is
+// paused on the server after the first record, as a consumer that lost
+// its stream's leader delivers nothing and reports nothing.
+func TestReplayStallIsAnError(t *testing.T) {
+	js, _ := setup(t, Config{})
+	w := newWriter(t, js, Config{})
+	ctx := context.Background()
+	if err := w.Claim(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for i := range 40 {
+		recs := ingressRecords(i, 2000, at(time.Minute))
+		if err := w.Append(ctx, 0, recs); err != nil {
+			t.Fatal(err)
+		}
+		total += len(recs)
+	}
+	restore := func(mb int, idle, stall time.Duration) { replayMaxBytes, idleCheck, replayStall = mb, idle, stall }
+	t.Cleanup(func() { restore(replayMaxBytes, idleCheck, replayStall) })
+	restore(4<<10, 100*time.Millisecond, time.Second)
+
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	n := 0
+	start := time.Now()
+	err := Replay(rctx, js, 0, time.Time{}, func(Record) error {
+		if n++; n == 1 {
+			st, err := js.Stream(rctx, Stream)
+			if err != nil {
+				return err
+			}
+			for name := range st.ListConsumers(rctx).Info() {
+				if _, err := js.PauseConsumer(rctx, Stream, name.Name, time.Now().Add(time.Hour)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrStalled) || !errors.Is(err, ErrNATS) {
+		t.Fatalf("Replay with its consumer paused = %v after %d records; want ErrStalled", err, n)
+	}
+	if n >= total {
+		t.Fatalf("the pause came too late: all %d records were delivered", n)
+	}
+	t.Logf("gave up after %d records, in %s", n, time.Since(start).Round(time.Millisecond))
+	// A new replay, with a new consumer, reads everything.
+	restore(16<<20, 2*time.Second, 15*time.Second)
+	if got := replayAll(t, js, 0, time.Time{}); len(got) != total {
+		t.Errorf("Replay after the stall = %d records; want %d", len(got), total)
+	}
+}

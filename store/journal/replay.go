@@ -11,11 +11,23 @@ import (
 )
 
 // replayMaxBytes bounds what an ordered consumer pulls ahead.
-const replayMaxBytes = 16 << 20
+var replayMaxBytes = 16 << 20
 
 // idleCheck is how long Replay waits for a message before it asks the
 // stream whether the rest has aged out.
-const idleCheck = 2 * time.Second
+var idleCheck = 2 * time.Second
+
+// replayStall is how long Replay waits without a message while the
+// stream holds records it has not delivered before it gives up with
+// ErrStalled. An ordered consumer created while the stream's leader
+// changes has been seen to deliver nothing, ever, without an error:
+// the caller retries with a new one rather than waiting forever.
+var replayStall = 15 * time.Second
+
+// ErrStalled: the replay's consumer delivered nothing for replayStall
+// while the journal held more. It wraps ErrNATS; retrying creates a new
+// consumer.
+var ErrStalled = fmt.Errorf("%w: replay stalled", ErrNATS)
 
 // Replay calls fn, in journal order, for every record of partition p
 // stored at or after since (zero: everything the stream still holds), up
@@ -24,7 +36,9 @@ const idleCheck = 2 * time.Second
 // resumed after a gap or a lost connection), deleted on return. An error
 // from fn stops the replay and is returned wrapped. Errors: ErrCorrupt,
 // ErrVersion (the ledger cannot be rebuilt: the partition must not be
-// processed), ErrNATS, ctx's error.
+// processed), ErrNATS (ErrStalled among them: nothing delivered for
+// replayStall while the journal held more; the caller starts over),
+// ctx's error.
 func Replay(ctx context.Context, js jetstream.JetStream, p int, since time.Time, fn func(Record) error) error {
 	subj := Subject(p)
 	st, err := js.Stream(ctx, Stream)
@@ -68,6 +82,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, p int, since time.Time,
 		return fn(r)
 	}
 	target, delivered := last.Sequence, uint64(0)
+	progress := time.Now()
 	for {
 		nctx, cancel := context.WithTimeout(ctx, idleCheck)
 		msg, err := it.Next(jetstream.NextContext(nctx))
@@ -90,8 +105,12 @@ func Replay(ctx context.Context, js jetstream.JetStream, p int, since time.Time,
 			if cur.Sequence <= delivered || cur.Time.Before(since) {
 				return nil
 			}
+			if time.Since(progress) >= replayStall {
+				return fmt.Errorf("journal: replay %s: %w at stream sequence %d of %d", subj, ErrStalled, delivered, cur.Sequence)
+			}
 			continue
 		}
+		progress = time.Now()
 		md, err := msg.Metadata()
 		if err != nil {
 			return fmt.Errorf("journal: replay %s: %w: %v", subj, ErrNATS, err)
