@@ -88,7 +88,8 @@ type item struct {
 }
 
 // unsignedToken is an output waiting for its decision token: in the
-// body of a delivery (doc), else in the Agentgw-Decision header.
+// body of a delivery (doc) or of a notice (its document, signNotices),
+// else in the Agentgw-Decision header (a reply).
 type unsignedToken struct {
 	m   *nats.Msg
 	p   *decision.Pending

@@ -18,7 +18,8 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Header is the NATS header that carries the decision token.
+// Header is the NATS header that carries a reply's decision token
+// (deliveries and notices carry theirs in their body).
 const Header = "Agentgw-Decision"
 
 // Type is the claim type (nats.type) of a decision token.

@@ -1,6 +1,7 @@
 // Package decision owns the gateway decision token (docs/wire.md, "Decision tokens"): the
-// short-lived JWT the gateway attaches, in the Agentgw-Decision header, to
-// every message it forwards to a capability or reply subject, and that
+// short-lived JWT the gateway attaches to every message it puts on a
+// capability or reply subject (in the body of a delivery and of a
+// decision notice, in the Agentgw-Decision header of a reply), and that
 // consumers verify so that nothing reaches them without the gateway.
 //
 // A token is header.claims.proof.signature (batch.go): the gateway
