@@ -638,7 +638,9 @@ func (g *Gateway) recordOutcomes(b *ledgerBatch, items []*item) error {
 			if open == nil {
 				open = make(map[string]*group)
 			}
-			gr = &group{data: make([]byte, 0, 4096)}
+			// Events are under a kilobyte: room for the batch's, up to
+			// the limit and the event that crosses it, without regrowing.
+			gr = &group{data: make([]byte, 0, min(1<<10*len(items), limit+8<<10))}
 			open[subj] = gr
 		}
 		gr.data, gr.carrier = it.ev.AppendLine(gr.data), it

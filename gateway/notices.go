@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,7 +80,7 @@ func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix stri
 	m.Data = body
 	m.Header.Set(header.MsgID, outputMsgID(carrier, suffix))
 	m.Header.Set(notice.Header, notice.Kind)
-	m.Header.Set(header.IngressSeq, fmt.Sprint(carrier.seq))
+	m.Header.Set(header.IngressSeq, strconv.FormatUint(carrier.seq, 10))
 	m.Header.Set(header.MessageID, n.MessageID)
 	p, err := decision.Prepare(g.signer, decision.Claims{
 		Subject: about.cred.Subject, Audience: about.cred.Subject, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
