@@ -60,7 +60,7 @@ func errorf(format string, args ...any) error { return invalid(fmt.Sprintf(forma
 // Envelope must be a JSON object (the gateway passes a parsed envelope).
 func (d Doc) Append(b []byte) ([]byte, error) {
 	switch {
-	case d.Decision == "" || !in(&tokenChars, d.Decision):
+	case d.Decision == "" || !TokenText(d.Decision):
 		return b, invalid("decision token")
 	case !in(&base64Chars, d.Sealed):
 		return b, invalid("sealed payload")
@@ -173,31 +173,20 @@ func Parse(data []byte, max int) (Doc, error) {
 // that does not scan: the detail never depends on the document.
 func parseMembers(data []byte, d *Doc) (version string, err error) {
 	notDoc := invalid("body is not a delivery document")
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	raws, err := Members(data, names[:])
+	if errors.Is(err, ErrTrailingData) {
+		return "", invalid("data after the document")
+	}
+	if err != nil {
 		return "", notDoc
 	}
-	var seen [len(names)]bool
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return "", notDoc
+	for i, raw := range raws {
+		if raw == nil {
+			continue
 		}
-		name, _ := t.(string)
-		i := slices.Index(names[:], name)
-		if i < 0 || seen[i] {
-			// The gateway writes neither unknown nor duplicate members:
-			// a document is read one way only.
-			return "", notDoc
-		}
-		seen[i] = true
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return "", notDoc
-		}
-		switch name {
+		switch names[i] {
 		case "v":
-			if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+			if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 				return "", notDoc
 			}
 			version = string(raw)
@@ -216,14 +205,59 @@ func parseMembers(data []byte, d *Doc) (version string, err error) {
 			}
 		}
 	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return "", notDoc
-	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
-		return "", invalid("data after the document")
-	}
 	return version, nil
 }
+
+// ErrNotDocument and ErrTrailingData are Members' errors.
+var (
+	ErrNotDocument  = errors.New("not a flat JSON document")
+	ErrTrailingData = errors.New("data after the document")
+)
+
+// Members reads data as one JSON object whose member names are all in
+// names, each at most once (a name that differs in case is unknown), and
+// returns each member's value, exactly as written, at the index of its
+// name in names (nil where absent). It is how the gateway's documents
+// that carry a decision token beside verbatim bytes (a delivery, a
+// decision notice) are read one way only: an unknown or duplicate
+// member, anything but one object, or invalid JSON is ErrNotDocument;
+// anything but white space after the object is ErrTrailingData. The
+// values' own rules are the caller's.
+func Members(data []byte, names []string) ([]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, ErrNotDocument
+	}
+	raws := make([]json.RawMessage, len(names))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, ErrNotDocument
+		}
+		name, _ := t.(string)
+		i := slices.Index(names, name)
+		if i < 0 || raws[i] != nil {
+			// The gateway writes neither unknown nor duplicate members:
+			// a document is read one way only.
+			return nil, ErrNotDocument
+		}
+		if err := dec.Decode(&raws[i]); err != nil {
+			return nil, ErrNotDocument
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, ErrNotDocument
+	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return nil, ErrTrailingData
+	}
+	return raws, nil
+}
+
+// TokenText reports whether s is made only of a decision token's
+// characters (base64url and dots): what a document writes between quotes
+// without escaping.
+func TokenText(s string) bool { return in(&tokenChars, s) }
 
 // names are the document's members, in the order Append writes them.
 var names = [...]string{"v", "decision", "signature", "sealed", "sealed_from", "envelope"}

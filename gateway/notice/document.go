@@ -1,10 +1,12 @@
 package notice
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/agentgw/agentgw/gateway/delivery"
 )
 
 // DocVersion is the notice document format written by AppendDoc and read
@@ -28,7 +30,7 @@ const MaxDocSize = MaxSize + 16<<10 + 64
 // its decision token to b. token must be a token's characters (base64url
 // and dots: nothing to escape) and n a JSON object.
 func AppendDoc(b []byte, token string, n []byte) ([]byte, error) {
-	if token == "" || !tokenChars(token) {
+	if token == "" || !delivery.TokenText(token) {
 		return b, fmt.Errorf("%w: decision token", ErrInvalid)
 	}
 	if len(n) < 2 || n[0] != '{' || n[len(n)-1] != '}' {
@@ -42,70 +44,33 @@ func AppendDoc(b []byte, token string, n []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func tokenChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // ParseDoc reads a notice document of at most MaxDocSize bytes and
 // returns its token and the notice's exact bytes, unverified: that the
 // token verifies and binds the notice is the reader's to check, then
 // Parse decodes the notice. The document is read strictly, one way only,
-// as the TypeScript SDK reads it: member names exactly v, decision and
-// notice, each once; v the number 1 written as 1; decision a non-empty
-// string; notice an object. Unknown or duplicate members, another
-// version or trailing data are errors (ErrInvalid); the detail never
-// quotes the document.
+// as the TypeScript SDK reads it (delivery.Members): member names
+// exactly v, decision and notice, each once; v the number 1 written as
+// 1; decision a non-empty string; notice an object. Unknown or duplicate
+// members, another version or trailing data are errors (ErrInvalid); the
+// detail never quotes the document.
 func ParseDoc(data []byte) (token string, n []byte, err error) {
 	notDoc := fmt.Errorf("%w: not a notice document", ErrInvalid)
 	if len(data) > MaxDocSize {
 		return "", nil, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalid, len(data), MaxDocSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "", nil, notDoc
-	}
-	var version string
-	var seen [len(docNames)]bool
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return "", nil, notDoc
-		}
-		name, _ := t.(string)
-		i := slices.Index(docNames[:], name)
-		if i < 0 || seen[i] {
-			return "", nil, notDoc
-		}
-		seen[i] = true
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return "", nil, notDoc
-		}
-		switch name {
-		case "v":
-			version = string(raw)
-		case "decision":
-			if raw[0] != '"' || json.Unmarshal(raw, &token) != nil {
-				return "", nil, notDoc
-			}
-		case "notice":
-			if raw[0] != '{' {
-				return "", nil, notDoc
-			}
-			n = raw
-		}
-	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return "", nil, notDoc
-	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+	raws, err := delivery.Members(data, docNames[:])
+	if errors.Is(err, delivery.ErrTrailingData) {
 		return "", nil, fmt.Errorf("%w: data after the document", ErrInvalid)
+	}
+	if err != nil {
+		return "", nil, notDoc
+	}
+	version, decision, n := string(raws[0]), raws[1], raws[2]
+	if decision != nil && (decision[0] != '"' || json.Unmarshal(decision, &token) != nil) {
+		return "", nil, notDoc
+	}
+	if n != nil && n[0] != '{' {
+		return "", nil, notDoc
 	}
 	switch {
 	case version != "1":
