@@ -7,7 +7,7 @@
 // "sealed" and "sealed_from" are absent for plain targets; "envelope" is
 // the agent's bytes, verbatim (the decision token binds their digest).
 import { utf8 } from "./internal/bytes.js";
-import { Scanner } from "./internal/json.js";
+import { readMembers, type Members } from "./internal/document.js";
 
 /** DELIVERY_VERSION is the delivery format this package reads. */
 export const DELIVERY_VERSION = 1;
@@ -27,6 +27,7 @@ export interface DeliveryDoc {
 }
 
 const NAMES = new Set(["v", "decision", "signature", "sealed", "sealed_from", "envelope"]);
+const OBJECTS = new Set(["envelope"]);
 
 /**
  * parseDelivery reads a delivery of at most max bytes. It checks the
@@ -42,70 +43,20 @@ export function parseDelivery(data: Uint8Array, max: number): DeliveryDoc {
   // The envelope is only delimited here: its own rules (duplicates,
   // nesting) are checked when it is parsed, after the token binds its
   // digest, so a forged body is reported as what it is.
-  const s = new Scanner(data, { maxBytes: max, maxDepth: 1024, maxString: max });
-  s.checkDuplicates = false;
-  const doc: DeliveryDoc = { decision: "", signature: "", sealed: "", sealedFrom: "", envelope: new Uint8Array(0) };
-  let version = "";
+  let m: Members;
   try {
-    if (s.peek() !== 0x7b) {
-      throw new Error("not an object");
-    }
-    s.pos++;
-    const seen = new Set<string>();
-    if (s.peek() === 0x7d) {
-      s.pos++;
-    } else {
-      for (;;) {
-        if (s.peek() !== 0x22) {
-          throw new Error("want a member name");
-        }
-        const name = s.str(256).value;
-        if (!NAMES.has(name) || seen.has(name)) {
-          // Unknown and duplicate members are refused: the gateway writes
-          // neither, and a document must be read one way only.
-          throw new Error("unknown or duplicate member");
-        }
-        seen.add(name);
-        s.expect(0x3a);
-        const c = s.peek();
-        if (name === "v") {
-          if (c !== 0x2d && (c < 0x30 || c > 0x39)) {
-            throw new Error("v is not a number");
-          }
-          version = s.number();
-        } else if (name === "envelope") {
-          if (c !== 0x7b) {
-            throw new Error("no envelope object");
-          }
-          const start = s.pos;
-          s.value(1);
-          doc.envelope = data.subarray(start, s.pos);
-        } else if (c === 0x6e) {
-          s.literal("null");
-        } else if (c === 0x22) {
-          const v = s.str(max).value;
-          if (name === "decision") doc.decision = v;
-          else if (name === "signature") doc.signature = v;
-          else if (name === "sealed") doc.sealed = v;
-          else doc.sealedFrom = v;
-        } else {
-          throw new Error(`${name} is not a string`);
-        }
-        const d = s.peek();
-        if (d === 0x2c) {
-          s.pos++;
-        } else if (d === 0x7d) {
-          s.pos++;
-          break;
-        } else {
-          throw new Error("want ',' or '}'");
-        }
-      }
-    }
-    s.end();
+    m = readMembers(data, NAMES, OBJECTS, { maxBytes: max, maxDepth: 1024, maxString: max });
   } catch {
     throw new Error("delivery: body is not a delivery document");
   }
+  const version = m.version;
+  const doc: DeliveryDoc = {
+    decision: m.strings.get("decision") ?? "",
+    signature: m.strings.get("signature") ?? "",
+    sealed: m.strings.get("sealed") ?? "",
+    sealedFrom: m.strings.get("sealed_from") ?? "",
+    envelope: m.objects.get("envelope") ?? new Uint8Array(0),
+  };
   if (version !== "1") {
     throw new Error(`delivery: version is not ${DELIVERY_VERSION}`);
   }

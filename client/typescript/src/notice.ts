@@ -12,8 +12,8 @@ import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
 import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
 import { ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
 import { parseTime } from "./envelope.js";
-import { digestHex, utf8 } from "./internal/bytes.js";
-import { Scanner } from "./internal/json.js";
+import { concat, digestHex, utf8 } from "./internal/bytes.js";
+import { readMembers, type Members } from "./internal/document.js";
 import { decodeStrict, type Shape } from "./internal/strict.js";
 import type { ReasonCode } from "./reason.js";
 import { reply as replySubject } from "./subjects.js";
@@ -207,6 +207,7 @@ export interface NoticeDoc {
 }
 
 const DOC_NAMES = new Set(["v", "decision", "notice"]);
+const DOC_OBJECTS = new Set(["notice"]);
 
 /**
  * parseNoticeDoc reads a notice document, {"v":1,"decision":"<token>",
@@ -222,71 +223,22 @@ export function parseNoticeDoc(data: Uint8Array): NoticeDoc {
   }
   // The notice is only delimited here: its own rules are parseNotice's,
   // after the token binds its digest.
-  const s = new Scanner(data, { maxBytes: MAX_NOTICE_DOC_SIZE, maxDepth: 64, maxString: MAX_NOTICE_DOC_SIZE });
-  s.checkDuplicates = false;
-  const doc: NoticeDoc = { decision: "", notice: new Uint8Array(0) };
-  let version = "";
-  let sawNotice = false;
+  let m: Members;
   try {
-    if (s.peek() !== 0x7b) {
-      throw new Error("not an object");
-    }
-    s.pos++;
-    const seen = new Set<string>();
-    if (s.peek() === 0x7d) {
-      s.pos++;
-    } else {
-      for (;;) {
-        if (s.peek() !== 0x22) {
-          throw new Error("want a member name");
-        }
-        const name = s.str(256).value;
-        if (!DOC_NAMES.has(name) || seen.has(name)) {
-          throw new Error("unknown or duplicate member");
-        }
-        seen.add(name);
-        s.expect(0x3a);
-        const c = s.peek();
-        if (name === "v") {
-          if (c !== 0x2d && (c < 0x30 || c > 0x39)) {
-            throw new Error("v is not a number");
-          }
-          version = s.number();
-        } else if (name === "notice") {
-          if (c !== 0x7b) {
-            throw new Error("notice is not an object");
-          }
-          const start = s.pos;
-          s.value(1);
-          doc.notice = data.subarray(start, s.pos);
-          sawNotice = true;
-        } else if (c === 0x22) {
-          doc.decision = s.str(MAX_NOTICE_DOC_SIZE).value;
-        } else {
-          throw new Error("decision is not a string");
-        }
-        const d = s.peek();
-        if (d === 0x2c) {
-          s.pos++;
-        } else if (d === 0x7d) {
-          s.pos++;
-          break;
-        } else {
-          throw new Error("want ',' or '}'");
-        }
-      }
-    }
-    s.end();
+    m = readMembers(data, DOC_NAMES, DOC_OBJECTS, { maxBytes: MAX_NOTICE_DOC_SIZE, maxDepth: 64, maxString: MAX_NOTICE_DOC_SIZE });
   } catch {
     throw new Error("notice document: not a notice document");
   }
+  const version = m.version;
+  const notice = m.objects.get("notice");
+  const doc: NoticeDoc = { decision: m.strings.get("decision") ?? "", notice: notice ?? new Uint8Array(0) };
   if (version !== "1") {
     throw new Error(`notice document: version is not ${NOTICE_DOC_VERSION}`);
   }
   if (doc.decision === "") {
     throw new Error("notice document: no decision token");
   }
-  if (!sawNotice) {
+  if (notice === undefined) {
     throw new Error("notice document: no notice object");
   }
   return doc;
@@ -300,12 +252,7 @@ export function formatNoticeDoc(decision: string, notice: Uint8Array): Uint8Arra
   if (!/^[A-Za-z0-9_.-]+$/.test(decision) || notice[0] !== 0x7b || notice[notice.length - 1] !== 0x7d) {
     throw new Error("notice document: a token's characters and a notice object are needed");
   }
-  const head = utf8(`{"v":1,"decision":"${decision}","notice":`);
-  const out = new Uint8Array(head.length + notice.length + 1);
-  out.set(head);
-  out.set(notice, head.length);
-  out[out.length - 1] = 0x7d;
-  return out;
+  return concat(utf8(`{"v":1,"decision":"${decision}","notice":`), notice, utf8("}"));
 }
 
 /** What verifyNotice needs of an agent: its key and its clock. */
