@@ -212,19 +212,26 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 			}
 		}
 		if last != nil {
+			// Started, not committed here: an open batch holds the
+			// ledger's batch lock, which the acker may need (to narrow a
+			// partly stored outcome) before the completer can hand it
+			// the batch ahead; waiting for that batch while holding the
+			// lock would deadlock.
+			d.commit = d.b.Start()
 			<-last.completed
 			if errors.Is(last.result, errRestart) {
 				// Decided on the writes of a batch that was never
-				// published: the partition restarts, and this batch
-				// goes back too.
-				d.b.Close()
+				// published: the partition restarts (its ledger is
+				// rebuilt from the journal), and this batch goes back too.
+				_ = d.commit.Wait()
 				g.nakAll(d.items)
 				_, err := failure(last.result)
 				return err
 			}
 			last = nil
+		} else {
+			d.err = d.b.Commit()
 		}
-		d.err = d.b.Commit()
 		if err := g.completeBatch(ctx, ps, d, jobs); err != nil {
 			if end, err := failure(err); end {
 				return err
