@@ -137,6 +137,9 @@ func (g *Gateway) forgetStored(ps *partState, items []*item) error {
 	if len(partial) == 0 {
 		return nil
 	}
+	if g.hooks != nil {
+		g.hookSeqs(partial, g.hooks.narrowing)
+	}
 	b := g.newBatch(ps)
 	defer b.Close()
 	for _, it := range partial {

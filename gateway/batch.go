@@ -285,6 +285,7 @@ type pipelineHooks struct {
 	prepared   func(seqs []uint64) // a fetched batch's stateless gates ran
 	batchStart func(seqs []uint64) // the decider took a batch
 	queued     func(seq uint64)    // a message reached its queue in the source
+	narrowing  func(seqs []uint64) // the acker is about to narrow partly stored outcomes
 }
 
 func (g *Gateway) hookSeqs(items []*item, fn func([]uint64)) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
@@ -186,5 +187,109 @@ func awaitSeq(t *testing.T, ch <-chan uint64, want uint64, what string) {
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s (ingress %d)", what, want)
 		}
+	}
+}
+
+// TestDeciderNeverWaitsHoldingTheLedger: the acker may need the ledger's
+// batch lock (to narrow the outcome of a message whose outputs were
+// partly stored) while the completer waits to hand it the next batch. A
+// batch decided without overlap while an overlapped batch is still with
+// the completer must therefore not hold that lock while it waits for
+// that batch. The test builds the cycle step by step, every notice
+// refused by the reply stream so that every outcome is partly stored:
+// the acker is held as it is about to narrow A's outcome; B is published
+// and queued for the acker; C is overlapped (D is verified and waiting
+// when C is decided), so its completer blocks handing it over; D is
+// decided without overlap (nothing waits behind it) and waits for C.
+// Released, the acker takes the ledger's batch lock, and every message
+// must still be decided.
+func TestDeciderNeverWaitsHoldingTheLedger(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true     // the refused notices are logged
+	h.cfg.Consumer.Batch = 1 // one message per batch: every batch is a step
+	ctx := context.Background()
+	prepared := make(chan uint64, 16)
+	started := make(chan uint64, 16)
+	var gateC atomic.Uint64 // C's batch waits until D is verified and waiting
+	gate := make(chan struct{})
+	narrowing := make(chan struct{})
+	releaseAcker := make(chan struct{})
+	var releaseOnce, heldOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(releaseAcker) }) }
+	t.Cleanup(release)
+	h.opts = append(h.opts, func(g *Gateway) {
+		g.hooks = &pipelineHooks{
+			prepared: func(seqs []uint64) {
+				for _, s := range seqs {
+					prepared <- s
+				}
+			},
+			batchStart: func(seqs []uint64) {
+				for _, s := range seqs {
+					started <- s
+					if s == gateC.Load() {
+						<-gate
+					}
+				}
+			},
+			narrowing: func([]uint64) {
+				heldOnce.Do(func() {
+					close(narrowing)
+					<-releaseAcker
+				})
+			},
+		}
+	})
+	reply := func(update func(*jetstream.StreamConfig)) {
+		s, err := h.js.Stream(ctx, StreamReply)
+		must(t, err)
+		cfg := s.CachedInfo().Config
+		update(&cfg)
+		_, err = h.js.UpdateStream(ctx, cfg)
+		must(t, err)
+	}
+	h.start()
+	<-h.gw.Ready()
+	// The reply stream is filled to its limit by the first message's
+	// notice (a limit of 0 would mean none).
+	first := h.send(h.body(nil))
+	h.outputFor(first)
+	waitFor(t, func() bool { return len(h.all(StreamReply)) == 1 })
+	reply(func(c *jetstream.StreamConfig) { c.MaxMsgs, c.Discard = 1, jetstream.DiscardNew })
+
+	a := h.send(h.body(nil))
+	select {
+	case <-narrowing:
+	case <-time.After(20 * time.Second):
+		t.Fatal("A's partly stored outcome never reached the acker")
+	}
+	b := h.send(h.body(nil))
+	h.outputFor(b)     // published: queued for the held acker
+	gateC.Store(b + 1) // nothing else publishes to ingress
+	c := h.send(h.body(nil))
+	if c != b+1 {
+		t.Fatalf("C is ingress %d; want %d", c, b+1)
+	}
+	awaitSeq(t, started, c, "C's batch to start")
+	d := h.send(h.body(nil))
+	awaitSeq(t, prepared, d, "D to be verified")
+	time.Sleep(200 * time.Millisecond) // the prefetcher offers D: C is overlapped
+	close(gate)
+	awaitSeq(t, started, d, "D's batch to start")
+	// D's decider opens its ledger batch and waits for C, which the
+	// completer cannot hand to the held acker.
+	time.Sleep(300 * time.Millisecond)
+	reply(func(c *jetstream.StreamConfig) { c.MaxMsgs, c.Discard = -1, jetstream.DiscardOld })
+	release()
+
+	for _, seq := range []uint64{first, a, b, c, d} {
+		if out := h.outputFor(seq); out.Header.Get(header.Route) != "allow" {
+			t.Errorf("ingress %d routed %q; want allow", seq, out.Header.Get(header.Route))
+		}
+	}
+	r, err := invariant.Wait(ctx, h.js, 20*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil || r.Ingress != 5 {
+		t.Fatalf("invariant: %v (%s)", err, r)
 	}
 }
