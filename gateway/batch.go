@@ -516,17 +516,18 @@ func (g *Gateway) signBatch(items []*item) error {
 	for i, s := range slots {
 		ps[i] = s.p
 	}
-	toks, err := decision.SignBatch(g.signer, ps)
+	signed, err := decision.SignPending(g.signer, ps)
 	if err != nil {
 		return fmt.Errorf("gateway: sign decision tokens: %w", err)
 	}
 	for i, s := range slots {
 		if s.doc == nil {
-			s.m.Header.Set(header.Decision, toks[i].Reveal())
+			s.m.Header.Set(header.Decision, signed.Token(i).Reveal())
 			continue
 		}
-		s.doc.Decision = toks[i].Reveal()
-		if s.m.Data, err = s.doc.Append(make([]byte, 0, s.doc.Size())); err != nil {
+		// The token is written into the document: no copy of its own.
+		buf := make([]byte, 0, s.doc.Size()+signed.TokenLen(i))
+		if s.m.Data, err = s.doc.AppendWith(buf, func(b []byte) []byte { return signed.AppendToken(b, i) }); err != nil {
 			return fmt.Errorf("gateway: delivery: %w", err)
 		}
 	}

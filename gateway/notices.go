@@ -110,12 +110,13 @@ func (g *Gateway) signNotices(items []*item) error {
 	for i, s := range slots {
 		ps[i] = s.p
 	}
-	toks, err := decision.SignBatch(g.signer, ps)
+	signed, err := decision.SignPending(g.signer, ps)
 	if err != nil {
 		return fmt.Errorf("gateway: sign decision notices: %w", err)
 	}
 	for i, s := range slots {
-		doc, err := notice.AppendDoc(nil, toks[i].Reveal(), s.m.Data)
+		buf := make([]byte, 0, notice.DocOverhead+signed.TokenLen(i)+len(s.m.Data))
+		doc, err := notice.AppendDocWith(buf, func(b []byte) []byte { return signed.AppendToken(b, i) }, s.m.Data)
 		if err != nil {
 			return fmt.Errorf("gateway: decision notice: %w", err)
 		}

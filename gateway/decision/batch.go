@@ -50,28 +50,60 @@ var (
 )
 
 // Pending is a token whose claims are final but whose batch is not yet
-// signed (Prepare, then SignBatch).
+// signed (Prepare, then SignBatch or SignPending).
 type Pending struct {
 	signingInput []byte // header "." claims
 	leaf         [32]byte
 }
 
+// claimsBufs holds the buffers claims are encoded into: a token's claims
+// are only read to base64-encode them into its signing input.
+var claimsBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // Prepare checks c as Sign does and returns it ready for SignBatch.
 func Prepare(s *identity.Signer, c Claims) (*Pending, error) {
-	payload, err := encodeClaims(s, c)
+	buf := claimsBufs.Get().(*[]byte)
+	defer claimsBufs.Put(buf)
+	payload, err := appendClaims((*buf)[:0], s, c)
 	if err != nil {
 		return nil, err
 	}
-	in := make([]byte, 0, len(tokenHeadB64)+1+b64.EncodedLen(len(payload)))
+	if cap(payload) <= 4<<10 {
+		*buf = payload // a rare larger one is not kept
+	}
+	// The leaf hashes 0x00 ‖ signing input: one buffer holds both.
+	in := make([]byte, 0, 1+len(tokenHeadB64)+1+b64.EncodedLen(len(payload)))
+	in = append(in, 0)
 	in = append(in, tokenHeadB64...)
 	in = append(in, '.')
 	in = b64.AppendEncode(in, payload)
-	return &Pending{signingInput: in, leaf: leafHash(in)}, nil
+	return &Pending{signingInput: in[1:], leaf: sha256.Sum256(in)}, nil
 }
 
 // SignBatch signs the batch ps with one signature and returns their
 // tokens, in order.
 func SignBatch(s *identity.Signer, ps []*Pending) ([]identity.Token, error) {
+	signed, err := SignPending(s, ps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]identity.Token, len(ps))
+	for i := range ps {
+		out[i] = signed.Token(i)
+	}
+	return out, nil
+}
+
+// Signed is a signed batch whose tokens are written where they are
+// needed (AppendToken), without a string of their own.
+type Signed struct {
+	ps    []*Pending
+	paths [][][32]byte
+	sig   string
+}
+
+// SignPending signs the batch ps with one signature.
+func SignPending(s *identity.Signer, ps []*Pending) (*Signed, error) {
 	if s == nil || s.Prefix() != nkeys.PrefixByteServer {
 		return nil, fmt.Errorf("%w: decision tokens are signed by a gateway ('N') key", identity.ErrKey)
 	}
@@ -85,25 +117,55 @@ func SignBatch(s *identity.Signer, ps []*Pending) ([]identity.Token, error) {
 	paths := make([][][32]byte, len(ps))
 	root := buildTree(leaves, 0, paths)
 	sig := b64.EncodeToString(s.Sign(rootInput(uint64(len(ps)), root)))
-	out := make([]identity.Token, len(ps))
-	var proof, enc []byte
-	for i, p := range ps {
-		proof = binary.AppendUvarint(proof[:0], uint64(i))
-		proof = binary.AppendUvarint(proof, uint64(len(ps)))
-		for _, h := range paths[i] {
-			proof = append(proof, h[:]...)
-		}
-		enc = b64.AppendEncode(enc[:0], proof)
-		var b strings.Builder
-		b.Grow(len(p.signingInput) + 2 + len(enc) + len(sig))
-		b.Write(p.signingInput)
-		b.WriteByte('.')
-		b.Write(enc)
-		b.WriteByte('.')
-		b.WriteString(sig)
-		out[i] = identity.Token(b.String())
+	return &Signed{ps: ps, paths: paths, sig: sig}, nil
+}
+
+// Len is the number of tokens in the batch.
+func (s *Signed) Len() int { return len(s.ps) }
+
+// maxProof is the longest proof: two uvarints of at most MaxBatch and a
+// path of one hash per level.
+const maxProof = 2*binary.MaxVarintLen32 + 32*17
+
+// proof returns token i's proof in buf.
+func (s *Signed) proof(buf *[maxProof]byte, i int) []byte {
+	p := binary.AppendUvarint(buf[:0], uint64(i))
+	p = binary.AppendUvarint(p, uint64(len(s.ps)))
+	for _, h := range s.paths[i] {
+		p = append(p, h[:]...)
 	}
-	return out, nil
+	return p
+}
+
+// TokenLen is the length of token i.
+func (s *Signed) TokenLen(i int) int {
+	var buf [maxProof]byte
+	return len(s.ps[i].signingInput) + 1 + b64.EncodedLen(len(s.proof(&buf, i))) + 1 + len(s.sig)
+}
+
+// AppendToken appends token i to b.
+func (s *Signed) AppendToken(b []byte, i int) []byte {
+	var buf [maxProof]byte
+	b = append(b, s.ps[i].signingInput...)
+	b = append(b, '.')
+	b = b64.AppendEncode(b, s.proof(&buf, i))
+	b = append(b, '.')
+	return append(b, s.sig...)
+}
+
+// Token returns token i.
+func (s *Signed) Token(i int) identity.Token {
+	var buf [maxProof]byte
+	var enc [(maxProof*4 + 2) / 3]byte
+	proof := b64.AppendEncode(enc[:0], s.proof(&buf, i))
+	var b strings.Builder
+	b.Grow(len(s.ps[i].signingInput) + 1 + len(proof) + 1 + len(s.sig))
+	b.Write(s.ps[i].signingInput)
+	b.WriteByte('.')
+	b.Write(proof)
+	b.WriteByte('.')
+	b.WriteString(s.sig)
+	return identity.Token(b.String())
 }
 
 // rootInput is what the batch signature covers.

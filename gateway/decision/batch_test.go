@@ -122,3 +122,44 @@ func clearVerifiedRoots() {
 	clear(verifiedRoots.m)
 	verifiedRoots.Unlock()
 }
+
+// TestSignedWritesTheTokens: a signed batch writes each token where it
+// is asked (AppendToken) exactly as Token and SignBatch return it, with
+// TokenLen its length, for tree sizes from one to a full gateway batch.
+func TestSignedWritesTheTokens(t *testing.T) {
+	fx := newFixture(t)
+	for _, n := range []int{1, 2, 3, 5, 8, 33, 256, 512} {
+		ps := make([]*Pending, n)
+		for i := range ps {
+			c := fx.claims
+			c.MessageID = fmt.Sprintf("msg-%016d", i)
+			p, err := Prepare(fx.gw, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps[i] = p
+		}
+		signed, err := SignPending(fx.gw, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks, err := SignBatch(fx.gw, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if signed.Len() != n {
+			t.Fatalf("size %d: Len = %d", n, signed.Len())
+		}
+		for i := range n {
+			tok := signed.Token(i).Reveal()
+			b := signed.AppendToken([]byte("prefix"), i)
+			if string(b) != "prefix"+tok || tok != toks[i].Reveal() || signed.TokenLen(i) != len(tok) {
+				t.Fatalf("size %d leaf %d: AppendToken, Token, SignBatch and TokenLen disagree", n, i)
+			}
+			clearVerifiedRoots()
+			if _, err := Verify(tok, fx.opt); err != nil {
+				t.Fatalf("size %d leaf %d: Verify = %v", n, i, err)
+			}
+		}
+	}
+}

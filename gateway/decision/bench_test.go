@@ -63,3 +63,16 @@ func ed25519PublicKey(b *testing.B, pub string) ed25519.PublicKey {
 	}
 	return raw
 }
+
+// BenchmarkPrepare: one token's claims checked, encoded and hashed into
+// its Merkle leaf (the gateway's per-token cost; the signature is per
+// batch).
+func BenchmarkPrepare(b *testing.B) {
+	fx := newFixture(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Prepare(fx.gw, fx.claims); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -119,8 +119,8 @@ func Sign(s *identity.Signer, c Claims) (identity.Token, error) {
 	return toks[0], nil
 }
 
-// encodeClaims completes and checks c and returns its JSON.
-func encodeClaims(s *identity.Signer, c Claims) ([]byte, error) {
+// appendClaims completes and checks c and appends its JSON to b.
+func appendClaims(b []byte, s *identity.Signer, c Claims) ([]byte, error) {
 	if s == nil || s.Prefix() != nkeys.PrefixByteServer {
 		return nil, fmt.Errorf("%w: decision tokens are signed by a gateway ('N') key", identity.ErrKey)
 	}
@@ -171,10 +171,9 @@ func encodeClaims(s *identity.Signer, c Claims) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decision: sign: %w", err)
 		}
-		return payload, nil
+		return append(b, payload...), nil
 	}
-	// A delivery's claims are ~760 bytes: room for them without regrowing.
-	return w.appendJSON(make([]byte, 0, 1024)), nil
+	return w.appendJSON(b), nil
 }
 
 // plain reports whether every string of w is printable ASCII without a

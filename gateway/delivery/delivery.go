@@ -59,17 +59,30 @@ func errorf(format string, args ...any) error { return invalid(fmt.Sprintf(forma
 // alphabet of its kind (tokens, base64url and nkeys need no escaping);
 // Envelope must be a JSON object (the gateway passes a parsed envelope).
 func (d Doc) Append(b []byte) ([]byte, error) {
-	switch {
-	case d.Decision == "" || !TokenText(d.Decision):
+	if d.Decision == "" {
 		return b, invalid("decision token")
-	case !in(&base64Chars, d.Sealed):
+	}
+	return d.AppendWith(b, func(b []byte) []byte { return append(b, d.Decision...) })
+}
+
+// AppendWith is Append with the decision token written by token, which
+// appends it to its argument (decision.Signed.AppendToken), instead of
+// taken from d.Decision: the token is never held on its own. What token
+// appends is checked as Append checks d.Decision.
+func (d Doc) AppendWith(b []byte, token func([]byte) []byte) ([]byte, error) {
+	if !in(&base64Chars, d.Sealed) {
 		return b, invalid("sealed payload")
 	}
 	if err := d.Check(); err != nil {
 		return b, err
 	}
+	n := len(b)
 	b = append(b, `{"v":1,"decision":"`...)
-	b = append(b, d.Decision...)
+	start := len(b)
+	b = token(b)
+	if tok := b[start:]; len(tok) == 0 || !in(&tokenChars, tok) {
+		return b[:n], invalid("decision token")
+	}
 	if d.Signature != "" {
 		b = append(b, `","signature":"`...)
 		b = append(b, d.Signature...)
@@ -123,7 +136,7 @@ var base64Chars, tokenChars = func() (b, t [256]byte) {
 }()
 
 // in reports whether every byte of s is in alphabet.
-func in(alphabet *[256]byte, s string) bool {
+func in[T string | []byte](alphabet *[256]byte, s T) bool {
 	var out byte
 	for len(s) >= 8 {
 		out |= alphabet[s[0]] | alphabet[s[1]] | alphabet[s[2]] | alphabet[s[3]] |
@@ -258,6 +271,9 @@ func Members(data []byte, names []string) ([]json.RawMessage, error) {
 // characters (base64url and dots): what a document writes between quotes
 // without escaping.
 func TokenText(s string) bool { return in(&tokenChars, s) }
+
+// TokenBytes is TokenText of b.
+func TokenBytes(b []byte) bool { return in(&tokenChars, b) }
 
 // names are the document's members, in the order Append writes them.
 var names = [...]string{"v", "decision", "signature", "sealed", "sealed_from", "envelope"}

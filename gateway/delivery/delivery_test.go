@@ -144,3 +144,29 @@ func TestAlphabets(t *testing.T) {
 		t.Fatal("the empty string is not in the alphabet")
 	}
 }
+
+// TestAppendWith: a token written by a function gives Append's bytes,
+// and what the function writes is checked as Decision is: a refused
+// token leaves the buffer as it was.
+func TestAppendWith(t *testing.T) {
+	d := sample()
+	want, err := d.Append([]byte("prefix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := d.Decision
+	d.Decision = ""
+	got, err := d.AppendWith([]byte("prefix"), func(b []byte) []byte { return append(b, tok...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("AppendWith = %s; want %s", got, want)
+	}
+	for name, bad := range map[string]string{"no token": "", "quote in token": `a"b`, "space in token": "a b"} {
+		b, err := d.AppendWith([]byte("prefix"), func(b []byte) []byte { return append(b, bad...) })
+		if !errors.Is(err, ErrInvalid) || string(b) != "prefix" {
+			t.Errorf("%s: AppendWith = %q, %v; want the buffer unchanged and ErrInvalid", name, b, err)
+		}
+	}
+}

@@ -26,19 +26,35 @@ const MaxDocSize = MaxSize + 16<<10 + 64
 // nats-server scans a stored message's whole header block once for
 // every header it looks for, and a token is more than a kilobyte.
 
+// DocOverhead is what a notice document adds to its token and notice.
+const DocOverhead = len(`{"v":1,"decision":"","notice":}`)
+
 // AppendDoc appends the document of a notice's encoding n (Marshal) and
 // its decision token to b. token must be a token's characters (base64url
 // and dots: nothing to escape) and n a JSON object.
 func AppendDoc(b []byte, token string, n []byte) ([]byte, error) {
-	if token == "" || !delivery.TokenText(token) {
+	if token == "" {
 		return b, fmt.Errorf("%w: decision token", ErrInvalid)
 	}
+	b = slices.Grow(b, DocOverhead+len(token)+len(n))
+	return AppendDocWith(b, func(b []byte) []byte { return append(b, token...) }, n)
+}
+
+// AppendDocWith is AppendDoc with the token written by token, which
+// appends it to its argument (decision.Signed.AppendToken): the token is
+// never held on its own. What token appends is checked as AppendDoc
+// checks its token.
+func AppendDocWith(b []byte, token func([]byte) []byte, n []byte) ([]byte, error) {
 	if len(n) < 2 || n[0] != '{' || n[len(n)-1] != '}' {
 		return b, fmt.Errorf("%w: notice is not a JSON object", ErrInvalid)
 	}
-	b = slices.Grow(b, 32+len(token)+len(n))
+	size := len(b)
 	b = append(b, `{"v":1,"decision":"`...)
-	b = append(b, token...)
+	start := len(b)
+	b = token(b)
+	if tok := b[start:]; len(tok) == 0 || !delivery.TokenBytes(tok) {
+		return b[:size], fmt.Errorf("%w: decision token", ErrInvalid)
+	}
 	b = append(b, `","notice":`...)
 	b = append(b, n...)
 	return append(b, '}'), nil

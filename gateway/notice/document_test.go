@@ -80,3 +80,23 @@ func TestAppendDocRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendDocWith: a token written by a function gives AppendDoc's
+// bytes, and what it writes is checked as AppendDoc's token is.
+func TestAppendDocWith(t *testing.T) {
+	n := []byte(`{"message_id":"m1","route":"deny"}`)
+	want, err := AppendDoc([]byte("x"), docToken, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := AppendDocWith([]byte("x"), func(b []byte) []byte { return append(b, docToken...) }, n)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("AppendDocWith = %s, %v; want %s", got, err, want)
+	}
+	for name, bad := range map[string]string{"no token": "", "quote in token": `a"b`} {
+		b, err := AppendDocWith([]byte("x"), func(b []byte) []byte { return append(b, bad...) }, n)
+		if !errors.Is(err, ErrInvalid) || string(b) != "x" {
+			t.Errorf("%s: AppendDocWith = %q, %v; want the buffer unchanged and ErrInvalid", name, b, err)
+		}
+	}
+}
