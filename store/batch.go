@@ -265,6 +265,12 @@ func (b *Batch) commit(background bool) *Commit {
 	return &Commit{f}
 }
 
+// retainBatch is the largest Pebble batch buffer kept for reuse once its
+// batch is closed (Pebble keeps 1 MiB by default): a gateway batch of
+// outcomes is about a MiB or more, and allocating it anew for every batch
+// was a tenth of the gateway's allocation.
+const retainBatch = 8 << 20
+
 // write builds and applies the Pebble batch (Start).
 func (b *Batch) write() error {
 	l := b.l
@@ -278,7 +284,7 @@ func (b *Batch) write() error {
 		size += len(k) + len(s.v) + batchRecordOverhead
 	}
 	size += len(b.delta) * (9 + 2*binary.MaxVarintLen64 + batchRecordOverhead)
-	pb := b.r.db.NewBatchWithSize(size)
+	pb := b.r.db.NewBatchWithSize(size, pebble.WithMaxRetainedSizeBytes(retainBatch))
 	var err error
 	set := func(k, v []byte) {
 		if err == nil {
