@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 
@@ -114,7 +115,13 @@ func SignPending(s *identity.Signer, ps []*Pending) (*Signed, error) {
 	for i, p := range ps {
 		leaves[i] = p.leaf
 	}
+	// Every path holds at most one hash per level: one backing array.
+	depth := bits.Len(uint(len(ps) - 1))
+	backing := make([][32]byte, len(ps)*depth)
 	paths := make([][][32]byte, len(ps))
+	for i := range paths {
+		paths[i] = backing[i*depth : i*depth : (i+1)*depth]
+	}
 	root := buildTree(leaves, 0, paths)
 	sig := b64.EncodeToString(s.Sign(rootInput(uint64(len(ps)), root)))
 	return &Signed{ps: ps, paths: paths, sig: sig}, nil
