@@ -84,6 +84,7 @@ type result struct {
 	ReplayCopies  int // copies of an earlier message, each denied
 	ReplaysLetIn  int
 	Wrong         int // decisions other than the kind's
+	FutureLate    int // messages issued ahead, decided once they no longer were (allowed, rightly)
 	Leaks         int // sealed-payload plaintext found in outputs or logs
 	PlainSeen     int // plain markers seen in capability outputs (the scan works)
 	AuditMissing  int
@@ -231,6 +232,19 @@ func check(t testing.TB, e *env, l *load) *result {
 		}
 	}
 
+	// When each ingress message was decided: its decision audit event.
+	decidedAt := map[uint64]time.Time{}
+	for _, m := range streams[gateway.StreamAudit] {
+		evs, _ := audit.Decode(m.data) // a message that does not decode is reported below
+		for _, ev := range evs {
+			if ev.Kind == audit.KindDecision {
+				if t, ok := decidedAt[ev.IngressSeq]; !ok || ev.Time.Before(t) {
+					decidedAt[ev.IngressSeq] = ev.Time
+				}
+			}
+		}
+	}
+
 	// Replays: group ingress sequences by (subject, message id).
 	type env1 struct {
 		MessageID  string `json:"message_id"`
@@ -270,6 +284,12 @@ func check(t testing.TB, e *env, l *load) *result {
 		if known && len(decided) == 1 {
 			if o := primary[decided[0]]; len(o) == 1 {
 				route, why := kd.want()
+				if kd == kFuture && o[0].route == "allow" && aheadNoLonger(ingress[decided[0]].data, decidedAt[decided[0]], e.opts.skew) {
+					// Decided (after faults) once its issued_at was no
+					// longer beyond the skew: allowing it was right.
+					r.FutureLate++
+					route, why = "allow", ""
+				}
 				if route != "" && o[0].route != route || why != "" && o[0].reason != why {
 					r.Wrong++
 					r.problem("message %s (%s) at ingress %d: %s %s; want %s %s", id, kd, decided[0], o[0].route, o[0].reason, route, why)
@@ -438,10 +458,10 @@ func (r *result) summary(name string, faults map[string]int, elapsed time.Durati
 	}
 	sort.Strings(fs)
 	return fmt.Sprintf("%s: %s, messages %d, faults injected %d (%s), lost %d, duplicated %d, orphans %d, "+
-		"replays let in %d (replay copies denied %d), wrong decisions %d, plaintext leaks %d, audit missing %d dup %d, "+
+		"replays let in %d (replay copies denied %d), wrong decisions %d (issued ahead, decided once current %d), plaintext leaks %d, audit missing %d dup %d, "+
 		"held %d released %d expired %d (expiry audit events %d) bad fates %d late answers %d, ingress lost %d, unknown %d, redeliveries %d, routes %v%s",
 		name, elapsed.Round(time.Second), r.Ingress, total, strings.Join(fs, " "), r.Lost, r.Duplicated, r.Orphans,
-		r.ReplaysLetIn, r.ReplayCopies, r.Wrong, r.Leaks, r.AuditMissing, r.AuditDup,
+		r.ReplaysLetIn, r.ReplayCopies, r.Wrong, r.FutureLate, r.Leaks, r.AuditMissing, r.AuditDup,
 		r.Held, r.Released, r.Expired, r.ExpiryAudits, r.FatesBad, r.LateAnswers, r.IngressLost, r.Unknown, r.Redeliveries, r.ByRoute, r.recoveryText())
 }
 
@@ -472,4 +492,42 @@ func recordSummary(name, invariantLine string, r *result) {
 	defer f.Close()
 	fmt.Fprintf(f, "%s: lost %d, duplicated %d, orphans %d, replays let in %d, plaintext leaks %d, wrong decisions %d; %s%s\n",
 		name, r.Lost, r.Duplicated, r.Orphans, r.ReplaysLetIn, r.Leaks, r.Wrong, invariantLine, r.recoveryText())
+}
+
+// aheadNoLonger reports whether an envelope (body) issued ahead of the
+// clock was decided at a time when its issued_at was no longer beyond
+// the tolerated skew: the gateway must then allow it. A message without
+// a decision time or issued_at is not excused.
+func aheadNoLonger(body []byte, decided time.Time, skew time.Duration) bool {
+	var b struct {
+		IssuedAt time.Time `json:"issued_at"`
+	}
+	if decided.IsZero() || json.Unmarshal(body, &b) != nil || b.IssuedAt.IsZero() {
+		return false
+	}
+	return !b.IssuedAt.After(decided.Add(skew))
+}
+
+// TestAheadNoLonger: a message issued ahead is excused only when it was
+// decided once its issued_at was within the skew.
+func TestAheadNoLonger(t *testing.T) {
+	issued := time.Date(2026, 1, 1, 12, 2, 0, 0, time.UTC)
+	body := []byte(`{"issued_at":"2026-01-01T12:02:00Z"}`)
+	for _, c := range []struct {
+		decided time.Time
+		want    bool
+	}{
+		{issued.Add(-2 * time.Minute), false}, // decided at once: still 2 min ahead
+		{issued.Add(-31 * time.Second), false},
+		{issued.Add(-30 * time.Second), true}, // exactly at the skew
+		{issued.Add(time.Minute), true},
+		{time.Time{}, false}, // no decision event
+	} {
+		if got := aheadNoLonger(body, c.decided, 30*time.Second); got != c.want {
+			t.Errorf("decided %v: aheadNoLonger = %v; want %v", c.decided, got, c.want)
+		}
+	}
+	if aheadNoLonger([]byte(`not json`), issued, 30*time.Second) {
+		t.Error("an envelope that does not parse was excused")
+	}
 }
