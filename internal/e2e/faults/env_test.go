@@ -88,6 +88,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Logf("keeping %s", dir)
 	}
 	e := &env{t: t, dir: dir, opts: o}
+	// Registered first, so it runs last: once every process has stopped.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway logs, summarised (-keep keeps them whole):\n%s", logDigest(dir))
+		}
+	})
 	var err error
 	e.mat, _, err = devenv.Ensure(filepath.Join(dir, "material"))
 	must(t, err)
