@@ -54,7 +54,12 @@ type runner struct {
 	world    *world
 	n        int // scenarios run, for data directories
 	slow     chan struct{}
+	stalls   []string // notes on runs with a stall (stallSeconds without output)
 }
+
+// stallSeconds is the longest a measured run may go without a new output
+// before the report points it out.
+const stallSeconds = 1.0
 
 // median returns the run with the median key (the lower middle for an
 // even count), with every run's summary attached.
@@ -65,7 +70,8 @@ func median(runs []Result, key func(Result) float64) Result {
 	if len(runs) > 1 {
 		m.Runs = nil
 		for _, x := range runs {
-			m.Runs = append(m.Runs, RunSummary{MsgsPerSec: x.MsgsPerSec, P50: x.Latency.P50, P99: x.Latency.P99, CPUSecondsPerMsg: x.CPUSecondsPerMsg})
+			m.Runs = append(m.Runs, RunSummary{MsgsPerSec: x.MsgsPerSec, P50: x.Latency.P50, P99: x.Latency.P99, CPUSecondsPerMsg: x.CPUSecondsPerMsg,
+				LongestGapSeconds: x.LongestGapSeconds})
 		}
 	}
 	return m
@@ -123,6 +129,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 		res, err := r.scenario(ctx, sys, mix, rate, crash)
 		if err == nil && res.Routes != res.Expected {
 			errs = append(errs, fmt.Errorf("%w: %s routed %+v; want %+v", ErrMismatch, res.Name, res.Routes, res.Expected))
+		}
+		if err == nil && !crash && res.LongestGapSeconds >= stallSeconds {
+			r.stalls = append(r.stalls, fmt.Sprintf("%s: a run had no new output for %.1f s, a stall its msgs/s and latency include.", res.Name, res.LongestGapSeconds))
 		}
 		return res, err
 	}
@@ -200,6 +209,7 @@ func (r *runner) notes(rep *Report) []string {
 	if r.cfg.repeat() > 1 {
 		n = append(n, fmt.Sprintf("Each scenario ran %d times, interleaved within a mix; the row is the run with the median msgs/s (paced: the median p99); runs lists them all.", r.cfg.repeat()))
 	}
+	n = append(n, r.stalls...)
 	if len(rep.Scenarios) > 0 && rep.Scenarios[0].PeakRSSSource != rssScenario {
 		n = append(n, "Peak RSS is the process's peak so far (the per-scenario reset is not available here).")
 	}

@@ -79,6 +79,10 @@ type Result struct {
 	Seconds float64 `json:"seconds"`
 	// MsgsPerSec is Outputs / Seconds.
 	MsgsPerSec float64 `json:"msgs_per_sec"`
+	// LongestGapSeconds is the longest stretch of the measured phase
+	// without a new output, from the first measured publish: a stall
+	// shows here rather than only as a slower run.
+	LongestGapSeconds float64 `json:"longest_gap_seconds"`
 	// PublishPerSec is how fast the publisher got its messages out; when
 	// it is close to MsgsPerSec the producer, not the system, was the
 	// limit.
@@ -131,6 +135,8 @@ type RunSummary struct {
 	P50              int64   `json:"p50_us"`
 	P99              int64   `json:"p99_us"`
 	CPUSecondsPerMsg float64 `json:"cpu_seconds_per_msg"`
+	// LongestGapSeconds is the run's Result.LongestGapSeconds.
+	LongestGapSeconds float64 `json:"longest_gap_seconds"`
 }
 
 // Routes counts terminal outputs by destination.

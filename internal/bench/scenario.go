@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -156,6 +157,7 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage) {
 	h := newHistogram()
 	var maxUS int64
+	seen := make([]int64, 0, len(sent.seq))
 	for i, seq := range sent.seq {
 		if seq == 0 {
 			continue
@@ -166,6 +168,7 @@ func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage
 			continue
 		}
 		res.Outputs++
+		seen = append(seen, t)
 		switch route(obs.routes[seq].Load()) {
 		case routeAllow:
 			res.Routes.Allowed++
@@ -180,6 +183,7 @@ func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage
 		_ = h.RecordValue(us)
 	}
 	res.Latency = latencyOf(h, maxUS)
+	res.LongestGapSeconds = longestGap(sent.first, seen).Seconds()
 	wall := time.Duration(obs.last.Load() - sent.first)
 	res.Seconds = wall.Seconds()
 	if res.Seconds > 0 {
@@ -552,4 +556,18 @@ func (c crashRun) result(obs *observer) *CrashResult {
 		res.RecoverySeconds = max(obs.base.Add(time.Duration(last)).Sub(c.restart), 0).Seconds()
 	}
 	return res
+}
+
+// longestGap is the longest time between from and the first of the
+// output times seen (ns since the observer's base), or between two of
+// them in time order.
+func longestGap(from int64, seen []int64) time.Duration {
+	slices.Sort(seen)
+	var gap int64
+	prev := from
+	for _, t := range seen {
+		gap = max(gap, t-prev)
+		prev = max(prev, t)
+	}
+	return time.Duration(gap)
 }
