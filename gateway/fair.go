@@ -217,6 +217,9 @@ func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q c
 
 // ownedElsewhere reports whether a tenant consumer decides m.
 func ownedElsewhere(m jetstream.Msg, owned map[string]uint64) bool {
+	if len(owned) == 0 {
+		return false // no tenant consumers: nothing to parse the subject for
+	}
 	ref, err := subjects.ParseIngress(m.Subject())
 	if err != nil {
 		return false
