@@ -273,7 +273,7 @@ func TestDeciderNeverWaitsHoldingTheLedger(t *testing.T) {
 	awaitSeq(t, started, c, "C's batch to start")
 	d := h.send(h.body(nil))
 	awaitSeq(t, prepared, d, "D to be verified")
-	time.Sleep(200 * time.Millisecond) // the prefetcher offers D: C is overlapped
+	time.Sleep(500 * time.Millisecond) // the prefetcher offers D: C is overlapped
 	close(gate)
 	awaitSeq(t, started, d, "D's batch to start")
 	// D's decider opens its ledger batch and waits for C, which the
