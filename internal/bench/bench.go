@@ -61,6 +61,15 @@ type runner struct {
 // before the report points it out.
 const stallSeconds = 1.0
 
+// stallAfter is that bound for a run at rate (0: full speed): paced below
+// ten messages a second, outputs are far apart anyway, so ten intervals.
+func stallAfter(rate float64) float64 {
+	if rate > 0 {
+		return max(stallSeconds, 10/rate)
+	}
+	return stallSeconds
+}
+
 // median returns the run with the median key (the lower middle for an
 // even count), with every run's summary attached.
 func median(runs []Result, key func(Result) float64) Result {
@@ -130,7 +139,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 		if err == nil && res.Routes != res.Expected {
 			errs = append(errs, fmt.Errorf("%w: %s routed %+v; want %+v", ErrMismatch, res.Name, res.Routes, res.Expected))
 		}
-		if err == nil && !crash && res.LongestGapSeconds >= stallSeconds {
+		if err == nil && !crash && res.LongestGapSeconds >= stallAfter(rate) {
 			r.stalls = append(r.stalls, fmt.Sprintf("%s: a run had no new output for %.1f s, a stall its msgs/s and latency include.", res.Name, res.LongestGapSeconds))
 		}
 		return res, err

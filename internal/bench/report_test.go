@@ -25,3 +25,13 @@ func TestLongestGap(t *testing.T) {
 		}
 	}
 }
+
+// TestStallAfter: a second at full speed and for fast paced runs, ten
+// intervals for slow ones.
+func TestStallAfter(t *testing.T) {
+	for _, c := range []struct{ rate, want float64 }{{0, 1}, {6000, 1}, {10, 1}, {2, 5}, {0.5, 20}} {
+		if got := stallAfter(c.rate); got != c.want {
+			t.Errorf("stallAfter(%v) = %v; want %v", c.rate, got, c.want)
+		}
+	}
+}
