@@ -58,27 +58,10 @@ func startOverlap(t *testing.T) *overlapRun {
 		}
 		return nil
 	}))
-	var original atomic.Uint64
-	prepared := make(chan uint64, 16)
-	started := make(chan uint64, 16)
-	gate := make(chan struct{}) // lets the original's batch be decided
+	p := newHeldPipeline() // holds the original's batch
 	h.opts = append(h.opts, func(g *Gateway) {
 		g.ledgerFS = fs
-		g.hooks = &pipelineHooks{
-			prepared: func(seqs []uint64) {
-				for _, s := range seqs {
-					prepared <- s
-				}
-			},
-			batchStart: func(seqs []uint64) {
-				for _, s := range seqs {
-					started <- s
-					if s == original.Load() {
-						<-gate
-					}
-				}
-			},
-		}
+		g.hooks = p.hooks()
 	})
 	h.start()
 	// Runs before the harness stops the gateway (cleanups run last-in
@@ -93,21 +76,21 @@ func startOverlap(t *testing.T) *overlapRun {
 
 	body := h.body(nil)
 	o.original = h.send(body)
-	original.Store(o.original)
-	awaitSeq(t, started, o.original, "the original's batch to start")
+	p.hold.Store(o.original)
+	awaitSeq(t, p.started, o.original, "the original's batch to start")
 	o.copied = h.send(body)
-	awaitSeq(t, prepared, o.copied, "the copy to be verified")
+	awaitSeq(t, p.prepared, o.copied, "the copy to be verified")
 	// The prefetcher holds the copy's batch ready once it waits for the
 	// decider; give it the moment to get there.
 	time.Sleep(200 * time.Millisecond)
-	close(gate)
+	close(p.gate)
 	select {
 	case <-syncing:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the original's commit never synced")
 	}
 	// The original's fsync is held: the copy's batch must start anyway.
-	awaitSeq(t, started, o.copied, "the copy's batch to start while the original's commit syncs")
+	awaitSeq(t, p.started, o.copied, "the copy's batch to start while the original's commit syncs")
 	return o
 }
 
@@ -173,6 +156,37 @@ func TestOverlappedBatchesFailTogether(t *testing.T) {
 	}
 }
 
+// heldPipeline reports the ingress sequences the prefetcher verified
+// (prepared) and the decider took (started), and holds the decider on
+// the batch of sequence hold until gate is closed.
+type heldPipeline struct {
+	prepared, started chan uint64
+	hold              atomic.Uint64
+	gate              chan struct{}
+}
+
+func newHeldPipeline() *heldPipeline {
+	return &heldPipeline{prepared: make(chan uint64, 16), started: make(chan uint64, 16), gate: make(chan struct{})}
+}
+
+func (p *heldPipeline) hooks() *pipelineHooks {
+	return &pipelineHooks{
+		prepared: func(seqs []uint64) {
+			for _, s := range seqs {
+				p.prepared <- s
+			}
+		},
+		batchStart: func(seqs []uint64) {
+			for _, s := range seqs {
+				p.started <- s
+				if s == p.hold.Load() {
+					<-p.gate
+				}
+			}
+		},
+	}
+}
+
 // awaitSeq reads ch until want arrives, failing after a bound that only
 // guards against a hang.
 func awaitSeq(t *testing.T, ch <-chan uint64, want uint64, what string) {
@@ -208,36 +222,19 @@ func TestDeciderNeverWaitsHoldingTheLedger(t *testing.T) {
 	h.allowErrors = true     // the refused notices are logged
 	h.cfg.Consumer.Batch = 1 // one message per batch: every batch is a step
 	ctx := context.Background()
-	prepared := make(chan uint64, 16)
-	started := make(chan uint64, 16)
-	var gateC atomic.Uint64 // C's batch waits until D is verified and waiting
-	gate := make(chan struct{})
+	p := newHeldPipeline() // holds C's batch until D is verified and waiting
 	narrowing := make(chan struct{})
 	releaseAcker := make(chan struct{})
 	var releaseOnce, heldOnce sync.Once
 	release := func() { releaseOnce.Do(func() { close(releaseAcker) }) }
 	t.Cleanup(release)
 	h.opts = append(h.opts, func(g *Gateway) {
-		g.hooks = &pipelineHooks{
-			prepared: func(seqs []uint64) {
-				for _, s := range seqs {
-					prepared <- s
-				}
-			},
-			batchStart: func(seqs []uint64) {
-				for _, s := range seqs {
-					started <- s
-					if s == gateC.Load() {
-						<-gate
-					}
-				}
-			},
-			narrowing: func([]uint64) {
-				heldOnce.Do(func() {
-					close(narrowing)
-					<-releaseAcker
-				})
-			},
+		g.hooks = p.hooks()
+		g.hooks.narrowing = func([]uint64) {
+			heldOnce.Do(func() {
+				close(narrowing)
+				<-releaseAcker
+			})
 		}
 	})
 	reply := func(update func(*jetstream.StreamConfig)) {
@@ -264,18 +261,18 @@ func TestDeciderNeverWaitsHoldingTheLedger(t *testing.T) {
 		t.Fatal("A's partly stored outcome never reached the acker")
 	}
 	b := h.send(h.body(nil))
-	h.outputFor(b)     // published: queued for the held acker
-	gateC.Store(b + 1) // nothing else publishes to ingress
+	h.outputFor(b)      // published: queued for the held acker
+	p.hold.Store(b + 1) // C: nothing else publishes to ingress
 	c := h.send(h.body(nil))
 	if c != b+1 {
 		t.Fatalf("C is ingress %d; want %d", c, b+1)
 	}
-	awaitSeq(t, started, c, "C's batch to start")
+	awaitSeq(t, p.started, c, "C's batch to start")
 	d := h.send(h.body(nil))
-	awaitSeq(t, prepared, d, "D to be verified")
+	awaitSeq(t, p.prepared, d, "D to be verified")
 	time.Sleep(500 * time.Millisecond) // the prefetcher offers D: C is overlapped
-	close(gate)
-	awaitSeq(t, started, d, "D's batch to start")
+	close(p.gate)
+	awaitSeq(t, p.started, d, "D's batch to start")
 	// D's decider opens its ledger batch and waits for C, which the
 	// completer cannot hand to the held acker.
 	time.Sleep(300 * time.Millisecond)

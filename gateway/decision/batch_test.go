@@ -9,9 +9,9 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
-// signBatch signs n tokens of the fixture's claims, with distinct message
-// ids, in one batch.
-func (fx *fixture) signBatch(t *testing.T, n int) []string {
+// prepare prepares n tokens of the fixture's claims, with distinct
+// message ids msg-<i>.
+func (fx *fixture) prepare(t *testing.T, n int) []*Pending {
 	t.Helper()
 	ps := make([]*Pending, n)
 	for i := range ps {
@@ -23,7 +23,14 @@ func (fx *fixture) signBatch(t *testing.T, n int) []string {
 		}
 		ps[i] = p
 	}
-	toks, err := SignBatch(fx.gw, ps)
+	return ps
+}
+
+// signBatch signs n tokens of the fixture's claims, with distinct message
+// ids, in one batch.
+func (fx *fixture) signBatch(t *testing.T, n int) []string {
+	t.Helper()
+	toks, err := SignBatch(fx.gw, fx.prepare(t, n))
 	if err != nil {
 		t.Fatalf("SignBatch = %v", err)
 	}
@@ -129,16 +136,7 @@ func clearVerifiedRoots() {
 func TestSignedWritesTheTokens(t *testing.T) {
 	fx := newFixture(t)
 	for _, n := range []int{1, 2, 3, 5, 8, 33, 256, 512} {
-		ps := make([]*Pending, n)
-		for i := range ps {
-			c := fx.claims
-			c.MessageID = fmt.Sprintf("msg-%016d", i)
-			p, err := Prepare(fx.gw, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps[i] = p
-		}
+		ps := fx.prepare(t, n)
 		signed, err := SignPending(fx.gw, ps)
 		if err != nil {
 			t.Fatal(err)
