@@ -267,12 +267,9 @@ func Members(data []byte, names []string) ([]json.RawMessage, error) {
 	return raws, nil
 }
 
-// TokenText reports whether s is made only of a decision token's
+// TokenBytes reports whether b is made only of a decision token's
 // characters (base64url and dots): what a document writes between quotes
 // without escaping.
-func TokenText(s string) bool { return in(&tokenChars, s) }
-
-// TokenBytes is TokenText of b.
 func TokenBytes(b []byte) bool { return in(&tokenChars, b) }
 
 // names are the document's members, in the order Append writes them.
