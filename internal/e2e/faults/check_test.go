@@ -232,16 +232,25 @@ func check(t testing.TB, e *env, l *load) *result {
 		}
 	}
 
-	// When each ingress message was decided: its decision audit event.
+	// Audit events by ingress sequence, and when each ingress message was
+	// decided (its decision event's time).
+	auditBySeq := map[uint64]int{}
 	decidedAt := map[uint64]time.Time{}
 	for _, m := range streams[gateway.StreamAudit] {
-		evs, _ := audit.Decode(m.data) // a message that does not decode is reported below
+		evs, err := audit.Decode(m.data)
+		if err != nil {
+			r.problem("audit message %d does not decode: %v", m.seq, err)
+		}
 		for _, ev := range evs {
-			if ev.Kind == audit.KindDecision {
+			switch ev.Kind {
+			case audit.KindApprovalExpired:
+				r.ExpiryAudits++
+			case audit.KindDecision:
 				if t, ok := decidedAt[ev.IngressSeq]; !ok || ev.Time.Before(t) {
 					decidedAt[ev.IngressSeq] = ev.Time
 				}
 			}
+			auditBySeq[ev.IngressSeq]++
 		}
 	}
 
@@ -328,19 +337,6 @@ func check(t testing.TB, e *env, l *load) *result {
 	wantAudit := map[uint64]int{}
 	for id, seq := range heldByID {
 		wantAudit[seq] = 1 + expiredByID[id]
-	}
-	auditBySeq := map[uint64]int{}
-	for _, m := range streams[gateway.StreamAudit] {
-		evs, err := audit.Decode(m.data)
-		if err != nil {
-			r.problem("audit message %d does not decode: %v", m.seq, err)
-		}
-		for _, ev := range evs {
-			if ev.Kind == audit.KindApprovalExpired {
-				r.ExpiryAudits++
-			}
-			auditBySeq[ev.IngressSeq]++
-		}
 	}
 	for seq := range ingress {
 		n, want := auditBySeq[seq], max(wantAudit[seq], 1)
