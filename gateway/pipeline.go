@@ -504,7 +504,7 @@ func hexDigest(d [32]byte) string { return "sha256:" + hex.EncodeToString(d[:]) 
 const maxAgentKeys = 16384
 
 // agentKeys caches agents' decoded Ed25519 keys (envelope.PublicKey) by
-// their public 'U' key: decoding is a tenth of a verification and agents
+// their public 'U' key: decoding takes a square root, a good part of a verification, and agents
 // repeat. The key is derived from the string it is cached under, so an
 // entry can never be stale. The zero value is ready.
 type agentKeys struct {

@@ -28,7 +28,7 @@ func TestPublicKeyMatchesStdlib(t *testing.T) {
 			want := tc.Result == "valid"
 			got := false
 			if kerr == nil && len(sig) == ed25519.SignatureSize {
-				got = k.verify("", msg, (*[ed25519.SignatureSize]byte)(sig))
+				got = k.verify(nil, msg, (*[ed25519.SignatureSize]byte)(sig))
 			}
 			if got != want || VerifyBytes(pk, msg, sig) != want {
 				t.Errorf("tc %d: PublicKey = %v, crypto/ed25519 = %v; want %v", tc.TCID, got, VerifyBytes(pk, msg, sig), want)
