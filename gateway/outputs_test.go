@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
+	"errors"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -10,6 +12,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func TestRecordedOutputsRoundTrip(t *testing.T) {
@@ -71,6 +74,63 @@ func TestAgentKeysCache(t *testing.T) {
 	}
 	if n := len(c.keys); n > maxAgentKeys {
 		t.Errorf("cache holds %d keys; want at most %d", n, maxAgentKeys)
+	}
+}
+
+// TestAgentKeysPrecomputeHotKeys: a key gets its table at its
+// precomputeAfter'th verified signature (failed ones do not count), no
+// more than maxKeyTables keys per filling of the cache get one, and a
+// refilled cache has the whole budget again.
+func TestAgentKeysPrecomputeHotKeys(t *testing.T) {
+	var c agentKeys
+	body := []byte(`{"v":1}`)
+	sign := func(a *actor) string {
+		return base64.RawURLEncoding.EncodeToString(a.signr.Sign(envelope.SigningInput(body)))
+	}
+	hot, other := newActor(t), newActor(t)
+	k, err := c.get(hot.pub)
+	must(t, err)
+	for i := range precomputeAfter - 1 {
+		must(t, c.verify(k, body, sign(hot)))
+		if err := c.verify(k, body, sign(other)); !errors.Is(err, reason.BadSignature) {
+			t.Fatalf("another agent's signature: %v; want bad_signature", err)
+		}
+		if k.Precomputed() {
+			t.Fatalf("precomputed after %d verified signatures; want %d", i+1, precomputeAfter)
+		}
+	}
+	must(t, c.verify(k, body, sign(hot)))
+	if !k.Precomputed() || c.tables != 1 {
+		t.Fatalf("after %d verified signatures: precomputed %v, tables %d; want true, 1", precomputeAfter, k.Precomputed(), c.tables)
+	}
+	must(t, c.verify(k, body, sign(hot))) // verifies with the table
+
+	// The budget: the last table goes to the first key that earns it.
+	c.tables = maxKeyTables - 1
+	first, second := newActor(t), newActor(t)
+	k1, err := c.get(first.pub)
+	must(t, err)
+	k2, err := c.get(second.pub)
+	must(t, err)
+	for range precomputeAfter {
+		must(t, c.verify(k1, body, sign(first)))
+		must(t, c.verify(k2, body, sign(second)))
+	}
+	if !k1.Precomputed() || k2.Precomputed() || c.tables != maxKeyTables {
+		t.Fatalf("budget: first %v, second %v, tables %d; want true, false, %d", k1.Precomputed(), k2.Precomputed(), c.tables, maxKeyTables)
+	}
+	must(t, c.verify(k2, body, sign(second))) // without a table, as before
+
+	// A refilled cache starts a new budget.
+	for range maxAgentKeys {
+		kp, err := identity.NewAgent()
+		must(t, err)
+		pub, _ := kp.PublicKey()
+		_, err = c.get(pub)
+		must(t, err)
+	}
+	if c.tables != 0 {
+		t.Fatalf("tables = %d after the cache was refilled; want 0", c.tables)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -28,7 +29,7 @@ func TestPublicKeyMatchesStdlib(t *testing.T) {
 			want := tc.Result == "valid"
 			got := false
 			if kerr == nil && len(sig) == ed25519.SignatureSize {
-				got = k.verify(nil, msg, (*[ed25519.SignatureSize]byte)(sig))
+				got = verifyBoth(t, k, msg, (*[ed25519.SignatureSize]byte)(sig))
 			}
 			if got != want || VerifyBytes(pk, msg, sig) != want {
 				t.Errorf("tc %d: PublicKey = %v, crypto/ed25519 = %v; want %v", tc.TCID, got, VerifyBytes(pk, msg, sig), want)
@@ -38,6 +39,32 @@ func TestPublicKeyMatchesStdlib(t *testing.T) {
 	if n != 151 {
 		t.Errorf("ran %d vectors; want 151", n)
 	}
+}
+
+// precomputed holds the tests' keys with their tables, by encoding.
+var precomputed sync.Map
+
+// verifyBoth verifies sig (no signing context) with k and with a key
+// decoded from the same bytes and precomputed; the two must agree.
+func verifyBoth(t testing.TB, k *PublicKey, msg []byte, sig *[ed25519.SignatureSize]byte) bool {
+	t.Helper()
+	v, ok := precomputed.Load(k.raw)
+	if !ok {
+		p, err := NewPublicKey(k.raw[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Precompute()
+		if !p.Precomputed() || k.Precomputed() {
+			t.Fatal("Precompute did not build the table, or built another key's")
+		}
+		v, _ = precomputed.LoadOrStore(k.raw, p)
+	}
+	got := k.verify(nil, msg, sig)
+	if pre := v.(*PublicKey).verify(nil, msg, sig); pre != got {
+		t.Fatalf("key %x sig %x: %v as decoded, %v precomputed", k.raw, sig[:], got, pre)
+	}
+	return got
 }
 
 func TestPublicKeyVerify(t *testing.T) {
@@ -100,6 +127,12 @@ func FuzzPublicKeyMatchesStdlib(f *testing.F) {
 		want := Verify(pub, body, sigB64) == nil
 		k, err := NewPublicKey(pub)
 		got := err == nil && k.Verify(body, sigB64) == nil
+		if err == nil {
+			k.Precompute()
+			if pre := k.Verify(body, sigB64) == nil; pre != got {
+				t.Fatalf("PublicKey.Verify = %v as decoded, %v precomputed", got, pre)
+			}
+		}
 		if got != want {
 			t.Fatalf("PublicKey.Verify = %v, crypto/ed25519 = %v (key error %v)", got, want, err)
 		}
@@ -127,6 +160,22 @@ func BenchmarkVerifyPublicKey1KiB(b *testing.B) {
 			if k.Verify(body, sig) != nil {
 				b.Fatal("no")
 			}
+		}
+	})
+	pre, _ := NewPublicKey(pub)
+	pre.Precompute()
+	b.Run("PublicKey/precomputed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if pre.Verify(body, sig) != nil {
+				b.Fatal("no")
+			}
+		}
+	})
+	b.Run("Precompute", func(b *testing.B) {
+		for b.Loop() {
+			k, _ := NewPublicKey(pub)
+			k.Precompute()
 		}
 	})
 }
