@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 
 TS_DIR    := client/typescript
 
-.PHONY: all build static run test test-go test-ts nats-server lint fuzz bench bench-micro ledger-mem soak clean
+.PHONY: all build static run test test-go test-verifier test-ts nats-server lint fuzz bench bench-micro ledger-mem soak clean
 
 all: build
 
@@ -33,11 +33,20 @@ static:
 run: build
 	./bin/agentgw run --demo
 
-## test: the whole suite: Go with the race detector, then the TypeScript SDK.
-test: test-go test-ts
+## test: the whole suite: Go with the race detector, the verifier on the
+## curve library's portable backends, then the TypeScript SDK.
+test: test-go test-verifier test-ts
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-verifier: envelope.PublicKey against crypto/ed25519 with
+## curve25519-voi's portable 64-bit and 32-bit code instead of its AVX2
+## backend (what a CPU without AVX2, or another GOARCH, runs).
+VERIFIER_TESTS := 'MatchesStdlib|EdgeSignatures|KeyDecoding|PublicKeyVerify'
+test-verifier:
+	$(GO) test -count=1 -tags purego -run $(VERIFIER_TESTS) ./gateway/envelope
+	$(GO) test -count=1 -tags force32bit -run $(VERIFIER_TESTS) ./gateway/envelope
 
 ## test-ts: the TypeScript SDK (client/typescript): unit tests, the test
 ## vectors of testdata/, and end-to-end tests against bin/agentgw and a
