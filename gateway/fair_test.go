@@ -196,6 +196,8 @@ func TestFloodSharesBatchWhenContested(t *testing.T) {
 	firstPrepared := make(chan []uint64, 1)
 	release := make(chan struct{})
 	first := true
+	var victim uint64
+	victimAt, started, held := -1, 0, false
 	h.opts = append(h.opts, func(g *Gateway) {
 		g.hooks = &pipelineHooks{
 			prepared: func(seqs []uint64) {
@@ -207,8 +209,27 @@ func TestFloodSharesBatchWhenContested(t *testing.T) {
 			},
 			batchStart: func(seqs []uint64) {
 				mu.Lock()
+				defer mu.Unlock()
 				batches = append(batches, seqs)
-				mu.Unlock()
+				started += len(seqs)
+				if slices.Contains(seqs, victim) {
+					victimAt = len(batches) - 1
+				}
+				if held || victimAt < 0 || len(batches) <= victimAt+recentRounds+1 {
+					return
+				}
+				// The victim's tenant is inactive by now. Hold the decider
+				// until the flood's queue holds more than an equal share
+				// (beyond the one batch the prefetcher may have taken), so
+				// that a batch taken next can show the flood alone taking
+				// more; a decider faster than the deliveries would
+				// otherwise only ever find a few messages queued.
+				held = true
+				for deadline := time.Now().Add(10 * time.Second); len(queued)-started < 2*batch+1 && time.Now().Before(deadline); {
+					mu.Unlock()
+					time.Sleep(time.Millisecond)
+					mu.Lock()
+				}
 			},
 			queued: func(seq uint64) {
 				mu.Lock()
@@ -219,7 +240,9 @@ func TestFloodSharesBatchWhenContested(t *testing.T) {
 	})
 	h.start()
 	inFirst := len(<-firstPrepared)
-	victim := h.send(h.body(nil))
+	mu.Lock()
+	victim = h.send(h.body(nil))
+	mu.Unlock()
 	for {
 		mu.Lock()
 		// The victim queued, and the flood's queue (room for a batch) full.
@@ -245,9 +268,7 @@ func TestFloodSharesBatchWhenContested(t *testing.T) {
 		t.Errorf("the batch after the victim's holds %d flood messages; want at most %d (an equal share of %d between two active tenants)", n, batch/2, batch)
 	}
 	// Once the victim's tenant is inactive, the flood alone may take more
-	// than the equal share. Whole batches are not required: nothing waits
-	// to fill one, and on a loaded machine the decider may ask before the
-	// flood's next deliveries arrive.
+	// than the equal share (the hook above lets its queue fill once).
 	most := 0
 	for _, b := range batches[i+1:] {
 		most = max(most, len(b))
