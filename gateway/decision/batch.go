@@ -162,17 +162,7 @@ func (s *Signed) AppendToken(b []byte, i int) []byte {
 
 // Token returns token i.
 func (s *Signed) Token(i int) identity.Token {
-	var buf [maxProof]byte
-	var enc [(maxProof*4 + 2) / 3]byte
-	proof := b64.AppendEncode(enc[:0], s.proof(&buf, i))
-	var b strings.Builder
-	b.Grow(len(s.ps[i].signingInput) + 1 + len(proof) + 1 + len(s.sig))
-	b.Write(s.ps[i].signingInput)
-	b.WriteByte('.')
-	b.Write(proof)
-	b.WriteByte('.')
-	b.WriteString(s.sig)
-	return identity.Token(b.String())
+	return identity.Token(s.AppendToken(make([]byte, 0, s.TokenLen(i)), i))
 }
 
 // rootInput is what the batch signature covers.

@@ -67,7 +67,9 @@ func encodings(p *edwards25519.Point) [][]byte {
 			nc[i] = 0xff
 		}
 		nc[31] = 0x7f | canon[31]&0x80
-		out = append(out, nc, append([]byte{nc[0]}, append(nc[1:31:31], nc[31]^0x80)...))
+		ncFlipped := append([]byte(nil), nc...)
+		ncFlipped[31] ^= 0x80
+		out = append(out, nc, ncFlipped)
 	}
 	return out
 }
@@ -107,8 +109,7 @@ func TestKeyDecodingMatchesStdlib(t *testing.T) {
 		}
 		accepted++
 		var got [32]byte
-		var negA = k.negA
-		encodePoint(&got, &negA)
+		encodePoint(&got, &k.negA)
 		if want := new(edwards25519.Point).Negate(ref).Bytes(); string(got[:]) != string(want) {
 			t.Fatalf("key %x: decoded to -A = %x; crypto/ed25519's -A = %x", raw, got, want)
 		}
@@ -131,7 +132,7 @@ func TestEdgeSignaturesMatchStdlib(t *testing.T) {
 	torsion := smallOrder(t)
 	msg := []byte("edge")
 	type tally struct{ ok, bad int }
-	byKind := map[string]*tally{}
+	byKind := map[string]tally{}
 	check := func(kind string, pub, sig []byte) {
 		want := ed25519.Verify(pub, msg, sig)
 		k, err := NewPublicKey(pub)
@@ -139,14 +140,13 @@ func TestEdgeSignaturesMatchStdlib(t *testing.T) {
 		if got != want {
 			t.Fatalf("%s: key %x sig %x: PublicKey %v, crypto/ed25519 %v", kind, pub, sig, got, want)
 		}
-		if byKind[kind] == nil {
-			byKind[kind] = &tally{}
-		}
+		tl := byKind[kind]
 		if got {
-			byKind[kind].ok++
+			tl.ok++
 		} else {
-			byKind[kind].bad++
+			tl.bad++
 		}
+		byKind[kind] = tl
 	}
 	scalarOf := func(b []byte) *edwards25519.Scalar {
 		s, err := new(edwards25519.Scalar).SetUniformBytes(b)
@@ -194,20 +194,14 @@ func TestEdgeSignaturesMatchStdlib(t *testing.T) {
 		}
 	}
 	for _, kind := range []string{"key", "mixed-order key", "small-order key"} {
-		if tl := byKind[kind]; tl == nil || tl.ok == 0 || tl.bad == 0 {
+		if tl := byKind[kind]; tl.ok == 0 || tl.bad == 0 {
 			t.Errorf("%s: %+v; want signatures both accepted and rejected", kind, tl)
 		}
 	}
-	if tl := byKind["S + L"]; tl == nil || tl.ok != 0 {
+	if tl := byKind["S + L"]; tl.bad == 0 || tl.ok != 0 {
 		t.Errorf("S + L: %+v; want every one rejected", tl)
 	}
-	t.Logf("%v", func() map[string]tally {
-		m := map[string]tally{}
-		for k, v := range byKind {
-			m[k] = *v
-		}
-		return m
-	}())
+	t.Logf("%+v", byKind)
 }
 
 // addOrder returns sig with L added to S (little-endian), the
