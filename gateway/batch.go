@@ -14,6 +14,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/metrics"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -433,20 +434,17 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 		}
 	})
 	lap("decide")
-	// One signature for every decision token of the batch.
-	if err := g.signBatch(items); err != nil {
-		return fail(err)
-	}
-	lap("sign")
-	// Outputs and ledger records, then one durable commit.
+	// Outputs and ledger records, then one signature for every decision
+	// token of the batch, then one durable commit.
 	for _, it := range items {
 		if err := g.finish(b, it, now); err != nil {
 			return fail(err)
 		}
 	}
-	if err := g.signNotices(items); err != nil {
+	if err := g.signTokens(items); err != nil {
 		return fail(err)
 	}
+	lap("sign")
 	if err := g.recordOutcomes(b, items); err != nil {
 		return fail(err)
 	}
@@ -495,19 +493,24 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 	return nil
 }
 
-// signBatch signs the batch's decision tokens with one signature (a
-// Merkle tree over them, package decision) and sets each on its output.
-// Outputs of a message denied after its token was prepared are not
-// signed: the message no longer has them.
-func (g *Gateway) signBatch(items []*item) error {
+// signTokens signs every decision token of the batch with one signature
+// (a Merkle tree over them, package decision), once finish has made
+// every route final: the deliveries' and replies' tokens, which it writes
+// into their outputs, and the decision notices', whose documents it
+// completes and adds to their messages' outputs. A message finish denied
+// after its delivery was prepared (a conflicting hold, a second answer)
+// gets no delivery token: that one is dropped unsigned.
+func (g *Gateway) signTokens(items []*item) error {
 	var slots []unsignedToken
 	for _, it := range items {
-		if it.reemit || it.route == store.RouteDeny {
-			it.unsigned = nil
-			continue
+		if !it.reemit && it.route != store.RouteDeny {
+			slots = append(slots, it.unsigned...)
 		}
-		slots = append(slots, it.unsigned...)
 		it.unsigned = nil
+	}
+	outputs := len(slots)
+	for _, it := range items {
+		slots = append(slots, it.notices...)
 	}
 	if len(slots) == 0 {
 		return nil
@@ -521,15 +524,29 @@ func (g *Gateway) signBatch(items []*item) error {
 		return fmt.Errorf("gateway: sign decision tokens: %w", err)
 	}
 	for i, s := range slots {
-		if s.doc == nil {
+		switch {
+		case i >= outputs:
+			buf := make([]byte, 0, notice.DocOverhead+signed.TokenLen(i)+len(s.m.Data))
+			doc, err := notice.AppendDocWith(buf, func(b []byte) []byte { return signed.AppendToken(b, i) }, s.m.Data)
+			if err != nil {
+				return fmt.Errorf("gateway: decision notice: %w", err)
+			}
+			s.m.Data = doc
+		case s.doc == nil:
 			s.m.Header.Set(header.Decision, signed.Token(i).Reveal())
-			continue
+		default:
+			// The token is written into the document: no copy of its own.
+			buf := make([]byte, 0, s.doc.Size()+signed.TokenLen(i))
+			if s.m.Data, err = s.doc.AppendWith(buf, func(b []byte) []byte { return signed.AppendToken(b, i) }); err != nil {
+				return fmt.Errorf("gateway: delivery: %w", err)
+			}
 		}
-		// The token is written into the document: no copy of its own.
-		buf := make([]byte, 0, s.doc.Size()+signed.TokenLen(i))
-		if s.m.Data, err = s.doc.AppendWith(buf, func(b []byte) []byte { return signed.AppendToken(b, i) }); err != nil {
-			return fmt.Errorf("gateway: delivery: %w", err)
+	}
+	for _, it := range items {
+		for _, s := range it.notices {
+			it.outputs = append(it.outputs, s.m)
 		}
+		it.notices = nil
 	}
 	return nil
 }

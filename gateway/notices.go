@@ -65,7 +65,7 @@ func noticeOf(it *item) notice.Notice {
 // stageNotice prepares one notice, output of carrier, to the sender of
 // about, with a decision token addressed to that sender and bound to the
 // notice's bytes and to the envelope it reports on. The message's data
-// is the notice until signNotices wraps it, with its token, in the
+// is the notice until signTokens wraps it, with its token, in the
 // notice document.
 func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix string, now time.Time) error {
 	subj, err := subjects.Reply(about.env.Tenant, about.cred.Subject)
@@ -91,42 +91,5 @@ func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix stri
 		return fmt.Errorf("gateway: notice token: %w", err)
 	}
 	carrier.notices = append(carrier.notices, unsignedToken{m: m, p: p})
-	return nil
-}
-
-// signNotices signs the batch's notices with one signature, makes each
-// message's data the notice document (its token and the notice), and
-// adds them to their messages' outputs, before the outcomes are
-// recorded.
-func (g *Gateway) signNotices(items []*item) error {
-	var slots []unsignedToken
-	for _, it := range items {
-		slots = append(slots, it.notices...)
-	}
-	if len(slots) == 0 {
-		return nil
-	}
-	ps := make([]*decision.Pending, len(slots))
-	for i, s := range slots {
-		ps[i] = s.p
-	}
-	signed, err := decision.SignPending(g.signer, ps)
-	if err != nil {
-		return fmt.Errorf("gateway: sign decision notices: %w", err)
-	}
-	for i, s := range slots {
-		buf := make([]byte, 0, notice.DocOverhead+signed.TokenLen(i)+len(s.m.Data))
-		doc, err := notice.AppendDocWith(buf, func(b []byte) []byte { return signed.AppendToken(b, i) }, s.m.Data)
-		if err != nil {
-			return fmt.Errorf("gateway: decision notice: %w", err)
-		}
-		s.m.Data = doc
-	}
-	for _, it := range items {
-		for _, s := range it.notices {
-			it.outputs = append(it.outputs, s.m)
-		}
-		it.notices = nil
-	}
 	return nil
 }

@@ -170,7 +170,7 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 
 // allowOutput is a delivery (package delivery): the original body
 // untouched, the payload re-sealed to the target's consumer, and a
-// decision token binding both, which signBatch adds with the rest of the
+// decision token binding both, which signTokens adds with the rest of the
 // batch's before it encodes the body.
 func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg, error) {
 	subj, err := subjects.Capability(it.env.Tenant, it.target.Name)

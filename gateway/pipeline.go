@@ -80,16 +80,16 @@ type item struct {
 	outputOK bool
 	unstored []*nats.Msg // outputs JetStream did not acknowledge
 	// unsigned are outputs whose decision token the batch signs once
-	// every message is decided (signBatch).
+	// every route is final (signTokens).
 	unsigned []unsignedToken
 	// notices are the decision notices of the message (finish), signed
-	// by signNotices once the route is final, then added to outputs.
+	// with the batch's other tokens (signTokens), then added to outputs.
 	notices []unsignedToken
 	outID   string // outputMsgID's base, once known
 }
 
 // unsignedToken is an output waiting for its decision token: in the
-// body of a delivery (doc) or of a notice (its document, signNotices),
+// body of a delivery (doc) or of a notice (its document, signTokens),
 // else in the Agentgw-Decision header (a reply).
 type unsignedToken struct {
 	m   *nats.Msg

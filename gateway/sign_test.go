@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/notice"
 )
 
 // TestBatchSignsDecisionTokensOnce: messages decided in one batch carry
-// decision tokens under one signature (a Merkle root), and each verifies
-// on its own against the gateway key.
+// decision tokens under one signature (a Merkle root), their decision
+// notices' tokens included, and each verifies on its own against the
+// gateway key.
 func TestBatchSignsDecisionTokensOnce(t *testing.T) {
 	h := newHarness(t)
 	h.start()
@@ -65,6 +67,20 @@ func TestBatchSignsDecisionTokensOnce(t *testing.T) {
 		}
 		sigOf[b] = parts[3]
 		sigs[parts[3]] = true
+	}
+	// The batch's decision notices are signed with its deliveries: one
+	// signature for every token of the batch.
+	for _, seq := range seqs {
+		id := h.ingressID(seq)
+		h.noticeFor(h.agent, id) // verifies the notice's token
+		token, _, err := notice.ParseDoc(h.noticesTo(h.agent, id)[0].Data)
+		must(t, err)
+		mu.Lock()
+		want := sigOf[batchOf[seq]]
+		mu.Unlock()
+		if sig := token[strings.LastIndex(token, ".")+1:]; sig != want {
+			t.Errorf("ingress %d: its notice is signed apart from its delivery", seq)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
