@@ -433,7 +433,6 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 			g.decide(it, now)
 		}
 	})
-	lap("decide")
 	// Outputs and ledger records, then one signature for every decision
 	// token of the batch, then one durable commit.
 	for _, it := range items {
@@ -441,6 +440,7 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 			return fail(err)
 		}
 	}
+	lap("decide")
 	if err := g.signTokens(items); err != nil {
 		return fail(err)
 	}
