@@ -103,6 +103,9 @@ func TestRunEveryScenario(t *testing.T) {
 			t.Errorf("table lacks %s:\n%s", s.Name, table.String())
 		}
 	}
+	if !strings.Contains(table.String(), "gateway stages, ms per batch") {
+		t.Errorf("table lacks the gateway's stages:\n%s", table.String())
+	}
 	path := filepath.Join(dir, "report.json")
 	if err := rep.WriteJSON(path); err != nil {
 		t.Fatal(err)
@@ -166,6 +169,7 @@ func checkResult(t *testing.T, s Result, m int) {
 	if s.CorpusBytes <= 0 {
 		t.Errorf("corpus %d bytes; want positive", s.CorpusBytes)
 	}
+	checkStages(t, s)
 	if paced := strings.Contains(s.Name, "@"); paced != (s.TargetRate > 0) {
 		t.Errorf("name %q and target rate %v disagree", s.Name, s.TargetRate)
 	}
@@ -354,5 +358,32 @@ func TestRunCrash(t *testing.T) {
 	var table bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "gateway/plain+crash") || !strings.Contains(table.String(), "in flight") {
 		t.Errorf("WriteTable = %v; the table lacks the crash lines:\n%s", err, table.String())
+	}
+}
+
+// checkStages: a gateway scenario reports the time per stage of its batch
+// pipeline, each stage of the decider once per batch it decided; the
+// relays and a crash scenario report none.
+func checkStages(t *testing.T, s Result) {
+	t.Helper()
+	if s.System != SystemGateway || s.Crash != nil {
+		// A crash scenario's stages would mix two gateways' counters.
+		if s.Stages != nil {
+			t.Errorf("%s reports gateway stages %v", s.Name, s.Stages)
+		}
+		return
+	}
+	for _, g := range []string{"verify", "ledger", "decide", "sign", "commit", "publish"} {
+		st, ok := s.Stages[g]
+		if !ok || st.Batches == 0 || st.MeanMs <= 0 {
+			t.Errorf("%s: stage %s = %+v, %v; want batches and a positive mean", s.Name, g, st, ok)
+		}
+	}
+	// The decider's stages run once per batch; the measured phase may
+	// cut one batch on either side.
+	for _, g := range []string{"ledger", "decide", "sign"} {
+		if n := s.Stages[g].Batches; n+2 < s.Batches || n > s.Batches+2 {
+			t.Errorf("%s: stage %s ran %d times for %d batches", s.Name, g, n, s.Batches)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/agentgw/agentgw/gateway/metrics"
 )
 
 // Systems under test.
@@ -117,6 +119,10 @@ type Result struct {
 	MeanBatch float64 `json:"mean_batch"`
 	// Reemitted counts outputs seen more than once (redeliveries).
 	Reemitted int64 `json:"reemitted"`
+	// Stages is the gateway's time per stage of its batch pipeline, per
+	// batch (its agentgw_gate_duration_seconds histogram over the measured
+	// phase; not for the relays or a crash scenario).
+	Stages map[string]Stage `json:"stages,omitempty"`
 	// Crash is the restart of a crash scenario (Config.Crash).
 	Crash *CrashResult `json:"crash,omitempty"`
 	// Runs summarises every repetition when Config.Repeat > 1, in run
@@ -288,6 +294,9 @@ func (r *Report) writeRest(w io.Writer, ms func(int64) string) error {
 			return err
 		}
 	}
+	if err := r.writeStages(w); err != nil {
+		return err
+	}
 	var crashes []Result
 	for _, s := range r.Scenarios {
 		if s.Crash != nil {
@@ -359,4 +368,43 @@ func (r *Report) WriteJSON(path string) error {
 		return fmt.Errorf("bench: report: %w", err)
 	}
 	return nil
+}
+
+// writeStages prints where the gateway's batches spent their time, mean
+// milliseconds per batch and stage.
+func (r *Report) writeStages(w io.Writer) error {
+	var rows []Result
+	for _, s := range r.Scenarios {
+		if len(s.Stages) > 0 {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "gateway stages, ms per batch	batch	")
+	for _, g := range metrics.Gates {
+		fmt.Fprintf(tw, "%s\t", g)
+	}
+	fmt.Fprintln(tw)
+	for _, s := range rows {
+		fmt.Fprintf(tw, "%s\t%.0f\t", s.Name, s.MeanBatch)
+		for _, g := range metrics.Gates {
+			if st, ok := s.Stages[g]; ok {
+				fmt.Fprintf(tw, "%.3f\t", st.MeanMs)
+			} else {
+				fmt.Fprint(tw, "-\t")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "note: stages are the gateway's agentgw_gate_duration_seconds, per batch: verify (the stateless gates of messages a batch took in, beside the decider), "+
+		"ledger, decide (policy, opening, outputs, ledger entries), sign (one signature for the batch's tokens), commit (outcomes recorded and the synced ledger commit), "+
+		"publish (the acker: the outputs' PubAcks, then the ingress acks); the decider runs ledger to commit in turn.")
+	return err
 }

@@ -26,6 +26,8 @@ type sut struct {
 	errc    chan error // Run's result, once
 	stop    func() error
 	batches func() uint64 // batches processed so far
+	// stages reads a gateway's stage histograms (nil for the relays).
+	stages func() stageTotals
 	// crash, for a gateway, stops it hard and starts a new one on the
 	// same ledger (Config.Crash); inFlight is called in between.
 	crash func(inFlight func()) (restart time.Time, err error)
@@ -103,6 +105,10 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	}
 	u0 := snapshot()
 	b0 := s.batches()
+	var st0 stageTotals
+	if s.stages != nil {
+		st0 = s.stages()
+	}
 	sent := newSendLog(r.cfg.Messages)
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- publish(runCtx, r.js, corp.msgs, rate, base, sent) }()
@@ -115,6 +121,9 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	err = r.await(ctx, obs.expect(int64(total)), s, r.cfg.timeout())
 	u1 := snapshot()
 	res.Batches = s.batches() - b0
+	if s.stages != nil && !crash {
+		res.Stages = stagesBetween(st0, s.stages())
+	}
 	res.PeakRSSBytes, res.PeakRSSSource = rss.bytes(), rss.source
 	stopProgress()
 	if prof != nil {
@@ -306,6 +315,7 @@ func (r *runner) start(ctx, setupCtx context.Context, system string, mix Mix) (*
 	var before atomic.Uint64
 	cur.Store(gw)
 	s.batches = func() uint64 { return before.Load() + cur.Load().Stats().Batches.Load() }
+	s.stages = func() stageTotals { return gateTotals(cur.Load()) }
 	crashReq := make(chan func(), 1)
 	crashed := make(chan crashStart, 1)
 	var nc2 *nats.Conn // the restarted gateway's connection
@@ -422,6 +432,7 @@ func (r *runner) startScaledOut(ctx, setupCtx context.Context, dataDir string, l
 		}
 		return b
 	}
+	s.stages = func() stageTotals { return gateTotals(gws...) }
 	s.stop = func() error {
 		var err error
 		for range gws {
