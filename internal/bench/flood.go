@@ -34,16 +34,18 @@ type FloodResult struct {
 	Quiet   Latency `json:"quiet"`
 	Flooded Latency `json:"flooded"`
 	// FloodedStored is, beside the flood, the part of the victim's
-	// latency until its publisher saw the PubAck of the ingress stream:
-	// the wait in nats-server behind the flood's publishes, before the
-	// gateway can see the message.
+	// latency until nats-server stored it in the ingress stream (the
+	// stored message's timestamp; the publisher's PubAck where the
+	// server's clock disagrees with this process's): the wait in
+	// nats-server behind the flood's publishes, before the gateway can
+	// see the message.
 	FloodedStored Latency `json:"flooded_stored"`
 	// P99Ratio is Flooded.P99 / Quiet.P99.
 	P99Ratio float64 `json:"p99_ratio"`
 	// FloodAheadMax and FloodAheadP99 count the flood's outputs the
-	// observer saw between a victim message's PubAck (stored in the
-	// ingress stream) and its output: the flood the gateway decided
-	// while the message waited, its own batch included.
+	// observer saw between a victim message's storing in the ingress
+	// stream (as FloodedStored) and its output: the flood the gateway
+	// decided while the message waited, its own batch included.
 	// Batch is the gateway's batch size, to read them in batches.
 	FloodAheadMax int `json:"flood_ahead_max"`
 	FloodAheadP99 int `json:"flood_ahead_p99"`
@@ -218,6 +220,12 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		return 0, fmt.Errorf("bench: flood: stop: %w", err)
 	}
 
+	stored := vsent.stored
+	if corpF != nil {
+		if stored, err = r.storedTimes(ctx, vsent, sent, base); err != nil {
+			return 0, err
+		}
+	}
 	h, hs := newHistogram(), newHistogram()
 	var maxUS, maxStored int64
 	var waits [][2]int64 // stored, output, ns since base
@@ -232,10 +240,10 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		us := min(max((t-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
 		maxUS = max(maxUS, us)
 		_ = h.RecordValue(us)
-		st := min(max((vsent.stored[i]-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
+		st := min(max((stored[i]-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
 		maxStored = max(maxStored, st)
 		_ = hs.RecordValue(st)
-		waits = append(waits, [2]int64{vsent.stored[i], t})
+		waits = append(waits, [2]int64{stored[i], t})
 	}
 	if corpF == nil {
 		res.Quiet = latencyOf(h, maxUS)
@@ -268,6 +276,33 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		res.FloodAheadP99 = ahead[(len(ahead)*99)/100]
 	}
 	return sent, nil
+}
+
+// storedTimes returns when nats-server stored each of the first n
+// messages of log in the ingress stream, in ns since base: the stored
+// message's timestamp, which the server takes as it stores it. Where
+// that time is not between the publish and the publisher's PubAck (the
+// server's clock is not this process's), the PubAck's time stands in.
+func (r *runner) storedTimes(ctx context.Context, log *sendLog, n int, base time.Time) ([]int64, error) {
+	st, err := r.js.Stream(ctx, gateway.StreamIngress)
+	if err != nil {
+		return nil, fmt.Errorf("bench: flood: ingress stream: %w", err)
+	}
+	out := make([]int64, n)
+	for i, seq := range log.seq[:n] {
+		out[i] = log.stored[i]
+		if seq == 0 {
+			continue
+		}
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("bench: flood: ingress message %d: %w", seq, err)
+		}
+		if at := int64(m.Time.Sub(base)); at >= log.at[i] && at <= log.stored[i] {
+			out[i] = at
+		}
+	}
+	return out, nil
 }
 
 // only returns w with only tenant's agents.

@@ -5,6 +5,14 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // TestFloodScenario runs the flood scenario small and checks that the
@@ -38,6 +46,10 @@ func TestFloodScenario(t *testing.T) {
 	if want := float64(f.Flooded.P99) / float64(f.Quiet.P99); f.P99Ratio != want {
 		t.Errorf("P99Ratio = %v; want %v", f.P99Ratio, want)
 	}
+	// Storing is part of the way: never later than the output.
+	if s, l := f.FloodedStored, f.Flooded; s.Count != l.Count || s.P50 > l.P50 || s.P99 > l.P99 || s.Max > l.Max {
+		t.Errorf("until stored %+v exceeds the whole latency %+v", s, l)
+	}
 	if f.FloodAheadMax < f.FloodAheadP99 || f.FloodAheadMax > cfg.Messages {
 		t.Errorf("flood ahead max %d, p99 %d; want p99 ≤ max ≤ %d", f.FloodAheadMax, f.FloodAheadP99, cfg.Messages)
 	}
@@ -47,5 +59,73 @@ func TestFloodScenario(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "victim p99 flooded/alone") || strings.Contains(out.String(), "allow/deny/held") {
 		t.Errorf("table:\n%s\nwant the flood table alone", out.String())
+	}
+}
+
+// TestStoredTimesFromTheServer: the flood's "until stored" is the ingress
+// message's timestamp from nats-server, which lies between the publish
+// and the publisher's PubAck; a timestamp outside that window (another
+// clock) leaves the PubAck's time.
+func TestStoredTimesFromTheServer(t *testing.T) {
+	url := startServer(t)
+	if err := createStreams(url); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, err := subjects.Ingress("acme", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	base := time.Now()
+	log := newSendLog(2)
+	for i := range 2 {
+		log.at[i] = int64(time.Since(base))
+		ack, err := js.Publish(ctx, subj, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.seq[i], log.stored[i] = ack.Sequence, int64(time.Since(base))
+	}
+	// The second message's PubAck is made to precede its storing, as if
+	// the server's clock ran ahead of this process's.
+	log.stored[1] = log.at[1]
+	r := &runner{js: js}
+	got, err := r.storedTimes(ctx, log, 2, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, gateway.StreamIngress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, log.seq[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(m.Time.Sub(base)); got[0] != want {
+		t.Errorf("stored time of the first message = %d; want the server's %d", got[0], want)
+	}
+	if got[0] < log.at[0] || got[0] > log.stored[0] {
+		t.Errorf("stored time %d outside publish %d .. PubAck %d", got[0], log.at[0], log.stored[0])
+	}
+	if got[1] != log.stored[1] {
+		t.Errorf("stored time of the second message = %d; want the PubAck's %d (the server's time is outside the window)", got[1], log.stored[1])
 	}
 }

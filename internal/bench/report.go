@@ -343,7 +343,7 @@ func (r *Report) writeRest(w io.Writer, ms func(int64) string) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs between a victim message's PubAck and its output: max %d, p99 %d (batch %d)\n",
+		fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs between a victim message's storing in ingress and its output: max %d, p99 %d (batch %d)\n",
 			f.P99Ratio, f.FloodAheadMax, f.FloodAheadP99, f.Batch)
 	}
 	for _, n := range r.Notes {
