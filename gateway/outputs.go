@@ -363,20 +363,41 @@ func appendString(b []byte, v string) []byte {
 }
 
 func encodeOutputs(msgs []*nats.Msg, ingress []byte) ([]byte, error) {
+	// How each message's data is recorded, and the record's size: a
+	// delivery's copy of the envelope is recorded by reference.
+	type how struct {
+		kind           byte
+		prefix, suffix []byte
+	}
+	var small [4]how // a message has few outputs: none allocated for up to four
+	hows := small[:]
+	if len(msgs) > len(small) {
+		hows = make([]how, len(msgs))
+	}
 	size := 8
-	for _, m := range msgs {
-		size += len(m.Subject) + 16 + len(m.Data)
+	for i, m := range msgs {
+		size += len(m.Subject) + 16
 		for k, vs := range m.Header {
 			size += len(k) + 8
 			for _, v := range vs {
 				size += len(v) + 4
 			}
 		}
+		switch prefix, suffix, ok := around(m.Data, ingress); {
+		case len(m.Data) > 0 && bytes.Equal(m.Data, ingress):
+			hows[i].kind = dataIngress
+		case ok:
+			hows[i] = how{kind: dataAround, prefix: prefix, suffix: suffix}
+			size += len(prefix) + len(suffix) + 8
+		default:
+			hows[i].kind = dataInline
+			size += len(m.Data)
+		}
 	}
 	b := make([]byte, 0, size)
 	b = append(b, outcomeV1)
 	b = binary.AppendUvarint(b, uint64(len(msgs)))
-	for _, m := range msgs {
+	for i, m := range msgs {
 		b = appendString(b, m.Subject)
 		b = binary.AppendUvarint(b, uint64(len(m.Header)))
 		for k, vs := range m.Header {
@@ -386,18 +407,14 @@ func encodeOutputs(msgs []*nats.Msg, ingress []byte) ([]byte, error) {
 				b = appendString(b, v)
 			}
 		}
-		if len(m.Data) > 0 && bytes.Equal(m.Data, ingress) {
-			b = append(b, dataIngress)
-			continue
+		b = append(b, hows[i].kind)
+		switch hows[i].kind {
+		case dataAround:
+			b = appendBytes(b, hows[i].prefix)
+			b = appendBytes(b, hows[i].suffix)
+		case dataInline:
+			b = appendBytes(b, m.Data)
 		}
-		if prefix, suffix, ok := around(m.Data, ingress); ok {
-			b = append(b, dataAround)
-			b = appendBytes(b, prefix)
-			b = appendBytes(b, suffix)
-			continue
-		}
-		b = append(b, dataInline)
-		b = appendBytes(b, m.Data)
 	}
 	return b, nil
 }

@@ -44,6 +44,22 @@ func TestRecordedOutputsRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRecordedOutputsSizedWithoutTheEnvelope: the record is allocated
+// for what it holds; the envelope a delivery or a denial carries is
+// referenced, so no room is reserved for it (an outcome per message).
+func TestRecordedOutputsSizedWithoutTheEnvelope(t *testing.T) {
+	ingress := bytes.Repeat([]byte("e"), 4096)
+	deny := nats.NewMsg("agentgw.denied.t")
+	deny.Data = ingress
+	deliver := nats.NewMsg("agentgw.cap.t.x")
+	deliver.Data = append(append([]byte(`{"v":1,"envelope":`), ingress...), '}')
+	rec, err := encodeOutputs([]*nats.Msg{deny, deliver}, ingress)
+	must(t, err)
+	if cap(rec) > len(rec)+256 {
+		t.Errorf("a record of %d bytes was allocated %d", len(rec), cap(rec))
+	}
+}
+
 func TestAgentKeysCache(t *testing.T) {
 	var c agentKeys
 	a := newActor(t)
