@@ -247,14 +247,27 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 // what arrived for the queues below their share (fairSource.topUp). A
 // batch it cannot hand over is naked back.
 func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan struct{}, out chan<- prepared) {
-	for ctx.Err() == nil {
-		msgs, share := src.take(ctx, g.cfg.Consumer.Batch, g.cfg.Consumer.FetchWait)
-		if len(msgs) == 0 {
-			continue
+	var next *prepared // what the batch handed over last gave back (yield)
+	var nextShare []int
+	defer func() {
+		if next != nil {
+			g.nakAll(next.items)
 		}
-		p := g.prepare(msgs)
-		if g.hooks != nil {
-			g.hookSeqs(p.items, g.hooks.prepared)
+	}()
+	for ctx.Err() == nil {
+		var p prepared
+		var share []int
+		if next != nil {
+			p, share, next = *next, nextShare, nil
+		} else {
+			msgs, sh := src.take(ctx, g.cfg.Consumer.Batch, g.cfg.Consumer.FetchWait)
+			if len(msgs) == 0 {
+				continue
+			}
+			p, share = g.prepare(msgs), sh
+			if g.hooks != nil {
+				g.hookSeqs(p.items, g.hooks.prepared)
+			}
 		}
 	wait:
 		for {
@@ -267,6 +280,11 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 			select {
 			case <-want:
 				g.grow(&p, src.topUp(share))
+				var rest []*item
+				if p.items, rest, nextShare = src.yield(p.items, share, g.cfg.Consumer.Batch); len(rest) > 0 {
+					// Verified at p.now, decided at it: the same time.
+					next = &prepared{items: rest, now: p.now, wall: p.wall}
+				}
 				g.metrics.BatchSize.Observe(float64(len(p.items)))
 				out <- p // the decider waits for it
 				break wait

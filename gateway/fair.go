@@ -103,7 +103,9 @@ type fairSource struct {
 	ready  chan struct{}
 	next   int
 	per    int // each queue's share of a batch
-	stop   func()
+	// queueOf maps a consumer's name to its queue (yield).
+	queueOf map[string]int
+	stop    func()
 	// round counts batches taken; last is, per queue, the last round
 	// it gave a message in (see drain).
 	round uint64
@@ -121,7 +123,7 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	for _, tc := range ps.tenants {
 		owned[tc.tenant] = tc.start
 	}
-	f := &fairSource{g: g, ready: make(chan struct{}, 1)}
+	f := &fairSource{g: g, ready: make(chan struct{}, 1), queueOf: map[string]int{}}
 	var iters []jetstream.MessagesContext
 	var wg sync.WaitGroup
 	stopping := make(chan struct{})
@@ -155,6 +157,7 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	// jetstream refuses a pull that expires in under a second.
 	expiry := max(g.cfg.Consumer.FetchWait*5, time.Second)
 	for i, c := range cons {
+		f.queueOf[c.CachedInfo().Name] = i
 		it, err := c.Messages(jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(expiry))
 		if err != nil {
 			stopAll()
@@ -329,6 +332,58 @@ func (f *fairSource) topUp(share []int) []jetstream.Msg {
 		}
 	}
 	return msgs
+}
+
+// yield makes room in a waiting batch for the queues that joined it: a
+// batch a queue filled while it was the only one sending keeps, once
+// others gave to it (topUp), at most batch / active of that queue's
+// messages, its earliest; the rest, already verified, is returned to be
+// the next batch, in order, with how many each queue gave to it. So the
+// batch a quieter tenant's message is decided in holds the flood's equal
+// share, not a whole batch of it. share is updated for what stays.
+func (f *fairSource) yield(items []*item, share []int, batch int) (keep, rest []*item, restShare []int) {
+	active := 0
+	for _, c := range share {
+		if c > 0 {
+			active++
+		}
+	}
+	if active < 2 {
+		return items, nil, nil
+	}
+	limit := max(f.per, batch/active)
+	excess := make([]int, len(share))
+	trim := false
+	for k, c := range share {
+		if c > limit {
+			excess[k], trim = c-limit, true
+		}
+	}
+	if !trim {
+		return items, nil, nil
+	}
+	// A queue's latest messages go: walk from the end.
+	out := make([]bool, len(items))
+	for i := len(items) - 1; i >= 0; i-- {
+		k, ok := f.queueOf[items[i].consumer]
+		if ok && excess[k] > 0 {
+			out[i] = true
+			excess[k]--
+		}
+	}
+	restShare = make([]int, len(share))
+	keep = items[:0:0]
+	for i, it := range items {
+		if !out[i] {
+			keep = append(keep, it)
+			continue
+		}
+		k := f.queueOf[it.consumer]
+		rest = append(rest, it)
+		restShare[k]++
+		share[k]--
+	}
+	return keep, rest, restShare
 }
 
 // full reports whether every queue gave at least its share.

@@ -103,10 +103,10 @@ func TestTenantFairness(t *testing.T) {
 // its tenant's queue: it must be decided in the very next batch, beside
 // the flood batch that was waiting, not in the one after.
 func TestFloodVictimJoinsNextBatch(t *testing.T) {
-	const flood = 400
+	const flood, batch = 400, 16
 	h := newHarness(t)
 	h.cfg.Consumer.FairTenants = true
-	h.cfg.Consumer.Batch = 16
+	h.cfg.Consumer.Batch = batch
 	h.start()
 	<-h.gw.Ready()
 	h.stop()
@@ -121,10 +121,26 @@ func TestFloodVictimJoinsNextBatch(t *testing.T) {
 	var mu sync.Mutex
 	queued := map[uint64]bool{}
 	queuedNow := make(chan struct{}, 1)
-	first := true
+	first, firstPrepared := true, true
 	h.opts = append(h.opts, func(g *Gateway) {
 		g.hooks = &pipelineHooks{
-			prepared: func(seqs []uint64) { prepared <- seqs },
+			prepared: func(seqs []uint64) {
+				if firstPrepared {
+					// The next batch is taken once the flood's queue is
+					// full: a whole batch of the flood, formed while the
+					// other tenant is idle.
+					firstPrepared = false
+					for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+						mu.Lock()
+						n := len(queued)
+						mu.Unlock()
+						if n >= len(seqs)+batch {
+							break
+						}
+					}
+				}
+				prepared <- seqs
+			},
 			batchStart: func(seqs []uint64) {
 				started <- seqs
 				if first {
@@ -164,10 +180,42 @@ func TestFloodVictimJoinsNextBatch(t *testing.T) {
 		t.Fatalf("tenant_a's message (seq %d) was not in the batch after the one in hand (%d flood messages); in the next one: %v",
 			victim, len(next), slices.Contains(after, victim))
 	}
+	// The waiting batch was the flood's alone; joined, it keeps the
+	// flood's equal share and the rest is the batch after it.
+	if n := len(next) - 1; n > batch/2 {
+		t.Errorf("the victim's batch holds %d flood messages; want at most an equal share (%d)", n, batch/2)
+	}
 	r, err := invariant.Wait(context.Background(), h.js, 60*time.Second)
 	must(t, err)
 	if err := r.Err(); err != nil {
 		t.Fatalf("invariant: %v", err)
+	}
+	// Nothing of the flood was skipped or reordered: its messages were
+	// decided in stream order.
+	var last uint64
+	for _, b := range append([][]uint64{next}, drainBatches(started)...) {
+		for _, seq := range b {
+			if seq == victim {
+				continue
+			}
+			if seq < last {
+				t.Fatalf("flood message %d decided after %d", seq, last)
+			}
+			last = seq
+		}
+	}
+}
+
+// drainBatches returns the batches a batchStart hook has queued.
+func drainBatches(c chan []uint64) [][]uint64 {
+	var out [][]uint64
+	for {
+		select {
+		case b := <-c:
+			out = append(out, b)
+		default:
+			return out
+		}
 	}
 }
 
