@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,12 +87,13 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 	// verified — MaxAckPending is five batches.
 	want := make(chan struct{})
 	ready := make(chan prepared)
+	var offering atomic.Bool // a verified batch waits for want (prefetch)
 	pctx, stop := context.WithCancel(ctx)
 	prefetched := make(chan struct{})
 	go func() {
 		defer close(prefetched)
 		defer close(ready)
-		g.prefetch(pctx, src, want, ready)
+		g.prefetch(pctx, src, want, ready, &offering)
 	}()
 	// Stopped before src (defers run last-in first-out): a batch verified
 	// but never decided goes back to the server.
@@ -201,7 +203,10 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		if len(d.items) >= overlapFrom {
+		if len(d.items) >= overlapFrom && offering.Load() {
+			// The prefetcher offers a verified batch: it takes want as
+			// soon as it is back in its select, whatever the scheduler
+			// did meanwhile.
 			select {
 			case want <- struct{}{}:
 				asked = true
@@ -209,7 +214,7 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 				decided <- d
 				last = d
 				continue
-			default:
+			case <-prefetched: // stopping: commit here, as below
 			}
 		}
 		if last != nil {
@@ -246,7 +251,7 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 // ctx ends. While a batch waits, and when it is handed over, it grows by
 // what arrived for the queues below their share (fairSource.topUp). A
 // batch it cannot hand over is naked back.
-func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan struct{}, out chan<- prepared) {
+func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan struct{}, out chan<- prepared, offering *atomic.Bool) {
 	var next *prepared // what the batch handed over last gave back (yield)
 	var nextShare []int
 	defer func() {
@@ -269,6 +274,10 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 				g.hookSeqs(p.items, g.hooks.prepared)
 			}
 		}
+		if g.hooks != nil {
+			g.hookSeqs(p.items, g.hooks.waiting)
+		}
+		offering.Store(true)
 	wait:
 		for {
 			// A batch every queue has given its share to cannot grow:
@@ -279,6 +288,7 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 			}
 			select {
 			case <-want:
+				offering.Store(false)
 				g.grow(&p, src.topUp(share))
 				var rest []*item
 				if p.items, rest, nextShare = src.yield(p.items, share, g.cfg.Consumer.Batch); len(rest) > 0 {
@@ -291,6 +301,7 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 			case <-arrived:
 				g.grow(&p, src.topUp(share))
 			case <-ctx.Done():
+				offering.Store(false)
 				g.nakAll(p.items)
 				return
 			}
@@ -302,6 +313,7 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 // every field may be nil.
 type pipelineHooks struct {
 	prepared   func(seqs []uint64) // a fetched batch's stateless gates ran
+	waiting    func(seqs []uint64) // a batch is about to wait for the decider
 	batchStart func(seqs []uint64) // the decider took a batch
 	queued     func(seq uint64)    // a message reached its queue in the source
 	narrowing  func(seqs []uint64) // the acker is about to narrow partly stored outcomes

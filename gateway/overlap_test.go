@@ -79,9 +79,9 @@ func startOverlap(t *testing.T) *overlapRun {
 	p.hold.Store(o.original)
 	awaitSeq(t, p.started, o.original, "the original's batch to start")
 	o.copied = h.send(body)
-	awaitSeq(t, p.prepared, o.copied, "the copy to be verified")
-	// The prefetcher holds the copy's batch ready once it waits for the
-	// decider; give it the moment to get there.
+	awaitSeq(t, p.waiting, o.copied, "the copy to be verified and offered")
+	// The prefetcher goes from the hook straight to offering the copy's
+	// batch to the decider; give it the moment to get there.
 	time.Sleep(200 * time.Millisecond)
 	close(p.gate)
 	select {
@@ -160,13 +160,13 @@ func TestOverlappedBatchesFailTogether(t *testing.T) {
 // (prepared) and the decider took (started), and holds the decider on
 // the batch of sequence hold until gate is closed.
 type heldPipeline struct {
-	prepared, started chan uint64
-	hold              atomic.Uint64
-	gate              chan struct{}
+	prepared, waiting, started chan uint64
+	hold                       atomic.Uint64
+	gate                       chan struct{}
 }
 
 func newHeldPipeline() *heldPipeline {
-	return &heldPipeline{prepared: make(chan uint64, 16), started: make(chan uint64, 16), gate: make(chan struct{})}
+	return &heldPipeline{prepared: make(chan uint64, 16), waiting: make(chan uint64, 16), started: make(chan uint64, 16), gate: make(chan struct{})}
 }
 
 func (p *heldPipeline) hooks() *pipelineHooks {
@@ -174,6 +174,11 @@ func (p *heldPipeline) hooks() *pipelineHooks {
 		prepared: func(seqs []uint64) {
 			for _, s := range seqs {
 				p.prepared <- s
+			}
+		},
+		waiting: func(seqs []uint64) {
+			for _, s := range seqs {
+				p.waiting <- s
 			}
 		},
 		batchStart: func(seqs []uint64) {
@@ -269,7 +274,7 @@ func TestDeciderNeverWaitsHoldingTheLedger(t *testing.T) {
 	}
 	awaitSeq(t, p.started, c, "C's batch to start")
 	d := h.send(h.body(nil))
-	awaitSeq(t, p.prepared, d, "D to be verified")
+	awaitSeq(t, p.waiting, d, "D to be verified and offered")
 	time.Sleep(500 * time.Millisecond) // the prefetcher offers D: C is overlapped
 	close(p.gate)
 	awaitSeq(t, p.started, d, "D's batch to start")
