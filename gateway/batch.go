@@ -159,8 +159,8 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		return false, nil
 	}
 	// A decided batch of at least an eighth of a full one whose successor
-	// is already verified and waiting (the prefetcher takes want only
-	// then) is committed in the background and left to the completer,
+	// is already verified and waiting (the prefetcher is offering it) is
+	// committed in the background and left to the completer,
 	// and the successor is decided while it syncs. Otherwise the batch is
 	// committed, published and handed to the acker here, as soon as the
 	// batch before it is: below saturation batches are small, and
