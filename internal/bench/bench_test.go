@@ -282,9 +282,7 @@ func TestRefusesExistingStreamsOnExternalServer(t *testing.T) {
 	}
 	// The first run cleaned up after itself: create the streams again by
 	// hand, as a live deployment would have them.
-	if err := createStreams(srv); err != nil {
-		t.Fatal(err)
-	}
+	createStreams(t, srv)
 	if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrStreamsExist) {
 		t.Errorf("Run on a server with agentgw streams = %v; want ErrStreamsExist", err)
 	}

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway"
@@ -67,19 +65,7 @@ func TestFloodScenario(t *testing.T) {
 // and the publisher's PubAck; a timestamp outside that window (another
 // clock) leaves the PubAck's time.
 func TestStoredTimesFromTheServer(t *testing.T) {
-	url := startServer(t)
-	if err := createStreams(url); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := createStreams(t, startServer(t))
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		t.Fatal(err)

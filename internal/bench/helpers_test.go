@@ -29,17 +29,24 @@ func startServer(t *testing.T) string {
 	return s.ClientURL()
 }
 
-func createStreams(url string) error {
+// createStreams connects to url, creates the gateway's streams as a
+// deployment would have them, and returns the connection's JetStream
+// (closed when the test ends).
+func createStreams(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return gateway.EnsureStreams(ctx, js, gateway.DefaultConfig().Streams, 1)
+	if err := gateway.EnsureStreams(ctx, js, gateway.DefaultConfig().Streams, 1); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
