@@ -241,6 +241,8 @@ func TestSignRejects(t *testing.T) {
 	fx := newFixture(t)
 	agentKP, _ := identity.NewAgent()
 	agentSigner, _ := identity.NewSigner(agentKP)
+	approverKP, _ := identity.NewAgent()
+	approver, _ := identity.NewSigner(approverKP)
 	if _, err := Sign(agentSigner, fx.claims); !errors.Is(err, identity.ErrKey) {
 		t.Errorf("Sign(agent key) = %v; want identity.ErrKey", err)
 	}
@@ -253,6 +255,15 @@ func TestSignRejects(t *testing.T) {
 	}{
 		{"no subject", func(c *Claims) { c.Subject = "" }},
 		{"subject not a user key", func(c *Claims) { c.Subject = fx.gw.PublicKey() }},
+		// nkeys' base32 decoding skips line breaks; the wire's keys have none.
+		{"subject with a line break", func(c *Claims) {
+			c.Subject = c.Subject[:20] + "\n" + c.Subject[20:]
+			c.Act.Subject = c.Subject
+		}},
+		{"approver with a line break", func(c *Claims) {
+			k := approver.PublicKey()
+			c.Act.Approver = k[:20] + "\r\n" + k[20:]
+		}},
 		{"no audience", func(c *Claims) { c.Audience = "" }},
 		{"audience with wildcard", func(c *Claims) { c.Audience = "refunds.>" }},
 		{"no times", func(c *Claims) { c.IssuedAt, c.Expires = time.Time{}, time.Time{} }},
@@ -276,6 +287,32 @@ func TestSignRejects(t *testing.T) {
 				t.Errorf("Sign(%s) = %v; want ErrInvalidClaims", tt.name, err)
 			}
 		})
+	}
+}
+
+// TestValidGatewayKey: the issuer check takes the strict form only, and
+// remembering the last key it accepted never lets another string through.
+func TestValidGatewayKey(t *testing.T) {
+	fx := newFixture(t)
+	gw := fx.gw.PublicKey()
+	if !validGatewayKey(gw) || !validGatewayKey(gw) {
+		t.Fatal("the gateway's key refused")
+	}
+	for name, bad := range map[string]string{
+		"line break":  gw[:20] + "\n" + gw[20:],
+		"crlf suffix": gw + "\r\n",
+		"checksum":    gw[:55] + map[bool]string{true: "B", false: "A"}[gw[55] == 'A'],
+		"user key":    fx.claims.Subject,
+		"lowercase":   strings.ToLower(gw),
+		"short":       gw[:55],
+		"empty":       "",
+	} {
+		if validGatewayKey(bad) {
+			t.Errorf("validGatewayKey(%s) = true", name)
+		}
+	}
+	if !validGatewayKey(gw) {
+		t.Error("the gateway's key refused after refusals")
 	}
 }
 

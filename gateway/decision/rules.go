@@ -2,8 +2,11 @@ package decision
 
 import (
 	"fmt"
+	"strings"
+	"sync/atomic"
 
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/nats-io/nkeys"
 )
 
@@ -24,10 +27,10 @@ func check(w *wire) []error {
 	if !safeID(w.ID, 1) {
 		add("jti missing or not [A-Za-z0-9._:-]{1,128}")
 	}
-	if !nkeys.IsValidPublicServerKey(w.Issuer) {
+	if !validGatewayKey(w.Issuer) {
 		add("iss is not a public server ('N') nkey")
 	}
-	if !nkeys.IsValidPublicUserKey(w.Subject) {
+	if !subjects.ValidAgent(w.Subject) {
 		add("sub is not a public user ('U') nkey")
 	}
 	if !safeID(w.Audience, 1) {
@@ -48,7 +51,7 @@ func check(w *wire) []error {
 	if n.Act.Subject != w.Subject || n.Act.Via != w.Issuer {
 		add("act is not {sub: sub, via: iss}")
 	}
-	if n.Act.Approver != "" && (!nkeys.IsValidPublicUserKey(n.Act.Approver) || n.Act.Approver == w.Subject) {
+	if n.Act.Approver != "" && (!subjects.ValidAgent(n.Act.Approver) || n.Act.Approver == w.Subject) {
 		add("act.approver is not a user ('U') nkey other than sub")
 	}
 	if !lowerHex(n.TraceID, 32) || n.TraceID == "00000000000000000000000000000000" {
@@ -79,6 +82,33 @@ func check(w *wire) []error {
 	}
 	return p
 }
+
+// validGatewayKey reports whether s is a public server ('N') nkey in the
+// strict form N[A-Z2-7]{55} (base32 decoding skips line breaks, so nkeys
+// alone would accept a key with one in it). A gateway signs every token
+// with one key, and a consumer trusts few: the last key found valid is
+// remembered, which spares a base32 decoding per token.
+func validGatewayKey(s string) bool {
+	if k := lastGatewayKey.Load(); k != nil && *k == s {
+		return true
+	}
+	if len(s) != 56 || s[0] != 'N' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
+			return false
+		}
+	}
+	if !nkeys.IsValidPublicServerKey(s) {
+		return false
+	}
+	k := strings.Clone(s) // s may be part of a token's claims
+	lastGatewayKey.Store(&k)
+	return true
+}
+
+var lastGatewayKey atomic.Pointer[string]
 
 // MaxClaimID is the most characters of an identifier claim (jti, aud,
 // scope, message_id, policy ids and version). A catalog target is a
