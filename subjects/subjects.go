@@ -3,6 +3,7 @@ package subjects
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/agentgw/agentgw/subjects/reason"
 	"github.com/nats-io/nkeys"
@@ -81,14 +82,43 @@ func ValidAgent(s string) bool {
 	if len(s) != 56 || s[0] != 'U' {
 		return false
 	}
+	knownAgents.RLock()
+	_, known := knownAgents.keys[s]
+	knownAgents.RUnlock()
+	if known {
+		return true
+	}
 	for i := 1; i < len(s); i++ {
 		c := s[i]
 		if !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
 			return false
 		}
 	}
-	return nkeys.IsValidPublicUserKey(s)
+	if !nkeys.IsValidPublicUserKey(s) {
+		return false
+	}
+	knownAgents.Lock()
+	if len(knownAgents.keys) >= maxKnownAgents {
+		clear(knownAgents.keys)
+	}
+	knownAgents.keys[strings.Clone(s)] = struct{}{}
+	knownAgents.Unlock()
+	return true
 }
+
+// knownAgents remembers keys ValidAgent accepted. A message names its
+// agent's key several times (its ingress subject, its reply subject, the
+// subjects of its decision tokens), a fleet has few agents beside its
+// messages, and the checksum costs a base32 decoding each time. Only
+// valid keys are remembered and the set is emptied when it is full, so
+// it stays bounded whatever keys a sender tries.
+var knownAgents = struct {
+	sync.RWMutex
+	keys map[string]struct{}
+}{keys: make(map[string]struct{})}
+
+// maxKnownAgents bounds knownAgents: about a megabyte.
+const maxKnownAgents = 1 << 14
 
 func invalid(format string, args ...any) error {
 	return reason.Deny(reason.InvalidSubject, format, args...)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentgw/agentgw/subjects/reason"
+	"github.com/nats-io/nkeys"
 )
 
 const (
@@ -86,6 +87,39 @@ func TestValidAgent(t *testing.T) {
 		if ValidAgent(bad) {
 			t.Errorf("ValidAgent(%s) = true", name)
 		}
+	}
+}
+
+// TestValidAgentRemembersOnlyValidKeys: the memo of accepted keys answers
+// for exactly the keys the check accepted, and stays bounded however many
+// valid keys a sender presents.
+func TestValidAgentRemembersOnlyValidKeys(t *testing.T) {
+	if !ValidAgent(agent) || !ValidAgent(agent) {
+		t.Fatal("a valid key refused")
+	}
+	for _, bad := range []string{agent[:55] + "A", strings.ToLower(agent), agent[:20] + "\n" + agent[20:55]} {
+		if ValidAgent(bad) || ValidAgent(bad) {
+			t.Errorf("ValidAgent(%q) = true after the valid key was remembered", bad)
+		}
+	}
+	for i := 0; i < maxKnownAgents+100; i++ {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		if !ValidAgent(pub) {
+			t.Fatalf("fresh key %q refused", pub)
+		}
+	}
+	knownAgents.RLock()
+	n := len(knownAgents.keys)
+	knownAgents.RUnlock()
+	if n == 0 || n > maxKnownAgents {
+		t.Errorf("%d keys remembered; want 1..%d", n, maxKnownAgents)
+	}
+	if !ValidAgent(agent) {
+		t.Error("a valid key refused after the memo was emptied")
 	}
 }
 
