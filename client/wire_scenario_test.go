@@ -209,10 +209,19 @@ func (w *wvWorld) decisionFile(batches []wvBatch) wvDecisionFile {
 	relabelled := parts[0] + "." + parts[1] + "." + b64url.EncodeToString(proof) + "." + parts[3]
 	edited := strings.Replace(first.ClaimsJSON, `"scope":"refund:draft"`, `"scope":"refund:issue"`, 1)
 	tampered := parts[0] + "." + b64url.EncodeToString([]byte(edited)) + "." + parts[2] + "." + parts[3]
+	// The first token's claims with a line break inside sub (and act.sub),
+	// signed by the trusted key as a batch of one: a lenient base32
+	// decoder still reads the key, the wire's 56-character form does not.
+	sub := w.claimSpec(first).Subject
+	broken := strings.ReplaceAll(first.ClaimsJSON, `"sub":"`+sub+`"`, `"sub":"`+sub[:20]+`\n`+sub[20:]+`"`)
+	in := parts[0] + "." + b64url.EncodeToString([]byte(broken))
+	sig := w.signer("gateway-signing").Sign(wvRootInput(1, wvLeaf(in)))
+	lineBreak := in + "." + b64url.EncodeToString([]byte{0, 1}) + "." + b64url.EncodeToString(sig)
 	f.Rejects = []wvDecisionReject{
 		{"untrusted_gateway", untrusted, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"tree_size_relabelled", relabelled, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"claims_edited", tampered, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
+		{"sub_with_line_break", lineBreak, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"issued_in_future", first.Token, trusted, first.Audience, wvNow.Unix() - skew - 1, skew, "decision_token_invalid"},
 		{"expired", first.Token, trusted, first.Audience, exp + skew + 1, skew, "decision_token_expired"},
 		{"other_audience", first.Token, trusted, "payments.send", wvNow.Unix(), skew, "decision_token_audience"},
