@@ -312,7 +312,7 @@ func (g *Gateway) replayAuth(it *item, now time.Time) (string, error) {
 	seq, err1 := strconv.ParseUint(parts[0], 10, 64)
 	exp, err2 := strconv.ParseInt(parts[2], 10, 64)
 	sig, err3 := base64.RawURLEncoding.DecodeString(parts[3])
-	if err := errors.Join(err1, err2, err3); err != nil || !nkeys.IsValidPublicUserKey(parts[1]) {
+	if err := errors.Join(err1, err2, err3); err != nil || !subjects.ValidAgent(parts[1]) {
 		return "", bad
 	}
 	if now.Unix() > exp {

@@ -39,6 +39,10 @@ func TestParseStrict(t *testing.T) {
 		"deny/local_time":       strings.Replace(string(body), "Z\"", "+01:00\"", 1),
 		"deny/short_request_id": strings.Replace(string(body), r.RequestID, "abc", 1),
 		"deny/token_type":       strings.Replace(string(body), TokenTypeJWT, "urn:x", 1),
+		// nkeys' base32 decoding skips line breaks; the wire's keys have none.
+		"deny/agent_line_break": strings.Replace(string(body), r.Agent, r.Agent[:20]+`\n`+r.Agent[20:], 1),
+		"deny/xkey_line_break":  strings.Replace(string(body), r.XKey, r.XKey[:20]+`\r\n`+r.XKey[20:], 1),
+		"deny/agent_lowercase":  strings.Replace(string(body), r.Agent, "U"+strings.ToLower(r.Agent[1:]), 1),
 	}
 	for name, b := range tests {
 		t.Run(name, func(t *testing.T) {
