@@ -75,9 +75,8 @@ func ValidTarget(s string) bool {
 	}
 }
 
-// ValidAgent reports whether s is an nkey user public key. The strict form
-// U[A-Z2-7]{55} is checked before the checksum: base32 decoding skips CR
-// and LF, so nkeys alone would accept a key with a line break in it.
+// ValidAgent reports whether s is an nkey user public key (ValidKey with
+// role 'U').
 func ValidAgent(s string) bool {
 	if len(s) != 56 || s[0] != 'U' {
 		return false
@@ -88,13 +87,7 @@ func ValidAgent(s string) bool {
 	if known {
 		return true
 	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
-			return false
-		}
-	}
-	if !nkeys.IsValidPublicUserKey(s) {
+	if !ValidKey(s, 'U') {
 		return false
 	}
 	knownAgents.Lock()
@@ -104,6 +97,33 @@ func ValidAgent(s string) bool {
 	knownAgents.keys[strings.Clone(s)] = struct{}{}
 	knownAgents.Unlock()
 	return true
+}
+
+// ValidKey reports whether s is a public nkey of role ('A', 'N', 'U' or
+// 'X') in the wire's strict form: the role letter, 55 characters of
+// A–Z 2–7, and a valid checksum. The form is checked before the checksum:
+// base32 decoding skips CR and LF, so nkeys alone would accept a key with
+// a line break in it.
+func ValidKey(s string, role byte) bool {
+	if len(s) != 56 || s[0] != role {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
+			return false
+		}
+	}
+	switch role {
+	case 'A':
+		return nkeys.IsValidPublicAccountKey(s)
+	case 'N':
+		return nkeys.IsValidPublicServerKey(s)
+	case 'U':
+		return nkeys.IsValidPublicUserKey(s)
+	case 'X':
+		return nkeys.IsValidPublicCurveKey(s)
+	}
+	return false
 }
 
 // knownAgents remembers keys ValidAgent accepted. A message names its

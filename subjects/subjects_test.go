@@ -90,6 +90,37 @@ func TestValidAgent(t *testing.T) {
 	}
 }
 
+// TestValidKey: each role's keys in the strict form only, and a key never
+// for another role.
+func TestValidKey(t *testing.T) {
+	kp, err := nkeys.CreateServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, _ := kp.PublicKey()
+	keys := map[byte]string{'A': issuer, 'N': server, 'U': agent, 'X': xkey}
+	for role, k := range keys {
+		for other := range keys {
+			if got := ValidKey(k, other); got != (other == role) {
+				t.Errorf("ValidKey(%c key, %c) = %v", role, other, got)
+			}
+		}
+		for name, bad := range map[string]string{
+			"line break":  k[:20] + "\n" + k[20:55],
+			"crlf suffix": k[:54] + "\r\n",
+			"lowercase":   string(role) + strings.ToLower(k[1:]),
+			"checksum":    k[:55] + map[bool]string{true: "B", false: "A"}[k[55] == 'A'],
+		} {
+			if ValidKey(bad, role) {
+				t.Errorf("ValidKey(%c key with %s) = true", role, name)
+			}
+		}
+	}
+	if ValidKey("S"+agent[1:], 'S') {
+		t.Error("ValidKey accepted a role that is not a public key's")
+	}
+}
+
 // TestValidAgentRemembersOnlyValidKeys: the memo of accepted keys answers
 // for exactly the keys the check accepted, and stays bounded however many
 // valid keys a sender presents.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
-	"github.com/nats-io/nkeys"
 )
 
 const (
@@ -83,24 +82,15 @@ func check(w *wire) []error {
 	return p
 }
 
-// validGatewayKey reports whether s is a public server ('N') nkey in the
-// strict form N[A-Z2-7]{55} (base32 decoding skips line breaks, so nkeys
-// alone would accept a key with one in it). A gateway signs every token
-// with one key, and a consumer trusts few: the last key found valid is
-// remembered, which spares a base32 decoding per token.
+// validGatewayKey reports whether s is a public server ('N') nkey
+// (subjects.ValidKey). A gateway signs every token with one key, and a
+// consumer trusts few: the last key found valid is remembered, which
+// spares a base32 decoding per token.
 func validGatewayKey(s string) bool {
 	if k := lastGatewayKey.Load(); k != nil && *k == s {
 		return true
 	}
-	if len(s) != 56 || s[0] != 'N' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
-			return false
-		}
-	}
-	if !nkeys.IsValidPublicServerKey(s) {
+	if !subjects.ValidKey(s, 'N') {
 		return false
 	}
 	k := strings.Clone(s) // s may be part of a token's claims

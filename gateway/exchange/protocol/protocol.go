@@ -19,6 +19,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // Version is the request's "v".
@@ -134,9 +136,9 @@ func (r *Request) check() error {
 		return errors.New("audience missing or too long")
 	case len(r.Scope) > maxScopeText:
 		return errors.New("scope too long")
-	case !strictKey(r.Agent, 'U') || !nkeys.IsValidPublicUserKey(r.Agent):
+	case !subjects.ValidKey(r.Agent, 'U'):
 		return errors.New("agent is not a public user ('U') nkey")
-	case !strictKey(r.XKey, 'X') || !nkeys.IsValidPublicCurveKey(r.XKey):
+	case !subjects.ValidKey(r.XKey, 'X'):
 		return errors.New("xkey is not a public curve ('X') nkey")
 	case !validRequestID(r.RequestID):
 		return errors.New("request_id is not [A-Za-z0-9._:-]{16,128}")
@@ -266,19 +268,4 @@ func ParseResponse(body []byte) (*Response, error) {
 type ErrorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
-}
-
-// strictKey reports whether s has the form of a public nkey of role: the
-// role letter and 55 characters of A–Z 2–7. nkeys' base32 decoding skips
-// line breaks, so its checks alone would accept a key with one in it.
-func strictKey(s string, role byte) bool {
-	if len(s) != 56 || s[0] != role {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
-			return false
-		}
-	}
-	return true
 }
