@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nkeys"
-
 	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/exchange"
@@ -342,7 +340,7 @@ func (c *Config) Validate() error {
 			add("tenant %q: at least one issuer is required", name)
 		}
 		for _, iss := range t.Issuers {
-			if !nkeys.IsValidPublicAccountKey(iss) {
+			if !subjects.ValidKey(iss, 'A') {
 				add("tenant %q: issuer %q is not an account public key (A...)", name, iss)
 			}
 		}

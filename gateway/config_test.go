@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nkeys"
 )
 
 // TestLoadConfigListsEveryDecodeProblem: every unknown field and every
@@ -61,6 +63,25 @@ tracing:
 	// A file that cannot be read is not a list of problems.
 	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || errors.As(err, &ce) {
 		t.Errorf("LoadConfig(missing) = %v; want a plain read error", err)
+	}
+}
+
+// TestConfigRefusesIssuerWithLineBreak: a trusted issuer is a key in the
+// wire's strict form; nkeys alone reads one with a line break in it.
+func TestConfigRefusesIssuerWithLineBreak(t *testing.T) {
+	kp, err := nkeys.CreateAccount()
+	must(t, err)
+	pub, _ := kp.PublicKey()
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	for _, tc := range []struct {
+		issuer  string
+		refused bool
+	}{{pub, false}, {pub[:20] + `\n` + pub[20:], true}} {
+		must(t, os.WriteFile(path, []byte("audience: gw\ntenants:\n  tenant_a:\n    issuers: [\""+tc.issuer+"\"]\n"), 0o600))
+		_, err := LoadConfig(path)
+		if got := err != nil && strings.Contains(err.Error(), "is not an account public key"); got != tc.refused {
+			t.Errorf("LoadConfig(issuer %q): refused = %v; want %v (%v)", tc.issuer, got, tc.refused, err)
+		}
 	}
 }
 

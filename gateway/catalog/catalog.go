@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
-	"github.com/nats-io/nkeys"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentgw/agentgw/gateway/decision"
@@ -225,7 +224,7 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 	if spec.ConsumerXKey == "" && !spec.Plain {
 		errs = append(errs, errors.New("consumer_xkey is required for sealed targets"))
 	}
-	if spec.ConsumerXKey != "" && !nkeys.IsValidPublicCurveKey(spec.ConsumerXKey) {
+	if spec.ConsumerXKey != "" && !subjects.ValidKey(spec.ConsumerXKey, 'X') {
 		errs = append(errs, errors.New("consumer_xkey is not a curve public key (X...)"))
 	}
 	if spec.ApprovalTTL < 0 {

@@ -72,6 +72,12 @@ targets:
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	// nkeys' base32 decoding skips line breaks; a key with one is not a key.
+	broken := "targets:\n  - name: sealed.target\n    kind: read\n    scope: s\n    tenants: [t]\n    consumer_xkey: \"" +
+		xkey[:20] + `\n` + xkey[20:] + "\"\n"
+	if _, err := Parse([]byte(broken), "."); err == nil || !strings.Contains(err.Error(), "consumer_xkey is not") {
+		t.Errorf("Parse(consumer_xkey with a line break) = %v; want consumer_xkey is not a curve public key", err)
+	}
 	if _, err := Parse([]byte("targets: []\nunknown: 1\n"), "."); err == nil {
 		t.Error("Parse accepted an unknown field")
 	}
