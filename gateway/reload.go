@@ -6,17 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/policy"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // Reload re-reads the catalog, the policies and the revocations and swaps
 // each atomically. A broken file keeps the old version in service and is
-// reported; the others still reload. Reloaded revocations then deny the
+// reported; the others still reload. A revocations file that parses but
+// holds an entry that is neither a credential id nor an agent key is
+// applied without that entry, which is reported. Reloaded revocations then deny the
 // held requests whose credential they revoke (sweepHolds).
 func (g *Gateway) Reload() error {
 	var errs []error
@@ -63,10 +68,31 @@ func (g *Gateway) loadRevocations() error {
 			jtis, keys = append(jtis, r.JTIs...), append(keys, r.Keys...)
 		}
 	}
+	// An entry that is not a credential id or an agent key would match
+	// nothing: the operator is told, and the well-formed entries beside it
+	// apply all the same (a revocation is never held back by a typo).
+	var bad []error
+	jtis = slices.DeleteFunc(jtis, func(j string) bool {
+		if decision.ValidClaimID(j) {
+			return false
+		}
+		bad = append(bad, fmt.Errorf("jti %.72q is not a credential id ([A-Za-z0-9._:-]{1,128})", j))
+		return true
+	})
+	keys = slices.DeleteFunc(keys, func(k string) bool {
+		if subjects.ValidAgent(k) {
+			return false
+		}
+		bad = append(bad, fmt.Errorf("key %.72q is not an agent public key (U…, 56 characters)", k))
+		return true
+	})
 	g.revocations.Replace(jtis, keys)
 	// A revocation also denies the held requests it affects, at once
 	// (sweepHolds), rather than leaving them for an approver.
 	g.requestSweep()
+	if len(bad) > 0 {
+		return fmt.Errorf("gateway: revocations: %w", errors.Join(bad...))
+	}
 	return nil
 }
 

@@ -53,3 +53,34 @@ func TestPolicyReloadWithoutRestart(t *testing.T) {
 		t.Fatalf("invariant: %v (ingress %d, want 3)", err, r.Ingress)
 	}
 }
+
+// TestRevocationsReportMalformedEntries: an entry that is neither a
+// credential id nor an agent key (here a key with a line break, which
+// nkeys would still decode, and a jti with a space) would match nothing.
+// Reload reports each, and the well-formed entries beside them apply.
+func TestRevocationsReportMalformedEntries(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the failed reload is logged as an error
+	h.start()
+	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("before reload: %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	other := newActor(t)
+	broken := h.agent.pub[:20] + `\n` + h.agent.pub[20:]
+	replaceFile(t, h.cfg.Revocations.File, "keys: [\""+broken+"\", "+other.pub+"]\njtis: [\"has space\", other-id]\n")
+	err := h.gw.Reload()
+	if err == nil {
+		t.Fatal("Reload accepted malformed revocations")
+	}
+	for _, want := range []string{"is not an agent public key", "is not a credential id"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Reload error lacks %q: %v", want, err)
+		}
+	}
+	if !h.gw.revocations.Revoked("", other.pub) || !h.gw.revocations.Revoked("other-id", "") {
+		t.Error("the well-formed entries beside the malformed ones were not applied")
+	}
+	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Errorf("after reload: %s (%s); the malformed key is not the agent's", out.Subject, out.Header.Get(header.Reason))
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/atomicfile"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func credsCmd(args []string) int {
@@ -358,7 +359,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		}
 	}
 	for _, k := range keys {
-		if !nkeys.IsValidPublicUserKey(k) {
+		if !subjects.ValidAgent(k) {
 			return c.usageErr("--key %q is not an agent public key (U…)", k)
 		}
 	}

@@ -203,6 +203,9 @@ func TestCredsRevoke(t *testing.T) {
 	for _, args := range [][]string{
 		{"--jti", "has space"},
 		{"--key", k.issuer},
+		// A key with a line break would be written as given and never
+		// match the agent: the revocation would silently do nothing.
+		{"--key", k.agent[:20] + "\n" + k.agent[20:]},
 		{},
 	} {
 		r := mustRun(t, k.dir, exitUsage, append([]string{"creds", "revoke", "--file", "revocations.yaml"}, args...)...)
