@@ -126,7 +126,7 @@ func (c AgentConfig) Validate() error {
 	if c.Tenant != "" && !subjects.ValidToken(c.Tenant) {
 		add("tenant %.72q is not [a-z0-9_-]{1,64}", c.Tenant)
 	}
-	if c.Curve != nil && !nkeys.IsValidPublicCurveKey(c.GatewayXKey) {
+	if c.Curve != nil && !subjects.ValidKey(c.GatewayXKey, 'X') {
 		add("gateway xkey is not a public curve ('X') key")
 	}
 	if c.AttemptTimeout < 0 {

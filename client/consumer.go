@@ -119,12 +119,12 @@ func (c ConsumerConfig) Validate() error {
 		add("at least one trusted gateway key is required")
 	}
 	for _, k := range c.TrustedGateways {
-		if !nkeys.IsValidPublicServerKey(k) {
+		if !subjects.ValidKey(k, 'N') {
 			add("trusted gateway %.72q is not a public server ('N') key", k)
 		}
 	}
 	for _, k := range c.GatewayXKeys {
-		if !nkeys.IsValidPublicCurveKey(k) {
+		if !subjects.ValidKey(k, 'X') {
 			add("gateway xkey %.72q is not a public curve ('X') key", k)
 		}
 	}

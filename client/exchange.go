@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -76,7 +77,7 @@ func (c ExchangeConfig) check() error {
 	} else if pub, err := c.Key.PublicKey(); err != nil || !nkeys.IsValidPublicUserKey(pub) {
 		errs = append(errs, errors.New("agent key is not a user ('U') key"))
 	}
-	if !nkeys.IsValidPublicCurveKey(c.XKey) {
+	if !subjects.ValidKey(c.XKey, 'X') {
 		errs = append(errs, errors.New("xkey is not a public curve ('X') key"))
 	}
 	if c.Token == nil {

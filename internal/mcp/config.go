@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
-	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/subjects"
@@ -131,11 +130,11 @@ func (e EndpointConfig) validate() error {
 		add("endpoint: at least one trusted gateway key is required")
 	}
 	for _, k := range e.TrustedGateways {
-		if !nkeys.IsValidPublicServerKey(k) {
+		if !subjects.ValidKey(k, 'N') {
 			add("endpoint: trusted gateway %.72q is not a public server ('N') key", k)
 		}
 	}
-	if !nkeys.IsValidPublicCurveKey(e.GatewayXKey) {
+	if !subjects.ValidKey(e.GatewayXKey, 'X') {
 		add("endpoint: gateway_xkey is not a public curve ('X') key")
 	}
 	if (e.Catalog == "") != (len(e.Policies) == 0) {
