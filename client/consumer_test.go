@@ -155,6 +155,12 @@ func TestConsumerConfigValidate(t *testing.T) {
 		{"no_targets", func(c *ConsumerConfig) { c.Targets = nil }},
 		{"no_gateways", func(c *ConsumerConfig) { c.TrustedGateways = nil }},
 		{"issuer_as_gateway", func(c *ConsumerConfig) { c.TrustedGateways = []string{mustPubKey(t, w.issuer)} }},
+		// nkeys' base32 decoding skips line breaks; a key with one would
+		// be trusted and then match no token's iss.
+		{"gateway_key_line_break", func(c *ConsumerConfig) {
+			k := w.gwSign.PublicKey()
+			c.TrustedGateways = []string{k[:20] + "\n" + k[20:]}
+		}},
 		{"negative_skew", func(c *ConsumerConfig) { c.Skew = -time.Second }},
 		{"negative_max_tokens", func(c *ConsumerConfig) { c.MaxTokens = -1 }},
 		{"agent_key_as_curve", func(c *ConsumerConfig) { c.Curve = mustKey(t, identity.NewAgent) }},
