@@ -76,12 +76,12 @@ func (g *Gateway) stageNotice(carrier, about *item, n notice.Notice, suffix stri
 	if err != nil {
 		return fmt.Errorf("gateway: decision notice: %w", err)
 	}
-	m := nats.NewMsg(subj)
-	m.Data = body
-	m.Header.Set(header.MsgID, outputMsgID(carrier, suffix))
-	m.Header.Set(notice.Header, notice.Kind)
-	m.Header.Set(header.IngressSeq, strconv.FormatUint(carrier.seq, 10))
-	m.Header.Set(header.MessageID, n.MessageID)
+	h := newHeaders(4)
+	h.set(header.MsgID, outputMsgID(carrier, suffix))
+	h.set(notice.Header, notice.Kind)
+	h.set(header.IngressSeq, strconv.FormatUint(carrier.seq, 10))
+	h.set(header.MessageID, n.MessageID)
+	m := &nats.Msg{Subject: subj, Data: body, Header: h.h}
 	p, err := decision.Prepare(g.signer, decision.Claims{
 		Subject: about.cred.Subject, Audience: about.cred.Subject, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
 		Tenant: about.env.Tenant, Scope: notice.Scope, TraceID: about.env.TraceID, MessageID: about.env.MessageID,

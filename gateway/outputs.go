@@ -116,19 +116,31 @@ func (g *Gateway) decisionHeaders(it *item, h nats.Header, now time.Time) {
 // say in headers (tenant, agent, target, trace id, policy, time) is in
 // the signed token and envelope.
 func (g *Gateway) deliveryHeaders(it *item) nats.Header {
-	const n = 5
-	vals := make([]string, 0, n)
-	h := make(nats.Header, n)
-	set := func(k, v string) {
-		vals = append(vals, v)
-		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-	set(header.MsgID, outputMsgID(it, ""))
-	set(header.Route, string(it.route))
-	set(header.IngressSeq, strconv.FormatUint(it.seq, 10))
-	set(header.MessageID, it.env.MessageID)
-	traceHeaders(it, h)
-	return h
+	h := newHeaders(5)
+	h.set(header.MsgID, outputMsgID(it, ""))
+	h.set(header.Route, string(it.route))
+	h.set(header.IngressSeq, strconv.FormatUint(it.seq, 10))
+	h.set(header.MessageID, it.env.MessageID)
+	traceHeaders(it, h.h)
+	return h.h
+}
+
+// headers builds the headers of a hot-path output with one array for
+// their values, rather than one slice per header as nats.Header.Set
+// allocates. Keys must be canonical (package header's are).
+type headers struct {
+	h    nats.Header
+	vals []string
+}
+
+// newHeaders has room for n headers; more still work.
+func newHeaders(n int) headers {
+	return headers{h: make(nats.Header, n), vals: make([]string, 0, n)}
+}
+
+func (hs *headers) set(k, v string) {
+	hs.vals = append(hs.vals, v)
+	hs.h[k] = hs.vals[len(hs.vals)-1 : len(hs.vals) : len(hs.vals)]
 }
 
 // denyOutput is the original message (body, the agent's signature, and
