@@ -266,7 +266,7 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 	}
 	if e := it.env; e != nil {
 		ev.TraceID, ev.MessageID, ev.Capability, ev.Target = e.TraceID, e.MessageID, string(e.Capability), e.Target
-		ev.BodyDigest, ev.PayloadDigest = hexDigest(envelopeDigest(it)), hexDigest(payloadDigest(it))
+		ev.BodyDigest, ev.PayloadDigest = envelopeDigestHex(it), hexDigest(payloadDigest(it))
 	}
 	ev.Operator = it.replayBy
 	if it.heldItem != nil {
@@ -292,11 +292,13 @@ func payloadDigest(it *item) [32]byte {
 	return it.env.PayloadDigest()
 }
 
-func envelopeDigest(it *item) [32]byte {
+// envelopeDigestHex is hexDigest of the envelope's SHA-256, from the
+// digest the verify gate took when it has one.
+func envelopeDigestHex(it *item) string {
 	if it.digest != ([32]byte{}) {
-		return it.digest
+		return it.digestHex()
 	}
-	return sha256.Sum256(it.body)
+	return hexDigest(sha256.Sum256(it.body))
 }
 
 func (g *Gateway) auditOutput(it *item, ev audit.Event) *nats.Msg {
@@ -523,7 +525,7 @@ func decodeOutputs(data, ingress []byte) ([]*nats.Msg, error) {
 // took when body is the envelope it verified.
 func bodyDigest(it *item, body []byte) string {
 	if it.digest != ([32]byte{}) && bytes.Equal(body, it.body) {
-		return hex.EncodeToString(it.digest[:])
+		return strings.TrimPrefix(it.digestHex(), "sha256:")
 	}
 	return decision.Digest(body)
 }

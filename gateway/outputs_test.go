@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -164,5 +167,33 @@ func TestIngressSubjectHeaderIsStoredForm(t *testing.T) {
 	}
 	if published := h.ingress(h.agent, "tenant_a"); got == published {
 		t.Fatalf("%s = %q, the published form; want the stored form", header.IngressSubject, got)
+	}
+}
+
+// TestDigestTexts: the digests written into audit events and decision
+// tokens are the body's SHA-256, with and without the "sha256:" prefix,
+// whether the verify gate took the digest or not, and stay so once
+// remembered.
+func TestDigestTexts(t *testing.T) {
+	body := []byte(`{"v":1,"some":"envelope"}`)
+	sum := sha256.Sum256(body)
+	want := "sha256:" + hex.EncodeToString(sum[:])
+	if got := hexDigest(sum); got != want {
+		t.Fatalf("hexDigest = %s; want %s", got, want)
+	}
+	verified := &item{body: body, digest: sum}
+	unverified := &item{body: body}
+	for i := 0; i < 2; i++ {
+		for name, it := range map[string]*item{"verified": verified, "unverified": unverified} {
+			if got := envelopeDigestHex(it); got != want {
+				t.Errorf("%s: envelopeDigestHex = %s; want %s", name, got, want)
+			}
+			if got := bodyDigest(it, body); got != decision.Digest(body) {
+				t.Errorf("%s: bodyDigest = %s; want %s", name, got, decision.Digest(body))
+			}
+		}
+	}
+	if got := bodyDigest(verified, []byte("another body")); got != decision.Digest([]byte("another body")) {
+		t.Errorf("bodyDigest(another body) = %s; want its own digest", got)
 	}
 }

@@ -54,6 +54,9 @@ type item struct {
 	authed  bool
 	digest  [32]byte
 	payload [32]byte
+	// digestText is hexDigest(digest), once it is needed (digestHex):
+	// the audit event and every decision token of the message carry it.
+	digestText string
 	// credSealed and credSealedTo are the credential of a held request
 	// as its hold record keeps it: sealed to the gateway's curve key
 	// (identity.Box.SealCredential), the form its denial carries on.
@@ -498,7 +501,23 @@ func (g *Gateway) decodePayload(plain []byte) (map[string]any, error) {
 	return obj, nil
 }
 
-func hexDigest(d [32]byte) string { return "sha256:" + hex.EncodeToString(d[:]) }
+// hexDigest is "sha256:" and the lowercase hex of d.
+func hexDigest(d [32]byte) string {
+	var b [len("sha256:") + 2*len(d)]byte
+	copy(b[:], "sha256:")
+	hex.Encode(b[len("sha256:"):], d[:])
+	return string(b[:])
+}
+
+// digestHex is hexDigest(it.digest), computed once per message; the
+// decision tokens take the hex without its prefix. Only the decider
+// calls it.
+func (it *item) digestHex() string {
+	if it.digestText == "" {
+		it.digestText = hexDigest(it.digest)
+	}
+	return it.digestText
+}
 
 // maxAgentKeys bounds the decoded-key cache; past it the cache is dropped
 // and refilled, so memory stays bounded whatever the key churn.
