@@ -164,8 +164,10 @@ func (b *Batch) PutReplay(k ReplayKey, e ReplayEntry) error {
 		return err
 	}
 	g := b.l.genOf(e.Expires)
-	key := appendEntryKey(nil, kindReplay, g, k.Tenant, k.Agent, k.MessageID)
-	b.r.staged[string(key)] = staged{v: encodeReplay(e)}
+	// The staged map keeps its own copy of the key: build it in the
+	// reader's buffer.
+	b.r.key = appendEntryKey(b.r.key[:0], kindReplay, g, k.Tenant, k.Agent, k.MessageID)
+	b.r.staged[string(b.r.key)] = staged{v: encodeReplay(e)}
 	b.note(g, e.Seq)
 	return nil
 }
@@ -188,8 +190,8 @@ func (b *Batch) PutIdem(k IdemKey, e IdemEntry) error {
 		return err
 	}
 	g := b.l.genOf(e.Expires)
-	key := appendEntryKey(nil, kindIdem, g, k.Tenant, k.Agent, k.Key)
-	b.r.staged[string(key)] = staged{v: encodeIdem(e)}
+	b.r.key = appendEntryKey(b.r.key[:0], kindIdem, g, k.Tenant, k.Agent, k.Key)
+	b.r.staged[string(b.r.key)] = staged{v: encodeIdem(e)}
 	b.note(g, 0)
 	return nil
 }

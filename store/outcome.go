@@ -21,8 +21,10 @@ import (
 // DeleteRange [q0, q<floor+1>) whatever the number of outcomes.
 const kindOutcome byte = 'q'
 
-func outcomeKey(seq uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{kindOutcome}, seq)
+func outcomeKey(seq uint64) []byte { return appendOutcomeKey(nil, seq) }
+
+func appendOutcomeKey(dst []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, kindOutcome), seq)
 }
 
 // Outcome returns the outputs recorded for seq, looking at the database
@@ -31,7 +33,8 @@ func (b *Batch) Outcome(seq uint64) ([]byte, bool, error) {
 	if err := b.check(); err != nil {
 		return nil, false, err
 	}
-	key := outcomeKey(seq)
+	var kb [9]byte
+	key := appendOutcomeKey(kb[:0], seq)
 	if s, ok := b.r.staged[string(key)]; ok {
 		return append([]byte(nil), s.v...), !s.del, nil
 	}
@@ -63,7 +66,8 @@ func (b *Batch) PutOutcome(seq uint64, outputs []byte) error {
 	if seq == 0 || len(outputs) == 0 {
 		return fmt.Errorf("store: outcome needs a sequence and outputs: %w", ErrInvalid)
 	}
-	b.r.staged[string(outcomeKey(seq))] = staged{v: outputs}
+	var kb [9]byte
+	b.r.staged[string(appendOutcomeKey(kb[:0], seq))] = staged{v: outputs}
 	b.maxOutcome = max(b.maxOutcome, seq)
 	return nil
 }
