@@ -264,9 +264,8 @@ func form(subj, kind string, minToks, maxToks int) error {
 	if len(subj) > maxSubjectLen {
 		return invalid("subject is %d bytes; limit %d", len(subj), maxSubjectLen)
 	}
-	prefix := Root + "." + kind + "."
-	if !strings.HasPrefix(subj, prefix) {
-		return invalid("subject %.72q is not under %s*", subj, prefix)
+	if rest, ok := strings.CutPrefix(subj, Root+"."); !ok || !strings.HasPrefix(rest, kind) || !strings.HasPrefix(rest[len(kind):], ".") {
+		return invalid("subject %.72q is not under %s.%s.*", subj, Root, kind)
 	}
 	n := strings.Count(subj, ".") + 1
 	if n < minToks || maxToks >= 0 && n > maxToks {
