@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/metrics"
 	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -525,9 +526,11 @@ func (g *Gateway) recordOutcomes(b *ledgerBatch, items []*item) error {
 	if mp := int(g.nc.MaxPayload() / 2); mp > 0 && mp < limit {
 		limit = mp
 	}
+	// Grouped by tenant (an invalid one's events under UnroutableTenant,
+	// as auditSubject files them); the subject is built once per group.
 	var open map[string]*group
-	flush := func(subj string, gr *group) {
-		m := nats.NewMsg(subj)
+	flush := func(tenant string, gr *group) {
+		m := nats.NewMsg(auditSubject(tenant))
 		m.Data = gr.data
 		m.Header.Set(header.MsgID, outputMsgID(gr.carrier, ".audit"))
 		gr.carrier.outputs = append(gr.carrier.outputs, m)
@@ -540,10 +543,13 @@ func (g *Gateway) recordOutcomes(b *ledgerBatch, items []*item) error {
 			it.outputs = append(it.outputs, g.auditOutput(it, it.ev))
 			continue
 		}
-		subj := auditSubject(it.ev.Tenant)
-		gr := open[subj]
+		tenant := it.ev.Tenant
+		if !subjects.ValidToken(tenant) {
+			tenant = UnroutableTenant
+		}
+		gr := open[tenant]
 		if gr != nil && len(gr.data) >= limit {
-			flush(subj, gr)
+			flush(tenant, gr)
 			gr = nil
 		}
 		if gr == nil {
@@ -553,12 +559,12 @@ func (g *Gateway) recordOutcomes(b *ledgerBatch, items []*item) error {
 			// Events are under a kilobyte: room for the batch's, up to
 			// the limit and the event that crosses it, without regrowing.
 			gr = &group{data: make([]byte, 0, min(1<<10*len(items), limit+8<<10))}
-			open[subj] = gr
+			open[tenant] = gr
 		}
 		gr.data, gr.carrier = it.ev.AppendLine(gr.data), it
 	}
-	for subj, gr := range open {
-		flush(subj, gr)
+	for tenant, gr := range open {
+		flush(tenant, gr)
 	}
 	for _, it := range items {
 		if it.reemit {
