@@ -21,8 +21,8 @@ import (
 // each atomically. A broken file keeps the old version in service and is
 // reported; the others still reload. A revocations file that parses but
 // holds an entry that is neither a credential id nor an agent key is
-// applied without that entry, which is reported. Reloaded revocations then deny the
-// held requests whose credential they revoke (sweepHolds).
+// applied without that entry, which is reported. Reloaded revocations
+// then deny the held requests whose credential they revoke (sweepHolds).
 func (g *Gateway) Reload() error {
 	var errs []error
 	if cat, err := catalog.Load(g.cfg.Catalog); err != nil {
