@@ -54,6 +54,13 @@ func TestKill9InFlightDecidedFirst(t *testing.T) {
 	var rounds []watched
 	for range 2 {
 		time.Sleep(jitter(rng, 300*time.Millisecond, 1500*time.Millisecond))
+		// The gateway must have caught up with the load (after the first
+		// round, with what was published while it was down): the
+		// messages it has not yet taken would otherwise lie between its
+		// last delivery and the watched ones, and takeDelivery, which
+		// leaves what it takes unacknowledged, would run into
+		// MaxAckPending before it reached them.
+		caughtUp(t, e, 60*time.Second)
 		pauseHolding(t, e, rng)
 		must(t, e.gw.Kill())
 		faults["kill9_gateway_holding"]++
@@ -176,6 +183,26 @@ func takeDelivery(t *testing.T, e *env, seq uint64) time.Time {
 		if ctx.Err() != nil {
 			t.Fatalf("could not take delivery up to ingress %d (delivered %d, %d unacknowledged)", seq, info.Delivered.Stream, info.NumAckPending)
 		}
+	}
+}
+
+// caughtUp waits until the gateway's consumers have fewer than a batch of
+// messages not yet delivered.
+func caughtUp(t *testing.T, e *env, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		info, err := e.consumerInfo(ctx)
+		cancel()
+		must(t, err)
+		if info.NumPending < uint64(e.opts.batch) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not catch up with the load within %s (%d messages not yet delivered)", within, info.NumPending)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
