@@ -125,6 +125,61 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// waitForSplit waits until the instances hold every partition, evenly;
+// when they do not in time, it says what each holds and which ones
+// stopped running, and why.
+func waitForSplit(t testing.TB, timeout time.Duration, what string, rec *recorder, partitions int, ins []*instance) {
+	t.Helper()
+	names := make([]string, len(ins))
+	for i, in := range ins {
+		names[i] = in.name
+	}
+	deadline := time.Now().Add(timeout)
+	for !balanced(rec, partitions, names...) {
+		if time.Now().After(deadline) {
+			var ended []string
+			for _, in := range ins {
+				select {
+				case err := <-in.done:
+					in.done <- err // stop reads it again
+					ended = append(ended, fmt.Sprintf("%s: Run returned %v", in.name, err))
+				default:
+				}
+			}
+			t.Fatalf("timed out after %s waiting for %s: held %v; stopped: %v", timeout, what, rec.held(), ended)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ensureBucket creates cfg's bucket through url, retrying until within
+// has passed.
+func ensureBucket(t testing.TB, url string, cfg Config, within time.Duration) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := EnsureBucket(ctx, js, cfg)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease bucket not created within %s: %v", within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // instance is one running Manager with its own connection.
 type instance struct {
 	name   string

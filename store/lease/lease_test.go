@@ -243,14 +243,22 @@ func TestClusterLeaderLoss(t *testing.T) {
 	const parts = 6
 	const ttl = 3 * time.Second
 	names := []string{"a", "b", "c"}
+	// The gateway creates the bucket before its lease manager runs
+	// (setupScaleOut); so does this test, retrying while the new cluster
+	// settles, rather than have three instances race to create a
+	// replicated stream, which under load can refuse one of them.
+	setup := testConfig("setup", parts, ttl)
+	setup.Replicas = 3
+	ensureBucket(t, urls[0], setup, 30*time.Second)
+	var ins []*instance
 	for i, n := range names {
 		cfg := testConfig(n, parts, ttl)
 		cfg.Replicas = 3
 		// Each instance prefers its own node and fails over to the others.
 		order := append([]string{urls[i]}, slices.Delete(slices.Clone(urls), i, i+1)...)
-		start(t, strings.Join(order, ","), cfg, rec)
+		ins = append(ins, start(t, strings.Join(order, ","), cfg, rec))
 	}
-	waitFor(t, 30*time.Second, "a 2/2/2 split", func() bool { return balanced(rec, parts, names...) })
+	waitForSplit(t, 30*time.Second, "a 2/2/2 split", rec, parts, ins)
 
 	var leader int = -1
 	waitFor(t, 10*time.Second, "the lease stream's leader", func() bool {
@@ -264,7 +272,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	})
 	servers[leader].Shutdown()
 	servers[leader].WaitForShutdown()
-	waitFor(t, 30*time.Second, "every partition held again", func() bool { return balanced(rec, parts, names...) })
+	waitForSplit(t, 30*time.Second, "every partition held again", rec, parts, ins)
 	losses := 0
 	rec.mu.Lock()
 	for _, e := range rec.events {
