@@ -79,10 +79,8 @@ func startOverlap(t *testing.T) *overlapRun {
 	p.hold.Store(o.original)
 	awaitSeq(t, p.started, o.original, "the original's batch to start")
 	o.copied = h.send(body)
+	// The hook runs once the offer is visible to the decider.
 	awaitSeq(t, p.waiting, o.copied, "the copy to be verified and offered")
-	// The prefetcher goes from the hook straight to offering the copy's
-	// batch to the decider; give it the moment to get there.
-	time.Sleep(200 * time.Millisecond)
 	close(p.gate)
 	select {
 	case <-syncing:
@@ -180,6 +178,10 @@ func (p *heldPipeline) hooks() *pipelineHooks {
 			for _, s := range seqs {
 				p.waiting <- s
 			}
+			// Return late, as a prefetcher the scheduler set aside would:
+			// what the test does on seeing the hook must not depend on
+			// the prefetcher running on.
+			time.Sleep(300 * time.Millisecond)
 		},
 		batchStart: func(seqs []uint64) {
 			for _, s := range seqs {
@@ -274,8 +276,7 @@ func TestDeciderNeverWaitsHoldingTheLedger(t *testing.T) {
 	}
 	awaitSeq(t, p.started, c, "C's batch to start")
 	d := h.send(h.body(nil))
-	awaitSeq(t, p.waiting, d, "D to be verified and offered")
-	time.Sleep(500 * time.Millisecond) // the prefetcher offers D: C is overlapped
+	awaitSeq(t, p.waiting, d, "D to be verified and offered") // so C is overlapped
 	close(p.gate)
 	awaitSeq(t, p.started, d, "D's batch to start")
 	// D's decider opens its ledger batch and waits for C, which the

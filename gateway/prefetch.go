@@ -44,10 +44,12 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 				g.hookSeqs(p.items, g.hooks.prepared)
 			}
 		}
+		offering.Store(true)
 		if g.hooks != nil {
+			// After the offer is visible: a test that saw this hook
+			// knows the decider will see the offer.
 			g.hookSeqs(p.items, g.hooks.waiting)
 		}
-		offering.Store(true)
 	wait:
 		for {
 			// A batch every queue has given its share to cannot grow:
@@ -83,7 +85,7 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 // every field may be nil.
 type pipelineHooks struct {
 	prepared   func(seqs []uint64) // a fetched batch's stateless gates ran
-	waiting    func(seqs []uint64) // a batch is about to wait for the decider
+	waiting    func(seqs []uint64) // a batch waits for the decider, offered (offering is set)
 	batchStart func(seqs []uint64) // the decider took a batch
 	queued     func(seq uint64)    // a message reached its queue in the source
 	narrowing  func(seqs []uint64) // the acker is about to narrow partly stored outcomes
