@@ -152,19 +152,26 @@ func waitForSplit(t testing.TB, timeout time.Duration, what string, rec *recorde
 	}
 }
 
-// ensureBucket creates cfg's bucket through url, retrying until within
-// has passed.
-func ensureBucket(t testing.TB, url string, cfg Config, within time.Duration) {
+// jsFor connects to url for the rest of the test.
+func jsFor(t testing.TB, url string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+// ensureBucket creates cfg's bucket through url, retrying until within
+// has passed.
+func ensureBucket(t testing.TB, url string, cfg Config, within time.Duration) {
+	t.Helper()
+	js := jsFor(t, url)
 	deadline := time.Now().Add(within)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/internal/natstest"
@@ -22,16 +21,7 @@ const settle = 5*testTTL + 10*time.Second
 
 func kvFor(t *testing.T, url string, cfg Config) jetstream.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := EnsureBucket(context.Background(), js, cfg)
+	kv, err := EnsureBucket(context.Background(), jsFor(t, url), cfg)
 	if err != nil {
 		t.Fatalf("EnsureBucket = %v", err)
 	}
@@ -342,13 +332,7 @@ func TestQuotaSplitsEvenly(t *testing.T) {
 func TestBucketTTLMismatchRefused(t *testing.T) {
 	_, url := serverURL(t)
 	kvFor(t, url, testConfig("a", 1, testTTL))
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	_, err = EnsureBucket(context.Background(), js, testConfig("b", 1, 2*testTTL))
+	_, err := EnsureBucket(context.Background(), jsFor(t, url), testConfig("b", 1, 2*testTTL))
 	if !errors.Is(err, ErrBucketMismatch) {
 		t.Fatalf("EnsureBucket(other ttl) = %v; want ErrBucketMismatch", err)
 	}
