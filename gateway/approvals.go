@@ -71,7 +71,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 		CredentialSealed: sealed, CredentialSealedTo: g.box.PublicKey(),
 		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
-		BodyDigest: hexDigest(it.digest), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
+		BodyDigest: it.digestHex(), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: it.start,
 	}
 	v, err := json.Marshal(h)

@@ -227,7 +227,7 @@ func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any
 		Risk:          it.target.Risk,
 		PolicyIDs:     it.pol.PolicyIDs,
 		PolicyVersion: it.pol.Version,
-		BodyDigest:    hexDigest(it.digest),
+		BodyDigest:    it.digestHex(),
 		PayloadDigest: hexDigest(it.payload),
 		Fields:        visible,
 		RequestedAt:   now.UTC(),
