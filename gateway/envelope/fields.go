@@ -3,7 +3,7 @@ package envelope
 import (
 	"time"
 
-	"github.com/nats-io/nkeys"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // Alphabets of the field rules (docs/wire.md). Every one is ASCII, so a
@@ -23,7 +23,6 @@ var (
 	audienceChars    = charset("A-Za-z0-9._:/-")
 	tokenChars       = charset("a-z0-9_-")
 	base64URLChars   = charset("A-Za-z0-9_-")
-	base32Chars      = charset("A-Z2-7")
 )
 
 // charset builds a byte table from ranges like "a-z" and single bytes; a
@@ -127,9 +126,6 @@ func b64val(c byte) byte {
 	return 63 // '_'
 }
 
-// validCurveKey checks the strict form X[A-Z2-7]{55} before asking nkeys
-// to check the checksum: base32 decoding skips CR and LF, so nkeys alone
-// would accept a key with a line break in it.
 // userKeyLen is the length of an nkeys public key.
 const userKeyLen = 56
 
@@ -138,16 +134,12 @@ func validRequestRef(b []byte) bool {
 	if len(b) <= userKeyLen || b[userKeyLen] != '/' || !validMessageID(b[userKeyLen+1:]) {
 		return false
 	}
-	k := b[:userKeyLen]
-	return k[0] == 'U' && allIn(k[1:], base32Chars, userKeyLen-1, userKeyLen-1) && nkeys.IsValidPublicUserKey(string(k))
+	return subjects.ValidAgent(string(b[:userKeyLen]))
 }
 
-func validCurveKey(b []byte) bool {
-	if len(b) != 56 || b[0] != 'X' || !allIn(b[1:], base32Chars, 55, 55) {
-		return false
-	}
-	return nkeys.IsValidPublicCurveKey(string(b))
-}
+// validCurveKey checks a curve key in the wire's strict form
+// (subjects.ValidKey).
+func validCurveKey(b []byte) bool { return subjects.ValidKey(string(b), 'X') }
 
 func parseCapability(b []byte) (Capability, bool) {
 	switch string(b) {
