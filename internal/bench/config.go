@@ -70,9 +70,10 @@ type Config struct {
 	// authenticated message on the reply stream.
 	NoNotices bool
 	// Partitions is the ingress partition count (consumer.partitions):
-	// each partition has its own consumer and ledger, so their serial
-	// phases (ledger gates, commit) overlap. Zero: 1, or 6 with
-	// Instances > 0 (divisible by 1, 2 and 3 instances).
+	// each partition has its own consumer and decider, so their serial
+	// phases (ledger gates, commit) overlap; one gateway keeps one ledger
+	// for all of them, scaled out each partition has its own. Zero: 1, or
+	// 6 with Instances > 0 (divisible by 1, 2 and 3 instances).
 	Partitions int
 	// Timeout bounds one scenario from its first publish. Zero: 2 minutes
 	// plus 2 ms per message.
