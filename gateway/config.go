@@ -219,8 +219,10 @@ type ScaleOutConfig struct {
 	LeaseMargin time.Duration `yaml:"lease_margin"`
 	// JournalMaxAge is how long journal records are kept, and so the
 	// window a new owner replays. Default, and minimum: the longest any
-	// ledger record matters (limits.max_ttl + limits.skew, the approval
-	// TTL, a response deadline plus max_ttl) plus a minute.
+	// ledger record matters (the freshness span, limits.max_ttl + 2 ×
+	// limits.skew, or the approval TTL + limits.skew, whichever is
+	// longer) plus a minute; outstanding responses are in the holds
+	// bucket, not the journal.
 	JournalMaxAge time.Duration `yaml:"journal_max_age"`
 }
 

@@ -23,7 +23,8 @@ import (
 // costs the other tenants at most its share of each batch.
 //
 // The partition's usual consumer stays as the catch-all: it decides
-// messages of tenants that are not configured (denied unknown_tenant) and
+// messages of tenants that are not configured (no issuer is trusted for
+// them, so the credential gate denies them untrusted_issuer) and
 // those stored before the tenant's consumer existed, and acknowledges
 // without a decision everything a tenant consumer owns, so each ingress
 // message is still decided exactly once. A tenant consumer starts after

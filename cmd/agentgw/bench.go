@@ -11,7 +11,7 @@ import (
 )
 
 func benchCmd(args []string) int {
-	c := newCmd("bench", "[--messages M] [--mix LIST] [--rate R] [--paced F] [--out FILE] [--nats URL]", `
+	c := newCmd("bench", "[--messages M] [--mix LIST] [--rate R] [--paced F] [--out FILE] [-s URL]", `
 Measure the gateway against two baselines in one run, on one NATS server:
 a raw relay (pull the ingress stream, republish with a Nats-Msg-Id, wait
 for the PubAck, ack) and a crypto relay (the same plus one Ed25519 verify
