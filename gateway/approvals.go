@@ -433,9 +433,13 @@ func (g *Gateway) pendingApprovals() (int, time.Duration) {
 		if n == 0 {
 			return 0, 0
 		}
-		// Scaled out: as of the last expiry scan, aged by approval TTL
-		// from the oldest deadline.
-		return n, max(0, g.clock().Sub(time.Unix(0, g.kvh.oldest.Load()).Add(-g.cfg.Limits.ApprovalTTL)))
+		// Scaled out: the count as of the last expiry scan, the age from
+		// the oldest request time it read.
+		oldest := g.kvh.oldest.Load()
+		if oldest == 0 {
+			return n, 0
+		}
+		return n, max(0, g.clock().Sub(time.Unix(0, oldest)))
 	}
 	var holds []store.Hold
 	for _, led := range g.ledgers() {

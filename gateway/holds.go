@@ -101,7 +101,7 @@ const (
 type kvHolds struct {
 	kv      jetstream.KeyValue
 	pending atomic.Int64 // held approvals seen by the last expiry scan
-	oldest  atomic.Int64 // their oldest deadline, unix nanoseconds
+	oldest  atomic.Int64 // when the oldest of them was requested, unix nanoseconds
 }
 
 func holdKey(id string) string { return "h." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
@@ -251,6 +251,9 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 	}
 	var due []kvDue
 	var pending, oldest int64
+	var rec struct {
+		RequestedAt time.Time `json:"requested_at"`
+	}
 	for _, key := range keys {
 		h, rev, err := k.get(key)
 		if err != nil {
@@ -263,8 +266,14 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 		approvalHold := strings.HasPrefix(key, "h.") && !strings.HasPrefix(id, respPrefix)
 		if h.State == kvHeld && approvalHold {
 			pending++
-			if oldest == 0 || h.Deadline.UnixNano() < oldest {
-				oldest = h.Deadline.UnixNano()
+			// The hold's value is the held request (holdRecord); its
+			// deadline alone does not say when it was requested, since a
+			// target may set its own approval_ttl.
+			rec.RequestedAt = time.Time{}
+			if json.Unmarshal(h.Value, &rec) == nil && !rec.RequestedAt.IsZero() {
+				if at := rec.RequestedAt.UnixNano(); oldest == 0 || at < oldest {
+					oldest = at
+				}
 			}
 		}
 		switch {

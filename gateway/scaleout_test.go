@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -437,4 +438,59 @@ func TestScaleOutHoldPutBeforeCrashEndsOnce(t *testing.T) {
 		t.Fatalf("held request (expired: %s) released %d times, expired %d times; want expired once", exp.Header.Get(header.Reason), rel, n)
 	}
 	h.endScaleOut(t, b, a)
+}
+
+// TestApprovalOldestAgeWithTargetTTL: the approval-queue gauge's age of
+// the oldest held request is the time since it was requested, in both
+// modes, also for a target whose own approval_ttl differs from
+// limits.approval_ttl. (Scaled out it was derived from the deadline and
+// limits.approval_ttl, so a 1 h target held for 10 min read as 0.)
+func TestApprovalOldestAgeWithTargetTTL(t *testing.T) {
+	for _, scaled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "single", true: "scaled"}[scaled], func(t *testing.T) {
+			h := newHarness(t)
+			h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 50 * time.Millisecond })
+			cat := filepath.Join(h.dir, "catalog.yaml")
+			raw, err := os.ReadFile(cat)
+			must(t, err)
+			withTTL := strings.Replace(string(raw), "    risk: critical\n", "    risk: critical\n    approval_ttl: 1h\n", 1)
+			if withTTL == string(raw) {
+				t.Fatal("test catalog has no critical target to give an approval_ttl")
+			}
+			must(t, os.WriteFile(cat, []byte(withTTL), 0o600))
+			var gw *Gateway
+			if scaled {
+				in := h.startInstance("a")
+				waitFor(t, func() bool { return in.held() == 1 })
+				gw = in.gw
+			} else {
+				h.start()
+				<-h.gw.Ready()
+				gw = h.gw
+			}
+			body := h.body(func(bb *envelope.Builder) {
+				bb.Capability, bb.Target = envelope.ToolCall, "payments.send"
+				bb.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+			})
+			if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+				t.Fatalf("request went to %s; want the approval queue", out.Subject)
+			}
+			h.clock.Advance(10 * time.Minute)
+			var n int
+			var age time.Duration
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				if n, age = gw.pendingApprovals(); n == 1 && age >= 10*time.Minute {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pending approvals = %d, oldest %s; want 1, 10m (requested 10 minutes ago on the gateway's clock)", n, age)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if age > 10*time.Minute+time.Second {
+				t.Fatalf("oldest held request is %s old; want 10m", age)
+			}
+		})
+	}
 }
