@@ -408,21 +408,34 @@ func (t *Target) ValidateObject(obj map[string]any) error {
 		return nil
 	}
 	if err := t.schema.Validate(any(obj)); err != nil {
-		return reason.Deny(reason.PayloadInvalid, "payload violates the schema of %q at %s", t.Name, schemaLocation(err))
+		return reason.Deny(reason.PayloadInvalid, "payload violates the schema of %q at schema %s", t.Name, schemaLocation(err))
 	}
 	return nil
 }
 
-// schemaLocation names where validation failed without quoting values.
+// schemaLocation names where in the schema validation failed: the
+// failing subschema's JSON pointer and the keyword, both the catalog's
+// own text. Never the instance location: under an open map
+// (additionalProperties, patternProperties) that is the payload's own
+// member names, plaintext of a sealed payload or a response.
 func schemaLocation(err error) string {
 	var ve *jsonschema.ValidationError
-	if errors.As(err, &ve) {
-		for len(ve.Causes) > 0 {
-			ve = ve.Causes[0]
-		}
-		return "/" + strings.Join(ve.InstanceLocation, "/")
+	if !errors.As(err, &ve) {
+		return "?"
 	}
-	return "?"
+	for len(ve.Causes) > 0 {
+		ve = ve.Causes[0]
+	}
+	loc := "#"
+	if i := strings.IndexByte(ve.SchemaURL, '#'); i >= 0 {
+		loc += ve.SchemaURL[i+1:]
+	}
+	if ve.ErrorKind != nil {
+		if kp := ve.ErrorKind.KeywordPath(); len(kp) > 0 {
+			loc += "/" + strings.Join(kp, "/")
+		}
+	}
+	return loc
 }
 
 // ValidateResponse checks a response payload against the target's
@@ -443,7 +456,7 @@ func (t *Target) ValidateResponse(payload []byte) ([]byte, error) {
 	}
 	if t.response != nil {
 		if err := t.response.Validate(v); err != nil {
-			return nil, reason.Deny(reason.ResponseInvalid, "response violates the response schema of %q at %s", t.Name, schemaLocation(err))
+			return nil, reason.Deny(reason.ResponseInvalid, "response violates the response schema of %q at schema %s", t.Name, schemaLocation(err))
 		}
 	}
 	for _, f := range t.Sensitive {

@@ -256,3 +256,41 @@ func TestTargetsFitDecisionTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaErrorsNameNoPayloadMember: a schema denial says where in
+// the schema validation failed, never where in the payload: with an open
+// map the instance path would be the payload's own member names, which
+// are the plaintext of a sealed payload (or a response) and must not
+// reach the denied record, the audit event or the log.
+func TestSchemaErrorsNameNoPayloadMember(t *testing.T) {
+	const open = `
+targets:
+  - name: notes.add
+    kind: tool_call
+    scope: notes:add
+    tenants: [tenant_a]
+    consumer_xkey: ` + xkey + `
+    payload_schema: '{"type":"object","properties":{"meta":{"type":"object","additionalProperties":{"type":"string"}}}}'
+    response_deadline: 1m
+    response_schema: '{"type":"object","properties":{"meta":{"type":"object","additionalProperties":{"type":"string"}}}}'
+`
+	c, err := Parse([]byte(open), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := c.Lookup("notes.add")
+	const secret = "SSN-123-45-6789"
+	_, perr := tg.ValidatePayload([]byte(`{"meta":{"` + secret + `":5}}`))
+	_, rerr := tg.ValidateResponse([]byte(`{"meta":{"` + secret + `":5}}`))
+	for _, err := range []error{perr, rerr} {
+		if err == nil || !(errors.Is(err, reason.PayloadInvalid) || errors.Is(err, reason.ResponseInvalid)) {
+			t.Fatalf("validation = %v; want a schema denial", err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("denial %q names the payload's member", err)
+		}
+		if !strings.Contains(err.Error(), "at schema #/properties/meta/additionalProperties/type") {
+			t.Errorf("denial %q does not say which part of the schema refused it", err)
+		}
+	}
+}

@@ -405,3 +405,25 @@ func TestRequestRef(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodePayloadDetailQuotesNoInput: what DecodePayload says about
+// malformed JSON names the offset and the rule, never a byte of the
+// input: the gateway decodes an opened sealed payload with it, and the
+// detail goes into the denied record, the audit event and the log.
+func TestDecodePayloadDetailQuotesNoInput(t *testing.T) {
+	for _, in := range []string{
+		`{"a":1Q}`,      // unexpected byte after a value
+		`{"a" Q 1}`,     // want ':'
+		`{"a":"\Q"}`,    // bad escape
+		`{"a":Q}`,       // no value
+		`{"a":[1,2 Q]}`, // want ',' or ']'
+	} {
+		_, err := DecodePayload([]byte(in), Limits{})
+		if err == nil {
+			t.Fatalf("DecodePayload(%s) accepted", in)
+		}
+		if strings.Contains(err.Error(), "Q") {
+			t.Errorf("DecodePayload(%s) = %q: quotes the input", in, err)
+		}
+	}
+}

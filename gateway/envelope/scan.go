@@ -34,6 +34,10 @@ type scanner struct {
 	probes int
 }
 
+// fail is a MalformedEnvelope denial at the current offset. Its detail
+// names the rule broken and never quotes the input: the scanner also
+// reads opened sealed payloads, whose bytes must not reach a denied
+// record, an audit event or a log.
 func (s *scanner) fail(format string, args ...any) error {
 	return reason.Deny(reason.MalformedEnvelope, "offset %d: "+format, append([]any{s.pos}, args...)...)
 }
@@ -64,7 +68,7 @@ func (s *scanner) expect(c byte) error {
 		if s.pos >= len(s.data) {
 			return s.fail("unexpected end of input, want %q", c)
 		}
-		return s.fail("unexpected %q, want %q", s.data[s.pos], c)
+		return s.fail("unexpected byte, want %q", c)
 	}
 	s.pos++
 	return nil
@@ -196,7 +200,7 @@ func (s *scanner) strEscaped(start, max int) ([]byte, bool, error) {
 				out = utf8.AppendRune(out, 0x10000+(r-0xD800)<<10+(lo-0xDC00))
 			default:
 				s.pos = i - 1
-				return nil, false, s.fail("bad escape \\%c", e)
+				return nil, false, s.fail("bad escape")
 			}
 		case c < 0x20:
 			s.pos = i
@@ -328,7 +332,7 @@ func (s *scanner) value(depth int) error {
 			_, err := s.number()
 			return err
 		}
-		return s.fail("unexpected %q", c)
+		return s.fail("unexpected byte")
 	}
 }
 
