@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,6 +116,35 @@ func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessag
 		m.Body = body
 		return m
 	}
+	withHex := func(data string) wvMessage {
+		m := first.Message
+		m.Body, m.DataHex = "", hex.EncodeToString([]byte(data))
+		return m
+	}
+	// A held notice whose deadline is written with an offset (the same
+	// instant as +00:00), signed by the trusted key for its bytes: the
+	// token binds it, but a notice's times are RFC 3339 UTC with Z.
+	var offsetMsg wvMessage
+	var offsetDoc, offsetTo string
+	for i, s := range specs {
+		if s.n.Deadline == nil {
+			continue
+		}
+		z := s.n.Deadline.UTC().Format(time.RFC3339Nano)
+		od := strings.Replace(string(data[i]), `"deadline":"`+z+`"`, `"deadline":"`+strings.TrimSuffix(z, "Z")+`+00:00"`, 1)
+		if od == string(data[i]) {
+			w.t.Fatalf("notice %s: deadline %s not found in %s", s.name, z, data[i])
+		}
+		oc := w.noticeClaims(s, []byte(od))
+		oc.name += "-offset-deadline"
+		offsetDoc = doc(w.batch("offset-deadline-notice", "gateway-signing", []wvClaimSpec{oc}).Tokens[0].Token, []byte(od))
+		offsetTo, offsetMsg = s.to, f.Notices[i].Message
+		offsetMsg.Body = offsetDoc
+		break
+	}
+	if offsetDoc == "" {
+		w.t.Fatal("no held notice to write with an offset deadline")
+	}
 	// The first notice's claims signed by a key no agent trusts.
 	uc := w.noticeClaims(specs[0], data[0])
 	uc.name += "-untrusted"
@@ -132,6 +162,10 @@ func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessag
 		{"notice_without_document", first.To, wvMessage{Subject: first.Message.Subject, Body: string(data[0]),
 			Headers: append(slices.Clone(first.Message.Headers), wvHeader{header.Decision, w.tokens[specs[0].name]})}, string(reason.DecisionMissing)},
 		{"document_with_unknown_member", first.To, withBody(unknown), string(reason.DecisionMissing)},
+		// After the document only JSON's white space may follow; U+00A0
+		// is white space to some decoders, not to JSON.
+		{"document_with_trailing_no_break_space", first.To, withHex(first.Message.Body + "\u00a0"), string(reason.DecisionMissing)},
+		{"deadline_with_offset", offsetTo, offsetMsg, string(reason.Internal)},
 	}
 	return f
 }

@@ -207,6 +207,12 @@ func (w *wvWorld) decisionFile(batches []wvBatch) wvDecisionFile {
 	proof, _ := b64url.DecodeString(parts[2])
 	proof[1] = 4
 	relabelled := parts[0] + "." + parts[1] + "." + b64url.EncodeToString(proof) + "." + parts[3]
+	// The first token's proof with its leaf index written in two bytes
+	// (0x80 0x00 for 0): the same root and signature, but a token has one
+	// encoding, and a uvarint its shortest.
+	unpadded, _ := b64url.DecodeString(parts[2])
+	padded := append([]byte{unpadded[0] | 0x80, 0x00}, unpadded[1:]...)
+	notMinimal := parts[0] + "." + parts[1] + "." + b64url.EncodeToString(padded) + "." + parts[3]
 	edited := strings.Replace(first.ClaimsJSON, `"scope":"refund:draft"`, `"scope":"refund:issue"`, 1)
 	tampered := parts[0] + "." + b64url.EncodeToString([]byte(edited)) + "." + parts[2] + "." + parts[3]
 	// The first token's claims with a line break inside sub (and act.sub),
@@ -220,6 +226,7 @@ func (w *wvWorld) decisionFile(batches []wvBatch) wvDecisionFile {
 	f.Rejects = []wvDecisionReject{
 		{"untrusted_gateway", untrusted, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"tree_size_relabelled", relabelled, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
+		{"proof_index_not_minimal", notMinimal, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"claims_edited", tampered, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"sub_with_line_break", lineBreak, trusted, first.Audience, wvNow.Unix(), skew, "decision_token_invalid"},
 		{"issued_in_future", first.Token, trusted, first.Audience, wvNow.Unix() - skew - 1, skew, "decision_token_invalid"},

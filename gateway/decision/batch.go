@@ -212,17 +212,22 @@ func buildTree(leaves [][32]byte, off int, paths [][][32]byte) [32]byte {
 	return nodeHash(left, right)
 }
 
+// minimal reports whether the n-byte uvarint at the start of b is in its
+// shortest form (no final zero group after a continuation): a proof, and
+// so a token, has one encoding.
+func minimal(b []byte, n int) bool { return n == 1 || b[n-1] != 0 }
+
 // rootOf recomputes the root from a leaf and its proof (RFC 9162
 // §2.1.3.2) and returns it with the tree size, or reports the proof
 // malformed.
 func rootOf(leaf [32]byte, proof []byte) ([32]byte, uint64, error) {
 	index, n := binary.Uvarint(proof)
-	if n <= 0 {
+	if n <= 0 || !minimal(proof, n) {
 		return leaf, 0, errors.New("proof: bad leaf index")
 	}
 	proof = proof[n:]
 	size, n := binary.Uvarint(proof)
-	if n <= 0 || size == 0 || size > MaxBatch || index >= size {
+	if n <= 0 || !minimal(proof, n) || size == 0 || size > MaxBatch || index >= size {
 		return leaf, 0, errors.New("proof: bad tree size")
 	}
 	proof = proof[n:]

@@ -86,6 +86,10 @@ func TestBatchForgeries(t *testing.T) {
 		{"leaf-as-its-own-root", join(part(toks[3], 0), part(toks[3], 1), b64.EncodeToString([]byte{0, 1}), part(toks[3], 3))},
 		{"signature-of-another-gateway", join(part(toks[0], 0), part(toks[0], 1), part(toks[0], 2), part(other, 3))},
 		{"five-parts", toks[0] + "." + part(toks[0], 3)},
+		// The same index and size written in more bytes than needed: the
+		// root and signature still match, but a token has one encoding.
+		{"proof-index-not-minimal", join(part(toks[3], 0), part(toks[3], 1), padded(t, part(toks[3], 2), 0), part(toks[3], 3))},
+		{"proof-size-not-minimal", join(part(toks[3], 0), part(toks[3], 1), padded(t, part(toks[3], 2), 1), part(toks[3], 3))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +103,20 @@ func TestBatchForgeries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// padded rewrites a proof (index and size are single-byte uvarints
+// here) with its which-th uvarint (0: index, 1: size) in two bytes.
+func padded(t *testing.T, proof string, which int) string {
+	t.Helper()
+	raw := mustDecode(t, proof)
+	if raw[0] >= 0x80 || raw[1] >= 0x80 {
+		t.Fatal("padded wants single-byte index and size")
+	}
+	out := append([]byte(nil), raw[:which]...)
+	out = append(out, raw[which]|0x80, 0x00)
+	out = append(out, raw[which+1:]...)
+	return b64.EncodeToString(out)
 }
 
 func TestSignBatchRejects(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Version is the delivery format written by Append and accepted by Parse.
@@ -257,12 +259,24 @@ func Members(data []byte, names []string) ([]json.RawMessage, error) {
 		if err := dec.Decode(&raws[i]); err != nil {
 			return nil, ErrNotDocument
 		}
+		// encoding/json would read invalid UTF-8 and lone surrogate
+		// escapes as U+FFFD; the TypeScript reader refuses them, and so
+		// does this one. Objects are their readers' to check (the
+		// envelope and notice parsers are strict).
+		var str string
+		if raws[i][0] == '"' && jsonv2.Unmarshal(raws[i], &str) != nil {
+			return nil, ErrNotDocument
+		}
 	}
 	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
 		return nil, ErrNotDocument
 	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
-		return nil, ErrTrailingData
+	// Only JSON's white space may follow (bytes.TrimSpace would also skip
+	// \v, \f, U+0085 and U+00A0).
+	for _, c := range data[dec.InputOffset():] {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return nil, ErrTrailingData
+		}
 	}
 	return raws, nil
 }

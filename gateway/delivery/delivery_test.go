@@ -80,6 +80,14 @@ func TestParseRefuses(t *testing.T) {
 		"version 1.0":    strings.Replace(string(good), `"v":1`, `"v":1.0`, 1),
 		"version string": strings.Replace(string(good), `"v":1`, `"v":"1"`, 1),
 		"token number":   `{"v":1,"decision":7,"envelope":` + env + `}`,
+		// What the TypeScript reader refuses, this one does too: only
+		// JSON's white space may follow, and strings are valid UTF-8
+		// without lone surrogates.
+		"trailing vertical tab":   string(good) + "\v",
+		"trailing no-break space": string(good) + "\u00a0",
+		"trailing next line":      string(good) + "\u0085",
+		"lone surrogate":          strings.Replace(string(good), `"signature":"`, `"signature":"\ud800`, 1),
+		"invalid UTF-8":           strings.Replace(string(good), `"signature":"`, "\"signature\":\"\xff", 1),
 	} {
 		if _, err := Parse([]byte(data), 1<<20); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Parse error = %v; want ErrInvalid", name, err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 // Header marks a decision notice on a reply subject; its value is Kind.
@@ -73,6 +75,23 @@ func Parse(b []byte) (*Notice, error) {
 	// errors of this decoder.
 	if err := json.Unmarshal(b, &n, json.RejectUnknownMembers(true)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// deadline, where present, is RFC 3339 in UTC exactly as envelope
+	// times are written (upper-case T and Z, no offset), on every route:
+	// time.Time alone would also take offsets, which the TypeScript
+	// reader refuses.
+	var raw struct {
+		Deadline *string `json:"deadline"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if raw.Deadline != nil {
+		d, ok := envelope.ParseTime(*raw.Deadline)
+		if !ok {
+			return nil, fmt.Errorf("%w: deadline is not RFC 3339 UTC", ErrInvalid)
+		}
+		n.Deadline = &d
 	}
 	if err := n.check(); err != nil {
 		return nil, err

@@ -38,6 +38,12 @@ func TestParse(t *testing.T) {
 		"answer alone":     `{"message_id":"m","route":"deny","reason":"x","answer":"grant"}`,
 		"trailing":         `{"message_id":"m","route":"deny","reason":"x"} {}`,
 		"not an object":    `[]`,
+		// deadline is RFC 3339 UTC as envelope times are written, on every
+		// route, as the TypeScript reader has it.
+		"deadline/offset":   `{"message_id":"m","route":"approval","approval_id":"m","deadline":"2026-01-02T04:04:05+01:00"}`,
+		"deadline/lower z":  `{"message_id":"m","route":"approval","approval_id":"m","deadline":"2026-01-02T03:04:05z"}`,
+		"deadline/on allow": `{"message_id":"m","route":"allow","target":"t","deadline":"junk"}`,
+		"deadline/empty":    `{"message_id":"m","route":"deny","reason":"x","deadline":""}`,
 	}
 	for name, in := range bad {
 		if _, err := Parse([]byte(in)); !errors.Is(err, ErrInvalid) {

@@ -292,18 +292,27 @@ export function uvarint(buf: Uint8Array): [bigint, number] {
 }
 
 /**
+ * minimal reports whether the n-byte uvarint at the start of b is in its
+ * shortest form (no final zero group after a continuation): a proof, and
+ * so a token, has one encoding. Go's decision.minimal.
+ */
+function minimal(b: Uint8Array, n: number): boolean {
+  return n === 1 || b[n - 1] !== 0;
+}
+
+/**
  * rootOf recomputes the root from a leaf and its proof (RFC 9162
  * §2.1.3.2) and returns it with the tree size, or throws an Error saying
  * what is malformed.
  */
 export function rootOf(leaf: Uint8Array, proof: Uint8Array): [Uint8Array, number] {
   const [index, n1] = uvarint(proof);
-  if (n1 <= 0) {
+  if (n1 <= 0 || !minimal(proof, n1)) {
     throw new Error("proof: bad leaf index");
   }
   let rest = proof.subarray(n1);
   const [size, n2] = uvarint(rest);
-  if (n2 <= 0 || size === 0n || size > BigInt(MAX_BATCH) || index >= size) {
+  if (n2 <= 0 || !minimal(rest, n2) || size === 0n || size > BigInt(MAX_BATCH) || index >= size) {
     throw new Error("proof: bad tree size");
   }
   rest = rest.subarray(n2);

@@ -157,7 +157,16 @@ export function parseNotice(data: Uint8Array): Notice {
     p.push("no message_id");
   }
   const route = s("route");
+  // deadline, where present, is RFC 3339 UTC on every route (the Go
+  // reader's rule too), not only where the route needs it.
   let deadline: Date | undefined;
+  const hasDeadline = typeof v["deadline"] === "string";
+  if (hasDeadline) {
+    deadline = parseTime(s("deadline"));
+    if (deadline === undefined) {
+      p.push("deadline is not RFC 3339 UTC");
+    }
+  }
   switch (route) {
     case "allow":
       if (s("target") === "") {
@@ -165,11 +174,8 @@ export function parseNotice(data: Uint8Array): Notice {
       }
       break;
     case "approval":
-      deadline = s("deadline") === "" ? undefined : parseTime(s("deadline"));
-      if (s("approval_id") === "" || s("deadline") === "") {
+      if (s("approval_id") === "" || !hasDeadline) {
         p.push("approval without approval_id and deadline");
-      } else if (deadline === undefined) {
-        p.push("deadline is not RFC 3339 UTC");
       }
       break;
     case "deny":
