@@ -6,8 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -309,12 +309,15 @@ func (g *Gateway) replayAuth(it *item, now time.Time) (string, error) {
 	if len(parts) != 4 {
 		return "", bad
 	}
-	seq, err1 := strconv.ParseUint(parts[0], 10, 64)
-	exp, err2 := strconv.ParseInt(parts[2], 10, 64)
-	sig, err3 := base64.RawURLEncoding.DecodeString(parts[3])
-	if err := errors.Join(err1, err2, err3); err != nil || !subjects.ValidAgent(parts[1]) {
+	// One encoding only, as the gateway writes it: canonical decimals
+	// and the 86-character canonical base64url of the signature.
+	seq, ok1 := decimal(parts[0])
+	uexp, ok2 := decimal(parts[2])
+	sig, err := envelope.DecodeSignature(parts[3])
+	if !ok1 || !ok2 || uexp > math.MaxInt64 || err != nil || !subjects.ValidAgent(parts[1]) {
 		return "", bad
 	}
+	exp := int64(uexp)
 	if now.Unix() > exp {
 		return "", reason.Deny(reason.ReplayRefused, "replay authorization expired")
 	}
@@ -323,8 +326,15 @@ func (g *Gateway) replayAuth(it *item, now time.Time) (string, error) {
 		return "", bad
 	}
 	digest := envelope.Digest(it.body)
-	if !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.ReplayInput(hex.EncodeToString(digest[:]), seq, parts[1], exp), sig) {
+	if !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.ReplayInput(hex.EncodeToString(digest[:]), seq, parts[1], exp), sig[:]) {
 		return "", bad
 	}
 	return parts[1], nil
+}
+
+// decimal reads s as an unsigned decimal written canonically: digits
+// only, no sign, no leading zero (except "0" itself).
+func decimal(s string) (uint64, bool) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil && strconv.FormatUint(v, 10) == s
 }

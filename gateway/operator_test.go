@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -186,6 +188,40 @@ func TestOperatorRequestReadStrictly(t *testing.T) {
 	} {
 		if res := ask(request(valid), sig); res.Code != string(reason.BadSignature) {
 			t.Errorf("signature %s: %+v; want bad_signature", name, res)
+		}
+	}
+}
+
+// TestReplayAuthOneEncoding: the Agentgw-Replay header is read one way
+// only: its numbers in canonical decimal and its signature canonical
+// base64url of exactly 86 characters. A lenient reader took a signature
+// with a line break in it (Go's base64 skips CR and LF) and "07" for 7.
+func TestReplayAuthOneEncoding(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	<-h.gw.Ready()
+	op := newActor(t)
+	body := h.body(nil)
+	digest := envelope.Digest(body)
+	now := h.clock.Now()
+	exp := now.Add(time.Minute).Unix()
+	sig := base64.RawURLEncoding.EncodeToString(h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), 7, op.pub, exp)))
+	auth := func(v string) (string, error) {
+		it := &item{hdr: nats.Header{}, body: body}
+		it.hdr.Set(header.Replay, v)
+		return h.gw.replayAuth(it, now)
+	}
+	if who, err := auth(fmt.Sprintf("7.%s.%d.%s", op.pub, exp, sig)); err != nil || who != op.pub {
+		t.Fatalf("genuine authorization = %q, %v; want the operator", who, err)
+	}
+	for name, v := range map[string]string{
+		"signature with a line break":  fmt.Sprintf("7.%s.%d.%s\n%s", op.pub, exp, sig[:40], sig[40:]),
+		"sequence with a leading zero": fmt.Sprintf("07.%s.%d.%s", op.pub, exp, sig),
+		"expiry with a leading zero":   fmt.Sprintf("7.%s.0%d.%s", op.pub, exp, sig),
+		"expiry with a plus sign":      fmt.Sprintf("7.%s.+%d.%s", op.pub, exp, sig),
+	} {
+		if _, err := auth(v); !errors.Is(err, reason.ReplayRefused) {
+			t.Errorf("%s: replayAuth = %v; want %s", name, err, reason.ReplayRefused)
 		}
 	}
 }

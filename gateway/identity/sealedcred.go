@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"strings"
 
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -41,9 +42,11 @@ func (b *Box) OpenCredential(sealed, sealedTo string, body []byte) (Token, error
 	if sealedTo != b.pub {
 		return "", reason.Deny(reason.SealMismatch, "credential sealed to curve key %s, not to this gateway's %s", safeText(sealedTo), b.pub)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(sealed)
-	if err != nil {
-		return "", reason.Deny(reason.SealBroken, "sealed credential is not base64url")
+	// Canonical base64url only: Go's decoder alone skips CR and LF and
+	// takes stray bits in the last character.
+	raw, err := b64.DecodeString(sealed)
+	if err != nil || strings.ContainsAny(sealed, "\r\n") {
+		return "", reason.Deny(reason.SealBroken, "sealed credential is not canonical base64url")
 	}
 	plain, err := b.Open(raw, b.pub)
 	if err != nil {

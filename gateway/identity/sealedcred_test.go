@@ -51,6 +51,9 @@ func TestSealedCredential(t *testing.T) {
 		{"deny/not_base64", gw, "!!", gw.PublicKey(), body, reason.SealBroken},
 		{"deny/truncated", gw, sealed[:20], gw.PublicKey(), body, reason.SealBroken},
 		{"deny/no_key", gw, sealed, "", body, reason.SealMismatch},
+		// One encoding: no CR or LF (Go's base64 decoder skips them).
+		{"deny/line_break", gw, sealed[:20] + "\n" + sealed[20:], gw.PublicKey(), body, reason.SealBroken},
+		{"deny/carriage_return", gw, sealed + "\r", gw.PublicKey(), body, reason.SealBroken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok, err := tc.box.OpenCredential(tc.sealed, tc.sealTo, tc.body)
