@@ -93,7 +93,6 @@ type result struct {
 	Released      int
 	Expired       int
 	FatesBad      int // held requests released and expired, or neither
-	LateAnswers   int // grants that arrived after the deadline (denied approval_expired)
 	IngressLost   int // acknowledged publishes missing from the ingress stream
 	Unknown       int // publishes given up during outages (fate unknown to the sender)
 	Redeliveries  uint64
@@ -182,14 +181,11 @@ func check(t testing.TB, e *env, l *load) *result {
 	}
 	r.Ingress = len(ingress)
 
-	// The invariant package's check, with one correction: an approver's
-	// answer that arrives after the deadline is denied approval_expired,
-	// which Collect mistakes for an expiry follow-up of a held request
-	// (see docs/reliability.md). Such an output names the answer's own
-	// ingress sequence, whose envelope has capability "approve".
+	// The invariant package's check: an approver's answer that arrives
+	// after the deadline is its own message's output (denied
+	// approval_expired), not an expiry follow-up of the held request.
 	rep, err := invariant.Collect(ctx, e.js)
 	must(t, err)
-	reconcileLateAnswers(rep, ingress, r)
 	if err := rep.Err(); err != nil {
 		r.problem("invariant: %v", err)
 	}
@@ -424,26 +420,6 @@ func check(t testing.TB, e *env, l *load) *result {
 	return r
 }
 
-// reconcileLateAnswers moves late answers' denials, which Collect files
-// as orphaned follow-ups, back to the answer's own ingress sequence.
-func reconcileLateAnswers(rep *invariant.Report, ingress map[uint64]smsg, r *result) {
-	isAnswer := func(seq uint64) bool {
-		m, ok := ingress[seq]
-		return ok && bytes.Contains(m.data, []byte(`"capability":"approve"`))
-	}
-	var orphans []invariant.Output
-	for _, o := range rep.Orphans {
-		if o.Reason == "approval_expired" && isAnswer(o.Seq) && len(rep.Outputs[o.Seq]) == 0 {
-			rep.Outputs[o.Seq] = []invariant.Output{o}
-			rep.Lost = slices.DeleteFunc(rep.Lost, func(s uint64) bool { return s == o.Seq })
-			r.LateAnswers++
-			continue
-		}
-		orphans = append(orphans, o)
-	}
-	rep.Orphans = orphans
-}
-
 // summary is the one line a run ends with.
 func (r *result) summary(name string, faults map[string]int, elapsed time.Duration) string {
 	var fs []string
@@ -455,10 +431,10 @@ func (r *result) summary(name string, faults map[string]int, elapsed time.Durati
 	sort.Strings(fs)
 	return fmt.Sprintf("%s: %s, messages %d, faults injected %d (%s), lost %d, duplicated %d, orphans %d, "+
 		"replays let in %d (replay copies denied %d), wrong decisions %d (issued ahead, decided once current %d), plaintext leaks %d, audit missing %d dup %d, "+
-		"held %d released %d expired %d (expiry audit events %d) bad fates %d late answers %d, ingress lost %d, unknown %d, redeliveries %d, routes %v%s",
+		"held %d released %d expired %d (expiry audit events %d) bad fates %d, ingress lost %d, unknown %d, redeliveries %d, routes %v%s",
 		name, elapsed.Round(time.Second), r.Ingress, total, strings.Join(fs, " "), r.Lost, r.Duplicated, r.Orphans,
 		r.ReplaysLetIn, r.ReplayCopies, r.Wrong, r.FutureLate, r.Leaks, r.AuditMissing, r.AuditDup,
-		r.Held, r.Released, r.Expired, r.ExpiryAudits, r.FatesBad, r.LateAnswers, r.IngressLost, r.Unknown, r.Redeliveries, r.ByRoute, r.recoveryText())
+		r.Held, r.Released, r.Expired, r.ExpiryAudits, r.FatesBad, r.IngressLost, r.Unknown, r.Redeliveries, r.ByRoute, r.recoveryText())
 }
 
 // recoveryText is "; recoveries [...]" when the run measured any.
