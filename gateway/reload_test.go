@@ -84,3 +84,21 @@ func TestRevocationsReportMalformedEntries(t *testing.T) {
 		t.Errorf("after reload: %s (%s); the malformed key is not the agent's", out.Subject, out.Header.Get(header.Reason))
 	}
 }
+
+// TestRevocationsMalformedEntryRefusedAtStart: at start there is no
+// earlier revocation set to keep, so a revocations file with an entry
+// that would match nothing (a key with a line break) stops the gateway
+// from starting, naming the problem, rather than running without it.
+func TestRevocationsMalformedEntryRefusedAtStart(t *testing.T) {
+	h := newHarness(t)
+	broken := h.agent.pub[:20] + `\n` + h.agent.pub[20:]
+	replaceFile(t, h.cfg.Revocations.File, "keys: [\""+broken+"\"]\n")
+	gw, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc))
+	if err == nil {
+		_ = gw.Close()
+		t.Fatal("New started with a malformed revocation entry")
+	}
+	if !strings.Contains(err.Error(), "is not an agent public key") {
+		t.Errorf("New error = %v; want it to name the malformed key entry", err)
+	}
+}

@@ -246,4 +246,15 @@ func TestCredsUnrevoke(t *testing.T) {
 	if r := mustRun(t, k.dir, exitUsage, "creds", "unrevoke", "--file", "revocations.yaml"); !strings.Contains(r.stderr, "nothing to un-revoke") {
 		t.Errorf("creds unrevoke without ids: %s", r)
 	}
+	// A key or jti that is not one is refused, not reported "was not
+	// revoked": the operator meant some real entry.
+	for _, args := range [][]string{
+		{"--jti", "has space"},
+		{"--key", k.agent[:20] + "\n" + k.agent[20:]},
+	} {
+		r := mustRun(t, k.dir, exitUsage, append([]string{"creds", "unrevoke", "--file", "revocations.yaml"}, args...)...)
+		if r.stderr == "" || strings.Contains(r.stdout, "was not revoked") {
+			t.Errorf("creds unrevoke %q: stdout %q stderr %q; want a usage error", args, r.stdout, r.stderr)
+		}
+	}
 }
