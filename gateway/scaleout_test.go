@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/agentgw/agentgw/gateway/audit"
 	"os"
@@ -493,4 +494,39 @@ func TestApprovalOldestAgeWithTargetTTL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadinessFollowsPartitions: /readyz's answer (Readiness) is "not
+// serving" before Run has set up, "no partition held" for a scaled-out
+// instance that holds none (two instances, one partition), and ready once
+// it takes the partition over from an instance that stopped.
+func TestReadinessFollowsPartitions(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 1
+	cfg := h.cfg
+	cfg.DataDir = filepath.Join(h.dir, "data-unstarted")
+	unstarted, err := New(cfg, WithClock(h.clock.Now), WithConn(h.nc))
+	must(t, err)
+	if err := unstarted.Readiness(); !errors.Is(err, errNotServing) {
+		t.Errorf("Readiness before Run = %v; want %v", err, errNotServing)
+	}
+	must(t, unstarted.Close())
+
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	b := h.startInstance("b")
+	if err := a.gw.Readiness(); err != nil {
+		t.Errorf("holder's Readiness = %v; want ready", err)
+	}
+	if err := b.gw.Readiness(); err == nil || !strings.Contains(err.Error(), "no partition held") {
+		t.Errorf("Readiness of the instance holding nothing = %v; want no partition held", err)
+	}
+	a.stop(t)
+	waitFor(t, func() bool { return b.held() == 1 })
+	waitFor(t, func() bool { return b.gw.Readiness() == nil })
+	// Ready means deciding: the new holder decides a message.
+	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("after the takeover: %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	h.endScaleOut(t, b)
 }
