@@ -5,9 +5,9 @@
 //     the agent's nkey, seals payloads to the gateway's curve key and
 //     publishes them to the agent's ingress subject, retrying lost
 //     acknowledgements under the same message id and re-issuing under a
-//     new one when a first attempt collides with another publisher's id
-//     (docs/wire.md).
-//   - Consumer reads a capability subject and hands its handler only
+//     new one when a duplicate acknowledgement comes while no earlier
+//     attempt can have landed (another publisher's id; docs/wire.md).
+//   - Consumer reads the capability subjects of its targets and hands its handler only
 //     messages whose gateway decision token verifies (trusted gateway key,
 //     audience = target, not expired, bound to the exact body and
 //     re-sealed payload bytes), each decision once: a re-published copy

@@ -94,7 +94,7 @@ type Case struct {
 }
 
 // Send is the message: built from its parts (Capability, Target and one
-// of Plain, Sealed or PayloadDigest) or given as Raw bytes.
+// of Plain or Sealed) or given as Raw bytes.
 type Send struct {
 	Capability string `yaml:"capability,omitempty" json:"capability,omitempty"`
 	Target     string `yaml:"target,omitempty" json:"target,omitempty"`
