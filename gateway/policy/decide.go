@@ -2,6 +2,7 @@ package policy
 
 import (
 	"iter"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -178,40 +179,59 @@ func buildContext(req Request) (cedar.Record, []string) {
 	return cedar.NewRecord(rm), notes
 }
 
-// maxMessage bounds one evaluation error message, in bytes.
-const maxMessage = 200
+// Evaluation errors are reduced to their kind: cedar-go quotes some
+// request values in its messages and writes others bare (an IP address
+// or a datetime character it could not parse), so no part of a message
+// is kept unless it is known to come from cedar-go or the policy text.
+var (
+	// evalKinds are cedar-go's error kinds, each the start of a message
+	// or, for the entity one, its end.
+	evalKinds = [...]string{
+		"type error",
+		"integer overflow",
+		"error parsing decimal value",
+		"error parsing ip value",
+		"error parsing datetime value",
+		"error parsing duration value",
+		"duration out of range",
+		"incompatible types in comparison",
+		"wrong number of arguments provided to extension function",
+		"function does not exist",
+	}
+	// typeDetail is what follows "type error": type names only.
+	typeDetail = regexp.MustCompile("^: expected [a-z_ ,()\\[\\]`]+ got [a-z_]+$")
+	// missingAttr is a missing attribute, named in the policy text.
+	missingAttr = regexp.MustCompile("does not have the attribute `([^`]*)`$")
+	attrName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+)
 
-// shortMessage makes a Cedar evaluation error safe to log: quoted spans
-// (which may hold request values, e.g. the operands of an overflow or the
-// argument of decimal("...")) are elided, except an attribute name, which
-// comes from the policy text. The result is at most maxMessage bytes.
+// shortMessage makes a Cedar evaluation error safe to log: its kind from
+// evalKinds (a type error with the type names), a missing attribute with
+// the attribute's name when it is a policy identifier, an entity that
+// does not exist without the entity; anything else is "evaluation
+// error". Request values never pass.
 func shortMessage(msg string) string {
-	var b strings.Builder
-	for len(msg) > 0 && b.Len() < maxMessage {
-		i := strings.IndexAny(msg, "`\"")
-		if i < 0 {
-			b.WriteString(msg)
-			break
+	if m := missingAttr.FindStringSubmatch(msg); m != nil {
+		prefix := ""
+		if strings.HasPrefix(msg, "record ") {
+			prefix = "record "
 		}
-		q := msg[i]
-		b.WriteString(msg[:i+1])
-		rest := msg[i+1:]
-		j := strings.IndexByte(rest, q)
-		if j < 0 {
-			b.WriteString("…")
-			break
+		if !attrName.MatchString(m[1]) {
+			return "record does not have an attribute"
 		}
-		if q == '`' && strings.HasSuffix(msg[:i], "attribute ") {
-			b.WriteString(rest[:j])
-		} else {
-			b.WriteString("…")
-		}
-		b.WriteByte(q)
-		msg = rest[j+1:]
+		return prefix + "does not have the attribute `" + m[1] + "`"
 	}
-	out := b.String()
-	if len(out) > maxMessage {
-		out = strings.ToValidUTF8(out[:maxMessage], "") + "…"
+	if strings.HasPrefix(msg, "entity ") && strings.HasSuffix(msg, " does not exist") && !strings.HasPrefix(msg, "entity type") {
+		return "entity does not exist"
 	}
-	return out
+	for _, k := range evalKinds {
+		if !strings.HasPrefix(msg, k) {
+			continue
+		}
+		if rest := msg[len(k):]; k == "type error" && typeDetail.MatchString(rest) {
+			return msg
+		}
+		return k
+	}
+	return "evaluation error"
 }
