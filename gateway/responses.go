@@ -166,6 +166,7 @@ func (g *Gateway) decideResponse(it *item, now time.Time) {
 		return
 	}
 	plain, err := g.openPayload(it)
+	defer clear(plain) // also when it is refused below
 	if err == nil {
 		_, err = g.decodePayload(plain) // strict, as for requests
 	}
@@ -173,7 +174,6 @@ func (g *Gateway) decideResponse(it *item, now time.Time) {
 		it.deny(err)
 		return
 	}
-	defer clear(plain)
 	end = g.gate(it, "response_schema")
 	redacted, err := it.target.ValidateResponse(plain)
 	end()
