@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -39,5 +40,48 @@ func TestEndpointForgedTokenCreatesNothing(t *testing.T) {
 	h.endpoint.mu.Unlock()
 	if len(entries) != 0 || n != 0 {
 		t.Errorf("after forged tokens: %d key files, %d principals; want none", len(entries), n)
+	}
+}
+
+// TestEndpointForgedTokenForKnownPrincipal: a token whose claims name a
+// principal that is already signed in (its issuer and subject copied
+// from a real token) but whose signature is forged is refused too. A
+// token the endpoint has not seen is always verified by the exchange,
+// whatever the state of the principal's credential.
+func TestEndpointForgedTokenForKnownPrincipal(t *testing.T) {
+	h := newEndpointHarness(t)
+	real := h.token("alice-ide", "s3cret-alice")
+	alice := h.connect(real)
+	if _, err := alice.ListTools(h.ctx, nil); err != nil {
+		t.Fatalf("alice's own token: %v", err)
+	}
+	parts := strings.Split(real, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	must(t, err)
+	var claims struct {
+		Issuer  string `json:"iss"`
+		Subject string `json:"sub"`
+	}
+	must(t, json.Unmarshal(payload, &claims))
+	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	forged := parts[0] + "." +
+		enc(fmt.Sprintf(`{"iss":%q,"sub":%q,"aud":[%q],"exp":%d}`, claims.Issuer, claims.Subject, h.resource, time.Now().Add(24*time.Hour).Unix())) +
+		"." + enc("not a signature")
+	for i, method := range []string{"tools/list", "tools/call"} {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q}`, i, method)
+		if method == "tools/call" {
+			body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search","arguments":{"q":"x"}}}`, i)
+		}
+		req, err := http.NewRequest(http.MethodPost, h.resource, strings.NewReader(body))
+		must(t, err)
+		req.Header.Set("Authorization", "Bearer "+forged)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s with a forged token naming a signed-in principal: status %d; want 401", method, resp.StatusCode)
+		}
 	}
 }

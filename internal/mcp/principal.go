@@ -108,7 +108,8 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	s, ok := e.sessions[sum]
 	e.mu.Unlock()
 	if ok && now.Before(s.expiry) {
-		if info, err := e.refresh(ctx, s.p, raw, s.expiry); err == nil {
+		// This token was verified by the exchange when it was cached.
+		if info, err := e.refresh(ctx, s.p, raw, s.expiry, false); err == nil {
 			return info, nil
 		}
 	}
@@ -131,7 +132,10 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	if err != nil {
 		return nil, err
 	}
-	info, err := e.refresh(ctx, p, raw, exp)
+	// A token not seen before is verified by the exchange, even when
+	// its claims name a principal that already holds a live credential:
+	// only the exchange checks its signature.
+	info, err := e.refresh(ctx, p, raw, exp, true)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +143,7 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 		if p, err = e.adopt(p); err != nil {
 			return nil, err
 		}
-		if info, err = e.refresh(ctx, p, raw, exp); err != nil {
+		if info, err = e.refresh(ctx, p, raw, exp, false); err != nil {
 			return nil, err
 		}
 	}
@@ -158,12 +162,13 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 }
 
 // refresh returns the principal's token info, exchanging raw for a new
-// credential when the current one is missing or about to expire.
-func (e *Endpoint) refresh(ctx context.Context, p *principal, raw string, tokenExpiry time.Time) (*auth.TokenInfo, error) {
+// credential when verify is set (raw has not been verified yet) or the
+// current credential is missing or about to expire.
+func (e *Endpoint) refresh(ctx context.Context, p *principal, raw string, tokenExpiry time.Time, verify bool) (*auth.TokenInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := e.now()
-	if p.agent == nil || !now.Add(e.renewBefore).Before(p.expiry) {
+	if verify || p.agent == nil || !now.Add(e.renewBefore).Before(p.expiry) {
 		cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
 			Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
 			Key: p.key, XKey: p.xkey,
