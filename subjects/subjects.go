@@ -103,9 +103,11 @@ func ValidAgent(s string) bool {
 // 'X') in the wire's strict form: the role letter, 55 characters of
 // A–Z 2–7, and a valid checksum. The form is checked before the checksum:
 // base32 decoding skips CR and LF, so nkeys alone would accept a key with
-// a line break in it.
+// a line break in it. The prefix byte is exactly role << 3, so the second
+// character, which carries its low three bits, is A–D: nkeys masks those
+// bits off a curve key, and would take a second spelling of one key.
 func ValidKey(s string, role byte) bool {
-	if len(s) != 56 || s[0] != role {
+	if len(s) != 56 || s[0] != role || s[1] < 'A' || s[1] > 'D' {
 		return false
 	}
 	for i := 1; i < len(s); i++ {

@@ -96,10 +96,12 @@ func (s Signer) GoString() string { return s.String() }
 func (s Signer) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
 
 // decodePublic decodes an encoded public nkey of role want into its raw
-// 32 bytes. It rejects wrong roles, bad checksums and, for Ed25519 keys,
-// small-order points.
+// 32 bytes. It rejects wrong roles, a prefix byte other than exactly the
+// role's (its low three bits ride in the second character, which must
+// be A–D; nkeys masks them off a curve key), bad checksums and, for
+// Ed25519 keys, small-order points.
 func decodePublic(pub string, want nkeys.PrefixByte) ([]byte, error) {
-	if len(pub) != 56 || !prefixLetterMatches(pub[0], want) {
+	if len(pub) != 56 || !prefixLetterMatches(pub[0], want) || pub[1] < 'A' || pub[1] > 'D' {
 		return nil, ErrKey
 	}
 	raw, err := nkeys.Decode(want, []byte(pub))
