@@ -19,13 +19,33 @@ const PREFIX: Record<KeyRole, Prefix> = {
   A: Prefix.Account,
 };
 
-const STRICT = /^[A-Z][A-Z2-7]{55}$/;
+const STRICT = /^[A-Z][A-D][A-Z2-7]{54}$/;
+
+// Small-order Ed25519 encodings (libsodium's list, as nkeys has it): the
+// sign bit is ignored, so these cover all eight points and their
+// non-canonical aliases. The Go SDK's nkeys refuses them as keys.
+const SMALL_ORDER: readonly Uint8Array[] = [
+  new Uint8Array(32),
+  Uint8Array.of(1, ...new Uint8Array(31)),
+  Uint8Array.from([38, 232, 149, 143, 194, 178, 39, 176, 69, 195, 244, 137, 242, 239, 152, 240, 213, 223, 172, 5, 211, 198, 51, 57, 177, 56, 2, 136, 109, 83, 252, 5]),
+  Uint8Array.from([199, 23, 106, 112, 61, 77, 216, 79, 186, 60, 11, 118, 13, 16, 103, 15, 42, 32, 83, 250, 44, 57, 204, 198, 78, 199, 253, 119, 146, 172, 3, 122]),
+  Uint8Array.from([236, ...new Array<number>(30).fill(255), 127]),
+  Uint8Array.from([237, ...new Array<number>(30).fill(255), 127]),
+  Uint8Array.from([238, ...new Array<number>(30).fill(255), 127]),
+];
+
+function smallOrder(raw: Uint8Array): boolean {
+  return SMALL_ORDER.some((bad) => (raw[31]! & 127) === bad[31] && raw.subarray(0, 31).every((b, i) => b === bad[i]));
+}
 
 /**
  * decodePublicKey returns the 32 raw bytes of an encoded public nkey of
- * the given role, or undefined. The strict form (the role letter and 55
- * base32 characters) is checked before the checksum: a base32 decoder
- * may skip line breaks, and a key with one in it is not a key.
+ * the given role, or undefined. The strict form (the role letter, then
+ * A–D, which carries the prefix byte's low bits and is A–D exactly when
+ * the prefix is the role's, then 54 base32 characters) is checked before
+ * the checksum: a base32 decoder may skip line breaks, and a key with one
+ * in it is not a key. An Ed25519 key ('U', 'N', 'A') of small order is
+ * refused, as the Go SDK refuses it.
  */
 export function decodePublicKey(key: string, role: KeyRole): Uint8Array | undefined {
   if (typeof key !== "string" || key.length !== 56 || key[0] !== role || !STRICT.test(key)) {
@@ -33,7 +53,10 @@ export function decodePublicKey(key: string, role: KeyRole): Uint8Array | undefi
   }
   try {
     const raw = Codec.decode(PREFIX[role], utf8(key));
-    return raw.length === 32 ? raw : undefined;
+    if (raw.length !== 32 || (role !== "X" && smallOrder(raw))) {
+      return undefined;
+    }
+    return raw;
   } catch {
     return undefined;
   }

@@ -222,3 +222,17 @@ function base32(d: Uint8Array): string {
   }
   return out;
 }
+
+test("keys: a small-order Ed25519 key and a prefix byte with its low bits set are refused, as in Go", () => {
+  // Encoded by nkeys (Go): the identity point as a user key, the point of
+  // order two's alias as a server key, and a curve key whose prefix byte
+  // has its low three bits set (checksum recomputed; nkeys reads it).
+  for (const [key, role] of [
+    ["UAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABET7", "U"],
+    ["NAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABM5N", "N"],
+    ["X56NIPYYTW2XT2OOW6JV55IH4LD7UEOML226WLJU7X4AEDLQD32AX3ND", "X"],
+  ] as const) {
+    assert.equal(decodePublicKey(key, role), undefined, `${role} key ${key}`);
+  }
+  assert.ok(decodePublicKey(w.keys.agent_public!, "U"), "a genuine user key still decodes");
+});
