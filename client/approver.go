@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -133,7 +134,10 @@ func decodeRequest(subject string, data []byte, tenant string) (approval.Request
 	if err != nil {
 		return req, fmt.Errorf("approval subject: %w", err)
 	}
-	if err := json.Unmarshal(data, &req); err != nil {
+	// Names exactly as written (encoding/json would take a case variant,
+	// and the last of two), no duplicates, valid UTF-8: as the TypeScript
+	// approver reads it. Unknown members are ignored.
+	if err := jsonv2.Unmarshal(data, &req); err != nil {
 		return req, errors.New("approval request is not JSON of the request shape")
 	}
 	if subjTenant != tenant || req.Tenant != tenant || req.Target != target {

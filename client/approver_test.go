@@ -178,3 +178,28 @@ func TestApproverAnswerRules(t *testing.T) {
 		t.Errorf("answerKey(128 chars) is %d chars; want at most 128", len(k))
 	}
 }
+
+// TestDecodeRequestReadsExactNames: an approval request is read as the
+// TypeScript approver reads it: member names exactly (a case variant is
+// an unknown member and ignored, not a second spelling whose value wins),
+// no duplicate names, valid UTF-8.
+func TestDecodeRequestReadsExactNames(t *testing.T) {
+	const subj = "agentgw.approval.tenant_a.payments.send"
+	base := `"tenant":"tenant_a","target":"payments.send","body_digest":"sha256:aa","policy_version":"v"`
+	req, err := decodeRequest(subj, []byte(`{`+base+`,"agent":"UONE","Agent":"UTWO","BODY_DIGEST":"sha256:bb"}`), "tenant_a")
+	if err != nil {
+		t.Fatalf("decodeRequest = %v", err)
+	}
+	if req.Agent != "UONE" || req.BodyDigest != "sha256:aa" {
+		t.Errorf("decodeRequest read agent %q, body_digest %q; want the exact names' UONE, sha256:aa", req.Agent, req.BodyDigest)
+	}
+	for name, data := range map[string]string{
+		"duplicate":                     `{` + base + `,"agent":"UONE","agent":"UTWO"}`,
+		"bad UTF-8":                     `{` + base + `,"agent":"U` + "\xff" + `"}`,
+		"only a case variant of tenant": `{"Tenant":"tenant_a","target":"payments.send"}`,
+	} {
+		if _, err := decodeRequest(subj, []byte(data), "tenant_a"); err == nil {
+			t.Errorf("%s: decodeRequest accepted it", name)
+		}
+	}
+}
