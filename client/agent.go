@@ -15,6 +15,7 @@ import (
 	"os"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -334,7 +335,9 @@ func peekCredential(t identity.Token) (*credentialClaims, error) {
 		return nil, fmt.Errorf("%w: credential is not a compact nkey JWT", ErrConfig)
 	}
 	var c credentialClaims
-	if err := json.Unmarshal(j.Payload, &c); err != nil {
+	// Exact names, no duplicates (encoding/json would read "Tenant" as
+	// tenant, and the last of two): the claims the gateway will read.
+	if err := jsonv2.Unmarshal(j.Payload, &c); err != nil {
 		return nil, fmt.Errorf("%w: credential claims do not decode", ErrConfig)
 	}
 	return &c, nil

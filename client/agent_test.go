@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -456,5 +457,22 @@ func TestAgentFromCreds(t *testing.T) {
 		t.Errorf("AgentFromCreds(creds file as curve seed) = %v; want %v", err, ErrConfig)
 	} else if strings.Contains(err.Error(), string(seed)) {
 		t.Errorf("error quotes the seed")
+	}
+}
+
+// TestPeekCredentialReadsExactNames: the agent reads its own credential's
+// tenant and xkey by their exact names, as the gateway does; a case
+// variant is not the claim, and a duplicate name is refused.
+func TestPeekCredentialReadsExactNames(t *testing.T) {
+	tok := func(claims string) identity.Token {
+		enc := base64.RawURLEncoding.EncodeToString
+		return identity.Token(enc([]byte(`{"typ":"JWT","alg":"ed25519-nkey"}`)) + "." + enc([]byte(claims)) + "." + enc(make([]byte, 64)))
+	}
+	c, err := peekCredential(tok(`{"sub":"UA","nats":{"tenant":"tenant_a","Tenant":"tenant_b"}}`))
+	if err != nil || c.Nats.Tenant != "tenant_a" {
+		t.Errorf("peekCredential = %+v, %v; want tenant_a (the exact name)", c, err)
+	}
+	if _, err := peekCredential(tok(`{"sub":"UA","nats":{"tenant":"tenant_a","tenant":"tenant_b"}}`)); err == nil {
+		t.Error("peekCredential accepted a duplicate claim")
 	}
 }
