@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 )
@@ -474,5 +475,26 @@ func TestPeekCredentialReadsExactNames(t *testing.T) {
 	}
 	if _, err := peekCredential(tok(`{"sub":"UA","nats":{"tenant":"tenant_a","tenant":"tenant_b"}}`)); err == nil {
 		t.Error("peekCredential accepted a duplicate claim")
+	}
+}
+
+// TestReadExchangedReadsExactNames: the SDK's check of an exchanged
+// credential reads sub, tenant and scopes by their exact names: a case
+// variant is not the claim, a duplicate is refused.
+func TestReadExchangedReadsExactNames(t *testing.T) {
+	tok := func(claims string) *protocol.Response {
+		enc := base64.RawURLEncoding.EncodeToString
+		return &protocol.Response{AccessToken: enc([]byte(`{"typ":"JWT","alg":"ed25519-nkey"}`)) + "." + enc([]byte(claims)) + "." + enc(make([]byte, 64))}
+	}
+	c, err := readExchanged(tok(`{"sub":"UOTHER","SUB":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), "UME", "XK")
+	if err == nil {
+		t.Errorf("readExchanged took a credential for UOTHER as UME's: %+v", c)
+	}
+	c, err = readExchanged(tok(`{"sub":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), "UME", "XK")
+	if err != nil || c.Tenant != "tenant_a" || len(c.Scopes) != 1 || c.Scopes[0] != "kb:read" {
+		t.Errorf("readExchanged = %+v, %v; want tenant_a and [kb:read], the exact names", c, err)
+	}
+	if _, err := readExchanged(tok(`{"sub":"UME","sub":"UME","iat":1,"exp":2,"nats":{"xkey":"XK"}}`), "UME", "XK"); err == nil {
+		t.Error("readExchanged accepted a duplicate claim")
 	}
 }

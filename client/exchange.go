@@ -3,13 +3,13 @@ package client
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
@@ -199,7 +199,9 @@ func readExchanged(resp *protocol.Response, pub, xkey string) (*ExchangedCredent
 			XKey   string   `json:"xkey"`
 		} `json:"nats"`
 	}
-	if err := json.Unmarshal(raw, &c); err != nil {
+	// Exact names, no duplicates: encoding/json would read "SUB" or
+	// "Tenant" as the claim, and the last of two.
+	if err := jsonv2.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("%w: credential claims do not decode", ErrExchange)
 	}
 	if c.Subject != pub || c.Nats.XKey != xkey || c.Exp <= c.Iat {

@@ -189,10 +189,10 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 	if err != nil {
 		return nil, reason.Deny(reason.ExchangeRequestInvalid, "%v", err)
 	}
+	// The event is filed under a tenant only once the IdP token has
+	// verified for it: an unauthenticated request names any tenant it
+	// likes, and must not write into that tenant's audit stream.
 	ev.Agent, ev.RequestID = req.Agent, req.RequestID
-	if identity.ValidTenant(req.Tenant) {
-		ev.Tenant = req.Tenant
-	}
 	if req.Audience != s.cfg.Audience {
 		return nil, reason.Deny(reason.ExchangeRequestInvalid, "request audience is not this gateway's")
 	}
@@ -200,7 +200,10 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 		return nil, reason.Deny(reason.ExchangeRequestInvalid, "tenant is not [a-z0-9_-]{1,64}")
 	}
 	// Proof first: it is cheap, and only a request signed by the key it
-	// names may reach the replay set or make the IdP be contacted.
+	// names may make the IdP be contacted. Any key signs its own
+	// requests, so the proof authenticates no one: the request id is
+	// recorded only once the IdP token has verified, or anyone could fill
+	// the replay set with fresh ids and stop every exchange.
 	if err := protocol.VerifyProof(req.Agent, body, proof); err != nil {
 		return nil, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
 	}
@@ -208,17 +211,9 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 	switch {
 	case at.After(now.Add(s.cfg.Skew)):
 		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is in the future", req.IssuedAt)
-	case now.Sub(at) > s.cfg.ProofMaxAge+s.cfg.Skew:
+	case now.Sub(at) >= s.cfg.ProofMaxAge+s.cfg.Skew:
 		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
 	}
-	added, full := s.seen.add(req.Agent+"\x00"+req.RequestID, now)
-	if full {
-		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
-	}
-	if !added {
-		return nil, reason.Deny(reason.ExchangeProofStale, "request id already used")
-	}
-
 	iss, err := unverifiedIssuer(req.SubjectToken)
 	if err != nil {
 		return nil, reason.Deny(reason.ExchangeTokenInvalid, "%v", err)
@@ -233,6 +228,13 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 		return nil, err
 	}
 	ev.IdPSubject = tok.Subject
+	added, full := s.seen.add(req.Agent+"\x00"+req.RequestID, now)
+	if full {
+		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
+	}
+	if !added {
+		return nil, reason.Deny(reason.ExchangeProofStale, "request id already used")
+	}
 	tenant, err := p.tenant(tok, req.Tenant)
 	if err != nil {
 		return nil, err

@@ -360,3 +360,27 @@ func TestCredentialSourceRenews(t *testing.T) {
 		t.Errorf("Credential with the IdP down after expiry = %v; want ErrExchange", err)
 	}
 }
+
+// TestExchangeUnverifiedRequestsHoldNothing: any key signs its own
+// requests, so a signed request with a token that does not verify must
+// neither take a place in the replay set (a full set refuses every
+// exchange) nor be filed under the tenant it names.
+func TestExchangeUnverifiedRequestsHoldNothing(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReplayCapacity = 4
+	h.serve()
+	mallory := newAgent(t)
+	for i := range 10 {
+		got := h.raw("x.y.z", func(r *protocol.Request) { r.Agent, r.XKey, r.Tenant = mallory.pub, mallory.xkey, "tenant_b" }, h.signBy(mallory.kp))
+		if got != reason.ExchangeTokenInvalid {
+			t.Fatalf("junk token %d: %q; want %q", i, got, reason.ExchangeTokenInvalid)
+		}
+		if ev := h.lastEvent(); ev.Tenant != "" {
+			t.Fatalf("junk token %d: audit event filed under tenant %q; want none (unroutable)", i, ev.Tenant)
+		}
+	}
+	billing := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if got := h.raw(billing, nil, h.signBy(h.agent.kp)); got != "" {
+		t.Errorf("a genuine exchange after ten junk requests = %q; want granted (audit detail: %s)", got, h.lastEvent().Detail)
+	}
+}
