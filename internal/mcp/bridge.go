@@ -106,7 +106,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 // to a request already called upstream is remembered and sent again
 // rather than calling the tool twice.
 func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
-	id := d.Envelope.MessageID
+	// A request is its agent's message id in its tenant, as the gateway's
+	// replay ledger keys it: message ids are the agents' own, and another
+	// agent reusing one must not be sent this agent's answer.
+	id := d.Envelope.Tenant + "/" + d.Agent + "/" + d.Envelope.MessageID
 	b.mu.Lock()
 	answer, done := b.answers[id]
 	b.mu.Unlock()
@@ -115,7 +118,7 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 		b.remember(id, answer)
 	}
 	if _, err := b.cons.Respond(ctx, d, answer); err != nil {
-		return fmt.Errorf("mcp: answer %s: %w", id, err)
+		return fmt.Errorf("mcp: answer %s: %w", d.Envelope.MessageID, err)
 	}
 	return nil
 }
