@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"sync"
@@ -215,7 +216,11 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 	if u.spec.URL != "" {
 		hc := &http.Client{}
 		if u.bearer != "" {
-			hc.Transport = bearerTransport{token: u.bearer, base: http.DefaultTransport}
+			origin := ""
+			if pu, err := url.Parse(u.spec.URL); err == nil {
+				origin = pu.Scheme + "://" + pu.Host
+			}
+			hc.Transport = bearerTransport{token: u.bearer, origin: origin, base: http.DefaultTransport}
 		}
 		tr = &sdk.StreamableClientTransport{Endpoint: u.spec.URL, HTTPClient: hc, DisableStandaloneSSE: true}
 	} else {
@@ -265,14 +270,21 @@ func (u *upstream) close() {
 	}
 }
 
-// bearerTransport adds the upstream bearer token to each request.
+// bearerTransport adds the upstream bearer token to each request to the
+// upstream's own scheme and host, and to no other: a redirect elsewhere
+// (the HTTP client follows it through this transport) gets no token.
 type bearerTransport struct {
-	token string
-	base  http.RoundTripper
+	token  string
+	origin string // scheme://host of the upstream URL
+	base   http.RoundTripper
 }
 
 func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token)
+	if r.URL.Scheme+"://"+r.URL.Host == t.origin {
+		r.Header.Set("Authorization", "Bearer "+t.token)
+	} else {
+		r.Header.Del("Authorization")
+	}
 	return t.base.RoundTrip(r)
 }

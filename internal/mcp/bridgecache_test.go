@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/base64"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -73,3 +74,32 @@ func TestBridgeAnswersEachAgentItsOwn(t *testing.T) {
 		t.Errorf("upstream calls = %q; want the refund and then the other agent's search", got)
 	}
 }
+
+// TestBearerOnlyToTheUpstream: the bridge's upstream bearer token goes
+// with requests to the upstream's own scheme and host only; a redirect
+// to another host (which the HTTP client follows through the same
+// transport) carries none.
+func TestBearerOnlyToTheUpstream(t *testing.T) {
+	var seen []string
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		seen = append(seen, r.URL.Host+" "+r.Header.Get("Authorization"))
+		return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
+	})
+	tr := bearerTransport{token: "upstream-secret", origin: "https://tools.example", base: base}
+	for _, u := range []string{"https://tools.example/mcp", "https://elsewhere.example/mcp", "http://tools.example/mcp"} {
+		req, err := http.NewRequest(http.MethodPost, u, nil)
+		must(t, err)
+		req.Header.Set("Authorization", "Bearer stale")
+		resp, err := tr.RoundTrip(req)
+		must(t, err)
+		resp.Body.Close()
+	}
+	want := []string{"tools.example Bearer upstream-secret", "elsewhere.example ", "tools.example "}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Errorf("requests carried %q; want %q", seen, want)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,7 +175,9 @@ func (h *endpointHarness) token(id, secret string) string {
 // connect returns an official Go SDK client session presenting tok.
 func (h *endpointHarness) connect(tok string) *sdk.ClientSession {
 	h.t.Helper()
-	hc := &http.Client{Transport: bearerTransport{token: tok, base: http.DefaultTransport}}
+	ru, err := url.Parse(h.resource)
+	must(h.t, err)
+	hc := &http.Client{Transport: bearerTransport{token: tok, origin: ru.Scheme + "://" + ru.Host, base: http.DefaultTransport}}
 	c := sdk.NewClient(&sdk.Implementation{Name: "test-ide", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
 	defer cancel()
