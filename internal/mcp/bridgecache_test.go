@@ -3,7 +3,9 @@ package mcp
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -103,3 +105,31 @@ func TestBearerOnlyToTheUpstream(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestTasksOfOnePrincipalLeaveRoomForOthers: a principal that fills its
+// share of the task table with calls that fail at once (kept for their
+// TTL) is refused more, and another principal's task call still runs.
+func TestTasksOfOnePrincipalLeaveRoomForOthers(t *testing.T) {
+	h := newEndpointHarness(t)
+	alice := h.token("alice-ide", "s3cret-alice")
+	bob := h.token("bob-ide", "s3cret-bob")
+	post := func(tok, body string) string {
+		req := httptest.NewRequest(http.MethodPost, h.resource, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		rec := httptest.NewRecorder()
+		h.endpoint.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	var last string
+	for i := range maxTasksPerPrincipal + 1 {
+		last = post(alice, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search","arguments":"x","task":{}}}`, i))
+	}
+	if !strings.Contains(last, "too many tasks") {
+		t.Errorf("alice's task call past her share: %s; want too many tasks", last)
+	}
+	if got := post(bob, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"x"},"task":{}}}`); strings.Contains(got, "too many tasks") || !strings.Contains(got, "taskId") {
+		t.Errorf("bob's task call after alice filled her share: %s; want a task", got)
+	}
+}

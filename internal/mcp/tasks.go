@@ -27,9 +27,15 @@ const (
 	TaskCancelled     = "cancelled"
 )
 
-// maxTasks bounds the tasks held at once; past it a task-augmented call
-// is refused.
-const maxTasks = 10000
+// maxTasks bounds the tasks held at once, maxTasksPerPrincipal those of
+// one principal (running, or finished and kept for their TTL); past
+// either a task-augmented call is refused. Without the second, one
+// principal could fill the table with calls that fail at once and
+// refuse every other principal's.
+const (
+	maxTasks             = 10000
+	maxTasksPerPrincipal = 256
+)
 
 // relatedTaskKey is the _meta key naming a result's task.
 const relatedTaskKey = "io.modelcontextprotocol/related-task"
@@ -279,15 +285,19 @@ func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl ti
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
 	e.tasks.mu.Lock()
+	mine := 0
 	for id, old := range e.tasks.tasks {
 		old.mu.Lock()
 		gone := !old.expires.IsZero() && now.After(old.expires)
 		old.mu.Unlock()
-		if gone {
+		switch {
+		case gone:
 			delete(e.tasks.tasks, id)
+		case old.owner == p.id:
+			mine++
 		}
 	}
-	if len(e.tasks.tasks) >= maxTasks {
+	if len(e.tasks.tasks) >= maxTasks || mine >= maxTasksPerPrincipal {
 		e.tasks.mu.Unlock()
 		cancel()
 		return nil, errors.New("too many tasks")
