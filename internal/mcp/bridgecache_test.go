@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -114,13 +113,8 @@ func TestTasksOfOnePrincipalLeaveRoomForOthers(t *testing.T) {
 	alice := h.token("alice-ide", "s3cret-alice")
 	bob := h.token("bob-ide", "s3cret-bob")
 	post := func(tok, body string) string {
-		req := httptest.NewRequest(http.MethodPost, h.resource, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		rec := httptest.NewRecorder()
-		h.endpoint.ServeHTTP(rec, req)
-		return rec.Body.String()
+		_, got := h.postRPC(tok, body)
+		return got
 	}
 	var last string
 	for i := range maxTasksPerPrincipal + 1 {

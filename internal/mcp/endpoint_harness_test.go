@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -170,6 +171,22 @@ func (h *endpointHarness) token(id, secret string) string {
 	must(h.t, err)
 	h.secrets = append(h.secrets, tok)
 	return tok
+}
+
+// postRPC posts one raw JSON-RPC body to the endpoint with bearer tok,
+// as an HTTP client would, and returns the status and the response body.
+func (h *endpointHarness) postRPC(tok, body string) (int, string) {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.resource, strings.NewReader(body))
+	must(h.t, err)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	must(h.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // connect returns an official Go SDK client session presenting tok.

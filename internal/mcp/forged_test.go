@@ -21,16 +21,8 @@ func TestEndpointForgedTokenCreatesNothing(t *testing.T) {
 		enc(fmt.Sprintf(`{"iss":%q,"sub":"mallory","aud":[%q],"exp":%d,"org":"tenant_a","groups":["billing"]}`,
 			h.idp.Issuer, h.resource, time.Now().Add(time.Hour).Unix())) + "." + enc("not a signature")
 	for i := range 3 {
-		req, err := http.NewRequest(http.MethodPost, h.resource, strings.NewReader(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i)))
-		must(t, err)
-		req.Header.Set("Authorization", "Bearer "+forged)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("forged token: status %d; want 401", resp.StatusCode)
+		if code, _ := h.postRPC(forged, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i)); code != http.StatusUnauthorized {
+			t.Errorf("forged token: status %d; want 401", code)
 		}
 	}
 	entries, err := os.ReadDir(h.cfg.Endpoint.KeyDir)
@@ -72,16 +64,8 @@ func TestEndpointForgedTokenForKnownPrincipal(t *testing.T) {
 		if method == "tools/call" {
 			body = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search","arguments":{"q":"x"}}}`, i)
 		}
-		req, err := http.NewRequest(http.MethodPost, h.resource, strings.NewReader(body))
-		must(t, err)
-		req.Header.Set("Authorization", "Bearer "+forged)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("%s with a forged token naming a signed-in principal: status %d; want 401", method, resp.StatusCode)
+		if code, _ := h.postRPC(forged, body); code != http.StatusUnauthorized {
+			t.Errorf("%s with a forged token naming a signed-in principal: status %d; want 401", method, code)
 		}
 	}
 }
