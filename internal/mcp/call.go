@@ -30,16 +30,16 @@ type outcome struct {
 // with a CodeDenied error; a hold for approval extends it to
 // approval_wait.
 func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-	p, err := principalOf(req)
+	s, err := sessionOf(req)
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
 	}
-	return e.invoke(ctx, p, t, req.Params.Arguments, nil)
+	return e.invoke(ctx, s, t, req.Params.Arguments, nil)
 }
 
-// invoke sends one call as p and waits for its outcome; held, when set,
+// invoke sends one call with s's credential and waits for its outcome; held, when set,
 // is called once if the call is held for approval.
-func (e *Endpoint) invoke(ctx context.Context, p *principal, t *Tool, args json.RawMessage, held func()) (*sdk.CallToolResult, error) {
+func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.RawMessage, held func()) (*sdk.CallToolResult, error) {
 	if len(args) == 0 || string(args) == "null" {
 		args = []byte("{}")
 	}
@@ -47,9 +47,7 @@ func (e *Endpoint) invoke(ctx context.Context, p *principal, t *Tool, args json.
 	if json.Unmarshal(args, &obj) != nil || obj == nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "arguments must be a JSON object"}
 	}
-	p.mu.Lock()
-	ag := p.agent
-	p.mu.Unlock()
+	ag, _, _ := s.credential()
 
 	traceID := envelope.NewTraceID()
 	outcomes := make(chan outcome, 4)

@@ -3,7 +3,6 @@ package mcp
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,11 +57,13 @@ type Endpoint struct {
 	server      *sdk.Server
 	handler     http.Handler
 	gate        *listGate // nil: tools/list filters on scopes only
+	bounds      bounds
 
 	mu         sync.Mutex
 	principals map[string]*principal
-	sessions   map[[32]byte]session
-	seen       map[[32]byte]time.Time // sha256(token, JSON-RPC id) of tools/call requests
+	sessions   map[[32]byte]*session // by sha256 of the bearer token
+	expiring   expiryHeap            // the sessions, soonest expiry first
+	idle       map[string]*principal // principals with no live session
 	tasks      *taskRegistry
 }
 
@@ -83,8 +84,8 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 		return nil, err
 	}
 	e := &Endpoint{
-		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second,
-		principals: make(map[string]*principal), sessions: make(map[[32]byte]session), seen: make(map[[32]byte]time.Time),
+		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second, bounds: defaultBounds,
+		principals: make(map[string]*principal), sessions: make(map[[32]byte]*session), idle: make(map[string]*principal),
 		tasks: newTaskRegistry(),
 	}
 	if e.ep.CallTimeout == 0 {
@@ -219,36 +220,25 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		info := auth.TokenInfoFromContext(r.Context())
-		if info == nil {
+		s := sessionOfInfo(auth.TokenInfoFromContext(r.Context()))
+		if s == nil {
 			http.Error(w, "unauthenticated", http.StatusUnauthorized)
 			return
 		}
-		h := sha256.New()
-		h.Write([]byte(r.Header.Get("Authorization")))
-		h.Write([]byte{0})
-		h.Write(msg.ID)
-		var key [32]byte
-		h.Sum(key[:0])
-		now := e.now()
-		e.mu.Lock()
-		for k, exp := range e.seen {
-			if !now.Before(exp) {
-				delete(e.seen, k)
-			}
+		var message string
+		switch s.useID(msg.ID) {
+		case idReplayed:
+			message = "request id already used with this token"
+		case idTooOld:
+			message = "request id is more than 1024 below the highest integer id used with this token"
+		case idTooMany:
+			message = "too many request ids that are not integers used with this token"
 		}
-		_, replayed := e.seen[key]
-		full := len(e.seen) >= 16*maxPrincipals
-		if !replayed && !full {
-			e.seen[key] = info.Expiration
-		}
-		e.mu.Unlock()
-		if replayed || full {
+		if message != "" {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "error": map[string]any{
-				"code": CodeReplayed, "message": "request id already used with this token",
-				"data": DeniedData{Reason: "replay"},
+				"code": CodeReplayed, "message": message, "data": DeniedData{Reason: "replay"},
 			}})
 			return
 		}
@@ -272,19 +262,14 @@ func (e *Endpoint) listFilter(next sdk.MethodHandler) sdk.MethodHandler {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "unexpected tools/list result"}
 		}
 		var scopes []string
-		var p *principal
-		if x := req.GetExtra(); x != nil && x.TokenInfo != nil {
-			scopes = x.TokenInfo.Scopes
-			p, _ = x.TokenInfo.Extra[principalKey].(*principal)
+		var who policy.Principal
+		if x := req.GetExtra(); x != nil {
+			if s := sessionOfInfo(x.TokenInfo); s != nil {
+				_, scopes, who = s.credential()
+			}
 		}
 		allowed := func(t *Tool) bool { return covered(scopes, t.Scope) }
 		if e.gate != nil {
-			var who policy.Principal
-			if p != nil {
-				p.mu.Lock()
-				who = p.who
-				p.mu.Unlock()
-			}
 			now := e.now()
 			allowed = func(t *Tool) bool {
 				return who.Agent != "" && e.gate.allows(t, e.cfg.Tenant, who, now)
@@ -312,10 +297,19 @@ func covered(granted []string, scope string) bool {
 	return false
 }
 
-func principalOf(req *sdk.CallToolRequest) (*principal, error) {
-	if x := req.GetExtra(); x != nil && x.TokenInfo != nil {
-		if p, ok := x.TokenInfo.Extra[principalKey].(*principal); ok {
-			return p, nil
+// sessionOfInfo is the session of a verified token's info, or nil.
+func sessionOfInfo(info *auth.TokenInfo) *session {
+	if info == nil {
+		return nil
+	}
+	s, _ := info.Extra[sessionKey].(*session)
+	return s
+}
+
+func sessionOf(req *sdk.CallToolRequest) (*session, error) {
+	if x := req.GetExtra(); x != nil {
+		if s := sessionOfInfo(x.TokenInfo); s != nil {
+			return s, nil
 		}
 	}
 	return nil, errors.New("unauthenticated call")

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -29,30 +30,57 @@ import (
 // maxBearerBytes bounds a bearer token before it is parsed.
 const maxBearerBytes = 16 << 10
 
-// maxPrincipals bounds the principals (and verified tokens) held in
-// memory; past it, new ones are refused rather than old ones forgotten.
-const maxPrincipals = 10000
+// bounds limit the endpoint's memory. Past principals, those with no
+// live token are forgotten (their keys stay in key_dir, if set) and, if
+// none is, a new principal is refused. Past sessions live tokens, or
+// perPrincipal of one principal, a new token is refused until one
+// expires: one principal cannot take every place.
+type bounds struct{ principals, sessions, perPrincipal int }
 
-// principal is one authenticated MCP user and the agent identity the
-// endpoint signs for it with.
+var defaultBounds = bounds{principals: 10000, sessions: 10000, perPrincipal: 64}
+
+// principal is one authenticated MCP user (an IdP issuer and subject)
+// and the agent identity the endpoint signs for it with.
 type principal struct {
 	id    string // issuer + " " + subject
 	key   nkeys.KeyPair
 	curve nkeys.KeyPair
 	xkey  string
-
-	mu     sync.Mutex
-	agent  *client.Agent
-	cred   identity.Token // the agent's credential (printed redacted)
-	scopes []string
-	who    policy.Principal // the credential's Cedar principal
-	expiry time.Time        // of the credential
+	live  int // its sessions in Endpoint.sessions; under Endpoint.mu
 }
 
-// session is a verified bearer token.
+// session is one verified bearer token and the credential the token
+// exchange issued for it to its principal's agent key: a call made with
+// the token acts with that credential's scopes and attributes, never
+// with those of another token of the same principal.
 type session struct {
 	p      *principal
-	expiry time.Time // the token's
+	sum    [sha256.Size]byte // of the token: its key in Endpoint.sessions
+	expiry time.Time         // the token's
+
+	mu         sync.Mutex // the credential; held while it is renewed
+	agent      *client.Agent
+	cred       identity.Token // printed redacted
+	scopes     []string
+	who        policy.Principal // the credential's Cedar principal
+	credExpiry time.Time
+
+	idsMu sync.Mutex
+	ids   replaySet // the tools/call ids used with the token
+}
+
+// credential returns the session's agent, scopes and Cedar principal.
+func (s *session) credential() (*client.Agent, []string, policy.Principal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.agent, slices.Clone(s.scopes), s.who
+}
+
+// useID records a tools/call id for the token.
+func (s *session) useID(id []byte) idVerdict {
+	s.idsMu.Lock()
+	defer s.idsMu.Unlock()
+	return s.ids.use(id)
 }
 
 // bearerClaims are the claims read from a bearer token before the token
@@ -105,13 +133,15 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	sum := sha256.Sum256([]byte(raw))
 	now := e.now()
 	e.mu.Lock()
-	s, ok := e.sessions[sum]
+	s := e.sessions[sum]
 	e.mu.Unlock()
-	if ok && now.Before(s.expiry) {
-		// This token was verified by the exchange when it was cached.
-		if info, err := e.refresh(ctx, s.p, raw, s.expiry, false); err == nil {
-			return info, nil
+	if s != nil && now.Before(s.expiry) {
+		// The exchange verified this token when its session began; the
+		// session (and the ids it has used) lasts as long as the token.
+		if err := e.refresh(ctx, s, raw, false); err != nil {
+			return nil, err
 		}
+		return s.info(), nil
 	}
 	c, err := parseBearer(raw)
 	if err != nil {
@@ -128,89 +158,164 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	}
 	// A new principal's keys are kept (and written to key_dir) only once
 	// the exchange has accepted its token: forged tokens create nothing.
-	p, known, err := e.principal(c.Issuer + " " + c.Subject)
+	// A token not seen before is verified by the exchange, even when its
+	// claims name a principal that already holds a live credential: only
+	// the exchange checks its signature.
+	p, known, err := e.principal(c.Issuer+" "+c.Subject, now)
 	if err != nil {
 		return nil, err
 	}
-	// A token not seen before is verified by the exchange, even when
-	// its claims name a principal that already holds a live credential:
-	// only the exchange checks its signature.
-	info, err := e.refresh(ctx, p, raw, exp, true)
-	if err != nil {
+	if known {
+		e.mu.Lock()
+		e.expireLocked(now)
+		full := p.live >= e.bounds.perPrincipal
+		e.mu.Unlock()
+		if full {
+			return nil, fmt.Errorf("%w: too many live tokens of this principal", auth.ErrInvalidToken)
+		}
+	}
+	s = &session{p: p, sum: sum, expiry: exp}
+	if err := e.refresh(ctx, s, raw, true); err != nil {
 		return nil, err
 	}
 	if !known {
-		if p, err = e.adopt(p); err != nil {
+		q, err := e.adopt(p, now)
+		if err != nil {
 			return nil, err
 		}
-		if info, err = e.refresh(ctx, p, raw, exp, false); err != nil {
-			return nil, err
+		if q != p { // adopted by a concurrent request first: its keys
+			s = &session{p: q, sum: sum, expiry: exp}
+			if err := e.refresh(ctx, s, raw, true); err != nil {
+				return nil, err
+			}
 		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for k, s := range e.sessions {
-		if !now.Before(s.expiry) {
-			delete(e.sessions, k)
-		}
+	e.expireLocked(now)
+	if old := e.sessions[sum]; old != nil {
+		return old.info(), nil // a concurrent request began it first
 	}
-	if len(e.sessions) >= maxPrincipals {
-		return nil, fmt.Errorf("%w: too many sessions", auth.ErrInvalidToken)
+	switch {
+	case len(e.sessions) >= e.bounds.sessions:
+		return nil, fmt.Errorf("%w: too many live tokens", auth.ErrInvalidToken)
+	case s.p.live >= e.bounds.perPrincipal:
+		return nil, fmt.Errorf("%w: too many live tokens of this principal", auth.ErrInvalidToken)
 	}
-	e.sessions[sum] = session{p: p, expiry: exp}
-	return info, nil
+	if _, ok := e.principals[s.p.id]; !ok {
+		// Forgotten while its token was exchanged. (Forgotten and taken
+		// again with other keys, the session keeps the keys its
+		// credential was issued to.)
+		e.principals[s.p.id] = s.p
+	}
+	e.sessions[sum] = s
+	heap.Push(&e.expiring, s)
+	s.p.live++
+	delete(e.idle, s.p.id)
+	return s.info(), nil
 }
 
-// refresh returns the principal's token info, exchanging raw for a new
-// credential when verify is set (raw has not been verified yet) or the
-// current credential is missing or about to expire.
-func (e *Endpoint) refresh(ctx context.Context, p *principal, raw string, tokenExpiry time.Time, verify bool) (*auth.TokenInfo, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := e.now()
-	if verify || p.agent == nil || !now.Add(e.renewBefore).Before(p.expiry) {
-		cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
-			Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
-			Key: p.key, XKey: p.xkey,
-			Token: func(context.Context) (string, error) { return raw, nil },
-		}, client.WithClock(e.now))
-		if err != nil {
-			if d, ok := errors.AsType[*reason.Denial](err); ok {
-				return nil, fmt.Errorf("%w: token exchange refused (%s)", auth.ErrInvalidToken, d.Code)
-			}
-			return nil, errors.New("token exchange unavailable")
+// expireLocked drops the sessions whose token has expired, soonest
+// first, in O(log n) each. A principal left with none becomes idle: it
+// may be forgotten when the principal table is full. e.mu is held.
+func (e *Endpoint) expireLocked(now time.Time) {
+	for len(e.expiring) > 0 && !now.Before(e.expiring[0].expiry) {
+		s := heap.Pop(&e.expiring).(*session)
+		delete(e.sessions, s.sum)
+		if s.p.live--; s.p.live == 0 && e.principals[s.p.id] == s.p {
+			e.idle[s.p.id] = s.p
 		}
-		ac := client.DefaultAgentConfig()
-		ac.Credential, ac.Key, ac.Curve, ac.GatewayXKey = cred.Token, p.key, p.curve, e.ep.GatewayXKey
-		ag, err := client.NewAgent(e.nc, ac, client.WithClock(e.now))
-		if err != nil {
-			return nil, errors.New("exchanged credential is unusable")
-		}
-		who, err := credentialPrincipal(cred.Token)
-		if err != nil {
-			return nil, errors.New("exchanged credential is unusable")
-		}
-		p.agent, p.cred, p.scopes, p.who, p.expiry = ag, cred.Token, cred.Scopes, who, cred.Expires
 	}
+}
+
+// roomLocked makes room for one more principal, forgetting an idle one
+// if the table is full, and reports whether there is room. e.mu is held.
+func (e *Endpoint) roomLocked(now time.Time) bool {
+	e.expireLocked(now)
+	if len(e.principals) < e.bounds.principals {
+		return true
+	}
+	for id := range e.idle {
+		delete(e.idle, id)
+		delete(e.principals, id)
+		return true
+	}
+	return false
+}
+
+// expiryHeap orders sessions by their token's expiry.
+type expiryHeap []*session
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(*session)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return s
+}
+
+// info is the session's auth.TokenInfo.
+func (s *session) info() *auth.TokenInfo {
+	_, scopes, _ := s.credential()
 	return &auth.TokenInfo{
-		Scopes: slices.Clone(p.scopes), Expiration: tokenExpiry, UserID: p.id,
-		Extra: map[string]any{principalKey: p},
-	}, nil
+		Scopes: scopes, Expiration: s.expiry, UserID: s.p.id,
+		Extra: map[string]any{sessionKey: s},
+	}
 }
 
-const principalKey = "agentgw.principal"
+// refresh exchanges raw for a new credential when verify is set (raw
+// has not been verified yet) or the session's credential is missing or
+// about to expire.
+func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := e.now()
+	if !verify && s.agent != nil && now.Add(e.renewBefore).Before(s.credExpiry) {
+		return nil
+	}
+	p := s.p
+	cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
+		Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
+		Key: p.key, XKey: p.xkey,
+		Token: func(context.Context) (string, error) { return raw, nil },
+	}, client.WithClock(e.now))
+	if err != nil {
+		if d, ok := errors.AsType[*reason.Denial](err); ok {
+			return fmt.Errorf("%w: token exchange refused (%s)", auth.ErrInvalidToken, d.Code)
+		}
+		return errors.New("token exchange unavailable")
+	}
+	ac := client.DefaultAgentConfig()
+	ac.Credential, ac.Key, ac.Curve, ac.GatewayXKey = cred.Token, p.key, p.curve, e.ep.GatewayXKey
+	ag, err := client.NewAgent(e.nc, ac, client.WithClock(e.now))
+	if err != nil {
+		return errors.New("exchanged credential is unusable")
+	}
+	who, err := credentialPrincipal(cred.Token)
+	if err != nil {
+		return errors.New("exchanged credential is unusable")
+	}
+	s.agent, s.cred, s.scopes, s.who, s.credExpiry = ag, cred.Token, cred.Scopes, who, cred.Expires
+	return nil
+}
+
+const sessionKey = "agentgw.session"
 
 // principal returns the known principal named id, or a new one with
 // fresh (or key_dir's) keys that is not kept until adopt.
-func (e *Endpoint) principal(id string) (p *principal, known bool, err error) {
+func (e *Endpoint) principal(id string, now time.Time) (p *principal, known bool, err error) {
 	e.mu.Lock()
 	p, ok := e.principals[id]
-	n := len(e.principals)
+	room := ok || e.roomLocked(now)
 	e.mu.Unlock()
 	if ok {
 		return p, true, nil
 	}
-	if n >= maxPrincipals {
+	if !room {
 		return nil, false, fmt.Errorf("%w: too many principals", auth.ErrInvalidToken)
 	}
 	key, curve, err := e.keys(id)
@@ -224,13 +329,13 @@ func (e *Endpoint) principal(id string) (p *principal, known bool, err error) {
 // adopt keeps a principal whose token the exchange accepted, writing its
 // keys to key_dir. If another request adopted the same principal first,
 // that one is returned.
-func (e *Endpoint) adopt(p *principal) (*principal, error) {
+func (e *Endpoint) adopt(p *principal, now time.Time) (*principal, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if q, ok := e.principals[p.id]; ok {
 		return q, nil
 	}
-	if len(e.principals) >= maxPrincipals {
+	if !e.roomLocked(now) {
 		return nil, fmt.Errorf("%w: too many principals", auth.ErrInvalidToken)
 	}
 	if e.ep.KeyDir != "" {
@@ -239,6 +344,7 @@ func (e *Endpoint) adopt(p *principal) (*principal, error) {
 		}
 	}
 	e.principals[p.id] = p
+	e.idle[p.id] = p // until its session is kept
 	return p, nil
 }
 

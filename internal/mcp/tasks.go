@@ -128,11 +128,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		info := auth.TokenInfoFromContext(r.Context())
-		var p *principal
-		if info != nil {
-			p, _ = info.Extra[principalKey].(*principal)
-		}
+		s := sessionOfInfo(auth.TokenInfoFromContext(r.Context()))
 		switch msg.Method {
 		case "initialize":
 			e.rewrite(w, r, next, addTaskCapability)
@@ -154,7 +150,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			}
 			if params.Task == nil {
 				t, ok := e.cfg.tool(params.Name)
-				if !ok || p == nil || !declaresTaskExtension(msg.Params) {
+				if !ok || s == nil || !declaresTaskExtension(msg.Params) {
 					next.ServeHTTP(w, r)
 					return
 				}
@@ -162,7 +158,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 					writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
 					return
 				}
-				e.serverDirected(w, r, msg.ID, p, t, params.Arguments)
+				e.serverDirected(w, r, msg.ID, s, t, params.Arguments)
 				return
 			}
 			if !headersMatch(r, msg.Method, params.Name) {
@@ -170,7 +166,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				return
 			}
 			t, ok := e.cfg.tool(params.Name)
-			if !ok || p == nil {
+			if !ok || s == nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown tool"})
 				return
 			}
@@ -178,7 +174,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			if params.Task.TTL != nil && *params.Task.TTL > 0 && time.Duration(*params.Task.TTL)*time.Millisecond < ttl {
 				ttl = time.Duration(*params.Task.TTL) * time.Millisecond
 			}
-			tk, err := e.startTask(p, t, params.Arguments, ttl, false)
+			tk, err := e.startTask(s, t, params.Arguments, ttl, false)
 			if err != nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
 				return
@@ -193,7 +189,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
 				return
 			}
-			tk := e.ownTask(p, params.TaskID)
+			tk := e.ownTask(s, params.TaskID)
 			if tk == nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown task"})
 				return
@@ -209,10 +205,10 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			e.serveTask(w, r, msg, tk)
 		case "tasks/list":
 			list := []Task{}
-			if p != nil {
+			if s != nil {
 				e.tasks.mu.Lock()
 				for _, tk := range e.tasks.tasks {
-					if tk.owner == p.id {
+					if tk.owner == s.p.id {
 						list = append(list, tk.snapshot())
 					}
 				}
@@ -273,14 +269,15 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 	}
 }
 
-// startTask starts a call in the background as a task of p.
-func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, error) {
+// startTask starts a call in the background as a task of s's principal,
+// made with s's credential.
+func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	now := e.now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	ctx, cancel := context.WithCancel(e.tasks.ctx)
-	tk := &task{owner: p.id, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
+	tk := &task{owner: s.p.id, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
 		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
@@ -293,7 +290,7 @@ func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl ti
 		switch {
 		case gone:
 			delete(e.tasks.tasks, id)
-		case old.owner == p.id:
+		case old.owner == s.p.id:
 			mine++
 		}
 	}
@@ -309,7 +306,7 @@ func (e *Endpoint) startTask(p *principal, t *Tool, args json.RawMessage, ttl ti
 		defer e.tasks.wg.Done()
 		defer close(tk.done)
 		defer cancel()
-		res, err := e.invoke(ctx, p, t, args, func() {
+		res, err := e.invoke(ctx, s, t, args, func() {
 			tk.update(TaskWorking, "held for approval", e.now())
 			close(tk.held)
 		})
@@ -340,14 +337,14 @@ func (t *task) update(status, message string, now time.Time) {
 
 // ownTask returns p's task id, or nil (for another principal's task too,
 // so a task id reveals nothing to anyone but its owner).
-func (e *Endpoint) ownTask(p *principal, id string) *task {
-	if p == nil {
+func (e *Endpoint) ownTask(s *session, id string) *task {
+	if s == nil {
 		return nil
 	}
 	e.tasks.mu.Lock()
 	defer e.tasks.mu.Unlock()
 	tk := e.tasks.tasks[id]
-	if tk == nil || tk.owner != p.id {
+	if tk == nil || tk.owner != s.p.id {
 		return nil
 	}
 	return tk
@@ -441,8 +438,8 @@ func missingTaskExtension() *jsonrpc.Error {
 // answer is the ordinary result or error and the task is dropped; if it
 // is held for approval, or still running, the answer is the task
 // (resultType "task"), to be polled with tasks/get.
-func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, p *principal, t *Tool, args json.RawMessage) {
-	tk, err := e.startTask(p, t, args, e.ep.ApprovalWait, true)
+func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, s *session, t *Tool, args json.RawMessage) {
+	tk, err := e.startTask(s, t, args, e.ep.ApprovalWait, true)
 	if err != nil {
 		writeRPC(w, http.StatusOK, id, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
 		return
