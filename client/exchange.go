@@ -107,6 +107,11 @@ type ExchangedCredential struct {
 // and returns the credential. A refusal is a *reason.Denial whose Code is
 // one of the exchange_* reasons (match with errors.Is); transport
 // failures wrap ErrExchange; a bad cfg wraps ErrConfig.
+//
+// reason.ExchangeIdPUnavailable says the exchange could not fetch the
+// IdP's signing keys and did not judge the token: retry later with the
+// same token, like ErrExchange. Every other exchange_* code is a verdict
+// on the token or the request, which a retry unchanged gets again.
 func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*ExchangedCredential, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil connection", ErrConfig)

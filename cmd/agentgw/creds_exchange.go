@@ -31,7 +31,10 @@ tenant, scopes and expiry, never a token.
 
 The IdP token is read from a file (- for stdin) or an environment
 variable, never from a flag, so it stays out of shell history and ps.
-A refusal prints its reason code (exchange_*) and exits 3.`)
+A refusal prints its reason code (exchange_*) and exits 3, except
+exchange_idp_unavailable (the gateway could not fetch the IdP's signing
+keys; the token was not judged), which exits 1 like any outage: retry
+later with the same token.`)
 	var cf connFlags
 	cf.register(c.fs)
 	agentSeed := c.fs.String("agent-seed", "", "agent seed `file` (SU…); the credential's subject, signs the request")
@@ -92,6 +95,8 @@ A refusal prints its reason code (exchange_*) and exits 3.`)
 	switch {
 	case errors.Is(err, client.ErrConfig):
 		return c.usageErr("%v", err)
+	case errors.Is(err, reason.ExchangeIdPUnavailable):
+		return c.fail(err, "The gateway could not fetch the IdP's signing keys; the token was not judged. Retry later with the same token.")
 	case err != nil && reason.Of(err) != reason.Internal:
 		fmt.Fprintf(c.err, "agentgw %s: refused: %s\n", c.name, reason.Of(err))
 		if info, ok := reason.Lookup(reason.Of(err)); ok {

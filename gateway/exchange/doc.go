@@ -23,7 +23,9 @@
 //     github.com/coreos/go-oidc/v3: discovery, the algorithm allowlist
 //     (RS256, ES256, EdDSA: "none" and every HS* are refused before a
 //     key is looked at, so an HS256 token keyed with the IdP's public
-//     key never verifies), signature and issuer (exchange_token_invalid);
+//     key never verifies), signature and issuer (exchange_token_invalid;
+//     exchange_idp_unavailable when discovery or the signing keys the
+//     token needs cannot be fetched, the token then not judged at all);
 //     then here: aud holds the IdP's configured audience
 //     (exchange_token_audience); exp, nbf, iat and max_token_age with
 //     the configured skew on the injected clock
@@ -101,6 +103,16 @@
 // junk kids cannot turn the service into a fetch amplifier, and
 // because each fetch loads the whole set a legitimate new kid is
 // accepted no later than the next allowed fetch, without restart.
+//
+// When keys cannot be obtained (discovery or the JWKS unreachable, timed
+// out, not 200, not a key set with a usable key; or the token's kid is
+// not cached and the latest fetch failed) the exchange refuses
+// exchange_idp_unavailable and issues nothing: it cannot tell a good
+// token from a forged one, and says so instead of calling the token
+// invalid. go-oidc's verifier wraps the key set's error with %v, so
+// verify reads it from the key set of that verification (verifyKeys)
+// rather than from the verifier's error. A kid missing from a key set
+// that was fetched is exchange_token_invalid.
 //
 // Package exchange refuses to know about the gateway's pipeline, the
 // capability catalog and policy: it only mints credentials that the

@@ -24,23 +24,23 @@ type idp struct {
 	now    func() time.Time
 	skew   time.Duration
 
-	mu       sync.Mutex
-	verifier *oidc.IDTokenVerifier
-	tried    time.Time
+	mu    sync.Mutex
+	keys  *keySet // nil until discovery has succeeded
+	tried time.Time
 }
 
 func newIdP(cfg IdPConfig, client *http.Client, now func() time.Time, skew time.Duration) *idp {
 	return &idp{cfg: cfg, client: client, now: now, skew: skew}
 }
 
-// ensure returns the token verifier, running discovery first if it has
+// ensure returns the IdP's key set, running discovery first if it has
 // not succeeded yet (at most once per KeysMinRefresh while it fails), so
 // an IdP that is down when the gateway starts is picked up later.
-func (p *idp) ensure(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+func (p *idp) ensure(ctx context.Context) (*keySet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.verifier != nil {
-		return p.verifier, nil
+	if p.keys != nil {
+		return p.keys, nil
 	}
 	now := p.now()
 	if !p.tried.IsZero() && now.Sub(p.tried) < p.cfg.KeysMinRefresh {
@@ -66,18 +66,23 @@ func (p *idp) ensure(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 		}
 		jwksURL = doc.JWKSURI
 	}
-	ks := newKeySet(jwksURL, p.client, p.now, p.cfg.KeysMaxAge, p.cfg.KeysMinRefresh, p.cfg.Algorithms)
-	// Audience and every time rule are checked by verify below, with
-	// the injected clock and the configured skew, so that each failure
-	// has its own typed reason; go-oidc checks the algorithm allowlist,
-	// the signature (through ks) and the issuer.
-	p.verifier = oidc.NewVerifier(p.cfg.Issuer, ks, &oidc.Config{
-		SupportedSigningAlgs: p.cfg.Algorithms,
-		SkipClientIDCheck:    true,
-		SkipExpiryCheck:      true,
-		Now:                  p.now,
-	})
-	return p.verifier, nil
+	p.keys = newKeySet(jwksURL, p.client, p.now, p.cfg.KeysMaxAge, p.cfg.KeysMinRefresh, p.cfg.Algorithms)
+	return p.keys, nil
+}
+
+// verifyKeys is the oidc.KeySet of one verification: it passes the call
+// to the IdP's keySet and keeps the error, which go-oidc's verifier
+// returns wrapped with %v (errors.Is cannot find errKeysFetch in it).
+type verifyKeys struct {
+	ks  *keySet
+	err error
+}
+
+// VerifySignature implements oidc.KeySet.
+func (v *verifyKeys) VerifySignature(ctx context.Context, token string) ([]byte, error) {
+	payload, err := v.ks.VerifySignature(ctx, token)
+	v.err = err
+	return payload, err
 }
 
 // token is a verified IdP token.
@@ -89,16 +94,28 @@ type token struct {
 }
 
 // verify checks raw's signature, algorithm, issuer, audience, times and
-// required claims. Errors are *reason.Denial.
+// required claims. Errors are *reason.Denial: exchange_idp_unavailable
+// when discovery or the signing keys the token needs could not be
+// obtained (the token was not judged), exchange_token_* otherwise.
 func (p *idp) verify(ctx context.Context, raw string) (*token, error) {
-	v, err := p.ensure(ctx)
+	ks, err := p.ensure(ctx)
 	if err != nil {
-		return nil, reason.Deny(reason.Internal, "idp %s unavailable: %v", p.cfg.Name, err)
+		return nil, reason.Deny(reason.ExchangeIdPUnavailable, "idp %s (%s): %s", p.cfg.Name, p.cfg.Issuer, oneLine(err.Error()))
 	}
-	idt, err := v.Verify(ctx, raw)
+	// Audience and every time rule are checked below, with the injected
+	// clock and the configured skew, so that each failure has its own
+	// typed reason; go-oidc checks the algorithm allowlist (before any
+	// key is looked at), the signature (through keys) and the issuer.
+	keys := &verifyKeys{ks: ks}
+	idt, err := oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{
+		SupportedSigningAlgs: p.cfg.Algorithms,
+		SkipClientIDCheck:    true,
+		SkipExpiryCheck:      true,
+		Now:                  p.now,
+	}).Verify(ctx, raw)
 	if err != nil {
-		if errors.Is(err, errKeysFetch) {
-			return nil, reason.Deny(reason.Internal, "idp %s: %v", p.cfg.Name, err)
+		if errors.Is(keys.err, errKeysFetch) {
+			return nil, reason.Deny(reason.ExchangeIdPUnavailable, "idp %s: %s", p.cfg.Name, oneLine(keys.err.Error()))
 		}
 		return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: %s", p.cfg.Name, oneLine(err.Error()))
 	}

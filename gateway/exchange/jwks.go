@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -17,7 +18,12 @@ import (
 // maxJWKSBytes bounds a JWKS (or discovery) document.
 const maxJWKSBytes = 1 << 20
 
-// Key-set errors; callers map them to exchange_token_invalid.
+// Key-set errors. errUnknownKey: the keys were obtained and none has the
+// token's kid, a verdict on the token (exchange_token_invalid).
+// errKeysFetch: the keys needed could not be obtained, so the token was
+// not checked (exchange_idp_unavailable). go-oidc wraps what
+// VerifySignature returns with %v, so callers read it from the KeySet
+// (verifyKeys), not from the verifier's error.
 var (
 	errUnknownKey = errors.New("exchange: no current IdP signing key has the token's kid")
 	errKeysFetch  = errors.New("exchange: IdP signing keys unavailable")
@@ -113,8 +119,11 @@ func hasKid(keys []jose.JSONWebKey, kid string) bool {
 // current returns the cached keys, fetching first when there are none,
 // they are older than maxAge, or unknown is set (a token named a kid not
 // in the cache) and the last attempt is at least minRefresh old.
-// Concurrent callers share one fetch.
+// Concurrent callers share one fetch. Its errors wrap errKeysFetch: with
+// unknown set that includes a last attempt that failed, since the kid may
+// be in the key set that attempt did not obtain.
 func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, error) {
+	refresh := unknown
 	for {
 		k.mu.Lock()
 		now := k.now()
@@ -132,6 +141,11 @@ func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, 
 				}
 				return nil, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
+			if refresh && lastErr != nil {
+				// The kid is not cached and the latest fetch, which could
+				// have brought it, failed: the token cannot be judged.
+				return nil, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
+			}
 			return keys, nil
 		}
 		if ch := k.fetching; ch != nil {
@@ -141,7 +155,7 @@ func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, 
 				unknown = false // that fetch was the refresh we wanted
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
 			}
 		}
 		ch := make(chan struct{})
@@ -178,7 +192,7 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, errors.New("jwks is not a JSON key set")
+		return nil, fmt.Errorf("GET %s: not a JSON key set", k.url)
 	}
 	var out []jose.JSONWebKey
 	for _, r := range raw.Keys {
@@ -202,33 +216,39 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 		out = append(out, key)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("jwks holds no usable signing key")
+		return nil, fmt.Errorf("GET %s: no usable signing key", k.url)
 	}
 	return out, nil
 }
 
-// httpGet fetches url with ctx, refusing a non-200 answer and a body
-// larger than maxJWKSBytes.
-func httpGet(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// httpGet fetches u with ctx, refusing a non-200 answer and a body
+// larger than maxJWKSBytes. Errors name u (checkURL: no credentials, no
+// query) once, and never quote the body.
+func httpGet(ctx context.Context, client *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			if err = ue.Err; ue.Timeout() { // ue repeats the URL
+				err = fmt.Errorf("timed out: %w", err)
+			}
+		}
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	if len(body) > maxJWKSBytes {
-		return nil, fmt.Errorf("GET %s: body over %d bytes", url, maxJWKSBytes)
+		return nil, fmt.Errorf("GET %s: body over %d bytes", u, maxJWKSBytes)
 	}
 	return body, nil
 }

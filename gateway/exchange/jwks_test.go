@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 type jwksServer struct {
 	srv     *httptest.Server
 	fetches atomic.Int32
+	fail    atomic.Bool // answer 500
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 }
@@ -29,6 +31,10 @@ func newJWKSServer(t *testing.T) *jwksServer {
 	j := &jwksServer{}
 	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j.fetches.Add(1)
+		if j.fail.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
 		j.mu.Lock()
 		defer j.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: j.keys})
@@ -150,5 +156,70 @@ func TestKeySetUnavailableFailsClosed(t *testing.T) {
 	clk.t = clk.t.Add(2 * time.Minute)
 	if _, err := ks.VerifySignature(context.Background(), k1.sign(t)); !errors.Is(err, errKeysFetch) {
 		t.Errorf("expired keys, IdP down = %v; want errKeysFetch", err)
+	}
+}
+
+// TestKeySetUnknownKidDuringOutage: a kid the cache lacks while the
+// fetch that could bring it fails, or failed last within minRefresh, is
+// errKeysFetch (the token cannot be judged), never errUnknownKey; a
+// cached kid still verifies; once a fetch succeeds a kid it lacks is
+// errUnknownKey again.
+func TestKeySetUnknownKidDuringOutage(t *testing.T) {
+	j := newJWKSServer(t)
+	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
+	j.publish(k1)
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ks := newKeySet(j.srv.URL, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, k1.sign(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	j.publish(k1, k2)
+	j.fail.Store(true)
+	clk.t = clk.t.Add(6 * time.Second)
+	if _, err := ks.VerifySignature(ctx, k2.sign(t)); !errors.Is(err, errKeysFetch) || errors.Is(err, errUnknownKey) {
+		t.Errorf("new kid, fetch failing = %v; want errKeysFetch", err)
+	}
+	if _, err := ks.VerifySignature(ctx, k2.sign(t)); !errors.Is(err, errKeysFetch) {
+		t.Errorf("new kid within minRefresh of a failed fetch = %v; want errKeysFetch", err)
+	}
+	if _, err := ks.VerifySignature(ctx, k1.sign(t)); err != nil {
+		t.Errorf("cached kid within maxAge, fetch failing = %v; want accepted", err)
+	}
+
+	j.fail.Store(false)
+	clk.t = clk.t.Add(6 * time.Second)
+	if _, err := ks.VerifySignature(ctx, k2.sign(t)); err != nil {
+		t.Errorf("new kid, fetch working = %v; want accepted", err)
+	}
+	junk := newTestKey(t, "junk")
+	if _, err := ks.VerifySignature(ctx, junk.sign(t)); !errors.Is(err, errUnknownKey) {
+		t.Errorf("unpublished kid after a successful fetch = %v; want errUnknownKey", err)
+	}
+}
+
+// TestKeySetFetchErrorsNameTheURLOnly: a failed fetch names the JWKS URL
+// and the failure, never the body it got.
+func TestKeySetFetchErrorsNameTheURLOnly(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"keys": "secret-looking-body"`))
+	}))
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	ks := newKeySet(srv.URL+"/jwks", &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	_, err := ks.VerifySignature(context.Background(), newTestKey(t, "k1").sign(t))
+	if !errors.Is(err, errKeysFetch) || !strings.Contains(err.Error(), srv.URL+"/jwks") || strings.Contains(err.Error(), "secret-looking-body") {
+		t.Errorf("unparsable JWKS = %v; want errKeysFetch naming the URL and not the body", err)
+	}
+	srv.Close()
+	clk.t = clk.t.Add(6 * time.Second)
+	_, err = ks.current(context.Background(), false)
+	if !errors.Is(err, errKeysFetch) || strings.Count(err.Error(), srv.URL) != 1 || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("JWKS refusing connections = %v; want errKeysFetch naming the URL once", err)
 	}
 }

@@ -478,6 +478,10 @@ func (sv *server) reply(req micro.Request, resp *protocol.Response, err error) {
 			status, oauth = "401", "invalid_request"
 		case reason.ExchangeScopeDenied:
 			status, oauth = "403", "invalid_scope"
+		case reason.ExchangeIdPUnavailable:
+			// The token was not judged: the same request may succeed
+			// once the IdP's keys can be fetched.
+			status, oauth = "503", "temporarily_unavailable"
 		case reason.Internal:
 			status, oauth = "500", "server_error"
 		}

@@ -90,6 +90,12 @@ const TABLE = [
     stage: "consumer",
     description: "the consumer's record of handed-over decision tokens is full; the message is handed back, not acted on, until entries expire",
   },
+  {
+    code: "exchange_idp_unavailable",
+    stage: "exchange",
+    description:
+      "the IdP's signing keys could not be obtained (discovery or JWKS unreachable, timed out, not 200, or no usable key): the token was not checked and nothing was issued; retry later",
+  },
 ] as const;
 
 /** A decision reason code: one of the codes of {@link REASONS}. */
@@ -167,6 +173,7 @@ export const Reason = {
   PayloadCaseVariant: "payload_case_variant",
   DecisionDuplicate: "decision_token_duplicate",
   DecisionRecordFull: "decision_token_record_full",
+  ExchangeIdPUnavailable: "exchange_idp_unavailable",
 } as const satisfies Record<string, ReasonCode>;
 
 const INDEX: ReadonlyMap<string, ReasonInfo> = new Map(REASONS.map((r) => [r.code, r]));

@@ -1,9 +1,11 @@
 // Package testidp runs a real OpenID provider on loopback for tests: the
 // zitadel/oidc OP (github.com/zitadel/oidc/v3/pkg/op) over its example
-// in-memory storage, with three test-only additions: service clients for
+// in-memory storage, with four test-only additions: service clients for
 // the client-credentials grant that receive JWT access tokens carrying
 // the claims the test chooses, signing-key rotation (RS256, ES256,
-// EdDSA), and signing of hand-crafted tokens with the current key.
+// EdDSA), signing of hand-crafted tokens with the current key, and
+// outages: a JWKS endpoint that fails on demand (BreakKeys) and a
+// provider that stops listening (Stop).
 //
 // Everything else — discovery, the JWKS endpoint, client authentication,
 // the token endpoint, JWT creation and signing — is the library's own
@@ -42,9 +44,30 @@ type IdP struct {
 	// Issuer is the provider's issuer URL: http://127.0.0.1:<port>.
 	Issuer string
 
-	st  *store
-	srv *http.Server
+	st   *store
+	srv  *http.Server
+	stop func()
+	quit chan struct{} // closed by Stop: hanging JWKS answers end
+
+	mu        sync.Mutex
+	keysPath  string
+	keysFault KeysFault
+	keysGets  int
 }
+
+// KeysFault is how the JWKS endpoint misbehaves (BreakKeys).
+type KeysFault int
+
+const (
+	// KeysServed: the library's own JWKS answer.
+	KeysServed KeysFault = iota
+	// KeysError: 500 Internal Server Error.
+	KeysError
+	// KeysGarbage: 200 with a body that is not a JSON key set.
+	KeysGarbage
+	// KeysHang: no answer until the client gives up.
+	KeysHang
+)
 
 // Client is a service client for the client-credentials grant.
 type Client struct {
@@ -75,19 +98,73 @@ func Start(t testing.TB) *IdP {
 	if err != nil {
 		t.Fatalf("testidp: provider: %v", err)
 	}
-	p := &IdP{Issuer: issuer, st: st, srv: &http.Server{Handler: provider, ReadHeaderTimeout: 5 * time.Second}}
+	p := &IdP{Issuer: issuer, st: st, keysPath: provider.KeysEndpoint().Relative(), quit: make(chan struct{})}
+	p.srv = &http.Server{Handler: p.faults(provider), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = p.srv.Serve(ln)
 	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = p.srv.Shutdown(ctx)
-		<-done
-	})
+	var once sync.Once
+	p.stop = func() {
+		once.Do(func() {
+			close(p.quit)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = p.srv.Shutdown(ctx)
+			<-done
+		})
+	}
+	t.Cleanup(p.stop)
 	return p
+}
+
+// Stop shuts the provider down and closes its listener: every endpoint,
+// discovery included, refuses connections from then on.
+func (p *IdP) Stop() { p.stop() }
+
+// BreakKeys makes the JWKS endpoint (the jwks_uri of discovery) answer
+// with f; KeysServed restores it. Every other endpoint keeps working.
+func (p *IdP) BreakKeys(f KeysFault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keysFault = f
+}
+
+// KeysFetches returns how many requests the JWKS endpoint has had,
+// answered or failed.
+func (p *IdP) KeysFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keysGets
+}
+
+// faults wraps the provider's handler with the JWKS fault, if any.
+func (p *IdP) faults(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != p.keysPath {
+			next.ServeHTTP(w, r)
+			return
+		}
+		p.mu.Lock()
+		f := p.keysFault
+		p.keysGets++
+		p.mu.Unlock()
+		switch f {
+		case KeysError:
+			http.Error(w, "jwks unavailable", http.StatusInternalServerError)
+		case KeysGarbage:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `<html>maintenance</html>`)
+		case KeysHang:
+			select {
+			case <-r.Context().Done():
+			case <-p.quit:
+			}
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
 }
 
 // AddClient registers (or replaces) a service client.
