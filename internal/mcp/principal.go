@@ -284,7 +284,13 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 		Token: func(context.Context) (string, error) { return raw, nil },
 	}, client.WithClock(e.now))
 	if err != nil {
-		if d, ok := errors.AsType[*reason.Denial](err); ok {
+		d, ok := errors.AsType[*reason.Denial](err)
+		switch {
+		case ok && d.Code == reason.ExchangeIdPUnavailable:
+			// The token was not judged: not a 401, which would have the
+			// client discard a token that may be good.
+			return errors.New("token exchange unavailable: the IdP's signing keys cannot be obtained")
+		case ok && d.Code != reason.Internal:
 			return fmt.Errorf("%w: token exchange refused (%s)", auth.ErrInvalidToken, d.Code)
 		}
 		return errors.New("token exchange unavailable")

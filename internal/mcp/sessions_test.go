@@ -14,6 +14,8 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentgw/agentgw/internal/e2e/oidc/testidp"
 )
 
 // signed returns an IdP-signed access token for the endpoint naming
@@ -189,5 +191,29 @@ func TestReplaySet(t *testing.T) {
 	}
 	if got := o.use([]byte("1")); got != idFresh {
 		t.Errorf("integer id past maxOtherIDs = %d; want idFresh", got)
+	}
+}
+
+// TestEndpointIdPOutageIsNotAnInvalidToken: while the IdP's signing keys
+// cannot be fetched, a good token is answered 500 (retry), not 401 (a
+// 401 has the client discard the token), and works once they can.
+func TestEndpointIdPOutageIsNotAnInvalidToken(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("hank", "support")
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	h.idp.BreakKeys(testidp.KeysError)
+	if code, body := h.postRPC(tok, list); code != http.StatusInternalServerError || !strings.Contains(body, "token exchange unavailable") {
+		t.Errorf("during the outage: %d %s; want 500, token exchange unavailable", code, body)
+	}
+	h.idp.BreakKeys(testidp.KeysServed)
+	var code int
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if code, body = h.postRPC(tok, list); code == http.StatusOK {
+			break
+		}
+	}
+	if code != http.StatusOK {
+		t.Errorf("after the outage: %d %s; want 200", code, body)
 	}
 }
