@@ -139,6 +139,24 @@ func TestConsumeMissingStream(t *testing.T) {
 	}
 }
 
+// TestConsumeEndedBeforeItStarts: a Consume whose context ends while
+// the consumer is still being created returns nil, as one that ends
+// later does: the caller stopped it, nothing failed.
+func TestConsumeEndedBeforeItStarts(t *testing.T) {
+	w := newWorld(t)
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
+	c, err := NewConsumer(w.js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancel()
+	if err := c.Consume(ctx, func(context.Context, *Delivery) error { return nil }); err != nil {
+		t.Fatalf("Consume(ended context) = %v; want nil", err)
+	}
+}
+
 func TestConsumerConfigValidate(t *testing.T) {
 	w := newWorld(t)
 	good := func() ConsumerConfig {
