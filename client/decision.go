@@ -87,12 +87,9 @@ func (w *DecisionWatch) Await(ctx context.Context, messageID string) (*Decision,
 		if err != nil {
 			return nil, fmt.Errorf("%w for %s: %w", ErrNoDecision, messageID, err)
 		}
-		if m.Header.Get(notice.Header) != notice.Kind || m.Header.Get(header.MessageID) != messageID {
+		d := w.a.noticeOf(m, messageID, w.opt)
+		if d == nil {
 			continue
-		}
-		d, err := w.a.verifyNotice(m, w.opt)
-		if err != nil || d.MessageID != messageID {
-			continue // not from a trusted gateway: not our notice
 		}
 		if d.Route == notice.RouteDeny && d.Answers == "" {
 			return d, &DeniedError{MessageID: messageID, Reason: d.Reason}
@@ -117,6 +114,21 @@ func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions)
 	}
 	d, err := w.Await(ctx, rcpt.MessageID)
 	return rcpt, d, err
+}
+
+// noticeOf returns the Decision of m when m is a verified decision notice
+// of the envelope messageID: marked as a notice, its Agentgw-Message-Id
+// messageID, and verifyNotice's checks passed for that envelope. Any
+// other message, from a trusted gateway or not, is nil.
+func (a *Agent) noticeOf(m *nats.Msg, messageID string, opt WaitOptions) *Decision {
+	if m.Header.Get(notice.Header) != notice.Kind || m.Header.Get(header.MessageID) != messageID {
+		return nil
+	}
+	d, err := a.verifyNotice(m, opt)
+	if err != nil || d.MessageID != messageID {
+		return nil // not from a trusted gateway: not our notice
+	}
+	return d
 }
 
 // verifyNotice checks a notice document — a trusted gateway's token,

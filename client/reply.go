@@ -12,6 +12,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -22,8 +23,10 @@ const (
 	headerResponder = "Agentgw-Responder"
 )
 
-// ErrNoReply: no verified reply arrived in time. The request may have
-// been denied (see the denied stream), held for approval, or not answered.
+// ErrNoReply: no verified reply arrived in time. The request may be held
+// for approval, not answered, or denied by a gateway that sends no
+// decision notices (notify_senders off; see the denied stream). A denial
+// told by a verified notice is a *DeniedError instead.
 var ErrNoReply = errors.New("client: no reply")
 
 // Reply is a verified, opened response to one of this agent's requests.
@@ -37,23 +40,40 @@ type Reply struct {
 	Claims    *decision.Claims
 }
 
-// WaitOptions say whom to trust for replies.
+// WaitOptions say whom to trust for replies and decision notices.
 type WaitOptions struct {
 	// TrustedGateways are the gateway signing keys (N...) whose reply
-	// tokens are accepted. Required.
+	// and notice tokens are accepted. Required.
 	TrustedGateways []string
 	// Skew tolerated on the token's times. Zero: 30 s.
 	Skew time.Duration
+	// OnDecision, when set, is called by SendAndWait with each verified
+	// decision notice of the request (delivered, held for approval or
+	// denied) before SendAndWait acts on it: for example to learn that
+	// the request is held for approval. It is called on the waiting
+	// goroutine and must not block long. WatchDecisions, Await and
+	// SendAndDecide do not call it.
+	OnDecision func(*Decision)
 }
 
 // SendAndWait sends req and waits, until ctx is done, for the reply to
 // it on agentgw.reply.<tenant>.<agent>, correlated by message id. The
 // reply's decision token must be signed by a trusted gateway, addressed
 // to this agent and bound to the sealed bytes, which must open with the
-// agent's curve key from the gateway's curve key. Anything else on the
-// subject is ignored. Without a reply in time it returns the receipt and
-// ErrNoReply. A plain request waits the same way: the agent needs Curve
-// and GatewayXKey to open its reply.
+// agent's curve key from the gateway's curve key. A plain request waits
+// the same way: the agent needs Curve and GatewayXKey to open its reply.
+//
+// The gateway's decision notices of the request come on the same
+// subject; each is verified as Await verifies it (a trusted gateway's
+// token, route notice, addressed to this agent, bound to the notice's
+// bytes, naming this request) and passed to opt.OnDecision. A verified
+// denial of the request ends the wait: SendAndWait returns the receipt
+// and a *DeniedError with the reason code. A notice that the request was
+// delivered or held for approval does not end it: the reply does.
+// Anything else on the subject, an unverified notice included, is
+// ignored. Without a reply or a denial in time it returns the receipt
+// and ErrNoReply, as it does whenever the gateway sends no notices
+// (notify_senders off).
 func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (*Receipt, *Reply, error) {
 	if a.box == nil {
 		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent, for plain requests as for sealed ones: configure Curve and GatewayXKey", ErrConfig)
@@ -79,6 +99,15 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return rcpt, nil, fmt.Errorf("%w to %s: %w", ErrNoReply, rcpt.MessageID, err)
+		}
+		if d := a.noticeOf(m, rcpt.MessageID, opt); d != nil {
+			if opt.OnDecision != nil {
+				opt.OnDecision(d)
+			}
+			if d.Route == notice.RouteDeny && d.Answers == "" {
+				return rcpt, nil, &DeniedError{MessageID: rcpt.MessageID, Reason: d.Reason}
+			}
+			continue
 		}
 		if m.Header.Get(headerRequestID) != rcpt.MessageID {
 			continue

@@ -7,6 +7,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/notice"
 )
 
 // TestResponseThroughSDK: the agent sends and awaits, the consumer
@@ -42,8 +43,11 @@ func TestResponseThroughSDK(t *testing.T) {
 		})
 	}()
 	h.secrets = append(h.secrets, "x@example.com")
-	_, reply, err := agent.SendAndWait(ctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund",
-		Sealed: []byte(`{"order_id":"ord_3","amount_cents":300}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	// The notice that the request was delivered does not end the wait.
+	var seen []*client.Decision
+	rc, reply, err := agent.SendAndWait(ctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund",
+		Sealed: []byte(`{"order_id":"ord_3","amount_cents":300}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning},
+		OnDecision: func(d *client.Decision) { seen = append(seen, d) }})
 	ccancel()
 	if cerr := <-done; cerr != nil {
 		t.Fatalf("Consume: %v", cerr)
@@ -51,6 +55,11 @@ func TestResponseThroughSDK(t *testing.T) {
 	must(t, err)
 	if string(reply.Payload) != `{"refund_id":"r-9","status":"drafted"}` || reply.Responder != h.consumer.pub {
 		t.Fatalf("reply = %s from %s; want the redacted answer from the consumer", reply.Payload, reply.Responder)
+	}
+	for _, d := range seen {
+		if d.Route != notice.RouteAllow || d.Target != "refunds.draft_refund" || d.MessageID != rc.MessageID {
+			t.Errorf("OnDecision saw %+v; want only the delivery of %s", d, rc.MessageID)
+		}
 	}
 	h.stop()
 	h.scanSecrets()

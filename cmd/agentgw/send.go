@@ -30,7 +30,8 @@ must carry a decision token of a gateway key given with --gateway-key.
 takes responses, it waits for the reply and prints it: the gateway seals
 every reply to the agent's curve key, so --wait needs --curve-seed and
 --gateway-xkey (the reply's sealer) and --gateway-key (its signer) for
-plain requests as for sealed ones.
+plain requests as for sealed ones; a denial told by the decision notice
+ends that wait (printed, exit 3).
 
 Connects to NATS as the agent's key (the nkey user of --credential, inbox
 _INBOX.<key>), as tenant accounts require, unless --creds, $NATS_CREDS,
@@ -150,10 +151,19 @@ $NATS_NKEY or a NATS context name another user.`)
 	var reply *client.Reply
 	var dec *client.Decision
 	if *wait {
-		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys})
-		if errors.Is(err, client.ErrNoReply) {
+		var last *client.Decision
+		var denied *client.DeniedError
+		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys,
+			OnDecision: func(d *client.Decision) { last = d }})
+		switch {
+		case errors.Is(err, client.ErrNoReply) && last != nil:
+			fmt.Fprintf(c.err, "agentgw send: message %s sent and %s, but no reply within %s.\n", rc.MessageID, decisionText(last), *timeout)
+			return exitRejected
+		case errors.Is(err, client.ErrNoReply):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
 			return exitRejected
+		case errors.As(err, &denied):
+			dec, err = last, nil
 		}
 	} else if !*noDecision {
 		var denied *client.DeniedError

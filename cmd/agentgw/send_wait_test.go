@@ -64,7 +64,8 @@ func startRun(t *testing.T, data string, edit func(*devenv.Material)) (string, *
 }
 
 // TestSendPlainWait: a plain request to a target that takes responses
-// waits for its reply, which the gateway seals to the agent's curve key.
+// waits for its reply, which the gateway seals to the agent's curve key;
+// a denied request's wait ends with its denial.
 func TestSendPlainWait(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "agentgw")
@@ -140,6 +141,14 @@ func TestSendPlainWait(t *testing.T) {
 	}
 	if string(got.Reply.Payload) != `{"refund_id":"rf_plain","status":"drafted"}` {
 		t.Errorf("reply payload = %s; want the tool's answer without customer_email\n%s", got.Reply.Payload, r)
+	}
+
+	// A denial ends the wait: its notice is printed, exit 3.
+	r = mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
+		"--capability", "read", "--target", "kb.nowhere", "--plain", `{"q":"x"}`,
+		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "30s")
+	if !strings.Contains(r.stdout, "denied: unknown_target") {
+		t.Errorf("send --wait of a denied request: want its denial printed\n%s", r)
 	}
 
 	// Without the gateway's curve key the reply's sealer cannot be checked:

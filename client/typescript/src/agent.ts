@@ -375,8 +375,10 @@ export class Agent {
 
   /**
    * sendAndWait sends req and waits, until opts.signal aborts, for the
-   * verified reply to it (see reply.ts). Rejects with NoReplyError (with
-   * the receipt) when none came.
+   * verified reply to it (see reply.ts). Each verified decision notice of
+   * it goes to opts.onDecision; a verified denial rejects with
+   * MessageDeniedError at once, a delivery or a hold keeps waiting.
+   * Rejects with NoReplyError (with the receipt) when no reply came.
    */
   sendAndWait(req: Request, opts: WaitOptions & SendOptions): Promise<{ receipt: Receipt; reply: Reply }> {
     return sendAndWait(this, req, opts);

@@ -77,8 +77,10 @@ export class PublishError extends AgentgwError {
 }
 
 /**
- * NoReplyError: no verified reply arrived in time. The request may have
- * been denied (see the denied stream), held for approval, or not answered.
+ * NoReplyError: no verified reply arrived in time. The request may be
+ * held for approval, not answered, or denied by a gateway that sends no
+ * decision notices (notify_senders off; see the denied stream). A denial
+ * told by a verified notice is a MessageDeniedError instead.
  */
 export class NoReplyError extends AgentgwError {
   override name = "NoReplyError";
@@ -119,7 +121,7 @@ export class MessageDeniedError extends DeniedError {
   /** The message id of the denied envelope. */
   readonly messageId: string;
   readonly decision: Decision;
-  /** The envelope's receipt, when sendAndDecide sent it. */
+  /** The envelope's receipt, when sendAndDecide or sendAndWait sent it. */
   receipt?: Receipt;
   constructor(decision: Decision, options?: ErrorOptions) {
     super(decision.reason ?? "internal_error", `message ${decision.messageId} denied by the gateway`, options);

@@ -7,8 +7,9 @@
  *    the agent's ingress subject, retrying lost acknowledgements under the
  *    same message id and re-issuing under a new one when a first attempt
  *    collides with another publisher's id. {@link Agent.sendAndWait} waits
- *    for the verified reply, {@link Agent.sendAndDecide} for the gateway's
- *    verified decision notice (delivered, held or denied).
+ *    for the verified reply (a verified denial ends it),
+ *    {@link Agent.sendAndDecide} for the gateway's verified decision
+ *    notice (delivered, held or denied).
  *  - {@link Consumer} reads capability subjects and hands out only
  *    messages whose gateway decision token verifies, once each; everything
  *    else is terminated with a typed reason. {@link verifyDelivery} is the

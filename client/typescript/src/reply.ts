@@ -2,11 +2,11 @@
 // requests, sealed to the agent with a decision token addressed to it.
 import { inspect } from "node:util";
 import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
-import { ConfigError, DeniedError, InvalidRequestError, NoReplyError, VerificationError } from "./errors.js";
+import { ConfigError, DeniedError, InvalidRequestError, MessageDeniedError, NoReplyError, VerificationError } from "./errors.js";
 import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } from "./decision.js";
 import { requestRef } from "./envelope.js";
 import { digestHex, fromUtf8 } from "./internal/bytes.js";
-import { isNotice } from "./notice.js";
+import { isNotice, MESSAGE_ID_HEADER, verifyNotice, type Decision } from "./notice.js";
 import { verifiedMessages } from "./internal/verified.js";
 import { reply as replySubject } from "./subjects.js";
 import type { Box } from "./keys.js";
@@ -66,14 +66,22 @@ export class Reply {
   }
 }
 
-/** Whom to trust for replies. */
+/** Whom to trust for replies and decision notices. */
 export interface WaitOptions {
-  /** Gateway signing keys (N…) whose reply tokens are accepted. Required. */
+  /** Gateway signing keys (N…) whose reply and notice tokens are accepted. Required. */
   trustedGateways: readonly string[];
   /** Skew tolerated on the token's times, in ms. Absent: 30 s. */
   skewMs?: number;
   /** Gives up waiting (NoReplyError) when it aborts. */
   signal?: AbortSignal;
+  /**
+   * Called by sendAndWait with each verified decision notice of the
+   * request (delivered, held for approval or denied) before it acts on
+   * it: for example to learn that the request is held for approval. It is
+   * called synchronously from the wait and must not block long; what it
+   * throws rejects sendAndWait. replies() does not call it.
+   */
+  onDecision?: (d: Decision) => void;
 }
 
 /** What verifyReply needs of an agent: its keys and its clock. */
@@ -157,9 +165,19 @@ export function replies(
  * to it on agentgw.reply.<tenant>.<agent>, correlated by message id. The
  * reply's decision token must be signed by a trusted gateway, addressed
  * to this agent and bound to the sealed bytes, which must open with the
- * agent's curve key from the gateway's curve key. Anything else on the
- * subject is ignored. Without a reply in time it rejects with a
- * NoReplyError that carries the receipt.
+ * agent's curve key from the gateway's curve key.
+ *
+ * The gateway's decision notices of the request come on the same
+ * subject; each is verified as DecisionWatch verifies it (a trusted
+ * gateway's token, route notice, addressed to this agent, bound to the
+ * notice's bytes, naming this request) and passed to opt.onDecision. A
+ * verified denial of the request ends the wait: it rejects with a
+ * MessageDeniedError (its reason code) that carries the receipt. A notice
+ * that the request was delivered or held for approval does not end it:
+ * the reply does. Anything else on the subject, an unverified notice
+ * included, is ignored. Without a reply or a denial in time it rejects
+ * with a NoReplyError that carries the receipt, as it does whenever the
+ * gateway sends no notices (notify_senders off).
  */
 export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions & SendOptions): Promise<{ receipt: Receipt; reply: Reply }> {
   const subj = checkWait(agent, opt);
@@ -172,6 +190,16 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
     opt.signal?.addEventListener("abort", stop, { once: true });
     try {
       for await (const m of sub) {
+        const d = noticeOf(agent, m, receipt.messageId, opt);
+        if (d !== undefined) {
+          opt.onDecision?.(d);
+          if (d.route === "deny" && d.answers === undefined) {
+            const err = new MessageDeniedError(d);
+            err.receipt = receipt;
+            throw err;
+          }
+          continue;
+        }
         if ((m.headers?.get(REQUEST_ID_HEADER) ?? "") !== receipt.messageId) {
           continue;
         }
@@ -193,6 +221,28 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
   } finally {
     sub.unsubscribe();
   }
+}
+
+/**
+ * noticeOf returns the Decision of m when m is a verified decision notice
+ * of the envelope messageId: marked as a notice, its Agentgw-Message-Id
+ * messageId, and verifyNotice's checks passed for that envelope. Any
+ * other message, from a trusted gateway or not, is undefined.
+ */
+function noticeOf(agent: Agent, m: { data: Uint8Array; headers?: HeaderSource | undefined }, messageId: string, opt: WaitOptions): Decision | undefined {
+  if (!isNotice(m) || (m.headers?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
+    return undefined;
+  }
+  let d: Decision;
+  try {
+    d = verifyNotice(agent, m, opt);
+  } catch (err) {
+    if (err instanceof VerificationError) {
+      return undefined; // not from a trusted gateway: not our notice
+    }
+    throw err;
+  }
+  return d.messageId === messageId ? d : undefined;
 }
 
 /**

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { createCurve } from "@nats-io/nkeys";
 import { connect, headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { Agent } from "../src/agent.js";
+import { Agent, type Request } from "../src/agent.js";
 import { Approver } from "../src/approver.js";
 import { tenantJetStream } from "../src/consume.js";
 import { Consumer, type ReceivedDelivery } from "../src/consumer.js";
@@ -21,10 +21,10 @@ import { readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
 import { newMessageId, newTraceId, parseEnvelope } from "../src/envelope.js";
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
-import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "../src/errors.js";
+import { ConfigError, MessageDeniedError, NoDecisionError, NoReplyError, VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
-import { formatNoticeDoc } from "../src/notice.js";
+import { formatNoticeDoc, isNotice, type Decision } from "../src/notice.js";
 import { isReasonCode } from "../src/reason.js";
 import { capabilityConsumerName, OPERATOR_API_PREFIX, STREAM_DENIED } from "../src/subjects.js";
 import { bytes, dec, rejectsWith } from "./helpers.js";
@@ -402,6 +402,152 @@ test("decision notices: a notice signed by a key the agent does not trust is ref
   );
   assert.ok(err.receipt);
   await take("kb.search", 1, (d) => d.messageId === err.messageId);
+});
+
+/**
+ * waitInBackground starts a.sendAndWait(req): next() is the next decision
+ * it hands to onDecision, and fails the test if the wait ends first.
+ */
+function waitInBackground(a: Agent, req: Request, signal: AbortSignal): { waiting: Promise<unknown>; next: () => Promise<Decision>; seen: Decision[] } {
+  const seen: Decision[] = [];
+  let wake = (): void => {};
+  const waiting = a.sendAndWait(req, {
+    trustedGateways: [gw.gatewayKey],
+    signal,
+    onDecision: (d) => {
+      seen.push(d);
+      wake();
+    },
+  });
+  const ended = waiting.then(
+    () => "resolved",
+    (err: unknown) => String(err),
+  );
+  let taken = 0;
+  const next = async (): Promise<Decision> => {
+    while (seen.length === taken) {
+      const woke = new Promise<undefined>((resolve) => (wake = () => resolve(undefined)));
+      const end = await Promise.race([woke, ended]);
+      if (end !== undefined && seen.length === taken) {
+        assert.fail(`sendAndWait ended (${end}) before the next decision notice`);
+      }
+    }
+    return seen[taken++]!;
+  };
+  return { waiting, next, seen };
+}
+
+test("sendAndWait: the gateway's denial ends the wait with MessageDeniedError, after onDecision", async () => {
+  const seen: Decision[] = [];
+  // Long enough that only the notice can end the wait in the test.
+  const err = await rejectsWith(
+    agent.sendAndWait(
+      { capability: "read", target: "nope.nothing", plain: { q: "waiting" } },
+      { trustedGateways: [gw.gatewayKey], signal: AbortSignal.timeout(30_000), onDecision: (d) => seen.push(d) },
+    ),
+    MessageDeniedError,
+  );
+  assert.equal(err.reason, "unknown_target");
+  assert.ok(err.receipt);
+  assert.equal(err.receipt.messageId, err.messageId);
+  assert.deepEqual(
+    seen.map((d) => [d.route, d.messageId, d.reason]),
+    [["deny", err.messageId, "unknown_target"]],
+  );
+});
+
+test("sendAndWait: a held request goes to onDecision and the wait goes on, past its release too", async () => {
+  const ctl = new AbortController();
+  const w = waitInBackground(
+    agent,
+    { capability: "tool_call", target: "payments.send", sealed: { amount_cents: 990002, currency: "EUR" } },
+    AbortSignal.any([ctl.signal, AbortSignal.timeout(30_000)]),
+  );
+  const held = await w.next();
+  assert.equal(held.route, "approval");
+  assert.equal(held.approvalId, held.messageId);
+  assert.ok(held.deadline instanceof Date);
+  const approverNC = await connectAs(gw.creds("approver"));
+  const { credential, key } = await readCreds(gw.creds("approver"));
+  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true });
+  const req = await ap.find(held.approvalId!, { signal: AbortSignal.timeout(30_000) });
+  assert.ok(req, `no held request ${held.approvalId}; gateway log:\n${gw.log()}`);
+  await ap.grant(req, "sendAndWait test");
+  const released = await w.next();
+  assert.equal(released.route, "allow");
+  assert.equal(released.target, "payments.send");
+  assert.equal(released.messageId, held.messageId);
+  // No responder answers payments.send: only the signal ends the wait.
+  ctl.abort();
+  const err = await rejectsWith(w.waiting, NoReplyError);
+  assert.equal(err.receipt?.messageId, held.messageId);
+  assert.equal(w.seen.length, 2);
+  await take("payments.send", 1, (d) => d.messageId === held.messageId);
+});
+
+test("sendAndWait: forged denials of the request neither end the wait nor reach onDecision", async () => {
+  const subject = `agentgw.reply.${TENANT}.${agent.publicKey}`;
+  // A genuine denial of another message of the agent's, to relabel.
+  const raw = agentNC.subscribe(subject);
+  const other = await rejectsWith(
+    agent.sendAndDecide({ capability: "read", target: "nope.nothing", plain: { q: "other" } }, { trustedGateways: [gw.gatewayKey], signal: AbortSignal.timeout(30_000) }),
+    MessageDeniedError,
+  );
+  let genuine: Uint8Array | undefined;
+  for await (const m of raw) {
+    if (isNotice(m) && m.headers?.get("Agentgw-Message-Id") === other.messageId) {
+      genuine = m.data;
+      break;
+    }
+  }
+  raw.unsubscribe();
+  assert.ok(genuine);
+
+  const messageId = newMessageId();
+  const deny = bytes(JSON.stringify({ message_id: messageId, route: "deny", reason: "policy_denied" }));
+  const w = newWorld(); // a gateway key nobody trusts
+  const now = Math.floor(Date.now() / 1000);
+  const untrusted = signBatch(w.gwSign, [
+    wireClaims(w.gwKey, {
+      jti: "FORGED" + messageId.slice(0, 8).toUpperCase(), sub: agent.publicKey, aud: agent.publicKey, iat: now, exp: now + 300,
+      tenant: TENANT, scope: "notice", traceId: newTraceId(), messageId, bodyDigest: "00".repeat(32), payloadDigest: digestHex(deny), route: "notice",
+    }),
+  ])[0]!;
+  const forgeries = [
+    formatNoticeDoc(untrusted, deny),
+    // The genuine denial of the other message, labelled as this one's.
+    genuine,
+    // The same, its notice edited to name this message: the token binds other bytes.
+    bytes(dec.decode(genuine).replace(`"message_id":"${other.messageId}"`, `"message_id":"${messageId}"`)),
+  ];
+  // Someone who may write to the agent's reply subject (here: the
+  // gateway's own NATS user) publishes them while the agent waits, before
+  // the gateway can have decided the message.
+  const forger = await connectAs(gw.key("nats-gateway"));
+  const spy = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
+  setHooks(spy, {
+    newId: () => messageId,
+    publish: async (s, data, o, real) => {
+      const h = headers();
+      h.set("Agentgw-Notice", "decision");
+      h.set("Agentgw-Message-Id", messageId);
+      for (const f of forgeries) {
+        forger.publish(subject, f, { headers: h });
+      }
+      await forger.flush();
+      return real!(s, data, o);
+    },
+  });
+  const ctl = new AbortController();
+  const waiting = waitInBackground(spy, { capability: "read", target: "kb.search", plain: { q: "not denied" } }, AbortSignal.any([ctl.signal, AbortSignal.timeout(30_000)]));
+  // The gateway's notice comes after the forgeries: the first decision handed over is it.
+  const d = await waiting.next();
+  assert.equal(d.route, "allow", "the gateway's notice, not a forged denial");
+  assert.equal(d.messageId, messageId);
+  ctl.abort();
+  await rejectsWith(waiting.waiting, NoReplyError);
+  assert.equal(waiting.seen.length, 1);
+  await take("kb.search", 1, (d) => d.messageId === messageId);
 });
 
 test("denials: bad signature, replay and missing scope reach the denied stream with their reason codes", async () => {
