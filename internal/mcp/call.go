@@ -8,27 +8,17 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/nats-io/nats.go"
 
 	"github.com/agentgw/agentgw/client"
-	"github.com/agentgw/agentgw/gateway/envelope"
-	"github.com/agentgw/agentgw/gateway/header"
-	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/gateway/notice"
 )
 
-// outcome is what the gateway did with a call before any reply: denied
-// (a denied-stream record) or held (an approval request).
-type outcome struct {
-	denied *DeniedData
-	held   bool
-}
-
 // callTool turns one tools/call into a signed envelope whose arguments
-// are sealed to the gateway, sent as the principal's agent, and waits
-// for the verified reply. A denial of the call (a record on the denied
-// stream with this call's trace id and agent) ends the wait at once
-// with a CodeDenied error; a hold for approval extends it to
-// approval_wait.
+// are sealed to the gateway, sent as the principal's agent with the
+// credential of the call's bearer token, and waits for the verified
+// reply. The gateway's verified decision notice of a denial ends the
+// wait at once with a CodeDenied error; one of a hold for approval
+// extends it to approval_wait.
 func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 	s, err := sessionOf(req)
 	if err != nil {
@@ -37,8 +27,13 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 	return e.invoke(ctx, s, t, req.Params.Arguments, nil)
 }
 
-// invoke sends one call with s's credential and waits for its outcome; held, when set,
-// is called once if the call is held for approval.
+// invoke sends one call with s's credential and waits for its outcome;
+// held, when set, is called once if the call is held for approval.
+// Denials and holds are read from the gateway's decision notices on the
+// agent's reply subject, verified as replies are (a trusted gateway's
+// token addressed to the agent, bound to the notice): nothing else can
+// end or extend a call. With notify_senders off at the gateway there are
+// none, and a denied or held call ends at call_timeout with no_reply.
 func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.RawMessage, held func()) (*sdk.CallToolResult, error) {
 	if len(args) == 0 || string(args) == "null" {
 		args = []byte("{}")
@@ -49,39 +44,6 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 	}
 	ag, _, _ := s.credential()
 
-	traceID := envelope.NewTraceID()
-	outcomes := make(chan outcome, 4)
-	watch := func(m *nats.Msg) {
-		if m.Header.Get(header.TraceID) != traceID || m.Header.Get(header.Agent) != ag.PublicKey() {
-			return
-		}
-		o := outcome{held: true}
-		if _, code, err := subjects.ParseDenied(m.Subject); err == nil {
-			o = outcome{denied: &DeniedData{Reason: string(code), Stage: m.Header.Get(header.Stage), Policy: m.Header.Get(header.Policy)}}
-		}
-		select {
-		case outcomes <- o:
-		default:
-		}
-	}
-	var subs []*nats.Subscription
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}()
-	approvalSubj, err := subjects.Approval(e.cfg.Tenant, t.Target)
-	if err != nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "tool target is not a valid subject token"}
-	}
-	for _, subj := range []string{subjects.Root + ".denied." + e.cfg.Tenant + ".>", approvalSubj} {
-		s, err := e.nc.Subscribe(subj, watch)
-		if err != nil {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "gateway unavailable"}
-		}
-		subs = append(subs, s)
-	}
-
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -89,10 +51,18 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 		err   error
 	}
 	done := make(chan result, 1)
+	holds := make(chan struct{}, 1)
 	go func() {
 		_, reply, err := ag.SendAndWait(wctx, client.Request{
-			Capability: t.Capability, Target: t.Target, Sealed: args, TraceID: traceID,
-		}, client.WaitOptions{TrustedGateways: e.ep.TrustedGateways})
+			Capability: t.Capability, Target: t.Target, Sealed: args,
+		}, client.WaitOptions{TrustedGateways: e.ep.TrustedGateways, OnDecision: func(d *client.Decision) {
+			if d.Route == notice.RouteApproval {
+				select {
+				case holds <- struct{}{}:
+				default:
+				}
+			}
+		}})
 		done <- result{reply, err}
 	}()
 	timer := time.NewTimer(e.ep.CallTimeout)
@@ -100,6 +70,10 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 	for {
 		select {
 		case r := <-done:
+			if denied, ok := errors.AsType[*client.DeniedError](r.err); ok {
+				data, _ := json.Marshal(DeniedData{Reason: string(denied.Reason)})
+				return nil, &jsonrpc.Error{Code: CodeDenied, Message: "denied: " + string(denied.Reason), Data: data}
+			}
 			if r.err != nil {
 				if errors.Is(r.err, client.ErrNoReply) {
 					return nil, noReply()
@@ -107,13 +81,7 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call not sent to the gateway"}
 			}
 			return toolResult(r.reply.Payload), nil
-		case o := <-outcomes:
-			if o.denied != nil {
-				cancel()
-				<-done
-				data, _ := json.Marshal(o.denied)
-				return nil, &jsonrpc.Error{Code: CodeDenied, Message: "denied: " + o.denied.Reason, Data: data}
-			}
+		case <-holds:
 			if held != nil {
 				held()
 				held = nil

@@ -37,14 +37,13 @@ const (
 	CodeNoReply = -32012
 )
 
-// DeniedData is the data of a CodeDenied error.
+// DeniedData is the data of a CodeDenied error (and of CodeReplayed and
+// CodeNoReply).
 type DeniedData struct {
-	// Reason is the gateway's reason code (package reason).
+	// Reason is the gateway's reason code (package reason), as its
+	// verified decision notice gives it; which gate and policy decided
+	// are for operators (the denied stream and the audit log).
 	Reason string `json:"reason"`
-	// Stage is the gate that denied.
-	Stage string `json:"stage,omitempty"`
-	// Policy names the Cedar policies that decided, when policy denied.
-	Policy string `json:"policy,omitempty"`
 }
 
 // Endpoint is the MCP server agentgw exposes to MCP clients.

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,8 +15,12 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats.go"
 
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/e2e/oidc/testidp"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // signed returns an IdP-signed access token for the endpoint naming
@@ -215,5 +220,56 @@ func TestEndpointIdPOutageIsNotAnInvalidToken(t *testing.T) {
 	}
 	if code != http.StatusOK {
 		t.Errorf("after the outage: %d %s; want 200", code, body)
+	}
+}
+
+// TestEndpointForgedDenialEndsNothing: a record on the tenant's denied
+// subject with a held call's trace id and agent key, published by anyone
+// allowed to publish there, neither ends the call nor reaches the MCP
+// client: only the gateway's verified decision notices do.
+func TestEndpointForgedDenialEndsNothing(t *testing.T) {
+	h := newEndpointHarness(t)
+	alice := h.connect(h.token("alice-ide", "s3cret-alice"))
+	requests, err := h.nc.SubscribeSync(subjects.Root + ".approval." + tenant + ".>")
+	must(t, err)
+	defer requests.Unsubscribe()
+	forged := make(chan error, 1)
+	go func() {
+		m, err := requests.NextMsg(20 * time.Second)
+		if err != nil {
+			forged <- err
+			return
+		}
+		f := nats.NewMsg(subjects.Root + ".denied." + tenant + ".policy_denied")
+		for _, k := range []string{header.TraceID, header.Agent, header.MessageID} {
+			f.Header.Set(k, m.Header.Get(k))
+		}
+		f.Header.Set(header.Stage, "authorize")
+		f.Data = []byte("{}")
+		if err := h.nc.PublishMsg(f); err != nil {
+			forged <- err
+			return
+		}
+		if err := h.nc.Flush(); err != nil {
+			forged <- err
+			return
+		}
+		time.Sleep(500 * time.Millisecond) // the forgery's chance to end the call
+		forged <- nil
+	}()
+	h.approve(func(approval.Request) string {
+		if err := <-forged; err != nil {
+			t.Errorf("forging a denial: %v", err)
+		}
+		return approval.Grant
+	})
+	ctx, cancel := context.WithTimeout(h.ctx, 40*time.Second)
+	defer cancel()
+	res, err := alice.CallTool(ctx, &sdk.CallToolParams{Name: "send_payment", Arguments: map[string]any{"amount_cents": 4300, "to": "acct-9"}})
+	if err != nil {
+		t.Fatalf("held call with a forged denial record: %v; want the granted call's result", err)
+	}
+	if got, _ := json.Marshal(res.StructuredContent); string(got) != `{"payment_id":"p-4300"}` {
+		t.Errorf("held call's result = %s; want the tool's", got)
 	}
 }

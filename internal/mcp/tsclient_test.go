@@ -103,7 +103,7 @@ func TestTypeScriptClient(t *testing.T) {
 	if !out.Allowed.OK || string(out.Allowed.Structured) != `{"refund_id":"r-ts-1","status":"drafted"}` {
 		t.Errorf("allowed call = %+v; want the redacted result", out.Allowed)
 	}
-	if d := out.DeniedOnArguments; d.OK || d.Code != CodeDenied || d.Data.Reason != "content_denied" || d.Data.Policy != "refund-ceiling" {
+	if d := out.DeniedOnArguments; d.OK || d.Code != CodeDenied || d.Data.Reason != "content_denied" {
 		t.Errorf("over-ceiling call = %+v; want JSON-RPC error %d content_denied by refund-ceiling", d, CodeDenied)
 	}
 	if d := out.OutsideScopes; d.OK || d.Code != CodeDenied || d.Data.Reason != "missing_scope" {
