@@ -211,11 +211,15 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 				"code": jsonrpc.CodeInvalidRequest, "message": "JSON-RPC batches are not accepted"}})
 			return
 		}
-		var msg struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
+		msg, err := readRPC(body)
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{
+				"code": jsonrpc.CodeParseError, "message": err.Error()}})
+			return
 		}
-		if json.Unmarshal(body, &msg) != nil || msg.Method != "tools/call" || len(msg.ID) == 0 {
+		if msg.Method != "tools/call" || len(msg.ID) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -224,21 +228,19 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 			http.Error(w, "unauthenticated", http.StatusUnauthorized)
 			return
 		}
-		var message string
-		switch s.useID(msg.ID) {
-		case idReplayed:
-			message = "request id already used with this token"
-		case idTooOld:
-			message = "request id is more than 1024 below the highest integer id used with this token"
-		case idTooMany:
-			message = "too many request ids that are not integers used with this token"
-		}
-		if message != "" {
+		switch s.useCall(msg.ID, body) {
+		case callReplayed:
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": msg.ID, "error": map[string]any{
-				"code": CodeReplayed, "message": message, "data": DeniedData{Reason: "replay"},
+				"code": CodeReplayed, "message": "request already made with this token",
+				"data": DeniedData{Reason: "replay"},
 			}})
+			return
+		case callSpent:
+			// A 401 has the client get a fresh token.
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="this token has made its calls", resource_metadata="`+e.metadataURL()+`"`)
+			http.Error(w, "this token has made its calls: get a fresh one", http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -3,12 +3,13 @@ package mcp
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -118,23 +119,26 @@ func (g *listGate) allows(t *Tool, tenant string, who policy.Principal, now time
 }
 
 // credentialPrincipal is the Cedar principal of an exchanged credential,
-// read from its claims as the gateway reads them after verifying it.
-func credentialPrincipal(tok identity.Token) (policy.Principal, error) {
+// read from its claims as the gateway reads them after verifying it, and
+// the principal it was issued for (nats.principal: the IdP issuer and
+// subject the exchange verified).
+func credentialPrincipal(tok identity.Token) (policy.Principal, string, error) {
 	j, err := identity.ParseJWT(tok.Reveal())
 	if err != nil {
-		return policy.Principal{}, err
+		return policy.Principal{}, "", err
 	}
 	var c struct {
 		Issuer  string `json:"iss"`
 		Subject string `json:"sub"`
 		Nats    struct {
-			Tenant  string   `json:"tenant"`
-			Service string   `json:"service"`
-			Scopes  []string `json:"scopes"`
+			Tenant    string   `json:"tenant"`
+			Service   string   `json:"service"`
+			Scopes    []string `json:"scopes"`
+			Principal string   `json:"principal"`
 		} `json:"nats"`
 	}
-	if err := json.Unmarshal(j.Payload, &c); err != nil || c.Issuer == "" || c.Subject == "" || c.Nats.Tenant == "" {
-		return policy.Principal{}, errors.New("credential claims lack iss, sub or tenant")
+	if err := jsonv2.Unmarshal(j.Payload, &c); err != nil || c.Issuer == "" || c.Subject == "" || c.Nats.Tenant == "" {
+		return policy.Principal{}, "", errors.New("credential claims lack iss, sub or tenant")
 	}
-	return policy.Principal{Agent: c.Subject, Tenant: c.Nats.Tenant, Service: c.Nats.Service, Issuer: c.Issuer, Scopes: c.Nats.Scopes}, nil
+	return policy.Principal{Agent: c.Subject, Tenant: c.Nats.Tenant, Service: c.Nats.Service, Issuer: c.Issuer, Scopes: c.Nats.Scopes}, c.Nats.Principal, nil
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,10 +17,13 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -42,11 +44,12 @@ var defaultBounds = bounds{principals: 10000, sessions: 10000, perPrincipal: 64}
 // principal is one authenticated MCP user (an IdP issuer and subject)
 // and the agent identity the endpoint signs for it with.
 type principal struct {
-	id    string // issuer + " " + subject
-	key   nkeys.KeyPair
-	curve nkeys.KeyPair
-	xkey  string
-	live  int // its sessions in Endpoint.sessions; under Endpoint.mu
+	id              string // issuer + " " + subject
+	issuer, subject string
+	key             nkeys.KeyPair
+	curve           nkeys.KeyPair
+	xkey            string
+	live            int // its sessions in Endpoint.sessions; under Endpoint.mu
 }
 
 // session is one verified bearer token and the credential the token
@@ -66,7 +69,7 @@ type session struct {
 	credExpiry time.Time
 
 	idsMu sync.Mutex
-	ids   replaySet // the tools/call ids used with the token
+	calls replaySet // the tools/call requests made with the token
 }
 
 // credential returns the session's agent, scopes and Cedar principal.
@@ -76,29 +79,33 @@ func (s *session) credential() (*client.Agent, []string, policy.Principal) {
 	return s.agent, slices.Clone(s.scopes), s.who
 }
 
-// useID records a tools/call id for the token.
-func (s *session) useID(id []byte) idVerdict {
+// useCall records a tools/call request made with the token.
+func (s *session) useCall(id, body []byte) callVerdict {
 	s.idsMu.Lock()
 	defer s.idsMu.Unlock()
-	return s.ids.use(id)
+	return s.calls.use(id, body)
 }
 
 // bearerClaims are the claims read from a bearer token before the token
 // exchange verifies its signature, issuer, audience and times.
+// They are read as the exchange reads them (exact member names, no
+// duplicates, valid UTF-8), and the exchange's credential must then name
+// the same issuer and subject: the endpoint files a token under the
+// principal the exchange verified, never one a look-alike claim names.
 type bearerClaims struct {
-	Issuer   string          `json:"iss"`
-	Subject  string          `json:"sub"`
-	Audience json.RawMessage `json:"aud"`
-	Expiry   int64           `json:"exp"`
+	Issuer   string         `json:"iss"`
+	Subject  string         `json:"sub"`
+	Audience jsontext.Value `json:"aud"`
+	Expiry   float64        `json:"exp"` // a NumericDate may have a fraction
 }
 
 func (c *bearerClaims) audiences() []string {
 	var one string
-	if json.Unmarshal(c.Audience, &one) == nil {
+	if jsonv2.Unmarshal(c.Audience, &one) == nil {
 		return []string{one}
 	}
 	var many []string
-	_ = json.Unmarshal(c.Audience, &many)
+	_ = jsonv2.Unmarshal(c.Audience, &many)
 	return many
 }
 
@@ -115,7 +122,10 @@ func parseBearer(raw string) (*bearerClaims, error) {
 		return nil, errors.New("bearer token claims do not decode")
 	}
 	var c bearerClaims
-	if err := json.Unmarshal(payload, &c); err != nil || c.Issuer == "" || c.Subject == "" || c.Expiry == 0 {
+	if err := jsonv2.Unmarshal(payload, &c); err != nil {
+		return nil, errors.New("bearer token claims are not strict JSON")
+	}
+	if c.Issuer == "" || c.Subject == "" || !(c.Expiry >= 1 && c.Expiry < 1<<40) {
 		return nil, errors.New("bearer token lacks iss, sub or exp")
 	}
 	return &c, nil
@@ -135,9 +145,12 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	e.mu.Lock()
 	s := e.sessions[sum]
 	e.mu.Unlock()
-	if s != nil && now.Before(s.expiry) {
+	if s != nil {
 		// The exchange verified this token when its session began; the
-		// session (and the ids it has used) lasts as long as the token.
+		// session (and the requests it has made) outlives the token.
+		if !now.Before(s.expiry) {
+			return nil, fmt.Errorf("%w: token expired", auth.ErrInvalidToken)
+		}
 		if err := e.refresh(ctx, s, raw, false); err != nil {
 			return nil, err
 		}
@@ -147,7 +160,7 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", auth.ErrInvalidToken, err)
 	}
-	exp := time.Unix(c.Expiry, 0)
+	exp := time.Unix(int64(c.Expiry), 0)
 	switch {
 	case !slices.Contains(e.ep.AuthorizationServers, c.Issuer):
 		return nil, fmt.Errorf("%w: issuer is not an authorization server of this resource", auth.ErrInvalidToken)
@@ -161,18 +174,9 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	// A token not seen before is verified by the exchange, even when its
 	// claims name a principal that already holds a live credential: only
 	// the exchange checks its signature.
-	p, known, err := e.principal(c.Issuer+" "+c.Subject, now)
+	p, known, err := e.principal(c.Issuer, c.Subject, now)
 	if err != nil {
 		return nil, err
-	}
-	if known {
-		e.mu.Lock()
-		e.expireLocked(now)
-		full := p.live >= e.bounds.perPrincipal
-		e.mu.Unlock()
-		if full {
-			return nil, fmt.Errorf("%w: too many live tokens of this principal", auth.ErrInvalidToken)
-		}
 	}
 	s = &session{p: p, sum: sum, expiry: exp}
 	if err := e.refresh(ctx, s, raw, true); err != nil {
@@ -190,11 +194,23 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 			}
 		}
 	}
+	if old, err := e.keep(s, now); old != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return old.info(), nil // a concurrent request began it first
+	}
+	return s.info(), nil
+}
+
+// keep files the verified session s, unless a session of the same token
+// is there (returned) or a bound is reached.
+func (e *Endpoint) keep(s *session, now time.Time) (*session, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.expireLocked(now)
-	if old := e.sessions[sum]; old != nil {
-		return old.info(), nil // a concurrent request began it first
+	if old := e.sessions[s.sum]; old != nil {
+		return old, nil
 	}
 	switch {
 	case len(e.sessions) >= e.bounds.sessions:
@@ -202,24 +218,33 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	case s.p.live >= e.bounds.perPrincipal:
 		return nil, fmt.Errorf("%w: too many live tokens of this principal", auth.ErrInvalidToken)
 	}
-	if _, ok := e.principals[s.p.id]; !ok {
-		// Forgotten while its token was exchanged. (Forgotten and taken
-		// again with other keys, the session keeps the keys its
-		// credential was issued to.)
+	switch q, ok := e.principals[s.p.id]; {
+	case q == s.p:
+		delete(e.idle, s.p.id)
+	case !ok && e.roomLocked(now):
+		// Forgotten while its token was exchanged: kept again.
 		e.principals[s.p.id] = s.p
 	}
-	e.sessions[sum] = s
+	// Otherwise forgotten and taken again with other keys, or no room:
+	// the session keeps the keys its credential was issued to, and
+	// expireLocked leaves the registered principal alone.
+	e.sessions[s.sum] = s
 	heap.Push(&e.expiring, s)
 	s.p.live++
-	delete(e.idle, s.p.id)
-	return s.info(), nil
+	return nil, nil
 }
 
-// expireLocked drops the sessions whose token has expired, soonest
-// first, in O(log n) each. A principal left with none becomes idle: it
-// may be forgotten when the principal table is full. e.mu is held.
+// sessionGrace is how long a session outlives its token: its token is
+// refused from its expiry on, but a clock stepped back within the grace
+// finds the session, and the requests it has made, still there.
+const sessionGrace = 2 * time.Minute
+
+// expireLocked drops the sessions whose token expired more than
+// sessionGrace ago, soonest first, in O(log n) each. A principal left
+// with none becomes idle: it may be forgotten when the principal table
+// is full. e.mu is held.
 func (e *Endpoint) expireLocked(now time.Time) {
-	for len(e.expiring) > 0 && !now.Before(e.expiring[0].expiry) {
+	for len(e.expiring) > 0 && !now.Before(e.expiring[0].expiry.Add(sessionGrace)) {
 		s := heap.Pop(&e.expiring).(*session)
 		delete(e.sessions, s.sum)
 		if s.p.live--; s.p.live == 0 && e.principals[s.p.id] == s.p {
@@ -228,19 +253,20 @@ func (e *Endpoint) expireLocked(now time.Time) {
 	}
 }
 
-// roomLocked makes room for one more principal, forgetting an idle one
-// if the table is full, and reports whether there is room. e.mu is held.
+// roomLocked makes room for one more principal, forgetting idle ones
+// while the table is full, and reports whether there is room. Only a
+// verified token's principal may take room: a forged token must not make
+// anyone be forgotten. e.mu is held.
 func (e *Endpoint) roomLocked(now time.Time) bool {
 	e.expireLocked(now)
-	if len(e.principals) < e.bounds.principals {
-		return true
-	}
 	for id := range e.idle {
+		if len(e.principals) < e.bounds.principals {
+			break
+		}
 		delete(e.idle, id)
 		delete(e.principals, id)
-		return true
 	}
-	return false
+	return len(e.principals) < e.bounds.principals
 }
 
 // expiryHeap orders sessions by their token's expiry.
@@ -274,7 +300,9 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := e.now()
-	if !verify && s.agent != nil && now.Add(e.renewBefore).Before(s.credExpiry) {
+	// A credential is renewed when it nears its end, unless it already
+	// lasts as long as the token (the exchange issues none longer).
+	if !verify && s.agent != nil && (now.Add(e.renewBefore).Before(s.credExpiry) || !s.credExpiry.Before(s.expiry)) {
 		return nil
 	}
 	p := s.p
@@ -301,9 +329,12 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 	if err != nil {
 		return errors.New("exchanged credential is unusable")
 	}
-	who, err := credentialPrincipal(cred.Token)
+	who, verified, err := credentialPrincipal(cred.Token)
 	if err != nil {
 		return errors.New("exchanged credential is unusable")
+	}
+	if verified != exchange.Principal(p.issuer, p.subject) {
+		return fmt.Errorf("%w: the token's issuer and subject are not those the exchange verified", auth.ErrInvalidToken)
 	}
 	s.agent, s.cred, s.scopes, s.who, s.credExpiry = ag, cred.Token, cred.Scopes, who, cred.Expires
 	return nil
@@ -311,12 +342,16 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 
 const sessionKey = "agentgw.session"
 
-// principal returns the known principal named id, or a new one with
-// fresh (or key_dir's) keys that is not kept until adopt.
-func (e *Endpoint) principal(id string, now time.Time) (p *principal, known bool, err error) {
+// principal returns the known principal of issuer and subject, or a new
+// one with fresh (or key_dir's) keys that is not kept until adopt. The
+// token is not verified yet: this forgets no one, it only refuses when
+// no principal could be forgotten.
+func (e *Endpoint) principal(issuer, subject string, now time.Time) (p *principal, known bool, err error) {
+	id := issuer + " " + subject
 	e.mu.Lock()
+	e.expireLocked(now)
 	p, ok := e.principals[id]
-	room := ok || e.roomLocked(now)
+	room := ok || len(e.principals) < e.bounds.principals || len(e.idle) > 0
 	e.mu.Unlock()
 	if ok {
 		return p, true, nil
@@ -329,7 +364,7 @@ func (e *Endpoint) principal(id string, now time.Time) (p *principal, known bool
 		return nil, false, err
 	}
 	xkey, _ := curve.PublicKey()
-	return &principal{id: id, key: key, curve: curve, xkey: xkey}, false, nil
+	return &principal{id: id, issuer: issuer, subject: subject, key: key, curve: curve, xkey: xkey}, false, nil
 }
 
 // adopt keeps a principal whose token the exchange accepted, writing its
@@ -376,10 +411,10 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 					return key, curve, nil
 				}
 			}
-			return nil, nil, fmt.Errorf("principal key file %s does not hold an agent and a curve seed", path)
+			return nil, nil, errors.New("a principal key file in key_dir does not hold an agent and a curve seed")
 		}
 		if !os.IsNotExist(err) {
-			return nil, nil, fmt.Errorf("principal key file: %w", err)
+			return nil, nil, errors.New("a principal key file in key_dir cannot be read")
 		}
 	}
 	key, err := identity.NewAgent()
@@ -405,7 +440,7 @@ func (e *Endpoint) saveKeys(p *principal) error {
 	data := append(append(append(ks, '\n'), cs...), '\n')
 	defer clear(data)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("principal key file: %w", err)
+		return errors.New("a principal key file cannot be written to key_dir")
 	}
 	return nil
 }

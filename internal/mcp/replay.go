@@ -1,113 +1,104 @@
 package mcp
 
 import (
-	"crypto/sha256"
-	"strconv"
+	"encoding/json"
+	"errors"
+	"hash/maphash"
+	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// The tools/call ids one bearer token has used, kept for the token's
-// lifetime. MCP clients number a session's requests upwards, so an
-// integer id is kept as a position in a window below the highest integer
-// id seen: replayWindow ids at a constant cost per token, however many
-// calls it makes. An id the window has passed (more than replayWindow
-// below the highest) is refused: it may have been used and forgotten.
-// Any other id (a string, a fraction) is kept exactly, up to
-// maxOtherIDs per token; past that a new one is refused.
-const (
-	replayWindow = 1024
-	maxOtherIDs  = 256
-)
+// maxCallsPerToken bounds the tools/call requests one bearer token may
+// make: each is remembered for the token's lifetime. Past it the token
+// is refused as spent (HTTP 401), and the client gets a fresh one.
+const maxCallsPerToken = 8192
 
-// replaySet is the ids one token has used. Callers serialize access.
+// replaySeed keys the hashes requests are remembered by: no one outside
+// the process can make two requests share one.
+var replaySeed = maphash.MakeSeed()
+
+// replaySet is the tools/call requests one token has made: a 64-bit
+// keyed hash of each request's JSON-RPC id and body. A request sent
+// again as it was captured (same id, same bytes) is a replay; a client
+// that restarts with the same token and numbers its requests from 1
+// again sends other bytes under the old ids, and is served. Callers
+// serialize access.
 type replaySet struct {
-	started bool
-	top     int64                      // the highest integer id seen
-	bits    [replayWindow / 64]uint64  // bit (top-n) mod replayWindow: n seen
-	other   map[[sha256.Size]byte]bool // sha256 of every other id's JSON
+	seen map[uint64]struct{}
 }
 
-// idVerdict is what use decided for one id.
-type idVerdict int
+// callVerdict is what use decided for one request.
+type callVerdict int
 
 const (
-	idFresh    idVerdict = iota // not used before: recorded now
-	idReplayed                  // used before with this token
-	idTooOld                    // below the window: cannot be told from a replay
-	idTooMany                   // a new non-integer id past maxOtherIDs
+	callFresh    callVerdict = iota // not made before: recorded now
+	callReplayed                    // made before with this token
+	callSpent                       // maxCallsPerToken made: refused
 )
 
-// use records id (the JSON-RPC id's JSON text) if this token has not
-// used it, in time linear in its length.
-func (r *replaySet) use(id []byte) idVerdict {
-	n, ok := integerID(id)
-	if !ok {
-		sum := sha256.Sum256(id)
-		switch {
-		case r.other[sum]:
-			return idReplayed
-		case len(r.other) >= maxOtherIDs:
-			return idTooMany
-		}
-		if r.other == nil {
-			r.other = make(map[[sha256.Size]byte]bool)
-		}
-		r.other[sum] = true
-		return idFresh
+// use records the request (its id's JSON text and its whole body) if
+// this token has not made it, in time linear in its length.
+func (r *replaySet) use(id, body []byte) callVerdict {
+	var h maphash.Hash
+	h.SetSeed(replaySeed)
+	_, _ = h.Write(id)
+	_ = h.WriteByte(0)
+	_, _ = h.Write(body)
+	sum := h.Sum64()
+	switch _, ok := r.seen[sum]; {
+	case ok:
+		return callReplayed
+	case len(r.seen) >= maxCallsPerToken:
+		return callSpent
 	}
-	if !r.started {
-		r.started, r.top = true, n
-		r.set(n)
-		return idFresh
+	if r.seen == nil {
+		r.seen = make(map[uint64]struct{})
 	}
-	if n > r.top {
-		// Positions top+1..n are new: clear them (all, past a window).
-		if d := uint64(n) - uint64(r.top); d >= replayWindow {
-			r.bits = [replayWindow / 64]uint64{}
-		} else {
-			for k := uint64(1); k <= d; k++ {
-				r.clear(r.top + int64(k))
+	r.seen[sum] = struct{}{}
+	return callFresh
+}
+
+// rpcMessage is the part of a JSON-RPC request the endpoint reads before
+// the SDK does.
+type rpcMessage struct {
+	ID     json.RawMessage
+	Method string
+	Params json.RawMessage
+}
+
+// errNotOneMessage: the body is not one strict JSON object.
+var errNotOneMessage = errors.New("the request body is not one JSON-RPC message in strict JSON (exact member names, none twice, valid UTF-8, nothing after it)")
+
+// readRPC reads a request body as one JSON object with exact member
+// names, no member twice at any depth, valid UTF-8 and nothing but white
+// space after it, and refuses a member whose name is a case or Unicode
+// variant of a JSON-RPC one ("ID", "Method", "ſ"-spellings): the reading
+// under which the replay check, the task layer and the SDK (whatever its
+// decoder folds) see the same id, method and parameters.
+func readRPC(body []byte) (rpcMessage, error) {
+	var members map[string]jsontext.Value
+	if err := jsonv2.Unmarshal(body, &members); err != nil || members == nil {
+		return rpcMessage{}, errNotOneMessage
+	}
+	for name := range members {
+		for _, known := range rpcNames {
+			if name != known && strings.EqualFold(name, known) {
+				return rpcMessage{}, errNotOneMessage
 			}
 		}
-		r.top = n
-		r.set(n)
-		return idFresh
 	}
-	if uint64(r.top)-uint64(n) >= replayWindow {
-		return idTooOld
-	}
-	if r.has(n) {
-		return idReplayed
-	}
-	r.set(n)
-	return idFresh
+	return rpcMessage{ID: json.RawMessage(members["id"]), Method: string(unquote(members["method"])), Params: json.RawMessage(members["params"])}, nil
 }
 
-func (r *replaySet) pos(n int64) (int, uint64) {
-	p := uint64(n) % replayWindow
-	return int(p / 64), 1 << (p % 64)
-}
+var rpcNames = [...]string{"jsonrpc", "id", "method", "params", "result", "error"}
 
-func (r *replaySet) set(n int64)      { i, b := r.pos(n); r.bits[i] |= b }
-func (r *replaySet) clear(n int64)    { i, b := r.pos(n); r.bits[i] &^= b }
-func (r *replaySet) has(n int64) bool { i, b := r.pos(n); return r.bits[i]&b != 0 }
-
-// integerID reads id as a JSON integer in its one canonical spelling (no
-// sign on zero, no leading zeros, no fraction or exponent) that fits an
-// int64. Other spellings of a number are kept exactly, as strings are.
-func integerID(id []byte) (int64, bool) {
-	s := string(id)
-	digits := s
-	if len(digits) > 0 && digits[0] == '-' {
-		digits = digits[1:]
+// unquote is a JSON string's value, or nothing for any other value.
+func unquote(v jsontext.Value) []byte {
+	var s string
+	if len(v) == 0 || jsonv2.Unmarshal(v, &s) != nil {
+		return nil
 	}
-	if len(digits) == 0 || len(digits) > 19 || digits[0] == '0' && (len(digits) > 1 || len(s) > 1) {
-		return 0, false
-	}
-	for i := range len(digits) {
-		if digits[i] < '0' || digits[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
+	return []byte(s)
 }

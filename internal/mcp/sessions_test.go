@@ -4,12 +4,12 @@ import (
 	"container/heap"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +101,7 @@ func TestEndpointTokenBounds(t *testing.T) {
 	h.endpoint.mu.Lock()
 	for _, s := range h.endpoint.sessions {
 		if s.p.id == h.idp.Issuer+" erin" {
-			s.expiry = time.Now().Add(-time.Second)
+			s.expiry = time.Now().Add(-time.Hour)
 		}
 	}
 	heap.Init(&h.endpoint.expiring)
@@ -124,78 +124,179 @@ func TestEndpointTokenBounds(t *testing.T) {
 	}
 }
 
-// TestEndpointReplayIsPerToken: a tools/call id is refused when its token
-// used it before, not when another token (of the same principal) did;
-// ids the token's window has passed are refused.
+// TestEndpointReplayIsPerToken: a tools/call sent again as it was (same
+// token, id and bytes) is refused; the same request with another token of
+// the same principal is not, nor one with an old id and other bytes (a
+// client restarted with its token numbers requests from 1 again). Bodies
+// that another decoder could read differently are refused before the
+// check.
 func TestEndpointReplayIsPerToken(t *testing.T) {
 	h := newEndpointHarness(t)
 	one, two := h.signed("gina", "support"), h.signed("gina", "support")
-	call := func(tok, id string) (int, string) {
-		return h.postRPC(tok, `{"jsonrpc":"2.0","id":`+id+`,"method":"tools/call","params":{"name":"nonexistent","arguments":{}}}`)
+	call := func(id, query string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"nonexistent","arguments":{"q":"` + query + `"}}}`
 	}
 	replayed := func(body string) bool { return strings.Contains(body, `"reason":"replay"`) }
-	for _, c := range []struct {
-		tok, id string
-		replay  bool
+	for i, c := range []struct {
+		tok, body string
+		replay    bool
 	}{
-		{one, "7", false}, {two, "7", false}, {one, "7", true}, {two, "7", true},
-		{one, `"a"`, false}, {one, `"a"`, true}, {two, `"a"`, false},
-		{one, "5000", false}, {one, "3977", false}, {one, "3976", true}, {one, "4500", false}, {one, "4500", true},
+		{one, call("7", "a"), false}, {two, call("7", "a"), false}, {one, call("7", "a"), true}, {two, call("7", "a"), true},
+		{one, call("7", "b"), false}, // restarted: the old id, another request
+		{one, call(`"s"`, "a"), false}, {one, call(`"s"`, "a"), true},
 	} {
-		if _, body := call(c.tok, c.id); replayed(body) != c.replay {
-			t.Errorf("id %s with token %d: %s; want replay=%v", c.id, map[string]int{one: 1, two: 2}[c.tok], body, c.replay)
+		if _, body := h.postRPC(c.tok, c.body); replayed(body) != c.replay {
+			t.Errorf("case %d: %s; want replay=%v", i, body, c.replay)
+		}
+	}
+	for _, body := range []string{
+		call("7", "a") + ` x`, // trailing data
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"nonexistent","arguments":{"q":"a"}},"METHOD":"ping"}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"nonexistent","arguments":{"q":"a"}},"ID":"fresh"}`,
+		`{"jsonrpc":"2.0","id":7,"id":8,"method":"tools/call","params":{"name":"nonexistent","arguments":{}}}`,
+	} {
+		if code, resp := h.postRPC(one, body); code != http.StatusBadRequest || replayed(resp) {
+			t.Errorf("%s: %d %s; want 400, not strict JSON-RPC", body, code, resp)
 		}
 	}
 }
 
 func TestReplaySet(t *testing.T) {
 	var r replaySet
-	steps := []struct {
-		id   string
-		want idVerdict
+	for i, c := range []struct {
+		id, body string
+		want     callVerdict
 	}{
-		{"10", idFresh}, {"10", idReplayed}, {"9", idFresh}, {"9", idReplayed}, {"11", idFresh},
-		{"1034", idFresh}, {"11", idReplayed}, {"10", idTooOld}, {"12", idFresh},
-		{"5000", idFresh}, {"1034", idTooOld}, {"3977", idFresh}, {"3976", idTooOld}, {"4999", idFresh},
-		{"5000", idReplayed}, {"5001", idFresh}, {"5001", idReplayed},
-		{"010", idFresh}, {"010", idReplayed}, {"10.0", idFresh}, {"1e1", idFresh}, {"-0", idFresh}, {`"10"`, idFresh}, {`"10"`, idReplayed},
-		{strconv.FormatInt(math.MaxInt64, 10), idFresh}, {strconv.FormatInt(math.MaxInt64-1, 10), idFresh},
-		{strconv.FormatInt(math.MaxInt64, 10), idReplayed}, {"5001", idTooOld},
-		{"9223372036854775808", idFresh}, // past int64: kept exactly
-	}
-	for i, s := range steps {
-		if got := r.use([]byte(s.id)); got != s.want {
-			t.Errorf("step %d: use(%s) = %d; want %d", i, s.id, got, s.want)
+		{"1", "a", callFresh}, {"1", "a", callReplayed}, {"1", "b", callFresh}, {"2", "a", callFresh},
+		{`"1"`, "a", callFresh}, {"1", "b", callReplayed}, {"", "1\x00a", callFresh},
+	} {
+		if got := r.use([]byte(c.id), []byte(c.body)); got != c.want {
+			t.Errorf("step %d: use(%s, %q) = %d; want %d", i, c.id, c.body, got, c.want)
 		}
 	}
+	var full replaySet
+	for i := range maxCallsPerToken {
+		if got := full.use(fmt.Appendf(nil, "%d", i), nil); got != callFresh {
+			t.Fatalf("call %d = %d", i, got)
+		}
+	}
+	if got := full.use([]byte("x"), nil); got != callSpent {
+		t.Errorf("past maxCallsPerToken = %d; want callSpent", got)
+	}
+	if got := full.use([]byte("0"), nil); got != callReplayed {
+		t.Errorf("a known call past maxCallsPerToken = %d; want callReplayed", got)
+	}
+}
 
-	// A negative start and a jump across zero keep positions.
-	var n replaySet
-	for _, s := range []struct {
-		id   int64
-		want idVerdict
-	}{{-5, idFresh}, {-5, idReplayed}, {3, idFresh}, {-5, idReplayed}, {-6, idFresh}, {1018, idFresh}, {-6, idTooOld}, {-5, idReplayed}} {
-		if got := n.use([]byte(strconv.FormatInt(s.id, 10))); got != s.want {
-			t.Errorf("negative ids: use(%d) = %d; want %d", s.id, got, s.want)
+// TestEndpointTokenSpent: past maxCallsPerToken calls a token is refused
+// with 401 (the client gets a fresh one); another token is served.
+func TestEndpointTokenSpent(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("ivan", "support")
+	if code, body := h.postRPC(tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); code != http.StatusOK {
+		t.Fatalf("tools/list: %d %s", code, body)
+	}
+	h.endpoint.mu.Lock()
+	for _, s := range h.endpoint.sessions {
+		for i := range maxCallsPerToken {
+			s.calls.use(fmt.Appendf(nil, "%d", i), []byte("earlier"))
 		}
 	}
+	h.endpoint.mu.Unlock()
+	body := `{"jsonrpc":"2.0","id":99999,"method":"tools/call","params":{"name":"search","arguments":{"query":"x"}}}`
+	if code, resp := h.postRPC(tok, body); code != http.StatusUnauthorized {
+		t.Errorf("a spent token's call: %d %s; want 401", code, resp)
+	}
+	if code, resp := h.postRPC(h.signed("ivan", "support"), body); code != http.StatusOK || strings.Contains(resp, `"reason":"replay"`) {
+		t.Errorf("a fresh token's call: %d %s; want it served", code, resp)
+	}
+}
 
-	// Past maxOtherIDs non-integer ids, a new one is refused; known ones
-	// are still replays and integers still work.
-	var o replaySet
-	for i := range maxOtherIDs {
-		if got := o.use(fmt.Appendf(nil, "%q", fmt.Sprint("id-", i))); got != idFresh {
-			t.Fatalf("other id %d = %d", i, got)
+// TestEndpointLookalikeSubject: a token whose claims hold "sub" and a
+// Unicode case variant of it ("ſub") is filed under the subject the
+// exchange verifies ("sub"), never the look-alike's: it cannot sign with
+// another principal's agent key or see its tasks.
+func TestEndpointLookalikeSubject(t *testing.T) {
+	h := newEndpointHarness(t)
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	if code, body := h.postRPC(h.signed("victim", "support"), list); code != http.StatusOK {
+		t.Fatalf("victim: %d %s", code, body)
+	}
+	now := time.Now()
+	tok, err := h.idp.Sign(map[string]any{
+		"iss": h.idp.Issuer, "sub": "mallory", "\u017fub": "victim", "aud": []string{h.resource}, "jti": rand.Text(),
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "org": tenant, "groups": []string{"support"},
+	})
+	must(t, err)
+	h.secrets = append(h.secrets, tok)
+	code, body := h.postRPC(tok, list)
+	h.endpoint.mu.Lock()
+	defer h.endpoint.mu.Unlock()
+	for _, s := range h.endpoint.sessions {
+		if name := strings.TrimPrefix(s.p.id, h.idp.Issuer+" "); s.sum == sha256.Sum256([]byte(tok)) && name != "mallory" {
+			t.Errorf("the look-alike token (%d %s) is filed under %q; want mallory", code, body, name)
 		}
 	}
-	if got := o.use([]byte(`"one more"`)); got != idTooMany {
-		t.Errorf("past maxOtherIDs = %d; want idTooMany", got)
+}
+
+// TestEndpointForgedTokenForgetsNoOne: with the principal table full and
+// a principal idle, a forged token naming a new subject is refused and
+// the idle principal is kept; a verified token of a new subject then
+// takes its place.
+func TestEndpointForgedTokenForgetsNoOne(t *testing.T) {
+	h := newEndpointHarness(t)
+	h.endpoint.bounds = bounds{principals: 1, sessions: 10, perPrincipal: 5}
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	if code, body := h.postRPC(h.signed("amy", "support"), list); code != http.StatusOK {
+		t.Fatalf("amy: %d %s", code, body)
 	}
-	if got := o.use([]byte(`"id-0"`)); got != idReplayed {
-		t.Errorf("known id past maxOtherIDs = %d; want idReplayed", got)
+	h.endpoint.mu.Lock()
+	for _, s := range h.endpoint.sessions {
+		s.expiry = time.Now().Add(-time.Hour)
 	}
-	if got := o.use([]byte("1")); got != idFresh {
-		t.Errorf("integer id past maxOtherIDs = %d; want idFresh", got)
+	heap.Init(&h.endpoint.expiring)
+	h.endpoint.expireLocked(time.Now())
+	h.endpoint.mu.Unlock()
+	parts := strings.Split(h.signed("zed", "support"), ".")
+	forged := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString([]byte("not a signature"))
+	if code, _ := h.postRPC(forged, list); code != http.StatusUnauthorized {
+		t.Errorf("forged token: %d; want 401", code)
+	}
+	h.endpoint.mu.Lock()
+	_, kept := h.endpoint.principals[h.idp.Issuer+" amy"]
+	h.endpoint.mu.Unlock()
+	if !kept {
+		t.Error("a forged token made the idle principal be forgotten")
+	}
+	if code, body := h.postRPC(h.signed("zed", "support"), list); code != http.StatusOK {
+		t.Errorf("zed's verified token: %d %s; want 200 (amy forgotten)", code, body)
+	}
+}
+
+// TestEndpointTasksFollowTokenScopes: of one principal's tokens, only
+// those whose credential holds a task's tool scope see the task.
+func TestEndpointTasksFollowTokenScopes(t *testing.T) {
+	h := newEndpointHarness(t)
+	broad, narrow := h.signed("carol", "billing"), h.signed("carol", "support")
+	_, resp := h.postRPC(broad, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"draft_refund","task":{"ttl":60000},"arguments":{"order_id":"o-t","amount_cents":5}}}`)
+	var created struct {
+		Result struct {
+			Task Task `json:"task"`
+		} `json:"result"`
+	}
+	if json.Unmarshal([]byte(resp), &created) != nil || created.Result.Task.TaskID == "" {
+		t.Fatalf("task-augmented call: %s", resp)
+	}
+	id := created.Result.Task.TaskID
+	get := `{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"` + id + `"}}`
+	if _, resp := h.postRPC(narrow, get); !strings.Contains(resp, "unknown task") {
+		t.Errorf("the narrow token's tasks/get of the broad one's task: %s; want unknown task", resp)
+	}
+	if _, resp := h.postRPC(narrow, `{"jsonrpc":"2.0","id":3,"method":"tasks/list"}`); strings.Contains(resp, id) {
+		t.Errorf("the narrow token's tasks/list: %s; want without the broad one's task", resp)
+	}
+	if _, resp := h.postRPC(broad, get); !strings.Contains(resp, id) {
+		t.Errorf("the broad token's tasks/get: %s; want its task", resp)
 	}
 }
 
@@ -271,5 +372,29 @@ func TestEndpointForgedDenialEndsNothing(t *testing.T) {
 	}
 	if got, _ := json.Marshal(res.StructuredContent); string(got) != `{"payment_id":"p-4300"}` {
 		t.Errorf("held call's result = %s; want the tool's", got)
+	}
+}
+
+// TestEndpointSessionOutlivesToken: a session stays sessionGrace past
+// its token's expiry (the token itself is refused from its expiry on), so
+// a clock stepped back within that time finds the requests the token
+// made, and a replay is still refused.
+func TestEndpointSessionOutlivesToken(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("kim", "support")
+	if code, body := h.postRPC(tok, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`); code != http.StatusOK {
+		t.Fatalf("kim: %d %s", code, body)
+	}
+	sum := sha256.Sum256([]byte(tok))
+	h.endpoint.mu.Lock()
+	defer h.endpoint.mu.Unlock()
+	exp := h.endpoint.sessions[sum].expiry
+	h.endpoint.expireLocked(exp.Add(time.Minute))
+	if h.endpoint.sessions[sum] == nil {
+		t.Error("session dropped a minute after its token's expiry; want kept for two")
+	}
+	h.endpoint.expireLocked(exp.Add(3 * time.Minute))
+	if h.endpoint.sessions[sum] != nil {
+		t.Error("session kept three minutes after its token's expiry; want dropped after two")
 	}
 }

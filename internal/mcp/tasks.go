@@ -52,10 +52,12 @@ type Task struct {
 }
 
 // task is one task-augmented tools/call, owned by the principal that
-// made it: no other principal can see, wait for or cancel it.
+// made it: no other principal can see, wait for or cancel it, and of its
+// tokens only those whose credential holds the tool's scope.
 type task struct {
 	owner  string
-	ext    bool // a task of the 2026-07-28 tasks extension
+	scope  string // the tool's
+	ext    bool   // a task of the 2026-07-28 tasks extension
 	cancel context.CancelFunc
 	done   chan struct{}
 	held   chan struct{} // closed when the call is held for approval
@@ -94,13 +96,6 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
-// rpcMessage is the part of a JSON-RPC request the task layer reads.
-type rpcMessage struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
-}
-
 // withTasks serves tasks in front of the SDK handler, which has none, in
 // both forms. The tasks utility of 2025-11-25: the capability in
 // initialize, every tool taskSupport "optional" in tools/list, a
@@ -123,8 +118,8 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		var msg rpcMessage
-		if json.Unmarshal(body, &msg) != nil || len(msg.ID) == 0 {
+		msg, err := readRPC(body)
+		if err != nil || len(msg.ID) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -206,9 +201,10 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 		case "tasks/list":
 			list := []Task{}
 			if s != nil {
+				_, scopes, _ := s.credential()
 				e.tasks.mu.Lock()
 				for _, tk := range e.tasks.tasks {
-					if tk.owner == s.p.id {
+					if sees(s, scopes, tk) {
 						list = append(list, tk.snapshot())
 					}
 				}
@@ -277,7 +273,7 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 	now := e.now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	ctx, cancel := context.WithCancel(e.tasks.ctx)
-	tk := &task{owner: s.p.id, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
+	tk := &task{owner: s.p.id, scope: t.Scope, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
 		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
@@ -335,19 +331,27 @@ func (t *task) update(status, message string, now time.Time) {
 	t.state.Status, t.state.StatusMessage, t.state.LastUpdatedAt = status, message, now.UTC().Format(time.RFC3339Nano)
 }
 
-// ownTask returns p's task id, or nil (for another principal's task too,
-// so a task id reveals nothing to anyone but its owner).
+// ownTask returns the task id if s may see it, or nil (for another
+// principal's task too, so a task id reveals nothing to anyone else).
 func (e *Endpoint) ownTask(s *session, id string) *task {
 	if s == nil {
 		return nil
 	}
+	_, scopes, _ := s.credential() // before tasks.mu: a renewal holds s.mu
 	e.tasks.mu.Lock()
 	defer e.tasks.mu.Unlock()
-	tk := e.tasks.tasks[id]
-	if tk == nil || tk.owner != s.p.id {
-		return nil
+	if tk := e.tasks.tasks[id]; tk != nil && sees(s, scopes, tk) {
+		return tk
 	}
-	return tk
+	return nil
+}
+
+// sees reports whether a request made with s's token, whose credential
+// holds scopes, may see tk: its principal made it, and the scopes hold
+// the tool's (a narrow token of the principal does not read a broad
+// one's results).
+func sees(s *session, scopes []string, tk *task) bool {
+	return tk.owner == s.p.id && covered(scopes, tk.scope)
 }
 
 // rewrite runs next into a buffer and lets edit change the JSON-RPC
