@@ -301,8 +301,9 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 	defer s.mu.Unlock()
 	now := e.now()
 	// A credential is renewed when it nears its end, unless it already
-	// lasts as long as the token (the exchange issues none longer).
-	if !verify && s.agent != nil && (now.Add(e.renewBefore).Before(s.credExpiry) || !s.credExpiry.Before(s.expiry)) {
+	// lasts as long as the token (the exchange issues none longer, and
+	// cuts its lifetime to whole seconds).
+	if !verify && s.agent != nil && (now.Add(e.renewBefore).Before(s.credExpiry) || !s.credExpiry.Add(2*time.Second).Before(s.expiry)) {
 		return nil
 	}
 	p := s.p

@@ -398,3 +398,30 @@ func TestEndpointSessionOutlivesToken(t *testing.T) {
 		t.Error("session kept three minutes after its token's expiry; want dropped after two")
 	}
 }
+
+// TestEndpointShortTokenExchangedOnce: a token that expires within the
+// endpoint's renewal margin gets a credential as long as itself, and its
+// requests do not each ask the exchange for another.
+func TestEndpointShortTokenExchangedOnce(t *testing.T) {
+	h := newEndpointHarness(t)
+	asks, err := h.nc.SubscribeSync("agentgw.exchange")
+	must(t, err)
+	defer asks.Unsubscribe()
+	now := time.Now()
+	tok, err := h.idp.Sign(map[string]any{
+		"iss": h.idp.Issuer, "sub": "lou", "aud": []string{h.resource}, "jti": rand.Text(),
+		"iat": now.Unix(), "exp": now.Add(20 * time.Second).Unix(), "org": tenant, "groups": []string{"support"},
+	})
+	must(t, err)
+	h.secrets = append(h.secrets, tok)
+	for i := range 3 {
+		if code, body := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i)); code != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+	}
+	must(t, h.nc.Flush())
+	n, _, _ := asks.Pending()
+	if n != 1 {
+		t.Errorf("%d exchanges for three requests with a 20 s token; want 1", n)
+	}
+}
