@@ -1,16 +1,19 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -135,15 +138,64 @@ func decodeRequest(subject string, data []byte, tenant string) (approval.Request
 		return req, fmt.Errorf("approval subject: %w", err)
 	}
 	// Names exactly as written (encoding/json would take a case variant,
-	// and the last of two), no duplicates, valid UTF-8: as the TypeScript
-	// approver reads it. Unknown members are ignored.
-	if err := jsonv2.Unmarshal(data, &req); err != nil {
+	// and the last of two), no duplicates, valid UTF-8 without lone
+	// surrogate escapes, members of their types, RFC 3339 times, and
+	// numbers in fields that a float64 holds (1e400 is refused, not
+	// Inf): as the TypeScript approver reads it (docs/wire.md,
+	// "Approvals"). Unknown members are ignored.
+	if err := jsonv2.Unmarshal(data, &req); err != nil || checkRequestJSON(data) != nil {
 		return req, errors.New("approval request is not JSON of the request shape")
 	}
 	if subjTenant != tenant || req.Tenant != tenant || req.Target != target {
 		return req, errors.New("approval request does not match its subject")
 	}
 	return req, nil
+}
+
+// maxRequestDepth bounds the nesting of an approval request, the request
+// object being level 1. Its fields come from a payload of at most 32
+// levels.
+const maxRequestDepth = 64
+
+// checkRequestJSON checks what jsonv2 leaves unbounded in a request, as
+// the strict JSON rules bound it: nesting at most maxRequestDepth levels,
+// number tokens at most 64 bytes with an exponent of at most 1000.
+func checkRequestJSON(data []byte) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.ReadToken()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if dec.StackDepth() > maxRequestDepth {
+			return errors.New("approval request nested too deep")
+		}
+		if tok.Kind() == '0' && !boundedNumber(tok.String()) {
+			return errors.New("approval request number out of bounds")
+		}
+	}
+}
+
+// boundedNumber reports whether a valid JSON number token is at most 64
+// bytes long with an exponent of at most 1000 in magnitude.
+func boundedNumber(n string) bool {
+	if len(n) > 64 {
+		return false
+	}
+	i := strings.IndexAny(n, "eE")
+	if i < 0 {
+		return true
+	}
+	exp := 0
+	for _, c := range strings.TrimLeft(n[i+1:], "+-") {
+		if exp = exp*10 + int(c-'0'); exp > 1000 {
+			return false
+		}
+	}
+	return true
 }
 
 // Grant answers req with a grant. See Answer.

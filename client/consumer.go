@@ -40,8 +40,10 @@ type ConsumerConfig struct {
 	GatewayXKeys []string
 	// VerifyAgentSignature also verifies the agent's own signature.
 	VerifyAgentSignature bool
-	// Skew tolerated on token times. Zero means none; DefaultConsumerConfig
-	// sets DefaultSkew (30 s). Negative is invalid.
+	// Skew tolerated on token times. Zero means none, as a 0 skewMs in
+	// the TypeScript SDK's consumer; DefaultConsumerConfig sets
+	// DefaultSkew (30 s), what an absent skewMs means there. Negative is
+	// invalid.
 	Skew time.Duration
 	// Limits bound envelope bodies; zero fields take envelope's defaults.
 	Limits envelope.Limits

@@ -57,10 +57,15 @@ type DecisionWatch struct {
 }
 
 // WatchDecisions subscribes to the agent's reply subject for decision
-// notices whose token a gateway of opt.TrustedGateways signed.
+// notices whose token a gateway of opt.TrustedGateways signed, within
+// opt.Skew (zero: DefaultSkew). Errors wrap ErrConfig when no gateway is
+// trusted or the skew is negative.
 func (a *Agent) WatchDecisions(opt WaitOptions) (*DecisionWatch, error) {
 	if len(opt.TrustedGateways) == 0 {
 		return nil, fmt.Errorf("%w: no trusted gateway keys for decision notices", ErrConfig)
+	}
+	if err := opt.checkSkew(); err != nil {
+		return nil, err
 	}
 	subj, err := subjects.Reply(a.tenant, a.pub)
 	if err != nil {

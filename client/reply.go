@@ -45,7 +45,10 @@ type WaitOptions struct {
 	// TrustedGateways are the gateway signing keys (N...) whose reply
 	// and notice tokens are accepted. Required.
 	TrustedGateways []string
-	// Skew tolerated on the token's times. Zero: 30 s.
+	// Skew is the clock skew tolerated on the iat and exp of reply and
+	// notice tokens. Zero means DefaultSkew (30 s), as an absent or 0
+	// skewMs does in the TypeScript SDK: it cannot mean "none" here, where
+	// zero is also the unset value. Negative is invalid (ErrConfig).
 	Skew time.Duration
 	// OnDecision, when set, is called by SendAndWait with each verified
 	// decision notice of the request (delivered, held for approval or
@@ -80,6 +83,9 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 	}
 	if len(opt.TrustedGateways) == 0 {
 		return nil, nil, fmt.Errorf("%w: no trusted gateway keys for replies", ErrConfig)
+	}
+	if err := opt.checkSkew(); err != nil {
+		return nil, nil, err
 	}
 	subj, err := subjects.Reply(a.tenant, a.pub)
 	if err != nil {
@@ -148,13 +154,27 @@ func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
 // trusted gateway's, addressed to this agent, fresh. What the token must
 // bind is the caller's check.
 func (a *Agent) verifyToken(token string, opt WaitOptions) (*decision.Claims, error) {
-	skew := opt.Skew
-	if skew == 0 {
-		skew = 30 * time.Second
-	}
 	return decision.Verify(token, decision.VerifyOptions{
-		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: skew,
+		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: opt.skew(),
 	})
+}
+
+// skew is the skew the tokens are verified with: Skew, or DefaultSkew
+// for zero. A negative Skew is passed on, and decision.Verify refuses it
+// (internal_error): checkSkew reports it before anything is sent.
+func (o WaitOptions) skew() time.Duration {
+	if o.Skew == 0 {
+		return DefaultSkew
+	}
+	return o.Skew
+}
+
+// checkSkew refuses a negative Skew.
+func (o WaitOptions) checkSkew() error {
+	if o.Skew < 0 {
+		return fmt.Errorf("%w: skew %v is negative", ErrConfig, o.Skew)
+	}
+	return nil
 }
 
 // Respond answers a delivered request as this agent (a capability

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -103,5 +104,57 @@ func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 	opt.TrustedGateways = append(opt.TrustedGateways, stranger.PublicKey())
 	if _, err := ag.verifyReply(reply(stranger, stranger.PublicKey()), opt); reason.Of(err) != reason.SealMismatch {
 		t.Errorf("verifyReply(sealed from a curve key listed in TrustedGateways) = %v; want seal_mismatch", err)
+	}
+}
+
+// TestWaitOptionsSkew: WaitOptions.Skew zero is DefaultSkew (30 s), as an
+// absent or 0 skewMs is in the TypeScript SDK, never "no tolerance"; a
+// negative skew is refused before anything is subscribed or sent.
+func TestWaitOptionsSkew(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant, "refund:draft")
+	ag := w.agent(a)
+	// A reply token issued at iat, living a minute, read at testClock.
+	token := func(iat time.Time) string {
+		tok, err := decision.Sign(w.gwSign, decision.Claims{
+			Subject: a.pub, Audience: a.pub, IssuedAt: iat, Expires: iat.Add(time.Minute),
+			Tenant: testTenant, Scope: "respond:" + testTarget, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+			MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", BodyDigest: decision.Digest([]byte("{}")),
+			PayloadDigest: decision.Digest([]byte("x")), Route: decision.RouteReply,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Reveal()
+	}
+	trust := []string{w.gwSign.PublicKey()}
+	for _, tc := range []struct {
+		name string
+		skew time.Duration
+		iat  time.Time
+		want reason.Code
+	}{
+		{"zero/issued 20s ahead", 0, testClock.Add(20 * time.Second), ""},
+		{"zero/issued 40s ahead", 0, testClock.Add(40 * time.Second), reason.DecisionInvalid},
+		{"zero/expired 20s ago", 0, testClock.Add(-80 * time.Second), ""},
+		{"zero/expired 40s ago", 0, testClock.Add(-100 * time.Second), reason.DecisionExpired},
+		{"1s/issued 20s ahead", time.Second, testClock.Add(20 * time.Second), reason.DecisionInvalid},
+		{"negative", -time.Second, testClock, reason.Internal},
+	} {
+		_, err := ag.verifyToken(token(tc.iat), WaitOptions{TrustedGateways: trust, Skew: tc.skew})
+		if got := reason.Of(err); got != tc.want {
+			t.Errorf("%s: verifyToken = %v; want %q", tc.name, err, tc.want)
+		}
+	}
+	// The request could not be sent anyway: the options are refused first.
+	neg := WaitOptions{TrustedGateways: trust, Skew: -time.Second}
+	if _, err := ag.WatchDecisions(neg); !errors.Is(err, ErrConfig) {
+		t.Errorf("WatchDecisions(negative skew) = %v; want ErrConfig", err)
+	}
+	if _, _, err := ag.SendAndWait(ctxT(t), Request{Capability: envelope.ToolCall, Target: testTarget, Plain: []byte(`{}`)}, neg); !errors.Is(err, ErrConfig) {
+		t.Errorf("SendAndWait(negative skew) = %v; want ErrConfig", err)
+	}
+	if _, _, err := ag.SendAndDecide(ctxT(t), Request{Capability: envelope.ToolCall, Target: testTarget, Plain: []byte(`{}`)}, neg); !errors.Is(err, ErrConfig) {
+		t.Errorf("SendAndDecide(negative skew) = %v; want ErrConfig", err)
 	}
 }

@@ -49,7 +49,9 @@ type VerifyOptions struct {
 	// Now is the verification instant. The zero Time means time.Now().
 	Now time.Time
 	// Skew is the clock skew tolerated on the token's iat and exp. Zero
-	// means none.
+	// means none (DefaultConsumerConfig sets DefaultSkew), as an absent or
+	// 0 skewMs does in the TypeScript SDK's VerifyOptions; negative fails
+	// every message (internal_error).
 	Skew time.Duration
 	// Limits bound the envelope body. Zero fields take envelope's
 	// defaults; set them to the gateway's limits if it allows more.

@@ -430,7 +430,8 @@ func (w *wvWorld) build() map[string][]byte {
 	paymentEnv := payment.Message
 	appr := wvApprovalFile{
 		About: "approvals (docs/wire.md, \"Approvals\"): the request the gateway publishes for the held envelope, the answers an approver may put in " +
-			"the plain payload of an approve envelope, the approve envelope (envelope.json), and the delivery its grant releases (delivery.json).",
+			"the plain payload of an approve envelope, the approve envelope (envelope.json), and the delivery its grant releases (delivery.json). " +
+			"request_cases are the request with a number or member changed, on the request's subject, that a reader accepts (reading fields as given) or refuses as want says.",
 		HeldEnvelope: payment.Name,
 		Request: wvMessage{Subject: approvalSubj, Body: string(reqJSON), Headers: []wvHeader{
 			{header.MsgID, wvOutputMsgID(3, wvTenant, w.pubs["agent"], paymentBody.MessageID)},
@@ -450,6 +451,7 @@ func (w *wvWorld) build() map[string][]byte {
 		BodyDigest: req.BodyDigest, PayloadDigest: req.PayloadDigest, PolicyVersion: w.policyV,
 		Answers:         []wvAnswer{{"grant", grant}, {"deny", deny}},
 		ApproveEnvelope: approve.Name, IdempotencyKey: answerKey(req.HeldMessageID), Release: "payment-delivery",
+		RequestCases: wvRequestCases(w.t, string(reqJSON)),
 	}
 
 	// Response and reply.
@@ -500,7 +502,7 @@ func (w *wvWorld) build() map[string][]byte {
 		"keys.json": keys, "credential.json": creds, "envelope.json": envs,
 		"sealed.json":   w.sealsFile([]string{"refund-request", "respond-request", "refund-delivery", "payment-delivery", "reply"}),
 		"decision.json": dec, "delivery.json": dl, "approval.json": appr, "response.json": resp, "operator.json": op,
-		"notice.json": notices,
+		"notice.json": notices, "headers.json": wvHeadersVectors(),
 	} {
 		out[name] = wvEncode(w.t, v)
 	}

@@ -92,6 +92,7 @@ type wvCredentialsFile struct {
 	MaxLifetimeSeconds int64                `json:"max_lifetime_seconds"`
 	Credentials        []wvCredential       `json:"credentials"`
 	Rejects            []wvCredentialReject `json:"rejects"`
+	CredsCases         []wvCredsCase        `json:"creds_cases"`
 }
 
 type wvEnvelope struct {
@@ -235,16 +236,17 @@ type wvAnswer struct {
 }
 
 type wvApprovalFile struct {
-	About           string     `json:"about"`
-	HeldEnvelope    string     `json:"held_envelope"`
-	Request         wvMessage  `json:"request"`
-	BodyDigest      string     `json:"body_digest"`
-	PayloadDigest   string     `json:"payload_digest"`
-	PolicyVersion   string     `json:"policy_version"`
-	Answers         []wvAnswer `json:"answers"`
-	ApproveEnvelope string     `json:"approve_envelope"`
-	IdempotencyKey  string     `json:"idempotency_key"`
-	Release         string     `json:"release"`
+	About           string          `json:"about"`
+	HeldEnvelope    string          `json:"held_envelope"`
+	Request         wvMessage       `json:"request"`
+	BodyDigest      string          `json:"body_digest"`
+	PayloadDigest   string          `json:"payload_digest"`
+	PolicyVersion   string          `json:"policy_version"`
+	Answers         []wvAnswer      `json:"answers"`
+	ApproveEnvelope string          `json:"approve_envelope"`
+	IdempotencyKey  string          `json:"idempotency_key"`
+	Release         string          `json:"release"`
+	RequestCases    []wvRequestCase `json:"request_cases"`
 }
 
 type wvResponseFile struct {

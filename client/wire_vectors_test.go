@@ -217,7 +217,8 @@ func (w *wvWorld) issue(req identity.IssueRequest, at time.Time) identity.Token 
 func (w *wvWorld) credentialFile() wvCredentialsFile {
 	f := wvCredentialsFile{
 		About: "agentgw credentials: compact JWTs {typ JWT, alg ed25519-nkey} signed by the tenant issuer (docs/wire.md, \"Credentials\"). " +
-			"Each verifies with trust, audience, skew and max lifetime below at verify_at_unix; each reject fails with the reason code in want.",
+			"Each verifies with trust, audience, skew and max lifetime below at verify_at_unix; each reject fails with the reason code in want. " +
+			"creds_cases are .creds files (\".creds files\") around the agent's credential that a reader accepts or refuses as want says.",
 		Trust:              map[string][]string{wvTenant: {w.pubs["issuer"]}},
 		Audience:           wvAudience,
 		VerifyAtUnix:       wvNow.Unix(),
@@ -254,6 +255,7 @@ func (w *wvWorld) credentialFile() wvCredentialsFile {
 		})
 	}
 	agent := f.Credentials[0]
+	f.CredsCases = w.credsCases(agent)
 	skew := int64(wvSkew / time.Second)
 	exp := wvCredIAT.Add(wvCredTTL).Unix()
 	base := identity.IssueRequest{Subject: w.pubs["agent"], Audience: wvAudience, Tenant: wvTenant, XKey: w.pubs["agent-xkey"],

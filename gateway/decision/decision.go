@@ -277,6 +277,7 @@ type VerifyOptions struct {
 	// Now is the verification instant; the zero Time is refused.
 	Now time.Time
 	// Skew is the clock skew tolerated on exp and iat; zero means none.
+	// Negative is refused (Internal), as the TypeScript SDK refuses it.
 	Skew time.Duration
 }
 
@@ -293,7 +294,8 @@ type VerifyOptions struct {
 //     root the proof leads to; or iat later than Now + Skew.
 //   - DecisionExpired: Now > exp + Skew.
 //   - DecisionAudience: aud is not Audience (or Audience is empty).
-//   - Internal: Now is the zero Time (no clock: fail closed).
+//   - Internal: Now is the zero Time (no clock: fail closed), or Skew
+//     is negative.
 //
 // Binding to the message bytes is a separate step: Claims.CheckBinding.
 func Verify(token string, opt VerifyOptions) (*Claims, error) {
@@ -302,6 +304,9 @@ func Verify(token string, opt VerifyOptions) (*Claims, error) {
 	}
 	if opt.Now.IsZero() {
 		return nil, reason.Deny(reason.Internal, "decision: verify without a clock")
+	}
+	if opt.Skew < 0 {
+		return nil, reason.Deny(reason.Internal, "decision: negative skew %v", opt.Skew)
 	}
 	t, err := parseToken(token)
 	if err != nil {

@@ -175,6 +175,7 @@ func TestVerifyDenials(t *testing.T) {
 		{"deny/no-audience-configured", good, withOpt(func(o *VerifyOptions) { o.Audience = "" }), reason.DecisionAudience},
 		{"deny/no-trusted-gateways", good, withOpt(func(o *VerifyOptions) { o.TrustedGateways = nil }), reason.DecisionInvalid},
 		{"deny/no-clock", good, withOpt(func(o *VerifyOptions) { o.Now = time.Time{} }), reason.Internal},
+		{"deny/negative-skew", good, withOpt(func(o *VerifyOptions) { o.Skew = -time.Second }), reason.Internal},
 		{"deny/credential-type", resign(`"type":"agentgw-decision"`, `"type":"agentgw-credential"`), fx.opt, reason.DecisionInvalid},
 		{"deny/unknown-claim", resign(`"route":"allow"`, `"route":"allow","admin":true`), fx.opt, reason.DecisionInvalid},
 		{"deny/duplicate-claim", resign(`"aud":"refunds.draft_refund"`, `"aud":"refunds.draft_refund","aud":"x"`), fx.opt, reason.DecisionInvalid},

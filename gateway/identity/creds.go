@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
 // ErrCreds is returned (wrapped) when a .creds file cannot be written or
@@ -74,16 +78,34 @@ func matchSeed(seed Seed, sub string) error {
 	return nil
 }
 
-// ParseCreds reads a .creds file: it needs both decorated blocks, a token
-// of valid compact-JWT form and a user seed that is the token's subject.
-// The token's signature and claims are not checked here (Verify does).
+// credsBlock is jwt/v2's decorated block (its userConfigRE): a line with
+// at least three '-' at each end, LF or CR LF, the value, LF or CR LF, and
+// another such line ended by LF, CR LF or the end of the file. Go's '.'
+// matches anything but LF; the TypeScript SDK's creds.ts has the same
+// expression.
+var credsBlock = regexp.MustCompile(`\s*(?:(?:[-]{3,}.*[-]{3,}\r?\n)([\w\-.=]+)(?:\r?\n[-]{3,}.*[-]{3,}(\r?\n|\z)))`)
+
+// credsClaims bounds the claims ParseCreds reads: the strict JSON
+// scanner's rules (no duplicate names, case variants included; valid
+// UTF-8; bounded numbers), at most 8 levels (CheckPayload counts the
+// object as level 2), as the TypeScript SDK's peekCredential reads them.
+var credsClaims = envelope.Limits{MaxBytes: MaxTokenSize, MaxDepth: 9, MaxString: MaxTokenSize}
+
+// ParseCreds reads a .creds file (docs/wire.md, ".creds files"): valid
+// UTF-8, holding at least two decorated blocks, the first a token of
+// valid compact-JWT form whose claims are strict JSON, the second the
+// nkey user seed of the token's subject. Anything around and after the
+// two blocks is ignored; a bare seed line is not a seed block. The
+// token's signature and claim rules are not checked here (Verify does).
 func ParseCreds(data []byte) (Token, nkeys.KeyPair, error) {
-	tok, err := jwt.ParseDecoratedJWT(data)
-	if err != nil || len(tok) == len(data) {
-		// ParseDecoratedJWT returns the whole input when it finds no block.
+	if !utf8.Valid(data) {
+		return "", nil, fmt.Errorf("%w: file is not UTF-8", ErrCreds)
+	}
+	blocks := credsBlock.FindAllSubmatch(data, 2)
+	if len(blocks) == 0 {
 		return "", nil, fmt.Errorf("%w: no decorated JWT block", ErrCreds)
 	}
-	tok = strings.TrimSpace(tok)
+	tok := string(blocks[0][1])
 	j, err := ParseJWT(tok)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: token: %w", ErrCreds, err)
@@ -91,20 +113,19 @@ func ParseCreds(data []byte) (Token, nkeys.KeyPair, error) {
 	var claims struct {
 		Subject string `json:"sub"`
 	}
-	if err := unmarshalLenient(j.Payload, &claims); err != nil {
+	if envelope.CheckPayload(j.Payload, credsClaims) != nil || unmarshalLenient(j.Payload, &claims) != nil {
 		return "", nil, fmt.Errorf("%w: token claims do not decode", ErrCreds)
 	}
-	kp, err := jwt.ParseDecoratedUserNKey(data)
-	if err != nil {
+	if len(blocks) < 2 {
 		return "", nil, fmt.Errorf("%w: no user seed block", ErrCreds)
 	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: no user seed", ErrCreds)
-	}
-	if err := matchSeed(Seed(seed), claims.Subject); err != nil {
-		kp.Wipe()
+	seed := Seed(blocks[1][1])
+	if err := matchSeed(seed, claims.Subject); err != nil {
 		return "", nil, err
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: seed does not decode", ErrCreds)
 	}
 	return Token(tok), kp, nil
 }

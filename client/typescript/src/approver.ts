@@ -8,6 +8,7 @@ import { openConsumer, pull } from "./consume.js";
 import { ConfigError, InvalidRequestError, SelfApprovalError } from "./errors.js";
 import { validTraceId } from "./envelope.js";
 import { digestHex, fromUtf8, utf8 } from "./internal/bytes.js";
+import { Scanner } from "./internal/json.js";
 import { approvalConsumerName, parseApproval, ROOT, STREAM_APPROVAL } from "./subjects.js";
 
 const BATCH = 64;
@@ -67,36 +68,140 @@ export interface ApproverConfig extends AgentConfig {
   ackWaitMs?: number;
 }
 
+/** MAX_REQUEST_DEPTH bounds an approval request's nesting (the request object is level 1), as in the Go SDK. */
+const MAX_REQUEST_DEPTH = 64;
+
+const STRING_MEMBERS = [
+  "held_message_id",
+  "trace_id",
+  "tenant",
+  "agent",
+  "service",
+  "capability",
+  "target",
+  "risk",
+  "policy_version",
+  "body_digest",
+  "payload_digest",
+] as const;
+
+const badRequest = (): InvalidRequestError => new InvalidRequestError("approval request is not JSON of the request shape");
+
+/**
+ * readRequest reads an approval request as the Go SDK does (docs/wire.md,
+ * "Approvals"): one JSON object, strict JSON's strings (valid UTF-8, no
+ * lone surrogate escapes) and numbers (at most 64 bytes, exponent at
+ * most 1000), at most 64 levels, no duplicate names, compared exactly (a
+ * case variant is another, unknown, member, and unknown members are
+ * ignored). The members it knows must have their type (null reads as
+ * absent) and every number in fields must be a finite IEEE 754 double:
+ * 1e400 would read as Infinity and print as null.
+ */
+function readRequest(data: Uint8Array): Record<string, unknown> {
+  let v: Record<string, unknown>;
+  try {
+    const s = new Scanner(data, { maxBytes: data.length, maxDepth: MAX_REQUEST_DEPTH, maxString: data.length });
+    s.foldNames = false;
+    if (s.peek() !== 0x7b) {
+      throw badRequest();
+    }
+    s.value(0);
+    s.end();
+    v = JSON.parse(fromUtf8(data)) as Record<string, unknown>;
+  } catch {
+    throw badRequest();
+  }
+  const has = (k: string): boolean => Object.hasOwn(v, k) && v[k] !== null;
+  for (const k of STRING_MEMBERS) {
+    if (has(k) && typeof v[k] !== "string") {
+      throw badRequest();
+    }
+  }
+  const ids = v.policy_ids;
+  if (has("policy_ids") && (!Array.isArray(ids) || !ids.every((x) => x === null || typeof x === "string"))) {
+    throw badRequest();
+  }
+  const fields = v.fields;
+  if (has("fields") && (typeof fields !== "object" || Array.isArray(fields) || !finite(fields))) {
+    throw badRequest();
+  }
+  for (const k of ["requested_at", "deadline"]) {
+    if (has(k) && (typeof v[k] !== "string" || parseRFC3339(v[k] as string) === undefined)) {
+      throw badRequest();
+    }
+  }
+  return v;
+}
+
+/** finite reports whether every number in v is finite. */
+function finite(v: unknown): boolean {
+  if (typeof v === "number") {
+    return Number.isFinite(v);
+  }
+  if (typeof v === "object" && v !== null) {
+    return Object.values(v).every(finite);
+  }
+  return true;
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:Z|([+-])(\d{2}):(\d{2}))$/;
+
+// Go's zero time.Time, 0001-01-01T00:00:00Z, in Unix milliseconds.
+const GO_ZERO_MS = -62135596800000;
+
+/**
+ * parseRFC3339 parses a time as Go's time.Time reads JSON: RFC 3339 with
+ * upper-case T and Z or a ±hh:mm offset (hour at most 23), a real date,
+ * hour at most 23, minute and second at most 59, any number of fraction
+ * digits. It returns the instant, or null for Go's zero time (no time),
+ * or undefined if s is not such a time.
+ */
+function parseRFC3339(s: string): Date | null | undefined {
+  const m = RFC3339.exec(s);
+  if (m === null) {
+    return undefined;
+  }
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const frac = m[7] ?? "";
+  const days = new Date(Date.UTC(2000, mo, 0)).getUTCDate(); // of month mo in a leap year
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  if (mo < 1 || mo > 12 || d < 1 || d > days || (mo === 2 && d === 29 && !leap) || h > 23 || mi > 59 || sec > 59) {
+    return undefined;
+  }
+  let offset = 0;
+  if (m[8] !== undefined) {
+    const oh = Number(m[9]);
+    const om = Number(m[10]);
+    if (oh > 23 || om > 59) {
+      return undefined;
+    }
+    offset = (m[8] === "-" ? -1 : 1) * (oh * 60 + om) * 60_000;
+  }
+  const t = new Date(0);
+  t.setUTCFullYear(y, mo - 1, d);
+  t.setUTCHours(h, mi, sec, Number(frac.slice(0, 3).padEnd(3, "0")));
+  const ms = t.getTime() - offset;
+  // Go keeps nanoseconds: an instant within the zero time's millisecond
+  // is zero only without a non-zero digit below it.
+  return ms === GO_ZERO_MS && !/[1-9]/.test(frac.slice(3, 9)) ? null : new Date(ms);
+}
+
 function str(v: unknown): string {
   return typeof v === "string" ? v : "";
 }
 
 function time(v: unknown): Date | undefined {
-  if (typeof v !== "string") {
-    return undefined;
-  }
-  const d = new Date(v);
-  // Go writes the zero time as 0001-01-01T00:00:00Z: no time.
-  return Number.isNaN(d.getTime()) || d.getUTCFullYear() <= 1 ? undefined : d;
+  return typeof v === "string" ? (parseRFC3339(v) ?? undefined) : undefined;
 }
 
 /**
  * decodeRequest reads an approval request from subject and data and checks
- * that it belongs to tenant and names the subject's target. Errors name no
- * payload bytes.
+ * that it belongs to tenant and names the subject's target, as the Go SDK
+ * does (see readRequest). Errors name no payload bytes.
  */
 export function decodeRequest(subject: string, data: Uint8Array, tenant: string): ApprovalRequest {
   const { tenant: subjTenant, target } = parseApproval(subject);
-  let v: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(fromUtf8(data));
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new Error();
-    }
-    v = parsed as Record<string, unknown>;
-  } catch {
-    throw new InvalidRequestError("approval request is not JSON of the request shape");
-  }
+  const v = readRequest(data);
   const req: ApprovalRequest = {
     heldMessageId: str(v.held_message_id),
     traceId: str(v.trace_id),
@@ -106,11 +211,11 @@ export function decodeRequest(subject: string, data: Uint8Array, tenant: string)
     capability: str(v.capability),
     target: str(v.target),
     risk: str(v.risk),
-    policyIds: Array.isArray(v.policy_ids) ? v.policy_ids.filter((x): x is string => typeof x === "string") : [],
+    policyIds: Array.isArray(v.policy_ids) ? v.policy_ids.map(str) : [],
     policyVersion: str(v.policy_version),
     bodyDigest: str(v.body_digest),
     payloadDigest: str(v.payload_digest),
-    fields: typeof v.fields === "object" && v.fields !== null && !Array.isArray(v.fields) ? (v.fields as Record<string, unknown>) : {},
+    fields: typeof v.fields === "object" && v.fields !== null ? (v.fields as Record<string, unknown>) : {},
     requestedAt: time(v.requested_at),
     deadline: time(v.deadline),
   };

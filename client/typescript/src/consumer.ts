@@ -9,6 +9,7 @@ import { ConfigError, VerificationError } from "./errors.js";
 import type { Limits } from "./envelope.js";
 import { validTarget, validToken } from "./envelope.js";
 import { Box, isPublicKey } from "./keys.js";
+import { headersOf } from "./internal/headers.js";
 import { DEFAULT_MAX_TOKENS, RECORD_FULL_RETRY_MS, TokenRecord } from "./internal/tokens.js";
 import { capability, STREAM_CAPABILITY } from "./subjects.js";
 import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "./verify.js";
@@ -29,7 +30,12 @@ export interface ConsumerConfig {
   gatewayXKeys?: string[];
   /** Also verify the agent's own signature. */
   verifyAgentSignature?: boolean;
-  /** Skew tolerated on token times, in ms. Absent: 30 s; 0: none. */
+  /**
+   * Skew tolerated on token times, in ms. Absent: 30 s
+   * (DEFAULT_CONSUMER_SKEW_MS, as the Go SDK's DefaultConsumerConfig);
+   * 0: none, as a zero ConsumerConfig.Skew in the Go SDK. Negative or not
+   * a finite number: ConfigError.
+   */
   skewMs?: number;
   /** Bounds of envelope bodies; absent fields take the defaults. */
   limits?: Limits;
@@ -307,7 +313,7 @@ export class Consumer {
       let d: Delivery;
       try {
         const now = this.#clock();
-        d = verifyDelivery(m.subject, m.headers, m.data, this.verifyOptions(now));
+        d = verifyDelivery(m.subject, headersOf(m), m.data, this.verifyOptions(now));
         this.#claim(m, d, stream, now);
       } catch (err) {
         const v = err instanceof VerificationError ? err : new VerificationError("internal_error", "verification failed");

@@ -144,40 +144,52 @@ export interface Creds {
   key: KeyPair;
 }
 
-// jwt/v2's decorated block: a ----- line, the value, a ----- line. Go's
-// '.' matches anything but '\n'.
+// jwt/v2's decorated block, as the Go SDK finds it (gateway/identity's
+// credsBlock): a line with at least three '-' at each end, the value,
+// another such line. Go's '.' matches anything but '\n', as [^\n] does
+// here; \w is ASCII in both. JavaScript's \s takes more white space than
+// Go's, but only in the leading \s*, which widens a match without moving
+// its value or its end.
 const BLOCK = /\s*(?:(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)(?:\r?\n-{3,}[^\n]*-{3,}(?:\r?\n|$)))/g;
 
+// An nkey user seed exactly as nkeys writes it: "SU" and 56 more
+// characters of A–Z 2–7 (nkeys.js would also decode longer text).
+const USER_SEED = /^SU[A-Z2-7]{56}$/;
+
 /**
- * parseCreds reads a NATS .creds file as jwt/v2 and the Go SDK do: the
- * first decorated block is the credential, the second the user seed
- * (without one, the first line that starts with an SO, SA or SU seed),
- * which must be the credential's subject. The credential's signature is
- * not checked (the gateway does that). Throws a ConfigError that never
- * quotes the file.
+ * parseCreds reads a NATS .creds file as the Go SDK does (docs/wire.md,
+ * ".creds files"): valid UTF-8, with at least two decorated blocks, the
+ * first a credential of valid compact-JWT form whose claims are strict
+ * JSON, the second the nkey user seed of the credential's subject.
+ * Anything around and after the two blocks is ignored; a bare seed line
+ * is not a seed block. The credential's signature is not checked (the
+ * gateway does that). Throws a ConfigError that never quotes the file.
  */
 export function parseCreds(data: Uint8Array | string): Creds {
-  const text = typeof data === "string" ? data : fromUtf8Lenient(data);
-  const blocks = [...text.matchAll(BLOCK)].map((m) => m[1]!);
+  const text = typeof data === "string" ? wellFormed(data) : fromUtf8Strict(data);
+  const blocks = [...text.matchAll(BLOCK)].slice(0, 2).map((m) => m[1]!);
   if (blocks.length === 0) {
     throw new ConfigError("creds: no decorated JWT block");
   }
-  const credential = blocks[0]!.trim();
+  const credential = blocks[0]!;
   let sub: string;
   try {
     sub = peekCredential(credential).sub;
   } catch (err) {
     throw new ConfigError(`creds: token: ${(err as Error).message}`);
   }
-  let seed: string | undefined = blocks[1];
+  const seed = blocks[1];
   if (seed === undefined) {
-    seed = text.split("\n").find((l) => /^(SO|SA|SU)/.test(l.trim()));
-  }
-  if (seed === undefined || !seed.startsWith("SU")) {
     throw new ConfigError("creds: no user seed block");
+  }
+  if (!seed.startsWith("SU")) {
+    throw new ConfigError("creds: seed is not a user ('SU') seed");
   }
   let key: KeyPair;
   try {
+    if (!USER_SEED.test(seed)) {
+      throw new TypeError();
+    }
     key = userKeyPair(seed);
   } catch {
     throw new ConfigError("creds: seed does not decode");
@@ -189,7 +201,18 @@ export function parseCreds(data: Uint8Array | string): Creds {
   return { credential, key };
 }
 
-function fromUtf8Lenient(b: Uint8Array): string {
+// A string is UTF-8 text unless it holds a lone surrogate (in u mode a
+// pair is one code point and does not match).
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+function wellFormed(s: string): string {
+  if (LONE_SURROGATE.test(s)) {
+    throw new ConfigError("creds: file is not UTF-8");
+  }
+  return s;
+}
+
+function fromUtf8Strict(b: Uint8Array): string {
   try {
     return fromUtf8(b);
   } catch {
@@ -220,7 +243,7 @@ export async function readCreds(path: string): Promise<Creds> {
 export async function readCurveSeed(path: string): Promise<KeyPair> {
   const data = await readSecretFile(path, "curve seed");
   try {
-    for (const line of fromUtf8Lenient(data).split("\n")) {
+    for (const line of fromUtf8Strict(data).split("\n")) {
       const s = line.trim();
       if (s.startsWith("SX")) {
         try {
@@ -243,7 +266,7 @@ export async function readCurveSeed(path: string): Promise<KeyPair> {
 export async function readUserSeed(path: string): Promise<KeyPair> {
   const data = await readSecretFile(path, "seed");
   try {
-    for (const line of fromUtf8Lenient(data).split("\n")) {
+    for (const line of fromUtf8Strict(data).split("\n")) {
       const s = line.trim();
       if (s.startsWith("S")) {
         try {

@@ -86,7 +86,11 @@ export interface DecisionVerifyOptions {
   audience: string;
   /** The verification instant. */
   now: Date;
-  /** Clock skew tolerated on exp and iat, in milliseconds; 0 means none. */
+  /**
+   * Clock skew tolerated on exp and iat, in milliseconds. Absent or 0:
+   * none. Negative or not a finite number: refused (internal_error), as
+   * the Go SDK refuses a negative skew.
+   */
   skewMs?: number;
 }
 
@@ -424,7 +428,8 @@ function invalid(reason: "decision_token_invalid" | "decision_token_expired" | "
  *    now + skew.
  *  - decision_token_expired: now > exp + skew.
  *  - decision_token_audience: aud is not audience (or audience is empty).
- *  - internal_error: now is not a valid date (no clock: fail closed).
+ *  - internal_error: now is not a valid date (no clock: fail closed), or
+ *    skewMs is negative or not a finite number.
  *
  * Binding to the message bytes is a separate step: checkBinding.
  */
@@ -435,6 +440,10 @@ export function verifyDecision(token: string, opt: DecisionVerifyOptions): Decis
   const now = opt.now?.getTime();
   if (now === undefined || !Number.isFinite(now)) {
     throw invalid("internal_error", "decision: verify without a clock");
+  }
+  const skew = opt.skewMs ?? 0;
+  if (!Number.isFinite(skew) || skew < 0) {
+    throw invalid("internal_error", `decision: skew ${skew} ms is negative or not a number`);
   }
   let t: ParsedToken;
   try {
@@ -457,7 +466,6 @@ export function verifyDecision(token: string, opt: DecisionVerifyOptions): Decis
   if (!verifyRoot(w.iss, t.size, t.root, t.sig)) {
     throw invalid("decision_token_invalid", `jti ${w.jti}: signature does not verify with gateway ${w.iss}`);
   }
-  const skew = Math.max(opt.skewMs ?? 0, 0);
   const iat = w.iat * 1000;
   const exp = w.exp * 1000;
   if (now + skew < iat) {

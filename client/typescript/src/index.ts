@@ -143,4 +143,4 @@ export {
 export { isReasonCode, lookupReason, Reason, REASONS, type ReasonCode, type ReasonInfo } from "./reason.js";
 export { DEFAULT_REPLY_SKEW_MS, Reply, REQUEST_ID_HEADER, RESPONDER_HEADER, SEALED_FROM_HEADER, verifyReply, type ReplyReceiver, type WaitOptions } from "./reply.js";
 export * as subjects from "./subjects.js";
-export { AGENT_HEADER, DEFAULT_CONSUMER_SKEW_MS, Delivery, verifyDelivery, type HeaderSource, type VerifyOptions } from "./verify.js";
+export { AGENT_HEADER, DEFAULT_CONSUMER_SKEW_MS, Delivery, headersOf, parseHeaderBlock, verifyDelivery, type HeaderSource, type VerifyOptions } from "./verify.js";

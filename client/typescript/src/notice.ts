@@ -17,7 +17,9 @@ import { readMembers, type Members } from "./internal/document.js";
 import { decodeStrict, type Shape } from "./internal/strict.js";
 import type { ReasonCode } from "./reason.js";
 import { reply as replySubject } from "./subjects.js";
+import { headersOf } from "./internal/headers.js";
 import { verifiedMessages } from "./internal/verified.js";
+import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import type { HeaderSource } from "./verify.js";
 
 /** NOTICE_HEADER marks a decision notice on a reply subject; its value is NOTICE_KIND. */
@@ -34,8 +36,8 @@ export const MAX_NOTICE_SIZE = 4096;
 export const NOTICE_DOC_VERSION = 1;
 /** MAX_NOTICE_DOC_SIZE bounds a notice document: the notice, its token (at most 16 KiB) and the members around them. */
 export const MAX_NOTICE_DOC_SIZE = MAX_NOTICE_SIZE + 16 * 1024 + 64;
-/** DEFAULT_NOTICE_SKEW_MS is the skew tolerated on a notice token's times (30 s). */
-export const DEFAULT_NOTICE_SKEW_MS = 30_000;
+/** DEFAULT_NOTICE_SKEW_MS is the skew tolerated on a notice token's times when skewMs is absent or 0 (30 s). */
+export const DEFAULT_NOTICE_SKEW_MS = WAIT_SKEW_MS;
 
 /** What a notice reports: delivered, held for approval, or denied. */
 export type NoticeRoute = "allow" | "approval" | "deny";
@@ -276,7 +278,8 @@ export interface NoticeReceiver {
  * token's route (notice), subject (this agent) and payload digest (the
  * notice's exact bytes: decision_token_binding), then the notice's
  * strict form (internal_error), then its message_id against the token's
- * (decision_token_binding). It throws a VerificationError. Whether the
+ * (decision_token_binding). It throws a VerificationError, or a
+ * ConfigError for a negative or non-finite opt.skewMs. Whether the
  * message is marked as a notice (NOTICE_HEADER) and which envelope it is
  * awaited for are the caller's to check (DecisionWatch does both).
  */
@@ -291,7 +294,7 @@ export function verifyNotice(agent: NoticeReceiver, m: { data: Uint8Array; heade
     trustedGateways: opt.trustedGateways,
     audience: agent.publicKey,
     now: agent.now(),
-    skewMs: opt.skewMs ?? DEFAULT_NOTICE_SKEW_MS,
+    skewMs: waitSkewMs(opt.skewMs),
   });
   if (claims.route !== ROUTE_NOTICE || claims.subject !== agent.publicKey || claims.payloadDigest !== digestHex(doc.notice)) {
     throw new VerificationError("decision_token_binding", "notice token does not bind these bytes to this agent");
@@ -303,16 +306,24 @@ export function verifyNotice(agent: NoticeReceiver, m: { data: Uint8Array; heade
   return new Decision(n, claims);
 }
 
-/** isNotice reports whether a message on a reply subject is marked as a decision notice. */
+/**
+ * isNotice reports whether a message on a reply subject is marked as a
+ * decision notice: its Agentgw-Notice value is exactly "decision", read
+ * as received (headersOf), so "decision " with a trailing space is not.
+ */
 export function isNotice(m: { headers?: HeaderSource | undefined }): boolean {
-  return (m.headers?.get(NOTICE_HEADER) ?? "") === NOTICE_KIND;
+  return (headersOf(m)?.get(NOTICE_HEADER) ?? "") === NOTICE_KIND;
 }
 
 /** Options of a DecisionWatch. */
 export interface WatchOptions {
   /** Gateway signing keys (N…) whose notice tokens are accepted. Required. */
   trustedGateways: readonly string[];
-  /** Skew tolerated on the token's times, in ms. Absent: 30 s. */
+  /**
+   * Skew tolerated on the token's iat and exp, in ms. Absent or 0: 30 s
+   * (DEFAULT_NOTICE_SKEW_MS), as a zero WaitOptions.Skew is in the Go
+   * SDK. Negative or not a finite number: ConfigError.
+   */
   skewMs?: number;
   /** Called with each marked notice that does not verify (it is skipped). */
   onReject?: (err: VerificationError) => void;
@@ -337,6 +348,7 @@ export class DecisionWatch {
     if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
       throw new ConfigError("no trusted gateway keys for decision notices");
     }
+    waitSkewMs(opt.skewMs);
     this.#agent = agent;
     this.#opt = opt;
     this.#sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
@@ -371,7 +383,7 @@ export class DecisionWatch {
         throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: signal?.reason });
       }
       const m = r.value;
-      if (!isNotice(m) || (m.headers?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
+      if (!isNotice(m) || (headersOf(m)?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
         continue;
       }
       let d: Decision;
@@ -474,6 +486,7 @@ export function decisions(agent: Agent, opt: WatchOptions & { signal?: AbortSign
   if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
     throw new ConfigError("no trusted gateway keys for decision notices");
   }
+  waitSkewMs(opt.skewMs);
   const sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
   return verifiedMessages(sub, opt.signal, isNotice, (m) => verifyNotice(agent, m, opt), opt.onReject);
 }

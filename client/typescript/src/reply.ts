@@ -7,7 +7,9 @@ import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } fro
 import { requestRef } from "./envelope.js";
 import { digestHex, fromUtf8 } from "./internal/bytes.js";
 import { isNotice, MESSAGE_ID_HEADER, verifyNotice, type Decision } from "./notice.js";
+import { headersOf } from "./internal/headers.js";
 import { verifiedMessages } from "./internal/verified.js";
+import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import { reply as replySubject } from "./subjects.js";
 import type { Box } from "./keys.js";
 import type { Delivery, HeaderSource } from "./verify.js";
@@ -17,8 +19,8 @@ export const REQUEST_ID_HEADER = "Agentgw-Request-Id";
 export const RESPONDER_HEADER = "Agentgw-Responder";
 export const SEALED_FROM_HEADER = "Agentgw-Sealed-From";
 
-/** DEFAULT_REPLY_SKEW_MS is the skew tolerated on a reply token's times (30 s). */
-export const DEFAULT_REPLY_SKEW_MS = 30_000;
+/** DEFAULT_REPLY_SKEW_MS is the skew tolerated on a reply token's times when skewMs is absent or 0 (30 s). */
+export const DEFAULT_REPLY_SKEW_MS = WAIT_SKEW_MS;
 
 /**
  * A Reply is a verified, opened response to one of the agent's requests.
@@ -70,7 +72,12 @@ export class Reply {
 export interface WaitOptions {
   /** Gateway signing keys (N…) whose reply and notice tokens are accepted. Required. */
   trustedGateways: readonly string[];
-  /** Skew tolerated on the token's times, in ms. Absent: 30 s. */
+  /**
+   * Skew tolerated on the iat and exp of reply and notice tokens, in ms.
+   * Absent or 0: 30 s (DEFAULT_REPLY_SKEW_MS), as a zero
+   * WaitOptions.Skew is in the Go SDK. Negative or not a finite number:
+   * ConfigError.
+   */
   skewMs?: number;
   /** Gives up waiting (NoReplyError) when it aborts. */
   signal?: AbortSignal;
@@ -99,20 +106,24 @@ export interface ReplyReceiver {
  * verifyReply checks a message from the agent's reply subject: its
  * decision token (signed by a trusted gateway, addressed to this agent, a
  * reply decision bound to these exact bytes) and its seal (from the
- * gateway's curve key, to the agent's), and opens it. It throws a
- * VerificationError.
+ * gateway's curve key, to the agent's), and opens it. m is the message
+ * as received (its header values are read as received, see headersOf),
+ * or its data with a Map of exact header values. It throws a
+ * VerificationError, or a ConfigError for a negative or non-finite
+ * opt.skewMs.
  */
 export function verifyReply(agent: ReplyReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WaitOptions, "signal">): Reply {
   const box = agent.box;
   if (box === undefined) {
     throw new ConfigError("replies are sealed to the agent: configure its curve key");
   }
-  const h = (k: string): string => m.headers?.get(k) ?? "";
+  const hs = headersOf(m);
+  const h = (k: string): string => hs?.get(k) ?? "";
   const claims = verifyDecision(h(DECISION_HEADER), {
     trustedGateways: opt.trustedGateways,
     audience: agent.publicKey,
     now: agent.now(),
-    skewMs: opt.skewMs ?? DEFAULT_REPLY_SKEW_MS,
+    skewMs: waitSkewMs(opt.skewMs),
   });
   if (claims.route !== ROUTE_REPLY || claims.payloadDigest !== digestHex(m.data)) {
     throw new VerificationError("decision_token_binding", "reply token does not bind these bytes");
@@ -140,6 +151,7 @@ function checkWait(agent: Agent, opt: WaitOptions): string {
   if (!opt.trustedGateways || opt.trustedGateways.length === 0) {
     throw new ConfigError("no trusted gateway keys for replies");
   }
+  waitSkewMs(opt.skewMs);
   return replySubject(agent.tenant, agent.publicKey);
 }
 
@@ -200,7 +212,7 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
           }
           continue;
         }
-        if ((m.headers?.get(REQUEST_ID_HEADER) ?? "") !== receipt.messageId) {
+        if ((headersOf(m)?.get(REQUEST_ID_HEADER) ?? "") !== receipt.messageId) {
           continue;
         }
         try {
@@ -230,7 +242,7 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
  * other message, from a trusted gateway or not, is undefined.
  */
 function noticeOf(agent: Agent, m: { data: Uint8Array; headers?: HeaderSource | undefined }, messageId: string, opt: WaitOptions): Decision | undefined {
-  if (!isNotice(m) || (m.headers?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
+  if (!isNotice(m) || (headersOf(m)?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
     return undefined;
   }
   let d: Decision;

@@ -8,6 +8,8 @@ import { digestHex, fromB64url, fromUtf8 } from "./internal/bytes.js";
 import { decodePublicKey, type Box } from "./keys.js";
 import { parseCapability } from "./subjects.js";
 
+export { headersOf, parseHeaderBlock } from "./internal/headers.js";
+
 /** DEFAULT_CONSUMER_SKEW_MS is the clock skew tolerated on a decision token's iat and exp (30 s). */
 export const DEFAULT_CONSUMER_SKEW_MS = 30_000;
 
@@ -38,13 +40,22 @@ export interface VerifyOptions {
   verifyAgentSignature?: boolean;
   /** The verification instant. Absent: now. */
   now?: Date;
-  /** Clock skew tolerated on the token's iat and exp, in milliseconds. Absent or 0: none. */
+  /**
+   * Clock skew tolerated on the token's iat and exp, in milliseconds.
+   * Absent or 0: none, as a zero VerifyOptions.Skew in the Go SDK.
+   * Negative or not a finite number fails every message (internal_error).
+   */
   skewMs?: number;
   /** Bounds of the envelope body; set them to the gateway's if it allows more. */
   limits?: Limits;
 }
 
-/** Reads a header by name: a nats.js MsgHdrs, a Map, or undefined. */
+/**
+ * Reads a header by name: a Map of values exactly as received, what
+ * headersOf returns for a nats.js message, or undefined. A nats.js
+ * MsgHdrs (msg.headers) has its values trimmed by nats.js: pass
+ * headersOf(msg) instead, so that a value is compared as received.
+ */
 export interface HeaderSource {
   get(name: string): string | undefined | null;
 }
@@ -135,9 +146,10 @@ function asVerification(err: unknown): never {
 
 /**
  * verifyDelivery checks one message from a capability subject, given its
- * subject, headers and data exactly as received, and returns what a
- * handler may act on. Nothing in the message is trusted before the token
- * verifies. It throws a VerificationError:
+ * subject, headers (headersOf(msg) for a nats.js message) and data
+ * exactly as received, and returns what a handler may act on. Nothing in
+ * the message is trusted before the token verifies. It throws a
+ * VerificationError:
  *
  *  - invalid_subject: subject is not agentgw.cap.<tenant>.<target> for one
  *    of targets.

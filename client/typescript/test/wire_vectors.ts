@@ -3,7 +3,8 @@
 // and their signatures, sealed payloads (with their nonces), decision
 // tokens and their Merkle batches, deliveries, approval requests and
 // answers, replies and decision notices, each with its rejects and their
-// reason codes.
+// reason codes, and the cases two readers could read two ways (.creds
+// files, approval requests, header blocks).
 //
 // Each file has a reader below; the tests of a file are registered (by
 // vectors.test.ts importing this module) when it is present. A vector file
@@ -11,6 +12,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fromCurveSeed, fromSeed } from "@nats-io/nkeys";
+import { MsgImpl } from "@nats-io/nats-core/internal";
 import { answerKey, decodeRequest } from "../src/approver.js";
 import { parseCreds, parseJWT } from "../src/creds.js";
 import { rootInput, rootOf, leafHash, verifyDecision } from "../src/decision.js";
@@ -26,7 +28,7 @@ import {
   signingInput,
   verifyEnvelope,
 } from "../src/envelope.js";
-import { DeniedError, VerificationError } from "../src/errors.js";
+import { ConfigError, DeniedError, InvalidRequestError, VerificationError } from "../src/errors.js";
 import { b64url, hex } from "../src/internal/bytes.js";
 import { signBatch } from "../src/internal/decision_sign.js";
 import { Box, curveKeyPair, decodePublicKey } from "../src/keys.js";
@@ -34,7 +36,7 @@ import { isNotice, parseNoticeDoc, verifyNotice } from "../src/notice.js";
 import { verifyReply } from "../src/reply.js";
 import { isReasonCode, type ReasonCode } from "../src/reason.js";
 import { parseCapability } from "../src/subjects.js";
-import { verifyDelivery } from "../src/verify.js";
+import { headersOf, parseHeaderBlock, verifyDelivery } from "../src/verify.js";
 import { bytes, dec, listTestdata, readJSON } from "./helpers.js";
 
 /** Files of testdata/wire that are not for a client SDK. */
@@ -65,6 +67,7 @@ const readers: Record<string, () => void> = {
   "approval.json": approvalVectors,
   "response.json": responseVectors,
   "notice.json": noticeVectors,
+  "headers.json": headerVectors,
 };
 
 if (files.length > 0) {
@@ -141,6 +144,21 @@ function credentialVectors(): void {
       const creds = parseCreds(x.creds);
       assert.equal(creds.credential, x.jwt, x.label);
       assert.equal(creds.key.getPublicKey(), x.request.subject, x.label);
+    }
+  });
+  test("wire/credential.json: every .creds case is accepted or refused as the file says", () => {
+    const agent = c.credentials[0];
+    assert.ok(c.creds_cases.length > 0);
+    for (const x of c.creds_cases) {
+      const data = x.creds_hex ? Buffer.from(x.creds_hex, "hex") : bytes(x.creds);
+      let got = "accepted";
+      try {
+        assert.equal(parseCreds(data).key.getPublicKey(), agent.request.subject, x.name);
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, `${x.name}: ${String(err)}`);
+        got = "refused";
+      }
+      assert.equal(got, x.want, x.name);
     }
   });
   test("wire/credential.json: every reject is a compact JWT with a known reason", () => {
@@ -307,6 +325,7 @@ function deliveryVectors(): void {
 
 function approvalVectors(): void {
   const a = readJSON("wire", "approval.json");
+  approvalRequestCases(a);
   test("wire/approval.json: the request reads as the approver sees it, and the answers are written byte for byte", () => {
     const m: Message = a.request;
     const req = decodeRequest(m.subject, bytes(m.body), "tenant_a");
@@ -332,6 +351,39 @@ function approvalVectors(): void {
       assert.equal(e.idempotencyKey, a.idempotency_key);
       assert.equal(e.traceId, req.traceId);
       assert.equal(dec.decode(e.payload.plain), a.answers.find((x: any) => x.name === "grant").payload);
+    }
+  });
+}
+
+function approvalRequestCases(a: any): void {
+  test("wire/approval.json: every request case is accepted, with its fields, or refused as the file says", () => {
+    assert.ok(a.request_cases.length > 0);
+    for (const x of a.request_cases) {
+      let got = "accepted";
+      try {
+        const req = decodeRequest(a.request.subject, bytes(x.body), "tenant_a");
+        assert.deepEqual(req.fields, JSON.parse(x.fields), x.name);
+      } catch (err) {
+        assert.ok(err instanceof InvalidRequestError, `${x.name}: ${String(err)}`);
+        got = "refused";
+      }
+      assert.equal(got, x.want, x.name);
+    }
+  });
+}
+
+function headerVectors(): void {
+  const f = readJSON("wire", "headers.json");
+  test("wire/headers.json: every header block reads as the file says, from a nats.js message", () => {
+    assert.ok(f.blocks.length > 0);
+    for (const b of f.blocks) {
+      const hdr = bytes(b.block);
+      const raw = new Uint8Array([...hdr, ...bytes("{}")]);
+      const msg = new MsgImpl({ subject: bytes("agentgw.reply.x"), sid: 1, size: raw.length, hdr: hdr.length } as never, raw, {} as never);
+      for (const r of b.reads) {
+        assert.equal(headersOf(msg)?.get(r.name) ?? "", r.value, `${b.name}: ${r.name}`);
+        assert.equal(parseHeaderBlock(hdr).get(r.name) ?? "", r.value, `${b.name}: ${r.name}`);
+      }
     }
   });
 }

@@ -63,6 +63,11 @@ export class Scanner {
   pos = 0;
   /** checkDuplicates: refuse duplicate member names (on by default). */
   checkDuplicates = true;
+  /**
+   * foldNames: names that differ only under case folding are duplicates
+   * (on by default); off, only names equal after unescaping are.
+   */
+  foldNames = true;
   /** integersOnly: refuse numbers with a fraction or an exponent. */
   integersOnly = false;
   constructor(
@@ -355,7 +360,7 @@ export class Scanner {
     }
   }
 
-  /** object reads a generic object, refusing duplicate names under case folding. */
+  /** object reads a generic object, refusing duplicate names (under case folding unless foldNames is off). */
   object(depth: number): void {
     if (depth > this.lim.maxDepth) {
       throw this.fail(`nesting deeper than ${this.lim.maxDepth}`);
@@ -372,7 +377,7 @@ export class Scanner {
       }
       const at = this.pos;
       const name = this.str(this.lim.maxString);
-      const f = this.checkDuplicates ? foldName(name.value) : "";
+      const f = !this.checkDuplicates ? "" : this.foldNames ? foldName(name.value) : name.value;
       if (this.checkDuplicates && names.has(f)) {
         this.pos = at;
         throw this.fail("duplicate member name (names differing only in case are duplicates)");

@@ -1,0 +1,232 @@
+package client
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/identity"
+)
+
+// The vectors of what a reader must accept and refuse where the same
+// bytes could be read two ways (docs/wire.md): .creds files
+// (credential.json creds_cases), approval requests (approval.json
+// request_cases) and header blocks (headers.json). The Go and the
+// TypeScript SDK read every case; each must come out as the file says.
+
+// wvCredsCase is a .creds file, as text or (when it is not UTF-8) hex.
+type wvCredsCase struct {
+	Name     string `json:"name"`
+	Creds    string `json:"creds,omitempty"`
+	CredsHex string `json:"creds_hex,omitempty"`
+	Want     string `json:"want"`
+}
+
+// wvRequestCase is an approval request body on approval.json's request
+// subject; an accepted one reads with the fields of the JSON text Fields.
+type wvRequestCase struct {
+	Name   string `json:"name"`
+	Body   string `json:"body"`
+	Want   string `json:"want"`
+	Fields string `json:"fields,omitempty"`
+}
+
+// wvHeaderBlock is a NATS header block and the value a reader takes for
+// each header named ("" when it reads none).
+type wvHeaderBlock struct {
+	Name  string     `json:"name"`
+	Block string     `json:"block"`
+	Reads []wvHeader `json:"reads"`
+}
+
+type wvHeadersFile struct {
+	About  string          `json:"about"`
+	Blocks []wvHeaderBlock `json:"blocks"`
+}
+
+const (
+	wvAccepted = "accepted"
+	wvRefused  = "refused"
+)
+
+// credsCases are .creds files around the agent's credential.
+func (w *wvWorld) credsCases(agent wvCredential) []wvCredsCase {
+	seed := func(label string) string {
+		s, err := w.keys[label].Seed()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		return string(s)
+	}
+	block := func(kind, value string) string {
+		return "-----BEGIN " + kind + "-----\n" + value + "\n------END " + kind + "------\n"
+	}
+	jwtBlock := func(jwt string) string { return block("NATS AGENTGW-CREDENTIAL JWT", jwt) }
+	seedBlock := func(s string) string { return block("USER NKEY SEED", s) }
+	file := func(jwt, s string) string { return jwtBlock(jwt) + "\n" + seedBlock(s) }
+	// The agent's claims with more members, under its header and
+	// signature: a reader does not check the signature, only the form.
+	claims := func(more string) string {
+		return agent.HeaderB64URL + "." + b64url.EncodeToString([]byte("{"+more+agent.ClaimsJSON[1:])) + "." + agent.SignatureB64URL
+	}
+	crlf := func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
+	s := seed("agent")
+	ok := func(name, creds string) wvCredsCase { return wvCredsCase{Name: name, Creds: creds, Want: wvAccepted} }
+	no := func(name, creds string) wvCredsCase { return wvCredsCase{Name: name, Creds: creds, Want: wvRefused} }
+	return []wvCredsCase{
+		ok("crlf_line_ends", crlf(agent.Creds)),
+		ok("text_around_and_a_third_block", "# the agent\n"+agent.Creds+block("NOTE", "more")+"trailing text"),
+		ok("shortest_dashed_lines_no_final_line_end", "------\n"+agent.JWT+"\n------\n------\n"+s+"\n------"),
+		ok("claims_eight_levels", file(claims(`"x":[[[[[[[]]]]]]],`), s)),
+		{Name: "not_utf8", CredsHex: hex.EncodeToString([]byte(agent.Creds + "\xff\n")), Want: wvRefused},
+		no("a_seed_line_not_a_seed_block", jwtBlock(agent.JWT)+"\n"+s+"\n"),
+		no("a_seed_line_not_a_seed_block_crlf", crlf(jwtBlock(agent.JWT)+"\n")+s+"\r\n"),
+		no("seed_block_first", seedBlock(s)+"\n"+jwtBlock(agent.JWT)),
+		no("seed_with_a_character_more", file(agent.JWT, s+"A")),
+		no("seed_of_another_user", file(agent.JWT, seed("consumer"))),
+		no("account_seed", file(agent.JWT, seed("issuer"))),
+		no("claims_with_a_case_variant", file(claims(`"SUB":"x",`), s)),
+		no("claims_nine_levels", file(claims(`"x":[[[[[[[[]]]]]]]],`), s)),
+		no("claims_member_twice", file(claims(`"sub":"x",`), s)),
+	}
+}
+
+// requestCases are the approval request body with a number or a member
+// changed.
+func wvRequestCases(t testing.TB, body string) []wvRequestCase {
+	const fields = `{"amount_cents":990000,"currency":"EUR"}`
+	if !strings.Contains(body, `"fields":`+fields) || !strings.Contains(body, `"deadline":"2026-11-26T01:23:41Z"`) {
+		t.Fatal("the approval request has other fields or another deadline")
+	}
+	edit := func(old, new string) string { return strings.Replace(body, old, new, 1) }
+	amount := func(n string) string { return edit(`"amount_cents":990000`, `"amount_cents":`+n) }
+	ok := func(name, body, amount string) wvRequestCase {
+		return wvRequestCase{Name: name, Body: body, Want: wvAccepted, Fields: `{"amount_cents":` + amount + `,"currency":"EUR"}`}
+	}
+	no := func(name, body string) wvRequestCase { return wvRequestCase{Name: name, Body: body, Want: wvRefused} }
+	nested := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	return []wvRequestCase{
+		ok("largest_double", amount("1.7976931348623157e308"), "1.7976931348623157e308"),
+		ok("rounds_down_to_the_largest_double", amount("1.7976931348623158e308"), "1.7976931348623157e308"),
+		ok("underflows_to_zero", amount("1e-400"), "0"),
+		ok("smallest_subnormal", amount("5e-324"), "5e-324"),
+		ok("integer_rounded_to_a_double", amount("9007199254740993"), "9007199254740992"),
+		ok("number_of_64_bytes", amount("1"+strings.Repeat("0", 63)), "1e63"),
+		ok("exponent_of_1000", amount("1e-1000"), "0"),
+		ok("nested_64_levels", amount(nested(62)), nested(62)),
+		ok("case_variant_is_another_member", edit(`"agent":`, `"Agent":"x","agent":`), "990000"),
+		ok("unknown_member_may_overflow", edit(`"risk":`, `"extra":1e400,"risk":`), "990000"),
+		ok("deadline_with_an_offset", edit(`"deadline":"2026-11-26T01:23:41Z"`, `"deadline":"2026-11-26T02:23:41+01:00"`), "990000"),
+		no("overflows", amount("1e400")),
+		no("overflows_negative", amount("-1e400")),
+		no("rounds_up_to_infinity", amount("1.7976931348623159e308")),
+		no("overflows_nested", amount(`[{"cents":1e309}]`)),
+		no("number_of_65_bytes", amount("1"+strings.Repeat("0", 64))),
+		no("exponent_beyond_1000", amount("1e-1001")),
+		no("nested_65_levels", amount(nested(63))),
+		no("member_twice", edit(`"risk":`, `"risk":"low","risk":`)),
+		no("member_twice_in_fields", amount(`1,"amount_cents":2`)),
+		no("lone_surrogate_escape", edit(`"currency":"EUR"`, `"currency":"\ud800"`)),
+		no("fields_not_an_object", edit(`"fields":`+fields, `"fields":[]`)),
+		no("risk_not_a_string", edit(`"risk":"critical"`, `"risk":4`)),
+		no("deadline_in_lower_case", edit(`"deadline":"2026-11-26T01:23:41Z"`, `"deadline":"2026-11-26t01:23:41z"`)),
+		no("deadline_not_a_date", edit(`"deadline":"2026-11-26T01:23:41Z"`, `"deadline":"2026-11-31T01:23:41Z"`)),
+		no("data_after_the_object", body+" {}"),
+	}
+}
+
+// headersFile holds header blocks as a NATS client receives them.
+func wvHeadersVectors() wvHeadersFile {
+	const id = "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801"
+	blk := func(lines ...string) string { return "NATS/1.0\r\n" + strings.Join(lines, "\r\n") + "\r\n\r\n" }
+	reads := func(notice, msgID string) []wvHeader {
+		return []wvHeader{{"Agentgw-Notice", notice}, {"Agentgw-Message-Id", msgID}}
+	}
+	mid := "Agentgw-Message-Id: " + id
+	return wvHeadersFile{
+		About: "NATS header blocks (docs/wire.md, \"Headers\") and the value a reader takes for each header in reads (\"\" when none): " +
+			"the value is what follows the colon less the spaces and tabs right after it, compared exactly, so trailing white space " +
+			"or any other leading white space makes another value; lines end at LF (less a CR before it); a name's first value counts; " +
+			"a block that does not start NATS/1.0, has a line without a colon or no empty line reads as no headers.",
+		Blocks: []wvHeaderBlock{
+			{"as_the_gateway_writes", blk("Agentgw-Notice: decision", mid), reads("decision", id)},
+			{"no_space_after_the_colon", blk("Agentgw-Notice:decision", "Agentgw-Message-Id:"+id), reads("decision", id)},
+			{"spaces_and_tabs_after_the_colon", blk("Agentgw-Notice: \t decision", mid), reads("decision", id)},
+			{"trailing_space_and_tab", blk("Agentgw-Notice: decision ", mid+"\t"), reads("decision ", id+"\t")},
+			{"no_break_spaces", blk("Agentgw-Notice: \u00a0decision\u00a0", mid), reads("\u00a0decision\u00a0", id)},
+			{"byte_order_mark", blk("Agentgw-Notice: \ufeffdecision", mid), reads("\ufeffdecision", id)},
+			{"form_feed_after_the_colon", blk("Agentgw-Notice:\fdecision", mid), reads("\fdecision", id)},
+			{"first_of_two_values", blk("Agentgw-Notice: decision ", "Agentgw-Notice: decision", mid), reads("decision ", id)},
+			{"name_in_another_case", blk("agentgw-notice: decision", mid), reads("", id)},
+			{"space_before_the_colon", blk("Agentgw-Notice : decision", mid), reads("", id)},
+			{"line_feeds_alone", "NATS/1.0\nAgentgw-Notice: decision\n" + mid + "\n\n", reads("decision", id)},
+			{"line_feed_inside_a_value", blk("Agentgw-Notice: x\nAgentgw-Notice: decision", mid), reads("x", id)},
+			{"inline_status", "NATS/1.0 503\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("decision", id)},
+			{"line_without_a_colon", blk("Agentgw-Notice: decision", "garbage", mid), reads("", "")},
+			{"no_empty_line", "NATS/1.0\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n", reads("", "")},
+			{"not_nats_1_0", "NATS/2.0\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("", "")},
+		},
+	}
+}
+
+func TestWireVectorCredsCases(t *testing.T) {
+	f := wvLoad[wvCredentialsFile](t, "credential.json")
+	agent := f.Credentials[0]
+	for _, c := range f.CredsCases {
+		t.Run(c.Name, func(t *testing.T) {
+			data := []byte(c.Creds)
+			if c.CredsHex != "" {
+				data = wvUnhex(t, c.CredsHex)
+			}
+			_, kp, err := identity.ParseCreds(data)
+			if got := wvVerdict(err); got != c.Want {
+				t.Fatalf("ParseCreds = %v; want %s", err, c.Want)
+			}
+			if err == nil {
+				if pub, _ := kp.PublicKey(); pub != agent.Request.Subject {
+					t.Errorf("ParseCreds key %s; want the agent's", pub)
+				}
+			}
+		})
+	}
+}
+
+func TestWireVectorRequestCases(t *testing.T) {
+	f := wvLoad[wvApprovalFile](t, "approval.json")
+	for _, c := range f.RequestCases {
+		t.Run(c.Name, func(t *testing.T) {
+			req, err := decodeRequest(f.Request.Subject, []byte(c.Body), wvTenant)
+			if got := wvVerdict(err); got != c.Want {
+				t.Fatalf("decodeRequest = %v; want %s", err, c.Want)
+			}
+			var want map[string]any
+			if err == nil && (json.Unmarshal([]byte(c.Fields), &want) != nil || !reflect.DeepEqual(req.Fields, want)) {
+				t.Errorf("fields = %v; want %s", req.Fields, c.Fields)
+			}
+		})
+	}
+}
+
+func TestWireVectorHeaderBlocks(t *testing.T) {
+	for _, b := range wvLoad[wvHeadersFile](t, "headers.json").Blocks {
+		// What a nats.Msg carries as its Header; nil when the block does
+		// not decode.
+		h, _ := nats.DecodeHeadersMsg([]byte(b.Block))
+		for _, r := range b.Reads {
+			if got := h.Get(r.Name); got != r.Value {
+				t.Errorf("%s: %s = %q; want %q", b.Name, r.Name, got, r.Value)
+			}
+		}
+	}
+}
+
+func wvVerdict(err error) string {
+	if err != nil {
+		return wvRefused
+	}
+	return wvAccepted
+}
