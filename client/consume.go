@@ -47,7 +47,7 @@ func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jets
 		cons, err = js.CreateOrUpdateConsumer(ctx, stream, cc)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil // stopped by the caller while it was being created
 		}
 		return fmt.Errorf("%w: consumer on %s: %w", ErrStream, stream, err)

@@ -242,9 +242,11 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // shared durable state of its own (a compare-and-set on a key-value
 // bucket, a unique key in its database).
 //
-// Consume returns nil when ctx is done, or an error wrapping ErrStream
-// when the consumer cannot be created (the stream is missing, the durable
-// exists with other filters) or disappears.
+// Consume returns nil when ctx is done once the consumer runs, or when
+// ctx is cancelled while it is being created; it returns an error
+// wrapping ErrStream when the consumer cannot be created (the stream is
+// missing, the durable exists with other filters, the user may not
+// create it and ctx's deadline passes first) or disappears.
 func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *Delivery) error) error {
 	filters := make([]string, 0, len(c.cfg.Targets))
 	for _, t := range c.cfg.Targets {
