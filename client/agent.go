@@ -6,13 +6,11 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/tracing"
 
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -280,8 +278,9 @@ func NewAgent(nc *nats.Conn, cfg AgentConfig, opts ...Option) (*Agent, error) {
 }
 
 // AgentFromCreds returns an Agent whose credential and user key come from
-// a NATS .creds file and whose curve key comes from curveSeedPath (a file
-// holding an "SX…" seed on a line of its own; "" for a plain-only agent).
+// a NATS .creds file and whose curve key comes from curveSeedPath (a seed
+// file holding an "SX…" seed on a line of its own, docs/wire.md "Seed
+// files"; "" for a plain-only agent).
 // cfg supplies everything else (GatewayXKey, retry settings); its
 // Credential, Key and Curve are replaced. Errors wrap ErrConfig and never
 // contain file contents.
@@ -299,23 +298,15 @@ func AgentFromCreds(nc *nats.Conn, credsPath, curveSeedPath string, cfg AgentCon
 	return NewAgent(nc, cfg, opts...)
 }
 
+// readCurveSeed reads the curve seed of the seed file at path by the
+// rules of docs/wire.md, "Seed files" (identity.ParseSeedFile), as the
+// TypeScript SDK's readCurveSeed reads it.
 func readCurveSeed(path string) (nkeys.KeyPair, error) {
-	data, err := os.ReadFile(path)
+	kp, err := identity.ReadCurveSeedFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: curve seed: %w", ErrConfig, err)
 	}
-	defer clear(data)
-	for line := range bytes.Lines(data) {
-		line = bytes.TrimSpace(line)
-		if bytes.HasPrefix(line, []byte("SX")) {
-			kp, err := nkeys.FromCurveSeed(line)
-			if err != nil {
-				return nil, fmt.Errorf("%w: curve seed in %s does not decode", ErrConfig, path)
-			}
-			return kp, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: no curve ('SX') seed in %s", ErrConfig, path)
+	return kp, nil
 }
 
 // credentialClaims are the credential claims an Agent checks its

@@ -116,7 +116,7 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 			_ = m.TermWithReason(err.Error())
 			return
 		}
-		if req.Agent == ap.agent.PublicKey() || !req.Deadline.IsZero() && ap.now().After(req.Deadline) {
+		if req.Agent == ap.agent.PublicKey() || requestExpired(req, ap.now()) {
 			_ = m.Ack()
 			return
 		}
@@ -126,6 +126,15 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		}
 		_ = m.Ack()
 	})
+}
+
+// requestExpired reports whether req is past its deadline at now, as the
+// gateway decides it (docs/wire.md, "Approvals"): now is later than the
+// deadline to the nanosecond, so an answer at the deadline itself still
+// counts; a request without a deadline (the zero time) never expires.
+// The TypeScript SDK's requestExpired decides alike.
+func requestExpired(req approval.Request, now time.Time) bool {
+	return !req.Deadline.IsZero() && now.After(req.Deadline)
 }
 
 // decodeRequest reads an approval request from subject and data and
@@ -139,7 +148,8 @@ func decodeRequest(subject string, data []byte, tenant string) (approval.Request
 	}
 	// Names exactly as written (encoding/json would take a case variant,
 	// and the last of two), no duplicates, valid UTF-8 without lone
-	// surrogate escapes, members of their types, RFC 3339 times, and
+	// surrogate escapes, members of their types, RFC 3339 times (read to
+	// the nanosecond, digits after the ninth dropped), and
 	// numbers in fields that a float64 holds (1e400 is refused, not
 	// Inf): as the TypeScript approver reads it (docs/wire.md,
 	// "Approvals"). Unknown members are ignored.

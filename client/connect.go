@@ -35,8 +35,10 @@ func ApprovalConsumerName(tenant string) string { return tenant + "-approvals" }
 // UserOptions are the connect options of a static nkey user whose seed is
 // in seedFile: an nkey seed file, or an agentgw .creds file (its key is
 // the user: tenant accounts name each agent, approver and consumer by its
-// agentgw key). They authenticate with the key (the server's nonce is
-// signed; the seed never leaves the process) and set the inbox prefix
+// agentgw key), read by the rules of docs/wire.md, "Seed files", as
+// UserKey reads it. They authenticate with the key (the server's nonce is
+// signed with the seed read again from seedFile, which must still be the
+// same key; the seed never leaves the process) and set the inbox prefix
 // _INBOX.<public key>, the only inboxes such a user may subscribe to. The
 // error never quotes the file.
 func UserOptions(seedFile string) ([]nats.Option, error) {
@@ -44,20 +46,29 @@ func UserOptions(seedFile string) ([]nats.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, err := nats.NkeyOptionFromSeed(seedFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: not an nkey seed or .creds file", ErrConfig, seedFile)
+	sign := func(nonce []byte) ([]byte, error) {
+		kp, err := identity.ReadUserSeedFile(seedFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: no user seed", ErrConfig, seedFile)
+		}
+		defer kp.Wipe()
+		if k, err := kp.PublicKey(); err != nil || k != pub {
+			return nil, fmt.Errorf("%w: %s: the user seed changed", ErrConfig, seedFile)
+		}
+		return kp.Sign(nonce)
 	}
-	return []nats.Option{auth, nats.CustomInboxPrefix("_INBOX." + pub)}, nil
+	return []nats.Option{nats.Nkey(pub, sign), nats.CustomInboxPrefix("_INBOX." + pub)}, nil
 }
 
-// UserKey returns the public user ('U') key of the seed in seedFile (an
-// nkey seed file or an agentgw .creds file). The error never quotes the
-// file.
+// UserKey returns the public user ('U') key of the seed in seedFile: an
+// nkey seed file with exactly one seed line, a user ('SU…') seed, or an
+// agentgw .creds file, read by the rules of docs/wire.md, "Seed files"
+// (identity.ParseSeedFile), as the TypeScript SDK's readUserSeed reads
+// it. The error never quotes the file.
 func UserKey(seedFile string) (string, error) {
-	kp, err := identity.ReadSeedFile(seedFile)
+	kp, err := identity.ReadUserSeedFile(seedFile)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: no nkey seed", ErrConfig, seedFile)
+		return "", fmt.Errorf("%w: %s: no user ('SU…') seed by the seed file rules", ErrConfig, seedFile)
 	}
 	defer kp.Wipe()
 	pub, err := kp.PublicKey()

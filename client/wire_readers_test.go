@@ -3,19 +3,25 @@ package client
 import (
 	"encoding/hex"
 	"encoding/json"
+	"math/big"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // The vectors of what a reader must accept and refuse where the same
 // bytes could be read two ways (docs/wire.md): .creds files
-// (credential.json creds_cases), approval requests (approval.json
-// request_cases) and header blocks (headers.json). The Go and the
+// (credential.json creds_cases), seed files (credential.json
+// seed_file_cases), approval requests and their times (approval.json
+// request_cases and time_cases) and header blocks (headers.json). The Go and the
 // TypeScript SDK read every case; each must come out as the file says.
 
 // wvCredsCase is a .creds file, as text or (when it is not UTF-8) hex.
@@ -35,6 +41,35 @@ type wvRequestCase struct {
 	Fields string `json:"fields,omitempty"`
 }
 
+// wvSeedFileCase is a seed file, as text or (when it is not UTF-8) hex,
+// read for a "user" or a "curve" seed; an accepted one reads as the key
+// PublicKey.
+type wvSeedFileCase struct {
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	File      string `json:"file,omitempty"`
+	FileHex   string `json:"file_hex,omitempty"`
+	Want      string `json:"want"`
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// wvTimeCase is the approval request with RequestedAt and Deadline in
+// place of its own (Body): a reader reads them as the instants
+// RequestedAtUnixNano and DeadlineUnixNano (Unix nanoseconds in decimal,
+// "" for no time) and at Now (NowUnixNano) finds the request Want,
+// "expired" or "pending".
+type wvTimeCase struct {
+	Name                string `json:"name"`
+	RequestedAt         string `json:"requested_at"`
+	Deadline            string `json:"deadline"`
+	Body                string `json:"body"`
+	RequestedAtUnixNano string `json:"requested_at_unix_nano"`
+	DeadlineUnixNano    string `json:"deadline_unix_nano"`
+	Now                 string `json:"now"`
+	NowUnixNano         string `json:"now_unix_nano"`
+	Want                string `json:"want"`
+}
+
 // wvHeaderBlock is a NATS header block and the value a reader takes for
 // each header named ("" when it reads none).
 type wvHeaderBlock struct {
@@ -51,17 +86,22 @@ type wvHeadersFile struct {
 const (
 	wvAccepted = "accepted"
 	wvRefused  = "refused"
+	wvExpired  = "expired"
+	wvPending  = "pending"
 )
+
+// seed is the seed of the key labelled label.
+func (w *wvWorld) seed(label string) string {
+	s, err := w.keys[label].Seed()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return string(s)
+}
 
 // credsCases are .creds files around the agent's credential.
 func (w *wvWorld) credsCases(agent wvCredential) []wvCredsCase {
-	seed := func(label string) string {
-		s, err := w.keys[label].Seed()
-		if err != nil {
-			w.t.Fatal(err)
-		}
-		return string(s)
-	}
+	seed := w.seed
 	block := func(kind, value string) string {
 		return "-----BEGIN " + kind + "-----\n" + value + "\n------END " + kind + "------\n"
 	}
@@ -139,6 +179,106 @@ func wvRequestCases(t testing.TB, body string) []wvRequestCase {
 	}
 }
 
+// seedFileCases are seed files of the agent's user and curve seeds.
+func (w *wvWorld) seedFileCases(agent wvCredential) []wvSeedFileCase {
+	seed := w.seed
+	u, x := seed("agent"), seed("agent-xkey")
+	user := func(name, file string) wvSeedFileCase {
+		return wvSeedFileCase{Name: name, Role: "user", File: file, Want: wvAccepted, PublicKey: w.pubs["agent"]}
+	}
+	curve := func(name, file string) wvSeedFileCase {
+		return wvSeedFileCase{Name: name, Role: "curve", File: file, Want: wvAccepted, PublicKey: w.pubs["agent-xkey"]}
+	}
+	no := func(role, name, file string) wvSeedFileCase {
+		return wvSeedFileCase{Name: name, Role: role, File: file, Want: wvRefused}
+	}
+	seedBlock := "-----BEGIN USER NKEY SEED-----\n" + u + "\n------END USER NKEY SEED------\n"
+	jwtBlock := agent.Creds[:strings.Index(agent.Creds, "\n\n")+1]
+	return []wvSeedFileCase{
+		user("as_agentgw_writes_it", u+"\n"),
+		user("no_final_line_end", u),
+		user("crlf_and_blank_lines", "\r\n"+u+"\r\n\r\n"),
+		user("spaces_and_tabs_around", " \t"+u+" \t\r\n"),
+		user("public_key_and_comment_lines", "# agent\n"+u+"\n"+w.pubs["agent"]+"\n"),
+		user("creds_file", agent.Creds),
+		curve("curve_seed", x+"\n"),
+		curve("curve_seed_crlf", x+"\r\n"),
+		no("user", "empty", ""),
+		no("user", "account_seed_before_the_user_seed", seed("issuer")+"\n"+u+"\n"),
+		no("user", "account_seed", seed("issuer")+"\n"),
+		no("user", "two_user_seeds", u+"\n"+seed("consumer")+"\n"),
+		no("user", "the_same_seed_twice", u+"\n"+u+"\n"),
+		no("user", "seed_with_a_character_more", u+"A\n"),
+		no("user", "seed_with_a_character_more_before_the_seed", u+"A\n"+u+"\n"),
+		no("user", "seed_with_a_character_less", u[:len(u)-1]+"\n"),
+		no("user", "lower_case_seed", strings.ToLower(u)+"\n"),
+		no("user", "carriage_return_inside_the_seed", u[:20]+"\r"+u[20:]+"\n"),
+		no("user", "no_break_space_after_the_seed", u+"\u00a0\n"),
+		no("user", "next_line_after_the_seed", u+"\u0085\n"),
+		no("user", "byte_order_mark_before_the_seed", "\ufeff"+u+"\n"),
+		no("user", "vertical_tab_before_the_seed", "\v"+u+"\n"),
+		{Name: "not_utf8", Role: "user", FileHex: hex.EncodeToString([]byte(u + "\n\xff\n")), Want: wvRefused},
+		no("user", "curve_seed", x+"\n"),
+		no("user", "creds_with_a_seed_line_not_a_seed_block", jwtBlock+"\n"+u+"\n"),
+		no("user", "decorated_seed_alone", seedBlock),
+		no("curve", "user_seed", u+"\n"),
+		no("curve", "user_seed_before_the_curve_seed", u+"\n"+x+"\n"),
+		no("curve", "curve_seed_with_a_character_more", x+"A\n"),
+		{Name: "curve_seed_not_utf8", Role: "curve", FileHex: hex.EncodeToString([]byte(x + "\n\xff\n")), Want: wvRefused},
+		no("curve", "creds_file", agent.Creds),
+	}
+}
+
+// wvTimeCases are the approval request with other times: as the gateway
+// writes them (nanoseconds, trailing zeros dropped) and as a reader must
+// also read them (offsets, more than nine digits, the zero time).
+func wvTimeCases(t testing.TB, body string) []wvTimeCase {
+	const (
+		at       = `"requested_at":"2026-11-26T01:08:41Z"`
+		deadline = `"deadline":"2026-11-26T01:23:41Z"`
+	)
+	if !strings.Contains(body, at+","+deadline) {
+		t.Fatal("the approval request has other times")
+	}
+	unixNano := func(s string) string {
+		tt, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.IsZero() {
+			return ""
+		}
+		n := new(big.Int).Mul(big.NewInt(tt.Unix()), big.NewInt(1e9))
+		return n.Add(n, big.NewInt(int64(tt.Nanosecond()))).String()
+	}
+	c := func(name, requestedAt, dl, now, want string) wvTimeCase {
+		b := strings.Replace(body, at+","+deadline, `"requested_at":"`+requestedAt+`","deadline":"`+dl+`"`, 1)
+		return wvTimeCase{Name: name, RequestedAt: requestedAt, Deadline: dl, Body: b,
+			RequestedAtUnixNano: unixNano(requestedAt), DeadlineUnixNano: unixNano(dl),
+			Now: now, NowUnixNano: unixNano(now), Want: want}
+	}
+	const req = "2026-11-26T01:08:41Z"
+	return []wvTimeCase{
+		c("as_the_gateway_writes_them_at_the_deadline", "2026-11-26T01:08:41.123456789Z", "2026-11-26T01:23:41.123456789Z",
+			"2026-11-26T01:23:41.123456789Z", wvPending),
+		c("a_nanosecond_after_the_deadline", req, "2026-11-26T01:23:41.123456789Z", "2026-11-26T01:23:41.12345679Z", wvExpired),
+		c("a_nanosecond_before_the_deadline", req, "2026-11-26T01:23:41.12345679Z", "2026-11-26T01:23:41.123456789Z", wvPending),
+		c("half_a_millisecond_deadline_passed", req, "2026-11-26T01:23:41.0005Z", "2026-11-26T01:23:41.000500001Z", wvExpired),
+		c("whole_second_deadline_at_it", req, "2026-11-26T01:23:41Z", "2026-11-26T01:23:41Z", wvPending),
+		c("whole_second_deadline_a_nanosecond_after", req, "2026-11-26T01:23:41Z", "2026-11-26T01:23:41.000000001Z", wvExpired),
+		c("a_millisecond_after_the_deadline", req, "2026-11-26T01:23:41.000999Z", "2026-11-26T01:23:41.001Z", wvExpired),
+		c("tenth_digit_dropped_not_rounded", "2026-11-26T01:08:41.9999999999Z", "2026-11-26T01:23:41.9999999999Z",
+			"2026-11-26T01:23:42Z", wvExpired),
+		c("offset_with_a_fraction", "2026-11-26T02:08:41.5+01:00", "2026-11-26T02:23:41.0005+01:00", "2026-11-26T01:23:41.0006Z", wvExpired),
+		c("before_1970", "1969-12-31T23:59:58.0000001Z", "1969-12-31T23:59:59.9995Z", "1969-12-31T23:59:59.9996Z", wvExpired),
+		c("before_1970_at_the_deadline", req, "1969-12-31T23:59:59.9995Z", "1969-12-31T23:59:59.9995Z", wvPending),
+		c("zero_time_is_no_deadline", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "2026-11-26T01:23:42Z", wvPending),
+		c("zero_time_with_an_offset", req, "0001-01-01T01:00:00+01:00", "2026-11-26T01:23:42Z", wvPending),
+		c("zero_time_with_a_tenth_digit", req, "0001-01-01T00:00:00.0000000001Z", "2026-11-26T01:23:42Z", wvPending),
+		c("a_nanosecond_after_the_zero_time", req, "0001-01-01T00:00:00.000000001Z", "2026-11-26T01:23:42Z", wvExpired),
+	}
+}
+
 // headersFile holds header blocks as a NATS client receives them.
 func wvHeadersVectors() wvHeadersFile {
 	const id = "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801"
@@ -206,6 +346,117 @@ func TestWireVectorRequestCases(t *testing.T) {
 			var want map[string]any
 			if err == nil && (json.Unmarshal([]byte(c.Fields), &want) != nil || !reflect.DeepEqual(req.Fields, want)) {
 				t.Errorf("fields = %v; want %s", req.Fields, c.Fields)
+			}
+		})
+	}
+}
+
+func TestWireVectorSeedFileCases(t *testing.T) {
+	f := wvLoad[wvCredentialsFile](t, "credential.json")
+	if len(f.SeedFileCases) == 0 {
+		t.Fatal("no seed file cases")
+	}
+	dir := t.TempDir()
+	for i, c := range f.SeedFileCases {
+		t.Run(c.Name, func(t *testing.T) {
+			data := []byte(c.File)
+			if c.FileHex != "" {
+				data = wvUnhex(t, c.FileHex)
+			}
+			path := filepath.Join(dir, "seed"+strings.Repeat("_", i))
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var pub string
+			var err error
+			switch c.Role {
+			case "user":
+				pub, err = UserKey(path)
+				if got, want := wvVerdict(wvUserOptionsSign(path)), c.Want; got != want {
+					t.Errorf("UserOptions and its signature: %s; want %s", got, want)
+				}
+			case "curve":
+				kp, cerr := readCurveSeed(path)
+				if err = cerr; err == nil {
+					pub, _ = kp.PublicKey()
+				}
+			default:
+				t.Fatalf("role %q", c.Role)
+			}
+			if got := wvVerdict(err); got != c.Want {
+				t.Fatalf("read as a %s seed file = %v; want %s", c.Role, err, c.Want)
+			}
+			if err == nil && pub != c.PublicKey {
+				t.Errorf("key %s; want %s", pub, c.PublicKey)
+			}
+		})
+	}
+}
+
+// wvUserOptionsSign applies UserOptions(path) and signs a nonce as the
+// connection would, checking the signature with the key UserKey reads.
+func wvUserOptionsSign(path string) error {
+	opts, err := UserOptions(path)
+	if err != nil {
+		return err
+	}
+	var o nats.Options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return err
+		}
+	}
+	nonce := []byte("a server nonce")
+	sig, err := o.SignatureCB(nonce)
+	if err != nil {
+		return err
+	}
+	kp, err := nkeys.FromPublicKey(o.Nkey)
+	if err != nil {
+		return err
+	}
+	return kp.Verify(nonce, sig)
+}
+
+func TestWireVectorTimeCases(t *testing.T) {
+	f := wvLoad[wvApprovalFile](t, "approval.json")
+	if len(f.TimeCases) == 0 {
+		t.Fatal("no time cases")
+	}
+	unixNano := func(tt time.Time) string {
+		if tt.IsZero() {
+			return ""
+		}
+		n := new(big.Int).Mul(big.NewInt(tt.Unix()), big.NewInt(1e9))
+		return n.Add(n, big.NewInt(int64(tt.Nanosecond()))).String()
+	}
+	for _, c := range f.TimeCases {
+		t.Run(c.Name, func(t *testing.T) {
+			req, err := decodeRequest(f.Request.Subject, []byte(c.Body), wvTenant)
+			if err != nil {
+				t.Fatalf("decodeRequest = %v", err)
+			}
+			if got := unixNano(req.RequestedAt); got != c.RequestedAtUnixNano {
+				t.Errorf("requested_at %q reads as %s; want %s", c.RequestedAt, got, c.RequestedAtUnixNano)
+			}
+			if got := unixNano(req.Deadline); got != c.DeadlineUnixNano {
+				t.Errorf("deadline %q reads as %s; want %s", c.Deadline, got, c.DeadlineUnixNano)
+			}
+			ns, ok := new(big.Int).SetString(c.NowUnixNano, 10)
+			if !ok {
+				t.Fatalf("now_unix_nano %q", c.NowUnixNano)
+			}
+			sec, nsec := new(big.Int).DivMod(ns, big.NewInt(1e9), new(big.Int))
+			now := time.Unix(sec.Int64(), nsec.Int64())
+			if want, err := time.Parse(time.RFC3339Nano, c.Now); err != nil || !now.Equal(want) {
+				t.Fatalf("now_unix_nano %s is not now %s", c.NowUnixNano, c.Now)
+			}
+			got := wvPending
+			if requestExpired(req, now) {
+				got = wvExpired
+			}
+			if got != c.Want {
+				t.Errorf("at %s the request is %s; want %s", c.Now, got, c.Want)
 			}
 		})
 	}

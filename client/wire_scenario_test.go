@@ -431,7 +431,9 @@ func (w *wvWorld) build() map[string][]byte {
 	appr := wvApprovalFile{
 		About: "approvals (docs/wire.md, \"Approvals\"): the request the gateway publishes for the held envelope, the answers an approver may put in " +
 			"the plain payload of an approve envelope, the approve envelope (envelope.json), and the delivery its grant releases (delivery.json). " +
-			"request_cases are the request with a number or member changed, on the request's subject, that a reader accepts (reading fields as given) or refuses as want says.",
+			"request_cases are the request with a number or member changed, on the request's subject, that a reader accepts (reading fields as given) or refuses as want says; " +
+			"time_cases are the request with other requested_at and deadline, which a reader reads to the nanosecond (Unix nanoseconds in decimal, \"\" for no time) " +
+			"and, at now, finds expired (now later than the deadline) or pending.",
 		HeldEnvelope: payment.Name,
 		Request: wvMessage{Subject: approvalSubj, Body: string(reqJSON), Headers: []wvHeader{
 			{header.MsgID, wvOutputMsgID(3, wvTenant, w.pubs["agent"], paymentBody.MessageID)},
@@ -452,6 +454,7 @@ func (w *wvWorld) build() map[string][]byte {
 		Answers:         []wvAnswer{{"grant", grant}, {"deny", deny}},
 		ApproveEnvelope: approve.Name, IdempotencyKey: answerKey(req.HeldMessageID), Release: "payment-delivery",
 		RequestCases: wvRequestCases(w.t, string(reqJSON)),
+		TimeCases:    wvTimeCases(w.t, string(reqJSON)),
 	}
 
 	// Response and reply.

@@ -93,6 +93,7 @@ type wvCredentialsFile struct {
 	Credentials        []wvCredential       `json:"credentials"`
 	Rejects            []wvCredentialReject `json:"rejects"`
 	CredsCases         []wvCredsCase        `json:"creds_cases"`
+	SeedFileCases      []wvSeedFileCase     `json:"seed_file_cases"`
 }
 
 type wvEnvelope struct {
@@ -247,6 +248,7 @@ type wvApprovalFile struct {
 	IdempotencyKey  string          `json:"idempotency_key"`
 	Release         string          `json:"release"`
 	RequestCases    []wvRequestCase `json:"request_cases"`
+	TimeCases       []wvTimeCase    `json:"time_cases"`
 }
 
 type wvResponseFile struct {

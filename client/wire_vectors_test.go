@@ -218,7 +218,8 @@ func (w *wvWorld) credentialFile() wvCredentialsFile {
 	f := wvCredentialsFile{
 		About: "agentgw credentials: compact JWTs {typ JWT, alg ed25519-nkey} signed by the tenant issuer (docs/wire.md, \"Credentials\"). " +
 			"Each verifies with trust, audience, skew and max lifetime below at verify_at_unix; each reject fails with the reason code in want. " +
-			"creds_cases are .creds files (\".creds files\") around the agent's credential that a reader accepts or refuses as want says.",
+			"creds_cases are .creds files (\".creds files\") around the agent's credential that a reader accepts or refuses as want says; " +
+			"seed_file_cases are seed files (\"Seed files\") read for a user or a curve seed, accepted with the seed's public key or refused.",
 		Trust:              map[string][]string{wvTenant: {w.pubs["issuer"]}},
 		Audience:           wvAudience,
 		VerifyAtUnix:       wvNow.Unix(),
@@ -256,6 +257,7 @@ func (w *wvWorld) credentialFile() wvCredentialsFile {
 	}
 	agent := f.Credentials[0]
 	f.CredsCases = w.credsCases(agent)
+	f.SeedFileCases = w.seedFileCases(agent)
 	skew := int64(wvSkew / time.Second)
 	exp := wvCredIAT.Add(wvCredTTL).Unix()
 	base := identity.IssueRequest{Subject: w.pubs["agent"], Audience: wvAudience, Tenant: wvTenant, XKey: w.pubs["agent-xkey"],

@@ -6,7 +6,7 @@ import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { Agent, delay, type AgentConfig, type Receipt, type SendOptions } from "./agent.js";
 import { openConsumer, pull } from "./consume.js";
 import { ConfigError, InvalidRequestError, SelfApprovalError } from "./errors.js";
-import { validTraceId } from "./envelope.js";
+import { dateOfNs, validTraceId } from "./envelope.js";
 import { digestHex, fromUtf8, utf8 } from "./internal/bytes.js";
 import { Scanner } from "./internal/json.js";
 import { approvalConsumerName, parseApproval, ROOT, STREAM_APPROVAL } from "./subjects.js";
@@ -40,9 +40,25 @@ export interface ApprovalRequest {
   payloadDigest: string;
   /** The approver-visible payload fields. */
   fields: Record<string, unknown>;
+  /**
+   * requested_at to the millisecond, rounded down (toward the past);
+   * undefined if none. requestedAtUnixNano is the exact instant.
+   */
   requestedAt: Date | undefined;
-  /** When the gateway denies it as approval_expired; undefined if none. */
+  /**
+   * requested_at to the nanosecond, as the Go SDK's time.Time holds it:
+   * Unix nanoseconds in decimal (BigInt reads it); undefined if none.
+   */
+  requestedAtUnixNano: string | undefined;
+  /**
+   * deadline to the millisecond, rounded down (toward the past);
+   * undefined if none. The deadline itself is deadlineUnixNano: the
+   * gateway denies an answer as approval_expired when its clock is later
+   * than that instant, to the nanosecond (see requestExpired).
+   */
   deadline: Date | undefined;
+  /** deadline to the nanosecond, as Unix nanoseconds in decimal; undefined if none. */
+  deadlineUnixNano: string | undefined;
 }
 
 /** A held request read from the approval stream, with its stream sequence. */
@@ -146,17 +162,20 @@ function finite(v: unknown): boolean {
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:Z|([+-])(\d{2}):(\d{2}))$/;
 
-// Go's zero time.Time, 0001-01-01T00:00:00Z, in Unix milliseconds.
-const GO_ZERO_MS = -62135596800000;
+// Go's zero time.Time, 0001-01-01T00:00:00Z, in Unix nanoseconds.
+const GO_ZERO_NS = -62135596800n * 1_000_000_000n;
+
+const NS_PER_MS = 1_000_000n;
 
 /**
  * parseRFC3339 parses a time as Go's time.Time reads JSON: RFC 3339 with
  * upper-case T and Z or a ±hh:mm offset (hour at most 23), a real date,
  * hour at most 23, minute and second at most 59, any number of fraction
- * digits. It returns the instant, or null for Go's zero time (no time),
- * or undefined if s is not such a time.
+ * digits, of which the first nine count (the rest are dropped, not
+ * rounded). It returns the instant in Unix nanoseconds, or null for Go's
+ * zero time (no time), or undefined if s is not such a time.
  */
-function parseRFC3339(s: string): Date | null | undefined {
+function parseRFC3339(s: string): bigint | null | undefined {
   const m = RFC3339.exec(s);
   if (m === null) {
     return undefined;
@@ -168,30 +187,53 @@ function parseRFC3339(s: string): Date | null | undefined {
   if (mo < 1 || mo > 12 || d < 1 || d > days || (mo === 2 && d === 29 && !leap) || h > 23 || mi > 59 || sec > 59) {
     return undefined;
   }
-  let offset = 0;
+  let offsetMin = 0;
   if (m[8] !== undefined) {
     const oh = Number(m[9]);
     const om = Number(m[10]);
     if (oh > 23 || om > 59) {
       return undefined;
     }
-    offset = (m[8] === "-" ? -1 : 1) * (oh * 60 + om) * 60_000;
+    offsetMin = (m[8] === "-" ? -1 : 1) * (oh * 60 + om);
   }
   const t = new Date(0);
   t.setUTCFullYear(y, mo - 1, d);
-  t.setUTCHours(h, mi, sec, Number(frac.slice(0, 3).padEnd(3, "0")));
-  const ms = t.getTime() - offset;
-  // Go keeps nanoseconds: an instant within the zero time's millisecond
-  // is zero only without a non-zero digit below it.
-  return ms === GO_ZERO_MS && !/[1-9]/.test(frac.slice(3, 9)) ? null : new Date(ms);
+  t.setUTCHours(h, mi, sec, 0);
+  const ns = (BigInt(t.getTime()) - BigInt(offsetMin) * 60_000n) * NS_PER_MS + BigInt(frac.slice(0, 9).padEnd(9, "0"));
+  return ns === GO_ZERO_NS ? null : ns;
 }
 
 function str(v: unknown): string {
   return typeof v === "string" ? v : "";
 }
 
-function time(v: unknown): Date | undefined {
+function instant(v: unknown): bigint | undefined {
   return typeof v === "string" ? (parseRFC3339(v) ?? undefined) : undefined;
+}
+
+/**
+ * requestExpired reports whether req is past its deadline at now, as the
+ * Go SDK and the gateway decide it: now is later than the deadline to
+ * the nanosecond (deadlineUnixNano), so an answer at the deadline itself
+ * still counts, and a request without a deadline never expires. now is a
+ * Date (a whole millisecond) or Unix nanoseconds. Throws a ConfigError
+ * for an invalid Date.
+ */
+export function requestExpired(req: ApprovalRequest, now: Date | bigint): boolean {
+  if (req.deadlineUnixNano === undefined) {
+    return false;
+  }
+  let ns: bigint;
+  if (typeof now === "bigint") {
+    ns = now;
+  } else {
+    const ms = now.getTime();
+    if (!Number.isFinite(ms)) {
+      throw new ConfigError("invalid clock: not a valid Date");
+    }
+    ns = BigInt(ms) * NS_PER_MS;
+  }
+  return ns > BigInt(req.deadlineUnixNano);
 }
 
 /**
@@ -216,9 +258,21 @@ export function decodeRequest(subject: string, data: Uint8Array, tenant: string)
     bodyDigest: str(v.body_digest),
     payloadDigest: str(v.payload_digest),
     fields: typeof v.fields === "object" && v.fields !== null ? (v.fields as Record<string, unknown>) : {},
-    requestedAt: time(v.requested_at),
-    deadline: time(v.deadline),
+    requestedAt: undefined,
+    requestedAtUnixNano: undefined,
+    deadline: undefined,
+    deadlineUnixNano: undefined,
   };
+  const requestedAt = instant(v.requested_at);
+  if (requestedAt !== undefined) {
+    req.requestedAt = dateOfNs(requestedAt);
+    req.requestedAtUnixNano = requestedAt.toString();
+  }
+  const deadline = instant(v.deadline);
+  if (deadline !== undefined) {
+    req.deadline = dateOfNs(deadline);
+    req.deadlineUnixNano = deadline.toString();
+  }
   if (subjTenant !== tenant || req.tenant !== tenant || req.target !== target) {
     throw new InvalidRequestError("approval request does not match its subject");
   }
@@ -272,7 +326,7 @@ export class Approver {
   }
 
   #expired(req: ApprovalRequest): boolean {
-    return req.deadline !== undefined && this.agent.now().getTime() > req.deadline.getTime();
+    return requestExpired(req, this.agent.now());
   }
 
   /**

@@ -207,7 +207,7 @@ const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 function wellFormed(s: string): string {
   if (LONE_SURROGATE.test(s)) {
-    throw new ConfigError("creds: file is not UTF-8");
+    throw new ConfigError("file is not UTF-8");
   }
   return s;
 }
@@ -216,7 +216,7 @@ function fromUtf8Strict(b: Uint8Array): string {
   try {
     return fromUtf8(b);
   } catch {
-    throw new ConfigError("creds: file is not UTF-8");
+    throw new ConfigError("file is not UTF-8");
   }
 }
 
@@ -235,48 +235,90 @@ export async function readCreds(path: string): Promise<Creds> {
   }
 }
 
+// A line of a seed file is taken less the spaces, tabs and CRs at its
+// ends, and only those: String.prototype.trim would also take no-break
+// spaces and a byte order mark, Go's strings.TrimSpace no-break spaces
+// and NEL but no byte order mark.
+const LINE_ENDS = /^[ \t\r]+|[ \t\r]+$/g;
+
+// Whether a text holds a decorated block (BLOCK without its g flag).
+const HAS_BLOCK = new RegExp(BLOCK.source);
+
+/** The seeds a seed file may hold: a user ('SU…') or a curve ('SX…') seed. */
+export type SeedRole = "user" | "curve";
+
+const SEED_TEXT: Record<SeedRole, RegExp> = { user: /^SU[A-Z2-7]{56}$/, curve: /^SX[A-Z2-7]{56}$/ };
+
 /**
- * readCurveSeed reads a curve key from a file holding an "SX…" seed on a
- * line of its own (as `agentgw run` and `agentgw keys new --type curve`
- * write them). The error names the file, never its contents.
+ * parseSeedFile reads the seed of role from the contents of a seed file
+ * as the Go SDK does (docs/wire.md, "Seed files"; Go's
+ * identity.ParseSeedFile): valid UTF-8; a file holding a decorated block
+ * is a .creds file, read by parseCreds, whose key is its user seed (it
+ * has no curve seed); otherwise, of its lines (split at LF) less the
+ * spaces, tabs and CRs at their ends, exactly one starts with "S": the
+ * seed, "SU" (user) or "SX" (curve) and 56 more characters of A–Z 2–7
+ * with a valid checksum. Other lines are ignored. Throws a ConfigError
+ * that never quotes the file.
  */
-export async function readCurveSeed(path: string): Promise<KeyPair> {
-  const data = await readSecretFile(path, "curve seed");
-  try {
-    for (const line of fromUtf8Strict(data).split("\n")) {
-      const s = line.trim();
-      if (s.startsWith("SX")) {
-        try {
-          return curveKeyPair(s);
-        } catch {
-          throw new ConfigError(`curve seed in ${path} does not decode`);
-        }
-      }
+export function parseSeedFile(data: Uint8Array | string, role: SeedRole): KeyPair {
+  const want = role === "user" ? "SU" : "SX";
+  const text = typeof data === "string" ? wellFormed(data) : fromUtf8Strict(data);
+  if (HAS_BLOCK.test(text)) {
+    if (role !== "user") {
+      throw new ConfigError(`seed file: a .creds file holds no ${want} seed`);
     }
-    throw new ConfigError(`no curve ('SX') seed in ${path}`);
-  } finally {
-    data.fill(0);
+    return parseCreds(text).key;
+  }
+  let seed: string | undefined;
+  for (const line of text.split("\n")) {
+    const s = line.replace(LINE_ENDS, "");
+    if (!s.startsWith("S")) {
+      continue;
+    }
+    if (seed !== undefined) {
+      throw new ConfigError("seed file: more than one seed line");
+    }
+    seed = s;
+  }
+  if (seed === undefined) {
+    throw new ConfigError("seed file: no seed line");
+  }
+  // nkeys.js would also decode a seed with a character more.
+  if (!SEED_TEXT[role].test(seed)) {
+    throw new ConfigError(`seed file: the seed line is not a ${want} seed`);
+  }
+  try {
+    return role === "user" ? userKeyPair(seed) : curveKeyPair(seed);
+  } catch {
+    throw new ConfigError(`seed file: the ${want} seed does not decode`);
   }
 }
 
 /**
- * readUserSeed reads a user key from an nkey seed file or a .creds file:
- * the first line that parses as a user ('SU…') seed.
+ * readCurveSeed reads a curve key from a seed file holding an "SX…" seed
+ * on a line of its own (as `agentgw run` and `agentgw keys new --type
+ * curve` write them), by parseSeedFile's rules. The error names the file,
+ * never its contents.
+ */
+export async function readCurveSeed(path: string): Promise<KeyPair> {
+  return readSeedFile(path, "curve");
+}
+
+/**
+ * readUserSeed reads a user key from an nkey seed file or a .creds file
+ * by parseSeedFile's rules: a seed file with exactly one seed line, a
+ * user ('SU…') seed, or a .creds file and its seed block.
  */
 export async function readUserSeed(path: string): Promise<KeyPair> {
-  const data = await readSecretFile(path, "seed");
+  return readSeedFile(path, "user");
+}
+
+async function readSeedFile(path: string, role: SeedRole): Promise<KeyPair> {
+  const data = await readSecretFile(path, role === "user" ? "seed" : "curve seed");
   try {
-    for (const line of fromUtf8Strict(data).split("\n")) {
-      const s = line.trim();
-      if (s.startsWith("S")) {
-        try {
-          return userKeyPair(s);
-        } catch {
-          // not a user seed: keep looking
-        }
-      }
-    }
-    throw new ConfigError(`${path}: no user ('SU…') seed`);
+    return parseSeedFile(data, role);
+  } catch (err) {
+    throw new ConfigError(`${path}: ${(err as Error).message}`);
   } finally {
     data.fill(0);
   }
@@ -304,9 +346,9 @@ export interface UserConnectOptions {
 
 /**
  * userConnectOptions returns the connect options of the static nkey user
- * whose seed is in path (an nkey seed file, or an agentgw .creds file:
- * tenant accounts name each agent, approver and consumer by its agentgw
- * key). Spread them into connect's options:
+ * whose seed is in path, read by readUserSeed (an nkey seed file, or an
+ * agentgw .creds file: tenant accounts name each agent, approver and
+ * consumer by its agentgw key). Spread them into connect's options:
  *
  *     const nc = await connect({ servers, ...(await userConnectOptions("agent.creds")) });
  */

@@ -233,10 +233,16 @@ export function validSealed(s: string): boolean {
 /**
  * parseTime reads YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z exactly: RFC 3339 in UTC
  * with upper-case T and Z; other offsets, lower-case letters, impossible
- * dates and second 60 are refused. Fractions below a millisecond are
- * truncated.
+ * dates and second 60 are refused. The Date is the time's millisecond,
+ * rounded down (parseTimeNs has the nanoseconds).
  */
 export function parseTime(s: string): Date | undefined {
+  const ns = parseTimeNs(s);
+  return ns === undefined ? undefined : dateOfNs(ns);
+}
+
+/** parseTimeNs reads a time as parseTime does, to the nanosecond: Unix nanoseconds. */
+export function parseTimeNs(s: string): bigint | undefined {
   const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$/.exec(s);
   if (m === null) {
     return undefined;
@@ -245,12 +251,18 @@ export function parseTime(s: string): Date | undefined {
   if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || sec > 59) {
     return undefined;
   }
-  const ms = m[7] === undefined ? 0 : Number(m[7].padEnd(3, "0").slice(0, 3));
-  const t = Date.UTC(year, month - 1, day, hour, minute, sec, ms);
+  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, sec));
   // Date.UTC maps years 0-99 to 1900-1999.
-  const d = new Date(t);
   d.setUTCFullYear(year);
-  return d;
+  return BigInt(d.getTime()) * NS_PER_MS + BigInt((m[7] ?? "").padEnd(9, "0"));
+}
+
+const NS_PER_MS = 1_000_000n;
+
+/** dateOfNs is the Date of Unix nanoseconds ns: its millisecond, rounded down (toward the past). */
+export function dateOfNs(ns: bigint): Date {
+  const q = ns / NS_PER_MS; // rounded toward zero
+  return new Date(Number(ns < 0n && q * NS_PER_MS !== ns ? q - 1n : q));
 }
 
 function daysIn(year: number, month: number): number {

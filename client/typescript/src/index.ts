@@ -41,13 +41,14 @@ export {
   type Request,
   type SendOptions,
 } from "./agent.js";
-export { Approver, answerKey, decodeRequest, DENY, GRANT, type ApprovalDecision, type ApprovalRequest, type ApproverConfig, type HeldRequest } from "./approver.js";
+export { Approver, answerKey, decodeRequest, DENY, GRANT, requestExpired, type ApprovalDecision, type ApprovalRequest, type ApproverConfig, type HeldRequest } from "./approver.js";
 export { Consumer, DEFAULT_MAX_TOKENS, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
 export { tenantJetStream } from "./consume.js";
 export {
   MAX_TOKEN_SIZE,
   parseCreds,
   parseJWT,
+  parseSeedFile,
   peekCredential,
   readCreds,
   readCurveSeed,
@@ -56,6 +57,7 @@ export {
   type CredentialClaims,
   type Creds,
   type ParsedJWT,
+  type SeedRole,
   type UserConnectOptions,
 } from "./creds.js";
 export {

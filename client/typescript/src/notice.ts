@@ -11,7 +11,7 @@ import type { Msg, Subscription } from "@nats-io/transport-node";
 import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
 import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
 import { ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
-import { parseTime } from "./envelope.js";
+import { dateOfNs, parseTimeNs } from "./envelope.js";
 import { concat, digestHex, utf8 } from "./internal/bytes.js";
 import { readMembers, type Members } from "./internal/document.js";
 import { decodeStrict, type Shape } from "./internal/strict.js";
@@ -57,8 +57,17 @@ export class Decision {
   readonly target: string | undefined;
   /** approval: the id approvers answer (the held message id). */
   readonly approvalId: string | undefined;
-  /** approval: when the hold expires. */
+  /**
+   * approval: when the hold expires, to the millisecond, rounded down
+   * (toward the past).
+   */
   readonly deadline: Date | undefined;
+  /**
+   * approval: when the hold expires, to the nanosecond as the notice
+   * gives it (the Go SDK's Decision.Deadline): Unix nanoseconds in
+   * decimal (BigInt reads it). The gateway takes no answer after it.
+   */
+  readonly deadlineUnixNano: string | undefined;
   /**
    * deny: the reason code, one of the reason table's (a gateway newer
    * than this SDK may send a code the table does not list yet).
@@ -80,6 +89,7 @@ export class Decision {
     this.target = n.target;
     this.approvalId = n.approvalId;
     this.deadline = n.deadline;
+    this.deadlineUnixNano = n.deadlineUnixNano;
     this.reason = n.reason;
     this.answers = n.answers;
     this.answer = n.answer;
@@ -114,6 +124,7 @@ export interface Notice {
   target?: string;
   approvalId?: string;
   deadline?: Date;
+  deadlineUnixNano?: string;
   reason?: ReasonCode;
   answers?: string;
   answer?: NoticeAnswer;
@@ -161,10 +172,10 @@ export function parseNotice(data: Uint8Array): Notice {
   const route = s("route");
   // deadline, where present, is RFC 3339 UTC on every route (the Go
   // reader's rule too), not only where the route needs it.
-  let deadline: Date | undefined;
+  let deadline: bigint | undefined;
   const hasDeadline = typeof v["deadline"] === "string";
   if (hasDeadline) {
-    deadline = parseTime(s("deadline"));
+    deadline = parseTimeNs(s("deadline"));
     if (deadline === undefined) {
       p.push("deadline is not RFC 3339 UTC");
     }
@@ -199,7 +210,10 @@ export function parseNotice(data: Uint8Array): Notice {
   const n: Notice = { messageId, route: route as NoticeRoute };
   if (s("target") !== "") n.target = s("target");
   if (s("approval_id") !== "") n.approvalId = s("approval_id");
-  if (deadline !== undefined) n.deadline = deadline;
+  if (deadline !== undefined) {
+    n.deadline = dateOfNs(deadline);
+    n.deadlineUnixNano = deadline.toString();
+  }
   if (s("reason") !== "") n.reason = s("reason") as ReasonCode;
   if (answers !== "") {
     n.answers = answers;

@@ -74,6 +74,14 @@ test("parseNotice: the three routes and an approval answer decode", () => {
   const held = parseNotice(bytes(`{"message_id":"${ID}","route":"approval","approval_id":"${ID}","deadline":"2026-11-26T01:23:41Z"}`));
   assert.equal(held.approvalId, ID);
   assert.equal(held.deadline?.toISOString(), "2026-11-26T01:23:41.000Z");
+  assert.equal(held.deadlineUnixNano, "1795656221000000000");
+  // The gateway writes the deadline to the nanosecond: kept, as in Go.
+  const ns = parseNotice(bytes(`{"message_id":"${ID}","route":"approval","approval_id":"${ID}","deadline":"2026-11-26T01:23:41.123456789Z"}`));
+  assert.equal(ns.deadline?.toISOString(), "2026-11-26T01:23:41.123Z");
+  assert.equal(ns.deadlineUnixNano, "1795656221123456789");
+  const early = parseNotice(bytes(`{"message_id":"${ID}","route":"approval","approval_id":"${ID}","deadline":"1969-12-31T23:59:59.9995Z"}`));
+  assert.equal(early.deadline?.getTime(), -1);
+  assert.equal(early.deadlineUnixNano, "-500000");
   assert.equal(parseNotice(bytes(`{"message_id":"${ID}","route":"deny","reason":"missing_scope"}`)).reason, "missing_scope");
   const answered = parseNotice(bytes(`{"message_id":"${ID}","route":"deny","reason":"approval_denied","answers":"${OTHER_ID}","answer":"deny"}`));
   assert.equal(answered.answers, OTHER_ID);

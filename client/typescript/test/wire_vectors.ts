@@ -4,17 +4,20 @@
 // tokens and their Merkle batches, deliveries, approval requests and
 // answers, replies and decision notices, each with its rejects and their
 // reason codes, and the cases two readers could read two ways (.creds
-// files, approval requests, header blocks).
+// and seed files, approval requests and their times, header blocks).
 //
 // Each file has a reader below; the tests of a file are registered (by
 // vectors.test.ts importing this module) when it is present. A vector file
 // without a reader fails the suite, so a new one cannot go unread.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fromCurveSeed, fromSeed } from "@nats-io/nkeys";
 import { MsgImpl } from "@nats-io/nats-core/internal";
-import { answerKey, decodeRequest } from "../src/approver.js";
-import { parseCreds, parseJWT } from "../src/creds.js";
+import { answerKey, decodeRequest, requestExpired } from "../src/approver.js";
+import { parseCreds, parseJWT, readCurveSeed, readUserSeed } from "../src/creds.js";
 import { rootInput, rootOf, leafHash, verifyDecision } from "../src/decision.js";
 import {
   buildEnvelope,
@@ -159,6 +162,28 @@ function credentialVectors(): void {
         got = "refused";
       }
       assert.equal(got, x.want, x.name);
+    }
+  });
+  test("wire/credential.json: every seed file case is read, with its key, or refused as the file says", async () => {
+    assert.ok(c.seed_file_cases.length > 0);
+    const dir = mkdtempSync(join(tmpdir(), "agentgw-seeds-"));
+    try {
+      for (const [i, x] of c.seed_file_cases.entries()) {
+        const path = join(dir, `seed${i}`);
+        writeFileSync(path, x.file_hex ? Buffer.from(x.file_hex, "hex") : bytes(x.file ?? ""));
+        assert.ok(x.role === "user" || x.role === "curve", x.name);
+        let got = "accepted";
+        try {
+          const kp = await (x.role === "user" ? readUserSeed(path) : readCurveSeed(path));
+          assert.equal(kp.getPublicKey(), x.public_key, x.name);
+        } catch (err) {
+          assert.ok(err instanceof ConfigError, `${x.name}: ${String(err)}`);
+          got = "refused";
+        }
+        assert.equal(got, x.want, x.name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
   test("wire/credential.json: every reject is a compact JWT with a known reason", () => {
@@ -326,6 +351,7 @@ function deliveryVectors(): void {
 function approvalVectors(): void {
   const a = readJSON("wire", "approval.json");
   approvalRequestCases(a);
+  approvalTimeCases(a);
   test("wire/approval.json: the request reads as the approver sees it, and the answers are written byte for byte", () => {
     const m: Message = a.request;
     const req = decodeRequest(m.subject, bytes(m.body), "tenant_a");
@@ -351,6 +377,31 @@ function approvalVectors(): void {
       assert.equal(e.idempotencyKey, a.idempotency_key);
       assert.equal(e.traceId, req.traceId);
       assert.equal(dec.decode(e.payload.plain), a.answers.find((x: any) => x.name === "grant").payload);
+    }
+  });
+}
+
+function approvalTimeCases(a: any): void {
+  test("wire/approval.json: every time case reads to the nanosecond and expires as the file says", () => {
+    assert.ok(a.time_cases.length > 0);
+    const ms = (ns: string): number | undefined => {
+      if (ns === "") return undefined;
+      const n = BigInt(ns);
+      const q = n / 1_000_000n;
+      return Number(n < 0n && q * 1_000_000n !== n ? q - 1n : q);
+    };
+    for (const x of a.time_cases) {
+      const req = decodeRequest(a.request.subject, bytes(x.body), "tenant_a");
+      assert.equal(req.requestedAtUnixNano ?? "", x.requested_at_unix_nano, `${x.name}: requested_at`);
+      assert.equal(req.deadlineUnixNano ?? "", x.deadline_unix_nano, `${x.name}: deadline`);
+      assert.equal(req.requestedAt?.getTime(), ms(x.requested_at_unix_nano), `${x.name}: requestedAt`);
+      assert.equal(req.deadline?.getTime(), ms(x.deadline_unix_nano), `${x.name}: deadline`);
+      const got = requestExpired(req, BigInt(x.now_unix_nano)) ? "expired" : "pending";
+      assert.equal(got, x.want, `${x.name}: at ${x.now}`);
+      // A Date clock is a whole millisecond: that instant, compared exactly.
+      const nowMs = ms(x.now_unix_nano)!;
+      const wantAtMs = x.deadline_unix_nano !== "" && BigInt(nowMs) * 1_000_000n > BigInt(x.deadline_unix_nano);
+      assert.equal(requestExpired(req, new Date(nowMs)), wantAtMs, `${x.name}: at ${new Date(nowMs).toISOString()}`);
     }
   });
 }
