@@ -490,8 +490,14 @@ func (w *wvWorld) build() map[string][]byte {
 
 	envs := wvEnvelopesFile{
 		About: "agentgw envelopes as agents publish them (docs/wire.md, \"Envelope\"): subject, headers, body; signature = Ed25519(signer's key, signing_input). " +
-			"ingress_seq is the message's place in the scenario the gateway test replays. Each parses, verifies and is fresh at verify_at_unix.",
-		VerifyAtUnix: wvNow.Unix(),
+			"ingress_seq is the message's place in the scenario the gateway test replays. Each parses, verifies and is fresh at verify_at_unix " +
+			"(max_ttl 5 min, skew 30 s). Times compare to the nanosecond (\"Freshness\"): each freshness case is the search envelope with issued_at " +
+			"and expires_at in place of its own, checked at now (now_unix_nano) with max_ttl_ns and skew_ns, and is fresh or refused with the reason " +
+			"code in want; each build case is the search envelope's fields built at now with a TTL of ttl_ns nanoseconds, giving body, or refused " +
+			"with the reason code in want.",
+		VerifyAtUnix:   wvNow.Unix(),
+		FreshnessCases: wvFreshnessCases(w.t, search.Message.Body),
+		BuildCases:     wvBuildCases(w.t, search.Message.Body),
 	}
 	for _, e := range []*wvEnvelope{refund, search, payment, approve, respond} {
 		envs.Envelopes = append(envs.Envelopes, *e)

@@ -113,9 +113,11 @@ type wvEnvelope struct {
 }
 
 type wvEnvelopesFile struct {
-	About        string       `json:"about"`
-	VerifyAtUnix int64        `json:"verify_at_unix"`
-	Envelopes    []wvEnvelope `json:"envelopes"`
+	About          string        `json:"about"`
+	VerifyAtUnix   int64         `json:"verify_at_unix"`
+	Envelopes      []wvEnvelope  `json:"envelopes"`
+	FreshnessCases []wvFreshCase `json:"freshness_cases"`
+	BuildCases     []wvBuildCase `json:"build_cases"`
 }
 
 type wvSeal struct {

@@ -57,16 +57,18 @@ func (f Freshness) Span() time.Duration {
 	return s
 }
 
-// Check checks the body's lifetime against now, in order: TTLTooLong when
-// expires_at − issued_at is not positive or exceeds MaxTTL (a property of
-// the message alone, so reported first); MessageExpired when now is after
-// LastFresh(expires_at); IssuedInFuture when issued_at > now + Skew.
-// Errors are *reason.Denial.
+// Check checks the body's lifetime against now, to the nanosecond, in
+// order: TTLTooLong when expires_at − issued_at is not positive or
+// exceeds MaxTTL (a property of the message alone, so reported first);
+// MessageExpired when now is after LastFresh(expires_at); IssuedInFuture
+// when issued_at > now + Skew. Errors are *reason.Denial.
 func (f Freshness) Check(b *Body, now time.Time) error {
 	maxTTL, skew := f.maxTTL(), f.Grace()
-	ttl := b.ExpiresAt.Sub(b.IssuedAt)
-	if ttl <= 0 || ttl > maxTTL {
-		return reason.Deny(reason.TTLTooLong, "ttl %s; want (0, %s]", ttl, maxTTL)
+	// Instants are compared, not their difference: two times of the wire
+	// can be further apart than a Duration holds (Sub saturates), and a
+	// saturated ttl is not more than a MaxTTL of the longest Duration.
+	if !b.ExpiresAt.After(b.IssuedAt) || b.ExpiresAt.After(b.IssuedAt.Add(maxTTL)) {
+		return reason.Deny(reason.TTLTooLong, "ttl %s; want (0, %s]", b.ExpiresAt.Sub(b.IssuedAt), maxTTL)
 	}
 	if now.After(f.LastFresh(b.ExpiresAt)) {
 		return reason.Deny(reason.MessageExpired, "expired %s ago (skew %s)", now.Sub(b.ExpiresAt), skew)

@@ -51,6 +51,25 @@ func TestFreshnessCheck(t *testing.T) {
 			t.Errorf("Check(negative skew) = %v; want skew 0", err)
 		}
 	})
+	// The longest MaxTTL, about 292 years: a body living 9998 years is
+	// still longer, though its expires_at − issued_at as a Duration
+	// saturates at that very value.
+	t.Run("ttl-beyond-the-longest-max-ttl", func(t *testing.T) {
+		long := &Body{IssuedAt: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), ExpiresAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}
+		f := Freshness{MaxTTL: math.MaxInt64, Skew: math.MaxInt64}
+		if err := f.Check(long, t0); !errors.Is(err, reason.TTLTooLong) {
+			t.Errorf("Check(9998 years, MaxTTL %s) = %v; want %s", f.MaxTTL, err, reason.TTLTooLong)
+		}
+		if err := f.Check(body(t0, math.MaxInt64), t0); err != nil {
+			t.Errorf("Check(ttl = MaxTTL = %s) = %v; want fresh", f.MaxTTL, err)
+		}
+		if err := f.Check(body(t0.Add(-time.Nanosecond), math.MaxInt64), t0); err != nil {
+			t.Errorf("Check(ttl = MaxTTL, issued a nanosecond ago) = %v; want fresh", err)
+		}
+		if err := f.Check(&Body{IssuedAt: t0, ExpiresAt: t0.Add(math.MaxInt64).Add(time.Nanosecond)}, t0); !errors.Is(err, reason.TTLTooLong) {
+			t.Errorf("Check(ttl = MaxTTL + 1 ns) = %v; want %s", err, reason.TTLTooLong)
+		}
+	})
 }
 
 // TestFreshnessWindows: Grace, LastFresh and Span bound exactly the

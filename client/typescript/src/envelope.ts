@@ -1,6 +1,6 @@
 // Wire format v1 envelopes: the exact bytes an agent signs, built and
 // parsed as the Go envelope package does it, member for member.
-import { DeniedError } from "./errors.js";
+import { ConfigError, DeniedError } from "./errors.js";
 import { b64url, concat, fromB64url, hex, random, sha256, utf8 } from "./internal/bytes.js";
 import { checkObject, foldName as foldNameOf, Scanner, type ScanLimits, type Str } from "./internal/json.js";
 import { isPublicKey, verifyEd25519 } from "./keys.js";
@@ -15,7 +15,7 @@ export const VERSION = 1;
  */
 export const SIGNING_CONTEXT = "agentgw-envelope-v1\n";
 
-/** Freshness defaults, in milliseconds. */
+/** Freshness defaults, in milliseconds (checkFreshness compares nanoseconds). */
 export const DEFAULT_MAX_TTL_MS = 5 * 60_000;
 export const DEFAULT_SKEW_MS = 30_000;
 /** DEFAULT_TTL_MS is expires_at - issued_at of a built envelope by default (60 s). */
@@ -124,8 +124,18 @@ export interface Envelope {
   messageId: string;
   idempotencyKey: string;
   traceId: string;
+  /**
+   * issued_at to the millisecond, rounded down (toward the past). The
+   * time itself is issuedAtUnixNano: a time may have up to nine fraction
+   * digits, and freshness is decided on those (checkFreshness).
+   */
   issuedAt: Date;
+  /** expires_at to the millisecond, rounded down (toward the past); expiresAtUnixNano is the time itself. */
   expiresAt: Date;
+  /** issued_at to the nanosecond, as the Go SDK's time.Time holds it: Unix nanoseconds in decimal (BigInt reads it). */
+  issuedAtUnixNano: string;
+  /** expires_at to the nanosecond: Unix nanoseconds in decimal. */
+  expiresAtUnixNano: string;
   tenant: string;
   audience: string;
   capability: Capability;
@@ -258,6 +268,41 @@ export function parseTimeNs(s: string): bigint | undefined {
 }
 
 const NS_PER_MS = 1_000_000n;
+const NS_PER_S = 1_000_000_000n;
+
+/**
+ * nsOfMs is a length of time given in milliseconds (a finite number,
+ * possibly with a fraction) in nanoseconds, rounded to the nearest: the
+ * time.Duration the Go SDK would be given.
+ */
+function nsOfMs(ms: number): bigint {
+  const whole = Math.trunc(ms);
+  return BigInt(whole) * NS_PER_MS + BigInt(Math.round((ms - whole) * 1e6));
+}
+
+/**
+ * unixNanoOf is the instant now in Unix nanoseconds: a Date is its
+ * millisecond, a bigint is taken as Unix nanoseconds. Throws a
+ * ConfigError for an invalid Date (no clock: fail closed).
+ */
+function unixNanoOf(now: Date | bigint): bigint {
+  if (typeof now === "bigint") {
+    return now;
+  }
+  const ms = now instanceof Date ? now.getTime() : NaN;
+  if (!Number.isFinite(ms)) {
+    throw new ConfigError("invalid clock: not a valid Date");
+  }
+  return BigInt(ms) * NS_PER_MS;
+}
+
+/** msText writes nanoseconds ns as exact decimal milliseconds, for details. */
+function msText(ns: bigint): string {
+  const neg = ns < 0n;
+  const a = neg ? -ns : ns;
+  const frac = (a % NS_PER_MS).toString().padStart(6, "0").replace(/0+$/, "");
+  return `${neg ? "-" : ""}${a / NS_PER_MS}${frac === "" ? "" : "." + frac} ms`;
+}
 
 /** dateOfNs is the Date of Unix nanoseconds ns: its millisecond, rounded down (toward the past). */
 export function dateOfNs(ns: bigint): Date {
@@ -277,6 +322,9 @@ function daysIn(year: number, month: number): number {
   }
   return 31;
 }
+
+// 9999-12-31T23:59:59.999999999Z: the last time of four-digit years.
+const LAST_TIME_NS = 253402300800n * NS_PER_S - 1n;
 
 /** formatTime writes t, truncated to the second, as YYYY-MM-DDTHH:MM:SSZ. */
 export function formatTime(t: Date): string {
@@ -492,11 +540,11 @@ class Parser extends Scanner {
     if (!validTraceId(v("trace_id"))) {
       throw bad("trace_id must be 32 lowercase hex, not all zero");
     }
-    const issuedAt = parseTime(v("issued_at"));
+    const issuedAt = parseTimeNs(v("issued_at"));
     if (issuedAt === undefined) {
       throw bad("issued_at must be RFC 3339 UTC: YYYY-MM-DDTHH:MM:SS[.fraction]Z");
     }
-    const expiresAt = parseTime(v("expires_at"));
+    const expiresAt = parseTimeNs(v("expires_at"));
     if (expiresAt === undefined) {
       throw bad("expires_at must be RFC 3339 UTC: YYYY-MM-DDTHH:MM:SS[.fraction]Z");
     }
@@ -527,8 +575,10 @@ class Parser extends Scanner {
       messageId: v("message_id"),
       idempotencyKey: v("idempotency_key"),
       traceId: v("trace_id"),
-      issuedAt,
-      expiresAt,
+      issuedAt: dateOfNs(issuedAt),
+      expiresAt: dateOfNs(expiresAt),
+      issuedAtUnixNano: issuedAt.toString(),
+      expiresAtUnixNano: expiresAt.toString(),
       tenant: v("tenant"),
       audience: v("audience"),
       capability,
@@ -589,24 +639,46 @@ export function payloadDigest(e: Envelope): string {
 }
 
 /**
- * checkFreshness checks the envelope's lifetime against now. maxTtlMs
- * <= 0 means DEFAULT_MAX_TTL_MS; a negative skew counts as zero. Checks,
- * in order: ttl_too_long when expires_at - issued_at is not positive or
- * exceeds maxTtl; message_expired when now > expires_at + skew;
- * issued_in_future when issued_at > now + skew. Throws a DeniedError.
+ * checkFreshness checks the envelope's lifetime against now, to the
+ * nanosecond as the gateway and the Go SDK do: the envelope's times are
+ * issuedAtUnixNano and expiresAtUnixNano (not the Dates, which are cut
+ * to the millisecond), now is a Date (a whole millisecond) or Unix
+ * nanoseconds as a bigint, and maxTtlMs and skewMs are read to the
+ * nanosecond (rounded to the nearest). maxTtlMs that is not positive
+ * (NaN included) means DEFAULT_MAX_TTL_MS, Infinity no maximum; a
+ * negative or NaN skew counts as zero, an infinite one as no limit.
+ * Checks, in order: ttl_too_long when expires_at - issued_at is not
+ * positive or exceeds maxTtl; message_expired when now > expires_at +
+ * skew; issued_in_future when issued_at > now + skew. Throws a
+ * DeniedError, or a ConfigError for an invalid Date.
  */
-export function checkFreshness(e: Envelope, now: Date, maxTtlMs = DEFAULT_MAX_TTL_MS, skewMs = DEFAULT_SKEW_MS): void {
-  const maxTtl = maxTtlMs > 0 ? maxTtlMs : DEFAULT_MAX_TTL_MS;
-  const skew = Math.max(skewMs, 0);
-  const ttl = e.expiresAt.getTime() - e.issuedAt.getTime();
-  if (ttl <= 0 || ttl > maxTtl) {
-    throw new DeniedError("ttl_too_long", `ttl ${ttl} ms; want (0, ${maxTtl}] ms`);
+export function checkFreshness(e: Envelope, now: Date | bigint, maxTtlMs = DEFAULT_MAX_TTL_MS, skewMs = DEFAULT_SKEW_MS): void {
+  const at = unixNanoOf(now);
+  // undefined: no bound.
+  let maxTtl: bigint | undefined = nsOfMs(DEFAULT_MAX_TTL_MS);
+  if (maxTtlMs === Infinity) {
+    maxTtl = undefined;
+  } else if (Number.isFinite(maxTtlMs) && nsOfMs(maxTtlMs) > 0n) {
+    maxTtl = nsOfMs(maxTtlMs);
   }
-  if (now.getTime() > e.expiresAt.getTime() + skew) {
-    throw new DeniedError("message_expired", `expired ${now.getTime() - e.expiresAt.getTime()} ms ago (skew ${skew} ms)`);
+  let skew: bigint | undefined = 0n;
+  if (skewMs === Infinity) {
+    skew = undefined;
+  } else if (Number.isFinite(skewMs) && skewMs > 0) {
+    skew = nsOfMs(skewMs);
   }
-  if (e.issuedAt.getTime() > now.getTime() + skew) {
-    throw new DeniedError("issued_in_future", `issued ${e.issuedAt.getTime() - now.getTime()} ms ahead (skew ${skew} ms)`);
+  const issued = BigInt(e.issuedAtUnixNano);
+  const expires = BigInt(e.expiresAtUnixNano);
+  const ttl = expires - issued;
+  if (ttl <= 0n || (maxTtl !== undefined && ttl > maxTtl)) {
+    throw new DeniedError("ttl_too_long", `ttl ${msText(ttl)}; want (0, ${maxTtl === undefined ? "∞" : msText(maxTtl)}]`);
+  }
+  const skewText = skew === undefined ? "unlimited" : msText(skew);
+  if (skew !== undefined && at > expires + skew) {
+    throw new DeniedError("message_expired", `expired ${msText(at - expires)} ago (skew ${skewText})`);
+  }
+  if (skew !== undefined && issued > at + skew) {
+    throw new DeniedError("issued_in_future", `issued ${msText(issued - at)} ahead (skew ${skewText})`);
   }
 }
 
@@ -625,9 +697,11 @@ export interface EnvelopeFields {
   /** A catalog name; for approve the held message id; for respond requestRef(agent, message id). */
   target: string;
   /**
-   * expires_at - issued_at in milliseconds; absent or 0: DEFAULT_TTL_MS.
-   * Times are written in whole seconds, so a fraction of a second is
-   * dropped from expires_at.
+   * expires_at - issued_at in milliseconds, read to the nanosecond
+   * (rounded to the nearest); absent or 0: DEFAULT_TTL_MS. Times are
+   * written in whole seconds, so expires_at is issued_at + ttl with the
+   * fraction of a second dropped, to the nanosecond: 999.999999 ms
+   * writes expires_at = issued_at, as the Go SDK does with 999999999 ns.
    */
   ttlMs?: number;
   /** Exactly one of sealed (with from, to) or plain. */
@@ -686,8 +760,15 @@ export function buildEnvelope(f: EnvelopeFields, now: Date): Uint8Array {
   const mid = f.messageId || newMessageId();
   const key = f.idempotencyKey || mid;
   const tid = f.traceId || newTraceId();
-  const issued = new Date(Math.floor(now.getTime() / 1000) * 1000);
-  const expires = new Date(issued.getTime() + ttl);
+  // issued_at + ttl in nanoseconds, then cut to the second: adding a
+  // fraction of a millisecond to a Date would round to a millisecond first.
+  const issuedNs = BigInt(Math.floor(now.getTime() / 1000)) * NS_PER_S;
+  const expiresNs = issuedNs + nsOfMs(ttl);
+  if (expiresNs > LAST_TIME_NS) {
+    throw new DeniedError("malformed_envelope", "expires_at is after 9999-12-31T23:59:59Z");
+  }
+  const issued = dateOfNs(issuedNs);
+  const expires = dateOfNs(expiresNs);
   let head =
     `{"v":1,"message_id":${jsonString(mid)},"idempotency_key":${jsonString(key)},"trace_id":${jsonString(tid)}` +
     `,"issued_at":"${formatTime(issued)}","expires_at":"${formatTime(expires)}"` +

@@ -31,14 +31,17 @@ test("buildEnvelope reproduces the wire-v1 body byte for byte", () => {
   assert.equal(dec.decode(body), w.envelope.body);
 });
 
+// kbRead is a plain read of kb.search for tenant_a.
+const kbRead: EnvelopeFields = {
+  tenant: "tenant_a",
+  audience: "billing-gateway",
+  capability: "read",
+  target: "kb.search",
+  payload: { plain: bytes(`{"q":"x"}`) },
+};
+
 test("buildEnvelope fills ids, and refuses what the gateway would", () => {
-  const base: EnvelopeFields = {
-    tenant: "tenant_a",
-    audience: "billing-gateway",
-    capability: "read",
-    target: "kb.search",
-    payload: { plain: bytes(`{"q":"x"}`) },
-  };
+  const base: EnvelopeFields = kbRead;
   const now = new Date("2026-11-26T01:08:41.5Z");
   const e = parseEnvelope(buildEnvelope(base, now));
   assert.match(e.messageId, /^[0-9a-f]{32}$/);
@@ -108,6 +111,53 @@ test("checkFreshness: ttl, expiry and the future, with skew", () => {
   checkFreshness(e, at(-30));
   throwsReason(() => checkFreshness(e, at(-31)), "issued_in_future");
   throwsReason(() => checkFreshness(e, at(0), 59_000), "ttl_too_long");
+});
+
+test("checkFreshness: to the nanosecond, whatever the clock and the lengths", () => {
+  const body = (issued: string, expires: string) =>
+    parseEnvelope(bytes(w.envelope.body.replace(/"issued_at":"[^"]*","expires_at":"[^"]*"/, `"issued_at":"${issued}","expires_at":"${expires}"`)));
+  const e = body("2026-11-26T01:08:41.0001Z", "2026-11-26T01:09:41.0005Z");
+  assert.equal(e.issuedAtUnixNano, "1795655321000100000");
+  assert.equal(e.expiresAtUnixNano, "1795655381000500000");
+  assert.equal(e.issuedAt.getTime(), 1795655321000); // the Dates are cut to the millisecond
+  const last = 1795655381000500000n + 30_000_000_000n;
+  checkFreshness(e, last);
+  throwsReason(() => checkFreshness(e, last + 1n), "message_expired");
+  checkFreshness(e, 1795655321000100000n - 30_000_000_000n);
+  throwsReason(() => checkFreshness(e, 1795655321000099999n - 30_000_000_000n), "issued_in_future");
+  // maxTtlMs and skewMs are read to the nanosecond.
+  checkFreshness(e, new Date(1795655321000), 60_000.4);
+  throwsReason(() => checkFreshness(e, new Date(1795655321000), 60_000.399999), "ttl_too_long");
+  checkFreshness(e, new Date(1795655381001), 60_001, 0.5);
+  throwsReason(() => checkFreshness(e, new Date(1795655381001), 60_001, 0.499999), "message_expired");
+  // Non-positive or NaN max TTL: the default; an infinite one: none.
+  const long = body("2026-11-26T01:08:41Z", "2026-11-26T01:13:41.000000001Z");
+  for (const m of [0, -1, NaN, 0.0000001]) {
+    throwsReason(() => checkFreshness(long, new Date(1795655321000), m), "ttl_too_long", String(m));
+  }
+  checkFreshness(body("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"), new Date(1795655321000), Infinity);
+  // A negative or NaN skew is none, never a pass for every time.
+  for (const s of [-1, NaN]) {
+    throwsReason(() => checkFreshness(e, new Date(1795655381001), 60_001, s), "message_expired", String(s));
+  }
+  checkFreshness(e, new Date(8.64e15), 60_001, Infinity);
+  // No clock fails closed.
+  assert.throws(() => checkFreshness(e, new Date(NaN)), ConfigError);
+});
+
+test("buildEnvelope adds the TTL to the nanosecond before cutting to the second", () => {
+  const f: EnvelopeFields = {
+    ...kbRead,
+    messageId: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41",
+    payload: { plain: bytes("{}") },
+  };
+  const at = new Date(Date.parse(w.verify_at));
+  const expires = (ttlMs: number) => formatTime(parseEnvelope(buildEnvelope({ ...f, ttlMs }, at)).expiresAt);
+  assert.equal(expires(999.999999), "2026-11-26T01:08:41Z");
+  assert.equal(expires(1000), "2026-11-26T01:08:42Z");
+  assert.equal(expires(59_999.999999), "2026-11-26T01:09:40Z");
+  throwsReason(() => buildEnvelope({ ...f, ttlMs: 1e18 }, at), "malformed_envelope");
+  throwsReason(() => buildEnvelope({ ...f, ttlMs: -0.000001 }, at), "ttl_too_long");
 });
 
 test("parseTime reads RFC 3339 UTC exactly", () => {

@@ -4,7 +4,8 @@
 // tokens and their Merkle batches, deliveries, approval requests and
 // answers, replies and decision notices, each with its rejects and their
 // reason codes, and the cases two readers could read two ways (.creds
-// and seed files, approval requests and their times, header blocks).
+// and seed files, envelope times, approval requests and their times,
+// header blocks).
 //
 // Each file has a reader below; the tests of a file are registered (by
 // vectors.test.ts importing this module) when it is present. A vector file
@@ -21,9 +22,11 @@ import { parseCreds, parseJWT, readCurveSeed, readUserSeed } from "../src/creds.
 import { rootInput, rootOf, leafHash, verifyDecision } from "../src/decision.js";
 import {
   buildEnvelope,
+  checkFreshness,
   digest,
   parseEnvelope,
   parseRequestRef,
+  parseTime,
   payloadDigest,
   requestRef,
   sealedBytes,
@@ -221,6 +224,7 @@ function envelopeVectors(): void {
       assert.equal(digest(body), x.body_sha256_hex, x.name);
       assert.equal(dec.decode(env.payloadRaw), x.payload_member, x.name);
       assert.equal(payloadDigest(env), x.payload_sha256_hex, x.name);
+      checkFreshness(env, new Date(e.verify_at_unix * 1000));
       const rebuilt = buildEnvelope(
         {
           messageId: env.messageId,
@@ -244,6 +248,50 @@ function envelopeVectors(): void {
           assert.equal(dec.decode(to.open(Buffer.from(env.payload.sealed!, "base64url"), env.payload.from!)), x.plaintext, x.name);
         }
       }
+    }
+  });
+  envelopeTimeCases(e);
+}
+
+/** envelopeTimeCases: envelope.json's freshness_cases and build_cases, to the nanosecond. */
+function envelopeTimeCases(e: any): void {
+  // A length of the file (nanoseconds) in milliseconds, as the API takes it.
+  const ms = (ns: string): number => Number(BigInt(ns)) / 1e6;
+  const verdict = (fn: () => unknown): string => {
+    const r = reasonOf(fn);
+    return r === "accepted" ? "fresh" : r;
+  };
+  test("wire/envelope.json: every freshness case is decided to the nanosecond as the file says", () => {
+    assert.ok(e.freshness_cases.length > 0);
+    for (const x of e.freshness_cases) {
+      assert.ok(x.body.includes(`"issued_at":"${x.issued_at}","expires_at":"${x.expires_at}"`), x.name);
+      const env = parseEnvelope(bytes(x.body));
+      assert.equal(env.issuedAtUnixNano, x.issued_at_unix_nano, `${x.name}: issued_at`);
+      assert.equal(env.expiresAtUnixNano, x.expires_at_unix_nano, `${x.name}: expires_at`);
+      const now = BigInt(x.now_unix_nano);
+      assert.equal(verdict(() => checkFreshness(env, now, ms(x.max_ttl_ns), ms(x.skew_ns))), x.want, `${x.name}: at ${x.now}`);
+      // A Date clock is a whole millisecond: at one, the same verdict.
+      if (now % 1_000_000n === 0n) {
+        const d = new Date(Number(now / 1_000_000n));
+        assert.equal(verdict(() => checkFreshness(env, d, ms(x.max_ttl_ns), ms(x.skew_ns))), x.want, `${x.name}: at ${d.toISOString()}`);
+      }
+    }
+  });
+  test("wire/envelope.json: every build case writes its body, or is refused, as the file says", () => {
+    assert.ok(e.build_cases.length > 0);
+    const search = parseEnvelope(bytes(e.envelopes.find((x: any) => x.name === "search").message.body));
+    for (const x of e.build_cases) {
+      let got = "accepted";
+      let body = "";
+      try {
+        const f = { ...search, ttlMs: ms(x.ttl_ns) };
+        body = dec.decode(buildEnvelope(f, parseTime(x.now)!));
+      } catch (err) {
+        assert.ok(err instanceof DeniedError, `${x.name}: ${String(err)}`);
+        got = err.reason;
+      }
+      assert.equal(got, x.want, x.name);
+      assert.equal(body, x.body ?? "", x.name);
     }
   });
 }
