@@ -144,13 +144,44 @@ export interface Creds {
   key: KeyPair;
 }
 
-// jwt/v2's decorated block, as the Go SDK finds it (gateway/identity's
-// credsBlock): a line with at least three '-' at each end, the value,
-// another such line. Go's '.' matches anything but '\n', as [^\n] does
-// here; \w is ASCII in both. JavaScript's \s takes more white space than
-// Go's, but only in the leading \s*, which widens a match without moving
-// its value or its end.
-const BLOCK = /\s*(?:(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)(?:\r?\n-{3,}[^\n]*-{3,}(?:\r?\n|$)))/g;
+// jwt/v2's decorated blocks, as the Go SDK finds them (gateway/identity's
+// credsBlock, the regular expression
+// \s*(?:(?:-{3,}.*-{3,}\r?\n)([\w\-.=]+)(?:\r?\n-{3,}.*-{3,}(\r?\n|\z)))
+// under Go's linear-time engine), read line by line: a JavaScript regular
+// expression of that shape backtracks, and a few hundred '-' took it
+// minutes. An opening line holds "---" and, from its first "---" to its
+// end (less one CR), at least six characters ending in "---"; the next
+// line, less one CR, is the value, one or more of [A-Za-z0-9_.=-]; the
+// line after it starts and ends with "---", at least six characters, less
+// one CR before its LF (at the end of the text, no CR). Searching goes on
+// after the closing line. Time linear in the text.
+export function* decoratedBlocks(text: string): Generator<string> {
+  const lines = text.split("\n"); // the last one has no LF after it
+  const n = lines.length;
+  for (let i = 0; i + 2 < n; i++) {
+    const open = lessCR(lines[i]!);
+    const at = open.indexOf("---");
+    if (at < 0 || open.length - at < 6 || !open.endsWith("---")) {
+      continue;
+    }
+    const value = lessCR(lines[i + 1]!);
+    if (!BLOCK_VALUE.test(value)) {
+      continue;
+    }
+    const close = i + 2 === n - 1 ? lines[i + 2]! : lessCR(lines[i + 2]!);
+    if (close.length < 6 || !close.startsWith("---") || !close.endsWith("---")) {
+      continue;
+    }
+    yield value;
+    i += 2;
+  }
+}
+
+const BLOCK_VALUE = /^[\w\-.=]+$/;
+
+function lessCR(line: string): string {
+  return line.endsWith("\r") ? line.slice(0, -1) : line;
+}
 
 // An nkey user seed exactly as nkeys writes it: "SU" and 56 more
 // characters of A–Z 2–7 (nkeys.js would also decode longer text).
@@ -167,7 +198,12 @@ const USER_SEED = /^SU[A-Z2-7]{56}$/;
  */
 export function parseCreds(data: Uint8Array | string): Creds {
   const text = typeof data === "string" ? wellFormed(data) : fromUtf8Strict(data);
-  const blocks = [...text.matchAll(BLOCK)].slice(0, 2).map((m) => m[1]!);
+  const blocks: string[] = [];
+  for (const b of decoratedBlocks(text)) {
+    if (blocks.push(b) === 2) {
+      break;
+    }
+  }
   if (blocks.length === 0) {
     throw new ConfigError("creds: no decorated JWT block");
   }
@@ -241,8 +277,6 @@ export async function readCreds(path: string): Promise<Creds> {
 // and NEL but no byte order mark.
 const LINE_ENDS = /^[ \t\r]+|[ \t\r]+$/g;
 
-// Whether a text holds a decorated block (BLOCK without its g flag).
-const HAS_BLOCK = new RegExp(BLOCK.source);
 
 /** The seeds a seed file may hold: a user ('SU…') or a curve ('SX…') seed. */
 export type SeedRole = "user" | "curve";
@@ -263,7 +297,7 @@ const SEED_TEXT: Record<SeedRole, RegExp> = { user: /^SU[A-Z2-7]{56}$/, curve: /
 export function parseSeedFile(data: Uint8Array | string, role: SeedRole): KeyPair {
   const want = role === "user" ? "SU" : "SX";
   const text = typeof data === "string" ? wellFormed(data) : fromUtf8Strict(data);
-  if (HAS_BLOCK.test(text)) {
+  if (!decoratedBlocks(text).next().done) {
     if (role !== "user") {
       throw new ConfigError(`seed file: a .creds file holds no ${want} seed`);
     }
