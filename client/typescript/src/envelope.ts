@@ -261,9 +261,10 @@ export function parseTimeNs(s: string): bigint | undefined {
   if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || sec > 59) {
     return undefined;
   }
-  const d = new Date(Date.UTC(year, month - 1, day, hour, minute, sec));
-  // Date.UTC maps years 0-99 to 1900-1999.
-  d.setUTCFullYear(year);
+  const d = new Date(Date.UTC(2000, 0, 1, hour, minute, sec));
+  // Date.UTC maps years 0-99 to 1900-1999 (where 0000-02-29 would be a
+  // 1900-02-29 that does not exist): the date is set whole.
+  d.setUTCFullYear(year, month - 1, day);
   return BigInt(d.getTime()) * NS_PER_MS + BigInt((m[7] ?? "").padEnd(9, "0"));
 }
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { createCurve, createUser } from "@nats-io/nkeys";
 import { ConfigError } from "../src/errors.js";
 import { parseCreds, parseJWT, readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
-import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseRequestRef, parseTime, requestRef, type EnvelopeFields } from "../src/envelope.js";
+import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseRequestRef, parseTime, parseTimeNs, requestRef, type EnvelopeFields } from "../src/envelope.js";
 import { foldName } from "../src/internal/json.js";
 import { bytes, dec, readJSON, throwsReason } from "./helpers.js";
 
@@ -250,4 +250,16 @@ test("parseJWT: only compact nkey JWTs of the exact form", () => {
   // The header may be written in another member order, as jwt/v2 accepts.
   parseJWT(`${Buffer.from(`{"alg":"ed25519-nkey","typ":"JWT"}`).toString("base64url")}.${p}.${s}`);
   assert.ok(createCurve().getPublicKey().startsWith("X"));
+});
+
+test("parseTimeNs reads the years 0000-0099 as Go does, leap days included", () => {
+  // Go's envelope.ParseTime(...).Unix() for each.
+  for (const [text, unix] of [
+    ["0000-02-29T00:00:00Z", -62162121600n],
+    ["0000-03-01T00:00:00Z", -62162035200n],
+    ["0004-02-29T12:00:00Z", -62035848000n],
+    ["0099-12-31T23:59:59Z", -59011459201n],
+  ] as const) {
+    assert.equal(parseTimeNs(text), unix * 1_000_000_000n, text);
+  }
 });
