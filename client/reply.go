@@ -71,8 +71,12 @@ type WaitOptions struct {
 // token, route notice, addressed to this agent, bound to the notice's
 // bytes, naming this request) and passed to opt.OnDecision. A verified
 // denial of the request ends the wait: SendAndWait returns the receipt
-// and a *DeniedError with the reason code. A notice that the request was
-// delivered or held for approval does not end it: the reply does.
+// and a *DeniedError with the reason code. A denial replay_detected or
+// replay_refused is the gateway's answer to a copy of the request (its
+// bytes re-published, or an operator replay), which carries the
+// request's message id: it is skipped, neither handed to OnDecision nor
+// ending the wait. A notice that the request was delivered or held for
+// approval does not end it: the reply does.
 // Anything else on the subject, an unverified notice included, is
 // ignored. Without a reply or a denial in time it returns the receipt
 // and ErrNoReply, as it does whenever the gateway sends no notices
@@ -107,6 +111,13 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 			return rcpt, nil, fmt.Errorf("%w to %s: %w", ErrNoReply, rcpt.MessageID, err)
 		}
 		if d := a.noticeOf(m, rcpt.MessageID, opt); d != nil {
+			if d.Route == notice.RouteDeny && copyDenied(d.Reason) {
+				// The gateway's answer to a copy of the request (one
+				// re-published by whoever holds its bytes, or an operator
+				// replay of it), which carries its message id: not the
+				// request's own outcome.
+				continue
+			}
 			if opt.OnDecision != nil {
 				opt.OnDecision(d)
 			}
@@ -220,4 +231,11 @@ func (c *Consumer) Respond(ctx context.Context, d *Delivery, answer any) (*Recei
 		return nil, fmt.Errorf("%w: ConsumerConfig.Responder is not set", ErrConfig)
 	}
 	return c.cfg.Responder.Respond(ctx, d, answer)
+}
+
+// copyDenied reports whether a denial with code is the gateway's answer
+// to a copy of a request rather than to the request: replay_detected and
+// replay_refused.
+func copyDenied(code reason.Code) bool {
+	return code == reason.ReplayDetected || code == reason.ReplayRefused
 }

@@ -253,3 +253,45 @@ func (h *harness) approvalRequest(heldID string) approval.Request {
 	})
 	return req
 }
+
+// TestSendAndWaitIgnoresACopysDenial: a copy of a held request,
+// re-published on the agent's ingress subject by whoever holds its bytes,
+// is denied replay_detected, and the gateway's genuine notice of that
+// denial carries the request's message id; it neither ends SendAndWait
+// nor reaches OnDecision: the request itself is released and delivered.
+func TestSendAndWaitIgnoresACopysDenial(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ingress, err := h.nc.SubscribeSync("agentgw.in.tenant_a.>")
+	must(t, err)
+	defer ingress.Unsubscribe()
+	decisions, done := waitInBackground(ctx, h.sdkAgent(h.agent), heldPayment(), client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	held := nextDecision(t, decisions, done)
+	if held.Route != notice.RouteApproval {
+		t.Fatalf("first decision = %+v; want held for approval", held)
+	}
+	original, err := ingress.NextMsg(10 * time.Second)
+	must(t, err)
+	copied := nats.NewMsg(original.Subject)
+	copied.Data = original.Data
+	for k, v := range original.Header {
+		copied.Header[k] = v
+	}
+	copied.Header.Set(nats.MsgIdHdr, "copy-"+held.MessageID) // past the stream's dedup
+	_, err = h.js.PublishMsg(ctx, copied)
+	must(t, err)
+	waitFor(t, func() bool { return len(h.noticesTo(h.agent, held.MessageID)) == 2 })
+
+	h.grant(h.approvalRequest(held.ApprovalID))
+	if d := nextDecision(t, decisions, done); d.Route != notice.RouteAllow || d.MessageID != held.MessageID {
+		t.Fatalf("decision after the copy = %+v; want the release of %s", d, held.MessageID)
+	}
+	cancel()
+	if w := <-done; !errors.Is(w.err, client.ErrNoReply) {
+		t.Errorf("SendAndWait = %v; want ErrNoReply once ctx is done, not the copy's denial", w.err)
+	}
+	h.stop()
+	h.scanSecrets()
+}

@@ -184,9 +184,12 @@ export function replies(
  * gateway's token, route notice, addressed to this agent, bound to the
  * notice's bytes, naming this request) and passed to opt.onDecision. A
  * verified denial of the request ends the wait: it rejects with a
- * MessageDeniedError (its reason code) that carries the receipt. A notice
- * that the request was delivered or held for approval does not end it:
- * the reply does. Anything else on the subject, an unverified notice
+ * MessageDeniedError (its reason code) that carries the receipt. A denial
+ * replay_detected or replay_refused is the gateway's answer to a copy of
+ * the request (its bytes re-published, or an operator replay), which
+ * carries the request's message id: it is skipped, neither handed to
+ * onDecision nor ending the wait. A notice that the request was delivered
+ * or held for approval does not end it: the reply does. Anything else on the subject, an unverified notice
  * included, is ignored. Without a reply or a denial in time it rejects
  * with a NoReplyError that carries the receipt, as it does whenever the
  * gateway sends no notices (notify_senders off).
@@ -204,6 +207,13 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
       for await (const m of sub) {
         const d = noticeOf(agent, m, receipt.messageId, opt);
         if (d !== undefined) {
+          if (d.route === "deny" && (d.reason === "replay_detected" || d.reason === "replay_refused")) {
+            // The gateway's answer to a copy of the request (one
+            // re-published by whoever holds its bytes, or an operator
+            // replay of it), which carries its message id: not the
+            // request's own outcome.
+            continue;
+          }
           opt.onDecision?.(d);
           if (d.route === "deny" && d.answers === undefined) {
             const err = new MessageDeniedError(d);

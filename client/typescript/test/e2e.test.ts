@@ -550,6 +550,46 @@ test("sendAndWait: forged denials of the request neither end the wait nor reach 
   await take("kb.search", 1, (d) => d.messageId === messageId);
 });
 
+test("sendAndWait: the denial of a copy of the request neither ends the wait nor reaches onDecision", async () => {
+  const subject = `agentgw.reply.${TENANT}.${agent.publicKey}`;
+  const raw = agentNC.subscribe(subject);
+  let sent: { subject: string; data: Uint8Array; headers: MsgHdrs } | undefined;
+  const spy = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
+  setHooks(spy, {
+    publish: (s, data, o, real) => {
+      sent = { subject: s, data, headers: o.headers };
+      return real!(s, data, o);
+    },
+  });
+  const ctl = new AbortController();
+  const w = waitInBackground(spy, { capability: "read", target: "kb.search", plain: { q: "copied" } }, AbortSignal.any([ctl.signal, AbortSignal.timeout(30_000)]));
+  const d = await w.next();
+  assert.equal(d.route, "allow");
+  assert.ok(sent);
+  // Whoever holds the request's bytes re-publishes them, past the
+  // stream's dedup: the gateway denies the copy replay_detected, in a
+  // genuine notice that carries the request's message id.
+  const h = headers();
+  for (const k of sent.headers.keys()) {
+    for (const v of sent.headers.values(k)) {
+      h.append(k, v);
+    }
+  }
+  h.set("Nats-Msg-Id", `copy-${d.messageId}`);
+  agentNC.publish(sent.subject, sent.data, { headers: h });
+  for await (const m of raw) {
+    if (isNotice(m) && m.headers?.get("Agentgw-Message-Id") === d.messageId && dec.decode(m.data).includes('"replay_detected"')) {
+      break;
+    }
+  }
+  raw.unsubscribe();
+  await agentNC.flush();
+  ctl.abort();
+  await rejectsWith(w.waiting, NoReplyError);
+  assert.equal(w.seen.length, 1, "the copy's denial reached onDecision");
+  await take("kb.search", 1, (x) => x.messageId === d.messageId);
+});
+
 test("denials: bad signature, replay and missing scope reach the denied stream with their reason codes", async () => {
   let sent: { data: Uint8Array; headers: MsgHdrs } | undefined;
   const spy = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });
