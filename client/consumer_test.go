@@ -125,31 +125,33 @@ func TestConsumerTermsForgedDeliversGenuine(t *testing.T) {
 	}
 }
 
-func TestConsumeMissingStream(t *testing.T) {
-	w := newWorld(t)
+// plainConsumer is a consumer of the test target trusting w's gateway.
+func (w *world) plainConsumer(t *testing.T) *Consumer {
+	t.Helper()
 	cfg := DefaultConsumerConfig()
 	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
 	c, err := NewConsumer(w.js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Consume(ctxT(t), func(context.Context, *Delivery) error { return nil })
+	return c
+}
+
+func TestConsumeMissingStream(t *testing.T) {
+	w := newWorld(t)
+	c := w.plainConsumer(t)
+	err := c.Consume(ctxT(t), func(context.Context, *Delivery) error { return nil })
 	if !errors.Is(err, ErrStream) {
 		t.Fatalf("Consume(no stream) = %v; want %v", err, ErrStream)
 	}
 }
 
-// TestConsumeEndedBeforeItStarts: a Consume whose context ends while
+// TestConsumeEndedBeforeItStarts: a Consume whose context is cancelled while
 // the consumer is still being created returns nil, as one that ends
 // later does: the caller stopped it, nothing failed.
 func TestConsumeEndedBeforeItStarts(t *testing.T) {
 	w := newWorld(t)
-	cfg := DefaultConsumerConfig()
-	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
-	c, err := NewConsumer(w.js, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := w.plainConsumer(t)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	cancel()
 	if err := c.Consume(ctx, func(context.Context, *Delivery) error { return nil }); err != nil {

@@ -86,6 +86,15 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
+// newTestKeySet is a key set of url on a fake clock: maxAge a minute,
+// minRefresh five seconds.
+func newTestKeySet(t *testing.T, url string) (*keySet, *fakeClock) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return newKeySet(url, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms), clk
+}
+
 // TestKeySetRefreshRules: an unknown kid causes at most one fetch per
 // minRefresh (junk kids cannot amplify), any fetch brings in every
 // current key, and keys older than maxAge are fetched again before use
@@ -94,10 +103,7 @@ func TestKeySetRefreshRules(t *testing.T) {
 	j := newJWKSServer(t)
 	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
 	j.publish(k1)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	ks := newKeySet(j.srv.URL, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	ks, clk := newTestKeySet(t, j.srv.URL)
 	ctx := context.Background()
 
 	if _, err := ks.VerifySignature(ctx, k1.sign(t)); err != nil {
@@ -145,10 +151,7 @@ func TestKeySetUnavailableFailsClosed(t *testing.T) {
 	j := newJWKSServer(t)
 	k1 := newTestKey(t, "k1")
 	j.publish(k1)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	ks := newKeySet(j.srv.URL, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	ks, clk := newTestKeySet(t, j.srv.URL)
 	if _, err := ks.VerifySignature(context.Background(), k1.sign(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -168,10 +171,7 @@ func TestKeySetUnknownKidDuringOutage(t *testing.T) {
 	j := newJWKSServer(t)
 	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
 	j.publish(k1)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	ks := newKeySet(j.srv.URL, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	ks, clk := newTestKeySet(t, j.srv.URL)
 	ctx := context.Background()
 	if _, err := ks.VerifySignature(ctx, k1.sign(t)); err != nil {
 		t.Fatal(err)
@@ -208,10 +208,7 @@ func TestKeySetFetchErrorsNameTheURLOnly(t *testing.T) {
 		_, _ = w.Write([]byte(`{"keys": "secret-looking-body"`))
 	}))
 	t.Cleanup(srv.Close)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	ks := newKeySet(srv.URL+"/jwks", &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms)
+	ks, clk := newTestKeySet(t, srv.URL+"/jwks")
 	_, err := ks.VerifySignature(context.Background(), newTestKey(t, "k1").sign(t))
 	if !errors.Is(err, errKeysFetch) || !strings.Contains(err.Error(), srv.URL+"/jwks") || strings.Contains(err.Error(), "secret-looking-body") {
 		t.Errorf("unparsable JWKS = %v; want errKeysFetch naming the URL and not the body", err)

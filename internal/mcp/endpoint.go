@@ -219,6 +219,7 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 				"code": jsonrpc.CodeParseError, "message": err.Error()}})
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), rpcKey{}, msg)) // for withTasks
 		if msg.Method != "tools/call" || len(msg.ID) == 0 {
 			next.ServeHTTP(w, r)
 			return

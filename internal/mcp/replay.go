@@ -68,6 +68,9 @@ type rpcMessage struct {
 	Params json.RawMessage
 }
 
+// rpcKey is the request context key of the rpcMessage refuseReplay read.
+type rpcKey struct{}
+
 // errNotOneMessage: the body is not one strict JSON object.
 var errNotOneMessage = errors.New("the request body is not one JSON-RPC message in strict JSON (exact member names, none twice, valid UTF-8, nothing after it)")
 
@@ -89,16 +92,16 @@ func readRPC(body []byte) (rpcMessage, error) {
 			}
 		}
 	}
-	return rpcMessage{ID: json.RawMessage(members["id"]), Method: string(unquote(members["method"])), Params: json.RawMessage(members["params"])}, nil
+	return rpcMessage{ID: json.RawMessage(members["id"]), Method: unquote(members["method"]), Params: json.RawMessage(members["params"])}, nil
 }
 
 var rpcNames = [...]string{"jsonrpc", "id", "method", "params", "result", "error"}
 
-// unquote is a JSON string's value, or nothing for any other value.
-func unquote(v jsontext.Value) []byte {
+// unquote is a JSON string's value, or "" for any other value.
+func unquote(v jsontext.Value) string {
 	var s string
 	if len(v) == 0 || jsonv2.Unmarshal(v, &s) != nil {
-		return nil
+		return ""
 	}
-	return []byte(s)
+	return s
 }

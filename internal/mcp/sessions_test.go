@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -26,13 +27,21 @@ import (
 // signed returns an IdP-signed access token for the endpoint naming
 // subject, with the given groups claim.
 func (h *endpointHarness) signed(subject string, groups ...string) string {
+	return h.signedWith(map[string]any{"sub": subject, "groups": groups})
+}
+
+// signedWith returns an IdP-signed access token for the endpoint: an
+// hour's token of tenant's support group, its own jti, with claims set
+// over those.
+func (h *endpointHarness) signedWith(claims map[string]any) string {
 	h.t.Helper()
 	now := time.Now()
-	tok, err := h.idp.Sign(map[string]any{
-		"iss": h.idp.Issuer, "sub": subject, "aud": []string{h.resource},
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "org": tenant, "groups": groups,
-		"jti": rand.Text(), // each token its own
-	})
+	all := map[string]any{
+		"iss": h.idp.Issuer, "aud": []string{h.resource}, "jti": rand.Text(),
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "org": tenant, "groups": []string{"support"},
+	}
+	maps.Copy(all, claims)
+	tok, err := h.idp.Sign(all)
 	must(h.t, err)
 	h.secrets = append(h.secrets, tok)
 	return tok
@@ -222,13 +231,7 @@ func TestEndpointLookalikeSubject(t *testing.T) {
 	if code, body := h.postRPC(h.signed("victim", "support"), list); code != http.StatusOK {
 		t.Fatalf("victim: %d %s", code, body)
 	}
-	now := time.Now()
-	tok, err := h.idp.Sign(map[string]any{
-		"iss": h.idp.Issuer, "sub": "mallory", "\u017fub": "victim", "aud": []string{h.resource}, "jti": rand.Text(),
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "org": tenant, "groups": []string{"support"},
-	})
-	must(t, err)
-	h.secrets = append(h.secrets, tok)
+	tok := h.signedWith(map[string]any{"sub": "mallory", "\u017fub": "victim"})
 	code, body := h.postRPC(tok, list)
 	h.endpoint.mu.Lock()
 	defer h.endpoint.mu.Unlock()
@@ -407,13 +410,7 @@ func TestEndpointShortTokenExchangedOnce(t *testing.T) {
 	asks, err := h.nc.SubscribeSync("agentgw.exchange")
 	must(t, err)
 	defer asks.Unsubscribe()
-	now := time.Now()
-	tok, err := h.idp.Sign(map[string]any{
-		"iss": h.idp.Issuer, "sub": "lou", "aud": []string{h.resource}, "jti": rand.Text(),
-		"iat": now.Unix(), "exp": now.Add(20 * time.Second).Unix(), "org": tenant, "groups": []string{"support"},
-	})
-	must(t, err)
-	h.secrets = append(h.secrets, tok)
+	tok := h.signedWith(map[string]any{"sub": "lou", "exp": time.Now().Add(20 * time.Second).Unix()})
 	for i := range 3 {
 		if code, body := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i)); code != http.StatusOK {
 			t.Fatalf("request %d: %d %s", i, code, body)

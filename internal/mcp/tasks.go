@@ -1,13 +1,11 @@
 package mcp
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -112,14 +110,9 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, "request body unreadable", http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		msg, err := readRPC(body)
-		if err != nil || len(msg.ID) == 0 {
+		// refuseReplay, before this, read the body as one strict message.
+		msg, ok := r.Context().Value(rpcKey{}).(rpcMessage)
+		if !ok || len(msg.ID) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
