@@ -33,8 +33,9 @@ The IdP token is read from a file (- for stdin) or an environment
 variable, never from a flag, so it stays out of shell history and ps.
 A refusal prints its reason code (exchange_*) and exits 3, except
 exchange_idp_unavailable (the gateway could not fetch the IdP's signing
-keys; the token was not judged), which exits 1 like any outage: retry
-later with the same token.`)
+keys, or had too many exchanges for that IdP in flight; the token was
+not judged), which exits 1 like any outage: retry later with the same
+token.`)
 	var cf connFlags
 	cf.register(c.fs)
 	agentSeed := c.fs.String("agent-seed", "", "agent seed `file` (SU…); the credential's subject, signs the request")

@@ -62,8 +62,10 @@ type Config struct {
 	// full of unexpired ids, new requests are refused (internal_error)
 	// rather than forgetting one. Zero: 100000.
 	ReplayCapacity int `yaml:"replay_capacity"`
-	// MaxConcurrent bounds exchanges in flight; more are refused at once
-	// (internal_error, "busy"). Zero: 16.
+	// MaxConcurrent bounds the exchanges in flight per IdP (those past
+	// the checks that need no network call); more for that IdP are
+	// refused at once (exchange_idp_unavailable), so a slow IdP holds up
+	// no other IdP's exchanges. Zero: 16.
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// HTTPTimeout bounds one discovery or JWKS fetch. Zero: 10s.
 	HTTPTimeout time.Duration `yaml:"http_timeout"`

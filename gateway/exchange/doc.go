@@ -25,7 +25,9 @@
 //     key is looked at, so an HS256 token keyed with the IdP's public
 //     key never verifies), signature and issuer (exchange_token_invalid;
 //     exchange_idp_unavailable when discovery or the signing keys the
-//     token needs cannot be fetched, the token then not judged at all);
+//     token needs cannot be fetched, or the IdP already has
+//     max_concurrent exchanges in flight, the token then not judged at
+//     all);
 //     then here: aud holds the IdP's configured audience
 //     (exchange_token_audience); exp, nbf, iat and max_token_age with
 //     the configured skew on the injected clock

@@ -23,15 +23,30 @@ type idp struct {
 	client *http.Client
 	now    func() time.Time
 	skew   time.Duration
+	// slots bounds this IdP's exchanges in flight (Serve only).
+	slots chan struct{}
 
 	mu    sync.Mutex
 	keys  *keySet // nil until discovery has succeeded
 	tried time.Time
 }
 
-func newIdP(cfg IdPConfig, client *http.Client, now func() time.Time, skew time.Duration) *idp {
-	return &idp{cfg: cfg, client: client, now: now, skew: skew}
+func newIdP(cfg IdPConfig, client *http.Client, now func() time.Time, skew time.Duration, slots int) *idp {
+	return &idp{cfg: cfg, client: client, now: now, skew: skew, slots: make(chan struct{}, slots)}
 }
+
+// enter takes one of the IdP's exchange slots, false when all are in
+// use; leave gives it back.
+func (p *idp) enter() bool {
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *idp) leave() { <-p.slots }
 
 // ensure returns the IdP's key set, running discovery first if it has
 // not succeeded yet (at most once per KeysMinRefresh while it fails), so

@@ -138,7 +138,7 @@ func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service
 				errs = append(errs, fmt.Errorf("exchange: idp %s: no issuer key for tenant %s", pc.Name, t))
 			}
 		}
-		s.byIss[pc.Issuer] = newIdP(pc, o.client, o.now, cfg.Skew)
+		s.byIss[pc.Issuer] = newIdP(pc, o.client, o.now, cfg.Skew, cfg.MaxConcurrent)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -164,11 +164,30 @@ func (s *Service) Exchange(ctx context.Context, body []byte, proof string) (*pro
 
 // run is Exchange without emitting the event.
 func (s *Service) run(ctx context.Context, body []byte, proof string) (*protocol.Response, audit.Event, error) {
-	start := s.opts.now()
-	ev := audit.Event{Kind: audit.KindCredentialExchange}
-	resp, err := s.exchange(ctx, body, proof, start, &ev)
+	x, err := s.admit(body, proof)
+	var resp *protocol.Response
+	if err == nil {
+		resp, err = s.complete(ctx, x)
+	}
+	ev, err := s.finish(x, err)
+	return resp, ev, err
+}
+
+// pending is an exchange between its two phases: admit has run the
+// checks that need no network call and chosen the IdP; complete asks it.
+type pending struct {
+	start time.Time
+	ev    audit.Event
+	req   *protocol.Request
+	idp   *idp
+}
+
+// finish completes x's audit event with its outcome and returns it with
+// err, a non-Denial err turned into an internal_error Denial.
+func (s *Service) finish(x *pending, err error) (audit.Event, error) {
+	ev := x.ev
 	ev.Time = s.opts.now().UTC()
-	ev.LatencyMicros = max(ev.Time.Sub(start).Microseconds(), 0)
+	ev.LatencyMicros = max(ev.Time.Sub(x.start).Microseconds(), 0)
 	if err != nil {
 		var d *reason.Denial
 		if !errors.As(err, &d) {
@@ -181,23 +200,29 @@ func (s *Service) run(ctx context.Context, body []byte, proof string) (*protocol
 		}
 		ev.Scopes, ev.CredentialID, ev.Issuer = nil, "", ""
 	}
-	return resp, ev, err
+	return ev, err
 }
 
-func (s *Service) exchange(ctx context.Context, body []byte, proof string, now time.Time, ev *audit.Event) (*protocol.Response, error) {
+// admit runs the checks that cost no network call: the request's form,
+// its proof of possession and freshness, and the routing to a
+// configured IdP by the token's unverified iss. It always returns x,
+// whose event the caller finishes.
+func (s *Service) admit(body []byte, proof string) (*pending, error) {
+	x := &pending{start: s.opts.now(), ev: audit.Event{Kind: audit.KindCredentialExchange}}
+	now, ev := x.start, &x.ev
 	req, err := protocol.Parse(body)
 	if err != nil {
-		return nil, reason.Deny(reason.ExchangeRequestInvalid, "%v", err)
+		return x, reason.Deny(reason.ExchangeRequestInvalid, "%v", err)
 	}
 	// The event is filed under a tenant only once the IdP token has
 	// verified for it: an unauthenticated request names any tenant it
 	// likes, and must not write into that tenant's audit stream.
 	ev.Agent, ev.RequestID = req.Agent, req.RequestID
 	if req.Audience != s.cfg.Audience {
-		return nil, reason.Deny(reason.ExchangeRequestInvalid, "request audience is not this gateway's")
+		return x, reason.Deny(reason.ExchangeRequestInvalid, "request audience is not this gateway's")
 	}
 	if req.Tenant != "" && !identity.ValidTenant(req.Tenant) {
-		return nil, reason.Deny(reason.ExchangeRequestInvalid, "tenant is not [a-z0-9_-]{1,64}")
+		return x, reason.Deny(reason.ExchangeRequestInvalid, "tenant is not [a-z0-9_-]{1,64}")
 	}
 	// Proof first: it is cheap, and only a request signed by the key it
 	// names may make the IdP be contacted. Any key signs its own
@@ -205,24 +230,32 @@ func (s *Service) exchange(ctx context.Context, body []byte, proof string, now t
 	// recorded only once the IdP token has verified, or anyone could fill
 	// the replay set with fresh ids and stop every exchange.
 	if err := protocol.VerifyProof(req.Agent, body, proof); err != nil {
-		return nil, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
+		return x, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
 	}
 	at, _ := req.Time() // checked by Parse
 	switch {
 	case at.After(now.Add(s.cfg.Skew)):
-		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is in the future", req.IssuedAt)
+		return x, reason.Deny(reason.ExchangeProofStale, "issued_at %s is in the future", req.IssuedAt)
 	case now.Sub(at) >= s.cfg.ProofMaxAge+s.cfg.Skew:
-		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
+		return x, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
 	}
 	iss, err := unverifiedIssuer(req.SubjectToken)
 	if err != nil {
-		return nil, reason.Deny(reason.ExchangeTokenInvalid, "%v", err)
+		return x, reason.Deny(reason.ExchangeTokenInvalid, "%v", err)
 	}
 	p := s.byIss[iss]
 	if p == nil {
-		return nil, reason.Deny(reason.ExchangeUntrustedIdP, "issuer %.128q is not a configured IdP", iss)
+		return x, reason.Deny(reason.ExchangeUntrustedIdP, "issuer %.128q is not a configured IdP", iss)
 	}
 	ev.IdPIssuer = iss
+	x.req, x.idp = req, p
+	return x, nil
+}
+
+// complete verifies x's token with its IdP (discovery and key fetches
+// happen here), then maps and issues.
+func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response, error) {
+	req, p, now, ev := x.req, x.idp, x.start, &x.ev
 	tok, err := p.verify(ctx, req.SubjectToken)
 	if err != nil {
 		return nil, err
@@ -361,8 +394,9 @@ func (s *Service) emit(ev audit.Event) {
 // Start serves svc's exchange on nc as a NATS micro service (endpoint
 // "exchange" on cfg.Subject, queue group cfg.QueueGroup) and publishes
 // every audit event to agentgw.audit.<tenant> (agentgw.audit._unroutable
-// when no tenant is known), unless WithoutAuditPublish. Requests run
-// concurrently, at most cfg.MaxConcurrent at once; ctx bounds each.
+// when no tenant is known), unless WithoutAuditPublish. Requests that
+// need their IdP run concurrently, at most cfg.MaxConcurrent at once per
+// IdP; ctx bounds each.
 //
 // stop unsubscribes, waits for the requests in flight and returns the
 // micro service's stop error; call it exactly once. Start returns an
@@ -381,7 +415,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, issuers map[string]nk
 // Serve is Start for a Service already built with New.
 func (s *Service) Serve(ctx context.Context, nc *nats.Conn) (stop func() error, err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	sv := &server{svc: s, nc: nc, ctx: ctx, slots: make(chan struct{}, s.cfg.MaxConcurrent)}
+	sv := &server{svc: s, nc: nc, ctx: ctx}
 	m, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     ServiceVersion,
@@ -415,46 +449,58 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn) (stop func() error, 
 }
 
 type server struct {
-	svc   *Service
-	nc    *nats.Conn
-	ctx   context.Context
-	slots chan struct{}
+	svc *Service
+	nc  *nats.Conn
+	ctx context.Context
 
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
 }
 
-// handle runs on the subscription's goroutine: it hands the request to a
-// worker so one slow IdP fetch does not hold up every other exchange.
+// handle runs on the subscription's goroutine. It runs the checks that
+// need no network call there (admit), then takes a slot of the token's
+// IdP and hands the rest to a worker, so one slow IdP holds up neither
+// the subscription nor the exchanges of another IdP. Each IdP has
+// Config.MaxConcurrent slots; a request that finds its IdP's all in use
+// is refused at once, exchange_idp_unavailable: its token is not judged.
 func (sv *server) handle(req micro.Request) {
+	x, err := sv.svc.admit(req.Data(), req.Headers().Get(protocol.SignatureHeader))
 	sv.mu.Lock()
-	if sv.closed {
-		sv.mu.Unlock()
-		sv.reply(req, nil, reason.Deny(reason.Internal, "stopping"))
-		return
+	switch {
+	case sv.closed:
+		err = reason.Deny(reason.Internal, "stopping")
+	case err == nil && !x.idp.enter():
+		err = reason.Deny(reason.ExchangeIdPUnavailable, "idp %s: %d exchanges in flight", x.idp.cfg.Name, cap(x.idp.slots))
 	}
-	select {
-	case sv.slots <- struct{}{}:
-	default:
+	if err != nil {
 		sv.mu.Unlock()
-		sv.reply(req, nil, reason.Deny(reason.Internal, "busy: %d exchanges in flight", cap(sv.slots)))
+		sv.answer(req, x, nil, err)
 		return
 	}
 	sv.wg.Add(1)
 	sv.mu.Unlock()
 	go func() {
 		defer sv.wg.Done()
-		defer func() { <-sv.slots }()
+		defer x.idp.leave()
 		ctx, cancel := context.WithTimeout(sv.ctx, 2*sv.svc.cfg.HTTPTimeout)
 		defer cancel()
-		resp, ev, err := sv.svc.run(ctx, req.Data(), req.Headers().Get(protocol.SignatureHeader))
-		sv.svc.emit(ev)
-		if !sv.svc.opts.noPub {
-			sv.publishAudit(ev)
-		}
-		sv.reply(req, resp, err)
+		resp, err := sv.svc.complete(ctx, x)
+		sv.answer(req, x, resp, err)
 	}()
+}
+
+// answer finishes x's event, emits and publishes it, then replies.
+func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response, err error) {
+	ev, err := sv.svc.finish(x, err)
+	sv.svc.emit(ev)
+	if !sv.svc.opts.noPub {
+		sv.publishAudit(ev)
+	}
+	if err != nil {
+		resp = nil
+	}
+	sv.reply(req, resp, err)
 }
 
 // reply answers req on its reply subject. It publishes on the connection

@@ -115,8 +115,9 @@ const (
 
 	// ExchangeIdPUnavailable: the token exchange could not obtain the
 	// IdP's signing keys (discovery or JWKS unreachable, timed out, not
-	// 200, or no usable key in it), so the token's signature was not
-	// checked and nothing was issued. Unlike exchange_token_invalid it
+	// 200, or no usable key in it), or every one of that IdP's exchange
+	// slots was in use, so the token's signature was not checked and
+	// nothing was issued. Unlike exchange_token_invalid it
 	// says nothing about the token: the same request may succeed later.
 	ExchangeIdPUnavailable Code = "exchange_idp_unavailable"
 )
@@ -186,5 +187,5 @@ var All = []Info{
 	{PayloadCaseVariant, StagePayload, "opened payload or response has a top-level member differing only in case from a field the gateway reads by name (policy- or approver-visible, sensitive, or a claim field)"},
 	{DecisionDuplicate, StageConsumer, "decision token already handed over by this consumer from another stream sequence (a re-published copy)"},
 	{DecisionRecordFull, StageConsumer, "the consumer's record of handed-over decision tokens is full; the message is handed back, not acted on, until entries expire"},
-	{ExchangeIdPUnavailable, "exchange", "the IdP's signing keys could not be obtained (discovery or JWKS unreachable, timed out, not 200, or no usable key): the token was not checked and nothing was issued; retry later"},
+	{ExchangeIdPUnavailable, "exchange", "the IdP's signing keys could not be obtained (discovery or JWKS unreachable, timed out, not 200, or no usable key), or all of that IdP's exchange slots were in use: the token was not checked and nothing was issued; retry later"},
 }

@@ -94,7 +94,7 @@ const TABLE = [
     code: "exchange_idp_unavailable",
     stage: "exchange",
     description:
-      "the IdP's signing keys could not be obtained (discovery or JWKS unreachable, timed out, not 200, or no usable key): the token was not checked and nothing was issued; retry later",
+      "the IdP's signing keys could not be obtained (discovery or JWKS unreachable, timed out, not 200, or no usable key), or all of that IdP's exchange slots were in use: the token was not checked and nothing was issued; retry later",
   },
 ] as const;
 

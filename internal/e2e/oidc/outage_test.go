@@ -267,3 +267,72 @@ func signedWithKid(h *harness, key any, kid string, alg jose.SignatureAlgorithm)
 	}
 	return jws.CompactSerialize()
 }
+
+// TestExchangeSlotsPerIdP: each IdP has its own max_concurrent slots. While
+// one IdP's JWKS hangs, its requests hold its slots; a further request
+// for it is refused at once exchange_idp_unavailable (503, retry), and a
+// request for another IdP is exchanged as usual.
+func TestExchangeSlotsPerIdP(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.MaxConcurrent = 2
+	h.cfg.HTTPTimeout = 3 * time.Second // how long the hanging JWKS holds the slots
+	h.serve()
+	h.partner.AddClient(testidp.Client{ID: "partner-b-bot", Secret: "s3cret-partner-b", Audience: []string{idpAudience},
+		Claims: map[string]any{"groups": []string{"billing-agents"}, "org": "tenant_b"}})
+	corp := h.token(h.corp, "billing-bot", "s3cret-billing")
+	partner := h.token(h.partner, "partner-b-bot", "s3cret-partner-b")
+	h.corp.BreakKeys(testidp.KeysHang)
+
+	// One connection, published in this order: the service takes them in
+	// order, so the third corp request finds both corp slots in use.
+	names := []string{"corp1", "corp2", "corp3", "partner"}
+	replies := map[string]chan *nats.Msg{}
+	for i, tok := range []string{corp, corp, corp, partner} {
+		req := &protocol.Request{
+			V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
+			Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
+			IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
+		}
+		body, err := protocol.Marshal(req)
+		must(t, err)
+		inbox := h.nc.NewRespInbox()
+		ch := make(chan *nats.Msg, 1)
+		sub, err := h.nc.ChanSubscribe(inbox, ch)
+		must(t, err)
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		m := nats.NewMsg(protocol.DefaultSubject)
+		m.Reply, m.Data = inbox, body
+		m.Header.Set(protocol.SignatureHeader, h.signBy(h.agent.kp)(body))
+		must(t, h.nc.PublishMsg(m))
+		replies[names[i]] = ch
+	}
+	must(t, h.nc.Flush())
+	wait := func(name string) *nats.Msg {
+		select {
+		case m := <-replies[name]:
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no reply to %s", name)
+			return nil
+		}
+	}
+
+	if m := wait("corp3"); m.Header.Get("Nats-Service-Error") != string(reason.ExchangeIdPUnavailable) ||
+		m.Header.Get("Nats-Service-Error-Code") != "503" {
+		t.Errorf("third corp request, corp's slots in use: %s %s; want 503 %s",
+			m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error"), reason.ExchangeIdPUnavailable)
+	}
+	m := wait("partner")
+	var resp protocol.Response
+	if code := m.Header.Get("Nats-Service-Error"); code != "" || json.Unmarshal(m.Data, &resp) != nil || resp.Tenant != "tenant_b" {
+		t.Errorf("partner request while corp hangs: error %q, tenant %q; want a credential for tenant_b", code, resp.Tenant)
+	}
+	for _, name := range []string{"corp1", "corp2"} {
+		if code := wait(name).Header.Get("Nats-Service-Error"); code != string(reason.ExchangeIdPUnavailable) {
+			t.Errorf("%s (JWKS hung) = %q; want %s", name, code, reason.ExchangeIdPUnavailable)
+		}
+	}
+	if d := h.lastEvent().Detail; strings.Contains(d, corp) || strings.Contains(d, partner) {
+		t.Error("an audit detail holds a token")
+	}
+}
