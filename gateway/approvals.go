@@ -191,9 +191,15 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	if ans.Decision == approval.Grant {
 		// A release re-runs the credential gate: the requester's key or
 		// credential may have been revoked, or its issuer untrusted,
-		// since the request was held.
+		// since the request was held. Then the catalog gate: the target
+		// may have stopped serving the tenant, changed its kind or scope,
+		// or stopped taking plain payloads.
 		if err := g.heldStanding(&h); err != nil {
 			hi.deny(err)
+		} else if t, err := g.catalogGate(cat, hi); err != nil {
+			hi.deny(heldDenial(err))
+		} else {
+			hi.target = t
 		}
 	}
 	hi.approved, hi.approver = true, it.cred.Subject
@@ -204,11 +210,12 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 }
 
 // decideApproval runs on the parallel stage for a valid answer, which
-// took the hold (approvalGate): a grant whose requester still stands
-// re-runs every gate after the catalog on the held request with the
-// current policy and catalog and releases it; a refusal, or a grant of a
-// request whose requester no longer stands, sends the held request to
-// the denied stream. Either way the held request's output is the
+// took the hold (approvalGate): a grant whose requester still stands and
+// whose request the current catalog still admits (both checked by
+// approvalGate) re-runs every gate after the catalog on the held request
+// with the current policy and releases it; a refusal, or a grant of a
+// request that failed those checks, sends the held request to the
+// denied stream. Either way the held request's output is the
 // answer's.
 func (g *Gateway) decideApproval(it *item, now time.Time) {
 	hi := it.heldItem

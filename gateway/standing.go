@@ -69,9 +69,15 @@ func (g *Gateway) heldStanding(h *held) error {
 	if err == nil {
 		return nil
 	}
+	return heldDenial(err)
+}
+
+// heldDenial is a gate's denial of a held request, its detail saying so;
+// an error that is not a denial is internal_error (fail closed).
+func heldDenial(err error) *reason.Denial {
 	var d *reason.Denial
 	if !errors.As(err, &d) {
-		return reason.Deny(reason.Internal, "held request: credential check failed")
+		return reason.Deny(reason.Internal, "held request: check failed")
 	}
 	return reason.Deny(d.Code, "held request: %s", d.Detail)
 }

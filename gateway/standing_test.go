@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,59 @@ func TestApprovalReleaseRechecksCredential(t *testing.T) {
 			out := f.outputFor(seq)
 			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want {
 				t.Fatalf("grant of a held request whose credential lost its standing: %s reason %q (%s); want %q",
+					out.Subject, got, out.Header.Get(header.Detail), tc.want)
+			}
+			if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
+				t.Error("the denied record does not carry the held message")
+			}
+			if n := len(f.all(StreamCap)); n != 0 {
+				t.Errorf("capability deliveries = %d; want 0", n)
+			}
+			if n, _ := f.gw.pendingApprovals(); n != 0 {
+				t.Errorf("pending approvals after the refused release = %d; want 0", n)
+			}
+			f.endApproval(0)
+		})
+	}
+}
+
+// TestApprovalReleaseRechecksCatalog: a grant re-runs the catalog gate on
+// the held request with the catalog in force now. Each case reloads a
+// catalog in which the held request's target no longer admits it: the
+// held request goes to the denied stream with the catalog gate's reason
+// as the answer's output, the hold is consumed, nothing is delivered.
+func TestApprovalReleaseRechecksCatalog(t *testing.T) {
+	cases := []struct {
+		name     string
+		from, to string // in payments.send's entry
+		want     reason.Code
+	}{
+		{"deny/tenant-removed", "    tenants: [tenant_a]\n", "    tenants: [tenant_b]\n", reason.TenantNotAllowed},
+		{"deny/scope-changed", "    scope: pay:send\n", "    scope: pay:admin\n", reason.MissingScope},
+		{"deny/kind-changed", "    kind: tool_call\n", "    kind: read\n", reason.CapabilityMismatch},
+		{"deny/sealed-only", "    plain: true\n", "    plain: false\n", reason.PlainNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newApprovalFlow(t)
+			path := f.cfg.Catalog
+			raw, err := os.ReadFile(path)
+			must(t, err)
+			s := string(raw)
+			i := strings.Index(s, "  - name: payments.send\n")
+			j := i + len("  - name: payments.send\n")
+			end := j + strings.Index(s[j:], "  - name: ")
+			entry := strings.Replace(s[i:end], tc.from, tc.to, 1)
+			if entry == s[i:end] {
+				t.Fatalf("catalog edit %q did not apply", tc.from)
+			}
+			replaceFile(t, path, s[:i]+entry+s[end:])
+			must(t, f.gw.Reload())
+
+			seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+			out := f.outputFor(seq)
+			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want || !strings.HasPrefix(out.Subject, "agentgw.denied.") {
+				t.Fatalf("grant after the catalog stopped admitting the request: %s reason %q (%s); want the denied stream, %q",
 					out.Subject, got, out.Header.Get(header.Detail), tc.want)
 			}
 			if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
