@@ -40,6 +40,10 @@ type outstanding struct {
 	// response sealed from it answers the request.
 	Consumer string    `json:"consumer_xkey"`
 	Deadline time.Time `json:"deadline"`
+	// Issuer and CredentialID name the requester's credential, whose
+	// standing (revocation, issuer trust) an answer re-checks.
+	Issuer       string `json:"issuer"`
+	CredentialID string `json:"credential_id"`
 
 	id        string // the record's hold id, set by responseGate
 	messageID string // the request's message id, set by responseGate
@@ -68,7 +72,8 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 		return nil
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
-		TraceID: src.env.TraceID, Consumer: src.target.ConsumerXKey, Deadline: now.Add(src.target.ResponseDeadline)}
+		TraceID: src.env.TraceID, Consumer: src.target.ConsumerXKey, Deadline: now.Add(src.target.ResponseDeadline),
+		Issuer: src.cred.Issuer, CredentialID: src.cred.ID}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -80,7 +85,8 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 // request it answers (named by agent and message id) must be
 // outstanding, routed to a target this responder serves (scope
 // respond:<target>), answered by the consumer it was delivered to and in
-// time. Whether it is already answered is settled by markAnswered once
+// time, and its requester must still stand (no revocation of its key or
+// credential, its issuer still trusted). Whether it is already answered is settled by markAnswered once
 // the response is valid.
 //
 // The consumer is the holder of the target's consumer_xkey as it was when
@@ -125,6 +131,13 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	t, ok := cat.Lookup(rec.Target)
 	if !ok {
 		it.deny(reason.Deny(reason.NoSuchRequest, "target %s left the catalog", rec.Target))
+		return nil
+	}
+	// The answer goes to the requester: not once its key or credential
+	// has been revoked, or its issuer lost the tenant's trust, since the
+	// request was delivered. For the responder the request is gone.
+	if err := g.verifier.Standing(rec.Tenant, rec.Issuer, rec.CredentialID, rec.Agent); err != nil {
+		it.deny(reason.Deny(reason.NoSuchRequest, "request %s: its requester no longer stands: %s", it.env.Target, reason.Of(err)))
 		return nil
 	}
 	it.target, it.request = t, &rec

@@ -13,6 +13,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -227,4 +228,50 @@ func TestResponderBoundToConsumer(t *testing.T) {
 	h.stop()
 	h.scanSecrets()
 	h.validateAudit()
+}
+
+// TestResponseToRequesterWhoLostStanding: the requester's key or
+// credential is revoked, or its issuer untrusted, after its request was
+// delivered. The consumer's answer is refused no_such_request (for the
+// responder the request is gone) and nothing reaches the requester's
+// reply subject. A reply to another requester is unaffected.
+func TestResponseToRequesterWhoLostStanding(t *testing.T) {
+	cases := []struct {
+		name     string
+		withdraw func(h *harness)
+	}{
+		{"revoked-key", func(h *harness) { h.gw.revocations.RevokeKey(h.agent.pub) }},
+		{"revoked-jti", func(h *harness) { h.gw.revocations.RevokeJTI(h.agent.token.JTI()) }},
+		{"issuer-untrusted", func(h *harness) {
+			other, _ := identity.NewIssuer()
+			pub, _ := other.PublicKey()
+			h.gw.verifier.SetTrust(map[string][]string{"tenant_a": {pub}})
+			h.consumer.token = h.credential(other, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+			h.start()
+			body, _ := h.sealedRefund(h.agent, 1500, nil)
+			env, err := envelope.Parse(body, envelope.Limits{})
+			must(t, err)
+			if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+				t.Fatalf("request went to %s", out.Subject)
+			}
+			tc.withdraw(h)
+			out := h.outputFor(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`))
+			if got := reason.Code(out.Header.Get(header.Reason)); got != reason.NoSuchRequest {
+				t.Errorf("answer to a requester who lost its standing: %s reason %q; want the denied stream, %s",
+					out.Subject, got, reason.NoSuchRequest)
+			}
+			if !strings.Contains(out.Header.Get(header.Detail), "requester no longer stands") {
+				t.Errorf("detail %q does not say why", out.Header.Get(header.Detail))
+			}
+			if n := len(h.replies()); n != 0 {
+				t.Errorf("replies = %d; want 0", n)
+			}
+		})
+	}
 }

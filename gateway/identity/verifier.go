@@ -275,6 +275,22 @@ func (v *Verifier) Verify(token string, now time.Time) (*Credential, error) {
 	return &out, nil
 }
 
+// Standing reports whether a credential verified earlier (named by its
+// tenant, issuer, jti and subject key) would still pass the rules that
+// can change after the fact: its issuer's trust for its tenant
+// (UntrustedIssuer) and the revocation of its jti or subject key
+// (Revoked). Time rules are not applied: the caller decides at which
+// instant the credential was used. An empty issuer is never trusted.
+func (v *Verifier) Standing(tenant, issuer, jti, subject string) error {
+	if _, ok := v.state.Load().trust[tenant][issuer]; !ok || issuer == "" {
+		return reason.Deny(reason.UntrustedIssuer, "jti %s: issuer %s is not trusted for tenant %s", jti, issuer, tenant)
+	}
+	if v.rev.Revoked(jti, subject) {
+		return reason.Deny(reason.Revoked, "jti %s of subject %s is revoked", jti, subject)
+	}
+	return nil
+}
+
 // check runs the rules that depend on the clock, revocations and config.
 func (v *Verifier) check(c *Credential, now time.Time) error {
 	if v.rev.Revoked(c.ID, c.Subject) {
