@@ -91,7 +91,10 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	if err != nil {
 		return operator.Result{}, ev, err
 	}
-	ev.Operator, ev.CredentialID, ev.Issuer = cred.Subject, cred.ID, cred.Issuer
+	// Filed under the operator's own tenant until the request is known
+	// to be for it: a request naming another tenant must not write into
+	// that tenant's audit stream.
+	ev.Operator, ev.CredentialID, ev.Issuer, ev.Tenant = cred.Subject, cred.ID, cred.Issuer, cred.Tenant
 	pub, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(cred.Subject))
 	if err != nil {
 		return operator.Result{}, ev, reason.Deny(reason.MalformedCredential, "operator key")
@@ -104,7 +107,7 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	if err != nil {
 		return operator.Result{}, ev, err
 	}
-	ev.Tenant, ev.DeniedSeq, ev.DryRun = req.Tenant, req.DeniedSeq, req.DryRun
+	ev.DeniedSeq, ev.DryRun = req.DeniedSeq, req.DryRun
 	if req.Tenant != cred.Tenant {
 		return operator.Result{}, ev, reason.Deny(reason.TenantMismatch, "operator of tenant %s asked about tenant %s", cred.Tenant, req.Tenant)
 	}

@@ -126,6 +126,38 @@ func TestOperatorReplay(t *testing.T) {
 	h.validateAudit()
 }
 
+// TestOperatorOtherTenantAuditedAtHome: an operator of tenant_a asks
+// about tenant_b. The refusal (tenant_mismatch) is audited in tenant_a's
+// stream, the operator's own, and nothing is written into tenant_b's.
+func TestOperatorOtherTenantAuditedAtHome(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ctx := context.Background()
+	denied := h.deniedSeq(h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" })))
+	op := newActor(t)
+	tok := h.credential(h.issuer, op, "tenant_a", []string{"operator:replay"}, time.Hour, "")
+	path := filepath.Join(h.dir, "operator-other.creds")
+	must(t, identity.WriteCreds(path, tok, identity.Seed(op.seed)))
+	o, err := client.NewOperator(h.nc, path, "tenant_b")
+	must(t, err)
+	if _, err := o.Replay(ctx, denied, true); err == nil || !strings.Contains(err.Error(), string(reason.TenantMismatch)) {
+		t.Fatalf("replay in another tenant = %v; want %s", err, reason.TenantMismatch)
+	}
+	var home int
+	for _, m := range h.all(StreamAudit) {
+		if !strings.Contains(string(m.Data), `"operator_replay"`) {
+			continue
+		}
+		if m.Subject != "agentgw.audit.tenant_a" {
+			t.Errorf("operator event filed on %s; want agentgw.audit.tenant_a", m.Subject)
+		}
+		home++
+	}
+	if home != 1 {
+		t.Errorf("operator events = %d; want 1", home)
+	}
+}
+
 // TestOperatorRequestReadStrictly sends hand-written operator requests,
 // each signed by an operator holding operator:replay: a request a lenient
 // decoder would read (a case variant, a duplicate, a time with an
