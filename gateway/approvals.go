@@ -83,9 +83,16 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 
 // heldItem rebuilds the held request as an item whose gates after the
 // catalog can run again. Its stateless gates ran when it was held; its
-// sequence is the one whose output it becomes.
-func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Catalog, now time.Time) (*item, error) {
-	env, err := envelope.Parse(h.Body, envelope.Limits{MaxBytes: g.cfg.Limits.MaxBodyBytes})
+// sequence is the one whose output it becomes. ending rebuilds it only
+// to deny it (an expiry or withdrawal): the body, which passed the size
+// limit when it was held, is then read whatever the limit is now, so a
+// lowered max_body_bytes cannot keep a hold from ending.
+func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Catalog, now time.Time, ending bool) (*item, error) {
+	limit := g.cfg.Limits.MaxBodyBytes
+	if ending {
+		limit = max(limit, len(h.Body))
+	}
+	env, err := envelope.Parse(h.Body, envelope.Limits{MaxBytes: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +169,7 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, fh.deadline.Format(time.RFC3339)))
 		return nil
 	}
-	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, cat, now)
+	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, cat, now, false)
 	if err != nil {
 		it.deny(err)
 		return nil
@@ -280,10 +287,15 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 	if g.kvh != nil {
 		return g.expireKV(ctx, now)
 	}
+	// One hold that fails (its record no longer rebuilds, say) is
+	// reported and retried on the next tick; it does not stop the
+	// others, which are due in deadline order behind it.
+	var errs []error
 	for _, led := range g.ledgers() {
 		due, err := led.DueHolds(now, 256)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		for _, d := range due {
 			switch {
@@ -298,11 +310,11 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 				err = g.expire(ctx, led, d.ID, now)
 			}
 			if err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("hold %s: %w", d.ID, err))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // expiredPrefix names the record of a decided expiry awaiting publish.
@@ -352,7 +364,7 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 // output (internal/invariant). nil outputs and error: the held record
 // cannot be rebuilt.
 func (g *Gateway) heldEndOutputs(h *held, d *reason.Denial, kind, suffix string, now time.Time) ([]byte, audit.Event, error) {
-	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.catalog.Load(), now)
+	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.catalog.Load(), now, true)
 	if hi == nil {
 		return nil, audit.Event{}, err
 	}

@@ -220,3 +220,54 @@ func TestApprovalRefusedApproverLeavesRequestHeld(t *testing.T) {
 		t.Errorf("capability deliveries = %d; want exactly 1", n)
 	}
 }
+
+// TestExpiryCarriesOnPastABadHold: holds expire in deadline order, and
+// one that cannot be ended must not stop the others. A held request
+// larger than a max_body_bytes lowered across a restart still expires
+// (its body passed the limit it was held under), and a hold record that
+// no longer decodes, due first, is reported and left while the requests
+// held after it expire.
+func TestExpiryCarriesOnPastABadHold(t *testing.T) {
+	f := newApprovalFlow(t)
+	big := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"` + strings.Repeat("D", 4000) + `"}`)}
+	})
+	bigSeq := f.send(big)
+	if out := f.outputFor(bigSeq); !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		t.Fatalf("large request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	bigEnv, err := envelope.Parse(big, envelope.Limits{})
+	must(t, err)
+	// Due before both: a record the expiry cannot read.
+	b := f.gw.ledgers()[0].NewBatch()
+	must(t, b.PutHold(holdID("tenant_a", "00000000000000000000000000000000"), f.clock.Now(), []byte("{")))
+	must(t, b.Commit())
+	b.Close()
+
+	f.stop()
+	f.cfg.Limits.MaxBodyBytes = 2048
+	f.clock.Advance(f.cfg.Limits.ApprovalTTL + time.Minute)
+	f.start()
+	want := map[string]bool{f.req.HeldMessageID: false, bigEnv.MessageID: false}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range f.all(StreamDenied) {
+			if id := m.Header.Get(header.MessageID); m.Header.Get(header.Reason) == string(reason.ApprovalExpired) {
+				if _, ok := want[id]; ok {
+					want[id] = true
+				}
+			}
+		}
+		if want[f.req.HeldMessageID] && want[bigEnv.MessageID] {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !want[f.req.HeldMessageID] || !want[bigEnv.MessageID] {
+		t.Fatalf("expired: %v; want both held requests expired past the bad hold", want)
+	}
+	if !strings.Contains(f.logs.String(), "approval expiry failed") {
+		t.Error("the bad hold was not reported")
+	}
+}

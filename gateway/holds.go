@@ -342,6 +342,7 @@ func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	var errs []error // one failing hold does not stop the others
 	for _, d := range due {
 		switch {
 		case d.h.State == kvExpired:
@@ -354,10 +355,10 @@ func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 			err = k.remove(ctx, d.key, d.rev)
 		}
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("hold %s: %w", d.id, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) error {

@@ -100,6 +100,7 @@ func (g *Gateway) sweepHolds(ctx context.Context) error {
 	if g.kvh != nil {
 		return g.sweepKV(ctx, now)
 	}
+	var errs []error // one failing hold does not stop the others
 	for _, led := range g.ledgers() {
 		// Collect first: a batch cannot start while the scan reads.
 		var ids []string
@@ -124,11 +125,11 @@ func (g *Gateway) sweepHolds(ctx context.Context) error {
 		}
 		for _, id := range ids {
 			if err := g.withdraw(ctx, led, id, now); err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("hold %s: %w", id, err))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // approvalHoldID reports whether a hold id names a request held for an
@@ -200,6 +201,7 @@ func (g *Gateway) sweepKV(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	var errs []error // one failing hold does not stop the others
 	for _, key := range keys {
 		id, ok := holdIDOf(key)
 		if !ok || !approvalHoldID(id) {
@@ -207,7 +209,8 @@ func (g *Gateway) sweepKV(ctx context.Context, now time.Time) error {
 		}
 		kh, rev, err := k.get(key)
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("hold %s: %w", id, err))
+			continue
 		}
 		if kh == nil || kh.State != kvHeld {
 			continue
@@ -218,22 +221,24 @@ func (g *Gateway) sweepKV(ctx context.Context, now time.Time) error {
 		}
 		outs, ev, err := g.withdrawal(&h, now)
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("hold %s: %w", id, err))
+			continue
 		}
 		if outs == nil {
 			continue
 		}
 		rev, ok, err = k.markExpired(ctx, kvDue{key: key, id: id, rev: rev, h: kh}, outs)
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("hold %s: %w", id, err))
+			continue
 		}
 		if !ok {
 			continue // a grant, the expiry or another instance took it first
 		}
 		g.countWithdrawal(&h, ev, now)
 		if err := g.publishKVExpiry(ctx, key, rev, outs); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("hold %s: %w", id, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
