@@ -60,7 +60,9 @@ type Config struct {
 	ProofMaxAge time.Duration `yaml:"proof_max_age"`
 	// ReplayCapacity bounds the replay set, in request ids. When it is
 	// full of unexpired ids, new requests are refused (internal_error)
-	// rather than forgetting one. Zero: 100000.
+	// rather than forgetting one. One IdP identity (issuer and subject)
+	// holds at most a 64th of it (at least 16 ids), so one identity's
+	// requests, granted or not, cannot fill it. Zero: 100000.
 	ReplayCapacity int `yaml:"replay_capacity"`
 	// MaxConcurrent bounds the exchanges in flight per IdP (those past
 	// the checks that need no network call); more for that IdP are

@@ -75,7 +75,15 @@
 // credential for the same key with the same claims, sent to whoever
 // asked — useless without the agent's seed, since every envelope must
 // be signed by it. When the set is full of unexpired ids (replay_capacity)
-// new requests are refused rather than an id forgotten early.
+// new requests are refused rather than an id forgotten early. An id is
+// recorded once the token has verified, under the token's identity,
+// which holds at most a 64th of the set: refused requests count too
+// (the id was used), so without the share one identity with a token
+// that maps to nothing could fill the set and stop every exchange. The
+// set reads its clock under its lock and never lets it go back, and
+// judges the request's freshness again there, so a request whose
+// verification was slow cannot be recorded after its original was
+// forgotten.
 //
 // # act and may_act (RFC 8693 §4.1, §4.4)
 //

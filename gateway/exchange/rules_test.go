@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -125,19 +126,61 @@ func TestActors(t *testing.T) {
 
 func TestSeenSet(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	s := newSeenSet(time.Minute, 2)
-	if ok, _ := s.add("a", t0); !ok {
-		t.Fatal("first add refused")
+	now := t0
+	s := newSeenSet(func() time.Time { return now }, 50*time.Second, time.Minute, 2)
+	if r := s.add("a", "p", t0); r != seenAdded {
+		t.Fatalf("first add = %v", r)
 	}
-	if ok, full := s.add("a", t0.Add(59*time.Second)); ok || full {
-		t.Errorf("replay within window = added %v full %v; want refused as seen", ok, full)
+	now = t0.Add(49 * time.Second)
+	if r := s.add("a", "p", t0); r != seenReplay {
+		t.Errorf("replay within window = %v; want seenReplay", r)
 	}
-	s.add("b", t0.Add(time.Second))
-	if ok, full := s.add("c", t0.Add(2*time.Second)); ok || !full {
-		t.Errorf("add to a full set = added %v full %v; want refused as full", ok, full)
+	s.add("b", "q", now)
+	if r := s.add("c", "q", now); r != seenFull {
+		t.Errorf("add to a full set = %v; want seenFull", r)
 	}
-	if ok, _ := s.add("a", t0.Add(time.Minute)); !ok {
-		t.Error("add after the window = refused; want the expired id forgotten")
+	now = t0.Add(time.Minute)
+	if r := s.add("a", "p", now); r != seenAdded {
+		t.Errorf("add after the window = %v; want the expired id forgotten", r)
+	}
+	if r := s.add("z", "p", t0); r != seenStale {
+		t.Errorf("add of a request issued a minute ago = %v; want seenStale", r)
+	}
+}
+
+// TestSeenSetClockNeverGoesBack: a request whose clock reading is older
+// than one already used (a slow verification) is judged at the latest
+// time: it is stale there, and so cannot be recorded after its original
+// was forgotten.
+func TestSeenSetClockNeverGoesBack(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	s := newSeenSet(func() time.Time { return now }, 50*time.Second, time.Minute, 10)
+	s.add("orig", "p", t0)
+	now = t0.Add(65 * time.Second) // another request forgets orig
+	s.add("other", "q", now)
+	now = t0.Add(30 * time.Second) // a reading from before
+	if r := s.add("orig", "p", t0); r != seenStale {
+		t.Errorf("replay judged at an earlier reading = %v; want seenStale", r)
+	}
+}
+
+// TestSeenSetShare: one principal can take at most its share; others
+// still get in.
+func TestSeenSetShare(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	s := newSeenSet(func() time.Time { return t0 }, 50*time.Second, time.Minute, 6400)
+	share := shareOf(6400)
+	for i := range share {
+		if r := s.add(fmt.Sprint("m", i), "mallory", t0); r != seenAdded {
+			t.Fatalf("add %d = %v", i, r)
+		}
+	}
+	if r := s.add("m-more", "mallory", t0); r != seenOverShare {
+		t.Errorf("add past the share = %v; want seenOverShare", r)
+	}
+	if r := s.add("v", "victim", t0); r != seenAdded {
+		t.Errorf("another principal's add = %v; want seenAdded", r)
 	}
 }
 

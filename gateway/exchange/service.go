@@ -143,7 +143,7 @@ func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
-	s.seen = newSeenSet(cfg.ProofMaxAge+2*cfg.Skew, cfg.ReplayCapacity)
+	s.seen = newSeenSet(o.now, cfg.ProofMaxAge+cfg.Skew, cfg.ProofMaxAge+2*cfg.Skew, cfg.ReplayCapacity)
 	return s, nil
 }
 
@@ -261,11 +261,18 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 		return nil, err
 	}
 	ev.IdPSubject = tok.Subject
-	added, full := s.seen.add(req.Agent+"\x00"+req.RequestID, now)
-	if full {
+	// Recorded once the token has verified, under its principal: one
+	// identity's requests take at most its share of the set.
+	at, _ := req.Time() // checked by Parse
+	switch s.seen.add(req.Agent+"\x00"+req.RequestID, Principal(tok.Issuer, tok.Subject), at) {
+	case seenFull:
 		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
-	}
-	if !added {
+	case seenOverShare:
+		return nil, reason.Deny(reason.Internal, "idp %s: subject %s holds %d request ids in the replay window, its share",
+			p.cfg.Name, tok.Subject, shareOf(s.cfg.ReplayCapacity))
+	case seenStale:
+		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
+	case seenReplay:
 		return nil, reason.Deny(reason.ExchangeProofStale, "request id already used")
 	}
 	tenant, err := p.tenant(tok, req.Tenant)

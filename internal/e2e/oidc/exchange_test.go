@@ -384,3 +384,33 @@ func TestExchangeUnverifiedRequestsHoldNothing(t *testing.T) {
 		t.Errorf("a genuine exchange after ten junk requests = %q; want granted (audit detail: %s)", got, h.lastEvent().Detail)
 	}
 }
+
+// TestExchangeReplayShare: the replay set records a request id once its
+// IdP token has verified, whatever the exchange then decides. One
+// identity with a valid token that is granted nothing (marketing-bot
+// maps to no scope) sends as many requests as the set holds: past its
+// share (a 64th of replay_capacity, at least 16) it is refused, and
+// another identity is still exchanged.
+func TestExchangeReplayShare(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReplayCapacity = 32 // a share of 16
+	h.serve()
+	marketing := h.token(h.corp, "marketing-bot", "s3cret-marketing")
+	signed := h.signBy(h.agent.kp)
+	var noScope, refused int
+	for range 32 {
+		switch h.raw(marketing, nil, signed) {
+		case reason.ExchangeNoScope:
+			noScope++
+		case reason.Internal:
+			refused++
+		}
+	}
+	if noScope != 16 || refused != 16 {
+		t.Errorf("32 requests of one identity: %d exchange_no_scope, %d refused; want 16 and 16", noScope, refused)
+	}
+	billing := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if code := h.raw(billing, nil, signed); code != "" {
+		t.Errorf("another identity's exchange after that = %q; want a credential", code)
+	}
+}
