@@ -33,6 +33,12 @@ const replayAuthTTL = 5 * time.Minute
 // ends. Queue group: with several gateways, one answers.
 func (g *Gateway) serveOperator(ctx context.Context) error {
 	sub, err := g.nc.QueueSubscribe(operator.Subject, "agentgw", func(m *nats.Msg) {
+		if !subjects.ReplyInbox(m.Reply) {
+			// Nobody to answer, or an answer the gateway's connection must
+			// not publish (subjects.ReplyInbox): dropped, unanswered.
+			g.log.Debug().Int("reply_bytes", len(m.Reply)).Msg("operator request without an inbox to answer; dropped")
+			return
+		}
 		res := g.handleOperator(ctx, m)
 		data, _ := json.Marshal(res)
 		_ = m.Respond(data)

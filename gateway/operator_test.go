@@ -158,6 +158,32 @@ func TestOperatorOtherTenantAuditedAtHome(t *testing.T) {
 	}
 }
 
+// TestOperatorAnswersInboxesOnly: an operator request whose reply subject
+// is not an inbox (a subject the gateway's connection may publish) is
+// dropped unanswered. The operator service handles requests in order, so
+// once the next request is answered the first has been handled.
+func TestOperatorAnswersInboxesOnly(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	denied := h.deniedSeq(h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" })))
+	spy := make(chan *nats.Msg, 8)
+	sub, err := h.nc.ChanSubscribe("agentgw.audit.tenant_b", spy)
+	must(t, err)
+	defer sub.Unsubscribe()
+	m := nats.NewMsg(operator.Subject)
+	m.Reply, m.Data = "agentgw.audit.tenant_b", []byte("junk")
+	must(t, h.nc.PublishMsg(m))
+	if _, err := h.operator("operator:replay").Replay(context.Background(), denied, true); err != nil {
+		t.Fatalf("dry run after it: %v", err)
+	}
+	must(t, h.nc.Flush())
+	select {
+	case m := <-spy:
+		t.Errorf("the operator service published %q on %s, a subject a requester named", m.Data, m.Subject)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 // TestOperatorRequestReadStrictly sends hand-written operator requests,
 // each signed by an operator holding operator:replay: a request a lenient
 // decoder would read (a case variant, a duplicate, a time with an

@@ -57,6 +57,35 @@ func ValidToken(s string) bool {
 	return true
 }
 
+// maxReply bounds a reply subject the gateway's services answer.
+const maxReply = 256
+
+// ReplyInbox reports whether the gateway's request services (the token
+// exchange, operator replay) may answer on s: a reply subject under
+// "_INBOX." (what NATS clients create) or "_R_." (what a service import
+// maps replies to), at most 256 bytes, of non-empty tokens of printable
+// ASCII without wildcards. The services publish on the gateway's own
+// connection, which may publish to its streams and their API: answering
+// whatever subject a request names would let anyone who can send it
+// make the gateway write there (a line in a tenant's audit stream, an
+// ack of an undecided ingress message).
+func ReplyInbox(s string) bool {
+	if len(s) > maxReply || !(strings.HasPrefix(s, "_INBOX.") || strings.HasPrefix(s, "_R_.")) {
+		return false
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c <= ' ' || c > '~' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // ValidTarget reports whether s is dot-separated ValidTokens, at most 255
 // bytes in all.
 func ValidTarget(s string) bool {

@@ -357,3 +357,20 @@ func TestPartitioning(t *testing.T) {
 		t.Errorf("IngressStreamSubject = %q; want exactly four tokens", IngressStreamSubject)
 	}
 }
+
+func TestReplyInbox(t *testing.T) {
+	for _, s := range []string{"_INBOX.abc", "_INBOX.Ab9-_x.42", "_R_.aBc.dEf", "_INBOX." + strings.Repeat("a", 249)} {
+		if !ReplyInbox(s) {
+			t.Errorf("ReplyInbox(%q) = false; want true", s)
+		}
+	}
+	for _, s := range []string{
+		"", "agentgw.audit.tenant_a", "$JS.ACK.AGENTGW_IN.agentgw.1.1.1.1.1", "$JS.API.CONSUMER.DELETE.AGENTGW_IN.x",
+		"agentgw.in.tenant_a.UABC", "_INBOX", "_INBOX.", "_INBOX..a", "_INBOX.a.", "_INBOX.>", "_INBOX.*.a", "_INBOXX.a",
+		"_inbox.a", "_R_", "_R_.", "_INBOX.a b", "_INBOX.a\tb", "_INBOX.a\x00", "_INBOX.é", "_INBOX." + strings.Repeat("a", 250),
+	} {
+		if ReplyInbox(s) {
+			t.Errorf("ReplyInbox(%q) = true; want false", s)
+		}
+	}
+}

@@ -472,6 +472,12 @@ type server struct {
 // Config.MaxConcurrent slots; a request that finds its IdP's all in use
 // is refused at once, exchange_idp_unavailable: its token is not judged.
 func (sv *server) handle(req micro.Request) {
+	if !subjects.ReplyInbox(req.Reply()) {
+		// Nobody to answer, or an answer the gateway's connection must
+		// not publish (subjects.ReplyInbox): dropped, unanswered.
+		sv.svc.opts.log.Debug().Int("reply_bytes", len(req.Reply())).Msg("exchange: request without an inbox to answer; dropped")
+		return
+	}
 	x, err := sv.svc.admit(req.Data(), req.Headers().Get(protocol.SignatureHeader))
 	sv.mu.Lock()
 	switch {
@@ -542,9 +548,6 @@ func (sv *server) reply(req micro.Request, resp *protocol.Response, err error) {
 		m.Data, _ = json.Marshal(protocol.ErrorBody{Error: oauth, Reason: string(code)})
 		m.Header.Set(micro.ErrorHeader, string(code))
 		m.Header.Set(micro.ErrorCodeHeader, status)
-	}
-	if m.Subject == "" {
-		return // a publish, not a request: nobody to answer
 	}
 	if perr := sv.nc.PublishMsg(m); perr != nil {
 		sv.svc.opts.log.Warn().Err(perr).Msg("exchange: reply failed")

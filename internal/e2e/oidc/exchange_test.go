@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects/reason"
+	"github.com/nats-io/nats.go"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -412,5 +413,36 @@ func TestExchangeReplayShare(t *testing.T) {
 	billing := h.token(h.corp, "billing-bot", "s3cret-billing")
 	if code := h.raw(billing, nil, signed); code != "" {
 		t.Errorf("another identity's exchange after that = %q; want a credential", code)
+	}
+}
+
+// TestExchangeAnswersInboxesOnly: a request whose reply subject is not an
+// inbox (here another tenant's audit subject, which the gateway's connection
+// may publish) is dropped unanswered: the service never publishes
+// where a requester points it. Requests are handled in order, so once
+// the next, well-formed request is answered the first has been handled.
+func TestExchangeAnswersInboxesOnly(t *testing.T) {
+	h := newHarness(t)
+	h.serve()
+	spy := make(chan *nats.Msg, 8)
+	for _, subj := range []string{"agentgw.audit.tenant_b", "agentgw.in.tenant_a.x"} {
+		sub, err := h.nc.ChanSubscribe(subj, spy)
+		must(t, err)
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	for _, reply := range []string{"agentgw.audit.tenant_b", "agentgw.in.tenant_a.x"} {
+		m := nats.NewMsg(protocol.DefaultSubject)
+		m.Reply, m.Data = reply, []byte("junk")
+		must(t, h.nc.PublishMsg(m))
+	}
+	if code := h.raw(tok, nil, h.signBy(h.agent.kp)); code != "" {
+		t.Fatalf("well-formed request after them = %q; want a credential", code)
+	}
+	must(t, h.nc.Flush())
+	select {
+	case m := <-spy:
+		t.Errorf("the exchange published %q on %s, a subject a requester named", m.Data, m.Subject)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
