@@ -345,7 +345,7 @@ func Principal(iss, sub string) string { return iss + "#" + sub }
 // unverifiedIssuer reads iss from a compact JWS without verifying it: it
 // only picks which IdP's verifier runs (and that verifier checks iss).
 func unverifiedIssuer(raw string) (string, error) {
-	parts := strings.Split(raw, ".")
+	parts := strings.SplitN(raw, ".", 4) // no more work for a token of dots
 	if len(parts) != 3 {
 		return "", errors.New("subject token is not a compact JWS")
 	}
@@ -562,7 +562,15 @@ func (sv *server) publishAudit(ev audit.Event) {
 	m := nats.NewMsg(subj)
 	m.Data = ev.AppendJSON(nil)
 	if ev.RequestID != "" {
-		m.Header.Set(header.MsgID, "exchange."+ev.Agent+"."+ev.RequestID+"."+outcome(ev))
+		// A grant's id names its credential: a request replayed to
+		// another instance (each has its own replay set) is granted
+		// again, and that second credential's event must not be taken
+		// for a copy of the first.
+		id := "exchange." + ev.Agent + "." + ev.RequestID + "." + outcome(ev)
+		if ev.CredentialID != "" {
+			id += "." + ev.CredentialID
+		}
+		m.Header.Set(header.MsgID, id)
 	}
 	if err := sv.nc.PublishMsg(m); err != nil {
 		sv.svc.opts.log.Error().Err(err).Str("subject", subj).Msg("exchange: audit publish failed")

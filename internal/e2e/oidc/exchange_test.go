@@ -19,10 +19,12 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects/reason"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -444,5 +446,65 @@ func TestExchangeAnswersInboxesOnly(t *testing.T) {
 	case m := <-spy:
 		t.Errorf("the exchange published %q on %s, a subject a requester named", m.Data, m.Subject)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestExchangeReplayToAnotherInstanceIsAudited: each instance has its own
+// replay set, so one request sent to two instances is granted twice.
+// Both credentials must be in the audit stream: the second event must
+// not be de-duplicated away as a copy of the first.
+func TestExchangeReplayToAnotherInstanceIsAudited(t *testing.T) {
+	h := newHarness(t)
+	js, err := jetstream.New(h.nc)
+	must(t, err)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"agentgw.audit.>"}, Duplicates: time.Minute})
+	must(t, err)
+	h.serve()
+	second := h.cfg
+	second.Subject, second.QueueGroup = "agentgw.exchange2", "exchange2"
+	// A second later: the credential it issues differs in iat, so in jti.
+	later := func() time.Time { return h.clock.Now().Add(time.Second) }
+	stop, err := exchange.Start(ctx, h.nc, second, h.issuers(), exchange.WithClock(later))
+	must(t, err)
+	defer func() { _ = stop() }()
+
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	req := &protocol.Request{
+		V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
+		Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
+		IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
+	}
+	body, err := protocol.Marshal(req)
+	must(t, err)
+	sig := h.signBy(h.agent.kp)(body)
+	jtis := map[string]bool{}
+	for _, subj := range []string{protocol.DefaultSubject, second.Subject} {
+		m := nats.NewMsg(subj)
+		m.Data = body
+		m.Header.Set(protocol.SignatureHeader, sig)
+		reply, err := h.nc.RequestMsg(m, 10*time.Second)
+		must(t, err)
+		var resp protocol.Response
+		if code := reply.Header.Get("Nats-Service-Error"); code != "" || json.Unmarshal(reply.Data, &resp) != nil {
+			t.Fatalf("exchange on %s = %q; want a credential", subj, code)
+		}
+		jtis[resp.CredentialID] = true
+	}
+	if len(jtis) != 2 {
+		t.Fatalf("credentials = %v; want two", jtis)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var n uint64
+	for time.Now().Before(deadline) {
+		info, err := st.Info(ctx)
+		must(t, err)
+		if n = info.State.Msgs; n >= 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n != 2 {
+		t.Errorf("audit stream holds %d events; want both grants", n)
 	}
 }
