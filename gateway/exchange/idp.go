@@ -68,7 +68,7 @@ func (p *idp) ensure(ctx context.Context) (*keySet, error) {
 		// issuer is not exactly ours.
 		prov, err := oidc.NewProvider(oidc.ClientContext(ctx, p.client), p.cfg.Issuer)
 		if err != nil {
-			return nil, fmt.Errorf("discovery: %w", err)
+			return nil, fmt.Errorf("discovery: %s", discoveryError(err))
 		}
 		var doc struct {
 			JWKSURI string `json:"jwks_uri"`
@@ -83,6 +83,19 @@ func (p *idp) ensure(ctx context.Context) (*keySet, error) {
 	}
 	p.keys = newKeySet(jwksURL, p.client, p.now, p.cfg.KeysMaxAge, p.cfg.KeysMinRefresh, p.cfg.Algorithms)
 	return p.keys, nil
+}
+
+// discoveryError is err's text without the answer's body: go-oidc
+// reports a non-200 discovery answer as "<status>: <body>", and a body
+// (up to a MiB) belongs in no detail, log or audit event.
+func discoveryError(err error) string {
+	msg := err.Error()
+	if len(msg) > 4 && msg[0] >= '1' && msg[0] <= '5' && msg[1] >= '0' && msg[1] <= '9' && msg[2] >= '0' && msg[2] <= '9' && msg[3] == ' ' {
+		if i := strings.Index(msg, ": "); i > 0 {
+			return "answered " + msg[:i]
+		}
+	}
+	return msg
 }
 
 // verifyKeys is the oidc.KeySet of one verification: it passes the call

@@ -82,14 +82,18 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 	hdr := jws.Signatures[0].Header
 	kid, alg := hdr.KeyID, hdr.Algorithm
 
-	keys, err := k.current(ctx, false)
+	keys, fresh, err := k.current(ctx, false)
 	if err != nil {
 		return nil, err
 	}
+	// fresh: the keys come from a fetch made for this token (or that it
+	// waited for), so a kid missing from them is a verdict on the token.
 	if !hasKid(keys, kid) {
-		if keys, err = k.current(ctx, true); err != nil {
+		var again bool
+		if keys, again, err = k.current(ctx, true); err != nil {
 			return nil, err
 		}
+		fresh = fresh || again
 	}
 	for i := range keys {
 		key := &keys[i]
@@ -104,9 +108,39 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 		}
 	}
 	if !hasKid(keys, kid) {
+		if !fresh && issuedAfter(jws, k.fetchedAt()) {
+			// The keys were fetched before the token was issued, and no
+			// new fetch is allowed within keys_min_refresh: the IdP may
+			// have published the kid since (a rotation), so the token is
+			// not judged yet. A token issued before the fetch had its key
+			// published then, if ever.
+			return nil, fmt.Errorf("%w: kid not among the keys fetched before the token was issued; no new fetch within keys_min_refresh", errKeysFetch)
+		}
 		return nil, errUnknownKey
 	}
 	return nil, errors.New("exchange: token signature does not verify with the IdP key")
+}
+
+// fetchedAt is when the cached keys were fetched.
+func (k *keySet) fetchedAt() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.fetched
+}
+
+// issuedAfter reports whether the token may have been issued after t:
+// its (unverified) iat, a whole second, is not before t's second. It only
+// chooses between two refusals, so an iat the caller invents buys
+// nothing.
+func issuedAfter(jws *jose.JSONWebSignature, t time.Time) bool {
+	var c struct {
+		IssuedAt any `json:"iat"`
+	}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil {
+		return false
+	}
+	iat, ok := numericDate(c.IssuedAt)
+	return ok && iat.Add(time.Second).After(t)
 }
 
 func hasKid(keys []jose.JSONWebKey, kid string) bool {
@@ -122,7 +156,10 @@ func hasKid(keys []jose.JSONWebKey, kid string) bool {
 // Concurrent callers share one fetch. Its errors wrap errKeysFetch: with
 // unknown set that includes a last attempt that failed, since the kid may
 // be in the key set that attempt did not obtain.
-func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, error) {
+//
+// fromFetch reports that the keys come from a fetch that ended during
+// the call (made by it or by another caller it waited for).
+func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey, fromFetch bool, _ error) {
 	refresh := unknown
 	for {
 		k.mu.Lock()
@@ -139,23 +176,24 @@ func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, 
 				if lastErr == nil {
 					lastErr = errors.New("keys expired")
 				}
-				return nil, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
+				return nil, false, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
 			if refresh && lastErr != nil {
 				// The kid is not cached and the latest fetch, which could
 				// have brought it, failed: the token cannot be judged.
-				return nil, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
+				return nil, false, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
-			return keys, nil
+			return keys, fromFetch, nil
 		}
 		if ch := k.fetching; ch != nil {
 			k.mu.Unlock()
 			select {
 			case <-ch:
 				unknown = false // that fetch was the refresh we wanted
+				fromFetch = true
 				continue
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
+				return nil, false, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
 			}
 		}
 		ch := make(chan struct{})
@@ -174,9 +212,9 @@ func (k *keySet) current(ctx context.Context, unknown bool) ([]jose.JSONWebKey, 
 		close(ch)
 		k.mu.Unlock()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errKeysFetch, err)
+			return nil, false, fmt.Errorf("%w: %v", errKeysFetch, err)
 		}
-		return keys, nil
+		return keys, true, nil
 	}
 }
 

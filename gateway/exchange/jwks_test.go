@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -215,8 +216,69 @@ func TestKeySetFetchErrorsNameTheURLOnly(t *testing.T) {
 	}
 	srv.Close()
 	clk.t = clk.t.Add(6 * time.Second)
-	_, err = ks.current(context.Background(), false)
+	_, _, err = ks.current(context.Background(), false)
 	if !errors.Is(err, errKeysFetch) || strings.Count(err.Error(), srv.URL) != 1 || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("JWKS refusing connections = %v; want errKeysFetch naming the URL once", err)
+	}
+}
+
+// signAt signs a token issued at iat.
+func (k testKey) signAt(t *testing.T, iat time.Time) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign(fmt.Appendf(nil, `{"iss":"x","iat":%d}`, iat.Unix()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+// TestKeySetRotationWithinMinRefresh: the IdP rotates just after a fetch.
+// A token with the new kid, issued after the keys were fetched, arrives
+// while no new fetch is allowed: it is not judged (errKeysFetch, retry),
+// never refused as a bad token; once a fetch is allowed it verifies. A
+// token with a kid missing from keys fetched after it was issued is
+// refused (errUnknownKey) as before.
+func TestKeySetRotationWithinMinRefresh(t *testing.T) {
+	j := newJWKSServer(t)
+	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
+	j.publish(k1)
+	ks, clk := newTestKeySet(t, j.srv.URL)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, k1.signAt(t, clk.t)); err != nil {
+		t.Fatalf("k1: %v", err)
+	}
+	old := newTestKey(t, "old").signAt(t, clk.t.Add(-time.Minute))
+	j.publish(k1, k2)
+	clk.t = clk.t.Add(2 * time.Second)
+	if _, err := ks.VerifySignature(ctx, k2.signAt(t, clk.t)); !errors.Is(err, errKeysFetch) {
+		t.Errorf("new kid issued after the fetch, within minRefresh = %v; want errKeysFetch", err)
+	}
+	if _, err := ks.VerifySignature(ctx, old); !errors.Is(err, errUnknownKey) {
+		t.Errorf("kid absent from keys fetched after its token was issued = %v; want errUnknownKey", err)
+	}
+	clk.t = clk.t.Add(5 * time.Second)
+	if _, err := ks.VerifySignature(ctx, k2.signAt(t, clk.t.Add(-5*time.Second))); err != nil {
+		t.Errorf("new kid once a fetch is allowed = %v; want verified", err)
+	}
+}
+
+// TestDiscoveryErrorHoldsNoBody: a discovery document answered non-200
+// is reported by its status; the answer's body, which go-oidc puts in
+// its error, reaches no detail.
+func TestDiscoveryErrorHoldsNoBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "body-of-the-answer", http.StatusBadGateway)
+	}))
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	p := newIdP(IdPConfig{Name: "x", Issuer: srv.URL}, &http.Client{Transport: tr}, time.Now, time.Second, 1)
+	_, err := p.ensure(context.Background())
+	if err == nil || strings.Contains(err.Error(), "body-of-the-answer") || !strings.Contains(err.Error(), "502") {
+		t.Errorf("discovery error = %v; want the status and no body", err)
 	}
 }
