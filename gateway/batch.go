@@ -453,6 +453,22 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if err := g.stageHold(b, it, now); err != nil {
 			return err
 		}
+	} else if g.kvh != nil && it.env != nil && it.delivery != 1 {
+		// Scaled out, a hold goes to the shared bucket before the journal
+		// append. A message held, then decided again after its instance
+		// died (redelivered, or recovered: delivery 0), that is not held
+		// this time (a policy or the catalog changed, or it expired
+		// meanwhile) must not leave its first decision's hold behind: its
+		// expiry or an answer would end the message a second time.
+		id := holdID(it.env.Tenant, it.env.MessageID)
+		ended, err := g.kvh.retire(id, it.seq)
+		if err != nil {
+			return err
+		}
+		if ended {
+			g.log.Warn().Str("hold", id).Uint64("ingress_seq", it.seq).Str("route", string(it.route)).
+				Msg("a message decided again after a crash had its earlier hold answered or expired meanwhile; it ends twice")
+		}
 	}
 	if it.route == store.RouteAllow && it.request != nil {
 		if err := g.markAnswered(b, it); err != nil {

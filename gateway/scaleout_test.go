@@ -441,6 +441,58 @@ func TestScaleOutHoldPutBeforeCrashEndsOnce(t *testing.T) {
 	h.endScaleOut(t, b, a)
 }
 
+// TestScaleOutHoldPutBeforeCrashDecidedOtherwise: an instance dies after
+// its request's hold landed in the bucket but before the request's batch
+// was journaled, and the request is then decided otherwise by the
+// partition's next owner: a policy now forbids it, or it expired while
+// the partition changed hands. The hold its first decision put is
+// removed, so the request ends once, denied: its expiry does not end it
+// again, and a grant (whoever knows its digest) finds nothing to release.
+func TestScaleOutHoldPutBeforeCrashDecidedOtherwise(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(h *harness)
+		want   reason.Code
+	}{
+		{"policy", func(h *harness) {
+			p := filepath.Join(h.dir, "forbid-pay.cedar")
+			must(t, os.WriteFile(p, []byte("forbid (principal, action, resource == Target::\"payments.send\");\n"), 0o600))
+			h.cfg.Policies = append(h.cfg.Policies, p)
+		}, reason.PolicyDenied},
+		{"expired", func(h *harness) {
+			h.clock.Advance(h.cfg.Limits.MaxTTL + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second)
+		}, reason.MessageExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := scaledOutCrashHarness(t)
+			h.cfg.Limits.ApprovalTTL = time.Hour // the hold outlives the takeover
+			a := h.startInstance("a", dieAfter(true))
+			waitFor(t, func() bool { return a.held() == 2 })
+			body := h.heldRequest()
+			env, err := envelope.Parse(body, envelope.Limits{})
+			must(t, err)
+			heldSeq := h.send(body)
+			waitFor(t, a.nc.IsClosed)
+			tc.change(h)
+			b := h.startInstance("b")
+			out := h.outputFor(heldSeq)
+			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want {
+				t.Fatalf("request decided again: %s %q; want denied %s", out.Subject, got, tc.want)
+			}
+			req := approval.Request{HeldMessageID: env.MessageID, BodyDigest: hexDigest(envelope.Digest(body)), PolicyVersion: b.gw.policy.Current().Version()}
+			if got := h.outputFor(h.grant(req)); reason.Code(got.Header.Get(header.Reason)) != reason.ApprovalInvalid {
+				t.Errorf("grant of the denied request: %s %q; want %s (nothing pending)", got.Subject, got.Header.Get(header.Reason), reason.ApprovalInvalid)
+			}
+			h.clock.Advance(2 * time.Hour)
+			time.Sleep(300 * time.Millisecond) // the expiry scans the bucket again
+			if rel, exp := h.fates(env.MessageID); rel != 0 || exp != 0 {
+				t.Errorf("denied request released %d times, expired %d times; want neither", rel, exp)
+			}
+			h.endScaleOut(t, b, a)
+		})
+	}
+}
+
 // TestApprovalOldestAgeWithTargetTTL: the approval-queue gauge's age of
 // the oldest held request is the time since it was requested, in both
 // modes, also for a target whose own approval_ttl differs from
