@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/metrics"
 	"github.com/agentgw/agentgw/gateway/notice"
@@ -468,6 +469,13 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if ended {
 			g.log.Warn().Str("hold", id).Uint64("ingress_seq", it.seq).Str("route", string(it.route)).
 				Msg("a message decided again after a crash had its earlier hold answered or expired meanwhile; it ends twice")
+		}
+		if it.env.Capability == envelope.Approve && it.heldItem == nil {
+			// An answer refused this time may have taken its hold the
+			// first time: give it back, or the held request never ends.
+			if err := g.kvh.untake(holdID(it.env.Tenant, it.env.Target), it.seq); err != nil {
+				return err
+			}
 		}
 	}
 	if it.route == store.RouteAllow && it.request != nil {

@@ -223,6 +223,27 @@ func (k *kvHolds) retire(id string, seq uint64) (ended bool, err error) {
 	return false, nil
 }
 
+// untake gives hold id back if the message at seq took it: that
+// message, an answer decided again after its instance died before its
+// batch was journaled, is refused this time (its approver revoked, its
+// answer expired, a policy changed), so its take must not stand: the
+// held request would have no end. Revision-checked; a revision that
+// moves under it fails the batch, whose messages then look again.
+func (k *kvHolds) untake(id string, seq uint64) error {
+	h, rev, err := k.get(holdKey(id))
+	if err != nil || h == nil || h.State != kvTaken || h.TakenBy != seq {
+		return err
+	}
+	h.State, h.TakenBy = kvHeld, 0
+	val, _ := json.Marshal(h)
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	if _, err := k.kv.Update(ctx, holdKey(id), val, rev); err != nil {
+		return fmt.Errorf("gateway: holds: give back %s: %w", id, err)
+	}
+	return nil
+}
+
 func (k *kvHolds) once(_ *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
 	val, _ := json.Marshal(kvHold{State: kvMarker, Creator: seq, Deadline: expires})
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)

@@ -493,6 +493,51 @@ func TestScaleOutHoldPutBeforeCrashDecidedOtherwise(t *testing.T) {
 	}
 }
 
+// TestScaleOutTakeBeforeCrashAnswerRefused: an instance dies after its
+// grant took a hold but before the grant's batch was journaled, and the
+// grant is then refused by the partition's next owner (its approver was
+// revoked meanwhile). The take is given back: the held request is still
+// pending, and ends once, at its expiry.
+func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a", dieAfter(false))
+	waitFor(t, func() bool { return a.held() == 2 })
+	heldSeq := h.send(h.heldRequest())
+	out := h.outputFor(heldSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		t.Fatalf("request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	ap := newActor(t)
+	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	raw, _ := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+	body := h.body(func(bb *envelope.Builder) {
+		bb.Capability, bb.Target = envelope.Approve, req.HeldMessageID
+		bb.Payload = envelope.Payload{Plain: raw}
+	})
+	ansSeq := h.publish(h.ingress(ap, "tenant_a"), body, h.signed(ap, ap.token, body))
+	waitFor(t, a.nc.IsClosed)
+	replaceFile(t, h.cfg.Revocations.File, "keys: ["+ap.pub+"]\n")
+
+	b := h.startInstance("b")
+	if got := h.outputFor(ansSeq); reason.Code(got.Header.Get(header.Reason)) != reason.Revoked {
+		t.Fatalf("grant decided again: %s %q; want denied %s", got.Subject, got.Header.Get(header.Reason), reason.Revoked)
+	}
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, exp := h.fates(req.HeldMessageID); exp > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rel, exp := h.fates(req.HeldMessageID); rel != 0 || exp != 1 {
+		t.Fatalf("held request released %d times, expired %d times; want expired once", rel, exp)
+	}
+	h.endScaleOut(t, b, a)
+}
+
 // TestApprovalOldestAgeWithTargetTTL: the approval-queue gauge's age of
 // the oldest held request is the time since it was requested, in both
 // modes, also for a target whose own approval_ttl differs from

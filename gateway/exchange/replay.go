@@ -33,11 +33,11 @@ type seenEntry struct {
 type seenResult int
 
 const (
-	seenAdded    seenResult = iota
-	seenReplay              // the id is recorded and unexpired
-	seenStale               // the request is no longer fresh
-	seenFull                // the set is full
-	seenOverShare           // the principal holds its share
+	seenAdded     seenResult = iota
+	seenReplay               // the id is recorded and unexpired
+	seenStale                // the request is no longer fresh
+	seenFull                 // the set is full
+	seenOverShare            // the principal holds its share
 )
 
 // shareOf is a principal's share of a set of limit ids: a 64th, and at
