@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -207,6 +208,13 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 			hi.deny(heldDenial(err))
 		} else {
 			hi.target = t
+			// Policy sees the requester's budget as it is now; the
+			// request's own token was taken when it was held.
+			var lim *budget.Limit
+			if t.Budget != nil {
+				lim = &budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
+			}
+			hi.budget = g.budgets.Peek(hi.ref.Tenant, h.Agent, t.Name, now, lim).Context()
 		}
 	}
 	hi.approved, hi.approver = true, it.cred.Subject

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
@@ -269,5 +270,30 @@ func TestExpiryCarriesOnPastABadHold(t *testing.T) {
 	}
 	if !strings.Contains(f.logs.String(), "approval expiry failed") {
 		t.Error("the bad hold was not reported")
+	}
+}
+
+// TestApprovalReleaseSeesBudget: policy at a release sees the requester's
+// rate budget as it is at the grant, not an empty one. The held request
+// took one of its agent's two tokens; the agent spends the other while
+// it waits; a policy forbidding payments with no agent token left then
+// denies the release.
+func TestApprovalReleaseSeesBudget(t *testing.T) {
+	f := newApprovalFlow(t, func(f *approvalFlow) {
+		f.cfg.Budgets.Agent = budget.Limit{Rate: 0.001, Burst: 2}
+		p := filepath.Join(f.dir, "budget.cedar")
+		must(t, os.WriteFile(p, []byte(`@id("no-budget-no-pay")
+forbid (principal, action, resource == Target::"payments.send")
+when { context.budget has agent_remaining && context.budget.agent_remaining < 1 };
+`), 0o600))
+		f.cfg.Policies = append(f.cfg.Policies, p)
+	})
+	f.outputFor(f.send(f.body(nil))) // the agent's last token
+	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.PolicyDenied {
+		t.Fatalf("grant after the requester's budget ran out: %s %q; want denied %s", out.Subject, got, reason.PolicyDenied)
+	}
+	if n := len(f.all(StreamCap)); n != 1 { // the read only
+		t.Errorf("capability deliveries = %d; want 1 (the read)", n)
 	}
 }

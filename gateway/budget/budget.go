@@ -270,6 +270,40 @@ func (b *Budgets) Take(tenant, agent, target string, now time.Time, targetLimit 
 	return st, true
 }
 
+// Peek reports the state Take would see at now, consuming nothing:
+// remaining whole tokens per limited level, and the first level that
+// would refuse. It changes no bucket. (An approval release reads it:
+// the request's own token was taken when it was held.)
+func (b *Budgets) Peek(tenant, agent, target string, now time.Time, targetLimit *Limit) State {
+	tl := b.limits.Target
+	if targetLimit != nil {
+		tl = *targetLimit
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := State{Tenant: -1, Agent: -1, Target: -1}
+	level := func(name string, l Limit, old bucket, ok bool) int64 {
+		bk := old.at(now, l, ok)
+		if bk.tokens < 1 && st.Exhausted == "" {
+			st.Exhausted = name
+		}
+		return whole(bk.tokens)
+	}
+	if !b.limits.Tenant.Unlimited() {
+		old, ok := b.tenants[tenant]
+		st.Tenant = level(LevelTenant, b.limits.Tenant, old, ok)
+	}
+	if !b.limits.Agent.Unlimited() {
+		old, ok := b.agents[agentKey{tenant, agent}]
+		st.Agent = level(LevelAgent, b.limits.Agent, old, ok)
+	}
+	if !tl.Unlimited() {
+		old, ok := b.targets[targetKey{tenant, agent, target}]
+		st.Target = level(LevelTarget, tl, old, ok)
+	}
+	return st
+}
+
 // Len returns the number of buckets held (for metrics and tests).
 func (b *Budgets) Len() int {
 	b.mu.Lock()

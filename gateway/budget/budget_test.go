@@ -253,3 +253,26 @@ func BenchmarkTake(b *testing.B) {
 		i++
 	}
 }
+
+// TestPeekConsumesNothing: Peek reports what Take would see and changes
+// no bucket.
+func TestPeekConsumesNothing(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	b := New(Limits{Agent: Limit{Rate: 1, Burst: 2}})
+	if st := b.Peek("t", "a", "x", t0, nil); st.Agent != 2 || st.Tenant != -1 || st.Target != -1 || st.Exhausted != "" {
+		t.Fatalf("Peek on a fresh bucket = %+v; want agent 2", st)
+	}
+	b.Take("t", "a", "x", t0, nil)
+	b.Take("t", "a", "x", t0, nil)
+	for range 3 {
+		if st := b.Peek("t", "a", "x", t0, nil); st.Agent != 0 || st.Exhausted != LevelAgent {
+			t.Fatalf("Peek after two takes = %+v; want agent 0, exhausted", st)
+		}
+	}
+	if st := b.Peek("t", "a", "x", t0.Add(time.Second), nil); st.Agent != 1 || st.Exhausted != "" {
+		t.Errorf("Peek a second later = %+v; want agent 1", st)
+	}
+	if _, ok := b.Take("t", "a", "x", t0.Add(time.Second), nil); !ok {
+		t.Error("Take after the Peeks refused; want the refilled token")
+	}
+}
