@@ -314,6 +314,12 @@ func (h *harness) grant(req approval.Request) uint64 {
 	h.t.Helper()
 	ap := newActor(h.t)
 	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	return h.grantBy(ap, req)
+}
+
+// grantBy publishes a grant of req from approver ap.
+func (h *harness) grantBy(ap *actor, req approval.Request) uint64 {
+	h.t.Helper()
 	raw, _ := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
 	body := h.body(func(bb *envelope.Builder) {
 		bb.Capability, bb.Target = envelope.Approve, req.HeldMessageID
@@ -511,12 +517,7 @@ func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) {
 	must(t, json.Unmarshal(out.Data, &req))
 	ap := newActor(t)
 	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
-	raw, _ := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
-	body := h.body(func(bb *envelope.Builder) {
-		bb.Capability, bb.Target = envelope.Approve, req.HeldMessageID
-		bb.Payload = envelope.Payload{Plain: raw}
-	})
-	ansSeq := h.publish(h.ingress(ap, "tenant_a"), body, h.signed(ap, ap.token, body))
+	ansSeq := h.grantBy(ap, req)
 	waitFor(t, a.nc.IsClosed)
 	replaceFile(t, h.cfg.Revocations.File, "keys: ["+ap.pub+"]\n")
 

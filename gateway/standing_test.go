@@ -48,22 +48,7 @@ func TestApprovalReleaseRechecksCredential(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newApprovalFlow(t)
 			tc.withdraw(f)
-			seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
-			out := f.outputFor(seq)
-			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want {
-				t.Fatalf("grant of a held request whose credential lost its standing: %s reason %q (%s); want %q",
-					out.Subject, got, out.Header.Get(header.Detail), tc.want)
-			}
-			if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
-				t.Error("the denied record does not carry the held message")
-			}
-			if n := len(f.all(StreamCap)); n != 0 {
-				t.Errorf("capability deliveries = %d; want 0", n)
-			}
-			if n, _ := f.gw.pendingApprovals(); n != 0 {
-				t.Errorf("pending approvals after the refused release = %d; want 0", n)
-			}
-			f.endApproval(0)
+			f.grantRefused(tc.want)
 		})
 	}
 }
@@ -101,24 +86,31 @@ func TestApprovalReleaseRechecksCatalog(t *testing.T) {
 			replaceFile(t, path, s[:i]+entry+s[end:])
 			must(t, f.gw.Reload())
 
-			seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
-			out := f.outputFor(seq)
-			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want || !strings.HasPrefix(out.Subject, "agentgw.denied.") {
-				t.Fatalf("grant after the catalog stopped admitting the request: %s reason %q (%s); want the denied stream, %q",
-					out.Subject, got, out.Header.Get(header.Detail), tc.want)
-			}
-			if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
-				t.Error("the denied record does not carry the held message")
-			}
-			if n := len(f.all(StreamCap)); n != 0 {
-				t.Errorf("capability deliveries = %d; want 0", n)
-			}
-			if n, _ := f.gw.pendingApprovals(); n != 0 {
-				t.Errorf("pending approvals after the refused release = %d; want 0", n)
-			}
-			f.endApproval(0)
+			f.grantRefused(tc.want)
 		})
 	}
+}
+
+// grantRefused grants the held request and checks that the release was
+// refused with want: the held request on the denied stream, nothing
+// delivered, the hold consumed, the invariant kept.
+func (f *approvalFlow) grantRefused(want reason.Code) {
+	f.t.Helper()
+	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+	if got := reason.Code(out.Header.Get(header.Reason)); got != want || !strings.HasPrefix(out.Subject, "agentgw.denied.") {
+		f.t.Fatalf("grant whose release must be refused: %s reason %q (%s); want the denied stream, %q",
+			out.Subject, got, out.Header.Get(header.Detail), want)
+	}
+	if out.Header.Get(header.MessageID) != f.req.HeldMessageID {
+		f.t.Error("the denied record does not carry the held message")
+	}
+	if n := len(f.all(StreamCap)); n != 0 {
+		f.t.Errorf("capability deliveries = %d; want 0", n)
+	}
+	if n, _ := f.gw.pendingApprovals(); n != 0 {
+		f.t.Errorf("pending approvals after the refused release = %d; want 0", n)
+	}
+	f.endApproval(0)
 }
 
 // TestApprovalReleaseAfterCredentialExpiry pins a choice: a credential

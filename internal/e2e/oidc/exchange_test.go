@@ -470,13 +470,7 @@ func TestExchangeReplayToAnotherInstanceIsAudited(t *testing.T) {
 	defer func() { _ = stop() }()
 
 	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
-	req := &protocol.Request{
-		V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
-		Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
-		IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
-	}
-	body, err := protocol.Marshal(req)
-	must(t, err)
+	body := h.requestBody(tok, nil)
 	sig := h.signBy(h.agent.kp)(body)
 	jtis := map[string]bool{}
 	for _, subj := range []string{protocol.DefaultSubject, second.Subject} {

@@ -203,6 +203,14 @@ func (h *harness) exchange(tok string, mod func(*client.ExchangeConfig)) (*clien
 // service answered with, or "" on success.
 func (h *harness) raw(tok string, build func(*protocol.Request), sign func(body []byte) string) reason.Code {
 	h.t.Helper()
+	body := h.requestBody(tok, build)
+	return h.send(body, sign(body))
+}
+
+// requestBody is the harness agent's exchange request for tok, a fresh
+// request id, issued now; build, when set, edits it first.
+func (h *harness) requestBody(tok string, build func(*protocol.Request)) []byte {
+	h.t.Helper()
 	req := &protocol.Request{
 		V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
 		Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
@@ -213,7 +221,7 @@ func (h *harness) raw(tok string, build func(*protocol.Request), sign func(body 
 	}
 	body, err := protocol.Marshal(req)
 	must(h.t, err)
-	return h.send(body, sign(body))
+	return body
 }
 
 func (h *harness) send(body []byte, sig string) reason.Code {

@@ -290,13 +290,7 @@ func TestExchangeSlotsPerIdP(t *testing.T) {
 	names := []string{"corp1", "corp2", "corp3", "partner"}
 	replies := map[string]chan *nats.Msg{}
 	for i, tok := range []string{corp, corp, corp, partner} {
-		req := &protocol.Request{
-			V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
-			Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
-			IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
-		}
-		body, err := protocol.Marshal(req)
-		must(t, err)
+		body := h.requestBody(tok, nil)
 		inbox := h.nc.NewRespInbox()
 		ch := make(chan *nats.Msg, 1)
 		sub, err := h.nc.ChanSubscribe(inbox, ch)
