@@ -61,12 +61,14 @@ func (k testKey) public() jose.JSONWebKey {
 	return jose.JSONWebKey{Key: &k.priv.PublicKey, KeyID: k.kid, Algorithm: "ES256", Use: "sig"}
 }
 
-func (k testKey) sign(t *testing.T) string {
+func (k testKey) sign(t *testing.T) string { return k.signPayload(t, []byte(`{"iss":"x"}`)) }
+
+func (k testKey) signPayload(t *testing.T, payload []byte) string {
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err := s.Sign([]byte(`{"iss":"x"}`))
+	jws, err := s.Sign(payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,16 +226,7 @@ func TestKeySetFetchErrorsNameTheURLOnly(t *testing.T) {
 
 // signAt signs a token issued at iat.
 func (k testKey) signAt(t *testing.T, iat time.Time) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(fmt.Appendf(nil, `{"iss":"x","iat":%d}`, iat.Unix()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := jws.CompactSerialize()
-	return out
+	return k.signPayload(t, fmt.Appendf(nil, `{"iss":"x","iat":%d}`, iat.Unix()))
 }
 
 // TestKeySetRotationWithinMinRefresh: the IdP rotates just after a fetch.
