@@ -288,7 +288,8 @@ type kvDue struct {
 // scan lists the bucket and returns what is due at now: held approvals
 // past their deadline, decided expiries not yet published, and taken
 // holds, outstanding requests and markers past their life. It counts the
-// pending approvals for the gauges on the way.
+// pending approvals for the gauges on the way. A value that cannot be
+// read is reported in the error and skipped: the others are returned.
 func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) ([]kvDue, error) {
 	keys, err := k.keys(ctx)
 	if err != nil {
@@ -299,10 +300,12 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 	var rec struct {
 		RequestedAt time.Time `json:"requested_at"`
 	}
+	var bad []error // a value that does not read is reported, not in the way of the others
 	for _, key := range keys {
 		h, rev, err := k.get(key)
 		if err != nil {
-			return nil, err
+			bad = append(bad, err)
+			continue
 		}
 		if h == nil {
 			continue
@@ -331,7 +334,7 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 	}
 	k.pending.Store(pending)
 	k.oldest.Store(oldest)
-	return due, nil
+	return due, errors.Join(bad...)
 }
 
 // keys lists the keys of the bucket (none when it is empty).
@@ -384,10 +387,10 @@ func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	// deadline) may still be fresh, so its redelivery finds its own take;
 	// an ended one (end) while the request that put it may be.
 	due, err := k.scan(ctx, now, g.fresh.Span())
-	if err != nil {
+	if err != nil && due == nil {
 		return err
 	}
-	var errs []error // one failing hold does not stop the others
+	errs := []error{err} // one failing hold does not stop the others
 	for _, d := range due {
 		switch {
 		case d.h.State == kvExpired:

@@ -539,6 +539,37 @@ func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) {
 	h.endScaleOut(t, b, a)
 }
 
+// TestScaleOutExpiryPastABadValue: a value in the holds bucket that does
+// not decode is reported and skipped; the held requests beside it still
+// expire.
+func TestScaleOutExpiryPastABadValue(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 2 })
+	kv, err := h.js.KeyValue(context.Background(), HoldsBucket)
+	must(t, err)
+	_, err = kv.Put(context.Background(), holdKey("tenant_a/bad"), []byte("not json"))
+	must(t, err)
+	body := h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		t.Fatalf("request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, exp := h.fates(env.MessageID); exp > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, exp := h.fates(env.MessageID); exp != 1 {
+		t.Fatalf("held request expired %d times beside a bad value; want once", exp)
+	}
+	a.stop(t)
+}
+
 // TestApprovalOldestAgeWithTargetTTL: the approval-queue gauge's age of
 // the oldest held request is the time since it was requested, in both
 // modes, also for a target whose own approval_ttl differs from
