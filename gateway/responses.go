@@ -136,12 +136,26 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	// The answer goes to the requester: not once its key or credential
 	// has been revoked, or its issuer lost the tenant's trust, since the
 	// request was delivered. For the responder the request is gone.
-	if err := g.verifier.Standing(rec.Tenant, rec.Issuer, rec.CredentialID, rec.Agent); err != nil {
+	if err := g.requesterStanding(&rec); err != nil {
 		it.deny(reason.Deny(reason.NoSuchRequest, "request %s: its requester no longer stands: %s", it.env.Target, reason.Of(err)))
 		return nil
 	}
 	it.target, it.request = t, &rec
 	return nil
+}
+
+// requesterStanding is nil while the requester of rec would still be
+// accepted. A record written before records named the credential
+// (issuer and credential id empty) is checked on its agent key alone,
+// the one revocation it can name.
+func (g *Gateway) requesterStanding(rec *outstanding) error {
+	if rec.Issuer == "" && rec.CredentialID == "" {
+		if g.revocations.Revoked("", rec.Agent) {
+			return reason.Deny(reason.Revoked, "subject %s is revoked", rec.Agent)
+		}
+		return nil
+	}
+	return g.verifier.Standing(rec.Tenant, rec.Issuer, rec.CredentialID, rec.Agent)
 }
 
 // markAnswered consumes the request's single answer, once the response

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -271,6 +272,51 @@ func TestResponseToRequesterWhoLostStanding(t *testing.T) {
 			}
 			if n := len(h.replies()); n != 0 {
 				t.Errorf("replies = %d; want 0", n)
+			}
+		})
+	}
+}
+
+// TestResponseToLegacyRecord: an outstanding record written before
+// records named the requester's credential (no issuer, no credential id)
+// is still answered, and checked on the agent key: an answer is
+// delivered, or refused once the key is revoked.
+func TestResponseToLegacyRecord(t *testing.T) {
+	for _, revoke := range []bool{false, true} {
+		t.Run(map[bool]string{false: "delivered", true: "key-revoked"}[revoke], func(t *testing.T) {
+			h := newHarness(t)
+			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+			h.start()
+			body, _ := h.sealedRefund(h.agent, 1500, nil)
+			env, err := envelope.Parse(body, envelope.Limits{})
+			must(t, err)
+			h.outputFor(h.send(body))
+			// Rewrite the record as an older gateway wrote it.
+			id := responseID("tenant_a", h.agent.pub, env.MessageID)
+			led := h.gw.ledgers()[0]
+			b := led.NewBatch()
+			deadline, v, ok, err := b.Hold(id)
+			must(t, err)
+			if !ok {
+				t.Fatal("no outstanding record")
+			}
+			var rec map[string]any
+			must(t, json.Unmarshal(v, &rec))
+			delete(rec, "issuer")
+			delete(rec, "credential_id")
+			old, _ := json.Marshal(rec)
+			must(t, b.PutHold(id, deadline, old))
+			must(t, b.Commit())
+			b.Close()
+			if revoke {
+				h.gw.revocations.RevokeKey(h.agent.pub)
+			}
+			out := h.outputFor(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`))
+			switch got := reason.Code(out.Header.Get(header.Reason)); {
+			case !revoke && got != "":
+				t.Errorf("answer to a legacy record: %s %q; want delivered", out.Subject, got)
+			case revoke && got != reason.NoSuchRequest:
+				t.Errorf("answer to a legacy record of a revoked key: %s %q; want %s", out.Subject, got, reason.NoSuchRequest)
 			}
 		})
 	}
