@@ -122,11 +122,12 @@
 // invalid. go-oidc's verifier wraps the key set's error with %v, so
 // verify reads it from the key set of that verification (verifyKeys)
 // rather than from the verifier's error. A kid missing from a key set
-// that was fetched is exchange_token_invalid, unless the keys were
-// fetched before the token was issued (by its unverified iat, to the
-// second) and no new fetch is allowed yet (keys_min_refresh): the IdP
-// may have rotated since, so the token is not judged
-// (exchange_idp_unavailable) rather than refused for good.
+// that was fetched is exchange_token_invalid, unless the fetch started
+// before the token may have been issued (its unverified iat, less the
+// skew the IdP's clock may lag by) and no new fetch is allowed yet
+// (keys_min_refresh): the IdP may have rotated since, so the token is
+// not judged (exchange_idp_unavailable) rather than refused for good;
+// once a fetch is allowed, the next attempt gets the verdict.
 //
 // Package exchange refuses to know about the gateway's pipeline, the
 // capability catalog and policy: it only mints credentials that the

@@ -81,7 +81,7 @@ func (p *idp) ensure(ctx context.Context) (*keySet, error) {
 		}
 		jwksURL = doc.JWKSURI
 	}
-	p.keys = newKeySet(jwksURL, p.client, p.now, p.cfg.KeysMaxAge, p.cfg.KeysMinRefresh, p.cfg.Algorithms)
+	p.keys = newKeySet(jwksURL, p.client, p.now, p.cfg.KeysMaxAge, p.cfg.KeysMinRefresh, p.skew, p.cfg.Algorithms)
 	return p.keys, nil
 }
 

@@ -51,19 +51,21 @@ type keySet struct {
 	now        func() time.Time
 	maxAge     time.Duration
 	minRefresh time.Duration
+	skew       time.Duration // the IdP's clock may be this far behind ours
 	algs       []jose.SignatureAlgorithm
 
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 	fetched time.Time // when keys were fetched; zero: never
+	started time.Time // when the fetch that brought them started
 	tried   time.Time // last fetch attempt, success or not
 	// fetching is closed when the fetch in flight ends; nil when none.
 	fetching chan struct{}
 	lastErr  error
 }
 
-func newKeySet(url string, client *http.Client, now func() time.Time, maxAge, minRefresh time.Duration, algs []string) *keySet {
-	ks := &keySet{url: url, client: client, now: now, maxAge: maxAge, minRefresh: minRefresh}
+func newKeySet(url string, client *http.Client, now func() time.Time, maxAge, minRefresh, skew time.Duration, algs []string) *keySet {
+	ks := &keySet{url: url, client: client, now: now, maxAge: maxAge, minRefresh: minRefresh, skew: skew}
 	for _, a := range algs {
 		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
 	}
@@ -108,12 +110,13 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 		}
 	}
 	if !hasKid(keys, kid) {
-		if !fresh && issuedAfter(jws, k.fetchedAt()) {
-			// The keys were fetched before the token was issued, and no
-			// new fetch is allowed within keys_min_refresh: the IdP may
-			// have published the kid since (a rotation), so the token is
-			// not judged yet. A token issued before the fetch had its key
-			// published then, if ever.
+		if !fresh && issuedAfter(jws, k.fetchStarted().Add(-k.skew)) {
+			// The keys were fetched before the token was issued (by the
+			// IdP's clock, within the skew), and no new fetch is allowed
+			// within keys_min_refresh: the IdP may have published the kid
+			// since (a rotation), so the token is not judged yet. A token
+			// issued before the fetch started had its key published then,
+			// if ever.
 			return nil, fmt.Errorf("%w: kid not among the keys fetched before the token was issued; no new fetch within keys_min_refresh", errKeysFetch)
 		}
 		return nil, errUnknownKey
@@ -121,11 +124,11 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 	return nil, errors.New("exchange: token signature does not verify with the IdP key")
 }
 
-// fetchedAt is when the cached keys were fetched.
-func (k *keySet) fetchedAt() time.Time {
+// fetchStarted is when the fetch that brought the cached keys started.
+func (k *keySet) fetchStarted() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.fetched
+	return k.started
 }
 
 // issuedAfter reports whether the token may have been issued after t:
@@ -199,12 +202,13 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 		ch := make(chan struct{})
 		k.fetching, k.tried = ch, now
 		k.mu.Unlock()
+		started := now
 
 		keys, err := k.fetch(ctx)
 
 		k.mu.Lock()
 		if err == nil {
-			k.keys, k.fetched, k.lastErr = keys, k.now(), nil
+			k.keys, k.fetched, k.started, k.lastErr = keys, k.now(), started, nil
 		} else {
 			k.lastErr = err
 		}

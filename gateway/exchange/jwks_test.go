@@ -90,12 +90,12 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time { return c.t }
 
 // newTestKeySet is a key set of url on a fake clock: maxAge a minute,
-// minRefresh five seconds.
+// minRefresh and skew five seconds.
 func newTestKeySet(t *testing.T, url string) (*keySet, *fakeClock) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	return newKeySet(url, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, Algorithms), clk
+	return newKeySet(url, &http.Client{Transport: tr}, clk.now, time.Minute, 5*time.Second, 5*time.Second, Algorithms), clk
 }
 
 // TestKeySetRefreshRules: an unknown kid causes at most one fetch per
@@ -244,11 +244,16 @@ func TestKeySetRotationWithinMinRefresh(t *testing.T) {
 	if _, err := ks.VerifySignature(ctx, k1.signAt(t, clk.t)); err != nil {
 		t.Fatalf("k1: %v", err)
 	}
-	old := newTestKey(t, "old").signAt(t, clk.t.Add(-time.Minute))
+	old := newTestKey(t, "old").signAt(t, clk.t.Add(-10*time.Second)) // before the fetch, beyond the skew
 	j.publish(k1, k2)
 	clk.t = clk.t.Add(2 * time.Second)
 	if _, err := ks.VerifySignature(ctx, k2.signAt(t, clk.t)); !errors.Is(err, errKeysFetch) {
 		t.Errorf("new kid issued after the fetch, within minRefresh = %v; want errKeysFetch", err)
+	}
+	// By an IdP clock 3 s behind ours (within the skew) it was issued
+	// before the fetch: still not judged.
+	if _, err := ks.VerifySignature(ctx, k2.signAt(t, clk.t.Add(-3*time.Second))); !errors.Is(err, errKeysFetch) {
+		t.Errorf("new kid, IdP clock behind within the skew = %v; want errKeysFetch", err)
 	}
 	if _, err := ks.VerifySignature(ctx, old); !errors.Is(err, errUnknownKey) {
 		t.Errorf("kid absent from keys fetched after its token was issued = %v; want errUnknownKey", err)

@@ -169,11 +169,11 @@ func TestExchangeUnpublishedKeyIsTokenInvalid(t *testing.T) {
 	}
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
-	// Issued before the keys are fetched again: its key, had the IdP
-	// published it, would be among them.
+	// Issued well before the keys are fetched again (beyond the 30 s
+	// skew): its key, had the IdP published it, would be among them.
 	unknown, err := signedWithKid(h, ec, "not-published", jose.ES256)
 	must(t, err)
-	h.clock.Advance(6 * time.Second) // an unknown kid may cause a refetch
+	h.clock.Advance(40 * time.Second) // an unknown kid may cause a refetch
 	before := h.corp.KeysFetches()
 	if _, err := h.exchange(unknown, nil); !errors.Is(err, reason.ExchangeTokenInvalid) {
 		t.Errorf("Exchange(unpublished key, unknown kid) = %v; want %s", err, reason.ExchangeTokenInvalid)
