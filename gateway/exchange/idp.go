@@ -86,9 +86,14 @@ func (p *idp) ensure(ctx context.Context) (*keySet, error) {
 }
 
 // discoveryError is err's text without the answer's body: go-oidc
-// reports a non-200 discovery answer as "<status>: <body>", and a body
-// (up to a MiB) belongs in no detail, log or audit event.
+// reports a non-200 discovery answer as "<status>: <body>", and an
+// issuer mismatch quoting the document's issuer; the body's content (up
+// to a MiB) belongs in no detail, log or audit event.
 func discoveryError(err error) string {
+	var mismatch *oidc.IssuerMismatchError
+	if errors.As(err, &mismatch) {
+		return "the discovery document names another issuer"
+	}
 	msg := err.Error()
 	if len(msg) > 4 && msg[0] >= '1' && msg[0] <= '5' && msg[1] >= '0' && msg[1] <= '9' && msg[2] >= '0' && msg[2] <= '9' && msg[3] == ' ' {
 		if i := strings.Index(msg, ": "); i > 0 {

@@ -268,15 +268,27 @@ func TestKeySetRotationWithinMinRefresh(t *testing.T) {
 // is reported by its status; the answer's body, which go-oidc puts in
 // its error, reaches no detail.
 func TestDiscoveryErrorHoldsNoBody(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "body-of-the-answer", http.StatusBadGateway)
-	}))
-	t.Cleanup(srv.Close)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	p := newIdP(IdPConfig{Name: "x", Issuer: srv.URL}, &http.Client{Transport: tr}, time.Now, time.Second, 1)
-	_, err := p.ensure(context.Background())
-	if err == nil || strings.Contains(err.Error(), "body-of-the-answer") || !strings.Contains(err.Error(), "502") {
-		t.Errorf("discovery error = %v; want the status and no body", err)
+	for _, tc := range []struct {
+		name   string
+		answer func(w http.ResponseWriter)
+		want   string
+	}{
+		{"non-200", func(w http.ResponseWriter) { http.Error(w, "body-of-the-answer", http.StatusBadGateway) }, "502"},
+		{"issuer-mismatch", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"issuer":"body-of-the-answer","jwks_uri":"https://x/keys"}`))
+		}, "another issuer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tc.answer(w) }))
+			t.Cleanup(srv.Close)
+			tr := &http.Transport{}
+			t.Cleanup(tr.CloseIdleConnections)
+			p := newIdP(IdPConfig{Name: "x", Issuer: srv.URL}, &http.Client{Transport: tr}, time.Now, time.Second, 1)
+			_, err := p.ensure(context.Background())
+			if err == nil || strings.Contains(err.Error(), "body-of-the-answer") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("discovery error = %v; want %q and nothing of the body", err, tc.want)
+			}
+		})
 	}
 }
