@@ -69,8 +69,22 @@ const maxReply = 256
 // whatever subject a request names would let anyone who can send it
 // make the gateway write there (a line in a tenant's audit stream, an
 // ack of an undecided ingress message).
+//
+// A reply that crossed a NATS gateway between clusters within two
+// seconds of its inbox subscription arrives as "_GR_.<cluster>.<server>."
+// followed by the client's own reply subject: it is judged by that.
 func ReplyInbox(s string) bool {
-	if len(s) > maxReply || !(strings.HasPrefix(s, "_INBOX.") || strings.HasPrefix(s, "_R_.")) {
+	if len(s) > maxReply {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(s, "_GR_."); ok {
+		toks := strings.SplitN(rest, ".", 3)
+		if len(toks) != 3 || !routeToken(toks[0]) || !routeToken(toks[1]) || strings.HasPrefix(toks[2], "_GR_.") {
+			return false
+		}
+		s = toks[2]
+	}
+	if !(strings.HasPrefix(s, "_INBOX.") || strings.HasPrefix(s, "_R_.")) {
 		return false
 	}
 	for tok := range strings.SplitSeq(s, ".") {
@@ -81,6 +95,20 @@ func ReplyInbox(s string) bool {
 			if c := tok[i]; c <= ' ' || c > '~' {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// routeToken reports whether s is one token of a "_GR_." prefix: letters
+// and digits (nats-server writes a hash of the cluster and the server).
+func routeToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
 		}
 	}
 	return true

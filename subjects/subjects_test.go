@@ -359,7 +359,8 @@ func TestPartitioning(t *testing.T) {
 }
 
 func TestReplyInbox(t *testing.T) {
-	for _, s := range []string{"_INBOX.abc", "_INBOX.Ab9-_x.42", "_R_.aBc.dEf", "_INBOX." + strings.Repeat("a", 249)} {
+	for _, s := range []string{"_INBOX.abc", "_INBOX.Ab9-_x.42", "_R_.aBc.dEf", "_INBOX." + strings.Repeat("a", 249),
+		"_GR_.abc123.XyZ789._INBOX.abc", "_GR_.A1b2C3.d4E5f6._R_.x.y"} {
 		if !ReplyInbox(s) {
 			t.Errorf("ReplyInbox(%q) = false; want true", s)
 		}
@@ -368,6 +369,8 @@ func TestReplyInbox(t *testing.T) {
 		"", "agentgw.audit.tenant_a", "$JS.ACK.AGENTGW_IN.agentgw.1.1.1.1.1", "$JS.API.CONSUMER.DELETE.AGENTGW_IN.x",
 		"agentgw.in.tenant_a.UABC", "_INBOX", "_INBOX.", "_INBOX..a", "_INBOX.a.", "_INBOX.>", "_INBOX.*.a", "_INBOXX.a",
 		"_inbox.a", "_R_", "_R_.", "_INBOX.a b", "_INBOX.a\tb", "_INBOX.a\x00", "_INBOX.é", "_INBOX." + strings.Repeat("a", 250),
+		"_GR_.abc.def.agentgw.audit.tenant_a", "_GR_.abc._INBOX.x", "_GR_.a-b.c._INBOX.x", "_GR_.a.b._GR_.c.d._INBOX.x",
+		"_GR_..b._INBOX.x", "_GR_.a.*._INBOX.x", "_GR_.a.b.", "_GR_.a.b",
 	} {
 		if ReplyInbox(s) {
 			t.Errorf("ReplyInbox(%q) = true; want false", s)
