@@ -270,10 +270,11 @@ func (b *Budgets) Take(tenant, agent, target string, now time.Time, targetLimit 
 	return st, true
 }
 
-// Peek reports the state Take would see at now, consuming nothing:
-// remaining whole tokens per limited level, and the first level that
-// would refuse. It changes no bucket. (An approval release reads it:
-// the request's own token was taken when it was held.)
+// Peek reports the whole tokens there are per limited level at now, and
+// the first level where Take would refuse, consuming nothing and
+// changing no bucket. (Take reports what is left after it spends one;
+// an approval release reads Peek, since the request spent its own token
+// when it was held.)
 func (b *Budgets) Peek(tenant, agent, target string, now time.Time, targetLimit *Limit) State {
 	tl := b.limits.Target
 	if targetLimit != nil {
