@@ -113,6 +113,42 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 	return hi, nil
 }
 
+// heldBefore makes it, decided again after a crash, end as its first
+// decision did: held. Its first decision's hold, in the shared bucket
+// (kh), has already ended meanwhile (expired, withdrawn, or taken by an
+// answer), and that end is the request's answer: a new decision would
+// end it a second time. It goes to the approval queue, as a request
+// whose hold expired before it was decided again does (stageHold), its
+// approval request rebuilt from the message and the hold's deadline
+// (with no approver-visible fields and no policy: the hold can no longer
+// be answered). false when its target has left the catalog; it is then
+// left as decided.
+func (g *Gateway) heldBefore(it *item, kh *kvHold, now time.Time) bool {
+	t, ok := g.catalog.Load().Lookup(it.env.Target)
+	if !ok {
+		return false
+	}
+	if !it.refOK {
+		return false
+	}
+	if it.cred == nil {
+		it.cred = &identity.Credential{Subject: it.ref.Agent, Tenant: it.ref.Tenant}
+	}
+	ttl := t.ApprovalTTL
+	if ttl == 0 {
+		ttl = g.cfg.Limits.ApprovalTTL
+	}
+	requested := kh.Deadline.Add(-ttl)
+	var h held
+	if json.Unmarshal(kh.Value, &h) == nil && !h.RequestedAt.IsZero() {
+		requested = h.RequestedAt // still there when an answer took it
+	}
+	it.route, it.denial, it.unsigned = store.RouteApproval, nil, nil
+	it.target, it.deadline, it.pol = t, kh.Deadline, policy.Decision{}
+	it.outputs = []*nats.Msg{g.approvalOutputAt(it, requested, kh.Deadline, now, nil)}
+	return true
+}
+
 // approvalGate replaces the catalog gate for an `approve` envelope: the
 // answer must name a pending request of the same tenant, come from
 // someone other than the requester holding scope approve:<target>, and

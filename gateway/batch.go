@@ -466,9 +466,9 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if ended {
+		if ended != nil && !g.heldBefore(it, ended, now) {
 			g.log.Warn().Str("hold", id).Uint64("ingress_seq", it.seq).Str("route", string(it.route)).
-				Msg("a message decided again after a crash had its earlier hold answered or expired meanwhile; it ends twice")
+				Msg("a message decided again after a crash had its earlier hold answered or expired meanwhile, and its approval request cannot be rebuilt; it ends twice")
 		}
 		if it.env.Capability == envelope.Approve && it.heldItem == nil {
 			// An answer refused this time may have taken its hold the

@@ -203,24 +203,24 @@ func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) 
 // held: that message was decided again and is not held this time (see
 // finish). A hold another message put is not its to remove. One of its
 // own that an answer took or the expiry ended meanwhile is left as it is
-// and reported (ended): that ended the request already. (A take needs an
+// and returned (ended): that ended the request already. (A take needs an
 // answerer who knew the request's digest although its approval request
 // was never published.) A revision that moves under the removal fails the
 // batch, whose messages are then redelivered and look again.
-func (k *kvHolds) retire(id string, seq uint64) (ended bool, err error) {
+func (k *kvHolds) retire(id string, seq uint64) (ended *kvHold, err error) {
 	h, rev, err := k.get(holdKey(id))
 	if err != nil || h == nil || h.Creator != seq {
-		return false, err
+		return nil, err
 	}
 	if h.State != kvHeld {
-		return true, nil
+		return h, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
 	defer cancel()
 	if err := k.kv.Delete(ctx, holdKey(id), jetstream.LastRevision(rev)); err != nil {
-		return false, fmt.Errorf("gateway: holds: retire %s: %w", id, err)
+		return nil, fmt.Errorf("gateway: holds: retire %s: %w", id, err)
 	}
-	return false, nil
+	return nil, nil
 }
 
 // untake gives hold id back if the message at seq took it: that

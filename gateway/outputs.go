@@ -216,6 +216,12 @@ func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any
 	if ttl == 0 {
 		ttl = g.cfg.Limits.ApprovalTTL
 	}
+	return g.approvalOutputAt(it, now, now.Add(ttl), now, visible)
+}
+
+// approvalOutputAt is approvalOutput for a request held at requestedAt
+// until deadline, decided at now.
+func (g *Gateway) approvalOutputAt(it *item, requestedAt, deadline, now time.Time, visible map[string]any) *nats.Msg {
 	req := approval.Request{
 		HeldMessageID: it.env.MessageID,
 		TraceID:       it.env.TraceID,
@@ -230,8 +236,8 @@ func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any
 		BodyDigest:    it.digestHex(),
 		PayloadDigest: hexDigest(it.payload),
 		Fields:        visible,
-		RequestedAt:   now.UTC(),
-		Deadline:      now.Add(ttl).UTC(),
+		RequestedAt:   requestedAt.UTC(),
+		Deadline:      deadline.UTC(),
 	}
 	it.deadline = req.Deadline
 	subj, _ := subjects.Approval(it.env.Tenant, it.target.Name) // tenant and target validated by Parse and the catalog

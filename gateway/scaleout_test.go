@@ -499,6 +499,50 @@ func TestScaleOutHoldPutBeforeCrashDecidedOtherwise(t *testing.T) {
 	}
 }
 
+// TestScaleOutHoldEndedThenDecidedOtherwise: an instance dies after its
+// request's hold landed in the bucket, the hold expires during the
+// takeover, and the partition's next owner would deny the request (a
+// policy now forbids it). Its hold's expiry is already its answer: it
+// goes to the approval queue, its approval request rebuilt from the
+// hold, and ends once, expired; no second, policy_denied, record.
+func TestScaleOutHoldEndedThenDecidedOtherwise(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a", dieAfter(true))
+	waitFor(t, func() bool { return a.held() == 2 })
+	body := h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	heldSeq := h.send(body)
+	waitFor(t, a.nc.IsClosed)
+	p := filepath.Join(h.dir, "forbid-pay.cedar")
+	must(t, os.WriteFile(p, []byte("forbid (principal, action, resource == Target::\"payments.send\");\n"), 0o600))
+	h.cfg.Policies = append(h.cfg.Policies, p)
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + h.cfg.Consumer.AckWait + time.Second)
+
+	// b's expiry scan runs every 100 ms from its start; it takes a's
+	// partitions only once their leases (2 s) have lapsed.
+	b := h.startInstance("b")
+	h.waitIn(StreamDenied, heldSeq, func(m *jetstream.RawStreamMsg) bool {
+		return strings.HasSuffix(m.Header.Get(header.MsgID), ".expired")
+	})
+	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	if req.HeldMessageID != env.MessageID || req.BodyDigest != hexDigest(envelope.Digest(body)) {
+		t.Errorf("rebuilt approval request = %+v; want the held request's", req)
+	}
+	var ends []string
+	for _, m := range h.all(StreamDenied) {
+		if m.Header.Get(header.MessageID) == env.MessageID {
+			ends = append(ends, m.Header.Get(header.Reason))
+		}
+	}
+	if len(ends) != 1 || ends[0] != string(reason.ApprovalExpired) {
+		t.Errorf("denied records of the request = %v; want its expiry only", ends)
+	}
+	h.endScaleOut(t, b, a)
+}
+
 // TestScaleOutTakeBeforeCrashAnswerRefused: an instance dies after its
 // grant took a hold but before the grant's batch was journaled, and the
 // grant is then refused by the partition's next owner (its approver was
