@@ -123,11 +123,15 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // (with no approver-visible fields and no policy: the hold can no longer
 // be answered). false when its target has left the catalog; it is then
 // left as decided.
-func (g *Gateway) heldBefore(it *item, kh *kvHold, now time.Time) bool {
-	t, ok := g.catalog.Load().Lookup(it.env.Target)
+//
+// env is its envelope, or, for a body refused as oversized now, the one
+// it was held with (the hold names this ingress message as its creator).
+func (g *Gateway) heldBefore(it *item, env *envelope.Body, kh *kvHold, now time.Time) bool {
+	t, ok := g.catalog.Load().Lookup(env.Target)
 	if !ok {
 		return false
 	}
+	it.env = env
 	if !it.refOK {
 		return false
 	}
@@ -143,10 +147,30 @@ func (g *Gateway) heldBefore(it *item, kh *kvHold, now time.Time) bool {
 	if json.Unmarshal(kh.Value, &h) == nil && !h.RequestedAt.IsZero() {
 		requested = h.RequestedAt // still there when an answer took it
 	}
+	// Refused before the ledger gate (expired, say), it has no digests yet.
+	if it.digest == ([32]byte{}) {
+		it.digest, it.payload = envelope.Digest(it.body), it.env.PayloadDigest()
+	}
 	it.route, it.denial, it.unsigned = store.RouteApproval, nil, nil
 	it.target, it.deadline, it.pol = t, kh.Deadline, policy.Decision{}
 	it.outputs = []*nats.Msg{g.approvalOutputAt(it, requested, kh.Deadline, now, nil)}
 	return true
+}
+
+// matchHold rewrites the approval request of it to the times and policy of
+// its own hold (v, a held record) that a decision before a crash wrote.
+func (g *Gateway) matchHold(it *item, v []byte, now time.Time) {
+	var h held
+	if json.Unmarshal(v, &h) != nil || len(it.outputs) == 0 {
+		return
+	}
+	var req approval.Request
+	if json.Unmarshal(it.outputs[0].Data, &req) != nil {
+		return
+	}
+	it.deadline = h.Deadline
+	it.pol = policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion}
+	it.outputs[0] = g.approvalOutputAt(it, h.RequestedAt, h.Deadline, now, req.Fields)
 }
 
 // approvalGate replaces the catalog gate for an `approve` envelope: the
@@ -475,6 +499,14 @@ func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 	if exists && fh.creator != it.seq {
 		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))
 		it.outputs = nil
+		return nil
+	}
+	if exists {
+		// Its own hold, from a decision before a crash (scaled out): the
+		// hold stands as it was written, so the approval request it now
+		// publishes names the hold's deadline and policy version, which
+		// an answer must match.
+		g.matchHold(it, fh.value, now)
 		return nil
 	}
 	err = g.holdRecord(b, it, it.deadline)

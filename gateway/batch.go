@@ -439,6 +439,26 @@ func (g *Gateway) signTokens(items []*item) error {
 	return nil
 }
 
+// redecidedEnv is the envelope to look up its holds by. One refused as
+// oversized may have been held under a larger max_body_bytes before a
+// crash, so its body is read again whatever the limit is now; that
+// envelope is not its own (nothing in it is verified) and is used only to
+// name the holds the same ingress message wrote, which it was verified
+// to do when it wrote them.
+func (g *Gateway) redecidedEnv(it *item) *envelope.Body {
+	if it.env != nil || g.kvh == nil || it.delivery == 1 {
+		return it.env
+	}
+	if reason.Of(it.denial) != reason.Oversized || len(it.body) == 0 {
+		return nil
+	}
+	env, err := envelope.Parse(it.body, envelope.Limits{MaxBytes: len(it.body)})
+	if err != nil {
+		return nil
+	}
+	return env
+}
+
 // finish builds the denial output and the audit event and stages the
 // ledger entries; recordOutcomes then adds the audit outputs and stages
 // the outcomes.
@@ -454,26 +474,26 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if err := g.stageHold(b, it, now); err != nil {
 			return err
 		}
-	} else if g.kvh != nil && it.env != nil && it.delivery != 1 {
+	} else if env := g.redecidedEnv(it); g.kvh != nil && it.delivery != 1 && env != nil {
 		// Scaled out, a hold goes to the shared bucket before the journal
 		// append. A message held, then decided again after its instance
 		// died (redelivered, or recovered: delivery 0), that is not held
 		// this time (a policy or the catalog changed, or it expired
 		// meanwhile) must not leave its first decision's hold behind: its
 		// expiry or an answer would end the message a second time.
-		id := holdID(it.env.Tenant, it.env.MessageID)
+		id := holdID(env.Tenant, env.MessageID)
 		ended, err := g.kvh.retire(id, it.seq)
 		if err != nil {
 			return err
 		}
-		if ended != nil && !g.heldBefore(it, ended, now) {
+		if ended != nil && !g.heldBefore(it, env, ended, now) {
 			g.log.Warn().Str("hold", id).Uint64("ingress_seq", it.seq).Str("route", string(it.route)).
 				Msg("a message decided again after a crash had its earlier hold answered or expired meanwhile, and its approval request cannot be rebuilt; it ends twice")
 		}
-		if it.env.Capability == envelope.Approve && it.heldItem == nil {
+		if env.Capability == envelope.Approve && it.heldItem == nil {
 			// An answer refused this time may have taken its hold the
 			// first time: give it back, or the held request never ends.
-			if err := g.kvh.untake(holdID(it.env.Tenant, it.env.Target), it.seq); err != nil {
+			if err := g.kvh.untake(holdID(env.Tenant, env.Target), it.seq); err != nil {
 				return err
 			}
 		}

@@ -130,10 +130,13 @@ func (k *kvHolds) get(key string) (*kvHold, uint64, error) {
 	}
 	var h kvHold
 	if err := json.Unmarshal(e.Value(), &h); err != nil {
-		return nil, 0, fmt.Errorf("gateway: holds: value of %s: %w", key, err)
+		return nil, 0, fmt.Errorf("gateway: holds: value of %s: %w: %v", key, errBadValue, err)
 	}
 	return &h, e.Revision(), nil
 }
+
+// errBadValue: a value of the holds bucket does not decode.
+var errBadValue = errors.New("not a hold")
 
 func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, error) {
 	h, rev, err := k.get(holdKey(id))
@@ -209,6 +212,9 @@ func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) 
 // batch, whose messages are then redelivered and look again.
 func (k *kvHolds) retire(id string, seq uint64) (ended *kvHold, err error) {
 	h, rev, err := k.get(holdKey(id))
+	if errors.Is(err, errBadValue) {
+		return nil, nil // not a hold this message can have put
+	}
 	if err != nil || h == nil || h.Creator != seq {
 		return nil, err
 	}
@@ -231,6 +237,9 @@ func (k *kvHolds) retire(id string, seq uint64) (ended *kvHold, err error) {
 // moves under it fails the batch, whose messages then look again.
 func (k *kvHolds) untake(id string, seq uint64) error {
 	h, rev, err := k.get(holdKey(id))
+	if errors.Is(err, errBadValue) {
+		return nil // not a hold this message can have taken
+	}
 	if err != nil || h == nil || h.State != kvTaken || h.TakenBy != seq {
 		return err
 	}

@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/internal/natstest"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// expiredOutput matches an expiry's denied record.
+func expiredOutput(m *jetstream.RawStreamMsg) bool {
+	return strings.HasSuffix(m.Header.Get(header.MsgID), ".expired")
+}
+
+// TestScaleOutHoldEndedRequestExpired: as in
+// TestScaleOutHoldEndedThenDecidedOtherwise, but the request itself has
+// expired by the time it is decided again, so it is refused before its
+// digests are taken: its rebuilt approval request still names them.
+func TestScaleOutHoldEndedRequestExpired(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a", dieAfter(true))
+	waitFor(t, func() bool { return a.held() == 2 })
+	body := h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	heldSeq := h.send(body)
+	waitFor(t, a.nc.IsClosed)
+	h.clock.Advance(h.cfg.Limits.MaxTTL + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second)
+	b := h.startInstance("b")
+	h.waitIn(StreamDenied, heldSeq, expiredOutput)
+	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	if req.BodyDigest != hexDigest(envelope.Digest(body)) || req.PayloadDigest != hexDigest(env.PayloadDigest()) {
+		t.Errorf("rebuilt approval request digests %s, %s; want the request's", req.BodyDigest, req.PayloadDigest)
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutHeldAgainMatchesHold: a request held, its instance dead
+// before the journal append, held again by the partition's next owner
+// under a policy of another version: the approval request published
+// names the hold's deadline and policy version, so a grant built from it
+// releases the request.
+func TestScaleOutHeldAgainMatchesHold(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	h.cfg.Limits.ApprovalTTL = time.Hour
+	a := h.startInstance("a", dieAfter(true))
+	waitFor(t, func() bool { return a.held() == 2 })
+	body := h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	heldSeq := h.send(body)
+	waitFor(t, a.nc.IsClosed)
+	p := filepath.Join(h.dir, "unrelated.cedar")
+	must(t, os.WriteFile(p, []byte("forbid (principal, action, resource == Target::\"nothing.here\");\n"), 0o600))
+	h.cfg.Policies = append(h.cfg.Policies, p)
+	h.clock.Advance(h.cfg.Consumer.AckWait + time.Second)
+	b := h.startInstance("b")
+	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	kv, err := h.js.KeyValue(context.Background(), HoldsBucket)
+	must(t, err)
+	e, err := kv.Get(context.Background(), holdKey(holdID(env.Tenant, env.MessageID)))
+	must(t, err)
+	var kh kvHold
+	must(t, json.Unmarshal(e.Value(), &kh))
+	var rec held
+	must(t, json.Unmarshal(kh.Value, &rec))
+	if !req.Deadline.Equal(rec.Deadline) || req.PolicyVersion != rec.PolicyVersion {
+		t.Errorf("published deadline %s, policy %s; the hold's %s, %s", req.Deadline, req.PolicyVersion, rec.Deadline, rec.PolicyVersion)
+	}
+	if got := h.outputFor(h.grant(req)); reason.Code(got.Header.Get(header.Reason)) != "" {
+		t.Errorf("grant built from the published request: %s %q; want the release", got.Subject, got.Header.Get(header.Reason))
+	}
+	if rel, _ := h.fates(env.MessageID); rel != 1 {
+		t.Errorf("released %d times; want once", rel)
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutHoldOfAnOversizedRedelivery: max_body_bytes is lowered
+// while a held request's instance is dead before its journal append. The
+// request is now refused as oversized, and its hold, which it wrote when
+// it was verified, is removed: it ends once.
+func TestScaleOutHoldOfAnOversizedRedelivery(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	h.cfg.Limits.ApprovalTTL = time.Hour
+	a := h.startInstance("a", dieAfter(true))
+	waitFor(t, func() bool { return a.held() == 2 })
+	body := h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	heldSeq := h.send(body)
+	waitFor(t, a.nc.IsClosed)
+	h.cfg.Limits.MaxBodyBytes = len(body) - 1
+	b := h.startInstance("b")
+	if got := h.outputFor(heldSeq); reason.Code(got.Header.Get(header.Reason)) != reason.Oversized {
+		t.Fatalf("decided again: %s %q; want %s", got.Subject, got.Header.Get(header.Reason), reason.Oversized)
+	}
+	h.clock.Advance(2 * time.Hour)
+	time.Sleep(300 * time.Millisecond) // the expiry scans the bucket again
+	if rel, exp := h.fates(env.MessageID); rel != 0 || exp != 0 {
+		t.Errorf("oversized request released %d times, expired %d times; want neither", rel, exp)
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestHoldsValueThatDoesNotRead: a value at a message's own hold key that
+// does not decode is no hold of that message: removing or giving back
+// its hold finds nothing there, rather than failing the message's batch
+// on every redelivery.
+func TestHoldsValueThatDoesNotRead(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	must(t, err)
+	kv, err := ensureHoldsBucket(context.Background(), js, 1)
+	must(t, err)
+	_, err = kv.Put(context.Background(), holdKey("tenant_a/x"), []byte("not json"))
+	must(t, err)
+	k := &kvHolds{kv: kv}
+	if ended, err := k.retire("tenant_a/x", 1); ended != nil || err != nil {
+		t.Errorf("retire over a bad value = %v, %v; want nothing, no error", ended, err)
+	}
+	if err := k.untake("tenant_a/x", 1); err != nil {
+		t.Errorf("untake over a bad value = %v; want no error", err)
+	}
+}
