@@ -18,6 +18,21 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
+// heldThenCrash starts instance a, which dies after its first hold put,
+// and sends it a request the policy holds: a wrote the hold to the bucket
+// and never journaled the request's decision.
+func (h *harness) heldThenCrash() (a *instance, body []byte, env *envelope.Body, heldSeq uint64) {
+	h.t.Helper()
+	a = h.startInstance("a", dieAfter(true))
+	waitFor(h.t, func() bool { return a.held() == 2 })
+	body = h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(h.t, err)
+	heldSeq = h.send(body)
+	waitFor(h.t, a.nc.IsClosed)
+	return a, body, env, heldSeq
+}
+
 // expiredOutput matches an expiry's denied record.
 func expiredOutput(m *jetstream.RawStreamMsg) bool {
 	return strings.HasSuffix(m.Header.Get(header.MsgID), ".expired")
@@ -29,13 +44,7 @@ func expiredOutput(m *jetstream.RawStreamMsg) bool {
 // digests are taken: its rebuilt approval request still names them.
 func TestScaleOutHoldEndedRequestExpired(t *testing.T) {
 	h := scaledOutCrashHarness(t)
-	a := h.startInstance("a", dieAfter(true))
-	waitFor(t, func() bool { return a.held() == 2 })
-	body := h.heldRequest()
-	env, err := envelope.Parse(body, envelope.Limits{})
-	must(t, err)
-	heldSeq := h.send(body)
-	waitFor(t, a.nc.IsClosed)
+	a, body, env, heldSeq := h.heldThenCrash()
 	h.clock.Advance(h.cfg.Limits.MaxTTL + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second)
 	b := h.startInstance("b")
 	h.waitIn(StreamDenied, heldSeq, expiredOutput)
@@ -56,13 +65,7 @@ func TestScaleOutHoldEndedRequestExpired(t *testing.T) {
 func TestScaleOutHeldAgainMatchesHold(t *testing.T) {
 	h := scaledOutCrashHarness(t)
 	h.cfg.Limits.ApprovalTTL = time.Hour
-	a := h.startInstance("a", dieAfter(true))
-	waitFor(t, func() bool { return a.held() == 2 })
-	body := h.heldRequest()
-	env, err := envelope.Parse(body, envelope.Limits{})
-	must(t, err)
-	heldSeq := h.send(body)
-	waitFor(t, a.nc.IsClosed)
+	a, _, env, heldSeq := h.heldThenCrash()
 	p := filepath.Join(h.dir, "unrelated.cedar")
 	must(t, os.WriteFile(p, []byte("forbid (principal, action, resource == Target::\"nothing.here\");\n"), 0o600))
 	h.cfg.Policies = append(h.cfg.Policies, p)
@@ -98,13 +101,7 @@ func TestScaleOutHeldAgainMatchesHold(t *testing.T) {
 func TestScaleOutHoldOfAnOversizedRedelivery(t *testing.T) {
 	h := scaledOutCrashHarness(t)
 	h.cfg.Limits.ApprovalTTL = time.Hour
-	a := h.startInstance("a", dieAfter(true))
-	waitFor(t, func() bool { return a.held() == 2 })
-	body := h.heldRequest()
-	env, err := envelope.Parse(body, envelope.Limits{})
-	must(t, err)
-	heldSeq := h.send(body)
-	waitFor(t, a.nc.IsClosed)
+	a, body, env, heldSeq := h.heldThenCrash()
 	h.cfg.Limits.MaxBodyBytes = len(body) - 1
 	b := h.startInstance("b")
 	if got := h.outputFor(heldSeq); reason.Code(got.Header.Get(header.Reason)) != reason.Oversized {

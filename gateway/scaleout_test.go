@@ -472,13 +472,7 @@ func TestScaleOutHoldPutBeforeCrashDecidedOtherwise(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := scaledOutCrashHarness(t)
 			h.cfg.Limits.ApprovalTTL = time.Hour // the hold outlives the takeover
-			a := h.startInstance("a", dieAfter(true))
-			waitFor(t, func() bool { return a.held() == 2 })
-			body := h.heldRequest()
-			env, err := envelope.Parse(body, envelope.Limits{})
-			must(t, err)
-			heldSeq := h.send(body)
-			waitFor(t, a.nc.IsClosed)
+			a, body, env, heldSeq := h.heldThenCrash()
 			tc.change(h)
 			b := h.startInstance("b")
 			out := h.outputFor(heldSeq)
@@ -507,13 +501,7 @@ func TestScaleOutHoldPutBeforeCrashDecidedOtherwise(t *testing.T) {
 // hold, and ends once, expired; no second, policy_denied, record.
 func TestScaleOutHoldEndedThenDecidedOtherwise(t *testing.T) {
 	h := scaledOutCrashHarness(t)
-	a := h.startInstance("a", dieAfter(true))
-	waitFor(t, func() bool { return a.held() == 2 })
-	body := h.heldRequest()
-	env, err := envelope.Parse(body, envelope.Limits{})
-	must(t, err)
-	heldSeq := h.send(body)
-	waitFor(t, a.nc.IsClosed)
+	a, body, env, heldSeq := h.heldThenCrash()
 	p := filepath.Join(h.dir, "forbid-pay.cedar")
 	must(t, os.WriteFile(p, []byte("forbid (principal, action, resource == Target::\"payments.send\");\n"), 0o600))
 	h.cfg.Policies = append(h.cfg.Policies, p)
