@@ -50,7 +50,11 @@ type ConsumerConfig struct {
 
 	// Durable names a durable consumer (work is shared by every Consume
 	// with that name and resumes after a restart). Empty: ephemeral,
-	// starting at the oldest message in the stream.
+	// starting at the oldest message in the stream, each Consume call its
+	// own: a decision two of them are delivered is handed over once, but
+	// a restarted process (its record of tokens is in memory) is handed
+	// again what it was handed before, while the tokens last. Use a
+	// durable for work that must be done once.
 	Durable string
 	// Responder, when set, is the consumer's own agent identity (its
 	// credential holding respond:<target>) used by Respond to answer.
@@ -319,5 +323,5 @@ func (c *Consumer) claim(m jetstream.Msg, d *Delivery, now time.Time) error {
 	if md.Stream != c.cfg.Stream {
 		return reason.Deny(reason.Internal, "jti %s: delivered from stream %s, not %s", d.Claims.ID, md.Stream, c.cfg.Stream)
 	}
-	return c.tokens.claim(d.Claims.ID, md.Sequence.Stream, d.Claims.Expires.Add(c.cfg.Skew), now)
+	return c.tokens.claim(d.Claims.ID, md.Consumer, md.Sequence.Stream, d.Claims.Expires.Add(c.cfg.Skew), now)
 }

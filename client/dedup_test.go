@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -199,7 +200,7 @@ func TestTokenRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTokenRecord(tc.max)
 			for i, s := range tc.steps {
-				err := r.claim(s.id, s.seq, s.exp, s.now)
+				err := r.claim(s.id, "c1", s.seq, s.exp, s.now)
 				if s.want == "" && err != nil || s.want != "" && !errors.Is(err, s.want) {
 					t.Fatalf("step %d: claim(%s, seq %d) = %v; want %q", i, s.id, s.seq, err, s.want)
 				}
@@ -271,5 +272,63 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTokenRecordAnotherConsumer: the same stream sequence delivered by
+// another JetStream consumer (two ephemeral consumers each read the whole
+// stream) is not a redelivery: the decision is handed over once.
+func TestTokenRecordAnotherConsumer(t *testing.T) {
+	exp := testClock.Add(time.Minute)
+	r := newTokenRecord(4)
+	if err := r.claim("jti-a", "c1", 1, exp, testClock); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.claim("jti-a", "c2", 1, exp, testClock.Add(time.Second)); !errors.Is(err, reason.DecisionDuplicate) {
+		t.Errorf("same sequence from another consumer = %v; want %s", err, reason.DecisionDuplicate)
+	}
+	if err := r.claim("jti-a", "c1", 1, exp, testClock.Add(2*time.Second)); err != nil {
+		t.Errorf("redelivery by the first consumer = %v; want handed over", err)
+	}
+}
+
+// withMono returns t, which holds a monotonic reading, with that reading
+// moved by d and its wall clock unchanged: what time.Now returns after
+// the wall clock stepped back while the monotonic clock ran on.
+func withMono(t *testing.T, at time.Time, d time.Duration) time.Time {
+	type layout struct { // time.Time's fields
+		wall uint64
+		ext  int64
+		loc  *time.Location
+	}
+	p := (*layout)(unsafe.Pointer(&at))
+	if p.wall&(1<<63) == 0 {
+		t.Fatal("no monotonic reading")
+	}
+	before := at
+	p.ext += int64(d)
+	if at.Sub(before) != d || at.UnixNano() != before.UnixNano() {
+		t.Fatal("time.Time's layout is not the one withMono writes")
+	}
+	return at
+}
+
+// TestTokenRecordWallClockStepsBack: with time.Now's readings (monotonic
+// included), a wall clock that stepped back is still seen as one, as
+// expiry is judged on the wall clock: a copy of a token whose entry was
+// dropped is refused.
+func TestTokenRecordWallClockStepsBack(t *testing.T) {
+	t0 := time.Now()
+	exp := time.Unix(t0.Unix()+60, 0)
+	r := newTokenRecord(4)
+	if err := r.claim("jti-a", "c1", 1, exp, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.claim("jti-z", "c1", 9, exp.Add(time.Hour), t0.Add(2*time.Minute)); err != nil { // drops jti-a
+		t.Fatal(err)
+	}
+	stepped := withMono(t, t0, 2*time.Minute+time.Second) // wall back 2 min, monotonic on 1 s
+	if err := r.claim("jti-a", "c1", 2, exp, stepped); !errors.Is(err, reason.DecisionExpired) {
+		t.Errorf("copy of a dropped token after the wall clock stepped back = %v; want %s", err, reason.DecisionExpired)
 	}
 }

@@ -38,11 +38,13 @@ type tokenRecord struct {
 	latest time.Time
 }
 
-// handedOver is the stream sequence a token was handed over from, and
-// until when it verifies (exp plus skew, Unix nanoseconds).
+// handedOver is the JetStream consumer and stream sequence a token was
+// handed over from, and until when it verifies (exp plus skew, Unix
+// nanoseconds).
 type handedOver struct {
-	seq     uint64
-	expires int64
+	consumer string
+	seq      uint64
+	expires  int64
 }
 
 func newTokenRecord(max int) *tokenRecord {
@@ -50,19 +52,25 @@ func newTokenRecord(max int) *tokenRecord {
 }
 
 // claim records that the token id, verifying until expires, is about to
-// be handed over from stream sequence seq, at now. It returns
-// nil for a token not seen before and for the same stream sequence again
-// (a JetStream redelivery), or a *reason.Denial:
+// be handed over from stream sequence seq as delivered by the JetStream
+// consumer named consumer, at now. It returns nil for a token not seen
+// before and for the same sequence from the same consumer again (a
+// JetStream redelivery), or a *reason.Denial:
 //
 //   - DecisionDuplicate: the token was handed over from another stream
-//     sequence; this is a re-published copy.
+//     sequence (a re-published copy), or from the same sequence by
+//     another JetStream consumer (two ephemeral consumers, each reading
+//     the whole stream).
 //   - DecisionRecordFull: the token is new and the record holds max
 //     unexpired tokens; nothing is forgotten to make room.
 //   - DecisionExpired: the token expired before the latest instant claim
 //     was called at (the clock stepped back).
 //
 // Entries expire with their token.
-func (r *tokenRecord) claim(id string, seq uint64, expires, now time.Time) error {
+func (r *tokenRecord) claim(id, consumer string, seq uint64, expires, now time.Time) error {
+	// Wall clock only: with monotonic readings Before would not see the
+	// wall clock step back, while expiry is judged on the wall clock.
+	now = now.Round(0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Before(r.latest) {
@@ -77,15 +85,18 @@ func (r *tokenRecord) claim(id string, seq uint64, expires, now time.Time) error
 		return reason.Deny(reason.DecisionExpired, "jti %s expired at %s", id, expires.Format(time.RFC3339))
 	}
 	if h, ok := r.byID[id]; ok {
-		if h.seq == seq {
+		if h.seq == seq && h.consumer == consumer {
 			return nil
+		}
+		if h.seq == seq {
+			return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d by consumer %s; delivered again by %s", id, seq, h.consumer, consumer)
 		}
 		return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d; this copy is sequence %d", id, h.seq, seq)
 	}
 	if len(r.byID) >= r.max {
 		return reason.Deny(reason.DecisionRecordFull, "jti %s: %d unexpired decision tokens recorded; handed back until one expires", id, len(r.byID))
 	}
-	r.byID[id] = handedOver{seq: seq, expires: expires.UnixNano()}
+	r.byID[id] = handedOver{consumer: consumer, seq: seq, expires: expires.UnixNano()}
 	heap.Push(&r.expiry, expiring{id: id, expires: expires.UnixNano()})
 	return nil
 }

@@ -365,8 +365,10 @@ export class Consumer {
    */
   #claim(m: JsMsg, d: Delivery, stream: string, now: Date): void {
     let from: string;
+    let consumer: string;
     try {
       from = m.info.stream;
+      consumer = m.info.consumer;
     } catch {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: no JetStream metadata on the delivery`);
     }
@@ -374,7 +376,7 @@ export class Consumer {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: delivered from stream ${from}, not ${stream}`);
     }
     const skew = this.#cfg.skewMs ?? DEFAULT_CONSUMER_SKEW_MS;
-    this.#tokens.claim(d.claims.id, m.seq, d.claims.expires.getTime() + skew, now.getTime());
+    this.#tokens.claim(d.claims.id, m.seq, d.claims.expires.getTime() + skew, now.getTime(), consumer);
   }
 
   toString(): string {

@@ -83,7 +83,7 @@ const TABLE = [
   {
     code: "decision_token_duplicate",
     stage: "consumer",
-    description: "decision token already handed over by this consumer from another stream sequence (a re-published copy)",
+    description: "decision token already handed over by this consumer from another stream sequence (a re-published copy), or from the same one by another JetStream consumer",
   },
   {
     code: "decision_token_record_full",

@@ -71,3 +71,14 @@ test("TokenRecord: expired tokens leave the record soonest first, whatever order
   r.claim("newer", 5, t0 + 90_000, t0 + 30_001); // "mid" and "late" expired
   assert.equal(r.size, 2);
 });
+
+test("TokenRecord: the same sequence from another JetStream consumer is not a redelivery", () => {
+  const t0 = CLOCK.getTime();
+  const r = new TokenRecord(4);
+  r.claim("jti-a", 1, t0 + 60_000, t0, "c1");
+  assert.throws(
+    () => r.claim("jti-a", 1, t0 + 60_000, t0 + 1_000, "c2"),
+    (e: unknown) => e instanceof VerificationError && e.reason === "decision_token_duplicate",
+  );
+  r.claim("jti-a", 1, t0 + 60_000, t0 + 2_000, "c1"); // its own redelivery
+});

@@ -33,9 +33,9 @@ interface Expiring {
  */
 export class TokenRecord {
   readonly #max: number;
-  // jti -> the stream sequence it was handed over from, and until when
-  // it verifies (exp plus skew, ms).
-  readonly #byId = new Map<string, { seq: number; expires: number }>();
+  // jti -> the JetStream consumer and stream sequence it was handed over
+  // from, and until when it verifies (exp plus skew, ms).
+  readonly #byId = new Map<string, { consumer: string; seq: number; expires: number }>();
   // A binary min-heap on expires.
   readonly #expiry: Expiring[] = [];
   // The latest instant claim was called at. An earlier clock reading (a
@@ -55,12 +55,16 @@ export class TokenRecord {
 
   /**
    * claim records that the token id, verifying until expires (ms), is
-   * about to be handed over from stream sequence seq, at now (ms). It
-   * returns for a token not seen before and for the same stream sequence
-   * again (a JetStream redelivery), or throws a VerificationError:
+   * about to be handed over from stream sequence seq as delivered by the
+   * JetStream consumer named consumer, at now (ms). It returns for a
+   * token not seen before and for the same sequence from the same
+   * consumer again (a JetStream redelivery), or throws a
+   * VerificationError:
    *
    *  - decision_token_duplicate: the token was handed over from another
-   *    stream sequence; this is a re-published copy.
+   *    stream sequence (a re-published copy), or from the same sequence
+   *    by another JetStream consumer (two ephemeral consumers, each
+   *    reading the whole stream).
    *  - decision_token_record_full: the token is new and the record holds
    *    max unexpired tokens; nothing is forgotten to make room.
    *  - decision_token_expired: the token expired before the latest
@@ -68,7 +72,7 @@ export class TokenRecord {
    *
    * Entries expire with their token.
    */
-  claim(id: string, seq: number, expires: number, now: number): void {
+  claim(id: string, seq: number, expires: number, now: number, consumer = ""): void {
     if (now < this.#latest) {
       now = this.#latest;
     }
@@ -81,15 +85,18 @@ export class TokenRecord {
     }
     const h = this.#byId.get(id);
     if (h !== undefined) {
-      if (h.seq === seq) {
+      if (h.seq === seq && h.consumer === consumer) {
         return;
+      }
+      if (h.seq === seq) {
+        throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${seq} by consumer ${h.consumer}; delivered again by ${consumer}`);
       }
       throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${h.seq}; this copy is sequence ${seq}`);
     }
     if (this.#byId.size >= this.#max) {
       throw new VerificationError("decision_token_record_full", `jti ${id}: ${this.#byId.size} unexpired decision tokens recorded; handed back until one expires`);
     }
-    this.#byId.set(id, { seq, expires });
+    this.#byId.set(id, { consumer, seq, expires });
     this.#push({ id, expires });
   }
 
