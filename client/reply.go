@@ -75,8 +75,10 @@ type WaitOptions struct {
 // replay_refused is the gateway's answer to a copy of the request (its
 // bytes re-published, or an operator replay), which carries the
 // request's message id: it is skipped, neither handed to OnDecision nor
-// ending the wait. A notice that the request was delivered or held for
-// approval does not end it: the reply does.
+// ending the wait; so is, once the request was delivered or held, a
+// denial message_expired or credential_expired (a copy sent late). A
+// notice that the request was delivered or held for approval does not
+// end it: the reply does.
 // Anything else on the subject, an unverified notice included, is
 // ignored. Without a reply or a denial in time it returns the receipt
 // and ErrNoReply, as it does whenever the gateway sends no notices
@@ -105,18 +107,22 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 	if err != nil {
 		return nil, nil, err
 	}
+	decided := false // the request was delivered or held
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			return rcpt, nil, fmt.Errorf("%w to %s: %w", ErrNoReply, rcpt.MessageID, err)
 		}
 		if d := a.noticeOf(m, rcpt.MessageID, opt); d != nil {
-			if d.Route == notice.RouteDeny && copyDenied(d.Reason) {
+			if d.Route == notice.RouteDeny && (copyDenied(d.Reason) || decided && lateCopyDenied(d.Reason)) {
 				// The gateway's answer to a copy of the request (one
 				// re-published by whoever holds its bytes, or an operator
 				// replay of it), which carries its message id: not the
 				// request's own outcome.
 				continue
+			}
+			if d.Route == notice.RouteAllow || d.Route == notice.RouteApproval {
+				decided = true
 			}
 			if opt.OnDecision != nil {
 				opt.OnDecision(d)
@@ -238,4 +244,15 @@ func (c *Consumer) Respond(ctx context.Context, d *Delivery, answer any) (*Recei
 // replay_refused.
 func copyDenied(code reason.Code) bool {
 	return code == reason.ReplayDetected || code == reason.ReplayRefused
+}
+
+// lateCopyDenied reports whether a denial with code, once the request
+// was delivered or held, can only be a copy's: message_expired or
+// credential_expired. A copy sent after the request went stale, or after
+// its credential expired, is refused so before its replay is looked up;
+// a delivered request is not decided again, and a held one ends
+// approved, denied, expired (approval_expired) or withdrawn, whatever
+// its own times.
+func lateCopyDenied(code reason.Code) bool {
+	return code == reason.MessageExpired || code == reason.CredentialExpired
 }

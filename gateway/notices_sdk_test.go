@@ -260,6 +260,17 @@ func (h *harness) approvalRequest(heldID string) approval.Request {
 // denial carries the request's message id; it neither ends SendAndWait
 // nor reaches OnDecision: the request itself is released and delivered.
 func TestSendAndWaitIgnoresACopysDenial(t *testing.T) {
+	for _, late := range []time.Duration{0, 2 * time.Minute} {
+		t.Run(map[bool]string{false: "replay_detected", true: "message_expired"}[late > 0], func(t *testing.T) {
+			testSendAndWaitIgnoresACopysDenial(t, late)
+		})
+	}
+}
+
+// testSendAndWaitIgnoresACopysDenial: the copy is published late after
+// the request was held; late beyond the request's freshness, it is
+// refused message_expired rather than replay_detected.
+func testSendAndWaitIgnoresACopysDenial(t *testing.T, late time.Duration) {
 	h := newHarness(t)
 	h.start()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -280,6 +291,7 @@ func TestSendAndWaitIgnoresACopysDenial(t *testing.T) {
 		copied.Header[k] = v
 	}
 	copied.Header.Set(nats.MsgIdHdr, "copy-"+held.MessageID) // past the stream's dedup
+	h.clock.Advance(late)
 	_, err = h.js.PublishMsg(ctx, copied)
 	must(t, err)
 	waitFor(t, func() bool { return len(h.noticesTo(h.agent, held.MessageID)) == 2 })

@@ -188,7 +188,9 @@ export function replies(
  * replay_detected or replay_refused is the gateway's answer to a copy of
  * the request (its bytes re-published, or an operator replay), which
  * carries the request's message id: it is skipped, neither handed to
- * onDecision nor ending the wait. A notice that the request was delivered
+ * onDecision nor ending the wait; so is, once the request was delivered
+ * or held, a denial message_expired or credential_expired (a copy sent
+ * late). A notice that the request was delivered
  * or held for approval does not end it: the reply does. Anything else on the subject, an unverified notice
  * included, is ignored. Without a reply or a denial in time it rejects
  * with a NoReplyError that carries the receipt, as it does whenever the
@@ -204,15 +206,26 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
     const stop = (): void => sub.unsubscribe();
     opt.signal?.addEventListener("abort", stop, { once: true });
     try {
+      let decided = false; // the request was delivered or held
       for await (const m of sub) {
         const d = noticeOf(agent, m, receipt.messageId, opt);
         if (d !== undefined) {
-          if (d.route === "deny" && (d.reason === "replay_detected" || d.reason === "replay_refused")) {
+          if (
+            d.route === "deny" &&
+            (d.reason === "replay_detected" ||
+              d.reason === "replay_refused" ||
+              (decided && (d.reason === "message_expired" || d.reason === "credential_expired")))
+          ) {
             // The gateway's answer to a copy of the request (one
             // re-published by whoever holds its bytes, or an operator
             // replay of it), which carries its message id: not the
-            // request's own outcome.
+            // request's own outcome. Once the request was delivered or
+            // held, a copy sent after it went stale or its credential
+            // expired is refused so; the request itself never is.
             continue;
+          }
+          if (d.route === "allow" || d.route === "approval") {
+            decided = true;
           }
           opt.onDecision?.(d);
           if (d.route === "deny" && d.answers === undefined) {

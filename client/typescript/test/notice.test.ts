@@ -9,7 +9,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Agent } from "../src/agent.js";
 import { parseEnvelope } from "../src/envelope.js";
-import { ConfigError, DeniedError, MessageDeniedError, NoDecisionError, VerificationError } from "../src/errors.js";
+import { ConfigError, DeniedError, MessageDeniedError, NoDecisionError, NoReplyError, VerificationError } from "../src/errors.js";
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
 import { Box } from "../src/keys.js";
@@ -369,4 +369,45 @@ test("Decision prints its notice only", () => {
   const d = verifyNotice({ publicKey: a, now: () => new Date() }, notice(a, ID, allow), { trustedGateways: [gw.getPublicKey()] });
   assert.equal(String(d), `Decision{"message_id":"${ID}","route":"allow","target":"refunds.draft_refund"}`);
   assert.equal(JSON.stringify(d), JSON.stringify(allow));
+});
+
+test("sendAndWait: once the request was held, a denial message_expired or credential_expired is a late copy's; before, it ends the wait", async () => {
+  const a = newAgent(true);
+  const held = (id: string) => ({ message_id: id, route: "approval", approval_id: id, deadline: "2026-11-26T01:23:41Z" });
+  for (const reason of ["message_expired", "credential_expired"]) {
+    const sub = nc.subscribe(a.subject, {
+      callback: (_err, m) => {
+        const id = parseEnvelope(m.data).messageId;
+        void (async () => {
+          await publish(a, notice(a.publicKey, id, held(id)));
+          await publish(a, notice(a.publicKey, id, { message_id: id, route: "deny", reason }));
+        })();
+      },
+    });
+    const seen: string[] = [];
+    try {
+      await rejectsWith(
+        a.sendAndWait({ capability: "tool_call", target: "payments.send", plain: { n: 1 } }, {
+          trustedGateways: [gw.getPublicKey()],
+          signal: AbortSignal.timeout(1_500),
+          onDecision: (d) => seen.push(d.route),
+        }),
+        NoReplyError,
+      );
+    } finally {
+      sub.unsubscribe();
+    }
+    assert.deepEqual(seen, ["approval"], `${reason}: decisions handed to onDecision`);
+  }
+  // The request's own denial (no delivery or hold before it) ends the wait.
+  const stand = gatewayStandIn(a, (id) => ({ message_id: id, route: "deny", reason: "message_expired" }));
+  try {
+    const err = await rejectsWith(
+      a.sendAndWait({ capability: "tool_call", target: "payments.send", plain: { n: 2 } }, { trustedGateways: [gw.getPublicKey()], signal: AbortSignal.timeout(5_000) }),
+      MessageDeniedError,
+    );
+    assert.equal(err.reason, "message_expired");
+  } finally {
+    stand.stop();
+  }
 });
