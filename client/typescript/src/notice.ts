@@ -494,7 +494,9 @@ export async function sendAndDecide(
  * decisions yields every verified decision notice to this agent (of any
  * of its envelopes) until the signal aborts or the loop ends. Replies on
  * the same subject are skipped; a marked notice that does not verify is
- * skipped and passed to onReject.
+ * skipped and passed to onReject; a notice yielded lately (its token id
+ * among the last 4096) is skipped, as the gateway re-emits one on a
+ * redelivery.
  */
 export function decisions(agent: Agent, opt: WatchOptions & { signal?: AbortSignal }): AsyncIterableIterator<Decision> {
   if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {

@@ -160,8 +160,9 @@ function checkWait(agent: Agent, opt: WaitOptions): string {
  * agentgw.reply.<tenant>.<agent>, until the signal aborts. Decision
  * notices, which come on the same subject marked Agentgw-Notice, are
  * skipped; other messages that do not verify are skipped (passed to
- * onReject when given). The subscription is made before the first value
- * is awaited.
+ * onReject when given); a reply yielded lately (its token id among the
+ * last 4096) is skipped, as the gateway re-emits one on a redelivery.
+ * The subscription is made before the first value is awaited.
  */
 export function replies(
   agent: Agent,

@@ -411,3 +411,21 @@ test("sendAndWait: once the request was held, a denial message_expired or creden
     stand.stop();
   }
 });
+
+test("decisions(): a notice the gateway re-emits (the same bytes again) is yielded once", async () => {
+  const a = newAgent();
+  const ctl = new AbortController();
+  const it = a.decisions({ trustedGateways: [gw.getPublicKey()], signal: ctl.signal });
+  const n = notice(a.publicKey, ID, allow);
+  await publish(a, n);
+  await publish(a, n); // the re-emission
+  await publish(a, notice(a.publicKey, OTHER_ID, { message_id: OTHER_ID, route: "allow", target: "refunds.draft_refund" }));
+  const got: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const r = await it.next();
+    assert.ok(!r.done);
+    got.push(r.value.messageId);
+  }
+  ctl.abort();
+  assert.deepEqual(got, [ID, OTHER_ID]);
+});

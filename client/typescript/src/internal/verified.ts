@@ -5,15 +5,25 @@ import { VerificationError } from "../errors.js";
  * verifiedMessages iterates over sub's messages that keep selects, each
  * passed through verify, until signal aborts or the subscription ends. A
  * message verify refuses with a VerificationError goes to onReject and
- * is skipped; any other error ends the iteration.
+ * is skipped; any other error ends the iteration. A value whose token id
+ * was among the last 4096 yielded is skipped: the gateway's re-emission
+ * of an output (byte for byte, on a redelivery) is yielded once.
  */
-export function verifiedMessages<T>(
+/** SEEN_MAX bounds the token ids verifiedMessages remembers. */
+const SEEN_MAX = 4096;
+
+export function verifiedMessages<T extends { readonly claims: { readonly id: string } }>(
   sub: Subscription,
   signal: AbortSignal | undefined,
   keep: (m: Msg) => boolean,
   verify: (m: Msg) => T,
   onReject?: (err: VerificationError) => void,
 ): AsyncIterableIterator<T> {
+  // The gateway re-emits an output byte for byte when a message is
+  // redelivered; JetStream drops the copy from the stream, but a core
+  // subscriber sees both. A value whose token id was yielded lately is
+  // not yielded again (the last SEEN_MAX ids).
+  const seen = new Set<string>();
   const stop = (): void => sub.unsubscribe();
   signal?.addEventListener("abort", stop, { once: true });
   if (signal?.aborted) {
@@ -32,7 +42,15 @@ export function verifiedMessages<T>(
           continue;
         }
         try {
-          return { done: false, value: verify(r.value) };
+          const v = verify(r.value);
+          if (seen.has(v.claims.id)) {
+            continue;
+          }
+          seen.add(v.claims.id);
+          if (seen.size > SEEN_MAX) {
+            seen.delete(seen.values().next().value as string);
+          }
+          return { done: false, value: v };
         } catch (err) {
           if (err instanceof VerificationError) {
             onReject?.(err);
