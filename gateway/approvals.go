@@ -12,7 +12,6 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/audit"
-	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -128,21 +127,14 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // it was held with (the hold names this ingress message as its creator).
 func (g *Gateway) heldBefore(it *item, env *envelope.Body, kh *kvHold, now time.Time) bool {
 	t, ok := g.catalog.Load().Lookup(env.Target)
-	if !ok {
+	if !ok || !it.refOK {
 		return false
 	}
 	it.env = env
-	if !it.refOK {
-		return false
-	}
 	if it.cred == nil {
 		it.cred = &identity.Credential{Subject: it.ref.Agent, Tenant: it.ref.Tenant}
 	}
-	ttl := t.ApprovalTTL
-	if ttl == 0 {
-		ttl = g.cfg.Limits.ApprovalTTL
-	}
-	requested := kh.Deadline.Add(-ttl)
+	requested := kh.Deadline.Add(-g.approvalTTL(t))
 	var h held
 	if json.Unmarshal(kh.Value, &h) == nil && !h.RequestedAt.IsZero() {
 		requested = h.RequestedAt // still there when an answer took it
@@ -270,11 +262,7 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 			hi.target = t
 			// Policy sees the requester's budget as it is now; the
 			// request's own token was taken when it was held.
-			var lim *budget.Limit
-			if t.Budget != nil {
-				lim = &budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
-			}
-			hi.budget = g.budgets.Peek(hi.ref.Tenant, h.Agent, t.Name, now, lim).Context()
+			hi.budget = g.budgets.Peek(hi.ref.Tenant, h.Agent, t.Name, now, budgetLimit(t)).Context()
 		}
 	}
 	hi.approved, hi.approver = true, it.cred.Subject

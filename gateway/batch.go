@@ -439,14 +439,18 @@ func (g *Gateway) signTokens(items []*item) error {
 	return nil
 }
 
-// redecidedEnv is the envelope to look up its holds by. One refused as
-// oversized may have been held under a larger max_body_bytes before a
-// crash, so its body is read again whatever the limit is now; that
-// envelope is not its own (nothing in it is verified) and is used only to
-// name the holds the same ingress message wrote, which it was verified
-// to do when it wrote them.
+// redecidedEnv is, scaled out, the envelope to look up the holds of a
+// message decided again (redelivered, or recovered: delivery 0) by; nil
+// otherwise. One refused as oversized may have been held under a larger
+// max_body_bytes before a crash, so its body is read again whatever the
+// limit is now; that envelope is not its own (nothing in it is verified)
+// and is used only to name the holds the same ingress message wrote,
+// which it was verified to do when it wrote them.
 func (g *Gateway) redecidedEnv(it *item) *envelope.Body {
-	if it.env != nil || g.kvh == nil || it.delivery == 1 {
+	if g.kvh == nil || it.delivery == 1 {
+		return nil
+	}
+	if it.env != nil {
 		return it.env
 	}
 	if reason.Of(it.denial) != reason.Oversized || len(it.body) == 0 {
@@ -474,10 +478,10 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if err := g.stageHold(b, it, now); err != nil {
 			return err
 		}
-	} else if env := g.redecidedEnv(it); g.kvh != nil && it.delivery != 1 && env != nil {
+	} else if env := g.redecidedEnv(it); env != nil {
 		// Scaled out, a hold goes to the shared bucket before the journal
 		// append. A message held, then decided again after its instance
-		// died (redelivered, or recovered: delivery 0), that is not held
+		// died, that is not held
 		// this time (a policy or the catalog changed, or it expired
 		// meanwhile) must not leave its first decision's hold behind: its
 		// expiry or an answer would end the message a second time.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -212,11 +213,16 @@ func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg,
 
 // approvalOutput is the redacted request approvers see.
 func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any) *nats.Msg {
-	ttl := it.target.ApprovalTTL
-	if ttl == 0 {
-		ttl = g.cfg.Limits.ApprovalTTL
+	return g.approvalOutputAt(it, now, now.Add(g.approvalTTL(it.target)), now, visible)
+}
+
+// approvalTTL is how long a request for t waits for an approver: the
+// target's approval_ttl, or limits.approval_ttl.
+func (g *Gateway) approvalTTL(t *catalog.Target) time.Duration {
+	if t.ApprovalTTL != 0 {
+		return t.ApprovalTTL
 	}
-	return g.approvalOutputAt(it, now, now.Add(ttl), now, visible)
+	return g.cfg.Limits.ApprovalTTL
 }
 
 // approvalOutputAt is approvalOutput for a request held at requestedAt

@@ -312,16 +312,21 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		return nil
 	}
 	it.target = t
-	var lim *budget.Limit
-	if t.Budget != nil {
-		lim = &budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
-	}
-	state, ok := g.budgets.Take(it.env.Tenant, it.cred.Subject, t.Name, now, lim)
+	state, ok := g.budgets.Take(it.env.Tenant, it.cred.Subject, t.Name, now, budgetLimit(t))
 	it.budget = state.Context()
 	if !ok {
 		it.deny(reason.Deny(reason.BudgetExceeded, "rate budget for %s exhausted", t.Name))
 	}
 	return nil
+}
+
+// budgetLimit is t's own rate budget, nil when it has none (the
+// default target limit applies).
+func budgetLimit(t *catalog.Target) *budget.Limit {
+	if t.Budget == nil {
+		return nil
+	}
+	return &budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
 }
 
 func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, error) {
