@@ -345,32 +345,66 @@ func (g *Gateway) expireDue(ctx context.Context) error {
 	}
 	// One hold that fails (its record no longer rebuilds, say) is
 	// reported and retried on the next tick; it does not stop the
-	// others, which are due in deadline order behind it.
+	// others, which are due in deadline order behind it: a full page
+	// is followed by the page after it, so however many fail, every
+	// due hold is tried.
 	var errs []error
+	failed := 0
 	for _, led := range g.ledgers() {
-		due, err := led.DueHolds(now, 256)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, d := range due {
-			switch {
-			case strings.HasPrefix(d.ID, respPrefix):
-				// An outstanding request past its answer window: forget it.
-				err = deleteHold(led, d.ID)
-			case strings.HasPrefix(d.ID, expiredPrefix), strings.HasPrefix(d.ID, withdrawnPrefix):
-				// An expiry or a withdrawal decided before a crash:
-				// publish what it recorded.
-				err = g.publishExpiry(ctx, led, d.ID, d.Value)
-			default:
-				err = g.expire(ctx, led, d.ID, now)
+		var due []store.Hold
+		for {
+			var err error
+			if len(due) == 0 {
+				due, err = led.DueHolds(now, duePage)
+			} else {
+				due, err = led.DueHoldsAfter(now, due[len(due)-1], duePage)
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("hold %s: %w", d.ID, err))
+				errs = append(errs, err)
+				break
+			}
+			for _, d := range due {
+				if err := g.endDue(ctx, led, d, now); err != nil {
+					failed++
+					if failed <= 8 {
+						errs = append(errs, err)
+					}
+				}
+			}
+			if len(due) < duePage || ctx.Err() != nil {
+				break
 			}
 		}
 	}
+	if failed > 8 {
+		errs = append(errs, fmt.Errorf("and %d more holds", failed-8))
+	}
 	return errors.Join(errs...)
+}
+
+// duePage is how many due holds expireDue reads at a time.
+const duePage = 256
+
+// endDue ends one due hold of the ledger: an outstanding request is
+// forgotten, a recorded expiry or withdrawal published, a held request
+// expired.
+func (g *Gateway) endDue(ctx context.Context, led *store.Ledger, d store.Hold, now time.Time) error {
+	var err error
+	switch {
+	case strings.HasPrefix(d.ID, respPrefix):
+		// An outstanding request past its answer window: forget it.
+		err = deleteHold(led, d.ID)
+	case strings.HasPrefix(d.ID, expiredPrefix), strings.HasPrefix(d.ID, withdrawnPrefix):
+		// An expiry or a withdrawal decided before a crash: publish
+		// what it recorded.
+		err = g.publishExpiry(ctx, led, d.ID, d.Value)
+	default:
+		err = g.expire(ctx, led, d.ID, now)
+	}
+	if err != nil {
+		return fmt.Errorf("hold %s: %w", d.ID, err)
+	}
+	return nil
 }
 
 // expiredPrefix names the record of a decided expiry awaiting publish.

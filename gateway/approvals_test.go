@@ -225,9 +225,9 @@ func TestApprovalRefusedApproverLeavesRequestHeld(t *testing.T) {
 // TestExpiryCarriesOnPastABadHold: holds expire in deadline order, and
 // one that cannot be ended must not stop the others. A held request
 // larger than a max_body_bytes lowered across a restart still expires
-// (its body passed the limit it was held under), and a hold record that
-// no longer decodes, due first, is reported and left while the requests
-// held after it expire.
+// (its body passed the limit it was held under), and hold records that
+// no longer decode, due first and more of them than expiry reads at a
+// time, are reported and left while the requests held after them expire.
 func TestExpiryCarriesOnPastABadHold(t *testing.T) {
 	f := newApprovalFlow(t)
 	big := f.body(func(b *envelope.Builder) {
@@ -240,9 +240,12 @@ func TestExpiryCarriesOnPastABadHold(t *testing.T) {
 	}
 	bigEnv, err := envelope.Parse(big, envelope.Limits{})
 	must(t, err)
-	// Due before both: a record the expiry cannot read.
+	// Due before both: more records the expiry cannot read than it
+	// reads at a time.
 	b := f.gw.ledgers()[0].NewBatch()
-	must(t, b.PutHold(holdID("tenant_a", "00000000000000000000000000000000"), f.clock.Now(), []byte("{")))
+	for i := range duePage + 44 {
+		must(t, b.PutHold(holdID("tenant_a", fmt.Sprintf("%032x", i)), f.clock.Now(), []byte("{")))
+	}
 	must(t, b.Commit())
 	b.Close()
 

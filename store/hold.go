@@ -98,11 +98,23 @@ func (b *Batch) holdDeadline(id string) (time.Time, bool, error) {
 // recently deleted holds not yet compacted). The caller removes handled
 // holds with DeleteHold.
 func (l *Ledger) DueHolds(now time.Time, limit int) ([]Hold, error) {
+	return l.dueHolds([]byte{kindHold}, now, limit)
+}
+
+// DueHoldsAfter is DueHolds from the hold that follows after, a hold
+// DueHolds or DueHoldsAfter returned: the next page of due holds, for a
+// caller that left some of a full page in place (holds it could not
+// handle yet).
+func (l *Ledger) DueHoldsAfter(now time.Time, after Hold, limit int) ([]Hold, error) {
+	return l.dueHolds(append(holdKey(after.Deadline, after.ID), 0), now, limit)
+}
+
+func (l *Ledger) dueHolds(lower []byte, now time.Time, limit int) ([]Hold, error) {
 	if limit <= 0 {
 		limit = DefaultDueLimit
 	}
 	var out []Hold
-	err := l.eachHold(timeBound(kindHold, now), func(h Hold) (bool, error) {
+	err := l.eachHold(lower, timeBound(kindHold, now), func(h Hold) (bool, error) {
 		h.Value = bytes.Clone(h.Value)
 		out = append(out, h)
 		return len(out) < limit, nil
@@ -119,18 +131,18 @@ func (l *Ledger) DueHolds(now time.Time, limit int) ([]Hold, error) {
 // use the ledger: a batch it started would wait for the scan to end.
 // The cost is one pass over the holds, read one at a time.
 func (l *Ledger) ScanHolds(fn func(Hold) error) error {
-	return l.eachHold([]byte{kindHold + 1}, func(h Hold) (bool, error) { return true, fn(h) })
+	return l.eachHold([]byte{kindHold}, []byte{kindHold + 1}, func(h Hold) (bool, error) { return true, fn(h) })
 }
 
-// eachHold calls fn with the holds whose keys are below upper, in key
-// (deadline) order, while fn reports true and no error.
-func (l *Ledger) eachHold(upper []byte, fn func(Hold) (bool, error)) error {
+// eachHold calls fn with the holds whose keys are in [lower, upper), in
+// key (deadline) order, while fn reports true and no error.
+func (l *Ledger) eachHold(lower, upper []byte, fn func(Hold) (bool, error)) error {
 	db, err := l.acquire()
 	if err != nil {
 		return err
 	}
 	defer l.mu.RUnlock()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindHold}, UpperBound: upper})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return readError("holds", err)
 	}

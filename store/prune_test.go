@@ -169,6 +169,29 @@ func TestHolds(t *testing.T) {
 	if got, want := due(t0.Add(time.Hour), 1), "c=value-c "; got != want {
 		t.Fatalf("DueHolds(limit 1) = %q; want %q", got, want)
 	}
+	// The next page starts after the hold given.
+	after := func(now time.Time, h Hold) string {
+		t.Helper()
+		hs, err := l.DueHoldsAfter(now, h, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := ""
+		for _, h := range hs {
+			s += h.ID + " "
+		}
+		return s
+	}
+	c, a := Hold{ID: "c", Deadline: t0.Add(10 * time.Second)}, Hold{ID: "a", Deadline: t0.Add(time.Minute)}
+	for _, tc := range []struct {
+		now   time.Duration
+		after Hold
+		want  string
+	}{{time.Hour, c, "a b "}, {90 * time.Second, c, "a "}, {time.Hour, a, "b "}, {30 * time.Second, c, ""}} {
+		if got := after(t0.Add(tc.now), tc.after); got != tc.want {
+			t.Fatalf("DueHoldsAfter(now +%v, after %s) = %q; want %q", tc.now, tc.after.ID, got, tc.want)
+		}
+	}
 
 	// Moving a hold's deadline removes it from its old place; deleting
 	// removes it entirely.
