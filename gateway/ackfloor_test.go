@@ -39,7 +39,7 @@ func TestDeliveryAboveItsConsumersFloorIsDecided(t *testing.T) {
 			defer b.Close()
 			it := &item{seq: tc.seq, consumer: consumer}
 			it.deny(reason.Deny(reason.BadSignature, "decided by a stateless gate"))
-			must(t, g.ledgerGate(b, g.catalog.Load(), it, h.clock.Now()))
+			must(t, g.ledgerGate(b, g.rules.Load().cat, it, h.clock.Now()))
 			if it.reemit != tc.stale {
 				t.Errorf("ledgerGate(seq %d, consumer floor %d, pruned to %d): taken for a stale delivery = %v; want %v", tc.seq, floor, prune, it.reemit, tc.stale)
 			}

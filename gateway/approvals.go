@@ -87,7 +87,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 // to deny it (an expiry or withdrawal): the body, which passed the size
 // limit when it was held, is then read whatever the limit is now, so a
 // lowered max_body_bytes cannot keep a hold from ending.
-func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Catalog, now time.Time, ending bool) (*item, error) {
+func (g *Gateway) heldItem(h *held, tenant string, seq uint64, r *rules, now time.Time, ending bool) (*item, error) {
 	limit := g.cfg.Limits.MaxBodyBytes
 	if ending {
 		limit = max(limit, len(h.Body))
@@ -100,11 +100,12 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 		subject: h.IngressSubject, hdr: nats.Header(h.Header), body: h.Body, seq: seq, start: now,
 		credSealed: h.CredentialSealed, credSealedTo: h.CredentialSealedTo,
 		env: env, digest: envelope.Digest(h.Body), payload: env.PayloadDigest(),
-		cred: &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey, Principal: h.Principal},
-		pol:  policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
+		cred:  &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey, Principal: h.Principal},
+		pol:   policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
+		rules: r,
 	}
 	hi.ref.Tenant, hi.ref.Agent, hi.refOK = tenant, h.Agent, true
-	t, ok := cat.Lookup(h.Target)
+	t, ok := r.cat.Lookup(h.Target)
 	if !ok {
 		return hi, reason.Deny(reason.UnknownTarget, "target %q left the catalog while held", h.Target)
 	}
@@ -126,7 +127,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, cat *catalog.Cata
 // env is its envelope, or, for a body refused as oversized now, the one
 // it was held with (the hold names this ingress message as its creator).
 func (g *Gateway) heldBefore(it *item, env *envelope.Body, kh *kvHold, now time.Time) bool {
-	t, ok := g.catalog.Load().Lookup(env.Target)
+	t, ok := g.rules.Load().cat.Lookup(env.Target)
 	if !ok || !it.refOK {
 		return false
 	}
@@ -222,14 +223,14 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, fh.deadline.Format(time.RFC3339)))
 		return nil
 	}
-	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, cat, now, false)
+	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, it.rules, now, false)
 	if err != nil {
 		it.deny(err)
 		return nil
 	}
 	// The approver's own authority goes through policy too, before the
 	// take: a refused approver leaves the request held for another.
-	ap := g.policy.Decide(policy.Request{
+	ap := it.rules.pol.Decide(policy.Request{
 		Principal: principalOf(it.cred),
 		Action:    string(envelope.Approve),
 		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
@@ -454,7 +455,7 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 // output (internal/invariant). nil outputs and error: the held record
 // cannot be rebuilt.
 func (g *Gateway) heldEndOutputs(h *held, d *reason.Denial, kind, suffix string, now time.Time) ([]byte, audit.Event, error) {
-	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.catalog.Load(), now, true)
+	hi, err := g.heldItem(h, h.Tenant, h.IngressSeq, g.rules.Load(), now, true)
 	if hi == nil {
 		return nil, audit.Event{}, err
 	}

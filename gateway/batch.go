@@ -301,9 +301,10 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 		metrics.Since(m.BatchSeconds, p.wall)
 		return nil, err
 	}
-	cat := g.catalog.Load()
+	r := g.rules.Load()
 	for _, it := range items {
-		if err := g.ledgerGate(b, cat, it, now); err != nil {
+		it.rules = r
+		if err := g.ledgerGate(b, r.cat, it, now); err != nil {
 			m.LedgerErrors.Inc()
 			return fail(fmt.Errorf("gateway: ledger: %w", err))
 		}

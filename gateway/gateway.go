@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,8 +47,10 @@ type Gateway struct {
 	revocations *identity.Revocations
 	signer      *identity.Signer
 	box         *identity.Box
-	catalog     atomic.Pointer[catalog.Catalog]
-	policy      *policy.Engine
+	// rules are the catalog and policy set in force, swapped together.
+	rules atomic.Pointer[rules]
+	// reloadMu makes Reload calls (SIGHUP, the file watch) one at a time.
+	reloadMu    sync.Mutex
 	budgets     *budget.Budgets
 	workers     int
 	expireEvery time.Duration
@@ -147,12 +150,11 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.catalog.Store(cat)
 	set, err := policy.Load(cfg.Policies...)
 	if err != nil {
 		return nil, err
 	}
-	g.policy = policy.NewEngine(set)
+	g.rules.Store(&rules{cat: cat, pol: set})
 	g.budgets = budget.New(cfg.Budgets)
 	g.holds = ledgerHolds{}
 	if cfg.ScaleOut != nil {
@@ -234,8 +236,8 @@ func (g *Gateway) CurveKey() string { return g.box.PublicKey() }
 // Stats returns the running counters.
 func (g *Gateway) Stats() *Stats { return &g.stats }
 
-// Policy returns the policy engine (for reloads and what-if).
-func (g *Gateway) Policy() *policy.Engine { return g.policy }
+// Policy returns the policy set in force.
+func (g *Gateway) Policy() *policy.Set { return g.rules.Load().pol }
 
 // Run connects (unless WithConn), creates or updates the streams and
 // consumes until ctx is cancelled, then finishes the batch in hand.
@@ -321,7 +323,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer g.serving.Store(false)
 	close(g.ready)
 	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
-		Int("partitions", len(consumers)).Str("policy_version", g.policy.Current().Version()).
+		Int("partitions", len(consumers)).Str("policy_version", g.rules.Load().pol.Version()).
 		Msg("gateway running")
 	return g.consume(ctx, consumers, tenants)
 }

@@ -205,11 +205,12 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 		}
 	}
 	if it.route == "" {
-		if t, err := g.catalogGate(g.catalog.Load(), it); err != nil {
+		r := g.rules.Load()
+		if t, err := g.catalogGate(r.cat, it); err != nil {
 			it.deny(err)
 		} else {
 			it.target = t
-			pol := g.policy.Decide(g.policyRequest(it, now, nil))
+			pol := r.pol.Decide(g.policyRequest(it, now, nil))
 			it.pol = pol
 			switch {
 			case !pol.Allow:

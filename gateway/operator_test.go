@@ -63,9 +63,9 @@ func TestOperatorReplay(t *testing.T) {
 	if res.Route != "deny" || res.Reason != string(reason.PolicyDenied) {
 		t.Fatalf("dry run under the old policy = %+v; want deny policy_denied", res)
 	}
-	v1 := h.gw.Policy().Current().Version()
+	v1 := h.gw.Policy().Version()
 	replaceFile(t, h.cfg.Policies[0], strings.Replace(testPolicy, "@id(\"forbid-ops\")\nforbid (principal, action, resource == Target::\"ops.forbidden\");", "", 1))
-	waitFor(t, func() bool { return h.gw.Policy().Current().Version() != v1 })
+	waitFor(t, func() bool { return h.gw.Policy().Version() != v1 })
 	res, err = op.Replay(ctx, denied, true)
 	must(t, err)
 	if res.Route != "allow" {

@@ -63,9 +63,12 @@ type item struct {
 	credSealed, credSealedTo string
 
 	// Outcome.
-	route    store.Route
-	denial   *reason.Denial
-	pol      policy.Decision
+	route  store.Route
+	denial *reason.Denial
+	pol    policy.Decision
+	// rules are the catalog and policy set the message is decided with:
+	// its batch's, one snapshot for every gate.
+	rules    *rules
 	outputs  []*nats.Msg
 	reemit   bool        // outputs come from the ledger, not from a decision
 	ev       audit.Event // the decision's audit event (finish)
@@ -410,7 +413,7 @@ func principalOf(c *identity.Credential) policy.Principal {
 // validates it, runs content policy and builds the outputs. Parallel.
 func (g *Gateway) decide(it *item, now time.Time) {
 	end := g.gate(it, "policy")
-	pol := g.policy.Decide(g.policyRequest(it, now, nil))
+	pol := it.rules.pol.Decide(g.policyRequest(it, now, nil))
 	end()
 	it.pol = pol
 	if !pol.Allow {
@@ -445,7 +448,7 @@ func (g *Gateway) decide(it *item, now time.Time) {
 		visible = map[string]any{} // non-nil: this is the content stage
 	}
 	end = g.gate(it, "content_policy")
-	content := g.policy.DecideContent(pol, g.policyRequest(it, now, visible))
+	content := it.rules.pol.DecideContent(pol, g.policyRequest(it, now, visible))
 	end()
 	it.pol = content
 	if !content.Allow {

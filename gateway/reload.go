@@ -17,28 +17,46 @@ import (
 	"github.com/agentgw/agentgw/subjects"
 )
 
-// Reload re-reads the catalog, the policies and the revocations and swaps
-// each atomically. A broken file keeps the old version in service and is
-// reported; the others still reload. A revocations file that parses but
-// holds an entry that is neither a credential id nor an agent key is
-// applied without that entry, which is reported. Reloaded revocations
-// then deny the held requests whose credential they revoke (sweepHolds).
+// rules are the catalog and the policy set the gates decide with. Reload
+// swaps them together, so no message is decided with one file's new
+// version and another's old one: a batch takes one snapshot for all its
+// messages.
+type rules struct {
+	cat *catalog.Catalog
+	pol *policy.Set
+}
+
+// Reload re-reads the catalog, the policies and the revocations. The
+// catalog and the policies are swapped together, and only if both load:
+// a broken file keeps both old versions in service and is reported (a
+// new target must not be served under the old policy, nor an old one
+// under a new policy written without it). The revocations reload on
+// their own, whatever the others do: a revocation is never held back by
+// a broken policy file. A revocations file that parses but holds an
+// entry that is neither a credential id nor an agent key is applied
+// without that entry, which is reported; one that cannot be read (gone,
+// say) keeps the revocations in force. Reloaded revocations then deny
+// the held requests whose credential they revoke (sweepHolds). Reloads
+// run one at a time.
 func (g *Gateway) Reload() error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
 	var errs []error
-	if cat, err := catalog.Load(g.cfg.Catalog); err != nil {
+	cat, err := catalog.Load(g.cfg.Catalog)
+	if err != nil {
 		errs = append(errs, err)
-	} else {
-		g.catalog.Store(cat)
 	}
-	if set, err := policy.Load(g.cfg.Policies...); err != nil {
+	set, err := policy.Load(g.cfg.Policies...)
+	if err != nil {
 		errs = append(errs, err)
-	} else {
-		g.policy.Swap(set)
+	}
+	if len(errs) == 0 {
+		g.rules.Store(&rules{cat: cat, pol: set})
 	}
 	if err := g.loadRevocations(); err != nil {
 		errs = append(errs, err)
 	}
-	err := errors.Join(errs...)
+	err = errors.Join(errs...)
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -48,7 +66,8 @@ func (g *Gateway) Reload() error {
 	if err != nil {
 		ev = g.log.Error().Err(err)
 	}
-	ev.Str("policy_version", g.policy.Current().Version()).Str("catalog", g.catalog.Load().Digest).Msg("reload")
+	r := g.rules.Load()
+	ev.Str("policy_version", r.pol.Version()).Str("catalog", r.cat.Digest).Msg("reload")
 	return err
 }
 
@@ -56,17 +75,11 @@ func (g *Gateway) loadRevocations() error {
 	jtis := append([]string(nil), g.cfg.Revocations.JTIs...)
 	keys := append([]string(nil), g.cfg.Revocations.Keys...)
 	if f := g.cfg.Revocations.File; f != "" {
-		data, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("gateway: revocations: %w", err)
+		r, err := readRevocations(f)
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			var r RevocationConfig
-			if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
-				return fmt.Errorf("gateway: revocations %s: %w", f, err)
-			}
-			jtis, keys = append(jtis, r.JTIs...), append(keys, r.Keys...)
-		}
+		jtis, keys = append(jtis, r.JTIs...), append(keys, r.Keys...)
 	}
 	// An entry that is not a credential id or an agent key would match
 	// nothing: the operator is told, and the well-formed entries beside it
@@ -94,6 +107,37 @@ func (g *Gateway) loadRevocations() error {
 		return fmt.Errorf("gateway: revocations: %w", errors.Join(bad...))
 	}
 	return nil
+}
+
+// readRevocations reads a revocations file. A file that is missing,
+// unreadable, not strict YAML of the shape, that names another file, or
+// that names neither jtis nor keys (an empty file: truncated, or written
+// in place and read half way) is an error, and the caller keeps the
+// revocations in force: a revocation is lifted only by a file that
+// says so ("jtis: []").
+func readRevocations(path string) (RevocationConfig, error) {
+	var r struct {
+		JTIs *[]string `yaml:"jtis"`
+		Keys *[]string `yaml:"keys"`
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return RevocationConfig{}, fmt.Errorf("gateway: revocations: %w", err)
+	}
+	if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
+		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", path, err)
+	}
+	if r.JTIs == nil && r.Keys == nil {
+		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: names neither jtis nor keys (write \"jtis: []\" for none)", path)
+	}
+	var out RevocationConfig
+	if r.JTIs != nil {
+		out.JTIs = *r.JTIs
+	}
+	if r.Keys != nil {
+		out.Keys = *r.Keys
+	}
+	return out, nil
 }
 
 // watchLoop reloads when the catalog, a policy file or the revocation

@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -30,17 +32,17 @@ func TestPolicyReloadWithoutRestart(t *testing.T) {
 	if out := h.outputFor(search()); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
 		t.Fatalf("before reload: %s (%s)", out.Subject, out.Header.Get(header.Reason))
 	}
-	v1 := h.gw.Policy().Current().Version()
+	v1 := h.gw.Policy().Version()
 	policyFile := h.cfg.Policies[0]
 	replaceFile(t, policyFile, testPolicy+"\n@id(\"no-search\")\nforbid (principal, action, resource == Target::\"kb.search\");\n")
-	waitFor(t, func() bool { return h.gw.Policy().Current().Version() != v1 })
-	v2 := h.gw.Policy().Current().Version()
+	waitFor(t, func() bool { return h.gw.Policy().Version() != v1 })
+	v2 := h.gw.Policy().Version()
 	h.wantReason(search(), reason.PolicyDenied)
 
 	// A broken file is refused: the previous set keeps serving.
 	replaceFile(t, policyFile, "permit (principal, action, resource) when { 1 + };")
 	time.Sleep(300 * time.Millisecond) // several poll intervals
-	if got := h.gw.Policy().Current().Version(); got != v2 {
+	if got := h.gw.Policy().Version(); got != v2 {
 		t.Fatalf("a broken policy file replaced the set: version %s; want %s", got, v2)
 	}
 	h.wantReason(search(), reason.PolicyDenied)
@@ -100,5 +102,82 @@ func TestRevocationsMalformedEntryRefusedAtStart(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "is not an agent public key") {
 		t.Errorf("New error = %v; want it to name the malformed key entry", err)
+	}
+}
+
+// TestReloadSwapsCatalogAndPolicyTogether: a new catalog target whose
+// forbid sits in a policy file that does not compile is not served
+// under the old policy. Neither file is swapped until both load; then
+// both are.
+func TestReloadSwapsCatalogAndPolicyTogether(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the broken policy file is logged as an error
+	h.start()
+	cat, err := os.ReadFile(h.cfg.Catalog)
+	must(t, err)
+	wipe := "  - name: admin.wipe\n    kind: read\n    scope: kb:read\n    tenants: [tenant_a]\n    plain: true\n"
+	if !strings.Contains(string(cat), "targets:\n") {
+		t.Fatalf("test catalog has no targets section:\n%s", cat)
+	}
+	newCat := strings.Replace(string(cat), "targets:\n", "targets:\n"+wipe, 1)
+	forbid := "\n@id(\"no-wipe\")\nforbid (principal, action, resource == Target::\"admin.wipe\");\n"
+	wipeBody := func() []byte {
+		return h.body(func(b *envelope.Builder) { b.Target = "admin.wipe" })
+	}
+	replaceFile(t, h.cfg.Catalog, newCat)
+	replaceFile(t, h.cfg.Policies[0], testPolicy+forbid+"permit (principal, action, resource) when { 1 + };\n")
+	if err := h.gw.Reload(); err == nil {
+		t.Fatal("Reload accepted a policy file that does not compile")
+	}
+	h.wantReason(h.send(wipeBody()), reason.UnknownTarget)
+
+	replaceFile(t, h.cfg.Policies[0], testPolicy+forbid)
+	must(t, h.gw.Reload())
+	h.wantReason(h.send(wipeBody()), reason.PolicyDenied)
+}
+
+// TestRevocationsFileThatSaysNothingKeepsThem: a revocations file that
+// is gone, empty, or names neither jtis nor keys does not lift the
+// revocations in force (a file written in place and read half way, a
+// typo in the path); "jtis: []" does. At start such a file is an
+// error: there is no earlier set to keep.
+func TestRevocationsFileThatSaysNothingKeepsThem(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the refused reloads are logged as errors
+	h.start()
+	replaceFile(t, h.cfg.Revocations.File, "keys: ["+h.agent.pub+"]\n")
+	must(t, h.gw.Reload())
+	h.wantReason(h.send(h.body(nil)), reason.Revoked)
+	for _, tc := range []struct {
+		name  string
+		write func()
+	}{
+		{"removed", func() { must(t, os.Remove(h.cfg.Revocations.File)) }},
+		{"empty", func() { replaceFile(t, h.cfg.Revocations.File, "") }},
+		{"comment only", func() { replaceFile(t, h.cfg.Revocations.File, "# nothing yet\n") }},
+		{"names another file", func() { replaceFile(t, h.cfg.Revocations.File, "file: other.yaml\n") }},
+	} {
+		tc.write()
+		if err := h.gw.Reload(); err == nil {
+			t.Errorf("%s: Reload accepted the revocations file", tc.name)
+		}
+		h.wantReason(h.send(h.body(nil)), reason.Revoked)
+	}
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\n")
+	must(t, h.gw.Reload())
+	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("after an explicit empty list: %s (%s); want delivered", out.Subject, out.Header.Get(header.Reason))
+	}
+	h.stop()
+
+	for _, content := range []string{"", "# none\n"} {
+		replaceFile(t, h.cfg.Revocations.File, content)
+		if _, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc)); err == nil {
+			t.Errorf("New accepted a revocations file of %q", content)
+		}
+	}
+	must(t, os.Remove(h.cfg.Revocations.File))
+	if _, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc)); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("New with the revocations file missing: %v; want a not-exist error", err)
 	}
 }

@@ -180,7 +180,7 @@ func (g *Gateway) markAnswered(b *ledgerBatch, it *item) error {
 func (g *Gateway) decideResponse(it *item, now time.Time) {
 	rec := it.request
 	end := g.gate(it, "policy")
-	pol := g.policy.Decide(policy.Request{
+	pol := it.rules.pol.Decide(policy.Request{
 		Principal: principalOf(it.cred),
 		Action:    string(envelope.Respond),
 		Resource:  policy.Resource{Target: it.target.Name, Tenant: rec.Tenant, Kind: it.target.Kind, Risk: it.target.Risk},

@@ -479,7 +479,7 @@ func TestScaleOutHoldPutBeforeCrashDecidedOtherwise(t *testing.T) {
 			if got := reason.Code(out.Header.Get(header.Reason)); got != tc.want {
 				t.Fatalf("request decided again: %s %q; want denied %s", out.Subject, got, tc.want)
 			}
-			req := approval.Request{HeldMessageID: env.MessageID, BodyDigest: hexDigest(envelope.Digest(body)), PolicyVersion: b.gw.policy.Current().Version()}
+			req := approval.Request{HeldMessageID: env.MessageID, BodyDigest: hexDigest(envelope.Digest(body)), PolicyVersion: b.gw.Policy().Version()}
 			if got := h.outputFor(h.grant(req)); reason.Code(got.Header.Get(header.Reason)) != reason.ApprovalInvalid {
 				t.Errorf("grant of the denied request: %s %q; want %s (nothing pending)", got.Subject, got.Header.Get(header.Reason), reason.ApprovalInvalid)
 			}

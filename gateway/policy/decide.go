@@ -25,6 +25,17 @@ var (
 	emptyRecord         = cedar.NewRecord(nil)
 )
 
+// DecideContent decides req at stage content with s, given the
+// authorize-stage decision of the same message. When s made authorized
+// and none of its policies can tell the stages apart (see stageBlind),
+// the answer is authorized itself: evaluating again could only repeat it.
+func (s *Set) DecideContent(authorized Decision, req Request) Decision {
+	if s.stageBlind && s.version == authorized.Version && authorized.Allow {
+		return authorized
+	}
+	return s.Decide(req)
+}
+
 // Decide evaluates req against the set. It never panics on input and
 // never allows on doubt: the tenant guard, forbids and forbid errors all
 // deny. Safe for concurrent use.

@@ -45,10 +45,10 @@ func (e *Engine) Decide(req Request) Decision {
 // only repeat it. Otherwise it is the current set's decision.
 func (e *Engine) DecideContent(authorized Decision, req Request) Decision {
 	s := e.cur.Load()
-	if s != nil && s.stageBlind && s.version == authorized.Version && authorized.Allow {
-		return authorized
+	if s == nil {
+		return e.Decide(req)
 	}
-	return e.Decide(req)
+	return s.DecideContent(authorized, req)
 }
 
 // Reload asks a running Watch to re-read its files now, whether or not
