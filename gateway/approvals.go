@@ -263,7 +263,7 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 			hi.target = t
 			// Policy sees the requester's budget as it is now; the
 			// request's own token was taken when it was held.
-			hi.budget = g.budgets.Peek(hi.ref.Tenant, h.Agent, t.Name, now, budgetLimit(t)).Context()
+			hi.budget = g.budgets.Peek(hi.ref.Tenant, h.Agent, t.Name, now, budgetLimit(t, g.cfg.Budgets.Target)).Context()
 		}
 	}
 	hi.approved, hi.approver = true, it.cred.Subject

@@ -315,7 +315,7 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		return nil
 	}
 	it.target = t
-	state, ok := g.budgets.Take(it.env.Tenant, it.cred.Subject, t.Name, now, budgetLimit(t))
+	state, ok := g.budgets.Take(it.env.Tenant, it.cred.Subject, t.Name, now, budgetLimit(t, g.cfg.Budgets.Target))
 	it.budget = state.Context()
 	if !ok {
 		it.deny(reason.Deny(reason.BudgetExceeded, "rate budget for %s exhausted", t.Name))
@@ -324,12 +324,21 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 }
 
 // budgetLimit is t's own rate budget, nil when it has none (the
-// default target limit applies).
-func budgetLimit(t *catalog.Target) *budget.Limit {
+// default target limit applies). A budget without a rate takes the
+// default's rate, and without a burst the default's burst: a catalog
+// budget only ever narrows what it names, never lifts the limit.
+func budgetLimit(t *catalog.Target, def budget.Limit) *budget.Limit {
 	if t.Budget == nil {
 		return nil
 	}
-	return &budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
+	l := budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
+	if l.Rate <= 0 {
+		l.Rate = def.Rate
+	}
+	if l.Burst <= 0 {
+		l.Burst = def.Burst
+	}
+	return &l
 }
 
 func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, error) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
@@ -179,5 +180,42 @@ func TestRevocationsFileThatSaysNothingKeepsThem(t *testing.T) {
 	must(t, os.Remove(h.cfg.Revocations.File))
 	if _, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc)); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("New with the revocations file missing: %v; want a not-exist error", err)
+	}
+}
+
+// TestCatalogBudgetWithoutRateKeepsTheDefault: a catalog budget that
+// names only a burst, or only a rate, takes the rest from the gateway's
+// default target limit; it never turns the limit off.
+func TestCatalogBudgetWithoutRateKeepsTheDefault(t *testing.T) {
+	for _, tc := range []struct {
+		budget string
+		allow  int // then budget_exceeded
+	}{
+		{"{burst: 1}", 1},
+		{"{}", 3},
+		{"{rate: 0.001}", 3},
+	} {
+		t.Run(tc.budget, func(t *testing.T) {
+			h := newHarness(t)
+			h.cfg.Budgets.Target = budget.Limit{Rate: 0.001, Burst: 3}
+			cat, err := os.ReadFile(h.cfg.Catalog)
+			must(t, err)
+			old := "    budget: {rate: 0.001, burst: 1}\n"
+			if !strings.Contains(string(cat), old) {
+				t.Fatal("test catalog lost ops.limited's budget")
+			}
+			must(t, os.WriteFile(h.cfg.Catalog, []byte(strings.Replace(string(cat), old, "    budget: "+tc.budget+"\n", 1)), 0o600))
+			h.start()
+			for i := range tc.allow + 1 {
+				seq := h.send(h.body(func(b *envelope.Builder) { b.Target = "ops.limited" }))
+				if i < tc.allow {
+					if out := h.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+						t.Fatalf("message %d: %s (%s); want delivered", i, out.Subject, out.Header.Get(header.Reason))
+					}
+					continue
+				}
+				h.wantReason(seq, reason.BudgetExceeded)
+			}
+		})
 	}
 }

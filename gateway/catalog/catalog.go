@@ -35,7 +35,8 @@ const (
 
 var risks = []string{RiskLow, RiskMedium, RiskHigh, RiskCritical}
 
-// Budget is a per-target rate limit. Zero Rate means the gateway default.
+// Budget is a per-target rate limit. A zero Rate or Burst means the
+// gateway default's (budgets.target).
 type Budget struct {
 	// Rate is tokens per second.
 	Rate float64 `yaml:"rate" json:"rate"`
