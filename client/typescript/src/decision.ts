@@ -426,9 +426,7 @@ function invalid(reason: "decision_token_invalid" | "decision_token_expired" | "
  *    rule broken; iss not one of trustedGateways; a batch signature that
  *    does not verify over the root the proof leads to; or iat later than
  *    now + skew.
- *  - decision_token_expired: now, a whole millisecond that may stand
- *    for any instant up to a millisecond later, could be after
- *    exp + skew (now + 1 ms > exp + skew).
+ *  - decision_token_expired: now > exp + skew.
  *  - decision_token_audience: aud is not audience (or audience is empty).
  *  - internal_error: now is not a valid date (no clock: fail closed), or
  *    skewMs is negative or not a finite number.
@@ -473,11 +471,7 @@ export function verifyDecision(token: string, opt: DecisionVerifyOptions): Decis
   if (now + skew < iat) {
     throw invalid("decision_token_invalid", `jti ${w.jti} issued in the future (${new Date(iat).toISOString()})`);
   }
-  // now is a whole millisecond and the instant it reads may be up to a
-  // millisecond later: a token is refused if that instant could be past
-  // exp + skew, where the Go SDK, reading nanoseconds, would refuse it.
-  // So TypeScript refuses up to a millisecond earlier than Go, never later.
-  if (now + 1 > exp + skew) {
+  if (now > exp + skew) {
     throw invalid("decision_token_expired", `jti ${w.jti} expired at ${new Date(exp).toISOString()}`);
   }
   if (opt.audience === "" || w.aud !== opt.audience) {

@@ -111,16 +111,3 @@ test("verifyDecision: a negative or non-finite skewMs fails closed (internal_err
   throwsReason(() => verifyDecision(tok, { ...opt, skewMs: 0 }), "decision_token_expired", "0");
   assert.equal(verifyDecision(tok, { ...opt, skewMs: 60_000 }).messageId, ID, "60 s");
 });
-
-test("verifyDecision: at the millisecond of exp + skew the token is expired, since the instant that millisecond reads may be past it (Go, reading nanoseconds, refuses from then on)", () => {
-  const data = bytes("x");
-  const iat = at(-60); // exp = CLOCK
-  const tok = token("reply", iat, data);
-  const opt = { ...trust, audience: agentKey };
-  const exp = CLOCK.getTime();
-  for (const skewMs of [1000, 1000.5, 30_000]) {
-    const edge = Math.floor(exp + skewMs);
-    assert.equal(verifyDecision(tok, { ...opt, skewMs, now: new Date(edge - 1) }).messageId, ID, `skew ${skewMs}, a millisecond before`);
-    throwsReason(() => verifyDecision(tok, { ...opt, skewMs, now: new Date(edge) }), "decision_token_expired", `skew ${skewMs}, at the edge`);
-  }
-});
