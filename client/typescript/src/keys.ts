@@ -1,7 +1,7 @@
 // Keys: nkeys public keys checked in their strict form, Ed25519
 // verification that refuses malleable signatures, and the xkey box
 // (curve keys of @nats-io/nkeys) with the gateway's low-order point check.
-import { createPrivateKey, createPublicKey, diffieHellman, verify, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, verify, type KeyObject } from "node:crypto";
 import { fromCurveSeed, fromSeed, Prefix, type KeyPair } from "@nats-io/nkeys";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { DeniedError } from "./errors.js";
@@ -189,11 +189,14 @@ export class Box {
 
   /**
    * seal encrypts plaintext to recipient (a public curve key) with a
-   * random nonce. A malformed recipient is a DeniedError seal_mismatch.
+   * random nonce from node:crypto (not the nacl module's own generator,
+   * which any code in the process may replace with nacl.setPRNG: a
+   * repeated nonce would give the box away). A malformed recipient is a
+   * DeniedError seal_mismatch.
    */
   seal(plaintext: Uint8Array, recipient: string): Uint8Array {
     this.#peer(recipient);
-    return this.#kp.seal(plaintext, recipient);
+    return this.#kp.seal(plaintext, recipient, new Uint8Array(randomBytes(24)));
   }
 
   /**
