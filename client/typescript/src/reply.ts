@@ -206,6 +206,9 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
     const receipt = await agent.send(req, opt.signal ? { signal: opt.signal } : {});
     const stop = (): void => sub.unsubscribe();
     opt.signal?.addEventListener("abort", stop, { once: true });
+    if (opt.signal?.aborted) {
+      stop(); // aborted while the send settled: no event will come
+    }
     try {
       let decided = false; // the request was delivered or held
       for await (const m of sub) {
