@@ -45,7 +45,9 @@ export function parseDelivery(data: Uint8Array, max: number): DeliveryDoc {
   // digest, so a forged body is reported as what it is.
   let m: Members;
   try {
-    m = readMembers(data, NAMES, OBJECTS, { maxBytes: max, maxDepth: 1024, maxString: max });
+    // The envelope sits one level down: its deepest allowed nesting
+    // (1024, the cap of Limits.maxDepth) is 1025 here.
+    m = readMembers(data, NAMES, OBJECTS, { maxBytes: max, maxDepth: 1025, maxString: max });
   } catch {
     throw new Error("delivery: body is not a delivery document");
   }

@@ -9,9 +9,12 @@ import type { ReasonCode } from "../src/reason.js";
 import { Box, curveKeyPair } from "../src/keys.js";
 import { createCurve } from "@nats-io/nkeys";
 import { DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "../src/verify.js";
-import type { ClaimsToSign } from "../src/internal/decision_sign.js";
+import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
+import { formatDelivery } from "../src/delivery.js";
+import { buildEnvelope, parseEnvelope, signEnvelope } from "../src/envelope.js";
+import { digestHex } from "../src/internal/bytes.js";
 import { bytes, dec } from "./helpers.js";
-import { CLOCK, docOf, editDoc, forward, newActor, newWorld, TARGET, TENANT, unix, type Forward, type Msg } from "./world.js";
+import { AUDIENCE, CLOCK, docOf, editDoc, forward, newActor, newWorld, TARGET, TENANT, unix, type Forward, type Msg } from "./world.js";
 
 test("verifyDelivery: genuine deliveries verify, every forgery is refused with its reason", () => {
   const w = newWorld();
@@ -193,4 +196,42 @@ test("verifyDelivery: a consumer key from a seed opens what the gateway re-seale
     now: CLOCK,
   });
   assert.deepEqual(d.json(), { n: 1 });
+});
+
+test("verifyDelivery: an envelope nested as deep as the limits allow (1024) verifies", () => {
+  const w = newWorld();
+  const a = newActor();
+  const lim = { maxBytes: 65536, maxDepth: 1024, maxString: 16384 };
+  for (const depth of [1023, 1024]) {
+    // The envelope is level 1, its payload 2, and each {"d":…} one more.
+    const plain = bytes('{"d":'.repeat(depth - 3) + "{}" + "}".repeat(depth - 3));
+    const body = buildEnvelope(
+      { tenant: TENANT, audience: AUDIENCE, capability: "tool_call", target: TARGET, payload: { plain }, limits: lim },
+      CLOCK,
+    );
+    const env = parseEnvelope(body, lim);
+    const c: ClaimsToSign = {
+      jti: `JTIDEPTH${depth}`,
+      sub: a.pub,
+      aud: TARGET,
+      iat: unix(CLOCK),
+      exp: unix(CLOCK) + 60,
+      tenant: TENANT,
+      scope: "refund:draft",
+      traceId: env.traceId,
+      messageId: env.messageId,
+      bodyDigest: digestHex(body),
+      payloadDigest: digestHex(plain),
+      route: "allow",
+    };
+    const decision = signBatch(w.gwSign, [wireClaims(w.gwKey, c)], false)[0]!;
+    const data = formatDelivery({ decision, signature: signEnvelope((m) => a.kp.sign(m), body), sealed: "", sealedFrom: "", envelope: body });
+    const o: VerifyOptions = { tenant: TENANT, targets: [TARGET], trustedGateways: [w.gwKey], now: CLOCK, limits: lim };
+    assert.equal(verifyDelivery(`agentgw.cap.${TENANT}.${TARGET}`, undefined, data, o).messageId, env.messageId, `depth ${depth}`);
+    // One level more is the envelope's own refusal, not a missing token.
+    if (depth === 1024) {
+      const deeper = { ...lim, maxDepth: 1023 };
+      assert.throws(() => verifyDelivery(`agentgw.cap.${TENANT}.${TARGET}`, undefined, data, { ...o, limits: deeper }), (e: VerificationError) => e.reason !== "decision_token_missing");
+    }
+  }
 });
