@@ -262,7 +262,7 @@ func readSeed(path, role string) (nkeys.KeyPair, error) {
 	seed, err := kp.Seed()
 	if err != nil {
 		kp.Wipe()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", identity.SafePath(path), err)
 	}
 	if !bytes.HasPrefix(seed, []byte(role)) {
 		kp.Wipe()

@@ -228,7 +228,7 @@ type fileError struct {
 }
 
 func (e *fileError) Error() string {
-	name := e.got.path
+	name := identity.SafePath(e.got.path)
 	if e.source != "" {
 		name = e.source + " " + name
 	}

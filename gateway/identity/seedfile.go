@@ -2,7 +2,9 @@ package identity
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 	"strings"
@@ -18,7 +20,7 @@ import (
 func ReadSeedFile(path string) (nkeys.KeyPair, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
+		return nil, fmt.Errorf("identity: %w", readError(err))
 	}
 	defer clear(data)
 	for line := range strings.SplitSeq(string(data), "\n") {
@@ -29,7 +31,27 @@ func ReadSeedFile(path string) (nkeys.KeyPair, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("identity: %s: no nkey seed in file: %w", path, ErrKey)
+	return nil, fmt.Errorf("identity: %s: no nkey seed in file: %w", SafePath(path), ErrKey)
+}
+
+// seedInText finds what could be an nkey seed inside a longer text.
+var seedInText = regexp.MustCompile(`S[A-Z2-7]{57}`)
+
+// SafePath is path as errors and logs may show it: any run in it that
+// could be an nkey seed (a seed pasted where its file's path belongs) is
+// replaced by "S…" and its length.
+func SafePath(path string) string {
+	return seedInText.ReplaceAllStringFunc(path, func(s string) string { return fmt.Sprintf("S…(%d characters)", len(s)) })
+}
+
+// readError is err, from reading a key file, naming the file by
+// SafePath; errors.Is still sees its cause.
+func readError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: SafePath(pe.Path), Err: pe.Err}
+	}
+	return err
 }
 
 // seedText is an nkey seed as nkeys writes it: 'S', the role's letter
@@ -122,12 +144,12 @@ func ReadCurveSeedFile(path string) (nkeys.KeyPair, error) {
 func readSeedFile(path string, role nkeys.PrefixByte) (nkeys.KeyPair, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
+		return nil, fmt.Errorf("identity: %w", readError(err))
 	}
 	defer clear(data)
 	kp, err := ParseSeedFile(data, role)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", SafePath(path), err)
 	}
 	return kp, nil
 }

@@ -44,3 +44,45 @@ func TestParseSeedFileRoles(t *testing.T) {
 		t.Errorf("ReadUserSeedFile(two seed lines) = %v; want ErrKey naming the file, not the seed", err)
 	}
 }
+
+// TestKeyFileErrorsHideAPastedSeed: a seed pasted where a key file's
+// path belongs (keys.signing: SNAG…) is never echoed by the error that
+// the file does not exist; the error still says which cause it has.
+func TestKeyFileErrorsHideAPastedSeed(t *testing.T) {
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	path := filepath.Join(t.TempDir(), string(seed))
+	for name, read := range map[string]func(string) error{
+		"ReadSeedFile":      func(p string) error { _, err := ReadSeedFile(p); return err },
+		"ReadCurveSeedFile": func(p string) error { _, err := ReadCurveSeedFile(p); return err },
+		"ReadCreds":         func(p string) error { _, _, err := ReadCreds(p); return err },
+	} {
+		err := read(path)
+		if err == nil || !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s(missing) = %v; want a not-exist error", name, err)
+		}
+		if strings.Contains(err.Error(), string(seed)) {
+			t.Errorf("%s: the error quotes the seed in its path: %v", name, err)
+		}
+	}
+	// A file that is there but holds no seed: its path is named safely too.
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(path, []byte("not a seed\n"), 0o600))
+	if _, err := ReadSeedFile(path); err == nil || strings.Contains(err.Error(), string(seed)) {
+		t.Errorf("ReadSeedFile(no seed) = %v; want an error without the seed", err)
+	}
+	if _, err := ReadCurveSeedFile(path); err == nil || strings.Contains(err.Error(), string(seed)) {
+		t.Errorf("ReadCurveSeedFile(no seed) = %v; want an error without the seed", err)
+	}
+	if got := SafePath("/etc/agentgw/keys/signing.nk"); got != "/etc/agentgw/keys/signing.nk" {
+		t.Errorf("SafePath changed an ordinary path: %q", got)
+	}
+}
