@@ -168,7 +168,10 @@ type StreamsConfig struct {
 	// IngressMaxAge is how long ingress messages are kept. Default 24h.
 	IngressMaxAge time.Duration `yaml:"ingress_max_age"`
 	// DuplicateWindow applies to every stream and must cover MaxTTL+Skew
-	// (ingress) and the longest redelivery delay (outputs). Default 20m.
+	// (ingress), DecisionTTL+Skew (outputs: an output re-emitted after a
+	// crash or a lost PubAck later than the window may be stored twice,
+	// and its decision token must then have expired) and the longest
+	// redelivery delay. Default 20m.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// MaxMsgsPerOutput caps each output stream (0 = unlimited). With
 	// discard new, a full stream pushes back instead of dropping.
@@ -369,6 +372,13 @@ func (c *Config) Validate() error {
 	}
 	if s.DuplicateWindow < l.MaxTTL+l.Skew {
 		add("streams.duplicate_window (%s) must cover limits.max_ttl + limits.skew (%s)", s.DuplicateWindow, l.MaxTTL+l.Skew)
+	}
+	// An output re-emitted after the window (the gateway down, or its
+	// PubAcks lost, for that long between publishing and acknowledging)
+	// is stored again; its decision token must be dead by then, so no
+	// verifying consumer acts on the copy.
+	if s.DuplicateWindow < l.DecisionTTL+l.Skew {
+		add("streams.duplicate_window (%s) must cover limits.decision_ttl + limits.skew (%s)", s.DuplicateWindow, l.DecisionTTL+l.Skew)
 	}
 	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
 		add("streams.max_age and streams.ingress_max_age must be positive")

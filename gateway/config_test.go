@@ -107,3 +107,21 @@ func TestConfigHint(t *testing.T) {
 		t.Errorf("ConfigHint of a read error = %q; want none", ConfigHint(err))
 	}
 }
+
+// TestConfigDuplicateWindowCoversDecisionTTL: an output re-emitted
+// later than the duplicate window is stored again, so the window must
+// outlast its decision token (and the skew consumers allow): the copy
+// then carries a dead token.
+func TestConfigDuplicateWindowCoversDecisionTTL(t *testing.T) {
+	for _, tc := range []struct {
+		window, ttl string
+		refused     bool
+	}{{"20m", "5m", false}, {"5m30s", "5m", false}, {"5m29s", "5m", true}, {"2s", "1s", true}} {
+		path := filepath.Join(t.TempDir(), "gateway.yaml")
+		must(t, os.WriteFile(path, []byte("audience: gw\nlimits:\n  max_ttl: 1s\n  skew: 30s\n  decision_ttl: "+tc.ttl+"\nstreams:\n  duplicate_window: "+tc.window+"\n"), 0o600))
+		_, err := LoadConfig(path)
+		if got := err != nil && strings.Contains(err.Error(), "must cover limits.decision_ttl + limits.skew"); got != tc.refused {
+			t.Errorf("duplicate_window %s, decision_ttl %s: refused = %v; want %v (%v)", tc.window, tc.ttl, got, tc.refused, err)
+		}
+	}
+}

@@ -231,6 +231,14 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 			return err
 		}
 		it.outputs, it.reemit = msgs, true
+		if it.msg != nil {
+			if md, err := it.msg.Metadata(); err == nil && now.Sub(md.Timestamp) >= g.cfg.Streams.DuplicateWindow {
+				// Validate keeps the window longer than a decision
+				// token lives: a copy stored again carries a dead one.
+				g.log.Warn().Uint64("ingress_seq", it.seq).Dur("age", now.Sub(md.Timestamp)).
+					Msg("re-emitting outputs decided longer ago than streams.duplicate_window: an output may be stored twice (its decision token has expired)")
+			}
+		}
 		return nil
 	}
 	if it.route != "" {

@@ -174,6 +174,9 @@ func (e *env) writeConfig(o envOptions, i int) error {
 	if len(e.nodes) >= 3 {
 		replicas = 3
 	}
+	// Decision tokens die within the duplicate window, as the gateway
+	// requires: the default 5m, or less under a short test window.
+	decisionTTL := min(5*time.Minute, o.dupWindow-o.skew)
 	m := e.mat
 	cfg := fmt.Sprintf(`# agentgw fault-test gateway (written by internal/e2e/faults)
 audience: %s
@@ -196,6 +199,7 @@ limits:
   skew: %s
   max_ttl: %s
   approval_ttl: %s
+  decision_ttl: %s
 streams:
   replicas: %d
   max_msgs_per_output: %d
@@ -209,7 +213,7 @@ reload_interval: 0s
 `, devenv.Audience, filepath.Join(e.dir, fmt.Sprintf("gwdata-%d", i)), e.url(), m.Signing, m.GatewayXK, devenv.Tenant, issuerPub,
 		m.Revocation, filepath.Join(m.Dir, "catalog.yaml"),
 		filepath.Join(m.Dir, "policies", "base.cedar"), filepath.Join(m.Dir, "policies", "refunds.cedar"),
-		o.skew, o.maxTTL, o.approvalTTL, replicas, o.maxMsgsPerOutput, o.dupWindow, o.ackWait, o.batch, o.fetchWait, o.fair)
+		o.skew, o.maxTTL, o.approvalTTL, decisionTTL, replicas, o.maxMsgsPerOutput, o.dupWindow, o.ackWait, o.batch, o.fetchWait, o.fair)
 	if o.instances > 1 {
 		// Short leases so a killed instance's partitions move within
 		// the test's patience; renew and margin keep their proportions.
