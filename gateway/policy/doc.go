@@ -73,9 +73,13 @@
 // Decimal (compare it with .greaterThan etc.); anything else (more
 // precision, out of range, null, another Go type, nesting deeper than
 // maxPayloadDepth) is omitted and noted in Decision.Errors by field name
-// only. Omitting rather than rounding keeps a policy from deciding on a
-// value the agent did not send; a forbid reading an omitted field errors
-// and so denies.
+// only. A json.Number is read from its decimal text exactly, whatever its
+// spelling: 150, 150.0, 1.5e2 and 15000e-2 are all Long 150, and
+// 100000.00000000000000001e0 is omitted as 100000.00000000000000001 is
+// (a float64 is taken as the shortest decimal that reads back as it).
+// Omitting rather than rounding keeps a policy from deciding on a value
+// the agent did not send; a forbid reading an omitted field errors and so
+// denies.
 //
 // # Sets, versions and reloads
 //

@@ -118,25 +118,99 @@ func fromFloat(f float64) (cedar.Value, string) {
 	return fromDecimal(strconv.FormatFloat(f, 'f', -1, 64))
 }
 
-// fromNumber converts a JSON number literal exactly where it can.
+// fromNumber converts a JSON number literal exactly where it can. Every
+// spelling of one value converts alike: 150, 150.0, 1.5e2 and 15000e-2
+// are Long 150, and a value that needs more than four fractional digits
+// is omitted however it is written (100000.00000000000000001 and
+// 100000.00000000000000001e0 alike), never rounded to a neighbour.
 func fromNumber(s string) (cedar.Value, string) {
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return cedar.Long(i), ""
 	}
 	if strings.ContainsAny(s, "eE") {
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, "number out of range"
-		}
-		return fromFloat(f)
+		return fromExponent(s)
 	}
 	if !strings.Contains(s, ".") {
-		if _, err := strconv.ParseFloat(s, 64); err == nil {
+		if isDigits(strings.TrimPrefix(s, "-")) {
 			return nil, "integer out of Long range"
 		}
 		return nil, "not a JSON number"
 	}
 	return fromDecimal(s)
+}
+
+// maxLongDigits is the number of decimal digits of the largest Long
+// magnitude, 9223372036854775808 (-2^63).
+const maxLongDigits = 19
+
+// fromExponent converts a JSON number in exponent form
+// (-?int(.frac)?[eE][+-]?digits) exactly. It rewrites the literal as the
+// plain decimal it denotes and converts that as fromNumber converts a
+// plain literal, so rounding never enters (strconv.ParseFloat would turn
+// 9007199254740993e0 into 9007199254740992).
+//
+// The plain spelling is written only when it is short: a value whose
+// integer digits cannot fit a Long, or whose fraction needs more than
+// four digits, is refused from the digit count and the exponent alone.
+// So the work is linear in len(s) whatever the exponent, even for a
+// json.Number that did not come through the envelope scanner (which caps
+// exponents at 1000 and number tokens at 64 bytes).
+func fromExponent(s string) (cedar.Value, string) {
+	const notNumber = "not a JSON number"
+	mant, exp, _ := strings.Cut(strings.Replace(s, "E", "e", 1), "e")
+	sign := ""
+	if strings.HasPrefix(mant, "-") {
+		sign, mant = "-", mant[1:]
+	}
+	intPart, frac, dot := strings.Cut(mant, ".")
+	if !isDigits(intPart) || len(intPart) > 1 && intPart[0] == '0' || dot && !isDigits(frac) {
+		return nil, notNumber
+	}
+	expNeg := strings.HasPrefix(exp, "-")
+	if expNeg || strings.HasPrefix(exp, "+") {
+		exp = exp[1:]
+	}
+	if !isDigits(exp) {
+		return nil, notNumber
+	}
+	// The value is digits × 10^(e − len(frac)); leading zeros of digits
+	// do not change it, trailing ones move into the exponent.
+	digits := strings.TrimLeft(intPart+frac, "0")
+	if digits == "" {
+		return cedar.Long(0), "" // -0e5 is 0, as -0 and -0.0 are
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	// Saturate the exponent at bound: |k| below then exceeds both
+	// maxLongDigits and 4, so the verdict is the one the exact exponent
+	// would give, and the arithmetic cannot overflow.
+	bound := len(s) + maxLongDigits
+	e := 0
+	for i := 0; i < len(exp) && e <= bound; i++ {
+		e = e*10 + int(exp[i]-'0')
+	}
+	e = min(e, bound+1)
+	if expNeg {
+		e = -e
+	}
+	k := e - len(frac) + len(digits) - len(trimmed) // value = trimmed × 10^k
+	n := len(trimmed)
+	if k >= 0 {
+		if n+k > maxLongDigits {
+			return nil, "integer out of Long range"
+		}
+		i, err := strconv.ParseInt(sign+trimmed+strings.Repeat("0", k), 10, 64)
+		if err != nil {
+			return nil, "integer out of Long range"
+		}
+		return cedar.Long(i), ""
+	}
+	if -k > 4 {
+		return nil, "more than 4 fractional digits, not representable as decimal"
+	}
+	if n > -k {
+		return fromDecimal(sign + trimmed[:n+k] + "." + trimmed[n+k:])
+	}
+	return fromDecimal(sign + "0." + strings.Repeat("0", -k-n) + trimmed)
 }
 
 // fromDecimal converts a plain "-?digits.digits" literal to a Long when
