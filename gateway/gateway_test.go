@@ -303,6 +303,17 @@ func hostileCases() []hostile {
 				b.Payload = envelope.Payload{Plain: json.RawMessage(`{"q":"x","Tenant":"tenant_b"}`)}
 			}))
 		}},
+		// A member name with a control character: every check here
+		// matches names exactly and sees another member, while a
+		// consumer whose decoder ends keys at U+0000 (cJSON) reads
+		// tenant, or amount_cents.
+		{"deny/control_char_in_member_name", reason.MalformedEnvelope, func(h *harness) uint64 {
+			body := h.body(func(b *envelope.Builder) { b.Payload = envelope.Payload{Plain: json.RawMessage(`{"q":"x"}`)} })
+			return resign(h, []byte(strings.Replace(string(body), `{"q":"x"}`, `{"q":"x","tenant\u0000":"tenant_b"}`, 1)))
+		}},
+		{"deny/sealed_control_char_in_member_name", reason.PayloadInvalid, func(h *harness) uint64 {
+			return sealedRefundOf(h, `{"order_id":"o1","amount_cents":5,"amount_cents\u0000":999999999}`)
+		}},
 		{"deny/content_policy", reason.ContentDenied, func(h *harness) uint64 {
 			body, _ := h.sealedRefund(h.agent, 500000, nil)
 			return resign(h, body)
@@ -352,8 +363,8 @@ func TestHostileMessagesDenied(t *testing.T) {
 	// Only the cases that pass policy reach the opening step: the seal,
 	// strict-JSON, case-variant, schema and content cases. Every other
 	// denial happened with the payload shut.
-	if opened := h.gw.Stats().PayloadOpens.Load() - opensBefore; opened != 6 {
-		t.Errorf("payload opens during hostile run = %d; want 6 (seal_broken, two strict-JSON cases, a case variant, payload_schema, content_policy)", opened)
+	if opened := h.gw.Stats().PayloadOpens.Load() - opensBefore; opened != 7 {
+		t.Errorf("payload opens during hostile run = %d; want 7 (seal_broken, three strict-JSON cases, a case variant, payload_schema, content_policy)", opened)
 	}
 	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
 	must(t, err)

@@ -56,6 +56,10 @@ func TestResponseRoundTrip(t *testing.T) {
 	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"maybe"}`), reason.ResponseInvalid)
 	// Removing customer_email by name would let Customer_Email through.
 	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted","Customer_Email":"`+secret+`"}`), reason.PayloadCaseVariant)
+	// Nor would customer_email\u0000, which a decoder that ends keys at
+	// U+0000 reads as customer_email: refused as not strict JSON, before
+	// the response schema.
+	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted","customer_email\u0000":"`+secret+`"}`), reason.PayloadInvalid)
 
 	// An invalid answer did not use up the single answer; a valid one,
 	// after a gateway restart, still finds its request.

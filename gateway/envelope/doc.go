@@ -5,10 +5,12 @@
 //
 // Parse is the only way in. It checks size before reading a byte, then
 // reads the body once with its own strict JSON scanner: valid UTF-8 (no
-// lone surrogate escapes), no duplicate member names at any depth — names
-// that differ only in case count as duplicates, because Go's encoding/json
-// and other case-insensitive decoders downstream would merge them — no
-// unknown members, bounded depth, string and number length. Deeply nested
+// lone surrogate escapes), no control character in a member name at any
+// depth (a decoder downstream may end a name at U+0000), no duplicate
+// member names at any depth — names that differ only in case count as
+// duplicates, because Go's encoding/json and other case-insensitive
+// decoders downstream would merge them — no unknown members, bounded
+// depth, string and number length. Deeply nested
 // input is refused at MaxDepth+1 bytes of nesting, before anything recurses
 // further. encoding/json is deliberately not used for the body.
 //

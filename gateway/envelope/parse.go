@@ -178,7 +178,7 @@ func (p *parser) body() error {
 		if p.peek() != '"' {
 			return p.fail("want a member name")
 		}
-		name, _, err := p.str(p.lim.MaxString)
+		name, _, err := p.name()
 		if err != nil {
 			return err
 		}
@@ -284,7 +284,7 @@ func (p *parser) payload() error {
 		if p.peek() != '"' {
 			return p.fail("want a member name")
 		}
-		name, escaped, err := p.str(p.lim.MaxString)
+		name, escaped, err := p.name()
 		if err != nil {
 			return err
 		}

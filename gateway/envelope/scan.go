@@ -222,6 +222,35 @@ func (s *scanner) strEscaped(start, max int) ([]byte, bool, error) {
 	return nil, false, s.fail("unterminated string")
 }
 
+// name reads a member name whose opening quote is at s.pos, as str does,
+// and refuses one holding a control character (Unicode category Cc:
+// U+0000-U+001F, U+007F-U+009F), escaped or not. Values may carry them
+// (text has line breaks); a name may not: decoders downstream end a key
+// at U+0000 (cJSON) or drop or rewrite controls, so {"tenant\u0000":"b"}
+// would reach a consumer as tenant while every check here, matching
+// names exactly, saw another member.
+func (s *scanner) name() (v []byte, escaped bool, err error) {
+	at := s.pos
+	v, escaped, err = s.str(s.lim.MaxString)
+	if err == nil && hasControl(v) {
+		s.pos = at
+		return nil, false, s.fail("control character in member name")
+	}
+	return v, escaped, err
+}
+
+// hasControl reports whether the valid UTF-8 b holds a rune of category
+// Cc: a byte below 0x20, 0x7F, or U+0080-U+009F (0xC2 0x80-0x9F; 0xC2 is
+// never a continuation byte).
+func hasControl(b []byte) bool {
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f || c == 0xc2 && i+1 < len(b) && b[i+1] <= 0x9f {
+			return true
+		}
+	}
+	return false
+}
+
 func hex4(b []byte, i int) (rune, bool) {
 	if i+4 > len(b) {
 		return 0, false
@@ -380,7 +409,7 @@ func (s *scanner) object(depth int) error {
 			return s.fail("want a member name")
 		}
 		at := s.pos
-		name, escaped, err := s.str(s.lim.MaxString)
+		name, escaped, err := s.name()
 		if err != nil {
 			return err
 		}
@@ -469,9 +498,10 @@ func (st *nameStack) hasFold(from int, name []byte, probes *int) bool {
 }
 
 // CheckPayload checks that payload is one JSON object under the same
-// strict rules as the envelope (doc.go): valid UTF-8, no duplicate member
-// names at any depth (names differing only in case count as duplicates),
-// depth and string bounds, bounded numbers, nothing after the object.
+// strict rules as the envelope (doc.go): valid UTF-8, no control
+// character in a member name and no duplicate member names at any depth
+// (names differing only in case count as duplicates), depth and string
+// bounds, bounded numbers, nothing after the object.
 // The gateway runs it on an opened sealed payload before its schema and
 // content policy see it: a plain payload was checked with the envelope,
 // and a sealed one must not give the policy one reading of a duplicated
