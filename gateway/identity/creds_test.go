@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -110,6 +111,9 @@ func TestCredsRoundTrip(t *testing.T) {
 		{"seed of another key", strings.Replace(string(data), v.Keys.AgentSeed, otherUserSeed(t), 1)},
 		{"account seed", strings.Replace(string(data), v.Keys.AgentSeed, v.Keys.IssuerSeed, 1)},
 		{"garbled jwt", strings.Replace(string(data), v.Credential.JWT, "abc.def", 1)},
+		// Claims are read by the strict scanner: a member name with a
+		// control character is refused, as by the TypeScript reader.
+		{"control character in a claim name", strings.Replace(string(data), v.Credential.JWT, withClaimName(t, v.Credential.JWT, `x\u0000`), 1)},
 	}
 	for _, tt := range bad {
 		t.Run("deny/"+tt.name, func(t *testing.T) {
@@ -149,4 +153,19 @@ func otherUserSeed(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(seed)
+}
+
+// withClaimName returns jwt with a member named name (as JSON text)
+// added to its claims; the signature no longer matches, which ParseCreds
+// does not check.
+func withClaimName(t *testing.T, jwt, name string) string {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	claims, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || claims[0] != '{' {
+		t.Fatalf("claims of %q: %v", jwt, err)
+	}
+	claims = append([]byte(`{"`+name+`":1,`), claims[1:]...)
+	parts[1] = base64.RawURLEncoding.EncodeToString(claims)
+	return strings.Join(parts, ".")
 }

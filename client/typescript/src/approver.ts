@@ -118,6 +118,7 @@ function readRequest(data: Uint8Array): Record<string, unknown> {
   try {
     const s = new Scanner(data, { maxBytes: data.length, maxDepth: MAX_REQUEST_DEPTH, maxString: data.length });
     s.foldNames = false;
+    s.controlNames = true; // the Go SDK reads requests with jsontext, which allows them
     if (s.peek() !== 0x7b) {
       throw badRequest();
     }

@@ -424,7 +424,7 @@ class Parser extends Scanner {
         throw this.fail("want a member name");
       }
       const at = this.pos;
-      const name = this.str(this.lim.maxString);
+      const name = this.name();
       this.member(this.#names, name, at);
       this.expect(0x3a);
       if ((BODY_NAMES as readonly string[]).includes(name.value)) {
@@ -490,7 +490,7 @@ class Parser extends Scanner {
         throw this.fail("want a member name");
       }
       const at = this.pos;
-      const name = this.str(this.lim.maxString);
+      const name = this.name();
       this.member(this.#payNames, name, at);
       this.expect(0x3a);
       const c = this.peek();

@@ -22,6 +22,7 @@ export interface Members {
 export function readMembers(data: Uint8Array, names: ReadonlySet<string>, objects: ReadonlySet<string>, lim: ScanLimits): Members {
   const s = new Scanner(data, lim);
   s.checkDuplicates = false;
+  s.controlNames = true; // delivery.Members delimits objects with encoding/json
   const out: Members = { version: "", strings: new Map(), objects: new Map() };
   if (s.peek() !== 0x7b) {
     throw new Error("not an object");

@@ -1,10 +1,11 @@
 // A strict JSON scanner over exact bytes, the TypeScript twin of the Go
 // envelope scanner: RFC 8259 plus valid UTF-8 (no lone surrogate escapes),
-// no duplicate member names at any depth (names that differ only under
-// Unicode simple case folding are duplicates), bounded depth, string
-// length and numbers, and nothing after the top-level value. Every check
-// costs time linear in the input. Errors are DeniedError
-// malformed_envelope with an offset, never the input's bytes.
+// no control character in a member name and no duplicate member names at
+// any depth (names that differ only under Unicode simple case folding are
+// duplicates), bounded depth, string length and numbers, and nothing after
+// the top-level value. Every check costs time linear in the input. Errors
+// are DeniedError malformed_envelope with an offset, never the input's
+// bytes.
 import { DeniedError } from "../errors.js";
 import { FOLD } from "./casefold.js";
 
@@ -70,6 +71,12 @@ export class Scanner {
   foldNames = true;
   /** integersOnly: refuse numbers with a fraction or an exponent. */
   integersOnly = false;
+  /**
+   * controlNames: accept member names holding a control character (off
+   * by default: name refuses them, as the Go scanner does). Only readers
+   * whose Go twin does not use that scanner turn it on.
+   */
+  controlNames = false;
   constructor(
     readonly data: Uint8Array,
     readonly lim: ScanLimits,
@@ -236,6 +243,25 @@ export class Scanner {
     throw this.fail("unterminated string");
   }
 
+  /**
+   * name reads a member name whose opening quote is at pos, as str does,
+   * and refuses one holding a control character (Unicode category Cc:
+   * U+0000-U+001F, U+007F-U+009F), escaped or not, unless controlNames
+   * is set. Values may carry them; a name may not: decoders downstream
+   * end a key at U+0000 (cJSON) or drop or rewrite controls, so
+   * {"tenant\u0000":"b"} would reach a consumer as tenant while checks
+   * matching names exactly saw another member.
+   */
+  name(): Str {
+    const at = this.pos;
+    const name = this.str(this.lim.maxString);
+    if (!this.controlNames && hasControl(name.value)) {
+      this.pos = at;
+      throw this.fail("control character in member name");
+    }
+    return name;
+  }
+
   /** number reads a JSON number token and returns its text. */
   number(): string {
     const d = this.data;
@@ -376,7 +402,7 @@ export class Scanner {
         throw this.fail("want a member name");
       }
       const at = this.pos;
-      const name = this.str(this.lim.maxString);
+      const name = this.name();
       const f = !this.checkDuplicates ? "" : this.foldNames ? foldName(name.value) : name.value;
       if (this.checkDuplicates && names.has(f)) {
         this.pos = at;
@@ -396,6 +422,17 @@ export class Scanner {
       }
     }
   }
+}
+
+/** hasControl reports whether s holds a code point of category Cc. */
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function hex4(d: Uint8Array, i: number): number {
