@@ -226,9 +226,28 @@ func (v *Verifier) SetTrust(trust map[string][]string) {
 //   - CredentialNotYetValid: now + skew < nbf, or now + skew < iat.
 //   - CredentialTooLong: exp - max(iat, nbf) > MaxLifetime.
 //
-// The returned Credential is the caller's own copy. Denial details name
-// the credential by jti and never contain the token.
+// It is VerifyUntimed, then CheckValidity at now. The returned Credential
+// is the caller's own copy. Denial details name the credential by jti and
+// never contain the token.
 func (v *Verifier) Verify(token string, now time.Time) (*Credential, error) {
+	c, err := v.VerifyUntimed(token)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.CheckValidity(c, now); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// VerifyUntimed runs the rules of Verify that do not read the clock, up to
+// WrongAudience (see Verify for the order and the denials), and returns
+// the credential. The caller judges it at the instant it is used with
+// CheckValidity, before relying on it: a caller that verifies ahead of
+// that instant (the gateway verifies a batch while it waits for its
+// decision) would otherwise judge its times too early. The returned
+// Credential is the caller's own copy.
+func (v *Verifier) VerifyUntimed(token string) (*Credential, error) {
 	if token == "" {
 		return nil, reason.Deny(reason.MalformedCredential, "empty credential")
 	}
@@ -267,7 +286,7 @@ func (v *Verifier) Verify(token string, now time.Time) (*Credential, error) {
 			st.cache.put(key, c)
 		}
 	}
-	if err := v.check(c, now); err != nil {
+	if err := v.admit(c); err != nil {
 		return nil, err
 	}
 	out := *c
@@ -291,14 +310,22 @@ func (v *Verifier) Standing(tenant, issuer, jti, subject string) error {
 	return nil
 }
 
-// check runs the rules that depend on the clock, revocations and config.
-func (v *Verifier) check(c *Credential, now time.Time) error {
+// admit runs the rules that depend on the revocations and the config.
+func (v *Verifier) admit(c *Credential) error {
 	if v.rev.Revoked(c.ID, c.Subject) {
 		return reason.Deny(reason.Revoked, "jti %s of subject %s is revoked", c.ID, c.Subject)
 	}
 	if c.Audience != v.audience {
 		return reason.Deny(reason.WrongAudience, "jti %s: audience %s is not this gateway's", c.ID, safeText(c.Audience))
 	}
+	return nil
+}
+
+// CheckValidity runs the rules of Verify that follow WrongAudience on c, a
+// credential VerifyUntimed returned, at now: CredentialExpired, then
+// CredentialNotYetValid (the rules that read the clock), then
+// CredentialTooLong, in Verify's order. Errors are *reason.Denial.
+func (v *Verifier) CheckValidity(c *Credential, now time.Time) error {
 	if now.After(c.Expires.Add(v.skew)) {
 		return reason.Deny(reason.CredentialExpired, "jti %s expired at %s", c.ID, c.Expires.Format(time.RFC3339))
 	}

@@ -225,6 +225,18 @@ func TestVerifyDenials(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ver := w.verifier(t, nil)
 			c, err := ver.Verify(tt.token, tt.now)
+			// Verify is VerifyUntimed, then CheckValidity: the same
+			// verdict, and the clock read by CheckValidity alone.
+			split, serr := ver.VerifyUntimed(tt.token)
+			if serr == nil {
+				serr = ver.CheckValidity(split, tt.now)
+			}
+			if reason.Of(serr) != reason.Of(err) || (serr == nil) != (err == nil) {
+				t.Errorf("VerifyUntimed+CheckValidity(%s) = %v; Verify = %v", tt.name, serr, err)
+			}
+			if _, uerr := ver.VerifyUntimed(tt.token); timeRule(tt.want) && uerr != nil {
+				t.Errorf("VerifyUntimed(%s) = %v; want nil (%s is a validity rule)", tt.name, uerr, tt.want)
+			}
 			if tt.want == "" {
 				if err != nil || c == nil {
 					t.Fatalf("Verify(%s) = %v; want nil", tt.name, err)
@@ -247,6 +259,11 @@ func TestVerifyDenials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// timeRule reports whether code is one of CheckValidity's denials.
+func timeRule(code reason.Code) bool {
+	return code == reason.CredentialExpired || code == reason.CredentialNotYetValid || code == reason.CredentialTooLong
 }
 
 func TestVerifyCachedTokenStillChecked(t *testing.T) {
