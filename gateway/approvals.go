@@ -56,8 +56,10 @@ type held struct {
 // holdID names a held request: approvers answer by tenant and message id.
 func holdID(tenant, messageID string) string { return tenant + "/" + messageID }
 
-// holdRecord stages the hold of an item routed to approval.
-func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error {
+// holdRecord stages the hold of an item routed to approval at now (the
+// instant its credential was judged at, which heldStanding judges it at
+// again) until deadline.
+func (g *Gateway) holdRecord(b *ledgerBatch, it *item, now, deadline time.Time) error {
 	sealed, err := g.box.SealCredential(it.hdr.Get(header.Credential), it.body)
 	if err != nil {
 		return fmt.Errorf("gateway: seal credential: %w", err)
@@ -72,7 +74,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, deadline time.Time) error
 		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: it.digestHex(), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
-		Deadline: deadline, RequestedAt: it.start,
+		Deadline: deadline, RequestedAt: now,
 	}
 	v, err := json.Marshal(h)
 	if err != nil {
@@ -532,7 +534,7 @@ func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 		g.matchHold(it, fh.value, now)
 		return nil
 	}
-	err = g.holdRecord(b, it, it.deadline)
+	err = g.holdRecord(b, it, now, it.deadline)
 	if errors.Is(err, errHoldExists) {
 		// Another instance put it between the check and the write.
 		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))

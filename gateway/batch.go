@@ -283,9 +283,22 @@ type decidedBatch struct {
 // Start the next batch may be decided while it syncs: the ledger hands it
 // these writes. The outputs wait for completeBatch.
 func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) {
-	items, now, m := p.items, p.now, g.metrics
+	items, now, m := p.items, p.at, g.metrics
+	if now.IsZero() {
+		// The batch is judged and decided as of now, taken once the
+		// batch is the decider's: every message of it had arrived by
+		// then, however long the batch waited for the decider or grew
+		// meanwhile (prefetch), and every gate of every message (the
+		// clock rules of the stateless gates, the ledger, budgets,
+		// policy, the tokens' times, the hold's request time) sees one
+		// instant.
+		now = g.clock()
+	}
 	if g.hooks != nil {
 		g.hookSeqs(items, g.hooks.batchStart)
+	}
+	for _, it := range items {
+		g.judge(it, now)
 	}
 	phase := time.Now()
 	lap := func(gate string) {

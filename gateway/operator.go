@@ -192,7 +192,7 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 // real replay).
 func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 	res := operator.Result{DryRun: true}
-	g.verify(it, now)
+	g.verifyAt(it, now)
 	if it.route == "" {
 		// Scaled out, the entry is in the ledger of whichever instance
 		// holds the message's partition, maybe not this one: the real
@@ -307,17 +307,19 @@ func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, oper
 }
 
 // replayAuth checks the Agentgw-Replay header of an ingress message and
-// returns the operator it authorizes. An absent header is "", nil; a
-// present but invalid one is a denial: only the gateway signs them.
-func (g *Gateway) replayAuth(it *item, now time.Time) (string, error) {
+// returns the operator it authorizes and its expiry (Unix seconds), which
+// the caller holds against the instant the message is judged at (judge).
+// An absent header is "", 0, nil; a present but invalid one is a denial:
+// only the gateway signs them.
+func (g *Gateway) replayAuth(it *item) (string, int64, error) {
 	v := it.hdr.Get(header.Replay)
 	if v == "" {
-		return "", nil
+		return "", 0, nil
 	}
 	bad := reason.Deny(reason.ReplayRefused, "invalid replay authorization")
 	parts := strings.Split(v, ".")
 	if len(parts) != 4 {
-		return "", bad
+		return "", 0, bad
 	}
 	// One encoding only, as the gateway writes it: canonical decimals
 	// and the 86-character canonical base64url of the signature.
@@ -325,21 +327,18 @@ func (g *Gateway) replayAuth(it *item, now time.Time) (string, error) {
 	uexp, ok2 := decimal(parts[2])
 	sig, err := envelope.DecodeSignature(parts[3])
 	if !ok1 || !ok2 || uexp > math.MaxInt64 || err != nil || !subjects.ValidAgent(parts[1]) {
-		return "", bad
+		return "", 0, bad
 	}
 	exp := int64(uexp)
-	if now.Unix() > exp {
-		return "", reason.Deny(reason.ReplayRefused, "replay authorization expired")
-	}
 	pub, err := nkeys.Decode(nkeys.PrefixByteServer, []byte(g.PublicKey()))
 	if err != nil {
-		return "", bad
+		return "", 0, bad
 	}
 	digest := envelope.Digest(it.body)
 	if !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.ReplayInput(hex.EncodeToString(digest[:]), seq, parts[1], exp), sig[:]) {
-		return "", bad
+		return "", 0, bad
 	}
-	return parts[1], nil
+	return parts[1], exp, nil
 }
 
 // decimal reads s as an unsigned decimal written canonically: digits

@@ -264,13 +264,13 @@ func TestReplayAuthOneEncoding(t *testing.T) {
 	now := h.clock.Now()
 	exp := now.Add(time.Minute).Unix()
 	sig := base64.RawURLEncoding.EncodeToString(h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), 7, op.pub, exp)))
-	auth := func(v string) (string, error) {
+	auth := func(v string) (string, int64, error) {
 		it := &item{hdr: nats.Header{}, body: body}
 		it.hdr.Set(header.Replay, v)
-		return h.gw.replayAuth(it, now)
+		return h.gw.replayAuth(it)
 	}
-	if who, err := auth(fmt.Sprintf("7.%s.%d.%s", op.pub, exp, sig)); err != nil || who != op.pub {
-		t.Fatalf("genuine authorization = %q, %v; want the operator", who, err)
+	if who, until, err := auth(fmt.Sprintf("7.%s.%d.%s", op.pub, exp, sig)); err != nil || who != op.pub || until != exp {
+		t.Fatalf("genuine authorization = %q, %d, %v; want the operator, %d", who, until, err, exp)
 	}
 	for name, v := range map[string]string{
 		"signature with a line break":  fmt.Sprintf("7.%s.%d.%s\n%s", op.pub, exp, sig[:40], sig[40:]),
@@ -278,7 +278,7 @@ func TestReplayAuthOneEncoding(t *testing.T) {
 		"expiry with a leading zero":   fmt.Sprintf("7.%s.0%d.%s", op.pub, exp, sig),
 		"expiry with a plus sign":      fmt.Sprintf("7.%s.+%d.%s", op.pub, exp, sig),
 	} {
-		if _, err := auth(v); !errors.Is(err, reason.ReplayRefused) {
+		if _, _, err := auth(v); !errors.Is(err, reason.ReplayRefused) {
 			t.Errorf("%s: replayAuth = %v; want %s", name, err, reason.ReplayRefused)
 		}
 	}

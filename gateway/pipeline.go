@@ -36,8 +36,11 @@ type item struct {
 	body     []byte
 	seq      uint64
 	delivery uint64
-	consumer string // the consumer that delivered it; "" when read by sequence (recover.go)
-	start    time.Time
+	consumer string    // the consumer that delivered it; "" when read by sequence (recover.go)
+	start    time.Time // when the gateway received it, on its clock (latency)
+	// clocked is what verify left to the instant the message is judged
+	// at; judge runs it.
+	clocked clocked
 
 	ref    subjects.IngressRef
 	refOK  bool
@@ -117,8 +120,12 @@ func (it *item) decided() bool { return it.route != "" || it.reemit }
 
 // verify runs the stateless gates, in docs/design.md §3 order: size, headers,
 // parse, credential, signature, subject binding, freshness. It needs no
-// ledger and runs on many items in parallel.
-func (g *Gateway) verify(it *item, now time.Time) {
+// ledger and runs on many items in parallel, ahead of the decision: the
+// rules that read the clock (the replay authorization's expiry, the
+// credential's validity, freshness) are left, with what they need, in
+// it.clocked for judge to run at the instant the message is decided.
+// Until judge has run, the item is not decided.
+func (g *Gateway) verify(it *item) {
 	data := it.body
 	ref, err := subjects.ParseIngress(it.subject)
 	if err == nil {
@@ -137,7 +144,8 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.MissingHeader, "%s and %s are required", header.Credential, header.Signature))
 		return
 	}
-	if it.replayBy, err = g.replayAuth(it, now); err != nil {
+	c := &it.clocked
+	if c.replayBy, c.replayExp, err = g.replayAuth(it); err != nil {
 		it.deny(err)
 		return
 	}
@@ -153,13 +161,13 @@ func (g *Gateway) verify(it *item, now time.Time) {
 	// it accepts the schema accepts), so a second JSON Schema pass here
 	// could never deny and cost 6-12% of the gateway's CPU.
 	end := g.gate(it, "credential")
-	cred, err := g.verifier.Verify(token, now)
+	cred, err := g.verifier.VerifyUntimed(token)
 	end()
 	if err != nil {
 		it.deny(err)
 		return
 	}
-	it.cred = cred
+	c.cred = cred
 	pub, err := g.agentKeys.get(cred.Subject)
 	if err != nil {
 		it.deny(reason.Deny(reason.MalformedCredential, "credential %s subject is not a user key", cred.ID))
@@ -183,23 +191,82 @@ func (g *Gateway) verify(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.SubjectMismatch, "subject agent is not credential %s's subject", cred.ID))
 		return
 	}
-	it.authed = true
+	c.bound = true
 	if env.Audience != g.cfg.Audience {
 		it.deny(reason.Deny(reason.WrongAudience, "envelope audience %q", env.Audience))
 		return
 	}
-	if err := g.fresh.Check(env, now); err != nil {
-		it.deny(err)
-		return
-	}
+	c.fresh = true
 	if env.Payload.IsSealed() && (env.Payload.From != cred.XKey || env.Payload.To != g.box.PublicKey()) {
 		it.deny(reason.Deny(reason.SealMismatch, "sealed payload must be from the credential's xkey to the gateway's xkey"))
 		return
 	}
+	// Read only once judge has let the message through.
 	it.digest = envelope.Digest(data)
 	it.payload = env.PayloadDigest()
 	it.replay = store.ReplayKey{Tenant: env.Tenant, Agent: cred.Subject, MessageID: env.MessageID}
 	it.idem = store.IdemKey{Tenant: env.Tenant, Agent: cred.Subject, Key: env.IdempotencyKey}
+}
+
+// clocked is what verify leaves to the instant a message is judged at:
+// the rules that read the clock of the gates it reached, and what the
+// message is once they hold. verify stops at the first gate that denies
+// (its denial is on the item), so every rule recorded here belongs to a
+// gate before that one, and comes first if it fails.
+type clocked struct {
+	// replayBy is the operator a valid replay authorization names
+	// (gate 2), "" when there is none; replayExp is its expiry, in Unix
+	// seconds.
+	replayBy  string
+	replayExp int64
+	// cred is the credential once every rule of gate 5 but its validity
+	// period held (identity.Verifier.VerifyUntimed).
+	cred *identity.Credential
+	// bound: the signature verified and the message came in on its
+	// signer's own subject (gates 6 and 7).
+	bound bool
+	// fresh: the message reached freshness (gate 8).
+	fresh bool
+}
+
+// judge runs on it, at now, the rules of its stateless gates that read
+// the clock (it.clocked, left by verify), in gate order, and leaves the
+// item as verify would have at now: the first of them that fails is its
+// denial, ahead of a denial verify gave at a later gate. now is the
+// instant the message is decided at, the same for every message of a
+// batch and for every later gate: the clock when the decider takes the
+// batch (decideBatch), so no message is judged at an instant before it
+// was received. No signature is checked again. judge runs once per
+// verify.
+func (g *Gateway) judge(it *item, now time.Time) {
+	c := it.clocked
+	it.clocked = clocked{}
+	if c.replayBy != "" && now.Unix() > c.replayExp {
+		it.env = nil // verify stops at gate 2, before the parse
+		it.deny(reason.Deny(reason.ReplayRefused, "replay authorization expired"))
+		return
+	}
+	it.replayBy = c.replayBy
+	if c.cred != nil {
+		if err := g.verifier.CheckValidity(c.cred, now); err != nil {
+			it.deny(err)
+			return
+		}
+		it.cred = c.cred
+	}
+	it.authed = c.bound
+	if c.fresh {
+		if err := g.fresh.Check(it.env, now); err != nil {
+			it.deny(err)
+		}
+	}
+	// Otherwise verify's denial, if it gave one, stands.
+}
+
+// verifyAt runs every stateless gate on it at now: verify, then judge.
+func (g *Gateway) verifyAt(it *item, now time.Time) {
+	g.verify(it)
+	g.judge(it, now)
 }
 
 // ledgerGate runs the stateful gates in stream order on one goroutine:

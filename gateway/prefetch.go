@@ -64,8 +64,8 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 				g.grow(&p, src.topUp(share))
 				var rest []*item
 				if p.items, rest, nextShare = src.yield(p.items, share, g.cfg.Consumer.Batch); len(rest) > 0 {
-					// Verified at p.now, decided at it: the same time.
-					next = &prepared{items: rest, now: p.now, wall: p.wall}
+					// Judged, like every batch, when the decider takes it.
+					next = &prepared{items: rest, wall: p.wall}
 				}
 				g.metrics.BatchSize.Observe(float64(len(p.items)))
 				out <- p // the decider waits for it
@@ -86,7 +86,7 @@ func (g *Gateway) prefetch(ctx context.Context, src *fairSource, want <-chan str
 type pipelineHooks struct {
 	prepared   func(seqs []uint64) // a fetched batch's stateless gates ran
 	waiting    func(seqs []uint64) // a batch waits for the decider, offered (offering is set)
-	batchStart func(seqs []uint64) // the decider took a batch
+	batchStart func(seqs []uint64) // the decider took a batch and read its decision time
 	queued     func(seq uint64)    // a message reached its queue in the source
 	narrowing  func(seqs []uint64) // the acker is about to narrow partly stored outcomes
 }
@@ -102,40 +102,51 @@ func (g *Gateway) hookSeqs(items []*item, fn func([]uint64)) {
 	fn(seqs)
 }
 
-// prepared is a fetched batch whose stateless gates have run.
+// prepared is a fetched batch whose stateless gates have run, but for
+// their rules that read the clock (item.clocked): the decider runs those
+// (judge) at the instant the batch is decided.
 type prepared struct {
 	items []*item
-	now   time.Time // the decision time of the whole batch
-	wall  time.Time // when it was fetched, for metrics
+	// at is the batch's decision time when it is fixed in advance (a
+	// recovered batch, recover.go). Zero: the decider's clock when it
+	// takes the batch, at or after every message of the batch arrived,
+	// however long the batch waited or grew (decideBatch).
+	at   time.Time
+	wall time.Time // when it was fetched, for metrics
 }
 
 // prepare makes the items of a fetched batch and runs the gates that need
 // no ledger on them, in parallel.
-func (g *Gateway) prepare(msgs []jetstream.Msg) prepared { return g.prepareAt(msgs, g.clock()) }
-
-// prepareAt is prepare with the batch's decision time given.
-func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
-	p := prepared{now: now, wall: time.Now()} // wall for metrics only; decisions use the clock
-	p.items = latestDeliveries(g.verifyAll(g.newItems(msgs, p.now, p.wall), p.now, p.wall))
-	return p
+func (g *Gateway) prepare(msgs []jetstream.Msg) prepared {
+	wall := time.Now() // for metrics only; decisions use the clock
+	return prepared{items: latestDeliveries(g.verifyAll(g.newItems(msgs, g.clock(), wall), wall)), wall: wall}
 }
 
-// grow adds msgs, taken while p waited, to p, with its decision time.
+// prepareAt is prepare for a batch decided at now, whatever the clock
+// reads when it is decided.
+func (g *Gateway) prepareAt(msgs []jetstream.Msg, now time.Time) prepared {
+	wall := time.Now()
+	return prepared{items: latestDeliveries(g.verifyAll(g.newItems(msgs, now, wall), wall)), at: now, wall: wall}
+}
+
+// grow adds msgs, taken while p waited, to p. They are judged with the
+// rest of p when the decider takes it.
 func (g *Gateway) grow(p *prepared, msgs []jetstream.Msg) {
 	if len(msgs) == 0 {
 		return
 	}
 	wall := time.Now()
-	more := g.verifyAll(g.newItems(msgs, p.now, wall), p.now, wall)
+	more := g.verifyAll(g.newItems(msgs, g.clock(), wall), wall)
 	p.items = latestDeliveries(append(p.items, more...))
 }
 
-// newItems makes the items of fetched messages.
-func (g *Gateway) newItems(msgs []jetstream.Msg, now, wall time.Time) []*item {
+// newItems makes the items of fetched messages, received at start (on
+// the gateway's clock).
+func (g *Gateway) newItems(msgs []jetstream.Msg, start, wall time.Time) []*item {
 	m := g.metrics
 	items := make([]*item, len(msgs))
 	for i, msg := range msgs {
-		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: now}
+		it := &item{msg: msg, subject: msg.Subject(), hdr: msg.Headers(), body: msg.Data(), start: start}
 		if md, err := msg.Metadata(); err == nil {
 			it.seq, it.delivery, it.consumer = md.Sequence.Stream, md.NumDelivered, md.Consumer
 			m.DecisionDelay.Observe(wall.Sub(md.Timestamp).Seconds())
@@ -148,14 +159,15 @@ func (g *Gateway) newItems(msgs []jetstream.Msg, now, wall time.Time) []*item {
 	return items
 }
 
-// verifyAll runs the gates that need no ledger on items, in parallel.
-func (g *Gateway) verifyAll(items []*item, now, wall time.Time) []*item {
+// verifyAll runs the gates that need no ledger on items, in parallel,
+// leaving their rules that read the clock to judge.
+func (g *Gateway) verifyAll(items []*item, wall time.Time) []*item {
 	g.parallel(items, func(it *item) {
 		if it.seq == 0 {
 			it.deny(reason.Deny(reason.Internal, "message without JetStream metadata"))
 			return
 		}
-		g.verify(it, now)
+		g.verify(it)
 	})
 	metrics.Since(g.metrics.GateSeconds.WithLabelValues("verify"), wall)
 	return items

@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/operator"
+	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// TestWaitingBatchJudgedWhenDecided: a batch verified while the decider
+// is busy waits for it, and what arrives meanwhile joins it (prefetch,
+// grow). Every message of it is judged at the instant the decider takes
+// it, never at one before the message arrived. The decider is held on
+// one batch while the next waits, the clock runs two minutes, then
+// messages built before and after that join the waiting batch:
+//
+//   - what expired meanwhile (the envelope, the credential, both, a
+//     replay authorization) is denied; judged at the instant the waiting
+//     batch was verified, each was allowed;
+//   - what was issued after that instant (the envelope, the credential)
+//     is decided on its merits; it was denied issued_in_future or
+//     credential_not_yet_valid;
+//   - a time rule of an earlier gate comes before a later gate's denial,
+//     as at any instant: an expired credential with a bad signature is
+//     credential_expired;
+//   - the decision tokens are issued at the decision instant.
+func TestWaitingBatchJudgedWhenDecided(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Consumer.Batch = 16 // room in the waiting batch for every late message
+	ctx := context.Background()
+	p := newHeldPipeline()
+	queued := make(chan uint64, 64)
+	h.opts = append(h.opts, func(g *Gateway) {
+		g.hooks = p.hooks()
+		g.hooks.queued = func(seq uint64) { queued <- seq }
+	})
+	h.start()
+	<-h.gw.Ready()
+
+	ingress, err := h.js.Stream(ctx, StreamIngress)
+	must(t, err)
+	info, err := ingress.Info(ctx)
+	must(t, err)
+	p.hold.Store(info.State.LastSeq + 1)
+	held := h.send(h.body(nil))
+	if held != info.State.LastSeq+1 {
+		t.Fatalf("first message is ingress %d; want %d", held, info.State.LastSeq+1)
+	}
+	awaitSeq(t, p.started, held, "the decider to take the first batch")
+	long := func(b *envelope.Builder) { b.TTL = 5 * time.Minute } // fresh at both instants
+	waiting := h.send(h.body(long))
+	awaitSeq(t, p.waiting, waiting, "the next batch to be verified and offered")
+	t0 := h.clock.Now()
+
+	// Built at t0: an envelope that expires at t0+1m, a credential that
+	// expires at t0+5s, a replay authorization that expires at t0+1m.
+	victim := newActor(t)
+	shortTok := h.credential(h.issuer, victim, "tenant_a", []string{"kb:read"}, 5*time.Second, "")
+	oldBody := h.body(nil)
+	oldBodyB := h.body(nil)
+	longBody := h.body(long)
+	badSigBody := h.body(long)
+	replayBody := h.body(long)
+	op := newActor(t)
+	digest := envelope.Digest(replayBody)
+	authExp := t0.Add(time.Minute).Unix()
+	sig := h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), held, op.pub, authExp))
+	replayHdr := h.signed(h.agent, h.agent.token, replayBody)
+	replayHdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", held, op.pub, authExp, base64.RawURLEncoding.EncodeToString(sig)))
+
+	h.clock.Advance(2 * time.Minute)
+	t1 := h.clock.Now()
+	// Built at t1: an envelope issued then, and a credential issued then.
+	newBody := h.body(nil)
+	newcomer := newActor(t)
+	newTok := h.credential(h.issuer, newcomer, "tenant_a", []string{"kb:read"}, time.Hour, "")
+	newcomerBody := h.body(nil)
+	badSig := h.signed(victim, shortTok, longBody) // not badSigBody's
+
+	type want struct {
+		name string
+		seq  uint64
+		code reason.Code // "" for allow
+	}
+	newSeq := h.send(newBody)
+	late := []want{
+		{"envelope expired", h.send(oldBody), reason.MessageExpired},
+		{"credential expired", h.publish(h.ingress(victim, "tenant_a"), longBody, h.signed(victim, shortTok, longBody)), reason.CredentialExpired},
+		{"both expired", h.publish(h.ingress(victim, "tenant_a"), oldBodyB, h.signed(victim, shortTok, oldBodyB)), reason.CredentialExpired},
+		{"replay authorization expired", h.publish(h.ingress(h.agent, "tenant_a"), replayBody, replayHdr), reason.ReplayRefused},
+		{"credential expired, bad signature", h.publish(h.ingress(victim, "tenant_a"), badSigBody, badSig), reason.CredentialExpired},
+		{"envelope issued after the batch was verified", newSeq, ""},
+		{"credential issued after the batch was verified", h.publish(h.ingress(newcomer, "tenant_a"), newcomerBody, h.signed(newcomer, newTok, newcomerBody)), ""},
+	}
+	// Every late message is in its queue, so the waiting batch takes it
+	// when the decider asks for it, if not before.
+	seen := map[uint64]bool{}
+	deadline := time.After(20 * time.Second)
+	for _, w := range late {
+		for !seen[w.seq] {
+			select {
+			case s := <-queued:
+				seen[s] = true
+			case <-deadline:
+				t.Fatalf("ingress %d (%s) never reached its queue", w.seq, w.name)
+			}
+		}
+	}
+	close(p.gate)
+	var joined []uint64
+	for range 1 + len(late) {
+		joined = append(joined, <-p.started)
+	}
+	if joined[0] != waiting {
+		t.Fatalf("batches taken after the held one start with %v; want the waiting batch (ingress %d) first", joined, waiting)
+	}
+	for _, w := range late {
+		found := false
+		for _, s := range joined {
+			found = found || s == w.seq
+		}
+		if !found {
+			// Not the case under test: the message was decided in a
+			// batch of its own, verified after the clock moved.
+			t.Fatalf("ingress %d (%s) did not join the waiting batch %v", w.seq, w.name, joined)
+		}
+	}
+
+	for _, w := range append([]want{{"held batch", held, ""}, {"waiting batch", waiting, ""}}, late...) {
+		out := h.outputFor(w.seq)
+		route, got := out.Header.Get(header.Route), reason.Code(out.Header.Get(header.Reason))
+		switch {
+		case w.code == "" && route != "allow":
+			t.Errorf("%s (ingress %d): routed %s %s (%s); want allow", w.name, w.seq, route, got, out.Header.Get(header.Detail))
+		case w.code != "" && got != w.code:
+			t.Errorf("%s (ingress %d): routed %s %q; want deny %s", w.name, w.seq, route, got, w.code)
+		}
+	}
+	// The tokens of the joined batch are issued at the instant it was
+	// decided, not at the one it was first verified at.
+	for _, seq := range []uint64{waiting, newSeq} {
+		out := h.outputFor(seq)
+		if out.Header.Get(header.Route) != "allow" {
+			continue // reported above
+		}
+		claims, err := decision.Verify(h.delivery(out).Decision, decision.VerifyOptions{
+			TrustedGateways: []string{h.gwSigning}, Audience: "kb.search", Now: t1, Skew: 30 * time.Second,
+		})
+		must(t, err)
+		if !claims.IssuedAt.Equal(t1) {
+			t.Errorf("ingress %d: decision token issued at %s; want the decision instant %s", seq, claims.IssuedAt, t1)
+		}
+	}
+	r, err := invariant.Wait(ctx, h.js, 20*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil || r.Ingress != 2+len(late) {
+		t.Fatalf("invariant: %v (%s)", err, r)
+	}
+	h.scanSecrets()
+}
