@@ -33,6 +33,7 @@ func TestWireDocIsComplete(t *testing.T) {
 		header.SealedFrom, header.Reason, header.Stage, header.Detail, header.IngressSeq, header.IngressSubject,
 		header.DecidedAt, header.Policy, header.PolicyVersion, header.MessageID, header.TraceID, header.Tenant,
 		header.Target, header.Route, header.Replay, headerRequestID, headerResponder, notice.Header,
+		header.CredentialSealed, header.CredentialSealedTo, header.BodyDigest, header.BodyBytes,
 	} {
 		if !strings.Contains(doc, "\n| `"+h+"` |") {
 			t.Errorf("docs/wire.md's header table has no row for %s", h)

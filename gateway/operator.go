@@ -162,6 +162,12 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 	if err != nil || t != tenant {
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d is not of tenant %s", seq, tenant)
 	}
+	if digest := raw.Header.Get(header.BodyDigest); digest != "" {
+		// The record names the body (an oversized one) without holding
+		// it: there is nothing to re-submit.
+		return nil, reason.Deny(reason.ReplayRefused, "denied message %d does not hold its body (%s, %s bytes)",
+			seq, headerSafe(digest), headerSafe(raw.Header.Get(header.BodyBytes)))
+	}
 	ref, err := subjects.ParseIngress(raw.Header.Get(header.IngressSubject))
 	if err != nil {
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d has no replayable ingress subject", seq)

@@ -21,6 +21,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/tracing"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
@@ -149,29 +150,41 @@ func (hs *headers) set(k, v string) {
 // operator replay can re-run every gate while no reader of the stream
 // gets the credential) plus the decision record, on
 // agentgw.denied.<tenant>.<reason>.
+//
+// A body denied oversized is not carried (withoutBody): it is refused
+// again by any replay, and one near the server's max_payload, which an
+// unauthenticated sender can publish, would make a record the server
+// cannot take. The agent's headers are kept only as long as they can
+// be: a credential no longer than identity.MaxTokenSize (a longer one
+// never verifies), a signature no longer than maxKeptSignature. So a
+// denied record is at most the body plus a bounded set of headers.
 func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 	subj, err := subjects.Denied(it.tenant(), it.denial.Code)
 	if err != nil {
 		return nil, err
 	}
 	m := nats.NewMsg(subj)
-	m.Data = it.body
 	g.decisionHeaders(it, m.Header, now)
-	in := it.hdr
-	switch {
-	case it.credSealed != "":
-		m.Header.Set(header.CredentialSealed, it.credSealed)
-		m.Header.Set(header.CredentialSealedTo, it.credSealedTo)
-	case in.Get(header.Credential) != "":
-		sealed, err := g.box.SealCredential(in.Get(header.Credential), it.body)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: seal credential: %w", err)
+	if it.denial.Code == reason.Oversized {
+		withoutBody(m, envelopeDigestHex(it), len(it.body))
+	} else {
+		m.Data = it.body
+		in := it.hdr
+		switch cred := in.Get(header.Credential); {
+		case it.credSealed != "":
+			m.Header.Set(header.CredentialSealed, it.credSealed)
+			m.Header.Set(header.CredentialSealedTo, it.credSealedTo)
+		case cred != "" && len(cred) <= identity.MaxTokenSize:
+			sealed, err := g.box.SealCredential(cred, it.body)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: seal credential: %w", err)
+			}
+			m.Header.Set(header.CredentialSealed, sealed)
+			m.Header.Set(header.CredentialSealedTo, g.box.PublicKey())
 		}
-		m.Header.Set(header.CredentialSealed, sealed)
-		m.Header.Set(header.CredentialSealedTo, g.box.PublicKey())
-	}
-	if v := in.Get(header.Signature); v != "" {
-		m.Header.Set(header.Signature, v)
+		if v := in.Get(header.Signature); v != "" && len(v) <= maxKeptSignature {
+			m.Header.Set(header.Signature, v)
+		}
 	}
 	m.Header.Set(header.Reason, string(it.denial.Code))
 	if info, ok := reason.Lookup(it.denial.Code); ok {
@@ -179,6 +192,25 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 	}
 	m.Header.Set(header.Detail, headerSafe(it.denial.Detail))
 	return m, nil
+}
+
+// maxKeptSignature bounds the signature header a denied record keeps, in
+// bytes. A signature that verifies is 86 characters; a longer one is
+// denied whatever the record says.
+const maxKeptSignature = 128
+
+// withoutBody makes m, a denied record, one that names its body (header
+// BodyDigest, "sha256:<hex>", and BodyBytes, its size) instead of
+// carrying it, and drops the agent's signature and sealed credential,
+// which are bound to that body and useless without it. Such a record
+// cannot be replayed (deniedMessage).
+func withoutBody(m *nats.Msg, digest string, size int) {
+	m.Header.Set(header.BodyDigest, digest)
+	m.Header.Set(header.BodyBytes, strconv.Itoa(size))
+	m.Header.Del(header.CredentialSealed)
+	m.Header.Del(header.CredentialSealedTo)
+	m.Header.Del(header.Signature)
+	m.Data = nil
 }
 
 // allowOutput is a delivery (package delivery): the original body
@@ -279,6 +311,8 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 	if e := it.env; e != nil {
 		ev.TraceID, ev.MessageID, ev.Capability, ev.Target = e.TraceID, e.MessageID, string(e.Capability), e.Target
 		ev.BodyDigest, ev.PayloadDigest = envelopeDigestHex(it), hexDigest(payloadDigest(it))
+	} else if it.digest != ([32]byte{}) {
+		ev.BodyDigest = it.digestHex() // an oversized body, which its record does not carry
 	}
 	ev.Operator = it.replayBy
 	if it.heldItem != nil {

@@ -132,6 +132,9 @@ func (g *Gateway) verify(it *item) {
 		it.ref, it.refOK = ref, true
 	}
 	if len(data) > g.cfg.Limits.MaxBodyBytes {
+		// What names the body in its denied record and audit event,
+		// which do not carry it.
+		it.digest = envelope.Digest(data)
 		it.deny(reason.Deny(reason.Oversized, "body is %d bytes; limit %d", len(data), g.cfg.Limits.MaxBodyBytes))
 		return
 	}

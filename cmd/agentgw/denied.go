@@ -145,7 +145,10 @@ Show the denied message at stream sequence SEQ: its subject, time, every
 header (the signature as "[redacted]"; the agent's credential, which the
 record holds only sealed to the gateway's curve key for a replay, as
 "[sealed]") and the SHA-256 digest of the body, not the body itself. The
-digest is the audit event's body_digest.`)
+digest is the audit event's body_digest. A record of a body denied
+oversized does not hold the body: its digest and size are those the
+record names (Agentgw-Body-Digest, Agentgw-Body-Bytes), and it cannot be
+replayed.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.operatorSide = true
@@ -180,7 +183,12 @@ digest is the audit event's body_digest.`)
 		return c.fail(fmt.Errorf("seq %d: %w", seq, err), hint)
 	}
 	sum := sha256.Sum256(raw.Data)
-	digest := "sha256:" + hex.EncodeToString(sum[:])
+	digest, size, kept := "sha256:"+hex.EncodeToString(sum[:]), len(raw.Data), true
+	if d := raw.Header.Get(header.BodyDigest); d != "" {
+		// A record that names its body instead of holding it (oversized).
+		n, _ := strconv.Atoi(raw.Header.Get(header.BodyBytes))
+		digest, size, kept = clean(d), n, false
+	}
 	headers := map[string][]string{}
 	for k, vs := range raw.Header {
 		if shown, ok := redacted(k); ok {
@@ -194,7 +202,7 @@ digest is the audit event's body_digest.`)
 	if *asJSON {
 		_ = newJSONLines(c.out).write(map[string]any{
 			"seq": raw.Sequence, "subject": raw.Subject, "time": raw.Time.UTC(),
-			"body_digest": digest, "body_bytes": len(raw.Data), "headers": headers,
+			"body_digest": digest, "body_bytes": size, "body_kept": kept, "headers": headers,
 		})
 		return exitOK
 	}
@@ -202,7 +210,11 @@ digest is the audit event's body_digest.`)
 	t.row("seq", strconv.FormatUint(raw.Sequence, 10))
 	t.row("subject", clean(raw.Subject))
 	t.row("time", stamp(raw.Time))
-	t.row("body", fmt.Sprintf("%s (%d bytes)", digest, len(raw.Data)))
+	if kept {
+		t.row("body", fmt.Sprintf("%s (%d bytes)", digest, size))
+	} else {
+		t.row("body", fmt.Sprintf("%s (%d bytes, not kept)", digest, size))
+	}
 	names := make([]string, 0, len(headers))
 	for k := range headers {
 		names = append(names, k)

@@ -62,6 +62,12 @@ const (
 	// CredentialSealedTo is the gateway curve key ("X…") that
 	// CredentialSealed is sealed to, and the only key that opens it.
 	CredentialSealedTo = "Agentgw-Credential-Sealed-To"
+	// BodyDigest is "sha256:<hex>" of a message body a denied record
+	// does not carry (a body denied oversized, or a record the server
+	// refused as too large), and BodyBytes that body's length, decimal:
+	// what identifies the body instead of the body itself.
+	BodyDigest = "Agentgw-Body-Digest"
+	BodyBytes  = "Agentgw-Body-Bytes"
 	// Replay is the gateway's authorization for an operator replay of a
 	// denied message: "<denied seq>.<operator key>.<expires unix>.<sig>".
 	// Only the gateway can mint it; agents cannot forge one.

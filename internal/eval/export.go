@@ -117,6 +117,9 @@ func exportOne(r Record, opts ExportOptions) (c *Case, a Actor, why string) {
 	if code == reason.BudgetExceeded || code == reason.Internal || code == reason.ReplayRefused {
 		return nil, a, "the denial depends on the gateway's state, not on the message"
 	}
+	if r.Header.Get(header.BodyDigest) != "" {
+		return nil, a, "the record names its body (denied oversized) without holding it; write the case by hand"
+	}
 	info, _ := reason.Lookup(code)
 	if info.Stage == reason.StageApproval || info.Stage == reason.StageResponse {
 		return nil, a, "answers and responses bind to a held request; write the case by hand"
