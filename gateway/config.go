@@ -128,7 +128,10 @@ type RevocationConfig struct {
 
 // Limits bound what the gateway accepts. Durations are Go durations.
 type Limits struct {
-	// MaxBodyBytes is the largest envelope body. Default 64 KiB.
+	// MaxBodyBytes is the largest envelope body, in (0, 1 MiB]. Default
+	// 64 KiB. Run also refuses one whose largest output,
+	// maxOutputBytes (6·MaxBodyBytes + 64 KiB), is over the server's
+	// max_payload.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// MaxTTL is the longest expires_at - issued_at, in (0, 24h]. Default 5m.
 	MaxTTL time.Duration `yaml:"max_ttl"`

@@ -273,6 +273,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			ev.Msg("nats asynchronous error")
 		})
 	}
+	// Every output must fit the server's max_payload, or its message
+	// never ends: refused here, before anything is consumed.
+	if err := checkOutputRoom(g.cfg.Limits.MaxBodyBytes, g.nc.MaxPayload()); err != nil {
+		return err
+	}
 	js, err := jetstream.New(g.nc) // outputs go through pubAcks, not its async publisher
 	if err != nil {
 		return fmt.Errorf("gateway: jetstream: %w", err)

@@ -5,13 +5,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -72,4 +82,155 @@ func TestOversizedBodyEndsWithoutItsBody(t *testing.T) {
 	h.stop()
 	h.scanSecrets()
 	h.validateAudit()
+}
+
+// TestMaxBodyBytesMustFitMaxPayload: a max_body_bytes whose largest
+// output (maxOutputBytes) the connected server's max_payload would
+// refuse stops the start with a config error naming both, before
+// anything is consumed; one that fits starts.
+func TestMaxBodyBytesMustFitMaxPayload(t *testing.T) {
+	h := newHarness(t)
+	srv := natstest.Start(t, natstest.Options{Configure: func(o *server.Options) { o.MaxPayload = 256 << 10 }})
+	h.nc = natstest.Connect(t, srv)
+	var err error
+	h.js, err = jetstream.New(h.nc)
+	must(t, err)
+	h.cfg.Limits.MaxBodyBytes = 64 << 10 // the default: 6·64 KiB + 64 KiB is over 256 KiB
+	gw, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- gw.Run(ctx) }()
+	select {
+	case err = <-ran:
+	case <-gw.Ready():
+		cancel()
+		<-ran
+		must(t, gw.Close())
+		t.Fatal("the gateway started with max_body_bytes 64 KiB against max_payload 256 KiB")
+	}
+	cancel()
+	must(t, gw.Close())
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Stage != StageValidate || !strings.Contains(err.Error(), "limits.max_body_bytes (65536)") ||
+		!strings.Contains(err.Error(), "max_payload (262144)") || !strings.Contains(err.Error(), "at most 32768") {
+		t.Fatalf("Run with max_body_bytes 64 KiB against max_payload 256 KiB = %v; want a config error naming both and the largest that fits", err)
+	}
+	if names := h.streamNames(); len(names) != 0 {
+		t.Errorf("the refused start created streams %v", names)
+	}
+	// 6·32 KiB + 64 KiB is exactly 256 KiB: it starts and decides.
+	h.cfg.Limits.MaxBodyBytes = 32 << 10
+	h.start()
+	<-h.gw.Ready()
+	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("a message under the fitting limit went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+}
+
+// largeCatalog adds to testCatalog a target held for approval whose
+// approver-visible field is a list of strings, and a plain target
+// re-sealed to its consumer, so outputs can be made as large as a body
+// allows.
+const largeCatalog = testCatalog + `
+  - name: notes.review
+    kind: tool_call
+    scope: kb:read
+    tenants: [tenant_a]
+    plain: true
+    approval: true
+    payload_schema: '{"type":"object","properties":{"notes":{"type":"array","items":{"type":"string"}}},"additionalProperties":false}'
+    approver_visible: [notes]
+  - name: notes.file
+    kind: tool_call
+    scope: kb:read
+    tenants: [tenant_a]
+    plain: true
+    consumer_xkey: %[1]s
+`
+
+// wireSize is what the server counts against max_payload: the header
+// block as nats.go writes it, and the data.
+func wireSize(hdr nats.Header, data []byte) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range hdr {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n + len(data)
+}
+
+// TestLargestOutputsWithinBound holds maxOutputBytes to the outputs the
+// gateway really makes for the largest body the limit admits: an
+// approval request whose approver-visible strings are all '<' (which
+// encoding/json writes in six bytes), a plain payload re-sealed to a
+// consumer, and a denied record keeping a credential header as long as
+// a credential can be. Each is below the bound, and the approval request
+// is above 5·B, so the bound's factor is not slack. A credential header
+// longer than a credential can be is not kept.
+func TestLargestOutputsWithinBound(t *testing.T) {
+	h := newHarness(t)
+	must(t, os.WriteFile(h.cfg.Catalog, fmt.Appendf(nil, largeCatalog, h.consumer.xkey), 0o600))
+	h.start()
+	maxBody := h.cfg.Limits.MaxBodyBytes
+	bound := maxOutputBytes(maxBody)
+	// The largest body of target whose notes are strings of c.
+	fill := func(target string, c string) []byte {
+		var notes []string
+		for n := 0; ; n++ {
+			notes = append(notes, strings.Repeat(c, 16000)) // under the 16 KiB string limit
+			body := h.body(func(b *envelope.Builder) {
+				b.Capability, b.Target = envelope.ToolCall, target
+				raw := []byte(`{"notes":["` + strings.Join(notes, `","`) + `"]}`) // '<' as is, not as \u003c
+				b.Payload, b.Limits = envelope.Payload{Plain: raw}, envelope.Limits{MaxBytes: 2 * maxBody}
+			})
+			if len(body) > maxBody {
+				notes[len(notes)-1] = notes[len(notes)-1][:16000-(len(body)-maxBody)]
+				break
+			}
+		}
+		body := h.body(func(b *envelope.Builder) {
+			b.Capability, b.Target = envelope.ToolCall, target
+			raw := []byte(`{"notes":["` + strings.Join(notes, `","`) + `"]}`) // '<' as is, not as \u003c
+			b.Payload, b.Limits = envelope.Payload{Plain: raw}, envelope.Limits{MaxBytes: 2 * maxBody}
+		})
+		if len(body) != maxBody {
+			t.Fatalf("filled body is %d bytes; want %d", len(body), maxBody)
+		}
+		return body
+	}
+	held := h.outputFor(h.send(fill("notes.review", "<")))
+	delivered := h.outputFor(h.send(fill("notes.file", "a")))
+	body := fill("notes.file", "b")
+	hdr := h.signed(h.agent, h.agent.token, body)
+	hdr.Set(header.Credential, strings.Repeat("c", identity.MaxTokenSize))
+	hdr.Set(header.Signature, strings.Repeat("s", maxKeptSignature))
+	denied := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+	hdr.Set(header.Credential, strings.Repeat("c", identity.MaxTokenSize+1))
+	hdr.Set(header.Signature, strings.Repeat("s", maxKeptSignature+1))
+	unkept := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+	for _, c := range []struct {
+		name  string
+		m     *jetstream.RawStreamMsg
+		route string
+		least int
+	}{
+		{"approval request", held, "approval", 5 * maxBody},
+		{"delivery", delivered, "allow", 2 * maxBody},
+		{"denied record", denied, "deny", maxBody + 20000},
+	} {
+		size := wireSize(c.m.Header, c.m.Data)
+		t.Logf("%s: %d bytes (body %d, bound %d)", c.name, size, maxBody, bound)
+		if c.m.Header.Get(header.Route) != c.route || int64(size) > bound || size < c.least {
+			t.Errorf("%s: route %s, %d bytes; want %s, between %d and maxOutputBytes(%d) = %d",
+				c.name, c.m.Header.Get(header.Route), size, c.route, c.least, maxBody, bound)
+		}
+	}
+	if denied.Header.Get(header.CredentialSealed) == "" || denied.Header.Get(header.Signature) == "" {
+		t.Error("a credential and a signature header of the largest kept length were not kept")
+	}
+	if unkept.Header.Get(header.CredentialSealed) != "" || unkept.Header.Get(header.Signature) != "" {
+		t.Error("a credential or a signature header longer than any valid one was kept")
+	}
 }
