@@ -21,7 +21,7 @@ func (g *Gateway) publishOutputs(items []*item) *pubGroup {
 	}
 	pg := newPubGroup(n)
 	for _, it := range items {
-		it.outputOK, it.unstored = true, nil
+		it.outputOK, it.unstored, it.refused = true, nil, nil
 		if it.reemit {
 			g.stats.Reemitted.Add(1)
 			g.metrics.Reemitted.Inc()
@@ -30,6 +30,9 @@ func (g *Gateway) publishOutputs(items []*item) *pubGroup {
 			if err := g.pub.publish(pg, it, m); err != nil {
 				it.outputOK = false
 				it.unstored = append(it.unstored, m)
+				if refusedAsTooLarge(err) {
+					it.refused = append(it.refused, m)
+				}
 				g.metrics.PublishFails.Inc()
 				g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Msg("publish failed; will redeliver")
 			}
@@ -85,6 +88,9 @@ func (g *Gateway) awaitAndAck(ps *partState, items []*item, pg *pubGroup) error 
 		it, m := pg.items[i], pg.msgs[i]
 		it.outputOK = false
 		it.unstored = append(it.unstored, m)
+		if refusedAsTooLarge(err) {
+			it.refused = append(it.refused, m)
+		}
 		g.metrics.PublishFails.Inc()
 		g.log.Warn().Err(err).Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Msg("output not stored; will redeliver")
 	}
@@ -126,24 +132,40 @@ func (g *Gateway) nakAll(items []*item) {
 // outputs JetStream stored and some not, to the ones not stored: the
 // redelivery then re-emits only what is missing, so a downstream that
 // stays full longer than the duplicate window cannot make a stored
-// output appear twice. Failures are rare; this commit is synced.
+// output appear twice. An item with an output refused as too large,
+// which no redelivery would store, is narrowed too, with that output
+// replaced (replaceRefused); one left with nothing to store is
+// acknowledged. Failures are rare; this commit is synced.
 func (g *Gateway) forgetStored(ps *partState, items []*item) error {
-	var partial []*item
+	var narrow []*item
 	for _, it := range items {
-		if !it.outputOK && len(it.unstored) > 0 && len(it.unstored) < len(it.outputs) {
-			partial = append(partial, it)
+		if !it.outputOK && len(it.unstored) > 0 && (len(it.unstored) < len(it.outputs) || len(it.refused) > 0) {
+			narrow = append(narrow, it)
 		}
 	}
-	if len(partial) == 0 {
+	if len(narrow) == 0 {
 		return nil
 	}
 	if g.hooks != nil {
-		g.hookSeqs(partial, g.hooks.narrowing)
+		g.hookSeqs(narrow, g.hooks.narrowing)
 	}
 	b := g.newBatch(ps)
 	defer b.Close()
-	for _, it := range partial {
-		rec, err := encodeOutputs(it.unstored, it.body)
+	var done []*item // nothing left to store
+	now := g.clock()
+	for _, it := range narrow {
+		left := it.unstored
+		if len(it.refused) > 0 {
+			var err error
+			if left, err = g.replaceRefused(b, it, now); err != nil {
+				return err
+			}
+		}
+		if len(left) == 0 {
+			done = append(done, it)
+			continue
+		}
+		rec, err := encodeOutputs(left, it.body)
 		if err != nil {
 			return err
 		}
@@ -156,8 +178,14 @@ func (g *Gateway) forgetStored(ps *partState, items []*item) error {
 	}
 	if ps.epoch != 0 {
 		// Without it a new owner re-emits the whole outcome, which the
-		// output streams de-duplicate within their window.
-		return g.scale.journal.Append(ps.abandon, ps.p, b.recs)
+		// output streams de-duplicate within their window (and whose
+		// refused outputs it replaces again).
+		if err := g.scale.journal.Append(ps.abandon, ps.p, b.recs); err != nil {
+			return err
+		}
+	}
+	for _, it := range done {
+		it.outputOK = true
 	}
 	return nil
 }

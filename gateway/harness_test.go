@@ -120,6 +120,9 @@ type harness struct {
 	// allowErrors accepts error-level log lines (tests that inject
 	// failures); otherwise any error logged fails the test.
 	allowErrors bool
+	// beforeRun, when set, is called with the gateway New made, before
+	// Run (a test writes into its ledger).
+	beforeRun func(*Gateway)
 }
 
 const testCatalog = `
@@ -263,6 +266,9 @@ func (h *harness) start() {
 	must(h.t, err)
 	if gw.CurveKey() != h.gwCurve {
 		h.t.Fatalf("gateway curve key = %s; want %s", gw.CurveKey(), h.gwCurve)
+	}
+	if h.beforeRun != nil {
+		h.beforeRun(gw)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.gw, h.cancel, h.done = gw, cancel, make(chan error, 1)

@@ -1,6 +1,10 @@
 package gateway
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+)
 
 // Every output is one NATS message, and the server refuses one whose
 // headers and data together exceed its max_payload: an output that
@@ -56,4 +60,19 @@ func checkOutputRoom(maxBody int, maxPayload int64) error {
 	return &ConfigError{Stage: StageValidate, Problems: []error{fmt.Errorf(
 		"limits.max_body_bytes (%d) is too large for the NATS server's max_payload (%d): an output for such a body can be %d bytes (6 × max_body_bytes + %d; docs/design.md, \"Outputs\"); set max_body_bytes to at most %d, or raise the server's max_payload to at least %d",
 		maxBody, maxPayload, need, outputAllowance, most, need)}}
+}
+
+// wireSize is what the server counts against max_payload for a message
+// of hdr and data: the header block as nats.go writes it, and the data.
+func wireSize(hdr nats.Header, data []byte) int {
+	if len(hdr) == 0 {
+		return len(data)
+	}
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range hdr {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n + len(data)
 }

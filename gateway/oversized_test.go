@@ -17,11 +17,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"
+	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -149,18 +151,6 @@ const largeCatalog = testCatalog + `
     consumer_xkey: %[1]s
 `
 
-// wireSize is what the server counts against max_payload: the header
-// block as nats.go writes it, and the data.
-func wireSize(hdr nats.Header, data []byte) int {
-	n := len("NATS/1.0\r\n\r\n")
-	for k, vs := range hdr {
-		for _, v := range vs {
-			n += len(k) + len(": ") + len(v) + len("\r\n")
-		}
-	}
-	return n + len(data)
-}
-
 // TestLargestOutputsWithinBound holds maxOutputBytes to the outputs the
 // gateway really makes for the largest body the limit admits: an
 // approval request whose approver-visible strings are all '<' (which
@@ -233,4 +223,131 @@ func TestLargestOutputsWithinBound(t *testing.T) {
 	if unkept.Header.Get(header.CredentialSealed) != "" || unkept.Header.Get(header.Signature) != "" {
 		t.Error("a credential or a signature header longer than any valid one was kept")
 	}
+}
+
+// TestRefusedReemitEndsInASmallRecord: an ingress message whose recorded
+// outcome (written, say, by a gateway before the oversized fix, or under
+// a larger max_payload) holds a denied record the server now refuses as
+// too large (nats.ErrMaxPayload) is not redelivered for ever: the
+// record is narrowed to one that names the body instead of carrying it,
+// same subject, reason and Nats-Msg-Id, and the message ends there, once.
+func TestRefusedReemitEndsInASmallRecord(t *testing.T) {
+	h := newHarness(t)
+	must(t, EnsureStreams(context.Background(), h.js, h.cfg.Streams, h.cfg.Consumer.Partitions))
+	body := bytes.Repeat([]byte("x"), int(h.nc.MaxPayload())-64)
+	seq := h.publish(h.ingress(h.agent, "tenant_a"), body, nil)
+	rec := nats.NewMsg("agentgw.denied.tenant_a.oversized")
+	rec.Data = body
+	for k, v := range map[string]string{
+		header.MsgID: "agw-recorded-with-its-body", header.Route: "deny", header.IngressSeq: strconv.FormatUint(seq, 10),
+		header.Tenant: "tenant_a", header.Agent: h.agent.pub, header.Reason: string(reason.Oversized), header.Stage: "envelope",
+		header.Detail: "body too large",
+	} {
+		rec.Header.Set(k, v)
+	}
+	ev := audit.Event{Time: h.clock.Now(), Kind: audit.KindDecision, Route: "deny", Reason: string(reason.Oversized), IngressSeq: seq, Tenant: "tenant_a", Output: rec.Subject}
+	am := nats.NewMsg("agentgw.audit.tenant_a")
+	am.Data = ev.AppendJSON(nil)
+	am.Header.Set(header.MsgID, "agw-recorded-with-its-body.audit")
+	outcome, err := encodeOutputs([]*nats.Msg{rec, am}, body)
+	must(t, err)
+	h.beforeRun = func(gw *Gateway) {
+		b := gw.ledger.NewBatch()
+		defer b.Close()
+		must(t, b.PutOutcome(seq, outcome))
+		must(t, b.Commit())
+	}
+	h.start()
+	out := h.outputFor(seq)
+	sum := sha256.Sum256(body)
+	if out.Subject != rec.Subject || out.Header.Get(header.MsgID) != "agw-recorded-with-its-body" || out.Header.Get(header.Reason) != string(reason.Oversized) {
+		t.Errorf("re-emitted record: %s, id %s, reason %s; want the recorded one's", out.Subject, out.Header.Get(header.MsgID), out.Header.Get(header.Reason))
+	}
+	if len(out.Data) != 0 || out.Header.Get(header.BodyDigest) != "sha256:"+hex.EncodeToString(sum[:]) || out.Header.Get(header.BodyBytes) != strconv.Itoa(len(body)) {
+		t.Errorf("re-emitted record holds %d bytes, names %q (%s bytes); want the body named, not held", len(out.Data), out.Header.Get(header.BodyDigest), out.Header.Get(header.BodyBytes))
+	}
+	if ev := h.auditFor(seq); ev.Reason != string(reason.Oversized) {
+		t.Errorf("audit event reason %q; want the recorded one", ev.Reason)
+	}
+	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v (%s)", err, r)
+	}
+	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.AckFloor.Stream >= seq
+	})
+}
+
+// TestOutputTooLargeForItsStream: output streams whose max_msg_size an
+// operator set below what the gateway publishes refuse outputs with a
+// PubAck error. Each message still ends once: a delivery or an approval
+// request refused so is replaced by a denial, internal_error, with an
+// audit event of its own (and the hold of the approval is removed, so
+// it cannot expire into a second end); a denied record refused so is
+// narrowed to one that names its body.
+func TestOutputTooLargeForItsStream(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // an allowed message denied for its size is logged as an error
+	h.start()
+	<-h.gw.Ready()
+	ctx := context.Background()
+	for stream, size := range map[string]int32{StreamCap: 1024, StreamApproval: 512, StreamDenied: 2048} {
+		s, err := h.js.Stream(ctx, stream)
+		must(t, err)
+		cfg := s.CachedInfo().Config
+		cfg.MaxMsgSize = size
+		_, err = h.js.UpdateStream(ctx, cfg)
+		must(t, err)
+	}
+	allowed := h.send(h.body(nil))
+	held := h.send(h.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: []byte(`{"amount_cents":500}`)}
+	}))
+	padded := h.body(func(b *envelope.Builder) {
+		b.Target = "no.such.target"
+		b.Payload = envelope.Payload{Plain: []byte(`{"q":"` + strings.Repeat("q", 3000) + `"}`)}
+	})
+	denied := h.send(padded)
+	for _, seq := range []uint64{allowed, held} {
+		out := h.outputFor(seq)
+		if out.Subject != "agentgw.denied.tenant_a.internal_error" || out.Header.Get(header.Route) != "deny" {
+			t.Fatalf("ingress %d: %s route %q; want agentgw.denied.tenant_a.internal_error", seq, out.Subject, out.Header.Get(header.Route))
+		}
+		if out.Header.Get(header.Tenant) != "tenant_a" || out.Header.Get(header.Agent) != h.agent.pub || out.Header.Get(header.MessageID) == "" {
+			t.Errorf("ingress %d: the denial does not say whose message it is: %v", seq, out.Header)
+		}
+		found := false
+		for _, ev := range h.auditEvents() {
+			found = found || ev.IngressSeq == seq && ev.Route == "deny" && ev.Reason == string(reason.Internal) && ev.Output == out.Subject
+		}
+		if !found {
+			t.Errorf("ingress %d: no audit event of its denial", seq)
+		}
+	}
+	heldID := holdID("tenant_a", h.outputFor(held).Header.Get(header.MessageID))
+	must(t, h.gw.ledger.ScanHolds(func(hd store.Hold) error {
+		if hd.ID == heldID {
+			t.Errorf("the hold of the request denied for its approval request's size is still there")
+		}
+		return nil
+	}))
+	out := h.outputFor(denied)
+	sum := sha256.Sum256(padded)
+	if out.Subject != "agentgw.denied.tenant_a.unknown_target" || len(out.Data) != 0 || out.Header.Get(header.BodyDigest) != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("denied record refused as too large became %s with %d bytes, naming %q; want the same record naming its body",
+			out.Subject, len(out.Data), out.Header.Get(header.BodyDigest))
+	}
+	r, err := invariant.Wait(ctx, h.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v (%s)", err, r)
+	}
+	h.stop()
+	h.scanSecrets()
+	h.validateAudit()
 }

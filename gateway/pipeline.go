@@ -88,6 +88,7 @@ type item struct {
 	request  *outstanding // a response: the request it answers
 	outputOK bool
 	unstored []*nats.Msg // outputs JetStream did not acknowledge
+	refused  []*nats.Msg // of those, the ones refused as too large (refused.go)
 	// unsigned are outputs whose decision token the batch signs once
 	// every route is final (signTokens).
 	unsigned []unsignedToken

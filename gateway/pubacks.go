@@ -224,6 +224,9 @@ func pubAckError(m *nats.Msg) error {
 		return errMalformedAck
 	}
 	if ack.Error != nil {
+		if ack.Error.ErrCode == jsMessageExceedsMaximum || ack.Error.ErrCode == jsHeaderExceedsMaximum {
+			return fmt.Errorf("%w: %s (code %d, error %d)", errTooLarge, ack.Error.Description, ack.Error.Code, ack.Error.ErrCode)
+		}
 		return fmt.Errorf("gateway: JetStream refused the output: %s (code %d, error %d)", ack.Error.Description, ack.Error.Code, ack.Error.ErrCode)
 	}
 	if ack.Stream == "" || ack.Seq == 0 {

@@ -34,12 +34,18 @@ func TestPubAckError(t *testing.T) {
 		"nothing stored":     {data: `{}`, want: errMalformedAck},
 		"truncated stored":   {data: `{"stream":"S","seq":`, want: errMalformedAck},
 		"error after prefix": {data: `{"stream":"S","error":{"code":500,"description":"x"}}`, want: errRefused},
+		// Refused for its size: no retry stores it (refused.go).
+		"message too large": {data: `{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}`, want: errTooLarge},
+		"headers too large": {data: `{"error":{"code":400,"err_code":10097,"description":"header size exceeds maximum allowed of 64k"}}`, want: errTooLarge},
 	} {
 		m := &nats.Msg{Data: []byte(c.data), Header: nats.Header{}}
 		if c.status != "" {
 			m.Header.Set("Status", c.status)
 		}
 		got := pubAckError(m)
+		if c.want != errTooLarge && refusedAsTooLarge(got) {
+			t.Errorf("%s: pubAckError = %v, refused as too large; want %v", name, got, c.want)
+		}
 		switch {
 		case c.want == nil && got != nil, c.want == errRefused && (got == nil || errors.Is(got, errMalformedAck) || errors.Is(got, errNoStream)),
 			c.want != nil && c.want != errRefused && !errors.Is(got, c.want):

@@ -1,0 +1,275 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// Outputs refused as too large. The server refuses a message over its
+// max_payload (nats.ErrMaxPayload, before it is sent) and a stream one
+// over its max_msg_size or with a header block over 64 KiB (a PubAck
+// error). No retry stores such an output, yet it is recorded in its
+// message's outcome, which every redelivery re-emits: left so, the
+// message would be redelivered for ever, never end, and hold its
+// consumer's ack floor. checkOutputRoom keeps the gateway's own outputs
+// under max_payload; these come from elsewhere: an outcome recorded by
+// an earlier gateway or under a larger max_payload, a server whose
+// max_payload shrank since the start, an operator's max_msg_size.
+//
+// The acker narrows such a message's outcome (forgetStored) to what is
+// left to store, with each refused output replaced (replaceRefused):
+//
+//   - a denied record by the same record without its body
+//     (withoutBody): same subject, reason and Nats-Msg-Id; its audit
+//     event already says what it says;
+//   - a delivery, an approval request or a reply by a denial,
+//     internal_error (refusedDenial), and an audit event of that denial;
+//     an approval request's hold is removed with it, so that neither an
+//     answer nor its expiry ends the message a second time. A hold that
+//     an answer took or that expired meanwhile already ended the message:
+//     the approval request is dropped, nothing replaces it.
+//
+// A decision notice refused so is dropped (it ends nothing); an audit
+// message is kept, unstored: no decision goes without its event. The
+// redelivery re-emits what is left and the message is acknowledged. A
+// decision notice the sender may already have is not taken back.
+
+// errTooLarge: a stream refused an output for its size.
+var errTooLarge = errors.New("gateway: output too large for the stream")
+
+// refusedAsTooLarge reports whether err, a publish's or a PubAck's,
+// refuses the output for its size: no retry would store it.
+func refusedAsTooLarge(err error) bool {
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, errTooLarge)
+}
+
+// JetStream's error codes for a message over the stream's max_msg_size
+// and for a header block over 64 KiB.
+const (
+	jsMessageExceedsMaximum = 10054
+	jsHeaderExceedsMaximum  = 10097
+)
+
+// replaceRefused returns it.unstored with each output of it.refused
+// replaced as the comment above says. b is the batch the narrowed outcome
+// is committed in; an approval request's hold is removed in it (or,
+// scaled out, in the holds bucket, before it).
+func (g *Gateway) replaceRefused(b *ledgerBatch, it *item, now time.Time) ([]*nats.Msg, error) {
+	left := make([]*nats.Msg, 0, len(it.unstored)+1)
+	for _, m := range it.unstored {
+		if !slices.Contains(it.refused, m) {
+			left = append(left, m)
+			continue
+		}
+		size := wireSize(m.Header, m.Data)
+		switch {
+		case isDenied(m.Subject):
+			left = append(left, withoutBodyCopy(m))
+			g.log.Warn().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).
+				Msg("a denied record was refused as too large; it is recorded without its body")
+			continue
+		case m.Header.Get(notice.Header) != "":
+			// A decision notice ends nothing and is sent at most once:
+			// the sender learns nothing rather than its message never
+			// ending.
+			g.log.Warn().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).
+				Msg("a decision notice was refused as too large; dropped")
+			continue
+		case !terminal(m):
+			// An audit message, bounded by construction (maxAuditMessage):
+			// nothing can stand for the events it holds, and no message
+			// is acknowledged without its event (fail closed).
+			left = append(left, m)
+			g.log.Error().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).
+				Msg("an audit message was refused as too large; it stays unstored")
+			continue
+		case isApproval(m.Subject):
+			ended, err := g.retireUnsentHold(b, m)
+			if err != nil {
+				return nil, err
+			}
+			if ended {
+				g.log.Warn().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).
+					Msg("an approval request was refused as too large after its hold ended; dropped")
+				continue
+			}
+		}
+		d, a := g.refusedDenial(it, m, size, now)
+		left = append(left, d, a)
+		g.log.Error().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).Int64("max_payload", g.nc.MaxPayload()).
+			Str("denied", d.Subject).Msg("an output was refused as too large; its message is denied internal_error instead")
+	}
+	return left, nil
+}
+
+func isDenied(subj string) bool {
+	_, _, err := subjects.ParseDenied(subj)
+	return err == nil
+}
+
+func isApproval(subj string) bool {
+	_, _, err := subjects.ParseApproval(subj)
+	return err == nil
+}
+
+// terminal reports whether m is where a message ends: a delivery, an
+// approval request, a denied record or a reply (not a notice, nor an
+// audit message).
+func terminal(m *nats.Msg) bool {
+	if _, _, err := subjects.ParseCapability(m.Subject); err == nil {
+		return true
+	}
+	if _, _, err := subjects.ParseReply(m.Subject); err == nil {
+		return m.Header.Get(notice.Header) == ""
+	}
+	return isApproval(m.Subject) || isDenied(m.Subject)
+}
+
+// withoutBodyCopy is denied record m without its body (withoutBody), m
+// left as it is: it may be shared with the recorded outcome.
+func withoutBodyCopy(m *nats.Msg) *nats.Msg {
+	c := &nats.Msg{Subject: m.Subject, Header: make(nats.Header, len(m.Header)+2)}
+	for k, vs := range m.Header {
+		c.Header[k] = slices.Clone(vs)
+	}
+	if len(m.Data) > 0 || c.Header.Get(header.BodyDigest) == "" {
+		withoutBody(c, hexDigest(sha256.Sum256(m.Data)), len(m.Data))
+	} else {
+		withoutBody(c, c.Header.Get(header.BodyDigest), 0)
+		c.Header.Set(header.BodyBytes, m.Header.Get(header.BodyBytes))
+	}
+	return c
+}
+
+// refusedDenial is the denial, internal_error, that stands for m, a
+// delivery, approval request or reply of size bytes refused as too large,
+// and its audit event's message. Their Nats-Msg-Ids are m's with
+// ".refused" and ".refused.audit". The record says whose message it is
+// from m's decision headers, and, for an output of it itself, from it.
+func (g *Gateway) refusedDenial(it *item, m *nats.Msg, size int, now time.Time) (*nats.Msg, *nats.Msg) {
+	h := m.Header
+	tenant := h.Get(header.Tenant)
+	kind := "reply"
+	if t, _, err := subjects.ParseCapability(m.Subject); err == nil {
+		tenant, kind = t, "delivery"
+	} else if t, _, err := subjects.ParseApproval(m.Subject); err == nil {
+		tenant, kind = t, "approval request"
+	} else if t, _, err := subjects.ParseReply(m.Subject); err == nil && tenant == "" {
+		tenant = t
+	}
+	if !subjects.ValidToken(tenant) {
+		tenant = UnroutableTenant
+	}
+	subj, _ := subjects.Denied(tenant, reason.Internal) // a valid tenant and a table code
+	d := nats.NewMsg(subj)
+	for _, k := range []string{header.IngressSeq, header.IngressSubject, header.MessageID, header.TraceID, header.Target,
+		header.Tenant, header.Agent, header.Policy, header.PolicyVersion, header.Traceparent} {
+		if v := h.Get(k); v != "" {
+			d.Header.Set(k, v)
+		}
+	}
+	if h.Get(header.IngressSeq) == strconv.FormatUint(it.seq, 10) {
+		// Its own output: a delivery's headers are few, the item knows
+		// the rest.
+		set := func(k, v string) {
+			if d.Header.Get(k) == "" && v != "" {
+				d.Header.Set(k, v)
+			}
+		}
+		set(header.IngressSubject, it.subject)
+		if it.refOK {
+			set(header.Tenant, it.ref.Tenant)
+			set(header.Agent, it.ref.Agent)
+		}
+		if it.env != nil {
+			set(header.MessageID, it.env.MessageID)
+			set(header.TraceID, it.env.TraceID)
+			set(header.Target, it.env.Target)
+		}
+	}
+	detail := fmt.Sprintf("its %s (%d bytes) was refused as too large by the server or its stream; denied instead", kind, size)
+	d.Header.Set(header.MsgID, h.Get(header.MsgID)+".refused")
+	d.Header.Set(header.Route, string(store.RouteDeny))
+	d.Header.Set(header.DecidedAt, now.UTC().Format(time.RFC3339Nano))
+	d.Header.Set(header.Reason, string(reason.Internal))
+	if info, ok := reason.Lookup(reason.Internal); ok {
+		d.Header.Set(header.Stage, string(info.Stage))
+	}
+	d.Header.Set(header.Detail, headerSafe(detail))
+	ev := audit.Event{
+		Time: now.UTC(), Kind: audit.KindDecision, Gateway: g.PublicKey(),
+		Route: string(store.RouteDeny), Reason: string(reason.Internal), Stage: d.Header.Get(header.Stage), Detail: detail,
+		TraceID: d.Header.Get(header.TraceID), MessageID: d.Header.Get(header.MessageID), Target: d.Header.Get(header.Target),
+		Tenant: d.Header.Get(header.Tenant), Agent: d.Header.Get(header.Agent), Output: subj,
+	}
+	ev.IngressSeq, _ = strconv.ParseUint(d.Header.Get(header.IngressSeq), 10, 64)
+	a := nats.NewMsg(auditSubject(tenant))
+	a.Data = ev.AppendJSON(make([]byte, 0, 1024))
+	a.Header.Set(header.MsgID, h.Get(header.MsgID)+".refused.audit")
+	return d, a
+}
+
+// retireUnsentHold removes the hold of approval request m, refused as
+// too large, if it is still the pending hold of m's message; ended
+// reports that the hold ended otherwise (an answer took it, or it
+// expired), which was the message's end.
+//
+// In a ledger a removal commits with the narrowed outcome, so a hold
+// that is gone, or is another message's under the same id, ended
+// otherwise. Scaled out the removal comes first, and a hold gone from
+// the bucket may be one an earlier attempt removed before its outcome was
+// recorded: the message is denied then (fail closed), even though a hold
+// that ended long ago and was cleaned up looks the same.
+func (g *Gateway) retireUnsentHold(b *ledgerBatch, m *nats.Msg) (ended bool, err error) {
+	id := holdID(m.Header.Get(header.Tenant), m.Header.Get(header.MessageID))
+	seq, _ := strconv.ParseUint(m.Header.Get(header.IngressSeq), 10, 64)
+	if g.kvh != nil {
+		h, rev, err := g.kvh.get(holdKey(id))
+		switch {
+		case errors.Is(err, errBadValue):
+			return false, nil
+		case err != nil:
+			return false, err
+		case h == nil || h.Creator != seq:
+			return false, nil
+		case h.State != kvHeld:
+			return true, nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+		defer cancel()
+		if err := g.kvh.kv.Delete(ctx, holdKey(id), jetstream.LastRevision(rev)); err != nil {
+			return false, fmt.Errorf("gateway: holds: remove %s: %w", id, err)
+		}
+		return false, nil
+	}
+	_, v, ok, err := b.Hold(id)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return true, nil
+	}
+	var hd held
+	if json.Unmarshal(v, &hd) == nil && hd.IngressSeq != seq {
+		return true, nil
+	}
+	// Its own, or one under its id that no longer reads (which nothing
+	// else could end).
+	return false, b.DeleteHold(id)
+}
