@@ -127,7 +127,7 @@ var All = []Info{
 	{Oversized, StageEnvelope, "message body larger than the configured limit"},
 	{MissingHeader, StageEnvelope, "a required header (credential or signature) is absent or empty"},
 	{InvalidSubject, StageTransport, "the ingress subject does not parse or holds a forbidden token"},
-	{MalformedEnvelope, StageEnvelope, "body is not strict JSON: invalid UTF-8, duplicate or unknown keys, too deep, bad field form"},
+	{MalformedEnvelope, StageEnvelope, "body is not strict JSON: invalid UTF-8, duplicate or unknown keys, a control character in a key, too deep, bad field form"},
 	{UnsupportedVersion, StageEnvelope, "envelope version is not 1"},
 	{SchemaViolation, StageEnvelope, "body does not match the envelope JSON Schema"},
 	{MalformedCredential, StageCredential, "credential is not a decodable agentgw JWT or misses a required claim"},

@@ -17,7 +17,7 @@ const TABLE = [
   { code: "oversized", stage: "envelope", description: "message body larger than the configured limit" },
   { code: "missing_header", stage: "envelope", description: "a required header (credential or signature) is absent or empty" },
   { code: "invalid_subject", stage: "transport", description: "the ingress subject does not parse or holds a forbidden token" },
-  { code: "malformed_envelope", stage: "envelope", description: "body is not strict JSON: invalid UTF-8, duplicate or unknown keys, too deep, bad field form" },
+  { code: "malformed_envelope", stage: "envelope", description: "body is not strict JSON: invalid UTF-8, duplicate or unknown keys, a control character in a key, too deep, bad field form" },
   { code: "unsupported_version", stage: "envelope", description: "envelope version is not 1" },
   { code: "schema_violation", stage: "envelope", description: "body does not match the envelope JSON Schema" },
   { code: "malformed_credential", stage: "credential", description: "credential is not a decodable agentgw JWT or misses a required claim" },
