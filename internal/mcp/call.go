@@ -24,17 +24,31 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
 	}
-	return e.invoke(ctx, s, t, req.Params.Arguments, nil)
+	return e.invoke(ctx, s, t, req.Params.Arguments, callHooks{})
 }
 
-// invoke sends one call with s's credential and waits for its outcome;
-// held, when set, is called once if the call is held for approval.
+// callHooks let a task follow its call. sending, when set, is called
+// once before anything is published; if it returns false the call is
+// not sent (the task was cancelled first). held, when set, is called
+// once if the call is held for approval.
+type callHooks struct {
+	sending func() bool
+	held    func()
+}
+
+// invoke sends one call with s's credential and waits for its outcome,
+// telling hooks when it is about to be sent and when it is held.
 // Denials and holds are read from the gateway's decision notices on the
 // agent's reply subject, verified as replies are (a trusted gateway's
 // token addressed to the agent, bound to the notice): nothing else can
 // end or extend a call. With notify_senders off at the gateway there are
 // none, and a denied or held call ends at call_timeout with no_reply.
-func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.RawMessage, held func()) (*sdk.CallToolResult, error) {
+//
+// Once sent, a call is the gateway's: it may be delivered (at once, or
+// when an approver grants it) whatever happens here. A call that ends
+// with no_reply (call_timeout, or approval_wait once held) may still be
+// decided and the tool run later; the agent cannot withdraw it.
+func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.RawMessage, hooks callHooks) (*sdk.CallToolResult, error) {
 	if len(args) == 0 || string(args) == "null" {
 		args = []byte("{}")
 	}
@@ -43,6 +57,10 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "arguments must be a JSON object"}
 	}
 	ag, _, _ := s.credential()
+	if hooks.sending != nil && !hooks.sending() {
+		return nil, context.Canceled
+	}
+	held := hooks.held
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -97,7 +115,7 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 
 func noReply() error {
 	data, _ := json.Marshal(DeniedData{Reason: "no_reply"})
-	return &jsonrpc.Error{Code: CodeNoReply, Message: "no verified reply in time", Data: data}
+	return &jsonrpc.Error{Code: CodeNoReply, Message: "no verified reply in time (the request stays at the gateway: it may still be decided and the tool run later)", Data: data}
 }
 
 // toolResult is the MCP result of a reply: the bridge's

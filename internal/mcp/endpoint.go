@@ -34,7 +34,14 @@ const (
 	CodeReplayed = -32011
 	// CodeNoReply: no verified reply in time (held for approval and not
 	// answered within approval_wait, or the tool did not answer).
+	// The request may still be decided, and the tool run, later: the
+	// gateway holds it until its approval or delivery ends.
 	CodeNoReply = -32012
+	// CodeNotWithdrawn: tasks/cancel of a call already sent to the
+	// gateway (deciding it, or holding it for approval). The agent
+	// cannot withdraw it there: it may still be granted and the tool
+	// run, so the task goes on and reports the outcome.
+	CodeNotWithdrawn = -32013
 )
 
 // DeniedData is the data of a CodeDenied error (and of CodeReplayed and

@@ -60,8 +60,10 @@ type task struct {
 	done   chan struct{}
 	held   chan struct{} // closed when the call is held for approval
 
-	mu      sync.Mutex
-	state   Task
+	mu        sync.Mutex
+	sent      bool // the call may have reached the gateway: it cannot be withdrawn
+	withdrawn bool // cancelled before it was sent: it never will be
+	state     Task
 	result  *sdk.CallToolResult
 	err     error
 	expires time.Time // zero while running
@@ -225,16 +227,14 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 	case "tasks/get":
 		writeRPC(w, http.StatusOK, msg.ID, tk.snapshot(), nil)
 	case "tasks/cancel":
-		tk.mu.Lock()
-		terminal := tk.state.Status != TaskWorking && tk.state.Status != TaskInputRequired
-		tk.mu.Unlock()
-		if terminal {
+		switch err := tk.withdraw(); {
+		case errors.Is(err, errTaskFinished):
 			writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "task already finished"})
-			return
+		case err != nil:
+			writeRPC(w, http.StatusOK, msg.ID, nil, notWithdrawn(err))
+		default:
+			writeRPC(w, http.StatusOK, msg.ID, tk.snapshot(), nil)
 		}
-		tk.cancel()
-		<-tk.done
-		writeRPC(w, http.StatusOK, msg.ID, tk.snapshot(), nil)
 	case "tasks/result":
 		select {
 		case <-tk.done:
@@ -295,10 +295,10 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 		defer e.tasks.wg.Done()
 		defer close(tk.done)
 		defer cancel()
-		res, err := e.invoke(ctx, s, t, args, func() {
-			tk.update(TaskWorking, "held for approval", e.now())
+		res, err := e.invoke(ctx, s, t, args, callHooks{sending: tk.send, held: func() {
+			tk.update(TaskWorking, heldMessage, e.now())
 			close(tk.held)
-		})
+		}})
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
 		tk.result, tk.err = res, err
@@ -316,6 +316,61 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 		tk.expires = end.Add(ttl)
 	}()
 	return tk, nil
+}
+
+var (
+	errTaskFinished = errors.New("mcp: task already finished")
+	errTaskSent     = errors.New("the request was sent to the gateway and cannot be withdrawn by the agent: the gateway may still deliver it to the tool; the task goes on and reports the outcome")
+	errTaskHeld     = errors.New("the request is held for approval at the gateway and cannot be withdrawn by the agent: an approver may still grant it and the tool then runs; the task goes on and reports the outcome")
+)
+
+// send marks the call as (about to be) published and reports whether it
+// may be: false once the task was withdrawn.
+func (t *task) send() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.withdrawn {
+		return false
+	}
+	t.sent = true
+	return true
+}
+
+// withdraw cancels the task if its call was not sent, and waits for it
+// to end. A call sent to the gateway is the gateway's (it may deliver
+// it, at once or after an approver grants it, and nothing on the
+// agent's side can withdraw it): reporting such a task cancelled would
+// tell the client the tool will not run when it still may, so the
+// cancel is refused (errTaskSent, errTaskHeld) and the task goes on.
+// The MCP cancellation rules let a receiver refuse a request that
+// cannot be cancelled. errTaskFinished: the task already ended.
+func (t *task) withdraw() error {
+	t.mu.Lock()
+	switch {
+	case t.state.Status != TaskWorking && t.state.Status != TaskInputRequired:
+		t.mu.Unlock()
+		return errTaskFinished
+	case t.sent:
+		held := t.state.StatusMessage == heldMessage
+		t.mu.Unlock()
+		if held {
+			return errTaskHeld
+		}
+		return errTaskSent
+	}
+	t.withdrawn = true
+	t.mu.Unlock()
+	t.cancel()
+	<-t.done
+	return nil
+}
+
+// heldMessage is a task's status message while its call is held.
+const heldMessage = "held for approval"
+
+func notWithdrawn(err error) *jsonrpc.Error {
+	data, _ := json.Marshal(DeniedData{Reason: "not_withdrawn"})
+	return &jsonrpc.Error{Code: CodeNotWithdrawn, Message: err.Error(), Data: data}
 }
 
 func (t *task) update(status, message string, now time.Time) {
@@ -477,8 +532,12 @@ func (e *Endpoint) serveExtTask(w http.ResponseWriter, msg rpcMessage, tk *task)
 		out["resultType"] = "complete"
 		writeRPC(w, http.StatusOK, msg.ID, out, nil)
 	case "tasks/cancel":
-		tk.cancel()
-		<-tk.done
+		// A finished task's cancel is acknowledged; one whose call the
+		// gateway has is refused, as in serveTask.
+		if err := tk.withdraw(); err != nil && !errors.Is(err, errTaskFinished) {
+			writeRPC(w, http.StatusOK, msg.ID, nil, notWithdrawn(err))
+			return
+		}
 		writeRPC(w, http.StatusOK, msg.ID, map[string]any{"resultType": "complete"}, nil)
 	default:
 		writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "not a method of the tasks extension"})
