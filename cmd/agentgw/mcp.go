@@ -35,7 +35,17 @@ environment variables the config names and never leave the bridge.
 --credential is the bridge's agent identity (respond:<target> for each
 tool), and its key the NATS user unless --creds, $NATS_CREDS, $NATS_NKEY or
 a NATS context name another; --curve-seed is the catalog's consumer_xkey
-of the targets.`)
+of the targets.
+
+Each target is read by its own durable consumer, <durable>-<target> (dots
+as underscores), so a restarted bridge resumes where it stopped and
+several instances share the work. Connected as a tenant nkey user (the
+least-privilege accounts of deploy/ and 'agentgw run'), it binds the
+pre-created consumers <tenant>-<target> through the API prefix
+`+client.TenantAPIPrefix+` (--durable defaults to the tenant there);
+otherwise --durable is required and the consumers are created. --bind
+forces binding. A crash between an upstream call and its acknowledgement
+calls that one tool again on restart (at-least-once).`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
@@ -43,7 +53,8 @@ of the targets.`)
 	creds := c.credentialFlag("the bridge's (respond:<target> scopes)")
 	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…), the targets' consumer_xkey")
 	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…): answers are sealed to it")
-	durable := c.fs.String("durable", "", "durable consumer `name` (default: ephemeral)")
+	durable := c.fs.String("durable", "", "durable consumer name `prefix`: each target is read by <prefix>-<target> (required unless bound; bound, default the tenant: the pre-created consumers)")
+	bind := c.fs.Bool("bind", false, "bind the existing durables <durable>-<target> instead of creating them; automatic as a tenant nkey user")
 	var gwKeys listFlag
 	c.fs.Var(&gwKeys, "gateway-key", "trusted gateway public `key` (N…), repeatable")
 	if code, ok := c.parse(args); !ok {
@@ -72,6 +83,13 @@ of the targets.`)
 		return code
 	}
 	defer nc.Close()
+	bound := cf.bound || *bind
+	if bound && *durable == "" {
+		*durable = cfg.Tenant
+	}
+	if *durable == "" {
+		return c.usageErr("--durable is required: an ephemeral consumer would hand a restarted bridge every unexpired delivery again, and the upstream tools would run twice")
+	}
 	acfg := client.DefaultAgentConfig()
 	acfg.GatewayXKey = *gwX
 	responder, err := client.AgentFromCreds(nc, *creds, *curve, acfg)
@@ -80,7 +98,7 @@ of the targets.`)
 	}
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = kp, gwKeys, responder
-	ccfg.Durable, ccfg.Stream = *durable, gateway.StreamCap
+	ccfg.Durable, ccfg.Bind, ccfg.Stream = *durable, bound, gateway.StreamCap
 	ccfg.OnReject = func(subject string, err error) {
 		fmt.Fprintf(c.err, "agentgw mcp bridge: rejected a delivery on %s: %s\n", subject, reason.Of(err))
 	}
@@ -92,7 +110,11 @@ of the targets.`)
 	defer cancel()
 	fmt.Fprintf(c.err, "agentgw mcp bridge: bridging the tools of tenant %s\n", cfg.Tenant)
 	if err := b.Run(ctx); err != nil {
-		return c.fail(err, streamHint(gateway.StreamCap, err))
+		hint := streamHint(gateway.StreamCap, err)
+		if bound {
+			hint = "Binding failed: each target's consumer " + mcpgw.BridgeConsumerName(*durable, "<target>") + " must exist ('agentgw run' and deploy/ create one per catalog target) and the NATS user must be allowed to read it."
+		}
+		return c.fail(err, hint)
 	}
 	return exitOK
 }

@@ -196,6 +196,7 @@ targets:
 	}
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = bridgeCurve, []string{gwSigning}, responder
+	ccfg.Durable = "bench-bridge"
 	bridge, err := mcp.NewBridge(js, mapping, ccfg)
 	if err != nil {
 		return nil, err

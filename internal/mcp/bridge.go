@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/agentgw/agentgw/client"
 )
@@ -25,8 +26,11 @@ const Version = "1"
 // Bridge serves catalog targets from upstream MCP servers: it consumes
 // the targets' capability subjects, calls the upstream tool with each
 // verified delivery's arguments and answers through the gateway.
+//
+// Each target has its own durable consumer (see NewBridge), consumed on
+// its own goroutine: the targets' deliveries are handled independently.
 type Bridge struct {
-	cons    *client.Consumer
+	cons    map[string]*client.Consumer // by target, one each
 	tools   map[string]*bridged // by target
 	onCall  func(target string)
 	mu      sync.Mutex
@@ -51,16 +55,30 @@ func WithCallHook(fn func(target string)) BridgeOption {
 }
 
 // NewBridge returns a bridge for every tool of cfg that has an upstream.
-// ccfg is the consumer's configuration: its Tenant and Targets are set
+// ccfg is the consumers' configuration: its Tenant and Targets are set
 // from cfg, its Curve must be the catalog's consumer_xkey for the
 // targets and its Responder the bridge's agent identity (a credential
-// holding respond:<target> for each). Errors wrap ErrConfig.
+// holding respond:<target> for each).
+//
+// ccfg.Durable is required: each target is read by the durable consumer
+// BridgeConsumerName(ccfg.Durable, target), created (or, with ccfg.Bind,
+// bound: it must exist) on the capability stream. Durable consumers
+// resume where they stopped after a restart and share deliveries among
+// instances; an ephemeral one would hand a restarted bridge, or each of
+// two, every delivery whose token has not expired, and the upstream
+// tools would run again. With Durable the tenant and Bind, the consumers
+// are the ones deploy/ and `agentgw run` pre-create for tenant users
+// (client.CapabilityConsumerName). Errors wrap ErrConfig.
 func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, opts ...BridgeOption) (*Bridge, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: nil config", ErrConfig)
 	}
-	b := &Bridge{tools: make(map[string]*bridged), answers: make(map[string]json.RawMessage)}
+	if ccfg.Durable == "" {
+		return nil, fmt.Errorf("%w: the bridge needs a durable consumer name: an ephemeral consumer hands a restarted bridge every unexpired delivery again, and the upstream tools run twice", ErrConfig)
+	}
+	b := &Bridge{tools: make(map[string]*bridged), cons: make(map[string]*client.Consumer), answers: make(map[string]json.RawMessage)}
 	ccfg.Tenant, ccfg.Targets = cfg.Tenant, nil
+	var targets []string
 	for _, t := range cfg.Tools {
 		if t.Upstream.URL == "" && len(t.Upstream.Command) == 0 {
 			continue
@@ -69,10 +87,13 @@ func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, 
 		if err != nil {
 			return nil, err
 		}
+		if _, dup := b.tools[t.Target]; dup {
+			return nil, fmt.Errorf("%w: target %s has two upstream tools", ErrConfig, t.Target)
+		}
 		b.tools[t.Target] = &bridged{tool: t, up: up}
-		ccfg.Targets = append(ccfg.Targets, t.Target)
+		targets = append(targets, t.Target)
 	}
-	if len(ccfg.Targets) == 0 {
+	if len(targets) == 0 {
 		return nil, fmt.Errorf("%w: no tool has an upstream", ErrConfig)
 	}
 	if ccfg.Curve == nil {
@@ -81,25 +102,49 @@ func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, 
 	if ccfg.Responder == nil {
 		return nil, fmt.Errorf("%w: the bridge needs a responder identity", ErrConfig)
 	}
-	cons, err := client.NewConsumer(js, ccfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	for _, target := range targets {
+		c := ccfg
+		c.Targets, c.Durable = []string{target}, BridgeConsumerName(ccfg.Durable, target)
+		cons, err := client.NewConsumer(js, c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		b.cons[target] = cons
 	}
-	b.cons = cons
 	for _, o := range opts {
 		o(b)
 	}
 	return b, nil
 }
 
-// Run consumes until ctx is done, then closes the upstream sessions.
+// BridgeConsumerName is the durable consumer the bridge reads target
+// with: "<durable>-<target>", dots as underscores. With durable the
+// tenant it is client.CapabilityConsumerName, the consumer deploy/ and
+// `agentgw run` pre-create.
+func BridgeConsumerName(durable, target string) string {
+	return client.CapabilityConsumerName(durable, target)
+}
+
+// Run consumes every target's consumer until ctx is done or one fails
+// (the consumer cannot be created or bound, or disappears), then closes
+// the upstream sessions.
 func (b *Bridge) Run(ctx context.Context) error {
 	defer func() {
 		for _, t := range b.tools {
 			t.up.close()
 		}
 	}()
-	return b.cons.Consume(ctx, b.handle)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range b.cons {
+		g.Go(func() error {
+			err := c.Consume(gctx, b.handle)
+			if err == nil && ctx.Err() == nil && gctx.Err() != nil {
+				return nil // stopped because another target's failed
+			}
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // handle calls the upstream tool for one verified delivery and answers.
@@ -115,16 +160,22 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 	answer, done := b.answers[id]
 	b.mu.Unlock()
 	if !done {
-		answer = b.call(ctx, d)
+		answer = b.call(ctx, d, id)
 		b.remember(id, answer)
 	}
-	if _, err := b.cons.Respond(ctx, d, answer); err != nil {
+	if _, err := b.cons[d.Target].Respond(ctx, d, answer); err != nil {
 		return fmt.Errorf("mcp: answer %s: %w", d.Envelope.MessageID, err)
 	}
 	return nil
 }
 
-func (b *Bridge) call(ctx context.Context, d *client.Delivery) json.RawMessage {
+// RequestIDMeta is the _meta key of the upstream tools/call that names
+// the request, "<tenant>/<agent key>/<message id>" (the gateway's replay
+// key): the same on every delivery of one request, so an upstream tool
+// that must not act twice (the bridge is at least once) can keep it.
+const RequestIDMeta = "agentgw/request-id"
+
+func (b *Bridge) call(ctx context.Context, d *client.Delivery, id string) json.RawMessage {
 	t, ok := b.tools[d.Target]
 	if !ok {
 		return errorAnswer("no upstream for this target")
@@ -136,7 +187,7 @@ func (b *Bridge) call(ctx context.Context, d *client.Delivery) json.RawMessage {
 	if b.onCall != nil {
 		b.onCall(d.Target)
 	}
-	res, err := t.up.call(ctx, t.tool.Upstream.Tool, args)
+	res, err := t.up.call(ctx, t.tool.Upstream.Tool, args, sdk.Meta{RequestIDMeta: id})
 	if err != nil {
 		return errorAnswer("upstream tool unavailable")
 	}
@@ -235,12 +286,12 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 	return s, nil
 }
 
-func (u *upstream) call(ctx context.Context, tool string, args map[string]any) (*sdk.CallToolResult, error) {
+func (u *upstream) call(ctx context.Context, tool string, args map[string]any, meta sdk.Meta) (*sdk.CallToolResult, error) {
 	s, err := u.session(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.CallTool(ctx, &sdk.CallToolParams{Name: tool, Arguments: args})
+	res, err := s.CallTool(ctx, &sdk.CallToolParams{Meta: meta, Name: tool, Arguments: args})
 	if err != nil {
 		// A JSON-RPC error is the server's answer; anything else may
 		// be a broken connection: connect again next time.

@@ -107,6 +107,7 @@ type upstreamServer struct {
 	bearer string // when set, requests must present it
 	mu     sync.Mutex
 	got    []string // "<tool> <arguments JSON>"
+	ids    []string // each call's _meta request id
 	auths  []string // every Authorization header received
 }
 
@@ -114,6 +115,12 @@ func (u *upstreamServer) authorizations() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]string(nil), u.auths...)
+}
+
+func (u *upstreamServer) requestIDs() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.ids...)
 }
 
 func (u *upstreamServer) calls() []string {
@@ -175,6 +182,8 @@ func newUpstreamServer(u *upstreamServer) *sdk.Server {
 	record := func(req *sdk.CallToolRequest) {
 		u.mu.Lock()
 		u.got = append(u.got, req.Params.Name+" "+string(req.Params.Arguments))
+		id, _ := req.Params.Meta[RequestIDMeta].(string)
+		u.ids = append(u.ids, id)
 		u.mu.Unlock()
 	}
 	s := sdk.NewServer(&sdk.Implementation{Name: "refunds-upstream", Version: "1"}, nil)
@@ -326,27 +335,44 @@ func (h *harness) agent(a *actor, scopes ...string) *client.Agent {
 // startBridge runs the bridge until the test ends.
 func (h *harness) startBridge() *Bridge {
 	h.t.Helper()
+	b, _ := h.startBridgeWith(nil)
+	return b
+}
+
+// startBridgeWith runs a bridge whose consumer configuration edit
+// changes (when not nil) until stop is called or the test ends. stop
+// waits for it and reports a Run error.
+func (h *harness) startBridgeWith(edit func(*client.ConsumerConfig)) (b *Bridge, stop func()) {
+	h.t.Helper()
 	responder := h.agent(h.bridgeID, "respond:refunds.draft_refund", "respond:payments.send", "respond:kb.search")
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = h.bridgeID.curve, []string{h.gwSigning}, responder
+	ccfg.Durable = "mcp-bridge"
 	ccfg.OnReject = func(_ string, err error) {
 		select {
 		case h.rejected <- err:
 		default:
 		}
 	}
+	if edit != nil {
+		edit(&ccfg)
+	}
 	b, err := NewBridge(h.js, h.cfg, ccfg)
 	must(h.t, err)
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("bridge Run: %v", err)
-		}
-	})
-	return b
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("bridge Run: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return b, stop
 }
 
 // scanSecrets fails the test if a secret appears in the gateway's log or
