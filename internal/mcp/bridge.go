@@ -180,10 +180,15 @@ func (b *Bridge) call(ctx context.Context, d *client.Delivery, id string) json.R
 	if !ok {
 		return errorAnswer("no upstream for this target")
 	}
-	var args map[string]any
-	if err := json.Unmarshal(d.Payload, &args); err != nil || args == nil {
+	// The upstream gets the verified bytes themselves, the ones the
+	// gateway's schema, policy and approver read: decoding them into Go
+	// values and encoding again would turn numbers into float64
+	// (9007199254740993 becomes ...992) and could change them.
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(d.Payload, &obj); err != nil || obj == nil {
 		return errorAnswer("arguments are not a JSON object")
 	}
+	args := json.RawMessage(d.Payload)
 	if b.onCall != nil {
 		b.onCall(d.Target)
 	}
@@ -286,7 +291,7 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 	return s, nil
 }
 
-func (u *upstream) call(ctx context.Context, tool string, args map[string]any, meta sdk.Meta) (*sdk.CallToolResult, error) {
+func (u *upstream) call(ctx context.Context, tool string, args json.RawMessage, meta sdk.Meta) (*sdk.CallToolResult, error) {
 	s, err := u.session(ctx)
 	if err != nil {
 		return nil, err

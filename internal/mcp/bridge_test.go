@@ -33,7 +33,7 @@ func TestBridgeCallsUpstreamWithVerifiedArguments(t *testing.T) {
 	if string(reply.Payload) != `{"refund_id":"r-o1","status":"drafted"}` || reply.Responder != h.bridgeID.pub {
 		t.Errorf("reply = %s from %s; want the redacted tool result from the bridge", reply.Payload, reply.Responder)
 	}
-	if got := h.upstream.calls(); len(got) != 1 || got[0] != `draft_refund {"amount_cents":500,"order_id":"o1"}` {
+	if got := h.upstream.calls(); len(got) != 1 || got[0] != `draft_refund {"order_id":"o1","amount_cents":500}` {
 		t.Errorf("upstream calls = %q; want the one verified call", got)
 	}
 	h.scanSecrets(`"order_id":"o1"`, "cust@example.com")

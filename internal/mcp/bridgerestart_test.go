@@ -2,12 +2,17 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/client"
@@ -41,7 +46,7 @@ func TestBridgeRestartCallsNoToolAgain(t *testing.T) {
 	h.refund(ag, "o-after")
 	// The consumer hands deliveries over in stream order: had the first
 	// come again, it would have been called before the second.
-	want := []string{`draft_refund {"amount_cents":500,"order_id":"o-before"}`, `draft_refund {"amount_cents":500,"order_id":"o-after"}`}
+	want := []string{`draft_refund {"order_id":"o-before","amount_cents":500}`, `draft_refund {"order_id":"o-after","amount_cents":500}`}
 	if got := h.upstream.calls(); !slices.Equal(got, want) {
 		t.Errorf("upstream calls across a restart = %q; want each refund once", got)
 	}
@@ -93,5 +98,41 @@ func TestBridgeBindsPreCreatedConsumers(t *testing.T) {
 		if info.Delivered.Consumer == 0 {
 			t.Errorf("pre-created consumer of %s delivered nothing; want the bridge to read through it", target)
 		}
+	}
+}
+
+// TestBridgePassesArgumentBytesThrough: the upstream receives the
+// arguments the gateway, its policy and the approver checked, byte for
+// byte: an integer beyond float64's exact range (2^53+1) arrives as
+// sent, not rounded to 9007199254740992 by a decode into Go values.
+func TestBridgePassesArgumentBytesThrough(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var got []string
+	raw := sdk.NewServer(&sdk.Implementation{Name: "raw-upstream", Version: "1"}, nil)
+	raw.AddTool(&sdk.Tool{Name: "search", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(_ context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+		mu.Lock()
+		got = append(got, string(req.Params.Arguments))
+		mu.Unlock()
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "ok"}}}, nil
+	})
+	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return raw }, &sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	t.Cleanup(srv.Close)
+	for i := range h.cfg.Tools {
+		if h.cfg.Tools[i].Target == "kb.search" {
+			h.cfg.Tools[i].Upstream.URL = srv.URL
+		}
+	}
+	h.startBridge()
+	ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
+	defer cancel()
+	const args = `{"query":"ledger","account":9007199254740993,"ratio":0.10000000000000000555}`
+	_, _, err := h.agent(newActor(t), "kb:read").SendAndWait(ctx, client.Request{Capability: envelope.Read, Target: "kb.search",
+		Sealed: []byte(args)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	must(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != args {
+		t.Errorf("upstream arguments = %q; want exactly %s", got, args)
 	}
 }

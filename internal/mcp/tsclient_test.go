@@ -122,7 +122,7 @@ func TestTypeScriptClient(t *testing.T) {
 		t.Errorf("token for another audience: %+v; want a 401 refusal", out.OtherAudience)
 	}
 	want := []string{
-		`draft_refund {"amount_cents":900,"order_id":"ts-1"}`,
+		`draft_refund {"order_id":"ts-1","amount_cents":900}`,
 		`send_payment {"amount_cents":777,"to":"ts-acct"}`,
 		`send_payment {"amount_cents":778,"to":"ts-acct-2"}`,
 	}
