@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -246,7 +247,8 @@ func errorAnswer(msg string) json.RawMessage {
 // failed call.
 type upstream struct {
 	spec   Upstream
-	bearer string // from BearerEnv; never printed
+	bearer string   // from BearerEnv; never printed
+	env    []string // a command's whole environment (may hold secrets); never printed
 	mu     sync.Mutex
 	sess   *sdk.ClientSession
 }
@@ -259,7 +261,36 @@ func newUpstream(u Upstream) (*upstream, error) {
 			return nil, fmt.Errorf("%w: upstream bearer variable %s is empty", ErrConfig, u.BearerEnv)
 		}
 	}
+	if len(u.Command) > 0 {
+		env, missing := commandEnv(u.Env)
+		if missing != "" {
+			return nil, fmt.Errorf("%w: upstream %s: env variable %s is not set", ErrConfig, u.Command[0], missing)
+		}
+		up.env = env
+	}
 	return up, nil
+}
+
+// commandEnv is a stdio upstream's environment: PATH and HOME when set,
+// and the named variables, from the bridge's environment; missing is a
+// named variable that is not set. The bridge's own environment holds
+// every upstream's bearer token and may hold NATS credentials: none of
+// it is inherited otherwise.
+func commandEnv(names []string) (env []string, missing string) {
+	env = []string{}
+	for _, n := range names {
+		v, ok := os.LookupEnv(n)
+		if !ok {
+			return nil, n
+		}
+		env = append(env, n+"="+v)
+	}
+	for _, n := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(n); ok && !slices.Contains(names, n) {
+			env = append(env, n+"="+v)
+		}
+	}
+	return env, ""
 }
 
 func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
@@ -280,7 +311,9 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 		}
 		tr = &sdk.StreamableClientTransport{Endpoint: u.spec.URL, HTTPClient: hc, DisableStandaloneSSE: true}
 	} else {
-		tr = &sdk.CommandTransport{Command: exec.Command(u.spec.Command[0], u.spec.Command[1:]...)}
+		cmd := exec.Command(u.spec.Command[0], u.spec.Command[1:]...)
+		cmd.Env = u.env // never nil for a command (commandEnv): nil would inherit everything
+		tr = &sdk.CommandTransport{Command: cmd}
 	}
 	c := sdk.NewClient(&sdk.Implementation{Name: "agentgw-bridge", Version: Version}, nil)
 	s, err := c.Connect(ctx, tr, nil)

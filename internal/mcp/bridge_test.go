@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,7 +87,7 @@ func TestBridgeStdioUpstream(t *testing.T) {
 	must(t, err)
 	t.Setenv(stdioServerEnv, "1")
 	for i := range h.cfg.Tools {
-		h.cfg.Tools[i].Upstream = Upstream{Command: []string{exe}, Tool: h.cfg.Tools[i].Upstream.Tool}
+		h.cfg.Tools[i].Upstream = Upstream{Command: []string{exe}, Tool: h.cfg.Tools[i].Upstream.Tool, Env: []string{stdioServerEnv}}
 	}
 	h.startBridge()
 	ag := h.agent(newActor(t), "refund:draft")
@@ -128,4 +129,43 @@ func TestBridgeUpstreamCredential(t *testing.T) {
 		}
 	}
 	h.scanSecrets(secret)
+}
+
+// TestBridgeStdioEnvironment: a stdio upstream gets PATH, HOME and the
+// variables its mapping names, and nothing else of the bridge's
+// environment: not another upstream's bearer token, not the NATS
+// credentials.
+func TestBridgeStdioEnvironment(t *testing.T) {
+	h := newHarness(t)
+	exe, err := os.Executable()
+	must(t, err)
+	const other = "other-upstream-s3cret"
+	t.Setenv(stdioServerEnv, "1")
+	t.Setenv("AGENTGW_TEST_OTHER_TOKEN", other)
+	t.Setenv("NATS_CREDS", "/etc/agentgw/bridge-nats.creds")
+	t.Setenv("AGENTGW_TEST_PASSED", "passed-on")
+	h.upstream = startUpstream(t, other)
+	for i := range h.cfg.Tools {
+		h.cfg.Tools[i].Upstream = Upstream{URL: h.upstream.URL, BearerEnv: "AGENTGW_TEST_OTHER_TOKEN", Tool: h.cfg.Tools[i].Upstream.Tool}
+		if h.cfg.Tools[i].Target == "kb.search" {
+			h.cfg.Tools[i].Upstream = Upstream{Command: []string{exe}, Tool: "environ", Env: []string{stdioServerEnv, "AGENTGW_TEST_PASSED"}}
+		}
+	}
+	h.startBridge()
+	ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
+	defer cancel()
+	_, reply, err := h.agent(newActor(t), "kb:read").SendAndWait(ctx, client.Request{Capability: envelope.Read, Target: "kb.search",
+		Sealed: []byte(`{"query":"env"}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	must(t, err)
+	got := string(reply.Payload)
+	for _, bad := range []string{other, "AGENTGW_TEST_OTHER_TOKEN", "NATS_CREDS", "bridge-nats.creds"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("the stdio upstream's environment holds %q; want only PATH, HOME and its own variables", bad)
+		}
+	}
+	for _, want := range []string{"AGENTGW_TEST_PASSED=passed-on", "PATH="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the stdio upstream's environment = %.300s; want %q in it", got, want)
+		}
+	}
 }

@@ -65,6 +65,12 @@ type Upstream struct {
 	// BearerEnv names an environment variable holding the bearer token
 	// the bridge presents to URL. The token stays in the bridge.
 	BearerEnv string `yaml:"bearer_env" json:"bearer_env"`
+	// Env names the bridge's environment variables passed to Command,
+	// each of which must be set. The command gets these, PATH and HOME,
+	// and nothing else of the bridge's environment (not the other
+	// upstreams' bearer tokens, nor NATS credentials). Only with
+	// Command.
+	Env []string `yaml:"env" json:"env"`
 }
 
 // EndpointConfig configures the MCP endpoint.
@@ -152,7 +158,10 @@ const (
 	DefaultApprovalWait = 5 * time.Minute
 )
 
-var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+var (
+	toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
 
 // LoadConfig reads and validates a mapping file.
 func LoadConfig(path string) (*Config, error) {
@@ -226,6 +235,14 @@ func (c *Config) Validate() error {
 		}
 		if u.Tool == "" {
 			u.Tool = t.Name
+		}
+		if len(u.Env) > 0 && len(u.Command) == 0 {
+			add("tool %q: upstream env is only for a command", t.Name)
+		}
+		for _, name := range u.Env {
+			if !envName.MatchString(name) {
+				add("tool %q: upstream env %.72q is not a variable name", t.Name, name)
+			}
 		}
 	}
 	e := c.Endpoint

@@ -27,6 +27,8 @@ tools:
 		{"deny/no-scope", strings.Replace(good, "scope: refund:draft", "", 1), "scope is required"},
 		{"deny/bad-schema", strings.Replace(good, `'{"type":"object"}'`, `'[1]'`, 1), "input_schema"},
 		{"deny/both-upstreams", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `command: [x]`, 1), "both url and command"},
+		{"deny/env-for-url", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `env: [HOME]`, 1), "only for a command"},
+		{"deny/bad-env-name", strings.Replace(good, `url: "http://127.0.0.1:9/mcp", bearer_env: REFUNDS_TOKEN`, `command: [x], env: ["A=B"]`, 1), "not a variable name"},
 		{"deny/bad-capability", strings.Replace(good, "scope: refund:draft", "scope: refund:draft\n    capability: approve", 1), "capability"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
