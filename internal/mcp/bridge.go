@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,8 +194,15 @@ func (b *Bridge) call(ctx context.Context, d *client.Delivery, id string) json.R
 	if b.onCall != nil {
 		b.onCall(d.Target)
 	}
-	res, err := t.up.call(ctx, t.tool.Upstream.Tool, args, sdk.Meta{RequestIDMeta: id})
+	// A deadline per call: an upstream that hangs holds only its own
+	// target's consumer (each target has its own), and only this long.
+	cctx, cancel := context.WithTimeout(ctx, cmp.Or(t.tool.Upstream.Timeout, DefaultUpstreamTimeout))
+	defer cancel()
+	res, err := t.up.call(cctx, t.tool.Upstream.Tool, args, sdk.Meta{RequestIDMeta: id})
 	if err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			return errorAnswer("upstream tool did not answer in time (it may still have acted)")
+		}
 		return errorAnswer("upstream tool unavailable")
 	}
 	return resultAnswer(res)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
 
 	"github.com/agentgw/agentgw/client"
@@ -167,5 +170,63 @@ func TestBridgeStdioEnvironment(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the stdio upstream's environment = %.300s; want %q in it", got, want)
 		}
+	}
+}
+
+// TestBridgeSlowUpstreamHoldsOnlyItsTarget: an upstream that hangs
+// holds neither the bridge's other targets (each has its own consumer)
+// nor its own for longer than its timeout: a refund completes while the
+// search's upstream hangs, and the search is answered with an error once
+// its timeout passes.
+func TestBridgeSlowUpstreamHoldsOnlyItsTarget(t *testing.T) {
+	h := newHarness(t)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	slow := sdk.NewServer(&sdk.Implementation{Name: "slow-upstream", Version: "1"}, nil)
+	slow.AddTool(&sdk.Tool{Name: "search", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, _ *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("gave up")
+	})
+	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return slow }, &sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	for i := range h.cfg.Tools {
+		if h.cfg.Tools[i].Target == "kb.search" {
+			h.cfg.Tools[i].Upstream.URL, h.cfg.Tools[i].Upstream.Timeout = srv.URL, 2*time.Second
+		}
+	}
+	h.startBridge()
+	ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
+	defer cancel()
+	search := make(chan *client.Reply, 1)
+	go func() {
+		_, reply, err := h.agent(newActor(t), "kb:read").SendAndWait(ctx, client.Request{Capability: envelope.Read, Target: "kb.search",
+			Sealed: []byte(`{"query":"slow"}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+		if err != nil {
+			t.Errorf("search: %v", err)
+		}
+		search <- reply
+	}()
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the search never reached its upstream")
+	}
+	_, reply, err := h.agent(newActor(t), "refund:draft").SendAndWait(ctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund",
+		Sealed: []byte(`{"order_id":"o-fast","amount_cents":100}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	must(t, err)
+	if string(reply.Payload) != `{"refund_id":"r-o-fast","status":"drafted"}` {
+		t.Errorf("refund reply while the search's upstream hangs = %s; want the refund's answer", reply.Payload)
+	}
+	select {
+	case <-search:
+		t.Error("the search was answered before the refund; want its upstream still hanging")
+	default:
+	}
+	if r := <-search; r == nil || !strings.Contains(string(r.Payload), `"isError":true`) || !strings.Contains(string(r.Payload), "did not answer in time") {
+		t.Errorf("search reply after its upstream's timeout = %v; want an error answer", r)
 	}
 }

@@ -71,7 +71,17 @@ type Upstream struct {
 	// upstreams' bearer tokens, nor NATS credentials). Only with
 	// Command.
 	Env []string `yaml:"env" json:"env"`
+	// Timeout bounds one upstream call, connecting included: past it the
+	// call is abandoned and the requester answered with an error (the
+	// tool may still have acted). Keep it at most the target's
+	// response_deadline in the catalog, after which the gateway takes no
+	// answer. Zero: DefaultUpstreamTimeout. Negative is invalid.
+	Timeout time.Duration `yaml:"timeout" json:"timeout"`
 }
+
+// DefaultUpstreamTimeout is the zero Upstream.Timeout: JetStream's
+// default AckWait, after which an unacknowledged delivery comes again.
+const DefaultUpstreamTimeout = 30 * time.Second
 
 // EndpointConfig configures the MCP endpoint.
 type EndpointConfig struct {
@@ -235,6 +245,9 @@ func (c *Config) Validate() error {
 		}
 		if u.Tool == "" {
 			u.Tool = t.Name
+		}
+		if u.Timeout < 0 {
+			add("tool %q: upstream timeout must not be negative", t.Name)
 		}
 		if len(u.Env) > 0 && len(u.Command) == 0 {
 			add("tool %q: upstream env is only for a command", t.Name)
