@@ -33,7 +33,7 @@ const Version = "1"
 // its own goroutine: the targets' deliveries are handled independently.
 type Bridge struct {
 	cons    map[string]*client.Consumer // by target, one each
-	tools   map[string]*bridged // by target
+	tools   map[string]*bridged         // by target
 	onCall  func(target string)
 	mu      sync.Mutex
 	answers map[string]json.RawMessage // by request message id, for a redelivery after an answer failed to send

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -23,6 +24,11 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 	s, err := sessionOf(req)
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
+	}
+	defer s.p.calls.Add(-1)
+	if n := s.p.calls.Add(1); n > int64(e.bounds.calls) {
+		data, _ := json.Marshal(DeniedData{Reason: "too_many_calls"})
+		return nil, &jsonrpc.Error{Code: CodeBusy, Message: fmt.Sprintf("too many calls in flight for this principal (at most %d): wait for one to end, or call with a task", e.bounds.calls), Data: data}
 	}
 	return e.invoke(ctx, s, t, req.Params.Arguments, callHooks{})
 }

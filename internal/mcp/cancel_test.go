@@ -76,3 +76,58 @@ func TestEndpointCancelOfHeldCallRefused(t *testing.T) {
 		t.Errorf("upstream calls = %q; want the granted payment once", got)
 	}
 }
+
+// TestEndpointCapsSyncCallsPerPrincipal: a principal's synchronous calls
+// in flight are bounded (each waits with its own subscription on the
+// principal's reply subject, so every reply reaches all of them); one
+// past the bound is refused at once with -32014 and nothing is sent,
+// while another principal is still served and the calls in flight end
+// normally.
+func TestEndpointCapsSyncCallsPerPrincipal(t *testing.T) {
+	h := newEndpointHarness(t)
+	h.endpoint.bounds.calls = 2
+	tok := h.signed("paula", "billing")
+	// The token is exchanged once, before the calls share it.
+	if code, resp := h.postRPC(tok, `{"jsonrpc":"2.0","id":100,"method":"tools/list"}`); code != 200 {
+		t.Fatalf("tools/list = %d %s", code, resp)
+	}
+	pay := func(id, amount int) string {
+		_, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"send_payment","arguments":{"amount_cents":%d,"to":"acct-cap"}}}`, id, amount))
+		return resp
+	}
+	held := make(chan string, 2)
+	for i := range 2 {
+		go func() { held <- pay(1+i, 8100+i) }() // held for approval: in flight until granted
+	}
+	inFlight := func() int64 {
+		h.endpoint.mu.Lock()
+		defer h.endpoint.mu.Unlock()
+		for _, p := range h.endpoint.principals {
+			if p.subject == "paula" {
+				return p.calls.Load()
+			}
+		}
+		return 0
+	}
+	for deadline := time.Now().Add(20 * time.Second); inFlight() < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := inFlight(); n != 2 {
+		t.Fatalf("%d calls in flight; want the two held payments", n)
+	}
+	if resp := pay(3, 8199); !strings.Contains(resp, `"code":-32014`) || !strings.Contains(resp, "too many calls in flight") {
+		t.Errorf("a third call in flight = %s; want refused with -32014", resp)
+	}
+	if _, resp := h.postRPC(h.signed("quinn", "support"), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"cap"}}}`); !strings.Contains(resp, "3 articles about cap") {
+		t.Errorf("another principal's call = %s; want served", resp)
+	}
+	h.approve(func(approval.Request) string { return approval.Grant })
+	for range 2 {
+		if resp := <-held; !strings.Contains(resp, `"payment_id":"p-81`) {
+			t.Errorf("a held call after the grant = %s; want its payment", resp)
+		}
+	}
+	if calls := h.upstream.calls(); slices.ContainsFunc(calls, func(c string) bool { return strings.Contains(c, "8199") }) {
+		t.Errorf("upstream calls = %q; want none for the refused call", calls)
+	}
+}

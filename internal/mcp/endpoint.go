@@ -42,6 +42,9 @@ const (
 	// cannot withdraw it there: it may still be granted and the tool
 	// run, so the task goes on and reports the outcome.
 	CodeNotWithdrawn = -32013
+	// CodeBusy: the principal has as many synchronous calls in flight
+	// as the endpoint allows (64); nothing was sent.
+	CodeBusy = -32014
 )
 
 // DeniedData is the data of a CodeDenied error (and of CodeReplayed and

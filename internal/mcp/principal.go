@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -37,9 +38,15 @@ const maxBearerBytes = 16 << 10
 // none is, a new principal is refused. Past sessions live tokens, or
 // perPrincipal of one principal, a new token is refused until one
 // expires: one principal cannot take every place.
-type bounds struct{ principals, sessions, perPrincipal int }
+//
+// calls bounds a principal's synchronous tools/call requests in flight
+// (task-augmented ones are bounded by the task table): each waits on the
+// principal's reply subject with its own subscription on the endpoint's
+// one connection, so every reply and notice reaches all of them and n
+// calls cost n² deliveries.
+type bounds struct{ principals, sessions, perPrincipal, calls int }
 
-var defaultBounds = bounds{principals: 10000, sessions: 10000, perPrincipal: 64}
+var defaultBounds = bounds{principals: 10000, sessions: 10000, perPrincipal: 64, calls: 64}
 
 // principal is one authenticated MCP user (an IdP issuer and subject)
 // and the agent identity the endpoint signs for it with.
@@ -49,7 +56,8 @@ type principal struct {
 	key             nkeys.KeyPair
 	curve           nkeys.KeyPair
 	xkey            string
-	live            int // its sessions in Endpoint.sessions; under Endpoint.mu
+	live            int          // its sessions in Endpoint.sessions; under Endpoint.mu
+	calls           atomic.Int64 // synchronous tools/call in flight
 }
 
 // session is one verified bearer token and the credential the token

@@ -64,9 +64,9 @@ type task struct {
 	sent      bool // the call may have reached the gateway: it cannot be withdrawn
 	withdrawn bool // cancelled before it was sent: it never will be
 	state     Task
-	result  *sdk.CallToolResult
-	err     error
-	expires time.Time // zero while running
+	result    *sdk.CallToolResult
+	err       error
+	expires   time.Time // zero while running
 }
 
 func (t *task) snapshot() Task {
