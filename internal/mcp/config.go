@@ -45,8 +45,9 @@ type Tool struct {
 	Scope string `yaml:"scope" json:"scope"`
 	// Description shown in tools/list.
 	Description string `yaml:"description" json:"description"`
-	// InputSchema is the JSON Schema (an object) of the arguments shown
-	// in tools/list. Zero: {"type":"object"}.
+	// InputSchema is the JSON Schema of the arguments shown in
+	// tools/list: an object with "type": "object", as MCP requires.
+	// Zero: {"type":"object"}.
 	InputSchema string `yaml:"input_schema" json:"input_schema"`
 	// Upstream is where the bridge calls the tool. Zero for a tool that
 	// only the endpoint serves.
@@ -234,9 +235,14 @@ func (c *Config) Validate() error {
 			add("tool %q: scope is required", t.Name)
 		}
 		if t.InputSchema != "" {
-			var m map[string]any
-			if json.Unmarshal([]byte(t.InputSchema), &m) != nil {
+			// The MCP SDK requires a tool's input schema to say type
+			// "object" (AddTool panics otherwise), as the protocol does.
+			var m map[string]json.RawMessage
+			switch {
+			case json.Unmarshal([]byte(t.InputSchema), &m) != nil || m == nil:
 				add("tool %q: input_schema is not a JSON object", t.Name)
+			case string(m["type"]) != `"object"`:
+				add("tool %q: input_schema must have \"type\": \"object\"", t.Name)
 			}
 		}
 		u := &t.Upstream

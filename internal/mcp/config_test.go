@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -26,6 +29,8 @@ tools:
 		{"deny/bad-tenant", strings.Replace(good, "tenant_a", "Tenant A", 1), "tenant"},
 		{"deny/no-scope", strings.Replace(good, "scope: refund:draft", "", 1), "scope is required"},
 		{"deny/bad-schema", strings.Replace(good, `'{"type":"object"}'`, `'[1]'`, 1), "input_schema"},
+		{"deny/schema-of-an-array", strings.Replace(good, `'{"type":"object"}'`, `'{"type":"array"}'`, 1), "type"},
+		{"deny/schema-without-type", strings.Replace(good, `'{"type":"object"}'`, `'{}'`, 1), "type"},
 		{"deny/both-upstreams", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `command: [x]`, 1), "both url and command"},
 		{"deny/env-for-url", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `env: [HOME]`, 1), "only for a command"},
 		{"deny/bad-env-name", strings.Replace(good, `url: "http://127.0.0.1:9/mcp", bearer_env: REFUNDS_TOKEN`, `command: [x], env: ["A=B"]`, 1), "not a variable name"},
@@ -44,5 +49,36 @@ tools:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("endpoint validate = %v; want it to name %s", err, want)
 		}
+	}
+}
+
+// TestValidConfigStartsTheEndpoint: every input_schema Validate accepts
+// is one the MCP SDK takes; one it refuses ('{"type":"array"}', '{}')
+// made NewEndpoint panic on start.
+func TestValidConfigStartsTheEndpoint(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t, natstest.Options{}))
+	gwKey, _ := identity.NewGatewayKey()
+	gwCurve, _ := identity.NewCurve()
+	n, _ := gwKey.PublicKey()
+	x, _ := gwCurve.PublicKey()
+	for _, schema := range []string{`{"type":"object"}`, `{"type":"array"}`, `{}`, `{"type":"object","properties":{"q":{"type":"string"}}}`} {
+		t.Run(schema, func(t *testing.T) {
+			c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: "kb:read", InputSchema: schema}},
+				Endpoint: EndpointConfig{Resource: "http://127.0.0.1:1/mcp", AuthorizationServers: []string{"http://127.0.0.1:2"},
+					GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x}}
+			if c.Validate() != nil {
+				return // refused before the endpoint starts
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("NewEndpoint panicked on a config Validate accepted: %v", r)
+					}
+				}()
+				e, err := NewEndpoint(nc, c)
+				must(t, err)
+				must(t, e.Close())
+			}()
+		})
 	}
 }
