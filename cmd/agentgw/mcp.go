@@ -164,7 +164,7 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	if err != nil {
 		return c.fail(err, "")
 	}
-	srv := &http.Server{Handler: ep, ReadHeaderTimeout: 10 * time.Second}
+	srv := mcpHTTPServer(ep)
 	ctx, cancel := interruptible()
 	defer cancel()
 	go func() {
@@ -178,4 +178,19 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 		return c.fail(err, "")
 	}
 	return exitOK
+}
+
+// mcpHTTPServer is the endpoint's HTTP server: a client must send its
+// headers within 10 s and its body (at most 1 MiB) within 30 s, and an
+// idle keep-alive connection is closed after 2 minutes, so slow or idle
+// clients cannot hold connections open. No WriteTimeout: a response
+// waits for the gateway (up to approval_wait for a call held for
+// approval) and may stream.
+func mcpHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
