@@ -168,6 +168,19 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 		k.mu.Lock()
 		now := k.now()
 		stale := k.fetched.IsZero() || now.Sub(k.fetched) >= k.maxAge
+		if ch := k.fetching; ch != nil && (stale || unknown) {
+			// A fetch is in flight: it is the one this call needs, even
+			// though it makes a new attempt too early to start.
+			k.mu.Unlock()
+			select {
+			case <-ch:
+				unknown = false // that fetch was the refresh we wanted
+				fromFetch = true
+				continue
+			case <-ctx.Done():
+				return nil, false, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
+			}
+		}
 		canRetry := k.tried.IsZero() || now.Sub(k.tried) >= k.minRefresh
 		need := (stale || unknown) && canRetry
 		if !need {
@@ -187,17 +200,6 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 				return nil, false, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
 			return keys, fromFetch, nil
-		}
-		if ch := k.fetching; ch != nil {
-			k.mu.Unlock()
-			select {
-			case <-ch:
-				unknown = false // that fetch was the refresh we wanted
-				fromFetch = true
-				continue
-			case <-ctx.Done():
-				return nil, false, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
-			}
 		}
 		ch := make(chan struct{})
 		k.fetching, k.tried = ch, now
