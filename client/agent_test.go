@@ -486,15 +486,16 @@ func TestReadExchangedReadsExactNames(t *testing.T) {
 		enc := base64.RawURLEncoding.EncodeToString
 		return &protocol.Response{AccessToken: enc([]byte(`{"typ":"JWT","alg":"ed25519-nkey"}`)) + "." + enc([]byte(claims)) + "." + enc(make([]byte, 64))}
 	}
-	c, err := readExchanged(tok(`{"sub":"UOTHER","SUB":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), "UME", "XK")
+	cfg := ExchangeConfig{Audience: "gw", XKey: "XK"}
+	c, err := readExchanged(tok(`{"sub":"UOTHER","SUB":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), cfg, "UME")
 	if err == nil {
 		t.Errorf("readExchanged took a credential for UOTHER as UME's: %+v", c)
 	}
-	c, err = readExchanged(tok(`{"sub":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), "UME", "XK")
+	c, err = readExchanged(tok(`{"sub":"UME","aud":"gw","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), cfg, "UME")
 	if err != nil || c.Tenant != "tenant_a" || len(c.Scopes) != 1 || c.Scopes[0] != "kb:read" {
 		t.Errorf("readExchanged = %+v, %v; want tenant_a and [kb:read], the exact names", c, err)
 	}
-	if _, err := readExchanged(tok(`{"sub":"UME","sub":"UME","iat":1,"exp":2,"nats":{"xkey":"XK"}}`), "UME", "XK"); err == nil {
+	if _, err := readExchanged(tok(`{"sub":"UME","sub":"UME","iat":1,"exp":2,"nats":{"xkey":"XK"}}`), cfg, "UME"); err == nil {
 		t.Error("readExchanged accepted a duplicate claim")
 	}
 }

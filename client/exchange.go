@@ -2,9 +2,9 @@ package client
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +22,9 @@ import (
 
 // ErrExchange: the token exchange service could not be reached or gave
 // an answer that is not an exchange response (no responders, timeout, a
-// malformed reply). A refusal is a *reason.Denial instead.
+// malformed reply) or not the credential asked for (another agent key,
+// xkey, audience or tenant, unrequested scopes, an untrusted issuer). A
+// refusal is a *reason.Denial instead.
 var ErrExchange = errors.New("client: token exchange unavailable")
 
 // DefaultExchangeTimeout bounds one exchange request.
@@ -57,6 +59,13 @@ type ExchangeConfig struct {
 	// RenewBefore is how long before expiry a CredentialSource renews.
 	// Zero: a third of the credential's lifetime.
 	RenewBefore time.Duration
+	// TrustedIssuers, when set, are the account ('A') keys whose
+	// credentials the exchange may hand out (the gateway's exchange
+	// issuer keys): an answer signed by any other key, or whose signature
+	// does not verify, is refused. Empty: the issuer is not checked, and
+	// the answer is trusted as far as NATS permissions keep anyone but
+	// the gateway from answering Subject.
+	TrustedIssuers []string
 }
 
 // String names the agent key's role only.
@@ -82,6 +91,12 @@ func (c ExchangeConfig) check() error {
 	}
 	if c.Token == nil {
 		errs = append(errs, errors.New("token source is required"))
+	}
+	for _, k := range c.TrustedIssuers {
+		if !subjects.ValidKey(k, 'A') {
+			errs = append(errs, errors.New("trusted issuer is not a public account ('A') key"))
+			break
+		}
 	}
 	if c.Timeout < 0 || c.RenewBefore < 0 {
 		errs = append(errs, errors.New("timeout and renew_before must not be negative"))
@@ -178,27 +193,32 @@ func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrExchange, err)
 	}
-	return readExchanged(resp, pub, cfg.XKey)
+	return readExchanged(resp, cfg, pub)
 }
 
-// readExchanged checks the returned credential names this agent and
-// reads its times. It does not verify the issuer's signature: the
-// gateway does that for every envelope.
-func readExchanged(resp *protocol.Response, pub, xkey string) (*ExchangedCredential, error) {
-	parts := strings.Split(resp.AccessToken, ".")
-	if len(parts) != 3 {
+// readExchanged checks that the returned credential is the one asked
+// for: it names this agent key and xkey, the configured audience, the
+// configured tenant (when set), only scopes that were requested (when
+// any were), and, with cfg.TrustedIssuers, is signed by one of them.
+// Anyone allowed to answer on the exchange subject could otherwise hand
+// the agent a credential of another tenant, whose sealed payloads would
+// then go there. The response's own tenant and scope members are not
+// read: the credential's claims are what the gateway acts on. The
+// protocol's response does not echo the request id, so an answer is tied
+// to its request by the reply inbox only.
+func readExchanged(resp *protocol.Response, cfg ExchangeConfig, pub string) (*ExchangedCredential, error) {
+	jwt, err := identity.ParseJWT(resp.AccessToken)
+	if err != nil {
 		return nil, fmt.Errorf("%w: credential is not a JWT", ErrExchange)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, fmt.Errorf("%w: credential claims do not decode", ErrExchange)
-	}
 	var c struct {
-		ID      string `json:"jti"`
-		Subject string `json:"sub"`
-		Iat     int64  `json:"iat"`
-		Exp     int64  `json:"exp"`
-		Nats    struct {
+		ID       string `json:"jti"`
+		Issuer   string `json:"iss"`
+		Subject  string `json:"sub"`
+		Audience string `json:"aud"`
+		Iat      int64  `json:"iat"`
+		Exp      int64  `json:"exp"`
+		Nats     struct {
 			Tenant string   `json:"tenant"`
 			Scopes []string `json:"scopes"`
 			XKey   string   `json:"xkey"`
@@ -206,11 +226,32 @@ func readExchanged(resp *protocol.Response, pub, xkey string) (*ExchangedCredent
 	}
 	// Exact names, no duplicates: encoding/json would read "SUB" or
 	// "Tenant" as the claim, and the last of two.
-	if err := jsonv2.Unmarshal(raw, &c); err != nil {
+	if err := jsonv2.Unmarshal(jwt.Payload, &c); err != nil {
 		return nil, fmt.Errorf("%w: credential claims do not decode", ErrExchange)
 	}
-	if c.Subject != pub || c.Nats.XKey != xkey || c.Exp <= c.Iat {
+	if c.Subject != pub || c.Nats.XKey != cfg.XKey || c.Exp <= c.Iat {
 		return nil, fmt.Errorf("%w: credential is not for this agent key and xkey", ErrExchange)
+	}
+	if c.Audience != cfg.Audience {
+		return nil, fmt.Errorf("%w: credential is for audience %.72q, not %.72q", ErrExchange, c.Audience, cfg.Audience)
+	}
+	if cfg.Tenant != "" && c.Nats.Tenant != cfg.Tenant {
+		return nil, fmt.Errorf("%w: credential is for tenant %.72q, not %.72q", ErrExchange, c.Nats.Tenant, cfg.Tenant)
+	}
+	if len(cfg.Scopes) > 0 {
+		for _, g := range c.Nats.Scopes {
+			if !slices.Contains(cfg.Scopes, g) {
+				return nil, fmt.Errorf("%w: credential grants scope %.72q, which was not requested", ErrExchange, g)
+			}
+		}
+	}
+	if len(cfg.TrustedIssuers) > 0 {
+		if !slices.Contains(cfg.TrustedIssuers, c.Issuer) {
+			return nil, fmt.Errorf("%w: credential issuer %.72q is not trusted", ErrExchange, c.Issuer)
+		}
+		if !jwt.VerifySignature(c.Issuer, nkeys.PrefixByteAccount) {
+			return nil, fmt.Errorf("%w: credential signature does not verify with issuer %s", ErrExchange, c.Issuer)
+		}
 	}
 	return &ExchangedCredential{
 		Token: identity.Token(resp.AccessToken), ID: c.ID, Tenant: c.Nats.Tenant, Scopes: c.Nats.Scopes,

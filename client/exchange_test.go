@@ -1,0 +1,113 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway/exchange/protocol"
+	"github.com/agentgw/agentgw/gateway/identity"
+)
+
+// answerExchange answers every request on the exchange subject with
+// token, as anyone allowed to subscribe there could.
+func answerExchange(t *testing.T, nc *nats.Conn, token identity.Token) {
+	t.Helper()
+	sub, err := nc.Subscribe(protocol.DefaultSubject, func(m *nats.Msg) {
+		body, _ := json.Marshal(protocol.Response{
+			AccessToken: token.Reveal(), IssuedTokenType: protocol.TokenTypeAgentgw, TokenType: "N_A", ExpiresIn: 1800,
+		})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExchangeRefusesCredentialNotAskedFor: an answer on agentgw.exchange
+// is taken only if it is the credential the agent asked for: its
+// audience, its tenant when one is configured, no scope it did not
+// request, and with TrustedIssuers a trusted issuer's valid signature. A
+// rogue responder handing out another tenant's credential for the
+// agent's own keys is refused.
+func TestExchangeRefusesCredentialNotAskedFor(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	rogue := mustKey(t, identity.NewIssuer)
+	trusted, _ := w.issuer.PublicKey()
+	issue := func(issuer nkeys.KeyPair, tenant, aud string, scopes ...string) identity.Token {
+		tok, err := identity.Issue(issuer, identity.IssueRequest{
+			Subject: a.pub, Audience: aud, Tenant: tenant, Scopes: scopes, XKey: a.xkey, TTL: 30 * time.Minute,
+		}, testClock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	// A credential naming the trusted issuer but signed by the rogue one.
+	forged := func() identity.Token {
+		j, err := identity.ParseJWT(issue(rogue, testTenant, testAudience).Reveal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rpub, _ := rogue.PublicKey()
+		s, err := identity.NewSigner(rogue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return identity.SignJWT(s, []byte(strings.Replace(string(j.Payload), rpub, trusted, 1)))
+	}()
+	pinned := func(c *ExchangeConfig) { c.TrustedIssuers = []string{trusted} }
+	for name, tc := range map[string]struct {
+		answer  identity.Token
+		mod     func(*ExchangeConfig)
+		wantErr error
+	}{
+		"deny/other_tenant":         {answer: issue(w.issuer, "tenant_b", testAudience), mod: func(c *ExchangeConfig) { c.Tenant = testTenant }, wantErr: ErrExchange},
+		"deny/rogue_issuer":         {answer: issue(rogue, "tenant_b", testAudience), mod: pinned, wantErr: ErrExchange},
+		"deny/forged_signature":     {answer: forged, mod: pinned, wantErr: ErrExchange},
+		"deny/other_audience":       {answer: issue(w.issuer, testTenant, "other-gateway"), wantErr: ErrExchange},
+		"deny/unrequested_scope":    {answer: issue(w.issuer, testTenant, testAudience, "kb:read", "admin:*"), mod: func(c *ExchangeConfig) { c.Scopes = []string{"kb:read"} }, wantErr: ErrExchange},
+		"allow/asked_for":           {answer: issue(w.issuer, testTenant, testAudience, "kb:read"), mod: func(c *ExchangeConfig) { pinned(c); c.Tenant = testTenant; c.Scopes = []string{"kb:read", "kb:write"} }},
+		"allow/any_tenant_unpinned": {answer: issue(rogue, "tenant_b", testAudience)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc := connectTo(t, w)
+			answerExchange(t, nc, tc.answer)
+			cfg := ExchangeConfig{
+				Audience: testAudience, Key: a.kp, XKey: a.xkey, Timeout: 2 * time.Second,
+				Token: func(context.Context) (string, error) { return "idp-token", nil },
+			}
+			if tc.mod != nil {
+				tc.mod(&cfg)
+			}
+			got, err := Exchange(ctxT(t), w.nc, cfg, WithClock(func() time.Time { return testClock }))
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("Exchange = %v, %v; want %v", got, err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), tc.answer.Reveal()) {
+				t.Errorf("error quotes the credential")
+			}
+		})
+	}
+}
+
+func connectTo(t *testing.T, w *world) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(w.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
