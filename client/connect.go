@@ -49,11 +49,11 @@ func UserOptions(seedFile string) ([]nats.Option, error) {
 	sign := func(nonce []byte) ([]byte, error) {
 		kp, err := identity.ReadUserSeedFile(seedFile)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: no user seed", ErrConfig, seedFile)
+			return nil, fmt.Errorf("%w: %s: no user seed", ErrConfig, identity.SafePath(seedFile))
 		}
 		defer kp.Wipe()
 		if k, err := kp.PublicKey(); err != nil || k != pub {
-			return nil, fmt.Errorf("%w: %s: the user seed changed", ErrConfig, seedFile)
+			return nil, fmt.Errorf("%w: %s: the user seed changed", ErrConfig, identity.SafePath(seedFile))
 		}
 		return kp.Sign(nonce)
 	}
@@ -68,12 +68,12 @@ func UserOptions(seedFile string) ([]nats.Option, error) {
 func UserKey(seedFile string) (string, error) {
 	kp, err := identity.ReadUserSeedFile(seedFile)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: no user ('SU…') seed by the seed file rules", ErrConfig, seedFile)
+		return "", fmt.Errorf("%w: %s: no user ('SU…') seed by the seed file rules", ErrConfig, identity.SafePath(seedFile))
 	}
 	defer kp.Wipe()
 	pub, err := kp.PublicKey()
 	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
-		return "", fmt.Errorf("%w: %s: not a user ('SU…') seed", ErrConfig, seedFile)
+		return "", fmt.Errorf("%w: %s: not a user ('SU…') seed", ErrConfig, identity.SafePath(seedFile))
 	}
 	return pub, nil
 }

@@ -86,3 +86,54 @@ func TestUserOptions(t *testing.T) {
 		t.Errorf("UserOptions(curve seed) = %v; want ErrConfig without the seed", err)
 	}
 }
+
+// TestSeedFileErrorsHideAPastedSeed: a seed pasted where the seed file's
+// path belongs is not echoed by UserKey's or UserOptions' errors, nor by
+// the nonce signer's when the file under a seed-like path changed.
+func TestSeedFileErrorsHideAPastedSeed(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	for name, f := range map[string]func() error{
+		"UserKey":     func() error { _, err := UserKey(string(seed)); return err },
+		"UserOptions": func() error { _, err := UserOptions(string(seed)); return err },
+		"sign/seed_changed": func() error {
+			// A directory named like a seed holds a seed file that is
+			// replaced by another user's after UserOptions read it.
+			dir := filepath.Join(t.TempDir(), string(seed))
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(dir, "user.nk")
+			if err := os.WriteFile(f, append(seed, '\n'), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			opts, err := UserOptions(f)
+			if err != nil {
+				t.Fatalf("UserOptions: %v", err)
+			}
+			other, _ := nkeys.CreateUser()
+			oseed, _ := other.Seed()
+			if err := os.WriteFile(f, append(oseed, '\n'), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var o nats.Options
+			for _, opt := range opts {
+				if err := opt(&o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = o.SignatureCB([]byte("nonce"))
+			return err
+		},
+	} {
+		err := f()
+		if !errors.Is(err, ErrConfig) {
+			t.Errorf("%s(pasted seed) = %v; want %v", name, err, ErrConfig)
+		} else if strings.Contains(err.Error(), string(seed)) {
+			t.Errorf("%s(pasted seed): error quotes the seed", name)
+		}
+	}
+}
