@@ -417,10 +417,33 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	ag := w.agent(a)
 	seed, _ := a.kp.Seed()
 	cseed, _ := a.curve.Seed()
+	op, err := newOperator(w.nc, a.token, a.kp, testTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewCredentialSource(w.nc, ExchangeConfig{
+		Audience: testAudience, Key: a.kp, XKey: a.xkey,
+		Token: func(context.Context) (string, error) { return "idp-token", nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa, err := NewExchangeAgent(w.nc, cfg, src)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []string{
 		fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg),
 		fmt.Sprintf("%v %+v %#v %s", ag, ag, ag, ag),
 		fmt.Sprintf("%+v", ApproverConfig{AgentConfig: cfg}),
+		fmt.Sprintf("%v %+v %#v %s %+v %#v", op, op, op, op, *op, *op),
+		fmt.Sprintf("%v %+v %#v %s %+v %#v", ap, ap, ap, ap, *ap, *ap),
+		fmt.Sprintf("%v %+v %#v %s", xa, xa, xa, xa),
+		fmt.Sprintf("%+v %#v", []any{op, ap, xa}, map[string]any{"op": op, "ap": ap, "xa": xa}),
 	} {
 		for name, secret := range map[string]string{"seed": string(seed), "curve seed": string(cseed), "credential": a.token.Reveal()} {
 			if strings.Contains(s, secret) {

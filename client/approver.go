@@ -90,6 +90,22 @@ func NewApprover(nc *nats.Conn, js jetstream.JetStream, cfg ApproverConfig, opts
 // Agent returns the identity the approver answers with.
 func (ap *Approver) Agent() *Agent { return ap.agent }
 
+// String returns "client.Approver{<tenant> <public key>}": never the
+// credential of its config, which fmt would print from the unexported
+// field otherwise.
+func (ap Approver) String() string {
+	if ap.agent == nil {
+		return "client.Approver{}"
+	}
+	return "client.Approver{" + ap.agent.tenant + " " + ap.agent.pub + "}"
+}
+
+// Format prints String for every verb, %#v included.
+func (ap Approver) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(ap.String())) }
+
+// GoString returns String.
+func (ap Approver) GoString() string { return ap.String() }
+
 // Watch calls fn for each held request of the approver's tenant
 // (agentgw.approval.<tenant>.>) until ctx is done, one at a time, oldest
 // first. A request is acknowledged when fn returns nil and shown again

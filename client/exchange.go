@@ -341,6 +341,23 @@ func NewExchangeAgent(nc *nats.Conn, cfg AgentConfig, src *CredentialSource, opt
 	return &ExchangeAgent{nc: nc, cfg: cfg, src: src, opts: opts}, nil
 }
 
+// String returns "client.ExchangeAgent{<config summary> <public key>}":
+// never the credential of its config, which fmt would print from the
+// unexported field otherwise.
+func (a *ExchangeAgent) String() string {
+	pub := ""
+	if a.cfg.Key != nil {
+		pub, _ = a.cfg.Key.PublicKey()
+	}
+	return "client.ExchangeAgent{" + a.cfg.String() + " " + pub + "}"
+}
+
+// Format prints String for every verb, %#v included.
+func (a *ExchangeAgent) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+
+// GoString returns String.
+func (a *ExchangeAgent) GoString() string { return a.String() }
+
 // Agent returns an Agent holding a current credential.
 func (a *ExchangeAgent) Agent(ctx context.Context) (*Agent, error) {
 	c, err := a.src.Credential(ctx)

@@ -43,6 +43,22 @@ func newOperator(nc *nats.Conn, tok identity.Token, kp nkeys.KeyPair, tenant str
 	return &Operator{nc: nc, token: tok, signer: s, tenant: tenant}, nil
 }
 
+// String returns "client.Operator{<tenant> <public key>}": never the
+// credential, which fmt would print from the unexported field otherwise.
+func (o Operator) String() string {
+	pub := ""
+	if o.signer != nil {
+		pub = o.signer.PublicKey()
+	}
+	return "client.Operator{" + o.tenant + " " + pub + "}"
+}
+
+// Format prints String for every verb, %#v included.
+func (o Operator) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(o.String())) }
+
+// GoString returns String.
+func (o Operator) GoString() string { return o.String() }
+
 // Replay asks the gateway about the denied message at deniedSeq. With
 // dryRun the gateway re-evaluates it against the current trust, catalog
 // and policy and changes nothing; otherwise it re-submits the message
