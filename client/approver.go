@@ -108,11 +108,18 @@ func (ap Approver) GoString() string { return ap.String() }
 
 // Watch calls fn for each held request of the approver's tenant
 // (agentgw.approval.<tenant>.>) until ctx is done, one at a time, oldest
-// first. A request is acknowledged when fn returns nil and shown again
-// later when fn returns an error. Requests this approver cannot answer are
-// acknowledged without calling fn: those past their deadline and those
-// made by the approver itself. A message that is not a request of this
-// tenant is terminated.
+// first. A request is acknowledged when fn returns nil and shown
+// again about 2 s later when fn returns an error. Requests this approver
+// cannot answer are not shown: those past their deadline and those made
+// by the approver itself. With an ephemeral consumer they are
+// acknowledged. On a Durable, which other approvers may bind too, the
+// approver's own requests are handed back (shown again to any approver
+// about 2 s later), and expired ones are acknowledged only once past
+// their deadline by more than 5 minutes, the largest clock skew the
+// gateway allows, and handed back until then, so that neither a
+// requester that also approves nor a clock running ahead hides a request
+// from the others. A message that is not a request of this tenant is
+// terminated.
 //
 // Watch returns nil when ctx is done, or an error wrapping ErrStream when
 // the consumer cannot be created or disappears.
@@ -132,17 +139,51 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 			_ = m.TermWithReason(err.Error())
 			return
 		}
-		if req.Agent == ap.agent.PublicKey() || requestExpired(req, ap.now()) {
-			_ = m.Ack()
+		// An ephemeral consumer is this approver's alone: what it will
+		// not show, no one else will read from it either.
+		private := ap.cfg.Durable == ""
+		now := ap.now()
+		switch {
+		case req.Agent == ap.agent.PublicKey():
+			// The shared durable hands it to the other approvers too:
+			// consuming it here would hide it from all of them.
+			if private {
+				_ = m.Ack()
+			} else {
+				_ = m.NakWithDelay(redeliverDelay)
+			}
+			return
+		case requestExpired(req, now):
+			// Past the deadline by this clock, which may run ahead of
+			// the gateway's and the other approvers': consumed only once
+			// past it by more than any skew the gateway allows (it
+			// expires the hold itself).
+			if past := now.Sub(req.Deadline); private || past > expiredAckMargin {
+				_ = m.Ack()
+			} else {
+				// Handed back for any approver, not held for the whole
+				// margin: to one whose clock is right it is still live.
+				_ = m.NakWithDelay(redeliverDelay)
+			}
 			return
 		}
 		if err := fn(ctx, req); err != nil {
-			_ = m.Nak()
+			_ = m.NakWithDelay(redeliverDelay)
 			return
 		}
 		_ = m.Ack()
 	})
 }
+
+const (
+	// redeliverDelay is how long a request Watch hands back waits before
+	// it is delivered again, so that handing back is not a hot loop.
+	redeliverDelay = 2 * time.Second
+	// expiredAckMargin is how far past its deadline, by the approver's
+	// clock, a request on a shared durable must be before Watch consumes
+	// it: the largest clock skew the gateway may be configured with.
+	expiredAckMargin = 5 * time.Minute
+)
 
 // requestExpired reports whether req is past its deadline at now, as the
 // gateway decides it (docs/wire.md, "Approvals"): now is later than the

@@ -203,3 +203,71 @@ func TestDecodeRequestReadsExactNames(t *testing.T) {
 		}
 	}
 }
+
+// TestApproverWatchSharedDurableHidesNothing: two approvers bind one
+// durable, as they bind <tenant>-approvals. The first is also the
+// requester of one request and its clock runs ahead, so it judges
+// another expired a second ago: it shows neither, and must not consume
+// them either, so the second approver (clock behind) is shown both. A
+// request past its deadline by more than the skew margin is consumed.
+func TestApproverWatchSharedDurableHidesNothing(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	w.approvalStream()
+	const durable = testTenant + "-approvals"
+	if _, err := w.js.CreateOrUpdateConsumer(ctxT(t), StreamApproval, jetstream.ConsumerConfig{
+		Durable: durable, FilterSubject: "agentgw.approval." + testTenant + ".>",
+		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	both := w.newActor(testTenant, "refund:draft", "approve:refunds.*") // requester and approver
+	other := w.newActor(testTenant, "approve:refunds.*")
+	requester := w.newActor(testTenant, "refund:draft")
+	bound := func(a *actor, now time.Time) *Approver {
+		ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: w.agentConfig(a), Durable: durable, Bind: true},
+			WithClock(func() time.Time { return now }))
+		if err != nil {
+			t.Fatalf("NewApprover = %v", err)
+		}
+		return ap
+	}
+	longExpired := heldRequest(requester, "held-message-id-0000")
+	longExpired.Deadline = testClock.Add(-10 * time.Minute)
+	justExpired := heldRequest(requester, "held-message-id-0001")
+	justExpired.Deadline = testClock.Add(-time.Second)
+	own := heldRequest(both, "held-message-id-0002")
+	for _, r := range []approval.Request{longExpired, justExpired, own} {
+		w.publishRequest(r)
+	}
+
+	// The first approver, at testClock, is shown none of them.
+	ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+	err := bound(both, testClock).Watch(ctx, func(_ context.Context, req approval.Request) error {
+		t.Errorf("first approver shown %s", req.HeldMessageID)
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+
+	// The second, its clock 20 minutes behind, is shown the two live
+	// ones; the one expired long ago was consumed.
+	seen := map[string]bool{}
+	ctx, cancel = context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	err = bound(other, testClock.Add(-20*time.Minute)).Watch(ctx, func(_ context.Context, req approval.Request) error {
+		seen[req.HeldMessageID] = true
+		if len(seen) == 2 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	if !seen[justExpired.HeldMessageID] || !seen[own.HeldMessageID] || seen[longExpired.HeldMessageID] {
+		t.Errorf("second approver shown %v; want %s and %s only", seen, justExpired.HeldMessageID, own.HeldMessageID)
+	}
+}
