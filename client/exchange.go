@@ -289,7 +289,8 @@ func NewCredentialSource(nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*Cr
 // exchanging for a new one when needed. If a renewal fails while the
 // current credential is still valid, that one is returned with no error,
 // so a brief IdP or gateway outage does not stop an agent; once it has
-// expired the renewal's error is returned.
+// expired, by the clock read after the renewal failed, the renewal's
+// error is returned.
 func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -299,7 +300,9 @@ func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential
 	}
 	c, err := Exchange(ctx, s.nc, s.cfg, s.opts...)
 	if err != nil {
-		if s.cur != nil && now.Before(s.cur.Expires) {
+		// The exchange may have taken its whole timeout: judge the
+		// fallback at the instant it would be returned.
+		if s.cur != nil && s.now().Before(s.cur.Expires) {
 			return s.cur, nil
 		}
 		return nil, err

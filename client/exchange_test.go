@@ -111,3 +111,44 @@ func connectTo(t *testing.T, w *world) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// TestCredentialSourceFallbackJudgedAfterExchange: when a renewal fails,
+// the current credential is returned only if it is still valid once the
+// exchange has failed, not at the instant the renewal began: an exchange
+// can take its whole timeout, and the credential may expire meanwhile.
+func TestCredentialSourceFallbackJudgedAfterExchange(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	tok, err := identity.Issue(w.issuer, identity.IssueRequest{
+		Subject: a.pub, Audience: testAudience, Tenant: testTenant, XKey: a.xkey, TTL: 30 * time.Minute,
+	}, testClock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerExchange(t, connectTo(t, w), tok)
+	var (
+		now   = testClock
+		calls int
+	)
+	src, err := NewCredentialSource(w.nc, ExchangeConfig{
+		Audience: testAudience, Key: a.kp, XKey: a.xkey, Timeout: 2 * time.Second,
+		Token: func(context.Context) (string, error) {
+			if calls++; calls == 1 {
+				return "idp-token", nil
+			}
+			// The renewal fails, and only after the credential expired.
+			now = testClock.Add(30*time.Minute + time.Second)
+			return "", errors.New("idp unreachable")
+		},
+	}, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Credential(ctxT(t)); err != nil {
+		t.Fatalf("Credential = %v", err)
+	}
+	now = testClock.Add(30*time.Minute - time.Second) // due for renewal, still valid
+	if c, err := src.Credential(ctxT(t)); !errors.Is(err, ErrExchange) {
+		t.Errorf("Credential = %v, %v; want %v: the credential expired during the renewal", c, err, ErrExchange)
+	}
+}
