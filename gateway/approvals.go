@@ -129,7 +129,11 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, r *rules, now tim
 // env is its envelope, or, for a body refused as oversized now, the one
 // it was held with (the hold names this ingress message as its creator).
 func (g *Gateway) heldBefore(it *item, env *envelope.Body, kh *kvHold, now time.Time) bool {
-	t, ok := g.rules.Load().cat.Lookup(env.Target)
+	r := it.rules
+	if r == nil {
+		r = g.rules.Load() // decided before the ledger gate
+	}
+	t, ok := r.cat.Lookup(env.Target)
 	if !ok || !it.refOK {
 		return false
 	}
@@ -142,9 +146,13 @@ func (g *Gateway) heldBefore(it *item, env *envelope.Body, kh *kvHold, now time.
 	if json.Unmarshal(kh.Value, &h) == nil && !h.RequestedAt.IsZero() {
 		requested = h.RequestedAt // still there when an answer took it
 	}
-	// Refused before the ledger gate (expired, say), it has no digests yet.
+	// Refused before the ledger gate (expired, say), it has no digests
+	// yet; refused as oversized, its body digest only.
 	if it.digest == ([32]byte{}) {
-		it.digest, it.payload = envelope.Digest(it.body), it.env.PayloadDigest()
+		it.digest = envelope.Digest(it.body)
+	}
+	if it.payload == ([32]byte{}) {
+		it.payload = it.env.PayloadDigest()
 	}
 	it.route, it.denial, it.unsigned = store.RouteApproval, nil, nil
 	it.target, it.deadline, it.pol = t, kh.Deadline, policy.Decision{}

@@ -57,6 +57,26 @@ func TestScaleOutHoldEndedRequestExpired(t *testing.T) {
 	h.endScaleOut(t, b, a)
 }
 
+// TestScaleOutHoldEndedRequestNowOversized: as above, with max_body_bytes
+// lowered meanwhile, so the next owner refuses the message as oversized
+// before reading its payload: the approval request it rebuilds still
+// names the payload's digest, not zeros.
+func TestScaleOutHoldEndedRequestNowOversized(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a, body, env, heldSeq := h.heldThenCrash()
+	h.cfg.Limits.MaxBodyBytes = len(body) - 1
+	h.clock.Advance(h.cfg.Limits.MaxTTL + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second)
+	b := h.startInstance("b")
+	h.waitIn(StreamDenied, heldSeq, expiredOutput)
+	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	if req.BodyDigest != hexDigest(envelope.Digest(body)) || req.PayloadDigest != hexDigest(env.PayloadDigest()) {
+		t.Errorf("rebuilt approval request digests %s, %s; want the request's", req.BodyDigest, req.PayloadDigest)
+	}
+	h.endScaleOut(t, b, a)
+}
+
 // TestScaleOutHeldAgainMatchesHold: a request held, its instance dead
 // before the journal append, held again by the partition's next owner
 // under a policy of another version: the approval request published
