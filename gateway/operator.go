@@ -168,6 +168,11 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d does not hold its body (%s, %s bytes)",
 			seq, headerSafe(digest), headerSafe(raw.Header.Get(header.BodyBytes)))
 	}
+	if len(raw.Data) == 0 {
+		// A denial standing for an output refused as too large (its
+		// message's body is on no record), or of an empty body.
+		return nil, reason.Deny(reason.ReplayRefused, "denied message %d holds no body", seq)
+	}
 	ref, err := subjects.ParseIngress(raw.Header.Get(header.IngressSubject))
 	if err != nil {
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d has no replayable ingress subject", seq)

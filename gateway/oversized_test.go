@@ -336,6 +336,15 @@ func TestOutputTooLargeForItsStream(t *testing.T) {
 		}
 		return nil
 	}))
+	// None of these records holds the body it denies: nothing to replay.
+	op := h.operator("operator:replay")
+	for _, seq := range []uint64{allowed, held, denied} {
+		for _, dry := range []bool{true, false} {
+			if _, err := op.Replay(ctx, h.deniedSeq(seq), dry); err == nil || !strings.Contains(err.Error(), string(reason.ReplayRefused)) {
+				t.Errorf("replay (dry run %v) of the denial of ingress %d = %v; want %s", dry, seq, err, reason.ReplayRefused)
+			}
+		}
+	}
 	out := h.outputFor(denied)
 	sum := sha256.Sum256(padded)
 	if out.Subject != "agentgw.denied.tenant_a.unknown_target" || len(out.Data) != 0 || out.Header.Get(header.BodyDigest) != "sha256:"+hex.EncodeToString(sum[:]) {
