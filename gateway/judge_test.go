@@ -167,3 +167,37 @@ func TestWaitingBatchJudgedWhenDecided(t *testing.T) {
 	}
 	h.scanSecrets()
 }
+
+// TestWaitingBatchSeesRevocation: a revocation reloaded while a verified
+// batch waits for the decider applies to that batch: the credential's
+// standing (trust and revocations) is judged again when the batch is
+// taken, with its clock rules.
+func TestWaitingBatchSeesRevocation(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	p := newHeldPipeline()
+	h.opts = append(h.opts, func(g *Gateway) { g.hooks = p.hooks() })
+	h.start()
+	<-h.gw.Ready()
+	ingress, err := h.js.Stream(ctx, StreamIngress)
+	must(t, err)
+	info, err := ingress.Info(ctx)
+	must(t, err)
+	p.hold.Store(info.State.LastSeq + 1)
+	held := h.send(h.body(nil))
+	awaitSeq(t, p.started, held, "the decider to take the first batch")
+	victim := newActor(t)
+	tok := h.credential(h.issuer, victim, "tenant_a", []string{"kb:read"}, time.Hour, "")
+	body := h.body(nil)
+	waiting := h.publish(h.ingress(victim, "tenant_a"), body, h.signed(victim, tok, body))
+	awaitSeq(t, p.waiting, waiting, "the victim's batch to be verified and offered")
+	replaceFile(t, h.cfg.Revocations.File, "keys: ["+victim.pub+"]\n")
+	must(t, h.gw.Reload())
+	close(p.gate)
+	h.wantReason(waiting, reason.Revoked)
+	r, err := invariant.Wait(ctx, h.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v (%s)", err, r)
+	}
+}

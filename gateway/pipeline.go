@@ -252,6 +252,12 @@ func (g *Gateway) judge(it *item, now time.Time) {
 	}
 	it.replayBy = c.replayBy
 	if c.cred != nil {
+		// Its standing too: trust and revocations reloaded while the
+		// batch waited apply to it.
+		if err := g.verifier.Standing(c.cred.Tenant, c.cred.Issuer, c.cred.ID, c.cred.Subject); err != nil {
+			it.deny(err)
+			return
+		}
 		if err := g.verifier.CheckValidity(c.cred, now); err != nil {
 			it.deny(err)
 			return
