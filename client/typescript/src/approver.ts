@@ -212,6 +212,15 @@ function instant(v: unknown): bigint | undefined {
   return typeof v === "string" ? (parseRFC3339(v) ?? undefined) : undefined;
 }
 
+/** How long a request watch hands back waits before it is delivered again. */
+const REDELIVER_DELAY_MS = 2000;
+/**
+ * How far past its deadline, by the approver's clock, a request on a
+ * durable must be before watch consumes it: the largest clock skew the
+ * gateway may be configured with.
+ */
+const EXPIRED_ACK_MARGIN_MS = 5 * 60_000;
+
 /**
  * requestExpired reports whether req is past its deadline at now, as the
  * Go SDK and the gateway decide it: now is later than the deadline to
@@ -401,11 +410,17 @@ export class Approver {
    * watch calls fn for each held request of the approver's tenant
    * (agentgw.approval.<tenant>.>) until the signal aborts, one at a time,
    * oldest first. A request is acknowledged when fn resolves and shown
-   * again later when it rejects. Requests this approver cannot answer are
-   * acknowledged without calling fn: those past their deadline and those
-   * made by the approver itself. A message that is not a request of this
-   * tenant is terminated. Rejects with a StreamError when the consumer
-   * cannot be created or disappears.
+   * again about 2 s later when it rejects. Requests this approver cannot
+   * answer are not shown: those past their deadline and those made by the
+   * approver itself. With an ephemeral consumer they are acknowledged. On
+   * a durable (a name, or bind), which other approvers may read too, the
+   * approver's own requests are handed back (shown again to any approver
+   * about 2 s later), and expired ones are acknowledged only once past
+   * their deadline by more than 5 minutes, the largest clock skew the
+   * gateway allows, and handed back until then, as the Go SDK's Watch
+   * does. A message that is not a request of this tenant is terminated.
+   * Rejects with a StreamError when the consumer cannot be created or
+   * disappears.
    */
   async watch(fn: (req: ApprovalRequest) => unknown, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const spec = this.#spec();
@@ -418,14 +433,36 @@ export class Approver {
         m.term((err as Error).message);
         continue;
       }
-      if (req.agent === this.agent.publicKey || this.#expired(req)) {
-        m.ack();
+      // An ephemeral consumer is this approver's alone; a durable may be
+      // bound by other approvers too, and consuming what this one will
+      // not show would hide it from all of them.
+      const shared = spec.durable !== "";
+      if (req.agent === this.agent.publicKey) {
+        if (shared) {
+          m.nak(REDELIVER_DELAY_MS);
+        } else {
+          m.ack();
+        }
+        continue;
+      }
+      if (this.#expired(req)) {
+        // Past the deadline by this clock, which may run ahead of the
+        // gateway's and the other approvers': on a shared durable it is
+        // consumed only once past it by more than any skew the gateway
+        // allows (the gateway expires the hold itself), and handed back
+        // until then.
+        const pastMs = this.agent.now().getTime() - (req.deadline?.getTime() ?? 0);
+        if (!shared || pastMs > EXPIRED_ACK_MARGIN_MS) {
+          m.ack();
+        } else {
+          m.nak(REDELIVER_DELAY_MS);
+        }
         continue;
       }
       try {
         await fn(req);
       } catch {
-        m.nak();
+        m.nak(REDELIVER_DELAY_MS);
         continue;
       }
       m.ack();

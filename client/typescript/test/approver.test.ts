@@ -174,3 +174,37 @@ test("watch: answered requests are acknowledged; own and expired ones are skippe
   assert.deepEqual(seen, ["held-message-000000033"]);
   assert.equal(calls, 2);
 });
+
+test("watch: on a durable other approvers read too, what one approver will not show is handed back, not consumed", async () => {
+  await approvalStream();
+  const durable = `${TENANT}-approvals`;
+  // The first approver is also a requester, and its clock runs 10
+  // minutes ahead: by it, one request has just expired.
+  const a = approver({ durable, clock: () => new Date(CLOCK.getTime() + 10 * 60_000) });
+  await hold(request("held-message-000000041", { agent: a.agent.publicKey }));
+  await hold(request("held-message-000000042", { deadline: "2026-11-26T01:15:00Z" })); // past by a's clock, live by b's
+  await hold(request("held-message-000000043", { deadline: "2026-11-26T00:50:00Z" })); // past by both, long ago
+  const shownToA: string[] = [];
+  const stopA = new AbortController();
+  const watchA = a.watch(async (req) => void shownToA.push(req.heldMessageId), { signal: stopA.signal });
+  await new Promise((r) => setTimeout(r, 1000));
+  stopA.abort();
+  await watchA;
+  assert.deepEqual(shownToA, [], "the first approver showed a request it cannot answer");
+  // The second, its clock right, binds the same durable.
+  const b = approver({ durable, bind: true });
+  const shownToB: string[] = [];
+  const stopB = new AbortController();
+  const giveUp = setTimeout(() => stopB.abort(), 10_000); // not shown: fail, not hang
+  await b.watch(
+    async (req) => {
+      shownToB.push(req.heldMessageId);
+      if (shownToB.length === 2) {
+        stopB.abort();
+      }
+    },
+    { signal: stopB.signal },
+  );
+  clearTimeout(giveUp);
+  assert.deepEqual(shownToB.sort(), ["held-message-000000041", "held-message-000000042"]);
+});
