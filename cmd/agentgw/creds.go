@@ -288,7 +288,7 @@ func reviseRevocations(args []string, revoke bool) int {
 		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
 Remove credential ids (jti) and agent keys from the gateway's revocations
 file, the inverse of 'creds revoke'. The file is replaced atomically and
-keeps its mode; the gateway applies it at its next reload (every
+keeps its mode, owner and group (refused when they cannot be kept); the gateway applies it at its next reload (every
 reload_interval, or on SIGHUP). A message denied while revoked can then
 be re-submitted with 'agentgw denied replay': check it with --dry-run
 first, since a re-submission is used up even when it is denied again.
@@ -298,7 +298,8 @@ Comments in the file are not preserved.`))
 Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
 "keys: [...]"), creating it if needed. The file is replaced atomically and
-keeps its mode. The gateway re-reads it on its next reload (every
+keeps its mode, owner and group (root:agentgw 0640 stays readable by the
+gateway; refused when they cannot be kept). The gateway re-reads it on its next reload (every
 reload_interval, or on SIGHUP): no restart. A revoked key revokes every
 credential of that agent. The reload also denies, at once, every request
 held for an approver that a revoked credential or key sent (reason
@@ -431,7 +432,9 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	if err != nil {
 		return c.fail(err, "")
 	}
-	if err := atomicfile.Write(*file, out, mode); err != nil {
+	// Replace, not Write: root editing /etc/agentgw/revocations.yaml
+	// (root:agentgw 0640) must leave it readable by the gateway.
+	if err := atomicfile.Replace(*file, out, mode); err != nil {
 		return c.fail(err, "")
 	}
 	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", *file)

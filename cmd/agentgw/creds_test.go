@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,6 +214,44 @@ func TestCredsRevoke(t *testing.T) {
 			t.Errorf("creds revoke %v: no explanation", args)
 		}
 	}
+}
+
+// TestCredsRevokeKeepsOwner: on the documented layout revocations.yaml
+// is root:agentgw 0640 and root edits it; revoke and unrevoke must leave
+// it with that group, or the gateway (group agentgw) can no longer read
+// it and the revocation never applies. Run as another user, the file's
+// owner is the writer's and must stay so.
+func TestCredsRevokeKeepsOwner(t *testing.T) {
+	k := newCredsKit(t)
+	path := filepath.Join(k.dir, "revocations.yaml")
+	if err := os.WriteFile(path, []byte("jtis: []\nkeys: []\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		gid = 65532 // the service's group, which root is not in
+		if err := os.Chown(path, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(step string) {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if int(st.Uid) != uid || int(st.Gid) != gid || fi.Mode().Perm() != 0o640 {
+			t.Errorf("after %s: uid %d gid %d mode %v; want uid %d gid %d mode 0640", step, st.Uid, st.Gid, fi.Mode().Perm(), uid, gid)
+		}
+	}
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--key", k.agent)
+	check("revoke")
+	mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--key", k.agent)
+	check("unrevoke")
 }
 
 // TestCredsUnrevoke: unrevoke removes what revoke added, and says so

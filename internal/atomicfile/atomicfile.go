@@ -5,12 +5,49 @@
 package atomicfile
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
 
-// Write writes data to path with mode, atomically.
-func Write(path string, data []byte, mode os.FileMode) (err error) {
+// ErrOwner is returned by Replace when the replacement cannot be given
+// the owner and group of the file it replaces.
+var ErrOwner = errors.New("atomicfile: cannot keep the file's owner")
+
+// Write writes data to path with mode, atomically. The file is owned by
+// the writing process's user and group, whatever owned the file it
+// replaces.
+func Write(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, false)
+}
+
+// Replace is Write that keeps the owner and group of the file it
+// replaces (a new file is owned by the writer): a file a service reads
+// through its group (root:agentgw 0640) stays readable by it when root
+// edits it. Changing the owner needs root, or the writer already owning
+// it with that group; when the owner cannot be kept, Replace returns an
+// error wrapping ErrOwner and leaves the file as it was, rather than
+// replace it with one its reader cannot open.
+func Replace(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, true)
+}
+
+func write(path string, data []byte, mode os.FileMode, keepOwner bool) (err error) {
+	uid, gid := -1, -1
+	if keepOwner {
+		fi, err := os.Stat(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return err
+		default:
+			var ok bool
+			if uid, gid, ok = owner(fi); !ok {
+				return fmt.Errorf("%w: %s: no owner information on this system", ErrOwner, path)
+			}
+		}
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -21,6 +58,12 @@ func Write(path string, data []byte, mode os.FileMode) (err error) {
 			_ = os.Remove(f.Name())
 		}
 	}()
+	if uid >= 0 {
+		if err = f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("%w: %s is owned by uid %d gid %d and this user cannot give its replacement that owner (run as root or as its owner): %w",
+				ErrOwner, path, uid, gid, err)
+		}
+	}
 	if err = f.Chmod(mode); err != nil {
 		return err
 	}
