@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // Connect dials NATS with the configured credentials and TLS, then extra
@@ -24,21 +27,55 @@ func Connect(c NATSConfig, name string, extra ...nats.Option) (*nats.Conn, error
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.Timeout(5 * time.Second),
 	}
+	// A seed pasted where a key file's path belongs must not reach the
+	// log: nats.go repeats the path in its errors, so each is shown by
+	// identity.SafePath, in ours and in the text of nats.go's.
 	if c.NKey != "" {
 		o, err := nats.NkeyOptionFromSeed(c.NKey)
 		if err != nil {
-			return nil, fmt.Errorf("gateway: nats.nkey %s: %w", c.NKey, err)
+			return nil, fmt.Errorf("gateway: nats.nkey %s: %w", identity.SafePath(c.NKey), safePathError(err))
 		}
 		opts = append(opts, o)
+	}
+	if c.Creds != "" {
+		// nats.go reads the file only when it connects; read it now so
+		// the error names the setting.
+		f, err := os.Open(c.Creds)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: nats.creds %s: %w", identity.SafePath(c.Creds), safePathError(err))
+		}
+		_ = f.Close()
 	}
 	opts = append(opts, ClientOptions(c)...)
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: connect %s: %w", redactURL(c.URL), err)
+		return nil, fmt.Errorf("gateway: connect %s: %w", redactURL(c.URL), safePathError(err))
 	}
 	return nc, nil
 }
+
+// safePathError is err with any run of its text that could be an nkey
+// seed replaced as identity.SafePath does (nats.go quotes the paths of
+// its key and credential files); errors.Is and errors.As still see err.
+func safePathError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := identity.SafePath(err.Error()); msg != err.Error() {
+		return &safeError{msg: msg, err: err}
+	}
+	return err
+}
+
+// safeError shows msg in place of err's text and unwraps to err.
+type safeError struct {
+	msg string
+	err error
+}
+
+func (e *safeError) Error() string { return e.msg }
+func (e *safeError) Unwrap() error { return e.err }
 
 // ClientOptions are the credential and TLS options shared by every
 // agentgw client (gateway, SDK, CLI).
