@@ -224,8 +224,8 @@ func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg,
 	}
 	doc := &delivery.Doc{Signature: it.hdr.Get(header.Signature), Envelope: it.body}
 	var resealed []byte
-	if it.target.ConsumerXKey != "" {
-		resealed, err = g.box.Seal(plain, it.target.ConsumerXKey)
+	if ck := it.target.ConsumerKey(it.env.Tenant); ck != "" {
+		resealed, err = g.box.Seal(plain, ck)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: re-seal: %w", err)
 		}

@@ -435,7 +435,7 @@ func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, 
 	if !env.Payload.IsSealed() && !t.Plain {
 		return nil, reason.Deny(reason.PlainNotAllowed, "target %s accepts sealed payloads only", t.Name)
 	}
-	if env.Payload.IsSealed() && t.ConsumerXKey == "" {
+	if env.Payload.IsSealed() && t.ConsumerKey(env.Tenant) == "" {
 		// Forwarding the opened plaintext would undo the sealing.
 		return nil, reason.Deny(reason.SealMismatch, "target %s has no consumer key to re-seal to; send it plain", t.Name)
 	}

@@ -72,7 +72,7 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 		return nil
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
-		TraceID: src.env.TraceID, Consumer: src.target.ConsumerXKey, Deadline: now.Add(src.target.ResponseDeadline),
+		TraceID: src.env.TraceID, Consumer: src.target.ConsumerKey(src.env.Tenant), Deadline: now.Add(src.target.ResponseDeadline),
 		Issuer: src.cred.Issuer, CredentialID: src.cred.ID}
 	v, err := json.Marshal(rec)
 	if err != nil {

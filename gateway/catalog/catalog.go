@@ -69,6 +69,14 @@ type TargetSpec struct {
 	// payloads are re-sealed to and responses must be sealed from.
 	// Required unless Plain is true and ResponseDeadline is zero.
 	ConsumerXKey string `yaml:"consumer_xkey" json:"consumer_xkey"`
+	// ConsumerXKeys gives a tenant's consumer a curve key of its own
+	// (tenant name to X...), so that a target serving several tenants
+	// need not give all their consumers one key that opens every
+	// tenant's deliveries: a tenant listed here is re-sealed to, and
+	// answered from, its own key; the others use ConsumerXKey. Empty
+	// means every tenant uses ConsumerXKey. Each name must be one of
+	// Tenants.
+	ConsumerXKeys map[string]string `yaml:"consumer_xkeys" json:"consumer_xkeys"`
 	// PayloadSchema is a JSON Schema file path (relative to the catalog
 	// file) or an inline JSON object. Empty means any JSON object, which
 	// only a target without visible fields may have: with visible fields
@@ -123,6 +131,16 @@ type Target struct {
 	sensitive envelope.FoldSet // Sensitive
 	// NeedsApproval is Approval or a risk class listed in approval_risks.
 	NeedsApproval bool
+}
+
+// ConsumerKey is the curve public key tenant's deliveries of t are
+// re-sealed to and its responses must be sealed from: the tenant's entry
+// in ConsumerXKeys, else ConsumerXKey. Empty: none (plain only).
+func (t *Target) ConsumerKey(tenant string) string {
+	if k, ok := t.ConsumerXKeys[tenant]; ok {
+		return k
+	}
+	return t.ConsumerXKey
 }
 
 // Catalog is an immutable, compiled set of targets.
@@ -222,11 +240,26 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 		}
 		t.tenants[tn] = true
 	}
-	if spec.ConsumerXKey == "" && !spec.Plain {
-		errs = append(errs, errors.New("consumer_xkey is required for sealed targets"))
+	// keyless lists the tenants with no consumer key to seal to.
+	var keyless []string
+	for _, tn := range spec.Tenants {
+		if t.ConsumerKey(tn) == "" {
+			keyless = append(keyless, tn)
+		}
+	}
+	if len(keyless) > 0 && !spec.Plain {
+		errs = append(errs, fmt.Errorf("consumer_xkey (or consumer_xkeys for %s) is required for sealed targets", strings.Join(keyless, ", ")))
 	}
 	if spec.ConsumerXKey != "" && !subjects.ValidKey(spec.ConsumerXKey, 'X') {
 		errs = append(errs, errors.New("consumer_xkey is not a curve public key (X...)"))
+	}
+	for _, tn := range slices.Sorted(maps.Keys(spec.ConsumerXKeys)) {
+		if !t.tenants[tn] {
+			errs = append(errs, fmt.Errorf("consumer_xkeys: %q is not one of the target's tenants", tn))
+		}
+		if !subjects.ValidKey(spec.ConsumerXKeys[tn], 'X') {
+			errs = append(errs, fmt.Errorf("consumer_xkeys: the key of %q is not a curve public key (X...)", tn))
+		}
 	}
 	if spec.ApprovalTTL < 0 {
 		errs = append(errs, errors.New("approval_ttl must not be negative"))
@@ -257,9 +290,9 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 	if (spec.ResponseSchema != "" || len(spec.Sensitive) > 0) && spec.ResponseDeadline == 0 {
 		errs = append(errs, errors.New("response_schema and sensitive need a response_deadline"))
 	}
-	if spec.ResponseDeadline > 0 && spec.ConsumerXKey == "" {
+	if spec.ResponseDeadline > 0 && len(keyless) > 0 {
 		// Only a response sealed from the consumer key answers a request.
-		errs = append(errs, errors.New("response_deadline needs a consumer_xkey: responses must be sealed from it"))
+		errs = append(errs, errors.New("response_deadline needs a consumer_xkey (or consumer_xkeys for every tenant): responses must be sealed from it"))
 	}
 	if spec.ResponseDeadline > 0 && decision.ValidClaimID(spec.Name) && !decision.ValidClaimID(RespondScopePrefix+spec.Name) {
 		errs = append(errs, fmt.Errorf("a target with a response_deadline is at most %d bytes: its reply tokens' scope is %s<name>, at most %d", decision.MaxClaimID-len(RespondScopePrefix), RespondScopePrefix, decision.MaxClaimID))

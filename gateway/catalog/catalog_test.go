@@ -294,3 +294,55 @@ targets:
 		}
 	}
 }
+
+// TestConsumerKeysPerTenant: consumer_xkeys gives each tenant of a
+// target its own consumer key, the others falling back to consumer_xkey;
+// a sealed target needs a key for every tenant, and each entry must
+// name a tenant of the target and hold a curve key.
+func TestConsumerKeysPerTenant(t *testing.T) {
+	const other = "XDPWVGRQMKXIU3MNLJDIKUOJFUGVFXDEJGMI2I2SWQKXDHTFRLXS743O"
+	c, err := Parse([]byte(`
+targets:
+  - name: split.target
+    kind: read
+    scope: s
+    tenants: [a, b, c]
+    consumer_xkey: `+xkey+`
+    consumer_xkeys: {b: `+other+`}
+`), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := c.Lookup("split.target")
+	for tn, want := range map[string]string{"a": xkey, "b": other, "c": xkey} {
+		if got := tg.ConsumerKey(tn); got != want {
+			t.Errorf("ConsumerKey(%s) = %s; want %s", tn, got, want)
+		}
+	}
+	_, err = Parse([]byte(`
+targets:
+  - name: split.target
+    kind: read
+    scope: s
+    tenants: [a, b, c]
+    plain: true
+    response_deadline: 1m
+    consumer_xkeys: {b: `+other+`, z: `+other+`, a: nope}
+`), ".")
+	for _, want := range []string{`"z" is not one of the target's tenants`, `the key of "a" is not a curve public key`, "response_deadline needs a consumer_xkey"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse = %v; want an error containing %q", err, want)
+		}
+	}
+	_, err = Parse([]byte(`
+targets:
+  - name: split.target
+    kind: read
+    scope: s
+    tenants: [a, b]
+    consumer_xkeys: {b: `+other+`}
+`), ".")
+	if err == nil || !strings.Contains(err.Error(), "consumer_xkeys for a") {
+		t.Errorf("Parse(sealed, no key for tenant a) = %v; want consumer_xkey (or consumer_xkeys for a) is required", err)
+	}
+}

@@ -76,6 +76,7 @@ type consumer struct {
 
 type tenantData struct {
 	Name, Account, Issuer string
+	ConsumerXKey          string // the curve public key of the tenant's consumer
 	Consumers             []consumer
 	Users                 []userData
 }
@@ -129,11 +130,11 @@ func render(o Options) (*Deployment, error) {
 	if err := r.pki(); err != nil {
 		return nil, err
 	}
-	tenants, consumerXKey, err := r.tenants()
+	tenants, err := r.tenants()
 	if err != nil {
 		return nil, fmt.Errorf("scaffold: %w", err)
 	}
-	if err := r.gateway(tenants, consumerXKey); err != nil {
+	if err := r.gateway(tenants); err != nil {
 		return nil, fmt.Errorf("scaffold: %w", err)
 	}
 	if err := r.servers(tenants); err != nil {
@@ -182,23 +183,20 @@ func (r *renderer) pki() error {
 	return nil
 }
 
-// tenants makes every tenant's issuer and users, and the consumer curve
-// key the catalog's sealed targets name.
-func (r *renderer) tenants() ([]tenantData, string, error) {
-	curve, err := identity.NewCurve()
-	if err != nil {
-		return nil, "", err
-	}
-	consumerXKey, _ := curve.PublicKey()
+// tenants makes every tenant's issuer and users, each with a curve key
+// of its own: the catalog's sealed targets name each tenant's consumer
+// key (consumer_xkeys), so no tenant holds a key that opens another's
+// deliveries.
+func (r *renderer) tenants() ([]tenantData, error) {
 	var out []tenantData
 	for _, t := range r.o.Tenants {
 		dir := TenantDir(t)
 		issuer, err := identity.NewIssuer()
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if err := r.seed(dir+"/issuer.nk", issuer); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		td := tenantData{Name: t, Account: strings.ToUpper(t)}
 		td.Issuer, _ = issuer.PublicKey()
@@ -215,15 +213,16 @@ func (r *renderer) tenants() ([]tenantData, string, error) {
 		}
 		td.Consumers = append(slices.Clone(caps), queue)
 		for _, role := range Roles {
-			ck := curve
-			if role != "consumer" {
-				if ck, err = identity.NewCurve(); err != nil {
-					return nil, "", err
-				}
+			ck, err := identity.NewCurve()
+			if err != nil {
+				return nil, err
+			}
+			if role == "consumer" {
+				td.ConsumerXKey, _ = ck.PublicKey()
 			}
 			key, err := r.user(issuer, t, role, ck, scopes[role])
 			if err != nil {
-				return nil, "", err
+				return nil, err
 			}
 			u := userData{Role: role, Key: key}
 			switch role {
@@ -234,29 +233,29 @@ func (r *renderer) tenants() ([]tenantData, string, error) {
 			}
 			td.Users = append(td.Users, u)
 			if err := r.client(dir, role, t+"-"+role, t); err != nil {
-				return nil, "", err
+				return nil, err
 			}
 		}
 		// The operator's agentgw credential for this tenant (replays);
 		// its NATS identity is its certificate.
 		op, err := identity.NewAgent()
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		opCurve, err := identity.NewCurve()
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		opXKey, _ := opCurve.PublicKey()
 		if err := r.seed(OperatorDir+"/"+t+".xk", opCurve); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if _, err := r.creds(OperatorDir+"/"+t+".creds", issuer, op, t, "operator", opXKey, []string{operator.Scope}); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		out = append(out, td)
 	}
-	return out, consumerXKey, nil
+	return out, nil
 }
 
 // user makes a tenant user: its nkey (NATS user and agentgw key), its
@@ -298,7 +297,7 @@ func (r *renderer) creds(p string, issuer, kp nkeys.KeyPair, tenant, role, xk st
 
 // gateway writes gateway/: config, keys, certificate, catalog, policies,
 // schemas, revocations.
-func (r *renderer) gateway(tenants []tenantData, consumerXKey string) error {
+func (r *renderer) gateway(tenants []tenantData) error {
 	signing, err := identity.NewGatewayKey()
 	if err != nil {
 		return err
@@ -331,7 +330,7 @@ func (r *renderer) gateway(tenants []tenantData, consumerXKey string) error {
 		"Audience": r.o.Audience, "DataDir": dataDir, "URL": strings.Join(urls, ","),
 		"GatewayUser": rfc2253(gatewayCN, "gateway"), "Tenants": tenants, "Replicas": r.d.Replicas,
 		"ScaleOut": r.o.Instances > 1, "Instances": r.o.Instances, "Partitions": partitionsFor(r.o.Instances),
-		"TenantList": strings.Join(names, ", "), "ConsumerXKey": consumerXKey,
+		"TenantList": strings.Join(names, ", "),
 	}
 	for _, f := range []string{"gateway.yaml", "catalog.yaml"} {
 		out, err := execute(f, data)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/internal/scaffold"
 )
@@ -204,5 +205,48 @@ func TestPermissionsMatchDeploy(t *testing.T) {
 	want := block(filepath.Join("..", "..", "deploy", "accounts.conf"))
 	if got := block(filepath.Join(dir, scaffold.NodeDir("nats.example.com"), "accounts.conf")); got != want {
 		t.Fatalf("the written permission blocks differ from deploy/accounts.conf:\n%s", got)
+	}
+}
+
+// TestConsumerKeysPerTenant: every tenant's consumer has a curve key of
+// its own, and the catalog re-seals that tenant's deliveries of every
+// sealed target to it: no tenant's consumer.xk opens another tenant's
+// deliveries.
+func TestConsumerKeysPerTenant(t *testing.T) {
+	dir := t.TempDir()
+	o := oneNode(dir)
+	o.Tenants = []string{"acme", "globex"}
+	_, err := scaffold.Write(o)
+	must(t, err)
+	keys := map[string]string{}
+	for _, tn := range o.Tenants {
+		kp, err := identity.ReadCurveSeedFile(filepath.Join(dir, scaffold.TenantDir(tn), "consumer.xk"))
+		must(t, err)
+		keys[tn], err = kp.PublicKey()
+		must(t, err)
+		kp.Wipe()
+	}
+	if keys["acme"] == keys["globex"] {
+		t.Fatalf("acme and globex share the consumer curve key %s", keys["acme"])
+	}
+	cfg, err := gateway.LoadConfig(filepath.Join(dir, scaffold.GatewayConfig))
+	must(t, err)
+	cat, err := catalog.Load(cfg.Catalog)
+	must(t, err)
+	sealed := 0
+	for _, name := range cat.Names() {
+		tg, _ := cat.Lookup(name)
+		if tg.Plain {
+			continue
+		}
+		sealed++
+		for _, tn := range o.Tenants {
+			if got := tg.ConsumerKey(tn); got != keys[tn] {
+				t.Errorf("%s: ConsumerKey(%s) = %s; want %s (tenants/%s/consumer.xk)", name, tn, got, keys[tn], tn)
+			}
+		}
+	}
+	if sealed == 0 {
+		t.Error("the catalog has no sealed target")
 	}
 }
