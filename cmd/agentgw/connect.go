@@ -173,7 +173,13 @@ func (cf *connFlags) resolve() (*natsSettings, error) {
 	case nctx.Token != "":
 		s.extra = append(s.extra, nats.Token(nctx.Token))
 		s.who = "the NATS user of the token of " + inCtx("token")
-	case cf.identity != "":
+	case cf.identity != "" && !(cf.operatorSide && s.cfg.TLS.Cert != ""):
+		// An operator (denied replay) with a client certificate is the
+		// certificate's user of account OPS: nats-server checks a
+		// presented nkey before it maps the certificate, so presenting
+		// the credential's key would be refused. The credential still
+		// signs the request. Tenant users (send, approvals grant, mcp)
+		// are nkey users that also present a certificate: they keep it.
 		path, source, s.nkeyDefault = cf.identity, "--credential", true
 	}
 	if path != "" {

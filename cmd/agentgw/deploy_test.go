@@ -5,6 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/agentgw/agentgw/internal/natstest"
+	"github.com/agentgw/agentgw/internal/scaffold"
 )
 
 // TestDeployInit: deploy init writes a deployment whose secrets are 0600,
@@ -39,5 +45,46 @@ func TestDeployInit(t *testing.T) {
 	r = mustRun(t, "", exitUsage, "deploy", "init", "--dir", t.TempDir(), "--tenants", "acme", "--hosts", "a,b")
 	if !strings.Contains(r.stderr, "give one (a single node) or three (a cluster)") {
 		t.Errorf("deploy init with two hosts:\n%s", r)
+	}
+}
+
+// TestDeniedReplayOperatorByCertificate: in a deploy init deployment the
+// operator is the certificate-mapped user of account OPS, and its agentgw
+// credential's key is no NATS user. nats-server checks a presented nkey
+// before it maps the certificate, so 'denied replay' with the TLS flags
+// must not present the --credential key: it connects as the certificate
+// and its request reaches the replay service (no gateway runs here, so
+// nothing answers), instead of an Authorization Violation.
+func TestDeniedReplayOperatorByCertificate(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := scaffold.Write(scaffold.Options{
+		Dir: dir, Tenants: []string{"acme"}, Hosts: []string{"localhost"}, ServerSANs: []string{"127.0.0.1"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(filepath.Join(dir, scaffold.NodeDir("localhost"), "nats-server.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Host, o.Port = "127.0.0.1", -1
+	o.HTTPHost, o.HTTPPort = "", 0
+	o.StoreDir = filepath.Join(t.TempDir(), "jetstream")
+	o.NoSigs = true
+	srv, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetLoggerV2(&natstest.ServerLog{}, false, false, false)
+	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	url := "tls://" + strings.TrimPrefix(strings.TrimPrefix(srv.ClientURL(), "nats://"), "tls://")
+	op := func(f string) string { return filepath.Join(dir, scaffold.OperatorDir, f) }
+	r := agentgw(t, dir, "denied", "replay", "--tenant", "acme", "--credential", op("acme.creds"), "--dry-run", "--timeout", "3s",
+		"-s", url, "--tls-ca", op("tls/ca.pem"), "--tls-cert", op("tls/ops-1.pem"), "--tls-key", op("tls/ops-1-key.pem"), "1")
+	if strings.Contains(strings.ToLower(r.stderr), "authorization") || !strings.Contains(r.stderr, "no gateway answers agentgw.ops.replay") {
+		t.Errorf("denied replay as the operator's certificate:\n%s\nwant it connected (no gateway answers: none runs here), not refused", r)
 	}
 }
