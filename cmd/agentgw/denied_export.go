@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/internal/eval"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -104,7 +104,10 @@ edit it (or pass them to 'agentgw eval run').`)
 	if *out == "" {
 		_, err = c.out.Write(data)
 	} else {
-		err = os.WriteFile(*out, data, 0o600)
+		// atomicfile, not os.WriteFile: an existing file keeps its mode
+		// (and a symlink is followed) with os.WriteFile; the help
+		// promises 0600.
+		err = atomicfile.Write(*out, data, 0o600)
 	}
 	if err != nil {
 		return c.fail(err, "")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -381,4 +382,35 @@ func hasRow(out string, cells ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestDeniedExportOutMode: --out ends a file of mode 0600, as the help
+// says, even when a file of a wider mode was there: os.WriteFile kept
+// the old mode, so an exported case file stayed world-readable.
+func TestDeniedExportOutMode(t *testing.T) {
+	srv, js := streams(t)
+	agent, cred := testAgent(t, "tenant_a")
+	body := []byte(`{"v":1,"payload":{"plain":{"query":"refund policy"}}}`)
+	publish(t, js, deniedMsg{tenant: "tenant_a", agent: agent, code: reason.UnknownTarget, messageID: "msg-a-0000000000001",
+		traceID: strings.Repeat("a", 32), target: "nope.target", detail: "no such target", credential: cred, body: body}.msg(t))
+	auditEvent(t, js, audit.Event{Kind: audit.KindDecision, Tenant: "tenant_a", IngressSeq: 7, Agent: agent})
+	dir := t.TempDir()
+	out := filepath.Join(dir, "cases.yaml")
+	if err := os.WriteFile(out, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, exitOK, "denied", "export", "-s", srv.ClientURL(), "--include-payload", "--out", out)
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("--out over a 0644 file: mode %v; want 0600", fi.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "unknown_target") {
+		t.Errorf("--out holds %q; want the exported case", b)
+	}
 }
