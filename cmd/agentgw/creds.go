@@ -292,7 +292,8 @@ keeps its mode, owner and group (refused when they cannot be kept); the gateway 
 reload_interval, or on SIGHUP). A message denied while revoked can then
 be re-submitted with 'agentgw denied replay': check it with --dry-run
 first, since a re-submission is used up even when it is denied again.
-Comments in the file are not preserved.`))
+Comments in the file are not preserved. Each gateway reads its own file:
+with several instances, un-revoke on every host.`))
 	}
 	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
 Add credential ids (jti) and agent keys to the gateway's revocations file
@@ -304,7 +305,11 @@ reload_interval, or on SIGHUP): no restart. A revoked key revokes every
 credential of that agent. The reload also denies, at once, every request
 held for an approver that a revoked credential or key sent (reason
 revoked, audit event approval_withdrawn). Comments in the file are not
-preserved.`))
+preserved.
+
+Each gateway reads its own file: with several gateway instances (one per
+host), revoke on every host, or copy the file to each, and reload each;
+until then the others still accept the credential.`))
 }
 
 func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {

@@ -96,7 +96,7 @@ func TestPackaging(t *testing.T) {
 		t.Errorf("Dockerfile VOLUME %q; want %s", got, stateDir)
 	}
 	ignore := readRepo(t, "deploy/Dockerfile.dockerignore")
-	for _, p := range []string{"bin", "**/node_modules", ".git"} {
+	for _, p := range []string{"bin", "**/node_modules", ".git", "prod"} {
 		if len(directive(ignore, p, "")) == 0 {
 			t.Errorf("deploy/Dockerfile.dockerignore does not keep %s out of the build context", p)
 		}
