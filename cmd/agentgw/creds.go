@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -300,7 +302,9 @@ Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
 "keys: [...]"), creating it if needed. The file is replaced atomically and
 keeps its mode, owner and group (root:agentgw 0640 stays readable by the
-gateway; refused when they cannot be kept). The gateway re-reads it on its next reload (every
+gateway; refused when they cannot be kept); revisions of one file run one
+at a time (its directory is locked), so none drops another's entries.
+The gateway re-reads it on its next reload (every
 reload_interval, or on SIGHUP): no restart. A revoked key revokes every
 credential of that agent. The reload also denies, at once, every request
 held for an approver that a revoked credential or key sent (reason
@@ -369,6 +373,14 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 			return c.usageErr("--key %q is not an agent public key (U…)", k)
 		}
 	}
+	// Two revisions at once (two operators, a script) would each read
+	// the file and the later write would drop the earlier one's entries:
+	// the directory is locked from the read to the rename.
+	unlock, err := lockDir(filepath.Dir(*file))
+	if err != nil {
+		return c.fail(err, "")
+	}
+	defer unlock()
 	var r gateway.RevocationConfig
 	mode := os.FileMode(0o600)
 	data, err := os.ReadFile(*file)
@@ -458,4 +470,18 @@ func safeID(s string) bool {
 		}
 	}
 	return true
+}
+
+// lockDir takes an exclusive flock on directory dir, waiting for any
+// other holder, and returns its release.
+func lockDir(dir string) (func(), error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { d.Close() }, nil // closing the last descriptor releases the lock
 }

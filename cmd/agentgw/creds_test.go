@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -294,6 +296,45 @@ func TestCredsUnrevoke(t *testing.T) {
 		r := mustRun(t, k.dir, exitUsage, append([]string{"creds", "unrevoke", "--file", "revocations.yaml"}, args...)...)
 		if r.stderr == "" || strings.Contains(r.stdout, "was not revoked") {
 			t.Errorf("creds unrevoke %q: stdout %q stderr %q; want a usage error", args, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestCredsRevokeConcurrent: revocations written at once by several
+// processes all end in the file; none overwrites another's.
+func TestCredsRevokeConcurrent(t *testing.T) {
+	k := newCredsKit(t)
+	var keys []string
+	for range 8 {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		keys = append(keys, pub)
+	}
+	var wg sync.WaitGroup
+	for _, key := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := agentgw(t, k.dir, "creds", "revoke", "--file", "revocations.yaml", "--key", key); r.code != exitOK {
+				t.Errorf("revoke %s: exit %d\n%s", key, r.code, r)
+			}
+		}()
+	}
+	wg.Wait()
+	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc gateway.RevocationConfig
+	if err := yaml.UnmarshalWithOptions(data, &rc, yaml.Strict()); err != nil {
+		t.Fatalf("revocations file: %v\n%s", err, data)
+	}
+	for _, key := range keys {
+		if !slices.Contains(rc.Keys, key) {
+			t.Errorf("key %s revoked at the same time as others is missing from the file (%d of %d kept)", key, len(rc.Keys), len(keys))
 		}
 	}
 }
