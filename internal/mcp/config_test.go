@@ -2,6 +2,9 @@ package mcp
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -80,5 +83,43 @@ func TestValidConfigStartsTheEndpoint(t *testing.T) {
 				must(t, e.Close())
 			}()
 		})
+	}
+}
+
+// TestToolScopeMustBeTheCatalogs: with the gateway's catalog configured,
+// a tool whose scope is not the one the catalog requires for its target
+// (a looser one would let a narrow token read the results of tasks a
+// broader token of the principal started) stops the endpoint at start.
+func TestToolScopeMustBeTheCatalogs(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t, natstest.Options{}))
+	gwKey, _ := identity.NewGatewayKey()
+	gwCurve, _ := identity.NewCurve()
+	n, _ := gwKey.PublicKey()
+	x, _ := gwCurve.PublicKey()
+	dir := t.TempDir()
+	cat := filepath.Join(dir, "catalog.yaml")
+	pol := filepath.Join(dir, "policy.cedar")
+	must(t, os.WriteFile(cat, fmt.Appendf(nil, testCatalog, x), 0o600))
+	must(t, os.WriteFile(pol, []byte(testPolicy), 0o600))
+	for _, tc := range []struct {
+		scope   string
+		refused bool
+	}{{"kb:read", false}, {"kb:*", true}, {"refund:draft", true}} {
+		c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: tc.scope}},
+			Endpoint: EndpointConfig{Resource: "http://127.0.0.1:1/mcp", AuthorizationServers: []string{"http://127.0.0.1:2"},
+				GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x, Catalog: cat, Policies: []string{pol}, ReloadInterval: -1}}
+		must(t, c.Validate())
+		e, err := NewEndpoint(nc, c)
+		if tc.refused {
+			if err == nil || !errors.Is(err, ErrConfig) {
+				t.Errorf("scope %q: NewEndpoint = %v; want a config error", tc.scope, err)
+			}
+			if e != nil {
+				must(t, e.Close())
+			}
+			continue
+		}
+		must(t, err)
+		must(t, e.Close())
 	}
 }

@@ -111,6 +111,15 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 		if err != nil {
 			return nil, err
 		}
+		// A tool's scope also decides who may read its tasks' results
+		// (a token whose scopes cover it): it must be the scope the
+		// catalog requires, not a looser one.
+		for i := range cfg.Tools {
+			t := &cfg.Tools[i]
+			if target, ok := g.catalog.Load().Lookup(t.Target); ok && target.Scope != t.Scope {
+				return nil, fmt.Errorf("%w: tool %q: scope %q is not the scope %q the catalog requires for %s", ErrConfig, t.Name, t.Scope, target.Scope, t.Target)
+			}
+		}
 		e.gate = g
 		if iv := e.ep.ReloadInterval; iv >= 0 {
 			if iv == 0 {
