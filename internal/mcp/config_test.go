@@ -123,3 +123,28 @@ func TestToolScopeMustBeTheCatalogs(t *testing.T) {
 		must(t, e.Close())
 	}
 }
+
+// TestListGateReloadsCatalogAndPolicyTogether: a reload whose policy
+// file does not compile keeps the old catalog too, as the gateway's
+// reload does.
+func TestListGateReloadsCatalogAndPolicyTogether(t *testing.T) {
+	curve, err := identity.NewCurve()
+	must(t, err)
+	x, _ := curve.PublicKey()
+	dir := t.TempDir()
+	cat := filepath.Join(dir, "catalog.yaml")
+	pol := filepath.Join(dir, "policy.cedar")
+	must(t, os.WriteFile(cat, fmt.Appendf(nil, testCatalog, x), 0o600))
+	must(t, os.WriteFile(pol, []byte(testPolicy), 0o600))
+	g, err := newListGate(cat, []string{pol})
+	must(t, err)
+	without := strings.Replace(fmt.Sprintf(testCatalog, x), "  - name: kb.search\n", "  - name: kb.other\n", 1)
+	must(t, os.WriteFile(cat, []byte(without), 0o600))
+	must(t, os.WriteFile(pol, []byte("permit (principal, action, resource) when { 1 + };"), 0o600))
+	if err := g.reload(); err == nil {
+		t.Fatal("reload accepted a policy file that does not compile")
+	}
+	if _, ok := g.catalog.Load().Lookup("kb.search"); !ok {
+		t.Error("a reload whose policy failed swapped in the new catalog")
+	}
+}

@@ -51,20 +51,18 @@ func newListGate(catalogPath string, policyPaths []string) (*listGate, error) {
 	return g, nil
 }
 
-// reload re-reads the files; a broken file keeps the old version.
+// reload re-reads the files and swaps the catalog and the policies
+// together, only when both load, as the gateway does: a broken file
+// keeps both old versions.
 func (g *listGate) reload() error {
-	var errs []error
-	if cat, err := catalog.Load(g.catalogPath); err != nil {
-		errs = append(errs, err)
-	} else {
-		g.catalog.Store(cat)
+	cat, errCat := catalog.Load(g.catalogPath)
+	set, errPol := policy.Load(g.policyPaths...)
+	if err := errors.Join(errCat, errPol); err != nil {
+		return err
 	}
-	if set, err := policy.Load(g.policyPaths...); err != nil {
-		errs = append(errs, err)
-	} else {
-		g.policy.Swap(set)
-	}
-	return errors.Join(errs...)
+	g.catalog.Store(cat)
+	g.policy.Swap(set)
+	return nil
 }
 
 // watch reloads when the files' contents change, every interval, until
