@@ -44,18 +44,7 @@ func TestWaitingBatchJudgedWhenDecided(t *testing.T) {
 		g.hooks.queued = func(seq uint64) { queued <- seq }
 	})
 	h.start()
-	<-h.gw.Ready()
-
-	ingress, err := h.js.Stream(ctx, StreamIngress)
-	must(t, err)
-	info, err := ingress.Info(ctx)
-	must(t, err)
-	p.hold.Store(info.State.LastSeq + 1)
-	held := h.send(h.body(nil))
-	if held != info.State.LastSeq+1 {
-		t.Fatalf("first message is ingress %d; want %d", held, info.State.LastSeq+1)
-	}
-	awaitSeq(t, p.started, held, "the decider to take the first batch")
+	held := holdDecider(t, h, p)
 	long := func(b *envelope.Builder) { b.TTL = 5 * time.Minute } // fresh at both instants
 	waiting := h.send(h.body(long))
 	awaitSeq(t, p.waiting, waiting, "the next batch to be verified and offered")
@@ -178,14 +167,7 @@ func TestWaitingBatchSeesRevocation(t *testing.T) {
 	p := newHeldPipeline()
 	h.opts = append(h.opts, func(g *Gateway) { g.hooks = p.hooks() })
 	h.start()
-	<-h.gw.Ready()
-	ingress, err := h.js.Stream(ctx, StreamIngress)
-	must(t, err)
-	info, err := ingress.Info(ctx)
-	must(t, err)
-	p.hold.Store(info.State.LastSeq + 1)
-	held := h.send(h.body(nil))
-	awaitSeq(t, p.started, held, "the decider to take the first batch")
+	holdDecider(t, h, p)
 	victim := newActor(t)
 	tok := h.credential(h.issuer, victim, "tenant_a", []string{"kb:read"}, time.Hour, "")
 	body := h.body(nil)
@@ -200,4 +182,23 @@ func TestWaitingBatchSeesRevocation(t *testing.T) {
 	if err := r.Err(); err != nil {
 		t.Fatalf("invariant: %v (%s)", err, r)
 	}
+}
+
+// holdDecider sends a message on the started gateway h and returns its
+// ingress sequence once the decider has taken its batch, where p's gate
+// holds it: the next batch then waits for the decider.
+func holdDecider(t *testing.T, h *harness, p *heldPipeline) uint64 {
+	t.Helper()
+	<-h.gw.Ready()
+	ingress, err := h.js.Stream(context.Background(), StreamIngress)
+	must(t, err)
+	info, err := ingress.Info(context.Background())
+	must(t, err)
+	p.hold.Store(info.State.LastSeq + 1)
+	held := h.send(h.body(nil))
+	if held != info.State.LastSeq+1 {
+		t.Fatalf("first message is ingress %d; want %d", held, info.State.LastSeq+1)
+	}
+	awaitSeq(t, p.started, held, "the decider to take the first batch")
+	return held
 }

@@ -70,12 +70,7 @@ func TestOversizedBodyEndsWithoutItsBody(t *testing.T) {
 			t.Errorf("ingress %d: audit event %s %q, body digest %q; want deny oversized, the record's digest", c.seq, ev.Route, ev.Reason, ev.BodyDigest)
 		}
 	}
-	op := h.operator("operator:replay")
-	for _, dry := range []bool{true, false} {
-		if _, err := op.Replay(ctx, h.deniedSeq(signedSeq), dry); err == nil || !strings.Contains(err.Error(), string(reason.ReplayRefused)) {
-			t.Errorf("replay (dry run %v) of a record without its body = %v; want %s", dry, err, reason.ReplayRefused)
-		}
-	}
+	h.wantReplayRefused(signedSeq)
 	r, err := invariant.Wait(ctx, h.js, 10*time.Second)
 	must(t, err)
 	if err := r.Err(); err != nil {
@@ -337,13 +332,8 @@ func TestOutputTooLargeForItsStream(t *testing.T) {
 		return nil
 	}))
 	// None of these records holds the body it denies: nothing to replay.
-	op := h.operator("operator:replay")
 	for _, seq := range []uint64{allowed, held, denied} {
-		for _, dry := range []bool{true, false} {
-			if _, err := op.Replay(ctx, h.deniedSeq(seq), dry); err == nil || !strings.Contains(err.Error(), string(reason.ReplayRefused)) {
-				t.Errorf("replay (dry run %v) of the denial of ingress %d = %v; want %s", dry, seq, err, reason.ReplayRefused)
-			}
-		}
+		h.wantReplayRefused(seq)
 	}
 	out := h.outputFor(denied)
 	sum := sha256.Sum256(padded)
@@ -359,4 +349,17 @@ func TestOutputTooLargeForItsStream(t *testing.T) {
 	h.stop()
 	h.scanSecrets()
 	h.validateAudit()
+}
+
+// wantReplayRefused checks that operator replay, dry or not, of the
+// denial of ingress seq is refused replay_refused: its record holds no
+// body to re-submit.
+func (h *harness) wantReplayRefused(seq uint64) {
+	h.t.Helper()
+	op := h.operator("operator:replay")
+	for _, dry := range []bool{true, false} {
+		if _, err := op.Replay(context.Background(), h.deniedSeq(seq), dry); err == nil || !strings.Contains(err.Error(), string(reason.ReplayRefused)) {
+			h.t.Errorf("replay (dry run %v) of the denial of ingress %d = %v; want %s", dry, seq, err, reason.ReplayRefused)
+		}
+	}
 }

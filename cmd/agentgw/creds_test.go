@@ -191,14 +191,7 @@ func TestCredsRevoke(t *testing.T) {
 	k.assertNoSecrets(t, "creds revoke", r.stdout+r.stderr)
 
 	// The file decodes strictly as the gateway reads it.
-	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rc gateway.RevocationConfig
-	if err := yaml.UnmarshalWithOptions(data, &rc, yaml.Strict()); err != nil {
-		t.Fatalf("revocations file: %v\n%s", err, data)
-	}
+	rc := k.revocations(t)
 	if !slices.Equal(rc.JTIs, []string{tok.JTI(), "other-id"}) || !slices.Equal(rc.Keys, []string{k.agent}) {
 		t.Errorf("revocations = %+v; want jtis [%s other-id], keys [%s]", rc, tok.JTI(), k.agent)
 	}
@@ -270,14 +263,7 @@ func TestCredsUnrevoke(t *testing.T) {
 	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--jti", "other-id", "--key", k.agent)
 	r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--key", k.agent)
 	k.assertNoSecrets(t, "creds unrevoke", r.stdout+r.stderr)
-	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rc gateway.RevocationConfig
-	if err := yaml.UnmarshalWithOptions(data, &rc, yaml.Strict()); err != nil {
-		t.Fatalf("revocations file: %v\n%s", err, data)
-	}
+	rc := k.revocations(t)
 	if !slices.Equal(rc.JTIs, []string{"other-id"}) || len(rc.Keys) != 0 || slices.Contains(rc.JTIs, tok.JTI()) {
 		t.Errorf("revocations after unrevoke = %+v; want jtis [other-id], no keys", rc)
 	}
@@ -324,6 +310,18 @@ func TestCredsRevokeConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	rc := k.revocations(t)
+	for _, key := range keys {
+		if !slices.Contains(rc.Keys, key) {
+			t.Errorf("key %s revoked at the same time as others is missing from the file (%d of %d kept)", key, len(rc.Keys), len(keys))
+		}
+	}
+}
+
+// revocations reads the kit's revocations.yaml strictly, as the gateway
+// reads it.
+func (k *credsKit) revocations(t *testing.T) gateway.RevocationConfig {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(k.dir, "revocations.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -332,9 +330,5 @@ func TestCredsRevokeConcurrent(t *testing.T) {
 	if err := yaml.UnmarshalWithOptions(data, &rc, yaml.Strict()); err != nil {
 		t.Fatalf("revocations file: %v\n%s", err, data)
 	}
-	for _, key := range keys {
-		if !slices.Contains(rc.Keys, key) {
-			t.Errorf("key %s revoked at the same time as others is missing from the file (%d of %d kept)", key, len(rc.Keys), len(keys))
-		}
-	}
+	return rc
 }
