@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,8 +19,12 @@ for the PubAck, ack) and a crypto relay (the same plus one Ed25519 verify
 per message). For every mix it runs raw, crypto and gateway on fresh
 streams, publishing M pre-signed envelopes from N agents as fast as
 possible (or at --rate), and reports msgs/s, end-to-end latency
-percentiles (publish -> output on its subject), CPU and allocations per
-message, peak RSS and the ratios gateway/raw and gateway/crypto.
+percentiles (publish -> output on its subject), CPU, page faults and
+allocations per message, peak RSS and the ratios gateway/raw and
+gateway/crypto. Each scenario first decides W messages of its mix
+(--warmup, unmeasured), so that the measured phase starts from a
+process in its steady state: heap grown, the gateway's ledger past its
+first memtables.
 
 Mixes: plain (valid, plain payload), sealed (valid, --sealed-bytes sealed
 payload, re-sealed to the consumer), hostile (bad signatures and
@@ -45,6 +50,7 @@ stderr, the table to stdout.`)
 	syncAlways := c.fs.Bool("sync-always", false, "embedded server fsyncs every write (sync_interval: always)")
 	dir := c.fs.String("dir", "", "work directory kept after the run (default: a temporary one, removed)")
 	messages := c.fs.Int("messages", def.Messages, "measured messages per scenario (M)")
+	warmup := c.fs.Int("warmup", def.Warmup, "messages of the mix decided before each scenario's measured phase (W), after one per agent")
 	agents := c.fs.Int("agents", def.Agents, "agent identities")
 	tenants := c.fs.Int("tenants", def.Tenants, "tenants (agents are spread over them)")
 	mixes := c.fs.String("mix", "plain,sealed,hostile", "comma-separated mixes")
@@ -83,7 +89,16 @@ stderr, the table to stdout.`)
 	}
 	cfg := bench.DefaultConfig()
 	cfg.NATSURL, cfg.NATSCreds, cfg.Force, cfg.SyncAlways, cfg.Dir = *natsURL, *natsCreds, *force, *syncAlways, *dir
-	cfg.Messages, cfg.Agents, cfg.Tenants = *messages, *agents, *tenants
+	cfg.Messages, cfg.Warmup, cfg.Agents, cfg.Tenants = *messages, *warmup, *agents, *tenants
+	if *flood {
+		// The flood scenario warms up with its primers only; an explicit
+		// --warmup is refused by Validate.
+		warmupSet := false
+		c.fs.Visit(func(f *flag.Flag) { warmupSet = warmupSet || f.Name == "warmup" })
+		if !warmupSet {
+			cfg.Warmup = 0
+		}
+	}
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices

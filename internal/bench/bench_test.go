@@ -29,7 +29,7 @@ func TestRunEveryScenario(t *testing.T) {
 	const m = 300
 	dir := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.Messages = m
+	cfg.Messages, cfg.Warmup = m, 120
 	cfg.Agents = 4
 	cfg.Mixes = []Mix{MixPlain, MixSealed, MixHostile, MixMixed}
 	cfg.Paced = 0.5
@@ -48,7 +48,13 @@ func TestRunEveryScenario(t *testing.T) {
 	byName := map[string]Result{}
 	for _, s := range rep.Scenarios {
 		byName[s.Name] = s
-		t.Run(s.Name, func(t *testing.T) { checkResult(t, s, m); checkStages(t, s, 2) })
+		t.Run(s.Name, func(t *testing.T) {
+			checkResult(t, s, m)
+			checkStages(t, s, 2)
+			if s.Warmup != cfg.Warmup {
+				t.Errorf("warm-up %d; want %d", s.Warmup, cfg.Warmup)
+			}
+		})
 	}
 	for _, mix := range cfg.Mixes {
 		raw, crypto, gw := byName["raw/"+mix.Name], byName["crypto/"+mix.Name], byName["gateway/"+mix.Name]
@@ -228,11 +234,12 @@ func TestComputeRatios(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Messages, cfg.Agents, cfg.Paced, cfg.Mixes, cfg.Crash, cfg.Instances = 0, 0, 2, nil, true, 2
+	cfg.Warmup = -1
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil; want errors")
 	}
-	for _, frag := range []string{"messages", "agents", "paced", "mix", "crash"} {
+	for _, frag := range []string{"messages", "warmup", "agents", "paced", "mix", "crash"} {
 		if !strings.Contains(err.Error(), frag) {
 			t.Errorf("Validate() = %v; want a problem about %s", err, frag)
 		}
@@ -241,7 +248,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 
 func TestRepeatReportsTheMedianRun(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Messages, cfg.Agents, cfg.Repeat, cfg.Paced = 100, 2, 3, 0.5
+	cfg.Messages, cfg.Warmup, cfg.Agents, cfg.Repeat, cfg.Paced = 100, 0, 2, 3, 0.5
 	cfg.Mixes, cfg.Baselines, cfg.ProgressEvery = []Mix{MixPlain}, false, -1
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -273,7 +280,7 @@ func TestRepeatReportsTheMedianRun(t *testing.T) {
 func TestRefusesExistingStreamsOnExternalServer(t *testing.T) {
 	// A first run on an embedded server we keep, pointed at as external.
 	cfg := DefaultConfig()
-	cfg.Messages, cfg.Agents, cfg.Tenants = 20, 2, 1
+	cfg.Messages, cfg.Warmup, cfg.Agents, cfg.Tenants = 20, 0, 2, 1
 	cfg.Mixes, cfg.Baselines, cfg.ProgressEvery = []Mix{MixPlain}, false, -1
 	srv := startServer(t)
 	cfg.NATSURL = srv
@@ -299,7 +306,7 @@ func TestRefusesExistingStreamsOnExternalServer(t *testing.T) {
 func TestRunScaledOut(t *testing.T) {
 	const m = 300
 	cfg := DefaultConfig()
-	cfg.Messages = m
+	cfg.Messages, cfg.Warmup = m, 0
 	cfg.Agents = 6
 	cfg.Mixes = []Mix{MixMixed}
 	cfg.Baselines = false
@@ -331,6 +338,7 @@ func TestRunCrash(t *testing.T) {
 	const m = 2000
 	cfg := DefaultConfig()
 	cfg.Messages, cfg.Agents, cfg.Mixes, cfg.Baselines, cfg.MCPCalls, cfg.Crash = m, 4, []Mix{MixPlain}, false, 0, true
+	cfg.Warmup = 500 // the stop comes half way through the measured messages
 	cfg.ProgressEvery = -1
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {

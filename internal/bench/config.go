@@ -28,6 +28,13 @@ type Config struct {
 	// Messages is M, the measured messages per scenario (warm-up not
 	// counted). Default 20000.
 	Messages int
+	// Warmup is W, messages of the scenario's own mix published at full
+	// speed and decided after the primer and before the measured phase,
+	// which then starts from a process in its steady state: heap grown,
+	// the gateway's ledger past Pebble's first memtables (each a fresh
+	// mapping whose every page faults on first touch). Zero: the primer
+	// alone (one message per agent). Default 20000.
+	Warmup int
 	// Agents is the number of agent identities, spread over Tenants.
 	// Default 8.
 	Agents int
@@ -127,6 +134,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Messages:        20000,
+		Warmup:          20000,
 		Agents:          8,
 		Tenants:         2,
 		Mixes:           []Mix{MixPlain, MixSealed, MixHostile},
@@ -144,6 +152,12 @@ func (c *Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Messages < 1 {
 		add("messages must be at least 1")
+	}
+	if c.Warmup < 0 || c.Warmup > 10_000_000 {
+		add("warmup must be in [0, 10000000]")
+	}
+	if c.Flood && c.Warmup > 0 {
+		add("warmup applies to the mix scenarios, not to flood")
 	}
 	if c.MCPCalls < 0 {
 		add("mcp calls must not be negative")

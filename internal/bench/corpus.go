@@ -34,16 +34,38 @@ func (k kind) String() string { return kindNames[k] }
 // phase so that signing and sealing are not charged to the system under
 // test.
 type corpus struct {
-	// primer holds one valid plain message per agent: the warm-up
-	// (credential caches, connections) and the originals replays copy.
+	// primer holds one valid plain message per agent: the first of the
+	// warm-up (credential caches, connections) and the originals replays
+	// copy.
 	primer []*nats.Msg
+	// warm is the rest of the warm-up (Config.Warmup), of the mix.
+	warm []*nats.Msg
+	// msgs are the measured messages; counts and bytes are theirs.
 	msgs   []*nats.Msg
 	kinds  []kind
 	counts [numKinds]int
 	bytes  int64 // bodies and per-message header values held
 }
 
-func newCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus, error) {
+// newCorpus builds the primer, warm messages of the mix and then n
+// measured ones.
+func newCorpus(w *world, mix Mix, warm, n, sealedBytes int, now time.Time) (*corpus, error) {
+	c, err := buildCorpus(w, mix, warm+n, sealedBytes, now)
+	if err != nil {
+		return nil, err
+	}
+	c.warm, c.msgs, c.kinds = c.msgs[:warm:warm], c.msgs[warm:], c.kinds[warm:]
+	c.counts = [numKinds]int{}
+	for i, m := range c.msgs {
+		c.counts[c.kinds[i]]++
+		if c.kinds[i] != kindReplay {
+			c.bytes += int64(len(m.Data) + len(m.Header.Get(header.Signature)) + len(m.Header.Get(header.MsgID)))
+		}
+	}
+	return c, nil
+}
+
+func buildCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus, error) {
 	c := &corpus{msgs: make([]*nats.Msg, n), kinds: make([]kind, n)}
 	for _, a := range w.agents {
 		m, err := plainMsg(a, 0, now, false)
@@ -54,7 +76,6 @@ func newCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus, e
 	}
 	for i := range n {
 		c.kinds[i] = mix.kind(i)
-		c.counts[c.kinds[i]]++
 	}
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
@@ -85,11 +106,6 @@ func newCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus, e
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
-		}
-	}
-	for i, m := range c.msgs {
-		if c.kinds[i] != kindReplay {
-			c.bytes += int64(len(m.Data) + len(m.Header.Get(header.Signature)) + len(m.Header.Get(header.MsgID)))
 		}
 	}
 	return c, nil

@@ -91,11 +91,11 @@ func (r *runner) floodOnce(ctx context.Context) (FloodResult, error) {
 	res := FloodResult{VictimRate: r.cfg.FloodVictimRate, FloodMessages: r.cfg.Messages, Batch: r.batch()}
 	flooder, victim := r.world.only(r.world.tenants[0]), r.world.only(r.world.tenants[1])
 	now := time.Now()
-	corpF, err := newCorpus(flooder, MixHostile, r.cfg.Messages, r.cfg.SealedBytes, now)
+	corpF, err := newCorpus(flooder, MixHostile, 0, r.cfg.Messages, r.cfg.SealedBytes, now)
 	if err != nil {
 		return res, err
 	}
-	corpV, err := newCorpus(victim, MixPlain, floodVictimCap, r.cfg.SealedBytes, now)
+	corpV, err := newCorpus(victim, MixPlain, 0, floodVictimCap, r.cfg.SealedBytes, now)
 	if err != nil {
 		return res, err
 	}

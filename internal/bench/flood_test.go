@@ -19,7 +19,7 @@ import (
 // asserts on speed.
 func TestFloodScenario(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Messages = 400
+	cfg.Messages, cfg.Warmup = 400, 0
 	cfg.Agents = 4
 	cfg.Flood = true
 	cfg.FloodVictimRate = 500

@@ -11,7 +11,7 @@ import (
 // reports both paths, every call checked for its result.
 func TestRunMCP(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Messages, cfg.Agents, cfg.Mixes, cfg.Baselines = 50, 2, []Mix{MixPlain}, false
+	cfg.Messages, cfg.Warmup, cfg.Agents, cfg.Mixes, cfg.Baselines = 50, 0, 2, []Mix{MixPlain}, false
 	cfg.MCPCalls = 20
 	cfg.ProgressEvery = -1
 	rep, err := Run(context.Background(), cfg)

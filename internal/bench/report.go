@@ -95,6 +95,14 @@ type Result struct {
 	CPUSecondsPerMsg float64 `json:"cpu_seconds_per_msg"`
 	// CoresUsed is process CPU seconds / wall seconds.
 	CoresUsed float64 `json:"cores_used"`
+	// FaultsPerMsg is the process's minor page faults per message
+	// (getrusage): pages touched for the first time since they were
+	// mapped or given back to the kernel. Each costs a trap and a zeroed
+	// page, which some virtual machines make expensive.
+	FaultsPerMsg float64 `json:"faults_per_msg"`
+	// Warmup is the number of messages of the mix decided before the
+	// measured phase, after the primer (Config.Warmup).
+	Warmup int `json:"warmup"`
 	// AllocsPerMsg and AllocBytesPerMsg are Go heap allocations per
 	// message, whole process (runtime.MemStats deltas).
 	AllocsPerMsg     float64 `json:"allocs_per_msg"`
@@ -270,12 +278,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 func (r *Report) writeScenarios(w io.Writer, ms func(int64) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tallocs/msg\tKiB/msg\tpeak RSS MiB\tbatch\tallow/deny/held\t")
+	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tfaults/msg\tallocs/msg\tKiB/msg\tpeak RSS MiB\tbatch\tallow/deny/held\t")
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d/%d\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.2f\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d/%d\t\n",
 			s.Name, s.MsgsPerSec, s.PublishPerSec,
 			ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.Latency.Max),
-			s.CPUSecondsPerMsg*1e6, s.CoresUsed, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
+			s.CPUSecondsPerMsg*1e6, s.CoresUsed, s.FaultsPerMsg, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
 			float64(s.PeakRSSBytes)/(1<<20), s.MeanBatch, s.Routes.Allowed, s.Routes.Denied, s.Routes.Held)
 	}
 	return tw.Flush()

@@ -16,6 +16,7 @@ import (
 // same-run comparisons hold.
 type usage struct {
 	cpu     time.Duration // user + system CPU time
+	faults  uint64        // minor page faults
 	mallocs uint64
 	bytes   uint64 // cumulative bytes allocated
 	gcs     uint32
@@ -24,7 +25,8 @@ type usage struct {
 func snapshot() usage {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return usage{cpu: processCPU(), mallocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC}
+	cpu, faults := processCPU()
+	return usage{cpu: cpu, faults: faults, mallocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC}
 }
 
 // peakRSS tracks the resident set peak of a scenario. On Linux the

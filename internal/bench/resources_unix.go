@@ -8,12 +8,15 @@ import (
 	"time"
 )
 
-func processCPU() time.Duration {
+// processCPU returns the process's CPU time (user + system) and its
+// minor page faults (a page touched for the first time since it was
+// mapped or returned to the kernel) so far.
+func processCPU() (time.Duration, uint64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), uint64(max(ru.Minflt, 0))
 }
 
 // maxRSS is getrusage's peak resident set of the process, in bytes

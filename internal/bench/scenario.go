@@ -18,7 +18,8 @@ import (
 	"github.com/agentgw/agentgw/gateway"
 )
 
-// warmupTimeout bounds the wait for the primer messages' outputs.
+// warmupTimeout, plus 2 ms per message, bounds the wait for the
+// warm-up's outputs.
 const warmupTimeout = 30 * time.Second
 
 // sut is a running system under test.
@@ -45,9 +46,9 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 		name += "+crash"
 	}
 	res := Result{Name: name, System: system, Mix: mix.Name, TargetRate: rate, Messages: r.cfg.Messages}
-	r.logf("bench: %s: signing %d messages", name, r.cfg.Messages)
+	r.logf("bench: %s: signing %d messages", name, r.cfg.Warmup+r.cfg.Messages)
 	// The corpus is fresh per scenario: envelopes are valid for 5 minutes.
-	corp, err := newCorpus(r.world, mix, r.cfg.Messages, r.cfg.SealedBytes, time.Now())
+	corp, err := newCorpus(r.world, mix, r.cfg.Warmup, r.cfg.Messages, r.cfg.SealedBytes, time.Now())
 	if err != nil {
 		return res, err
 	}
@@ -60,7 +61,8 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 		return res, err
 	}
 	base := time.Now()
-	primer := len(corp.primer)
+	// primer: the outputs before the measured phase (primer and warm-up).
+	primer := len(corp.primer) + len(corp.warm)
 	total := primer + r.cfg.Messages
 	obs, err := newObserver(r.obsNC, base, total)
 	if err != nil {
@@ -82,21 +84,32 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 		}
 	}()
 
-	// Warm-up: one message per agent, so connections, credential caches
-	// and shared keys are warm and replays have originals to copy.
-	warm := newSendLog(primer)
-	if err := publish(ctx, r.js, corp.primer, 0, base, warm); err != nil {
-		return res, fmt.Errorf("bench: %s: warm-up: %w", name, err)
-	}
-	if err := r.await(ctx, obs.expect(int64(primer)), s, warmupTimeout); err != nil {
-		return res, fmt.Errorf("bench: %s: warm-up: %w (outputs %d of %d)", name, err, obs.count.Load(), primer)
-	}
-
-	// Measured phase. Return freed memory first, so the peak RSS measured
-	// from here is this scenario's live set plus its growth.
+	// Return freed memory first, so the peak RSS measured from here is
+	// this scenario's live set plus its growth. Before the warm-up, which
+	// grows the heap again: the measured phase does not pay for faulting
+	// in what an earlier scenario left.
 	debug.FreeOSMemory()
 	rss := startPeakRSS()
 	res.StartRSSBytes = rss.start
+	res.Warmup = len(corp.warm)
+
+	// Warm-up: one message per agent, so connections, credential caches
+	// and shared keys are warm and replays have originals to copy; then
+	// Config.Warmup messages of the mix at full speed.
+	for i, msgs := range [][]*nats.Msg{corp.primer, corp.warm} {
+		if len(msgs) == 0 {
+			continue
+		}
+		n := len(corp.primer) + i*len(corp.warm)
+		if err := publish(ctx, r.js, msgs, 0, base, newSendLog(len(msgs))); err != nil {
+			return res, fmt.Errorf("bench: %s: warm-up: %w", name, err)
+		}
+		if err := r.await(ctx, obs.expect(int64(n)), s, warmupTimeout+time.Duration(len(msgs))*2*time.Millisecond); err != nil {
+			return res, fmt.Errorf("bench: %s: warm-up: %w (outputs %d of %d)", name, err, obs.count.Load(), n)
+		}
+	}
+
+	// Measured phase.
 	var prof *profiles
 	if system == SystemGateway {
 		if prof, err = r.startProfiles(name); err != nil {
@@ -207,6 +220,7 @@ func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage
 	if res.Seconds > 0 {
 		res.CoresUsed = cpu / res.Seconds
 	}
+	res.FaultsPerMsg = float64(u1.faults-u0.faults) / n
 	res.AllocsPerMsg = float64(u1.mallocs-u0.mallocs) / n
 	res.AllocBytesPerMsg = float64(u1.bytes-u0.bytes) / n
 	res.GCs = u1.gcs - u0.gcs
