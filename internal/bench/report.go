@@ -110,8 +110,9 @@ type Result struct {
 	GCs              uint32  `json:"gcs"`
 	// PeakRSSBytes is the resident set peak; PeakRSSSource says whether
 	// it is this scenario's or the process's so far. It includes the
-	// pre-signed corpus (CorpusBytes). StartRSSBytes is the resident set
-	// when the measured phase began (after returning freed memory).
+	// pre-signed corpus (CorpusBytes, and the warm-up's messages) and the
+	// warm-up. StartRSSBytes is the resident set when the scenario began
+	// (after returning freed memory, before the warm-up).
 	PeakRSSBytes  int64  `json:"peak_rss_bytes"`
 	StartRSSBytes int64  `json:"start_rss_bytes"`
 	PeakRSSSource string `json:"peak_rss_source"`
