@@ -85,9 +85,9 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	}()
 
 	// Return freed memory first, so the peak RSS measured from here is
-	// this scenario's live set plus its growth. Before the warm-up, which
-	// grows the heap again: the measured phase does not pay for faulting
-	// in what an earlier scenario left.
+	// this scenario's live set plus its growth; before the warm-up, so
+	// that the heap has grown again (its pages faulted back in) by the
+	// time the measured phase starts.
 	debug.FreeOSMemory()
 	rss := startPeakRSS()
 	res.StartRSSBytes = rss.start
