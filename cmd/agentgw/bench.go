@@ -22,9 +22,8 @@ possible (or at --rate), and reports msgs/s, end-to-end latency
 percentiles (publish -> output on its subject), CPU, page faults and
 allocations per message, peak RSS and the ratios gateway/raw and
 gateway/crypto. Each scenario first decides W messages of its mix
-(--warmup, unmeasured), so that the measured phase starts from a
-process in its steady state: heap grown, the gateway's ledger past its
-first memtables.
+(--warmup, unmeasured), so that the measured phase starts from a warm
+process: heap grown, the gateway's ledger past its first memtables.
 
 Mixes: plain (valid, plain payload), sealed (valid, --sealed-bytes sealed
 payload, re-sealed to the consumer), hostile (bad signatures and

@@ -30,8 +30,8 @@ type Config struct {
 	Messages int
 	// Warmup is W, messages of the scenario's own mix published at full
 	// speed and decided after the primer and before the measured phase,
-	// which then starts from a process in its steady state: heap grown,
-	// the gateway's ledger past Pebble's first memtables (each a fresh
+	// which then starts from a warm process: heap grown, the gateway's
+	// ledger past Pebble's first memtables (each a fresh
 	// mapping whose every page faults on first touch). Zero: the primer
 	// alone (one message per agent). Default 20000.
 	Warmup int
