@@ -167,6 +167,7 @@ func (b *Batch) PutReplay(k ReplayKey, e ReplayEntry) error {
 	// The staged map keeps its own copy of the key: build it in the
 	// reader's buffer.
 	b.r.key = appendEntryKey(b.r.key[:0], kindReplay, g, k.Tenant, k.Agent, k.MessageID)
+	b.l.filters.add(g, b.r.key)
 	b.r.staged[string(b.r.key)] = staged{v: encodeReplay(e)}
 	b.note(g, e.Seq)
 	return nil
@@ -191,6 +192,7 @@ func (b *Batch) PutIdem(k IdemKey, e IdemEntry) error {
 	}
 	g := b.l.genOf(e.Expires)
 	b.r.key = appendEntryKey(b.r.key[:0], kindIdem, g, k.Tenant, k.Agent, k.Key)
+	b.l.filters.add(g, b.r.key)
 	b.r.staged[string(b.r.key)] = staged{v: encodeIdem(e)}
 	b.note(g, 0)
 	return nil
@@ -379,14 +381,42 @@ func (r *reader) close() {
 // get returns the value stored under key. The value is valid until the
 // next call.
 func (r *reader) get(key []byte) ([]byte, bool, error) {
+	if v, ok, found := r.getStaged(key); found {
+		return v, ok, nil
+	}
+	return r.seek(key)
+}
+
+// getEntry is get for a replay or idempotency key of generation gen:
+// Pebble is not asked for a key the generation's filter has not seen.
+func (r *reader) getEntry(gen uint64, key []byte) ([]byte, bool, error) {
+	if v, ok, found := r.getStaged(key); found {
+		return v, ok, nil
+	}
+	if !r.l.filters.mayHold(gen, key) {
+		r.l.filtered.Add(1)
+		return nil, false, nil
+	}
+	r.l.probed.Add(1)
+	return r.seek(key)
+}
+
+// getStaged looks key up in the batch's writes and the unfinished
+// commit's; found is false when neither has it.
+func (r *reader) getStaged(key []byte) (v []byte, ok, found bool) {
 	if s, ok := r.staged[string(key)]; ok {
-		return s.v, !s.del, nil
+		return s.v, !s.del, true
 	}
 	if r.after != nil {
 		if s, ok := r.after.staged[string(key)]; ok {
-			return s.v, !s.del, nil
+			return s.v, !s.del, true
 		}
 	}
+	return nil, false, false
+}
+
+// seek looks key up in the database.
+func (r *reader) seek(key []byte) ([]byte, bool, error) {
 	if r.it == nil {
 		// UseL6Filters: db.Get and plain iterators skip the bloom filters of
 		// the bottom level, where a compacted ledger lives.
@@ -444,7 +474,7 @@ func (r *reader) replay(k ReplayKey, now time.Time, extra []uint64) (ReplayEntry
 	found := false
 	for _, g := range gens {
 		r.key = appendEntryKey(r.key[:0], kindReplay, g, k.Tenant, k.Agent, k.MessageID)
-		v, ok, err := r.get(r.key)
+		v, ok, err := r.getEntry(g, r.key)
 		if err != nil {
 			return ReplayEntry{}, 0, false, err
 		}
@@ -473,7 +503,7 @@ func (r *reader) idem(k IdemKey, now time.Time, extra []uint64) (IdemEntry, bool
 	gens, _ := r.gensFor(now, extra, buf[:0])
 	for _, g := range gens {
 		r.key = appendEntryKey(r.key[:0], kindIdem, g, k.Tenant, k.Agent, k.Key)
-		v, ok, err := r.get(r.key)
+		v, ok, err := r.getEntry(g, r.key)
 		if err != nil {
 			return IdemEntry{}, false, err
 		}

@@ -27,10 +27,14 @@
 // entries it holds. Per-generation metadata (highest ingress sequence,
 // entry count) is written in the same batch as the entries; Prune keeps a
 // dead generation while its highest sequence is above the consumer's ack
-// floor, so a late redelivery still finds its decision. A lookup probes,
-// with bloom filters, each generation that may hold a live entry
-// (expires_at + Lookback ≥ now) or an unacknowledged one: usually 2–3.
-// See keys.go for the key layout and codec.go for the value format.
+// floor, so a late redelivery still finds its decision. A lookup probes
+// each generation that may hold a live entry (expires_at + Lookback ≥
+// now) or an unacknowledged one: usually 2–3. It skips a generation whose
+// key filter, kept in memory for each generation written since Open
+// (filter.go), has not seen the key: almost every lookup is of a new
+// message and so answered without reading Pebble. Other probes go to
+// Pebble, whose tables carry bloom filters. See keys.go for the key
+// layout and codec.go for the value format.
 //
 // An entry is live until expires_at + Lookback inclusive, whatever the
 // generation width; Lookback is exactly what the caller passes, with no

@@ -62,6 +62,10 @@ type Options struct {
 	// inside a table surfaces as ErrCorrupt on the first read that hits it
 	// rather than at Open. The scan reads the whole store once.
 	SkipVerify bool
+
+	// noFilters turns the generation filters off (tests compare answers
+	// with and without them).
+	noFilters bool
 }
 
 func (o Options) withDefaults() Options {
@@ -148,6 +152,13 @@ type Ledger struct {
 	// wmu orders the read-modify-write paths: Batch.Commit (generation
 	// metadata), MarkAcked and Prune.
 	wmu sync.Mutex
+
+	// filters are the generations' key filters (filter.go), replaced
+	// with the database (guarded by mu like db).
+	filters *genFilters
+	// filtered and probed count the generation probes of replay and
+	// idempotency lookups a filter answered and those Pebble did.
+	filtered, probed atomic.Uint64
 
 	// gmu guards the in-memory mirror of the generation metadata.
 	gmu      sync.RWMutex
@@ -298,6 +309,8 @@ func (l *Ledger) open(fresh, verify bool) error {
 	}
 	l.maxOutcome.Store(last)
 	l.db = db
+	l.filters = newGenFilters(gens)
+	l.filters.off = l.opt.noFilters
 	l.gmu.Lock()
 	l.gens = gens
 	l.horizon = horizon
@@ -519,8 +532,10 @@ func (l *Ledger) Stats() Stats {
 	s.AckFloor = l.ackFloor
 	l.gmu.RUnlock()
 	s.Corruptions = l.corruptions.Load()
+	s.FilteredProbes, s.PebbleProbes = l.filtered.Load(), l.probed.Load()
 	if db, err := l.acquire(); err == nil {
 		s.DiskBytes = db.Metrics().DiskSpaceUsage()
+		s.FilterBytes = l.filters.bytes()
 		l.mu.RUnlock()
 	}
 	return s

@@ -113,6 +113,9 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 			keep = append(keep, g)
 			continue
 		}
+		// A batch staged before this prune may still write to the
+		// generation: from now on its lookups read Pebble.
+		l.filters.distrust(g.gen)
 		for _, kind := range []byte{kindReplay, kindIdem} {
 			start, end := genRange(kind, g.gen)
 			if err := pb.DeleteRange(start, end, nil); err != nil {

@@ -99,4 +99,9 @@ type Stats struct {
 	AckFloor      uint64 // highest ack floor passed to Prune
 	DiskBytes     uint64 // Pebble's disk space usage
 	Corruptions   uint64 // corrupt blocks met by reads since Open (each read failed with ErrCorrupt)
+	// Lookups since Open, per generation probed: answered by the
+	// generation's key filter without reading the database, and read
+	// from Pebble.
+	FilteredProbes, PebbleProbes uint64
+	FilterBytes                  uint64 // the key filters' memory
 }
