@@ -96,6 +96,8 @@ func report(c config, r *result) {
 	fmt.Printf("pebble: block cache %s of %s, memtables %s (%d), table readers %s, %d tables (%d in L0), disk %s\n",
 		mibs(m.BlockCacheBytes), mibs(m.BlockCacheCapacity), mibs(int64(m.MemTableBytes)), m.MemTables,
 		mibs(m.FileCacheBytes), m.Tables, m.L0Tables, mibs(int64(r.Disk)))
+	fmt.Printf("key filters: %s; generation probes answered by a filter %d, read from Pebble %d\n",
+		mibs(int64(r.Ledger.FilterBytes)), r.Ledger.FilteredProbes, r.Ledger.PebbleProbes)
 	for _, p := range r.Prune {
 		extra := ""
 		if c.KeepOutcomes {

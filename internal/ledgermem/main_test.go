@@ -26,6 +26,9 @@ func TestRunSmall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if r.Ledger.FilteredProbes == 0 || r.Ledger.FilterBytes == 0 {
+				t.Errorf("key filters: %d bytes, %d probes answered; want the absent keys' probes answered", r.Ledger.FilterBytes, r.Ledger.FilteredProbes)
+			}
 			if r.ReplayHits != c.Lookups || r.IdemHits != c.Lookups {
 				t.Errorf("present keys found with their values: replay %d, idem %d; want %d each", r.ReplayHits, r.IdemHits, c.Lookups)
 			}

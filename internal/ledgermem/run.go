@@ -82,6 +82,7 @@ type result struct {
 	Go               runtime.MemStats
 	Mem              store.MemoryStats
 	Disk             uint64
+	Ledger           store.Stats // after the lookups
 
 	Prune []pruneRun // the measured ledger, then the small one
 }
@@ -382,7 +383,7 @@ func run(c config, logf func(string, ...any)) (*result, error) {
 		return nil, fmt.Errorf("lookups: %w", err)
 	}
 	st := l.Stats()
-	r.Generations, r.Disk = st.Generations, st.DiskBytes
+	r.Generations, r.Disk, r.Ledger = st.Generations, st.DiskBytes, st
 	if r.Mem, err = l.Memory(); err != nil {
 		return nil, err
 	}
