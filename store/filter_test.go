@@ -43,21 +43,8 @@ func TestFiltersAnswerMisses(t *testing.T) {
 // without a filter: their lookups read Pebble, also after new writes to
 // them.
 func TestFiltersDistrustGenerationsFromBeforeOpen(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ledger")
-	l, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	exp := t0.Add(time.Minute)
-	commitPuts(t, l, put{rkey("before"), rentry(1, exp)})
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := reopened(t, Options{}, put{rkey("before"), rentry(1, exp)})
 	commitPuts(t, l, put{rkey("after"), rentry(2, exp)})
 	for _, id := range []string{"before", "after"} {
 		if _, ok, err := l.Replay(rkey(id), t0); !ok || err != nil {

@@ -23,6 +23,26 @@ func openTest(t testing.TB, opt Options) *Ledger {
 	return l
 }
 
+// reopened opens a ledger in a new directory, commits puts, closes it
+// and returns it opened again (closed when the test ends).
+func reopened(t testing.TB, opt Options, puts ...put) *Ledger {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ledger")
+	l, err := Open(dir, opt)
+	if err != nil {
+		t.Fatalf("Open = %v", err)
+	}
+	commitPuts(t, l, puts...)
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if l, err = Open(dir, opt); err != nil {
+		t.Fatalf("reopen = %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
 func rkey(id string) ReplayKey { return ReplayKey{Tenant: "acme", Agent: "UAGENT", MessageID: id} }
 
 func rentry(seq uint64, expires time.Time) ReplayEntry {
@@ -151,23 +171,10 @@ func TestResignedCopiesLieInDifferentGenerations(t *testing.T) {
 }
 
 func TestEntryRoundTripThroughDisk(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ledger")
-	l, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := rentry(42, t0.Add(time.Minute))
 	want.Decision = Decision{Route: RouteDeny, Reason: reason.PolicyDenied, Target: "x.y",
 		Capability: "read", PolicyIDs: []string{"forbid-1"}, PolicyVersion: "sha256:ab", OutputMsgID: "gw-42"}
-	commitPuts(t, l, put{rkey("m1"), want})
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := reopened(t, Options{}, put{rkey("m1"), want})
 	got, ok, err := l.Replay(rkey("m1"), t0)
 	if err != nil || !ok {
 		t.Fatalf("Replay = %v, %v", ok, err)

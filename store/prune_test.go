@@ -239,23 +239,11 @@ func TestHolds(t *testing.T) {
 // blocks. The ledger's own filters (filter.go) do not cover a generation
 // written before it opened, so its lookups reach Pebble.
 func TestBloomFiltersUsed(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ledger")
-	l, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var puts []put
 	for i := range 5000 {
 		puts = append(puts, put{rkey(fmt.Sprintf("m%06d", i)), rentry(uint64(i+1), t0.Add(time.Minute))})
 	}
-	commitPuts(t, l, puts...)
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if l, err = Open(dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := reopened(t, Options{}, puts...)
 	if err := l.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
 		t.Fatal(err)
 	}
