@@ -378,6 +378,8 @@ func BenchmarkSustainedTraffic(b *testing.B) {
 			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/n, "cpu-ns/msg")
 			b.ReportMetric(float64(flushed)/n, "flushed-B/msg")
 			b.ReportMetric(float64(compacted)/n, "compacted-B/msg")
+			b.ReportMetric(float64(m.DiskSpaceUsage())/(1<<20), "disk-MiB")
+			b.ReportMetric(float64(m.Levels[0].TablesCount), "L0-tables")
 		})
 	}
 }

@@ -33,8 +33,12 @@
 // key filter, kept in memory for each generation written since Open
 // (filter.go), has not seen the key: almost every lookup is of a new
 // message and so answered without reading Pebble. Other probes go to
-// Pebble, whose tables carry bloom filters. See keys.go for the key
-// layout and codec.go for the value format.
+// Pebble, whose tables carry bloom filters. Random message ids make every
+// memtable flush overlap the whole generation being written, so Pebble
+// is told to let eight flushes gather in L0 before it compacts them into
+// the level below (l0CompactionThreshold, ledger.go), rewriting that
+// generation a quarter as often. See keys.go for the key layout and
+// codec.go for the value format.
 //
 // An entry is live until expires_at + Lookback inclusive, whatever the
 // generation width; Lookback is exactly what the caller passes, with no

@@ -88,6 +88,22 @@ const (
 	memTableStopWritesLimit = 2
 )
 
+// L0 compaction. Each memtable flush writes L0 tables of the entries of
+// the generations being written, and every such table overlaps the whole
+// of those generations in the level below, because message ids are
+// random: an L0 compaction rewrites all of it. Flushes come often, since
+// outcomes fill the memtable before their prune deletes them. Pebble
+// compacts L0 once its sublevels reach half the threshold: 2 with its
+// default of 4, 8 here, so that each rewrite carries four times the new
+// entries. Most lookups never reach Pebble (the generations' filters,
+// filter.go); those that do check each L0 table's bloom filter. Writes
+// stall at three times the threshold, as with Pebble's defaults (4 and
+// 12).
+const (
+	l0CompactionThreshold = 16
+	l0StopWritesThreshold = 3 * l0CompactionThreshold
+)
+
 func (o Options) memTableBytes() uint64 {
 	if o.MemTableBytes == 0 {
 		return pebbleMemTableBytes
@@ -249,6 +265,8 @@ func (l *Ledger) open(fresh, verify bool) error {
 		ErrorIfNotExists:            !fresh,
 		MemTableSize:                l.opt.memTableBytes(),
 		MemTableStopWritesThreshold: memTableStopWritesLimit,
+		L0CompactionThreshold:       l0CompactionThreshold,
+		L0StopWritesThreshold:       l0StopWritesThreshold,
 		EventListener: &pebble.EventListener{
 			// Pebble's default exits the process on a corrupt block. The read
 			// that hit it fails with a corruption error instead, which the

@@ -543,3 +543,37 @@ func TestCommittedCountsBatchBytes(t *testing.T) {
 		t.Fatalf("Committed() = %d after a discarded batch; want %d", n, first)
 	}
 }
+
+// TestL0GathersFlushes checks that overlapping flushes gather in L0: Pebble
+// compacts L0 once its sublevels reach half l0CompactionThreshold (two
+// with Pebble's default), and every flush of a generation being written
+// overlaps the last, since message ids are random.
+func TestL0GathersFlushes(t *testing.T) {
+	l := openTest(t, Options{})
+	exp := t0.Add(time.Minute)
+	const flushes = l0CompactionThreshold/2 - 1
+	for round := 0; round < flushes; round++ {
+		b := l.NewBatch()
+		for i := 0; i < 100; i++ {
+			// The same key range every round, as random message ids give.
+			k := rkey(fmt.Sprintf("m%03d-%d", i, round))
+			if err := b.PutReplay(k, rentry(uint64(round*100+i+1), exp)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := l.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := l.db.Metrics()
+	if got := m.Levels[0].Sublevels; got != flushes {
+		t.Errorf("L0 has %d sublevels after %d flushes; want them all", got, flushes)
+	}
+	if n := m.Compact.Count + m.Compact.NumInProgress; n != 0 {
+		t.Errorf("%d compactions after %d overlapping flushes; want none below %d", n, flushes, l0CompactionThreshold/2)
+	}
+}
