@@ -182,6 +182,20 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		}
 		return float64(n)
 	})
+	g.metrics.GaugeFunc("agentgw_ledger_disk_bytes", "Ledger disk space (summed over held partitions).", func() float64 {
+		var n uint64
+		for _, l := range g.ledgers() {
+			n += l.Stats().DiskBytes
+		}
+		return float64(n)
+	})
+	g.metrics.GaugeFunc("agentgw_ledger_l0_sublevels", "Depth of the ledger's L0, the deepest over held partitions: compacted at 8, writes stall at 48.", func() float64 {
+		n := 0
+		for _, l := range g.ledgers() {
+			n = max(n, l.Stats().L0Sublevels)
+		}
+		return float64(n)
+	})
 	g.metrics.GaugeFunc("agentgw_approvals_pending", "Requests held for an approver now (approval queue depth).", func() float64 {
 		n, _ := g.pendingApprovals()
 		return float64(n)

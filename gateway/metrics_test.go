@@ -22,7 +22,7 @@ import (
 )
 
 // scrape reads the gateway's /metrics over HTTP and returns the samples
-// of one counter family keyed by their labels.
+// of one counter or gauge family keyed by their labels.
 func scrape(t *testing.T, addr, family string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -41,7 +41,11 @@ func scrape(t *testing.T, addr, family string) map[string]float64 {
 		for _, l := range m.GetLabel() {
 			labels = append(labels, l.GetName()+"="+l.GetValue())
 		}
-		out[strings.Join(labels, ",")] = m.GetCounter().GetValue()
+		v := m.GetCounter().GetValue()
+		if g := m.GetGauge(); g != nil {
+			v = g.GetValue()
+		}
+		out[strings.Join(labels, ",")] = v
 	}
 	return out
 }
@@ -157,6 +161,12 @@ func TestMetricsPresetSeries(t *testing.T) {
 				t.Errorf("%s{%s} missing at start (have %v)", family, k, got)
 			}
 		}
+	}
+	if v := scrape(t, addr, "agentgw_ledger_disk_bytes")[""]; v <= 0 {
+		t.Errorf("agentgw_ledger_disk_bytes = %v; want the ledger's disk usage (%d bytes now)", v, h.gw.ledger.Stats().DiskBytes)
+	}
+	if v, ok := scrape(t, addr, "agentgw_ledger_l0_sublevels")[""]; !ok || v != float64(h.gw.ledger.Stats().L0Sublevels) {
+		t.Errorf("agentgw_ledger_l0_sublevels = %v (present %v); want the ledger's, %d", v, ok, h.gw.ledger.Stats().L0Sublevels)
 	}
 	_, text := getStatus(t, addr, "/metrics")
 	for _, want := range []string{

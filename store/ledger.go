@@ -552,7 +552,9 @@ func (l *Ledger) Stats() Stats {
 	s.Corruptions = l.corruptions.Load()
 	s.FilteredProbes, s.PebbleProbes = l.filtered.Load(), l.probed.Load()
 	if db, err := l.acquire(); err == nil {
-		s.DiskBytes = db.Metrics().DiskSpaceUsage()
+		m := db.Metrics()
+		s.DiskBytes = m.DiskSpaceUsage()
+		s.L0Sublevels = int(m.Levels[0].Sublevels)
 		s.FilterBytes = l.filters.bytes()
 		l.mu.RUnlock()
 	}

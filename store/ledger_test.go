@@ -573,6 +573,9 @@ func TestL0GathersFlushes(t *testing.T) {
 	if got := m.Levels[0].Sublevels; got != flushes {
 		t.Errorf("L0 has %d sublevels after %d flushes; want them all", got, flushes)
 	}
+	if got := l.Stats().L0Sublevels; got != flushes {
+		t.Errorf("Stats().L0Sublevels = %d; want %d", got, flushes)
+	}
 	if n := m.Compact.Count + m.Compact.NumInProgress; n != 0 {
 		t.Errorf("%d compactions after %d overlapping flushes; want none below %d", n, flushes, l0CompactionThreshold/2)
 	}

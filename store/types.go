@@ -104,4 +104,8 @@ type Stats struct {
 	// from Pebble.
 	FilteredProbes, PebbleProbes uint64
 	FilterBytes                  uint64 // the key filters' memory
+	// L0Sublevels is the depth of Pebble's L0: the overlapping tables a
+	// lookup that reaches Pebble checks first. Pebble compacts L0 at half
+	// l0CompactionThreshold (8) and stalls writes at l0StopWritesThreshold (48).
+	L0Sublevels int
 }
