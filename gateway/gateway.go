@@ -168,34 +168,17 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		}
 		g.ledger = led
 	}
-	g.metrics.GaugeFunc("agentgw_ledger_generations", "Live ledger generations (summed over held partitions).", func() float64 {
-		n := 0
-		for _, l := range g.ledgers() {
-			n += l.Stats().Generations
-		}
-		return float64(n)
-	})
-	g.metrics.GaugeFunc("agentgw_ledger_entries", "Approximate live replay and idempotency entries (summed over held partitions).", func() float64 {
-		n := 0
-		for _, l := range g.ledgers() {
-			n += int(l.Stats().ApproxEntries)
-		}
-		return float64(n)
-	})
-	g.metrics.GaugeFunc("agentgw_ledger_disk_bytes", "Ledger disk space (summed over held partitions).", func() float64 {
-		var n uint64
-		for _, l := range g.ledgers() {
-			n += l.Stats().DiskBytes
-		}
-		return float64(n)
-	})
-	g.metrics.GaugeFunc("agentgw_ledger_l0_sublevels", "Depth of the ledger's L0, the deepest over held partitions: compacted at 8, writes stall at 48.", func() float64 {
-		n := 0
-		for _, l := range g.ledgers() {
-			n = max(n, l.Stats().L0Sublevels)
-		}
-		return float64(n)
-	})
+	sum := func(stat func(store.Stats) float64) func(float64, store.Stats) float64 {
+		return func(n float64, s store.Stats) float64 { return n + stat(s) }
+	}
+	g.ledgerGauge("agentgw_ledger_generations", "Live ledger generations (summed over held partitions).",
+		sum(func(s store.Stats) float64 { return float64(s.Generations) }))
+	g.ledgerGauge("agentgw_ledger_entries", "Approximate live replay and idempotency entries (summed over held partitions).",
+		sum(func(s store.Stats) float64 { return float64(s.ApproxEntries) }))
+	g.ledgerGauge("agentgw_ledger_disk_bytes", "Ledger disk space (summed over held partitions).",
+		sum(func(s store.Stats) float64 { return float64(s.DiskBytes) }))
+	g.ledgerGauge("agentgw_ledger_l0_sublevels", "Depth of the ledger's L0, the deepest over held partitions: compacted at 8, writes stall at 48.",
+		func(n float64, s store.Stats) float64 { return max(n, float64(s.L0Sublevels)) })
 	g.metrics.GaugeFunc("agentgw_approvals_pending", "Requests held for an approver now (approval queue depth).", func() float64 {
 		n, _ := g.pendingApprovals()
 		return float64(n)

@@ -192,6 +192,18 @@ func (g *Gateway) stillOwned(ps *partState) bool {
 	return ok && epoch == ps.epoch
 }
 
+// ledgerGauge registers a gauge that folds, from zero, the Stats of every
+// ledger in use (one per held partition scaled out).
+func (g *Gateway) ledgerGauge(name, help string, fold func(float64, store.Stats) float64) {
+	g.metrics.GaugeFunc(name, help, func() float64 {
+		var v float64
+		for _, l := range g.ledgers() {
+			v = fold(v, l.Stats())
+		}
+		return v
+	})
+}
+
 // ledgers returns the ledgers in use (for gauges and read-only lookups).
 func (g *Gateway) ledgers() []*store.Ledger {
 	if g.scale == nil {

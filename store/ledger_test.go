@@ -552,19 +552,13 @@ func TestL0GathersFlushes(t *testing.T) {
 	l := openTest(t, Options{})
 	exp := t0.Add(time.Minute)
 	const flushes = l0CompactionThreshold/2 - 1
-	for round := 0; round < flushes; round++ {
-		b := l.NewBatch()
-		for i := 0; i < 100; i++ {
+	for round := range flushes {
+		puts := make([]put, 100)
+		for i := range puts {
 			// The same key range every round, as random message ids give.
-			k := rkey(fmt.Sprintf("m%03d-%d", i, round))
-			if err := b.PutReplay(k, rentry(uint64(round*100+i+1), exp)); err != nil {
-				t.Fatal(err)
-			}
+			puts[i] = put{rkey(fmt.Sprintf("m%03d-%d", i, round)), rentry(uint64(round*100+i+1), exp)}
 		}
-		if err := b.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		b.Close()
+		commitPuts(t, l, puts...)
 		if err := l.db.Flush(); err != nil {
 			t.Fatal(err)
 		}

@@ -80,7 +80,7 @@ func report(c config, r *result) {
 		outcomes = "kept (ack floor never moves)"
 	}
 	fmt.Printf("ledger: %d messages live (%d replay + %d idempotency entries) in %d generations; outcomes %d B each, %s\n",
-		r.Messages, r.Messages, r.Messages, r.Generations, c.OutcomeBytes, outcomes)
+		r.Messages, r.Messages, r.Messages, r.Ledger.Generations, c.OutcomeBytes, outcomes)
 	fmt.Printf("go %s, GOMAXPROCS %d, GOGC %s, cache %s\n", runtime.Version(), runtime.GOMAXPROCS(0), envOr("GOGC", "100"), mibs(r.Mem.BlockCacheCapacity))
 	fmt.Printf("write:   %v (%v/message, %.0f messages/s; %d synced commits)\n",
 		r.Write.Took.Round(time.Millisecond), r.Write.per(), float64(r.Write.N)/r.Write.Took.Seconds(), (r.Messages+c.Batch-1)/c.Batch)
@@ -95,7 +95,7 @@ func report(c config, r *result) {
 	m := r.Mem
 	fmt.Printf("pebble: block cache %s of %s, memtables %s (%d), table readers %s, %d tables (%d in L0), disk %s\n",
 		mibs(m.BlockCacheBytes), mibs(m.BlockCacheCapacity), mibs(int64(m.MemTableBytes)), m.MemTables,
-		mibs(m.FileCacheBytes), m.Tables, m.L0Tables, mibs(int64(r.Disk)))
+		mibs(m.FileCacheBytes), m.Tables, m.L0Tables, mibs(int64(r.Ledger.DiskBytes)))
 	fmt.Printf("key filters: %s; generation probes answered by a filter %d, read from Pebble %d\n",
 		mibs(int64(r.Ledger.FilterBytes)), r.Ledger.FilteredProbes, r.Ledger.PebbleProbes)
 	for _, p := range r.Prune {

@@ -35,8 +35,8 @@ func TestRunSmall(t *testing.T) {
 			if r.ReplayAbsentHits != 0 || r.IdemAbsentHits != 0 {
 				t.Errorf("absent keys found: replay %d, idem %d", r.ReplayAbsentHits, r.IdemAbsentHits)
 			}
-			if r.Generations < 1 || r.Generations > 3 {
-				t.Errorf("%d live generations; want 1–3 (entries span one max TTL)", r.Generations)
+			if r.Ledger.Generations < 1 || r.Ledger.Generations > 3 {
+				t.Errorf("%d live generations; want 1–3 (entries span one max TTL)", r.Ledger.Generations)
 			}
 			if keep && r.OutcomeHits != r.OutcomeChecked {
 				t.Errorf("outcomes kept: %d of %d intact", r.OutcomeHits, r.OutcomeChecked)

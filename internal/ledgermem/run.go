@@ -67,10 +67,9 @@ type pruneRun struct {
 }
 
 type result struct {
-	Messages    int
-	Generations int
-	Write       phase // per message: 3 lookups, 5 staged puts, 1/Batch synced commit
-	Lookup      phase // replay/idem × present/absent, in read-only Batches
+	Messages int
+	Write    phase // per message: 3 lookups, 5 staged puts, 1/Batch synced commit
+	Lookup   phase // replay/idem × present/absent, in read-only Batches
 
 	ReplayHits, ReplayAbsentHits int
 	IdemHits, IdemAbsentHits     int
@@ -81,7 +80,6 @@ type result struct {
 	EndPeakRSS       uint64 // VmHWM at the end, including the prune phase and the second ledger
 	Go               runtime.MemStats
 	Mem              store.MemoryStats
-	Disk             uint64
 	Ledger           store.Stats // after the lookups
 
 	Prune []pruneRun // the measured ledger, then the small one
@@ -382,8 +380,7 @@ func run(c config, logf func(string, ...any)) (*result, error) {
 	if err := c.lookups(l, now, r); err != nil {
 		return nil, fmt.Errorf("lookups: %w", err)
 	}
-	st := l.Stats()
-	r.Generations, r.Disk, r.Ledger = st.Generations, st.DiskBytes, st
+	r.Ledger = l.Stats()
 	if r.Mem, err = l.Memory(); err != nil {
 		return nil, err
 	}
