@@ -317,6 +317,27 @@ func TestValidGatewayKey(t *testing.T) {
 	}
 }
 
+// TestClaimAlphabets: every byte is in or out of the id and hex claims'
+// alphabets exactly as the wire rules write them.
+func TestClaimAlphabets(t *testing.T) {
+	const id = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+	const hex = "0123456789abcdef"
+	for c := range 256 {
+		s := string([]byte{byte(c)})
+		if got, want := ValidClaimID(s), strings.Contains(id, s); got != want {
+			t.Errorf("ValidClaimID(%q) = %v", s, got)
+		}
+		if got, want := lowerHex(s, 1), strings.Contains(hex, s); got != want {
+			t.Errorf("lowerHex(%q) = %v", s, got)
+		}
+		// One byte out of place in a long value is found too.
+		long := strings.Repeat("a", 40) + s + strings.Repeat("0", 23)
+		if got, want := lowerHex(long, 64), strings.Contains(hex, s); got != want {
+			t.Errorf("lowerHex(..%q..) = %v", s, got)
+		}
+	}
+}
+
 // TestAppendJSONMatchesMarshal: the hand-written claims encoder writes
 // exactly what json.Marshal writes, with and without optional members,
 // and escaping still goes through the library.

@@ -116,23 +116,32 @@ func safeID(s string, min int) bool {
 	if len(s) < min || len(s) > MaxClaimID {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return allIn(s, &idChars)
 }
 
 func lowerHex(s string, n int) bool {
 	if len(s) != n {
 		return false
 	}
+	return allIn(s, &hexChars)
+}
+
+// idChars ([A-Za-z0-9._:-]) and hexChars ([0-9a-f]) are the claims'
+// alphabets as tables: one lookup per byte. A chain of range comparisons
+// branches on which range a byte is in, and random ids and digests make
+// that branch a coin toss on every byte (BenchmarkPrepare).
+var idChars, hexChars = func() (id, hex [256]bool) {
+	for c := range 256 {
+		digit, lower := '0' <= c && c <= '9', 'a' <= c && c <= 'z'
+		id[c] = digit || lower || 'A' <= c && c <= 'Z' || c == '.' || c == '_' || c == ':' || c == '-'
+		hex[c] = digit || 'a' <= c && c <= 'f'
+	}
+	return
+}()
+
+func allIn(s string, t *[256]bool) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if !t[s[i]] {
 			return false
 		}
 	}

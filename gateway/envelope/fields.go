@@ -23,6 +23,7 @@ var (
 	audienceChars    = charset("A-Za-z0-9._:/-")
 	tokenChars       = charset("a-z0-9_-")
 	base64URLChars   = charset("A-Za-z0-9_-")
+	lowerHexChars    = charset("0-9a-f")
 )
 
 // charset builds a byte table from ranges like "a-z" and single bytes; a
@@ -59,21 +60,17 @@ func validIdempotencyKey(b []byte) bool { return allIn(b, idempotencyChars, 1, 1
 func validAudience(b []byte) bool       { return allIn(b, audienceChars, 1, 128) }
 func validTenant(b []byte) bool         { return allIn(b, tokenChars, 1, 64) }
 
+// validTraceID: 32 lowercase hex digits, not all zero.
 func validTraceID(b []byte) bool {
-	if len(b) != 32 {
+	if !allIn(b, lowerHexChars, 32, 32) {
 		return false
 	}
-	zero := true
 	for _, c := range b {
-		switch {
-		case c == '0':
-		case '1' <= c && c <= '9', 'a' <= c && c <= 'f':
-			zero = false
-		default:
-			return false
+		if c != '0' {
+			return true
 		}
 	}
-	return !zero
+	return false
 }
 
 // validTarget: dot-separated parts, each [a-z0-9_-]{1,64}, at most 255
