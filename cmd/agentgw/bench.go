@@ -70,6 +70,7 @@ stderr, the table to stdout.`)
 	traceOut := c.fs.String("trace", "", "write a runtime execution trace of each gateway scenario (see go tool trace -pprof=syscall)")
 	memProfile := c.fs.String("memprofile", "", "write the allocation profile after each gateway scenario (cumulative for the process)")
 	gwLog := c.fs.String("gateway-log", "", "file for the gateway's JSON decision log (default: discarded)")
+	latencies := c.fs.String("latencies", "", "append every measured message's publish, PubAck and output times to this CSV `file` (all scenarios but --flood)")
 	out := c.fs.String("out", "", "write the report as JSON to FILE")
 	quiet := c.fs.Bool("quiet", false, "no progress lines")
 	flood := c.fs.Bool("flood", false, "run only the flood-isolation scenario: one tenant floods (--messages bad signatures and replays), another sends at --flood-victim-rate; victim latency with and without the flood")
@@ -103,6 +104,7 @@ stderr, the table to stdout.`)
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices
 	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate = *mcpCalls, *crash, *flood, *victimRate
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
+	cfg.Latencies = *latencies
 	if *quiet {
 		cfg.ProgressEvery = -1
 	}

@@ -106,6 +106,13 @@ type Config struct {
 	// GatewayLog, when set, is a file the gateway writes its JSON log to
 	// (one line per decision); empty discards the log.
 	GatewayLog string
+	// Latencies, when set, is a CSV file every run of a scenario but the
+	// flood's appends its measured messages to, one line each: scenario,
+	// run number, ingress sequence, and when the message was published,
+	// stored (its PubAck) and first seen as an output, in µs since the
+	// run's first publish, with its latency. With GatewayLog, the
+	// decisions of a slow message's neighbours say where it waited.
+	Latencies string
 	// Crash adds a gateway scenario per mix ("<mix>+crash") that stops
 	// the gateway hard once half the measured outputs are seen and
 	// starts a new one on the same ledger: the report gives the messages

@@ -164,6 +164,11 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	}
 
 	r.measure(&res, obs, sent, u0, u1)
+	if r.cfg.Latencies != "" {
+		if err := r.writeLatencies(name, sent, obs); err != nil {
+			return res, err
+		}
+	}
 	if crash {
 		c := <-crashed
 		if c.err != nil {
