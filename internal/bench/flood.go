@@ -237,10 +237,10 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		if route(obs.routes[seq].Load()) != routeAllow {
 			return 0, fmt.Errorf("%w: a victim message was not allowed", ErrMismatch)
 		}
-		us := min(max((t-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
+		us := histUS(vsent.at[i], t)
 		maxUS = max(maxUS, us)
 		_ = h.RecordValue(us)
-		st := min(max((stored[i]-vsent.at[i])/int64(time.Microsecond), histMin), histMax)
+		st := histUS(vsent.at[i], stored[i])
 		maxStored = max(maxStored, st)
 		_ = hs.RecordValue(st)
 		waits = append(waits, [2]int64{stored[i], t})

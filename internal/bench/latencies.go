@@ -51,14 +51,12 @@ func (r *runner) writeLatencies(name string, sent *sendLog, obs *observer) (err 
 		line = append(line, ',')
 		line = strconv.AppendInt(line, (sent.at[i]-sent.first)/1e3, 10)
 		line = append(line, ',')
-		if i < len(sent.stored) {
-			line = us(line, sent.stored[i])
-		}
+		line = us(line, sent.stored[i])
 		line = append(line, ',')
 		line = us(line, seen)
 		line = append(line, ',')
 		if seen != 0 {
-			line = strconv.AppendInt(line, min(max((seen-sent.at[i])/1e3, histMin), histMax), 10)
+			line = strconv.AppendInt(line, histUS(sent.at[i], seen), 10)
 		}
 		line = append(line, '\n')
 		if _, err := w.Write(line); err != nil {

@@ -206,6 +206,12 @@ type CrashResult struct {
 
 func newHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histSig) }
 
+// histUS is the time from start to end (ns) in µs, within the
+// histogram's bounds: what a latency histogram records.
+func histUS(start, end int64) int64 {
+	return min(max((end-start)/int64(time.Microsecond), histMin), histMax)
+}
+
 func latencyOf(h *hdrhistogram.Histogram, maxUS int64) Latency {
 	if h.TotalCount() == 0 {
 		return Latency{}

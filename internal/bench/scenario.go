@@ -204,8 +204,7 @@ func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage
 		case routeHeld:
 			res.Routes.Held++
 		}
-		us := max((t-sent.at[i])/int64(time.Microsecond), histMin)
-		us = min(us, histMax)
+		us := histUS(sent.at[i], t)
 		maxUS = max(maxUS, us)
 		_ = h.RecordValue(us)
 	}
