@@ -362,7 +362,12 @@ func (w *wvWorld) build() map[string][]byte {
 		noticeClaims[i] = w.noticeClaims(s, noticeData[i])
 	}
 	noticeBatch := w.batch("notices", "gateway-signing", noticeClaims)
-	dec := w.decisionFile([]wvBatch{deliveries, replyBatch, noticeBatch})
+	// The approval request's token: addressed to the target, bound to
+	// the request's bytes, living until its deadline.
+	approvalSpec := w.claims("payment-approval-request", payment, "payments.send", "pay:send", reqJSON, decision.RouteApproval, "")
+	approvalSpec.claim.Expires = req.Deadline
+	approvalBatch := w.batch("approval", "gateway-signing", []wvClaimSpec{approvalSpec})
+	dec := w.decisionFile([]wvBatch{deliveries, replyBatch, noticeBatch, approvalBatch})
 
 	// Deliveries.
 	dl := wvDeliveriesFile{About: "capability deliveries: the body of a message on agentgw.cap.<tenant>.<target> (docs/wire.md, \"Delivery document\"). " +
@@ -429,9 +434,12 @@ func (w *wvWorld) build() map[string][]byte {
 	// Approval.
 	paymentEnv := payment.Message
 	appr := wvApprovalFile{
-		About: "approvals (docs/wire.md, \"Approvals\"): the request the gateway publishes for the held envelope, the answers an approver may put in " +
+		About: "approvals (docs/wire.md, \"Approvals\"): the request the gateway publishes for the held envelope, with its decision token in " +
+			"Agentgw-Decision (decision.json, batch \"approval\": route approval, audience the target, payload_digest the SHA-256 of the body), " +
+			"the answers an approver may put in " +
 			"the plain payload of an approve envelope, the approve envelope (envelope.json), and the delivery its grant releases (delivery.json). " +
-			"request_cases are the request with a number or member changed, on the request's subject, that a reader accepts (reading fields as given) or refuses as want says; " +
+			"request_cases are the request with a number or member changed, on the request's subject, that a reader accepts (reading fields as given) or refuses as want says " +
+			"(they test the reader alone: none is the bytes the token binds); " +
 			"time_cases are the request with other requested_at and deadline, which a reader reads to the nanosecond (Unix nanoseconds in decimal, \"\" for no time) " +
 			"and, at now, finds expired (now later than the deadline) or pending.",
 		HeldEnvelope: payment.Name,
@@ -449,6 +457,7 @@ func (w *wvWorld) build() map[string][]byte {
 			{header.Policy, wvPolicyID},
 			{header.PolicyVersion, w.policyV},
 			{header.Traceparent, paymentEnv.header(header.Traceparent)},
+			{header.Decision, w.tokens["payment-approval-request"]},
 		}},
 		BodyDigest: req.BodyDigest, PayloadDigest: req.PayloadDigest, PolicyVersion: w.policyV,
 		Answers:         []wvAnswer{{"grant", grant}, {"deny", deny}},

@@ -154,9 +154,15 @@ func (g *Gateway) heldBefore(it *item, env *envelope.Body, kh *kvHold, now time.
 	if it.payload == ([32]byte{}) {
 		it.payload = it.env.PayloadDigest()
 	}
-	it.route, it.denial, it.unsigned = store.RouteApproval, nil, nil
+	it.route, it.denial = store.RouteApproval, nil
 	it.target, it.deadline, it.pol = t, kh.Deadline, policy.Decision{}
-	it.outputs = []*nats.Msg{g.approvalOutputAt(it, requested, kh.Deadline, now, nil)}
+	out, err := g.approvalOutputAt(it, requested, kh.Deadline, now, nil)
+	if err != nil {
+		it.deny(err) // no request without its token: fail closed
+		it.outputs = nil
+		return true
+	}
+	it.outputs = []*nats.Msg{out}
 	return true
 }
 
@@ -173,7 +179,13 @@ func (g *Gateway) matchHold(it *item, v []byte, now time.Time) {
 	}
 	it.deadline = h.Deadline
 	it.pol = policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion}
-	it.outputs[0] = g.approvalOutputAt(it, h.RequestedAt, h.Deadline, now, req.Fields)
+	out, err := g.approvalOutputAt(it, h.RequestedAt, h.Deadline, now, req.Fields)
+	if err != nil {
+		it.deny(err)
+		it.outputs = nil
+		return
+	}
+	it.outputs[0] = out
 }
 
 // approvalGate replaces the catalog gate for an `approve` envelope: the

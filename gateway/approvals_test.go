@@ -46,6 +46,7 @@ func newApprovalFlow(t *testing.T, setup ...func(*approvalFlow)) *approvalFlow {
 		t.Fatalf("critical request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
 	}
 	must(t, json.Unmarshal(out.Data, &f.req))
+	f.checkApprovalToken(out)
 	if strings.Contains(string(out.Data), "DE00123") {
 		t.Fatal("approval request shows a field the catalog does not mark approver-visible")
 	}

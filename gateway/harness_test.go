@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -373,6 +375,30 @@ func (h *harness) delivery(m *jetstream.RawStreamMsg) delivery.Doc {
 	d, err := delivery.Parse(m.Data, 1<<20)
 	must(h.t, err)
 	return d
+}
+
+// checkApprovalToken fails the test unless m, an approval request, carries
+// in Agentgw-Decision a token of this gateway valid when it was decided
+// (Agentgw-Decided-At): route approval, addressed to the request's
+// target, bound to the request's exact bytes and to the held envelope it
+// names, and living at least until the request's deadline.
+func (h *harness) checkApprovalToken(m *jetstream.RawStreamMsg) {
+	h.t.Helper()
+	var req approval.Request
+	must(h.t, json.Unmarshal(m.Data, &req))
+	at, err := time.Parse(time.RFC3339Nano, m.Header.Get(header.DecidedAt))
+	must(h.t, err)
+	c, err := decision.Verify(m.Header.Get(header.Decision), decision.VerifyOptions{
+		TrustedGateways: []string{h.gwSigning}, Audience: req.Target, Now: at,
+	})
+	if err != nil {
+		h.t.Fatalf("approval request token: %v", err)
+	}
+	if c.Route != decision.RouteApproval || c.PayloadDigest != decision.Digest(m.Data) || c.Tenant != req.Tenant ||
+		c.MessageID != req.HeldMessageID || c.Subject != req.Agent || "sha256:"+c.BodyDigest != req.BodyDigest ||
+		c.TraceID != req.TraceID || c.PolicyVersion != req.PolicyVersion || c.Expires.Before(req.Deadline) {
+		h.t.Fatalf("approval request token claims %+v do not bind the request %s", c, m.Data)
+	}
 }
 
 // outputFor waits for the terminal output of an ingress sequence (a

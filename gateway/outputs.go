@@ -244,7 +244,7 @@ func (g *Gateway) allowOutput(it *item, now time.Time, plain []byte) (*nats.Msg,
 }
 
 // approvalOutput is the redacted request approvers see.
-func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any) *nats.Msg {
+func (g *Gateway) approvalOutput(it *item, now time.Time, visible map[string]any) (*nats.Msg, error) {
 	return g.approvalOutputAt(it, now, now.Add(g.approvalTTL(it.target)), now, visible)
 }
 
@@ -258,8 +258,12 @@ func (g *Gateway) approvalTTL(t *catalog.Target) time.Duration {
 }
 
 // approvalOutputAt is approvalOutput for a request held at requestedAt
-// until deadline, decided at now.
-func (g *Gateway) approvalOutputAt(it *item, requestedAt, deadline, now time.Time, visible map[string]any) *nats.Msg {
+// until deadline, decided at now. Its decision token (route approval,
+// addressed to the target, bound to the held envelope and to the
+// request's exact bytes) is the item's only unsigned token: signTokens
+// puts it in the Agentgw-Decision header with the batch's others, so
+// that an approver shows only what the gateway wrote.
+func (g *Gateway) approvalOutputAt(it *item, requestedAt, deadline, now time.Time, visible map[string]any) (*nats.Msg, error) {
 	req := approval.Request{
 		HeldMessageID: it.env.MessageID,
 		TraceID:       it.env.TraceID,
@@ -282,7 +286,42 @@ func (g *Gateway) approvalOutputAt(it *item, requestedAt, deadline, now time.Tim
 	m := nats.NewMsg(subj)
 	m.Data, _ = json.Marshal(req) // plain types only: cannot fail
 	g.decisionHeaders(it, m.Header, now)
-	return m
+	p, err := decision.Prepare(g.signer, decision.Claims{
+		Subject:       it.cred.Subject,
+		Audience:      it.target.Name,
+		IssuedAt:      now,
+		Expires:       approvalTokenExpiry(now, req.Deadline),
+		Tenant:        it.env.Tenant,
+		Scope:         it.target.Scope,
+		TraceID:       it.env.TraceID,
+		MessageID:     it.env.MessageID,
+		BodyDigest:    strings.TrimPrefix(req.BodyDigest, "sha256:"),
+		PayloadDigest: decision.Digest(m.Data),
+		PolicyIDs:     it.pol.PolicyIDs,
+		PolicyVersion: it.pol.Version,
+		Route:         decision.RouteApproval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: approval request token: %w", err)
+	}
+	it.unsigned = []unsignedToken{{m: m, p: p}}
+	return m, nil
+}
+
+// approvalTokenExpiry is the exp of an approval request's token: the
+// request's deadline rounded up to the second, so that the token lives
+// as long as the request can be answered, and at least a second after
+// now (a request rebuilt for a hold that has already ended has its
+// deadline behind it).
+func approvalTokenExpiry(now, deadline time.Time) time.Time {
+	exp := deadline.Truncate(time.Second)
+	if exp.Before(deadline) {
+		exp = exp.Add(time.Second)
+	}
+	if floor := now.Truncate(time.Second).Add(time.Second); exp.Before(floor) {
+		exp = floor
+	}
+	return exp
 }
 
 // auditOutput records the decision on agentgw.audit.<tenant>.

@@ -19,11 +19,11 @@ import (
 //	    in base64url (a plain payload grows by a third), the decision
 //	    token (at most 16 KiB, docs/wire.md), the document's other
 //	    members and its five headers
-//	approval request              6·B + 4 KiB + 2·P
+//	approval request              6·B + 16 KiB + 4 KiB + 2·P
 //	    the approver-visible fields of the payload re-encoded by
 //	    encoding/json, which writes each <, > and & as \u003c: six
-//	    bytes for one; the request's other members, all bounded, and
-//	    the decision headers
+//	    bytes for one; the request's other members, all bounded, its
+//	    decision token in a header, and the decision headers
 //	reply                         6·3/4·B + 44 + 16 KiB + 4 KiB + P
 //	    the response re-encoded (the same six for one) and sealed to
 //	    the agent, its decision token in a header, the decision headers

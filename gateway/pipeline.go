@@ -550,8 +550,13 @@ func (g *Gateway) decide(it *item, now time.Time) {
 		return
 	}
 	if (pol.Approval || content.Approval || it.target.NeedsApproval) && !it.approved {
-		it.route = store.RouteApproval
-		it.outputs = []*nats.Msg{g.approvalOutput(it, now, catalog.Pick(obj, it.target.ApproverVisible))}
+		it.route = store.RouteApproval // its headers name the route
+		out, err := g.approvalOutput(it, now, catalog.Pick(obj, it.target.ApproverVisible))
+		if err != nil {
+			it.deny(err)
+			return
+		}
+		it.outputs = []*nats.Msg{out}
 		return
 	}
 	it.route = store.RouteAllow

@@ -66,6 +66,7 @@ func heldEndedRebuilt(t *testing.T, oversized bool) {
 	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
 	var req approval.Request
 	must(t, json.Unmarshal(out.Data, &req))
+	h.checkApprovalToken(out)
 	if req.BodyDigest != hexDigest(envelope.Digest(body)) || req.PayloadDigest != hexDigest(env.PayloadDigest()) {
 		t.Errorf("rebuilt approval request digests %s, %s; want the request's", req.BodyDigest, req.PayloadDigest)
 	}
@@ -89,6 +90,7 @@ func TestScaleOutHeldAgainMatchesHold(t *testing.T) {
 	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
 	var req approval.Request
 	must(t, json.Unmarshal(out.Data, &req))
+	h.checkApprovalToken(out)
 	kv, err := h.js.KeyValue(context.Background(), HoldsBucket)
 	must(t, err)
 	e, err := kv.Get(context.Background(), holdKey(holdID(env.Tenant, env.MessageID)))

@@ -516,6 +516,7 @@ func TestScaleOutHoldEndedThenDecidedOtherwise(t *testing.T) {
 	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
 	var req approval.Request
 	must(t, json.Unmarshal(out.Data, &req))
+	h.checkApprovalToken(out)
 	if req.HeldMessageID != env.MessageID || req.BodyDigest != hexDigest(envelope.Digest(body)) {
 		t.Errorf("rebuilt approval request = %+v; want the held request's", req)
 	}

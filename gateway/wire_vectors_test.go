@@ -212,11 +212,12 @@ func TestWireVectorsThroughGateway(t *testing.T) {
 		}
 	}
 
-	// The approval request: no randomness at all.
+	// The approval request: nothing random but its token's jti.
 	if m := outputs[3]; m.Subject != appr.Request.Subject || string(m.Data) != appr.Request.Body {
 		t.Errorf("approval request %s\n%s\nwant %s\n%s", m.Subject, m.Data, appr.Request.Subject, appr.Request.Body)
 	} else {
-		sameHeaders("approval request", m.Header, appr.Request)
+		sameHeaders("approval request", m.Header, appr.Request, header.Decision)
+		sameClaims("payment-approval-request", m.Header.Get(header.Decision), false)
 	}
 
 	// The reply.

@@ -18,8 +18,9 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Header is the NATS header that carries a reply's decision token
-// (deliveries and notices carry theirs in their body).
+// Header is the NATS header that carries the decision token of a reply
+// and of an approval request (deliveries and notices carry theirs in
+// their body).
 const Header = "Agentgw-Decision"
 
 // Type is the claim type (nats.type) of a decision token.
@@ -32,6 +33,10 @@ const (
 	// RouteNotice binds a decision notice (package notice) on the
 	// sender's reply subject: it authorizes nothing.
 	RouteNotice = "notice"
+	// RouteApproval binds an approval request on the approval queue to
+	// the held envelope: it shows approvers what the gateway held and
+	// authorizes nothing.
+	RouteApproval = "approval"
 )
 
 // version is nats.version: jwt/v2's claim layout version.
@@ -61,7 +66,7 @@ type Claims struct {
 	PayloadDigest string   // Digest of the payload bytes the consumer receives
 	PolicyIDs     []string // may be empty
 	PolicyVersion string   // may be empty
-	Route         string   // RouteAllow, RouteReply or RouteNotice
+	Route         string   // RouteAllow, RouteReply, RouteNotice or RouteApproval
 }
 
 // Digest returns the lowercase hex SHA-256 of b: the form of BodyDigest

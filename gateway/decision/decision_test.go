@@ -179,7 +179,7 @@ func TestVerifyDenials(t *testing.T) {
 		{"deny/credential-type", resign(`"type":"agentgw-decision"`, `"type":"agentgw-credential"`), fx.opt, reason.DecisionInvalid},
 		{"deny/unknown-claim", resign(`"route":"allow"`, `"route":"allow","admin":true`), fx.opt, reason.DecisionInvalid},
 		{"deny/duplicate-claim", resign(`"aud":"refunds.draft_refund"`, `"aud":"refunds.draft_refund","aud":"x"`), fx.opt, reason.DecisionInvalid},
-		{"deny/route-other", resign(`"route":"allow"`, `"route":"approval"`), fx.opt, reason.DecisionInvalid},
+		{"deny/route-other", resign(`"route":"allow"`, `"route":"approved"`), fx.opt, reason.DecisionInvalid},
 		{"deny/act-sub-not-sub", resign(`"act":{"sub":"`+fx.agent, `"act":{"sub":"`+fx.approver), fx.opt, reason.DecisionInvalid},
 		{"deny/signed-by-issuer-key", func() string {
 			c := strings.ReplaceAll(string(claimsJSON), fx.gw.PublicKey(), issuerSigner.PublicKey())

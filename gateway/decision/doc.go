@@ -1,8 +1,9 @@
 // Package decision owns the gateway decision token (docs/wire.md, "Decision tokens"): the
 // short-lived JWT the gateway attaches to every message it puts on a
-// capability or reply subject (in the body of a delivery and of a
-// decision notice, in the Agentgw-Decision header of a reply), and that
-// consumers verify so that nothing reaches them without the gateway.
+// capability or reply subject or the approval queue (in the body of a
+// delivery and of a decision notice, in the Agentgw-Decision header of a
+// reply and of an approval request), and that consumers and approvers
+// verify so that nothing reaches them without the gateway.
 //
 // A token is header.claims.proof.signature (batch.go): the gateway
 // prepares the tokens of a batch (Prepare), then signs them all with one
@@ -25,8 +26,10 @@
 //	payload_digest  hex SHA-256 of the payload bytes the consumer receives
 //	policy_ids      the policies that decided
 //	policy_version  the policy set version
-//	route           "allow" (capability), "reply" (response) or "notice"
-//	                (a decision notice to its sender: authorizes nothing)
+//	route           "allow" (capability), "reply" (response), "notice"
+//	                (a decision notice to its sender) or "approval" (an
+//	                approval request to approvers); the last two
+//	                authorize nothing
 //
 // "nats" rather than a private top-level member, so the credential and
 // the decision token share one shape and jwt/v2 tooling reports the type.

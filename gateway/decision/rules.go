@@ -76,8 +76,10 @@ func check(w *wire) []error {
 	if n.PolicyVersion != "" && !safeID(n.PolicyVersion, 1) {
 		add("policy_version is not [A-Za-z0-9._:-]{0,128}")
 	}
-	if n.Route != RouteAllow && n.Route != RouteReply && n.Route != RouteNotice {
-		add("route is none of %s, %s, %s", RouteAllow, RouteReply, RouteNotice)
+	switch n.Route {
+	case RouteAllow, RouteReply, RouteNotice, RouteApproval:
+	default:
+		add("route is none of %s, %s, %s, %s", RouteAllow, RouteReply, RouteNotice, RouteApproval)
 	}
 	return p
 }
