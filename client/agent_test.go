@@ -421,7 +421,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: cfg})
+	ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: cfg, TrustedGateways: []string{w.gwSign.PublicKey()}})
 	if err != nil {
 		t.Fatal(err)
 	}

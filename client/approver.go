@@ -18,8 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // ErrSelfApproval: the approver is the agent that made the request. The
@@ -48,6 +50,19 @@ type ApproverConfig struct {
 	// unanswered before it is shown again. Zero: JetStream's default
 	// (30 s); negative is invalid.
 	AckWait time.Duration
+	// TrustedGateways are the public server ('N') keys of the gateways
+	// whose approval requests are shown: a request is shown only with a
+	// decision token (route approval) that one of them signed over its
+	// exact bytes (VerifyRequest). Required.
+	TrustedGateways []string
+	// Skew is the clock skew tolerated on that token's iat and exp.
+	// Zero: DefaultSkew; negative is invalid.
+	Skew time.Duration
+	// OnReject, if set, is called with the subject and the error of every
+	// message Watch terminates without showing it: one that is not a
+	// request of this tenant, or whose token does not verify (a
+	// *reason.Denial). It runs on the watching goroutine: keep it short.
+	OnReject func(subject string, err error)
 }
 
 // Validate reports every problem in c at once.
@@ -55,6 +70,17 @@ func (c ApproverConfig) Validate() error {
 	err := c.AgentConfig.Validate()
 	if c.AckWait < 0 {
 		err = errors.Join(err, fmt.Errorf("%w: ack wait %v is negative", ErrConfig, c.AckWait))
+	}
+	if len(c.TrustedGateways) == 0 {
+		err = errors.Join(err, fmt.Errorf("%w: no trusted gateway keys for approval requests", ErrConfig))
+	}
+	for _, k := range c.TrustedGateways {
+		if !subjects.ValidKey(k, 'N') {
+			err = errors.Join(err, fmt.Errorf("%w: trusted gateway %.64q is not a server ('N') public key", ErrConfig, k))
+		}
+	}
+	if c.Skew < 0 {
+		err = errors.Join(err, fmt.Errorf("%w: skew %v is negative", ErrConfig, c.Skew))
 	}
 	return err
 }
@@ -118,8 +144,9 @@ func (ap Approver) GoString() string { return ap.String() }
 // their deadline by more than 5 minutes, the largest clock skew the
 // gateway allows, and handed back until then, so that neither a
 // requester that also approves nor a clock running ahead hides a request
-// from the others. A message that is not a request of this tenant is
-// terminated.
+// from the others. A message that is not a request of this tenant, or
+// whose decision token does not verify (VerifyRequest), is terminated
+// and reported to OnReject: fn never sees it.
 //
 // Watch returns nil when ctx is done, or an error wrapping ErrStream when
 // the consumer cannot be created or disappears.
@@ -136,7 +163,7 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 	return consume(ctx, ap.js, ap.cfg.Stream, cc, ap.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
 		req, err := decodeRequest(m.Subject(), m.Data(), tenant)
 		if err != nil {
-			_ = m.TermWithReason(err.Error())
+			ap.reject(m, err, err.Error())
 			return
 		}
 		// An ephemeral consumer is this approver's alone: what it will
@@ -167,12 +194,74 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 			}
 			return
 		}
+		// Only a request about to be shown needs its token: what is not
+		// shown is handed back or consumed whoever wrote it.
+		if err := ap.verifyRequest(m.Headers().Get(decision.Header), m.Data(), req, now); err != nil {
+			ap.reject(m, err, string(reason.Of(err)))
+			return
+		}
 		if err := fn(ctx, req); err != nil {
 			_ = m.NakWithDelay(redeliverDelay)
 			return
 		}
 		_ = m.Ack()
 	})
+}
+
+// reject terminates m, never to be shown, and reports it to OnReject.
+func (ap *Approver) reject(m jetstream.Msg, err error, why string) {
+	_ = m.TermWithReason(why)
+	if ap.cfg.OnReject != nil {
+		ap.cfg.OnReject(m.Subject(), err)
+	}
+}
+
+// VerifyRequest checks that a request read from the approval queue (by
+// its own reader, or by Watch) is what a trusted gateway published:
+// token, the Agentgw-Decision header of the message, and data, its body
+// exactly as received. See VerifyRequest (the function) for the checks.
+func (ap *Approver) VerifyRequest(token string, data []byte, req approval.Request) error {
+	return ap.verifyRequest(token, data, req, ap.now())
+}
+
+func (ap *Approver) verifyRequest(token string, data []byte, req approval.Request, now time.Time) error {
+	skew := ap.cfg.Skew
+	if skew == 0 {
+		skew = DefaultSkew
+	}
+	return VerifyRequest(token, data, req, decision.VerifyOptions{TrustedGateways: ap.cfg.TrustedGateways, Now: now, Skew: skew})
+}
+
+// VerifyRequest checks the decision token of an approval request: token
+// (the message's Agentgw-Decision header) must verify under
+// opt.TrustedGateways at opt.Now within opt.Skew, with route approval and
+// audience req.Target, and bind data (the request's body exactly as
+// received) and the held envelope the request names: its tenant, message
+// id, agent, body digest and trace id. opt.Audience is ignored. It
+// returns a *reason.Denial: DecisionMissing, DecisionInvalid (route
+// included), DecisionExpired, DecisionAudience or DecisionBinding.
+//
+// What it proves: the gateway held that envelope and published exactly
+// these fields for it. Someone who can publish on the approval queue but
+// does not hold the gateway's key cannot show an approver other fields
+// beside a real request's id and digests.
+func VerifyRequest(token string, data []byte, req approval.Request, opt decision.VerifyOptions) error {
+	opt.Audience = req.Target
+	claims, err := decision.Verify(token, opt)
+	if err != nil {
+		return err
+	}
+	if claims.Route != decision.RouteApproval {
+		return reason.Deny(reason.DecisionInvalid, "jti %s: route %s is not an approval request's", claims.ID, claims.Route)
+	}
+	if claims.PayloadDigest != decision.Digest(data) {
+		return reason.Deny(reason.DecisionBinding, "jti %s does not bind this approval request's bytes", claims.ID)
+	}
+	if claims.Tenant != req.Tenant || claims.MessageID != req.HeldMessageID || claims.Subject != req.Agent ||
+		"sha256:"+claims.BodyDigest != req.BodyDigest || claims.TraceID != req.TraceID {
+		return reason.Deny(reason.DecisionBinding, "jti %s names another held envelope than the request", claims.ID)
+	}
+	return nil
 }
 
 const (
@@ -194,9 +283,16 @@ func requestExpired(req approval.Request, now time.Time) bool {
 	return !req.Deadline.IsZero() && now.After(req.Deadline)
 }
 
-// decodeRequest reads an approval request from subject and data and
-// checks that it belongs to tenant and names the subject's target. Errors
-// name no payload bytes.
+// DecodeRequest reads an approval request from subject and data, as
+// Watch and the TypeScript SDK's decodeRequest read it (docs/wire.md,
+// "Approvals"), and checks that it belongs to tenant and names the
+// subject's target. Errors name no payload bytes. It does not check the
+// request's token: a reader of the queue shows a request only once
+// VerifyRequest has passed too.
+func DecodeRequest(subject string, data []byte, tenant string) (approval.Request, error) {
+	return decodeRequest(subject, data, tenant)
+}
+
 func decodeRequest(subject string, data []byte, tenant string) (approval.Request, error) {
 	var req approval.Request
 	subjTenant, target, err := subjects.ParseApproval(subject)

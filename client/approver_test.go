@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 func (w *world) approvalStream() {
@@ -42,18 +48,57 @@ func heldRequest(requester *actor, held string) approval.Request {
 
 func (w *world) publishRequest(req approval.Request) {
 	w.t.Helper()
+	w.publish(w.requestMsg(req, nil, nil))
+}
+
+// requestClaims are the claims the gateway signs into the token of req.
+func requestClaims(req approval.Request, data []byte) decision.Claims {
+	exp := req.Deadline
+	if !exp.After(req.RequestedAt) { // a request made already expired
+		exp = req.RequestedAt.Add(time.Second)
+	}
+	return decision.Claims{
+		Subject: req.Agent, Audience: req.Target, IssuedAt: req.RequestedAt, Expires: exp,
+		Tenant: req.Tenant, Scope: "refund:draft", TraceID: req.TraceID, MessageID: req.HeldMessageID,
+		BodyDigest: strings.TrimPrefix(req.BodyDigest, "sha256:"), PayloadDigest: decision.Digest(data),
+		PolicyIDs: req.PolicyIDs, PolicyVersion: req.PolicyVersion, Route: decision.RouteApproval,
+	}
+}
+
+// requestMsg is req as the gateway publishes it, its token signed by the
+// world's gateway key; edit, if set, changes the claims before signing,
+// and after, if set, the bytes after signing.
+func (w *world) requestMsg(req approval.Request, edit func(*decision.Claims), after func([]byte) []byte) *nats.Msg {
+	w.t.Helper()
 	m := nats.NewMsg("agentgw.approval." + req.Tenant + "." + req.Target)
 	m.Data, _ = json.Marshal(req)
-	w.publish(m)
+	c := requestClaims(req, m.Data)
+	if edit != nil {
+		edit(&c)
+	}
+	tok, err := decision.Sign(w.gwSign, c)
+	if err != nil {
+		w.t.Fatalf("sign the request's token: %v", err)
+	}
+	m.Header.Set(decision.Header, tok.Reveal())
+	if after != nil {
+		m.Data = after(m.Data)
+	}
+	return m
 }
 
 func (w *world) approver(a *actor) *Approver {
 	w.t.Helper()
-	ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: w.agentConfig(a)}, WithClock(func() time.Time { return testClock }))
+	ap, err := NewApprover(w.nc, w.js, w.approverConfig(a), WithClock(func() time.Time { return testClock }))
 	if err != nil {
 		w.t.Fatalf("NewApprover = %v", err)
 	}
 	return ap
+}
+
+// approverConfig is a's approver config, trusting the world's gateway.
+func (w *world) approverConfig(a *actor) ApproverConfig {
+	return ApproverConfig{AgentConfig: w.agentConfig(a), TrustedGateways: []string{w.gwSign.PublicKey()}}
 }
 
 // answerIn reads the approve envelope stored at seq and returns its body
@@ -225,7 +270,9 @@ func TestApproverWatchSharedDurableHidesNothing(t *testing.T) {
 	other := w.newActor(testTenant, "approve:refunds.*")
 	requester := w.newActor(testTenant, "refund:draft")
 	bound := func(a *actor, now time.Time) *Approver {
-		ap, err := NewApprover(w.nc, w.js, ApproverConfig{AgentConfig: w.agentConfig(a), Durable: durable, Bind: true},
+		cfg := w.approverConfig(a)
+		cfg.Durable, cfg.Bind = durable, true
+		ap, err := NewApprover(w.nc, w.js, cfg,
 			WithClock(func() time.Time { return now }))
 		if err != nil {
 			t.Fatalf("NewApprover = %v", err)
@@ -238,6 +285,9 @@ func TestApproverWatchSharedDurableHidesNothing(t *testing.T) {
 	justExpired.Deadline = testClock.Add(-time.Second)
 	own := heldRequest(both, "held-message-id-0002")
 	for _, r := range []approval.Request{longExpired, justExpired, own} {
+		// Made before either approver's clock: its token is not from
+		// the future for the one running behind.
+		r.RequestedAt = testClock.Add(-30 * time.Minute)
 		w.publishRequest(r)
 	}
 
@@ -269,5 +319,156 @@ func TestApproverWatchSharedDurableHidesNothing(t *testing.T) {
 	}
 	if !seen[justExpired.HeldMessageID] || !seen[own.HeldMessageID] || seen[longExpired.HeldMessageID] {
 		t.Errorf("second approver shown %v; want %s and %s only", seen, justExpired.HeldMessageID, own.HeldMessageID)
+	}
+}
+
+// TestApproverShowsOnlyGatewaySignedRequests: someone who can publish on
+// the approval queue but does not hold the gateway's key could show an
+// approver harmless fields beside a real held request's id, digests and
+// policy version, and a grant would release the real request. Watch shows
+// a request only with a token of a trusted gateway, route approval, bound
+// to its exact bytes and to the held envelope it names; it terminates the
+// others and reports them to OnReject.
+func TestApproverShowsOnlyGatewaySignedRequests(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	w.approvalStream()
+	requester := w.newActor(testTenant, "refund:draft")
+	approverID := w.newActor(testTenant, "approve:refunds.*")
+	other, err := identity.NewSigner(mustKey(t, identity.NewGatewayKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := []struct {
+		name  string
+		edit  func(*decision.Claims)
+		after func([]byte) []byte
+		want  reason.Code
+	}{
+		{"fields changed after signing", nil, func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"amount_cents":250000`), []byte(`"amount_cents":25`), 1)
+		}, reason.DecisionBinding},
+		{"route notice", func(c *decision.Claims) { c.Route = decision.RouteNotice }, nil, reason.DecisionInvalid},
+		{"route allow", func(c *decision.Claims) { c.Route = decision.RouteAllow }, nil, reason.DecisionInvalid},
+		{"another audience", func(c *decision.Claims) { c.Audience = "payments.send" }, nil, reason.DecisionAudience},
+		{"another held message", func(c *decision.Claims) { c.MessageID = "held-message-id-9999" }, nil, reason.DecisionBinding},
+		{"another body", func(c *decision.Claims) { c.BodyDigest = strings.Repeat("0", 64) }, nil, reason.DecisionBinding},
+		{"another agent", func(c *decision.Claims) { c.Subject = approverID.pub }, nil, reason.DecisionBinding},
+		{"expired", func(c *decision.Claims) {
+			c.IssuedAt, c.Expires = testClock.Add(-time.Hour), testClock.Add(-time.Minute)
+		}, nil, reason.DecisionExpired},
+	}
+	var want []reason.Code
+	for i, f := range forged {
+		req := heldRequest(requester, fmt.Sprintf("held-message-id-%04d", i))
+		w.publish(w.requestMsg(req, f.edit, f.after))
+		want = append(want, f.want)
+	}
+	unsigned := nats.NewMsg("agentgw.approval." + testTenant + "." + testTarget)
+	unsigned.Data, _ = json.Marshal(heldRequest(requester, "held-message-id-0100"))
+	w.publish(unsigned)
+	want = append(want, reason.DecisionMissing)
+	untrusted := heldRequest(requester, "held-message-id-0101")
+	m := w.requestMsg(untrusted, nil, nil)
+	tok, err := decision.Sign(other, requestClaims(untrusted, m.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Header.Set(decision.Header, tok.Reveal())
+	w.publish(m)
+	want = append(want, reason.DecisionInvalid)
+	const genuine = "held-message-id-0200"
+	w.publishRequest(heldRequest(requester, genuine))
+
+	var rejected []reason.Code
+	cfg := w.approverConfig(approverID)
+	cfg.OnReject = func(subject string, err error) { rejected = append(rejected, reason.Of(err)) }
+	ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	ctx, cancel := context.WithCancel(ctxT(t))
+	err = ap.Watch(ctx, func(_ context.Context, req approval.Request) error {
+		seen = append(seen, req.HeldMessageID)
+		cancel()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	if !slices.Equal(seen, []string{genuine}) {
+		t.Errorf("Watch showed %v; want only %s", seen, genuine)
+	}
+	if !slices.Equal(rejected, want) {
+		t.Errorf("OnReject reasons %v; want %v", rejected, want)
+	}
+}
+
+// TestVerifyRequestOnVectors: the package function an approver that
+// reads the queue itself uses, on the vectors' approval request and its
+// token (testdata/wire/approval.json, decision.json batch "approval").
+func TestVerifyRequestOnVectors(t *testing.T) {
+	f := wvLoad[wvApprovalFile](t, "approval.json")
+	dec := wvLoad[wvDecisionFile](t, "decision.json")
+	tok := wvHeaders(f.Request).Get(decision.Header)
+	if tok != wvTokens(t)["payment-approval-request"] {
+		t.Fatal("the request's Agentgw-Decision is not decision.json's payment-approval-request")
+	}
+	data := []byte(f.Request.Body)
+	req, err := decodeRequest(f.Request.Subject, data, "tenant_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := decision.VerifyOptions{TrustedGateways: []string{dec.Gateway}, Now: time.Unix(dec.VerifyAtUnix, 0),
+		Skew: time.Duration(dec.SkewSeconds) * time.Second}
+	if err := VerifyRequest(tok, data, req, opt); err != nil {
+		t.Fatalf("VerifyRequest(vector) = %v", err)
+	}
+	// The token expires at the deadline: past it and the skew, refused.
+	late := opt
+	late.Now = req.Deadline.Add(opt.Skew + time.Second)
+	if err := VerifyRequest(tok, data, req, late); reason.Of(err) != reason.DecisionExpired {
+		t.Errorf("VerifyRequest past the deadline = %v; want %s", err, reason.DecisionExpired)
+	}
+	shown := req
+	shown.TraceID = "0af7651916cd43dd8448eb211c80319c"
+	if err := VerifyRequest(tok, data, shown, opt); reason.Of(err) != reason.DecisionBinding {
+		t.Errorf("VerifyRequest(request of another trace) = %v; want %s", err, reason.DecisionBinding)
+	}
+	if err := VerifyRequest(tok, append(data, ' '), req, opt); reason.Of(err) != reason.DecisionBinding {
+		t.Errorf("VerifyRequest(other bytes) = %v; want %s", err, reason.DecisionBinding)
+	}
+	if err := VerifyRequest("", data, req, opt); reason.Of(err) != reason.DecisionMissing {
+		t.Errorf("VerifyRequest(no token) = %v; want %s", err, reason.DecisionMissing)
+	}
+	for _, b := range dec.Batches {
+		for _, d := range b.Tokens {
+			if d.Token == tok {
+				continue
+			}
+			if err := VerifyRequest(d.Token, data, req, opt); err == nil {
+				t.Errorf("VerifyRequest took %s, another message's token", d.Name)
+			}
+		}
+	}
+}
+
+// TestApproverConfigNeedsTrustedGateways: without a trusted gateway key
+// no request could be shown; the config says so at once.
+func TestApproverConfigNeedsTrustedGateways(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant, "approve:refunds.*")
+	for name, edit := range map[string]func(*ApproverConfig){
+		"none":          func(c *ApproverConfig) { c.TrustedGateways = nil },
+		"agent key":     func(c *ApproverConfig) { c.TrustedGateways = []string{a.pub} },
+		"not a key":     func(c *ApproverConfig) { c.TrustedGateways = []string{"gateway"} },
+		"negative skew": func(c *ApproverConfig) { c.Skew = -time.Second },
+	} {
+		cfg := w.approverConfig(a)
+		edit(&cfg)
+		if _, err := NewApprover(w.nc, w.js, cfg); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: NewApprover = %v; want %v", name, err, ErrConfig)
+		}
 	}
 }

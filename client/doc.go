@@ -17,7 +17,9 @@
 //     without the memory of what was handed over.
 //   - Approver watches the approval queue and answers held requests with
 //     `approve` envelopes bound to the request's body digest and policy
-//     version (docs/design.md §6).
+//     version (docs/design.md §6). It shows a request only when its
+//     decision token (route approval, from a gateway of TrustedGateways)
+//     binds its exact bytes: VerifyRequest.
 //
 // Operators ask the gateway to replay denied messages with Operator and
 // read the denied and audit streams with ReadRecords: direct gets only,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -188,11 +189,15 @@ func ExampleApprover_Grant() {
 
 	issuer, _ := key(identity.NewIssuer)
 	_, gatewayX := key(identity.NewCurve)
+	gwSigning, gatewayKey := key(identity.NewGatewayKey)
+	gwKey, err := identity.NewSigner(gwSigning)
+	check(err)
 	_, requester := key(identity.NewAgent)
 	approverKey, approverPub := key(identity.NewAgent)
 	approverCurve, approverX := key(identity.NewCurve)
 
-	// The gateway held a request and published it for approvers.
+	// The gateway held a request and published it for approvers, with a
+	// token binding its bytes: an approver shows no other.
 	held := approval.Request{
 		HeldMessageID: "4c1f9a7e2b6d40d8a3e1f0c2b9d87a65",
 		TraceID:       "0af7651916cd43dd8448eb211c80319c",
@@ -207,9 +212,18 @@ func ExampleApprover_Grant() {
 		RequestedAt:   time.Now(),
 		Deadline:      time.Now().Add(10 * time.Minute),
 	}
-	data, err := json.Marshal(held)
+	published := nats.NewMsg("agentgw.approval.tenant_a.refunds.draft_refund")
+	published.Data, err = json.Marshal(held)
 	check(err)
-	_, err = js.Publish(context.Background(), "agentgw.approval.tenant_a.refunds.draft_refund", data)
+	tok, err := decision.Sign(gwKey, decision.Claims{
+		Subject: requester, Audience: held.Target, IssuedAt: held.RequestedAt, Expires: held.Deadline,
+		Tenant: held.Tenant, Scope: "refund:draft", TraceID: held.TraceID, MessageID: held.HeldMessageID,
+		BodyDigest: strings.TrimPrefix(held.BodyDigest, "sha256:"), PayloadDigest: decision.Digest(published.Data),
+		PolicyVersion: held.PolicyVersion, Route: decision.RouteApproval,
+	})
+	check(err)
+	published.Header.Set(decision.Header, tok.Reveal())
+	_, err = js.PublishMsg(context.Background(), published)
 	check(err)
 
 	approver, err := client.NewApprover(nc, js, client.ApproverConfig{AgentConfig: client.AgentConfig{
@@ -217,7 +231,7 @@ func ExampleApprover_Grant() {
 		Key:         approverKey,
 		Curve:       approverCurve,
 		GatewayXKey: gatewayX,
-	}})
+	}, TrustedGateways: []string{gatewayKey}})
 	check(err)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/notice"
@@ -36,28 +37,40 @@ type heldRequest struct {
 	approval.Request
 }
 
-// readRequest decodes an approval request and checks that it belongs to
-// tenant and names its subject's target, as client.Approver does.
-func readRequest(m jetstream.Msg, tenant string) (approval.Request, error) {
-	var req approval.Request
-	subjTenant, target, err := subjects.ParseApproval(m.Subject())
+// readRequest reads an approval request as client.Approver does: decoded
+// strictly, of tenant and naming its subject's target, and carrying a
+// token of one of gateways (route approval) bound to its exact bytes. The
+// token of a request past its deadline expired with it: such a request
+// (which --all shows, and an answer refuses) is checked as of when the
+// gateway decided it (Agentgw-Decided-At; its deadline without one). The
+// header only picks the instant: the token must still verify then.
+func readRequest(m jetstream.Msg, tenant string, gateways []string) (approval.Request, error) {
+	req, err := client.DecodeRequest(m.Subject(), m.Data(), tenant)
 	if err != nil {
 		return req, err
 	}
-	if err := json.Unmarshal(m.Data(), &req); err != nil {
-		return req, errors.New("not JSON of the approval request shape")
+	now := time.Now()
+	if !req.Deadline.IsZero() && now.After(req.Deadline) {
+		now = req.Deadline
+		if at, err := time.Parse(time.RFC3339Nano, m.Headers().Get(header.DecidedAt)); err == nil {
+			now = at
+		}
 	}
-	if subjTenant != tenant || req.Tenant != tenant || req.Target != target {
-		return req, errors.New("request does not match its subject")
+	err = client.VerifyRequest(m.Headers().Get(decision.Header), m.Data(), req,
+		decision.VerifyOptions{TrustedGateways: gateways, Now: now, Skew: client.DefaultSkew})
+	if err != nil {
+		return approval.Request{}, fmt.Errorf("not shown: %w", err)
 	}
 	return req, nil
 }
 
 func approvalsList(sub string, args []string) int {
-	c := newCmd("approvals "+sub, "--tenant T [--all] [--json]", `
+	c := newCmd("approvals "+sub, "--tenant T --gateway-key N... [--all] [--json]", `
 List the held requests of a tenant from `+gateway.StreamApproval+`: held message id,
 requesting agent, target, risk, the payload fields the catalog marks
-approver-visible, and the deadline. Requests past their deadline are
+approver-visible, and the deadline. Only requests whose decision token a
+key of --gateway-key signed over their exact bytes are listed; others
+are reported on stderr and skipped. Requests past their deadline are
 hidden unless --all (the gateway has denied them as approval_expired).
 A request whose answer the gateway took through 'approvals grant' or
 'approvals deny' (or client.Approver.Watch) is acknowledged on the
@@ -76,13 +89,15 @@ but requests another reader holds are not shown until it lets them go.`)
 	tenant := c.fs.String("tenant", "", "tenant whose requests to list")
 	all := c.fs.Bool("all", false, "include requests past their deadline")
 	asJSON := c.fs.Bool("json", false, "print one JSON object per request")
+	var gwKeys listFlag
+	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose requests to show; repeatable")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
-	if code, ok := c.require("tenant"); !ok {
+	if code, ok := c.require("tenant", "gateway-key"); !ok {
 		return code
 	}
 	if !subjects.ValidToken(*tenant) {
@@ -108,7 +123,7 @@ but requests another reader holds are not shown until it lets them go.`)
 		if err != nil {
 			return err
 		}
-		req, err := readRequest(m, *tenant)
+		req, err := readRequest(m, *tenant, gwKeys)
 		if err != nil {
 			fmt.Fprintf(c.err, "agentgw %s: seq %d: skipped: %v\n", c.name, md.Sequence.Stream, err)
 			return nil
@@ -146,8 +161,9 @@ func approvalsAnswer(decision string, args []string) int {
 	if decision == approval.Deny {
 		sub = "deny"
 	}
-	c := newCmd("approvals "+sub, "--credential FILE --id HELD_MESSAGE_ID [--tenant T] [--audience A] [--reason TEXT]", `
-Find the held request with message id --id on `+gateway.StreamApproval+` and answer
+	c := newCmd("approvals "+sub, "--credential FILE --gateway-key N... --id HELD_MESSAGE_ID [--tenant T] [--audience A] [--reason TEXT]", `
+Find the held request with message id --id on `+gateway.StreamApproval+`, signed by a
+key of --gateway-key as 'approvals ls' shows it, and answer
 it with client.Approver: an 'approve' envelope signed with the approver's
 credential (--credential, an agentgw .creds file whose scopes include
 approve:<target>), bound to the request's body digest and policy version.
@@ -180,18 +196,15 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
 	noDecision := c.fs.Bool("no-wait-decision", false, "do not wait for the gateway's verdict")
 	var gwKeys listFlag
-	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose verdict to trust; repeatable")
+	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose requests and verdicts to trust; repeatable")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
-	if code, ok := c.require("id"); !ok {
+	if code, ok := c.require("id", "gateway-key"); !ok {
 		return code
-	}
-	if !*noDecision && len(gwKeys) == 0 {
-		return c.usageErr("waiting for the verdict needs --gateway-key (the gateway's N… signing key); or pass --no-wait-decision")
 	}
 	if *timeout <= 0 {
 		return c.usageErr("--timeout must be positive")
@@ -209,7 +222,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 		return code
 	}
 	defer nc.Close()
-	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
+	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig(), TrustedGateways: gwKeys}
 	cfg.Credential, cfg.Key, cfg.Tenant, cfg.Audience = tok, kp, *tenant, *audience
 	ap, err := client.NewApprover(nc, js, cfg)
 	if err != nil {
@@ -220,7 +233,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 	ctx, stop := context.WithTimeout(ctx, *timeout)
 	defer stop()
 
-	req, found, err := findRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id)
+	req, found, err := findRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id, gwKeys)
 	if err != nil {
 		return c.fail(err, streamHint(gateway.StreamApproval, err))
 	}
@@ -263,7 +276,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 		// Answered now, or past answering: the queue need not show it. A
 		// refusal of this approver's answer leaves it for others.
 		if verdict != nil && (verdict.Answers != "" || verdict.Reason == reason.ApprovalExpired) {
-			if err := ackRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id); err != nil {
+			if err := ackRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id, gwKeys); err != nil {
 				fmt.Fprintf(c.err, "agentgw %s: the request stays listed on the approval queue: %v\n", c.name, err)
 			}
 		}
@@ -300,13 +313,16 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 // queue, as client.Approver.Watch does once a request is handled, so
 // that the queue no longer shows it. Without the pre-created queue
 // (an unbound reader) there is nothing to acknowledge.
-func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string) error {
+func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string, gateways []string) error {
 	if !bound {
 		return nil
 	}
 	return scanBound(ctx, nc, js, gateway.StreamApproval, client.ApprovalConsumerName(tenant), false, func(m jetstream.Msg) error {
 		if m.Headers().Get(header.MessageID) != id {
 			return nil
+		}
+		if r, err := readRequest(m, tenant, gateways); err != nil || r.HeldMessageID != id {
+			return nil // not the gateway's request: left for whoever reads it
 		}
 		if err := m.Ack(); err != nil {
 			return err
@@ -315,9 +331,10 @@ func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, boun
 	})
 }
 
-// findRequest returns the latest request of tenant held under id. It
-// checks the Agentgw-Message-Id header before decoding a body.
-func findRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string) (approval.Request, bool, error) {
+// findRequest returns the latest request of tenant held under id that a
+// key of gateways signed (readRequest). It checks the Agentgw-Message-Id
+// header before decoding a body.
+func findRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string, gateways []string) (approval.Request, bool, error) {
 	var (
 		req   approval.Request
 		found bool
@@ -327,7 +344,7 @@ func findRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bou
 			if m.Headers().Get(header.MessageID) != id {
 				return nil
 			}
-			if r, err := readRequest(m, tenant); err == nil && r.HeldMessageID == id {
+			if r, err := readRequest(m, tenant, gateways); err == nil && r.HeldMessageID == id {
 				req, found = r, true
 			}
 			return nil

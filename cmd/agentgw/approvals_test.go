@@ -12,13 +12,32 @@ import (
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
 )
 
-// heldRequestMsg publishes rq to the approval stream as the gateway does.
-func heldRequestMsg(t *testing.T, js jetstream.JetStream, rq approval.Request) {
+// testGateway is a gateway signing key for the requests these tests
+// publish as the gateway does.
+func testGateway(t *testing.T) *identity.Signer {
+	t.Helper()
+	kp, err := identity.NewGatewayKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := identity.NewSigner(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// heldRequestMsg publishes rq to the approval stream as the gateway gw
+// does: with its token (route approval) bound to the request's bytes. A
+// nil gw publishes it without one.
+func heldRequestMsg(t *testing.T, js jetstream.JetStream, gw *identity.Signer, rq approval.Request) {
 	t.Helper()
 	subj, err := subjects.Approval(rq.Tenant, rq.Target)
 	if err != nil {
@@ -27,6 +46,23 @@ func heldRequestMsg(t *testing.T, js jetstream.JetStream, rq approval.Request) {
 	m := nats.NewMsg(subj)
 	m.Data, _ = json.Marshal(rq)
 	m.Header.Set(header.MessageID, rq.HeldMessageID)
+	m.Header.Set(header.DecidedAt, rq.RequestedAt.Format(time.RFC3339Nano))
+	if gw != nil {
+		exp := rq.Deadline
+		if !exp.After(rq.RequestedAt) {
+			exp = rq.RequestedAt.Add(time.Second)
+		}
+		tok, err := decision.Sign(gw, decision.Claims{
+			Subject: rq.Agent, Audience: rq.Target, IssuedAt: rq.RequestedAt, Expires: exp,
+			Tenant: rq.Tenant, Scope: "pay:send", TraceID: rq.TraceID, MessageID: rq.HeldMessageID,
+			BodyDigest: strings.TrimPrefix(rq.BodyDigest, "sha256:"), PayloadDigest: decision.Digest(m.Data),
+			PolicyVersion: rq.PolicyVersion, Route: decision.RouteApproval,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Header.Set(decision.Header, tok.Reveal())
+	}
 	publish(t, js, m)
 }
 
@@ -49,38 +85,43 @@ func TestApprovalsList(t *testing.T) {
 	srv, js := streams(t)
 	url := srv.ClientURL()
 	agent, _ := testAgent(t, "tenant_a")
+	gw := testGateway(t)
 	now := time.Now().UTC()
+	b, p := "sha256:"+strings.Repeat("b", 64), "sha256:"+strings.Repeat("a", 64)
 	reqs := []approval.Request{
 		{HeldMessageID: "held-00000000000000001", TraceID: strings.Repeat("d", 32), Tenant: "tenant_a", Agent: agent, Capability: "tool_call",
-			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: "sha256:b", PayloadDigest: "sha256:p",
+			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: b, PayloadDigest: p,
 			Fields: map[string]any{"amount_cents": 125000, "currency": "EUR"}, RequestedAt: now, Deadline: now.Add(15 * time.Minute)},
 		{HeldMessageID: "held-00000000000000002", TraceID: strings.Repeat("e", 32), Tenant: "tenant_a", Agent: agent, Capability: "tool_call",
-			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: "sha256:b", PayloadDigest: "sha256:p",
+			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: b, PayloadDigest: p,
 			RequestedAt: now.Add(-time.Hour), Deadline: now.Add(-45 * time.Minute)},
 		{HeldMessageID: "held-00000000000000003", TraceID: strings.Repeat("f", 32), Tenant: "tenant_b", Agent: agent, Capability: "tool_call",
-			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: "sha256:b", PayloadDigest: "sha256:p",
+			Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:v", BodyDigest: b, PayloadDigest: p,
 			RequestedAt: now, Deadline: now.Add(time.Hour)},
 	}
 	for _, rq := range reqs {
-		subj, err := subjects.Approval(rq.Tenant, rq.Target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := nats.NewMsg(subj)
-		m.Data, _ = json.Marshal(rq)
-		m.Header.Set(header.MessageID, rq.HeldMessageID)
-		publish(t, js, m)
+		heldRequestMsg(t, js, gw, rq)
 	}
+	// Someone able to publish on the queue, without the gateway's key:
+	// harmless fields beside the real request's id and digests.
+	forged := reqs[0]
+	forged.Fields = map[string]any{"amount_cents": 1, "currency": "EUR"}
+	heldRequestMsg(t, js, nil, forged)
+	heldRequestMsg(t, js, testGateway(t), forged)
 
-	r := mustRun(t, "", exitOK, "approvals", "ls", "--server", url, "--tenant", "tenant_a")
+	mustRun(t, "", exitUsage, "approvals", "ls", "--server", url, "--tenant", "tenant_a")
+	r := mustRun(t, "", exitOK, "approvals", "ls", "--server", url, "--tenant", "tenant_a", "--gateway-key", gw.PublicKey())
 	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[1], "held-00000000000000001") || !strings.Contains(lines[1], "critical") ||
 		!strings.Contains(lines[1], `{"amount_cents":125000,"currency":"EUR"}`) || !strings.Contains(lines[1], stamp(reqs[0].Deadline)) ||
 		!strings.Contains(lines[1], short(agent)) {
 		t.Errorf("approvals ls: want only the pending request of tenant_a\n%s", r)
 	}
+	if strings.Count(r.stderr, "skipped: not shown: decision_token_") != 2 {
+		t.Errorf("approvals ls: want the two forged requests reported, not listed\n%s", r)
+	}
 
-	r = mustRun(t, "", exitOK, "approvals", "ls", "--server", url, "--tenant", "tenant_a", "--all", "--json")
+	r = mustRun(t, "", exitOK, "approvals", "ls", "--server", url, "--tenant", "tenant_a", "--all", "--json", "--gateway-key", gw.PublicKey())
 	dec := json.NewDecoder(strings.NewReader(r.stdout))
 	var states []string
 	for dec.More() {
@@ -102,22 +143,31 @@ func TestApprovalsAnswer(t *testing.T) {
 	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
 		"--audience", "gw", "--scopes", "approve:payments.*", "--xkey", k.xkey, "--out", "approver.creds")
 	requester, _ := testAgent(t, "tenant_a")
+	gw := testGateway(t)
 	now := time.Now().UTC()
+	body := "sha256:" + strings.Repeat("b", 64)
 	base := approval.Request{
 		TraceID: strings.Repeat("d", 32), Tenant: "tenant_a", Agent: requester, Capability: "tool_call",
-		Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:policy", BodyDigest: "sha256:body",
-		PayloadDigest: "sha256:payload", RequestedAt: now, Deadline: now.Add(15 * time.Minute),
+		Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:policy", BodyDigest: body,
+		PayloadDigest: "sha256:" + strings.Repeat("a", 64), RequestedAt: now, Deadline: now.Add(15 * time.Minute),
 	}
 	pending, expired, own := base, base, base
 	pending.HeldMessageID = "held-pending-000000001"
 	expired.HeldMessageID, expired.Deadline = "held-expired-000000002", now.Add(-time.Minute)
 	own.HeldMessageID, own.Agent = "held-own-00000000000003", k.agent
+	// A forgery of the pending request, published after it so that it
+	// is the latest under that id: bound to another body, which a grant
+	// taken from it would name.
+	forged := pending
+	forged.BodyDigest = "sha256:" + strings.Repeat("f", 64)
 	for _, rq := range []approval.Request{pending, expired, own} {
-		heldRequestMsg(t, js, rq)
+		heldRequestMsg(t, js, gw, rq)
 	}
+	heldRequestMsg(t, js, nil, forged)
 	answer := func(want int, decision, id string) result {
 		t.Helper()
-		r := mustRun(t, k.dir, want, "approvals", decision, "--no-wait-decision", "--server", url, "--credential", "approver.creds", "--id", id, "--reason", "looks right", "--json")
+		r := mustRun(t, k.dir, want, "approvals", decision, "--no-wait-decision", "--server", url, "--credential", "approver.creds",
+			"--gateway-key", gw.PublicKey(), "--id", id, "--reason", "looks right", "--json")
 		k.assertNoSecrets(t, "approvals "+decision, r.stdout+r.stderr)
 		return r
 	}
@@ -142,7 +192,7 @@ func TestApprovalsAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if env.Capability != envelope.Approve || env.Target != pending.HeldMessageID || env.TraceID != pending.TraceID || env.MessageID != rc.MessageID ||
-		ans != (approval.Answer{Decision: approval.Grant, Reason: "looks right", BodyDigest: "sha256:body", PolicyVersion: "sha256:policy"}) {
+		ans != (approval.Answer{Decision: approval.Grant, Reason: "looks right", BodyDigest: body, PolicyVersion: "sha256:policy"}) {
 		t.Errorf("answer envelope %+v with %+v; want an approve of %s bound to its digest and policy version", env, ans, pending.HeldMessageID)
 	}
 	if m.Header.Get(header.Credential) == "" || m.Header.Get(header.Signature) == "" {

@@ -167,7 +167,7 @@ func TestUserJourney(t *testing.T) {
 	}
 	var pending []map[string]any
 	for i := 0; i < 100 && len(pending) == 0; i++ {
-		pending = decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, asApprover...)...).stdout)
+		pending = decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a", "--gateway-key", m.GatewayKey}, asApprover...)...).stdout)
 		time.Sleep(50 * time.Millisecond)
 	}
 	if len(pending) != 1 || pending[0]["held_message_id"] != held["message_id"] {
@@ -179,7 +179,7 @@ func TestUserJourney(t *testing.T) {
 		t.Errorf("approvals grant verdict = %v; want the grant taken and the payment delivered", v)
 	}
 	// Answered: no longer listed, and a second grant is refused (exit 3).
-	if rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a"}, asApprover...)...).stdout); len(rows) != 0 {
+	if rows := decodeLines(t, mustRun(t, dir, 0, append([]string{"approvals", "ls", "--json", "--tenant", "tenant_a", "--gateway-key", m.GatewayKey}, asApprover...)...).stdout); len(rows) != 0 {
 		t.Errorf("approvals ls after the grant = %v; want nothing pending", rows)
 	}
 	if r := mustRun(t, dir, 1, grant...); !strings.Contains(r.stderr, "no held request") {

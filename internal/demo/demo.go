@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -349,8 +350,10 @@ func (s *scene) publish(body []byte, hdr nats.Header, err error) (uint64, error)
 }
 
 // approvalRequest reads the approver's queue (the pre-created consumer it
-// binds to, as `agentgw approvals` does) for the request holding held.
-// What it reads is handed back: the queue is a list, not consumed here.
+// binds to, as `agentgw approvals` does) for the request holding held,
+// as an approver shows it: read strictly and signed by the gateway
+// (client.DecodeRequest, client.VerifyRequest). What it reads is handed
+// back: the queue is a list, not consumed here.
 func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Request, error) {
 	cons, err := s.apJS.Consumer(ctx, client.StreamApproval, client.ApprovalConsumerName(devenv.Tenant))
 	if err != nil {
@@ -373,9 +376,16 @@ func (s *scene) approvalRequest(ctx context.Context, held string) (approval.Requ
 		// still open would take back the messages handed back below.
 		for msg := range batch.Messages() {
 			seen = append(seen, msg)
-			var req approval.Request
-			if found == nil && json.Unmarshal(msg.Data(), &req) == nil && req.HeldMessageID == held && req.Tenant == devenv.Tenant {
-				found = &req
+			if found != nil || msg.Headers().Get(header.MessageID) != held {
+				continue
+			}
+			req, err := client.DecodeRequest(msg.Subject(), msg.Data(), devenv.Tenant)
+			if err == nil && req.HeldMessageID == held {
+				err = client.VerifyRequest(msg.Headers().Get(decision.Header), msg.Data(), req,
+					decision.VerifyOptions{TrustedGateways: []string{s.m.GatewayKey}, Now: time.Now(), Skew: client.DefaultSkew})
+				if err == nil {
+					found = &req
+				}
 			}
 		}
 		if found != nil {

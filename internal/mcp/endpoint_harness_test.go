@@ -211,6 +211,7 @@ func (h *endpointHarness) approve(decide func(approval.Request) string) {
 	a := newActor(h.t)
 	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
 	cfg.Credential, cfg.Key, cfg.Curve, cfg.GatewayXKey = h.credential(a, "approve:payments.send"), a.kp, a.curve, h.gwCurve
+	cfg.TrustedGateways = []string{h.gwSigning}
 	ap, err := client.NewApprover(h.nc, h.js, cfg)
 	must(h.t, err)
 	ctx, cancel := context.WithCancel(h.ctx)

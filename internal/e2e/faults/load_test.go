@@ -145,7 +145,7 @@ func newLoad(t testing.TB, e *env, rate int) *load {
 	atok, akp, err := identity.ReadCreds(e.mat.Approver.Creds)
 	must(t, err)
 	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
-	cfg.Credential, cfg.Key = atok, akp
+	cfg.Credential, cfg.Key, cfg.TrustedGateways = atok, akp, []string{e.mat.GatewayKey}
 	l.approver, err = client.NewApprover(l.anc, ajs, cfg)
 	must(t, err)
 	return l

@@ -99,7 +99,7 @@ func (h *harness) approver(js jetstream.JetStream, a *agent, tok string) *client
 	c, err := client.Exchange(context.Background(), h.nc, h.exchangeCfg(a, tok), client.WithClock(h.clock.Now))
 	must(h.t, err)
 	cfg := client.ApproverConfig{AgentConfig: client.DefaultAgentConfig()}
-	cfg.Credential, cfg.Key = c.Token, a.kp
+	cfg.Credential, cfg.Key, cfg.TrustedGateways = c.Token, a.kp, []string{h.gwKey}
 	ap, err := client.NewApprover(h.nc, js, cfg)
 	must(h.t, err)
 	return ap

@@ -112,6 +112,7 @@ func startGateway(t *testing.T, h *harness, catalog string) (context.Context, st
 	t.Helper()
 	dir := t.TempDir()
 	signing, _ := identity.NewGatewayKey()
+	h.gwKey, _ = signing.PublicKey()
 	curve, _ := identity.NewCurve()
 	writeSeed(t, filepath.Join(dir, "signing.nk"), signing)
 	writeSeed(t, filepath.Join(dir, "curve.nk"), curve)

@@ -73,6 +73,7 @@ type harness struct {
 	issuerB nkeys.KeyPair
 	agent   *agent
 	cfg     exchange.Config
+	gwKey   string // the signing key of the gateway startGateway runs
 
 	mu     sync.Mutex
 	events []audit.Event

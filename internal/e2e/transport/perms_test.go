@@ -63,6 +63,7 @@ func (d *deployment) approvalRoundTrip(t *testing.T, ctx context.Context, a1 *cl
 	u := d.users[approver1]
 	cfg.Credential = d.credential(t, u, "approve:payments.*")
 	cfg.Key, cfg.Curve, cfg.GatewayXKey = u.kp, u.curve, d.gwCurve
+	cfg.TrustedGateways = []string{d.gwSigning}
 	ap, err := client.NewApprover(nc, js, cfg)
 	must(t, err)
 	if _, err := ap.Grant(ctx, req, "within limits"); err != nil {
