@@ -239,7 +239,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 	}
 	if !found {
 		return c.fail(fmt.Errorf("no held request %q for tenant %s", *id, ap.Agent().Tenant()),
-			"List them with 'agentgw approvals ls --tenant "+ap.Agent().Tenant()+"'.")
+			"List them with 'agentgw approvals ls --tenant "+ap.Agent().Tenant()+" --gateway-key <key>'; only requests that key signed are found.")
 	}
 	if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
 		fmt.Fprintf(c.err, "agentgw %s: request %s expired at %s; the gateway denies it as approval_expired\n", c.name, clean(*id), stamp(req.Deadline))
