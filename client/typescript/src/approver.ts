@@ -1,14 +1,19 @@
-// The approver: reads a tenant's held requests and answers them with
-// `approve` envelopes bound to what it was shown.
+// The approver: reads a tenant's held requests, shows only those whose
+// gateway decision token verifies, and answers them with `approve`
+// envelopes bound to what it was shown.
 import { inspect } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { Agent, delay, type AgentConfig, type Receipt, type SendOptions } from "./agent.js";
 import { openConsumer, pull } from "./consume.js";
-import { ConfigError, InvalidRequestError, SelfApprovalError } from "./errors.js";
+import { DECISION_HEADER, ROUTE_APPROVAL, verifyDecision, type DecisionClaims, type DecisionVerifyOptions } from "./decision.js";
+import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, VerificationError } from "./errors.js";
 import { dateOfNs, validTraceId } from "./envelope.js";
 import { digestHex, fromUtf8, utf8 } from "./internal/bytes.js";
+import { headersOf } from "./internal/headers.js";
 import { Scanner } from "./internal/json.js";
+import { WAIT_SKEW_MS } from "./internal/skew.js";
+import { isPublicKey } from "./keys.js";
 import { approvalConsumerName, parseApproval, ROOT, STREAM_APPROVAL } from "./subjects.js";
 
 const BATCH = 64;
@@ -68,7 +73,18 @@ export interface HeldRequest extends ApprovalRequest {
   state: "pending" | "expired";
 }
 
-/** ApproverConfig is an approver's identity (an agent whose credential holds approve:<target> scopes) and how it reads the queue. */
+/**
+ * DEFAULT_APPROVER_SKEW_MS is the clock skew tolerated on an approval
+ * request's token (iat and exp) when skewMs is absent or 0 (30 s, the Go
+ * SDK's DefaultSkew).
+ */
+export const DEFAULT_APPROVER_SKEW_MS = WAIT_SKEW_MS;
+
+/**
+ * ApproverConfig is an approver's identity (an agent whose credential
+ * holds approve:<target> scopes), the gateways it believes, and how it
+ * reads the queue.
+ */
 export interface ApproverConfig extends AgentConfig {
   /**
    * A durable consumer name, so requests seen by one watch are not shown
@@ -82,6 +98,75 @@ export interface ApproverConfig extends AgentConfig {
   stream?: string;
   /** How long a request handed to watch may stay unanswered before it is shown again, in ms. */
   ackWaitMs?: number;
+  /**
+   * The public server ('N') keys of the gateways whose approval requests
+   * are shown: a request is shown only with a decision token (route
+   * approval) that one of them signed over its exact bytes (see
+   * verifyRequest). Required: anyone able to publish on the approval
+   * queue could otherwise show an approver harmless fields beside a real
+   * held request's id and digests, and a grant would release the real one.
+   */
+  trustedGateways: string[];
+  /**
+   * Clock skew tolerated on that token's iat and exp, in ms. Absent or 0:
+   * 30 s (DEFAULT_APPROVER_SKEW_MS), as a zero ApproverConfig.Skew in the
+   * Go SDK. Negative or not a finite number: ConfigError.
+   */
+  skewMs?: number;
+  /**
+   * Called with the subject and the error of every message watch
+   * terminates without showing it: one that is not a request of this
+   * tenant (an InvalidRequestError, or a DeniedError invalid_subject), or
+   * whose token does not verify (a VerificationError with its reason
+   * code); also for a request watch hands back on a durable because its
+   * token is not yet valid by this approver's clock (see watch). Keep it
+   * short.
+   */
+  onReject?: (subject: string, err: Error) => void;
+}
+
+/** What verifyRequest trusts: its audience is always the request's target. */
+export type RequestVerifyOptions = Omit<DecisionVerifyOptions, "audience">;
+
+/**
+ * verifyRequest checks the decision token of an approval request, as the
+ * Go SDK's VerifyRequest does: token (the message's Agentgw-Decision
+ * header, as received: see headersOf) must verify under
+ * opts.trustedGateways at opts.now within opts.skewMs (absent or 0: none,
+ * as verifyDecision), with audience req.target and route approval, and
+ * bind data (the request's body exactly as received: its payload digest)
+ * and the held envelope the request names: its tenant, held message id,
+ * agent (the token's subject), body digest and trace id. It returns the
+ * token's claims or throws a VerificationError (a DeniedError):
+ * decision_token_missing, decision_token_invalid (a route other than
+ * approval included), decision_token_expired, decision_token_audience or
+ * decision_token_binding; internal_error for a clock that is not a valid
+ * Date or a negative skew.
+ *
+ * What it proves: the gateway held that envelope and published exactly
+ * these fields for it. Someone who can publish on the approval queue but
+ * does not hold the gateway's key cannot show an approver other fields
+ * (a harmless amount, another requester) beside a real held request's id
+ * and digests, which a grant bound to them would release.
+ */
+export function verifyRequest(token: string | undefined, data: Uint8Array, req: ApprovalRequest, opts: RequestVerifyOptions): DecisionClaims {
+  const c = verifyDecision(token ?? "", { ...opts, audience: req.target });
+  if (c.route !== ROUTE_APPROVAL) {
+    throw new VerificationError("decision_token_invalid", `jti ${c.id}: route ${c.route} is not an approval request's`);
+  }
+  if (c.payloadDigest !== digestHex(data)) {
+    throw new VerificationError("decision_token_binding", `jti ${c.id} does not bind this approval request's bytes`);
+  }
+  if (
+    c.tenant !== req.tenant ||
+    c.messageId !== req.heldMessageId ||
+    c.subject !== req.agent ||
+    `sha256:${c.bodyDigest}` !== req.bodyDigest ||
+    c.traceId !== req.traceId
+  ) {
+    throw new VerificationError("decision_token_binding", `jti ${c.id} names another held envelope than the request`);
+  }
+  return c;
 }
 
 /** MAX_REQUEST_DEPTH bounds an approval request's nesting (the request object is level 1), as in the Go SDK. */
@@ -298,7 +383,10 @@ export function answerKey(held: string): string {
   return k.length <= 128 ? k : `approve-${digestHex(utf8(held))}`;
 }
 
-/** An Approver lists held requests of its tenant and answers them. */
+/**
+ * An Approver lists held requests of its tenant that a trusted gateway
+ * signed (see verifyRequest) and answers them.
+ */
 export class Approver {
   readonly #js: JetStreamClient;
   readonly #cfg: ApproverConfig;
@@ -313,12 +401,27 @@ export class Approver {
     if (js === undefined || js === null) {
       throw new ConfigError("invalid config: no JetStream client");
     }
+    const errs: string[] = [];
     if (cfg.ackWaitMs !== undefined && (!Number.isFinite(cfg.ackWaitMs) || cfg.ackWaitMs < 0)) {
-      throw new ConfigError(`invalid config: ack wait ${cfg.ackWaitMs} is negative`);
+      errs.push(`ack wait ${cfg.ackWaitMs} is negative`);
+    }
+    if (!Array.isArray(cfg.trustedGateways) || cfg.trustedGateways.length === 0) {
+      errs.push("no trusted gateway keys for approval requests");
+    }
+    for (const k of Array.isArray(cfg.trustedGateways) ? cfg.trustedGateways : []) {
+      if (!isPublicKey(k, "N")) {
+        errs.push(`trusted gateway ${JSON.stringify(String(k).slice(0, 72))} is not a public server ('N') key`);
+      }
+    }
+    if (cfg.skewMs !== undefined && (!Number.isFinite(cfg.skewMs) || cfg.skewMs < 0)) {
+      errs.push(`skew ${cfg.skewMs} is negative or not a number`);
+    }
+    if (errs.length > 0) {
+      throw new ConfigError(`invalid config: ${errs.join("; ")}`);
     }
     this.agent = new Agent(nc, cfg);
     this.#js = js;
-    this.#cfg = cfg;
+    this.#cfg = { ...cfg, trustedGateways: [...cfg.trustedGateways] };
   }
 
   #spec() {
@@ -335,8 +438,22 @@ export class Approver {
     };
   }
 
-  #expired(req: ApprovalRequest): boolean {
-    return requestExpired(req, this.agent.now());
+  /**
+   * verifyRequest checks that a request read from the approval queue (by
+   * the caller's own reader) is what a trusted gateway published, at the
+   * agent's clock with this approver's trustedGateways and skewMs: token
+   * is the message's Agentgw-Decision header as received (headersOf) and
+   * data its body exactly as received. See the function verifyRequest for
+   * the checks; it throws a VerificationError. list and watch do this
+   * themselves.
+   */
+  verifyRequest(token: string | undefined, data: Uint8Array, req: ApprovalRequest): DecisionClaims {
+    return this.#verify(token, data, req, this.agent.now());
+  }
+
+  #verify(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date, extraSkewMs = 0): DecisionClaims {
+    const skewMs = (this.#cfg.skewMs || DEFAULT_APPROVER_SKEW_MS) + extraSkewMs;
+    return verifyRequest(token, data, req, { trustedGateways: this.#cfg.trustedGateways, now, skewMs });
   }
 
   /**
@@ -345,7 +462,12 @@ export class Approver {
    * past their deadline are left out unless all. Requests already answered
    * are still listed until their deadline; requests another reader holds
    * are not shown until it lets them go. Messages that are not requests of
-   * this tenant are skipped.
+   * this tenant, and requests whose decision token does not verify (see
+   * verifyRequest: not signed by a trusted gateway, or not over these
+   * bytes and this held envelope), are left out, and handed back as the
+   * others. An expired request listed with all is checked as of its
+   * deadline: its token expires with it, which is not held against a
+   * request already listed as expired; everything else is checked.
    */
   async list(opts: { all?: boolean; signal?: AbortSignal } = {}): Promise<HeldRequest[]> {
     const cons = await openConsumer(this.#js, this.#spec());
@@ -371,8 +493,17 @@ export class Approver {
           } catch {
             continue;
           }
-          const state = this.#expired(req) ? "expired" : "pending";
+          const now = this.agent.now();
+          const state = requestExpired(req, now) ? "expired" : "pending";
           if (state === "expired" && !opts.all) {
+            continue;
+          }
+          // The token's exp is the deadline (rounded up to the second):
+          // an expired request is checked as of its deadline.
+          const pastMs = state === "expired" ? Math.max(0, now.getTime() - (req.deadline?.getTime() ?? now.getTime())) : 0;
+          try {
+            this.#verify(headersOf(m)?.get(DECISION_HEADER) ?? undefined, m.data, req, now, pastMs);
+          } catch {
             continue;
           }
           out.push({ ...req, seq: m.seq, state });
@@ -391,8 +522,9 @@ export class Approver {
 
   /**
    * find returns the held request with message id heldMessageId, or
-   * undefined. A bound queue does not show what another reader holds, so
-   * it looks again a few times.
+   * undefined. It reads through list (all included), so it finds only a
+   * request whose decision token verifies. A bound queue does not show
+   * what another reader holds, so it looks again a few times.
    */
   async find(heldMessageId: string, opts: { signal?: AbortSignal } = {}): Promise<HeldRequest | undefined> {
     for (let i = 0; i < 10; i++) {
@@ -418,9 +550,18 @@ export class Approver {
    * about 2 s later), and expired ones are acknowledged only once past
    * their deadline by more than 5 minutes, the largest clock skew the
    * gateway allows, and handed back until then, as the Go SDK's Watch
-   * does. A message that is not a request of this tenant is terminated.
-   * Rejects with a StreamError when the consumer cannot be created or
-   * disappears.
+   * does. A message that is not a request of this tenant is terminated
+   * and reported to onReject. A request about to be shown must carry a
+   * decision token that verifies (see verifyRequest): signed by a trusted
+   * gateway over its exact bytes, for its target, naming the held
+   * envelope it names; otherwise it is terminated with the reason code
+   * and reported to onReject, and fn never sees it. On a durable, a
+   * request whose token would verify by a clock up to 5 minutes ahead of
+   * this approver's (issued "in the future": this clock runs behind the
+   * gateway's by more than skewMs) is handed back instead, and reported,
+   * so that a lagging clock does not hide a live request from the others,
+   * as the Go SDK's Watch does. Rejects with a StreamError when the
+   * consumer cannot be created or disappears.
    */
   async watch(fn: (req: ApprovalRequest) => unknown, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const spec = this.#spec();
@@ -430,7 +571,8 @@ export class Approver {
       try {
         req = decodeRequest(m.subject, m.data, this.agent.tenant);
       } catch (err) {
-        m.term((err as Error).message);
+        const e = err instanceof Error ? err : new InvalidRequestError("approval request is not JSON of the request shape");
+        this.#reject(m, e, e.message);
         continue;
       }
       // An ephemeral consumer is this approver's alone; a durable may be
@@ -445,18 +587,38 @@ export class Approver {
         }
         continue;
       }
-      if (this.#expired(req)) {
+      const now = this.agent.now();
+      if (requestExpired(req, now)) {
         // Past the deadline by this clock, which may run ahead of the
         // gateway's and the other approvers': on a shared durable it is
         // consumed only once past it by more than any skew the gateway
         // allows (the gateway expires the hold itself), and handed back
         // until then.
-        const pastMs = this.agent.now().getTime() - (req.deadline?.getTime() ?? 0);
+        const pastMs = now.getTime() - (req.deadline?.getTime() ?? 0);
         if (!shared || pastMs > EXPIRED_ACK_MARGIN_MS) {
           m.ack();
         } else {
           m.nak(REDELIVER_DELAY_MS);
         }
+        continue;
+      }
+      // Only a request about to be shown needs its token: what is not
+      // shown is handed back or consumed whoever wrote it.
+      const token = headersOf(m)?.get(DECISION_HEADER) ?? undefined;
+      try {
+        this.#verify(token, m.data, req, now);
+      } catch (err) {
+        const v = err instanceof DeniedError ? err : new VerificationError("internal_error", "verification failed");
+        if (shared && this.#verifies(token, m.data, req, new Date(now.getTime() + EXPIRED_ACK_MARGIN_MS))) {
+          // Issued later than this clock says it is now: the clock runs
+          // behind the gateway's, and to an approver whose clock is right
+          // the request is live. Handed back, as an expired one is, not
+          // terminated for everyone.
+          m.nak(REDELIVER_DELAY_MS);
+          this.#cfg.onReject?.(m.subject, v);
+          continue;
+        }
+        this.#reject(m, v, v.reason);
         continue;
       }
       try {
@@ -467,6 +629,22 @@ export class Approver {
       }
       m.ack();
     }
+  }
+
+  /** #verifies reports whether the request's token verifies at now. */
+  #verifies(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date): boolean {
+    try {
+      this.#verify(token, data, req, now);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** #reject terminates m, never to be shown, and reports it to onReject. */
+  #reject(m: JsMsg, err: Error, why: string): void {
+    m.term(why);
+    this.#cfg.onReject?.(m.subject, err);
   }
 
   /** grant answers req with a grant. See answer. */

@@ -1,5 +1,5 @@
-// Gateway decision tokens: verification, as a capability consumer or a
-// waiting agent does it.
+// Gateway decision tokens: verification, as a capability consumer, a
+// waiting agent or an approver does it.
 //
 // A decision token is four unpadded base64url segments:
 //
@@ -19,7 +19,7 @@ import { decodeStrict, type Shape } from "./internal/strict.js";
 import { validToken } from "./envelope.js";
 import { decodePublicKey, isPublicKey, verifyEd25519 } from "./keys.js";
 
-/** HEADER is the NATS header of a reply that carries its decision token. */
+/** DECISION_HEADER is the NATS header of a reply or an approval request that carries its decision token. */
 export const DECISION_HEADER = "Agentgw-Decision";
 /** TYPE is the claim type (nats.type) of a decision token. */
 export const DECISION_TYPE = "agentgw-decision";
@@ -28,6 +28,13 @@ export const ROUTE_ALLOW = "allow";
 export const ROUTE_REPLY = "reply";
 /** ROUTE_NOTICE binds a decision notice to its sender: it authorizes nothing. */
 export const ROUTE_NOTICE = "notice";
+/**
+ * ROUTE_APPROVAL binds an approval request on the approval queue to the
+ * held envelope and to the request's exact bytes (audience: the target),
+ * so that an approver shows only what the gateway wrote: it authorizes
+ * nothing.
+ */
+export const ROUTE_APPROVAL = "approval";
 /** MAX_BATCH bounds the leaves of one signed batch. */
 export const MAX_BATCH = 1 << 16;
 /** MAX_DECISION_TOKEN_SIZE bounds a token's length. */
@@ -58,7 +65,7 @@ export interface DecisionClaims {
   issuer: string;
   /** sub: the agent's public 'U' key. */
   subject: string;
-  /** aud: the target (or, for a reply or a notice, the agent). */
+  /** aud: the target (or, for a reply or a notice, the agent; for an approval request, its target). */
   audience: string;
   issuedAt: Date;
   expires: Date;
@@ -70,11 +77,14 @@ export interface DecisionClaims {
   messageId: string;
   /** Lowercase hex SHA-256 of the original envelope body. */
   bodyDigest: string;
-  /** Lowercase hex SHA-256 of the payload bytes the consumer receives. */
+  /**
+   * Lowercase hex SHA-256 of the payload bytes the consumer receives (for
+   * an approval request, of the request's bytes as published).
+   */
   payloadDigest: string;
   policyIds: string[];
   policyVersion: string;
-  /** "allow", "reply" or "notice". */
+  /** "allow", "reply", "notice" or "approval". */
   route: string;
 }
 
@@ -247,8 +257,8 @@ export function checkClaims(w: WireClaims): string[] {
   if (n.policy_version !== "" && !safeId(n.policy_version, 1)) {
     p.push("policy_version is not [A-Za-z0-9._:-]{0,128}");
   }
-  if (n.route !== ROUTE_ALLOW && n.route !== ROUTE_REPLY && n.route !== ROUTE_NOTICE) {
-    p.push(`route is none of ${ROUTE_ALLOW}, ${ROUTE_REPLY}, ${ROUTE_NOTICE}`);
+  if (n.route !== ROUTE_ALLOW && n.route !== ROUTE_REPLY && n.route !== ROUTE_NOTICE && n.route !== ROUTE_APPROVAL) {
+    p.push(`route is none of ${ROUTE_ALLOW}, ${ROUTE_REPLY}, ${ROUTE_NOTICE}, ${ROUTE_APPROVAL}`);
   }
   return p;
 }

@@ -14,8 +14,9 @@
  *    messages whose gateway decision token verifies, once each; everything
  *    else is terminated with a typed reason. {@link verifyDelivery} is the
  *    same check as a pure function.
- *  - {@link Approver} lists held requests and answers them, bound to the
- *    held body digest and policy version.
+ *  - {@link Approver} lists held requests whose gateway decision token
+ *    verifies ({@link verifyRequest}) and answers them, bound to the held
+ *    body digest and policy version.
  *
  * Every refusal is a {@link DeniedError} (a {@link VerificationError} on
  * the consumer side) whose `reason` is a code of the reason table
@@ -41,7 +42,21 @@ export {
   type Request,
   type SendOptions,
 } from "./agent.js";
-export { Approver, answerKey, decodeRequest, DENY, GRANT, requestExpired, type ApprovalDecision, type ApprovalRequest, type ApproverConfig, type HeldRequest } from "./approver.js";
+export {
+  Approver,
+  answerKey,
+  decodeRequest,
+  DEFAULT_APPROVER_SKEW_MS,
+  DENY,
+  GRANT,
+  requestExpired,
+  verifyRequest,
+  type ApprovalDecision,
+  type ApprovalRequest,
+  type ApproverConfig,
+  type HeldRequest,
+  type RequestVerifyOptions,
+} from "./approver.js";
 export { Consumer, DEFAULT_MAX_TOKENS, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
 export { tenantJetStream } from "./consume.js";
 export {
@@ -66,6 +81,7 @@ export {
   DECISION_TYPE,
   MAX_BATCH,
   ROUTE_ALLOW,
+  ROUTE_APPROVAL,
   ROUTE_NOTICE,
   ROUTE_REPLY,
   verifyDecision,

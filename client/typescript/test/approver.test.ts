@@ -1,17 +1,22 @@
 // The approver against a real nats-server: listing consumes nothing,
-// answers bind to the held body digest and policy version, and what an
-// approver may not answer is refused. The Go SDK's approver tests.
+// answers bind to the held body digest and policy version, what an
+// approver may not answer is refused, and only requests a trusted gateway
+// signed (decision token, route approval, over their exact bytes) are
+// shown. The Go SDK's approver tests. The requests are published here,
+// signed with a test gateway key as the gateway signs them.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createAccount, createCurve, createUser } from "@nats-io/nkeys";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { createAccount, createCurve, createServer, createUser, type KeyPair } from "@nats-io/nkeys";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { answerKey, Approver, type ApprovalRequest, type ApproverConfig } from "../src/approver.js";
-import { InvalidRequestError, SelfApprovalError } from "../src/errors.js";
+import { answerKey, Approver, decodeRequest, type ApprovalRequest, type ApproverConfig } from "../src/approver.js";
+import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, VerificationError } from "../src/errors.js";
 import { parseEnvelope } from "../src/envelope.js";
-import { bytes, dec, rejectsWith } from "./helpers.js";
+import { digestHex } from "../src/internal/bytes.js";
+import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
+import { bytes, dec, rejectsWith, throwsReason } from "./helpers.js";
 import { startNatsServer, type NatsServer } from "./servers.js";
-import { CLOCK, issueCredential, TENANT } from "./world.js";
+import { CLOCK, issueCredential, TENANT, unix } from "./world.js";
 
 let srv: NatsServer;
 let nc: NatsConnection;
@@ -19,6 +24,8 @@ let js: JetStreamClient;
 let jsm: JetStreamManager;
 const issuer = createAccount();
 const requester = createUser().getPublicKey();
+/** The gateway the approvers trust: it signs the requests' decision tokens. */
+const gw = createServer();
 
 before(async () => {
   srv = await startNatsServer();
@@ -63,15 +70,69 @@ function request(held: string, over: Record<string, unknown> = {}): Record<strin
   };
 }
 
-async function hold(req: Record<string, unknown>, subject = `agentgw.approval.${TENANT}.payments.send`): Promise<void> {
-  await js.publish(subject, bytes(JSON.stringify(req)));
+/** How a test request is signed and published. */
+interface Hold {
+  /** The subject. Absent: the tenant's payments.send approval subject. */
+  subject?: string;
+  /** Changes the claims before signing. */
+  edit?: (c: ClaimsToSign) => void;
+  /** Signs instead of the trusted gateway key. */
+  signer?: KeyPair;
+  /** Publishes no decision token. */
+  unsigned?: boolean;
+  /** Publishes this request instead of the one signed (its fields changed after signing). */
+  publishAs?: Record<string, unknown>;
+}
+
+/** sec reads an RFC 3339 time of a test request as Unix seconds, rounded up. */
+function sec(t: unknown, fallback: number): number {
+  return typeof t === "string" ? Math.ceil(new Date(t).getTime() / 1000) : fallback;
+}
+
+/**
+ * requestToken signs the decision token the gateway puts on req's message
+ * (data, its body): route approval, for its target, bound to data and the
+ * held envelope, expiring at the deadline rounded up to the second.
+ */
+function requestToken(req: Record<string, unknown>, data: Uint8Array, o: Hold = {}): string {
+  const s = (k: string): string => (typeof req[k] === "string" ? (req[k] as string) : "");
+  const iat = sec(req.requested_at, unix(CLOCK));
+  const c: ClaimsToSign = {
+    jti: `JTI${digestHex(data).slice(0, 20).toUpperCase()}`,
+    sub: s("agent"),
+    aud: s("target"),
+    iat,
+    exp: Math.max(sec(req.deadline, iat + 1), iat + 1),
+    tenant: s("tenant"),
+    scope: "payments:send",
+    traceId: s("trace_id"),
+    messageId: s("held_message_id"),
+    bodyDigest: s("body_digest").replace(/^sha256:/, ""),
+    payloadDigest: digestHex(data),
+    policyIds: Array.isArray(req.policy_ids) ? (req.policy_ids as string[]) : [],
+    policyVersion: s("policy_version"),
+    route: "approval",
+  };
+  o.edit?.(c);
+  const key = o.signer ?? gw;
+  return signBatch(key, [wireClaims(key.getPublicKey(), c)], false)[0]!;
+}
+
+async function hold(req: Record<string, unknown>, o: Hold = {}): Promise<void> {
+  const data = bytes(JSON.stringify(req));
+  const h = headers();
+  if (!o.unsigned && typeof req.agent === "string") {
+    h.set("Agentgw-Decision", requestToken(req, data, o));
+  }
+  const sent = o.publishAs !== undefined ? bytes(JSON.stringify(o.publishAs)) : data;
+  await js.publish(o.subject ?? `agentgw.approval.${TENANT}.payments.send`, sent, { headers: h });
 }
 
 function approver(over: Partial<ApproverConfig> = {}): Approver {
   const kp = createUser();
   const curve = createCurve();
   const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["approve:payments.*"], xkey: curve.getPublicKey() }, CLOCK);
-  return new Approver(nc, js, { credential, key: kp, clock: () => new Date(CLOCK.getTime() + 60_000), ...over });
+  return new Approver(nc, js, { credential, key: kp, trustedGateways: [gw.getPublicKey()], clock: () => new Date(CLOCK.getTime() + 60_000), ...over });
 }
 
 test("list: the tenant's held requests, oldest first, consuming nothing", async () => {
@@ -79,7 +140,7 @@ test("list: the tenant's held requests, oldest first, consuming nothing", async 
   await hold(request("held-message-000000001"));
   await hold(request("held-message-000000002", { deadline: "2026-11-26T01:08:50Z" })); // expired at the clock
   await hold({ not: "a request" });
-  await hold(request("held-message-000000003", { tenant: "tenant_b" }), `agentgw.approval.tenant_b.payments.send`);
+  await hold(request("held-message-000000003", { tenant: "tenant_b" }), { subject: `agentgw.approval.tenant_b.payments.send` });
   await hold(request("held-message-000000004", { target: "refunds.draft_refund" })); // not its subject's target
   const ap = approver();
   for (let i = 0; i < 2; i++) {
@@ -158,6 +219,7 @@ test("watch: answered requests are acknowledged; own and expired ones are skippe
   await hold(request("held-message-000000033"));
   const seen: string[] = [];
   const ctl = new AbortController();
+  const giveUp = setTimeout(() => ctl.abort(), 15_000); // not shown: fail, not hang
   let calls = 0;
   await ap.watch(
     async (req) => {
@@ -171,6 +233,7 @@ test("watch: answered requests are acknowledged; own and expired ones are skippe
     },
     { signal: ctl.signal },
   );
+  clearTimeout(giveUp);
   assert.deepEqual(seen, ["held-message-000000033"]);
   assert.equal(calls, 2);
 });
@@ -207,4 +270,250 @@ test("watch: on a durable other approvers read too, what one approver will not s
   );
   clearTimeout(giveUp);
   assert.deepEqual(shownToB.sort(), ["held-message-000000041", "held-message-000000042"]);
+});
+
+test("watch: on a durable, an approver whose clock runs behind hands back a request issued 'in the future', and reports it", async () => {
+  await approvalStream();
+  const durable = `${TENANT}-approvals`;
+  const term = terminations();
+  // requested_at (its token's iat) is CLOCK; this approver's clock runs
+  // two minutes behind it, beyond the 30 s skew.
+  const rejected: Error[] = [];
+  const behind = approver({ durable, clock: () => new Date(CLOCK.getTime() - 2 * 60_000), onReject: (_s, e) => void rejected.push(e) });
+  await hold(request("held-message-000000061"));
+  // A forgery valid by either clock but for its bytes: still terminated.
+  const forged = request("held-message-000000062", { requested_at: "2026-11-26T00:58:41Z" });
+  await hold(forged, { publishAs: { ...forged, fields: { amount_cents: 1, currency: "EUR" } } });
+  const shown: string[] = [];
+  const stop = new AbortController();
+  const w = behind.watch(async (req) => void shown.push(req.heldMessageId), { signal: stop.signal });
+  await until(() => rejected.length >= 2, "both requests reported");
+  stop.abort();
+  await w;
+  assert.deepEqual(shown, []);
+  assert.deepEqual(
+    rejected.map((e) => (e as DeniedError).reason),
+    ["decision_token_invalid", "decision_token_binding"],
+  );
+  await until(() => term.got.size === 1, "the forgery terminated");
+  assert.deepEqual([...term.got.values()], ["decision_token_binding"], "only the forgery is terminated");
+  term.stop();
+  // An approver whose clock is right binds the same durable and is shown it.
+  const right = approver({ durable, bind: true });
+  const seen: string[] = [];
+  const stopRight = new AbortController();
+  const giveUp = setTimeout(() => stopRight.abort(), 10_000); // not shown: fail, not hang
+  await right.watch(
+    async (req) => {
+      seen.push(req.heldMessageId);
+      stopRight.abort();
+    },
+    { signal: stopRight.signal },
+  );
+  clearTimeout(giveUp);
+  assert.deepEqual(seen, ["held-message-000000061"]);
+});
+
+/** terminations collects the stream sequence and reason of every message terminated on the approval stream. */
+function terminations(): { got: Map<number, string>; stop: () => void } {
+  const got = new Map<number, string>();
+  const sub = nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.AGENTGW_APPROVAL.*", {
+    callback: (_err, m) => {
+      const a = JSON.parse(dec.decode(m.data)) as { stream_seq: number; reason?: string };
+      got.set(a.stream_seq, a.reason ?? "");
+    },
+  });
+  return { got, stop: () => sub.unsubscribe() };
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(cond(), what);
+}
+
+/**
+ * What someone able to publish on the approval queue, without the
+ * gateway's key, could put there: each is left out by list and find, and
+ * terminated by watch with its reason and reported to onReject.
+ */
+const FORGED: [held: string, what: string, how: Hold, want: string][] = [
+  ["held-message-000000051", "no token", { unsigned: true }, "decision_token_missing"],
+  ["held-message-000000052", "a token signed by an untrusted key", { signer: createServer() }, "decision_token_invalid"],
+  [
+    "held-message-000000053",
+    "the fields changed after signing (payload digest of other bytes)",
+    { publishAs: request("held-message-000000053", { fields: { amount_cents: 100, currency: "EUR" } }) },
+    "decision_token_binding",
+  ],
+  ["held-message-000000054", "a token with route notice", { edit: (c) => (c.route = "notice") }, "decision_token_invalid"],
+  ["held-message-000000055", "a token with route allow", { edit: (c) => (c.route = "allow") }, "decision_token_invalid"],
+  ["held-message-000000056", "a token for another audience", { edit: (c) => (c.aud = "payments.refund") }, "decision_token_audience"],
+  ["held-message-000000057", "a token naming another held message", { edit: (c) => (c.messageId = "held-message-000000060") }, "decision_token_binding"],
+];
+
+test("list and find: only requests whose decision token verifies are shown", async () => {
+  await approvalStream();
+  for (const [held, , how] of FORGED) {
+    await hold(request(held), how);
+  }
+  await hold(request("held-message-000000060"));
+  const ap = approver();
+  for (const all of [false, true]) {
+    const list = await ap.list({ all });
+    assert.deepEqual(
+      list.map((r) => r.heldMessageId),
+      ["held-message-000000060"],
+      `list all=${all}: ${FORGED.filter(([h]) => list.some((r) => r.heldMessageId === h))
+        .map(([, what]) => what)
+        .join(", ")} shown`,
+    );
+    assert.equal(list[0]!.seq, FORGED.length + 1);
+  }
+  for (const [held, what] of FORGED) {
+    assert.equal(await ap.find(held), undefined, what);
+  }
+  assert.equal((await ap.find("held-message-000000060"))?.seq, FORGED.length + 1);
+  // Listing consumed nothing: a second approver sees the same.
+  assert.deepEqual(
+    (await approver().list()).map((r) => r.heldMessageId),
+    ["held-message-000000060"],
+  );
+});
+
+test("watch: a request whose token does not verify is terminated with its reason and reported to onReject, never shown", async () => {
+  await approvalStream();
+  await hold({ not: "a request" });
+  for (const [held, , how] of FORGED) {
+    await hold(request(held), how);
+  }
+  await hold(request("held-message-000000060"));
+  const rejected: [string, Error][] = [];
+  const ap = approver({ onReject: (subject, err) => void rejected.push([subject, err]) });
+  const term = terminations();
+  const shown: string[] = [];
+  const ctl = new AbortController();
+  const giveUp = setTimeout(() => ctl.abort(), 10_000); // not shown: fail, not hang
+  try {
+    await ap.watch(
+      (req) => {
+        shown.push(req.heldMessageId);
+        ctl.abort();
+      },
+      { signal: ctl.signal },
+    );
+    assert.deepEqual(shown, ["held-message-000000060"]);
+    // One at a time, oldest first: every message before the shown one was rejected.
+    assert.equal(rejected.length, FORGED.length + 1, rejected.map(([, e]) => e.message).join("\n"));
+    for (const [subject] of rejected) {
+      assert.equal(subject, `agentgw.approval.${TENANT}.payments.send`);
+    }
+    assert.ok(rejected[0]![1] instanceof InvalidRequestError, String(rejected[0]![1]));
+    FORGED.forEach(([, what, , want], i) => {
+      const err = rejected[i + 1]![1];
+      assert.ok(err instanceof VerificationError, `${what}: ${String(err)}`);
+      assert.equal(err.reason, want, `${what}: ${err.message}`);
+    });
+    // Terminated, with the reason code as the term reason.
+    await until(() => term.got.size === FORGED.length + 1, `terminated: ${JSON.stringify([...term.got])}`);
+    assert.equal(term.got.get(1), "approval request does not match its subject");
+    FORGED.forEach(([, what, , want], i) => assert.equal(term.got.get(i + 2), want, what));
+    assert.equal(term.got.has(FORGED.length + 2), false, "the shown request was terminated");
+  } finally {
+    clearTimeout(giveUp);
+    term.stop();
+  }
+});
+
+test("watch: own and expired requests are not shown, so their token is not checked; an expired one is listed, checked as of its deadline", async () => {
+  await approvalStream();
+  const rejected: Error[] = [];
+  const ap = approver({ onReject: (_s, err) => void rejected.push(err) });
+  await hold(request("held-message-000000071", { agent: ap.agent.publicKey }), { unsigned: true });
+  await hold(request("held-message-000000072", { deadline: "2026-11-26T01:08:50Z" }), { unsigned: true });
+  await hold(request("held-message-000000073", { deadline: "2026-11-26T01:08:50Z" })); // expired, signed
+  await hold(request("held-message-000000074"));
+  // Listed with all: the expired request whose token verifies (as of its
+  // deadline: the token expired with it), not the unsigned ones.
+  assert.deepEqual(
+    (await ap.list({ all: true })).map((r) => [r.heldMessageId, r.state]),
+    [
+      ["held-message-000000073", "expired"],
+      ["held-message-000000074", "pending"],
+    ],
+  );
+  const term = terminations();
+  const shown: string[] = [];
+  const ctl = new AbortController();
+  const giveUp = setTimeout(() => ctl.abort(), 10_000);
+  try {
+    await ap.watch(
+      (req) => {
+        shown.push(req.heldMessageId);
+        ctl.abort();
+      },
+      { signal: ctl.signal },
+    );
+    assert.deepEqual(shown, ["held-message-000000074"]);
+    assert.deepEqual(rejected, [], "an own or expired request was reported");
+    await nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual([...term.got], [], "an own or expired request was terminated");
+  } finally {
+    clearTimeout(giveUp);
+    term.stop();
+  }
+});
+
+test("verifyRequest (the method): the approver's trusted gateways, clock and skew; 30 s when absent or 0", async () => {
+  const req = request("held-message-000000081");
+  const data = bytes(JSON.stringify(req));
+  const r = decodeRequest(`agentgw.approval.${TENANT}.payments.send`, data, TENANT);
+  // The approver's clock is CLOCK + 60 s; a token issued 45 s after it.
+  const ahead = requestToken(req, data, { edit: (c) => (c.iat = unix(CLOCK) + 105) });
+  const good = requestToken(req, data);
+  assert.equal(approver().verifyRequest(good, data, r).messageId, "held-message-000000081");
+  throwsReason(() => approver().verifyRequest(ahead, data, r), "decision_token_invalid", "default skew");
+  throwsReason(() => approver({ skewMs: 0 }).verifyRequest(ahead, data, r), "decision_token_invalid", "skew 0");
+  throwsReason(() => approver({ skewMs: 40_000 }).verifyRequest(ahead, data, r), "decision_token_invalid", "skew 40 s");
+  assert.equal(approver({ skewMs: 45_000 }).verifyRequest(ahead, data, r).route, "approval");
+  throwsReason(() => approver({ trustedGateways: [createServer().getPublicKey()] }).verifyRequest(good, data, r), "decision_token_invalid", "other gateway");
+  throwsReason(() => approver().verifyRequest(undefined, data, r), "decision_token_missing", "no token");
+  // The clock past the deadline (01:23:41) by more than the skew.
+  const late = approver({ clock: () => new Date("2026-11-26T01:24:12Z") });
+  throwsReason(() => late.verifyRequest(good, data, r), "decision_token_expired", "past the deadline");
+  assert.equal(approver({ clock: () => new Date("2026-11-26T01:24:11Z") }).verifyRequest(good, data, r).route, "approval");
+});
+
+test("ApproverConfig: trusted gateways are required, each a server ('N') key; the skew is not negative", () => {
+  const kp = createUser();
+  const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["approve:payments.*"], xkey: createCurve().getPublicKey() }, CLOCK);
+  const base = { credential, key: kp, trustedGateways: [gw.getPublicKey()] } as ApproverConfig;
+  const refused = (cfg: ApproverConfig, want: RegExp, what: string): void => {
+    assert.throws(() => new Approver(nc, js, cfg), (err: unknown) => err instanceof ConfigError && want.test(err.message), what);
+  };
+  refused({ ...base, trustedGateways: undefined as unknown as string[] }, /no trusted gateway keys/, "absent");
+  refused({ ...base, trustedGateways: [] }, /no trusted gateway keys/, "empty");
+  refused({ ...base, trustedGateways: [kp.getPublicKey()] }, /trusted gateway "U[A-Z2-7]+" is not a public server \('N'\) key/, "a user key");
+  refused({ ...base, trustedGateways: [gw.getPublicKey(), "NOTAKEY"] }, /trusted gateway "NOTAKEY" is not a public server/, "not a key");
+  const gwKey = gw.getPublicKey();
+  const badSum = gwKey.slice(0, -1) + (gwKey.endsWith("A") ? "B" : "A"); // the last character is all checksum
+  refused({ ...base, trustedGateways: [badSum] }, /is not a public server/, "bad checksum");
+  refused({ ...base, skewMs: -1 }, /skew -1 is negative/, "negative skew");
+  refused({ ...base, skewMs: NaN }, /skew NaN is negative or not a number/, "skew not a number");
+  refused({ ...base, trustedGateways: [], skewMs: -1, ackWaitMs: -1 }, /ack wait -1 is negative; no trusted gateway keys for approval requests; skew -1 is negative/, "every problem at once");
+  for (const skewMs of [undefined, 0, 1000]) {
+    assert.ok(new Approver(nc, js, { ...base, ...(skewMs !== undefined ? { skewMs } : {}) }) instanceof Approver, `skew ${skewMs}`);
+  }
+  // The keys are copied: changing the caller's array later trusts nothing new.
+  const keys = [gw.getPublicKey()];
+  const ap = new Approver(nc, js, { ...base, trustedGateways: keys });
+  const other = createServer();
+  keys.push(other.getPublicKey());
+  const req = request("held-message-000000091");
+  const data = bytes(JSON.stringify(req));
+  const r = decodeRequest(`agentgw.approval.${TENANT}.payments.send`, data, TENANT);
+  const e = throwsReason(() => ap.verifyRequest(requestToken(req, data, { signer: other }), data, r), "decision_token_invalid", "a key added later");
+  assert.ok(e instanceof DeniedError);
 });

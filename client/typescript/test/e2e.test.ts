@@ -286,7 +286,7 @@ test("responses: an answer sealed from a key other than the target's consumer ke
 test("approval: a held payment is listed, granted by a TypeScript approver and delivered", async () => {
   const approverNC = await connectAs(gw.creds("approver"));
   const { credential, key } = await readCreds(gw.creds("approver"));
-  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true });
+  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true, trustedGateways: [gw.gatewayKey] });
   const rcpt = await agent.send({ capability: "tool_call", target: "payments.send", sealed: { amount_cents: 990000, currency: "EUR" } });
   let held;
   for (let i = 0; i < 100 && held === undefined; i++) {
@@ -328,7 +328,7 @@ test("decision notices: the TypeScript agent is told delivered, held (then relea
   // requester that its request was released.
   const approverNC = await connectAs(gw.creds("approver"));
   const { credential, key } = await readCreds(gw.creds("approver"));
-  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true });
+  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true, trustedGateways: [gw.gatewayKey] });
   const req = await ap.find(held.decision.approvalId!, { signal: AbortSignal.timeout(30_000) });
   assert.ok(req, `no held request ${held.decision.approvalId}; gateway log:\n${gw.log()}`);
   const release = agent.watchDecisions(trust);
@@ -469,7 +469,7 @@ test("sendAndWait: a held request goes to onDecision and the wait goes on, past 
   assert.ok(held.deadline instanceof Date);
   const approverNC = await connectAs(gw.creds("approver"));
   const { credential, key } = await readCreds(gw.creds("approver"));
-  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true });
+  const ap = new Approver(approverNC, tenantJetStream(approverNC), { credential, key, bind: true, trustedGateways: [gw.gatewayKey] });
   const req = await ap.find(held.approvalId!, { signal: AbortSignal.timeout(30_000) });
   assert.ok(req, `no held request ${held.approvalId}; gateway log:\n${gw.log()}`);
   await ap.grant(req, "sendAndWait test");

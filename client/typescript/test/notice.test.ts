@@ -176,6 +176,7 @@ test("verifyNotice: a notice from a trusted gateway for this agent verifies; eac
     ["route reply", notice(a, ID, allow, { edit: (c) => (c.route = "reply") }), "decision_token_binding"],
     ["route reply, malformed data", notice(a, ID, "{}", { edit: (c) => (c.route = "reply") }), "decision_token_binding"],
     ["route allow", notice(a, ID, allow, { edit: (c) => (c.route = "allow") }), "decision_token_binding"],
+    ["route approval", notice(a, ID, allow, { edit: (c) => (c.route = "approval") }), "decision_token_binding"],
     ["addressed to this agent about another's", notice(a, ID, allow, { edit: (c) => (c.sub = other) }), "decision_token_binding"],
     ["data edited", notice(a, ID, allow, { data: () => bytes(JSON.stringify({ ...allow, target: "payments.send" })) }), "decision_token_binding"],
     ["malformed data, bound", notice(a, ID, { ...allow, detail: "policy p1 forbids" }), "internal_error"],

@@ -64,6 +64,7 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
     { name: "deny/token_signed_by_another_key", want: "decision_token_invalid", msg: () => forward({ ...sealedFwd, signer: otherGW }) },
     { name: "deny/reply_token_on_cap_subject", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => (c.route = "reply"))) },
     { name: "deny/notice_token_on_cap_subject", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => (c.route = "notice"))) },
+    { name: "deny/approval_token_on_cap_subject", want: "decision_token_invalid", msg: () => forward(withEdit(sealedFwd, (c) => (c.route = "approval"))) },
     {
       name: "deny/expired",
       want: "decision_token_expired",

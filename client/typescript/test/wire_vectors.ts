@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fromCurveSeed, fromSeed } from "@nats-io/nkeys";
 import { MsgImpl } from "@nats-io/nats-core/internal";
-import { answerKey, decodeRequest, requestExpired } from "../src/approver.js";
+import { answerKey, decodeRequest, requestExpired, verifyRequest } from "../src/approver.js";
 import { parseCreds, parseJWT, readCurveSeed, readUserSeed } from "../src/creds.js";
 import { rootInput, rootOf, leafHash, verifyDecision } from "../src/decision.js";
 import {
@@ -400,6 +400,7 @@ function approvalVectors(): void {
   const a = readJSON("wire", "approval.json");
   approvalRequestCases(a);
   approvalTimeCases(a);
+  approvalTokenCases(a);
   test("wire/approval.json: the request reads as the approver sees it, and the answers are written byte for byte", () => {
     const m: Message = a.request;
     const req = decodeRequest(m.subject, bytes(m.body), "tenant_a");
@@ -425,6 +426,50 @@ function approvalVectors(): void {
       assert.equal(e.idempotencyKey, a.idempotency_key);
       assert.equal(e.traceId, req.traceId);
       assert.equal(dec.decode(e.payload.plain), a.answers.find((x: any) => x.name === "grant").payload);
+    }
+  });
+}
+
+function approvalTokenCases(a: any): void {
+  test("wire/approval.json: the request's decision token verifies (verifyRequest) with decision.json's trust at its verify_at_unix", () => {
+    const d = readJSON("wire", "decision.json");
+    const m: Message = a.request;
+    const h = headerMap(m.headers);
+    const tok = h.get("Agentgw-Decision");
+    assert.ok(tok, "the request has no Agentgw-Decision header");
+    // The token of decision.json's approval batch, for the request's target.
+    const t = (d.batches as any[]).flatMap((b) => b.tokens as any[]).find((x) => x.token === tok);
+    assert.ok(t, "the request's token is not in decision.json");
+    assert.equal(t.audience, "payments.send");
+    assert.equal(t.claims.nats.route, "approval");
+    const data = bytes(m.body);
+    const req = decodeRequest(m.subject, data, "tenant_a");
+    const opts = { trustedGateways: [d.gateway], now: new Date(d.verify_at_unix * 1000), skewMs: d.skew_seconds * 1000 };
+    const c = verifyRequest(tok, data, req, opts);
+    assert.equal(c.id, t.claims.jti);
+    assert.equal(c.issuer, d.gateway);
+    assert.equal(c.audience, req.target);
+    assert.equal(c.messageId, req.heldMessageId);
+    assert.equal(c.messageId, h.get("Agentgw-Message-Id"));
+    assert.equal(c.subject, req.agent);
+    assert.equal(`sha256:${c.bodyDigest}`, a.body_digest);
+    assert.equal(c.payloadDigest, digest(data));
+    assert.deepEqual(c.policyIds, req.policyIds);
+    assert.equal(c.policyVersion, req.policyVersion);
+    // It expires with the request: the deadline, to the second.
+    assert.equal(c.expires.getTime(), req.deadline!.getTime());
+    // Changed, it does not verify.
+    assert.equal(reasonOf(() => verifyRequest(tok, data, req, { ...opts, trustedGateways: [labelKey("untrusted-gateway")] })), "decision_token_invalid", "other trust");
+    assert.equal(reasonOf(() => verifyRequest(undefined, data, req, opts)), "decision_token_missing", "no token");
+    const edited = bytes(m.body.replace(`"amount_cents":990000`, `"amount_cents":100`));
+    assert.notDeepEqual(edited, data);
+    assert.equal(reasonOf(() => verifyRequest(tok, edited, decodeRequest(m.subject, edited, "tenant_a"), opts)), "decision_token_binding", "fields edited");
+    assert.equal(reasonOf(() => verifyRequest(tok, data, { ...req, heldMessageId: "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801" }, opts)), "decision_token_binding", "another held id");
+    assert.equal(reasonOf(() => verifyRequest(tok, data, { ...req, target: "refunds.draft_refund" }, opts)), "decision_token_audience", "another target");
+    assert.equal(reasonOf(() => verifyRequest(tok, data, req, { ...opts, now: new Date((t.claims.exp + d.skew_seconds + 1) * 1000) })), "decision_token_expired", "after the deadline");
+    // The request's other tokens (a delivery's, a notice's) are not an approval request's.
+    for (const other of (d.batches as any[]).flatMap((b) => b.tokens as any[]).filter((x) => x.audience === "payments.send" && x.token !== tok)) {
+      assert.equal(reasonOf(() => verifyRequest(other.token, data, req, opts)), "decision_token_invalid", other.name);
     }
   });
 }
