@@ -61,7 +61,10 @@ type ApproverConfig struct {
 	// OnReject, if set, is called with the subject and the error of every
 	// message Watch terminates without showing it: one that is not a
 	// request of this tenant, or whose token does not verify (a
-	// *reason.Denial). It runs on the watching goroutine: keep it short.
+	// *reason.Denial). It is also called for a request that Watch hands
+	// back on a Durable because its token is not yet valid by this
+	// approver's clock (see Watch). It runs on the watching goroutine: keep
+	// it short.
 	OnReject func(subject string, err error)
 }
 
@@ -146,7 +149,11 @@ func (ap Approver) GoString() string { return ap.String() }
 // requester that also approves nor a clock running ahead hides a request
 // from the others. A message that is not a request of this tenant, or
 // whose decision token does not verify (VerifyRequest), is terminated
-// and reported to OnReject: fn never sees it.
+// and reported to OnReject: fn never sees it. On a Durable, a request
+// whose token would verify by a clock up to 5 minutes ahead of this
+// approver's (issued "in the future": this clock runs behind the
+// gateway's by more than Skew) is handed back instead, and reported, so
+// that a lagging clock does not hide a live request from the others.
 //
 // Watch returns nil when ctx is done, or an error wrapping ErrStream when
 // the consumer cannot be created or disappears.
@@ -196,7 +203,19 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		}
 		// Only a request about to be shown needs its token: what is not
 		// shown is handed back or consumed whoever wrote it.
-		if err := ap.verifyRequest(m.Headers().Get(decision.Header), m.Data(), req, now); err != nil {
+		tok := m.Headers().Get(decision.Header)
+		if err := ap.verifyRequest(tok, m.Data(), req, now); err != nil {
+			if !private && ap.verifyRequest(tok, m.Data(), req, now.Add(expiredAckMargin)) == nil {
+				// Issued later than this clock says it is now: the
+				// clock runs behind the gateway's, and to an approver
+				// whose clock is right the request is live. Handed back,
+				// as an expired one is, not terminated for everyone.
+				_ = m.NakWithDelay(redeliverDelay)
+				if ap.cfg.OnReject != nil {
+					ap.cfg.OnReject(m.Subject(), err)
+				}
+				return
+			}
 			ap.reject(m, err, string(reason.Of(err)))
 			return
 		}

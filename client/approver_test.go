@@ -472,3 +472,56 @@ func TestApproverConfigNeedsTrustedGateways(t *testing.T) {
 		}
 	}
 }
+
+// TestApproverBehindHandsBackOnDurable: on a shared durable, an approver
+// whose clock runs two minutes behind the gateway's finds a request
+// issued "in the future". Terminating it would hide a live request from
+// every approver; it is handed back and reported, and an approver whose
+// clock is right is shown it. A forgery is still terminated.
+func TestApproverBehindHandsBackOnDurable(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	w.approvalStream()
+	const durable = testTenant + "-approvals"
+	if _, err := w.js.CreateOrUpdateConsumer(ctxT(t), StreamApproval, jetstream.ConsumerConfig{
+		Durable: durable, FilterSubject: "agentgw.approval." + testTenant + ".>",
+		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	requester := w.newActor(testTenant, "refund:draft")
+	behind, right := w.newActor(testTenant, "approve:refunds.*"), w.newActor(testTenant, "approve:refunds.*")
+	const live = "held-message-id-0300"
+	w.publishRequest(heldRequest(requester, live))
+	forged := heldRequest(requester, "held-message-id-0301")
+	early := func(c *decision.Claims) { c.IssuedAt = testClock.Add(-10 * time.Minute) } // valid by either clock
+	w.publish(w.requestMsg(forged, early, func(b []byte) []byte { return append(b, ' ') }))
+
+	watch := func(a *actor, now time.Time, wait time.Duration) (seen []string, rejected []reason.Code) {
+		cfg := w.approverConfig(a)
+		cfg.Durable, cfg.Bind = durable, true
+		cfg.OnReject = func(_ string, err error) { rejected = append(rejected, reason.Of(err)) }
+		ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return now }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(ctxT(t), wait)
+		defer cancel()
+		if err := ap.Watch(ctx, func(_ context.Context, req approval.Request) error {
+			seen = append(seen, req.HeldMessageID)
+			cancel()
+			return nil
+		}); err != nil {
+			t.Fatalf("Watch = %v", err)
+		}
+		return seen, rejected
+	}
+	seen, rejected := watch(behind, testClock.Add(-2*time.Minute), time.Second)
+	if len(seen) != 0 || !slices.Equal(rejected, []reason.Code{reason.DecisionInvalid, reason.DecisionBinding}) {
+		t.Errorf("approver behind: shown %v, rejected %v; want none shown, the live one handed back and the forgery refused", seen, rejected)
+	}
+	seen, _ = watch(right, testClock, 10*time.Second)
+	if !slices.Equal(seen, []string{live}) {
+		t.Errorf("approver on time shown %v; want %s, which the one behind must not have consumed", seen, live)
+	}
+}
