@@ -168,7 +168,7 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	return consume(ctx, ap.js, ap.cfg.Stream, cc, ap.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
-		req, err := decodeRequest(m.Subject(), m.Data(), tenant)
+		req, err := DecodeRequest(m.Subject(), m.Data(), tenant)
 		if err != nil {
 			ap.reject(m, err, err.Error())
 			return
@@ -309,10 +309,6 @@ func requestExpired(req approval.Request, now time.Time) bool {
 // request's token: a reader of the queue shows a request only once
 // VerifyRequest has passed too.
 func DecodeRequest(subject string, data []byte, tenant string) (approval.Request, error) {
-	return decodeRequest(subject, data, tenant)
-}
-
-func decodeRequest(subject string, data []byte, tenant string) (approval.Request, error) {
 	var req approval.Request
 	subjTenant, target, err := subjects.ParseApproval(subject)
 	if err != nil {

@@ -231,20 +231,20 @@ func TestApproverAnswerRules(t *testing.T) {
 func TestDecodeRequestReadsExactNames(t *testing.T) {
 	const subj = "agentgw.approval.tenant_a.payments.send"
 	base := `"tenant":"tenant_a","target":"payments.send","body_digest":"sha256:aa","policy_version":"v"`
-	req, err := decodeRequest(subj, []byte(`{`+base+`,"agent":"UONE","Agent":"UTWO","BODY_DIGEST":"sha256:bb"}`), "tenant_a")
+	req, err := DecodeRequest(subj, []byte(`{`+base+`,"agent":"UONE","Agent":"UTWO","BODY_DIGEST":"sha256:bb"}`), "tenant_a")
 	if err != nil {
-		t.Fatalf("decodeRequest = %v", err)
+		t.Fatalf("DecodeRequest = %v", err)
 	}
 	if req.Agent != "UONE" || req.BodyDigest != "sha256:aa" {
-		t.Errorf("decodeRequest read agent %q, body_digest %q; want the exact names' UONE, sha256:aa", req.Agent, req.BodyDigest)
+		t.Errorf("DecodeRequest read agent %q, body_digest %q; want the exact names' UONE, sha256:aa", req.Agent, req.BodyDigest)
 	}
 	for name, data := range map[string]string{
 		"duplicate":                     `{` + base + `,"agent":"UONE","agent":"UTWO"}`,
 		"bad UTF-8":                     `{` + base + `,"agent":"U` + "\xff" + `"}`,
 		"only a case variant of tenant": `{"Tenant":"tenant_a","target":"payments.send"}`,
 	} {
-		if _, err := decodeRequest(subj, []byte(data), "tenant_a"); err == nil {
-			t.Errorf("%s: decodeRequest accepted it", name)
+		if _, err := DecodeRequest(subj, []byte(data), "tenant_a"); err == nil {
+			t.Errorf("%s: DecodeRequest accepted it", name)
 		}
 	}
 }
@@ -416,7 +416,7 @@ func TestVerifyRequestOnVectors(t *testing.T) {
 		t.Fatal("the request's Agentgw-Decision is not decision.json's payment-approval-request")
 	}
 	data := []byte(f.Request.Body)
-	req, err := decodeRequest(f.Request.Subject, data, "tenant_a")
+	req, err := DecodeRequest(f.Request.Subject, data, "tenant_a")
 	if err != nil {
 		t.Fatal(err)
 	}

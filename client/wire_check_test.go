@@ -550,9 +550,9 @@ func TestWireVectorApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := decodeRequest(f.Request.Subject, []byte(f.Request.Body), heldBody.Tenant)
+	req, err := DecodeRequest(f.Request.Subject, []byte(f.Request.Body), heldBody.Tenant)
 	if err != nil {
-		t.Fatalf("decodeRequest = %v", err)
+		t.Fatalf("DecodeRequest = %v", err)
 	}
 	if req.BodyDigest != "sha256:"+held.BodySHA256Hex || req.PayloadDigest != "sha256:"+held.PayloadSHA256Hex ||
 		req.BodyDigest != f.BodyDigest || req.PayloadDigest != f.PayloadDigest || req.PolicyVersion != f.PolicyVersion {

@@ -339,9 +339,9 @@ func TestWireVectorRequestCases(t *testing.T) {
 	f := wvLoad[wvApprovalFile](t, "approval.json")
 	for _, c := range f.RequestCases {
 		t.Run(c.Name, func(t *testing.T) {
-			req, err := decodeRequest(f.Request.Subject, []byte(c.Body), wvTenant)
+			req, err := DecodeRequest(f.Request.Subject, []byte(c.Body), wvTenant)
 			if got := wvVerdict(err); got != c.Want {
-				t.Fatalf("decodeRequest = %v; want %s", err, c.Want)
+				t.Fatalf("DecodeRequest = %v; want %s", err, c.Want)
 			}
 			var want map[string]any
 			if err == nil && (json.Unmarshal([]byte(c.Fields), &want) != nil || !reflect.DeepEqual(req.Fields, want)) {
@@ -432,9 +432,9 @@ func TestWireVectorTimeCases(t *testing.T) {
 	}
 	for _, c := range f.TimeCases {
 		t.Run(c.Name, func(t *testing.T) {
-			req, err := decodeRequest(f.Request.Subject, []byte(c.Body), wvTenant)
+			req, err := DecodeRequest(f.Request.Subject, []byte(c.Body), wvTenant)
 			if err != nil {
-				t.Fatalf("decodeRequest = %v", err)
+				t.Fatalf("DecodeRequest = %v", err)
 			}
 			if got := unixNano(req.RequestedAt); got != c.RequestedAtUnixNano {
 				t.Errorf("requested_at %q reads as %s; want %s", c.RequestedAt, got, c.RequestedAtUnixNano)
