@@ -96,6 +96,20 @@ func (w *world) approver(a *actor) *Approver {
 	return ap
 }
 
+// approvalDurable creates the tenant's shared approval queue, as the
+// gateway's set-up pre-creates <tenant>-approvals, and returns its name.
+func (w *world) approvalDurable() string {
+	w.t.Helper()
+	const durable = testTenant + "-approvals"
+	if _, err := w.js.CreateOrUpdateConsumer(ctxT(w.t), StreamApproval, jetstream.ConsumerConfig{
+		Durable: durable, FilterSubject: "agentgw.approval." + testTenant + ".>",
+		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	return durable
+}
+
 // approverConfig is a's approver config, trusting the world's gateway.
 func (w *world) approverConfig(a *actor) ApproverConfig {
 	return ApproverConfig{AgentConfig: w.agentConfig(a), TrustedGateways: []string{w.gwSign.PublicKey()}}
@@ -259,13 +273,7 @@ func TestApproverWatchSharedDurableHidesNothing(t *testing.T) {
 	w := newWorld(t)
 	w.ingressStream()
 	w.approvalStream()
-	const durable = testTenant + "-approvals"
-	if _, err := w.js.CreateOrUpdateConsumer(ctxT(t), StreamApproval, jetstream.ConsumerConfig{
-		Durable: durable, FilterSubject: "agentgw.approval." + testTenant + ".>",
-		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	durable := w.approvalDurable()
 	both := w.newActor(testTenant, "refund:draft", "approve:refunds.*") // requester and approver
 	other := w.newActor(testTenant, "approve:refunds.*")
 	requester := w.newActor(testTenant, "refund:draft")
@@ -482,13 +490,7 @@ func TestApproverBehindHandsBackOnDurable(t *testing.T) {
 	w := newWorld(t)
 	w.ingressStream()
 	w.approvalStream()
-	const durable = testTenant + "-approvals"
-	if _, err := w.js.CreateOrUpdateConsumer(ctxT(t), StreamApproval, jetstream.ConsumerConfig{
-		Durable: durable, FilterSubject: "agentgw.approval." + testTenant + ".>",
-		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	durable := w.approvalDurable()
 	requester := w.newActor(testTenant, "refund:draft")
 	behind, right := w.newActor(testTenant, "approve:refunds.*"), w.newActor(testTenant, "approve:refunds.*")
 	const live = "held-message-id-0300"

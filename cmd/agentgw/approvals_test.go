@@ -19,21 +19,6 @@ import (
 	"github.com/agentgw/agentgw/subjects"
 )
 
-// testGateway is a gateway signing key for the requests these tests
-// publish as the gateway does.
-func testGateway(t *testing.T) *identity.Signer {
-	t.Helper()
-	kp, err := identity.NewGatewayKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := identity.NewSigner(kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // heldRequestMsg publishes rq to the approval stream as the gateway gw
 // does: with its token (route approval) bound to the request's bytes. A
 // nil gw publishes it without one.

@@ -59,18 +59,7 @@ func capabilityMsg(t *testing.T, gw *identity.Signer, agent, target, plain strin
 
 func TestConsume(t *testing.T) {
 	srv, js := streams(t)
-	newSigner := func() *identity.Signer {
-		kp, err := identity.NewGatewayKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := identity.NewSigner(kp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	gw, impostor := newSigner(), newSigner()
+	gw, impostor := testGateway(t), testGateway(t)
 	agent, _ := testAgent(t, "tenant_a")
 
 	good, goodID := capabilityMsg(t, gw, agent, "kb.search", `{"query": "refund policy"}`)
@@ -123,14 +112,7 @@ func TestConsume(t *testing.T) {
 // --timeout ends a wait that got fewer than --count messages with exit 1.
 func TestConsumeTimeout(t *testing.T) {
 	srv, js := streams(t)
-	kp, err := identity.NewGatewayKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := identity.NewSigner(kp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := testGateway(t)
 	args := []string{"consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search",
 		"--gateway-key", gw.PublicKey(), "--count", "1", "--timeout", "1s"}
 

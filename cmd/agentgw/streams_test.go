@@ -91,6 +91,21 @@ func (d deniedMsg) msg(t *testing.T) *nats.Msg {
 	return m
 }
 
+// testGateway is a gateway signing key that tests sign decision tokens
+// with, as the gateway does.
+func testGateway(t *testing.T) *identity.Signer {
+	t.Helper()
+	kp, err := identity.NewGatewayKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := identity.NewSigner(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // testAgent returns an agent key and a real credential for it.
 func testAgent(t *testing.T, tenant string) (string, identity.Token) {
 	t.Helper()

@@ -16,7 +16,7 @@ import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
 import { bytes, dec, rejectsWith, throwsReason } from "./helpers.js";
 import { startNatsServer, type NatsServer } from "./servers.js";
-import { CLOCK, issueCredential, TENANT, unix } from "./world.js";
+import { approvalRequest, CLOCK, issueCredential, TENANT, unix } from "./world.js";
 
 let srv: NatsServer;
 let nc: NatsConnection;
@@ -50,24 +50,7 @@ async function approvalStream(): Promise<void> {
 }
 
 function request(held: string, over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    held_message_id: held,
-    trace_id: "8a3c60f7d188f8fa79d48a391a778fa6",
-    tenant: TENANT,
-    agent: requester,
-    service: "support-agent-runtime",
-    capability: "tool_call",
-    target: "payments.send",
-    risk: "critical",
-    policy_ids: ["base.high_risk_approval"],
-    policy_version: "sha256:b51102883285d783156a13add3e2ac5036ab31ea946b6ac315c5d8b76c895162",
-    body_digest: "sha256:076115a7df26e1d53f1533ef4d77d9b221f32486fe662b4a4deada26bd746401",
-    payload_digest: "sha256:e29f7b91eb38b52aed983bb60015712e6f32cf8cf7477459f7540bd396d624ea",
-    fields: { amount_cents: 990000, currency: "EUR" },
-    requested_at: "2026-11-26T01:08:41Z",
-    deadline: "2026-11-26T01:23:41Z",
-    ...over,
-  };
+  return approvalRequest(held, requester, over);
 }
 
 /** How a test request is signed and published. */
@@ -299,19 +282,7 @@ test("watch: on a durable, an approver whose clock runs behind hands back a requ
   assert.deepEqual([...term.got.values()], ["decision_token_binding"], "only the forgery is terminated");
   term.stop();
   // An approver whose clock is right binds the same durable and is shown it.
-  const right = approver({ durable, bind: true });
-  const seen: string[] = [];
-  const stopRight = new AbortController();
-  const giveUp = setTimeout(() => stopRight.abort(), 10_000); // not shown: fail, not hang
-  await right.watch(
-    async (req) => {
-      seen.push(req.heldMessageId);
-      stopRight.abort();
-    },
-    { signal: stopRight.signal },
-  );
-  clearTimeout(giveUp);
-  assert.deepEqual(seen, ["held-message-000000061"]);
+  assert.deepEqual(await firstShown(approver({ durable, bind: true })), ["held-message-000000061"]);
 });
 
 /** terminations collects the stream sequence and reason of every message terminated on the approval stream. */
@@ -331,6 +302,29 @@ async function until(cond: () => boolean, what: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.ok(cond(), what);
+}
+
+/**
+ * firstShown watches with ap until it shows a request, or for at most
+ * 10 s (not shown: the caller's assertion fails rather than hangs), and
+ * returns the held message ids shown: one, or none.
+ */
+async function firstShown(ap: Approver): Promise<string[]> {
+  const shown: string[] = [];
+  const ctl = new AbortController();
+  const giveUp = setTimeout(() => ctl.abort(), 10_000);
+  try {
+    await ap.watch(
+      (req) => {
+        shown.push(req.heldMessageId);
+        ctl.abort();
+      },
+      { signal: ctl.signal },
+    );
+  } finally {
+    clearTimeout(giveUp);
+  }
+  return shown;
 }
 
 /**
@@ -392,18 +386,8 @@ test("watch: a request whose token does not verify is terminated with its reason
   const rejected: [string, Error][] = [];
   const ap = approver({ onReject: (subject, err) => void rejected.push([subject, err]) });
   const term = terminations();
-  const shown: string[] = [];
-  const ctl = new AbortController();
-  const giveUp = setTimeout(() => ctl.abort(), 10_000); // not shown: fail, not hang
   try {
-    await ap.watch(
-      (req) => {
-        shown.push(req.heldMessageId);
-        ctl.abort();
-      },
-      { signal: ctl.signal },
-    );
-    assert.deepEqual(shown, ["held-message-000000060"]);
+    assert.deepEqual(await firstShown(ap), ["held-message-000000060"]);
     // One at a time, oldest first: every message before the shown one was rejected.
     assert.equal(rejected.length, FORGED.length + 1, rejected.map(([, e]) => e.message).join("\n"));
     for (const [subject] of rejected) {
@@ -421,7 +405,6 @@ test("watch: a request whose token does not verify is terminated with its reason
     FORGED.forEach(([, what, , want], i) => assert.equal(term.got.get(i + 2), want, what));
     assert.equal(term.got.has(FORGED.length + 2), false, "the shown request was terminated");
   } finally {
-    clearTimeout(giveUp);
     term.stop();
   }
 });
@@ -444,24 +427,13 @@ test("watch: own and expired requests are not shown, so their token is not check
     ],
   );
   const term = terminations();
-  const shown: string[] = [];
-  const ctl = new AbortController();
-  const giveUp = setTimeout(() => ctl.abort(), 10_000);
   try {
-    await ap.watch(
-      (req) => {
-        shown.push(req.heldMessageId);
-        ctl.abort();
-      },
-      { signal: ctl.signal },
-    );
-    assert.deepEqual(shown, ["held-message-000000074"]);
+    assert.deepEqual(await firstShown(ap), ["held-message-000000074"]);
     assert.deepEqual(rejected, [], "an own or expired request was reported");
     await nc.flush();
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual([...term.got], [], "an own or expired request was terminated");
   } finally {
-    clearTimeout(giveUp);
     term.stop();
   }
 });

@@ -12,7 +12,7 @@ import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
 import type { ReasonCode } from "../src/reason.js";
 import { bytes } from "./helpers.js";
-import { CLOCK, TENANT, unix } from "./world.js";
+import { approvalRequest, CLOCK, TENANT, unix } from "./world.js";
 
 const gw = createServer();
 const requester = createUser().getPublicKey();
@@ -21,22 +21,11 @@ const HELD = "held-message-000000001";
 const TRACE = "8a3c60f7d188f8fa79d48a391a778fa6";
 const BODY = "076115a7df26e1d53f1533ef4d77d9b221f32486fe662b4a4deada26bd746401";
 
-const doc = {
-  held_message_id: HELD,
-  trace_id: TRACE,
-  tenant: TENANT,
-  agent: requester,
-  service: "support-agent-runtime",
-  capability: "tool_call",
-  target: "payments.send",
-  risk: "critical",
-  policy_ids: ["base.high_risk_approval"],
-  policy_version: "sha256:b51102883285d783156a13add3e2ac5036ab31ea946b6ac315c5d8b76c895162",
-  body_digest: `sha256:${BODY}`,
-  payload_digest: "sha256:e29f7b91eb38b52aed983bb60015712e6f32cf8cf7477459f7540bd396d624ea",
-  fields: { amount_cents: 990000, currency: "EUR" },
-  requested_at: "2026-11-26T01:08:41Z",
-  deadline: "2026-11-26T01:23:41Z",
+const doc = approvalRequest(HELD, requester) as {
+  deadline: string;
+  policy_ids: string[];
+  policy_version: string;
+  fields: Record<string, unknown>;
 };
 const data = bytes(JSON.stringify(doc));
 const req: ApprovalRequest = decodeRequest(SUBJECT, data, TENANT);

@@ -175,3 +175,29 @@ export function issueCredential(
   const head = `${b64url(bytes(`{"typ":"JWT","alg":"ed25519-nkey"}`))}.${b64url(bytes(JSON.stringify(claims)))}`;
   return `${head}.${b64url(issuer.sign(bytes(head)))}`;
 }
+
+/**
+ * approvalRequest is the approval request the gateway publishes for the
+ * vectors' held payment, held as held and made by agent, with over's
+ * members in place of its own.
+ */
+export function approvalRequest(held: string, agent: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    held_message_id: held,
+    trace_id: "8a3c60f7d188f8fa79d48a391a778fa6",
+    tenant: TENANT,
+    agent,
+    service: "support-agent-runtime",
+    capability: "tool_call",
+    target: "payments.send",
+    risk: "critical",
+    policy_ids: ["base.high_risk_approval"],
+    policy_version: "sha256:b51102883285d783156a13add3e2ac5036ab31ea946b6ac315c5d8b76c895162",
+    body_digest: "sha256:076115a7df26e1d53f1533ef4d77d9b221f32486fe662b4a4deada26bd746401",
+    payload_digest: "sha256:e29f7b91eb38b52aed983bb60015712e6f32cf8cf7477459f7540bd396d624ea",
+    fields: { amount_cents: 990000, currency: "EUR" },
+    requested_at: "2026-11-26T01:08:41Z",
+    deadline: "2026-11-26T01:23:41Z",
+    ...over,
+  };
+}
