@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/internal/devenv"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 // lockedBuffer collects a background process's output.
@@ -41,16 +41,6 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // decodeLines decodes every JSON line of out.
@@ -74,7 +64,7 @@ func decodeLines(t *testing.T, out string) []map[string]any {
 func TestUserJourney(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "agentgw")
-	port := freePort(t)
+	port := natstest.FreePorts(t, 1)[0]
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	run := exec.Command(cliBin, "run", "--dir", data, "--port", fmt.Sprint(port))
 	var runOut lockedBuffer

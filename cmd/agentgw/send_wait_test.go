@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/internal/devenv"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 // startRun runs `agentgw run --dir data` in the background until the test
@@ -30,7 +31,7 @@ func startRun(t *testing.T, data string, edit func(*devenv.Material)) (string, *
 	if edit != nil {
 		edit(m)
 	}
-	port := freePort(t)
+	port := natstest.FreePorts(t, 1)[0]
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	run := exec.Command(cliBin, "run", "--dir", data, "--port", fmt.Sprint(port))
 	var out lockedBuffer

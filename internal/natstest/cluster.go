@@ -46,3 +46,14 @@ func StartCluster(t testing.TB, n int) []*server.Server {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// FreePorts returns n distinct ports for servers that must know their
+// ports before they start (procs.FreePorts), or ends the test.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := procs.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +46,14 @@ func (l *ServerLog) Errorf(f string, v ...any) { l.add(f, v...) }
 
 // Fatalf keeps the line.
 func (l *ServerLog) Fatalf(f string, v ...any) { l.add(f, v...) }
+
+// Lines returns every kept line: what a test prints when a server
+// failed to start.
+func (l *ServerLog) Lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
+}
 
 // Violations returns the logged permission violations of connections
 // whose log lines contain name.

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,27 +40,6 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 		}
 	}
 	return b, nil
-}
-
-// FreePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
-// They are held open together while chosen, so they are distinct.
-func FreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("procs: free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // Process is one started executable. Its methods are safe for concurrent

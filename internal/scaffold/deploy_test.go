@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -333,10 +332,8 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("Write = cluster %v, replicas %d; want a cluster at R3", d.Cluster, d.Replicas)
 	}
 	w := &written{dir: dir, d: d}
-	ports := make([]int, len(hosts))
-	for i := range ports {
-		ports[i] = freePort(t)
-	}
+	// Routes need their ports before any node starts.
+	ports := natstest.FreePorts(t, len(hosts))
 	var nodes []*server.Server
 	for i, h := range hosts {
 		o := serverOptions(t, w.path(scaffold.NodeDir(h), "nats-server.conf"))
@@ -406,14 +403,4 @@ func waitForPlacement(t testing.TB, w *written) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// freePort returns a port nothing listens on right now: routes need
-// their ports before any node starts.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

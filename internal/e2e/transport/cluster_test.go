@@ -18,17 +18,8 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
-
-// freePort returns a port nothing listens on right now. Routes need
-// their ports before any node starts.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func copyFile(t testing.TB, src, dst string) {
 	t.Helper()
@@ -52,10 +43,10 @@ func startCluster(t *testing.T, d *deployment) *cluster {
 	d.render(t, filepath.Join(deployDir, "accounts.conf"), filepath.Join(root, "accounts.conf"), "", nil)
 	names := []string{"n1", "n2", "n3"}
 	extra := map[string]string{}
-	for _, n := range names {
-		p := freePort(t)
-		c.routePort = append(c.routePort, p)
-		extra[n+".agentgw.internal:6222"] = fmt.Sprintf("127.0.0.1:%d", p)
+	// Routes need their ports before any node starts.
+	c.routePort = natstest.FreePorts(t, len(names))
+	for i, n := range names {
+		extra[n+".agentgw.internal:6222"] = fmt.Sprintf("127.0.0.1:%d", c.routePort[i])
 	}
 	for i, n := range names {
 		dir := filepath.Join(root, n)
@@ -83,7 +74,7 @@ func startCluster(t *testing.T, d *deployment) *cluster {
 	}
 	for _, s := range c.nodes {
 		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatalf("%s not ready", s.Name())
+			t.Fatalf("%s not ready; server log:\n%s", s.Name(), strings.Join(log.Lines(), "\n"))
 		}
 		urls = append(urls, "tls://"+strings.TrimPrefix(strings.TrimPrefix(s.ClientURL(), "nats://"), "tls://"))
 	}
