@@ -118,6 +118,13 @@ func holdIDOf(key string) (string, bool) {
 // kvTimeout bounds one KV operation on the decision path.
 const kvTimeout = 10 * time.Second
 
+// revisionMoved reports whether a revision-checked Update or Delete
+// failed because the key is no longer at that revision. A replicated
+// bucket reports it with another error code than a single replica's, and
+// only jetstream.ErrKeyRevisionMismatch matches both: on an R3 bucket
+// jetstream.ErrKeyExists would miss every conflict.
+func revisionMoved(err error) bool { return errors.Is(err, jetstream.ErrKeyRevisionMismatch) }
+
 func (k *kvHolds) get(key string) (*kvHold, uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
 	defer cancel()
@@ -196,7 +203,7 @@ func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
 	defer cancel()
 	_, err = k.kv.Update(ctx, holdKey(id), val, rev)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if revisionMoved(err) {
 		return false, nil // revision moved: someone else took it
 	}
 	return err == nil, err
@@ -365,7 +372,7 @@ func (k *kvHolds) keys(ctx context.Context) ([]string, error) {
 // remove deletes key if it is still at rev.
 func (k *kvHolds) remove(ctx context.Context, key string, rev uint64) error {
 	err := k.kv.Delete(ctx, key, jetstream.LastRevision(rev))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if revisionMoved(err) {
 		return nil // changed meanwhile; the next scan looks again
 	}
 	return err
@@ -379,7 +386,7 @@ func (k *kvHolds) markExpired(ctx context.Context, d kvDue, outputs []byte) (uin
 	h.State, h.Outputs, h.Value = kvExpired, outputs, nil
 	val, _ := json.Marshal(h)
 	rev, err := k.kv.Update(ctx, d.key, val, d.rev)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if revisionMoved(err) {
 		return 0, false, nil
 	}
 	return rev, err == nil, err
@@ -462,7 +469,7 @@ func (k *kvHolds) end(ctx context.Context, key string, rev uint64) error {
 	h.State, h.TakenBy, h.Outputs, h.Value = kvTaken, 0, nil, nil
 	val, _ := json.Marshal(h)
 	_, err = k.kv.Update(ctx, key, val, rev)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if revisionMoved(err) {
 		return nil
 	}
 	return err

@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,4 +153,75 @@ func TestHoldsValueThatDoesNotRead(t *testing.T) {
 	if err := k.untake("tenant_a/x", 1); err != nil {
 		t.Errorf("untake over a bad value = %v; want no error", err)
 	}
+}
+
+// TestHoldsLostRaceOnReplicatedBucket: on an R3 holds bucket, as in a
+// production scale-out, every instance's expiry scan may try to expire
+// the same hold at once. Exactly one wins, and for the others a lost race
+// is a lost race, not a failure to log and retry: on a replicated stream
+// the server refuses a write to a key whose other write is still in
+// flight with another error code than a stale revision's.
+func TestHoldsLostRaceOnReplicatedBucket(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	js, err := jetstream.New(natstest.Connect(t, servers[0]))
+	must(t, err)
+	ctx := context.Background()
+	var kv jetstream.KeyValue
+	deadline := time.Now().Add(30 * time.Second)
+	for kv, err = ensureHoldsBucket(ctx, js, 3); err != nil; kv, err = ensureHoldsBucket(ctx, js, 3) {
+		if time.Now().After(deadline) {
+			t.Fatalf("R3 holds bucket: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // until every peer has reported in
+	}
+	k := &kvHolds{kv: kv}
+	const racers = 6
+	for round := range 10 {
+		id := fmt.Sprintf("tenant_a/held-%d", round)
+		h := kvHold{State: kvHeld, Creator: 1, Deadline: time.Now(), Value: []byte(`{}`)}
+		val, _ := json.Marshal(h)
+		rev, err := kv.Create(ctx, holdKey(id), val)
+		must(t, err)
+		due := kvDue{key: holdKey(id), id: id, rev: rev, h: &h}
+		var wg sync.WaitGroup
+		won := make([]bool, racers)
+		errs := make([]error, racers)
+		for i := range racers {
+			wg.Go(func() { _, won[i], errs[i] = k.markExpired(ctx, due, []byte("outputs")) })
+		}
+		wg.Wait()
+		if n := countTrue(won); n != 1 {
+			t.Errorf("%s: %d of %d expiries won; want exactly one", id, n, racers)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("%s: expiry %d that lost = %v; want no error", id, i, err)
+			}
+		}
+		// The removals of the entry at the revision the others saw.
+		for i := range racers {
+			wg.Go(func() { errs[i] = k.remove(ctx, due.key, rev) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("%s: removal %d at a moved revision = %v; want no error", id, i, err)
+			}
+		}
+		got, _, err := k.get(due.key)
+		must(t, err)
+		if got == nil || got.State != kvExpired {
+			t.Errorf("%s after the races = %+v; want the winner's expiry", id, got)
+		}
+	}
+}
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
