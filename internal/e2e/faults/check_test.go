@@ -139,9 +139,61 @@ func settle(t testing.TB, e *env, timeout time.Duration) {
 	}
 	caughtUp()
 	// Held requests expire approval_ttl after their decision; the
-	// expiry loop runs every second.
+	// expiry loop runs every second and tries again on the next tick
+	// what it could not end. Wait until each has ended, or for a minute
+	// more at most: check reports any that has not.
 	time.Sleep(e.opts.approvalTTL + 2*time.Second)
+	waitEnded(t, e, time.Minute)
 	caughtUp()
+}
+
+// waitEnded waits until every request in the approval queue has been
+// released to the capability stream or expired, or until patience
+// passes (then logs the ones left).
+func waitEnded(t testing.TB, e *env, patience time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	for {
+		left, err := unended(ctx, e.js)
+		if err == nil && len(left) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Logf("settle: held requests not ended after %s more: %v (last error: %v)", patience, left, err)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// unended returns the message ids of the requests in the approval queue
+// that were neither released (their message in the capability stream)
+// nor expired (their .expired output in the denied stream).
+func unended(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	ended := map[string]bool{}
+	for _, name := range []string{gateway.StreamCap, gateway.StreamDenied} {
+		msgs, err := readStream(ctx, js, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if name == gateway.StreamCap || strings.HasSuffix(m.hdr.Get(header.MsgID), ".expired") {
+				ended[m.hdr.Get(header.MessageID)] = true
+			}
+		}
+	}
+	held, err := readStream(ctx, js, gateway.StreamApproval)
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, m := range held {
+		if id := m.hdr.Get(header.MessageID); m.hdr.Get(notice.Header) == "" && !ended[id] {
+			left = append(left, id)
+		}
+	}
+	return left, nil
 }
 
 func describe(info *jetstream.ConsumerInfo) string {
