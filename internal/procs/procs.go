@@ -2,7 +2,8 @@
 // for fault tests: start, stop, kill -9, pause (SIGSTOP) and resume
 // (SIGCONT), restart on the same ports and directories. It fakes nothing.
 // Every process it starts is tracked by its own *Process, and only those
-// are ever signalled: never a process found by name.
+// are ever signalled: never a process found by name. FreePorts serves
+// every test whose servers must know their ports before they start.
 package procs
 
 import (
