@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -401,18 +402,31 @@ func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	k := g.kvh
 	// A taken hold is kept while the message that took it (decided by the
 	// deadline) may still be fresh, so its redelivery finds its own take;
-	// an ended one (end) while the request that put it may be.
+	// an ended one (end) while the request that put it may be; and an
+	// approval's, either way, until both are acknowledged (below).
 	due, err := k.scan(ctx, now, g.fresh.Span())
 	if err != nil && due == nil {
 		return err
 	}
 	errs := []error{err} // one failing hold does not stop the others
+	floor := g.ingressFloor(ctx)
 	for _, d := range due {
+		approval := strings.HasPrefix(d.key, "h.") && !strings.HasPrefix(d.id, respPrefix)
 		switch {
 		case d.h.State == kvExpired:
 			err = g.publishKVExpiry(ctx, d.key, d.rev, d.h.Outputs)
-		case d.h.State == kvHeld && !strings.HasPrefix(d.id, respPrefix):
+		case d.h.State == kvHeld && approval:
 			err = g.expireKVHold(ctx, d, now)
+		case d.h.State == kvTaken && approval && !floor.passed(max(d.h.Creator, d.h.TakenBy)):
+			// A taken or ended approval hold outlives its freshness
+			// while the message that put it or took it may still be
+			// decided again: a partition down longer than that (its
+			// instances all stopped, or its journal failing) decides
+			// them late, as expired, and they must still find it. Their
+			// redelivery gives back a take (untake) or rebuilds the
+			// approval request of an ended hold (heldBefore); without
+			// the hold the request would have no end, or two.
+			err = nil
 		default:
 			// Outstanding requests past their answer window, taken
 			// holds and markers past their life.
@@ -423,6 +437,43 @@ func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ingressFloor reads, at most once, the ack floor of every ingress
+// consumer of every partition (floorOf): a message at or below it has
+// been acknowledged and is not delivered again.
+func (g *Gateway) ingressFloor(ctx context.Context) *lazyFloor {
+	return &lazyFloor{read: func() (uint64, bool) {
+		if g.scale == nil || len(g.scale.consumers) == 0 {
+			return 0, false
+		}
+		cons := slices.Clone(g.scale.consumers)
+		for _, ts := range g.scale.tenants {
+			for _, tc := range ts {
+				cons = append(cons, tc.cons)
+			}
+		}
+		floor, _, ok := g.floorOf(ctx, cons)
+		return floor, ok
+	}}
+}
+
+// lazyFloor is an ack floor read when first needed.
+type lazyFloor struct {
+	read  func() (uint64, bool)
+	done  bool
+	floor uint64
+	ok    bool
+}
+
+// passed reports whether seq is at or below the floor; false when the
+// floor cannot be read.
+func (f *lazyFloor) passed(seq uint64) bool {
+	if !f.done {
+		f.floor, f.ok = f.read()
+		f.done = true
+	}
+	return f.ok && seq <= f.floor
 }
 
 func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) error {
@@ -456,11 +507,12 @@ func (g *Gateway) publishKVExpiry(ctx context.Context, key string, rev uint64, o
 
 // end marks a hold whose expiry or withdrawal is published as taken by
 // no message, if it is still at rev. It stays, like a hold a grant took,
-// while the request that put it may still be fresh: an instance can die
-// after the hold's write and before the request's batch is journaled,
-// and the request's redelivery must then find its own write (putHold)
-// and go to the approval queue without being held again, or a grant
-// could release what already expired.
+// while the request that put it may still be fresh and until it is
+// acknowledged (expireKV): an instance can die after the hold's write
+// and before the request's batch is journaled, and the request's
+// redelivery must then find its own write (putHold) and go to the
+// approval queue without being held again, or a grant could release
+// what already expired.
 func (k *kvHolds) end(ctx context.Context, key string, rev uint64) error {
 	h, cur, err := k.get(key)
 	if err != nil || h == nil || cur != rev {

@@ -85,34 +85,43 @@ func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 // that (acknowledged).
 // In scale-out mode the lag gauge counts the partitions pruned last.
 func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, bool) {
-	var pending int64
-	defer func() { g.pending.Store(pending) }()
+	var cons []jetstream.Consumer
+	for _, ps := range parts {
+		cons = append(cons, ps.cons)
+		for _, tc := range ps.tenants {
+			cons = append(cons, tc.cons)
+		}
+	}
+	floor, pending, ok := g.floorOf(ctx, cons)
+	if ok {
+		g.pending.Store(pending)
+	}
+	return floor, ok
+}
+
+// floorOf is ackFloor over the consumers cons, with the messages they
+// have yet to deliver.
+func (g *Gateway) floorOf(ctx context.Context, cons []jetstream.Consumer) (floor uint64, pending int64, ok bool) {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := g.js.Stream(ictx, StreamIngress)
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	floor := st.CachedInfo().State.LastSeq
-	for _, ps := range parts {
-		cons := []jetstream.Consumer{ps.cons}
-		for _, tc := range ps.tenants {
-			cons = append(cons, tc.cons)
+	floor = st.CachedInfo().State.LastSeq
+	for _, c := range cons {
+		info, err := c.Info(ictx)
+		if err != nil {
+			return 0, 0, false
 		}
-		for _, c := range cons {
-			info, err := c.Info(ictx)
-			if err != nil {
-				return 0, false
-			}
-			g.noteAckFloor(info.Name, info.AckFloor.Stream)
-			pending += int64(info.NumPending)
-			if info.NumPending == 0 && info.NumAckPending == 0 {
-				continue
-			}
-			floor = min(floor, info.AckFloor.Stream)
+		g.noteAckFloor(info.Name, info.AckFloor.Stream)
+		pending += int64(info.NumPending)
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			continue
 		}
+		floor = min(floor, info.AckFloor.Stream)
 	}
-	return floor, true
+	return floor, pending, true
 }
 
 // ackFloors holds each ingress consumer's ack floor as last read, by

@@ -44,25 +44,36 @@ func expiredOutput(m *jetstream.RawStreamMsg) bool {
 // TestScaleOutHoldEndedThenDecidedOtherwise, but the request itself has
 // expired by the time it is decided again, so it is refused before its
 // digests are taken: its rebuilt approval request still names them.
-func TestScaleOutHoldEndedRequestExpired(t *testing.T) { heldEndedRebuilt(t, false) }
+func TestScaleOutHoldEndedRequestExpired(t *testing.T) { heldEndedRebuilt(t, false, 0) }
+
+// TestScaleOutHoldEndedLongOutage: as above, with the partition down
+// long past the hold's deadline and the request's freshness (every
+// instance stopped a while, say). The ended hold outlives its freshness
+// until the request is acknowledged, so the request, decided again, still
+// finds it and ends once, expired, its approval request rebuilt: not a
+// second time, message_expired.
+func TestScaleOutHoldEndedLongOutage(t *testing.T) { heldEndedRebuilt(t, false, time.Hour) }
 
 // TestScaleOutHoldEndedRequestNowOversized: as above, with max_body_bytes
 // lowered meanwhile, so the next owner refuses the message as oversized
 // before reading its payload: the approval request it rebuilds still
 // names the payload's digest, not zeros.
-func TestScaleOutHoldEndedRequestNowOversized(t *testing.T) { heldEndedRebuilt(t, true) }
+func TestScaleOutHoldEndedRequestNowOversized(t *testing.T) { heldEndedRebuilt(t, true, 0) }
 
 // heldEndedRebuilt holds a request, kills its instance before the
 // journal append, lets the request expire (and, with oversized, lowers
 // max_body_bytes below it), and checks the digests of the approval
-// request the next owner rebuilds.
-func heldEndedRebuilt(t *testing.T, oversized bool) {
+// request the next owner rebuilds. outage is how much longer the
+// partition stays down: the next owner's expiry scan then runs (every
+// 100 ms) for the two seconds its lease takeover takes with the clock
+// that far past the hold's life.
+func heldEndedRebuilt(t *testing.T, oversized bool, outage time.Duration) {
 	h := scaledOutCrashHarness(t)
 	a, body, env, heldSeq := h.heldThenCrash()
 	if oversized {
 		h.cfg.Limits.MaxBodyBytes = len(body) - 1
 	}
-	h.clock.Advance(h.cfg.Limits.MaxTTL + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second)
+	h.clock.Advance(h.cfg.Limits.MaxTTL + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second + outage)
 	b := h.startInstance("b")
 	h.waitIn(StreamDenied, heldSeq, expiredOutput)
 	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
@@ -71,6 +82,41 @@ func heldEndedRebuilt(t *testing.T, oversized bool) {
 	h.checkApprovalToken(out)
 	if req.BodyDigest != hexDigest(envelope.Digest(body)) || req.PayloadDigest != hexDigest(env.PayloadDigest()) {
 		t.Errorf("rebuilt approval request digests %s, %s; want the request's", req.BodyDigest, req.PayloadDigest)
+	}
+	if rel, exp := h.fates(env.MessageID); rel != 0 || exp != 1 {
+		t.Errorf("held request released %d times, expired %d times; want expired once", rel, exp)
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutGrantTakenLongOutage: an instance dies after its grant
+// took a hold in the bucket but before the grant's batch was journaled,
+// and the partition stays down long past the hold's deadline and the
+// grant's freshness. Decided again, the grant (and its approver's
+// credential) has expired and is denied;
+// the take it made must then be given back, and was kept for that past
+// its freshness, so the held request ends once, expired, rather than
+// never.
+func TestScaleOutGrantTakenLongOutage(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a", dieAfter(false))
+	waitFor(t, func() bool { return a.held() == 2 })
+	heldSeq := h.send(h.heldRequest())
+	out := h.outputFor(heldSeq)
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+	ansSeq := h.grant(req)
+	waitFor(t, a.nc.IsClosed)
+
+	lim := h.cfg.Limits
+	h.clock.Advance(lim.ApprovalTTL + lim.MaxTTL + 2*lim.Skew + h.cfg.Consumer.AckWait + time.Hour)
+	b := h.startInstance("b") // its expiry scans the bucket while it waits for a's leases
+	if got := h.outputFor(ansSeq); !strings.HasPrefix(got.Subject, "agentgw.denied.") {
+		t.Fatalf("grant decided an hour late: %s %q; want it denied (expired)", got.Subject, got.Header.Get(header.Reason))
+	}
+	h.waitIn(StreamDenied, heldSeq, expiredOutput)
+	if rel, exp := h.fates(req.HeldMessageID); rel != 0 || exp != 1 {
+		t.Errorf("held request released %d times, expired %d times; want expired once", rel, exp)
 	}
 	h.endScaleOut(t, b, a)
 }
@@ -224,4 +270,40 @@ func countTrue(bs []bool) int {
 		}
 	}
 	return n
+}
+
+// TestScaleOutEndedHoldsRemoved: approval holds outlive their freshness
+// only until the messages that put and took them are acknowledged. A
+// request granted and one that expired leave nothing in the bucket once
+// the clock is past their holds' life.
+func TestScaleOutEndedHoldsRemoved(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 2 })
+	granted := h.outputFor(h.send(h.heldRequest()))
+	var req approval.Request
+	must(t, json.Unmarshal(granted.Data, &req))
+	h.outputFor(h.grant(req))
+	expiring := h.send(h.heldRequest())
+	h.outputFor(expiring)
+	h.clock.Advance(h.cfg.Limits.ApprovalTTL + time.Second)
+	h.waitIn(StreamDenied, expiring, expiredOutput)
+
+	lim := h.cfg.Limits
+	h.clock.Advance(lim.MaxTTL + 2*lim.Skew + time.Second)
+	kv, err := h.js.KeyValue(context.Background(), HoldsBucket)
+	must(t, err)
+	var left []string
+	waitFor(t, func() bool {
+		left = left[:0]
+		keys, err := kv.ListKeys(context.Background())
+		must(t, err)
+		for k := range keys.Keys() {
+			if strings.HasPrefix(k, "h.") {
+				left = append(left, k)
+			}
+		}
+		return len(left) == 0
+	})
+	h.endScaleOut(t, a)
 }
