@@ -355,8 +355,15 @@ func TestHostileMessagesDenied(t *testing.T) {
 			if !strings.HasPrefix(out.Subject, "agentgw.denied.") || !strings.HasSuffix(out.Subject, "."+string(tc.want)) {
 				t.Errorf("output subject = %s; want agentgw.denied.<tenant>.%s", out.Subject, tc.want)
 			}
-			if ev := h.auditFor(seq); ev.Reason != string(tc.want) || ev.Route != "deny" {
+			ev := h.auditFor(seq)
+			if ev.Reason != string(tc.want) || ev.Route != "deny" {
 				t.Errorf("audit event reason = %q route = %q; want %q deny", ev.Reason, ev.Route, tc.want)
+			}
+			// A credential whose holder did not sign is not named: its
+			// JWT alone would otherwise put a victim's credential on
+			// the audit trail of messages it never sent.
+			if tc.want == reason.BadSignature && (ev.CredentialID != "" || ev.Issuer != "" || len(ev.Scopes) > 0) {
+				t.Errorf("bad signature's audit event names credential %q of %q, scopes %v; want none", ev.CredentialID, ev.Issuer, ev.Scopes)
 			}
 		})
 	}

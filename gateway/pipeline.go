@@ -184,6 +184,7 @@ func (g *Gateway) verify(it *item) {
 		it.deny(err)
 		return
 	}
+	c.signed = true
 	switch {
 	case env.Tenant != cred.Tenant:
 		it.deny(reason.Deny(reason.TenantMismatch, "envelope tenant %q, credential tenant %q", env.Tenant, cred.Tenant))
@@ -226,6 +227,11 @@ type clocked struct {
 	// cred is the credential once every rule of gate 5 but its validity
 	// period held (identity.Verifier.VerifyUntimed).
 	cred *identity.Credential
+	// signed: the signature verified with cred's subject key (gate 6).
+	// Only then is the credential the message's: a JWT alone does not
+	// make its holder the sender, and a message signed by anyone else
+	// names no credential in its audit event or trace.
+	signed bool
 	// bound: the signature verified and the message came in on its
 	// signer's own subject (gates 6 and 7).
 	bound bool
@@ -262,7 +268,9 @@ func (g *Gateway) judge(it *item, now time.Time) {
 			it.deny(err)
 			return
 		}
-		it.cred = c.cred
+		if c.signed {
+			it.cred = c.cred
+		}
 	}
 	it.authed = c.bound
 	if c.fresh {
