@@ -363,3 +363,91 @@ func (h *harness) wantReplayRefused(seq uint64) {
 		}
 	}
 }
+
+// TestRefusedReleaseNamesTheHeldRequest: the delivery of a held request
+// that an approver's grant released is refused as too large (the
+// capability stream's max_msg_size). It carries the answer's ingress
+// sequence, yet the internal_error denial and its audit event that stand
+// for it name the held request (its agent, ingress subject, target,
+// message id and trace) and the approver that released it, never the
+// approver as the agent nor the held message id as the target: when the
+// release is decided and refused at once, and when its recorded outcome
+// is re-emitted (the answer not decided again) and refused then.
+func TestRefusedReleaseNamesTheHeldRequest(t *testing.T) {
+	for _, reemit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "decided", true: "re-emitted"}[reemit], func(t *testing.T) {
+			f := newApprovalFlow(t, func(f *approvalFlow) { f.allowErrors = true })
+			ctx := context.Background()
+			heldOut := f.outputFor(f.heldSeq)
+			capStream := func(mod func(*jetstream.StreamConfig)) {
+				s, err := f.js.Stream(ctx, StreamCap)
+				must(t, err)
+				cfg := s.CachedInfo().Config
+				mod(&cfg)
+				_, err = f.js.UpdateStream(ctx, cfg)
+				must(t, err)
+			}
+			tooSmall := func(c *jetstream.StreamConfig) { c.MaxMsgSize = 256 }
+			if reemit {
+				// The first publish of the release fails for another
+				// reason (the stream is full), so the outcome is recorded
+				// and re-emitted by the redelivery.
+				_, err := f.js.Publish(ctx, "agentgw.cap.tenant_a.kb.search", []byte("{}"))
+				must(t, err)
+				capStream(func(c *jetstream.StreamConfig) { c.MaxMsgs, c.Discard = 1, jetstream.DiscardNew })
+			} else {
+				capStream(tooSmall)
+			}
+			seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+			if reemit {
+				waitFor(t, func() bool {
+					return strings.Contains(f.logs.String(), fmt.Sprintf(`"ingress_seq":%d,"subject":"agentgw.cap.`, seq))
+				})
+				capStream(func(c *jetstream.StreamConfig) {
+					c.MaxMsgs, c.Discard = -1, jetstream.DiscardOld
+					tooSmall(c)
+				})
+				s, err := f.js.Stream(ctx, StreamCap)
+				must(t, err)
+				must(t, s.Purge(ctx)) // the filler is no message's output
+			}
+			out := f.outputFor(seq)
+			if out.Subject != "agentgw.denied.tenant_a.internal_error" {
+				t.Fatalf("refused release: %s (%s); want agentgw.denied.tenant_a.internal_error", out.Subject, out.Header.Get(header.Reason))
+			}
+			want := map[string]string{
+				header.Tenant: "tenant_a", header.Agent: f.agent.pub, header.Target: "payments.send",
+				header.MessageID: f.req.HeldMessageID, header.TraceID: heldOut.Header.Get(header.TraceID),
+			}
+			if !reemit { // a delivery does not name it; the held record did
+				want[header.IngressSubject] = heldOut.Header.Get(header.IngressSubject)
+			}
+			for k, v := range want {
+				if got := out.Header.Get(k); got != v {
+					t.Errorf("denied record %s = %q; want the held request's %q", k, got, v)
+				}
+			}
+			if got := out.Header.Get(header.IngressSubject); strings.HasSuffix(got, "."+f.approver.pub) {
+				t.Errorf("denied record names the approver's ingress subject %s", got)
+			}
+			if !strings.Contains(out.Header.Get(header.Detail), f.approver.pub) {
+				t.Errorf("detail %q does not name the approver that released it", out.Header.Get(header.Detail))
+			}
+			var ev *audit.Event
+			for _, e := range f.auditEvents() {
+				if e.IngressSeq == seq && e.Reason == string(reason.Internal) {
+					ev = &e
+				}
+			}
+			if ev == nil {
+				t.Fatal("no audit event of the refused release's denial")
+			}
+			if ev.Agent != f.agent.pub || ev.Tenant != "tenant_a" || ev.Target != "payments.send" || ev.MessageID != f.req.HeldMessageID ||
+				ev.Approver != f.approver.pub || ev.HeldMessageID != f.req.HeldMessageID || ev.TraceID != want[header.TraceID] {
+				t.Errorf("audit event of the refused release: agent %s tenant %s target %s message %s approver %s held %s trace %s; want the held request's, approved by %s",
+					ev.Agent, ev.Tenant, ev.Target, ev.MessageID, ev.Approver, ev.HeldMessageID, ev.TraceID, f.approver.pub)
+			}
+			f.endApproval(0)
+		})
+	}
+}

@@ -14,6 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/delivery"
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/store"
@@ -161,7 +164,10 @@ func withoutBodyCopy(m *nats.Msg) *nats.Msg {
 // delivery, approval request or reply of size bytes refused as too large,
 // and its audit event's message. Their Nats-Msg-Ids are m's with
 // ".refused" and ".refused.audit". The record says whose message it is
-// from m's decision headers, and, for an output of it itself, from it.
+// from m's decision headers, and, for an output of it itself, from it;
+// for the delivery of a held request an answer released (an output of
+// the answer's sequence), from the held request (releasedBy), never
+// from the answer.
 func (g *Gateway) refusedDenial(it *item, m *nats.Msg, size int, now time.Time) (*nats.Msg, *nats.Msg) {
 	h := m.Header
 	tenant := h.Get(header.Tenant)
@@ -184,6 +190,7 @@ func (g *Gateway) refusedDenial(it *item, m *nats.Msg, size int, now time.Time) 
 			d.Header.Set(k, v)
 		}
 	}
+	approver := ""
 	if h.Get(header.IngressSeq) == strconv.FormatUint(it.seq, 10) {
 		// Its own output: a delivery's headers are few, the item knows
 		// the rest.
@@ -192,18 +199,43 @@ func (g *Gateway) refusedDenial(it *item, m *nats.Msg, size int, now time.Time) 
 				d.Header.Set(k, v)
 			}
 		}
-		set(header.IngressSubject, it.subject)
-		if it.refOK {
-			set(header.Tenant, it.ref.Tenant)
-			set(header.Agent, it.ref.Agent)
+		src := it
+		if it.env != nil && it.env.Capability == envelope.Approve {
+			// An answer's own outputs are denied records, not replaced
+			// so: this is the delivery of the held request it released,
+			// whose capability subject names its tenant and target.
+			if tn, tg, err := subjects.ParseCapability(m.Subject); err == nil {
+				set(header.Tenant, tn)
+				set(header.Target, tg)
+			}
+			var c *decision.Claims
+			src, c = g.releasedBy(it, m)
+			if c != nil {
+				set(header.Agent, c.Subject)
+				set(header.TraceID, c.TraceID)
+				approver = c.Act.Approver
+			}
+			if approver == "" && it.cred != nil {
+				approver = it.cred.Subject
+			}
 		}
-		if it.env != nil {
-			set(header.MessageID, it.env.MessageID)
-			set(header.TraceID, it.env.TraceID)
-			set(header.Target, it.env.Target)
+		if src != nil {
+			set(header.IngressSubject, src.subject)
+			if src.refOK {
+				set(header.Tenant, src.ref.Tenant)
+				set(header.Agent, src.ref.Agent)
+			}
+			if src.env != nil {
+				set(header.MessageID, src.env.MessageID)
+				set(header.TraceID, src.env.TraceID)
+				set(header.Target, src.env.Target)
+			}
 		}
 	}
 	detail := fmt.Sprintf("its %s (%d bytes) was refused as too large by the server or its stream; denied instead", kind, size)
+	if approver != "" {
+		detail = fmt.Sprintf("its %s (%d bytes), released by approver %s, was refused as too large by the server or its stream; denied instead", kind, size, approver)
+	}
 	d.Header.Set(header.MsgID, h.Get(header.MsgID)+".refused")
 	d.Header.Set(header.Route, string(store.RouteDeny))
 	d.Header.Set(header.DecidedAt, now.UTC().Format(time.RFC3339Nano))
@@ -218,11 +250,38 @@ func (g *Gateway) refusedDenial(it *item, m *nats.Msg, size int, now time.Time) 
 		TraceID: d.Header.Get(header.TraceID), MessageID: d.Header.Get(header.MessageID), Target: d.Header.Get(header.Target),
 		Tenant: d.Header.Get(header.Tenant), Agent: d.Header.Get(header.Agent), Output: subj,
 	}
+	if approver != "" {
+		ev.Approver, ev.HeldMessageID = approver, ev.MessageID
+	}
 	ev.IngressSeq, _ = strconv.ParseUint(d.Header.Get(header.IngressSeq), 10, 64)
 	a := nats.NewMsg(auditSubject(tenant))
 	a.Data = ev.AppendJSON(make([]byte, 0, 1024))
 	a.Header.Set(header.MsgID, h.Get(header.MsgID)+".refused.audit")
 	return d, a
+}
+
+// releasedBy is the held request whose delivery m, an output of answer
+// it, is: decided now, the held item the answer released; re-emitted from
+// its recorded outcome (it not decided again), nil, and the claims of m's
+// decision token, which the gateway signed for the held request: its
+// tenant, agent (sub), trace, target (aud) and approver. The token is
+// read only to name whose message m was; it authorizes nothing, so its
+// times do not matter. nil claims: m's token does not read, or was
+// signed under another gateway key; the record then names what m's
+// headers do.
+func (g *Gateway) releasedBy(it *item, m *nats.Msg) (*item, *decision.Claims) {
+	if it.heldItem != nil {
+		return it.heldItem, nil
+	}
+	doc, err := delivery.Parse(m.Data, len(m.Data))
+	if err != nil {
+		return nil, nil
+	}
+	c, err := decision.Issued(doc.Decision, []string{g.PublicKey()})
+	if err != nil {
+		return nil, nil
+	}
+	return nil, c
 }
 
 // retireUnsentHold removes the hold of approval request m, refused as

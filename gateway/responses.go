@@ -11,6 +11,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
@@ -44,6 +45,9 @@ type outstanding struct {
 	// standing (revocation, issuer trust) an answer re-checks.
 	Issuer       string `json:"issuer"`
 	CredentialID string `json:"credential_id"`
+	// Scopes are the requester's credential's scopes, which an answer
+	// re-checks against the scope the target asks in the catalog then.
+	Scopes []string `json:"scopes"`
 
 	id        string // the record's hold id, set by responseGate
 	messageID string // the request's message id, set by responseGate
@@ -73,7 +77,7 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
 		TraceID: src.env.TraceID, Consumer: src.target.ConsumerKey(src.env.Tenant), Deadline: now.Add(src.target.ResponseDeadline),
-		Issuer: src.cred.Issuer, CredentialID: src.cred.ID}
+		Issuer: src.cred.Issuer, CredentialID: src.cred.ID, Scopes: src.cred.Scopes}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -85,9 +89,10 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 // request it answers (named by agent and message id) must be
 // outstanding, routed to a target this responder serves (scope
 // respond:<target>), answered by the consumer it was delivered to and in
-// time, and its requester must still stand (no revocation of its key or
-// credential, its issuer still trusted). Whether it is already answered is settled by markAnswered once
-// the response is valid.
+// time; the catalog in force now must still admit the answer
+// (answerable); and its requester must still stand (no revocation of its
+// key or credential, its issuer still trusted). Whether it is already
+// answered is settled by markAnswered once the response is valid.
 //
 // The consumer is the holder of the target's consumer_xkey as it was when
 // the request was delivered, the key a sealed request is re-sealed to:
@@ -128,9 +133,11 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ResponseLate, "request %s had to be answered by %s", it.env.Target, rec.Deadline.UTC().Format(time.RFC3339)))
 		return nil
 	}
-	t, ok := cat.Lookup(rec.Target)
-	if !ok {
-		it.deny(reason.Deny(reason.NoSuchRequest, "target %s left the catalog", rec.Target))
+	// The catalog may have been reloaded since the request was
+	// delivered. For the responder the request is gone, as below.
+	t, err := answerable(cat, &rec)
+	if err != nil {
+		it.deny(reason.Deny(reason.NoSuchRequest, "request %s: %s", it.env.Target, err))
 		return nil
 	}
 	// The answer goes to the requester: not once its key or credential
@@ -142,6 +149,31 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	}
 	it.target, it.request = t, &rec
 	return nil
+}
+
+// answerable is the target rec was routed to as cat has it, if cat
+// still lets it carry an answer to rec's requester: the target is in the
+// catalog, serves the requester's tenant, takes responses (a
+// response_deadline, a consumer key for the tenant) and asks a scope the
+// requester's credential holds. Not re-checked: the consumer key the
+// answer must be sealed from, which stays the one the request was
+// delivered under (a rotation binds only new requests); the target's kind
+// and whether it takes plain payloads, which shaped the delivery, done
+// already. A record written before records named the requester's scopes
+// is checked on the rest, all it can name.
+func answerable(cat *catalog.Catalog, rec *outstanding) (*catalog.Target, error) {
+	t, ok := cat.Lookup(rec.Target)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("target %s left the catalog", rec.Target)
+	case !t.Serves(rec.Tenant):
+		return nil, fmt.Errorf("target %s no longer serves tenant %s", t.Name, rec.Tenant)
+	case t.ResponseDeadline <= 0 || t.ConsumerKey(rec.Tenant) == "":
+		return nil, fmt.Errorf("target %s no longer takes responses", t.Name)
+	case len(rec.Scopes) > 0 && !(&identity.Credential{Scopes: rec.Scopes}).HasScope(t.Scope):
+		return nil, fmt.Errorf("target %s asks scope %s, which the requester's credential does not hold", t.Name, t.Scope)
+	}
+	return t, nil
 }
 
 // requesterStanding is nil while the requester of rec would still be

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -282,9 +283,9 @@ func TestResponseToRequesterWhoLostStanding(t *testing.T) {
 }
 
 // TestResponseToLegacyRecord: an outstanding record written before
-// records named the requester's credential (no issuer, no credential id)
-// is still answered, and checked on the agent key: an answer is
-// delivered, or refused once the key is revoked.
+// records named the requester's credential (no issuer, no credential id,
+// no scopes) is still answered, and checked on the agent key: an answer
+// is delivered, or refused once the key is revoked.
 func TestResponseToLegacyRecord(t *testing.T) {
 	for _, revoke := range []bool{false, true} {
 		t.Run(map[bool]string{false: "delivered", true: "key-revoked"}[revoke], func(t *testing.T) {
@@ -308,6 +309,7 @@ func TestResponseToLegacyRecord(t *testing.T) {
 			must(t, json.Unmarshal(v, &rec))
 			delete(rec, "issuer")
 			delete(rec, "credential_id")
+			delete(rec, "scopes")
 			old, _ := json.Marshal(rec)
 			must(t, b.PutHold(id, deadline, old))
 			must(t, b.Commit())
@@ -322,6 +324,107 @@ func TestResponseToLegacyRecord(t *testing.T) {
 			case revoke && got != reason.NoSuchRequest:
 				t.Errorf("answer to a legacy record of a revoked key: %s %q; want %s", out.Subject, got, reason.NoSuchRequest)
 			}
+		})
+	}
+}
+
+// editTarget rewrites the entry of target name in the harness catalog
+// with edit and reloads it.
+func (h *harness) editTarget(name string, edit func(entry string) string) {
+	h.t.Helper()
+	raw, err := os.ReadFile(h.cfg.Catalog)
+	must(h.t, err)
+	s := string(raw)
+	i := strings.Index(s, "  - name: "+name+"\n")
+	if i < 0 {
+		h.t.Fatalf("no target %s in the catalog", name)
+	}
+	j := i + len("  - name: "+name+"\n")
+	end := len(s)
+	if k := strings.Index(s[j:], "  - name: "); k >= 0 {
+		end = j + k
+	}
+	entry := edit(s[i:end])
+	if entry == s[i:end] {
+		h.t.Fatalf("catalog edit of %s did not apply", name)
+	}
+	tmp := h.cfg.Catalog + ".tmp"
+	must(h.t, os.WriteFile(tmp, []byte(s[:i]+entry+s[end:]), 0o600))
+	must(h.t, os.Rename(tmp, h.cfg.Catalog))
+	must(h.t, h.gw.Reload())
+}
+
+// TestResponseRechecksCatalog: an answer is released to its requester
+// only if the catalog in force at the answer still admits it. Each case
+// reloads the catalog between the delivery of a request and its answer:
+// where the target left the catalog, no longer serves the requester's
+// tenant, no longer takes responses, or asks a scope the requester does
+// not hold, the answer is refused no_such_request (for the responder the
+// request is gone), with its audit event, and nothing reaches the
+// requester. An edit that still admits the request, or a rotation of the
+// consumer key (which binds only new requests), leaves the answer to go
+// through.
+func TestResponseRechecksCatalog(t *testing.T) {
+	rotated := newActor(t)
+	cases := []struct {
+		name   string
+		edit   func(entry string) string
+		refuse bool
+	}{
+		{"refused/target-removed", func(string) string { return "" }, true},
+		{"refused/tenant-removed", func(e string) string {
+			return strings.Replace(e, "    tenants: [tenant_a]\n", "    tenants: [tenant_b]\n", 1)
+		}, true},
+		{"refused/responses-off", func(e string) string {
+			var kept []string
+			for _, l := range strings.SplitAfter(e, "\n") {
+				if !strings.HasPrefix(l, "    response_") && !strings.HasPrefix(l, "    sensitive:") {
+					kept = append(kept, l)
+				}
+			}
+			return strings.Join(kept, "")
+		}, true},
+		{"refused/scope-changed", func(e string) string {
+			return strings.Replace(e, "    scope: refund:draft\n", "    scope: refund:admin\n", 1)
+		}, true},
+		{"delivered/tenant-added", func(e string) string {
+			return strings.Replace(e, "    tenants: [tenant_a]\n", "    tenants: [tenant_a, tenant_b]\n", 1)
+		}, false},
+		{"delivered/consumer-key-rotated", func(e string) string {
+			return strings.Replace(e, "    consumer_xkey: ", "    consumer_xkey: "+rotated.xkey+"\n    # was: ", 1)
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+			h.start()
+			body, _ := h.sealedRefund(h.agent, 1500, nil)
+			env, err := envelope.Parse(body, envelope.Limits{})
+			must(t, err)
+			if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+				t.Fatalf("request went to %s", out.Subject)
+			}
+			h.editTarget("refunds.draft_refund", tc.edit)
+
+			seq := h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`)
+			out := h.outputFor(seq)
+			if !tc.refuse {
+				h.wantReply(out, h.agent, `{"refund_id":"r1","status":"drafted"}`)
+				return
+			}
+			if got := reason.Code(out.Header.Get(header.Reason)); got != reason.NoSuchRequest || !strings.HasPrefix(out.Subject, "agentgw.denied.") {
+				t.Fatalf("answer the catalog no longer admits: %s reason %q (%s); want the denied stream, %s",
+					out.Subject, got, out.Header.Get(header.Detail), reason.NoSuchRequest)
+			}
+			if ev := h.auditFor(seq); ev.Reason != string(reason.NoSuchRequest) || ev.Route != "deny" {
+				t.Errorf("audit event of the refused answer: route %q reason %q; want deny, %s", ev.Route, ev.Reason, reason.NoSuchRequest)
+			}
+			if n := len(h.replies()); n != 0 {
+				t.Errorf("replies = %d; want 0", n)
+			}
+			h.stop()
+			h.validateAudit()
 		})
 	}
 }

@@ -143,6 +143,9 @@ func (t *Target) ConsumerKey(tenant string) string {
 	return t.ConsumerXKey
 }
 
+// Serves reports whether t serves tenant (is listed in its Tenants).
+func (t *Target) Serves(tenant string) bool { return t.tenants[tenant] }
+
 // Catalog is an immutable, compiled set of targets.
 type Catalog struct {
 	targets map[string]*Target

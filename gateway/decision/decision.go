@@ -313,22 +313,9 @@ func Verify(token string, opt VerifyOptions) (*Claims, error) {
 	if opt.Skew < 0 {
 		return nil, reason.Deny(reason.Internal, "decision: negative skew %v", opt.Skew)
 	}
-	t, err := parseToken(token)
+	w, err := signed(token, opt.TrustedGateways)
 	if err != nil {
-		return nil, reason.Deny(reason.DecisionInvalid, "%v", err)
-	}
-	var w wire
-	if err := json.Unmarshal(t.payload, &w, json.RejectUnknownMembers(true)); err != nil {
-		return nil, reason.Deny(reason.DecisionInvalid, "claims are not strict JSON of the decision shape")
-	}
-	if p := check(&w); len(p) > 0 {
-		return nil, reason.Deny(reason.DecisionInvalid, "%v", p[0])
-	}
-	if !slices.Contains(opt.TrustedGateways, w.Issuer) {
-		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: gateway %s is not trusted", w.ID, w.Issuer)
-	}
-	if !verifyRoot(w.Issuer, t.size, t.root, t.sig) {
-		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: signature does not verify with gateway %s", w.ID, w.Issuer)
+		return nil, err
 	}
 	iat, exp := time.Unix(w.IssuedAt, 0).UTC(), time.Unix(w.Expires, 0).UTC()
 	if opt.Now.Add(opt.Skew).Before(iat) {
@@ -340,14 +327,59 @@ func Verify(token string, opt VerifyOptions) (*Claims, error) {
 	if opt.Audience == "" || w.Audience != opt.Audience {
 		return nil, reason.Deny(reason.DecisionAudience, "jti %s is for %s, not this consumer", w.ID, w.Audience)
 	}
+	return w.claims(), nil
+}
+
+// Issued returns the claims of token if it is of the decision form and
+// one of issuers signed it, without judging its times or audience: for a
+// gateway reading back a token it issued itself, to say whose message an
+// output it recorded was. Never for deciding whether to act on a
+// message: that is Verify. Its errors are Verify's DecisionMissing and
+// DecisionInvalid.
+func Issued(token string, issuers []string) (*Claims, error) {
+	if token == "" {
+		return nil, reason.Deny(reason.DecisionMissing, "no decision token")
+	}
+	w, err := signed(token, issuers)
+	if err != nil {
+		return nil, err
+	}
+	return w.claims(), nil
+}
+
+// signed checks token's form, its claims' rules and its signature by
+// one of trusted, and returns its claims (a *reason.Denial
+// DecisionInvalid otherwise).
+func signed(token string, trusted []string) (*wire, error) {
+	t, err := parseToken(token)
+	if err != nil {
+		return nil, reason.Deny(reason.DecisionInvalid, "%v", err)
+	}
+	var w wire
+	if err := json.Unmarshal(t.payload, &w, json.RejectUnknownMembers(true)); err != nil {
+		return nil, reason.Deny(reason.DecisionInvalid, "claims are not strict JSON of the decision shape")
+	}
+	if p := check(&w); len(p) > 0 {
+		return nil, reason.Deny(reason.DecisionInvalid, "%v", p[0])
+	}
+	if !slices.Contains(trusted, w.Issuer) {
+		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: gateway %s is not trusted", w.ID, w.Issuer)
+	}
+	if !verifyRoot(w.Issuer, t.size, t.root, t.sig) {
+		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: signature does not verify with gateway %s", w.ID, w.Issuer)
+	}
+	return &w, nil
+}
+
+func (w *wire) claims() *Claims {
 	n := &w.Nats
 	return &Claims{
 		ID: w.ID, Issuer: w.Issuer, Subject: w.Subject, Audience: w.Audience,
-		IssuedAt: iat, Expires: exp,
+		IssuedAt: time.Unix(w.IssuedAt, 0).UTC(), Expires: time.Unix(w.Expires, 0).UTC(),
 		Tenant: n.Tenant, Scope: n.Scope, Act: n.Act, TraceID: n.TraceID, MessageID: n.MessageID,
 		BodyDigest: n.BodyDigest, PayloadDigest: n.PayloadDigest,
 		PolicyIDs: n.PolicyIDs, PolicyVersion: n.PolicyVersion, Route: n.Route,
-	}, nil
+	}
 }
 
 // CheckBinding returns a *reason.Denial DecisionBinding unless body

@@ -375,3 +375,35 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 		}
 	}
 }
+
+// TestIssued: Issued reads back a token a trusted gateway signed whatever
+// its times and audience (an expired one included), and refuses one that
+// is empty, signed by another gateway or altered.
+func TestIssued(t *testing.T) {
+	fx := newFixture(t)
+	tok := fx.sign(t, fx.gw, func(c *Claims) { c.Act.Approver = fx.approver })
+	if _, err := Verify(tok, VerifyOptions{TrustedGateways: fx.opt.TrustedGateways, Audience: "other.target", Now: now.Add(time.Hour)}); err == nil {
+		t.Fatal("Verify accepted an expired token for another audience")
+	}
+	c, err := Issued(tok, fx.opt.TrustedGateways)
+	if err != nil {
+		t.Fatalf("Issued = %v", err)
+	}
+	if c.Subject != fx.agent || c.Audience != fx.claims.Audience || c.Tenant != "tenant_a" || c.Act.Approver != fx.approver ||
+		c.TraceID != fx.claims.TraceID || c.MessageID != fx.claims.MessageID || !c.Expires.Equal(fx.claims.Expires) {
+		t.Errorf("Issued = %+v; want the signed claims", *c)
+	}
+	parts := strings.Split(tok, ".")
+	altered := fx.claims
+	altered.Subject = fx.approver
+	forged := strings.Split(fx.sign(t, fx.other, func(c *Claims) { *c = altered }), ".")
+	for name, bad := range map[string]string{
+		"empty":         "",
+		"other-gateway": fx.sign(t, fx.other, nil),
+		"altered":       parts[0] + "." + forged[1] + "." + parts[2] + "." + parts[3],
+	} {
+		if _, err := Issued(bad, fx.opt.TrustedGateways); err == nil {
+			t.Errorf("%s: Issued accepted it", name)
+		}
+	}
+}
