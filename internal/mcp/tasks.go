@@ -29,7 +29,8 @@ const (
 // one principal (running, or finished and kept for their TTL); past
 // either a task-augmented call is refused. Without the second, one
 // principal could fill the table with calls that fail at once and
-// refuse every other principal's.
+// refuse every other principal's. A running task is also one of its
+// principal's calls in flight (bounds.calls), as a synchronous call is.
 const (
 	maxTasks             = 10000
 	maxTasksPerPrincipal = 256
@@ -166,7 +167,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			}
 			tk, err := e.startTask(s, t, params.Arguments, ttl, false)
 			if err != nil {
-				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+				writeRPC(w, http.StatusOK, msg.ID, nil, err)
 				return
 			}
 			writeRPC(w, http.StatusOK, msg.ID, map[string]any{"task": tk.snapshot()}, nil)
@@ -259,8 +260,10 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 }
 
 // startTask starts a call in the background as a task of s's principal,
-// made with s's credential.
-func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, error) {
+// made with s's credential. The task is one of the principal's calls in
+// flight until its call ends; past the bound it is refused (CodeBusy),
+// as a synchronous call is.
+func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, *jsonrpc.Error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	now := e.now().UTC()
@@ -286,7 +289,12 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 	if len(e.tasks.tasks) >= maxTasks || mine >= maxTasksPerPrincipal {
 		e.tasks.mu.Unlock()
 		cancel()
-		return nil, errors.New("too many tasks")
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "too many tasks"}
+	}
+	if err := e.takeCall(s.p); err != nil {
+		e.tasks.mu.Unlock()
+		cancel()
+		return nil, err
 	}
 	e.tasks.tasks[tk.state.TaskID] = tk
 	e.tasks.wg.Add(1)
@@ -299,6 +307,7 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 			tk.update(TaskWorking, heldMessage, e.now())
 			close(tk.held)
 		}})
+		s.p.calls.Add(-1)
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
 		tk.result, tk.err = res, err
@@ -493,7 +502,7 @@ func missingTaskExtension() *jsonrpc.Error {
 func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, s *session, t *Tool, args json.RawMessage) {
 	tk, err := e.startTask(s, t, args, e.ep.ApprovalWait, true)
 	if err != nil {
-		writeRPC(w, http.StatusOK, id, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+		writeRPC(w, http.StatusOK, id, nil, err)
 		return
 	}
 	timer := time.NewTimer(e.ep.CallTimeout)
