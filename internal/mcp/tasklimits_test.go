@@ -105,3 +105,28 @@ func TestEndpointTasksCountAgainstCallLimit(t *testing.T) {
 		t.Errorf("upstream calls = %q; want none of the refused calls", calls)
 	}
 }
+
+// TestEndpointCloseFailsSentTasks: closing the endpoint does not report
+// a task whose call the gateway holds for approval as cancelled (an
+// approver may still grant it and the tool run): it ends failed, and
+// tasks/result answers -32012 saying the call may still run.
+func TestEndpointCloseFailsSentTasks(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("sam", "billing")
+	tk, resp := h.createTask(tok, 1, "send_payment", `{"amount_cents":8500,"to":"acct-close"}`, `{"ttl":60000}`)
+	if tk.TaskID == "" {
+		t.Fatalf("task-augmented call = %s; want a task", resp)
+	}
+	h.waitHeld(tok, 100, tk.TaskID)
+
+	must(t, h.endpoint.Close())
+
+	got := h.getTask(tok, 2, tk.TaskID)
+	if got.Status != TaskFailed || !strings.Contains(got.StatusMessage, "may still run") {
+		t.Errorf("held task after Close = %+v; want failed, saying the call may still run (not cancelled)", got)
+	}
+	_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, tk.TaskID))
+	if !strings.Contains(resp, `"code":-32012`) || !strings.Contains(resp, "may still run") {
+		t.Errorf("tasks/result after Close = %s; want -32012 saying the call may still run", resp)
+	}
+}

@@ -90,7 +90,12 @@ func newTaskRegistry() *taskRegistry {
 	return &taskRegistry{tasks: make(map[string]*task), ctx: ctx, stop: stop}
 }
 
-// Close cancels the endpoint's running tasks and waits for them.
+// Close ends the endpoint's running tasks and waits for them. A task
+// whose call was not sent yet ends cancelled (it never will be sent); one
+// whose call was sent, to be decided, delivered or held for approval,
+// ends failed with a no_reply error (-32012) saying the endpoint closed
+// and the call may still run: the gateway has it, and nothing here can
+// withdraw it, so it is never reported cancelled (see withdraw).
 func (e *Endpoint) Close() error {
 	e.tasks.stop()
 	e.tasks.wg.Wait()
@@ -303,23 +308,28 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 		defer e.tasks.wg.Done()
 		defer close(tk.done)
 		defer cancel()
-		res, err := e.invoke(ctx, s, t, args, callHooks{sending: tk.send, held: func() {
+		res, err := e.invoke(ctx, s, t, args, callHooks{sending: func() bool { return tk.send(ctx) }, held: func() {
 			tk.update(TaskWorking, heldMessage, e.now())
 			close(tk.held)
 		}})
 		s.p.calls.Add(-1)
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
-		tk.result, tk.err = res, err
 		status := TaskCompleted
 		switch {
-		case ctx.Err() != nil && err != nil:
+		// ctx ends early only by withdraw (before the call was sent) or
+		// by Close (at any time).
+		case ctx.Err() != nil && err != nil && !tk.sent:
 			status, tk.state.StatusMessage = TaskCancelled, "cancelled"
+		case ctx.Err() != nil && err != nil:
+			err = errClosed()
+			status, tk.state.StatusMessage = TaskFailed, closedMessage
 		case err != nil:
 			status, tk.state.StatusMessage = TaskFailed, err.Error()
 		default:
 			tk.state.StatusMessage = ""
 		}
+		tk.result, tk.err = res, err
 		end := e.now().UTC()
 		tk.state.Status, tk.state.LastUpdatedAt = status, end.Format(time.RFC3339Nano)
 		tk.expires = end.Add(ttl)
@@ -333,12 +343,23 @@ var (
 	errTaskHeld     = errors.New("the request is held for approval at the gateway and cannot be withdrawn by the agent: an approver may still grant it and the tool then runs; the task goes on and reports the outcome")
 )
 
+// closedMessage is the status message of a task whose call was sent
+// when the endpoint closed.
+const closedMessage = "the endpoint closed before a verified reply; the call may still run (the request stays at the gateway: it may still be decided and the tool run later)"
+
+// errClosed is the error of a task whose call was sent when the
+// endpoint closed: no reply, and the call may still run.
+func errClosed() *jsonrpc.Error {
+	data, _ := json.Marshal(DeniedData{Reason: "no_reply"})
+	return &jsonrpc.Error{Code: CodeNoReply, Message: closedMessage, Data: data}
+}
+
 // send marks the call as (about to be) published and reports whether it
-// may be: false once the task was withdrawn.
-func (t *task) send() bool {
+// may be: false once the task was withdrawn or ctx (the task's) ended.
+func (t *task) send(ctx context.Context) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.withdrawn {
+	if t.withdrawn || ctx.Err() != nil {
 		return false
 	}
 	t.sent = true
