@@ -3,6 +3,7 @@ package mcp
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -128,5 +129,36 @@ func TestEndpointCloseFailsSentTasks(t *testing.T) {
 	_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, tk.TaskID))
 	if !strings.Contains(resp, `"code":-32012`) || !strings.Contains(resp, "may still run") {
 		t.Errorf("tasks/result after Close = %s; want -32012 saying the call may still run", resp)
+	}
+}
+
+// TestEndpointTaskTTLClamped: a task's ttl is the client's when below
+// approval_wait and approval_wait otherwise; a ttl near the largest
+// int64 is clamped, not overflowed into a negative lifetime.
+func TestEndpointTaskTTLClamped(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("tess", "support")
+	want := h.endpoint.ep.ApprovalWait.Milliseconds()
+	for i, tc := range []struct {
+		task string
+		ttl  int64
+	}{
+		{fmt.Sprintf(`{"ttl":%d}`, int64(math.MaxInt64)), want},
+		{fmt.Sprintf(`{"ttl":%d}`, int64(math.MaxInt64)/1000), want},
+		{`{"ttl":5000}`, 5000},
+		{`{}`, want},
+	} {
+		tk, resp := h.createTask(tok, 1+i, "search", `{"query":"ttl"}`, tc.task)
+		if tk.TaskID == "" || tk.TTL != tc.ttl {
+			t.Errorf("task %s = %s; want a task with ttl %d", tc.task, resp, tc.ttl)
+			continue
+		}
+		_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/result","params":{"taskId":%q}}`, 100+i, tk.TaskID))
+		if !strings.Contains(resp, "3 articles about ttl") {
+			t.Errorf("tasks/result of task %s = %s; want the result", tc.task, resp)
+		}
+		if got := h.getTask(tok, 200+i, tk.TaskID); got.Status != TaskCompleted || got.TTL != tc.ttl {
+			t.Errorf("task %s once done = %+v; want completed with ttl %d", tc.task, got, tc.ttl)
+		}
 	}
 }

@@ -166,11 +166,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown tool"})
 				return
 			}
-			ttl := e.ep.ApprovalWait
-			if params.Task.TTL != nil && *params.Task.TTL > 0 && time.Duration(*params.Task.TTL)*time.Millisecond < ttl {
-				ttl = time.Duration(*params.Task.TTL) * time.Millisecond
-			}
-			tk, err := e.startTask(s, t, params.Arguments, ttl, false)
+			tk, err := e.startTask(s, t, params.Arguments, taskTTL(params.Task.TTL, e.ep.ApprovalWait), false)
 			if err != nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, err)
 				return
@@ -262,6 +258,16 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 		out.Meta = sdk.Meta{relatedTaskKey: map[string]string{"taskId": st.TaskID}}
 		writeRPC(w, http.StatusOK, msg.ID, &out, nil)
 	}
+}
+
+// taskTTL is the ttl of a task whose client asked for requested
+// milliseconds: that, when positive and below limit, else limit. The
+// comparison is in milliseconds, so no request overflows a Duration.
+func taskTTL(requested *int64, limit time.Duration) time.Duration {
+	if requested != nil && *requested > 0 && *requested < limit.Milliseconds() {
+		return time.Duration(*requested) * time.Millisecond
+	}
+	return limit
 }
 
 // startTask starts a call in the background as a task of s's principal,
