@@ -176,6 +176,7 @@ targets:
 	}}, Endpoint: mcp.EndpointConfig{
 		Resource: resource, AuthorizationServers: []string{base},
 		GatewayAudience: mcpAudience, TrustedGateways: []string{gwSigning}, GatewayXKey: gwXKey,
+		TrustedIssuers: []string{issPub},
 	}}
 	if err := mapping.Validate(); err != nil {
 		return nil, err

@@ -25,12 +25,25 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
 	}
-	defer s.p.calls.Add(-1)
-	if n := s.p.calls.Add(1); n > int64(e.bounds.calls) {
-		data, _ := json.Marshal(DeniedData{Reason: "too_many_calls"})
-		return nil, &jsonrpc.Error{Code: CodeBusy, Message: fmt.Sprintf("too many calls in flight for this principal (at most %d): wait for one to end, or call with a task", e.bounds.calls), Data: data}
+	if err := e.takeCall(s.p); err != nil {
+		return nil, err
 	}
+	defer s.p.calls.Add(-1)
 	return e.invoke(ctx, s, t, req.Params.Arguments, callHooks{})
+}
+
+// takeCall counts one more call of p in flight, synchronous or as a
+// task, or refuses it (CodeBusy) when p already has as many as the
+// endpoint allows. Each call in flight waits on p's reply subject with
+// its own subscription, so this bounds the copies of each reply and
+// notice. The caller ends the call with p.calls.Add(-1).
+func (e *Endpoint) takeCall(p *principal) *jsonrpc.Error {
+	if n := p.calls.Add(1); n > int64(e.bounds.calls) {
+		p.calls.Add(-1)
+		data, _ := json.Marshal(DeniedData{Reason: "too_many_calls"})
+		return &jsonrpc.Error{Code: CodeBusy, Message: fmt.Sprintf("too many calls in flight for this principal (at most %d, tasks included): wait for one to end", e.bounds.calls), Data: data}
+	}
+	return nil
 }
 
 // callHooks let a task follow its call. sending, when set, is called

@@ -113,6 +113,14 @@ type EndpointConfig struct {
 	// ExchangeSubject is the token exchange's NATS subject. Zero:
 	// agentgw.exchange.
 	ExchangeSubject string `yaml:"exchange_subject" json:"exchange_subject"`
+	// TrustedIssuers are the public account ('A') keys of the issuers
+	// the token exchange signs the mapping's tenant's credentials with
+	// (the gateway's issuer_seeds entry for Tenant, and the issuers it
+	// trusts for that tenant). An exchange answer whose credential is
+	// not signed by one of them is refused, whoever answered on
+	// ExchangeSubject: the endpoint reads the principal and scopes it
+	// files a token under from that credential. Required for serve.
+	TrustedIssuers []string `yaml:"trusted_issuers" json:"trusted_issuers"`
 	// KeyDir holds each principal's agent keys (one seed file pair per
 	// principal, mode 0600). Zero: keys live in memory only.
 	KeyDir string `yaml:"key_dir" json:"key_dir"`
@@ -149,6 +157,14 @@ func (e EndpointConfig) validate() error {
 	for _, k := range e.TrustedGateways {
 		if !subjects.ValidKey(k, 'N') {
 			add("endpoint: trusted gateway %.72q is not a public server ('N') key", k)
+		}
+	}
+	if len(e.TrustedIssuers) == 0 {
+		add("endpoint: at least one trusted issuer key (trusted_issuers) is required")
+	}
+	for _, k := range e.TrustedIssuers {
+		if !subjects.ValidKey(k, 'A') {
+			add("endpoint: trusted issuer %.72q is not a public account ('A') key", k)
 		}
 	}
 	if !subjects.ValidKey(e.GatewayXKey, 'X') {

@@ -48,10 +48,18 @@ tools:
 	}
 	c.Endpoint = EndpointConfig{Resource: "not a uri", Catalog: "catalog.yaml"}
 	err = c.Endpoint.validate()
-	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "gateway_xkey", "catalog and policies"} {
+	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "trusted_issuers", "gateway_xkey", "catalog and policies"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("endpoint validate = %v; want it to name %s", err, want)
 		}
+	}
+	// A trusted issuer must be an account key: a gateway's signing key
+	// (an 'N' key) in its place is refused.
+	gwKey, _ := identity.NewGatewayKey()
+	n, _ := gwKey.PublicKey()
+	c.Endpoint = EndpointConfig{TrustedIssuers: []string{n}}
+	if err := c.Endpoint.validate(); err == nil || !strings.Contains(err.Error(), "is not a public account ('A') key") {
+		t.Errorf("endpoint validate with an 'N' key as trusted issuer = %v; want it refused", err)
 	}
 }
 
@@ -64,11 +72,12 @@ func TestValidConfigStartsTheEndpoint(t *testing.T) {
 	gwCurve, _ := identity.NewCurve()
 	n, _ := gwKey.PublicKey()
 	x, _ := gwCurve.PublicKey()
+	a := issuerPublic(t)
 	for _, schema := range []string{`{"type":"object"}`, `{"type":"array"}`, `{}`, `{"type":"object","properties":{"q":{"type":"string"}}}`} {
 		t.Run(schema, func(t *testing.T) {
 			c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: "kb:read", InputSchema: schema}},
 				Endpoint: EndpointConfig{Resource: "http://127.0.0.1:1/mcp", AuthorizationServers: []string{"http://127.0.0.1:2"},
-					GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x}}
+					GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x, TrustedIssuers: []string{a}}}
 			if c.Validate() != nil {
 				return // refused before the endpoint starts
 			}
@@ -96,6 +105,7 @@ func TestToolScopeMustBeTheCatalogs(t *testing.T) {
 	gwCurve, _ := identity.NewCurve()
 	n, _ := gwKey.PublicKey()
 	x, _ := gwCurve.PublicKey()
+	a := issuerPublic(t)
 	dir := t.TempDir()
 	cat := filepath.Join(dir, "catalog.yaml")
 	pol := filepath.Join(dir, "policy.cedar")
@@ -107,7 +117,7 @@ func TestToolScopeMustBeTheCatalogs(t *testing.T) {
 	}{{"kb:read", false}, {"kb:*", true}, {"refund:draft", true}} {
 		c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: tc.scope}},
 			Endpoint: EndpointConfig{Resource: "http://127.0.0.1:1/mcp", AuthorizationServers: []string{"http://127.0.0.1:2"},
-				GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x, Catalog: cat, Policies: []string{pol}, ReloadInterval: -1}}
+				GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x, TrustedIssuers: []string{a}, Catalog: cat, Policies: []string{pol}, ReloadInterval: -1}}
 		must(t, c.Validate())
 		e, err := NewEndpoint(nc, c)
 		if tc.refused {
@@ -147,4 +157,14 @@ func TestListGateReloadsCatalogAndPolicyTogether(t *testing.T) {
 	if _, ok := g.catalog.Load().Lookup("kb.search"); !ok {
 		t.Error("a reload whose policy failed swapped in the new catalog")
 	}
+}
+
+// issuerPublic is a fresh issuer's public account ('A') key.
+func issuerPublic(t testing.TB) string {
+	t.Helper()
+	kp, err := identity.NewIssuer()
+	must(t, err)
+	pub, err := kp.PublicKey()
+	must(t, err)
+	return pub
 }

@@ -42,8 +42,8 @@ const (
 	// cannot withdraw it there: it may still be granted and the tool
 	// run, so the task goes on and reports the outcome.
 	CodeNotWithdrawn = -32013
-	// CodeBusy: the principal has as many synchronous calls in flight
-	// as the endpoint allows (64); nothing was sent.
+	// CodeBusy: the principal has as many calls in flight, synchronous
+	// and tasks together, as the endpoint allows (64); nothing was sent.
 	CodeBusy = -32014
 )
 

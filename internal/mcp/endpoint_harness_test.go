@@ -91,9 +91,10 @@ func newEndpointHarnessWith(t testing.TB, o endpointOptions) *endpointHarness {
 	t.Cleanup(func() { must(t, stop()) })
 	h.startBridge()
 
+	issuerPub, _ := h.issuer.PublicKey()
 	h.cfg.Endpoint = EndpointConfig{
 		Resource: h.resource, AuthorizationServers: []string{h.idp.Issuer}, AllowedOrigins: []string{"https://ide.example"},
-		GatewayAudience: gwAudience, TrustedGateways: []string{h.gwSigning}, GatewayXKey: h.gwCurve,
+		GatewayAudience: gwAudience, TrustedGateways: []string{h.gwSigning}, GatewayXKey: h.gwCurve, TrustedIssuers: []string{issuerPub},
 		CallTimeout: 20 * time.Second, ApprovalWait: 30 * time.Second, KeyDir: t.TempDir(),
 	}
 	if o.gate {

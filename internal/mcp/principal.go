@@ -39,11 +39,11 @@ const maxBearerBytes = 16 << 10
 // perPrincipal of one principal, a new token is refused until one
 // expires: one principal cannot take every place.
 //
-// calls bounds a principal's synchronous tools/call requests in flight
-// (task-augmented ones are bounded by the task table): each waits on the
-// principal's reply subject with its own subscription on the endpoint's
-// one connection, so every reply and notice reaches all of them and n
-// calls cost n² deliveries.
+// calls bounds a principal's tools/call requests in flight, synchronous
+// and tasks together (takeCall): each waits on the principal's reply
+// subject with its own subscription on the endpoint's one connection, so
+// every reply and notice reaches all of them and n calls cost n²
+// deliveries.
 type bounds struct{ principals, sessions, perPrincipal, calls int }
 
 var defaultBounds = bounds{principals: 10000, sessions: 10000, perPrincipal: 64, calls: 64}
@@ -57,7 +57,7 @@ type principal struct {
 	curve           nkeys.KeyPair
 	xkey            string
 	live            int          // its sessions in Endpoint.sessions; under Endpoint.mu
-	calls           atomic.Int64 // synchronous tools/call in flight
+	calls           atomic.Int64 // tools/call in flight, tasks included
 }
 
 // session is one verified bearer token and the credential the token
@@ -317,7 +317,7 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 	p := s.p
 	cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
 		Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
-		Key: p.key, XKey: p.xkey,
+		Key: p.key, XKey: p.xkey, TrustedIssuers: e.ep.TrustedIssuers,
 		Token: func(context.Context) (string, error) { return raw, nil },
 	}, client.WithClock(e.now))
 	if err != nil {

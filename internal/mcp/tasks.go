@@ -29,7 +29,8 @@ const (
 // one principal (running, or finished and kept for their TTL); past
 // either a task-augmented call is refused. Without the second, one
 // principal could fill the table with calls that fail at once and
-// refuse every other principal's.
+// refuse every other principal's. A running task is also one of its
+// principal's calls in flight (bounds.calls), as a synchronous call is.
 const (
 	maxTasks             = 10000
 	maxTasksPerPrincipal = 256
@@ -89,7 +90,12 @@ func newTaskRegistry() *taskRegistry {
 	return &taskRegistry{tasks: make(map[string]*task), ctx: ctx, stop: stop}
 }
 
-// Close cancels the endpoint's running tasks and waits for them.
+// Close ends the endpoint's running tasks and waits for them. A task
+// whose call was not sent yet ends cancelled (it never will be sent); one
+// whose call was sent, to be decided, delivered or held for approval,
+// ends failed with a no_reply error (-32012) saying the endpoint closed
+// and the call may still run: the gateway has it, and nothing here can
+// withdraw it, so it is never reported cancelled (see withdraw).
 func (e *Endpoint) Close() error {
 	e.tasks.stop()
 	e.tasks.wg.Wait()
@@ -160,13 +166,9 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown tool"})
 				return
 			}
-			ttl := e.ep.ApprovalWait
-			if params.Task.TTL != nil && *params.Task.TTL > 0 && time.Duration(*params.Task.TTL)*time.Millisecond < ttl {
-				ttl = time.Duration(*params.Task.TTL) * time.Millisecond
-			}
-			tk, err := e.startTask(s, t, params.Arguments, ttl, false)
+			tk, err := e.startTask(s, t, params.Arguments, taskTTL(params.Task.TTL, e.ep.ApprovalWait), false)
 			if err != nil {
-				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+				writeRPC(w, http.StatusOK, msg.ID, nil, err)
 				return
 			}
 			writeRPC(w, http.StatusOK, msg.ID, map[string]any{"task": tk.snapshot()}, nil)
@@ -258,9 +260,21 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 	}
 }
 
+// taskTTL is the ttl of a task whose client asked for requested
+// milliseconds: that, when positive and below limit, else limit. The
+// comparison is in milliseconds, so no request overflows a Duration.
+func taskTTL(requested *int64, limit time.Duration) time.Duration {
+	if requested != nil && *requested > 0 && *requested < limit.Milliseconds() {
+		return time.Duration(*requested) * time.Millisecond
+	}
+	return limit
+}
+
 // startTask starts a call in the background as a task of s's principal,
-// made with s's credential.
-func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, error) {
+// made with s's credential. The task is one of the principal's calls in
+// flight until its call ends; past the bound it is refused (CodeBusy),
+// as a synchronous call is.
+func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time.Duration, ext bool) (*task, *jsonrpc.Error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	now := e.now().UTC()
@@ -286,7 +300,12 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 	if len(e.tasks.tasks) >= maxTasks || mine >= maxTasksPerPrincipal {
 		e.tasks.mu.Unlock()
 		cancel()
-		return nil, errors.New("too many tasks")
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "too many tasks"}
+	}
+	if err := e.takeCall(s.p); err != nil {
+		e.tasks.mu.Unlock()
+		cancel()
+		return nil, err
 	}
 	e.tasks.tasks[tk.state.TaskID] = tk
 	e.tasks.wg.Add(1)
@@ -295,22 +314,28 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 		defer e.tasks.wg.Done()
 		defer close(tk.done)
 		defer cancel()
-		res, err := e.invoke(ctx, s, t, args, callHooks{sending: tk.send, held: func() {
+		res, err := e.invoke(ctx, s, t, args, callHooks{sending: func() bool { return tk.send(ctx) }, held: func() {
 			tk.update(TaskWorking, heldMessage, e.now())
 			close(tk.held)
 		}})
+		s.p.calls.Add(-1)
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
-		tk.result, tk.err = res, err
 		status := TaskCompleted
 		switch {
-		case ctx.Err() != nil && err != nil:
+		// ctx ends early only by withdraw (before the call was sent) or
+		// by Close (at any time).
+		case ctx.Err() != nil && err != nil && !tk.sent:
 			status, tk.state.StatusMessage = TaskCancelled, "cancelled"
+		case ctx.Err() != nil && err != nil:
+			err = errClosed()
+			status, tk.state.StatusMessage = TaskFailed, closedMessage
 		case err != nil:
 			status, tk.state.StatusMessage = TaskFailed, err.Error()
 		default:
 			tk.state.StatusMessage = ""
 		}
+		tk.result, tk.err = res, err
 		end := e.now().UTC()
 		tk.state.Status, tk.state.LastUpdatedAt = status, end.Format(time.RFC3339Nano)
 		tk.expires = end.Add(ttl)
@@ -324,12 +349,23 @@ var (
 	errTaskHeld     = errors.New("the request is held for approval at the gateway and cannot be withdrawn by the agent: an approver may still grant it and the tool then runs; the task goes on and reports the outcome")
 )
 
+// closedMessage is the status message of a task whose call was sent
+// when the endpoint closed.
+const closedMessage = "the endpoint closed before a verified reply; the call may still run (the request stays at the gateway: it may still be decided and the tool run later)"
+
+// errClosed is the error of a task whose call was sent when the
+// endpoint closed: no reply, and the call may still run.
+func errClosed() *jsonrpc.Error {
+	data, _ := json.Marshal(DeniedData{Reason: "no_reply"})
+	return &jsonrpc.Error{Code: CodeNoReply, Message: closedMessage, Data: data}
+}
+
 // send marks the call as (about to be) published and reports whether it
-// may be: false once the task was withdrawn.
-func (t *task) send() bool {
+// may be: false once the task was withdrawn or ctx (the task's) ended.
+func (t *task) send(ctx context.Context) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.withdrawn {
+	if t.withdrawn || ctx.Err() != nil {
 		return false
 	}
 	t.sent = true
@@ -493,7 +529,7 @@ func missingTaskExtension() *jsonrpc.Error {
 func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, s *session, t *Tool, args json.RawMessage) {
 	tk, err := e.startTask(s, t, args, e.ep.ApprovalWait, true)
 	if err != nil {
-		writeRPC(w, http.StatusOK, id, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()})
+		writeRPC(w, http.StatusOK, id, nil, err)
 		return
 	}
 	timer := time.NewTimer(e.ep.CallTimeout)

@@ -1,0 +1,164 @@
+package mcp
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/gateway/approval"
+)
+
+// createTask posts a task-augmented tools/call and returns the task the
+// endpoint answered with.
+func (h *endpointHarness) createTask(tok string, rpcID int, tool, args, task string) (Task, string) {
+	h.t.Helper()
+	_, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"task":%s,"arguments":%s}}`, rpcID, tool, task, args))
+	var created struct {
+		Result struct {
+			Task Task `json:"task"`
+		} `json:"result"`
+	}
+	_ = json.Unmarshal([]byte(resp), &created)
+	return created.Result.Task, resp
+}
+
+// getTask answers tasks/get of id with tok.
+func (h *endpointHarness) getTask(tok string, rpcID int, id string) Task {
+	h.t.Helper()
+	_, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/get","params":{"taskId":%q}}`, rpcID, id))
+	var got struct {
+		Result Task `json:"result"`
+	}
+	must(h.t, json.Unmarshal([]byte(resp), &got))
+	return got.Result
+}
+
+// waitHeld polls tasks/get until the task's call is held for approval.
+func (h *endpointHarness) waitHeld(tok string, rpcID int, id string) {
+	h.t.Helper()
+	for i := range 400 {
+		if h.getTask(tok, rpcID+i, id).StatusMessage == heldMessage {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.t.Fatalf("task %s was never held for approval", id)
+}
+
+// TestEndpointTasksCountAgainstCallLimit: a task's call waits on the
+// principal's reply subject with its own subscription as a synchronous
+// call does, so tasks in flight count against the same per-principal
+// bound. Past it a task-augmented call, a server-directed one (tasks
+// extension) and a synchronous one are each refused at once with
+// -32014, nothing sent; another principal is served; once the tasks end
+// the principal may call again.
+func TestEndpointTasksCountAgainstCallLimit(t *testing.T) {
+	h := newEndpointHarness(t)
+	h.endpoint.bounds.calls = 2
+	tok := h.signed("rita", "billing")
+	var ids []string
+	for i := range 2 { // held for approval: in flight until granted
+		tk, resp := h.createTask(tok, 1+i, "send_payment", fmt.Sprintf(`{"amount_cents":%d,"to":"acct-task-cap"}`, 8300+i), `{"ttl":60000}`)
+		if tk.TaskID == "" {
+			t.Fatalf("task-augmented call %d = %s; want a task", i, resp)
+		}
+		ids = append(ids, tk.TaskID)
+	}
+	for i, id := range ids {
+		h.waitHeld(tok, 100+100*i, id)
+	}
+
+	busy := func(what, resp string) {
+		t.Helper()
+		if !strings.Contains(resp, `"code":-32014`) || !strings.Contains(resp, `"reason":"too_many_calls"`) || !strings.Contains(resp, "tasks included") {
+			t.Errorf("%s with two tasks in flight = %s; want refused with -32014 too_many_calls", what, resp)
+		}
+	}
+	_, resp := h.createTask(tok, 10, "send_payment", `{"amount_cents":8399,"to":"acct-task-cap"}`, `{"ttl":60000}`)
+	busy("a third task-augmented call", resp)
+	ext := `"_meta":{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}`
+	_, resp = h.postRPC(tok, `{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"search","arguments":{"query":"ext-cap"},`+ext+`}}`)
+	busy("a server-directed call", resp)
+	_, resp = h.postRPC(tok, `{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"search","arguments":{"query":"sync-cap"}}}`)
+	busy("a synchronous call", resp)
+	if _, resp := h.postRPC(h.signed("sven", "support"), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"other"}}}`); !strings.Contains(resp, "3 articles about other") {
+		t.Errorf("another principal's call = %s; want served", resp)
+	}
+
+	h.approve(func(approval.Request) string { return approval.Grant })
+	for i, id := range ids {
+		_, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/result","params":{"taskId":%q}}`, 20+i, id))
+		if !strings.Contains(resp, fmt.Sprintf(`"payment_id":"p-%d"`, 8300+i)) {
+			t.Errorf("tasks/result after the grant = %s; want the payment", resp)
+		}
+	}
+	// A task ends its call before tasks/result answers: the bound is free.
+	if _, resp := h.postRPC(tok, `{"jsonrpc":"2.0","id":30,"method":"tools/call","params":{"name":"search","arguments":{"query":"after"}}}`); !strings.Contains(resp, "3 articles about after") {
+		t.Errorf("a call once the tasks ended = %s; want served", resp)
+	}
+	if calls := h.upstream.calls(); slices.ContainsFunc(calls, func(c string) bool {
+		return strings.Contains(c, "8399") || strings.Contains(c, "ext-cap") || strings.Contains(c, "sync-cap")
+	}) {
+		t.Errorf("upstream calls = %q; want none of the refused calls", calls)
+	}
+}
+
+// TestEndpointCloseFailsSentTasks: closing the endpoint does not report
+// a task whose call the gateway holds for approval as cancelled (an
+// approver may still grant it and the tool run): it ends failed, and
+// tasks/result answers -32012 saying the call may still run.
+func TestEndpointCloseFailsSentTasks(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("sam", "billing")
+	tk, resp := h.createTask(tok, 1, "send_payment", `{"amount_cents":8500,"to":"acct-close"}`, `{"ttl":60000}`)
+	if tk.TaskID == "" {
+		t.Fatalf("task-augmented call = %s; want a task", resp)
+	}
+	h.waitHeld(tok, 100, tk.TaskID)
+
+	must(t, h.endpoint.Close())
+
+	got := h.getTask(tok, 2, tk.TaskID)
+	if got.Status != TaskFailed || !strings.Contains(got.StatusMessage, "may still run") {
+		t.Errorf("held task after Close = %+v; want failed, saying the call may still run (not cancelled)", got)
+	}
+	_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, tk.TaskID))
+	if !strings.Contains(resp, `"code":-32012`) || !strings.Contains(resp, "may still run") {
+		t.Errorf("tasks/result after Close = %s; want -32012 saying the call may still run", resp)
+	}
+}
+
+// TestEndpointTaskTTLClamped: a task's ttl is the client's when below
+// approval_wait and approval_wait otherwise; a ttl near the largest
+// int64 is clamped, not overflowed into a negative lifetime.
+func TestEndpointTaskTTLClamped(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("tess", "support")
+	want := h.endpoint.ep.ApprovalWait.Milliseconds()
+	for i, tc := range []struct {
+		task string
+		ttl  int64
+	}{
+		{fmt.Sprintf(`{"ttl":%d}`, int64(math.MaxInt64)), want},
+		{fmt.Sprintf(`{"ttl":%d}`, int64(math.MaxInt64)/1000), want},
+		{`{"ttl":5000}`, 5000},
+		{`{}`, want},
+	} {
+		tk, resp := h.createTask(tok, 1+i, "search", `{"query":"ttl"}`, tc.task)
+		if tk.TaskID == "" || tk.TTL != tc.ttl {
+			t.Errorf("task %s = %s; want a task with ttl %d", tc.task, resp, tc.ttl)
+			continue
+		}
+		_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/result","params":{"taskId":%q}}`, 100+i, tk.TaskID))
+		if !strings.Contains(resp, "3 articles about ttl") {
+			t.Errorf("tasks/result of task %s = %s; want the result", tc.task, resp)
+		}
+		if got := h.getTask(tok, 200+i, tk.TaskID); got.Status != TaskCompleted || got.TTL != tc.ttl {
+			t.Errorf("task %s once done = %+v; want completed with ttl %d", tc.task, got, tc.ttl)
+		}
+	}
+}
