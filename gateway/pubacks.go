@@ -110,14 +110,26 @@ func (p *pubAcks) publish(g *pubGroup, it *item, m *nats.Msg) error {
 	id := p.register(g, it, m)
 	err := p.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: p.prefix + strconv.FormatUint(id, 10), Data: m.Data, Header: m.Header})
 	if err != nil {
-		p.mu.Lock()
-		delete(p.wait, id)
-		n := len(g.msgs) - 1
-		g.items, g.msgs, g.ids, g.errs, g.done = g.items[:n], g.msgs[:n], g.ids[:n], g.errs[:n], g.done[:n]
-		g.left--
-		p.mu.Unlock()
+		p.unsent(g, id)
 	}
 	return err
+}
+
+// unsent takes output id, the last one registered in g, out of g: it
+// was not sent. The connection watcher may have answered it meanwhile
+// (failAll, between register and the failed send), and so counted it
+// already: it is then not counted again, or g would count one output
+// too few, close its channel before every output was answered and, at
+// the next such miscount, close it twice.
+func (p *pubAcks) unsent(g *pubGroup, id uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, waiting := p.wait[id]; waiting {
+		delete(p.wait, id)
+		g.left--
+	}
+	n := len(g.msgs) - 1
+	g.items, g.msgs, g.ids, g.errs, g.done = g.items[:n], g.msgs[:n], g.ids[:n], g.errs[:n], g.done[:n]
 }
 
 // register adds m, an output of it, to g as awaited and returns its id,

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +132,46 @@ func TestPubAcksFailOnDisconnect(t *testing.T) {
 	}
 	if res := pub.results(pg, errPubAckTimeout); !errors.Is(res[0], errDisconnected) {
 		t.Fatalf("result = %v; want errDisconnected", res[0])
+	}
+}
+
+// TestPubAcksUnsentAfterFailAll: the connection watcher fails every
+// awaited output (failAll) between an output's registration and its
+// failed send. The output leaves its group once, not counted twice: the
+// group's channel closes when it is sealed and its other outputs are
+// answered, not before, and never twice.
+func TestPubAcksUnsentAfterFailAll(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	p, err := newPubAcks(natstest.Connect(t, srv))
+	must(t, err)
+	defer p.close()
+	stored := func(id uint64) *nats.Msg {
+		return &nats.Msg{Subject: p.prefix + strconv.FormatUint(id, 10), Data: []byte(`{"stream":"S","seq":1}`)}
+	}
+	closed := func(g *pubGroup) bool {
+		select {
+		case <-g.all:
+			return true
+		default:
+			return false
+		}
+	}
+	g := newPubGroup(3)
+	it, m := &item{}, &nats.Msg{Subject: "x"}
+	lost := p.register(g, it, m)
+	p.failAll(errDisconnected)
+	p.unsent(g, lost)
+	for range 2 {
+		p.answer(stored(p.register(g, it, m)))
+		if closed(g) {
+			t.Fatal("group closed before it was sealed")
+		}
+	}
+	p.seal(g)
+	if !closed(g) {
+		t.Fatal("sealed group with every output answered is not closed")
+	}
+	if res := p.results(g, errors.New("unanswered")); len(res) != 2 || res[0] != nil || res[1] != nil {
+		t.Errorf("results %v; want the two sent outputs, stored", res)
 	}
 }
