@@ -331,19 +331,21 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	}
 	end := g.gate(it, "ledger")
 	defer end()
+	prev, seen, err := b.Replay(it.replay, now)
+	if err != nil {
+		return err
+	}
 	// The ledger may have pruned the entries of a message expiring before
 	// its horizon, and could not tell its replay from a first sighting.
 	// Freshness refuses every such message while the limits and the clock
 	// are those the ledger pruned under; this refuses it when the skew was
-	// raised since, or the clock stepped back past a prune.
+	// raised since, the clock stepped back past a prune, or a prune at a
+	// later clock than the batch's ran during the lookup. The horizon is
+	// read after the lookup: a prune raises it before it deletes.
 	if h := b.Horizon(); it.env.ExpiresAt.Before(h) {
 		it.deny(reason.Deny(reason.MessageExpired, "expires_at %s is before the ledger's horizon %s",
 			it.env.ExpiresAt.Format(time.RFC3339Nano), h.Format(time.RFC3339Nano)))
 		return nil
-	}
-	prev, seen, err := b.Replay(it.replay, now)
-	if err != nil {
-		return err
 	}
 	// The same ingress message (same stream sequence) whose entries
 	// reached the journal but whose outcome did not (scale-out: an

@@ -20,6 +20,12 @@ const (
 	DefaultGenWidth   = 330 * time.Second
 )
 
+// MaxGenWidth bounds Options.GenWidth: generation bounds are nanoseconds
+// in a uint64 and must stay below maxTime plus one generation, so a width
+// of decades would wrap and make Prune delete live entries. A generation
+// groups entries of one freshness window; a week is far above any.
+const MaxGenWidth = 7 * 24 * time.Hour
+
 // Options configures a Ledger. The zero value is usable.
 type Options struct {
 	// FS is the filesystem; nil means vfs.Default. Tests pass
@@ -129,8 +135,8 @@ func (o Options) Validate() error {
 	if o.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("store: CacheBytes %d < 0: %w", o.CacheBytes, ErrInvalid))
 	}
-	if o.GenWidth != 0 && o.GenWidth < time.Second {
-		errs = append(errs, fmt.Errorf("store: GenWidth %v < 1s: %w", o.GenWidth, ErrInvalid))
+	if o.GenWidth != 0 && (o.GenWidth < time.Second || o.GenWidth > MaxGenWidth) {
+		errs = append(errs, fmt.Errorf("store: GenWidth %v outside [1s, %v]: %w", o.GenWidth, MaxGenWidth, ErrInvalid))
 	}
 	if o.Lookback < 0 {
 		errs = append(errs, fmt.Errorf("store: Lookback %v < 0: %w", o.Lookback, ErrInvalid))
@@ -397,7 +403,7 @@ func readFormat(db *pebble.DB) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if vs[0] < uint64(time.Second) {
+	if vs[0] < uint64(time.Second) || vs[0] > uint64(MaxGenWidth) {
 		return 0, fmt.Errorf("format record: generation width %d: %w", vs[0], ErrCorrupt)
 	}
 	return vs[0], nil

@@ -355,6 +355,22 @@ func TestOptionsValidate(t *testing.T) {
 	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 3 {
 		t.Fatalf("Validate reported %d problems; want 3: %v", n, err)
 	}
+	// A width of decades would wrap a generation's end past 2262 and let
+	// Prune delete the live entries of a generation it took for dead.
+	for _, w := range []time.Duration{MaxGenWidth + time.Second, 100 * 365 * 24 * time.Hour} {
+		if err := (Options{GenWidth: w}).Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Validate(GenWidth %v) = %v; want ErrInvalid", w, err)
+		}
+		if l, err := Open(filepath.Join(t.TempDir(), "ledger"), Options{GenWidth: w}); !errors.Is(err, ErrInvalid) {
+			if err == nil {
+				l.Close()
+			}
+			t.Errorf("Open(GenWidth %v) = %v; want ErrInvalid", w, err)
+		}
+	}
+	if err := (Options{GenWidth: MaxGenWidth}).Validate(); err != nil {
+		t.Errorf("Validate(GenWidth %v) = %v; want nil", MaxGenWidth, err)
+	}
 }
 
 func TestGenWidthIsStored(t *testing.T) {

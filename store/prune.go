@@ -149,12 +149,20 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 		_ = pb.Close()
 		return st, 0, nil
 	}
+	// The horizon rises before the deletion is applied: a lookup that
+	// misses an entry this prune removes (its generation gone from the
+	// database, or from l.gens) finds the horizon past the entry's expiry
+	// when it reads it afterwards, as the gateway does. If the apply
+	// fails, the horizon stays raised: entries below it are dead at now
+	// anyway, and a higher horizon only refuses more.
+	l.gmu.Lock()
+	l.horizon = max(l.horizon, horizon)
+	l.gmu.Unlock()
 	if err := l.apply(pb, false); err != nil {
 		return PruneStats{}, 0, err
 	}
 	l.gmu.Lock()
 	l.gens = keep
-	l.horizon = horizon
 	l.gmu.Unlock()
 	return st, ops, nil
 }
