@@ -179,6 +179,18 @@ type StreamsConfig struct {
 	// MaxMsgsPerOutput caps each output stream (0 = unlimited). With
 	// discard new, a full stream pushes back instead of dropping.
 	MaxMsgsPerOutput int64 `yaml:"max_msgs_per_output"`
+	// IngressMaxBytes caps the ingress stream's storage (0 = unlimited),
+	// so that publishers cannot fill the account's JetStream storage and
+	// leave the gateway no room for its outputs. With a cap the stream
+	// discards new: a publish that does not fit is refused (the publisher
+	// gets the error), and nothing stored is dropped.
+	IngressMaxBytes int64 `yaml:"ingress_max_bytes"`
+	// IngressMaxMsgsPerAgent caps the messages the ingress stream keeps
+	// from one agent (0 = unlimited), decided and undecided: an agent at
+	// the cap has its publishes refused until its oldest age out
+	// (ingress_max_age), so one agent cannot take the stream's room. It
+	// must exceed what an agent sends within ingress_max_age.
+	IngressMaxMsgsPerAgent int64 `yaml:"ingress_max_msgs_per_agent"`
 }
 
 // ConsumerConfig configures the ingress pull consumer.
@@ -385,6 +397,9 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
 		add("streams.max_age and streams.ingress_max_age must be positive")
+	}
+	if s.IngressMaxBytes < 0 || s.IngressMaxMsgsPerAgent < 0 || s.MaxMsgsPerOutput < 0 {
+		add("streams.ingress_max_bytes, streams.ingress_max_msgs_per_agent and streams.max_msgs_per_output must not be negative")
 	}
 	cc := c.Consumer
 	if cc.Durable == "" || !subjects.ValidToken(cc.Durable) {

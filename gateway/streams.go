@@ -43,6 +43,19 @@ func StreamConfigs(c StreamsConfig, partitions int) []jetstream.StreamConfig {
 		MaxMsgSize: 1 << 20,
 		Discard:    jetstream.DiscardOld,
 	}
+	if c.IngressMaxBytes > 0 || c.IngressMaxMsgsPerAgent > 0 {
+		// Full: refuse the publish, never drop a stored message (it may
+		// be undecided). Each agent publishes on a subject of its own
+		// (agentgw.in.<partition>.<tenant>.<agent>).
+		ingress.Discard = jetstream.DiscardNew
+		if c.IngressMaxBytes > 0 {
+			ingress.MaxBytes = c.IngressMaxBytes
+		}
+		if c.IngressMaxMsgsPerAgent > 0 {
+			ingress.MaxMsgsPerSubject = c.IngressMaxMsgsPerAgent
+			ingress.DiscardNewPerSubject = true
+		}
+	}
 	output := func(name, desc, subj string) jetstream.StreamConfig {
 		sc := jetstream.StreamConfig{
 			Name:        name,
