@@ -120,9 +120,9 @@ func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, 
 }
 
 // BridgeConsumerName is the durable consumer the bridge reads target
-// with: "<durable>-<target>", dots as underscores. With durable the
-// tenant it is client.CapabilityConsumerName, the consumer deploy/ and
-// `agentgw run` pre-create.
+// with: "<durable>~<target with every . as ~>". With durable the tenant
+// it is client.CapabilityConsumerName, the consumer deploy/ and `agentgw
+// run` pre-create.
 func BridgeConsumerName(durable, target string) string {
 	return client.CapabilityConsumerName(durable, target)
 }
