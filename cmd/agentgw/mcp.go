@@ -53,7 +53,7 @@ calls that one tool again on restart (at-least-once).`)
 	creds := c.credentialFlag("the bridge's (respond:<target> scopes)")
 	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…), the targets' consumer_xkey")
 	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…): answers are sealed to it")
-	durable := c.fs.String("durable", "", "durable consumer name `prefix`: each target is read by <prefix>~<target> (required unless bound; bound, default the tenant: the pre-created consumers)")
+	durable := c.fs.String("durable", "", "durable consumer name `prefix`, without ~: each target is read by <prefix>~<target> (required unless bound; bound, default the tenant: the pre-created consumers; another prefix must be no tenant's name)")
 	bind := c.fs.Bool("bind", false, "bind the existing durables <durable>~<target> instead of creating them; automatic as a tenant nkey user")
 	var gwKeys listFlag
 	c.fs.Var(&gwKeys, "gateway-key", "trusted gateway public `key` (N…), repeatable")
