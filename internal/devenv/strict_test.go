@@ -218,13 +218,13 @@ func TestDevServerIsStrict(t *testing.T) {
 	t.Run("refuse/other-consumers", func(t *testing.T) {
 		// A consumer for a target that is not the dev consumer's.
 		_, err := admin.CreateOrUpdateConsumer(ctx, gateway.StreamCap, jetstream.ConsumerConfig{
-			Durable: "tenant_a-other_tool", FilterSubject: "agentgw.cap.tenant_a.other.tool", AckPolicy: jetstream.AckExplicitPolicy,
+			Durable: client.CapabilityConsumerName(devenv.Tenant, "other.tool"), FilterSubject: "agentgw.cap.tenant_a.other.tool", AckPolicy: jetstream.AckExplicitPolicy,
 		})
 		must(t, err)
 		cases := []struct {
 			who, seed, stream, durable string
 		}{
-			{"consumer", m.Consumer.Creds, gateway.StreamCap, "tenant_a-other_tool"},
+			{"consumer", m.Consumer.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "other.tool")},
 			{"consumer", m.Consumer.Creds, gateway.StreamApproval, client.ApprovalConsumerName(devenv.Tenant)},
 			{"approver", m.Approver.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")},
 			{"agent", m.Agent.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")},
