@@ -35,9 +35,9 @@ func parseCapabilityConsumerName(name string) (tenant, target string, ok bool) {
 	return tenant, strings.ReplaceAll(rest, ConsumerNameSep, "."), ok
 }
 
-// consumerNamePairs are (tenant, target) pairs that "<tenant>-<target
-// with . as _>" gave one name: two targets of one tenant, and two
-// tenants.
+// consumerNamePairs are (tenant, target) pairs that a name joining
+// tenant and target with "-", dots as "_", would not tell apart: two
+// targets of one tenant, and two tenants.
 var consumerNamePairs = [][2][2]string{
 	{{"tenant_a", "refunds.issue"}, {"tenant_a", "refunds_issue"}},
 	{{"a", "b-c"}, {"a-b", "c"}},

@@ -19,9 +19,8 @@ import (
 // whose name and target meet at a hyphen (tenant_a with kb-search,
 // tenant_a-kb with search), each get a pre-created consumer of their own,
 // filtered on their own subject, and a tenant's consumer user cannot bind
-// the other tenant's. Under "<tenant>-<target with . as _>" each pair
-// shared one durable, whose filter the last to be provisioned set, and
-// whose exports both tenants held.
+// the other tenant's. Two pairs on one name would be one durable, whose
+// filter the last provisioned sets and whose exports both tenants hold.
 func TestEnsureGivesEveryPairItsConsumer(t *testing.T) {
 	const other = "tenant_a-kb"
 	dir := t.TempDir()

@@ -20,7 +20,7 @@ function parseName(name: string): { tenant: string; target: string } | undefined
   return { tenant: name.slice(0, i), target: name.slice(i + 1).replaceAll(CONSUMER_NAME_SEP, ".") };
 }
 
-/** Pairs that "<tenant>-<target with . as _>" gave one name. */
+/** Pairs that a name joining tenant and target with "-", dots as "_", would not tell apart. */
 const pairs: [string, string][][] = [
   [["tenant_a", "refunds.issue"], ["tenant_a", "refunds_issue"]],
   [["a", "b-c"], ["a-b", "c"]],
