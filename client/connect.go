@@ -2,7 +2,6 @@ package client
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,20 +16,6 @@ import (
 // imports the few consumer API subjects its users may call from the
 // gateway's account under this prefix. See TenantJetStream.
 const TenantAPIPrefix = "agentgw.js"
-
-// CapabilityConsumerName is the name of the pull consumer an administrator
-// pre-creates on StreamCapability for one tenant's target, with the single
-// filter agentgw.cap.<tenant>.<target>: "<tenant>-<target with . as _>",
-// e.g. "tenant_a-refunds_draft_refund". Consumers bind to it
-// (ConsumerConfig.Bind); they may not create consumers.
-func CapabilityConsumerName(tenant, target string) string {
-	return tenant + "-" + strings.ReplaceAll(target, ".", "_")
-}
-
-// ApprovalConsumerName is the name of the pull consumer an administrator
-// pre-creates on StreamApproval for a tenant's approval queue, with the
-// filter agentgw.approval.<tenant>.>: "<tenant>-approvals".
-func ApprovalConsumerName(tenant string) string { return tenant + "-approvals" }
 
 // UserOptions are the connect options of a static nkey user whose seed is
 // in seedFile: an nkey seed file, or an agentgw .creds file (its key is

@@ -16,15 +16,6 @@ import (
 	"github.com/agentgw/agentgw/internal/natstest"
 )
 
-func TestConsumerNames(t *testing.T) {
-	if got := CapabilityConsumerName("tenant_a", "refunds.draft_refund"); got != "tenant_a-refunds_draft_refund" {
-		t.Errorf("CapabilityConsumerName = %q", got)
-	}
-	if got := ApprovalConsumerName("tenant_a"); got != "tenant_a-approvals" {
-		t.Errorf("ApprovalConsumerName = %q", got)
-	}
-}
-
 // TestUserOptions connects as the nkey user of a seed file and of an
 // agentgw .creds file, with the inbox prefix _INBOX.<key>, to a server
 // that knows only that user, and refuses a key that is not a user's.

@@ -520,7 +520,7 @@ func (w *wvWorld) build() map[string][]byte {
 		"keys.json": keys, "credential.json": creds, "envelope.json": envs,
 		"sealed.json":   w.sealsFile([]string{"refund-request", "respond-request", "refund-delivery", "payment-delivery", "reply"}),
 		"decision.json": dec, "delivery.json": dl, "approval.json": appr, "response.json": resp, "operator.json": op,
-		"notice.json": notices, "headers.json": wvHeadersVectors(),
+		"notice.json": notices, "headers.json": wvHeadersVectors(), "consumers.json": wvConsumerNames(),
 	} {
 		out[name] = wvEncode(w.t, v)
 	}

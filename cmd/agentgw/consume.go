@@ -36,14 +36,14 @@ was rejected.
 
 Connected as an nkey user (--creds: the consumer's seed or .creds) of
 a server that requires authentication, as on the 'agentgw run' server and
-in deploy/, it binds the pre-created consumer <tenant>-<target> (dots as
-underscores; --durable overrides) through the API prefix `+client.TenantAPIPrefix+`:
+in deploy/, it binds the pre-created consumer <tenant>~<target> (every dot
+of the target as ~; --durable overrides) through the API prefix `+client.TenantAPIPrefix+`:
 one --target, and what it acknowledges is consumed. Otherwise it creates
 its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
-	bind := c.fs.Bool("bind", false, "bind the existing durable (--durable, default <tenant>-<target>) instead of creating a consumer; automatic as a tenant nkey user")
+	bind := c.fs.Bool("bind", false, "bind the existing durable (--durable, default <tenant>~<target>) instead of creating a consumer; automatic as a tenant nkey user")
 	tenant := c.fs.String("tenant", "", "tenant whose capability subjects to read")
 	var targets, gwKeys, gwXKeys listFlag
 	c.fs.Var(&targets, "target", "catalog `target` served (repeatable, or comma separated)")

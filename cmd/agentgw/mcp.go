@@ -37,11 +37,11 @@ tool), and its key the NATS user unless --creds, $NATS_CREDS, $NATS_NKEY or
 a NATS context name another; --curve-seed is the catalog's consumer_xkey
 of the targets.
 
-Each target is read by its own durable consumer, <durable>-<target> (dots
-as underscores), so a restarted bridge resumes where it stopped and
-several instances share the work. Connected as a tenant nkey user (the
+Each target is read by its own durable consumer, <durable>~<target> (every
+dot of the target as ~), so a restarted bridge resumes where it stopped
+and several instances share the work. Connected as a tenant nkey user (the
 least-privilege accounts of deploy/ and 'agentgw run'), it binds the
-pre-created consumers <tenant>-<target> through the API prefix
+pre-created consumers <tenant>~<target> through the API prefix
 `+client.TenantAPIPrefix+` (--durable defaults to the tenant there);
 otherwise --durable is required and the consumers are created. --bind
 forces binding. A crash between an upstream call and its acknowledgement
@@ -53,8 +53,8 @@ calls that one tool again on restart (at-least-once).`)
 	creds := c.credentialFlag("the bridge's (respond:<target> scopes)")
 	curve := c.fs.String("curve-seed", "", "the consumer's curve seed `file` (SX…), the targets' consumer_xkey")
 	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…): answers are sealed to it")
-	durable := c.fs.String("durable", "", "durable consumer name `prefix`: each target is read by <prefix>-<target> (required unless bound; bound, default the tenant: the pre-created consumers)")
-	bind := c.fs.Bool("bind", false, "bind the existing durables <durable>-<target> instead of creating them; automatic as a tenant nkey user")
+	durable := c.fs.String("durable", "", "durable consumer name `prefix`, without ~: each target is read by <prefix>~<target> (required unless bound; bound, default the tenant: the pre-created consumers; another prefix must be no tenant's name)")
+	bind := c.fs.Bool("bind", false, "bind the existing durables <durable>~<target> instead of creating them; automatic as a tenant nkey user")
 	var gwKeys listFlag
 	c.fs.Var(&gwKeys, "gateway-key", "trusted gateway public `key` (N…), repeatable")
 	if code, ok := c.parse(args); !ok {

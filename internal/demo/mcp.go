@@ -60,7 +60,7 @@ func (s *scene) mcpRoundTrip(ctx context.Context, emit func(Row), step *int) err
 	if err != nil {
 		return err
 	}
-	// The bridge reads each target with the consumer <Durable>-<target>:
+	// The bridge reads each target with the consumer <Durable>~<target>:
 	// with the tenant, the one the dev server pre-creates, bound.
 	ccfg.Durable = devenv.Tenant
 	bridge, err := mcp.NewBridge(s.toolJS, cfg, ccfg)

@@ -378,7 +378,9 @@ type userData struct {
 
 // writeServerConf computes the pre-created consumers from the catalog and
 // renders nats-server.conf from the template, the keys and every tenant
-// of m.Tenants.
+// of m.Tenants. A consumer name that two consumers of a stream would
+// share, or that nats-server refuses, is an error wrapping
+// client.ErrConsumerName, and nothing is written.
 func (m *Material) writeServerConf() error {
 	if err := m.ensureNATSKeys(); err != nil {
 		return err
@@ -399,15 +401,25 @@ func (m *Material) writeServerConf() error {
 	names := cat.Names()
 	slices.Sort(names)
 	m.Consumers = nil
+	// Every (tenant, target) pair gets a consumer of its own: a name
+	// shared by two would be one consumer, exported to both tenants.
+	plan := map[string]client.ConsumerNames{client.StreamCapability: {}, client.StreamApproval: {}}
 	for _, t := range m.Tenants {
 		var caps []Consumer
 		for _, n := range names {
 			if tg, ok := cat.Lookup(n); ok && slices.Contains(tg.Tenants, t.Name) {
-				caps = append(caps, Consumer{Tenant: t.Name, Stream: client.StreamCapability, Name: client.CapabilityConsumerName(t.Name, n),
-					Filter: "agentgw.cap." + t.Name + "." + n, Target: n})
+				c := Consumer{Tenant: t.Name, Stream: client.StreamCapability, Name: client.CapabilityConsumerName(t.Name, n),
+					Filter: "agentgw.cap." + t.Name + "." + n, Target: n}
+				if err := plan[c.Stream].Add(c.Name, "tenant "+t.Name+" target "+n); err != nil {
+					return err
+				}
+				caps = append(caps, c)
 			}
 		}
 		queue := Consumer{Tenant: t.Name, Stream: client.StreamApproval, Name: client.ApprovalConsumerName(t.Name), Filter: "agentgw.approval." + t.Name + ".>"}
+		if err := plan[queue.Stream].Add(queue.Name, "tenant "+t.Name+"'s approval queue"); err != nil {
+			return err
+		}
 		consumers := append(slices.Clone(caps), queue)
 		m.Consumers = append(m.Consumers, consumers...)
 		users, err := tenantUsers(t)

@@ -152,7 +152,7 @@ func TestDevServerIsStrict(t *testing.T) {
 			"agentgw.ops.replay",
 			"$JS.API.STREAM.PURGE.AGENTGW_IN",
 			"$JS.API.CONSUMER.CREATE.AGENTGW_CAP.mine.agentgw.cap.tenant_a.refunds.draft_refund",
-			"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a-refunds_draft_refund",
+			"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a~refunds~draft_refund",
 		)
 		errs.RefusedSubscribe(t, nc, "agentgw.denied.>", "agentgw.cap.>", "agentgw.audit.>", "_INBOX.>")
 		// A PubAck aimed at a capability subject through the reply: the
@@ -218,13 +218,13 @@ func TestDevServerIsStrict(t *testing.T) {
 	t.Run("refuse/other-consumers", func(t *testing.T) {
 		// A consumer for a target that is not the dev consumer's.
 		_, err := admin.CreateOrUpdateConsumer(ctx, gateway.StreamCap, jetstream.ConsumerConfig{
-			Durable: "tenant_a-other_tool", FilterSubject: "agentgw.cap.tenant_a.other.tool", AckPolicy: jetstream.AckExplicitPolicy,
+			Durable: client.CapabilityConsumerName(devenv.Tenant, "other.tool"), FilterSubject: "agentgw.cap.tenant_a.other.tool", AckPolicy: jetstream.AckExplicitPolicy,
 		})
 		must(t, err)
 		cases := []struct {
 			who, seed, stream, durable string
 		}{
-			{"consumer", m.Consumer.Creds, gateway.StreamCap, "tenant_a-other_tool"},
+			{"consumer", m.Consumer.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "other.tool")},
 			{"consumer", m.Consumer.Creds, gateway.StreamApproval, client.ApprovalConsumerName(devenv.Tenant)},
 			{"approver", m.Approver.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")},
 			{"agent", m.Agent.Creds, gateway.StreamCap, client.CapabilityConsumerName(devenv.Tenant, "refunds.draft_refund")},
@@ -334,7 +334,7 @@ func TestEnsureUpgradesOpenMaterial(t *testing.T) {
 	}
 	conf, err := os.ReadFile(m2.NATSConf)
 	must(t, err)
-	for _, want := range []string{"accounts {", d(t, m2.GatewayNATS), d(t, agent.Creds), "agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a-refunds_draft_refund"} {
+	for _, want := range []string{"accounts {", d(t, m2.GatewayNATS), d(t, agent.Creds), "agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_a~refunds~draft_refund"} {
 		if !strings.Contains(string(conf), want) {
 			t.Errorf("rendered nats-server.conf lacks %q", want)
 		}
@@ -506,7 +506,7 @@ func TestEnsureAddsTenant(t *testing.T) {
 	rendered, err := os.ReadFile(m.NATSConf)
 	must(t, err)
 	for _, want := range []string{`"TENANT_C" {`, agentKey, d(t, filepath.Join(dir, "creds", "tenant_c", "consumer.creds")),
-		"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_c-kb_search", "agentgw.js.CONSUMER.INFO.AGENTGW_APPROVAL.tenant_c"} {
+		"agentgw.js.CONSUMER.INFO.AGENTGW_CAP.tenant_c~kb~search", "agentgw.js.CONSUMER.INFO.AGENTGW_APPROVAL.tenant_c"} {
 		if !strings.Contains(string(rendered), want) {
 			t.Errorf("rendered nats-server.conf lacks %q", want)
 		}

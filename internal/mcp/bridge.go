@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -64,11 +65,17 @@ func WithCallHook(fn func(target string)) BridgeOption {
 //
 // ccfg.Durable is required: each target is read by the durable consumer
 // BridgeConsumerName(ccfg.Durable, target), created (or, with ccfg.Bind,
-// bound: it must exist) on the capability stream. Durable consumers
-// resume where they stopped after a restart and share deliveries among
-// instances; an ephemeral one would hand a restarted bridge, or each of
-// two, every delivery whose token has not expired, and the upstream
-// tools would run again. With Durable the tenant and Bind, the consumers
+// bound: it must exist) on the capability stream. ccfg.Durable may not
+// hold "~", which would let a name read as another tenant's consumer
+// (durable "a~b" with target "c" names tenant a's consumer of b.c), and
+// the names must be ones nats-server takes (client.CheckConsumerName: at
+// most 255 bytes); the error for such a durable wraps
+// client.ErrConsumerName too. A durable other than the tenant names
+// consumers in the tenants' name space: it must be no tenant's name, and
+// no other bridge's. Durable consumers resume where they stopped after a
+// restart and share deliveries among instances; an ephemeral one would
+// hand a restarted bridge, or each of two, every delivery whose token has
+// not expired, and the upstream tools would run again. With Durable the tenant and Bind, the consumers
 // are the ones deploy/ and `agentgw run` pre-create for tenant users
 // (client.CapabilityConsumerName). Errors wrap ErrConfig.
 func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, opts ...BridgeOption) (*Bridge, error) {
@@ -104,6 +111,15 @@ func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, 
 	if ccfg.Responder == nil {
 		return nil, fmt.Errorf("%w: the bridge needs a responder identity", ErrConfig)
 	}
+	if strings.Contains(ccfg.Durable, client.ConsumerNameSep) {
+		return nil, fmt.Errorf("%w: %w: durable %q holds %q, which would make a consumer name read as another tenant's", ErrConfig, client.ErrConsumerName, ccfg.Durable, client.ConsumerNameSep)
+	}
+	names := client.ConsumerNames{}
+	for _, target := range targets {
+		if err := names.Add(BridgeConsumerName(ccfg.Durable, target), "target "+target); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
 	for _, target := range targets {
 		c := ccfg
 		c.Targets, c.Durable = []string{target}, BridgeConsumerName(ccfg.Durable, target)
@@ -120,9 +136,9 @@ func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, 
 }
 
 // BridgeConsumerName is the durable consumer the bridge reads target
-// with: "<durable>-<target>", dots as underscores. With durable the
-// tenant it is client.CapabilityConsumerName, the consumer deploy/ and
-// `agentgw run` pre-create.
+// with: "<durable>~<target with every . as ~>". With durable the tenant
+// it is client.CapabilityConsumerName, the consumer deploy/ and `agentgw
+// run` pre-create.
 func BridgeConsumerName(durable, target string) string {
 	return client.CapabilityConsumerName(durable, target)
 }

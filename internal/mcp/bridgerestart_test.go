@@ -70,7 +70,7 @@ func TestBridgeRestartCallsNoToolAgain(t *testing.T) {
 // TestBridgeBindsPreCreatedConsumers: with Bind and the tenant as its
 // durable name the bridge reads each target with the consumer an
 // administrator pre-created for it (deploy/, `agentgw run`: tenant users
-// may bind those and create none), <tenant>-<target>.
+// may bind those and create none), <tenant>~<target>.
 func TestBridgeBindsPreCreatedConsumers(t *testing.T) {
 	h := newHarness(t)
 	ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)

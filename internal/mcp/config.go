@@ -12,6 +12,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -212,7 +213,10 @@ func ParseConfig(data []byte) (*Config, error) {
 }
 
 // Validate reports every problem at once; it fills zero Capability and
-// Upstream.Tool with their defaults.
+// Upstream.Tool with their defaults. A tool with an upstream whose
+// pre-created consumer (BridgeConsumerName of the tenant and its target)
+// nats-server would refuse, as longer than 255 bytes, is refused with an
+// error wrapping client.ErrConsumerName too.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -223,6 +227,7 @@ func (c *Config) Validate() error {
 		add("at least one tool is required")
 	}
 	var names, targets []string
+	consumers := client.ConsumerNames{}
 	for i := range c.Tools {
 		t := &c.Tools[i]
 		if !toolName.MatchString(t.Name) {
@@ -239,6 +244,13 @@ func (c *Config) Validate() error {
 			add("tool %q: target %s mapped twice", t.Name, t.Target)
 		}
 		targets = append(targets, t.Target)
+		// The bridge, bound as a tenant user, reads the target with the
+		// pre-created consumer of this name.
+		if (t.Upstream.URL != "" || len(t.Upstream.Command) > 0) && subjects.ValidToken(c.Tenant) && subjects.ValidTarget(t.Target) {
+			if err := consumers.Add(BridgeConsumerName(c.Tenant, t.Target), "target "+t.Target); err != nil {
+				errs = append(errs, fmt.Errorf("tool %q: %w", t.Name, err))
+			}
+		}
 		if t.Capability == "" {
 			t.Capability = envelope.ToolCall
 		}

@@ -33,8 +33,9 @@ const (
 	gwAudience = "billing-gateway"
 )
 
-// The catalog of the MCP tests: three targets served by the bridge, all
-// sealed to its curve key and answered through responses.
+// The catalog of the MCP tests: targets served by the bridge, all sealed
+// to its curve key and answered through responses. refunds.issue and
+// refunds_issue differ only where a dot meets an underscore.
 const testCatalog = `
 approval_risks: [critical]
 targets:
@@ -61,6 +62,18 @@ targets:
   - name: kb.search
     kind: read
     scope: kb:read
+    tenants: [tenant_a]
+    consumer_xkey: %[1]s
+    response_deadline: 1m
+  - name: refunds.issue
+    kind: read
+    scope: refund:issue
+    tenants: [tenant_a]
+    consumer_xkey: %[1]s
+    response_deadline: 1m
+  - name: refunds_issue
+    kind: read
+    scope: refund:issue
     tenants: [tenant_a]
     consumer_xkey: %[1]s
     response_deadline: 1m
@@ -344,7 +357,8 @@ func (h *harness) startBridge() *Bridge {
 // waits for it and reports a Run error.
 func (h *harness) startBridgeWith(edit func(*client.ConsumerConfig)) (b *Bridge, stop func()) {
 	h.t.Helper()
-	responder := h.agent(h.bridgeID, "respond:refunds.draft_refund", "respond:payments.send", "respond:kb.search")
+	responder := h.agent(h.bridgeID, "respond:refunds.draft_refund", "respond:payments.send", "respond:kb.search",
+		"respond:refunds.issue", "respond:refunds_issue")
 	ccfg := client.DefaultConsumerConfig()
 	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = h.bridgeID.curve, []string{h.gwSigning}, responder
 	ccfg.Durable = "mcp-bridge"

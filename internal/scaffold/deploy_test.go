@@ -298,7 +298,7 @@ func TestSingleNode(t *testing.T) {
 	acme := w.connectUser(t, "acme", "agent")
 	pub, _ := acme.kp.PublicKey()
 	acme.errs.RefusedPublish(t, acme.nc, "agentgw.in.globex."+pub, "agentgw.cap.acme.refunds.draft_refund",
-		"agentgw.js.CONSUMER.MSG.NEXT.AGENTGW_CAP.globex-refunds_draft_refund")
+		"agentgw.js.CONSUMER.MSG.NEXT.AGENTGW_CAP.globex~refunds~draft_refund")
 	acme.errs.RefusedSubscribe(t, acme.nc, "agentgw.reply.globex.>", "_INBOX.>")
 
 	// mTLS: a client without a certificate from the written CA is

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -19,7 +20,9 @@ type Options struct {
 	// Dir is the directory written into; created if missing.
 	Dir string
 	// Tenants are the tenant names ([a-z0-9_-]{1,64}), one NATS account
-	// each.
+	// each, and a pre-created consumer per tenant and target
+	// (client.CapabilityConsumerName; tenants whose consumers would share
+	// a name are refused with an error wrapping client.ErrConsumerName).
 	Tenants []string
 	// Hosts are the NATS nodes' names or addresses, as clients dial them:
 	// one for a single node, three for a cluster.
@@ -93,6 +96,18 @@ func (o *Options) withDefaults() error {
 			add("tenant %q given twice", t)
 		}
 		seen[strings.ToUpper(t)] = true
+	}
+	// Every (tenant, target) pair gets a pre-created consumer of its own:
+	// a name shared by two would be one consumer, exported to both.
+	consumers := client.ConsumerNames{}
+	for _, t := range o.Tenants {
+		for _, target := range targets {
+			if subjects.ValidToken(t) {
+				if err := consumers.Add(client.CapabilityConsumerName(t, target), "tenant "+t+" target "+target); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
 	}
 	switch len(o.Hosts) {
 	case 1, 3:

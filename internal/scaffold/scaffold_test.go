@@ -2,14 +2,17 @@ package scaffold_test
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -248,5 +251,44 @@ func TestConsumerKeysPerTenant(t *testing.T) {
 	}
 	if sealed == 0 {
 		t.Error("the catalog has no sealed target")
+	}
+}
+
+// TestConsumerFilePerPair: every tenant and target gets a consumer file of
+// its own, named <STREAM>.<durable>.json, whose durable reads back as its
+// tenant and target and whose filter is theirs, even for tenants whose
+// names meet a target at a hyphen.
+func TestConsumerFilePerPair(t *testing.T) {
+	dir := t.TempDir()
+	o := oneNode(dir)
+	o.Tenants = []string{"acme", "acme-kb", "acme_kb"}
+	_, err := scaffold.Write(o)
+	must(t, err)
+	files, err := filepath.Glob(filepath.Join(dir, scaffold.ConsumersDir, "*.json"))
+	must(t, err)
+	caps := 0
+	for _, f := range files {
+		var c struct {
+			Durable string `json:"durable_name"`
+			Filter  string `json:"filter_subject"`
+		}
+		raw, err := os.ReadFile(f)
+		must(t, err)
+		must(t, json.Unmarshal(raw, &c))
+		stream, durable, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".json"), ".")
+		if durable != c.Durable {
+			t.Errorf("%s: durable %q; want the file's name", f, c.Durable)
+		}
+		if stream != client.StreamCapability {
+			continue
+		}
+		caps++
+		tenant, rest, _ := strings.Cut(c.Durable, "~")
+		if want := "agentgw.cap." + tenant + "." + strings.ReplaceAll(rest, "~", "."); c.Filter != want || !slices.Contains(o.Tenants, tenant) {
+			t.Errorf("%s: filter %s; want %s, a tenant's", f, c.Filter, want)
+		}
+	}
+	if want := len(o.Tenants) * 3; caps != want {
+		t.Errorf("%d capability consumer files; want %d, one per tenant and target", caps, want)
 	}
 }

@@ -20,7 +20,7 @@ const tool = new Consumer(tenantJetStream(toolNC), {
   targets: ["refunds.draft_refund"],
   trustedGateways: [gatewayKey],
   curve: await readCurveSeed(`${dir}/creds/consumer.xk`),
-  durable: "tenant_a-refunds_draft_refund",
+  durable: "tenant_a~refunds~draft_refund",
   bind: true,
   responder: await Agent.fromCreds(toolNC, `${dir}/creds/consumer.creds`, `${dir}/creds/consumer.xk`, { gatewayXKey }),
 });

@@ -271,12 +271,31 @@ export async function readCreds(path: string): Promise<Creds> {
   }
 }
 
-// A line of a seed file is taken less the spaces, tabs and CRs at its
-// ends, and only those: String.prototype.trim would also take no-break
-// spaces and a byte order mark, Go's strings.TrimSpace no-break spaces
-// and NEL but no byte order mark.
-const LINE_ENDS = /^[ \t\r]+|[ \t\r]+$/g;
+/**
+ * trimLineEnds returns a line of a seed file less the spaces, tabs and
+ * CRs at its ends, and only those, as Go's identity.ParseSeedFile does
+ * (bytes.Trim(line, " \t\r")): String.prototype.trim would also take
+ * no-break spaces and a byte order mark, Go's strings.TrimSpace no-break
+ * spaces and NEL but no byte order mark. It looks at each character at
+ * most once, from either end: the expression /^[ \t\r]+|[ \t\r]+$/g
+ * takes time quadratic in a run of them inside a line in V8, which tries
+ * the second branch at every position of the run.
+ */
+export function trimLineEnds(line: string): string {
+  let start = 0;
+  let end = line.length;
+  while (start < end && isLineEnd(line.charCodeAt(start))) {
+    start++;
+  }
+  while (end > start && isLineEnd(line.charCodeAt(end - 1))) {
+    end--;
+  }
+  return line.slice(start, end);
+}
 
+function isLineEnd(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d; // space, tab, CR
+}
 
 /** The seeds a seed file may hold: a user ('SU…') or a curve ('SX…') seed. */
 export type SeedRole = "user" | "curve";
@@ -305,7 +324,7 @@ export function parseSeedFile(data: Uint8Array | string, role: SeedRole): KeyPai
   }
   let seed: string | undefined;
   for (const line of text.split("\n")) {
-    const s = line.replace(LINE_ENDS, "");
+    const s = trimLineEnds(line);
     if (!s.startsWith("S")) {
       continue;
     }

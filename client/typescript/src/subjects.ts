@@ -125,15 +125,31 @@ export const TENANT_API_PREFIX = "agentgw.js";
 export const OPERATOR_API_PREFIX = TENANT_API_PREFIX;
 
 /**
+ * CONSUMER_NAME_SEP separates the tenant from the target in a capability
+ * consumer name and stands for each dot of the target. It is in neither
+ * the tenant nor the target token alphabet ([a-z0-9_-]), and nats-server
+ * accepts it in consumer names and subjects.
+ */
+export const CONSUMER_NAME_SEP = "~";
+
+/**
  * capabilityConsumerName is the name of the pull consumer an
  * administrator pre-creates for one tenant's target:
- * "<tenant>-<target with . as _>", e.g. "tenant_a-refunds_draft_refund".
+ * "<tenant>~<target with every . as ~>", e.g.
+ * "tenant_a~refunds~draft_refund", as the Go SDK's
+ * CapabilityConsumerName. The first "~" ends the tenant and every later
+ * one is a dot of the target, so two (tenant, target) pairs never share a
+ * name: neither two targets of one tenant (refunds.issue, refunds_issue)
+ * nor two tenants (a with b-c, a-b with c).
  */
 export function capabilityConsumerName(tenant: string, target: string): string {
-  return `${tenant}-${target.replaceAll(".", "_")}`;
+  return `${tenant}${CONSUMER_NAME_SEP}${target.replaceAll(".", CONSUMER_NAME_SEP)}`;
 }
 
-/** approvalConsumerName is the pre-created approval queue of a tenant: "<tenant>-approvals". */
+/**
+ * approvalConsumerName is the pre-created approval queue of a tenant:
+ * "<tenant>-approvals", the tenant's only consumer of the approval stream.
+ */
 export function approvalConsumerName(tenant: string): string {
   return `${tenant}-approvals`;
 }

@@ -5,7 +5,7 @@
 // answers, replies and decision notices, each with its rejects and their
 // reason codes, and the cases two readers could read two ways (.creds
 // and seed files, envelope times, approval requests and their times,
-// header blocks).
+// header blocks), and the names of the pre-created consumers.
 //
 // Each file has a reader below; the tests of a file are registered (by
 // vectors.test.ts importing this module) when it is present. A vector file
@@ -41,7 +41,7 @@ import { Box, curveKeyPair, decodePublicKey } from "../src/keys.js";
 import { isNotice, parseNoticeDoc, verifyNotice } from "../src/notice.js";
 import { verifyReply } from "../src/reply.js";
 import { isReasonCode, type ReasonCode } from "../src/reason.js";
-import { parseCapability } from "../src/subjects.js";
+import { approvalConsumerName, capabilityConsumerName, parseCapability } from "../src/subjects.js";
 import { headersOf, parseHeaderBlock, verifyDelivery } from "../src/verify.js";
 import { bytes, dec, listTestdata, readJSON } from "./helpers.js";
 
@@ -74,6 +74,7 @@ const readers: Record<string, () => void> = {
   "response.json": responseVectors,
   "notice.json": noticeVectors,
   "headers.json": headerVectors,
+  "consumers.json": consumerNameVectors,
 };
 
 if (files.length > 0) {
@@ -512,6 +513,22 @@ function approvalRequestCases(a: any): void {
         got = "refused";
       }
       assert.equal(got, x.want, x.name);
+    }
+  });
+}
+
+function consumerNameVectors(): void {
+  const f = readJSON("wire", "consumers.json");
+  test("wire/consumers.json: every consumer name is the Go SDK's, and no two pairs share one", () => {
+    assert.ok(f.capability.length > 0 && f.approval.length > 0);
+    const seen = new Set<string>();
+    for (const c of f.capability) {
+      assert.equal(capabilityConsumerName(c.tenant, c.target), c.name, `${c.tenant} ${c.target}`);
+      assert.ok(!seen.has(c.name) && c.name.length <= 255, c.name);
+      seen.add(c.name);
+    }
+    for (const a of f.approval) {
+      assert.equal(approvalConsumerName(a.tenant), a.name, a.tenant);
     }
   });
 }

@@ -35,8 +35,8 @@ const audience = "agentgw-transport-test"
 
 // Pre-created consumers named in deploy/accounts.conf.
 const (
-	durableRefunds   = "tenant_a-refunds_draft_refund"
-	durableKB        = "tenant_a-kb_search"
+	durableRefunds   = "tenant_a~refunds~draft_refund"
+	durableKB        = "tenant_a~kb~search"
 	durableApprovals = "tenant_a-approvals"
 )
 
