@@ -85,7 +85,7 @@ func TestExchangeRefusesCredentialNotAskedFor(t *testing.T) {
 			nc := connectTo(t, w)
 			answerExchange(t, nc, tc.answer)
 			cfg := ExchangeConfig{
-				Audience: testAudience, Key: a.kp, XKey: a.xkey, Timeout: 2 * time.Second,
+				Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
 				Token: func(context.Context) (string, error) { return "idp-token", nil },
 			}
 			if tc.mod != nil {
@@ -131,7 +131,7 @@ func TestCredentialSourceFallbackJudgedAfterExchange(t *testing.T) {
 		calls int
 	)
 	src, err := NewCredentialSource(w.nc, ExchangeConfig{
-		Audience: testAudience, Key: a.kp, XKey: a.xkey, Timeout: 2 * time.Second,
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
 		Token: func(context.Context) (string, error) {
 			if calls++; calls == 1 {
 				return "idp-token", nil

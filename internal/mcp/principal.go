@@ -317,7 +317,7 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 	p := s.p
 	cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
 		Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
-		Key: p.key, XKey: p.xkey,
+		Key: p.key, Curve: p.curve, GatewayXKey: e.ep.GatewayXKey,
 		Token: func(context.Context) (string, error) { return raw, nil },
 	}, client.WithClock(e.now))
 	if err != nil {

@@ -62,10 +62,10 @@ func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 	h.cfg.IssuerSeeds = map[string]string{"tenant_a": "issuer_a.nk", "tenant_b": "issuer_b.nk"}
 	issuers, err := exchange.LoadIssuers(h.cfg, func(p string) string { return filepath.Join(dir, p) })
 	must(t, err)
-	if _, err := exchange.New(h.cfg, map[string]nkeys.KeyPair{"tenant_a": h.issuerB, "tenant_b": h.issuerB}, exchange.WithTrust(h.trust())); err == nil {
+	if _, err := exchange.New(h.cfg, map[string]nkeys.KeyPair{"tenant_a": h.issuerB, "tenant_b": h.issuerB}, h.box(), exchange.WithTrust(h.trust())); err == nil {
 		t.Error("exchange.New accepted an issuer the gateway does not trust for its tenant")
 	}
-	stop, err := exchange.Start(ctx, h.nc, h.cfg, issuers, exchange.WithTrust(h.trust()), exchange.WithClock(h.clock.Now))
+	stop, err := exchange.Start(ctx, h.nc, h.cfg, issuers, h.box(), exchange.WithTrust(h.trust()), exchange.WithClock(h.clock.Now))
 	must(t, err)
 	t.Cleanup(func() { must(t, stop()) })
 
@@ -113,9 +113,8 @@ func startGateway(t *testing.T, h *harness, catalog string) (context.Context, st
 	dir := t.TempDir()
 	signing, _ := identity.NewGatewayKey()
 	h.gwKey, _ = signing.PublicKey()
-	curve, _ := identity.NewCurve()
 	writeSeed(t, filepath.Join(dir, "signing.nk"), signing)
-	writeSeed(t, filepath.Join(dir, "curve.nk"), curve)
+	writeSeed(t, filepath.Join(dir, "curve.nk"), h.gwCurve)
 	writeSeed(t, filepath.Join(dir, "issuer_a.nk"), h.issuerA)
 	writeSeed(t, filepath.Join(dir, "issuer_b.nk"), h.issuerB)
 	must(t, os.WriteFile(filepath.Join(dir, "catalog.yaml"), []byte(catalog), 0o600))
