@@ -105,10 +105,10 @@ func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 
 // startGateway runs a real gateway (its public API, configured as
 // `agentgw serve` would be) on the harness connection, trusting the
-// harness issuers, with catalog and e2ePolicy. It returns the gateway's
-// context and its directory, which holds the issuer seed files
-// issuer_a.nk and issuer_b.nk.
-func startGateway(t *testing.T, h *harness, catalog string) (context.Context, string) {
+// harness issuers, with catalog and e2ePolicy; edit, when given, changes
+// its config last. It returns the gateway's context and its directory,
+// which holds the issuer seed files issuer_a.nk and issuer_b.nk.
+func startGateway(t *testing.T, h *harness, catalog string, edit ...func(cfg *gateway.Config, dir string)) (context.Context, string) {
 	t.Helper()
 	dir := t.TempDir()
 	signing, _ := identity.NewGatewayKey()
@@ -129,6 +129,9 @@ func startGateway(t *testing.T, h *harness, catalog string) (context.Context, st
 	trust := h.trust()
 	cfg.Tenants = map[string]gateway.TenantConfig{"tenant_a": {Issuers: trust["tenant_a"]}, "tenant_b": {Issuers: trust["tenant_b"]}}
 	cfg.Consumer.FetchWait = 200 * time.Millisecond
+	for _, e := range edit {
+		e(&cfg, dir)
+	}
 	gw, err := gateway.New(cfg, gateway.WithConn(h.nc))
 	must(t, err)
 	return gwtest.Run(t, gw, "for the exchange"), dir

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/envelope"
-	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -124,9 +126,10 @@ func TestExchangeRequiresXKeyPossession(t *testing.T) {
 	}
 }
 
-// TestSealedPayloadOfAnotherAgentStaysSealed is the attack end to end.
+// TestSealedPayloadOfAnotherAgentStaysSealed is the attack end to end,
+// against a real gateway hosting the exchange (its exchange: section).
 // An agent of tenant_a exchanges its IdP token and sends a sealed refund
-// request through a real gateway. Another principal of the same IdP
+// request through it. Another principal of the same IdP
 // reads the victim's sealed payload where the delivery document carries
 // the envelope byte for byte, and tries to get a credential naming the
 // victim's xkey: with a proof sealed by its own curve key, and with the
@@ -146,8 +149,11 @@ targets:
     scope: refund:draft
     tenants: [tenant_a]
     consumer_xkey: %s
-`, consumerX))
-	h.serve(exchange.WithTrust(h.trust()))
+`, consumerX), func(cfg *gateway.Config, dir string) {
+		xc := h.cfg
+		xc.IssuerSeeds = map[string]string{"tenant_a": filepath.Join(dir, "issuer_a.nk"), "tenant_b": filepath.Join(dir, "issuer_b.nk")}
+		cfg.Exchange = &xc
+	})
 	h.corp.AddClient(testidp.Client{ID: "mallory-bot", Secret: "s3cret-mallory", Audience: []string{idpAudience},
 		Claims: map[string]any{"groups": []string{"billing-agents"}, "org": "tenant_a"}})
 
@@ -184,7 +190,7 @@ targets:
 		if got := h.send(body, h.signBy(mallory.kp)(body)); got != reason.ExchangeProofInvalid {
 			t.Errorf("%s: exchange naming the victim's xkey = %q; want %q", name, got, reason.ExchangeProofInvalid)
 		}
-		if ev := h.lastEvent(); ev.CredentialID != "" || !strings.Contains(ev.Detail, detail) {
+		if ev := exchangeEvent(t, h, req.RequestID); ev.CredentialID != "" || !strings.Contains(ev.Detail, detail) {
 			t.Errorf("%s: audit event = credential %q, detail %q; want none, and %q", name, ev.CredentialID, ev.Detail, detail)
 		}
 	}
@@ -218,6 +224,26 @@ targets:
 			t.Errorf("mallory's envelope with the victim's payload from %s: reason %q; want seal_mismatch or seal_broken", from, r)
 		}
 	}
+}
+
+// exchangeEvent waits for the gateway's audit event of the exchange
+// request with id requestID.
+func exchangeEvent(t *testing.T, h *harness, requestID string) audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range streamMsgs(t, h, gateway.StreamAudit) {
+			evs, _ := audit.Decode(m.Data)
+			for _, ev := range evs {
+				if ev.Kind == audit.KindCredentialExchange && ev.RequestID == requestID {
+					return ev
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no audit event of exchange request %s", requestID)
+	return audit.Event{}
 }
 
 // publishEnvelope publishes a tool call to refunds.create by a, signed
