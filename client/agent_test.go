@@ -425,10 +425,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := NewCredentialSource(w.nc, ExchangeConfig{
-		Audience: testAudience, Key: a.kp, XKey: a.xkey,
+	xcfg := ExchangeConfig{
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(),
 		Token: func(context.Context) (string, error) { return "idp-token", nil },
-	})
+	}
+	src, err := NewCredentialSource(w.nc, xcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,6 +444,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		fmt.Sprintf("%v %+v %#v %s %+v %#v", op, op, op, op, *op, *op),
 		fmt.Sprintf("%v %+v %#v %s %+v %#v", ap, ap, ap, ap, *ap, *ap),
 		fmt.Sprintf("%v %+v %#v %s", xa, xa, xa, xa),
+		fmt.Sprintf("%v %+v %#v %s", xcfg, xcfg, xcfg, xcfg),
 		fmt.Sprintf("%+v %#v", []any{op, ap, xa}, map[string]any{"op": op, "ap": ap, "xa": xa}),
 	} {
 		for name, secret := range map[string]string{"seed": string(seed), "curve seed": string(cseed), "credential": a.token.Reveal()} {
@@ -509,16 +511,16 @@ func TestReadExchangedReadsExactNames(t *testing.T) {
 		enc := base64.RawURLEncoding.EncodeToString
 		return &protocol.Response{AccessToken: enc([]byte(`{"typ":"JWT","alg":"ed25519-nkey"}`)) + "." + enc([]byte(claims)) + "." + enc(make([]byte, 64))}
 	}
-	cfg := ExchangeConfig{Audience: "gw", XKey: "XK"}
-	c, err := readExchanged(tok(`{"sub":"UOTHER","SUB":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), cfg, "UME")
+	cfg := ExchangeConfig{Audience: "gw"}
+	c, err := readExchanged(tok(`{"sub":"UOTHER","SUB":"UME","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), cfg, "UME", "XK")
 	if err == nil {
 		t.Errorf("readExchanged took a credential for UOTHER as UME's: %+v", c)
 	}
-	c, err = readExchanged(tok(`{"sub":"UME","aud":"gw","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), cfg, "UME")
+	c, err = readExchanged(tok(`{"sub":"UME","aud":"gw","iat":1,"exp":2,"nats":{"tenant":"tenant_a","Tenant":"tenant_b","xkey":"XK","scopes":["kb:read"],"Scopes":["admin:*"]}}`), cfg, "UME", "XK")
 	if err != nil || c.Tenant != "tenant_a" || len(c.Scopes) != 1 || c.Scopes[0] != "kb:read" {
 		t.Errorf("readExchanged = %+v, %v; want tenant_a and [kb:read], the exact names", c, err)
 	}
-	if _, err := readExchanged(tok(`{"sub":"UME","sub":"UME","iat":1,"exp":2,"nats":{"xkey":"XK"}}`), cfg, "UME"); err == nil {
+	if _, err := readExchanged(tok(`{"sub":"UME","sub":"UME","iat":1,"exp":2,"nats":{"xkey":"XK"}}`), cfg, "UME", "XK"); err == nil {
 		t.Error("readExchanged accepted a duplicate claim")
 	}
 }

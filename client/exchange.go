@@ -31,8 +31,10 @@ var ErrExchange = errors.New("client: token exchange unavailable")
 const DefaultExchangeTimeout = 5 * time.Second
 
 // ExchangeConfig says how an agent obtains its credential from the
-// gateway's token exchange (package exchange) for an IdP token. Key is a
-// secret: String and Format print a redacted summary.
+// gateway's token exchange (package exchange) for an IdP token. Key and
+// Curve are secrets: String and Format print a redacted summary, but a
+// copy of Key or Curve printed on its own is not redacted by nkeys —
+// never log those.
 type ExchangeConfig struct {
 	// Subject of the exchange service. Zero: "agentgw.exchange".
 	Subject string
@@ -46,8 +48,13 @@ type ExchangeConfig struct {
 	// Key is the agent's user ('U') key pair: the credential's subject
 	// and the key that signs the proof of possession. Required.
 	Key nkeys.KeyPair
-	// XKey is the agent's public curve ('X') key. Required.
-	XKey string
+	// Curve is the agent's curve ('X') key pair: its public key is the
+	// credential's xkey, the key sealed payloads must come from, and the
+	// request proves possession of it (xkey_proof). Required.
+	Curve nkeys.KeyPair
+	// GatewayXKey is the gateway's public curve key, the one payloads
+	// are sealed to: the xkey proof is sealed to it. Required.
+	GatewayXKey string
 	// Token returns a current IdP token (JWT access or ID token) each
 	// time it is called, e.g. from an oauth2.TokenSource. Required.
 	Token func(ctx context.Context) (string, error)
@@ -68,12 +75,25 @@ type ExchangeConfig struct {
 	TrustedIssuers []string
 }
 
-// String names the agent key's role only.
+// String names public keys only.
 func (c ExchangeConfig) String() string {
-	return fmt.Sprintf("client.ExchangeConfig{audience=%s tenant=%s scopes=%v xkey=%s}", c.Audience, c.Tenant, c.Scopes, c.XKey)
+	return fmt.Sprintf("client.ExchangeConfig{audience=%s tenant=%s scopes=%v xkey=%s gateway_xkey=%s}",
+		c.Audience, c.Tenant, c.Scopes, c.xkey(), c.GatewayXKey)
 }
 
-// Format prints String for every verb, so %+v cannot reach the key pair.
+// xkey is Curve's public key, "" when there is none.
+func (c ExchangeConfig) xkey() string {
+	if c.Curve == nil {
+		return ""
+	}
+	x, err := c.Curve.PublicKey()
+	if err != nil {
+		return ""
+	}
+	return x
+}
+
+// Format prints String for every verb, so %+v cannot reach the key pairs.
 func (c ExchangeConfig) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 func (c ExchangeConfig) check() error {
@@ -86,8 +106,13 @@ func (c ExchangeConfig) check() error {
 	} else if pub, err := c.Key.PublicKey(); err != nil || !nkeys.IsValidPublicUserKey(pub) {
 		errs = append(errs, errors.New("agent key is not a user ('U') key"))
 	}
-	if !subjects.ValidKey(c.XKey, 'X') {
-		errs = append(errs, errors.New("xkey is not a public curve ('X') key"))
+	if c.Curve == nil {
+		errs = append(errs, errors.New("agent curve key is required: the request proves possession of it"))
+	} else if !subjects.ValidKey(c.xkey(), 'X') {
+		errs = append(errs, errors.New("agent curve key is not a curve ('X') key"))
+	}
+	if !subjects.ValidKey(c.GatewayXKey, 'X') {
+		errs = append(errs, errors.New("gateway xkey is not a public curve ('X') key"))
 	}
 	if c.Token == nil {
 		errs = append(errs, errors.New("token source is required"))
@@ -117,9 +142,10 @@ type ExchangedCredential struct {
 	Expires  time.Time
 }
 
-// Exchange asks the exchange service on nc for a credential: it signs a
-// fresh request (new request id, issued_at from the clock) with cfg.Key
-// and returns the credential. A refusal is a *reason.Denial whose Code is
+// Exchange asks the exchange service on nc for a credential: it builds a
+// fresh request (new request id, issued_at from the clock) whose
+// xkey_proof is sealed by cfg.Curve to cfg.GatewayXKey, signs it with
+// cfg.Key and returns the credential. A refusal is a *reason.Denial whose Code is
 // one of the exchange_* reasons (match with errors.Is); transport
 // failures wrap ErrExchange; a bad cfg wraps ErrConfig.
 //
@@ -144,6 +170,11 @@ func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Op
 	if tokenType == "" {
 		tokenType = protocol.TokenTypeJWT
 	}
+	xkey, requestID := cfg.xkey(), protocol.NewRequestID()
+	proof, err := protocol.SealXKeyProof(cfg.Curve, cfg.GatewayXKey, pub, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	body, err := protocol.Marshal(&protocol.Request{
 		V:                  protocol.Version,
 		GrantType:          protocol.GrantType,
@@ -154,8 +185,9 @@ func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Op
 		Tenant:             cfg.Tenant,
 		Scope:              strings.Join(cfg.Scopes, " "),
 		Agent:              pub,
-		XKey:               cfg.XKey,
-		RequestID:          protocol.NewRequestID(),
+		XKey:               xkey,
+		XKeyProof:          proof,
+		RequestID:          requestID,
 		IssuedAt:           o.now().UTC().Truncate(time.Second).Format(time.RFC3339),
 	})
 	if err != nil {
@@ -193,7 +225,7 @@ func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrExchange, err)
 	}
-	return readExchanged(resp, cfg, pub)
+	return readExchanged(resp, cfg, pub, xkey)
 }
 
 // readExchanged checks that the returned credential is the one asked
@@ -206,7 +238,7 @@ func Exchange(ctx context.Context, nc *nats.Conn, cfg ExchangeConfig, opts ...Op
 // read: the credential's claims are what the gateway acts on. The
 // protocol's response does not echo the request id, so an answer is tied
 // to its request by the reply inbox only.
-func readExchanged(resp *protocol.Response, cfg ExchangeConfig, pub string) (*ExchangedCredential, error) {
+func readExchanged(resp *protocol.Response, cfg ExchangeConfig, pub, xkey string) (*ExchangedCredential, error) {
 	jwt, err := identity.ParseJWT(resp.AccessToken)
 	if err != nil {
 		return nil, fmt.Errorf("%w: credential is not a JWT", ErrExchange)
@@ -229,7 +261,7 @@ func readExchanged(resp *protocol.Response, cfg ExchangeConfig, pub string) (*Ex
 	if err := jsonv2.Unmarshal(jwt.Payload, &c); err != nil {
 		return nil, fmt.Errorf("%w: credential claims do not decode", ErrExchange)
 	}
-	if c.Subject != pub || c.Nats.XKey != cfg.XKey || c.Exp <= c.Iat {
+	if c.Subject != pub || c.Nats.XKey != xkey || c.Exp <= c.Iat {
 		return nil, fmt.Errorf("%w: credential is not for this agent key and xkey", ErrExchange)
 	}
 	if c.Audience != cfg.Audience {
@@ -333,14 +365,14 @@ type ExchangeAgent struct {
 	jti   string
 }
 
-// NewExchangeAgent returns an agent sending with cfg (its Credential and
-// Key are replaced by the source's) through nc. Nothing is exchanged
-// until the first Send.
+// NewExchangeAgent returns an agent sending with cfg (its Credential,
+// Key, Curve and GatewayXKey are replaced by the source's) through nc.
+// Nothing is exchanged until the first Send.
 func NewExchangeAgent(nc *nats.Conn, cfg AgentConfig, src *CredentialSource, opts ...Option) (*ExchangeAgent, error) {
 	if nc == nil || src == nil {
 		return nil, fmt.Errorf("%w: nil connection or credential source", ErrConfig)
 	}
-	cfg.Key = src.cfg.Key
+	cfg.Key, cfg.Curve, cfg.GatewayXKey = src.cfg.Key, src.cfg.Curve, src.cfg.GatewayXKey
 	return &ExchangeAgent{nc: nc, cfg: cfg, src: src, opts: opts}, nil
 }
 

@@ -85,7 +85,7 @@ func TestExchangeRefusesCredentialNotAskedFor(t *testing.T) {
 			nc := connectTo(t, w)
 			answerExchange(t, nc, tc.answer)
 			cfg := ExchangeConfig{
-				Audience: testAudience, Key: a.kp, XKey: a.xkey, Timeout: 2 * time.Second,
+				Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
 				Token: func(context.Context) (string, error) { return "idp-token", nil },
 			}
 			if tc.mod != nil {
@@ -131,7 +131,7 @@ func TestCredentialSourceFallbackJudgedAfterExchange(t *testing.T) {
 		calls int
 	)
 	src, err := NewCredentialSource(w.nc, ExchangeConfig{
-		Audience: testAudience, Key: a.kp, XKey: a.xkey, Timeout: 2 * time.Second,
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
 		Token: func(context.Context) (string, error) {
 			if calls++; calls == 1 {
 				return "idp-token", nil
@@ -150,5 +150,66 @@ func TestCredentialSourceFallbackJudgedAfterExchange(t *testing.T) {
 	now = testClock.Add(30*time.Minute - time.Second) // due for renewal, still valid
 	if c, err := src.Credential(ctxT(t)); !errors.Is(err, ErrExchange) {
 		t.Errorf("Credential = %v, %v; want %v: the credential expired during the renewal", c, err, ErrExchange)
+	}
+}
+
+// TestExchangeProvesXKey: the request the SDK sends names the curve
+// key's public key as its xkey and carries a proof the gateway's curve
+// key opens for this agent key and request id; a config without the
+// agent's curve key pair or the gateway's curve key is refused before
+// anything is sent.
+func TestExchangeProvesXKey(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	tok, err := identity.Issue(w.issuer, identity.IssueRequest{
+		Subject: a.pub, Audience: testAudience, Tenant: testTenant, XKey: a.xkey, TTL: 30 * time.Minute,
+	}, testClock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	sub, err := connectTo(t, w).Subscribe(protocol.DefaultSubject, func(m *nats.Msg) {
+		req, err := protocol.Parse(m.Data)
+		if err == nil && req.XKey != a.xkey {
+			err = errors.New("xkey is not the curve key's")
+		}
+		if err == nil {
+			err = protocol.VerifyXKeyProof(w.gwCurve, req)
+		}
+		got <- err
+		body, _ := json.Marshal(protocol.Response{AccessToken: tok.Reveal(), IssuedTokenType: protocol.TokenTypeAgentgw, TokenType: "N_A", ExpiresIn: 1800})
+		_ = m.Respond(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	cfg := ExchangeConfig{
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
+		Token: func(context.Context) (string, error) { return "idp-token", nil },
+	}
+	if _, err := Exchange(ctxT(t), w.nc, cfg, WithClock(func() time.Time { return testClock })); err != nil {
+		t.Fatalf("Exchange = %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("the request's xkey proof: %v", err)
+	}
+
+	for name, edit := range map[string]func(*ExchangeConfig){
+		"no_curve_key":          func(c *ExchangeConfig) { c.Curve = nil },
+		"user_key_as_curve_key": func(c *ExchangeConfig) { c.Curve = a.kp },
+		"no_gateway_xkey":       func(c *ExchangeConfig) { c.GatewayXKey = "" },
+		"gateway_signing_key":   func(c *ExchangeConfig) { c.GatewayXKey = w.gwSign.PublicKey() },
+	} {
+		c := cfg
+		edit(&c)
+		if _, err := Exchange(ctxT(t), w.nc, c); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: Exchange = %v; want %v", name, err, ErrConfig)
+		}
+	}
+	select {
+	case err := <-got:
+		t.Errorf("a refused config sent a request (%v)", err)
+	default:
 	}
 }

@@ -47,6 +47,10 @@ type Gateway struct {
 	revocations *identity.Revocations
 	signer      *identity.Signer
 	box         *identity.Box
+	// xbox is the same curve key as box, for the token exchange's xkey
+	// proofs: its cache of peers is filled by the keys requesters name,
+	// which then never evict the pipeline's. Nil without an exchange.
+	xbox *identity.Box
 	// rules are the catalog and policy set in force, swapped together.
 	rules atomic.Pointer[rules]
 	// reloadMu makes Reload calls (SIGHUP, the file watch) one at a time.
@@ -220,6 +224,11 @@ func (g *Gateway) loadKeys() error {
 	if g.box, err = identity.NewBox(ck); err != nil {
 		return fmt.Errorf("gateway: curve key: %w", err)
 	}
+	if g.cfg.Exchange != nil {
+		if g.xbox, err = identity.NewBox(ck); err != nil {
+			return fmt.Errorf("gateway: curve key: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -314,7 +323,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		stop, err := exchange.Start(ctx, g.nc, xc, issuers, exchange.WithTrust(g.cfg.trust()), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
+		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}

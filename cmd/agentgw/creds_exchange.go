@@ -18,12 +18,15 @@ import (
 )
 
 func credsExchange(args []string) int {
-	c := newCmd("creds exchange", "--agent-seed SEEDFILE --xkey X… --audience A (--idp-token-file FILE | --idp-token-env VAR) [--tenant T] [--scopes a,b] --out FILE", `
+	c := newCmd("creds exchange", "--agent-seed SEEDFILE --curve-seed FILE --gateway-xkey X… --audience A (--idp-token-file FILE | --idp-token-env VAR) [--tenant T] [--scopes a,b] --out FILE", `
 Exchange a token from your organisation's identity provider (a JWT access
 or ID token, e.g. from a client-credentials grant) for a short-lived
 agentgw credential, through the gateway's token exchange service (NATS
 subject agentgw.exchange), with client.Exchange. The request is signed by
-the agent's seed (proof of possession); the gateway maps the token's
+the agent's seed and carries a proof, sealed by the agent's curve seed
+--curve-seed to the gateway's curve key --gateway-xkey, that the agent
+holds the curve key the credential names as its xkey (the key sealed
+payloads must come from); the gateway maps the token's
 claims to a tenant and scopes by its configured rules and refuses scopes
 beyond them. Writes a NATS-style .creds file (JWT and the agent's seed)
 to --out, mode 0600, or the JWT alone with --jwt-only. Prints the jti,
@@ -39,7 +42,8 @@ token.`)
 	var cf connFlags
 	cf.register(c.fs)
 	agentSeed := c.fs.String("agent-seed", "", "agent seed `file` (SU…); the credential's subject, signs the request")
-	xkey := c.fs.String("xkey", "", "the agent's public curve `key` (X…)")
+	curveSeed := c.fs.String("curve-seed", "", "the agent's curve seed `file` (SX…); its public key is the credential's xkey, and it seals the xkey proof")
+	gwX := c.fs.String("gateway-xkey", "", "the gateway's public curve `key` (X…), which the xkey proof is sealed to")
 	audience := c.fs.String("audience", "", "the gateway's audience")
 	tokenFile := c.fs.String("idp-token-file", "", "`file` holding the IdP token (- for stdin)")
 	tokenEnv := c.fs.String("idp-token-env", "", "environment `variable` holding the IdP token")
@@ -58,7 +62,7 @@ token.`)
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
-	if code, ok := c.require("agent-seed", "xkey", "audience", "out"); !ok {
+	if code, ok := c.require("agent-seed", "curve-seed", "gateway-xkey", "audience", "out"); !ok {
 		return code
 	}
 	if (*tokenFile == "") == (*tokenEnv == "") {
@@ -81,6 +85,11 @@ token.`)
 		return c.fail(err, "--agent-seed must be an agent seed file, e.g. from 'agentgw keys new --type agent --out agent.nk'.")
 	}
 	defer kp.Wipe()
+	ck, err := readSeed(*curveSeed, "SX")
+	if err != nil {
+		return c.fail(err, "--curve-seed must be the agent's curve seed file, e.g. from 'agentgw keys new --type curve --out agent.xk'.")
+	}
+	defer ck.Wipe()
 	nc, _, code, ok := c.connect(&cf)
 	if !ok {
 		return code
@@ -90,7 +99,7 @@ token.`)
 	defer cancel()
 	got, err := client.Exchange(ctx, nc, client.ExchangeConfig{
 		Subject: *subject, Audience: *audience, Tenant: *tenant, Scopes: scopes,
-		Key: kp, XKey: *xkey, TokenType: tt, Timeout: *timeout,
+		Key: kp, Curve: ck, GatewayXKey: *gwX, TokenType: tt, Timeout: *timeout,
 		Token: func(context.Context) (string, error) { return tok, nil },
 	})
 	switch {

@@ -83,8 +83,12 @@ func TestConfigValidate(t *testing.T) {
 func TestNewNeedsIssuerPerTenant(t *testing.T) {
 	cfg := loadExample(t)
 	cfg.Audience = "gw"
-	_, err := New(cfg, nil)
+	_, err := New(cfg, nil, nil)
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "no issuer key for tenant tenant_a") {
 		t.Errorf("New(no issuers) = %v; want ErrConfig naming tenant_a", err)
+	}
+	// Without the gateway's curve key no xkey_proof could be checked.
+	if err == nil || !strings.Contains(err.Error(), "curve key is required") {
+		t.Errorf("New(no curve key) = %v; want ErrConfig saying the gateway's curve key is required", err)
 	}
 }

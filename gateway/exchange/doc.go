@@ -14,8 +14,17 @@
 //     key's Ed25519 signature over "agentgw-exchange-v1\n" ‖ the exact
 //     body bytes (exchange_proof_invalid). The body binds everything
 //     the credential will say or was derived from: the IdP token
-//     itself, agent key, xkey, audience, tenant, scopes, request id
-//     and time.
+//     itself, agent key, xkey, xkey proof, audience, tenant, scopes,
+//     request id and time. Then possession of the xkey: xkey_proof is
+//     "agentgw-exchange-xkey-v1\n" ‖ agent ‖ "\n" ‖ request_id sealed
+//     from the xkey to the gateway's curve key, of exactly that length
+//     before it is opened, opened with the gateway's curve key and
+//     compared in constant time; an xkey that is the gateway's own
+//     curve key is refused (exchange_proof_invalid). The xkey is the
+//     key sealed payloads must come from: without this proof anyone
+//     could name another agent's public xkey and have the gateway open
+//     that agent's sealed payloads, copied into its own envelopes, and
+//     re-seal them to a consumer of its choosing.
 //  3. Freshness: issued_at within [now − proof_max_age − skew, now +
 //     skew] and a request id not seen before (exchange_proof_stale).
 //  4. The IdP, picked by the token's (unverified) iss among the

@@ -83,15 +83,21 @@ func WithTrust(trust map[string][]string) Option { return func(o *options) { o.t
 type Service struct {
 	cfg     Config
 	opts    options
+	box     *identity.Box
 	issuers map[string]nkeys.KeyPair
 	byIss   map[string]*idp
 	seen    *seenSet
 }
 
-// New validates cfg and the issuers (tenant → issuer 'A' key pair; every
-// tenant of every IdP needs one) and returns a Service. It does no I/O:
-// each IdP's discovery runs on its first token. Errors wrap ErrConfig.
-func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service, error) {
+// New validates cfg, the issuers (tenant → issuer 'A' key pair; every
+// tenant of every IdP needs one) and box, the gateway's curve key: the
+// one the gateway accepts as a sealed payload's "to", with which the
+// service opens each request's xkey_proof. Give the service a Box of its
+// own (identity.NewBox of the same key pair), so the curve keys
+// requesters name never take the places of the gateway's peers in a
+// shared Box's cache. New does no I/O: each IdP's discovery runs on its
+// first token. Errors wrap ErrConfig.
+func New(cfg Config, issuers map[string]nkeys.KeyPair, box *identity.Box, opts ...Option) (*Service, error) {
 	o := options{now: time.Now, log: zerolog.Nop()}
 	for _, opt := range opts {
 		opt(&o)
@@ -103,6 +109,9 @@ func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service
 	cfg = cfg.withDefaults()
 	if cfg.Audience == "" {
 		errs = append(errs, errors.New("exchange: audience is required"))
+	}
+	if box == nil {
+		errs = append(errs, errors.New("exchange: the gateway's curve key is required: it checks each request's xkey_proof"))
 	}
 	if o.client == nil {
 		o.client = &http.Client{}
@@ -120,7 +129,7 @@ func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	o.client = &client
 
-	s := &Service{cfg: cfg, opts: o, issuers: map[string]nkeys.KeyPair{}, byIss: map[string]*idp{}}
+	s := &Service{cfg: cfg, opts: o, box: box, issuers: map[string]nkeys.KeyPair{}, byIss: map[string]*idp{}}
 	for t, kp := range issuers {
 		pub, err := kp.PublicKey()
 		if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
@@ -152,7 +161,8 @@ func New(cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (*Service
 // (match with errors.Is on a reason.Code) whose Detail is for the
 // operator, never for the caller. Either way it emits the audit event.
 //
-// Order: request form → proof of possession → freshness and replay →
+// Order: request form → proof of possession of the agent key, then of
+// the xkey → freshness and replay →
 // IdP routing by the unverified iss → IdP token (algorithm, signature,
 // issuer, audience, times, required claims) → tenant → act/may_act →
 // mapping rules → requested scopes → issue.
@@ -230,6 +240,18 @@ func (s *Service) admit(body []byte, proof string) (*pending, error) {
 	// recorded only once the IdP token has verified, or anyone could fill
 	// the replay set with fresh ids and stop every exchange.
 	if err := protocol.VerifyProof(req.Agent, body, proof); err != nil {
+		return x, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
+	}
+	// The credential's xkey is the key sealed payloads must come from:
+	// the gateway opens, and re-seals to a consumer, whatever is sealed
+	// from it. The request must prove it holds that key's secret, or
+	// anyone could name another agent's public xkey and have that
+	// agent's sealed payloads, copied into its own envelopes, opened.
+	// The gateway's own key is no agent's.
+	if req.XKey == s.box.PublicKey() {
+		return x, reason.Deny(reason.ExchangeProofInvalid, "xkey is the gateway's own curve key")
+	}
+	if err := protocol.VerifyXKeyProof(s.box, req); err != nil {
 		return x, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
 	}
 	at, _ := req.Time() // checked by Parse
@@ -407,12 +429,12 @@ func (s *Service) emit(ev audit.Event) {
 //
 // stop unsubscribes, waits for the requests in flight and returns the
 // micro service's stop error; call it exactly once. Start returns an
-// error wrapping ErrConfig for a bad config or issuers.
-func Start(ctx context.Context, nc *nats.Conn, cfg Config, issuers map[string]nkeys.KeyPair, opts ...Option) (stop func() error, err error) {
+// error wrapping ErrConfig for a bad config, issuers or box (see New).
+func Start(ctx context.Context, nc *nats.Conn, cfg Config, issuers map[string]nkeys.KeyPair, box *identity.Box, opts ...Option) (stop func() error, err error) {
 	if nc == nil {
 		return nil, fmt.Errorf("%w: nil connection", ErrConfig)
 	}
-	svc, err := New(cfg, issuers, opts...)
+	svc, err := New(cfg, issuers, box, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -158,14 +158,19 @@ targets:
 	}
 	resource := "http://" + epLn.Addr().String() + "/mcp"
 
-	// The token exchange maps the bench principal to bench:call.
+	// The token exchange maps the bench principal to bench:call, and
+	// checks xkey proofs with the gateway's curve key.
+	xbox, err := identity.NewBox(gwCurve)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	stopX, err := exchange.Start(ctx, nc, exchange.Config{
 		Audience: mcpAudience,
 		IdPs: []exchange.IdPConfig{{
 			Name: "bench", Issuer: base, JWKSURL: base + "/jwks", Audience: resource, Tenants: []string{mcpTenant}, Tenant: mcpTenant,
 			Rules: []exchange.Rule{{ID: "bench", Claim: "groups", Contains: "bench", Scopes: []string{"bench:call"}}},
 		}},
-	}, map[string]nkeys.KeyPair{mcpTenant: issuer}, exchange.WithoutAuditPublish())
+	}, map[string]nkeys.KeyPair{mcpTenant: issuer}, xbox, exchange.WithoutAuditPublish())
 	if err != nil {
 		return nil, fmt.Errorf("bench: mcp exchange: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/exchange"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/e2e/oidc/testidp"
 )
 
@@ -86,7 +87,12 @@ func newEndpointHarnessWith(t testing.TB, o endpointOptions) *endpointHarness {
 	}
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	stop, err := exchange.Start(h.ctx, h.nc, xcfg, map[string]nkeys.KeyPair{tenant: h.issuer}, exchange.WithHTTPClient(&http.Client{Transport: tr}))
+	// The exchange checks xkey proofs with the gateway's curve key.
+	gwCurve, err := identity.ReadSeedFile(filepath.Join(h.dir, "curve.nk"))
+	must(t, err)
+	xbox, err := identity.NewBox(gwCurve)
+	must(t, err)
+	stop, err := exchange.Start(h.ctx, h.nc, xcfg, map[string]nkeys.KeyPair{tenant: h.issuer}, xbox, exchange.WithHTTPClient(&http.Client{Transport: tr}))
 	must(t, err)
 	t.Cleanup(func() { must(t, stop()) })
 	h.startBridge()

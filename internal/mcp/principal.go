@@ -55,7 +55,6 @@ type principal struct {
 	issuer, subject string
 	key             nkeys.KeyPair
 	curve           nkeys.KeyPair
-	xkey            string
 	live            int          // its sessions in Endpoint.sessions; under Endpoint.mu
 	calls           atomic.Int64 // tools/call in flight, tasks included
 }
@@ -317,7 +316,7 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 	p := s.p
 	cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
 		Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
-		Key: p.key, XKey: p.xkey, TrustedIssuers: e.ep.TrustedIssuers,
+		Key: p.key, Curve: p.curve, GatewayXKey: e.ep.GatewayXKey, TrustedIssuers: e.ep.TrustedIssuers,
 		Token: func(context.Context) (string, error) { return raw, nil },
 	}, client.WithClock(e.now))
 	if err != nil {
@@ -372,8 +371,7 @@ func (e *Endpoint) principal(issuer, subject string, now time.Time) (p *principa
 	if err != nil {
 		return nil, false, err
 	}
-	xkey, _ := curve.PublicKey()
-	return &principal{id: id, issuer: issuer, subject: subject, key: key, curve: curve, xkey: xkey}, false, nil
+	return &principal{id: id, issuer: issuer, subject: subject, key: key, curve: curve}, false, nil
 }
 
 // adopt keeps a principal whose token the exchange accepted, writing its

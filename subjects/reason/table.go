@@ -178,7 +178,7 @@ var All = []Info{
 	{ExchangeTokenInvalid, "exchange", "IdP token signature, algorithm, key id, issuer or a required claim does not check out"},
 	{ExchangeTokenAudience, "exchange", "IdP token audience is not the one configured for that IdP"},
 	{ExchangeTokenExpired, "exchange", "IdP token is expired, or its nbf or iat is in the future (beyond skew)"},
-	{ExchangeProofInvalid, "exchange", "proof of possession missing or not signed by the agent key the credential is for"},
+	{ExchangeProofInvalid, "exchange", "proof of possession missing or not signed by the agent key the credential is for, or the xkey proof does not open from the xkey the credential is for"},
 	{ExchangeProofStale, "exchange", "exchange request too old or in the future, or its request id was already used"},
 	{ExchangeActorDenied, "exchange", "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate"},
 	{ExchangeNoScope, "exchange", "IdP token claims map to no scope or no tenant"},

@@ -68,7 +68,12 @@ const TABLE = [
   { code: "exchange_token_invalid", stage: "exchange", description: "IdP token signature, algorithm, key id, issuer or a required claim does not check out" },
   { code: "exchange_token_audience", stage: "exchange", description: "IdP token audience is not the one configured for that IdP" },
   { code: "exchange_token_expired", stage: "exchange", description: "IdP token is expired, or its nbf or iat is in the future (beyond skew)" },
-  { code: "exchange_proof_invalid", stage: "exchange", description: "proof of possession missing or not signed by the agent key the credential is for" },
+  {
+    code: "exchange_proof_invalid",
+    stage: "exchange",
+    description:
+      "proof of possession missing or not signed by the agent key the credential is for, or the xkey proof does not open from the xkey the credential is for",
+  },
   { code: "exchange_proof_stale", stage: "exchange", description: "exchange request too old or in the future, or its request id was already used" },
   { code: "exchange_actor_denied", stage: "exchange", description: "IdP token's may_act does not name the agent key, or it carries an act chain the IdP may not delegate" },
   { code: "exchange_no_scope", stage: "exchange", description: "IdP token claims map to no scope or no tenant" },

@@ -10,6 +10,7 @@ package protocol
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -23,8 +24,9 @@ import (
 	"github.com/agentgw/agentgw/subjects"
 )
 
-// Version is the request's "v".
-const Version = 1
+// Version is the request's "v". Version 1 had no xkey_proof and is
+// refused.
+const Version = 2
 
 // DefaultSubject is the NATS subject the exchange service listens on.
 const DefaultSubject = "agentgw.exchange"
@@ -56,6 +58,20 @@ const (
 // ("agentgw-envelope-v1\n") and from anything else an agent key signs.
 const signingPrefix = "agentgw-exchange-v1\n"
 
+// xkeyProofPrefix domain-separates the xkey proof's plaintext. It is
+// not JSON, so no payload the gateway seals (it seals strict JSON, and
+// credentials to itself under "agentgw-credential-v1\n") can
+// serve as a proof: the box key is the same for both directions.
+const xkeyProofPrefix = "agentgw-exchange-xkey-v1\n"
+
+// xkeyProofOverhead is what sealing adds to a plaintext: "xkv1", the
+// 24-byte nonce and the 16-byte tag.
+const xkeyProofOverhead = len(nkeys.XKeyVersionV1) + 24 + 16
+
+// maxXKeyProofText bounds xkey_proof's text: the sealed proof of the
+// longest request id, in base64url.
+var maxXKeyProofText = base64.RawURLEncoding.EncodedLen(len(xkeyProofPrefix) + 56 + 1 + 128 + xkeyProofOverhead)
+
 // SigningInput returns the exact bytes the proof signature covers: the
 // domain prefix followed by the body bytes as sent.
 func SigningInput(body []byte) []byte {
@@ -85,6 +101,11 @@ type Request struct {
 	Agent string `json:"agent"`
 	// XKey is the agent's public curve ('X') key.
 	XKey string `json:"xkey"`
+	// XKeyProof proves possession of XKey's secret: base64url (no
+	// padding) of XKeyProofInput(Agent, RequestID) sealed from XKey to
+	// the gateway's curve key (SealXKeyProof). Not a secret: it opens
+	// only with the gateway's key and says nothing beyond the request.
+	XKeyProof string `json:"xkey_proof"`
 	// RequestID is 16–128 characters of [A-Za-z0-9._:-], fresh per request.
 	RequestID string `json:"request_id"`
 	// IssuedAt is RFC 3339 UTC, second precision.
@@ -123,7 +144,7 @@ func Parse(body []byte) (*Request, error) {
 func (r *Request) check() error {
 	switch {
 	case r.V != Version:
-		return fmt.Errorf("v %d is not %d", r.V, Version)
+		return fmt.Errorf("v %d is not %d: a v%d request with xkey_proof is required", r.V, Version, Version)
 	case r.GrantType != GrantType:
 		return errors.New("grant_type is not token-exchange")
 	case r.SubjectToken == "" || len(r.SubjectToken) > MaxSubjectToken:
@@ -142,6 +163,11 @@ func (r *Request) check() error {
 		return errors.New("xkey is not a public curve ('X') nkey")
 	case !validRequestID(r.RequestID):
 		return errors.New("request_id is not [A-Za-z0-9._:-]{16,128}")
+	case r.XKeyProof == "" || len(r.XKeyProof) > maxXKeyProofText:
+		return fmt.Errorf("xkey_proof missing or longer than %d characters", maxXKeyProofText)
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(r.XKeyProof); err != nil {
+		return errors.New("xkey_proof is not base64url")
 	}
 	if _, err := r.Time(); err != nil {
 		return err
@@ -222,6 +248,60 @@ func VerifyProof(agent string, body []byte, sig string) error {
 	}
 	if err := pub.Verify(SigningInput(body), raw); err != nil {
 		return fmt.Errorf("%w: not signed by the agent key", ErrProof)
+	}
+	return nil
+}
+
+// XKeyProofInput returns the exact plaintext an xkey proof seals:
+// "agentgw-exchange-xkey-v1\n" ‖ agent ‖ "\n" ‖ requestID. It binds the
+// proof to the agent key the credential is for and to one request.
+func XKeyProofInput(agent, requestID string) []byte {
+	out := make([]byte, 0, len(xkeyProofPrefix)+len(agent)+1+len(requestID))
+	out = append(append(out, xkeyProofPrefix...), agent...)
+	return append(append(out, '\n'), requestID...)
+}
+
+// SealXKeyProof returns the xkey_proof value of a request by agent with
+// requestID: XKeyProofInput sealed by curve (the agent's curve key pair,
+// whose public key is the request's xkey) to gatewayXKey, the gateway's
+// public curve key, with a random nonce.
+func SealXKeyProof(curve nkeys.KeyPair, gatewayXKey, agent, requestID string) (string, error) {
+	if curve == nil {
+		return "", errors.New("protocol: xkey proof: no curve key pair")
+	}
+	sealed, err := curve.Seal(XKeyProofInput(agent, requestID), gatewayXKey)
+	if err != nil {
+		return "", fmt.Errorf("protocol: xkey proof: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
+}
+
+// Opener opens sealed bytes in the nkeys xkey format from sender's
+// public curve key (identity.Box.Open).
+type Opener interface {
+	Open(sealed []byte, sender string) ([]byte, error)
+}
+
+// VerifyXKeyProof checks r's xkey_proof with the gateway's curve key
+// (box): it must be exactly as long as the sealed XKeyProofInput of r's
+// agent and request id (checked before anything is opened, so the work
+// is bounded), open from r.XKey, and hold exactly that plaintext
+// (compared in constant time). Errors wrap ErrProof.
+func VerifyXKeyProof(box Opener, r *Request) error {
+	want := XKeyProofInput(r.Agent, r.RequestID)
+	sealed, err := base64.RawURLEncoding.Strict().DecodeString(r.XKeyProof)
+	switch {
+	case box == nil:
+		return fmt.Errorf("%w: xkey proof: no gateway curve key", ErrProof)
+	case err != nil || len(sealed) != len(want)+xkeyProofOverhead:
+		return fmt.Errorf("%w: xkey proof is not %d bytes of base64url", ErrProof, len(want)+xkeyProofOverhead)
+	}
+	got, err := box.Open(sealed, r.XKey)
+	if err != nil {
+		return fmt.Errorf("%w: xkey proof does not open from the request's xkey to the gateway's curve key", ErrProof)
+	}
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return fmt.Errorf("%w: xkey proof is not for this agent key and request id", ErrProof)
 	}
 	return nil
 }

@@ -174,12 +174,7 @@ func TestExchangeRefusals(t *testing.T) {
 	}
 
 	t.Run("deny/proof_replayed", func(t *testing.T) {
-		req := &protocol.Request{
-			V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: billing, SubjectTokenType: protocol.TokenTypeAccess,
-			Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
-			IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
-		}
-		body, err := protocol.Marshal(req)
+		body, err := protocol.Marshal(h.request(h.agent, billing))
 		must(t, err)
 		sig := signed(body)
 		if got := h.send(body, sig); got != "" {
@@ -377,7 +372,10 @@ func TestExchangeUnverifiedRequestsHoldNothing(t *testing.T) {
 	h.serve()
 	mallory := newAgent(t)
 	for i := range 10 {
-		got := h.raw("x.y.z", func(r *protocol.Request) { r.Agent, r.XKey, r.Tenant = mallory.pub, mallory.xkey, "tenant_b" }, h.signBy(mallory.kp))
+		got := h.raw("x.y.z", func(r *protocol.Request) {
+			r.Agent, r.XKey, r.Tenant = mallory.pub, mallory.xkey, "tenant_b"
+			r.XKeyProof = h.xkeyProof(mallory.ck, r.Agent, r.RequestID)
+		}, h.signBy(mallory.kp))
 		if got != reason.ExchangeTokenInvalid {
 			t.Fatalf("junk token %d: %q; want %q", i, got, reason.ExchangeTokenInvalid)
 		}
@@ -468,7 +466,7 @@ func TestExchangeReplayToAnotherInstanceIsAudited(t *testing.T) {
 	second.Subject, second.QueueGroup = "agentgw.exchange2", "exchange2"
 	// A second later: the credential it issues differs in iat, so in jti.
 	later := func() time.Time { return h.clock.Now().Add(time.Second) }
-	stop, err := exchange.Start(ctx, h.nc, second, h.issuers(), exchange.WithClock(later))
+	stop, err := exchange.Start(ctx, h.nc, second, h.issuers(), h.box(), exchange.WithClock(later))
 	must(t, err)
 	defer func() { _ = stop() }()
 

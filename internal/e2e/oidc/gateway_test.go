@@ -62,10 +62,10 @@ func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 	h.cfg.IssuerSeeds = map[string]string{"tenant_a": "issuer_a.nk", "tenant_b": "issuer_b.nk"}
 	issuers, err := exchange.LoadIssuers(h.cfg, func(p string) string { return filepath.Join(dir, p) })
 	must(t, err)
-	if _, err := exchange.New(h.cfg, map[string]nkeys.KeyPair{"tenant_a": h.issuerB, "tenant_b": h.issuerB}, exchange.WithTrust(h.trust())); err == nil {
+	if _, err := exchange.New(h.cfg, map[string]nkeys.KeyPair{"tenant_a": h.issuerB, "tenant_b": h.issuerB}, h.box(), exchange.WithTrust(h.trust())); err == nil {
 		t.Error("exchange.New accepted an issuer the gateway does not trust for its tenant")
 	}
-	stop, err := exchange.Start(ctx, h.nc, h.cfg, issuers, exchange.WithTrust(h.trust()), exchange.WithClock(h.clock.Now))
+	stop, err := exchange.Start(ctx, h.nc, h.cfg, issuers, h.box(), exchange.WithTrust(h.trust()), exchange.WithClock(h.clock.Now))
 	must(t, err)
 	t.Cleanup(func() { must(t, stop()) })
 
@@ -105,17 +105,16 @@ func TestGatewayAcceptsExchangedCredential(t *testing.T) {
 
 // startGateway runs a real gateway (its public API, configured as
 // `agentgw serve` would be) on the harness connection, trusting the
-// harness issuers, with catalog and e2ePolicy. It returns the gateway's
-// context and its directory, which holds the issuer seed files
-// issuer_a.nk and issuer_b.nk.
-func startGateway(t *testing.T, h *harness, catalog string) (context.Context, string) {
+// harness issuers, with catalog and e2ePolicy; edit, when given, changes
+// its config last. It returns the gateway's context and its directory,
+// which holds the issuer seed files issuer_a.nk and issuer_b.nk.
+func startGateway(t *testing.T, h *harness, catalog string, edit ...func(cfg *gateway.Config, dir string)) (context.Context, string) {
 	t.Helper()
 	dir := t.TempDir()
 	signing, _ := identity.NewGatewayKey()
 	h.gwKey, _ = signing.PublicKey()
-	curve, _ := identity.NewCurve()
 	writeSeed(t, filepath.Join(dir, "signing.nk"), signing)
-	writeSeed(t, filepath.Join(dir, "curve.nk"), curve)
+	writeSeed(t, filepath.Join(dir, "curve.nk"), h.gwCurve)
 	writeSeed(t, filepath.Join(dir, "issuer_a.nk"), h.issuerA)
 	writeSeed(t, filepath.Join(dir, "issuer_b.nk"), h.issuerB)
 	must(t, os.WriteFile(filepath.Join(dir, "catalog.yaml"), []byte(catalog), 0o600))
@@ -130,6 +129,9 @@ func startGateway(t *testing.T, h *harness, catalog string) (context.Context, st
 	trust := h.trust()
 	cfg.Tenants = map[string]gateway.TenantConfig{"tenant_a": {Issuers: trust["tenant_a"]}, "tenant_b": {Issuers: trust["tenant_b"]}}
 	cfg.Consumer.FetchWait = 200 * time.Millisecond
+	for _, e := range edit {
+		e(&cfg, dir)
+	}
 	gw, err := gateway.New(cfg, gateway.WithConn(h.nc))
 	must(t, err)
 	return gwtest.Run(t, gw, "for the exchange"), dir

@@ -73,7 +73,9 @@ type harness struct {
 	issuerB nkeys.KeyPair
 	agent   *agent
 	cfg     exchange.Config
-	gwKey   string // the signing key of the gateway startGateway runs
+	gwKey   string        // the signing key of the gateway startGateway runs
+	gwCurve nkeys.KeyPair // the gateway's curve key: xkey proofs are sealed to it
+	gwX     string        // its public key
 
 	mu     sync.Mutex
 	events []audit.Event
@@ -97,6 +99,8 @@ func newHarness(t testing.TB) *harness {
 	h.corp, h.partner, h.rogue = testidp.Start(t), testidp.Start(t), testidp.Start(t)
 	h.issuerA, _ = identity.NewIssuer()
 	h.issuerB, _ = identity.NewIssuer()
+	h.gwCurve, _ = identity.NewCurve()
+	h.gwX, _ = h.gwCurve.PublicKey()
 
 	billing := map[string]any{"groups": []string{"billing-agents", "staff"}, "org": "tenant_a"}
 	h.corp.AddClient(testidp.Client{ID: "billing-bot", Secret: "s3cret-billing", Audience: []string{idpAudience}, Claims: billing})
@@ -144,13 +148,21 @@ func (h *harness) serve(opts ...exchange.Option) {
 			h.mu.Unlock()
 		}),
 	}, opts...)
-	stop, err := exchange.Start(context.Background(), h.nc, h.cfg, h.issuers(), opts...)
+	stop, err := exchange.Start(context.Background(), h.nc, h.cfg, h.issuers(), h.box(), opts...)
 	must(h.t, err)
 	h.t.Cleanup(func() {
 		if err := stop(); err != nil {
 			h.t.Errorf("exchange stop: %v", err)
 		}
 	})
+}
+
+// box is a Box of the gateway's curve key, for an exchange service.
+func (h *harness) box() *identity.Box {
+	h.t.Helper()
+	b, err := identity.NewBox(h.gwCurve)
+	must(h.t, err)
+	return b
 }
 
 func (h *harness) issuers() map[string]nkeys.KeyPair {
@@ -185,7 +197,7 @@ func (h *harness) token(idp *testidp.IdP, id, secret string) string {
 // exchangeCfg is the SDK config for agent a presenting tok.
 func (h *harness) exchangeCfg(a *agent, tok string) client.ExchangeConfig {
 	return client.ExchangeConfig{
-		Audience: gwAudience, Key: a.kp, XKey: a.xkey,
+		Audience: gwAudience, Key: a.kp, Curve: a.ck, GatewayXKey: h.gwX,
 		Token: func(context.Context) (string, error) { return tok, nil },
 	}
 }
@@ -209,20 +221,38 @@ func (h *harness) raw(tok string, build func(*protocol.Request), sign func(body 
 }
 
 // requestBody is the harness agent's exchange request for tok, a fresh
-// request id, issued now; build, when set, edits it first.
+// request id, issued now, with its xkey proof; build, when set, edits it
+// first.
 func (h *harness) requestBody(tok string, build func(*protocol.Request)) []byte {
 	h.t.Helper()
-	req := &protocol.Request{
-		V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
-		Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
-		IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
-	}
+	req := h.request(h.agent, tok)
 	if build != nil {
 		build(req)
 	}
 	body, err := protocol.Marshal(req)
 	must(h.t, err)
 	return body
+}
+
+// request is a's exchange request for tok: a fresh request id, issued
+// now, with the xkey proof a makes with its own curve key.
+func (h *harness) request(a *agent, tok string) *protocol.Request {
+	h.t.Helper()
+	req := &protocol.Request{
+		V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
+		Audience: gwAudience, Agent: a.pub, XKey: a.xkey, RequestID: protocol.NewRequestID(),
+		IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
+	}
+	req.XKeyProof = h.xkeyProof(a.ck, req.Agent, req.RequestID)
+	return req
+}
+
+// xkeyProof is the xkey proof curve makes for agent and requestID.
+func (h *harness) xkeyProof(curve nkeys.KeyPair, agent, requestID string) string {
+	h.t.Helper()
+	p, err := protocol.SealXKeyProof(curve, h.gwX, agent, requestID)
+	must(h.t, err)
+	return p
 }
 
 func (h *harness) send(body []byte, sig string) reason.Code {

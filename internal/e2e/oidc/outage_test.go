@@ -231,12 +231,7 @@ func checkOutageEvent(t *testing.T, h *harness, tok string) {
 // sendMsg sends a signed exchange request for tok and returns the reply.
 func (h *harness) sendMsg(tok string) *nats.Msg {
 	h.t.Helper()
-	req := &protocol.Request{
-		V: protocol.Version, GrantType: protocol.GrantType, SubjectToken: tok, SubjectTokenType: protocol.TokenTypeAccess,
-		Audience: gwAudience, Agent: h.agent.pub, XKey: h.agent.xkey, RequestID: protocol.NewRequestID(),
-		IssuedAt: h.clock.Now().UTC().Format(time.RFC3339),
-	}
-	body, err := protocol.Marshal(req)
+	body, err := protocol.Marshal(h.request(h.agent, tok))
 	must(h.t, err)
 	m := nats.NewMsg(protocol.DefaultSubject)
 	m.Data = body
