@@ -375,7 +375,7 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 		// of the partition will know. Nothing is published before it has
 		// the batch; a failed append leaves the ledger ahead of the
 		// journal, so the tenure restarts from the journal.
-		err := g.scale.journal.Append(ctx, ps.p, d.b.recs)
+		err := g.appendJournal(ctx, ps.p, d.b.recs)
 		metrics.Since(m.JournalSeconds, phase)
 		if err != nil {
 			g.nakAll(items)
@@ -546,6 +546,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if err := b.PutReplay(it.replay, store.ReplayEntry{Seq: it.seq, Expires: it.env.ExpiresAt, BodyDigest: it.digest, Decision: d}); err != nil {
 			return err
 		}
+		b.journalMarker(it)
 		if it.denial == nil || (it.denial.Code != reason.DuplicateRequest && it.denial.Code != reason.IdempotencyConflict) {
 			if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt, Decision: d}); err != nil {
 				return err

@@ -24,6 +24,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/metrics"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/store/journal"
 )
 
 // Gateway is one decision pipeline. Create it with New, run it with Run,
@@ -82,6 +83,11 @@ type Gateway struct {
 	// and before the ingress acks; an error aborts the batch there, as a
 	// crash at that point would.
 	beforeAck func() error
+	// journalCut, when set by a test, is told a batch's journal records
+	// before they are appended and answers how many land: fewer than all,
+	// and the append stops there and fails, as one whose connection
+	// dropped between two journal messages would.
+	journalCut func(recs []journal.Record) int
 	// hooks, when set by a test, are told where the batch pipeline is.
 	hooks *pipelineHooks
 }

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/agentgw/agentgw/store"
@@ -14,10 +16,15 @@ import (
 // so a second copy in the same batch is caught) are not journaled: the
 // final entries staged by finish replace them before the commit.
 //
-// Per message, finish stages the replay and idempotency entries before
-// the outcome, so in the journal an outcome never precedes its entries:
-// an append that fails part way leaves a prefix, and a prefix never holds
-// an outcome whose entries are missing.
+// Per message, finish stages the replay entry, then an operator replay's
+// single-use marker, then the idempotency entry, and recordOutcomes the
+// outcomes after every message's entries, so in the journal an outcome
+// never precedes its entries, nor a marker its replay entry: an append
+// that fails part way leaves a prefix, and a prefix never holds an
+// outcome whose entries are missing, nor a marker without the entry of
+// the message that set it. Entries without their outcome are a decision
+// never published; the ledger gate recognises them by their sequence as
+// the message's own (ledgerGate, again).
 type ledgerBatch struct {
 	*store.Batch
 	recs    []journal.Record
@@ -33,6 +40,20 @@ func (b *ledgerBatch) add(r journal.Record) {
 	if b.journal {
 		b.recs = append(b.recs, r)
 	}
+}
+
+// appendJournal appends a batch's records to partition p's journal
+// (journalCut: a test cuts it short).
+func (g *Gateway) appendJournal(ctx context.Context, p int, recs []journal.Record) error {
+	if g.journalCut != nil {
+		if n := g.journalCut(recs); n < len(recs) {
+			if err := g.scale.journal.Append(ctx, p, recs[:n]); err != nil {
+				return err
+			}
+			return fmt.Errorf("journal append cut after %d of %d records", n, len(recs))
+		}
+	}
+	return g.scale.journal.Append(ctx, p, recs)
 }
 
 func journalDecision(d store.Decision) journal.Decision {
@@ -77,6 +98,26 @@ func (b *ledgerBatch) SetOnce(kind, id string, expires time.Time) (bool, error) 
 	}
 	return first, err
 }
+
+// setReplayMarker sets the single-use marker of it, an operator replay,
+// like SetOnce, but leaves its journal record to finish (journalMarker),
+// after the message's replay entry.
+func (b *ledgerBatch) setReplayMarker(it *item, expires time.Time) (bool, error) {
+	first, err := b.Batch.SetOnce("replay", replayMarkerID(it.replay), expires)
+	if err == nil && first {
+		it.marked = expires
+	}
+	return first, err
+}
+
+// journalMarker journals the marker setReplayMarker set for it, if any.
+func (b *ledgerBatch) journalMarker(it *item) {
+	if !it.marked.IsZero() {
+		b.add(journal.Record{Op: journal.OpMarker, MarkerKind: "replay", ID: replayMarkerID(it.replay), Expires: it.marked})
+	}
+}
+
+func replayMarkerID(k store.ReplayKey) string { return k.Tenant + "/" + k.Agent + "/" + k.MessageID }
 
 // PutHold stages and journals a hold.
 func (b *ledgerBatch) PutHold(id string, deadline time.Time, value []byte) error {

@@ -35,6 +35,11 @@ type partState struct {
 	// single-instance mode it never ends, so a shutdown finishes the
 	// batch in hand.
 	abandon context.Context
+	// journalFrom bounds what a rebuilt ledger knows: the journal held
+	// every record appended since then (journalFrom). Zero in
+	// single-instance mode, whose ledger holds every outcome until its
+	// message is acknowledged.
+	journalFrom time.Time
 }
 
 // errRestart ends a partition's tenure: the ledger may hold writes the
@@ -136,13 +141,13 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	defer led.Close()
 	start := time.Now()
-	n, err := g.rebuild(ctx, led, p)
+	n, from, err := g.rebuild(ctx, led, p)
 	if err != nil {
 		return err
 	}
 	g.log.Info().Int("partition", p).Uint64("epoch", epoch).Int("records", n).
-		Dur("rebuild", time.Since(start)).Msg("partition acquired")
-	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx}
+		Time("journal_from", from).Dur("rebuild", time.Since(start)).Msg("partition acquired")
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
@@ -157,12 +162,15 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	return g.consumePartition(pctx, ps)
 }
 
-// rebuild replays p's journal for the retention window into led.
-func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, error) {
+// rebuild replays p's journal for the retention window into led, and
+// returns the number of records and the time from which the journal held
+// every record (journalFrom).
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, time.Time, error) {
 	b := led.NewBatch()
 	defer func() { b.Close() }()
 	n, inBatch := 0, 0
-	err := journal.Replay(ctx, g.js, p, time.Now().Add(-g.cfg.journalMaxAge()), func(r journal.Record) error {
+	since := time.Now().Add(-g.cfg.journalMaxAge())
+	err := journal.Replay(ctx, g.js, p, since, func(r journal.Record) error {
 		if err := applyRecord(b, r); err != nil {
 			return err
 		}
@@ -177,9 +185,39 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, e
 		return nil
 	})
 	if err != nil {
-		return n, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+		return n, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
-	return n, b.Commit()
+	if err := b.Commit(); err != nil {
+		return n, time.Time{}, err
+	}
+	// Read after the replay: what aged out meanwhile only moves it later.
+	st, err := g.js.Stream(ctx, journal.Stream)
+	if err != nil {
+		return n, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+	}
+	return n, journalFrom(st.CachedInfo(), since), nil
+}
+
+// journalFrom is the earliest time from which the journal held every
+// record appended, as of info: the replay's start (since), or, once the
+// stream has lost messages (age limit or purge: its first sequence is
+// above 1), the time of its first message if that is later. A stream
+// loses its oldest messages first, so every record appended after its
+// first one is still there. A stream that had messages and has none left
+// has lost everything appended before info was taken.
+func journalFrom(info *jetstream.StreamInfo, since time.Time) time.Time {
+	st := info.State
+	from := time.Time{}
+	switch {
+	case st.Msgs == 0 && st.LastSeq > 0:
+		from = info.TimeStamp
+	case st.FirstSeq > 1:
+		from = st.FirstTime
+	}
+	if from.After(since) {
+		return from
+	}
+	return since
 }
 
 // stillOwned reports whether ps may still publish and ack: always in

@@ -51,6 +51,9 @@ type item struct {
 	replay store.ReplayKey
 	idem   store.IdemKey
 	keyed  bool // replay/idem keys are authenticated and staged
+	// marked is the expiry of the operator replay marker this message
+	// set, journaled after its replay entry (zero: none to journal).
+	marked time.Time
 	// authed: the credential and the signature verified and the message
 	// came in on its signer's own subject, so the signer may be told the
 	// outcome (a decision notice).
@@ -350,8 +353,10 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	// The same ingress message (same stream sequence) whose entries
 	// reached the journal but whose outcome did not (scale-out: an
 	// append that failed part way): its decision was never published,
-	// so it is decided now, not taken for its own replay.
-	again := seen && prev.Seq == it.seq && it.replayBy == ""
+	// so it is decided now, not taken for its own replay. An operator
+	// replay's entry there records its own decision, made past the
+	// checks below, which it is not held to again.
+	again := seen && prev.Seq == it.seq
 	if again {
 		seen = false
 	}
@@ -359,19 +364,23 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		it.deny(reason.Deny(reason.ReplayDetected, "message %s first seen at ingress sequence %d", it.env.MessageID, prev.Seq))
 		return nil
 	}
-	if seen {
+	if seen && prev.Decision.Route != store.RouteDeny {
 		// An operator replay: the nonce passes once, and only for a
 		// message whose recorded decision was a denial.
-		if prev.Decision.Route != store.RouteDeny {
-			it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
-			return nil
-		}
-		// The marker must outlast every fresh copy of the message.
-		first, err := b.SetOnce("replay", it.replay.Tenant+"/"+it.replay.Agent+"/"+it.replay.MessageID, g.fresh.LastFresh(it.env.ExpiresAt))
+		it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+		return nil
+	}
+	if it.replayBy != "" && (seen || again) {
+		// The marker must outlast every fresh copy of the message. It
+		// is journaled after the message's replay entry (finish), so a
+		// marker in the journal always has the entry saying whose it is:
+		// one set by this message's first decision comes with its entry,
+		// and this is again.
+		first, err := b.setReplayMarker(it, g.fresh.LastFresh(it.env.ExpiresAt))
 		if err != nil {
 			return err
 		}
-		if !first {
+		if !first && !again {
 			it.deny(reason.Deny(reason.ReplayRefused, "message %s was already replayed", it.env.MessageID))
 			return nil
 		}

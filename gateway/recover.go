@@ -25,7 +25,10 @@ import (
 // consumers' unacknowledged range from the stream by sequence and
 // decides, in stream order, every message there without a recorded
 // outcome, and re-emits the recorded outputs of those decided before the
-// crash (their outputs may not all be stored). Once a recovered
+// crash (their outputs may not all be stored). Scaled out, a message the
+// rebuilt ledger cannot know the fate of, one that may have been
+// acknowledged above the floor after its records aged out of the journal,
+// is left to its redelivery (readInFlight). Once a recovered
 // message's outputs are stored, its dead delivery is acknowledged by
 // sequence (deadAck); one whose acknowledgement is lost comes back after
 // ack_wait, finds its ledger outcome, has it re-emitted (the outputs'
@@ -47,6 +50,9 @@ const recoverScanLimit = 16
 type recoveredMsg struct {
 	raw  *jetstream.RawStreamMsg
 	dead deadAck
+	// mixed: its consumer has acknowledged messages above its ack floor
+	// (or the scan was cut), perhaps this one.
+	mixed bool
 }
 
 // deadAck answers a delivery the gateway no longer holds, by its stream
@@ -99,6 +105,9 @@ type inFlight struct {
 	// recoverScanLimit.
 	scanned int
 	cut     bool
+	// unknown counts the messages left to their redelivery because the
+	// ledger cannot know whether they were decided (unknownFate).
+	unknown int
 }
 
 // recoveredNow is the decision time of the messages recovered in a
@@ -132,11 +141,36 @@ func recoveredNow(clock time.Time, infos []*jetstream.ConsumerInfo, ackWait time
 	return clock.Add(-min(age, ackWait))
 }
 
+// journalClockMargin is what unknownFate allows for the clocks that
+// stamp ingress messages, journal messages and the replay's start (NATS
+// servers' and the gateway's) to disagree: the minute journalWindow
+// allows for the same.
+const journalClockMargin = time.Minute
+
+// unknownFate reports whether the ledger cannot know the fate of a
+// message stored at stored that has no recorded outcome: scaled out, a
+// ledger rebuilt from the journal holds every record appended since from
+// (partState.journalFrom), and a message is decided, and its records
+// appended, only after it is stored. So a message stored after from (less
+// the margin) without an outcome was never decided; one stored earlier
+// may have been decided, published and acknowledged, its records since
+// aged out of the journal. Zero from: the ledger holds every outcome.
+func unknownFate(stored, from time.Time) bool {
+	return !from.IsZero() && stored.Before(from.Add(journalClockMargin))
+}
+
 // readInFlight reads the messages in the unacknowledged range of ps's
-// consumers, (ack floor, last delivered]. One without a recorded outcome
-// above the ack floor was never decided, so it is not acknowledged
-// either; one with an outcome is re-emitted (below). The catch-all skips
-// what a tenant consumer owns (fair_tenants), as it does on delivery.
+// consumers, (ack floor, last delivered]. Every message there is pending
+// (delivered, not acknowledged) unless its consumer has acknowledged
+// messages above its floor, which shows as more messages read than it has
+// pending: a message stuck below them (negatively acknowledged again and
+// again) holds the floor. A message without a recorded outcome was never
+// decided, so it is decided now, unless it may be one of those
+// acknowledged and the ledger cannot know whether it was decided
+// (unknownFate): it is left to its redelivery, which an acknowledged
+// message never has and a pending one has after ack_wait. One with an
+// outcome is re-emitted (below). The catch-all skips what a tenant
+// consumer owns (fair_tenants), as it does on delivery.
 func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, error) {
 	var res inFlight
 	type src struct {
@@ -169,10 +203,11 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 			filter = subjects.PartitionFilter(ps.p)
 		}
 		limit := recoverScanLimit * max(info.Config.MaxAckPending, 1)
-		n := 0
+		n, cut := 0, false
+		var read []recoveredMsg
 		for seq := info.AckFloor.Stream + 1; seq <= info.Delivered.Stream; {
 			if n == limit {
-				res.cut = true
+				cut = true
 				break
 			}
 			raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
@@ -192,9 +227,17 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 				continue
 			}
 			seen[raw.Sequence] = true
+			read = append(read, m)
+		}
+		// Every message read is still pending unless more were read
+		// than the consumer has pending (or the scan stopped short).
+		mixed := cut || n > info.NumAckPending
+		for _, m := range read {
+			m.mixed = mixed
 			res.msgs = append(res.msgs, m)
 		}
 		res.scanned += n
+		res.cut = res.cut || cut
 	}
 	slices.SortFunc(res.msgs, func(a, b jetstream.Msg) int {
 		return cmp.Compare(a.(recoveredMsg).raw.Sequence, b.(recoveredMsg).raw.Sequence)
@@ -215,9 +258,20 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 	b := ps.ledger.NewBatch()
 	defer b.Close()
 	res.msgs = slices.DeleteFunc(res.msgs, func(m jetstream.Msg) bool {
-		raw := m.(recoveredMsg).raw
+		rm := m.(recoveredMsg)
+		raw := rm.raw
 		_, found, err := b.Outcome(raw.Sequence)
-		return err == nil && found && serverNow.Sub(raw.Time) >= g.cfg.Streams.DuplicateWindow/2
+		if err != nil {
+			return false
+		}
+		if found {
+			return serverNow.Sub(raw.Time) >= g.cfg.Streams.DuplicateWindow/2
+		}
+		if rm.mixed && unknownFate(raw.Time, ps.journalFrom) {
+			res.unknown++
+			return true
+		}
+		return false
 	})
 	res.now = recoveredNow(g.clock(), infos, g.cfg.Consumer.AckWait)
 	return res, nil
@@ -236,6 +290,10 @@ func (g *Gateway) recoverInFlight(ctx context.Context, ps *partState, jobs chan<
 	if fl.cut {
 		g.log.Warn().Int("partition", ps.p).Int("scanned", fl.scanned).
 			Msg("unacknowledged range longer than the recovery scan; the rest is decided on redelivery")
+	}
+	if fl.unknown > 0 {
+		g.log.Warn().Int("partition", ps.p).Int("messages", fl.unknown).Time("journal_from", ps.journalFrom).
+			Msg("messages above the ack floor stored before what the journal still holds, without an outcome, left to their redelivery: an acknowledged one has none, an unacknowledged one is decided then")
 	}
 	if len(fl.msgs) == 0 {
 		return nil
