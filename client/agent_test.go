@@ -437,6 +437,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An opened reply: its payload was sealed to the agent.
+	reply := &Reply{RequestID: "r1", Responder: "UX", MessageID: "m1", Payload: []byte(`{"card":"4111111111111111"}`)}
 	for _, s := range []string{
 		fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg),
 		fmt.Sprintf("%v %+v %#v %s", ag, ag, ag, ag),
@@ -446,8 +448,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		fmt.Sprintf("%v %+v %#v %s", xa, xa, xa, xa),
 		fmt.Sprintf("%v %+v %#v %s", xcfg, xcfg, xcfg, xcfg),
 		fmt.Sprintf("%+v %#v", []any{op, ap, xa}, map[string]any{"op": op, "ap": ap, "xa": xa}),
+		fmt.Sprintf("%v %+v %#v %s %x %v", reply, reply, reply, reply, reply, *reply),
 	} {
-		for name, secret := range map[string]string{"seed": string(seed), "curve seed": string(cseed), "credential": a.token.Reveal()} {
+		for name, secret := range map[string]string{"seed": string(seed), "curve seed": string(cseed), "credential": a.token.Reveal(), "reply payload": "4111111111111111"} {
 			if strings.Contains(s, secret) {
 				t.Errorf("printed form holds the %s: %s", name, s)
 			}

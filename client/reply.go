@@ -40,6 +40,19 @@ type Reply struct {
 	Claims    *decision.Claims
 }
 
+// String names the reply and its payload's digest, never the payload:
+// a reply was sealed to the agent, and a logged one would not be.
+func (r Reply) String() string {
+	return fmt.Sprintf("client.Reply{request_id=%s responder=%s message_id=%s payload=%d bytes}",
+		r.RequestID, r.Responder, r.MessageID, len(r.Payload))
+}
+
+// Format prints String for every verb.
+func (r Reply) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
+
+// GoString returns the same as String.
+func (r Reply) GoString() string { return r.String() }
+
 // WaitOptions say whom to trust for replies and decision notices.
 type WaitOptions struct {
 	// TrustedGateways are the gateway signing keys (N...) whose reply
