@@ -146,6 +146,8 @@ func TestOptions(t *testing.T) {
 		{"refuse/half-ca", func(o *scaffold.Options) { o.CACert = "ca.pem" }, "both its certificate and its key"},
 		{"refuse/relative-nats-dir", func(o *scaffold.Options) { o.NATSDir = "etc/nats" }, "must be absolute"},
 		{"refuse/bad-host", func(o *scaffold.Options) { o.Hosts = []string{"nats_1"} }, `host "nats_1"`},
+		{"refuse/negative-tenant-connections", func(o *scaffold.Options) { o.TenantMaxConnections = -1 }, "tenant max connections -1"},
+		{"refuse/huge-tenant-subscriptions", func(o *scaffold.Options) { o.TenantMaxSubscriptions = scaffold.MaxTenantLimit + 1 }, "tenant max subscriptions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
@@ -188,7 +190,8 @@ func TestGatewayLoads(t *testing.T) {
 
 // TestPermissionsMatchDeploy: the written accounts.conf grants the
 // gateway, operators and the admin exactly what deploy/accounts.conf
-// (which internal/e2e/transport tests line by line) grants them.
+// (which internal/e2e/transport tests line by line) grants them, and by
+// default limits tenant accounts as it does (TENANT_LIMITS).
 func TestPermissionsMatchDeploy(t *testing.T) {
 	dir := t.TempDir()
 	_, err := scaffold.Write(oneNode(dir))
