@@ -165,7 +165,8 @@ func TestOptions(t *testing.T) {
 }
 
 // TestGatewayLoads: the written gateway.yaml, catalog and policies load
-// as the gateway loads them, for one instance and for several.
+// as the gateway loads them, for one instance and for several, and its
+// ingress caps fit the written server's storage.
 func TestGatewayLoads(t *testing.T) {
 	for _, instances := range []int{1, 3} {
 		dir := t.TempDir()
@@ -184,6 +185,13 @@ func TestGatewayLoads(t *testing.T) {
 		}
 		if _, err := policy.Load(cfg.Policies...); err != nil {
 			t.Errorf("policies: %v", err)
+		}
+		// The ingress caps: a quarter of the written server's file store,
+		// the rest for the outputs; one agent's share bounded.
+		srv := serverOptions(t, filepath.Join(dir, scaffold.NodeDir("nats.example.com"), "nats-server.conf"))
+		if s := cfg.Streams; s.IngressMaxBytes != srv.JetStreamMaxStore/4 || s.IngressMaxMsgsPerAgent <= 0 {
+			t.Errorf("streams: ingress_max_bytes %d, ingress_max_msgs_per_agent %d; want a quarter of max_file_store %d, and a cap per agent",
+				s.IngressMaxBytes, s.IngressMaxMsgsPerAgent, srv.JetStreamMaxStore)
 		}
 	}
 }
