@@ -56,6 +56,8 @@ deploy/README.md shows the steps that follow.`)
 	dataDir := c.fs.String("data-dir", "", "the gateway's data_dir, e.g. /var/lib/agentgw (default: data, next to gateway.yaml)")
 	days := c.fs.Int("days", 365, "validity of the leaf certificates in `days` (a new CA: ten times that)")
 	credsTTL := c.fs.Duration("creds-ttl", 12*time.Hour, "lifetime of the example credentials (at most 24h)")
+	tenantConns := c.fs.Int("tenant-max-connections", scaffold.DefaultTenantMaxConnections, "`connections` each tenant account may hold in all (accounts.conf TENANT_LIMITS)")
+	tenantSubs := c.fs.Int("tenant-max-subscriptions", scaffold.DefaultTenantMaxSubscriptions, "`subscriptions` each connection of a tenant account may hold")
 	force := c.fs.Bool("force", false, "replace existing files")
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -66,11 +68,16 @@ deploy/README.md shows the steps that follow.`)
 	if code, ok := c.require("dir", "tenants", "hosts"); !ok {
 		return code
 	}
+	if *tenantConns < 1 || *tenantSubs < 1 {
+		// Options take 0 for the default; a flag of 0 asks for none.
+		return c.usageErr("--tenant-max-connections and --tenant-max-subscriptions: want at least 1")
+	}
 	d, err := scaffold.Write(scaffold.Options{
 		Dir: *dir, Tenants: tenants, Hosts: hosts, Instances: *instances, Audience: *audience,
 		CACert: *caCert, CAKey: *caKey, ServerSANs: sans, ClientPort: *clientPort, RoutePort: *routePort,
 		NATSDir: *natsDir, StoreDir: *store, DataDir: *dataDir,
 		Validity: time.Duration(*days) * 24 * time.Hour, CredentialTTL: *credsTTL, Force: *force,
+		TenantMaxConnections: *tenantConns, TenantMaxSubscriptions: *tenantSubs,
 	})
 	switch {
 	case errors.Is(err, scaffold.ErrOptions):

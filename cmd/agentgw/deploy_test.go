@@ -46,6 +46,19 @@ func TestDeployInit(t *testing.T) {
 	if !strings.Contains(r.stderr, "give one (a single node) or three (a cluster)") {
 		t.Errorf("deploy init with two hosts:\n%s", r)
 	}
+
+	// The tenant limits reach accounts.conf; none at all is refused.
+	small := filepath.Join(t.TempDir(), "small")
+	mustRun(t, "", exitOK, "deploy", "init", "--dir", small, "--tenants", "acme", "--hosts", "nats.example.com",
+		"--tenant-max-connections", "40", "--tenant-max-subscriptions", "60")
+	accounts, err := os.ReadFile(filepath.Join(small, scaffold.NodeDir("nats.example.com"), "accounts.conf"))
+	if err != nil || !strings.Contains(string(accounts), "TENANT_LIMITS = { max_connections: 40, max_subscriptions: 60,") {
+		t.Errorf("accounts.conf with --tenant-max-connections 40 --tenant-max-subscriptions 60: %v\n%s", err, accounts)
+	}
+	r = mustRun(t, "", exitUsage, "deploy", "init", "--dir", t.TempDir(), "--tenants", "acme", "--hosts", "a", "--tenant-max-connections", "0")
+	if !strings.Contains(r.stderr, "want at least 1") {
+		t.Errorf("deploy init --tenant-max-connections 0:\n%s", r)
+	}
 }
 
 // TestDeniedReplayOperatorByCertificate: in a deploy init deployment the

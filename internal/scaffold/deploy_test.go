@@ -137,19 +137,32 @@ func (w *written) connectUser(t testing.TB, tenant, role string) *tenantUser {
 	must(t, err)
 	curve, err := identity.ReadSeedFile(w.path(dir, role+".xk"))
 	must(t, err)
-	pub, _ := kp.PublicKey()
 	errs := &natstest.AsyncErrs{}
-	nc, err := nats.Connect(strings.Join(w.urls, ","),
-		nats.ErrorHandler(errs.Handler),
-		nats.Secure(w.tlsConfig(t, dir, role)),
-		nats.Nkey(pub, kp.Sign),
-		nats.CustomInboxPrefix("_INBOX."+pub),
-		nats.Name(tenant+"-"+role))
+	nc, err := w.dialUser(t, tenant, role, nats.ErrorHandler(errs.Handler))()
 	if err != nil {
 		t.Fatalf("connect %s %s: %v", tenant, role, err)
 	}
 	t.Cleanup(nc.Close)
 	return &tenantUser{nc: nc, errs: errs, tok: tok, kp: kp, curve: curve}
+}
+
+// dialUser connects a written tenant user as connectUser does, and
+// leaves the error and the closing to the caller.
+func (w *written) dialUser(t testing.TB, tenant, role string, opts ...nats.Option) natstest.Dial {
+	t.Helper()
+	dir := scaffold.TenantDir(tenant)
+	_, kp, err := identity.ReadCreds(w.path(dir, role+".creds"))
+	must(t, err)
+	pub, _ := kp.PublicKey()
+	tc := w.tlsConfig(t, dir, role)
+	return func() (*nats.Conn, error) {
+		return nats.Connect(strings.Join(w.urls, ","), append([]nats.Option{
+			nats.Secure(tc),
+			nats.Nkey(pub, kp.Sign),
+			nats.CustomInboxPrefix("_INBOX." + pub),
+			nats.Name(tenant + "-" + role),
+		}, opts...)...)
+	}
 }
 
 // startGateway runs the gateway from the written gateway.yaml, only the

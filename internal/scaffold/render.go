@@ -368,6 +368,7 @@ func (r *renderer) servers(tenants []tenantData) error {
 		"TenantList": strings.Join(names, ", "), "Tenants": tenants,
 		"GatewayUser": rfc2253(gatewayCN, "gateway"), "AdminUser": rfc2253(adminCN, "admin"),
 		"OperatorUser": rfc2253(operatorCN, "operator"), "SysUser": rfc2253(sysCN, "sys"),
+		"TenantMaxConnections": r.o.TenantMaxConnections, "TenantMaxSubscriptions": r.o.TenantMaxSubscriptions,
 	})
 	if err != nil {
 		return err

@@ -54,6 +54,12 @@ type Options struct {
 	// Validity is the lifetime of leaf certificates. Default 365 days;
 	// a CA made here lives ten times as long.
 	Validity time.Duration
+	// TenantMaxConnections and TenantMaxSubscriptions are every tenant
+	// account's limits in accounts.conf (TENANT_LIMITS): its connections
+	// together, and the subscriptions of each of its connections.
+	// Defaults DefaultTenantMaxConnections and
+	// DefaultTenantMaxSubscriptions; at most MaxTenantLimit.
+	TenantMaxConnections, TenantMaxSubscriptions int
 	// CredentialTTL is the lifetime of the example credentials. Default
 	// 12h (the gateway accepts at most limits.max_credential_lifetime).
 	CredentialTTL time.Duration
@@ -71,6 +77,20 @@ var (
 	// ErrExists means files are in the way and Options.Force is not set;
 	// Write wrote nothing.
 	ErrExists = errors.New("scaffold: file exists")
+)
+
+// Tenant account limits (Options): a tenant of a couple of hundred
+// identities (agents, approvers, capability consumers, MCP bridges and
+// endpoints, each with one connection or more) fits in 256 connections;
+// an agent holds a few subscriptions (its inbox, its reply subject, one
+// per answer it waits for), and 512 leaves room for a process that
+// waits for many answers at once.
+const (
+	DefaultTenantMaxConnections   = 256
+	DefaultTenantMaxSubscriptions = 512
+	// MaxTenantLimit bounds either limit: more would be no limit on a
+	// server that admits 10,000 connections in all.
+	MaxTenantLimit = 100000
 )
 
 // reserved account names: a tenant cannot be one of them.
@@ -157,6 +177,20 @@ func (o *Options) withDefaults() error {
 	}
 	if o.Validity < time.Hour {
 		add("certificate validity %s: want at least an hour", o.Validity)
+	}
+	if o.TenantMaxConnections == 0 {
+		o.TenantMaxConnections = DefaultTenantMaxConnections
+	}
+	if o.TenantMaxSubscriptions == 0 {
+		o.TenantMaxSubscriptions = DefaultTenantMaxSubscriptions
+	}
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"connections", o.TenantMaxConnections}, {"subscriptions", o.TenantMaxSubscriptions}} {
+		if l.n < 1 || l.n > MaxTenantLimit {
+			add("tenant max %s %d: want 1 to %d", l.name, l.n, MaxTenantLimit)
+		}
 	}
 	if o.CredentialTTL == 0 {
 		o.CredentialTTL = 12 * time.Hour

@@ -146,6 +146,8 @@ func TestOptions(t *testing.T) {
 		{"refuse/half-ca", func(o *scaffold.Options) { o.CACert = "ca.pem" }, "both its certificate and its key"},
 		{"refuse/relative-nats-dir", func(o *scaffold.Options) { o.NATSDir = "etc/nats" }, "must be absolute"},
 		{"refuse/bad-host", func(o *scaffold.Options) { o.Hosts = []string{"nats_1"} }, `host "nats_1"`},
+		{"refuse/negative-tenant-connections", func(o *scaffold.Options) { o.TenantMaxConnections = -1 }, "tenant max connections -1"},
+		{"refuse/huge-tenant-subscriptions", func(o *scaffold.Options) { o.TenantMaxSubscriptions = scaffold.MaxTenantLimit + 1 }, "tenant max subscriptions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
@@ -163,7 +165,8 @@ func TestOptions(t *testing.T) {
 }
 
 // TestGatewayLoads: the written gateway.yaml, catalog and policies load
-// as the gateway loads them, for one instance and for several.
+// as the gateway loads them, for one instance and for several, and its
+// ingress caps fit the written server's storage.
 func TestGatewayLoads(t *testing.T) {
 	for _, instances := range []int{1, 3} {
 		dir := t.TempDir()
@@ -183,12 +186,20 @@ func TestGatewayLoads(t *testing.T) {
 		if _, err := policy.Load(cfg.Policies...); err != nil {
 			t.Errorf("policies: %v", err)
 		}
+		// The ingress caps: a quarter of the written server's file store,
+		// the rest for the outputs; one agent's share bounded.
+		srv := serverOptions(t, filepath.Join(dir, scaffold.NodeDir("nats.example.com"), "nats-server.conf"))
+		if s := cfg.Streams; s.IngressMaxBytes != srv.JetStreamMaxStore/4 || s.IngressMaxMsgsPerAgent <= 0 {
+			t.Errorf("streams: ingress_max_bytes %d, ingress_max_msgs_per_agent %d; want a quarter of max_file_store %d, and a cap per agent",
+				s.IngressMaxBytes, s.IngressMaxMsgsPerAgent, srv.JetStreamMaxStore)
+		}
 	}
 }
 
 // TestPermissionsMatchDeploy: the written accounts.conf grants the
 // gateway, operators and the admin exactly what deploy/accounts.conf
-// (which internal/e2e/transport tests line by line) grants them.
+// (which internal/e2e/transport tests line by line) grants them, and by
+// default limits tenant accounts as it does (TENANT_LIMITS).
 func TestPermissionsMatchDeploy(t *testing.T) {
 	dir := t.TempDir()
 	_, err := scaffold.Write(oneNode(dir))

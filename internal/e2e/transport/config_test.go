@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/conf"
+
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/identity"
 )
@@ -47,4 +49,32 @@ func TestDeployGatewayConfig(t *testing.T) {
 			t.Errorf("nats.url %q is not tls://", u)
 		}
 	}
+	// The ingress caps: a quarter of each node's file store, the rest
+	// for the outputs; one agent's share bounded.
+	for _, n := range []string{"n1", "n2", "n3"} {
+		store := maxFileStore(t, filepath.Join(deployDir, "cluster", n+".conf"))
+		if s := cfg.Streams; s.IngressMaxBytes != store/4 || s.IngressMaxMsgsPerAgent <= 0 {
+			t.Errorf("streams: ingress_max_bytes %d, ingress_max_msgs_per_agent %d; want a quarter of %s's max_file_store %d, and a cap per agent",
+				s.IngressMaxBytes, s.IngressMaxMsgsPerAgent, n, store)
+		}
+	}
+}
+
+// maxFileStore reads jetstream.max_file_store of a server config as
+// nats-server does, units included.
+func maxFileStore(t testing.TB, path string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	must(t, err)
+	line := regexp.MustCompile(`(?m)^\s*max_file_store:.*$`).Find(data)
+	if line == nil {
+		t.Fatalf("%s: no max_file_store", path)
+	}
+	m, err := conf.Parse(string(line))
+	must(t, err)
+	v, ok := m["max_file_store"].(int64)
+	if !ok {
+		t.Fatalf("%s: max_file_store %v", path, m["max_file_store"])
+	}
+	return v
 }

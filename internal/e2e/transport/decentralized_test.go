@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/internal/gwtest"
+	"github.com/agentgw/agentgw/internal/natstest"
 )
 
 // staticUser returns the permissions deploy/accounts.conf gives a
@@ -111,6 +112,9 @@ func TestDecentralizedAuth(t *testing.T) {
 	}
 	tc := jwt.NewAccountClaims(tenAPub)
 	tc.Name = "TENANT_A"
+	// accounts.conf's TENANT_LIMITS (nsc edit account --conns
+	// --subscriptions --payload).
+	tc.Limits.Conn, tc.Limits.Subs, tc.Limits.Payload = tenantMaxConnections, tenantMaxSubscriptions, tenantMaxPayload
 	for _, e := range exports {
 		ac.Exports.Add(&jwt.Export{Subject: jwt.Subject(e.subject), Type: e.typ, TokenReq: true, ResponseType: e.resp})
 		imp := &jwt.Import{Account: agwPub, Subject: jwt.Subject(e.subject), Type: e.typ, Token: activation(e.subject, e.typ, tenAPub)}
@@ -180,15 +184,21 @@ func TestDecentralizedAuth(t *testing.T) {
 	})
 	must(t, err)
 
-	connect := func(u *user, perms *jwt.Permissions) (*nats.Conn, *asyncErrs) {
+	dial := func(u *user, perms *jwt.Permissions, opts ...nats.Option) natstest.Dial {
 		signer := agentSK
 		if perms != nil {
 			signer = tenA
 		}
 		seed, _ := u.kp.Seed()
+		token := userJWT(u.pub, tenAPub, signer, perms)
+		return func() (*nats.Conn, error) {
+			return nats.Connect(url, append([]nats.Option{nats.UserJWTAndSeed(token, string(seed)),
+				nats.CustomInboxPrefix("_INBOX." + u.pub)}, opts...)...)
+		}
+	}
+	connect := func(u *user, perms *jwt.Permissions) (*nats.Conn, *asyncErrs) {
 		ae := &asyncErrs{}
-		nc, err := nats.Connect(url, nats.UserJWTAndSeed(userJWT(u.pub, tenAPub, signer, perms), string(seed)),
-			nats.CustomInboxPrefix("_INBOX."+u.pub), nats.ErrorHandler(ae.Handler))
+		nc, err := dial(u, perms, nats.ErrorHandler(ae.Handler))()
 		must(t, err)
 		t.Cleanup(nc.Close)
 		return nc, ae
@@ -227,4 +237,14 @@ func TestDecentralizedAuth(t *testing.T) {
 	if v := slog.Violations(`go:agentgw-gateway"`); len(v) > 0 {
 		t.Errorf("the gateway hit permission violations with the static lists in a JWT:\n%v", v)
 	}
+
+	// The account's limits hold for users of its signing keys: the
+	// scoped agent is told the payload limit, and the account takes
+	// only its connection limit (the agent's and the consumer's above
+	// are two of them) while the gateway's account goes on.
+	natstest.PayloadLimit(t, nc, tenantMaxPayload, "agentgw.in.tenant_a."+d.users[agent1].pub)
+	natstest.AccountConnectionLimit(t, tenantMaxConnections-2, dial(d.users[agent2], nil),
+		func() (*nats.Conn, error) {
+			return nats.Connect(url, nats.UserJWTAndSeed(userJWT(adminPub, "", agw, &adminPerms), string(adminSeed)))
+		})
 }

@@ -223,20 +223,29 @@ type (
 // the CA, nkey authentication, inbox prefix _INBOX.<key>.
 func (d *deployment) connectUser(t testing.TB, name string) (*nats.Conn, *asyncErrs) {
 	t.Helper()
-	u := d.users[name]
 	ae := &asyncErrs{}
-	nc, err := nats.Connect(d.url,
-		nats.Secure(d.pki.ca.tlsConfig(t, &d.pki.tenantCert)),
-		nats.Nkey(u.pub, u.kp.Sign),
-		nats.CustomInboxPrefix("_INBOX."+u.pub),
-		nats.ErrorHandler(ae.Handler),
-		nats.Name(name),
-	)
+	nc, err := d.dialUser(t, name, nats.ErrorHandler(ae.Handler))()
 	if err != nil {
 		t.Fatalf("connect %s: %v", name, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc, ae
+}
+
+// dialUser connects a tenant user as connectUser does, and leaves the
+// error and the closing to the caller.
+func (d *deployment) dialUser(t testing.TB, name string, opts ...nats.Option) natstest.Dial {
+	t.Helper()
+	u := d.users[name]
+	tc := d.pki.ca.tlsConfig(t, &d.pki.tenantCert)
+	return func() (*nats.Conn, error) {
+		return nats.Connect(d.url, append([]nats.Option{
+			nats.Secure(tc),
+			nats.Nkey(u.pub, u.kp.Sign),
+			nats.CustomInboxPrefix("_INBOX." + u.pub),
+			nats.Name(name),
+		}, opts...)...)
+	}
 }
 
 // connectCert connects an AGENTGW identity by its certificate alone.
