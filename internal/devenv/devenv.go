@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/atomicfile"
 )
 
 //go:embed material
@@ -210,17 +211,17 @@ func (m *Material) write() error {
 			return err
 		}
 		data = []byte(fill.Replace(string(data)))
-		return os.WriteFile(filepath.Join(m.Dir, strings.TrimPrefix(p, "material/")), data, 0o600)
+		return atomicfile.Write(filepath.Join(m.Dir, strings.TrimPrefix(p, "material/")), data, 0o600)
 	})
 	if err != nil {
 		return err
 	}
 	issuerPub, _ := issuer.PublicKey()
 	issuerBPub, _ := issuerB.PublicKey()
-	if err := os.WriteFile(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\n"), 0o600); err != nil {
+	if err := atomicfile.Write(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\n"), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(m.Config, fmt.Appendf(nil, gatewayYAML, Audience, Tenant, issuerPub, TenantB, issuerBPub), 0o600)
+	return atomicfile.Write(m.Config, fmt.Appendf(nil, gatewayYAML, Audience, Tenant, issuerPub, TenantB, issuerBPub), 0o600)
 }
 
 const gatewayYAML = `# agentgw gateway config written by 'agentgw run' (development).
@@ -293,7 +294,7 @@ func newSeedFile(path string, mk func() (nkeys.KeyPair, error)) (nkeys.KeyPair, 
 	if err != nil {
 		return nil, err
 	}
-	return kp, os.WriteFile(path, append(seed, '\n'), 0o600)
+	return kp, atomicfile.Write(path, append(seed, '\n'), 0o600)
 }
 
 func (m *Material) loadPublic() error {
@@ -463,7 +464,7 @@ func (m *Material) writeServerConf() error {
 	if old, err := os.ReadFile(m.NATSConf); err == nil && bytes.Equal(old, out.Bytes()) {
 		return nil
 	}
-	return os.WriteFile(m.NATSConf, out.Bytes(), 0o600)
+	return atomicfile.Write(m.NATSConf, out.Bytes(), 0o600)
 }
 
 // Provision creates (or updates) the pull consumers of m.Consumers, as

@@ -582,3 +582,24 @@ func TestEnsureTenantDirUsers(t *testing.T) {
 		t.Errorf("Ensure with a tenant_a credential in creds/tenant_b/ = %v; want an error naming the file", err)
 	}
 }
+
+// TestEnsureRewritesSeedsWithTheirMode: with its gateway.yaml gone,
+// Ensure writes the material again; a seed file left world-readable
+// (0644) is replaced by one of mode 0600, never rewritten in place with
+// its old mode.
+func TestEnsureRewritesSeedsWithTheirMode(t *testing.T) {
+	dir := t.TempDir()
+	m, _, err := devenv.Ensure(dir)
+	must(t, err)
+	must(t, os.Chmod(m.Issuer, 0o644))
+	must(t, os.Remove(m.Config))
+	m, created, err := devenv.Ensure(dir)
+	if err != nil || !created {
+		t.Fatalf("Ensure after gateway.yaml was removed = %v, created %v", err, created)
+	}
+	fi, err := os.Stat(m.Issuer)
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("issuer seed %s has mode %v; want 0600", m.Issuer, fi.Mode().Perm())
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -159,7 +160,7 @@ func (m *Material) setIssuer(name, issuer string) error {
 	if err := p.ReplaceWithReader(file, strings.NewReader("{issuers: ["+issuer+"]}")); err != nil {
 		return fmt.Errorf("%s: tenant %s: %w", m.Config, name, err)
 	}
-	if err := os.WriteFile(m.Config, []byte(file.String()), 0o600); err != nil {
+	if err := atomicfile.Write(m.Config, []byte(file.String()), 0o600); err != nil {
 		return err
 	}
 	got, err := m.configTenants()
