@@ -226,10 +226,13 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // stored again under a new Nats-Msg-Id, which only a holder of publish
 // rights on the capability subject can do): it is terminated with
 // reason.DecisionDuplicate and reported to OnReject. A redelivery of the
-// same stream sequence (after a nak, after AckWait, or after an ack that
-// was lost) is handed over again, as at-least-once delivery requires: a
-// handler must still tolerate seeing the delivery it did not
-// acknowledge. The record holds at most MaxTokens tokens; when it is full
+// same stream sequence by the same JetStream consumer (after a nak, after
+// AckWait, or after an ack that was lost; JetStream counts it delivered
+// twice or more) is handed over again, as at-least-once delivery
+// requires: a handler must still tolerate seeing the delivery it did not
+// acknowledge. The same sequence delivered for the first time again under
+// the same consumer name (a durable deleted and created again, which
+// delivers the stream from its start) is not a redelivery: a duplicate. The record holds at most MaxTokens tokens; when it is full
 // a new delivery is handed back rather than handed over unrecorded (see
 // MaxTokens).
 //
@@ -323,5 +326,5 @@ func (c *Consumer) claim(m jetstream.Msg, d *Delivery, now time.Time) error {
 	if md.Stream != c.cfg.Stream {
 		return reason.Deny(reason.Internal, "jti %s: delivered from stream %s, not %s", d.Claims.ID, md.Stream, c.cfg.Stream)
 	}
-	return c.tokens.claim(d.Claims.ID, md.Consumer, md.Sequence.Stream, d.Claims.Expires.Add(c.cfg.Skew), now)
+	return c.tokens.claim(d.Claims.ID, md.Consumer, md.Sequence.Stream, md.NumDelivered, d.Claims.Expires.Add(c.cfg.Skew), now)
 }

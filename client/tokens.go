@@ -53,21 +53,24 @@ func newTokenRecord(max int) *tokenRecord {
 
 // claim records that the token id, verifying until expires, is about to
 // be handed over from stream sequence seq as delivered by the JetStream
-// consumer named consumer, at now. It returns nil for a token not seen
-// before and for the same sequence from the same consumer again (a
-// JetStream redelivery), or a *reason.Denial:
+// consumer named consumer for the delivered-th time (JetStream's
+// NumDelivered, from 1), at now. It returns nil for a token not seen
+// before and for a redelivery: the same sequence from the same consumer
+// again, delivered ≥ 2. Or it returns a *reason.Denial:
 //
 //   - DecisionDuplicate: the token was handed over from another stream
 //     sequence (a re-published copy), or from the same sequence by
 //     another JetStream consumer (two ephemeral consumers, each reading
-//     the whole stream).
+//     the whole stream), or from the same sequence by a consumer of the
+//     same name delivering it for the first time (a durable deleted and
+//     created again, which delivers the stream again from the start).
 //   - DecisionRecordFull: the token is new and the record holds max
 //     unexpired tokens; nothing is forgotten to make room.
 //   - DecisionExpired: the token expired before the latest instant claim
 //     was called at (the clock stepped back).
 //
 // Entries expire with their token.
-func (r *tokenRecord) claim(id, consumer string, seq uint64, expires, now time.Time) error {
+func (r *tokenRecord) claim(id, consumer string, seq, delivered uint64, expires, now time.Time) error {
 	// Wall clock only: with monotonic readings Before would not see the
 	// wall clock step back, while expiry is judged on the wall clock.
 	now = now.Round(0)
@@ -86,7 +89,14 @@ func (r *tokenRecord) claim(id, consumer string, seq uint64, expires, now time.T
 	}
 	if h, ok := r.byID[id]; ok {
 		if h.seq == seq && h.consumer == consumer {
-			return nil
+			if delivered >= 2 {
+				return nil
+			}
+			// A first delivery of a sequence this consumer name has
+			// delivered before: not this consumer's redelivery (its
+			// count would be 2 or more) but another consumer created
+			// under the same name since.
+			return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d by consumer %s; delivered again as a first delivery (the consumer was created again)", id, seq, consumer)
 		}
 		if h.seq == seq {
 			return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d by consumer %s; delivered again by %s", id, seq, h.consumer, consumer)

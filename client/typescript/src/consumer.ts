@@ -177,10 +177,13 @@ export class ReceivedDelivery extends Delivery {
  * again under a new Nats-Msg-Id, which only a holder of publish rights on
  * the capability subject can do): it is terminated with
  * decision_token_duplicate and reported to onReject. A redelivery of the
- * same stream sequence (after a nak, after AckWait, or after an ack that
- * was lost) is handed over again, as at-least-once delivery requires: a
- * handler must still tolerate seeing the delivery it did not
- * acknowledge. The record holds at most maxTokens tokens; when it is full
+ * same stream sequence by the same JetStream consumer (after a nak, after
+ * AckWait, or after an ack that was lost; JetStream counts it delivered
+ * twice or more) is handed over again, as at-least-once delivery
+ * requires: a handler must still tolerate seeing the delivery it did not
+ * acknowledge. The same sequence delivered for the first time again under
+ * the same consumer name (a durable deleted and created again, which
+ * delivers the stream from its start) is not a redelivery: a duplicate. The record holds at most maxTokens tokens; when it is full
  * a new delivery is handed back rather than handed over unrecorded (see
  * maxTokens).
  *
@@ -366,9 +369,11 @@ export class Consumer {
   #claim(m: JsMsg, d: Delivery, stream: string, now: Date): void {
     let from: string;
     let consumer: string;
+    let delivered: number;
     try {
       from = m.info.stream;
       consumer = m.info.consumer;
+      delivered = m.info.deliveryCount;
     } catch {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: no JetStream metadata on the delivery`);
     }
@@ -376,7 +381,7 @@ export class Consumer {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: delivered from stream ${from}, not ${stream}`);
     }
     const skew = this.#cfg.skewMs ?? DEFAULT_CONSUMER_SKEW_MS;
-    this.#tokens.claim(d.claims.id, m.seq, d.claims.expires.getTime() + skew, now.getTime(), consumer);
+    this.#tokens.claim(d.claims.id, consumer, m.seq, delivered, d.claims.expires.getTime() + skew, now.getTime());
   }
 
   toString(): string {

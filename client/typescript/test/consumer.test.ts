@@ -152,6 +152,33 @@ test("consume: a copy re-published under a new Nats-Msg-Id is terminated as a du
   assert.equal(rejected[0]![1].reason, "decision_token_duplicate");
 });
 
+test("consume: a durable deleted and created again does not hand over a handled message again", async () => {
+  await capStream();
+  const a = newActor();
+  await publish(forward({ w, a, target: TARGET, plain: bytes(`{"refund":"R-9"}`) }));
+  const handled: string[] = [];
+  const rejected: string[] = [];
+  const c = new Consumer(js, config(undefined, { durable: "recreated", onReject: (_s, e) => rejected.push(e.reason) }));
+  const settled = async (): Promise<boolean> => {
+    const info = await jsm.consumers.info("AGENTGW_CAP", "recreated").catch(() => null);
+    return info !== null && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 1;
+  };
+  let ctl = new AbortController();
+  let serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  await waitFor("the message handled and acknowledged", async () => handled.length === 1 && (await settled()));
+  ctl.abort();
+  await serving;
+  await jsm.consumers.delete("AGENTGW_CAP", "recreated");
+
+  ctl = new AbortController();
+  serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal }); // creates "recreated" again
+  await waitFor("the durable created again to settle", async () => rejected.length === 1 && (await settled()));
+  ctl.abort();
+  await serving;
+  assert.deepEqual(handled, [`{"refund":"R-9"}`], "handled once: the durable created again delivers it again");
+  assert.deepEqual(rejected, ["decision_token_duplicate"]);
+});
+
 test("consume: with the token record full a new delivery is handed back, not handed over, until a token expires", async () => {
   await capStream();
   const a = newActor();

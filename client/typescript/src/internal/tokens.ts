@@ -56,15 +56,19 @@ export class TokenRecord {
   /**
    * claim records that the token id, verifying until expires (ms), is
    * about to be handed over from stream sequence seq as delivered by the
-   * JetStream consumer named consumer, at now (ms). It returns for a
-   * token not seen before and for the same sequence from the same
-   * consumer again (a JetStream redelivery), or throws a
+   * JetStream consumer named consumer for the delivered-th time
+   * (JetStream's delivery count, from 1), at now (ms). It returns for a
+   * token not seen before and for a redelivery: the same sequence from
+   * the same consumer again, delivered >= 2. Or it throws a
    * VerificationError:
    *
    *  - decision_token_duplicate: the token was handed over from another
    *    stream sequence (a re-published copy), or from the same sequence
    *    by another JetStream consumer (two ephemeral consumers, each
-   *    reading the whole stream).
+   *    reading the whole stream), or from the same sequence by a consumer
+   *    of the same name delivering it for the first time (a durable
+   *    deleted and created again, which delivers the stream again from
+   *    the start).
    *  - decision_token_record_full: the token is new and the record holds
    *    max unexpired tokens; nothing is forgotten to make room.
    *  - decision_token_expired: the token expired before the latest
@@ -72,7 +76,7 @@ export class TokenRecord {
    *
    * Entries expire with their token.
    */
-  claim(id: string, seq: number, expires: number, now: number, consumer = ""): void {
+  claim(id: string, consumer: string, seq: number, delivered: number, expires: number, now: number): void {
     if (now < this.#latest) {
       now = this.#latest;
     }
@@ -86,7 +90,13 @@ export class TokenRecord {
     const h = this.#byId.get(id);
     if (h !== undefined) {
       if (h.seq === seq && h.consumer === consumer) {
-        return;
+        if (delivered >= 2) {
+          return;
+        }
+        // A first delivery of a sequence this consumer name has delivered
+        // before: not this consumer's redelivery (its count would be 2 or
+        // more) but another consumer created under the same name since.
+        throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${seq} by consumer ${consumer}; delivered again as a first delivery (the consumer was created again)`);
       }
       if (h.seq === seq) {
         throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${seq} by consumer ${h.consumer}; delivered again by ${consumer}`);
