@@ -388,3 +388,96 @@ func TestConsumerDurableCreatedAgain(t *testing.T) {
 		t.Errorf("OnReject calls = %v; want one %v", r.rejected, reason.DecisionDuplicate)
 	}
 }
+
+// TestTokenRecordClockAheadThenBack: a clock reading that was ahead (a
+// VM resumed, an NTP step forward corrected since) drops the entries it
+// passes. Back at the right time, a token not recorded that expires
+// later than every dropped entry was never handed over and is; one that
+// expires no later may be a dropped token's copy and is still refused.
+func TestTokenRecordClockAheadThenBack(t *testing.T) {
+	t0 := testClock
+	r := newTokenRecord(8)
+	if err := r.claim("jti-a", "c1", 1, 1, t0.Add(time.Minute), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.claim("jti-z", "c1", 2, 1, t0.Add(time.Hour), t0.Add(10*time.Minute)); err != nil { // ahead: drops jti-a
+		t.Fatal(err)
+	}
+	back := t0.Add(time.Second)
+	if err := r.claim("jti-b", "c1", 3, 1, t0.Add(5*time.Minute), back); err != nil {
+		t.Errorf("a new token expiring after every dropped one = %v; want handed over", err)
+	}
+	if err := r.claim("jti-c", "c1", 4, 1, t0.Add(30*time.Second), back); !errors.Is(err, reason.DecisionExpired) {
+		t.Errorf("a token expiring before a dropped one = %v; want %s", err, reason.DecisionExpired)
+	}
+	if err := r.claim("jti-a", "c1", 5, 1, t0.Add(time.Minute), back); !errors.Is(err, reason.DecisionExpired) {
+		t.Errorf("a copy of the dropped token = %v; want %s", err, reason.DecisionExpired)
+	}
+	if err := r.claim("jti-z", "c1", 6, 1, t0.Add(time.Hour), back); !errors.Is(err, reason.DecisionDuplicate) {
+		t.Errorf("a copy of a recorded token = %v; want %s", err, reason.DecisionDuplicate)
+	}
+}
+
+// TestConsumerClockAheadThenBack: after a clock reading that was ahead,
+// a delivery whose token verifies by the clock's current reading is not
+// terminated. One the record cannot tell from a dropped token's copy is
+// refused and handed back (a Consumer with a fresh record, as after a
+// restart, handles it); one expiring after every dropped entry is
+// handled.
+func TestConsumerClockAheadThenBack(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	expiring := func(d time.Duration) *nats.Msg {
+		return forward{w: w, a: a, target: "orders.status", plain: []byte(`{"q":"status"}`),
+			edit: func(c *decision.Claims) { c.Expires = testClock.Add(d) }}.msg()
+	}
+	var now atomic.Pointer[time.Time]
+	at := func(d time.Duration) { t := testClock.Add(d); now.Store(&t) }
+	at(0)
+	r := &recorder{}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{"orders.status"}, []string{w.gwSign.PublicKey()}
+	cfg.Durable, cfg.NakDelay, cfg.OnReject = "status", 20*time.Millisecond, r.reject
+	clock := WithClock(func() time.Time { return *now.Load() })
+	c, err := NewConsumer(w.js, cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := consumeInBackground(t, c, r)
+	w.publish(expiring(time.Minute)) // seq 1, handled at testClock
+	w.waitSettled("status", 1)
+	at(10 * time.Minute)           // ahead
+	w.publish(expiring(time.Hour)) // seq 2: its reading drops seq 1's token
+	w.waitSettled("status", 2)
+	at(time.Second)                      // back
+	w.publish(expiring(time.Minute))     // seq 3: expires with seq 1's token
+	w.publish(expiring(5 * time.Minute)) // seq 4: later than every dropped entry
+	waitFor(t, "seq 3 handed back twice and seq 4 handled", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.rejected) >= 2 && len(r.calls) == 3
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if n := r.rejections(reason.DecisionExpired); n != len(r.rejected) {
+		t.Errorf("OnReject calls = %v; want only %s", r.rejected, reason.DecisionExpired)
+	}
+
+	// Not terminated: a Consumer with a fresh record handles seq 3.
+	fresh := &recorder{}
+	cfg.OnReject = fresh.reject
+	c2, err := NewConsumer(w.js, cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = consumeInBackground(t, c2, fresh)
+	w.waitSettled("status", 4)
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if len(fresh.calls) != 1 || len(fresh.rejected) != 0 {
+		t.Errorf("fresh record: handler calls %v, OnReject calls %v; want seq 3 handled", fresh.calls, fresh.rejected)
+	}
+}

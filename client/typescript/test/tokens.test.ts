@@ -92,3 +92,20 @@ test("TokenRecord: the same sequence from another JetStream consumer is not a re
   );
   r.claim("jti-a", "c1", 1, 2, t0 + 60_000, t0 + 2_000); // its own redelivery
 });
+
+test("TokenRecord: after a clock reading that was ahead, a token expiring after every dropped one is handed over; one expiring no later is refused", () => {
+  const t0 = CLOCK.getTime();
+  const r = new TokenRecord(8);
+  r.claim("jti-a", "c1", 1, 1, t0 + 60_000, t0);
+  r.claim("jti-z", "c1", 2, 1, t0 + 3_600_000, t0 + 600_000); // ahead: drops jti-a
+  const back = t0 + 1_000;
+  r.claim("jti-b", "c1", 3, 1, t0 + 300_000, back); // never handed over
+  const expired = (e: unknown): boolean => e instanceof VerificationError && e.reason === "decision_token_expired";
+  assert.throws(() => r.claim("jti-c", "c1", 4, 1, t0 + 30_000, back), expired, "expires before a dropped token");
+  assert.throws(() => r.claim("jti-a", "c1", 5, 1, t0 + 60_000, back), expired, "a copy of the dropped token");
+  assert.throws(
+    () => r.claim("jti-z", "c1", 6, 1, t0 + 3_600_000, back),
+    (e: unknown) => e instanceof VerificationError && e.reason === "decision_token_duplicate",
+    "a copy of a recorded token",
+  );
+});

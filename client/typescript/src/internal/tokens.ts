@@ -11,10 +11,11 @@ import { VerificationError } from "../errors.js";
 export const DEFAULT_MAX_TOKENS = 1 << 18;
 
 /**
- * RECORD_FULL_RETRY_MS is how long a delivery refused because the token
- * record is full waits before it comes back, when nakDelayMs is absent.
+ * HAND_BACK_DELAY_MS is how long a delivery the token record hands back
+ * (the record is full, or the token may be one it dropped) waits before
+ * it comes back, when nakDelayMs is absent.
  */
-export const RECORD_FULL_RETRY_MS = 1_000;
+export const HAND_BACK_DELAY_MS = 1_000;
 
 interface Expiring {
   id: string;
@@ -38,10 +39,12 @@ export class TokenRecord {
   readonly #byId = new Map<string, { consumer: string; seq: number; expires: number }>();
   // A binary min-heap on expires.
   readonly #expiry: Expiring[] = [];
-  // The latest instant claim was called at. An earlier clock reading (a
-  // step back) is raised to it, so a token whose entry was dropped as
-  // expired is never taken for a new one.
-  #latest = -Infinity;
+  // The latest expiry (ms) of an entry dropped because a clock reading
+  // passed it. Entries are dropped soonest first, so a token expiring
+  // later than this that is not recorded was never handed over; one
+  // expiring no later may have been, and is refused even when a clock
+  // stepped back since says it verifies.
+  #dropped = -Infinity;
 
   /** max bounds the unexpired tokens held; it must be a positive integer. */
   constructor(max: number) {
@@ -71,18 +74,20 @@ export class TokenRecord {
    *    the start).
    *  - decision_token_record_full: the token is new and the record holds
    *    max unexpired tokens; nothing is forgotten to make room.
-   *  - decision_token_expired: the token expired before the latest
-   *    instant claim was called at (the clock stepped back).
+   *  - decision_token_expired: the token is expired at now, or it is not
+   *    recorded and expires no later than an entry dropped at an earlier
+   *    reading (the clock stepped back, or an earlier reading was ahead):
+   *    it may be a copy of a token handed over and forgotten. Only the
+   *    first kind is expired for good; the second may verify at now.
    *
-   * Entries expire with their token.
+   * Entries expire with their token, at the first claim whose now passes
+   * their expiry.
    */
   claim(id: string, consumer: string, seq: number, delivered: number, expires: number, now: number): void {
-    if (now < this.#latest) {
-      now = this.#latest;
-    }
-    this.#latest = now;
     while (this.#expiry.length > 0 && now > this.#expiry[0]!.expires) {
-      this.#byId.delete(this.#pop().id);
+      const e = this.#pop();
+      this.#byId.delete(e.id);
+      this.#dropped = Math.max(this.#dropped, e.expires);
     }
     if (now > expires) {
       throw new VerificationError("decision_token_expired", `jti ${id} expired at ${new Date(expires).toISOString()}`);
@@ -102,6 +107,9 @@ export class TokenRecord {
         throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${seq} by consumer ${h.consumer}; delivered again by ${consumer}`);
       }
       throw new VerificationError("decision_token_duplicate", `jti ${id} already handed over from stream sequence ${h.seq}; this copy is sequence ${seq}`);
+    }
+    if (expires <= this.#dropped) {
+      throw new VerificationError("decision_token_expired", `jti ${id} expires at ${new Date(expires).toISOString()}, no later than a token dropped from the record at an earlier clock reading: it may have been handed over`);
     }
     if (this.#byId.size >= this.#max) {
       throw new VerificationError("decision_token_record_full", `jti ${id}: ${this.#byId.size} unexpired decision tokens recorded; handed back until one expires`);
