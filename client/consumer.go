@@ -75,8 +75,9 @@ type ConsumerConfig struct {
 	// included). Zero: unlimited. Negative is invalid.
 	MaxDeliver int
 	// NakDelay delays redelivery after a handler error, and after a
-	// refusal because the token record is full. Zero: at once after a
-	// handler error, one second after a refusal. Negative is invalid.
+	// refusal that hands the message back (see Consume). Zero: at once
+	// after a handler error, one second after a refusal. Negative is
+	// invalid.
 	NakDelay time.Duration
 	// MaxTokens bounds the decision tokens the consumer remembers having
 	// handed over (see Consume), each until it expires. Zero:
@@ -89,8 +90,9 @@ type ConsumerConfig struct {
 	// OnReject, if set, is called with the subject and the
 	// *reason.Denial of every message that is not handed over: one that
 	// fails verification or is a copy of a delivery already handed over
-	// (terminated), or one refused because the token record is full
-	// (handed back). It runs on the consuming goroutine: keep it short.
+	// (terminated), or one the token record refuses though it verifies
+	// (handed back; see Consume). It runs on the consuming goroutine: keep
+	// it short.
 	OnReject func(subject string, err error)
 }
 
@@ -226,12 +228,25 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // stored again under a new Nats-Msg-Id, which only a holder of publish
 // rights on the capability subject can do): it is terminated with
 // reason.DecisionDuplicate and reported to OnReject. A redelivery of the
-// same stream sequence (after a nak, after AckWait, or after an ack that
-// was lost) is handed over again, as at-least-once delivery requires: a
-// handler must still tolerate seeing the delivery it did not
-// acknowledge. The record holds at most MaxTokens tokens; when it is full
-// a new delivery is handed back rather than handed over unrecorded (see
+// same stream sequence by the same JetStream consumer (after a nak, after
+// AckWait, or after an ack that was lost; JetStream counts it delivered
+// twice or more) is handed over again, as at-least-once delivery
+// requires: a handler must still tolerate seeing the delivery it did not
+// acknowledge. The same sequence delivered for the first time again under
+// the same consumer name (a durable deleted and created again, which
+// delivers the stream from its start) is not a redelivery: a duplicate.
+// The record holds at most MaxTokens tokens; when it is full a new
+// delivery is handed back rather than handed over unrecorded (see
 // MaxTokens).
+//
+// The record forgets a token once a clock reading passes its expiry. If
+// that reading was ahead (a VM resumed, a clock stepped forward and then
+// corrected) or the clock steps back since, a token that verifies by the
+// current reading but expires no later than a forgotten one may be a
+// copy of it: it is refused reason.DecisionExpired and handed back (nak,
+// after NakDelay or one second), never terminated, so a Consumer with a
+// fresh record (a restarted process) can still handle it. Only a token
+// expired by the current reading is terminated.
 //
 // The record is in this process's memory, shared by every Consume call of
 // this Consumer and by nothing else. Other instances bound to the same
@@ -280,12 +295,17 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
 		now := c.now()
 		d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.verifyOptions(now))
+		handBack := false
 		if err == nil {
 			err = c.claim(m, d, now)
+			// The token verifies at now: the record refuses it as expired
+			// only for an earlier clock reading, which now may show to
+			// have been ahead. Refused, but not terminated.
+			handBack = reason.Of(err) == reason.DecisionRecordFull || reason.Of(err) == reason.DecisionExpired
 		}
 		if err != nil {
-			if reason.Of(err) == reason.DecisionRecordFull {
-				_ = m.NakWithDelay(cmp.Or(c.cfg.NakDelay, recordFullRetry))
+			if handBack {
+				_ = m.NakWithDelay(cmp.Or(c.cfg.NakDelay, handBackDelay))
 			} else {
 				_ = m.TermWithReason(string(reason.Of(err)))
 			}
@@ -323,5 +343,5 @@ func (c *Consumer) claim(m jetstream.Msg, d *Delivery, now time.Time) error {
 	if md.Stream != c.cfg.Stream {
 		return reason.Deny(reason.Internal, "jti %s: delivered from stream %s, not %s", d.Claims.ID, md.Stream, c.cfg.Stream)
 	}
-	return c.tokens.claim(d.Claims.ID, md.Consumer, md.Sequence.Stream, d.Claims.Expires.Add(c.cfg.Skew), now)
+	return c.tokens.claim(d.Claims.ID, md.Consumer, md.Sequence.Stream, md.NumDelivered, d.Claims.Expires.Add(c.cfg.Skew), now)
 }

@@ -151,8 +151,9 @@ func TestConsumerTermsRepublishedCopy(t *testing.T) {
 	}
 }
 
-// TestTokenRecord: a token is claimed once per stream sequence; another
-// sequence is a copy; a full record refuses new tokens and makes room
+// TestTokenRecord: a token is claimed once per stream sequence, and again
+// only on that sequence's redelivery (delivered ≥ 2); another sequence is
+// a copy; a full record refuses new tokens and makes room
 // only as tokens expire; a clock that steps back never revives a token
 // whose entry was dropped.
 func TestTokenRecord(t *testing.T) {
@@ -161,6 +162,7 @@ func TestTokenRecord(t *testing.T) {
 	type step struct {
 		id   string
 		seq  uint64
+		n    uint64 // JetStream's NumDelivered
 		exp  time.Time
 		now  time.Time
 		want reason.Code // "" = handed over
@@ -171,36 +173,46 @@ func TestTokenRecord(t *testing.T) {
 		steps []step
 	}{
 		{"allow/redelivery_same_sequence", 4, []step{
-			{"jti-a", 1, exp, t0, ""},
-			{"jti-a", 1, exp, t0.Add(time.Second), ""},
+			{"jti-a", 1, 1, exp, t0, ""},
+			{"jti-a", 1, 2, exp, t0.Add(time.Second), ""},
+			{"jti-a", 1, 3, exp, t0.Add(2 * time.Second), ""},
+		}},
+		{"allow/first_seen_on_a_redelivery", 4, []step{
+			{"jti-a", 1, 3, exp, t0, ""},
+		}},
+		{"deny/same_sequence_delivered_first_again", 4, []step{
+			{"jti-a", 1, 1, exp, t0, ""},
+			{"jti-a", 1, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate}, // the durable created again
+			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), ""},                   // the first one's redelivery
 		}},
 		{"deny/copy_at_another_sequence", 4, []step{
-			{"jti-a", 1, exp, t0, ""},
-			{"jti-a", 7, exp, t0.Add(time.Second), reason.DecisionDuplicate},
-			{"jti-a", 1, exp, t0.Add(2 * time.Second), ""},
+			{"jti-a", 1, 1, exp, t0, ""},
+			{"jti-a", 7, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate},
+			{"jti-a", 7, 2, exp, t0.Add(time.Second), reason.DecisionDuplicate},
+			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), ""},
 		}},
 		{"deny/copy_just_before_expiry", 4, []step{
-			{"jti-a", 1, exp, t0, ""},
-			{"jti-a", 2, exp, exp, reason.DecisionDuplicate},
+			{"jti-a", 1, 1, exp, t0, ""},
+			{"jti-a", 2, 1, exp, exp, reason.DecisionDuplicate},
 		}},
 		{"deny/full_refuses_new_until_expiry", 1, []step{
-			{"jti-a", 1, exp, t0, ""},
-			{"jti-b", 2, exp.Add(time.Hour), t0, reason.DecisionRecordFull},
-			{"jti-a", 1, exp, t0, ""}, // its own redelivery still passes
-			{"jti-b", 2, exp.Add(time.Hour), exp.Add(time.Nanosecond), ""},
-			{"jti-b", 3, exp.Add(time.Hour), exp.Add(time.Second), reason.DecisionDuplicate},
+			{"jti-a", 1, 1, exp, t0, ""},
+			{"jti-b", 2, 1, exp.Add(time.Hour), t0, reason.DecisionRecordFull},
+			{"jti-a", 1, 2, exp, t0, ""}, // its own redelivery still passes
+			{"jti-b", 2, 2, exp.Add(time.Hour), exp.Add(time.Nanosecond), ""},
+			{"jti-b", 3, 1, exp.Add(time.Hour), exp.Add(time.Second), reason.DecisionDuplicate},
 		}},
 		{"deny/clock_stepped_back_after_expiry", 4, []step{
-			{"jti-a", 1, exp, t0, ""},
-			{"jti-z", 9, exp.Add(time.Hour), exp.Add(time.Second), ""}, // drops jti-a
-			{"jti-a", 2, exp, t0, reason.DecisionExpired},
+			{"jti-a", 1, 1, exp, t0, ""},
+			{"jti-z", 9, 1, exp.Add(time.Hour), exp.Add(time.Second), ""}, // drops jti-a
+			{"jti-a", 2, 1, exp, t0, reason.DecisionExpired},
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTokenRecord(tc.max)
 			for i, s := range tc.steps {
-				err := r.claim(s.id, "c1", s.seq, s.exp, s.now)
+				err := r.claim(s.id, "c1", s.seq, s.n, s.exp, s.now)
 				if s.want == "" && err != nil || s.want != "" && !errors.Is(err, s.want) {
 					t.Fatalf("step %d: claim(%s, seq %d) = %v; want %q", i, s.id, s.seq, err, s.want)
 				}
@@ -281,13 +293,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestTokenRecordAnotherConsumer(t *testing.T) {
 	exp := testClock.Add(time.Minute)
 	r := newTokenRecord(4)
-	if err := r.claim("jti-a", "c1", 1, exp, testClock); err != nil {
+	if err := r.claim("jti-a", "c1", 1, 1, exp, testClock); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.claim("jti-a", "c2", 1, exp, testClock.Add(time.Second)); !errors.Is(err, reason.DecisionDuplicate) {
+	if err := r.claim("jti-a", "c2", 1, 1, exp, testClock.Add(time.Second)); !errors.Is(err, reason.DecisionDuplicate) {
 		t.Errorf("same sequence from another consumer = %v; want %s", err, reason.DecisionDuplicate)
 	}
-	if err := r.claim("jti-a", "c1", 1, exp, testClock.Add(2*time.Second)); err != nil {
+	if err := r.claim("jti-a", "c1", 1, 2, exp, testClock.Add(2*time.Second)); err != nil {
 		t.Errorf("redelivery by the first consumer = %v; want handed over", err)
 	}
 }
@@ -321,14 +333,151 @@ func TestTokenRecordWallClockStepsBack(t *testing.T) {
 	t0 := time.Now()
 	exp := time.Unix(t0.Unix()+60, 0)
 	r := newTokenRecord(4)
-	if err := r.claim("jti-a", "c1", 1, exp, t0); err != nil {
+	if err := r.claim("jti-a", "c1", 1, 1, exp, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.claim("jti-z", "c1", 9, exp.Add(time.Hour), t0.Add(2*time.Minute)); err != nil { // drops jti-a
+	if err := r.claim("jti-z", "c1", 9, 1, exp.Add(time.Hour), t0.Add(2*time.Minute)); err != nil { // drops jti-a
 		t.Fatal(err)
 	}
 	stepped := withMono(t, t0, 2*time.Minute+time.Second) // wall back 2 min, monotonic on 1 s
-	if err := r.claim("jti-a", "c1", 2, exp, stepped); !errors.Is(err, reason.DecisionExpired) {
+	if err := r.claim("jti-a", "c1", 2, 1, exp, stepped); !errors.Is(err, reason.DecisionExpired) {
 		t.Errorf("copy of a dropped token after the wall clock stepped back = %v; want %s", err, reason.DecisionExpired)
+	}
+}
+
+// TestConsumerDurableCreatedAgain: a durable deleted and created again
+// under the same name (an administrator's change, consumer state lost)
+// delivers the stream from its start again, each message as a first
+// delivery. A message already handled and acknowledged is not handed
+// over a second time: the same consumer name and stream sequence
+// delivered for the first time again is not a redelivery.
+func TestConsumerDurableCreatedAgain(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	w.publish(forward{w: w, a: a, target: testTarget, plain: []byte(`{"refund":"R-9"}`)}.msg())
+
+	r := &recorder{}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
+	cfg.Durable, cfg.OnReject = "refunds", r.reject
+	c, err := NewConsumer(w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := consumeInBackground(t, c, r)
+	w.waitSettled("refunds", 1)
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if err := w.js.DeleteConsumer(context.Background(), StreamCapability, "refunds"); err != nil {
+		t.Fatal(err)
+	}
+
+	stop = consumeInBackground(t, c, r) // creates "refunds" again
+	w.waitSettled("refunds", 1)
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.calls) != 1 {
+		t.Errorf("handler called %d times; want once: the durable created again delivers the handled message again", len(r.calls))
+	}
+	if len(r.rejected) != 1 || !errors.Is(r.rejected[0].err, reason.DecisionDuplicate) {
+		t.Errorf("OnReject calls = %v; want one %v", r.rejected, reason.DecisionDuplicate)
+	}
+}
+
+// TestTokenRecordClockAheadThenBack: a clock reading that was ahead (a
+// VM resumed, an NTP step forward corrected since) drops the entries it
+// passes. Back at the right time, a token not recorded that expires
+// later than every dropped entry was never handed over and is; one that
+// expires no later may be a dropped token's copy and is still refused.
+func TestTokenRecordClockAheadThenBack(t *testing.T) {
+	t0 := testClock
+	r := newTokenRecord(8)
+	if err := r.claim("jti-a", "c1", 1, 1, t0.Add(time.Minute), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.claim("jti-z", "c1", 2, 1, t0.Add(time.Hour), t0.Add(10*time.Minute)); err != nil { // ahead: drops jti-a
+		t.Fatal(err)
+	}
+	back := t0.Add(time.Second)
+	if err := r.claim("jti-b", "c1", 3, 1, t0.Add(5*time.Minute), back); err != nil {
+		t.Errorf("a new token expiring after every dropped one = %v; want handed over", err)
+	}
+	if err := r.claim("jti-c", "c1", 4, 1, t0.Add(30*time.Second), back); !errors.Is(err, reason.DecisionExpired) {
+		t.Errorf("a token expiring before a dropped one = %v; want %s", err, reason.DecisionExpired)
+	}
+	if err := r.claim("jti-a", "c1", 5, 1, t0.Add(time.Minute), back); !errors.Is(err, reason.DecisionExpired) {
+		t.Errorf("a copy of the dropped token = %v; want %s", err, reason.DecisionExpired)
+	}
+	if err := r.claim("jti-z", "c1", 6, 1, t0.Add(time.Hour), back); !errors.Is(err, reason.DecisionDuplicate) {
+		t.Errorf("a copy of a recorded token = %v; want %s", err, reason.DecisionDuplicate)
+	}
+}
+
+// TestConsumerClockAheadThenBack: after a clock reading that was ahead,
+// a delivery whose token verifies by the clock's current reading is not
+// terminated. One the record cannot tell from a dropped token's copy is
+// refused and handed back (a Consumer with a fresh record, as after a
+// restart, handles it); one expiring after every dropped entry is
+// handled.
+func TestConsumerClockAheadThenBack(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	expiring := func(d time.Duration) *nats.Msg {
+		return forward{w: w, a: a, target: "orders.status", plain: []byte(`{"q":"status"}`),
+			edit: func(c *decision.Claims) { c.Expires = testClock.Add(d) }}.msg()
+	}
+	var now atomic.Pointer[time.Time]
+	at := func(d time.Duration) { t := testClock.Add(d); now.Store(&t) }
+	at(0)
+	r := &recorder{}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{"orders.status"}, []string{w.gwSign.PublicKey()}
+	cfg.Durable, cfg.NakDelay, cfg.OnReject = "status", 20*time.Millisecond, r.reject
+	clock := WithClock(func() time.Time { return *now.Load() })
+	c, err := NewConsumer(w.js, cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := consumeInBackground(t, c, r)
+	w.publish(expiring(time.Minute)) // seq 1, handled at testClock
+	w.waitSettled("status", 1)
+	at(10 * time.Minute)           // ahead
+	w.publish(expiring(time.Hour)) // seq 2: its reading drops seq 1's token
+	w.waitSettled("status", 2)
+	at(time.Second)                      // back
+	w.publish(expiring(time.Minute))     // seq 3: expires with seq 1's token
+	w.publish(expiring(5 * time.Minute)) // seq 4: later than every dropped entry
+	waitFor(t, "seq 3 handed back twice and seq 4 handled", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.rejected) >= 2 && len(r.calls) == 3
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if n := r.rejections(reason.DecisionExpired); n != len(r.rejected) {
+		t.Errorf("OnReject calls = %v; want only %s", r.rejected, reason.DecisionExpired)
+	}
+
+	// Not terminated: a Consumer with a fresh record handles seq 3.
+	fresh := &recorder{}
+	cfg.OnReject = fresh.reject
+	c2, err := NewConsumer(w.js, cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = consumeInBackground(t, c2, fresh)
+	w.waitSettled("status", 4)
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if len(fresh.calls) != 1 || len(fresh.rejected) != 0 {
+		t.Errorf("fresh record: handler calls %v, OnReject calls %v; want seq 3 handled", fresh.calls, fresh.rejected)
 	}
 }

@@ -15,9 +15,10 @@ import (
 // bytes a token).
 const DefaultMaxTokens = 1 << 18
 
-// recordFullRetry is how long a delivery refused because the token record
-// is full waits before it comes back, when NakDelay is zero.
-const recordFullRetry = time.Second
+// handBackDelay is how long a delivery the token record hands back (the
+// record is full, or the token may be one it dropped) waits before it
+// comes back, when NakDelay is zero.
+const handBackDelay = time.Second
 
 // tokenRecord remembers which decision tokens a Consumer handed to its
 // handler, and from which sequence of its stream, until each token
@@ -32,10 +33,12 @@ type tokenRecord struct {
 	max    int
 	byID   map[string]handedOver
 	expiry expiryHeap
-	// latest is the latest instant claim was called at. An earlier clock
-	// reading (a step back) is raised to it, so a token whose entry was
-	// dropped as expired is never taken for a new one.
-	latest time.Time
+	// dropped is the latest expiry (Unix nanoseconds) of an entry dropped
+	// because a clock reading passed it. Entries are dropped soonest
+	// first, so a token expiring later than dropped that is not recorded
+	// was never handed over; one expiring no later may have been, and is
+	// refused even when a clock stepped back since says it verifies.
+	dropped int64
 }
 
 // handedOver is the JetStream consumer and stream sequence a token was
@@ -53,45 +56,59 @@ func newTokenRecord(max int) *tokenRecord {
 
 // claim records that the token id, verifying until expires, is about to
 // be handed over from stream sequence seq as delivered by the JetStream
-// consumer named consumer, at now. It returns nil for a token not seen
-// before and for the same sequence from the same consumer again (a
-// JetStream redelivery), or a *reason.Denial:
+// consumer named consumer for the delivered-th time (JetStream's
+// NumDelivered, from 1), at now. It returns nil for a token not seen
+// before and for a redelivery: the same sequence from the same consumer
+// again, delivered ≥ 2. Or it returns a *reason.Denial:
 //
 //   - DecisionDuplicate: the token was handed over from another stream
 //     sequence (a re-published copy), or from the same sequence by
 //     another JetStream consumer (two ephemeral consumers, each reading
-//     the whole stream).
+//     the whole stream), or from the same sequence by a consumer of the
+//     same name delivering it for the first time (a durable deleted and
+//     created again, which delivers the stream again from the start).
 //   - DecisionRecordFull: the token is new and the record holds max
 //     unexpired tokens; nothing is forgotten to make room.
-//   - DecisionExpired: the token expired before the latest instant claim
-//     was called at (the clock stepped back).
+//   - DecisionExpired: the token is expired at now, or it is not
+//     recorded and expires no later than an entry dropped at an earlier
+//     reading (the clock stepped back, or an earlier reading was ahead):
+//     it may be a copy of a token handed over and forgotten. Only the
+//     first kind is expired for good; the second may verify at now.
 //
-// Entries expire with their token.
-func (r *tokenRecord) claim(id, consumer string, seq uint64, expires, now time.Time) error {
+// Entries expire with their token, at the first claim whose now passes
+// their expiry.
+func (r *tokenRecord) claim(id, consumer string, seq, delivered uint64, expires, now time.Time) error {
 	// Wall clock only: with monotonic readings Before would not see the
 	// wall clock step back, while expiry is judged on the wall clock.
 	now = now.Round(0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now.Before(r.latest) {
-		now = r.latest
-	}
-	r.latest = now
 	for len(r.expiry) > 0 && now.UnixNano() > r.expiry[0].expires {
 		e := heap.Pop(&r.expiry).(expiring)
 		delete(r.byID, e.id)
+		r.dropped = max(r.dropped, e.expires)
 	}
 	if now.After(expires) {
 		return reason.Deny(reason.DecisionExpired, "jti %s expired at %s", id, expires.Format(time.RFC3339))
 	}
 	if h, ok := r.byID[id]; ok {
 		if h.seq == seq && h.consumer == consumer {
-			return nil
+			if delivered >= 2 {
+				return nil
+			}
+			// A first delivery of a sequence this consumer name has
+			// delivered before: not this consumer's redelivery (its
+			// count would be 2 or more) but another consumer created
+			// under the same name since.
+			return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d by consumer %s; delivered again as a first delivery (the consumer was created again)", id, seq, consumer)
 		}
 		if h.seq == seq {
 			return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d by consumer %s; delivered again by %s", id, seq, h.consumer, consumer)
 		}
 		return reason.Deny(reason.DecisionDuplicate, "jti %s already handed over from stream sequence %d; this copy is sequence %d", id, h.seq, seq)
+	}
+	if expires.UnixNano() <= r.dropped {
+		return reason.Deny(reason.DecisionExpired, "jti %s expires at %s, no later than a token dropped from the record at an earlier clock reading: it may have been handed over", id, expires.Format(time.RFC3339Nano))
 	}
 	if len(r.byID) >= r.max {
 		return reason.Deny(reason.DecisionRecordFull, "jti %s: %d unexpired decision tokens recorded; handed back until one expires", id, len(r.byID))

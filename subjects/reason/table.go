@@ -185,7 +185,7 @@ var All = []Info{
 	{ExchangeScopeDenied, "exchange", "requested scopes go beyond what the mapping rules grant"},
 	{WrongResponder, StageResponse, "response not sealed from the consumer key the request was delivered under"},
 	{PayloadCaseVariant, StagePayload, "opened payload or response has a top-level member differing only in case from a field the gateway reads by name (policy- or approver-visible, sensitive, or a claim field)"},
-	{DecisionDuplicate, StageConsumer, "decision token already handed over by this consumer from another stream sequence (a re-published copy), or from the same one by another JetStream consumer"},
+	{DecisionDuplicate, StageConsumer, "decision token already handed over by this consumer from another stream sequence (a re-published copy), or from the same one by another JetStream consumer or as its first delivery again (a durable created again)"},
 	{DecisionRecordFull, StageConsumer, "the consumer's record of handed-over decision tokens is full; the message is handed back, not acted on, until entries expire"},
 	{ExchangeIdPUnavailable, "exchange", "the IdP's signing keys could not be obtained (discovery or JWKS unreachable, timed out, not 200, or no usable key), or all of that IdP's exchange slots were in use: the token was not checked and nothing was issued; retry later"},
 }

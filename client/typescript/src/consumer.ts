@@ -10,7 +10,7 @@ import type { Limits } from "./envelope.js";
 import { validTarget, validToken } from "./envelope.js";
 import { Box, isPublicKey } from "./keys.js";
 import { headersOf } from "./internal/headers.js";
-import { DEFAULT_MAX_TOKENS, RECORD_FULL_RETRY_MS, TokenRecord } from "./internal/tokens.js";
+import { DEFAULT_MAX_TOKENS, HAND_BACK_DELAY_MS, TokenRecord } from "./internal/tokens.js";
 import { capability, STREAM_CAPABILITY } from "./subjects.js";
 import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "./verify.js";
 
@@ -58,9 +58,9 @@ export interface ConsumerConfig {
   /** Bounds deliveries of one message (handler errors included). Absent: unlimited. */
   maxDeliver?: number;
   /**
-   * Delays redelivery after a handler error, and after a refusal because
-   * the token record is full, in ms. Absent: at once after a handler
-   * error, one second after a refusal.
+   * Delays redelivery after a handler error, and after a refusal that
+   * hands the message back (see Consumer), in ms. Absent: at once after a
+   * handler error, one second after a refusal.
    */
   nakDelayMs?: number;
   /**
@@ -74,8 +74,8 @@ export interface ConsumerConfig {
   /**
    * Called with the subject and the VerificationError of every message
    * that is not handed over: one that fails verification or is a copy of
-   * a delivery already handed over (terminated), or one refused because
-   * the token record is full (handed back). Keep it short.
+   * a delivery already handed over (terminated), or one the token record
+   * refuses though it verifies (handed back; see Consumer). Keep it short.
    */
   onReject?: (subject: string, err: VerificationError) => void;
   /**
@@ -177,12 +177,24 @@ export class ReceivedDelivery extends Delivery {
  * again under a new Nats-Msg-Id, which only a holder of publish rights on
  * the capability subject can do): it is terminated with
  * decision_token_duplicate and reported to onReject. A redelivery of the
- * same stream sequence (after a nak, after AckWait, or after an ack that
- * was lost) is handed over again, as at-least-once delivery requires: a
- * handler must still tolerate seeing the delivery it did not
- * acknowledge. The record holds at most maxTokens tokens; when it is full
+ * same stream sequence by the same JetStream consumer (after a nak, after
+ * AckWait, or after an ack that was lost; JetStream counts it delivered
+ * twice or more) is handed over again, as at-least-once delivery
+ * requires: a handler must still tolerate seeing the delivery it did not
+ * acknowledge. The same sequence delivered for the first time again under
+ * the same consumer name (a durable deleted and created again, which
+ * delivers the stream from its start) is not a redelivery: a duplicate. The record holds at most maxTokens tokens; when it is full
  * a new delivery is handed back rather than handed over unrecorded (see
  * maxTokens).
+ *
+ * The record forgets a token once a clock reading passes its expiry. If
+ * that reading was ahead (a VM resumed, a clock stepped forward and then
+ * corrected) or the clock steps back since, a token that verifies by the
+ * current reading but expires no later than a forgotten one may be a copy
+ * of it: it is refused decision_token_expired and handed back (nak, after
+ * nakDelayMs or one second), never terminated, so a Consumer with a fresh
+ * record (a restarted process) can still handle it. Only a token expired
+ * by the current reading is terminated.
  *
  * The record is in this process's memory, shared by every consume and
  * deliveries call of this Consumer and by nothing else. Other instances
@@ -293,8 +305,9 @@ export class Consumer {
    * one (ack or nak); an unsettled one comes back after AckWait and is
    * handed over again. Messages that fail verification, and copies of a
    * delivery already handed over from another stream sequence, are
-   * terminated and reported to onReject; with the token record full a
-   * new delivery is handed back and reported (see Consumer). Throws a
+   * terminated and reported to onReject; one the token record refuses
+   * though it verifies (the record is full, or the token may be one it
+   * forgot) is handed back and reported (see Consumer). Throws a
    * StreamError when the consumer cannot be created or disappears.
    */
   async *deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
@@ -310,15 +323,18 @@ export class Consumer {
       maxDeliver: c.maxDeliver ?? 0,
     });
     for await (const m of pull(cons, stream, opts.signal)) {
-      let d: Delivery;
+      let d: Delivery | undefined;
       try {
         const now = this.#clock();
         d = verifyDelivery(m.subject, headersOf(m), m.data, this.verifyOptions(now));
         this.#claim(m, d, stream, now);
       } catch (err) {
         const v = err instanceof VerificationError ? err : new VerificationError("internal_error", "verification failed");
-        if (v.reason === "decision_token_record_full") {
-          m.nak(c.nakDelayMs || RECORD_FULL_RETRY_MS);
+        // With d set the token verifies at now: the record refuses it as
+        // expired only for an earlier clock reading, which now may show to
+        // have been ahead. Refused, but not terminated.
+        if (v.reason === "decision_token_record_full" || (d !== undefined && v.reason === "decision_token_expired")) {
+          m.nak(c.nakDelayMs || HAND_BACK_DELAY_MS);
         } else {
           m.term(v.reason);
         }
@@ -366,9 +382,11 @@ export class Consumer {
   #claim(m: JsMsg, d: Delivery, stream: string, now: Date): void {
     let from: string;
     let consumer: string;
+    let delivered: number;
     try {
       from = m.info.stream;
       consumer = m.info.consumer;
+      delivered = m.info.deliveryCount;
     } catch {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: no JetStream metadata on the delivery`);
     }
@@ -376,7 +394,7 @@ export class Consumer {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: delivered from stream ${from}, not ${stream}`);
     }
     const skew = this.#cfg.skewMs ?? DEFAULT_CONSUMER_SKEW_MS;
-    this.#tokens.claim(d.claims.id, m.seq, d.claims.expires.getTime() + skew, now.getTime(), consumer);
+    this.#tokens.claim(d.claims.id, consumer, m.seq, delivered, d.claims.expires.getTime() + skew, now.getTime());
   }
 
   toString(): string {

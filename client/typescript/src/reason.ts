@@ -88,7 +88,7 @@ const TABLE = [
   {
     code: "decision_token_duplicate",
     stage: "consumer",
-    description: "decision token already handed over by this consumer from another stream sequence (a re-published copy), or from the same one by another JetStream consumer",
+    description: "decision token already handed over by this consumer from another stream sequence (a re-published copy), or from the same one by another JetStream consumer or as its first delivery again (a durable created again)",
   },
   {
     code: "decision_token_record_full",

@@ -152,6 +152,80 @@ test("consume: a copy re-published under a new Nats-Msg-Id is terminated as a du
   assert.equal(rejected[0]![1].reason, "decision_token_duplicate");
 });
 
+test("consume: a durable deleted and created again does not hand over a handled message again", async () => {
+  await capStream();
+  const a = newActor();
+  await publish(forward({ w, a, target: TARGET, plain: bytes(`{"refund":"R-9"}`) }));
+  const handled: string[] = [];
+  const rejected: string[] = [];
+  const c = new Consumer(js, config(undefined, { durable: "recreated", onReject: (_s, e) => rejected.push(e.reason) }));
+  const settled = async (): Promise<boolean> => {
+    const info = await jsm.consumers.info("AGENTGW_CAP", "recreated").catch(() => null);
+    return info !== null && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 1;
+  };
+  let ctl = new AbortController();
+  let serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  await waitFor("the message handled and acknowledged", async () => handled.length === 1 && (await settled()));
+  ctl.abort();
+  await serving;
+  await jsm.consumers.delete("AGENTGW_CAP", "recreated");
+
+  ctl = new AbortController();
+  serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal }); // creates "recreated" again
+  await waitFor("the durable created again to settle", async () => rejected.length === 1 && (await settled()));
+  ctl.abort();
+  await serving;
+  assert.deepEqual(handled, [`{"refund":"R-9"}`], "handled once: the durable created again delivers it again");
+  assert.deepEqual(rejected, ["decision_token_duplicate"]);
+});
+
+test("consume: after a clock reading that was ahead, a delivery verifying now is handed back or handled, never terminated", async () => {
+  await capStream();
+  const a = newActor();
+  const expiring = (ms: number): Msg =>
+    forward({ w, a, target: TARGET, plain: bytes(`{"ms":${ms}}`), edit: (c) => (c.exp = Math.floor((CLOCK.getTime() + ms) / 1000)) });
+  let now = CLOCK;
+  const at = (ms: number): void => {
+    now = new Date(CLOCK.getTime() + ms);
+  };
+  const settled = (floor: number) => async (): Promise<boolean> => {
+    const info = await jsm.consumers.info("AGENTGW_CAP", "ahead").catch(() => null);
+    return info !== null && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === floor;
+  };
+  const handled: string[] = [];
+  const rejected: string[] = [];
+  const cfg = config(undefined, { durable: "ahead", nakDelayMs: 20, clock: () => now, onReject: (_s, e) => rejected.push(e.reason) });
+  let ctl = new AbortController();
+  let serving = new Consumer(js, cfg).consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  await publish(expiring(60_000), "seq-1"); // handled at CLOCK
+  await waitFor("seq 1 handled", settled(1));
+  at(600_000); // ahead
+  await publish(expiring(3_600_000), "seq-2"); // its reading drops seq 1's token
+  await waitFor("seq 2 handled", settled(2));
+  at(1_000); // back
+  await publish(expiring(60_000), "seq-3"); // expires with seq 1's token
+  await publish(expiring(300_000), "seq-4"); // later than every dropped entry
+  await waitFor("seq 3 handed back twice and seq 4 handled", () => rejected.length >= 2 && handled.length === 3);
+  ctl.abort();
+  await serving;
+  assert.deepEqual(handled, [`{"ms":60000}`, `{"ms":3600000}`, `{"ms":300000}`]);
+  assert.ok(
+    rejected.every((r) => r === "decision_token_expired"),
+    `rejections ${rejected}`,
+  );
+
+  // Not terminated: a Consumer with a fresh record handles seq 3.
+  handled.length = 0;
+  rejected.length = 0;
+  ctl = new AbortController();
+  serving = new Consumer(js, cfg).consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  await waitFor("seq 3 handled by a fresh record", settled(4));
+  ctl.abort();
+  await serving;
+  assert.deepEqual(handled, [`{"ms":60000}`]);
+  assert.deepEqual(rejected, []);
+});
+
 test("consume: with the token record full a new delivery is handed back, not handed over, until a token expires", async () => {
   await capStream();
   const a = newActor();
