@@ -185,12 +185,6 @@ type StreamsConfig struct {
 	// discards new: a publish that does not fit is refused (the publisher
 	// gets the error), and nothing stored is dropped.
 	IngressMaxBytes int64 `yaml:"ingress_max_bytes"`
-	// IngressMaxMsgsPerAgent caps the messages the ingress stream keeps
-	// from one agent (0 = unlimited), decided and undecided: an agent at
-	// the cap has its publishes refused until its oldest age out
-	// (ingress_max_age), so one agent cannot take the stream's room. It
-	// must exceed what an agent sends within ingress_max_age.
-	IngressMaxMsgsPerAgent int64 `yaml:"ingress_max_msgs_per_agent"`
 }
 
 // ConsumerConfig configures the ingress pull consumer.
@@ -398,8 +392,8 @@ func (c *Config) Validate() error {
 	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
 		add("streams.max_age and streams.ingress_max_age must be positive")
 	}
-	if s.IngressMaxBytes < 0 || s.IngressMaxMsgsPerAgent < 0 || s.MaxMsgsPerOutput < 0 {
-		add("streams.ingress_max_bytes, streams.ingress_max_msgs_per_agent and streams.max_msgs_per_output must not be negative")
+	if s.IngressMaxBytes < 0 || s.MaxMsgsPerOutput < 0 {
+		add("streams.ingress_max_bytes and streams.max_msgs_per_output must not be negative")
 	}
 	cc := c.Consumer
 	if cc.Durable == "" || !subjects.ValidToken(cc.Durable) {

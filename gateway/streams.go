@@ -43,18 +43,15 @@ func StreamConfigs(c StreamsConfig, partitions int) []jetstream.StreamConfig {
 		MaxMsgSize: 1 << 20,
 		Discard:    jetstream.DiscardOld,
 	}
-	if c.IngressMaxBytes > 0 || c.IngressMaxMsgsPerAgent > 0 {
+	if c.IngressMaxBytes > 0 {
 		// Full: refuse the publish, never drop a stored message (it may
-		// be undecided). Each agent publishes on a subject of its own
-		// (agentgw.in.<partition>.<tenant>.<agent>).
+		// be undecided). With discard new, nats-server also leaves the
+		// stored messages alone when the cap is set or lowered below
+		// what the stream holds. (A per-subject cap would not: it trims
+		// every subject to a new limit at once, whatever the discard
+		// policy, so there is no cap per agent.)
 		ingress.Discard = jetstream.DiscardNew
-		if c.IngressMaxBytes > 0 {
-			ingress.MaxBytes = c.IngressMaxBytes
-		}
-		if c.IngressMaxMsgsPerAgent > 0 {
-			ingress.MaxMsgsPerSubject = c.IngressMaxMsgsPerAgent
-			ingress.DiscardNewPerSubject = true
-		}
+		ingress.MaxBytes = c.IngressMaxBytes
 	}
 	output := func(name, desc, subj string) jetstream.StreamConfig {
 		sc := jetstream.StreamConfig{

@@ -28,22 +28,38 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 	if err := e.takeCall(s.p); err != nil {
 		return nil, err
 	}
-	defer s.p.calls.Add(-1)
+	defer e.endCall(s.p)
 	return e.invoke(ctx, s, t, req.Params.Arguments, callHooks{})
 }
 
 // takeCall counts one more call of p in flight, synchronous or as a
 // task, or refuses it (CodeBusy) when p already has as many as the
-// endpoint allows. Each call in flight waits on p's reply subject with
-// its own subscription, so this bounds the copies of each reply and
-// notice. The caller ends the call with p.calls.Add(-1).
+// endpoint allows, or the endpoint as many as max_calls_in_flight. Each
+// call in flight waits on p's reply subject with its own subscription,
+// so this bounds the copies of each reply and notice, and keeps the
+// endpoint's subscriptions under the account's limit. The caller ends
+// the call with endCall.
 func (e *Endpoint) takeCall(p *principal) *jsonrpc.Error {
+	busy := func(msg string) *jsonrpc.Error {
+		data, _ := json.Marshal(DeniedData{Reason: "too_many_calls"})
+		return &jsonrpc.Error{Code: CodeBusy, Message: msg, Data: data}
+	}
+	if n := e.inflight.Add(1); n > int64(e.ep.MaxCallsInFlight) {
+		e.inflight.Add(-1)
+		return busy(fmt.Sprintf("too many calls in flight at this endpoint (at most %d, tasks included): try again shortly", e.ep.MaxCallsInFlight))
+	}
 	if n := p.calls.Add(1); n > int64(e.bounds.calls) {
 		p.calls.Add(-1)
-		data, _ := json.Marshal(DeniedData{Reason: "too_many_calls"})
-		return &jsonrpc.Error{Code: CodeBusy, Message: fmt.Sprintf("too many calls in flight for this principal (at most %d, tasks included): wait for one to end", e.bounds.calls), Data: data}
+		e.inflight.Add(-1)
+		return busy(fmt.Sprintf("too many calls in flight for this principal (at most %d, tasks included): wait for one to end", e.bounds.calls))
 	}
 	return nil
+}
+
+// endCall ends a call takeCall counted.
+func (e *Endpoint) endCall(p *principal) {
+	p.calls.Add(-1)
+	e.inflight.Add(-1)
 }
 
 // callHooks let a task follow its call. sending, when set, is called

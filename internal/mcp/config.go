@@ -102,6 +102,15 @@ type EndpointConfig struct {
 	// ApprovalWait bounds how long a call held for approval is waited
 	// for. Zero: 5 minutes.
 	ApprovalWait time.Duration `yaml:"approval_wait" json:"approval_wait"`
+	// MaxCallsInFlight bounds the tools/call requests in flight for all
+	// principals together, tasks included; more are refused
+	// (too_many_calls). Each holds a subscription on the endpoint's one
+	// NATS connection, and the server refuses a subscription beyond the
+	// account's max_subscriptions (per connection; 512 for tenant
+	// accounts in the shipped configs) without closing the connection, so
+	// a call past it would be sent and never hear its reply: keep this
+	// below that limit. Zero: 448.
+	MaxCallsInFlight int `yaml:"max_calls_in_flight" json:"max_calls_in_flight"`
 	// GatewayAudience is the gateway's audience: credentials are
 	// exchanged for it. Required for serve.
 	GatewayAudience string `yaml:"gateway_audience" json:"gateway_audience"`
@@ -184,6 +193,9 @@ func (e EndpointConfig) validate() error {
 const (
 	DefaultCallTimeout  = 30 * time.Second
 	DefaultApprovalWait = 5 * time.Minute
+	// DefaultMaxCallsInFlight leaves 64 of the shipped tenant accounts'
+	// 512 subscriptions per connection to the endpoint's own.
+	DefaultMaxCallsInFlight = 448
 )
 
 var (
@@ -293,8 +305,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	e := c.Endpoint
-	if e.CallTimeout < 0 || e.ApprovalWait < 0 {
-		add("endpoint: call_timeout and approval_wait must not be negative")
+	if e.CallTimeout < 0 || e.ApprovalWait < 0 || e.MaxCallsInFlight < 0 {
+		add("endpoint: call_timeout, approval_wait and max_calls_in_flight must not be negative")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -67,6 +68,7 @@ type Endpoint struct {
 	handler     http.Handler
 	gate        *listGate // nil: tools/list filters on scopes only
 	bounds      bounds
+	inflight    atomic.Int64 // tools/call in flight, every principal's (takeCall)
 
 	mu         sync.Mutex
 	principals map[string]*principal
@@ -96,6 +98,9 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second, bounds: defaultBounds,
 		principals: make(map[string]*principal), sessions: make(map[[32]byte]*session), idle: make(map[string]*principal),
 		tasks: newTaskRegistry(),
+	}
+	if e.ep.MaxCallsInFlight == 0 {
+		e.ep.MaxCallsInFlight = DefaultMaxCallsInFlight
 	}
 	if e.ep.CallTimeout == 0 {
 		e.ep.CallTimeout = DefaultCallTimeout

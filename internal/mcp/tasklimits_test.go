@@ -107,6 +107,43 @@ func TestEndpointTasksCountAgainstCallLimit(t *testing.T) {
 	}
 }
 
+// TestEndpointBoundsCallsInFlight: max_calls_in_flight bounds every
+// principal's calls together (each holds a subscription on the
+// endpoint's one connection, under the account's max_subscriptions):
+// with two held for approval, a third principal's call is refused
+// before anything is published, and served once they end.
+func TestEndpointBoundsCallsInFlight(t *testing.T) {
+	h := newEndpointHarness(t)
+	h.endpoint.ep.MaxCallsInFlight = 2
+	var held []string
+	for i, who := range []string{"rita", "rosa"} {
+		tok := h.signed(who, "billing")
+		tk, resp := h.createTask(tok, 1, "send_payment", fmt.Sprintf(`{"amount_cents":%d,"to":"acct-inflight"}`, 8600+i), `{"ttl":60000}`)
+		if tk.TaskID == "" {
+			t.Fatalf("%s's task-augmented call = %s; want a task", who, resp)
+		}
+		h.waitHeld(tok, 100, tk.TaskID)
+		held = append(held, tk.TaskID)
+	}
+	other := h.signed("sven", "support")
+	_, resp := h.postRPC(other, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"full-endpoint"}}}`)
+	if !strings.Contains(resp, `"code":-32014`) || !strings.Contains(resp, `"reason":"too_many_calls"`) || !strings.Contains(resp, "at this endpoint") {
+		t.Errorf("a third principal's call with two in flight = %s; want refused with -32014 too_many_calls", resp)
+	}
+	h.approve(func(approval.Request) string { return approval.Grant })
+	for i, who := range []string{"rita", "rosa"} {
+		if _, resp := h.postRPC(h.signed(who, "billing"), fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, held[i])); !strings.Contains(resp, fmt.Sprintf(`"payment_id":"p-%d"`, 8600+i)) {
+			t.Errorf("%s's tasks/result after the grant = %s; want the payment", who, resp)
+		}
+	}
+	if _, resp := h.postRPC(other, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"after"}}}`); !strings.Contains(resp, "3 articles about after") {
+		t.Errorf("the call once the tasks ended = %s; want served", resp)
+	}
+	if calls := h.upstream.calls(); slices.ContainsFunc(calls, func(c string) bool { return strings.Contains(c, "full-endpoint") }) {
+		t.Errorf("upstream calls = %q; want not the refused one", calls)
+	}
+}
+
 // TestEndpointCloseFailsSentTasks: closing the endpoint does not report
 // a task whose call the gateway holds for approval as cancelled (an
 // approver may still grant it and the tool run): it ends failed, and

@@ -318,7 +318,7 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 			tk.update(TaskWorking, heldMessage, e.now())
 			close(tk.held)
 		}})
-		s.p.calls.Add(-1)
+		e.endCall(s.p)
 		tk.mu.Lock()
 		defer tk.mu.Unlock()
 		status := TaskCompleted

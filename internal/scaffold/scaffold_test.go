@@ -186,12 +186,12 @@ func TestGatewayLoads(t *testing.T) {
 		if _, err := policy.Load(cfg.Policies...); err != nil {
 			t.Errorf("policies: %v", err)
 		}
-		// The ingress caps: a quarter of the written server's file store,
-		// the rest for the outputs; one agent's share bounded.
+		// The ingress cap: a quarter of the written server's file store,
+		// the rest for the outputs.
 		srv := serverOptions(t, filepath.Join(dir, scaffold.NodeDir("nats.example.com"), "nats-server.conf"))
-		if s := cfg.Streams; s.IngressMaxBytes != srv.JetStreamMaxStore/4 || s.IngressMaxMsgsPerAgent <= 0 {
-			t.Errorf("streams: ingress_max_bytes %d, ingress_max_msgs_per_agent %d; want a quarter of max_file_store %d, and a cap per agent",
-				s.IngressMaxBytes, s.IngressMaxMsgsPerAgent, srv.JetStreamMaxStore)
+		if s := cfg.Streams; s.IngressMaxBytes != srv.JetStreamMaxStore/4 {
+			t.Errorf("streams: ingress_max_bytes %d; want a quarter of max_file_store %d",
+				s.IngressMaxBytes, srv.JetStreamMaxStore)
 		}
 	}
 }

@@ -49,13 +49,13 @@ func TestDeployGatewayConfig(t *testing.T) {
 			t.Errorf("nats.url %q is not tls://", u)
 		}
 	}
-	// The ingress caps: a quarter of each node's file store, the rest
-	// for the outputs; one agent's share bounded.
+	// The ingress cap: a quarter of each node's file store, the rest
+	// for the outputs.
 	for _, n := range []string{"n1", "n2", "n3"} {
 		store := maxFileStore(t, filepath.Join(deployDir, "cluster", n+".conf"))
-		if s := cfg.Streams; s.IngressMaxBytes != store/4 || s.IngressMaxMsgsPerAgent <= 0 {
-			t.Errorf("streams: ingress_max_bytes %d, ingress_max_msgs_per_agent %d; want a quarter of %s's max_file_store %d, and a cap per agent",
-				s.IngressMaxBytes, s.IngressMaxMsgsPerAgent, n, store)
+		if s := cfg.Streams; s.IngressMaxBytes != store/4 {
+			t.Errorf("streams: ingress_max_bytes %d; want a quarter of %s's max_file_store %d",
+				s.IngressMaxBytes, n, store)
 		}
 	}
 }
