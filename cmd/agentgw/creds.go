@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -390,7 +391,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		return c.fail(err, "")
 	default:
 		if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
-			return c.fail(fmt.Errorf("%s: %w", *file, err), "Fix the file by hand: the gateway will not load it either.")
+			return c.fail(fmt.Errorf("%s: %w", identity.SafePath(*file), yamlerr.Clean(err)), "Fix the file by hand: the gateway will not load it either.")
 		}
 		if r.File != "" {
 			return c.fail(fmt.Errorf("%s: a revocations file may not name another file", *file), "")

@@ -14,6 +14,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -203,7 +204,7 @@ func Load(path string) (*File, error) {
 func Parse(data []byte) (*File, error) {
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, yamlerr.Clean(err))
 	}
 	sch, err := schemas.Compile(schemas.EvalCases)
 	if err != nil {
@@ -214,7 +215,7 @@ func Parse(data []byte) (*File, error) {
 	}
 	var f File
 	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, yamlerr.Clean(err))
 	}
 	if err := f.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
