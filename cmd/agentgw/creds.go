@@ -366,12 +366,12 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	}
 	for _, id := range jtis {
 		if !safeID(id) {
-			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128})", id)
+			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128})", identity.SafeText(id))
 		}
 	}
 	for _, k := range keys {
 		if !subjects.ValidAgent(k) {
-			return c.usageErr("--key %q is not an agent public key (U…)", k)
+			return c.usageErr("--key %q is not an agent public key (U…)", identity.SafeText(k))
 		}
 	}
 	// Two revisions at once (two operators, a script) would each read
