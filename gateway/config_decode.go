@@ -10,6 +10,8 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 )
 
 // ConfigStage says how far a config got: its YAML did not decode, or
@@ -67,7 +69,7 @@ func (e *ConfigError) Unwrap() []error { return e.Problems }
 func decodeStrict(data []byte, cfg *Config) error {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return &ConfigError{Stage: StageDecode, Problems: []error{err}, Partial: true}
+		return &ConfigError{Stage: StageDecode, Problems: []error{yamlerr.Clean(err)}, Partial: true}
 	}
 	var problems []error
 	for _, doc := range file.Docs {
@@ -79,7 +81,7 @@ func decodeStrict(data []byte, cfg *Config) error {
 		return &ConfigError{Stage: StageDecode, Problems: problems}
 	}
 	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()); err != nil {
-		return &ConfigError{Stage: StageDecode, Problems: []error{err}, Partial: true}
+		return &ConfigError{Stage: StageDecode, Problems: []error{yamlerr.Clean(err)}, Partial: true}
 	}
 	return nil
 }
@@ -97,7 +99,7 @@ func checkNode(node ast.Node, t reflect.Type, path string) []error {
 	}
 	leaf := func() []error {
 		if err := yaml.NodeToValue(node, reflect.New(t).Interface(), yaml.Strict()); err != nil {
-			return []error{problem(node, path, firstLine(err))}
+			return []error{problem(node, path, yamlerr.Message(err))}
 		}
 		return nil
 	}
@@ -194,22 +196,6 @@ func problem(n ast.Node, path, what string) error {
 		return fmt.Errorf("line %d, column %d: %s: %s", tk.Position.Line, tk.Position.Column, path, what)
 	}
 	return fmt.Errorf("%s: %s", path, what)
-}
-
-// firstLine is the message of a go-yaml error without its source
-// excerpt (the problem's line is given already).
-func firstLine(err error) string {
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	// "[6:3] cannot unmarshal ..." → "cannot unmarshal ..."
-	if strings.HasPrefix(msg, "[") {
-		if i := strings.Index(msg, "] "); i >= 0 {
-			msg = msg[i+2:]
-		}
-	}
-	return msg
 }
 
 // ConfigHint says what an error of LoadConfig lists, for a command to print

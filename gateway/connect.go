@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -50,6 +52,12 @@ func Connect(c NATSConfig, name string, extra ...nats.Option) (*nats.Conn, error
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
+		// nats.go quotes the raw URL, password and all, when it does
+		// not parse: such an error is replaced, not wrapped.
+		var ue *url.Error
+		if errors.As(err, &ue) || quotesURLSecret(err.Error(), c.URL) {
+			return nil, fmt.Errorf("gateway: connect %s: the server URL does not parse", redactURL(c.URL))
+		}
 		return nil, fmt.Errorf("gateway: connect %s: %w", redactURL(c.URL), safePathError(err))
 	}
 	return nc, nil
@@ -99,15 +107,68 @@ func ClientOptions(c NATSConfig) []nats.Option {
 	return opts
 }
 
-// redactURL drops user:password from a URL before it reaches a log.
+// redactURL is u, one server URL or a comma-separated list as nats.go
+// reads them, with the user information of each (user:password, or a
+// token alone; after a scheme or without one) replaced by [redacted].
+// A part whose port is not a number may be a password cut by a comma
+// (nats.go splits the list at every comma): its authority is redacted.
 func redactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			if s := strings.Index(p, "://"); s >= 0 && s < at {
-				parts[i] = p[:s+3] + "[redacted]@" + p[at+1:]
-			}
+		start := len(p) - len(strings.TrimLeft(p, " \t"))
+		if s := strings.Index(p, "://"); s >= 0 {
+			start = s + 3
+		}
+		if at := strings.LastIndex(p, "@"); at >= start {
+			parts[i] = p[:start] + "[redacted]@" + p[at+1:]
+			continue
+		}
+		host := p[start:]
+		if j := strings.IndexAny(host, "/?#"); j >= 0 {
+			host = host[:j]
+		}
+		host = strings.TrimSpace(host)
+		if k := strings.LastIndex(host, ":"); k >= 0 && !strings.HasSuffix(host, "]") && !allDigits(host[k+1:]) {
+			parts[i] = p[:start] + "[redacted]"
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// quotesURLSecret says whether msg holds the password or token of any
+// server URL in u, as written or unescaped.
+func quotesURLSecret(msg, u string) bool {
+	for p := range strings.SplitSeq(u, ",") {
+		start := 0
+		if s := strings.Index(p, "://"); s >= 0 {
+			start = s + 3
+		}
+		at := strings.LastIndex(p, "@")
+		if at < start {
+			continue
+		}
+		secret := p[start:at]
+		if _, pw, ok := strings.Cut(secret, ":"); ok {
+			secret = pw
+		}
+		candidates := []string{secret}
+		if un, err := url.PathUnescape(secret); err == nil {
+			candidates = append(candidates, un)
+		}
+		for _, c := range candidates {
+			if len(c) >= 4 && strings.Contains(msg, c) {
+				return true
+			}
+		}
+	}
+	return false
 }

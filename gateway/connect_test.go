@@ -64,3 +64,45 @@ func TestConnectErrorsHideAPastedSeed(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectErrorsHideURLSecrets: a password or token in the server URL,
+// in any form nats.go accepts (with or without a scheme, a token alone,
+// in a list, not parsing), is in neither the error nor the URL it names.
+func TestConnectErrorsHideURLSecrets(t *testing.T) {
+	for _, tc := range []struct{ url, secret string }{
+		{"alice:S3CRETPW@127.0.0.1:1", "S3CRETPW"},
+		{"nats://alice:S3CRETPW@127.0.0.1:1", "S3CRETPW"},
+		{"nats://alice:S3CR%zzETPW@127.0.0.1:1", "S3CR"},
+		{"nats://T0KENVALUE@127.0.0.1:1", "T0KENVALUE"},
+		{"T0KENVALUE@127.0.0.1:1", "T0KENVALUE"},
+		{"nats://127.0.0.1:1, bob:S3CRETPW@127.0.0.1:2", "S3CRETPW"},
+		{"tls://127.0.0.1:1,nats://T0KENVALUE@127.0.0.1:2", "T0KENVALUE"},
+		{"nats://alice:S3CR,ETPW@127.0.0.1:1", "S3CR"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			nc, err := Connect(NATSConfig{URL: tc.url}, "test")
+			if err == nil {
+				nc.Close()
+				t.Fatal("Connect succeeded")
+			}
+			if strings.Contains(err.Error(), tc.secret) || strings.Contains(err.Error(), "ETPW") {
+				t.Errorf("Connect error prints the secret: %v", err)
+			}
+			if !strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("Connect error = %v; want it to name the server", err)
+			}
+		})
+	}
+	for in, want := range map[string]string{
+		"nats://[::1]:4222":             "nats://[::1]:4222",
+		"nats://[::1]":                  "nats://[::1]",
+		"localhost:4222, tls://h:4443/": "localhost:4222, tls://h:4443/",
+		"u:p@h:1,nats://t@h:2":          "[redacted]@h:1,nats://[redacted]@h:2",
+		"wss://user:pa@ss@h:443/ws":     "wss://[redacted]@h:443/ws",
+		"nats://alice:pw,more@h:1":      "nats://[redacted],[redacted]@h:1",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q; want %q", in, got, want)
+		}
+	}
+}

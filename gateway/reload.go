@@ -13,7 +13,9 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/decision"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -125,7 +127,7 @@ func readRevocations(path string) (RevocationConfig, error) {
 		return RevocationConfig{}, fmt.Errorf("gateway: revocations: %w", err)
 	}
 	if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
-		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", path, err)
+		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", identity.SafePath(path), yamlerr.Clean(err))
 	}
 	if r.JTIs == nil && r.Keys == nil {
 		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: names neither jtis nor keys (write \"jtis: []\" for none)", path)

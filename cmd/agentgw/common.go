@@ -148,7 +148,9 @@ func (c *cmd) parse(args []string) (code int, ok bool) {
 
 // usageErr reports a usage error and what to run next; it returns 2.
 func (c *cmd) usageErr(format string, args ...any) int {
-	fmt.Fprintf(c.err, "agentgw %s: %s\nRun 'agentgw %s --help' for usage.\n", c.name, fmt.Sprintf(format, args...), c.name)
+	// A secret pasted into a flag or an argument (a seed, a token)
+	// must not be echoed back: every usage error is shown by SafeText.
+	fmt.Fprintf(c.err, "agentgw %s: %s\nRun 'agentgw %s --help' for usage.\n", c.name, identity.SafeText(fmt.Sprintf(format, args...)), c.name)
 	return exitUsage
 }
 
@@ -159,7 +161,7 @@ func (c *cmd) fail(err error, hint string) int {
 	if c.refused.get() != "" {
 		return exitError
 	}
-	fmt.Fprintf(c.err, "agentgw %s: %v\n", c.name, err)
+	fmt.Fprintf(c.err, "agentgw %s: %s\n", c.name, identity.SafeText(err.Error()))
 	if hint != "" {
 		fmt.Fprintf(c.err, "  %s\n", hint)
 	}
@@ -179,7 +181,7 @@ func (c *cmd) require(names ...string) (int, bool) {
 // noArgs reports positional arguments as a usage error.
 func (c *cmd) noArgs() (int, bool) {
 	if len(c.args) > 0 {
-		return c.usageErr("unexpected argument %q", c.args[0]), false
+		return c.usageErr("unexpected argument %q", identity.SafeText(c.args[0])), false
 	}
 	return exitOK, true
 }

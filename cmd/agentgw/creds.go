@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -365,12 +366,12 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	}
 	for _, id := range jtis {
 		if !safeID(id) {
-			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128})", id)
+			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128})", identity.SafeText(id))
 		}
 	}
 	for _, k := range keys {
 		if !subjects.ValidAgent(k) {
-			return c.usageErr("--key %q is not an agent public key (U…)", k)
+			return c.usageErr("--key %q is not an agent public key (U…)", identity.SafeText(k))
 		}
 	}
 	// Two revisions at once (two operators, a script) would each read
@@ -390,7 +391,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		return c.fail(err, "")
 	default:
 		if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
-			return c.fail(fmt.Errorf("%s: %w", *file, err), "Fix the file by hand: the gateway will not load it either.")
+			return c.fail(fmt.Errorf("%s: %w", identity.SafePath(*file), yamlerr.Clean(err)), "Fix the file by hand: the gateway will not load it either.")
 		}
 		if r.File != "" {
 			return c.fail(fmt.Errorf("%s: a revocations file may not name another file", *file), "")

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -140,14 +142,20 @@ token.`)
 	return exitOK
 }
 
+// envName is an environment variable's name as a shell writes it.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // readIdPToken reads the token from path ("-": stdin) or the variable
 // env, trimmed. Errors never quote the token.
 func readIdPToken(path, env string) (string, error) {
 	var raw []byte
 	if env != "" {
+		if !envName.MatchString(env) {
+			return "", fmt.Errorf("--idp-token-env takes an environment variable's name; the %d characters given are not one", len(env))
+		}
 		v, ok := os.LookupEnv(env)
 		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set", env)
+			return "", fmt.Errorf("environment variable %s is not set", identity.SafeText(env))
 		}
 		raw = []byte(v)
 	} else {
@@ -158,6 +166,10 @@ func readIdPToken(path, env string) (string, error) {
 			raw, err = os.ReadFile(path)
 		}
 		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = &fs.PathError{Op: pe.Op, Path: identity.SafeText(pe.Path), Err: pe.Err}
+			}
 			return "", fmt.Errorf("IdP token: %w", err)
 		}
 	}

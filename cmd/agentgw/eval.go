@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/internal/eval"
 	"github.com/agentgw/agentgw/subjects"
@@ -198,7 +199,7 @@ func externalTarget(c *cmd, cf *connFlags, audience, xkey string, issuers, polic
 	for _, spec := range issuers {
 		tenant, path, ok := strings.Cut(spec, "=")
 		if !ok || !subjects.ValidToken(tenant) || path == "" {
-			return nil, c.usageErr("--issuer %q is not tenant=SEEDFILE", spec), false
+			return nil, c.usageErr("--issuer %q is not tenant=SEEDFILE", identity.SafeText(spec)), false
 		}
 		kp, err := readSeed(path, "SA")
 		if err != nil {

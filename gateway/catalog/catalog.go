@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -168,7 +169,7 @@ func Load(path string) (*Catalog, error) {
 func Parse(data []byte, dir string) (*Catalog, error) {
 	var f File
 	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("catalog: decode: %w", err)
+		return nil, fmt.Errorf("catalog: decode: %w", yamlerr.Clean(err))
 	}
 	return Compile(f, dir, digest(data))
 }

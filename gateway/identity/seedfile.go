@@ -44,6 +44,24 @@ func SafePath(path string) string {
 	return seedInText.ReplaceAllStringFunc(path, func(s string) string { return fmt.Sprintf("S…(%d characters)", len(s)) })
 }
 
+// tokenInText finds a run of base64url characters long enough to be a
+// bearer token or a JWT segment.
+var tokenInText = regexp.MustCompile(`[A-Za-z0-9_-]{24,}`)
+
+// SafeText is text (a flag's value, an argument, a message quoting
+// them) as errors and logs may show it: SafePath, and any run of 24 or
+// more base64url characters that mixes upper case, lower case and
+// digits, as a bearer token or a JWT does, replaced by "…" and its
+// length. Public keys and ids in upper case or lower-case hex are kept.
+func SafeText(text string) string {
+	return tokenInText.ReplaceAllStringFunc(SafePath(text), func(s string) string {
+		if strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyz") && strings.ContainsAny(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") && strings.ContainsAny(s, "0123456789") {
+			return fmt.Sprintf("…(%d characters)", len(s))
+		}
+		return s
+	})
+}
+
 // readError is err, from reading a key file, naming the file by
 // SafePath; errors.Is still sees its cause.
 func readError(err error) error {

@@ -86,3 +86,19 @@ func TestKeyFileErrorsHideAPastedSeed(t *testing.T) {
 		t.Errorf("SafePath changed an ordinary path: %q", got)
 	}
 }
+
+// TestSafeText: seeds and token-shaped runs are replaced by their length;
+// public keys, upper-case ids and hex trace ids are kept.
+func TestSafeText(t *testing.T) {
+	for in, want := range map[string]string{
+		"--key SUAOXTUUK7S53ID7OOZEGBYROQGUQUUU6GYJ4C5J3BBNDJY55ZUAI2BP7E":                 "--key S…(58 characters)",
+		"eyJ0eXAiOiJKV1QiLCJhbGciOi.eyJqdGkiOiI0S1hGWFU1NFRTWU1I.7YxXM3uAybcWvQt5ZqzvVK76": "…(26 characters).…(28 characters).…(24 characters)",
+		"open ya29.a0AfB_byC3x9Kq7ZLmN2pQ4rS6tU8vW0xY1zA3bC5dE7fG9hI: no such file":        "open ya29.…(49 characters): no such file",
+		"key UDIDTS6BVULCGRFXPZXMUK2ODGE27IPAYS3MNKN2XEBEIWL6ACVCG3ZY is not revoked":      "key UDIDTS6BVULCGRFXPZXMUK2ODGE27IPAYS3MNKN2XEBEIWL6ACVCG3ZY is not revoked",
+		"trace 4bf92f3577b34da6a3ce929d0e0e4736, /etc/agentgw/gateway-config_2024.yaml":    "trace 4bf92f3577b34da6a3ce929d0e0e4736, /etc/agentgw/gateway-config_2024.yaml",
+	} {
+		if got := SafeText(in); got != want {
+			t.Errorf("SafeText(%q) = %q; want %q", in, got, want)
+		}
+	}
+}

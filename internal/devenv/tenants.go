@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/internal/atomicfile"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -128,7 +129,7 @@ func (m *Material) configTenants() (map[string][]string, error) {
 		} `yaml:"tenants"`
 	}
 	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", m.Config, err)
+		return nil, fmt.Errorf("%s: %w", identity.SafePath(m.Config), yamlerr.Clean(err))
 	}
 	out := map[string][]string{}
 	for name, t := range cfg.Tenants {
@@ -151,14 +152,14 @@ func (m *Material) setIssuer(name, issuer string) error {
 	}
 	file, err := parser.ParseBytes(data, parser.ParseComments)
 	if err != nil {
-		return fmt.Errorf("%s: %w", m.Config, err)
+		return fmt.Errorf("%s: %w", identity.SafePath(m.Config), yamlerr.Clean(err))
 	}
 	p, err := yaml.PathString("$.tenants." + name)
 	if err != nil {
 		return err
 	}
 	if err := p.ReplaceWithReader(file, strings.NewReader("{issuers: ["+issuer+"]}")); err != nil {
-		return fmt.Errorf("%s: tenant %s: %w", m.Config, name, err)
+		return fmt.Errorf("%s: tenant %s: %w", identity.SafePath(m.Config), name, yamlerr.Clean(err))
 	}
 	if err := atomicfile.Write(m.Config, []byte(file.String()), 0o600); err != nil {
 		return err

@@ -12,8 +12,12 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/lexer"
+	"github.com/goccy/go-yaml/token"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -201,25 +205,47 @@ func Load(path string) (*File, error) {
 // Parse decodes and checks a case file's bytes; relative sandbox paths
 // stay relative (Load resolves them against the file).
 func Parse(data []byte) (*File, error) {
+	if err := refuseAliases(data); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, yamlerr.Clean(err))
 	}
 	sch, err := schemas.Compile(schemas.EvalCases)
 	if err != nil {
 		return nil, err
 	}
 	if err := schemas.Validate(sch, js); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		// The schema's errors quote the file's keys and values, and a
+		// secret is refused here: shown by SafeText, not wrapped.
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, identity.SafeText(err.Error()))
 	}
 	var f File
 	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, yamlerr.Clean(err))
 	}
 	if err := f.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return &f, nil
+}
+
+// refuseAliases refuses anchors and aliases before anything decodes the
+// file: the decoder expands every alias, so a few hundred bytes of
+// nested aliases ("billion laughs") would take minutes and gigabytes.
+// Tokenizing is linear and expands nothing.
+func refuseAliases(data []byte) error {
+	for _, tk := range lexer.Tokenize(string(data)) {
+		if tk.Type == token.AnchorType || tk.Type == token.AliasType {
+			what := "an anchor"
+			if tk.Type == token.AliasType {
+				what = "an alias"
+			}
+			return fmt.Errorf("line %d, column %d: %s: anchors and aliases are not allowed in a case file", tk.Position.Line, tk.Position.Column, what)
+		}
+	}
+	return nil
 }
 
 // Path is the file the cases were loaded from.

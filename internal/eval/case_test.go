@@ -2,6 +2,7 @@ package eval_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -53,5 +54,47 @@ func TestParse(t *testing.T) {
 				t.Errorf("Parse(%s) = %v; want ErrInvalid", tt.name, err)
 			}
 		})
+	}
+}
+
+// TestParseRefusesAliases: anchors and aliases are refused before any
+// decoding, so nested aliases (a "billion laughs" file) are never
+// expanded; the error says why.
+func TestParseRefusesAliases(t *testing.T) {
+	laughs := "version: 1\na: &a [x, x, x, x, x, x, x, x, x]\n"
+	prev := "a"
+	for _, n := range []string{"b", "c", "d", "e", "f", "g"} {
+		laughs += n + ": &" + n + " [" + strings.TrimSuffix(strings.Repeat("*"+prev+", ", 9), ", ") + "]\n"
+		prev = n
+	}
+	laughs += "cases: [{name: x, from: *g}]\n"
+	for name, doc := range map[string]string{
+		"billion-laughs": laughs,
+		"anchor-only":    strings.Replace(okFile, "actors:\n", "actors: &actors\n", 1),
+	} {
+		_, err := eval.Parse([]byte(doc))
+		if !errors.Is(err, eval.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "anchors and aliases are not allowed") {
+			t.Errorf("Parse(%s) = %v; want ErrInvalid saying anchors and aliases are not allowed", name, err)
+		}
+	}
+	if _, err := eval.Parse([]byte(strings.Replace(okFile, "{q: x}", `{q: "&x *y"}`, 1))); err != nil {
+		t.Errorf("Parse of a string holding & and * = %v; want it accepted", err)
+	}
+}
+
+// TestParseErrorsQuoteNoSecret: a case file refused for the seed or JWT
+// in it, or a secret file given as a case file, is refused without
+// printing the secret.
+func TestParseErrorsQuoteNoSecret(t *testing.T) {
+	seed := "SUAM" + strings.Repeat("A", 54)
+	for name, doc := range map[string]string{
+		"seed-file":        seed + "\n",
+		"seed-in-raw-body": strings.Replace(okFile, "send: {capability: read, target: kb.search, plain: {q: x}}", "send: {raw: {body: "+seed+"}}", 1),
+		"seed-as-key":      okFile + seed + ": 1\n",
+	} {
+		_, err := eval.Parse([]byte(doc))
+		if err == nil || strings.Contains(err.Error(), seed[:12]) {
+			t.Errorf("Parse(%s) = %v; want an error without the seed", name, err)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -216,7 +217,7 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(data []byte) (*Config, error) {
 	var c Config
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%w: decode: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: decode: %w", ErrConfig, yamlerr.Clean(err))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

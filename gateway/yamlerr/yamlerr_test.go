@@ -1,0 +1,46 @@
+package yamlerr
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-yaml"
+)
+
+// TestCleanHidesSource: every kind of go-yaml error, on a document whose
+// lines hold a secret, is cleaned to a position and a problem with no
+// byte of the secret; a short unknown key is still named.
+func TestCleanHidesSource(t *testing.T) {
+	const secret = "SUAOXTUUK7S53ID7OOZEGBYROQGUQUUU6GYJ4C5J3BBNDJY55ZUAI2BP7E"
+	type target struct {
+		A int  `yaml:"a"`
+		B bool `yaml:"b"`
+	}
+	for _, tc := range []struct {
+		name, doc, want string
+	}{
+		{"bare seed", secret + "\n", "line 1, column 1: string was used where mapping is expected"},
+		{"syntax", "a: [" + secret + "\n", "line 1, column"},
+		{"type", "a: " + secret + "\n", "line 1, column 4: cannot unmarshal string"},
+		{"bool", "b: " + secret + "\n", "line 1, column 4"},
+		{"secret as key", secret + ": 1\n", "unknown field <58 characters>"},
+		{"duplicate secret key", "a: 1\n" + secret + ": 1\n" + secret + ": 2\n", "line 3"},
+		{"alias", "a: *" + secret + "\n", "line 1"},
+		{"unknown short key", "a: 1\nzz: " + secret + "\n", `line 2, column 1: unknown field "zz"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v target
+			raw := yaml.UnmarshalWithOptions([]byte(tc.doc), &v, yaml.Strict())
+			if raw == nil {
+				t.Fatal("decoded")
+			}
+			got := Clean(raw).Error()
+			if strings.Contains(got, secret[:8]) || strings.Contains(got, "\n") {
+				t.Errorf("Clean = %q; holds source text", got)
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("Clean = %q; want it to contain %q", got, tc.want)
+			}
+		})
+	}
+}
