@@ -52,15 +52,21 @@ func Connect(c NATSConfig, name string, extra ...nats.Option) (*nats.Conn, error
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
-		// nats.go quotes the raw URL, password and all, when it does
-		// not parse: such an error is replaced, not wrapped.
-		var ue *url.Error
-		if errors.As(err, &ue) || quotesURLSecret(err.Error(), c.URL) {
-			return nil, fmt.Errorf("gateway: connect %s: the server URL does not parse", redactURL(c.URL))
-		}
-		return nil, fmt.Errorf("gateway: connect %s: %w", redactURL(c.URL), safePathError(err))
+		return nil, ConnectError("gateway", c.URL, err)
 	}
 	return nc, nil
+}
+
+// ConnectError is err, from nats.Connect(u, ...), as "<who>: connect
+// <u redacted>: …" with no secret of u in it: nats.go quotes the raw URL,
+// password and all, when it does not parse, and such an error is
+// replaced, not wrapped.
+func ConnectError(who, u string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) || quotesURLSecret(err.Error(), u) {
+		return fmt.Errorf("%s: connect %s: the server URL does not parse", who, RedactURL(u))
+	}
+	return fmt.Errorf("%s: connect %s: %w", who, RedactURL(u), safePathError(err))
 }
 
 // safePathError is err with any run of its text that could be an nkey
@@ -107,12 +113,12 @@ func ClientOptions(c NATSConfig) []nats.Option {
 	return opts
 }
 
-// redactURL is u, one server URL or a comma-separated list as nats.go
+// RedactURL is u, one server URL or a comma-separated list as nats.go
 // reads them, with the user information of each (user:password, or a
 // token alone; after a scheme or without one) replaced by [redacted].
 // A part whose port is not a number may be a password cut by a comma
 // (nats.go splits the list at every comma): its authority is redacted.
-func redactURL(u string) string {
+func RedactURL(u string) string {
 	parts := strings.Split(u, ",")
 	for i, p := range parts {
 		start := len(p) - len(strings.TrimLeft(p, " \t"))

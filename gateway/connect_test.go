@@ -101,8 +101,8 @@ func TestConnectErrorsHideURLSecrets(t *testing.T) {
 		"wss://user:pa@ss@h:443/ws":     "wss://[redacted]@h:443/ws",
 		"nats://alice:pw,more@h:1":      "nats://[redacted],[redacted]@h:1",
 	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q; want %q", in, got, want)
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q; want %q", in, got, want)
 		}
 	}
 }

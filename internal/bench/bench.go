@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -117,7 +116,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 		rep.Settings.Workers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.NATSURL != "" {
-		rep.Host.NATS = redactURL(cfg.NATSURL)
+		rep.Host.NATS = gateway.RedactURL(cfg.NATSURL)
 	}
 	if err := r.setup(ctx); err != nil {
 		r.teardown()
@@ -287,7 +286,7 @@ func (r *runner) connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	all := append([]nats.Option{nats.Name(name), nats.Timeout(5 * time.Second)}, gateway.ClientOptions(gateway.NATSConfig{Creds: r.cfg.NATSCreds})...)
 	nc, err := nats.Connect(r.url, append(all, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("bench: connect %s: %w", redactURL(r.url), err)
+		return nil, gateway.ConnectError("bench", r.url, err)
 	}
 	return nc, nil
 }
@@ -353,11 +352,3 @@ func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.progress, format+"\n", args...)
 }
 
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		return u
-	}
-	p.User = url.User("redacted")
-	return p.String()
-}
