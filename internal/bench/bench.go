@@ -351,4 +351,3 @@ func (r *runner) deleteStreams(ctx context.Context) error {
 func (r *runner) logf(format string, args ...any) {
 	fmt.Fprintf(r.progress, format+"\n", args...)
 }
-
