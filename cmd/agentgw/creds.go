@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,7 +55,8 @@ its config) and its audience must equal --audience.`)
 	service := c.fs.String("service", "", "service name of the agent (policies may match on it)")
 	name := c.fs.String("name", "", "free-text name for humans")
 	ttl := c.fs.Duration("ttl", time.Hour, "lifetime; the gateway refuses longer than its limits.max_credential_lifetime")
-	out := c.fs.String("out", "", "`file` to write (mode 0600; replaced atomically)")
+	out := c.fs.String("out", "", "`file` to write (mode 0600; replaced atomically if it holds a credential)")
+	force := c.fs.Bool("force", false, "replace --out even if it holds something other than a credential")
 	jwtOnly := c.fs.Bool("jwt-only", false, "write the JWT alone, not a .creds file")
 	asJSON := c.fs.Bool("json", false, "print the summary as JSON")
 	if code, ok := c.parse(args); !ok {
@@ -103,6 +106,9 @@ its config) and its audience must equal --audience.`)
 			return c.usageErr("%v", err)
 		}
 		return c.fail(err, "")
+	}
+	if err := credsOut(*out, *force); err != nil {
+		return c.usageErr("%v", err)
 	}
 	if *jwtOnly {
 		err = atomicfile.Write(*out, []byte(tok.Reveal()+"\n"), 0o600)
@@ -485,4 +491,45 @@ func lockDir(dir string) (func(), error) {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return func() { d.Close() }, nil // closing the last descriptor releases the lock
+}
+
+// maxCredsFile bounds what credsOut reads of an existing file: a .creds
+// file is a few KiB.
+const maxCredsFile = 64 << 10
+
+// credsOut refuses to replace path unless it is absent, holds a
+// credential (a .creds file or a credential JWT alone, as creds issue
+// and creds exchange write them: renewing one in place is their use), or
+// force is set: an --out that names a seed file (issuer.nk) or anything
+// else would destroy it. The error names the path as SafePath does,
+// never what the file holds.
+func credsOut(path string, force bool) error {
+	if force {
+		return nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--out %s: cannot read it to see what it holds: --force replaces it", identity.SafePath(path))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCredsFile+1))
+	defer clear(data)
+	if err == nil && len(data) <= maxCredsFile && holdsCredential(data) {
+		return nil
+	}
+	return fmt.Errorf("--out %s exists and holds no credential: --force replaces it", identity.SafePath(path))
+}
+
+// holdsCredential reports whether data is a .creds file or a credential
+// JWT alone.
+func holdsCredential(data []byte) bool {
+	if _, kp, err := identity.ParseCreds(data); err == nil {
+		kp.Wipe()
+		return true
+	}
+	_, err := identity.ParseJWT(strings.TrimSpace(string(data)))
+	return err == nil
 }

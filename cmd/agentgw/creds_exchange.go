@@ -54,7 +54,8 @@ token.`)
 	var scopes listFlag
 	c.fs.Var(&scopes, "scopes", "scopes to ask for, comma separated (default: all the mapping grants)")
 	subject := c.fs.String("subject", protocol.DefaultSubject, "NATS `subject` of the exchange service")
-	out := c.fs.String("out", "", "`file` to write (mode 0600; replaced atomically)")
+	out := c.fs.String("out", "", "`file` to write (mode 0600; replaced atomically if it holds a credential)")
+	force := c.fs.Bool("force", false, "replace --out even if it holds something other than a credential")
 	jwtOnly := c.fs.Bool("jwt-only", false, "write the JWT alone, not a .creds file")
 	timeout := c.fs.Duration("timeout", 10*time.Second, "give up after this long")
 	asJSON := c.fs.Bool("json", false, "print the summary as JSON")
@@ -66,6 +67,9 @@ token.`)
 	}
 	if code, ok := c.require("agent-seed", "curve-seed", "gateway-xkey", "audience", "out"); !ok {
 		return code
+	}
+	if err := credsOut(*out, *force); err != nil {
+		return c.usageErr("%v", err)
 	}
 	if (*tokenFile == "") == (*tokenEnv == "") {
 		return c.usageErr("give exactly one of --idp-token-file and --idp-token-env")

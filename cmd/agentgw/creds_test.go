@@ -332,3 +332,43 @@ func (k *credsKit) revocations(t *testing.T) gateway.RevocationConfig {
 	}
 	return rc
 }
+
+// TestCredsOutKeepsWhatIsNoCredential: creds issue renews a credential
+// file in place, but an --out naming a seed file (a slip for
+// issuer.nk) is refused unless --force, and the seed is left as it was;
+// the error does not print it.
+func TestCredsOutKeepsWhatIsNoCredential(t *testing.T) {
+	k := newCredsKit(t)
+	issue := func(want int, out string, extra ...string) result {
+		args := append([]string{"creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
+			"--audience", "gw", "--xkey", k.xkey, "--out", out}, extra...)
+		return mustRun(t, k.dir, want, args...)
+	}
+	issue(exitOK, "agent.creds")
+	issue(exitOK, "agent.creds") // renewed in place
+
+	seedPath := filepath.Join(k.dir, "issuer.nk")
+	before, err := os.ReadFile(seedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := issue(exitUsage, "issuer.nk")
+	k.assertNoSecrets(t, "creds issue --out issuer.nk", r.stdout+r.stderr)
+	if !strings.Contains(r.stderr, "--force") {
+		t.Errorf("refusal does not say how to replace: %s", r)
+	}
+	if after, err := os.ReadFile(seedPath); err != nil || string(after) != string(before) {
+		t.Fatalf("issuer seed changed by a refused creds issue (%v)", err)
+	}
+	other := filepath.Join(k.dir, "notes.txt")
+	if err := os.WriteFile(other, []byte("not a credential\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	issue(exitUsage, "notes.txt")
+	issue(exitOK, "notes.txt", "--force")
+	if _, kp, err := identity.ReadCreds(other); err != nil {
+		t.Errorf("--force did not write the credential: %v", err)
+	} else {
+		kp.Wipe()
+	}
+}
