@@ -5,13 +5,22 @@ import (
 	"testing"
 
 	"github.com/goccy/go-yaml"
+	"github.com/nats-io/nkeys"
 )
 
 // TestCleanHidesSource: every kind of go-yaml error, on a document whose
 // lines hold a secret, is cleaned to a position and a problem with no
 // byte of the secret; a short unknown key is still named.
 func TestCleanHidesSource(t *testing.T) {
-	const secret = "SUAOXTUUK7S53ID7OOZEGBYROQGUQUUU6GYJ4C5J3BBNDJY55ZUAI2BP7E"
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := string(seed)
 	type target struct {
 		A int  `yaml:"a"`
 		B bool `yaml:"b"`
