@@ -36,6 +36,20 @@ func (h *harness) respond(a *actor, messageID, answer string, traceID ...string)
 	return h.publish(h.ingress(a, "tenant_a"), body, h.signed(a, a.token, body))
 }
 
+// deliveredRefund sends the agent a sealed refund request and waits for
+// its delivery on the capability stream; it returns the request's
+// envelope.
+func (h *harness) deliveredRefund() *envelope.Body {
+	h.t.Helper()
+	body, _ := h.sealedRefund(h.agent, 1500, nil)
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(h.t, err)
+	if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		h.t.Fatalf("request went to %s", out.Subject)
+	}
+	return env
+}
+
 func TestResponseRoundTrip(t *testing.T) {
 	h := newHarness(t)
 	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
@@ -43,12 +57,7 @@ func TestResponseRoundTrip(t *testing.T) {
 	other.token = h.credential(h.issuer, other, "tenant_a", []string{"respond:kb.search"}, time.Hour, "")
 	h.start()
 
-	body, _ := h.sealedRefund(h.agent, 1500, nil)
-	env, err := envelope.Parse(body, envelope.Limits{})
-	must(t, err)
-	if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
-		t.Fatalf("request went to %s", out.Subject)
-	}
+	env := h.deliveredRefund()
 	const secret = "jane@example.com"
 	h.secrets = append(h.secrets, secret)
 	// Named denials first.
@@ -260,12 +269,7 @@ func TestResponseToRequesterWhoLostStanding(t *testing.T) {
 			h := newHarness(t)
 			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
 			h.start()
-			body, _ := h.sealedRefund(h.agent, 1500, nil)
-			env, err := envelope.Parse(body, envelope.Limits{})
-			must(t, err)
-			if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
-				t.Fatalf("request went to %s", out.Subject)
-			}
+			env := h.deliveredRefund()
 			tc.withdraw(h)
 			out := h.outputFor(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`))
 			if got := reason.Code(out.Header.Get(header.Reason)); got != reason.NoSuchRequest {
@@ -399,12 +403,7 @@ func TestResponseRechecksCatalog(t *testing.T) {
 			h := newHarness(t)
 			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
 			h.start()
-			body, _ := h.sealedRefund(h.agent, 1500, nil)
-			env, err := envelope.Parse(body, envelope.Limits{})
-			must(t, err)
-			if out := h.outputFor(h.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
-				t.Fatalf("request went to %s", out.Subject)
-			}
+			env := h.deliveredRefund()
 			h.editTarget("refunds.draft_refund", tc.edit)
 
 			seq := h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`)

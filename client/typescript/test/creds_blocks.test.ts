@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../src/errors.js";
 import { decoratedBlocks, parseCreds, parseSeedFile } from "../src/creds.js";
+import { xorshift32 } from "./helpers.js";
 
 // jwt/v2's expression (gateway/identity's credsBlock). V8 backtracks on
 // it, so it serves here only as the reference on short texts.
@@ -10,13 +11,7 @@ const REFERENCE = /\s*(?:(?:-{3,}[^\n]*-{3,}\r?\n)([\w\-.=]+)(?:\r?\n-{3,}[^\n]*
 test("decoratedBlocks finds what jwt/v2's expression finds", () => {
   // A fixed pseudo-random walk over the characters that matter.
   const alphabet = ["-", "-", "-", "a", "=", "\r", "\n", "\n", " ", "x"];
-  let state = 0x2545f491;
-  const next = (): number => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return state >>> 0;
-  };
+  const next = xorshift32(0x2545f491);
   for (let i = 0; i < 20000; i++) {
     let text = "";
     const len = next() % 40;

@@ -69,3 +69,18 @@ export async function rejectsWith<E extends Error>(p: Promise<unknown>, cls: new
   }
   assert.fail(`${what}: resolved; want ${cls.name}`);
 }
+
+/**
+ * xorshift32 is a fixed-seed pseudo-random walk (Marsaglia's xorshift,
+ * 13/17/5) for tests that compare two implementations over many
+ * generated inputs and must see the same inputs on every run.
+ */
+export function xorshift32(seed: number): () => number {
+  let state = seed;
+  return (): number => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+}

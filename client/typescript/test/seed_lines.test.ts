@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createCurve } from "@nats-io/nkeys";
 import { parseSeedFile, trimLineEnds } from "../src/creds.js";
-import { dec } from "./helpers.js";
+import { dec, xorshift32 } from "./helpers.js";
 
 test("trimLineEnds takes spaces, tabs and CRs at the ends, and nothing else", () => {
   const cases: [string, string][] = [
@@ -33,13 +33,7 @@ test("trimLineEnds agrees with the expression /^[ \\t\\r]+|[ \\t\\r]+$/g on shor
   // time quadratic in a long run of spaces inside a line on it.
   const reference = /^[ \t\r]+|[ \t\r]+$/g;
   const alphabet = [" ", " ", "\t", "\r", "x", "\u00a0", "\ufeff", "\v"];
-  let state = 0x2545f491;
-  const next = (): number => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return state >>> 0;
-  };
+  const next = xorshift32(0x2545f491);
   for (let i = 0; i < 20000; i++) {
     let line = "";
     for (let j = next() % 12; j > 0; j--) {
