@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -450,7 +451,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		fmt.Sprintf("%+v %#v", []any{op, ap, xa}, map[string]any{"op": op, "ap": ap, "xa": xa}),
 		fmt.Sprintf("%v %+v %#v %s %x %v", reply, reply, reply, reply, reply, *reply),
 	} {
-		for name, secret := range map[string]string{"seed": string(seed), "curve seed": string(cseed), "credential": a.token.Reveal(), "reply payload": "4111111111111111"} {
+		for name, secret := range map[string]string{"seed": string(seed), "curve seed": string(cseed), "credential": a.token.Reveal(), "reply payload": "4111111111111111", "reply payload's digest": decision.Digest(reply.Payload)} {
 			if strings.Contains(s, secret) {
 				t.Errorf("printed form holds the %s: %s", name, s)
 			}

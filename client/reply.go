@@ -40,8 +40,9 @@ type Reply struct {
 	Claims    *decision.Claims
 }
 
-// String names the reply and its payload's digest, never the payload:
-// a reply was sealed to the agent, and a logged one would not be.
+// String names the reply and its payload's length, never the payload
+// nor its digest: a reply was sealed to the agent, and a logged one, or
+// its digest, would let a log's reader read or confirm it.
 func (r Reply) String() string {
 	return fmt.Sprintf("client.Reply{request_id=%s responder=%s message_id=%s payload=%d bytes}",
 		r.RequestID, r.Responder, r.MessageID, len(r.Payload))

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -293,8 +294,11 @@ func TestVerifyDelivery(t *testing.T) {
 			if d.Agent != a.pub || !bytes.Equal(d.Body, docOf(t, m).Envelope) || d.Envelope.MessageID != d.Claims.MessageID || d.Target != d.Claims.Audience {
 				t.Errorf("delivery = %v; want agent, body and ids of the message", d)
 			}
-			if s := d.String(); bytes.Contains([]byte(s), want) {
-				t.Errorf("Delivery.String() = %s; quotes the payload", s)
+			if s := d.String(); bytes.Contains([]byte(s), want) || strings.Contains(s, decision.Digest(want)) {
+				t.Errorf("Delivery.String() = %s; quotes the payload or its digest", s)
+			}
+			if s, n := d.String(), fmt.Sprintf("payload=%d bytes", len(want)); !strings.Contains(s, n) {
+				t.Errorf("Delivery.String() = %s; want %q", s, n)
 			}
 		})
 	}

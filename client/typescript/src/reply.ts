@@ -56,11 +56,11 @@ export class Reply {
   }
 
   toJSON(): object {
-    return { request_id: this.requestId, message_id: this.messageId, responder: this.responder, payload_sha256: digestHex(this.payload) };
+    return { request_id: this.requestId, message_id: this.messageId, responder: this.responder, payload_bytes: this.payload.length };
   }
 
   toString(): string {
-    return `Reply{request_id=${this.requestId} message_id=${this.messageId} responder=${this.responder} payload=sha256:${digestHex(this.payload)}}`;
+    return `Reply{request_id=${this.requestId} message_id=${this.messageId} responder=${this.responder} payload=${this.payload.length} bytes}`;
   }
 
   [inspect.custom](): string {

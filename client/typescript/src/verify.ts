@@ -122,11 +122,11 @@ export class Delivery {
   }
 
   toString(): string {
-    return `Delivery{subject=${this.subject} message_id=${this.messageId} agent=${this.agent} payload=sha256:${digestHex(this.payload)}}`;
+    return `Delivery{subject=${this.subject} message_id=${this.messageId} agent=${this.agent} payload=${this.payload.length} bytes}`;
   }
 
   toJSON(): object {
-    return { subject: this.subject, message_id: this.messageId, agent: this.agent, payload_sha256: digestHex(this.payload) };
+    return { subject: this.subject, message_id: this.messageId, agent: this.agent, payload_bytes: this.payload.length };
   }
 
   [inspect.custom](): string {

@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcp } from "node:net";
 import { once } from "node:events";
+import { inspect } from "node:util";
 import { createAccount, createCurve, createServer, createUser } from "@nats-io/nkeys";
 import { MsgImpl } from "@nats-io/nats-core/internal";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -67,7 +68,14 @@ test("verifyReply: a padded Agentgw-Sealed-From or Agentgw-Decision is not the g
   const receiver = { publicKey: me, gatewayXKey: gwCurve.publicKey, box: agentBox, now: () => CLOCK };
   const opt = { trustedGateways: [gw.getPublicKey()] };
   const msg = (decision: string, from: string) => natsMsg(block(`Agentgw-Decision: ${decision}`, `Agentgw-Sealed-From: ${from}`), data);
-  assert.equal(verifyReply(receiver, msg(tok, gwCurve.publicKey), opt).string(), `{"refund_id":"rf_1"}`);
+  const r = verifyReply(receiver, msg(tok, gwCurve.publicKey), opt);
+  assert.equal(r.string(), `{"refund_id":"rf_1"}`);
+  // Printed, it names the payload's length: neither its text nor the
+  // digest of its text, which would let a log's reader confirm a guess.
+  for (const s of [String(r), JSON.stringify(r), inspect(r)]) {
+    assert.ok(!s.includes("rf_1") && !s.includes(digestHex(r.payload)), `printed reply shows its payload: ${s}`);
+    assert.ok(s.includes("20 bytes") || s.includes(`"payload_bytes":20`), `printed reply lacks its length: ${s}`);
+  }
   throwsReason(() => verifyReply(receiver, msg(tok, `${gwCurve.publicKey} `), opt), "seal_mismatch", "padded sealed-from");
   throwsReason(() => verifyReply(receiver, msg(`${tok}\t`, gwCurve.publicKey), opt), "decision_token_invalid", "padded token");
 });

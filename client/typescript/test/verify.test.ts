@@ -171,7 +171,10 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
     assert.equal(d.agent, a.pub, tc.name);
     assert.equal(d.claims.subject, a.pub, tc.name);
     assert.equal(d.target, d.claims.audience, tc.name);
-    assert.ok(!String(d).includes("A-1") && !JSON.stringify(d).includes("A-1"), `${tc.name}: the printed delivery shows the payload`);
+    for (const s of [String(d), JSON.stringify(d)]) {
+      assert.ok(!s.includes("A-1") && !s.includes(digestHex(d.payload)), `${tc.name}: the printed delivery shows the payload or its digest: ${s}`);
+      assert.ok(s.includes(`${d.payload.length} bytes`) || s.includes(`"payload_bytes":${d.payload.length}`), `${tc.name}: the printed delivery lacks its length: ${s}`);
+    }
   }
 });
 
