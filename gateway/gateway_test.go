@@ -416,6 +416,7 @@ func TestEveryWireReasonIsExercised(t *testing.T) {
 		reason.ApprovalDenied:  "approval flow", reason.ApprovalExpired: "approval flow", reason.ApprovalInvalid: "approval flow", reason.SelfApproval: "approval flow",
 		reason.NoSuchRequest: "responses", reason.NotYourRequest: "responses", reason.AlreadyAnswered: "responses", reason.ResponseLate: "responses", reason.ResponseInvalid: "responses", reason.WrongResponder: "responses",
 		reason.ReplayRefused: "operator replay", reason.Internal: "internal failures",
+		reason.LedgerIncomplete: "a journal lost (TestScaleOutJournalCreatedAgain)",
 		reason.DecisionMissing: "consumer side", reason.DecisionInvalid: "consumer side", reason.DecisionExpired: "consumer side", reason.DecisionAudience: "consumer side", reason.DecisionBinding: "consumer side",
 		reason.DecisionDuplicate: "consumer side", reason.DecisionRecordFull: "consumer side",
 	}

@@ -30,10 +30,12 @@ type ledgerBatch struct {
 	recs    []journal.Record
 	journal bool
 	revs    map[string]uint64 // kvHolds: revision of each hold read
+	// lostBefore is the partition's (partState.lostBefore).
+	lostBefore time.Time
 }
 
 func (g *Gateway) newBatch(ps *partState) *ledgerBatch {
-	return &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0}
+	return &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0, lostBefore: ps.lostBefore}
 }
 
 func (b *ledgerBatch) add(r journal.Record) {

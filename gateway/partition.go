@@ -40,6 +40,11 @@ type partState struct {
 	// single-instance mode, whose ledger holds every outcome until its
 	// message is acknowledged.
 	journalFrom time.Time
+	// lostBefore is set when the journal has certainly lost records of
+	// messages decided before it (journalLoss): the rebuilt ledger cannot
+	// tell such a message's copy from a first sighting, and the ledger
+	// gate refuses what may have been decided then (ledger_incomplete).
+	lostBefore time.Time
 }
 
 // errRestart ends a partition's tenure: the ledger may hold writes the
@@ -141,13 +146,19 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	defer led.Close()
 	start := time.Now()
-	n, from, err := g.rebuild(ctx, led, p)
+	n, from, lost, err := g.rebuild(ctx, led, p)
 	if err != nil {
 		return err
 	}
 	g.log.Info().Int("partition", p).Uint64("epoch", epoch).Int("records", n).
 		Time("journal_from", from).Dur("rebuild", time.Since(start)).Msg("partition acquired")
-	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from}
+	if !lost.IsZero() {
+		g.log.Warn().Int("partition", p).Time("lost_before", lost).
+			Time("refuses_issued_before", lost.Add(g.fresh.Grace())).
+			Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
+			Msg("the journal was deleted and created again: what was decided before lost_before is unknown, and messages that may have been are denied ledger_incomplete")
+	}
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, lostBefore: lost}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
@@ -163,9 +174,10 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 }
 
 // rebuild replays p's journal for the retention window into led, and
-// returns the number of records and the time from which the journal held
-// every record (journalFrom).
-func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, time.Time, error) {
+// returns the number of records, the time from which the journal held
+// every record (journalFrom) and the time before which it certainly lost
+// records (journalLoss; zero: none known lost).
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, time.Time, time.Time, error) {
 	b := led.NewBatch()
 	defer func() { b.Close() }()
 	n, inBatch := 0, 0
@@ -185,17 +197,21 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 		return nil
 	})
 	if err != nil {
-		return n, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
 	if err := b.Commit(); err != nil {
-		return n, time.Time{}, err
+		return n, time.Time{}, time.Time{}, err
 	}
 	// Read after the replay: what aged out meanwhile only moves it later.
 	st, err := g.js.Stream(ctx, journal.Stream)
 	if err != nil {
-		return n, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
-	return n, journalFrom(st.CachedInfo(), since), nil
+	leases, err := g.js.Stream(ctx, "KV_"+lease.DefaultBucket)
+	if err != nil {
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: lease bucket: %w", p, err)
+	}
+	return n, journalFrom(st.CachedInfo(), since), journalLoss(st.CachedInfo(), leases.CachedInfo(), since), nil
 }
 
 // journalFrom is the earliest time from which the journal held every
@@ -219,6 +235,32 @@ func journalFrom(info *jetstream.StreamInfo, since time.Time) time.Time {
 	}
 	return since
 }
+
+// journalLoss is the time before which the journal certainly lacks
+// records, as of its info and the lease bucket's, or zero. It knows one
+// case: the journal was created within the window (since), and more than
+// leaseJournalGap after the lease bucket. The gateway creates the two
+// together, so the journal was deleted and created again while the
+// deployment went on: what was decided before is unknown. Deleting both
+// is a fresh start (docs/scale-out.md: changing the partition count),
+// and a purge is not told apart from the age limit by the stream's
+// state; neither is reported here (journalFrom still bounds recovery by
+// a purge). The time returned is the journal's creation plus
+// journalClockMargin: a server's clock stamped it, the gateways' clocks
+// judge the messages.
+func journalLoss(journal, leases *jetstream.StreamInfo, since time.Time) time.Time {
+	created := journal.Created
+	if !created.After(since) || !leases.Created.Before(created.Add(-leaseJournalGap)) {
+		return time.Time{}
+	}
+	return created.Add(journalClockMargin)
+}
+
+// leaseJournalGap is how much later than the lease bucket a journal may
+// be created and still count as created with it: the gateway creates
+// both, a few milliseconds apart, and the clocks of a cluster's servers
+// may disagree by a little.
+const leaseJournalGap = 5 * time.Second
 
 // stillOwned reports whether ps may still publish and ack: always in
 // single-instance mode; in scale-out mode while its lease is valid.

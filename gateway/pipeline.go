@@ -290,6 +290,35 @@ func (g *Gateway) verifyAt(it *item, now time.Time) {
 	g.judge(it, now)
 }
 
+// unknowable denies it ledger_incomplete, and reports true, when its
+// partition's ledger was rebuilt from a journal that lost what was
+// decided before b.lostBefore, and it may have been decided then: a copy
+// of a message first seen before that (issued before lostBefore + skew)
+// would not be found, nor the idempotency entry of a request made then,
+// which stays in force for up to a freshness span (max_ttl + 2 × skew)
+// after it was written. A message whose idempotency key is its own
+// message id has no other request to collide with than its own copies,
+// which the first rule covers. Operator replays are held to both: the
+// replay's entry and marker are among what was lost.
+func (g *Gateway) unknowable(b *ledgerBatch, it *item, now time.Time) bool {
+	lost := b.lostBefore
+	if lost.IsZero() {
+		return false
+	}
+	at := lost.Format(time.RFC3339Nano)
+	switch {
+	case it.env.IssuedAt.Before(lost.Add(g.fresh.Grace())):
+		it.deny(reason.Deny(reason.LedgerIncomplete, "issued_at %s: the partition's journal lost what was decided before %s",
+			it.env.IssuedAt.Format(time.RFC3339Nano), at))
+	case it.env.IdempotencyKey != it.env.MessageID && now.Before(lost.Add(g.fresh.Span())):
+		it.deny(reason.Deny(reason.LedgerIncomplete, "idempotency key: the partition's journal lost what was decided before %s, and a request made then stays in force until %s",
+			at, lost.Add(g.fresh.Span()).Format(time.RFC3339Nano)))
+	default:
+		return false
+	}
+	return true
+}
+
 // ledgerGate runs the stateful gates in stream order on one goroutine:
 // redelivery, replay, idempotency, catalog, budget. It stages provisional
 // ledger entries so a second copy later in the same batch is caught.
@@ -368,6 +397,11 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		// An operator replay: the nonce passes once, and only for a
 		// message whose recorded decision was a denial.
 		it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+		return nil
+	}
+	// A message the ledger has an entry of was first decided after the
+	// journal's loss, and is judged by what the ledger knows.
+	if !seen && !again && g.unknowable(b, it, now) {
 		return nil
 	}
 	if it.replayBy != "" && (seen || again) {

@@ -52,6 +52,7 @@ const (
 	ReplayDetected        Code = "replay_detected"
 	DuplicateRequest      Code = "duplicate_request"
 	IdempotencyConflict   Code = "idempotency_conflict"
+	LedgerIncomplete      Code = "ledger_incomplete"
 	UnknownTarget         Code = "unknown_target"
 	CapabilityMismatch    Code = "capability_mismatch"
 	MissingScope          Code = "missing_scope"
@@ -146,6 +147,7 @@ var All = []Info{
 	{ReplayDetected, StageLedger, "message_id already seen from this agent at another stream sequence"},
 	{DuplicateRequest, StageLedger, "idempotency key already used with the same payload; prior decision stands"},
 	{IdempotencyConflict, StageLedger, "idempotency key already used with a different payload"},
+	{LedgerIncomplete, StageLedger, "the partition's journal lost what it decided before a time, and this message, or the request its idempotency key names, may have been decided then"},
 	{UnknownTarget, StageCatalog, "target is not in the capability catalog"},
 	{CapabilityMismatch, StageCatalog, "capability does not match the target's kind"},
 	{MissingScope, StageCatalog, "credential lacks the scope the target requires"},
