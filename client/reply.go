@@ -90,7 +90,8 @@ type WaitOptions struct {
 // bytes re-published, or an operator replay), which carries the
 // request's message id: it is skipped, neither handed to OnDecision nor
 // ending the wait; so is, once the request was delivered or held, a
-// denial message_expired or credential_expired (a copy sent late). A
+// denial message_expired, credential_expired or ledger_incomplete (a
+// copy sent late, or after a scaled-out journal was lost). A
 // notice that the request was delivered or held for approval does not
 // end it: the reply does.
 // Anything else on the subject, an unverified notice included, is
@@ -261,12 +262,14 @@ func copyDenied(code reason.Code) bool {
 }
 
 // lateCopyDenied reports whether a denial with code, once the request
-// was delivered or held, can only be a copy's: message_expired or
-// credential_expired. A copy sent after the request went stale, or after
-// its credential expired, is refused so before its replay is looked up;
-// a delivered request is not decided again, and a held one ends
-// approved, denied, expired (approval_expired) or withdrawn, whatever
-// its own times.
+// was delivered or held, can only be a copy's: message_expired,
+// credential_expired or ledger_incomplete. A copy sent after the request
+// went stale, or after its credential expired, is refused so before its
+// replay is looked up, and one sent after its partition's journal was
+// lost is refused ledger_incomplete in place of replay_detected; a
+// delivered request is not decided again, and a held one ends approved,
+// denied, expired (approval_expired) or withdrawn, whatever its own
+// times.
 func lateCopyDenied(code reason.Code) bool {
-	return code == reason.MessageExpired || code == reason.CredentialExpired
+	return code == reason.MessageExpired || code == reason.CredentialExpired || code == reason.LedgerIncomplete
 }

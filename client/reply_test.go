@@ -158,3 +158,23 @@ func TestWaitOptionsSkew(t *testing.T) {
 		t.Errorf("SendAndDecide(negative skew) = %v; want ErrConfig", err)
 	}
 }
+
+// TestCopyDenials: which denials SendAndWait takes for a copy's rather
+// than the request's. replay_detected and replay_refused always; once the
+// request was delivered or held, also the denials a late copy gets
+// before its replay is looked up (message_expired, credential_expired),
+// or in place of replay_detected after a scaled-out journal was lost
+// (ledger_incomplete). Every other denial is the request's own, as the
+// TypeScript SDK's sendAndWait has it.
+func TestCopyDenials(t *testing.T) {
+	always := map[reason.Code]bool{reason.ReplayDetected: true, reason.ReplayRefused: true}
+	late := map[reason.Code]bool{reason.MessageExpired: true, reason.CredentialExpired: true, reason.LedgerIncomplete: true}
+	for _, info := range reason.All {
+		if got := copyDenied(info.Code); got != always[info.Code] {
+			t.Errorf("copyDenied(%s) = %v; want %v", info.Code, got, always[info.Code])
+		}
+		if got := lateCopyDenied(info.Code); got != late[info.Code] {
+			t.Errorf("lateCopyDenied(%s) = %v; want %v", info.Code, got, late[info.Code])
+		}
+	}
+}

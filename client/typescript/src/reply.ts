@@ -190,8 +190,8 @@ export function replies(
  * the request (its bytes re-published, or an operator replay), which
  * carries the request's message id: it is skipped, neither handed to
  * onDecision nor ending the wait; so is, once the request was delivered
- * or held, a denial message_expired or credential_expired (a copy sent
- * late). A notice that the request was delivered
+ * or held, a denial message_expired, credential_expired or
+ * ledger_incomplete (a copy sent late, or after the journal was lost). A notice that the request was delivered
  * or held for approval does not end it: the reply does. Anything else on the subject, an unverified notice
  * included, is ignored. Without a reply or a denial in time it rejects
  * with a NoReplyError that carries the receipt, as it does whenever the
@@ -218,7 +218,7 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
             d.route === "deny" &&
             (d.reason === "replay_detected" ||
               d.reason === "replay_refused" ||
-              (decided && (d.reason === "message_expired" || d.reason === "credential_expired")))
+              (decided && (d.reason === "message_expired" || d.reason === "credential_expired" || d.reason === "ledger_incomplete")))
           ) {
             // The gateway's answer to a copy of the request (one
             // re-published by whoever holds its bytes, or an operator

@@ -372,10 +372,10 @@ test("Decision prints its notice only", () => {
   assert.equal(JSON.stringify(d), JSON.stringify(allow));
 });
 
-test("sendAndWait: once the request was held, a denial message_expired or credential_expired is a late copy's; before, it ends the wait", async () => {
+test("sendAndWait: once the request was held, a denial message_expired, credential_expired or ledger_incomplete is a late copy's; before, it ends the wait", async () => {
   const a = newAgent(true);
   const held = (id: string) => ({ message_id: id, route: "approval", approval_id: id, deadline: "2026-11-26T01:23:41Z" });
-  for (const reason of ["message_expired", "credential_expired"]) {
+  for (const reason of ["message_expired", "credential_expired", "ledger_incomplete"]) {
     const sub = nc.subscribe(a.subject, {
       callback: (_err, m) => {
         const id = parseEnvelope(m.data).messageId;
