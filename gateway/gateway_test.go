@@ -417,7 +417,7 @@ func TestEveryWireReasonIsExercised(t *testing.T) {
 		reason.NoSuchRequest: "responses", reason.NotYourRequest: "responses", reason.AlreadyAnswered: "responses", reason.ResponseLate: "responses", reason.ResponseInvalid: "responses", reason.WrongResponder: "responses",
 		reason.ReplayRefused: "operator replay", reason.Internal: "internal failures",
 		reason.LedgerIncomplete: "a journal lost (TestScaleOutJournalCreatedAgain)",
-		reason.DecisionMissing: "consumer side", reason.DecisionInvalid: "consumer side", reason.DecisionExpired: "consumer side", reason.DecisionAudience: "consumer side", reason.DecisionBinding: "consumer side",
+		reason.DecisionMissing:  "consumer side", reason.DecisionInvalid: "consumer side", reason.DecisionExpired: "consumer side", reason.DecisionAudience: "consumer side", reason.DecisionBinding: "consumer side",
 		reason.DecisionDuplicate: "consumer side", reason.DecisionRecordFull: "consumer side",
 	}
 	for _, info := range reason.All {
