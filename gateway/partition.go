@@ -156,7 +156,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 		g.log.Warn().Int("partition", p).Time("lost_before", lost).
 			Time("refuses_issued_before", lost.Add(g.fresh.Grace())).
 			Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
-			Msg("the journal was deleted and created again: what was decided before lost_before is unknown, and messages that may have been are denied ledger_incomplete")
+			Msg("the journal lost records (purged, or deleted and created again): what was decided before lost_before is unknown, and messages that may have been are denied ledger_incomplete")
 	}
 	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, lostBefore: lost}
 	s.mu.Lock()
@@ -211,7 +211,15 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 	if err != nil {
 		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: lease bucket: %w", p, err)
 	}
-	return n, journalFrom(st.CachedInfo(), since), journalLoss(st.CachedInfo(), leases.CachedInfo(), since), nil
+	marked, err := journal.LastLoss(ctx, g.js)
+	if err != nil {
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+	}
+	lost := journalLoss(st.CachedInfo(), leases.CachedInfo(), since)
+	if !marked.IsZero() {
+		lost = later(lost, marked.Add(journalClockMargin))
+	}
+	return n, journalFrom(st.CachedInfo(), since), lost, nil
 }
 
 // journalFrom is the earliest time from which the journal held every
@@ -237,23 +245,29 @@ func journalFrom(info *jetstream.StreamInfo, since time.Time) time.Time {
 }
 
 // journalLoss is the time before which the journal certainly lacks
-// records, as of its info and the lease bucket's, or zero. It knows one
-// case: the journal was created within the window (since), and more than
-// leaseJournalGap after the lease bucket. The gateway creates the two
-// together, so the journal was deleted and created again while the
-// deployment went on: what was decided before is unknown. Deleting both
-// is a fresh start (docs/scale-out.md: changing the partition count),
-// and a purge is not told apart from the age limit by the stream's
-// state; neither is reported here (journalFrom still bounds recovery by
-// a purge). The time returned is the journal's creation plus
-// journalClockMargin: a server's clock stamped it, the gateways' clocks
-// judge the messages.
+// records, as of its info and the lease bucket's, or zero: the journal
+// was created within the window (since), and more than leaseJournalGap
+// after the lease bucket. The gateway creates the two together, so the
+// journal was deleted and created again while the deployment went on:
+// what was decided before is unknown. Deleting both is a fresh start
+// (docs/scale-out.md: changing the partition count). The other losses
+// (a purge) the journal's writers find and mark (journal.LastLoss). The
+// time returned is the journal's creation plus journalClockMargin: a
+// server's clock stamped it, the gateways' clocks judge the messages.
 func journalLoss(journal, leases *jetstream.StreamInfo, since time.Time) time.Time {
 	created := journal.Created
 	if !created.After(since) || !leases.Created.Before(created.Add(-leaseJournalGap)) {
 		return time.Time{}
 	}
 	return created.Add(journalClockMargin)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // leaseJournalGap is how much later than the lease bucket a journal may

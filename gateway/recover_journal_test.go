@@ -96,7 +96,10 @@ func TestScaleOutRecoveryAfterJournalLoss(t *testing.T) {
 // every message in the unacknowledged range is pending (the gateway died
 // holding them, undecided): none can have been acknowledged, so the new
 // owner decides them first, although they were stored before anything
-// the journal still holds.
+// the journal still holds. The purge is marked (the next claim finds the
+// journal emptied), and they were issued before it, so a copy of each may
+// have been decided then: they are denied ledger_incomplete, not let
+// through on a ledger that cannot know.
 func TestScaleOutRecoveryPendingAfterJournalLoss(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t)
@@ -113,9 +116,7 @@ func TestScaleOutRecoveryPendingAfterJournalLoss(t *testing.T) {
 
 	b := h.startInstance("b")
 	for _, seq := range held {
-		if got := h.outputFor(seq).Header.Get(header.Route); got != "allow" {
-			t.Errorf("in-flight ingress %d: %s; want allow", seq, got)
-		}
+		h.wantReason(seq, reason.LedgerIncomplete)
 	}
 	if n := b.gw.Stats().Recovered.Load(); n != uint64(len(held)) {
 		t.Errorf("Stats().Recovered = %d; want %d", n, len(held))
@@ -232,8 +233,44 @@ func TestScaleOutJournalCreatedAgain(t *testing.T) {
 	if got := h.outputFor(h.send(later)).Header.Get(header.Route); got != "allow" {
 		t.Fatalf("a request with its own idempotency key a freshness span after the loss: %s; want allow", got)
 	}
-	if !strings.Contains(h.logs.String(), "the journal was deleted and created again") {
+	if !strings.Contains(h.logs.String(), "the journal lost records") {
 		t.Error("the new owner did not log the loss")
 	}
 	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutJournalPurged: the journal is purged under its live owner.
+// Its next append finds its claim gone within the age limit, marks the
+// loss and ends the tenure; the partition is rebuilt from the emptied
+// journal, and no longer knows what it decided. The message whose batch
+// found the loss, a copy of a message allowed before and a retry of that
+// request under a new message id are denied ledger_incomplete; a message
+// issued after the loss is allowed.
+func TestScaleOutJournalPurged(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true // the append that finds the loss ends the tenure, logged as an error
+	h.cfg.Consumer.Partitions = 1
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
+	first := h.body(order)
+	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("first message: %s; want allow", got)
+	}
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	must(t, js.Purge(ctx))
+
+	h.wantReason(h.send(h.body(nil)), reason.LedgerIncomplete)
+	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
+	h.wantReason(h.send(first), reason.LedgerIncomplete)
+	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
+	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("a message issued after the loss: %s; want allow", got)
+	}
+	if !strings.Contains(h.logs.String(), "the journal lost records") {
+		t.Error("the owner did not log the loss")
+	}
+	h.endScaleOut(t, a)
 }

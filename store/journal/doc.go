@@ -4,6 +4,9 @@
 // instance that takes a partition over can rebuild that partition's
 // ledger for the last window before it processes anything.
 //
+// A journal that loses records other than by its age limit (a purge) is
+// marked by the writers that notice, on LossSubject (loss.go).
+//
 // A Record is one thing the ledger must not forget: a replay entry, an
 // idempotency entry, a single-use marker, a hold or its deletion, or the
 // exact outputs of an ingress sequence (an outcome). Records are packed

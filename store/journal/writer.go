@@ -44,6 +44,13 @@ type part struct {
 	// partition's subject; 0 when unknown (after a failed publish whose
 	// fate is unknown): the next append reads it back first.
 	last uint64
+	// at is when this writer's last message on the subject (its claim or
+	// an append) was acknowledged, by the wall clock: a claim gone from
+	// the stream sooner than the age limit removes it was lost.
+	at time.Time
+	// lost: this writer found records lost and has not stored the loss
+	// marker yet; the next Claim stores it first.
+	lost bool
 }
 
 // Option injects a collaborator.
@@ -116,6 +123,11 @@ func (w *Writer) Claim(ctx context.Context, p int, epoch uint64) error {
 	pt.claimed = false
 	fence := appendRecord([]byte{formatV1}, encodeRecord(Record{Op: opFence}, epoch))
 	for attempt := 1; ; attempt++ {
+		// Before every fence: a purge between this read and the fence
+		// fails the fence's check, and is found on the next attempt.
+		if err := w.checkLoss(ctx, p, pt); err != nil {
+			return err
+		}
 		last, lastEpoch, err := w.lastOn(ctx, p)
 		if err != nil {
 			return err
@@ -125,7 +137,7 @@ func (w *Writer) Claim(ctx context.Context, p int, epoch uint64) error {
 		}
 		seq, err := w.publish(ctx, subj, epoch, fence, last)
 		if err == nil {
-			pt.claimed, pt.epoch, pt.last = true, epoch, seq
+			pt.claimed, pt.epoch, pt.last, pt.at = true, epoch, seq, time.Now()
 			return nil
 		}
 		// Someone appended between the read and the fence: read again.
@@ -180,7 +192,7 @@ func (w *Writer) Append(ctx context.Context, p int, recs []Record) error {
 		seq, err := w.publish(ctx, subj, pt.epoch, msgs[i], pt.last)
 		switch {
 		case err == nil:
-			pt.last = seq
+			pt.last, pt.at = seq, time.Now()
 			i++
 		case wrongLast(err):
 			// Another writer, the stream's age limit, or a write of ours
@@ -196,7 +208,8 @@ func (w *Writer) Append(ctx context.Context, p int, recs []Record) error {
 
 // resync reads the subject's last message: ours (an append whose answer
 // was lost) is adopted, a newer epoch fences, anything else means the
-// claim is gone.
+// claim is gone: lost, when the age limit cannot have removed it yet,
+// and the loss is marked (or left to the next Claim to mark).
 func (w *Writer) resync(ctx context.Context, p int, pt *part) error {
 	last, epoch, err := w.lastOn(ctx, p)
 	if err != nil {
@@ -211,6 +224,11 @@ func (w *Writer) resync(ctx context.Context, p int, pt *part) error {
 		return nil
 	default:
 		pt.claimed = false
+		if !pt.at.IsZero() && time.Since(pt.at) < w.cfg.keeps() {
+			pt.lost = true
+			_ = w.checkLoss(ctx, p, pt) // else the next Claim marks it
+			return fmt.Errorf("journal: %s: the claim of epoch %d was removed from the stream before its age limit (purged, or the stream deleted): %w", Subject(p), pt.epoch, ErrNotClaimed)
+		}
 		return fmt.Errorf("journal: %s: the claim of epoch %d is no longer in the stream: %w", Subject(p), pt.epoch, ErrNotClaimed)
 	}
 }
