@@ -35,7 +35,7 @@ func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer, t
 	} else {
 		parts := make([]*partState, len(consumers))
 		for p, c := range consumers {
-			parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: context.Background()}
+			parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: context.Background(), lostBefore: g.ledger.LostBefore()}
 			eg.Go(func() error { return g.consumePartition(ctx, parts[p]) })
 		}
 		eg.Go(func() error { return g.pruneLoop(ctx, parts) })

@@ -315,6 +315,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if g.ledger != nil && g.ledger.New() {
+		if err := g.checkNewLedger(setupCtx, consumers, tenants); err != nil {
+			return err
+		}
+	}
 	if g.scale != nil {
 		if err := g.setupScaleOut(setupCtx, consumers, tenants); err != nil {
 			return err

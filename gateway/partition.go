@@ -40,10 +40,12 @@ type partState struct {
 	// single-instance mode, whose ledger holds every outcome until its
 	// message is acknowledged.
 	journalFrom time.Time
-	// lostBefore is set when the journal has certainly lost records of
-	// messages decided before it (journalLoss): the rebuilt ledger cannot
-	// tell such a message's copy from a first sighting, and the ledger
-	// gate refuses what may have been decided then (ledger_incomplete).
+	// lostBefore is set when the ledger certainly lacks records of
+	// messages decided before it (a single instance's new ledger after
+	// decisions, checkNewLedger; a journal that lost records,
+	// journalLoss): it cannot tell such a message's copy from a first
+	// sighting, and the ledger gate refuses what may have been decided
+	// then (ledger_incomplete).
 	lostBefore time.Time
 }
 
@@ -260,6 +262,42 @@ func journalLoss(journal, leases *jetstream.StreamInfo, since time.Time) time.Ti
 		return time.Time{}
 	}
 	return created.Add(journalClockMargin)
+}
+
+// checkNewLedger says, before a single instance decides anything, what
+// its new ledger lacks: nothing on a new deployment, but when a consumer
+// has acknowledged messages they were decided on a ledger that is gone
+// (the data directory deleted, a container started without its volume,
+// a scaled-out deployment run as one instance), and what was decided
+// before now (and the clocks' minute) is unknown: the ledger gate
+// refuses what may have been (ledger_incomplete), as after a journal's
+// loss. The ledger keeps it across restarts.
+func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
+	all := slices.Clone(consumers)
+	for _, ts := range tenants {
+		for _, tc := range ts {
+			all = append(all, tc.cons)
+		}
+	}
+	var lost time.Time
+	for _, c := range all {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("gateway: ledger: consumer info: %w", err)
+		}
+		if info.AckFloor.Stream > 0 {
+			lost = g.clock().Add(journalClockMargin)
+			g.log.Warn().Str("consumer", info.Name).Uint64("ack_floor", info.AckFloor.Stream).Time("lost_before", lost).
+				Time("refuses_issued_before", lost.Add(g.fresh.Grace())).
+				Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
+				Msg("the ledger is new but messages were decided before it: what was decided before lost_before is unknown, and messages that may have been are denied ledger_incomplete")
+			break
+		}
+	}
+	if err := g.ledger.SetLostBefore(lost); err != nil {
+		return fmt.Errorf("gateway: ledger: %w", err)
+	}
+	return nil
 }
 
 // later returns the later of a and b.

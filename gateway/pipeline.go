@@ -291,8 +291,9 @@ func (g *Gateway) verifyAt(it *item, now time.Time) {
 }
 
 // unknowable denies it ledger_incomplete, and reports true, when its
-// partition's ledger was rebuilt from a journal that lost what was
-// decided before b.lostBefore, and it may have been decided then: a copy
+// partition's ledger lacks what was decided before b.lostBefore (a new
+// ledger after decisions, checkNewLedger; a journal that lost records,
+// journalLoss), and it may have been decided then: a copy
 // of a message first seen before that (issued before lostBefore + skew)
 // would not be found, nor the idempotency entry of a request made then,
 // which stays in force for up to a freshness span (max_ttl + 2 × skew)
@@ -308,10 +309,10 @@ func (g *Gateway) unknowable(b *ledgerBatch, it *item, now time.Time) bool {
 	at := lost.Format(time.RFC3339Nano)
 	switch {
 	case it.env.IssuedAt.Before(lost.Add(g.fresh.Grace())):
-		it.deny(reason.Deny(reason.LedgerIncomplete, "issued_at %s: the partition's journal lost what was decided before %s",
+		it.deny(reason.Deny(reason.LedgerIncomplete, "issued_at %s: the ledger lost what was decided before %s",
 			it.env.IssuedAt.Format(time.RFC3339Nano), at))
 	case it.env.IdempotencyKey != it.env.MessageID && now.Before(lost.Add(g.fresh.Span())):
-		it.deny(reason.Deny(reason.LedgerIncomplete, "idempotency key: the partition's journal lost what was decided before %s, and a request made then stays in force until %s",
+		it.deny(reason.Deny(reason.LedgerIncomplete, "idempotency key: the ledger lost what was decided before %s, and a request made then stays in force until %s",
 			at, lost.Add(g.fresh.Span()).Format(time.RFC3339Nano)))
 	default:
 		return false

@@ -13,6 +13,8 @@ import (
 //
 //	f                                     format: version and generation width
 //	p                                     horizon: end of the latest pruned generation (ns)
+//	n                                     new: created empty, its owner has not said what it lacks
+//	l                                     lost before: the ledger lacks what was decided before (ns)
 //	g <gen u64>                           generation metadata (max seq, count)
 //	r <gen u64> tenant 0 agent 0 msgid    replay entry
 //	i <gen u64> tenant 0 agent 0 idemkey  idempotency entry
@@ -28,6 +30,8 @@ import (
 const (
 	kindFormat       byte = 'f'
 	kindHorizon      byte = 'p'
+	kindNew          byte = 'n'
+	kindLostBefore   byte = 'l'
 	kindGen          byte = 'g'
 	kindReplay       byte = 'r'
 	kindIdem         byte = 'i'
@@ -52,6 +56,8 @@ var maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 var (
 	formatKey  = []byte{kindFormat}
 	horizonKey = []byte{kindHorizon}
+	newKey     = []byte{kindNew}
+	lostKey    = []byte{kindLostBefore}
 )
 
 // checkPart reports whether s is usable as a key component.

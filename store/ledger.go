@@ -187,6 +187,8 @@ type Ledger struct {
 	gens     []genMeta // sorted by gen
 	ackFloor uint64    // highest ack floor passed to Prune
 	horizon  uint64    // Horizon in ns since the epoch; 0: nothing pruned
+	isNew    bool      // New
+	lost     uint64    // LostBefore in ns since the epoch; 0: nothing
 
 	// maxOutcome bounds the sequences with a recorded outcome (read at
 	// open, raised by every commit), so a first delivery needs no lookup.
@@ -300,7 +302,16 @@ func (l *Ledger) open(fresh, verify bool) error {
 		return err
 	}
 	if fresh {
-		if err := db.Set(formatKey, encodeUvarints(l.width), pebble.Sync); err != nil {
+		b := db.NewBatch()
+		err := b.Set(formatKey, encodeUvarints(l.width), nil)
+		if err == nil {
+			err = b.Set(newKey, nil, nil)
+		}
+		if err == nil {
+			err = b.Commit(pebble.Sync)
+		}
+		_ = b.Close()
+		if err != nil {
 			return fail(fmt.Errorf("store: create %s: %w: %v", l.dir, ErrIO, err))
 		}
 	} else {
@@ -331,6 +342,10 @@ func (l *Ledger) open(fresh, verify bool) error {
 	if err != nil {
 		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
 	}
+	isNew, lost, err := readLost(db)
+	if err != nil {
+		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
+	}
 	l.maxOutcome.Store(last)
 	l.db = db
 	l.filters = newGenFilters(gens)
@@ -338,6 +353,7 @@ func (l *Ledger) open(fresh, verify bool) error {
 	l.gmu.Lock()
 	l.gens = gens
 	l.horizon = horizon
+	l.isNew, l.lost = isNew, lost
 	l.gmu.Unlock()
 	return nil
 }

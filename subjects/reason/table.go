@@ -147,7 +147,7 @@ var All = []Info{
 	{ReplayDetected, StageLedger, "message_id already seen from this agent at another stream sequence"},
 	{DuplicateRequest, StageLedger, "idempotency key already used with the same payload; prior decision stands"},
 	{IdempotencyConflict, StageLedger, "idempotency key already used with a different payload"},
-	{LedgerIncomplete, StageLedger, "the partition's journal lost what it decided before a time, and this message, or the request its idempotency key names, may have been decided then"},
+	{LedgerIncomplete, StageLedger, "the ledger lost what was decided before a time (a new ledger after decisions, a scaled-out journal deleted or purged), and this message, or the request its idempotency key names, may have been decided then"},
 	{UnknownTarget, StageCatalog, "target is not in the capability catalog"},
 	{CapabilityMismatch, StageCatalog, "capability does not match the target's kind"},
 	{MissingScope, StageCatalog, "credential lacks the scope the target requires"},

@@ -36,7 +36,7 @@ const TABLE = [
   { code: "replay_detected", stage: "ledger", description: "message_id already seen from this agent at another stream sequence" },
   { code: "duplicate_request", stage: "ledger", description: "idempotency key already used with the same payload; prior decision stands" },
   { code: "idempotency_conflict", stage: "ledger", description: "idempotency key already used with a different payload" },
-  { code: "ledger_incomplete", stage: "ledger", description: "the partition's journal lost what it decided before a time, and this message, or the request its idempotency key names, may have been decided then" },
+  { code: "ledger_incomplete", stage: "ledger", description: "the ledger lost what was decided before a time (a new ledger after decisions, a scaled-out journal deleted or purged), and this message, or the request its idempotency key names, may have been decided then" },
   { code: "unknown_target", stage: "catalog", description: "target is not in the capability catalog" },
   { code: "capability_mismatch", stage: "catalog", description: "capability does not match the target's kind" },
   { code: "missing_scope", stage: "catalog", description: "credential lacks the scope the target requires" },

@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/store/journal"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// TestJournalLoss: a journal created within the window, and more than a
+// few seconds after the lease bucket, was deleted and created again: it
+// lacks what was decided before its creation (and the clocks' minute).
+// Created with the lease bucket (a fresh deployment, or both deleted
+// together), or before the window, it lacks nothing anyone can use.
+func TestJournalLoss(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	since := now.Add(-7 * time.Minute)
+	for _, tc := range []struct {
+		name            string
+		journal, leases time.Time
+		want            time.Time
+	}{
+		{"created-together", now.Add(-time.Minute), now.Add(-time.Minute - time.Second), time.Time{}},
+		{"leases-after", now.Add(-time.Minute), now.Add(-time.Minute + time.Second), time.Time{}},
+		{"created-again", now.Add(-time.Minute), now.Add(-time.Hour), now.Add(-time.Minute + journalClockMargin)},
+		{"created-again-just", now.Add(-time.Minute), now.Add(-time.Minute - leaseJournalGap - time.Nanosecond), now.Add(-time.Minute + journalClockMargin)},
+		{"within-gap", now.Add(-time.Minute), now.Add(-time.Minute - leaseJournalGap), time.Time{}},
+		{"before-window", since.Add(-time.Second), now.Add(-time.Hour), time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := journalLoss(&jetstream.StreamInfo{Created: tc.journal}, &jetstream.StreamInfo{Created: tc.leases}, since)
+			if !got.Equal(tc.want) {
+				t.Errorf("journalLoss = %s; want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestScaleOutJournalCreatedAgain: the journal is deleted while the
+// deployment goes on, and the next owner creates it again, empty. Its
+// rebuilt ledger knows nothing decided before. A copy of a message
+// allowed then, and a retry of that request under a new message id,
+// would each be allowed a second time; both are denied
+// ledger_incomplete. A message issued after the loss is decided as
+// usual, and once a freshness span has passed so is a request with an
+// idempotency key of its own.
+func TestScaleOutJournalCreatedAgain(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 1
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
+	first := h.body(order)
+	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("first message: %s; want allow", got)
+	}
+	a.stop(t)
+	must(t, h.js.DeleteStream(ctx, journal.Stream))
+	// Created again more than leaseJournalGap after the lease bucket.
+	time.Sleep(leaseJournalGap + time.Second)
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 1 })
+	// The clocks' minute and the skew after the loss, on the harness's
+	// clock (which began at the real time the test started).
+	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
+
+	h.wantReason(h.send(first), reason.LedgerIncomplete)
+	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
+	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("a message issued after the loss: %s; want allow", got)
+	}
+	h.clock.Advance(h.cfg.Limits.Freshness().Span())
+	later := h.body(func(b *envelope.Builder) { b.IdempotencyKey = "order-2" })
+	if got := h.outputFor(h.send(later)).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("a request with its own idempotency key a freshness span after the loss: %s; want allow", got)
+	}
+	if !strings.Contains(h.logs.String(), "the journal lost records") {
+		t.Error("the new owner did not log the loss")
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutJournalPurged: the journal is purged under its live owner.
+// Its next append finds its claim gone within the age limit, marks the
+// loss and ends the tenure; the partition is rebuilt from the emptied
+// journal, and no longer knows what it decided. The message whose batch
+// found the loss, a copy of a message allowed before and a retry of that
+// request under a new message id are denied ledger_incomplete; a message
+// issued after the loss is allowed.
+func TestScaleOutJournalPurged(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true // the append that finds the loss ends the tenure, logged as an error
+	h.cfg.Consumer.Partitions = 1
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
+	first := h.body(order)
+	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("first message: %s; want allow", got)
+	}
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	must(t, js.Purge(ctx))
+
+	h.wantReason(h.send(h.body(nil)), reason.LedgerIncomplete)
+	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
+	h.wantReason(h.send(first), reason.LedgerIncomplete)
+	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
+	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("a message issued after the loss: %s; want allow", got)
+	}
+	if !strings.Contains(h.logs.String(), "the journal lost records") {
+		t.Error("the owner did not log the loss")
+	}
+	h.endScaleOut(t, a)
+}
+
+// TestNewLedgerAfterDecisions: a single instance's ledger directory is
+// lost and the gateway starts with a new one while its consumer has
+// acknowledged messages. A copy of a message allowed before and a retry
+// of that request under a new message id are denied ledger_incomplete; a
+// message issued after the start is allowed. The ledger keeps what it
+// lacks across a restart: the retry is still denied while a request made
+// before could be in force, and allowed after.
+func TestNewLedgerAfterDecisions(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
+	first := h.body(order)
+	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("first message: %s; want allow", got)
+	}
+	h.stop()
+	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
+	h.start()
+	<-h.gw.Ready()
+	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
+	h.wantReason(h.send(first), reason.LedgerIncomplete)
+	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
+	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("a message issued after the start: %s; want allow", got)
+	}
+	if !strings.Contains(h.logs.String(), "the ledger is new but messages were decided before it") {
+		t.Error("the gateway did not log the loss")
+	}
+	h.stop()
+	h.start()
+	<-h.gw.Ready()
+	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
+	h.clock.Advance(h.cfg.Limits.Freshness().Span())
+	if got := h.outputFor(h.send(h.body(order))).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("the retry a freshness span after the loss: %s; want allow", got)
+	}
+	h.stop()
+	h.scanSecrets()
+}
+
+// TestNewLedgerOfANewDeployment: a gateway whose consumer has
+// acknowledged nothing starts with a new ledger that lacks nothing.
+func TestNewLedgerOfANewDeployment(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	<-h.gw.Ready()
+	if h.gw.ledger.New() || !h.gw.ledger.LostBefore().IsZero() {
+		t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
+	}
+	if got := h.outputFor(h.send(h.body(func(b *envelope.Builder) { b.IdempotencyKey = "order-1" }))).Header.Get(header.Route); got != "allow" {
+		t.Fatalf("first message: %s; want allow", got)
+	}
+	h.stop()
+}
