@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -215,7 +217,23 @@ func (c *Config) trust() map[string][]string {
 	return m
 }
 
+// warnLooseKey logs a warning when the secret key file at path grants its
+// group or others any access (identity.LooseMode).
+func (g *Gateway) warnLooseKey(what, path string) {
+	if mode, loose := identity.LooseMode(path); loose {
+		g.log.Warn().Str("key", what).Str("file", identity.SafePath(path)).Str("mode", fmt.Sprintf("%04o", mode)).
+			Msg("a secret key file is open to its group or others: chmod 600 it")
+	}
+}
+
 func (g *Gateway) loadKeys() error {
+	g.warnLooseKey("keys.signing", g.cfg.Keys.Signing)
+	g.warnLooseKey("keys.curve", g.cfg.Keys.Curve)
+	for _, f := range [][2]string{{"nats.creds", g.cfg.NATS.Creds}, {"nats.nkey", g.cfg.NATS.NKey}, {"nats.tls.key", g.cfg.NATS.TLS.Key}} {
+		if f[1] != "" {
+			g.warnLooseKey(f[0], f[1])
+		}
+	}
 	kp, err := identity.ReadSeedFile(g.cfg.Keys.Signing)
 	if err != nil {
 		return fmt.Errorf("gateway: signing key: %w", err)
@@ -333,6 +351,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		issuers, err := exchange.LoadIssuers(xc, g.cfg.Path)
 		if err != nil {
 			return err
+		}
+		for _, t := range slices.Sorted(maps.Keys(xc.IssuerSeeds)) {
+			g.warnLooseKey("exchange.issuer_seeds."+t, g.cfg.Path(xc.IssuerSeeds[t]))
 		}
 		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
 		if err != nil {

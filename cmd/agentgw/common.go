@@ -30,6 +30,8 @@ type cmd struct {
 	// refused is the permission refusal of the connection, once connect
 	// made one; it has been reported already.
 	refused *refusal
+	// warned holds the files warnLoose has warned of.
+	warned map[string]bool
 }
 
 // newCmd returns a command whose --help prints synopsis, help and the
@@ -243,6 +245,32 @@ func interruptible() (context.Context, context.CancelFunc) {
 // that it holds a seed of role, the seed prefix wanted ("SA", "SU", "SN",
 // "SX"; "S" for any). A user seed may come from a .creds file. The error
 // says what the file holds instead, and never quotes it.
+// seedFile is readSeed, and warns on the command's error output when the
+// file is open to its group or others (warnLoose).
+func (c *cmd) seedFile(path, role string) (nkeys.KeyPair, error) {
+	kp, err := readSeed(path, role)
+	if err == nil {
+		c.warnLoose(path)
+	}
+	return kp, err
+}
+
+// warnLoose warns when the secret file at path (a seed, a credential)
+// grants its group or others any access. It does not refuse: a secret an
+// orchestrator mounts is often 0644 in a directory only its pod reads.
+func (c *cmd) warnLoose(path string) {
+	if c.warned[path] {
+		return
+	}
+	if mode, loose := identity.LooseMode(path); loose {
+		if c.warned == nil {
+			c.warned = map[string]bool{}
+		}
+		c.warned[path] = true
+		fmt.Fprintf(c.err, "agentgw %s: warning: %s is open to its group or others (mode %04o); chmod 600 it\n", c.name, identity.SafePath(path), mode)
+	}
+}
+
 func readSeed(path, role string) (nkeys.KeyPair, error) {
 	want, ok := seedRoles[seedPrefix[role]]
 	want = "an nkey seed of " + want

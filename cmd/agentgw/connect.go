@@ -275,6 +275,11 @@ func (c *cmd) connect(cf *connFlags) (*nats.Conn, jetstream.JetStream, int, bool
 		}
 		return nil, nil, c.fail(err, ""), false
 	}
+	for _, f := range []string{s.cfg.Creds, s.cfg.NKey, s.cfg.TLS.Key} {
+		if f != "" {
+			c.warnLoose(f)
+		}
+	}
 	c.refused = &refusal{}
 	onError := nats.ErrorHandler(func(nc *nats.Conn, _ *nats.Subscription, err error) {
 		msg, ok := refusedBy(s.who, err)
@@ -350,6 +355,7 @@ func (c *cmd) needCredential(path string, cf *connFlags) (int, bool) {
 	if _, err := checkCredential("--credential", path); err != nil {
 		return c.fail(err, ""), false
 	}
+	c.warnLoose(path)
 	if cf != nil {
 		cf.identity = path
 	}

@@ -71,7 +71,7 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	cfg.Tenant, cfg.Targets, cfg.TrustedGateways, cfg.GatewayXKeys = *tenant, targets, gwKeys, gwXKeys
 	cfg.Durable, cfg.VerifyAgentSignature, cfg.Stream = *durable, *agentSig, gateway.StreamCap
 	if *curve != "" {
-		kp, err := readSeed(*curve, "SX")
+		kp, err := c.seedFile(*curve, "SX")
 		if err != nil {
 			return c.fail(err, "--curve-seed must be the consumer's curve seed file (from 'agentgw keys new --type curve').")
 		}

@@ -74,7 +74,7 @@ its config) and its audience must equal --audience.`)
 	case *agentPub != "" && !*jwtOnly:
 		return c.usageErr("a .creds file needs the agent's seed: pass --agent-seed, or --jwt-only to write the JWT alone")
 	}
-	iss, err := readSeed(*issuer, "SA")
+	iss, err := c.seedFile(*issuer, "SA")
 	if err != nil {
 		return c.fail(err, "--issuer must be an issuer seed file, e.g. from 'agentgw keys new --type issuer --out issuer.nk'.")
 	}
@@ -82,7 +82,7 @@ its config) and its audience must equal --audience.`)
 	subject := *agentPub
 	var seed identity.Seed
 	if *agentSeed != "" {
-		kp, err := readSeed(*agentSeed, "SU")
+		kp, err := c.seedFile(*agentSeed, "SU")
 		if err != nil {
 			return c.fail(err, "--agent-seed must be an agent seed file, e.g. from 'agentgw keys new --type agent --out agent.nk'.")
 		}

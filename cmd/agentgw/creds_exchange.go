@@ -86,12 +86,12 @@ token.`)
 	if err != nil {
 		return c.fail(err, "")
 	}
-	kp, err := readSeed(*agentSeed, "SU")
+	kp, err := c.seedFile(*agentSeed, "SU")
 	if err != nil {
 		return c.fail(err, "--agent-seed must be an agent seed file, e.g. from 'agentgw keys new --type agent --out agent.nk'.")
 	}
 	defer kp.Wipe()
-	ck, err := readSeed(*curveSeed, "SX")
+	ck, err := c.seedFile(*curveSeed, "SX")
 	if err != nil {
 		return c.fail(err, "--curve-seed must be the agent's curve seed file, e.g. from 'agentgw keys new --type curve --out agent.xk'.")
 	}

@@ -201,7 +201,7 @@ func externalTarget(c *cmd, cf *connFlags, audience, xkey string, issuers, polic
 		if !ok || !subjects.ValidToken(tenant) || path == "" {
 			return nil, c.usageErr("--issuer %q is not tenant=SEEDFILE", identity.SafeText(spec)), false
 		}
-		kp, err := readSeed(path, "SA")
+		kp, err := c.seedFile(path, "SA")
 		if err != nil {
 			return nil, c.fail(err, "--issuer names a tenant issuer seed file ('agentgw keys new issuer')"), false
 		}

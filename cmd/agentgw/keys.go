@@ -131,7 +131,7 @@ Print the role and public key of the seed in SEEDFILE (a bare seed, an
 	if len(c.args) != 1 {
 		return c.usageErr("want exactly one SEEDFILE")
 	}
-	kp, err := readSeed(c.args[0], "S")
+	kp, err := c.seedFile(c.args[0], "S")
 	if err != nil {
 		return c.fail(err, "")
 	}

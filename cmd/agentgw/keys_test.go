@@ -108,3 +108,29 @@ func TestKeysNewStdoutOnlyWhenAsked(t *testing.T) {
 		t.Errorf("--out -: the public key is not on stderr: %s", r.stderr)
 	}
 }
+
+// TestLooseSeedFileWarned: a seed file open to its group or others is
+// read, and the command warns on stderr with its mode and the fix,
+// never the seed; a file of its owner's alone gets no warning.
+func TestLooseSeedFileWarned(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, exitOK, "keys", "new", "--type", "agent", "--out", "k.nk")
+	if r := mustRun(t, dir, exitOK, "keys", "show", "k.nk"); r.stderr != "" {
+		t.Errorf("keys show of a 0600 seed file: stderr %q; want nothing", r.stderr)
+	}
+	path := filepath.Join(dir, "k.nk")
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, dir, exitOK, "keys", "show", "k.nk")
+	if !strings.Contains(r.stderr, "k.nk is open to its group or others (mode 0644); chmod 600 it") {
+		t.Errorf("keys show of a 0644 seed file: %s; want a warning", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, strings.TrimSpace(string(data))) {
+		t.Error("the seed was printed")
+	}
+}

@@ -73,7 +73,7 @@ calls that one tool again on restart (at-least-once).`)
 	if code, ok := c.needCredential(*creds, &cf); !ok {
 		return code
 	}
-	kp, err := readSeed(*curve, "SX")
+	kp, err := c.seedFile(*curve, "SX")
 	if err != nil {
 		return c.fail(err, "--curve-seed must be the consumer's curve seed file.")
 	}

@@ -122,7 +122,7 @@ $NATS_NKEY or a NATS context name another user.`)
 		return code
 	}
 	if *curve != "" {
-		kp, err := readSeed(*curve, "SX")
+		kp, err := c.seedFile(*curve, "SX")
 		if err != nil {
 			return c.fail(err, "--curve-seed must be the agent's curve seed file (the credential's xkey).")
 		}
