@@ -45,6 +45,37 @@ func TestJournalLoss(t *testing.T) {
 	}
 }
 
+// order is a request with its own idempotency key, fresh for the
+// longest time allowed.
+func (h *harness) order(b *envelope.Builder) {
+	b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL
+}
+
+// wantAllowed fails the test unless ingress message seq was allowed.
+func (h *harness) wantAllowed(seq uint64, what string) {
+	h.t.Helper()
+	if got := h.outputFor(seq).Header.Get(header.Route); got != "allow" {
+		h.t.Fatalf("%s: %s (%s); want allow", what, got, h.outputFor(seq).Header.Get(header.Reason))
+	}
+}
+
+// afterLoss checks a ledger that lost records, once the clocks' minute
+// and the skew have passed on the harness's clock (which began at the
+// real time the test started): a copy of first (allowed before the
+// loss) and a retry of its request (h.order) under a new message id are
+// denied ledger_incomplete, a new message is allowed, and the loss was
+// logged as logged says.
+func (h *harness) afterLoss(first []byte, logged string) {
+	h.t.Helper()
+	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
+	h.wantReason(h.send(first), reason.LedgerIncomplete)
+	h.wantReason(h.send(h.body(h.order)), reason.LedgerIncomplete)
+	h.wantAllowed(h.send(h.body(nil)), "a message issued after the loss")
+	if !strings.Contains(h.logs.String(), logged) {
+		h.t.Errorf("the loss was not logged (%q)", logged)
+	}
+}
+
 // TestScaleOutJournalCreatedAgain: the journal is deleted while the
 // deployment goes on, and the next owner creates it again, empty. Its
 // rebuilt ledger knows nothing decided before. A copy of a message
@@ -59,34 +90,18 @@ func TestScaleOutJournalCreatedAgain(t *testing.T) {
 	h.cfg.Consumer.Partitions = 1
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
-	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
-	first := h.body(order)
-	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("first message: %s; want allow", got)
-	}
+	first := h.body(h.order)
+	h.wantAllowed(h.send(first), "first message")
 	a.stop(t)
 	must(t, h.js.DeleteStream(ctx, journal.Stream))
 	// Created again more than leaseJournalGap after the lease bucket.
 	time.Sleep(leaseJournalGap + time.Second)
 	b := h.startInstance("b")
 	waitFor(t, func() bool { return b.held() == 1 })
-	// The clocks' minute and the skew after the loss, on the harness's
-	// clock (which began at the real time the test started).
-	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
-
-	h.wantReason(h.send(first), reason.LedgerIncomplete)
-	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
-	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("a message issued after the loss: %s; want allow", got)
-	}
+	h.afterLoss(first, "the journal lost records")
 	h.clock.Advance(h.cfg.Limits.Freshness().Span())
 	later := h.body(func(b *envelope.Builder) { b.IdempotencyKey = "order-2" })
-	if got := h.outputFor(h.send(later)).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("a request with its own idempotency key a freshness span after the loss: %s; want allow", got)
-	}
-	if !strings.Contains(h.logs.String(), "the journal lost records") {
-		t.Error("the new owner did not log the loss")
-	}
+	h.wantAllowed(h.send(later), "a request with its own idempotency key a freshness span after the loss")
 	h.endScaleOut(t, b, a)
 }
 
@@ -104,25 +119,14 @@ func TestScaleOutJournalPurged(t *testing.T) {
 	h.cfg.Consumer.Partitions = 1
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
-	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
-	first := h.body(order)
-	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("first message: %s; want allow", got)
-	}
+	first := h.body(h.order)
+	h.wantAllowed(h.send(first), "first message")
 	js, err := h.js.Stream(ctx, journal.Stream)
 	must(t, err)
 	must(t, js.Purge(ctx))
 
 	h.wantReason(h.send(h.body(nil)), reason.LedgerIncomplete)
-	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
-	h.wantReason(h.send(first), reason.LedgerIncomplete)
-	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
-	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("a message issued after the loss: %s; want allow", got)
-	}
-	if !strings.Contains(h.logs.String(), "the journal lost records") {
-		t.Error("the owner did not log the loss")
-	}
+	h.afterLoss(first, "the journal lost records")
 	h.endScaleOut(t, a)
 }
 
@@ -136,32 +140,19 @@ func TestScaleOutJournalPurged(t *testing.T) {
 func TestNewLedgerAfterDecisions(t *testing.T) {
 	h := newHarness(t)
 	h.start()
-	order := func(b *envelope.Builder) { b.IdempotencyKey, b.TTL = "order-1", h.cfg.Limits.MaxTTL }
-	first := h.body(order)
-	if got := h.outputFor(h.send(first)).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("first message: %s; want allow", got)
-	}
+	first := h.body(h.order)
+	h.wantAllowed(h.send(first), "first message")
 	h.stop()
 	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
 	h.start()
 	<-h.gw.Ready()
-	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
-	h.wantReason(h.send(first), reason.LedgerIncomplete)
-	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
-	if got := h.outputFor(h.send(h.body(nil))).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("a message issued after the start: %s; want allow", got)
-	}
-	if !strings.Contains(h.logs.String(), "the ledger is new but messages were decided before it") {
-		t.Error("the gateway did not log the loss")
-	}
+	h.afterLoss(first, "the ledger is new but messages were decided before it")
 	h.stop()
 	h.start()
 	<-h.gw.Ready()
-	h.wantReason(h.send(h.body(order)), reason.LedgerIncomplete)
+	h.wantReason(h.send(h.body(h.order)), reason.LedgerIncomplete)
 	h.clock.Advance(h.cfg.Limits.Freshness().Span())
-	if got := h.outputFor(h.send(h.body(order))).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("the retry a freshness span after the loss: %s; want allow", got)
-	}
+	h.wantAllowed(h.send(h.body(h.order)), "the retry a freshness span after the loss")
 	h.stop()
 	h.scanSecrets()
 }
@@ -175,8 +166,6 @@ func TestNewLedgerOfANewDeployment(t *testing.T) {
 	if h.gw.ledger.New() || !h.gw.ledger.LostBefore().IsZero() {
 		t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
 	}
-	if got := h.outputFor(h.send(h.body(func(b *envelope.Builder) { b.IdempotencyKey = "order-1" }))).Header.Get(header.Route); got != "allow" {
-		t.Fatalf("first message: %s; want allow", got)
-	}
+	h.wantAllowed(h.send(h.body(h.order)), "first message")
 	h.stop()
 }

@@ -391,10 +391,16 @@ func (l *Ledger) Horizon() time.Time {
 	l.gmu.RLock()
 	h := l.horizon
 	l.gmu.RUnlock()
-	if h == 0 {
+	return nsTime(h)
+}
+
+// nsTime is a time stored as nanoseconds since the epoch, in UTC; 0 is
+// the zero time (none stored).
+func nsTime(ns uint64) time.Time {
+	if ns == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, int64(h)).UTC()
+	return time.Unix(0, int64(ns)).UTC()
 }
 
 // openError translates a pebble.Open error. On an existing store anything

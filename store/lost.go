@@ -28,12 +28,8 @@ func (l *Ledger) New() bool {
 // (SetLostBefore), or the zero time. It survives restarts.
 func (l *Ledger) LostBefore() time.Time {
 	l.gmu.RLock()
-	lost := l.lost
-	l.gmu.RUnlock()
-	if lost == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, int64(lost)).UTC()
+	defer l.gmu.RUnlock()
+	return nsTime(l.lost)
 }
 
 // SetLostBefore records, synced, that the ledger lacks what was decided

@@ -136,6 +136,12 @@ func TestRecordsOlderThanMaxAgeAreGone(t *testing.T) {
 	if got := replayAll(t, js, 0, time.Time{}); len(got) != 1 || got[0].ID != "new" {
 		t.Errorf("Replay = %+v; want only the new record", got)
 	}
+	// What the age limit removed is no loss: neither the append that
+	// found its claim gone nor the claim that found the stream empty
+	// marked one.
+	if got := lastLoss(t, js); !got.IsZero() {
+		t.Errorf("LastLoss after an age-out = %s; want none", got)
+	}
 }
 
 func TestReplaySince(t *testing.T) {

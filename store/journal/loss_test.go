@@ -98,33 +98,3 @@ func TestPurgeMarkedByNextClaim(t *testing.T) {
 		t.Errorf("%d loss markers; want 1", n)
 	}
 }
-
-// TestAgedOutIsNoLoss: records and claims the age limit removed are no
-// loss: neither the owner's next append nor the next claim marks one.
-func TestAgedOutIsNoLoss(t *testing.T) {
-	c := Config{MaxAge: time.Second}
-	js, _ := setup(t, c)
-	ctx := context.Background()
-	w := newWriter(t, js, c)
-	if err := w.Claim(ctx, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	recs := []Record{{Op: OpMarker, MarkerKind: "k", ID: "old", Expires: at(500 * time.Millisecond)}}
-	if err := w.Append(ctx, 0, recs); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := js.Stream(ctx, Stream)
-	waitFor(t, 15*time.Second, "the stream to expire the old messages", func() bool {
-		info, err := st.Info(ctx)
-		return err == nil && info.State.Msgs == 0
-	})
-	if err := w.Append(ctx, 0, recs); !errors.Is(err, ErrNotClaimed) {
-		t.Fatalf("Append after the claim aged out = %v; want ErrNotClaimed", err)
-	}
-	if err := newWriter(t, js, c).Claim(ctx, 1, 2); err != nil {
-		t.Fatal(err)
-	}
-	if got := lastLoss(t, js); !got.IsZero() {
-		t.Errorf("LastLoss after an age-out = %s; want none", got)
-	}
-}
