@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/store/journal"
@@ -17,27 +19,28 @@ import (
 )
 
 // TestJournalLoss: a journal created within the window, and more than a
-// few seconds after the lease bucket, was deleted and created again: it
-// lacks what was decided before its creation (and the clocks' minute).
-// Created with the lease bucket (a fresh deployment, or both deleted
-// together), or before the window, it lacks nothing anyone can use.
+// few seconds after the partition's consumer, was deleted and created
+// again: it lacks what was decided before its creation (and the clocks'
+// minute). Created with the consumer (a fresh deployment, or both
+// deleted together), or before the window, it lacks nothing anyone can
+// use.
 func TestJournalLoss(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	since := now.Add(-7 * time.Minute)
 	for _, tc := range []struct {
-		name            string
-		journal, leases time.Time
-		want            time.Time
+		name              string
+		journal, consumer time.Time
+		want              time.Time
 	}{
-		{"created-together", now.Add(-time.Minute), now.Add(-time.Minute - time.Second), time.Time{}},
-		{"leases-after", now.Add(-time.Minute), now.Add(-time.Minute + time.Second), time.Time{}},
+		{"created-together", now.Add(-time.Minute), now.Add(-time.Minute - time.Millisecond), time.Time{}},
+		{"consumer-after", now.Add(-time.Minute), now.Add(-time.Minute + time.Second), time.Time{}},
 		{"created-again", now.Add(-time.Minute), now.Add(-time.Hour), now.Add(-time.Minute + journalClockMargin)},
-		{"created-again-just", now.Add(-time.Minute), now.Add(-time.Minute - leaseJournalGap - time.Nanosecond), now.Add(-time.Minute + journalClockMargin)},
-		{"within-gap", now.Add(-time.Minute), now.Add(-time.Minute - leaseJournalGap), time.Time{}},
+		{"created-again-just", now.Add(-time.Minute), now.Add(-time.Minute - journalGap - time.Nanosecond), now.Add(-time.Minute + journalClockMargin)},
+		{"within-gap", now.Add(-time.Minute), now.Add(-time.Minute - journalGap), time.Time{}},
 		{"before-window", since.Add(-time.Second), now.Add(-time.Hour), time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := journalLoss(&jetstream.StreamInfo{Created: tc.journal}, &jetstream.StreamInfo{Created: tc.leases}, since)
+			got := journalLoss(&jetstream.StreamInfo{Created: tc.journal}, &jetstream.ConsumerInfo{Created: tc.consumer}, since)
 			if !got.Equal(tc.want) {
 				t.Errorf("journalLoss = %s; want %s", got, tc.want)
 			}
@@ -94,8 +97,8 @@ func TestScaleOutJournalCreatedAgain(t *testing.T) {
 	h.wantAllowed(h.send(first), "first message")
 	a.stop(t)
 	must(t, h.js.DeleteStream(ctx, journal.Stream))
-	// Created again more than leaseJournalGap after the lease bucket.
-	time.Sleep(leaseJournalGap + time.Second)
+	// Created again more than journalGap after the partition's consumer.
+	time.Sleep(journalGap + time.Second)
 	b := h.startInstance("b")
 	waitFor(t, func() bool { return b.held() == 1 })
 	h.afterLoss(first, "the journal lost records")
@@ -167,5 +170,71 @@ func TestNewLedgerOfANewDeployment(t *testing.T) {
 		t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
 	}
 	h.wantAllowed(h.send(h.body(h.order)), "first message")
+	h.stop()
+}
+
+// TestLedgerLossLeavesApprovalsAlone: after a loss, a request held for
+// approval is granted by an answer under the approvers' SDK key
+// ("approve-<held id>", not the answer's message id): the hold it takes
+// makes it single-use, so the idempotency rule does not refuse it, and
+// the request is delivered.
+func TestLedgerLossLeavesApprovalsAlone(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.wantAllowed(h.send(h.body(nil)), "first message")
+	h.stop()
+	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
+	h.start()
+	<-h.gw.Ready()
+	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
+	body := h.heldRequest()
+	held := h.send(body)
+	if got := h.outputFor(held).Header.Get(header.Route); got != "approval" {
+		t.Fatalf("held request: %s; want approval", got)
+	}
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	req := h.approvalRequest(env.MessageID)
+	ap := newActor(t)
+	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	raw, err := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+	must(t, err)
+	answer := h.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.Approve, req.HeldMessageID
+		b.IdempotencyKey = "approve-" + req.HeldMessageID
+		b.Payload = envelope.Payload{Plain: raw}
+	})
+	out := h.outputFor(h.publish(h.ingress(ap, "tenant_a"), answer, h.signed(ap, ap.token, answer)))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("the granted request went to %s (%s); want its capability subject", out.Subject, out.Header.Get(header.Reason))
+	}
+	h.stop()
+}
+
+// TestNewLedgerOnAStartedAfresh: the ingress stream is purged and its
+// consumer deleted with the ledger (a fresh start on an old stream): the
+// new consumer has delivered nothing, though its ack floor starts below
+// its first message, so the new ledger lacks nothing.
+func TestNewLedgerOnAStartedAfresh(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.start()
+	h.wantAllowed(h.send(h.body(nil)), "first message")
+	h.stop()
+	st, err := h.js.Stream(ctx, StreamIngress)
+	must(t, err)
+	names := st.ConsumerNames(ctx)
+	for name := range names.Name() {
+		must(t, st.DeleteConsumer(ctx, name))
+	}
+	must(t, names.Err())
+	must(t, st.Purge(ctx))
+	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
+	h.start()
+	<-h.gw.Ready()
+	if h.gw.ledger.New() || !h.gw.ledger.LostBefore().IsZero() {
+		t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
+	}
+	h.wantAllowed(h.send(h.body(h.order)), "a request with its own idempotency key")
 	h.stop()
 }

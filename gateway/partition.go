@@ -209,19 +209,24 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 	if err != nil {
 		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
-	leases, err := g.js.Stream(ctx, "KV_"+lease.DefaultBucket)
+	cons, err := g.scale.consumers[p].Info(ctx)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: lease bucket: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: consumer: %w", p, err)
 	}
 	marked, err := journal.LastLoss(ctx, g.js)
 	if err != nil {
 		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
-	lost := journalLoss(st.CachedInfo(), leases.CachedInfo(), since)
+	from := journalFrom(st.CachedInfo(), since)
+	lost := journalLoss(st.CachedInfo(), cons, since)
+	if !lost.IsZero() {
+		// Created again: it holds nothing appended before its creation.
+		from = later(from, st.CachedInfo().Created)
+	}
 	if !marked.IsZero() {
 		lost = later(lost, marked.Add(journalClockMargin))
 	}
-	return n, journalFrom(st.CachedInfo(), since), lost, nil
+	return n, from, lost, nil
 }
 
 // journalFrom is the earliest time from which the journal held every
@@ -247,18 +252,20 @@ func journalFrom(info *jetstream.StreamInfo, since time.Time) time.Time {
 }
 
 // journalLoss is the time before which the journal certainly lacks
-// records, as of its info and the lease bucket's, or zero: the journal
-// was created within the window (since), and more than leaseJournalGap
-// after the lease bucket. The gateway creates the two together, so the
-// journal was deleted and created again while the deployment went on:
-// what was decided before is unknown. Deleting both is a fresh start
-// (docs/scale-out.md: changing the partition count). The other losses
-// (a purge) the journal's writers find and mark (journal.LastLoss). The
-// time returned is the journal's creation plus journalClockMargin: a
-// server's clock stamped it, the gateways' clocks judge the messages.
-func journalLoss(journal, leases *jetstream.StreamInfo, since time.Time) time.Time {
+// records, as of its info and the partition's ingress consumer's, or
+// zero: the journal was created within the window (since), and more
+// than journalGap after the consumer. The gateway creates the
+// consumers and then the journal, so the journal was deleted and
+// created again while the deployment went on, or scale-out was turned
+// on for consumers a single instance had used: what was decided before
+// is unknown. Deleting both is a fresh start (docs/scale-out.md:
+// changing the partition count). The other losses (a purge) the
+// journal's writers find and mark (journal.LastLoss). The time returned
+// is the journal's creation plus journalClockMargin: a server's clock
+// stamped it, the gateways' clocks judge the messages.
+func journalLoss(journal *jetstream.StreamInfo, consumer *jetstream.ConsumerInfo, since time.Time) time.Time {
 	created := journal.Created
-	if !created.After(since) || !leases.Created.Before(created.Add(-leaseJournalGap)) {
+	if !created.After(since) || !consumer.Created.Before(created.Add(-journalGap)) {
 		return time.Time{}
 	}
 	return created.Add(journalClockMargin)
@@ -266,12 +273,16 @@ func journalLoss(journal, leases *jetstream.StreamInfo, since time.Time) time.Ti
 
 // checkNewLedger says, before a single instance decides anything, what
 // its new ledger lacks: nothing on a new deployment, but when a consumer
-// has acknowledged messages they were decided on a ledger that is gone
-// (the data directory deleted, a container started without its volume,
-// a scaled-out deployment run as one instance), and what was decided
-// before now (and the clocks' minute) is unknown: the ledger gate
-// refuses what may have been (ledger_incomplete), as after a journal's
-// loss. The ledger keeps it across restarts.
+// has delivered messages within a freshness span they may have been
+// decided on a ledger that is gone (the data directory deleted, a
+// container started without its volume, a scaled-out deployment run as
+// one instance), and what was decided before now (and the clocks'
+// minute) is unknown: the ledger gate refuses what may have been
+// (ledger_incomplete), as after a journal's loss. The ledger keeps it
+// across restarts. Deliveries, not the ack floor: a consumer created on
+// a stream whose first messages are gone starts with its floor below
+// its first message, and a crash can leave decided messages
+// unacknowledged. Nothing decided longer ago than the span is fresh.
 func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
 	all := slices.Clone(consumers)
 	for _, ts := range tenants {
@@ -285,9 +296,10 @@ func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Cons
 		if err != nil {
 			return fmt.Errorf("gateway: ledger: consumer info: %w", err)
 		}
-		if info.AckFloor.Stream > 0 {
+		last := info.Delivered.Last
+		if info.Delivered.Consumer > 0 && (last == nil || time.Since(*last) < g.fresh.Span()+journalClockMargin) {
 			lost = g.clock().Add(journalClockMargin)
-			g.log.Warn().Str("consumer", info.Name).Uint64("ack_floor", info.AckFloor.Stream).Time("lost_before", lost).
+			g.log.Warn().Str("consumer", info.Name).Uint64("delivered", info.Delivered.Consumer).Time("lost_before", lost).
 				Time("refuses_issued_before", lost.Add(g.fresh.Grace())).
 				Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
 				Msg("the ledger is new but messages were decided before it: what was decided before lost_before is unknown, and messages that may have been are denied ledger_incomplete")
@@ -308,11 +320,11 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// leaseJournalGap is how much later than the lease bucket a journal may
-// be created and still count as created with it: the gateway creates
-// both, a few milliseconds apart, and the clocks of a cluster's servers
-// may disagree by a little.
-const leaseJournalGap = 5 * time.Second
+// journalGap is how much later than a partition's consumer the journal
+// may be created and still count as created with it: the gateway creates
+// both, milliseconds apart, and the clocks of a cluster's servers may
+// disagree by a little.
+const journalGap = 5 * time.Second
 
 // stillOwned reports whether ps may still publish and ack: always in
 // single-instance mode; in scale-out mode while its lease is valid.

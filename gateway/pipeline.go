@@ -299,8 +299,11 @@ func (g *Gateway) verifyAt(it *item, now time.Time) {
 // which stays in force for up to a freshness span (max_ttl + 2 × skew)
 // after it was written. A message whose idempotency key is its own
 // message id has no other request to collide with than its own copies,
-// which the first rule covers. Operator replays are held to both: the
-// replay's entry and marker are among what was lost.
+// which the first rule covers; nor has an approver's answer (its key
+// names the held request): the hold it must take makes it single-use,
+// and a hold that was lost with the ledger refuses it. Operator replays
+// are held to both: the replay's entry and marker are among what was
+// lost.
 func (g *Gateway) unknowable(b *ledgerBatch, it *item, now time.Time) bool {
 	lost := b.lostBefore
 	if lost.IsZero() {
@@ -311,7 +314,7 @@ func (g *Gateway) unknowable(b *ledgerBatch, it *item, now time.Time) bool {
 	case it.env.IssuedAt.Before(lost.Add(g.fresh.Grace())):
 		it.deny(reason.Deny(reason.LedgerIncomplete, "issued_at %s: the ledger lost what was decided before %s",
 			it.env.IssuedAt.Format(time.RFC3339Nano), at))
-	case it.env.IdempotencyKey != it.env.MessageID && now.Before(lost.Add(g.fresh.Span())):
+	case it.env.IdempotencyKey != it.env.MessageID && it.env.Capability != envelope.Approve && now.Before(lost.Add(g.fresh.Span())):
 		it.deny(reason.Deny(reason.LedgerIncomplete, "idempotency key: the ledger lost what was decided before %s, and a request made then stays in force until %s",
 			at, lost.Add(g.fresh.Span()).Format(time.RFC3339Nano)))
 	default:

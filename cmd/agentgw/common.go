@@ -241,10 +241,6 @@ func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// readSeed reads an nkey seed file with identity.ReadSeedFile and checks
-// that it holds a seed of role, the seed prefix wanted ("SA", "SU", "SN",
-// "SX"; "S" for any). A user seed may come from a .creds file. The error
-// says what the file holds instead, and never quotes it.
 // seedFile is readSeed, and warns on the command's error output when the
 // file is open to its group or others (warnLoose).
 func (c *cmd) seedFile(path, role string) (nkeys.KeyPair, error) {
@@ -271,6 +267,10 @@ func (c *cmd) warnLoose(path string) {
 	}
 }
 
+// readSeed reads an nkey seed file with identity.ReadSeedFile and checks
+// that it holds a seed of role, the seed prefix wanted ("SA", "SU", "SN",
+// "SX"; "S" for any). A user seed may come from a .creds file. The error
+// says what the file holds instead, and never quotes it.
 func readSeed(path, role string) (nkeys.KeyPair, error) {
 	want, ok := seedRoles[seedPrefix[role]]
 	want = "an nkey seed of " + want

@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,5 +97,93 @@ func TestPurgeMarkedByNextClaim(t *testing.T) {
 	}
 	if n := info.State.Subjects[LossSubject]; n != 1 {
 		t.Errorf("%d loss markers; want 1", n)
+	}
+}
+
+// purgeAfterInfo is a JetStream handle whose journal stream purges
+// itself once, right after the first Info a writer asks of it: a purge
+// landing between a claim's look at the stream and its fence.
+type purgeAfterInfo struct {
+	jetstream.JetStream
+	once *sync.Once
+}
+
+func (j purgeAfterInfo) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	st, err := j.JetStream.Stream(ctx, name)
+	return purgingStream{st, j.once}, err
+}
+
+type purgingStream struct {
+	jetstream.Stream
+	once *sync.Once
+}
+
+func (s purgingStream) Info(ctx context.Context, opts ...jetstream.StreamInfoOpt) (*jetstream.StreamInfo, error) {
+	info, err := s.Stream.Info(ctx, opts...)
+	s.once.Do(func() { _ = s.Stream.Purge(ctx) })
+	return info, err
+}
+
+// TestPurgeDuringClaimMarked: the journal is purged while a new owner
+// claims a partition, after it looked at the stream and before its
+// fence. On a partition with records the fence fails its check and the
+// next attempt finds them gone; on an empty one the fence passes, and
+// the stream read after it has lost what it held. Either way the loss is
+// marked before Claim returns.
+func TestPurgeDuringClaimMarked(t *testing.T) {
+	for _, p := range []int{0, 1} {
+		t.Run(map[int]string{0: "records", 1: "empty"}[p], func(t *testing.T) {
+			js, _ := setup(t, Config{})
+			ctx := context.Background()
+			w := newWriter(t, js, Config{})
+			if err := w.Claim(ctx, 0, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Append(ctx, 0, ingressRecords(1, 10, at(time.Minute))); err != nil {
+				t.Fatal(err)
+			}
+			next := newWriter(t, purgeAfterInfo{js, &sync.Once{}}, Config{})
+			if err := next.Claim(ctx, p, 2); err != nil {
+				t.Fatal(err)
+			}
+			if got := lastLoss(t, js); got.IsZero() {
+				t.Fatal("LastLoss = none; want the purge during the claim marked")
+			}
+		})
+	}
+}
+
+// TestShorterMaxAgeIsNoLoss: another instance shortens the stream's age
+// limit (a rolling change of the limits); messages it then removes are
+// older than the stream keeps them, so the writer whose claim went with
+// them marks no loss, though they were younger than its own MaxAge.
+func TestShorterMaxAgeIsNoLoss(t *testing.T) {
+	long := Config{MaxAge: time.Hour}
+	js, _ := setup(t, long)
+	ctx := context.Background()
+	w := newWriter(t, js, long)
+	if err := w.Claim(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	recs := []Record{{Op: OpMarker, MarkerKind: "k", ID: "old", Expires: at(500 * time.Millisecond)}}
+	if err := w.Append(ctx, 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStream(ctx, js, Config{MaxAge: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, Stream)
+	waitFor(t, 15*time.Second, "the stream to expire the old messages", func() bool {
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	if err := w.Append(ctx, 0, recs); !errors.Is(err, ErrNotClaimed) {
+		t.Fatalf("Append after the claim aged out = %v; want ErrNotClaimed", err)
+	}
+	if err := w.Claim(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastLoss(t, js); !got.IsZero() {
+		t.Errorf("LastLoss after a shorter age limit removed the claim = %s; want none", got)
 	}
 }

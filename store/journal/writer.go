@@ -122,13 +122,24 @@ func (w *Writer) Claim(ctx context.Context, p int, epoch uint64) error {
 	defer pt.mu.Unlock()
 	pt.claimed = false
 	fence := appendRecord([]byte{formatV1}, encodeRecord(Record{Op: opFence}, epoch))
+	var prev uint64      // the subject's last sequence the previous attempt read
+	var prevAt time.Time // and when that message was stored
 	for attempt := 1; ; attempt++ {
-		// Before every fence: a purge between this read and the fence
-		// fails the fence's check, and is found on the next attempt.
-		if err := w.checkLoss(ctx, p, pt); err != nil {
+		last, lastEpoch, lastAt, err := w.lastOn(ctx, p)
+		if err != nil {
 			return err
 		}
-		last, lastEpoch, err := w.lastOn(ctx, p)
+		// Messages the previous attempt read are gone (a purge between
+		// its read and its fence, which then failed its check), or the
+		// stream is empty (a purge before this read): checkLoss tells
+		// them from the age limit and marks the loss before the fence. A
+		// purge after this read fails the fence's check in turn.
+		var gone time.Time
+		if last < prev {
+			gone = prevAt
+		}
+		prev, prevAt = last, lastAt
+		found, before, err := w.checkLoss(ctx, p, pt, gone)
 		if err != nil {
 			return err
 		}
@@ -137,6 +148,13 @@ func (w *Writer) Claim(ctx context.Context, p int, epoch uint64) error {
 		}
 		seq, err := w.publish(ctx, subj, epoch, fence, last)
 		if err == nil {
+			if last == 0 && !found {
+				// An empty subject's fence passes its check whatever
+				// the stream lost meanwhile.
+				if err := w.checkFenced(ctx, pt, before); err != nil {
+					return err
+				}
+			}
 			pt.claimed, pt.epoch, pt.last, pt.at = true, epoch, seq, time.Now()
 			return nil
 		}
@@ -211,7 +229,7 @@ func (w *Writer) Append(ctx context.Context, p int, recs []Record) error {
 // claim is gone: lost, when the age limit cannot have removed it yet,
 // and the loss is marked (or left to the next Claim to mark).
 func (w *Writer) resync(ctx context.Context, p int, pt *part) error {
-	last, epoch, err := w.lastOn(ctx, p)
+	last, epoch, _, err := w.lastOn(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -224,34 +242,34 @@ func (w *Writer) resync(ctx context.Context, p int, pt *part) error {
 		return nil
 	default:
 		pt.claimed = false
-		if !pt.at.IsZero() && time.Since(pt.at) < w.cfg.keeps() {
-			pt.lost = true
-			_ = w.checkLoss(ctx, p, pt) // else the next Claim marks it
+		// A marker that cannot be stored now stays pending: the next
+		// Claim stores it first.
+		if lost, _, _ := w.checkLoss(ctx, p, pt, pt.at); lost {
 			return fmt.Errorf("journal: %s: the claim of epoch %d was removed from the stream before its age limit (purged, or the stream deleted): %w", Subject(p), pt.epoch, ErrNotClaimed)
 		}
 		return fmt.Errorf("journal: %s: the claim of epoch %d is no longer in the stream: %w", Subject(p), pt.epoch, ErrNotClaimed)
 	}
 }
 
-// lastOn returns the sequence and epoch of the last message on p's
-// subject, zeros if there is none. It asks the stream leader.
-func (w *Writer) lastOn(ctx context.Context, p int) (seq, epoch uint64, err error) {
+// lastOn returns the sequence, epoch and stored time of the last message
+// on p's subject, zeros if there is none. It asks the stream leader.
+func (w *Writer) lastOn(ctx context.Context, p int) (seq, epoch uint64, at time.Time, err error) {
 	st, err := w.getStream(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, time.Time{}, err
 	}
 	m, err := st.GetLastMsgForSubject(ctx, Subject(p))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, 0, nil
+		return 0, 0, time.Time{}, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("journal: last message of %s: %w: %v", Subject(p), ErrNATS, err)
+		return 0, 0, time.Time{}, fmt.Errorf("journal: last message of %s: %w: %v", Subject(p), ErrNATS, err)
 	}
 	epoch, err = strconv.ParseUint(m.Header.Get(epochHeader), 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("journal: message %d of %s has no epoch: %w", m.Sequence, Subject(p), ErrCorrupt)
+		return 0, 0, time.Time{}, fmt.Errorf("journal: message %d of %s has no epoch: %w", m.Sequence, Subject(p), ErrCorrupt)
 	}
-	return m.Sequence, epoch, nil
+	return m.Sequence, epoch, m.Time, nil
 }
 
 func (w *Writer) publish(ctx context.Context, subj string, epoch uint64, body []byte, expectLast uint64) (uint64, error) {
