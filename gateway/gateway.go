@@ -321,6 +321,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := EnsureStreams(setupCtx, js, g.cfg.Streams, g.cfg.Consumer.Partitions); err != nil {
 		return err
 	}
+	if g.scale != nil {
+		if err := g.ensureJournal(setupCtx); err != nil {
+			return err
+		}
+	}
 	consumers := make([]jetstream.Consumer, 0, g.cfg.Consumer.Partitions)
 	for p := range g.cfg.Consumer.Partitions {
 		c, err := js.CreateOrUpdateConsumer(setupCtx, StreamIngress, consumerConfig(g.cfg.Consumer, p))

@@ -238,3 +238,64 @@ func TestNewLedgerOnAStartedAfresh(t *testing.T) {
 	h.wantAllowed(h.send(h.body(h.order)), "a request with its own idempotency key")
 	h.stop()
 }
+
+// TestJournalCreatedBeforeConsumers: a new scaled-out deployment creates
+// its journal before its ingress consumers, however long creating the
+// consumers takes, so journalLoss never takes a new journal for one
+// created again.
+func TestJournalCreatedBeforeConsumers(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 2
+	a := h.startInstance("a")
+	st, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	in, err := h.js.Stream(ctx, StreamIngress)
+	must(t, err)
+	names := in.ConsumerNames(ctx)
+	n := 0
+	for name := range names.Name() {
+		c, err := in.Consumer(ctx, name)
+		must(t, err)
+		if created := c.CachedInfo().Created; created.Before(st.CachedInfo().Created) {
+			t.Errorf("consumer %s created at %s, before the journal (%s)", name, created, st.CachedInfo().Created)
+		}
+		n++
+	}
+	must(t, names.Err())
+	if n == 0 {
+		t.Fatal("no ingress consumers")
+	}
+	a.stop(t)
+}
+
+// TestJournalAgeLimitCutShort: while the deployment runs, the journal's
+// age limit is edited below what the ledger needs, and records a fresh
+// message depends on age out. The partition's next owner finds the limit
+// short and denies what it can no longer know: a copy of a message
+// allowed before, and a retry of its request.
+func TestJournalAgeLimitCutShort(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true // the short age limit is logged as an error
+	h.cfg.Consumer.Partitions = 1
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	b := h.startInstance("b")
+	first := h.body(h.order)
+	h.wantAllowed(h.send(first), "first message")
+	sc := journal.StreamConfig(journal.Config{MaxAge: h.cfg.journalMaxAge(), Replicas: 1})
+	sc.MaxAge, sc.Duplicates = time.Second, time.Second
+	_, err := h.js.UpdateStream(ctx, sc)
+	must(t, err)
+	st, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	a.stop(t)
+	waitFor(t, func() bool { return b.held() == 1 })
+	h.afterLoss(first, "the journal stream's max age is shorter than the ledger needs")
+	h.endScaleOut(t, b, a)
+}

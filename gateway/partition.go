@@ -226,6 +226,14 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 	if !marked.IsZero() {
 		lost = later(lost, marked.Add(journalClockMargin))
 	}
+	// An age limit edited below what the ledger needs (nats stream edit)
+	// removes records a fresh message may still depend on; the gateway
+	// sets it back at its next start.
+	if a, need := st.CachedInfo().Config.MaxAge, g.cfg.journalWindow(); a > 0 && a < need {
+		g.log.Error().Int("partition", p).Dur("max_age", a).Dur("needed", need).
+			Msg("the journal stream's max age is shorter than the ledger needs: what it removed early is lost")
+		lost = later(lost, time.Now().Add(-a).Add(journalClockMargin))
+	}
 	return n, from, lost, nil
 }
 
@@ -254,8 +262,8 @@ func journalFrom(info *jetstream.StreamInfo, since time.Time) time.Time {
 // journalLoss is the time before which the journal certainly lacks
 // records, as of its info and the partition's ingress consumer's, or
 // zero: the journal was created within the window (since), and more
-// than journalGap after the consumer. The gateway creates the
-// consumers and then the journal, so the journal was deleted and
+// than journalGap after the consumer. The gateway creates the journal
+// before the consumers (ensureJournal), so the journal was deleted and
 // created again while the deployment went on, or scale-out was turned
 // on for consumers a single instance had used: what was decided before
 // is unknown. Deleting both is a fresh start (docs/scale-out.md:
@@ -322,8 +330,8 @@ func later(a, b time.Time) time.Time {
 
 // journalGap is how much later than a partition's consumer the journal
 // may be created and still count as created with it: the gateway creates
-// both, milliseconds apart, and the clocks of a cluster's servers may
-// disagree by a little.
+// the journal first, and the clocks of a cluster's servers may disagree
+// by a little.
 const journalGap = 5 * time.Second
 
 // stillOwned reports whether ps may still publish and ack: always in
@@ -393,13 +401,26 @@ func (c Config) ledgerOptions() store.Options {
 	return o
 }
 
-// setupScaleOut creates the journal stream and the lease bucket and
-// readies the lease manager and the journal writer.
-func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
-	jc := journal.Config{MaxAge: g.cfg.journalMaxAge(), Replicas: g.cfg.Streams.Replicas}
-	if err := journal.EnsureStream(ctx, g.js, jc); err != nil {
+// journalConfig is the journal stream's configuration.
+func (g *Gateway) journalConfig() journal.Config {
+	return journal.Config{MaxAge: g.cfg.journalMaxAge(), Replicas: g.cfg.Streams.Replicas}
+}
+
+// ensureJournal creates or updates the journal stream. Run calls it
+// before it creates the ingress consumers: a deployment's journal is
+// never younger than its consumers, so one that is (journalLoss) was
+// created again.
+func (g *Gateway) ensureJournal(ctx context.Context) error {
+	if err := journal.EnsureStream(ctx, g.js, g.journalConfig()); err != nil {
 		return fmt.Errorf("gateway: journal: %w", err)
 	}
+	return nil
+}
+
+// setupScaleOut creates the lease bucket and readies the lease manager
+// and the journal writer (the journal stream exists: ensureJournal).
+func (g *Gateway) setupScaleOut(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
+	jc := g.journalConfig()
 	w, err := journal.NewWriter(g.js, jc, journal.WithClock(g.clock))
 	if err != nil {
 		return fmt.Errorf("gateway: journal: %w", err)

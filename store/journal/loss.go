@@ -36,10 +36,10 @@ import (
 // a round trip: a rebuild of another partition in that moment can miss
 // it. A marker ages out with the records: by then nothing decided before
 // it can be fresh. Not noticed: a purge that leaves some of the
-// stream's messages (nats stream purge --keep, --seq or --subject), of a
-// partition whose writer is gone (a live writer notices at its next
-// append), and records a server lost in a crash with the stream at one
-// replica.
+// stream's messages (nats stream purge --keep, --seq or --subject) and
+// spares the last message of each live writer's partition (a live writer
+// notices at its next append a purge that took its last message), and
+// records a server lost in a crash with the stream at one replica.
 
 // LossSubject carries the loss markers. Partition subjects end in a
 // number, so it is no partition's.
@@ -81,6 +81,11 @@ func keeps(maxAge time.Duration) time.Duration {
 func (w *Writer) checkLoss(ctx context.Context, p int, pt *part, gone time.Time) (bool, jetstream.StreamState, error) {
 	s, kept, err := w.streamState(ctx)
 	if err != nil {
+		// Judged by this writer's own age limit, a loss is not dropped
+		// for a stream that did not answer.
+		if !gone.IsZero() && time.Since(gone) < keeps(w.cfg.withDefaults().MaxAge) {
+			pt.lost = true
+		}
 		return pt.lost, s, err
 	}
 	var why string
@@ -121,7 +126,8 @@ func (w *Writer) checkFenced(ctx context.Context, pt *part, before jetstream.Str
 // streamState returns the stream's state and how long it certainly keeps
 // a message: keeps of the shorter of this writer's MaxAge and the
 // stream's, so that a deployment shortening it (a rolling change) is not
-// taken for a loss.
+// taken for a loss. A stream without an age limit (0) keeps messages at
+// least as long as the writer's.
 func (w *Writer) streamState(ctx context.Context) (jetstream.StreamState, time.Duration, error) {
 	st, err := w.getStream(ctx)
 	if err != nil {
@@ -131,7 +137,11 @@ func (w *Writer) streamState(ctx context.Context) (jetstream.StreamState, time.D
 	if err != nil {
 		return jetstream.StreamState{}, 0, fmt.Errorf("journal: stream %s: %w: %v", Stream, ErrNATS, err)
 	}
-	return info.State, keeps(min(w.cfg.withDefaults().MaxAge, info.Config.MaxAge)), nil
+	maxAge := w.cfg.withDefaults().MaxAge
+	if a := info.Config.MaxAge; a > 0 {
+		maxAge = min(maxAge, a)
+	}
+	return info.State, keeps(maxAge), nil
 }
 
 // markLoss stores a loss marker; one that cannot be stored stays pending

@@ -187,3 +187,31 @@ func TestShorterMaxAgeIsNoLoss(t *testing.T) {
 		t.Errorf("LastLoss after a shorter age limit removed the claim = %s; want none", got)
 	}
 }
+
+// TestPurgeMarkedWithoutStreamAgeLimit: the stream's age limit is
+// removed (nats stream edit --max-age 0): its messages are kept at least
+// as long as the writer's MaxAge, so a purge is still a loss.
+func TestPurgeMarkedWithoutStreamAgeLimit(t *testing.T) {
+	js, _ := setup(t, Config{})
+	ctx := context.Background()
+	sc := StreamConfig(Config{})
+	sc.MaxAge = 0
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter(t, js, Config{})
+	if err := w.Claim(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	recs := ingressRecords(1, 10, at(time.Minute))
+	if err := w.Append(ctx, 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	purge(t, js)
+	if err := w.Append(ctx, 0, recs); !errors.Is(err, ErrNotClaimed) {
+		t.Fatalf("Append after the purge = %v; want ErrNotClaimed", err)
+	}
+	if got := lastLoss(t, js); got.IsZero() {
+		t.Fatal("LastLoss = none; want the purge marked")
+	}
+}
