@@ -32,20 +32,28 @@ func purge(t *testing.T, js jetstream.JetStream) time.Time {
 	return time.Now()
 }
 
+// claimed returns a writer that has claimed partition 0 and appended
+// recs to it.
+func claimed(t *testing.T, js jetstream.JetStream) (*Writer, []Record) {
+	t.Helper()
+	w := newWriter(t, js, Config{})
+	if err := w.Claim(context.Background(), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	recs := ingressRecords(1, 10, at(time.Minute))
+	if err := w.Append(context.Background(), 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	return w, recs
+}
+
 // TestPurgeMarkedByOwner: the journal is purged under a live owner. Its
 // next append finds its claim gone within the age limit, fails as
 // before (claim again), and leaves a loss marker stored after the purge.
 func TestPurgeMarkedByOwner(t *testing.T) {
 	js, _ := setup(t, Config{})
-	w := newWriter(t, js, Config{})
 	ctx := context.Background()
-	if err := w.Claim(ctx, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	recs := ingressRecords(1, 10, at(time.Minute))
-	if err := w.Append(ctx, 0, recs); err != nil {
-		t.Fatal(err)
-	}
+	w, recs := claimed(t, js)
 	if got := lastLoss(t, js); !got.IsZero() {
 		t.Fatalf("LastLoss before any loss = %s; want none", got)
 	}
@@ -71,13 +79,7 @@ func TestPurgeMarkedByOwner(t *testing.T) {
 func TestPurgeMarkedByNextClaim(t *testing.T) {
 	js, _ := setup(t, Config{})
 	ctx := context.Background()
-	w := newWriter(t, js, Config{})
-	if err := w.Claim(ctx, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Append(ctx, 0, ingressRecords(1, 10, at(time.Minute))); err != nil {
-		t.Fatal(err)
-	}
+	claimed(t, js)
 	purged := purge(t, js)
 	next := newWriter(t, js, Config{})
 	if err := next.Claim(ctx, 1, 2); err != nil {
@@ -135,13 +137,7 @@ func TestPurgeDuringClaimMarked(t *testing.T) {
 		t.Run(map[int]string{0: "records", 1: "empty"}[p], func(t *testing.T) {
 			js, _ := setup(t, Config{})
 			ctx := context.Background()
-			w := newWriter(t, js, Config{})
-			if err := w.Claim(ctx, 0, 1); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Append(ctx, 0, ingressRecords(1, 10, at(time.Minute))); err != nil {
-				t.Fatal(err)
-			}
+			claimed(t, js)
 			next := newWriter(t, purgeAfterInfo{js, &sync.Once{}}, Config{})
 			if err := next.Claim(ctx, p, 2); err != nil {
 				t.Fatal(err)
@@ -199,14 +195,7 @@ func TestPurgeMarkedWithoutStreamAgeLimit(t *testing.T) {
 	if _, err := js.UpdateStream(ctx, sc); err != nil {
 		t.Fatal(err)
 	}
-	w := newWriter(t, js, Config{})
-	if err := w.Claim(ctx, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	recs := ingressRecords(1, 10, at(time.Minute))
-	if err := w.Append(ctx, 0, recs); err != nil {
-		t.Fatal(err)
-	}
+	w, recs := claimed(t, js)
 	purge(t, js)
 	if err := w.Append(ctx, 0, recs); !errors.Is(err, ErrNotClaimed) {
 		t.Fatalf("Append after the purge = %v; want ErrNotClaimed", err)
