@@ -160,15 +160,22 @@ func TestNewLedgerAfterDecisions(t *testing.T) {
 	h.scanSecrets()
 }
 
+// wantNothingLost fails the test unless the running gateway's ledger
+// was told apart (not New) and lacks nothing.
+func (h *harness) wantNothingLost() {
+	h.t.Helper()
+	if h.gw.ledger.New() || !h.gw.ledger.LostBefore().IsZero() {
+		h.t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
+	}
+}
+
 // TestNewLedgerOfANewDeployment: a gateway whose consumer has
 // acknowledged nothing starts with a new ledger that lacks nothing.
 func TestNewLedgerOfANewDeployment(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	<-h.gw.Ready()
-	if h.gw.ledger.New() || !h.gw.ledger.LostBefore().IsZero() {
-		t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
-	}
+	h.wantNothingLost()
 	h.wantAllowed(h.send(h.body(h.order)), "first message")
 	h.stop()
 }
@@ -232,9 +239,7 @@ func TestNewLedgerOnAStartedAfresh(t *testing.T) {
 	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
 	h.start()
 	<-h.gw.Ready()
-	if h.gw.ledger.New() || !h.gw.ledger.LostBefore().IsZero() {
-		t.Fatalf("ledger: New %v, LostBefore %v; want told apart, nothing lost", h.gw.ledger.New(), h.gw.ledger.LostBefore())
-	}
+	h.wantNothingLost()
 	h.wantAllowed(h.send(h.body(h.order)), "a request with its own idempotency key")
 	h.stop()
 }
