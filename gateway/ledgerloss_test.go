@@ -253,6 +253,7 @@ func TestJournalCreatedBeforeConsumers(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.Consumer.Partitions = 2
 	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 2 })
 	st, err := h.js.Stream(ctx, journal.Stream)
 	must(t, err)
 	in, err := h.js.Stream(ctx, StreamIngress)
