@@ -79,6 +79,21 @@ func (h *harness) afterLoss(first []byte, logged string) {
 	}
 }
 
+// waitAcked waits until the one-partition ingress consumer has
+// acknowledged seq. A scaled-out instance stopped before that leaves the
+// message to the partition's next owner, which would find its outcome in
+// the journal: not in a journal that is then lost, so it would decide it
+// a second time (design.md, limits).
+func (h *harness) waitAcked(seq uint64) {
+	h.t.Helper()
+	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
+	must(h.t, err)
+	waitFor(h.t, func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.AckFloor.Stream >= seq
+	})
+}
+
 // TestScaleOutJournalCreatedAgain: the journal is deleted while the
 // deployment goes on, and the next owner creates it again, empty. Its
 // rebuilt ledger knows nothing decided before. A copy of a message
@@ -94,7 +109,9 @@ func TestScaleOutJournalCreatedAgain(t *testing.T) {
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
 	first := h.body(h.order)
-	h.wantAllowed(h.send(first), "first message")
+	seq := h.send(first)
+	h.wantAllowed(seq, "first message")
+	h.waitAcked(seq)
 	a.stop(t)
 	must(t, h.js.DeleteStream(ctx, journal.Stream))
 	// Created again more than journalGap after the partition's consumer.
@@ -123,7 +140,9 @@ func TestScaleOutJournalPurged(t *testing.T) {
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
 	first := h.body(h.order)
-	h.wantAllowed(h.send(first), "first message")
+	seq := h.send(first)
+	h.wantAllowed(seq, "first message")
+	h.waitAcked(seq)
 	js, err := h.js.Stream(ctx, journal.Stream)
 	must(t, err)
 	must(t, js.Purge(ctx))
@@ -289,7 +308,9 @@ func TestJournalAgeLimitCutShort(t *testing.T) {
 	waitFor(t, func() bool { return a.held() == 1 })
 	b := h.startInstance("b")
 	first := h.body(h.order)
-	h.wantAllowed(h.send(first), "first message")
+	seq := h.send(first)
+	h.wantAllowed(seq, "first message")
+	h.waitAcked(seq)
 	sc := journal.StreamConfig(journal.Config{MaxAge: h.cfg.journalMaxAge(), Replicas: 1})
 	sc.MaxAge, sc.Duplicates = time.Second, time.Second
 	_, err := h.js.UpdateStream(ctx, sc)
