@@ -94,6 +94,18 @@ func (h *harness) waitAcked(seq uint64) {
 	})
 }
 
+// firstAcked sends a request with its own idempotency key (h.order),
+// checks that it is allowed and waits for its acknowledgement, and
+// returns its body.
+func (h *harness) firstAcked() []byte {
+	h.t.Helper()
+	first := h.body(h.order)
+	seq := h.send(first)
+	h.wantAllowed(seq, "first message")
+	h.waitAcked(seq)
+	return first
+}
+
 // TestScaleOutJournalCreatedAgain: the journal is deleted while the
 // deployment goes on, and the next owner creates it again, empty. Its
 // rebuilt ledger knows nothing decided before. A copy of a message
@@ -108,10 +120,7 @@ func TestScaleOutJournalCreatedAgain(t *testing.T) {
 	h.cfg.Consumer.Partitions = 1
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
-	first := h.body(h.order)
-	seq := h.send(first)
-	h.wantAllowed(seq, "first message")
-	h.waitAcked(seq)
+	first := h.firstAcked()
 	a.stop(t)
 	must(t, h.js.DeleteStream(ctx, journal.Stream))
 	// Created again more than journalGap after the partition's consumer.
@@ -139,10 +148,7 @@ func TestScaleOutJournalPurged(t *testing.T) {
 	h.cfg.Consumer.Partitions = 1
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
-	first := h.body(h.order)
-	seq := h.send(first)
-	h.wantAllowed(seq, "first message")
-	h.waitAcked(seq)
+	first := h.firstAcked()
 	js, err := h.js.Stream(ctx, journal.Stream)
 	must(t, err)
 	must(t, js.Purge(ctx))
@@ -150,6 +156,15 @@ func TestScaleOutJournalPurged(t *testing.T) {
 	h.wantReason(h.send(h.body(nil)), reason.LedgerIncomplete)
 	h.afterLoss(first, "the journal lost records")
 	h.endScaleOut(t, a)
+}
+
+// startWithoutLedger starts the stopped gateway again with its ledger
+// directory gone, and waits until it is ready.
+func (h *harness) startWithoutLedger() {
+	h.t.Helper()
+	must(h.t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
+	h.start()
+	<-h.gw.Ready()
 }
 
 // TestNewLedgerAfterDecisions: a single instance's ledger directory is
@@ -165,9 +180,7 @@ func TestNewLedgerAfterDecisions(t *testing.T) {
 	first := h.body(h.order)
 	h.wantAllowed(h.send(first), "first message")
 	h.stop()
-	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
-	h.start()
-	<-h.gw.Ready()
+	h.startWithoutLedger()
 	h.afterLoss(first, "the ledger is new but messages were decided before it")
 	h.stop()
 	h.start()
@@ -209,9 +222,7 @@ func TestLedgerLossLeavesApprovalsAlone(t *testing.T) {
 	h.start()
 	h.wantAllowed(h.send(h.body(nil)), "first message")
 	h.stop()
-	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
-	h.start()
-	<-h.gw.Ready()
+	h.startWithoutLedger()
 	h.clock.Advance(2*journalClockMargin + h.cfg.Limits.Skew)
 	body := h.heldRequest()
 	held := h.send(body)
@@ -255,9 +266,7 @@ func TestNewLedgerOnAStartedAfresh(t *testing.T) {
 	}
 	must(t, names.Err())
 	must(t, st.Purge(ctx))
-	must(t, os.RemoveAll(filepath.Join(h.cfg.DataDir, "ledger")))
-	h.start()
-	<-h.gw.Ready()
+	h.startWithoutLedger()
 	h.wantNothingLost()
 	h.wantAllowed(h.send(h.body(h.order)), "a request with its own idempotency key")
 	h.stop()
@@ -307,10 +316,7 @@ func TestJournalAgeLimitCutShort(t *testing.T) {
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
 	b := h.startInstance("b")
-	first := h.body(h.order)
-	seq := h.send(first)
-	h.wantAllowed(seq, "first message")
-	h.waitAcked(seq)
+	first := h.firstAcked()
 	sc := journal.StreamConfig(journal.Config{MaxAge: h.cfg.journalMaxAge(), Replicas: 1})
 	sc.MaxAge, sc.Duplicates = time.Second, time.Second
 	_, err := h.js.UpdateStream(ctx, sc)
