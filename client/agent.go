@@ -214,6 +214,7 @@ type Agent struct {
 	newID    func() string
 	tracer   trace.Tracer
 	nc       *nats.Conn
+	replies  replies // the reply subject's one subscription, shared by the waits in flight
 }
 
 // NewAgent returns an Agent publishing through nc. The credential is read
@@ -365,6 +366,13 @@ func (a *Agent) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String()))
 // Errors wrap ErrRequest, ErrUnavailable, ErrCollision, ErrPublish or the
 // context's error.
 func (a *Agent) Send(ctx context.Context, req Request) (*Receipt, error) {
+	return a.send(ctx, req, nil)
+}
+
+// send is Send, calling named, when set, with each message id before
+// the envelope under it is published: a waiter for its reply or notice
+// is registered before either can arrive.
+func (a *Agent) send(ctx context.Context, req Request, named func(id string)) (*Receipt, error) {
 	payload, err := a.payload(req)
 	if err != nil {
 		return nil, err
@@ -409,6 +417,9 @@ func (a *Agent) Send(ctx context.Context, req Request) (*Receipt, error) {
 			m.Header.Set(header.Traceparent, tracing.Traceparent(traceID))
 		}
 
+		if named != nil {
+			named(bd.MessageID)
+		}
 		ack, n, collision, err := a.publish(ctx, m)
 		attempts += n
 		if err != nil {

@@ -61,10 +61,7 @@ type DecisionWatch struct {
 // opt.Skew (zero: DefaultSkew). Errors wrap ErrConfig when no gateway is
 // trusted or the skew is negative.
 func (a *Agent) WatchDecisions(opt WaitOptions) (*DecisionWatch, error) {
-	if len(opt.TrustedGateways) == 0 {
-		return nil, fmt.Errorf("%w: no trusted gateway keys for decision notices", ErrConfig)
-	}
-	if err := opt.checkSkew(); err != nil {
+	if err := opt.check("decision notices"); err != nil {
 		return nil, err
 	}
 	subj, err := subjects.Reply(a.tenant, a.pub)
@@ -87,12 +84,19 @@ func (w *DecisionWatch) Close() error { return w.sub.Unsubscribe() }
 // when the held request ends denied (Answers is set). Messages on the
 // subject that are not verified notices of messageID are skipped.
 func (w *DecisionWatch) Await(ctx context.Context, messageID string) (*Decision, error) {
+	return await(ctx, messageID, w.sub.NextMsgWithContext, func(m *nats.Msg) *Decision { return w.a.noticeOf(m, messageID, w.opt) })
+}
+
+// await reads messages with next until noticeOf takes one for the
+// notice of messageID: Await's loop, for a watch's subscription and for
+// SendAndDecide's waiter alike.
+func await(ctx context.Context, messageID string, next func(context.Context) (*nats.Msg, error), noticeOf func(*nats.Msg) *Decision) (*Decision, error) {
 	for {
-		m, err := w.sub.NextMsgWithContext(ctx)
+		m, err := next(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w for %s: %w", ErrNoDecision, messageID, err)
 		}
-		d := w.a.noticeOf(m, messageID, w.opt)
+		d := noticeOf(m)
 		if d == nil {
 			continue
 		}
@@ -108,16 +112,19 @@ func (w *DecisionWatch) Await(ctx context.Context, messageID string) (*Decision,
 // (a *DeniedError). Without a notice in time it returns the receipt and
 // ErrNoDecision.
 func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions) (*Receipt, *Decision, error) {
-	w, err := a.WatchDecisions(opt)
+	if err := opt.check("decision notices"); err != nil {
+		return nil, nil, err
+	}
+	w, err := a.wait()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer func() { _ = w.Close() }()
-	rcpt, err := a.Send(ctx, req)
+	defer w.close()
+	rcpt, err := a.send(ctx, req, w.expect)
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := w.Await(ctx, rcpt.MessageID)
+	d, err := await(ctx, rcpt.MessageID, w.next, func(m *nats.Msg) *Decision { return a.noticeOf(m, rcpt.MessageID, opt) })
 	return rcpt, d, err
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/notice"
-	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -75,6 +74,9 @@ type WaitOptions struct {
 
 // SendAndWait sends req and waits, until ctx is done, for the reply to
 // it on agentgw.reply.<tenant>.<agent>, correlated by message id. The
+// agent's waits in flight, SendAndDecide's too, share one subscription
+// to that subject, which hands each reply and notice only to the wait of
+// the envelope it names. The
 // reply's decision token must be signed by a trusted gateway, addressed
 // to this agent and bound to the sealed bytes, which must open with the
 // agent's curve key from the gateway's curve key. A plain request waits
@@ -102,29 +104,22 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 	if a.box == nil {
 		return nil, nil, fmt.Errorf("%w: replies are sealed to the agent, for plain requests as for sealed ones: configure Curve and GatewayXKey", ErrConfig)
 	}
-	if len(opt.TrustedGateways) == 0 {
-		return nil, nil, fmt.Errorf("%w: no trusted gateway keys for replies", ErrConfig)
-	}
-	if err := opt.checkSkew(); err != nil {
+	if err := opt.check("replies"); err != nil {
 		return nil, nil, err
 	}
-	subj, err := subjects.Reply(a.tenant, a.pub)
+	// Wait before sending: the reply cannot arrive unseen.
+	w, err := a.wait()
 	if err != nil {
 		return nil, nil, err
 	}
-	// Subscribe before sending: the reply cannot arrive unseen.
-	sub, err := a.nc.SubscribeSync(subj)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client: subscribe %s: %w", subj, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	rcpt, err := a.Send(ctx, req)
+	defer w.close()
+	rcpt, err := a.send(ctx, req, w.expect)
 	if err != nil {
 		return nil, nil, err
 	}
 	decided := false // the request was delivered or held
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := w.next(ctx)
 		if err != nil {
 			return rcpt, nil, fmt.Errorf("%w to %s: %w", ErrNoReply, rcpt.MessageID, err)
 		}
@@ -193,7 +188,7 @@ func (a *Agent) verifyToken(token string, opt WaitOptions) (*decision.Claims, er
 
 // skew is the skew the tokens are verified with: Skew, or DefaultSkew
 // for zero. A negative Skew is passed on, and decision.Verify refuses it
-// (internal_error): checkSkew reports it before anything is sent.
+// (internal_error): check reports it before anything is sent.
 func (o WaitOptions) skew() time.Duration {
 	if o.Skew == 0 {
 		return DefaultSkew
@@ -201,8 +196,12 @@ func (o WaitOptions) skew() time.Duration {
 	return o.Skew
 }
 
-// checkSkew refuses a negative Skew.
-func (o WaitOptions) checkSkew() error {
+// check refuses options that trust no gateway for what (replies,
+// decision notices), or a negative Skew.
+func (o WaitOptions) check(what string) error {
+	if len(o.TrustedGateways) == 0 {
+		return fmt.Errorf("%w: no trusted gateway keys for %s", ErrConfig, what)
+	}
 	if o.Skew < 0 {
 		return fmt.Errorf("%w: skew %v is negative", ErrConfig, o.Skew)
 	}

@@ -34,11 +34,11 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 
 // takeCall counts one more call of p in flight, synchronous or as a
 // task, or refuses it (CodeBusy) when p already has as many as the
-// endpoint allows, or the endpoint as many as max_calls_in_flight. Each
-// call in flight waits on p's reply subject with its own subscription,
-// so this bounds the copies of each reply and notice, and keeps the
-// endpoint's subscriptions under the account's limit. The caller ends
-// the call with endCall.
+// endpoint allows, or the endpoint as many as max_calls_in_flight. The
+// calls of one session share its agent's subscription to p's reply
+// subject, so the endpoint holds at most one subscription per call in
+// flight, and max_calls_in_flight keeps them under the account's limit.
+// The caller ends the call with endCall.
 func (e *Endpoint) takeCall(p *principal) *jsonrpc.Error {
 	busy := func(msg string) *jsonrpc.Error {
 		data, _ := json.Marshal(DeniedData{Reason: "too_many_calls"})

@@ -78,9 +78,8 @@ func TestEndpointCancelOfHeldCallRefused(t *testing.T) {
 }
 
 // TestEndpointCapsSyncCallsPerPrincipal: a principal's synchronous calls
-// in flight are bounded (each waits with its own subscription on the
-// principal's reply subject, so every reply reaches all of them); one
-// past the bound is refused at once with -32014 and nothing is sent,
+// in flight are bounded, so that one principal cannot take every place
+// of the endpoint's; one past the bound is refused at once with -32014 and nothing is sent,
 // while another principal is still served and the calls in flight end
 // normally.
 func TestEndpointCapsSyncCallsPerPrincipal(t *testing.T) {

@@ -105,8 +105,9 @@ type EndpointConfig struct {
 	ApprovalWait time.Duration `yaml:"approval_wait" json:"approval_wait"`
 	// MaxCallsInFlight bounds the tools/call requests in flight for all
 	// principals together, tasks included; more are refused
-	// (too_many_calls). Each holds a subscription on the endpoint's one
-	// NATS connection, and the server refuses a subscription beyond the
+	// (too_many_calls). The calls of one session share a subscription on
+	// the endpoint's one NATS connection, so there are at most as many
+	// subscriptions as calls, and the server refuses one beyond the
 	// account's max_subscriptions (per connection; 512 for tenant
 	// accounts in the shipped configs) without closing the connection, so
 	// a call past it would be sent and never hear its reply: keep this

@@ -40,10 +40,10 @@ const maxBearerBytes = 16 << 10
 // expires: one principal cannot take every place.
 //
 // calls bounds a principal's tools/call requests in flight, synchronous
-// and tasks together (takeCall): each waits on the principal's reply
-// subject with its own subscription on the endpoint's one connection, so
-// every reply and notice reaches all of them and n calls cost n²
-// deliveries.
+// and tasks together (takeCall), so that one principal cannot take every
+// place max_calls_in_flight gives. The calls of one session wait on one
+// subscription to the principal's reply subject (its agent's), each
+// reply and notice handed only to the call it names.
 type bounds struct{ principals, sessions, perPrincipal, calls int }
 
 var defaultBounds = bounds{principals: 10000, sessions: 10000, perPrincipal: 64, calls: 64}

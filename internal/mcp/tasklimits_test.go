@@ -50,9 +50,8 @@ func (h *endpointHarness) waitHeld(tok string, rpcID int, id string) {
 }
 
 // TestEndpointTasksCountAgainstCallLimit: a task's call waits on the
-// principal's reply subject with its own subscription as a synchronous
-// call does, so tasks in flight count against the same per-principal
-// bound. Past it a task-augmented call, a server-directed one (tasks
+// principal's reply subject as a synchronous call does, so tasks in
+// flight count against the same per-principal bound. Past it a task-augmented call, a server-directed one (tasks
 // extension) and a synchronous one are each refused at once with
 // -32014, nothing sent; another principal is served; once the tasks end
 // the principal may call again.

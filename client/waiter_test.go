@@ -1,0 +1,151 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/internal/natstest"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// TestWaitersTakeOnlyTheirMessages: the agent's one subscription hands a
+// notice to the waiter of its Agentgw-Message-Id and a reply to the
+// waiter of its Agentgw-Request-Id, nothing to a waiter of another
+// envelope, and nothing of an id a waiter gave up for a new one.
+func TestWaitersTakeOnlyTheirMessages(t *testing.T) {
+	w := newWorld(t)
+	ag := w.agent(w.newActor(testTenant))
+	subj, err := subjects.Reply(ag.tenant, ag.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ag.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ag.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.expect("taken")
+	a.expect("a") // re-issued: the taken id's messages are not a's
+	b.expect("b")
+	if n := ag.nc.NumSubscriptions(); n != 1 {
+		t.Errorf("%d subscriptions with two waiters; want one", n)
+	}
+	send := func(data, key, id string) {
+		m := nats.NewMsg(subj)
+		m.Data = []byte(data)
+		if key == header.MessageID {
+			m.Header.Set(notice.Header, notice.Kind)
+		}
+		if key != "" {
+			m.Header.Set(key, id)
+		}
+		if err := w.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("notice of taken", header.MessageID, "taken")
+	send("reply to taken", headerRequestID, "taken")
+	send("nothing named", "", "")
+	send("notice of c", header.MessageID, "c")
+	// A notice is read by its message id only, whatever request id it
+	// names; a reply by its request id only.
+	m := nats.NewMsg(subj)
+	m.Data = []byte("notice of c naming a")
+	m.Header.Set(notice.Header, notice.Kind)
+	m.Header.Set(header.MessageID, "c")
+	m.Header.Set(headerRequestID, "a")
+	if err := w.nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	m = nats.NewMsg(subj)
+	m.Data = []byte("reply naming b as a notice would")
+	m.Header.Set(header.MessageID, "b")
+	if err := w.nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	send("notice of b", header.MessageID, "b")
+	send("reply to a", headerRequestID, "a")
+	send("notice of a", header.MessageID, "a")
+	send("reply to b", headerRequestID, "b")
+	if err := w.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := func(x *waiter, n int) []string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var out []string
+		for range n {
+			m, err := x.next(ctx)
+			if err != nil {
+				t.Fatalf("next: %v", err)
+			}
+			out = append(out, string(m.Data))
+		}
+		return out
+	}
+	if g := got(a, 2); g[0] != "reply to a" || g[1] != "notice of a" {
+		t.Errorf("a got %q; want its reply and notice, in order", g)
+	}
+	if g := got(b, 2); g[0] != "notice of b" || g[1] != "reply to b" {
+		t.Errorf("b got %q; want its notice and reply, in order", g)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if m, err := a.next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a's next after its two = %v, %v; want nothing more", m, err)
+	}
+	a.close()
+	if n := ag.nc.NumSubscriptions(); n != 1 {
+		t.Errorf("%d subscriptions with one waiter left; want one", n)
+	}
+	b.close()
+	b.close() // a second close is harmless
+	if n := ag.nc.NumSubscriptions(); n != 0 {
+		t.Errorf("%d subscriptions with no waiter; want none", n)
+	}
+}
+
+// TestWaitEndsWhenConnectionCloses: a wait without a deadline ends with
+// nats.ErrConnectionClosed when its connection is closed, as a
+// subscription of its own ended, rather than waiting for ever.
+func TestWaitEndsWhenConnectionCloses(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	nc := natstest.Connect(t, w.srv)
+	ag, err := NewAgent(nc, w.agentConfig(a), WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := ag.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.close()
+	x.expect("m")
+	ended := make(chan error, 1)
+	go func() {
+		_, err := x.next(context.Background())
+		ended <- err
+	}()
+	nc.Close()
+	select {
+	case err := <-ended:
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			t.Errorf("next = %v; want %v", err, nats.ErrConnectionClosed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait outlived its connection")
+	}
+	if _, err := ag.wait(); !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Errorf("wait on a closed connection = %v; want %v", err, nats.ErrConnectionClosed)
+	}
+}
