@@ -76,6 +76,7 @@ stderr, the table to stdout.`)
 	flood := c.fs.Bool("flood", false, "run only the flood-isolation scenario: one tenant floods (--messages bad signatures and replays), another sends at --flood-victim-rate; victim latency with and without the flood")
 	victimRate := c.fs.Float64("flood-victim-rate", def.FloodVictimRate, "the flood scenario's victim rate in msgs/s")
 	mcpCalls := c.fs.Int("mcp-calls", def.MCPCalls, "MCP tool calls measured through agentgw and directly against the upstream server (0: none)")
+	mcpConc := c.fs.Int("mcp-concurrency", 1, "MCP tool calls in flight at once on each path's one session (at most 64)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -104,7 +105,7 @@ stderr, the table to stdout.`)
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices
 	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate = *mcpCalls, *crash, *flood, *victimRate
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
-	cfg.Latencies = *latencies
+	cfg.Latencies, cfg.MCPConcurrency = *latencies, *mcpConc
 	if *quiet {
 		cfg.ProgressEvery = -1
 	}

@@ -135,6 +135,10 @@ type Config struct {
 	// (endpoint, gateway, bridge) and directly against the upstream
 	// server, interleaved, after the scenarios. Zero: no MCP measurement.
 	MCPCalls int
+	// MCPConcurrency is how many of those calls are in flight at once on
+	// each path's one MCP session: at most 64, the endpoint's bound per
+	// principal. Zero: 1.
+	MCPConcurrency int
 }
 
 // DefaultConfig returns short, useful defaults.
@@ -168,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MCPCalls < 0 {
 		add("mcp calls must not be negative")
+	}
+	if c.MCPConcurrency < 0 || c.MCPConcurrency > 64 {
+		add("mcp concurrency must be in [0, 64]")
 	}
 	if c.Instances < 0 || c.Instances > 16 {
 		add("instances must be in [0, 16]")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -30,11 +31,17 @@ import (
 // MCPResult compares one MCP tool call through the whole agentgw path
 // (MCP client → endpoint → gateway → bridge → upstream server → response
 // → gateway → endpoint → client) with the same call made directly to the
-// upstream server, measured in the same run, calls interleaved.
+// upstream server, measured in the same run, calls interleaved: in
+// rounds of Concurrency calls in flight at once on one MCP session, a
+// round on each path in turn. CallsPerSecond is each path's calls over
+// the time its rounds took.
 type MCPResult struct {
-	Calls   int     `json:"calls"`
-	Direct  Latency `json:"direct"`
-	Gateway Latency `json:"gateway"`
+	Calls       int     `json:"calls"`
+	Concurrency int     `json:"concurrency"`
+	Direct      Latency `json:"direct"`
+	Gateway     Latency `json:"gateway"`
+	DirectRate  float64 `json:"direct_calls_per_second"`
+	GatewayRate float64 `json:"gateway_calls_per_second"`
 }
 
 const (
@@ -266,22 +273,48 @@ targets:
 		}
 		return d, nil
 	}
-	warm := min(10, r.cfg.MCPCalls)
+	// round makes calls first..first+n-1 on s at once, and returns their
+	// durations and the round's.
+	round := func(s *sdk.ClientSession, first, n int) ([]time.Duration, time.Duration, error) {
+		ds := make([]time.Duration, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for i := range n {
+			wg.Go(func() { ds[i], errs[i] = call(s, first+i) })
+		}
+		wg.Wait()
+		return ds, time.Since(t0), errors.Join(errs...)
+	}
+	c := max(1, r.cfg.MCPConcurrency)
+	warm := c * min(10, (r.cfg.MCPCalls+c-1)/c) // whole rounds
 	var dDirect, dThrough []time.Duration
-	for i := range warm + r.cfg.MCPCalls {
-		a, err := call(direct, i)
+	var wallDirect, wallThrough time.Duration
+	for i := 0; i < warm+r.cfg.MCPCalls; i += c {
+		n := min(c, warm+r.cfg.MCPCalls-i)
+		a, wa, err := round(direct, i, n)
 		if err != nil {
 			return nil, fmt.Errorf("bench: direct MCP call: %w", err)
 		}
-		b, err := call(through, i)
+		b, wb, err := round(through, i, n)
 		if err != nil {
 			return nil, fmt.Errorf("bench: MCP call through agentgw: %w", err)
 		}
 		if i >= warm {
-			dDirect, dThrough = append(dDirect, a), append(dThrough, b)
+			dDirect, dThrough = append(dDirect, a...), append(dThrough, b...)
+			wallDirect, wallThrough = wallDirect+wa, wallThrough+wb
 		}
 	}
-	return &MCPResult{Calls: r.cfg.MCPCalls, Direct: durationLatency(dDirect), Gateway: durationLatency(dThrough)}, nil
+	return &MCPResult{Calls: len(dThrough), Concurrency: c, Direct: durationLatency(dDirect), Gateway: durationLatency(dThrough),
+		DirectRate: perSecond(len(dDirect), wallDirect), GatewayRate: perSecond(len(dThrough), wallThrough)}, nil
+}
+
+// perSecond is n over d, or 0 for no time.
+func perSecond(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }
 
 // durationLatency summarises durations in microseconds.
