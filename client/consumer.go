@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -86,15 +87,26 @@ type ConsumerConfig struct {
 	// (nak, after NakDelay or one second) and reported to OnReject with
 	// reason.DecisionRecordFull, and comes back once tokens expire.
 	MaxTokens int
+	// Concurrency is how many deliveries Consume hands to the handler at
+	// once, each on its own goroutine and settled when its handler
+	// returns. Zero or one: one at a time, in stream order. Above one,
+	// handler calls overlap and finish in any order, and a redelivery
+	// (after AckWait) can overlap the handling of the delivery it
+	// repeats. At most MaxConcurrency; negative is invalid.
+	Concurrency int
 
 	// OnReject, if set, is called with the subject and the
 	// *reason.Denial of every message that is not handed over: one that
 	// fails verification or is a copy of a delivery already handed over
 	// (terminated), or one the token record refuses though it verifies
-	// (handed back; see Consume). It runs on the consuming goroutine: keep
-	// it short.
+	// (handed back; see Consume). It runs on the goroutine that verified
+	// the message, on several at once when Concurrency is above one:
+	// keep it short and safe for concurrent use.
 	OnReject func(subject string, err error)
 }
+
+// MaxConcurrency bounds ConsumerConfig.Concurrency.
+const MaxConcurrency = 1024
 
 // DefaultConsumerConfig returns a config with DefaultSkew and nothing
 // else set.
@@ -141,6 +153,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.AckWait < 0 || c.NakDelay < 0 || c.MaxDeliver < 0 || c.MaxTokens < 0 {
 		add("ack wait, nak delay, max deliver and max tokens must not be negative")
+	}
+	if c.Concurrency < 0 || c.Concurrency > MaxConcurrency {
+		add("concurrency %d is not in [0, %d]", c.Concurrency, MaxConcurrency)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -212,7 +227,8 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 }
 
 // Consume reads the capability subjects of the configured targets until
-// ctx is done, one message at a time. Each message is checked with
+// ctx is done, one message at a time or Concurrency at once. Each
+// message is checked with
 // VerifyDelivery; one that fails is terminated (never redelivered, the
 // reason code as the term reason) and reported to OnReject, and the
 // handler never sees it. A verified message is passed to handler and
@@ -292,43 +308,71 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		// filtered create subject that permissions can pin.
 		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
 	}
+	if c.cfg.Concurrency <= 1 {
+		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) { c.deliver(ctx, m, handler) })
+	}
+	// The consuming goroutine waits for a free slot, then hands the
+	// message to a goroutine of its own. Once ctx is done a message is
+	// left unacknowledged, as one buffered but not yet handled is, and
+	// Consume returns when the handlers running have finished.
+	slots := make(chan struct{}, c.cfg.Concurrency)
+	var running sync.WaitGroup
+	defer running.Wait()
 	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
-		now := c.now()
-		d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.verifyOptions(now))
-		handBack := false
-		if err == nil {
-			err = c.claim(m, d, now)
-			// The token verifies at now: the record refuses it as expired
-			// only for an earlier clock reading, which now may show to
-			// have been ahead. Refused, but not terminated.
-			handBack = reason.Of(err) == reason.DecisionRecordFull || reason.Of(err) == reason.DecisionExpired
-		}
-		if err != nil {
-			if handBack {
-				_ = m.NakWithDelay(cmp.Or(c.cfg.NakDelay, handBackDelay))
-			} else {
-				_ = m.TermWithReason(string(reason.Of(err)))
-			}
-			if c.cfg.OnReject != nil {
-				c.cfg.OnReject(m.Subject(), err)
-			}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
-		hctx, span := c.tracer.Start(tracing.Extract(ctx, m.Headers(), d.Envelope.TraceID), "agentgw.consume",
-			trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("agentgw.message_id", d.Envelope.MessageID), attribute.String("agentgw.target", d.Target)))
-		err = handler(hctx, d)
-		span.End()
-		if err != nil {
-			if c.cfg.NakDelay > 0 {
-				_ = m.NakWithDelay(c.cfg.NakDelay)
-			} else {
-				_ = m.Nak()
-			}
+		if ctx.Err() != nil {
+			<-slots
 			return
 		}
-		_ = m.Ack()
+		running.Go(func() {
+			defer func() { <-slots }()
+			c.deliver(ctx, m, handler)
+		})
 	})
+}
+
+// deliver verifies m, claims its token and hands it to handler, then
+// settles it: Consume's work for one message.
+func (c *Consumer) deliver(ctx context.Context, m jetstream.Msg, handler func(context.Context, *Delivery) error) {
+	now := c.now()
+	d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.verifyOptions(now))
+	handBack := false
+	if err == nil {
+		err = c.claim(m, d, now)
+		// The token verifies at now: the record refuses it as expired
+		// only for an earlier clock reading, which now may show to
+		// have been ahead. Refused, but not terminated.
+		handBack = reason.Of(err) == reason.DecisionRecordFull || reason.Of(err) == reason.DecisionExpired
+	}
+	if err != nil {
+		if handBack {
+			_ = m.NakWithDelay(cmp.Or(c.cfg.NakDelay, handBackDelay))
+		} else {
+			_ = m.TermWithReason(string(reason.Of(err)))
+		}
+		if c.cfg.OnReject != nil {
+			c.cfg.OnReject(m.Subject(), err)
+		}
+		return
+	}
+	hctx, span := c.tracer.Start(tracing.Extract(ctx, m.Headers(), d.Envelope.TraceID), "agentgw.consume",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("agentgw.message_id", d.Envelope.MessageID), attribute.String("agentgw.target", d.Target)))
+	err = handler(hctx, d)
+	span.End()
+	if err != nil {
+		if c.cfg.NakDelay > 0 {
+			_ = m.NakWithDelay(c.cfg.NakDelay)
+		} else {
+			_ = m.Nak()
+		}
+		return
+	}
+	_ = m.Ack()
 }
 
 // claim records that the verified delivery d, message m, is about to be

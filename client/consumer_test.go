@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -183,6 +184,8 @@ func TestConsumerConfigValidate(t *testing.T) {
 		}},
 		{"negative_skew", func(c *ConsumerConfig) { c.Skew = -time.Second }},
 		{"negative_max_tokens", func(c *ConsumerConfig) { c.MaxTokens = -1 }},
+		{"negative_concurrency", func(c *ConsumerConfig) { c.Concurrency = -1 }},
+		{"concurrency_past_max", func(c *ConsumerConfig) { c.Concurrency = MaxConcurrency + 1 }},
 		{"agent_key_as_curve", func(c *ConsumerConfig) { c.Curve = mustKey(t, identity.NewAgent) }},
 	}
 	for _, tc := range cases {
@@ -248,5 +251,89 @@ func TestConsumerBindsToAdministeredDurable(t *testing.T) {
 	err = c.Consume(ctx, func(_ context.Context, d *Delivery) error { got = d; cancel(); return nil })
 	if err != nil || got == nil || string(got.Payload) != `{"order":"B-2"}` {
 		t.Fatalf("Consume bound = %v, delivery %v; want the genuine message", err, got)
+	}
+}
+
+// TestConsumeHandsOverConcurrently: with Concurrency 4 the handler holds
+// four deliveries at once, never more, and every delivery is handled
+// and acknowledged. The first four handlers wait until all four run, so
+// a Consume that handed over one at a time would never get there.
+func TestConsumeHandsOverConcurrently(t *testing.T) {
+	const n, concurrency = 10, 4
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	for i := range n {
+		w.publish(forward{w: w, a: a, target: testTarget, plain: fmt.Appendf(nil, `{"i":%d}`, i)}.msg())
+	}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
+	cfg.Durable, cfg.Concurrency = "refunds", concurrency
+	c, err := NewConsumer(w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu          sync.Mutex
+		active, top int
+		handled     = map[string]bool{}
+		full        = make(chan struct{})
+	)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Consume(ctx, func(_ context.Context, d *Delivery) error {
+			mu.Lock()
+			active++
+			top = max(top, active)
+			if active == concurrency && len(handled) == 0 {
+				close(full)
+			}
+			mu.Unlock()
+			select {
+			case <-full:
+			case <-time.After(3 * time.Second):
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			active--
+			handled[string(d.Payload)] = true
+			if len(handled) == n {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Consume = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("deliveries never all handled")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if top != concurrency || len(handled) != n {
+		t.Errorf("at most %d handlers at once, %d deliveries handled; want %d at once and all %d", top, len(handled), concurrency, n)
+	}
+	cons, err := w.js.Consumer(context.Background(), StreamCapability, "refunds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer state pending %d, ack pending %d, ack floor %d; want 0, 0, %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream, n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/agentgw/agentgw/client"
 )
@@ -30,8 +31,9 @@ const Version = "1"
 // the targets' capability subjects, calls the upstream tool with each
 // verified delivery's arguments and answers through the gateway.
 //
-// Each target has its own durable consumer (see NewBridge), consumed on
-// its own goroutine: the targets' deliveries are handled independently.
+// Each target has its own durable consumer (see NewBridge), whose
+// deliveries are handled up to the tool's upstream concurrency at once:
+// the targets' deliveries are handled independently.
 type Bridge struct {
 	cons    map[string]*client.Consumer // by target, one each
 	tools   map[string]*bridged         // by target
@@ -39,6 +41,7 @@ type Bridge struct {
 	mu      sync.Mutex
 	answers map[string]json.RawMessage // by request message id, for a redelivery after an answer failed to send
 	order   []string
+	calling singleflight.Group // by request: a redelivery while its call runs waits for that call
 }
 
 type bridged struct {
@@ -123,6 +126,7 @@ func NewBridge(js jetstream.JetStream, cfg *Config, ccfg client.ConsumerConfig, 
 	for _, target := range targets {
 		c := ccfg
 		c.Targets, c.Durable = []string{target}, BridgeConsumerName(ccfg.Durable, target)
+		c.Concurrency = cmp.Or(b.tools[target].tool.Upstream.Concurrency, DefaultUpstreamConcurrency)
 		cons, err := client.NewConsumer(js, c)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -174,13 +178,20 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 	// replay ledger keys it: message ids are the agents' own, and another
 	// agent reusing one must not be sent this agent's answer.
 	id := d.Envelope.Tenant + "/" + d.Agent + "/" + d.Envelope.MessageID
-	b.mu.Lock()
-	answer, done := b.answers[id]
-	b.mu.Unlock()
-	if !done {
-		answer = b.call(ctx, d, id)
-		b.remember(id, answer)
-	}
+	// Deliveries are handled concurrently, and a redelivery (after
+	// AckWait) can come while the call it repeats still runs: it waits
+	// for that call's answer rather than calling the tool again.
+	v, _, _ := b.calling.Do(id, func() (any, error) {
+		b.mu.Lock()
+		answer, done := b.answers[id]
+		b.mu.Unlock()
+		if !done {
+			answer = b.call(ctx, d, id)
+			b.remember(id, answer)
+		}
+		return answer, nil
+	})
+	answer := v.(json.RawMessage)
 	if _, err := b.cons[d.Target].Respond(ctx, d, answer); err != nil {
 		return fmt.Errorf("mcp: answer %s: %w", d.Envelope.MessageID, err)
 	}
@@ -210,8 +221,9 @@ func (b *Bridge) call(ctx context.Context, d *client.Delivery, id string) json.R
 	if b.onCall != nil {
 		b.onCall(d.Target)
 	}
-	// A deadline per call: an upstream that hangs holds only its own
-	// target's consumer (each target has its own), and only this long.
+	// A deadline per call: an upstream that hangs holds one of its own
+	// target's slots (each target has its own consumer), and only this
+	// long.
 	cctx, cancel := context.WithTimeout(ctx, cmp.Or(t.tool.Upstream.Timeout, DefaultUpstreamTimeout))
 	defer cancel()
 	res, err := t.up.call(cctx, t.tool.Upstream.Tool, args, sdk.Meta{RequestIDMeta: id})

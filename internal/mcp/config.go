@@ -80,7 +80,18 @@ type Upstream struct {
 	// response_deadline in the catalog, after which the gateway takes no
 	// answer. Zero: DefaultUpstreamTimeout. Negative is invalid.
 	Timeout time.Duration `yaml:"timeout" json:"timeout"`
+	// Concurrency is how many calls of this tool the bridge makes at
+	// once: deliveries of its target handled together, answered in the
+	// order they finish. 1 calls it one at a time, in the order the
+	// gateway delivered the calls. Zero: DefaultUpstreamConcurrency. At
+	// most client.MaxConcurrency; negative is invalid.
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
 }
+
+// DefaultUpstreamConcurrency is the zero Upstream.Concurrency: as many
+// calls at once as an MCP client may make of a server directly, without
+// one slow call holding every other call of its tool.
+const DefaultUpstreamConcurrency = 16
 
 // DefaultUpstreamTimeout is the zero Upstream.Timeout: JetStream's
 // default AckWait, after which an unacknowledged delivery comes again.
@@ -296,6 +307,9 @@ func (c *Config) Validate() error {
 		}
 		if u.Timeout < 0 {
 			add("tool %q: upstream timeout must not be negative", t.Name)
+		}
+		if u.Concurrency < 0 || u.Concurrency > client.MaxConcurrency {
+			add("tool %q: upstream concurrency must be in [0, %d]", t.Name, client.MaxConcurrency)
 		}
 		if len(u.Env) > 0 && len(u.Command) == 0 {
 			add("tool %q: upstream env is only for a command", t.Name)

@@ -37,6 +37,8 @@ tools:
 		{"deny/both-upstreams", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `command: [x]`, 1), "both url and command"},
 		{"deny/env-for-url", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `env: [HOME]`, 1), "only for a command"},
 		{"deny/bad-env-name", strings.Replace(good, `url: "http://127.0.0.1:9/mcp", bearer_env: REFUNDS_TOKEN`, `command: [x], env: ["A=B"]`, 1), "not a variable name"},
+		{"deny/negative-concurrency", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `concurrency: -1`, 1), "concurrency"},
+		{"deny/concurrency-past-max", strings.Replace(good, `bearer_env: REFUNDS_TOKEN`, `concurrency: 1025`, 1), "concurrency"},
 		{"deny/bad-capability", strings.Replace(good, "scope: refund:draft", "scope: refund:draft\n    capability: approve", 1), "capability"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

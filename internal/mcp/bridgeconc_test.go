@@ -1,0 +1,142 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway/envelope"
+)
+
+// gatedSearch is an upstream whose search tool counts the calls it is
+// running and holds each until wait lets it go.
+type gatedSearch struct {
+	mu          sync.Mutex
+	calls, busy int
+	top         int // the most calls running at once
+	wait        func(ctx context.Context, running int)
+}
+
+// serve replaces the kb.search tool's upstream in h with g.
+func (g *gatedSearch) serve(t *testing.T, h *harness, concurrency int) {
+	t.Helper()
+	s := sdk.NewServer(&sdk.Implementation{Name: "gated-upstream", Version: "1"}, nil)
+	s.AddTool(&sdk.Tool{Name: "search", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, _ *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+		g.mu.Lock()
+		g.calls++
+		g.busy++
+		g.top = max(g.top, g.busy)
+		running := g.busy
+		g.mu.Unlock()
+		g.wait(ctx, running)
+		g.mu.Lock()
+		g.busy--
+		g.mu.Unlock()
+		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "found"}}}, nil
+	})
+	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	t.Cleanup(srv.Close)
+	for i := range h.cfg.Tools {
+		if h.cfg.Tools[i].Target == "kb.search" {
+			h.cfg.Tools[i].Upstream.URL, h.cfg.Tools[i].Upstream.Concurrency = srv.URL, concurrency
+		}
+	}
+}
+
+// searcher is an agent that may search; the harness records its
+// credential, so make searchers before the goroutines that use them.
+func searcher(h *harness) *client.Agent { return h.agent(newActor(h.t), "kb:read") }
+
+// search sends one kb.search request as ag and waits for its reply.
+func search(ctx context.Context, h *harness, ag *client.Agent, i int) (*client.Reply, error) {
+	_, reply, err := ag.SendAndWait(ctx, client.Request{Capability: envelope.Read, Target: "kb.search",
+		Sealed: fmt.Appendf(nil, `{"query":"q%d"}`, i)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning}})
+	return reply, err
+}
+
+// TestBridgeCallsOneToolConcurrently: the bridge makes up to the tool's
+// upstream concurrency calls of one tool at once. Each call waits until
+// four run, so a bridge calling one at a time would never get there.
+func TestBridgeCallsOneToolConcurrently(t *testing.T) {
+	const n = 4
+	h := newHarness(t)
+	all := make(chan struct{})
+	g := &gatedSearch{wait: func(ctx context.Context, running int) {
+		if running == n {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+		}
+	}}
+	g.serve(t, h, n)
+	h.startBridge()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		ag := searcher(h)
+		wg.Go(func() {
+			reply, err := search(ctx, h, ag, i)
+			if err != nil || reply == nil || !strings.Contains(string(reply.Payload), `"text":"found"`) {
+				t.Errorf("search %d: %v, %v; want the upstream's answer", i, reply, err)
+			} else if strings.Contains(string(reply.Payload), `"isError":true`) {
+				t.Errorf("search %d answered %s; want the upstream's answer", i, reply.Payload)
+			}
+		})
+	}
+	wg.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.top != n || g.calls != n {
+		t.Errorf("upstream ran %d calls, at most %d at once; want %d, all at once", g.calls, g.top, n)
+	}
+}
+
+// TestBridgeRedeliveryWaitsForItsCall: a delivery that comes again
+// (AckWait passed) while the call it repeats still runs waits for that
+// call's answer: the tool is called once.
+func TestBridgeRedeliveryWaitsForItsCall(t *testing.T) {
+	h := newHarness(t)
+	g := &gatedSearch{}
+	g.wait = func(ctx context.Context, _ int) {
+		// Hold the call until the delivery came again.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			info, err := h.js.Consumer(ctx, client.StreamCapability, BridgeConsumerName("mcp-bridge", "kb.search"))
+			if err == nil {
+				if ci, err := info.Info(ctx); err == nil && ci.NumRedelivered > 0 {
+					time.Sleep(200 * time.Millisecond) // the redelivery reaches the bridge
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Error("the delivery never came again")
+	}
+	g.serve(t, h, 4)
+	h.startBridgeWith(func(c *client.ConsumerConfig) { c.AckWait = time.Second })
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	reply, err := search(ctx, h, searcher(h), 0)
+	if err != nil || reply == nil {
+		t.Fatalf("search: %v, %v; want the upstream's answer", reply, err)
+	}
+	time.Sleep(500 * time.Millisecond) // the redelivery's own answer is sent
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.calls != 1 {
+		t.Errorf("upstream called %d times for one request delivered twice; want once", g.calls)
+	}
+}
