@@ -287,10 +287,18 @@ type upstream struct {
 	env    []string // a command's whole environment (may hold secrets); never printed
 	mu     sync.Mutex
 	sess   *sdk.ClientSession
+	// http keeps as many idle connections to a URL upstream as calls
+	// run at once: with the default two, every call past them would
+	// dial a new connection and close it after.
+	http *http.Transport
 }
 
 func newUpstream(u Upstream) (*upstream, error) {
 	up := &upstream{spec: u}
+	if u.URL != "" {
+		up.http = http.DefaultTransport.(*http.Transport).Clone()
+		up.http.MaxIdleConnsPerHost = cmp.Or(u.Concurrency, DefaultUpstreamConcurrency)
+	}
 	if u.BearerEnv != "" {
 		up.bearer = os.Getenv(u.BearerEnv)
 		if up.bearer == "" {
@@ -337,13 +345,13 @@ func (u *upstream) session(ctx context.Context) (*sdk.ClientSession, error) {
 	}
 	var tr sdk.Transport
 	if u.spec.URL != "" {
-		hc := &http.Client{}
+		hc := &http.Client{Transport: u.http}
 		if u.bearer != "" {
 			origin := ""
 			if pu, err := url.Parse(u.spec.URL); err == nil {
 				origin = pu.Scheme + "://" + pu.Host
 			}
-			hc.Transport = bearerTransport{token: u.bearer, origin: origin, base: http.DefaultTransport}
+			hc.Transport = bearerTransport{token: u.bearer, origin: origin, base: u.http}
 		}
 		tr = &sdk.StreamableClientTransport{Endpoint: u.spec.URL, HTTPClient: hc, DisableStandaloneSSE: true}
 	} else {
@@ -392,6 +400,9 @@ func (u *upstream) close() {
 	if u.sess != nil {
 		_ = u.sess.Close()
 		u.sess = nil
+	}
+	if u.http != nil {
+		u.http.CloseIdleConnections()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,6 +24,7 @@ type gatedSearch struct {
 	mu          sync.Mutex
 	calls, busy int
 	top         int // the most calls running at once
+	conns       int // connections the upstream accepted
 	wait        func(ctx context.Context, running int)
 }
 
@@ -43,7 +45,15 @@ func (g *gatedSearch) serve(t *testing.T, h *harness, concurrency int) {
 		g.mu.Unlock()
 		return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "found"}}}, nil
 	})
-	srv := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	srv := httptest.NewUnstartedServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			g.mu.Lock()
+			g.conns++
+			g.mu.Unlock()
+		}
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	for i := range h.cfg.Tools {
 		if h.cfg.Tools[i].Target == "kb.search" {
@@ -101,6 +111,54 @@ func TestBridgeCallsOneToolConcurrently(t *testing.T) {
 	defer g.mu.Unlock()
 	if g.top != n || g.calls != n {
 		t.Errorf("upstream ran %d calls, at most %d at once; want %d, all at once", g.calls, g.top, n)
+	}
+}
+
+// TestBridgeKeepsUpstreamConnections: the bridge keeps a connection to
+// a URL upstream for each call it runs at once, so a second round of
+// concurrent calls dials none (with the HTTP client's default of two
+// idle connections per host, every call past two would dial anew).
+func TestBridgeKeepsUpstreamConnections(t *testing.T) {
+	const n = 8
+	h := newHarness(t)
+	var round chan struct{}
+	g := &gatedSearch{}
+	g.wait = func(ctx context.Context, running int) {
+		if running == n {
+			close(round)
+		}
+		select {
+		case <-round:
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+	g.serve(t, h, n)
+	h.startBridge()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	agents := make([]*client.Agent, n)
+	for i := range agents {
+		agents[i] = searcher(h)
+	}
+	dialed := make([]int, 2)
+	for r := range dialed {
+		round = make(chan struct{})
+		var wg sync.WaitGroup
+		for i, ag := range agents {
+			wg.Go(func() {
+				if _, err := search(ctx, h, ag, r*n+i); err != nil {
+					t.Errorf("round %d, search %d: %v", r, i, err)
+				}
+			})
+		}
+		wg.Wait()
+		g.mu.Lock()
+		dialed[r] = g.conns
+		g.mu.Unlock()
+	}
+	if dialed[0] < n || dialed[1] != dialed[0] {
+		t.Errorf("upstream accepted %d connections in the first round and %d in all; want at least %d, then none more", dialed[0], dialed[1], n)
 	}
 }
 
