@@ -241,10 +241,16 @@ targets:
 	}
 	bearer, _ := jws.CompactSerialize()
 
+	// Each path's client keeps a connection per call in flight, as the
+	// bridge does to its upstream.
+	conc := max(1, r.cfg.MCPConcurrency)
 	connect := func(url string, token string) (*sdk.ClientSession, error) {
-		hc := &http.Client{}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = conc
+		stops = append(stops, tr.CloseIdleConnections)
+		hc := &http.Client{Transport: tr}
 		if token != "" {
-			hc.Transport = bearerRoundTripper{token: token}
+			hc.Transport = bearerRoundTripper{token: token, base: tr}
 		}
 		c := sdk.NewClient(&sdk.Implementation{Name: "agentgw-bench", Version: "1"}, nil)
 		return c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: url, HTTPClient: hc, DisableStandaloneSSE: true}, nil)
@@ -286,11 +292,23 @@ targets:
 		wg.Wait()
 		return ds, time.Since(t0), errors.Join(errs...)
 	}
-	c := max(1, r.cfg.MCPConcurrency)
+	c := conc
 	warm := c * min(10, (r.cfg.MCPCalls+c-1)/c) // whole rounds
 	var dDirect, dThrough []time.Duration
 	var wallDirect, wallThrough time.Duration
+	var prof *profiles
+	defer func() {
+		if prof != nil {
+			_ = prof.stop()
+		}
+	}()
 	for i := 0; i < warm+r.cfg.MCPCalls; i += c {
+		if i == warm {
+			// The measured calls, both paths, in the profiles asked for.
+			if prof, err = r.startProfiles("mcp"); err != nil {
+				return nil, err
+			}
+		}
 		n := min(c, warm+r.cfg.MCPCalls-i)
 		a, wa, err := round(direct, i, n)
 		if err != nil {
@@ -335,10 +353,13 @@ func durationLatency(ds []time.Duration) Latency {
 }
 
 // bearerRoundTripper presents the bench principal's bearer token.
-type bearerRoundTripper struct{ token string }
+type bearerRoundTripper struct {
+	token string
+	base  http.RoundTripper
+}
 
 func (t bearerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+t.token)
-	return http.DefaultTransport.RoundTrip(r)
+	return t.base.RoundTrip(r)
 }

@@ -101,6 +101,9 @@ func (r *runner) profilePath(path, name string) string {
 	if r.cfg.Paced > 0 {
 		n *= 2
 	}
+	if r.cfg.MCPCalls > 0 {
+		n++ // the MCP comparison's
+	}
 	if n <= 1 {
 		return path
 	}
