@@ -98,12 +98,15 @@ func (r *replies) deliver(m *nats.Msg) {
 
 // expect makes id the message id w waits for, in place of any earlier
 // one: Send re-issues a request whose id another publisher took under a
-// new id, and the taken id's notices are not this request's.
+// new id, and the taken id's messages, those queued included, are not
+// this request's.
 func (w *waiter) expect(id string) {
 	r := w.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w.forget()
+	clear(w.queue)
+	w.queue = w.queue[:0]
 	w.id = id
 	r.byID[id] = append(r.byID[id], w)
 }

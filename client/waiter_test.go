@@ -34,11 +34,6 @@ func TestWaitersTakeOnlyTheirMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.expect("taken")
-	a.expect("a") // re-issued: the taken id's messages are not a's
-	b.expect("b")
-	if n := ag.nc.NumSubscriptions(); n != 1 {
-		t.Errorf("%d subscriptions with two waiters; want one", n)
-	}
 	send := func(data, key, id string) {
 		m := nats.NewMsg(subj)
 		m.Data = []byte(data)
@@ -51,6 +46,16 @@ func TestWaitersTakeOnlyTheirMessages(t *testing.T) {
 		if err := w.nc.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
+	}
+	send("notice of taken, before the re-issue", header.MessageID, "taken")
+	if err := w.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitQueued(t, a, 1)
+	a.expect("a") // re-issued: the taken id's messages, queued ones too, are not a's
+	b.expect("b")
+	if n := ag.nc.NumSubscriptions(); n != 1 {
+		t.Errorf("%d subscriptions with two waiters; want one", n)
 	}
 	send("notice of taken", header.MessageID, "taken")
 	send("reply to taken", headerRequestID, "taken")
@@ -147,5 +152,23 @@ func TestWaitEndsWhenConnectionCloses(t *testing.T) {
 	}
 	if _, err := ag.wait(); !errors.Is(err, nats.ErrConnectionClosed) {
 		t.Errorf("wait on a closed connection = %v; want %v", err, nats.ErrConnectionClosed)
+	}
+}
+
+// waitQueued waits until x holds n messages.
+func waitQueued(t *testing.T, x *waiter, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		x.r.mu.Lock()
+		got := len(x.queue)
+		x.r.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiter holds %d messages; want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
