@@ -146,6 +146,9 @@ function positive(v: number | undefined, d: number, what: string, errs: string[]
   return v;
 }
 
+/** sendWith is sendNamed's way into an agent's #send, set as the class is defined. */
+let sendWith!: (agent: Agent, req: Request, opts: SendOptions, named: (messageId: string) => void) => Promise<Receipt>;
+
 /**
  * An Agent sends signed envelopes for one agent identity. It is safe to
  * use from many tasks at once; its printed forms show only public keys.
@@ -323,7 +326,20 @@ export class Agent {
    * Rejects with InvalidRequestError, UnavailableError, CollisionError,
    * PublishError, or the signal's reason.
    */
-  async send(req: Request, opts: SendOptions = {}): Promise<Receipt> {
+  send(req: Request, opts: SendOptions = {}): Promise<Receipt> {
+    return this.#send(req, opts, undefined);
+  }
+
+  static {
+    sendWith = (agent, req, opts, named) => agent.#send(req, opts, named);
+  }
+
+  /**
+   * #send is send, calling named, when set, with each message id before
+   * the envelope under it is published: a waiter for its reply or notice
+   * is registered before either can arrive (sendNamed).
+   */
+  async #send(req: Request, opts: SendOptions, named: ((messageId: string) => void) | undefined): Promise<Receipt> {
     const signal = opts.signal;
     signal?.throwIfAborted();
     const payload = this.#payload(req);
@@ -361,6 +377,7 @@ export class Agent {
       h.set(SIGNATURE_HEADER, signEnvelope((input) => this.#cfg.key.sign(input), body));
       h.set(MSG_ID_HEADER, messageId);
       h.set(TRACEPARENT_HEADER, `00-${traceId}-${hex(random(8))}-00`);
+      named?.(messageId);
       const r = await this.#publish(body, h, messageId, hooks?.publish, signal);
       attempts += r.attempts;
       if (r.collision) {
@@ -378,7 +395,9 @@ export class Agent {
    * verified reply to it (see reply.ts). Each verified decision notice of
    * it goes to opts.onDecision; a verified denial rejects with
    * MessageDeniedError at once, a delivery or a hold keeps waiting.
-   * Rejects with NoReplyError (with the receipt) when no reply came.
+   * Rejects with NoReplyError (with the receipt) when no reply came. The
+   * agent's calls in flight share one subscription to its reply subject;
+   * each reply and notice is handed to the call it names.
    */
   sendAndWait(req: Request, opts: WaitOptions & SendOptions): Promise<{ receipt: Receipt; reply: Reply }> {
     return sendAndWait(this, req, opts);
@@ -389,6 +408,8 @@ export class Agent {
    * gateway's verified decision notice of it (see notice.ts): resolves
    * when it was delivered or held, rejects with MessageDeniedError when it
    * was denied and NoDecisionError (with the receipt) when no notice came.
+   * The agent's calls in flight share one subscription to its reply
+   * subject; each notice is handed to the call it names.
    */
   sendAndDecide(req: Request, opts: WatchOptions & SendOptions): Promise<{ receipt: Receipt; decision: Decision }> {
     return sendAndDecide(this, req, opts);
@@ -503,6 +524,18 @@ export class Agent {
       return { ack, attempts, collision: ack.duplicate && !mayHaveLanded };
     }
   }
+}
+
+/**
+ * sendNamed is agent.send(req, opts), calling named with each message id
+ * before the envelope under it is published: the first id, and each new
+ * id a collision re-issues the request under. sendAndWait and
+ * sendAndDecide register their waiter for the id before its reply or
+ * notice can arrive, and follow a re-issue to the new id. Internal to the
+ * package (index.ts does not export it).
+ */
+export function sendNamed(agent: Agent, req: Request, opts: SendOptions, named: (messageId: string) => void): Promise<Receipt> {
+  return sendWith(agent, req, opts, named);
 }
 
 /**

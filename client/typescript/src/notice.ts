@@ -8,7 +8,7 @@
 // in the notice document, {"v":1,"decision":"<token>","notice":{…}}.
 import { inspect } from "node:util";
 import type { Msg, Subscription } from "@nats-io/transport-node";
-import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
+import { sendNamed, type Agent, type Receipt, type Request, type SendOptions } from "./agent.js";
 import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
 import { ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
 import { dateOfNs, parseTimeNs } from "./envelope.js";
@@ -19,6 +19,7 @@ import type { ReasonCode } from "./reason.js";
 import { reply as replySubject } from "./subjects.js";
 import { headersOf } from "./internal/headers.js";
 import { verifiedMessages } from "./internal/verified.js";
+import { openWaiter } from "./internal/waiter.js";
 import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import type { HeaderSource } from "./verify.js";
 
@@ -359,10 +360,7 @@ export class DecisionWatch {
 
   /** The subscription is made here; ready() resolves once the server has it. */
   constructor(agent: Agent, opt: WatchOptions) {
-    if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
-      throw new ConfigError("no trusted gateway keys for decision notices");
-    }
-    waitSkewMs(opt.skewMs);
+    checkWatch(opt);
     this.#agent = agent;
     this.#opt = opt;
     this.#sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
@@ -388,36 +386,11 @@ export class DecisionWatch {
    * envelope was denied, and NoDecisionError when no verified notice came.
    */
   async await(messageId: string, opts: { signal?: AbortSignal } = {}): Promise<Decision> {
-    const signal = opts.signal;
-    for (;;) {
-      const r = await this.#next(signal).catch((err: unknown) => {
-        throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: err });
-      });
-      if (r.done) {
-        throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: signal?.reason });
-      }
-      const m = r.value;
-      if (!isNotice(m) || (headersOf(m)?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
-        continue;
-      }
-      let d: Decision;
-      try {
-        d = verifyNotice(this.#agent, m, this.#opt);
-      } catch (err) {
-        if (err instanceof VerificationError) {
-          this.#opt.onReject?.(err);
-          continue; // not from a trusted gateway: not our notice
-        }
-        throw err;
-      }
-      if (d.messageId !== messageId) {
-        continue;
-      }
-      if (d.route === "deny" && d.answers === undefined) {
-        throw new MessageDeniedError(d);
-      }
-      return d;
-    }
+    const next = async (signal: AbortSignal | undefined): Promise<Msg | undefined> => {
+      const r = await this.#next(signal);
+      return r.done ? undefined : r.value;
+    };
+    return awaitNotice(this.#agent, this.#opt, messageId, next, opts.signal);
   }
 
   /**
@@ -461,24 +434,90 @@ export class DecisionWatch {
 }
 
 /**
+ * checkWatch refuses options that trust no gateway for decision notices,
+ * or whose skewMs is negative or not a finite number (ConfigError).
+ */
+function checkWatch(opt: WatchOptions): void {
+  if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
+    throw new ConfigError("no trusted gateway keys for decision notices");
+  }
+  waitSkewMs(opt.skewMs);
+}
+
+/**
+ * awaitNotice reads messages with next until one is the verified notice
+ * of the envelope messageId: DecisionWatch.await's loop, for a watch's
+ * subscription and for sendAndDecide's waiter alike. next resolves with
+ * undefined once no message will come (the signal aborted, the
+ * subscription ended); that, and next's rejection, is NoDecisionError.
+ * Marked notices of messageId that do not verify go to opt.onReject.
+ */
+async function awaitNotice(
+  agent: Agent,
+  opt: WatchOptions,
+  messageId: string,
+  next: (signal: AbortSignal | undefined) => Promise<Msg | undefined>,
+  signal: AbortSignal | undefined,
+): Promise<Decision> {
+  for (;;) {
+    const m = await next(signal).catch((err: unknown) => {
+      throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: err });
+    });
+    if (m === undefined) {
+      throw new NoDecisionError(messageId, `no decision notice for ${messageId}`, { cause: signal?.reason });
+    }
+    if (!isNotice(m) || (headersOf(m)?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
+      continue;
+    }
+    let d: Decision;
+    try {
+      d = verifyNotice(agent, m, opt);
+    } catch (err) {
+      if (err instanceof VerificationError) {
+        opt.onReject?.(err);
+        continue; // not from a trusted gateway: not our notice
+      }
+      throw err;
+    }
+    if (d.messageId !== messageId) {
+      continue;
+    }
+    if (d.route === "deny" && d.answers === undefined) {
+      throw new MessageDeniedError(d);
+    }
+    return d;
+  }
+}
+
+/**
  * sendAndDecide sends req and waits, until opt.signal aborts, for the
  * gateway's decision notice of it: delivered or held resolve with the
  * Decision; a denial rejects with MessageDeniedError (its reason code and
- * the Decision); no verified notice in time rejects with NoDecisionError.
- * Both carry the receipt. The watch is subscribed before the message is
- * published. The agent needs no curve key for this.
+ * the Decision); no verified notice in time (or the connection closed)
+ * rejects with NoDecisionError. Both carry the receipt. The agent needs
+ * no curve key for this.
+ *
+ * The calls of one agent in flight (sendAndDecide and sendAndWait) share
+ * one subscription to its reply subject, made before the first of them
+ * publishes and ended when the last is done; each notice is handed to the
+ * call of the envelope it names (its Agentgw-Message-Id), and to no
+ * other. The call's waiter is registered before its envelope is
+ * published, and follows a re-issue under a new message id. What it is
+ * handed is checked as DecisionWatch.await checks it: a marked notice of
+ * the envelope that does not verify goes to opt.onReject.
  */
 export async function sendAndDecide(
   agent: Agent,
   req: Request,
   opt: WatchOptions & SendOptions,
 ): Promise<{ receipt: Receipt; decision: Decision }> {
-  const w = new DecisionWatch(agent, opt);
+  checkWatch(opt);
+  // Wait before sending: the notice cannot arrive unseen.
+  const w = await openWaiter(agent);
   try {
-    await w.ready();
-    const receipt = await agent.send(req, opt.signal ? { signal: opt.signal } : {});
+    const receipt = await sendNamed(agent, req, opt.signal ? { signal: opt.signal } : {}, (id) => w.expect(id));
     try {
-      return { receipt, decision: await w.await(receipt.messageId, opt.signal ? { signal: opt.signal } : {}) };
+      return { receipt, decision: await awaitNotice(agent, opt, receipt.messageId, (signal) => w.next(signal), opt.signal) };
     } catch (err) {
       if (err instanceof NoDecisionError || err instanceof MessageDeniedError) {
         err.receipt = receipt;
@@ -499,10 +538,7 @@ export async function sendAndDecide(
  * redelivery.
  */
 export function decisions(agent: Agent, opt: WatchOptions & { signal?: AbortSignal }): AsyncIterableIterator<Decision> {
-  if (!opt?.trustedGateways || opt.trustedGateways.length === 0) {
-    throw new ConfigError("no trusted gateway keys for decision notices");
-  }
-  waitSkewMs(opt.skewMs);
+  checkWatch(opt);
   const sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
   return verifiedMessages(sub, opt.signal, isNotice, (m) => verifyNotice(agent, m, opt), opt.onReject);
 }

@@ -1,7 +1,7 @@
 // Replies: the gateway's validated, redacted answer to one of an agent's
 // requests, sealed to the agent with a decision token addressed to it.
 import { inspect } from "node:util";
-import type { Agent, Receipt, Request, SendOptions } from "./agent.js";
+import { sendNamed, type Agent, type Receipt, type Request, type SendOptions } from "./agent.js";
 import { ConfigError, DeniedError, InvalidRequestError, MessageDeniedError, NoReplyError, VerificationError } from "./errors.js";
 import { DECISION_HEADER, ROUTE_REPLY, verifyDecision, type DecisionClaims } from "./decision.js";
 import { requestRef } from "./envelope.js";
@@ -9,6 +9,7 @@ import { digestHex, fromUtf8 } from "./internal/bytes.js";
 import { isNotice, MESSAGE_ID_HEADER, verifyNotice, type Decision } from "./notice.js";
 import { headersOf } from "./internal/headers.js";
 import { verifiedMessages } from "./internal/verified.js";
+import { openWaiter } from "./internal/waiter.js";
 import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import { reply as replySubject } from "./subjects.js";
 import type { Box } from "./keys.js";
@@ -180,6 +181,14 @@ export function replies(
  * to this agent and bound to the sealed bytes, which must open with the
  * agent's curve key from the gateway's curve key.
  *
+ * The calls of one agent in flight (sendAndWait and sendAndDecide) share
+ * one subscription to its reply subject, made before the first of them
+ * publishes and ended when the last is done; each reply and notice is
+ * handed to the call of the envelope it names (a reply's
+ * Agentgw-Request-Id, a notice's Agentgw-Message-Id), and to no other.
+ * The call's waiter is registered before its envelope is published, and
+ * follows a re-issue under a new message id.
+ *
  * The gateway's decision notices of the request come on the same
  * subject; each is verified as DecisionWatch verifies it (a trusted
  * gateway's token, route notice, addressed to this agent, bound to the
@@ -191,74 +200,70 @@ export function replies(
  * carries the request's message id: it is skipped, neither handed to
  * onDecision nor ending the wait; so is, once the request was delivered
  * or held, a denial message_expired, credential_expired or
- * ledger_incomplete (a copy sent late, or after the journal was lost). A notice that the request was delivered
- * or held for approval does not end it: the reply does. Anything else on the subject, an unverified notice
- * included, is ignored. Without a reply or a denial in time it rejects
- * with a NoReplyError that carries the receipt, as it does whenever the
- * gateway sends no notices (notify_senders off).
+ * ledger_incomplete (a copy sent late, or after the journal was lost). A
+ * notice that the request was delivered or held for approval does not
+ * end it: the reply does. Anything else handed to the call, an
+ * unverified notice included, is ignored. Without a reply or a denial in
+ * time it rejects with a NoReplyError that carries the receipt, as it
+ * does whenever the gateway sends no notices (notify_senders off), and
+ * when the connection closes.
  */
 export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions & SendOptions): Promise<{ receipt: Receipt; reply: Reply }> {
-  const subj = checkWait(agent, opt);
-  // Subscribe before sending: the reply cannot arrive unseen.
-  const sub = agent.connection.subscribe(subj);
+  checkWait(agent, opt);
+  // Wait before sending: the reply cannot arrive unseen.
+  const w = await openWaiter(agent);
   try {
-    await agent.connection.flush();
-    const receipt = await agent.send(req, opt.signal ? { signal: opt.signal } : {});
-    const stop = (): void => sub.unsubscribe();
-    opt.signal?.addEventListener("abort", stop, { once: true });
-    if (opt.signal?.aborted) {
-      stop(); // aborted while the send settled: no event will come
-    }
-    try {
-      let decided = false; // the request was delivered or held
-      for await (const m of sub) {
-        const d = noticeOf(agent, m, receipt.messageId, opt);
-        if (d !== undefined) {
-          if (
-            d.route === "deny" &&
-            (d.reason === "replay_detected" ||
-              d.reason === "replay_refused" ||
-              (decided && (d.reason === "message_expired" || d.reason === "credential_expired" || d.reason === "ledger_incomplete")))
-          ) {
-            // The gateway's answer to a copy of the request (one
-            // re-published by whoever holds its bytes, or an operator
-            // replay of it), which carries its message id: not the
-            // request's own outcome. Once the request was delivered or
-            // held, a copy sent after it went stale or its credential
-            // expired is refused so; the request itself never is.
-            continue;
-          }
-          if (d.route === "allow" || d.route === "approval") {
-            decided = true;
-          }
-          opt.onDecision?.(d);
-          if (d.route === "deny" && d.answers === undefined) {
-            const err = new MessageDeniedError(d);
-            err.receipt = receipt;
-            throw err;
-          }
+    const receipt = await sendNamed(agent, req, opt.signal ? { signal: opt.signal } : {}, (id) => w.expect(id));
+    let decided = false; // the request was delivered or held
+    for (;;) {
+      const m = await w.next(opt.signal);
+      if (m === undefined) {
+        break; // the signal aborted, or the connection closed
+      }
+      const d = noticeOf(agent, m, receipt.messageId, opt);
+      if (d !== undefined) {
+        if (
+          d.route === "deny" &&
+          (d.reason === "replay_detected" ||
+            d.reason === "replay_refused" ||
+            (decided && (d.reason === "message_expired" || d.reason === "credential_expired" || d.reason === "ledger_incomplete")))
+        ) {
+          // The gateway's answer to a copy of the request (one
+          // re-published by whoever holds its bytes, or an operator
+          // replay of it), which carries its message id: not the
+          // request's own outcome. Once the request was delivered or
+          // held, a copy sent after it went stale or its credential
+          // expired is refused so; the request itself never is.
           continue;
         }
-        if ((headersOf(m)?.get(REQUEST_ID_HEADER) ?? "") !== receipt.messageId) {
-          continue;
+        if (d.route === "allow" || d.route === "approval") {
+          decided = true;
         }
-        try {
-          return { receipt, reply: verifyReply(agent, m, opt) };
-        } catch (err) {
-          if (err instanceof VerificationError) {
-            continue; // not from a trusted gateway: not our reply
-          }
+        opt.onDecision?.(d);
+        if (d.route === "deny" && d.answers === undefined) {
+          const err = new MessageDeniedError(d);
+          err.receipt = receipt;
           throw err;
         }
+        continue;
       }
-    } finally {
-      opt.signal?.removeEventListener("abort", stop);
+      if ((headersOf(m)?.get(REQUEST_ID_HEADER) ?? "") !== receipt.messageId) {
+        continue;
+      }
+      try {
+        return { receipt, reply: verifyReply(agent, m, opt) };
+      } catch (err) {
+        if (err instanceof VerificationError) {
+          continue; // not from a trusted gateway: not our reply
+        }
+        throw err;
+      }
     }
     const err = new NoReplyError(receipt.messageId, `no reply to ${receipt.messageId}`, { cause: opt.signal?.reason });
     err.receipt = receipt;
     throw err;
   } finally {
-    sub.unsubscribe();
+    w.close();
   }
 }
 

@@ -590,6 +590,52 @@ test("sendAndWait: the denial of a copy of the request neither ends the wait nor
   await take("kb.search", 1, (x) => x.messageId === d.messageId);
 });
 
+test("sendAndWait: eight calls in flight of one agent each get their own reply, and only their own notices", async () => {
+  // The consumer answers nothing until every call was told its request
+  // was delivered: all of them wait at once, on the agent's one
+  // subscription (test/waiter.test.ts counts it).
+  const calls = 8;
+  let told = 0;
+  let allTold = (): void => {};
+  const delivered = new Promise<void>((resolve) => (allTold = resolve));
+  const seen: Decision[][] = [];
+  const waits = Array.from({ length: calls }, (_, i) => {
+    const mine: Decision[] = [];
+    seen.push(mine);
+    const onDecision = (d: Decision): void => {
+      mine.push(d);
+      if (d.route === "allow" && ++told === calls) {
+        allTold();
+      }
+    };
+    const req: Request = { capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: `ord_many${i}`, amount_cents: 100 + i } };
+    return agent.sendAndWait(req, { trustedGateways: [gw.gatewayKey], signal: AbortSignal.timeout(90_000), onDecision });
+  });
+  const settled = Promise.allSettled(waits);
+  await take(
+    "refunds.draft_refund",
+    calls,
+    (d) => String((d.json() as { order_id?: string }).order_id).startsWith("ord_many"),
+    async (d) => {
+      await delivered;
+      const { order_id } = d.json() as { order_id: string };
+      await d.respond({ refund_id: `rf_${order_id}`, status: "drafted" });
+    },
+  );
+  const got = await settled;
+  got.forEach((r, i) => {
+    assert.equal(r.status, "fulfilled", `call ${i}: ${r.status === "rejected" ? String(r.reason) : ""}`);
+    const { receipt, reply } = (r as PromiseFulfilledResult<Awaited<(typeof waits)[number]>>).value;
+    assert.deepEqual(reply.json(), { refund_id: `rf_ord_many${i}`, status: "drafted" }, `call ${i}'s reply`);
+    assert.equal(reply.requestId, receipt.messageId);
+    assert.deepEqual(
+      seen[i]!.map((d) => [d.route, d.messageId]),
+      [["allow", receipt.messageId]],
+      `call ${i}: the notices handed to onDecision`,
+    );
+  });
+});
+
 test("denials: bad signature, replay and missing scope reach the denied stream with their reason codes", async () => {
   let sent: { data: Uint8Array; headers: MsgHdrs } | undefined;
   const spy = await Agent.fromCreds(agentNC, gw.creds("agent"), gw.curve("agent"), { gatewayXKey: gw.gatewayXKey });

@@ -70,15 +70,27 @@ export interface NatsServer {
   url: string;
   /** connect opens a client connection to it. */
   connect(): Promise<NatsConnection>;
+  /**
+   * subscriptionsTo counts the server's subscriptions to subject over
+   * every connection, from its monitoring endpoint (connz): only for a
+   * server started with monitor.
+   */
+  subscriptionsTo(subject: string): Promise<number>;
   stop(): Promise<void>;
 }
 
-/** startNatsServer runs nats-server on a free loopback port with JetStream in a temporary directory. */
-export async function startNatsServer(): Promise<NatsServer> {
+/**
+ * startNatsServer runs nats-server on a free loopback port with JetStream
+ * in a temporary directory; with monitor, its HTTP monitoring endpoint
+ * on another free loopback port.
+ */
+export async function startNatsServer(opts: { monitor?: boolean } = {}): Promise<NatsServer> {
   const bin = goBinary("NATS_SERVER_BIN", "nats-server", "github.com/nats-io/nats-server/v2");
   const dir = mkdtempSync(join(tmpdir(), "agentgw-ts-nats-"));
   const port = await freePort();
-  const c = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: ["ignore", "ignore", "pipe"] });
+  const monitorPort = opts.monitor ? await freePort() : 0;
+  const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir, ...(opts.monitor ? ["-m", String(monitorPort)] : [])];
+  const c = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
   children.add(c);
   let log = "";
   c.stderr!.on("data", (b: Buffer) => (log += b.toString()));
@@ -100,6 +112,21 @@ export async function startNatsServer(): Promise<NatsServer> {
   return {
     url,
     connect: () => connect({ servers: url }),
+    subscriptionsTo: async (subject) => {
+      if (!opts.monitor) {
+        throw new Error("subscriptionsTo: the server was started without monitor");
+      }
+      const r = await fetch(`http://127.0.0.1:${monitorPort}/connz?subs=1&limit=4096`);
+      if (!r.ok) {
+        throw new Error(`connz: HTTP ${r.status}`);
+      }
+      const cz = (await r.json()) as { connections?: { subscriptions_list?: string[] }[] };
+      let n = 0;
+      for (const conn of cz.connections ?? []) {
+        n += (conn.subscriptions_list ?? []).filter((s) => s === subject).length;
+      }
+      return n;
+    },
     stop: async () => {
       await stopChild(c, "SIGTERM");
       rmSync(dir, { recursive: true, force: true });

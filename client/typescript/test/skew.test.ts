@@ -111,37 +111,3 @@ test("verifyDecision: a negative or non-finite skewMs fails closed (internal_err
   throwsReason(() => verifyDecision(tok, { ...opt, skewMs: 0 }), "decision_token_expired", "0");
   assert.equal(verifyDecision(tok, { ...opt, skewMs: 60_000 }).messageId, ID, "60 s");
 });
-
-test("sendAndWait: a signal aborted while the send settles ends the wait", async () => {
-  const ac = new AbortController();
-  // A subscription that yields nothing until unsubscribed.
-  let end: () => void = () => {};
-  const ended = new Promise<void>((resolve) => (end = resolve));
-  const sub = {
-    unsubscribe: () => end(),
-    async *[Symbol.asyncIterator]() {
-      await ended;
-    },
-  };
-  const agent = {
-    box: agentBox,
-    tenant: TENANT,
-    publicKey: agentKey,
-    connection: { subscribe: () => sub, flush: async () => {} },
-    // The signal aborts after the publish was acknowledged, before the
-    // wait has looked at it.
-    send: async () => {
-      ac.abort();
-      return { messageId: ID };
-    },
-  } as unknown as Agent;
-  const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("still waiting"), 2000).unref());
-  const got = await Promise.race([
-    sendAndWait(agent, { capability: "tool_call", target: "refunds.draft_refund", plain: {} }, { ...trust, signal: ac.signal }).then(
-      () => "replied",
-      (err: Error) => err.name,
-    ),
-    timeout,
-  ]);
-  assert.equal(got, "NoReplyError");
-});
