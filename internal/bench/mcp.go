@@ -33,15 +33,19 @@ import (
 // → gateway → endpoint → client) with the same call made directly to the
 // upstream server, measured in the same run, calls interleaved: in
 // rounds of Concurrency calls in flight at once on one MCP session, a
-// round on each path in turn. CallsPerSecond is each path's calls over
-// the time its rounds took.
+// round on each path in turn. The rates are each path's calls over the
+// time its rounds took, and the CPU figures the whole process's CPU
+// during its rounds per call (the path's work still running when its
+// round ends, a notice or an acknowledgement, is charged to the other).
 type MCPResult struct {
-	Calls       int     `json:"calls"`
-	Concurrency int     `json:"concurrency"`
-	Direct      Latency `json:"direct"`
-	Gateway     Latency `json:"gateway"`
-	DirectRate  float64 `json:"direct_calls_per_second"`
-	GatewayRate float64 `json:"gateway_calls_per_second"`
+	Calls        int     `json:"calls"`
+	Concurrency  int     `json:"concurrency"`
+	Direct       Latency `json:"direct"`
+	Gateway      Latency `json:"gateway"`
+	DirectRate   float64 `json:"direct_calls_per_second"`
+	GatewayRate  float64 `json:"gateway_calls_per_second"`
+	DirectCPUus  float64 `json:"direct_cpu_us_per_call"`
+	GatewayCPUus float64 `json:"gateway_cpu_us_per_call"`
 }
 
 const (
@@ -280,22 +284,25 @@ targets:
 		return d, nil
 	}
 	// round makes calls first..first+n-1 on s at once, and returns their
-	// durations and the round's.
-	round := func(s *sdk.ClientSession, first, n int) ([]time.Duration, time.Duration, error) {
+	// durations, the round's, and the process's CPU meanwhile.
+	round := func(s *sdk.ClientSession, first, n int) ([]time.Duration, time.Duration, time.Duration, error) {
 		ds := make([]time.Duration, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
+		cpu0, _ := processCPU()
 		t0 := time.Now()
 		for i := range n {
 			wg.Go(func() { ds[i], errs[i] = call(s, first+i) })
 		}
 		wg.Wait()
-		return ds, time.Since(t0), errors.Join(errs...)
+		wall := time.Since(t0)
+		cpu1, _ := processCPU()
+		return ds, wall, cpu1 - cpu0, errors.Join(errs...)
 	}
 	c := conc
 	warm := c * min(10, (r.cfg.MCPCalls+c-1)/c) // whole rounds
 	var dDirect, dThrough []time.Duration
-	var wallDirect, wallThrough time.Duration
+	var wallDirect, wallThrough, cpuDirect, cpuThrough time.Duration
 	var prof *profiles
 	defer func() {
 		if prof != nil {
@@ -310,21 +317,29 @@ targets:
 			}
 		}
 		n := min(c, warm+r.cfg.MCPCalls-i)
-		a, wa, err := round(direct, i, n)
+		a, wa, ca, err := round(direct, i, n)
 		if err != nil {
 			return nil, fmt.Errorf("bench: direct MCP call: %w", err)
 		}
-		b, wb, err := round(through, i, n)
+		b, wb, cb, err := round(through, i, n)
 		if err != nil {
 			return nil, fmt.Errorf("bench: MCP call through agentgw: %w", err)
 		}
 		if i >= warm {
 			dDirect, dThrough = append(dDirect, a...), append(dThrough, b...)
 			wallDirect, wallThrough = wallDirect+wa, wallThrough+wb
+			cpuDirect, cpuThrough = cpuDirect+ca, cpuThrough+cb
 		}
 	}
+	perCall := func(cpu time.Duration, n int) float64 {
+		if n == 0 {
+			return 0
+		}
+		return float64(cpu.Microseconds()) / float64(n)
+	}
 	return &MCPResult{Calls: len(dThrough), Concurrency: c, Direct: durationLatency(dDirect), Gateway: durationLatency(dThrough),
-		DirectRate: perSecond(len(dDirect), wallDirect), GatewayRate: perSecond(len(dThrough), wallThrough)}, nil
+		DirectRate: perSecond(len(dDirect), wallDirect), GatewayRate: perSecond(len(dThrough), wallThrough),
+		DirectCPUus: perCall(cpuDirect, len(dDirect)), GatewayCPUus: perCall(cpuThrough, len(dThrough))}, nil
 }
 
 // perSecond is n over d, or 0 for no time.

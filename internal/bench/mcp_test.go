@@ -23,8 +23,8 @@ func TestRunMCP(t *testing.T) {
 	if rep.MCP == nil || rep.MCP.Calls != 22 || rep.MCP.Concurrency != 4 || rep.MCP.Direct.Count != 22 || rep.MCP.Gateway.Count != 22 {
 		t.Fatalf("MCP result = %+v; want 22 calls on both paths, 4 in flight", rep.MCP)
 	}
-	if rep.MCP.Direct.Max <= 0 || rep.MCP.Gateway.Max <= 0 || rep.MCP.DirectRate <= 0 || rep.MCP.GatewayRate <= 0 {
-		t.Errorf("MCP latencies = %+v; want measured durations and rates", rep.MCP)
+	if rep.MCP.Direct.Max <= 0 || rep.MCP.Gateway.Max <= 0 || rep.MCP.DirectRate <= 0 || rep.MCP.GatewayRate <= 0 || rep.MCP.GatewayCPUus <= 0 {
+		t.Errorf("MCP latencies = %+v; want measured durations, rates and CPU", rep.MCP)
 	}
 	var table bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {

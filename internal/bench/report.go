@@ -333,13 +333,13 @@ func (r *Report) writeRest(w io.Writer, ms func(int64) string) error {
 	if m := r.MCP; m != nil {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "MCP tool call, %d in flight\tcalls\tcalls/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t\n", m.Concurrency)
+		fmt.Fprintf(tw, "MCP tool call, %d in flight\tcalls\tcalls/s\tCPU µs/call\tp50 ms\tp90 ms\tp99 ms\tmax ms\t\n", m.Concurrency)
 		for _, x := range []struct {
-			name string
-			l    Latency
-			rate float64
-		}{{"direct to upstream", m.Direct, m.DirectRate}, {"through agentgw", m.Gateway, m.GatewayRate}} {
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", x.name, x.l.Count, x.rate, ms(x.l.P50), ms(x.l.P90), ms(x.l.P99), ms(x.l.Max))
+			name     string
+			l        Latency
+			rate, us float64
+		}{{"direct to upstream", m.Direct, m.DirectRate, m.DirectCPUus}, {"through agentgw", m.Gateway, m.GatewayRate, m.GatewayCPUus}} {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n", x.name, x.l.Count, x.rate, x.us, ms(x.l.P50), ms(x.l.P90), ms(x.l.P99), ms(x.l.Max))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
