@@ -104,6 +104,9 @@ func (w *waiter) expect(id string) {
 	r := w.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if w.done {
+		return
+	}
 	w.forget()
 	clear(w.queue)
 	w.queue = w.queue[:0]
