@@ -71,29 +71,17 @@ func TestConsumerTermsForgedDeliversGenuine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Consume(ctx, func(_ context.Context, d *Delivery) error {
-			mu.Lock()
-			defer mu.Unlock()
-			calls++
-			if calls == 1 {
-				return errors.New("transient") // nak: must come back
-			}
-			got = append(got, d)
-			cancel()
-			return nil
-		})
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Consume = %v", err)
+	consumeUntil(t, ctx, cancel, c, func(_ context.Context, d *Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return errors.New("transient") // nak: must come back
 		}
-	case <-time.After(15 * time.Second):
+		got = append(got, d)
 		cancel()
-		t.Fatal("genuine message never handled")
-	}
+		return nil
+	})
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -105,24 +93,25 @@ func TestConsumerTermsForgedDeliversGenuine(t *testing.T) {
 	}
 
 	// Terminated and acknowledged: nothing pending, nothing to redeliver.
-	cons, err := w.js.Consumer(context.Background(), StreamCapability, "refunds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		info, err := cons.Info(context.Background())
+	w.waitSettled("refunds", 2)
+}
+
+// consumeUntil runs c.Consume with handle until the handler cancels ctx
+// (cancel), and fails the test if it does not within 30 s or Consume
+// fails.
+func consumeUntil(t *testing.T, ctx context.Context, cancel context.CancelFunc, c *Consumer, handle func(context.Context, *Delivery) error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Consume(ctx, handle) }()
+	select {
+	case err := <-done:
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("Consume = %v", err)
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer state pending %d, ack pending %d, ack floor %d; want 0, 0, 2",
-				info.NumPending, info.NumAckPending, info.AckFloor.Stream)
-		}
-		time.Sleep(20 * time.Millisecond)
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("the handler never finished")
 	}
 }
 
@@ -280,60 +269,31 @@ func TestConsumeHandsOverConcurrently(t *testing.T) {
 		full        = make(chan struct{})
 	)
 	ctx, cancel := context.WithCancel(ctxT(t))
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Consume(ctx, func(_ context.Context, d *Delivery) error {
-			mu.Lock()
-			active++
-			top = max(top, active)
-			if active == concurrency && len(handled) == 0 {
-				close(full)
-			}
-			mu.Unlock()
-			select {
-			case <-full:
-			case <-time.After(3 * time.Second):
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			active--
-			handled[string(d.Payload)] = true
-			if len(handled) == n {
-				cancel()
-			}
-			return nil
-		})
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Consume = %v", err)
+	consumeUntil(t, ctx, cancel, c, func(_ context.Context, d *Delivery) error {
+		mu.Lock()
+		active++
+		top = max(top, active)
+		if active == concurrency && len(handled) == 0 {
+			close(full)
 		}
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("deliveries never all handled")
-	}
+		mu.Unlock()
+		select {
+		case <-full:
+		case <-time.After(3 * time.Second):
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		active--
+		handled[string(d.Payload)] = true
+		if len(handled) == n {
+			cancel()
+		}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if top != concurrency || len(handled) != n {
 		t.Errorf("at most %d handlers at once, %d deliveries handled; want %d at once and all %d", top, len(handled), concurrency, n)
 	}
-	cons, err := w.js.Consumer(context.Background(), StreamCapability, "refunds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		info, err := cons.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer state pending %d, ack pending %d, ack floor %d; want 0, 0, %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	w.waitSettled("refunds", n)
 }

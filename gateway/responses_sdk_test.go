@@ -26,20 +26,7 @@ func TestResponseThroughSDK(t *testing.T) {
 	<-h.gw.Ready() // the consumer needs the capability stream
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	agentCfg := func(a *actor) client.AgentConfig {
-		c := client.DefaultAgentConfig()
-		c.Credential, c.Key, c.Curve, c.GatewayXKey = a.token, a.kp, a.curve, h.gwCurve
-		return c
-	}
-	agent, err := client.NewAgent(h.nc, agentCfg(h.agent), client.WithClock(h.clock.Now))
-	must(t, err)
-	responder, err := client.NewAgent(h.nc, agentCfg(h.consumer), client.WithClock(h.clock.Now))
-	must(t, err)
-	ccfg := client.DefaultConsumerConfig()
-	ccfg.Tenant, ccfg.Targets, ccfg.Curve = "tenant_a", []string{"refunds.draft_refund"}, h.consumer.curve
-	ccfg.TrustedGateways, ccfg.Responder = []string{h.gwSigning}, responder
-	consumer, err := client.NewConsumer(h.js, ccfg, client.WithClock(h.clock.Now))
-	must(t, err)
+	agent, consumer := sdkAgentAndConsumer(t, h)
 	cctx, ccancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -84,20 +71,7 @@ func TestConcurrentWaitsShareOneSubscription(t *testing.T) {
 	<-h.gw.Ready()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	agentCfg := func(a *actor) client.AgentConfig {
-		c := client.DefaultAgentConfig()
-		c.Credential, c.Key, c.Curve, c.GatewayXKey = a.token, a.kp, a.curve, h.gwCurve
-		return c
-	}
-	agent, err := client.NewAgent(h.nc, agentCfg(h.agent), client.WithClock(h.clock.Now))
-	must(t, err)
-	responder, err := client.NewAgent(h.nc, agentCfg(h.consumer), client.WithClock(h.clock.Now))
-	must(t, err)
-	ccfg := client.DefaultConsumerConfig()
-	ccfg.Tenant, ccfg.Targets, ccfg.Curve = "tenant_a", []string{"refunds.draft_refund"}, h.consumer.curve
-	ccfg.TrustedGateways, ccfg.Responder = []string{h.gwSigning}, responder
-	consumer, err := client.NewConsumer(h.js, ccfg, client.WithClock(h.clock.Now))
-	must(t, err)
+	agent, consumer := sdkAgentAndConsumer(t, h)
 	release := make(chan struct{})
 	cctx, ccancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -165,6 +139,28 @@ func TestConcurrentWaitsShareOneSubscription(t *testing.T) {
 	}
 	h.stop()
 	h.scanSecrets()
+}
+
+// sdkAgentAndConsumer returns the harness's agent and its refunds
+// consumer through the SDK, the consumer answering as its own agent
+// (the consumer's curve key, the respond scope its credential must hold).
+func sdkAgentAndConsumer(t *testing.T, h *harness) (*client.Agent, *client.Consumer) {
+	t.Helper()
+	agentCfg := func(a *actor) client.AgentConfig {
+		c := client.DefaultAgentConfig()
+		c.Credential, c.Key, c.Curve, c.GatewayXKey = a.token, a.kp, a.curve, h.gwCurve
+		return c
+	}
+	agent, err := client.NewAgent(h.nc, agentCfg(h.agent), client.WithClock(h.clock.Now))
+	must(t, err)
+	responder, err := client.NewAgent(h.nc, agentCfg(h.consumer), client.WithClock(h.clock.Now))
+	must(t, err)
+	ccfg := client.DefaultConsumerConfig()
+	ccfg.Tenant, ccfg.Targets, ccfg.Curve = "tenant_a", []string{"refunds.draft_refund"}, h.consumer.curve
+	ccfg.TrustedGateways, ccfg.Responder = []string{h.gwSigning}, responder
+	consumer, err := client.NewConsumer(h.js, ccfg, client.WithClock(h.clock.Now))
+	must(t, err)
+	return agent, consumer
 }
 
 // subscriptionsTo counts the server's subscriptions to subject, over

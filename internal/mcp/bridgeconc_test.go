@@ -23,8 +23,9 @@ import (
 type gatedSearch struct {
 	mu          sync.Mutex
 	calls, busy int
-	top         int // the most calls running at once
-	conns       int // connections the upstream accepted
+	top         int           // the most calls running at once
+	conns       int           // connections the upstream accepted
+	gate        chan struct{} // holdUntil's current round
 	wait        func(ctx context.Context, running int)
 }
 
@@ -73,40 +74,74 @@ func search(ctx context.Context, h *harness, ag *client.Agent, i int) (*client.R
 	return reply, err
 }
 
+// holdUntil makes each call wait until n run at once, or 3 s pass,
+// round after round: the n-th call of a round lets its round go.
+func (g *gatedSearch) holdUntil(n int) {
+	g.gate = make(chan struct{})
+	g.wait = func(ctx context.Context, running int) {
+		g.mu.Lock()
+		gate := g.gate
+		if running == n {
+			close(gate)
+			g.gate = make(chan struct{})
+		}
+		g.mu.Unlock()
+		select {
+		case <-gate:
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// searchAll sends a search as each of agents at once, numbered from
+// first, and checks that each is answered by the upstream.
+func searchAll(ctx context.Context, t *testing.T, h *harness, agents []*client.Agent, first int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i, ag := range agents {
+		wg.Go(func() {
+			reply, err := search(ctx, h, ag, first+i)
+			switch {
+			case err != nil || reply == nil || !strings.Contains(string(reply.Payload), `"text":"found"`):
+				t.Errorf("search %d: %v, %v; want the upstream's answer", first+i, reply, err)
+			case strings.Contains(string(reply.Payload), `"isError":true`):
+				t.Errorf("search %d answered %s; want the upstream's answer", first+i, reply.Payload)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// searchers makes n searchers.
+func searchers(h *harness, n int) []*client.Agent {
+	agents := make([]*client.Agent, n)
+	for i := range agents {
+		agents[i] = searcher(h)
+	}
+	return agents
+}
+
+// gatedBridge runs a bridge whose kb.search upstream, with concurrency
+// n, holds each call until n run at once; ctx ends with the test.
+func gatedBridge(t *testing.T, n int) (*harness, *gatedSearch, context.Context) {
+	h := newHarness(t)
+	g := &gatedSearch{}
+	g.holdUntil(n)
+	g.serve(t, h, n)
+	h.startBridge()
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	t.Cleanup(cancel)
+	return h, g, ctx
+}
+
 // TestBridgeCallsOneToolConcurrently: the bridge makes up to the tool's
 // upstream concurrency calls of one tool at once. Each call waits until
 // four run, so a bridge calling one at a time would never get there.
 func TestBridgeCallsOneToolConcurrently(t *testing.T) {
 	const n = 4
-	h := newHarness(t)
-	all := make(chan struct{})
-	g := &gatedSearch{wait: func(ctx context.Context, running int) {
-		if running == n {
-			close(all)
-		}
-		select {
-		case <-all:
-		case <-time.After(3 * time.Second):
-		case <-ctx.Done():
-		}
-	}}
-	g.serve(t, h, n)
-	h.startBridge()
-	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for i := range n {
-		ag := searcher(h)
-		wg.Go(func() {
-			reply, err := search(ctx, h, ag, i)
-			if err != nil || reply == nil || !strings.Contains(string(reply.Payload), `"text":"found"`) {
-				t.Errorf("search %d: %v, %v; want the upstream's answer", i, reply, err)
-			} else if strings.Contains(string(reply.Payload), `"isError":true`) {
-				t.Errorf("search %d answered %s; want the upstream's answer", i, reply.Payload)
-			}
-		})
-	}
-	wg.Wait()
+	h, g, ctx := gatedBridge(t, n)
+	searchAll(ctx, t, h, searchers(h, n), 0)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.top != n || g.calls != n {
@@ -120,39 +155,11 @@ func TestBridgeCallsOneToolConcurrently(t *testing.T) {
 // idle connections per host, every call past two would dial anew).
 func TestBridgeKeepsUpstreamConnections(t *testing.T) {
 	const n = 8
-	h := newHarness(t)
-	var round chan struct{}
-	g := &gatedSearch{}
-	g.wait = func(ctx context.Context, running int) {
-		if running == n {
-			close(round)
-		}
-		select {
-		case <-round:
-		case <-time.After(3 * time.Second):
-		case <-ctx.Done():
-		}
-	}
-	g.serve(t, h, n)
-	h.startBridge()
-	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
-	defer cancel()
-	agents := make([]*client.Agent, n)
-	for i := range agents {
-		agents[i] = searcher(h)
-	}
+	h, g, ctx := gatedBridge(t, n)
+	agents := searchers(h, n)
 	dialed := make([]int, 2)
 	for r := range dialed {
-		round = make(chan struct{})
-		var wg sync.WaitGroup
-		for i, ag := range agents {
-			wg.Go(func() {
-				if _, err := search(ctx, h, ag, r*n+i); err != nil {
-					t.Errorf("round %d, search %d: %v", r, i, err)
-				}
-			})
-		}
-		wg.Wait()
+		searchAll(ctx, t, h, agents, r*n)
 		g.mu.Lock()
 		dialed[r] = g.conns
 		g.mu.Unlock()
