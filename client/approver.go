@@ -167,7 +167,7 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		AckWait:       ap.cfg.AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	return consume(ctx, ap.js, ap.cfg.Stream, cc, ap.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
+	return consume(ctx, ap.js, ap.cfg.Stream, cc, ap.cfg.Bind, 0, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
 		req, err := DecodeRequest(m.Subject(), m.Data(), tenant)
 		if err != nil {
 			ap.reject(m, err, err.Error())

@@ -90,18 +90,20 @@ type ConsumerConfig struct {
 	// Concurrency is how many deliveries Consume hands to the handler at
 	// once, each on its own goroutine and settled when its handler
 	// returns. Zero or one: one at a time, in stream order. Above one,
-	// handler calls overlap and finish in any order, and a redelivery
-	// (after AckWait) can overlap the handling of the delivery it
-	// repeats. At most MaxConcurrency; negative is invalid.
+	// deliveries are still verified and claimed one at a time in the
+	// order they arrive, and at most twice Concurrency are buffered ahead
+	// of the handlers, but handler calls overlap and finish in any
+	// order, and a redelivery (after AckWait) can overlap the handling
+	// of the delivery it repeats. At most MaxConcurrency; negative is
+	// invalid.
 	Concurrency int
 
 	// OnReject, if set, is called with the subject and the
 	// *reason.Denial of every message that is not handed over: one that
 	// fails verification or is a copy of a delivery already handed over
 	// (terminated), or one the token record refuses though it verifies
-	// (handed back; see Consume). It runs on the goroutine that verified
-	// the message, on several at once when Concurrency is above one:
-	// keep it short and safe for concurrent use.
+	// (handed back; see Consume). It runs on the consuming goroutine:
+	// keep it short.
 	OnReject func(subject string, err error)
 }
 
@@ -309,35 +311,53 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
 	}
 	if c.cfg.Concurrency <= 1 {
-		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) { c.deliver(ctx, m, handler) })
+		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 0, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
+			if ctx.Err() != nil {
+				return // left unacknowledged: not handed to a handler whose context is done
+			}
+			if d, ok := c.accept(m); ok {
+				c.handle(ctx, m, d, handler)
+			}
+		})
 	}
-	// The consuming goroutine waits for a free slot, then hands the
-	// message to a goroutine of its own. Once ctx is done a message is
-	// left unacknowledged, as one buffered but not yet handled is, and
-	// Consume returns when the handlers running have finished.
+	// The consuming goroutine waits for a free slot, then verifies and
+	// claims the message, in the order of arrival as one at a time does
+	// (a redelivery never claims before the delivery it repeats), and
+	// hands it to a goroutine of its own. Once ctx is done a message is
+	// left unacknowledged, as one buffered but not yet handled is. All
+	// running.Go calls are made by consume's callbacks, which have
+	// returned when consume does: Consume then waits for the handlers.
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var running sync.WaitGroup
 	defer running.Wait()
-	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, func(ctx context.Context, m jetstream.Msg) {
+	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 2*c.cfg.Concurrency, func(ctx context.Context, m jetstream.Msg, stopping <-chan struct{}) {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			return
+		case <-stopping:
 			return
 		}
 		if ctx.Err() != nil {
 			<-slots
 			return
 		}
+		d, ok := c.accept(m)
+		if !ok {
+			<-slots
+			return
+		}
 		running.Go(func() {
 			defer func() { <-slots }()
-			c.deliver(ctx, m, handler)
+			c.handle(ctx, m, d, handler)
 		})
 	})
 }
 
-// deliver verifies m, claims its token and hands it to handler, then
-// settles it: Consume's work for one message.
-func (c *Consumer) deliver(ctx context.Context, m jetstream.Msg, handler func(context.Context, *Delivery) error) {
+// accept verifies m and claims its token, or settles it (terminated, or
+// handed back when the record refuses a token that verifies) and reports
+// it to OnReject.
+func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 	now := c.now()
 	d, err := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), c.verifyOptions(now))
 	handBack := false
@@ -357,12 +377,18 @@ func (c *Consumer) deliver(ctx context.Context, m jetstream.Msg, handler func(co
 		if c.cfg.OnReject != nil {
 			c.cfg.OnReject(m.Subject(), err)
 		}
-		return
+		return nil, false
 	}
+	return d, true
+}
+
+// handle hands the accepted delivery d of m to handler and settles m:
+// acknowledged when handler returns nil, handed back when it fails.
+func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, d *Delivery, handler func(context.Context, *Delivery) error) {
 	hctx, span := c.tracer.Start(tracing.Extract(ctx, m.Headers(), d.Envelope.TraceID), "agentgw.consume",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("agentgw.message_id", d.Envelope.MessageID), attribute.String("agentgw.target", d.Target)))
-	err = handler(hctx, d)
+	err := handler(hctx, d)
 	span.End()
 	if err != nil {
 		if c.cfg.NakDelay > 0 {

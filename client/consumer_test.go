@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,6 +295,53 @@ func TestConsumeHandsOverConcurrently(t *testing.T) {
 	defer mu.Unlock()
 	if top != concurrency || len(handled) != n {
 		t.Errorf("at most %d handlers at once, %d deliveries handled; want %d at once and all %d", top, len(handled), concurrency, n)
+	}
+	w.waitSettled("refunds", n)
+}
+
+// TestConsumeClaimsOneAtATime: with Concurrency above one, deliveries
+// are still verified and claimed one at a time, on the consuming
+// goroutine in the order they arrive, so a redelivery cannot claim its
+// token before the delivery it repeats and have that one terminated as
+// a copy. The consumer's clock, read once per claim, sees no two claims
+// at once, though the handlers of four run together.
+func TestConsumeClaimsOneAtATime(t *testing.T) {
+	const n = 8
+	w := newWorld(t)
+	w.capStream()
+	a := w.newActor(testTenant)
+	for i := range n {
+		w.publish(forward{w: w, a: a, target: testTarget, plain: fmt.Appendf(nil, `{"i":%d}`, i)}.msg())
+	}
+	var claiming, overlaps atomic.Int32
+	clock := func() time.Time {
+		if claiming.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		time.Sleep(5 * time.Millisecond)
+		claiming.Add(-1)
+		return testClock
+	}
+	cfg := DefaultConsumerConfig()
+	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
+	cfg.Durable, cfg.Concurrency = "refunds", 4
+	var rejected atomic.Int32
+	cfg.OnReject = func(string, error) { rejected.Add(1) }
+	c, err := NewConsumer(w.js, cfg, WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handled atomic.Int32
+	ctx, cancel := context.WithCancel(ctxT(t))
+	consumeUntil(t, ctx, cancel, c, func(context.Context, *Delivery) error {
+		time.Sleep(20 * time.Millisecond)
+		if handled.Add(1) == n {
+			cancel()
+		}
+		return nil
+	})
+	if o := overlaps.Load(); o != 0 || rejected.Load() != 0 {
+		t.Errorf("%d claims overlapped another, %d deliveries rejected; want none", o, rejected.Load())
 	}
 	w.waitSettled("refunds", n)
 }
