@@ -158,7 +158,8 @@ func TestExchangeProvesXKey(t *testing.T) {
 	a := w.newActor(testTenant)
 	tok := a.token // what the exchange answers: a credential for a's keys
 	got := make(chan error, 1)
-	sub, err := connectTo(t, w).Subscribe(protocol.DefaultSubject, func(m *nats.Msg) {
+	answerer := connectTo(t, w)
+	sub, err := answerer.Subscribe(protocol.DefaultSubject, func(m *nats.Msg) {
 		req, err := protocol.Parse(m.Data)
 		if err == nil && req.XKey != a.xkey {
 			err = errors.New("xkey is not the curve key's")
@@ -174,6 +175,11 @@ func TestExchangeProvesXKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	// The server has the subscription before the request comes from
+	// another connection.
+	if err := answerer.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	cfg := ExchangeConfig{
 		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
 		Token: func(context.Context) (string, error) { return "idp-token", nil },
