@@ -181,16 +181,24 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 	// Deliveries are handled concurrently, and a redelivery (after
 	// AckWait) can come while the call it repeats still runs: it waits
 	// for that call's answer rather than calling the tool again.
-	v, _, _ := b.calling.Do(id, func() (any, error) {
+	v, err, _ := b.calling.Do(id, func() (any, error) {
 		b.mu.Lock()
 		answer, done := b.answers[id]
 		b.mu.Unlock()
 		if !done {
 			answer = b.call(ctx, d, id)
+			if err := ctx.Err(); err != nil {
+				// Stopped under the call: not the tool's answer, and not
+				// one to send a redelivery. Handed back.
+				return nil, err
+			}
 			b.remember(id, answer)
 		}
 		return answer, nil
 	})
+	if err != nil {
+		return fmt.Errorf("mcp: call %s: %w", d.Envelope.MessageID, err)
+	}
 	answer := v.(json.RawMessage)
 	if _, err := b.cons[d.Target].Respond(ctx, d, answer); err != nil {
 		return fmt.Errorf("mcp: answer %s: %w", d.Envelope.MessageID, err)
@@ -287,6 +295,9 @@ type upstream struct {
 	env    []string // a command's whole environment (may hold secrets); never printed
 	mu     sync.Mutex
 	sess   *sdk.ClientSession
+	// closing counts sessions being closed after a failed call: a close
+	// waits for the session's other calls, so it runs on its own.
+	closing sync.WaitGroup
 	// http keeps as many idle connections to a URL upstream as calls
 	// run at once: with the default two, every call past them would
 	// dial a new connection and close it after.
@@ -375,9 +386,10 @@ func (u *upstream) call(ctx context.Context, tool string, args json.RawMessage, 
 	}
 	res, err := s.CallTool(ctx, &sdk.CallToolParams{Meta: meta, Name: tool, Arguments: args})
 	if err != nil {
-		// A JSON-RPC error is the server's answer; anything else may
+		// A JSON-RPC error is the server's answer, and a call that ran
+		// out of time says nothing of the connection; anything else may
 		// be a broken connection: connect again next time.
-		if _, ok := errors.AsType[*jsonrpc.Error](err); !ok {
+		if _, ok := errors.AsType[*jsonrpc.Error](err); !ok && ctx.Err() == nil {
 			u.reset(s)
 		}
 		return nil, err
@@ -385,12 +397,16 @@ func (u *upstream) call(ctx context.Context, tool string, args json.RawMessage, 
 	return res, nil
 }
 
+// reset drops s, if it is still the session, for the next call to
+// connect again. Closing s waits for the calls still running on it, so
+// it is done on its own goroutine, and the calls that come meanwhile
+// are not held.
 func (u *upstream) reset(s *sdk.ClientSession) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.sess == s {
-		_ = s.Close()
 		u.sess = nil
+		u.closing.Go(func() { _ = s.Close() })
 	}
 }
 
@@ -401,6 +417,7 @@ func (u *upstream) close() {
 		_ = u.sess.Close()
 		u.sess = nil
 	}
+	u.closing.Wait()
 	if u.http != nil {
 		u.http.CloseIdleConnections()
 	}
