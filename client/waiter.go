@@ -12,7 +12,7 @@ import (
 	"github.com/agentgw/agentgw/subjects"
 )
 
-// replies is an Agent's one subscription to its reply subject, shared by
+// replies holds an Agent's subscription to its reply subject, shared by
 // every SendAndWait and SendAndDecide in flight. Each message is handed
 // to the waiter of the envelope it names (a notice's Agentgw-Message-Id,
 // a reply's Agentgw-Request-Id) and to no other, so n calls in flight
@@ -24,26 +24,47 @@ import (
 // subscription of its own.
 //
 // The subscription is opened when the first waiter registers and closed
-// when the last leaves. A waiter registers before its envelope is
-// published, and nats.go sends the subscription before the publish on
-// the same connection, so its reply cannot arrive unseen.
+// when the last of its waiters leaves. A waiter registers before its
+// envelope is published, and nats.go sends the subscription before the
+// publish on the same connection, so its reply cannot arrive unseen.
+//
+// nats-server can refuse a subscription (max_subscriptions, a permission
+// missing) while nats.go keeps it as valid, and a refused one would end
+// every wait that shares it. So a wait that ends without having been
+// handed anything retires the subscription it waited on: the waits that
+// come after it open a new one, and the old one closes when its last
+// waiter leaves.
 type replies struct {
-	mu      sync.Mutex
+	mu  sync.Mutex
+	cur *replySub // the subscription new waits join; nil when none
+}
+
+// replySub is one subscription to the reply subject and its waiters.
+type replySub struct {
 	sub     *nats.Subscription
 	waiters map[*waiter]struct{}
 	byID    map[string][]*waiter
+	retired bool // new waits open a new subscription
 }
+
+// maxQueued bounds the messages a waiter holds unread: past it, more
+// messages naming its envelope are dropped, as nats.go drops messages
+// past a subscription's pending limits. A reply and two notices are what
+// the gateway sends for one request.
+const maxQueued = 1024
 
 // waiter receives the messages on the reply subject that name its
 // envelope's message id.
 type waiter struct {
-	r     *replies
-	id    string      // the message id it waits for; "" before the first
-	queue []*nats.Msg // under r.mu
-	ready chan struct{}
-	down  chan nats.Status // the connection's CLOSED, which ends every wait
-	nc    *nats.Conn
-	done  bool // closed; under r.mu
+	r      *replies
+	s      *replySub
+	id     string      // the message id it waits for; "" before the first
+	queue  []*nats.Msg // under r.mu
+	handed bool        // a message was queued for it; under r.mu
+	ready  chan struct{}
+	down   chan nats.Status // the connection's CLOSED, which ends every wait
+	nc     *nats.Conn
+	done   bool // closed; under r.mu
 }
 
 // wait registers a waiter for a message not yet published, opening the
@@ -58,26 +79,24 @@ func (a *Agent) wait() (*waiter, error) {
 	r := &a.replies
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.sub == nil || !r.sub.IsValid() {
-		// None yet, or it ended with its connection: a closed connection
-		// refuses the new one.
-		sub, err := a.nc.Subscribe(subj, r.deliver)
+	if s := r.cur; s == nil || s.retired || !s.sub.IsValid() {
+		// None yet, one retired, or one that ended with its connection
+		// (a closed connection refuses the new one).
+		s = &replySub{waiters: map[*waiter]struct{}{}, byID: map[string][]*waiter{}}
+		sub, err := a.nc.Subscribe(subj, func(m *nats.Msg) { r.deliver(s, m) })
 		if err != nil {
 			return nil, fmt.Errorf("client: subscribe %s: %w", subj, err)
 		}
-		r.sub = sub
-		if r.waiters == nil {
-			r.waiters, r.byID = map[*waiter]struct{}{}, map[string][]*waiter{}
-		}
+		s.sub, r.cur = sub, s
 	}
-	w := &waiter{r: r, ready: make(chan struct{}, 1), nc: a.nc, down: a.nc.StatusChanged(nats.CLOSED)}
-	r.waiters[w] = struct{}{}
+	w := &waiter{r: r, s: r.cur, ready: make(chan struct{}, 1), nc: a.nc, down: a.nc.StatusChanged(nats.CLOSED)}
+	r.cur.waiters[w] = struct{}{}
 	return w, nil
 }
 
-// deliver hands m to the waiters of the envelope it names. It runs on
-// the subscription's one goroutine and never blocks.
-func (r *replies) deliver(m *nats.Msg) {
+// deliver hands m, received on s, to the waiters of the envelope it
+// names. It runs on the subscription's one goroutine and never blocks.
+func (r *replies) deliver(s *replySub, m *nats.Msg) {
 	id := m.Header.Get(header.MessageID)
 	if m.Header.Get(notice.Header) != notice.Kind {
 		id = m.Header.Get(headerRequestID)
@@ -87,8 +106,12 @@ func (r *replies) deliver(m *nats.Msg) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, w := range r.byID[id] {
+	for _, w := range s.byID[id] {
+		if len(w.queue) >= maxQueued {
+			continue
+		}
 		w.queue = append(w.queue, m)
+		w.handed = true
 		select {
 		case w.ready <- struct{}{}:
 		default:
@@ -111,7 +134,7 @@ func (w *waiter) expect(id string) {
 	clear(w.queue)
 	w.queue = w.queue[:0]
 	w.id = id
-	r.byID[id] = append(r.byID[id], w)
+	w.s.byID[id] = append(w.s.byID[id], w)
 }
 
 // forget removes w from its id's waiters. Under r.mu.
@@ -119,8 +142,8 @@ func (w *waiter) forget() {
 	if w.id == "" {
 		return
 	}
-	r := w.r
-	ws := r.byID[w.id]
+	byID := w.s.byID
+	ws := byID[w.id]
 	for i, o := range ws {
 		if o == w {
 			ws = append(ws[:i], ws[i+1:]...)
@@ -128,16 +151,18 @@ func (w *waiter) forget() {
 		}
 	}
 	if len(ws) == 0 {
-		delete(r.byID, w.id)
+		delete(byID, w.id)
 	} else {
-		r.byID[w.id] = ws
+		byID[w.id] = ws
 	}
 	w.id = ""
 }
 
 // next returns the next message naming w's envelope, in the order the
 // subscription received them, or the context's error, or
-// nats.ErrConnectionClosed once the connection is closed for good.
+// nats.ErrConnectionClosed once the connection is closed for good. A
+// wait that ends with nothing handed to it retires its subscription
+// (see replies).
 func (w *waiter) next(ctx context.Context) (*nats.Msg, error) {
 	for {
 		w.r.mu.Lock()
@@ -154,6 +179,11 @@ func (w *waiter) next(ctx context.Context) (*nats.Msg, error) {
 		}
 		select {
 		case <-ctx.Done():
+			w.r.mu.Lock()
+			if !w.handed {
+				w.s.retired = true
+			}
+			w.r.mu.Unlock()
 			return nil, ctx.Err()
 		case <-w.down:
 			return nil, nats.ErrConnectionClosed
@@ -162,7 +192,8 @@ func (w *waiter) next(ctx context.Context) (*nats.Msg, error) {
 	}
 }
 
-// close ends w's wait, and the subscription when w was the last waiter.
+// close ends w's wait, and its subscription when w was the last waiter
+// on it.
 func (w *waiter) close() {
 	r := w.r
 	r.mu.Lock()
@@ -174,9 +205,12 @@ func (w *waiter) close() {
 	w.nc.RemoveStatusListener(w.down)
 	w.forget()
 	w.queue = nil
-	delete(r.waiters, w)
-	if len(r.waiters) == 0 && r.sub != nil {
-		_ = r.sub.Unsubscribe()
-		r.sub, r.waiters, r.byID = nil, nil, nil
+	s := w.s
+	delete(s.waiters, w)
+	if len(s.waiters) == 0 {
+		_ = s.sub.Unsubscribe()
+		if r.cur == s {
+			r.cur = nil
+		}
 	}
 }

@@ -172,3 +172,107 @@ func waitQueued(t *testing.T, x *waiter, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestWaitWithNothingRetiresItsSubscription: a wait that ends without
+// having been handed anything (its subscription may be one the server
+// refused) retires the subscription: the next wait opens a new one, and
+// the old one closes when its last waiter leaves. A wait that was handed
+// a message retires nothing.
+func TestWaitWithNothingRetiresItsSubscription(t *testing.T) {
+	w := newWorld(t)
+	ag := w.agent(w.newActor(testTenant))
+	subj, err := subjects.Reply(ag.tenant, ag.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(id string) *waiter {
+		x, err := ag.wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.expect(id)
+		return x
+	}
+	shortly := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	answered, empty := open("answered"), open("empty")
+	m := nats.NewMsg(subj)
+	m.Header.Set(headerRequestID, "answered")
+	if err := w.nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := answered.next(shortly()); err != nil {
+		t.Fatalf("answered: %v", err)
+	}
+	if _, err := answered.next(shortly()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("answered, again: %v; want the deadline", err)
+	}
+	if later := open("later"); later.s != answered.s {
+		t.Error("a wait that was handed a message retired its subscription")
+	} else {
+		later.close()
+	}
+	if _, err := empty.next(shortly()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("empty: %v; want the deadline", err)
+	}
+	fresh := open("fresh")
+	if fresh.s == empty.s || ag.nc.NumSubscriptions() != 2 {
+		t.Errorf("after a wait handed nothing: same subscription %v, %d subscriptions; want a new one beside the old", fresh.s == empty.s, ag.nc.NumSubscriptions())
+	}
+	answered.close()
+	empty.close()
+	if n := ag.nc.NumSubscriptions(); n != 1 {
+		t.Errorf("%d subscriptions once the old one's waiters left; want the new one only", n)
+	}
+	fresh.close()
+	if n := ag.nc.NumSubscriptions(); n != 0 {
+		t.Errorf("%d subscriptions with no waiter; want none", n)
+	}
+}
+
+// TestWaiterQueueIsBounded: a waiter holds at most maxQueued unread
+// messages; more naming its envelope are dropped.
+func TestWaiterQueueIsBounded(t *testing.T) {
+	w := newWorld(t)
+	ag := w.agent(w.newActor(testTenant))
+	subj, err := subjects.Reply(ag.tenant, ag.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := ag.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.close()
+	x.expect("flooded")
+	marker, err := ag.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marker.close()
+	marker.expect("marker")
+	for i := range maxQueued + 51 {
+		m := nats.NewMsg(subj)
+		m.Header.Set(headerRequestID, "flooded")
+		if i == maxQueued+50 {
+			m.Header.Set(headerRequestID, "marker")
+		}
+		if err := w.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The subscription hands messages over in order: once the marker's
+	// waiter has it, the flood was handed over, or dropped.
+	if _, err := marker.next(ctxT(t)); err != nil {
+		t.Fatalf("marker: %v", err)
+	}
+	x.r.mu.Lock()
+	n := len(x.queue)
+	x.r.mu.Unlock()
+	if n != maxQueued {
+		t.Errorf("waiter holds %d messages; want %d", n, maxQueued)
+	}
+}
