@@ -74,10 +74,12 @@ export async function openConsumer(js: JetStreamClient, spec: PullSpec): Promise
 
 /**
  * pull yields the messages of cons, one at a time, until signal aborts or
- * the consumer disappears (a StreamError). On abort the subscription is
- * stopped rather than drained: messages buffered but not yet handled are
- * left unacknowledged and come back after AckWait, instead of being handed
- * to a handler that is shutting down.
+ * the consumer disappears (a StreamError). Each pull request asks for up
+ * to maxMessages: a reader that handles several messages at once asks for
+ * at least as many, so that the buffer keeps every place filled. On abort
+ * the subscription is stopped rather than drained: messages buffered but
+ * not yet handled are left unacknowledged and come back after AckWait,
+ * instead of being handed to a handler that is shutting down.
  */
 export async function* pull(cons: JsConsumer, stream: string, signal: AbortSignal | undefined, maxMessages = 16): AsyncGenerator<JsMsg> {
   signal?.throwIfAborted();

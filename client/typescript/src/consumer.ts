@@ -16,6 +16,12 @@ import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions 
 
 export { DEFAULT_MAX_TOKENS };
 
+/** MAX_CONCURRENCY bounds ConsumerConfig.concurrency. */
+export const MAX_CONCURRENCY = 1024;
+
+/** PULL_BUFFER is how many messages a pull request asks for; consume asks for at least its concurrency. */
+const PULL_BUFFER = 16;
+
 /** ConsumerConfig configures a capability consumer. It holds the consumer's curve key: never log it. */
 export interface ConsumerConfig {
   /** The tenant whose capability subjects are read. */
@@ -75,7 +81,10 @@ export interface ConsumerConfig {
    * Called with the subject and the VerificationError of every message
    * that is not handed over: one that fails verification or is a copy of
    * a delivery already handed over (terminated), or one the token record
-   * refuses though it verifies (handed back; see Consumer). Keep it short.
+   * refuses though it verifies (handed back; see Consumer). It is called
+   * from the loop that reads and verifies messages, one call at a time
+   * whatever the concurrency (a refused message takes no handler's
+   * place): keep it short.
    */
   onReject?: (subject: string, err: VerificationError) => void;
   /**
@@ -87,6 +96,16 @@ export interface ConsumerConfig {
    * decision_token_record_full, and comes back once tokens expire.
    */
   maxTokens?: number;
+  /**
+   * How many deliveries consume hands to its handler at once, each
+   * settled when its handler settles. Absent, 0 or 1: one at a time, in
+   * stream order. Above 1: up to that many handler calls in flight, which
+   * overlap and finish in any order, and a redelivery (after AckWait) can
+   * overlap the handling of the delivery it repeats. At most
+   * MAX_CONCURRENCY; negative or not an integer: ConfigError. deliveries
+   * always yields one at a time.
+   */
+  concurrency?: number;
   /** Replaces the clock for token expiry checks. */
   clock?: () => Date;
 }
@@ -255,6 +274,10 @@ export class Consumer {
     if (cfg.maxTokens !== undefined && !Number.isSafeInteger(cfg.maxTokens)) {
       errs.push(`max tokens ${cfg.maxTokens} is not an integer`);
     }
+    const n = cfg.concurrency;
+    if (n !== undefined && !(Number.isSafeInteger(n) && n >= 0 && n <= MAX_CONCURRENCY)) {
+      errs.push(`concurrency ${n} is not an integer in [0, ${MAX_CONCURRENCY}]`);
+    }
     if (cfg.bind && !cfg.durable) {
       errs.push("binding needs a durable name");
     }
@@ -301,16 +324,76 @@ export class Consumer {
 
   /**
    * deliveries yields each verified delivery of the configured targets,
-   * one at a time, until the signal aborts or the loop ends. Settle each
-   * one (ack or nak); an unsettled one comes back after AckWait and is
-   * handed over again. Messages that fail verification, and copies of a
-   * delivery already handed over from another stream sequence, are
-   * terminated and reported to onReject; one the token record refuses
-   * though it verifies (the record is full, or the token may be one it
-   * forgot) is handed back and reported (see Consumer). Throws a
-   * StreamError when the consumer cannot be created or disappears.
+   * one at a time whatever the concurrency, until the signal aborts or the
+   * loop ends. Settle each one (ack or nak); an unsettled one comes back
+   * after AckWait and is handed over again. Messages that fail
+   * verification, and copies of a delivery already handed over from
+   * another stream sequence, are terminated and reported to onReject; one
+   * the token record refuses though it verifies (the record is full, or
+   * the token may be one it forgot) is handed back and reported (see
+   * Consumer). Throws a StreamError when the consumer cannot be created or
+   * disappears.
    */
-  async *deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
+  deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
+    return this.#verified(opts.signal, PULL_BUFFER);
+  }
+
+  /**
+   * consume calls handler with each verified delivery until the signal
+   * aborts, one at a time or up to concurrency at once: it takes the next
+   * delivery only when fewer than concurrency handler calls are in
+   * flight. Each delivery is acknowledged when its handler resolves
+   * (unless the handler settled it itself), and negatively acknowledged
+   * (after nakDelayMs) to be redelivered when it rejects. With concurrency
+   * above 1 the handler calls overlap and finish in any order, and a
+   * redelivery (after AckWait) can overlap the handling of the delivery it
+   * repeats. Once the signal aborts no further delivery is handed over (it
+   * is left unacknowledged, to come back after AckWait), and consume
+   * resolves when the handler calls in flight have settled. It rejects
+   * with a StreamError when the consumer cannot be created or disappears,
+   * also only once the handler calls in flight have settled.
+   */
+  async consume(handler: (d: ReceivedDelivery) => unknown, opts: ConsumeOptions = {}): Promise<void> {
+    const slots = Math.max(1, this.#cfg.concurrency ?? 1);
+    const nakDelay = this.#cfg.nakDelayMs;
+    const running = new Set<Promise<void>>();
+    // Settling can throw (a closed connection): the first such error stops
+    // the loop and rejects consume, as it would one at a time.
+    let failed: { err: unknown } | undefined;
+    const handle = async (d: ReceivedDelivery): Promise<void> => {
+      try {
+        await handler(d);
+      } catch {
+        d.nak(nakDelay);
+        return;
+      }
+      d.ack();
+    };
+    try {
+      for await (const d of this.#verified(opts.signal, Math.max(PULL_BUFFER, slots))) {
+        if (opts.signal?.aborted || failed !== undefined) {
+          break; // left unacknowledged: it comes back after AckWait
+        }
+        const p: Promise<void> = handle(d)
+          .catch((err: unknown) => {
+            failed ??= { err };
+          })
+          .finally(() => running.delete(p));
+        running.add(p);
+        while (running.size >= slots) {
+          await Promise.race(running);
+        }
+      }
+    } finally {
+      await Promise.allSettled(running);
+    }
+    if (failed !== undefined) {
+      throw failed.err;
+    }
+  }
+
+  /** verified reads the configured targets through a subscription buffering maxMessages: see deliveries. */
+  async *#verified(signal: AbortSignal | undefined, maxMessages: number): AsyncGenerator<ReceivedDelivery, void, undefined> {
     const c = this.#cfg;
     const stream = c.stream || STREAM_CAPABILITY;
     const cons = await openConsumer(this.#js, {
@@ -322,7 +405,7 @@ export class Consumer {
       ackWaitMs: c.ackWaitMs ?? 0,
       maxDeliver: c.maxDeliver ?? 0,
     });
-    for await (const m of pull(cons, stream, opts.signal)) {
+    for await (const m of pull(cons, stream, signal, maxMessages)) {
       let d: Delivery | undefined;
       try {
         const now = this.#clock();
@@ -342,26 +425,6 @@ export class Consumer {
         continue;
       }
       yield new ReceivedDelivery(d, m, this);
-    }
-  }
-
-  /**
-   * consume calls handler with each verified delivery until the signal
-   * aborts, one at a time: it is acknowledged when handler resolves
-   * (unless handler settled it itself), and negatively acknowledged (after
-   * nakDelayMs) to be redelivered when it rejects. Resolves when the signal
-   * aborts; rejects with a StreamError when the consumer cannot be created
-   * or disappears.
-   */
-  async consume(handler: (d: ReceivedDelivery) => unknown, opts: ConsumeOptions = {}): Promise<void> {
-    for await (const d of this.deliveries(opts)) {
-      try {
-        await handler(d);
-      } catch {
-        d.nak(this.#cfg.nakDelayMs);
-        continue;
-      }
-      d.ack();
     }
   }
 

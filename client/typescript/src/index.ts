@@ -57,7 +57,7 @@ export {
   type HeldRequest,
   type RequestVerifyOptions,
 } from "./approver.js";
-export { Consumer, DEFAULT_MAX_TOKENS, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
+export { Consumer, DEFAULT_MAX_TOKENS, MAX_CONCURRENCY, ReceivedDelivery, type ConsumeOptions, type ConsumerConfig } from "./consumer.js";
 export { tenantJetStream } from "./consume.js";
 export {
   MAX_TOKEN_SIZE,

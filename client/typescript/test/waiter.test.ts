@@ -18,7 +18,7 @@ import { MessageDeniedError, NoDecisionError, NoReplyError } from "../src/errors
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
 import { setHooks } from "../src/internal/hooks.js";
-import { openWaiter, type Waiter } from "../src/internal/waiter.js";
+import { MAX_QUEUED, openWaiter, type Waiter } from "../src/internal/waiter.js";
 import { Box } from "../src/keys.js";
 import { formatNoticeDoc, type Decision } from "../src/notice.js";
 import { reply as replySubject } from "../src/subjects.js";
@@ -431,4 +431,51 @@ test("sendAndWait and sendAndDecide: a closed connection ends the waits instead 
   assert.ok(d.err.receipt);
   // A closed connection refuses a new wait.
   await rejectsWith(a.sendAndWait({ capability: "tool_call", target: "refunds.draft_refund", plain: {} }, trust), Error, "a wait on a closed connection");
+});
+
+test("waiters: a wait aborted with nothing handed to it retires its subscription; one that was handed a message does not", async () => {
+  const ag = newAgent();
+  const answered = await openWaiter(ag);
+  const empty = await openWaiter(ag);
+  answered.expect("answered");
+  empty.expect("empty");
+  publishRaw(ag, "reply to answered", asReply("answered"));
+  assert.deepEqual(await take(answered, 1), ["reply to answered"]);
+  assert.equal(await answered.next(AbortSignal.timeout(100)), undefined, "answered: nothing more");
+  const later = await openWaiter(ag);
+  assert.equal(await srv.subscriptionsTo(subjectOf(ag)), 1, "a wait that was handed a message retired its subscription");
+  later.close();
+  assert.equal(await empty.next(AbortSignal.timeout(100)), undefined, "empty: nothing");
+  const fresh = await openWaiter(ag);
+  fresh.expect("fresh");
+  assert.equal(await srv.subscriptionsTo(subjectOf(ag)), 2, "after a wait handed nothing: a new subscription beside the old");
+  answered.close();
+  empty.close();
+  await nc.flush();
+  assert.equal(await srv.subscriptionsTo(subjectOf(ag)), 1, "once the old one's waiters left: the new one only");
+  publishRaw(ag, "reply to fresh", asReply("fresh"));
+  assert.deepEqual(await take(fresh, 1), ["reply to fresh"]);
+  fresh.close();
+  await nc.flush();
+  assert.equal(await srv.subscriptionsTo(subjectOf(ag)), 0, "no waiter: no subscription");
+});
+
+test("waiters: a waiter holds at most MAX_QUEUED unread messages; more naming its envelope are dropped", async () => {
+  const ag = newAgent();
+  const flooded = await openWaiter(ag);
+  const marker = await openWaiter(ag);
+  flooded.expect("flooded");
+  marker.expect("marker");
+  for (let i = 0; i < MAX_QUEUED + 50; i++) {
+    publishRaw(ag, `flood ${i}`, asReply("flooded"));
+  }
+  publishRaw(ag, "marker", asReply("marker"));
+  // Messages are handed over in order: once the marker's waiter has it,
+  // the flood was handed over, or dropped.
+  assert.deepEqual(await take(marker, 1), ["marker"]);
+  const got = await take(flooded, MAX_QUEUED);
+  assert.equal(got[MAX_QUEUED - 1], `flood ${MAX_QUEUED - 1}`, "the first MAX_QUEUED, in order");
+  assert.equal(await flooded.next(AbortSignal.timeout(100)), undefined, "nothing past MAX_QUEUED");
+  flooded.close();
+  marker.close();
 });

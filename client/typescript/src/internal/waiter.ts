@@ -15,7 +15,12 @@
 // has the subscription (a flush after subscribing), before its envelope
 // is published, so its reply cannot arrive unseen. When the subscription
 // ends (its connection closed, or the server refused it) every waiter of
-// it ends. Not exported from the package.
+// it ends. A wait aborted without having been handed anything retires
+// the subscription it waited on (the server may have refused it without
+// ending it): later waits open a new one, and the old one is
+// unsubscribed when its last waiter leaves. A waiter holds at most
+// MAX_QUEUED unread messages; more naming its envelope are dropped. Not
+// exported from the package.
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { headersOf } from "./headers.js";
 import { isNotice, MESSAGE_ID_HEADER } from "../notice.js";
@@ -29,6 +34,9 @@ export interface WaitingAgent {
   readonly publicKey: string;
 }
 
+/** The unread messages a waiter holds at most, as the Go SDK's maxQueued. */
+export const MAX_QUEUED = 1024;
+
 /** The shared subscription of each agent that has waiters. */
 const current = new WeakMap<object, Shared>();
 
@@ -41,6 +49,8 @@ class Shared {
   readonly byId = new Map<string, Waiter[]>();
   /** Set when the subscription ended; error when it ended with one. */
   ended = false;
+  /** Set when a wait ended with nothing handed to it: new waits open a new subscription. */
+  retired = false;
   error: unknown;
 
   constructor(
@@ -114,6 +124,8 @@ export class Waiter {
   #queue: Msg[] = [];
   #wake: ((m: Msg | undefined) => void) | undefined;
   #closed = false;
+  /** A message was handed to this waiter. */
+  #handed = false;
 
   constructor(shared: Shared) {
     this.#shared = shared;
@@ -156,11 +168,17 @@ export class Waiter {
     if (shared.ended && shared.error !== undefined && !this.#closed) {
       return Promise.reject(shared.error);
     }
+    if (signal?.aborted) {
+      this.#retireIfUnhanded();
+    }
     if (this.#closed || shared.ended || signal?.aborted) {
       return Promise.resolve(undefined);
     }
     return new Promise<Msg | undefined>((resolve, reject) => {
-      const onAbort = (): void => settle(undefined);
+      const onAbort = (): void => {
+        this.#retireIfUnhanded();
+        settle(undefined);
+      };
       const settle = (v: Msg | undefined): void => {
         this.#wake = undefined;
         signal?.removeEventListener("abort", onAbort);
@@ -175,12 +193,21 @@ export class Waiter {
     });
   }
 
-  /** take hands m to this waiter: to a pending next, or to the queue. */
+  /** take hands m to this waiter: to a pending next, or to the queue while it holds fewer than MAX_QUEUED. */
   take(m: Msg): void {
     if (this.#wake !== undefined) {
+      this.#handed = true;
       this.#wake(m);
-    } else {
+    } else if (this.#queue.length < MAX_QUEUED) {
+      this.#handed = true;
       this.#queue.push(m);
+    }
+  }
+
+  /** retireIfUnhanded retires the subscription when this wait ends with nothing handed to it. */
+  #retireIfUnhanded(): void {
+    if (!this.#handed) {
+      this.#shared.retired = true;
     }
   }
 
@@ -227,7 +254,7 @@ export class Waiter {
  */
 export async function openWaiter(agent: WaitingAgent): Promise<Waiter> {
   let shared = current.get(agent);
-  if (shared === undefined || shared.ended) {
+  if (shared === undefined || shared.ended || shared.retired) {
     shared = new Shared(agent, replySubject(agent.tenant, agent.publicKey));
     current.set(agent, shared);
   }
