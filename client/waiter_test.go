@@ -19,20 +19,9 @@ import (
 // waiter of its Agentgw-Request-Id, nothing to a waiter of another
 // envelope, and nothing of an id a waiter gave up for a new one.
 func TestWaitersTakeOnlyTheirMessages(t *testing.T) {
-	w := newWorld(t)
-	ag := w.agent(w.newActor(testTenant))
-	subj, err := subjects.Reply(ag.tenant, ag.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ag.wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ag.wait()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ag, subj := replyWorld(t)
+	a := mustWait(t, ag)
+	b := mustWait(t, ag)
 	a.expect("taken")
 	send := func(data, key, id string) {
 		m := nats.NewMsg(subj)
@@ -130,10 +119,7 @@ func TestWaitEndsWhenConnectionCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := ag.wait()
-	if err != nil {
-		t.Fatal(err)
-	}
+	x := mustWait(t, ag)
 	defer x.close()
 	x.expect("m")
 	ended := make(chan error, 1)
@@ -179,17 +165,9 @@ func waitQueued(t *testing.T, x *waiter, n int) {
 // the old one closes when its last waiter leaves. A wait that was handed
 // a message retires nothing.
 func TestWaitWithNothingRetiresItsSubscription(t *testing.T) {
-	w := newWorld(t)
-	ag := w.agent(w.newActor(testTenant))
-	subj, err := subjects.Reply(ag.tenant, ag.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ag, subj := replyWorld(t)
 	open := func(id string) *waiter {
-		x, err := ag.wait()
-		if err != nil {
-			t.Fatal(err)
-		}
+		x := mustWait(t, ag)
 		x.expect(id)
 		return x
 	}
@@ -236,22 +214,11 @@ func TestWaitWithNothingRetiresItsSubscription(t *testing.T) {
 // TestWaiterQueueIsBounded: a waiter holds at most maxQueued unread
 // messages; more naming its envelope are dropped.
 func TestWaiterQueueIsBounded(t *testing.T) {
-	w := newWorld(t)
-	ag := w.agent(w.newActor(testTenant))
-	subj, err := subjects.Reply(ag.tenant, ag.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := ag.wait()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ag, subj := replyWorld(t)
+	x := mustWait(t, ag)
 	defer x.close()
 	x.expect("flooded")
-	marker, err := ag.wait()
-	if err != nil {
-		t.Fatal(err)
-	}
+	marker := mustWait(t, ag)
 	defer marker.close()
 	marker.expect("marker")
 	for i := range maxQueued + 51 {
@@ -275,4 +242,26 @@ func TestWaiterQueueIsBounded(t *testing.T) {
 	if n != maxQueued {
 		t.Errorf("waiter holds %d messages; want %d", n, maxQueued)
 	}
+}
+
+// replyWorld is a world with an agent, and the agent's reply subject.
+func replyWorld(t *testing.T) (*world, *Agent, string) {
+	t.Helper()
+	w := newWorld(t)
+	ag := w.agent(w.newActor(testTenant))
+	subj, err := subjects.Reply(ag.tenant, ag.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, ag, subj
+}
+
+// mustWait registers a waiter of ag.
+func mustWait(t *testing.T, ag *Agent) *waiter {
+	t.Helper()
+	x, err := ag.wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }
