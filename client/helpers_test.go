@@ -53,8 +53,14 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
+	return newWorldOn(t, natstest.Options{})
+}
+
+// newWorldOn is newWorld on a server started with o.
+func newWorldOn(t testing.TB, o natstest.Options) *world {
+	t.Helper()
 	w := &world{t: t}
-	w.srv = natstest.Start(t, natstest.Options{})
+	w.srv = natstest.Start(t, o)
 	w.nc = natstest.Connect(t, w.srv)
 	var err error
 	if w.js, err = jetstream.New(w.nc); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/agentgw/agentgw/gateway/header"
@@ -264,4 +265,80 @@ func mustWait(t *testing.T, ag *Agent) *waiter {
 		t.Fatal(err)
 	}
 	return x
+}
+
+// TestWaitAfterRefusedSubscription: a server at its max_subscriptions
+// refuses the agent's reply subscription with an -ERR, and nats.go keeps
+// it as valid, so no message reaches the waits on it. One that ends with
+// nothing handed to it retires it: a wait that comes while another still
+// holds the refused subscription opens a new one, which the server takes
+// once a place is free, and gets its reply.
+func TestWaitAfterRefusedSubscription(t *testing.T) {
+	w := newWorldOn(t, natstest.Options{Configure: func(o *server.Options) { o.MaxSubs = 1 }})
+	nc := natstest.Connect(t, w.srv)
+	ag, err := NewAgent(nc, w.agentConfig(w.newActor(testTenant)), WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, err := subjects.Reply(ag.tenant, ag.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := make(chan error, 4)
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused <- err })
+	filler, err := nc.SubscribeSync("agentgw.test.filler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := func(id string) {
+		m := nats.NewMsg(subj)
+		m.Header.Set(headerRequestID, id)
+		if err := w.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	within := func(d time.Duration) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		t.Cleanup(cancel)
+		return ctx
+	}
+
+	held := mustWait(t, ag)
+	defer held.close()
+	held.expect("held")
+	short := mustWait(t, ag)
+	defer short.close()
+	short.expect("short")
+	select {
+	case err := <-refused:
+		if !errors.Is(err, nats.ErrMaxSubscriptionsExceeded) {
+			t.Fatalf("the server said %v; want maximum subscriptions exceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server took the reply subscription over its max_subscriptions")
+	}
+	reply("short")
+	if m, err := short.next(within(200 * time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a wait on the refused subscription got %v, %v; want nothing until its deadline", m, err)
+	}
+
+	if err := filler.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	later := mustWait(t, ag)
+	defer later.close()
+	later.expect("later")
+	if later.s == held.s {
+		t.Error("a wait after one that got nothing joined the refused subscription")
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	reply("later")
+	if _, err := later.next(within(10 * time.Second)); err != nil {
+		t.Fatalf("a wait on the new subscription: %v; want its reply", err)
+	}
 }

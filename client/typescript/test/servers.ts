@@ -5,7 +5,7 @@
 // them), or are built here with `go build`. Every process started is
 // stopped by stop(), and on exit.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -82,14 +82,20 @@ export interface NatsServer {
 /**
  * startNatsServer runs nats-server on a free loopback port with JetStream
  * in a temporary directory; with monitor, its HTTP monitoring endpoint
- * on another free loopback port.
+ * on another free loopback port; with config, that configuration file
+ * text too (the command line's host, ports and store win).
  */
-export async function startNatsServer(opts: { monitor?: boolean } = {}): Promise<NatsServer> {
+export async function startNatsServer(opts: { monitor?: boolean; config?: string } = {}): Promise<NatsServer> {
   const bin = goBinary("NATS_SERVER_BIN", "nats-server", "github.com/nats-io/nats-server/v2");
   const dir = mkdtempSync(join(tmpdir(), "agentgw-ts-nats-"));
   const port = await freePort();
   const monitorPort = opts.monitor ? await freePort() : 0;
   const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir, ...(opts.monitor ? ["-m", String(monitorPort)] : [])];
+  if (opts.config !== undefined) {
+    const file = join(dir, "nats-server.conf");
+    writeFileSync(file, opts.config);
+    args.push("-c", file);
+  }
   const c = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
   children.add(c);
   let log = "";

@@ -479,3 +479,51 @@ test("waiters: a waiter holds at most MAX_QUEUED unread messages; more naming it
   flooded.close();
   marker.close();
 });
+
+test("waiters: a wait after one that got nothing on a subscription the server refused (max_subscriptions) opens a new one and gets its reply", async () => {
+  // nats-server refuses a subscription over its max_subscriptions with an
+  // -ERR, and nats.js keeps it as valid: no message reaches the waits on it.
+  const limited = await startNatsServer({ config: "max_subscriptions: 1\n" });
+  const anc = await limited.connect();
+  const pub = await limited.connect();
+  try {
+    const refused = (async () => {
+      for await (const s of anc.status()) {
+        if (s.type === "error" && /maximum subscriptions exceeded/i.test(String(s.error))) {
+          return true;
+        }
+      }
+      return false;
+    })();
+    const filler = anc.subscribe("agentgw.test.filler");
+    await anc.flush();
+    const ag = { connection: anc, tenant: TENANT, publicKey: createUser().getPublicKey() };
+    const replyTo = (id: string): void => {
+      const h = headers();
+      h.set("Agentgw-Request-Id", id);
+      pub.publish(replySubject(ag.tenant, ag.publicKey), bytes(`reply to ${id}`), { headers: h });
+    };
+    const held = await openWaiter(ag);
+    held.expect("held");
+    const short = await openWaiter(ag);
+    short.expect("short");
+    assert.equal(await Promise.race([refused, new Promise((r) => setTimeout(() => r(false), 5_000))]), true, "the server refused the reply subscription");
+    replyTo("short");
+    await pub.flush();
+    assert.equal(await short.next(AbortSignal.timeout(200)), undefined, "a wait on the refused subscription gets nothing");
+
+    filler.unsubscribe();
+    const later = await openWaiter(ag);
+    later.expect("later");
+    replyTo("later");
+    await pub.flush();
+    assert.deepEqual(await take(later, 1), ["reply to later"], "the new subscription gets its reply");
+    held.close();
+    short.close();
+    later.close();
+  } finally {
+    await anc.close();
+    await pub.close();
+    await limited.stop();
+  }
+});

@@ -16,8 +16,9 @@
 // is published, so its reply cannot arrive unseen. When the subscription
 // ends (its connection closed, or the server refused it) every waiter of
 // it ends. A wait aborted without having been handed anything retires
-// the subscription it waited on (the server may have refused it without
-// ending it): later waits open a new one, and the old one is
+// the subscription it waited on (a server at its max_subscriptions
+// refuses a subscription with an -ERR, and nats.js keeps it as if it
+// were valid): later waits open a new one, and the old one is
 // unsubscribed when its last waiter leaves. A waiter holds at most
 // MAX_QUEUED unread messages; more naming its envelope are dropped. Not
 // exported from the package.
