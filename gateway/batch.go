@@ -515,6 +515,16 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 				return err
 			}
 		}
+		if env.Capability == envelope.Respond && it.route != store.RouteAllow {
+			// Likewise a response refused this time may have used up its
+			// request's one answer the first time: give it back, or the
+			// request can no longer be answered.
+			if agent, messageID, ok := envelope.ParseRequestRef(env.Target); ok {
+				if err := g.kvh.unmark(answeredMarker, responseID(env.Tenant, agent, messageID), it.seq); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	if it.route == store.RouteAllow && it.request != nil {
 		if err := g.markAnswered(b, it); err != nil {

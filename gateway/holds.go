@@ -261,6 +261,27 @@ func (k *kvHolds) untake(id string, seq uint64) error {
 	return nil
 }
 
+// unmark gives back the single-use marker kind/id if the message at seq
+// set it: that message, a response decided again after its instance died
+// before its batch was journaled, is refused this time (its credential
+// expired, its requester revoked, a policy changed), so it must not use
+// up its request's one answer. Revision-checked, as untake.
+func (k *kvHolds) unmark(kind, id string, seq uint64) error {
+	h, rev, err := k.get(markerKey(kind, id))
+	if errors.Is(err, errBadValue) {
+		return nil // not a marker this message can have set
+	}
+	if err != nil || h == nil || h.State != kvMarker || h.Creator != seq {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	if err := k.kv.Delete(ctx, markerKey(kind, id), jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("gateway: holds: give back marker %s: %w", id, err)
+	}
+	return nil
+}
+
 func (k *kvHolds) once(_ *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
 	val, _ := json.Marshal(kvHold{State: kvMarker, Creator: seq, Deadline: expires})
 	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)

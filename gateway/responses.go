@@ -190,12 +190,15 @@ func (g *Gateway) requesterStanding(rec *outstanding) error {
 	return g.verifier.Standing(rec.Tenant, rec.Issuer, rec.CredentialID, rec.Agent)
 }
 
+// answeredMarker is the kind of a request's single-use answer marker.
+const answeredMarker = "answered"
+
 // markAnswered consumes the request's single answer, once the response
 // has passed every gate: an invalid response does not use it up. Runs in
 // stream order, so of two answers in one batch only the first is
 // delivered.
 func (g *Gateway) markAnswered(b *ledgerBatch, it *item) error {
-	first, err := g.holds.once(b, "answered", it.request.id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL), it.seq)
+	first, err := g.holds.once(b, answeredMarker, it.request.id, it.request.Deadline.Add(g.cfg.Limits.MaxTTL), it.seq)
 	if err != nil {
 		return err
 	}

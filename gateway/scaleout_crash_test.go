@@ -327,3 +327,39 @@ func TestScaleOutEndedHoldsRemoved(t *testing.T) {
 	})
 	h.endScaleOut(t, a)
 }
+
+// TestScaleOutAnswerMarkedBeforeCrashRefused: an instance dies after a
+// response set its request's answered marker in the bucket but before
+// the response's batch was journaled, and the partition's next owner
+// refuses the response (the responder's credential expired meanwhile).
+// The marker is given back: the responder, with a new credential,
+// answers again and the request gets that answer, once.
+func TestScaleOutAnswerMarkedBeforeCrashRefused(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	const lifetime = 10 * time.Second
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, lifetime, "")
+	a := h.startInstance("a", func(in *instance) {
+		in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onOnce: true, die: in.nc.Close}
+	})
+	env := h.deliveredRefund()
+	first := h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`)
+	waitFor(t, a.nc.IsClosed)
+
+	// The next owner decides the response after its credential expired
+	// (past the skew), even as of its recovered decision time; the
+	// request's one-minute response deadline has not passed.
+	h.clock.Advance(lifetime + h.cfg.Limits.Skew + h.cfg.Consumer.AckWait + time.Second)
+	b := h.startInstance("b")
+	if got := h.outputFor(first); reason.Code(got.Header.Get(header.Reason)) != reason.CredentialExpired {
+		t.Fatalf("response decided again: %s %q; want denied %s", got.Subject, got.Header.Get(header.Reason), reason.CredentialExpired)
+	}
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	again := h.outputFor(h.respond(h.consumer, env.MessageID, `{"refund_id":"r2","status":"drafted"}`))
+	if want := "agentgw.reply.tenant_a." + h.agent.pub; again.Subject != want {
+		t.Fatalf("the answer after the refused one: %s %q; want the reply on %s", again.Subject, again.Header.Get(header.Reason), want)
+	}
+	if n := len(h.replies()); n != 1 {
+		t.Errorf("replies = %d; want 1", n)
+	}
+	h.endScaleOut(t, b, a)
+}

@@ -255,14 +255,22 @@ func TestScaleOutApprovalAcrossPartitions(t *testing.T) {
 }
 
 // dyingHolds kills its instance the moment one of its approval hold
-// writes lands in the bucket, as a kill -9 between that write and the
+// writes (or, with onOnce, a single-use marker) lands in the bucket, as a kill -9 between that write and the
 // journal append of the batch making it would: the instance's
 // connection is cut, so nothing of the batch is journaled, published or
 // acknowledged.
 type dyingHolds struct {
 	holdStore
-	onPut, onTake bool
-	die           func()
+	onPut, onTake, onOnce bool
+	die                   func()
+}
+
+func (d *dyingHolds) once(b *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
+	first, err := d.holdStore.once(b, kind, id, expires, seq)
+	if first && d.onOnce {
+		d.die()
+	}
+	return first, err
 }
 
 func (d *dyingHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
