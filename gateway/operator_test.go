@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,26 @@ func TestReplayAuthOneEncoding(t *testing.T) {
 		if _, _, err := auth(v); !errors.Is(err, reason.ReplayRefused) {
 			t.Errorf("%s: replayAuth = %v; want %s", name, err, reason.ReplayRefused)
 		}
+	}
+}
+
+// TestReplayAuthLongHeaderBoundedMemory: an Agentgw-Replay header of a
+// megabyte of dots, read before anything is authenticated, is refused
+// without a part allocated per dot.
+func TestReplayAuthLongHeaderBoundedMemory(t *testing.T) {
+	it := &item{hdr: nats.Header{header.Replay: []string{strings.Repeat(".", 1<<20)}}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var err error
+	for range 10 {
+		_, _, err = (&Gateway{}).replayAuth(it)
+	}
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, reason.ReplayRefused) {
+		t.Fatalf("replayAuth(1 MiB of dots) = %v; want %v", err, reason.ReplayRefused)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("10 refusals allocated %d bytes; want less than the header's size", got)
 	}
 }

@@ -238,6 +238,11 @@ func VerifyProof(agent string, body []byte, sig string) error {
 	if sig == "" {
 		return fmt.Errorf("%w: no signature", ErrProof)
 	}
+	// 86 characters encode 64 bytes; anything else is refused before
+	// decoding.
+	if len(sig) != base64.RawURLEncoding.EncodedLen(ed25519.SignatureSize) {
+		return fmt.Errorf("%w: signature is not %d bytes of base64url", ErrProof, ed25519.SignatureSize)
+	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || len(raw) != ed25519.SignatureSize {
 		return fmt.Errorf("%w: signature is not %d bytes of base64url", ErrProof, ed25519.SignatureSize)

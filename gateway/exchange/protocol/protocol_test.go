@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -255,3 +256,28 @@ func TestRequestPrintsNoToken(t *testing.T) {
 }
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestVerifyProofLongSignatureBoundedMemory: a signature header of a
+// megabyte, read before anything is authenticated, is refused by its
+// length, without being decoded.
+func TestVerifyProofLongSignatureBoundedMemory(t *testing.T) {
+	agent, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := agent.PublicKey()
+	long := strings.Repeat("A", 1<<20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		err = VerifyProof(pub, []byte("{}"), long)
+	}
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrProof) {
+		t.Fatalf("VerifyProof(1 MiB signature) = %v; want %v", err, ErrProof)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("10 refusals allocated %d bytes; want less than the signature's size", got)
+	}
+}
