@@ -320,8 +320,13 @@ func DecodeRequest(subject string, data []byte, tenant string) (approval.Request
 	// the nanosecond, digits after the ninth dropped), and
 	// numbers in fields that a float64 holds (1e400 is refused, not
 	// Inf): as the TypeScript approver reads it (docs/wire.md,
-	// "Approvals"). Unknown members are ignored.
-	if err := jsonv2.Unmarshal(data, &req); err != nil || checkRequestJSON(data) != nil {
+	// "Approvals"). Unknown members are ignored. The nesting and number
+	// bounds come first: the token is not checked yet, and a decode
+	// would build every level of what they refuse.
+	if checkRequestJSON(data) != nil {
+		return req, errors.New("approval request is not JSON of the request shape")
+	}
+	if err := jsonv2.Unmarshal(data, &req); err != nil {
 		return req, errors.New("approval request is not JSON of the request shape")
 	}
 	if subjTenant != tenant || req.Tenant != tenant || req.Target != target {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -260,6 +261,30 @@ func TestDecodeRequestReadsExactNames(t *testing.T) {
 		if _, err := DecodeRequest(subj, []byte(data), "tenant_a"); err == nil {
 			t.Errorf("%s: DecodeRequest accepted it", name)
 		}
+	}
+}
+
+// TestDecodeRequestBoundsBeforeDecoding: a request nested past
+// maxRequestDepth is refused by the bounds scan before a decode builds
+// its levels: the request is not authenticated yet.
+func TestDecodeRequestBoundsBeforeDecoding(t *testing.T) {
+	const subj = "agentgw.approval.tenant_a.payments.send"
+	const levels = 9000 // under jsonv2's own limit, which would refuse it too
+	data := []byte(`{"tenant":"tenant_a","target":"payments.send","fields":{"a":` +
+		strings.Repeat("[", levels) + strings.Repeat("]", levels) + `}}`)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var err error
+	for range 10 {
+		_, err = DecodeRequest(subj, data, "tenant_a")
+	}
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatalf("DecodeRequest accepted %d levels", levels)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 10*uint64(len(data)) {
+		t.Errorf("10 refusals of %d bytes allocated %d bytes; want at most the input's size each", len(data), got)
 	}
 }
 
