@@ -124,7 +124,17 @@ func parseBearer(raw string) (*bearerClaims, error) {
 	if len(parts) != 3 {
 		return nil, errors.New("bearer token is not a JWT")
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	// One spelling per token: the IdP's JWS library reads base64url
+	// loosely (bits past the last byte ignored), so a token with its
+	// last character changed in those bits would still verify, and as a
+	// token not seen before it would get a session, and a replay set, of
+	// its own.
+	for _, p := range []string{parts[0], parts[2]} {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(p); err != nil {
+			return nil, errors.New("bearer token is not canonical base64url")
+		}
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	if err != nil {
 		return nil, errors.New("bearer token claims do not decode")
 	}

@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"crypto/rand"
@@ -420,5 +421,35 @@ func TestEndpointShortTokenExchangedOnce(t *testing.T) {
 	n, _, _ := asks.Pending()
 	if n != 1 {
 		t.Errorf("%d exchanges for three requests with a 20 s token; want 1", n)
+	}
+}
+
+// TestEndpointRefusesRespelledToken: a token whose signature's last
+// character is changed only in the bits base64url leaves unused decodes
+// to the same bytes and would verify, but as a token not seen before it
+// would get a session and a replay set of its own: a captured tools/call
+// could be sent again once per spelling. Only the canonical spelling is
+// accepted.
+func TestEndpointRefusesRespelledToken(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("gina", "support")
+	sig := tok[strings.LastIndexByte(tok, '.')+1:]
+	if len(sig)%4 == 0 {
+		t.Fatalf("the signature's %d characters leave no unused bits to change", len(sig))
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	respelled := tok[:len(tok)-1] + string(alphabet[last^1])
+	a, errA := base64.RawURLEncoding.DecodeString(sig)
+	b, errB := base64.RawURLEncoding.DecodeString(respelled[strings.LastIndexByte(respelled, '.')+1:])
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Fatalf("the respelled signature decodes to other bytes (%v, %v)", errA, errB)
+	}
+	call := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"nonexistent","arguments":{"q":"a"}}}`
+	if code, body := h.postRPC(tok, call); code != http.StatusOK || strings.Contains(body, `"reason":"replay"`) {
+		t.Fatalf("the call with its token: %d %s", code, body)
+	}
+	if code, body := h.postRPC(respelled, call); code != http.StatusUnauthorized {
+		t.Errorf("the same call with the token respelled: %d %s; want 401", code, body)
 	}
 }
