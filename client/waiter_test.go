@@ -167,26 +167,17 @@ func waitQueued(t *testing.T, x *waiter, n int) {
 // a message retires nothing.
 func TestWaitWithNothingRetiresItsSubscription(t *testing.T) {
 	w, ag, subj := replyWorld(t)
-	open := func(id string) *waiter {
-		x := mustWait(t, ag)
-		x.expect(id)
-		return x
-	}
-	shortly := func() context.Context {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		t.Cleanup(cancel)
-		return ctx
-	}
+	open := func(id string) *waiter { return waitingFor(t, ag, id) }
 	answered, empty := open("answered"), open("empty")
 	m := nats.NewMsg(subj)
 	m.Header.Set(headerRequestID, "answered")
 	if err := w.nc.PublishMsg(m); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := answered.next(shortly()); err != nil {
+	if _, err := answered.next(within(t, 100*time.Millisecond)); err != nil {
 		t.Fatalf("answered: %v", err)
 	}
-	if _, err := answered.next(shortly()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := answered.next(within(t, 100*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("answered, again: %v; want the deadline", err)
 	}
 	if later := open("later"); later.s != answered.s {
@@ -194,7 +185,7 @@ func TestWaitWithNothingRetiresItsSubscription(t *testing.T) {
 	} else {
 		later.close()
 	}
-	if _, err := empty.next(shortly()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := empty.next(within(t, 100*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("empty: %v; want the deadline", err)
 	}
 	fresh := open("fresh")
@@ -216,12 +207,8 @@ func TestWaitWithNothingRetiresItsSubscription(t *testing.T) {
 // messages; more naming its envelope are dropped.
 func TestWaiterQueueIsBounded(t *testing.T) {
 	w, ag, subj := replyWorld(t)
-	x := mustWait(t, ag)
-	defer x.close()
-	x.expect("flooded")
-	marker := mustWait(t, ag)
-	defer marker.close()
-	marker.expect("marker")
+	x := waitingFor(t, ag, "flooded")
+	marker := waitingFor(t, ag, "marker")
 	for i := range maxQueued + 51 {
 		m := nats.NewMsg(subj)
 		m.Header.Set(headerRequestID, "flooded")
@@ -267,6 +254,23 @@ func mustWait(t *testing.T, ag *Agent) *waiter {
 	return x
 }
 
+// waitingFor registers a waiter of ag for id, closed with the test if
+// not before.
+func waitingFor(t *testing.T, ag *Agent, id string) *waiter {
+	t.Helper()
+	x := mustWait(t, ag)
+	x.expect(id)
+	t.Cleanup(x.close)
+	return x
+}
+
+// within is a context that ends after d, or with the test.
+func within(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // TestWaitAfterRefusedSubscription: a server at its max_subscriptions
 // refuses the agent's reply subscription with an -ERR, and nats.go keeps
 // it as valid, so no message reaches the waits on it. One that ends with
@@ -300,18 +304,9 @@ func TestWaitAfterRefusedSubscription(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	within := func(d time.Duration) context.Context {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		t.Cleanup(cancel)
-		return ctx
-	}
 
-	held := mustWait(t, ag)
-	defer held.close()
-	held.expect("held")
-	short := mustWait(t, ag)
-	defer short.close()
-	short.expect("short")
+	held := waitingFor(t, ag, "held")
+	short := waitingFor(t, ag, "short")
 	select {
 	case err := <-refused:
 		if !errors.Is(err, nats.ErrMaxSubscriptionsExceeded) {
@@ -321,16 +316,14 @@ func TestWaitAfterRefusedSubscription(t *testing.T) {
 		t.Fatal("the server took the reply subscription over its max_subscriptions")
 	}
 	reply("short")
-	if m, err := short.next(within(200 * time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+	if m, err := short.next(within(t, 200*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a wait on the refused subscription got %v, %v; want nothing until its deadline", m, err)
 	}
 
 	if err := filler.Unsubscribe(); err != nil {
 		t.Fatal(err)
 	}
-	later := mustWait(t, ag)
-	defer later.close()
-	later.expect("later")
+	later := waitingFor(t, ag, "later")
 	if later.s == held.s {
 		t.Error("a wait after one that got nothing joined the refused subscription")
 	}
@@ -338,7 +331,7 @@ func TestWaitAfterRefusedSubscription(t *testing.T) {
 		t.Fatal(err)
 	}
 	reply("later")
-	if _, err := later.next(within(10 * time.Second)); err != nil {
+	if _, err := later.next(within(t, 10*time.Second)); err != nil {
 		t.Fatalf("a wait on the new subscription: %v; want its reply", err)
 	}
 }
