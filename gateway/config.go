@@ -449,12 +449,15 @@ func (c *Config) Validate() error {
 // record a partition's ledger still needs: replay and idempotency
 // entries and replay markers (the freshness span, max_ttl + 2·skew: a
 // message issued skew ahead of the clock is decided at once and stays
-// fresh until its expires_at + skew), and held approvals. The minute
-// covers the difference between the NATS server's clock, which ages the
-// journal, and the gateway's.
+// fresh until its expires_at + skew), and held approvals. A partition
+// rebuilt after a crash judges the messages in flight at the crash up
+// to consumer.ack_wait before its clock (recoveredNow), so the records
+// must outlive their need by that much too. The minute covers the
+// difference between the NATS server's clock, which ages the journal,
+// and the gateway's.
 func (c Config) journalWindow() time.Duration {
 	l := c.Limits
-	return max(l.Freshness().Span(), l.ApprovalTTL+l.Skew) + time.Minute
+	return max(l.Freshness().Span(), l.ApprovalTTL+l.Skew) + c.Consumer.AckWait + time.Minute
 }
 
 // journalMaxAge is the configured journal retention, or its minimum.

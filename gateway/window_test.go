@@ -95,6 +95,7 @@ func checkWindow(t *testing.T, rng *rand.Rand, base time.Time, c windowCase) {
 	cfg := DefaultConfig()
 	cfg.Limits.MaxTTL, cfg.Limits.Skew = c.maxTTL, c.skew
 	cfg.ScaleOut = &ScaleOutConfig{Instance: "i1"} // journal_max_age at its default, the minimum
+	cfg.Consumer.AckWait = 5 * time.Minute          // how far before its clock a rebuilt partition may judge
 	cfg.Streams.DuplicateWindow = max(cfg.Streams.DuplicateWindow, 2*c.maxTTL+2*c.skew)
 	f := cfg.Limits.Freshness()
 	opt := cfg.ledgerOptions()
@@ -222,9 +223,11 @@ func checkWindow(t *testing.T, rng *rand.Rand, base time.Time, c windowCase) {
 			if err != nil || !used {
 				t.Fatalf("%s: freshness accepts a copy but Idem = %v, %v; want its entry", why(), used, err)
 			}
-			if from := e.at.Add(-cfg.journalMaxAge()); from.After(m.t0) {
-				t.Fatalf("%s: a partition rebuilt now reads the journal from %v, after the record (journal_max_age %s)",
-					why(), from, cfg.journalMaxAge())
+			// A partition rebuilt as late as ack_wait from now may
+			// judge a copy in flight at a crash as of now (recoveredNow).
+			if from := e.at.Add(cfg.Consumer.AckWait).Add(-cfg.journalMaxAge()); from.After(m.t0) {
+				t.Fatalf("%s: a partition rebuilt up to ack_wait (%s) later reads the journal from %v, after the record (journal_max_age %s)",
+					why(), cfg.Consumer.AckWait, from, cfg.journalMaxAge())
 			}
 		}
 	}
@@ -309,11 +312,20 @@ func TestValidateRefusesReplayWindow(t *testing.T) {
 	}{
 		{"accept/defaults", func(*Config) {}, ""},
 		{"accept/longest skew", func(c *Config) { c.Limits.Skew = 5 * time.Minute }, ""},
-		{"accept/journal covering max_ttl + 2·skew", func(c *Config) {
+		{"accept/journal covering max_ttl + 2·skew + ack_wait", func(c *Config) {
 			c.Limits.MaxTTL, c.Limits.Skew, c.Limits.ApprovalTTL = 30*time.Minute, 5*time.Minute, time.Minute
 			c.Streams.DuplicateWindow = time.Hour
-			c.ScaleOut = &ScaleOutConfig{Instance: "i1", JournalMaxAge: 41 * time.Minute}
+			c.ScaleOut = &ScaleOutConfig{Instance: "i1", JournalMaxAge: 41*time.Minute + 30*time.Second}
 		}, ""},
+		{"refuse/journal without ack_wait", func(c *Config) {
+			// A partition rebuilt after a crash judges a copy in flight
+			// then up to ack_wait before its clock: the record must
+			// still be in the journal.
+			c.Limits.MaxTTL, c.Limits.Skew, c.Limits.ApprovalTTL = 30*time.Minute, 5*time.Minute, time.Minute
+			c.Streams.DuplicateWindow = time.Hour
+			c.Consumer.AckWait = 5 * time.Minute
+			c.ScaleOut = &ScaleOutConfig{Instance: "i1", JournalMaxAge: 41*time.Minute + 30*time.Second}
+		}, "scale_out.journal_max_age"},
 		{"refuse/journal shorter than max_ttl + 2·skew", func(c *Config) {
 			// A message issued skew ahead of the clock is fresh until
 			// max_ttl + 2·skew after it was decided; a partition rebuilt
