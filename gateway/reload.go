@@ -142,8 +142,8 @@ func readRevocations(path string) (RevocationConfig, error) {
 	return out, nil
 }
 
-// watchLoop reloads when the catalog, a policy file or the revocation
-// file changes (content digest, polled every ReloadInterval). Operators
+// watchLoop reloads when the catalog, a schema file it names, a policy
+// file or the revocation file changes (content digest, polled every ReloadInterval). Operators
 // should replace files atomically (write, then rename).
 func (g *Gateway) watchLoop(ctx context.Context) error {
 	if g.cfg.ReloadInterval <= 0 {
@@ -167,11 +167,13 @@ func (g *Gateway) watchLoop(ctx context.Context) error {
 	}
 }
 
-// fingerprint digests the contents of every reloadable file; a missing
-// file contributes its absence.
+// fingerprint digests the contents of every reloadable file: the
+// catalog, the schema files it names, the revocations and the policies.
+// A missing file contributes its absence.
 func (g *Gateway) fingerprint() [32]byte {
 	h := sha256.New()
 	files := append([]string{g.cfg.Catalog, g.cfg.Revocations.File}, g.cfg.Policies...)
+	files = append(files, g.rules.Load().cat.Files()...)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))

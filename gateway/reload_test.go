@@ -219,3 +219,51 @@ func TestCatalogBudgetWithoutRateKeepsTheDefault(t *testing.T) {
 		})
 	}
 }
+
+// TestPolicyFileEmptiedKeepsItsForbids: a policy file emptied in place
+// (truncated by a shell redirect, or by a write that then failed for
+// want of disk) holds no policy. A reload refuses it and keeps the set
+// in force: its forbids are not dropped.
+func TestPolicyFileEmptiedKeepsItsForbids(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReloadInterval = 50 * time.Millisecond
+	h.allowErrors = true // the refused reload is logged as an error
+	forbid := filepath.Join(h.dir, "forbid.cedar")
+	must(t, os.WriteFile(forbid, []byte("@id(\"no-search\")\nforbid (principal, action, resource == Target::\"kb.search\");\n"), 0o600))
+	h.cfg.Policies = append(h.cfg.Policies, forbid)
+	h.start()
+	h.wantReason(h.send(h.body(nil)), reason.PolicyDenied)
+	v := h.gw.Policy().Version()
+	for _, emptied := range []string{"", "// the forbids are being rewritten\n"} {
+		must(t, os.WriteFile(forbid, []byte(emptied), 0o600))
+		if err := h.gw.Reload(); err == nil || !strings.Contains(err.Error(), "holds no policy") {
+			t.Errorf("Reload with the forbid file %q = %v; want it refused as holding no policy", emptied, err)
+		}
+		time.Sleep(200 * time.Millisecond) // several poll intervals
+		if got := h.gw.Policy().Version(); got != v {
+			t.Fatalf("the emptied forbid file replaced the set: version %s; want %s", got, v)
+		}
+		h.wantReason(h.send(h.body(nil)), reason.PolicyDenied)
+	}
+}
+
+// TestReloadWatchesSchemaFiles: a payload schema the catalog names by
+// file is part of the catalog. Tightening the file alone is picked up by
+// the poll, as an edit of the catalog is, and changes its digest.
+func TestReloadWatchesSchemaFiles(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReloadInterval = 50 * time.Millisecond
+	h.start()
+	schema := filepath.Join(filepath.Dir(h.cfg.Catalog), "search.schema.json")
+	must(t, os.WriteFile(schema, []byte(`{"type":"object"}`), 0o600))
+	h.editTarget("kb.search", func(entry string) string {
+		return entry + "    payload_schema: search.schema.json\n"
+	})
+	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("under the loose schema: %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	digest := h.gw.rules.Load().cat.Digest
+	replaceFile(t, schema, `{"type":"object","required":["order_id"]}`)
+	waitFor(t, func() bool { return h.gw.rules.Load().cat.Digest != digest })
+	h.wantReason(h.send(h.body(nil)), reason.PayloadInvalid)
+}

@@ -151,8 +151,16 @@ func (t *Target) Serves(tenant string) bool { return t.tenants[tenant] }
 type Catalog struct {
 	targets map[string]*Target
 	names   []string
-	// Digest identifies the catalog contents ("sha256:..." of the file).
+	files   []string // the schema files read, in the order read
+	// Digest identifies the catalog contents: "sha256:..." of the file,
+	// and of the schema files it names when it names any.
 	Digest string
+}
+
+// schemaFile is a schema file a catalog read, and its contents.
+type schemaFile struct {
+	path string
+	data []byte
 }
 
 // Load reads and compiles a catalog file (YAML or JSON, strictly decoded).
@@ -187,8 +195,9 @@ func Compile(f File, dir, dig string) (*Catalog, error) {
 		}
 	}
 	c := &Catalog{targets: make(map[string]*Target, len(f.Targets)), Digest: dig}
+	var read []schemaFile
 	for i, spec := range f.Targets {
-		t, err := compileTarget(spec, dir, approvalRisks)
+		t, err := compileTarget(spec, dir, approvalRisks, &read)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("targets[%d] %q: %w", i, spec.Name, err))
 			continue
@@ -204,10 +213,26 @@ func Compile(f File, dir, dig string) (*Catalog, error) {
 		return nil, fmt.Errorf("catalog: %w", errors.Join(errs...))
 	}
 	sort.Strings(c.names)
+	if len(read) > 0 {
+		// A schema file is part of what the catalog says: its digest
+		// changes with it, and a reload watches it (Files).
+		h := sha256.New()
+		h.Write([]byte(dig))
+		for _, sf := range read {
+			fmt.Fprintf(h, "\x00%s\x00%d\x00", sf.path, len(sf.data))
+			h.Write(sf.data)
+			c.files = append(c.files, sf.path)
+		}
+		c.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	}
 	return c, nil
 }
 
-func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target, error) {
+// Files lists the schema files the catalog read, which a reload watches
+// beside the catalog file.
+func (c *Catalog) Files() []string { return slices.Clone(c.files) }
+
+func compileTarget(spec TargetSpec, dir string, approvalRisks []string, read *[]schemaFile) (*Target, error) {
 	var errs []error
 	if !subjects.ValidTarget(spec.Name) {
 		errs = append(errs, errors.New("name must be dotted [a-z0-9_-] tokens"))
@@ -277,7 +302,7 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 		errs = append(errs, errors.New("budget rate and burst must not be negative"))
 	}
 	if spec.PayloadSchema != "" {
-		s, err := compileSchema(spec.Name, spec.PayloadSchema, dir)
+		s, err := compileSchema(spec.Name, spec.PayloadSchema, dir, read)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -307,7 +332,7 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string) (*Target
 		}
 	}
 	if spec.ResponseSchema != "" {
-		s, err := compileSchema(spec.Name+".response", spec.ResponseSchema, dir)
+		s, err := compileSchema(spec.Name+".response", spec.ResponseSchema, dir, read)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("response_schema: %w", err))
 		}
@@ -365,7 +390,9 @@ func checkNamed(names []string, s *jsonschema.Schema, kind, key string) []error 
 	return errs
 }
 
-func compileSchema(name, src, dir string) (*jsonschema.Schema, error) {
+// compileSchema compiles an inline schema, or the schema file src names
+// (relative to dir), which it adds to read.
+func compileSchema(name, src, dir string, read *[]schemaFile) (*jsonschema.Schema, error) {
 	data := []byte(src)
 	if !strings.HasPrefix(strings.TrimSpace(src), "{") {
 		p := src
@@ -377,6 +404,7 @@ func compileSchema(name, src, dir string) (*jsonschema.Schema, error) {
 			return nil, fmt.Errorf("payload_schema: %w", err)
 		}
 		data = b
+		*read = append(*read, schemaFile{path: p, data: b})
 	}
 	s, err := schemas.CompileBytes("catalog:///"+name+".schema.json", data)
 	if err != nil {

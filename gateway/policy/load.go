@@ -157,6 +157,13 @@ func compile(srcs []source) (*Set, error) {
 			probs = append(probs, parseProblem(s.name, err))
 			continue
 		}
+		if len(list) == 0 {
+			// Empty, or comments only: most likely truncated, or written
+			// in place and read half way, and its forbids would be gone.
+			// A file with nothing to say is left out of the list.
+			probs = append(probs, &Problem{File: s.name, Msg: "holds no policy"})
+			continue
+		}
 		for i, p := range list {
 			pos := p.Position()
 			prob := func(format string, args ...any) {
