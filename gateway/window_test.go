@@ -95,7 +95,7 @@ func checkWindow(t *testing.T, rng *rand.Rand, base time.Time, c windowCase) {
 	cfg := DefaultConfig()
 	cfg.Limits.MaxTTL, cfg.Limits.Skew = c.maxTTL, c.skew
 	cfg.ScaleOut = &ScaleOutConfig{Instance: "i1"} // journal_max_age at its default, the minimum
-	cfg.Consumer.AckWait = 5 * time.Minute          // how far before its clock a rebuilt partition may judge
+	cfg.Consumer.AckWait = 5 * time.Minute         // how far before its clock a rebuilt partition may judge
 	cfg.Streams.DuplicateWindow = max(cfg.Streams.DuplicateWindow, 2*c.maxTTL+2*c.skew)
 	f := cfg.Limits.Freshness()
 	opt := cfg.ledgerOptions()
