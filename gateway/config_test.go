@@ -116,12 +116,32 @@ func TestConfigDuplicateWindowCoversDecisionTTL(t *testing.T) {
 	for _, tc := range []struct {
 		window, ttl string
 		refused     bool
-	}{{"20m", "5m", false}, {"5m30s", "5m", false}, {"5m29s", "5m", true}, {"2s", "1s", true}} {
+		skew        string
+	}{
+		{"20m", "5m", false, "30s"}, {"5m30s", "5m", false, "30s"}, {"5m29s", "5m", true, "30s"}, {"2s", "1s", true, "30s"},
+		// Consumers allow their own 30 s by default, whatever limits.skew.
+		{"5m", "5m", true, "0s"}, {"5m29s", "5m", true, "0s"}, {"5m30s", "5m", false, "0s"},
+		{"6m", "5m", false, "1m"}, {"5m59s", "5m", true, "1m"},
+	} {
 		path := filepath.Join(t.TempDir(), "gateway.yaml")
-		must(t, os.WriteFile(path, []byte("audience: gw\nlimits:\n  max_ttl: 1s\n  skew: 30s\n  decision_ttl: "+tc.ttl+"\nstreams:\n  duplicate_window: "+tc.window+"\n"), 0o600))
+		must(t, os.WriteFile(path, []byte("audience: gw\nlimits:\n  max_ttl: 1s\n  skew: "+tc.skew+"\n  decision_ttl: "+tc.ttl+"\nstreams:\n  duplicate_window: "+tc.window+"\n"), 0o600))
 		_, err := LoadConfig(path)
 		if got := err != nil && strings.Contains(err.Error(), "must cover limits.decision_ttl + limits.skew"); got != tc.refused {
-			t.Errorf("duplicate_window %s, decision_ttl %s: refused = %v; want %v (%v)", tc.window, tc.ttl, got, tc.refused, err)
+			t.Errorf("duplicate_window %s, decision_ttl %s, skew %s: refused = %v; want %v (%v)", tc.window, tc.ttl, tc.skew, got, tc.refused, err)
+		}
+	}
+}
+
+// TestConfigValidatesBudgets: a budget the budget package would refuse
+// (a negative rate, which reads as unlimited; a limited bucket without
+// a burst) is a configuration error, not a limit switched off.
+func TestConfigValidatesBudgets(t *testing.T) {
+	for _, b := range []string{"agent: {rate: -10, burst: 20}", "tenant: {rate: 5, burst: 0}"} {
+		path := filepath.Join(t.TempDir(), "gateway.yaml")
+		must(t, os.WriteFile(path, []byte("audience: gw\nbudgets:\n  "+b+"\n"), 0o600))
+		_, err := LoadConfig(path)
+		if err == nil || !strings.Contains(err.Error(), "budgets:") {
+			t.Errorf("budgets %s: LoadConfig = %v; want a budgets error", b, err)
 		}
 	}
 }
