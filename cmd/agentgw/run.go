@@ -53,6 +53,8 @@ and its own account at the next start.`)
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
+	hup, stopHUP := catchHUP()
+	defer stopHUP()
 	if code, ok := c.noArgs(); !ok {
 		return code
 	}
@@ -107,7 +109,7 @@ and its own account at the next start.`)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- gw.Run(ctx) }()
-	go reloadOnHUP(ctx, gw, c)
+	go reloadOnHUP(ctx, hup, gw, c)
 
 	select {
 	case <-gw.Ready():
@@ -194,11 +196,20 @@ func dash(s string) string {
 	return s
 }
 
-// reloadOnHUP reloads policies, catalog and revocations on SIGHUP.
-func reloadOnHUP(ctx context.Context, gw *gateway.Gateway, c *cmd) {
-	hup := make(chan os.Signal, 1)
+// catchHUP takes SIGHUP from the process's start: by default it ends a
+// Go program, and a reload asked for while the gateway starts (say
+// systemctl reload right after a restart) would stop it for good
+// (systemd counts SIGHUP as a clean exit). One that comes before the
+// gateway runs is kept for reloadOnHUP. stop releases it.
+func catchHUP() (hup chan os.Signal, stop func()) {
+	hup = make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	return hup, func() { signal.Stop(hup) }
+}
+
+// reloadOnHUP reloads policies, catalog and revocations on each SIGHUP
+// catchHUP took, until ctx is done.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, gw *gateway.Gateway, c *cmd) {
 	for {
 		select {
 		case <-ctx.Done():

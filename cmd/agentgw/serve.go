@@ -31,6 +31,8 @@ Scale-out: run the same FILE on N machines, each with its own
 	if code, ok := c.require("config"); !ok {
 		return code
 	}
+	hup, stopHUP := catchHUP()
+	defer stopHUP()
 	lvl, err := zerolog.ParseLevel(*level)
 	if err != nil {
 		return c.usageErr("--log-level: %v", err)
@@ -60,7 +62,7 @@ Scale-out: run the same FILE on N machines, each with its own
 	defer gw.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHUP(ctx, gw, c)
+	go reloadOnHUP(ctx, hup, gw, c)
 	if err := gw.Run(ctx); err != nil {
 		hint := gateway.SetupHint(err, *path)
 		if hint == "" {
