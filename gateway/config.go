@@ -35,7 +35,9 @@ type Config struct {
 	Revocations RevocationConfig `yaml:"revocations"`
 	// Catalog is the capability catalog file. Required.
 	Catalog string `yaml:"catalog"`
-	// Policies are Cedar policy files. Empty means default deny.
+	// Policies are Cedar policy files; the gateway does not start without
+	// one, and a file that holds no policy is refused. Cedar denies what
+	// no permit allows.
 	Policies []string `yaml:"policies"`
 	// Limits bound messages and credentials.
 	Limits Limits `yaml:"limits"`
