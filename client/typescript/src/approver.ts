@@ -451,8 +451,8 @@ export class Approver {
     return this.#verify(token, data, req, this.agent.now());
   }
 
-  #verify(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date, extraSkewMs = 0): DecisionClaims {
-    const skewMs = (this.#cfg.skewMs || DEFAULT_APPROVER_SKEW_MS) + extraSkewMs;
+  #verify(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date): DecisionClaims {
+    const skewMs = this.#cfg.skewMs || DEFAULT_APPROVER_SKEW_MS;
     return verifyRequest(token, data, req, { trustedGateways: this.#cfg.trustedGateways, now, skewMs });
   }
 
@@ -499,10 +499,13 @@ export class Approver {
             continue;
           }
           // The token's exp is the deadline (rounded up to the second):
-          // an expired request is checked as of its deadline.
-          const pastMs = state === "expired" ? Math.max(0, now.getTime() - (req.deadline?.getTime() ?? now.getTime())) : 0;
+          // an expired request is checked as of its deadline, with the
+          // usual skew, as the Go CLI checks it (a skew widened by the
+          // time since would also let through a token issued that much
+          // in the future).
+          const at = state === "expired" && req.deadline !== undefined ? req.deadline : now;
           try {
-            this.#verify(headersOf(m)?.get(DECISION_HEADER) ?? undefined, m.data, req, now, pastMs);
+            this.#verify(headersOf(m)?.get(DECISION_HEADER) ?? undefined, m.data, req, at);
           } catch {
             continue;
           }

@@ -29,9 +29,15 @@ export const DEFAULT_REPLY_SKEW_MS = WAIT_SKEW_MS;
  * already removed by the gateway. Printed forms show ids only.
  */
 export class Reply {
-  /** The message id of the request answered. */
+  /**
+   * The message id of the request answered, from Agentgw-Request-Id.
+   * The decision token binds a reply to the gateway and the agent, not
+   * to the request (docs/wire.md, "Responses and replies"): whoever can
+   * publish on the agent's reply subject could re-publish a live reply
+   * under another request's id. replies() hands out each token once.
+   */
   readonly requestId: string;
-  /** The public key of the consumer that answered. */
+  /** The public key of the consumer that answered, from Agentgw-Responder (not covered by the token either). */
   readonly responder: string;
   /** The response envelope's message id. */
   readonly messageId: string;

@@ -409,6 +409,24 @@ test("watch: a request whose token does not verify is terminated with its reason
   }
 });
 
+test("list all: an expired request is checked as of its deadline with the usual skew, so a token issued after it does not pass", async () => {
+  await approvalStream();
+  // The approver's clock is CLOCK + 60 s, 51 s past this deadline.
+  const deadline = "2026-11-26T01:08:50Z";
+  await hold(request("held-message-000000081", { deadline }));
+  const issued = sec(deadline, 0) + 111; // 60 s after the approver's clock, 111 s after the deadline
+  await hold(request("held-message-000000082", { deadline }), {
+    edit: (c) => {
+      c.iat = issued;
+      c.exp = issued + 1;
+    },
+  });
+  assert.deepEqual(
+    (await approver().list({ all: true })).map((r) => [r.heldMessageId, r.state]),
+    [["held-message-000000081", "expired"]],
+  );
+});
+
 test("watch: own and expired requests are not shown, so their token is not checked; an expired one is listed, checked as of its deadline", async () => {
   await approvalStream();
   const rejected: Error[] = [];
