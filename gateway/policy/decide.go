@@ -83,23 +83,33 @@ func (s *Set) evaluate(req Request) Decision {
 	})
 
 	// Cedar skips a policy whose evaluation errors. For a forbid that is
-	// fail-open, so an erroring forbid denies here.
-	var forbidErrs []string
+	// fail-open, so an erroring forbid denies here; so is it for a permit
+	// that asks for approval (a payload value Cedar cannot hold, an
+	// amount past int64, makes its condition error): a request another
+	// permit allows then goes to approval.
+	var forbidErrs, approvalErrs []string
 	for _, e := range diag.Errors {
 		d.Errors = append(d.Errors, "policy "+string(e.PolicyID)+": "+shortMessage(e.Message))
-		if s.meta[e.PolicyID].forbid {
+		switch m := s.meta[e.PolicyID]; {
+		case m.forbid:
 			forbidErrs = append(forbidErrs, string(e.PolicyID))
+		case m.approval:
+			approvalErrs = append(approvalErrs, string(e.PolicyID))
 		}
 	}
 	switch {
 	case dec == cedar.Allow && len(forbidErrs) == 0:
 		d.Allow = true
-		d.PolicyIDs = make([]string, 0, len(diag.Reasons))
+		d.PolicyIDs = make([]string, 0, len(diag.Reasons)+len(approvalErrs))
 		for _, r := range diag.Reasons {
 			d.PolicyIDs = append(d.PolicyIDs, string(r.PolicyID))
 			if s.meta[r.PolicyID].approval {
 				d.Approval = true
 			}
+		}
+		if len(approvalErrs) > 0 {
+			d.Approval = true
+			d.PolicyIDs = append(d.PolicyIDs, approvalErrs...)
 		}
 	case dec == cedar.Allow:
 		d.PolicyIDs = forbidErrs

@@ -446,3 +446,38 @@ func TestAuthorizeContextCacheFollowsTheClock(t *testing.T) {
 		}
 	}
 }
+
+// TestErroringApprovalPermitAsksForApproval: a permit that asks for
+// approval above an amount errors, and Cedar skips it, when the amount
+// is one Cedar cannot hold (past int64, more than four decimals): the
+// payload leaves it out. Another permit allows the request; it goes to
+// approval, not straight through. An amount under the threshold, which
+// does not error, needs none.
+func TestErroringApprovalPermitAsksForApproval(t *testing.T) {
+	set, err := Parse("approval.cedar", []byte(`@id("base")
+permit (principal, action == Action::"tool_call", resource) when { principal.tenant == resource.tenant };
+@id("big_needs_approval") @approval("required")
+permit (principal, action == Action::"tool_call", resource == Target::"refunds.draft_refund")
+when { context has payload && context.payload.amount_cents > 50000 };
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refund := target("refunds.draft_refund", "tool_call", "medium")
+	for _, tt := range []struct {
+		amount       any
+		wantApproval bool
+	}{
+		{json.Number("60000"), true},
+		{json.Number("2500"), false},
+		{json.Number("1e19"), true},
+		{json.Number("10000000000000000000"), true},
+		{json.Number("60000.00001"), true},
+	} {
+		got := set.Decide(Request{Principal: principal(), Action: "tool_call", Resource: refund, Time: t0,
+			Payload: map[string]any{"amount_cents": tt.amount}})
+		if !got.Allow || got.Approval != tt.wantApproval {
+			t.Errorf("amount %v: allow=%v approval=%v (%v); want allow, approval=%v", tt.amount, got.Allow, got.Approval, got.PolicyIDs, tt.wantApproval)
+		}
+	}
+}

@@ -35,10 +35,15 @@
 //   - Forbids fail closed: Cedar skips a policy whose evaluation errors,
 //     which for a forbid means "not forbidden". Here a forbid that errors
 //     denies, and its id is listed among the deciders with the error in
-//     Decision.Errors. A permit that errors is skipped (it grants nothing).
+//     Decision.Errors. A permit that errors is skipped (it grants nothing),
+//     but one that carries @approval("required") still asks for it: a
+//     request another permit allows then needs approval, and the erroring
+//     permit's id is listed among the deciders. Otherwise a payload value
+//     Cedar cannot hold (an amount past int64) would make "approval above
+//     an amount" vanish.
 //
 // A Decision's Approval is set when any determining permit carries
-// @approval("required"); routing a high-risk target to approval by its
+// @approval("required"), or an erroring one does; routing a high-risk target to approval by its
 // catalog risk class is the gateway's job, not this package's.
 //
 // # Two stages and the payload idiom
