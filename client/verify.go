@@ -21,7 +21,7 @@ import (
 
 // DefaultSkew is the clock skew DefaultConsumerConfig tolerates on a
 // decision token's iat and exp.
-const DefaultSkew = decision.ReaderSkew
+const DefaultSkew = 30 * time.Second
 
 // VerifyOptions say what a capability consumer trusts and serves.
 type VerifyOptions struct {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/gateway/budget"
-	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/tracing"
@@ -392,12 +391,10 @@ func (c *Config) Validate() error {
 	// An output re-emitted after the window (the gateway down, or its
 	// PubAcks lost, for that long between publishing and acknowledging)
 	// is stored again; its decision token must be dead by then, so no
-	// verifying consumer acts on the copy. A consumer accepts a token
-	// until its exp plus its own skew, by default the SDKs' 30 s
-	// whatever limits.skew is.
-	if need := l.DecisionTTL + max(l.Skew, decision.ReaderSkew); s.DuplicateWindow < need {
-		add("streams.duplicate_window (%s) must cover limits.decision_ttl + limits.skew, and at least + %s, the skew consumers allow by default (%s)",
-			s.DuplicateWindow, decision.ReaderSkew, need)
+	// verifying consumer acts on the copy. (A consumer allowing more skew
+	// than limits.skew needs the window to cover its own: README.)
+	if s.DuplicateWindow < l.DecisionTTL+l.Skew {
+		add("streams.duplicate_window (%s) must cover limits.decision_ttl + limits.skew (%s)", s.DuplicateWindow, l.DecisionTTL+l.Skew)
 	}
 	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
 		add("streams.max_age and streams.ingress_max_age must be positive")

@@ -26,12 +26,6 @@ const Header = "Agentgw-Decision"
 // Type is the claim type (nats.type) of a decision token.
 const Type = "agentgw-decision"
 
-// ReaderSkew is the clock skew the SDKs' readers of decision tokens
-// (consumers, approvers, agents waiting for replies and notices)
-// tolerate on iat and exp by default: a token is accepted until exp +
-// ReaderSkew.
-const ReaderSkew = 30 * time.Second
-
 // Routes.
 const (
 	RouteAllow = "allow" // forwarded to a capability subject
