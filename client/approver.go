@@ -156,7 +156,8 @@ func (ap Approver) GoString() string { return ap.String() }
 // that a lagging clock does not hide a live request from the others.
 //
 // Watch returns nil when ctx is done, or an error wrapping ErrStream when
-// the consumer cannot be created or disappears.
+// the consumer cannot be created, disappears, or its connection closes
+// for good.
 func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval.Request) error) error {
 	tenant := ap.agent.Tenant()
 	cc := jetstream.ConsumerConfig{

@@ -22,7 +22,8 @@ const (
 var ErrStream = errors.New("client: stream")
 
 // consume creates or updates the pull consumer cc on stream and calls
-// handle for each message until ctx is done or the consumer disappears.
+// handle for each message until ctx is done, the consumer disappears or
+// the connection closes for good.
 // handle runs on one goroutine, one message at a time, and must settle
 // (ack, nak or term) every message itself. pull bounds the messages
 // buffered ahead of handle (0: nats.go's default, 500).
@@ -67,7 +68,11 @@ func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jets
 		stopping = make(chan struct{})
 	)
 	opts := []jetstream.PullConsumeOpt{jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// A consumer gone, or the connection closed for good (nats.go
+		// then stops the subscription): nothing more will come, and the
+		// caller, not this loop, can start again.
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrConnectionClosed) {
 			select {
 			case gone <- err:
 			default:

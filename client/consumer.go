@@ -245,14 +245,21 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // from another stream sequence is a re-published copy (the same bytes
 // stored again under a new Nats-Msg-Id, which only a holder of publish
 // rights on the capability subject can do): it is terminated with
-// reason.DecisionDuplicate and reported to OnReject. A redelivery of the
-// same stream sequence by the same JetStream consumer (after a nak, after
-// AckWait, or after an ack that was lost; JetStream counts it delivered
-// twice or more) is handed over again, as at-least-once delivery
-// requires: a handler must still tolerate seeing the delivery it did not
-// acknowledge. The same sequence delivered for the first time again under
-// the same consumer name (a durable deleted and created again, which
-// delivers the stream from its start) is not a redelivery: a duplicate.
+// reason.DecisionDuplicate and reported to OnReject. The record also
+// remembers how the handler fared. A redelivery of the same stream
+// sequence by the same JetStream consumer (JetStream counts it delivered
+// twice or more) is handed over again when the handler failed (it was
+// handed back), acknowledged without a second call when the handler
+// succeeded (its acknowledgement was lost, or the handler ran past
+// AckWait), and left alone while the handler still runs (the handler
+// settles the sequence). A decision whose handler failed is handed over
+// again from wherever it comes; one whose handler succeeded or still runs
+// is not. The same sequence delivered for the first time again under the
+// same consumer name (a durable deleted and created again, which delivers
+// the stream from its start) is not a redelivery: a duplicate. A handler
+// must still tolerate seeing a decision it did not finish: a process
+// that dies while its handler runs hands nothing on, and JetStream
+// redelivers the message to whichever instance asks next.
 // The record holds at most MaxTokens tokens; when it is full a new
 // delivery is handed back rather than handed over unrecorded (see
 // MaxTokens).
@@ -279,11 +286,18 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // shared durable state of its own (a compare-and-set on a key-value
 // bucket, a unique key in its database).
 //
+// A token issued later than this Consumer's clock says it is now (the
+// clock runs behind the gateway's by more than Skew) that would verify by
+// a clock up to 5 minutes ahead is handed back and reported, not
+// terminated, so that a lagging clock does not destroy a live delivery
+// for every consumer of the durable.
+//
 // Consume returns nil when ctx is done once the consumer runs, or when
 // ctx is cancelled while it is being created; it returns an error
 // wrapping ErrStream when the consumer cannot be created (the stream is
 // missing, the durable exists with other filters, the user may not
-// create it and ctx's deadline passes first) or disappears.
+// create it and ctx's deadline passes first), disappears, or its
+// connection closes for good.
 func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *Delivery) error) error {
 	filters := make([]string, 0, len(c.cfg.Targets))
 	for _, t := range c.cfg.Targets {
@@ -363,10 +377,28 @@ func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 	handBack := false
 	if err == nil {
 		err = c.claim(m, d, now)
+		switch {
+		case errors.Is(err, errHandled):
+			_ = m.Ack()
+			return nil, false
+		case errors.Is(err, errHandling):
+			return nil, false
+		}
 		// The token verifies at now: the record refuses it as expired
 		// only for an earlier clock reading, which now may show to
 		// have been ahead. Refused, but not terminated.
 		handBack = reason.Of(err) == reason.DecisionRecordFull || reason.Of(err) == reason.DecisionExpired
+	} else if reason.Of(err) == reason.DecisionInvalid {
+		// A token issued later than this clock says it is now: the clock
+		// runs behind the gateway's, and to a consumer whose clock is
+		// right the delivery is live. Handed back, as the Approver does,
+		// not terminated for every consumer of the durable.
+		// Issued in the future is the only refusal a wider skew lifts
+		// that was not an expiry.
+		wide := c.verifyOptions(now)
+		wide.Skew += clockBehindMargin
+		_, behind := VerifyDelivery(m.Subject(), m.Headers(), m.Data(), wide)
+		handBack = behind == nil
 	}
 	if err != nil {
 		if handBack {
@@ -382,6 +414,11 @@ func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 	return d, true
 }
 
+// clockBehindMargin is how far ahead of this consumer's clock a token
+// may be issued and still be handed back rather than terminated: the
+// largest skew the gateway may be configured with.
+const clockBehindMargin = 5 * time.Minute
+
 // handle hands the accepted delivery d of m to handler and settles m:
 // acknowledged when handler returns nil, handed back when it fails.
 func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, d *Delivery, handler func(context.Context, *Delivery) error) {
@@ -390,6 +427,7 @@ func (c *Consumer) handle(ctx context.Context, m jetstream.Msg, d *Delivery, han
 		trace.WithAttributes(attribute.String("agentgw.message_id", d.Envelope.MessageID), attribute.String("agentgw.target", d.Target)))
 	err := handler(hctx, d)
 	span.End()
+	c.tokens.settle(d.Claims.ID, err == nil)
 	if err != nil {
 		if c.cfg.NakDelay > 0 {
 			_ = m.NakWithDelay(c.cfg.NakDelay)

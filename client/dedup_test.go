@@ -109,9 +109,10 @@ func consumeInBackground(t *testing.T, c *Consumer, r *recorder) (stop func() er
 // TestConsumerTermsRepublishedCopy: an exact copy of a delivery
 // re-published under a new Nats-Msg-Id (a new stream sequence, past
 // JetStream's de-duplication) carries the same decision token; the
-// consumer terminates it as a duplicate instead of handing the same
-// decision over twice. JetStream's redelivery of the original's own
-// sequence (after the handler's nak) is still handed over.
+// consumer does not hand the same decision over twice. Its handler fails
+// the first time (nak): the decision is handed over once more, from the
+// original's redelivery or the copy, whichever comes first, and the
+// other is terminated as a duplicate.
 func TestConsumerTermsRepublishedCopy(t *testing.T) {
 	w := newWorld(t)
 	w.capStream()
@@ -144,7 +145,7 @@ func TestConsumerTermsRepublishedCopy(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.calls) != 2 {
-		t.Errorf("handler called %d times; want 2 (seq 1, nak'd, and its redelivery), never the copy at seq 2", len(r.calls))
+		t.Errorf("handler called %d times; want 2 (seq 1, nak'd, then its redelivery or the copy, whichever comes first)", len(r.calls))
 	}
 	if len(r.rejected) != 1 || !errors.Is(r.rejected[0].err, reason.DecisionDuplicate) || r.rejected[0].subject != genuine.Subject {
 		t.Errorf("OnReject calls = %v; want one %v for the copy", r.rejected, reason.DecisionDuplicate)
@@ -160,52 +161,76 @@ func TestTokenRecord(t *testing.T) {
 	t0 := testClock
 	exp := t0.Add(time.Minute)
 	type step struct {
-		id   string
-		seq  uint64
-		n    uint64 // JetStream's NumDelivered
-		exp  time.Time
-		now  time.Time
-		want reason.Code // "" = handed over
+		id     string
+		seq    uint64
+		n      uint64 // JetStream's NumDelivered
+		exp    time.Time
+		now    time.Time
+		want   error  // nil = handed over
+		settle string // once handed over: "ok", "fail", or "" (the handler still runs)
 	}
 	cases := []struct {
 		name  string
 		max   int
 		steps []step
 	}{
-		{"allow/redelivery_same_sequence", 4, []step{
-			{"jti-a", 1, 1, exp, t0, ""},
-			{"jti-a", 1, 2, exp, t0.Add(time.Second), ""},
-			{"jti-a", 1, 3, exp, t0.Add(2 * time.Second), ""},
+		{"allow/redelivery_after_a_failure", 4, []step{
+			{"jti-a", 1, 1, exp, t0, nil, "fail"},
+			{"jti-a", 1, 2, exp, t0.Add(time.Second), nil, "fail"},
+			{"jti-a", 1, 3, exp, t0.Add(2 * time.Second), nil, "ok"},
+			{"jti-a", 1, 4, exp, t0.Add(3 * time.Second), errHandled, ""},
+		}},
+		{"ack/redelivery_after_success", 4, []step{
+			{"jti-a", 1, 1, exp, t0, nil, "ok"}, // its ack lost, or the handler ran past AckWait
+			{"jti-a", 1, 2, exp, t0.Add(time.Second), errHandled, ""},
+		}},
+		{"leave/redelivery_while_handling", 4, []step{
+			{"jti-a", 1, 1, exp, t0, nil, ""},
+			{"jti-a", 1, 2, exp, t0.Add(time.Second), errHandling, ""},
 		}},
 		{"allow/first_seen_on_a_redelivery", 4, []step{
-			{"jti-a", 1, 3, exp, t0, ""},
+			{"jti-a", 1, 3, exp, t0, nil, "ok"},
 		}},
 		{"deny/same_sequence_delivered_first_again", 4, []step{
-			{"jti-a", 1, 1, exp, t0, ""},
-			{"jti-a", 1, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate}, // the durable created again
-			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), ""},                   // the first one's redelivery
+			{"jti-a", 1, 1, exp, t0, nil, "ok"},
+			{"jti-a", 1, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate, ""}, // the durable created again
+			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), errHandled, ""},           // the first one's redelivery
+		}},
+		{"allow/failed_then_delivered_first_again", 4, []step{
+			{"jti-a", 1, 1, exp, t0, nil, "fail"},
+			{"jti-a", 1, 1, exp, t0.Add(time.Second), nil, "ok"}, // the durable created again: not handled yet
+			{"jti-a", 1, 1, exp, t0.Add(2 * time.Second), reason.DecisionDuplicate, ""},
+		}},
+		{"allow/failed_then_copied", 4, []step{
+			{"jti-a", 1, 1, exp, t0, nil, "fail"},
+			{"jti-a", 7, 1, exp, t0.Add(time.Second), nil, ""},
+			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), reason.DecisionDuplicate, ""},
 		}},
 		{"deny/copy_at_another_sequence", 4, []step{
-			{"jti-a", 1, 1, exp, t0, ""},
-			{"jti-a", 7, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate},
-			{"jti-a", 7, 2, exp, t0.Add(time.Second), reason.DecisionDuplicate},
-			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), ""},
+			{"jti-a", 1, 1, exp, t0, nil, "ok"},
+			{"jti-a", 7, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate, ""},
+			{"jti-a", 7, 2, exp, t0.Add(time.Second), reason.DecisionDuplicate, ""},
+			{"jti-a", 1, 2, exp, t0.Add(2 * time.Second), errHandled, ""},
+		}},
+		{"deny/copy_while_handling", 4, []step{
+			{"jti-a", 1, 1, exp, t0, nil, ""},
+			{"jti-a", 7, 1, exp, t0.Add(time.Second), reason.DecisionDuplicate, ""},
 		}},
 		{"deny/copy_just_before_expiry", 4, []step{
-			{"jti-a", 1, 1, exp, t0, ""},
-			{"jti-a", 2, 1, exp, exp, reason.DecisionDuplicate},
+			{"jti-a", 1, 1, exp, t0, nil, "ok"},
+			{"jti-a", 2, 1, exp, exp, reason.DecisionDuplicate, ""},
 		}},
 		{"deny/full_refuses_new_until_expiry", 1, []step{
-			{"jti-a", 1, 1, exp, t0, ""},
-			{"jti-b", 2, 1, exp.Add(time.Hour), t0, reason.DecisionRecordFull},
-			{"jti-a", 1, 2, exp, t0, ""}, // its own redelivery still passes
-			{"jti-b", 2, 2, exp.Add(time.Hour), exp.Add(time.Nanosecond), ""},
-			{"jti-b", 3, 1, exp.Add(time.Hour), exp.Add(time.Second), reason.DecisionDuplicate},
+			{"jti-a", 1, 1, exp, t0, nil, "fail"},
+			{"jti-b", 2, 1, exp.Add(time.Hour), t0, reason.DecisionRecordFull, ""},
+			{"jti-a", 1, 2, exp, t0, nil, "ok"}, // its own redelivery still passes
+			{"jti-b", 2, 2, exp.Add(time.Hour), exp.Add(time.Nanosecond), nil, "ok"},
+			{"jti-b", 3, 1, exp.Add(time.Hour), exp.Add(time.Second), reason.DecisionDuplicate, ""},
 		}},
 		{"deny/clock_stepped_back_after_expiry", 4, []step{
-			{"jti-a", 1, 1, exp, t0, ""},
-			{"jti-z", 9, 1, exp.Add(time.Hour), exp.Add(time.Second), ""}, // drops jti-a
-			{"jti-a", 2, 1, exp, t0, reason.DecisionExpired},
+			{"jti-a", 1, 1, exp, t0, nil, "ok"},
+			{"jti-z", 9, 1, exp.Add(time.Hour), exp.Add(time.Second), nil, "ok"}, // drops jti-a
+			{"jti-a", 2, 1, exp, t0, reason.DecisionExpired, ""},
 		}},
 	}
 	for _, tc := range cases {
@@ -213,8 +238,11 @@ func TestTokenRecord(t *testing.T) {
 			r := newTokenRecord(tc.max)
 			for i, s := range tc.steps {
 				err := r.claim(s.id, "c1", s.seq, s.n, s.exp, s.now)
-				if s.want == "" && err != nil || s.want != "" && !errors.Is(err, s.want) {
-					t.Fatalf("step %d: claim(%s, seq %d) = %v; want %q", i, s.id, s.seq, err, s.want)
+				if s.want == nil && err != nil || s.want != nil && !errors.Is(err, s.want) {
+					t.Fatalf("step %d: claim(%s, seq %d) = %v; want %v", i, s.id, s.seq, err, s.want)
+				}
+				if err == nil && s.settle != "" {
+					r.settle(s.id, s.settle == "ok")
 				}
 			}
 			if n := r.len(); n > tc.max {
@@ -299,6 +327,7 @@ func TestTokenRecordAnotherConsumer(t *testing.T) {
 	if err := r.claim("jti-a", "c2", 1, 1, exp, testClock.Add(time.Second)); !errors.Is(err, reason.DecisionDuplicate) {
 		t.Errorf("same sequence from another consumer = %v; want %s", err, reason.DecisionDuplicate)
 	}
+	r.settle("jti-a", false) // handed back
 	if err := r.claim("jti-a", "c1", 1, 2, exp, testClock.Add(2*time.Second)); err != nil {
 		t.Errorf("redelivery by the first consumer = %v; want handed over", err)
 	}

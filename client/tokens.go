@@ -2,6 +2,7 @@ package client
 
 import (
 	"container/heap"
+	"errors"
 	"sync"
 	"time"
 
@@ -42,13 +43,33 @@ type tokenRecord struct {
 }
 
 // handedOver is the JetStream consumer and stream sequence a token was
-// handed over from, and until when it verifies (exp plus skew, Unix
-// nanoseconds).
+// handed over from, until when it verifies (exp plus skew, Unix
+// nanoseconds), and how its handler fared.
 type handedOver struct {
 	consumer string
 	seq      uint64
 	expires  int64
+	state    tokenState
 }
+
+// tokenState is how the handler of a token handed over fared.
+type tokenState uint8
+
+const (
+	tokenHandling tokenState = iota // its handler has not returned
+	tokenDone                       // its handler succeeded
+	tokenFailed                     // its handler failed: it may be handed over again
+)
+
+// Redeliveries the record does not hand over, and that are not refused:
+// errHandled, one of a delivery whose handler succeeded (its
+// acknowledgement lost, or the handler slower than AckWait), is
+// acknowledged; errHandling, one of a delivery whose handler still runs,
+// is left to come back, by when that handler has settled it.
+var (
+	errHandled  = errors.New("client: a redelivery of a delivery already handled")
+	errHandling = errors.New("client: a redelivery of a delivery still being handled")
+)
 
 func newTokenRecord(max int) *tokenRecord {
 	return &tokenRecord{max: max, byID: make(map[string]handedOver)}
@@ -58,8 +79,11 @@ func newTokenRecord(max int) *tokenRecord {
 // be handed over from stream sequence seq as delivered by the JetStream
 // consumer named consumer for the delivered-th time (JetStream's
 // NumDelivered, from 1), at now. It returns nil for a token not seen
-// before and for a redelivery: the same sequence from the same consumer
-// again, delivered ≥ 2. Or it returns a *reason.Denial:
+// before, and for one whose handler failed (settle), from wherever it
+// comes. A redelivery (the same sequence from the same consumer again,
+// delivered ≥ 2) of a token whose handler succeeded is errHandled, and of
+// one whose handler still runs errHandling. Or it returns a
+// *reason.Denial:
 //
 //   - DecisionDuplicate: the token was handed over from another stream
 //     sequence (a re-published copy), or from the same sequence by
@@ -92,9 +116,19 @@ func (r *tokenRecord) claim(id, consumer string, seq, delivered uint64, expires,
 		return reason.Deny(reason.DecisionExpired, "jti %s expired at %s", id, expires.Format(time.RFC3339))
 	}
 	if h, ok := r.byID[id]; ok {
+		if h.state == tokenFailed {
+			// Its handler did not finish the job: handed over again,
+			// whether redelivered, delivered by a consumer created
+			// again, or copied.
+			r.byID[id] = handedOver{consumer: consumer, seq: seq, expires: h.expires}
+			return nil
+		}
 		if h.seq == seq && h.consumer == consumer {
 			if delivered >= 2 {
-				return nil
+				if h.state == tokenDone {
+					return errHandled
+				}
+				return errHandling
 			}
 			// A first delivery of a sequence this consumer name has
 			// delivered before: not this consumer's redelivery (its
@@ -116,6 +150,23 @@ func (r *tokenRecord) claim(id, consumer string, seq, delivered uint64, expires,
 	r.byID[id] = handedOver{consumer: consumer, seq: seq, expires: expires.UnixNano()}
 	heap.Push(&r.expiry, expiring{id: id, expires: expires.UnixNano()})
 	return nil
+}
+
+// settle records how the handler of token id fared: ok, its redeliveries
+// are acknowledged and its copies refused; failed, it may be handed over
+// again.
+func (r *tokenRecord) settle(id string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, found := r.byID[id]
+	if !found {
+		return
+	}
+	h.state = tokenFailed
+	if ok {
+		h.state = tokenDone
+	}
+	r.byID[id] = h
 }
 
 // len returns the number of tokens recorded, expired ones included until
