@@ -33,7 +33,8 @@ var (
 	// ErrRequest: a Request (or an approval answer) cannot be sent as is.
 	ErrRequest = errors.New("client: invalid request")
 	// ErrUnavailable: no stream acknowledged the message within
-	// MaxAttempts attempts (timeouts, no responders).
+	// MaxAttempts attempts (timeouts, no responders). An attempt that
+	// timed out may still have been stored (see Send).
 	ErrUnavailable = errors.New("client: no acknowledgement from JetStream")
 	// ErrCollision: every fresh message id was already in the ingress
 	// stream's duplicate window (MaxReissues+1 times in a row).
@@ -364,7 +365,12 @@ func (a *Agent) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String()))
 // body and signature), at most MaxReissues times.
 //
 // Errors wrap ErrRequest, ErrUnavailable, ErrCollision, ErrPublish or the
-// context's error.
+// context's error. After ErrUnavailable or the context's error an attempt
+// that timed out may still have been stored, and will be decided: a
+// caller that sends the request again gets a new message id, and with the
+// default idempotency key (the message id) the gateway decides both. A
+// request that must not be carried out twice sets Request.IdempotencyKey,
+// and the gateway then refuses the second copy (duplicate_request).
 func (a *Agent) Send(ctx context.Context, req Request) (*Receipt, error) {
 	return a.send(ctx, req, nil)
 }
