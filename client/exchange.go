@@ -294,16 +294,33 @@ func readExchanged(resp *protocol.Response, cfg ExchangeConfig, pub, xkey string
 // CredentialSource keeps one agent's credential fresh through the
 // exchange: Credential returns the current one until RenewBefore its
 // expiry, then exchanges a new IdP token for a new one. It is safe for
-// concurrent use; concurrent callers share one renewal.
+// concurrent use: one caller renews at a time, and while the current
+// credential is valid the others are handed it meanwhile rather than
+// waiting for the renewal.
 type CredentialSource struct {
 	nc   *nats.Conn
 	cfg  ExchangeConfig
 	opts []Option
 	now  func() time.Time
 
-	mu  sync.Mutex
-	cur *ExchangedCredential
+	mu       sync.Mutex
+	cur      *ExchangedCredential
+	renewing *renewal  // the renewal in flight; nil when none
+	retryAt  time.Time // after a failed renewal, none before this while cur is valid
 }
+
+// renewal is one exchange for a new credential; done is closed once c or
+// err is set.
+type renewal struct {
+	done chan struct{}
+	c    *ExchangedCredential
+	err  error
+}
+
+// renewRetry is how long a CredentialSource whose renewal failed while
+// its credential is still valid waits before it tries again, so that an
+// outage does not cost every call an exchange's timeout.
+const renewRetry = 5 * time.Second
 
 // NewCredentialSource checks cfg and returns a source; it exchanges
 // nothing until the first Credential call. Errors wrap ErrConfig.
@@ -323,24 +340,77 @@ func NewCredentialSource(nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*Cr
 // so a brief IdP or gateway outage does not stop an agent; once it has
 // expired, by the clock read after the renewal failed, the renewal's
 // error is returned.
+//
+// One caller renews at a time. While it does, or for a few seconds after
+// a renewal failed, the others are handed the current credential if it
+// is still valid, and otherwise wait for the renewal (or their context)
+// and share its result.
 func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if s.cur != nil && now.Before(s.renewAt(s.cur)) {
-		return s.cur, nil
-	}
-	c, err := Exchange(ctx, s.nc, s.cfg, s.opts...)
-	if err != nil {
+	for {
+		s.mu.Lock()
+		now := s.now()
+		if s.cur != nil && now.Before(s.renewAt(s.cur)) {
+			c := s.cur
+			s.mu.Unlock()
+			return c, nil
+		}
+		valid := s.cur != nil && now.Before(s.cur.Expires)
+		if valid && (s.renewing != nil || now.Before(s.retryAt)) {
+			c := s.cur
+			s.mu.Unlock()
+			return c, nil
+		}
+		if r := s.renewing; r != nil {
+			s.mu.Unlock()
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if r.err == nil {
+				return r.c, nil
+			}
+			if errors.Is(r.err, context.Canceled) || errors.Is(r.err, context.DeadlineExceeded) {
+				continue // its caller gave up, not the exchange: try again
+			}
+			if c, ok := s.valid(); ok {
+				return c, nil
+			}
+			return nil, r.err
+		}
+		r := &renewal{done: make(chan struct{})}
+		s.renewing = r
+		s.mu.Unlock()
+		r.c, r.err = Exchange(ctx, s.nc, s.cfg, s.opts...)
+		s.mu.Lock()
+		s.renewing = nil
+		if r.err == nil {
+			s.cur, s.retryAt = r.c, time.Time{}
+		} else {
+			s.retryAt = s.now().Add(renewRetry)
+		}
+		s.mu.Unlock()
+		close(r.done)
+		if r.err == nil {
+			return r.c, nil
+		}
 		// The exchange may have taken its whole timeout: judge the
 		// fallback at the instant it would be returned.
-		if s.cur != nil && s.now().Before(s.cur.Expires) {
-			return s.cur, nil
+		if c, ok := s.valid(); ok {
+			return c, nil
 		}
-		return nil, err
+		return nil, r.err
 	}
-	s.cur = c
-	return c, nil
+}
+
+// valid returns the current credential if it has not expired by now.
+func (s *CredentialSource) valid() (*ExchangedCredential, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil && s.now().Before(s.cur.Expires) {
+		return s.cur, true
+	}
+	return nil, false
 }
 
 func (s *CredentialSource) renewAt(c *ExchangedCredential) time.Time {

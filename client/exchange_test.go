@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +208,78 @@ func TestExchangeProvesXKey(t *testing.T) {
 	case err := <-got:
 		t.Errorf("a refused config sent a request (%v)", err)
 	default:
+	}
+}
+
+// TestCredentialSourceRenewalHoldsNoOne: while one caller's renewal hangs
+// in the IdP, the others are handed the current credential, still valid,
+// at once; once the renewal has failed, calls in the next few seconds are
+// handed it too, without asking the IdP again.
+func TestCredentialSourceRenewalHoldsNoOne(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	answerExchange(t, connectTo(t, w), a.token)
+	var (
+		mu    sync.Mutex
+		now   = testClock
+		calls int
+	)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	src, err := NewCredentialSource(w.nc, ExchangeConfig{
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
+		Token: func(context.Context) (string, error) {
+			mu.Lock()
+			calls++
+			n := calls
+			mu.Unlock()
+			if n == 1 {
+				return "idp-token", nil
+			}
+			entered <- struct{}{}
+			<-release
+			return "", errors.New("idp unreachable")
+		},
+	}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := src.Credential(ctxT(t))
+	if err != nil {
+		t.Fatalf("Credential = %v", err)
+	}
+	mu.Lock()
+	now = testClock.Add(29 * time.Minute) // due for renewal, still valid
+	mu.Unlock()
+	renewed := make(chan error, 1)
+	go func() { _, err := src.Credential(ctxT(t)); renewed <- err }()
+	<-entered // that renewal hangs in the IdP
+	others := make(chan *ExchangedCredential, 3)
+	for range 3 {
+		go func() {
+			c, _ := src.Credential(ctxT(t))
+			others <- c
+		}()
+	}
+	for range 3 {
+		select {
+		case c := <-others:
+			if c != first {
+				t.Errorf("a caller beside the renewal got %v; want the current credential", c)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("a caller waited for the renewal in flight")
+		}
+	}
+	close(release)
+	if err := <-renewed; err != nil {
+		t.Fatalf("the renewing caller = %v; want the current credential, still valid", err)
+	}
+	if c, err := src.Credential(ctxT(t)); err != nil || c != first {
+		t.Errorf("Credential right after the failed renewal = %v, %v; want the current credential", c, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Errorf("the IdP was asked %d times; want 2 (the first credential, one renewal)", calls)
 	}
 }
