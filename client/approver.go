@@ -169,6 +169,9 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	return consume(ctx, ap.js, ap.cfg.Stream, cc, ap.cfg.Bind, 0, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
+		if ctx.Err() != nil {
+			return // left unacknowledged: not shown to an fn whose context is done
+		}
 		req, err := DecodeRequest(m.Subject(), m.Data(), tenant)
 		if err != nil {
 			ap.reject(m, err, err.Error())
