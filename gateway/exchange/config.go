@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nkeys"
 
@@ -441,6 +442,12 @@ func validSubject(s string) bool {
 
 // checkURL accepts https, or http to a loopback host (tests, a local IdP).
 func checkURL(raw string) error {
+	// No spaces or control characters (url.Parse keeps spaces in the
+	// path): an issuer is half of a principal's name, which a space
+	// could make ambiguous.
+	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }) {
+		return fmt.Errorf("%q holds a space or a control character", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("%q is not an absolute URL without query or credentials", raw)

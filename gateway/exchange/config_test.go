@@ -55,6 +55,7 @@ func TestConfigValidate(t *testing.T) {
 		{"deny/rule_bad_scope", func(c *Config) { c.IdPs[0].Rules[0].Scopes = []string{"refund*"} }, []string{"is not a scope"}},
 		{"deny/rule_no_scopes", func(c *Config) { c.IdPs[0].Rules[0].Scopes = nil }, []string{"scopes is required"}},
 		{"deny/issuer_with_hash", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/#" }, []string{"holds '#'"}},
+		{"deny/issuer_with_space", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/realms/acme x" }, []string{"holds a space"}},
 		{"deny/duplicate_issuer", func(c *Config) { c.IdPs[1].Issuer = c.IdPs[0].Issuer }, []string{"duplicate issuer"}},
 		{"deny/tenant_without_issuer_seed", func(c *Config) { delete(c.IssuerSeeds, "tenant_b") }, []string{`tenant "tenant_b" has no issuer_seeds`}},
 		{"deny/every_problem_at_once", func(c *Config) {

@@ -8,7 +8,9 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/goccy/go-yaml"
 
@@ -170,6 +172,14 @@ func (e EndpointConfig) validate() error {
 	}
 	if len(e.AuthorizationServers) == 0 {
 		add("endpoint: at least one authorization server is required")
+	}
+	for _, a := range e.AuthorizationServers {
+		// An issuer is the first half of a principal's name (issuer, a
+		// space, subject): one with a space could name another's.
+		if u, err := url.Parse(a); err != nil || u.Scheme == "" || u.Host == "" ||
+			strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }) {
+			add("endpoint: authorization server %.120q is not an absolute URL without spaces", a)
+		}
 	}
 	if e.GatewayAudience == "" {
 		add("endpoint: gateway_audience is required")

@@ -170,3 +170,21 @@ func issuerPublic(t testing.TB) string {
 	must(t, err)
 	return pub
 }
+
+// TestAuthorizationServerWithSpaceRefused: a principal is named by its
+// issuer, a space and its subject; an issuer holding a space could name
+// another issuer's principal (issuer "I w", subject "s" against issuer
+// "I", subject "w s") and take its keys. Such an authorization server is
+// refused, as the exchange refuses such an IdP issuer.
+func TestAuthorizationServerWithSpaceRefused(t *testing.T) {
+	for _, a := range []string{"https://idp.example/realms/acme x", "https://idp.example/\tx", "not a url"} {
+		e := EndpointConfig{AuthorizationServers: []string{a}}
+		if err := e.validate(); err == nil || !strings.Contains(err.Error(), "is not an absolute URL without spaces") {
+			t.Errorf("authorization server %q: validate = %v; want it refused", a, err)
+		}
+	}
+	e := EndpointConfig{AuthorizationServers: []string{"https://idp.example/realms/acme"}}
+	if err := e.validate(); err != nil && strings.Contains(err.Error(), "authorization server") {
+		t.Errorf("a plain issuer URL refused: %v", err)
+	}
+}
