@@ -128,10 +128,10 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 				return nil, &jsonrpc.Error{Code: CodeDenied, Message: "denied: " + string(denied.Reason), Data: data}
 			}
 			if r.err != nil {
-				if errors.Is(r.err, client.ErrNoReply) {
-					return nil, noReply()
+				if notSent(r.err) {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call not sent to the gateway"}
 				}
-				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "call not sent to the gateway"}
+				return nil, noReply()
 			}
 			return toolResult(r.reply.Payload), nil
 		case <-holds:
@@ -146,6 +146,18 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 			return nil, noReply()
 		}
 	}
+}
+
+// notSent reports whether err, from SendAndWait, says the envelope was
+// never stored: a request or configuration the SDK refused before
+// publishing, or every message id it tried already taken. Anything else
+// (an attempt whose acknowledgement never came, a context ended during
+// the send, a refusal after such an attempt, no reply) may have been
+// stored and will then be decided, the tool perhaps run: such a call is
+// reported as having no reply (CodeNoReply), never as not sent, so that
+// a client does not send it again as a new call.
+func notSent(err error) bool {
+	return errors.Is(err, client.ErrRequest) || errors.Is(err, client.ErrConfig) || errors.Is(err, client.ErrCollision)
 }
 
 func noReply() error {
