@@ -198,3 +198,28 @@ func TestEndpointTaskTTLClamped(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointTaskGoneAfterTTL: a task is kept for its ttl once it ends:
+// after that tasks/get, tasks/result and tasks/list no longer show it,
+// whether or not another task has been started since (which sweeps the
+// table).
+func TestEndpointTaskGoneAfterTTL(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("tess", "support")
+	tk, resp := h.createTask(tok, 1, "search", `{"query":"brief"}`, `{"ttl":1}`)
+	if tk.TaskID == "" {
+		t.Fatalf("task-augmented call = %s; want a task", resp)
+	}
+	if _, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, tk.TaskID)); !strings.Contains(resp, "3 articles about brief") {
+		t.Fatalf("tasks/result = %s; want the result", resp)
+	}
+	time.Sleep(50 * time.Millisecond) // past its 1 ms ttl
+	for i, method := range []string{"tasks/get", "tasks/result"} {
+		if _, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, 3+i, method, tk.TaskID)); !strings.Contains(resp, `"error"`) || strings.Contains(resp, "brief") {
+			t.Errorf("%s past the ttl = %s; want an unknown task", method, resp)
+		}
+	}
+	if _, resp := h.postRPC(tok, `{"jsonrpc":"2.0","id":5,"method":"tasks/list","params":{}}`); strings.Contains(resp, tk.TaskID) {
+		t.Errorf("tasks/list past the ttl = %s; want the task gone", resp)
+	}
+}

@@ -199,9 +199,10 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			list := []Task{}
 			if s != nil {
 				_, scopes, _ := s.credential()
+				now := e.now()
 				e.tasks.mu.Lock()
 				for _, tk := range e.tasks.tasks {
-					if sees(s, scopes, tk) {
+					if sees(s, scopes, tk, now) {
 						list = append(list, tk.snapshot())
 					}
 				}
@@ -424,18 +425,22 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 	_, scopes, _ := s.credential() // before tasks.mu: a renewal holds s.mu
 	e.tasks.mu.Lock()
 	defer e.tasks.mu.Unlock()
-	if tk := e.tasks.tasks[id]; tk != nil && sees(s, scopes, tk) {
+	if tk := e.tasks.tasks[id]; tk != nil && sees(s, scopes, tk, e.now()) {
 		return tk
 	}
 	return nil
 }
 
 // sees reports whether a request made with s's token, whose credential
-// holds scopes, may see tk: its principal made it, and the scopes hold
+// holds scopes, may see tk at now: its principal made it, the scopes hold
 // the tool's (a narrow token of the principal does not read a broad
-// one's results).
-func sees(s *session, scopes []string, tk *task) bool {
-	return tk.owner == s.p.id && covered(scopes, tk.scope)
+// one's results), and its ttl has not run out (it is kept no longer than
+// its ttl, whenever the table is next swept).
+func sees(s *session, scopes []string, tk *task, now time.Time) bool {
+	tk.mu.Lock()
+	gone := !tk.expires.IsZero() && now.After(tk.expires)
+	tk.mu.Unlock()
+	return !gone && tk.owner == s.p.id && covered(scopes, tk.scope)
 }
 
 // rewrite runs next into a buffer and lets edit change the JSON-RPC
