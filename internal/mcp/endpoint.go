@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -197,15 +199,39 @@ func (e *Endpoint) scopes() []string {
 }
 
 // checkOrigin refuses a request whose Origin header is present and not
-// allowed (DNS rebinding, cross-site browsers).
+// allowed (DNS rebinding, cross-site browsers), and on a loopback
+// listener one whose Host is not a loopback host.
 func (e *Endpoint) checkOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o := r.Header.Get("Origin"); o != "" && !slices.Contains(e.ep.AllowedOrigins, o) {
 			http.Error(w, "origin not allowed", http.StatusForbidden)
 			return
 		}
+		// DNS rebinding: an endpoint listening on loopback answers only
+		// requests addressed to a loopback host, as the MCP SDK's handler
+		// does; here for every request, the tasks the endpoint answers
+		// itself included.
+		if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && local != nil &&
+			loopback(local.String()) && !loopback(r.Host) {
+			http.Error(w, "invalid Host header", http.StatusForbidden)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopback reports whether addr (host, or host:port) is localhost or a
+// loopback IP address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]")
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // refuseReplay refuses a tools/call whose JSON-RPC id was already used

@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -55,5 +57,36 @@ func TestEndpointLostAcksAreNoReply(t *testing.T) {
 			t.Fatal("the stored call never reached the tool: the test shows nothing")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEndpointRebindingHostRefused: on its loopback listener the endpoint
+// answers only requests addressed to a loopback host (DNS rebinding), on
+// every path: a synchronous call (the MCP SDK's handler), and what the
+// endpoint answers itself (a task-augmented call, tasks/list).
+func TestEndpointRebindingHostRefused(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("tess", "support")
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"rebind"}}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","task":{"ttl":5000},"arguments":{"query":"rebind"}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tasks/list","params":{}}`,
+	} {
+		req, err := http.NewRequest(http.MethodPost, h.resource, strings.NewReader(body))
+		must(t, err)
+		req.Host = "rebind.attacker.example"
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s with Host rebind.attacker.example: %d %s; want 403", body, resp.StatusCode, b)
+		}
+	}
+	if calls := h.upstream.calls(); slices.ContainsFunc(calls, func(c string) bool { return strings.Contains(c, "rebind") }) {
+		t.Errorf("a refused call reached the tool: %v", calls)
 	}
 }
