@@ -110,7 +110,9 @@ type IdPConfig struct {
 	// the tenant itself.
 	TenantMap map[string]string `yaml:"tenant_map"`
 	// RequiredClaims must be present and non-empty, besides iss, sub,
-	// aud, exp and iat which always are.
+	// aud, exp and iat which always are. Present: false and 0 count, so
+	// a claim such as email_verified is not required to be true by
+	// naming it here.
 	RequiredClaims []string `yaml:"required_claims"`
 	// ServiceClaim names a claim copied into the credential's service
 	// (it must be [A-Za-z0-9._:-]{1,128}). Zero: no service.
@@ -136,8 +138,10 @@ type IdPConfig struct {
 // Rule grants Scopes when the claim at Claim (a dotted path such as
 // "groups" or "realm_access.roles") matches. Exactly one of Contains and
 // Equals: Contains matches a string element of an array claim, or one
-// space-separated word of a string claim (the OAuth "scope" form); Equals
-// matches a string claim exactly. Tenants, when set, restricts the rule
+// space-separated word of a string claim (the OAuth "scope" form: a
+// free-text claim such as "Domain Admins" matches "Admins" too, so point
+// Contains at an array claim or a scope claim); Equals matches a string
+// claim exactly. Tenants, when set, restricts the rule
 // to those tenants.
 type Rule struct {
 	ID       string   `yaml:"id"`
