@@ -564,7 +564,8 @@ export class Approver {
    * gateway's by more than skewMs) is handed back instead, and reported,
    * so that a lagging clock does not hide a live request from the others,
    * as the Go SDK's Watch does. Rejects with a StreamError when the
-   * consumer cannot be created or disappears.
+   * consumer cannot be created or disappears, or the connection closes
+   * for good.
    */
   async watch(fn: (req: ApprovalRequest) => unknown, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const spec = this.#spec();

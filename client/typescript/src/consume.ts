@@ -73,13 +73,14 @@ export async function openConsumer(js: JetStreamClient, spec: PullSpec): Promise
 }
 
 /**
- * pull yields the messages of cons, one at a time, until signal aborts or
- * the consumer disappears (a StreamError). Each pull request asks for up
- * to maxMessages: a reader that handles several messages at once asks for
- * at least as many, so that the buffer keeps every place filled. On abort
- * the subscription is stopped rather than drained: messages buffered but
- * not yet handled are left unacknowledged and come back after AckWait,
- * instead of being handed to a handler that is shutting down.
+ * pull yields the messages of cons, one at a time, until signal aborts,
+ * the consumer disappears or the connection closes for good (both a
+ * StreamError). Each pull request asks for up to maxMessages: a reader
+ * that handles several messages at once asks for at least as many, so
+ * that the buffer keeps every place filled. On abort the subscription is
+ * stopped rather than drained: messages buffered but not yet handled are
+ * left unacknowledged and come back after AckWait, instead of being
+ * handed to a handler that is shutting down.
  */
 export async function* pull(cons: JsConsumer, stream: string, signal: AbortSignal | undefined, maxMessages = 16): AsyncGenerator<JsMsg> {
   signal?.throwIfAborted();
@@ -103,18 +104,34 @@ export async function* pull(cons: JsConsumer, stream: string, signal: AbortSigna
       }
     }
   })().catch(() => {});
+  const it = msgs[Symbol.asyncIterator]();
   try {
-    for await (const m of msgs) {
-      if (signal?.aborted) {
+    for (;;) {
+      let r: IteratorResult<JsMsg>;
+      try {
+        r = await it.next();
+      } catch (err) {
+        // nats.js stops the messages with an error (the subscription
+        // refused, a permissions violation): nothing more will come.
+        if (signal?.aborted) {
+          return;
+        }
+        throw gone ?? new StreamError(`stream: consumer on ${stream}: ${(err as Error)?.message ?? err}`, { cause: err });
+      }
+      if (r.done || signal?.aborted) {
         break;
       }
-      yield m;
+      yield r.value;
     }
   } finally {
     signal?.removeEventListener("abort", stop);
     msgs.stop();
   }
-  if (gone !== undefined && !signal?.aborted) {
-    throw gone;
+  if (signal?.aborted) {
+    return;
   }
+  // The messages end only when stopped: by pull itself on abort or when
+  // the consumer is gone, or by nats.js when the connection closes (it
+  // then ends them quietly, and reports nothing in status) or drains.
+  throw gone ?? new StreamError(`stream: consumer on ${stream}: the connection closed`);
 }

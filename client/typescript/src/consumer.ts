@@ -10,7 +10,7 @@ import type { Limits } from "./envelope.js";
 import { validTarget, validToken } from "./envelope.js";
 import { Box, isPublicKey } from "./keys.js";
 import { headersOf } from "./internal/headers.js";
-import { DEFAULT_MAX_TOKENS, HAND_BACK_DELAY_MS, TokenRecord } from "./internal/tokens.js";
+import { DEFAULT_MAX_TOKENS, HAND_BACK_DELAY_MS, TokenRecord, type Redelivery } from "./internal/tokens.js";
 import { capability, STREAM_CAPABILITY } from "./subjects.js";
 import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "./verify.js";
 
@@ -21,6 +21,27 @@ export const MAX_CONCURRENCY = 1024;
 
 /** PULL_BUFFER is how many messages a pull request asks for; consume asks for at least its concurrency. */
 const PULL_BUFFER = 16;
+
+/**
+ * CLOCK_BEHIND_MARGIN_MS is how far ahead of the consumer's clock a
+ * token may be issued and still be handed back rather than terminated:
+ * the largest skew the gateway may be configured with (5 minutes).
+ */
+const CLOCK_BEHIND_MARGIN_MS = 300_000;
+
+/**
+ * settlers holds, for each ReceivedDelivery a Consumer handed over, the
+ * function that records in the Consumer's token record how its handling
+ * fared (TokenRecord.settle).
+ */
+const settlers = new WeakMap<ReceivedDelivery, (ok: boolean) => void>();
+
+/** settleToken records how the handling of d fared, once: later calls do nothing. */
+function settleToken(d: ReceivedDelivery, ok: boolean): void {
+  const settle = settlers.get(d);
+  settlers.delete(d);
+  settle?.(ok);
+}
 
 /** ConsumerConfig configures a capability consumer. It holds the consumer's curve key: never log it. */
 export interface ConsumerConfig {
@@ -81,7 +102,9 @@ export interface ConsumerConfig {
    * Called with the subject and the VerificationError of every message
    * that is not handed over: one that fails verification or is a copy of
    * a delivery already handed over (terminated), or one the token record
-   * refuses though it verifies (handed back; see Consumer). It is called
+   * refuses though it verifies, or one whose token is issued later than
+   * the consumer's clock says it is now by up to 5 minutes (handed back;
+   * see Consumer). It is called
    * from the loop that reads and verifies messages, one call at a time
    * whatever the concurrency (a refused message takes no handler's
    * place): keep it short.
@@ -100,8 +123,9 @@ export interface ConsumerConfig {
    * How many deliveries consume hands to its handler at once, each
    * settled when its handler settles. Absent, 0 or 1: one at a time, in
    * stream order. Above 1: up to that many handler calls in flight, which
-   * overlap and finish in any order, and a redelivery (after AckWait) can
-   * overlap the handling of the delivery it repeats. At most
+   * overlap and finish in any order; a redelivery (after AckWait) of a
+   * delivery whose handler still runs is left, not handed to a second
+   * call (see Consumer). At most
    * MAX_CONCURRENCY; negative or not an integer: ConfigError. deliveries
    * always yields one at a time.
    */
@@ -119,7 +143,9 @@ export interface ConsumeOptions {
 /**
  * A ReceivedDelivery is a verified delivery from a Consumer, with the
  * JetStream message it came in. Settle it once: ack when handled, nak to
- * have it redelivered.
+ * have it redelivered (and handed over again), term to drop it for good.
+ * Until it is settled its redeliveries are not handed over (see
+ * Consumer).
  */
 export class ReceivedDelivery extends Delivery {
   readonly #msg: JsMsg;
@@ -142,30 +168,54 @@ export class ReceivedDelivery extends Delivery {
     return this.#msg.seq;
   }
 
-  /** Whether ack or nak was called. */
+  /** Whether ack, nak or term was called. */
   get settled(): boolean {
     return this.#settled;
   }
 
-  /** ack acknowledges the message: it is handled and will not be redelivered. */
+  /**
+   * ack acknowledges the message: it is handled and will not be
+   * redelivered. A redelivery that comes all the same (the
+   * acknowledgement was lost) is acknowledged, not handed over.
+   */
   ack(): void {
     if (this.#settled) {
       return;
     }
     this.#settled = true;
+    settleToken(this, true);
     this.#msg.ack();
   }
 
-  /** nak hands the message back for redelivery, after delayMs if given. */
+  /** nak hands the message back for redelivery, after delayMs if given: its decision is handed over again. */
   nak(delayMs?: number): void {
     if (this.#settled) {
       return;
     }
     this.#settled = true;
+    settleToken(this, false);
     if (delayMs !== undefined && delayMs > 0) {
       this.#msg.nak(delayMs);
     } else {
       this.#msg.nak();
+    }
+  }
+
+  /**
+   * term terminates the message: it is never redelivered, and its
+   * decision is not handed over again. reason, if given, is the term
+   * reason JetStream reports.
+   */
+  term(reason?: string): void {
+    if (this.#settled) {
+      return;
+    }
+    this.#settled = true;
+    settleToken(this, true);
+    if (reason !== undefined && reason !== "") {
+      this.#msg.term(reason);
+    } else {
+      this.#msg.term();
     }
   }
 
@@ -195,16 +245,24 @@ export class ReceivedDelivery extends Delivery {
  * another stream sequence is a re-published copy (the same bytes stored
  * again under a new Nats-Msg-Id, which only a holder of publish rights on
  * the capability subject can do): it is terminated with
- * decision_token_duplicate and reported to onReject. A redelivery of the
- * same stream sequence by the same JetStream consumer (after a nak, after
- * AckWait, or after an ack that was lost; JetStream counts it delivered
- * twice or more) is handed over again, as at-least-once delivery
- * requires: a handler must still tolerate seeing the delivery it did not
- * acknowledge. The same sequence delivered for the first time again under
+ * decision_token_duplicate and reported to onReject. The record also
+ * remembers how the handling fared. A redelivery of the same stream
+ * sequence by the same JetStream consumer (JetStream counts it delivered
+ * twice or more) is handed over again when the handling failed (the
+ * delivery was nak'd: the handler rejected), acknowledged without a
+ * second call when it succeeded (acknowledged or terminated, and the
+ * acknowledgement lost, or the handler ran past AckWait), and left alone
+ * while the delivery is not settled yet (the handler still runs, and
+ * settles the sequence). A decision whose handling failed is handed over
+ * again from wherever it comes; one whose handling succeeded or still
+ * runs is not. The same sequence delivered for the first time again under
  * the same consumer name (a durable deleted and created again, which
- * delivers the stream from its start) is not a redelivery: a duplicate. The record holds at most maxTokens tokens; when it is full
- * a new delivery is handed back rather than handed over unrecorded (see
- * maxTokens).
+ * delivers the stream from its start) is not a redelivery: a duplicate.
+ * A handler must still tolerate seeing a decision it did not finish: a
+ * process that dies while its handler runs hands nothing on, and
+ * JetStream redelivers the message to whichever reader asks next. The
+ * record holds at most maxTokens tokens; when it is full a new delivery
+ * is handed back rather than handed over unrecorded (see maxTokens).
  *
  * The record forgets a token once a clock reading passes its expiry. If
  * that reading was ahead (a VM resumed, a clock stepped forward and then
@@ -222,6 +280,13 @@ export class ReceivedDelivery extends Delivery {
  * that arrives after a restart, is handed over there. A tool that runs
  * several instances and must never act twice keeps claims.id in shared
  * durable state of its own.
+ *
+ * A token issued later than the consumer's clock says it is now (the
+ * clock runs behind the gateway's by more than skewMs) that would verify
+ * by a clock up to 5 minutes ahead is reported with
+ * decision_token_invalid and handed back (nak, after nakDelayMs or one
+ * second), not terminated, so that a lagging clock does not destroy a
+ * live delivery for every reader of the durable.
  */
 export class Consumer {
   readonly #js: JetStreamClient;
@@ -325,14 +390,17 @@ export class Consumer {
   /**
    * deliveries yields each verified delivery of the configured targets,
    * one at a time whatever the concurrency, until the signal aborts or the
-   * loop ends. Settle each one (ack or nak); an unsettled one comes back
-   * after AckWait and is handed over again. Messages that fail
-   * verification, and copies of a delivery already handed over from
-   * another stream sequence, are terminated and reported to onReject; one
-   * the token record refuses though it verifies (the record is full, or
-   * the token may be one it forgot) is handed back and reported (see
+   * loop ends. Settle each one (ack, nak or term): until it is settled,
+   * its redeliveries (after AckWait; working() defers them) are left to
+   * come back, and once nak'd it is handed over again, as is one the
+   * loop leaves unsettled when it stops (a break, a throw) holding it.
+   * Messages that fail verification, and copies of a delivery already
+   * handed over from another stream sequence, are terminated and reported
+   * to onReject; one the token record refuses though it verifies (the
+   * record is full, or the token may be one it forgot), or whose token is
+   * issued ahead of a lagging clock, is handed back and reported (see
    * Consumer). Throws a StreamError when the consumer cannot be created or
-   * disappears.
+   * disappears, or the connection closes for good.
    */
   deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
     return this.#verified(opts.signal, PULL_BUFFER);
@@ -345,13 +413,16 @@ export class Consumer {
    * flight. Each delivery is acknowledged when its handler resolves
    * (unless the handler settled it itself), and negatively acknowledged
    * (after nakDelayMs) to be redelivered when it rejects. With concurrency
-   * above 1 the handler calls overlap and finish in any order, and a
-   * redelivery (after AckWait) can overlap the handling of the delivery it
-   * repeats. Once the signal aborts no further delivery is handed over (it
-   * is left unacknowledged, to come back after AckWait), and consume
-   * resolves when the handler calls in flight have settled. It rejects
-   * with a StreamError when the consumer cannot be created or disappears,
-   * also only once the handler calls in flight have settled.
+   * above 1 the handler calls overlap and finish in any order. A
+   * redelivery of a delivery whose handler still runs (the handler ran
+   * past AckWait) is left, not handed over: the running call settles it;
+   * one whose handler resolved is acknowledged; only one whose handler
+   * rejected is handed over again. Once the signal aborts no further
+   * delivery is handed over (it is left unacknowledged, to come back after
+   * AckWait), and consume resolves when the handler calls in flight have
+   * settled. It rejects with a StreamError when the consumer cannot be
+   * created or disappears, or the connection closes for good, also only
+   * once the handler calls in flight have settled.
    */
   async consume(handler: (d: ReceivedDelivery) => unknown, opts: ConsumeOptions = {}): Promise<void> {
     const slots = Math.max(1, this.#cfg.concurrency ?? 1);
@@ -372,7 +443,9 @@ export class Consumer {
     try {
       for await (const d of this.#verified(opts.signal, Math.max(PULL_BUFFER, slots))) {
         if (opts.signal?.aborted || failed !== undefined) {
-          break; // left unacknowledged: it comes back after AckWait
+          // Left unacknowledged: it comes back after AckWait, and is
+          // handed over then (verified records it as not handled).
+          break;
         }
         const p: Promise<void> = handle(d)
           .catch((err: unknown) => {
@@ -407,16 +480,38 @@ export class Consumer {
     });
     for await (const m of pull(cons, stream, signal, maxMessages)) {
       let d: Delivery | undefined;
+      let redelivery: Redelivery | undefined;
+      let handBack = false;
       try {
         const now = this.#clock();
-        d = verifyDelivery(m.subject, headersOf(m), m.data, this.verifyOptions(now));
-        this.#claim(m, d, stream, now);
+        try {
+          d = verifyDelivery(m.subject, headersOf(m), m.data, this.verifyOptions(now));
+        } catch (err) {
+          // A token issued later than this clock says it is now: the clock
+          // runs behind the gateway's, and to a consumer whose clock is
+          // right the delivery is live. Handed back, as the Approver does,
+          // not terminated for every reader of the durable. Issued in the
+          // future is the only refusal a wider skew lifts that was not an
+          // expiry.
+          if (err instanceof VerificationError && err.reason === "decision_token_invalid") {
+            const wide = this.verifyOptions(now);
+            wide.skewMs = (wide.skewMs ?? 0) + CLOCK_BEHIND_MARGIN_MS;
+            try {
+              verifyDelivery(m.subject, headersOf(m), m.data, wide);
+              handBack = true;
+            } catch {
+              // invalid by any clock
+            }
+          }
+          throw err;
+        }
+        redelivery = this.#claim(m, d, stream, now);
       } catch (err) {
         const v = err instanceof VerificationError ? err : new VerificationError("internal_error", "verification failed");
         // With d set the token verifies at now: the record refuses it as
         // expired only for an earlier clock reading, which now may show to
         // have been ahead. Refused, but not terminated.
-        if (v.reason === "decision_token_record_full" || (d !== undefined && v.reason === "decision_token_expired")) {
+        if (handBack || v.reason === "decision_token_record_full" || (d !== undefined && v.reason === "decision_token_expired")) {
           m.nak(c.nakDelayMs || HAND_BACK_DELAY_MS);
         } else {
           m.term(v.reason);
@@ -424,7 +519,30 @@ export class Consumer {
         c.onReject?.(m.subject, v);
         continue;
       }
-      yield new ReceivedDelivery(d, m, this);
+      if (redelivery === "handled") {
+        // Its handling succeeded: the acknowledgement was lost, or came
+        // after AckWait.
+        m.ack();
+        continue;
+      }
+      if (redelivery === "handling") {
+        continue; // left: it comes back, by when the delivery it repeats is settled
+      }
+      const rd = new ReceivedDelivery(d, m, this);
+      const id = d.claims.id;
+      settlers.set(rd, (ok) => this.#tokens.settle(id, ok));
+      let left = true;
+      try {
+        yield rd;
+        left = false;
+      } finally {
+        // The reading loop stopped (a break, a throw) holding rd: unless
+        // it settled rd, rd was not handled, and is handed over again
+        // when it comes back. Nothing if it was settled.
+        if (left) {
+          settleToken(rd, false);
+        }
+      }
     }
   }
 
@@ -440,9 +558,10 @@ export class Consumer {
    * claim records that the verified delivery d, message m, is about to be
    * handed over (TokenRecord.claim). A message without JetStream
    * metadata, or from a stream other than the consumer's, cannot be told
-   * apart from a copy: internal_error.
+   * apart from a copy: internal_error. It returns what TokenRecord.claim
+   * does: "handled" or "handling" for a redelivery not to hand over.
    */
-  #claim(m: JsMsg, d: Delivery, stream: string, now: Date): void {
+  #claim(m: JsMsg, d: Delivery, stream: string, now: Date): Redelivery | undefined {
     let from: string;
     let consumer: string;
     let delivered: number;
@@ -457,7 +576,7 @@ export class Consumer {
       throw new VerificationError("internal_error", `jti ${d.claims.id}: delivered from stream ${from}, not ${stream}`);
     }
     const skew = this.#cfg.skewMs ?? DEFAULT_CONSUMER_SKEW_MS;
-    this.#tokens.claim(d.claims.id, consumer, m.seq, delivered, d.claims.expires.getTime() + skew, now.getTime());
+    return this.#tokens.claim(d.claims.id, consumer, m.seq, delivered, d.claims.expires.getTime() + skew, now.getTime());
   }
 
   toString(): string {

@@ -132,8 +132,8 @@ export class MessageDeniedError extends DeniedError {
 
 /**
  * StreamError: a stream or consumer could not be used (missing stream,
- * consumer creation refused, consumer deleted while consuming). The cause
- * is attached.
+ * consumer creation refused, consumer deleted while consuming, connection
+ * closed for good while consuming). The cause, if any, is attached.
  */
 export class StreamError extends AgentgwError {
   override name = "StreamError";

@@ -10,7 +10,7 @@ import { createAccount, createCurve, createServer, createUser, type KeyPair } fr
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { answerKey, Approver, decodeRequest, type ApprovalRequest, type ApproverConfig } from "../src/approver.js";
-import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, VerificationError } from "../src/errors.js";
+import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, StreamError, VerificationError } from "../src/errors.js";
 import { parseEnvelope } from "../src/envelope.js";
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
@@ -283,6 +283,26 @@ test("watch: on a durable, an approver whose clock runs behind hands back a requ
   term.stop();
   // An approver whose clock is right binds the same durable and is shown it.
   assert.deepEqual(await firstShown(approver({ durable, bind: true })), ["held-message-000000061"]);
+});
+
+test("watch: rejects with a StreamError once its connection is closed", async (t) => {
+  await approvalStream();
+  const own = await srv.connect();
+  t.after(() => own.close());
+  const durable = `${TENANT}-closing`;
+  const kp = createUser();
+  const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["approve:payments.*"], xkey: createCurve().getPublicKey() }, CLOCK);
+  const ap = new Approver(own, jetstream(own), { credential, key: kp, trustedGateways: [gw.getPublicKey()], durable, clock: () => CLOCK });
+  const stop = new AbortController();
+  t.after(() => stop.abort()); // on a failure: no watch left running
+  const watching = ap.watch(() => {}, { signal: stop.signal });
+  watching.catch(() => {}); // asserted below
+  for (let i = 0; (await jsm.consumers.info("AGENTGW_APPROVAL", durable).catch(() => null)) === null; i++) {
+    assert.ok(i < 300, "the durable was not created");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await own.close();
+  await rejectsWith(watching, StreamError, "watch after its connection closed");
 });
 
 /** terminations collects the stream sequence and reason of every message terminated on the approval stream. */

@@ -23,9 +23,39 @@ interface Expiring {
 }
 
 /**
+ * TokenState is how the handling of a token handed over fared: handling,
+ * handed over and not settled yet; done, acknowledged (its handler
+ * succeeded) or terminated; failed, handed back (its handler failed): it
+ * may be handed over again.
+ */
+export type TokenState = "handling" | "done" | "failed";
+
+/**
+ * Redelivery is what claim returns for a redelivery it does not hand
+ * over, and does not refuse: "handled", one of a delivery whose handling
+ * succeeded (its acknowledgement lost, or the handler slower than
+ * AckWait), to be acknowledged; "handling", one of a delivery not settled
+ * yet, to be left alone: it comes back, by when the running handler has
+ * settled it.
+ */
+export type Redelivery = "handled" | "handling";
+
+/**
+ * HandedOver is the JetStream consumer and stream sequence a token was
+ * handed over from, until when it verifies (exp plus skew, ms), and how
+ * its handling fared.
+ */
+interface HandedOver {
+  consumer: string;
+  seq: number;
+  expires: number;
+  state: TokenState;
+}
+
+/**
  * TokenRecord remembers which decision tokens a Consumer handed to its
- * handler, and from which sequence of its stream, until each token
- * expires.
+ * handler, from which sequence of its stream, and how their handling
+ * fared, until each token expires.
  *
  * A token is identified by its jti: 128 random bits the gateway draws
  * when it signs, covered by its signature. A copy of a delivery carries
@@ -34,9 +64,8 @@ interface Expiring {
  */
 export class TokenRecord {
   readonly #max: number;
-  // jti -> the JetStream consumer and stream sequence it was handed over
-  // from, and until when it verifies (exp plus skew, ms).
-  readonly #byId = new Map<string, { consumer: string; seq: number; expires: number }>();
+  // jti -> where it was handed over from, until when, and how it fared.
+  readonly #byId = new Map<string, HandedOver>();
   // A binary min-heap on expires.
   readonly #expiry: Expiring[] = [];
   // The latest expiry (ms) of an entry dropped because a clock reading
@@ -60,10 +89,13 @@ export class TokenRecord {
    * claim records that the token id, verifying until expires (ms), is
    * about to be handed over from stream sequence seq as delivered by the
    * JetStream consumer named consumer for the delivered-th time
-   * (JetStream's delivery count, from 1), at now (ms). It returns for a
-   * token not seen before and for a redelivery: the same sequence from
-   * the same consumer again, delivered >= 2. Or it throws a
-   * VerificationError:
+   * (JetStream's delivery count, from 1), at now (ms). It returns
+   * undefined, to hand it over, for a token not seen before and for one
+   * whose handling failed (settle), from wherever it comes. A redelivery
+   * (the same sequence from the same consumer again, delivered >= 2) of a
+   * token whose handling succeeded returns "handled" (acknowledge it, do
+   * not hand it over), and of one not settled yet "handling" (leave it).
+   * Or it throws a VerificationError:
    *
    *  - decision_token_duplicate: the token was handed over from another
    *    stream sequence (a re-published copy), or from the same sequence
@@ -83,7 +115,7 @@ export class TokenRecord {
    * Entries expire with their token, at the first claim whose now passes
    * their expiry.
    */
-  claim(id: string, consumer: string, seq: number, delivered: number, expires: number, now: number): void {
+  claim(id: string, consumer: string, seq: number, delivered: number, expires: number, now: number): Redelivery | undefined {
     while (this.#expiry.length > 0 && now > this.#expiry[0]!.expires) {
       const e = this.#pop();
       this.#byId.delete(e.id);
@@ -94,9 +126,15 @@ export class TokenRecord {
     }
     const h = this.#byId.get(id);
     if (h !== undefined) {
+      if (h.state === "failed") {
+        // Its handling did not finish the job: handed over again, whether
+        // redelivered, delivered by a consumer created again, or copied.
+        this.#byId.set(id, { consumer, seq, expires: h.expires, state: "handling" });
+        return undefined;
+      }
       if (h.seq === seq && h.consumer === consumer) {
         if (delivered >= 2) {
-          return;
+          return h.state === "done" ? "handled" : "handling";
         }
         // A first delivery of a sequence this consumer name has delivered
         // before: not this consumer's redelivery (its count would be 2 or
@@ -114,8 +152,22 @@ export class TokenRecord {
     if (this.#byId.size >= this.#max) {
       throw new VerificationError("decision_token_record_full", `jti ${id}: ${this.#byId.size} unexpired decision tokens recorded; handed back until one expires`);
     }
-    this.#byId.set(id, { consumer, seq, expires });
+    this.#byId.set(id, { consumer, seq, expires, state: "handling" });
     this.#push({ id, expires });
+    return undefined;
+  }
+
+  /**
+   * settle records how the handling of token id fared: ok (acknowledged,
+   * or terminated), its redeliveries are acknowledged and its copies
+   * refused; not ok (handed back), it may be handed over again. An id not
+   * recorded (never claimed, or expired and dropped) is ignored.
+   */
+  settle(id: string, ok: boolean): void {
+    const h = this.#byId.get(id);
+    if (h !== undefined) {
+      h.state = ok ? "done" : "failed";
+    }
   }
 
   #push(e: Expiring): void {
