@@ -108,6 +108,18 @@ func (g *Gateway) replaceRefused(b *ledgerBatch, it *item, now time.Time) ([]*na
 				return nil, err
 			}
 			if ended {
+				// The hold may be gone because this message's own earlier
+				// narrowing removed it, committed with the replacement: a
+				// redelivery decided before that commit re-emitted the
+				// request. Then that replacement is the message's end.
+				own, err := g.recordedReplacement(b, it, m)
+				if err != nil {
+					return nil, err
+				}
+				if len(own) > 0 {
+					left = append(left, own...)
+					continue
+				}
 				g.log.Warn().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).
 					Msg("an approval request was refused as too large after its hold ended; dropped")
 				continue
@@ -119,6 +131,28 @@ func (g *Gateway) replaceRefused(b *ledgerBatch, it *item, now time.Time) ([]*na
 			Str("denied", d.Subject).Msg("an output was refused as too large; its message is denied internal_error instead")
 	}
 	return left, nil
+}
+
+// recordedReplacement returns the denial, and its audit message, that an
+// earlier narrowing of it recorded in place of its refused output m (ids
+// m's plus ".refused" and ".refused.audit"), or nothing.
+func (g *Gateway) recordedReplacement(b *ledgerBatch, it *item, m *nats.Msg) ([]*nats.Msg, error) {
+	rec, found, err := b.Outcome(it.seq)
+	if err != nil || !found {
+		return nil, err
+	}
+	outs, err := decodeOutputs(rec, it.body)
+	if err != nil {
+		return nil, err
+	}
+	id := m.Header.Get(header.MsgID)
+	var own []*nats.Msg
+	for _, o := range outs {
+		if oid := o.Header.Get(header.MsgID); oid == id+".refused" || oid == id+".refused.audit" {
+			own = append(own, o)
+		}
+	}
+	return own, nil
 }
 
 func isDenied(subj string) bool {
