@@ -500,27 +500,58 @@ func (g *Gateway) heldEndOutputs(h *held, d *reason.Denial, kind, suffix string,
 // publishExpiry publishes a recorded expiry's outputs and then forgets
 // the record.
 func (g *Gateway) publishExpiry(ctx context.Context, led *store.Ledger, recID string, rec []byte) error {
-	if err := g.publishRecorded(ctx, rec); err != nil {
+	if left, err := g.publishRecorded(ctx, rec); err != nil {
+		if left != nil {
+			// Only what is left is published again: retried past the
+			// output streams' duplicate window, a stored output would be
+			// stored a second time (the request ending twice).
+			return errors.Join(err, narrowRecord(led, recID, left))
+		}
 		return err
 	}
 	return deleteHold(led, recID)
 }
 
-// publishRecorded publishes recorded outputs, each waiting for its PubAck.
-func (g *Gateway) publishRecorded(ctx context.Context, rec []byte) error {
+// publishRecorded publishes recorded outputs in order, each waiting for
+// its PubAck. When one fails after others were stored, left is the
+// record of those not stored (nil when none was).
+func (g *Gateway) publishRecorded(ctx context.Context, rec []byte) (left []byte, err error) {
 	msgs, err := decodeOutputs(rec, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, out := range msgs {
+	for i, out := range msgs {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := g.js.PublishMsg(pctx, out)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("gateway: publish expiry: %w", err)
+			err = fmt.Errorf("gateway: publish expiry: %w", err)
+			if i == 0 {
+				return nil, err
+			}
+			left, eerr := encodeOutputs(msgs[i:], nil)
+			if eerr != nil {
+				return nil, errors.Join(err, eerr)
+			}
+			return left, err
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// narrowRecord replaces the outputs recorded under hold id (a decided
+// expiry or withdrawal) by left, keeping its deadline.
+func narrowRecord(led *store.Ledger, id string, left []byte) error {
+	b := led.NewBatch()
+	defer b.Close()
+	deadline, _, ok, err := b.Hold(id)
+	if err != nil || !ok {
+		return err
+	}
+	if err := b.PutHold(id, deadline, left); err != nil {
+		return err
+	}
+	return b.Commit()
 }
 
 func deleteHold(led *store.Ledger, id string) error {

@@ -520,10 +520,29 @@ func (g *Gateway) expireKVHold(ctx context.Context, d kvDue, now time.Time) erro
 // publishKVExpiry publishes a decided expiry's or withdrawal's outputs,
 // then ends the hold.
 func (g *Gateway) publishKVExpiry(ctx context.Context, key string, rev uint64, outs []byte) error {
-	if err := g.publishRecorded(ctx, outs); err != nil {
+	if left, err := g.publishRecorded(ctx, outs); err != nil {
+		if left != nil {
+			// Only what is left is published again (publishExpiry).
+			return errors.Join(err, g.kvh.narrow(ctx, key, rev, left))
+		}
 		return err
 	}
 	return g.kvh.end(ctx, key, rev)
+}
+
+// narrow replaces the outputs a decided expiry or withdrawal recorded in
+// hold key by left, if the hold is still at rev.
+func (k *kvHolds) narrow(ctx context.Context, key string, rev uint64, left []byte) error {
+	h, cur, err := k.get(key)
+	if err != nil || h == nil || cur != rev {
+		return err // changed meanwhile; the next scan looks again
+	}
+	h.Outputs = left
+	val, _ := json.Marshal(h)
+	if _, err := k.kv.Update(ctx, key, val, rev); err != nil && !revisionMoved(err) {
+		return fmt.Errorf("gateway: holds: narrow %s: %w", key, err)
+	}
+	return nil
 }
 
 // end marks a hold whose expiry or withdrawal is published as taken by
