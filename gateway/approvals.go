@@ -523,6 +523,14 @@ func (g *Gateway) publishRecorded(ctx context.Context, rec []byte) (left []byte,
 	for i, out := range msgs {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := g.js.PublishMsg(pctx, out)
+		if tooLarge(err) && isDenied(out.Subject) {
+			// A denied record the server or its stream refuses for its
+			// size is stored without its body, as the pipeline stores
+			// one: retried as it is, the request would never end.
+			out = withoutBodyCopy(out)
+			msgs[i] = out
+			_, err = g.js.PublishMsg(pctx, out)
+		}
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("gateway: publish expiry: %w", err)

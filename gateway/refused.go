@@ -62,6 +62,20 @@ func refusedAsTooLarge(err error) bool {
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, errTooLarge)
 }
 
+// tooLarge reports whether err, a JetStream publish's, refuses the
+// message for its size: the client's max_payload check, or the stream's
+// max_msg_size or header limit in the PubAck.
+func tooLarge(err error) bool {
+	if err == nil {
+		return false
+	}
+	if refusedAsTooLarge(err) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jsMessageExceedsMaximum || api.ErrorCode == jsHeaderExceedsMaximum)
+}
+
 // JetStream's error codes for a message over the stream's max_msg_size
 // and for a header block over 64 KiB.
 const (
