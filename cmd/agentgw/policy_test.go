@@ -98,3 +98,20 @@ func TestPolicyCheckCatalog(t *testing.T) {
 		t.Errorf("a broken catalog is not named:\n%s", r)
 	}
 }
+
+// TestPolicyTestRefusesTenantThatIsNotOne: --tenant goes into a subject
+// filter; "*" or "a.b" would read every tenant's decisions, or none,
+// while the report says it is one tenant's. Refused before connecting.
+func TestPolicyTestRefusesTenantThatIsNotOne(t *testing.T) {
+	files := demoPolicies(t)
+	cat, err := filepath.Abs(filepath.Join("..", "..", "internal", "devenv", "material", "catalog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range []string{"*", ">", "a.b", "Tenant_A"} {
+		r := mustRun(t, t.TempDir(), exitUsage, append([]string{"policy", "test", "--catalog", cat, "--tenant", tenant}, files...)...)
+		if !strings.Contains(r.stderr, "--tenant") {
+			t.Errorf("--tenant %q: %s; want it refused", tenant, r)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/policy"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/gateway/whatif"
 )
 
@@ -40,6 +41,10 @@ would flip, 0 if nothing would.`)
 	}
 	if len(c.args) == 0 {
 		return c.usageErr("give the candidate policy files")
+	}
+	if *tenant != "" && !subjects.ValidToken(*tenant) {
+		// Pasted into a subject filter: "*" would read every tenant's.
+		return c.usageErr("--tenant %q is not [a-z0-9_-]{1,64}", *tenant)
 	}
 	candidate, err := policy.Load(c.args...)
 	if err != nil {
