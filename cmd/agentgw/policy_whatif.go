@@ -12,8 +12,8 @@ import (
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/policy"
-	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/gateway/whatif"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func policyTest(args []string) int {
