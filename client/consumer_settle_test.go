@@ -30,6 +30,18 @@ func plainConsumer(t *testing.T, w *world, js jetstream.JetStream, durable strin
 	return c
 }
 
+// eventually fails t with what unless cond holds within 15 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestConsumerHandlerPastAckWaitHandsOverOnce: a handler that runs past
 // AckWait and then succeeds sees the decision once. JetStream redelivers
 // the message while the handler runs; the redelivery, which reaches the
@@ -82,19 +94,11 @@ func TestConsumerFailedThenDurableCreatedAgain(t *testing.T) {
 	r := &recorder{fail: 1}
 	c := plainConsumer(t, w, w.js, "again", r, testClock, func(cfg *ConsumerConfig) { cfg.NakDelay = time.Hour })
 	stop := consumeInBackground(t, c, r)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	eventually(t, "the handler was not called", func() bool {
 		r.mu.Lock()
-		n := len(r.calls)
-		r.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the handler was not called")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer r.mu.Unlock()
+		return len(r.calls) == 1
+	})
 	if err := stop(); err != nil {
 		t.Fatalf("Consume = %v", err)
 	}
@@ -124,13 +128,7 @@ func TestConsumerClockBehindHandsBack(t *testing.T) {
 	behind := &recorder{}
 	c := plainConsumer(t, w, w.js, "shared", behind, testClock.Add(-time.Minute), func(cfg *ConsumerConfig) { cfg.NakDelay = 100 * time.Millisecond })
 	stop := consumeInBackground(t, c, behind)
-	deadline := time.Now().Add(15 * time.Second)
-	for behind.rejections(reason.DecisionInvalid) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the lagging consumer reported nothing")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "the lagging consumer reported nothing", func() bool { return behind.rejections(reason.DecisionInvalid) > 0 })
 	if err := stop(); err != nil {
 		t.Fatalf("Consume = %v", err)
 	}
@@ -164,16 +162,10 @@ func TestConsumeReturnsWhenConnectionCloses(t *testing.T) {
 	c := plainConsumer(t, w, js, "closing", r, testClock, nil)
 	done := make(chan error, 1)
 	go func() { done <- c.Consume(ctxT(t), r.handle) }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := w.js.Consumer(context.Background(), StreamCapability, "closing"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the consumer was not created")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "the consumer was not created", func() bool {
+		_, err := w.js.Consumer(context.Background(), StreamCapability, "closing")
+		return err == nil
+	})
 	nc.Close()
 	select {
 	case err := <-done:
