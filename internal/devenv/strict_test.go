@@ -576,6 +576,14 @@ func TestEnsureTenantDirUsers(t *testing.T) {
 	if !strings.Contains(string(conf), `"agentgw.in.tenant_b.`+second+`"`) {
 		t.Errorf("rendered nats-server.conf does not make agent2.creds a tenant_b user")
 	}
+	// A file name goes into the rendered configuration: one with a line
+	// break would add configuration of its own.
+	injected := filepath.Join(b.Dir, "x\nauthorization { users: [] }\n.creds")
+	write(b.Issuer, devenv.TenantB, injected)
+	if _, _, err := devenv.Ensure(dir); err == nil || !strings.Contains(err.Error(), "file name must be") {
+		t.Errorf("Ensure with a .creds file name holding line breaks = %v; want it refused", err)
+	}
+	must(t, os.Remove(injected))
 	stray := filepath.Join(b.Dir, "stray.creds")
 	write(m.Issuer, devenv.Tenant, stray)
 	if _, _, err := devenv.Ensure(dir); err == nil || !strings.Contains(err.Error(), "stray.creds") {

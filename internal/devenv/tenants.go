@@ -287,7 +287,13 @@ func tenantUsers(t TenantMaterial) ([]user, error) {
 		if slices.ContainsFunc(users, func(u user) bool { return u.creds == f }) {
 			continue
 		}
-		users = append(users, user{"agent " + strings.TrimSuffix(filepath.Base(f), ".creds"), f})
+		name := strings.TrimSuffix(filepath.Base(f), ".creds")
+		if !subjects.ValidToken(strings.ToLower(name)) {
+			// The name goes into the server configuration (a comment):
+			// a line break in it would be configuration.
+			return nil, fmt.Errorf("%s: a .creds file name must be letters, digits, '_' and '-' (at most 64)", identity.SafePath(f))
+		}
+		users = append(users, user{"agent " + name, f})
 	}
 	for _, u := range users {
 		tenant, err := credsTenant(u.creds)
