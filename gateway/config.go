@@ -235,8 +235,8 @@ type ScaleOutConfig struct {
 	// window a new owner replays. Default, and minimum: the longest any
 	// ledger record matters (the freshness span, limits.max_ttl + 2 ×
 	// limits.skew, or the approval TTL + limits.skew, whichever is
-	// longer) plus a minute; outstanding responses are in the holds
-	// bucket, not the journal.
+	// longer) plus consumer.ack_wait and a minute (journalWindow);
+	// outstanding responses are in the holds bucket, not the journal.
 	JournalMaxAge time.Duration `yaml:"journal_max_age"`
 }
 
