@@ -432,6 +432,17 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	if err != nil {
 		return err
 	}
+	// A prune at a later clock than the batch's (a recovered batch is
+	// judged up to ack_wait before the clock) may have dropped the entry
+	// of a request made under this key that is still live at now: an
+	// entry lives until its expiry + skew, and the prune dropped those
+	// expiring before the horizon. The replay check above covers the
+	// message's own entry; this, an earlier request's under its key (a
+	// key that is the message id names no other message).
+	if h := b.Horizon(); !used && it.env.IdempotencyKey != it.env.MessageID && now.Add(-g.cfg.Limits.Skew).Before(h) {
+		it.deny(reason.Deny(reason.LedgerIncomplete, "the ledger pruned, at a later clock than this decision's, entries a request under idempotency key %s may have had", it.env.IdempotencyKey))
+		return nil
+	}
 	if used && !((it.replayBy != "" || again) && first.MessageID == it.env.MessageID) {
 		if first.PayloadDigest == it.payload {
 			it.deny(reason.Deny(reason.DuplicateRequest, "same request as message %s (decided %s %s)", first.MessageID, first.Decision.Route, first.Decision.Reason))

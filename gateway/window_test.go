@@ -398,3 +398,47 @@ func TestReplayAfterSkewRaisedDenied(t *testing.T) {
 		t.Errorf("capability outputs = %d; want 1", n)
 	}
 }
+
+// TestIdempotencyKeyPrunedAtLaterClockRefused: a batch judged at an
+// earlier instant than the ledger's last prune (a recovered batch, judged
+// up to ack_wait before the clock; here a clock stepped back) may look up
+// an idempotency key whose first request's entry the prune dropped though
+// it was still live at the batch's instant. A retry of that request under
+// the same key and a new message id is refused ledger_incomplete, not
+// decided a second time.
+func TestIdempotencyKeyPrunedAtLaterClockRefused(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	order := func(b *envelope.Builder) { b.IdempotencyKey = "order-42" }
+	// The first request expires 5 s before its generation ends, so a
+	// retry judged 10 s after that expiry expires past the horizon the
+	// prune below sets: only the idempotency entry can refuse it.
+	width := h.cfg.ledgerOptions().GenWidth
+	genEnd := time.Unix(0, (h.clock.Now().Add(envelope.DefaultTTL).UnixNano()/int64(width)+2)*int64(width))
+	expires := genEnd.Add(-5 * time.Second)
+	h.clock.Advance(expires.Add(-envelope.DefaultTTL).Sub(h.clock.Now()))
+	first := h.send(h.body(order))
+	if out := h.outputFor(first); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("first request went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= first
+	})
+	// A prune once the first request's generation is dead...
+	h.clock.Advance(genEnd.Add(h.cfg.Limits.Skew + time.Second).Sub(h.clock.Now()))
+	if _, err := h.gw.ledger.Prune(h.clock.Now(), first); err != nil {
+		t.Fatalf("Prune = %v", err)
+	}
+	// ...then a retry judged at an instant its entry was still live.
+	h.clock.Advance(expires.Add(10 * time.Second).Sub(h.clock.Now()))
+	out := h.outputFor(h.send(h.body(order)))
+	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.LedgerIncomplete && got != reason.DuplicateRequest {
+		t.Fatalf("retry under the same idempotency key went to %s, reason %q (%s); want it refused", out.Subject, got, out.Header.Get(header.Detail))
+	}
+	if n := len(h.all(StreamCap)); n != 1 {
+		t.Errorf("capability outputs = %d; want 1", n)
+	}
+}
