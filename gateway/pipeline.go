@@ -439,7 +439,7 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	// expiring before the horizon. The replay check above covers the
 	// message's own entry; this, an earlier request's under its key (a
 	// key that is the message id names no other message).
-	if h := b.Horizon(); !used && it.env.IdempotencyKey != it.env.MessageID && now.Add(-g.cfg.Limits.Skew).Before(h) {
+	if !used && it.env.IdempotencyKey != it.env.MessageID && now.Add(-g.cfg.Limits.Skew).Before(b.Horizon()) {
 		it.deny(reason.Deny(reason.LedgerIncomplete, "the ledger pruned, at a later clock than this decision's, entries a request under idempotency key %s may have had", it.env.IdempotencyKey))
 		return nil
 	}
