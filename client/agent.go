@@ -21,6 +21,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -185,6 +186,12 @@ type Request struct {
 	TTL time.Duration
 	// TraceID is the W3C trace-id (32 lowercase hex). Empty: a new one.
 	TraceID string
+	// NoNotice asks the gateway for no decision notice of this message
+	// (header Agentgw-Notify: none): for a sender that will not read
+	// it, so that the gateway neither signs nor stores one. SendAndDecide
+	// and SendAndWait, which read it, refuse it; so would a
+	// DecisionWatch's Await, which would wait in vain.
+	NoNotice bool
 }
 
 // Receipt reports where a message landed.
@@ -416,6 +423,9 @@ func (a *Agent) send(ctx context.Context, req Request, named func(id string)) (*
 		m.Header.Set(header.Credential, a.cfg.Credential.Reveal())
 		m.Header.Set(header.Signature, base64.RawURLEncoding.EncodeToString(a.signer.Sign(envelope.SigningInput(body))))
 		m.Header.Set(header.MsgID, bd.MessageID)
+		if req.NoNotice {
+			m.Header.Set(header.Notify, notice.NotifyNone)
+		}
 		if span.IsRecording() {
 			span.SetAttributes(attribute.String("agentgw.message_id", bd.MessageID))
 			tracing.Inject(ctx, m.Header)

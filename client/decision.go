@@ -115,6 +115,9 @@ func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions)
 	if err := opt.check("decision notices"); err != nil {
 		return nil, nil, err
 	}
+	if req.NoNotice {
+		return nil, nil, fmt.Errorf("%w: NoNotice: SendAndDecide waits for the notice", ErrRequest)
+	}
 	w, err := a.wait()
 	if err != nil {
 		return nil, nil, err

@@ -107,6 +107,9 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 	if err := opt.check("replies"); err != nil {
 		return nil, nil, err
 	}
+	if req.NoNotice {
+		return nil, nil, fmt.Errorf("%w: NoNotice: SendAndWait learns a denial from its notice", ErrRequest)
+	}
 	// Wait before sending: the reply cannot arrive unseen.
 	w, err := a.wait()
 	if err != nil {

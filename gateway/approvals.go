@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -67,6 +68,9 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, now, deadline time.Time) 
 	hdr := map[string][]string{header.Signature: {it.hdr.Get(header.Signature)}}
 	if tp := it.hdr.Get(header.Traceparent); tp != "" {
 		hdr[header.Traceparent] = []string{tp}
+	}
+	if !wantsNotice(it) {
+		hdr[header.Notify] = []string{notice.NotifyNone}
 	}
 	h := held{
 		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body, Header: hdr,

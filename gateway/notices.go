@@ -19,28 +19,40 @@ import (
 // its route is final (finish): one to its sender when the sender is
 // authenticated, and for an approver's answer the gateway took, one to
 // the requester of the released request too. Unauthenticated input gets
-// none: nobody it could name is known to have sent it.
+// none: nobody it could name is known to have sent it. A sender whose
+// message said Agentgw-Notify: none gets none either (wantsNotice).
 func (g *Gateway) stageNotices(it *item, now time.Time) error {
 	if !g.cfg.NotifySenders || !it.authed || it.env == nil || it.cred == nil {
 		return nil
 	}
-	n := noticeOf(it)
 	hi := it.heldItem
-	if hi != nil && hi.route != "" {
-		n = noticeOf(hi)
-		n.MessageID, n.Answers, n.Answer = it.env.MessageID, hi.env.MessageID, notice.AnswerGrant
-		if it.answer.Decision == approval.Deny {
-			n.Answer = notice.AnswerDeny
+	if wantsNotice(it) {
+		n := noticeOf(it)
+		if hi != nil && hi.route != "" {
+			n = noticeOf(hi)
+			n.MessageID, n.Answers, n.Answer = it.env.MessageID, hi.env.MessageID, notice.AnswerGrant
+			if it.answer.Decision == approval.Deny {
+				n.Answer = notice.AnswerDeny
+			}
+		}
+		if err := g.stageNotice(it, it, n, ".notice", now); err != nil {
+			return err
 		}
 	}
-	if err := g.stageNotice(it, it, n, ".notice", now); err != nil {
-		return err
-	}
-	if hi != nil && hi.route != "" && hi.cred != nil && hi.env != nil {
+	if hi != nil && hi.route != "" && hi.cred != nil && hi.env != nil && wantsNotice(hi) {
 		return g.stageNotice(it, hi, noticeOf(hi), ".notice.held", now)
 	}
 	return nil
 }
+
+// wantsNotice reports whether the sender of it asked for its decision
+// notices: unless its ingress message said Agentgw-Notify: none, read
+// exactly as every header is. A held request keeps the header in its
+// hold record, so the notice of its release follows what it asked. The
+// header is not signed: whoever publishes a copy of an envelope decides
+// whether that copy's sender is told of it, as whoever publishes a copy
+// already makes the sender be told (a replay_detected notice).
+func wantsNotice(it *item) bool { return it.hdr.Get(header.Notify) != notice.NotifyNone }
 
 // noticeOf is what the sender of it may learn of its decision: the
 // route, the target it was delivered to, the approval id and deadline,

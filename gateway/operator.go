@@ -178,7 +178,7 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d has no replayable ingress subject", seq)
 	}
 	hdr := nats.Header{}
-	for _, k := range []string{header.Signature, header.Traceparent, header.MessageID, header.TraceID} {
+	for _, k := range []string{header.Signature, header.Traceparent, header.MessageID, header.TraceID, header.Notify} {
 		if v := raw.Header.Get(k); v != "" {
 			hdr.Set(k, v)
 		}
@@ -295,7 +295,7 @@ func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, oper
 	m := nats.NewMsg(subj)
 	m.Data = it.body
 	for k, v := range it.hdr {
-		if k == header.Credential || k == header.Signature || k == header.Traceparent {
+		if k == header.Credential || k == header.Signature || k == header.Traceparent || k == header.Notify {
 			m.Header[k] = v
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/gateway/tracing"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
@@ -184,6 +185,10 @@ func (g *Gateway) denyOutput(it *item, now time.Time) (*nats.Msg, error) {
 		}
 		if v := in.Get(header.Signature); v != "" && len(v) <= maxKeptSignature {
 			m.Header.Set(header.Signature, v)
+		}
+		if !wantsNotice(it) {
+			// What the sender asked for holds on an operator replay.
+			m.Header.Set(header.Notify, notice.NotifyNone)
 		}
 	}
 	m.Header.Set(header.Reason, string(it.denial.Code))

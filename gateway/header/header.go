@@ -11,6 +11,10 @@ const (
 	Traceparent = "traceparent"
 	// MsgID is JetStream's de-duplication header.
 	MsgID = "Nats-Msg-Id"
+	// Notify, optional, says which decision notices the sender wants:
+	// notice.NotifyNone asks for none; absent or any other value, the
+	// notices the gateway's configuration sends.
+	Notify = "Agentgw-Notify"
 )
 
 // Set by the gateway on outputs.

@@ -16,6 +16,11 @@ const Header = "Agentgw-Notice"
 // Kind is the value of Header on a decision notice.
 const Kind = "decision"
 
+// NotifyNone is the value of the ingress header Agentgw-Notify
+// (header.Notify) by which a sender asks for no decision notice of its
+// message: it will not read one.
+const NotifyNone = "none"
+
 // Scope is the decision token scope of a notice.
 const Scope = "notice"
 

@@ -36,6 +36,12 @@ export const CREDENTIAL_HEADER = "Agentgw-Credential";
 export const SIGNATURE_HEADER = "Agentgw-Signature";
 export const MSG_ID_HEADER = "Nats-Msg-Id";
 export const TRACEPARENT_HEADER = "traceparent";
+/**
+ * NOTIFY_HEADER, set to NOTIFY_NONE, asks the gateway for no decision
+ * notice of the message (Request.noNotice).
+ */
+export const NOTIFY_HEADER = "Agentgw-Notify";
+export const NOTIFY_NONE = "none";
 
 /** Defaults of an agent's retry settings. */
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 2_000;
@@ -101,6 +107,14 @@ export interface Request {
   ttlMs?: number;
   /** The W3C trace id (32 lowercase hex). Absent: a new one. */
   traceId?: string;
+  /**
+   * Asks the gateway for no decision notice of this message (header
+   * Agentgw-Notify: none): for a sender that will not read it, so that
+   * the gateway neither signs nor stores one. sendAndDecide and
+   * sendAndWait, which read it, refuse it; so would a DecisionWatch's
+   * await, which would wait in vain.
+   */
+  noNotice?: boolean;
 }
 
 /** Where a message landed. */
@@ -377,6 +391,9 @@ export class Agent {
       h.set(SIGNATURE_HEADER, signEnvelope((input) => this.#cfg.key.sign(input), body));
       h.set(MSG_ID_HEADER, messageId);
       h.set(TRACEPARENT_HEADER, `00-${traceId}-${hex(random(8))}-00`);
+      if (req.noNotice === true) {
+        h.set(NOTIFY_HEADER, NOTIFY_NONE);
+      }
       named?.(messageId);
       const r = await this.#publish(body, h, messageId, hooks?.publish, signal);
       attempts += r.attempts;

@@ -9,7 +9,7 @@
 import { inspect } from "node:util";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { sendNamed, type Agent, type Receipt, type Request, type SendOptions } from "./agent.js";
-import { ConfigError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
+import { ConfigError, InvalidRequestError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
 import { ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
 import { dateOfNs, parseTimeNs } from "./envelope.js";
 import { concat, digestHex, utf8 } from "./internal/bytes.js";
@@ -512,6 +512,9 @@ export async function sendAndDecide(
   opt: WatchOptions & SendOptions,
 ): Promise<{ receipt: Receipt; decision: Decision }> {
   checkWatch(opt);
+  if (req.noNotice === true) {
+    throw new InvalidRequestError("invalid request: noNotice: sendAndDecide waits for the notice");
+  }
   // Wait before sending: the notice cannot arrive unseen.
   const w = await openWaiter(agent);
   try {

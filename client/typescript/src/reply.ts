@@ -216,6 +216,9 @@ export function replies(
  */
 export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions & SendOptions): Promise<{ receipt: Receipt; reply: Reply }> {
   checkWait(agent, opt);
+  if (req.noNotice === true) {
+    throw new InvalidRequestError("invalid request: noNotice: sendAndWait learns a denial from its notice");
+  }
   // Wait before sending: the reply cannot arrive unseen.
   const w = await openWaiter(agent);
   try {

@@ -21,7 +21,7 @@ import { readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
 import { newMessageId, newTraceId, parseEnvelope } from "../src/envelope.js";
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
-import { ConfigError, MessageDeniedError, NoDecisionError, NoReplyError, VerificationError } from "../src/errors.js";
+import { ConfigError, InvalidRequestError, MessageDeniedError, NoDecisionError, NoReplyError, VerificationError } from "../src/errors.js";
 import { setHooks } from "../src/internal/hooks.js";
 import { Box } from "../src/keys.js";
 import { formatNoticeDoc, isNotice, type Decision } from "../src/notice.js";
@@ -358,6 +358,25 @@ test("decision notices: the TypeScript agent is told delivered, held (then relea
   assert.equal(denied.reason, "unknown_target");
   assert.equal(denied.receipt?.messageId, denied.messageId);
   assert.equal(await deniedReason(denied.messageId), denied.reason, "the agent is told the code the operator sees");
+});
+
+test("decision notices: noNotice asks the gateway for none, and the waits that read one refuse it", async () => {
+  const trust = { trustedGateways: [gw.gatewayKey] };
+  const w = agent.watchDecisions(trust);
+  try {
+    await w.ready();
+    const quiet = await agent.send({ capability: "read", target: "kb.search", plain: { q: "quiet" }, noNotice: true });
+    const told = await agent.send({ capability: "read", target: "kb.search", plain: { q: "told" } });
+    // Decided after the quiet one: its notice would have come first.
+    assert.equal((await w.await(told.messageId, { signal: AbortSignal.timeout(60_000) })).route, "allow");
+    await rejectsWith(w.await(quiet.messageId, { signal: AbortSignal.timeout(300) }), NoDecisionError);
+    await take("kb.search", 2, (d) => d.messageId === quiet.messageId || d.messageId === told.messageId);
+  } finally {
+    w.close();
+  }
+  const req: Request = { capability: "read", target: "kb.search", plain: { q: "x" }, noNotice: true };
+  await rejectsWith(agent.sendAndDecide(req, { ...trust, signal: AbortSignal.timeout(10_000) }), InvalidRequestError);
+  await rejectsWith(agent.sendAndWait(req, { ...trust, signal: AbortSignal.timeout(10_000) }), InvalidRequestError);
 });
 
 test("decision notices: a notice signed by a key the agent does not trust is refused", async () => {
