@@ -202,3 +202,28 @@ func holdDecider(t *testing.T, h *harness, p *heldPipeline) uint64 {
 	awaitSeq(t, p.started, held, "the decider to take the first batch")
 	return held
 }
+
+// TestReplayOfRevokedOperatorRefused: a replay authorization names the
+// operator's key; a re-submission decided after that key was revoked is
+// refused, as the operator's own request would be by then.
+func TestReplayOfRevokedOperatorRefused(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	body := h.body(nil)
+	op := newActor(t)
+	digest := envelope.Digest(body)
+	exp := h.clock.Now().Add(time.Minute).Unix()
+	const deniedSeq = 1
+	sig := h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, op.pub, exp))
+	hdr := h.signed(h.agent, h.agent.token, body)
+	hdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, op.pub, exp, base64.RawURLEncoding.EncodeToString(sig)))
+
+	replaceFile(t, h.cfg.Revocations.File, "keys: ["+op.pub+"]\n")
+	must(t, h.gw.Reload())
+	out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
+		t.Fatalf("re-submission authorized by a revoked operator went to %s (%q); want replay_refused", out.Subject, got)
+	}
+	h.stop()
+	h.scanSecrets()
+}

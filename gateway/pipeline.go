@@ -259,6 +259,13 @@ func (g *Gateway) judge(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.ReplayRefused, "replay authorization expired"))
 		return
 	}
+	if c.replayBy != "" && g.verifier.KeyRevoked(c.replayBy) {
+		// The operator's key was revoked after the gateway took its
+		// request: what it authorized is not let past the ledger.
+		it.env = nil
+		it.deny(reason.Deny(reason.ReplayRefused, "replay authorized by operator %s, whose key is revoked", c.replayBy))
+		return
+	}
 	it.replayBy = c.replayBy
 	if c.cred != nil {
 		// Its standing too: trust and revocations reloaded while the
