@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -255,7 +257,20 @@ func (g *Gateway) resubmitted(ctx context.Context, it *item, deniedSeq uint64) (
 	if err != nil {
 		return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
 	}
-	want := fmt.Sprintf("agw-replay-%d", deniedSeq)
+	// nats.go deletes an ordered consumer's server-side consumer when it
+	// replaces it, not when the reading stops: the last one is deleted
+	// here, or every dry run would leave one on the shared stream until
+	// its inactivity threshold.
+	defer func() {
+		if info := c.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := g.js.DeleteConsumer(dctx, StreamIngress, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				g.log.Warn().Err(err).Msg("operator dry run: delete the ingress reader")
+			}
+		}
+	}()
+	want := g.replayMsgID(it.body, deniedSeq)
 	for {
 		batch, err := c.FetchNoWait(256)
 		if err != nil {
@@ -304,7 +319,7 @@ func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, oper
 	sig := g.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, operatorKey, exp))
 	m.Header.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, operatorKey, exp, base64.RawURLEncoding.EncodeToString(sig)))
 	// Repeated requests for one denied message collapse in JetStream.
-	m.Header.Set(header.MsgID, fmt.Sprintf("agw-replay-%d", deniedSeq))
+	m.Header.Set(header.MsgID, g.replayMsgID(it.body, deniedSeq))
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ack, err := g.js.PublishMsg(pctx, m)
@@ -315,6 +330,19 @@ func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, oper
 		return 0, reason.Deny(reason.ReplayRefused, "denied message %d was already re-submitted", deniedSeq)
 	}
 	return ack.Sequence, nil
+}
+
+// replayMsgID is the Nats-Msg-Id of the re-submission of denied message
+// deniedSeq with body: "agw-replay-<denied seq>-" and the hex of the
+// first 16 bytes of SHA-256 of the gateway's signature over
+// operator.ReplayIDInput. JetStream de-duplicates ids across the whole
+// ingress stream, whatever the subject, so an id anyone could compute
+// would let any publisher on the stream, in any tenant, store it first
+// and have the operator's replay refused as already re-submitted.
+func (g *Gateway) replayMsgID(body []byte, deniedSeq uint64) string {
+	digest := envelope.Digest(body)
+	sum := sha256.Sum256(g.signer.Sign(operator.ReplayIDInput(hex.EncodeToString(digest[:]), deniedSeq)))
+	return fmt.Sprintf("agw-replay-%d-%x", deniedSeq, sum[:16])
 }
 
 // replayAuth checks the Agentgw-Replay header of an ingress message and

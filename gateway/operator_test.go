@@ -305,3 +305,80 @@ func TestReplayAuthLongHeaderBoundedMemory(t *testing.T) {
 		t.Errorf("10 refusals allocated %d bytes; want less than the header's size", got)
 	}
 }
+
+// TestReplayIDNotSquattable: JetStream de-duplicates a Nats-Msg-Id over
+// the whole ingress stream. A publisher of another tenant that stores
+// the ids a re-submission could take, before the operator asks, does
+// not make the replay refused as already re-submitted.
+func TestReplayIDNotSquattable(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReloadInterval = 50 * time.Millisecond
+	h.start()
+	ctx := context.Background()
+	forbidden := h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" }))
+	denied := h.deniedSeq(forbidden)
+
+	other := newActor(t)
+	for _, id := range []string{fmt.Sprintf("agw-replay-%d", denied), fmt.Sprintf("agw-replay-%d-", denied)} {
+		m := nats.NewMsg(h.ingress(other, "tenant_b"))
+		m.Data = []byte("{}")
+		m.Header.Set(header.MsgID, id)
+		ack, err := h.js.PublishMsg(ctx, m)
+		must(t, err)
+		h.outputFor(ack.Sequence)
+	}
+
+	v1 := h.gw.Policy().Version()
+	replaceFile(t, h.cfg.Policies[0], strings.Replace(testPolicy, "@id(\"forbid-ops\")\nforbid (principal, action, resource == Target::\"ops.forbidden\");", "", 1))
+	waitFor(t, func() bool { return h.gw.Policy().Version() != v1 })
+	op := h.operator("operator:replay")
+	res, err := op.Replay(ctx, denied, true)
+	must(t, err)
+	if res.Route != "allow" {
+		t.Fatalf("dry run = %+v; want allow", res)
+	}
+	res, err = op.Replay(ctx, denied, false)
+	if err != nil {
+		t.Fatalf("replay after another tenant stored agw-replay-%d: %v", denied, err)
+	}
+	if out := h.outputFor(res.IngressSeq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.ops.forbidden") {
+		t.Fatalf("replayed message went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	// Still once: the second request finds the first re-submission.
+	if res, err := op.Replay(ctx, denied, true); err != nil || res.Reason != string(reason.ReplayRefused) {
+		t.Errorf("dry run after the replay = %+v, %v; want replay_refused", res, err)
+	}
+	if _, err := op.Replay(ctx, denied, false); err == nil {
+		t.Error("a second replay of the same denied message was accepted")
+	}
+	h.stop()
+	h.scanSecrets()
+}
+
+// TestDryRunLeavesNoConsumer: a dry run reads the agent's recent ingress
+// with a consumer of its own, and deletes it.
+func TestDryRunLeavesNoConsumer(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ctx := context.Background()
+	denied := h.deniedSeq(h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" })))
+	count := func() int {
+		s, err := h.js.Stream(ctx, StreamIngress)
+		must(t, err)
+		n := 0
+		for range s.ConsumerNames(ctx).Name() {
+			n++
+		}
+		return n
+	}
+	before := count()
+	op := h.operator("operator:replay")
+	for range 5 {
+		_, err := op.Replay(ctx, denied, true)
+		must(t, err)
+	}
+	if after := count(); after != before {
+		t.Errorf("consumers on the ingress stream: %d before 5 dry runs, %d after", before, after)
+	}
+	h.stop()
+}

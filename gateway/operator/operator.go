@@ -114,6 +114,14 @@ func SigningInput(body []byte) []byte {
 	return append([]byte(SigningContext), body...)
 }
 
+// ReplayIDInput is what the gateway signs to derive a re-submission's
+// Nats-Msg-Id: the denied body's digest and sequence, under a context of
+// its own. The signature is deterministic, so every request for one
+// denied record gets one id, and only the gateway's key can make it.
+func ReplayIDInput(bodyDigestHex string, deniedSeq uint64) []byte {
+	return fmt.Appendf(nil, "agentgw-replay-id-v1\n%s\n%d", bodyDigestHex, deniedSeq)
+}
+
 // ReplayInput is what the gateway signs to authorize one re-submission:
 // the body digest, the denied sequence, the operator and an expiry.
 func ReplayInput(bodyDigestHex string, deniedSeq uint64, operatorKey string, expires int64) []byte {
