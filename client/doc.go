@@ -28,7 +28,9 @@
 //
 // Every verification failure is a *reason.Denial (match it with
 // errors.Is on a reason.Code). No error, String or log line of this
-// package contains a credential, a seed or payload bytes.
+// package contains a credential, a seed or payload bytes; a Delivery or
+// Reply printed, encoded as JSON or logged with log/slog shows ids and
+// the payload's length only.
 //
 // Package client refuses to know about the gateway's internals: the
 // ledger, the capability catalog, policy, and how streams are created. It

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,6 +53,24 @@ func (r Reply) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) 
 
 // GoString returns the same as String.
 func (r Reply) GoString() string { return r.String() }
+
+// MarshalJSON writes what String shows (request_id, responder,
+// message_id, payload_bytes), as the TypeScript SDK's Reply.toJSON does:
+// a Reply handed to a JSON logger or encoder shows no payload.
+func (r Reply) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		RequestID    string `json:"request_id"`
+		Responder    string `json:"responder"`
+		MessageID    string `json:"message_id"`
+		PayloadBytes int    `json:"payload_bytes"`
+	}{r.RequestID, r.Responder, r.MessageID, len(r.Payload)})
+}
+
+// LogValue is what log/slog records of a Reply: what MarshalJSON writes.
+func (r Reply) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("request_id", r.RequestID), slog.String("responder", r.Responder),
+		slog.String("message_id", r.MessageID), slog.Int("payload_bytes", len(r.Payload)))
+}
 
 // WaitOptions say whom to trust for replies and decision notices.
 type WaitOptions struct {

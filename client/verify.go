@@ -3,7 +3,9 @@ package client
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -85,20 +87,43 @@ type Delivery struct {
 // String returns ids and the payload's length, never its bytes nor
 // their digest: a sealed payload's plaintext digest would let a log's
 // reader confirm a guess at it (an amount, a yes or no).
-func (d *Delivery) String() string {
-	if d == nil {
-		return "client.Delivery(nil)"
-	}
-	id := ""
-	if d.Envelope != nil {
-		id = d.Envelope.MessageID
-	}
+func (d Delivery) String() string {
 	return fmt.Sprintf("client.Delivery{subject=%s message_id=%s agent=%s payload=%d bytes}",
-		d.Subject, id, d.Agent, len(d.Payload))
+		d.Subject, d.messageID(), d.Agent, len(d.Payload))
 }
 
-// Format prints String for every verb.
-func (d *Delivery) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
+func (d Delivery) messageID() string {
+	if d.Envelope == nil {
+		return ""
+	}
+	return d.Envelope.MessageID
+}
+
+// Format prints String for every verb, of a Delivery as of a pointer to
+// one.
+func (d Delivery) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
+
+// GoString returns the same as String.
+func (d Delivery) GoString() string { return d.String() }
+
+// MarshalJSON writes what String shows (subject, message_id, agent,
+// payload_bytes), as the TypeScript SDK's Delivery.toJSON does: a
+// Delivery handed to a JSON logger or encoder shows no payload.
+func (d Delivery) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Subject      string `json:"subject"`
+		MessageID    string `json:"message_id"`
+		Agent        string `json:"agent"`
+		PayloadBytes int    `json:"payload_bytes"`
+	}{d.Subject, d.messageID(), d.Agent, len(d.Payload)})
+}
+
+// LogValue is what log/slog records of a Delivery: what MarshalJSON
+// writes.
+func (d Delivery) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("subject", d.Subject), slog.String("message_id", d.messageID()),
+		slog.String("agent", d.Agent), slog.Int("payload_bytes", len(d.Payload)))
+}
 
 // VerifyDelivery checks one message from a capability subject, given its
 // subject, headers and data exactly as received, and returns what a
