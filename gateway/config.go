@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/gateway/budget"
+	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/tracing"
@@ -377,6 +378,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxCredentialLifetime <= 0 {
 		add("limits.max_credential_lifetime must be positive")
+	}
+	if l.ApprovalTTL > catalog.MaxWait {
+		add("limits.approval_ttl must be at most %s", catalog.MaxWait)
 	}
 	if l.DecisionTTL <= 0 || l.ApprovalTTL <= 0 {
 		add("limits.decision_ttl and limits.approval_ttl must be positive")

@@ -143,3 +143,16 @@ func TestConfigValidatesBudgets(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigBoundsApprovalTTL: a held request's deadline must be one the
+// ledger can store; past it every held request would fail its batch.
+func TestConfigBoundsApprovalTTL(t *testing.T) {
+	for ttl, ok := range map[string]bool{"8784h": true, "8785h": false, "1600000h": false} {
+		path := filepath.Join(t.TempDir(), "gateway.yaml")
+		must(t, os.WriteFile(path, []byte("audience: gw\nlimits:\n  approval_ttl: "+ttl+"\n"), 0o600))
+		_, err := LoadConfig(path)
+		if bad := err != nil && strings.Contains(err.Error(), "limits.approval_ttl must be at most"); bad == ok {
+			t.Errorf("limits.approval_ttl %s: LoadConfig = %v", ttl, err)
+		}
+	}
+}

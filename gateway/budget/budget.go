@@ -72,9 +72,15 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("%w: rate %v must be a finite number >= 0", ErrBadLimit, l.Rate)
 	case l.Rate > 0 && l.Burst < 1:
 		return fmt.Errorf("%w: burst %d must be >= 1 when rate > 0", ErrBadLimit, l.Burst)
+	case l.Burst > MaxBurst:
+		return fmt.Errorf("%w: burst %d must be at most %d", ErrBadLimit, l.Burst, MaxBurst)
 	}
 	return nil
 }
+
+// MaxBurst bounds a Limit's Burst: tokens are counted in float64, exact
+// for whole numbers up to 2^53.
+const MaxBurst = 1 << 53
 
 // Option configures Budgets.
 type Option func(*Budgets)
@@ -351,8 +357,11 @@ func (b *Budgets) sweep(now time.Time) {
 
 // whole returns the whole tokens in t, never negative.
 func whole(t float64) int64 {
-	if t <= 0 {
+	switch {
+	case !(t > 0):
 		return 0
+	case t >= math.MaxInt64:
+		return math.MaxInt64
 	}
 	return int64(t)
 }

@@ -3,6 +3,7 @@ package budget
 import (
 	"errors"
 	"maps"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -227,6 +228,8 @@ func TestValidate(t *testing.T) {
 		{"negative rate", Limits{Agent: Limit{Rate: -1, Burst: 1}}, 1},
 		{"no burst", Limits{Tenant: Limit{Rate: 1}}, 1},
 		{"all bad", Limits{Tenant: Limit{Rate: -1}, Agent: Limit{Rate: 1}, Target: Limit{Rate: 1, Burst: -3}}, 3},
+		{"burst past 2^53", Limits{Agent: Limit{Rate: 1, Burst: MaxBurst + 1}}, 1},
+		{"burst 2^53", Limits{Agent: Limit{Rate: 1, Burst: MaxBurst}}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,5 +277,19 @@ func TestPeekConsumesNothing(t *testing.T) {
 	}
 	if _, ok := b.Take("t", "a", "x", t0.Add(time.Second), nil); !ok {
 		t.Error("Take after the Peeks refused; want the refilled token")
+	}
+}
+
+// TestWholeSaturates: a token count past int64 reads as the largest
+// int64, not as the negative number a conversion gives, which would
+// drop the level from the policy context.
+func TestWholeSaturates(t *testing.T) {
+	for _, tc := range []struct {
+		in   float64
+		want int64
+	}{{0, 0}, {-1, 0}, {math.NaN(), 0}, {2.9, 2}, {1 << 53, 1 << 53}, {math.MaxInt64, math.MaxInt64}, {math.Inf(1), math.MaxInt64}} {
+		if got := whole(tc.in); got != tc.want {
+			t.Errorf("whole(%v) = %d; want %d", tc.in, got, tc.want)
+		}
 	}
 }

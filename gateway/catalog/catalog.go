@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,8 +37,19 @@ const (
 
 var risks = []string{RiskLow, RiskMedium, RiskHigh, RiskCritical}
 
+// MaxWait bounds approval_ttl and response_deadline (and the gateway's
+// limits.approval_ttl): a held request or a request awaiting its
+// response is recorded until then, and a record's deadline must be one
+// the ledger can store.
+const MaxWait = 366 * 24 * time.Hour
+
+// MaxBurst bounds a budget's burst: the bucket counts in float64, exact
+// for whole numbers up to 2^53.
+const MaxBurst = 1 << 53
+
 // Budget is a per-target rate limit. A zero Rate or Burst means the
-// gateway default's (budgets.target).
+// gateway default's (budgets.target). Rate is finite, Burst at most
+// MaxBurst.
 type Budget struct {
 	// Rate is tokens per second.
 	Rate float64 `yaml:"rate" json:"rate"`
@@ -61,8 +73,8 @@ type TargetSpec struct {
 	Risk string `yaml:"risk" json:"risk"`
 	// Approval forces every permitted request through an approver.
 	Approval bool `yaml:"approval" json:"approval"`
-	// ApprovalTTL is how long a held request waits for an approver.
-	// Zero means the gateway default.
+	// ApprovalTTL is how long a held request waits for an approver, at
+	// most MaxWait. Zero means the gateway default.
 	ApprovalTTL time.Duration `yaml:"approval_ttl" json:"approval_ttl"`
 	// Plain allows {"plain": {...}} payloads. False means sealed only.
 	Plain bool `yaml:"plain" json:"plain"`
@@ -94,7 +106,8 @@ type TargetSpec struct {
 	// Budget overrides the gateway's per-target rate limit.
 	Budget *Budget `yaml:"budget" json:"budget"`
 	// ResponseDeadline enables responses (docs/design.md §7): how long after a
-	// request is delivered its consumer may answer. Zero: no responses.
+	// request is delivered its consumer may answer, at most MaxWait.
+	// Zero: no responses.
 	// Needs ConsumerXKey: only a response sealed from the consumer key
 	// the request was delivered under answers it, so another holder of
 	// respond:<target> cannot.
@@ -290,16 +303,18 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string, read *[]
 			errs = append(errs, fmt.Errorf("consumer_xkeys: the key of %q is not a curve public key (X...)", tn))
 		}
 	}
-	if spec.ApprovalTTL < 0 {
-		errs = append(errs, errors.New("approval_ttl must not be negative"))
+	if spec.ApprovalTTL < 0 || spec.ApprovalTTL > MaxWait {
+		errs = append(errs, fmt.Errorf("approval_ttl must be between 0 and %s", MaxWait))
 	}
 	for _, f := range append(slices.Clone(spec.PolicyVisible), spec.ApproverVisible...) {
 		if f == "" || strings.ContainsAny(f, ". \t\r\n") {
 			errs = append(errs, fmt.Errorf("visible field %q must be a top-level field name", f))
 		}
 	}
-	if spec.Budget != nil && (spec.Budget.Rate < 0 || spec.Budget.Burst < 0) {
-		errs = append(errs, errors.New("budget rate and burst must not be negative"))
+	if b := spec.Budget; b != nil && (!(b.Rate >= 0) || math.IsInf(b.Rate, 0) || b.Burst < 0 || b.Burst > MaxBurst) {
+		// !(>= 0) refuses NaN too, which every comparison fails: a NaN
+		// rate would never run the bucket out.
+		errs = append(errs, fmt.Errorf("budget rate must be a finite number >= 0 and burst between 0 and %d", MaxBurst))
 	}
 	if spec.PayloadSchema != "" {
 		s, err := compileSchema(spec.Name, spec.PayloadSchema, dir, read)
@@ -313,8 +328,8 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string, read *[]
 		errs = append(errs, checkNamed(visible, t.schema, "visible field", "payload_schema")...)
 	}
 	t.visible = envelope.NewFoldSet(visible...)
-	if spec.ResponseDeadline < 0 {
-		errs = append(errs, errors.New("response_deadline must not be negative"))
+	if spec.ResponseDeadline < 0 || spec.ResponseDeadline > MaxWait {
+		errs = append(errs, fmt.Errorf("response_deadline must be between 0 and %s", MaxWait))
 	}
 	if (spec.ResponseSchema != "" || len(spec.Sensitive) > 0) && spec.ResponseDeadline == 0 {
 		errs = append(errs, errors.New("response_schema and sensitive need a response_deadline"))

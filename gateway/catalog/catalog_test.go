@@ -346,3 +346,28 @@ targets:
 		t.Errorf("Parse(sealed, no key for tenant a) = %v; want consumer_xkey (or consumer_xkeys for a) is required", err)
 	}
 }
+
+// TestParseBoundsBudgetsAndWaits: a budget whose rate is NaN or infinite
+// would never run out, and a burst past 2^53 is not counted exactly; a
+// wait of centuries gives records a deadline the ledger cannot store,
+// so every request to the target would fail its batch for ever.
+func TestParseBoundsBudgetsAndWaits(t *testing.T) {
+	target := "targets:\n  - name: kb.search\n    kind: read\n    scope: kb:read\n    tenants: [t]\n    consumer_xkey: " + xkey + "\n"
+	for _, tc := range []struct{ extra, want string }{
+		{"    budget: {rate: .nan, burst: 2}\n", "budget rate"},
+		{"    budget: {rate: .inf, burst: 2}\n", "budget rate"},
+		{"    budget: {rate: -.inf, burst: 2}\n", "budget rate"},
+		{"    budget: {rate: 1, burst: 9007199254740993}\n", "budget rate"},
+		{"    approval_ttl: 1600000h\n", "approval_ttl must be between"},
+		{"    response_deadline: 1600000h\n", "response_deadline must be between"},
+	} {
+		if _, err := Parse([]byte(target+tc.extra), "."); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v; want %q", strings.TrimSpace(tc.extra), err, tc.want)
+		}
+	}
+	for _, ok := range []string{"    budget: {rate: 0.5, burst: 9007199254740992}\n", "    approval_ttl: 8784h\n", "    response_deadline: 8784h\n"} {
+		if _, err := Parse([]byte(target+ok), "."); err != nil {
+			t.Errorf("Parse(%q) = %v", strings.TrimSpace(ok), err)
+		}
+	}
+}
