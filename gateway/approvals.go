@@ -262,7 +262,9 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
 		Time:      now,
 	})
-	if !ap.Allow {
+	if !ap.Allow || ap.Approval {
+		// An approver's answer cannot itself wait for an approver: a
+		// permit that asks for one is not a permit for it.
 		it.pol = ap
 		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
 		return nil

@@ -227,6 +227,14 @@ func (g *Gateway) decideResponse(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this consumer answer for %s", it.target.Name))
 		return
 	}
+	if pol.Approval {
+		// No approver can be asked about an answer: a permit that asks
+		// for one is not a permit for it. Policy sets with such a permit
+		// are refused at load; this keeps the answer from passing should
+		// one be decided anyway.
+		it.deny(reason.Deny(reason.PolicyDenied, "policy asks an approver for this answer, and an answer cannot be held"))
+		return
+	}
 	plain, err := g.openPayload(it)
 	defer clear(plain) // also when it is refused below
 	if err == nil {

@@ -190,6 +190,8 @@ func compile(srcs []source) (*Set, error) {
 				approval = true
 				if p.Effect() == cedar.Forbid {
 					prob("@approval on a forbid has no effect")
+				} else if answersInScope((*xast.Policy)(p.AST()).Action) {
+					prob("@approval on a permit whose action scope takes in approve or respond: an answer cannot be held for an approver; name the request actions (read, delegate, tool_call, workflow_command)")
 				}
 			}
 			for _, msg := range lint((*xast.Policy)(p.AST())) {
@@ -288,6 +290,25 @@ func scopeTypes(what string, n xast.IsScopeNode, want cedar.EntityType) []string
 		}
 	}
 	return out
+}
+
+// answersInScope reports whether an action scope takes in approve or
+// respond: every action, or one of them named.
+func answersInScope(n xast.IsActionScopeNode) bool {
+	var uids []cedar.EntityUID
+	switch n := n.(type) {
+	case xast.ScopeTypeAll:
+		return true
+	case xast.ScopeTypeEq:
+		uids = append(uids, n.Entity)
+	case xast.ScopeTypeIn:
+		uids = append(uids, n.Entity)
+	case xast.ScopeTypeInSet:
+		uids = append(uids, n.Entities...)
+	}
+	return slices.ContainsFunc(uids, func(u cedar.EntityUID) bool {
+		return u.Type == entityAction && (u.ID == "approve" || u.ID == "respond")
+	})
 }
 
 func actionScope(n xast.IsActionScopeNode) []string {
