@@ -66,7 +66,11 @@
 // request id; reason and detail when refused), logged, given to the
 // WithAudit callback and published to agentgw.audit.<tenant>. The IdP
 // token and the credential appear in none of them. The caller is told
-// the reason code only; the detail is the operator's.
+// the reason code only; the detail is the operator's. Refusals made
+// before the request's token verified, which anyone may cause, are
+// logged and audited up to UnverifiedEventsPerSecond a second; past
+// that they are answered and counted in a warning (at the next such
+// refusal in a later second).
 //
 // # Proof of possession: signed timestamp and request id, not a nonce
 //

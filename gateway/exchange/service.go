@@ -485,6 +485,8 @@ type server struct {
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
+
+	unverified unverifiedEvents
 }
 
 // handle runs on the subscription's goroutine. It runs the checks that
@@ -525,12 +527,25 @@ func (sv *server) handle(req micro.Request) {
 	}()
 }
 
-// answer finishes x's event, emits and publishes it, then replies.
+// answer finishes x's event, emits and publishes it, then replies. The
+// events of refusals made before the request's token verified are
+// bounded (UnverifiedEventsPerSecond).
 func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response, err error) {
 	ev, err := sv.svc.finish(x, err)
-	sv.svc.emit(ev)
-	if !sv.svc.opts.noPub {
-		sv.publishAudit(ev)
+	emit := true
+	if err != nil && ev.IdPSubject == "" {
+		ok, dropped := sv.unverified.admit(time.Now())
+		if dropped > 0 {
+			sv.svc.opts.log.Warn().Int("refusals", dropped).Int("per_second", UnverifiedEventsPerSecond).
+				Msg("exchange: refusals of requests whose token did not verify, past the bound of a second, were neither logged nor audited")
+		}
+		emit = ok
+	}
+	if emit {
+		sv.svc.emit(ev)
+		if !sv.svc.opts.noPub {
+			sv.publishAudit(ev)
+		}
 	}
 	if err != nil {
 		resp = nil
