@@ -223,3 +223,51 @@ func TestEndpointTaskGoneAfterTTL(t *testing.T) {
 		t.Errorf("tasks/list past the ttl = %s; want the task gone", resp)
 	}
 }
+
+// TestEndpointFullTableMakesRoom: a table filled by other principals'
+// finished tasks (calls that failed at once, kept for their TTL) makes
+// room for a principal with none, at the expense of the principal that
+// holds the most; a table of running tasks does not.
+func TestEndpointFullTableMakesRoom(t *testing.T) {
+	h := newEndpointHarness(t)
+	reg := h.endpoint.tasks
+	later := time.Now().Add(time.Hour)
+	fill := func(finished bool) {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		clear(reg.tasks)
+		for i := range maxTasks {
+			tk := &task{owner: fmt.Sprintf("filler-%d", i%40), done: make(chan struct{})}
+			if finished {
+				tk.expires = later.Add(time.Duration(i) * time.Millisecond)
+			}
+			if i == 1 { // filler-1 holds one more than the others
+				tk.owner = "filler-0"
+			}
+			reg.tasks[fmt.Sprintf("t%05d", i)] = tk
+		}
+	}
+
+	fill(true)
+	victim := h.signed("victim", "support")
+	tk, resp := h.createTask(victim, 1, "search", `{"query":"x"}`, `{}`)
+	if tk.TaskID == "" {
+		t.Fatalf("a principal with no task, beside a table of others' finished ones: %s", resp)
+	}
+	reg.mu.Lock()
+	_, first := reg.tasks["t00000"] // filler-0's earliest-ended task
+	n := len(reg.tasks)
+	reg.mu.Unlock()
+	if first || n != maxTasks {
+		t.Errorf("after the victim's task: filler-0's oldest kept = %v, %d tasks held; want it evicted, %d", first, n, maxTasks)
+	}
+
+	fill(false)
+	other := h.signed("other", "support")
+	if tk, resp := h.createTask(other, 1, "search", `{"query":"x"}`, `{}`); tk.TaskID != "" || !strings.Contains(resp, "too many tasks") {
+		t.Errorf("a table of running tasks = task %q, %s; want too many tasks", tk.TaskID, resp)
+	}
+	reg.mu.Lock()
+	clear(reg.tasks) // running tasks that no goroutine will end
+	reg.mu.Unlock()
+}

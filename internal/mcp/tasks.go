@@ -29,8 +29,10 @@ const (
 // one principal (running, or finished and kept for their TTL); past
 // either a task-augmented call is refused. Without the second, one
 // principal could fill the table with calls that fail at once and
-// refuse every other principal's. A running task is also one of its
-// principal's calls in flight (bounds.calls), as a synchronous call is.
+// refuse every other principal's; without evicting finished tasks when
+// the table is full (evictFinished), 40 principals could. A running
+// task is also one of its principal's calls in flight (bounds.calls),
+// as a synchronous call is, so running tasks alone cannot fill it.
 const (
 	maxTasks             = 10000
 	maxTasksPerPrincipal = 256
@@ -298,6 +300,9 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 			mine++
 		}
 	}
+	if len(e.tasks.tasks) >= maxTasks && mine < maxTasksPerPrincipal {
+		e.tasks.evictFinished()
+	}
 	if len(e.tasks.tasks) >= maxTasks || mine >= maxTasksPerPrincipal {
 		e.tasks.mu.Unlock()
 		cancel()
@@ -342,6 +347,44 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 		tk.expires = end.Add(ttl)
 	}()
 	return tk, nil
+}
+
+// evictFinished forgets, to make room in a full table, the finished
+// task that ended first among those of the principal holding the most
+// tasks: a principal with room for one more is not refused because
+// others keep finished tasks for their TTL. Only that principal's
+// results are lost, and they were over its share of the table. Called
+// with t.mu held.
+func (t *taskRegistry) evictFinished() {
+	held := map[string]int{}
+	for _, tk := range t.tasks {
+		held[tk.owner]++
+	}
+	var (
+		victim  string
+		most    int
+		oldest  string
+		endedAt time.Time
+	)
+	for owner, n := range held {
+		if n > most || (n == most && owner < victim) {
+			victim, most = owner, n
+		}
+	}
+	for id, tk := range t.tasks {
+		if tk.owner != victim {
+			continue
+		}
+		tk.mu.Lock()
+		exp := tk.expires
+		tk.mu.Unlock()
+		if !exp.IsZero() && (oldest == "" || exp.Before(endedAt)) {
+			oldest, endedAt = id, exp
+		}
+	}
+	if oldest != "" {
+		delete(t.tasks, oldest)
+	}
 }
 
 var (
