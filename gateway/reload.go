@@ -12,7 +12,6 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentgw/agentgw/gateway/catalog"
-	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/gateway/yamlerr"
@@ -88,10 +87,10 @@ func (g *Gateway) loadRevocations() error {
 	// apply all the same (a revocation is never held back by a typo).
 	var bad []error
 	jtis = slices.DeleteFunc(jtis, func(j string) bool {
-		if decision.ValidClaimID(j) {
+		if identity.ValidRevokedJTI(j) {
 			return false
 		}
-		bad = append(bad, fmt.Errorf("jti %.72q is not a credential id ([A-Za-z0-9._:-]{1,128})", j))
+		bad = append(bad, fmt.Errorf("jti %.72q is not a credential id ([A-Za-z0-9._:-]{1,128}), alone or after its issuer's key and '/'", j))
 		return true
 	})
 	keys = slices.DeleteFunc(keys, func(k string) bool {

@@ -80,7 +80,7 @@ func TestRevocationsReportMalformedEntries(t *testing.T) {
 			t.Errorf("Reload error lacks %q: %v", want, err)
 		}
 	}
-	if !h.gw.revocations.Revoked("", other.pub) || !h.gw.revocations.Revoked("other-id", "") {
+	if !h.gw.revocations.Revoked("", "", other.pub) || !h.gw.revocations.Revoked("", "other-id", "") {
 		t.Error("the well-formed entries beside the malformed ones were not applied")
 	}
 	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {

@@ -182,7 +182,7 @@ func answerable(cat *catalog.Catalog, rec *outstanding) (*catalog.Target, error)
 // the one revocation it can name.
 func (g *Gateway) requesterStanding(rec *outstanding) error {
 	if rec.Issuer == "" && rec.CredentialID == "" {
-		if g.revocations.Revoked("", rec.Agent) {
+		if g.revocations.Revoked("", "", rec.Agent) {
 			return reason.Deny(reason.Revoked, "subject %s is revoked", rec.Agent)
 		}
 		return nil

@@ -307,7 +307,11 @@ with several instances, un-revoke on every host.`))
 	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
 Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
-"keys: [...]"), creating it if needed. The file is replaced atomically and
+"keys: [...]"), creating it if needed. A jti is its issuer's to write,
+so two tenants' issuers can write the same one: --credential writes
+its jti scoped to its issuer ("<issuer A key>/<jti>"), which revokes
+only that issuer's credential; --jti ID revokes the id whoever issued
+it, --jti ISSUER/ID one issuer's. The file is replaced atomically and
 keeps its mode, owner and group (root:agentgw 0640 stays readable by the
 gateway; refused when they cannot be kept); revisions of one file run one
 at a time (its directory is locked), so none drops another's entries.
@@ -330,7 +334,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	}
 	file := c.fs.String("file", "", "revocations YAML `file` the gateway's revocations.file names")
 	var jtis, keys, creds listFlag
-	c.fs.Var(&jtis, "jti", "credential `id` to "+verb+" (repeatable)")
+	c.fs.Var(&jtis, "jti", "credential `id` to "+verb+", ISSUER/JTI for one issuer's (repeatable)")
 	c.fs.Var(&keys, "key", "agent public `key` (U…) to "+verb+" (repeatable)")
 	c.fs.Var(&creds, "credential", "agentgw credential `file` (.creds or JWT-only) whose jti to "+verb+" (repeatable)")
 	if code, ok := c.parse(args); !ok {
@@ -361,18 +365,20 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 			tok = t
 		}
 		clear(data)
-		id := tok.JTI()
-		if id == "" {
-			return c.fail(fmt.Errorf("%s: no credential jti in the file", p), "")
+		id, iss := tok.JTI(), tok.Issuer()
+		if id == "" || iss == "" {
+			return c.fail(fmt.Errorf("%s: no credential jti and issuer in the file", p), "")
 		}
-		jtis = append(jtis, id)
+		// Scoped to its issuer: another tenant's issuer may write the
+		// same jti, and a bare entry would revoke its credential too.
+		jtis = append(jtis, identity.ScopedJTI(iss, id))
 	}
 	if len(jtis)+len(keys) == 0 {
 		return c.usageErr("nothing to %s: give --jti, --key or --credential", verb)
 	}
 	for _, id := range jtis {
-		if !safeID(id) {
-			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128})", identity.SafeText(id))
+		if !identity.ValidRevokedJTI(id) {
+			return c.usageErr("--jti %q is not a credential id ([A-Za-z0-9._:-]{1,128}), alone or after its issuer's key and '/'", identity.SafeText(id))
 		}
 	}
 	for _, k := range keys {

@@ -184,7 +184,10 @@ func TestCredsRevoke(t *testing.T) {
 	kp.Wipe()
 
 	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--key", k.agent)
-	r := mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--jti", tok.JTI(), "--jti", "other-id")
+	// A credential's jti is revoked scoped to its issuer: another
+	// tenant's issuer may write the same jti.
+	scoped := identity.ScopedJTI(tok.Issuer(), tok.JTI())
+	r := mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--jti", scoped, "--jti", "other-id")
 	if !strings.Contains(r.stdout, "already revoked") {
 		t.Errorf("a repeated revocation is not reported as such:\n%s", r.stdout)
 	}
@@ -192,8 +195,8 @@ func TestCredsRevoke(t *testing.T) {
 
 	// The file decodes strictly as the gateway reads it.
 	rc := k.revocations(t)
-	if !slices.Equal(rc.JTIs, []string{tok.JTI(), "other-id"}) || !slices.Equal(rc.Keys, []string{k.agent}) {
-		t.Errorf("revocations = %+v; want jtis [%s other-id], keys [%s]", rc, tok.JTI(), k.agent)
+	if !slices.Equal(rc.JTIs, []string{scoped, "other-id"}) || !slices.Equal(rc.Keys, []string{k.agent}) {
+		t.Errorf("revocations = %+v; want jtis [%s other-id], keys [%s]", rc, scoped, k.agent)
 	}
 
 	for _, args := range [][]string{

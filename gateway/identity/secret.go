@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/nats-io/nkeys"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -95,27 +96,45 @@ func (t Token) Reveal() string { return string(t) }
 // decodes the payload, so it costs microseconds: use it to name a token
 // in a log, never to decide anything.
 func (t Token) JTI() string {
+	p := t.unverified()
+	if !isSafeID(p.ID) {
+		return ""
+	}
+	return p.ID
+}
+
+// Issuer returns the token's unverified iss claim if it is an account
+// public key (A…), else "". Like JTI, it names a token (a revocation
+// scoped to its issuer), never decides anything.
+func (t Token) Issuer() string {
+	p := t.unverified()
+	if !isPublic(p.Issuer, nkeys.PrefixByteAccount) {
+		return ""
+	}
+	return p.Issuer
+}
+
+// unverified decodes the claims JTI and Issuer read, unverified.
+func (t Token) unverified() (p struct {
+	ID     string `json:"jti"`
+	Issuer string `json:"iss"`
+}) {
 	s := string(t)
 	i := strings.IndexByte(s, '.')
 	if i < 0 {
-		return ""
+		return p
 	}
 	rest := s[i+1:]
 	j := strings.IndexByte(rest, '.')
 	if j < 0 || j > MaxTokenSize {
-		return ""
+		return p
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(rest[:j])
 	if err != nil {
-		return ""
+		return p
 	}
-	var p struct {
-		ID string `json:"jti"`
-	}
-	if json.Unmarshal(raw, &p) != nil || !isSafeID(p.ID) {
-		return ""
-	}
-	return p.ID
+	_ = json.Unmarshal(raw, &p)
+	return p
 }
 
 // String returns "jwt[jti=…]" or "[redacted jwt]".

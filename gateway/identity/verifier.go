@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,13 +134,34 @@ func (r *Revocations) Replace(jtis, keys []string) {
 	r.mu.Unlock()
 }
 
-// Revoked reports whether jti or subject is revoked.
-func (r *Revocations) Revoked(jti, subject string) bool {
+// ScopedJTI is a revocation entry that names a credential id of one
+// issuer: "<issuer A key>/<jti>" (a jti holds no '/'). A jti is the
+// issuer's to write, so another tenant's issuer can write the same one;
+// a bare jti entry revokes the id whoever issued it.
+func ScopedJTI(issuer, jti string) string { return issuer + "/" + jti }
+
+// ValidRevokedJTI reports whether j is a jti revocation entry: a
+// credential id ([A-Za-z0-9._:-]{1,128}), bare or scoped to its issuer's
+// account key (ScopedJTI).
+func ValidRevokedJTI(j string) bool {
+	if iss, id, scoped := strings.Cut(j, "/"); scoped {
+		return isPublic(iss, nkeys.PrefixByteAccount) && isSafeID(id)
+	}
+	return isSafeID(j)
+}
+
+// Revoked reports whether a credential of issuer with id jti, or subject,
+// is revoked: the jti revoked bare or scoped to issuer (ScopedJTI).
+func (r *Revocations) Revoked(issuer, jti, subject string) bool {
 	r.mu.RLock()
 	_, a := r.jtis[jti]
 	_, b := r.keys[subject]
+	c := false
+	if issuer != "" && jti != "" {
+		_, c = r.jtis[ScopedJTI(issuer, jti)]
+	}
 	r.mu.RUnlock()
-	return a || b
+	return a || b || c
 }
 
 // Verifier verifies agentgw credentials. It is safe for concurrent use.
@@ -304,7 +326,7 @@ func (v *Verifier) Standing(tenant, issuer, jti, subject string) error {
 	if _, ok := v.state.Load().trust[tenant][issuer]; !ok || issuer == "" {
 		return reason.Deny(reason.UntrustedIssuer, "jti %s: issuer %s is not trusted for tenant %s", jti, issuer, tenant)
 	}
-	if v.rev.Revoked(jti, subject) {
+	if v.rev.Revoked(issuer, jti, subject) {
 		return reason.Deny(reason.Revoked, "jti %s of subject %s is revoked", jti, subject)
 	}
 	return nil
@@ -313,11 +335,11 @@ func (v *Verifier) Standing(tenant, issuer, jti, subject string) error {
 // KeyRevoked reports whether subject, a user key, is revoked: the
 // standing of a key that acts with no credential at hand, as the
 // operator named by a replay authorization.
-func (v *Verifier) KeyRevoked(subject string) bool { return v.rev.Revoked("", subject) }
+func (v *Verifier) KeyRevoked(subject string) bool { return v.rev.Revoked("", "", subject) }
 
 // admit runs the rules that depend on the revocations and the config.
 func (v *Verifier) admit(c *Credential) error {
-	if v.rev.Revoked(c.ID, c.Subject) {
+	if v.rev.Revoked(c.Issuer, c.ID, c.Subject) {
 		return reason.Deny(reason.Revoked, "jti %s of subject %s is revoked", c.ID, c.Subject)
 	}
 	if c.Audience != v.audience {

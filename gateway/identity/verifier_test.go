@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -453,12 +454,94 @@ func setNats0(k string, v any) func(c, n map[string]any) {
 
 func TestRevocationsZeroValue(t *testing.T) {
 	var r Revocations
-	if r.Revoked("a", "b") {
+	if r.Revoked("", "a", "b") {
 		t.Fatal("empty set revokes")
 	}
 	r.RevokeJTI("a")
 	r.RevokeKey("k")
-	if !r.Revoked("a", "x") || !r.Revoked("x", "k") || r.Revoked("x", "y") {
+	if !r.Revoked("", "a", "x") || !r.Revoked("", "x", "k") || r.Revoked("", "x", "y") {
 		t.Error("zero-value Revocations does not record revocations")
+	}
+}
+
+// TestRevocationScopedToIssuer: a jti is its issuer's to write, so two
+// tenants' issuers can write the same one. A scoped entry revokes only
+// its issuer's credential; a bare one, the id whoever issued it.
+func TestRevocationScopedToIssuer(t *testing.T) {
+	a, b := mustAccount(t), mustAccount(t)
+	r := NewRevocations()
+	r.Replace([]string{ScopedJTI(b, "SAMEJTI")}, nil)
+	if r.Revoked(a, "SAMEJTI", "") || !r.Revoked(b, "SAMEJTI", "") {
+		t.Errorf("scoped to %s: revoked for a = %v, b = %v; want only b", b, r.Revoked(a, "SAMEJTI", ""), r.Revoked(b, "SAMEJTI", ""))
+	}
+	r.Replace([]string{"SAMEJTI"}, nil)
+	if !r.Revoked(a, "SAMEJTI", "") || !r.Revoked(b, "SAMEJTI", "") {
+		t.Error("a bare jti does not revoke the id of every issuer")
+	}
+	for j, ok := range map[string]bool{
+		"SAMEJTI": true, ScopedJTI(a, "SAMEJTI"): true, "has space": false, ScopedJTI(a, "has space"): false,
+		"UAAA/SAMEJTI": false, a + "/": false, "/SAMEJTI": false, ScopedJTI(a, ScopedJTI(b, "X")): false,
+	} {
+		if ValidRevokedJTI(j) != ok {
+			t.Errorf("ValidRevokedJTI(%q) = %v; want %v", j, !ok, ok)
+		}
+	}
+}
+
+func mustAccount(t *testing.T) string {
+	t.Helper()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// TestScopedRevocationSparesAnotherTenant: tenant B's issuer mints a
+// credential whose jti copies one of tenant A's. The operator revokes
+// B's credential as the CLI writes it (scoped to its issuer): A's stands.
+func TestScopedRevocationSparesAnotherTenant(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	issA, issB := mustKey(t, NewIssuer), mustKey(t, NewIssuer)
+	agentA, agentB := mustKey(t, NewAgent), mustKey(t, NewAgent)
+	xA, xB := mustKey(t, NewCurve), mustKey(t, NewCurve)
+	rev := NewRevocations()
+	v, err := NewVerifier(VerifierConfig{Audience: "gw", Skew: 30 * time.Second, MaxLifetime: time.Hour,
+		Trust: map[string][]string{"tenant_a": {mustPub(t, issA)}, "tenant_b": {mustPub(t, issB)}}}, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, err := Issue(issA, IssueRequest{Subject: mustPub(t, agentA), Audience: "gw", Tenant: "tenant_a", XKey: mustPub(t, xA), Scopes: []string{"kb:read"}, TTL: time.Hour}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, err := v.Verify(victim.Reveal(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := map[string]any{
+		"aud": "gw", "exp": now.Add(time.Hour).Unix(), "jti": vc.ID, "iat": now.Unix(), "iss": mustPub(t, issB),
+		"nbf": now.Unix(), "sub": mustPub(t, agentB),
+		"nats": map[string]any{"tenant": "tenant_b", "type": CredentialType, "version": 2, "xkey": mustPub(t, xB)},
+	}
+	raw, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := signRaw(t, issB, jwtHeader, string(raw))
+	cc, err := v.Verify(copied, now)
+	if err != nil || cc.ID != vc.ID {
+		t.Fatalf("tenant B's credential with tenant A's jti: %v", err)
+	}
+	rev.Replace([]string{ScopedJTI(Token(copied).Issuer(), Token(copied).JTI())}, nil)
+	if _, err := v.Verify(copied, now); !errors.Is(err, reason.Revoked) {
+		t.Errorf("tenant B's credential after its scoped revocation: %v; want revoked", err)
+	}
+	if _, err := v.Verify(victim.Reveal(), now); err != nil {
+		t.Errorf("tenant A's credential after tenant B's was revoked: %v", err)
 	}
 }
