@@ -64,6 +64,7 @@ stderr, the table to stdout.`)
 	partitions := c.fs.Int("partitions", 0, "ingress partitions, each with its own consumer and decider, and with --instances its own ledger (0: 1, or 6 with --instances)")
 	fair := c.fs.Bool("fair-tenants", false, "gateway with consumer.fair_tenants (a queue per tenant)")
 	noNotices := c.fs.Bool("no-notify-senders", false, "gateway with notify_senders off (no decision notice per message)")
+	noNoticeAsked := c.fs.Bool("no-notice-asked", false, "agents' messages ask for no decision notice (Agentgw-Notify: none), the gateway keeps notify_senders on")
 	crash := c.fs.Bool("crash", false, "also run the gateway once per mix with a hard stop and a restart half way, and report the time from the restart to the last message it left in flight decided (single instance)")
 	timeout := c.fs.Duration("timeout", 0, "bound per scenario (0: 2m + 2ms per message)")
 	cpuProfile := c.fs.String("cpuprofile", "", "write a CPU profile of each gateway scenario and of the MCP comparison's calls (name gets the scenario, or mcp, inserted when several)")
@@ -102,7 +103,7 @@ stderr, the table to stdout.`)
 	}
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
-	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices = *instances, *partitions, *fair, *noNotices
+	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices, cfg.NoNoticeAsked = *instances, *partitions, *fair, *noNotices, *noNoticeAsked
 	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate = *mcpCalls, *crash, *flood, *victimRate
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	cfg.Latencies, cfg.MCPConcurrency = *latencies, *mcpConc

@@ -112,6 +112,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) (*Report, error) {
 	if rep.Settings.Batch == 0 {
 		rep.Settings.Batch = gateway.DefaultConfig().Consumer.Batch
 	}
+	switch rep.Settings.Notices = "sent"; {
+	case cfg.NoNotices:
+		rep.Settings.Notices = "off"
+	case cfg.NoNoticeAsked:
+		rep.Settings.Notices = "not asked"
+	}
 	if rep.Settings.Workers == 0 {
 		rep.Settings.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -217,6 +223,14 @@ func (r *runner) notes(rep *Report) []string {
 	if r.cfg.repeat() > 1 {
 		n = append(n, fmt.Sprintf("Each scenario ran %d times, interleaved within a mix; the row is the run with the median msgs/s (paced: the median p99); runs lists them all.", r.cfg.repeat()))
 	}
+	switch rep.Settings.Notices {
+	case "off":
+		n = append(n, "The gateway ran with notify_senders off: no decision notice per message.")
+	case "not asked":
+		n = append(n, "The agents' messages asked for no decision notice (Agentgw-Notify: none), as agents that read none do.")
+	default:
+		n = append(n, "The gateway sent a decision notice per authenticated message (notify_senders on, and the agents asked for them).")
+	}
 	n = append(n, r.stalls...)
 	if len(rep.Scenarios) > 0 && rep.Scenarios[0].PeakRSSSource != rssScenario {
 		n = append(n, "Peak RSS is the process's peak so far (the per-scenario reset is not available here).")
@@ -278,6 +292,9 @@ func (r *runner) setup(ctx context.Context) error {
 	r.logf("bench: creating %d agents in %d tenants", r.cfg.Agents, r.cfg.Tenants)
 	if r.world, err = newWorld(r.dir, r.cfg.Tenants, r.cfg.Agents, time.Now()); err != nil {
 		return err
+	}
+	for _, a := range r.world.agents {
+		a.noNotice = r.cfg.NoNoticeAsked
 	}
 	return nil
 }

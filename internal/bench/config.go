@@ -76,6 +76,10 @@ type Config struct {
 	// NoNotices turns notify_senders off: no decision notice per
 	// authenticated message on the reply stream.
 	NoNotices bool
+	// NoNoticeAsked: the agents' messages ask for no decision notice
+	// (Agentgw-Notify: none), as agents that read none do; the gateway
+	// keeps notify_senders on.
+	NoNoticeAsked bool
 	// Partitions is the ingress partition count (consumer.partitions):
 	// each partition has its own consumer and decider, so their serial
 	// phases (ledger gates, commit) overlap; one gateway keeps one ledger

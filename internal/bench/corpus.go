@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/notice"
 )
 
 // kind is what one message is and what the systems should do with it.
@@ -119,6 +120,9 @@ func sign(a *agent, body []byte, msgID string) nats.Header {
 	if msgID != "" {
 		h.Set(header.MsgID, msgID)
 	}
+	if a.noNotice {
+		h.Set(header.Notify, notice.NotifyNone)
+	}
 	return h
 }
 
@@ -177,5 +181,8 @@ func replayOf(m *nats.Msg) *nats.Msg {
 	h := nats.Header{}
 	h.Set(header.Credential, m.Header.Get(header.Credential))
 	h.Set(header.Signature, m.Header.Get(header.Signature))
+	if v := m.Header.Get(header.Notify); v != "" {
+		h.Set(header.Notify, v)
+	}
 	return &nats.Msg{Subject: m.Subject, Data: m.Data, Header: h}
 }

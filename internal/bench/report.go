@@ -62,6 +62,10 @@ type Settings struct {
 	SealedBytes int     `json:"sealed_bytes"`
 	Batch       int     `json:"batch"`
 	Workers     int     `json:"workers"`
+	// Notices: "sent" (a decision notice per authenticated message),
+	// "not asked" (the agents ask for none, Agentgw-Notify: none) or
+	// "off" (notify_senders off).
+	Notices string `json:"notices"`
 }
 
 // Result is one scenario: one system, one mix, one publish rate.

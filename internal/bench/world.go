@@ -69,6 +69,9 @@ type agent struct {
 	xkey    string
 	box     *identity.Box
 	token   string // credential JWT
+	// noNotice: its messages ask for no decision notice
+	// (Agentgw-Notify: none), as an agent that reads none does.
+	noNotice bool
 }
 
 // world is the fixed identity material of a run: issuers, agents, the
