@@ -137,6 +137,17 @@ func outcomeExit(ev *audit.Event) int {
 	return exitOK
 }
 
+// decides reports whether an audit event of kind is the one a message's
+// decision writes: a decision, a request held for approval, or an
+// approver's answer taken.
+func decides(kind string) bool {
+	switch kind {
+	case audit.KindDecision, audit.KindApprovalRequest, audit.KindApprovalGranted, audit.KindApprovalDenied:
+		return true
+	}
+	return false
+}
+
 // errFound ends an audit scan once the event sought is read.
 var errFound = errors.New("found")
 
@@ -147,7 +158,7 @@ func replayOutcome(ctx context.Context, js jetstream.JetStream, tenant string, s
 	err := scan(ctx, js, gateway.StreamAudit, subjects.Root+".audit."+tenant, 10*time.Minute, true, func(m *jetstream.RawStreamMsg) error {
 		evs, _ := audit.Decode(m.Data)
 		for i := range evs {
-			if evs[i].IngressSeq == seq && evs[i].Kind == audit.KindDecision {
+			if evs[i].IngressSeq == seq && decides(evs[i].Kind) {
 				found = &evs[i]
 				return errFound
 			}
