@@ -205,6 +205,9 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 // real replay).
 func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 	res := operator.Result{DryRun: true}
+	// Nothing is decided, so nothing is traced: a span would join the
+	// original message's trace as if it had been decided again.
+	it.untraced = true
 	g.verifyAt(it, now)
 	if it.route == "" {
 		// Scaled out, the entry is in the ledger of whichever instance

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -379,6 +381,30 @@ func TestDryRunLeavesNoConsumer(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Errorf("consumers on the ingress stream: %d before 5 dry runs, %d after", before, after)
+	}
+	h.stop()
+}
+
+// TestDryRunTracesNothing: a dry run decides nothing, so it exports no
+// span: none would join the denied message's trace as a decision, nor
+// gate spans under a root that is never ended.
+func TestDryRunTracesNothing(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	h := newHarness(t)
+	h.opts = append(h.opts, WithTracerProvider(tp))
+	h.start()
+	ctx := context.Background()
+	denied := h.deniedSeq(h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" })))
+	op := h.operator("operator:replay")
+	must(t, tp.ForceFlush(ctx))
+	exp.Reset()
+	if _, err := op.Replay(ctx, denied, true); err != nil {
+		t.Fatal(err)
+	}
+	must(t, tp.ForceFlush(ctx))
+	if spans := exp.GetSpans(); len(spans) != 0 {
+		t.Errorf("a dry run exported %d spans, the first %s", len(spans), spans[0].Name)
 	}
 	h.stop()
 }

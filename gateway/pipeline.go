@@ -82,6 +82,7 @@ type item struct {
 	deadline time.Time
 	ctx      context.Context // carries the message span
 	span     trace.Span
+	untraced bool // an operator's dry run: nothing decided, no span
 
 	// Approvals: an answer carries the held request it releases.
 	approved bool   // a held request an approver granted

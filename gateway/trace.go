@@ -32,7 +32,7 @@ var noopTracer = noop.NewTracerProvider().Tracer("")
 // startSpan opens the message span once its signed trace id is known
 // (traceID "" starts a new trace for a message that never parsed).
 func (g *Gateway) startSpan(it *item, traceID string) {
-	if it.span != nil || !g.tracing {
+	if it.span != nil || !g.tracing || it.untraced {
 		return
 	}
 	ctx := context.Background()
