@@ -16,6 +16,18 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
+// invariantHolds waits for the outputs to settle and fails the test
+// unless every ingress message ended once, with its audit event.
+func (h *harness) invariantHolds() *invariant.Report {
+	h.t.Helper()
+	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
+	must(h.t, err)
+	if err := r.Err(); err != nil {
+		h.t.Fatalf("invariant: %v", err)
+	}
+	return r
+}
+
 // sendNotify publishes body from the harness agent with Agentgw-Notify
 // set to notify.
 func (h *harness) sendNotify(body []byte, notify string) uint64 {
@@ -56,11 +68,7 @@ func TestNotifyNoneSendsNoNotice(t *testing.T) {
 		}
 	}
 
-	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
-	must(t, err)
-	if err := r.Err(); err != nil {
-		t.Fatalf("invariant: %v", err)
-	}
+	r := h.invariantHolds()
 	if want := len(told) + 1; len(r.Notices) != want {
 		t.Errorf("invariant counted %d notices; want %d", len(r.Notices), want)
 	}
@@ -98,11 +106,7 @@ func TestNotifyNoneHeldAndReleased(t *testing.T) {
 	if n := f.noticesTo(f.agent, f.req.HeldMessageID); len(n) != 0 {
 		t.Errorf("a requester that asked for none got %d notices (held, released)", len(n))
 	}
-	r, err := invariant.Wait(context.Background(), f.js, 10*time.Second)
-	must(t, err)
-	if err := r.Err(); err != nil {
-		t.Fatalf("invariant: %v", err)
-	}
+	f.invariantHolds()
 	f.stop()
 	f.scanSecrets()
 }
@@ -149,11 +153,7 @@ func TestNotifyNoneKeptByOperatorReplay(t *testing.T) {
 	if n := h.noticesTo(h.agent, messageID(t, quiet)); len(n) != 0 {
 		t.Errorf("a sender that asked for none got %d notices (denial, replay)", len(n))
 	}
-	r, err := invariant.Wait(ctx, h.js, 10*time.Second)
-	must(t, err)
-	if err := r.Err(); err != nil {
-		t.Fatalf("invariant: %v", err)
-	}
+	h.invariantHolds()
 	h.stop()
 	h.scanSecrets()
 }
@@ -165,10 +165,7 @@ func TestSDKNoNotice(t *testing.T) {
 	h.start()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cfg := client.DefaultAgentConfig()
-	cfg.Credential, cfg.Key, cfg.Curve, cfg.GatewayXKey = h.agent.token, h.agent.kp, h.agent.curve, h.gwCurve
-	agent, err := client.NewAgent(h.nc, cfg, client.WithClock(h.clock.Now))
-	must(t, err)
+	agent := h.sdkAgent(h.agent)
 	trust := client.WaitOptions{TrustedGateways: []string{h.gwSigning}}
 	read := func(noNotice bool) client.Request {
 		return client.Request{Capability: envelope.Read, Target: "kb.search", Plain: json.RawMessage(`{"q":"x"}`), NoNotice: noNotice}

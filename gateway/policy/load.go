@@ -295,34 +295,31 @@ func scopeTypes(what string, n xast.IsScopeNode, want cedar.EntityType) []string
 // answersInScope reports whether an action scope takes in approve or
 // respond: every action, or one of them named.
 func answersInScope(n xast.IsActionScopeNode) bool {
-	var uids []cedar.EntityUID
-	switch n := n.(type) {
-	case xast.ScopeTypeAll:
+	if _, all := n.(xast.ScopeTypeAll); all {
 		return true
-	case xast.ScopeTypeEq:
-		uids = append(uids, n.Entity)
-	case xast.ScopeTypeIn:
-		uids = append(uids, n.Entity)
-	case xast.ScopeTypeInSet:
-		uids = append(uids, n.Entities...)
 	}
-	return slices.ContainsFunc(uids, func(u cedar.EntityUID) bool {
+	return slices.ContainsFunc(scopeEntities(n), func(u cedar.EntityUID) bool {
 		return u.Type == entityAction && (u.ID == "approve" || u.ID == "respond")
 	})
 }
 
-func actionScope(n xast.IsActionScopeNode) []string {
-	var uids []cedar.EntityUID
+// scopeEntities returns the entities an action scope names (none for
+// every action).
+func scopeEntities(n xast.IsActionScopeNode) []cedar.EntityUID {
 	switch n := n.(type) {
 	case xast.ScopeTypeEq:
-		uids = append(uids, n.Entity)
+		return []cedar.EntityUID{n.Entity}
 	case xast.ScopeTypeIn:
-		uids = append(uids, n.Entity)
+		return []cedar.EntityUID{n.Entity}
 	case xast.ScopeTypeInSet:
-		uids = append(uids, n.Entities...)
+		return n.Entities
 	}
+	return nil
+}
+
+func actionScope(n xast.IsActionScopeNode) []string {
 	var out []string
-	for _, u := range uids {
+	for _, u := range scopeEntities(n) {
 		if u.Type != entityAction || !slices.Contains(Capabilities, string(u.ID)) {
 			out = append(out, fmt.Sprintf("action scope names %s; actions are Action::\"<capability>\" with capability one of %s", u, strings.Join(Capabilities, ", ")))
 		}
