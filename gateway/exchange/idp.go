@@ -161,7 +161,14 @@ func (p *idp) verify(ctx context.Context, raw string) (*token, error) {
 	if err := json.Unmarshal(payload, &claims); err != nil {
 		return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: claims are not strict JSON", p.cfg.Name)
 	}
-	t := &token{Issuer: idt.Issuer, Claims: claims}
+	// The issuer verified is the one configured, byte for byte: go-oidc
+	// also takes Google's "accounts.google.com" for
+	// "https://accounts.google.com", which would give one identity a
+	// second principal. The principal is built from the configured one.
+	if iss, _ := claims["iss"].(string); iss != p.cfg.Issuer {
+		return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: iss %.128q is not %q", p.cfg.Name, iss, p.cfg.Issuer)
+	}
+	t := &token{Issuer: p.cfg.Issuer, Claims: claims}
 	if t.Subject, _ = claims["sub"].(string); t.Subject == "" || len(t.Subject) > 256 {
 		return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: sub missing or longer than 256", p.cfg.Name)
 	}

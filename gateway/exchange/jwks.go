@@ -74,7 +74,7 @@ func newKeySet(url string, client *http.Client, now func() time.Time, maxAge, mi
 
 // VerifySignature implements oidc.KeySet.
 func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSigned(token, k.algs)
+	jws, err := jose.ParseSignedCompact(token, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("exchange: token is not a compact JWS with an allowed algorithm: %w", err)
 	}

@@ -366,9 +366,13 @@ func Principal(iss, sub string) string { return iss + "#" + sub }
 
 // unverifiedIssuer reads iss from a compact JWS without verifying it: it
 // only picks which IdP's verifier runs (and that verifier checks iss).
+// Only the compact form is a token here: go-jose also reads the JWS JSON
+// serialization, and compact tokens with white space in them, so a
+// token in another form could be routed by a payload that is not the
+// one verified.
 func unverifiedIssuer(raw string) (string, error) {
 	parts := strings.SplitN(raw, ".", 4) // no more work for a token of dots
-	if len(parts) != 3 {
+	if len(parts) != 3 || !compactJWS(parts) {
 		return "", errors.New("subject token is not a compact JWS")
 	}
 	payload, err := decodeSegment(parts[1])
@@ -632,3 +636,21 @@ func (s *Service) Tenants() []string {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// compactJWS reports whether the three parts of a token are non-empty
+// base64url without padding or white space, as a compact JWS's are.
+func compactJWS(parts []string) bool {
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			switch c := p[i]; {
+			case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
