@@ -125,15 +125,15 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 		owned[tc.tenant] = tc.start
 	}
 	f := &fairSource{g: g, ready: make(chan struct{}, 1), queueOf: map[string]int{}}
-	var iters []jetstream.MessagesContext
+	var readers []*reader
 	var wg sync.WaitGroup
 	stopping := make(chan struct{})
 	stopAll := func() {
 		// Drain, not Stop: what the iterators already hold goes back to
 		// the server (the pumps nak it) instead of waiting out ack_wait.
 		close(stopping)
-		for _, it := range iters {
-			it.Drain()
+		for _, r := range readers {
+			r.drain()
 		}
 		wg.Wait()
 		// What was fetched but not taken goes back at once.
@@ -159,63 +159,84 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	expiry := max(g.cfg.Consumer.FetchWait*5, time.Second)
 	for i, c := range cons {
 		f.queueOf[c.CachedInfo().Name] = i
-		it, err := c.Messages(jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(expiry))
-		if err != nil {
+		r := &reader{c: c, opts: []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(expiry)}, kick: make(chan struct{}, 1)}
+		if err := r.open(); err != nil {
 			stopAll()
 			return nil, err
 		}
-		iters = append(iters, it)
+		readers = append(readers, r)
 		q := make(chan jetstream.Msg, batch)
 		f.queues = append(f.queues, q)
 		f.last = append(f.last, 0)
 		catchAll := i == len(cons)-1
-		wg.Go(func() { f.pump(ctx, it, q, catchAll, owned, stopping) })
+		wg.Go(func() { f.pump(ctx, r, q, catchAll, owned, stopping) })
+		wg.Go(func() { f.rescue(ctx, r, q, catchAll, owned, stopping) })
 	}
 	f.stop = stopAll
 	return f, nil
 }
 
-// pump moves one consumer's messages into its queue until its iterator
-// is drained. The catch-all acks what a tenant consumer owns instead.
-// Once the source stops, what is left goes back to the server.
-func (f *fairSource) pump(ctx context.Context, it jetstream.MessagesContext, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
+// pump moves one consumer's messages into its queue until the source
+// stops. An iterator that stops on its own (nats.go stops it on a
+// status it takes as terminal, which a message published with a Status
+// header can fake) is opened again, and the consumer's pending messages
+// are searched for such messages at once (rescue).
+func (f *fairSource) pump(ctx context.Context, r *reader, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
+	var warned time.Time
 	for {
-		m, err := it.Next()
+		m, err := r.current().Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
 			select {
 			case <-stopping:
 				return
 			default:
 			}
-			f.g.log.Warn().Err(err).Msg("ingress consumer: next message")
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		if catchAll && ownedElsewhere(m, owned) {
-			_ = m.Ack()
-			continue
-		}
-		select {
-		case q <- m:
-		case <-stopping:
-			_ = m.Nak()
-			continue
-		case <-ctx.Done():
-			_ = m.Nak()
-			continue
-		}
-		if h := f.g.hooks; h != nil && h.queued != nil {
-			if md, err := m.Metadata(); err == nil {
-				h.queued(md.Sequence.Stream)
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				f.g.log.Warn().Err(err).Msg("ingress consumer: next message")
+				time.Sleep(100 * time.Millisecond)
+				continue
 			}
+			r.wake()
+			select {
+			case <-stopping:
+				return
+			case <-time.After(time.Second):
+			}
+			if err := r.open(); err != nil && time.Since(warned) > 30*time.Second {
+				warned = time.Now()
+				f.g.log.Warn().Err(err).Msg("ingress consumer: reading again")
+			}
+			continue
 		}
-		select {
-		case f.ready <- struct{}{}:
-		default:
+		f.deliver(ctx, m, q, catchAll, owned, stopping)
+	}
+}
+
+// deliver puts m in its queue. The catch-all acks what a tenant
+// consumer owns instead. Once the source stops, it goes back to the
+// server.
+func (f *fairSource) deliver(ctx context.Context, m jetstream.Msg, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
+	if catchAll && ownedElsewhere(m, owned) {
+		_ = m.Ack()
+		return
+	}
+	select {
+	case q <- m:
+	case <-stopping:
+		_ = m.Nak()
+		return
+	case <-ctx.Done():
+		_ = m.Nak()
+		return
+	}
+	if h := f.g.hooks; h != nil && h.queued != nil {
+		if md, err := m.Metadata(); err == nil {
+			h.queued(md.Sequence.Stream)
 		}
+	}
+	select {
+	case f.ready <- struct{}{}:
+	default:
 	}
 }
 
