@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -455,10 +456,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	if added == 0 {
 		return exitOK
 	}
-	out, err := yaml.Marshal(struct {
-		JTIs []string `yaml:"jtis"`
-		Keys []string `yaml:"keys"`
-	}{append([]string{}, r.JTIs...), append([]string{}, r.Keys...)})
+	out, err := revocationsYAML(r.JTIs, r.Keys)
 	if err != nil {
 		return c.fail(err, "")
 	}
@@ -469,6 +467,35 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	}
 	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", *file)
 	return exitOK
+}
+
+// revocationsYAML writes a revocations file with every entry quoted. A
+// jti is any [A-Za-z0-9._:-]{1,128}, and plain YAML reads some of those
+// as other things: .nan and .inf as numbers, which come back as "NaN"
+// and "+Inf", so the gateway would revoke another id, or refuse the
+// file. The result is read back as the gateway reads it and compared.
+func revocationsYAML(jtis, keys []string) ([]byte, error) {
+	var b strings.Builder
+	for _, l := range []struct {
+		name string
+		vals []string
+	}{{"jtis", jtis}, {"keys", keys}} {
+		if len(l.vals) == 0 {
+			fmt.Fprintf(&b, "%s: []\n", l.name)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:\n", l.name)
+		for _, v := range l.vals {
+			fmt.Fprintf(&b, "  - %s\n", strconv.Quote(v))
+		}
+	}
+	out := []byte(b.String())
+	var back gateway.RevocationConfig
+	if err := yaml.UnmarshalWithOptions(out, &back, yaml.Strict()); err != nil ||
+		!slices.Equal(back.JTIs, jtis) || !slices.Equal(back.Keys, keys) {
+		return nil, errors.New("revocations do not read back as written; nothing written")
+	}
+	return out, nil
 }
 
 // safeID reports whether s is a credential id: [A-Za-z0-9._:-]{1,128}.

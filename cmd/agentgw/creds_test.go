@@ -375,3 +375,27 @@ func TestCredsOutKeepsWhatIsNoCredential(t *testing.T) {
 		kp.Wipe()
 	}
 }
+
+// TestCredsRevokeYAMLWords: a jti may be any [A-Za-z0-9._:-]{1,128},
+// and plain YAML reads some of those as other things (.nan and .inf as
+// numbers, which came back as "NaN" and "+Inf"): the gateway revoked
+// another id, or refused the file at its next start. Entries are
+// written quoted and read back as written.
+func TestCredsRevokeYAMLWords(t *testing.T) {
+	k := newCredsKit(t)
+	words := []string{".nan", ".NaN", ".inf", "-.INF", "true", "null", "0x10", "1e3", "2026-12-06"}
+	args := []string{"creds", "revoke", "--file", "revocations.yaml"}
+	for _, w := range words {
+		args = append(args, "--jti", w)
+	}
+	mustRun(t, k.dir, exitOK, args...)
+	if rc := k.revocations(t); !slices.Equal(rc.JTIs, words) {
+		t.Errorf("revocations read back %q; want %q", rc.JTIs, words)
+	}
+	if r := mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--jti", ".nan"); !strings.Contains(r.stdout, "already revoked") {
+		t.Errorf("revoking .nan again: %s", r.stdout)
+	}
+	if r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--jti", ".inf"); !strings.Contains(r.stdout, "un-revoked jti .inf") {
+		t.Errorf("un-revoking .inf: %s", r.stdout)
+	}
+}
