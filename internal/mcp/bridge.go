@@ -39,7 +39,7 @@ type Bridge struct {
 	tools   map[string]*bridged         // by target
 	onCall  func(target string)
 	mu      sync.Mutex
-	answers map[string]json.RawMessage // by request message id, for a redelivery after an answer failed to send
+	answers map[string]json.RawMessage // by request and decision token, for a redelivery after an answer failed to send
 	order   []string
 	calling singleflight.Group // by request: a redelivery while its call runs waits for that call
 }
@@ -178,12 +178,51 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 	// replay ledger keys it: message ids are the agents' own, and another
 	// agent reusing one must not be sent this agent's answer.
 	id := d.Envelope.Tenant + "/" + d.Agent + "/" + d.Envelope.MessageID
-	// Deliveries are handled concurrently, and a redelivery (after
-	// AckWait) can come while the call it repeats still runs: it waits
-	// for that call's answer rather than calling the tool again.
-	v, err, _ := b.calling.Do(id, func() (any, error) {
+	key := answerKey(d)
+	answer, err := b.answerFor(ctx, d, id, key)
+	if err != nil {
+		return fmt.Errorf("mcp: call %s: %w", d.Envelope.MessageID, err)
+	}
+	_, err = b.cons[d.Target].Respond(ctx, d, answer)
+	if errors.Is(err, client.ErrRequest) {
+		// The answer cannot travel as an envelope (larger than the body
+		// limit, most likely): sending it again would fail again, at
+		// every redelivery. The requester is told so instead, and so is
+		// a redelivery.
+		small := errorAnswer("the tool's answer is too large to send")
+		b.remember(key, small)
+		if _, err = b.cons[d.Target].Respond(ctx, d, small); errors.Is(err, client.ErrRequest) {
+			// Not even that builds: no redelivery would do better. The
+			// request is acknowledged unanswered; its requester's wait
+			// ends at its timeout.
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mcp: answer %s: %w", d.Envelope.MessageID, err)
+	}
+	return nil
+}
+
+// answerKey is what an answer is remembered under: the request (the
+// agent's message id in its tenant) and the delivery's decision, whose
+// token every redelivery carries again. The same agent may send its id
+// again once the ledger has forgotten it, to another target: that is a
+// new request, and its answer is not the first one (nor redacted as the
+// first target's).
+func answerKey(d *client.Delivery) string {
+	return d.Envelope.Tenant + "/" + d.Agent + "/" + d.Envelope.MessageID + "#" + d.Claims.ID
+}
+
+// answerFor returns the answer to delivery d of request id, remembered
+// under key: the upstream tool's, called once per key. Deliveries are
+// handled concurrently, and a redelivery (after AckWait) can come while
+// the call it repeats still runs: it waits for that call's answer
+// rather than calling the tool again.
+func (b *Bridge) answerFor(ctx context.Context, d *client.Delivery, id, key string) (json.RawMessage, error) {
+	v, err, _ := b.calling.Do(key, func() (any, error) {
 		b.mu.Lock()
-		answer, done := b.answers[id]
+		answer, done := b.answers[key]
 		b.mu.Unlock()
 		if !done {
 			answer = b.call(ctx, d, id)
@@ -192,18 +231,14 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 				// one to send a redelivery. Handed back.
 				return nil, err
 			}
-			b.remember(id, answer)
+			b.remember(key, answer)
 		}
 		return answer, nil
 	})
 	if err != nil {
-		return fmt.Errorf("mcp: call %s: %w", d.Envelope.MessageID, err)
+		return nil, err
 	}
-	answer := v.(json.RawMessage)
-	if _, err := b.cons[d.Target].Respond(ctx, d, answer); err != nil {
-		return fmt.Errorf("mcp: answer %s: %w", d.Envelope.MessageID, err)
-	}
-	return nil
+	return v.(json.RawMessage), nil
 }
 
 // RequestIDMeta is the _meta key of the upstream tools/call that names
