@@ -256,13 +256,26 @@ function fromUtf8Strict(b: Uint8Array): string {
   }
 }
 
+/**
+ * safePath is a file path as an error may show it: what could be an nkey
+ * seed, or a run of 24 or more base64url characters mixing upper case,
+ * lower case and digits as a JWT or bearer token does (a secret pasted
+ * where its file's path belongs), is replaced by its length, as the Go
+ * SDK's identity.SafeText does.
+ */
+export function safePath(path: string): string {
+  return path
+    .replace(/S[A-Z2-7]{57}/g, (s) => `S…(${s.length} characters)`)
+    .replace(/[A-Za-z0-9_-]{24,}/g, (s) => (/[a-z]/.test(s) && /[A-Z]/.test(s) && /[0-9]/.test(s) ? `…(${s.length} characters)` : s));
+}
+
 /** readCreds reads and parses the .creds file at path. */
 export async function readCreds(path: string): Promise<Creds> {
   let data: Buffer;
   try {
     data = await readFile(path);
   } catch (err) {
-    throw new ConfigError(`creds: read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    throw new ConfigError(`creds: read ${safePath(path)}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
   }
   try {
     return parseCreds(data);
@@ -371,7 +384,7 @@ async function readSeedFile(path: string, role: SeedRole): Promise<KeyPair> {
   try {
     return parseSeedFile(data, role);
   } catch (err) {
-    throw new ConfigError(`${path}: ${(err as Error).message}`);
+    throw new ConfigError(`${safePath(path)}: ${(err as Error).message}`);
   } finally {
     data.fill(0);
   }
@@ -381,7 +394,7 @@ async function readSecretFile(path: string, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
-    throw new ConfigError(`${what}: read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    throw new ConfigError(`${what}: read ${safePath(path)}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
   }
 }
 
