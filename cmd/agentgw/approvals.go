@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -161,7 +163,7 @@ func approvalsAnswer(decision string, args []string) int {
 	if decision == approval.Deny {
 		sub = "deny"
 	}
-	c := newCmd("approvals "+sub, "--credential FILE --gateway-key N... --id HELD_MESSAGE_ID [--tenant T] [--audience A] [--reason TEXT]", `
+	c := newCmd("approvals "+sub, "--credential FILE --gateway-key N... --id HELD_MESSAGE_ID [--agent KEY] [--tenant T] [--audience A] [--reason TEXT]", `
 Find the held request with message id --id on `+gateway.StreamApproval+`, signed by a
 key of --gateway-key as 'approvals ls' shows it, and answer
 it with client.Approver: an 'approve' envelope signed with the approver's
@@ -180,6 +182,12 @@ gateway has answered, the request is acknowledged on the approval queue,
 so 'approvals ls' no longer lists it. --no-wait-decision sends and
 returns.
 
+Message ids are unique per agent only: once one agent's hold under an id
+has ended, another agent may be held under it. When requests of several
+agents are held under --id, it refuses (exit 2) until --agent names the
+requesting agent ('approvals ls' shows it), rather than answer one you
+may not have looked at.
+
 Refuses (exit 3) to answer your own request or one past its deadline.
 Answers carry plain payloads, so no curve key is needed. Connects as the
 approver's key (--credential) unless --creds, $NATS_CREDS, $NATS_NKEY or
@@ -189,6 +197,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 	cf.tenantSide = true
 	creds := c.credentialFlag("the approver's")
 	id := c.fs.String("id", "", "held message `id` (from 'approvals ls')")
+	agentKey := c.fs.String("agent", "", "the requesting agent's `key` (from 'approvals ls'): required when requests of several agents are held under --id")
 	tenant := c.fs.String("tenant", "", "tenant (default: the credential's)")
 	audience := c.fs.String("audience", "", "gateway audience (default: the credential's)")
 	why := c.fs.String("reason", "", "reason `text`, recorded with the answer")
@@ -233,9 +242,27 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 	ctx, stop := context.WithTimeout(ctx, *timeout)
 	defer stop()
 
-	req, found, err := findRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id, gwKeys)
+	reqs, err := findRequests(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id, gwKeys)
 	if err != nil {
 		return c.fail(err, streamHint(gateway.StreamApproval, err))
+	}
+	if *agentKey != "" {
+		reqs = slices.DeleteFunc(reqs, func(r approval.Request) bool { return r.Agent != *agentKey })
+	}
+	if len(reqs) > 1 {
+		// Message ids are unique per agent only: once one agent's hold
+		// under an id has ended, another agent may be held under it, and
+		// the answer would be bound to whichever request was read last,
+		// perhaps not the one the approver looked at.
+		var who []string
+		for _, r := range reqs {
+			who = append(who, clean(r.Agent))
+		}
+		return c.usageErr("requests of %d agents are held under --id %s (%s): name the one to answer with --agent", len(reqs), clean(*id), strings.Join(who, ", "))
+	}
+	req, found := approval.Request{}, len(reqs) == 1
+	if found {
+		req = reqs[0]
 	}
 	if !found {
 		return c.fail(fmt.Errorf("no held request %q for tenant %s", *id, ap.Agent().Tenant()),
@@ -331,21 +358,25 @@ func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, boun
 	})
 }
 
-// findRequest returns the latest request of tenant held under id that a
-// key of gateways signed (readRequest). It checks the Agentgw-Message-Id
-// header before decoding a body.
-func findRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string, gateways []string) (approval.Request, bool, error) {
-	var (
-		req   approval.Request
-		found bool
-	)
+// findRequests returns the requests of tenant held under id that a key
+// of gateways signed (readRequest): the latest of each requesting agent.
+// It checks the Agentgw-Message-Id header before decoding a body.
+func findRequests(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string, gateways []string) ([]approval.Request, error) {
+	var reqs []approval.Request
 	look := func() error {
+		reqs = reqs[:0]
 		return scanApprovals(ctx, nc, js, bound, tenant, false, func(m jetstream.Msg) error {
 			if m.Headers().Get(header.MessageID) != id {
 				return nil
 			}
-			if r, err := readRequest(m, tenant, gateways); err == nil && r.HeldMessageID == id {
-				req, found = r, true
+			r, err := readRequest(m, tenant, gateways)
+			if err != nil || r.HeldMessageID != id {
+				return nil
+			}
+			if i := slices.IndexFunc(reqs, func(o approval.Request) bool { return o.Agent == r.Agent }); i >= 0 {
+				reqs[i] = r
+			} else {
+				reqs = append(reqs, r)
 			}
 			return nil
 		})
@@ -353,11 +384,11 @@ func findRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bou
 	err := look()
 	// A bound queue does not show what another reader (a concurrent 'ls')
 	// still holds; it hands it back at once, so look again briefly.
-	for i := 0; bound && err == nil && !found && i < 10 && ctx.Err() == nil; i++ {
+	for i := 0; bound && err == nil && len(reqs) == 0 && i < 10 && ctx.Err() == nil; i++ {
 		time.Sleep(200 * time.Millisecond)
 		err = look()
 	}
-	return req, found, err
+	return reqs, err
 }
 
 // scanApprovals reads a tenant's approval requests: through the

@@ -524,15 +524,29 @@ export class Approver {
   }
 
   /**
-   * find returns the held request with message id heldMessageId, or
-   * undefined. It reads through list (all included), so it finds only a
-   * request whose decision token verifies. A bound queue does not show
+   * find returns the held request with message id heldMessageId (of
+   * opts.agent, when given), or undefined. It reads through list (all
+   * included), so it finds only a request whose decision token verifies.
+   * Message ids are unique per agent only: once one agent's hold under an
+   * id has ended another agent may be held under it, so when requests of
+   * several agents are held under heldMessageId and opts.agent does not
+   * name one, find rejects with an InvalidRequestError rather than pick
+   * one the approver may not have looked at. A bound queue does not show
    * what another reader holds, so it looks again a few times.
    */
-  async find(heldMessageId: string, opts: { signal?: AbortSignal } = {}): Promise<HeldRequest | undefined> {
+  async find(heldMessageId: string, opts: { signal?: AbortSignal; agent?: string } = {}): Promise<HeldRequest | undefined> {
     for (let i = 0; i < 10; i++) {
-      const all = await this.list({ all: true, ...opts });
-      const hit = all.filter((r) => r.heldMessageId === heldMessageId).pop();
+      const all = await this.list({ all: true, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const latest = new Map<string, HeldRequest>(); // by agent, the latest
+      for (const r of all) {
+        if (r.heldMessageId === heldMessageId && (opts.agent === undefined || r.agent === opts.agent)) {
+          latest.set(r.agent, r);
+        }
+      }
+      if (latest.size > 1) {
+        throw new InvalidRequestError(`invalid request: requests of ${latest.size} agents are held under ${heldMessageId}: name the agent to answer`);
+      }
+      const hit = [...latest.values()][0];
       if (hit !== undefined || !this.#cfg.bind) {
         return hit;
       }

@@ -148,6 +148,18 @@ test("list: the tenant's held requests, oldest first, consuming nothing", async 
   assert.equal(await ap.find("held-message-000000009"), undefined);
 });
 
+test("find: requests of two agents under one held id are not taken for one another", async () => {
+  // Message ids are unique per agent only: another agent may be held
+  // under an id once the first agent's hold has ended.
+  const other = createUser().getPublicKey();
+  await hold(request("held-message-000000081"));
+  await hold(request("held-message-000000081", { agent: other, body_digest: "sha256:" + "b".repeat(64) }));
+  const ap = approver();
+  await rejectsWith(ap.find("held-message-000000081"), InvalidRequestError, "two agents");
+  assert.equal((await ap.find("held-message-000000081", { agent: requester }))?.agent, requester);
+  assert.equal((await ap.find("held-message-000000081", { agent: other }))?.agent, other);
+});
+
 test("answer: an approve envelope bound to the held digest and policy version, in the request's trace", async () => {
   await approvalStream();
   await hold(request("held-message-000000011"));
