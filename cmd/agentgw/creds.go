@@ -398,8 +398,10 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	var r gateway.RevocationConfig
 	mode := os.FileMode(0o600)
 	data, err := os.ReadFile(*file)
+	created := false
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		created = true
 	case err != nil:
 		return c.fail(err, "")
 	default:
@@ -464,6 +466,12 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	// (root:agentgw 0640) must leave it readable by the gateway.
 	if err := atomicfile.Replace(*file, out, mode); err != nil {
 		return c.fail(err, "")
+	}
+	if created {
+		// A gateway does not start without its revocations file, so a
+		// new one is most likely a path mistyped: say so.
+		fmt.Fprintf(c.out, "created %s: no such file existed; the gateway applies only the file its revocations.file names\n", *file)
+		return exitOK
 	}
 	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", *file)
 	return exitOK

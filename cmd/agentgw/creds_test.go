@@ -183,7 +183,9 @@ func TestCredsRevoke(t *testing.T) {
 	}
 	kp.Wipe()
 
-	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--key", k.agent)
+	if r := mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--credential", "agent.creds", "--key", k.agent); !strings.Contains(r.stdout, "created revocations.yaml: no such file existed") {
+		t.Errorf("a revocations file created anew is not said to be: %s", r.stdout)
+	}
 	// A credential's jti is revoked scoped to its issuer: another
 	// tenant's issuer may write the same jti.
 	scoped := identity.ScopedJTI(tok.Issuer(), tok.JTI())

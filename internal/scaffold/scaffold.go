@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/internal/atomicfile"
@@ -203,6 +204,17 @@ func (o *Options) withDefaults() error {
 			add("%q: nats-server paths must be absolute", p)
 		}
 	}
+	// These are written into the configurations as they are: a quote or
+	// a line break would end their string, or their line, and add
+	// configuration of its own.
+	if !validAudience(o.Audience) {
+		add("audience %q: want 1-128 characters of [A-Za-z0-9._:/-]", o.Audience)
+	}
+	for _, p := range []string{o.Dir, o.NATSDir, o.StoreDir, o.DataDir} {
+		if strings.ContainsAny(p, "\"'\\\n\r\t#{}[]$") || strings.ContainsFunc(p, unicode.IsControl) {
+			add("%q: a path here may not hold quotes, backslashes, line breaks, tabs or any of # { } [ ] $", p)
+		}
+	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -210,6 +222,21 @@ func (o *Options) withDefaults() error {
 		return fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	return nil
+}
+
+// validAudience: the envelope's audience alphabet (docs/wire.md).
+func validAudience(a string) bool {
+	if a == "" || len(a) > 128 {
+		return false
+	}
+	for _, c := range a {
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', strings.ContainsRune("._:/-", c):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // maxInstances bounds --instances: each instance must own at least one

@@ -148,6 +148,11 @@ func TestOptions(t *testing.T) {
 		{"refuse/bad-host", func(o *scaffold.Options) { o.Hosts = []string{"nats_1"} }, `host "nats_1"`},
 		{"refuse/negative-tenant-connections", func(o *scaffold.Options) { o.TenantMaxConnections = -1 }, "tenant max connections -1"},
 		{"refuse/huge-tenant-subscriptions", func(o *scaffold.Options) { o.TenantMaxSubscriptions = scaffold.MaxTenantLimit + 1 }, "tenant max subscriptions"},
+		// Written into the configurations as they are: a line break or a
+		// quote would add configuration of its own.
+		{"refuse/audience-line-break", func(o *scaffold.Options) { o.Audience = "agentgw\nnotify_senders: false" }, "audience"},
+		{"refuse/data-dir-line-break", func(o *scaffold.Options) { o.DataDir = "data\nnotify_senders: false" }, "may not hold"},
+		{"refuse/store-dir-quote", func(o *scaffold.Options) { o.StoreDir = `/var/lib/nats" } authorization { users: [{user: x}] } x {"` }, "may not hold"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
