@@ -118,7 +118,10 @@ type IdPConfig struct {
 	// (it must be [A-Za-z0-9._:-]{1,128}). Zero: no service.
 	ServiceClaim string `yaml:"service_claim"`
 	// AllowAct accepts tokens that already carry an RFC 8693 act claim
-	// (a delegated token). Zero: they are refused. See the package doc.
+	// (a delegated token). Zero: they are refused. See the package doc:
+	// the credential names the token's sub, not its actors, so an actor
+	// is not held to the four-eyes rule of approvals (docs/security.md,
+	// Limits).
 	AllowAct bool `yaml:"allow_act"`
 	// MaxTokenAge refuses tokens whose iat is older. Zero: no limit
 	// beyond exp.
