@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,11 +33,22 @@ func TestExchangeGarbageAuditBounded(t *testing.T) {
 	<-h.gw.Ready()
 
 	attacker := natstest.Connect(t, h.srv)
+	start := time.Now()
+	// The exchange answers once its service is subscribed.
+	for {
+		_, err := attacker.Request("agentgw.exchange", []byte("x"), time.Second)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the exchange never answered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	inbox := attacker.NewInbox()
 	sub, err := attacker.SubscribeSync(inbox)
 	must(t, err)
 	const n = 5000
-	start := time.Now()
 	for range n {
 		m := nats.NewMsg("agentgw.exchange")
 		m.Reply, m.Data = inbox, []byte("x")
