@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ type held struct {
 	Issuer             string    `json:"issuer"`
 	CredentialID       string    `json:"jti"`
 	Principal          string    `json:"principal,omitempty"` // the credential's nats.principal
+	Actors             []string  `json:"actors,omitempty"`    // the credential's nats.actors
 	Service            string    `json:"service"`
 	Scopes             []string  `json:"scopes"`
 	XKey               string    `json:"xkey"`
@@ -75,7 +77,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, now, deadline time.Time) 
 	h := held{
 		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body, Header: hdr,
 		CredentialSealed: sealed, CredentialSealedTo: g.box.PublicKey(),
-		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Service: it.cred.Service,
+		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Actors: it.cred.Actors, Service: it.cred.Service,
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: it.digestHex(), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: now,
@@ -85,6 +87,21 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, now, deadline time.Time) 
 		return err
 	}
 	return g.holds.putHold(b, holdID(it.env.Tenant, it.env.MessageID), deadline, v, it.seq, false)
+}
+
+// sharesParty reports whether two credentials act for one party: a
+// non-empty principal or actor of one is the principal or an actor of
+// the other. A delegated token's actor sent the request as much as its
+// subject did, so neither may approve it.
+func sharesParty(principalA string, actorsA []string, principalB string, actorsB []string) bool {
+	a := append([]string{principalA}, actorsA...)
+	b := append([]string{principalB}, actorsB...)
+	for _, x := range a {
+		if x != "" && slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // heldItem rebuilds the held request as an item whose gates after the
@@ -106,7 +123,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, r *rules, now tim
 		subject: h.IngressSubject, hdr: nats.Header(h.Header), body: h.Body, seq: seq, start: now,
 		credSealed: h.CredentialSealed, credSealedTo: h.CredentialSealedTo,
 		env: env, digest: envelope.Digest(h.Body), payload: env.PayloadDigest(),
-		cred:  &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey, Principal: h.Principal},
+		cred:  &identity.Credential{ID: h.CredentialID, Issuer: h.Issuer, Subject: h.Agent, Tenant: tenant, Service: h.Service, Scopes: h.Scopes, XKey: h.XKey, Principal: h.Principal, Actors: h.Actors},
 		pol:   policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
 		rules: r,
 	}
@@ -220,8 +237,8 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.SelfApproval, "approver is the requesting agent"))
 		return nil
 	}
-	if it.cred.Principal != "" && it.cred.Principal == h.Principal {
-		it.deny(reason.Deny(reason.SelfApproval, "approver's credential %s was issued for the principal the request was sent for, through another key", it.cred.ID))
+	if sharesParty(it.cred.Principal, it.cred.Actors, h.Principal, h.Actors) {
+		it.deny(reason.Deny(reason.SelfApproval, "approver's credential %s was issued for a party the request was sent by or for, through another key", it.cred.ID))
 		return nil
 	}
 	if !it.cred.HasScope("approve:" + h.Target) {

@@ -146,6 +146,13 @@ func TestCredentialSchema(t *testing.T) {
 		{"ok/principal", edit(func(_, n map[string]any) { n["principal"] = "https://idp.example.com#5f0c2a7e-user" }), true},
 		{"deny/principal-empty", edit(func(_, n map[string]any) { n["principal"] = "" }), false},
 		{"deny/principal-control", edit(func(_, n map[string]any) { n["principal"] = "https://idp.example.com#a\nb" }), false},
+		{"ok/actors", edit(func(_, n map[string]any) { n["actors"] = []any{"https://idp.example.com#bob"} }), true},
+		{"deny/actors-nine", edit(func(_, n map[string]any) {
+			n["actors"] = []any{"a", "b", "c", "d", "e", "f", "g", "h", "i"}
+		}), false},
+		{"deny/actor-empty", edit(func(_, n map[string]any) { n["actors"] = []any{""} }), false},
+		{"deny/actor-control", edit(func(_, n map[string]any) { n["actors"] = []any{"https://idp.example.com#a\nb"} }), false},
+		{"deny/actor-number", edit(func(_, n map[string]any) { n["actors"] = []any{7} }), false},
 		{"deny/missing-exp", edit(func(c, _ map[string]any) { delete(c, "exp") }), false},
 		{"deny/missing-jti", edit(func(c, _ map[string]any) { delete(c, "jti") }), false},
 		{"deny/missing-nats", edit(func(c, _ map[string]any) { delete(c, "nats") }), false},

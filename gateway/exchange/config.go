@@ -119,9 +119,8 @@ type IdPConfig struct {
 	ServiceClaim string `yaml:"service_claim"`
 	// AllowAct accepts tokens that already carry an RFC 8693 act claim
 	// (a delegated token). Zero: they are refused. See the package doc:
-	// the credential names the token's sub, not its actors, so an actor
-	// is not held to the four-eyes rule of approvals (docs/security.md,
-	// Limits).
+	// the credential names the token's sub as its principal and the
+	// actors in nats.actors, and neither may approve its requests.
 	AllowAct bool `yaml:"allow_act"`
 	// MaxTokenAge refuses tokens whose iat is older. Zero: no limit
 	// beyond exp.

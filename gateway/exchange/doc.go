@@ -58,7 +58,9 @@
 //     (Principal): whichever agent key an identity exchanges for, its
 //     credentials name the same principal, and the gateway refuses one
 //     of them approving a request another sent (self_approval). With an
-//     act chain it is still the token's sub, the party acted for.
+//     act chain it is still the token's sub, the party acted for; the
+//     actors' principals ("<IdP issuer>#<act sub>") are the credential's
+//     nats.actors, and one of them may not approve the request either.
 //
 // Every exchange, granted or refused, yields an audit.Event of kind
 // credential_exchange (IdP issuer and subject, act chain, agent key,
@@ -113,7 +115,8 @@
 //     act.sub, nested act for earlier actors). Refused unless the IdP
 //     is configured allow_act; then the chain (at most 8 deep, each with
 //     a sub) is recorded in the audit event as idp_actors, outermost
-//     first, and the credential's name. Rules still match the token's
+//     first, in the credential's name, and as principals in its
+//     nats.actors. Rules still match the token's
 //     own claims only — an actor never adds scopes.
 //
 // # Keys

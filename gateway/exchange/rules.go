@@ -86,6 +86,18 @@ func (p *idp) actors(t *token, agent, audience string) ([]string, error) {
 	return chain, nil
 }
 
+// actorPrincipals are the principals of t's act chain (actors, from
+// the actors method), as the token's IdP names them: an actor is an
+// identity of the token's issuer (an act's own iss is not trusted to
+// name another IdP's identity).
+func actorPrincipals(t *token, actors []string) []string {
+	var out []string
+	for _, sub := range actors {
+		out = append(out, Principal(t.Issuer, sub))
+	}
+	return out
+}
+
 // grant returns the union of the scopes of every rule t matches for
 // tenant, sorted and without duplicates, and the ids ("idp.rule") of
 // those rules.

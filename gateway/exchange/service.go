@@ -337,6 +337,7 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 		Scopes:    scopes,
 		XKey:      req.XKey,
 		Principal: Principal(tok.Issuer, tok.Subject),
+		Actors:    actorPrincipals(tok, ev.IdPActors),
 		TTL:       ttl,
 	}, now)
 	if err != nil {

@@ -27,6 +27,7 @@ const (
 	maxNameLen    = 256
 	maxAudience   = 256
 	maxPrincipal  = 1024
+	maxActors     = 8
 	maxUnixSecond = 253402300799 // 9999-12-31T23:59:59Z: keeps time math far from overflow
 )
 
@@ -54,6 +55,13 @@ type Credential struct {
 	// Not a secret; at most 1024 bytes of UTF-8 without control
 	// characters.
 	Principal string
+	// Actors (nats.actors) are the parties that act for Principal, when
+	// the credential was issued for a delegated token (package exchange:
+	// the principals of its act chain, outermost first). The gateway
+	// refuses an approver that is the requester's principal or one of
+	// its actors, or acts through one of them. At most 8, each as
+	// Principal.
+	Actors []string
 }
 
 // HasScope reports whether the credential grants the concrete scope s.
@@ -137,6 +145,8 @@ type IssueRequest struct {
 	// Credential.Principal); optional, at most 1024 bytes of UTF-8
 	// without control characters.
 	Principal string
+	// Actors act for Principal (see Credential.Actors); optional.
+	Actors []string
 
 	// NotBefore delays validity; the zero Time (or any time before now)
 	// means valid from now.
@@ -164,6 +174,7 @@ type credentialWire struct {
 }
 
 type credentialNats struct {
+	Actors    []string `json:"actors,omitempty"`
 	Principal string   `json:"principal,omitempty"`
 	Scopes    []string `json:"scopes,omitempty"`
 	Service   string   `json:"service,omitempty"`
@@ -207,6 +218,7 @@ func Issue(issuer nkeys.KeyPair, req IssueRequest, now time.Time) (Token, error)
 		NotBefore: nbf,
 		Subject:   req.Subject,
 		Nats: credentialNats{
+			Actors:    req.Actors,
 			Principal: req.Principal,
 			Scopes:    req.Scopes,
 			Service:   req.Service,
@@ -272,8 +284,16 @@ func checkClaims(w *credentialWire, needID bool) []error {
 	if len(w.Audience) > maxAudience {
 		add("aud longer than %d bytes", maxAudience)
 	}
-	if p := w.Nats.Principal; len(p) > maxPrincipal || !utf8.ValidString(p) || strings.IndexFunc(p, unicode.IsControl) >= 0 {
+	if p := w.Nats.Principal; !validPrincipal(p) {
 		add("principal longer than %d bytes, not UTF-8, or holds control characters", maxPrincipal)
+	}
+	if len(w.Nats.Actors) > maxActors {
+		add("more than %d actors", maxActors)
+	}
+	for i, a := range w.Nats.Actors {
+		if a == "" || !validPrincipal(a) {
+			add("actor %d is empty, longer than %d bytes, not UTF-8, or holds control characters", i, maxPrincipal)
+		}
 	}
 	if len(w.Nats.Scopes) > maxScopes {
 		add("more than %d scopes", maxScopes)
@@ -320,9 +340,16 @@ func decodeCredential(payload []byte) (*Credential, error) {
 		Scopes:    w.Nats.Scopes,
 		XKey:      w.Nats.XKey,
 		Principal: w.Nats.Principal,
+		Actors:    w.Nats.Actors,
 	}
 	if w.NotBefore > 0 {
 		c.NotBefore = time.Unix(w.NotBefore, 0).UTC()
 	}
 	return c, nil
+}
+
+// validPrincipal: at most maxPrincipal bytes of UTF-8 without control
+// characters.
+func validPrincipal(p string) bool {
+	return len(p) <= maxPrincipal && utf8.ValidString(p) && strings.IndexFunc(p, unicode.IsControl) < 0
 }

@@ -313,6 +313,7 @@ func (v *Verifier) VerifyUntimed(token string) (*Credential, error) {
 	}
 	out := *c
 	out.Scopes = slices.Clip(slices.Clone(c.Scopes))
+	out.Actors = slices.Clip(slices.Clone(c.Actors))
 	return &out, nil
 }
 
