@@ -72,6 +72,9 @@ deploy/README.md shows the steps that follow.`)
 		// Options take 0 for the default; a flag of 0 asks for none.
 		return c.usageErr("--tenant-max-connections and --tenant-max-subscriptions: want at least 1")
 	}
+	if *caKey != "" {
+		c.warnLoose(*caKey) // the key every certificate of the deployment rests on
+	}
 	d, err := scaffold.Write(scaffold.Options{
 		Dir: *dir, Tenants: tenants, Hosts: hosts, Instances: *instances, Audience: *audience,
 		CACert: *caCert, CAKey: *caKey, ServerSANs: sans, ClientPort: *clientPort, RoutePort: *routePort,

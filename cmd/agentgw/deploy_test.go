@@ -101,3 +101,24 @@ func TestDeniedReplayOperatorByCertificate(t *testing.T) {
 		t.Errorf("denied replay as the operator's certificate:\n%s\nwant it connected (no gateway answers: none runs here), not refused", r)
 	}
 }
+
+// TestDeployInitWarnsOfLooseCAKey: the CA key every certificate of the
+// deployment rests on gets the warning any other secret file read does
+// when it is open to its group or others.
+func TestDeployInitWarnsOfLooseCAKey(t *testing.T) {
+	first := filepath.Join(t.TempDir(), "first")
+	mustRun(t, "", exitOK, "deploy", "init", "--dir", first, "--tenants", "acme", "--hosts", "nats.example.com")
+	caCert, caKey := filepath.Join(first, "ca", "ca.pem"), filepath.Join(first, "ca", "ca-key.pem")
+	args := []string{"deploy", "init", "--dir", filepath.Join(t.TempDir(), "second"), "--tenants", "acme", "--hosts", "nats.example.com",
+		"--ca-cert", caCert, "--ca-key", caKey}
+	if r := mustRun(t, "", exitOK, args...); strings.Contains(r.stderr, "open to its group or others") {
+		t.Errorf("a 0600 CA key was warned of: %s", r.stderr)
+	}
+	if err := os.Chmod(caKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args[3] = filepath.Join(t.TempDir(), "third")
+	if r := mustRun(t, "", exitOK, args...); !strings.Contains(r.stderr, "ca-key.pem is open to its group or others (mode 0644)") {
+		t.Errorf("a 0644 CA key: %s; want a warning", r)
+	}
+}
