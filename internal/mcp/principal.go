@@ -446,18 +446,34 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 }
 
 // saveKeys writes p's seeds to its key_dir file (mode 0600) unless the
-// file exists.
+// file exists. The seeds go to a new temporary file, synced, which is
+// then linked to the file's name: a crash leaves no half-written file,
+// and a name that exists (a file, or a symlink planted there, dangling
+// or not) is neither followed nor replaced.
 func (e *Endpoint) saveKeys(p *principal) error {
 	path := e.keyPath(p.id)
-	if _, err := os.Stat(path); err == nil {
+	if _, err := os.Lstat(path); err == nil {
 		return nil
 	}
 	ks, _ := p.key.Seed()
 	cs, _ := p.curve.Seed()
 	data := append(append(append(ks, '\n'), cs...), '\n')
 	defer clear(data)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return errors.New("a principal key file cannot be written to key_dir")
+	fail := errors.New("a principal key file cannot be written to key_dir")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".principal-*") // 0600
+	if err != nil {
+		return fail
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
+	if cerr := tmp.Close(); werr != nil || serr != nil || cerr != nil {
+		return fail
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		// Another process wrote the principal's file meanwhile: its keys,
+		// not these, are the principal's; the next request loads them.
+		return fail
 	}
 	return nil
 }
