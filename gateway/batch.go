@@ -366,6 +366,14 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 	if err := d.err; err != nil {
 		g.nakAll(items)
 		m.LedgerErrors.Inc()
+		if ps.epoch != 0 {
+			// A failed commit may still be durable (the log written, its
+			// sync failed): the ledger would then hold what the journal
+			// never got, and a redelivery, finding the recorded outcome,
+			// would re-emit it unjournaled. As after a failed append, the
+			// tenure restarts from the journal.
+			return fmt.Errorf("%w: ledger commit: %w", errRestart, err)
+		}
 		return fmt.Errorf("gateway: ledger commit: %w", err)
 	}
 	phase := time.Now()

@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/store/journal"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// TestScaleOutFailedCommitJournaled: scaled out, one WAL sync of a
+// partition ledger fails. The batch's commit reports an error and the
+// batch is naked, but its writes may be in the ledger after the reopen:
+// the redelivery found the recorded outcome and re-emitted it, and
+// nothing was ever journaled for it, so the partition's next owner,
+// rebuilding from the journal, accepted an exact copy of the message.
+// The tenure now restarts from the journal, as after a failed append.
+func TestScaleOutFailedCommitJournaled(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	var armed atomic.Bool
+	var fired atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if filepath.Ext(op.Path) != ".log" {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if armed.CompareAndSwap(true, false) {
+				fired.Store(true)
+				return errorfs.ErrInjected
+			}
+		}
+		return nil
+	})
+	fs := errorfs.Wrap(vfs.Default, inj)
+	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = fs })
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+
+	body := h.body(func(b *envelope.Builder) { b.IdempotencyKey = "refund-77" })
+	hdr := h.signed(h.agent, h.agent.token, body)
+	subj := h.ingress(h.agent, "tenant_a")
+	armed.Store(true)
+	first := h.publish(subj, body, hdr)
+	if out := h.outputFor(first); out.Header.Get(header.Route) != "allow" || !fired.Load() {
+		t.Fatalf("first: sync failure injected %v, route %s (%s)", fired.Load(), out.Header.Get(header.Route), out.Header.Get(header.Reason))
+	}
+	var ops []string
+	waitFor(t, func() bool {
+		ops = ops[:0]
+		must(t, journal.Replay(context.Background(), h.js, 0, time.Time{}, func(r journal.Record) error {
+			ops = append(ops, r.Op.String())
+			return nil
+		}))
+		return len(ops) > 0
+	})
+
+	// Hand the partition over: the next owner rebuilds from the journal.
+	a.stop(t)
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 1 })
+	copySeq := h.publish(subj, body, hdr)
+	out := h.outputFor(copySeq)
+	if reason.Code(out.Header.Get(header.Reason)) != reason.ReplayDetected {
+		t.Errorf("exact copy of an allowed message after takeover: route %s reason %q; want replay_detected",
+			out.Header.Get(header.Route), out.Header.Get(header.Reason))
+	}
+	b.stop(t)
+}
