@@ -65,13 +65,18 @@ type deadAck struct {
 	nc       *nats.Conn
 	consumer string
 	seq      uint64
+	acked    func(seq uint64) // when set, told of the acknowledgement sent
 }
 
 func (d deadAck) ack() error {
 	if d.nc == nil || d.consumer == "" {
 		return nil
 	}
-	return d.nc.Publish(fmt.Sprintf("$JS.ACK.%s.%s.0.%d.0.0.0", StreamIngress, d.consumer, d.seq), []byte("+ACK"))
+	err := d.nc.Publish(fmt.Sprintf("$JS.ACK.%s.%s.0.%d.0.0.0", StreamIngress, d.consumer, d.seq), []byte("+ACK"))
+	if err == nil && d.acked != nil {
+		d.acked(d.seq)
+	}
+	return err
 }
 
 func (m recoveredMsg) Metadata() (*jetstream.MsgMetadata, error) {

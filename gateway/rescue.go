@@ -86,13 +86,34 @@ func statusShaped(m *jetstream.RawStreamMsg) bool {
 // redelivered ones) are read by sequence from the ack floor up, at most
 // MaxAckPending of them, and the status-shaped ones are queued as
 // messages read by sequence, acknowledged by sequence once decided. One
-// queued again before ack_wait passed is not queued again; should its
-// decision fail, the next look queues it again.
+// acknowledged so is not queued again (the range read still holds it
+// while a message below keeps the ack floor); one queued less than
+// ack_wait ago is not either; should its decision fail, a later look
+// queues it again.
 func (f *fairSource) rescue(ctx context.Context, r *reader, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
 	ackWait := f.g.cfg.Consumer.AckWait
 	tick := time.NewTicker(max(ackWait/2, time.Second))
 	defer tick.Stop()
 	queued := map[uint64]time.Time{}
+	var (
+		mu    sync.Mutex
+		acked = map[uint64]bool{}
+	)
+	done := func(seq uint64) {
+		mu.Lock()
+		acked[seq] = true
+		mu.Unlock()
+	}
+	wasAcked := func(seq uint64, floor uint64) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for s := range acked {
+			if s < floor {
+				delete(acked, s)
+			}
+		}
+		return acked[seq]
+	}
 	for {
 		kicked := false
 		select {
@@ -105,12 +126,12 @@ func (f *fairSource) rescue(ctx context.Context, r *reader, q chan<- jetstream.M
 			kicked = true
 		}
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		f.rescueOnce(lctx, r, kicked, queued, ackWait, func(m jetstream.Msg) { f.deliver(ctx, m, q, catchAll, owned, stopping) })
+		f.rescueOnce(lctx, r, kicked, queued, wasAcked, done, ackWait, func(m jetstream.Msg) { f.deliver(ctx, m, q, catchAll, owned, stopping) })
 		cancel()
 	}
 }
 
-func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, queued map[uint64]time.Time, ackWait time.Duration, deliver func(jetstream.Msg)) {
+func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, queued map[uint64]time.Time, wasAcked func(seq, floor uint64) bool, done func(uint64), ackWait time.Duration, deliver func(jetstream.Msg)) {
 	info, err := r.c.Info(ctx)
 	if err != nil || (info.NumRedelivered == 0 && !kicked) {
 		return
@@ -133,7 +154,7 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, que
 		filters = append(filters, info.Config.FilterSubject)
 	}
 	for seq := from; seq <= to && seq > 0; seq++ {
-		if at, ok := queued[seq]; ok && time.Since(at) < ackWait {
+		if at, ok := queued[seq]; (ok && time.Since(at) < ackWait) || wasAcked(seq, from) {
 			continue
 		}
 		raw, err := stream.GetMsg(ctx, seq)
@@ -143,7 +164,7 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, que
 		queued[seq] = time.Now()
 		f.g.log.Warn().Uint64("ingress_seq", seq).Str("consumer", info.Name).
 			Msg("ingress message nats.go takes for a server status (no data, a Status header): read by sequence and decided")
-		deliver(recoveredMsg{raw: raw, dead: deadAck{nc: f.g.nc, consumer: info.Name, seq: seq}})
+		deliver(recoveredMsg{raw: raw, dead: deadAck{nc: f.g.nc, consumer: info.Name, seq: seq, acked: done}})
 	}
 }
 

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,4 +62,43 @@ func TestStatusShapedMessagesDecided(t *testing.T) {
 			h.stop()
 		})
 	}
+}
+
+// TestRescuedMessageNotQueuedAgain: a status-shaped message above an ack
+// floor that an earlier pending message holds stays in the range rescue
+// reads once it was decided and acknowledged by sequence. It was read
+// and queued again every ack_wait, its outcome re-emitted each time
+// (and, past the duplicate window, stored again). Once acknowledged it
+// is left alone.
+func TestRescuedMessageNotQueuedAgain(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the full capability stream is logged
+	h.cfg.NotifySenders = false
+	h.cfg.Streams.MaxMsgsPerOutput = 3
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	h.start()
+	ctx := context.Background()
+	// A full capability stream: an allowed message cannot be published,
+	// is not acknowledged, and holds the ack floor.
+	for i := range 3 {
+		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
+		must(t, err)
+	}
+	h.send(h.body(nil))
+	poison := h.statusShapedPoison("404", "No Messages")
+	if out := h.outputFor(poison); !strings.HasPrefix(out.Subject, "agentgw.denied.") {
+		t.Fatalf("status-shaped message went to %s", out.Subject)
+	}
+	time.Sleep(7 * time.Second) // three ack_waits, six looks
+	c, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	info, err := c.Info(ctx)
+	must(t, err)
+	if info.NumAckPending != 1 {
+		t.Fatalf("%d messages pending; want only the one the full stream holds", info.NumAckPending)
+	}
+	if n := strings.Count(h.logs.String(), fmt.Sprintf(`"ingress_seq":%d,"consumer"`, poison)); n != 1 {
+		t.Errorf("the status-shaped message was read by sequence and queued %d times; want once", n)
+	}
+	h.stop()
 }
