@@ -303,7 +303,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 		// Answered now, or past answering: the queue need not show it. A
 		// refusal of this approver's answer leaves it for others.
 		if verdict != nil && (verdict.Answers != "" || verdict.Reason == reason.ApprovalExpired) {
-			if err := ackRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id, gwKeys); err != nil {
+			if err := ackRequest(ctx, nc, js, cf.bound, ap.Agent().Tenant(), *id, req.Agent, gwKeys); err != nil {
 				fmt.Fprintf(c.err, "agentgw %s: the request stays listed on the approval queue: %v\n", c.name, err)
 			}
 		}
@@ -336,11 +336,11 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 	return code
 }
 
-// ackRequest acknowledges the request held under id on the approval
+// ackRequest acknowledges the request of agent held under id on the approval
 // queue, as client.Approver.Watch does once a request is handled, so
 // that the queue no longer shows it. Without the pre-created queue
 // (an unbound reader) there is nothing to acknowledge.
-func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id string, gateways []string) error {
+func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, bound bool, tenant, id, agent string, gateways []string) error {
 	if !bound {
 		return nil
 	}
@@ -348,8 +348,8 @@ func ackRequest(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, boun
 		if m.Headers().Get(header.MessageID) != id {
 			return nil
 		}
-		if r, err := readRequest(m, tenant, gateways); err != nil || r.HeldMessageID != id {
-			return nil // not the gateway's request: left for whoever reads it
+		if r, err := readRequest(m, tenant, gateways); err != nil || r.HeldMessageID != id || r.Agent != agent {
+			return nil // not the gateway's request, or another agent's: left for whoever reads it
 		}
 		if err := m.Ack(); err != nil {
 			return err

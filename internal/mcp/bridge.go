@@ -186,10 +186,10 @@ func (b *Bridge) handle(ctx context.Context, d *client.Delivery) error {
 	_, err = b.cons[d.Target].Respond(ctx, d, answer)
 	if errors.Is(err, client.ErrRequest) {
 		// The answer cannot travel as an envelope (larger than the body
-		// limit, most likely): sending it again would fail again, at
-		// every redelivery. The requester is told so instead, and so is
-		// a redelivery.
-		small := errorAnswer("the tool's answer is too large to send")
+		// limit, most likely, or not an object the envelope takes):
+		// sending it again would fail again, at every redelivery. The
+		// requester is told so instead, and so is a redelivery.
+		small := errorAnswer("the tool's answer cannot be sent: too large, or not a JSON object an envelope takes")
 		b.remember(key, small)
 		if _, err = b.cons[d.Target].Respond(ctx, d, small); errors.Is(err, client.ErrRequest) {
 			// Not even that builds: no redelivery would do better. The
@@ -282,6 +282,10 @@ func (b *Bridge) call(ctx context.Context, d *client.Delivery, id string) json.R
 func (b *Bridge) remember(id string, answer json.RawMessage) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.answers[id]; ok {
+		b.answers[id] = answer // replaced: its place in the order stays
+		return
+	}
 	if len(b.order) >= maxRemembered {
 		delete(b.answers, b.order[0])
 		b.order = b.order[1:]

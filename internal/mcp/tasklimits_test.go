@@ -262,6 +262,21 @@ func TestEndpointFullTableMakesRoom(t *testing.T) {
 		t.Errorf("after the victim's task: filler-0's oldest kept = %v, %d tasks held; want it evicted, %d", first, n, maxTasks)
 	}
 
+	// The principal holding the most has only running tasks: a finished
+	// one of another principal's gives way.
+	fill(true)
+	reg.mu.Lock()
+	for _, tk := range reg.tasks {
+		if tk.owner == "filler-0" {
+			tk.expires = time.Time{}
+		}
+	}
+	reg.mu.Unlock()
+	third := h.signed("third", "support")
+	if tk, resp := h.createTask(third, 1, "search", `{"query":"x"}`, `{}`); tk.TaskID == "" {
+		t.Errorf("beside a principal of running tasks and others' finished ones: %s", resp)
+	}
+
 	fill(false)
 	other := h.signed("other", "support")
 	if tk, resp := h.createTask(other, 1, "search", `{"query":"x"}`, `{}`); tk.TaskID != "" || !strings.Contains(resp, "too many tasks") {

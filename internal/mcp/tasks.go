@@ -356,9 +356,16 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 // results are lost, and they were over its share of the table. Called
 // with t.mu held.
 func (t *taskRegistry) evictFinished() {
-	held := map[string]int{}
+	// Among the principals holding a finished task: one holding only
+	// running ones has nothing to give.
+	held, finished := map[string]int{}, map[string]bool{}
 	for _, tk := range t.tasks {
 		held[tk.owner]++
+		tk.mu.Lock()
+		if !tk.expires.IsZero() {
+			finished[tk.owner] = true
+		}
+		tk.mu.Unlock()
 	}
 	var (
 		victim  string
@@ -367,6 +374,9 @@ func (t *taskRegistry) evictFinished() {
 		endedAt time.Time
 	)
 	for owner, n := range held {
+		if !finished[owner] {
+			continue
+		}
 		if n > most || (n == most && owner < victim) {
 			victim, most = owner, n
 		}
