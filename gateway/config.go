@@ -126,7 +126,12 @@ type TenantConfig struct {
 type RevocationConfig struct {
 	JTIs []string `yaml:"jtis"`
 	Keys []string `yaml:"keys"`
-	File string   `yaml:"file"`
+	// Principals are IdP identities ("<IdP issuer>#<IdP subject>", a
+	// credential's nats.principal): every credential issued for one, or
+	// naming it among its actors, is revoked, and the token exchange
+	// issues none for it.
+	Principals []string `yaml:"principals"`
+	File       string   `yaml:"file"`
 }
 
 // Limits bound what the gateway accepts. Durations are Go durations.

@@ -360,7 +360,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		for _, t := range slices.Sorted(maps.Keys(xc.IssuerSeeds)) {
 			g.warnLooseKey("exchange.issuer_seeds."+t, g.cfg.Path(xc.IssuerSeeds[t]))
 		}
-		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
+		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithRevocations(g.revocations), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}

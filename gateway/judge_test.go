@@ -5,12 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -223,6 +225,49 @@ func TestReplayOfRevokedOperatorRefused(t *testing.T) {
 	out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
 	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
 		t.Fatalf("re-submission authorized by a revoked operator went to %s (%q); want replay_refused", out.Subject, got)
+	}
+	h.stop()
+	h.scanSecrets()
+}
+
+// TestPrincipalRevoked: a revoked principal revokes every credential
+// issued for it, whatever its key or jti, and every one that names it
+// among its actors; a credential of another principal stands.
+func TestPrincipalRevoked(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	const alice, bob = "https://idp.example.com#alice", "https://idp.example.com#bob"
+	issue := func(principal string, actors ...string) (*actor, identity.Token) {
+		a := newActor(t)
+		tok, err := identity.Issue(h.issuer, identity.IssueRequest{
+			Subject: a.pub, Audience: testAudience, Tenant: "tenant_a", Service: "test-agent",
+			Scopes: []string{"kb:read"}, XKey: a.xkey, TTL: time.Hour, Principal: principal, Actors: actors,
+		}, h.clock.Now())
+		must(t, err)
+		h.secrets = append(h.secrets, tok.Reveal())
+		return a, tok
+	}
+	send := func(a *actor, tok identity.Token) uint64 {
+		body := h.body(nil)
+		return h.publish(h.ingress(a, "tenant_a"), body, h.signed(a, tok, body))
+	}
+	aliceKey, aliceTok := issue(alice)
+	bobForAlice, delegated := issue("https://idp.example.com#carol", bob)
+	carolKey, carolTok := issue("https://idp.example.com#carol")
+	for _, s := range []struct {
+		a   *actor
+		tok identity.Token
+	}{{aliceKey, aliceTok}, {bobForAlice, delegated}, {carolKey, carolTok}} {
+		if out := h.outputFor(send(s.a, s.tok)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+			t.Fatalf("before the revocation: %s (%s)", out.Subject, out.Header.Get(header.Reason))
+		}
+	}
+	replaceFile(t, h.cfg.Revocations.File, "principals: [\""+alice+"\", \""+bob+"\"]\n")
+	must(t, h.gw.Reload())
+	h.wantReason(send(aliceKey, aliceTok), reason.Revoked)
+	h.wantReason(send(bobForAlice, delegated), reason.Revoked)
+	if out := h.outputFor(send(carolKey, carolTok)); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Errorf("another principal's credential after the revocation: %s (%s)", out.Subject, out.Header.Get(header.Reason))
 	}
 	h.stop()
 	h.scanSecrets()

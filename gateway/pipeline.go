@@ -275,6 +275,10 @@ func (g *Gateway) judge(it *item, now time.Time) {
 			it.deny(err)
 			return
 		}
+		if g.verifier.PrincipalRevoked(c.cred) {
+			it.deny(reason.Deny(reason.Revoked, "jti %s: the principal it was issued for, or one of its actors, is revoked", c.cred.ID))
+			return
+		}
 		if err := g.verifier.CheckValidity(c.cred, now); err != nil {
 			it.deny(err)
 			return

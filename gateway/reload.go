@@ -75,12 +75,13 @@ func (g *Gateway) Reload() error {
 func (g *Gateway) loadRevocations() error {
 	jtis := append([]string(nil), g.cfg.Revocations.JTIs...)
 	keys := append([]string(nil), g.cfg.Revocations.Keys...)
+	principals := append([]string(nil), g.cfg.Revocations.Principals...)
 	if f := g.cfg.Revocations.File; f != "" {
 		r, err := readRevocations(f)
 		if err != nil {
 			return err
 		}
-		jtis, keys = append(jtis, r.JTIs...), append(keys, r.Keys...)
+		jtis, keys, principals = append(jtis, r.JTIs...), append(keys, r.Keys...), append(principals, r.Principals...)
 	}
 	// An entry that is not a credential id or an agent key would match
 	// nothing: the operator is told, and the well-formed entries beside it
@@ -100,7 +101,15 @@ func (g *Gateway) loadRevocations() error {
 		bad = append(bad, fmt.Errorf("key %.72q is not an agent public key (U…, 56 characters)", k))
 		return true
 	})
+	principals = slices.DeleteFunc(principals, func(p string) bool {
+		if identity.ValidPrincipal(p) {
+			return false
+		}
+		bad = append(bad, fmt.Errorf("principal %.72q is not a principal (1-1024 bytes of UTF-8, no control characters)", p))
+		return true
+	})
 	g.revocations.Replace(jtis, keys)
+	g.revocations.ReplacePrincipals(principals)
 	// A revocation also denies the held requests it affects, at once
 	// (sweepHolds), rather than leaving them for an approver.
 	g.requestSweep()
@@ -112,14 +121,15 @@ func (g *Gateway) loadRevocations() error {
 
 // readRevocations reads a revocations file. A file that is missing,
 // unreadable, not strict YAML of the shape, that names another file, or
-// that names neither jtis nor keys (an empty file: truncated, or written
+// that names none of jtis, keys and principals (an empty file: truncated, or written
 // in place and read half way) is an error, and the caller keeps the
 // revocations in force: a revocation is lifted only by a file that
 // says so ("jtis: []").
 func readRevocations(path string) (RevocationConfig, error) {
 	var r struct {
-		JTIs *[]string `yaml:"jtis"`
-		Keys *[]string `yaml:"keys"`
+		JTIs       *[]string `yaml:"jtis"`
+		Keys       *[]string `yaml:"keys"`
+		Principals *[]string `yaml:"principals"`
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -128,8 +138,8 @@ func readRevocations(path string) (RevocationConfig, error) {
 	if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
 		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", identity.SafePath(path), yamlerr.Clean(err))
 	}
-	if r.JTIs == nil && r.Keys == nil {
-		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: names neither jtis nor keys (write \"jtis: []\" for none)", path)
+	if r.JTIs == nil && r.Keys == nil && r.Principals == nil {
+		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: names none of jtis, keys and principals (write \"jtis: []\" for none)", path)
 	}
 	var out RevocationConfig
 	if r.JTIs != nil {
@@ -137,6 +147,9 @@ func readRevocations(path string) (RevocationConfig, error) {
 	}
 	if r.Keys != nil {
 		out.Keys = *r.Keys
+	}
+	if r.Principals != nil {
+		out.Principals = *r.Principals
 	}
 	return out, nil
 }

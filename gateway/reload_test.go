@@ -138,7 +138,7 @@ func TestReloadSwapsCatalogAndPolicyTogether(t *testing.T) {
 }
 
 // TestRevocationsFileThatSaysNothingKeepsThem: a revocations file that
-// is gone, empty, or names neither jtis nor keys does not lift the
+// is gone, empty, or names none of jtis, keys and principals does not lift the
 // revocations in force (a file written in place and read half way, a
 // typo in the path); "jtis: []" does. At start such a file is an
 // error: there is no earlier set to keep.

@@ -295,7 +295,7 @@ func credsUnrevoke(args []string) int { return reviseRevocations(args, false) }
 // keys in a revocations file.
 func reviseRevocations(args []string, revoke bool) int {
 	if !revoke {
-		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
+		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --principal ISSUER#SUBJECT | --credential FILE)...", `
 Remove credential ids (jti) and agent keys from the gateway's revocations
 file, the inverse of 'creds revoke'. The file is replaced atomically and
 keeps its mode, owner and group (refused when they cannot be kept); the gateway applies it at its next reload (every
@@ -305,14 +305,17 @@ first, since a re-submission is used up even when it is denied again.
 Comments in the file are not preserved. Each gateway reads its own file:
 with several instances, un-revoke on every host.`))
 	}
-	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --credential FILE)...", `
+	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --principal ISSUER#SUBJECT | --credential FILE)...", `
 Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
 "keys: [...]"), creating it if needed. A jti is its issuer's to write,
 so two tenants' issuers can write the same one: --credential writes
 its jti scoped to its issuer ("<issuer A key>/<jti>"), which revokes
 only that issuer's credential; --jti ID revokes the id whoever issued
-it, --jti ISSUER/ID one issuer's. The file is replaced atomically and
+it, --jti ISSUER/ID one issuer's. --principal revokes an IdP identity
+(a credential's nats.principal, "<IdP issuer>#<IdP subject>"): every
+credential issued for it, for any key, and every delegated one naming
+it among its actors; the token exchange issues none for it. The file is replaced atomically and
 keeps its mode, owner and group (root:agentgw 0640 stays readable by the
 gateway; refused when they cannot be kept); revisions of one file run one
 at a time (its directory is locked), so none drops another's entries.
@@ -334,9 +337,10 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		verb = "un-revoke"
 	}
 	file := c.fs.String("file", "", "revocations YAML `file` the gateway's revocations.file names")
-	var jtis, keys, creds listFlag
+	var jtis, keys, principals, creds listFlag
 	c.fs.Var(&jtis, "jti", "credential `id` to "+verb+", ISSUER/JTI for one issuer's (repeatable)")
 	c.fs.Var(&keys, "key", "agent public `key` (U…) to "+verb+" (repeatable)")
+	c.fs.Var(&principals, "principal", "IdP `identity` to "+verb+", <IdP issuer>#<IdP subject> as a credential's nats.principal names it (repeatable)")
 	c.fs.Var(&creds, "credential", "agentgw credential `file` (.creds or JWT-only) whose jti to "+verb+" (repeatable)")
 	if code, ok := c.parse(args); !ok {
 		return code
@@ -374,8 +378,8 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		// same jti, and a bare entry would revoke its credential too.
 		jtis = append(jtis, identity.ScopedJTI(iss, id))
 	}
-	if len(jtis)+len(keys) == 0 {
-		return c.usageErr("nothing to %s: give --jti, --key or --credential", verb)
+	if len(jtis)+len(keys)+len(principals) == 0 {
+		return c.usageErr("nothing to %s: give --jti, --key, --principal or --credential", verb)
 	}
 	for _, id := range jtis {
 		if !identity.ValidRevokedJTI(id) {
@@ -385,6 +389,11 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	for _, k := range keys {
 		if !subjects.ValidAgent(k) {
 			return c.usageErr("--key %q is not an agent public key (U…)", identity.SafeText(k))
+		}
+	}
+	for _, p := range principals {
+		if !identity.ValidPrincipal(p) {
+			return c.usageErr("--principal %q is not a principal (1-1024 bytes of UTF-8, no control characters)", identity.SafeText(p))
 		}
 	}
 	// Two revisions at once (two operators, a script) would each read
@@ -416,49 +425,33 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		}
 	}
 	added := 0
-	if !revoke {
-		for _, id := range jtis {
-			if i := slices.Index(r.JTIs, id); i >= 0 {
-				r.JTIs = slices.Delete(r.JTIs, i, i+1)
+	for _, k := range []struct {
+		name string
+		vals []string
+		list *[]string
+	}{{"jti", jtis, &r.JTIs}, {"key", keys, &r.Keys}, {"principal", principals, &r.Principals}} {
+		for _, v := range k.vals {
+			i := slices.Index(*k.list, v)
+			switch {
+			case !revoke && i >= 0:
+				*k.list = slices.Delete(*k.list, i, i+1)
 				added++
-				fmt.Fprintf(c.out, "un-revoked jti %s\n", id)
-			} else {
-				fmt.Fprintf(c.out, "jti %s was not revoked\n", id)
-			}
-		}
-		for _, k := range keys {
-			if i := slices.Index(r.Keys, k); i >= 0 {
-				r.Keys = slices.Delete(r.Keys, i, i+1)
+				fmt.Fprintf(c.out, "un-revoked %s %s\n", k.name, v)
+			case !revoke:
+				fmt.Fprintf(c.out, "%s %s was not revoked\n", k.name, v)
+			case i < 0:
+				*k.list = append(*k.list, v)
 				added++
-				fmt.Fprintf(c.out, "un-revoked key %s\n", k)
-			} else {
-				fmt.Fprintf(c.out, "key %s was not revoked\n", k)
+				fmt.Fprintf(c.out, "revoked %s %s\n", k.name, v)
+			default:
+				fmt.Fprintf(c.out, "%s %s was already revoked\n", k.name, v)
 			}
-		}
-		jtis, keys = nil, nil
-	}
-	for _, id := range jtis {
-		if !slices.Contains(r.JTIs, id) {
-			r.JTIs = append(r.JTIs, id)
-			added++
-			fmt.Fprintf(c.out, "revoked jti %s\n", id)
-		} else {
-			fmt.Fprintf(c.out, "jti %s was already revoked\n", id)
-		}
-	}
-	for _, k := range keys {
-		if !slices.Contains(r.Keys, k) {
-			r.Keys = append(r.Keys, k)
-			added++
-			fmt.Fprintf(c.out, "revoked key %s\n", k)
-		} else {
-			fmt.Fprintf(c.out, "key %s was already revoked\n", k)
 		}
 	}
 	if added == 0 {
 		return exitOK
 	}
-	out, err := revocationsYAML(r.JTIs, r.Keys)
+	out, err := revocationsYAML(r.JTIs, r.Keys, r.Principals)
 	if err != nil {
 		return c.fail(err, "")
 	}
@@ -482,12 +475,15 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 // as other things: .nan and .inf as numbers, which come back as "NaN"
 // and "+Inf", so the gateway would revoke another id, or refuse the
 // file. The result is read back as the gateway reads it and compared.
-func revocationsYAML(jtis, keys []string) ([]byte, error) {
+func revocationsYAML(jtis, keys, principals []string) ([]byte, error) {
 	var b strings.Builder
 	for _, l := range []struct {
 		name string
 		vals []string
-	}{{"jtis", jtis}, {"keys", keys}} {
+	}{{"jtis", jtis}, {"keys", keys}, {"principals", principals}} {
+		if len(l.vals) == 0 && l.name == "principals" {
+			continue // none: the line is left out
+		}
 		if len(l.vals) == 0 {
 			fmt.Fprintf(&b, "%s: []\n", l.name)
 			continue
@@ -500,7 +496,7 @@ func revocationsYAML(jtis, keys []string) ([]byte, error) {
 	out := []byte(b.String())
 	var back gateway.RevocationConfig
 	if err := yaml.UnmarshalWithOptions(out, &back, yaml.Strict()); err != nil ||
-		!slices.Equal(back.JTIs, jtis) || !slices.Equal(back.Keys, keys) {
+		!slices.Equal(back.JTIs, jtis) || !slices.Equal(back.Keys, keys) || !slices.Equal(back.Principals, principals) {
 		return nil, errors.New("revocations do not read back as written; nothing written")
 	}
 	return out, nil

@@ -401,3 +401,22 @@ func TestCredsRevokeYAMLWords(t *testing.T) {
 		t.Errorf("un-revoking .inf: %s", r.stdout)
 	}
 }
+
+// TestCredsRevokePrincipal: --principal adds an IdP identity to the
+// file's principals, kept by every later revision; unrevoke removes it.
+func TestCredsRevokePrincipal(t *testing.T) {
+	k := newCredsKit(t)
+	const p = "https://idp.example.com#alice ünïcode"
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--principal", p)
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "revocations.yaml", "--key", k.agent)
+	if rc := k.revocations(t); !slices.Equal(rc.Principals, []string{p}) || !slices.Equal(rc.Keys, []string{k.agent}) {
+		t.Errorf("revocations = %+v; want principal %q and key %s", rc, p, k.agent)
+	}
+	if r := mustRun(t, k.dir, exitOK, "creds", "unrevoke", "--file", "revocations.yaml", "--principal", p); !strings.Contains(r.stdout, "un-revoked principal") {
+		t.Errorf("unrevoke --principal: %s", r.stdout)
+	}
+	if rc := k.revocations(t); len(rc.Principals) != 0 || !slices.Equal(rc.Keys, []string{k.agent}) {
+		t.Errorf("revocations after unrevoke = %+v", rc)
+	}
+	mustRun(t, k.dir, exitUsage, "creds", "revoke", "--file", "revocations.yaml", "--principal", "a\nb")
+}

@@ -45,6 +45,7 @@ type options struct {
 	client *http.Client
 	trust  map[string][]string
 	noPub  bool
+	rev    *identity.Revocations
 }
 
 // WithClock replaces time.Now for every decision: token times, proof
@@ -68,6 +69,11 @@ func WithAudit(fn func(audit.Event)) Option { return func(o *options) { o.audit 
 // WithoutAuditPublish stops Start from publishing audit events to
 // agentgw.audit.<tenant> (WithAudit still sees them).
 func WithoutAuditPublish() Option { return func(o *options) { o.noPub = true } }
+
+// WithRevocations gives the gateway's revocations: no credential is
+// issued for a revoked principal, nor for a delegated token one of whose
+// actors is revoked (reason revoked).
+func WithRevocations(r *identity.Revocations) Option { return func(o *options) { o.rev = r } }
 
 // WithHTTPClient replaces the client for discovery and JWKS fetches. Its
 // bodies are still capped; its Timeout, if zero, is Config.HTTPTimeout.
@@ -305,6 +311,10 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 	if ev.IdPActors, err = p.actors(tok, req.Agent, s.cfg.Audience); err != nil {
 		return nil, err
 	}
+	principal, actors := Principal(tok.Issuer, tok.Subject), actorPrincipals(tok, ev.IdPActors)
+	if s.opts.rev != nil && s.opts.rev.PrincipalRevoked(principal, actors) {
+		return nil, reason.Deny(reason.Revoked, "idp %s: principal %.128q, or one of its actors, is revoked", p.cfg.Name, principal)
+	}
 	granted, rules := p.grant(tok, tenant)
 	ev.Rules = rules
 	if len(granted) == 0 {
@@ -336,8 +346,8 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 		Name:      credentialName(p.cfg.Name, tok.Subject, ev.IdPActors),
 		Scopes:    scopes,
 		XKey:      req.XKey,
-		Principal: Principal(tok.Issuer, tok.Subject),
-		Actors:    actorPrincipals(tok, ev.IdPActors),
+		Principal: principal,
+		Actors:    actors,
 		TTL:       ttl,
 	}, now)
 	if err != nil {
@@ -573,7 +583,7 @@ func (sv *server) reply(req micro.Request, resp *protocol.Response, err error) {
 		status, oauth := "400", "invalid_request"
 		switch code {
 		case reason.ExchangeUntrustedIdP, reason.ExchangeTokenInvalid, reason.ExchangeTokenAudience,
-			reason.ExchangeTokenExpired, reason.ExchangeActorDenied, reason.ExchangeNoScope:
+			reason.ExchangeTokenExpired, reason.ExchangeActorDenied, reason.ExchangeNoScope, reason.Revoked:
 			status, oauth = "403", "invalid_grant"
 		case reason.ExchangeProofInvalid, reason.ExchangeProofStale:
 			status, oauth = "401", "invalid_request"

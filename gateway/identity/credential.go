@@ -348,6 +348,10 @@ func decodeCredential(payload []byte) (*Credential, error) {
 	return c, nil
 }
 
+// ValidPrincipal reports whether p can be a credential's non-empty
+// principal (Credential.Principal).
+func ValidPrincipal(p string) bool { return p != "" && validPrincipal(p) }
+
 // validPrincipal: at most maxPrincipal bytes of UTF-8 without control
 // characters.
 func validPrincipal(p string) bool {

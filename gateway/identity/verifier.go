@@ -88,9 +88,10 @@ func ValidateTrust(trust map[string][]string) error {
 // changes take effect on the next Verify of every Verifier sharing it,
 // cached or not. Load a large list with Replace, not one Revoke at a time.
 type Revocations struct {
-	mu   sync.RWMutex
-	jtis map[string]struct{}
-	keys map[string]struct{}
+	mu         sync.RWMutex
+	jtis       map[string]struct{}
+	keys       map[string]struct{}
+	principals map[string]struct{}
 }
 
 // NewRevocations returns an empty set.
@@ -148,6 +149,39 @@ func ValidRevokedJTI(j string) bool {
 		return isPublic(iss, nkeys.PrefixByteAccount) && isSafeID(id)
 	}
 	return isSafeID(j)
+}
+
+// ReplacePrincipals swaps the revoked principals (Credential.Principal,
+// as the token exchange writes them: "<IdP issuer>#<IdP subject>"). A
+// credential naming one, as its principal or among its actors, is
+// revoked, and the exchange issues none for it.
+func (r *Revocations) ReplacePrincipals(ps []string) {
+	m := make(map[string]struct{}, len(ps))
+	for _, p := range ps {
+		m[p] = struct{}{}
+	}
+	r.mu.Lock()
+	r.principals = m
+	r.mu.Unlock()
+}
+
+// PrincipalRevoked reports whether principal, or one of actors, is a
+// revoked principal.
+func (r *Revocations) PrincipalRevoked(principal string, actors []string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.principals) == 0 {
+		return false
+	}
+	if _, ok := r.principals[principal]; ok && principal != "" {
+		return true
+	}
+	for _, a := range actors {
+		if _, ok := r.principals[a]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Revoked reports whether a credential of issuer with id jti, or subject,
@@ -333,6 +367,12 @@ func (v *Verifier) Standing(tenant, issuer, jti, subject string) error {
 	return nil
 }
 
+// PrincipalRevoked reports whether c names a revoked principal, as its
+// own or among its actors.
+func (v *Verifier) PrincipalRevoked(c *Credential) bool {
+	return v.rev.PrincipalRevoked(c.Principal, c.Actors)
+}
+
 // KeyRevoked reports whether subject, a user key, is revoked: the
 // standing of a key that acts with no credential at hand, as the
 // operator named by a replay authorization.
@@ -342,6 +382,9 @@ func (v *Verifier) KeyRevoked(subject string) bool { return v.rev.Revoked("", ""
 func (v *Verifier) admit(c *Credential) error {
 	if v.rev.Revoked(c.Issuer, c.ID, c.Subject) {
 		return reason.Deny(reason.Revoked, "jti %s of subject %s is revoked", c.ID, c.Subject)
+	}
+	if v.PrincipalRevoked(c) {
+		return reason.Deny(reason.Revoked, "jti %s: the principal it was issued for, or one of its actors, is revoked", c.ID)
 	}
 	if c.Audience != v.audience {
 		return reason.Deny(reason.WrongAudience, "jti %s: audience %s is not this gateway's", c.ID, safeText(c.Audience))

@@ -9,6 +9,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -47,5 +48,31 @@ func TestActorMayNotApproveWhatItSent(t *testing.T) {
 	must(t, err)
 	if m := outputFor(t, h, ans.Seq); m.Subject != "agentgw.cap.tenant_a.payments.send" {
 		t.Fatalf("carol's grant went to %s (%s); want the payment delivered", m.Subject, m.Header.Get(header.Reason))
+	}
+}
+
+// TestExchangeRefusesRevokedPrincipal: a revoked IdP identity gets no
+// credential, for any agent key, nor does a token delegated to a revoked
+// actor; another identity still does.
+func TestExchangeRefusesRevokedPrincipal(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.IdPs[0].AllowAct = true
+	rev := identity.NewRevocations()
+	h.serve(exchange.WithRevocations(rev))
+	bot := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if got := h.raw(bot, nil, h.signBy(h.agent.kp)); got != "" {
+		t.Fatalf("before the revocation: refused %s", got)
+	}
+	rev.ReplacePrincipals([]string{exchange.Principal(h.corp.Issuer, "billing-bot"), exchange.Principal(h.corp.Issuer, "mallory")})
+	if got := h.raw(bot, nil, h.signBy(h.agent.kp)); got != reason.Revoked {
+		t.Errorf("a revoked principal: %q; want revoked", got)
+	}
+	delegated := signedBy(t, h, map[string]any{"sub": "alice", "groups": []string{"payers"}, "act": map[string]any{"sub": "mallory"}})
+	if got := h.raw(delegated, nil, h.signBy(h.agent.kp)); got != reason.Revoked {
+		t.Errorf("a token delegated to a revoked actor: %q; want revoked", got)
+	}
+	alice := signedBy(t, h, map[string]any{"sub": "alice", "groups": []string{"payers"}})
+	if got := h.raw(alice, nil, h.signBy(h.agent.kp)); got == reason.Revoked {
+		t.Errorf("another identity: refused %s", got)
 	}
 }
