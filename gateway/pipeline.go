@@ -271,12 +271,8 @@ func (g *Gateway) judge(it *item, now time.Time) {
 	if c.cred != nil {
 		// Its standing too: trust and revocations reloaded while the
 		// batch waited apply to it.
-		if err := g.verifier.Standing(c.cred.Tenant, c.cred.Issuer, c.cred.ID, c.cred.Subject); err != nil {
+		if err := g.verifier.CredentialStanding(c.cred); err != nil {
 			it.deny(err)
-			return
-		}
-		if g.verifier.PrincipalRevoked(c.cred) {
-			it.deny(reason.Deny(reason.Revoked, "jti %s: the principal it was issued for, or one of its actors, is revoked", c.cred.ID))
 			return
 		}
 		if err := g.verifier.CheckValidity(c.cred, now); err != nil {

@@ -95,25 +95,7 @@ func (f *fairSource) rescue(ctx context.Context, r *reader, q chan<- jetstream.M
 	tick := time.NewTicker(max(ackWait/2, time.Second))
 	defer tick.Stop()
 	queued := map[uint64]time.Time{}
-	var (
-		mu    sync.Mutex
-		acked = map[uint64]bool{}
-	)
-	done := func(seq uint64) {
-		mu.Lock()
-		acked[seq] = true
-		mu.Unlock()
-	}
-	wasAcked := func(seq uint64, floor uint64) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for s := range acked {
-			if s < floor {
-				delete(acked, s)
-			}
-		}
-		return acked[seq]
-	}
+	acked := &ackedSeqs{seqs: map[uint64]bool{}}
 	for {
 		kicked := false
 		select {
@@ -126,12 +108,42 @@ func (f *fairSource) rescue(ctx context.Context, r *reader, q chan<- jetstream.M
 			kicked = true
 		}
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		f.rescueOnce(lctx, r, kicked, queued, wasAcked, done, ackWait, func(m jetstream.Msg) { f.deliver(ctx, m, q, catchAll, owned, stopping) })
+		f.rescueOnce(lctx, r, kicked, queued, acked, ackWait, func(m jetstream.Msg) { f.deliver(ctx, m, q, catchAll, owned, stopping) })
 		cancel()
 	}
 }
 
-func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, queued map[uint64]time.Time, wasAcked func(seq, floor uint64) bool, done func(uint64), ackWait time.Duration, deliver func(jetstream.Msg)) {
+// ackedSeqs are the sequences rescue's messages were acknowledged by;
+// the acknowledgements come from the batches' goroutines.
+type ackedSeqs struct {
+	mu   sync.Mutex
+	seqs map[uint64]bool
+}
+
+func (a *ackedSeqs) add(seq uint64) {
+	a.mu.Lock()
+	a.seqs[seq] = true
+	a.mu.Unlock()
+}
+
+func (a *ackedSeqs) has(seq uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seqs[seq]
+}
+
+// forgetBelow drops the sequences under the ack floor.
+func (a *ackedSeqs) forgetBelow(floor uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for s := range a.seqs {
+		if s < floor {
+			delete(a.seqs, s)
+		}
+	}
+}
+
+func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, queued map[uint64]time.Time, acked *ackedSeqs, ackWait time.Duration, deliver func(jetstream.Msg)) {
 	info, err := r.c.Info(ctx)
 	if err != nil || (info.NumRedelivered == 0 && !kicked) {
 		return
@@ -142,6 +154,7 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, que
 			delete(queued, seq)
 		}
 	}
+	acked.forgetBelow(from)
 	if limit := uint64(max(info.Config.MaxAckPending, 1)); to-from >= limit && to >= from {
 		to = from + limit - 1
 	}
@@ -154,7 +167,7 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, que
 		filters = append(filters, info.Config.FilterSubject)
 	}
 	for seq := from; seq <= to && seq > 0; seq++ {
-		if at, ok := queued[seq]; (ok && time.Since(at) < ackWait) || wasAcked(seq, from) {
+		if at, ok := queued[seq]; (ok && time.Since(at) < ackWait) || acked.has(seq) {
 			continue
 		}
 		raw, err := stream.GetMsg(ctx, seq)
@@ -164,7 +177,7 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, que
 		queued[seq] = time.Now()
 		f.g.log.Warn().Uint64("ingress_seq", seq).Str("consumer", info.Name).
 			Msg("ingress message nats.go takes for a server status (no data, a Status header): read by sequence and decided")
-		deliver(recoveredMsg{raw: raw, dead: deadAck{nc: f.g.nc, consumer: info.Name, seq: seq, acked: done}})
+		deliver(recoveredMsg{raw: raw, dead: deadAck{nc: f.g.nc, consumer: info.Name, seq: seq, acked: acked.add}})
 	}
 }
 

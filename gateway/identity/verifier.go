@@ -367,10 +367,22 @@ func (v *Verifier) Standing(tenant, issuer, jti, subject string) error {
 	return nil
 }
 
-// PrincipalRevoked reports whether c names a revoked principal, as its
+// CredentialStanding is Standing for a credential at hand, which also
+// names its principal and actors: a revoked principal revokes it too.
+func (v *Verifier) CredentialStanding(c *Credential) error {
+	if err := v.Standing(c.Tenant, c.Issuer, c.ID, c.Subject); err != nil {
+		return err
+	}
+	return v.principalStanding(c)
+}
+
+// principalStanding denies c when it names a revoked principal, as its
 // own or among its actors.
-func (v *Verifier) PrincipalRevoked(c *Credential) bool {
-	return v.rev.PrincipalRevoked(c.Principal, c.Actors)
+func (v *Verifier) principalStanding(c *Credential) error {
+	if v.rev.PrincipalRevoked(c.Principal, c.Actors) {
+		return reason.Deny(reason.Revoked, "jti %s: the principal it was issued for, or one of its actors, is revoked", c.ID)
+	}
+	return nil
 }
 
 // KeyRevoked reports whether subject, a user key, is revoked: the
@@ -383,8 +395,8 @@ func (v *Verifier) admit(c *Credential) error {
 	if v.rev.Revoked(c.Issuer, c.ID, c.Subject) {
 		return reason.Deny(reason.Revoked, "jti %s of subject %s is revoked", c.ID, c.Subject)
 	}
-	if v.PrincipalRevoked(c) {
-		return reason.Deny(reason.Revoked, "jti %s: the principal it was issued for, or one of its actors, is revoked", c.ID)
+	if err := v.principalStanding(c); err != nil {
+		return err
 	}
 	if c.Audience != v.audience {
 		return reason.Deny(reason.WrongAudience, "jti %s: audience %s is not this gateway's", c.ID, safeText(c.Audience))

@@ -21,10 +21,7 @@ import (
 func TestActorMayNotApproveWhatItSent(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.IdPs[0].AllowAct = true
-	h.cfg.IdPs[0].Rules = append(h.cfg.IdPs[0].Rules,
-		exchange.Rule{ID: "payers", Claim: "groups", Contains: "payers", Scopes: []string{"pay:send"}},
-		exchange.Rule{ID: "payment-approvers", Claim: "groups", Contains: "payment-approvers", Scopes: []string{"approve:payments.*"}})
-	ctx, _ := startGateway(t, h, approvalCatalog)
+	ctx := h.startPayments(t)
 	h.serve()
 	js, err := jetstream.New(h.nc)
 	must(t, err)

@@ -42,10 +42,7 @@ func TestSelfApprovalAcrossKeysRefused(t *testing.T) {
 		Claims: map[string]any{"groups": []string{"payers", "payment-approvers"}, "org": "tenant_a"}})
 	h.corp.AddClient(testidp.Client{ID: "treasurer", Secret: "s3cret-treasurer", Audience: []string{idpAudience},
 		Claims: map[string]any{"groups": []string{"payment-approvers"}, "org": "tenant_a"}})
-	h.cfg.IdPs[0].Rules = append(h.cfg.IdPs[0].Rules,
-		exchange.Rule{ID: "payers", Claim: "groups", Contains: "payers", Scopes: []string{"pay:send"}},
-		exchange.Rule{ID: "payment-approvers", Claim: "groups", Contains: "payment-approvers", Scopes: []string{"approve:payments.*"}})
-	ctx, _ := startGateway(t, h, approvalCatalog)
+	ctx := h.startPayments(t)
 	h.serve()
 	js, err := jetstream.New(h.nc)
 	must(t, err)
@@ -79,6 +76,18 @@ func TestSelfApprovalAcrossKeysRefused(t *testing.T) {
 	if m := outputFor(t, h, ans.Seq); m.Subject != "agentgw.cap.tenant_a.payments.send" {
 		t.Fatalf("grant by another IdP subject went to %s (%s); want agentgw.cap.tenant_a.payments.send", m.Subject, m.Header.Get(header.Reason))
 	}
+}
+
+// startPayments starts the gateway with the approval catalog, the IdP
+// mapping group payers to pay:send and payment-approvers to
+// approve:payments.*.
+func (h *harness) startPayments(t *testing.T) context.Context {
+	t.Helper()
+	h.cfg.IdPs[0].Rules = append(h.cfg.IdPs[0].Rules,
+		exchange.Rule{ID: "payers", Claim: "groups", Contains: "payers", Scopes: []string{"pay:send"}},
+		exchange.Rule{ID: "payment-approvers", Claim: "groups", Contains: "payment-approvers", Scopes: []string{"approve:payments.*"}})
+	ctx, _ := startGateway(t, h, approvalCatalog)
+	return ctx
 }
 
 // sdkAgent is an SDK agent for a with a credential exchanged from tok.
