@@ -45,6 +45,10 @@ type outstanding struct {
 	// standing (revocation, issuer trust) an answer re-checks.
 	Issuer       string `json:"issuer"`
 	CredentialID string `json:"credential_id"`
+	// Principal and Actors are the credential's: a revoked principal
+	// ends its standing too.
+	Principal string   `json:"principal,omitempty"`
+	Actors    []string `json:"actors,omitempty"`
 	// Scopes are the requester's credential's scopes, which an answer
 	// re-checks against the scope the target asks in the catalog then.
 	Scopes []string `json:"scopes"`
@@ -77,7 +81,7 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
 		TraceID: src.env.TraceID, Consumer: src.target.ConsumerKey(src.env.Tenant), Deadline: now.Add(src.target.ResponseDeadline),
-		Issuer: src.cred.Issuer, CredentialID: src.cred.ID, Scopes: src.cred.Scopes}
+		Issuer: src.cred.Issuer, CredentialID: src.cred.ID, Principal: src.cred.Principal, Actors: src.cred.Actors, Scopes: src.cred.Scopes}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -187,7 +191,8 @@ func (g *Gateway) requesterStanding(rec *outstanding) error {
 		}
 		return nil
 	}
-	return g.verifier.Standing(rec.Tenant, rec.Issuer, rec.CredentialID, rec.Agent)
+	return g.verifier.CredentialStanding(&identity.Credential{Tenant: rec.Tenant, Issuer: rec.Issuer, ID: rec.CredentialID,
+		Subject: rec.Agent, Principal: rec.Principal, Actors: rec.Actors})
 }
 
 // answeredMarker is the kind of a request's single-use answer marker.

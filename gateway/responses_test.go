@@ -251,13 +251,22 @@ func TestResponderBoundToConsumer(t *testing.T) {
 // responder the request is gone) and nothing reaches the requester's
 // reply subject. A reply to another requester is unaffected.
 func TestResponseToRequesterWhoLostStanding(t *testing.T) {
+	const principal = "https://idp.example.com#alice"
 	cases := []struct {
 		name     string
+		setup    func(h *harness)
 		withdraw func(h *harness)
 	}{
-		{"revoked-key", func(h *harness) { h.gw.revocations.RevokeKey(h.agent.pub) }},
-		{"revoked-jti", func(h *harness) { h.gw.revocations.RevokeJTI(h.agent.token.JTI()) }},
-		{"issuer-untrusted", func(h *harness) {
+		{"revoked-principal", func(h *harness) {
+			tok, err := identity.Issue(h.issuer, identity.IssueRequest{Subject: h.agent.pub, Audience: testAudience, Tenant: "tenant_a",
+				Service: "test-agent", Scopes: []string{"refund:draft"}, XKey: h.agent.xkey, TTL: time.Hour, Principal: principal}, h.clock.Now())
+			must(h.t, err)
+			h.secrets = append(h.secrets, tok.Reveal())
+			h.agent.token = tok
+		}, func(h *harness) { h.gw.revocations.ReplacePrincipals([]string{principal}) }},
+		{"revoked-key", nil, func(h *harness) { h.gw.revocations.RevokeKey(h.agent.pub) }},
+		{"revoked-jti", nil, func(h *harness) { h.gw.revocations.RevokeJTI(h.agent.token.JTI()) }},
+		{"issuer-untrusted", nil, func(h *harness) {
 			other, _ := identity.NewIssuer()
 			pub, _ := other.PublicKey()
 			h.gw.verifier.SetTrust(map[string][]string{"tenant_a": {pub}})
@@ -268,6 +277,9 @@ func TestResponseToRequesterWhoLostStanding(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+			if tc.setup != nil {
+				tc.setup(h)
+			}
 			h.start()
 			env := h.deliveredRefund()
 			tc.withdraw(h)
