@@ -173,6 +173,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		g.scale = &scaleOut{running: map[int]*partRun{}, live: map[int]*partState{}}
 		g.kvh = &kvHolds{}
 		g.holds = g.kvh
+		if err := g.retireSingleLedger(); err != nil {
+			return nil, err
+		}
 	} else {
 		led, err := store.Open(filepath.Join(cfg.DataDir, "ledger"), g.ledgerOptions())
 		if err != nil {

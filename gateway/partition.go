@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -175,16 +176,54 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	return g.consumePartition(pctx, ps)
 }
 
+// retireSingleLedger marks the ledger a single instance kept in this
+// data directory New, if there is one: scaled out, other ledgers decide
+// its partitions, so were it used again (the deployment run as one
+// instance) it would lack what they decided, and a copy of a message
+// they let through would pass. New, it is checked as a lost one is
+// (checkNewLedger) before it decides anything. Opening it also refuses
+// a ledger another process has open.
+func (g *Gateway) retireSingleLedger() error {
+	dir := filepath.Join(g.cfg.DataDir, "ledger")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	opt := g.ledgerOptions()
+	opt.SkipVerify = true
+	led, err := store.Open(dir, opt)
+	if err != nil {
+		return fmt.Errorf("gateway: single-instance ledger %s: %w", dir, err)
+	}
+	if led.New() {
+		return led.Close()
+	}
+	if err := led.MarkNew(); err != nil {
+		_ = led.Close()
+		return fmt.Errorf("gateway: single-instance ledger %s: %w", dir, err)
+	}
+	g.log.Info().Str("ledger", dir).Msg("scaled out: the single-instance ledger is marked new, and is checked for what it lacks if it is used again")
+	return led.Close()
+}
+
 // rebuild replays p's journal for the retention window into led, and
 // returns the number of records, the time from which the journal held
 // every record (journalFrom) and the time before which it certainly lost
 // records (journalLoss; zero: none known lost).
 func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, time.Time, time.Time, error) {
+	// The journal's times are its server's: the replay's start is
+	// compared with them, and its age limit is counted by them. So the
+	// window is counted back from the server's clock; the gateway's,
+	// were it ahead, would start the replay after records it needs.
+	pre, err := g.js.Stream(ctx, journal.Stream)
+	if err != nil {
+		return 0, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+	}
+	serverNow := serverTime(pre.CachedInfo())
+	since := serverNow.Add(-g.cfg.journalMaxAge())
 	b := led.NewBatch()
 	defer func() { b.Close() }()
 	n, inBatch := 0, 0
-	since := time.Now().Add(-g.cfg.journalMaxAge())
-	err := journal.Replay(ctx, g.js, p, since, func(r journal.Record) error {
+	err = journal.Replay(ctx, g.js, p, since, func(r journal.Record) error {
 		if err := applyRecord(b, r); err != nil {
 			return err
 		}
@@ -232,9 +271,29 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 	if a, need := st.CachedInfo().Config.MaxAge, g.cfg.journalWindow(); a > 0 && a < need {
 		g.log.Error().Int("partition", p).Dur("max_age", a).Dur("needed", need).
 			Msg("the journal stream's max age is shorter than the ledger needs: what it removed early is lost")
-		lost = later(lost, time.Now().Add(-a).Add(journalClockMargin))
+		lost = later(lost, serverTime(st.CachedInfo()).Add(-a).Add(journalClockMargin))
+	}
+	// The journal keeps a record for its age limit by the server's
+	// clock, and the ledger needs it while its message is fresh by the
+	// gateway's: a gateway whose clock is behind the server's by more
+	// than the margin could take a copy of a message whose record aged
+	// out for a first sighting. It refuses what may have been decided
+	// before its rebuild, as after a loss, until its clock is set right.
+	if now := g.clock(); serverNow.Sub(now) > journalClockMargin {
+		g.log.Error().Int("partition", p).Time("gateway_time", now).Time("server_time", serverNow).
+			Msg("the gateway's clock is behind the NATS server's by more than a minute: messages that may have been decided before this rebuild are denied ledger_incomplete; set the clock right")
+		lost = later(lost, now.Add(journalClockMargin))
 	}
 	return n, from, lost, nil
+}
+
+// serverTime is the server's time when it answered with info, or the
+// local time if it gave none.
+func serverTime(info *jetstream.StreamInfo) time.Time {
+	if info.TimeStamp.IsZero() {
+		return time.Now()
+	}
+	return info.TimeStamp
 }
 
 // journalFrom is the earliest time from which the journal held every

@@ -68,6 +68,32 @@ func (l *Ledger) SetLostBefore(t time.Time) error {
 	return nil
 }
 
+// MarkNew records, synced, that the ledger is New again: its owner must
+// say what it lacks (SetLostBefore) before it decides anything. For a
+// ledger that stops being its messages' only record while it is kept:
+// a single instance's ledger when the deployment scales out, whose
+// partitions other ledgers then decide. What it holds stays true; what
+// it lacks is found when it is used again.
+func (l *Ledger) MarkNew() error {
+	db, err := l.acquire()
+	if err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	l.gmu.Lock()
+	defer l.gmu.Unlock()
+	b := db.NewBatch()
+	if err := b.Set(newKey, nil, nil); err != nil {
+		_ = b.Close()
+		return fmt.Errorf("store: mark new: %w: %v", ErrIO, err)
+	}
+	if err := l.apply(b, true); err != nil {
+		return err
+	}
+	l.isNew = true
+	return nil
+}
+
 // readLost reads the new and lost-before records.
 func readLost(db *pebble.DB) (isNew bool, lost uint64, err error) {
 	_, c, err := db.Get(newKey)

@@ -53,6 +53,23 @@ func TestLedgerNewUntilItsOwnerSays(t *testing.T) {
 	if got := l.LostBefore(); !got.Equal(lost) {
 		t.Fatalf("LostBefore after an earlier time and none = %v; want %v kept", got, lost)
 	}
+	if err := l.MarkNew(); err != nil {
+		t.Fatal(err)
+	}
+	if !l.New() {
+		t.Fatal("after MarkNew: not New")
+	}
+	l = reopen(l)
+	if !l.New() || !l.LostBefore().Equal(lost) {
+		t.Fatalf("reopened after MarkNew: New %v, LostBefore %v; want New, %v kept", l.New(), l.LostBefore(), lost)
+	}
+	later := lost.Add(time.Hour)
+	if err := l.SetLostBefore(later); err != nil {
+		t.Fatal(err)
+	}
+	if l.New() || !l.LostBefore().Equal(later) {
+		t.Fatalf("after MarkNew and SetLostBefore(%v): New %v, LostBefore %v", later, l.New(), l.LostBefore())
+	}
 
 	other := filepath.Join(t.TempDir(), "ledger")
 	o, err := Open(other, Options{})
