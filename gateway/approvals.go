@@ -56,6 +56,10 @@ type held struct {
 	RequestedAt        time.Time `json:"requested_at"`
 }
 
+// heldMarker is the kind of the marker that keeps a message id from
+// being held twice (stageHold).
+const heldMarker = "held"
+
 // holdID names a held request: approvers answer by tenant and message id.
 func holdID(tenant, messageID string) string { return tenant + "/" + messageID }
 
@@ -599,7 +603,8 @@ func deleteHold(led *store.Ledger, id string) error {
 // agent's own would be a replay) is never overwritten: the newcomer is
 // denied.
 func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
-	fh, exists, err := g.holds.hold(b, holdID(it.env.Tenant, it.env.MessageID), it.seq)
+	id := holdID(it.env.Tenant, it.env.MessageID)
+	fh, exists, err := g.holds.hold(b, id, it.seq)
 	if err != nil {
 		return err
 	}
@@ -614,6 +619,19 @@ func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 		// publishes names the hold's deadline and policy version, which
 		// an answer must match.
 		g.matchHold(it, fh.value, now)
+		return nil
+	}
+	// An answer names the request it grants by tenant and message id
+	// only, so a message id is held once while a copy of the body can
+	// be fresh: another agent's copy of the same body, held after the
+	// first hold ended, would take an answer given to the first.
+	first, err := g.holds.once(b, heldMarker, id, g.fresh.LastFresh(it.env.ExpiresAt), it.seq)
+	if err != nil {
+		return err
+	}
+	if !first {
+		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s was held before in tenant %s", it.env.MessageID, it.env.Tenant))
+		it.outputs = nil
 		return nil
 	}
 	err = g.holdRecord(b, it, now, it.deadline)

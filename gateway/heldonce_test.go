@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// TestAnswerDoesNotReleaseAnotherAgentsCopy: an answer names the held
+// request by tenant and message id. After agent A's request was denied,
+// agent B re-signs A's body; it is refused approval_invalid, not held
+// again under the same id, so a second approver's grant of A's request
+// (shown to it while pending) releases nothing.
+func TestAnswerDoesNotReleaseAnotherAgentsCopy(t *testing.T) {
+	f := newApprovalFlow(t)
+	approver2 := newActor(t)
+	approver2.token = f.credential(f.issuer, approver2, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	agentB := newActor(t)
+	agentB.token = f.credential(f.issuer, agentB, "tenant_a", []string{"pay:send"}, time.Hour, "")
+
+	// A's exact body from the ingress stream.
+	s, err := f.js.Stream(context.Background(), StreamIngress)
+	must(t, err)
+	raw, err := s.GetMsg(context.Background(), f.heldSeq)
+	must(t, err)
+	bodyA := raw.Data
+	shownToApprover2 := f.req // approver 2 fetched A's request (agent A)
+	if shownToApprover2.Agent != f.agent.pub {
+		t.Fatal("setup: request not A's")
+	}
+
+	// Approver 1 denies A's request.
+	deny := f.grant()
+	deny.Decision = approval.Deny
+	f.wantReason(f.answer(f.approver, deny, f.req.HeldMessageID), reason.ApprovalDenied)
+
+	// Agent B re-signs A's exact body on its own subject: held again
+	// under the same (tenant, message id) and the same body digest.
+	seqB := f.publish(f.ingress(agentB, "tenant_a"), bodyA, f.signed(agentB, agentB.token, bodyA))
+	f.wantReason(seqB, reason.ApprovalInvalid)
+
+	// Approver 2 grants the request it was shown: A's.
+	ans := approval.Answer{Decision: approval.Grant, BodyDigest: shownToApprover2.BodyDigest, PolicyVersion: shownToApprover2.PolicyVersion}
+	seq := f.answer(approver2, ans, shownToApprover2.HeldMessageID)
+	out := f.outputFor(seq)
+	if strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("approver 2 granted agent A's request (agent %s, which approver 1 had denied); the gateway released agent B's copy on %s",
+			shownToApprover2.Agent, out.Subject)
+	}
+}
+
+// TestWithdrawnRequestNotHeldAgainUnderAnotherKey: a revoked agent's
+// held request is withdrawn; the same body signed by another agent of
+// the tenant is not held again under its message id, so a grant of the
+// withdrawn request releases nothing.
+func TestWithdrawnRequestNotHeldAgainUnderAnotherKey(t *testing.T) {
+	f := newApprovalFlow(t)
+	agentB := newActor(t)
+	agentB.token = f.credential(f.issuer, agentB, "tenant_a", []string{"pay:send"}, time.Hour, "")
+	s, err := f.js.Stream(context.Background(), StreamIngress)
+	must(t, err)
+	raw, err := s.GetMsg(context.Background(), f.heldSeq)
+	must(t, err)
+
+	replaceFile(t, f.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+f.agent.pub+"]\n")
+	must(t, f.gw.Reload())
+	f.waitWithdrawn(f.heldSeq)
+
+	seqB := f.publish(f.ingress(agentB, "tenant_a"), raw.Data, f.signed(agentB, agentB.token, raw.Data))
+	f.wantReason(seqB, reason.ApprovalInvalid)
+	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+	if strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("grant of revoked agent A's withdrawn request (agent %s) released agent B's copy on %s", f.req.Agent, out.Subject)
+	}
+}
