@@ -331,7 +331,7 @@ func hostileCases() []hostile {
 		{"deny/revoked_agent", reason.Revoked, func(h *harness) uint64 {
 			victim := newActor(h.t)
 			tok := h.credential(h.issuer, victim, "tenant_a", []string{"kb:read"}, time.Hour, "")
-			must(h.t, os.WriteFile(h.cfg.Revocations.File, []byte("keys: ["+victim.pub+"]\n"), 0o600))
+			must(h.t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nprincipals: []\nkeys: ["+victim.pub+"]\n"), 0o600))
 			must(h.t, h.gw.Reload())
 			body := h.body(nil)
 			return h.publish(h.ingress(victim, "tenant_a"), body, h.signed(victim, tok, body))

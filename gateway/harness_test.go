@@ -233,7 +233,7 @@ func newHarness(t testing.TB) *harness {
 	cfg.Keys = KeysConfig{Signing: filepath.Join(h.dir, "signing.nk"), Curve: filepath.Join(h.dir, "curve.nk")}
 	cfg.Tenants = map[string]TenantConfig{"tenant_a": {Issuers: []string{issA}}, "tenant_b": {Issuers: []string{issB}}}
 	cfg.Revocations.File = filepath.Join(h.dir, "revocations.yaml")
-	must(t, os.WriteFile(cfg.Revocations.File, []byte("jtis: []\nkeys: []\n"), 0o600))
+	must(t, os.WriteFile(cfg.Revocations.File, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600))
 	cfg.Consumer.FetchWait = 200 * time.Millisecond
 	cfg.Consumer.AckWait = 2 * time.Second
 	h.cfg = cfg

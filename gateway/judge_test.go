@@ -175,7 +175,7 @@ func TestWaitingBatchSeesRevocation(t *testing.T) {
 	body := h.body(nil)
 	waiting := h.publish(h.ingress(victim, "tenant_a"), body, h.signed(victim, tok, body))
 	awaitSeq(t, p.waiting, waiting, "the victim's batch to be verified and offered")
-	replaceFile(t, h.cfg.Revocations.File, "keys: ["+victim.pub+"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+victim.pub+"]\n")
 	must(t, h.gw.Reload())
 	close(p.gate)
 	h.wantReason(waiting, reason.Revoked)
@@ -220,7 +220,7 @@ func TestReplayOfRevokedOperatorRefused(t *testing.T) {
 	hdr := h.signed(h.agent, h.agent.token, body)
 	hdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, op.pub, exp, base64.RawURLEncoding.EncodeToString(sig)))
 
-	replaceFile(t, h.cfg.Revocations.File, "keys: ["+op.pub+"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+op.pub+"]\n")
 	must(t, h.gw.Reload())
 	out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
 	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
@@ -262,7 +262,7 @@ func TestPrincipalRevoked(t *testing.T) {
 			t.Fatalf("before the revocation: %s (%s)", out.Subject, out.Header.Get(header.Reason))
 		}
 	}
-	replaceFile(t, h.cfg.Revocations.File, "principals: [\""+alice+"\", \""+bob+"\"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nkeys: []\nprincipals: [\""+alice+"\", \""+bob+"\"]\n")
 	must(t, h.gw.Reload())
 	h.wantReason(send(aliceKey, aliceTok), reason.Revoked)
 	h.wantReason(send(bobForAlice, delegated), reason.Revoked)

@@ -121,10 +121,10 @@ func (g *Gateway) loadRevocations() error {
 
 // readRevocations reads a revocations file. A file that is missing,
 // unreadable, not strict YAML of the shape, that names another file, or
-// that names none of jtis, keys and principals (an empty file: truncated, or written
-// in place and read half way) is an error, and the caller keeps the
-// revocations in force: a revocation is lifted only by a file that
-// says so ("jtis: []").
+// that does not name each of jtis, keys and principals (an empty file, or
+// one truncated or written in place and read half way) is an error, and
+// the caller keeps the revocations in force: a revocation is lifted only
+// by a file that says so ("keys: []").
 func readRevocations(path string) (RevocationConfig, error) {
 	var r struct {
 		JTIs       *[]string `yaml:"jtis"`
@@ -138,20 +138,16 @@ func readRevocations(path string) (RevocationConfig, error) {
 	if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
 		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", identity.SafePath(path), yamlerr.Clean(err))
 	}
-	if r.JTIs == nil && r.Keys == nil && r.Principals == nil {
-		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: names none of jtis, keys and principals (write \"jtis: []\" for none)", path)
+	for _, sec := range []struct {
+		name string
+		vals *[]string
+	}{{"jtis", r.JTIs}, {"keys", r.Keys}, {"principals", r.Principals}} {
+		if sec.vals == nil {
+			return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: names no %s (a file names each of jtis, keys and principals, \"[]\" for none: one that lacks a section may have been read half way)",
+				identity.SafePath(path), sec.name)
+		}
 	}
-	var out RevocationConfig
-	if r.JTIs != nil {
-		out.JTIs = *r.JTIs
-	}
-	if r.Keys != nil {
-		out.Keys = *r.Keys
-	}
-	if r.Principals != nil {
-		out.Principals = *r.Principals
-	}
-	return out, nil
+	return RevocationConfig{JTIs: *r.JTIs, Keys: *r.Keys, Principals: *r.Principals}, nil
 }
 
 // watchLoop reloads when the catalog, a schema file it names, a policy

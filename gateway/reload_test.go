@@ -70,7 +70,7 @@ func TestRevocationsReportMalformedEntries(t *testing.T) {
 	}
 	other := newActor(t)
 	broken := h.agent.pub[:20] + `\n` + h.agent.pub[20:]
-	replaceFile(t, h.cfg.Revocations.File, "keys: [\""+broken+"\", "+other.pub+"]\njtis: [\"has space\", other-id]\n")
+	replaceFile(t, h.cfg.Revocations.File, "keys: [\""+broken+"\", "+other.pub+"]\njtis: [\"has space\", other-id]\nprincipals: []\n")
 	err := h.gw.Reload()
 	if err == nil {
 		t.Fatal("Reload accepted malformed revocations")
@@ -95,7 +95,7 @@ func TestRevocationsReportMalformedEntries(t *testing.T) {
 func TestRevocationsMalformedEntryRefusedAtStart(t *testing.T) {
 	h := newHarness(t)
 	broken := h.agent.pub[:20] + `\n` + h.agent.pub[20:]
-	replaceFile(t, h.cfg.Revocations.File, "keys: [\""+broken+"\"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: [\""+broken+"\"]\n")
 	gw, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc))
 	if err == nil {
 		_ = gw.Close()
@@ -138,15 +138,16 @@ func TestReloadSwapsCatalogAndPolicyTogether(t *testing.T) {
 }
 
 // TestRevocationsFileThatSaysNothingKeepsThem: a revocations file that
-// is gone, empty, or names none of jtis, keys and principals does not lift the
-// revocations in force (a file written in place and read half way, a
-// typo in the path); "jtis: []" does. At start such a file is an
-// error: there is no earlier set to keep.
+// is gone, empty, or does not name each of jtis, keys and principals
+// does not lift the revocations in force (a file written in place and
+// read half way, a typo in the path); one that names all three, "[]"
+// for none, does. At start such a file is an error: there is no earlier
+// set to keep.
 func TestRevocationsFileThatSaysNothingKeepsThem(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true // the refused reloads are logged as errors
 	h.start()
-	replaceFile(t, h.cfg.Revocations.File, "keys: ["+h.agent.pub+"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+h.agent.pub+"]\n")
 	must(t, h.gw.Reload())
 	h.wantReason(h.send(h.body(nil)), reason.Revoked)
 	for _, tc := range []struct {
@@ -157,6 +158,8 @@ func TestRevocationsFileThatSaysNothingKeepsThem(t *testing.T) {
 		{"empty", func() { replaceFile(t, h.cfg.Revocations.File, "") }},
 		{"comment only", func() { replaceFile(t, h.cfg.Revocations.File, "# nothing yet\n") }},
 		{"names another file", func() { replaceFile(t, h.cfg.Revocations.File, "file: other.yaml\n") }},
+		{"read half way: jtis only", func() { replaceFile(t, h.cfg.Revocations.File, "jtis: []\n") }},
+		{"read half way: no principals", func() { replaceFile(t, h.cfg.Revocations.File, "jtis: []\nkeys: []\n") }},
 	} {
 		tc.write()
 		if err := h.gw.Reload(); err == nil {
@@ -164,14 +167,14 @@ func TestRevocationsFileThatSaysNothingKeepsThem(t *testing.T) {
 		}
 		h.wantReason(h.send(h.body(nil)), reason.Revoked)
 	}
-	replaceFile(t, h.cfg.Revocations.File, "jtis: []\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nkeys: []\nprincipals: []\n")
 	must(t, h.gw.Reload())
 	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
 		t.Fatalf("after an explicit empty list: %s (%s); want delivered", out.Subject, out.Header.Get(header.Reason))
 	}
 	h.stop()
 
-	for _, content := range []string{"", "# none\n"} {
+	for _, content := range []string{"", "# none\n", "jtis: []\n"} {
 		replaceFile(t, h.cfg.Revocations.File, content)
 		if _, err := New(h.cfg, WithClock(h.clock.Now), WithConn(h.nc)); err == nil {
 			t.Errorf("New accepted a revocations file of %q", content)

@@ -20,7 +20,7 @@ func TestReplayDryRunAfterResubmission(t *testing.T) {
 	ctx := context.Background()
 	op := h.operator("operator:replay")
 
-	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("keys: ["+h.agent.pub+"]\n"), 0o600))
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nprincipals: []\nkeys: ["+h.agent.pub+"]\n"), 0o600))
 	must(t, h.gw.Reload())
 	in := h.send(h.body(func(b *envelope.Builder) {}))
 	h.wantReason(in, reason.Revoked)
@@ -30,7 +30,7 @@ func TestReplayDryRunAfterResubmission(t *testing.T) {
 	must(t, err)
 	h.wantReason(res.IngressSeq, reason.Revoked)
 
-	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("keys: []\n"), 0o600))
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600))
 	must(t, h.gw.Reload())
 	res, err = op.Replay(ctx, denied, true)
 	must(t, err)

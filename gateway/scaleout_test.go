@@ -560,7 +560,7 @@ func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) {
 	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
 	ansSeq := h.grantBy(ap, req)
 	waitFor(t, a.nc.IsClosed)
-	replaceFile(t, h.cfg.Revocations.File, "keys: ["+ap.pub+"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+ap.pub+"]\n")
 
 	b := h.startInstance("b")
 	if got := h.outputFor(ansSeq); reason.Code(got.Header.Get(header.Reason)) != reason.Revoked {

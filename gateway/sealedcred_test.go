@@ -109,7 +109,7 @@ func TestOperatorReplaySealedCredential(t *testing.T) {
 	op := h.operator("operator:replay")
 
 	unknown := h.deniedSeq(h.send(h.body(func(b *envelope.Builder) { b.Target = "no.such.target" })))
-	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("keys: ["+h.agent.pub+"]\n"), 0o600))
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nprincipals: []\nkeys: ["+h.agent.pub+"]\n"), 0o600))
 	must(t, h.gw.Reload())
 	revokedIn := h.send(h.body(nil))
 	h.wantReason(revokedIn, reason.Revoked)
@@ -120,7 +120,7 @@ func TestOperatorReplaySealedCredential(t *testing.T) {
 	if res.Route != "deny" || res.Reason != string(reason.Revoked) {
 		t.Fatalf("dry run while revoked = %+v; want deny revoked", res)
 	}
-	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("keys: []\n"), 0o600))
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600))
 	must(t, h.gw.Reload())
 
 	// The credential of one record on the body of another.

@@ -146,7 +146,7 @@ func TestRevocationDeniesHeldRequests(t *testing.T) {
 		t.Fatalf("pending approvals = %d; want 2", n)
 	}
 
-	replaceFile(t, f.cfg.Revocations.File, "keys: ["+f.agent.pub+"]\n")
+	replaceFile(t, f.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+f.agent.pub+"]\n")
 	must(t, f.gw.Reload())
 	m := f.waitWithdrawn(f.heldSeq)
 	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
@@ -210,7 +210,7 @@ func TestScaleOutRevocationDeniesHeldRequestOnce(t *testing.T) {
 	f.req = f.holdFrom(h.agent)
 	f.heldSeq = f.seqOf(f.req.HeldMessageID)
 
-	replaceFile(t, h.cfg.Revocations.File, "jtis: ["+h.agent.token.JTI()+"]\n")
+	replaceFile(t, h.cfg.Revocations.File, "keys: []\nprincipals: []\njtis: ["+h.agent.token.JTI()+"]\n")
 	must(t, a.gw.Reload())
 	must(t, b.gw.Reload())
 	m := f.waitWithdrawn(f.heldSeq)

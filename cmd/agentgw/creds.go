@@ -308,7 +308,7 @@ with several instances, un-revoke on every host.`))
 	return reviseRevocationsCmd(args, true, newCmd("creds revoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --principal ISSUER#SUBJECT | --credential FILE)...", `
 Add credential ids (jti) and agent keys to the gateway's revocations file
 (the file its config names in revocations.file; YAML "jtis: [...]",
-"keys: [...]"), creating it if needed. A jti is its issuer's to write,
+"keys: [...]", "principals: [...]"), creating it if needed. A jti is its issuer's to write,
 so two tenants' issuers can write the same one: --credential writes
 its jti scoped to its issuer ("<issuer A key>/<jti>"), which revokes
 only that issuer's credential; --jti ID revokes the id whoever issued
@@ -481,9 +481,6 @@ func revocationsYAML(jtis, keys, principals []string) ([]byte, error) {
 		name string
 		vals []string
 	}{{"jtis", jtis}, {"keys", keys}, {"principals", principals}} {
-		if len(l.vals) == 0 && l.name == "principals" {
-			continue // none: the line is left out
-		}
 		if len(l.vals) == 0 {
 			fmt.Fprintf(&b, "%s: []\n", l.name)
 			continue

@@ -224,7 +224,7 @@ func TestCredsRevoke(t *testing.T) {
 func TestCredsRevokeKeepsOwner(t *testing.T) {
 	k := newCredsKit(t)
 	path := filepath.Join(k.dir, "revocations.yaml")
-	if err := os.WriteFile(path, []byte("jtis: []\nkeys: []\n"), 0o640); err != nil {
+	if err := os.WriteFile(path, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(path, 0o640); err != nil {

@@ -218,7 +218,7 @@ func (m *Material) write() error {
 	}
 	issuerPub, _ := issuer.PublicKey()
 	issuerBPub, _ := issuerB.PublicKey()
-	if err := atomicfile.Write(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\n"), 0o600); err != nil {
+	if err := atomicfile.Write(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\nprincipals: []\n"), 0o600); err != nil {
 		return err
 	}
 	return atomicfile.Write(m.Config, fmt.Appendf(nil, gatewayYAML, Audience, Tenant, issuerPub, TenantB, issuerBPub), 0o600)

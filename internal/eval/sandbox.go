@@ -162,7 +162,7 @@ func (s *Sandbox) start(ctx context.Context, audience string, tenants []string, 
 		}
 	}
 	s.revFile = filepath.Join(s.dir, "revocations.yaml")
-	if err := os.WriteFile(s.revFile, []byte("keys: []\n"), 0o600); err != nil {
+	if err := os.WriteFile(s.revFile, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600); err != nil {
 		return fmt.Errorf("eval: sandbox: %w", err)
 	}
 	cfg.Revocations.File = s.revFile
