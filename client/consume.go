@@ -1,10 +1,12 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -82,6 +84,7 @@ func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jets
 	if pull > 0 {
 		opts = append(opts, jetstream.PullMaxMessages(pull))
 	}
+	ctx = context.WithValue(ctx, ackWaitKey{}, cmp.Or(cons.CachedInfo().Config.AckWait, defaultAckWait))
 	cctx, err := cons.Consume(func(m jetstream.Msg) {
 		mu.Lock()
 		if stopped {
@@ -110,4 +113,43 @@ func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jets
 	<-cctx.Closed()
 	handling.Wait()
 	return result
+}
+
+// defaultAckWait is JetStream's AckWait for a consumer created without one.
+const defaultAckWait = 30 * time.Second
+
+// ackWaitKey keys the bound consumer's AckWait in the context consume
+// hands to its callback.
+type ackWaitKey struct{}
+
+// keepAlive tells JetStream that m is still being worked on
+// (InProgress) every third of the consumer's AckWait, from now until
+// the returned stop is called: a delivery waiting for a handler slot,
+// or whose handler runs longer than AckWait, is then not redelivered to
+// another instance of the durable, which would hand it to a handler a
+// second time (the token record that prevents that is per instance).
+func keepAlive(ctx context.Context, m jetstream.Msg) (stop func()) {
+	wait, _ := ctx.Value(ackWaitKey{}).(time.Duration)
+	if wait <= 0 {
+		wait = defaultAckWait
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(max(wait/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }

@@ -69,8 +69,12 @@ type ConsumerConfig struct {
 	Bind bool
 	// Stream is the capability stream. Empty: StreamCapability.
 	Stream string
-	// AckWait is how long a handler may take before the message is
-	// redelivered. Zero: JetStream's default (30 s). Negative is invalid.
+	// AckWait is how long JetStream waits for a word on a delivery
+	// before it redelivers it. While a delivery waits for a handler slot
+	// and while its handler runs, Consume tells JetStream it is in
+	// progress every third of the durable's AckWait, so a slow handler
+	// does not see it redelivered, to this or another instance. Zero:
+	// JetStream's default (30 s). Negative is invalid.
 	AckWait time.Duration
 	// MaxDeliver bounds deliveries of one message (handler errors
 	// included). Zero: unlimited. Negative is invalid.
@@ -176,6 +180,8 @@ type Consumer struct {
 	now    func() time.Time
 	tracer trace.Tracer
 	tokens *tokenRecord
+	// noKeepAlive turns the in-progress word off (tests only).
+	noKeepAlive bool
 }
 
 // NewConsumer returns a Consumer reading through js. Errors wrap
@@ -329,6 +335,8 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 			if ctx.Err() != nil {
 				return // left unacknowledged: not handed to a handler whose context is done
 			}
+			stop := c.keepAlive(ctx, m)
+			defer stop()
 			if d, ok := c.accept(m); ok {
 				c.handle(ctx, m, d, handler)
 			}
@@ -345,24 +353,30 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 	var running sync.WaitGroup
 	defer running.Wait()
 	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 2*c.cfg.Concurrency, func(ctx context.Context, m jetstream.Msg, stopping <-chan struct{}) {
+		stop := c.keepAlive(ctx, m) // from the wait for a slot to the settlement
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			stop()
 			return
 		case <-stopping:
+			stop()
 			return
 		}
 		if ctx.Err() != nil {
+			stop()
 			<-slots
 			return
 		}
 		d, ok := c.accept(m)
 		if !ok {
+			stop()
 			<-slots
 			return
 		}
 		running.Go(func() {
 			defer func() { <-slots }()
+			defer stop()
 			c.handle(ctx, m, d, handler)
 		})
 	})
@@ -412,6 +426,16 @@ func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 		return nil, false
 	}
 	return d, true
+}
+
+// keepAlive is keepAlive unless the consumer's keep-alives are off
+// (tests of a redelivery that reaches a running handler, as one does
+// when its in-progress word is lost).
+func (c *Consumer) keepAlive(ctx context.Context, m jetstream.Msg) func() {
+	if c.noKeepAlive {
+		return func() {}
+	}
+	return keepAlive(ctx, m)
 }
 
 // clockBehindMargin is how far ahead of this consumer's clock a token

@@ -43,7 +43,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // TestConsumerHandlerPastAckWaitHandsOverOnce: a handler that runs past
-// AckWait and then succeeds sees the decision once. JetStream redelivers
+// AckWait and then succeeds sees the decision once. With the consumer's
+// in-progress word lost (its keep-alive off here), JetStream redelivers
 // the message while the handler runs; the redelivery, which reaches the
 // Consumer after the handler's acknowledgement, is acknowledged, not
 // handed over a second time.
@@ -53,6 +54,7 @@ func TestConsumerHandlerPastAckWaitHandsOverOnce(t *testing.T) {
 	w.publish(forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-1"}`)}.msg())
 	r := &recorder{}
 	c := plainConsumer(t, w, w.js, "slow", r, testClock, func(cfg *ConsumerConfig) { cfg.AckWait = time.Second })
+	c.noKeepAlive = true
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(ctxT(t))
 	done := make(chan error, 1)
@@ -174,5 +176,40 @@ func TestConsumeReturnsWhenConnectionCloses(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Consume did not return after its connection closed")
+	}
+}
+
+// TestConsumerKeepsSlowHandlerInProgress: while a handler runs three
+// times the durable's AckWait, the Consumer tells JetStream the
+// delivery is in progress, so JetStream does not redeliver it (to
+// another instance of the durable, whose record would hand it over a
+// second time).
+func TestConsumerKeepsSlowHandlerInProgress(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	w.publish(forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-1"}`)}.msg())
+	r := &recorder{}
+	c := plainConsumer(t, w, w.js, "slow", r, testClock, func(cfg *ConsumerConfig) { cfg.AckWait = time.Second })
+	ctx, cancel := context.WithCancel(ctxT(t))
+	done := make(chan error, 1)
+	var redelivered atomic.Int64
+	go func() {
+		done <- c.Consume(ctx, func(ctx context.Context, d *Delivery) error {
+			time.Sleep(3 * time.Second)
+			info, err := w.js.Consumer(ctx, StreamCapability, "slow")
+			if err != nil {
+				return err
+			}
+			redelivered.Store(int64(info.CachedInfo().NumRedelivered))
+			return nil
+		})
+	}()
+	w.waitSettled("slow", 1)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if n := redelivered.Load(); n != 0 {
+		t.Errorf("%d redelivered while the handler ran 3 × AckWait; want none", n)
 	}
 }
