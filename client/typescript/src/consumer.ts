@@ -10,6 +10,7 @@ import type { Limits } from "./envelope.js";
 import { validTarget, validToken } from "./envelope.js";
 import { Box, isPublicKey } from "./keys.js";
 import { headersOf } from "./internal/headers.js";
+import { keepAliveOff } from "./internal/hooks.js";
 import { DEFAULT_MAX_TOKENS, HAND_BACK_DELAY_MS, TokenRecord, type Redelivery } from "./internal/tokens.js";
 import { capability, STREAM_CAPABILITY } from "./subjects.js";
 import { Delivery, DEFAULT_CONSUMER_SKEW_MS, verifyDelivery, type VerifyOptions } from "./verify.js";
@@ -35,6 +36,12 @@ const CLOCK_BEHIND_MARGIN_MS = 300_000;
  * fared (TokenRecord.settle).
  */
 const settlers = new WeakMap<ReceivedDelivery, (ok: boolean) => void>();
+
+/** DEFAULT_ACK_WAIT_MS is JetStream's AckWait for a consumer created without one. */
+const DEFAULT_ACK_WAIT_MS = 30_000;
+
+/** ackWaits holds, for each ReceivedDelivery, its durable's AckWait in ms. */
+const ackWaits = new WeakMap<ReceivedDelivery, number>();
 
 /** settleToken records how the handling of d fared, once: later calls do nothing. */
 function settleToken(d: ReceivedDelivery, ok: boolean): void {
@@ -80,7 +87,14 @@ export interface ConsumerConfig {
   bind?: boolean;
   /** The capability stream. Absent: AGENTGW_CAP. */
   stream?: string;
-  /** How long a handler may take before redelivery, in ms. Absent: the server's default (30 s). */
+  /**
+   * How long JetStream waits for a word on a delivery before it
+   * redelivers it, in ms. While consume's handler runs, the Consumer
+   * tells JetStream the delivery is in progress every third of the
+   * durable's AckWait, so a slow handler does not see it redelivered, to
+   * this or another instance of the durable (deliveries' readers call
+   * working() themselves). Absent: the server's default (30 s).
+   */
   ackWaitMs?: number;
   /** Bounds deliveries of one message (handler errors included). Absent: unlimited. */
   maxDeliver?: number;
@@ -431,12 +445,28 @@ export class Consumer {
     // Settling can throw (a closed connection): the first such error stops
     // the loop and rejects consume, as it would one at a time.
     let failed: { err: unknown } | undefined;
+    const quiet = keepAliveOff(this);
     const handle = async (d: ReceivedDelivery): Promise<void> => {
+      // In progress every third of AckWait while the handler runs: a
+      // redelivery would reach another instance of the durable, whose
+      // token record knows nothing of this call.
+      const every = Math.max((ackWaits.get(d) ?? DEFAULT_ACK_WAIT_MS) / 3, 10);
+      const timer = quiet
+        ? undefined
+        : setInterval(() => {
+            try {
+              if (!d.settled) d.working();
+            } catch {
+              // a closed connection: the settlement reports it
+            }
+          }, every);
       try {
         await handler(d);
       } catch {
         d.nak(nakDelay);
         return;
+      } finally {
+        clearInterval(timer);
       }
       d.ack();
     };
@@ -478,6 +508,8 @@ export class Consumer {
       ackWaitMs: c.ackWaitMs ?? 0,
       maxDeliver: c.maxDeliver ?? 0,
     });
+    const ackWaitNs = (await cons.info(true).catch(() => undefined))?.config.ack_wait ?? 0;
+    const ackWaitMs = ackWaitNs > 0 ? ackWaitNs / 1_000_000 : DEFAULT_ACK_WAIT_MS;
     for await (const m of pull(cons, stream, signal, maxMessages)) {
       let d: Delivery | undefined;
       let redelivery: Redelivery | undefined;
@@ -529,6 +561,7 @@ export class Consumer {
         continue; // left: it comes back, by when the delivery it repeats is settled
       }
       const rd = new ReceivedDelivery(d, m, this);
+      ackWaits.set(rd, ackWaitMs);
       const id = d.claims.id;
       settlers.set(rd, (ok) => this.#tokens.settle(id, ok));
       let left = true;

@@ -10,6 +10,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
 import { StreamError, type VerificationError } from "../src/errors.js";
+import { setNoKeepAlive } from "../src/internal/hooks.js";
 import { bytes, rejectsWith } from "./helpers.js";
 import { startNatsServer, type NatsServer } from "./servers.js";
 import { CLOCK, forward, newActor, newWorld, TARGET, TENANT } from "./world.js";
@@ -118,6 +119,7 @@ test("consume: a handler that runs past AckWait and then succeeds sees the decis
   const ctl = new AbortController();
   t.after(() => ctl.abort()); // on a failure too: no consume left running
   const c = plainConsumer("slow", r, CLOCK, { ackWaitMs: 1_000 });
+  setNoKeepAlive(c); // its in-progress word lost
   let redelivered = false;
   const serving = c.consume(
     async (d) => {
@@ -144,6 +146,29 @@ test("consume: a handler that runs past AckWait and then succeeds sees the decis
   assert.ok(redelivered, "JetStream redelivered the message while the handler ran");
   assert.equal(r.calls.length, 1, `handler called ${r.calls.length} times; want once: the redelivery came after it had succeeded`);
   assert.deepEqual(r.rejected, []);
+});
+
+test("consume: a handler that runs three times AckWait keeps its delivery in progress; JetStream does not redeliver it", { timeout: 60_000 }, async (t) => {
+  await capStream(`{"refund":"R-7"}`);
+  const r = new Recorder();
+  const ctl = new AbortController();
+  t.after(() => ctl.abort());
+  const c = plainConsumer("slow-kept", r, CLOCK, { ackWaitMs: 1_000 });
+  let redelivered = -1;
+  const serving = c.consume(
+    async (d) => {
+      r.handle(d);
+      await sleep(3_000);
+      const info = await jsm.consumers.info("AGENTGW_CAP", "slow-kept");
+      redelivered = info.num_redelivered;
+    },
+    { signal: ctl.signal },
+  );
+  await waitSettled("slow-kept", 1);
+  ctl.abort();
+  await serving;
+  assert.equal(redelivered, 0, `${redelivered} redelivered while the handler ran 3 × AckWait; want none`);
+  assert.equal(r.calls.length, 1);
 });
 
 test("consume: a decision whose handler failed is handed over again by a durable deleted and created again, not refused as a duplicate", { timeout: 60_000 }, async () => {

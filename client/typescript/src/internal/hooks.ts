@@ -29,3 +29,19 @@ export function setHooks(agent: object, h: AgentHooks): void {
 export function hooksOf(agent: object): AgentHooks | undefined {
   return hooks.get(agent);
 }
+
+const quiet = new WeakSet<object>();
+
+/**
+ * setNoKeepAlive turns a consumer's in-progress word off: tests of a
+ * redelivery that reaches a running handler, as one does when that word
+ * is lost.
+ */
+export function setNoKeepAlive(consumer: object): void {
+  quiet.add(consumer);
+}
+
+/** keepAliveOff reports whether setNoKeepAlive was called for consumer. */
+export function keepAliveOff(consumer: object): boolean {
+  return quiet.has(consumer);
+}
