@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -68,7 +69,7 @@ func TestDecentralizedAuth(t *testing.T) {
 		return k, pub
 	}
 	operator, operatorPub := kp(nkeys.CreateOperator)
-	_, sysPub := kp(nkeys.CreateAccount)
+	sysKP, sysPub := kp(nkeys.CreateAccount)
 	agw, agwPub := kp(nkeys.CreateAccount)
 	tenA, tenAPub := kp(nkeys.CreateAccount)
 	agentSK, agentSKPub := kp(nkeys.CreateAccount) // TENANT_A's scoped "agent" signing key
@@ -236,6 +237,34 @@ func TestDecentralizedAuth(t *testing.T) {
 	must(t, m.DoubleAck(ctx))
 	if v := slog.Violations(`go:agentgw-gateway"`); len(v) > 0 {
 		t.Errorf("the gateway hit permission violations with the static lists in a JWT:\n%v", v)
+	}
+
+	// The system account's monitoring user (the README's "monitor",
+	// with accounts.conf's SYS_PERMISSIONS) asks the servers' monitoring
+	// endpoints and nothing more: unrestricted, as the user nsc's --sys
+	// creates is, it could purge every AGENTGW stream.
+	monUser, monPub := kp(nkeys.CreateUser)
+	monPerms := jwtPerms(staticUser(t, static, "CN=sysadmin-1,OU=sys,O=agentgw"))
+	monSeed, _ := monUser.Seed()
+	monErrs := &asyncErrs{}
+	mon, err := nats.Connect(url, nats.UserJWTAndSeed(userJWT(monPub, "", sysKP, &monPerms), string(monSeed)), nats.ErrorHandler(monErrs.Handler))
+	must(t, err)
+	t.Cleanup(mon.Close)
+	if m, err := mon.Request("$SYS.REQ.SERVER.PING.VARZ", nil, 5*time.Second); err != nil || len(m.Data) == 0 {
+		t.Fatalf("monitoring request VARZ = %v; want an answer", err)
+	}
+	streamCount := func() int {
+		n := 0
+		for range ajs.StreamNames(ctx).Name() {
+			n++
+		}
+		return n
+	}
+	before := streamCount()
+	monErrs.RefusedPublish(t, mon, "$JS.API.ACCOUNT.PURGE."+agwPub, "$SYS.REQ.SERVER."+srv.ID()+".KICK")
+	time.Sleep(300 * time.Millisecond) // a purge would have begun by now
+	if after := streamCount(); after != before {
+		t.Errorf("AGENTGW streams: %d before the monitoring user's purge request, %d after", before, after)
 	}
 
 	// The account's limits hold for users of its signing keys: the
