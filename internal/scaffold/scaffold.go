@@ -111,6 +111,8 @@ func (o *Options) withDefaults() error {
 		switch {
 		case !subjects.ValidToken(t):
 			add("tenant %q: want 1-64 of [a-z0-9_-]", t)
+		case t == subjects.UnroutableTenant:
+			add("tenant %q: reserved for denied messages that name no tenant", t)
 		case slices.Contains(reserved, strings.ToUpper(t)):
 			add("tenant %q: its account name %s is taken by agentgw", t, strings.ToUpper(t))
 		case seen[strings.ToUpper(t)]:

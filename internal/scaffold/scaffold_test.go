@@ -142,6 +142,7 @@ func TestOptions(t *testing.T) {
 		{"refuse/two-hosts", func(o *scaffold.Options) { o.Hosts = []string{"a", "b"} }, "2 hosts"},
 		{"refuse/bad-tenant", func(o *scaffold.Options) { o.Tenants = []string{"Acme Corp"} }, `tenant "Acme Corp"`},
 		{"refuse/reserved-tenant", func(o *scaffold.Options) { o.Tenants = []string{"ops"} }, "taken by agentgw"},
+		{"refuse/unroutable-tenant", func(o *scaffold.Options) { o.Tenants = []string{"acme", "_unroutable"} }, "reserved for denied messages"},
 		{"refuse/duplicate-host", func(o *scaffold.Options) { o.Hosts = []string{"a", "a", "b"} }, "given twice"},
 		{"refuse/half-ca", func(o *scaffold.Options) { o.CACert = "ca.pem" }, "both its certificate and its key"},
 		{"refuse/relative-nats-dir", func(o *scaffold.Options) { o.NATSDir = "etc/nats" }, "must be absolute"},
