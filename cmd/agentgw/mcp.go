@@ -181,16 +181,22 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 }
 
 // mcpHTTPServer is the endpoint's HTTP server: a client must send its
-// headers within 10 s and its body (at most 1 MiB) within 30 s, and an
-// idle keep-alive connection is closed after 2 minutes, so slow or idle
-// clients cannot hold connections open. No WriteTimeout: a response
-// waits for the gateway (up to approval_wait for a call held for
-// approval) and may stream.
+// headers (at most mcpMaxHeaderBytes) within 10 s and its body (at most
+// 1 MiB) within 30 s, and an idle keep-alive connection is closed after
+// 2 minutes, so slow or idle clients cannot hold connections open. No
+// WriteTimeout: a response waits for the gateway (up to approval_wait
+// for a call held for approval) and may stream.
 func mcpHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    mcpMaxHeaderBytes,
 	}
 }
+
+// mcpMaxHeaderBytes bounds a request's headers, read before anyone is
+// authenticated: room for a bearer token of the most the endpoint reads
+// (16 KiB) and the usual headers, not net/http's 1 MiB.
+const mcpMaxHeaderBytes = 64 << 10

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +41,48 @@ func TestMCPServeTimeouts(t *testing.T) {
 	}
 	if s.WriteTimeout != 0 {
 		t.Errorf("mcp serve server: WriteTimeout %v; want none (responses wait up to approval_wait and may stream)", s.WriteTimeout)
+	}
+}
+
+// TestMCPServeHeaderLimit: headers arrive before anyone is
+// authenticated, so the endpoint's server refuses ~1 MB of them (431),
+// where net/http's default would read and hold them, and takes a
+// request with a bearer token of the largest size the endpoint reads.
+func TestMCPServeHeaderLimit(t *testing.T) {
+	srv := mcpHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no bearer token", http.StatusUnauthorized)
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	send := func(headers string) int {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"+headers+"Content-Length: 0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	var pad strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&pad, "X-Pad-%d: %s\r\n", i, strings.Repeat("a", 1000))
+	}
+	if code := send(pad.String()); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("~1 MB of unauthenticated headers: status %d; want 431", code)
+	}
+	if code := send("Authorization: Bearer " + strings.Repeat("a", 16<<10) + "\r\n"); code != http.StatusUnauthorized {
+		t.Errorf("a 16 KiB bearer token: status %d; want it read (401 from the handler)", code)
 	}
 }
