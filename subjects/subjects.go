@@ -332,3 +332,50 @@ func form(subj, kind string, minToks, maxToks int) error {
 	}
 	return nil
 }
+
+// journalStreamSubject is what the scale-out journal stream listens on
+// (store/journal, which imports this package).
+const journalStreamSubject = Root + ".journal.*"
+
+// Stored reports whether a gateway stream stores what is published on
+// the literal subject subj: a subject a service answers requests on
+// must not be one, or every request (an IdP token in a token exchange)
+// would be kept in a stream.
+func Stored(subj string) bool {
+	for _, f := range []string{IngressStreamSubject, CapabilityStreamSubject, ApprovalStreamSubject,
+		DeniedStreamSubject, AuditStreamSubject, ReplyStreamSubject, journalStreamSubject} {
+		if matches(f, subj) {
+			return true
+		}
+	}
+	return false
+}
+
+// matches reports whether the literal subject subj matches filter, with
+// NATS wildcards: '*' one token, '>' one or more.
+func matches(filter, subj string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subj, ".")
+	for i, t := range ft {
+		if t == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (t != "*" && t != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
+
+// ValidLiteral reports whether s is a literal NATS subject of at most
+// 255 bytes: non-empty tokens, no wildcards, no whitespace.
+func ValidLiteral(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
+}

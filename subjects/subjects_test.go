@@ -377,3 +377,33 @@ func TestReplyInbox(t *testing.T) {
 		}
 	}
 }
+
+// TestStored: the subjects a gateway stream stores, and ones beside
+// them it does not (a request subject may be one of those).
+func TestStored(t *testing.T) {
+	for subj, want := range map[string]bool{
+		"agentgw.in.tenant_a.exchange":    true,
+		"agentgw.cap.tenant_a.kb.search":  true,
+		"agentgw.approval.tenant_a.x":     true,
+		"agentgw.denied.tenant_a.revoked": true,
+		"agentgw.audit.tenant_a":          true,
+		"agentgw.reply.tenant_a.x":        true,
+		"agentgw.journal.3":               true,
+		"agentgw.journal.loss":            true,
+		"agentgw.exchange":                false,
+		"agentgw.in.tenant_a":             false,
+		"agentgw.in.0.tenant_a.x":         false,
+		"agentgw.audit.tenant_a.x":        false,
+		"agentgw.cap":                     false,
+		"other.exchange":                  false,
+	} {
+		if got := Stored(subj); got != want {
+			t.Errorf("Stored(%q) = %v; want %v", subj, got, want)
+		}
+	}
+	for subj, want := range map[string]bool{"agentgw.exchange": true, "a": true, "a.*": false, "a.>": false, "a..b": false, "": false, "a b": false} {
+		if got := ValidLiteral(subj); got != want {
+			t.Errorf("ValidLiteral(%q) = %v; want %v", subj, got, want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // Defaults applied by Start to zero fields.
@@ -200,8 +201,10 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("exchange: "+format, args...)) }
-	if c.Subject != "" && !validSubject(c.Subject) {
+	if c.Subject != "" && !subjects.ValidLiteral(c.Subject) {
 		add("subject %q is not a literal NATS subject", c.Subject)
+	} else if subjects.Stored(c.Subject) {
+		add("subject %q is stored by a gateway stream: every request, IdP token included, would be kept", c.Subject)
 	}
 	for _, d := range []struct {
 		name string
@@ -428,18 +431,6 @@ func validScope(g string) bool {
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func validSubject(s string) bool {
-	if s == "" || len(s) > 255 {
-		return false
-	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
 			return false
 		}
 	}

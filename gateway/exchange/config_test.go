@@ -58,6 +58,9 @@ func TestConfigValidate(t *testing.T) {
 		{"deny/issuer_with_space", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/realms/acme x" }, []string{"holds a space"}},
 		{"deny/duplicate_issuer", func(c *Config) { c.IdPs[1].Issuer = c.IdPs[0].Issuer }, []string{"duplicate issuer"}},
 		{"deny/tenant_without_issuer_seed", func(c *Config) { delete(c.IssuerSeeds, "tenant_b") }, []string{`tenant "tenant_b" has no issuer_seeds`}},
+		{"deny/subject_wildcard", func(c *Config) { c.Subject = "agentgw.exchange.*" }, []string{"not a literal NATS subject"}},
+		{"deny/subject_in_ingress_stream", func(c *Config) { c.Subject = "agentgw.in.tenant_a.exchange" }, []string{"stored by a gateway stream"}},
+		{"deny/subject_in_audit_stream", func(c *Config) { c.Subject = "agentgw.audit.exchange" }, []string{"stored by a gateway stream"}},
 		{"deny/every_problem_at_once", func(c *Config) {
 			c.Skew = -1
 			c.IdPs[0].Audience = ""

@@ -184,6 +184,9 @@ func (e EndpointConfig) validate() error {
 	if e.GatewayAudience == "" {
 		add("endpoint: gateway_audience is required")
 	}
+	if x := e.ExchangeSubject; x != "" && (!subjects.ValidLiteral(x) || subjects.Stored(x)) {
+		add("endpoint: exchange_subject %.120q is not a literal NATS subject that no gateway stream stores (every exchange request carries an IdP token)", x)
+	}
 	if len(e.TrustedGateways) == 0 {
 		add("endpoint: at least one trusted gateway key is required")
 	}

@@ -48,9 +48,9 @@ tools:
 			}
 		})
 	}
-	c.Endpoint = EndpointConfig{Resource: "not a uri", Catalog: "catalog.yaml"}
+	c.Endpoint = EndpointConfig{Resource: "not a uri", Catalog: "catalog.yaml", ExchangeSubject: "agentgw.in.tenant_a.exchange"}
 	err = c.Endpoint.validate()
-	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "trusted_issuers", "gateway_xkey", "catalog and policies"} {
+	for _, want := range []string{"resource", "authorization server", "gateway_audience", "trusted gateway", "trusted_issuers", "gateway_xkey", "catalog and policies", "exchange_subject"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("endpoint validate = %v; want it to name %s", err, want)
 		}
