@@ -523,6 +523,14 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 				return err
 			}
 		}
+		if env.Capability != envelope.Approve && env.Capability != envelope.Respond && it.route != store.RouteAllow {
+			// A request allowed the first time recorded its outstanding
+			// response before its journal append: refused this time, it
+			// was never delivered, and must take no answer.
+			if _, err := g.kvh.retire(responseID(env.Tenant, it.ref.Agent, env.MessageID), it.seq); err != nil {
+				return err
+			}
+		}
 		if env.Capability == envelope.Respond && it.route != store.RouteAllow {
 			// Likewise a response refused this time may have used up its
 			// request's one answer the first time: give it back, or the

@@ -140,11 +140,31 @@ func (g *Gateway) replaceRefused(b *ledgerBatch, it *item, now time.Time) ([]*na
 			}
 		}
 		d, a := g.refusedDenial(it, m, size, now)
+		if _, _, err := subjects.ParseCapability(m.Subject); err == nil {
+			if err := g.withdrawResponse(b, it, d); err != nil {
+				return nil, err
+			}
+		}
 		left = append(left, d, a)
 		g.log.Error().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).Int64("max_payload", g.nc.MaxPayload()).
 			Str("denied", d.Subject).Msg("an output was refused as too large; its message is denied internal_error instead")
 	}
 	return left, nil
+}
+
+// withdrawResponse ends the response record of a request whose delivery
+// was refused and replaced by its denial d: the request was never
+// delivered, so no answer to it may reach its requester, who was told
+// it was denied. The record is named by d's tenant, agent and message
+// id (responseID); a request whose target takes no responses has none.
+func (g *Gateway) withdrawResponse(b *ledgerBatch, it *item, d *nats.Msg) error {
+	id := responseID(d.Header.Get(header.Tenant), d.Header.Get(header.Agent), d.Header.Get(header.MessageID))
+	fh, ok, err := g.holds.hold(b, id, it.seq)
+	if err != nil || !ok || fh.takenBySeq {
+		return err
+	}
+	_, err = g.holds.takeHold(b, id, it.seq)
+	return err
 }
 
 // recordedReplacement returns the denial, and its audit message, that an

@@ -439,3 +439,32 @@ func TestResponseRechecksCatalog(t *testing.T) {
 		})
 	}
 }
+
+// TestNoReplyForDeliveryRefusedAndDenied: a request whose delivery the
+// capability stream refused (too large) is denied internal_error
+// instead, and its response record is withdrawn with it: the consumer
+// never got it, and its requester was told it was denied, so an answer
+// naming it is refused, not sealed to the requester.
+func TestNoReplyForDeliveryRefusedAndDenied(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	h.start()
+	<-h.gw.Ready()
+	ctx := context.Background()
+	s, err := h.js.Stream(ctx, StreamCap)
+	must(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgSize = 1024
+	_, err = h.js.UpdateStream(ctx, cfg)
+	must(t, err)
+
+	body, _ := h.sealedRefund(h.agent, 1500, nil)
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	out := h.outputFor(h.send(body))
+	if out.Subject != "agentgw.denied.tenant_a.internal_error" {
+		t.Fatalf("setup: request went to %s", out.Subject)
+	}
+	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.NoSuchRequest)
+}

@@ -363,3 +363,30 @@ func TestScaleOutAnswerMarkedBeforeCrashRefused(t *testing.T) {
 	}
 	h.endScaleOut(t, b, a)
 }
+
+// TestScaleOutResponseRecordOfRequestDecidedOtherwise: an instance dies
+// after an allowed request's response record landed in the bucket but
+// before its batch was journaled, and the partition's next owner denies
+// the request (a policy now forbids it). The record is removed with that
+// decision: the request was never delivered, and an answer naming it is
+// refused, not sealed to the requester, who was told it was denied.
+func TestScaleOutResponseRecordOfRequestDecidedOtherwise(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	a := h.startInstance("a", func(in *instance) {
+		in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onResp: true, die: in.nc.Close}
+	})
+	waitFor(t, func() bool { return a.held() == 2 })
+	body, _ := h.sealedRefund(h.agent, 1500, nil)
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	seq := h.send(body)
+	waitFor(t, a.nc.IsClosed)
+	p := filepath.Join(h.dir, "forbid-refunds.cedar")
+	must(t, os.WriteFile(p, []byte("forbid (principal, action == Action::\"tool_call\", resource == Target::\"refunds.draft_refund\");\n"), 0o600))
+	h.cfg.Policies = append(h.cfg.Policies, p)
+	b := h.startInstance("b")
+	h.wantReason(seq, reason.PolicyDenied)
+	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.NoSuchRequest)
+	h.endScaleOut(t, b, a)
+}

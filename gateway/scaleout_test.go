@@ -261,8 +261,8 @@ func TestScaleOutApprovalAcrossPartitions(t *testing.T) {
 // acknowledged.
 type dyingHolds struct {
 	holdStore
-	onPut, onTake, onOnce bool
-	die                   func()
+	onPut, onTake, onOnce, onResp bool
+	die                           func()
 }
 
 func (d *dyingHolds) once(b *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
@@ -275,7 +275,7 @@ func (d *dyingHolds) once(b *ledgerBatch, kind, id string, expires time.Time, se
 
 func (d *dyingHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
 	err := d.holdStore.putHold(b, id, deadline, v, seq, replace)
-	if err == nil && d.onPut && !strings.HasPrefix(id, respPrefix) {
+	if err == nil && ((d.onPut && !strings.HasPrefix(id, respPrefix)) || (d.onResp && strings.HasPrefix(id, respPrefix))) {
 		d.die()
 	}
 	return err
