@@ -275,6 +275,13 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(err)
 		return nil
 	}
+	// An approval_ttl shortened since holds for requests already held:
+	// the earlier of the two deadlines. (The expiry still ends the
+	// request at its hold's deadline.)
+	if d := h.RequestedAt.Add(g.approvalTTL(hi.target)); !h.RequestedAt.IsZero() && now.After(d) && !fh.takenBySeq {
+		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s (approval_ttl in the catalog now)", it.env.Target, d.Format(time.RFC3339)))
+		return nil
+	}
 	// The approver's own authority goes through policy too, before the
 	// take: a refused approver leaves the request held for another.
 	ap := it.rules.pol.Decide(policy.Request{

@@ -41,6 +41,11 @@ type outstanding struct {
 	// response sealed from it answers the request.
 	Consumer string    `json:"consumer_xkey"`
 	Deadline time.Time `json:"deadline"`
+	// AllowedAt is when the request was allowed: its deadline is also
+	// AllowedAt plus the target's response_deadline in the catalog in
+	// force at the answer, if that is earlier. Zero in a record written
+	// before records named it.
+	AllowedAt time.Time `json:"allowed_at,omitzero"`
 	// Issuer and CredentialID name the requester's credential, whose
 	// standing (revocation, issuer trust) an answer re-checks.
 	Issuer       string `json:"issuer"`
@@ -80,7 +85,7 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 		return nil
 	}
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
-		TraceID: src.env.TraceID, Consumer: src.target.ConsumerKey(src.env.Tenant), Deadline: now.Add(src.target.ResponseDeadline),
+		TraceID: src.env.TraceID, Consumer: src.target.ConsumerKey(src.env.Tenant), Deadline: now.Add(src.target.ResponseDeadline), AllowedAt: now,
 		Issuer: src.cred.Issuer, CredentialID: src.cred.ID, Principal: src.cred.Principal, Actors: src.cred.Actors, Scopes: src.cred.Scopes}
 	v, err := json.Marshal(rec)
 	if err != nil {
@@ -142,6 +147,12 @@ func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 	t, err := answerable(cat, &rec)
 	if err != nil {
 		it.deny(reason.Deny(reason.NoSuchRequest, "request %s: %s", it.env.Target, err))
+		return nil
+	}
+	// A response_deadline shortened since holds for requests already
+	// delivered: the earlier of the two deadlines.
+	if d := rec.AllowedAt.Add(t.ResponseDeadline); !rec.AllowedAt.IsZero() && now.After(d) {
+		it.deny(reason.Deny(reason.ResponseLate, "request %s had to be answered by %s (response_deadline in the catalog now)", it.env.Target, d.UTC().Format(time.RFC3339)))
 		return nil
 	}
 	// The answer goes to the requester: not once its key or credential

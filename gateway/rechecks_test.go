@@ -77,3 +77,33 @@ func TestWithdrawnRequestNotHeldAgainUnderAnotherKey(t *testing.T) {
 		t.Fatalf("grant of revoked agent A's withdrawn request (agent %s) released agent B's copy on %s", f.req.Agent, out.Subject)
 	}
 }
+
+// TestShortenedApprovalTTLAppliesToHeld: the catalog shortens a
+// target's approval_ttl while a request is held; a grant after the new
+// TTL has passed (but before the hold's own deadline) is refused
+// approval_expired, not released.
+func TestShortenedApprovalTTLAppliesToHeld(t *testing.T) {
+	f := newApprovalFlow(t)
+	f.editTarget("payments.send", func(e string) string {
+		return strings.Replace(e, "    risk: critical\n", "    risk: critical\n    approval_ttl: 1m\n", 1)
+	})
+	f.clock.Advance(5 * time.Minute)
+	f.approver.token = f.credential(f.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalExpired)
+}
+
+// TestShortenedResponseDeadlineAppliesToDelivered: the catalog shortens
+// a target's response_deadline after a request was delivered; an answer
+// after the new deadline (but before the record's own) is refused
+// response_late.
+func TestShortenedResponseDeadlineAppliesToDelivered(t *testing.T) {
+	h := newHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	h.start()
+	env := h.deliveredRefund()
+	h.editTarget("refunds.draft_refund", func(e string) string {
+		return strings.Replace(e, "    response_deadline: 1m\n", "    response_deadline: 10s\n", 1)
+	})
+	h.clock.Advance(40 * time.Second)
+	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.ResponseLate)
+}
