@@ -138,22 +138,29 @@ func (ap Approver) GoString() string { return ap.String() }
 // Watch calls fn for each held request of the approver's tenant
 // (agentgw.approval.<tenant>.>) until ctx is done, one at a time, oldest
 // first. A request is acknowledged when fn returns nil and shown
-// again about 2 s later when fn returns an error. Requests this approver
-// cannot answer are not shown: those past their deadline and those made
-// by the approver itself. With an ephemeral consumer they are
-// acknowledged. On a Durable, which other approvers may bind too, the
-// approver's own requests are handed back (shown again to any approver
-// about 2 s later), and expired ones are acknowledged only once past
-// their deadline by more than 5 minutes, the largest clock skew the
-// gateway allows, and handed back until then, so that neither a
-// requester that also approves nor a clock running ahead hides a request
-// from the others. A message that is not a request of this tenant, or
-// whose decision token does not verify (VerifyRequest), is terminated
-// and reported to OnReject: fn never sees it. On a Durable, a request
-// whose token would verify by a clock up to 5 minutes ahead of this
-// approver's (issued "in the future": this clock runs behind the
-// gateway's by more than Skew) is handed back instead, and reported, so
-// that a lagging clock does not hide a live request from the others.
+// again about 2 s later when fn returns an error.
+//
+// Every message's decision token is checked first (VerifyRequest): at
+// this approver's clock, or as of its deadline for a request past it
+// (its token expired with it). A message that is not a request of this
+// tenant, or whose token does not verify, is terminated and reported to
+// OnReject: fn never sees it, and it holds no slot of the consumer's
+// MaxAckPending. On a Durable, a request whose token would verify by a
+// clock up to 5 minutes ahead of this approver's (issued "in the
+// future": this clock runs behind the gateway's by more than Skew) is
+// handed back instead, and reported, so that a lagging clock does not
+// hide a live request from the others.
+//
+// Requests that verify but that this approver cannot answer are not
+// shown: those past their deadline and those made by the approver
+// itself. With an ephemeral consumer they are acknowledged. On a
+// Durable, which other approvers may bind too, the approver's own
+// requests are handed back (shown again to any approver about 2 s
+// later), and expired ones are acknowledged only once past their
+// deadline by more than 5 minutes, the largest clock skew the gateway
+// allows, and handed back until then, so that neither a requester that
+// also approves nor a clock running ahead hides a request from the
+// others.
 //
 // Watch returns nil when ctx is done, or an error wrapping ErrStream when
 // the consumer cannot be created, disappears, or its connection closes
@@ -181,35 +188,20 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		// not show, no one else will read from it either.
 		private := ap.cfg.Durable == ""
 		now := ap.now()
-		switch {
-		case req.Agent == ap.agent.PublicKey():
-			// The shared durable hands it to the other approvers too:
-			// consuming it here would hide it from all of them.
-			if private {
-				_ = m.Ack()
-			} else {
-				_ = m.NakWithDelay(redeliverDelay)
-			}
-			return
-		case requestExpired(req, now):
-			// Past the deadline by this clock, which may run ahead of
-			// the gateway's and the other approvers': consumed only once
-			// past it by more than any skew the gateway allows (it
-			// expires the hold itself).
-			if past := now.Sub(req.Deadline); private || past > expiredAckMargin {
-				_ = m.Ack()
-			} else {
-				// Handed back for any approver, not held for the whole
-				// margin: to one whose clock is right it is still live.
-				_ = m.NakWithDelay(redeliverDelay)
-			}
-			return
+		expired := requestExpired(req, now)
+		// Every request's token is checked before anything else is
+		// decided about it: what is handed back takes a MaxAckPending
+		// slot of a shared durable again and again, so a request no
+		// trusted gateway signed is terminated, whatever it claims to
+		// be. A request past its deadline is checked as of its deadline:
+		// its token expired with it.
+		at := now
+		if expired {
+			at = req.Deadline
 		}
-		// Only a request about to be shown needs its token: what is not
-		// shown is handed back or consumed whoever wrote it.
 		tok := m.Headers().Get(decision.Header)
-		if err := ap.verifyRequest(tok, m.Data(), req, now); err != nil {
-			if !private && ap.verifyRequest(tok, m.Data(), req, now.Add(expiredAckMargin)) == nil {
+		if err := ap.verifyRequest(tok, m.Data(), req, at); err != nil {
+			if !private && ap.verifyRequest(tok, m.Data(), req, at.Add(expiredAckMargin)) == nil {
 				// Issued later than this clock says it is now: the
 				// clock runs behind the gateway's, and to an approver
 				// whose clock is right the request is live. Handed back,
@@ -221,6 +213,30 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 				return
 			}
 			ap.reject(m, err, string(reason.Of(err)))
+			return
+		}
+		switch {
+		case req.Agent == ap.agent.PublicKey():
+			// The shared durable hands it to the other approvers too:
+			// consuming it here would hide it from all of them.
+			if private {
+				_ = m.Ack()
+			} else {
+				_ = m.NakWithDelay(redeliverDelay)
+			}
+			return
+		case expired:
+			// Past the deadline by this clock, which may run ahead of
+			// the gateway's and the other approvers': consumed only once
+			// past it by more than any skew the gateway allows (it
+			// expires the hold itself).
+			if past := now.Sub(req.Deadline); private || past > expiredAckMargin {
+				_ = m.Ack()
+			} else {
+				// Handed back for any approver, not held for the whole
+				// margin: to one whose clock is right it is still live.
+				_ = m.NakWithDelay(redeliverDelay)
+			}
 			return
 		}
 		if err := fn(ctx, req); err != nil {

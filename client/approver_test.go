@@ -552,3 +552,91 @@ func TestApproverBehindHandsBackOnDurable(t *testing.T) {
 		t.Errorf("approver on time shown %v; want %s, which the one behind must not have consumed", seen, live)
 	}
 }
+
+// TestApproverTerminatesForgedUnshownRequests: anyone who can publish on
+// agentgw.approval.<tenant>.> can write requests that look like the
+// approver's own or expired ones, which Watch does not show. Handed back
+// unchecked, they would hold every MaxAckPending slot of the shared
+// durable and the gateway's real request would never be delivered. Watch
+// checks every token first: the forgeries are terminated and reported,
+// and the real request is shown.
+func TestApproverTerminatesForgedUnshownRequests(t *testing.T) {
+	const n = 100 // the durable's MaxAckPending
+	for _, tc := range []struct {
+		name   string
+		forged func(approver, requester *actor, i int) approval.Request
+	}{
+		{"own", func(ap, _ *actor, i int) approval.Request { return heldRequest(ap, fmt.Sprintf("forged-own-%010d", i)) }},
+		{"expired", func(_, rq *actor, i int) approval.Request {
+			r := heldRequest(rq, fmt.Sprintf("forged-exp-%010d", i))
+			r.Deadline = testClock.Add(-time.Minute)
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.ingressStream()
+			w.approvalStream()
+			const durable = testTenant + "-approvals"
+			if _, err := w.js.CreateOrUpdateConsumer(ctxT(t), StreamApproval, jetstream.ConsumerConfig{
+				Durable: durable, FilterSubject: "agentgw.approval." + testTenant + ".>",
+				AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: n,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			approverA := w.newActor(testTenant, "approve:refunds.*")
+			requester := w.newActor(testTenant, "refund:draft")
+			for i := range n { // no gateway key: no valid token
+				m := nats.NewMsg("agentgw.approval." + testTenant + "." + testTarget)
+				m.Data, _ = json.Marshal(tc.forged(approverA, requester, i))
+				m.Header.Set(decision.Header, "not-a-token")
+				w.publish(m)
+			}
+			real := heldRequest(requester, "real-held-message-0001")
+			real.RequestedAt = testClock.Add(-time.Minute)
+			w.publishRequest(real)
+			cfg := w.approverConfig(approverA)
+			cfg.Durable, cfg.Bind = durable, true
+			var rejected []reason.Code
+			cfg.OnReject = func(_ string, err error) { rejected = append(rejected, reason.Of(err)) }
+			ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return testClock }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(ctxT(t), 8*time.Second)
+			defer cancel()
+			shown := false
+			if err := ap.Watch(ctx, func(_ context.Context, req approval.Request) error {
+				if req.HeldMessageID == real.HeldMessageID {
+					shown = true
+					cancel()
+				}
+				return nil
+			}); err != nil {
+				t.Fatalf("Watch = %v", err)
+			}
+			if !shown {
+				t.Errorf("the gateway-signed request was never shown in 8 s: %d forged %s requests hold every MaxAckPending slot (OnReject calls: %d)",
+					n, tc.name, len(rejected))
+			}
+			if len(rejected) != n || slices.ContainsFunc(rejected, func(c reason.Code) bool { return c != reason.DecisionInvalid }) {
+				t.Errorf("OnReject reported %d forgeries (%v); want %d, each %s", len(rejected), slices.Compact(rejected), n, reason.DecisionInvalid)
+			}
+			info, err := w.js.Consumer(ctxT(t), StreamApproval, durable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ci, err := info.Info(ctxT(t))
+			for i := 0; err == nil && ci.NumAckPending > 0 && i < 40; i++ {
+				time.Sleep(50 * time.Millisecond) // the last settlements are on their way
+				ci, err = info.Info(ctxT(t))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ci.NumAckPending != 0 || ci.NumRedelivered != 0 {
+				t.Errorf("durable after Watch: %d pending, %d handed back; want none", ci.NumAckPending, ci.NumRedelivered)
+			}
+		})
+	}
+}

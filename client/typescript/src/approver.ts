@@ -458,16 +458,20 @@ export class Approver {
 
   /**
    * list returns the tenant's held requests, oldest first, and consumes
-   * nothing: each is handed back to the queue (nak) once read. Requests
-   * past their deadline are left out unless all. Requests already answered
-   * are still listed until their deadline; requests another reader holds
-   * are not shown until it lets them go. Messages that are not requests of
-   * this tenant, and requests whose decision token does not verify (see
-   * verifyRequest: not signed by a trusted gateway, or not over these
-   * bytes and this held envelope), are left out, and handed back as the
-   * others. An expired request listed with all is checked as of its
-   * deadline: its token expires with it, which is not held against a
-   * request already listed as expired; everything else is checked.
+   * nothing it shows: each is handed back to the queue (nak) once read.
+   * Requests past their deadline are left out unless all. Requests
+   * already answered are still listed until their deadline; requests
+   * another reader holds are not shown until it lets them go. Messages
+   * that are not requests of this tenant are left out and handed back.
+   * Every request's decision token is checked (see verifyRequest: signed
+   * by a trusted gateway, over these bytes and this held envelope), an
+   * expired one's as of its deadline (its token expires with it, which
+   * is not held against a request already listed as expired). A request
+   * whose token does not verify is left out; it is terminated (term,
+   * with the reason code) unless it would verify by a clock up to 5
+   * minutes ahead of the approver's (issued "in the future": this clock
+   * runs behind the gateway's), which is handed back. A terminated
+   * forgery holds no slot of the queue's max_ack_pending.
    */
   async list(opts: { all?: boolean; signal?: AbortSignal } = {}): Promise<HeldRequest[]> {
     const cons = await openConsumer(this.#js, this.#spec());
@@ -495,18 +499,25 @@ export class Approver {
           }
           const now = this.agent.now();
           const state = requestExpired(req, now) ? "expired" : "pending";
-          if (state === "expired" && !opts.all) {
-            continue;
-          }
           // The token's exp is the deadline (rounded up to the second):
           // an expired request is checked as of its deadline, with the
           // usual skew, as the Go CLI checks it (a skew widened by the
           // time since would also let through a token issued that much
-          // in the future).
+          // in the future). Every request is checked, listed or not.
           const at = state === "expired" && req.deadline !== undefined ? req.deadline : now;
+          const token = headersOf(m)?.get(DECISION_HEADER) ?? undefined;
           try {
-            this.#verify(headersOf(m)?.get(DECISION_HEADER) ?? undefined, m.data, req, at);
-          } catch {
+            this.#verify(token, m.data, req, at);
+          } catch (err) {
+            if (!this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
+              // No trusted gateway's by any clock: terminated, not
+              // handed back to hold a slot of the queue for good.
+              held.delete(m.seq);
+              m.term(err instanceof DeniedError ? err.reason : "internal_error");
+            }
+            continue;
+          }
+          if (state === "expired" && !opts.all) {
             continue;
           }
           out.push({ ...req, seq: m.seq, state });
@@ -559,27 +570,31 @@ export class Approver {
    * watch calls fn for each held request of the approver's tenant
    * (agentgw.approval.<tenant>.>) until the signal aborts, one at a time,
    * oldest first. A request is acknowledged when fn resolves and shown
-   * again about 2 s later when it rejects. Requests this approver cannot
-   * answer are not shown: those past their deadline and those made by the
-   * approver itself. With an ephemeral consumer they are acknowledged. On
-   * a durable (a name, or bind), which other approvers may read too, the
+   * again about 2 s later when it rejects.
+   *
+   * Every message's decision token is checked first (see verifyRequest:
+   * signed by a trusted gateway over its exact bytes, for its target,
+   * naming the held envelope it names), at this approver's clock, or as
+   * of its deadline for a request past it (its token expired with it). A
+   * message that is not a request of this tenant, or whose token does not
+   * verify, is terminated (with the reason code) and reported to
+   * onReject: fn never sees it, and it holds no slot of the consumer's
+   * max_ack_pending. On a durable, a request whose token would verify by
+   * a clock up to 5 minutes ahead of this approver's (issued "in the
+   * future": this clock runs behind the gateway's by more than skewMs) is
+   * handed back instead, and reported, so that a lagging clock does not
+   * hide a live request from the others.
+   *
+   * Requests that verify but that this approver cannot answer are not
+   * shown: those past their deadline and those made by the approver
+   * itself. With an ephemeral consumer they are acknowledged. On a
+   * durable (a name, or bind), which other approvers may read too, the
    * approver's own requests are handed back (shown again to any approver
    * about 2 s later), and expired ones are acknowledged only once past
    * their deadline by more than 5 minutes, the largest clock skew the
-   * gateway allows, and handed back until then, as the Go SDK's Watch
-   * does. A message that is not a request of this tenant is terminated
-   * and reported to onReject. A request about to be shown must carry a
-   * decision token that verifies (see verifyRequest): signed by a trusted
-   * gateway over its exact bytes, for its target, naming the held
-   * envelope it names; otherwise it is terminated with the reason code
-   * and reported to onReject, and fn never sees it. On a durable, a
-   * request whose token would verify by a clock up to 5 minutes ahead of
-   * this approver's (issued "in the future": this clock runs behind the
-   * gateway's by more than skewMs) is handed back instead, and reported,
-   * so that a lagging clock does not hide a live request from the others,
-   * as the Go SDK's Watch does. Rejects with a StreamError when the
-   * consumer cannot be created or disappears, or the connection closes
-   * for good.
+   * gateway allows, and handed back until then. The Go SDK's Watch does
+   * the same. Rejects with a StreamError when the consumer cannot be
+   * created or disappears, or the connection closes for good.
    */
   async watch(fn: (req: ApprovalRequest) => unknown, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const spec = this.#spec();
@@ -597,6 +612,32 @@ export class Approver {
       // bound by other approvers too, and consuming what this one will
       // not show would hide it from all of them.
       const shared = spec.durable !== "";
+      const now = this.agent.now();
+      const expired = requestExpired(req, now);
+      // Every request's token is checked before anything else is decided
+      // about it: what is handed back takes a max_ack_pending slot of a
+      // shared durable again and again, so a request no trusted gateway
+      // signed is terminated, whatever it claims to be. A request past
+      // its deadline is checked as of its deadline: its token expired
+      // with it.
+      const at = expired && req.deadline !== undefined ? req.deadline : now;
+      const token = headersOf(m)?.get(DECISION_HEADER) ?? undefined;
+      try {
+        this.#verify(token, m.data, req, at);
+      } catch (err) {
+        const v = err instanceof DeniedError ? err : new VerificationError("internal_error", "verification failed");
+        if (shared && this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
+          // Issued later than this clock says it is now: the clock runs
+          // behind the gateway's, and to an approver whose clock is right
+          // the request is live. Handed back, as an expired one is, not
+          // terminated for everyone.
+          m.nak(REDELIVER_DELAY_MS);
+          this.#cfg.onReject?.(m.subject, v);
+          continue;
+        }
+        this.#reject(m, v, v.reason);
+        continue;
+      }
       if (req.agent === this.agent.publicKey) {
         if (shared) {
           m.nak(REDELIVER_DELAY_MS);
@@ -605,8 +646,7 @@ export class Approver {
         }
         continue;
       }
-      const now = this.agent.now();
-      if (requestExpired(req, now)) {
+      if (expired) {
         // Past the deadline by this clock, which may run ahead of the
         // gateway's and the other approvers': on a shared durable it is
         // consumed only once past it by more than any skew the gateway
@@ -618,25 +658,6 @@ export class Approver {
         } else {
           m.nak(REDELIVER_DELAY_MS);
         }
-        continue;
-      }
-      // Only a request about to be shown needs its token: what is not
-      // shown is handed back or consumed whoever wrote it.
-      const token = headersOf(m)?.get(DECISION_HEADER) ?? undefined;
-      try {
-        this.#verify(token, m.data, req, now);
-      } catch (err) {
-        const v = err instanceof DeniedError ? err : new VerificationError("internal_error", "verification failed");
-        if (shared && this.#verifies(token, m.data, req, new Date(now.getTime() + EXPIRED_ACK_MARGIN_MS))) {
-          // Issued later than this clock says it is now: the clock runs
-          // behind the gateway's, and to an approver whose clock is right
-          // the request is live. Handed back, as an expired one is, not
-          // terminated for everyone.
-          m.nak(REDELIVER_DELAY_MS);
-          this.#cfg.onReject?.(m.subject, v);
-          continue;
-        }
-        this.#reject(m, v, v.reason);
         continue;
       }
       try {

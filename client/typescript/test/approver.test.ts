@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createAccount, createCurve, createServer, createUser, type KeyPair } from "@nats-io/nkeys";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { answerKey, Approver, decodeRequest, type ApprovalRequest, type ApproverConfig } from "../src/approver.js";
 import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, StreamError, VerificationError } from "../src/errors.js";
 import { parseEnvelope } from "../src/envelope.js";
@@ -459,13 +459,14 @@ test("list all: an expired request is checked as of its deadline with the usual 
   );
 });
 
-test("watch: own and expired requests are not shown, so their token is not checked; an expired one is listed, checked as of its deadline", async () => {
+test("watch: own and expired requests are checked too: unsigned ones are terminated and reported; signed ones are not shown, nor terminated", async () => {
   await approvalStream();
   const rejected: Error[] = [];
   const ap = approver({ onReject: (_s, err) => void rejected.push(err) });
   await hold(request("held-message-000000071", { agent: ap.agent.publicKey }), { unsigned: true });
   await hold(request("held-message-000000072", { deadline: "2026-11-26T01:08:50Z" }), { unsigned: true });
   await hold(request("held-message-000000073", { deadline: "2026-11-26T01:08:50Z" })); // expired, signed
+  await hold(request("held-message-000000075", { agent: ap.agent.publicKey })); // own, signed
   await hold(request("held-message-000000074"));
   // Listed with all: the expired request whose token verifies (as of its
   // deadline: the token expired with it), not the unsigned ones.
@@ -473,19 +474,116 @@ test("watch: own and expired requests are not shown, so their token is not check
     (await ap.list({ all: true })).map((r) => [r.heldMessageId, r.state]),
     [
       ["held-message-000000073", "expired"],
+      ["held-message-000000075", "pending"],
       ["held-message-000000074", "pending"],
     ],
   );
   const term = terminations();
   try {
     assert.deepEqual(await firstShown(ap), ["held-message-000000074"]);
-    assert.deepEqual(rejected, [], "an own or expired request was reported");
-    await nc.flush();
-    await new Promise((r) => setTimeout(r, 200));
-    assert.deepEqual([...term.got], [], "an own or expired request was terminated");
+    assert.deepEqual(
+      rejected.map((e) => (e as DeniedError).reason),
+      ["decision_token_missing", "decision_token_missing"],
+      "the unsigned own and expired requests reported",
+    );
+    await until(() => term.got.size === 2, `terminated: ${JSON.stringify([...term.got])}`);
+    assert.deepEqual(
+      [...term.got].sort(),
+      [
+        [1, "decision_token_missing"],
+        [2, "decision_token_missing"],
+      ],
+      "only the unsigned requests are terminated",
+    );
   } finally {
     term.stop();
   }
+});
+
+test("watch and list on a durable: forged own or expired requests are terminated, so they cannot fill max_ack_pending and hide a real one", async () => {
+  const n = 100; // the durable's max_ack_pending
+  for (const [what, forged] of [
+    ["own", (ap: Approver, i: number) => request(`forged-own-${String(i).padStart(10, "0")}`, { agent: ap.agent.publicKey })],
+    ["expired", (_ap: Approver, i: number) => request(`forged-exp-${String(i).padStart(10, "0")}`, { deadline: "2026-11-26T01:08:50Z" })],
+  ] as const) {
+    await approvalStream();
+    const durable = `${TENANT}-approvals`;
+    await jsm.consumers.add("AGENTGW_APPROVAL", {
+      durable_name: durable,
+      filter_subject: `agentgw.approval.${TENANT}.>`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      max_ack_pending: n,
+    });
+    const rejected: string[] = [];
+    const ap = approver({ durable, bind: true, onReject: (_s, err) => void rejected.push((err as DeniedError).reason) });
+    for (let i = 0; i < n; i++) {
+      // No gateway key: no valid token.
+      const h = headers();
+      h.set("Agentgw-Decision", "not-a-token");
+      await js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(JSON.stringify(forged(ap, i))), { headers: h });
+    }
+    await hold(request("real-held-message-0001"));
+    const shown: string[] = [];
+    const ctl = new AbortController();
+    const giveUp = setTimeout(() => ctl.abort(), 8_000);
+    try {
+      await ap.watch(
+        (req) => {
+          shown.push(req.heldMessageId);
+          ctl.abort();
+        },
+        { signal: ctl.signal },
+      );
+    } finally {
+      clearTimeout(giveUp);
+    }
+    assert.deepEqual(shown, ["real-held-message-0001"], `${what}: ${n} forged requests hold every max_ack_pending slot (onReject calls: ${rejected.length})`);
+    assert.equal(rejected.length, n, `${what}: forgeries reported`);
+    assert.ok(
+      rejected.every((r) => r === "decision_token_invalid"),
+      `${what}: ${[...new Set(rejected)].join(", ")}`,
+    );
+    await nc.flush(); // the last settlements reach the server
+    let info = await jsm.consumers.info("AGENTGW_APPROVAL", durable);
+    for (let i = 0; i < 40 && info.num_ack_pending > 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      info = await jsm.consumers.info("AGENTGW_APPROVAL", durable);
+    }
+    assert.equal(info.num_ack_pending, 0, `${what}: messages still pending`);
+    assert.equal(info.num_redelivered, 0, `${what}: messages handed back`);
+  }
+  // list and find, on the same bound queue: forgeries terminated there
+  // too, the real request found.
+  await approvalStream();
+  const durable = `${TENANT}-approvals`;
+  await jsm.consumers.add("AGENTGW_APPROVAL", {
+    durable_name: durable,
+    filter_subject: `agentgw.approval.${TENANT}.>`,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: n,
+  });
+  const lister = approver({ durable, bind: true });
+  for (let i = 0; i < n; i++) {
+    await hold(request(`forged-list-${String(i).padStart(10, "0")}`, i % 2 === 0 ? { agent: lister.agent.publicKey } : { deadline: "2026-11-26T01:08:50Z" }), {
+      unsigned: true,
+    });
+  }
+  await hold(request("real-held-message-0002"));
+  const term = terminations();
+  try {
+    assert.deepEqual(
+      (await lister.list({ all: true })).map((r) => r.heldMessageId),
+      ["real-held-message-0002"],
+      "listed behind forgeries that would fill max_ack_pending if handed back",
+    );
+    await until(() => term.got.size === n, `terminated: ${term.got.size} of ${n}`);
+    assert.ok([...term.got.values()].every((r) => r === "decision_token_missing"), JSON.stringify([...new Set(term.got.values())]));
+  } finally {
+    term.stop();
+  }
+  assert.equal((await lister.find("real-held-message-0002"))?.seq, n + 1, "the real request found");
 });
 
 test("verifyRequest (the method): the approver's trusted gateways, clock and skew; 30 s when absent or 0", async () => {
