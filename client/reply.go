@@ -31,7 +31,12 @@ var ErrNoReply = errors.New("client: no reply")
 
 // Reply is a verified, opened response to one of this agent's requests.
 // Payload is the response with the fields the catalog marks sensitive
-// already removed by the gateway.
+// already removed by the gateway. RequestID is the id of the request
+// SendAndWait sent; MessageID and Claims come from the reply's decision
+// token. Responder is the Agentgw-Responder header, which the token does
+// not sign: the gateway sets it to the responding consumer's key, but
+// anyone who can publish on the agent's reply subject can copy a signed
+// reply with another Responder. It names, it does not prove.
 type Reply struct {
 	RequestID string
 	Responder string
@@ -97,8 +102,13 @@ type WaitOptions struct {
 // to that subject, which hands each reply and notice only to the wait of
 // the envelope it names. The
 // reply's decision token must be signed by a trusted gateway, addressed
-// to this agent and bound to the sealed bytes, which must open with the
-// agent's curve key from the gateway's curve key. A plain request waits
+// to this agent (sub and aud its key, tenant its tenant), of a response
+// to req.Target (scope respond:<target>) and bound to the sealed bytes,
+// which must open with the agent's curve key from the gateway's curve
+// key. The request id is an unsigned header: a genuine reply to another
+// request of this agent to the same target, still fresh, can be taken
+// for this one's by whoever can publish on the reply subject; one to
+// another target cannot. A plain request waits
 // the same way: the agent needs Curve and GatewayXKey to open its reply.
 //
 // The gateway's decision notices of the request come on the same
@@ -167,7 +177,7 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 		if m.Header.Get(headerRequestID) != rcpt.MessageID {
 			continue
 		}
-		r, err := a.verifyReply(m, opt)
+		r, err := a.verifyReply(m, req.Target, opt)
 		if err != nil {
 			continue // not from a trusted gateway: not our reply
 		}
@@ -176,14 +186,22 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 	}
 }
 
-// verifyReply checks a reply's token and binding and opens it.
-func (a *Agent) verifyReply(m *nats.Msg, opt WaitOptions) (*Reply, error) {
+// verifyReply checks a reply's token and binding and opens it: a reply
+// of the gateway to this agent (sub and aud its key, its tenant) from a
+// responder to target (scope respond:<target>). The Agentgw-Request-Id
+// header that picked the request is not signed: the scope keeps a reply
+// to another of the agent's requests, of another target, from being
+// taken for this one's.
+func (a *Agent) verifyReply(m *nats.Msg, target string, opt WaitOptions) (*Reply, error) {
 	claims, err := a.verifyToken(m.Header.Get(header.Decision), opt)
 	if err != nil {
 		return nil, err
 	}
 	if claims.Route != decision.RouteReply || claims.PayloadDigest != decision.Digest(m.Data) {
 		return nil, reason.Deny(reason.DecisionBinding, "reply token does not bind these bytes")
+	}
+	if claims.Scope != "respond:"+target || claims.Tenant != a.tenant || claims.Subject != a.pub {
+		return nil, reason.Deny(reason.DecisionBinding, "jti %s: reply token is not of a response to %s by this agent's tenant and key", claims.ID, target)
 	}
 	// The gateway seals replies from its curve key; TrustedGateways are
 	// signing keys and say nothing about who may seal.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -86,7 +88,7 @@ func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 		return m
 	}
 	opt := WaitOptions{TrustedGateways: []string{w.gwSign.PublicKey()}}
-	if r, err := ag.verifyReply(reply(w.gwCurve, w.gwCurve.PublicKey()), opt); err != nil || string(r.Payload) != `{"status":"drafted"}` {
+	if r, err := ag.verifyReply(reply(w.gwCurve, w.gwCurve.PublicKey()), testTarget, opt); err != nil || string(r.Payload) != `{"status":"drafted"}` {
 		t.Fatalf("verifyReply(from the gateway's curve key) = %v, %v; want the reply", r, err)
 	}
 	for name, m := range map[string]*nats.Msg{
@@ -95,14 +97,14 @@ func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 		"deny/no-sealed-from":    reply(w.gwCurve, ""),
 		"deny/xkey-of-recipient": reply(w.gwCurve, a.xkey),
 	} {
-		if _, err := ag.verifyReply(m, opt); reason.Of(err) != reason.SealMismatch {
+		if _, err := ag.verifyReply(m, testTarget, opt); reason.Of(err) != reason.SealMismatch {
 			t.Errorf("verifyReply(%s) = %v; want seal_mismatch", name, err)
 		}
 	}
 	// Trusting a key to sign tokens is not trusting it to seal: a curve
 	// key listed among TrustedGateways (a misconfiguration) seals nothing.
 	opt.TrustedGateways = append(opt.TrustedGateways, stranger.PublicKey())
-	if _, err := ag.verifyReply(reply(stranger, stranger.PublicKey()), opt); reason.Of(err) != reason.SealMismatch {
+	if _, err := ag.verifyReply(reply(stranger, stranger.PublicKey()), testTarget, opt); reason.Of(err) != reason.SealMismatch {
 		t.Errorf("verifyReply(sealed from a curve key listed in TrustedGateways) = %v; want seal_mismatch", err)
 	}
 }
@@ -175,6 +177,89 @@ func TestCopyDenials(t *testing.T) {
 		}
 		if got := lateCopyDenied(info.Code); got != late[info.Code] {
 			t.Errorf("lateCopyDenied(%s) = %v; want %v", info.Code, got, late[info.Code])
+		}
+	}
+}
+
+// TestSendAndWaitTakesOnlyAReplyOfItsTarget: the request id that picks a
+// reply is an unsigned header. A genuine, fresh gateway reply to another
+// of the agent's requests (to kb.search), re-published under the id of a
+// pending request to refunds.draft_refund, is not its answer; nor is a
+// reply signed for another tenant or another agent. The reply to the
+// request's target is.
+func TestSendAndWaitTakesOnlyAReplyOfItsTarget(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	a := w.newActor(testTenant, "refund:draft")
+	ag := w.agent(a)
+	replySubj, err := subjects.Reply(testTenant, a.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := w.newActor(testTenant)
+	reply := func(requestID, answer string, edit func(*decision.Claims)) *nats.Msg {
+		data, err := w.gwCurve.Seal([]byte(answer), a.xkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := decision.Claims{
+			Subject: a.pub, Audience: a.pub, IssuedAt: testClock, Expires: testClock.Add(time.Minute),
+			Tenant: testTenant, Scope: "respond:" + testTarget, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+			MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", BodyDigest: decision.Digest([]byte("{}")),
+			PayloadDigest: decision.Digest(data), PolicyVersion: "v1", Route: decision.RouteReply,
+		}
+		edit(&c)
+		tok, err := decision.Sign(w.gwSign, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(replySubj)
+		m.Data = data
+		m.Header.Set(header.Decision, tok.Reveal())
+		m.Header.Set(header.SealedFrom, w.gwCurve.PublicKey())
+		m.Header.Set(headerRequestID, requestID)
+		return m
+	}
+	bad := map[string]func(*decision.Claims){
+		"kb.search":      func(c *decision.Claims) { c.Scope = "respond:kb.search" },
+		"another tenant": func(c *decision.Claims) { c.Tenant = "tenant_b" },
+		"another agent":  func(c *decision.Claims) { c.Subject = other.pub },
+	}
+	// The gateway's side: once the request is stored, a reply of the
+	// kind its payload names comes first, then the reply to it.
+	sub, err := w.nc.Subscribe(ag.Subject(), func(in *nats.Msg) {
+		body, err := envelope.Parse(in.Data, envelope.Limits{})
+		if err != nil {
+			t.Errorf("Parse(request) = %v", err)
+			return
+		}
+		var p struct{ Case string }
+		if err := json.Unmarshal(body.Payload.Plain, &p); err != nil {
+			t.Errorf("request payload: %v", err)
+			return
+		}
+		for _, m := range []*nats.Msg{
+			reply(body.MessageID, `{"status":"`+p.Case+`"}`, bad[p.Case]),
+			reply(body.MessageID, `{"status":"drafted"}`, func(*decision.Claims) {}),
+		} {
+			if err := w.nc.PublishMsg(m); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for name := range bad {
+		plain, _ := json.Marshal(map[string]string{"case": name})
+		_, r, err := ag.SendAndWait(ctxT(t), Request{Capability: envelope.ToolCall, Target: testTarget, Plain: json.RawMessage(plain)},
+			WaitOptions{TrustedGateways: []string{w.gwSign.PublicKey()}})
+		if err != nil {
+			t.Fatalf("SendAndWait = %v", err)
+		}
+		if string(r.Payload) != `{"status":"drafted"}` {
+			t.Errorf("SendAndWait took the reply %s (%s); want the gateway's reply to %s", r.Payload, name, testTarget)
 		}
 	}
 }

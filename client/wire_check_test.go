@@ -637,8 +637,8 @@ func TestWireVectorResponse(t *testing.T) {
 		t.Errorf("reply subject %s; want %s", f.Reply.Subject, subj)
 	}
 	now := time.Unix(f.VerifyAtUnix, 0)
-	a := &Agent{pub: f.Agent, box: keys.box(t, f.AgentXKey), cfg: AgentConfig{GatewayXKey: f.GatewayXKey}, now: func() time.Time { return now }}
-	r, err := a.verifyReply(m, WaitOptions{TrustedGateways: f.TrustedGateways})
+	a := &Agent{pub: f.Agent, tenant: rq.Tenant, box: keys.box(t, f.AgentXKey), cfg: AgentConfig{GatewayXKey: f.GatewayXKey}, now: func() time.Time { return now }}
+	r, err := a.verifyReply(m, rq.Target, WaitOptions{TrustedGateways: f.TrustedGateways})
 	if err != nil {
 		t.Fatalf("verifyReply = %v", err)
 	}

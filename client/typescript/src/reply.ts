@@ -98,10 +98,12 @@ export interface WaitOptions {
   onDecision?: (d: Decision) => void;
 }
 
-/** What verifyReply needs of an agent: its keys and its clock. */
+/** What verifyReply needs of an agent: its tenant, its keys and its clock. */
 export interface ReplyReceiver {
-  /** The agent's public user key: the reply token's audience. */
+  /** The agent's public user key: the reply token's audience and subject. */
   readonly publicKey: string;
+  /** The agent's tenant: the reply token's tenant. */
+  readonly tenant: string;
   /** The gateway's curve key the reply must be sealed from. */
   readonly gatewayXKey: string;
   /** The agent's box: replies are sealed to its curve key. */
@@ -111,15 +113,25 @@ export interface ReplyReceiver {
 
 /**
  * verifyReply checks a message from the agent's reply subject: its
- * decision token (signed by a trusted gateway, addressed to this agent, a
- * reply decision bound to these exact bytes) and its seal (from the
- * gateway's curve key, to the agent's), and opens it. m is the message
- * as received (its header values are read as received, see headersOf),
- * or its data with a Map of exact header values. It throws a
+ * decision token (signed by a trusted gateway, a reply decision to this
+ * agent, sub and aud its key and tenant its tenant, of a response
+ * (scope respond:<target>) to target when given, bound to these exact
+ * bytes) and its seal (from the gateway's curve key, to the agent's),
+ * and opens it. m is the message as received (its header values are
+ * read as received, see headersOf), or its data with a Map of exact
+ * header values. The Agentgw-Request-Id and Agentgw-Responder headers
+ * are not signed: a reply to another of the agent's requests can carry
+ * any request id, so a caller that correlates by it passes the
+ * request's target, as sendAndWait does. It throws a
  * VerificationError, or a ConfigError for a negative or non-finite
  * opt.skewMs.
  */
-export function verifyReply(agent: ReplyReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WaitOptions, "signal">): Reply {
+export function verifyReply(
+  agent: ReplyReceiver,
+  m: { data: Uint8Array; headers?: HeaderSource | undefined },
+  opt: Omit<WaitOptions, "signal">,
+  target?: string,
+): Reply {
   const box = agent.box;
   if (box === undefined) {
     throw new ConfigError("replies are sealed to the agent: configure its curve key");
@@ -134,6 +146,13 @@ export function verifyReply(agent: ReplyReceiver, m: { data: Uint8Array; headers
   });
   if (claims.route !== ROUTE_REPLY || claims.payloadDigest !== digestHex(m.data)) {
     throw new VerificationError("decision_token_binding", "reply token does not bind these bytes");
+  }
+  const scopeOK = target === undefined ? claims.scope.startsWith("respond:") : claims.scope === `respond:${target}`;
+  if (!scopeOK || claims.tenant !== agent.tenant || claims.subject !== agent.publicKey) {
+    throw new VerificationError(
+      "decision_token_binding",
+      `jti ${claims.id}: reply token is not of a response${target === undefined ? "" : ` to ${target}`} by this agent's tenant and key`,
+    );
   }
   const from = h(SEALED_FROM_HEADER);
   if (from !== agent.gatewayXKey) {
@@ -184,8 +203,13 @@ export function replies(
  * sendAndWait sends req and waits, until the signal aborts, for the reply
  * to it on agentgw.reply.<tenant>.<agent>, correlated by message id. The
  * reply's decision token must be signed by a trusted gateway, addressed
- * to this agent and bound to the sealed bytes, which must open with the
- * agent's curve key from the gateway's curve key.
+ * to this agent (sub and aud its key, tenant its tenant), of a response
+ * to req.target (scope respond:<target>) and bound to the sealed bytes,
+ * which must open with the agent's curve key from the gateway's curve
+ * key. The request id is an unsigned header: a genuine reply to another
+ * request of this agent to the same target, still fresh, can be taken
+ * for this one's by whoever can publish on the reply subject; one to
+ * another target cannot.
  *
  * The calls of one agent in flight (sendAndWait and sendAndDecide) share
  * one subscription to its reply subject, made before the first of them
@@ -260,7 +284,7 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
         continue;
       }
       try {
-        return { receipt, reply: verifyReply(agent, m, opt) };
+        return { receipt, reply: verifyReply(agent, m, opt, req.target) };
       } catch (err) {
         if (err instanceof VerificationError) {
           continue; // not from a trusted gateway: not our reply

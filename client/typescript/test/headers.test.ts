@@ -65,7 +65,7 @@ test("verifyReply: a padded Agentgw-Sealed-From or Agentgw-Decision is not the g
     payloadDigest: digestHex(data), route: "reply",
   };
   const tok = signBatch(gw, [wireClaims(gw.getPublicKey(), c)])[0]!;
-  const receiver = { publicKey: me, gatewayXKey: gwCurve.publicKey, box: agentBox, now: () => CLOCK };
+  const receiver = { publicKey: me, tenant: TENANT, gatewayXKey: gwCurve.publicKey, box: agentBox, now: () => CLOCK };
   const opt = { trustedGateways: [gw.getPublicKey()] };
   const msg = (decision: string, from: string) => natsMsg(block(`Agentgw-Decision: ${decision}`, `Agentgw-Sealed-From: ${from}`), data);
   const r = verifyReply(receiver, msg(tok, gwCurve.publicKey), opt);

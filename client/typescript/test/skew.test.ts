@@ -60,7 +60,7 @@ function notice(iat: Date): { data: Uint8Array; headers: Map<string, string> } {
   return { data: formatNoticeDoc(token("notice", iat, n), n), headers: new Map([["Agentgw-Notice", "decision"]]) };
 }
 
-const receiver = { publicKey: agentKey, gatewayXKey: gwCurve.publicKey, box: agentBox, now: () => CLOCK };
+const receiver = { publicKey: agentKey, tenant: TENANT, gatewayXKey: gwCurve.publicKey, box: agentBox, now: () => CLOCK };
 const at = (s: number): Date => new Date(CLOCK.getTime() + s * 1000);
 
 test("replies and notices: skewMs 0 or absent tolerates 30 s, as a zero WaitOptions.Skew in the Go SDK", () => {

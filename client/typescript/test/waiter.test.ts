@@ -527,3 +527,62 @@ test("waiters: a wait after one that got nothing on a subscription the server re
     await limited.stop();
   }
 });
+
+test("sendAndWait: a gateway reply to another target, tenant or agent, under the request's id, is not its reply", async () => {
+  // The request id that picks a reply is an unsigned header: whoever can
+  // publish on the reply subject can re-send a genuine, fresh reply to
+  // another of the agent's requests (to kb.search) under the id of one
+  // to refunds.draft_refund. The Go SDK's TestSendAndWaitTakesOnlyAReplyOfItsTarget.
+  const a = newAgent();
+  const other = createUser().getPublicKey();
+  const bad: Record<string, (c: { scope: string; tenant: string; sub: string }) => void> = {
+    "kb.search": (c) => (c.scope = "respond:kb.search"),
+    "another tenant": (c) => (c.tenant = "tenant_b"),
+    "another agent": (c) => (c.sub = other),
+  };
+  const send = (requestId: string, payload: object, edit: (c: { scope: string; tenant: string; sub: string }) => void): void => {
+    const data = gwCurve.seal(bytes(JSON.stringify(payload)), a.xkey);
+    const now = new Date();
+    const c = {
+      jti: `J${randomUUID().replaceAll("-", "").toUpperCase()}`,
+      sub: a.publicKey,
+      aud: a.publicKey,
+      iat: unix(now),
+      exp: unix(now) + 300,
+      tenant: TENANT,
+      scope: "respond:refunds.draft_refund",
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      messageId: randomUUID().replaceAll("-", ""),
+      bodyDigest: "ab".repeat(32),
+      payloadDigest: digestHex(data),
+      route: "reply" as const,
+    };
+    edit(c);
+    const h = headers();
+    h.set("Agentgw-Decision", signBatch(gw, [wireClaims(gw.getPublicKey(), c)])[0]!);
+    h.set("Agentgw-Request-Id", requestId);
+    h.set("Agentgw-Sealed-From", gwCurve.publicKey);
+    gwNC.publish(subjectOf(a), data, { headers: h });
+  };
+  // The stand-in: once the request is published, a reply of the kind its
+  // payload names comes first, then the reply to it.
+  const stand = gwNC.subscribe(a.subject, {
+    callback: (_err, m) => {
+      const env = parseEnvelope(m.data);
+      const kind = (JSON.parse(dec.decode(env.payload.plain ?? bytes("{}"))) as { kind: string }).kind;
+      send(env.messageId, { status: kind }, bad[kind]!);
+      send(env.messageId, { status: "drafted" }, () => {});
+    },
+  });
+  try {
+    for (const kind of Object.keys(bad)) {
+      const { reply } = await a.sendAndWait(
+        { capability: "tool_call", target: "refunds.draft_refund", plain: { kind } },
+        { ...trust, signal: AbortSignal.timeout(10_000) },
+      );
+      assert.deepEqual(reply.json(), { status: "drafted" }, `sendAndWait took the reply of ${kind}`);
+    }
+  } finally {
+    stand.unsubscribe();
+  }
+});

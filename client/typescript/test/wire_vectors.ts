@@ -586,6 +586,7 @@ function responseVectors(): void {
     const h = headerMap(m.headers);
     const agent = {
       publicKey: r.agent,
+      tenant: m.subject.split(".")[2]!,
       gatewayXKey: r.gateway_xkey,
       box: new Box(curveKeyPair(seedOf(labelOf(r.agent_xkey)))),
       now: () => new Date(r.verify_at_unix * 1000),
