@@ -222,7 +222,7 @@ type Agent struct {
 	newID    func() string
 	tracer   trace.Tracer
 	nc       *nats.Conn
-	replies  replies // the reply subject's one subscription, shared by the waits in flight
+	replies  *replies // the reply subject's one subscription, shared by the waits in flight
 }
 
 // NewAgent returns an Agent publishing through nc. The credential is read
@@ -246,7 +246,8 @@ func NewAgent(nc *nats.Conn, cfg AgentConfig, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, pub: signer.PublicKey(), signer: signer, now: o.now, newID: envelope.NewMessageID, tracer: o.tracer, nc: nc}
+	a := &Agent{cfg: cfg, pub: signer.PublicKey(), signer: signer, now: o.now, newID: envelope.NewMessageID, tracer: o.tracer, nc: nc,
+		replies: &replies{}}
 	var errs []error
 	if claims.Subject != a.pub {
 		errs = append(errs, errors.New("credential subject is not the agent key"))
@@ -355,11 +356,17 @@ func (a *Agent) Tenant() string { return a.tenant }
 // Subject returns the agent's ingress subject.
 func (a *Agent) Subject() string { return a.subject }
 
-// String returns "client.Agent{<tenant> <public key>}".
-func (a *Agent) String() string { return "client.Agent{" + a.tenant + " " + a.pub + "}" }
+// String returns "client.Agent{<tenant> <public key>}": never the
+// credential of its config, which fmt would print from the unexported
+// field otherwise. It is defined on the value, so an Agent printed by
+// value, or inside another value, prints the same.
+func (a Agent) String() string { return "client.Agent{" + a.tenant + " " + a.pub + "}" }
 
-// Format prints String for every verb.
-func (a *Agent) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+// Format prints String for every verb, %#v included.
+func (a Agent) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(a.String())) }
+
+// GoString returns String.
+func (a Agent) GoString() string { return a.String() }
 
 // Send builds, signs and publishes req and returns once JetStream has
 // acknowledged it.

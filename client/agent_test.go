@@ -443,6 +443,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	for _, s := range []string{
 		fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg),
 		fmt.Sprintf("%v %+v %#v %s", ag, ag, ag, ag),
+		fmt.Sprintf("%v %+v %#v %s %x %q", *ag, *ag, *ag, *ag, *ag, *ag),
+		fmt.Sprintf("%+v %#v", struct{ A Agent }{*ag}, []Agent{*ag}),
 		fmt.Sprintf("%+v", ApproverConfig{AgentConfig: cfg}),
 		fmt.Sprintf("%v %+v %#v %s %+v %#v", op, op, op, op, *op, *op),
 		fmt.Sprintf("%v %+v %#v %s %+v %#v", ap, ap, ap, ap, *ap, *ap),

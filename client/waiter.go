@@ -76,7 +76,7 @@ func (a *Agent) wait() (*waiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &a.replies
+	r := a.replies
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.cur; s == nil || s.retired || !s.sub.IsValid() {
