@@ -9,7 +9,7 @@ import { createCurve, createUser } from "@nats-io/nkeys";
 import { ConfigError } from "../src/errors.js";
 import { parseCreds, parseJWT, readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
 import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseRequestRef, parseTime, parseTimeNs, requestRef, type EnvelopeFields } from "../src/envelope.js";
-import { foldName } from "../src/internal/json.js";
+import { checkObject, foldName } from "../src/internal/json.js";
 import { bytes, dec, readJSON, throwsReason } from "./helpers.js";
 
 const w = readJSON("wire-v1.json");
@@ -261,5 +261,20 @@ test("parseTimeNs reads the years 0000-0099 as Go does, leap days included", () 
     ["0099-12-31T23:59:59Z", -59011459201n],
   ] as const) {
     assert.equal(parseTimeNs(text), unix * 1_000_000_000n, text);
+  }
+});
+
+test("checkObject: a refusal gives the offset and what was wanted, never the input's bytes, as the Go scanner words it", () => {
+  const lim = { maxBytes: 1 << 20, maxDepth: 32, maxString: 1 << 20 };
+  for (const [input, want] of [
+    [`{"pin":"12\\q4"}`, "offset 11: bad escape"],
+    [`{"pin":S}`, "offset 7: unexpected byte"],
+    [`{"pin" S}`, "offset 7: unexpected byte, want ':'"],
+  ] as const) {
+    const err = throwsReason(() => checkObject(bytes(input), lim, 1), "malformed_envelope", input);
+    assert.ok(err.message.endsWith(want), `${input}: ${err.message}; want ${want}`);
+    for (const leak of ["0x53", "0x71", "\\q", "S"]) {
+      assert.equal(err.message.includes(leak), false, `${input}: ${err.message} shows ${leak}`);
+    }
   }
 });

@@ -110,7 +110,7 @@ export class Scanner {
       if (this.pos >= this.data.length) {
         throw this.fail(`unexpected end of input, want '${String.fromCharCode(c)}'`);
       }
-      throw this.fail(`unexpected byte 0x${this.data[this.pos]!.toString(16)}, want '${String.fromCharCode(c)}'`);
+      throw this.fail(`unexpected byte, want '${String.fromCharCode(c)}'`);
     }
     this.pos++;
   }
@@ -212,7 +212,7 @@ export class Scanner {
           }
           default:
             this.pos = i - 1;
-            throw this.fail(`bad escape \\${String.fromCharCode(e)}`);
+            throw this.fail("bad escape");
         }
         continue;
       }
@@ -359,7 +359,7 @@ export class Scanner {
           this.number();
           return;
         }
-        throw this.fail(`unexpected byte 0x${c.toString(16)}`);
+        throw this.fail("unexpected byte");
     }
   }
 
