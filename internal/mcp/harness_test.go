@@ -239,6 +239,7 @@ func mapping(upstreamURL string) *Config {
 type harness struct {
 	t         testing.TB
 	dir       string
+	gw        *gateway.Gateway
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	ctx       context.Context
@@ -317,6 +318,7 @@ func newHarnessPolicy(t testing.TB, policy string) *harness {
 	logger := zerolog.New(h.logs)
 	gw, err := gateway.New(cfg, gateway.WithConn(h.nc), gateway.WithLogger(logger))
 	must(t, err)
+	h.gw = gw
 	h.ctx = gwtest.Run(t, gw, "for the MCP tests")
 	h.upstream = startUpstream(t)
 	h.cfg = mapping(h.upstream.URL)

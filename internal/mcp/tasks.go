@@ -58,6 +58,7 @@ type Task struct {
 type task struct {
 	owner  string
 	scope  string // the tool's
+	target string // the tool's catalog target
 	ext    bool   // a task of the 2026-07-28 tasks extension
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -204,7 +205,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				now := e.now()
 				e.tasks.mu.Lock()
 				for _, tk := range e.tasks.tasks {
-					if sees(s, scopes, tk, now) {
+					if e.sees(s, scopes, tk, now) {
 						list = append(list, tk.snapshot())
 					}
 				}
@@ -283,7 +284,7 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 	now := e.now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	ctx, cancel := context.WithCancel(e.tasks.ctx)
-	tk := &task{owner: s.p.id, scope: t.Scope, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
+	tk := &task{owner: s.p.id, scope: t.Scope, target: t.Target, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
 		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
@@ -478,7 +479,7 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 	_, scopes, _ := s.credential() // before tasks.mu: a renewal holds s.mu
 	e.tasks.mu.Lock()
 	defer e.tasks.mu.Unlock()
-	if tk := e.tasks.tasks[id]; tk != nil && sees(s, scopes, tk, e.now()) {
+	if tk := e.tasks.tasks[id]; tk != nil && e.sees(s, scopes, tk, e.now()) {
 		return tk
 	}
 	return nil
@@ -487,13 +488,24 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 // sees reports whether a request made with s's token, whose credential
 // holds scopes, may see tk at now: its principal made it, the scopes hold
 // the tool's (a narrow token of the principal does not read a broad
-// one's results), and its ttl has not run out (it is kept no longer than
-// its ttl, whenever the table is next swept).
-func sees(s *session, scopes []string, tk *task, now time.Time) bool {
+// one's results) and, with a catalog, the scope the catalog in force
+// asks for the tool's target (a reload may have narrowed it since the
+// task was made), and its ttl has not run out (it is kept no longer
+// than its ttl, whenever the table is next swept).
+func (e *Endpoint) sees(s *session, scopes []string, tk *task, now time.Time) bool {
 	tk.mu.Lock()
 	gone := !tk.expires.IsZero() && now.After(tk.expires)
 	tk.mu.Unlock()
-	return !gone && tk.owner == s.p.id && covered(scopes, tk.scope)
+	if gone || tk.owner != s.p.id || !covered(scopes, tk.scope) {
+		return false
+	}
+	if e.gate != nil {
+		t, ok := e.gate.catalog.Load().Lookup(tk.target)
+		if !ok || !covered(scopes, t.Scope) {
+			return false
+		}
+	}
+	return true
 }
 
 // rewrite runs next into a buffer and lets edit change the JSON-RPC
