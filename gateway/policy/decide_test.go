@@ -308,7 +308,7 @@ func TestPayloadDepthBound(t *testing.T) {
 	}
 	var notes []string
 	payloadRecord(map[string]any{"deep": v}, &notes)
-	if len(notes) != 1 || !strings.Contains(notes[0], "payload.deep: nested value nested deeper than") {
+	if len(notes) != 1 || notes[0] != "payload.deep: inside: nested deeper than 8; field omitted" {
 		t.Errorf("notes = %q; want one depth note for payload.deep", notes)
 	}
 }

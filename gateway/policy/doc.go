@@ -84,7 +84,10 @@
 // (a float64 is taken as the shortest decimal that reads back as it).
 // Omitting rather than rounding keeps a policy from deciding on a value
 // the agent did not send; a forbid reading an omitted field errors and so
-// denies.
+// denies. What is omitted is always a whole top-level field: an object
+// or array holding a value that cannot be represented, at any depth, is
+// omitted with it, so a condition never judges a Set or Record with
+// elements left out (an allow-list's containsAll would pass the rest).
 //
 // # Sets, versions and reloads
 //

@@ -34,8 +34,11 @@ func payloadRecord(m map[string]any, notes *[]string) cedar.Record {
 }
 
 // toValue converts one JSON-decoded value. A non-empty why means v is not
-// representable and must be omitted; omissions inside containers are
-// noted against the top-level field.
+// representable and must be omitted. A container holding anything that
+// is not is not representable either: a field is given to policy whole
+// or not at all, so every condition reading it errors (and a forbid
+// denies) rather than judging a set or record with elements left out
+// (an allow-list's containsAll, a record compared whole).
 func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, string) {
 	switch v := v.(type) {
 	case string:
@@ -69,8 +72,7 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 		for k, e := range v {
 			cv, why := toValue(e, depth+1, field, notes)
 			if why != "" {
-				*notes = append(*notes, "payload."+field+": nested value "+why+"; omitted inside")
-				continue
+				return nil, inside(why)
 			}
 			rm[cedar.String(k)] = cv
 		}
@@ -83,8 +85,7 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 		for _, e := range v {
 			cv, why := toValue(e, depth+1, field, notes)
 			if why != "" {
-				*notes = append(*notes, "payload."+field+": element "+why+"; omitted inside")
-				continue
+				return nil, inside(why)
 			}
 			vals = append(vals, cv)
 		}
@@ -98,6 +99,15 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 	default:
 		return nil, "unsupported Go type"
 	}
+}
+
+// inside is why for the container of a value that is not representable
+// for why.
+func inside(why string) string {
+	if strings.HasPrefix(why, "inside: ") {
+		return why
+	}
+	return "inside: " + why
 }
 
 // twoTo63 is 2^63 as a float64: the first integral float outside int64.
