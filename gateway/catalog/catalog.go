@@ -425,6 +425,9 @@ func compileSchema(name, src, dir string, read *[]schemaFile) (*jsonschema.Schem
 	if err != nil {
 		return nil, fmt.Errorf("payload_schema: %w", err)
 	}
+	if err := checkAcyclic(s); err != nil {
+		return nil, fmt.Errorf("payload_schema: %w", err)
+	}
 	return s, nil
 }
 

@@ -371,3 +371,28 @@ func TestParseBoundsBudgetsAndWaits(t *testing.T) {
 		}
 	}
 }
+
+// TestRecursiveSchemaRefused: a schema that refers back to itself is
+// refused at load, for payloads and responses alike: under oneOf it
+// validated a 231-byte payload eleven levels deep in 2.4 s, four times
+// longer at each level more. A definition shared by two properties is
+// no cycle and loads.
+func TestRecursiveSchemaRefused(t *testing.T) {
+	const expr = `{"type":"object","additionalProperties":false,"required":["filter"],"properties":{"filter":{"$ref":"#/$defs/expr"}},"$defs":{"expr":{"oneOf":[{"type":"object","required":["op","args"],"properties":{"op":{"const":"and"},"args":{"type":"array","items":{"$ref":"#/$defs/expr"}}}},{"type":"object","required":["op","args"],"properties":{"op":{"const":"eq"},"args":{"type":"array","items":{"type":["string","number"]}}}}]}}}`
+	target := func(key, schema string) []byte {
+		return []byte("targets:\n  - name: search.query\n    kind: read\n    scope: kb:read\n    tenants: [tenant_a]\n    plain: true\n    " + key + ": '" + schema + "'\n")
+	}
+	for name, src := range map[string][]byte{
+		"payload/defs-cycle": target("payload_schema", expr),
+		"payload/self":       target("payload_schema", `{"type":"object","properties":{"child":{"$ref":"#"}}}`),
+		"payload/dynamic":    target("payload_schema", `{"$schema":"https://json-schema.org/draft/2020-12/schema","$dynamicAnchor":"node","type":"object","properties":{"child":{"$dynamicRef":"#node"}}}`),
+	} {
+		if _, err := Parse(src, t.TempDir()); err == nil || !strings.Contains(err.Error(), "recursive schemas are refused") {
+			t.Errorf("%s: Parse = %v; want the recursive schema refused", name, err)
+		}
+	}
+	shared := `{"type":"object","additionalProperties":false,"properties":{"from":{"$ref":"#/$defs/account"},"to":{"$ref":"#/$defs/account"}},"$defs":{"account":{"type":"object","properties":{"id":{"type":"string"}}}}}`
+	if _, err := Parse(target("payload_schema", shared), t.TempDir()); err != nil {
+		t.Errorf("a definition shared by two properties: Parse = %v; want it loaded", err)
+	}
+}

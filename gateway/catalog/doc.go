@@ -18,6 +18,12 @@
 // limit is the token's, stated there once, and broken at load time
 // rather than when a request to the target has been allowed.
 //
+// A payload or response schema may not refer back to itself (a $ref
+// cycle, $recursiveRef, $dynamicRef): an acyclic schema has a fixed
+// depth, so validation costs time linear in a payload's size, where a
+// recursive one under oneOf or anyOf costs time exponential in its
+// nesting (recursion.go).
+//
 // A Catalog is compiled once (schemas compiled, names validated) and is
 // immutable; reloading builds a new one. It knows nothing of NATS, Cedar
 // or the ledger.
