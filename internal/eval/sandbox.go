@@ -241,7 +241,7 @@ func (s *Sandbox) revoke(key string) error {
 	s.revMu.Lock()
 	defer s.revMu.Unlock()
 	s.revKeys = append(s.revKeys, key)
-	data := "keys:\n"
+	data := "jtis: []\nprincipals: []\nkeys:\n"
 	for _, k := range s.revKeys {
 		data += "  - " + k + "\n"
 	}
