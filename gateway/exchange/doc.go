@@ -68,11 +68,13 @@
 // request id; reason and detail when refused), logged, given to the
 // WithAudit callback and published to agentgw.audit.<tenant>. The IdP
 // token and the credential appear in none of them. The caller is told
-// the reason code only; the detail is the operator's. Refusals made
-// before the request's token verified, which anyone may cause, are
-// logged and audited up to UnverifiedEventsPerSecond a second; past
-// that they are answered and counted in a warning (at the next such
-// refusal in a later second).
+// the reason code only; the detail is the operator's. Refusals, which
+// anyone may cause (before the request's token verified) or any
+// identity of the IdP (a token that maps to nothing), are logged and
+// audited up to UnverifiedEventsPerSecond a second; past that they are
+// answered and counted in a warning (at the next such refusal in a
+// later second). A granted request's id is recorded, so one identity's
+// grants are bounded by its share of the replay set.
 //
 // # Proof of possession: signed timestamp and request id, not a nonce
 //
@@ -91,10 +93,11 @@
 // asked — useless without the agent's seed, since every envelope must
 // be signed by it. When the set is full of unexpired ids (replay_capacity)
 // new requests are refused rather than an id forgotten early. An id is
-// recorded once the token has verified, under the token's identity,
-// which holds at most a 64th of the set: refused requests count too
-// (the id was used), so without the share one identity with a token
-// that maps to nothing could fill the set and stop every exchange. The
+// recorded last, once everything else has granted the request, under
+// the token's identity, which holds at most a 64th of the set: refused
+// requests take no room (a refused request sent again is refused
+// again), so identities whose tokens map to nothing cannot fill the set
+// and stop every exchange. The
 // set reads its clock under its lock and never lets it go back, and
 // judges the request's freshness again there, so a request whose
 // verification was slow cannot be recorded after its original was

@@ -196,6 +196,10 @@ type pending struct {
 	ev    audit.Event
 	req   *protocol.Request
 	idp   *idp
+	// recorded: the request's id went into the replay set, which bounds
+	// how many such requests one identity makes; the events of the
+	// others are bounded a second (answer).
+	recorded bool
 }
 
 // finish completes x's audit event with its outcome and returns it with
@@ -289,20 +293,6 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 		return nil, err
 	}
 	ev.IdPSubject = tok.Subject
-	// Recorded once the token has verified, under its principal: one
-	// identity's requests take at most its share of the set.
-	at, _ := req.Time() // checked by Parse
-	switch s.seen.add(req.Agent+"\x00"+req.RequestID, Principal(tok.Issuer, tok.Subject), at) {
-	case seenFull:
-		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
-	case seenOverShare:
-		return nil, reason.Deny(reason.Internal, "idp %s: subject %s holds %d request ids in the replay window, its share",
-			p.cfg.Name, tok.Subject, shareOf(s.cfg.ReplayCapacity))
-	case seenStale:
-		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
-	case seenReplay:
-		return nil, reason.Deny(reason.ExchangeProofStale, "request id already used")
-	}
 	tenant, err := p.tenant(tok, req.Tenant)
 	if err != nil {
 		return nil, err
@@ -314,6 +304,9 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 	principal, actors := Principal(tok.Issuer, tok.Subject), actorPrincipals(tok, ev.IdPActors)
 	if s.opts.rev != nil && s.opts.rev.PrincipalRevoked(principal, actors) {
 		return nil, reason.Deny(reason.Revoked, "idp %s: principal %.128q, or one of its actors, is revoked", p.cfg.Name, principal)
+	}
+	if s.opts.rev != nil && s.opts.rev.Revoked("", "", req.Agent) {
+		return nil, reason.Deny(reason.Revoked, "agent key %s is revoked", req.Agent)
 	}
 	granted, rules := p.grant(tok, tenant)
 	ev.Rules = rules
@@ -337,6 +330,24 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 	if ttl < time.Second {
 		return nil, reason.Deny(reason.ExchangeTokenExpired, "idp %s: token expires in under a second", p.cfg.Name)
 	}
+	// Recorded last, under its principal, once everything else has
+	// granted the request: a refused request takes no room in the set
+	// (many identities whose tokens map to nothing cannot fill it and
+	// stop every exchange), and one identity's requests take at most its
+	// share. A refused request sent again is refused again.
+	at, _ := req.Time() // checked by Parse
+	switch s.seen.add(req.Agent+"\x00"+req.RequestID, principal, at) {
+	case seenFull:
+		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
+	case seenOverShare:
+		return nil, reason.Deny(reason.Internal, "idp %s: subject %s holds %d request ids in the replay window, its share",
+			p.cfg.Name, tok.Subject, shareOf(s.cfg.ReplayCapacity))
+	case seenStale:
+		return nil, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
+	case seenReplay:
+		return nil, reason.Deny(reason.ExchangeProofStale, "request id already used")
+	}
+	x.recorded = true
 	issuer := s.issuers[tenant]
 	cred, err := identity.Issue(issuer, identity.IssueRequest{
 		Subject:   req.Agent,
@@ -543,16 +554,18 @@ func (sv *server) handle(req micro.Request) {
 }
 
 // answer finishes x's event, emits and publishes it, then replies. The
-// events of refusals made before the request's token verified are
-// bounded (UnverifiedEventsPerSecond).
+// events of refusals whose request id was not recorded (every refusal:
+// those made before the request's token verified, and those of tokens
+// that map to nothing, over their share or replayed) are bounded
+// (UnverifiedEventsPerSecond).
 func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response, err error) {
 	ev, err := sv.svc.finish(x, err)
 	emit := true
-	if err != nil && ev.IdPSubject == "" {
+	if err != nil && !x.recorded {
 		ok, dropped := sv.unverified.admit(time.Now())
 		if dropped > 0 {
 			sv.svc.opts.log.Warn().Int("refusals", dropped).Int("per_second", UnverifiedEventsPerSecond).
-				Msg("exchange: refusals of requests whose token did not verify, past the bound of a second, were neither logged nor audited")
+				Msg("exchange: refusals past the bound of a second were neither logged nor audited")
 		}
 		emit = ok
 	}

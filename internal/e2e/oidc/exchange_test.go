@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects/reason"
 	"github.com/nats-io/nats.go"
@@ -389,33 +391,79 @@ func TestExchangeUnverifiedRequestsHoldNothing(t *testing.T) {
 	}
 }
 
-// TestExchangeReplayShare: the replay set records a request id once its
-// IdP token has verified, whatever the exchange then decides. One
-// identity with a valid token that is granted nothing (marketing-bot
-// maps to no scope) sends as many requests as the set holds: past its
-// share (a 64th of replay_capacity, at least 16) it is refused, and
-// another identity is still exchanged.
+// TestExchangeReplayShare: the replay set records a request id only
+// once everything else has granted the request, under its principal.
+// An identity whose token maps to no scope (marketing-bot) is refused
+// exchange_no_scope however often it asks, taking no room; one that is
+// granted (billing-bot) is refused past its share (a 64th of
+// replay_capacity, at least 16); another identity is still exchanged.
 func TestExchangeReplayShare(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.ReplayCapacity = 32 // a share of 16
 	h.serve()
 	marketing := h.token(h.corp, "marketing-bot", "s3cret-marketing")
 	signed := h.signBy(h.agent.kp)
-	var noScope, refused int
-	for range 32 {
-		switch h.raw(marketing, nil, signed) {
-		case reason.ExchangeNoScope:
-			noScope++
-		case reason.Internal:
-			refused++
+	count := func(tok string, n int) (granted, noScope, refused int) {
+		for range n {
+			switch h.raw(tok, nil, signed) {
+			case "":
+				granted++
+			case reason.ExchangeNoScope:
+				noScope++
+			case reason.Internal:
+				refused++
+			}
 		}
+		return
 	}
-	if noScope != 16 || refused != 16 {
-		t.Errorf("32 requests of one identity: %d exchange_no_scope, %d refused; want 16 and 16", noScope, refused)
+	if _, noScope, refused := count(marketing, 40); noScope != 40 || refused != 0 {
+		t.Errorf("40 requests of an identity granted nothing: %d exchange_no_scope, %d refused; want 40 and 0", noScope, refused)
+	}
+	billing := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if granted, _, refused := count(billing, 20); granted != 16 || refused != 4 {
+		t.Errorf("20 requests of a granted identity: %d granted, %d refused; want 16 and 4 (its share)", granted, refused)
+	}
+	other := signedBy(t, h, map[string]any{"sub": "billing-bot-2"})
+	if code := h.raw(other, nil, signed); code != "" {
+		t.Errorf("another identity's exchange after that = %q; want a credential", code)
+	}
+}
+
+// TestExchangeRefusalsFillNoReplaySet: 64 identities whose tokens map to
+// no scope, each sending a share's worth of requests, would fill the
+// replay set were refused requests recorded, and every exchange would
+// be refused internal_error for the replay window. They take no room,
+// and a granted identity is still exchanged.
+func TestExchangeRefusalsFillNoReplaySet(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReplayCapacity = 1024
+	h.serve()
+	signed := h.signBy(h.agent.kp)
+	for i := range 64 {
+		tok := signedBy(t, h, map[string]any{"sub": fmt.Sprintf("nobody-%d", i), "groups": []string{"marketing"}})
+		for range 16 {
+			if code := h.raw(tok, nil, signed); code != reason.ExchangeNoScope {
+				t.Fatalf("identity %d: %q; want exchange_no_scope", i, code)
+			}
+		}
 	}
 	billing := h.token(h.corp, "billing-bot", "s3cret-billing")
 	if code := h.raw(billing, nil, signed); code != "" {
-		t.Errorf("another identity's exchange after that = %q; want a credential", code)
+		t.Errorf("exchange after 64 no-scope identities sent 16 requests each = %q (detail %q); want a credential", code, h.lastEvent().Detail)
+	}
+}
+
+// TestExchangeRefusedKeyIsRevoked: an exchange for a revoked agent key
+// is refused revoked, not granted a credential the gateway would refuse
+// anyway (and audited as granted).
+func TestExchangeRefusedKeyIsRevoked(t *testing.T) {
+	h := newHarness(t)
+	rev := identity.NewRevocations()
+	rev.RevokeKey(h.agent.pub)
+	h.serve(exchange.WithRevocations(rev))
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	if code := h.raw(tok, nil, h.signBy(h.agent.kp)); code != reason.Revoked {
+		t.Errorf("exchange for revoked agent key %s = %q; want revoked", h.agent.pub, code)
 	}
 }
 
@@ -501,5 +549,37 @@ func TestExchangeReplayToAnotherInstanceIsAudited(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("audit stream holds %d events; want both grants", n)
+	}
+}
+
+// TestExchangeRefusalAuditBounded: an identity with a valid token that
+// maps to no scope sends requests as fast as they are answered. None is
+// recorded in the replay set, so each refusal's audit event counts
+// against the bound of a second (exchange.UnverifiedEventsPerSecond),
+// as refusals before the token verified do: the audit stream holds at
+// most that many a second, not one per request.
+func TestExchangeRefusalAuditBounded(t *testing.T) {
+	h := newHarness(t)
+	js, err := jetstream.New(h.nc)
+	must(t, err)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"agentgw.audit.>"}, Duplicates: 2 * time.Minute})
+	must(t, err)
+	h.serve()
+	marketing := h.token(h.corp, "marketing-bot", "s3cret-marketing")
+	signed := h.signBy(h.agent.kp)
+	const n = 400
+	start := time.Now()
+	for range n {
+		if code := h.raw(marketing, nil, signed); code != reason.ExchangeNoScope {
+			t.Fatalf("refusal = %q; want exchange_no_scope", code)
+		}
+	}
+	bound := exchange.UnverifiedEventsPerSecond * (int(time.Since(start)/time.Second) + 2)
+	time.Sleep(500 * time.Millisecond) // the last events reach the stream
+	info, err := st.Info(ctx)
+	must(t, err)
+	if stored := int(info.State.Msgs); stored > bound || stored == 0 {
+		t.Errorf("%d refusals stored %d audit records; want between 1 and %d (the bound of a second)", n, stored, bound)
 	}
 }
