@@ -2,11 +2,12 @@ package gateway
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/subjects"
 )
 
 // Messages nats.go cannot hand over. nats.go tells a server's status
@@ -188,24 +189,9 @@ func matchesAny(filters []string, subject string) bool {
 		return true
 	}
 	for _, f := range filters {
-		if subjectMatches(f, subject) {
+		if subjects.Matches(f, subject) {
 			return true
 		}
 	}
 	return false
-}
-
-func subjectMatches(filter, subject string) bool {
-	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, t := range ft {
-		switch {
-		case t == ">":
-			return len(st) > i
-		case i >= len(st):
-			return false
-		case t != "*" && t != st[i]:
-			return false
-		}
-	}
-	return len(ft) == len(st)
 }

@@ -344,16 +344,16 @@ const journalStreamSubject = Root + ".journal.*"
 func Stored(subj string) bool {
 	for _, f := range []string{IngressStreamSubject, CapabilityStreamSubject, ApprovalStreamSubject,
 		DeniedStreamSubject, AuditStreamSubject, ReplyStreamSubject, journalStreamSubject} {
-		if matches(f, subj) {
+		if Matches(f, subj) {
 			return true
 		}
 	}
 	return false
 }
 
-// matches reports whether the literal subject subj matches filter, with
+// Matches reports whether the literal subject subj matches filter, with
 // NATS wildcards: '*' one token, '>' one or more.
-func matches(filter, subj string) bool {
+func Matches(filter, subj string) bool {
 	ft, st := strings.Split(filter, "."), strings.Split(subj, ".")
 	for i, t := range ft {
 		if t == ">" {

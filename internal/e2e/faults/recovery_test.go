@@ -16,6 +16,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -341,7 +342,7 @@ func (e *env) inFlightAll(t *testing.T) []uint64 {
 		var others []string // the tenant consumers' filters, for a catch-all
 		for _, o := range infos {
 			f := o.Config.FilterSubject
-			if o.Name != info.Name && strings.Contains(o.Name, "-t-") && subjectMatch(filter, f) {
+			if o.Name != info.Name && strings.Contains(o.Name, "-t-") && subjects.Matches(filter, f) {
 				others = append(others, f)
 			}
 		}
@@ -350,12 +351,12 @@ func (e *env) inFlightAll(t *testing.T) []uint64 {
 				continue
 			}
 			sub, ok := subject(s)
-			if !ok || !subjectMatch(filter, sub) {
+			if !ok || !subjects.Matches(filter, sub) {
 				continue
 			}
 			owned := false
 			for _, f := range others {
-				owned = owned || subjectMatch(f, sub)
+				owned = owned || subjects.Matches(f, sub)
 			}
 			if _, done := outs[s]; done || owned {
 				continue
@@ -365,19 +366,4 @@ func (e *env) inFlightAll(t *testing.T) []uint64 {
 		}
 	}
 	return seqs
-}
-
-// subjectMatch reports whether subject (or a narrower filter) matches
-// filter, token by token ('*' matches any one token; '>' the rest).
-func subjectMatch(filter, subject string) bool {
-	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, f := range ft {
-		if f == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) || f != "*" && f != st[i] {
-			return false
-		}
-	}
-	return len(ft) == len(st)
 }
