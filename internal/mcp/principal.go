@@ -449,10 +449,22 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 // file exists. The seeds go to a new temporary file, synced, which is
 // then linked to the file's name: a crash leaves no half-written file,
 // and a name that exists (a file, or a symlink planted there, dangling
-// or not) is neither followed nor replaced.
+// or not) is neither followed nor replaced. A file that exists must
+// hold p's keys: another endpoint sharing key_dir may have written the
+// principal's keys while p's, made before the file was there, were
+// being exchanged for a credential. Kept, they would give one principal
+// two agent keys (two budgets, split ledger entries); the request fails
+// instead, and the next one reads the file's.
 func (e *Endpoint) saveKeys(p *principal) error {
 	path := e.keyPath(p.id)
 	if _, err := os.Lstat(path); err == nil {
+		key, curve, err := e.keys(p.id)
+		if err != nil {
+			return err
+		}
+		if !samePublicKey(key, p.key) || !samePublicKey(curve, p.curve) {
+			return errors.New("another endpoint wrote this principal's keys to key_dir meanwhile; the next request uses them")
+		}
 		return nil
 	}
 	ks, _ := p.key.Seed()
@@ -476,4 +488,11 @@ func (e *Endpoint) saveKeys(p *principal) error {
 		return fail
 	}
 	return nil
+}
+
+// samePublicKey reports whether a and b have the same public key.
+func samePublicKey(a, b nkeys.KeyPair) bool {
+	pa, err1 := a.PublicKey()
+	pb, err2 := b.PublicKey()
+	return err1 == nil && err2 == nil && pa == pb
 }
