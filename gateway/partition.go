@@ -279,8 +279,9 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 	// than the margin could take a copy of a message whose record aged
 	// out for a first sighting. It refuses what may have been decided
 	// before its rebuild, as after a loss, until its clock is set right.
-	if now := g.clock(); serverNow.Sub(now) > journalClockMargin {
-		g.log.Error().Int("partition", p).Time("gateway_time", now).Time("server_time", serverNow).
+	// Both read now: the stream info was read after the replay.
+	if now, srv := g.clock(), serverTime(st.CachedInfo()); srv.Sub(now) > journalClockMargin {
+		g.log.Error().Int("partition", p).Time("gateway_time", now).Time("server_time", srv).
 			Msg("the gateway's clock is behind the NATS server's by more than a minute: messages that may have been decided before this rebuild are denied ledger_incomplete; set the clock right")
 		lost = later(lost, now.Add(journalClockMargin))
 	}
