@@ -71,9 +71,10 @@
 // the reason code only; the detail is the operator's. Refusals, which
 // anyone may cause (before the request's token verified) or any
 // identity of the IdP (a token that maps to nothing), are logged and
-// audited up to UnverifiedEventsPerSecond a second; past that they are
-// answered and counted in a warning (at the next such refusal in a
-// later second). A granted request's id is recorded, so one identity's
+// audited up to UnverifiedEventsPerSecond a second, counted apart for
+// the two (junk cannot crowd out a revoked identity's attempts); past
+// that they are answered and counted in a warning (at the next such
+// refusal in a later second). A granted request's id is recorded, so one identity's
 // grants are bounded by its share of the replay set.
 //
 // # Proof of possession: signed timestamp and request id, not a nonce

@@ -512,7 +512,8 @@ type server struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	unverified unverifiedEvents
+	unverified unverifiedEvents // refusals before the token verified
+	refused    unverifiedEvents // refusals after it verified
 }
 
 // handle runs on the subscription's goroutine. It runs the checks that
@@ -554,18 +555,25 @@ func (sv *server) handle(req micro.Request) {
 }
 
 // answer finishes x's event, emits and publishes it, then replies. The
-// events of refusals whose request id was not recorded (every refusal:
-// those made before the request's token verified, and those of tokens
-// that map to nothing, over their share or replayed) are bounded
-// (UnverifiedEventsPerSecond).
+// events of refusals whose request id was not recorded (every refusal)
+// are bounded (UnverifiedEventsPerSecond), in two counts: those made
+// before the request's token verified, which anyone may cause, and
+// those of identities the IdP vouches for (a token that maps to
+// nothing, a revoked principal or key, over its share, replayed), so
+// that junk requests cannot crowd out the events of a revoked
+// identity's attempts.
 func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response, err error) {
 	ev, err := sv.svc.finish(x, err)
 	emit := true
 	if err != nil && !x.recorded {
-		ok, dropped := sv.unverified.admit(time.Now())
+		bucket, who := &sv.unverified, "whose token did not verify"
+		if ev.IdPSubject != "" {
+			bucket, who = &sv.refused, "of verified identities"
+		}
+		ok, dropped := bucket.admit(time.Now())
 		if dropped > 0 {
 			sv.svc.opts.log.Warn().Int("refusals", dropped).Int("per_second", UnverifiedEventsPerSecond).
-				Msg("exchange: refusals past the bound of a second were neither logged nor audited")
+				Msg("exchange: refusals " + who + " past the bound of a second were neither logged nor audited")
 		}
 		emit = ok
 	}

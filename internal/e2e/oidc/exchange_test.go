@@ -583,3 +583,27 @@ func TestExchangeRefusalAuditBounded(t *testing.T) {
 		t.Errorf("%d refusals stored %d audit records; want between 1 and %d (the bound of a second)", n, stored, bound)
 	}
 }
+
+// TestExchangeRevokedAuditedBesideJunk: junk requests past the bound of
+// a second use up the count of refusals made before a token verified,
+// not that of verified identities: a revoked identity's attempt in the
+// same second is still audited.
+func TestExchangeRevokedAuditedBesideJunk(t *testing.T) {
+	h := newHarness(t)
+	rev := identity.NewRevocations()
+	rev.RevokeKey(h.agent.pub)
+	h.serve(exchange.WithRevocations(rev))
+	signed := h.signBy(h.agent.kp)
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	for range 3 * exchange.UnverifiedEventsPerSecond / 2 {
+		if code := h.raw("junk.junk.junk", nil, signed); code == "" || code == reason.Revoked {
+			t.Fatalf("junk request = %q; want refused before its token verified", code)
+		}
+	}
+	if code := h.raw(tok, nil, signed); code != reason.Revoked {
+		t.Fatalf("revoked key's exchange = %q; want revoked", code)
+	}
+	if ev := h.lastEvent(); ev.Reason != string(reason.Revoked) {
+		t.Errorf("last audit event: reason %q; want the revoked attempt's (revoked)", ev.Reason)
+	}
+}
