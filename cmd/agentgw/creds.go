@@ -420,6 +420,18 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		if r.File != "" {
 			return c.fail(fmt.Errorf("%s: a revocations file may not name another file", *file), "")
 		}
+		// A file without principals is one written before revocations
+		// named them, and this writes them; one without jtis or keys may
+		// have been cut short, and writing it back whole would lift what
+		// it lost, which the gateway keeps in force meanwhile.
+		var present struct {
+			JTIs *[]string `yaml:"jtis"`
+			Keys *[]string `yaml:"keys"`
+		}
+		if err := yaml.Unmarshal(data, &present); err != nil || present.JTIs == nil || present.Keys == nil {
+			return c.fail(fmt.Errorf("%s names no jtis or no keys: it may have been cut short", identity.SafePath(*file)),
+				"Restore it, or fix it by hand: every revocations file names jtis, keys and principals (\"[]\" for none).")
+		}
 		if fi, err := os.Stat(*file); err == nil {
 			mode = fi.Mode().Perm()
 		}

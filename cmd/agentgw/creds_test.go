@@ -214,6 +214,29 @@ func TestCredsRevoke(t *testing.T) {
 			t.Errorf("creds revoke %v: no explanation", args)
 		}
 	}
+
+	// A file that lacks principals was written before revocations named
+	// them: revoking writes all three, its entries kept. One that lacks
+	// keys may have been cut short: written back whole it would lift the
+	// keys it lost, which the gateway keeps in force, so it is refused.
+	path := filepath.Join(k.dir, "old.yaml")
+	if err := os.WriteFile(path, []byte("jtis: [kept-id]\nkeys: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, k.dir, exitOK, "creds", "revoke", "--file", "old.yaml", "--jti", "new-id")
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "principals: []") || !strings.Contains(string(data), "kept-id") {
+		t.Errorf("revoking in a file without principals wrote %q; want all three sections, kept-id kept", data)
+	}
+	cut := []byte("jtis: [kept-id]\n")
+	if err := os.WriteFile(path, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustRun(t, k.dir, exitError, "creds", "revoke", "--file", "old.yaml", "--jti", "new-id"); !strings.Contains(r.stderr, "cut short") {
+		t.Errorf("creds revoke on a file without keys: stderr %q; want it refused as possibly cut short", r.stderr)
+	}
+	if data, _ := os.ReadFile(path); string(data) != string(cut) {
+		t.Errorf("creds revoke on a file without keys rewrote it: %q", data)
+	}
 }
 
 // TestCredsRevokeKeepsOwner: on the documented layout revocations.yaml

@@ -14,6 +14,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -138,7 +139,8 @@ func Paths(dir string) *Material {
 // added to the gateway config gets its account and users, a target
 // added to the catalog its consumer and permissions, at the next start);
 // it is only rewritten when that changes it. Material written before the
-// server had accounts gets its missing NATS keys here.
+// server had accounts gets its missing NATS keys here, and a revocations
+// file written before revocations named principals its "principals: []".
 func Ensure(dir string) (m *Material, created bool, err error) {
 	m = Paths(dir)
 	if _, err := os.Stat(m.Config); err != nil {
@@ -148,6 +150,9 @@ func Ensure(dir string) (m *Material, created bool, err error) {
 		created = true
 	}
 	if err := m.ensureTenants(); err != nil {
+		return nil, false, fmt.Errorf("devenv: %w", err)
+	}
+	if err := m.ensureRevocationSections(); err != nil {
 		return nil, false, fmt.Errorf("devenv: %w", err)
 	}
 	if err := m.loadPublic(); err != nil {
@@ -510,4 +515,28 @@ func Connect(url, seedFile, name string, opts ...nats.Option) (*nats.Conn, error
 		return nil, fmt.Errorf("devenv: connect as %s: %w", name, err)
 	}
 	return nc, nil
+}
+
+// ensureRevocationSections adds "principals: []" to a revocations file
+// that names jtis and keys but not principals: what this package wrote
+// before revocations named principals, which the gateway now refuses as
+// possibly read half way. A file that lacks jtis or keys is left for the
+// gateway to refuse: it may be one read half way.
+func (m *Material) ensureRevocationSections() error {
+	data, err := os.ReadFile(m.Revocation)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		JTIs       *[]string `yaml:"jtis"`
+		Keys       *[]string `yaml:"keys"`
+		Principals *[]string `yaml:"principals"`
+	}
+	if yaml.Unmarshal(data, &r) != nil || r.JTIs == nil || r.Keys == nil || r.Principals != nil {
+		return nil
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		data = append(data, '\n')
+	}
+	return atomicfile.Write(m.Revocation, append(data, "principals: []\n"...), 0o600)
 }
