@@ -122,22 +122,50 @@ const defaultAckWait = 30 * time.Second
 // hands to its callback.
 type ackWaitKey struct{}
 
+// keptMsg is a delivery kept in progress (keepAlive) until it is
+// settled: its Ack, Nak and Term stop the in-progress word first, so
+// that none follows them (one after a NakWithDelay would set its
+// redelivery back to a whole AckWait).
+type keptMsg struct {
+	jetstream.Msg
+	stop func()
+}
+
+func (m keptMsg) Ack() error { m.stop(); return m.Msg.Ack() }
+
+func (m keptMsg) DoubleAck(ctx context.Context) error { m.stop(); return m.Msg.DoubleAck(ctx) }
+
+func (m keptMsg) Nak() error { m.stop(); return m.Msg.Nak() }
+
+func (m keptMsg) NakWithDelay(d time.Duration) error { m.stop(); return m.Msg.NakWithDelay(d) }
+
+func (m keptMsg) Term() error { m.stop(); return m.Msg.Term() }
+
+func (m keptMsg) TermWithReason(r string) error { m.stop(); return m.Msg.TermWithReason(r) }
+
 // keepAlive tells JetStream that m is still being worked on
-// (InProgress) every third of the consumer's AckWait, from now until
-// the returned stop is called: a delivery waiting for a handler slot,
-// or whose handler runs longer than AckWait, is then not redelivered to
+// (InProgress) every interval (zero: a third of the bound consumer's
+// AckWait; negative: never), from now until the returned message is
+// settled or stop is called: a delivery waiting for a handler slot, or
+// whose handler runs longer than AckWait, is then not redelivered to
 // another instance of the durable, which would hand it to a handler a
 // second time (the token record that prevents that is per instance).
-func keepAlive(ctx context.Context, m jetstream.Msg) (stop func()) {
-	wait, _ := ctx.Value(ackWaitKey{}).(time.Duration)
-	if wait <= 0 {
-		wait = defaultAckWait
+func keepAlive(ctx context.Context, m jetstream.Msg, interval time.Duration) (keptMsg, func()) {
+	if interval < 0 {
+		return keptMsg{Msg: m, stop: func() {}}, func() {}
+	}
+	if interval == 0 {
+		wait, _ := ctx.Value(ackWaitKey{}).(time.Duration)
+		if wait <= 0 {
+			wait = defaultAckWait
+		}
+		interval = max(wait/3, 10*time.Millisecond)
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(max(wait/3, 10*time.Millisecond))
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
@@ -148,8 +176,12 @@ func keepAlive(ctx context.Context, m jetstream.Msg) (stop func()) {
 			}
 		}
 	}()
-	return func() {
-		close(done)
-		<-finished
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+		})
 	}
+	return keptMsg{Msg: m, stop: stop}, stop
 }

@@ -70,12 +70,19 @@ type ConsumerConfig struct {
 	// Stream is the capability stream. Empty: StreamCapability.
 	Stream string
 	// AckWait is how long JetStream waits for a word on a delivery
-	// before it redelivers it. While a delivery waits for a handler slot
-	// and while its handler runs, Consume tells JetStream it is in
-	// progress every third of the durable's AckWait, so a slow handler
-	// does not see it redelivered, to this or another instance. Zero:
-	// JetStream's default (30 s). Negative is invalid.
+	// before it redelivers it. Zero: JetStream's default (30 s).
+	// Negative is invalid.
 	AckWait time.Duration
+	// InProgress is how often Consume tells JetStream that a delivery it
+	// holds (waiting for a handler slot, or handed to a handler that has
+	// not returned) is in progress, so that a handler running longer than
+	// AckWait does not see it redelivered, to this instance or to another
+	// of the durable, whose record of what it handed over knows nothing of
+	// it. Consume pulls no more deliveries ahead than it has slots (one
+	// at a time: one), and those it has pulled but not yet taken wait
+	// without the word. Zero: a third of the durable's AckWait. Negative:
+	// never.
+	InProgress time.Duration
 	// MaxDeliver bounds deliveries of one message (handler errors
 	// included). Zero: unlimited. Negative is invalid.
 	MaxDeliver int
@@ -180,8 +187,6 @@ type Consumer struct {
 	now    func() time.Time
 	tracer trace.Tracer
 	tokens *tokenRecord
-	// noKeepAlive turns the in-progress word off (tests only).
-	noKeepAlive bool
 }
 
 // NewConsumer returns a Consumer reading through js. Errors wrap
@@ -331,14 +336,14 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
 	}
 	if c.cfg.Concurrency <= 1 {
-		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 0, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
+		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 1, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
 			if ctx.Err() != nil {
 				return // left unacknowledged: not handed to a handler whose context is done
 			}
-			stop := c.keepAlive(ctx, m)
+			km, stop := keepAlive(ctx, m, c.cfg.InProgress)
 			defer stop()
-			if d, ok := c.accept(m); ok {
-				c.handle(ctx, m, d, handler)
+			if d, ok := c.accept(km); ok {
+				c.handle(ctx, km, d, handler)
 			}
 		})
 	}
@@ -352,8 +357,8 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var running sync.WaitGroup
 	defer running.Wait()
-	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 2*c.cfg.Concurrency, func(ctx context.Context, m jetstream.Msg, stopping <-chan struct{}) {
-		stop := c.keepAlive(ctx, m) // from the wait for a slot to the settlement
+	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, c.cfg.Concurrency, func(ctx context.Context, m jetstream.Msg, stopping <-chan struct{}) {
+		km, stop := keepAlive(ctx, m, c.cfg.InProgress) // from the wait for a slot to the settlement
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -368,7 +373,7 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 			<-slots
 			return
 		}
-		d, ok := c.accept(m)
+		d, ok := c.accept(km)
 		if !ok {
 			stop()
 			<-slots
@@ -377,7 +382,7 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		running.Go(func() {
 			defer func() { <-slots }()
 			defer stop()
-			c.handle(ctx, m, d, handler)
+			c.handle(ctx, km, d, handler)
 		})
 	})
 }
@@ -426,16 +431,6 @@ func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 		return nil, false
 	}
 	return d, true
-}
-
-// keepAlive is keepAlive unless the consumer's keep-alives are off
-// (tests of a redelivery that reaches a running handler, as one does
-// when its in-progress word is lost).
-func (c *Consumer) keepAlive(ctx context.Context, m jetstream.Msg) func() {
-	if c.noKeepAlive {
-		return func() {}
-	}
-	return keepAlive(ctx, m)
 }
 
 // clockBehindMargin is how far ahead of this consumer's clock a token

@@ -44,7 +44,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // TestConsumerHandlerPastAckWaitHandsOverOnce: a handler that runs past
 // AckWait and then succeeds sees the decision once. With the consumer's
-// in-progress word lost (its keep-alive off here), JetStream redelivers
+// in-progress word lost (InProgress off here), JetStream redelivers
 // the message while the handler runs; the redelivery, which reaches the
 // Consumer after the handler's acknowledgement, is acknowledged, not
 // handed over a second time.
@@ -53,8 +53,12 @@ func TestConsumerHandlerPastAckWaitHandsOverOnce(t *testing.T) {
 	w.capStream()
 	w.publish(forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-1"}`)}.msg())
 	r := &recorder{}
-	c := plainConsumer(t, w, w.js, "slow", r, testClock, func(cfg *ConsumerConfig) { cfg.AckWait = time.Second })
-	c.noKeepAlive = true
+	// Two slots: a pull is out while the handler runs (one at a time,
+	// the next is pulled only when the handler returns), so the
+	// redelivery reaches this instance.
+	c := plainConsumer(t, w, w.js, "slow", r, testClock, func(cfg *ConsumerConfig) {
+		cfg.AckWait, cfg.InProgress, cfg.Concurrency = time.Second, -1, 2
+	})
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(ctxT(t))
 	done := make(chan error, 1)

@@ -191,7 +191,9 @@ func TestBridgeRedeliveryWaitsForItsCall(t *testing.T) {
 		t.Error("the delivery never came again")
 	}
 	g.serve(t, h, 4)
-	h.startBridgeWith(func(c *client.ConsumerConfig) { c.AckWait = time.Second })
+	// The consumer's in-progress word off, as when it is lost: the
+	// delivery comes again while its call runs.
+	h.startBridgeWith(func(c *client.ConsumerConfig) { c.AckWait, c.InProgress = time.Second, -1 })
 	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
 	defer cancel()
 	reply, err := search(ctx, h, searcher(h), 0)
