@@ -20,7 +20,7 @@ export { DEFAULT_MAX_TOKENS };
 /** MAX_CONCURRENCY bounds ConsumerConfig.concurrency. */
 export const MAX_CONCURRENCY = 1024;
 
-/** PULL_BUFFER is how many messages a pull request asks for; consume asks for at least its concurrency. */
+/** PULL_BUFFER is how many messages deliveries() pulls ahead; consume pulls as many as it has slots. */
 const PULL_BUFFER = 16;
 
 /**
@@ -471,7 +471,9 @@ export class Consumer {
       d.ack();
     };
     try {
-      for await (const d of this.#verified(opts.signal, Math.max(PULL_BUFFER, slots))) {
+      // No more pulled ahead than there are slots: a delivery pulled but
+      // not yet handed over waits without the in-progress word.
+      for await (const d of this.#verified(opts.signal, slots)) {
         if (opts.signal?.aborted || failed !== undefined) {
           // Left unacknowledged: it comes back after AckWait, and is
           // handed over then (verified records it as not handled).

@@ -124,7 +124,7 @@ export interface ReplyReceiver {
  * any request id, so a caller that correlates by it passes the
  * request's target, as sendAndWait does. It throws a
  * VerificationError, or a ConfigError for a negative or non-finite
- * opt.skewMs.
+ * opt.skewMs or a receiver without a tenant.
  */
 export function verifyReply(
   agent: ReplyReceiver,
@@ -132,6 +132,11 @@ export function verifyReply(
   opt: Omit<WaitOptions, "signal">,
   target?: string,
 ): Reply {
+  if (typeof agent.tenant !== "string" || agent.tenant === "") {
+    // A receiver built before replies were bound to their tenant: say
+    // so, rather than refuse every reply as bound to another.
+    throw new ConfigError("invalid config: the reply receiver has no tenant");
+  }
   const box = agent.box;
   if (box === undefined) {
     throw new ConfigError("replies are sealed to the agent: configure its curve key");
