@@ -73,8 +73,8 @@ func TestUnrepresentableElementOmitsWholeField(t *testing.T) {
 		t.Fatalf("control: unknown account 4242 allowed")
 	}
 	// An account id past int64 is schema-valid ("integer"), and the
-	// consumer receives it; Cedar silently drops the element from the Set,
-	// so the allow-list forbid neither matches nor errors.
+	// consumer receives it; Cedar cannot hold it, so the whole field is
+	// left out and the forbid reading it errors, which denies.
 	d := contentDecision(t, `{"account_ids":[1001,99999999999999999999]}`)
 	if d.Allow {
 		t.Errorf("forbid only-known-accounts sidestepped: unknown account 99999999999999999999 ALLOWED (errors=%q, policy_ids=%v)", d.Errors, d.PolicyIDs)

@@ -15,13 +15,6 @@ import (
 	"github.com/agentgw/agentgw/client"
 )
 
-// TestTwoBridgesCallToolOnce: two live bridge instances share each
-// target's durable (documented: "shared among instances"). An upstream
-// call that runs past the consumer's AckWait is redelivered by JetStream;
-// when the redelivery reaches the other instance, whose Consumer token
-// record and answer cache are its own, the upstream tool is called a
-// second time for the same request and decision — no crash involved.
-// Defaults make this reachable: upstream timeout 30 s = AckWait 30 s.
 // TestTwoBridgesCallToolOnce: two bridge instances share the durable
 // (AckWait 1 s here) and the upstream tool takes 4 s. The first
 // instance's consumer tells JetStream the delivery is in progress while
