@@ -102,8 +102,8 @@ type ConsumerConfig struct {
 	// once, each on its own goroutine and settled when its handler
 	// returns. Zero or one: one at a time, in stream order. Above one,
 	// deliveries are still verified and claimed one at a time in the
-	// order they arrive, and at most twice Concurrency are buffered ahead
-	// of the handlers, but handler calls overlap and finish in any
+	// order they arrive, and at most Concurrency are pulled ahead of the
+	// handlers (one at a time: one), but handler calls overlap and finish in any
 	// order, and a redelivery (after AckWait) can overlap the handling
 	// of the delivery it repeats. At most MaxConcurrency; negative is
 	// invalid.
