@@ -78,9 +78,10 @@ type ConsumerConfig struct {
 	// not returned) is in progress, so that a handler running longer than
 	// AckWait does not see it redelivered, to this instance or to another
 	// of the durable, whose record of what it handed over knows nothing of
-	// it. Consume pulls no more deliveries ahead than it has slots (one
-	// at a time: one), and those it has pulled but not yet taken wait
-	// without the word. Zero: a third of the durable's AckWait. Negative:
+	// it. Deliveries the NATS client has pulled ahead but Consume has
+	// not yet taken wait without the word: a handler that runs longer
+	// than AckWait can see the next of them redelivered, to another
+	// instance too. Zero: a third of the durable's AckWait. Negative:
 	// never.
 	InProgress time.Duration
 	// MaxDeliver bounds deliveries of one message (handler errors
@@ -102,8 +103,8 @@ type ConsumerConfig struct {
 	// once, each on its own goroutine and settled when its handler
 	// returns. Zero or one: one at a time, in stream order. Above one,
 	// deliveries are still verified and claimed one at a time in the
-	// order they arrive, and at most Concurrency are pulled ahead of the
-	// handlers (one at a time: one), but handler calls overlap and finish in any
+	// order they arrive, and at most twice Concurrency are buffered ahead
+	// of the handlers, but handler calls overlap and finish in any
 	// order, and a redelivery (after AckWait) can overlap the handling
 	// of the delivery it repeats. At most MaxConcurrency; negative is
 	// invalid.
@@ -336,7 +337,7 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
 	}
 	if c.cfg.Concurrency <= 1 {
-		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 1, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
+		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 0, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
 			if ctx.Err() != nil {
 				return // left unacknowledged: not handed to a handler whose context is done
 			}
@@ -357,7 +358,7 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var running sync.WaitGroup
 	defer running.Wait()
-	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, c.cfg.Concurrency, func(ctx context.Context, m jetstream.Msg, stopping <-chan struct{}) {
+	return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 2*c.cfg.Concurrency, func(ctx context.Context, m jetstream.Msg, stopping <-chan struct{}) {
 		km, stop := keepAlive(ctx, m, c.cfg.InProgress) // from the wait for a slot to the settlement
 		select {
 		case slots <- struct{}{}:

@@ -53,9 +53,8 @@ func TestConsumerHandlerPastAckWaitHandsOverOnce(t *testing.T) {
 	w.capStream()
 	w.publish(forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-1"}`)}.msg())
 	r := &recorder{}
-	// Two slots: a pull is out while the handler runs (one at a time,
-	// the next is pulled only when the handler returns), so the
-	// redelivery reaches this instance.
+	// Two slots: a second is free while the handler runs, so the
+	// redelivery reaches this instance and is handed to no handler.
 	c := plainConsumer(t, w, w.js, "slow", r, testClock, func(cfg *ConsumerConfig) {
 		cfg.AckWait, cfg.InProgress, cfg.Concurrency = time.Second, -1, 2
 	})

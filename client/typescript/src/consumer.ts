@@ -20,7 +20,7 @@ export { DEFAULT_MAX_TOKENS };
 /** MAX_CONCURRENCY bounds ConsumerConfig.concurrency. */
 export const MAX_CONCURRENCY = 1024;
 
-/** PULL_BUFFER is how many messages deliveries() pulls ahead; consume pulls as many as it has slots. */
+/** PULL_BUFFER is how many messages a pull request asks for; consume asks for at least its concurrency. */
 const PULL_BUFFER = 16;
 
 /**
@@ -471,9 +471,7 @@ export class Consumer {
       d.ack();
     };
     try {
-      // No more pulled ahead than there are slots: a delivery pulled but
-      // not yet handed over waits without the in-progress word.
-      for await (const d of this.#verified(opts.signal, slots)) {
+      for await (const d of this.#verified(opts.signal, Math.max(PULL_BUFFER, slots))) {
         if (opts.signal?.aborted || failed !== undefined) {
           // Left unacknowledged: it comes back after AckWait, and is
           // handed over then (verified records it as not handled).

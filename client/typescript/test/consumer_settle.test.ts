@@ -118,9 +118,8 @@ test("consume: a handler that runs past AckWait and then succeeds sees the decis
   const r = new Recorder();
   const ctl = new AbortController();
   t.after(() => ctl.abort()); // on a failure too: no consume left running
-  // Two slots: a pull is out while the handler runs (one at a time, the
-  // next is pulled only when a slot is free), so the redelivery reaches
-  // this consumer.
+  // Two slots: a second is free while the handler runs, so the
+  // redelivery reaches this consumer and is handed to no handler.
   const c = plainConsumer("slow", r, CLOCK, { ackWaitMs: 1_000, concurrency: 2 });
   setNoKeepAlive(c); // its in-progress word lost
   let redelivered = false;
