@@ -519,7 +519,7 @@ func Connect(url, seedFile, name string, opts ...nats.Option) (*nats.Conn, error
 
 // ensureRevocationSections adds "principals: []" to a revocations file
 // that names jtis and keys but not principals: what this package wrote
-// before revocations named principals, which the gateway now refuses as
+// before revocations named principals, which the gateway refuses as
 // possibly read half way. A file that lacks jtis or keys is left for the
 // gateway to refuse: it may be one read half way.
 func (m *Material) ensureRevocationSections() error {

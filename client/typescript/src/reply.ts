@@ -133,8 +133,8 @@ export function verifyReply(
   target?: string,
 ): Reply {
   if (typeof agent.tenant !== "string" || agent.tenant === "") {
-    // A receiver built before replies were bound to their tenant: say
-    // so, rather than refuse every reply as bound to another.
+    // A receiver without a tenant: say so, rather than refuse every
+    // reply as bound to another tenant.
     throw new ConfigError("invalid config: the reply receiver has no tenant");
   }
   const box = agent.box;
