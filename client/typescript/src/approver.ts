@@ -470,35 +470,13 @@ export class Approver {
    * whose token does not verify is left out; it is terminated (term,
    * with the reason code) unless it would verify by a clock up to 5
    * minutes ahead of the approver's (issued "in the future": this clock
-   * runs behind the gateway's), which is handed back, or it is signed by
-   * a key not trusted and no request of the listing verified (the
-   * trusted gateway keys may be wrong: such requests are then handed
-   * back). A terminated forgery holds no slot of the queue's
-   * max_ack_pending.
+   * runs behind the gateway's), which is handed back. A terminated
+   * forgery holds no slot of the queue's max_ack_pending.
    */
   async list(opts: { all?: boolean; signal?: AbortSignal } = {}): Promise<HeldRequest[]> {
     const cons = await openConsumer(this.#js, this.#spec());
     const held = new Map<number, JsMsg>();
     const out: HeldRequest[] = [];
-    // A request whose token a trusted gateway key could not have made
-    // (none, or one bound to other bytes) is terminated at once. One
-    // signed by an untrusted key (decision_token_invalid) is terminated
-    // only once a request of this listing has verified, which proves the
-    // trusted keys right: with a wrong key every real request fails so,
-    // and terminating them would end every pending request of the tenant
-    // for every approver. Until then it is handed back, as watch, which
-    // terminates it, would not.
-    const forged: { m: JsMsg; reason: string }[] = [];
-    let verified = 0;
-    const settleForged = (): void => {
-      if (verified === 0) {
-        return;
-      }
-      for (const f of forged) {
-        held.delete(f.m.seq);
-        f.m.term(f.reason);
-      }
-    };
     try {
       for (;;) {
         opts.signal?.throwIfAborted();
@@ -532,27 +510,19 @@ export class Approver {
             this.#verify(token, m.data, req, at);
           } catch (err) {
             if (!this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
-              // No trusted gateway's by any clock: terminated (once
-              // another request has verified), not handed back to hold
-              // a slot of the queue for good.
-              const reason = err instanceof DeniedError ? err.reason : "internal_error";
-              if (reason === "decision_token_invalid") {
-                forged.push({ m, reason });
-              } else {
-                held.delete(m.seq);
-                m.term(reason);
-              }
+              // No trusted gateway's by any clock: terminated, not
+              // handed back to hold a slot of the queue for good.
+              held.delete(m.seq);
+              m.term(err instanceof DeniedError ? err.reason : "internal_error");
             }
             continue;
           }
-          verified++;
           if (state === "expired" && !opts.all) {
             continue;
           }
           out.push({ ...req, seq: m.seq, state });
         }
         if (n < BATCH) {
-          settleForged();
           return out;
         }
       }
