@@ -193,3 +193,21 @@ func (g *Gateway) fingerprint() [32]byte {
 	h.Sum(sum[:0])
 	return sum
 }
+
+// RevocationsLackOnlyPrincipals reports whether data is a revocations
+// file that names jtis and keys, each a list, and has no principals key
+// at all: the shape of a file from before revocations named principals,
+// which gains "principals: []" to load. The writers here put principals
+// first, so a file of theirs cut short lacks jtis or keys, never only
+// principals; one with a principals key and no list after it was cut
+// there.
+func RevocationsLackOnlyPrincipals(data []byte) bool {
+	var m map[string]any
+	if yaml.Unmarshal(data, &m) != nil {
+		return false
+	}
+	_, hasPrincipals := m["principals"]
+	jtis, okJ := m["jtis"].([]any)
+	keys, okK := m["keys"].([]any)
+	return !hasPrincipals && okJ && okK && jtis != nil && keys != nil
+}

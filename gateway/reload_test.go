@@ -270,3 +270,27 @@ func TestReloadWatchesSchemaFiles(t *testing.T) {
 	waitFor(t, func() bool { return h.gw.rules.Load().cat.Digest != digest })
 	h.wantReason(h.send(h.body(nil)), reason.PayloadInvalid)
 }
+
+// TestRevocationsLackOnlyPrincipals: only a file naming jtis and keys as
+// lists, with no principals key at all, has the shape that gains
+// "principals: []"; one with a principals key and nothing after it, or
+// missing jtis or keys, may have been cut short.
+func TestRevocationsLackOnlyPrincipals(t *testing.T) {
+	for data, want := range map[string]bool{
+		"jtis: []\nkeys: []\n":                   true,
+		"# old\njtis: [a]\nkeys:\n  - U1\n":      true,
+		"jtis: []\nkeys: []\nprincipals:\n":      false,
+		"jtis: []\nkeys: []\nprincipals: []\n":   false,
+		"principals: []\njtis: []\n":             false,
+		"jtis: []\n":                             false,
+		"jtis:\nkeys: []\n":                      false,
+		"keys: []\n":                             false,
+		"jtis: []\nkeys: []\nfile: other.yaml\n": true,
+		"jtis: [\n":                              false,
+		"":                                       false,
+	} {
+		if got := RevocationsLackOnlyPrincipals([]byte(data)); got != want {
+			t.Errorf("RevocationsLackOnlyPrincipals(%q) = %v; want %v", data, got, want)
+		}
+	}
+}

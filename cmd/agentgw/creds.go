@@ -420,17 +420,20 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		if r.File != "" {
 			return c.fail(fmt.Errorf("%s: a revocations file may not name another file", *file), "")
 		}
-		// A file without principals is one written before revocations
-		// named them, and this writes them; one without jtis or keys may
-		// have been cut short, and writing it back whole would lift what
-		// it lost, which the gateway keeps in force meanwhile.
+		// A file missing a section may have been cut short: written back
+		// whole it would lift what it lost, which the gateway keeps in
+		// force meanwhile. The one exception is the shape of a file from
+		// before revocations named principals (jtis and keys, no
+		// principals key at all), which this writes whole.
 		var present struct {
-			JTIs *[]string `yaml:"jtis"`
-			Keys *[]string `yaml:"keys"`
+			Principals *[]string `yaml:"principals"`
+			JTIs       *[]string `yaml:"jtis"`
+			Keys       *[]string `yaml:"keys"`
 		}
-		if err := yaml.Unmarshal(data, &present); err != nil || present.JTIs == nil || present.Keys == nil {
-			return c.fail(fmt.Errorf("%s names no jtis or no keys: it may have been cut short", identity.SafePath(*file)),
-				"Restore it, or fix it by hand: every revocations file names jtis, keys and principals (\"[]\" for none).")
+		if err := yaml.Unmarshal(data, &present); err != nil || present.JTIs == nil || present.Keys == nil ||
+			(present.Principals == nil && !gateway.RevocationsLackOnlyPrincipals(data)) {
+			return c.fail(fmt.Errorf("%s does not name each of principals, jtis and keys: it may have been cut short", identity.SafePath(*file)),
+				"Restore it, or fix it by hand: every revocations file names principals, jtis and keys (\"[]\" for none).")
 		}
 		if fi, err := os.Stat(*file); err == nil {
 			mode = fi.Mode().Perm()
@@ -492,7 +495,7 @@ func revocationsYAML(jtis, keys, principals []string) ([]byte, error) {
 	for _, l := range []struct {
 		name string
 		vals []string
-	}{{"jtis", jtis}, {"keys", keys}, {"principals", principals}} {
+	}{{"principals", principals}, {"jtis", jtis}, {"keys", keys}} {
 		if len(l.vals) == 0 {
 			fmt.Fprintf(&b, "%s: []\n", l.name)
 			continue

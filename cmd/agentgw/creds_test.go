@@ -227,15 +227,16 @@ func TestCredsRevoke(t *testing.T) {
 	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "principals: []") || !strings.Contains(string(data), "kept-id") {
 		t.Errorf("revoking in a file without principals wrote %q; want all three sections, kept-id kept", data)
 	}
-	cut := []byte("jtis: [kept-id]\n")
-	if err := os.WriteFile(path, cut, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if r := mustRun(t, k.dir, exitError, "creds", "revoke", "--file", "old.yaml", "--jti", "new-id"); !strings.Contains(r.stderr, "cut short") {
-		t.Errorf("creds revoke on a file without keys: stderr %q; want it refused as possibly cut short", r.stderr)
-	}
-	if data, _ := os.ReadFile(path); string(data) != string(cut) {
-		t.Errorf("creds revoke on a file without keys rewrote it: %q", data)
+	for _, cut := range []string{"jtis: [kept-id]\n", "principals: [p]\njtis: []\n", "jtis: []\nkeys: []\nprincipals:\n"} {
+		if err := os.WriteFile(path, []byte(cut), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := mustRun(t, k.dir, exitError, "creds", "revoke", "--file", "old.yaml", "--jti", "new-id"); !strings.Contains(r.stderr, "cut short") {
+			t.Errorf("creds revoke on %q: stderr %q; want it refused as possibly cut short", cut, r.stderr)
+		}
+		if data, _ := os.ReadFile(path); string(data) != cut {
+			t.Errorf("creds revoke on %q rewrote it: %q", cut, data)
+		}
 	}
 }
 

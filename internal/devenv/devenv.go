@@ -14,13 +14,13 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/atomicfile"
@@ -223,7 +223,7 @@ func (m *Material) write() error {
 	}
 	issuerPub, _ := issuer.PublicKey()
 	issuerBPub, _ := issuerB.PublicKey()
-	if err := atomicfile.Write(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\nprincipals: []\n"), 0o600); err != nil {
+	if err := atomicfile.Write(m.Revocation, []byte("# agentgw revocations: re-read on reload, no restart\nprincipals: []\njtis: []\nkeys: []\n"), 0o600); err != nil {
 		return err
 	}
 	return atomicfile.Write(m.Config, fmt.Appendf(nil, gatewayYAML, Audience, Tenant, issuerPub, TenantB, issuerBPub), 0o600)
@@ -527,12 +527,7 @@ func (m *Material) ensureRevocationSections() error {
 	if err != nil {
 		return err
 	}
-	var r struct {
-		JTIs       *[]string `yaml:"jtis"`
-		Keys       *[]string `yaml:"keys"`
-		Principals *[]string `yaml:"principals"`
-	}
-	if yaml.Unmarshal(data, &r) != nil || r.JTIs == nil || r.Keys == nil || r.Principals != nil {
+	if !gateway.RevocationsLackOnlyPrincipals(data) {
 		return nil
 	}
 	if len(data) > 0 && data[len(data)-1] != '\n' {

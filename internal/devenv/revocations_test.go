@@ -15,7 +15,8 @@ import (
 // revocations file was written before revocations named principals
 // ("jtis: []" and "keys: []" only) gets "principals: []" added, so the
 // gateway, which refuses a file without it, loads it with its entries
-// kept. A file that lacks keys (perhaps read half way) is left as it is.
+// kept. A file that lacks keys, or has a principals key with nothing
+// after it (perhaps cut short), is left as it is.
 func TestEnsureRevocationSections(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".agentgw")
 	m, _, err := devenv.Ensure(dir)
@@ -45,14 +46,15 @@ func TestEnsureRevocationSections(t *testing.T) {
 	}
 	_ = gw.Close()
 
-	half := "jtis: []\n"
-	if err := os.WriteFile(m.Revocation, []byte(half), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := devenv.Ensure(dir); err != nil {
-		t.Fatal(err)
-	}
-	if data, _ := os.ReadFile(m.Revocation); string(data) != half {
-		t.Errorf("a file without keys became %q; want it left as it was", data)
+	for _, half := range []string{"jtis: []\n", "jtis: []\nkeys: []\nprincipals:\n"} {
+		if err := os.WriteFile(m.Revocation, []byte(half), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := devenv.Ensure(dir); err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(m.Revocation); string(data) != half {
+			t.Errorf("a file cut short (%q) became %q; want it left as it was", half, data)
+		}
 	}
 }

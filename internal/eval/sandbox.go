@@ -162,7 +162,7 @@ func (s *Sandbox) start(ctx context.Context, audience string, tenants []string, 
 		}
 	}
 	s.revFile = filepath.Join(s.dir, "revocations.yaml")
-	if err := os.WriteFile(s.revFile, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600); err != nil {
+	if err := os.WriteFile(s.revFile, []byte("principals: []\njtis: []\nkeys: []\n"), 0o600); err != nil {
 		return fmt.Errorf("eval: sandbox: %w", err)
 	}
 	cfg.Revocations.File = s.revFile
@@ -241,7 +241,7 @@ func (s *Sandbox) revoke(key string) error {
 	s.revMu.Lock()
 	defer s.revMu.Unlock()
 	s.revKeys = append(s.revKeys, key)
-	data := "jtis: []\nprincipals: []\nkeys:\n"
+	data := "principals: []\njtis: []\nkeys:\n"
 	for _, k := range s.revKeys {
 		data += "  - " + k + "\n"
 	}

@@ -339,7 +339,7 @@ func (r *renderer) gateway(tenants []tenantData) error {
 		}
 		r.add(GatewayDir+"/"+f, publicMode, out)
 	}
-	r.add(GatewayDir+"/revocations.yaml", publicMode, []byte("# agentgw revocations: re-read on reload, no restart\njtis: []\nkeys: []\nprincipals: []\n"))
+	r.add(GatewayDir+"/revocations.yaml", publicMode, []byte("# agentgw revocations: re-read on reload, no restart\nprincipals: []\njtis: []\nkeys: []\n"))
 	return fs.WalkDir(material, "material", func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
