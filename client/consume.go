@@ -115,6 +115,9 @@ func consume(ctx context.Context, js jetstream.JetStream, stream string, cc jets
 	return result
 }
 
+// minInProgress is the shortest interval between in-progress words.
+const minInProgress = 10 * time.Millisecond
+
 // defaultAckWait is JetStream's AckWait for a consumer created without one.
 const defaultAckWait = 30 * time.Second
 
@@ -159,8 +162,9 @@ func keepAlive(ctx context.Context, m jetstream.Msg, interval time.Duration) (ke
 		if wait <= 0 {
 			wait = defaultAckWait
 		}
-		interval = max(wait/3, 10*time.Millisecond)
+		interval = wait / 3
 	}
+	interval = max(interval, minInProgress)
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {

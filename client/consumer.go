@@ -81,8 +81,9 @@ type ConsumerConfig struct {
 	// it. Deliveries the NATS client has pulled ahead but Consume has
 	// not yet taken wait without the word: a handler that runs longer
 	// than AckWait can see the next of them redelivered, to another
-	// instance too. Zero: a third of the durable's AckWait. Negative:
-	// never.
+	// instance too. Zero: a third of the durable's AckWait; at least 10
+	// ms. Negative: never. A value at or above AckWait, when AckWait is
+	// set, is invalid: the word would come too late.
 	InProgress time.Duration
 	// MaxDeliver bounds deliveries of one message (handler errors
 	// included). Zero: unlimited. Negative is invalid.
@@ -167,6 +168,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.AckWait < 0 || c.NakDelay < 0 || c.MaxDeliver < 0 || c.MaxTokens < 0 {
 		add("ack wait, nak delay, max deliver and max tokens must not be negative")
+	}
+	if c.AckWait > 0 && c.InProgress >= c.AckWait {
+		add("in-progress interval %v is not under the ack wait %v", c.InProgress, c.AckWait)
 	}
 	if c.Concurrency < 0 || c.Concurrency > MaxConcurrency {
 		add("concurrency %d is not in [0, %d]", c.Concurrency, MaxConcurrency)

@@ -45,9 +45,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // TestConsumerHandlerPastAckWaitHandsOverOnce: a handler that runs past
 // AckWait and then succeeds sees the decision once. With the consumer's
 // in-progress word lost (InProgress off here), JetStream redelivers
-// the message while the handler runs; the redelivery, which reaches the
-// Consumer after the handler's acknowledgement, is acknowledged, not
-// handed over a second time.
+// the message while the handler runs; the redelivery reaches the
+// Consumer while the handler still runs and is left to it, or after its
+// acknowledgement and is acknowledged: either way it is not handed over
+// a second time.
 func TestConsumerHandlerPastAckWaitHandsOverOnce(t *testing.T) {
 	w := newWorld(t)
 	w.capStream()

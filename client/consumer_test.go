@@ -176,6 +176,7 @@ func TestConsumerConfigValidate(t *testing.T) {
 		{"negative_max_tokens", func(c *ConsumerConfig) { c.MaxTokens = -1 }},
 		{"negative_concurrency", func(c *ConsumerConfig) { c.Concurrency = -1 }},
 		{"concurrency_past_max", func(c *ConsumerConfig) { c.Concurrency = MaxConcurrency + 1 }},
+		{"in_progress_not_under_ack_wait", func(c *ConsumerConfig) { c.AckWait, c.InProgress = time.Second, time.Second }},
 		{"agent_key_as_curve", func(c *ConsumerConfig) { c.Curve = mustKey(t, identity.NewAgent) }},
 	}
 	for _, tc := range cases {

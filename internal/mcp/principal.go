@@ -457,7 +457,10 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 // instead, and the next one reads the file's.
 func (e *Endpoint) saveKeys(p *principal) error {
 	path := e.keyPath(p.id)
-	if _, err := os.Lstat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return errors.New("a principal key file name in key_dir is not a regular file (a symlink planted there?): remove it")
+		}
 		key, curve, err := e.keys(p.id)
 		if err != nil {
 			return err

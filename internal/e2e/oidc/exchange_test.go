@@ -595,10 +595,20 @@ func TestExchangeRevokedAuditedBesideJunk(t *testing.T) {
 	h.serve(exchange.WithRevocations(rev))
 	signed := h.signBy(h.agent.kp)
 	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
-	for range 3 * exchange.UnverifiedEventsPerSecond / 2 {
+	// Junk until more than the bound has been sent within the current
+	// second (the count is by wall-clock second), then the revoked
+	// attempt at once, in that second. Started as a second begins, so the
+	// burst and the attempt fit in it.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	sec, inSec := time.Now().Unix(), 0
+	for inSec <= exchange.UnverifiedEventsPerSecond {
 		if code := h.raw("junk.junk.junk", nil, signed); code == "" || code == reason.Revoked {
 			t.Fatalf("junk request = %q; want refused before its token verified", code)
 		}
+		if s := time.Now().Unix(); s != sec {
+			sec, inSec = s, 0
+		}
+		inSec++
 	}
 	if code := h.raw(tok, nil, signed); code != reason.Revoked {
 		t.Fatalf("revoked key's exchange = %q; want revoked", code)
