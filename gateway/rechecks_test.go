@@ -22,12 +22,7 @@ func TestAnswerDoesNotReleaseAnotherAgentsCopy(t *testing.T) {
 	agentB := newActor(t)
 	agentB.token = f.credential(f.issuer, agentB, "tenant_a", []string{"pay:send"}, time.Hour, "")
 
-	// A's exact body from the ingress stream.
-	s, err := f.js.Stream(context.Background(), StreamIngress)
-	must(t, err)
-	raw, err := s.GetMsg(context.Background(), f.heldSeq)
-	must(t, err)
-	bodyA := raw.Data
+	bodyA := f.heldBody()
 	shownToApprover2 := f.req // approver 2 fetched A's request (agent A)
 	if shownToApprover2.Agent != f.agent.pub {
 		t.Fatal("setup: request not A's")
@@ -61,16 +56,13 @@ func TestWithdrawnRequestNotHeldAgainUnderAnotherKey(t *testing.T) {
 	f := newApprovalFlow(t)
 	agentB := newActor(t)
 	agentB.token = f.credential(f.issuer, agentB, "tenant_a", []string{"pay:send"}, time.Hour, "")
-	s, err := f.js.Stream(context.Background(), StreamIngress)
-	must(t, err)
-	raw, err := s.GetMsg(context.Background(), f.heldSeq)
-	must(t, err)
+	bodyA := f.heldBody()
 
 	replaceFile(t, f.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+f.agent.pub+"]\n")
 	must(t, f.gw.Reload())
 	f.waitWithdrawn(f.heldSeq)
 
-	seqB := f.publish(f.ingress(agentB, "tenant_a"), raw.Data, f.signed(agentB, agentB.token, raw.Data))
+	seqB := f.publish(f.ingress(agentB, "tenant_a"), bodyA, f.signed(agentB, agentB.token, bodyA))
 	f.wantReason(seqB, reason.ApprovalInvalid)
 	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
 	if strings.HasPrefix(out.Subject, "agentgw.cap.") {
@@ -106,4 +98,14 @@ func TestShortenedResponseDeadlineAppliesToDelivered(t *testing.T) {
 	})
 	h.clock.Advance(40 * time.Second)
 	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.ResponseLate)
+}
+
+// heldBody is the held request's exact body, from the ingress stream.
+func (f *approvalFlow) heldBody() []byte {
+	f.t.Helper()
+	s, err := f.js.Stream(context.Background(), StreamIngress)
+	must(f.t, err)
+	raw, err := s.GetMsg(context.Background(), f.heldSeq)
+	must(f.t, err)
+	return raw.Data
 }

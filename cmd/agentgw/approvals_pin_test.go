@@ -20,8 +20,7 @@ func TestApprovalsAnswerPinsTheAgent(t *testing.T) {
 	srv, js := streams(t)
 	url := srv.ClientURL()
 	k := newCredsKit(t)
-	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
-		"--audience", "gw", "--scopes", "approve:payments.*", "--xkey", k.xkey, "--out", "approver.creds")
+	k.approverCreds(t)
 	agentA, _ := testAgent(t, "tenant_a")
 	agentB, _ := testAgent(t, "tenant_a")
 	gw := testGateway(t)

@@ -125,8 +125,7 @@ func TestApprovalsAnswer(t *testing.T) {
 	srv, js := streams(t)
 	url := srv.ClientURL()
 	k := newCredsKit(t)
-	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
-		"--audience", "gw", "--scopes", "approve:payments.*", "--xkey", k.xkey, "--out", "approver.creds")
+	k.approverCreds(t)
 	requester, _ := testAgent(t, "tenant_a")
 	gw := testGateway(t)
 	now := time.Now().UTC()
@@ -193,4 +192,12 @@ func TestApprovalsAnswer(t *testing.T) {
 	if !strings.Contains(r.stderr, "approvals ls --tenant tenant_a") {
 		t.Errorf("unknown id does not say what to do:\n%s", r)
 	}
+}
+
+// approverCreds issues k's agent a tenant_a credential to approve
+// payments, in approver.creds.
+func (k *credsKit) approverCreds(t *testing.T) {
+	t.Helper()
+	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
+		"--audience", "gw", "--scopes", "approve:payments.*", "--xkey", k.xkey, "--out", "approver.creds")
 }

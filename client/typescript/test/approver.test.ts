@@ -336,6 +336,20 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   assert.ok(cond(), what);
 }
 
+/** sharedQueue makes the approval stream afresh with the tenant's shared durable, max_ack_pending n, and returns its name. */
+async function sharedQueue(n: number): Promise<string> {
+  await approvalStream();
+  const durable = `${TENANT}-approvals`;
+  await jsm.consumers.add("AGENTGW_APPROVAL", {
+    durable_name: durable,
+    filter_subject: `agentgw.approval.${TENANT}.>`,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: n,
+  });
+  return durable;
+}
+
 /**
  * firstShown watches with ap until it shows a request, or for at most
  * 10 s (not shown: the caller's assertion fails rather than hangs), and
@@ -506,15 +520,7 @@ test("watch and list on a durable: forged own or expired requests are terminated
     ["own", (ap: Approver, i: number) => request(`forged-own-${String(i).padStart(10, "0")}`, { agent: ap.agent.publicKey })],
     ["expired", (_ap: Approver, i: number) => request(`forged-exp-${String(i).padStart(10, "0")}`, { deadline: "2026-11-26T01:08:50Z" })],
   ] as const) {
-    await approvalStream();
-    const durable = `${TENANT}-approvals`;
-    await jsm.consumers.add("AGENTGW_APPROVAL", {
-      durable_name: durable,
-      filter_subject: `agentgw.approval.${TENANT}.>`,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      max_ack_pending: n,
-    });
+    const durable = await sharedQueue(n);
     const rejected: string[] = [];
     const ap = approver({ durable, bind: true, onReject: (_s, err) => void rejected.push((err as DeniedError).reason) });
     for (let i = 0; i < n; i++) {
@@ -524,20 +530,7 @@ test("watch and list on a durable: forged own or expired requests are terminated
       await js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(JSON.stringify(forged(ap, i))), { headers: h });
     }
     await hold(request("real-held-message-0001"));
-    const shown: string[] = [];
-    const ctl = new AbortController();
-    const giveUp = setTimeout(() => ctl.abort(), 8_000);
-    try {
-      await ap.watch(
-        (req) => {
-          shown.push(req.heldMessageId);
-          ctl.abort();
-        },
-        { signal: ctl.signal },
-      );
-    } finally {
-      clearTimeout(giveUp);
-    }
+    const shown = await firstShown(ap);
     assert.deepEqual(shown, ["real-held-message-0001"], `${what}: ${n} forged requests hold every max_ack_pending slot (onReject calls: ${rejected.length})`);
     assert.equal(rejected.length, n, `${what}: forgeries reported`);
     assert.ok(
@@ -555,15 +548,7 @@ test("watch and list on a durable: forged own or expired requests are terminated
   }
   // list and find, on the same bound queue: forgeries terminated there
   // too, the real request found.
-  await approvalStream();
-  const durable = `${TENANT}-approvals`;
-  await jsm.consumers.add("AGENTGW_APPROVAL", {
-    durable_name: durable,
-    filter_subject: `agentgw.approval.${TENANT}.>`,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    max_ack_pending: n,
-  });
+  const durable = await sharedQueue(n);
   const lister = approver({ durable, bind: true });
   for (let i = 0; i < n; i++) {
     await hold(request(`forged-list-${String(i).padStart(10, "0")}`, i % 2 === 0 ? { agent: lister.agent.publicKey } : { deadline: "2026-11-26T01:08:50Z" }), {
