@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -485,6 +486,28 @@ func (g *Gateway) redecidedEnv(it *item) *envelope.Body {
 	return env
 }
 
+// retireReleasedResponse removes the outstanding-response record a grant
+// at seq put for the request it released, named by the hold it answers
+// (env.Target), if that grant put it: the grant is decided again after
+// its instance died and does not release the request this time. The
+// hold outlives the first decision (taken by seq, which only this grant
+// gives back or ends), so it still names the requester. Scaled out only.
+func (g *Gateway) retireReleasedResponse(env *envelope.Body, seq uint64) error {
+	h, _, err := g.kvh.get(holdKey(holdID(env.Tenant, env.Target)))
+	if errors.Is(err, errBadValue) || (err == nil && h == nil) {
+		return nil // no hold: this grant released nothing
+	}
+	if err != nil {
+		return err
+	}
+	var hd held
+	if json.Unmarshal(h.Value, &hd) != nil || hd.Agent == "" {
+		return nil // not a hold a grant can have released
+	}
+	_, err = g.kvh.retire(responseID(env.Tenant, hd.Agent, env.Target), seq)
+	return err
+}
+
 // finish builds the denial output and the audit event and stages the
 // ledger entries; recordOutcomes then adds the audit outputs and stages
 // the outcomes.
@@ -515,6 +538,16 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if ended != nil && !g.heldBefore(it, env, ended, now) {
 			g.log.Warn().Str("hold", id).Uint64("ingress_seq", it.seq).Str("route", string(it.route)).
 				Msg("a message decided again after a crash had its earlier hold answered or expired meanwhile, and its approval request cannot be rebuilt; it ends twice")
+		}
+		if env.Capability == envelope.Approve && (it.heldItem == nil || it.route != store.RouteAllow) {
+			// A grant that released its request the first time recorded
+			// the request's outstanding response before its journal
+			// append: refused this time, or releasing it to the denied
+			// stream or a hold again, the request is not delivered and
+			// must take no answer.
+			if err := g.retireReleasedResponse(env, it.seq); err != nil {
+				return err
+			}
 		}
 		if env.Capability == envelope.Approve && it.heldItem == nil {
 			// An answer refused this time may have taken its hold the

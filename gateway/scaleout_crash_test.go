@@ -390,3 +390,53 @@ func TestScaleOutResponseRecordOfRequestDecidedOtherwise(t *testing.T) {
 	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.NoSuchRequest)
 	h.endScaleOut(t, b, a)
 }
+
+// A grant released its request, whose target takes responses, and its
+// instance died after the response record was written and before the
+// journal append. Decided again by the next owner, the grant does not
+// release the request (its approver revoked: the request stays held; or
+// a policy now forbids the request: it is denied at release), so the
+// request was never delivered and takes no answer.
+func TestScaleOutReleasedResponseRecordOfGrantDecidedOtherwise(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		change  func(h *harness, approver *actor)
+		granted reason.Code // how the grant ends the second time
+	}{
+		{"approver revoked", func(h *harness, ap *actor) {
+			must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nprincipals: []\nkeys: ["+ap.pub+"]\n"), 0o600))
+		}, reason.Revoked},
+		{"request forbidden", func(h *harness, _ *actor) {
+			p := filepath.Join(h.dir, "forbid-payments.cedar")
+			must(t, os.WriteFile(p, []byte("forbid (principal, action == Action::\"tool_call\", resource == Target::\"payments.send\");\n"), 0o600))
+			h.cfg.Policies = append(h.cfg.Policies, p)
+		}, reason.PolicyDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := scaledOutCrashHarness(t)
+			cat := fmt.Sprintf(testCatalog, h.consumer.xkey)
+			cat = strings.Replace(cat, "    approver_visible: [amount_cents]\n", "    approver_visible: [amount_cents]\n    response_deadline: 1m\n", 1)
+			must(t, os.WriteFile(h.cfg.Catalog, []byte(cat), 0o600))
+			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:payments.*"}, time.Hour, "")
+			a := h.startInstance("a", func(in *instance) {
+				in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onResp: true, die: in.nc.Close}
+			})
+			waitFor(t, func() bool { return a.held() == 2 })
+			heldSeq := h.send(h.heldRequest())
+			var req approval.Request
+			must(t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
+			ap := newActor(t)
+			ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+			grantSeq := h.grantBy(ap, req)
+			waitFor(t, a.nc.IsClosed)
+			tc.change(h, ap)
+			b := h.startInstance("b")
+			h.wantReason(grantSeq, tc.granted)
+			h.wantReason(h.respond(h.consumer, req.HeldMessageID, `{"ok":true}`), reason.NoSuchRequest)
+			if n := len(h.replies()); n != 0 {
+				t.Errorf("the requester got %d replies to a request never delivered", n)
+			}
+			h.endScaleOut(t, b, a)
+		})
+	}
+}
