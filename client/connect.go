@@ -32,6 +32,9 @@ func UserOptions(seedFile string) ([]nats.Option, error) {
 		return nil, err
 	}
 	sign := func(nonce []byte) ([]byte, error) {
+		if !ServerNonce(nonce) {
+			return nil, fmt.Errorf("%w: the server's nonce is not a nats-server nonce; the user key signs no other bytes", ErrConfig)
+		}
 		kp, err := identity.ReadUserSeedFile(seedFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: no user seed", ErrConfig, identity.SafePath(seedFile))
@@ -43,6 +46,26 @@ func UserOptions(seedFile string) ([]nats.Option, error) {
 		return kp.Sign(nonce)
 	}
 	return []nats.Option{nats.Nkey(pub, sign), nats.CustomInboxPrefix("_INBOX." + pub)}, nil
+}
+
+// ServerNonce reports whether nonce has the shape of a nats-server
+// connection nonce: 1 to 64 characters of the base64url alphabet (the
+// server sends 15). The user key of an agent is the key that signs its
+// envelopes, so it signs no nonce outside that alphabet: a server that
+// sent an envelope's signing input (agentgw-envelope-v1, a newline, a
+// body) as its nonce would otherwise get back the agent's signature of
+// that envelope.
+func ServerNonce(nonce []byte) bool {
+	if len(nonce) == 0 || len(nonce) > 64 {
+		return false
+	}
+	for _, c := range nonce {
+		ok := c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // UserKey returns the public user ('U') key of the seed in seedFile: an

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
@@ -67,6 +68,28 @@ func TestUserOptions(t *testing.T) {
 	}
 	if _, err := nats.Connect(srv.ClientURL()); err == nil {
 		t.Error("the test server accepted an anonymous client")
+	}
+	// The user key signs envelopes too: it signs no nonce but a server's.
+	opts, err := UserOptions(seedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o nats.Options
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := `{"v":1,"message_id":"m"}`
+	for _, nonce := range []string{"", envelope.SigningContext + body, body, strings.Repeat("A", 65), "aaaa=", "a+b/c", "nonce with space"} {
+		if sig, err := o.SignatureCB([]byte(nonce)); !errors.Is(err, ErrConfig) || sig != nil {
+			t.Errorf("the user key signed the nonce %.30q (%v)", nonce, err)
+		}
+	}
+	for _, nonce := range []string{"Qk9ZbGxXY2hl-_0", strings.Repeat("z", 64)} {
+		if sig, err := o.SignatureCB([]byte(nonce)); err != nil || kp.Verify([]byte(nonce), sig) != nil {
+			t.Errorf("the user key did not sign the server nonce %q: %v", nonce, err)
+		}
 	}
 	cseed, _ := curve.Seed()
 	curveFile := filepath.Join(dir, "curve.xk")

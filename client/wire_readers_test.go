@@ -406,7 +406,7 @@ func wvUserOptionsSign(path string) error {
 			return err
 		}
 	}
-	nonce := []byte("a server nonce")
+	nonce := []byte("aServerNonce_15")
 	sig, err := o.SignatureCB(nonce)
 	if err != nil {
 		return err

@@ -424,5 +424,24 @@ export async function userConnectOptions(path: string): Promise<UserConnectOptio
   // A copy: clearing the key pair zeroes the array it hands out.
   const seed = Uint8Array.from(kp.getSeed());
   kp.clear();
-  return { authenticator: nkeyAuthenticator(seed), inboxPrefix: `_INBOX.${pub}` };
+  const inner = nkeyAuthenticator(seed);
+  // The user key signs the agent's envelopes too: it signs no nonce but
+  // a server's, or a server that sent an envelope's signing input as its
+  // nonce would get back the agent's signature of that envelope.
+  const authenticator: Authenticator = (nonce?: string) => {
+    if (nonce !== undefined && !isServerNonce(nonce)) {
+      throw new ConfigError("the server's nonce is not a nats-server nonce; the user key signs no other bytes");
+    }
+    return inner(nonce);
+  };
+  return { authenticator, inboxPrefix: `_INBOX.${pub}` };
+}
+
+/**
+ * isServerNonce reports whether nonce has the shape of a nats-server
+ * connection nonce: 1 to 64 characters of the base64url alphabet (the
+ * server sends 15), as the Go SDK's ServerNonce.
+ */
+export function isServerNonce(nonce: string): boolean {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(nonce);
 }

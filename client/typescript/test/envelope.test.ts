@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createCurve, createUser } from "@nats-io/nkeys";
+import { createCurve, createUser, fromPublic } from "@nats-io/nkeys";
 import { ConfigError } from "../src/errors.js";
 import { parseCreds, parseJWT, readCreds, readCurveSeed, userConnectOptions } from "../src/creds.js";
 import { buildEnvelope, checkFreshness, formatTime, parseEnvelope, parseRequestRef, parseTime, parseTimeNs, requestRef, type EnvelopeFields } from "../src/envelope.js";
@@ -226,6 +226,12 @@ test("creds: a .creds file gives the credential and its subject's key", async ()
     const auth = o.authenticator(nonce) as { nkey: string; sig: string };
     assert.equal(auth.nkey, w.keys.agent_public);
     assert.ok(!JSON.stringify(auth).includes(w.keys.agent_seed));
+    assert.ok(fromPublic(auth.nkey).verify(new TextEncoder().encode(nonce), Buffer.from(auth.sig, "base64url")));
+    // The user key signs envelopes too: it signs no nonce but a server's.
+    for (const bad of ["", `agentgw-envelope-v1\n{"v":1}`, `{"v":1}`, "A".repeat(65), "aaaa=", "a+b/c", "nonce with space"]) {
+      assert.throws(() => o.authenticator(bad), ConfigError, JSON.stringify(bad).slice(0, 30));
+    }
+    assert.ok(o.authenticator("z".repeat(64)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
