@@ -71,6 +71,12 @@ and its own account at the next start.`)
 	if err != nil {
 		return c.fail(err, strings.TrimPrefix(gateway.ConfigHint(err)+"; ", "; ")+"fix "+m.Config+" or remove "+*dir+" to regenerate it")
 	}
+	if cfg.ScaleOut != nil {
+		// The dev server's AGENTGW user has no rights on the journal, the
+		// lease and holds buckets: a scaled-out gateway would stop at
+		// its first journal append.
+		return c.fail(errors.New("agentgw run: the development server does not scale out"), "remove scale_out from "+m.Config+"; deploy/ has the configuration of a scaled-out deployment")
+	}
 	// The gateway is a NATS user like any other (AGENTGW account): it
 	// connects in-process with its own nkey. Material from before the dev
 	// server had accounts has no nats.nkey in its config.
