@@ -20,6 +20,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -79,7 +80,7 @@ func (c ApproverConfig) Validate() error {
 	}
 	for _, k := range c.TrustedGateways {
 		if !subjects.ValidKey(k, 'N') {
-			err = errors.Join(err, fmt.Errorf("%w: trusted gateway %.64q is not a server ('N') public key", ErrConfig, k))
+			err = errors.Join(err, fmt.Errorf("%w: trusted gateway %.64q is not a server ('N') public key", ErrConfig, identity.SafeText(k)))
 		}
 	}
 	if c.Skew < 0 {

@@ -155,12 +155,12 @@ func (c ConsumerConfig) Validate() error {
 	}
 	for _, k := range c.TrustedGateways {
 		if !subjects.ValidKey(k, 'N') {
-			add("trusted gateway %.72q is not a public server ('N') key", k)
+			add("trusted gateway %.72q is not a public server ('N') key", identity.SafeText(k))
 		}
 	}
 	for _, k := range c.GatewayXKeys {
 		if !subjects.ValidKey(k, 'X') {
-			add("gateway xkey %.72q is not a public curve ('X') key", k)
+			add("gateway xkey %.72q is not a public curve ('X') key", identity.SafeText(k))
 		}
 	}
 	if c.Skew < 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/exchange"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/tracing"
 	"github.com/agentgw/agentgw/store/lease"
 	"github.com/agentgw/agentgw/subjects"
@@ -367,7 +368,7 @@ func (c *Config) Validate() error {
 		}
 		for _, iss := range t.Issuers {
 			if !subjects.ValidKey(iss, 'A') {
-				add("tenant %q: issuer %q is not an account public key (A...)", name, iss)
+				add("tenant %q: issuer %q is not an account public key (A...)", name, identity.SafeText(iss))
 			}
 		}
 	}

@@ -440,6 +440,7 @@ const LedgerMemTable = 32 << 20
 func (g *Gateway) ledgerOptions() store.Options {
 	o := g.cfg.ledgerOptions()
 	o.FS = g.ledgerFS
+	o.Logger = g.log // Pebble's errors and the store's warnings (a ledger open to others)
 	return o
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -65,7 +66,10 @@ func (g *Gateway) Reload() error {
 	g.metrics.PolicyReloads.WithLabelValues(result).Inc()
 	ev := g.log.Info()
 	if err != nil {
-		ev = g.log.Error().Err(err)
+		// Each error already hides what it quotes; SafeText is the
+		// catch-all for any that does not (a seed or a JWT pasted into
+		// a file the reload reads).
+		ev = g.log.Error().Str(zerolog.ErrorFieldName, identity.SafeText(err.Error()))
 	}
 	r := g.rules.Load()
 	ev.Str("policy_version", r.pol.Version()).Str("catalog", r.cat.Digest).Msg("reload")
@@ -86,26 +90,28 @@ func (g *Gateway) loadRevocations() error {
 	// An entry that is not a credential id or an agent key would match
 	// nothing: the operator is told, and the well-formed entries beside it
 	// apply all the same (a revocation is never held back by a typo).
+	// The entry is quoted by identity.SafeText: a seed or a JWT pasted
+	// into the file is not logged.
 	var bad []error
 	jtis = slices.DeleteFunc(jtis, func(j string) bool {
 		if identity.ValidRevokedJTI(j) {
 			return false
 		}
-		bad = append(bad, fmt.Errorf("jti %.72q is not a credential id ([A-Za-z0-9._:-]{1,128}), alone or after its issuer's key and '/'", j))
+		bad = append(bad, fmt.Errorf("jti %.72q is not a credential id ([A-Za-z0-9._:-]{1,128}), alone or after its issuer's key and '/'", identity.SafeText(j)))
 		return true
 	})
 	keys = slices.DeleteFunc(keys, func(k string) bool {
 		if subjects.ValidAgent(k) {
 			return false
 		}
-		bad = append(bad, fmt.Errorf("key %.72q is not an agent public key (U…, 56 characters)", k))
+		bad = append(bad, fmt.Errorf("key %.72q is not an agent public key (U…, 56 characters)", identity.SafeText(k)))
 		return true
 	})
 	principals = slices.DeleteFunc(principals, func(p string) bool {
 		if identity.ValidPrincipal(p) {
 			return false
 		}
-		bad = append(bad, fmt.Errorf("principal %.72q is not a principal (1-1024 bytes of UTF-8, no control characters)", p))
+		bad = append(bad, fmt.Errorf("principal %.72q is not a principal (1-1024 bytes of UTF-8, no control characters)", identity.SafeText(p)))
 		return true
 	})
 	g.revocations.Replace(jtis, keys)

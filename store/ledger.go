@@ -28,8 +28,11 @@ const MaxGenWidth = 7 * 24 * time.Hour
 
 // Options configures a Ledger. The zero value is usable.
 type Options struct {
-	// FS is the filesystem; nil means vfs.Default. Tests pass
-	// vfs.NewCrashableMem or an errorfs wrapper.
+	// FS is the filesystem; nil means vfs.Default, with the ledger's
+	// directories made 0700 and its files 0600 (a ledger holds held
+	// requests' bodies in clear), and an existing ledger open to its
+	// group or others tightened at Open. Tests pass vfs.NewCrashableMem
+	// or an errorfs wrapper.
 	FS vfs.FS
 	// CacheBytes is the block cache size in bytes; 0 means 16 MiB. The
 	// gateway's lookups are mostly of absent keys and need the tables'
@@ -76,7 +79,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.FS == nil {
-		o.FS = vfs.Default
+		o.FS = defaultFS
 	}
 	if o.CacheBytes == 0 {
 		o.CacheBytes = DefaultCacheBytes
@@ -214,8 +217,11 @@ func Open(dir string, opt Options) (*Ledger, error) {
 		return nil, err
 	}
 	opt = opt.withDefaults()
-	if err := opt.FS.MkdirAll(dir, 0o755); err != nil {
+	if err := opt.FS.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("store: create %s: %w: %v", dir, ErrIO, err)
+	}
+	if opt.FS == defaultFS {
+		tighten(dir, opt.Logger)
 	}
 	// Lock first: a second Open of the same directory (this process or
 	// another) is then a clear ErrLocked, not a confusing Pebble error.

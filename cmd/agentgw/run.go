@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/tracing"
 	"github.com/agentgw/agentgw/internal/demo"
 	"github.com/agentgw/agentgw/internal/devenv"
@@ -222,7 +223,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, gw *gateway.Gateway,
 			return
 		case <-hup:
 			if err := gw.Reload(); err != nil {
-				fmt.Fprintf(c.err, "agentgw: reload kept the previous version of what failed: %v\n", err)
+				fmt.Fprintf(c.err, "agentgw: reload kept the previous version of what failed: %s\n", identity.SafeText(err.Error()))
 			}
 		}
 	}

@@ -15,6 +15,8 @@ import (
 
 	cedar "github.com/cedar-policy/cedar-go"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
+
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // ErrInvalid is wrapped by every Problem: a policy file that cannot be
@@ -96,13 +98,15 @@ func readFiles(files []string) ([]source, error) {
 	for _, f := range files {
 		name := filepath.Base(f)
 		if prev, dup := seen[name]; dup {
-			probs = append(probs, &Problem{File: f, Msg: "same base name as " + prev + "; policy ids and versions are keyed by base name"})
+			probs = append(probs, &Problem{File: identity.SafePath(f), Msg: "same base name as " + identity.SafePath(prev) + "; policy ids and versions are keyed by base name"})
 			continue
 		}
 		seen[name] = f
 		b, err := readFile(f)
 		if err != nil {
-			probs = append(probs, &Problem{File: f, Msg: err.Error()})
+			// A seed pasted where its file's path belongs is named by
+			// SafePath, here and in the error's own copy of the path.
+			probs = append(probs, &Problem{File: identity.SafePath(f), Msg: identity.SafePath(err.Error())})
 			continue
 		}
 		srcs = append(srcs, source{name: name, src: b})
@@ -214,15 +218,20 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$`)
 // cedarPos matches the position cedar-go's parser puts in its errors.
 var cedarPos = regexp.MustCompile(`^(?:parser error: )?parse error at <input>:(\d+):(\d+) ?`)
 
+// parseProblem is cedar-go's parse error as a Problem. Cedar quotes the
+// token it stopped at, and a file that is not Cedar (an nkey seed file
+// listed under policies by mistake) is one identifier token to it: the
+// position is kept, the rest of its text passes through
+// identity.SafeText, so no seed or token reaches a log or the terminal.
 func parseProblem(name string, err error) *Problem {
 	msg := err.Error()
 	m := cedarPos.FindStringSubmatchIndex(msg)
 	if m == nil {
-		return &Problem{File: name, Msg: msg}
+		return &Problem{File: name, Msg: identity.SafeText(msg)}
 	}
 	line, _ := strconv.Atoi(msg[m[2]:m[3]])
 	col, _ := strconv.Atoi(msg[m[4]:m[5]])
-	return &Problem{File: name, Line: line, Column: col, Msg: "parse error: " + msg[m[1]:]}
+	return &Problem{File: name, Line: line, Column: col, Msg: "parse error: " + identity.SafeText(msg[m[1]:])}
 }
 
 // lint reports agentgw-specific mistakes Cedar accepts but that would make

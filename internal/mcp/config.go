@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -192,7 +193,7 @@ func (e EndpointConfig) validate() error {
 	}
 	for _, k := range e.TrustedGateways {
 		if !subjects.ValidKey(k, 'N') {
-			add("endpoint: trusted gateway %.72q is not a public server ('N') key", k)
+			add("endpoint: trusted gateway %.72q is not a public server ('N') key", identity.SafeText(k))
 		}
 	}
 	if len(e.TrustedIssuers) == 0 {
@@ -200,7 +201,7 @@ func (e EndpointConfig) validate() error {
 	}
 	for _, k := range e.TrustedIssuers {
 		if !subjects.ValidKey(k, 'A') {
-			add("endpoint: trusted issuer %.72q is not a public account ('A') key", k)
+			add("endpoint: trusted issuer %.72q is not a public account ('A') key", identity.SafeText(k))
 		}
 	}
 	if !subjects.ValidKey(e.GatewayXKey, 'X') {

@@ -7,6 +7,7 @@ import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { Agent, delay, type AgentConfig, type Receipt, type SendOptions } from "./agent.js";
 import { openConsumer, pull } from "./consume.js";
 import { DECISION_HEADER, ROUTE_APPROVAL, verifyDecision, type DecisionClaims, type DecisionVerifyOptions } from "./decision.js";
+import { safePath } from "./creds.js";
 import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, VerificationError } from "./errors.js";
 import { dateOfNs, validTraceId } from "./envelope.js";
 import { digestHex, fromUtf8, utf8 } from "./internal/bytes.js";
@@ -410,7 +411,7 @@ export class Approver {
     }
     for (const k of Array.isArray(cfg.trustedGateways) ? cfg.trustedGateways : []) {
       if (!isPublicKey(k, "N")) {
-        errs.push(`trusted gateway ${JSON.stringify(String(k).slice(0, 72))} is not a public server ('N') key`);
+        errs.push(`trusted gateway ${JSON.stringify(safePath(String(k)).slice(0, 72))} is not a public server ('N') key`);
       }
     }
     if (cfg.skewMs !== undefined && (!Number.isFinite(cfg.skewMs) || cfg.skewMs < 0)) {

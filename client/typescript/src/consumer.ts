@@ -5,6 +5,7 @@ import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { KeyPair } from "@nats-io/nkeys";
 import type { Agent, Receipt, SendOptions } from "./agent.js";
 import { openConsumer, pull } from "./consume.js";
+import { safePath } from "./creds.js";
 import { ConfigError, VerificationError } from "./errors.js";
 import type { Limits } from "./envelope.js";
 import { validTarget, validToken } from "./envelope.js";
@@ -331,12 +332,12 @@ export class Consumer {
     }
     for (const k of cfg.trustedGateways ?? []) {
       if (!isPublicKey(k, "N")) {
-        errs.push(`trusted gateway ${JSON.stringify(String(k).slice(0, 72))} is not a public server ('N') key`);
+        errs.push(`trusted gateway ${JSON.stringify(safePath(String(k)).slice(0, 72))} is not a public server ('N') key`);
       }
     }
     for (const k of cfg.gatewayXKeys ?? []) {
       if (!isPublicKey(k, "X")) {
-        errs.push(`gateway xkey ${JSON.stringify(String(k).slice(0, 72))} is not a public curve ('X') key`);
+        errs.push(`gateway xkey ${JSON.stringify(safePath(String(k)).slice(0, 72))} is not a public curve ('X') key`);
       }
     }
     for (const [name, v] of [
