@@ -468,6 +468,7 @@ export class Approver {
    * by a trusted gateway, over these bytes and this held envelope), an
    * expired one's as of its deadline (its token expires with it, which
    * is not held against a request already listed as expired). A request
+   * that does not decode as a request of this tenant is terminated; one
    * whose token does not verify is left out; it is terminated (term,
    * with the reason code) unless it would verify by a clock up to 5
    * minutes ahead of the approver's (issued "in the future": this clock
@@ -495,7 +496,11 @@ export class Approver {
           let req: ApprovalRequest;
           try {
             req = decodeRequest(m.subject, m.data, this.agent.tenant);
-          } catch {
+          } catch (err) {
+            // Not a request of this tenant: terminated as watch does, or
+            // enough of them handed back would fill max_ack_pending.
+            held.delete(m.seq);
+            m.term(err instanceof Error ? err.message : "approval request is not JSON of the request shape");
             continue;
           }
           const now = this.agent.now();

@@ -569,6 +569,26 @@ test("watch and list on a durable: forged own or expired requests are terminated
     term.stop();
   }
   assert.equal((await lister.find("real-held-message-0002"))?.seq, n + 1, "the real request found");
+  // Bodies that are no request of this tenant at all need no token: list
+  // terminates them as watch does, so they cannot fill the slots either.
+  const durable2 = await sharedQueue(n);
+  const lister2 = approver({ durable: durable2, bind: true });
+  for (let i = 0; i < n; i++) {
+    await js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(`{"garbage":${i}}`));
+  }
+  await hold(request("real-held-message-0003"));
+  const term2 = terminations();
+  try {
+    assert.deepEqual(
+      (await lister2.list({ all: true })).map((r) => r.heldMessageId),
+      ["real-held-message-0003"],
+      "listed behind undecodable bodies that would fill max_ack_pending if handed back",
+    );
+    await until(() => term2.got.size === n, `terminated: ${term2.got.size} of ${n}`);
+  } finally {
+    term2.stop();
+  }
+  assert.equal((await lister2.find("real-held-message-0003"))?.seq, n + 1, "the real request found behind undecodable bodies");
 });
 
 test("verifyRequest (the method): the approver's trusted gateways, clock and skew; 30 s when absent or 0", async () => {
