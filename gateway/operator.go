@@ -80,13 +80,16 @@ func (g *Gateway) handleOperator(ctx context.Context, m *nats.Msg) operator.Resu
 		ev.Route = ""
 	}
 	g.logDecision(ev)
-	if subj, err := subjects.Audit(ev.Tenant); err == nil {
-		data := ev.AppendJSON(nil)
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if _, err := g.js.Publish(pctx, subj, data); err != nil {
-			g.log.Warn().Err(err).Msg("operator audit event not stored")
-		}
+	// An event with no tenant (a credential or request signature that did
+	// not verify) is filed under the unroutable tenant.
+	subj, err := subjects.Audit(ev.Tenant)
+	if err != nil {
+		subj, _ = subjects.Audit(UnroutableTenant)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := g.js.Publish(pctx, subj, ev.AppendJSON(nil)); err != nil {
+		g.log.Warn().Err(err).Msg("operator audit event not stored")
 	}
 	return res
 }
@@ -99,10 +102,10 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	if err != nil {
 		return operator.Result{}, ev, err
 	}
-	// Filed under the operator's own tenant until the request is known
-	// to be for it: a request naming another tenant must not write into
-	// that tenant's audit stream.
-	ev.Operator, ev.CredentialID, ev.Issuer, ev.Tenant = cred.Subject, cred.ID, cred.Issuer, cred.Tenant
+	// No tenant (filed under the unroutable one) until the request is
+	// signed by the credential's key: a credential is a bearer token, and
+	// its holder alone must not write into the tenant's audit stream.
+	ev.Operator, ev.CredentialID, ev.Issuer = cred.Subject, cred.ID, cred.Issuer
 	pub, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(cred.Subject))
 	if err != nil {
 		return operator.Result{}, ev, reason.Deny(reason.MalformedCredential, "operator key")
@@ -111,6 +114,10 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 	if err != nil || !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.SigningInput(m.Data), sig[:]) {
 		return operator.Result{}, ev, reason.Deny(reason.BadSignature, "operator request signature")
 	}
+	// Then under the operator's own tenant until the request is known to
+	// be for it: a request naming another tenant must not write into that
+	// tenant's audit stream.
+	ev.Tenant = cred.Tenant
 	req, err := operator.Parse(m.Data, now, g.cfg.Limits.Skew)
 	if err != nil {
 		return operator.Result{}, ev, err
@@ -179,6 +186,11 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 	if err != nil {
 		return nil, reason.Deny(reason.ReplayRefused, "denied message %d has no replayable ingress subject", seq)
 	}
+	// The re-submission goes to this subject: it must be of the tenant
+	// the record is filed under, the operator's.
+	if ref.Tenant != tenant {
+		return nil, reason.Deny(reason.ReplayRefused, "denied message %d was not received on an ingress subject of tenant %s", seq, tenant)
+	}
 	hdr := nats.Header{}
 	for _, k := range []string{header.Signature, header.Traceparent, header.MessageID, header.TraceID, header.Notify} {
 		if v := raw.Header.Get(k); v != "" {
@@ -210,12 +222,23 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 	it.untraced = true
 	g.verifyAt(it, now)
 	if it.route == "" {
-		// Scaled out, the entry is in the ledger of whichever instance
-		// holds the message's partition, maybe not this one: the real
-		// replay's ledger gate decides then.
+		// Scaled out, the entry and the marker are in the ledger of
+		// whichever instance holds the message's partition, maybe not
+		// this one: the real replay's ledger gate decides then. As there,
+		// a message seen is refused when its decision was not a denial,
+		// or when it was replayed already (its single-use marker is set:
+		// a replay denied again uses it up, for every record of it).
 		for _, led := range g.ledgers() {
-			if prev, seen, err := led.Replay(it.replay, now); err == nil && seen && prev.Decision.Route != store.RouteDeny {
+			prev, seen, err := led.Replay(it.replay, now)
+			if err != nil || !seen {
+				continue
+			}
+			if prev.Decision.Route != store.RouteDeny {
 				it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
+				break
+			}
+			if marked, err := led.Marked("replay", replayMarkerID(it.replay)); err == nil && marked {
+				it.deny(reason.Deny(reason.ReplayRefused, "message %s was already replayed", it.env.MessageID))
 				break
 			}
 		}
@@ -245,20 +268,43 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 	return res
 }
 
+// dryRunReadTimeout bounds a dry run's read of the agent's ingress
+// (resubmitted): the operator service answers one request at a time, for
+// every tenant. A variable for tests.
+var dryRunReadTimeout = 10 * time.Second
+
 // resubmitted reports whether denied message deniedSeq was re-submitted
 // within the ingress stream's duplicate window, the span in which
 // JetStream refuses a second re-submission (its Nats-Msg-Id is fixed per
 // denied message), and as which ingress sequence. It reads the headers
-// of the agent's ingress messages of that window. The window runs on the
-// server's wall clock, so the start is wall time, not the decision clock.
+// of the agent's ingress messages of that window, up to the stream's
+// last sequence when the read starts (an agent publishing on its own
+// subject meanwhile does not keep it reading), within dryRunReadTimeout
+// (else an internal_error denial). The window runs on the server's wall
+// clock, so the start is wall time, not the decision clock.
 func (g *Gateway) resubmitted(ctx context.Context, it *item, deniedSeq uint64) (uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, dryRunReadTimeout)
+	defer cancel()
+	s, err := g.js.Stream(ctx, StreamIngress)
+	if err != nil {
+		return 0, false, readFailed(ctx, err)
+	}
+	return g.resubmittedUpTo(ctx, it, deniedSeq, s.CachedInfo().State.LastSeq)
+}
+
+// resubmittedUpTo is resubmitted reading no further than ingress
+// sequence last.
+func (g *Gateway) resubmittedUpTo(ctx context.Context, it *item, deniedSeq, last uint64) (uint64, bool, error) {
+	if last == 0 {
+		return 0, false, nil
+	}
 	start := time.Now().Add(-g.cfg.Streams.DuplicateWindow)
 	c, err := g.js.OrderedConsumer(ctx, StreamIngress, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"agentgw.in.*." + it.ref.Tenant + "." + it.ref.Agent},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy, OptStartTime: &start, HeadersOnly: true,
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
+		return 0, false, readFailed(ctx, err)
 	}
 	// nats.go deletes an ordered consumer's server-side consumer when it
 	// replaces it, not when the reading stops: the last one is deleted
@@ -275,9 +321,12 @@ func (g *Gateway) resubmitted(ctx context.Context, it *item, deniedSeq uint64) (
 	}()
 	want := g.replayMsgID(it.body, deniedSeq)
 	for {
+		if err := ctx.Err(); err != nil {
+			return 0, false, readFailed(ctx, err)
+		}
 		batch, err := c.FetchNoWait(256)
 		if err != nil {
-			return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
+			return 0, false, readFailed(ctx, err)
 		}
 		n := 0
 		var pending uint64
@@ -287,18 +336,30 @@ func (g *Gateway) resubmitted(ctx context.Context, it *item, deniedSeq uint64) (
 			if err != nil {
 				continue
 			}
+			if md.Sequence.Stream > last {
+				return 0, false, nil
+			}
 			pending = md.NumPending
 			if m.Headers().Get(header.MsgID) == want {
 				return md.Sequence.Stream, true, nil
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return 0, false, fmt.Errorf("gateway: ingress re-submissions: %w", err)
+			return 0, false, readFailed(ctx, err)
 		}
 		if n == 0 || pending == 0 {
 			return 0, false, nil
 		}
 	}
+}
+
+// readFailed is the internal_error denial of a dry run whose read of the
+// ingress stream failed with err, or ran out of time (ctx's deadline).
+func readFailed(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return reason.Deny(reason.Internal, "ingress re-submissions: not read within %s", dryRunReadTimeout)
+	}
+	return reason.Deny(reason.Internal, "ingress re-submissions: %v", err)
 }
 
 // resubmit publishes the original message back to its ingress subject

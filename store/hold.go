@@ -200,3 +200,26 @@ func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	b.r.staged[string(markerExpiryKey(expires, kind, id))] = staged{v: []byte{}}
 	return true, nil
 }
+
+// Marked reports whether the single-use marker (kind, id) is set, as
+// SetOnce would find it in the database: a read-only lookup, without a
+// batch, safe to call concurrently with everything else. A marker set
+// by a batch not yet committed is not seen. kind and id are checked as
+// SetOnce checks them.
+func (l *Ledger) Marked(kind, id string) (bool, error) {
+	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
+		return false, err
+	}
+	if err := checkPart("marker id", id, maxPartLen); err != nil {
+		return false, err
+	}
+	db, err := l.acquire()
+	if err != nil {
+		return false, err
+	}
+	defer l.mu.RUnlock()
+	r := reader{l: l, db: db}
+	defer r.close()
+	_, ok, err := r.get(markerKey(kind, id))
+	return ok, err
+}

@@ -16,6 +16,10 @@ func TestParse(t *testing.T) {
 		t.Fatalf("Parse(good) = %+v, %v", r, err)
 	}
 	edit := func(old, new string) string { return strings.Replace(good, old, new, 1) }
+	// times replaces issued_at and expires_at.
+	times := func(issued, expires string) string {
+		return strings.NewReplacer("2026-11-26T01:08:41Z", issued, "2026-11-26T01:09:41Z", expires).Replace(good)
+	}
 	for _, tc := range []struct {
 		name, data string
 		want       reason.Code
@@ -38,9 +42,22 @@ func TestParse(t *testing.T) {
 		{"deny/short-id", edit(`5d1e0c3a9b7f4e21a6c8d2f0b4e6a806`, `short`), reason.MalformedEnvelope},
 		{"deny/ttl", edit(`01:09:41Z`, `01:18:41Z`), reason.TTLTooLong},
 		{"deny/trailing", good + `{}`, reason.MalformedEnvelope},
+		// A captured request is usable until expires_at, and one dated
+		// ahead of the clock (signed for later use) not at all.
+		{"deny/expired", times("2026-11-26T01:07:00Z", "2026-11-26T01:08:59Z"), reason.MessageExpired},
+		{"deny/issued-in-future", times("2026-11-26T01:09:01Z", "2026-11-26T01:10:00Z"), reason.IssuedInFuture},
 	} {
 		if _, err := Parse([]byte(tc.data), now, 0); reason.Of(err) != tc.want {
 			t.Errorf("Parse(%s) = %v; want %s", tc.name, err, tc.want)
+		}
+	}
+	// Within the skew, both are accepted.
+	for name, data := range map[string]string{
+		"expired 1s ago":  times("2026-11-26T01:07:00Z", "2026-11-26T01:08:59Z"),
+		"issued 1s ahead": times("2026-11-26T01:09:01Z", "2026-11-26T01:10:00Z"),
+	} {
+		if _, err := Parse([]byte(data), now, time.Second); err != nil {
+			t.Errorf("Parse(%s) with 1s of skew = %v; want accepted", name, err)
 		}
 	}
 }

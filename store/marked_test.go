@@ -1,0 +1,54 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestMarked: Ledger.Marked sees a marker once a batch that set it has
+// committed, not while the batch is open nor after Prune removed it, and
+// keeps kinds apart; it checks kind and id as SetOnce does.
+func TestMarked(t *testing.T) {
+	const lookback = 30 * time.Second
+	l := openTest(t, Options{Lookback: lookback})
+	exp := t0.Add(time.Hour)
+	marked := func(kind, id string) bool {
+		t.Helper()
+		ok, err := l.Marked(kind, id)
+		if err != nil {
+			t.Fatalf("Marked(%s, %s): %v", kind, id, err)
+		}
+		return ok
+	}
+	if marked("replay", "acme/UAGENT/m1") {
+		t.Fatal("Marked before any SetOnce = true")
+	}
+	b := l.NewBatch()
+	if ok, err := b.SetOnce("replay", "acme/UAGENT/m1", exp); !ok || err != nil {
+		t.Fatalf("SetOnce = %v, %v", ok, err)
+	}
+	if marked("replay", "acme/UAGENT/m1") {
+		t.Error("Marked sees a marker of an uncommitted batch")
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if !marked("replay", "acme/UAGENT/m1") {
+		t.Error("Marked after commit = false")
+	}
+	if marked("approval", "acme/UAGENT/m1") || marked("replay", "acme/UAGENT/m2") {
+		t.Error("Marked sees a marker of another kind or id")
+	}
+	if _, err := l.Prune(exp.Add(lookback+time.Second), 0); err != nil {
+		t.Fatal(err)
+	}
+	if marked("replay", "acme/UAGENT/m1") {
+		t.Error("Marked after Prune removed the marker = true")
+	}
+	for name, kid := range map[string][2]string{"empty kind": {"", "x"}, "empty id": {"replay", ""}, "NUL in id": {"replay", "a\x00b"}} {
+		if _, err := l.Marked(kid[0], kid[1]); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Marked(%s) = %v; want ErrInvalid", name, err)
+		}
+	}
+}
