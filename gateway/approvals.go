@@ -652,8 +652,13 @@ func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 }
 
 // pendingApprovals counts the held requests and the age of the oldest,
-// for the approval-queue gauges. It reads the holds (few: one per request
-// awaiting a human), never their payloads.
+// for the approval-queue gauges. Scaled out it reads what the last expiry
+// scan counted. A single instance reads its ledgers' holds in one pass,
+// each in place (no copy): an id that names no held request (an
+// outstanding response, a recorded expiry or withdrawal) is passed over
+// before its value is read, and of a held request only requested_at is
+// decoded. So a reading costs one pass over the holds, however many of
+// them are of other kinds, and memory for none of them.
 func (g *Gateway) pendingApprovals() (int, time.Duration) {
 	if g.kvh != nil {
 		n := int(g.kvh.pending.Load())
@@ -668,25 +673,43 @@ func (g *Gateway) pendingApprovals() (int, time.Duration) {
 		}
 		return n, max(0, g.clock().Sub(time.Unix(0, oldest)))
 	}
-	var holds []store.Hold
+	n := 0
+	var first time.Time
+	var rec struct {
+		RequestedAt time.Time `json:"requested_at"`
+	}
 	for _, led := range g.ledgers() {
-		h, err := led.DueHolds(time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC), 100000)
+		err := led.ScanHolds(func(h store.Hold) error {
+			if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) || strings.HasPrefix(h.ID, withdrawnPrefix) {
+				return nil
+			}
+			n++
+			rec.RequestedAt = time.Time{}
+			if json.Unmarshal(h.Value, &rec) == nil && !rec.RequestedAt.IsZero() && (first.IsZero() || rec.RequestedAt.Before(first)) {
+				first = rec.RequestedAt
+			}
+			return nil
+		})
 		if err != nil {
 			return 0, 0
 		}
-		holds = append(holds, h...)
 	}
-	n, now := 0, g.clock()
-	var oldest time.Duration
-	for _, h := range holds {
-		if strings.HasPrefix(h.ID, respPrefix) || strings.HasPrefix(h.ID, expiredPrefix) || strings.HasPrefix(h.ID, withdrawnPrefix) {
-			continue
-		}
-		n++
-		var rec held
-		if json.Unmarshal(h.Value, &rec) == nil && now.Sub(rec.RequestedAt) > oldest {
-			oldest = now.Sub(rec.RequestedAt)
-		}
+	if first.IsZero() {
+		return n, 0
 	}
-	return n, oldest
+	return n, max(0, g.clock().Sub(first))
+}
+
+// approvalGauges is what the two approval-queue gauges read: one reading
+// of pendingApprovals shared by the gauges of one scrape (taken again
+// once it is a second old), so a scrape passes over the holds once.
+func (g *Gateway) approvalGauges() (int, time.Duration) {
+	r := &g.approvalReading
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.at.IsZero() || time.Since(r.at) >= time.Second {
+		r.n, r.age = g.pendingApprovals()
+		r.at = time.Now()
+	}
+	return r.n, r.age
 }

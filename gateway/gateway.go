@@ -61,6 +61,14 @@ type Gateway struct {
 	budgets     *budget.Budgets
 	workers     int
 	expireEvery time.Duration
+	// approvalReading is the approval-queue gauges' shared reading
+	// (approvalGauges).
+	approvalReading struct {
+		mu  sync.Mutex
+		at  time.Time
+		n   int
+		age time.Duration
+	}
 	sweep       chan struct{} // requests a sweep of held requests (sweepHolds)
 	tracer      trace.Tracer
 	tracing     bool // a real tracer provider was given: spans are recorded
@@ -195,11 +203,11 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g.ledgerGauge("agentgw_ledger_l0_sublevels", "Depth of the ledger's L0, the deepest over held partitions: compacted at 8, writes stall at 48.",
 		func(n float64, s store.Stats) float64 { return max(n, float64(s.L0Sublevels)) })
 	g.metrics.GaugeFunc("agentgw_approvals_pending", "Requests held for an approver now (approval queue depth).", func() float64 {
-		n, _ := g.pendingApprovals()
+		n, _ := g.approvalGauges()
 		return float64(n)
 	})
 	g.metrics.GaugeFunc("agentgw_approval_oldest_seconds", "Age of the oldest request held for an approver.", func() float64 {
-		_, age := g.pendingApprovals()
+		_, age := g.approvalGauges()
 		return age.Seconds()
 	})
 	tenants := []string{UnroutableTenant}
