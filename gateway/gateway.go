@@ -69,11 +69,11 @@ type Gateway struct {
 		n   int
 		age time.Duration
 	}
-	sweep       chan struct{} // requests a sweep of held requests (sweepHolds)
-	tracer      trace.Tracer
-	tracing     bool // a real tracer provider was given: spans are recorded
-	agentKeys   agentKeys
-	ready       chan struct{}
+	sweep     chan struct{} // requests a sweep of held requests (sweepHolds)
+	tracer    trace.Tracer
+	tracing   bool // a real tracer provider was given: spans are recorded
+	agentKeys agentKeys
+	ready     chan struct{}
 	// serving is true from the end of Run's setup until Run returns;
 	// conn is the connection once Run has it (Readiness, the gauges).
 	serving atomic.Bool
