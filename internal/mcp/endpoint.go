@@ -135,7 +135,11 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 			e.tasks.wg.Go(func() { g.watch(e.tasks.ctx, iv) })
 		}
 	}
-	e.server = sdk.NewServer(&sdk.Implementation{Name: "agentgw", Version: Version}, nil)
+	// Every result is the principal's (tools/list is narrowed to what
+	// it may call): no shared cache may keep one for another.
+	e.server = sdk.NewServer(&sdk.Implementation{Name: "agentgw", Version: Version}, &sdk.ServerOptions{
+		SetCacheable: func(_ context.Context, _ sdk.Request, c *sdk.Cacheable) { c.CacheScope = "private" },
+	})
 	for i := range cfg.Tools {
 		t := &cfg.Tools[i]
 		schema := json.RawMessage(`{"type":"object"}`)

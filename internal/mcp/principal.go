@@ -68,12 +68,15 @@ type session struct {
 	sum    [sha256.Size]byte // of the token: its key in Endpoint.sessions
 	expiry time.Time         // the token's
 
-	mu         sync.Mutex // the credential; held while it is renewed
+	mu         sync.Mutex // the credential and its renewal; not held during an exchange
 	agent      *client.Agent
 	cred       identity.Token // printed redacted
 	scopes     []string
 	who        policy.Principal // the credential's Cedar principal
 	credExpiry time.Time
+	renewing   *renewal  // the renewal in flight; nil when none
+	retryAt    time.Time // after a failed renewal, none before this
+	failed     error     // that renewal's error
 
 	idsMu sync.Mutex
 	calls replaySet // the tools/call requests made with the token
@@ -310,20 +313,137 @@ func (s *session) info() *auth.TokenInfo {
 	}
 }
 
-// refresh exchanges raw for a new credential when verify is set (raw
-// has not been verified yet) or the session's credential is missing or
-// about to expire.
+// renewRetry is how long a session whose renewal failed waits before it
+// tries again: meanwhile its requests use the current credential while
+// it is valid, and otherwise get that failure, so that an outage does
+// not cost every request an exchange's timeout.
+const renewRetry = 5 * time.Second
+
+// renewal is one exchange for a session's new credential; done is closed
+// once err (and gaveUp) is set.
+type renewal struct {
+	done   chan struct{}
+	err    error
+	gaveUp bool // the renewing request's context ended: the exchange was not judged
+}
+
+// issued is a credential the exchange issued and the agent that uses it.
+type issued struct {
+	agent   *client.Agent
+	cred    identity.Token
+	scopes  []string
+	who     policy.Principal
+	expires time.Time
+}
+
+// refresh exchanges raw for a new credential when verify is set (raw has
+// not been verified yet, and s is not filed: no other request has it) or
+// when the session's credential is missing or about to expire (renew).
 func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify bool) error {
+	if !verify {
+		return e.renew(ctx, s, raw)
+	}
+	c, err := e.issue(ctx, s.p, raw)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.set(c)
+	s.mu.Unlock()
+	return nil
+}
+
+// renew renews the credential of a filed session as
+// client.CredentialSource does: one request at a time exchanges, without
+// s.mu held, and s.mu is taken only to swap in the new credential. While
+// it does, the other requests go on with the current credential if it is
+// still valid, and otherwise wait for the renewal (or their context) and
+// share its outcome. After a failed renewal none is tried for
+// renewRetry: requests go on with the current credential while it is
+// valid, and otherwise get that failure. A typed refusal
+// (auth.ErrInvalidToken) is the token's: it is returned, valid credential
+// or not, until the next attempt.
+func (e *Endpoint) renew(ctx context.Context, s *session, raw string) error {
+	for {
+		s.mu.Lock()
+		now := e.now()
+		// A credential is renewed when it nears its end, unless it
+		// already lasts as long as the token (the exchange issues none
+		// longer, and cuts its lifetime to whole seconds).
+		if s.agent != nil && (now.Add(e.renewBefore).Before(s.credExpiry) || !s.credExpiry.Add(2*time.Second).Before(s.expiry)) {
+			s.mu.Unlock()
+			return nil
+		}
+		valid := s.agent != nil && now.Before(s.credExpiry)
+		if s.renewing == nil && now.Before(s.retryAt) {
+			err := s.failed
+			if valid && !errors.Is(err, auth.ErrInvalidToken) {
+				err = nil
+			}
+			s.mu.Unlock()
+			return err
+		}
+		if r := s.renewing; r != nil {
+			s.mu.Unlock()
+			if valid {
+				return nil
+			}
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return fmt.Errorf("token exchange unavailable: %w", ctx.Err())
+			}
+			if r.gaveUp {
+				continue // its request gave up, not the exchange: try again
+			}
+			return e.fallback(s, r.err)
+		}
+		r := &renewal{done: make(chan struct{})}
+		s.renewing = r
+		s.mu.Unlock()
+		c, err := e.issue(ctx, s.p, raw)
+		s.mu.Lock()
+		s.renewing = nil
+		switch {
+		case err == nil:
+			s.set(c)
+			s.retryAt, s.failed = time.Time{}, nil
+		case ctx.Err() != nil:
+			r.gaveUp = true
+		default:
+			s.retryAt, s.failed = e.now().Add(renewRetry), err
+		}
+		r.err = err
+		s.mu.Unlock()
+		close(r.done)
+		return e.fallback(s, err)
+	}
+}
+
+// fallback is the outcome of a request whose renewal ended with err: nil
+// on success, and after a failure that is not a typed refusal while the
+// current credential is still valid by the clock read now (the exchange
+// may have taken its whole timeout); err otherwise.
+func (e *Endpoint) fallback(s *session, err error) error {
+	if err == nil || errors.Is(err, auth.ErrInvalidToken) {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := e.now()
-	// A credential is renewed when it nears its end, unless it already
-	// lasts as long as the token (the exchange issues none longer, and
-	// cuts its lifetime to whole seconds).
-	if !verify && s.agent != nil && (now.Add(e.renewBefore).Before(s.credExpiry) || !s.credExpiry.Add(2*time.Second).Before(s.expiry)) {
+	if s.agent != nil && e.now().Before(s.credExpiry) {
 		return nil
 	}
-	p := s.p
+	return err
+}
+
+// set swaps in the credential c; s.mu is held.
+func (s *session) set(c *issued) {
+	s.agent, s.cred, s.scopes, s.who, s.credExpiry = c.agent, c.cred, c.scopes, c.who, c.expires
+}
+
+// issue exchanges raw for a credential to p's agent key. Errors wrap
+// auth.ErrInvalidToken when the exchange judged the token and refused it.
+func (e *Endpoint) issue(ctx context.Context, p *principal, raw string) (*issued, error) {
 	cred, err := client.Exchange(ctx, e.nc, client.ExchangeConfig{
 		Subject: e.ep.ExchangeSubject, Audience: e.ep.GatewayAudience, Tenant: e.cfg.Tenant,
 		Key: p.key, Curve: p.curve, GatewayXKey: e.ep.GatewayXKey, TrustedIssuers: e.ep.TrustedIssuers,
@@ -335,27 +455,26 @@ func (e *Endpoint) refresh(ctx context.Context, s *session, raw string, verify b
 		case ok && d.Code == reason.ExchangeIdPUnavailable:
 			// The token was not judged: not a 401, which would have the
 			// client discard a token that may be good.
-			return errors.New("token exchange unavailable: the IdP's signing keys cannot be obtained")
+			return nil, errors.New("token exchange unavailable: the IdP's signing keys cannot be obtained")
 		case ok && d.Code != reason.Internal:
-			return fmt.Errorf("%w: token exchange refused (%s)", auth.ErrInvalidToken, d.Code)
+			return nil, fmt.Errorf("%w: token exchange refused (%s)", auth.ErrInvalidToken, d.Code)
 		}
-		return errors.New("token exchange unavailable")
+		return nil, errors.New("token exchange unavailable")
 	}
 	ac := client.DefaultAgentConfig()
 	ac.Credential, ac.Key, ac.Curve, ac.GatewayXKey = cred.Token, p.key, p.curve, e.ep.GatewayXKey
 	ag, err := client.NewAgent(e.nc, ac, client.WithClock(e.now))
 	if err != nil {
-		return errors.New("exchanged credential is unusable")
+		return nil, errors.New("exchanged credential is unusable")
 	}
 	who, verified, err := credentialPrincipal(cred.Token)
 	if err != nil {
-		return errors.New("exchanged credential is unusable")
+		return nil, errors.New("exchanged credential is unusable")
 	}
 	if verified != exchange.Principal(p.issuer, p.subject) {
-		return fmt.Errorf("%w: the token's issuer and subject are not those the exchange verified", auth.ErrInvalidToken)
+		return nil, fmt.Errorf("%w: the token's issuer and subject are not those the exchange verified", auth.ErrInvalidToken)
 	}
-	s.agent, s.cred, s.scopes, s.who, s.credExpiry = ag, cred.Token, cred.Scopes, who, cred.Expires
-	return nil
+	return &issued{agent: ag, cred: cred.Token, scopes: cred.Scopes, who: who, expires: cred.Expires}, nil
 }
 
 const sessionKey = "agentgw.session"

@@ -199,6 +199,10 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			}
 			e.serveTask(w, r, msg, tk)
 		case "tasks/list":
+			if !methodMatches(r, msg.Method) {
+				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method does not match the body"})
+				return
+			}
 			list := []Task{}
 			if s != nil {
 				_, scopes, _ := s.credential()
@@ -221,11 +225,28 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 // headersMatch checks Mcp-Method and Mcp-Name against the body: both
 // required from revision 2026-07-28 on, checked when present before.
 func headersMatch(r *http.Request, method, name string) bool {
-	m, n := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name")
-	if r.Header.Get("MCP-Protocol-Version") >= "2026-07-28" && (m == "" || n == "") {
+	n := r.Header.Get("Mcp-Name")
+	if standardHeaders(r) && n == "" {
 		return false
 	}
-	return (m == "" || m == method) && (n == "" || n == name)
+	return methodMatches(r, method) && (n == "" || n == name)
+}
+
+// methodMatches checks Mcp-Method against the body, for a method that
+// names nothing (Mcp-Name is not read, as the SDK does not read it):
+// required from revision 2026-07-28 on, checked when present before.
+func methodMatches(r *http.Request, method string) bool {
+	m := r.Header.Get("Mcp-Method")
+	if standardHeaders(r) && m == "" {
+		return false
+	}
+	return m == "" || m == method
+}
+
+// standardHeaders reports whether the request's revision requires the
+// standard headers (2026-07-28 on).
+func standardHeaders(r *http.Request) bool {
+	return r.Header.Get("MCP-Protocol-Version") >= "2026-07-28"
 }
 
 func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMessage, tk *task) {
@@ -476,7 +497,7 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 	if s == nil {
 		return nil
 	}
-	_, scopes, _ := s.credential() // before tasks.mu: a renewal holds s.mu
+	_, scopes, _ := s.credential() // before tasks.mu: the two are never held together
 	e.tasks.mu.Lock()
 	defer e.tasks.mu.Unlock()
 	if tk := e.tasks.tasks[id]; tk != nil && e.sees(s, scopes, tk, e.now()) {
