@@ -163,14 +163,20 @@ func (g *Gateway) verify(it *item) {
 		return
 	}
 	it.env = env
-	g.startSpan(it, env.TraceID)
 	// The schema gate is the strict parser: it enforces every rule of
 	// schemas/envelope.schema.json (fixtures and fuzzing prove that all
 	// it accepts the schema accepts), so a second JSON Schema pass here
 	// could never deny and cost 6-12% of the gateway's CPU.
-	end := g.gate(it, "credential")
+	//
+	// The message span opens once the signature binds the message to its
+	// signer's own subject: before that its trace id, the agent's
+	// traceparent and its tenant are anyone's claims, and a message
+	// denied before it gets a trace of its own (finish). The two gates
+	// before it are recorded in it with their times.
+	var gates tracedGates
+	gates.mark(g, 0)
 	cred, err := g.verifier.VerifyUntimed(token)
-	end()
+	gates.mark(g, 1)
 	if err != nil {
 		it.deny(err)
 		return
@@ -181,9 +187,9 @@ func (g *Gateway) verify(it *item) {
 		it.deny(reason.Deny(reason.MalformedCredential, "credential %s subject is not a user key", cred.ID))
 		return
 	}
-	end = g.gate(it, "signature")
+	gates.mark(g, 2)
 	err = g.agentKeys.verify(pub, data, sig)
-	end()
+	gates.mark(g, 3)
 	if err != nil {
 		it.deny(err)
 		return
@@ -201,6 +207,9 @@ func (g *Gateway) verify(it *item) {
 		return
 	}
 	c.bound = true
+	g.startSpanAt(it, env.TraceID, gates.at[0])
+	g.pastGate(it, "credential", gates.at[0], gates.at[1])
+	g.pastGate(it, "signature", gates.at[2], gates.at[3])
 	if env.Audience != g.cfg.Audience {
 		it.deny(reason.Deny(reason.WrongAudience, "envelope audience %q", env.Audience))
 		return

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -29,9 +30,13 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 
 var noopTracer = noop.NewTracerProvider().Tracer("")
 
-// startSpan opens the message span once its signed trace id is known
-// (traceID "" starts a new trace for a message that never parsed).
-func (g *Gateway) startSpan(it *item, traceID string) {
+// startSpan opens the message span once its signed trace id is known:
+// the signature verified and bound the message to its signer's subject
+// (traceID "" starts a new trace, for a message denied before that).
+func (g *Gateway) startSpan(it *item, traceID string) { g.startSpanAt(it, traceID, time.Time{}) }
+
+// startSpanAt is startSpan with the span's start time (zero: now).
+func (g *Gateway) startSpanAt(it *item, traceID string, at time.Time) {
 	if it.span != nil || !g.tracing || it.untraced {
 		return
 	}
@@ -39,9 +44,33 @@ func (g *Gateway) startSpan(it *item, traceID string) {
 	if traceID != "" {
 		ctx = tracing.Extract(ctx, it.hdr, traceID)
 	}
-	it.ctx, it.span = g.tracer.Start(ctx, "agentgw.message",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.Int64("agentgw.ingress_seq", int64(it.seq)), attribute.String("agentgw.subject", it.subject)))
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.Int64("agentgw.ingress_seq", int64(it.seq)), attribute.String("agentgw.subject", it.subject))}
+	if !at.IsZero() {
+		opts = append(opts, trace.WithTimestamp(at))
+	}
+	it.ctx, it.span = g.tracer.Start(ctx, "agentgw.message", opts...)
+}
+
+// tracedGates holds the start and end of the credential and signature
+// gates, which run before the message span opens; read only when
+// tracing.
+type tracedGates struct{ at [4]time.Time }
+
+func (t *tracedGates) mark(g *Gateway, i int) {
+	if g.tracing {
+		t.at[i] = time.Now()
+	}
+}
+
+// pastGate records a gate that ran, from from to to, before the message
+// span opened.
+func (g *Gateway) pastGate(it *item, name string, from, to time.Time) {
+	if it.span == nil || !it.span.IsRecording() || from.IsZero() {
+		return
+	}
+	_, s := g.tracer.Start(it.ctx, "gate."+name, trace.WithTimestamp(from))
+	s.End(trace.WithTimestamp(to))
 }
 
 // gate starts a child span for one gate; call the result when it is done.
@@ -76,12 +105,14 @@ func (g *Gateway) endSpan(it *item) {
 	}
 	if it.span.IsRecording() {
 		attrs := []attribute.KeyValue{attribute.String("agentgw.route", string(it.route)), attribute.Bool("agentgw.output_acked", it.outputOK)}
-		if it.env != nil {
+		// What the envelope and the credential claim is the message's
+		// only once its signature bound it to its signer's subject.
+		if it.env != nil && it.authed {
 			attrs = append(attrs, attribute.String("agentgw.trace_id", it.env.TraceID), attribute.String("agentgw.message_id", it.env.MessageID),
 				attribute.String("agentgw.tenant", it.env.Tenant), attribute.String("agentgw.target", it.env.Target),
 				attribute.String("agentgw.capability", string(it.env.Capability)))
 		}
-		if it.cred != nil {
+		if it.cred != nil && it.authed {
 			attrs = append(attrs, attribute.String("agentgw.agent", it.cred.Subject), attribute.String("agentgw.credential_jti", it.cred.ID))
 		}
 		if len(it.pol.PolicyIDs) > 0 {

@@ -122,6 +122,15 @@ func TestTraceparentWithoutTracer(t *testing.T) {
 	if got := send(body(), "").Header.Get(header.Traceparent); got != "" {
 		t.Errorf("no traceparent: output has %q; want none made up", got)
 	}
+	// A message whose signature does not verify names no signed trace:
+	// its denied record continues none.
+	b = body()
+	hdr := h.signed(h.agent, h.agent.token, b)
+	hdr.Set(header.Signature, "AAAA")
+	hdr.Set(header.Traceparent, "00-"+traceOf(b)+"-00f067aa0ba902b7-01")
+	if got := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), b, hdr)).Header.Get(header.Traceparent); got != "" {
+		t.Errorf("unsigned message: its denied record carries the traceparent %q; want none", got)
+	}
 }
 
 // TestRootSpanExported: the tracing file exporter gets, for every
