@@ -216,8 +216,10 @@ type ConsumerConfig struct {
 	// FairTenants gives every configured tenant its own queue (consumer)
 	// per partition and every batch an equal share of each, so one
 	// tenant's flood cannot starve the others. Turning it off again, or
-	// removing a tenant, is an offline change: drain the ingress
-	// consumers first (docs/performance.md).
+	// removing a tenant, is done with ingress drained, and scaled out
+	// every change of it with every instance stopped: a start refuses
+	// tenant queues that would end a message twice or never
+	// (docs/performance.md).
 	FairTenants bool `yaml:"fair_tenants"`
 }
 

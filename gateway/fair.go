@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/agentgw/agentgw/store/lease"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -91,6 +95,146 @@ func (g *Gateway) ensureTenantConsumers(ctx context.Context) ([][]tenantConsumer
 		}
 	}
 	return out, nil
+}
+
+// isTenantConsumer reports whether name is a tenant consumer's name
+// (tenantConsumerName) under the configured durable, of any tenant.
+func isTenantConsumer(c ConsumerConfig, name string) bool {
+	rest, ok := strings.CutPrefix(name, c.Durable+"-")
+	if !ok {
+		return false
+	}
+	if p, after, ok := strings.Cut(rest, "-t-"); ok && after != "" {
+		if p == "" {
+			return false
+		}
+		if p[0] == 'p' && len(p) > 1 && strings.Trim(p[1:], "0123456789") == "" {
+			return true
+		}
+	}
+	t, ok := strings.CutPrefix(rest, "t-")
+	return ok && t != ""
+}
+
+// errTenantQueues: the tenant consumers on the server are not those this
+// configuration reads, and starting would end a message twice or never.
+var errTenantQueues = errors.New("the tenant queues (consumer.fair_tenants) differ from this configuration's")
+
+// checkTenantConsumers runs before ensureTenantConsumers. A tenant
+// consumer owns its tenant's messages from its start sequence on: the
+// catch-all acknowledges them undecided. So:
+//
+//   - one this configuration does not read (fair_tenants off, or its
+//     tenant removed) is deleted when it holds nothing undecided, and
+//     otherwise refuses the start: its messages would end nowhere, and
+//     left in place it would hand the catch-all's decisions over again
+//     as undecided the day its tenant is read again;
+//   - scaled out, while another instance runs, one this configuration
+//     reads and the server lacks, or one on the server it does not
+//     read, refuses the start: the instances would disagree on who
+//     decides a tenant's messages, and a message would be decided by
+//     the catch-all of one and the tenant queue of another. Such a
+//     change is made with every instance stopped.
+func (g *Gateway) checkTenantConsumers(ctx context.Context) error {
+	cc := g.cfg.Consumer
+	want := map[string]bool{}
+	if cc.FairTenants {
+		for p := range cc.Partitions {
+			for t := range g.cfg.Tenants {
+				want[tenantConsumerName(cc, p, t)] = true
+			}
+		}
+	}
+	stream, err := g.js.Stream(ctx, StreamIngress)
+	if err != nil {
+		return fmt.Errorf("gateway: ingress stream: %w", err)
+	}
+	var stale []string
+	have := 0
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		switch {
+		case want[name]:
+			have++
+		case isTenantConsumer(cc, name):
+			stale = append(stale, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("gateway: ingress consumers: %w", err)
+	}
+	sort.Strings(stale)
+	if g.scale != nil && (len(stale) > 0 || have < len(want)) {
+		lc := g.cfg.leaseConfig()
+		kv, err := lease.EnsureBucket(ctx, g.js, lc)
+		if err != nil {
+			return err
+		}
+		members, err := lease.Members(ctx, kv)
+		if err != nil {
+			return err
+		}
+		others := slices.DeleteFunc(members, func(m string) bool { return m == lc.Instance })
+		if len(others) > 0 {
+			return fmt.Errorf("gateway: %w while instances %s run: turning fair_tenants on or off, or adding or removing a tenant, is done with every instance stopped (docs/scale-out.md)",
+				errTenantQueues, strings.Join(others, ", "))
+		}
+	}
+	for _, name := range stale {
+		c, err := stream.Consumer(ctx, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("gateway: consumer %s: %w", name, err)
+		}
+		info := c.CachedInfo()
+		if info.NumPending+uint64(max(0, info.NumAckPending)) > 0 {
+			seq, skipped, err := g.skippedByCatchAll(ctx, stream, info)
+			if err != nil {
+				return err
+			}
+			if skipped {
+				return fmt.Errorf("gateway: %w: consumer %s did not decide ingress message %d, which the catch-all acknowledged as its: start with the configuration that reads it until ingress is drained (docs/performance.md)",
+					errTenantQueues, name, seq)
+			}
+		}
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("gateway: delete consumer %s: %w", name, err)
+		}
+		g.log.Info().Str("consumer", name).Msg("deleted a tenant queue this configuration does not read; it held nothing undecided")
+	}
+	return nil
+}
+
+// skippedByCatchAll reports whether the first message the tenant
+// consumer info has not acknowledged (the first of its filter past its
+// ack floor) may have been acknowledged undecided by its partition's
+// catch-all: the catch-all has delivered that far. Its later messages,
+// published while no gateway ran, the catch-all decides itself once the
+// tenant consumer is gone.
+func (g *Gateway) skippedByCatchAll(ctx context.Context, stream jetstream.Stream, info *jetstream.ConsumerInfo) (uint64, bool, error) {
+	filter := info.Config.FilterSubject
+	m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(filter))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("gateway: ingress after consumer %s: %w", info.Name, err)
+	}
+	parts := strings.Split(filter, ".")
+	p, err := strconv.Atoi(parts[min(2, len(parts)-1)])
+	if err != nil || len(parts) < 4 {
+		return m.Sequence, true, nil // not a filter this gateway made: take it as skipped
+	}
+	c, err := stream.Consumer(ctx, consumerConfig(g.cfg.Consumer, p).Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, false, nil // no catch-all: nothing acknowledged undecided
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("gateway: catch-all of partition %d: %w", p, err)
+	}
+	return m.Sequence, m.Sequence <= c.CachedInfo().Delivered.Stream, nil
 }
 
 // fairSource feeds a partition's batches from persistent pulls

@@ -345,6 +345,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		consumers = append(consumers, c)
 	}
+	if err := g.checkTenantConsumers(setupCtx); err != nil {
+		return err
+	}
 	tenants, err := g.ensureTenantConsumers(setupCtx)
 	if err != nil {
 		return err

@@ -350,3 +350,24 @@ func (r *run) shutdown(ctx context.Context) {
 		r.log.Debug().Err(err).Msg("member key not deleted; it expires after the TTL")
 	}
 }
+
+// Members returns the instances whose member heartbeat is in the bucket
+// kv (live: the bucket keeps a key at most TTL after its last write),
+// sorted; ErrNATS when the bucket cannot be read.
+func Members(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, memberPrefix+">")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease: members: %w: %v", ErrNATS, err)
+	}
+	var out []string
+	for k := range lister.Keys() {
+		if id, ok := parseMemberKey(k); ok {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
