@@ -297,8 +297,11 @@ func reviseRevocations(args []string, revoke bool) int {
 	if !revoke {
 		return reviseRevocationsCmd(args, false, newCmd("creds unrevoke", "--file REVOCATIONS.yaml (--jti ID | --key UKEY | --principal ISSUER#SUBJECT | --credential FILE)...", `
 Remove credential ids (jti) and agent keys from the gateway's revocations
-file, the inverse of 'creds revoke'. The file is replaced atomically and
-keeps its mode, owner and group (refused when they cannot be kept); the gateway applies it at its next reload (every
+file, the inverse of 'creds revoke'. Every entry of an id goes, repeats
+included. The file is replaced atomically and
+keeps its mode, owner and group (refused when they cannot be kept); a
+symbolic link is followed, its target replaced and the link kept. The
+gateway applies it at its next reload (every
 reload_interval, or on SIGHUP). A message denied while revoked can then
 be re-submitted with 'agentgw denied replay': check it with --dry-run
 first, since a re-submission is used up even when it is denied again.
@@ -317,7 +320,8 @@ it, --jti ISSUER/ID one issuer's. --principal revokes an IdP identity
 credential issued for it, for any key, and every delegated one naming
 it among its actors; the token exchange issues none for it. The file is replaced atomically and
 keeps its mode, owner and group (root:agentgw 0640 stays readable by the
-gateway; refused when they cannot be kept); revisions of one file run one
+gateway; refused when they cannot be kept); a symbolic link is followed,
+its target replaced and the link kept. Revisions of one file run one
 at a time (its directory is locked), so none drops another's entries.
 The gateway re-reads it on its next reload (every
 reload_interval, or on SIGHUP): no restart. A revoked key revokes every
@@ -396,17 +400,25 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 			return c.usageErr("--principal %q is not a principal (1-1024 bytes of UTF-8, no control characters)", identity.SafeText(p))
 		}
 	}
+	// A --file that is a symbolic link (to a file shared, or managed
+	// elsewhere) names its target: that is what the gateway reads, so
+	// that is what is revised. Renamed over, the link would become a
+	// file of its own and the target would never see the revision.
+	path, err := revocationsPath(*file)
+	if err != nil {
+		return c.fail(err, "")
+	}
 	// Two revisions at once (two operators, a script) would each read
 	// the file and the later write would drop the earlier one's entries:
 	// the directory is locked from the read to the rename.
-	unlock, err := lockDir(filepath.Dir(*file))
+	unlock, err := lockDir(filepath.Dir(path))
 	if err != nil {
 		return c.fail(err, "")
 	}
 	defer unlock()
 	var r gateway.RevocationConfig
 	mode := os.FileMode(0o600)
-	data, err := os.ReadFile(*file)
+	data, err := os.ReadFile(path)
 	created := false
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -435,7 +447,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 			return c.fail(fmt.Errorf("%s does not name each of principals, jtis and keys: it may have been cut short", identity.SafePath(*file)),
 				"Restore it, or fix it by hand: every revocations file names principals, jtis and keys (\"[]\" for none).")
 		}
-		if fi, err := os.Stat(*file); err == nil {
+		if fi, err := os.Stat(path); err == nil {
 			mode = fi.Mode().Perm()
 		}
 	}
@@ -449,9 +461,16 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 			i := slices.Index(*k.list, v)
 			switch {
 			case !revoke && i >= 0:
-				*k.list = slices.Delete(*k.list, i, i+1)
+				// Every entry goes: one left behind keeps it revoked.
+				n := len(*k.list)
+				*k.list = slices.DeleteFunc(*k.list, func(e string) bool { return e == v })
+				n -= len(*k.list)
 				added++
-				fmt.Fprintf(c.out, "un-revoked %s %s\n", k.name, v)
+				if n > 1 {
+					fmt.Fprintf(c.out, "un-revoked %s %s (%d entries)\n", k.name, v, n)
+				} else {
+					fmt.Fprintf(c.out, "un-revoked %s %s\n", k.name, v)
+				}
 			case !revoke:
 				fmt.Fprintf(c.out, "%s %s was not revoked\n", k.name, v)
 			case i < 0:
@@ -472,7 +491,7 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	}
 	// Replace, not Write: root editing /etc/agentgw/revocations.yaml
 	// (root:agentgw 0640) must leave it readable by the gateway.
-	if err := atomicfile.Replace(*file, out, mode); err != nil {
+	if err := atomicfile.Replace(path, out, mode); err != nil {
 		return c.fail(err, "")
 	}
 	if created {
@@ -481,8 +500,34 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 		fmt.Fprintf(c.out, "created %s: no such file existed; the gateway applies only the file its revocations.file names\n", *file)
 		return exitOK
 	}
-	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", *file)
+	written := *file
+	if path != *file {
+		written = fmt.Sprintf("%s (%s links to it)", identity.SafePath(path), *file)
+	}
+	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", written)
 	return exitOK
+}
+
+// revocationsPath is the file a revision of --file reads and replaces:
+// file itself, or, when file is a symbolic link, the file it resolves
+// to. A link to nothing is refused: the gateway reads no file there
+// either, and creating one where the link points is no revision of the
+// file meant.
+func revocationsPath(file string) (string, error) {
+	fi, err := os.Lstat(file)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return file, nil // missing (created) or a file: read and written as it is
+	}
+	target, err := filepath.EvalSymlinks(file)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		dest, _ := os.Readlink(file)
+		return "", fmt.Errorf("%s is a symbolic link to %s, which cannot be resolved (%w): nothing written", identity.SafePath(file), identity.SafePath(dest), err)
+	}
+	return target, nil
 }
 
 // revocationsYAML writes a revocations file with every entry quoted. A
@@ -546,34 +591,44 @@ func lockDir(dir string) (func(), error) {
 // file is a few KiB.
 const maxCredsFile = 64 << 10
 
-// credsOut refuses to replace path unless it is absent, holds a
-// credential (a .creds file or a credential JWT alone, as creds issue
-// and creds exchange write them: renewing one in place is their use), or
-// force is set: an --out that names a seed file (issuer.nk) or anything
-// else would destroy it. The error names the path as SafePath does,
-// never what the file holds.
+// credsOut refuses to replace path unless it is absent, holds an
+// agentgw credential (a .creds file or a credential JWT alone, as creds
+// issue and creds exchange write them: renewing one in place is their
+// use), or force is set. Anything else at --out is refused: a seed file
+// (issuer.nk), a NATS user .creds (nsc's, often the only copy of that
+// user's seed), an account or operator JWT, an IdP token, any other
+// file. The error names the path as SafePath does and what kind of file
+// it is (classify), never what the file holds.
 func credsOut(path string, force bool) error {
 	if force {
 		return nil
 	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	kind := classify(path)
+	switch kind.kind {
+	case kindMissing:
 		return nil
-	}
-	if err != nil {
+	case kindUnreadable:
 		return fmt.Errorf("--out %s: cannot read it to see what it holds: --force replaces it", identity.SafePath(path))
+	case kindCredential, kindCredentialJWT:
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("--out %s: cannot read it to see what it holds: --force replaces it", identity.SafePath(path))
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, maxCredsFile+1))
+		defer clear(data)
+		if err == nil && len(data) <= maxCredsFile && holdsCredential(data) {
+			return nil
+		}
+		return fmt.Errorf("--out %s holds an agentgw credential JWT with more than its subject's seed: --force replaces it", identity.SafePath(path))
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCredsFile+1))
-	defer clear(data)
-	if err == nil && len(data) <= maxCredsFile && holdsCredential(data) {
-		return nil
-	}
-	return fmt.Errorf("--out %s exists and holds no credential: --force replaces it", identity.SafePath(path))
+	return fmt.Errorf("%w: --force replaces it", &fileError{source: "--out", want: wantCredentialAny + " to replace", got: kind})
 }
 
-// holdsCredential reports whether data is a .creds file or a credential
-// JWT alone.
+// holdsCredential reports whether data is a .creds file (whose seed is
+// its JWT's subject's) or a JWT alone. credsOut asks it of a file
+// classify calls an agentgw credential: a credential JWT decorated with
+// any other seed is not one.
 func holdsCredential(data []byte) bool {
 	if _, kp, err := identity.ParseCreds(data); err == nil {
 		kp.Wipe()

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/nats-io/jwt/v2"
@@ -143,7 +145,8 @@ func ReadCreds(path string) (Token, nkeys.KeyPair, error) {
 // WriteCreds writes the .creds file for t and seed to path with mode
 // 0600, atomically: a temporary file in the same directory is written,
 // synced and renamed over path, so a reader never sees half a file and an
-// existing file of looser mode is replaced, not reused.
+// existing file of looser mode is replaced, not reused. The directory is
+// then synced (syncDir), so that the rename survives a power loss.
 func WriteCreds(path string, t Token, seed Seed) (err error) {
 	data, err := FormatCreds(t, seed)
 	if err != nil {
@@ -154,8 +157,9 @@ func WriteCreds(path string, t Token, seed Seed) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: write: %w", ErrCreds, err)
 	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if err != nil && !renamed {
 			_ = f.Close()
 			_ = os.Remove(f.Name())
 		}
@@ -175,5 +179,39 @@ func WriteCreds(path string, t Token, seed Seed) (err error) {
 	if err = os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("%w: rename: %w", ErrCreds, err)
 	}
+	renamed = true
+	if err = syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%w: written, but its directory could not be synced: a power loss may undo the write: %w", ErrCreds, err)
+	}
 	return nil
+}
+
+// syncDirFile syncs an open directory: (*os.File).Sync, a variable so
+// that a test sees the call.
+var syncDirFile = (*os.File).Sync
+
+// syncDir syncs directory dir, making a rename into it durable: a file
+// synced and renamed into dir can otherwise come back after a power loss
+// under its old name, or with its old content. A filesystem that cannot
+// sync a directory (fsync answers EINVAL, or the operation is
+// unsupported) is no error: nothing more can be done there. On Windows
+// it does nothing: a directory opened there cannot be flushed
+// (FlushFileBuffers needs a handle open for writing). internal/atomicfile
+// has the same rule; the gateway's packages do not import internal ones.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = syncDirFile(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	return err
 }

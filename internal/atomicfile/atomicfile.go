@@ -1,7 +1,8 @@
 // Package atomicfile writes files so that a reader never sees half of
 // one: a temporary file in the same directory is written with its final
-// mode, synced and renamed over the path. An existing file is replaced,
-// never reused with its old mode.
+// mode, synced and renamed over the path, and the directory is synced so
+// that the rename survives a power loss. An existing file is
+// replaced, never reused with its old mode.
 package atomicfile
 
 import (
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"syscall"
 )
 
 // ErrOwner is returned by Replace when the replacement cannot be given
@@ -52,8 +55,9 @@ func write(path string, data []byte, mode os.FileMode, keepOwner bool) (err erro
 	if err != nil {
 		return err
 	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if err != nil && !renamed {
 			_ = f.Close()
 			_ = os.Remove(f.Name())
 		}
@@ -76,5 +80,41 @@ func write(path string, data []byte, mode os.FileMode, keepOwner bool) (err erro
 	if err = f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	renamed = true
+	if err = syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%s is written, but its directory could not be synced: a power loss may undo the write: %w", path, err)
+	}
+	return nil
+}
+
+// syncDirFile syncs an open directory: (*os.File).Sync, a variable so
+// that a test sees the call.
+var syncDirFile = (*os.File).Sync
+
+// syncDir syncs directory dir, making the renames and creations in it
+// durable: a file synced and renamed into dir can otherwise come back
+// after a power loss under its old name, or with its old content. A
+// filesystem that cannot sync a directory (fsync answers EINVAL, or the
+// operation is unsupported) is no error: nothing more can be done there.
+// On Windows it does nothing: a directory opened there cannot be
+// flushed (FlushFileBuffers needs a handle open for writing).
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = syncDirFile(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported) {
+		return nil
+	}
+	return err
 }

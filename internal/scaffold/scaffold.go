@@ -18,7 +18,10 @@ import (
 // Options say what to write. Zero values take the documented defaults;
 // Dir, Tenants and Hosts are required.
 type Options struct {
-	// Dir is the directory written into; created if missing.
+	// Dir is the directory written into; created if missing. A relative
+	// Dir is made absolute with the working directory, and the absolute
+	// path, which nats-server.conf names unless NATSDir is set, is
+	// checked as the paths below are (no quotes, line breaks, …).
 	Dir string
 	// Tenants are the tenant names ([a-z0-9_-]{1,64}), one NATS account
 	// each, and a pre-created consumer per tenant and target
@@ -213,8 +216,20 @@ func (o *Options) withDefaults() error {
 		add("audience %q: want 1-128 characters of [A-Za-z0-9._:/-]", o.Audience)
 	}
 	for _, p := range []string{o.Dir, o.NATSDir, o.StoreDir, o.DataDir} {
-		if strings.ContainsAny(p, "\"'\\\n\r\t#{}[]$") || strings.ContainsFunc(p, unicode.IsControl) {
-			add("%q: a path here may not hold quotes, backslashes, line breaks, tabs or any of # { } [ ] $", p)
+		if !safePath(p) {
+			add("%q: %s", p, unsafePathRule)
+		}
+	}
+	// A relative Dir is made absolute with the working directory, and
+	// the absolute path is what nats-server.conf names: the working
+	// directory's name is checked as Dir's is.
+	if o.Dir != "" && safePath(o.Dir) {
+		if abs, err := filepath.Abs(o.Dir); err != nil {
+			add("directory %q: %v", o.Dir, err)
+		} else if !safePath(filepath.ToSlash(abs)) {
+			add("directory %q, made absolute with the working directory, is %q: %s (give an absolute directory, or run from another one)", o.Dir, abs, unsafePathRule)
+		} else {
+			o.Dir = abs
 		}
 	}
 	if o.Now.IsZero() {
@@ -224,6 +239,17 @@ func (o *Options) withDefaults() error {
 		return fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	return nil
+}
+
+// unsafePathRule is what safePath refuses, as errors say it.
+const unsafePathRule = "a path here may not hold quotes, backslashes, line breaks, tabs or any of # { } [ ] $"
+
+// safePath reports whether p may be written into the configurations as
+// it is (nats-server.conf names paths in strings and in a comment line,
+// gateway.yaml its data_dir): a quote or a line break would end its
+// string, or its line, and add configuration of its own.
+func safePath(p string) bool {
+	return !strings.ContainsAny(p, "\"'\\\n\r\t#{}[]$") && !strings.ContainsFunc(p, unicode.IsControl)
 }
 
 // validAudience: the envelope's audience alphabet (docs/wire.md).
@@ -311,11 +337,7 @@ func Write(o Options) (*Deployment, error) {
 	if err := o.withDefaults(); err != nil {
 		return nil, err
 	}
-	dir, err := filepath.Abs(o.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("scaffold: %w", err)
-	}
-	o.Dir = dir
+	dir := o.Dir // absolute (withDefaults)
 	d, err := render(o)
 	if err != nil {
 		return nil, err
