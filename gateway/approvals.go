@@ -131,7 +131,8 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, r *rules, now tim
 		pol:   policy.Decision{PolicyIDs: h.PolicyIDs, Version: h.PolicyVersion},
 		rules: r,
 	}
-	hi.ref.Tenant, hi.ref.Agent, hi.refOK = tenant, h.Agent, true
+	// A request is held only once its signature bound it to its signer.
+	hi.ref.Tenant, hi.ref.Agent, hi.refOK, hi.authed = tenant, h.Agent, true, true
 	t, ok := r.cat.Lookup(h.Target)
 	if !ok {
 		return hi, reason.Deny(reason.UnknownTarget, "target %q left the catalog while held", h.Target)
