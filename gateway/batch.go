@@ -117,7 +117,7 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 		var restart error
 		for d := range decided {
 			if restart != nil {
-				g.nakAll(d.items)
+				g.handBack(d.items)
 				d.result = restart
 				close(d.completed)
 				continue
@@ -232,7 +232,7 @@ func (g *Gateway) consumePartition(ctx context.Context, ps *partState) error {
 				// published: the partition restarts (its ledger is
 				// rebuilt from the journal), and this batch goes back too.
 				_ = d.commit.Wait()
-				g.nakAll(d.items)
+				g.handBack(d.items)
 				_, err := failure(last.result)
 				return err
 			}
@@ -311,7 +311,7 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 	b := g.newBatch(ps)
 	fail := func(err error) (*decidedBatch, error) {
 		b.Close()
-		g.nakAll(items)
+		g.handBack(items)
 		metrics.Since(m.BatchSeconds, p.wall)
 		return nil, err
 	}
@@ -356,8 +356,9 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 
 // completeBatch waits for a decided batch's commit, journals it in
 // scale-out mode, publishes its outputs and hands it to the acker.
-// Nothing is published before the batch is durable; a failure naks it
-// (the redelivery re-emits what was recorded, or decides again).
+// Nothing is published before the batch is durable; a failure hands it
+// back (handBack; the redelivery re-emits what was recorded, or decides
+// again).
 func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBatch, jobs chan<- ackJob) error {
 	items, m := d.items, g.metrics
 	defer metrics.Since(m.BatchSeconds, d.wall)
@@ -365,7 +366,7 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 		d.err = d.commit.Wait()
 	}
 	if err := d.err; err != nil {
-		g.nakAll(items)
+		g.handBack(items)
 		m.LedgerErrors.Inc()
 		if ps.epoch != 0 {
 			// A failed commit may still be durable (the log written, its
@@ -387,12 +388,12 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 		err := g.appendJournal(ctx, ps.p, d.b.recs)
 		metrics.Since(m.JournalSeconds, phase)
 		if err != nil {
-			g.nakAll(items)
+			g.handBack(items)
 			return fmt.Errorf("%w: journal append: %w", errRestart, err)
 		}
 		m.GateSeconds.WithLabelValues("journal").Observe(time.Since(phase).Seconds())
 		if !g.stillOwned(ps) {
-			g.nakAll(items)
+			g.handBack(items)
 			return fmt.Errorf("%w: lease lost before publishing", errRestart)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"github.com/agentgw/agentgw/gateway/audit"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentgw/agentgw/gateway/approval"
-	"github.com/agentgw/agentgw/gateway/budget"
+	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/delivery"
@@ -48,6 +47,7 @@ type item struct {
 	cred   *identity.Credential
 	target *catalog.Target
 	budget map[string]int64
+	took   *budgetTake // the budget token it was granted (refundBudgets)
 	replay store.ReplayKey
 	idem   store.IdemKey
 	keyed  bool // replay/idem keys are authenticated and staged
@@ -485,30 +485,8 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		return nil
 	}
 	it.target = t
-	state, ok := g.budgets.Take(it.env.Tenant, it.cred.Subject, t.Name, now, budgetLimit(t, g.cfg.Budgets.Target))
-	it.budget = state.Context()
-	if !ok {
-		it.deny(reason.Deny(reason.BudgetExceeded, "rate budget for %s exhausted", t.Name))
-	}
+	g.takeBudget(it, t, now)
 	return nil
-}
-
-// budgetLimit is t's own rate budget, nil when it has none (the
-// default target limit applies). A budget without a rate takes the
-// default's rate, and without a burst the default's burst: a catalog
-// budget only ever narrows what it names, never lifts the limit.
-func budgetLimit(t *catalog.Target, def budget.Limit) *budget.Limit {
-	if t.Budget == nil {
-		return nil
-	}
-	l := budget.Limit{Rate: t.Budget.Rate, Burst: t.Budget.Burst}
-	if l.Rate <= 0 {
-		l.Rate = def.Rate
-	}
-	if l.Burst <= 0 {
-		l.Burst = def.Burst
-	}
-	return &l
 }
 
 func (g *Gateway) catalogGate(cat *catalog.Catalog, it *item) (*catalog.Target, error) {

@@ -156,18 +156,25 @@ type bucket struct {
 	burst  float64
 }
 
-// at returns the bucket refilled to now under limit l (a clock that went
-// back adds nothing). A missing bucket is full.
+// at returns the bucket refilled to now, then shaped by limit l. The
+// refill runs at the rate the bucket was last used with, as full (and so
+// the sweep) reckons it; a clock that went back adds nothing. A bucket
+// full by now is a fresh one, full at l's burst whatever its old burst;
+// one below it keeps its tokens, clamped to l's burst. A missing bucket
+// is full.
 func (b bucket) at(now time.Time, l Limit, ok bool) bucket {
 	burst := l.burst()
 	if !ok {
 		return bucket{tokens: burst, last: now, rate: l.Rate, burst: burst}
 	}
 	if dt := now.Sub(b.last); dt > 0 {
-		b.tokens += dt.Seconds() * l.Rate
+		b.tokens += dt.Seconds() * b.rate
 		b.last = now
 	}
-	b.tokens = min(b.tokens, burst) // also clamps after a smaller burst
+	if b.tokens >= b.burst {
+		b.tokens = burst
+	}
+	b.tokens = min(b.tokens, burst)
 	b.rate, b.burst = l.Rate, burst
 	return b
 }
@@ -274,6 +281,42 @@ func (b *Budgets) Take(tenant, agent, target string, now time.Time, targetLimit 
 		st.Target = whole(xb.tokens)
 	}
 	return st, true
+}
+
+// Refund gives back the token a granted Take(tenant, agent, target, …,
+// targetLimit) consumed, at time now: one token to each level limited
+// under the same limits, capped at the level's burst. A bucket that is no
+// longer held was full when a sweep dropped it, so it gets nothing back
+// and no bucket is created. The caller refunds only a Take that was
+// granted, passing the targetLimit it was granted under, once.
+func (b *Budgets) Refund(tenant, agent, target string, now time.Time, targetLimit *Limit) {
+	tl := b.limits.Target
+	if targetLimit != nil {
+		tl = *targetLimit
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l := b.limits.Tenant; !l.Unlimited() {
+		refund(b.tenants, tenant, now, l)
+	}
+	if l := b.limits.Agent; !l.Unlimited() {
+		refund(b.agents, agentKey{tenant, agent}, now, l)
+	}
+	if !tl.Unlimited() {
+		refund(b.targets, targetKey{tenant, agent, target}, now, tl)
+	}
+}
+
+// refund adds one token to m[k], refilled to now under l, capped at its
+// burst; a missing bucket stays missing.
+func refund[K comparable](m map[K]bucket, k K, now time.Time, l Limit) {
+	old, ok := m[k]
+	if !ok {
+		return
+	}
+	bk := old.at(now, l, true)
+	bk.tokens = min(bk.tokens+1, bk.burst)
+	m[k] = bk
 }
 
 // Peek reports the whole tokens there are per limited level at now, and

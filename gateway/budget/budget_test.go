@@ -293,3 +293,147 @@ func TestWholeSaturates(t *testing.T) {
 		}
 	}
 }
+
+// TestRefund: a refund gives one token back to each level the Take took
+// from, capped at the burst, and creates no bucket.
+func TestRefund(t *testing.T) {
+	all := Limits{Tenant: Limit{Rate: 1e-9, Burst: 5}, Agent: Limit{Rate: 1e-9, Burst: 3}, Target: Limit{Rate: 1e-9, Burst: 2}}
+	t.Run("each level", func(t *testing.T) {
+		b := New(all)
+		b.Take("t", "a", "x", t0, nil)
+		b.Take("t", "a", "x", t0, nil)
+		if st := b.Peek("t", "a", "x", t0, nil); st != (State{3, 1, 0, LevelTarget}) {
+			t.Fatalf("after two takes: %+v", st)
+		}
+		b.Refund("t", "a", "x", t0, nil)
+		if st := b.Peek("t", "a", "x", t0, nil); st != (State{4, 2, 1, ""}) {
+			t.Errorf("after a refund: %+v; want one token back at each level", st)
+		}
+		b.Refund("t", "a", "x", t0, nil)
+		if st := b.Peek("t", "a", "x", t0, nil); st != (State{5, 3, 2, ""}) {
+			t.Errorf("after two refunds: %+v; want every level full", st)
+		}
+	})
+	t.Run("capped at the burst", func(t *testing.T) {
+		b := New(all)
+		b.Take("t", "a", "x", t0, nil)
+		for range 3 {
+			b.Refund("t", "a", "x", t0, nil)
+		}
+		if st := b.Peek("t", "a", "x", t0, nil); st != (State{5, 3, 2, ""}) {
+			t.Errorf("after extra refunds: %+v; want every level at its burst", st)
+		}
+		for i := range 2 {
+			if _, ok := b.Take("t", "a", "x", t0, nil); !ok {
+				t.Fatalf("take %d refused", i)
+			}
+		}
+		if _, ok := b.Take("t", "a", "x", t0, nil); ok {
+			t.Error("a third take granted: the target burst of 2 was exceeded")
+		}
+	})
+	t.Run("refills first", func(t *testing.T) {
+		b := New(Limits{Agent: Limit{Rate: 1, Burst: 3}})
+		for range 3 {
+			b.Take("t", "a", "x", t0, nil)
+		}
+		b.Refund("t", "a", "x", at(1500*time.Millisecond), nil)
+		if st := b.Peek("t", "a", "x", at(1500*time.Millisecond), nil); st.Agent != 2 {
+			t.Errorf("refund after 1.5s of refill: %+v; want 2 whole tokens", st)
+		}
+		b.Refund("t", "a", "x", at(2*time.Second), nil)
+		if st := b.Peek("t", "a", "x", at(2*time.Second), nil); st.Agent != 3 {
+			t.Errorf("%+v; want 3 (refill 2 + refunds 2, capped at 3)", st)
+		}
+	})
+	t.Run("target limit of the take", func(t *testing.T) {
+		b := New(Limits{Target: Limit{Rate: 1e-9, Burst: 10}})
+		own := &Limit{Rate: 1e-9, Burst: 1}
+		b.Take("t", "a", "x", t0, own)
+		b.Refund("t", "a", "x", t0, own)
+		if st := b.Peek("t", "a", "x", t0, own); st.Target != 1 {
+			t.Errorf("%+v; want the target's own burst, 1", st)
+		}
+		// A target unlimited by its own limit took nothing: nothing back.
+		b.Take("t", "a", "y", t0, nil)
+		b.Refund("t", "a", "y", t0, &Limit{})
+		if st := b.Peek("t", "a", "y", t0, nil); st.Target != 9 {
+			t.Errorf("%+v; want 9 (a refund under an unlimited target limit gives nothing)", st)
+		}
+	})
+	t.Run("unlimited levels and swept buckets", func(t *testing.T) {
+		b := New(Limits{Agent: Limit{Rate: 1, Burst: 2}})
+		b.Take("t", "a", "x", t0, nil)
+		b.Sweep(at(time.Second)) // full again: dropped
+		if n := b.Len(); n != 0 {
+			t.Fatalf("Len() = %d after the sweep; want 0", n)
+		}
+		b.Refund("t", "a", "x", at(time.Second), nil)
+		b.Refund("t", "b", "x", at(time.Second), nil) // never took
+		if n := b.Len(); n != 0 {
+			t.Errorf("Len() = %d after refunds to no bucket; want 0", n)
+		}
+		if st := b.Peek("t", "a", "x", at(time.Second), nil); st.Agent != 2 {
+			t.Errorf("%+v; want a fresh bucket, 2", st)
+		}
+	})
+}
+
+// TestLimitChange: a bucket full under its old limit is a fresh one under
+// the new, as a swept one is; one below it keeps its tokens.
+func TestLimitChange(t *testing.T) {
+	small, big := &Limit{Rate: 1, Burst: 2}, &Limit{Rate: 1, Burst: 5}
+	b := New(Limits{}, WithSweepEvery(1000*time.Hour))
+	b.Take("t", "a", "full", t0, nil)   // starts the sweep clock
+	b.Take("t", "a", "full", t0, small) // 1 left
+	b.Take("t", "a", "part", t0, small)
+	b.Take("t", "a", "part", t0, small) // 0 left
+	now := at(1500 * time.Millisecond)  // full: 2 (capped); part: 1.5
+	if st := b.Peek("t", "a", "full", now, big); st.Target != 5 {
+		t.Errorf("full bucket under a larger burst: %+v; want 5", st)
+	}
+	if st := b.Peek("t", "a", "part", now, big); st.Target != 1 {
+		t.Errorf("partial bucket under a larger burst: %+v; want 1", st)
+	}
+	if st := b.Peek("t", "a", "part", now, &Limit{Rate: 1, Burst: 1}); st.Target != 1 {
+		t.Errorf("partial bucket under a smaller burst: %+v; want 1", st)
+	}
+	// Up to the Take the bucket refills at the rate it was used with, as
+	// the sweep reckons it: drained at rate 2, it is full a second later,
+	// a lower rate now or not.
+	b.Take("t", "a", "slow", t0, &Limit{Rate: 2, Burst: 2})
+	b.Take("t", "a", "slow", t0, &Limit{Rate: 2, Burst: 2})
+	if st := b.Peek("t", "a", "slow", at(time.Second), &Limit{Rate: 0.5, Burst: 2}); st.Target != 2 {
+		t.Errorf("bucket drained at rate 2, a second later at rate 0.5: %+v; want 2", st)
+	}
+}
+
+// TestEvictionKeepsCorrectnessAcrossLimitChanges: as
+// TestEvictionKeepsCorrectness, with the target limit changing (rate and
+// burst, up and down) as a catalog reload changes it.
+func TestEvictionKeepsCorrectnessAcrossLimitChanges(t *testing.T) {
+	limits := Limits{Agent: Limit{Rate: 1, Burst: 3}}
+	shapes := []*Limit{{Rate: 0.5, Burst: 1}, {Rate: 2, Burst: 6}, nil, {Rate: 1, Burst: 3}, {Rate: 4, Burst: 2}}
+	eager := New(limits, WithSweepEvery(time.Nanosecond))
+	lazy := New(limits, WithSweepEvery(1000*time.Hour))
+	now := t0
+	evicted := false
+	for i := range 3000 {
+		agent := "a" + strconv.Itoa(i%3)
+		target := "x" + strconv.Itoa(i%2)
+		tl := shapes[(i/37)%len(shapes)]
+		now = now.Add(time.Duration(i%7) * 150 * time.Millisecond)
+		if i%89 == 0 {
+			now = now.Add(10 * time.Second)
+		}
+		s1, ok1 := eager.Take("t", agent, target, now, tl)
+		s2, ok2 := lazy.Take("t", agent, target, now, tl)
+		if s1 != s2 || ok1 != ok2 {
+			t.Fatalf("step %d (limit %+v): eager %+v %v != lazy %+v %v", i, tl, s1, ok1, s2, ok2)
+		}
+		evicted = evicted || eager.Len() < lazy.Len()
+	}
+	if !evicted {
+		t.Error("the eager Budgets never evicted a bucket: the test proves nothing")
+	}
+}
