@@ -132,7 +132,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, r *rules, now tim
 		rules: r,
 	}
 	// A request is held only once its signature bound it to its signer.
-	hi.ref.Tenant, hi.ref.Agent, hi.refOK, hi.authed = tenant, h.Agent, true, true
+	hi.ref.Tenant, hi.ref.Agent, hi.refOK, hi.authed, hi.bound = tenant, h.Agent, true, true, true
 	t, ok := r.cat.Lookup(h.Target)
 	if !ok {
 		return hi, reason.Deny(reason.UnknownTarget, "target %q left the catalog while held", h.Target)
@@ -657,7 +657,7 @@ func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 // scan counted. A single instance reads its ledgers' holds in one pass,
 // each in place (no copy): an id that names no held request (an
 // outstanding response, a recorded expiry or withdrawal) is passed over
-// before its value is read, and of a held request only requested_at is
+// without decoding its value, and of a held request only requested_at is
 // decoded. So a reading costs one pass over the holds, however many of
 // them are of other kinds, and memory for none of them.
 func (g *Gateway) pendingApprovals() (int, time.Duration) {

@@ -544,8 +544,8 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 			// A grant that released its request the first time recorded
 			// the request's outstanding response before its journal
 			// append: refused this time, or releasing it to the denied
-			// stream or a hold again, the request is not delivered and
-			// must take no answer.
+			// stream, the request is not delivered and must take no
+			// answer.
 			if err := g.retireReleasedResponse(env, it.seq); err != nil {
 				return err
 			}

@@ -80,7 +80,7 @@ func traceHeaders(it *item, h nats.Header) {
 		tracing.Inject(it.ctx, h)
 		return
 	}
-	if it.env == nil || !it.authed {
+	if it.env == nil || !it.bound {
 		return // the trace id is signed only once the signature bound the message
 	}
 	if tp := it.hdr.Get(header.Traceparent); tracing.InTrace(tp, it.env.TraceID) {

@@ -57,7 +57,13 @@ type item struct {
 	// authed: the credential and the signature verified and the message
 	// came in on its signer's own subject, so the signer may be told the
 	// outcome (a decision notice).
-	authed  bool
+	authed bool
+	// bound: the signature verified with the credential's key and the
+	// message came in on its signer's own subject (gate 7), whatever a
+	// later gate decided (a revoked or expired credential included): its
+	// envelope's trace, tenant and target are the signer's to claim, and
+	// its span and outputs carry them.
+	bound   bool
 	digest  [32]byte
 	payload [32]byte
 	// digestText is hexDigest(digest), once it is needed (digestHex):
@@ -277,6 +283,7 @@ func (g *Gateway) judge(it *item, now time.Time) {
 		return
 	}
 	it.replayBy = c.replayBy
+	it.bound = c.bound
 	if c.cred != nil {
 		// Its standing too: trust and revocations reloaded while the
 		// batch waited apply to it.

@@ -107,12 +107,12 @@ func (g *Gateway) endSpan(it *item) {
 		attrs := []attribute.KeyValue{attribute.String("agentgw.route", string(it.route)), attribute.Bool("agentgw.output_acked", it.outputOK)}
 		// What the envelope and the credential claim is the message's
 		// only once its signature bound it to its signer's subject.
-		if it.env != nil && it.authed {
+		if it.env != nil && it.bound {
 			attrs = append(attrs, attribute.String("agentgw.trace_id", it.env.TraceID), attribute.String("agentgw.message_id", it.env.MessageID),
 				attribute.String("agentgw.tenant", it.env.Tenant), attribute.String("agentgw.target", it.env.Target),
 				attribute.String("agentgw.capability", string(it.env.Capability)))
 		}
-		if it.cred != nil && it.authed {
+		if it.cred != nil && it.bound {
 			attrs = append(attrs, attribute.String("agentgw.agent", it.cred.Subject), attribute.String("agentgw.credential_jti", it.cred.ID))
 		}
 		if len(it.pol.PolicyIDs) > 0 {

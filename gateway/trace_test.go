@@ -131,6 +131,19 @@ func TestTraceparentWithoutTracer(t *testing.T) {
 	if got := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), b, hdr)).Header.Get(header.Traceparent); got != "" {
 		t.Errorf("unsigned message: its denied record carries the traceparent %q; want none", got)
 	}
+	// One signed by its agent on its own subject, denied for its expired
+	// credential, is the agent's: its denied record continues its trace.
+	ag := newActor(t)
+	ag.token = h.credential(h.issuer, ag, "tenant_a", []string{"kb:read"}, time.Minute, "")
+	h.clock.Advance(2 * time.Minute)
+	b = body()
+	hdr = h.signed(ag, ag.token, b)
+	tp := "00-" + traceOf(b) + "-00f067aa0ba902b7-01"
+	hdr.Set(header.Traceparent, tp)
+	out := h.outputFor(h.publish(h.ingress(ag, "tenant_a"), b, hdr))
+	if got := out.Header.Get(header.Traceparent); got != tp || out.Header.Get(header.Route) != "deny" {
+		t.Errorf("expired credential: denied record (%s) carries the traceparent %q; want the agent's %q", out.Header.Get(header.Route), got, tp)
+	}
 }
 
 // TestRootSpanExported: the tracing file exporter gets, for every
