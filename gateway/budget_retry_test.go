@@ -2,13 +2,8 @@ package gateway
 
 import (
 	"context"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -25,17 +20,7 @@ func TestBudgetRefundedWhenBatchFails(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true // the failed commits are logged
 	h.cfg.Budgets.Agent = budget.Limit{Rate: 0.0001, Burst: 5}
-	inj := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if filepath.Ext(op.Path) != ".log" {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errorfs.ErrInjected
-		}
-		return nil
-	})}
-	fs := errorfs.Wrap(vfs.Default, inj)
+	inj, fs := failingLedgerLog()
 	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = fs })
 	h.start()
 	<-h.gw.Ready()
@@ -79,21 +64,8 @@ func TestScaleOutBudgetRefundedOnRestart(t *testing.T) {
 	h.allowErrors = true
 	h.cfg.Consumer.Partitions = 1
 	h.cfg.Budgets.Agent = budget.Limit{Rate: 0.0001, Burst: 2}
-	var armed, fired atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if filepath.Ext(op.Path) != ".log" {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			if armed.CompareAndSwap(true, false) {
-				fired.Store(true)
-				return errorfs.ErrInjected
-			}
-		}
-		return nil
-	})
-	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = errorfs.Wrap(vfs.Default, inj) })
+	syncFS, armed, fired := oneLogSyncFailure()
+	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
 	armed.Store(true)

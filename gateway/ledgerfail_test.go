@@ -2,12 +2,8 @@ package gateway
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/agentgw/agentgw/internal/invariant"
 )
@@ -19,18 +15,7 @@ import (
 func TestLedgerWriteFailureFailsClosed(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true // the failed commits are logged
-	inj := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if filepath.Ext(op.Path) != ".log" {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errorfs.ErrInjected
-		}
-		return nil
-	})}
-	// The real disk, through a filesystem that fails when switched on.
-	fs := errorfs.Wrap(vfs.Default, inj)
+	inj, fs := failingLedgerLog()
 	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = fs })
 	h.start()
 	<-h.gw.Ready()

@@ -2,13 +2,8 @@ package gateway
 
 import (
 	"context"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -27,23 +22,8 @@ func TestScaleOutFailedCommitJournaled(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true
 	h.cfg.Consumer.Partitions = 1
-	var armed atomic.Bool
-	var fired atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if filepath.Ext(op.Path) != ".log" {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			if armed.CompareAndSwap(true, false) {
-				fired.Store(true)
-				return errorfs.ErrInjected
-			}
-		}
-		return nil
-	})
-	fs := errorfs.Wrap(vfs.Default, inj)
-	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = fs })
+	syncFS, armed, fired := oneLogSyncFailure()
+	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 1 })
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -214,17 +212,7 @@ func TestRootSpanEndedWhenBatchFails(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 	h := newHarness(t)
 	h.allowErrors = true // the failed commits are logged
-	inj := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if filepath.Ext(op.Path) != ".log" {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return errorfs.ErrInjected
-		}
-		return nil
-	})}
-	fs := errorfs.Wrap(vfs.Default, inj)
+	inj, fs := failingLedgerLog()
 	h.opts = append(h.opts, WithTracerProvider(tp), func(g *Gateway) { g.ledgerFS = fs })
 	h.start()
 	<-h.gw.Ready()
