@@ -98,7 +98,7 @@ func TestLedgerFilesArePrivate(t *testing.T) {
 	checkPrivate(t, data)
 }
 
-// TestOpenTightensLooseLedger: a ledger an earlier version left 0755 with
+// TestOpenTightensLooseLedger: a ledger left 0755 with
 // files 0644 is made 0700 and 0600 when it is opened.
 func TestOpenTightensLooseLedger(t *testing.T) {
 	withUmask(t)
