@@ -107,9 +107,15 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 // the request was delivered, the key a sealed request is re-sealed to:
 // the response must be sealed from that key (the stateless gates already
 // hold a sealed payload to the credential's xkey). The box opens only if
-// it was sealed with that key's private half, so the binding is proved,
-// not claimed; every instance sharing the target's durable consumer
-// holds the key, since each must open what it is delivered.
+// it was sealed with that key's private half, or is one the gateway
+// sealed to that key (a box's key is the same both ways): a delivery the
+// gateway re-sealed to the consumer, sent back as an answer. Only a
+// reader of the target's deliveries holding a credential that names the
+// consumer key and respond:<target> can do that, and the answer is a
+// request's own bytes, which its schema then judges as an answer
+// (docs/security.md, Limits). Every instance sharing the target's
+// durable consumer holds the key, since each must open what it is
+// delivered.
 func (g *Gateway) responseGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	agent, messageID, ok := envelope.ParseRequestRef(it.env.Target)
 	if !ok { // Parse checked it; fail closed all the same
