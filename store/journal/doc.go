@@ -27,7 +27,13 @@
 // stalled past its lease cannot journal, and since the gateway journals a
 // batch before publishing its outputs, cannot publish anything new
 // either. Then the new owner Replays up to the fence and beyond, and only
-// then processes.
+// then processes. The fence is a message like the others: a partition
+// whose subject stays idle longer than MaxAge loses it with the rest, and
+// a former owner may then Claim and Append again (the current owner's
+// next Append finds its claim gone, ErrNotClaimed, and claims again).
+// Against a stall that long only the lease deadline the gateway checks
+// before it publishes (stillOwned) guards; the records such a writer
+// appends come from a ledger rebuilt from the same emptied journal.
 //
 // The price is that one partition's messages are published one at a
 // time, each waiting for its acknowledgement (the next check needs the

@@ -59,7 +59,7 @@
 // # Liveness
 //
 // A renewal is tried every Renew (TTL/3 by default), and after a failure
-// every Renew/4, until the deadline: a NATS stream leader election longer
+// every Renew/4 (at most every second), until the deadline: a NATS stream leader election longer
 // than TTL - Margin - Renew makes holders give their leases up (safe, but
 // every partition pauses until the TTL has passed). After a crash its
 // partitions are taken over between TTL - Renew and TTL after the crash
