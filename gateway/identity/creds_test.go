@@ -6,10 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -171,49 +168,4 @@ func withClaimName(t *testing.T, jwt, name string) string {
 	claims = append([]byte(`{"`+name+`":1,`), claims[1:]...)
 	parts[1] = base64.RawURLEncoding.EncodeToString(claims)
 	return strings.Join(parts, ".")
-}
-
-// TestWriteCredsSyncsDirectory: WriteCreds syncs the directory once the
-// file is renamed into it, so that the new credential survives a power
-// loss; a filesystem that cannot sync a directory (EINVAL, unsupported)
-// is no failure, any other error is returned. The test sees the call,
-// not the disk.
-func TestWriteCredsSyncsDirectory(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("directories are not synced on Windows")
-	}
-	v := loadVector(t)
-	tok, seed := Token(v.Credential.JWT), Seed(v.Keys.AgentSeed)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "agent.creds")
-	orig := syncDirFile
-	t.Cleanup(func() { syncDirFile = orig })
-	var calls []string
-	var fail error
-	syncDirFile = func(d *os.File) error {
-		got, kp, err := ReadCreds(path)
-		held := "no credential"
-		if err == nil && got == tok {
-			kp.Wipe()
-			held = "the credential"
-		}
-		calls = append(calls, d.Name()+" holding "+held)
-		return fail
-	}
-	if err := WriteCreds(path, tok, seed); err != nil {
-		t.Fatalf("WriteCreds = %v", err)
-	}
-	if want := []string{dir + " holding the credential"}; !slices.Equal(calls, want) {
-		t.Errorf("directory syncs %q; want %q (once, after the rename)", calls, want)
-	}
-	for _, e := range []error{syscall.EINVAL, errors.ErrUnsupported} {
-		fail = e
-		if err := WriteCreds(path, tok, seed); err != nil {
-			t.Errorf("WriteCreds with a directory sync failing %v = %v; want nil", e, err)
-		}
-	}
-	fail = errors.New("input/output error")
-	if err := WriteCreds(path, tok, seed); !errors.Is(err, fail) || !errors.Is(err, ErrCreds) {
-		t.Errorf("WriteCreds with a directory sync failing = %v; want ErrCreds wrapping the error", err)
-	}
 }
