@@ -222,10 +222,15 @@ func (g *Gateway) skippedByCatchAll(ctx context.Context, stream jetstream.Stream
 	if err != nil {
 		return 0, false, fmt.Errorf("gateway: ingress after consumer %s: %w", info.Name, err)
 	}
+	// agentgw.in.<p>.<tenant>.*: anything else is not a filter this
+	// gateway made, and is taken as skipped.
 	parts := strings.Split(filter, ".")
-	p, err := strconv.Atoi(parts[min(2, len(parts)-1)])
-	if err != nil || len(parts) < 4 {
-		return m.Sequence, true, nil // not a filter this gateway made: take it as skipped
+	if len(parts) != 5 {
+		return m.Sequence, true, nil
+	}
+	p, err := strconv.Atoi(parts[2])
+	if err != nil {
+		return m.Sequence, true, nil
 	}
 	c, err := stream.Consumer(ctx, consumerConfig(g.cfg.Consumer, p).Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
