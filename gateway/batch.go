@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -276,6 +277,10 @@ type decidedBatch struct {
 	// with result set (the completer's).
 	completed chan struct{}
 	result    error
+	// held: the batch holds a request for an approver, judged under
+	// the revocations of generation revGen (sweepAfter).
+	held   bool
+	revGen uint64
 }
 
 // decideBatch takes a prepared batch through the ledger, catalog and
@@ -298,8 +303,12 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 	if g.hooks != nil {
 		g.hookSeqs(items, g.hooks.batchStart)
 	}
+	revGen := g.revocations.Generation() // before judge reads them
 	for _, it := range items {
 		g.judge(it, now)
+	}
+	if g.hooks != nil {
+		g.hookSeqs(items, g.hooks.judged)
 	}
 	phase := time.Now()
 	lap := func(gate string) {
@@ -351,7 +360,8 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 	if err := g.recordOutcomes(b, items); err != nil {
 		return fail(err)
 	}
-	return &decidedBatch{items: items, b: b, wall: p.wall, phase: phase, completed: make(chan struct{})}, nil
+	held := slices.ContainsFunc(items, func(it *item) bool { return !it.reemit && it.route == store.RouteApproval })
+	return &decidedBatch{items: items, b: b, wall: p.wall, phase: phase, completed: make(chan struct{}), held: held, revGen: revGen}, nil
 }
 
 // completeBatch waits for a decided batch's commit, journals it in
@@ -397,12 +407,26 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 			return fmt.Errorf("%w: lease lost before publishing", errRestart)
 		}
 	}
+	g.sweepAfter(d)
 	g.stats.Batches.Add(1)
 	job := ackJob{items: items, pubs: g.publishOutputs(items)}
 	// Hand the batch to the acker even when ctx is cancelled: the batch
 	// in hand always finishes (graceful shutdown).
 	jobs <- job
 	return nil
+}
+
+// sweepAfter requests a sweep of the held requests (sweepHolds) when
+// the revocations changed while d, which holds requests for approvers,
+// was decided and committed: the change's own sweep may have read the
+// holds before d's were written, and a request whose credential the
+// change revokes is withdrawn at once, not left for an approver. Its
+// holds are written by now (the ledger committed, or, scaled out, the
+// shared bucket written before the journal append).
+func (g *Gateway) sweepAfter(d *decidedBatch) {
+	if d.held && g.revocations.Generation() != d.revGen {
+		g.requestSweep()
+	}
 }
 
 // signTokens signs every decision token of the batch with one signature

@@ -87,6 +87,7 @@ type pipelineHooks struct {
 	prepared   func(seqs []uint64) // a fetched batch's stateless gates ran
 	waiting    func(seqs []uint64) // a batch waits for the decider, offered (offering is set)
 	batchStart func(seqs []uint64) // the decider took a batch and read its decision time
+	judged     func(seqs []uint64) // the decider judged a batch's credentials, before the ledger gate
 	queued     func(seq uint64)    // a message reached its queue in the source
 	narrowing  func(seqs []uint64) // the acker is about to narrow partly stored outcomes
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +173,48 @@ func TestRevocationDeniesHeldRequests(t *testing.T) {
 	}
 	// A second reload sweeps again and finds nothing more to deny.
 	must(t, f.gw.Reload())
+	f.endApproval(1)
+}
+
+// TestRevocationDuringHeldBatchWithdraws: a revocation that lands after
+// a batch judged its requester's standing, and whose sweep reads the
+// holds before that batch writes its hold, still withdraws the request
+// at once: the batch sees the revocations changed while it was decided
+// and asks for a sweep of its own once its hold is written.
+func TestRevocationDuringHeldBatchWithdraws(t *testing.T) {
+	var (
+		other *actor
+		armed atomic.Bool
+		swept = make(chan error, 1)
+	)
+	f := newApprovalFlow(t, func(f *approvalFlow) {
+		f.opts = append(f.opts, func(g *Gateway) {
+			g.hooks = &pipelineHooks{judged: func([]uint64) {
+				if !armed.CompareAndSwap(true, false) {
+					return
+				}
+				// As a reload between this batch's judgment and its
+				// commit: the key revoked, its sweep run, and finding
+				// no hold of that key yet.
+				g.revocations.Replace(nil, []string{other.pub})
+				swept <- g.sweepHolds(context.Background())
+			}}
+		})
+	})
+	other = newActor(t)
+	other.token = f.credential(f.issuer, other, "tenant_a", []string{"pay:send"}, time.Hour, "")
+	armed.Store(true)
+	req := f.holdFrom(other) // judged before the revocation: held
+	must(t, <-swept)
+	seq := f.seqOf(req.HeldMessageID)
+	m := f.waitWithdrawn(seq)
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
+		t.Fatalf("withdrawn held request: reason %q (%s); want revoked", got, m.Header.Get(header.Detail))
+	}
+	f.auditKind(seq, "approval_withdrawn")
+	if n, _ := f.gw.pendingApprovals(); n != 1 {
+		t.Errorf("pending approvals = %d; want 1 (the first agent's)", n)
+	}
 	f.endApproval(1)
 }
 

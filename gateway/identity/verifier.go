@@ -92,7 +92,15 @@ type Revocations struct {
 	jtis       map[string]struct{}
 	keys       map[string]struct{}
 	principals map[string]struct{}
+	gen        atomic.Uint64 // changes counted (Generation)
 }
+
+// Generation counts the changes to the set. A caller that judged
+// something under the set, and records its judgment later, compares the
+// generation it read before judging with the one after recording: a
+// change in between may have been checked against everything recorded
+// before it, and missed what it recorded.
+func (r *Revocations) Generation() uint64 { return r.gen.Load() }
 
 // NewRevocations returns an empty set.
 func NewRevocations() *Revocations {
@@ -106,6 +114,7 @@ func (r *Revocations) RevokeJTI(jti string) {
 		r.jtis = map[string]struct{}{}
 	}
 	r.jtis[jti] = struct{}{}
+	r.gen.Add(1)
 	r.mu.Unlock()
 }
 
@@ -116,6 +125,7 @@ func (r *Revocations) RevokeKey(pub string) {
 		r.keys = map[string]struct{}{}
 	}
 	r.keys[pub] = struct{}{}
+	r.gen.Add(1)
 	r.mu.Unlock()
 }
 
@@ -132,6 +142,7 @@ func (r *Revocations) Replace(jtis, keys []string) {
 	}
 	r.mu.Lock()
 	r.jtis, r.keys = j, k
+	r.gen.Add(1)
 	r.mu.Unlock()
 }
 
@@ -162,6 +173,7 @@ func (r *Revocations) ReplacePrincipals(ps []string) {
 	}
 	r.mu.Lock()
 	r.principals = m
+	r.gen.Add(1)
 	r.mu.Unlock()
 }
 
