@@ -303,3 +303,34 @@ when { context.budget has agent_remaining && context.budget.agent_remaining < 1 
 		t.Errorf("capability deliveries = %d; want 1 (the read)", n)
 	}
 }
+
+// TestRefusedAnswerLeavesItsKeyFree: an answer the gate refuses leaves
+// the request held for another answer, and its idempotency key free: the
+// approver's corrected answer under the same key (the SDKs use
+// "approve-<held id>" for every answer to a request) is judged, not
+// refused as a duplicate of the refused one. An answer that took the hold
+// keeps its key: the same answer again is a duplicate.
+func TestRefusedAnswerLeavesItsKeyFree(t *testing.T) {
+	f := newApprovalFlow(t)
+	key := "approve-" + f.req.HeldMessageID
+	answer := func(ans approval.Answer) uint64 {
+		raw, err := json.Marshal(ans)
+		must(t, err)
+		body := f.body(func(b *envelope.Builder) {
+			b.Capability, b.Target, b.IdempotencyKey = envelope.Approve, f.req.HeldMessageID, key
+			b.Payload = envelope.Payload{Plain: raw}
+		})
+		return f.publish(f.ingress(f.approver, "tenant_a"), body, f.signed(f.approver, f.approver.token, body))
+	}
+	// The approver's credential lacks the target's scope: refused.
+	f.approver.token = f.credential(f.issuer, f.approver, "tenant_a", []string{"approve:refunds.*"}, time.Hour, "")
+	f.wantReason(answer(f.grant()), reason.MissingScope)
+	// Given the scope, the same answer under the same key is judged.
+	f.approver.token = f.credential(f.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	out := f.outputFor(answer(f.grant()))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("corrected answer: the request went to %s (%s: %s); want its capability subject", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
+	}
+	f.wantReason(answer(f.grant()), reason.DuplicateRequest)
+	f.endApproval(0)
+}

@@ -631,7 +631,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 			return err
 		}
 		b.journalMarker(it)
-		if it.denial == nil || (it.denial.Code != reason.DuplicateRequest && it.denial.Code != reason.IdempotencyConflict) {
+		if keepsIdem(it) {
 			if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt, Decision: d}); err != nil {
 				return err
 			}
@@ -643,6 +643,23 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 	g.count(it)
 	g.stats.Decided.Add(1)
 	return nil
+}
+
+// keepsIdem reports whether it's outcome is recorded under its
+// idempotency key. A copy refused under a key already taken is not (the
+// key keeps its first request), nor is a refused answer to a held
+// request: the request stays held for another answer, and the approver's
+// corrected one, which the SDKs send under the same key ("approve-<held
+// id>"), is judged, not refused as a duplicate of the refusal.
+func keepsIdem(it *item) bool {
+	switch {
+	case it.denial == nil:
+		return true
+	case it.denial.Code == reason.DuplicateRequest || it.denial.Code == reason.IdempotencyConflict:
+		return false
+	default:
+		return it.env.Capability != envelope.Approve
+	}
 }
 
 // maxAuditMessage bounds the events of one audit message, in bytes (a

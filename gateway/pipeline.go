@@ -475,12 +475,20 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		}
 		return nil
 	}
-	if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt}); err != nil {
+	entry := store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt}
+	if it.env.Capability == envelope.Approve {
+		// An answer the gate refuses (a missing scope, a policy that
+		// does not let this approver answer, a stale binding) leaves its
+		// key free (keepsIdem). Its nonce is spent all the same.
+		if err := g.approvalGate(b, cat, it, now); err != nil || it.route == store.RouteDeny {
+			return err
+		}
+		return b.PutIdem(it.idem, entry)
+	}
+	if err := b.PutIdem(it.idem, entry); err != nil {
 		return err
 	}
 	switch it.env.Capability {
-	case envelope.Approve:
-		return g.approvalGate(b, cat, it, now)
 	case envelope.Respond:
 		return g.responseGate(b, cat, it, now)
 	}
