@@ -346,6 +346,22 @@ func (p *IdPConfig) validate() []error {
 			}
 		}
 	}
+	// A token can match every rule that applies to its tenant, and is
+	// then granted the union of their scopes: it must fit in one
+	// credential.
+	for _, t := range p.Tenants {
+		union := map[string]bool{}
+		for _, r := range p.Rules {
+			if len(r.Tenants) == 0 || slices.Contains(r.Tenants, t) {
+				for _, s := range r.Scopes {
+					union[s] = true
+				}
+			}
+		}
+		if len(union) > maxScopes {
+			add("tenant %q: the rules grant %d distinct scopes together; a credential holds at most %d", t, len(union), maxScopes)
+		}
+	}
 	return errs
 }
 

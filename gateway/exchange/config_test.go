@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -54,6 +55,14 @@ func TestConfigValidate(t *testing.T) {
 		{"deny/rule_both_matchers", func(c *Config) { c.IdPs[0].Rules[0].Equals = "x" }, []string{"exactly one of contains and equals"}},
 		{"deny/rule_bad_scope", func(c *Config) { c.IdPs[0].Rules[0].Scopes = []string{"refund*"} }, []string{"is not a scope"}},
 		{"deny/rule_no_scopes", func(c *Config) { c.IdPs[0].Rules[0].Scopes = nil }, []string{"scopes is required"}},
+		{"deny/rule_more_scopes_than_a_credential_holds", func(c *Config) { c.IdPs[0].Rules[0].Scopes = scopesUnder("kb:", maxScopes+1) }, []string{
+			fmt.Sprintf(`tenant "tenant_a": the rules grant %d distinct scopes`, maxScopes+2),
+			fmt.Sprintf(`tenant "tenant_b": the rules grant %d distinct scopes`, maxScopes+1),
+		}},
+		{"deny/rules_together_more_than_a_credential_holds", func(c *Config) {
+			c.IdPs[0].Rules[0].Scopes = scopesUnder("kb:", maxScopes-1)
+			c.IdPs[0].Rules[1].Scopes = scopesUnder("approve:", 2) // tenant_a only
+		}, []string{fmt.Sprintf(`tenant "tenant_a": the rules grant %d distinct scopes`, maxScopes+1)}},
 		{"deny/issuer_with_hash", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/#" }, []string{"holds '#'"}},
 		{"deny/issuer_with_space", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/realms/acme x" }, []string{"holds a space"}},
 		{"deny/duplicate_issuer", func(c *Config) { c.IdPs[1].Issuer = c.IdPs[0].Issuer }, []string{"duplicate issuer"}},
@@ -81,6 +90,18 @@ func TestConfigValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigScopeBoundPerTenant: the bound is on what one token can be
+// granted, the scopes of the rules of its tenant; duplicates count once.
+func TestConfigScopeBoundPerTenant(t *testing.T) {
+	cfg := loadExample(t)
+	cfg.IdPs[0].Rules[0].Tenants = []string{"tenant_b"}
+	cfg.IdPs[0].Rules[0].Scopes = append(scopesUnder("kb:", maxScopes), "kb:0000")
+	cfg.IdPs[0].Rules[1].Scopes = scopesUnder("approve:", maxScopes) // tenant_a only
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate(%d scopes for each tenant) = %v; want nil", maxScopes, err)
 	}
 }
 

@@ -40,7 +40,9 @@
 //     then here: aud holds the IdP's configured audience
 //     (exchange_token_audience); exp, nbf, iat and max_token_age with
 //     the configured skew on the injected clock
-//     (exchange_token_expired); sub and the required claims present.
+//     (exchange_token_expired); sub and the required claims present,
+//     sub without control characters (C0, DEL, C1), as a credential's
+//     principal must be (exchange_token_invalid).
 //  5. Tenant: fixed per IdP or from a claim (optionally mapped); it must
 //     be one the IdP is bound to, and the requested one if any
 //     (exchange_untrusted_idp).
@@ -50,7 +52,10 @@
 //     widen it: each requested scope must equal a granted one or fall
 //     under a granted pattern ("approve:refunds.*" under "approve:*"),
 //     or the whole request is refused (exchange_scope_denied) rather
-//     than silently trimmed.
+//     than silently trimmed. A credential holds at most 256 scopes: a
+//     request for more is refused (exchange_request_invalid), and
+//     Config.Validate refuses an IdP whose rules for one tenant grant
+//     more together.
 //  8. Issue: identity.Issue with the tenant's issuer key; lifetime
 //     credential_ttl, capped by the IdP token's exp so a credential
 //     never outlives the identity it came from. The credential's
@@ -118,7 +123,7 @@
 //   - act present: the token is itself a delegation (sub acting through
 //     act.sub, nested act for earlier actors). Refused unless the IdP
 //     is configured allow_act; then the chain (at most 8 deep, each with
-//     a sub) is recorded in the audit event as idp_actors, outermost
+//     a sub without control characters) is recorded in the audit event as idp_actors, outermost
 //     first, in the credential's name, and as principals in its
 //     nats.actors. Rules still match the token's
 //     own claims only — an actor never adds scopes.

@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-json-experiment/json"
 
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -171,6 +172,11 @@ func (p *idp) verify(ctx context.Context, raw string) (*token, error) {
 	t := &token{Issuer: p.cfg.Issuer, Claims: claims}
 	if t.Subject, _ = claims["sub"].(string); t.Subject == "" || len(t.Subject) > 256 {
 		return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: sub missing or longer than 256", p.cfg.Name)
+	}
+	// The principal "<iss>#<sub>" is a credential claim: identity.Issue
+	// refuses one holding a control character (C0, DEL or C1).
+	if !identity.ValidPrincipal(Principal(t.Issuer, t.Subject)) {
+		return nil, reason.Deny(reason.ExchangeTokenInvalid, "idp %s: sub holds control characters", p.cfg.Name)
 	}
 	if !hasAudience(claims["aud"], p.cfg.Audience) {
 		return nil, reason.Deny(reason.ExchangeTokenAudience, "idp %s: aud does not hold %q", p.cfg.Name, p.cfg.Audience)

@@ -12,6 +12,12 @@ import (
 // maxActDepth bounds a nested act chain.
 const maxActDepth = 8
 
+// maxScopes is the most scopes identity.Issue puts in one credential.
+// narrow and Config.Validate keep a credential's scopes within it, so
+// such a request is refused with a typed reason before its request id is
+// recorded, not left for Issue to refuse.
+const maxScopes = identity.MaxScopes
+
 // tenant decides the tenant a verified token speaks for, and checks that
 // the IdP may speak for it and that it is the one requested (if any).
 func (p *idp) tenant(t *token, requested string) (string, error) {
@@ -77,6 +83,11 @@ func (p *idp) actors(t *token, agent, audience string) ([]string, error) {
 		if sub == "" || len(sub) > 256 {
 			return nil, reason.Deny(reason.ExchangeActorDenied, "idp %s: act without a sub", p.cfg.Name)
 		}
+		// The actor's principal is a credential claim: identity.Issue
+		// refuses one holding a control character (C0, DEL or C1).
+		if !identity.ValidPrincipal(Principal(t.Issuer, sub)) {
+			return nil, reason.Deny(reason.ExchangeActorDenied, "idp %s: act sub holds control characters", p.cfg.Name)
+		}
 		if len(chain) == maxActDepth {
 			return nil, reason.Deny(reason.ExchangeActorDenied, "idp %s: act chain deeper than %d", p.cfg.Name, maxActDepth)
 		}
@@ -137,10 +148,14 @@ func (r *Rule) matches(v any) bool {
 
 // narrow returns the scopes of the credential: all of granted when
 // nothing is requested, else exactly the requested scopes, each of which
-// must be covered by a granted one. It never widens.
+// must be covered by a granted one, at most maxScopes of them. It never
+// widens.
 func narrow(granted, requested []string) ([]string, error) {
 	if len(requested) == 0 {
 		return granted, nil
+	}
+	if len(requested) > maxScopes {
+		return nil, reason.Deny(reason.ExchangeRequestInvalid, "%d scopes requested; a credential holds at most %d", len(requested), maxScopes)
 	}
 	out := make([]string, 0, len(requested))
 	for _, s := range requested {

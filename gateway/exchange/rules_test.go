@@ -58,6 +58,31 @@ func TestNarrow(t *testing.T) {
 	}
 }
 
+// TestNarrowAtMostMaxScopes: a request for more scopes than
+// identity.Issue puts in a credential, every one granted, is refused as
+// exchange_request_invalid (before its request id is recorded), not
+// left for Issue to refuse.
+func TestNarrowAtMostMaxScopes(t *testing.T) {
+	granted := []string{"approve:refunds.*", "kb:read"}
+	want := scopesUnder("approve:refunds.", maxScopes)
+	if got, err := narrow(granted, want); err != nil || !slices.Equal(got, want) {
+		t.Errorf("narrow(%d scopes) = %d scopes, %v; want all %d", len(want), len(got), err, len(want))
+	}
+	over := scopesUnder("approve:refunds.", maxScopes+1)
+	if got, err := narrow(granted, over); !errors.Is(err, reason.ExchangeRequestInvalid) {
+		t.Errorf("narrow(%d scopes) = %d scopes, %v; want %s", len(over), len(got), err, reason.ExchangeRequestInvalid)
+	}
+}
+
+// scopesUnder is n distinct scopes, prefix0000, prefix0001, …, sorted.
+func scopesUnder(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%04d", prefix, i)
+	}
+	return out
+}
+
 func TestGrantAndTenant(t *testing.T) {
 	p := &idp{cfg: IdPConfig{
 		Name: "corp", Tenants: []string{"tenant_a", "tenant_b"}, TenantClaim: "org",
@@ -112,11 +137,17 @@ func TestActors(t *testing.T) {
 		{"deny/act_off", false, map[string]any{"act": map[string]any{"sub": "svc"}}, nil, reason.ExchangeActorDenied},
 		{"allow/act_chain", true, map[string]any{"act": map[string]any{"sub": "svc", "act": map[string]any{"sub": "user-agent"}}}, []string{"svc", "user-agent"}, nil},
 		{"deny/act_without_sub", true, map[string]any{"act": map[string]any{"client_id": "svc"}}, nil, reason.ExchangeActorDenied},
+		// An actor's principal that identity.Issue would refuse: C0, DEL
+		// and C1 control characters, at any depth of the chain.
+		{"deny/act_sub_c0", true, map[string]any{"act": map[string]any{"sub": "svc\x00"}}, nil, reason.ExchangeActorDenied},
+		{"deny/act_sub_del", true, map[string]any{"act": map[string]any{"sub": "svc\x7f"}}, nil, reason.ExchangeActorDenied},
+		{"deny/act_sub_c1", true, map[string]any{"act": map[string]any{"sub": "actor\u0090"}}, nil, reason.ExchangeActorDenied},
+		{"deny/nested_act_sub_nel", true, map[string]any{"act": map[string]any{"sub": "svc", "act": map[string]any{"sub": "user\u0085agent"}}}, nil, reason.ExchangeActorDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &idp{cfg: IdPConfig{Name: "corp", AllowAct: tt.allowAct}}
-			got, err := p.actors(&token{Claims: tt.claims}, agent, "gw")
+			got, err := p.actors(&token{Issuer: "https://login.example.com", Claims: tt.claims}, agent, "gw")
 			if !errors.Is(err, tt.wantErr) || !slices.Equal(got, tt.want) {
 				t.Errorf("actors(%v) = %v, %v; want %v, %v", tt.claims, got, err, tt.want, tt.wantErr)
 			}

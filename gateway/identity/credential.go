@@ -20,9 +20,11 @@ const CredentialType = "agentgw-credential"
 // credentialVersion is nats.version: jwt/v2's claim layout version.
 const credentialVersion = 2
 
+// MaxScopes is the most scopes a credential holds (Issue refuses more).
+const MaxScopes = 256
+
 // Bounds on credential claims.
 const (
-	maxScopes     = 256
 	maxScopeLen   = 256
 	maxNameLen    = 256
 	maxAudience   = 256
@@ -295,8 +297,8 @@ func checkClaims(w *credentialWire, needID bool) []error {
 			add("actor %d is empty, longer than %d bytes, not UTF-8, or holds control characters", i, maxPrincipal)
 		}
 	}
-	if len(w.Nats.Scopes) > maxScopes {
-		add("more than %d scopes", maxScopes)
+	if len(w.Nats.Scopes) > MaxScopes {
+		add("more than %d scopes", MaxScopes)
 	}
 	for i, g := range w.Nats.Scopes {
 		if !validScope(g) {
