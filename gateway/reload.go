@@ -41,8 +41,25 @@ type rules struct {
 // the held requests whose credential they revoke (sweepHolds). Reloads
 // run one at a time.
 func (g *Gateway) Reload() error {
+	_, _, err := g.reload()
+	return err
+}
+
+// reload is Reload, which also returns the rules in force after it and
+// the error of the catalog and the policies alone (nil if they loaded).
+func (g *Gateway) reload() (inForce *rules, rulesErr, err error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	rulesErr = g.loadRules()
+	err = errors.Join(rulesErr, g.loadRevocations())
+	g.reportReload(err, false)
+	return g.rules.Load(), rulesErr, err
+}
+
+// loadRules loads the catalog and the policies and swaps them in
+// together if both load; otherwise the rules in force stay. The caller
+// holds reloadMu.
+func (g *Gateway) loadRules() error {
 	var errs []error
 	cat, err := catalog.Load(g.cfg.Catalog)
 	if err != nil {
@@ -55,10 +72,13 @@ func (g *Gateway) Reload() error {
 	if len(errs) == 0 {
 		g.rules.Store(&rules{cat: cat, pol: set})
 	}
-	if err := g.loadRevocations(); err != nil {
-		errs = append(errs, err)
-	}
-	err = errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// reportReload counts a reload by its result and logs it with the rules
+// in force after it; retry marks a retry of the catalog and the policies
+// alone (watchLoop).
+func (g *Gateway) reportReload(err error, retry bool) {
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -71,9 +91,35 @@ func (g *Gateway) Reload() error {
 		// a file the reload reads).
 		ev = g.log.Error().Str(zerolog.ErrorFieldName, identity.SafeText(err.Error()))
 	}
+	if retry {
+		ev = ev.Bool("retry", true)
+	}
 	r := g.rules.Load()
 	ev.Str("policy_version", r.pol.Version()).Str("catalog", r.cat.Digest).Msg("reload")
-	return err
+}
+
+// retryRules loads the catalog and the policies again after a failed
+// reload left failed in force (watchLoop). It reports whether they are
+// settled: loaded, or replaced meanwhile by another reload (a SIGHUP).
+// A retry that fails with the error text last reported (*text) is not
+// reported again; one that fails otherwise, or loads, is. The
+// revocations are left alone: they reload when their file changes.
+func (g *Gateway) retryRules(failed *rules, text *string) bool {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if g.rules.Load() != failed {
+		return true
+	}
+	err := g.loadRules()
+	if err == nil {
+		g.reportReload(nil, true)
+		return true
+	}
+	if err.Error() != *text {
+		*text = err.Error()
+		g.reportReload(err, true)
+	}
+	return false
 }
 
 func (g *Gateway) loadRevocations() error {
@@ -156,9 +202,16 @@ func readRevocations(path string) (RevocationConfig, error) {
 	return RevocationConfig{JTIs: *r.JTIs, Keys: *r.Keys, Principals: *r.Principals}, nil
 }
 
-// watchLoop reloads when the catalog, a schema file it names, a policy
-// file or the revocation file changes (content digest, polled every ReloadInterval). Operators
-// should replace files atomically (write, then rename).
+// watchLoop reloads (Reload) when the catalog, a schema file it names, a
+// policy file or the revocation file changes (content digest, polled
+// every ReloadInterval). While the catalog and the policies of the last
+// reload failed to load, it loads them again on every later tick, even
+// if no file it digests changed: a catalog that names a schema file not
+// written yet (or broken) cannot say which file to watch, so the schema
+// file it names is not in the digest until the catalog loads. A retry
+// leaves the revocations alone and reports a failure only when its text
+// differs from the last one reported. Operators should replace files
+// atomically (write, then rename).
 func (g *Gateway) watchLoop(ctx context.Context) error {
 	if g.cfg.ReloadInterval <= 0 {
 		return nil
@@ -166,6 +219,10 @@ func (g *Gateway) watchLoop(ctx context.Context) error {
 	t := time.NewTicker(g.cfg.ReloadInterval)
 	defer t.Stop()
 	last := g.fingerprint()
+	var (
+		failed *rules // the rules in force when their reload failed; nil: none failed
+		text   string // the text of the failure last reported
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -174,16 +231,26 @@ func (g *Gateway) watchLoop(ctx context.Context) error {
 		}
 		fp := g.fingerprint()
 		if fp == last {
+			if failed != nil && g.retryRules(failed, &text) {
+				failed = nil
+			}
 			continue
 		}
 		last = fp
-		_ = g.Reload() // logs what failed; the old versions stay in service
+		// Reload logs what failed; the old versions stay in service.
+		inForce, rulesErr, _ := g.reload()
+		failed, text = nil, ""
+		if rulesErr != nil {
+			failed, text = inForce, rulesErr.Error()
+		}
 	}
 }
 
 // fingerprint digests the contents of every reloadable file: the
-// catalog, the schema files it names, the revocations and the policies.
-// A missing file contributes its absence.
+// catalog, the schema files named by the catalog in force, the
+// revocations and the policies. A missing file contributes its absence.
+// A schema file named only by a catalog that failed to load is not among
+// them (watchLoop retries that reload instead).
 func (g *Gateway) fingerprint() [32]byte {
 	h := sha256.New()
 	files := append([]string{g.cfg.Catalog, g.cfg.Revocations.File}, g.cfg.Policies...)
