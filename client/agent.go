@@ -177,7 +177,13 @@ type Request struct {
 	// value encoding/json encodes as a JSON object.
 	Plain any
 	// Sealed is the plaintext of a sealed payload; it is sealed to the
-	// gateway's curve key. A non-nil empty slice seals zero bytes.
+	// gateway's curve key. It must be one JSON object under the strict
+	// rules the gateway holds an opened payload to (envelope.CheckPayload:
+	// no duplicate member names, valid UTF-8, nothing after the object);
+	// anything else, a non-nil empty slice included, is refused with
+	// ErrRequest before it is sealed or published. The agent's curve key
+	// seals other boxes to the gateway too (the token exchange's xkey
+	// proof), so a box of arbitrary bytes could stand in for one of them.
 	Sealed []byte
 	// IdempotencyKey names the request for the gateway's idempotency
 	// ledger. Empty: the message id (every Send is its own request).
@@ -484,6 +490,12 @@ func (a *Agent) payload(req Request) (envelope.Payload, error) {
 	case req.Sealed != nil:
 		if a.box == nil {
 			return envelope.Payload{}, fmt.Errorf("%w: sealed payload but the agent has no curve key", ErrRequest)
+		}
+		// Only a JSON object is sealed: the same key pair's box of other
+		// bytes could be an xkey proof of the token exchange. The detail
+		// may quote the plaintext, so only its reason is reported.
+		if err := envelope.CheckPayload(req.Sealed, envelope.Limits{}); err != nil {
+			return envelope.Payload{}, fmt.Errorf("%w: sealed payload is not one strict JSON object within the limits (%w)", ErrRequest, reason.Of(err))
 		}
 		ct, err := a.box.Seal(req.Sealed, a.cfg.GatewayXKey)
 		if err != nil {

@@ -19,11 +19,13 @@ import {
   newTraceId,
   signEnvelope,
   validToken,
+  withDefaults,
   type Capability,
   type Payload,
 } from "./envelope.js";
 import { b64url, hex, random, utf8 } from "./internal/bytes.js";
 import { hooksOf, type PublishFn } from "./internal/hooks.js";
+import { checkObject } from "./internal/json.js";
 import { Box, isPublicKey } from "./keys.js";
 import { ingress } from "./subjects.js";
 import { replies, respond, sendAndWait, type Reply, type WaitOptions } from "./reply.js";
@@ -97,8 +99,14 @@ export interface Request {
   plain?: Uint8Array | string | object;
   /**
    * The plaintext of a sealed payload, sealed to the gateway's curve key:
-   * bytes, text, or any other value as JSON. An empty array seals zero
-   * bytes.
+   * bytes, text, or any other value as JSON. It must be one JSON object
+   * under the strict rules the gateway holds an opened payload to (no
+   * duplicate member names, valid UTF-8, nothing after the object);
+   * anything else, empty bytes included, is refused with
+   * InvalidRequestError before it is sealed or published. The agent's
+   * curve key seals other boxes to the gateway too (the token exchange's
+   * xkey proof), so a box of arbitrary bytes could stand in for one of
+   * them.
    */
   sealed?: Uint8Array | string | object;
   /** Names the request for the gateway's idempotency ledger. Absent: the message id. */
@@ -465,7 +473,8 @@ export class Agent {
    * whose target names the request by its agent and message id
    * (requestRef), in its trace, the answer sealed to the gateway from this
    * agent's curve key, which must be the target's consumer_xkey or the
-   * gateway denies it wrong_responder.
+   * gateway denies it wrong_responder. The answer must be one JSON object
+   * (see Request.sealed).
    */
   respond(d: Delivery, answer: Uint8Array | string | object, opts: SendOptions = {}): Promise<Receipt> {
     return respond(this, d, answer, opts);
@@ -483,9 +492,28 @@ export class Agent {
       if (this.#box === undefined) {
         throw new InvalidRequestError("invalid request: sealed payload but the agent has no curve key");
       }
+      const plaintext = bytesOf(req.sealed);
+      // Only a JSON object is sealed: the same key pair's box of other
+      // bytes could be an xkey proof of the token exchange. The detail
+      // may quote the plaintext, so only its reason is reported.
+      const lim = withDefaults(undefined);
+      let refused: string | undefined;
+      if (plaintext.length > lim.maxBytes) {
+        refused = "oversized";
+      } else {
+        try {
+          // Level 2: the depth the gateway scans an opened payload at (Go's envelope.CheckPayload).
+          checkObject(plaintext, lim, 2);
+        } catch (err) {
+          refused = err instanceof DeniedError ? err.reason : "malformed_envelope";
+        }
+      }
+      if (refused !== undefined) {
+        throw new InvalidRequestError(`invalid request: sealed payload is not one strict JSON object within the limits (${refused})`);
+      }
       let ct: Uint8Array;
       try {
-        ct = this.#box.seal(bytesOf(req.sealed), this.gatewayXKey);
+        ct = this.#box.seal(plaintext, this.gatewayXKey);
       } catch (err) {
         const why = err instanceof DeniedError ? err.reason : "internal_error";
         throw new InvalidRequestError(`invalid request: seal: ${why}`);
