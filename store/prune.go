@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -69,7 +70,8 @@ func (l *Ledger) MarkAcked(keys []ReplayKey, now time.Time) error {
 //   - up to 1024 markers whose expiry + Lookback has passed (one point
 //     delete each; markers are few: one per approval or operator replay).
 //
-// Deleting a generation raises Horizon to its end, in the same batch.
+// Deleting a generation raises Horizon to its end, and deleting markers
+// raises it past the latest of their expiries, in the same batch.
 //
 // The write is not synced; a lost prune is redone by the next one.
 // ackFloor only ratchets up: a lower value than before is ignored.
@@ -94,8 +96,9 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 	l.ackFloor = max(l.ackFloor, ackFloor)
 	floor := l.ackFloor
 	gens := slices.Clone(l.gens)
-	horizon := l.horizon
+	start := l.horizon
 	l.gmu.Unlock()
+	horizon := start
 
 	pb := db.NewBatch()
 	fail := func(err error) (PruneStats, uint32, error) {
@@ -129,20 +132,26 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 		st.Entries += g.count
 		horizon = max(horizon, (g.gen+1)*l.width)
 	}
-	if st.Generations > 0 {
+	n, more, markersExp, err := pruneMarkers(db, pb, now.Add(-l.lookback-1))
+	if err != nil {
+		_ = pb.Close()
+		return PruneStats{}, 0, err
+	}
+	st.Markers, st.MoreMarkers = n, more
+	if n > 0 {
+		// A marker outlasts every fresh copy of its message only at the
+		// clock of the prune: a batch judged earlier (recovered, up to
+		// ack_wait back) or under a wider skew could still take a copy
+		// as fresh. Past the horizon it is refused, as for an entry.
+		horizon = max(horizon, markersExp+1)
+	}
+	if horizon > start {
 		// In the batch that deletes: the horizon is never behind what
 		// is gone, even after a crash.
 		if err := pb.Set(horizonKey, encodeUvarints(horizon), nil); err != nil {
 			return fail(err)
 		}
 	}
-
-	n, more, err := pruneMarkers(db, pb, now.Add(-l.lookback-1))
-	if err != nil {
-		_ = pb.Close()
-		return PruneStats{}, 0, err
-	}
-	st.Markers, st.MoreMarkers = n, more
 
 	ops := pb.Count()
 	if pb.Empty() {
@@ -168,36 +177,40 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 }
 
 // pruneMarkers stages the deletion of up to pruneMarkerLimit markers that
-// expired at or before cutoff. Their expiry index is ordered by time, so
-// this reads only what it deletes (plus tombstones not yet compacted).
-func pruneMarkers(db *pebble.DB, pb *pebble.Batch, cutoff time.Time) (int, bool, error) {
+// expired at or before cutoff, and returns how many, whether more are
+// due, and the latest expiry among them (nanoseconds). Their expiry index
+// is ordered by time, so this reads only what it deletes (plus tombstones
+// not yet compacted).
+func pruneMarkers(db *pebble.DB, pb *pebble.Batch, cutoff time.Time) (int, bool, uint64, error) {
 	it, err := db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{kindMarkerExpiry},
 		UpperBound: timeBound(kindMarkerExpiry, cutoff),
 	})
 	if err != nil {
-		return 0, false, readError("markers", err)
+		return 0, false, 0, readError("markers", err)
 	}
 	defer it.Close()
 	n := 0
+	var latest uint64
 	for ok := it.First(); ok; ok = it.Next() {
 		if n == pruneMarkerLimit {
-			return n, true, nil
+			return n, true, latest, nil
 		}
 		k := it.Key()
 		if len(k) < 10 {
-			return 0, false, fmt.Errorf("store: marker expiry key %x: %w", k, ErrCorrupt)
+			return 0, false, 0, fmt.Errorf("store: marker expiry key %x: %w", k, ErrCorrupt)
 		}
+		latest = max(latest, binary.BigEndian.Uint64(k[1:9]))
 		if err := pb.Delete(append([]byte{kindMarker}, k[9:]...), nil); err != nil {
-			return 0, false, fmt.Errorf("store: prune markers: %w: %v", ErrIO, err)
+			return 0, false, 0, fmt.Errorf("store: prune markers: %w: %v", ErrIO, err)
 		}
 		if err := pb.Delete(k, nil); err != nil {
-			return 0, false, fmt.Errorf("store: prune markers: %w: %v", ErrIO, err)
+			return 0, false, 0, fmt.Errorf("store: prune markers: %w: %v", ErrIO, err)
 		}
 		n++
 	}
 	if err := it.Error(); err != nil {
-		return 0, false, readError("markers", err)
+		return 0, false, 0, readError("markers", err)
 	}
-	return n, false, nil
+	return n, false, latest, nil
 }

@@ -130,6 +130,11 @@ func TestMarkersSetOnceAndPrune(t *testing.T) {
 	if err != nil || st.Markers != 2 || st.MoreMarkers {
 		t.Fatalf("Prune after expiry = %+v, %v; want 2 markers deleted", st, err)
 	}
+	// A marker gone is as an entry gone: a message expiring by its
+	// marker's expiry is past the horizon, whatever clock judges it.
+	if h := l.Horizon(); !exp.Before(h) {
+		t.Fatalf("Horizon after the markers' prune = %v; want past their expiry %v", h, exp)
+	}
 	b = l.NewBatch()
 	defer b.Close()
 	if ok, err := b.SetOnce("approval", "m1", exp.Add(time.Hour)); !ok || err != nil {
