@@ -643,6 +643,17 @@ func (g *Gateway) stageHold(b *ledgerBatch, it *item, now time.Time) error {
 		return nil
 	}
 	err = g.holdRecord(b, it, now, it.deadline)
+	if ended, ok := errors.AsType[*ownHoldEnded](err); ok {
+		// Scaled out: its first decision put the hold and died before
+		// its journal append, and the hold ended meanwhile. The approval
+		// request is rebuilt from the hold (its deadline, no fields, no
+		// policy), not published as a live request no answer can take.
+		if !g.heldBefore(it, it.env, ended.hold, now) {
+			it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s was held before in tenant %s", it.env.MessageID, it.env.Tenant))
+			it.outputs = nil
+		}
+		return nil
+	}
 	if errors.Is(err, errHoldExists) {
 		// Another instance put it between the check and the write.
 		it.deny(reason.Deny(reason.ApprovalInvalid, "a request with message id %s is already pending in tenant %s", it.env.MessageID, it.env.Tenant))

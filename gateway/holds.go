@@ -179,10 +179,20 @@ func (k *kvHolds) putHold(_ *ledgerBatch, id string, deadline time.Time, v []byt
 		return err
 	}
 	if h != nil && h.Creator == seq {
+		if h.State != kvHeld {
+			return &ownHoldEnded{hold: h}
+		}
 		return nil // this message's own write, before a redelivery
 	}
 	return errHoldExists
 }
+
+// ownHoldEnded: the hold a message puts is its own, written by a decision
+// of it before a crash, and has ended since (expired, withdrawn, or taken
+// by an answer). That end is the request's answer (stageHold).
+type ownHoldEnded struct{ hold *kvHold }
+
+func (e *ownHoldEnded) Error() string { return "gateway: this message's own hold has ended" }
 
 func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) {
 	rev, ok := b.revs[id]

@@ -423,8 +423,9 @@ func TestScaleOutGrantTakenBeforeCrashReleases(t *testing.T) {
 // journaled. Another instance expires the hold at its deadline; the
 // partition's next owner then decides the request again and finds the
 // hold its first decision put: the request goes to the approval queue
-// (its one output) without being held a second time, so a grant of it
-// finds nothing pending and the request ends once, expired.
+// (its one output) without being held a second time, its approval
+// request rebuilt from the ended hold, so a grant of it finds nothing
+// pending and the request ends once, expired.
 func TestScaleOutHoldPutBeforeCrashEndsOnce(t *testing.T) {
 	h := scaledOutCrashHarness(t)
 	a := h.startInstance("a", dieAfter(true))
@@ -444,6 +445,12 @@ func TestScaleOutHoldPutBeforeCrashEndsOnce(t *testing.T) {
 	out := h.waitIn(StreamApproval, heldSeq, func(*jetstream.RawStreamMsg) bool { return true })
 	var req approval.Request
 	must(t, json.Unmarshal(out.Data, &req))
+	h.checkApprovalToken(out)
+	// Rebuilt from the ended hold: its deadline, which has passed, and
+	// no approver-visible fields; not a live request approvers would see.
+	if req.Deadline.After(h.clock.Now()) || len(req.Fields) != 0 {
+		t.Errorf("approval request of an expired hold: deadline %v (now %v), fields %v; want the hold's passed deadline and no fields", req.Deadline, h.clock.Now(), req.Fields)
+	}
 
 	got := h.outputFor(h.grant(req))
 	if got.Header.Get(header.Route) != string(store.RouteDeny) {
