@@ -478,8 +478,10 @@ func (g *Gateway) expire(ctx context.Context, led *store.Ledger, id string, now 
 	b := led.NewBatch()
 	defer b.Close()
 	deadline, v, ok, err := b.Hold(id)
-	if err != nil || !ok || deadline.After(now) {
-		return err // answered meanwhile, or not due after all
+	if err != nil || !ok || !now.After(deadline) {
+		// Answered meanwhile, or not due after all: an answer at the
+		// deadline itself still counts (approvalGate).
+		return err
 	}
 	var h held
 	if err := json.Unmarshal(v, &h); err != nil {

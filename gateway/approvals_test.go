@@ -334,3 +334,23 @@ func TestRefusedAnswerLeavesItsKeyFree(t *testing.T) {
 	f.wantReason(answer(f.grant()), reason.DuplicateRequest)
 	f.endApproval(0)
 }
+
+// TestAnswerAtDeadlineCounts: a request expires once the clock is later
+// than its deadline; at the deadline itself the expiry leaves it held, and
+// an answer then still counts (docs/wire.md, "Approvals").
+func TestAnswerAtDeadlineCounts(t *testing.T) {
+	f := newApprovalFlow(t)
+	f.clock.Advance(f.req.Deadline.Sub(f.clock.Now()))
+	if !f.clock.Now().Equal(f.req.Deadline) {
+		t.Fatalf("clock %v; want the deadline %v", f.clock.Now(), f.req.Deadline)
+	}
+	must(t, f.gw.expireDue(context.Background()))
+	if n, _ := f.gw.pendingApprovals(); n != 1 {
+		t.Fatalf("pending approvals at the deadline = %d; want 1", n)
+	}
+	out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("answer at the deadline: the request went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+	}
+	f.endApproval(0)
+}

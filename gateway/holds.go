@@ -374,7 +374,7 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 		}
 		switch {
 		case h.State == kvExpired,
-			h.State == kvHeld && !now.Before(h.Deadline),
+			h.State == kvHeld && now.After(h.Deadline), // an answer at the deadline itself still counts
 			h.State == kvTaken && now.After(h.Deadline.Add(grace)),
 			h.State == kvMarker && now.After(h.Deadline):
 			due = append(due, kvDue{key: key, id: id, rev: rev, h: h})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -235,6 +236,28 @@ func TestIssuerTrustLostDeniesHeldRequestsAtStart(t *testing.T) {
 	}
 	f.auditKind(f.heldSeq, "approval_withdrawn")
 	f.approver.token = f.credential(next, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
+	f.endApproval(1)
+}
+
+// TestNewCurveKeyWithdrawsHeldRequests: a held request keeps its
+// credential sealed to the gateway's curve key. Restarted with a new one,
+// the gateway can no longer check the requester's standing, and
+// withdraws the request at its start (seal_mismatch) rather than leave
+// it for an approver whose grant it could not judge.
+func TestNewCurveKeyWithdrawsHeldRequests(t *testing.T) {
+	f := newApprovalFlow(t)
+	f.stop()
+	next, err := identity.NewCurve()
+	must(t, err)
+	writeSeed(t, filepath.Join(f.dir, "curve.nk"), next)
+	f.gwCurve, _ = next.PublicKey()
+	f.start()
+	m := f.waitWithdrawn(f.heldSeq)
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.SealMismatch {
+		t.Fatalf("withdrawn held request: reason %q (%s); want seal_mismatch", got, m.Header.Get(header.Detail))
+	}
+	f.auditKind(f.heldSeq, "approval_withdrawn")
 	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
 	f.endApproval(1)
 }
