@@ -12,8 +12,11 @@
 //     audience = target, not expired, bound to the exact body and
 //     re-sealed payload bytes), each decision once: a re-published copy
 //     of a delivery already handed over (same token id, another stream
-//     sequence) is terminated too. Everything else is terminated and
-//     reported. VerifyDelivery is the verification as a pure function,
+//     sequence) is terminated too. A message that may verify later (its
+//     token issued ahead of this clock, within the largest skew a gateway
+//     takes, or refused only because the record of handed-over tokens is
+//     full or was read at a clock ahead of this one) is handed back
+//     (nak); everything else is terminated and reported. VerifyDelivery is the verification as a pure function,
 //     without the memory of what was handed over.
 //   - Approver watches the approval queue and answers held requests with
 //     `approve` envelopes bound to the request's body digest and policy
