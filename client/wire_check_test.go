@@ -675,9 +675,14 @@ func TestWireVectorOperator(t *testing.T) {
 		t.Error("operator signature does not verify with the credential's subject, or the credential lacks operator:replay")
 	}
 	digest := sha256Hex([]byte(f.ReplayBody))
-	in := "agentgw-replay-v1\n" + digest + "\n" + strconv.FormatUint(f.ReplayDeniedSeq, 10) + "\n" + f.ReplayOperator + "\n" +
-		strconv.FormatInt(f.ReplayExpiresUnix, 10)
-	if in != f.ReplaySigningInput || in != string(operator.ReplayInput(digest, f.ReplayDeniedSeq, f.ReplayOperator, f.ReplayExpiresUnix)) {
+	gwBox := keys.box(t, "gateway-xkey")
+	if tok, err := gwBox.OpenCredential(f.ReplayCredential, gwBox.PublicKey(), []byte(f.ReplayBody)); err != nil || tok.Reveal() != h.Get(header.Credential) {
+		t.Errorf("replay_credential does not open, bound to the body, to the operator's credential: %v", err)
+	}
+	credDigest := sha256Hex([]byte(f.ReplayCredential))
+	in := "agentgw-replay-v2\n" + digest + "\n" + strconv.FormatUint(f.ReplayDeniedSeq, 10) + "\n" + f.ReplayOperator + "\n" +
+		strconv.FormatInt(f.ReplayExpiresUnix, 10) + "\n" + credDigest
+	if in != f.ReplaySigningInput || in != string(operator.ReplayInput(digest, f.ReplayDeniedSeq, f.ReplayOperator, f.ReplayExpiresUnix, credDigest)) {
 		t.Error("replay_signing_input is wrong")
 	}
 	parts := strings.Split(f.ReplayHeader, ".")

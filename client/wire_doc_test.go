@@ -32,7 +32,7 @@ func TestWireDocIsComplete(t *testing.T) {
 		header.Credential, header.Signature, header.Traceparent, header.MsgID, header.Decision, header.Agent,
 		header.SealedFrom, header.Reason, header.Stage, header.Detail, header.IngressSeq, header.IngressSubject,
 		header.DecidedAt, header.Policy, header.PolicyVersion, header.MessageID, header.TraceID, header.Tenant,
-		header.Target, header.Route, header.Replay, headerRequestID, headerResponder, notice.Header,
+		header.Target, header.Route, header.Replay, header.ReplayCredential, headerRequestID, headerResponder, notice.Header,
 		header.CredentialSealed, header.CredentialSealedTo, header.BodyDigest, header.BodyBytes,
 	} {
 		if !strings.Contains(doc, "\n| `"+h+"` |") {

@@ -536,7 +536,19 @@ func (w *wvWorld) operatorFile(denied *wvEnvelope) wvOperatorFile {
 	}
 	sig := w.signer("operator").Sign(operator.SigningInput(body))
 	exp := wvNow.Add(5 * time.Minute).Unix()
-	in := operator.ReplayInput(denied.BodySHA256Hex, 9, w.pubs["operator"], exp)
+	// The operator's credential sealed by the gateway to its own curve
+	// key, bound to the body: "agentgw-credential-v1\n" ‖ SHA-256(body)
+	// ‖ the credential, as identity.Box.SealCredential writes it (with
+	// this vector's nonce).
+	bodySum := sha256.Sum256([]byte(denied.Message.Body))
+	opCred := append(append([]byte("agentgw-credential-v1\n"), bodySum[:]...), w.creds["operator"].Reveal()...)
+	sealedCred, err := w.keys["gateway-xkey"].SealWithRand(opCred, w.pubs["gateway-xkey"], bytes.NewReader(wvNonce("replay-credential")))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	replayCred := b64url.EncodeToString(sealedCred)
+	credSum := sha256.Sum256([]byte(replayCred))
+	in := operator.ReplayInput(denied.BodySHA256Hex, 9, w.pubs["operator"], exp, hex.EncodeToString(credSum[:]))
 	auth := w.signer("gateway-signing").Sign(in)
 	return wvOperatorFile{
 		About: "operator replay requests (docs/wire.md, \"Operator replay\"): a request signed by the operator, and the replay authorization " +
@@ -547,6 +559,7 @@ func (w *wvWorld) operatorFile(denied *wvEnvelope) wvOperatorFile {
 		}},
 		SigningInput: string(operator.SigningInput(body)), SignatureB64URL: b64url.EncodeToString(sig), VerifyAtUnix: wvNow.Unix(),
 		ReplayDeniedSeq: 9, ReplayBody: denied.Message.Body, ReplayOperator: w.pubs["operator"], ReplayExpiresUnix: exp,
+		ReplayCredential:   replayCred,
 		ReplaySigningInput: string(in),
 		ReplayHeader:       fmt.Sprintf("%d.%s.%d.%s", 9, w.pubs["operator"], exp, b64url.EncodeToString(auth)),
 		Gateway:            w.pubs["gateway-signing"],

@@ -280,6 +280,7 @@ type wvOperatorFile struct {
 	ReplayBody         string    `json:"replay_body"`
 	ReplayOperator     string    `json:"replay_operator"`
 	ReplayExpiresUnix  int64     `json:"replay_expires_unix"`
+	ReplayCredential   string    `json:"replay_credential"`
 	ReplaySigningInput string    `json:"replay_signing_input"`
 	ReplayHeader       string    `json:"replay_header"`
 	Gateway            string    `json:"gateway"`

@@ -3,7 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -26,6 +28,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects"
 )
@@ -491,4 +494,27 @@ func (h *harness) scanSecrets() {
 			h.t.Errorf("a JWT-shaped string was emitted")
 		}
 	}
+}
+
+// replayOperator is an actor with a credential of tenant_a granting
+// operator:replay.
+func (h *harness) replayOperator() *actor {
+	op := newActor(h.t)
+	op.token = h.credential(h.issuer, op, "tenant_a", []string{operator.Scope}, time.Hour, "")
+	return op
+}
+
+// setReplayAuth sets on hdr what the gateway writes when it re-submits
+// body, denied at deniedSeq, for the operator op until exp (Unix
+// seconds): Agentgw-Replay, and op's credential sealed to the gateway as
+// Agentgw-Replay-Credential.
+func (h *harness) setReplayAuth(hdr nats.Header, body []byte, deniedSeq uint64, op *actor, exp int64) {
+	h.t.Helper()
+	sealed, err := h.gw.box.SealCredential(op.token.Reveal(), body)
+	must(h.t, err)
+	digest := envelope.Digest(body)
+	cd := sha256.Sum256([]byte(sealed))
+	sig := h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, op.pub, exp, hex.EncodeToString(cd[:])))
+	hdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, op.pub, exp, base64.RawURLEncoding.EncodeToString(sig)))
+	hdr.Set(header.ReplayCredential, sealed)
 }

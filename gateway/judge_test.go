@@ -2,9 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -61,12 +58,10 @@ func TestWaitingBatchJudgedWhenDecided(t *testing.T) {
 	longBody := h.body(long)
 	badSigBody := h.body(long)
 	replayBody := h.body(long)
-	op := newActor(t)
-	digest := envelope.Digest(replayBody)
+	op := h.replayOperator()
 	authExp := t0.Add(time.Minute).Unix()
-	sig := h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), held, op.pub, authExp))
 	replayHdr := h.signed(h.agent, h.agent.token, replayBody)
-	replayHdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", held, op.pub, authExp, base64.RawURLEncoding.EncodeToString(sig)))
+	h.setReplayAuth(replayHdr, replayBody, held, op, authExp)
 
 	h.clock.Advance(2 * time.Minute)
 	t1 := h.clock.Now()
@@ -205,20 +200,63 @@ func holdDecider(t *testing.T, h *harness, p *heldPipeline) uint64 {
 	return held
 }
 
+// TestReplayOfWithdrawnOperatorCredentialRefused: the re-submission an
+// operator's request made is decided under the standing of the
+// operator's credential when it is decided, not only its key's: its jti
+// (bare or scoped to its issuer) or its principal revoked after the
+// gateway took the request, it is refused replay_refused.
+func TestReplayOfWithdrawnOperatorCredentialRefused(t *testing.T) {
+	const principal = "https://idp.test#operator-7"
+	for name, entry := range map[string]func(c *identity.Credential) string{
+		"jti": func(c *identity.Credential) string { return "jtis: [" + c.ID + "]\nprincipals: []\nkeys: []\n" },
+		"scoped_jti": func(c *identity.Credential) string {
+			return "jtis: [\"" + identity.ScopedJTI(c.Issuer, c.ID) + "\"]\nprincipals: []\nkeys: []\n"
+		},
+		"principal": func(*identity.Credential) string { return "jtis: []\nprincipals: [\"" + principal + "\"]\nkeys: []\n" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.start()
+			op := newActor(t)
+			tok, err := identity.Issue(h.issuer, identity.IssueRequest{
+				Subject: op.pub, Audience: testAudience, Tenant: "tenant_a", Service: "ops",
+				Scopes: []string{operator.Scope}, XKey: op.xkey, TTL: time.Hour, Principal: principal,
+			}, h.clock.Now())
+			must(t, err)
+			h.secrets = append(h.secrets, tok.Reveal())
+			op.token = tok
+			cred, err := h.gw.verifier.Verify(tok.Reveal(), h.clock.Now())
+			must(t, err)
+			body := h.body(nil)
+			hdr := h.signed(h.agent, h.agent.token, body)
+			h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(time.Minute).Unix())
+
+			replaceFile(t, h.cfg.Revocations.File, entry(cred))
+			must(t, h.gw.Reload())
+			out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+			if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
+				t.Fatalf("re-submission authorized by an operator whose credential was withdrawn went to %s (%q); want replay_refused", out.Subject, got)
+			}
+			h.stop()
+			h.scanSecrets()
+		})
+	}
+}
+
 // TestReplayOfRevokedOperatorRefused: a replay authorization names the
 // operator's key; a re-submission decided after that key was revoked is
 // refused, as the operator's own request would be by then.
+// TestReplayOfWithdrawnOperatorCredentialRefused covers its jti, its
+// principal and its issuer's trust.
 func TestReplayOfRevokedOperatorRefused(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	body := h.body(nil)
-	op := newActor(t)
-	digest := envelope.Digest(body)
+	op := h.replayOperator()
 	exp := h.clock.Now().Add(time.Minute).Unix()
 	const deniedSeq = 1
-	sig := h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, op.pub, exp))
 	hdr := h.signed(h.agent, h.agent.token, body)
-	hdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, op.pub, exp, base64.RawURLEncoding.EncodeToString(sig)))
+	h.setReplayAuth(hdr, body, deniedSeq, op, exp)
 
 	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+op.pub+"]\n")
 	must(t, h.gw.Reload())

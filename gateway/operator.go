@@ -149,7 +149,7 @@ func (g *Gateway) operatorRequest(ctx context.Context, m *nats.Msg, now time.Tim
 		}
 		return g.dryRun(denied, now), ev, nil
 	}
-	seq, err := g.resubmit(ctx, denied, req.DeniedSeq, cred.Subject, now)
+	seq, err := g.resubmit(ctx, denied, req.DeniedSeq, cred.Subject, m.Header.Get(header.Credential), now)
 	if err != nil {
 		return operator.Result{}, ev, err
 	}
@@ -366,7 +366,7 @@ func readFailed(ctx context.Context, err error) error {
 // with a replay authorization only this gateway can sign. It then passes
 // every gate again; the ledger lets the nonce through once, and only if
 // its recorded decision was a denial.
-func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, operatorKey string, now time.Time) (uint64, error) {
+func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, operatorKey, operatorToken string, now time.Time) (uint64, error) {
 	subj, err := subjects.Ingress(it.ref.Tenant, it.ref.Agent)
 	if err != nil {
 		return 0, err
@@ -378,10 +378,16 @@ func (g *Gateway) resubmit(ctx context.Context, it *item, deniedSeq uint64, oper
 			m.Header[k] = v
 		}
 	}
+	sealedOp, err := g.box.SealCredential(operatorToken, it.body)
+	if err != nil {
+		return 0, fmt.Errorf("gateway: re-submit: seal the operator's credential: %w", err)
+	}
 	digest := envelope.Digest(it.body)
 	exp := now.Add(replayAuthTTL).Unix()
-	sig := g.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, operatorKey, exp))
+	opDigest := sha256.Sum256([]byte(sealedOp))
+	sig := g.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), deniedSeq, operatorKey, exp, hex.EncodeToString(opDigest[:])))
 	m.Header.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", deniedSeq, operatorKey, exp, base64.RawURLEncoding.EncodeToString(sig)))
+	m.Header.Set(header.ReplayCredential, sealedOp)
 	// Repeated requests for one denied message collapse in JetStream.
 	m.Header.Set(header.MsgID, g.replayMsgID(it.body, deniedSeq))
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -409,16 +415,19 @@ func (g *Gateway) replayMsgID(body []byte, deniedSeq uint64) string {
 	return fmt.Sprintf("agw-replay-%d-%x", deniedSeq, sum[:16])
 }
 
-// replayAuth checks the Agentgw-Replay header of an ingress message and
-// returns the operator it authorizes and its expiry (Unix seconds), which
-// the caller holds against the instant the message is judged at (judge).
-// An absent header is "", 0, nil; a present but invalid one is a denial:
-// only the gateway signs them.
+// replayAuth checks the Agentgw-Replay header of an ingress message, with
+// the operator's sealed credential it binds (Agentgw-Replay-Credential),
+// and returns the operator it authorizes and its expiry (Unix seconds),
+// which the caller holds against the instant the message is judged at,
+// with the credential's standing then (judge). An absent header is "",
+// 0, nil; a present but invalid one is a denial: only the gateway signs
+// them.
 func (g *Gateway) replayAuth(it *item) (string, int64, error) {
 	v := it.hdr.Get(header.Replay)
 	if v == "" {
 		return "", 0, nil
 	}
+	sealedOp := it.hdr.Get(header.ReplayCredential)
 	bad := reason.Deny(reason.ReplayRefused, "invalid replay authorization")
 	// At most five parts: the header is unauthenticated, and a split of
 	// every "." of a header as long as max_payload would allocate 16
@@ -441,10 +450,41 @@ func (g *Gateway) replayAuth(it *item) (string, int64, error) {
 		return "", 0, bad
 	}
 	digest := envelope.Digest(it.body)
-	if !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.ReplayInput(hex.EncodeToString(digest[:]), seq, parts[1], exp), sig[:]) {
+	opDigest := sha256.Sum256([]byte(sealedOp))
+	if sealedOp == "" || !envelope.VerifyBytes(ed25519.PublicKey(pub), operator.ReplayInput(hex.EncodeToString(digest[:]), seq, parts[1], exp, hex.EncodeToString(opDigest[:])), sig[:]) {
 		return "", 0, bad
 	}
 	return parts[1], exp, nil
+}
+
+// replayStanding re-checks, as the re-submission it authorized is
+// decided, the credential of the operator that asked for it: opened from
+// Agentgw-Replay-Credential (which the authorization's signature binds),
+// judged for its validity at the instant the gateway took the request
+// (the authorization's expiry less replayAuthTTL) and for its standing
+// (revocation of its jti, key or principal, its issuer's trust, the
+// tenant, the scope) under what is in force now, as a held request's
+// credential is at its release. An error is the replay_refused denial.
+func (g *Gateway) replayStanding(it *item, operatorKey string, exp int64) error {
+	refused := func(why string) error {
+		return reason.Deny(reason.ReplayRefused, "replay authorized by operator %s, %s", operatorKey, why)
+	}
+	tok, err := g.box.OpenCredential(it.hdr.Get(header.ReplayCredential), g.box.PublicKey(), it.body)
+	if err != nil {
+		return refused("whose credential no longer opens")
+	}
+	cred, err := g.verifier.Verify(string(tok), time.Unix(exp, 0).Add(-replayAuthTTL))
+	switch {
+	case err != nil:
+		return refused(fmt.Sprintf("whose credential no longer stands (%s)", reason.Of(err)))
+	case cred.Subject != operatorKey:
+		return refused("with a credential of another key")
+	case !it.refOK || cred.Tenant != it.ref.Tenant:
+		return refused("of another tenant")
+	case !cred.HasScope(operator.Scope):
+		return refused("whose credential lacks scope " + operator.Scope)
+	}
+	return nil
 }
 
 // decimal reads s as an unsigned decimal written canonically: digits

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -261,15 +260,17 @@ func TestReplayAuthOneEncoding(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	<-h.gw.Ready()
-	op := newActor(t)
+	op := h.replayOperator()
 	body := h.body(nil)
-	digest := envelope.Digest(body)
 	now := h.clock.Now()
 	exp := now.Add(time.Minute).Unix()
-	sig := base64.RawURLEncoding.EncodeToString(h.gw.signer.Sign(operator.ReplayInput(hex.EncodeToString(digest[:]), 7, op.pub, exp)))
+	genuine := nats.Header{}
+	h.setReplayAuth(genuine, body, 7, op, exp)
+	sig := genuine.Get(header.Replay)[strings.LastIndexByte(genuine.Get(header.Replay), '.')+1:]
 	auth := func(v string) (string, int64, error) {
 		it := &item{hdr: nats.Header{}, body: body}
 		it.hdr.Set(header.Replay, v)
+		it.hdr.Set(header.ReplayCredential, genuine.Get(header.ReplayCredential))
 		return h.gw.replayAuth(it)
 	}
 	if who, until, err := auth(fmt.Sprintf("7.%s.%d.%s", op.pub, exp, sig)); err != nil || who != op.pub || until != exp {

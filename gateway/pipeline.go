@@ -275,12 +275,15 @@ func (g *Gateway) judge(it *item, now time.Time) {
 		it.deny(reason.Deny(reason.ReplayRefused, "replay authorization expired"))
 		return
 	}
-	if c.replayBy != "" && g.verifier.KeyRevoked(c.replayBy) {
-		// The operator's key was revoked after the gateway took its
-		// request: what it authorized is not let past the ledger.
-		it.env = nil
-		it.deny(reason.Deny(reason.ReplayRefused, "replay authorized by operator %s, whose key is revoked", c.replayBy))
-		return
+	if c.replayBy != "" {
+		// The operator's credential may have been revoked (its key, jti
+		// or principal) or its issuer distrusted after the gateway took
+		// its request: what it authorized is not let past the ledger.
+		if err := g.replayStanding(it, c.replayBy, c.replayExp); err != nil {
+			it.env = nil
+			it.deny(err)
+			return
+		}
 	}
 	it.replayBy = c.replayBy
 	it.bound = c.bound

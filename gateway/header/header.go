@@ -76,4 +76,9 @@ const (
 	// denied message: "<denied seq>.<operator key>.<expires unix>.<sig>".
 	// Only the gateway can mint it; agents cannot forge one.
 	Replay = "Agentgw-Replay"
+	// ReplayCredential is the credential of the operator a Replay
+	// authorization names, sealed by the gateway to its own curve key and
+	// bound to the message body (as CredentialSealed): the re-submission
+	// is decided under that credential's standing at the time.
+	ReplayCredential = "Agentgw-Replay-Credential"
 )

@@ -397,11 +397,6 @@ func (v *Verifier) principalStanding(c *Credential) error {
 	return nil
 }
 
-// KeyRevoked reports whether subject, a user key, is revoked: the
-// standing of a key that acts with no credential at hand, as the
-// operator named by a replay authorization.
-func (v *Verifier) KeyRevoked(subject string) bool { return v.rev.Revoked("", "", subject) }
-
 // admit runs the rules that depend on the revocations and the config.
 func (v *Verifier) admit(c *Credential) error {
 	if v.rev.Revoked(c.Issuer, c.ID, c.Subject) {

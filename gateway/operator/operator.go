@@ -123,7 +123,10 @@ func ReplayIDInput(bodyDigestHex string, deniedSeq uint64) []byte {
 }
 
 // ReplayInput is what the gateway signs to authorize one re-submission:
-// the body digest, the denied sequence, the operator and an expiry.
-func ReplayInput(bodyDigestHex string, deniedSeq uint64, operatorKey string, expires int64) []byte {
-	return fmt.Appendf(nil, "agentgw-replay-v1\n%s\n%d\n%s\n%d", bodyDigestHex, deniedSeq, operatorKey, expires)
+// the body digest, the denied sequence, the operator, an expiry, and the
+// digest of the operator's credential as the re-submission carries it
+// (sealed; Agentgw-Replay-Credential), so that the credential re-checked
+// when the message is decided is the one that asked.
+func ReplayInput(bodyDigestHex string, deniedSeq uint64, operatorKey string, expires int64, credentialDigestHex string) []byte {
+	return fmt.Appendf(nil, "agentgw-replay-v2\n%s\n%d\n%s\n%d\n%s", bodyDigestHex, deniedSeq, operatorKey, expires, credentialDigestHex)
 }
