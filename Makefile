@@ -10,6 +10,7 @@ BENCH_OUT ?= bin/bench.json
 BENCH_ARGS ?=
 
 TS_DIR    := client/typescript
+MCP_TS_DIR := internal/mcp/testdata/tsclient
 
 .PHONY: all build static run test test-go test-verifier test-ts nats-server lint fuzz bench bench-micro ledger-mem soak clean
 
@@ -37,7 +38,9 @@ run: build
 ## curve library's portable backends, then the TypeScript SDK.
 test: test-go test-verifier test-ts
 
-test-go:
+## test-go also drives the official MCP TypeScript SDK client from
+## internal/mcp (npm ci runs when its lockfile changed).
+test-go: $(MCP_TS_DIR)/node_modules/.package-lock.json
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## test-verifier: envelope.PublicKey against crypto/ed25519 with
@@ -60,6 +63,9 @@ nats-server:
 
 $(TS_DIR)/node_modules/.package-lock.json: $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci
+
+$(MCP_TS_DIR)/node_modules/.package-lock.json: $(MCP_TS_DIR)/package-lock.json
+	cd $(MCP_TS_DIR) && npm ci --no-audit --no-fund
 
 lint:
 	$(GO) vet $(PKGS)

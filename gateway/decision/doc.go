@@ -1,5 +1,6 @@
 // Package decision owns the gateway decision token (docs/wire.md, "Decision tokens"): the
-// short-lived JWT the gateway attaches to every message it puts on a
+// short-lived token (JWT-shaped claims, four parts:
+// header.claims.proof.signature) the gateway attaches to every message it puts on a
 // capability or reply subject or the approval queue (in the body of a
 // delivery and of a decision notice, in the Agentgw-Decision header of a
 // reply and of an approval request), and that consumers and approvers
@@ -32,7 +33,8 @@
 //	                authorize nothing
 //
 // "nats" rather than a private top-level member, so the credential and
-// the decision token share one shape and jwt/v2 tooling reports the type.
+// the decision token share one claims layout (jwt/v2 does not parse the
+// four-part token).
 //
 // Package decision knows nothing of NATS connections, policy or the
 // ledger: it signs the claims it is given and verifies the bytes it is

@@ -19,8 +19,8 @@ const (
 
 // Set by the gateway on outputs.
 const (
-	// Decision is the gateway decision token (capability and reply
-	// subjects).
+	// Decision is the gateway decision token of a reply or an approval
+	// request (deliveries and notices carry theirs in their body).
 	Decision = "Agentgw-Decision"
 	// Agent is the requesting agent's public key.
 	Agent = "Agentgw-Agent"
