@@ -335,6 +335,34 @@ func TestRefusedAnswerLeavesItsKeyFree(t *testing.T) {
 	f.endApproval(0)
 }
 
+// TestDenyingAnswerKeepsItsKey: an answer that took the hold keeps its
+// idempotency key with the decision it made, a denial included: the same
+// answer again is a duplicate of that decision, a contradicting one a
+// conflict (what a ledger rebuilt from the journal, scaled out, knows
+// too: the entry is recorded with the outcome, not only provisionally).
+func TestDenyingAnswerKeepsItsKey(t *testing.T) {
+	f := newApprovalFlow(t)
+	key := "approve-" + f.req.HeldMessageID
+	answer := func(decision string) uint64 {
+		ans := f.grant()
+		ans.Decision = decision
+		raw, err := json.Marshal(ans)
+		must(t, err)
+		body := f.body(func(b *envelope.Builder) {
+			b.Capability, b.Target, b.IdempotencyKey = envelope.Approve, f.req.HeldMessageID, key
+			b.Payload = envelope.Payload{Plain: raw}
+		})
+		return f.publish(f.ingress(f.approver, "tenant_a"), body, f.signed(f.approver, f.approver.token, body))
+	}
+	f.wantReason(answer(approval.Deny), reason.ApprovalDenied)
+	again := f.outputFor(answer(approval.Deny))
+	if got, detail := reason.Code(again.Header.Get(header.Reason)), again.Header.Get(header.Detail); got != reason.DuplicateRequest || !strings.Contains(detail, "deny approval_denied") {
+		t.Fatalf("the same denial again: %s (%s); want duplicate_request of the recorded denial", got, detail)
+	}
+	f.wantReason(answer(approval.Grant), reason.IdempotencyConflict)
+	f.endApproval(0)
+}
+
 // TestAnswerAtDeadlineCounts: a request expires once the clock is later
 // than its deadline; at the deadline itself the expiry leaves it held, and
 // an answer then still counts (docs/wire.md, "Approvals").

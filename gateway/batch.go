@@ -647,10 +647,12 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 
 // keepsIdem reports whether it's outcome is recorded under its
 // idempotency key. A copy refused under a key already taken is not (the
-// key keeps its first request), nor is a refused answer to a held
-// request: the request stays held for another answer, and the approver's
-// corrected one, which the SDKs send under the same key ("approve-<held
-// id>"), is judged, not refused as a duplicate of the refusal.
+// key keeps its first request), nor is an answer to a held request that
+// the gate refused without taking the hold: the request stays held for
+// another answer, and the approver's corrected one, which the SDKs send
+// under the same key ("approve-<held id>"), is judged, not refused as a
+// duplicate of the refusal. An answer that took the hold keeps its key
+// whatever it ended the request with (a deny, a release refused).
 func keepsIdem(it *item) bool {
 	switch {
 	case it.denial == nil:
@@ -658,7 +660,7 @@ func keepsIdem(it *item) bool {
 	case it.denial.Code == reason.DuplicateRequest || it.denial.Code == reason.IdempotencyConflict:
 		return false
 	default:
-		return it.env.Capability != envelope.Approve
+		return it.env.Capability != envelope.Approve || it.heldItem != nil
 	}
 }
 
