@@ -54,6 +54,15 @@ type held struct {
 	PolicyIDs          []string  `json:"policy_ids"`
 	Deadline           time.Time `json:"deadline"`
 	RequestedAt        time.Time `json:"requested_at"`
+	// ReplayBy, ReplayExp and ReplayCredential: the operator whose replay
+	// of a denied message this request is, its authorization's expiry
+	// (Unix seconds) and its credential as the re-submission carried it
+	// (header.ReplayCredential, sealed to the gateway); empty for a
+	// request that is no replay. The operator's standing is judged again
+	// with the requester's (heldStanding).
+	ReplayBy         string `json:"replay_by,omitempty"`
+	ReplayExp        int64  `json:"replay_exp,omitempty"`
+	ReplayCredential string `json:"replay_credential,omitempty"`
 }
 
 // heldMarker is the kind of the marker that keeps a message id from
@@ -85,6 +94,9 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, now, deadline time.Time) 
 		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
 		BodyDigest: it.digestHex(), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: now,
+	}
+	if it.replayBy != "" {
+		h.ReplayBy, h.ReplayExp, h.ReplayCredential = it.replayBy, it.replayExp, it.hdr.Get(header.ReplayCredential)
 	}
 	v, err := json.Marshal(h)
 	if err != nil {
@@ -133,6 +145,7 @@ func (g *Gateway) heldItem(h *held, tenant string, seq uint64, r *rules, now tim
 	}
 	// A request is held only once its signature bound it to its signer.
 	hi.ref.Tenant, hi.ref.Agent, hi.refOK, hi.authed, hi.bound = tenant, h.Agent, true, true, true
+	hi.replayBy, hi.replayExp = h.ReplayBy, h.ReplayExp
 	t, ok := r.cat.Lookup(h.Target)
 	if !ok {
 		return hi, reason.Deny(reason.UnknownTarget, "target %q left the catalog while held", h.Target)

@@ -2,10 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -208,7 +212,8 @@ func holdDecider(t *testing.T, h *harness, p *heldPipeline) uint64 {
 func TestReplayOfWithdrawnOperatorCredentialRefused(t *testing.T) {
 	const principal = "https://idp.test#operator-7"
 	for name, entry := range map[string]func(c *identity.Credential) string{
-		"jti": func(c *identity.Credential) string { return "jtis: [" + c.ID + "]\nprincipals: []\nkeys: []\n" },
+		"none": func(*identity.Credential) string { return "jtis: []\nprincipals: []\nkeys: []\n" },
+		"jti":  func(c *identity.Credential) string { return "jtis: [" + c.ID + "]\nprincipals: []\nkeys: []\n" },
 		"scoped_jti": func(c *identity.Credential) string {
 			return "jtis: [\"" + identity.ScopedJTI(c.Issuer, c.ID) + "\"]\nprincipals: []\nkeys: []\n"
 		},
@@ -229,13 +234,19 @@ func TestReplayOfWithdrawnOperatorCredentialRefused(t *testing.T) {
 			must(t, err)
 			body := h.body(nil)
 			hdr := h.signed(h.agent, h.agent.token, body)
-			h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(time.Minute).Unix())
+			h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
 
 			replaceFile(t, h.cfg.Revocations.File, entry(cred))
 			must(t, h.gw.Reload())
 			out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
-			if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
-				t.Fatalf("re-submission authorized by an operator whose credential was withdrawn went to %s (%q); want replay_refused", out.Subject, got)
+			got, detail := reason.Code(out.Header.Get(header.Reason)), out.Header.Get(header.Detail)
+			switch {
+			case name == "none":
+				if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.kb.search") {
+					t.Fatalf("re-submission of an operator in standing went to %s (%q: %s); want delivered", out.Subject, got, detail)
+				}
+			case got != reason.ReplayRefused || !strings.Contains(detail, "(revoked)"):
+				t.Fatalf("re-submission authorized by an operator whose credential was withdrawn went to %s (%q: %s); want replay_refused, revoked", out.Subject, got, detail)
 			}
 			h.stop()
 			h.scanSecrets()
@@ -253,7 +264,7 @@ func TestReplayOfRevokedOperatorRefused(t *testing.T) {
 	h.start()
 	body := h.body(nil)
 	op := h.replayOperator()
-	exp := h.clock.Now().Add(time.Minute).Unix()
+	exp := h.clock.Now().Add(replayAuthTTL).Unix()
 	const deniedSeq = 1
 	hdr := h.signed(h.agent, h.agent.token, body)
 	h.setReplayAuth(hdr, body, deniedSeq, op, exp)
@@ -261,8 +272,8 @@ func TestReplayOfRevokedOperatorRefused(t *testing.T) {
 	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+op.pub+"]\n")
 	must(t, h.gw.Reload())
 	out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
-	if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
-		t.Fatalf("re-submission authorized by a revoked operator went to %s (%q); want replay_refused", out.Subject, got)
+	if got, detail := reason.Code(out.Header.Get(header.Reason)), out.Header.Get(header.Detail); got != reason.ReplayRefused || !strings.Contains(detail, "(revoked)") {
+		t.Fatalf("re-submission authorized by a revoked operator went to %s (%q: %s); want replay_refused, revoked", out.Subject, got, detail)
 	}
 	h.stop()
 	h.scanSecrets()
@@ -309,4 +320,47 @@ func TestPrincipalRevoked(t *testing.T) {
 	}
 	h.stop()
 	h.scanSecrets()
+}
+
+// TestHeldReplayOfRevokedOperatorNotReleased: an operator's
+// re-submission that policy holds for an approver keeps the operator's
+// credential with the hold. The operator revoked while it waits, the
+// request is withdrawn when the revocations reload (replay_refused), and
+// a grant that comes first (the revocation in force, its sweep not yet
+// run) releases nothing: the release judges the operator again.
+func TestHeldReplayOfRevokedOperatorNotReleased(t *testing.T) {
+	for _, sweep := range []bool{true, false} {
+		t.Run(map[bool]string{true: "withdrawn", false: "grant"}[sweep], func(t *testing.T) {
+			h := newHarness(t)
+			h.start()
+			body := h.heldRequest()
+			op := h.replayOperator()
+			hdr := h.signed(h.agent, h.agent.token, body)
+			h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
+			seq := h.publish(h.ingress(h.agent, "tenant_a"), body, hdr)
+			out := h.outputFor(seq)
+			if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+				t.Fatalf("re-submission went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+			}
+			var req approval.Request
+			must(t, json.Unmarshal(out.Data, &req))
+			if sweep {
+				replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+op.pub+"]\n")
+				must(t, h.gw.Reload())
+				m := h.waitIn(StreamDenied, seq, func(m *jetstream.RawStreamMsg) bool {
+					return strings.HasSuffix(m.Header.Get(header.MsgID), ".withdrawn")
+				})
+				if got, detail := reason.Code(m.Header.Get(header.Reason)), m.Header.Get(header.Detail); got != reason.ReplayRefused || !strings.Contains(detail, "(revoked)") {
+					t.Fatalf("withdrawn: %q (%s); want replay_refused, revoked", got, detail)
+				}
+				h.wantReason(h.grant(req), reason.ApprovalInvalid)
+				return
+			}
+			h.gw.revocations.Replace(nil, []string{op.pub}) // in force, no sweep
+			got := h.outputFor(h.grant(req))
+			if reason.Code(got.Header.Get(header.Reason)) != reason.ReplayRefused {
+				t.Fatalf("grant after the operator's revocation: %s (%s: %s); want the request denied replay_refused", got.Subject, got.Header.Get(header.Reason), got.Header.Get(header.Detail))
+			}
+		})
+	}
 }

@@ -457,19 +457,20 @@ func (g *Gateway) replayAuth(it *item) (string, int64, error) {
 	return parts[1], exp, nil
 }
 
-// replayStanding re-checks, as the re-submission it authorized is
-// decided, the credential of the operator that asked for it: opened from
-// Agentgw-Replay-Credential (which the authorization's signature binds),
+// replayStanding re-checks, as the re-submission (body, of tenant) it
+// authorized is decided or, held for an approver, released, the
+// credential of the operator that asked for it: opened from sealed (the
+// Agentgw-Replay-Credential the authorization's signature binds),
 // judged for its validity at the instant the gateway took the request
 // (the authorization's expiry less replayAuthTTL) and for its standing
 // (revocation of its jti, key or principal, its issuer's trust, the
 // tenant, the scope) under what is in force now, as a held request's
 // credential is at its release. An error is the replay_refused denial.
-func (g *Gateway) replayStanding(it *item, operatorKey string, exp int64) error {
+func (g *Gateway) replayStanding(sealed string, body []byte, tenant, operatorKey string, exp int64) error {
 	refused := func(why string) error {
 		return reason.Deny(reason.ReplayRefused, "replay authorized by operator %s, %s", operatorKey, why)
 	}
-	tok, err := g.box.OpenCredential(it.hdr.Get(header.ReplayCredential), g.box.PublicKey(), it.body)
+	tok, err := g.box.OpenCredential(sealed, g.box.PublicKey(), body)
 	if err != nil {
 		return refused("whose credential no longer opens")
 	}
@@ -479,7 +480,7 @@ func (g *Gateway) replayStanding(it *item, operatorKey string, exp int64) error 
 		return refused(fmt.Sprintf("whose credential no longer stands (%s)", reason.Of(err)))
 	case cred.Subject != operatorKey:
 		return refused("with a credential of another key")
-	case !it.refOK || cred.Tenant != it.ref.Tenant:
+	case tenant == "" || cred.Tenant != tenant:
 		return refused("of another tenant")
 	case !cred.HasScope(operator.Scope):
 		return refused("whose credential lacks scope " + operator.Scope)

@@ -80,15 +80,16 @@ type item struct {
 	pol    policy.Decision
 	// rules are the catalog and policy set the message is decided with:
 	// its batch's, one snapshot for every gate.
-	rules    *rules
-	outputs  []*nats.Msg
-	reemit   bool        // outputs come from the ledger, not from a decision
-	ev       audit.Event // the decision's audit event (finish)
-	replayBy string      // operator whose replay of a denied message this is
-	deadline time.Time
-	ctx      context.Context // carries the message span
-	span     trace.Span
-	untraced bool // an operator's dry run: nothing decided, no span
+	rules     *rules
+	outputs   []*nats.Msg
+	reemit    bool        // outputs come from the ledger, not from a decision
+	ev        audit.Event // the decision's audit event (finish)
+	replayBy  string      // operator whose replay of a denied message this is
+	replayExp int64       // its authorization's expiry, Unix seconds
+	deadline  time.Time
+	ctx       context.Context // carries the message span
+	span      trace.Span
+	untraced  bool // an operator's dry run: nothing decided, no span
 
 	// Approvals: an answer carries the held request it releases.
 	approved bool   // a held request an approver granted
@@ -279,13 +280,17 @@ func (g *Gateway) judge(it *item, now time.Time) {
 		// The operator's credential may have been revoked (its key, jti
 		// or principal) or its issuer distrusted after the gateway took
 		// its request: what it authorized is not let past the ledger.
-		if err := g.replayStanding(it, c.replayBy, c.replayExp); err != nil {
+		tenant := ""
+		if it.refOK {
+			tenant = it.ref.Tenant
+		}
+		if err := g.replayStanding(it.hdr.Get(header.ReplayCredential), it.body, tenant, c.replayBy, c.replayExp); err != nil {
 			it.env = nil
 			it.deny(err)
 			return
 		}
 	}
-	it.replayBy = c.replayBy
+	it.replayBy, it.replayExp = c.replayBy, c.replayExp
 	it.bound = c.bound
 	if c.cred != nil {
 		// Its standing too: trust and revocations reloaded while the

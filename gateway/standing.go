@@ -14,7 +14,8 @@ import (
 )
 
 // A held request keeps the standing of the credential it was sent with
-// only as long as that credential would still be accepted: the identity
+// (and, for an operator's replay, of the operator's) only as long as that
+// credential would still be accepted: the identity
 // gates that can change after the request was held are revocation (of
 // its jti or of the agent key) and the trust of its issuer for the
 // tenant (with the audience and the maximum lifetime, which are
@@ -65,6 +66,10 @@ func (g *Gateway) heldStanding(h *held) error {
 	cred, err := g.verifier.Verify(string(tok), h.RequestedAt)
 	if err == nil && (cred.ID != h.CredentialID || cred.Subject != h.Agent) {
 		err = reason.Deny(reason.Internal, "held record's credential is not the one it names")
+	}
+	if err == nil && h.ReplayBy != "" {
+		// An operator's replay: the operator must still stand too.
+		err = g.replayStanding(h.ReplayCredential, h.Body, h.Tenant, h.ReplayBy, h.ReplayExp)
 	}
 	if err == nil {
 		return nil
