@@ -161,6 +161,11 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 			Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
 			Msg("the journal lost records (purged, or deleted and created again): what was decided before lost_before is unknown, and messages that may have been are denied ledger_incomplete")
 	}
+	// The partition's held requests were judged by whoever held them,
+	// under the revocations of their time; a hold written before a
+	// tenure ended (its batch journaled, never published) may have
+	// missed the sweep of a revocation since. They are swept again.
+	g.requestSweep()
 	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, lostBefore: lost}
 	s.mu.Lock()
 	s.live[p] = ps

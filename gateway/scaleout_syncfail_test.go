@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -56,4 +59,39 @@ func TestScaleOutFailedCommitJournaled(t *testing.T) {
 			out.Header.Get(header.Route), out.Header.Get(header.Reason))
 	}
 	b.stop(t)
+}
+
+// TestScaleOutTenureRestartSweepsHolds: a partition's new tenure (here
+// after a failed commit) sweeps the held requests: one written before a
+// tenure ended may have been judged under revocations whose own sweep
+// ran before it was written. The agent's key is revoked in place (no
+// sweep of its own), and the next tenure withdraws its held request.
+func TestScaleOutTenureRestartSweepsHolds(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	syncFS, armed, fired := oneLogSyncFailure()
+	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	heldSeq := h.send(h.heldRequest())
+	if out := h.outputFor(heldSeq); out.Header.Get(header.Route) != "approval" {
+		t.Fatalf("critical request: route %s (%s); want approval", out.Header.Get(header.Route), out.Header.Get(header.Reason))
+	}
+	a.gw.revocations.Replace(nil, []string{h.agent.pub})
+	armed.Store(true)
+	other := newActor(t)
+	other.token = h.credential(h.issuer, other, "tenant_a", []string{"kb:read"}, time.Hour, "")
+	body := h.body(nil)
+	h.outputFor(h.publish(h.ingress(other, "tenant_a"), body, h.signed(other, other.token, body)))
+	if !fired.Load() {
+		t.Fatal("no commit failed: the tenure did not restart")
+	}
+	m := h.waitIn(StreamDenied, heldSeq, func(m *jetstream.RawStreamMsg) bool {
+		return strings.HasSuffix(m.Header.Get(header.MsgID), ".withdrawn")
+	})
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
+		t.Fatalf("withdrawn held request: %q (%s); want revoked", got, m.Header.Get(header.Detail))
+	}
+	a.stop(t)
 }

@@ -38,8 +38,10 @@ import (
 //   - at release (approvalGate): a grant of a request whose requester no
 //     longer stands sends it to the denied stream with the credential
 //     gate's reason, as the answer's output;
-//   - in a sweep (sweepHolds) at start and after every reload of the
-//     revocations: each held request whose requester no longer stands is
+//   - in a sweep (sweepHolds) at start, after every reload of the
+//     revocations, after a batch that held a request while the
+//     revocations changed (sweepAfter), and, scaled out, at the start of
+//     each partition's tenure: each held request whose requester no longer stands is
 //     denied at once (withdrawn), as its second, final output, with its
 //     audit event, and its hold is consumed so no approver can grant it.
 
