@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -260,4 +262,33 @@ func TestReplayRefusesRecordOfAnotherTenantsIngress(t *testing.T) {
 		}
 	}
 	h.stop()
+}
+
+// TestForgedReplayAuthorizationRefused: only the gateway's signing key
+// makes a replay authorization. One in the gateway's exact form, for a
+// denied message not yet replayed, signed by any other key (here by an
+// agent for its own denied message, with a credential sealed as the
+// gateway seals it) is refused replay_refused, and the message is not
+// decided a second time.
+func TestForgedReplayAuthorizationRefused(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	body := h.forbiddenBody()
+	in := h.send(body)
+	h.wantReason(in, reason.PolicyDenied)
+	denied := h.deniedSeq(in)
+	op := h.replayOperator()
+	sealed, err := h.gw.box.SealCredential(op.token.Reveal(), body)
+	must(t, err)
+	digest := envelope.Digest(body)
+	cd := sha256.Sum256([]byte(sealed))
+	exp := h.clock.Now().Add(replayAuthTTL).Unix()
+	input := operator.ReplayInput(hex.EncodeToString(digest[:]), denied, op.pub, exp, hex.EncodeToString(cd[:]))
+	hdr := h.signed(h.agent, h.agent.token, body)
+	hdr.Set(header.Replay, fmt.Sprintf("%d.%s.%d.%s", denied, op.pub, exp, base64.RawURLEncoding.EncodeToString(op.signr.Sign(input))))
+	hdr.Set(header.ReplayCredential, sealed)
+	out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+	if got, detail := reason.Code(out.Header.Get(header.Reason)), out.Header.Get(header.Detail); got != reason.ReplayRefused || !strings.Contains(detail, "invalid replay authorization") {
+		t.Fatalf("forged replay authorization: %s (%q: %s); want replay_refused, invalid replay authorization", out.Subject, got, detail)
+	}
 }

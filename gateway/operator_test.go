@@ -97,7 +97,7 @@ func TestOperatorReplay(t *testing.T) {
 	must(t, err)
 	copyMsg := nats.NewMsg(fmt.Sprintf("agentgw.in.tenant_a.%s", h.agent.pub))
 	copyMsg.Data = orig.Data
-	for _, k := range []string{header.Credential, header.Signature, header.Replay} {
+	for _, k := range []string{header.Credential, header.Signature, header.Replay, header.ReplayCredential} {
 		copyMsg.Header.Set(k, orig.Header.Get(k))
 	}
 	ack, err := h.js.PublishMsg(ctx, copyMsg)

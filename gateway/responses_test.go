@@ -249,7 +249,7 @@ func TestResponderBoundToConsumer(t *testing.T) {
 // credential is revoked, or its issuer untrusted, after its request was
 // delivered. The consumer's answer is refused no_such_request (for the
 // responder the request is gone) and nothing reaches the requester's
-// reply subject. A reply to another requester is unaffected.
+// reply subject.
 func TestResponseToRequesterWhoLostStanding(t *testing.T) {
 	const principal = "https://idp.example.com#alice"
 	cases := []struct {

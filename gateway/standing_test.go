@@ -19,6 +19,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -260,6 +261,34 @@ func TestNewCurveKeyWithdrawsHeldRequests(t *testing.T) {
 	f.auditKind(f.heldSeq, "approval_withdrawn")
 	f.wantReason(f.answer(f.approver, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
 	f.endApproval(1)
+}
+
+// TestHeldStandingChecksTheRecordsCredential: the credential a hold
+// keeps sealed must be the one its record names (jti and agent): a record
+// whose sealed credential is another's does not stand, whatever that
+// credential's own standing (internal_error, fail closed).
+func TestHeldStandingChecksTheRecordsCredential(t *testing.T) {
+	f := newApprovalFlow(t)
+	var h held
+	must(t, f.gw.ledger.ScanHolds(func(hd store.Hold) error {
+		if approvalHoldID(hd.ID) {
+			return json.Unmarshal(hd.Value, &h)
+		}
+		return nil
+	}))
+	if err := f.gw.heldStanding(&h); err != nil {
+		t.Fatalf("heldStanding(the record as held) = %v; want it to stand", err)
+	}
+	for name, edit := range map[string]func(*held){
+		"jti":   func(h *held) { h.CredentialID = "another-credential" },
+		"agent": func(h *held) { h.Agent = f.approver.pub },
+	} {
+		c := h
+		edit(&c)
+		if err := f.gw.heldStanding(&c); reason.Of(err) != reason.Internal {
+			t.Errorf("heldStanding(record naming another %s) = %v; want internal_error", name, err)
+		}
+	}
 }
 
 // TestScaleOutRevocationDeniesHeldRequestOnce: scaled out, the holds are
