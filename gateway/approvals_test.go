@@ -67,6 +67,19 @@ func (f *approvalFlow) answer(a *actor, ans approval.Answer, target string) uint
 	return f.publish(f.ingress(a, "tenant_a"), body, f.signed(a, a.token, body))
 }
 
+// answerAsSDK publishes ans from the approver to the held request under
+// the idempotency key the SDKs give every answer to it.
+func (f *approvalFlow) answerAsSDK(ans approval.Answer) uint64 {
+	f.t.Helper()
+	raw, err := json.Marshal(ans)
+	must(f.t, err)
+	body := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target, b.IdempotencyKey = envelope.Approve, f.req.HeldMessageID, "approve-"+f.req.HeldMessageID
+		b.Payload = envelope.Payload{Plain: raw}
+	})
+	return f.publish(f.ingress(f.approver, "tenant_a"), body, f.signed(f.approver, f.approver.token, body))
+}
+
 func (f *approvalFlow) grant() approval.Answer {
 	return approval.Answer{Decision: approval.Grant, BodyDigest: f.req.BodyDigest, PolicyVersion: f.req.PolicyVersion}
 }
@@ -312,16 +325,7 @@ when { context.budget has agent_remaining && context.budget.agent_remaining < 1 
 // keeps its key: the same answer again is a duplicate.
 func TestRefusedAnswerLeavesItsKeyFree(t *testing.T) {
 	f := newApprovalFlow(t)
-	key := "approve-" + f.req.HeldMessageID
-	answer := func(ans approval.Answer) uint64 {
-		raw, err := json.Marshal(ans)
-		must(t, err)
-		body := f.body(func(b *envelope.Builder) {
-			b.Capability, b.Target, b.IdempotencyKey = envelope.Approve, f.req.HeldMessageID, key
-			b.Payload = envelope.Payload{Plain: raw}
-		})
-		return f.publish(f.ingress(f.approver, "tenant_a"), body, f.signed(f.approver, f.approver.token, body))
-	}
+	answer := func(ans approval.Answer) uint64 { return f.answerAsSDK(ans) }
 	// The approver's credential lacks the target's scope: refused.
 	f.approver.token = f.credential(f.issuer, f.approver, "tenant_a", []string{"approve:refunds.*"}, time.Hour, "")
 	f.wantReason(answer(f.grant()), reason.MissingScope)
@@ -342,17 +346,10 @@ func TestRefusedAnswerLeavesItsKeyFree(t *testing.T) {
 // too: the entry is recorded with the outcome, not only provisionally).
 func TestDenyingAnswerKeepsItsKey(t *testing.T) {
 	f := newApprovalFlow(t)
-	key := "approve-" + f.req.HeldMessageID
 	answer := func(decision string) uint64 {
 		ans := f.grant()
 		ans.Decision = decision
-		raw, err := json.Marshal(ans)
-		must(t, err)
-		body := f.body(func(b *envelope.Builder) {
-			b.Capability, b.Target, b.IdempotencyKey = envelope.Approve, f.req.HeldMessageID, key
-			b.Payload = envelope.Payload{Plain: raw}
-		})
-		return f.publish(f.ingress(f.approver, "tenant_a"), body, f.signed(f.approver, f.approver.token, body))
+		return f.answerAsSDK(ans)
 	}
 	f.wantReason(answer(approval.Deny), reason.ApprovalDenied)
 	again := f.outputFor(answer(approval.Deny))

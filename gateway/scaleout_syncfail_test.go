@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,13 +23,7 @@ import (
 // rebuilding from the journal, accepted an exact copy of the message.
 // The tenure now restarts from the journal, as after a failed append.
 func TestScaleOutFailedCommitJournaled(t *testing.T) {
-	h := newHarness(t)
-	h.allowErrors = true
-	h.cfg.Consumer.Partitions = 1
-	syncFS, armed, fired := oneLogSyncFailure()
-	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
-	a := h.startInstance("a")
-	waitFor(t, func() bool { return a.held() == 1 })
+	h, a, armed, fired := syncFailInstance(t)
 
 	body := h.body(func(b *envelope.Builder) { b.IdempotencyKey = "refund-77" })
 	hdr := h.signed(h.agent, h.agent.token, body)
@@ -67,13 +62,7 @@ func TestScaleOutFailedCommitJournaled(t *testing.T) {
 // ran before it was written. The agent's key is revoked in place (no
 // sweep of its own), and the next tenure withdraws its held request.
 func TestScaleOutTenureRestartSweepsHolds(t *testing.T) {
-	h := newHarness(t)
-	h.allowErrors = true
-	h.cfg.Consumer.Partitions = 1
-	syncFS, armed, fired := oneLogSyncFailure()
-	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
-	a := h.startInstance("a")
-	waitFor(t, func() bool { return a.held() == 1 })
+	h, a, armed, fired := syncFailInstance(t)
 	heldSeq := h.send(h.heldRequest())
 	if out := h.outputFor(heldSeq); out.Header.Get(header.Route) != "approval" {
 		t.Fatalf("critical request: route %s (%s); want approval", out.Header.Get(header.Route), out.Header.Get(header.Reason))
@@ -94,4 +83,18 @@ func TestScaleOutTenureRestartSweepsHolds(t *testing.T) {
 		t.Fatalf("withdrawn held request: %q (%s); want revoked", got, m.Header.Get(header.Detail))
 	}
 	a.stop(t)
+}
+
+// syncFailInstance starts instance "a" scaled out over one partition,
+// its ledger's next WAL sync failing once armed is set (fired tells it
+// did).
+func syncFailInstance(t *testing.T) (h *harness, a *instance, armed, fired *atomic.Bool) {
+	h = newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	syncFS, armed, fired := oneLogSyncFailure()
+	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
+	a = h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	return h, a, armed, fired
 }
