@@ -164,6 +164,20 @@ func TestVerifyDelivery(t *testing.T) {
 	// Another genuine message, for swapping its parts in.
 	other := sealedFwd.msg()
 
+	// A re-sealed payload that opens with the consumer's key but is
+	// sealed by stranger, not the gateway's curve key, its bytes bound
+	// by a trusted gateway's token: only GatewayXKeys refuses it.
+	strangerSealed, err := stranger.Seal(plaintext, consumer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedByStranger := func() *nats.Msg {
+		f := with(sealedFwd, func(c *decision.Claims) { c.PayloadDigest = decision.Digest(strangerSealed) })
+		return editDoc(t, f.msg(), func(d *docFields) {
+			d.Sealed, d.SealedFrom = base64.RawURLEncoding.EncodeToString(strangerSealed), stranger.PublicKey()
+		})
+	}
+
 	cases := []struct {
 		name   string
 		msg    func() *nats.Msg
@@ -176,12 +190,14 @@ func TestVerifyDelivery(t *testing.T) {
 		{name: "ok/plain_envelope_resealed", msg: forward{w: w, a: a, target: testTarget, plain: plaintext, consumer: consumer}.msg, sealed: true},
 		{name: "ok/no_agent_header", msg: func() *nats.Msg { m := sealedFwd.msg(); m.Header.Del(header.Agent); return m }, sealed: true},
 		{name: "ok/within_skew", msg: with(sealedFwd, func(c *decision.Claims) { c.Expires = testClock.Add(time.Second) }).msg, sealed: true},
+		{name: "ok/sealed_by_another_key_without_allow_list", opt: func(o *VerifyOptions) { o.GatewayXKeys = nil }, msg: sealedByStranger, sealed: true},
 
 		{name: "deny/wrong_subject", want: reason.InvalidSubject, msg: func() *nats.Msg {
 			m := sealedFwd.msg()
 			m.Subject = "agentgw.cap." + testTenant + ".payments.send"
 			return m
 		}},
+		{name: "deny/subject_of_another_tenant", want: reason.InvalidSubject, opt: func(o *VerifyOptions) { o.Tenant = "tenant_b" }, msg: sealedFwd.msg},
 		{name: "deny/missing_token", want: reason.DecisionMissing, msg: func() *nats.Msg {
 			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Decision = "" })
 		}},
@@ -245,6 +261,7 @@ func TestVerifyDelivery(t *testing.T) {
 		{name: "deny/sealed_from_spoofed", want: reason.SealBroken, msg: func() *nats.Msg {
 			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.SealedFrom = stranger.PublicKey() })
 		}},
+		{name: "deny/sealed_by_key_outside_allow_list", want: reason.SealBroken, msg: sealedByStranger},
 		{name: "deny/sealed_from_spoofed_any_sender", want: reason.SealBroken, opt: func(o *VerifyOptions) { o.GatewayXKeys = nil }, msg: func() *nats.Msg {
 			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.SealedFrom = stranger.PublicKey() })
 		}},

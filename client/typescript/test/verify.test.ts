@@ -27,6 +27,15 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
   const plainFwd: Forward = { w, a, target: "orders.status", plain: bytes(`{"q":"status"}`) };
   const withEdit = (f: Forward, edit: (c: ClaimsToSign) => void): Forward => ({ ...f, edit });
   const other = forward(sealedFwd); // another genuine message, to swap its parts in
+  // A re-sealed payload that opens with the consumer's key but is sealed
+  // by stranger, not the gateway's curve key, its bytes bound by a
+  // trusted gateway's token: only gatewayXKeys refuses it.
+  const strangerSealed = stranger.seal(plaintext, consumer.publicKey);
+  const sealedByStranger = (): Msg =>
+    editDoc(forward(withEdit(sealedFwd, (c) => (c.payloadDigest = digestHex(strangerSealed)))), (d) => {
+      d.sealed = Buffer.from(strangerSealed).toString("base64url");
+      d.sealed_from = stranger.publicKey;
+    });
 
   const opts = (over: Partial<VerifyOptions> = {}): VerifyOptions => ({
     tenant: TENANT,
@@ -54,8 +63,10 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
       sealed: true,
     },
     { name: "ok/within_skew", msg: () => forward(withEdit(sealedFwd, (c) => (c.exp = unix(CLOCK) + 1))), sealed: true },
+    { name: "ok/sealed_by_another_key_without_allow_list", opt: { gatewayXKeys: [] }, msg: sealedByStranger, sealed: true },
 
     { name: "deny/wrong_subject", want: "invalid_subject", msg: () => ({ ...forward(sealedFwd), subject: `agentgw.cap.${TENANT}.payments.send` }) },
+    { name: "deny/subject_of_another_tenant", want: "invalid_subject", opt: { tenant: "tenant_b" }, msg: () => forward(sealedFwd) },
     { name: "deny/subject_with_wildcard", want: "invalid_subject", msg: () => ({ ...forward(sealedFwd), subject: `agentgw.cap.${TENANT}.>` }) },
     { name: "deny/missing_token", want: "decision_token_missing", msg: () => editDoc(forward(sealedFwd), (d) => (d.decision = "")) },
     { name: "deny/not_a_delivery", want: "decision_token_missing", msg: () => ({ ...forward(sealedFwd), data: bytes(`{"order":"A-1"}`) }) },
@@ -126,6 +137,7 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
     { name: "deny/resealed_not_base64", want: "seal_broken", msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed = "not base64!")) },
     { name: "deny/payload_for_another_consumer", want: "seal_broken", msg: () => forward({ ...sealedFwd, consumer: stranger }) },
     { name: "deny/sealed_from_spoofed", want: "seal_broken", msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed_from = stranger.publicKey)) },
+    { name: "deny/sealed_by_key_outside_allow_list", want: "seal_broken", msg: sealedByStranger },
     {
       name: "deny/sealed_from_spoofed_any_sender",
       want: "seal_broken",

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createServer, createUser } from "@nats-io/nkeys";
 import { decodeRequest, verifyRequest, type ApprovalRequest, type RequestVerifyOptions } from "../src/approver.js";
 import { checkClaims, ROUTE_ALLOW, ROUTE_APPROVAL, ROUTE_NOTICE, ROUTE_REPLY, verifyDecision } from "../src/decision.js";
-import { DeniedError, VerificationError } from "../src/errors.js";
+import { DeniedError, InvalidRequestError, VerificationError } from "../src/errors.js";
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
 import type { ReasonCode } from "../src/reason.js";
@@ -146,4 +146,11 @@ test("verifyRequest: every check refuses with its reason code", () => {
   for (const [name, fn, want] of cases) {
     assert.equal(reasonOf(fn), want, name);
   }
+});
+
+test("decodeRequest: a request is read only from an approval subject of its own tenant", () => {
+  assert.equal(decodeRequest(SUBJECT, data, TENANT).heldMessageId, HELD);
+  // A tenant_a request published on tenant_b's approval subject, read by a
+  // tenant_a approver: the subject's tenant is not the approver's.
+  assert.throws(() => decodeRequest(`agentgw.approval.tenant_b.payments.send`, data, TENANT), InvalidRequestError);
 });
