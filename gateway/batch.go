@@ -517,7 +517,7 @@ func (g *Gateway) redecidedEnv(it *item) *envelope.Body {
 // its instance died and does not release the request this time. The
 // hold outlives the first decision (taken by seq, which only this grant
 // gives back or ends), so it still names the requester. Scaled out only.
-func (g *Gateway) retireReleasedResponse(env *envelope.Body, seq uint64) error {
+func (g *Gateway) retireReleasedResponse(b *ledgerBatch, env *envelope.Body, seq uint64) error {
 	h, _, err := g.kvh.get(holdKey(holdID(env.Tenant, env.Target)))
 	if errors.Is(err, errBadValue) || (err == nil && h == nil) {
 		return nil // no hold: this grant released nothing
@@ -529,7 +529,7 @@ func (g *Gateway) retireReleasedResponse(env *envelope.Body, seq uint64) error {
 	if json.Unmarshal(h.Value, &hd) != nil || hd.Agent == "" {
 		return nil // not a hold a grant can have released
 	}
-	_, err = g.kvh.retire(responseID(env.Tenant, hd.Agent, env.Target), seq)
+	_, err = g.kvh.retire(b, responseID(env.Tenant, hd.Agent, env.Target), seq)
 	return err
 }
 
@@ -556,7 +556,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		// meanwhile) must not leave its first decision's hold behind: its
 		// expiry or an answer would end the message a second time.
 		id := holdID(env.Tenant, env.MessageID)
-		ended, err := g.kvh.retire(id, it.seq)
+		ended, err := g.kvh.retire(b, id, it.seq)
 		if err != nil {
 			return err
 		}
@@ -570,14 +570,14 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 			// append: refused this time, or releasing it to the denied
 			// stream, the request is not delivered and must take no
 			// answer.
-			if err := g.retireReleasedResponse(env, it.seq); err != nil {
+			if err := g.retireReleasedResponse(b, env, it.seq); err != nil {
 				return err
 			}
 		}
 		if env.Capability == envelope.Approve && it.heldItem == nil {
 			// An answer refused this time may have taken its hold the
 			// first time: give it back, or the held request never ends.
-			if err := g.kvh.untake(holdID(env.Tenant, env.Target), it.seq); err != nil {
+			if err := g.kvh.untake(b, holdID(env.Tenant, env.Target), it.seq); err != nil {
 				return err
 			}
 		}
@@ -585,7 +585,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 			// A request allowed the first time recorded its outstanding
 			// response before its journal append: refused this time, it
 			// was never delivered, and must take no answer.
-			if _, err := g.kvh.retire(responseID(env.Tenant, it.ref.Agent, env.MessageID), it.seq); err != nil {
+			if _, err := g.kvh.retire(b, responseID(env.Tenant, it.ref.Agent, env.MessageID), it.seq); err != nil {
 				return err
 			}
 		}
@@ -594,7 +594,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 			// request's one answer the first time: give it back, or the
 			// request can no longer be answered.
 			if agent, messageID, ok := envelope.ParseRequestRef(env.Target); ok {
-				if err := g.kvh.unmark(answeredMarker, responseID(env.Tenant, agent, messageID), it.seq); err != nil {
+				if err := g.kvh.unmark(b, answeredMarker, responseID(env.Tenant, agent, messageID), it.seq); err != nil {
 					return err
 				}
 			}

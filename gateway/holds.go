@@ -162,15 +162,18 @@ func (k *kvHolds) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, 
 	return foundHold{}, false, nil
 }
 
-func (k *kvHolds) putHold(_ *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
+func (k *kvHolds) putHold(b *ledgerBatch, id string, deadline time.Time, v []byte, seq uint64, replace bool) error {
 	val, _ := json.Marshal(kvHold{State: kvHeld, Creator: seq, Deadline: deadline, Value: v})
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel, err := b.kvContext()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	if replace {
 		_, err := k.kv.Put(ctx, holdKey(id), val)
 		return err
 	}
-	_, err := k.kv.Create(ctx, holdKey(id), val)
+	_, err = k.kv.Create(ctx, holdKey(id), val)
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return err
 	}
@@ -211,7 +214,10 @@ func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) 
 	}
 	h.State, h.TakenBy = kvTaken, seq
 	val, _ := json.Marshal(h)
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel, err := b.kvContext()
+	if err != nil {
+		return false, err
+	}
 	defer cancel()
 	_, err = k.kv.Update(ctx, holdKey(id), val, rev)
 	if revisionMoved(err) {
@@ -228,7 +234,7 @@ func (k *kvHolds) takeHold(b *ledgerBatch, id string, seq uint64) (bool, error) 
 // answerer who knew the request's digest although its approval request
 // was never published.) A revision that moves under the removal fails the
 // batch, whose messages are then redelivered and look again.
-func (k *kvHolds) retire(id string, seq uint64) (ended *kvHold, err error) {
+func (k *kvHolds) retire(b *ledgerBatch, id string, seq uint64) (ended *kvHold, err error) {
 	h, rev, err := k.get(holdKey(id))
 	if errors.Is(err, errBadValue) {
 		return nil, nil // not a hold this message can have put
@@ -239,7 +245,10 @@ func (k *kvHolds) retire(id string, seq uint64) (ended *kvHold, err error) {
 	if h.State != kvHeld {
 		return h, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel, err := b.kvContext()
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	if err := k.kv.Delete(ctx, holdKey(id), jetstream.LastRevision(rev)); err != nil {
 		return nil, fmt.Errorf("gateway: holds: retire %s: %w", id, err)
@@ -253,7 +262,7 @@ func (k *kvHolds) retire(id string, seq uint64) (ended *kvHold, err error) {
 // answer expired, a policy changed), so its take must not stand: the
 // held request would have no end. Revision-checked; a revision that
 // moves under it fails the batch, whose messages then look again.
-func (k *kvHolds) untake(id string, seq uint64) error {
+func (k *kvHolds) untake(b *ledgerBatch, id string, seq uint64) error {
 	h, rev, err := k.get(holdKey(id))
 	if errors.Is(err, errBadValue) {
 		return nil // not a hold this message can have taken
@@ -263,7 +272,10 @@ func (k *kvHolds) untake(id string, seq uint64) error {
 	}
 	h.State, h.TakenBy = kvHeld, 0
 	val, _ := json.Marshal(h)
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel, err := b.kvContext()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	if _, err := k.kv.Update(ctx, holdKey(id), val, rev); err != nil {
 		return fmt.Errorf("gateway: holds: give back %s: %w", id, err)
@@ -276,7 +288,7 @@ func (k *kvHolds) untake(id string, seq uint64) error {
 // before its batch was journaled, is refused this time (its credential
 // expired, its requester revoked, a policy changed), so it must not use
 // up its request's one answer. Revision-checked, as untake.
-func (k *kvHolds) unmark(kind, id string, seq uint64) error {
+func (k *kvHolds) unmark(b *ledgerBatch, kind, id string, seq uint64) error {
 	h, rev, err := k.get(markerKey(kind, id))
 	if errors.Is(err, errBadValue) {
 		return nil // not a marker this message can have set
@@ -284,7 +296,10 @@ func (k *kvHolds) unmark(kind, id string, seq uint64) error {
 	if err != nil || h == nil || h.State != kvMarker || h.Creator != seq {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel, err := b.kvContext()
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	if err := k.kv.Delete(ctx, markerKey(kind, id), jetstream.LastRevision(rev)); err != nil {
 		return fmt.Errorf("gateway: holds: give back marker %s: %w", id, err)
@@ -292,11 +307,14 @@ func (k *kvHolds) unmark(kind, id string, seq uint64) error {
 	return nil
 }
 
-func (k *kvHolds) once(_ *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
+func (k *kvHolds) once(b *ledgerBatch, kind, id string, expires time.Time, seq uint64) (bool, error) {
 	val, _ := json.Marshal(kvHold{State: kvMarker, Creator: seq, Deadline: expires})
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel, err := b.kvContext()
+	if err != nil {
+		return false, err
+	}
 	defer cancel()
-	_, err := k.kv.Create(ctx, markerKey(kind, id), val)
+	_, err = k.kv.Create(ctx, markerKey(kind, id), val)
 	if err == nil {
 		return true, nil
 	}

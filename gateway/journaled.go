@@ -32,10 +32,44 @@ type ledgerBatch struct {
 	revs    map[string]uint64 // kvHolds: revision of each hold read
 	// lostBefore is the partition's (partState.lostBefore).
 	lostBefore time.Time
+	// until is the local deadline of the partition's lease (scaled out;
+	// nil for a single instance): the batch's writes to the holds bucket
+	// are sent before it (kvContext).
+	until func() (time.Time, bool)
 }
 
 func (g *Gateway) newBatch(ps *partState) *ledgerBatch {
-	return &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0, lostBefore: ps.lostBefore}
+	b := &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0, lostBefore: ps.lostBefore}
+	if ps.epoch != 0 && g.scale != nil {
+		b.until = func() (time.Time, bool) { return g.scale.leases.Until(ps.p, ps.epoch) }
+	}
+	return b
+}
+
+// errLeaseLost: a batch's partition lease ran out (or passed to another
+// owner) before one of its writes to the holds bucket was sent.
+var errLeaseLost = fmt.Errorf("%w: lease lost before a write to the holds bucket", errRestart)
+
+// kvContext bounds one of b's operations on the holds bucket: by
+// kvTimeout, and, scaled out, by the partition lease's local deadline. A
+// batch whose lease ran out writes nothing more: the partition's next
+// owner decides the same messages, and a write of this one landing after
+// its own (a hold retired, a take given back) would undo what it did.
+// The lease's margin covers the time a write sent before the deadline
+// takes to land. b may be nil (no partition: a bound of kvTimeout only).
+func (b *ledgerBatch) kvContext() (context.Context, context.CancelFunc, error) {
+	d := time.Now().Add(kvTimeout)
+	if b != nil && b.until != nil {
+		until, ok := b.until()
+		if !ok {
+			return nil, nil, errLeaseLost
+		}
+		if until.Before(d) {
+			d = until
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), d)
+	return ctx, cancel, nil
 }
 
 func (b *ledgerBatch) add(r journal.Record) {

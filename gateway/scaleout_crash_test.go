@@ -193,10 +193,10 @@ func TestHoldsValueThatDoesNotRead(t *testing.T) {
 	_, err = kv.Put(context.Background(), holdKey("tenant_a/x"), []byte("not json"))
 	must(t, err)
 	k := &kvHolds{kv: kv}
-	if ended, err := k.retire("tenant_a/x", 1); ended != nil || err != nil {
+	if ended, err := k.retire(nil, "tenant_a/x", 1); ended != nil || err != nil {
 		t.Errorf("retire over a bad value = %v, %v; want nothing, no error", ended, err)
 	}
-	if err := k.untake("tenant_a/x", 1); err != nil {
+	if err := k.untake(nil, "tenant_a/x", 1); err != nil {
 		t.Errorf("untake over a bad value = %v; want no error", err)
 	}
 }

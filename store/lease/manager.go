@@ -106,6 +106,19 @@ func (m *Manager) Valid(p int) (epoch uint64, ok bool) {
 	return l.Epoch, true
 }
 
+// Until returns the local deadline of partition p's lease when it is held
+// under epoch and the deadline has not passed: a write that must land
+// while the lease is this instance's is sent before it, or not at all.
+func (m *Manager) Until(p int, epoch uint64) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.leases[p]
+	if !ok || l.Epoch != epoch || !time.Now().Before(l.Deadline) {
+		return time.Time{}, false
+	}
+	return l.Deadline, true
+}
+
 // EnsureBucket creates the lease bucket (max age TTL, history 1, file
 // storage, expiry markers so watchers see a lease run out) or opens the
 // existing one. An existing bucket with another TTL is ErrBucketMismatch:

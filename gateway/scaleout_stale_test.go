@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+)
+
+// failThenBlock fails the first hold lookup after armed (its batch comes
+// back as a redelivery), blocks the second until release (a bucket call
+// that stalls), then passes through.
+type failThenBlock struct {
+	holdStore
+	armed   atomic.Bool
+	n       atomic.Int32
+	blocked chan struct{}
+	release chan struct{}
+	rel     sync.Once
+}
+
+func (x *failThenBlock) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, error) {
+	if x.armed.Load() {
+		switch x.n.Add(1) {
+		case 1:
+			return foundHold{}, false, errors.New("holds bucket: timeout")
+		case 2:
+			close(x.blocked)
+			<-x.release
+		}
+	}
+	return x.holdStore.hold(b, id, seq)
+}
+
+func (x *failThenBlock) open() { x.rel.Do(func() { close(x.release) }) }
+
+// TestScaleOutStaleOwnerWritesNoHold: an instance whose batch stalls in a
+// call to the holds bucket past its lease's deadline must write nothing
+// more to the bucket when the call returns: by then the partition's next
+// owner decides the same messages. Here the next owner, judging a
+// recovered message as of up to ack_wait back, holds it; the stale batch,
+// judging it at its later clock as expired, would retire that hold, and
+// the request whose approval request was published would have no hold to
+// grant and no expiry to end it. The stale batch's writes are refused
+// once its lease is gone, the hold stands, and a grant releases the
+// request once.
+func TestScaleOutStaleOwnerWritesNoHold(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	h.cfg.Consumer.AckWait = 10 * time.Second // longer than the lease takeover, as with the defaults (30 s, 15 s)
+	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
+	var fb *failThenBlock
+	old := h.startInstance("old", func(in *instance) {
+		fb = &failThenBlock{holdStore: in.gw.holds, blocked: make(chan struct{}), release: make(chan struct{})}
+		in.gw.holds = fb
+	})
+	t.Cleanup(fb.open)
+	waitFor(t, func() bool { return old.held() == 1 })
+
+	m0 := h.heldRequest()
+	// m's last fresh instant is a second before now: the old owner, at
+	// its clock, finds it expired when it decides it again; the new
+	// owner judges it as of its delivery, when it was fresh.
+	back := h.cfg.Limits.Skew + 11*time.Second
+	h.clock.Advance(-back)
+	m := h.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990001,"iban":"DE00123"}`)}
+		b.TTL = 10 * time.Second
+	})
+	h.clock.Advance(back)
+	env, err := envelope.Parse(m, envelope.Limits{})
+	must(t, err)
+	fb.armed.Store(true)
+	// Published together, so that one fetch takes both.
+	var acks []jetstream.PubAckFuture
+	for _, body := range [][]byte{m0, m} {
+		msg := nats.NewMsg(h.ingress(h.agent, "tenant_a"))
+		msg.Data = body
+		for k, v := range h.signed(h.agent, h.agent.token, body) {
+			msg.Header[k] = v
+		}
+		f, err := h.js.PublishMsgAsync(msg)
+		must(t, err)
+		acks = append(acks, f)
+	}
+	var mSeq uint64
+	for _, f := range acks {
+		mSeq = (<-f.Ok()).Sequence
+	}
+	<-fb.blocked // the old owner decides both again, and stalls
+
+	next := h.startInstance("next")
+	waitFor(t, func() bool { return next.held() == 1 })
+	out := h.outputFor(mSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		t.Fatalf("the next owner decided m: %s; want the approval queue", out.Subject)
+	}
+	var req approval.Request
+	must(t, json.Unmarshal(out.Data, &req))
+
+	// The stalled call returns, past the old owner's lease; the lease is
+	// given up once the old owner's partition, its batch included, ended.
+	fb.open()
+	waitFor(t, func() bool { return strings.Contains(h.logs.String(), `"message":"lease given up"`) })
+	kv, err := h.js.KeyValue(context.Background(), HoldsBucket)
+	must(t, err)
+	e, err := kv.Get(context.Background(), holdKey(holdID("tenant_a", env.MessageID)))
+	if err != nil || !strings.Contains(string(e.Value()), `"state":"held"`) {
+		t.Fatalf("m's hold after the stale batch: %v; want it held still", err)
+	}
+	if g := h.outputFor(h.grant(req)); !strings.HasPrefix(g.Subject, "agentgw.cap.") {
+		t.Fatalf("grant of m: %s; want it released", g.Subject)
+	}
+	if rel, exp := h.fates(env.MessageID); rel != 1 || exp != 0 {
+		t.Fatalf("m released %d times, expired %d times; want released once", rel, exp)
+	}
+}
