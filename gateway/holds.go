@@ -343,6 +343,13 @@ func ensureHoldsBucket(ctx context.Context, js jetstream.JetStream, replicas int
 	return kv, err
 }
 
+// markerGrace is how long a marker of the holds bucket (a held message
+// id, a request's one answer) outlives the last instant it can matter:
+// ack_wait and the clocks' margin. A recovered batch is judged up to
+// ack_wait back, on an instance whose clock may be behind the scanning
+// one's, and must still find it.
+func markerGrace(ackWait time.Duration) time.Duration { return ackWait + journalClockMargin }
+
 // kvDue is one entry of the holds bucket the expiry scan must act on.
 type kvDue struct {
 	key string
@@ -352,11 +359,12 @@ type kvDue struct {
 }
 
 // scan lists the bucket and returns what is due at now: held approvals
-// past their deadline, decided expiries not yet published, and taken
-// holds, outstanding requests and markers past their life. It counts the
-// pending approvals for the gauges on the way. A value that cannot be
-// read is reported in the error and skipped: the others are returned.
-func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) ([]kvDue, error) {
+// past their deadline, decided expiries not yet published, taken holds
+// and outstanding requests past their life and grace, and markers past
+// their life and markerGrace. It counts the pending approvals for the
+// gauges on the way. A value that cannot be read is reported in the error
+// and skipped: the others are returned.
+func (k *kvHolds) scan(ctx context.Context, now time.Time, grace, markerGrace time.Duration) ([]kvDue, error) {
 	keys, err := k.keys(ctx)
 	if err != nil {
 		return nil, err
@@ -394,7 +402,7 @@ func (k *kvHolds) scan(ctx context.Context, now time.Time, grace time.Duration) 
 		case h.State == kvExpired,
 			h.State == kvHeld && now.After(h.Deadline), // an answer at the deadline itself still counts
 			h.State == kvTaken && now.After(h.Deadline.Add(grace)),
-			h.State == kvMarker && now.After(h.Deadline):
+			h.State == kvMarker && now.After(h.Deadline.Add(markerGrace)):
 			due = append(due, kvDue{key: key, id: id, rev: rev, h: h})
 		}
 	}
@@ -453,7 +461,7 @@ func (g *Gateway) expireKV(ctx context.Context, now time.Time) error {
 	// deadline) may still be fresh, so its redelivery finds its own take;
 	// an ended one (end) while the request that put it may be; and an
 	// approval's, either way, until both are acknowledged (below).
-	due, err := k.scan(ctx, now, g.fresh.Span())
+	due, err := k.scan(ctx, now, g.fresh.Span(), markerGrace(g.cfg.Consumer.AckWait))
 	if err != nil && due == nil {
 		return err
 	}

@@ -440,3 +440,40 @@ func TestScaleOutReleasedResponseRecordOfGrantDecidedOtherwise(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldsMarkerOutlivesRecoveredBatches: a single-use marker of the
+// holds bucket (a held message id, a request's one answer) is not
+// removed at the last instant it can matter by the scanning instance's
+// clock: a batch recovered after a crash is judged up to ack_wait back,
+// on an instance whose clock may be behind by the clocks' margin, and
+// would take a copy as fresh and set the marker again (another agent's
+// copy of an ended request held again, for a stale grant to release).
+// It is due once that much more has passed.
+func TestHoldsMarkerOutlivesRecoveredBatches(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	must(t, err)
+	kv, err := ensureHoldsBucket(context.Background(), js, 1)
+	must(t, err)
+	k := &kvHolds{kv: kv}
+	last := time.Unix(1_800_000_000, 0)
+	if ok, err := k.once(nil, heldMarker, "tenant_a/m", last, 7); !ok || err != nil {
+		t.Fatalf("once = %v, %v", ok, err)
+	}
+	const ackWait = 30 * time.Second
+	for _, c := range []struct {
+		at  time.Time
+		due bool
+	}{
+		{last.Add(time.Second), false},
+		{last.Add(ackWait), false},
+		{last.Add(ackWait + journalClockMargin), false},
+		{last.Add(ackWait + journalClockMargin + time.Second), true},
+	} {
+		due, err := k.scan(context.Background(), c.at, time.Hour, markerGrace(ackWait))
+		must(t, err)
+		if got := len(due) == 1; got != c.due {
+			t.Errorf("marker due at its last instant + %s: %v; want %v", c.at.Sub(last), got, c.due)
+		}
+	}
+}
