@@ -577,8 +577,14 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if env.Capability == envelope.Approve && it.heldItem == nil {
 			// An answer refused this time may have taken its hold the
 			// first time: give it back, or the held request never ends.
-			if err := g.kvh.untake(b, holdID(env.Tenant, env.Target), it.seq); err != nil {
+			// Given back, it is swept: a revocation's sweep since skipped
+			// it while it was taken.
+			back, err := g.kvh.untake(b, holdID(env.Tenant, env.Target), it.seq)
+			if err != nil {
 				return err
+			}
+			if back {
+				g.requestSweep()
 			}
 		}
 		if env.Capability != envelope.Approve && env.Capability != envelope.Respond && it.route != store.RouteAllow {

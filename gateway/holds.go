@@ -261,26 +261,27 @@ func (k *kvHolds) retire(b *ledgerBatch, id string, seq uint64) (ended *kvHold, 
 // batch was journaled, is refused this time (its approver revoked, its
 // answer expired, a policy changed), so its take must not stand: the
 // held request would have no end. Revision-checked; a revision that
-// moves under it fails the batch, whose messages then look again.
-func (k *kvHolds) untake(b *ledgerBatch, id string, seq uint64) error {
+// moves under it fails the batch, whose messages then look again. back
+// reports that it gave the hold back.
+func (k *kvHolds) untake(b *ledgerBatch, id string, seq uint64) (back bool, err error) {
 	h, rev, err := k.get(holdKey(id))
 	if errors.Is(err, errBadValue) {
-		return nil // not a hold this message can have taken
+		return false, nil // not a hold this message can have taken
 	}
 	if err != nil || h == nil || h.State != kvTaken || h.TakenBy != seq {
-		return err
+		return false, err
 	}
 	h.State, h.TakenBy = kvHeld, 0
 	val, _ := json.Marshal(h)
 	ctx, cancel, err := b.kvContext()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
 	if _, err := k.kv.Update(ctx, holdKey(id), val, rev); err != nil {
-		return fmt.Errorf("gateway: holds: give back %s: %w", id, err)
+		return false, fmt.Errorf("gateway: holds: give back %s: %w", id, err)
 	}
-	return nil
+	return true, nil
 }
 
 // unmark gives back the single-use marker kind/id if the message at seq

@@ -196,7 +196,7 @@ func TestHoldsValueThatDoesNotRead(t *testing.T) {
 	if ended, err := k.retire(nil, "tenant_a/x", 1); ended != nil || err != nil {
 		t.Errorf("retire over a bad value = %v, %v; want nothing, no error", ended, err)
 	}
-	if err := k.untake(nil, "tenant_a/x", 1); err != nil {
+	if back, err := k.untake(nil, "tenant_a/x", 1); back || err != nil {
 		t.Errorf("untake over a bad value = %v; want no error", err)
 	}
 }
@@ -476,4 +476,43 @@ func TestHoldsMarkerOutlivesRecoveredBatches(t *testing.T) {
 			t.Errorf("marker due at its last instant + %s: %v; want %v", c.at.Sub(last), got, c.due)
 		}
 	}
+}
+
+// TestScaleOutGivenBackHoldSwept: an instance dies after a grant took a
+// hold, before the grant's batch was journaled. Requester and approver
+// are then revoked, and the next owner's sweep skips the hold, taken.
+// The grant, decided again, is refused and gives the take back; the hold,
+// pending again, is swept then, and the revoked requester's request is
+// withdrawn at once rather than left for another answer or its expiry.
+func TestScaleOutGivenBackHoldSwept(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	h.cfg.Limits.ApprovalTTL = time.Hour
+	a := h.startInstance("a", dieAfter(false))
+	waitFor(t, func() bool { return a.held() == 2 })
+	heldSeq := h.send(h.heldRequest())
+	var req approval.Request
+	must(t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
+	ap := newActor(t)
+	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	ansSeq := h.grantBy(ap, req)
+	waitFor(t, a.nc.IsClosed)
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+ap.pub+", "+h.agent.pub+"]\n")
+
+	// b decides nothing until its start's and its tenures' sweeps have
+	// run (and skipped the hold, taken).
+	open := make(chan struct{})
+	b := h.startInstance("b", func(in *instance) { in.gw.holds = &gatedHolds{holdStore: in.gw.holds, open: open} })
+	waitFor(t, func() bool { return b.held() == 2 })
+	time.Sleep(time.Second) // ten expiry ticks: the sweeps they were asked for have run
+	close(open)
+	if got := reason.Code(h.outputFor(ansSeq).Header.Get(header.Reason)); got != reason.Revoked {
+		t.Fatalf("the grant decided again: %q; want revoked", got)
+	}
+	m := h.waitIn(StreamDenied, heldSeq, func(m *jetstream.RawStreamMsg) bool {
+		return strings.HasSuffix(m.Header.Get(header.MsgID), ".withdrawn")
+	})
+	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
+		t.Fatalf("withdrawn: %q (%s); want revoked", got, m.Header.Get(header.Detail))
+	}
+	h.endScaleOut(t, b, a)
 }
