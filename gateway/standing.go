@@ -41,7 +41,7 @@ import (
 //   - in a sweep (sweepHolds) at start, after every reload of the
 //     revocations, after a batch that held a request while the
 //     revocations changed (sweepAfter), and, scaled out, at the start of
-//     each partition's tenure: each held request whose requester no longer stands is
+//     each partition's tenure and after a hold is given back (untake): each held request whose requester no longer stands is
 //     denied at once (withdrawn), as its second, final output, with its
 //     audit event, and its hold is consumed so no approver can grant it.
 
