@@ -490,10 +490,13 @@ func (g *Gateway) signTokens(items []*item) error {
 // redecidedEnv is, scaled out, the envelope to look up the holds of a
 // message decided again (redelivered, or recovered: delivery 0) by; nil
 // otherwise. One refused as oversized may have been held under a larger
-// max_body_bytes before a crash, so its body is read again whatever the
-// limit is now; that envelope is not its own (nothing in it is verified)
-// and is used only to name the holds the same ingress message wrote,
-// which it was verified to do when it wrote them.
+// max_body_bytes before a crash, and an operator's re-submission refused
+// as replay_refused (its authorization expired, or its operator no longer
+// stands) may have been held before its authorization was judged again:
+// their body is read again whatever the limit is now. That envelope is
+// not its own (nothing in it is verified) and is used only to name the
+// holds the same ingress message wrote, which it was verified to do when
+// it wrote them.
 func (g *Gateway) redecidedEnv(it *item) *envelope.Body {
 	if g.kvh == nil || it.delivery == 1 {
 		return nil
@@ -501,7 +504,7 @@ func (g *Gateway) redecidedEnv(it *item) *envelope.Body {
 	if it.env != nil {
 		return it.env
 	}
-	if reason.Of(it.denial) != reason.Oversized || len(it.body) == 0 {
+	if r := reason.Of(it.denial); (r != reason.Oversized && r != reason.ReplayRefused) || len(it.body) == 0 {
 		return nil
 	}
 	env, err := envelope.Parse(it.body, envelope.Limits{MaxBytes: len(it.body)})

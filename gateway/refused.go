@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -378,7 +377,10 @@ func (g *Gateway) retireUnsentHold(b *ledgerBatch, m *nats.Msg) (ended bool, err
 		case h.State != kvHeld:
 			return true, nil
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+		ctx, cancel, err := b.kvContext()
+		if err != nil {
+			return false, err
+		}
 		defer cancel()
 		if err := g.kvh.kv.Delete(ctx, holdKey(id), jetstream.LastRevision(rev)); err != nil {
 			return false, fmt.Errorf("gateway: holds: remove %s: %w", id, err)

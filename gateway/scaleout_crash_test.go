@@ -516,3 +516,38 @@ func TestScaleOutGivenBackHoldSwept(t *testing.T) {
 	}
 	h.endScaleOut(t, b, a)
 }
+
+// TestScaleOutHeldReplayRefusedAgainRetiresItsHold: an operator's
+// re-submission, held for an approver, whose instance died after the
+// hold's write and before its batch was journaled, is decided again once
+// its replay authorization has expired: refused replay_refused, which
+// judges it before its body is read. The hold its first decision put is
+// still retired, so the message ends once: neither the expiry nor a
+// grant ends it again.
+func TestScaleOutHeldReplayRefusedAgainRetiresItsHold(t *testing.T) {
+	h := scaledOutCrashHarness(t)
+	h.cfg.Limits.ApprovalTTL = time.Hour
+	a := h.startInstance("a", dieAfter(true))
+	waitFor(t, func() bool { return a.held() == 2 })
+	body := h.heldRequest()
+	env, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	h.gw = a.gw // the gateway whose keys sign the authorization
+	op := h.replayOperator()
+	hdr := h.signed(h.agent, h.agent.token, body)
+	h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
+	seq := h.publish(h.ingress(h.agent, "tenant_a"), body, hdr)
+	waitFor(t, a.nc.IsClosed)
+
+	h.clock.Advance(replayAuthTTL + h.cfg.Consumer.AckWait + time.Second)
+	b := h.startInstance("b")
+	if got := reason.Code(h.outputFor(seq).Header.Get(header.Reason)); got != reason.ReplayRefused {
+		t.Fatalf("decided again: %q; want replay_refused", got)
+	}
+	kv, err := h.js.KeyValue(context.Background(), HoldsBucket)
+	must(t, err)
+	if e, err := kv.Get(context.Background(), holdKey(holdID(env.Tenant, env.MessageID))); err == nil {
+		t.Fatalf("the first decision's hold is left in the bucket: %.60s", e.Value())
+	}
+	h.endScaleOut(t, b, a)
+}
