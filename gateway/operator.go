@@ -237,7 +237,7 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 				it.deny(reason.Deny(reason.ReplayRefused, "message %s was not denied (%s)", it.env.MessageID, prev.Decision.Route))
 				break
 			}
-			if marked, err := led.Marked("replay", replayMarkerID(it.replay)); err == nil && marked {
+			if marked, err := led.Marked("replay", replayMarkerID(it.replay), g.fresh.LastFresh(it.env.ExpiresAt)); err == nil && marked {
 				it.deny(reason.Deny(reason.ReplayRefused, "message %s was already replayed", it.env.MessageID))
 				break
 			}

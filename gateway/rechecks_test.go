@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -116,8 +118,8 @@ func (f *approvalFlow) heldBody() []byte {
 // ack_wait back; here the clock stepped back) must not take another
 // agent's copy of the ended request as fresh and hold it again, where a
 // second approver's grant of the first request would release it. The
-// prune raises the ledger's horizon past the marker's expiry, so the
-// copy is refused.
+// prune records a marker horizon past the marker's expiry, before which
+// a marker counts as set, so the copy is refused.
 func TestHeldMarkerPrunedAtLaterClockRefusesCopy(t *testing.T) {
 	f := newApprovalFlow(t, func(f *approvalFlow) {
 		// The request's expiry 60 s into a ledger generation: its
@@ -153,5 +155,33 @@ func TestHeldMarkerPrunedAtLaterClockRefusesCopy(t *testing.T) {
 	out := f.outputFor(f.answer(approver2, approval.Answer{Decision: approval.Grant, BodyDigest: shown.BodyDigest, PolicyVersion: shown.PolicyVersion}, shown.HeldMessageID))
 	if strings.HasPrefix(out.Subject, "agentgw.cap.") {
 		t.Fatalf("a grant of agent A's denied request released agent B's copy on %s", out.Subject)
+	}
+}
+
+// TestMarkerPruneLeavesIdempotencyKeysJudged: pruning single-use markers
+// does not make the ledger say it lost idempotency entries. A fresh
+// request with an idempotency key of its own, judged a little before the
+// clock of a prune that removed only markers (as a recovered batch is),
+// is decided, not refused ledger_incomplete.
+func TestMarkerPruneLeavesIdempotencyKeysJudged(t *testing.T) {
+	f := newApprovalFlow(t, func(f *approvalFlow) {
+		width := f.cfg.ledgerOptions().GenWidth
+		exp := f.clock.Now().Add(60 * time.Second)
+		next := time.Unix(0, (exp.UnixNano()/int64(width)+1)*int64(width)).Add(60 * time.Second)
+		f.clock.Advance(next.Sub(exp))
+	})
+	expires := f.clock.Now().Add(60 * time.Second)
+	deny := f.grant()
+	deny.Decision = approval.Deny
+	f.wantReason(f.answer(f.approver, deny, f.req.HeldMessageID), reason.ApprovalDenied)
+	skew := f.cfg.Limits.Skew
+	f.clock.Advance(expires.Add(2*skew + time.Second).Sub(f.clock.Now()))
+	if st, err := f.gw.ledger.Prune(f.clock.Now(), 0); err != nil || st.Markers == 0 || st.Generations != 0 {
+		t.Fatalf("prune = %+v, %v; want markers pruned, no generation", st, err)
+	}
+	f.clock.Advance(-2 * time.Second) // judged as a recovered batch would be
+	body := f.body(func(b *envelope.Builder) { b.IdempotencyKey = "order-4711" })
+	if out := f.outputFor(f.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.kb.search") {
+		t.Fatalf("fresh request with its own idempotency key: %s (%s: %s); want delivered", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
 	}
 }

@@ -176,7 +176,11 @@ func (l *Ledger) eachHold(lower, upper []byte, fn func(Hold) (bool, error)) erro
 
 // SetOnce sets the single-use marker (kind, id) and reports true, or
 // reports false if it is already set in the database or in this batch.
-// A marker stays set until Prune removes it, after expires + Lookback.
+// A marker stays set until Prune removes it, after expires + Lookback;
+// one that expires before the latest expiry among the markers Prune
+// removed may have been set and removed, and is taken as set (false): a
+// batch judged at an earlier instant than a prune, or under a skew raised
+// since, must not set a marker again that the prune dropped.
 // kind is 1–64 bytes, id 1–256 bytes, neither with NUL.
 func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	if err := b.check(); err != nil {
@@ -193,7 +197,7 @@ func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	}
 	key := markerKey(kind, id)
 	_, ok, err := b.r.get(key)
-	if err != nil || ok {
+	if err != nil || ok || b.l.prunedMarker(expires) {
 		return false, err
 	}
 	b.r.staged[string(key)] = staged{v: encodeTime(expires)}
@@ -201,12 +205,22 @@ func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	return true, nil
 }
 
-// Marked reports whether the single-use marker (kind, id) is set, as
-// SetOnce would find it in the database: a read-only lookup, without a
+// prunedMarker reports whether a marker expiring at expires may have
+// been removed by Prune (SetOnce).
+func (l *Ledger) prunedMarker(expires time.Time) bool {
+	l.gmu.RLock()
+	h := l.markerHorizon
+	l.gmu.RUnlock()
+	return h != 0 && uint64(max(expires.UnixNano(), 0)) < h
+}
+
+// Marked reports whether the single-use marker (kind, id), expiring at
+// expires, is set as SetOnce would find it in the database (a marker
+// Prune may have removed counts as set): a read-only lookup, without a
 // batch, safe to call concurrently with everything else. A marker set
 // by a batch not yet committed is not seen. kind and id are checked as
 // SetOnce checks them.
-func (l *Ledger) Marked(kind, id string) (bool, error) {
+func (l *Ledger) Marked(kind, id string, expires time.Time) (bool, error) {
 	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
 		return false, err
 	}
@@ -221,5 +235,5 @@ func (l *Ledger) Marked(kind, id string) (bool, error) {
 	r := reader{l: l, db: db}
 	defer r.close()
 	_, ok, err := r.get(markerKey(kind, id))
-	return ok, err
+	return ok || (err == nil && l.prunedMarker(expires)), err
 }

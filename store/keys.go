@@ -13,6 +13,7 @@ import (
 //
 //	f                                     format: version and generation width
 //	p                                     horizon: end of the latest pruned generation (ns)
+//	m                                     marker horizon: latest expiry of a pruned marker + 1 (ns)
 //	n                                     new: created empty, its owner has not said what it lacks
 //	l                                     lost before: the ledger lacks what was decided before (ns)
 //	g <gen u64>                           generation metadata (max seq, count)
@@ -28,17 +29,18 @@ import (
 // (r<gen> .. r<gen+1>), which Prune drops with a single DeleteRange. Key
 // components never contain NUL, so the separators are unambiguous.
 const (
-	kindFormat       byte = 'f'
-	kindHorizon      byte = 'p'
-	kindNew          byte = 'n'
-	kindLostBefore   byte = 'l'
-	kindGen          byte = 'g'
-	kindReplay       byte = 'r'
-	kindIdem         byte = 'i'
-	kindHold         byte = 'h'
-	kindHoldIndex    byte = 'H'
-	kindMarker       byte = 'o'
-	kindMarkerExpiry byte = 'x'
+	kindFormat        byte = 'f'
+	kindHorizon       byte = 'p'
+	kindMarkerHorizon byte = 'm'
+	kindNew           byte = 'n'
+	kindLostBefore    byte = 'l'
+	kindGen           byte = 'g'
+	kindReplay        byte = 'r'
+	kindIdem          byte = 'i'
+	kindHold          byte = 'h'
+	kindHoldIndex     byte = 'H'
+	kindMarker        byte = 'o'
+	kindMarkerExpiry  byte = 'x'
 )
 
 // Bounds on key components. They are far above what the wire format allows
@@ -54,10 +56,11 @@ const (
 var maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 
 var (
-	formatKey  = []byte{kindFormat}
-	horizonKey = []byte{kindHorizon}
-	newKey     = []byte{kindNew}
-	lostKey    = []byte{kindLostBefore}
+	formatKey        = []byte{kindFormat}
+	horizonKey       = []byte{kindHorizon}
+	markerHorizonKey = []byte{kindMarkerHorizon}
+	newKey           = []byte{kindNew}
+	lostKey          = []byte{kindLostBefore}
 )
 
 // checkPart reports whether s is usable as a key component.

@@ -186,12 +186,13 @@ type Ledger struct {
 	filtered, probed atomic.Uint64
 
 	// gmu guards the in-memory mirror of the generation metadata.
-	gmu      sync.RWMutex
-	gens     []genMeta // sorted by gen
-	ackFloor uint64    // highest ack floor passed to Prune
-	horizon  uint64    // Horizon in ns since the epoch; 0: nothing pruned
-	isNew    bool      // New
-	lost     uint64    // LostBefore in ns since the epoch; 0: nothing
+	gmu           sync.RWMutex
+	gens          []genMeta // sorted by gen
+	ackFloor      uint64    // highest ack floor passed to Prune
+	horizon       uint64    // Horizon in ns since the epoch; 0: nothing pruned
+	markerHorizon uint64    // markers: the latest pruned expiry + 1 ns; 0: none pruned
+	isNew         bool      // New
+	lost          uint64    // LostBefore in ns since the epoch; 0: nothing
 
 	// maxOutcome bounds the sequences with a recorded outcome (read at
 	// open, raised by every commit), so a first delivery needs no lookup.
@@ -340,7 +341,11 @@ func (l *Ledger) open(fresh, verify bool) error {
 	if err != nil {
 		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
 	}
-	horizon, err := readHorizon(db)
+	horizon, err := readHorizon(db, horizonKey)
+	if err != nil {
+		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
+	}
+	markerHorizon, err := readHorizon(db, markerHorizonKey)
 	if err != nil {
 		return fail(fmt.Errorf("store: open %s: %w", l.dir, err))
 	}
@@ -358,15 +363,16 @@ func (l *Ledger) open(fresh, verify bool) error {
 	l.filters.off = l.opt.noFilters
 	l.gmu.Lock()
 	l.gens = gens
-	l.horizon = horizon
+	l.horizon, l.markerHorizon = horizon, markerHorizon
 	l.isNew, l.lost = isNew, lost
 	l.gmu.Unlock()
 	return nil
 }
 
-// readHorizon reads the horizon record; a ledger never pruned has none.
-func readHorizon(db *pebble.DB) (uint64, error) {
-	v, c, err := db.Get(horizonKey)
+// readHorizon reads a horizon record (key: the horizon's or the marker
+// horizon's); a ledger never pruned has none.
+func readHorizon(db *pebble.DB, key []byte) (uint64, error) {
+	v, c, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}

@@ -7,15 +7,17 @@ import (
 )
 
 // TestMarked: Ledger.Marked sees a marker once a batch that set it has
-// committed, not while the batch is open nor after Prune removed it, and
-// keeps kinds apart; it checks kind and id as SetOnce does.
+// committed, not while the batch is open; after Prune removed it, a
+// marker expiring by then counts as set, as SetOnce takes it, and one
+// expiring later does not. It keeps kinds apart, and checks kind and id
+// as SetOnce does.
 func TestMarked(t *testing.T) {
 	const lookback = 30 * time.Second
 	l := openTest(t, Options{Lookback: lookback})
 	exp := t0.Add(time.Hour)
 	marked := func(kind, id string) bool {
 		t.Helper()
-		ok, err := l.Marked(kind, id)
+		ok, err := l.Marked(kind, id, exp)
 		if err != nil {
 			t.Fatalf("Marked(%s, %s): %v", kind, id, err)
 		}
@@ -43,11 +45,14 @@ func TestMarked(t *testing.T) {
 	if _, err := l.Prune(exp.Add(lookback+time.Second), 0); err != nil {
 		t.Fatal(err)
 	}
-	if marked("replay", "acme/UAGENT/m1") {
-		t.Error("Marked after Prune removed the marker = true")
+	if !marked("replay", "acme/UAGENT/m1") {
+		t.Error("Marked after Prune removed the marker, for its expiry = false; want true (it may have been set)")
+	}
+	if ok, err := l.Marked("replay", "acme/UAGENT/m1", exp.Add(time.Hour)); ok || err != nil {
+		t.Errorf("Marked after Prune, for a later expiry = %v, %v; want false", ok, err)
 	}
 	for name, kid := range map[string][2]string{"empty kind": {"", "x"}, "empty id": {"replay", ""}, "NUL in id": {"replay", "a\x00b"}} {
-		if _, err := l.Marked(kid[0], kid[1]); !errors.Is(err, ErrInvalid) {
+		if _, err := l.Marked(kid[0], kid[1], exp); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Marked(%s) = %v; want ErrInvalid", name, err)
 		}
 	}

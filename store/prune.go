@@ -71,7 +71,8 @@ func (l *Ledger) MarkAcked(keys []ReplayKey, now time.Time) error {
 //     delete each; markers are few: one per approval or operator replay).
 //
 // Deleting a generation raises Horizon to its end, and deleting markers
-// raises it past the latest of their expiries, in the same batch.
+// raises the marker horizon past the latest of their expiries (SetOnce),
+// in the same batch.
 //
 // The write is not synced; a lost prune is redone by the next one.
 // ackFloor only ratchets up: a lower value than before is ignored.
@@ -96,7 +97,7 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 	l.ackFloor = max(l.ackFloor, ackFloor)
 	floor := l.ackFloor
 	gens := slices.Clone(l.gens)
-	start := l.horizon
+	start, startMarkers := l.horizon, l.markerHorizon
 	l.gmu.Unlock()
 	horizon := start
 
@@ -132,23 +133,31 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 		st.Entries += g.count
 		horizon = max(horizon, (g.gen+1)*l.width)
 	}
+	if horizon > start {
+		// In the batch that deletes: the horizon is never behind what
+		// is gone, even after a crash.
+		if err := pb.Set(horizonKey, encodeUvarints(horizon), nil); err != nil {
+			return fail(err)
+		}
+	}
+
 	n, more, markersExp, err := pruneMarkers(db, pb, now.Add(-l.lookback-1))
 	if err != nil {
 		_ = pb.Close()
 		return PruneStats{}, 0, err
 	}
 	st.Markers, st.MoreMarkers = n, more
+	markerHorizon := startMarkers
 	if n > 0 {
 		// A marker outlasts every fresh copy of its message only at the
 		// clock of the prune: a batch judged earlier (recovered, up to
 		// ack_wait back) or under a wider skew could still take a copy
-		// as fresh. Past the horizon it is refused, as for an entry.
-		horizon = max(horizon, markersExp+1)
+		// as fresh. SetOnce takes one expiring before the marker horizon
+		// as set.
+		markerHorizon = max(markerHorizon, markersExp+1)
 	}
-	if horizon > start {
-		// In the batch that deletes: the horizon is never behind what
-		// is gone, even after a crash.
-		if err := pb.Set(horizonKey, encodeUvarints(horizon), nil); err != nil {
+	if markerHorizon > startMarkers {
+		if err := pb.Set(markerHorizonKey, encodeUvarints(markerHorizon), nil); err != nil {
 			return fail(err)
 		}
 	}
@@ -166,6 +175,7 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 	// anyway, and a higher horizon only refuses more.
 	l.gmu.Lock()
 	l.horizon = max(l.horizon, horizon)
+	l.markerHorizon = max(l.markerHorizon, markerHorizon)
 	l.gmu.Unlock()
 	if err := l.apply(pb, false); err != nil {
 		return PruneStats{}, 0, err
