@@ -121,15 +121,7 @@ func (f *approvalFlow) heldBody() []byte {
 // prune records a marker horizon past the marker's expiry, before which
 // a marker counts as set, so the copy is refused.
 func TestHeldMarkerPrunedAtLaterClockRefusesCopy(t *testing.T) {
-	f := newApprovalFlow(t, func(f *approvalFlow) {
-		// The request's expiry 60 s into a ledger generation: its
-		// generation is not yet dead (raising no horizon) when the
-		// marker's prune is due.
-		width := f.cfg.ledgerOptions().GenWidth
-		exp := f.clock.Now().Add(60 * time.Second)
-		next := time.Unix(0, (exp.UnixNano()/int64(width)+1)*int64(width)).Add(60 * time.Second)
-		f.clock.Advance(next.Sub(exp))
-	})
+	f := newApprovalFlow(t, midGeneration)
 	approver2 := newActor(t)
 	approver2.token = f.credential(f.issuer, approver2, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
 	agentB := newActor(t)
@@ -164,12 +156,7 @@ func TestHeldMarkerPrunedAtLaterClockRefusesCopy(t *testing.T) {
 // clock of a prune that removed only markers (as a recovered batch is),
 // is decided, not refused ledger_incomplete.
 func TestMarkerPruneLeavesIdempotencyKeysJudged(t *testing.T) {
-	f := newApprovalFlow(t, func(f *approvalFlow) {
-		width := f.cfg.ledgerOptions().GenWidth
-		exp := f.clock.Now().Add(60 * time.Second)
-		next := time.Unix(0, (exp.UnixNano()/int64(width)+1)*int64(width)).Add(60 * time.Second)
-		f.clock.Advance(next.Sub(exp))
-	})
+	f := newApprovalFlow(t, midGeneration)
 	expires := f.clock.Now().Add(60 * time.Second)
 	deny := f.grant()
 	deny.Decision = approval.Deny
@@ -184,4 +171,14 @@ func TestMarkerPruneLeavesIdempotencyKeysJudged(t *testing.T) {
 	if out := f.outputFor(f.send(body)); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.kb.search") {
 		t.Fatalf("fresh request with its own idempotency key: %s (%s: %s); want delivered", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
 	}
+}
+
+// midGeneration sets the clock so that the held request's expiry falls 60
+// s into a ledger generation: its generation is not yet dead (raising no
+// horizon) when the prune of its marker is due.
+func midGeneration(f *approvalFlow) {
+	width := f.cfg.ledgerOptions().GenWidth
+	exp := f.clock.Now().Add(60 * time.Second)
+	next := time.Unix(0, (exp.UnixNano()/int64(width)+1)*int64(width)).Add(60 * time.Second)
+	f.clock.Advance(next.Sub(exp))
 }

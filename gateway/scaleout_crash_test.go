@@ -421,14 +421,7 @@ func TestScaleOutReleasedResponseRecordOfGrantDecidedOtherwise(t *testing.T) {
 			a := h.startInstance("a", func(in *instance) {
 				in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onResp: true, die: in.nc.Close}
 			})
-			waitFor(t, func() bool { return a.held() == 2 })
-			heldSeq := h.send(h.heldRequest())
-			var req approval.Request
-			must(t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
-			ap := newActor(t)
-			ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
-			grantSeq := h.grantBy(ap, req)
-			waitFor(t, a.nc.IsClosed)
+			_, req, ap, grantSeq := h.grantThenCrash(a)
 			tc.change(h, ap)
 			b := h.startInstance("b")
 			h.wantReason(grantSeq, tc.granted)
@@ -488,14 +481,7 @@ func TestScaleOutGivenBackHoldSwept(t *testing.T) {
 	h := scaledOutCrashHarness(t)
 	h.cfg.Limits.ApprovalTTL = time.Hour
 	a := h.startInstance("a", dieAfter(false))
-	waitFor(t, func() bool { return a.held() == 2 })
-	heldSeq := h.send(h.heldRequest())
-	var req approval.Request
-	must(t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
-	ap := newActor(t)
-	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
-	ansSeq := h.grantBy(ap, req)
-	waitFor(t, a.nc.IsClosed)
+	heldSeq, _, ap, ansSeq := h.grantThenCrash(a)
 	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+ap.pub+", "+h.agent.pub+"]\n")
 
 	// b decides nothing until its start's and its tenures' sweeps have
@@ -550,4 +536,20 @@ func TestScaleOutHeldReplayRefusedAgainRetiresItsHold(t *testing.T) {
 		t.Fatalf("the first decision's hold is left in the bucket: %.60s", e.Value())
 	}
 	h.endScaleOut(t, b, a)
+}
+
+// grantThenCrash, with instance a holding both partitions and set to
+// die at its next bucket write of the kind its setup chose, holds a
+// critical request and sends a grant of it by a new approver, and waits
+// for a to die.
+func (h *harness) grantThenCrash(a *instance) (heldSeq uint64, req approval.Request, ap *actor, grantSeq uint64) {
+	h.t.Helper()
+	waitFor(h.t, func() bool { return a.held() == 2 })
+	heldSeq = h.send(h.heldRequest())
+	must(h.t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
+	ap = newActor(h.t)
+	ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	grantSeq = h.grantBy(ap, req)
+	waitFor(h.t, a.nc.IsClosed)
+	return heldSeq, req, ap, grantSeq
 }
