@@ -115,38 +115,49 @@ func (f *approvalFlow) heldBody() []byte {
 // TestHeldMarkerPrunedAtLaterClockRefusesCopy: the marker that keeps a
 // message id from being held twice is pruned at the clock of the prune;
 // a batch judged earlier than that clock (a recovered batch, up to
-// ack_wait back; here the clock stepped back) must not take another
-// agent's copy of the ended request as fresh and hold it again, where a
-// second approver's grant of the first request would release it. The
-// prune records a marker horizon past the marker's expiry, before which
-// a marker counts as set, so the copy is refused.
+// ack_wait back; here the clock stepped back), or under a skew raised
+// across a restart since, must not take another agent's copy of the
+// ended request as fresh and hold it again, where a second approver's
+// grant of the first request would release it. The prune records a
+// marker horizon past the marker's message's expiry, before which a
+// marker counts as set, so the copy is refused.
 func TestHeldMarkerPrunedAtLaterClockRefusesCopy(t *testing.T) {
-	f := newApprovalFlow(t, midGeneration)
-	approver2 := newActor(t)
-	approver2.token = f.credential(f.issuer, approver2, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
-	agentB := newActor(t)
-	agentB.token = f.credential(f.issuer, agentB, "tenant_a", []string{"pay:send"}, time.Hour, "")
-	bodyA, shown := f.heldBody(), f.req
-	expires := f.clock.Now().Add(60 * time.Second) // the body's expires_at
+	for name, after := range map[string]func(f *approvalFlow){
+		"clock_stepped_back": func(f *approvalFlow) { f.clock.Advance(-(f.cfg.Limits.Skew + 2*time.Second)) },
+		"skew_raised": func(f *approvalFlow) {
+			f.stop()
+			f.cfg.Limits.Skew *= 3
+			f.start()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newApprovalFlow(t, midGeneration)
+			approver2 := newActor(t)
+			approver2.token = f.credential(f.issuer, approver2, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+			agentB := newActor(t)
+			agentB.token = f.credential(f.issuer, agentB, "tenant_a", []string{"pay:send"}, time.Hour, "")
+			bodyA, shown := f.heldBody(), f.req
+			expires := f.clock.Now().Add(60 * time.Second) // the body's expires_at
 
-	deny := f.grant()
-	deny.Decision = approval.Deny
-	f.wantReason(f.answer(f.approver, deny, f.req.HeldMessageID), reason.ApprovalDenied)
+			deny := f.grant()
+			deny.Decision = approval.Deny
+			f.wantReason(f.answer(f.approver, deny, f.req.HeldMessageID), reason.ApprovalDenied)
 
-	skew := f.cfg.Limits.Skew
-	f.clock.Advance(expires.Add(2*skew + time.Second).Sub(f.clock.Now()))
-	st, err := f.gw.ledger.Prune(f.clock.Now(), 0)
-	if err != nil || st.Markers == 0 || st.Generations != 0 {
-		t.Fatalf("prune = %+v, %v; want the marker pruned, no generation", st, err)
-	}
-	f.clock.Advance(-(skew + 2*time.Second)) // judged as a recovered batch would be
-	seqB := f.publish(f.ingress(agentB, "tenant_a"), bodyA, f.signed(agentB, agentB.token, bodyA))
-	if out := f.outputFor(seqB); !strings.HasPrefix(out.Subject, "agentgw.denied.") {
-		t.Fatalf("agent B's copy of the ended request went to %s; want it refused", out.Subject)
-	}
-	out := f.outputFor(f.answer(approver2, approval.Answer{Decision: approval.Grant, BodyDigest: shown.BodyDigest, PolicyVersion: shown.PolicyVersion}, shown.HeldMessageID))
-	if strings.HasPrefix(out.Subject, "agentgw.cap.") {
-		t.Fatalf("a grant of agent A's denied request released agent B's copy on %s", out.Subject)
+			f.clock.Advance(expires.Add(2*f.cfg.Limits.Skew + time.Second).Sub(f.clock.Now()))
+			st, err := f.gw.ledger.Prune(f.clock.Now(), 0)
+			if err != nil || st.Markers == 0 || st.Generations != 0 {
+				t.Fatalf("prune = %+v, %v; want the marker pruned, no generation", st, err)
+			}
+			after(f)
+			seqB := f.publish(f.ingress(agentB, "tenant_a"), bodyA, f.signed(agentB, agentB.token, bodyA))
+			if out := f.outputFor(seqB); !strings.HasPrefix(out.Subject, "agentgw.denied.") {
+				t.Fatalf("agent B's copy of the ended request went to %s; want it refused", out.Subject)
+			}
+			out := f.outputFor(f.answer(approver2, approval.Answer{Decision: approval.Grant, BodyDigest: shown.BodyDigest, PolicyVersion: shown.PolicyVersion}, shown.HeldMessageID))
+			if strings.HasPrefix(out.Subject, "agentgw.cap.") {
+				t.Fatalf("a grant of agent A's denied request released agent B's copy on %s", out.Subject)
+			}
+		})
 	}
 }
 

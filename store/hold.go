@@ -205,13 +205,15 @@ func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	return true, nil
 }
 
-// prunedMarker reports whether a marker expiring at expires may have
-// been removed by Prune (SetOnce).
+// prunedMarker reports whether a marker expiring at expires (its
+// message's expiry plus the Lookback) may have been removed by Prune
+// (SetOnce): whether its message expires before the marker horizon,
+// which is kept in the messages' terms.
 func (l *Ledger) prunedMarker(expires time.Time) bool {
 	l.gmu.RLock()
 	h := l.markerHorizon
 	l.gmu.RUnlock()
-	return h != 0 && uint64(max(expires.UnixNano(), 0)) < h
+	return h != 0 && uint64(max(expires.Add(-l.lookback).UnixNano(), 0)) < h
 }
 
 // Marked reports whether the single-use marker (kind, id), expiring at

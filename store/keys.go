@@ -13,7 +13,7 @@ import (
 //
 //	f                                     format: version and generation width
 //	p                                     horizon: end of the latest pruned generation (ns)
-//	m                                     marker horizon: latest expiry of a pruned marker + 1 (ns)
+//	m                                     marker horizon: latest message expiry of a pruned marker + 1 (ns)
 //	n                                     new: created empty, its owner has not said what it lacks
 //	l                                     lost before: the ledger lacks what was decided before (ns)
 //	g <gen u64>                           generation metadata (max seq, count)

@@ -190,7 +190,7 @@ type Ledger struct {
 	gens          []genMeta // sorted by gen
 	ackFloor      uint64    // highest ack floor passed to Prune
 	horizon       uint64    // Horizon in ns since the epoch; 0: nothing pruned
-	markerHorizon uint64    // markers: the latest pruned expiry + 1 ns; 0: none pruned
+	markerHorizon uint64    // markers: the latest pruned marker's message expiry + 1 ns; 0: none pruned
 	isNew         bool      // New
 	lost          uint64    // LostBefore in ns since the epoch; 0: nothing
 

@@ -152,9 +152,14 @@ func (l *Ledger) prune(now time.Time, ackFloor uint64) (PruneStats, uint32, erro
 		// A marker outlasts every fresh copy of its message only at the
 		// clock of the prune: a batch judged earlier (recovered, up to
 		// ack_wait back) or under a wider skew could still take a copy
-		// as fresh. SetOnce takes one expiring before the marker horizon
-		// as set.
-		markerHorizon = max(markerHorizon, markersExp+1)
+		// as fresh. The marker horizon is kept in the terms of the
+		// messages' own expiry (a marker's is its message's plus the
+		// Lookback, the freshness grace): a Lookback widened since does
+		// not move it. SetOnce takes a marker whose message expires
+		// before it as set.
+		if raw := markersExp - min(markersExp, uint64(l.lookback)); raw+1 > markerHorizon {
+			markerHorizon = raw + 1
+		}
 	}
 	if markerHorizon > startMarkers {
 		if err := pb.Set(markerHorizonKey, encodeUvarints(markerHorizon), nil); err != nil {
