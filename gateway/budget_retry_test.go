@@ -18,12 +18,8 @@ import (
 // and they spend three tokens in all.
 func TestBudgetRefundedWhenBatchFails(t *testing.T) {
 	h := newHarness(t)
-	h.allowErrors = true // the failed commits are logged
 	h.cfg.Budgets.Agent = budget.Limit{Rate: 0.0001, Burst: 5}
-	inj, fs := failingLedgerLog()
-	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = fs })
-	h.start()
-	<-h.gw.Ready()
+	inj := h.startFailingLedger()
 	inj.On()
 	var seqs []uint64
 	for range 3 {
@@ -31,13 +27,7 @@ func TestBudgetRefundedWhenBatchFails(t *testing.T) {
 	}
 	// Three failed batches: without refunds the three messages would
 	// have spent nine tokens of five before a batch of them commits.
-	deadline := time.Now().Add(20 * time.Second)
-	for counterValue(t, h.gw.Metrics().LedgerErrors) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("fewer than three batches failed while the ledger refused writes")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.waitLedgerErrors(t, 3, "fewer than three batches failed while the ledger refused writes")
 	inj.Off()
 	for i, s := range seqs {
 		if out := h.outputFor(s); out.Header.Get(header.Route) != "allow" {

@@ -14,11 +14,7 @@ import (
 // work again every message is decided exactly once.
 func TestLedgerWriteFailureFailsClosed(t *testing.T) {
 	h := newHarness(t)
-	h.allowErrors = true // the failed commits are logged
-	inj, fs := failingLedgerLog()
-	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = fs })
-	h.start()
-	<-h.gw.Ready()
+	inj := h.startFailingLedger()
 	inj.On()
 	var seqs []uint64
 	for range 5 {

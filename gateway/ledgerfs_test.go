@@ -3,6 +3,8 @@ package gateway
 import (
 	"path/filepath"
 	"sync/atomic"
+	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -44,4 +46,29 @@ func oneLogSyncFailure() (fs vfs.FS, armed, fired *atomic.Bool) {
 		return nil
 	})
 	return errorfs.Wrap(vfs.Default, inj), armed, fired
+}
+
+// startFailingLedger starts the gateway (with opts besides the harness's)
+// on a ledger whose log writes fail while the returned toggle is on
+// (failingLedgerLog); the failed commits are logged as errors.
+func (h *harness) startFailingLedger(opts ...Option) *errorfs.Toggle {
+	h.allowErrors = true
+	inj, fs := failingLedgerLog()
+	h.opts = append(h.opts, append(opts, func(g *Gateway) { g.ledgerFS = fs })...)
+	h.start()
+	<-h.gw.Ready()
+	return inj
+}
+
+// waitLedgerErrors waits until at least n batches failed their ledger
+// commit; what names them in the failure.
+func (h *harness) waitLedgerErrors(t *testing.T, n float64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for counterValue(t, h.gw.Metrics().LedgerErrors) < n {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -211,20 +211,10 @@ func TestRootSpanEndedWhenBatchFails(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer tp.Shutdown(context.Background())
 	h := newHarness(t)
-	h.allowErrors = true // the failed commits are logged
-	inj, fs := failingLedgerLog()
-	h.opts = append(h.opts, WithTracerProvider(tp), func(g *Gateway) { g.ledgerFS = fs })
-	h.start()
-	<-h.gw.Ready()
+	inj := h.startFailingLedger(WithTracerProvider(tp))
 	inj.On()
 	seq := h.send(h.body(nil))
-	deadline := time.Now().Add(20 * time.Second)
-	for counterValue(t, h.gw.Metrics().LedgerErrors) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no batch failed while the ledger refused writes")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.waitLedgerErrors(t, 1, "no batch failed while the ledger refused writes")
 	inj.Off()
 	h.outputFor(seq)
 	h.stop()
