@@ -2,6 +2,7 @@
 // Go SDK reads them (jwt/v2's decorated blocks), and the connect options
 // of a tenant user.
 import { readFile } from "node:fs/promises";
+import { inspect } from "node:util";
 import { nkeyAuthenticator, type Authenticator } from "@nats-io/transport-node";
 import type { KeyPair } from "@nats-io/nkeys";
 import { ConfigError } from "./errors.js";
@@ -136,7 +137,12 @@ export function peekCredential(token: string): CredentialClaims {
   };
 }
 
-/** Credentials: an agentgw credential JWT and the agent's user key pair. */
+/**
+ * Credentials: an agentgw credential JWT and the agent's user key pair.
+ * The Creds that parseCreds and readCreds return print neither:
+ * `credential` is not enumerable, and inspect, toString and
+ * JSON.stringify show the credential's jti and the key's public key.
+ */
 export interface Creds {
   /** The credential JWT. A secret: never log it. */
   credential: string;
@@ -234,7 +240,33 @@ export function parseCreds(data: Uint8Array | string): Creds {
     key.clear();
     throw new ConfigError("creds: seed is not the key of the token's subject");
   }
-  return { credential, key };
+  return hiddenCreds(credential, key);
+}
+
+// A jti shown in a printed form: the Go SDK's credential id alphabet,
+// anything else shown as redacted.
+const SHOWN_JTI = /^[A-Za-z0-9._:-]{1,128}$/;
+
+// hiddenCreds returns Creds whose printed forms (inspect, toString,
+// JSON.stringify) name the credential by its jti and the key by its
+// public key: the JWT is a secret, and the key pair hides its seed.
+function hiddenCreds(credential: string, key: KeyPair): Creds {
+  let jti = "";
+  try {
+    jti = peekCredential(credential).jti;
+  } catch {
+    // parseCreds has read the claims already
+  }
+  const shown = SHOWN_JTI.test(jti) ? `jwt[jti=${jti}]` : "[redacted jwt]";
+  const pub = key.getPublicKey();
+  const c = { key } as Creds;
+  Object.defineProperties(c, {
+    credential: { value: credential, enumerable: false },
+    toString: { value: () => `Creds{${shown} ${pub}}` },
+    toJSON: { value: () => ({ credential: shown, key: pub }) },
+    [inspect.custom]: { value: () => `Creds{${shown} ${pub}}` },
+  });
+  return c;
 }
 
 // A string is UTF-8 text unless it holds a lone surrogate (in u mode a

@@ -21,7 +21,8 @@
  * Every refusal is a {@link DeniedError} (a {@link VerificationError} on
  * the consumer side) whose `reason` is a code of the reason table
  * ({@link REASONS}). No error, string form or log line of this package
- * contains a credential, a seed or payload bytes.
+ * contains a credential, a seed or payload bytes; the key pairs and
+ * Creds it reads print their public key and the credential's jti only.
  *
  * The package talks to NATS only through the connections it is given
  * (@nats-io/transport-node, @nats-io/jetstream) and depends on the wire

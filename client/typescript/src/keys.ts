@@ -2,6 +2,7 @@
 // verification that refuses malleable signatures, and the xkey box
 // (curve keys of @nats-io/nkeys) with the gateway's low-order point check.
 import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, verify, type KeyObject } from "node:crypto";
+import { inspect } from "node:util";
 import { fromCurveSeed, fromSeed, Prefix, type KeyPair } from "@nats-io/nkeys";
 import { Codec } from "@nats-io/nkeys/lib/codec.js";
 import { DeniedError } from "./errors.js";
@@ -98,8 +99,30 @@ export function verifyByKey(key: string, role: KeyRole, msg: Uint8Array, sig: Ui
 }
 
 /**
+ * hideSeed keeps a key pair's secret out of its printed forms. nkeys.js
+ * holds the seed (a curve pair: the raw private key) in a plain field,
+ * which inspect, console.log and JSON.stringify would print; here every
+ * field of the pair is made non-enumerable and its printed forms show
+ * the public key only. Signing, sealing and opening are unchanged.
+ */
+export function hideSeed<T extends KeyPair>(kp: T): T {
+  const pub = kp.getPublicKey();
+  for (const field of Object.keys(kp)) {
+    Object.defineProperty(kp, field, { enumerable: false });
+  }
+  const shown = `KeyPair{${pub}}`;
+  Object.defineProperties(kp, {
+    toString: { value: () => shown },
+    toJSON: { value: () => ({ publicKey: pub }) },
+    [inspect.custom]: { value: () => shown },
+  });
+  return kp;
+}
+
+/**
  * userKeyPair returns the key pair of a user ('SU…') seed, or throws a
- * TypeError that does not quote the seed.
+ * TypeError that does not quote the seed. The pair prints its public
+ * key only (hideSeed).
  */
 export function userKeyPair(seed: string | Uint8Array): KeyPair {
   const s = typeof seed === "string" ? utf8(seed) : seed;
@@ -110,16 +133,20 @@ export function userKeyPair(seed: string | Uint8Array): KeyPair {
     throw new TypeError("not an nkey seed");
   }
   if (!kp.getPublicKey().startsWith("U")) {
+    kp.clear();
     throw new TypeError("not a user ('SU…') seed");
   }
-  return kp;
+  return hideSeed(kp);
 }
 
-/** curveKeyPair returns the key pair of a curve ('SX…') seed. */
+/**
+ * curveKeyPair returns the key pair of a curve ('SX…') seed. The pair
+ * prints its public key only (hideSeed).
+ */
 export function curveKeyPair(seed: string | Uint8Array): KeyPair {
   const s = typeof seed === "string" ? utf8(seed) : seed;
   try {
-    return fromCurveSeed(s);
+    return hideSeed(fromCurveSeed(s));
   } catch {
     throw new TypeError("not a curve ('SX…') seed");
   }
