@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -198,6 +199,56 @@ type Request struct {
 	// and SendAndWait, which read it, refuse it; so would a
 	// DecisionWatch's Await, which would wait in vain.
 	NoNotice bool
+}
+
+// String returns what the request asks for and its payload's kind and
+// length, never the payload: Sealed is plaintext meant for the gateway
+// alone, and a logged request would put it in the log store.
+func (r Request) String() string {
+	return fmt.Sprintf("client.Request{capability=%s target=%s payload=%s}", r.Capability, r.Target, r.payloadShown())
+}
+
+// payloadShown is "sealed, N bytes", "plain, N bytes" (N when the plain
+// payload is bytes already), "plain" or "none".
+func (r Request) payloadShown() string {
+	switch p := r.Plain.(type) {
+	case nil:
+	case json.RawMessage:
+		return fmt.Sprintf("plain, %d bytes", len(p))
+	case []byte:
+		return fmt.Sprintf("plain, %d bytes", len(p))
+	default:
+		return "plain"
+	}
+	if r.Sealed != nil {
+		return fmt.Sprintf("sealed, %d bytes", len(r.Sealed))
+	}
+	return "none"
+}
+
+// Format prints String for every verb, of a Request as of a pointer to
+// one.
+func (r Request) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
+
+// GoString returns the same as String.
+func (r Request) GoString() string { return r.String() }
+
+// MarshalJSON writes what String shows (capability, target, payload), as
+// Delivery's does: a Request handed to a JSON logger or encoder shows
+// no payload.
+func (r Request) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Capability string `json:"capability"`
+		Target     string `json:"target"`
+		Payload    string `json:"payload"`
+	}{string(r.Capability), r.Target, r.payloadShown()})
+}
+
+// LogValue is what log/slog records of a Request: what MarshalJSON
+// writes.
+func (r Request) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("capability", string(r.Capability)), slog.String("target", r.Target),
+		slog.String("payload", r.payloadShown()))
 }
 
 // Receipt reports where a message landed.

@@ -19,12 +19,16 @@ func TestPrintedFormsHoldNoPayload(t *testing.T) {
 	d := Delivery{Envelope: &envelope.Body{MessageID: "m-0123456789abcdef"}, Payload: []byte(secret), Sealed: true,
 		Agent: "UAGENT", Subject: "agentgw.cap.tenant_a.refunds.draft_refund", Target: "refunds.draft_refund"}
 	r := Reply{RequestID: "r-0123456789abcdef", Responder: "URESPONDER", MessageID: "m-reply", Payload: []byte(secret)}
+	sealed := Request{Capability: envelope.ToolCall, Target: "payments.charge", Sealed: []byte(secret)}
+	plain := Request{Capability: envelope.ToolCall, Target: "payments.charge", Plain: json.RawMessage(secret)}
+	plainValue := Request{Capability: envelope.ToolCall, Target: "payments.charge", Plain: map[string]string{"card": "4111111111111111"}}
 	type wrapped struct {
 		D Delivery
 		R Reply
+		Q Request
 	}
 	var out []string
-	for _, v := range []any{d, &d, r, &r, wrapped{d, r}} {
+	for _, v := range []any{d, &d, r, &r, sealed, &sealed, plain, plainValue, wrapped{d, r, sealed}} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
 			out = append(out, fmt.Sprintf(verb, v))
 		}
@@ -59,5 +63,9 @@ func TestPrintedFormsHoldNoPayload(t *testing.T) {
 	}
 	if got["request_id"] != "r-0123456789abcdef" || got["payload_bytes"] != float64(len(secret)) {
 		t.Errorf("Reply as JSON = %s; want its ids and payload_bytes", b)
+	}
+	b, _ = json.Marshal(sealed)
+	if string(b) != `{"capability":"tool_call","target":"payments.charge","payload":"sealed, 27 bytes"}` {
+		t.Errorf("Request as JSON = %s; want its capability, target and payload kind", b)
 	}
 }

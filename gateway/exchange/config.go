@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -454,17 +455,20 @@ func validScope(g string) bool {
 }
 
 // checkURL accepts https, or http to a loopback host (tests, a local IdP).
+// Its errors show the URL as shownURL does: a URL refused for holding
+// credentials or a query would otherwise print them.
 func checkURL(raw string) error {
 	// No spaces or control characters (url.Parse keeps spaces in the
 	// path): an issuer is half of a principal's name, which a space
 	// could make ambiguous.
 	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }) {
-		return fmt.Errorf("%q holds a space or a control character", raw)
+		return fmt.Errorf("%s holds a space or a control character", shownURL(raw))
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not an absolute URL without query or credentials", raw)
+		return fmt.Errorf("%s is not an absolute URL without query or credentials", shownURL(raw))
 	}
+	raw = shownURL(raw)
 	switch u.Scheme {
 	case "https":
 		return nil
@@ -476,7 +480,41 @@ func checkURL(raw string) error {
 		if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
 			return nil
 		}
-		return fmt.Errorf("%q: http is allowed only on a loopback host", raw)
+		return fmt.Errorf("%s: http is allowed only on a loopback host", raw)
 	}
-	return fmt.Errorf("%q: scheme must be https", raw)
+	return fmt.Errorf("%s: scheme must be https", raw)
+}
+
+// shownURL is raw as an error may show it: quoted, without its user
+// information, query and fragment (where a password or an access token
+// would be), each replaced by a word saying it was there; a URL that does
+// not parse, or whose remainder holds a space or a control character,
+// by its length alone.
+func shownURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Sprintf("a URL of %d bytes that does not parse", len(raw))
+	}
+	if u.Opaque != "" {
+		return fmt.Sprintf("a URL of %d bytes without a host", len(raw))
+	}
+	var removed []string
+	if u.User != nil {
+		removed = append(removed, "credentials")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		removed = append(removed, "query")
+	}
+	if u.Fragment != "" || u.RawFragment != "" {
+		removed = append(removed, "fragment")
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	rest := u.String()
+	if strings.ContainsFunc(rest, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) }) {
+		return fmt.Sprintf("a URL of %d bytes with a space or a control character", len(raw))
+	}
+	if len(removed) == 0 {
+		return strconv.Quote(rest)
+	}
+	return strconv.Quote(rest) + " (" + strings.Join(removed, ", ") + " removed)"
 }

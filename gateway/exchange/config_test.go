@@ -117,3 +117,40 @@ func TestNewNeedsIssuerPerTenant(t *testing.T) {
 		t.Errorf("New(no curve key) = %v; want ErrConfig saying the gateway's curve key is required", err)
 	}
 }
+
+// TestConfigURLErrorsHideSecrets: an issuer or jwks_url refused for the
+// password, access token or fragment it holds is named in the error
+// without them (the error reaches agentgw serve's output).
+func TestConfigURLErrorsHideSecrets(t *testing.T) {
+	const secret = "Hunter2canary"
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"issuer_with_password", func(c *Config) { c.IdPs[0].Issuer = "https://svc:" + secret + "@login.example.com" }, `"https://login.example.com" (credentials removed)`},
+		{"issuer_with_user", func(c *Config) { c.IdPs[0].Issuer = "https://" + secret + "@login.example.com/realms" }, `"https://login.example.com/realms" (credentials removed)`},
+		{"jwks_with_token", func(c *Config) { c.IdPs[0].JWKSURL = "https://login.example.com/keys?access_token=" + secret }, `"https://login.example.com/keys" (query removed)`},
+		{"jwks_with_fragment", func(c *Config) { c.IdPs[0].JWKSURL = "https://login.example.com/keys#" + secret }, `(fragment removed)`},
+		{"http_with_password", func(c *Config) { c.IdPs[0].Issuer = "http://svc:" + secret + "@login.example.com" }, `(credentials removed)`},
+		{"opaque", func(c *Config) { c.IdPs[0].Issuer = "https:" + secret + "@login.example.com" }, "without a host"},
+		{"space_and_password", func(c *Config) { c.IdPs[0].Issuer = "https://svc:" + secret + "@login.example.com/a b" }, "holds a space"},
+		{"unparsable", func(c *Config) { c.IdPs[0].JWKSURL = "https://svc:" + secret + "@[::1" }, "does not parse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := loadExample(t)
+			tt.mod(&cfg)
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatal("Validate = nil; want the URL refused")
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("Validate's error holds the secret: %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate = %v; want it to name the URL as %s", err, tt.want)
+			}
+		})
+	}
+}
