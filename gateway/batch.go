@@ -325,12 +325,33 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 		return nil, err
 	}
 	r := g.rules.Load()
-	for _, it := range items {
+	var kept []*item // the batch's messages but those set aside; nil while none is
+	for i, it := range items {
 		it.rules = r
-		if err := g.ledgerGate(b, r.cat, it, now); err != nil {
+		err := g.ledgerGate(b, r.cat, it, now)
+		if errors.Is(err, errUnreadableRecord) && batchReads(b) {
+			// Nothing of it is staged: it alone goes back (setAside),
+			// and its batch-mates are decided without it.
 			m.LedgerErrors.Inc()
+			g.setAside(it, err)
+			if kept == nil {
+				kept = append(make([]*item, 0, len(items)-1), items[:i]...)
+			}
+			continue
+		}
+		if err != nil {
+			m.LedgerErrors.Inc()
+			if kept != nil {
+				items = append(kept, items[i:]...) // those set aside are back already
+			}
 			return fail(fmt.Errorf("gateway: ledger: %w", err))
 		}
+		if kept != nil {
+			kept = append(kept, it)
+		}
+	}
+	if kept != nil {
+		items = kept
 	}
 	lap("ledger")
 	// Policy, opening, re-sealing and signing, in parallel.
@@ -362,6 +383,24 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 	}
 	held := slices.ContainsFunc(items, func(it *item) bool { return !it.reemit && it.route == store.RouteApproval })
 	return &decidedBatch{items: items, b: b, wall: p.wall, phase: phase, completed: make(chan struct{}), held: held, revGen: revGen}, nil
+}
+
+// batchReads reports whether b itself still reads: a batch that failed
+// (its ledger closed, or not reopened after a failed write) fails every
+// lookup, which concerns the whole batch, not one message.
+func batchReads(b *ledgerBatch) bool { return b.Err() == nil }
+
+// setAside hands back it, a message whose own ledger record could not
+// be read (errUnreadableRecord), alone, undecided, and says so. It is
+// not denied: a recorded outcome that does not read may stand for
+// outputs already stored, and a denial would end the message a second
+// time. Redelivered, it is looked up again; while its record stays
+// unreadable it stays unacknowledged (fail closed), holding its
+// consumer's ack floor, and is logged at every delivery.
+func (g *Gateway) setAside(it *item, err error) {
+	g.log.Error().Err(err).Uint64("ingress_seq", it.seq).Uint64("delivery", it.delivery).
+		Msg("a message's ledger record cannot be read; it is handed back undecided and its batch decided without it")
+	g.handBack([]*item{it})
 }
 
 // completeBatch waits for a decided batch's commit, journals it in
@@ -687,8 +726,12 @@ const maxAuditMessage = 128 << 10
 // the batch's last item for that tenant, its carrier, and is recorded in
 // the carrier's outcome only; the carrier is acknowledged only once the
 // message is stored, so until then the carrier's redelivery re-emits it
-// (same Nats-Msg-Id). That needs the outcomes of a batch recorded all or
-// none, which one Pebble commit is. A scale-out journal append can stop
+// (same Nats-Msg-Id); the others are acknowledged once their own outputs
+// are stored, their events being durable in the carrier's outcome. A
+// stream that refuses the message for its size gets its events one per
+// message instead (refused.go), recorded in the carrier's narrowed
+// outcome. That needs the outcomes of a batch recorded all or none,
+// which one Pebble commit is. A scale-out journal append can stop
 // part way (a prefix holding a non-carrier's outcome but not its
 // carrier's would lose the event), so journaled partitions keep one audit
 // message per decision.

@@ -573,16 +573,25 @@ func (r *outcomeReader) fail() {
 	}
 }
 
+// maxRecordedOutputs bounds the outputs of one recorded outcome. A
+// message has a few of its own; the carrier of an audit message that a
+// stream refused as too large has, besides, one audit message per event
+// of the batch it carried (splitAudit): at most a batch's (consumer.batch
+// ≤ 4096 messages), and no more than fit maxAuditMessage bytes.
+const maxRecordedOutputs = 4096 + 64
+
 func decodeOutputs(data, ingress []byte) ([]*nats.Msg, error) {
 	if len(data) == 0 || data[0] != outcomeV1 {
 		return nil, errors.New("gateway: recorded outputs: unknown format")
 	}
 	r := &outcomeReader{b: data[1:]}
 	n := r.uvarint()
-	if n == 0 || n > 16 {
+	if n == 0 || n > maxRecordedOutputs {
 		return nil, errors.New("gateway: recorded outputs: bad count")
 	}
-	msgs := make([]*nats.Msg, 0, n)
+	// Each output takes a few bytes of the record: a damaged count
+	// allocates no more than the record can hold.
+	msgs := make([]*nats.Msg, 0, min(n, uint64(len(r.b)/4+1)))
 	for range n {
 		m := &nats.Msg{Subject: string(r.bytes()), Header: nats.Header{}}
 		hn := r.uvarint()

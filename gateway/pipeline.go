@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -355,13 +356,20 @@ func (g *Gateway) unknowable(b *ledgerBatch, it *item, now time.Time) bool {
 	return true
 }
 
+// errUnreadableRecord: a ledger record of one message, its recorded
+// outcome or its replay entry, could not be read or decoded, before
+// anything was staged for it. It concerns that message only (setAside).
+var errUnreadableRecord = errors.New("gateway: a ledger record of the message cannot be read")
+
 // ledgerGate runs the stateful gates in stream order on one goroutine:
 // redelivery, replay, idempotency, catalog, budget. It stages provisional
-// ledger entries so a second copy later in the same batch is caught.
+// ledger entries so a second copy later in the same batch is caught. An
+// error wrapping errUnreadableRecord comes before it stages anything for
+// it; any other fails the batch.
 func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now time.Time) error {
 	out, found, err := b.Outcome(it.seq)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: recorded outcome: %w", errUnreadableRecord, err)
 	}
 	if !found && g.acknowledged(it.consumer, it.seq) {
 		// A delivery JetStream sent before it processed the ack of an
@@ -381,7 +389,7 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 		// same Nats-Msg-Id), never decide again.
 		msgs, err := decodeOutputs(out, it.body)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: recorded outcome: %w", errUnreadableRecord, err)
 		}
 		it.outputs, it.reemit = msgs, true
 		if it.msg != nil {
@@ -401,7 +409,7 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	defer end()
 	prev, seen, err := b.Replay(it.replay, now)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: replay entry: %w", errUnreadableRecord, err)
 	}
 	// The ledger may have pruned the entries of a message expiring before
 	// its horizon, and could not tell its replay from a first sighting.

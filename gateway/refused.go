@@ -47,8 +47,12 @@ import (
 //     an answer took or that expired meanwhile already ended the message:
 //     the approval request is dropped, nothing replaces it.
 //
-// A decision notice refused so is dropped (it ends nothing); an audit
-// message is kept, unstored: no decision goes without its event. The
+// A decision notice refused so is dropped (it ends nothing). An audit
+// message holding several events (the events of a batch's messages of
+// one tenant, carried by the last of them: recordOutcomes) is replaced
+// by one message per event (splitAudit), whose ids derive from its own;
+// one holding a single event is kept, unstored: no decision goes without
+// its event, so its message stays unacknowledged (fail closed). The
 // redelivery re-emits what is left and the message is acknowledged. A
 // decision notice the sender may already have is not taken back.
 
@@ -108,12 +112,20 @@ func (g *Gateway) replaceRefused(b *ledgerBatch, it *item, now time.Time) ([]*na
 				Msg("a decision notice was refused as too large; dropped")
 			continue
 		case !terminal(m):
-			// An audit message, bounded by construction (maxAuditMessage):
-			// nothing can stand for the events it holds, and no message
-			// is acknowledged without its event (fail closed).
+			// An audit message. One holding the events of several
+			// messages (recordOutcomes) goes out again as one message
+			// per event; a single event refused so stays unstored:
+			// nothing can stand for it, and no message is acknowledged
+			// without its event (fail closed).
+			if parts := splitAudit(m); len(parts) > 1 {
+				left = append(left, parts...)
+				g.log.Warn().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).Int("events", len(parts)).
+					Msg("an audit message was refused as too large; its events go out one per message")
+				continue
+			}
 			left = append(left, m)
 			g.log.Error().Uint64("ingress_seq", it.seq).Str("subject", m.Subject).Int("bytes", size).
-				Msg("an audit message was refused as too large; it stays unstored")
+				Msg("an audit event was refused as too large; it stays unstored and its message unacknowledged")
 			continue
 		case isApproval(m.Subject):
 			ended, err := g.retireUnsentHold(b, m)
@@ -149,6 +161,32 @@ func (g *Gateway) replaceRefused(b *ledgerBatch, it *item, now time.Time) ([]*na
 			Str("denied", d.Subject).Msg("an output was refused as too large; its message is denied internal_error instead")
 	}
 	return left, nil
+}
+
+// splitAudit returns audit message m as one message per event, in its
+// order, each with m's subject and headers and the Nats-Msg-Id m's
+// followed by "." and the event's index: the same ids whenever the same
+// message is split, so a re-emission is de-duplicated. nil when m holds
+// fewer than two events (or is not an audit message).
+func splitAudit(m *nats.Msg) []*nats.Msg {
+	if _, err := subjects.ParseAudit(m.Subject); err != nil {
+		return nil
+	}
+	lines := audit.Lines(m.Data)
+	if len(lines) < 2 {
+		return nil
+	}
+	id := m.Header.Get(header.MsgID)
+	parts := make([]*nats.Msg, len(lines))
+	for i, l := range lines {
+		p := &nats.Msg{Subject: m.Subject, Header: make(nats.Header, len(m.Header)), Data: l}
+		for k, vs := range m.Header {
+			p.Header[k] = slices.Clone(vs)
+		}
+		p.Header.Set(header.MsgID, id+"."+strconv.Itoa(i))
+		parts[i] = p
+	}
+	return parts
 }
 
 // withdrawResponse ends the response record of a request whose delivery

@@ -104,6 +104,10 @@ func (l *Ledger) NewBatch() *Batch {
 	return b
 }
 
+// Err is the error every call on b returns: the batch failed, or is
+// done. Nil while b can be read and written.
+func (b *Batch) Err() error { return b.check() }
+
 func (b *Batch) check() error {
 	if b.err != nil {
 		return b.err
