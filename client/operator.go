@@ -61,7 +61,9 @@ func (o Operator) GoString() string { return o.String() }
 
 // Replay asks the gateway about the denied message at deniedSeq. With
 // dryRun the gateway re-evaluates it against the current trust, catalog
-// and policy and changes nothing; otherwise it re-submits the message
+// and policy and changes nothing (a dry run of an approver's answer or a
+// response may answer route "not_predicted": the real replay's approval
+// or response gate decides it); otherwise it re-submits the message
 // through every gate, at most once per message. A refusal of the request
 // itself is an error carrying the gateway's reason.
 func (o *Operator) Replay(ctx context.Context, deniedSeq uint64, dryRun bool) (*operator.Result, error) {

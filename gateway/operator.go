@@ -75,9 +75,15 @@ func (g *Gateway) handleOperator(ctx context.Context, m *nats.Msg) operator.Resu
 		result = string(reason.Of(err))
 	}
 	g.metrics.OperatorReqs.WithLabelValues(kind, result).Inc()
+	// An audit event's route is a decision's (allow, approval, deny):
+	// a re-submission has none yet, and a dry run that predicts none
+	// says so in its detail.
 	ev.Route = res.Route
-	if ev.Route == "submitted" {
+	switch ev.Route {
+	case "submitted":
 		ev.Route = ""
+	case DryRunNotPredicted:
+		ev.Route, ev.Detail = "", headerSafe(DryRunNotPredicted+": "+res.Detail)
 	}
 	g.logDecision(ev)
 	// An event with no tenant (a credential or request signature that did
@@ -211,10 +217,21 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 	return it, nil
 }
 
+// DryRunNotPredicted is the route of a dry run that does not predict
+// the decision: the record is an approver's answer (`approve`) or a
+// consumer's response (`respond`), which the real replay's approval or
+// response gate decides on the held request or outstanding record it
+// answers (taken by a valid answer), a state a dry run does not read.
+// Every gate before that one was checked and let the message through.
+const DryRunNotPredicted = "not_predicted"
+
 // dryRun re-evaluates a denied message against the current credential
-// trust, revocations, catalog and policy, with no side effect: no ledger
-// write, no budget taken, no payload opened (content policy runs on the
-// real replay).
+// trust, revocations, ledger entries (the message's replay entry and
+// single-use marker, its idempotency key's entry), catalog and policy,
+// with no side effect: no ledger write, no budget taken, no payload
+// opened (content policy runs on the real replay). A record of an
+// `approve` or `respond` envelope that passes the gates before the
+// approval or response gate is answered DryRunNotPredicted.
 func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 	res := operator.Result{DryRun: true}
 	// Nothing is decided, so nothing is traced: a span would join the
@@ -244,6 +261,19 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 		}
 	}
 	if it.route == "" {
+		g.dryRunIdem(it, now)
+	}
+	if it.route == "" && (it.env.Capability == envelope.Approve || it.env.Capability == envelope.Respond) {
+		gate := "approval"
+		if it.env.Capability == envelope.Respond {
+			gate = "response"
+		}
+		res.Route = DryRunNotPredicted
+		res.Detail = fmt.Sprintf("capability %s is decided by the %s gate of the real replay, on the request it answers "+
+			"as it stands then; a dry run does not run that gate (the gates before it pass)", it.env.Capability, gate)
+		return res
+	}
+	if it.route == "" {
 		r := g.rules.Load()
 		if t, err := g.catalogGate(r.cat, it); err != nil {
 			it.deny(err)
@@ -266,6 +296,39 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 		res.Reason, res.Detail = string(it.denial.Code), it.denial.Detail
 	}
 	return res
+}
+
+// dryRunIdem denies it, as the real replay's ledger gate does, when a
+// ledger this gateway holds has a live entry under its idempotency key
+// written by another message: duplicate_request for the same payload,
+// idempotency_conflict for another. An entry of the message itself
+// stands for its own earlier decision, which a replay is not held to.
+// The lookup is read only: a ledger batch that is closed uncommitted
+// (it waits for the decider's batch in progress to be started). Scaled
+// out, the entry is in the ledger of the message's partition, maybe
+// another instance's; a ledger that cannot be read is passed over, as
+// the replay entry's lookup does.
+func (g *Gateway) dryRunIdem(it *item, now time.Time) {
+	for _, led := range g.ledgers() {
+		first, used, err := idemEntry(led, it.idem, now)
+		if err != nil || !used || first.MessageID == it.env.MessageID {
+			continue
+		}
+		if first.PayloadDigest == it.payload {
+			it.deny(reason.Deny(reason.DuplicateRequest, "same request as message %s (decided %s %s)", first.MessageID, first.Decision.Route, first.Decision.Reason))
+		} else {
+			it.deny(reason.Deny(reason.IdempotencyConflict, "idempotency key first used by message %s with another payload", first.MessageID))
+		}
+		return
+	}
+}
+
+// idemEntry reads led's live entry under k at now, in a batch it closes
+// uncommitted.
+func idemEntry(led *store.Ledger, k store.IdemKey, now time.Time) (store.IdemEntry, bool, error) {
+	b := led.NewBatch()
+	defer b.Close()
+	return b.Idem(k, now)
 }
 
 // dryRunReadTimeout bounds a dry run's read of the agent's ingress
@@ -420,12 +483,17 @@ func (g *Gateway) replayMsgID(body []byte, deniedSeq uint64) string {
 // and returns the operator it authorizes and its expiry (Unix seconds),
 // which the caller holds against the instant the message is judged at,
 // with the credential's standing then (judge). An absent header is "",
-// 0, nil; a present but invalid one is a denial: only the gateway signs
-// them.
+// 0, nil; a present but invalid one, an empty value included, is a
+// denial: only the gateway signs them. Header names are case-sensitive
+// (docs/wire.md), so present means a value under the exact name.
 func (g *Gateway) replayAuth(it *item) (string, int64, error) {
-	v := it.hdr.Get(header.Replay)
-	if v == "" {
+	vs, present := it.hdr[header.Replay]
+	if !present {
 		return "", 0, nil
+	}
+	v := ""
+	if len(vs) > 0 {
+		v = vs[0]
 	}
 	sealedOp := it.hdr.Get(header.ReplayCredential)
 	bad := reason.Deny(reason.ReplayRefused, "invalid replay authorization")

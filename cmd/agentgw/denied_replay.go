@@ -13,29 +13,49 @@ import (
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/subjects"
 )
 
 func deniedReplay(args []string) int {
 	c := newCmd("denied replay", "--credential OPERATOR.creds --tenant T [--dry-run] SEQ", `
 Ask the gateway about the denied message at sequence SEQ of the denied
-stream (see 'agentgw denied ls'). With --dry-run it is re-evaluated
-against the current credentials, revocations, catalog and policy, and
-nothing changes. Without it the original message is re-submitted through
-every gate; it can succeed at most once per message, and a message that
-has expired since stays denied. The re-submission is used up even when
-it is denied again (an agent still revoked, say): --dry-run reports
-replay_refused once it is. Without --no-wait it then waits (up to
---timeout) for the gateway's decision on the re-submitted message, read
-from the audit stream, and prints it: allowed, held, or denied again
-with the reason code (exit 3). The record keeps the agent's credential
-sealed to the gateway's curve key; only the gateway opens it, so a record
-sealed to a curve key the gateway no longer holds cannot be replayed.
-Either way the request is signed with the operator's key and audited. The operator credential needs scope
-operator:replay in the message's tenant. Connects to NATS as the
-operator's key (the nkey user of --credential: account OPS on the
-'agentgw run' server) unless --creds, $NATS_CREDS, $NATS_NKEY or a NATS
-context name another user.`)
+stream (see 'agentgw denied ls'). Without --dry-run the original message
+is re-submitted through every gate; it can succeed at most once per
+message, and a message that has expired since stays denied. The
+re-submission is used up even when it is denied again (an agent still
+revoked, say). Without --no-wait it then waits (up to --timeout) for the
+gateway's decision on the re-submitted message, read from the audit
+stream, and prints it: allowed, held, or denied again with the reason
+code (exit 3). The record keeps the agent's credential sealed to the
+gateway's curve key; only the gateway opens it, so a record sealed to a
+curve key the gateway no longer holds cannot be replayed.
+
+--dry-run changes nothing. It says replay_refused when the record was
+already re-submitted, or when the message's ledger entry is not a
+denial or its one replay is used up. Otherwise it re-runs, as of now,
+the stateless gates (credential, revocations, issuer trust, signature,
+subject, audience, freshness), the idempotency key's ledger entry
+(duplicate_request, idempotency_conflict), the catalog and the policy
+at stage authorize, and prints the route they give. It does not run:
+budgets, content policy (the payload is not opened), or, for an
+approver's answer (approve) or a consumer's response (respond), the
+approval or response gate, which decides on the request answered as it
+stands at the real replay: such a record that passes the gates before
+it is "not predicted". Scaled out, it reads only the ledgers of the
+partitions this gateway holds.
+
+Either way the request is signed with the operator's key and audited.
+The operator credential needs scope operator:replay in the message's
+tenant. Connects to NATS as the operator's key (the nkey user of
+--credential: account OPS on the 'agentgw run' server) unless --creds,
+$NATS_CREDS, $NATS_NKEY or a NATS context name another user.
+
+Exit codes, text and --json alike: 0 allowed or held (a dry run: would
+be; --no-wait: re-submitted); 3 denied again (a dry run: would be
+denied), the request refused, or a re-submission whose decision was not
+read in time; 4 a dry run that does not predict the decision; 1 a
+runtime error.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.operatorSide = true // reads the audit stream for the outcome
@@ -90,7 +110,10 @@ context name another user.`)
 	}
 	if *asJSON {
 		if outcome == nil {
-			return jsonExit(c, res)
+			if code := jsonExit(c, res); code != exitOK || !res.DryRun {
+				return code
+			}
+			return dryRunExit(res)
 		}
 		out := map[string]any{"route": res.Route, "ingress_seq": res.IngressSeq,
 			"outcome": map[string]any{"route": outcome.Route, "reason": outcome.Reason, "target": outcome.Target}}
@@ -100,18 +123,19 @@ context name another user.`)
 		return outcomeExit(outcome)
 	}
 	if res.DryRun {
-		fmt.Fprintf(c.out, "dry run of denied #%d: would be %s", seq, res.Route)
+		if res.Route == gateway.DryRunNotPredicted {
+			fmt.Fprintf(c.out, "dry run of denied #%d: not predicted: %s\n", seq, clean(res.Detail))
+			return dryRunExit(res)
+		}
+		fmt.Fprintf(c.out, "dry run of denied #%d: would be %s", seq, clean(res.Route))
 		if res.Reason != "" {
-			fmt.Fprintf(c.out, " (%s: %s)", res.Reason, res.Detail)
+			fmt.Fprintf(c.out, " (%s: %s)", clean(res.Reason), clean(res.Detail))
 		}
 		if len(res.PolicyIDs) > 0 {
-			fmt.Fprintf(c.out, " by %s", strings.Join(res.PolicyIDs, ","))
+			fmt.Fprintf(c.out, " by %s", clean(strings.Join(res.PolicyIDs, ",")))
 		}
 		fmt.Fprintln(c.out)
-		if res.Route == "deny" {
-			return exitRejected
-		}
-		return exitOK
+		return dryRunExit(res)
 	}
 	if outcome == nil {
 		fmt.Fprintf(c.out, "denied #%d re-submitted as ingress #%d; follow it with 'agentgw audit tail --tenant %s'\n", seq, res.IngressSeq, *tenant)
@@ -127,6 +151,19 @@ context name another user.`)
 			seq, res.IngressSeq, clean(outcome.Reason), *tenant, clean(outcome.Reason))
 	}
 	return outcomeExit(outcome)
+}
+
+// dryRunExit is the exit code of dry run res, the same for text and
+// JSON output: 3 for a predicted denial, exitUndetermined when the
+// decision is not predicted, else 0.
+func dryRunExit(res *operator.Result) int {
+	switch res.Route {
+	case "deny":
+		return exitRejected
+	case gateway.DryRunNotPredicted:
+		return exitUndetermined
+	}
+	return exitOK
 }
 
 // outcomeExit is 3 when the re-submitted message was denied again.

@@ -21,6 +21,10 @@ const (
 	exitError    = 1 // a runtime error: I/O, connection, a stream missing
 	exitUsage    = 2 // bad flags or arguments: nothing was done
 	exitRejected = 3 // the thing checked was refused: a denial, a verification failure, a broken policy
+	// exitUndetermined: the answer asked for is not known from what the
+	// command could see: a dry run that does not predict, a what-if with
+	// decisions it cannot re-evaluate (and none that flips).
+	exitUndetermined = 4
 )
 
 // topCommand is one first-level subcommand.
@@ -110,6 +114,8 @@ Exit codes:
   2  usage error (bad flags or arguments; nothing was done)
   3  denied or verification failure (a rejected delivery, a refused
      approval, a policy or catalog that does not load, a forged credential)
+  4  not determined ('denied replay --dry-run' that does not predict the
+     decision; 'policy test' with decisions it cannot re-evaluate)
 `)
 	_, _ = io.WriteString(w, b.String())
 }

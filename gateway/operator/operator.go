@@ -37,7 +37,7 @@ type Request struct {
 // Result is the gateway's answer.
 type Result struct {
 	DryRun     bool     `json:"dry_run"`
-	Route      string   `json:"route"`            // what the pipeline would decide (dry run) or "submitted"
+	Route      string   `json:"route"`            // what the pipeline would decide (dry run), "not_predicted" (a dry run of an answer: the approval or response gate decides), or "submitted"
 	Reason     string   `json:"reason,omitempty"` // the denial it would give
 	Detail     string   `json:"detail,omitempty"`
 	PolicyIDs  []string `json:"policy_ids,omitempty"`

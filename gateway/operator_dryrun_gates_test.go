@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/operator"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// The tests of this file hold a dry run to the gates the real replay
+// runs: where it says deny, the replay is denied with the same reason;
+// where the replay runs a gate it does not (the approval and response
+// gates), it predicts nothing.
+
+// TestDryRunOfDeniedGrantNotPredicted: an approver's grant refused by
+// policy is denied. Once the forbid is lifted, the real replay of the
+// grant releases the held payment (the approval gate decides it), so a
+// dry run, which does not run that gate, must not predict a denial: it
+// answers not_predicted, whether or not the forbid is in force.
+func TestDryRunOfDeniedGrantNotPredicted(t *testing.T) {
+	barred := newActor(t)
+	var p string
+	f := newApprovalFlow(t, func(f *approvalFlow) {
+		f.cfg.ReloadInterval = 50 * time.Millisecond
+		barred.token = f.credential(f.issuer, barred, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+		p = filepath.Join(f.dir, "barred.cedar")
+		must(t, os.WriteFile(p, fmt.Appendf(nil, "forbid (principal == Agent::%q, action == Action::\"approve\", resource);\n", barred.pub), 0o600))
+		f.cfg.Policies = append(f.cfg.Policies, p)
+	})
+	seq := f.answer(barred, f.grant(), f.req.HeldMessageID)
+	f.wantReason(seq, reason.PolicyDenied)
+	denied := f.deniedSeq(seq)
+	op := f.operator(operator.Scope)
+	ctx := context.Background()
+	dry, err := op.Replay(ctx, denied, true)
+	must(t, err)
+	if dry.Route != DryRunNotPredicted || dry.Reason != "" || !strings.Contains(dry.Detail, "approval gate") {
+		t.Errorf("dry run of a denied grant, forbid in force = %+v; want route %s naming the approval gate", dry, DryRunNotPredicted)
+	}
+	v := f.gw.Policy().Version()
+	must(t, os.WriteFile(p, []byte("@id(\"noop\")\nforbid (principal == Agent::\"UNOBODY\", action, resource);\n"), 0o600))
+	waitFor(t, func() bool { return f.gw.Policy().Version() != v })
+	dry, err = op.Replay(ctx, denied, true)
+	must(t, err)
+	if dry.Route != DryRunNotPredicted {
+		t.Errorf("dry run of a denied grant, forbid lifted = %+v; want route %s", dry, DryRunNotPredicted)
+	}
+	res, err := op.Replay(ctx, denied, false)
+	must(t, err)
+	if out := f.outputFor(res.IngressSeq); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Errorf("replayed grant went to %s (%s); want the held payment released", out.Subject, out.Header.Get(header.Reason))
+	}
+	f.stop()
+	f.validateAudit()
+}
+
+// TestDryRunOfDeniedResponseNotPredicted: a consumer's response to no
+// outstanding request is denied no_such_request by the response gate; a
+// dry run, which does not run it, answers not_predicted, not the
+// catalog's verdict on the response's target (a request reference).
+func TestDryRunOfDeniedResponseNotPredicted(t *testing.T) {
+	h := newHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	h.start()
+	seq := h.respond(h.consumer, envelope.NewMessageID(), `{"refund_id":"r-1","status":"drafted"}`)
+	h.wantReason(seq, reason.NoSuchRequest)
+	dry, err := h.operator(operator.Scope).Replay(context.Background(), h.deniedSeq(seq), true)
+	must(t, err)
+	if dry.Route != DryRunNotPredicted || dry.Reason != "" || !strings.Contains(dry.Detail, "response gate") {
+		t.Errorf("dry run of a denied response = %+v; want route %s naming the response gate", dry, DryRunNotPredicted)
+	}
+	h.stop()
+	h.validateAudit()
+	// The gateway stores the request's audit event before it answers.
+	evs := h.operatorEvents()["agentgw.audit.tenant_a"]
+	if len(evs) != 1 || evs[0].Route != "" || !evs[0].DryRun || !strings.HasPrefix(evs[0].Detail, DryRunNotPredicted+": ") {
+		t.Errorf("operator_replay events of the dry run = %+v; want one, with no route and the detail saying %s", evs, DryRunNotPredicted)
+	}
+}
+
+// TestDryRunOfDuplicateRequestStaysDuplicate: a request denied
+// duplicate_request (or idempotency_conflict) is denied so again on its
+// replay, the idempotency entry of the first request being live: the
+// dry run reads that entry and predicts the same denial, so the one
+// re-submission is not spent on a replay predicted to pass.
+func TestDryRunOfDuplicateRequestStaysDuplicate(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ctx := context.Background()
+	key := func(b *envelope.Builder) { b.IdempotencyKey = "refund-42" }
+	if out := h.outputFor(h.send(h.body(key))); out.Header.Get(header.Route) != "allow" {
+		t.Fatalf("first went to %s", out.Subject)
+	}
+	op := h.operator(operator.Scope)
+	dup := h.send(h.body(key))
+	h.wantReason(dup, reason.DuplicateRequest)
+	other := h.send(h.body(func(b *envelope.Builder) {
+		key(b)
+		b.Payload = envelope.Payload{Plain: []byte(`{"q":"another question"}`)}
+	}))
+	h.wantReason(other, reason.IdempotencyConflict)
+	for _, c := range []struct {
+		ingress uint64
+		want    reason.Code
+	}{{dup, reason.DuplicateRequest}, {other, reason.IdempotencyConflict}} {
+		denied := h.deniedSeq(c.ingress)
+		dry, err := op.Replay(ctx, denied, true)
+		must(t, err)
+		if dry.Route != "deny" || dry.Reason != string(c.want) {
+			t.Errorf("dry run of the %s record = %+v; want deny %s", c.want, dry, c.want)
+		}
+		res, err := op.Replay(ctx, denied, false)
+		must(t, err)
+		if out := h.outputFor(res.IngressSeq); out.Header.Get(header.Reason) != dry.Reason {
+			t.Errorf("dry run predicted %s %s; the replay went to %s (%s)", dry.Route, dry.Reason, out.Subject, out.Header.Get(header.Reason))
+		}
+	}
+	h.stop()
+}
