@@ -66,7 +66,9 @@ const (
 // the server send them anywhere but to its own inbox.
 //
 // Without Follow it returns nil after the last message stored when it
-// started; with Follow it keeps asking (every Poll while nothing is new)
+// started, and an error wrapping ctx's error (context.Canceled, an
+// interrupt) when ctx is done before then: fn was not handed all that q
+// selects. With Follow it keeps asking (every Poll while nothing is new)
 // and returns nil once ctx is done. It stops at fn's first error and
 // returns it. Errors reading the stream wrap ErrStream (with
 // jetstream.ErrStreamNotFound when it does not exist) or ErrNoDirectGet.
@@ -105,7 +107,7 @@ func ReadRecords(ctx context.Context, js jetstream.JetStream, q RecordQuery, fn 
 		msgs, pending, err := r.batch(ctx, next, q.Since)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return stopped(ctx, q)
 			}
 			return err
 		}
@@ -133,7 +135,17 @@ func ReadRecords(ctx context.Context, js jetstream.JetStream, q RecordQuery, fn 
 		case <-time.After(r.q.Poll):
 		}
 	}
-	return nil
+	return stopped(ctx, q)
+}
+
+// stopped is what ReadRecords returns when ctx is done before its end:
+// nil when following, which reads until ctx is done; otherwise an error
+// wrapping ctx's, since the read is incomplete.
+func stopped(ctx context.Context, q RecordQuery) error {
+	if q.Follow {
+		return nil
+	}
+	return fmt.Errorf("client: read of %s stopped before its end: %w", q.Stream, ctx.Err())
 }
 
 type recordReader struct {

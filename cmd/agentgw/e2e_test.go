@@ -119,8 +119,14 @@ func TestUserJourney(t *testing.T) {
 	if d := decisionOf(send("--capability", "tool_call", "--target", "refunds.draft_refund", "--sealed", `{"order_id":"ord_9","amount_cents":900}`)); d["route"] != "allow" || d["target"] != "refunds.draft_refund" {
 		t.Errorf("send's decision = %v; want allow to refunds.draft_refund", d)
 	}
+	// As a tenant nkey user consume binds the pre-created durable, shared
+	// with the tool in service: it reads it only when told to settle it.
+	if r := mustRun(t, dir, exitUsage, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund",
+		"--gateway-key", m.GatewayKey, "--count", "1"}, asConsumer...)...); !strings.Contains(r.stderr, "tenant_a~refunds~draft_refund is durable") {
+		t.Errorf("consume of the pre-created durable without --settle-durable: %s", r)
+	}
 	r := mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "refunds.draft_refund",
-		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, asConsumer...)...)
+		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1", "--settle-durable"}, asConsumer...)...)
 	got := decodeLines(t, r.stdout)
 	if len(got) != 1 || got[0]["status"] != "verified" || !strings.Contains(fmt.Sprint(got[0]["payload"]), "ord_9") {
 		t.Fatalf("consume = %v; want one verified delivery of ord_9", got)
@@ -139,7 +145,7 @@ func TestUserJourney(t *testing.T) {
 		t.Errorf("denied ls as the agent: %s\nwant %q", r, asAgent+"publish to agentgw.js.…")
 	}
 	if r := mustRun(t, dir, 1, append([]string{"consume", "--tenant", "tenant_a", "--target", "refunds.draft_refund", "--gateway-key", m.GatewayKey,
-		"--count", "1", "--creds", m.Agent.Creds}, nats...)...); !strings.Contains(r.stderr, asAgent) {
+		"--count", "1", "--settle-durable", "--creds", m.Agent.Creds}, nats...)...); !strings.Contains(r.stderr, asAgent) {
 		t.Errorf("consume as the agent: %s\nwant %q", r, asAgent+"…")
 	}
 
@@ -176,7 +182,7 @@ func TestUserJourney(t *testing.T) {
 		t.Errorf("a second grant: %s\nwant: no held request", r)
 	}
 	r = mustRun(t, dir, 0, append([]string{"consume", "--json", "--tenant", "tenant_a", "--target", "payments.send",
-		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1"}, asConsumer...)...)
+		"--gateway-key", m.GatewayKey, "--curve-seed", m.Consumer.Curve, "--count", "1", "--settle-durable"}, asConsumer...)...)
 	if got := decodeLines(t, r.stdout); len(got) != 1 || got[0]["message_id"] != held["message_id"] {
 		t.Fatalf("granted payment not delivered: %v", got)
 	}
@@ -239,7 +245,8 @@ func TestUserJourney(t *testing.T) {
 	}
 
 	// What-if: a candidate that forbids kb.search would flip the replayed
-	// search (allow → deny); the current policies flip nothing.
+	// search (allow → deny); the current policies flip nothing they can
+	// re-evaluate.
 	candidate := filepath.Join(dir, "candidate.cedar")
 	base, err := os.ReadFile(filepath.Join(data, "policies", "base.cedar"))
 	if err != nil {
@@ -254,7 +261,12 @@ func TestUserJourney(t *testing.T) {
 	if !strings.Contains(r.stdout, "allow→deny") || !strings.Contains(r.stdout, "no_search") {
 		t.Errorf("policy test output lacks the flip:\n%s", r.stdout)
 	}
-	mustRun(t, dir, 0, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, asOperator...)...)
+	// The allowed refund passed refunds.max_amount at the content stage,
+	// which needs its payload: not re-evaluable, so the exit is 4.
+	r = mustRun(t, dir, exitUndetermined, append([]string{"policy", "test", "--catalog", m.Catalog, filepath.Join(data, "policies", "base.cedar"), refunds}, asOperator...)...)
+	if strings.Contains(r.stdout, "would flip:") || !strings.Contains(r.stdout, "not re-evaluable: content_stage_needs_payload") {
+		t.Errorf("policy test of the current policies:\n%s", r.stdout)
+	}
 
 	// The operator turns the journey's denials into cases; they hold no
 	// secret and pass in a sandbox of the same catalog and policies.

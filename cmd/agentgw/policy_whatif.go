@@ -19,13 +19,28 @@ import (
 func policyTest(args []string) int {
 	c := newCmd("policy test", "--catalog FILE [--since 24h] [--tenant T] [--json] CANDIDATE_POLICY_FILE...", `
 What-if: read the recorded decisions of the audit stream and evaluate
-the candidate Cedar policies against each, as the gateway's authorize
-stage would (principal, action and target from the record; kind and risk
-from --catalog). Print every decision that would flip and the counts.
-Decisions made by a built-in gate before policy cannot flip and are
-counted apart; content-stage decisions need the payload, which audit
-never holds, and are counted as not re-evaluable. Exit 3 if anything
-would flip, 0 if nothing would.`)
+the candidate Cedar policies against each, as the gateway would
+(principal, action and target from the record; kind and risk from
+--catalog): the authorize stage, and the content stage where the record
+holds what it needs. Print every decision that would flip and the
+counts.
+
+Decisions made by a built-in gate (before policy, or the payload's
+seal, strict JSON and schema) cannot flip and are counted apart. The
+audit stream holds neither payloads nor the budget state the gateway
+passes to policy, so a decision the candidate could change only through
+them is counted as not re-evaluable: one that a candidate policy reading
+context.budget takes in; one whose content stage a candidate policy
+reading context.payload or context.stage takes in, on a target with
+policy-visible fields; one denied content_denied that the candidate's
+authorize stage allows.
+
+Exit 0 only if every decision the candidate could change was
+re-evaluated and none would flip. Exit 3 if any would flip, or if the
+candidate policies do not load; exit 4 if none would flip but some are
+not re-evaluable (the report says which and why). Exit 1 if the audit
+stream could not be read to its end (an interrupt included): a partial
+read is never reported.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.operatorSide = true
@@ -90,11 +105,22 @@ would flip, 0 if nothing would.`)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(c.out, "  not re-evaluated: %-30s %d\n", k, r.Skipped[k])
+		what := "not re-evaluated:"
+		if whatif.Undeterminable[k] {
+			what = "not re-evaluable:"
+		}
+		fmt.Fprintf(c.out, "  %s %-30s %d\n", what, k, r.Skipped[k])
 	}
 	if len(r.Flips) == 0 {
+		if r.Undetermined > 0 {
+			fmt.Fprintf(c.out, "no re-evaluated decision would flip, but %d the candidate could change are not re-evaluable\n", r.Undetermined)
+			return exitUndetermined
+		}
 		fmt.Fprintln(c.out, "no decision would flip")
 		return exitOK
+	}
+	if r.Undetermined > 0 {
+		fmt.Fprintf(c.out, "  not re-evaluable in all: %d\n", r.Undetermined)
 	}
 	for k, n := range r.Changes {
 		fmt.Fprintf(c.out, "  would flip: %-12s %d\n", k, n)
@@ -111,8 +137,11 @@ func jsonExitFlips(c *cmd, r whatif.Report) int {
 	if err := newJSONLines(c.out).write(r); err != nil {
 		return c.fail(err, "")
 	}
-	if len(r.Flips) > 0 {
+	switch {
+	case len(r.Flips) > 0:
 		return exitRejected
+	case r.Undetermined > 0:
+		return exitUndetermined
 	}
 	return exitOK
 }

@@ -93,8 +93,10 @@ func streamHint(stream string, err error) string {
 // stored in the last d (zero: all), oldest first, with direct gets
 // (client.ReadRecords: no consumer, nothing left on the server). Without
 // follow it returns after the last message stored when it started; with
-// follow it waits for new ones until ctx is done. An interrupt (ctx done)
-// is not an error.
+// follow it waits for new ones until ctx is done. Without follow, an
+// interrupt (ctx done) before the end is an error (client.ReadRecords):
+// a partial read is never taken for the whole; with follow it ends the
+// read.
 func scan(ctx context.Context, js jetstream.JetStream, stream, filter string, d time.Duration, follow bool, fn func(*jetstream.RawStreamMsg) error) error {
 	q := client.RecordQuery{Stream: stream, Subject: filter, Follow: follow}
 	if d > 0 {

@@ -201,10 +201,15 @@ func compile(srcs []source) (*Set, error) {
 			for _, msg := range lint((*xast.Policy)(p.AST())) {
 				prob("%s", msg)
 			}
-			set.stageBlind = set.stageBlind && stageBlind((*xast.Policy)(p.AST()))
-			set.memoOK = set.memoOK && memoizable((*xast.Policy)(p.AST()))
+			xp := (*xast.Policy)(p.AST())
+			meta := policyMeta{forbid: p.Effect() == cedar.Forbid, approval: approval, readsBudget: readsBudget(xp), readsStage: !stageBlind(xp)}
+			set.stageBlind = set.stageBlind && !meta.readsStage
+			set.memoOK = set.memoOK && memoizable(xp)
 			set.entries = append(set.entries, entry{id: id, p: p})
-			set.meta[id] = policyMeta{forbid: p.Effect() == cedar.Forbid, approval: approval}
+			set.meta[id] = meta
+			if meta.readsBudget || meta.readsStage {
+				set.scoped = append(set.scoped, entry{id: id, p: scopeOnly(xp)})
+			}
 		}
 	}
 	if len(probs) > 0 {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -15,31 +16,52 @@ import (
 // policy; deeper values are omitted.
 const maxPayloadDepth = 8
 
+// maxPayloadElements bounds the array elements and object members, at
+// every depth and across all fields, converted for one payload record; a
+// field that would take the count past it is omitted, as a too-deep one
+// is. cedar-go's NewSet places each element at its hash and probes the
+// next hash on a collision, and the hash of a Long is its value, of a
+// Decimal its value × 10^4, of a Set the sum of its elements' hashes: an
+// array such as [0, 1, …, n-1, 0.0001, 0.0002, …] costs about n²/4
+// probes to convert, and so does every Contains on it. Bounded here, a
+// payload's sets cost at most about 256²/4 probes whatever their shape.
+// 256 covers the lists a policy judges (accounts, recipients, line
+// items); a larger list belongs in the consumer, not in policy.
+const maxPayloadElements = 256
+
 // payloadRecord converts the policy-visible payload fields. Fields that
 // cannot be represented are omitted with a note naming the top-level field
-// (a catalog name), never its value.
+// (a catalog name), never its value. Fields, and the members of every
+// object, are converted in name order, so which field the element bound
+// (maxPayloadElements) leaves out, and the note saying why, do not depend
+// on map order.
 func payloadRecord(m map[string]any, notes *[]string) cedar.Record {
 	rm := make(cedar.RecordMap, len(m))
 	start := len(*notes)
-	for k, v := range m {
-		cv, why := toValue(v, 1, k, notes)
+	left := maxPayloadElements
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		cv, why := convert(m[k], 1, &left)
 		if why != "" {
 			*notes = append(*notes, "payload."+k+": "+why+"; field omitted")
 			continue
 		}
 		rm[cedar.String(k)] = cv
 	}
-	slices.Sort((*notes)[start:]) // map order is random; notes are not
+	slices.Sort((*notes)[start:])
 	return cedar.NewRecord(rm)
 }
 
-// toValue converts one JSON-decoded value. A non-empty why means v is not
-// representable and must be omitted. A container holding anything that
-// is not is not representable either: a field is given to policy whole
-// or not at all, so every condition reading it errors (and a forbid
-// denies) rather than judging a set or record with elements left out
-// (an allow-list's containsAll, a record compared whole).
-func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, string) {
+// convert converts one JSON-decoded value, taking one from *left for each
+// array element and object member it converts. A non-empty why means v is
+// not representable and must be omitted. A container holding anything
+// that is not is not representable either: a field is given to policy
+// whole or not at all, so every condition reading it errors (and a forbid
+// denies) rather than judging a set or record with elements left out (an
+// allow-list's containsAll, a record compared whole). A container whose
+// elements would take *left below zero is not representable: convert
+// stops at the first element past the bound, so its work is bounded by
+// maxPayloadElements whatever the container's length.
+func convert(v any, depth int, left *int) (cedar.Value, string) {
 	switch v := v.(type) {
 	case string:
 		return cedar.String(v), ""
@@ -68,9 +90,16 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 		if depth >= maxPayloadDepth {
 			return nil, "nested deeper than " + strconv.Itoa(maxPayloadDepth)
 		}
+		if len(v) > *left {
+			return nil, tooMany
+		}
 		rm := make(cedar.RecordMap, len(v))
-		for k, e := range v {
-			cv, why := toValue(e, depth+1, field, notes)
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			if *left == 0 {
+				return nil, tooMany
+			}
+			*left--
+			cv, why := convert(v[k], depth+1, left)
 			if why != "" {
 				return nil, inside(why)
 			}
@@ -81,9 +110,16 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 		if depth >= maxPayloadDepth {
 			return nil, "nested deeper than " + strconv.Itoa(maxPayloadDepth)
 		}
+		if len(v) > *left {
+			return nil, tooMany
+		}
 		vals := make([]cedar.Value, 0, len(v))
 		for _, e := range v {
-			cv, why := toValue(e, depth+1, field, notes)
+			if *left == 0 {
+				return nil, tooMany
+			}
+			*left--
+			cv, why := convert(e, depth+1, left)
 			if why != "" {
 				return nil, inside(why)
 			}
@@ -91,6 +127,10 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 		}
 		return cedar.NewSet(vals...), ""
 	case []string:
+		if len(v) > *left {
+			return nil, tooMany
+		}
+		*left -= len(v)
 		vals := make([]cedar.Value, len(v))
 		for i, e := range v {
 			vals[i] = cedar.String(e)
@@ -100,6 +140,10 @@ func toValue(v any, depth int, field string, notes *[]string) (cedar.Value, stri
 		return nil, "unsupported Go type"
 	}
 }
+
+// tooMany is why for a container whose elements would take the payload
+// past maxPayloadElements.
+var tooMany = "more than " + strconv.Itoa(maxPayloadElements) + " array elements and object members in the payload"
 
 // inside is why for the container of a value that is not representable
 // for why.

@@ -87,6 +87,10 @@ type Decision struct {
 type policyMeta struct {
 	forbid   bool
 	approval bool
+	// readsBudget: it can see context.budget (reads.go).
+	readsBudget bool
+	// readsStage: it can tell the stages apart (not stageBlind).
+	readsStage bool
 }
 
 // entry pairs a policy with its id, in load order.
@@ -106,6 +110,10 @@ type Set struct {
 	stageBlind bool
 	// memoOK: no policy can see context.time (see memo.go).
 	memoOK bool
+	// scoped holds, for each policy that reads context.budget or can
+	// tell the stages apart, a permit with its scope and no condition
+	// (DependsOn).
+	scoped []entry
 	memo   decisionMemo
 }
 

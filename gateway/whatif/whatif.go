@@ -27,22 +27,52 @@ type Report struct {
 	Evaluated int            `json:"evaluated"` // re-run against the candidate
 	Unchanged int            `json:"unchanged"`
 	Skipped   map[string]int `json:"skipped"` // why a decision was not re-run
-	Changes   map[string]int `json:"changes"` // "allow→deny": count
-	Flips     []Flip         `json:"flips"`
+	// Undetermined counts the skipped decisions the candidate could
+	// change but that the record cannot settle (Undeterminable reasons):
+	// while it is not zero, that no decision flips is not known.
+	Undetermined int            `json:"undetermined"`
+	Changes      map[string]int `json:"changes"` // "allow→deny": count
+	Flips        []Flip         `json:"flips"`
 }
 
 // Reasons for skipping.
 const (
+	// SkipBeforePolicy: a built-in gate before policy decided it.
 	SkipBeforePolicy = "decided_before_policy"
-	SkipContent      = "content_stage_needs_payload"
-	SkipNoTarget     = "target_not_in_catalog"
-	SkipNotDecision  = "not_a_request_decision"
+	// SkipPayloadGate: a built-in payload check denied it (the seal, the
+	// strict JSON, the schema); policy either denies the request before
+	// that check or lets it reach the same check, which denies again.
+	SkipPayloadGate = "decided_by_payload_gate"
+	// SkipContent: the candidate's content stage would decide it, and
+	// that needs the payload's policy-visible fields, which audit never
+	// holds; or it was denied at the content stage (content_denied) and
+	// the candidate's authorize stage allows it.
+	SkipContent = "content_stage_needs_payload"
+	// SkipBudget: a candidate policy whose scope takes it in reads
+	// context.budget, the budget state the gateway passed, which audit
+	// does not hold.
+	SkipBudget      = "budget_state_not_recorded"
+	SkipNoTarget    = "target_not_in_catalog"
+	SkipNotDecision = "not_a_request_decision"
 )
 
-// Evaluate re-runs the authorize stage of every policy-decided request
-// in events against candidate, with targets' kind and risk from cat.
+// Undeterminable are the skip reasons of decisions the candidate could
+// change: they count in Report.Undetermined.
+var Undeterminable = map[string]bool{SkipContent: true, SkipBudget: true}
+
+// Evaluate re-runs every policy-decided request in events against
+// candidate, with targets' kind and risk from cat: the authorize stage,
+// and the content stage where the record holds what it needs (a target
+// without policy-visible fields, whose content stage sees an empty
+// payload). A decision the candidate could change only through what audit
+// does not keep (the budget state, the payload) is counted in Skipped
+// and Undetermined, never as unchanged.
 func Evaluate(events []audit.Event, cat *catalog.Catalog, candidate *policy.Set) Report {
 	r := Report{Skipped: map[string]int{}, Changes: map[string]int{}}
+	undetermined := func(why string) {
+		r.Skipped[why]++
+		r.Undetermined++
+	}
 	for _, ev := range events {
 		if ev.Kind != audit.KindDecision && ev.Kind != audit.KindApprovalRequest {
 			continue
@@ -52,12 +82,17 @@ func Evaluate(events []audit.Event, cat *catalog.Catalog, candidate *policy.Set)
 			r.Skipped[SkipNotDecision]++
 			continue
 		}
+		contentDenied := false
 		if ev.Route == "deny" {
 			info, _ := reason.Lookup(reason.Code(ev.Reason))
 			switch {
 			case ev.Reason == string(reason.PolicyDenied):
+			case ev.Reason == string(reason.ContentDenied):
+				// The content policy, or a payload claim contradicting
+				// the envelope: the record does not say which.
+				contentDenied = true
 			case info.Stage == reason.StagePayload:
-				r.Skipped[SkipContent]++
+				r.Skipped[SkipPayloadGate]++
 				continue
 			default:
 				r.Skipped[SkipBeforePolicy]++
@@ -69,12 +104,36 @@ func Evaluate(events []audit.Event, cat *catalog.Catalog, candidate *policy.Set)
 			r.Skipped[SkipNoTarget]++
 			continue
 		}
-		d := candidate.Decide(policy.Request{
+		req := policy.Request{
 			Principal: policy.Principal{Agent: ev.Agent, Tenant: ev.Tenant, Service: ev.Service, Issuer: ev.Issuer, Scopes: ev.Scopes},
 			Action:    ev.Capability,
 			Resource:  policy.Resource{Target: t.Name, Tenant: ev.Tenant, Kind: t.Kind, Risk: t.Risk},
 			Time:      ev.Time,
-		})
+		}
+		dep := candidate.DependsOn(req)
+		if dep.Budget {
+			undetermined(SkipBudget)
+			continue
+		}
+		d := candidate.Decide(req)
+		if d.Allow {
+			switch {
+			case contentDenied, dep.Content && len(t.PolicyVisible) > 0:
+				undetermined(SkipContent)
+				continue
+			case dep.Content:
+				// The content stage of a target without visible fields
+				// sees an empty payload, as the gateway's does.
+				creq := req
+				creq.Payload = map[string]any{}
+				c := candidate.DecideContent(d, creq)
+				if !c.Allow {
+					d = c
+				} else {
+					d.Approval = d.Approval || c.Approval
+				}
+			}
+		}
 		to := "deny"
 		switch {
 		case !d.Allow:
