@@ -170,6 +170,14 @@ func (l Limits) Freshness() envelope.Freshness {
 	return envelope.Freshness{MaxTTL: l.MaxTTL, Skew: l.Skew}
 }
 
+// minIngressMaxAge is the least streams.ingress_max_age: the time an
+// operator has, from the first message held back (an output stream
+// full, the gateway stopped or unable to decide), to make room or start
+// it again before the ingress stream deletes what waits. It is also
+// above the default duplicate window, which nats-server refuses to
+// exceed the stream's max age.
+const minIngressMaxAge = time.Hour
+
 // StreamsConfig configures the streams created at start.
 type StreamsConfig struct {
 	// Replicas for every stream: 1 for a single server, 3 in production.
@@ -178,6 +186,11 @@ type StreamsConfig struct {
 	// Default 7 days (168h).
 	MaxAge time.Duration `yaml:"max_age"`
 	// IngressMaxAge is how long ingress messages are kept. Default 24h.
+	// The stream deletes a message at that age whatever its state: one
+	// not yet decided, or decided with outputs not yet stored (an output
+	// stream full, the gateway stopped), then never ends. At least
+	// minIngressMaxAge and DuplicateWindow; agentgw_ingress_oldest_unacked_seconds
+	// shows how close the oldest waiting message is.
 	IngressMaxAge time.Duration `yaml:"ingress_max_age"`
 	// DuplicateWindow applies to every stream and must cover MaxTTL+Skew
 	// (ingress), DecisionTTL+Skew (outputs: an output re-emitted after a
@@ -410,6 +423,8 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
 		add("streams.max_age and streams.ingress_max_age must be positive")
+	} else if floor := max(minIngressMaxAge, s.DuplicateWindow); s.IngressMaxAge < floor {
+		add("streams.ingress_max_age (%s) must be at least %s: the ingress stream deletes a message at that age whether or not it was decided and its outputs stored, and a message held back by a full output stream or a stopped gateway then never ends (docs/reliability.md)", s.IngressMaxAge, floor)
 	}
 	if s.IngressMaxBytes < 0 || s.MaxMsgsPerOutput < 0 {
 		add("streams.ingress_max_bytes and streams.max_msgs_per_output must not be negative")

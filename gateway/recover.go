@@ -28,7 +28,9 @@ import (
 // crash (their outputs may not all be stored). Scaled out, a message the
 // rebuilt ledger cannot know the fate of, one that may have been
 // acknowledged above the floor after its records aged out of the journal,
-// is left to its redelivery (readInFlight). Once a recovered
+// is left to its redelivery (readInFlight), and a status-shaped one
+// whose acknowledgement by sequence the ledger records (rescue.go) is
+// acknowledged again and not re-emitted. Once a recovered
 // message's outputs are stored, its dead delivery is acknowledged by
 // sequence (deadAck); one whose acknowledgement is lost comes back after
 // ack_wait, finds its ledger outcome, has it re-emitted (the outputs'
@@ -65,18 +67,19 @@ type deadAck struct {
 	nc       *nats.Conn
 	consumer string
 	seq      uint64
-	acked    func(seq uint64) // when set, told of the acknowledgement sent
+	// mark, when set, runs before the acknowledgement is sent: it
+	// records it in the ledger (markAckedBySeq).
+	mark func()
 }
 
 func (d deadAck) ack() error {
 	if d.nc == nil || d.consumer == "" {
 		return nil
 	}
-	err := d.nc.Publish(fmt.Sprintf("$JS.ACK.%s.%s.0.%d.0.0.0", StreamIngress, d.consumer, d.seq), []byte("+ACK"))
-	if err == nil && d.acked != nil {
-		d.acked(d.seq)
+	if d.mark != nil {
+		d.mark()
 	}
-	return err
+	return d.nc.Publish(fmt.Sprintf("$JS.ACK.%s.%s.0.%d.0.0.0", StreamIngress, d.consumer, d.seq), []byte("+ACK"))
 }
 
 func (m recoveredMsg) Metadata() (*jetstream.MsgMetadata, error) {
@@ -228,6 +231,11 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 			seq = raw.Sequence + 1
 			n++
 			m := recoveredMsg{raw: raw, dead: deadAck{nc: g.nc, consumer: info.Name, seq: raw.Sequence}}
+			if statusShaped(raw) {
+				// Rescue reads it again while it stays above the ack
+				// floor: its acknowledgement is recorded (rescue.go).
+				m.dead.mark = g.markAckedBySeq(ps, info.Name, raw)
+			}
 			if seen[raw.Sequence] || s.catchAll && ownedElsewhere(m, owned) {
 				continue
 			}
@@ -268,6 +276,16 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 		_, found, err := b.Outcome(raw.Sequence)
 		if err != nil {
 			return false
+		}
+		if found && statusShaped(raw) {
+			// Acknowledged by sequence with its outputs stored: nothing
+			// to emit; the acknowledgement is sent again in case it was
+			// lost.
+			if acked, err := g.ackedBySeq(ps, rm.dead.consumer, raw); err == nil && acked {
+				rm.dead.mark = nil
+				_ = rm.dead.ack()
+				return true
+			}
 		}
 		if found {
 			return serverNow.Sub(raw.Time) >= g.cfg.Streams.DuplicateWindow/2

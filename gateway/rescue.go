@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -86,17 +88,22 @@ func statusShaped(m *jetstream.RawStreamMsg) bool {
 // pending messages a redelivery did not bring (the consumer counts
 // redelivered ones) are read by sequence from the ack floor up, at most
 // MaxAckPending of them, and the status-shaped ones are queued as
-// messages read by sequence, acknowledged by sequence once decided. One
-// acknowledged so is not queued again (the range read still holds it
-// while a message below keeps the ack floor); one queued less than
-// ack_wait ago is not either; should its decision fail, a later look
-// queues it again.
+// messages read by sequence, acknowledged by sequence once decided and
+// their outputs stored. That acknowledgement is recorded in the ledger
+// first (markAckedBySeq): a message so recorded is not queued again,
+// here or after a restart (the range read still holds it while a message
+// below keeps the ack floor), and its acknowledgement is sent again at
+// each look, should the first have been lost. One queued less than
+// ack_wait ago is not queued either; should its decision fail, or its
+// outputs not be stored, a later look queues it again.
 func (f *fairSource) rescue(ctx context.Context, r *reader, q chan<- jetstream.Msg, catchAll bool, owned map[string]uint64, stopping <-chan struct{}) {
 	ackWait := f.g.cfg.Consumer.AckWait
 	tick := time.NewTicker(max(ackWait/2, time.Second))
 	defer tick.Stop()
 	queued := map[uint64]time.Time{}
-	acked := &ackedSeqs{seqs: map[uint64]bool{}}
+	defer f.g.metrics.IngressOldest.Forget(r.c.CachedInfo().Name)
+	var warned time.Time
+	var stream jetstream.Stream // the ingress stream, looked up once
 	for {
 		kicked := false
 		select {
@@ -109,44 +116,27 @@ func (f *fairSource) rescue(ctx context.Context, r *reader, q chan<- jetstream.M
 			kicked = true
 		}
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		f.rescueOnce(lctx, r, kicked, queued, acked, ackWait, func(m jetstream.Msg) { f.deliver(ctx, m, q, catchAll, owned, stopping) })
+		f.rescueOnce(lctx, r, &stream, kicked, queued, &warned, ackWait, func(m jetstream.Msg) { f.deliver(ctx, m, q, catchAll, owned, stopping) })
 		cancel()
 	}
 }
 
-// ackedSeqs are the sequences rescue's messages were acknowledged by;
-// the acknowledgements come from the batches' goroutines.
-type ackedSeqs struct {
-	mu   sync.Mutex
-	seqs map[uint64]bool
-}
-
-func (a *ackedSeqs) add(seq uint64) {
-	a.mu.Lock()
-	a.seqs[seq] = true
-	a.mu.Unlock()
-}
-
-func (a *ackedSeqs) has(seq uint64) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.seqs[seq]
-}
-
-// forgetBelow drops the sequences under the ack floor.
-func (a *ackedSeqs) forgetBelow(floor uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for s := range a.seqs {
-		if s < floor {
-			delete(a.seqs, s)
+func (f *fairSource) rescueOnce(ctx context.Context, r *reader, stream *jetstream.Stream, kicked bool, queued map[uint64]time.Time, warned *time.Time, ackWait time.Duration, deliver func(jetstream.Msg)) {
+	info, err := r.c.Info(ctx)
+	if err != nil {
+		return
+	}
+	if *stream == nil {
+		if *stream, err = f.g.js.Stream(ctx, StreamIngress); err != nil {
+			return
 		}
 	}
-}
-
-func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, queued map[uint64]time.Time, acked *ackedSeqs, ackWait time.Duration, deliver func(jetstream.Msg)) {
-	info, err := r.c.Info(ctx)
-	if err != nil || (info.NumRedelivered == 0 && !kicked) {
+	f.noteOldest(ctx, *stream, info, warned)
+	if info.NumRedelivered == 0 && !kicked {
+		return
+	}
+	ps := f.g.partitionOf(info.Name)
+	if ps == nil {
 		return
 	}
 	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
@@ -155,31 +145,164 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, kicked bool, que
 			delete(queued, seq)
 		}
 	}
-	acked.forgetBelow(from)
 	if limit := uint64(max(info.Config.MaxAckPending, 1)); to-from >= limit && to >= from {
 		to = from + limit - 1
-	}
-	stream, err := f.g.js.Stream(ctx, StreamIngress)
-	if err != nil {
-		return
 	}
 	filters := info.Config.FilterSubjects
 	if info.Config.FilterSubject != "" {
 		filters = append(filters, info.Config.FilterSubject)
 	}
 	for seq := from; seq <= to && seq > 0; seq++ {
-		if at, ok := queued[seq]; (ok && time.Since(at) < ackWait) || acked.has(seq) {
+		if at, ok := queued[seq]; ok && time.Since(at) < ackWait {
 			continue
 		}
-		raw, err := stream.GetMsg(ctx, seq)
+		raw, err := (*stream).GetMsg(ctx, seq)
 		if err != nil || !statusShaped(raw) || !matchesAny(filters, raw.Subject) {
+			continue
+		}
+		dead := deadAck{nc: f.g.nc, consumer: info.Name, seq: seq}
+		acked, err := f.g.ackedBySeq(ps, info.Name, raw)
+		if err != nil {
+			continue
+		}
+		if acked {
+			// Its outputs are stored: nothing to emit. Pending still if
+			// the acknowledgement was lost; a no-op otherwise.
+			_ = dead.ack()
 			continue
 		}
 		queued[seq] = time.Now()
 		f.g.log.Warn().Uint64("ingress_seq", seq).Str("consumer", info.Name).
 			Msg("ingress message nats.go takes for a server status (no data, a Status header): read by sequence and decided")
-		deliver(recoveredMsg{raw: raw, dead: deadAck{nc: f.g.nc, consumer: info.Name, seq: seq, acked: acked.add}})
+		dead.mark = f.g.markAckedBySeq(ps, info.Name, raw)
+		deliver(recoveredMsg{raw: raw, dead: dead})
 	}
+}
+
+// oldestWarnEvery spaces the warnings of noteOldest, per consumer.
+const oldestWarnEvery = 10 * time.Minute
+
+// noteOldest records the age of the oldest message info's consumer has
+// not acknowledged, the first of its filter above its ack floor, as the
+// server measures it (agentgw_ingress_oldest_unacked_seconds), and
+// warns, at most every oldestWarnEvery, once that is half of
+// streams.ingress_max_age: at that age the stream deletes the message,
+// ended or not.
+func (f *fairSource) noteOldest(ctx context.Context, stream jetstream.Stream, info *jetstream.ConsumerInfo, warned *time.Time) {
+	oldest := f.g.metrics.IngressOldest
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		oldest.Forget(info.Name)
+		return
+	}
+	var opts []jetstream.GetMsgOpt
+	if info.Config.FilterSubject != "" {
+		opts = append(opts, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
+	}
+	raw, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, opts...)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		oldest.Forget(info.Name)
+		return
+	}
+	if err != nil {
+		return
+	}
+	age := max(info.TimeStamp.Sub(raw.Time), 0)
+	oldest.Set(info.Name, age)
+	if limit := f.g.cfg.Streams.IngressMaxAge; age >= limit/2 && time.Since(*warned) >= oldestWarnEvery {
+		*warned = time.Now()
+		f.g.log.Warn().Str("consumer", info.Name).Uint64("ingress_seq", raw.Sequence).Dur("age", age).Dur("ingress_max_age", limit).
+			Msg("an ingress message has waited half of streams.ingress_max_age without being acknowledged (an output stream full, or its outputs failing): at that age the stream deletes it, ended or not")
+	}
+}
+
+// ackedMarkerKind is the kind of the single-use ledger marker
+// (store.Batch.SetOnce) recording that a status-shaped ingress message,
+// read by sequence, had its outputs stored and was acknowledged by
+// sequence on a consumer (its id: the consumer's name and the sequence).
+// Such a message can stay above the ack floor, in the range rescue and
+// recovery read, for as long as a message below it stays pending, and
+// its outcome stays in the ledger as long: without the marker it would
+// be re-emitted, past streams.duplicate_window stored again. Scaled out,
+// the marker is journaled and a partition's next owner has it too, for
+// scale_out.journal_max_age: a message held above the floor longer than
+// the journal keeps records has lost its journaled outcome as well
+// (docs/reliability.md).
+const ackedMarkerKind = "acked_by_seq"
+
+func ackedMarkerID(consumer string, seq uint64) string {
+	return consumer + "/" + strconv.FormatUint(seq, 10)
+}
+
+// ackedMarkerExpiry is when a message stored at stored is gone from the
+// ingress stream (streams.ingress_max_age): no read finds it after, so
+// its marker may go (Prune drops it a Lookback later).
+func (g *Gateway) ackedMarkerExpiry(stored time.Time) time.Time {
+	return stored.Add(g.cfg.Streams.IngressMaxAge)
+}
+
+// ackedBySeq reports whether raw's acknowledgement by sequence on
+// consumer is recorded in ps's ledger.
+func (g *Gateway) ackedBySeq(ps *partState, consumer string, raw *jetstream.RawStreamMsg) (bool, error) {
+	return ps.ledger.Marked(ackedMarkerKind, ackedMarkerID(consumer, raw.Sequence), g.ackedMarkerExpiry(raw.Time))
+}
+
+// markAckedBySeq returns what deadAck runs before it acknowledges raw on
+// consumer: it records the acknowledgement in ps's ledger, synced (and,
+// scaled out, journaled). Should that fail, the acknowledgement is sent
+// all the same, and the message may be re-emitted after a restart.
+func (g *Gateway) markAckedBySeq(ps *partState, consumer string, raw *jetstream.RawStreamMsg) func() {
+	return func() {
+		if err := g.recordAckedBySeq(ps, consumer, raw); err != nil {
+			g.log.Warn().Err(err).Uint64("ingress_seq", raw.Sequence).Str("consumer", consumer).
+				Msg("acknowledgement by sequence not recorded in the ledger; after a restart the message's outputs may be re-emitted")
+		}
+	}
+}
+
+func (g *Gateway) recordAckedBySeq(ps *partState, consumer string, raw *jetstream.RawStreamMsg) error {
+	expires := g.ackedMarkerExpiry(raw.Time)
+	if limit := g.clock().Add(g.cfg.journalMaxAge()); ps.epoch != 0 && expires.After(limit) {
+		// The journal keeps nothing longer, and refuses a record that
+		// would need it to.
+		expires = limit
+	}
+	b := g.newBatch(ps)
+	defer b.Close()
+	first, err := b.SetOnce(ackedMarkerKind, ackedMarkerID(consumer, raw.Sequence), expires)
+	if err != nil || !first {
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	if ps.epoch != 0 && g.scale != nil {
+		return g.scale.journal.Append(ps.abandon, ps.p, b.recs)
+	}
+	return nil
+}
+
+// partitionOf returns the state of the partition whose consumer (the
+// partition's own or a tenant's) is named consumer, nil for none: scaled
+// out, that of the tenure this instance holds; a single instance decides
+// every partition on its one ledger.
+func (g *Gateway) partitionOf(consumer string) *partState {
+	cc := g.cfg.Consumer
+	for p := range cc.Partitions {
+		ours := consumerConfig(cc, p).Durable == consumer
+		for t := range g.cfg.Tenants {
+			ours = ours || tenantConsumerName(cc, p, t) == consumer
+		}
+		if !ours {
+			continue
+		}
+		if g.scale != nil {
+			g.scale.mu.Lock()
+			defer g.scale.mu.Unlock()
+			return g.scale.live[p]
+		}
+		return &partState{p: p, ledger: g.ledger, abandon: context.Background()}
+	}
+	return nil
 }
 
 // matchesAny reports whether subject matches one of the filters (none:

@@ -42,6 +42,8 @@ type Gateway struct {
 	// Scale-out mode only.
 	PartitionEvents *prometheus.CounterVec // event: acquired, lost, restarted
 	JournalSeconds  prometheus.Histogram   // one batch's journal append
+	// IngressOldest backs agentgw_ingress_oldest_unacked_seconds.
+	IngressOldest *Oldest
 }
 
 // Label values every series is created with before its first event, so
@@ -64,7 +66,10 @@ func New() *Gateway {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
-	m := &Gateway{Registry: r}
+	m := &Gateway{Registry: r, IngressOldest: &Oldest{}}
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agentgw_ingress_oldest_unacked_seconds",
+		Help: "Age of the oldest ingress message not yet acknowledged (undelivered, or waiting for its outputs to be stored), over the held partitions' consumers; the stream deletes it at streams.ingress_max_age, ended or not."},
+		func() float64 { return m.IngressOldest.Age().Seconds() }))
 	m.Decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_decisions_total", Help: "Decisions by tenant, route (allow, approval, deny) and reason."}, []string{"tenant", "route", "reason"})
 	m.DecisionDelay = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_decision_delay_seconds", Help: "Time from the ingress message being stored to its decision.", Buckets: latencyBuckets})
 	m.GateSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "agentgw_gate_duration_seconds", Help: "Time spent per pipeline stage, per batch.", Buckets: latencyBuckets}, []string{"gate"})
@@ -76,7 +81,7 @@ func New() *Gateway {
 	m.Recovery = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_recovery_seconds", Help: "Time to read and decide a partition's in-flight messages at its start, before any new delivery.", Buckets: latencyBuckets})
 	m.PayloadOpens = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_payload_opens_total", Help: "Sealed payloads opened (only after authorization)."})
 	m.PublishFails = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_publish_failures_total", Help: "Outputs JetStream did not acknowledge; their ingress message is redelivered."})
-	m.LedgerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_ledger_errors_total", Help: "Ledger failures; the batch was not acknowledged (fail closed)."})
+	m.LedgerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_ledger_errors_total", Help: "Ledger failures; the batch, or the one message concerned, was not acknowledged (fail closed)."})
 	m.PruneRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_ledger_prune_runs_total", Help: "Ledger prune runs by result."}, []string{"result"})
 	m.Approvals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_approvals_total", Help: "Approval events."}, []string{"event"})
 	m.ApprovalAge = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_approval_age_seconds", Help: "Age of a held request when it was answered or expired.", Buckets: prometheus.ExponentialBuckets(1, 2, 16)})

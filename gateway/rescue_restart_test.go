@@ -1,0 +1,170 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+)
+
+// TestRescuedMessageEndsOnceAcrossRestart: a status-shaped message
+// above an ack floor that a stuck message holds (its output stream is
+// full) is decided, denied and acknowledged by sequence. After a
+// restart it is still in the range rescue reads, with its outcome in the
+// ledger; re-emitted past streams.duplicate_window, its denied record
+// and audit event were stored a second time. Its acknowledgement is
+// recorded in the ledger, so it ends once.
+func TestRescuedMessageEndsOnceAcrossRestart(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the full capability stream is logged
+	h.cfg.NotifySenders = false
+	h.cfg.Limits.MaxTTL = time.Second
+	h.cfg.Limits.Skew = time.Second
+	h.cfg.Limits.DecisionTTL = time.Second
+	h.cfg.Streams.DuplicateWindow = 2 * time.Second
+	h.cfg.Streams.MaxMsgsPerOutput = 3
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	h.start()
+	ctx := context.Background()
+	for i := range 3 {
+		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
+		must(t, err)
+	}
+	// Allowed, it does not fit the capability stream: it holds the ack
+	// floor.
+	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
+	poison := h.statusShapedPoison("404", "No Messages")
+	h.outputFor(poison)
+	denials := func() (n int) {
+		for _, m := range h.all(StreamDenied) {
+			if m.Header.Get(header.IngressSeq) == fmt.Sprint(poison) {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(4 * time.Second) // past the duplicate window
+	if n := denials(); n != 1 {
+		t.Fatalf("before the restart: %d denied records of ingress %d; want 1", n, poison)
+	}
+	h.stop()
+	h.start()
+	time.Sleep(6 * time.Second) // three ack_waits: recovery, then six looks of rescue
+	if n := denials(); n != 1 {
+		t.Errorf("after the restart: %d denied records of ingress %d; want 1", n, poison)
+	}
+	c, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	info, err := c.Info(ctx)
+	must(t, err)
+	if info.NumAckPending != 1 {
+		t.Errorf("%d messages pending; want only the one the full stream holds", info.NumAckPending)
+	}
+	h.stop()
+}
+
+// TestRescuedMessageRetriedAcrossRestart: a status-shaped message whose
+// denied record cannot be stored (its stream is full) is not
+// acknowledged, and is re-emitted, across a restart and past the
+// duplicate window, until the record is stored: then it ends, once.
+func TestRescuedMessageRetriedAcrossRestart(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the full denied stream is logged
+	h.cfg.NotifySenders = false
+	h.cfg.Limits.MaxTTL = time.Second
+	h.cfg.Limits.Skew = time.Second
+	h.cfg.Limits.DecisionTTL = time.Second
+	h.cfg.Streams.DuplicateWindow = 2 * time.Second
+	h.cfg.Streams.MaxMsgsPerOutput = 3
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	h.start()
+	ctx := context.Background()
+	const filler = "agentgw.denied.tenant_a.filler"
+	for range 3 {
+		_, err := h.js.Publish(ctx, filler, []byte("x"))
+		must(t, err)
+	}
+	poison := h.statusShapedPoison("404", "No Messages")
+	denials := func() (n int) {
+		for _, m := range h.all(StreamDenied) {
+			if m.Header.Get(header.IngressSeq) == fmt.Sprint(poison) {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(4 * time.Second) // re-emitted, past the duplicate window
+	if n := denials(); n != 0 {
+		t.Fatalf("%d denied records of ingress %d stored in a full stream", n, poison)
+	}
+	h.stop()
+	h.start()
+	time.Sleep(3 * time.Second)
+	denied, err := h.js.Stream(ctx, StreamDenied)
+	must(t, err)
+	must(t, denied.Purge(ctx, jetstream.WithPurgeSubject(filler)))
+	h.outputFor(poison)
+	time.Sleep(3 * time.Second)
+	if n := denials(); n != 1 {
+		t.Errorf("%d denied records of ingress %d; want 1", n, poison)
+	}
+	c, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	info, err := c.Info(ctx)
+	must(t, err)
+	if info.NumAckPending != 0 {
+		t.Errorf("%d messages pending; want none", info.NumAckPending)
+	}
+	h.stop()
+}
+
+// TestRescuedMessageEndsOnceAcrossOwners: scaled out, the record of a
+// rescued message's acknowledgement is journaled: the partition's next
+// owner, its ledger rebuilt from the journal, does not re-emit it.
+func TestRescuedMessageEndsOnceAcrossOwners(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true // the full capability stream is logged
+	h.cfg.NotifySenders = false
+	h.cfg.Limits.MaxTTL = time.Second
+	h.cfg.Limits.Skew = time.Second
+	h.cfg.Limits.DecisionTTL = time.Second
+	h.cfg.Streams.DuplicateWindow = 2 * time.Second
+	h.cfg.Streams.MaxMsgsPerOutput = 3
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	a := h.startInstance("a")
+	ctx := context.Background()
+	for i := range 3 {
+		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
+		must(t, err)
+	}
+	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
+	poison := h.statusShapedPoison("404", "No Messages")
+	h.outputFor(poison)
+	denials := func() (n int) {
+		for _, m := range h.all(StreamDenied) {
+			if m.Header.Get(header.IngressSeq) == fmt.Sprint(poison) {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(4 * time.Second) // past the duplicate window
+	a.stop(t)
+	b := h.startInstance("b")
+	time.Sleep(6 * time.Second)
+	if n := denials(); n != 1 {
+		t.Errorf("after the partition moved: %d denied records of ingress %d; want 1", n, poison)
+		for _, l := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(l, "status") || strings.Contains(l, "sequence") || strings.Contains(l, "re-emit") || strings.Contains(l, "journal") {
+				t.Log(l)
+			}
+		}
+	}
+	b.stop(t)
+}
