@@ -39,7 +39,16 @@ a server that requires authentication, as on the 'agentgw run' server and
 in deploy/, it binds the pre-created consumer <tenant>~<target> (every dot
 of the target as ~; --durable overrides) through the API prefix `+client.TenantAPIPrefix+`:
 one --target, and what it acknowledges is consumed. Otherwise it creates
-its own consumer (ephemeral unless --durable); --bind forces binding.`)
+its own consumer (ephemeral unless --durable); --bind forces binding.
+
+A durable consumer (--durable, --bind, or bound as a tenant nkey user)
+is shared by every process that reads it, a tool in service included:
+what this command acknowledges there is consumed, and what fails
+verification here is terminated there, never to be redelivered to
+anyone, even when the fault is this run's (a --gateway-key that is not
+the gateway's, no --curve-seed for a sealed target). So a durable is
+read only with --settle-durable; without it consume refuses and reads
+nothing. An ephemeral consumer is this run's alone.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
@@ -55,6 +64,7 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 	durable := c.fs.String("durable", "", "durable consumer `name` (resume where it stopped; default: ephemeral, from the oldest message)")
 	agentSig := c.fs.Bool("verify-agent-signature", false, "also verify the agent's own signature over the body")
 	asJSON := c.fs.Bool("json", false, "print one JSON object per message")
+	settle := c.fs.Bool("settle-durable", false, "read a durable consumer, settling its deliveries for every reader of it: acknowledge verified ones, terminate ones that fail verification (required with a durable)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -94,6 +104,16 @@ its own consumer (ephemeral unless --durable); --bind forces binding.`)
 		if cfg.Durable == "" {
 			cfg.Durable = client.CapabilityConsumerName(*tenant, targets[0])
 		}
+	}
+	if cfg.Durable != "" && !*settle {
+		// client.Consumer terminates every delivery that fails
+		// verification, a failure of this run's own trust settings
+		// included: on a durable that removes it for every reader.
+		alone := " or drop --durable and --bind to read through an ephemeral consumer of this run's own"
+		if cf.bound {
+			alone = " (a tenant nkey user reads only its pre-created durable)"
+		}
+		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there what verifies, and terminate there, for every reader, what fails verification here (a wrong --gateway-key, a missing --curve-seed). Give --settle-durable to read it so,%s", cfg.Durable, alone)
 	}
 
 	ctx, cancel := interruptible()

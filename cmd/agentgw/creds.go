@@ -451,6 +451,11 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 			mode = fi.Mode().Perm()
 		}
 	}
+	// What each entry came to is said once the file is written: a
+	// revision that fails to be written revokes nothing, and its output
+	// says nothing was.
+	var said []string
+	say := func(format string, args ...any) { said = append(said, fmt.Sprintf(format, args...)) }
 	added := 0
 	for _, k := range []struct {
 		name string
@@ -467,22 +472,28 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 				n -= len(*k.list)
 				added++
 				if n > 1 {
-					fmt.Fprintf(c.out, "un-revoked %s %s (%d entries)\n", k.name, v, n)
+					say("un-revoked %s %s (%d entries)", k.name, v, n)
 				} else {
-					fmt.Fprintf(c.out, "un-revoked %s %s\n", k.name, v)
+					say("un-revoked %s %s", k.name, v)
 				}
 			case !revoke:
-				fmt.Fprintf(c.out, "%s %s was not revoked\n", k.name, v)
+				say("%s %s was not revoked", k.name, v)
 			case i < 0:
 				*k.list = append(*k.list, v)
 				added++
-				fmt.Fprintf(c.out, "revoked %s %s\n", k.name, v)
+				say("revoked %s %s", k.name, v)
 			default:
-				fmt.Fprintf(c.out, "%s %s was already revoked\n", k.name, v)
+				say("%s %s was already revoked", k.name, v)
 			}
 		}
 	}
+	printSaid := func() {
+		for _, l := range said {
+			fmt.Fprintln(c.out, l)
+		}
+	}
 	if added == 0 {
+		printSaid()
 		return exitOK
 	}
 	out, err := revocationsYAML(r.JTIs, r.Keys, r.Principals)
@@ -492,8 +503,9 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	// Replace, not Write: root editing /etc/agentgw/revocations.yaml
 	// (root:agentgw 0640) must leave it readable by the gateway.
 	if err := atomicfile.Replace(path, out, mode); err != nil {
-		return c.fail(err, "")
+		return c.fail(err, fmt.Sprintf("%s was not written: nothing was %s.", identity.SafePath(path), verb+"d"))
 	}
+	printSaid()
 	if created {
 		// A gateway does not start without its revocations file, so a
 		// new one is most likely a path mistyped: say so.

@@ -34,7 +34,10 @@ Write everything a deployment needs into DIR, nothing to edit by hand:
   tenants/<tenant>/   the tenant's issuer seed; an agent, an approver and a
                       consumer: .creds, curve seed, client certificate
 
-Secrets are written 0600 in 0700 directories. An existing file is never
+Secrets are written 0600 in 0700 directories. A directory that exists
+already (--dir, or one below it) must be yours and writable by nobody
+else (group and others may keep read and search): one open to others is
+refused, naming it, and nothing is written. An existing file is never
 overwritten unless --force is given; then every file is replaced (new
 keys, new CA unless given one). Paths in nats-server.conf are absolute:
 --nats-dir says where a node's directory lives on its host (default:
@@ -87,6 +90,8 @@ deploy/README.md shows the steps that follow.`)
 		return c.usageErr("%v", err)
 	case errors.Is(err, scaffold.ErrExists):
 		return c.fail(err, "nothing was written: choose another --dir, or pass --force to replace every file (new keys and certificates)")
+	case errors.Is(err, scaffold.ErrOpenDir):
+		return c.fail(err, "nothing was written: choose another --dir, or make each directory named yours and writable by you alone (chown, chmod go-w) once nothing in it is someone else's")
 	case errors.Is(err, scaffold.ErrCA):
 		return c.fail(err, "--ca-cert and --ca-key must be a CA certificate and its own private key, PEM")
 	case err != nil:

@@ -11,8 +11,8 @@ import (
 )
 
 func keysCmd(args []string) int {
-	return group("keys", "Create nkeys and show their public keys. Seeds go to 0600 files only.", []subcommand{
-		{"new", "create a key: print its public key, write its seed to a 0600 file", keysNew},
+	return group("keys", "Create nkeys and show their public keys. A seed is written to a new 0600 file,\nor printed on stdout only when asked to ('keys new --out -').", []subcommand{
+		{"new", "create a key: print its public key; its seed to a new 0600 file, or stdout (--out -)", keysNew},
 		{"show", "print the role and public key of a seed file", keysShow},
 	}, args)
 }

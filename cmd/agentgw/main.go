@@ -104,9 +104,9 @@ server refuses is reported at once with the user and the subject.
 The 'agentgw run' server has no anonymous user: see 'agentgw run --help'.
 Listing commands take --json and then print one JSON object per line.
 
-Secrets: seeds are only ever written to 0600 files; no command prints a
-seed (unless 'keys new --out -'), a credential JWT or a header that holds
-one. 'consume' prints payloads because that is what it is for.
+Secrets: a seed is written to a new 0600 file, or printed on stdout only
+when asked to ('keys new --out -'); no command prints a credential JWT or
+a header that holds one. 'consume' prints payloads because that is what it is for.
 
 Exit codes:
   0  ok

@@ -81,6 +81,11 @@ var (
 	// ErrExists means files are in the way and Options.Force is not set;
 	// Write wrote nothing.
 	ErrExists = errors.New("scaffold: file exists")
+	// ErrOpenDir means a directory Write would write into exists and
+	// another user could replace what is written there: it is writable
+	// by its group or by others, or owned by another user. Write wrote
+	// nothing.
+	ErrOpenDir = errors.New("scaffold: directory open to other users")
 )
 
 // Tenant account limits (Options): a tenant of a couple of hundred
@@ -332,7 +337,12 @@ type Deployment struct {
 
 // Write renders the deployment of o into o.Dir. Unless o.Force, it
 // refuses (ErrExists, listing them) when any of its files exists, before
-// writing any. Secrets are written 0600, directories 0700.
+// writing any. Secrets are written 0600, and the directories it makes
+// 0700. A directory it writes into that exists already (o.Dir, or one
+// below it) must be the running user's and writable by nobody else:
+// otherwise Write refuses (ErrOpenDir, naming the directory, its mode
+// and owner) before writing any file, whether or not o.Force is set.
+// Read and search bits of the group and others are left as they are.
 func Write(o Options) (*Deployment, error) {
 	if err := o.withDefaults(); err != nil {
 		return nil, err
@@ -340,6 +350,9 @@ func Write(o Options) (*Deployment, error) {
 	dir := o.Dir // absolute (withDefaults)
 	d, err := render(o)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDirs(dir, d.Files); err != nil {
 		return nil, err
 	}
 	if !o.Force {
@@ -366,6 +379,57 @@ func Write(o Options) (*Deployment, error) {
 		}
 	}
 	return d, nil
+}
+
+// checkDirs refuses (ErrOpenDir) when dir, or a directory between dir
+// and one of files, exists and is writable by its group or others, or
+// owned by another user: whoever can write to a directory can rename
+// over or delete what is written there (a gateway.yaml, a revocations
+// file, a seed under keys/), and a directory of another user's is that
+// user's to change. Missing directories are skipped: writeFile makes
+// them 0700.
+func checkDirs(dir string, files []File) error {
+	seen := map[string]bool{}
+	var open []string
+	check := func(p string) error {
+		if seen[p] {
+			return nil
+		}
+		seen[p] = true
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil
+		case err != nil:
+			return fmt.Errorf("scaffold: %w", err)
+		case !fi.IsDir():
+			return nil // writeFile fails on it, naming it
+		}
+		if why := dirOpen(fi); why != "" {
+			open = append(open, fmt.Sprintf("%s (%s)", p, why))
+		}
+		return nil
+	}
+	if err := check(dir); err != nil {
+		return err
+	}
+	for _, f := range files {
+		rel := filepath.Dir(filepath.FromSlash(f.Path))
+		var sub string
+		for part := range strings.SplitSeq(rel, string(filepath.Separator)) {
+			if part == "." {
+				continue
+			}
+			sub = filepath.Join(sub, part)
+			if err := check(filepath.Join(dir, sub)); err != nil {
+				return err
+			}
+		}
+	}
+	if len(open) > 0 {
+		return fmt.Errorf("%w: %s: another user could replace the keys and configuration written there", ErrOpenDir, strings.Join(open, ", "))
+	}
+	return nil
 }
 
 // writeFile writes data with mode atomically (atomicfile.Write), making
