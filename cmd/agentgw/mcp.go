@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -160,6 +161,7 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	if err != nil {
 		return c.usageErr("%v", err)
 	}
+	defer func() { _ = ep.Close() }() // before nc.Close
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return c.fail(err, "")
@@ -167,17 +169,48 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	srv := mcpHTTPServer(ep)
 	ctx, cancel := interruptible()
 	defer cancel()
-	go func() {
-		<-ctx.Done()
-		sctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-		defer stop()
-		_ = srv.Shutdown(sctx)
-	}()
 	fmt.Fprintf(c.err, "agentgw mcp serve: endpoint %s listening on %s\n", cfg.Endpoint.Resource, ln.Addr())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = serveUntilDone(ctx, srv, ln, ep)
+	cancel()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return c.fail(err, "")
 	}
 	return exitOK
+}
+
+// mcpShutdownWait bounds how long a stopping endpoint waits for the
+// answers of the requests in flight.
+const mcpShutdownWait = 10 * time.Second
+
+// serveUntilDone serves on ln until ctx ends or Serve fails, then shuts
+// down and returns only once the requests in flight are answered (at
+// most mcpShutdownWait): the listener closes, then ep (its running tasks
+// end, and the calls waiting for the gateway are answered -32012
+// no_reply, the call may still run, rather than cut off, so that a
+// client does not call again a tool that may run), and Shutdown waits
+// for those answers to be written. The caller closes the NATS
+// connection after it returns. The error is Serve's.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, ep io.Closer) error {
+	closed := make(chan struct{})
+	srv.RegisterOnShutdown(func() { // run once the listener is closed
+		defer close(closed)
+		_ = ep.Close()
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, stop := context.WithTimeout(context.Background(), mcpShutdownWait)
+		defer stop()
+		_ = srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(ln)
+	cancel() // a Serve that failed shuts down too
+	<-stopped
+	<-closed
+	return err
 }
 
 // mcpHTTPServer is the endpoint's HTTP server: a client must send its

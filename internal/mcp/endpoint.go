@@ -148,7 +148,7 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 		}
 		e.server.AddTool(&sdk.Tool{Name: t.Name, Description: t.Description, InputSchema: schema},
 			func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-				return e.callTool(ctx, t, req)
+				return e.whileOpen(ctx, func(ctx context.Context) (*sdk.CallToolResult, error) { return e.callTool(ctx, t, req) })
 			})
 	}
 	e.server.AddReceivingMiddleware(e.listFilter)
@@ -170,6 +170,26 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	mux.Handle(e.path(), e.checkOrigin(bearer(e.refuseReplay(e.withTasks(mcpHandler)))))
 	e.handler = mux
 	return e, nil
+}
+
+// whileOpen runs a synchronous call with ctx, also ended when the
+// endpoint closes: a call waiting for the gateway then ends as a closing
+// task's does, with -32012 no_reply saying the endpoint closed and the
+// call may still run (errClosed), and its answer is written while the
+// HTTP server drains rather than the connection cut. Once the endpoint
+// is closed a call is refused, nothing sent.
+func (e *Endpoint) whileOpen(ctx context.Context, call func(context.Context) (*sdk.CallToolResult, error)) (*sdk.CallToolResult, error) {
+	if e.tasks.ctx.Err() != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the endpoint is closing: call not sent to the gateway"}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.tasks.ctx, cancel)()
+	res, err := call(ctx)
+	if rpcErr, ok := errors.AsType[*jsonrpc.Error](err); ok && rpcErr.Code == CodeNoReply && e.tasks.ctx.Err() != nil {
+		err = errClosed()
+	}
+	return res, err
 }
 
 // ServeHTTP serves the MCP endpoint at the resource's path and its

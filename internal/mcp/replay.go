@@ -77,25 +77,65 @@ var errNotOneMessage = errors.New("the request body is not one JSON-RPC message 
 // readRPC reads a request body as one JSON object with exact member
 // names, no member twice at any depth, valid UTF-8 and nothing but white
 // space after it, and refuses a member whose name is a case or Unicode
-// variant of a JSON-RPC one ("ID", "Method", "ſ"-spellings): the reading
-// under which the replay check, the task layer and the SDK (whatever its
-// decoder folds) see the same id, method and parameters.
+// variant of a JSON-RPC one ("ID", "Method", "ſ"-spellings), or of a
+// params member the endpoint reads, at the depth it reads it (paramNames:
+// "Name" beside "name", "TaskID", "TTL" in task): the reading under which
+// the replay check, the task layer and the SDK (whatever its decoder
+// folds) see the same id, method and parameters.
 func readRPC(body []byte) (rpcMessage, error) {
 	var members map[string]jsontext.Value
 	if err := jsonv2.Unmarshal(body, &members); err != nil || members == nil {
 		return rpcMessage{}, errNotOneMessage
 	}
-	for name := range members {
-		for _, known := range rpcNames {
-			if name != known && strings.EqualFold(name, known) {
-				return rpcMessage{}, errNotOneMessage
-			}
-		}
+	if hasVariant(members, rpcNames) || hasVariant(objectMembers(members["params"]), paramNames) {
+		return rpcMessage{}, errNotOneMessage
 	}
 	return rpcMessage{ID: json.RawMessage(members["id"]), Method: unquote(members["method"]), Params: json.RawMessage(members["params"])}, nil
 }
 
-var rpcNames = [...]string{"jsonrpc", "id", "method", "params", "result", "error"}
+// memberNames are the member names of a JSON object that are read, each
+// with the names read in its value when that is an object too.
+type memberNames map[string]memberNames
+
+var rpcNames = memberNames{"jsonrpc": nil, "id": nil, "method": nil, "params": nil, "result": nil, "error": nil}
+
+// paramNames are the params members the endpoint reads (withTasks,
+// declaresTaskExtension), of every method: the tool's arguments are the
+// tool's data, and only their object form is read.
+var paramNames = memberNames{
+	"name": nil, "arguments": nil, "taskId": nil,
+	"task":  {"ttl": nil},
+	"_meta": {"io.modelcontextprotocol/clientCapabilities": {"extensions": nil}},
+}
+
+// hasVariant reports whether members holds a case or Unicode variant of
+// a name in names, or holds one in the value of a name in names.
+func hasVariant(members map[string]jsontext.Value, names memberNames) bool {
+	for name, v := range members {
+		for known := range names {
+			if name != known && strings.EqualFold(name, known) {
+				return true
+			}
+		}
+		if inner := names[name]; len(inner) > 0 && hasVariant(objectMembers(v), inner) {
+			return true
+		}
+	}
+	return false
+}
+
+// objectMembers is the members of v when it is a JSON object (readRPC
+// has checked it is strict JSON), else nil.
+func objectMembers(v jsontext.Value) map[string]jsontext.Value {
+	if len(v) == 0 || v.Kind() != '{' {
+		return nil
+	}
+	var members map[string]jsontext.Value
+	if jsonv2.Unmarshal(v, &members) != nil {
+		return nil
+	}
+	return members
+}
 
 // unquote is a JSON string's value, or "" for any other value.
 func unquote(v jsontext.Value) string {

@@ -8,12 +8,17 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentgw/agentgw/gateway/policy"
 )
 
 // Task statuses of the MCP tasks utility.
@@ -54,12 +59,12 @@ type Task struct {
 
 // task is one task-augmented tools/call, owned by the principal that
 // made it: no other principal can see, wait for or cancel it, and of its
-// tokens only those whose credential holds the tool's scope.
+// tokens only those whose credential may call the tool (see sees).
 type task struct {
 	owner  string
-	scope  string // the tool's
-	target string // the tool's catalog target
-	ext    bool   // a task of the 2026-07-28 tasks extension
+	tool   *Tool
+	who    policy.Principal // the Cedar principal of the credential that made it
+	ext    bool             // a task of the 2026-07-28 tasks extension
 	cancel context.CancelFunc
 	done   chan struct{}
 	held   chan struct{} // closed when the call is held for approval
@@ -98,7 +103,11 @@ func newTaskRegistry() *taskRegistry {
 // whose call was sent, to be decided, delivered or held for approval,
 // ends failed with a no_reply error (-32012) saying the endpoint closed
 // and the call may still run: the gateway has it, and nothing here can
-// withdraw it, so it is never reported cancelled (see withdraw).
+// withdraw it, so it is never reported cancelled (see withdraw). A
+// synchronous tools/call waiting for the gateway is answered -32012
+// no_reply too (whileOpen; Close does not wait for the answer to be
+// written: http.Server.Shutdown does), and a tools/call made after Close
+// is refused, nothing sent. Close may be called more than once.
 func (e *Endpoint) Close() error {
 	e.tasks.stop()
 	e.tasks.wg.Wait()
@@ -136,14 +145,16 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 		case "tools/list":
 			e.rewrite(w, r, next, markTaskSupport)
 		case "tools/call":
+			// Exact member names, as the SDK reads them; readRPC refused
+			// any variant of these.
 			var params struct {
-				Name      string          `json:"name"`
-				Arguments json.RawMessage `json:"arguments"`
+				Name      string         `json:"name"`
+				Arguments jsontext.Value `json:"arguments"`
 				Task      *struct {
 					TTL *int64 `json:"ttl"`
 				} `json:"task"`
 			}
-			if json.Unmarshal(msg.Params, &params) != nil {
+			if jsonv2.Unmarshal(msg.Params, &params) != nil {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -157,7 +168,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 					writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
 					return
 				}
-				e.serverDirected(w, r, msg.ID, s, t, params.Arguments)
+				e.serverDirected(w, r, msg.ID, s, t, json.RawMessage(params.Arguments))
 				return
 			}
 			if !headersMatch(r, msg.Method, params.Name) {
@@ -169,7 +180,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown tool"})
 				return
 			}
-			tk, err := e.startTask(s, t, params.Arguments, taskTTL(params.Task.TTL, e.ep.ApprovalWait), false)
+			tk, err := e.startTask(s, t, json.RawMessage(params.Arguments), taskTTL(params.Task.TTL, e.ep.ApprovalWait), false)
 			if err != nil {
 				writeRPC(w, http.StatusOK, msg.ID, nil, err)
 				return
@@ -179,7 +190,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			var params struct {
 				TaskID string `json:"taskId"`
 			}
-			_ = json.Unmarshal(msg.Params, &params)
+			_ = jsonv2.Unmarshal(msg.Params, &params)
 			if !headersMatch(r, msg.Method, params.TaskID) {
 				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
 				return
@@ -205,15 +216,21 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			}
 			list := []Task{}
 			if s != nil {
-				_, scopes, _ := s.credential()
+				_, scopes, who := s.credential() // before tasks.mu: the two are never held together
 				now := e.now()
+				var own []*task
 				e.tasks.mu.Lock()
 				for _, tk := range e.tasks.tasks {
-					if e.sees(s, scopes, tk, now) {
-						list = append(list, tk.snapshot())
+					if tk.owner == s.p.id {
+						own = append(own, tk)
 					}
 				}
 				e.tasks.mu.Unlock()
+				for _, tk := range own { // policy decisions, outside tasks.mu
+					if e.sees(s, scopes, who, tk, now) {
+						list = append(list, tk.snapshot())
+					}
+				}
 			}
 			writeRPC(w, http.StatusOK, msg.ID, map[string]any{"tasks": list}, nil)
 		default:
@@ -305,7 +322,8 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 	now := e.now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	ctx, cancel := context.WithCancel(e.tasks.ctx)
-	tk := &task{owner: s.p.id, scope: t.Scope, target: t.Target, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
+	_, _, who := s.credential() // before tasks.mu: the two are never held together
+	tk := &task{owner: s.p.id, tool: t, who: who, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
 		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
@@ -497,36 +515,57 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 	if s == nil {
 		return nil
 	}
-	_, scopes, _ := s.credential() // before tasks.mu: the two are never held together
+	_, scopes, who := s.credential() // before tasks.mu: the two are never held together
 	e.tasks.mu.Lock()
-	defer e.tasks.mu.Unlock()
-	if tk := e.tasks.tasks[id]; tk != nil && e.sees(s, scopes, tk, e.now()) {
+	tk := e.tasks.tasks[id]
+	e.tasks.mu.Unlock()
+	if tk != nil && e.sees(s, scopes, who, tk, e.now()) { // a policy decision, outside tasks.mu
 		return tk
 	}
 	return nil
 }
 
 // sees reports whether a request made with s's token, whose credential
-// holds scopes, may see tk at now: its principal made it, the scopes hold
-// the tool's (a narrow token of the principal does not read a broad
-// one's results) and, with a catalog, the scope the catalog in force
-// asks for the tool's target (a reload may have narrowed it since the
-// task was made), and its ttl has not run out (it is kept no longer
-// than its ttl, whenever the table is next swept).
-func (e *Endpoint) sees(s *session, scopes []string, tk *task, now time.Time) bool {
+// holds scopes and is the Cedar principal who, may see tk at now: its
+// principal made it, its ttl has not run out (it is kept no longer than
+// its ttl, whenever the table is next swept), the scopes hold the tool's
+// (a narrow token of the principal does not read a broad one's results),
+// and the token may call the tool as the gateway would decide it:
+//   - with the gateway's catalog and policies (e.gate), the scope the
+//     catalog in force asks for the tool's target (a reload may have
+//     narrowed it since the task was made) and the catalog gate and the
+//     authorize-stage policy decision for who (listGate.allows, as
+//     tools/list asks it), so a token that Cedar forbids the tool reads
+//     none of its results another token of the principal got;
+//   - without them the endpoint cannot ask the policy, so who must be
+//     the Cedar principal of the credential that made the task, every
+//     attribute a policy can read alike (samePrincipal): a token whose
+//     scope set or service differs sees nothing of it.
+func (e *Endpoint) sees(s *session, scopes []string, who policy.Principal, tk *task, now time.Time) bool {
 	tk.mu.Lock()
 	gone := !tk.expires.IsZero() && now.After(tk.expires)
 	tk.mu.Unlock()
-	if gone || tk.owner != s.p.id || !covered(scopes, tk.scope) {
+	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) {
 		return false
 	}
-	if e.gate != nil {
-		t, ok := e.gate.catalog.Load().Lookup(tk.target)
-		if !ok || !covered(scopes, t.Scope) {
-			return false
-		}
+	if e.gate == nil {
+		return samePrincipal(who, tk.who)
 	}
-	return true
+	t, ok := e.gate.catalog.Load().Lookup(tk.tool.Target)
+	return ok && covered(scopes, t.Scope) && who.Agent != "" && e.gate.allows(tk.tool, e.cfg.Tenant, who, now)
+}
+
+// samePrincipal reports whether a and b are the same Cedar principal:
+// the same agent, tenant, service and issuer, and the same set of
+// scopes.
+func samePrincipal(a, b policy.Principal) bool {
+	if a.Agent == "" || a.Agent != b.Agent || a.Tenant != b.Tenant || a.Service != b.Service || a.Issuer != b.Issuer {
+		return false
+	}
+	as, bs := slices.Clone(a.Scopes), slices.Clone(b.Scopes)
+	slices.Sort(as)
+	slices.Sort(bs)
+	return slices.Equal(slices.Compact(as), slices.Compact(bs))
 }
 
 // rewrite runs next into a buffer and lets edit change the JSON-RPC
@@ -595,11 +634,11 @@ func declaresTaskExtension(params json.RawMessage) bool {
 	var p struct {
 		Meta struct {
 			Caps struct {
-				Extensions map[string]json.RawMessage `json:"extensions"`
+				Extensions map[string]jsontext.Value `json:"extensions"`
 			} `json:"io.modelcontextprotocol/clientCapabilities"`
 		} `json:"_meta"`
 	}
-	if json.Unmarshal(params, &p) != nil {
+	if jsonv2.Unmarshal(params, &p) != nil {
 		return false
 	}
 	_, ok := p.Meta.Caps.Extensions[taskExtension]
