@@ -72,8 +72,14 @@ func (s *Set) evaluate(req Request) Decision {
 			Attributes: s.attrs.resource(req.Resource),
 		},
 	}
-	ctx, notes := buildContext(req)
+	ctx, notes, overBound := buildContext(req)
 	d.Errors = notes
+	if overBound {
+		// Fail closed: a field left out for the element bound would make
+		// a forbid guarded by `context.payload has f` pass it.
+		d.PolicyIDs = []string{BuiltinPayloadBound}
+		return d
+	}
 
 	dec, diag := cedar.Authorize((*setIter)(s), ents, cedar.Request{
 		Principal: ents.principal.UID,
@@ -163,11 +169,14 @@ type authorizeContext struct {
 
 var lastAuthorizeContext atomic.Pointer[authorizeContext]
 
-func buildContext(req Request) (cedar.Record, []string) {
+// buildContext returns the context of req, the notes of payload fields
+// left out, and whether one was left out for the element bound
+// (payloadRecord).
+func buildContext(req Request) (cedar.Record, []string, bool) {
 	t := req.Time.UTC()
 	if len(req.Budget) == 0 && req.Payload == nil {
 		if c := lastAuthorizeContext.Load(); c != nil && c.unix == t.Unix() {
-			return c.rec, nil
+			return c.rec, nil, false
 		}
 		rec := cedar.NewRecord(cedar.RecordMap{
 			"time":   cedar.Long(t.Unix()),
@@ -176,7 +185,7 @@ func buildContext(req Request) (cedar.Record, []string) {
 			"stage":  stageAuthorizeValue,
 		})
 		lastAuthorizeContext.Store(&authorizeContext{unix: t.Unix(), rec: rec})
-		return rec, nil
+		return rec, nil, false
 	}
 	budget := emptyRecord
 	if len(req.Budget) > 0 {
@@ -193,11 +202,12 @@ func buildContext(req Request) (cedar.Record, []string) {
 		"stage":  stageAuthorizeValue,
 	}
 	var notes []string
+	overBound := false
 	if req.Payload != nil {
 		rm["stage"] = stageContentValue
-		rm["payload"] = payloadRecord(req.Payload, &notes)
+		rm["payload"], overBound = payloadRecord(req.Payload, &notes)
 	}
-	return cedar.NewRecord(rm), notes
+	return cedar.NewRecord(rm), notes, overBound
 }
 
 // Evaluation errors are reduced to their kind: cedar-go quotes some

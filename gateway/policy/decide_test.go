@@ -307,7 +307,7 @@ func TestPayloadDepthBound(t *testing.T) {
 		v = map[string]any{"n": v}
 	}
 	var notes []string
-	payloadRecord(map[string]any{"deep": v}, &notes)
+	_, _ = payloadRecord(map[string]any{"deep": v}, &notes)
 	if len(notes) != 1 || notes[0] != "payload.deep: inside: nested deeper than 8; field omitted" {
 		t.Errorf("notes = %q; want one depth note for payload.deep", notes)
 	}

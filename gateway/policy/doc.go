@@ -78,11 +78,12 @@
 // Decimal (compare it with .greaterThan etc.); anything else (more
 // precision, out of range, null, another Go type, nesting deeper than
 // maxPayloadDepth) is omitted and noted in Decision.Errors by field name
-// only. So is a field whose array elements and object members would take
-// the payload past maxPayloadElements (256, counted at every depth and
-// across fields, in field-name order): cedar-go's sets probe linearly on
-// colliding hashes, and the bound keeps their cost fixed whatever the
-// payload's length. A json.Number is read from its decimal text exactly, whatever its
+// only. A payload whose fields hold more array elements and object
+// members than maxPayloadElements (256, counted at every depth and across
+// fields) is denied whole at stage content (BuiltinPayloadBound),
+// whatever the policies say: cedar-go's sets probe linearly on colliding
+// hashes, so conversion stops at the bound, and a field left out would
+// pass a forbid guarded by `context.payload has` it. A json.Number is read from its decimal text exactly, whatever its
 // spelling: 150, 150.0, 1.5e2 and 15000e-2 are all Long 150, and
 // 100000.00000000000000001e0 is omitted as 100000.00000000000000001 is
 // (a float64 is taken as the shortest decimal that reads back as it).

@@ -145,7 +145,7 @@ func TestPayloadElementBound(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			obj := decodePayload(t, tt.body)
 			var notes []string
-			rec := payloadRecord(obj, &notes)
+			rec, _ := payloadRecord(obj, &notes)
 			if !slices.Equal(notes, tt.notes) {
 				t.Errorf("notes = %q; want %q", notes, tt.notes)
 			}
@@ -178,15 +178,21 @@ func members(n int) string {
 	return b.String()
 }
 
-// TestPayloadPastBoundDenies: a forbid reading a field left out for the
-// element bound errors and so denies; the same forbid over a field at the
-// bound judges it and allows.
+// TestPayloadPastBoundDenies: a payload whose policy-visible fields pass
+// the element bound is denied at stage content by the built-in
+// builtin:payload_bound, whatever the policies say: a field left out
+// would pass a forbid guarded by `context.payload has` it, and the bound
+// is shared, so one field can crowd out another. At the bound the
+// policies judge it.
 func TestPayloadPastBoundDenies(t *testing.T) {
 	s, err := Parse("p.cedar", []byte(`
 @id("allow") permit (principal, action, resource);
 @id("no-blocked-amount")
 forbid (principal, action == Action::"tool_call", resource)
 when { context has payload && context.payload.amounts.contains(999999999) };
+@id("no-external")
+forbid (principal, action == Action::"tool_call", resource)
+when { context has payload && context.payload has recipients && context.payload.recipients.contains("x@evil.example") };
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -201,17 +207,27 @@ when { context has payload && context.payload.amounts.contains(999999999) };
 	if d := s.Decide(req); !d.Allow || len(d.Errors) != 0 {
 		t.Errorf("256 amounts: allow=%v errors=%q; want allowed without errors", d.Allow, d.Errors)
 	}
-	req.Payload = decodePayload(t, `{"amounts":`+collidingArray(8000)+`}`)
-	d := s.Decide(req)
-	if d.Allow || !slices.Equal(d.PolicyIDs, []string{"no-blocked-amount"}) {
-		t.Errorf("8000 amounts: allow=%v policy_ids=%v; want denied by no-blocked-amount", d.Allow, d.PolicyIDs)
+	many := strings.Repeat(`"a@ok.example",`, 256)
+	for _, tt := range []struct {
+		name, body, note string
+	}{
+		{"8000 amounts", `{"amounts":` + collidingArray(8000) + `}`, "payload.amounts: " + tooManyNote},
+		{"257 recipients", `{"recipients":[` + many + `"x@evil.example"]}`, "payload.recipients: " + tooManyNote},
+		{"recipients crowded out", `{"attachments":[` + strings.TrimSuffix(many, ",") + `],"recipients":["x@evil.example"]}`, "payload.recipients: " + tooManyNote},
+		{"257 harmless recipients", `{"recipients":[` + many + `"b@ok.example"]}`, "payload.recipients: " + tooManyNote},
+	} {
+		req.Payload = decodePayload(t, tt.body)
+		d := s.Decide(req)
+		if d.Allow || !slices.Equal(d.PolicyIDs, []string{BuiltinPayloadBound}) {
+			t.Errorf("%s: allow=%v policy_ids=%v; want denied by %s", tt.name, d.Allow, d.PolicyIDs, BuiltinPayloadBound)
+		}
+		if !slices.Equal(d.Errors, []string{tt.note}) {
+			t.Errorf("%s: errors = %q; want %q", tt.name, d.Errors, tt.note)
+		}
 	}
-	want := []string{
-		"payload.amounts: " + tooManyNote,
-		"policy no-blocked-amount: record does not have the attribute `amounts`",
-	}
-	if !slices.Equal(d.Errors, want) {
-		t.Errorf("errors = %q; want %q", d.Errors, want)
+	req.Payload = decodePayload(t, `{"amounts":[1],"recipients":["x@evil.example"]}`)
+	if d := s.Decide(req); d.Allow || !slices.Equal(d.PolicyIDs, []string{"no-external"}) {
+		t.Errorf("one recipient: allow=%v policy_ids=%v; want denied by no-external", d.Allow, d.PolicyIDs)
 	}
 }
 
@@ -224,7 +240,7 @@ func BenchmarkPayloadRecordColliding(b *testing.B) {
 		b.Run(fmt.Sprintf("elements=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				var notes []string
-				payloadRecord(obj, &notes)
+				_, _ = payloadRecord(obj, &notes)
 			}
 		})
 	}

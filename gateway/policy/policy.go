@@ -16,6 +16,13 @@ const (
 // policy, denied.
 const BuiltinTenantIsolation = "builtin:tenant_isolation"
 
+// BuiltinPayloadBound is the id reported when a payload's policy-visible
+// fields hold more array elements and object members than policy sees
+// (maxPayloadElements): the message is denied at stage content, whatever
+// the policies say, since a field left out would pass a forbid guarded by
+// `context.payload has` it.
+const BuiltinPayloadBound = "builtin:payload_bound"
+
 // Capabilities are the action ids a policy may name (docs/wire.md).
 var Capabilities = []string{"read", "delegate", "tool_call", "workflow_command", "approve", "respond"}
 
