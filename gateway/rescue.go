@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/agentgw/agentgw/store/journal"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -259,19 +260,26 @@ func (g *Gateway) markAckedBySeq(ps *partState, consumer string, raw *jetstream.
 	}
 }
 
+// recordAckedBySeq sets the marker in ps's ledger with the expiry
+// ackedBySeq asks about, the message's life in the ingress stream.
+// Scaled out its journal record expires no later than
+// scale_out.journal_max_age from now: the journal keeps nothing longer,
+// and refuses a record that would need it to. A partition's next owner
+// has the marker that long (docs/reliability.md).
 func (g *Gateway) recordAckedBySeq(ps *partState, consumer string, raw *jetstream.RawStreamMsg) error {
 	expires := g.ackedMarkerExpiry(raw.Time)
-	if limit := g.clock().Add(g.cfg.journalMaxAge()); ps.epoch != 0 && expires.After(limit) {
-		// The journal keeps nothing longer, and refuses a record that
-		// would need it to.
-		expires = limit
-	}
+	id := ackedMarkerID(consumer, raw.Sequence)
 	b := g.newBatch(ps)
 	defer b.Close()
-	first, err := b.SetOnce(ackedMarkerKind, ackedMarkerID(consumer, raw.Sequence), expires)
+	first, err := b.Batch.SetOnce(ackedMarkerKind, id, expires)
 	if err != nil || !first {
 		return err
 	}
+	journaled := expires
+	if limit := g.clock().Add(g.cfg.journalMaxAge()); journaled.After(limit) {
+		journaled = limit
+	}
+	b.add(journal.Record{Op: journal.OpMarker, MarkerKind: ackedMarkerKind, ID: id, Expires: journaled})
 	if err := b.Commit(); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/store"
 )
 
 // TestRescuedMessageEndsOnceAcrossRestart: a status-shaped message
@@ -21,34 +22,16 @@ import (
 // and audit event were stored a second time. Its acknowledgement is
 // recorded in the ledger, so it ends once.
 func TestRescuedMessageEndsOnceAcrossRestart(t *testing.T) {
-	h := newHarness(t)
-	h.allowErrors = true // the full capability stream is logged
-	h.cfg.NotifySenders = false
-	h.cfg.Limits.MaxTTL = time.Second
-	h.cfg.Limits.Skew = time.Second
-	h.cfg.Limits.DecisionTTL = time.Second
-	h.cfg.Streams.DuplicateWindow = 2 * time.Second
-	h.cfg.Streams.MaxMsgsPerOutput = 3
-	h.cfg.Consumer.AckWait = 2 * time.Second
+	h := shortWindowHarness(t) // the full capability stream is logged
 	h.start()
 	ctx := context.Background()
-	for i := range 3 {
-		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
-		must(t, err)
-	}
+	h.fillCapabilityStream(ctx)
 	// Allowed, it does not fit the capability stream: it holds the ack
 	// floor.
 	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
 	poison := h.statusShapedPoison("404", "No Messages")
 	h.outputFor(poison)
-	denials := func() (n int) {
-		for _, m := range h.all(StreamDenied) {
-			if m.Header.Get(header.IngressSeq) == fmt.Sprint(poison) {
-				n++
-			}
-		}
-		return n
-	}
+	denials := func() int { return h.deniedRecordsOf(poison) }
 	time.Sleep(4 * time.Second) // past the duplicate window
 	if n := denials(); n != 1 {
 		t.Fatalf("before the restart: %d denied records of ingress %d; want 1", n, poison)
@@ -74,15 +57,7 @@ func TestRescuedMessageEndsOnceAcrossRestart(t *testing.T) {
 // acknowledged, and is re-emitted, across a restart and past the
 // duplicate window, until the record is stored: then it ends, once.
 func TestRescuedMessageRetriedAcrossRestart(t *testing.T) {
-	h := newHarness(t)
-	h.allowErrors = true // the full denied stream is logged
-	h.cfg.NotifySenders = false
-	h.cfg.Limits.MaxTTL = time.Second
-	h.cfg.Limits.Skew = time.Second
-	h.cfg.Limits.DecisionTTL = time.Second
-	h.cfg.Streams.DuplicateWindow = 2 * time.Second
-	h.cfg.Streams.MaxMsgsPerOutput = 3
-	h.cfg.Consumer.AckWait = 2 * time.Second
+	h := shortWindowHarness(t) // the full denied stream is logged
 	h.start()
 	ctx := context.Background()
 	const filler = "agentgw.denied.tenant_a.filler"
@@ -91,14 +66,7 @@ func TestRescuedMessageRetriedAcrossRestart(t *testing.T) {
 		must(t, err)
 	}
 	poison := h.statusShapedPoison("404", "No Messages")
-	denials := func() (n int) {
-		for _, m := range h.all(StreamDenied) {
-			if m.Header.Get(header.IngressSeq) == fmt.Sprint(poison) {
-				n++
-			}
-		}
-		return n
-	}
+	denials := func() int { return h.deniedRecordsOf(poison) }
 	time.Sleep(4 * time.Second) // re-emitted, past the duplicate window
 	if n := denials(); n != 0 {
 		t.Fatalf("%d denied records of ingress %d stored in a full stream", n, poison)
@@ -128,32 +96,14 @@ func TestRescuedMessageRetriedAcrossRestart(t *testing.T) {
 // rescued message's acknowledgement is journaled: the partition's next
 // owner, its ledger rebuilt from the journal, does not re-emit it.
 func TestRescuedMessageEndsOnceAcrossOwners(t *testing.T) {
-	h := newHarness(t)
-	h.allowErrors = true // the full capability stream is logged
-	h.cfg.NotifySenders = false
-	h.cfg.Limits.MaxTTL = time.Second
-	h.cfg.Limits.Skew = time.Second
-	h.cfg.Limits.DecisionTTL = time.Second
-	h.cfg.Streams.DuplicateWindow = 2 * time.Second
-	h.cfg.Streams.MaxMsgsPerOutput = 3
-	h.cfg.Consumer.AckWait = 2 * time.Second
+	h := shortWindowHarness(t) // the full capability stream is logged
 	a := h.startInstance("a")
 	ctx := context.Background()
-	for i := range 3 {
-		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
-		must(t, err)
-	}
+	h.fillCapabilityStream(ctx)
 	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
 	poison := h.statusShapedPoison("404", "No Messages")
 	h.outputFor(poison)
-	denials := func() (n int) {
-		for _, m := range h.all(StreamDenied) {
-			if m.Header.Get(header.IngressSeq) == fmt.Sprint(poison) {
-				n++
-			}
-		}
-		return n
-	}
+	denials := func() int { return h.deniedRecordsOf(poison) }
 	time.Sleep(4 * time.Second) // past the duplicate window
 	a.stop(t)
 	b := h.startInstance("b")
@@ -167,4 +117,79 @@ func TestRescuedMessageEndsOnceAcrossOwners(t *testing.T) {
 		}
 	}
 	b.stop(t)
+}
+
+// TestRescuedMessageEndsOnceScaledOut: scaled out, the journal keeps a
+// marker at most scale_out.journal_max_age, but the owner's own ledger
+// keeps it for the message's life in the stream: past journal_max_age,
+// pruned, the same owner does not re-emit the message.
+func TestRescuedMessageEndsOnceScaledOut(t *testing.T) {
+	h := shortWindowHarness(t)             // the full capability stream is logged
+	h.cfg.Limits.ApprovalTTL = time.Second // journal_max_age then comes to about a minute
+	a := h.startInstance("a")
+	ctx := context.Background()
+	h.fillCapabilityStream(ctx)
+	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
+	poison := h.statusShapedPoison("404", "No Messages")
+	h.outputFor(poison)
+	time.Sleep(4 * time.Second) // past the duplicate window
+	if n := h.deniedRecordsOf(poison); n != 1 {
+		t.Fatalf("before: %d denied records of ingress %d; want 1", n, poison)
+	}
+	h.clock.Advance(3 * time.Minute) // past journal_max_age and the lookback, far from ingress_max_age
+	a.gw.scale.mu.Lock()
+	var leds []*store.Ledger
+	for _, ps := range a.gw.scale.live {
+		leds = append(leds, ps.ledger)
+	}
+	a.gw.scale.mu.Unlock()
+	if len(leds) == 0 {
+		t.Fatal("instance a holds no partition")
+	}
+	for _, led := range leds {
+		if _, err := led.Prune(h.clock.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(4 * time.Second) // rescue looks every second
+	if n := h.deniedRecordsOf(poison); n != 1 {
+		t.Errorf("the same owner, past journal_max_age: %d denied records of ingress %d; want 1", n, poison)
+	}
+	a.stop(t)
+}
+
+// shortWindowHarness is a harness whose duplicate window, freshness and
+// ack wait are seconds, so that a test can outlast them, whose output
+// streams hold 3 messages, and which sends no decision notices. A full
+// output stream is logged as an error, which it allows.
+func shortWindowHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.NotifySenders = false
+	h.cfg.Limits.MaxTTL = time.Second
+	h.cfg.Limits.Skew = time.Second
+	h.cfg.Limits.DecisionTTL = time.Second
+	h.cfg.Streams.DuplicateWindow = 2 * time.Second
+	h.cfg.Streams.MaxMsgsPerOutput = 3
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	return h
+}
+
+// fillCapabilityStream stores 3 messages in the capability stream, as
+// many as shortWindowHarness lets it hold.
+func (h *harness) fillCapabilityStream(ctx context.Context) {
+	for i := range 3 {
+		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
+		must(h.t, err)
+	}
+}
+
+// deniedRecordsOf counts the denied records of ingress sequence seq.
+func (h *harness) deniedRecordsOf(seq uint64) (n int) {
+	for _, m := range h.all(StreamDenied) {
+		if m.Header.Get(header.IngressSeq) == fmt.Sprint(seq) {
+			n++
+		}
+	}
+	return n
 }

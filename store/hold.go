@@ -216,6 +216,22 @@ func (l *Ledger) prunedMarker(expires time.Time) bool {
 	return h != 0 && uint64(max(expires.Add(-l.lookback).UnixNano(), 0)) < h
 }
 
+// Marked is Ledger.Marked read through b: for the goroutine holding b,
+// which may call no other Ledger method, and seeing what b staged.
+func (b *Batch) Marked(kind, id string, expires time.Time) (bool, error) {
+	if err := b.check(); err != nil {
+		return false, err
+	}
+	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
+		return false, err
+	}
+	if err := checkPart("marker id", id, maxPartLen); err != nil {
+		return false, err
+	}
+	_, ok, err := b.r.get(markerKey(kind, id))
+	return ok || (err == nil && b.l.prunedMarker(expires)), err
+}
+
 // Marked reports whether the single-use marker (kind, id), expiring at
 // expires, is set as SetOnce would find it in the database (a marker
 // Prune may have removed counts as set): a read-only lookup, without a

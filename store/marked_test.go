@@ -57,3 +57,40 @@ func TestMarked(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchMarked: Batch.Marked answers as Ledger.Marked does, and sees
+// the markers the batch staged, for the goroutine holding the batch,
+// which may call no other Ledger method: with the ledger marked broken
+// meanwhile (a failed write elsewhere), Ledger.Marked would wait to
+// reopen it behind the batch's own lock; Batch.Marked reads through the
+// batch and returns.
+func TestBatchMarked(t *testing.T) {
+	l := openTest(t, Options{Lookback: 30 * time.Second})
+	exp := t0.Add(time.Hour)
+	b := l.NewBatch()
+	if ok, err := b.SetOnce("acked_by_seq", "c/1", exp); !ok || err != nil {
+		t.Fatalf("SetOnce = %v, %v", ok, err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b = l.NewBatch()
+	defer b.Close()
+	if ok, err := b.SetOnce("acked_by_seq", "c/2", exp); !ok || err != nil {
+		t.Fatalf("SetOnce = %v, %v", ok, err)
+	}
+	l.broken.Store(true)
+	for _, tt := range []struct {
+		id   string
+		want bool
+	}{{"c/1", true}, {"c/2", true}, {"c/3", false}} {
+		ok, err := b.Marked("acked_by_seq", tt.id, exp)
+		if err != nil || ok != tt.want {
+			t.Errorf("Batch.Marked(%s) = %v, %v; want %v", tt.id, ok, err, tt.want)
+		}
+	}
+	if _, err := b.Marked("", "c/1", exp); err == nil {
+		t.Error("Batch.Marked accepted a kind SetOnce refuses")
+	}
+	l.broken.Store(false)
+}
