@@ -14,7 +14,7 @@ import (
 
 // TestPolicyTestNotReEvaluable: a recorded allow that a candidate policy
 // reading context.budget takes in cannot be judged from the audit trail
-// (it holds no budget state): policy test says so and exits 3, in text
+// (it holds no budget state): policy test says so and exits 4, in text
 // and JSON, never "no decision would flip" with 0; a candidate it can
 // judge and that flips nothing exits 0.
 func TestPolicyTestNotReEvaluable(t *testing.T) {

@@ -73,7 +73,18 @@ func scanBound(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, strea
 			return nil
 		}
 	}
-	return nil
+	return stoppedEarly(ctx, stream, follow)
+}
+
+// stoppedEarly is what a read of stream returns when ctx is done before
+// its end: nil when it follows the stream (ctx done is how it stops), an
+// error wrapping ctx's otherwise, so that a partial read (an interrupt, a
+// deadline) is never reported as the whole.
+func stoppedEarly(ctx context.Context, stream string, follow bool) error {
+	if follow {
+		return nil
+	}
+	return fmt.Errorf("stream %s: the read stopped before its end: %w", stream, ctx.Err())
 }
 
 // streamHint says what to do about an error reading stream.
@@ -110,7 +121,9 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, filter string, d 
 // behind), for a user that may create consumers (an open server, the
 // admin). Without follow it returns after the last message that matched
 // when it started; with follow it waits for new ones until ctx is done.
-// An interrupt (ctx done) is not an error.
+// Without follow, ctx done before the end is an error (stoppedEarly): a
+// partial read is never taken for the whole; with follow it ends the
+// read.
 func scanOrdered(ctx context.Context, js jetstream.JetStream, stream string, oc jetstream.OrderedConsumerConfig, follow bool, fn func(jetstream.Msg) error) error {
 	cons, err := js.OrderedConsumer(ctx, stream, oc)
 	if err != nil {
@@ -128,7 +141,7 @@ func scanOrdered(ctx context.Context, js jetstream.JetStream, stream string, oc 
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return stoppedEarly(ctx, stream, follow)
 			}
 			return fmt.Errorf("stream %s: %w", stream, err)
 		}

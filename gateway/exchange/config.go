@@ -242,7 +242,7 @@ func (c Config) Validate() error {
 			add("idps[%d]: duplicate name %q", i, p.Name)
 		}
 		if issuers[p.Issuer] {
-			add("idps[%d]: duplicate issuer %q: one config per issuer", i, p.Issuer)
+			add("idps[%d]: duplicate issuer %s: one config per issuer", i, shownURL(p.Issuer))
 		}
 		names[p.Name], issuers[p.Issuer] = true, true
 		for _, t := range p.Tenants {
@@ -495,7 +495,7 @@ func shownURL(raw string) string {
 	if err != nil {
 		return fmt.Sprintf("a URL of %d bytes that does not parse", len(raw))
 	}
-	if u.Opaque != "" {
+	if u.Opaque != "" || u.Host == "" {
 		return fmt.Sprintf("a URL of %d bytes without a host", len(raw))
 	}
 	var removed []string

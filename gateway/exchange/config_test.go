@@ -136,6 +136,12 @@ func TestConfigURLErrorsHideSecrets(t *testing.T) {
 		{"opaque", func(c *Config) { c.IdPs[0].Issuer = "https:" + secret + "@login.example.com" }, "without a host"},
 		{"space_and_password", func(c *Config) { c.IdPs[0].Issuer = "https://svc:" + secret + "@login.example.com/a b" }, "holds a space"},
 		{"unparsable", func(c *Config) { c.IdPs[0].JWKSURL = "https://svc:" + secret + "@[::1" }, "does not parse"},
+		{"no_host_backslash", func(c *Config) { c.IdPs[0].Issuer = `https:/\svc:` + secret + "@idp.example.com" }, "without a host"},
+		{"no_host_triple_slash", func(c *Config) { c.IdPs[0].Issuer = "https:///svc:" + secret + "@idp.example.com" }, "without a host"},
+		{"duplicate_issuer", func(c *Config) {
+			c.IdPs[0].Issuer = "https://svc:" + secret + "@login.example.com"
+			c.IdPs[1].Issuer = c.IdPs[0].Issuer
+		}, `duplicate issuer "https://login.example.com" (credentials removed)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
