@@ -72,12 +72,14 @@ func (s *Set) evaluate(req Request) Decision {
 			Attributes: s.attrs.resource(req.Resource),
 		},
 	}
-	ctx, notes, overBound := buildContext(req)
+	ctx, notes, omitted := buildContext(req)
 	d.Errors = notes
-	if overBound {
-		// Fail closed: a field left out for the element bound would make
-		// a forbid guarded by `context.payload has f` pass it.
-		d.PolicyIDs = []string{BuiltinPayloadBound}
+	if omitted && s.DependsOn(req).Content {
+		// Fail closed: a field left out (a value Cedar cannot hold, past
+		// the element bound) would make a forbid guarded by
+		// `context.payload has f` pass it. Only a policy that takes the
+		// request in and reads the payload could have judged it.
+		d.PolicyIDs = []string{BuiltinPayloadUnrepresentable}
 		return d
 	}
 
@@ -170,8 +172,7 @@ type authorizeContext struct {
 var lastAuthorizeContext atomic.Pointer[authorizeContext]
 
 // buildContext returns the context of req, the notes of payload fields
-// left out, and whether one was left out for the element bound
-// (payloadRecord).
+// left out, and whether one was (payloadRecord).
 func buildContext(req Request) (cedar.Record, []string, bool) {
 	t := req.Time.UTC()
 	if len(req.Budget) == 0 && req.Payload == nil {
@@ -202,12 +203,12 @@ func buildContext(req Request) (cedar.Record, []string, bool) {
 		"stage":  stageAuthorizeValue,
 	}
 	var notes []string
-	overBound := false
+	omitted := false
 	if req.Payload != nil {
 		rm["stage"] = stageContentValue
-		rm["payload"], overBound = payloadRecord(req.Payload, &notes)
+		rm["payload"], omitted = payloadRecord(req.Payload, &notes)
 	}
-	return cedar.NewRecord(rm), notes, overBound
+	return cedar.NewRecord(rm), notes, omitted
 }
 
 // Evaluation errors are reduced to their kind: cedar-go quotes some

@@ -99,8 +99,8 @@ func TestDecide(t *testing.T) {
 		{name: "deny/content stage field missing fails closed", wantIDs: []string{"refunds.max_amount"},
 			wantErrs: []string{"policy refunds.max_amount: record does not have the attribute `amount_cents`"},
 			req:      Request{Principal: principal(), Action: "tool_call", Resource: refund, Payload: map[string]any{}}},
-		{name: "deny/content stage unrepresentable amount fails closed", wantIDs: []string{"refunds.max_amount"},
-			wantErrs: []string{"payload.amount_cents: more than 4 fractional digits", "policy refunds.max_amount:"},
+		{name: "deny/content stage unrepresentable amount fails closed", wantIDs: []string{BuiltinPayloadUnrepresentable},
+			wantErrs: []string{"payload.amount_cents: more than 4 fractional digits"},
 			req:      Request{Principal: principal(), Action: "tool_call", Resource: refund, Payload: map[string]any{"amount_cents": 150000.00001}}},
 		{name: "deny/content stage wrong type fails closed", wantIDs: []string{"refunds.max_amount"},
 			wantErrs: []string{"policy refunds.max_amount: type error"},
@@ -448,11 +448,14 @@ func TestAuthorizeContextCacheFollowsTheClock(t *testing.T) {
 }
 
 // TestErroringApprovalPermitAsksForApproval: a permit that asks for
-// approval above an amount errors, and Cedar skips it, when the amount
-// is one Cedar cannot hold (past int64, more than four decimals): the
-// payload leaves it out. Another permit allows the request; it goes to
-// approval, not straight through. An amount under the threshold, which
-// does not error, needs none.
+// approval above an amount errors, and Cedar skips it, when the amount is
+// of a type it cannot compare (a string): another permit allows the
+// request, and it goes to approval, not straight through. An amount
+// Cedar cannot hold (past int64, more than four decimals) is left out of
+// the policy's view, and a payload with a field left out is denied
+// whole (BuiltinPayloadUnrepresentable) when a policy that takes the
+// request in reads the payload. An amount under the threshold needs no
+// approval.
 func TestErroringApprovalPermitAsksForApproval(t *testing.T) {
 	set, err := Parse("approval.cedar", []byte(`@id("base")
 permit (principal, action == Action::"tool_call", resource) when { principal.tenant == resource.tenant };
@@ -465,19 +468,23 @@ when { context has payload && context.payload.amount_cents > 50000 };
 	}
 	refund := target("refunds.draft_refund", "tool_call", "medium")
 	for _, tt := range []struct {
-		amount       any
-		wantApproval bool
+		amount                  any
+		wantAllow, wantApproval bool
 	}{
-		{json.Number("60000"), true},
-		{json.Number("2500"), false},
-		{json.Number("1e19"), true},
-		{json.Number("10000000000000000000"), true},
-		{json.Number("60000.00001"), true},
+		{json.Number("60000"), true, true},
+		{json.Number("2500"), true, false},
+		{"60000", true, true},
+		{json.Number("1e19"), false, false},
+		{json.Number("10000000000000000000"), false, false},
+		{json.Number("60000.00001"), false, false},
 	} {
 		got := set.Decide(Request{Principal: principal(), Action: "tool_call", Resource: refund, Time: t0,
 			Payload: map[string]any{"amount_cents": tt.amount}})
-		if !got.Allow || got.Approval != tt.wantApproval {
-			t.Errorf("amount %v: allow=%v approval=%v (%v); want allow, approval=%v", tt.amount, got.Allow, got.Approval, got.PolicyIDs, tt.wantApproval)
+		if got.Allow != tt.wantAllow || got.Approval != tt.wantApproval {
+			t.Errorf("amount %v: allow=%v approval=%v (%v); want allow=%v, approval=%v", tt.amount, got.Allow, got.Approval, got.PolicyIDs, tt.wantAllow, tt.wantApproval)
+		}
+		if !tt.wantAllow && !slices.Equal(got.PolicyIDs, []string{BuiltinPayloadUnrepresentable}) {
+			t.Errorf("amount %v: denied by %v; want %s", tt.amount, got.PolicyIDs, BuiltinPayloadUnrepresentable)
 		}
 	}
 }

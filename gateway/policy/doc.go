@@ -26,7 +26,7 @@
 // # Decisions
 //
 // Forbid wins; with no determining permit the answer is deny (Cedar's
-// semantics). Two agentgw rules sit on top of Cedar:
+// semantics). Three agentgw rules sit on top of Cedar:
 //
 //   - Tenant isolation: if the principal's tenant is empty or differs from
 //     the resource's, the decision is deny with PolicyIDs
@@ -38,9 +38,15 @@
 //     Decision.Errors. A permit that errors is skipped (it grants nothing),
 //     but one that carries @approval("required") still asks for it: a
 //     request another permit allows then needs approval, and the erroring
-//     permit's id is listed among the deciders. Otherwise a payload value
-//     Cedar cannot hold (an amount past int64) would make "approval above
-//     an amount" vanish.
+//     permit's id is listed among the deciders. Otherwise an amount of a
+//     type the condition cannot compare would make "approval above an
+//     amount" vanish.
+//   - Payloads fail closed: when a policy-visible field had to be left
+//     out of the policy's view (Payload values, below) and a policy that
+//     takes the request in reads the payload, the decision is deny with
+//     PolicyIDs ["builtin:payload_unrepresentable"], whatever the
+//     policies say: a forbid guarded by `context.payload has` the field
+//     would otherwise pass it.
 //
 // A Decision's Approval is set when any determining permit carries
 // @approval("required"), or an erroring one does; routing a high-risk target to approval by its
@@ -78,18 +84,20 @@
 // Decimal (compare it with .greaterThan etc.); anything else (more
 // precision, out of range, null, another Go type, nesting deeper than
 // maxPayloadDepth) is omitted and noted in Decision.Errors by field name
-// only. A payload whose fields hold more array elements and object
-// members than maxPayloadElements (256, counted at every depth and across
-// fields) is denied whole at stage content (BuiltinPayloadBound),
-// whatever the policies say: cedar-go's sets probe linearly on colliding
-// hashes, so conversion stops at the bound, and a field left out would
-// pass a forbid guarded by `context.payload has` it. A json.Number is read from its decimal text exactly, whatever its
+// only; so is a field whose array elements and object members would take
+// the payload past maxPayloadElements (256, counted at every depth and
+// across fields): cedar-go's sets probe linearly on colliding hashes, so
+// conversion stops at the bound. When a field was left out (a null field
+// is absent, and hides nothing) and a policy that takes the request in
+// reads the payload, the payload is denied whole at stage content
+// (BuiltinPayloadUnrepresentable): a field left out would pass a forbid
+// guarded by `context.payload has` it. A json.Number is read from its decimal text exactly, whatever its
 // spelling: 150, 150.0, 1.5e2 and 15000e-2 are all Long 150, and
 // 100000.00000000000000001e0 is omitted as 100000.00000000000000001 is
 // (a float64 is taken as the shortest decimal that reads back as it).
 // Omitting rather than rounding keeps a policy from deciding on a value
-// the agent did not send; a forbid reading an omitted field errors and so
-// denies. What is omitted is always a whole top-level field: an object
+// the agent did not send, and the payload is denied (the third rule,
+// above). What is omitted is always a whole top-level field: an object
 // or array holding a value that cannot be represented, at any depth, is
 // omitted with it, so a condition never judges a Set or Record with
 // elements left out (an allow-list's containsAll would pass the rest).

@@ -18,8 +18,8 @@ const maxPayloadDepth = 8
 
 // maxPayloadElements bounds the array elements and object members, at
 // every depth and across all fields, converted for one payload record; a
-// field that would take the count past it is omitted, and the payload is
-// then denied whole (BuiltinPayloadBound). cedar-go's NewSet places each element at its hash and probes the
+// field that would take the count past it is omitted, as one Cedar
+// cannot hold is (BuiltinPayloadUnrepresentable). cedar-go's NewSet places each element at its hash and probes the
 // next hash on a collision, and the hash of a Long is its value, of a
 // Decimal its value × 10^4, of a Set the sum of its elements' hashes: an
 // array such as [0, 1, …, n-1, 0.0001, 0.0002, …] costs about n²/4
@@ -36,11 +36,12 @@ const maxPayloadElements = 256
 // (maxPayloadElements) leaves out, and the note saying why, do not depend
 // on map order.
 //
-// overBound reports that a field was left out for the element bound: the
-// payload is then denied whole (evaluate), since a forbid guarded by
-// `context.payload has f` would pass a field left out, and the bound is
-// shared, so one field can crowd out another.
-func payloadRecord(m map[string]any, notes *[]string) (rec cedar.Record, overBound bool) {
+// omitted reports that a field was left out: when a policy that takes
+// the request in reads the payload, the payload is then denied whole
+// (evaluate), since a forbid guarded by `context.payload has f` would
+// pass a field left out, and the element bound is shared, so one field
+// can crowd out another.
+func payloadRecord(m map[string]any, notes *[]string) (rec cedar.Record, omitted bool) {
 	rm := make(cedar.RecordMap, len(m))
 	start := len(*notes)
 	left := maxPayloadElements
@@ -48,13 +49,15 @@ func payloadRecord(m map[string]any, notes *[]string) (rec cedar.Record, overBou
 		cv, why := convert(m[k], 1, &left)
 		if why != "" {
 			*notes = append(*notes, "payload."+k+": "+why+"; field omitted")
-			overBound = overBound || why == tooMany || why == inside(tooMany)
+			// A field that is null is absent, for policy as for the
+			// consumer: it hides no value. Anything else left out does.
+			omitted = omitted || m[k] != nil
 			continue
 		}
 		rm[cedar.String(k)] = cv
 	}
 	slices.Sort((*notes)[start:])
-	return cedar.NewRecord(rm), overBound
+	return cedar.NewRecord(rm), omitted
 }
 
 // convert converts one JSON-decoded value, taking one from *left for each

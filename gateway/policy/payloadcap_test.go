@@ -180,7 +180,7 @@ func members(n int) string {
 
 // TestPayloadPastBoundDenies: a payload whose policy-visible fields pass
 // the element bound is denied at stage content by the built-in
-// builtin:payload_bound, whatever the policies say: a field left out
+// builtin:payload_unrepresentable, whatever the policies say: a field left out
 // would pass a forbid guarded by `context.payload has` it, and the bound
 // is shared, so one field can crowd out another. At the bound the
 // policies judge it.
@@ -218,8 +218,8 @@ when { context has payload && context.payload has recipients && context.payload.
 	} {
 		req.Payload = decodePayload(t, tt.body)
 		d := s.Decide(req)
-		if d.Allow || !slices.Equal(d.PolicyIDs, []string{BuiltinPayloadBound}) {
-			t.Errorf("%s: allow=%v policy_ids=%v; want denied by %s", tt.name, d.Allow, d.PolicyIDs, BuiltinPayloadBound)
+		if d.Allow || !slices.Equal(d.PolicyIDs, []string{BuiltinPayloadUnrepresentable}) {
+			t.Errorf("%s: allow=%v policy_ids=%v; want denied by %s", tt.name, d.Allow, d.PolicyIDs, BuiltinPayloadUnrepresentable)
 		}
 		if !slices.Equal(d.Errors, []string{tt.note}) {
 			t.Errorf("%s: errors = %q; want %q", tt.name, d.Errors, tt.note)
@@ -243,5 +243,56 @@ func BenchmarkPayloadRecordColliding(b *testing.B) {
 				_, _ = payloadRecord(obj, &notes)
 			}
 		})
+	}
+}
+
+// TestOmittedFieldDenies: a payload with a policy-visible field left out
+// of the policy's view (a value Cedar cannot hold inside it, nesting
+// deeper than the bound, too many elements) is denied by
+// builtin:payload_unrepresentable when a policy that takes the request
+// in reads the payload, so a forbid guarded by `context.payload has` it
+// cannot be passed by hiding the field; a field that is null is absent
+// and hides nothing. A request no payload-reading policy takes in is
+// judged as usual, its payload bounded all the same.
+func TestOmittedFieldDenies(t *testing.T) {
+	s, err := Parse("p.cedar", []byte(`
+@id("allow") permit (principal, action, resource);
+@id("no-external")
+forbid (principal, action == Action::"tool_call", resource == Target::"mail.send")
+when { context has payload && context.payload has recipients && context.payload.recipients.contains("x@evil.example") };
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(target, body string) Request {
+		return Request{
+			Principal: Principal{Agent: "UAGENT", Tenant: "t"},
+			Action:    "tool_call",
+			Resource:  Resource{Target: target, Tenant: "t"},
+			Time:      time.Unix(1_700_000_000, 0),
+			Payload:   decodePayload(t, body),
+		}
+	}
+	for _, tt := range []struct {
+		name, body string
+		wantIDs    []string
+	}{
+		{"forbidden recipient", `{"recipients":["x@evil.example"]}`, []string{"no-external"}},
+		{"null beside it", `{"recipients":["x@evil.example",null]}`, []string{BuiltinPayloadUnrepresentable}},
+		{"integer past int64 beside it", `{"recipients":["x@evil.example",10000000000000000000]}`, []string{BuiltinPayloadUnrepresentable}},
+		{"nesting past the bound beside it", `{"recipients":["x@evil.example",[[[[[[[["deep"]]]]]]]]]}`, []string{BuiltinPayloadUnrepresentable}},
+		{"another field unrepresentable", `{"note":1e400,"recipients":["x@evil.example"]}`, []string{BuiltinPayloadUnrepresentable}},
+	} {
+		d := s.Decide(req("mail.send", tt.body))
+		if d.Allow || !slices.Equal(d.PolicyIDs, tt.wantIDs) {
+			t.Errorf("%s: allow=%v policy_ids=%v errors=%q; want denied by %v", tt.name, d.Allow, d.PolicyIDs, d.Errors, tt.wantIDs)
+		}
+	}
+	if d := s.Decide(req("mail.send", `{"recipients":null}`)); !d.Allow {
+		t.Errorf("a null field: allow=false policy_ids=%v; want allowed (a null is absent)", d.PolicyIDs)
+	}
+	many := strings.Repeat(`"a@ok.example",`, 300)
+	if d := s.Decide(req("kb.search", `{"recipients":[`+many+`null]}`)); !d.Allow {
+		t.Errorf("a target no payload policy covers: allow=false policy_ids=%v; want judged as usual (allowed)", d.PolicyIDs)
 	}
 }

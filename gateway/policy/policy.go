@@ -16,12 +16,15 @@ const (
 // policy, denied.
 const BuiltinTenantIsolation = "builtin:tenant_isolation"
 
-// BuiltinPayloadBound is the id reported when a payload's policy-visible
-// fields hold more array elements and object members than policy sees
-// (maxPayloadElements): the message is denied at stage content, whatever
-// the policies say, since a field left out would pass a forbid guarded by
-// `context.payload has` it.
-const BuiltinPayloadBound = "builtin:payload_bound"
+// BuiltinPayloadUnrepresentable is the id reported when a policy that
+// takes a request in reads its payload, and a policy-visible field had to
+// be left out of the policy's view: a value Cedar cannot hold (null, an
+// integer past int64, more than four decimals), nesting deeper than
+// maxPayloadDepth, or more array elements and object members across the
+// payload than maxPayloadElements. The message is denied at stage
+// content whatever the policies say: a field left out would pass a
+// forbid guarded by `context.payload has` it.
+const BuiltinPayloadUnrepresentable = "builtin:payload_unrepresentable"
 
 // Capabilities are the action ids a policy may name (docs/wire.md).
 var Capabilities = []string{"read", "delegate", "tool_call", "workflow_command", "approve", "respond"}
