@@ -109,11 +109,11 @@ nothing. An ephemeral consumer is this run's alone.`)
 		// client.Consumer terminates every delivery that fails
 		// verification, a failure of this run's own trust settings
 		// included: on a durable that removes it for every reader.
-		alone := " or drop --durable and --bind to read through an ephemeral consumer of this run's own"
+		alone := ", or drop --durable and --bind to read through an ephemeral consumer of this run's own"
 		if cf.bound {
 			alone = " (a tenant nkey user reads only its pre-created durable)"
 		}
-		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there what verifies, and terminate there, for every reader, what fails verification here (a wrong --gateway-key, a missing --curve-seed). Give --settle-durable to read it so,%s", cfg.Durable, alone)
+		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there what verifies, and terminate there, for every reader, what fails verification here (a wrong --gateway-key, a missing --curve-seed). Give --settle-durable to read it so%s", cfg.Durable, alone)
 	}
 
 	ctx, cancel := interruptible()

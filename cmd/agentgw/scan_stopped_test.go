@@ -20,7 +20,8 @@ func TestScanStoppedEarlyIsAnError(t *testing.T) {
 	srv, js := streams(t)
 	nc := natstest.Connect(t, srv)
 	bg := context.Background()
-	for range 2 {
+	const total = 100 // more than one fetch of scanBound's
+	for range total {
 		if _, err := js.Publish(bg, "agentgw.approval.tenant_a.payments.send", []byte("{}")); err != nil {
 			t.Fatal(err)
 		}
@@ -49,8 +50,11 @@ func TestScanStoppedEarlyIsAnError(t *testing.T) {
 			switch {
 			case n == 0:
 				t.Errorf("%s, follow %v: no message read", name, follow)
+			case !follow && n == total && err == nil:
+				// All were read (nats.go may hand over what it holds
+				// already after the interrupt): the read was whole.
 			case !follow && !errors.Is(err, context.Canceled):
-				t.Errorf("%s, interrupted after %d of 2 messages: %v; want an error wrapping context.Canceled", name, n, err)
+				t.Errorf("%s, interrupted after %d of %d messages: %v; want an error wrapping context.Canceled", name, n, total, err)
 			case follow && err != nil:
 				t.Errorf("%s, following, stopped: %v; want nil", name, err)
 			}

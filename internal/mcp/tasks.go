@@ -208,7 +208,9 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				e.serveExtTask(w, msg, tk)
 				return
 			}
-			e.serveTask(w, r, msg, tk)
+			// tasks/result may wait for the task to end: who may see it
+			// is asked again then (a reload may have narrowed it).
+			e.serveTask(w, r, msg, tk, func() bool { return e.ownTask(s, params.TaskID) == tk })
 		case "tasks/list":
 			if !methodMatches(r, msg.Method) {
 				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method does not match the body"})
@@ -266,7 +268,7 @@ func standardHeaders(r *http.Request) bool {
 	return r.Header.Get("MCP-Protocol-Version") >= "2026-07-28"
 }
 
-func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMessage, tk *task) {
+func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMessage, tk *task, stillSees func() bool) {
 	switch msg.Method {
 	case "tasks/get":
 		writeRPC(w, http.StatusOK, msg.ID, tk.snapshot(), nil)
@@ -283,6 +285,10 @@ func (e *Endpoint) serveTask(w http.ResponseWriter, r *http.Request, msg rpcMess
 		select {
 		case <-tk.done:
 		case <-r.Context().Done():
+			return
+		}
+		if !stillSees() {
+			writeRPC(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown task"})
 			return
 		}
 		tk.mu.Lock()
@@ -530,26 +536,24 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 // principal made it, its ttl has not run out (it is kept no longer than
 // its ttl, whenever the table is next swept), the scopes hold the tool's
 // (a narrow token of the principal does not read a broad one's results),
-// and the token may call the tool as the gateway would decide it:
-//   - with the gateway's catalog and policies (e.gate), the scope the
-//     catalog in force asks for the tool's target (a reload may have
-//     narrowed it since the task was made) and the catalog gate and the
-//     authorize-stage policy decision for who (listGate.allows, as
-//     tools/list asks it), so a token that Cedar forbids the tool reads
-//     none of its results another token of the principal got;
-//   - without them the endpoint cannot ask the policy, so who must be
-//     the Cedar principal of the credential that made the task, every
-//     attribute a policy can read alike (samePrincipal): a token whose
-//     scope set or service differs sees nothing of it.
+// and who is the Cedar principal of the credential that made the task,
+// every attribute a policy can read alike (samePrincipal): a token whose
+// scope set or service differs sees nothing of it, since a policy could
+// decide the same call otherwise for it, on the payload too, which
+// visibility cannot judge. With the gateway's catalog and policies
+// (e.gate), the token must also still pass what the catalog in force
+// asks for the tool's target and the authorize-stage policy decision for
+// who (listGate.allows, as tools/list asks it): a reload may have
+// narrowed either since the task was made.
 func (e *Endpoint) sees(s *session, scopes []string, who policy.Principal, tk *task, now time.Time) bool {
 	tk.mu.Lock()
 	gone := !tk.expires.IsZero() && now.After(tk.expires)
 	tk.mu.Unlock()
-	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) {
+	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) || !samePrincipal(who, tk.who) {
 		return false
 	}
 	if e.gate == nil {
-		return samePrincipal(who, tk.who)
+		return true
 	}
 	t, ok := e.gate.catalog.Load().Lookup(tk.tool.Target)
 	return ok && covered(scopes, t.Scope) && who.Agent != "" && e.gate.allows(tk.tool, e.cfg.Tenant, who, now)

@@ -183,7 +183,7 @@ test("TypeScript agent to Go consumer, sealed and plain, and a Go response back"
   );
   const consumeArgs = (target: string) => [
     "consume", "--json", "--count", "1", "--tenant", TENANT, "--target", target, "--gateway-key", gw.gatewayKey,
-    "--curve-seed", gw.curve("consumer"), "--verify-agent-signature", "--creds", gw.creds("consumer"), ...cli(),
+    "--curve-seed", gw.curve("consumer"), "--verify-agent-signature", "--creds", gw.creds("consumer"), "--settle-durable", ...cli(),
   ];
   const sealed = await gw.run(consumeArgs("refunds.draft_refund"));
   assert.equal(sealed.code, 0, sealed.stderr);
