@@ -264,8 +264,9 @@ func (g *Gateway) markAckedBySeq(ps *partState, consumer string, raw *jetstream.
 // ackedBySeq asks about, the message's life in the ingress stream.
 // Scaled out its journal record expires no later than
 // scale_out.journal_max_age from now: the journal keeps nothing longer,
-// and refuses a record that would need it to. A partition's next owner
-// has the marker that long (docs/reliability.md).
+// and refuses a record that would need it to. A later owner, its ledger
+// rebuilt from the journal, has the marker that long, and past it
+// re-emits the message once and records it anew (docs/reliability.md).
 func (g *Gateway) recordAckedBySeq(ps *partState, consumer string, raw *jetstream.RawStreamMsg) error {
 	expires := g.ackedMarkerExpiry(raw.Time)
 	id := ackedMarkerID(consumer, raw.Sequence)
