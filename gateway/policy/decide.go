@@ -74,7 +74,7 @@ func (s *Set) evaluate(req Request) Decision {
 	}
 	ctx, notes, omitted := buildContext(req)
 	d.Errors = notes
-	if omitted && s.DependsOn(req).Content {
+	if omitted && s.DependsOn(req).Payload {
 		// Fail closed: a field left out (a value Cedar cannot hold, past
 		// the element bound) would make a forbid guarded by
 		// `context.payload has f` pass it. Only a policy that takes the

@@ -202,7 +202,7 @@ func compile(srcs []source) (*Set, error) {
 				prob("%s", msg)
 			}
 			xp := (*xast.Policy)(p.AST())
-			meta := policyMeta{forbid: p.Effect() == cedar.Forbid, approval: approval, readsBudget: readsBudget(xp), readsStage: !stageBlind(xp)}
+			meta := policyMeta{forbid: p.Effect() == cedar.Forbid, approval: approval, readsBudget: readsBudget(xp), readsStage: !stageBlind(xp), readsPayload: readsPayload(xp)}
 			set.stageBlind = set.stageBlind && !meta.readsStage
 			set.memoOK = set.memoOK && memoizable(xp)
 			set.entries = append(set.entries, entry{id: id, p: p})

@@ -296,3 +296,27 @@ when { context has payload && context.payload has recipients && context.payload.
 		t.Errorf("a target no payload policy covers: allow=false policy_ids=%v; want judged as usual (allowed)", d.PolicyIDs)
 	}
 }
+
+// TestOmittedFieldNeedsAPayloadReader: a policy that reads context.stage
+// but not the payload can judge no payload field, so a field left out
+// denies nothing through it.
+func TestOmittedFieldNeedsAPayloadReader(t *testing.T) {
+	s, err := Parse("p.cedar", []byte(`
+@id("allow") permit (principal, action, resource);
+@id("quarantine")
+forbid (principal, action, resource) when { principal.tenant == "quarantined" && context.stage == "authorize" };
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Decide(Request{
+		Principal: Principal{Agent: "UAGENT", Tenant: "t"},
+		Action:    "tool_call",
+		Resource:  Resource{Target: "maps.route", Tenant: "t"},
+		Time:      time.Unix(1_700_000_000, 0),
+		Payload:   decodePayload(t, `{"lat":37.774929}`),
+	})
+	if !d.Allow {
+		t.Errorf("a stage-reading set and an unrepresentable field: allow=false policy_ids=%v; want allowed", d.PolicyIDs)
+	}
+}

@@ -101,6 +101,8 @@ type policyMeta struct {
 	readsBudget bool
 	// readsStage: it can tell the stages apart (not stageBlind).
 	readsStage bool
+	// readsPayload: it can see context.payload (reads.go).
+	readsPayload bool
 }
 
 // entry pairs a policy with its id, in load order.

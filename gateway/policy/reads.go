@@ -25,10 +25,22 @@ type Dependence struct {
 	// context.stage or context.payload (or uses context whole), so the
 	// content stage can decide otherwise than the authorize stage.
 	Content bool
+	// Payload: a policy whose scope takes in the request reads
+	// context.payload (or uses context whole).
+	Payload bool
 }
 
 // notBudgetAttrs are the context attributes other than budget.
 var notBudgetAttrs = map[string]bool{"time": true, "hour": true, "stage": true, "payload": true}
+
+// notPayloadAttrs are the context attributes other than payload.
+var notPayloadAttrs = map[string]bool{"time": true, "hour": true, "stage": true, "budget": true}
+
+// readsPayload reports whether p can see context.payload: it reads it,
+// or uses context whole.
+func readsPayload(p *xast.Policy) bool {
+	return !contextUsesOnly(p, notPayloadAttrs)
+}
 
 // readsBudget reports whether p can see context.budget: it reads or
 // tests it, or uses context other than by reading another attribute.
@@ -72,6 +84,7 @@ func (s *Set) DependsOn(req Request) Dependence {
 		m := s.meta[r.PolicyID]
 		dep.Budget = dep.Budget || m.readsBudget
 		dep.Content = dep.Content || m.readsStage
+		dep.Payload = dep.Payload || m.readsPayload
 	}
 	return dep
 }

@@ -2,10 +2,11 @@ package policy
 
 import "testing"
 
-// TestDependsOn: a request depends on the budget state, or on the
-// content stage, exactly when a policy whose scope takes it in reads
-// context.budget, or context.stage or context.payload (or uses context
-// whole); conditions other than those reads do not matter.
+// TestDependsOn: a request depends on the budget state, on the content
+// stage, or on the payload, exactly when a policy whose scope takes it
+// in reads context.budget, context.stage or context.payload, or
+// context.payload (or uses context whole); conditions other than those
+// reads do not matter.
 func TestDependsOn(t *testing.T) {
 	s, err := Parse("p.cedar", []byte(`
 @id("allow") permit (principal, action, resource);
@@ -20,6 +21,9 @@ when { principal.tenant == "tenant_a" && context has payload && context.payload.
 
 @id("whole-context-agent")
 forbid (principal == Agent::"UWHOLE", action, resource) when { context == {} };
+
+@id("stage-only-agent")
+forbid (principal == Agent::"USTAGE", action, resource) when { principal.tenant == "x" && context.stage == "authorize" };
 
 @id("time-only")
 forbid (principal, action, resource) when { context.time < 0 && context.hour > 30 };
@@ -42,8 +46,9 @@ forbid (principal, action, resource) when { context.time < 0 && context.hour > 3
 		{"budget reader in scope", req("UA", "read", "kb.search"), Dependence{Budget: true}},
 		{"budget reader, action outside its set", req("UA", "approve", "kb.search"), Dependence{}},
 		{"budget reader, other target", req("UA", "read", "kb.other"), Dependence{}},
-		{"content reader in scope", req("UA", "tool_call", "refunds.draft_refund"), Dependence{Content: true}},
-		{"whole context sees both", req("UWHOLE", "read", "kb.other"), Dependence{Budget: true, Content: true}},
+		{"content reader in scope", req("UA", "tool_call", "refunds.draft_refund"), Dependence{Content: true, Payload: true}},
+		{"whole context sees everything", req("UWHOLE", "read", "kb.other"), Dependence{Budget: true, Content: true, Payload: true}},
+		{"stage reader sees no payload", req("USTAGE", "read", "kb.other"), Dependence{Content: true}},
 		{"time and hour only", req("UB", "workflow_command", "x"), Dependence{}},
 	}
 	for _, tt := range tests {

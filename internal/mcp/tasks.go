@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -63,8 +64,9 @@ type Task struct {
 type task struct {
 	owner  string
 	tool   *Tool
-	who    policy.Principal // the Cedar principal of the credential that made it
-	ext    bool             // a task of the 2026-07-28 tasks extension
+	who    policy.Principal  // the Cedar principal of the credential that made it
+	token  [sha256.Size]byte // the hash of the bearer token that made it
+	ext    bool              // a task of the 2026-07-28 tasks extension
 	cancel context.CancelFunc
 	done   chan struct{}
 	held   chan struct{} // closed when the call is held for approval
@@ -109,7 +111,9 @@ func newTaskRegistry() *taskRegistry {
 // written: http.Server.Shutdown does), and a tools/call made after Close
 // is refused, nothing sent. Close may be called more than once.
 func (e *Endpoint) Close() error {
+	e.tasks.mu.Lock() // no task is added (wg.Add) while Close stops them
 	e.tasks.stop()
+	e.tasks.mu.Unlock()
 	e.tasks.wg.Wait()
 	return nil
 }
@@ -329,11 +333,16 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 	stamp := now.Format(time.RFC3339Nano)
 	ctx, cancel := context.WithCancel(e.tasks.ctx)
 	_, _, who := s.credential() // before tasks.mu: the two are never held together
-	tk := &task{owner: s.p.id, tool: t, who: who, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
+	tk := &task{owner: s.p.id, tool: t, who: who, token: s.sum, ext: ext, cancel: cancel, done: make(chan struct{}), held: make(chan struct{}), state: Task{
 		TaskID: hex.EncodeToString(b[:]), Status: TaskWorking, CreatedAt: stamp, LastUpdatedAt: stamp,
 		TTL: ttl.Milliseconds(), PollInterval: 500,
 	}}
 	e.tasks.mu.Lock()
+	if e.tasks.ctx.Err() != nil {
+		e.tasks.mu.Unlock()
+		cancel()
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the endpoint is closing: call not sent to the gateway"}
+	}
 	mine := 0
 	for id, old := range e.tasks.tasks {
 		old.mu.Lock()
@@ -536,8 +545,10 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 // principal made it, its ttl has not run out (it is kept no longer than
 // its ttl, whenever the table is next swept), the scopes hold the tool's
 // (a narrow token of the principal does not read a broad one's results),
-// and who is the Cedar principal of the credential that made the task,
-// every attribute a policy can read alike (samePrincipal): a token whose
+// and the token is the one that made the task (whose credential a
+// renewal may have changed: another trusted issuer signed it) or who is
+// the Cedar principal of the credential that made the task, every
+// attribute a policy can read alike (samePrincipal): another token whose
 // scope set or service differs sees nothing of it, since a policy could
 // decide the same call otherwise for it, on the payload too, which
 // visibility cannot judge. With the gateway's catalog and policies
@@ -549,7 +560,7 @@ func (e *Endpoint) sees(s *session, scopes []string, who policy.Principal, tk *t
 	tk.mu.Lock()
 	gone := !tk.expires.IsZero() && now.After(tk.expires)
 	tk.mu.Unlock()
-	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) || !samePrincipal(who, tk.who) {
+	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) || (s.sum != tk.token && !samePrincipal(who, tk.who)) {
 		return false
 	}
 	if e.gate == nil {
