@@ -186,10 +186,7 @@ func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	if err := b.check(); err != nil {
 		return false, err
 	}
-	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
-		return false, err
-	}
-	if err := checkPart("marker id", id, maxPartLen); err != nil {
+	if err := checkMarker(kind, id); err != nil {
 		return false, err
 	}
 	if err := checkTime("marker expiry", expires); err != nil {
@@ -203,6 +200,14 @@ func (b *Batch) SetOnce(kind, id string, expires time.Time) (bool, error) {
 	b.r.staged[string(key)] = staged{v: encodeTime(expires)}
 	b.r.staged[string(markerExpiryKey(expires, kind, id))] = staged{v: []byte{}}
 	return true, nil
+}
+
+// checkMarker checks a single-use marker's kind and id.
+func checkMarker(kind, id string) error {
+	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
+		return err
+	}
+	return checkPart("marker id", id, maxPartLen)
 }
 
 // prunedMarker reports whether a marker expiring at expires (its
@@ -222,10 +227,7 @@ func (b *Batch) Marked(kind, id string, expires time.Time) (bool, error) {
 	if err := b.check(); err != nil {
 		return false, err
 	}
-	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
-		return false, err
-	}
-	if err := checkPart("marker id", id, maxPartLen); err != nil {
+	if err := checkMarker(kind, id); err != nil {
 		return false, err
 	}
 	_, ok, err := b.r.get(markerKey(kind, id))
@@ -239,10 +241,7 @@ func (b *Batch) Marked(kind, id string, expires time.Time) (bool, error) {
 // by a batch not yet committed is not seen. kind and id are checked as
 // SetOnce checks them.
 func (l *Ledger) Marked(kind, id string, expires time.Time) (bool, error) {
-	if err := checkPart("marker kind", kind, maxKindLen); err != nil {
-		return false, err
-	}
-	if err := checkPart("marker id", id, maxPartLen); err != nil {
+	if err := checkMarker(kind, id); err != nil {
 		return false, err
 	}
 	db, err := l.acquire()
