@@ -18,8 +18,9 @@ const BuiltinTenantIsolation = "builtin:tenant_isolation"
 
 // BuiltinPayloadUnrepresentable is the id reported when a policy that
 // takes a request in reads its payload, and a policy-visible field had to
-// be left out of the policy's view: a value Cedar cannot hold (null, an
-// integer past int64, more than four decimals), nesting deeper than
+// be left out of the policy's view: a value Cedar cannot hold at any
+// depth (an integer past int64, more than four decimals, a null inside an
+// array or object; a field that is null is absent), nesting deeper than
 // maxPayloadDepth, or more array elements and object members across the
 // payload than maxPayloadElements. The message is denied at stage
 // content whatever the policies say: a field left out would pass a

@@ -5,8 +5,8 @@ import "testing"
 // TestDependsOn: a request depends on the budget state, on the content
 // stage, or on the payload, exactly when a policy whose scope takes it
 // in reads context.budget, context.stage or context.payload, or
-// context.payload (or uses context whole); conditions other than those
-// reads do not matter.
+// context.payload alone (or, for each, uses context whole); conditions
+// other than those reads do not matter.
 func TestDependsOn(t *testing.T) {
 	s, err := Parse("p.cedar", []byte(`
 @id("allow") permit (principal, action, resource);

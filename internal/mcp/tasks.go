@@ -545,10 +545,10 @@ func (e *Endpoint) ownTask(s *session, id string) *task {
 // principal made it, its ttl has not run out (it is kept no longer than
 // its ttl, whenever the table is next swept), the scopes hold the tool's
 // (a narrow token of the principal does not read a broad one's results),
-// and the token is the one that made the task (whose credential a
-// renewal may have changed: another trusted issuer signed it) or who is
-// the Cedar principal of the credential that made the task, every
-// attribute a policy can read alike (samePrincipal): another token whose
+// and who is the Cedar principal of the credential that made the task,
+// every attribute a policy can read alike (samePrincipal; for the token
+// that made it, whose credential a renewal by another trusted issuer may
+// have changed, every one but the issuer): a token whose
 // scope set or service differs sees nothing of it, since a policy could
 // decide the same call otherwise for it, on the payload too, which
 // visibility cannot judge. With the gateway's catalog and policies
@@ -560,7 +560,7 @@ func (e *Endpoint) sees(s *session, scopes []string, who policy.Principal, tk *t
 	tk.mu.Lock()
 	gone := !tk.expires.IsZero() && now.After(tk.expires)
 	tk.mu.Unlock()
-	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) || (s.sum != tk.token && !samePrincipal(who, tk.who)) {
+	if gone || tk.owner != s.p.id || !covered(scopes, tk.tool.Scope) || !samePrincipal(who, tk.who, s.sum == tk.token) {
 		return false
 	}
 	if e.gate == nil {
@@ -572,9 +572,10 @@ func (e *Endpoint) sees(s *session, scopes []string, who policy.Principal, tk *t
 
 // samePrincipal reports whether a and b are the same Cedar principal:
 // the same agent, tenant, service and issuer, and the same set of
-// scopes.
-func samePrincipal(a, b policy.Principal) bool {
-	if a.Agent == "" || a.Agent != b.Agent || a.Tenant != b.Tenant || a.Service != b.Service || a.Issuer != b.Issuer {
+// scopes; anyIssuer leaves the issuer out, for the token that made the
+// task, whose credential a renewal by another trusted issuer changed.
+func samePrincipal(a, b policy.Principal, anyIssuer bool) bool {
+	if a.Agent == "" || a.Agent != b.Agent || a.Tenant != b.Tenant || a.Service != b.Service || (a.Issuer != b.Issuer && !anyIssuer) {
 		return false
 	}
 	as, bs := slices.Clone(a.Scopes), slices.Clone(b.Scopes)
