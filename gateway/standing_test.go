@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -186,13 +187,17 @@ func TestRevocationDeniesHeldRequests(t *testing.T) {
 func TestRevocationDuringHeldBatchWithdraws(t *testing.T) {
 	var (
 		other *actor
-		armed atomic.Bool
+		from  atomic.Uint64 // 0: disarmed; else the first sequence whose batch it is
 		swept = make(chan error, 1)
 	)
 	f := newApprovalFlow(t, func(f *approvalFlow) {
 		f.opts = append(f.opts, func(g *Gateway) {
-			g.hooks = &pipelineHooks{judged: func([]uint64) {
-				if !armed.CompareAndSwap(true, false) {
+			g.hooks = &pipelineHooks{judged: func(seqs []uint64) {
+				first := from.Load()
+				// Only the batch of the request sent below: another
+				// batch judged meanwhile (a redelivery under load) would
+				// revoke the key before that request is judged.
+				if first == 0 || !slices.ContainsFunc(seqs, func(s uint64) bool { return s >= first }) || !from.CompareAndSwap(first, 0) {
 					return
 				}
 				// As a reload between this batch's judgment and its
@@ -205,7 +210,9 @@ func TestRevocationDuringHeldBatchWithdraws(t *testing.T) {
 	})
 	other = newActor(t)
 	other.token = f.credential(f.issuer, other, "tenant_a", []string{"pay:send"}, time.Hour, "")
-	armed.Store(true)
+	in, err := f.js.Stream(context.Background(), StreamIngress)
+	must(t, err)
+	from.Store(in.CachedInfo().State.LastSeq + 1)
 	req := f.holdFrom(other) // judged before the revocation: held
 	must(t, <-swept)
 	seq := f.seqOf(req.HeldMessageID)
