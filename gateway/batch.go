@@ -327,9 +327,11 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 	for i, it := range items {
 		it.rules = r
 		err := g.ledgerGate(b, r.cat, it, now)
-		if errors.Is(err, errUnreadableRecord) && batchReads(b) {
+		if errors.Is(err, errUnreadableRecord) && b.Err() == nil {
 			// Nothing of it is staged: it alone goes back (setAside),
-			// and its batch-mates are decided without it.
+			// and its batch-mates are decided without it. A batch that
+			// failed (its ledger closed, or not reopened after a failed
+			// write) fails every lookup: that concerns them all.
 			m.LedgerErrors.Inc()
 			g.setAside(it, err)
 			if kept == nil {
@@ -382,11 +384,6 @@ func (g *Gateway) decideBatch(ps *partState, p prepared) (*decidedBatch, error) 
 	held := slices.ContainsFunc(items, func(it *item) bool { return !it.reemit && it.route == store.RouteApproval })
 	return &decidedBatch{items: items, b: b, wall: p.wall, phase: phase, completed: make(chan struct{}), held: held, revGen: revGen}, nil
 }
-
-// batchReads reports whether b itself still reads: a batch that failed
-// (its ledger closed, or not reopened after a failed write) fails every
-// lookup, which concerns the whole batch, not one message.
-func batchReads(b *ledgerBatch) bool { return b.Err() == nil }
 
 // setAside hands back it, a message whose own ledger record could not
 // be read (errUnreadableRecord), alone, undecided, and says so. It is

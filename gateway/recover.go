@@ -281,7 +281,7 @@ func (g *Gateway) readInFlight(ctx context.Context, ps *partState) (inFlight, er
 			// Acknowledged by sequence with its outputs stored: nothing
 			// to emit; the acknowledgement is sent again in case it was
 			// lost.
-			if acked, err := b.Marked(ackedMarkerKind, ackedMarkerID(rm.dead.consumer, raw.Sequence), g.ackedMarkerExpiry(raw.Time)); err == nil && acked {
+			if acked, err := g.ackedBySeq(b, rm.dead.consumer, raw); err == nil && acked {
 				rm.dead.mark = nil
 				_ = rm.dead.ack()
 				return true

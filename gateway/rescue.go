@@ -162,7 +162,7 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, stream *jetstrea
 			continue
 		}
 		dead := deadAck{nc: f.g.nc, consumer: info.Name, seq: seq}
-		acked, err := f.g.ackedBySeq(ps, info.Name, raw)
+		acked, err := f.g.ackedBySeq(ps.ledger, info.Name, raw)
 		if err != nil {
 			continue
 		}
@@ -241,10 +241,16 @@ func (g *Gateway) ackedMarkerExpiry(stored time.Time) time.Time {
 	return stored.Add(g.cfg.Streams.IngressMaxAge)
 }
 
+// markReader reads single-use markers: a ledger, or the batch of the
+// goroutine that holds one (store.Batch.Marked).
+type markReader interface {
+	Marked(kind, id string, expires time.Time) (bool, error)
+}
+
 // ackedBySeq reports whether raw's acknowledgement by sequence on
-// consumer is recorded in ps's ledger.
-func (g *Gateway) ackedBySeq(ps *partState, consumer string, raw *jetstream.RawStreamMsg) (bool, error) {
-	return ps.ledger.Marked(ackedMarkerKind, ackedMarkerID(consumer, raw.Sequence), g.ackedMarkerExpiry(raw.Time))
+// consumer is recorded, as r reads the ledger.
+func (g *Gateway) ackedBySeq(r markReader, consumer string, raw *jetstream.RawStreamMsg) (bool, error) {
+	return r.Marked(ackedMarkerKind, ackedMarkerID(consumer, raw.Sequence), g.ackedMarkerExpiry(raw.Time))
 }
 
 // markAckedBySeq returns what deadAck runs before it acknowledges raw on
