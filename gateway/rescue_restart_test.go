@@ -25,14 +25,8 @@ func TestRescuedMessageEndsOnceAcrossRestart(t *testing.T) {
 	h := shortWindowHarness(t) // the full capability stream is logged
 	h.start()
 	ctx := context.Background()
-	h.fillCapabilityStream(ctx)
-	// Allowed, it does not fit the capability stream: it holds the ack
-	// floor.
-	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
-	poison := h.statusShapedPoison("404", "No Messages")
-	h.outputFor(poison)
+	poison := h.poisonAboveStuckFloor(ctx)
 	denials := func() int { return h.deniedRecordsOf(poison) }
-	time.Sleep(4 * time.Second) // past the duplicate window
 	if n := denials(); n != 1 {
 		t.Fatalf("before the restart: %d denied records of ingress %d; want 1", n, poison)
 	}
@@ -42,12 +36,8 @@ func TestRescuedMessageEndsOnceAcrossRestart(t *testing.T) {
 	if n := denials(); n != 1 {
 		t.Errorf("after the restart: %d denied records of ingress %d; want 1", n, poison)
 	}
-	c, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
-	must(t, err)
-	info, err := c.Info(ctx)
-	must(t, err)
-	if info.NumAckPending != 1 {
-		t.Errorf("%d messages pending; want only the one the full stream holds", info.NumAckPending)
+	if n := h.ackPending(ctx); n != 1 {
+		t.Errorf("%d messages pending; want only the one the full stream holds", n)
 	}
 	h.stop()
 }
@@ -82,12 +72,8 @@ func TestRescuedMessageRetriedAcrossRestart(t *testing.T) {
 	if n := denials(); n != 1 {
 		t.Errorf("%d denied records of ingress %d; want 1", n, poison)
 	}
-	c, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
-	must(t, err)
-	info, err := c.Info(ctx)
-	must(t, err)
-	if info.NumAckPending != 0 {
-		t.Errorf("%d messages pending; want none", info.NumAckPending)
+	if n := h.ackPending(ctx); n != 0 {
+		t.Errorf("%d messages pending; want none", n)
 	}
 	h.stop()
 }
@@ -99,12 +85,8 @@ func TestRescuedMessageEndsOnceAcrossOwners(t *testing.T) {
 	h := shortWindowHarness(t) // the full capability stream is logged
 	a := h.startInstance("a")
 	ctx := context.Background()
-	h.fillCapabilityStream(ctx)
-	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
-	poison := h.statusShapedPoison("404", "No Messages")
-	h.outputFor(poison)
+	poison := h.poisonAboveStuckFloor(ctx)
 	denials := func() int { return h.deniedRecordsOf(poison) }
-	time.Sleep(4 * time.Second) // past the duplicate window
 	a.stop(t)
 	b := h.startInstance("b")
 	time.Sleep(6 * time.Second)
@@ -128,11 +110,7 @@ func TestRescuedMessageEndsOnceScaledOut(t *testing.T) {
 	h.cfg.Limits.ApprovalTTL = time.Second // journal_max_age then comes to about a minute
 	a := h.startInstance("a")
 	ctx := context.Background()
-	h.fillCapabilityStream(ctx)
-	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
-	poison := h.statusShapedPoison("404", "No Messages")
-	h.outputFor(poison)
-	time.Sleep(4 * time.Second) // past the duplicate window
+	poison := h.poisonAboveStuckFloor(ctx)
 	if n := h.deniedRecordsOf(poison); n != 1 {
 		t.Fatalf("before: %d denied records of ingress %d; want 1", n, poison)
 	}
@@ -182,6 +160,30 @@ func (h *harness) fillCapabilityStream(ctx context.Context) {
 		_, err := h.js.Publish(ctx, fmt.Sprintf("agentgw.cap.tenant_a.filler.%d", i), []byte("x"))
 		must(h.t, err)
 	}
+}
+
+// poisonAboveStuckFloor fills the capability stream, sends an allowed
+// message that does not fit it (it holds the ack floor), then a
+// status-shaped message above it, and waits for that one's output and
+// then past the duplicate window. It returns the status-shaped
+// message's ingress sequence.
+func (h *harness) poisonAboveStuckFloor(ctx context.Context) uint64 {
+	h.fillCapabilityStream(ctx)
+	h.send(h.body(func(b *envelope.Builder) { b.TTL = time.Second }))
+	poison := h.statusShapedPoison("404", "No Messages")
+	h.outputFor(poison)
+	time.Sleep(4 * time.Second) // past the duplicate window
+	return poison
+}
+
+// ackPending is the number of ingress messages the gateway's consumer
+// has delivered and not had acknowledged.
+func (h *harness) ackPending(ctx context.Context) int {
+	c, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(h.t, err)
+	info, err := c.Info(ctx)
+	must(h.t, err)
+	return info.NumAckPending
 }
 
 // deniedRecordsOf counts the denied records of ingress sequence seq.

@@ -20,17 +20,7 @@ import (
 // renewed credential is another Cedar principal: it made the call.
 func TestTaskSeenByItsTokenAfterRenewal(t *testing.T) {
 	h := newEndpointHarness(t)
-	tok := h.signed("erin", "billing")
-	task, resp := h.createTask(tok, 1, "search", `{"query":"mine"}`, `{"ttl":60000}`)
-	if task.TaskID == "" {
-		t.Fatalf("task-augmented call: %s", resp)
-	}
-	req := func(id int, m string) string {
-		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, id, m, task.TaskID)
-	}
-	if _, r := h.postRPC(tok, req(2, "tasks/result")); !strings.Contains(r, "articles about mine") {
-		t.Fatalf("before the renewal: tasks/result = %s", r)
-	}
+	tok, task, req := searchTaskOfErin(t, h)
 	pub2 := renewByAnotherIssuer(t, h, []string{"refund:draft", "pay:send", "kb:read"})
 	if _, r := h.postRPC(tok, req(3, "tasks/get")); strings.Contains(r, "unknown task") {
 		t.Errorf("the token that made the task, its credential renewed by another issuer: tasks/get = %s", r)
@@ -52,6 +42,21 @@ func TestTaskSeenByItsTokenAfterRenewal(t *testing.T) {
 // the task from it, as from any token with those scopes.
 func TestTaskHiddenFromItsTokenNarrowedByRenewal(t *testing.T) {
 	h := newEndpointHarness(t)
+	tok, _, req := searchTaskOfErin(t, h)
+	renewByAnotherIssuer(t, h, []string{"kb:read"})
+	if _, r := h.postRPC(tok, req(3, "tasks/result")); !strings.Contains(r, "unknown task") {
+		t.Errorf("the token that made the task, its scopes narrowed by a renewal: tasks/result = %.200s; want unknown task", r)
+	}
+	if _, sc, _ := tokenSession(t, h, tok).credential(); len(sc) != 1 {
+		t.Errorf("the credential was not narrowed (scopes %v): the test shows nothing", sc)
+	}
+}
+
+// searchTaskOfErin has a billing token of erin make a search task and
+// read its result; it returns the token, the task and a request of a
+// tasks method for it.
+func searchTaskOfErin(t *testing.T, h *endpointHarness) (string, Task, func(id int, method string) string) {
+	t.Helper()
 	tok := h.signed("erin", "billing")
 	task, resp := h.createTask(tok, 1, "search", `{"query":"mine"}`, `{"ttl":60000}`)
 	if task.TaskID == "" {
@@ -63,13 +68,7 @@ func TestTaskHiddenFromItsTokenNarrowedByRenewal(t *testing.T) {
 	if _, r := h.postRPC(tok, req(2, "tasks/result")); !strings.Contains(r, "articles about mine") {
 		t.Fatalf("before the renewal: tasks/result = %s", r)
 	}
-	renewByAnotherIssuer(t, h, []string{"kb:read"})
-	if _, r := h.postRPC(tok, req(3, "tasks/result")); !strings.Contains(r, "unknown task") {
-		t.Errorf("the token that made the task, its scopes narrowed by a renewal: tasks/result = %.200s; want unknown task", r)
-	}
-	if _, sc, _ := tokenSession(t, h, tok).credential(); len(sc) != 1 {
-		t.Errorf("the credential was not narrowed (scopes %v): the test shows nothing", sc)
-	}
+	return tok, task, req
 }
 
 // renewByAnotherIssuer starts a second exchange, of the same IdP, whose
