@@ -525,12 +525,7 @@ func TestRedeliveryReemitsRecordedOutcome(t *testing.T) {
 		t.Fatalf("invariant: %v", err)
 	}
 	// The ingress message is acknowledged now.
-	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
-	must(t, err)
-	waitFor(t, func() bool {
-		info, err := c.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.AckFloor.Stream >= seq
-	})
+	h.waitAcked(seq)
 }
 
 func waitFor(t testing.TB, cond func() bool) {

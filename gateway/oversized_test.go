@@ -269,12 +269,7 @@ func TestRefusedReemitEndsInASmallRecord(t *testing.T) {
 	if err := r.Err(); err != nil {
 		t.Fatalf("invariant: %v (%s)", err, r)
 	}
-	c, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
-	must(t, err)
-	waitFor(t, func() bool {
-		info, err := c.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.AckFloor.Stream >= seq
-	})
+	h.waitAcked(seq)
 }
 
 // TestOutputTooLargeForItsStream: output streams whose max_msg_size an
