@@ -213,9 +213,19 @@ func TestRevocationDuringHeldBatchWithdraws(t *testing.T) {
 	in, err := f.js.Stream(context.Background(), StreamIngress)
 	must(t, err)
 	from.Store(in.CachedInfo().State.LastSeq + 1)
-	req := f.holdFrom(other) // judged before the revocation: held
+	// Judged before the revocation: held. Its withdrawal follows at once,
+	// so its approval request is looked for where it goes, not as its
+	// first output found.
+	seq := f.sendCritical(other)
 	must(t, <-swept)
-	seq := f.seqOf(req.HeldMessageID)
+	var held *jetstream.RawStreamMsg
+	waitFor(t, func() bool {
+		held = f.find(StreamApproval, header.IngressSeq, fmt.Sprint(seq))
+		return held != nil
+	})
+	if !strings.HasPrefix(held.Subject, "agentgw.approval.tenant_a.payments.send") {
+		t.Fatalf("held request on %s; want the approval queue", held.Subject)
+	}
 	m := f.waitWithdrawn(seq)
 	if got := reason.Code(m.Header.Get(header.Reason)); got != reason.Revoked {
 		t.Fatalf("withdrawn held request: reason %q (%s); want revoked", got, m.Header.Get(header.Detail))
@@ -340,18 +350,24 @@ func TestScaleOutRevocationDeniesHeldRequestOnce(t *testing.T) {
 // holdFrom sends a's critical payment and returns the approval request.
 func (f *approvalFlow) holdFrom(a *actor) approval.Request {
 	f.t.Helper()
-	body := f.body(func(b *envelope.Builder) {
-		b.Capability, b.Target = envelope.ToolCall, "payments.send"
-		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
-	})
-	seq := f.publish(f.ingress(a, "tenant_a"), body, f.signed(a, a.token, body))
-	out := f.outputFor(seq)
+	out := f.outputFor(f.sendCritical(a))
 	if !strings.HasPrefix(out.Subject, "agentgw.approval.tenant_a.payments.send") {
 		f.t.Fatalf("critical request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
 	}
 	var req approval.Request
 	must(f.t, json.Unmarshal(out.Data, &req))
 	return req
+}
+
+// sendCritical publishes a critical payment of a's, one the policy
+// holds for an approver, and returns its ingress sequence.
+func (f *approvalFlow) sendCritical(a *actor) uint64 {
+	f.t.Helper()
+	body := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+	})
+	return f.publish(f.ingress(a, "tenant_a"), body, f.signed(a, a.token, body))
 }
 
 // seqOf is the ingress sequence of the held request with message id id.
