@@ -137,7 +137,10 @@ func TestBridgeStoppedCallIsNotAnswered(t *testing.T) {
 	hangs.Store(true)
 	entered, _ := scriptedSearch(t, h, 20*time.Second, &hangs)
 	b, stop := h.startBridgeWith(nil)
-	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	// The handed-back delivery comes again after its redelivery delay,
+	// which a loaded machine (CI under -race) stretches: the reply is
+	// waited for generously; this bounds a hang, it times nothing.
+	ctx, cancel := context.WithTimeout(h.ctx, 90*time.Second)
 	defer cancel()
 	reply := searchFor(ctx, h, "hang")
 	if q := <-entered; q != "hang" {
