@@ -100,6 +100,20 @@ type ConsumerConfig struct {
 	// (nak, after NakDelay or one second) and reported to OnReject with
 	// reason.DecisionRecordFull, and comes back once tokens expire.
 	MaxTokens int
+	// HandBackUnknownKeys hands back (nak, after NakDelay or one second)
+	// rather than terminates a delivery refused for a key this consumer
+	// lacks (ErrUnknownKey: a gateway signing key not among
+	// TrustedGateways, a curve key missing or not the one the payload was
+	// re-sealed to), so that another reader of the durable, or this one
+	// with its keys set right, can verify it. For a reader that shares a
+	// durable with the service (agentgw consume), and for a service
+	// through a key rotation. It is still reported to OnReject. Off by
+	// default: anyone able to publish on the capability subjects could
+	// then fill the durable's pending limit with forgeries naming a
+	// gateway key nobody trusts, each handed back until MaxDeliver (set
+	// it) ends its deliveries; terminated, they cost one verification
+	// each.
+	HandBackUnknownKeys bool
 	// Concurrency is how many deliveries Consume hands to the handler at
 	// once, each on its own goroutine and settled when its handler
 	// returns. Zero or one: one at a time, in stream order. Above one,
@@ -114,8 +128,9 @@ type ConsumerConfig struct {
 	// OnReject, if set, is called with the subject and the
 	// *reason.Denial of every message that is not handed over: one that
 	// fails verification or is a copy of a delivery already handed over
-	// (terminated), or one the token record refuses though it verifies
-	// (handed back; see Consume). It runs on the consuming goroutine:
+	// (terminated), or one the token record refuses though it verifies,
+	// or one refused for a key it lacks with HandBackUnknownKeys (handed
+	// back; see Consume). It runs on the consuming goroutine:
 	// keep it short.
 	OnReject func(subject string, err error)
 }
@@ -306,7 +321,8 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // clock runs behind the gateway's by more than Skew) that would verify by
 // a clock up to 5 minutes ahead is handed back and reported, not
 // terminated, so that a lagging clock does not destroy a live delivery
-// for every consumer of the durable.
+// for every consumer of the durable. With HandBackUnknownKeys, so is a
+// delivery refused for a key this Consumer lacks (ErrUnknownKey).
 //
 // Consume returns nil when ctx is done once the consumer runs, or when
 // ctx is cancelled while it is being created; it returns an error
@@ -412,6 +428,8 @@ func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 		// only for an earlier clock reading, which now may show to
 		// have been ahead. Refused, but not terminated.
 		handBack = reason.Of(err) == reason.DecisionRecordFull || reason.Of(err) == reason.DecisionExpired
+	} else if c.cfg.HandBackUnknownKeys && errors.Is(err, ErrUnknownKey) {
+		handBack = true
 	} else if reason.Of(err) == reason.DecisionInvalid {
 		// A token issued later than this clock says it is now: the clock
 		// runs behind the gateway's, and to a consumer whose clock is

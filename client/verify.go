@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -125,6 +126,16 @@ func (d Delivery) LogValue() slog.Value {
 		slog.String("agent", d.Agent), slog.Int("payload_bytes", len(d.Payload)))
 }
 
+// ErrUnknownKey marks (errors.Is) a VerifyDelivery refusal that says
+// nothing against the message, only that this side lacks a key: its
+// token names a gateway not among TrustedGateways (DecisionInvalid), or
+// its re-sealed payload is from a curve key not among GatewayXKeys, is
+// sealed and there is no Curve, or does not open with Curve
+// (SealBroken; its bytes are bound by the verified token, so only the
+// keys can be at fault). A reader with other keys may verify it. Such a
+// message may as well be a forgery: it is refused either way.
+var ErrUnknownKey = errors.New("client: a key this consumer is not configured with")
+
 // VerifyDelivery checks one message from a capability subject, given its
 // subject, headers and data exactly as received, and returns what a
 // handler may act on. Nothing in the message is trusted before the token
@@ -152,6 +163,7 @@ func (d Delivery) LogValue() slog.Value {
 //
 // The checks run in that order, so a message with several faults is
 // reported by the first. Denial details never contain payload bytes.
+// Refusals for a key this side lacks are also marked ErrUnknownKey.
 func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOptions) (*Delivery, error) {
 	tenant, target, err := subjects.ParseCapability(subject)
 	if err != nil {
@@ -176,6 +188,9 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 	claims, err := decision.Verify(doc.Decision, decision.VerifyOptions{
 		TrustedGateways: opt.TrustedGateways, Audience: target, Now: now, Skew: opt.Skew,
 	})
+	if errors.Is(err, decision.ErrUntrustedGateway) {
+		return nil, reason.Mark(err, ErrUnknownKey)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -258,16 +273,17 @@ func checkAgreement(c *decision.Claims, env *envelope.Body, hdr nats.Header) err
 
 func openResealed(c *decision.Claims, resealed []byte, from string, opt VerifyOptions) ([]byte, error) {
 	if len(opt.GatewayXKeys) > 0 && !slices.Contains(opt.GatewayXKeys, from) {
-		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload is not from an accepted gateway curve key", c.ID)
+		return nil, reason.Mark(reason.Deny(reason.SealBroken, "jti %s: re-sealed payload is not from an accepted gateway curve key", c.ID), ErrUnknownKey)
 	}
 	if opt.Curve == nil {
-		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload but this consumer has no curve key", c.ID)
+		return nil, reason.Mark(reason.Deny(reason.SealBroken, "jti %s: re-sealed payload but this consumer has no curve key", c.ID), ErrUnknownKey)
 	}
 	p, err := opt.Curve.Open(resealed, from)
 	if err != nil {
 		// Open says SealMismatch for an unusable sender key: to the
-		// consumer, either way the payload does not open.
-		return nil, reason.Deny(reason.SealBroken, "jti %s: re-sealed payload does not open (%s)", c.ID, reason.Of(err))
+		// consumer, either way the payload does not open. The token
+		// binds these bytes, so the keys are what differ.
+		return nil, reason.Mark(reason.Deny(reason.SealBroken, "jti %s: re-sealed payload does not open (%s)", c.ID, reason.Of(err)), ErrUnknownKey)
 	}
 	return p, nil
 }

@@ -277,6 +277,13 @@ func TestVerifyDelivery(t *testing.T) {
 			return editDoc(t, sealedFwd.msg(), func(d *docFields) { d.Signature = docOf(t, other).Signature })
 		}},
 	}
+	// Refusals a reader with other keys could lift are marked
+	// ErrUnknownKey; those that prove the message wrong are not.
+	unknownKey := map[string]bool{
+		"deny/token_signed_by_another_key": true, "deny/payload_for_another_consumer": true,
+		"deny/sealed_from_spoofed": true, "deny/sealed_by_key_outside_allow_list": true,
+		"deny/sealed_from_spoofed_any_sender": true, "deny/no_consumer_key": true,
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.msg()
@@ -292,6 +299,9 @@ func TestVerifyDelivery(t *testing.T) {
 				}
 				if d != nil {
 					t.Errorf("VerifyDelivery(%s) returned a delivery with its error", tc.name)
+				}
+				if got := errors.Is(err, ErrUnknownKey); got != unknownKey[tc.name] {
+					t.Errorf("VerifyDelivery(%s) = %v: marked ErrUnknownKey %v, want %v", tc.name, err, got, unknownKey[tc.name])
 				}
 				if bytes.Contains([]byte(err.Error()), plaintext) {
 					t.Errorf("error quotes the payload: %v", err)

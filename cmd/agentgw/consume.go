@@ -23,7 +23,8 @@ verifies (trusted --gateway-key, audience = target, unexpired, bound to
 the exact body and payload): its message id, agent, target and payload
 as JSON. Re-sealed payloads are opened with --curve-seed (the catalog's
 consumer_xkey for the target). A message that fails verification is
-terminated and printed as "rejected" with its reason code.
+printed as "rejected" with its reason code and terminated, or on a
+durable handed back when only this run's keys may be at fault (below).
 
 Payloads are printed on stdout because that is what this command is for;
 nothing else agentgw prints contains one. Says on stderr which consumer
@@ -43,12 +44,15 @@ its own consumer (ephemeral unless --durable); --bind forces binding.
 
 A durable consumer (--durable, --bind, or bound as a tenant nkey user)
 is shared by every process that reads it, a tool in service included:
-what this command acknowledges there is consumed, and what fails
-verification here is terminated there, never to be redelivered to
-anyone, even when the fault is this run's (a --gateway-key that is not
-the gateway's, no --curve-seed for a sealed target). So a durable is
-read only with --settle-durable; without it consume refuses and reads
-nothing. An ephemeral consumer is this run's alone.`)
+what this command acknowledges there is consumed, and what a trusted
+gateway key proves forged or altered is terminated there, never to be
+redelivered to anyone. So a durable is read only with --settle-durable;
+without it consume refuses and reads nothing. What fails there for want
+of a key of this run's (a token from a gateway key not among
+--gateway-key, a re-sealed payload from a key not among --gateway-xkey,
+no --curve-seed or another one) is handed back, printed "rejected ...
+handed_back=true", for the readers that have the keys. An ephemeral
+consumer is this run's alone, and terminates what fails.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
@@ -64,7 +68,7 @@ nothing. An ephemeral consumer is this run's alone.`)
 	durable := c.fs.String("durable", "", "durable consumer `name` (resume where it stopped; default: ephemeral, from the oldest message)")
 	agentSig := c.fs.Bool("verify-agent-signature", false, "also verify the agent's own signature over the body")
 	asJSON := c.fs.Bool("json", false, "print one JSON object per message")
-	settle := c.fs.Bool("settle-durable", false, "read a durable consumer, settling its deliveries for every reader of it: acknowledge verified ones, terminate ones that fail verification (required with a durable)")
+	settle := c.fs.Bool("settle-durable", false, "read a durable consumer, settling its deliveries for every reader of it: acknowledge verified ones, terminate forged ones, hand back ones this run lacks a key for (required with a durable)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -106,14 +110,13 @@ nothing. An ephemeral consumer is this run's alone.`)
 		}
 	}
 	if cfg.Durable != "" && !*settle {
-		// client.Consumer terminates every delivery that fails
-		// verification, a failure of this run's own trust settings
-		// included: on a durable that removes it for every reader.
+		// What this run acknowledges and terminates there is gone for
+		// every reader.
 		alone := ", or drop --durable and --bind to read through an ephemeral consumer of this run's own"
 		if cf.bound {
 			alone = " (a tenant nkey user reads only its pre-created durable)"
 		}
-		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there what verifies, and terminate there, for every reader, what fails verification here (a wrong --gateway-key, a missing --curve-seed). Give --settle-durable to read it so%s", cfg.Durable, alone)
+		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there, for every reader, what verifies, and terminate there what a trusted gateway key proves forged. Give --settle-durable to read it so%s", cfg.Durable, alone)
 	}
 
 	ctx, cancel := interruptible()
@@ -126,7 +129,10 @@ nothing. An ephemeral consumer is this run's alone.`)
 		tctx, stopTimer = context.WithTimeout(ctx, *timeout)
 		defer stopTimer()
 	}
-	p := &consumePrinter{out: newJSONLines(c.out), text: !*asJSON, c: c, limit: *count, stop: cancel}
+	// On a durable, what fails for want of this run's keys goes back to
+	// the readers that have them.
+	cfg.HandBackUnknownKeys = cfg.Durable != ""
+	p := &consumePrinter{out: newJSONLines(c.out), text: !*asJSON, c: c, limit: *count, stop: cancel, handBack: cfg.HandBackUnknownKeys}
 	cfg.OnReject = p.rejected
 	cons, err := client.NewConsumer(js, cfg)
 	if err != nil {
@@ -188,6 +194,7 @@ type consumePrinter struct {
 	mu        sync.Mutex
 	n         int
 	nRejected int
+	handBack  bool // refusals for want of a key are handed back
 }
 
 // taken returns how many messages were counted.
@@ -248,9 +255,10 @@ func (p *consumePrinter) rejected(subject string, err error) {
 	if errors.As(err, &dn) {
 		detail = dn.Detail
 	}
+	back := p.handBack && errors.Is(err, client.ErrUnknownKey)
 	if !p.text {
-		_ = p.out.write(map[string]any{"status": "rejected", "subject": subject, "reason": code, "detail": detail})
+		_ = p.out.write(map[string]any{"status": "rejected", "subject": subject, "reason": code, "detail": detail, "handed_back": back})
 		return
 	}
-	fmt.Fprintf(p.c.out, "rejected  subject=%s reason=%s detail=%s\n", clean(subject), code, clean(detail))
+	fmt.Fprintf(p.c.out, "rejected  subject=%s reason=%s detail=%s handed_back=%t\n", clean(subject), code, clean(detail), back)
 }

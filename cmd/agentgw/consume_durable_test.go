@@ -57,3 +57,25 @@ func TestConsumeDurableNeedsSettle(t *testing.T) {
 		t.Errorf("consume --bind --settle-durable with the right key: want %s verified\n%s", goodID, r)
 	}
 }
+
+// TestConsumeDurableHandsBackForWantOfKey: consume --settle-durable with a
+// rotated-out --gateway-key rejects the delivery and hands it back on the
+// durable, rather than terminating it for the tool in service: a run
+// with the gateway's key then gets it.
+func TestConsumeDurableHandsBackForWantOfKey(t *testing.T) {
+	srv, js := streams(t)
+	gw, old := testGateway(t), testGateway(t)
+	agent, _ := testAgent(t, "tenant_a")
+	good, goodID := capabilityMsg(t, gw, agent, "kb.search", `{"query": "refund policy"}`)
+	publish(t, js, good)
+	base := []string{"consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search", "--count", "1", "--timeout", "10s", "--durable", "svc", "--settle-durable"}
+
+	r := mustRun(t, "", exitRejected, append(base, "--gateway-key", old.PublicKey())...)
+	if !strings.Contains(r.stdout, "rejected  subject=agentgw.cap.tenant_a.kb.search reason=decision_token_invalid") || !strings.Contains(r.stdout, "handed_back=true") {
+		t.Errorf("consume with a rotated-out key: want the delivery rejected and handed back\n%s", r)
+	}
+	r = mustRun(t, "", exitOK, append(base, "--gateway-key", gw.PublicKey())...)
+	if !strings.Contains(r.stdout, "verified  message_id="+goodID) {
+		t.Errorf("consume with the gateway's key after a run that lacked it: want %s verified\n%s", goodID, r)
+	}
+}

@@ -296,7 +296,8 @@ type VerifyOptions struct {
 //     unknown or duplicate members); type not agentgw-decision or version
 //     not 2; any claim rule broken (see Sign); iss not one of
 //     TrustedGateways; a batch signature that does not verify over the
-//     root the proof leads to; or iat later than Now + Skew.
+//     root the proof leads to; or iat later than Now + Skew. The
+//     refusal for iss is also marked ErrUntrustedGateway.
 //   - DecisionExpired: Now > exp + Skew.
 //   - DecisionAudience: aud is not Audience (or Audience is empty).
 //   - Internal: Now is the zero Time (no clock: fail closed), or Skew
@@ -329,6 +330,14 @@ func Verify(token string, opt VerifyOptions) (*Claims, error) {
 	}
 	return w.claims(), nil
 }
+
+// ErrUntrustedGateway marks (errors.Is) a Verify or Issued refusal of a
+// token whose issuer is not one of the trusted keys. Its code stays
+// DecisionInvalid. The check runs before the signature's, so the
+// token may be a forgery as well as one from a gateway key the caller
+// was not given: either way it proves nothing, but only the caller's
+// keys, not the token, may be at fault.
+var ErrUntrustedGateway = errors.New("decision token from a gateway key not trusted here")
 
 // Issued returns the claims of token if it is of the decision form and
 // one of issuers signed it, without judging its times or audience: for a
@@ -363,7 +372,7 @@ func signed(token string, trusted []string) (*wire, error) {
 		return nil, reason.Deny(reason.DecisionInvalid, "%v", p[0])
 	}
 	if !slices.Contains(trusted, w.Issuer) {
-		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: gateway %s is not trusted", w.ID, w.Issuer)
+		return nil, reason.Mark(reason.Deny(reason.DecisionInvalid, "jti %s: gateway %s is not trusted", w.ID, w.Issuer), ErrUntrustedGateway)
 	}
 	if !verifyRoot(w.Issuer, t.size, t.root, t.sig) {
 		return nil, reason.Deny(reason.DecisionInvalid, "jti %s: signature does not verify with gateway %s", w.ID, w.Issuer)

@@ -186,9 +186,16 @@ func TestVerifyDenials(t *testing.T) {
 			return rawSign(issuerSigner, c)
 		}(), withOpt(func(o *VerifyOptions) { o.TrustedGateways = []string{issuerSigner.PublicKey()} }), reason.DecisionInvalid},
 	}
+	// Only a token whose issuer the caller does not trust is marked
+	// ErrUntrustedGateway: the caller's keys may be at fault. A bad
+	// signature under a trusted key is not.
+	untrusted := map[string]bool{"deny/forged-other-gateway-key": true, "deny/no-trusted-gateways": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Verify(tt.token, tt.opt)
+			if got := errors.Is(err, ErrUntrustedGateway); got != untrusted[tt.name] {
+				t.Errorf("Verify(%s) = %v: marked ErrUntrustedGateway %v, want %v", tt.name, err, got, untrusted[tt.name])
+			}
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Verify(%s) = %v; want nil", tt.name, err)

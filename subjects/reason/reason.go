@@ -45,6 +45,22 @@ func Deny(c Code, format string, args ...any) *Denial {
 	return &Denial{Code: c, Detail: fmt.Sprintf(format, args...)}
 }
 
+// Mark returns err marked with mark: errors.Is(m, mark) holds, while
+// Of, errors.As and the message still see err alone. For a refusal a
+// caller may treat apart without a code of its own (a key this side
+// lacks, rather than input proven bad).
+func Mark(err, mark error) error {
+	if err == nil {
+		return nil
+	}
+	return marked{err, mark}
+}
+
+type marked struct{ err, mark error }
+
+func (m marked) Error() string   { return m.err.Error() }
+func (m marked) Unwrap() []error { return []error{m.err, m.mark} }
+
 // Of returns the Code carried by err. A nil error yields "" and an error
 // that carries no Code yields Internal: an unexplained failure is a denial,
 // never a pass (fail closed).

@@ -52,3 +52,24 @@ func TestOf(t *testing.T) {
 		t.Error("errors.Is matched another code")
 	}
 }
+
+// TestMark: a marked denial matches its mark and still reads as the
+// denial it marks, code, message and errors.As alike.
+func TestMark(t *testing.T) {
+	mark := errors.New("mark")
+	d := Deny(SealBroken, "jti j: does not open")
+	err := Mark(d, mark)
+	var got *Denial
+	if !errors.Is(err, mark) || !errors.Is(err, SealBroken) || Of(err) != SealBroken || !errors.As(err, &got) || got != d {
+		t.Fatalf("Mark(%v) = %v: Is(mark) %v, Is(code) %v, Of %v, As %v", d, err, errors.Is(err, mark), errors.Is(err, SealBroken), Of(err), got)
+	}
+	if err.Error() != d.Error() {
+		t.Errorf("Mark changed the message: %q, want %q", err.Error(), d.Error())
+	}
+	if Mark(nil, mark) != nil {
+		t.Error("Mark(nil) is not nil")
+	}
+	if errors.Is(d, mark) {
+		t.Error("the unmarked denial matches the mark")
+	}
+}
