@@ -118,13 +118,30 @@ export interface ConsumerConfig {
    * that is not handed over: one that fails verification or is a copy of
    * a delivery already handed over (terminated), or one the token record
    * refuses though it verifies, or one whose token is issued later than
-   * the consumer's clock says it is now by up to 5 minutes (handed back;
-   * see Consumer). It is called
+   * the consumer's clock says it is now by up to 5 minutes, or one
+   * refused for want of a key with handBackUnknownKeys (handed back; see
+   * Consumer). It is called
    * from the loop that reads and verifies messages, one call at a time
    * whatever the concurrency (a refused message takes no handler's
    * place): keep it short.
    */
   onReject?: (subject: string, err: VerificationError) => void;
+  /**
+   * Hands back (nak, after nakDelayMs or one second), rather than
+   * terminates, a delivery refused only for want of a key this consumer
+   * is configured with (VerificationError.unknownKey): its token's issuer
+   * is not among trustedGateways, or its re-sealed payload comes from a
+   * curve key outside gatewayXKeys, arrives without curve, or does not
+   * open with curve. So a reader of a shared durable that lacks a key
+   * does not destroy a live delivery for the readers that have it. The
+   * refusal is still reported to onReject, with its usual reason; every
+   * other refusal is still terminated. Absent or false: terminated, since
+   * anyone who can publish on capability subjects could otherwise fill
+   * the durable's max_ack_pending with handed-back forgeries naming an
+   * unknown gateway. maxDeliver bounds how often such a delivery comes
+   * back. The Go SDK's ConsumerConfig.HandBackUnknownKeys.
+   */
+  handBackUnknownKeys?: boolean;
   /**
    * Bounds the decision tokens the consumer remembers having handed over
    * (see Consumer), each until it expires. Absent or 0:
@@ -302,6 +319,10 @@ export class ReceivedDelivery extends Delivery {
  * decision_token_invalid and handed back (nak, after nakDelayMs or one
  * second), not terminated, so that a lagging clock does not destroy a
  * live delivery for every reader of the durable.
+ *
+ * With handBackUnknownKeys, a delivery refused only for want of a key
+ * (VerificationError.unknownKey) is handed back the same way and
+ * reported, not terminated.
  */
 export class Consumer {
   readonly #js: JetStreamClient;
@@ -412,8 +433,9 @@ export class Consumer {
    * Messages that fail verification, and copies of a delivery already
    * handed over from another stream sequence, are terminated and reported
    * to onReject; one the token record refuses though it verifies (the
-   * record is full, or the token may be one it forgot), or whose token is
-   * issued ahead of a lagging clock, is handed back and reported (see
+   * record is full, or the token may be one it forgot), whose token is
+   * issued ahead of a lagging clock, or (with handBackUnknownKeys) that
+   * is refused for want of a key, is handed back and reported (see
    * Consumer). Throws a StreamError when the consumer cannot be created or
    * disappears, or the connection closes for good.
    */
@@ -544,7 +566,14 @@ export class Consumer {
         // With d set the token verifies at now: the record refuses it as
         // expired only for an earlier clock reading, which now may show to
         // have been ahead. Refused, but not terminated.
-        if (handBack || v.reason === "decision_token_record_full" || (d !== undefined && v.reason === "decision_token_expired")) {
+        // A key this consumer lacks, with handBackUnknownKeys: another
+        // reader of the durable may hold it.
+        if (
+          handBack ||
+          v.reason === "decision_token_record_full" ||
+          (d !== undefined && v.reason === "decision_token_expired") ||
+          (c.handBackUnknownKeys === true && v.unknownKey)
+        ) {
           m.nak(c.nakDelayMs || HAND_BACK_DELAY_MS);
         } else {
           m.term(v.reason);

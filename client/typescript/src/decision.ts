@@ -13,7 +13,7 @@
 // "agentgw-decision-root-v1\n" ‖ uint64be(tree size) ‖ root. proof is
 // uvarint(leaf index) ‖ uvarint(tree size) ‖ the audit path (32 bytes per
 // level, lowest first). Each token verifies on its own.
-import { VerificationError } from "./errors.js";
+import { VerificationError, type VerificationErrorOptions } from "./errors.js";
 import { concat, digestHex, equalString, fromB64url, sha256, utf8 } from "./internal/bytes.js";
 import { decodeStrict, type Shape } from "./internal/strict.js";
 import { validToken } from "./envelope.js";
@@ -420,8 +420,12 @@ function verifyRoot(issuer: string, size: number, root: Uint8Array, sig: Uint8Ar
   return true;
 }
 
-function invalid(reason: "decision_token_invalid" | "decision_token_expired" | "decision_token_audience" | "decision_token_missing" | "internal_error", detail: string): VerificationError {
-  return new VerificationError(reason, detail);
+function invalid(
+  reason: "decision_token_invalid" | "decision_token_expired" | "decision_token_audience" | "decision_token_missing" | "internal_error",
+  detail: string,
+  options?: VerificationErrorOptions,
+): VerificationError {
+  return new VerificationError(reason, detail, options);
 }
 
 /**
@@ -440,6 +444,9 @@ function invalid(reason: "decision_token_invalid" | "decision_token_expired" | "
  *  - decision_token_audience: aud is not audience (or audience is empty).
  *  - internal_error: now is not a valid date (no clock: fail closed), or
  *    skewMs is negative or not a finite number.
+ *
+ * An iss not among trustedGateways is checked before the signature, and
+ * its error has unknownKey set; no other has.
  *
  * Binding to the message bytes is a separate step: checkBinding.
  */
@@ -471,7 +478,9 @@ export function verifyDecision(token: string, opt: DecisionVerifyOptions): Decis
     throw invalid("decision_token_invalid", problems[0]!);
   }
   if (!opt.trustedGateways.includes(w.iss)) {
-    throw invalid("decision_token_invalid", `jti ${w.jti}: gateway ${w.iss} is not trusted`);
+    // Before the signature: a key this verifier lacks (unknownKey), not a
+    // forgery it can tell apart.
+    throw invalid("decision_token_invalid", `jti ${w.jti}: gateway ${w.iss} is not trusted`, { unknownKey: true });
   }
   if (!verifyRoot(w.iss, t.size, t.root, t.sig)) {
     throw invalid("decision_token_invalid", `jti ${w.jti}: signature does not verify with gateway ${w.iss}`);

@@ -33,13 +33,36 @@ export class DeniedError extends AgentgwError {
   }
 }
 
+/** Options of a VerificationError. */
+export interface VerificationErrorOptions extends ErrorOptions {
+  /** See VerificationError.unknownKey. Absent: false. */
+  unknownKey?: boolean;
+}
+
 /**
  * VerificationError is a DeniedError raised by a consumer-side check: a
  * capability delivery, a decision token or a reply that does not verify.
- * A Consumer terminates such a message with `reason` as the term reason.
+ * A Consumer terminates such a message with `reason` as the term reason
+ * (or hands it back: see Consumer and ConsumerConfig.handBackUnknownKeys).
  */
 export class VerificationError extends DeniedError {
   override name = "VerificationError";
+  /**
+   * Whether the refusal is only for want of a key the verifier is
+   * configured with, the Go SDK's client.ErrUnknownKey: the decision
+   * token's issuer is not one of the trusted gateways (checked before its
+   * signature: decision_token_invalid), or a re-sealed payload comes from
+   * a curve key outside gatewayXKeys, arrives at a consumer without a
+   * curve key, or does not open with the consumer's curve key (its bytes
+   * bound by the verified token: seal_broken). The reason code is the
+   * same as without it. False for every other refusal.
+   */
+  readonly unknownKey: boolean;
+
+  constructor(reason: ReasonCode, detail = "", options?: VerificationErrorOptions) {
+    super(reason, detail, options);
+    this.unknownKey = options?.unknownKey ?? false;
+  }
 }
 
 /** ConfigError: a config, key or credential is unusable. */

@@ -136,6 +136,7 @@ export {
   StreamError,
   UnavailableError,
   VerificationError,
+  type VerificationErrorOptions,
 } from "./errors.js";
 export { Box, curveKeyPair, decodePublicKey, isPublicKey, userKeyPair, verifyEd25519, type KeyPair, type KeyRole } from "./keys.js";
 export {

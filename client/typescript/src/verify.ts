@@ -170,8 +170,13 @@ function asVerification(err: unknown): never {
  *    not verify.
  *
  * The checks run in that order, so a message with several faults is
- * reported by the first. Details never contain payload bytes. It is the
- * Go SDK's VerifyDelivery, check for check.
+ * reported by the first. unknownKey is set on the error of a token whose
+ * issuer is not among trustedGateways, and of a re-sealed payload from a
+ * key outside gatewayXKeys, without curve, or that does not open with
+ * curve: refusals that a reader with other keys may lift (the token that
+ * binds the re-sealed bytes verified), though the message may as well be
+ * a forgery. It is false on every other refusal. Details never contain
+ * payload bytes. It is the Go SDK's VerifyDelivery, check for check.
  */
 export function verifyDelivery(subject: string, headers: HeaderSource | undefined, data: Uint8Array, opt: VerifyOptions): Delivery {
   try {
@@ -269,12 +274,17 @@ function checkAgreement(c: DecisionClaims, env: Envelope, headers: HeaderSource 
   }
 }
 
+/**
+ * openResealed opens the re-sealed payload, whose bytes the verified
+ * token binds: each refusal is for want of a key this consumer is
+ * configured with (unknownKey), not of a forgery.
+ */
 function openResealed(c: DecisionClaims, resealed: Uint8Array, from: string, opt: VerifyOptions): Uint8Array {
   if (opt.gatewayXKeys !== undefined && opt.gatewayXKeys.length > 0 && !opt.gatewayXKeys.includes(from)) {
-    throw new VerificationError("seal_broken", `jti ${c.id}: re-sealed payload is not from an accepted gateway curve key`);
+    throw new VerificationError("seal_broken", `jti ${c.id}: re-sealed payload is not from an accepted gateway curve key`, { unknownKey: true });
   }
   if (opt.curve === undefined) {
-    throw new VerificationError("seal_broken", `jti ${c.id}: re-sealed payload but this consumer has no curve key`);
+    throw new VerificationError("seal_broken", `jti ${c.id}: re-sealed payload but this consumer has no curve key`, { unknownKey: true });
   }
   try {
     return opt.curve.open(resealed, from);
@@ -282,6 +292,6 @@ function openResealed(c: DecisionClaims, resealed: Uint8Array, from: string, opt
     // To the consumer, an unusable sender key and a box that does not
     // open are the same: the payload does not open.
     const why = err instanceof DeniedError ? err.reason : "internal_error";
-    throw new VerificationError("seal_broken", `jti ${c.id}: re-sealed payload does not open (${why})`);
+    throw new VerificationError("seal_broken", `jti ${c.id}: re-sealed payload does not open (${why})`, { unknownKey: true });
   }
 }

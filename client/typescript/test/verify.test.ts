@@ -251,3 +251,78 @@ test("verifyDelivery: an envelope nested as deep as the limits allow (1024) veri
     }
   }
 });
+
+test("verifyDelivery: unknownKey marks exactly the refusals for want of a configured key, with their usual reasons", () => {
+  const w = newWorld();
+  const a = newActor();
+  const consumer = new Box(createCurve());
+  const stranger = new Box(createCurve());
+  const otherGW = createServer();
+  const sealedFwd: Forward = { w, a, target: TARGET, plain: bytes(`{"order":"A-1"}`), sealed: true, consumer };
+  const opts = (over: Partial<VerifyOptions> = {}): VerifyOptions => ({
+    tenant: TENANT,
+    targets: [TARGET],
+    trustedGateways: [w.gwKey],
+    curve: consumer,
+    gatewayXKeys: [w.gwCurve.publicKey],
+    now: CLOCK,
+    ...over,
+  });
+  const cases: { name: string; msg: () => Msg; opt?: Partial<VerifyOptions>; want: ReasonCode; unknownKey: boolean }[] = [
+    { name: "issuer_not_trusted", want: "decision_token_invalid", unknownKey: true, msg: () => forward({ ...sealedFwd, signer: otherGW }) },
+    {
+      // Checked before the signature: the issuer alone decides.
+      name: "issuer_not_trusted_bad_signature",
+      want: "decision_token_invalid",
+      unknownKey: true,
+      msg: () => forward({ ...sealedFwd, signer: w.gwSign, issuer: otherGW.getPublicKey() }),
+    },
+    { name: "sealed_from_outside_gateway_xkeys", want: "seal_broken", unknownKey: true, opt: { gatewayXKeys: [stranger.publicKey] }, msg: () => forward(sealedFwd) },
+    { name: "no_consumer_key", want: "seal_broken", unknownKey: true, opt: { curve: undefined }, msg: () => forward(sealedFwd) },
+    { name: "sealed_to_another_consumer_key", want: "seal_broken", unknownKey: true, msg: () => forward({ ...sealedFwd, consumer: stranger }) },
+
+    { name: "bad_signature_under_trusted_key", want: "decision_token_invalid", unknownKey: false, msg: () => forward({ ...sealedFwd, signer: otherGW, issuer: w.gwKey }) },
+    {
+      name: "body_digest_mismatch",
+      want: "decision_token_binding",
+      unknownKey: false,
+      msg: () => {
+        const m = forward(sealedFwd);
+        return { ...m, data: bytes(dec.decode(m.data).replace(`"idem-1"`, `"idem-2"`)) };
+      },
+    },
+    {
+      name: "expired",
+      want: "decision_token_expired",
+      unknownKey: false,
+      msg: () =>
+        forward({
+          ...sealedFwd,
+          edit: (c) => {
+            c.iat = unix(CLOCK) - 120;
+            c.exp = unix(CLOCK) - 60;
+          },
+        }),
+    },
+    { name: "resealed_not_base64", want: "seal_broken", unknownKey: false, msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed = "not base64!")) },
+  ];
+  for (const tc of cases) {
+    const m = tc.msg();
+    const o = opts(tc.opt);
+    if (tc.opt && "curve" in tc.opt && tc.opt.curve === undefined) {
+      delete o.curve;
+    }
+    let err: unknown;
+    try {
+      verifyDelivery(m.subject, m.headers, m.data, o);
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof VerificationError, `${tc.name}: ${String(err)}; want a VerificationError ${tc.want}`);
+    assert.equal(err.reason, tc.want, `${tc.name}: ${err.message}`);
+    assert.equal(err.unknownKey, tc.unknownKey, `${tc.name}: unknownKey of ${err.message}`);
+  }
+  // The flag is false unless set.
+  assert.equal(new VerificationError("seal_broken", "x").unknownKey, false);
+  assert.equal(new VerificationError("seal_broken", "x", { unknownKey: true }).unknownKey, true);
+});

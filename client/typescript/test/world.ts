@@ -64,6 +64,8 @@ export interface Forward {
   consumer?: Box;
   /** Signs the token instead of the world's gateway key. */
   signer?: KeyPair;
+  /** The token's issuer (iss) instead of the signer's key: a signature under another key than the one named. */
+  issuer?: string;
   edit?: (c: ClaimsToSign) => void;
 }
 
@@ -106,7 +108,7 @@ export function forward(f: Forward): Msg {
   };
   f.edit?.(c);
   const signer = f.signer ?? w.gwSign;
-  doc.decision = signBatch(signer, [wireClaims(signer.getPublicKey(), c)], false)[0]!;
+  doc.decision = signBatch(signer, [wireClaims(f.issuer ?? signer.getPublicKey(), c)], false)[0]!;
   return {
     subject: `agentgw.cap.${TENANT}.${f.target}`,
     headers: new Map([["Agentgw-Agent", a.pub]]),
