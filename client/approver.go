@@ -64,9 +64,18 @@ type ApproverConfig struct {
 	// request of this tenant, or whose token does not verify (a
 	// *reason.Denial). It is also called for a request that Watch hands
 	// back on a Durable because its token is not yet valid by this
-	// approver's clock (see Watch). It runs on the watching goroutine: keep
-	// it short.
+	// approver's clock, or for want of a key (HandBackUnknownKeys; see
+	// Watch). It runs on the watching goroutine: keep it short.
 	OnReject func(subject string, err error)
+	// HandBackUnknownKeys hands back on a Durable (after two seconds),
+	// rather than terminates, a request whose token names a gateway key
+	// not among TrustedGateways (ErrUnknownKey), so that the approvers
+	// that trust it still see it: for an approver whose keys are not yet
+	// updated for a rotation. Off by default: anyone able to publish on
+	// the approval queue could then keep forgeries naming a gateway key
+	// nobody trusts pending on the shared durable, taking its
+	// MaxAckPending slots from the real requests.
+	HandBackUnknownKeys bool
 }
 
 // Validate reports every problem in c at once.
@@ -150,7 +159,8 @@ func (ap Approver) GoString() string { return ap.String() }
 // clock up to 5 minutes ahead of this approver's (issued "in the
 // future": this clock runs behind the gateway's by more than Skew) is
 // handed back instead, and reported, so that a lagging clock does not
-// hide a live request from the others.
+// hide a live request from the others; with HandBackUnknownKeys, so is
+// one whose token names a gateway key this approver does not trust.
 //
 // Requests that verify but that this approver cannot answer are not
 // shown: those past their deadline and those made by the approver
@@ -202,11 +212,14 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		}
 		tok := m.Headers().Get(decision.Header)
 		if err := ap.verifyRequest(tok, m.Data(), req, at); err != nil {
-			if !private && ap.verifyRequest(tok, m.Data(), req, at.Add(expiredAckMargin)) == nil {
+			unknownKey := ap.cfg.HandBackUnknownKeys && errors.Is(err, ErrUnknownKey)
+			if !private && (unknownKey || ap.verifyRequest(tok, m.Data(), req, at.Add(expiredAckMargin)) == nil) {
 				// Issued later than this clock says it is now: the
 				// clock runs behind the gateway's, and to an approver
 				// whose clock is right the request is live. Handed back,
-				// as an expired one is, not terminated for everyone.
+				// as an expired one is, not terminated for everyone. So
+				// is one signed by a gateway key this approver was not
+				// given, when asked to.
 				_ = m.NakWithDelay(redeliverDelay)
 				if ap.cfg.OnReject != nil {
 					ap.cfg.OnReject(m.Subject(), err)
@@ -279,7 +292,9 @@ func (ap *Approver) verifyRequest(token string, data []byte, req approval.Reques
 // received) and the held envelope the request names: its tenant, message
 // id, agent, body digest and trace id. opt.Audience is ignored. It
 // returns a *reason.Denial: DecisionMissing, DecisionInvalid (route
-// included), DecisionExpired, DecisionAudience or DecisionBinding.
+// included), DecisionExpired, DecisionAudience or DecisionBinding; a
+// token from a gateway key not among opt.TrustedGateways is also marked
+// ErrUnknownKey.
 //
 // What it proves: the gateway held that envelope and published exactly
 // these fields for it. Someone who can publish on the approval queue but
@@ -288,6 +303,9 @@ func (ap *Approver) verifyRequest(token string, data []byte, req approval.Reques
 func VerifyRequest(token string, data []byte, req approval.Request, opt decision.VerifyOptions) error {
 	opt.Audience = req.Target
 	claims, err := decision.Verify(token, opt)
+	if errors.Is(err, decision.ErrUntrustedGateway) {
+		return reason.Mark(err, ErrUnknownKey)
+	}
 	if err != nil {
 		return err
 	}
