@@ -126,14 +126,13 @@ func (d Delivery) LogValue() slog.Value {
 		slog.String("agent", d.Agent), slog.Int("payload_bytes", len(d.Payload)))
 }
 
-// ErrUnknownKey marks (errors.Is) a VerifyDelivery refusal that says
-// nothing against the message, only that this side lacks a key: its
-// token names a gateway not among TrustedGateways (DecisionInvalid), or
-// its re-sealed payload is from a curve key not among GatewayXKeys, is
-// sealed and there is no Curve, or does not open with Curve
-// (SealBroken; its bytes are bound by the verified token, so only the
-// keys can be at fault). A reader with other keys may verify it. Such a
-// message may as well be a forgery: it is refused either way.
+// ErrUnknownKey marks (errors.Is) a VerifyDelivery refusal that a reader
+// with other keys may lift: the token names a gateway not among
+// TrustedGateways (DecisionInvalid), or the re-sealed payload is from a
+// curve key not among GatewayXKeys, is sealed and there is no Curve, or
+// does not open with Curve (SealBroken; its bytes are bound by the
+// verified token, so the keys are what differ). It proves nothing
+// either way: the message may as well be a forgery, and is refused.
 var ErrUnknownKey = errors.New("client: a key this consumer is not configured with")
 
 // VerifyDelivery checks one message from a capability subject, given its
