@@ -120,10 +120,27 @@ export interface ApproverConfig extends AgentConfig {
    * tenant (an InvalidRequestError, or a DeniedError invalid_subject), or
    * whose token does not verify (a VerificationError with its reason
    * code); also for a request watch hands back on a durable because its
-   * token is not yet valid by this approver's clock (see watch). Keep it
-   * short.
+   * token is not yet valid by this approver's clock, or for want of a
+   * key with handBackUnknownKeys (see watch). Keep it short.
    */
   onReject?: (subject: string, err: Error) => void;
+  /**
+   * Hands back (nak, shown again to any approver about 2 s later), rather
+   * than terminates, a request whose token names a gateway key not among
+   * trustedGateways (a VerificationError with unknownKey set, reason
+   * decision_token_invalid), so that the approvers of the durable that
+   * trust that key still see it: for an approver whose keys are not yet
+   * updated for a rotation. Only on a durable (durable, or bind), which
+   * other approvers read too: an ephemeral consumer is this approver's
+   * alone, and still terminates it. watch still reports it to onReject;
+   * list still leaves it out, handing it back. Every other request whose
+   * token does not verify is still terminated. Absent or false:
+   * terminated, since anyone able to publish on the approval queue could
+   * otherwise keep forgeries naming a gateway key nobody trusts pending
+   * on the shared durable, taking its max_ack_pending slots from the
+   * real requests. The Go SDK's ApproverConfig.HandBackUnknownKeys.
+   */
+  handBackUnknownKeys?: boolean;
 }
 
 /** What verifyRequest trusts: its audience is always the request's target. */
@@ -472,11 +489,16 @@ export class Approver {
    * whose token does not verify is left out; it is terminated (term,
    * with the reason code) unless it would verify by a clock up to 5
    * minutes ahead of the approver's (issued "in the future": this clock
-   * runs behind the gateway's), which is handed back. A terminated
-   * forgery holds no slot of the queue's max_ack_pending.
+   * runs behind the gateway's), which is handed back; so is, on a durable
+   * with handBackUnknownKeys, one whose token names a gateway key not
+   * among trustedGateways. A terminated forgery holds no slot of the
+   * queue's max_ack_pending.
    */
   async list(opts: { all?: boolean; signal?: AbortSignal } = {}): Promise<HeldRequest[]> {
-    const cons = await openConsumer(this.#js, this.#spec());
+    const spec = this.#spec();
+    const cons = await openConsumer(this.#js, spec);
+    // A durable may be bound by other approvers too (see watch).
+    const shared = spec.durable !== "";
     const held = new Map<number, JsMsg>();
     const out: HeldRequest[] = [];
     try {
@@ -515,7 +537,7 @@ export class Approver {
           try {
             this.#verify(token, m.data, req, at);
           } catch (err) {
-            if (!this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
+            if (!this.#handsBack(err, shared) && !this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
               // No trusted gateway's by any clock: terminated, not
               // handed back to hold a slot of the queue for good.
               held.delete(m.seq);
@@ -589,7 +611,10 @@ export class Approver {
    * a clock up to 5 minutes ahead of this approver's (issued "in the
    * future": this clock runs behind the gateway's by more than skewMs) is
    * handed back instead, and reported, so that a lagging clock does not
-   * hide a live request from the others.
+   * hide a live request from the others; with handBackUnknownKeys, so is
+   * one whose token names a gateway key not among trustedGateways (a
+   * VerificationError with unknownKey set), so that an approver not yet
+   * given a rotated key does not end it for those that have it.
    *
    * Requests that verify but that this approver cannot answer are not
    * shown: those past their deadline and those made by the approver
@@ -632,11 +657,13 @@ export class Approver {
         this.#verify(token, m.data, req, at);
       } catch (err) {
         const v = err instanceof DeniedError ? err : new VerificationError("internal_error", "verification failed");
-        if (shared && this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
+        if (this.#handsBack(v, shared) || (shared && this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS)))) {
           // Issued later than this clock says it is now: the clock runs
           // behind the gateway's, and to an approver whose clock is right
           // the request is live. Handed back, as an expired one is, not
-          // terminated for everyone.
+          // terminated for everyone. So is one signed by a gateway key
+          // this approver was not given, with handBackUnknownKeys: the
+          // approvers that trust it still see it.
           m.nak(REDELIVER_DELAY_MS);
           this.#cfg.onReject?.(m.subject, v);
           continue;
@@ -674,6 +701,16 @@ export class Approver {
       }
       m.ack();
     }
+  }
+
+  /**
+   * #handsBack reports whether a request refused with err is handed back
+   * rather than terminated for want of a key (handBackUnknownKeys): only
+   * on a shared durable, and only for a token whose issuer is not among
+   * trustedGateways.
+   */
+  #handsBack(err: unknown, shared: boolean): boolean {
+    return shared && this.#cfg.handBackUnknownKeys === true && err instanceof VerificationError && err.unknownKey;
   }
 
   /** #verifies reports whether the request's token verifies at now. */
