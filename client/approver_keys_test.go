@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,13 +96,51 @@ func TestApproverHandsBackUnknownKeys(t *testing.T) {
 				}
 				return codes
 			}
-			seen, rejected = watch(w.newActor(testTenant, "approve:refunds.*"), nil, 10*time.Second, func(seen []string, rejected []error) bool {
+			// With the option too: what the gateway's key proves altered
+			// is still terminated.
+			seen, rejected = watch(w.newActor(testTenant, "approve:refunds.*"), func(cfg *ApproverConfig) { cfg.HandBackUnknownKeys = true }, 10*time.Second, func(seen []string, rejected []error) bool {
 				return len(seen) > 0 && slices.Contains(codesOf(rejected), reason.DecisionBinding)
 			})
 			codes := codesOf(rejected)
 			if !slices.Equal(seen, []string{live}) || !slices.Contains(codes, reason.DecisionBinding) {
 				t.Errorf("approver trusting the gateway: shown %v, rejected %v; want %s shown and the altered request refused decision_token_binding", seen, codes, live)
 			}
+			eventually(t, "the ack floor did not reach 2: the altered request was not terminated", func() bool { return ackFloor() == 2 })
 		})
+	}
+}
+
+// TestApproverEphemeralTerminatesUnknownKeys: HandBackUnknownKeys applies
+// to a shared durable only. An approver's ephemeral consumer is its own:
+// a request it cannot verify is terminated, not brought back to it
+// every two seconds.
+func TestApproverEphemeralTerminatesUnknownKeys(t *testing.T) {
+	w := newWorld(t)
+	w.ingressStream()
+	w.approvalStream()
+	w.publishRequest(heldRequest(w.newActor(testTenant, "refund:draft"), "held-message-id-0402"))
+	otherGW, err := identity.NewSigner(mustKey(t, identity.NewGatewayKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := w.approverConfig(w.newActor(testTenant, "approve:refunds.*"))
+	cfg.TrustedGateways, cfg.HandBackUnknownKeys = []string{otherGW.PublicKey()}, true
+	var rejected atomic.Int32
+	cfg.OnReject = func(string, error) { rejected.Add(1) }
+	ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Handed back, the request would come again after two seconds.
+	ctx, cancel := context.WithTimeout(ctxT(t), 3*time.Second)
+	defer cancel()
+	if err := ap.Watch(ctx, func(context.Context, approval.Request) error {
+		t.Error("a request no trusted gateway signed was shown")
+		return nil
+	}); err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	if n := rejected.Load(); n != 1 {
+		t.Errorf("the ephemeral approver refused the request %d times; want once: terminated, not handed back", n)
 	}
 }

@@ -100,19 +100,20 @@ type ConsumerConfig struct {
 	// (nak, after NakDelay or one second) and reported to OnReject with
 	// reason.DecisionRecordFull, and comes back once tokens expire.
 	MaxTokens int
-	// HandBackUnknownKeys hands back (nak, after NakDelay or one second)
-	// rather than terminates a delivery refused for a key this consumer
-	// lacks (ErrUnknownKey: a gateway signing key not among
+	// HandBackUnknownKeys hands back on a Durable (nak, after NakDelay
+	// or one second) rather than terminates a delivery refused for a key
+	// this consumer lacks (ErrUnknownKey: a gateway signing key not among
 	// TrustedGateways, a curve key missing or not the one the payload was
 	// re-sealed to), so that another reader of the durable, or this one
 	// with its keys set right, can verify it. For a reader that shares a
 	// durable with the service (agentgw consume), and for a service
-	// through a key rotation. It is still reported to OnReject. Off by
-	// default: anyone able to publish on the capability subjects could
-	// then fill the durable's pending limit with forgeries naming a
-	// gateway key nobody trusts, each handed back until MaxDeliver (set
-	// it) ends its deliveries; terminated, they cost one verification
-	// each.
+	// through a key rotation. It is still reported to OnReject. An
+	// ephemeral consumer, which no one else reads, still terminates it.
+	// Off by default: anyone able to publish on the capability subjects
+	// could then fill the durable's pending limit with forgeries naming a
+	// gateway key nobody trusts, or genuine deliveries re-published with
+	// another sealed_from, each handed back until MaxDeliver (set it)
+	// ends its deliveries; terminated, they cost one verification each.
 	HandBackUnknownKeys bool
 	// Concurrency is how many deliveries Consume hands to the handler at
 	// once, each on its own goroutine and settled when its handler
@@ -322,7 +323,8 @@ func (c *Consumer) verifyOptions(now time.Time) VerifyOptions {
 // a clock up to 5 minutes ahead is handed back and reported, not
 // terminated, so that a lagging clock does not destroy a live delivery
 // for every consumer of the durable. With HandBackUnknownKeys, so is a
-// delivery refused for a key this Consumer lacks (ErrUnknownKey).
+// delivery refused on a Durable for a key this Consumer lacks
+// (ErrUnknownKey).
 //
 // Consume returns nil when ctx is done once the consumer runs, or when
 // ctx is cancelled while it is being created; it returns an error
@@ -428,7 +430,7 @@ func (c *Consumer) accept(m jetstream.Msg) (*Delivery, bool) {
 		// only for an earlier clock reading, which now may show to
 		// have been ahead. Refused, but not terminated.
 		handBack = reason.Of(err) == reason.DecisionRecordFull || reason.Of(err) == reason.DecisionExpired
-	} else if c.cfg.HandBackUnknownKeys && errors.Is(err, ErrUnknownKey) {
+	} else if c.cfg.HandBackUnknownKeys && c.cfg.Durable != "" && errors.Is(err, ErrUnknownKey) {
 		handBack = true
 	} else if reason.Of(err) == reason.DecisionInvalid {
 		// A token issued later than this clock says it is now: the clock

@@ -119,3 +119,31 @@ func TestConsumerHandBackStillTerminatesForgeries(t *testing.T) {
 		t.Errorf("rejections %v, %d handled; want one decision_binding and one seal_broken, terminated, none handled", r.rejected, len(r.calls))
 	}
 }
+
+// TestConsumerEphemeralTerminatesUnknownKeys: HandBackUnknownKeys applies
+// to a durable only. An ephemeral consumer is this process's alone:
+// handing back what it cannot verify would only bring it back to the
+// same keys, again and again. It is terminated, and reported once.
+func TestConsumerEphemeralTerminatesUnknownKeys(t *testing.T) {
+	w := newWorld(t)
+	w.capStream()
+	w.publish(forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-11"}`)}.msg())
+	otherGW, err := identity.NewSigner(mustKey(t, identity.NewGatewayKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	c := plainConsumer(t, w, w.js, "", r, testClock, func(cfg *ConsumerConfig) {
+		cfg.TrustedGateways, cfg.HandBackUnknownKeys, cfg.NakDelay = []string{otherGW.PublicKey()}, true, 50*time.Millisecond
+	})
+	stop := consumeInBackground(t, c, r)
+	eventually(t, "the ephemeral consumer reported nothing", func() bool { return r.rejections(reason.DecisionInvalid) > 0 })
+	// Handed back, it would come again every 50 ms.
+	time.Sleep(time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Consume = %v", err)
+	}
+	if n := r.rejections(reason.DecisionInvalid); n != 1 {
+		t.Errorf("the ephemeral consumer refused the delivery %d times; want once: terminated, not handed back", n)
+	}
+}

@@ -16,7 +16,7 @@
 //     token issued ahead of this clock, within the largest skew a gateway
 //     takes, or refused only because the record of handed-over tokens is
 //     full or was read at a clock ahead of this one) is handed back
-//     (nak), and with HandBackUnknownKeys so is one refused for want of
+//     (nak), and on a durable with HandBackUnknownKeys so is one refused for want of
 //     a key (ErrUnknownKey); everything else is terminated and reported. VerifyDelivery is the verification as a pure function,
 //     without the memory of what was handed over.
 //   - Approver watches the approval queue and answers held requests with

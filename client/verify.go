@@ -130,9 +130,11 @@ func (d Delivery) LogValue() slog.Value {
 // with other keys may lift: the token names a gateway not among
 // TrustedGateways (DecisionInvalid), or the re-sealed payload is from a
 // curve key not among GatewayXKeys, is sealed and there is no Curve, or
-// does not open with Curve (SealBroken; its bytes are bound by the
-// verified token, so the keys are what differ). It proves nothing
-// either way: the message may as well be a forgery, and is refused.
+// does not open with Curve (SealBroken: its bytes are bound by the
+// verified token, the sender key named beside them, sealed_from, is
+// not). It proves nothing either way: the message may as well be a
+// forgery (another token's issuer, a genuine delivery re-published with
+// sealed_from changed), and is refused.
 var ErrUnknownKey = errors.New("client: a key this consumer is not configured with")
 
 // VerifyDelivery checks one message from a capability subject, given its
@@ -281,7 +283,8 @@ func openResealed(c *decision.Claims, resealed []byte, from string, opt VerifyOp
 	if err != nil {
 		// Open says SealMismatch for an unusable sender key: to the
 		// consumer, either way the payload does not open. The token
-		// binds these bytes, so the keys are what differ.
+		// binds these bytes but not sealed_from: a key differs, the
+		// consumer's or the one named as sender.
 		return nil, reason.Mark(reason.Deny(reason.SealBroken, "jti %s: re-sealed payload does not open (%s)", c.ID, reason.Of(err)), ErrUnknownKey)
 	}
 	return p, nil

@@ -23,8 +23,11 @@ verifies (trusted --gateway-key, audience = target, unexpired, bound to
 the exact body and payload): its message id, agent, target and payload
 as JSON. Re-sealed payloads are opened with --curve-seed (the catalog's
 consumer_xkey for the target). A message that fails verification is
-printed as "rejected" with its reason code and terminated, or on a
-durable handed back when only this run's keys may be at fault (below).
+printed as "rejected" with its reason code and terminated, except what
+a reader with another clock or other keys may verify: one whose token
+is issued up to 5 minutes ahead of this clock is handed back, and so,
+on a durable, is one this run lacks a key for (printed
+unknown_key=true; below).
 
 Payloads are printed on stdout because that is what this command is for;
 nothing else agentgw prints contains one. Says on stderr which consumer
@@ -51,8 +54,8 @@ without it consume refuses and reads nothing. What fails there for want
 of a key of this run's (a token from a gateway key not among
 --gateway-key, a re-sealed payload from a key not among --gateway-xkey,
 no --curve-seed or another one) is handed back, printed "rejected ...
-handed_back=true", for the readers that have the keys. An ephemeral
-consumer is this run's alone, and terminates what fails.`)
+unknown_key=true", for the readers that have the keys. An ephemeral
+consumer is this run's alone, and terminates it.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
@@ -132,7 +135,7 @@ consumer is this run's alone, and terminates what fails.`)
 	// On a durable, what fails for want of this run's keys goes back to
 	// the readers that have them.
 	cfg.HandBackUnknownKeys = cfg.Durable != ""
-	p := &consumePrinter{out: newJSONLines(c.out), text: !*asJSON, c: c, limit: *count, stop: cancel, handBack: cfg.HandBackUnknownKeys}
+	p := &consumePrinter{out: newJSONLines(c.out), text: !*asJSON, c: c, limit: *count, stop: cancel}
 	cfg.OnReject = p.rejected
 	cons, err := client.NewConsumer(js, cfg)
 	if err != nil {
@@ -194,7 +197,6 @@ type consumePrinter struct {
 	mu        sync.Mutex
 	n         int
 	nRejected int
-	handBack  bool // refusals for want of a key are handed back
 }
 
 // taken returns how many messages were counted.
@@ -255,10 +257,11 @@ func (p *consumePrinter) rejected(subject string, err error) {
 	if errors.As(err, &dn) {
 		detail = dn.Detail
 	}
-	back := p.handBack && errors.Is(err, client.ErrUnknownKey)
+	// For want of a key of this run's: handed back on a durable.
+	unknownKey := errors.Is(err, client.ErrUnknownKey)
 	if !p.text {
-		_ = p.out.write(map[string]any{"status": "rejected", "subject": subject, "reason": code, "detail": detail, "handed_back": back})
+		_ = p.out.write(map[string]any{"status": "rejected", "subject": subject, "reason": code, "detail": detail, "unknown_key": unknownKey})
 		return
 	}
-	fmt.Fprintf(p.c.out, "rejected  subject=%s reason=%s detail=%s handed_back=%t\n", clean(subject), code, clean(detail), back)
+	fmt.Fprintf(p.c.out, "rejected  subject=%s reason=%s detail=%s unknown_key=%t\n", clean(subject), code, clean(detail), unknownKey)
 }

@@ -71,7 +71,7 @@ func TestConsumeDurableHandsBackForWantOfKey(t *testing.T) {
 	base := []string{"consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search", "--count", "1", "--timeout", "10s", "--durable", "svc", "--settle-durable"}
 
 	r := mustRun(t, "", exitRejected, append(base, "--gateway-key", old.PublicKey())...)
-	if !strings.Contains(r.stdout, "rejected  subject=agentgw.cap.tenant_a.kb.search reason=decision_token_invalid") || !strings.Contains(r.stdout, "handed_back=true") {
+	if !strings.Contains(r.stdout, "rejected  subject=agentgw.cap.tenant_a.kb.search reason=decision_token_invalid") || !strings.Contains(r.stdout, "unknown_key=true") {
 		t.Errorf("consume with a rotated-out key: want the delivery rejected and handed back\n%s", r)
 	}
 	r = mustRun(t, "", exitOK, append(base, "--gateway-key", gw.PublicKey())...)
