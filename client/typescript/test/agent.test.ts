@@ -1,12 +1,12 @@
 // The agent against a real nats-server: what it publishes, retries under
 // the same id, re-issues on a collision, and what it refuses to send.
 // The Go SDK's agent tests, case for case.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { createAccount, createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
-import { headers, TimeoutError, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { headers, TimeoutError } from "@nats-io/transport-node";
+import { jetstream, type StoredMsg } from "@nats-io/jetstream";
 import { Agent, type AgentConfig } from "../src/agent.js";
 import { peekCredential } from "../src/creds.js";
 import { CollisionError, ConfigError, InvalidRequestError, UnavailableError } from "../src/errors.js";
@@ -14,43 +14,30 @@ import { parseEnvelope, verifyEnvelope } from "../src/envelope.js";
 import { setHooks, type PublishFn } from "../src/internal/hooks.js";
 import { Box, decodePublicKey } from "../src/keys.js";
 import { bytes, dec, rejectsWith } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { useNatsServer } from "./servers.js";
 import { AUDIENCE, issueCredential, TENANT } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+const nats = useNatsServer();
 const issuer = createAccount();
 const gwCurve = new Box(createCurve());
 
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  jsm = await jetstreamManager(nc);
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
-
 async function ingressStream(): Promise<void> {
-  await jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"], duplicate_window: 5 * 60 * 1e9 });
+  await nats.jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"], duplicate_window: 5 * 60 * 1e9 });
 }
 
 async function dropIngress(): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_IN");
+    await nats.jsm.streams.delete("AGENTGW_IN");
   } catch {
     // absent
   }
 }
 
 async function all(): Promise<StoredMsg[]> {
-  const info = await jsm.streams.info("AGENTGW_IN");
+  const info = await nats.jsm.streams.info("AGENTGW_IN");
   const out: StoredMsg[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const m = await jsm.streams.getMessage("AGENTGW_IN", { seq });
+    const m = await nats.jsm.streams.getMessage("AGENTGW_IN", { seq });
     assert.ok(m !== null, `no message at ${seq}`);
     out.push(m);
   }
@@ -110,7 +97,7 @@ test("send: a sealed request is stored signed, and opens with the gateway's key"
   await dropIngress();
   await ingressStream();
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const rcpt = await ag.send({ capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_1", amount_cents: 100 } });
   assert.equal(rcpt.stream, "AGENTGW_IN");
   assert.equal(rcpt.attempts, 1);
@@ -131,7 +118,7 @@ test("send: a plain request keeps its bytes, its key and its trace", async () =>
   await dropIngress();
   await ingressStream();
   const a = newActor();
-  const ag = new Agent(nc, config(a, { curve: undefined, gatewayXKey: undefined }));
+  const ag = new Agent(nats.nc, config(a, { curve: undefined, gatewayXKey: undefined }));
   const trace = "4bf92f3577b34da6a3ce929d0e0e4736";
   const rcpt = await ag.send({ capability: "read", target: "kb.search", plain: bytes(`{"q": "refund policy"}`), idempotencyKey: "search:1", traceId: trace, ttlMs: 30_000 });
   const e = checkIngress((await all())[0]!, a);
@@ -146,7 +133,7 @@ test("send: a lost acknowledgement is retried with the same id and bytes", async
   await dropIngress();
   await ingressStream();
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const l = lossy([1, 2]);
   setHooks(ag, { publish: l.publish });
   const rcpt = await ag.send({ capability: "read", target: "orders.status", plain: {} });
@@ -162,7 +149,7 @@ test("send: a lost acknowledgement is retried with the same id and bytes", async
 test("send: retries while the stream is missing (no responders), then lands once", async () => {
   await dropIngress();
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const l = lossy([], async (n) => {
     if (n === 3) await ingressStream();
   });
@@ -175,7 +162,7 @@ test("send: retries while the stream is missing (no responders), then lands once
 test("send: no stream at all is UnavailableError after maxAttempts", async () => {
   await dropIngress();
   const a = newActor();
-  const ag = new Agent(nc, config(a, { maxAttempts: 2 }));
+  const ag = new Agent(nats.nc, config(a, { maxAttempts: 2 }));
   await rejectsWith(ag.send({ capability: "read", target: "orders.status", plain: {} }), UnavailableError);
 });
 
@@ -183,14 +170,14 @@ test("send: no stream at all is UnavailableError after maxAttempts", async () =>
 async function preempt(a: TestActor, id: string): Promise<void> {
   const h = headers();
   h.set("Nats-Msg-Id", id);
-  await jetstream(nc).publish(`agentgw.in.${TENANT}.${a.pub}`, bytes("someone else's message"), { headers: h });
+  await jetstream(nats.nc).publish(`agentgw.in.${TENANT}.${a.pub}`, bytes("someone else's message"), { headers: h });
 }
 
 test("send: a duplicate ack on a first attempt is a collision, re-issued under a new id", async () => {
   await dropIngress();
   await ingressStream();
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const taken = "taken-id-0000000000000001";
   await preempt(a, taken);
   const ids = [taken];
@@ -213,7 +200,7 @@ test("send: a duplicate ack after a no-responders attempt is a collision", async
   // the next attempt cannot be our own.
   await dropIngress();
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const taken = "taken-id-0000000000000002";
   let first = true;
   const l = lossy([], async (n) => {
@@ -241,7 +228,7 @@ test("send: every id taken is CollisionError, and nothing of ours is stored", as
   await dropIngress();
   await ingressStream();
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const taken = "taken-id-0000000000000003";
   await preempt(a, taken);
   setHooks(ag, { newId: () => taken });
@@ -251,8 +238,8 @@ test("send: every id taken is CollisionError, and nothing of ours is stored", as
 
 test("send: requests that cannot be sent are refused before publishing, without quoting the payload", async () => {
   const a = newActor();
-  const ag = new Agent(nc, config(a));
-  const plainOnly = new Agent(nc, config(a, { curve: undefined, gatewayXKey: undefined }));
+  const ag = new Agent(nats.nc, config(a));
+  const plainOnly = new Agent(nats.nc, config(a, { curve: undefined, gatewayXKey: undefined }));
   const cases: [string, Promise<unknown>][] = [
     ["no payload", ag.send({ capability: "read", target: "kb.search" })],
     ["both payloads", ag.send({ capability: "read", target: "kb.search", plain: {}, sealed: "x" })],
@@ -277,7 +264,7 @@ test("Agent: a misconfiguration is refused up front, every problem at once", () 
   const b = newActor();
   const tooMany = (cfg: AgentConfig, ...want: RegExp[]) => {
     assert.throws(
-      () => new Agent(nc, cfg),
+      () => new Agent(nats.nc, cfg),
       (err: Error) => err instanceof ConfigError && want.every((re) => re.test(err.message)),
     );
   };
@@ -299,14 +286,14 @@ test("Agent: a credential naming its principal (nats.principal, from the token e
   assert.equal(claims.principal, principal);
   assert.equal(claims.sub, kp.getPublicKey());
   assert.equal(peekCredential(newActor().credential).principal, "", "absent: empty");
-  const ag = new Agent(nc, { credential, key: kp, curve, gatewayXKey: gwCurve.publicKey, retryWaitMs: 10 });
+  const ag = new Agent(nats.nc, { credential, key: kp, curve, gatewayXKey: gwCurve.publicKey, retryWaitMs: 10 });
   const r = await ag.send({ capability: "tool_call", target: "refunds.draft_refund", sealed: { order_id: "ord_p", amount_cents: 1 } });
   assert.match(r.messageId, /^[0-9a-f]{32}$/);
 });
 
 test("Agent: printed forms show public keys only", () => {
   const a = newActor();
-  const ag = new Agent(nc, config(a));
+  const ag = new Agent(nats.nc, config(a));
   const seed = dec.decode(a.kp.getSeed());
   for (const s of [String(ag), inspect(ag), JSON.stringify(ag), inspect(ag, { showHidden: true, depth: 5 })]) {
     assert.ok(!s.includes(a.credential.split(".")[1]!.slice(0, 30)), s);

@@ -4,49 +4,36 @@
 // signed (decision token, route approval, over their exact bytes) are
 // shown. The Go SDK's approver tests. The requests are published here,
 // signed with a test gateway key as the gateway signs them.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAccount, createCurve, createServer, createUser, type KeyPair } from "@nats-io/nkeys";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { answerKey, Approver, decodeRequest, type ApprovalRequest, type ApproverConfig } from "../src/approver.js";
 import { ConfigError, DeniedError, InvalidRequestError, SelfApprovalError, StreamError, VerificationError } from "../src/errors.js";
 import { parseEnvelope } from "../src/envelope.js";
-import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
-import { bytes, dec, rejectsWith, throwsReason } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
-import { approvalRequest, CLOCK, issueCredential, TENANT, unix } from "./world.js";
+import { bytes, dec, firstShown, rejectsWith, terminations, throwsReason } from "./helpers.js";
+import { useNatsServer } from "./servers.js";
+import { approvalClaims, approvalRequest, CLOCK, issueCredential, sec, TENANT, unix } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNatsServer({
+  setup: async (f) => {
+    await f.jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"] });
+  },
+});
 const issuer = createAccount();
 const requester = createUser().getPublicKey();
 /** The gateway the approvers trust: it signs the requests' decision tokens. */
 const gw = createServer();
 
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"] });
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
-
 async function approvalStream(): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_APPROVAL");
+    await nats.jsm.streams.delete("AGENTGW_APPROVAL");
   } catch {
     // absent
   }
-  await jsm.streams.add({ name: "AGENTGW_APPROVAL", subjects: ["agentgw.approval.>"] });
+  await nats.jsm.streams.add({ name: "AGENTGW_APPROVAL", subjects: ["agentgw.approval.>"] });
 }
 
 function request(held: string, over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -67,35 +54,13 @@ interface Hold {
   publishAs?: Record<string, unknown>;
 }
 
-/** sec reads an RFC 3339 time of a test request as Unix seconds, rounded up. */
-function sec(t: unknown, fallback: number): number {
-  return typeof t === "string" ? Math.ceil(new Date(t).getTime() / 1000) : fallback;
-}
-
 /**
  * requestToken signs the decision token the gateway puts on req's message
  * (data, its body): route approval, for its target, bound to data and the
  * held envelope, expiring at the deadline rounded up to the second.
  */
 function requestToken(req: Record<string, unknown>, data: Uint8Array, o: Hold = {}): string {
-  const s = (k: string): string => (typeof req[k] === "string" ? (req[k] as string) : "");
-  const iat = sec(req.requested_at, unix(CLOCK));
-  const c: ClaimsToSign = {
-    jti: `JTI${digestHex(data).slice(0, 20).toUpperCase()}`,
-    sub: s("agent"),
-    aud: s("target"),
-    iat,
-    exp: Math.max(sec(req.deadline, iat + 1), iat + 1),
-    tenant: s("tenant"),
-    scope: "payments:send",
-    traceId: s("trace_id"),
-    messageId: s("held_message_id"),
-    bodyDigest: s("body_digest").replace(/^sha256:/, ""),
-    payloadDigest: digestHex(data),
-    policyIds: Array.isArray(req.policy_ids) ? (req.policy_ids as string[]) : [],
-    policyVersion: s("policy_version"),
-    route: "approval",
-  };
+  const c = approvalClaims(req, data);
   o.edit?.(c);
   const key = o.signer ?? gw;
   return signBatch(key, [wireClaims(key.getPublicKey(), c)], false)[0]!;
@@ -108,14 +73,14 @@ async function hold(req: Record<string, unknown>, o: Hold = {}): Promise<void> {
     h.set("Agentgw-Decision", requestToken(req, data, o));
   }
   const sent = o.publishAs !== undefined ? bytes(JSON.stringify(o.publishAs)) : data;
-  await js.publish(o.subject ?? `agentgw.approval.${TENANT}.payments.send`, sent, { headers: h });
+  await nats.js.publish(o.subject ?? `agentgw.approval.${TENANT}.payments.send`, sent, { headers: h });
 }
 
 function approver(over: Partial<ApproverConfig> = {}): Approver {
   const kp = createUser();
   const curve = createCurve();
   const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["approve:payments.*"], xkey: curve.getPublicKey() }, CLOCK);
-  return new Approver(nc, js, { credential, key: kp, trustedGateways: [gw.getPublicKey()], clock: () => new Date(CLOCK.getTime() + 60_000), ...over });
+  return new Approver(nats.nc, nats.js, { credential, key: kp, trustedGateways: [gw.getPublicKey()], clock: () => new Date(CLOCK.getTime() + 60_000), ...over });
 }
 
 test("list: the tenant's held requests, oldest first, consuming nothing", async () => {
@@ -166,7 +131,7 @@ test("answer: an approve envelope bound to the held digest and policy version, i
   const ap = approver();
   const [req] = await ap.list();
   const rcpt = await ap.grant(req!, "within budget");
-  const m = await jsm.streams.getMessage("AGENTGW_IN", { seq: rcpt.seq });
+  const m = await nats.jsm.streams.getMessage("AGENTGW_IN", { seq: rcpt.seq });
   assert.ok(m);
   assert.equal(m.subject, `agentgw.in.${TENANT}.${ap.agent.publicKey}`);
   const e = parseEnvelope(m.data);
@@ -179,7 +144,7 @@ test("answer: an approve envelope bound to the held digest and policy version, i
     `{"decision":"grant","reason":"within budget","body_digest":"${req!.bodyDigest}","policy_version":"${req!.policyVersion}"}`,
   );
   const rc2 = await ap.deny(req!);
-  const e2 = parseEnvelope((await jsm.streams.getMessage("AGENTGW_IN", { seq: rc2.seq }))!.data);
+  const e2 = parseEnvelope((await nats.jsm.streams.getMessage("AGENTGW_IN", { seq: rc2.seq }))!.data);
   assert.equal(dec.decode(e2.payload.plain), `{"decision":"deny","body_digest":"${req!.bodyDigest}","policy_version":"${req!.policyVersion}"}`);
   assert.equal(answerKey("x".repeat(130)).length, "approve-".length + 64);
 });
@@ -270,7 +235,7 @@ test("watch: on a durable other approvers read too, what one approver will not s
 test("watch: on a durable, an approver whose clock runs behind hands back a request issued 'in the future', and reports it", async () => {
   await approvalStream();
   const durable = `${TENANT}-approvals`;
-  const term = terminations();
+  const term = terminations(nats.nc);
   // requested_at (its token's iat) is CLOCK; this approver's clock runs
   // two minutes behind it, beyond the 30 s skew.
   const rejected: Error[] = [];
@@ -299,7 +264,7 @@ test("watch: on a durable, an approver whose clock runs behind hands back a requ
 
 test("watch: rejects with a StreamError once its connection is closed", async (t) => {
   await approvalStream();
-  const own = await srv.connect();
+  const own = await nats.srv.connect();
   t.after(() => own.close());
   const durable = `${TENANT}-closing`;
   const kp = createUser();
@@ -309,25 +274,13 @@ test("watch: rejects with a StreamError once its connection is closed", async (t
   t.after(() => stop.abort()); // on a failure: no watch left running
   const watching = ap.watch(() => {}, { signal: stop.signal });
   watching.catch(() => {}); // asserted below
-  for (let i = 0; (await jsm.consumers.info("AGENTGW_APPROVAL", durable).catch(() => null)) === null; i++) {
+  for (let i = 0; (await nats.jsm.consumers.info("AGENTGW_APPROVAL", durable).catch(() => null)) === null; i++) {
     assert.ok(i < 300, "the durable was not created");
     await new Promise((r) => setTimeout(r, 50));
   }
   await own.close();
   await rejectsWith(watching, StreamError, "watch after its connection closed");
 });
-
-/** terminations collects the stream sequence and reason of every message terminated on the approval stream. */
-function terminations(): { got: Map<number, string>; stop: () => void } {
-  const got = new Map<number, string>();
-  const sub = nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.AGENTGW_APPROVAL.*", {
-    callback: (_err, m) => {
-      const a = JSON.parse(dec.decode(m.data)) as { stream_seq: number; reason?: string };
-      got.set(a.stream_seq, a.reason ?? "");
-    },
-  });
-  return { got, stop: () => sub.unsubscribe() };
-}
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 100 && !cond(); i++) {
@@ -340,7 +293,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 async function sharedQueue(n: number): Promise<string> {
   await approvalStream();
   const durable = `${TENANT}-approvals`;
-  await jsm.consumers.add("AGENTGW_APPROVAL", {
+  await nats.jsm.consumers.add("AGENTGW_APPROVAL", {
     durable_name: durable,
     filter_subject: `agentgw.approval.${TENANT}.>`,
     ack_policy: AckPolicy.Explicit,
@@ -348,29 +301,6 @@ async function sharedQueue(n: number): Promise<string> {
     max_ack_pending: n,
   });
   return durable;
-}
-
-/**
- * firstShown watches with ap until it shows a request, or for at most
- * 10 s (not shown: the caller's assertion fails rather than hangs), and
- * returns the held message ids shown: one, or none.
- */
-async function firstShown(ap: Approver): Promise<string[]> {
-  const shown: string[] = [];
-  const ctl = new AbortController();
-  const giveUp = setTimeout(() => ctl.abort(), 10_000);
-  try {
-    await ap.watch(
-      (req) => {
-        shown.push(req.heldMessageId);
-        ctl.abort();
-      },
-      { signal: ctl.signal },
-    );
-  } finally {
-    clearTimeout(giveUp);
-  }
-  return shown;
 }
 
 /**
@@ -431,7 +361,7 @@ test("watch: a request whose token does not verify is terminated with its reason
   await hold(request("held-message-000000060"));
   const rejected: [string, Error][] = [];
   const ap = approver({ onReject: (subject, err) => void rejected.push([subject, err]) });
-  const term = terminations();
+  const term = terminations(nats.nc);
   try {
     assert.deepEqual(await firstShown(ap), ["held-message-000000060"]);
     // One at a time, oldest first: every message before the shown one was rejected.
@@ -492,7 +422,7 @@ test("watch: own and expired requests are checked too: unsigned ones are termina
       ["held-message-000000074", "pending"],
     ],
   );
-  const term = terminations();
+  const term = terminations(nats.nc);
   try {
     assert.deepEqual(await firstShown(ap), ["held-message-000000074"]);
     assert.deepEqual(
@@ -527,7 +457,7 @@ test("watch and list on a durable: forged own or expired requests are terminated
       // No gateway key: no valid token.
       const h = headers();
       h.set("Agentgw-Decision", "not-a-token");
-      await js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(JSON.stringify(forged(ap, i))), { headers: h });
+      await nats.js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(JSON.stringify(forged(ap, i))), { headers: h });
     }
     await hold(request("real-held-message-0001"));
     const shown = await firstShown(ap);
@@ -537,11 +467,11 @@ test("watch and list on a durable: forged own or expired requests are terminated
       rejected.every((r) => r === "decision_token_invalid"),
       `${what}: ${[...new Set(rejected)].join(", ")}`,
     );
-    await nc.flush(); // the last settlements reach the server
-    let info = await jsm.consumers.info("AGENTGW_APPROVAL", durable);
+    await nats.nc.flush(); // the last settlements reach the server
+    let info = await nats.jsm.consumers.info("AGENTGW_APPROVAL", durable);
     for (let i = 0; i < 40 && info.num_ack_pending > 0; i++) {
       await new Promise((r) => setTimeout(r, 50));
-      info = await jsm.consumers.info("AGENTGW_APPROVAL", durable);
+      info = await nats.jsm.consumers.info("AGENTGW_APPROVAL", durable);
     }
     assert.equal(info.num_ack_pending, 0, `${what}: messages still pending`);
     assert.equal(info.num_redelivered, 0, `${what}: messages handed back`);
@@ -556,7 +486,7 @@ test("watch and list on a durable: forged own or expired requests are terminated
     });
   }
   await hold(request("real-held-message-0002"));
-  const term = terminations();
+  const term = terminations(nats.nc);
   try {
     assert.deepEqual(
       (await lister.list({ all: true })).map((r) => r.heldMessageId),
@@ -574,10 +504,10 @@ test("watch and list on a durable: forged own or expired requests are terminated
   const durable2 = await sharedQueue(n);
   const lister2 = approver({ durable: durable2, bind: true });
   for (let i = 0; i < n; i++) {
-    await js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(`{"garbage":${i}}`));
+    await nats.js.publish(`agentgw.approval.${TENANT}.payments.send`, bytes(`{"garbage":${i}}`));
   }
   await hold(request("real-held-message-0003"));
-  const term2 = terminations();
+  const term2 = terminations(nats.nc);
   try {
     assert.deepEqual(
       (await lister2.list({ all: true })).map((r) => r.heldMessageId),
@@ -616,7 +546,7 @@ test("ApproverConfig: trusted gateways are required, each a server ('N') key; th
   const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["approve:payments.*"], xkey: createCurve().getPublicKey() }, CLOCK);
   const base = { credential, key: kp, trustedGateways: [gw.getPublicKey()] } as ApproverConfig;
   const refused = (cfg: ApproverConfig, want: RegExp, what: string): void => {
-    assert.throws(() => new Approver(nc, js, cfg), (err: unknown) => err instanceof ConfigError && want.test(err.message), what);
+    assert.throws(() => new Approver(nats.nc, nats.js, cfg), (err: unknown) => err instanceof ConfigError && want.test(err.message), what);
   };
   refused({ ...base, trustedGateways: undefined as unknown as string[] }, /no trusted gateway keys/, "absent");
   refused({ ...base, trustedGateways: [] }, /no trusted gateway keys/, "empty");
@@ -629,11 +559,11 @@ test("ApproverConfig: trusted gateways are required, each a server ('N') key; th
   refused({ ...base, skewMs: NaN }, /skew NaN is negative or not a number/, "skew not a number");
   refused({ ...base, trustedGateways: [], skewMs: -1, ackWaitMs: -1 }, /ack wait -1 is negative; no trusted gateway keys for approval requests; skew -1 is negative/, "every problem at once");
   for (const skewMs of [undefined, 0, 1000]) {
-    assert.ok(new Approver(nc, js, { ...base, ...(skewMs !== undefined ? { skewMs } : {}) }) instanceof Approver, `skew ${skewMs}`);
+    assert.ok(new Approver(nats.nc, nats.js, { ...base, ...(skewMs !== undefined ? { skewMs } : {}) }) instanceof Approver, `skew ${skewMs}`);
   }
   // The keys are copied: changing the caller's array later trusts nothing new.
   const keys = [gw.getPublicKey()];
-  const ap = new Approver(nc, js, { ...base, trustedGateways: keys });
+  const ap = new Approver(nats.nc, nats.js, { ...base, trustedGateways: keys });
   const other = createServer();
   keys.push(other.getPublicKey());
   const req = request("held-message-000000091");

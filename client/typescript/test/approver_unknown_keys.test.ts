@@ -5,23 +5,19 @@
 // and for every other refusal, it is terminated. The Go SDK's
 // ApproverConfig.HandBackUnknownKeys. The requests are published here,
 // signed with a test gateway key as the gateway signs them.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAccount, createCurve, createServer, createUser, type KeyPair } from "@nats-io/nkeys";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerInfo, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, type ConsumerInfo } from "@nats-io/jetstream";
 import { Approver, type ApproverConfig } from "../src/approver.js";
 import { VerificationError } from "../src/errors.js";
-import { digestHex } from "../src/internal/bytes.js";
-import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decision_sign.js";
-import { bytes, dec } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
-import { approvalRequest, CLOCK, issueCredential, TENANT, unix } from "./world.js";
+import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
+import { bytes, firstShown, terminations, waitFor } from "./helpers.js";
+import { useNatsServer } from "./servers.js";
+import { approvalClaims, approvalRequest, CLOCK, issueCredential, TENANT } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNatsServer();
 const issuer = createAccount();
 const requester = createUser().getPublicKey();
 /** The gateway that signs the requests' decision tokens. */
@@ -31,39 +27,21 @@ const otherGW = createServer().getPublicKey();
 const DURABLE = `${TENANT}-approvals`;
 const SUBJECT = `agentgw.approval.${TENANT}.payments.send`;
 
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** sharedQueue makes the approval stream afresh with the tenant's shared durable. */
 async function sharedQueue(): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_APPROVAL");
+    await nats.jsm.streams.delete("AGENTGW_APPROVAL");
   } catch {
     // absent
   }
-  await jsm.streams.add({ name: "AGENTGW_APPROVAL", subjects: ["agentgw.approval.>"] });
-  await jsm.consumers.add("AGENTGW_APPROVAL", {
+  await nats.jsm.streams.add({ name: "AGENTGW_APPROVAL", subjects: ["agentgw.approval.>"] });
+  await nats.jsm.consumers.add("AGENTGW_APPROVAL", {
     durable_name: DURABLE,
     filter_subject: `agentgw.approval.${TENANT}.>`,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
   });
-}
-
-/** sec reads an RFC 3339 time of a test request as Unix seconds, rounded up. */
-function sec(t: unknown, fallback: number): number {
-  return typeof t === "string" ? Math.ceil(new Date(t).getTime() / 1000) : fallback;
 }
 
 /** How a test request is signed and published. */
@@ -79,61 +57,22 @@ interface Hold {
 /** hold publishes req with the decision token the gateway puts on it (see approver.test.ts). */
 async function hold(req: Record<string, unknown>, o: Hold = {}): Promise<void> {
   const data = bytes(JSON.stringify(req));
-  const s = (k: string): string => (typeof req[k] === "string" ? (req[k] as string) : "");
-  const iat = sec(req.requested_at, unix(CLOCK));
-  const c: ClaimsToSign = {
-    jti: `JTI${digestHex(data).slice(0, 20).toUpperCase()}`,
-    sub: s("agent"),
-    aud: s("target"),
-    iat,
-    exp: Math.max(sec(req.deadline, iat + 1), iat + 1),
-    tenant: s("tenant"),
-    scope: "payments:send",
-    traceId: s("trace_id"),
-    messageId: s("held_message_id"),
-    bodyDigest: s("body_digest").replace(/^sha256:/, ""),
-    payloadDigest: digestHex(data),
-    policyIds: Array.isArray(req.policy_ids) ? (req.policy_ids as string[]) : [],
-    policyVersion: s("policy_version"),
-    route: "approval",
-  };
+  const c = approvalClaims(req, data);
   const key = o.signer ?? gw;
   const h = headers();
   h.set("Agentgw-Decision", signBatch(key, [wireClaims(o.iss ?? key.getPublicKey(), c)], false)[0]!);
   const sent = o.publishAs !== undefined ? bytes(JSON.stringify(o.publishAs)) : data;
-  await js.publish(SUBJECT, sent, { headers: h });
+  await nats.js.publish(SUBJECT, sent, { headers: h });
 }
 
 function approver(over: Partial<ApproverConfig> = {}): Approver {
   const kp = createUser();
   const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["approve:payments.*"], xkey: createCurve().getPublicKey() }, CLOCK);
-  return new Approver(nc, js, { credential, key: kp, trustedGateways: [gw.getPublicKey()], clock: () => new Date(CLOCK.getTime() + 60_000), ...over });
-}
-
-/** terminations collects the stream sequence and reason of every message terminated on the approval stream. */
-function terminations(): { got: Map<number, string>; stop: () => void } {
-  const got = new Map<number, string>();
-  const sub = nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.AGENTGW_APPROVAL.*", {
-    callback: (_err, m) => {
-      const a = JSON.parse(dec.decode(m.data)) as { stream_seq: number; reason?: string };
-      got.set(a.stream_seq, a.reason ?? "");
-    },
-  });
-  return { got, stop: () => sub.unsubscribe() };
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await sleep(20);
-  }
+  return new Approver(nats.nc, nats.js, { credential, key: kp, trustedGateways: [gw.getPublicKey()], clock: () => new Date(CLOCK.getTime() + 60_000), ...over });
 }
 
 function info(): Promise<ConsumerInfo> {
-  return jsm.consumers.info("AGENTGW_APPROVAL", DURABLE);
+  return nats.jsm.consumers.info("AGENTGW_APPROVAL", DURABLE);
 }
 
 /** waitSettled waits until the durable has nothing pending or unacknowledged and its acknowledged floor is floor. */
@@ -157,32 +96,10 @@ function watching(ap: Approver, shown: string[]): () => Promise<void> {
   };
 }
 
-/**
- * firstShown watches with ap until it shows a request, or for at most
- * 10 s, and returns the held message ids shown: one, or none.
- */
-async function firstShown(ap: Approver): Promise<string[]> {
-  const shown: string[] = [];
-  const ctl = new AbortController();
-  const giveUp = setTimeout(() => ctl.abort(), 10_000);
-  try {
-    await ap.watch(
-      (req) => {
-        shown.push(req.heldMessageId);
-        ctl.abort();
-      },
-      { signal: ctl.signal },
-    );
-  } finally {
-    clearTimeout(giveUp);
-  }
-  return shown;
-}
-
 test("watch: on a shared durable, with handBackUnknownKeys, a request signed by a gateway the approver does not trust is handed back and reported; an approver that trusts it is shown it", { timeout: 60_000 }, async () => {
   await sharedQueue();
   await hold(approvalRequest("held-message-000000101", requester));
-  const term = terminations();
+  const term = terminations(nats.nc);
   const rejected: Error[] = [];
   const shown: string[] = [];
   const wrong = approver({ durable: DURABLE, bind: true, trustedGateways: [otherGW], handBackUnknownKeys: true, onReject: (_s, e) => void rejected.push(e) });
@@ -205,7 +122,7 @@ test("watch: on a shared durable, with handBackUnknownKeys, a request signed by 
   // An approver with the right key, on the same durable, is shown it.
   assert.deepEqual(await firstShown(approver({ durable: DURABLE, bind: true })), ["held-message-000000101"]);
   await waitSettled(1);
-  await nc.flush();
+  await nats.nc.flush();
   term.stop();
   assert.deepEqual([...term.got], [], "the request was terminated");
 });
@@ -213,7 +130,7 @@ test("watch: on a shared durable, with handBackUnknownKeys, a request signed by 
 test("list: on a shared durable, with handBackUnknownKeys, a request signed by a gateway the approver does not trust is left out and handed back; an approver that trusts it lists it", { timeout: 60_000 }, async () => {
   await sharedQueue();
   await hold(approvalRequest("held-message-000000102", requester));
-  const term = terminations();
+  const term = terminations(nats.nc);
   try {
     const wrong = approver({ durable: DURABLE, bind: true, trustedGateways: [otherGW], handBackUnknownKeys: true });
     for (const all of [false, true]) {
@@ -225,7 +142,7 @@ test("list: on a shared durable, with handBackUnknownKeys, a request signed by a
     const right = approver({ durable: DURABLE, bind: true });
     assert.deepEqual((await right.list()).map((r) => r.heldMessageId), ["held-message-000000102"]);
     assert.equal((await right.find("held-message-000000102"))?.seq, 1);
-    await nc.flush();
+    await nats.nc.flush();
   } finally {
     term.stop();
   }
@@ -264,7 +181,7 @@ test("watch and list: without handBackUnknownKeys, or on an ephemeral consumer, 
   // terminated.
   await sharedQueue();
   await hold(approvalRequest("held-message-000000113", requester));
-  const term = terminations();
+  const term = terminations(nats.nc);
   rejected = [];
   stop = watching(approver({ trustedGateways: [otherGW], handBackUnknownKeys: true, onReject: (_s, e) => void rejected.push(e) }), shown);
   try {

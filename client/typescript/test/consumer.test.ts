@@ -2,51 +2,36 @@
 // terminated with their reason and never handed out, genuine ones are,
 // once each; a handler error hands the message back. The Go SDK's
 // consumer tests, case for case, plus de-duplication.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAccount, createCurve, createUser, type KeyPair } from "@nats-io/nkeys";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import { AckPolicy } from "@nats-io/jetstream";
 import { Agent } from "../src/agent.js";
 import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
 import { ConfigError, StreamError, VerificationError } from "../src/errors.js";
 import { Box } from "../src/keys.js";
 import type { Delivery } from "../src/verify.js";
-import { bytes, dec, rejectsWith } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { bytes, dec, rejectsWith, waitFor } from "./helpers.js";
+import { useNatsServer } from "./servers.js";
 import { CLOCK, editDoc, forward, issueCredential, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNatsServer();
 const w = newWorld();
-
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
 
 async function capStream(): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_CAP");
+    await nats.jsm.streams.delete("AGENTGW_CAP");
   } catch {
     // absent
   }
-  await jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
+  await nats.jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
 }
 
 async function publish(m: Msg, msgID?: string): Promise<void> {
   const h = headers();
   for (const [k, v] of m.headers) h.set(k, v);
-  await js.publish(m.subject, m.data, msgID ? { headers: h, msgID } : { headers: h });
+  await nats.js.publish(m.subject, m.data, msgID ? { headers: h, msgID } : { headers: h });
 }
 
 function config(curve: KeyPair | undefined, over: Partial<ConsumerConfig> = {}): ConsumerConfig {
@@ -58,16 +43,6 @@ function config(curve: KeyPair | undefined, over: Partial<ConsumerConfig> = {}):
     clock: () => CLOCK,
     ...over,
   };
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 test("consume: a forgery is terminated with its reason, the genuine message is handled after a nak", async () => {
@@ -85,7 +60,7 @@ test("consume: a forgery is terminated with its reason, the genuine message is h
   const got: Delivery[] = [];
   let calls = 0;
   const ctl = new AbortController();
-  const c = new Consumer(js, config(ck, { durable: "refunds", onReject: (s, e) => rejected.push([s, e]) }));
+  const c = new Consumer(nats.js, config(ck, { durable: "refunds", onReject: (s, e) => rejected.push([s, e]) }));
   await c.consume(
     (d) => {
       calls++;
@@ -106,7 +81,7 @@ test("consume: a forgery is terminated with its reason, the genuine message is h
 
   // Terminated and acknowledged: nothing pending, nothing to redeliver.
   await waitFor("the consumer to settle", async () => {
-    const info = await jsm.consumers.info("AGENTGW_CAP", "refunds");
+    const info = await nats.jsm.consumers.info("AGENTGW_CAP", "refunds");
     return info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 2;
   });
 });
@@ -123,7 +98,7 @@ test("consume: a copy re-published under a new Nats-Msg-Id is terminated as a du
   const calls: { messageId: string; seq: number; redelivered: boolean }[] = [];
   const rejected: [string, VerificationError][] = [];
   const ctl = new AbortController();
-  const c = new Consumer(js, config(ck, { durable: "refunds", onReject: (s, e) => rejected.push([s, e]) }));
+  const c = new Consumer(nats.js, config(ck, { durable: "refunds", onReject: (s, e) => rejected.push([s, e]) }));
   const serving = c.consume(
     (d) => {
       calls.push({ messageId: d.messageId, seq: d.seq, redelivered: d.redelivered });
@@ -134,7 +109,7 @@ test("consume: a copy re-published under a new Nats-Msg-Id is terminated as a du
     { signal: ctl.signal },
   );
   await waitFor("the consumer to settle", async () => {
-    const info = await jsm.consumers.info("AGENTGW_CAP", "refunds").catch(() => null); // null until consume created it
+    const info = await nats.jsm.consumers.info("AGENTGW_CAP", "refunds").catch(() => null); // null until consume created it
     return info !== null && calls.length === 2 && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 2;
   });
   ctl.abort();
@@ -157,9 +132,9 @@ test("consume: a durable deleted and created again does not hand over a handled 
   await publish(forward({ w, a, target: TARGET, plain: bytes(`{"refund":"R-9"}`) }));
   const handled: string[] = [];
   const rejected: string[] = [];
-  const c = new Consumer(js, config(undefined, { durable: "recreated", onReject: (_s, e) => rejected.push(e.reason) }));
+  const c = new Consumer(nats.js, config(undefined, { durable: "recreated", onReject: (_s, e) => rejected.push(e.reason) }));
   const settled = async (): Promise<boolean> => {
-    const info = await jsm.consumers.info("AGENTGW_CAP", "recreated").catch(() => null);
+    const info = await nats.jsm.consumers.info("AGENTGW_CAP", "recreated").catch(() => null);
     return info !== null && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 1;
   };
   let ctl = new AbortController();
@@ -167,7 +142,7 @@ test("consume: a durable deleted and created again does not hand over a handled 
   await waitFor("the message handled and acknowledged", async () => handled.length === 1 && (await settled()));
   ctl.abort();
   await serving;
-  await jsm.consumers.delete("AGENTGW_CAP", "recreated");
+  await nats.jsm.consumers.delete("AGENTGW_CAP", "recreated");
 
   ctl = new AbortController();
   serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal }); // creates "recreated" again
@@ -188,14 +163,14 @@ test("consume: after a clock reading that was ahead, a delivery verifying now is
     now = new Date(CLOCK.getTime() + ms);
   };
   const settled = (floor: number) => async (): Promise<boolean> => {
-    const info = await jsm.consumers.info("AGENTGW_CAP", "ahead").catch(() => null);
+    const info = await nats.jsm.consumers.info("AGENTGW_CAP", "ahead").catch(() => null);
     return info !== null && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === floor;
   };
   const handled: string[] = [];
   const rejected: string[] = [];
   const cfg = config(undefined, { durable: "ahead", nakDelayMs: 20, clock: () => now, onReject: (_s, e) => rejected.push(e.reason) });
   let ctl = new AbortController();
-  let serving = new Consumer(js, cfg).consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  let serving = new Consumer(nats.js, cfg).consume((d) => void handled.push(d.string()), { signal: ctl.signal });
   await publish(expiring(60_000), "seq-1"); // handled at CLOCK
   await waitFor("seq 1 handled", settled(1));
   at(600_000); // ahead
@@ -217,7 +192,7 @@ test("consume: after a clock reading that was ahead, a delivery verifying now is
   handled.length = 0;
   rejected.length = 0;
   ctl = new AbortController();
-  serving = new Consumer(js, cfg).consume((d) => void handled.push(d.string()), { signal: ctl.signal });
+  serving = new Consumer(nats.js, cfg).consume((d) => void handled.push(d.string()), { signal: ctl.signal });
   await waitFor("seq 3 handled by a fresh record", settled(4));
   ctl.abort();
   await serving;
@@ -237,7 +212,7 @@ test("consume: with the token record full a new delivery is handed back, not han
   const rejected: string[] = [];
   const ctl = new AbortController();
   const c = new Consumer(
-    js,
+    nats.js,
     config(undefined, { durable: "full", maxTokens: 1, nakDelayMs: 20, clock: () => now, onReject: (_s, e) => rejected.push(e.reason) }),
   );
   const serving = c.consume((d) => void handled.push(d.string()), { signal: ctl.signal });
@@ -246,7 +221,7 @@ test("consume: with the token record full a new delivery is handed back, not han
   // The first token expires (1 m + 30 s skew): room for the second.
   now = new Date(CLOCK.getTime() + 120_000);
   await waitFor("the consumer to settle", async () => {
-    const info = await jsm.consumers.info("AGENTGW_CAP", "full").catch(() => null);
+    const info = await nats.jsm.consumers.info("AGENTGW_CAP", "full").catch(() => null);
     return info !== null && handled.length === 2 && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === 2;
   });
   ctl.abort();
@@ -262,7 +237,7 @@ test("deliveries: an unsettled delivery stays with the reader; ack and nak settl
   await capStream();
   const a = newActor();
   await publish(forward({ w, a, target: TARGET, plain: bytes(`{"n":3}`) }));
-  const c = new Consumer(js, config(undefined, { durable: "settle" }));
+  const c = new Consumer(nats.js, config(undefined, { durable: "settle" }));
   let first: ReceivedDelivery | undefined;
   for await (const d of c.deliveries()) {
     first = d;
@@ -284,11 +259,11 @@ test("deliveries: an unsettled delivery stays with the reader; ack and nak settl
 
 test("consume: a missing stream is a StreamError", async () => {
   try {
-    await jsm.streams.delete("AGENTGW_CAP");
+    await nats.jsm.streams.delete("AGENTGW_CAP");
   } catch {
     // absent
   }
-  const c = new Consumer(js, config(undefined));
+  const c = new Consumer(nats.js, config(undefined));
   await rejectsWith(c.consume(() => {}), StreamError);
 });
 
@@ -306,9 +281,9 @@ test("Consumer: a misconfiguration is a ConfigError", () => {
     ["fractional max tokens", { maxTokens: 1.5 }],
   ];
   for (const [name, over] of cases) {
-    assert.throws(() => new Consumer(js, config(undefined, over)), ConfigError, name);
+    assert.throws(() => new Consumer(nats.js, config(undefined, over)), ConfigError, name);
   }
-  new Consumer(js, config(createCurve()));
+  new Consumer(nats.js, config(createCurve()));
 });
 
 test("Consumer: a responder whose curve key is not the consumer's is a ConfigError", () => {
@@ -318,19 +293,19 @@ test("Consumer: a responder whose curve key is not the consumer's is a ConfigErr
     const kp = createUser();
     const xkey = curve.getPublicKey();
     const credential = issueCredential(createAccount(), { sub: kp.getPublicKey(), scopes: [`respond:${TARGET}`], xkey });
-    return new Agent(nc, { credential, key: kp, curve, gatewayXKey: w.gwCurve.publicKey });
+    return new Agent(nats.nc, { credential, key: kp, curve, gatewayXKey: w.gwCurve.publicKey });
   };
   const ck = createCurve();
   const other = createCurve();
-  assert.throws(() => new Consumer(js, config(ck, { responder: responder(other) })), (err: unknown) => {
+  assert.throws(() => new Consumer(nats.js, config(ck, { responder: responder(other) })), (err: unknown) => {
     assert.ok(err instanceof ConfigError);
     assert.match(err.message, /responder's curve key/);
     assert.doesNotMatch(err.message, new RegExp(dec.decode(ck.getSeed())));
     return true;
   });
-  new Consumer(js, config(ck, { responder: responder(ck) }));
+  new Consumer(nats.js, config(ck, { responder: responder(ck) }));
   // Without a curve key the consumer reads plain targets only: nothing to bind.
-  new Consumer(js, config(undefined, { responder: responder(other) }));
+  new Consumer(nats.js, config(undefined, { responder: responder(other) }));
 });
 
 test("consume: with bind, the consumer uses an administrator's durable and never creates one", async () => {
@@ -338,10 +313,10 @@ test("consume: with bind, the consumer uses an administrator's durable and never
   const a = newActor();
   const ck = createCurve();
   await publish(forward({ w, a, target: TARGET, plain: bytes(`{"order":"B-2"}`), sealed: true, consumer: new Box(ck) }));
-  const c = new Consumer(js, config(ck, { durable: "admin-made", bind: true }));
+  const c = new Consumer(nats.js, config(ck, { durable: "admin-made", bind: true }));
   await rejectsWith(c.consume(() => {}), StreamError, "bound before the durable exists");
-  await assert.rejects(jsm.consumers.info("AGENTGW_CAP", "admin-made"), "a binding consumer created its durable");
-  await jsm.consumers.add("AGENTGW_CAP", { durable_name: "admin-made", filter_subject: `agentgw.cap.${TENANT}.${TARGET}`, ack_policy: AckPolicy.Explicit });
+  await assert.rejects(nats.jsm.consumers.info("AGENTGW_CAP", "admin-made"), "a binding consumer created its durable");
+  await nats.jsm.consumers.add("AGENTGW_CAP", { durable_name: "admin-made", filter_subject: `agentgw.cap.${TENANT}.${TARGET}`, ack_policy: AckPolicy.Explicit });
   const ctl = new AbortController();
   let got = "";
   await c.consume(

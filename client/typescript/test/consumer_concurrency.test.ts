@@ -4,48 +4,32 @@
 // further and resolves once the handlers in flight are done. The Go SDK's
 // TestConsumeHandsOverConcurrently, and what the Go SDK's Consume does on
 // a done context and a handler error with Concurrency above one.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
 import { Consumer, MAX_CONCURRENCY, type ConsumerConfig } from "../src/consumer.js";
 import { ConfigError } from "../src/errors.js";
-import { bytes } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { bound, bytes, sleep, waitFor } from "./helpers.js";
+import { useNatsServer } from "./servers.js";
 import { CLOCK, forward, newActor, newWorld, TARGET, TENANT } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNatsServer();
 const w = newWorld();
-
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
 
 /** capStream creates the capability stream afresh and publishes n genuine deliveries, payloads {"i":0} to {"i":n-1}. */
 async function capStream(n: number): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_CAP");
+    await nats.jsm.streams.delete("AGENTGW_CAP");
   } catch {
     // absent
   }
-  await jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
+  await nats.jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
   const a = newActor();
   for (let i = 0; i < n; i++) {
     const m = forward({ w, a, target: TARGET, plain: bytes(`{"i":${i}}`) });
     const h = headers();
     for (const [k, v] of m.headers) h.set(k, v);
-    await js.publish(m.subject, m.data, { headers: h });
+    await nats.js.publish(m.subject, m.data, { headers: h });
   }
 }
 
@@ -53,23 +37,10 @@ function config(over: Partial<ConsumerConfig> = {}): ConsumerConfig {
   return { tenant: TENANT, targets: [TARGET], trustedGateways: [w.gwKey], clock: () => CLOCK, ...over };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** bound resolves after ms without keeping the process alive: the bound of a wait that may end sooner. */
-const bound = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await sleep(20);
-  }
-}
 
 /** state reads the durable's counts: not yet delivered, delivered and not acknowledged, and the acknowledged floor. */
 async function state(durable: string): Promise<{ pending: number; ackPending: number; floor: number } | null> {
-  const info = await jsm.consumers.info("AGENTGW_CAP", durable).catch(() => null); // null until consume created it
+  const info = await nats.jsm.consumers.info("AGENTGW_CAP", durable).catch(() => null); // null until consume created it
   return info && { pending: info.num_pending, ackPending: info.num_ack_pending, floor: info.ack_floor.stream_seq };
 }
 
@@ -93,7 +64,7 @@ test("consume: with concurrency 4 the handler holds four deliveries at once, nev
   let isFull = false;
   const ctl = new AbortController();
   t.after(() => ctl.abort()); // on a failure too: no consume left running
-  const c = new Consumer(js, config({ durable: "concurrent", concurrency }));
+  const c = new Consumer(nats.js, config({ durable: "concurrent", concurrency }));
   const serving = c.consume(
     async (d) => {
       const call = ++calls;
@@ -142,7 +113,7 @@ test("consume: on abort no further delivery is handed over, and consume resolves
     ctl.abort();
     again.abort();
   });
-  const c = new Consumer(js, config({ durable: "aborted", concurrency: 2, ackWaitMs: 2_000 }));
+  const c = new Consumer(nats.js, config({ durable: "aborted", concurrency: 2, ackWaitMs: 2_000 }));
   let resolved = false;
   const serving = c
     .consume(
@@ -194,7 +165,7 @@ test("consume: a handler that rejects has its delivery nak'd and redelivered whi
     markRedone();
     ctl.abort();
   });
-  const c = new Consumer(js, config({ durable: "rejecting", concurrency: 3, nakDelayMs: 100 }));
+  const c = new Consumer(nats.js, config({ durable: "rejecting", concurrency: 3, nakDelayMs: 100 }));
   const serving = c.consume(
     async (d) => {
       const payload = d.string();
@@ -238,7 +209,7 @@ test("Consumer: concurrency is an integer in [0, MAX_CONCURRENCY]", () => {
   assert.equal(MAX_CONCURRENCY, 1024);
   for (const v of [-1, 1.5, MAX_CONCURRENCY + 1, Number.NaN, Number.POSITIVE_INFINITY]) {
     assert.throws(
-      () => new Consumer(js, config({ concurrency: v })),
+      () => new Consumer(nats.js, config({ concurrency: v })),
       (err: unknown) => {
         assert.ok(err instanceof ConfigError, `concurrency ${v}: ${String(err)}`);
         assert.match(err.message, new RegExp(`concurrency ${v} is not an integer in \\[0, 1024\\]`));
@@ -248,6 +219,6 @@ test("Consumer: concurrency is an integer in [0, MAX_CONCURRENCY]", () => {
     );
   }
   for (const v of [undefined, 0, 1, 4, MAX_CONCURRENCY]) {
-    new Consumer(js, config(v === undefined ? {} : { concurrency: v }));
+    new Consumer(nats.js, config(v === undefined ? {} : { concurrency: v }));
   }
 });

@@ -4,93 +4,45 @@
 // failed is handed over again; a lagging clock hands a live delivery
 // back; consume ends with its connection. The Go SDK's
 // consumer_settle_test.go, case for case.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
-import { StreamError, type VerificationError } from "../src/errors.js";
+import { StreamError } from "../src/errors.js";
 import { setNoKeepAlive } from "../src/internal/hooks.js";
-import { bytes, rejectsWith } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { bound, bytes, consumeInBackground, Recorder, rejectsWith, sleep, waitFor } from "./helpers.js";
+import { useNatsServer } from "./servers.js";
 import { CLOCK, forward, newActor, newWorld, TARGET, TENANT } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNatsServer();
 const w = newWorld();
 
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** bound resolves after ms without keeping the process alive: the bound of a wait that may end sooner. */
-const bound = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 /** capStream creates the capability stream afresh and publishes one genuine delivery of plain. */
 async function capStream(plain: string): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_CAP");
+    await nats.jsm.streams.delete("AGENTGW_CAP");
   } catch {
     // absent
   }
-  await jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
+  await nats.jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
   const m = forward({ w, a: newActor(), target: TARGET, plain: bytes(plain) });
   const h = headers();
   for (const [k, v] of m.headers) h.set(k, v);
-  await js.publish(m.subject, m.data, { headers: h });
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await sleep(20);
-  }
+  await nats.js.publish(m.subject, m.data, { headers: h });
 }
 
 /** waitSettled waits until the durable has nothing pending or unacknowledged and its acknowledged floor is floor. */
 async function waitSettled(durable: string, floor: number): Promise<void> {
   await waitFor(`consumer ${durable} settled at ${floor}`, async () => {
-    const info = await jsm.consumers.info("AGENTGW_CAP", durable).catch(() => null); // null until consume created it
+    const info = await nats.jsm.consumers.info("AGENTGW_CAP", durable).catch(() => null); // null until consume created it
     return info !== null && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === floor;
   });
 }
 
-/** recorder is a Consumer's handler and onReject, recording both: the Go tests' recorder. */
-class Recorder {
-  readonly calls: string[] = []; // message id per handler call
-  readonly rejected: VerificationError[] = [];
-  /** fail is how many handler calls reject (nak) first. */
-  constructor(readonly fail = 0) {}
-  readonly handle = (d: ReceivedDelivery): void => {
-    this.calls.push(d.messageId);
-    if (this.calls.length <= this.fail) {
-      throw new Error("transient");
-    }
-  };
-  readonly reject = (_subject: string, err: VerificationError): void => {
-    this.rejected.push(err);
-  };
-  rejections(reason: string): number {
-    return this.rejected.filter((e) => e.reason === reason).length;
-  }
-}
-
 /** plainConsumer is a Consumer of TARGET on durable, at the clock now, reporting to r. */
-function plainConsumer(durable: string, r: Recorder, now: Date, over: Partial<ConsumerConfig> = {}, through: JetStreamClient = js): Consumer {
+function plainConsumer(durable: string, r: Recorder, now: Date, over: Partial<ConsumerConfig> = {}, through: JetStreamClient = nats.js): Consumer {
   return new Consumer(through, {
     tenant: TENANT,
     targets: [TARGET],
@@ -100,17 +52,6 @@ function plainConsumer(durable: string, r: Recorder, now: Date, over: Partial<Co
     clock: () => now,
     ...over,
   });
-}
-
-/** consumeInBackground runs c.consume with r's handler until the returned stop is called; stop resolves as consume does. */
-function consumeInBackground(c: Consumer, r: Recorder): () => Promise<void> {
-  const ctl = new AbortController();
-  const serving = c.consume(r.handle, { signal: ctl.signal });
-  serving.catch(() => {}); // reported by stop
-  return () => {
-    ctl.abort();
-    return serving;
-  };
 }
 
 test("consume: a handler that runs past AckWait and then succeeds sees the decision once; its redelivery is left to the running handler or acknowledged, never handed over again", { timeout: 60_000 }, async (t) => {
@@ -128,7 +69,7 @@ test("consume: a handler that runs past AckWait and then succeeds sees the decis
       r.handle(d);
       // Resolve only once JetStream has redelivered the message.
       while (!ctl.signal.aborted) {
-        const info = await jsm.consumers.info("AGENTGW_CAP", "slow").catch(() => null);
+        const info = await nats.jsm.consumers.info("AGENTGW_CAP", "slow").catch(() => null);
         if (info !== null && info.num_redelivered > 0) {
           redelivered = true;
           return;
@@ -161,7 +102,7 @@ test("consume: a handler that runs three times AckWait keeps its delivery in pro
     async (d) => {
       r.handle(d);
       await sleep(3_000);
-      const info = await jsm.consumers.info("AGENTGW_CAP", "slow-kept");
+      const info = await nats.jsm.consumers.info("AGENTGW_CAP", "slow-kept");
       redelivered = info.num_redelivered;
     },
     { signal: ctl.signal },
@@ -180,7 +121,7 @@ test("consume: a decision whose handler failed is handed over again by a durable
   let stop = consumeInBackground(c, r);
   await waitFor("the handler called", () => r.calls.length === 1);
   await stop();
-  await jsm.consumers.delete("AGENTGW_CAP", "again");
+  await nats.jsm.consumers.delete("AGENTGW_CAP", "again");
   stop = consumeInBackground(c, r); // creates "again" anew
   await waitSettled("again", 1);
   await stop();
@@ -212,7 +153,7 @@ test("consume: to a consumer whose clock runs a minute behind, a live delivery i
 
 test("consume: rejects with a StreamError once its connection is closed", { timeout: 60_000 }, async (t) => {
   await capStream(`{"refund":"R-4"}`);
-  const own = await srv.connect();
+  const own = await nats.srv.connect();
   t.after(() => own.close());
   const r = new Recorder();
   const c = plainConsumer("closing", r, CLOCK, {}, jetstream(own));
@@ -228,7 +169,7 @@ test("consume: rejects with a StreamError once its connection is closed", { time
 
 test("deliveries: throws a StreamError once its connection is closed", { timeout: 60_000 }, async (t) => {
   await capStream(`{"refund":"R-5"}`);
-  const own = await srv.connect();
+  const own = await nats.srv.connect();
   t.after(() => own.close());
   const c = plainConsumer("closing-iter", new Recorder(), CLOCK, {}, jetstream(own));
   const it = c.deliveries();

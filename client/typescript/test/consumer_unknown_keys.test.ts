@@ -3,66 +3,39 @@
 // trust, a curve key it lacks) is handed back for the readers that have
 // the key; without the option, and for every other refusal, it is
 // terminated. The Go SDK's ConsumerConfig.HandBackUnknownKeys.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type ConsumerInfo, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import type { ConsumerInfo } from "@nats-io/jetstream";
 import { createServer } from "@nats-io/nkeys";
-import { Consumer, type ConsumerConfig, type ReceivedDelivery } from "../src/consumer.js";
-import type { VerificationError } from "../src/errors.js";
-import { bytes, dec } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { Consumer, type ConsumerConfig } from "../src/consumer.js";
+import { bytes, consumeInBackground, dec, Recorder, waitFor } from "./helpers.js";
+import { useNatsServer } from "./servers.js";
 import { CLOCK, forward, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+const nats = useNatsServer();
 const w = newWorld();
 /** A gateway key the misconfigured readers trust instead of w's. */
 const otherGW = createServer().getPublicKey();
 
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** capStream creates the capability stream afresh and publishes msgs, in order (stream sequences 1, 2, …). */
 async function capStream(...msgs: Msg[]): Promise<void> {
   try {
-    await jsm.streams.delete("AGENTGW_CAP");
+    await nats.jsm.streams.delete("AGENTGW_CAP");
   } catch {
     // absent
   }
-  await jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
+  await nats.jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
   for (const m of msgs) {
     const h = headers();
     for (const [k, v] of m.headers) h.set(k, v);
-    await js.publish(m.subject, m.data, { headers: h });
-  }
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}`);
-    }
-    await sleep(20);
+    await nats.js.publish(m.subject, m.data, { headers: h });
   }
 }
 
 function info(durable: string): Promise<ConsumerInfo> {
-  return jsm.consumers.info("AGENTGW_CAP", durable);
+  return nats.jsm.consumers.info("AGENTGW_CAP", durable);
 }
 
 /** waitSettled waits until the durable has nothing pending or unacknowledged and its acknowledged floor is floor. */
@@ -75,20 +48,9 @@ async function waitSettled(durable: string, floor: number): Promise<ConsumerInfo
   return last!;
 }
 
-class Recorder {
-  readonly calls: string[] = [];
-  readonly rejected: VerificationError[] = [];
-  readonly handle = (d: ReceivedDelivery): void => {
-    this.calls.push(d.messageId);
-  };
-  readonly reject = (_subject: string, err: VerificationError): void => {
-    this.rejected.push(err);
-  };
-}
-
 /** reader is a Consumer of TARGET on durable at CLOCK, trusting w's gateway key unless over says otherwise. */
 function reader(durable: string, r: Recorder, over: Partial<ConsumerConfig> = {}): Consumer {
-  return new Consumer(js, {
+  return new Consumer(nats.js, {
     tenant: TENANT,
     targets: [TARGET],
     trustedGateways: [w.gwKey],
@@ -99,16 +61,6 @@ function reader(durable: string, r: Recorder, over: Partial<ConsumerConfig> = {}
     clock: () => CLOCK,
     ...over,
   });
-}
-
-function consumeInBackground(c: Consumer, r: Recorder): () => Promise<void> {
-  const ctl = new AbortController();
-  const serving = c.consume(r.handle, { signal: ctl.signal });
-  serving.catch(() => {}); // reported by stop
-  return () => {
-    ctl.abort();
-    return serving;
-  };
 }
 
 /**

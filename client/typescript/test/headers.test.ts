@@ -3,15 +3,13 @@
 // framing, anything else is the value, so "decision " (trailing space)
 // is not "decision". nats.js trims every value it decodes; the SDK reads
 // the raw header block instead, for core messages and JetStream ones.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcp } from "node:net";
 import { once } from "node:events";
 import { inspect } from "node:util";
 import { createAccount, createCurve, createServer, createUser } from "@nats-io/nkeys";
 import { MsgImpl } from "@nats-io/nats-core/internal";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import { Agent } from "../src/agent.js";
 import { Consumer } from "../src/consumer.js";
 import { VerificationError } from "../src/errors.js";
@@ -22,7 +20,7 @@ import { formatNoticeDoc, isNotice } from "../src/notice.js";
 import { verifyReply } from "../src/reply.js";
 import { headersOf } from "../src/verify.js";
 import { bytes, throwsReason } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { useNatsServer } from "./servers.js";
 import { CLOCK, forward, issueCredential, newActor, newWorld, TARGET, TENANT, unix } from "./world.js";
 
 /** block writes a NATS header block of lines as given. */
@@ -80,22 +78,11 @@ test("verifyReply: a padded Agentgw-Sealed-From or Agentgw-Decision is not the g
   throwsReason(() => verifyReply(receiver, msg(`${tok}\t`, gwCurve.publicKey), opt), "decision_token_invalid", "padded token");
 });
 
-let srv: NatsServer;
-let nc: NatsConnection;
-let js: JetStreamClient;
-
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"] });
-  await jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
+const nats = useNatsServer({
+  setup: async (f) => {
+    await f.jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"] });
+    await f.jsm.streams.add({ name: "AGENTGW_CAP", subjects: ["agentgw.cap.>"] });
+  },
 });
 
 /**
@@ -103,7 +90,7 @@ after(async () => {
  * trims the values it is given, so it cannot send a padded one.
  */
 async function hpub(subject: string, hdr: Uint8Array, data: Uint8Array): Promise<void> {
-  const u = new URL(srv.url);
+  const u = new URL(nats.srv.url);
   const s = tcp(Number(u.port), u.hostname);
   await once(s, "data"); // INFO
   let got = "";
@@ -124,7 +111,7 @@ async function hpub(subject: string, hdr: Uint8Array, data: Uint8Array): Promise
 test("DecisionWatch: a notice marked `Agentgw-Notice: decision ` is skipped, the exact one taken", async () => {
   const gw = createServer();
   const kp = createUser();
-  const agent = new Agent(nc, { credential: issueCredential(createAccount(), { sub: kp.getPublicKey(), scopes: [], xkey: "" }), key: kp });
+  const agent = new Agent(nats.nc, { credential: issueCredential(createAccount(), { sub: kp.getPublicKey(), scopes: [], xkey: "" }), key: kp });
   const id = "5d1e0c3a9b7f4e21a6c8d2f0b4e6a801";
   const doc = (target: string): Uint8Array => {
     const n = bytes(JSON.stringify({ message_id: id, route: "allow", target }));
@@ -156,7 +143,7 @@ test("Consumer: a delivery whose Agentgw-Agent is padded is terminated decision_
   const rejected: VerificationError[] = [];
   const got: string[] = [];
   const ctl = new AbortController();
-  const c = new Consumer(js, {
+  const c = new Consumer(nats.js, {
     tenant: TENANT, targets: [TARGET], trustedGateways: [w.gwKey], clock: () => CLOCK, durable: "hdr",
     onReject: (_s, e) => rejected.push(e),
   });

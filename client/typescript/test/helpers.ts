@@ -4,7 +4,10 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import { DeniedError } from "../src/errors.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Approver } from "../src/approver.js";
+import type { Consumer, ReceivedDelivery } from "../src/consumer.js";
+import { DeniedError, type VerificationError } from "../src/errors.js";
 import type { ReasonCode } from "../src/reason.js";
 
 /** repoRoot is the directory of the repository's go.mod. */
@@ -82,5 +85,87 @@ export function xorshift32(seed: number): () => number {
     state ^= state >>> 17;
     state ^= state << 5;
     return state >>> 0;
+  };
+}
+
+/** sleep resolves after ms. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** bound resolves after ms without keeping the process alive: the bound of a wait that may end sooner. */
+export const bound = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
+/** waitFor polls cond every 20 ms until it holds, and fails the test after 15 s. */
+export async function waitFor(what: string, cond: () => Promise<boolean> | boolean): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) {
+      assert.fail(`timed out waiting for ${what}`);
+    }
+    await sleep(20);
+  }
+}
+
+/**
+ * firstShown watches with ap until it shows a request, or for at most
+ * 10 s (not shown: the caller's assertion fails rather than hangs), and
+ * returns the held message ids shown: one, or none.
+ */
+export async function firstShown(ap: Approver): Promise<string[]> {
+  const shown: string[] = [];
+  const ctl = new AbortController();
+  const giveUp = setTimeout(() => ctl.abort(), 10_000);
+  try {
+    await ap.watch(
+      (req) => {
+        shown.push(req.heldMessageId);
+        ctl.abort();
+      },
+      { signal: ctl.signal },
+    );
+  } finally {
+    clearTimeout(giveUp);
+  }
+  return shown;
+}
+
+/** terminations collects the stream sequence and reason of every message terminated on the approval stream, seen through nc. */
+export function terminations(nc: NatsConnection): { got: Map<number, string>; stop: () => void } {
+  const got = new Map<number, string>();
+  const sub = nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.AGENTGW_APPROVAL.*", {
+    callback: (_err, m) => {
+      const a = JSON.parse(dec.decode(m.data)) as { stream_seq: number; reason?: string };
+      got.set(a.stream_seq, a.reason ?? "");
+    },
+  });
+  return { got, stop: () => sub.unsubscribe() };
+}
+
+/** recorder is a Consumer's handler and onReject, recording both: the Go tests' recorder. */
+export class Recorder {
+  readonly calls: string[] = []; // message id per handler call
+  readonly rejected: VerificationError[] = [];
+  /** fail is how many handler calls reject (nak) first. */
+  constructor(readonly fail = 0) {}
+  readonly handle = (d: ReceivedDelivery): void => {
+    this.calls.push(d.messageId);
+    if (this.calls.length <= this.fail) {
+      throw new Error("transient");
+    }
+  };
+  readonly reject = (_subject: string, err: VerificationError): void => {
+    this.rejected.push(err);
+  };
+  rejections(reason: string): number {
+    return this.rejected.filter((e) => e.reason === reason).length;
+  }
+}
+
+/** consumeInBackground runs c.consume with r's handler until the returned stop is called; stop resolves as consume does. */
+export function consumeInBackground(c: Consumer, r: Recorder): () => Promise<void> {
+  const ctl = new AbortController();
+  const serving = c.consume(r.handle, { signal: ctl.signal });
+  serving.catch(() => {}); // reported by stop
+  return () => {
+    ctl.abort();
+    return serving;
   };
 }

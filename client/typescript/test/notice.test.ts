@@ -2,11 +2,10 @@
 // and the agent's watch, sendAndDecide, decisions() and replies() against
 // a real nats-server, with notices signed by a test gateway key (the
 // end-to-end tests use the real gateway).
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAccount, createCurve, createServer, createUser, type KeyPair } from "@nats-io/nkeys";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
 import { Agent } from "../src/agent.js";
 import { parseEnvelope } from "../src/envelope.js";
 import { ConfigError, DeniedError, MessageDeniedError, NoDecisionError, NoReplyError, VerificationError } from "../src/errors.js";
@@ -15,7 +14,7 @@ import { signBatch, wireClaims, type ClaimsToSign } from "../src/internal/decisi
 import { Box } from "../src/keys.js";
 import { formatNoticeDoc, parseNotice, parseNoticeDoc, verifyNotice, MAX_NOTICE_DOC_SIZE, type Decision } from "../src/notice.js";
 import { bytes, rejectsWith, throwsReason } from "./helpers.js";
-import { startNatsServer, type NatsServer } from "./servers.js";
+import { useNatsServer } from "./servers.js";
 import { issueCredential, TENANT, unix } from "./world.js";
 
 const gw = createServer();
@@ -188,19 +187,10 @@ test("verifyNotice: a notice from a trusted gateway for this agent verifies; eac
   throwsReason(() => verifyNotice(me, good, { trustedGateways: [] }), "decision_token_invalid", "nothing trusted");
 });
 
-let srv: NatsServer;
-let nc: NatsConnection;
-
-before(async () => {
-  srv = await startNatsServer();
-  nc = await srv.connect();
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"] });
-});
-
-after(async () => {
-  await nc?.close();
-  await srv?.stop();
+const nats = useNatsServer({
+  setup: async (f) => {
+    await f.jsm.streams.add({ name: "AGENTGW_IN", subjects: ["agentgw.in.*.*"] });
+  },
 });
 
 /** newAgent is an agent of the test issuer; plain-only unless curve. */
@@ -208,14 +198,14 @@ function newAgent(curve = false): Agent {
   const kp = createUser();
   const ck = curve ? createCurve() : undefined;
   const credential = issueCredential(issuer, { sub: kp.getPublicKey(), scopes: ["refund:draft"], xkey: ck?.getPublicKey() ?? "" });
-  return new Agent(nc, { credential, key: kp, ...(ck ? { curve: ck, gatewayXKey: gwCurve.publicKey } : {}), retryWaitMs: 10 });
+  return new Agent(nats.nc, { credential, key: kp, ...(ck ? { curve: ck, gatewayXKey: gwCurve.publicKey } : {}), retryWaitMs: 10 });
 }
 
 async function publish(a: Agent, m: Made): Promise<void> {
   const h = headers();
   for (const [k, v] of m.headers) h.set(k, v);
-  nc.publish(`agentgw.reply.${TENANT}.${a.publicKey}`, m.data, { headers: h });
-  await nc.flush();
+  nats.nc.publish(`agentgw.reply.${TENANT}.${a.publicKey}`, m.data, { headers: h });
+  await nats.nc.flush();
 }
 
 test("DecisionWatch: skips what is not the awaited envelope's verified notice, reports forged ones, resolves with the genuine", async () => {
@@ -277,7 +267,7 @@ test("DecisionWatch: no notice before the signal aborts is NoDecisionError, and 
 
 /** gatewayStandIn answers each envelope the agent publishes with the notice decide returns. */
 function gatewayStandIn(a: Agent, decide: (messageId: string) => object, signer: KeyPair = gw): { stop: () => void } {
-  const sub = nc.subscribe(a.subject, {
+  const sub = nats.nc.subscribe(a.subject, {
     callback: (_err, m) => {
       const id = parseEnvelope(m.data).messageId;
       void publish(a, notice(a.publicKey, id, decide(id), { signer }));
@@ -351,7 +341,7 @@ test("replies() and decisions() tell a notice from a reply on the same subject",
   const noticeRejects: VerificationError[] = [];
   const replies = a.replies({ trustedGateways: [gw.getPublicKey()], signal: ctl.signal, onReject: (e) => replyRejects.push(e) });
   const decisions = a.decisions({ trustedGateways: [gw.getPublicKey()], signal: ctl.signal, onReject: (e) => noticeRejects.push(e) });
-  await nc.flush();
+  await nats.nc.flush();
   await publish(a, notice(a.publicKey, ID, allow));
   await publish(a, reply);
   const r = await replies.next();
@@ -376,7 +366,7 @@ test("sendAndWait: once the request was held, a denial message_expired, credenti
   const a = newAgent(true);
   const held = (id: string) => ({ message_id: id, route: "approval", approval_id: id, deadline: "2026-11-26T01:23:41Z" });
   for (const reason of ["message_expired", "credential_expired", "ledger_incomplete"]) {
-    const sub = nc.subscribe(a.subject, {
+    const sub = nats.nc.subscribe(a.subject, {
       callback: (_err, m) => {
         const id = parseEnvelope(m.data).messageId;
         void (async () => {

@@ -9,7 +9,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { repoRoot } from "./helpers.js";
 
 const children = new Set<ChildProcess>();
@@ -138,6 +140,58 @@ export async function startNatsServer(opts: { monitor?: boolean; config?: string
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The live values of a useNatsServer fixture, set by its before hook. */
+export interface NatsFixture {
+  readonly srv: NatsServer;
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+}
+
+/**
+ * useNatsServer registers, in the calling test file, a before hook that
+ * starts a nats-server (startNatsServer with opts), connects to it and
+ * makes a JetStream client and manager on that connection, and an after
+ * hook that closes the connection and stops the server. The returned
+ * object's getters give the live values once the before hook has run.
+ * setup, if given, runs at the end of that same before hook (node:test
+ * does not wait for one root-level before hook before starting the next,
+ * so set-up that needs the server belongs here, not in a hook of its own).
+ */
+export function useNatsServer(opts: { monitor?: boolean; config?: string; setup?: (f: NatsFixture) => Promise<void> } = {}): NatsFixture {
+  const { setup, ...serverOpts } = opts;
+  let srv: NatsServer;
+  let nc: NatsConnection;
+  let js: JetStreamClient;
+  let jsm: JetStreamManager;
+  before(async () => {
+    srv = await startNatsServer(serverOpts);
+    nc = await srv.connect();
+    js = jetstream(nc);
+    jsm = await jetstreamManager(nc);
+    await setup?.(fixture);
+  });
+  after(async () => {
+    await nc?.close();
+    await srv?.stop();
+  });
+  const fixture: NatsFixture = {
+    get srv() {
+      return srv;
+    },
+    get nc() {
+      return nc;
+    },
+    get js() {
+      return js;
+    },
+    get jsm() {
+      return jsm;
+    },
+  };
+  return fixture;
 }
 
 /** The running gateway of `agentgw run` and the files of its dev material. */

@@ -203,3 +203,35 @@ export function approvalRequest(held: string, agent: string, over: Record<string
     ...over,
   };
 }
+
+/** sec reads an RFC 3339 time of a test request as Unix seconds, rounded up. */
+export function sec(t: unknown, fallback: number): number {
+  return typeof t === "string" ? Math.ceil(new Date(t).getTime() / 1000) : fallback;
+}
+
+/**
+ * approvalClaims are the claims of the decision token the gateway puts on
+ * the approval request req's message (data, its body): route approval,
+ * for its target, bound to data and the held envelope, expiring at the
+ * deadline rounded up to the second.
+ */
+export function approvalClaims(req: Record<string, unknown>, data: Uint8Array): ClaimsToSign {
+  const s = (k: string): string => (typeof req[k] === "string" ? (req[k] as string) : "");
+  const iat = sec(req.requested_at, unix(CLOCK));
+  return {
+    jti: `JTI${digestHex(data).slice(0, 20).toUpperCase()}`,
+    sub: s("agent"),
+    aud: s("target"),
+    iat,
+    exp: Math.max(sec(req.deadline, iat + 1), iat + 1),
+    tenant: s("tenant"),
+    scope: "payments:send",
+    traceId: s("trace_id"),
+    messageId: s("held_message_id"),
+    bodyDigest: s("body_digest").replace(/^sha256:/, ""),
+    payloadDigest: digestHex(data),
+    policyIds: Array.isArray(req.policy_ids) ? (req.policy_ids as string[]) : [],
+    policyVersion: s("policy_version"),
+    route: "approval",
+  };
+}
