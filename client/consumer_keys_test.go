@@ -7,9 +7,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
+
+// consumerCurve is a consumer's curve key pair and its box.
+func consumerCurve(t *testing.T) (nkeys.KeyPair, *identity.Box) {
+	t.Helper()
+	curve := mustKey(t, identity.NewCurve)
+	box, err := identity.NewBox(curve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return curve, box
+}
 
 // TestConsumerHandsBackUnknownKeys: a reader that shares a durable but
 // lacks a key (it trusts another gateway key only, or has no curve key
@@ -38,11 +51,7 @@ func TestConsumerHandsBackUnknownKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
 			w.capStream()
-			curve := mustKey(t, identity.NewCurve)
-			box, err := identity.NewBox(curve)
-			if err != nil {
-				t.Fatal(err)
-			}
+			curve, box := consumerCurve(t)
 			w.publish(forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-9"}`), sealed: true, consumer: box}.msg())
 
 			lacking := &recorder{}
@@ -95,11 +104,7 @@ func TestConsumerHandsBackUnknownKeys(t *testing.T) {
 func TestConsumerHandBackStillTerminatesForgeries(t *testing.T) {
 	w := newWorld(t)
 	w.capStream()
-	curve := mustKey(t, identity.NewCurve)
-	box, err := identity.NewBox(curve)
-	if err != nil {
-		t.Fatal(err)
-	}
+	curve, box := consumerCurve(t)
 	f := forward{w: w, a: w.newActor(testTenant), target: testTarget, plain: []byte(`{"refund":"R-10"}`), sealed: true, consumer: box}
 	altered := f.msg()
 	altered.Data = bytes.Replace(altered.Data, []byte(`"idem-1"`), []byte(`"idem-2"`), 1)

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway"
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // TestConsumeDurableNeedsSettle: consume reads a durable only with
@@ -18,11 +20,7 @@ import (
 // that trusts the right key; the refusal says why. The same holds for
 // --bind to a pre-created durable. An ephemeral consumer needs no flag.
 func TestConsumeDurableNeedsSettle(t *testing.T) {
-	srv, js := streams(t)
-	gw, old := testGateway(t), testGateway(t)
-	agent, _ := testAgent(t, "tenant_a")
-	good, goodID := capabilityMsg(t, gw, agent, "kb.search", `{"query": "refund policy"}`)
-	publish(t, js, good)
+	srv, js, gw, old, goodID := durableScene(t)
 	base := []string{"consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search", "--count", "1", "--timeout", "10s"}
 
 	r := mustRun(t, "", exitUsage, append(base, "--durable", "svc", "--gateway-key", old.PublicKey())...)
@@ -58,16 +56,25 @@ func TestConsumeDurableNeedsSettle(t *testing.T) {
 	}
 }
 
-// TestConsumeDurableHandsBackForWantOfKey: consume --settle-durable with a
-// rotated-out --gateway-key rejects the delivery and hands it back on the
-// durable, rather than terminating it for the tool in service: a run
-// with the gateway's key then gets it.
-func TestConsumeDurableHandsBackForWantOfKey(t *testing.T) {
+// durableScene is a server with the streams, the gateway's key and a
+// rotated-out one, and one delivery for kb.search signed by the
+// gateway, with its message id.
+func durableScene(t *testing.T) (*server.Server, jetstream.JetStream, *identity.Signer, *identity.Signer, string) {
+	t.Helper()
 	srv, js := streams(t)
 	gw, old := testGateway(t), testGateway(t)
 	agent, _ := testAgent(t, "tenant_a")
 	good, goodID := capabilityMsg(t, gw, agent, "kb.search", `{"query": "refund policy"}`)
 	publish(t, js, good)
+	return srv, js, gw, old, goodID
+}
+
+// TestConsumeDurableHandsBackForWantOfKey: consume --settle-durable with a
+// rotated-out --gateway-key rejects the delivery and hands it back on the
+// durable, rather than terminating it for the tool in service: a run
+// with the gateway's key then gets it.
+func TestConsumeDurableHandsBackForWantOfKey(t *testing.T) {
+	srv, _, gw, old, goodID := durableScene(t)
 	base := []string{"consume", "--server", srv.ClientURL(), "--tenant", "tenant_a", "--target", "kb.search", "--count", "1", "--timeout", "10s", "--durable", "svc", "--settle-durable"}
 
 	r := mustRun(t, "", exitRejected, append(base, "--gateway-key", old.PublicKey())...)
