@@ -125,15 +125,16 @@ export interface ApproverConfig extends AgentConfig {
    */
   onReject?: (subject: string, err: Error) => void;
   /**
-   * Hands back (nak, shown again to any approver about 2 s later), rather
-   * than terminates, a request whose token names a gateway key not among
-   * trustedGateways (a VerificationError with unknownKey set, reason
-   * decision_token_invalid), so that the approvers of the durable that
-   * trust that key still see it: for an approver whose keys are not yet
-   * updated for a rotation. Only on a durable (durable, or bind), which
-   * other approvers read too: an ephemeral consumer is this approver's
-   * alone, and still terminates it. watch still reports it to onReject;
-   * list still leaves it out, handing it back. Every other request whose
+   * Hands back (nak), rather than terminates, a request whose token
+   * names a gateway key not among trustedGateways (a VerificationError
+   * with unknownKey set, reason decision_token_invalid), so that the
+   * approvers of the durable that trust that key still see it: for an
+   * approver whose keys are not yet updated for a rotation. Only on a
+   * durable (durable, or bind), which other approvers read too: an
+   * ephemeral consumer is this approver's alone, and still terminates
+   * it. watch hands it back to be shown again about 2 s later, and
+   * reports it to onReject; list leaves it out and hands it back at
+   * once, as it does every request it lists. Every other request whose
    * token does not verify is still terminated. Absent or false:
    * terminated, since anyone able to publish on the approval queue could
    * otherwise keep forgeries naming a gateway key nobody trusts pending
@@ -491,8 +492,9 @@ export class Approver {
    * minutes ahead of the approver's (issued "in the future": this clock
    * runs behind the gateway's), which is handed back; so is, on a durable
    * with handBackUnknownKeys, one whose token names a gateway key not
-   * among trustedGateways. A terminated forgery holds no slot of the
-   * queue's max_ack_pending.
+   * among trustedGateways. Each is handed back at once (nak, no delay),
+   * as every request list reads is. A terminated forgery holds no slot
+   * of the queue's max_ack_pending.
    */
   async list(opts: { all?: boolean; signal?: AbortSignal } = {}): Promise<HeldRequest[]> {
     const spec = this.#spec();
@@ -614,7 +616,8 @@ export class Approver {
    * hide a live request from the others; with handBackUnknownKeys, so is
    * one whose token names a gateway key not among trustedGateways (a
    * VerificationError with unknownKey set), so that an approver not yet
-   * given a rotated key does not end it for those that have it.
+   * given a rotated key does not end it for those that have it. Both are
+   * handed back to be shown again about 2 s later.
    *
    * Requests that verify but that this approver cannot answer are not
    * shown: those past their deadline and those made by the approver

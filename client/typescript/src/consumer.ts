@@ -119,27 +119,33 @@ export interface ConsumerConfig {
    * a delivery already handed over (terminated), or one the token record
    * refuses though it verifies, or one whose token is issued later than
    * the consumer's clock says it is now by up to 5 minutes, or one
-   * refused for want of a key with handBackUnknownKeys (handed back; see
-   * Consumer). It is called
+   * refused for want of a key with handBackUnknownKeys on a durable
+   * (handed back; see Consumer). It is called
    * from the loop that reads and verifies messages, one call at a time
    * whatever the concurrency (a refused message takes no handler's
    * place): keep it short.
    */
   onReject?: (subject: string, err: VerificationError) => void;
   /**
-   * Hands back (nak, after nakDelayMs or one second), rather than
-   * terminates, a delivery refused only for want of a key this consumer
-   * is configured with (VerificationError.unknownKey): its token's issuer
-   * is not among trustedGateways, or its re-sealed payload comes from a
-   * curve key outside gatewayXKeys, arrives without curve, or does not
-   * open with curve. So a reader of a shared durable that lacks a key
-   * does not destroy a live delivery for the readers that have it. The
-   * refusal is still reported to onReject, with its usual reason; every
-   * other refusal is still terminated. Absent or false: terminated, since
-   * anyone who can publish on capability subjects could otherwise fill
-   * the durable's max_ack_pending with handed-back forgeries naming an
-   * unknown gateway. maxDeliver bounds how often such a delivery comes
-   * back. The Go SDK's ConsumerConfig.HandBackUnknownKeys.
+   * On a durable consumer (durable set, or bind), hands back (nak, after
+   * nakDelayMs or one second), rather than terminates, a delivery
+   * refused only for want of a key this consumer is configured with
+   * (VerificationError.unknownKey): its token's issuer is not among
+   * trustedGateways, or its re-sealed payload comes from a curve key
+   * outside gatewayXKeys, arrives without curve, or does not open with
+   * curve. So a reader of a shared durable that lacks a key does not
+   * destroy a live delivery for the readers that have it. The refusal is
+   * still reported to onReject, with its usual reason; every other
+   * refusal is still terminated. An ephemeral consumer, which no one
+   * else reads, still terminates it (handed back, it would come back to
+   * this consumer every nakDelayMs for ever). Absent or false:
+   * terminated, since anyone who can publish on capability subjects
+   * could otherwise fill the durable's max_ack_pending with handed-back
+   * forgeries naming an unknown gateway, or with genuine deliveries
+   * re-published with another sealed_from (the token binds a re-sealed
+   * payload's bytes, not sealed_from), which are handed back too.
+   * maxDeliver bounds how often such a delivery comes back. The Go SDK's
+   * ConsumerConfig.HandBackUnknownKeys.
    */
   handBackUnknownKeys?: boolean;
   /**
@@ -320,9 +326,12 @@ export class ReceivedDelivery extends Delivery {
  * second), not terminated, so that a lagging clock does not destroy a
  * live delivery for every reader of the durable.
  *
- * With handBackUnknownKeys, a delivery refused only for want of a key
- * (VerificationError.unknownKey) is handed back the same way and
- * reported, not terminated.
+ * With handBackUnknownKeys, a delivery to a durable (durable, or bind)
+ * refused only for want of a key (VerificationError.unknownKey) is
+ * handed back the same way and reported, not terminated; an ephemeral
+ * consumer, read by no one else, still terminates it. The token binds a
+ * re-sealed payload's bytes but not sealed_from, so a genuine delivery
+ * re-published with another sealed_from is handed back too.
  */
 export class Consumer {
   readonly #js: JetStreamClient;
@@ -434,9 +443,9 @@ export class Consumer {
    * handed over from another stream sequence, are terminated and reported
    * to onReject; one the token record refuses though it verifies (the
    * record is full, or the token may be one it forgot), whose token is
-   * issued ahead of a lagging clock, or (with handBackUnknownKeys) that
-   * is refused for want of a key, is handed back and reported (see
-   * Consumer). Throws a StreamError when the consumer cannot be created or
+   * issued ahead of a lagging clock, or (with handBackUnknownKeys, on a
+   * durable) that is refused for want of a key, is handed back and
+   * reported (see Consumer). Throws a StreamError when the consumer cannot be created or
    * disappears, or the connection closes for good.
    */
   deliveries(opts: ConsumeOptions = {}): AsyncGenerator<ReceivedDelivery, void, undefined> {
@@ -457,9 +466,13 @@ export class Consumer {
    * rejected is handed over again. Once the signal aborts no further
    * delivery is handed over (it is left unacknowledged, to come back after
    * AckWait), and consume resolves when the handler calls in flight have
-   * settled. It rejects with a StreamError when the consumer cannot be
-   * created or disappears, or the connection closes for good, also only
-   * once the handler calls in flight have settled.
+   * settled. Refused messages are settled as deliveries describes:
+   * terminated, or handed back (among them, with handBackUnknownKeys on
+   * a durable only, one refused for want of a key; an ephemeral
+   * consumer terminates it) and reported to onReject. It rejects with a
+   * StreamError when the consumer cannot be created or disappears, or
+   * the connection closes for good, also only once the handler calls in
+   * flight have settled.
    */
   async consume(handler: (d: ReceivedDelivery) => unknown, opts: ConsumeOptions = {}): Promise<void> {
     const slots = Math.max(1, this.#cfg.concurrency ?? 1);
@@ -531,6 +544,9 @@ export class Consumer {
       ackWaitMs: c.ackWaitMs ?? 0,
       maxDeliver: c.maxDeliver ?? 0,
     });
+    // bind requires durable (the constructor checks), so a name is what
+    // makes the consumer a durable, shared with its other readers.
+    const durable = (c.durable ?? "") !== "";
     const ackWaitNs = (await cons.info(true).catch(() => undefined))?.config.ack_wait ?? 0;
     const ackWaitMs = ackWaitNs > 0 ? ackWaitNs / 1_000_000 : DEFAULT_ACK_WAIT_MS;
     for await (const m of pull(cons, stream, signal, maxMessages)) {
@@ -567,12 +583,13 @@ export class Consumer {
         // expired only for an earlier clock reading, which now may show to
         // have been ahead. Refused, but not terminated.
         // A key this consumer lacks, with handBackUnknownKeys: another
-        // reader of the durable may hold it.
+        // reader of the durable may hold it. An ephemeral consumer is
+        // read by no one else: handed back, it would only come back here.
         if (
           handBack ||
           v.reason === "decision_token_record_full" ||
           (d !== undefined && v.reason === "decision_token_expired") ||
-          (c.handBackUnknownKeys === true && v.unknownKey)
+          (c.handBackUnknownKeys === true && durable && v.unknownKey)
         ) {
           m.nak(c.nakDelayMs || HAND_BACK_DELAY_MS);
         } else {

@@ -49,13 +49,18 @@ export class VerificationError extends DeniedError {
   override name = "VerificationError";
   /**
    * Whether the refusal is only for want of a key the verifier is
-   * configured with, the Go SDK's client.ErrUnknownKey: the decision
-   * token's issuer is not one of the trusted gateways (checked before its
-   * signature: decision_token_invalid), or a re-sealed payload comes from
-   * a curve key outside gatewayXKeys, arrives at a consumer without a
+   * configured with, the Go SDK's client.ErrUnknownKey. It is set on any
+   * refusal of a decision token whose issuer is not one of the trusted
+   * gateways (checked before its signature: decision_token_invalid),
+   * wherever verifyDecision checks it: a capability delivery, an
+   * approval request, a reply, a notice. It is also set on the three
+   * re-sealed-payload refusals of a delivery: the payload comes from a
+   * curve key outside gatewayXKeys, arrives at a consumer without a
    * curve key, or does not open with the consumer's curve key (its bytes
    * bound by the verified token: seal_broken). The reason code is the
-   * same as without it. False for every other refusal.
+   * same as without it. False for every other refusal. Only the Consumer
+   * and the Approver act on it (handBackUnknownKeys); elsewhere it is
+   * information only.
    */
   readonly unknownKey: boolean;
 

@@ -1,15 +1,16 @@
 // handBackUnknownKeys against a real nats-server: a delivery a reader of
 // a shared durable refuses only for want of a key (a gateway it does not
 // trust, a curve key it lacks) is handed back for the readers that have
-// the key; without the option, and for every other refusal, it is
-// terminated. The Go SDK's ConsumerConfig.HandBackUnknownKeys.
+// the key; without the option, on an ephemeral consumer, and for every
+// other refusal, it is terminated. The Go SDK's
+// ConsumerConfig.HandBackUnknownKeys.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { headers } from "@nats-io/transport-node";
 import type { ConsumerInfo } from "@nats-io/jetstream";
 import { createServer } from "@nats-io/nkeys";
 import { Consumer, type ConsumerConfig } from "../src/consumer.js";
-import { bytes, consumeInBackground, dec, Recorder, waitFor } from "./helpers.js";
+import { bytes, consumeInBackground, dec, Recorder, sleep, waitFor } from "./helpers.js";
 import { useNatsServer } from "./servers.js";
 import { CLOCK, forward, newActor, newWorld, TARGET, TENANT, type Msg } from "./world.js";
 
@@ -125,6 +126,31 @@ test("consume: without handBackUnknownKeys, a delivery signed by a gateway the r
   assert.equal(r.rejected.length, 1);
   assert.equal(r.rejected[0]!.reason, "decision_token_invalid");
   assert.equal(r.rejected[0]!.unknownKey, true, "reported as an unknown key, terminated all the same");
+});
+
+test("consume: with handBackUnknownKeys, an ephemeral consumer terminates a delivery signed by a gateway it does not trust: no one else reads it", { timeout: 60_000 }, async () => {
+  await capStream(forward({ w, a: newActor(), target: TARGET, plain: bytes(`{"refund":"U-6"}`) }));
+  const terminated: number[] = [];
+  const sub = nats.nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.AGENTGW_CAP.*", {
+    callback: (_err, m) => void terminated.push((JSON.parse(dec.decode(m.data)) as { stream_seq: number }).stream_seq),
+  });
+  await nats.nc.flush();
+  const r = new Recorder();
+  // No durable name: an ephemeral consumer.
+  const stop = consumeInBackground(reader("", r, { trustedGateways: [otherGW], handBackUnknownKeys: true, nakDelayMs: 50 }), r);
+  try {
+    await waitFor("the ephemeral consumer to terminate the delivery", () => terminated.length > 0);
+    // Handed back, it would come back every 50 ms: about 20 refusals in 1 s.
+    await sleep(1_000);
+  } finally {
+    await stop();
+    sub.unsubscribe();
+  }
+  assert.deepEqual(terminated, [1]);
+  assert.equal(r.calls.length, 0);
+  assert.equal(r.rejected.length, 1, `refused ${r.rejected.length} times; want once (terminated, not handed back)`);
+  assert.equal(r.rejected[0]!.reason, "decision_token_invalid");
+  assert.equal(r.rejected[0]!.unknownKey, true);
 });
 
 test("consume: with handBackUnknownKeys, a trusted gateway's token with a broken body digest or signature is still terminated", { timeout: 60_000 }, async () => {

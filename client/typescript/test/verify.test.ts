@@ -16,6 +16,28 @@ import { digestHex } from "../src/internal/bytes.js";
 import { bytes, dec } from "./helpers.js";
 import { AUDIENCE, CLOCK, docOf, editDoc, forward, newActor, newWorld, TARGET, TENANT, unix, type Forward, type Msg } from "./world.js";
 
+/** caseOptions is opts(over), without a curve key when over sets curve to undefined. */
+function caseOptions(opts: (over?: Partial<VerifyOptions>) => VerifyOptions, over: Partial<VerifyOptions> | undefined): VerifyOptions {
+  const o = opts(over);
+  if (over && "curve" in over && over.curve === undefined) {
+    delete o.curve;
+  }
+  return o;
+}
+
+/** refusal verifies m with o, checks that case name is refused with a VerificationError of reason want, and returns it. */
+function refusal(name: string, m: Msg, o: VerifyOptions, want: ReasonCode): VerificationError {
+  let err: unknown;
+  try {
+    verifyDelivery(m.subject, m.headers, m.data, o);
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof VerificationError, `${name}: ${String(err)}; want a VerificationError ${want}`);
+  assert.equal(err.reason, want, `${name}: ${err.message}`);
+  return err;
+}
+
 test("verifyDelivery: genuine deliveries verify, every forgery is refused with its reason", () => {
   const w = newWorld();
   const a = newActor();
@@ -160,19 +182,9 @@ test("verifyDelivery: genuine deliveries verify, every forgery is refused with i
   ];
   for (const tc of cases) {
     const m = tc.msg();
-    const o = opts(tc.opt);
-    if (tc.opt && "curve" in tc.opt && tc.opt.curve === undefined) {
-      delete o.curve;
-    }
+    const o = caseOptions(opts, tc.opt);
     if (tc.want !== undefined) {
-      let err: unknown;
-      try {
-        verifyDelivery(m.subject, m.headers, m.data, o);
-      } catch (e) {
-        err = e;
-      }
-      assert.ok(err instanceof VerificationError, `${tc.name}: ${String(err)}; want a VerificationError ${tc.want}`);
-      assert.equal(err.reason, tc.want, `${tc.name}: ${err.message}`);
+      const err = refusal(tc.name, m, o, tc.want);
       assert.ok(!err.message.includes("A-1"), `${tc.name}: the error quotes the payload`);
       continue;
     }
@@ -307,19 +319,7 @@ test("verifyDelivery: unknownKey marks exactly the refusals for want of a config
     { name: "resealed_not_base64", want: "seal_broken", unknownKey: false, msg: () => editDoc(forward(sealedFwd), (d) => (d.sealed = "not base64!")) },
   ];
   for (const tc of cases) {
-    const m = tc.msg();
-    const o = opts(tc.opt);
-    if (tc.opt && "curve" in tc.opt && tc.opt.curve === undefined) {
-      delete o.curve;
-    }
-    let err: unknown;
-    try {
-      verifyDelivery(m.subject, m.headers, m.data, o);
-    } catch (e) {
-      err = e;
-    }
-    assert.ok(err instanceof VerificationError, `${tc.name}: ${String(err)}; want a VerificationError ${tc.want}`);
-    assert.equal(err.reason, tc.want, `${tc.name}: ${err.message}`);
+    const err = refusal(tc.name, tc.msg(), caseOptions(opts, tc.opt), tc.want);
     assert.equal(err.unknownKey, tc.unknownKey, `${tc.name}: unknownKey of ${err.message}`);
   }
   // The flag is false unless set.
