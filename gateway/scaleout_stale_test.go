@@ -17,24 +17,31 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 )
 
-// failThenBlock fails the first hold lookup after armed (its batch comes
-// back as a redelivery), blocks the second until release (a bucket call
-// that stalls), then passes through.
+// failThenBlock, once armed, holds the first hold lookup until gathered
+// (the decider waits in it while the next messages gather in one
+// batch), fails the second (its batch comes back as a redelivery),
+// blocks the third until release (a bucket call that stalls), then
+// passes through.
 type failThenBlock struct {
 	holdStore
-	armed   atomic.Bool
-	n       atomic.Int32
-	blocked chan struct{}
-	release chan struct{}
-	rel     sync.Once
+	armed    atomic.Bool
+	n        atomic.Int32
+	waiting  chan struct{}
+	gathered chan struct{}
+	blocked  chan struct{}
+	release  chan struct{}
+	rel      sync.Once
 }
 
 func (x *failThenBlock) hold(b *ledgerBatch, id string, seq uint64) (foundHold, bool, error) {
 	if x.armed.Load() {
 		switch x.n.Add(1) {
 		case 1:
-			return foundHold{}, false, errors.New("holds bucket: timeout")
+			close(x.waiting)
+			<-x.gathered
 		case 2:
+			return foundHold{}, false, errors.New("holds bucket: timeout")
+		case 3:
 			close(x.blocked)
 			<-x.release
 		}
@@ -42,7 +49,16 @@ func (x *failThenBlock) hold(b *ledgerBatch, id string, seq uint64) (foundHold, 
 	return x.holdStore.hold(b, id, seq)
 }
 
-func (x *failThenBlock) open() { x.rel.Do(func() { close(x.release) }) }
+func (x *failThenBlock) open() {
+	x.rel.Do(func() {
+		select {
+		case <-x.gathered:
+		default:
+			close(x.gathered)
+		}
+		close(x.release)
+	})
+}
 
 // TestScaleOutStaleOwnerWritesNoHold: an instance whose batch stalls in a
 // call to the holds bucket past its lease's deadline must write nothing
@@ -62,7 +78,7 @@ func TestScaleOutStaleOwnerWritesNoHold(t *testing.T) {
 	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
 	var fb *failThenBlock
 	old := h.startInstance("old", func(in *instance) {
-		fb = &failThenBlock{holdStore: in.gw.holds, blocked: make(chan struct{}), release: make(chan struct{})}
+		fb = &failThenBlock{holdStore: in.gw.holds, waiting: make(chan struct{}), gathered: make(chan struct{}), blocked: make(chan struct{}), release: make(chan struct{})}
 		in.gw.holds = fb
 	})
 	t.Cleanup(fb.open)
@@ -83,7 +99,11 @@ func TestScaleOutStaleOwnerWritesNoHold(t *testing.T) {
 	env, err := envelope.Parse(m, envelope.Limits{})
 	must(t, err)
 	fb.armed.Store(true)
-	// Published together, so that one fetch takes both.
+	// A held request first: while the old owner's decider waits in its
+	// hold lookup, m0 and m are delivered and gather in the batch after
+	// it, so that one batch holds both, whatever the machine's load.
+	h.send(h.heldRequest())
+	<-fb.waiting
 	var acks []jetstream.PubAckFuture
 	for _, body := range [][]byte{m0, m} {
 		msg := nats.NewMsg(h.ingress(h.agent, "tenant_a"))
@@ -99,6 +119,13 @@ func TestScaleOutStaleOwnerWritesNoHold(t *testing.T) {
 	for _, f := range acks {
 		mSeq = (<-f.Ok()).Sequence
 	}
+	cons, err := h.js.Consumer(context.Background(), StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.Delivered.Stream >= mSeq
+	})
+	close(fb.gathered)
 	<-fb.blocked // the old owner decides both again, and stalls
 
 	next := h.startInstance("next")
