@@ -62,7 +62,7 @@ type ApproverConfig struct {
 	// OnReject, if set, is called with the subject and the error of every
 	// message Watch terminates without showing it: one that is not a
 	// request of this tenant, or whose token does not verify (a
-	// *reason.Denial). It is also called for a request that Watch hands
+	// *reason.Denial, or an error wrapping one: errors.As). It is also called for a request that Watch hands
 	// back on a Durable because its token is not yet valid by this
 	// approver's clock, or for want of a key (HandBackUnknownKeys; see
 	// Watch). It runs on the watching goroutine: keep it short.
@@ -291,7 +291,8 @@ func (ap *Approver) verifyRequest(token string, data []byte, req approval.Reques
 // audience req.Target, and bind data (the request's body exactly as
 // received) and the held envelope the request names: its tenant, message
 // id, agent, body digest and trace id. opt.Audience is ignored. It
-// returns a *reason.Denial: DecisionMissing, DecisionInvalid (route
+// returns a *reason.Denial (ErrUnknownKey's refusal wraps one: match
+// with errors.As or errors.Is): DecisionMissing, DecisionInvalid (route
 // included), DecisionExpired, DecisionAudience or DecisionBinding; a
 // token from a gateway key not among opt.TrustedGateways is also marked
 // ErrUnknownKey.

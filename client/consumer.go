@@ -103,7 +103,8 @@ type ConsumerConfig struct {
 	// HandBackUnknownKeys hands back on a Durable (nak, after NakDelay
 	// or one second) rather than terminates a delivery refused for a key
 	// this consumer lacks (ErrUnknownKey: a gateway signing key not among
-	// TrustedGateways, a curve key missing or not the one the payload was
+	// TrustedGateways, a re-sealed payload from a curve key not among
+	// GatewayXKeys, a curve key missing or not the one the payload was
 	// re-sealed to), so that another reader of the durable, or this one
 	// with its keys set right, can verify it. For a reader that shares a
 	// durable with the service (agentgw consume), and for a service
@@ -126,8 +127,9 @@ type ConsumerConfig struct {
 	// invalid.
 	Concurrency int
 
-	// OnReject, if set, is called with the subject and the
-	// *reason.Denial of every message that is not handed over: one that
+	// OnReject, if set, is called with the subject and the error (a
+	// *reason.Denial, or one wrapping it: errors.As) of every message
+	// that is not handed over: one that
 	// fails verification or is a copy of a delivery already handed over
 	// (terminated), or one the token record refuses though it verifies,
 	// or one refused for a key it lacks with HandBackUnknownKeys (handed

@@ -30,8 +30,8 @@
 // no consumer, which is all their account (OPS in deploy/accounts.conf)
 // may call.
 //
-// Every verification failure is a *reason.Denial (match it with
-// errors.Is on a reason.Code). No error, String or log line of this
+// Every verification failure is a *reason.Denial or wraps one (match it
+// with errors.Is on a reason.Code, or errors.As). No error, String or log line of this
 // package contains a credential, a seed or payload bytes; a Delivery or
 // Reply printed, encoded as JSON or logged with log/slog shows ids and
 // the payload's length only.

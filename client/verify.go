@@ -126,21 +126,23 @@ func (d Delivery) LogValue() slog.Value {
 		slog.String("agent", d.Agent), slog.Int("payload_bytes", len(d.Payload)))
 }
 
-// ErrUnknownKey marks (errors.Is) a VerifyDelivery refusal that a reader
-// with other keys may lift: the token names a gateway not among
-// TrustedGateways (DecisionInvalid), or the re-sealed payload is from a
+// ErrUnknownKey marks (errors.Is) a VerifyDelivery or VerifyRequest
+// refusal that a reader with other keys may lift: the token names a
+// gateway not among TrustedGateways (DecisionInvalid), or (deliveries)
+// the re-sealed payload is from a
 // curve key not among GatewayXKeys, is sealed and there is no Curve, or
 // does not open with Curve (SealBroken: its bytes are bound by the
 // verified token, the sender key named beside them, sealed_from, is
 // not). It proves nothing either way: the message may as well be a
 // forgery (another token's issuer, a genuine delivery re-published with
 // sealed_from changed), and is refused.
-var ErrUnknownKey = errors.New("client: a key this consumer is not configured with")
+var ErrUnknownKey = errors.New("client: a key this verifier is not configured with")
 
 // VerifyDelivery checks one message from a capability subject, given its
 // subject, headers and data exactly as received, and returns what a
 // handler may act on. Nothing in the message is trusted before the token
-// verifies. It returns a *reason.Denial:
+// verifies. It returns a *reason.Denial, or, for the refusals marked
+// ErrUnknownKey below, an error wrapping one (errors.As finds it):
 //
 //   - InvalidSubject: subject is not agentgw.cap.<Tenant>.<target> for
 //     one of Targets.

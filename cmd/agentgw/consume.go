@@ -35,8 +35,10 @@ it waits on, then runs until --count messages (verified or rejected),
 --timeout or an interrupt; --timeout with fewer than --count messages
 exits 1. Verified messages fetched beyond
 --count are handed back for redelivery; a prefetched one that fails
-verification is still terminated, and reported. Exits 3 if any message
-was rejected.
+verification is settled as above (terminated, or handed back), and
+reported. A message handed back comes again about a second later and
+is printed and counted again each time. Exits 3 if any message was
+rejected.
 
 Connected as an nkey user (--creds: the consumer's seed or .creds) of
 a server that requires authentication, as on the 'agentgw run' server and
@@ -47,9 +49,9 @@ its own consumer (ephemeral unless --durable); --bind forces binding.
 
 A durable consumer (--durable, --bind, or bound as a tenant nkey user)
 is shared by every process that reads it, a tool in service included:
-what this command acknowledges there is consumed, and what a trusted
-gateway key proves forged or altered is terminated there, never to be
-redelivered to anyone. So a durable is read only with --settle-durable;
+what this command acknowledges there is consumed, and what fails
+verification is terminated there (forged or altered, expired, a copy of
+a delivery already handed over...), never to be redelivered to anyone. So a durable is read only with --settle-durable;
 without it consume refuses and reads nothing. What fails there for want
 of a key of this run's (a token from a gateway key not among
 --gateway-key, a re-sealed payload from a key not among --gateway-xkey,
@@ -71,7 +73,7 @@ consumer is this run's alone, and terminates it.`)
 	durable := c.fs.String("durable", "", "durable consumer `name` (resume where it stopped; default: ephemeral, from the oldest message)")
 	agentSig := c.fs.Bool("verify-agent-signature", false, "also verify the agent's own signature over the body")
 	asJSON := c.fs.Bool("json", false, "print one JSON object per message")
-	settle := c.fs.Bool("settle-durable", false, "read a durable consumer, settling its deliveries for every reader of it: acknowledge verified ones, terminate forged ones, hand back ones this run lacks a key for (required with a durable)")
+	settle := c.fs.Bool("settle-durable", false, "read a durable consumer, settling its deliveries for every reader of it: acknowledge verified ones, hand back ones this run lacks a key for, terminate the other refusals (required with a durable)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -119,7 +121,7 @@ consumer is this run's alone, and terminates it.`)
 		if cf.bound {
 			alone = " (a tenant nkey user reads only its pre-created durable)"
 		}
-		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there, for every reader, what verifies, and terminate there what a trusted gateway key proves forged. Give --settle-durable to read it so%s", cfg.Durable, alone)
+		return c.usageErr("consumer %s is durable, shared with every process that reads it: this run would consume there, for every reader, what verifies, and terminate there what fails verification other than for want of its keys. Give --settle-durable to read it so%s", cfg.Durable, alone)
 	}
 
 	ctx, cancel := interruptible()

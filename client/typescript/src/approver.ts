@@ -480,8 +480,7 @@ export class Approver {
    * nothing it shows: each is handed back to the queue (nak) once read.
    * Requests past their deadline are left out unless all. Requests
    * already answered are still listed until their deadline; requests
-   * another reader holds are not shown until it lets them go. Messages
-   * that are not requests of this tenant are left out and handed back.
+   * another reader holds are not shown until it lets them go.
    * Every request's decision token is checked (see verifyRequest: signed
    * by a trusted gateway, over these bytes and this held envelope), an
    * expired one's as of its deadline (its token expires with it, which
