@@ -39,7 +39,7 @@ func TestEndpointCancelOfHeldCallRefused(t *testing.T) {
 	}
 	id := created.Result.Task.TaskID
 	taskReq := func(rpcID int, method string) string {
-		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, rpcID, method, id)
+		return taskRPC(rpcID, method, id)
 	}
 	held := false
 	for i := range 200 {

@@ -12,6 +12,12 @@ import (
 	"github.com/agentgw/agentgw/gateway/approval"
 )
 
+// taskRPC is a JSON-RPC request of a tasks method (tasks/get,
+// tasks/result, tasks/cancel) for task id.
+func taskRPC(rpcID int, method, id string) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, rpcID, method, id)
+}
+
 // createTask posts a task-augmented tools/call and returns the task the
 // endpoint answered with.
 func (h *endpointHarness) createTask(tok string, rpcID int, tool, args, task string) (Task, string) {
@@ -29,7 +35,7 @@ func (h *endpointHarness) createTask(tok string, rpcID int, tool, args, task str
 // getTask answers tasks/get of id with tok.
 func (h *endpointHarness) getTask(tok string, rpcID int, id string) Task {
 	h.t.Helper()
-	_, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/get","params":{"taskId":%q}}`, rpcID, id))
+	_, resp := h.postRPC(tok, taskRPC(rpcID, "tasks/get", id))
 	var got struct {
 		Result Task `json:"result"`
 	}
@@ -90,7 +96,7 @@ func TestEndpointTasksCountAgainstCallLimit(t *testing.T) {
 
 	h.approve(func(approval.Request) string { return approval.Grant })
 	for i, id := range ids {
-		_, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/result","params":{"taskId":%q}}`, 20+i, id))
+		_, resp := h.postRPC(tok, taskRPC(20+i, "tasks/result", id))
 		if !strings.Contains(resp, fmt.Sprintf(`"payment_id":"p-%d"`, 8300+i)) {
 			t.Errorf("tasks/result after the grant = %s; want the payment", resp)
 		}
@@ -131,7 +137,7 @@ func TestEndpointBoundsCallsInFlight(t *testing.T) {
 	}
 	h.approve(func(approval.Request) string { return approval.Grant })
 	for i, who := range []string{"rita", "rosa"} {
-		if _, resp := h.postRPC(h.signed(who, "billing"), fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, held[i])); !strings.Contains(resp, fmt.Sprintf(`"payment_id":"p-%d"`, 8600+i)) {
+		if _, resp := h.postRPC(h.signed(who, "billing"), taskRPC(2, "tasks/result", held[i])); !strings.Contains(resp, fmt.Sprintf(`"payment_id":"p-%d"`, 8600+i)) {
 			t.Errorf("%s's tasks/result after the grant = %s; want the payment", who, resp)
 		}
 	}
@@ -162,7 +168,7 @@ func TestEndpointCloseFailsSentTasks(t *testing.T) {
 	if got.Status != TaskFailed || !strings.Contains(got.StatusMessage, "may still run") {
 		t.Errorf("held task after Close = %+v; want failed, saying the call may still run (not cancelled)", got)
 	}
-	_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{"taskId":%q}}`, tk.TaskID))
+	_, resp = h.postRPC(tok, taskRPC(3, "tasks/result", tk.TaskID))
 	if !strings.Contains(resp, `"code":-32012`) || !strings.Contains(resp, "may still run") {
 		t.Errorf("tasks/result after Close = %s; want -32012 saying the call may still run", resp)
 	}
@@ -189,7 +195,7 @@ func TestEndpointTaskTTLClamped(t *testing.T) {
 			t.Errorf("task %s = %s; want a task with ttl %d", tc.task, resp, tc.ttl)
 			continue
 		}
-		_, resp = h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tasks/result","params":{"taskId":%q}}`, 100+i, tk.TaskID))
+		_, resp = h.postRPC(tok, taskRPC(100+i, "tasks/result", tk.TaskID))
 		if !strings.Contains(resp, "3 articles about ttl") {
 			t.Errorf("tasks/result of task %s = %s; want the result", tc.task, resp)
 		}
@@ -210,12 +216,12 @@ func TestEndpointTaskGoneAfterTTL(t *testing.T) {
 	if tk.TaskID == "" {
 		t.Fatalf("task-augmented call = %s; want a task", resp)
 	}
-	if _, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, tk.TaskID)); !strings.Contains(resp, "3 articles about brief") {
+	if _, resp := h.postRPC(tok, taskRPC(2, "tasks/result", tk.TaskID)); !strings.Contains(resp, "3 articles about brief") {
 		t.Fatalf("tasks/result = %s; want the result", resp)
 	}
 	time.Sleep(50 * time.Millisecond) // past its 1 ms ttl
 	for i, method := range []string{"tasks/get", "tasks/result"} {
-		if _, resp := h.postRPC(tok, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, 3+i, method, tk.TaskID)); !strings.Contains(resp, `"error"`) || strings.Contains(resp, "brief") {
+		if _, resp := h.postRPC(tok, taskRPC(3+i, method, tk.TaskID)); !strings.Contains(resp, `"error"`) || strings.Contains(resp, "brief") {
 			t.Errorf("%s past the ttl = %s; want an unknown task", method, resp)
 		}
 	}

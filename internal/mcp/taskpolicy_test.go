@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -70,7 +69,7 @@ func TestTaskResultAsksAgainAfterItsWait(t *testing.T) {
 	h.waitHeld(creator, 100, task.TaskID)
 	got := make(chan string, 1)
 	go func() {
-		_, r := h.postRPC(twin, fmt.Sprintf(`{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":%q}}`, task.TaskID))
+		_, r := h.postRPC(twin, taskRPC(2, "tasks/result", task.TaskID))
 		got <- r
 	}()
 	// Give the request time to pass its first check and wait; should it
@@ -101,7 +100,7 @@ func checkTaskVisibility(t *testing.T, h *endpointHarness, narrow string) {
 		t.Fatalf("task-augmented call: %s", resp)
 	}
 	req := func(rpcID int, method string) string {
-		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, rpcID, method, task.TaskID)
+		return taskRPC(rpcID, method, task.TaskID)
 	}
 	if _, resp := h.postRPC(twin, req(2, "tasks/result")); !strings.Contains(resp, "query-of-the-billing-token") {
 		t.Fatalf("another billing token of carol: tasks/result = %s; want the search result", resp)

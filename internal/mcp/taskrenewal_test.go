@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"crypto/sha256"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,7 +62,7 @@ func searchTaskOfErin(t *testing.T, h *endpointHarness) (string, Task, func(id i
 		t.Fatalf("task-augmented call: %s", resp)
 	}
 	req := func(id int, m string) string {
-		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":{"taskId":%q}}`, id, m, task.TaskID)
+		return taskRPC(id, m, task.TaskID)
 	}
 	if _, r := h.postRPC(tok, req(2, "tasks/result")); !strings.Contains(r, "articles about mine") {
 		t.Fatalf("before the renewal: tasks/result = %s", r)
