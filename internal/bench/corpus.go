@@ -38,11 +38,11 @@ type corpus struct {
 	// primer holds one valid plain message per agent: the first of the
 	// warm-up (credential caches, connections) and the originals replays
 	// copy.
-	primer []*nats.Msg
+	primer msgSlice
 	// warm is the rest of the warm-up (Config.Warmup), of the mix.
-	warm []*nats.Msg
+	warm *packedMsgs
 	// msgs are the measured messages; counts and bytes are theirs.
-	msgs   []*nats.Msg
+	msgs   *packedMsgs
 	kinds  []kind
 	counts [numKinds]int
 	bytes  int64 // bodies and per-message header values held
@@ -55,19 +55,20 @@ func newCorpus(w *world, mix Mix, warm, n, sealedBytes int, now time.Time) (*cor
 	if err != nil {
 		return nil, err
 	}
-	c.warm, c.msgs, c.kinds = c.msgs[:warm:warm], c.msgs[warm:], c.kinds[warm:]
+	c.warm, c.msgs, c.kinds = c.msgs.slice(0, warm), c.msgs.slice(warm, c.msgs.Len()), c.kinds[warm:]
 	c.counts = [numKinds]int{}
-	for i, m := range c.msgs {
+	for i := range c.msgs.Len() {
 		c.counts[c.kinds[i]]++
 		if c.kinds[i] != kindReplay {
-			c.bytes += int64(len(m.Data) + len(m.Header.Get(header.Signature)) + len(m.Header.Get(header.MsgID)))
+			c.bytes += c.msgs.heldBytes(i)
 		}
 	}
 	return c, nil
 }
 
 func buildCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus, error) {
-	c := &corpus{msgs: make([]*nats.Msg, n), kinds: make([]kind, n)}
+	c := &corpus{kinds: make([]kind, n)}
+	msgs := make([]*nats.Msg, n)
 	for _, a := range w.agents {
 		m, err := plainMsg(a, 0, now, false)
 		if err != nil {
@@ -88,13 +89,13 @@ func buildCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus,
 				var err error
 				switch c.kinds[i] {
 				case kindPlain:
-					c.msgs[i], err = plainMsg(a, i, now, false)
+					msgs[i], err = plainMsg(a, i, now, false)
 				case kindBadSig:
-					c.msgs[i], err = plainMsg(a, i, now, true)
+					msgs[i], err = plainMsg(a, i, now, true)
 				case kindSealed:
-					c.msgs[i], err = sealedMsg(w, a, i, sealedBytes, now)
+					msgs[i], err = sealedMsg(w, a, i, sealedBytes, now)
 				case kindReplay:
-					c.msgs[i] = replayOf(c.primer[i%len(c.primer)])
+					msgs[i] = replayOf(c.primer[i%len(c.primer)])
 				}
 				if err != nil {
 					errs[wk] = err
@@ -108,6 +109,10 @@ func buildCorpus(w *world, mix Mix, n, sealedBytes int, now time.Time) (*corpus,
 		if err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if c.msgs, err = packMsgs(msgs); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -130,10 +130,10 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 	floodN := 0
 	if corpF != nil {
 		primer = append(primer, corpF.primer...)
-		floodN = len(corpF.msgs)
+		floodN = corpF.msgs.Len()
 	}
 	base := time.Now()
-	obs, err := newObserver(r.obsNC, base, len(primer)+floodN+len(corpV.msgs))
+	obs, err := newObserver(r.obsNC, base, len(primer)+floodN+corpV.msgs.Len())
 	if err != nil {
 		return 0, err
 	}
@@ -174,9 +174,9 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 
 	vmsgs := corpV.msgs
 	if corpF == nil {
-		vmsgs = vmsgs[:min(n, len(vmsgs))]
+		vmsgs = vmsgs.slice(0, min(n, vmsgs.Len()))
 	}
-	vsent := newSendLog(len(vmsgs))
+	vsent := newSendLog(vmsgs.Len())
 	vctx, stopVictim := context.WithCancel(runCtx)
 	defer stopVictim()
 	vdone := make(chan error, 1)

@@ -26,7 +26,8 @@ func TestCorpusAsksForNoNotice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, m := range c.msgs {
+			for i := range c.msgs.Len() {
+				m := c.msgs.At(i)
 				if got := m.Header.Get(header.Notify) == notice.NotifyNone; got != quiet {
 					t.Fatalf("%s, noNotice %v: a message with %s %q", mix.Name, quiet, header.Notify, m.Header.Get(header.Notify))
 				}

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -37,7 +36,7 @@ func newSendLog(n int) *sendLog {
 // times are recorded just before each publish call; when paced they are
 // the scheduled times instead, so a publisher that falls behind is
 // charged to latency rather than hidden (no coordinated omission).
-func publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, rate float64, base time.Time, log *sendLog) error {
+func publish(ctx context.Context, js jetstream.JetStream, msgs msgSource, rate float64, base time.Time, log *sendLog) error {
 	type pending struct {
 		i   int
 		fut jetstream.PubAckFuture
@@ -69,7 +68,7 @@ func publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, rate
 	start := time.Now()
 	log.first = int64(start.Sub(base))
 	var err error
-	for i, m := range msgs {
+	for i := range msgs.Len() {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 			break
@@ -85,6 +84,7 @@ func publish(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg, rate
 			at = int64(time.Since(base))
 		}
 		log.at[i] = at
+		m := msgs.At(i)
 		var fut jetstream.PubAckFuture
 		for {
 			fut, err = js.PublishMsgAsync(m, jetstream.WithStallWait(5*time.Second))

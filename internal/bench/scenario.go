@@ -62,7 +62,7 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	}
 	base := time.Now()
 	// primer: the outputs before the measured phase (primer and warm-up).
-	primer := len(corp.primer) + len(corp.warm)
+	primer := len(corp.primer) + corp.warm.Len()
 	total := primer + r.cfg.Messages
 	obs, err := newObserver(r.obsNC, base, total)
 	if err != nil {
@@ -91,20 +91,20 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 	debug.FreeOSMemory()
 	rss := startPeakRSS()
 	res.StartRSSBytes = rss.start
-	res.Warmup = len(corp.warm)
+	res.Warmup = corp.warm.Len()
 
 	// Warm-up: one message per agent, so connections, credential caches
 	// and shared keys are warm and replays have originals to copy; then
 	// Config.Warmup messages of the mix at full speed.
-	for i, msgs := range [][]*nats.Msg{corp.primer, corp.warm} {
-		if len(msgs) == 0 {
+	for i, msgs := range []msgSource{corp.primer, corp.warm} {
+		if msgs.Len() == 0 {
 			continue
 		}
-		n := len(corp.primer) + i*len(corp.warm)
-		if err := publish(ctx, r.js, msgs, 0, base, newSendLog(len(msgs))); err != nil {
+		n := len(corp.primer) + i*corp.warm.Len()
+		if err := publish(ctx, r.js, msgs, 0, base, newSendLog(msgs.Len())); err != nil {
 			return res, fmt.Errorf("bench: %s: warm-up: %w", name, err)
 		}
-		if err := r.await(ctx, obs.expect(int64(n)), s, warmupTimeout+time.Duration(len(msgs))*2*time.Millisecond); err != nil {
+		if err := r.await(ctx, obs.expect(int64(n)), s, warmupTimeout+time.Duration(msgs.Len())*2*time.Millisecond); err != nil {
 			return res, fmt.Errorf("bench: %s: warm-up: %w (outputs %d of %d)", name, err, obs.count.Load(), n)
 		}
 	}
