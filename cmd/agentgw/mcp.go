@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	mcpgw "github.com/agentgw/agentgw/internal/mcp"
@@ -46,7 +48,10 @@ pre-created consumers <tenant>~<target> through the API prefix
 `+client.TenantAPIPrefix+` (--durable defaults to the tenant there);
 otherwise --durable is required and the consumers are created. --bind
 forces binding. A crash between an upstream call and its acknowledgement
-calls that one tool again on restart (at-least-once).`)
+calls that one tool again on restart (at-least-once). A delivery refused
+for want of a key (signed with a gateway key not among --gateway-key,
+say while the gateway's key rotates) is handed back on the durable for a
+bridge that has the key, not terminated; every other refusal is.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
@@ -97,12 +102,7 @@ calls that one tool again on restart (at-least-once).`)
 	if err != nil {
 		return c.fail(err, "Check that --credential is the bridge's .creds file and --curve-seed its curve seed (the credential's xkey).")
 	}
-	ccfg := client.DefaultConsumerConfig()
-	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = kp, gwKeys, responder
-	ccfg.Durable, ccfg.Bind, ccfg.Stream = *durable, bound, gateway.StreamCap
-	ccfg.OnReject = func(subject string, err error) {
-		fmt.Fprintf(c.err, "agentgw mcp bridge: rejected a delivery on %s: %s\n", subject, reason.Of(err))
-	}
+	ccfg := bridgeConsumerConfig(kp, gwKeys, responder, *durable, bound, c.err)
 	b, err := mcpgw.NewBridge(js, cfg, ccfg)
 	if err != nil {
 		return c.usageErr("%v", err)
@@ -118,6 +118,26 @@ calls that one tool again on restart (at-least-once).`)
 		return c.fail(err, hint)
 	}
 	return exitOK
+}
+
+// bridgeConsumerConfig is the bridge's consumer configuration: durable
+// always, so what it refuses for want of a key (a gateway signing key not
+// among --gateway-key, during a rotation; a payload re-sealed to another
+// curve key) is handed back for the bridges that have the key, rather
+// than terminated for all of them. Every refusal is printed to stderr.
+func bridgeConsumerConfig(curve nkeys.KeyPair, gwKeys []string, responder *client.Agent, durable string, bound bool, stderr io.Writer) client.ConsumerConfig {
+	ccfg := client.DefaultConsumerConfig()
+	ccfg.Curve, ccfg.TrustedGateways, ccfg.Responder = curve, gwKeys, responder
+	ccfg.Durable, ccfg.Bind, ccfg.Stream = durable, bound, gateway.StreamCap
+	ccfg.HandBackUnknownKeys = true
+	ccfg.OnReject = func(subject string, err error) {
+		if errors.Is(err, client.ErrUnknownKey) {
+			fmt.Fprintf(stderr, "agentgw mcp bridge: rejected a delivery on %s: %s, for want of a key: handed back for a bridge that has it\n", subject, reason.Of(err))
+			return
+		}
+		fmt.Fprintf(stderr, "agentgw mcp bridge: rejected a delivery on %s: %s\n", subject, reason.Of(err))
+	}
+	return ccfg
 }
 
 func mcpServe(args []string) int {

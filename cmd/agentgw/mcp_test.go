@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 // TestMCPUsage: the mcp subcommands refuse a missing or invalid mapping
@@ -84,5 +87,26 @@ func TestMCPServeHeaderLimit(t *testing.T) {
 	}
 	if code := send("Authorization: Bearer " + strings.Repeat("a", 16<<10) + "\r\n"); code != http.StatusUnauthorized {
 		t.Errorf("a 16 KiB bearer token: status %d; want it read (401 from the handler)", code)
+	}
+}
+
+// TestMCPBridgeHandsBackForWantOfKey: the bridge's consumers hand back
+// what they refuse for want of a key, and say so, so that a bridge
+// started with a rotated-out --gateway-key does not terminate tool calls
+// the bridges with the gateway's key would make
+// (internal/mcp.TestBridgeHandsBackWhatItLacksTheKeyFor runs it); any
+// other refusal is printed without the hand-back.
+func TestMCPBridgeHandsBackForWantOfKey(t *testing.T) {
+	var stderr strings.Builder
+	ccfg := bridgeConsumerConfig(nil, []string{"NGW"}, nil, "tenant_a", true, &stderr)
+	if !ccfg.HandBackUnknownKeys || ccfg.Durable != "tenant_a" || !ccfg.Bind {
+		t.Fatalf("bridge consumer: HandBackUnknownKeys %v, Durable %q, Bind %v; want true, tenant_a, true", ccfg.HandBackUnknownKeys, ccfg.Durable, ccfg.Bind)
+	}
+	const subj = "agentgw.cap.tenant_a.refunds.draft_refund"
+	ccfg.OnReject(subj, reason.Mark(reason.Deny(reason.DecisionInvalid, "untrusted gateway"), client.ErrUnknownKey))
+	ccfg.OnReject(subj, reason.Deny(reason.DecisionInvalid, "bad signature"))
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "decision_token_invalid, for want of a key: handed back") || strings.Contains(lines[1], "handed back") || !strings.Contains(lines[1], "decision_token_invalid") {
+		t.Errorf("bridge rejections printed:\n%s\nwant the first handed back for want of a key, the second not", stderr.String())
 	}
 }
