@@ -72,6 +72,7 @@ stderr, the table to stdout.`)
 	memProfile := c.fs.String("memprofile", "", "write the allocation profile after each gateway scenario (cumulative for the process)")
 	gwLog := c.fs.String("gateway-log", "", "file for the gateway's JSON decision log (default: discarded)")
 	latencies := c.fs.String("latencies", "", "append every measured message's publish, PubAck and output times to this CSV `file` (all scenarios but --flood)")
+	gcTimes := c.fs.String("gc-times", "", "append when each garbage-collection cycle of a measured phase ended, on the clock of --latencies, to this CSV `file` (all scenarios but --flood)")
 	out := c.fs.String("out", "", "write the report as JSON to FILE")
 	quiet := c.fs.Bool("quiet", false, "no progress lines")
 	flood := c.fs.Bool("flood", false, "run only the flood-isolation scenario: one tenant floods (--messages bad signatures and replays), another sends at --flood-victim-rate; victim latency with and without the flood")
@@ -106,7 +107,7 @@ stderr, the table to stdout.`)
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices, cfg.NoNoticeAsked = *instances, *partitions, *fair, *noNotices, *noNoticeAsked
 	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate = *mcpCalls, *crash, *flood, *victimRate
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
-	cfg.Latencies, cfg.MCPConcurrency = *latencies, *mcpConc
+	cfg.Latencies, cfg.GCTimes, cfg.MCPConcurrency = *latencies, *gcTimes, *mcpConc
 	if *quiet {
 		cfg.ProgressEvery = -1
 	}

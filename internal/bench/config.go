@@ -117,6 +117,13 @@ type Config struct {
 	// run's first publish, with its latency. With GatewayLog, the
 	// decisions of a slow message's neighbours say where it waited.
 	Latencies string
+	// GCTimes, when set, is a CSV file every run of a scenario but the
+	// flood's appends the garbage-collection cycles of its measured
+	// phase to, one line each: scenario, run number, the cycle's number
+	// and when its marking ended, in µs since the run's first publish,
+	// the clock of Latencies: set beside it, it shows which slow
+	// messages a cycle coincided with.
+	GCTimes string
 	// Crash adds a gateway scenario per mix ("<mix>+crash") that stops
 	// the gateway hard once half the measured outputs are seen and
 	// starts a new one on the same ledger: the report gives the messages

@@ -111,7 +111,12 @@ type Result struct {
 	// message, whole process (runtime.MemStats deltas).
 	AllocsPerMsg     float64 `json:"allocs_per_msg"`
 	AllocBytesPerMsg float64 `json:"alloc_bytes_per_msg"`
-	GCs              uint32  `json:"gcs"`
+	// GCs is the process's garbage-collection cycles during the measured
+	// phase; GCCPUSecondsPerMsg the CPU its collector used per message
+	// (the runtime's estimate, /cpu/classes/gc/total:cpu-seconds), part
+	// of CPUSecondsPerMsg.
+	GCs                uint32  `json:"gcs"`
+	GCCPUSecondsPerMsg float64 `json:"gc_cpu_seconds_per_msg"`
 	// PeakRSSBytes is the resident set peak; PeakRSSSource says whether
 	// it is this scenario's or the process's so far. It includes the
 	// pre-signed corpus (CorpusBytes, and the warm-up's messages) and the
@@ -289,12 +294,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 func (r *Report) writeScenarios(w io.Writer, ms func(int64) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tcores\tfaults/msg\tallocs/msg\tKiB/msg\tpeak RSS MiB\tbatch\tallow/deny/held\t")
+	fmt.Fprintln(tw, "scenario\tmsgs/s\tpub/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tCPU µs/msg\tGC µs/msg\tcores\tfaults/msg\tallocs/msg\tKiB/msg\tpeak RSS MiB\tbatch\tallow/deny/held\t")
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.2f\t%.2f\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d/%d\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.2f\t%.2f\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d/%d\t\n",
 			s.Name, s.MsgsPerSec, s.PublishPerSec,
 			ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.Latency.Max),
-			s.CPUSecondsPerMsg*1e6, s.CoresUsed, s.FaultsPerMsg, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
+			s.CPUSecondsPerMsg*1e6, s.GCCPUSecondsPerMsg*1e6, s.CoresUsed, s.FaultsPerMsg, s.AllocsPerMsg, s.AllocBytesPerMsg/1024,
 			float64(s.PeakRSSBytes)/(1<<20), s.MeanBatch, s.Routes.Allowed, s.Routes.Denied, s.Routes.Held)
 	}
 	return tw.Flush()

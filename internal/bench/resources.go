@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"time"
 )
@@ -20,13 +21,24 @@ type usage struct {
 	mallocs uint64
 	bytes   uint64 // cumulative bytes allocated
 	gcs     uint32
+	gcCPU   float64 // the runtime's estimate of the CPU seconds its collector used
 }
+
+// gcCPUMetric is the collector's CPU time: marking (dedicated, fractional,
+// idle and assists) and pauses, an estimate the runtime keeps.
+const gcCPUMetric = "/cpu/classes/gc/total:cpu-seconds"
 
 func snapshot() usage {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	cpu, faults := processCPU()
-	return usage{cpu: cpu, faults: faults, mallocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC}
+	gc := []metrics.Sample{{Name: gcCPUMetric}}
+	metrics.Read(gc)
+	var gcCPU float64
+	if gc[0].Value.Kind() == metrics.KindFloat64 {
+		gcCPU = gc[0].Value.Float64()
+	}
+	return usage{cpu: cpu, faults: faults, mallocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC, gcCPU: gcCPU}
 }
 
 // peakRSS tracks the resident set peak of a scenario. On Linux the

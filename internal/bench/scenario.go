@@ -169,6 +169,15 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 			return res, err
 		}
 	}
+	if r.cfg.GCTimes != "" {
+		lost, err := r.writeGCTimes(name, base, sent, u0.gcs, u1.gcs)
+		if err != nil {
+			return res, err
+		}
+		if lost > 0 {
+			r.logf("bench: %s: --gc-times: the first %d of the run's %d collection cycles are older than the runtime keeps, and left out", name, lost, u1.gcs-u0.gcs)
+		}
+	}
 	if crash {
 		c := <-crashed
 		if c.err != nil {
@@ -228,6 +237,7 @@ func (r *runner) measure(res *Result, obs *observer, sent *sendLog, u0, u1 usage
 	res.AllocsPerMsg = float64(u1.mallocs-u0.mallocs) / n
 	res.AllocBytesPerMsg = float64(u1.bytes-u0.bytes) / n
 	res.GCs = u1.gcs - u0.gcs
+	res.GCCPUSecondsPerMsg = (u1.gcCPU - u0.gcCPU) / n
 	res.Reemitted = obs.dups.Load()
 	if res.Batches > 0 {
 		res.MeanBatch = n / float64(res.Batches)
