@@ -2,8 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 	"time"
@@ -23,43 +21,30 @@ const gcTimesHeader = "scenario,run,cycle,mark_end_us\n"
 func (r *runner) writeGCTimes(name string, base time.Time, sent *sendLog, from, to uint32) (lost uint32, err error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	f, err := os.OpenFile(r.cfg.GCTimes, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, fmt.Errorf("bench: gc times: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("bench: gc times: %w", cerr)
-		}
-	}()
-	w := bufio.NewWriter(f)
-	if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
-		_, _ = w.WriteString(gcTimesHeader)
-	}
 	first := base.UnixNano() + sent.first
-	var line []byte
-	for n := from + 1; n <= to; n++ {
-		// PauseEnd[(n+255)%256] is cycle n's while fewer than 256 have
-		// ended since.
-		if ms.NumGC-n >= uint32(len(ms.PauseEnd)) {
-			lost++
-			continue
+	err = appendCSV(r.cfg.GCTimes, "gc times", gcTimesHeader, func(w *bufio.Writer) error {
+		var line []byte
+		for n := from + 1; n <= to; n++ {
+			// PauseEnd[(n+255)%256] is cycle n's while fewer than 256
+			// have ended since.
+			if ms.NumGC-n >= uint32(len(ms.PauseEnd)) {
+				lost++
+				continue
+			}
+			end := int64(ms.PauseEnd[(n+255)%uint32(len(ms.PauseEnd))])
+			line = append(line[:0], name...)
+			line = append(line, ',')
+			line = strconv.AppendInt(line, int64(r.n), 10)
+			line = append(line, ',')
+			line = strconv.AppendUint(line, uint64(n), 10)
+			line = append(line, ',')
+			line = strconv.AppendInt(line, (end-first)/1e3, 10)
+			line = append(line, '\n')
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
 		}
-		end := int64(ms.PauseEnd[(n+255)%uint32(len(ms.PauseEnd))])
-		line = append(line[:0], name...)
-		line = append(line, ',')
-		line = strconv.AppendInt(line, int64(r.n), 10)
-		line = append(line, ',')
-		line = strconv.AppendUint(line, uint64(n), 10)
-		line = append(line, ',')
-		line = strconv.AppendInt(line, (end-first)/1e3, 10)
-		line = append(line, '\n')
-		if _, err := w.Write(line); err != nil {
-			return lost, fmt.Errorf("bench: gc times: %w", err)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return lost, fmt.Errorf("bench: gc times: %w", err)
-	}
-	return lost, nil
+		return nil
+	})
+	return lost, err
 }
