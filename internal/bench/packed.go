@@ -11,14 +11,11 @@ import (
 
 // packedMsgs holds a corpus's messages as spans of one byte arena and a
 // slice of pointer-free records, and builds each *nats.Msg when it is
-// published. The bench holds tens of thousands of pre-signed messages
-// for a whole scenario, in the process of the system it measures; held
-// as messages, each with its header map, slices and strings, they were
-// most of the process's live objects (280,000 of 460,000 in a plain run
-// at 6,000 msgs/s), which every garbage collection of the system under
-// test then marked. An agent publishing to the gateway holds its
-// messages in its own process, so the bench keeps them where the
-// collector does not walk them.
+// published. The bench holds tens of thousands of pre-signed messages for
+// a whole scenario, in the process of the system it measures, whose every
+// garbage-collection cycle marks the live heap: packed, they are a few
+// objects the collector does not walk, as an agent's messages, held in
+// its own process, would be (docs/performance.md, "Garbage collection").
 type packedMsgs struct {
 	arena []byte
 	// strs are the values many messages share: subjects, credentials,
@@ -38,9 +35,9 @@ type packedMsg struct {
 }
 
 // packMsgs packs msgs, whose headers may hold only the credential, the
-// signature, Nats-Msg-Id and Agentgw-Notify, each with one value (what
-// sign and replayOf set); anything else is an error, so that At never
-// returns a message other than the one packed.
+// signature, Nats-Msg-Id and Agentgw-Notify, each with one value that is
+// not empty (what sign and replayOf set); anything else is an error, so
+// that At never returns a message other than the one packed.
 func packMsgs(msgs []*nats.Msg) (*packedMsgs, error) {
 	size := 0
 	for i, m := range msgs {
@@ -48,6 +45,8 @@ func packMsgs(msgs []*nats.Msg) (*packedMsgs, error) {
 			switch {
 			case len(v) != 1:
 				return nil, fmt.Errorf("bench: pack: message %d: header %s has %d values", i, k, len(v))
+			case v[0] == "":
+				return nil, fmt.Errorf("bench: pack: message %d: header %s is empty", i, k)
 			case k != header.Credential && k != header.Signature && k != header.MsgID && k != header.Notify:
 				return nil, fmt.Errorf("bench: pack: message %d: header %s", i, k)
 			}

@@ -52,13 +52,14 @@ func TestPackedMsgsRoundTrip(t *testing.T) {
 }
 
 // TestPackedMsgsRefusesOtherHeaders: a header packMsgs does not keep, or
-// one with several values, is an error rather than a message published
-// without it.
+// one with several values or an empty one, is an error rather than a
+// message published without it.
 func TestPackedMsgsRefusesOtherHeaders(t *testing.T) {
 	for name, hdr := range map[string]nats.Header{
 		"other header": {"Traceparent": {"00-x"}},
 		"two values":   {header.Signature: {"a", "b"}},
 		"no value":     {header.MsgID: {}},
+		"empty value":  {header.Signature: {""}},
 	} {
 		if _, err := packMsgs([]*nats.Msg{{Subject: "s", Header: hdr}}); err == nil {
 			t.Errorf("%s: packed", name)

@@ -112,9 +112,10 @@ type Result struct {
 	AllocsPerMsg     float64 `json:"allocs_per_msg"`
 	AllocBytesPerMsg float64 `json:"alloc_bytes_per_msg"`
 	// GCs is the process's garbage-collection cycles during the measured
-	// phase; GCCPUSecondsPerMsg the CPU its collector used per message
-	// (the runtime's estimate, /cpu/classes/gc/total:cpu-seconds), part
-	// of CPUSecondsPerMsg.
+	// phase; GCCPUSecondsPerMsg the runtime's estimate of the CPU its
+	// collector used per message (/cpu/classes/gc/total:cpu-seconds,
+	// which counts a pause as every processor's time: an estimate beside
+	// CPUSecondsPerMsg, not a share of it).
 	GCs                uint32  `json:"gcs"`
 	GCCPUSecondsPerMsg float64 `json:"gc_cpu_seconds_per_msg"`
 	// PeakRSSBytes is the resident set peak; PeakRSSSource says whether

@@ -22,6 +22,10 @@ type usage struct {
 	bytes   uint64 // cumulative bytes allocated
 	gcs     uint32
 	gcCPU   float64 // the runtime's estimate of the CPU seconds its collector used
+	// gcEnds is runtime.MemStats.PauseEnd: when the last 256 cycles'
+	// marking ended (wall clock, ns since 1970), cycle n's at
+	// (n+255)%256.
+	gcEnds [256]uint64
 }
 
 // gcCPUMetric is the collector's CPU time: marking (dedicated, fractional,
@@ -38,7 +42,7 @@ func snapshot() usage {
 	if gc[0].Value.Kind() == metrics.KindFloat64 {
 		gcCPU = gc[0].Value.Float64()
 	}
-	return usage{cpu: cpu, faults: faults, mallocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC, gcCPU: gcCPU}
+	return usage{cpu: cpu, faults: faults, mallocs: ms.Mallocs, bytes: ms.TotalAlloc, gcs: ms.NumGC, gcCPU: gcCPU, gcEnds: ms.PauseEnd}
 }
 
 // peakRSS tracks the resident set peak of a scenario. On Linux the

@@ -170,7 +170,7 @@ func (r *runner) scenario(ctx context.Context, system string, mix Mix, rate floa
 		}
 	}
 	if r.cfg.GCTimes != "" {
-		lost, err := r.writeGCTimes(name, base, sent, u0.gcs, u1.gcs)
+		lost, err := r.writeGCTimes(name, base, sent, u0, u1)
 		if err != nil {
 			return res, err
 		}
