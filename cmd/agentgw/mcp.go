@@ -51,7 +51,11 @@ forces binding. A crash between an upstream call and its acknowledgement
 calls that one tool again on restart (at-least-once). A delivery refused
 for want of a key (signed with a gateway key not among --gateway-key,
 say while the gateway's key rotates) is handed back on the durable for a
-bridge that has the key, not terminated; every other refusal is.`)
+bridge that has the key, not terminated: it comes back every second,
+printed each time, until a bridge with the key takes it (once the
+token's decision_ttl has passed, as expired) or the stream drops it.
+Refusals a right clock or a fuller record would lift are handed back
+too; every other refusal is terminated.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
