@@ -307,6 +307,13 @@ type CredentialSource struct {
 	cur      *ExchangedCredential
 	renewing *renewal  // the renewal in flight; nil when none
 	retryAt  time.Time // after a failed renewal, none before this while cur is valid
+	// freshUntil is renewRetry after cur was exchanged: until then cur is
+	// handed out whatever this clock says of it, so that a credential
+	// due for renewal (or expired) as soon as it arrives, for a
+	// RenewBefore at least its lifetime or a clock ahead of the
+	// gateway's, costs one exchange every renewRetry, not one per call.
+	// The gateway judges its validity by its own clock.
+	freshUntil time.Time
 }
 
 // renewal is one exchange for a new credential; done is closed once c or
@@ -335,7 +342,10 @@ func NewCredentialSource(nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*Cr
 }
 
 // Credential returns a credential valid for at least RenewBefore more,
-// exchanging for a new one when needed. If a renewal fails while the
+// exchanging for a new one when needed. One that arrives already due for
+// renewal (RenewBefore at least its lifetime, or this clock ahead of the
+// gateway's) is returned as it is, and renewed again at most every few
+// seconds. If a renewal fails while the
 // current credential is still valid, that one is returned with no error,
 // so a brief IdP or gateway outage does not stop an agent; once it has
 // expired, by the clock read after the renewal failed, the renewal's
@@ -349,7 +359,7 @@ func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential
 	for {
 		s.mu.Lock()
 		now := s.now()
-		if s.cur != nil && now.Before(s.renewAt(s.cur)) {
+		if s.cur != nil && (now.Before(s.renewAt(s.cur)) || now.Before(s.freshUntil)) {
 			c := s.cur
 			s.mu.Unlock()
 			return c, nil
@@ -385,7 +395,7 @@ func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential
 		s.mu.Lock()
 		s.renewing = nil
 		if r.err == nil {
-			s.cur, s.retryAt = r.c, time.Time{}
+			s.cur, s.retryAt, s.freshUntil = r.c, time.Time{}, s.now().Add(renewRetry)
 		} else {
 			s.retryAt = s.now().Add(renewRetry)
 		}

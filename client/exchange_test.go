@@ -283,3 +283,61 @@ func TestCredentialSourceRenewalHoldsNoOne(t *testing.T) {
 		t.Errorf("the IdP was asked %d times; want 2 (the first credential, one renewal)", calls)
 	}
 }
+
+// TestCredentialSourceDueAtOnceRenewsOnceAWhile: a credential that comes
+// back from the exchange already due for renewal (RenewBefore at least
+// its lifetime, or a clock ahead of the gateway's by more than its
+// lifetime) is handed out, and renewed at most once every few seconds,
+// not exchanged again on every call.
+func TestCredentialSourceDueAtOnceRenewsOnceAWhile(t *testing.T) {
+	for name, tc := range map[string]struct {
+		renewBefore time.Duration
+		ahead       time.Duration // how far the agent's clock runs ahead of the credential's issue
+	}{
+		"RenewBefore longer than the lifetime":  {renewBefore: 45 * time.Minute},
+		"clock ahead by more than the lifetime": {ahead: 31 * time.Minute},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			a := w.newActor(testTenant)
+			answerExchange(t, connectTo(t, w), a.token) // issued at testClock, 30 minutes
+			var (
+				mu    sync.Mutex
+				now   = testClock.Add(tc.ahead)
+				calls int
+			)
+			src, err := NewCredentialSource(w.nc, ExchangeConfig{
+				Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
+				RenewBefore: tc.renewBefore,
+				Token: func(context.Context) (string, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					calls++
+					return "idp-token", nil
+				},
+			}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 10 {
+				if c, err := src.Credential(ctxT(t)); err != nil || c.Token != a.token {
+					t.Fatalf("Credential #%d = %v, %v; want the exchanged credential", i+1, c, err)
+				}
+			}
+			mu.Lock()
+			if calls != 1 {
+				t.Errorf("10 calls within a second exchanged %d times; want once", calls)
+			}
+			now = now.Add(renewRetry + time.Second)
+			mu.Unlock()
+			if _, err := src.Credential(ctxT(t)); err != nil {
+				t.Fatalf("Credential after %s = %v", renewRetry, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls != 2 {
+				t.Errorf("a call %s later exchanged %d times in all; want 2: still due, it renews again", renewRetry+time.Second, calls)
+			}
+		})
+	}
+}
