@@ -134,14 +134,21 @@ func (a *Agent) SendAndDecide(ctx context.Context, req Request, opt WaitOptions)
 // noticeOf returns the Decision of m when m is a verified decision notice
 // of the envelope messageID: marked as a notice, its Agentgw-Message-Id
 // messageID, and verifyNotice's checks passed for that envelope. Any
-// other message, from a trusted gateway or not, is nil.
+// other message, from a trusted gateway or not, is nil; a marked notice
+// of messageID that does not verify goes to opt.OnReject first.
 func (a *Agent) noticeOf(m *nats.Msg, messageID string, opt WaitOptions) *Decision {
 	if m.Header.Get(notice.Header) != notice.Kind || m.Header.Get(header.MessageID) != messageID {
 		return nil
 	}
 	d, err := a.verifyNotice(m, opt)
-	if err != nil || d.MessageID != messageID {
+	if err != nil {
+		if opt.OnReject != nil {
+			opt.OnReject(err)
+		}
 		return nil // not from a trusted gateway: not our notice
+	}
+	if d.MessageID != messageID {
+		return nil // a verified notice of another envelope under this one's header
 	}
 	return d
 }

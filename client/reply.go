@@ -94,6 +94,16 @@ type WaitOptions struct {
 	// goroutine and must not block long. WatchDecisions, Await and
 	// SendAndDecide do not call it.
 	OnDecision func(*Decision)
+	// OnReject, when set, is called with the error of each message on
+	// the reply subject that names the request awaited (a decision
+	// notice of it, or a reply to it) but does not verify, before it is
+	// ignored. Its token signed by a gateway key not among
+	// TrustedGateways is marked ErrUnknownKey: an agent left out of a
+	// rotation of the gateway's key learns so here, where its wait would
+	// otherwise only time out. The error is a *reason.Denial, or wraps
+	// one (errors.As). Called by SendAndWait, SendAndDecide and Await on
+	// the waiting goroutine; it must not block long.
+	OnReject func(error)
 }
 
 // SendAndWait sends req and waits, until ctx is done, for the reply to
@@ -179,6 +189,9 @@ func (a *Agent) SendAndWait(ctx context.Context, req Request, opt WaitOptions) (
 		}
 		r, err := a.verifyReply(m, req.Target, opt)
 		if err != nil {
+			if opt.OnReject != nil {
+				opt.OnReject(err)
+			}
 			continue // not from a trusted gateway: not our reply
 		}
 		r.RequestID = rcpt.MessageID
@@ -221,9 +234,13 @@ func (a *Agent) verifyReply(m *nats.Msg, target string, opt WaitOptions) (*Reply
 // trusted gateway's, addressed to this agent, fresh. What the token must
 // bind is the caller's check.
 func (a *Agent) verifyToken(token string, opt WaitOptions) (*decision.Claims, error) {
-	return decision.Verify(token, decision.VerifyOptions{
+	claims, err := decision.Verify(token, decision.VerifyOptions{
 		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: opt.skew(),
 	})
+	if errors.Is(err, decision.ErrUntrustedGateway) {
+		return nil, reason.Mark(err, ErrUnknownKey)
+	}
+	return claims, err
 }
 
 // skew is the skew the tokens are verified with: Skew, or DefaultSkew

@@ -127,7 +127,8 @@ func (d Delivery) LogValue() slog.Value {
 }
 
 // ErrUnknownKey marks (errors.Is) a VerifyDelivery or VerifyRequest
-// refusal that a reader with other keys may lift: the token names a
+// refusal, or one an agent's wait passes to WaitOptions.OnReject, that a
+// reader with other keys may lift: the token names a
 // gateway not among TrustedGateways (DecisionInvalid), or (deliveries)
 // the re-sealed payload is from a
 // curve key not among GatewayXKeys, is sealed and there is no Curve, or

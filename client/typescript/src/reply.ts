@@ -96,6 +96,15 @@ export interface WaitOptions {
    * throws rejects sendAndWait. replies() does not call it.
    */
   onDecision?: (d: Decision) => void;
+  /**
+   * Called by sendAndWait with each decision notice of the request and
+   * each reply to it that does not verify, before it is skipped; its
+   * unknownKey is set when the token's gateway key is not among
+   * trustedGateways: an agent left out of a rotation of the gateway's
+   * key learns so here, where its wait would otherwise only time out.
+   * Called synchronously; what it throws rejects sendAndWait.
+   */
+  onReject?: (err: VerificationError) => void;
 }
 
 /** What verifyReply needs of an agent: its tenant, its keys and its clock. */
@@ -292,6 +301,7 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
         return { receipt, reply: verifyReply(agent, m, opt, req.target) };
       } catch (err) {
         if (err instanceof VerificationError) {
+          opt.onReject?.(err);
           continue; // not from a trusted gateway: not our reply
         }
         throw err;
@@ -309,7 +319,8 @@ export async function sendAndWait(agent: Agent, req: Request, opt: WaitOptions &
  * noticeOf returns the Decision of m when m is a verified decision notice
  * of the envelope messageId: marked as a notice, its Agentgw-Message-Id
  * messageId, and verifyNotice's checks passed for that envelope. Any
- * other message, from a trusted gateway or not, is undefined.
+ * other message, from a trusted gateway or not, is undefined; a marked
+ * notice of messageId that does not verify goes to opt.onReject first.
  */
 function noticeOf(agent: Agent, m: { data: Uint8Array; headers?: HeaderSource | undefined }, messageId: string, opt: WaitOptions): Decision | undefined {
   if (!isNotice(m) || (headersOf(m)?.get(MESSAGE_ID_HEADER) ?? "") !== messageId) {
@@ -320,6 +331,7 @@ function noticeOf(agent: Agent, m: { data: Uint8Array; headers?: HeaderSource | 
     d = verifyNotice(agent, m, opt);
   } catch (err) {
     if (err instanceof VerificationError) {
+      opt.onReject?.(err);
       return undefined; // not from a trusted gateway: not our notice
     }
     throw err;

@@ -14,7 +14,7 @@ import { headers, type Msg, type NatsConnection } from "@nats-io/transport-node"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Agent } from "../src/agent.js";
 import { parseEnvelope } from "../src/envelope.js";
-import { MessageDeniedError, NoDecisionError, NoReplyError } from "../src/errors.js";
+import { MessageDeniedError, NoDecisionError, NoReplyError, VerificationError } from "../src/errors.js";
 import { digestHex } from "../src/internal/bytes.js";
 import { signBatch, wireClaims } from "../src/internal/decision_sign.js";
 import { setHooks } from "../src/internal/hooks.js";
@@ -584,5 +584,43 @@ test("sendAndWait: a gateway reply to another target, tenant or agent, under the
     }
   } finally {
     stand.unsubscribe();
+  }
+});
+
+test("sendAndWait: a notice and a reply from a gateway key it does not trust go to onReject, unknownKey set, and it waits on", async () => {
+  // An agent left out of a rotation of the gateway's key: what the
+  // gateway sends it is refused, and onReject says why its wait ends
+  // empty. The Go SDK's TestWaitReportsUntrustedGateway.
+  const a = newAgent();
+  const stand = standIn(a, (e) => {
+    notify(a, e.messageId, { route: "allow", target: "refunds.draft_refund" });
+    answer(a, e.messageId, { status: "drafted" });
+  });
+  const stop = new AbortController();
+  const rejected: VerificationError[] = [];
+  try {
+    await rejectsWith(
+      a.sendAndWait(
+        { capability: "tool_call", target: "refunds.draft_refund", plain: { n: 1 } },
+        {
+          trustedGateways: [createServer().getPublicKey()],
+          signal: AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]),
+          onReject: (err) => {
+            rejected.push(err);
+            if (rejected.length === 2) {
+              stop.abort();
+            }
+          },
+        },
+      ),
+      NoReplyError,
+    );
+  } finally {
+    stand.stop();
+  }
+  assert.equal(rejected.length, 2, "the notice and the reply");
+  for (const err of rejected) {
+    assert.equal(err.reason, "decision_token_invalid");
+    assert.equal(err.unknownKey, true, err.message);
   }
 });
