@@ -305,14 +305,20 @@ type CredentialSource struct {
 
 	mu       sync.Mutex
 	cur      *ExchangedCredential
-	renewing *renewal  // the renewal in flight; nil when none
-	retryAt  time.Time // after a failed renewal, none before this while cur is valid
-	// freshUntil is renewRetry after cur was exchanged: until then cur is
-	// handed out whatever this clock says of it, so that a credential
-	// due for renewal (or expired) as soon as it arrives, for a
-	// RenewBefore at least its lifetime or a clock ahead of the
-	// gateway's, costs one exchange every renewRetry, not one per call.
-	// The gateway judges its validity by its own clock.
+	renewing *renewal // the renewal in flight; nil when none
+	// retryAt is renewRetry after a renewal failed, and failed its
+	// error: until then no other renewal starts, and a caller is handed
+	// cur if it is valid, failed if not.
+	retryAt time.Time
+	failed  error
+	// freshUntil is set when cur arrived already due for renewal
+	// (RenewBefore at least its lifetime, or this clock ahead of the
+	// gateway's by more than it): until then cur is handed out whatever
+	// this clock says of it, so that such a credential costs one
+	// exchange every renewRetry, not one per call. It is renewRetry
+	// after the exchange, and no later than cur's expiry if cur had not
+	// expired by this clock on arrival. The gateway judges a credential
+	// by its own clock.
 	freshUntil time.Time
 }
 
@@ -344,17 +350,18 @@ func NewCredentialSource(nc *nats.Conn, cfg ExchangeConfig, opts ...Option) (*Cr
 // Credential returns a credential valid for at least RenewBefore more,
 // exchanging for a new one when needed. One that arrives already due for
 // renewal (RenewBefore at least its lifetime, or this clock ahead of the
-// gateway's) is returned as it is, and renewed again at most every few
-// seconds. If a renewal fails while the
-// current credential is still valid, that one is returned with no error,
-// so a brief IdP or gateway outage does not stop an agent; once it has
-// expired, by the clock read after the renewal failed, the renewal's
-// error is returned.
+// gateway's) is returned as it is until it expires, or for a few seconds
+// if it arrived expired by this clock, and then renewed. If a renewal
+// fails while the current credential is still valid, that one is
+// returned with no error, so a brief IdP or gateway outage does not stop
+// an agent; once it has expired, by the clock read after the renewal
+// failed, the renewal's error is returned.
 //
-// One caller renews at a time. While it does, or for a few seconds after
-// a renewal failed, the others are handed the current credential if it
-// is still valid, and otherwise wait for the renewal (or their context)
-// and share its result.
+// One caller renews at a time. While it does, the others are handed the
+// current credential if it is still valid, and otherwise wait for the
+// renewal (or their context) and share its result. For a few seconds
+// after a renewal failed no other starts: callers are handed the current
+// credential if it is still valid, and the failure if not.
 func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential, error) {
 	for {
 		s.mu.Lock()
@@ -369,6 +376,11 @@ func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential
 			c := s.cur
 			s.mu.Unlock()
 			return c, nil
+		}
+		if s.renewing == nil && !valid && now.Before(s.retryAt) {
+			err := s.failed
+			s.mu.Unlock()
+			return nil, err
 		}
 		if r := s.renewing; r != nil {
 			s.mu.Unlock()
@@ -394,10 +406,17 @@ func (s *CredentialSource) Credential(ctx context.Context) (*ExchangedCredential
 		r.c, r.err = Exchange(ctx, s.nc, s.cfg, s.opts...)
 		s.mu.Lock()
 		s.renewing = nil
-		if r.err == nil {
-			s.cur, s.retryAt, s.freshUntil = r.c, time.Time{}, s.now().Add(renewRetry)
-		} else {
-			s.retryAt = s.now().Add(renewRetry)
+		switch t := s.now(); {
+		case r.err == nil:
+			s.cur, s.retryAt, s.failed, s.freshUntil = r.c, time.Time{}, nil, time.Time{}
+			if !t.Before(s.renewAt(r.c)) {
+				s.freshUntil = t.Add(renewRetry)
+				if t.Before(r.c.Expires) && r.c.Expires.Before(s.freshUntil) {
+					s.freshUntil = r.c.Expires
+				}
+			}
+		case ctx.Err() == nil: // the exchange failed, not this caller's patience
+			s.retryAt, s.failed = t.Add(renewRetry), r.err
 		}
 		s.mu.Unlock()
 		close(r.done)

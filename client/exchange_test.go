@@ -341,3 +341,102 @@ func TestCredentialSourceDueAtOnceRenewsOnceAWhile(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialSourceDueAtOnceNotPastExpiry: a credential due for
+// renewal on arrival but not yet expired by the agent's clock is handed
+// out until it expires, not a moment after: a credential with little
+// life left (a short credential_ttl, an IdP token near its own expiry)
+// is renewed once it has expired, whatever the few seconds a credential
+// expired on arrival is kept.
+func TestCredentialSourceDueAtOnceNotPastExpiry(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	answerExchange(t, connectTo(t, w), a.token) // issued at testClock, 30 minutes
+	var (
+		mu    sync.Mutex
+		now   = testClock.Add(30*time.Minute - 2*time.Second) // 2 s of life left on arrival
+		calls int
+	)
+	src, err := NewCredentialSource(w.nc, ExchangeConfig{
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
+		Token: func(context.Context) (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			return "idp-token", nil
+		},
+	}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := src.Credential(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	if calls != 1 {
+		t.Errorf("calls before its expiry exchanged %d times; want once", calls)
+	}
+	now = now.Add(3 * time.Second) // expired, and within renewRetry of the exchange
+	mu.Unlock()
+	if _, err := src.Credential(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Errorf("a call after its expiry exchanged %d times in all; want 2: renewed, not handed out expired", calls)
+	}
+}
+
+// TestCredentialSourceFailedRenewalWaitsToRetry: with the agent's clock
+// ahead of the gateway's, the credential counts as expired here, and a
+// renewal the IdP fails is not tried again by every call: for a few
+// seconds each is handed the failure at once, then one renewal is tried.
+func TestCredentialSourceFailedRenewalWaitsToRetry(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant)
+	answerExchange(t, connectTo(t, w), a.token)
+	var (
+		mu    sync.Mutex
+		now   = testClock.Add(31 * time.Minute) // ahead by more than its lifetime
+		calls int
+	)
+	src, err := NewCredentialSource(w.nc, ExchangeConfig{
+		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
+		Token: func(context.Context) (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if calls++; calls == 1 {
+				return "idp-token", nil
+			}
+			return "", errors.New("idp unreachable")
+		},
+	}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Credential(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	advance(renewRetry + time.Second)
+	for i := range 10 {
+		if c, err := src.Credential(ctxT(t)); !errors.Is(err, ErrExchange) {
+			t.Fatalf("Credential #%d after the IdP failed = %v, %v; want its failure", i+1, c, err)
+		}
+	}
+	mu.Lock()
+	if calls != 2 {
+		t.Errorf("10 calls after a failed renewal asked the IdP %d times in all; want 2 (the first credential, one renewal)", calls)
+	}
+	mu.Unlock()
+	advance(renewRetry + time.Second)
+	_, _ = src.Credential(ctxT(t))
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 3 {
+		t.Errorf("a call %s after the failure asked the IdP %d times in all; want 3: it tries again", renewRetry+time.Second, calls)
+	}
+}
