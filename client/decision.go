@@ -171,7 +171,8 @@ func (a *Agent) verifyNotice(m *nats.Msg, opt WaitOptions) (*Decision, error) {
 	}
 	n, err := notice.Parse(data)
 	if err != nil {
-		return nil, err
+		// A Denial, as every other refusal here (TypeScript: internal_error).
+		return nil, reason.Mark(reason.Deny(reason.Internal, "%v", err), notice.ErrInvalid)
 	}
 	if n.MessageID != claims.MessageID {
 		return nil, reason.Deny(reason.DecisionBinding, "notice names another envelope than its token")

@@ -101,7 +101,9 @@ type WaitOptions struct {
 	// TrustedGateways is marked ErrUnknownKey: an agent left out of a
 	// rotation of the gateway's key learns so here, where its wait would
 	// otherwise only time out. The error is a *reason.Denial, or wraps
-	// one (errors.As). Called by SendAndWait, SendAndDecide and Await on
+	// one (errors.As). It is not authenticated: whoever can publish on
+	// the reply subject can make one, naming any key, so never trust a
+	// key on its word. Called by SendAndWait, SendAndDecide and Await on
 	// the waiting goroutine; it must not block long.
 	OnReject func(error)
 }
@@ -135,7 +137,8 @@ type WaitOptions struct {
 // copy sent late, or after a scaled-out journal was lost). A
 // notice that the request was delivered or held for approval does not
 // end it: the reply does.
-// Anything else on the subject, an unverified notice included, is
+// A notice or reply of the request that does not verify is ignored,
+// after opt.OnReject is handed its error; anything else on the subject is
 // ignored. Without a reply or a denial in time it returns the receipt
 // and ErrNoReply, as it does whenever the gateway sends no notices
 // (notify_senders off).

@@ -150,27 +150,43 @@ $NATS_NKEY or a NATS context name another user.`)
 	var rc *client.Receipt
 	var reply *client.Reply
 	var dec *client.Decision
+	// The first notice or reply refused for a gateway key not among
+	// --gateway-key: said when the wait ends empty.
+	var unknownKey error
+	onReject := func(err error) {
+		if unknownKey == nil && errors.Is(err, client.ErrUnknownKey) {
+			unknownKey = err
+		}
+	}
+	sayUnknownKey := func() {
+		if unknownKey != nil {
+			fmt.Fprintf(c.err, "  What came for it was signed by a gateway key not among --gateway-key (%v): has the gateway's signing key changed?\n", unknownKey)
+		}
+	}
 	if *wait {
 		var last *client.Decision
 		var denied *client.DeniedError
 		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys,
-			OnDecision: func(d *client.Decision) { last = d }})
+			OnDecision: func(d *client.Decision) { last = d }, OnReject: onReject})
 		switch {
 		case errors.Is(err, client.ErrNoReply) && last != nil:
 			fmt.Fprintf(c.err, "agentgw send: message %s sent and %s, but no reply within %s.\n", rc.MessageID, decisionText(last), *timeout)
+			sayUnknownKey()
 			return exitRejected
 		case errors.Is(err, client.ErrNoReply):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
+			sayUnknownKey()
 			return exitRejected
 		case errors.As(err, &denied):
 			dec, err = last, nil
 		}
 	} else if !*noDecision {
 		var denied *client.DeniedError
-		rc, dec, err = agent.SendAndDecide(ctx, req, client.WaitOptions{TrustedGateways: gwKeys})
+		rc, dec, err = agent.SendAndDecide(ctx, req, client.WaitOptions{TrustedGateways: gwKeys, OnReject: onReject})
 		switch {
 		case errors.Is(err, client.ErrNoDecision):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no decision notice within %s.\n  Is the gateway running with notify_senders on, and --gateway-key its signing key? 'agentgw audit tail --trace %s' shows the outcome.\n", rc.MessageID, *timeout, rc.TraceID)
+			sayUnknownKey()
 			return exitRejected
 		case errors.As(err, &denied):
 			err = nil

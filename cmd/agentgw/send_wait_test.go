@@ -152,6 +152,21 @@ func TestSendPlainWait(t *testing.T) {
 		t.Errorf("send --wait of a denied request: want its denial printed\n%s", r)
 	}
 
+	// Trusting another gateway key (left out of a rotation): the notice
+	// and the reply are refused, and the wait that ends empty says why.
+	other, err := nkeys.CreateServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub, _ := other.PublicKey()
+	r = mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
+		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_9","amount_cents":900}`,
+		"--wait", "--gateway-key", otherPub, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "5s")
+	if !strings.Contains(r.stderr, "no reply within 5s") || !strings.Contains(r.stderr, "signed by a gateway key not among --gateway-key") ||
+		!strings.Contains(r.stderr, m.GatewayKey) {
+		t.Errorf("send --wait trusting another gateway key: want the empty wait explained by the key it came signed with\n%s", r)
+	}
+
 	// Without the gateway's curve key the reply's sealer cannot be checked:
 	// a usage error, before anything is sent.
 	r = mustRun(t, dir, exitUsage, "send", "--server", url, "--credential", m.Agent.Creds,

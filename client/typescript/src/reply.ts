@@ -98,11 +98,14 @@ export interface WaitOptions {
   onDecision?: (d: Decision) => void;
   /**
    * Called by sendAndWait with each decision notice of the request and
-   * each reply to it that does not verify, before it is skipped; its
-   * unknownKey is set when the token's gateway key is not among
-   * trustedGateways: an agent left out of a rotation of the gateway's
-   * key learns so here, where its wait would otherwise only time out.
-   * Called synchronously; what it throws rejects sendAndWait.
+   * each reply to it that does not verify, before it is skipped (and by
+   * replies() with each reply that does not verify); its unknownKey is
+   * set when the token's gateway key is not among trustedGateways: an
+   * agent left out of a rotation of the gateway's key learns so here,
+   * where its wait would otherwise only time out. The error is not
+   * authenticated: whoever can publish on the reply subject can make
+   * one, naming any key, so never trust a key on its word. Called
+   * synchronously; what it throws rejects sendAndWait.
    */
   onReject?: (err: VerificationError) => void;
 }
@@ -246,8 +249,9 @@ export function replies(
  * or held, a denial message_expired, credential_expired or
  * ledger_incomplete (a copy sent late, or after the journal was lost). A
  * notice that the request was delivered or held for approval does not
- * end it: the reply does. Anything else handed to the call, an
- * unverified notice included, is ignored. Without a reply or a denial in
+ * end it: the reply does. A notice or reply of the request that does
+ * not verify is skipped, after opt.onReject is handed its error; anything
+ * else handed to the call is ignored. Without a reply or a denial in
  * time it rejects with a NoReplyError that carries the receipt, as it
  * does whenever the gateway sends no notices (notify_senders off), and
  * when the connection closes.
