@@ -284,6 +284,47 @@ func TestCredentialSourceRenewalHoldsNoOne(t *testing.T) {
 	}
 }
 
+// idpScene is a CredentialSource of a fresh actor on a fake clock: its
+// exchange answers the actor's credential (issued at testClock, for 30
+// minutes), and its IdP counts the tokens asked of it and fails the calls
+// fail names.
+type idpScene struct {
+	src   *CredentialSource
+	a     *actor
+	mu    sync.Mutex
+	now   time.Time
+	calls int
+}
+
+func newIdPScene(t *testing.T, start time.Time, renewBefore time.Duration, fail func(call int) bool) *idpScene {
+	t.Helper()
+	w := newWorld(t)
+	s := &idpScene{a: w.newActor(testTenant), now: start}
+	answerExchange(t, connectTo(t, w), s.a.token)
+	var err error
+	s.src, err = NewCredentialSource(w.nc, ExchangeConfig{
+		Audience: testAudience, Key: s.a.kp, Curve: s.a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
+		RenewBefore: renewBefore,
+		Token: func(context.Context) (string, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.calls++; fail != nil && fail(s.calls) {
+				return "", errors.New("idp unreachable")
+			}
+			return "idp-token", nil
+		},
+	}, WithClock(func() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *idpScene) advance(d time.Duration) { s.mu.Lock(); s.now = s.now.Add(d); s.mu.Unlock() }
+
+// asked is how many tokens the IdP was asked for.
+func (s *idpScene) asked() int { s.mu.Lock(); defer s.mu.Unlock(); return s.calls }
+
 // TestCredentialSourceDueAtOnceRenewsOnceAWhile: a credential that comes
 // back from the exchange already due for renewal (RenewBefore at least
 // its lifetime, or a clock ahead of the gateway's by more than its
@@ -298,45 +339,21 @@ func TestCredentialSourceDueAtOnceRenewsOnceAWhile(t *testing.T) {
 		"clock ahead by more than the lifetime": {ahead: 31 * time.Minute},
 	} {
 		t.Run(name, func(t *testing.T) {
-			w := newWorld(t)
-			a := w.newActor(testTenant)
-			answerExchange(t, connectTo(t, w), a.token) // issued at testClock, 30 minutes
-			var (
-				mu    sync.Mutex
-				now   = testClock.Add(tc.ahead)
-				calls int
-			)
-			src, err := NewCredentialSource(w.nc, ExchangeConfig{
-				Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
-				RenewBefore: tc.renewBefore,
-				Token: func(context.Context) (string, error) {
-					mu.Lock()
-					defer mu.Unlock()
-					calls++
-					return "idp-token", nil
-				},
-			}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := newIdPScene(t, testClock.Add(tc.ahead), tc.renewBefore, nil)
 			for i := range 10 {
-				if c, err := src.Credential(ctxT(t)); err != nil || c.Token != a.token {
+				if c, err := s.src.Credential(ctxT(t)); err != nil || c.Token != s.a.token {
 					t.Fatalf("Credential #%d = %v, %v; want the exchanged credential", i+1, c, err)
 				}
 			}
-			mu.Lock()
-			if calls != 1 {
-				t.Errorf("10 calls within a second exchanged %d times; want once", calls)
+			if n := s.asked(); n != 1 {
+				t.Errorf("10 calls within a second exchanged %d times; want once", n)
 			}
-			now = now.Add(renewRetry + time.Second)
-			mu.Unlock()
-			if _, err := src.Credential(ctxT(t)); err != nil {
+			s.advance(renewRetry + time.Second)
+			if _, err := s.src.Credential(ctxT(t)); err != nil {
 				t.Fatalf("Credential after %s = %v", renewRetry, err)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if calls != 2 {
-				t.Errorf("a call %s later exchanged %d times in all; want 2: still due, it renews again", renewRetry+time.Second, calls)
+			if n := s.asked(); n != 2 {
+				t.Errorf("a call %s later exchanged %d times in all; want 2: still due, it renews again", renewRetry+time.Second, n)
 			}
 		})
 	}
@@ -349,44 +366,21 @@ func TestCredentialSourceDueAtOnceRenewsOnceAWhile(t *testing.T) {
 // is renewed once it has expired, whatever the few seconds a credential
 // expired on arrival is kept.
 func TestCredentialSourceDueAtOnceNotPastExpiry(t *testing.T) {
-	w := newWorld(t)
-	a := w.newActor(testTenant)
-	answerExchange(t, connectTo(t, w), a.token) // issued at testClock, 30 minutes
-	var (
-		mu    sync.Mutex
-		now   = testClock.Add(30*time.Minute - 2*time.Second) // 2 s of life left on arrival
-		calls int
-	)
-	src, err := NewCredentialSource(w.nc, ExchangeConfig{
-		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
-		Token: func(context.Context) (string, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			calls++
-			return "idp-token", nil
-		},
-	}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newIdPScene(t, testClock.Add(30*time.Minute-2*time.Second), 0, nil) // 2 s of life left on arrival
 	for range 3 {
-		if _, err := src.Credential(ctxT(t)); err != nil {
+		if _, err := s.src.Credential(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mu.Lock()
-	if calls != 1 {
-		t.Errorf("calls before its expiry exchanged %d times; want once", calls)
+	if n := s.asked(); n != 1 {
+		t.Errorf("calls before its expiry exchanged %d times; want once", n)
 	}
-	now = now.Add(3 * time.Second) // expired, and within renewRetry of the exchange
-	mu.Unlock()
-	if _, err := src.Credential(ctxT(t)); err != nil {
+	s.advance(3 * time.Second) // expired, and within renewRetry of the exchange
+	if _, err := s.src.Credential(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if calls != 2 {
-		t.Errorf("a call after its expiry exchanged %d times in all; want 2: renewed, not handed out expired", calls)
+	if n := s.asked(); n != 2 {
+		t.Errorf("a call after its expiry exchanged %d times in all; want 2: renewed, not handed out expired", n)
 	}
 }
 
@@ -395,48 +389,22 @@ func TestCredentialSourceDueAtOnceNotPastExpiry(t *testing.T) {
 // renewal the IdP fails is not tried again by every call: for a few
 // seconds each is handed the failure at once, then one renewal is tried.
 func TestCredentialSourceFailedRenewalWaitsToRetry(t *testing.T) {
-	w := newWorld(t)
-	a := w.newActor(testTenant)
-	answerExchange(t, connectTo(t, w), a.token)
-	var (
-		mu    sync.Mutex
-		now   = testClock.Add(31 * time.Minute) // ahead by more than its lifetime
-		calls int
-	)
-	src, err := NewCredentialSource(w.nc, ExchangeConfig{
-		Audience: testAudience, Key: a.kp, Curve: a.curve, GatewayXKey: w.gwCurve.PublicKey(), Timeout: 2 * time.Second,
-		Token: func(context.Context) (string, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if calls++; calls == 1 {
-				return "idp-token", nil
-			}
-			return "", errors.New("idp unreachable")
-		},
-	}, WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now }))
-	if err != nil {
+	s := newIdPScene(t, testClock.Add(31*time.Minute), 0, func(call int) bool { return call > 1 }) // ahead by more than its lifetime
+	if _, err := s.src.Credential(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.Credential(ctxT(t)); err != nil {
-		t.Fatal(err)
-	}
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	advance(renewRetry + time.Second)
+	s.advance(renewRetry + time.Second)
 	for i := range 10 {
-		if c, err := src.Credential(ctxT(t)); !errors.Is(err, ErrExchange) {
+		if c, err := s.src.Credential(ctxT(t)); !errors.Is(err, ErrExchange) {
 			t.Fatalf("Credential #%d after the IdP failed = %v, %v; want its failure", i+1, c, err)
 		}
 	}
-	mu.Lock()
-	if calls != 2 {
-		t.Errorf("10 calls after a failed renewal asked the IdP %d times in all; want 2 (the first credential, one renewal)", calls)
+	if n := s.asked(); n != 2 {
+		t.Errorf("10 calls after a failed renewal asked the IdP %d times in all; want 2 (the first credential, one renewal)", n)
 	}
-	mu.Unlock()
-	advance(renewRetry + time.Second)
-	_, _ = src.Credential(ctxT(t))
-	mu.Lock()
-	defer mu.Unlock()
-	if calls != 3 {
-		t.Errorf("a call %s after the failure asked the IdP %d times in all; want 3: it tries again", renewRetry+time.Second, calls)
+	s.advance(renewRetry + time.Second)
+	_, _ = s.src.Credential(ctxT(t))
+	if n := s.asked(); n != 3 {
+		t.Errorf("a call %s after the failure asked the IdP %d times in all; want 3: it tries again", renewRetry+time.Second, n)
 	}
 }

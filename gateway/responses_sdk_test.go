@@ -21,30 +21,16 @@ import (
 // reply — all through the SDK and the real gateway.
 func TestResponseThroughSDK(t *testing.T) {
 	h := newHarness(t)
-	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
-	h.start()
-	<-h.gw.Ready() // the consumer needs the capability stream
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	agent, consumer := sdkAgentAndConsumer(t, h)
-	cctx, ccancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Consume(cctx, func(ctx context.Context, d *client.Delivery) error {
-			_, err := consumer.Respond(ctx, d, map[string]string{"refund_id": "r-9", "status": "drafted", "customer_email": "x@example.com"})
-			return err
-		})
-	}()
+	agent, stopConsumer := answeringRefunds(ctx, t, h, map[string]string{"refund_id": "r-9", "status": "drafted", "customer_email": "x@example.com"})
 	h.secrets = append(h.secrets, "x@example.com")
 	// The notice that the request was delivered does not end the wait.
 	var seen []*client.Decision
 	rc, reply, err := agent.SendAndWait(ctx, client.Request{Capability: envelope.ToolCall, Target: "refunds.draft_refund",
 		Sealed: []byte(`{"order_id":"ord_3","amount_cents":300}`)}, client.WaitOptions{TrustedGateways: []string{h.gwSigning},
 		OnDecision: func(d *client.Decision) { seen = append(seen, d) }})
-	ccancel()
-	if cerr := <-done; cerr != nil {
-		t.Fatalf("Consume: %v", cerr)
-	}
+	stopConsumer()
 	must(t, err)
 	if string(reply.Payload) != `{"refund_id":"r-9","status":"drafted"}` || reply.Responder != h.consumer.pub {
 		t.Fatalf("reply = %s from %s; want the redacted answer from the consumer", reply.Payload, reply.Responder)
@@ -161,6 +147,36 @@ func sdkAgentAndConsumer(t *testing.T, h *harness) (*client.Agent, *client.Consu
 	consumer, err := client.NewConsumer(h.js, ccfg, client.WithClock(h.clock.Now))
 	must(t, err)
 	return agent, consumer
+}
+
+// answeringRefunds starts h with its consumer, allowed to respond to
+// refunds.draft_refund, answering every delivery with answer until stop,
+// which fails the test on Consume's error; it returns the SDK agent.
+func answeringRefunds(ctx context.Context, t *testing.T, h *harness, answer map[string]string) (agent *client.Agent, stop func()) {
+	t.Helper()
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
+	h.start()
+	<-h.gw.Ready() // the consumer needs the capability stream
+	agent, consumer := sdkAgentAndConsumer(t, h)
+	cctx, ccancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- consumer.Consume(cctx, func(ctx context.Context, d *client.Delivery) error {
+			_, err := consumer.Respond(ctx, d, answer)
+			return err
+		})
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ccancel()
+			if err := <-done; err != nil {
+				t.Errorf("Consume: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return agent, stop
 }
 
 // subscriptionsTo counts the server's subscriptions to subject, over

@@ -20,21 +20,9 @@ import (
 // believes none of them.
 func TestWaitReportsUntrustedGateway(t *testing.T) {
 	h := newHarness(t)
-	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.draft_refund"}, time.Hour, "")
-	h.start()
-	<-h.gw.Ready() // the consumer needs the capability stream
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	agent, consumer := sdkAgentAndConsumer(t, h)
-	cctx, ccancel := context.WithCancel(ctx)
-	defer ccancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Consume(cctx, func(ctx context.Context, d *client.Delivery) error {
-			_, err := consumer.Respond(ctx, d, map[string]string{"refund_id": "r-1", "status": "drafted"})
-			return err
-		})
-	}()
+	agent, stopConsumer := answeringRefunds(ctx, t, h, map[string]string{"refund_id": "r-1", "status": "drafted"})
 
 	// rejects collects OnReject's errors; the wait ends once want came.
 	wait := func(want int) (client.WaitOptions, context.Context, func() []error) {
@@ -96,10 +84,7 @@ func TestWaitReportsUntrustedGateway(t *testing.T) {
 	}
 	check("Await", rejected(), 1)
 
-	ccancel()
-	if cerr := <-done; cerr != nil {
-		t.Fatalf("Consume: %v", cerr)
-	}
+	stopConsumer()
 	h.stop()
 	h.scanSecrets()
 }
