@@ -303,10 +303,7 @@ func (ap *Approver) verifyRequest(token string, data []byte, req approval.Reques
 // beside a real request's id and digests.
 func VerifyRequest(token string, data []byte, req approval.Request, opt decision.VerifyOptions) error {
 	opt.Audience = req.Target
-	claims, err := decision.Verify(token, opt)
-	if errors.Is(err, decision.ErrUntrustedGateway) {
-		return reason.Mark(err, ErrUnknownKey)
-	}
+	claims, err := verifyDecision(token, opt)
 	if err != nil {
 		return err
 	}

@@ -237,13 +237,9 @@ func (a *Agent) verifyReply(m *nats.Msg, target string, opt WaitOptions) (*Reply
 // trusted gateway's, addressed to this agent, fresh. What the token must
 // bind is the caller's check.
 func (a *Agent) verifyToken(token string, opt WaitOptions) (*decision.Claims, error) {
-	claims, err := decision.Verify(token, decision.VerifyOptions{
+	return verifyDecision(token, decision.VerifyOptions{
 		TrustedGateways: opt.TrustedGateways, Audience: a.pub, Now: a.now(), Skew: opt.skew(),
 	})
-	if errors.Is(err, decision.ErrUntrustedGateway) {
-		return nil, reason.Mark(err, ErrUnknownKey)
-	}
-	return claims, err
 }
 
 // skew is the skew the tokens are verified with: Skew, or DefaultSkew

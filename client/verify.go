@@ -139,6 +139,18 @@ func (d Delivery) LogValue() slog.Value {
 // sealed_from changed), and is refused.
 var ErrUnknownKey = errors.New("client: a key this verifier is not configured with")
 
+// verifyDecision is decision.Verify with its refusal of a gateway key
+// not among opt.TrustedGateways marked ErrUnknownKey: every token the
+// SDK checks (deliveries, approval requests, replies, notices) goes
+// through it.
+func verifyDecision(token string, opt decision.VerifyOptions) (*decision.Claims, error) {
+	claims, err := decision.Verify(token, opt)
+	if errors.Is(err, decision.ErrUntrustedGateway) {
+		return nil, reason.Mark(err, ErrUnknownKey)
+	}
+	return claims, err
+}
+
 // VerifyDelivery checks one message from a capability subject, given its
 // subject, headers and data exactly as received, and returns what a
 // handler may act on. Nothing in the message is trusted before the token
@@ -189,12 +201,9 @@ func VerifyDelivery(subject string, hdr nats.Header, data []byte, opt VerifyOpti
 	if err != nil {
 		return nil, reason.Deny(reason.DecisionMissing, "no decision token: %v", err)
 	}
-	claims, err := decision.Verify(doc.Decision, decision.VerifyOptions{
+	claims, err := verifyDecision(doc.Decision, decision.VerifyOptions{
 		TrustedGateways: opt.TrustedGateways, Audience: target, Now: now, Skew: opt.Skew,
 	})
-	if errors.Is(err, decision.ErrUntrustedGateway) {
-		return nil, reason.Mark(err, ErrUnknownKey)
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -135,11 +135,11 @@ func bridgeConsumerConfig(curve nkeys.KeyPair, gwKeys []string, responder *clien
 	ccfg.Durable, ccfg.Bind, ccfg.Stream = durable, bound, gateway.StreamCap
 	ccfg.HandBackUnknownKeys = true
 	ccfg.OnReject = func(subject string, err error) {
+		back := ""
 		if errors.Is(err, client.ErrUnknownKey) {
-			fmt.Fprintf(stderr, "agentgw mcp bridge: rejected a delivery on %s: %s, for want of a key: handed back for a bridge that has it\n", subject, reason.Of(err))
-			return
+			back = ", for want of a key: handed back for a bridge that has it"
 		}
-		fmt.Fprintf(stderr, "agentgw mcp bridge: rejected a delivery on %s: %s\n", subject, reason.Of(err))
+		fmt.Fprintf(stderr, "agentgw mcp bridge: rejected a delivery on %s: %s%s\n", subject, reason.Of(err), back)
 	}
 	return ccfg
 }

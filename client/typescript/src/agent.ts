@@ -29,7 +29,6 @@ import { checkObject } from "./internal/json.js";
 import { Box, isPublicKey } from "./keys.js";
 import { ingress } from "./subjects.js";
 import { replies, respond, sendAndWait, type Reply, type WaitOptions } from "./reply.js";
-import type { VerificationError } from "./errors.js";
 import { decisions, DecisionWatch, sendAndDecide, type Decision, type WatchOptions } from "./notice.js";
 import type { Delivery } from "./verify.js";
 
@@ -463,7 +462,7 @@ export class Agent {
    * skipped, other messages that do not verify are skipped and passed to
    * opts.onReject.
    */
-  replies(opts: WaitOptions & { onReject?: (err: VerificationError) => void }): AsyncIterableIterator<Reply> {
+  replies(opts: WaitOptions): AsyncIterableIterator<Reply> {
     return replies(this, opts);
   }
 

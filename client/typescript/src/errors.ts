@@ -49,9 +49,8 @@ export class VerificationError extends DeniedError {
   override name = "VerificationError";
   /**
    * Whether the refusal is only for want of a key the verifier is
-   * configured with (the Go SDK marks the delivery and approval-request
-   * refusals client.ErrUnknownKey, and a reply's or notice's untrusted
-   * issuer decision.ErrUntrustedGateway). It is set on any
+   * configured with (the Go SDK marks the same refusals
+   * client.ErrUnknownKey). It is set on any
    * refusal of a decision token whose issuer is not one of the trusted
    * gateways (checked before its signature: decision_token_invalid),
    * wherever verifyDecision checks it: a capability delivery, an
@@ -61,8 +60,8 @@ export class VerificationError extends DeniedError {
    * curve key, or does not open with the consumer's curve key (its bytes
    * bound by the verified token, though not sealed_from: seal_broken). The reason code is the
    * same as without it. False for every other refusal. Only the Consumer
-   * and the Approver act on it (handBackUnknownKeys); elsewhere it is
-   * information only.
+   * and the Approver act on it (handBackUnknownKeys); elsewhere (an
+   * agent's onReject) it is information only.
    */
   readonly unknownKey: boolean;
 

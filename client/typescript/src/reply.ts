@@ -207,10 +207,7 @@ function checkWait(agent: Agent, opt: WaitOptions): string {
  * last 4096) is skipped, as the gateway re-emits one on a redelivery.
  * The subscription is made before the first value is awaited.
  */
-export function replies(
-  agent: Agent,
-  opt: WaitOptions & { onReject?: (err: VerificationError) => void },
-): AsyncIterableIterator<Reply> {
+export function replies(agent: Agent, opt: WaitOptions): AsyncIterableIterator<Reply> {
   const sub = agent.connection.subscribe(checkWait(agent, opt));
   // Decision notices come on the same subject: decisions() reads those.
   return verifiedMessages(sub, opt.signal, (m) => !isNotice(m), (m) => verifyReply(agent, m, opt), opt.onReject);
