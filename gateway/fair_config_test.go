@@ -38,13 +38,14 @@ func drain(t *testing.T, h *harness) {
 		if err != nil {
 			return false
 		}
+		// Read the listing to its end: its goroutine sends each info
+		// unbuffered and, left early, blocks for good.
 		infos := s.ListConsumers(context.Background())
+		idle := true
 		for ci := range infos.Info() {
-			if ci.NumPending > 0 || ci.NumAckPending > 0 {
-				return false
-			}
+			idle = idle && ci.NumPending == 0 && ci.NumAckPending == 0
 		}
-		return infos.Err() == nil
+		return idle && infos.Err() == nil
 	})
 	h.stop()
 }
