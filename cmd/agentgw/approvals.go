@@ -273,8 +273,11 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 		return exitRejected
 	}
 	var watch *client.DecisionWatch
+	// A notice refused for a gateway key not among --gateway-key: the
+	// gateway's key rotated since it held the request.
+	var untrusted untrustedKey
 	if !*noDecision {
-		if watch, err = ap.Agent().WatchDecisions(client.WaitOptions{TrustedGateways: gwKeys}); err != nil {
+		if watch, err = ap.Agent().WatchDecisions(client.WaitOptions{TrustedGateways: gwKeys, OnReject: untrusted.reject}); err != nil {
 			return c.fail(err, "")
 		}
 		defer func() { _ = watch.Close() }()
@@ -296,6 +299,7 @@ a NATS context name another user, and finds the request as 'approvals ls' does.`
 		switch {
 		case errors.Is(err, client.ErrNoDecision):
 			fmt.Fprintf(c.err, "agentgw %s: answer %s sent, but no verdict within %s: 'agentgw audit tail --trace %s' shows it.\n", c.name, rc.MessageID, *timeout, rc.TraceID)
+			untrusted.say(c.err)
 			return exitRejected
 		case err != nil && !errors.As(err, &denied):
 			return c.fail(err, "")

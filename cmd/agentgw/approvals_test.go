@@ -16,6 +16,8 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects"
 )
 
@@ -200,4 +202,73 @@ func (k *credsKit) approverCreds(t *testing.T) {
 	t.Helper()
 	mustRun(t, k.dir, exitOK, "creds", "issue", "--issuer", "issuer.nk", "--agent-seed", "agent.nk", "--tenant", "tenant_a",
 		"--audience", "gw", "--scopes", "approve:payments.*", "--xkey", k.xkey, "--out", "approver.creds")
+}
+
+// An approver whose --gateway-key lost the gateway's key after it held
+// the request (a rotation) refuses the notice of its answer; the wait
+// that ends empty says why.
+func TestApprovalsAnswerNamesAnUntrustedGatewayKey(t *testing.T) {
+	srv, js := streams(t)
+	k := newCredsKit(t)
+	k.approverCreds(t)
+	requester, _ := testAgent(t, "tenant_a")
+	gw, rotated := testGateway(t), testGateway(t)
+	now := time.Now().UTC()
+	rq := approval.Request{
+		TraceID: strings.Repeat("d", 32), Tenant: "tenant_a", Agent: requester, Capability: "tool_call",
+		Target: "payments.send", Risk: "critical", PolicyVersion: "sha256:policy", BodyDigest: "sha256:" + strings.Repeat("b", 64),
+		PayloadDigest: "sha256:" + strings.Repeat("a", 64), RequestedAt: now, Deadline: now.Add(15 * time.Minute),
+		HeldMessageID: "held-rotated-000000001",
+	}
+	heldRequestMsg(t, js, gw, rq)
+
+	// Answer the answer as the gateway would, but with its new key.
+	nc := natstest.Connect(t, srv)
+	answers, err := nc.SubscribeSync(subjects.IngressStreamSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := subjects.Reply("tenant_a", k.agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noticed := make(chan error, 1)
+	go func() {
+		noticed <- func() error {
+			m, err := answers.NextMsg(20 * time.Second)
+			if err != nil {
+				return err
+			}
+			env, err := envelope.Parse(m.Data, envelope.Limits{})
+			if err != nil {
+				return err
+			}
+			data := []byte(`{"v":1,"message_id":"` + env.MessageID + `","route":"allow","target":"` + rq.HeldMessageID + `"}`)
+			tok, err := decision.Sign(rotated, decision.Claims{
+				Subject: k.agent, Audience: rq.HeldMessageID, IssuedAt: time.Now(), Expires: time.Now().Add(time.Minute),
+				Tenant: "tenant_a", Scope: "approve:payments.send", TraceID: env.TraceID, MessageID: env.MessageID,
+				BodyDigest: decision.Digest(m.Data), PayloadDigest: decision.Digest(data), Route: decision.RouteNotice,
+			})
+			if err != nil {
+				return err
+			}
+			n := nats.NewMsg(reply)
+			n.Header.Set(notice.Header, notice.Kind)
+			n.Header.Set(header.MessageID, env.MessageID)
+			if n.Data, err = notice.AppendDoc(nil, tok.Reveal(), data); err != nil {
+				return err
+			}
+			return nc.PublishMsg(n)
+		}()
+	}()
+
+	r := mustRun(t, k.dir, exitRejected, "approvals", "grant", "--server", srv.ClientURL(), "--credential", "approver.creds",
+		"--gateway-key", gw.PublicKey(), "--id", rq.HeldMessageID, "--reason", "ok", "--timeout", "3s")
+	if err := <-noticed; err != nil {
+		t.Fatalf("notice: %v", err)
+	}
+	if !strings.Contains(r.stderr, "no verdict within 3s") ||
+		!strings.Contains(r.stderr, "signed by a gateway key not among --gateway-key") || !strings.Contains(r.stderr, rotated.PublicKey()) {
+		t.Errorf("approvals grant, its notice signed with a key it does not trust: want the wait to name the key\n%s", r)
+	}
 }

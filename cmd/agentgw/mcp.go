@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nkeys"
@@ -156,7 +157,11 @@ a credential from the token exchange), so every tools/call is a signed
 envelope with sealed arguments that passes every gate. With
 endpoint.catalog and endpoint.policies (the gateway's files), tools/list
 shows a principal only the tools the catalog gate and the authorize-stage
-policy allow it; without them, the tools its scopes cover.
+policy allow it; without them, the tools its scopes cover. A decision
+notice or reply of a call that does not verify is printed to stderr and
+ignored: one signed by a gateway key not among endpoint.trusted_gateways
+says so (the gateway's signing key changed, and this endpoint was left
+out), and the call ends with no reply.
 
 Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	var cf connFlags
@@ -181,7 +186,16 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 		return code
 	}
 	defer nc.Close()
-	ep, err := mcpgw.NewEndpoint(nc, cfg)
+	var printing sync.Mutex // calls refuse at once
+	ep, err := mcpgw.NewEndpoint(nc, cfg, mcpgw.WithOnReject(func(tool string, err error) {
+		why := ""
+		if errors.Is(err, client.ErrUnknownKey) {
+			why = fmt.Sprintf(" (%v): signed by a gateway key not among endpoint.trusted_gateways; has the gateway's signing key changed?", err)
+		}
+		printing.Lock()
+		defer printing.Unlock()
+		fmt.Fprintf(c.err, "agentgw mcp serve: tools/call %s: refused a decision notice or reply: %s%s\n", clean(tool), reason.Of(err), why)
+	}))
 	if err != nil {
 		return c.usageErr("%v", err)
 	}

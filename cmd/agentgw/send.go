@@ -150,43 +150,31 @@ $NATS_NKEY or a NATS context name another user.`)
 	var rc *client.Receipt
 	var reply *client.Reply
 	var dec *client.Decision
-	// The first notice or reply refused for a gateway key not among
-	// --gateway-key: said when the wait ends empty.
-	var unknownKey error
-	onReject := func(err error) {
-		if unknownKey == nil && errors.Is(err, client.ErrUnknownKey) {
-			unknownKey = err
-		}
-	}
-	sayUnknownKey := func() {
-		if unknownKey != nil {
-			fmt.Fprintf(c.err, "  What came for it was signed by a gateway key not among --gateway-key (%v): has the gateway's signing key changed?\n", unknownKey)
-		}
-	}
+	var untrusted untrustedKey
 	if *wait {
 		var last *client.Decision
 		var denied *client.DeniedError
 		rc, reply, err = agent.SendAndWait(ctx, req, client.WaitOptions{TrustedGateways: gwKeys,
-			OnDecision: func(d *client.Decision) { last = d }, OnReject: onReject})
+			OnDecision: func(d *client.Decision) { last = d }, OnReject: untrusted.reject})
 		switch {
 		case errors.Is(err, client.ErrNoReply) && last != nil:
 			fmt.Fprintf(c.err, "agentgw send: message %s sent and %s, but no reply within %s.\n", rc.MessageID, decisionText(last), *timeout)
-			sayUnknownKey()
+			untrusted.say(c.err)
 			return exitRejected
 		case errors.Is(err, client.ErrNoReply):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
-			sayUnknownKey()
+			untrusted.say(c.err)
 			return exitRejected
 		case errors.As(err, &denied):
 			dec, err = last, nil
 		}
 	} else if !*noDecision {
 		var denied *client.DeniedError
-		rc, dec, err = agent.SendAndDecide(ctx, req, client.WaitOptions{TrustedGateways: gwKeys, OnReject: onReject})
+		rc, dec, err = agent.SendAndDecide(ctx, req, client.WaitOptions{TrustedGateways: gwKeys, OnReject: untrusted.reject})
 		switch {
 		case errors.Is(err, client.ErrNoDecision):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no decision notice within %s.\n  Is the gateway running with notify_senders on, and --gateway-key its signing key? 'agentgw audit tail --trace %s' shows the outcome.\n", rc.MessageID, *timeout, rc.TraceID)
-			sayUnknownKey()
+			untrusted.say(c.err)
 			return exitRejected
 		case errors.As(err, &denied):
 			err = nil
@@ -277,4 +265,22 @@ func readInput(path string) ([]byte, error) {
 		return io.ReadAll(os.Stdin)
 	}
 	return os.ReadFile(path)
+}
+
+// untrustedKey keeps the first notice or reply a wait refused for a
+// gateway key not among --gateway-key, to say so when the wait ends
+// empty: the gateway's signing key changed, and this run was left out.
+type untrustedKey struct{ err error }
+
+// reject is a WaitOptions.OnReject.
+func (u *untrustedKey) reject(err error) {
+	if u.err == nil && errors.Is(err, client.ErrUnknownKey) {
+		u.err = err
+	}
+}
+
+func (u *untrustedKey) say(w io.Writer) {
+	if u.err != nil {
+		fmt.Fprintf(w, "  What came for it was signed by a gateway key not among --gateway-key (%v): has the gateway's signing key changed?\n", u.err)
+	}
 }

@@ -105,10 +105,14 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 	}
 	done := make(chan result, 1)
 	holds := make(chan struct{}, 1)
+	var onReject func(error)
+	if e.onReject != nil {
+		onReject = func(err error) { e.onReject(t.Name, err) }
+	}
 	go func() {
 		_, reply, err := ag.SendAndWait(wctx, client.Request{
 			Capability: t.Capability, Target: t.Target, Sealed: args,
-		}, client.WaitOptions{TrustedGateways: e.ep.TrustedGateways, OnDecision: func(d *client.Decision) {
+		}, client.WaitOptions{TrustedGateways: e.ep.TrustedGateways, OnReject: onReject, OnDecision: func(d *client.Decision) {
 			if d.Route == notice.RouteApproval {
 				select {
 				case holds <- struct{}{}:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // TestEndpointLostAcksAreNoReply: the ingress stream stores the call's
@@ -88,5 +89,25 @@ func TestEndpointRebindingHostRefused(t *testing.T) {
 	}
 	if calls := h.upstream.calls(); slices.ContainsFunc(calls, func(c string) bool { return strings.Contains(c, "rebind") }) {
 		t.Errorf("a refused call reached the tool: %v", calls)
+	}
+}
+
+// TestServeSaysWhenTheGatewayKeyIsNotTrusted: `agentgw mcp serve` left
+// out of a rotation of the gateway's signing key (trusted_gateways names
+// another key) refuses its calls' notices and replies; each call ends
+// with no reply, and stderr names the key that signed what came.
+func TestServeSaysWhenTheGatewayKeyIsNotTrusted(t *testing.T) {
+	other, err := nkeys.CreateServer()
+	must(t, err)
+	otherPub, _ := other.PublicKey()
+	h := newEndpointHarnessWith(t, endpointOptions{cli: true, policy: testPolicy, trusted: []string{otherPub}, callTimeout: 5 * time.Second})
+	tok := h.signed("tess", "support")
+	if _, resp := h.postRPC(tok, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"rotated"}}}`); !strings.Contains(resp, `"code":-32012`) {
+		t.Fatalf("a call whose notice and reply the endpoint cannot verify: %s; want -32012 (no reply)", resp)
+	}
+	out := h.cliOut.String()
+	want := "agentgw mcp serve: tools/call search: refused a decision notice or reply: decision_token_invalid"
+	if !strings.Contains(out, want) || !strings.Contains(out, h.gwSigning) || !strings.Contains(out, "not among endpoint.trusted_gateways") {
+		t.Errorf("agentgw mcp serve's output:\n%s\nwant %q naming the gateway's key %s", out, want, h.gwSigning)
 	}
 }

@@ -78,6 +78,8 @@ type Endpoint struct {
 	expiring   expiryHeap            // the sessions, soonest expiry first
 	idle       map[string]*principal // principals with no live session
 	tasks      *taskRegistry
+
+	onReject func(tool string, err error) // WithOnReject; nil: none
 }
 
 // EndpointOption configures an Endpoint.
@@ -85,6 +87,17 @@ type EndpointOption func(*Endpoint)
 
 // WithClock sets the clock (for tests). Default time.Now.
 func WithClock(now func() time.Time) EndpointOption { return func(e *Endpoint) { e.now = now } }
+
+// WithOnReject has fn called (by several calls at once) with the tool's
+// name and the error of each decision notice or reply of a tools/call
+// that does not verify, before it is ignored (client.WaitOptions.OnReject):
+// one signed by a gateway key not among trusted_gateways is marked
+// client.ErrUnknownKey, which is how an endpoint left out of a rotation
+// of the gateway's signing key shows. The errors are unauthenticated:
+// anyone allowed to publish on the agent's reply subject can cause one.
+func WithOnReject(fn func(tool string, err error)) EndpointOption {
+	return func(e *Endpoint) { e.onReject = fn }
+}
 
 // NewEndpoint returns the endpoint for cfg, talking to the gateway and
 // the token exchange through nc. Close it to end its running tasks.

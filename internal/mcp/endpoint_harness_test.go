@@ -53,6 +53,10 @@ type endpointOptions struct {
 	cli    bool   // the endpoint is the agentgw process
 	policy string // the gateway's Cedar policy
 	gate   bool   // the endpoint reads the gateway's catalog and policies
+	// trusted replaces the gateway's signing key in trusted_gateways,
+	// and callTimeout (when set) the harness's call_timeout.
+	trusted     []string
+	callTimeout time.Duration
 }
 
 // newEndpointHarnessWith starts everything as o says.
@@ -102,6 +106,12 @@ func newEndpointHarnessWith(t testing.TB, o endpointOptions) *endpointHarness {
 		Resource: h.resource, AuthorizationServers: []string{h.idp.Issuer}, AllowedOrigins: []string{"https://ide.example"},
 		GatewayAudience: gwAudience, TrustedGateways: []string{h.gwSigning}, GatewayXKey: h.gwCurve, TrustedIssuers: []string{issuerPub},
 		CallTimeout: 20 * time.Second, ApprovalWait: 30 * time.Second, KeyDir: t.TempDir(),
+	}
+	if o.trusted != nil {
+		h.cfg.Endpoint.TrustedGateways = o.trusted
+	}
+	if o.callTimeout > 0 {
+		h.cfg.Endpoint.CallTimeout = o.callTimeout
 	}
 	if o.gate {
 		h.cfg.Endpoint.Catalog, h.cfg.Endpoint.Policies = h.catalog, h.policies
