@@ -245,7 +245,7 @@ func TestApprovalsAnswerNamesAnUntrustedGatewayKey(t *testing.T) {
 			}
 			data := []byte(`{"v":1,"message_id":"` + env.MessageID + `","route":"allow","target":"` + rq.HeldMessageID + `"}`)
 			tok, err := decision.Sign(rotated, decision.Claims{
-				Subject: k.agent, Audience: rq.HeldMessageID, IssuedAt: time.Now(), Expires: time.Now().Add(time.Minute),
+				Subject: k.agent, Audience: k.agent, IssuedAt: time.Now(), Expires: time.Now().Add(time.Minute),
 				Tenant: "tenant_a", Scope: "approve:payments.send", TraceID: env.TraceID, MessageID: env.MessageID,
 				BodyDigest: decision.Digest(m.Data), PayloadDigest: decision.Digest(data), Route: decision.RouteNotice,
 			})
@@ -263,12 +263,12 @@ func TestApprovalsAnswerNamesAnUntrustedGatewayKey(t *testing.T) {
 	}()
 
 	r := mustRun(t, k.dir, exitRejected, "approvals", "grant", "--server", srv.ClientURL(), "--credential", "approver.creds",
-		"--gateway-key", gw.PublicKey(), "--id", rq.HeldMessageID, "--reason", "ok", "--timeout", "3s")
+		"--gateway-key", gw.PublicKey(), "--id", rq.HeldMessageID, "--reason", "ok", "--timeout", "5s")
 	if err := <-noticed; err != nil {
 		t.Fatalf("notice: %v", err)
 	}
-	if !strings.Contains(r.stderr, "no verdict within 3s") ||
-		!strings.Contains(r.stderr, "signed by a gateway key not among --gateway-key") || !strings.Contains(r.stderr, rotated.PublicKey()) {
+	if !strings.Contains(r.stderr, "no verdict within 5s") ||
+		!strings.Contains(r.stderr, "names a gateway key not among --gateway-key") || !strings.Contains(r.stderr, rotated.PublicKey()) {
 		t.Errorf("approvals grant, its notice signed with a key it does not trust: want the wait to name the key\n%s", r)
 	}
 }

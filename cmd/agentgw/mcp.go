@@ -158,10 +158,11 @@ envelope with sealed arguments that passes every gate. With
 endpoint.catalog and endpoint.policies (the gateway's files), tools/list
 shows a principal only the tools the catalog gate and the authorize-stage
 policy allow it; without them, the tools its scopes cover. A decision
-notice or reply of a call that does not verify is printed to stderr and
-ignored: one signed by a gateway key not among endpoint.trusted_gateways
-says so (the gateway's signing key changed, and this endpoint was left
-out), and the call ends with no reply.
+notice or reply of a call that does not verify is ignored, the first of
+each call printed to stderr: one whose token names a gateway key not
+among endpoint.trusted_gateways says so (the gateway's signing key may
+have changed, and this endpoint been left out; the key named is
+unverified), and the call ends with no reply.
 
 Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	var cf connFlags
@@ -188,13 +189,13 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	defer nc.Close()
 	var printing sync.Mutex // calls refuse at once
 	ep, err := mcpgw.NewEndpoint(nc, cfg, mcpgw.WithOnReject(func(tool string, err error) {
-		why := ""
+		what := string(reason.Of(err))
 		if errors.Is(err, client.ErrUnknownKey) {
-			why = fmt.Sprintf(" (%v): signed by a gateway key not among endpoint.trusted_gateways; has the gateway's signing key changed?", err)
+			what = clean(err.Error()) + ": a gateway key not among endpoint.trusted_gateways, named by the message itself (unverified); if the gateway's signing key changed, take the new key from the gateway's configuration"
 		}
 		printing.Lock()
 		defer printing.Unlock()
-		fmt.Fprintf(c.err, "agentgw mcp serve: tools/call %s: refused a decision notice or reply: %s%s\n", clean(tool), reason.Of(err), why)
+		fmt.Fprintf(c.err, "agentgw mcp serve: tools/call %s: refused a decision notice or reply: %s\n", clean(tool), what)
 	}))
 	if err != nil {
 		return c.usageErr("%v", err)

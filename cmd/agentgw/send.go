@@ -266,21 +266,3 @@ func readInput(path string) ([]byte, error) {
 	}
 	return os.ReadFile(path)
 }
-
-// untrustedKey keeps the first notice or reply a wait refused for a
-// gateway key not among --gateway-key, to say so when the wait ends
-// empty: the gateway's signing key changed, and this run was left out.
-type untrustedKey struct{ err error }
-
-// reject is a WaitOptions.OnReject.
-func (u *untrustedKey) reject(err error) {
-	if u.err == nil && errors.Is(err, client.ErrUnknownKey) {
-		u.err = err
-	}
-}
-
-func (u *untrustedKey) say(w io.Writer) {
-	if u.err != nil {
-		fmt.Fprintf(w, "  What came for it was signed by a gateway key not among --gateway-key (%v): has the gateway's signing key changed?\n", u.err)
-	}
-}

@@ -162,7 +162,7 @@ func TestSendPlainWait(t *testing.T) {
 	r = mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_9","amount_cents":900}`,
 		"--wait", "--gateway-key", otherPub, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "5s")
-	if !strings.Contains(r.stderr, "no reply within 5s") || !strings.Contains(r.stderr, "signed by a gateway key not among --gateway-key") ||
+	if !strings.Contains(r.stderr, "no reply within 5s") || !strings.Contains(r.stderr, "names a gateway key not among --gateway-key") ||
 		!strings.Contains(r.stderr, m.GatewayKey) {
 		t.Errorf("send --wait trusting another gateway key: want the empty wait explained by the key it came signed with\n%s", r)
 	}

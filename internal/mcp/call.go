@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -105,9 +106,12 @@ func (e *Endpoint) invoke(ctx context.Context, s *session, t *Tool, args json.Ra
 	}
 	done := make(chan result, 1)
 	holds := make(chan struct{}, 1)
+	// The first refusal of the call only: whoever may publish on the
+	// reply subject could otherwise make any number.
 	var onReject func(error)
 	if e.onReject != nil {
-		onReject = func(err error) { e.onReject(t.Name, err) }
+		var once sync.Once
+		onReject = func(err error) { once.Do(func() { e.onReject(t.Name, err) }) }
 	}
 	go func() {
 		_, reply, err := ag.SendAndWait(wctx, client.Request{

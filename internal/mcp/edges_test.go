@@ -110,4 +110,12 @@ func TestServeSaysWhenTheGatewayKeyIsNotTrusted(t *testing.T) {
 	if !strings.Contains(out, want) || !strings.Contains(out, h.gwSigning) || !strings.Contains(out, "not among endpoint.trusted_gateways") {
 		t.Errorf("agentgw mcp serve's output:\n%s\nwant %q naming the gateway's key %s", out, want, h.gwSigning)
 	}
+	// One line per call (the notice and the reply were both refused),
+	// and nothing of the call's arguments or the reply's payload.
+	if n := strings.Count(out, "refused a decision notice or reply"); n != 1 {
+		t.Errorf("agentgw mcp serve printed %d refusals for one call; want 1:\n%s", n, out)
+	}
+	if strings.Contains(out, "rotated") || strings.Contains(out, "articles about") {
+		t.Errorf("agentgw mcp serve's output holds the call's arguments or its reply:\n%s", out)
+	}
 }

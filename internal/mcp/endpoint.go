@@ -89,12 +89,13 @@ type EndpointOption func(*Endpoint)
 func WithClock(now func() time.Time) EndpointOption { return func(e *Endpoint) { e.now = now } }
 
 // WithOnReject has fn called (by several calls at once) with the tool's
-// name and the error of each decision notice or reply of a tools/call
-// that does not verify, before it is ignored (client.WaitOptions.OnReject):
-// one signed by a gateway key not among trusted_gateways is marked
-// client.ErrUnknownKey, which is how an endpoint left out of a rotation
-// of the gateway's signing key shows. The errors are unauthenticated:
-// anyone allowed to publish on the agent's reply subject can cause one.
+// name and the error of the first decision notice or reply of a
+// tools/call that does not verify (client.WaitOptions.OnReject); it and
+// any after it are ignored. One whose token names a gateway key not
+// among trusted_gateways is marked client.ErrUnknownKey, which is how an
+// endpoint left out of a rotation of the gateway's signing key shows.
+// The errors are unauthenticated: anyone allowed to publish on the
+// agent's reply subject can cause one, naming any key.
 func WithOnReject(fn func(tool string, err error)) EndpointOption {
 	return func(e *Endpoint) { e.onReject = fn }
 }
