@@ -160,9 +160,9 @@ shows a principal only the tools the catalog gate and the authorize-stage
 policy allow it; without them, the tools its scopes cover. A decision
 notice or reply of a call that does not verify is ignored, the first of
 each call printed to stderr: one whose token names a gateway key not
-among endpoint.trusted_gateways says so (the gateway's signing key may
-have changed, and this endpoint been left out; the key named is
-unverified), and the call ends with no reply.
+among endpoint.trusted_gateways says so, and names the key (unverified):
+the gateway's signing key may have changed without this endpoint, whose
+calls then end with no reply.
 
 Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	var cf connFlags
