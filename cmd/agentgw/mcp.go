@@ -191,7 +191,7 @@ Serve TLS in front of it (a reverse proxy) for anything but loopback.`)
 	ep, err := mcpgw.NewEndpoint(nc, cfg, mcpgw.WithOnReject(func(tool string, err error) {
 		what := string(reason.Of(err))
 		if errors.Is(err, client.ErrUnknownKey) {
-			what = clean(err.Error()) + ": a gateway key not among endpoint.trusted_gateways, named by the message itself (unverified); if the gateway's signing key changed, take the new key from the gateway's configuration"
+			what += "; it " + unverifiedKey(err, "endpoint.trusted_gateways")
 		}
 		printing.Lock()
 		defer printing.Unlock()

@@ -24,6 +24,13 @@ func (u *untrustedKey) reject(err error) {
 
 func (u *untrustedKey) say(w io.Writer) {
 	if u.err != nil {
-		fmt.Fprintf(w, "  What came for it names a gateway key not among --gateway-key (%s). That is unverified: if the gateway's signing key changed, take the new key from the gateway's configuration, never from this message.\n", clean(u.err.Error()))
+		fmt.Fprintf(w, "  What came for it %s\n", unverifiedKey(u.err, "--gateway-key"))
 	}
+}
+
+// unverifiedKey says that err, an ErrUnknownKey refusal, names a gateway
+// key not among the trusted ones (among names their setting), and that
+// the name is the message's word.
+func unverifiedKey(err error, among string) string {
+	return fmt.Sprintf("names a gateway key not among %s (%s). That is unverified: if the gateway's signing key changed, take the new key from the gateway's configuration, never from this message.", among, clean(err.Error()))
 }
