@@ -54,6 +54,9 @@ type Gateway struct {
 	// proofs: its cache of peers is filled by the keys requesters name,
 	// which then never evict the pipeline's. Nil without an exchange.
 	xbox *identity.Box
+	// prev are keys.previous_curves, which only open (curves.go); xprev
+	// the same keys for the exchange, as xbox is to box.
+	prev, xprev []*identity.Box
 	// rules are the catalog and policy set in force, swapped together.
 	rules atomic.Pointer[rules]
 	// reloadMu makes Reload calls (SIGHUP, the file watch) one at a time.
@@ -264,7 +267,7 @@ func (g *Gateway) loadKeys() error {
 			return fmt.Errorf("gateway: curve key: %w", err)
 		}
 	}
-	return nil
+	return g.loadPreviousCurves()
 }
 
 // PublicKey is the gateway's signing key: consumers trust decision tokens
@@ -374,7 +377,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		for _, t := range slices.Sorted(maps.Keys(xc.IssuerSeeds)) {
 			g.warnLooseKey("exchange.issuer_seeds."+t, g.cfg.Path(xc.IssuerSeeds[t]))
 		}
-		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithRevocations(g.revocations), exchange.WithClock(g.clock), exchange.WithLogger(g.log))
+		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithRevocations(g.revocations), exchange.WithClock(g.clock), exchange.WithLogger(g.log),
+			exchange.WithPreviousKeys(func(key string) { g.metrics.PreviousCurveOpens.WithLabelValues(key).Inc() }, g.xprev...))
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -384,7 +388,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.serving.Store(true)
 	defer g.serving.Store(false)
 	close(g.ready)
-	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).
+	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).Strs("previous_curves", g.previousCurveKeys()).
 		Int("partitions", len(consumers)).Str("policy_version", g.rules.Load().pol.Version()).
 		Msg("gateway running")
 	return g.consume(ctx, consumers, tenants)

@@ -207,7 +207,7 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 	// key and bound to the body; a plain one is never taken from it. A
 	// record without one (the agent sent none) replays without one.
 	if sealed := raw.Header.Get(header.CredentialSealed); sealed != "" {
-		tok, err := g.box.OpenCredential(sealed, raw.Header.Get(header.CredentialSealedTo), raw.Data)
+		tok, err := g.openCredential(sealed, raw.Header.Get(header.CredentialSealedTo), raw.Data)
 		if err != nil {
 			return nil, reason.Deny(reason.ReplayRefused, "denied message %d: %v", seq, err)
 		}
@@ -538,7 +538,7 @@ func (g *Gateway) replayStanding(sealed string, body []byte, tenant, operatorKey
 	refused := func(why string) error {
 		return reason.Deny(reason.ReplayRefused, "replay authorized by operator %s, %s", operatorKey, why)
 	}
-	tok, err := g.box.OpenCredential(sealed, g.box.PublicKey(), body)
+	tok, err := g.openOwnCredential(sealed, body)
 	if err != nil {
 		return refused("whose credential no longer opens")
 	}

@@ -220,8 +220,8 @@ func (g *Gateway) verify(it *item) {
 		return
 	}
 	c.fresh = true
-	if env.Payload.IsSealed() && (env.Payload.From != cred.XKey || env.Payload.To != g.box.PublicKey()) {
-		it.deny(reason.Deny(reason.SealMismatch, "sealed payload must be from the credential's xkey to the gateway's xkey"))
+	if env.Payload.IsSealed() && (env.Payload.From != cred.XKey || g.boxTo(env.Payload.To) == nil) {
+		it.deny(reason.Deny(reason.SealMismatch, "sealed payload must be from the credential's xkey to the gateway's xkey (keys.curve or keys.previous_curves)"))
 		return
 	}
 	// Read only once judge has let the message through.
@@ -676,7 +676,7 @@ func (g *Gateway) openPayload(it *item) ([]byte, error) {
 	}
 	g.stats.PayloadOpens.Add(1)
 	g.metrics.PayloadOpens.Inc()
-	return g.box.Open(sealed, p.From)
+	return g.openSealed(sealed, p.From, p.To)
 }
 
 // decodePayload holds an opened payload to the envelope's strict JSON

@@ -57,6 +57,12 @@ type outstanding struct {
 	// Scopes are the requester's credential's scopes, which an answer
 	// re-checks against the scope the target asks in the catalog then.
 	Scopes []string `json:"scopes"`
+	// SealedTo is the gateway curve key a sealed request was sealed to.
+	// Its reply is sealed from that key while the gateway still holds it
+	// (keys.curve or keys.previous_curves), so an agent that has not yet
+	// taken a new curve key opens the reply to what it sent. Empty for a
+	// plain request, whose reply comes from the current key.
+	SealedTo string `json:"sealed_to,omitempty"`
 
 	id        string // the record's hold id, set by responseGate
 	messageID string // the request's message id, set by responseGate
@@ -87,6 +93,9 @@ func (g *Gateway) stageOutstanding(b *ledgerBatch, it *item, now time.Time) erro
 	rec := outstanding{Tenant: src.env.Tenant, Agent: src.cred.Subject, XKey: src.cred.XKey, Target: src.target.Name,
 		TraceID: src.env.TraceID, Consumer: src.target.ConsumerKey(src.env.Tenant), Deadline: now.Add(src.target.ResponseDeadline), AllowedAt: now,
 		Issuer: src.cred.Issuer, CredentialID: src.cred.ID, Principal: src.cred.Principal, Actors: src.cred.Actors, Scopes: src.cred.Scopes}
+	if src.env.Payload.IsSealed() {
+		rec.SealedTo = src.env.Payload.To
+	}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -293,7 +302,11 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := g.box.Seal(redacted, rec.XKey)
+	box := g.boxTo(rec.SealedTo)
+	if box == nil {
+		box = g.box
+	}
+	sealed, err := box.Seal(redacted, rec.XKey)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: seal reply: %w", err)
 	}
@@ -302,7 +315,7 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	g.decisionHeaders(it, m.Header, now)
 	m.Header.Set(RequestIDHeader, rec.messageID)
 	m.Header.Set(ResponderHeader, it.cred.Subject)
-	m.Header.Set(header.SealedFrom, g.box.PublicKey())
+	m.Header.Set(header.SealedFrom, box.PublicKey())
 	p, err := decision.Prepare(g.signer, decision.Claims{
 		Subject: rec.Agent, Audience: rec.Agent, IssuedAt: now, Expires: now.Add(g.cfg.Limits.DecisionTTL),
 		Tenant: rec.Tenant, Scope: catalog.RespondScopePrefix + it.target.Name, TraceID: it.env.TraceID, MessageID: it.env.MessageID,

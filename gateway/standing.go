@@ -55,9 +55,10 @@ const withdrawnPrefix = "withdrawn:"
 // denial, its detail saying the request was held.
 func (g *Gateway) heldStanding(h *held) error {
 	// The hold keeps the credential sealed to the gateway's curve key
-	// (holdRecord). One that no longer opens (the curve key changed) can
-	// no longer be checked, so the request no longer stands.
-	tok, err := g.box.OpenCredential(h.CredentialSealed, h.CredentialSealedTo, h.Body)
+	// (holdRecord). One that no longer opens (the curve key changed, the
+	// old one not among keys.previous_curves) can no longer be checked,
+	// so the request no longer stands.
+	tok, err := g.openCredential(h.CredentialSealed, h.CredentialSealedTo, h.Body)
 	if err != nil {
 		var d *reason.Denial
 		if errors.As(err, &d) {

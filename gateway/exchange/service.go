@@ -46,6 +46,8 @@ type options struct {
 	trust  map[string][]string
 	noPub  bool
 	rev    *identity.Revocations
+	prev   []*identity.Box
+	onPrev func(key string)
 }
 
 // WithClock replaces time.Now for every decision: token times, proof
@@ -78,6 +80,16 @@ func WithRevocations(r *identity.Revocations) Option { return func(o *options) {
 // WithHTTPClient replaces the client for discovery and JWKS fetches. Its
 // bodies are still capped; its Timeout, if zero, is Config.HTTPTimeout.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithPreviousKeys gives the curve keys the gateway used before its
+// current one (keys.previous_curves): a request's xkey_proof may be
+// sealed to one of them, by a requester that has not yet taken the new
+// key, and no credential is issued for any of them as an agent's xkey.
+// onOpen, if not nil, is called with the public key of each previous key
+// that opened a proof.
+func WithPreviousKeys(onOpen func(key string), boxes ...*identity.Box) Option {
+	return func(o *options) { o.prev, o.onPrev = boxes, onOpen }
+}
 
 // WithTrust gives the gateway's per-tenant issuer trust (tenant → public
 // 'A' keys): New refuses an issuer the gateway would not accept for its
@@ -258,11 +270,17 @@ func (s *Service) admit(body []byte, proof string) (*pending, error) {
 	// anyone could name another agent's public xkey and have that
 	// agent's sealed payloads, copied into its own envelopes, opened.
 	// The gateway's own key is no agent's.
-	if req.XKey == s.box.PublicKey() {
-		return x, reason.Deny(reason.ExchangeProofInvalid, "xkey is the gateway's own curve key")
+	keys := keyring{boxes: append([]*identity.Box{s.box}, s.opts.prev...)}
+	for _, b := range keys.boxes {
+		if req.XKey == b.PublicKey() {
+			return x, reason.Deny(reason.ExchangeProofInvalid, "xkey is the gateway's own curve key")
+		}
 	}
-	if err := protocol.VerifyXKeyProof(s.box, req); err != nil {
+	if err := protocol.VerifyXKeyProof(&keys, req); err != nil {
 		return x, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
+	}
+	if keys.opened != s.box && s.opts.onPrev != nil {
+		s.opts.onPrev(keys.opened.PublicKey())
 	}
 	at, _ := req.Time() // checked by Parse
 	switch {
@@ -685,4 +703,24 @@ func compactJWS(parts []string) bool {
 		}
 	}
 	return true
+}
+
+// keyring opens a proof with the gateway's current curve key, then with
+// each previous one (at most gateway.MaxPreviousCurves), and keeps the
+// box that opened it.
+type keyring struct {
+	boxes  []*identity.Box
+	opened *identity.Box
+}
+
+func (k *keyring) Open(sealed []byte, sender string) ([]byte, error) {
+	var err error
+	for _, b := range k.boxes {
+		var plain []byte
+		if plain, err = b.Open(sealed, sender); err == nil {
+			k.opened = b
+			return plain, nil
+		}
+	}
+	return nil, err
 }

@@ -1,0 +1,307 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/gateway/operator"
+	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// rotateCurve gives the stopped harness gateway a new curve key and, with
+// keepOld, the one it replaces as its only keys.previous_curves entry
+// (without, none). It returns the replaced key pair.
+func (h *harness) rotateCurve(keepOld bool) nkeys.KeyPair {
+	h.t.Helper()
+	seed, err := os.ReadFile(h.cfg.Keys.Curve)
+	must(h.t, err)
+	old, err := nkeys.FromCurveSeed(seed)
+	must(h.t, err)
+	next, err := identity.NewCurve()
+	must(h.t, err)
+	writeSeed(h.t, h.cfg.Keys.Curve, next)
+	h.gwCurve, _ = next.PublicKey()
+	nextSeed, _ := next.Seed()
+	h.secrets = append(h.secrets, string(nextSeed))
+	h.cfg.Keys.PreviousCurves = nil
+	if keepOld {
+		prev := filepath.Join(h.dir, "curve-previous.nk")
+		writeSeed(h.t, prev, old)
+		h.cfg.Keys.PreviousCurves = []string{prev}
+	}
+	return old
+}
+
+// previousOpens reads agentgw_previous_curve_opens_total for key.
+func (h *harness) previousOpens(key string) float64 {
+	h.t.Helper()
+	var m dto.Metric
+	must(h.t, h.gw.metrics.PreviousCurveOpens.WithLabelValues(key).Write(&m))
+	return m.GetCounter().GetValue()
+}
+
+// sealedRefundTo is sealedRefund sealed to the gateway curve key to.
+func (h *harness) sealedRefundTo(to string, amount int) ([]byte, []byte) {
+	h.t.Helper()
+	cur := h.gwCurve
+	h.gwCurve = to
+	defer func() { h.gwCurve = cur }()
+	return h.sealedRefund(h.agent, amount, nil)
+}
+
+// TestPreviousCurveKeyOpensWhatWasSealedToIt: after a rotation that keeps
+// the old curve key in keys.previous_curves, an agent still sealing to
+// the old key is served as before: its payload is opened, passes every
+// gate and is re-sealed to the consumer from the current key, and the
+// reply to it is sealed from the old key, which that agent expects. A key
+// that is neither is seal_mismatch, and so is the old key once it is
+// dropped from the configuration.
+func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
+	h := newHarness(t)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	oldKP := h.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	h.start()
+
+	const answer = `{"refund_id":"r1","status":"drafted"}`
+	for _, to := range []string{old, h.gwCurve} {
+		body, plain := h.sealedRefundTo(to, 1500)
+		out := h.outputFor(h.send(body))
+		d := h.delivered(out)
+		if string(d.Payload) != string(plain) {
+			t.Fatalf("sealed to %s: consumer opened %s; want %s", to, d.Payload, plain)
+		}
+		if from := h.delivery(out).SealedFrom; from != h.gwCurve {
+			t.Errorf("sealed to %s: delivery re-sealed from %s; want the current key %s", to, from, h.gwCurve)
+		}
+		env, err := envelope.Parse(body, envelope.Limits{})
+		must(t, err)
+		reply := h.outputFor(h.respond(h.consumer, env.MessageID, answer))
+		h.wantReply(reply, h.agent, answer)
+		if from := reply.Header.Get(header.SealedFrom); from != to {
+			t.Errorf("reply to a request sealed to %s is sealed from %s; want the key the request was sealed to", to, from)
+		}
+	}
+	if n := h.previousOpens(old); n != 1 {
+		t.Errorf("agentgw_previous_curve_opens_total{key=old} = %v; want 1 (the one payload sealed to it)", n)
+	}
+
+	other, err := identity.NewCurve()
+	must(t, err)
+	otherPub, _ := other.PublicKey()
+	body, _ := h.sealedRefundTo(otherPub, 1600)
+	h.wantReason(h.send(body), reason.SealMismatch)
+
+	h.stop()
+	h.cfg.Keys.PreviousCurves = nil
+	h.start()
+	body, _ = h.sealedRefundTo(old, 1700)
+	h.wantReason(h.send(body), reason.SealMismatch)
+	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
+	must(t, err)
+	if err := r.Err(); err != nil {
+		t.Fatalf("invariant: %v", err)
+	}
+	h.stop()
+	h.scanSecrets()
+	h.validateAudit()
+}
+
+// TestPreviousCurveKeyKeepsHeldRequests: a held request keeps its
+// credential sealed to the curve key of its time. Restarted with a new
+// key and the old one in keys.previous_curves, the gateway still opens it
+// and checks its standing: the request is not withdrawn, and a grant
+// releases it (TestNewCurveKeyWithdrawsHeldRequests is the same rotation
+// without the old key).
+func TestPreviousCurveKeyKeepsHeldRequests(t *testing.T) {
+	f := newApprovalFlow(t)
+	f.stop()
+	oldKP := f.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	f.start()
+	seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+	out := f.outputFor(seq)
+	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("granted request went to %s (%s %s); want its capability", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
+	}
+	if ev := f.auditFor(seq); ev.Kind != "approval_granted" {
+		t.Errorf("audit = %+v; want approval_granted", ev)
+	}
+	if n := f.previousOpens(old); n < 1 {
+		t.Errorf("agentgw_previous_curve_opens_total{key=old} = %v; want the held credential's opens counted", n)
+	}
+	f.stop()
+	f.scanSecrets()
+}
+
+// TestPreviousCurveKeyReplaysOlderDenials: a denied record keeps the
+// agent's credential sealed to the curve key of its time. After a
+// rotation that keeps that key, an operator's replay opens it and the
+// message is decided again through every gate; once the key is dropped,
+// the replay is refused naming it (TestOperatorReplaySealedCredential).
+func TestPreviousCurveKeyReplaysOlderDenials(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	ctx := context.Background()
+	op := h.operator("operator:replay")
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nprincipals: []\nkeys: ["+h.agent.pub+"]\n"), 0o600))
+	must(t, h.gw.Reload())
+	in := h.send(h.body(nil))
+	h.wantReason(in, reason.Revoked)
+	denied := h.deniedSeq(in)
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600))
+	h.stop()
+	h.rotateCurve(true)
+	h.start()
+
+	var res *operator.Result
+	var err error
+	waitFor(t, func() bool { // until the restarted gateway answers
+		res, err = op.Replay(ctx, denied, true)
+		return !errors.Is(err, client.ErrUnavailable)
+	})
+	must(t, err)
+	if res.Route != "allow" {
+		t.Fatalf("dry run of a record sealed to the previous key = %+v; want allow", res)
+	}
+	res, err = op.Replay(ctx, denied, false)
+	must(t, err)
+	if out := h.outputFor(res.IngressSeq); out.Header.Get(header.Route) != "allow" {
+		t.Fatalf("replayed message went to %s (%s); want its capability", out.Subject, out.Header.Get(header.Reason))
+	}
+	h.stop()
+	h.scanSecrets()
+}
+
+// TestOpenCredentialWithPreviousCurveKey: the gateway opens a credential
+// sealed to one of its previous curve keys, whether the record names the
+// key (held requests, denied records) or not (an operator's replay
+// authorization), and only for the body it was sealed with; a key it
+// never held is refused with the key named.
+func TestOpenCredentialWithPreviousCurveKey(t *testing.T) {
+	h := newHarness(t)
+	oldKP := h.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	h.start()
+	<-h.gw.Ready()
+	oldBox, err := identity.NewBox(oldKP)
+	must(t, err)
+	body := []byte(`{"a":1}`)
+	tok := h.agent.token.Reveal()
+	sealed, err := oldBox.SealCredential(tok, body)
+	must(t, err)
+
+	if got, err := h.gw.openCredential(sealed, old, body); err != nil || got.Reveal() != tok {
+		t.Errorf("openCredential(sealed to the previous key) = %v; want the credential", err)
+	}
+	if got, err := h.gw.openOwnCredential(sealed, body); err != nil || got.Reveal() != tok {
+		t.Errorf("openOwnCredential(sealed to the previous key) = %v; want the credential", err)
+	}
+	if _, err := h.gw.openOwnCredential(sealed, []byte(`{"a":2}`)); reason.Of(err) != reason.SealBroken {
+		t.Errorf("openOwnCredential(another body) = %v; want seal_broken", err)
+	}
+	other, err := identity.NewCurve()
+	must(t, err)
+	otherBox, err := identity.NewBox(other)
+	must(t, err)
+	foreign, err := otherBox.SealCredential(tok, body)
+	must(t, err)
+	if _, err := h.gw.openCredential(foreign, otherBox.PublicKey(), body); reason.Of(err) != reason.SealMismatch || !strings.Contains(err.Error(), otherBox.PublicKey()) {
+		t.Errorf("openCredential(sealed to a key the gateway never held) = %v; want seal_mismatch naming it", err)
+	}
+	if _, err := h.gw.openOwnCredential(foreign, body); err == nil {
+		t.Error("openOwnCredential(sealed to a key the gateway never held) opened")
+	}
+	if n := h.previousOpens(old); n != 2 {
+		t.Errorf("agentgw_previous_curve_opens_total{key=old} = %v; want 2", n)
+	}
+}
+
+// TestPreviousCurvesConfig: keys.previous_curves holds at most
+// MaxPreviousCurves paths, none empty; the gateway refuses one that is
+// not a curve seed, is its current key or is named twice.
+func TestPreviousCurvesConfig(t *testing.T) {
+	h := newHarness(t)
+	c := h.cfg
+	c.Keys.PreviousCurves = make([]string, MaxPreviousCurves+1)
+	err := c.Validate()
+	for _, want := range []string{"at most 4", "keys.previous_curves[0] is empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(%d empty previous curves) = %v; want %q", len(c.Keys.PreviousCurves), err, want)
+		}
+	}
+
+	prev, err := identity.NewCurve()
+	must(t, err)
+	prevPath := filepath.Join(h.dir, "prev.nk")
+	writeSeed(t, prevPath, prev)
+	signing := filepath.Join(h.dir, "signing.nk")
+	for name, tc := range map[string]struct {
+		paths []string
+		want  string
+	}{
+		"current key":  {[]string{h.cfg.Keys.Curve}, "is keys.curve or named twice"},
+		"twice":        {[]string{prevPath, prevPath}, "is keys.curve or named twice"},
+		"signing seed": {[]string{signing}, "keys.previous_curves[0]"},
+		"missing file": {[]string{filepath.Join(h.dir, "nope.nk")}, "keys.previous_curves[0]"},
+	} {
+		c := h.cfg
+		c.Keys.PreviousCurves = tc.paths
+		_, err := New(c, WithConn(h.nc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: New = %v; want an error with %q", name, err, tc.want)
+		}
+	}
+	c = h.cfg
+	c.Keys.PreviousCurves = []string{prevPath}
+	gw, err := New(c, WithConn(h.nc))
+	must(t, err)
+	must(t, gw.Close())
+}
+
+// TestPreviousCurveKeyLogged: the gateway names its previous curve keys
+// by their public keys when it starts, warns of one whose file is open
+// to others, and never logs a seed.
+func TestPreviousCurveKeyLogged(t *testing.T) {
+	h := newHarness(t)
+	oldKP := h.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	must(t, os.Chmod(h.cfg.Keys.PreviousCurves[0], 0o644))
+	h.start()
+	<-h.gw.Ready()
+	h.stop()
+	logs := h.logs.String()
+	var warned, running []string
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "a secret key file is open to its group or others") {
+			warned = append(warned, line)
+		}
+		if strings.Contains(line, "gateway running") {
+			running = append(running, line)
+		}
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], `"key":"keys.previous_curves[0]"`) || !strings.Contains(warned[0], `"mode":"0644"`) {
+		t.Errorf("warnings %q; want one, of keys.previous_curves[0] at 0644", warned)
+	}
+	if len(running) != 1 || !strings.Contains(running[0], `"previous_curves":["`+old+`"]`) {
+		t.Errorf("start lines %q; want one naming the previous curve key %s", running, old)
+	}
+	seed, err := oldKP.Seed()
+	must(t, err)
+	if strings.Contains(logs, string(seed)) {
+		t.Error("the log holds the previous curve seed")
+	}
+}
