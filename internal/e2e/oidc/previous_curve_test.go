@@ -92,19 +92,7 @@ func TestRotatedGatewayServesAgentOnPreviousCurveKey(t *testing.T) {
 			must(t, err)
 			h.gwCurve = next
 			h.gwX, _ = next.PublicKey()
-			consumer, _ := identity.NewCurve()
-			consumerX, _ := consumer.PublicKey()
-			ctx, _ := startGateway(t, h, fmt.Sprintf(`
-targets:
-  - name: refunds.create
-    kind: tool_call
-    scope: refund:draft
-    tenants: [tenant_a]
-    consumer_xkey: %s
-`, consumerX), func(cfg *gateway.Config, dir string) {
-				xc := h.cfg
-				xc.IssuerSeeds = map[string]string{"tenant_a": filepath.Join(dir, "issuer_a.nk"), "tenant_b": filepath.Join(dir, "issuer_b.nk")}
-				cfg.Exchange = &xc
+			ctx := startExchangeGateway(t, h, func(cfg *gateway.Config, dir string) {
 				if keep {
 					writeSeed(t, filepath.Join(dir, "curve-previous.nk"), old)
 					cfg.Keys.PreviousCurves = []string{filepath.Join(dir, "curve-previous.nk")}

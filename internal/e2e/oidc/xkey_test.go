@@ -140,20 +140,7 @@ func TestExchangeRequiresXKeyPossession(t *testing.T) {
 // envelope carrying the victim's payload is refused by the gateway.
 func TestSealedPayloadOfAnotherAgentStaysSealed(t *testing.T) {
 	h := newHarness(t)
-	consumer, _ := identity.NewCurve()
-	consumerX, _ := consumer.PublicKey()
-	ctx, _ := startGateway(t, h, fmt.Sprintf(`
-targets:
-  - name: refunds.create
-    kind: tool_call
-    scope: refund:draft
-    tenants: [tenant_a]
-    consumer_xkey: %s
-`, consumerX), func(cfg *gateway.Config, dir string) {
-		xc := h.cfg
-		xc.IssuerSeeds = map[string]string{"tenant_a": filepath.Join(dir, "issuer_a.nk"), "tenant_b": filepath.Join(dir, "issuer_b.nk")}
-		cfg.Exchange = &xc
-	})
+	ctx := startExchangeGateway(t, h)
 	h.corp.AddClient(testidp.Client{ID: "mallory-bot", Secret: "s3cret-mallory", Audience: []string{idpAudience},
 		Claims: map[string]any{"groups": []string{"billing-agents"}, "org": "tenant_a"}})
 
@@ -266,4 +253,26 @@ func publishEnvelope(t *testing.T, ctx context.Context, h *harness, a *agent, cr
 	ack, err := js.PublishMsg(ctx, m)
 	must(t, err)
 	return ack.Sequence
+}
+
+// startExchangeGateway runs a real gateway hosting the exchange (its
+// exchange: section) with one sealed target, refunds.create (scope
+// refund:draft, tenant_a); edit changes its config last.
+func startExchangeGateway(t *testing.T, h *harness, edit ...func(cfg *gateway.Config, dir string)) context.Context {
+	t.Helper()
+	consumer, _ := identity.NewCurve()
+	consumerX, _ := consumer.PublicKey()
+	ctx, _ := startGateway(t, h, fmt.Sprintf(`
+targets:
+  - name: refunds.create
+    kind: tool_call
+    scope: refund:draft
+    tenants: [tenant_a]
+    consumer_xkey: %s
+`, consumerX), append([]func(*gateway.Config, string){func(cfg *gateway.Config, dir string) {
+		xc := h.cfg
+		xc.IssuerSeeds = map[string]string{"tenant_a": filepath.Join(dir, "issuer_a.nk"), "tenant_b": filepath.Join(dir, "issuer_b.nk")}
+		cfg.Exchange = &xc
+	}}, edit...)...)
+	return ctx
 }
