@@ -115,17 +115,18 @@ type KeysConfig struct {
 	Signing string `yaml:"signing"`
 	// Curve opens sealed payloads and re-seals them to consumers.
 	Curve string `yaml:"curve"`
-	// PreviousCurves are curve seed files the gateway used before Curve:
-	// it still opens what was sealed to them (payloads of agents not yet
-	// moved to the new key, held requests, denied records), and seals
-	// nothing new with them. At most MaxPreviousCurves.
-	PreviousCurves []string `yaml:"previous_curves"`
+	// AcceptedCurves are curve seed files the gateway opens with besides
+	// Curve, and never seals with: in a rotation, the key it replaced
+	// (payloads of agents not yet moved to the new key, held requests,
+	// denied records sealed to it), or, scaled out, the key the instances
+	// are about to take. At most MaxAcceptedCurves.
+	AcceptedCurves []string `yaml:"accepted_curves"`
 }
 
-// MaxPreviousCurves bounds keys.previous_curves: each is a key a sealed
+// MaxAcceptedCurves bounds keys.accepted_curves: each is a key a sealed
 // message may name, and a proof of an exchange request is tried with
 // every one.
-const MaxPreviousCurves = 4
+const MaxAcceptedCurves = 4
 
 // TenantConfig lists a tenant's issuer public keys (A...).
 type TenantConfig struct {
@@ -346,8 +347,8 @@ func (c *Config) resolvePaths() {
 	c.Catalog = c.Path(c.Catalog)
 	c.Keys.Signing = c.Path(c.Keys.Signing)
 	c.Keys.Curve = c.Path(c.Keys.Curve)
-	for i, p := range c.Keys.PreviousCurves {
-		c.Keys.PreviousCurves[i] = c.Path(p)
+	for i, p := range c.Keys.AcceptedCurves {
+		c.Keys.AcceptedCurves[i] = c.Path(p)
 	}
 	c.NATS.Creds = c.Path(c.NATS.Creds)
 	c.NATS.NKey = c.Path(c.NATS.NKey)
@@ -377,12 +378,12 @@ func (c *Config) Validate() error {
 	if c.Keys.Signing == "" || c.Keys.Curve == "" {
 		add("keys.signing and keys.curve are required")
 	}
-	if n := len(c.Keys.PreviousCurves); n > MaxPreviousCurves {
-		add("keys.previous_curves names %d keys; at most %d", n, MaxPreviousCurves)
+	if n := len(c.Keys.AcceptedCurves); n > MaxAcceptedCurves {
+		add("keys.accepted_curves names %d keys; at most %d", n, MaxAcceptedCurves)
 	}
-	for i, p := range c.Keys.PreviousCurves {
+	for i, p := range c.Keys.AcceptedCurves {
 		if p == "" {
-			add("keys.previous_curves[%d] is empty", i)
+			add("keys.accepted_curves[%d] is empty", i)
 		}
 	}
 	if len(c.Tenants) == 0 {

@@ -22,7 +22,7 @@ import (
 )
 
 // rotateCurve gives the stopped harness gateway a new curve key and, with
-// keepOld, the one it replaces as its only keys.previous_curves entry
+// keepOld, the one it replaces as its only keys.accepted_curves entry
 // (without, none). It returns the replaced key pair.
 func (h *harness) rotateCurve(keepOld bool) nkeys.KeyPair {
 	h.t.Helper()
@@ -36,20 +36,20 @@ func (h *harness) rotateCurve(keepOld bool) nkeys.KeyPair {
 	h.gwCurve, _ = next.PublicKey()
 	nextSeed, _ := next.Seed()
 	h.secrets = append(h.secrets, string(nextSeed))
-	h.cfg.Keys.PreviousCurves = nil
+	h.cfg.Keys.AcceptedCurves = nil
 	if keepOld {
 		prev := filepath.Join(h.dir, "curve-previous.nk")
 		writeSeed(h.t, prev, old)
-		h.cfg.Keys.PreviousCurves = []string{prev}
+		h.cfg.Keys.AcceptedCurves = []string{prev}
 	}
 	return old
 }
 
-// previousOpens reads agentgw_previous_curve_opens_total for key.
-func (h *harness) previousOpens(key string) float64 {
+// acceptedOpens reads agentgw_accepted_curve_opens_total for key.
+func (h *harness) acceptedOpens(key string) float64 {
 	h.t.Helper()
 	var m dto.Metric
-	must(h.t, h.gw.metrics.PreviousCurveOpens.WithLabelValues(key).Write(&m))
+	must(h.t, h.gw.metrics.AcceptedCurveOpens.WithLabelValues(key).Write(&m))
 	return m.GetCounter().GetValue()
 }
 
@@ -63,10 +63,11 @@ func (h *harness) sealedRefundTo(to string, amount int) ([]byte, []byte) {
 }
 
 // TestPreviousCurveKeyOpensWhatWasSealedToIt: after a rotation that keeps
-// the old curve key in keys.previous_curves, an agent still sealing to
+// the old curve key in keys.accepted_curves, an agent still sealing to
 // the old key is served as before: its payload is opened, passes every
-// gate and is re-sealed to the consumer from the current key, and the
-// reply to it is sealed from the old key, which that agent expects. A key
+// gate and is re-sealed to the consumer from the current key; the tool's
+// response sealed to the old key is opened too, and the reply is sealed
+// from the old key, which that agent expects. A key
 // that is neither is seal_mismatch, and so is the old key once it is
 // dropped from the configuration.
 func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
@@ -89,14 +90,20 @@ func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
 		}
 		env, err := envelope.Parse(body, envelope.Limits{})
 		must(t, err)
-		reply := h.outputFor(h.respond(h.consumer, env.MessageID, answer))
+		// The tool answers sealed to the same key, as one not yet
+		// moved to the new key would.
+		cur := h.gwCurve
+		h.gwCurve = to
+		seq := h.respond(h.consumer, env.MessageID, answer)
+		h.gwCurve = cur
+		reply := h.outputFor(seq)
 		h.wantReply(reply, h.agent, answer)
 		if from := reply.Header.Get(header.SealedFrom); from != to {
 			t.Errorf("reply to a request sealed to %s is sealed from %s; want the key the request was sealed to", to, from)
 		}
 	}
-	if n := h.previousOpens(old); n != 1 {
-		t.Errorf("agentgw_previous_curve_opens_total{key=old} = %v; want 1 (the one payload sealed to it)", n)
+	if n := h.acceptedOpens(old); n != 2 {
+		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want 2 (the request and the response sealed to it)", n)
 	}
 
 	other, err := identity.NewCurve()
@@ -106,7 +113,7 @@ func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
 	h.wantReason(h.send(body), reason.SealMismatch)
 
 	h.stop()
-	h.cfg.Keys.PreviousCurves = nil
+	h.cfg.Keys.AcceptedCurves = nil
 	h.start()
 	body, _ = h.sealedRefundTo(old, 1700)
 	h.wantReason(h.send(body), reason.SealMismatch)
@@ -122,7 +129,7 @@ func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
 
 // TestPreviousCurveKeyKeepsHeldRequests: a held request keeps its
 // credential sealed to the curve key of its time. Restarted with a new
-// key and the old one in keys.previous_curves, the gateway still opens it
+// key and the old one in keys.accepted_curves, the gateway still opens it
 // and checks its standing: the request is not withdrawn, and a grant
 // releases it (TestNewCurveKeyWithdrawsHeldRequests is the same rotation
 // without the old key).
@@ -140,8 +147,8 @@ func TestPreviousCurveKeyKeepsHeldRequests(t *testing.T) {
 	if ev := f.auditFor(seq); ev.Kind != "approval_granted" {
 		t.Errorf("audit = %+v; want approval_granted", ev)
 	}
-	if n := f.previousOpens(old); n < 1 {
-		t.Errorf("agentgw_previous_curve_opens_total{key=old} = %v; want the held credential's opens counted", n)
+	if n := f.acceptedOpens(old); n < 1 {
+		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want the held credential's opens counted", n)
 	}
 	f.stop()
 	f.scanSecrets()
@@ -225,22 +232,22 @@ func TestOpenCredentialWithPreviousCurveKey(t *testing.T) {
 	if _, err := h.gw.openOwnCredential(foreign, body); err == nil {
 		t.Error("openOwnCredential(sealed to a key the gateway never held) opened")
 	}
-	if n := h.previousOpens(old); n != 2 {
-		t.Errorf("agentgw_previous_curve_opens_total{key=old} = %v; want 2", n)
+	if n := h.acceptedOpens(old); n != 2 {
+		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want 2", n)
 	}
 }
 
-// TestPreviousCurvesConfig: keys.previous_curves holds at most
-// MaxPreviousCurves paths, none empty; the gateway refuses one that is
+// TestAcceptedCurvesConfig: keys.accepted_curves holds at most
+// MaxAcceptedCurves paths, none empty; the gateway refuses one that is
 // not a curve seed, is its current key or is named twice.
-func TestPreviousCurvesConfig(t *testing.T) {
+func TestAcceptedCurvesConfig(t *testing.T) {
 	h := newHarness(t)
 	c := h.cfg
-	c.Keys.PreviousCurves = make([]string, MaxPreviousCurves+1)
+	c.Keys.AcceptedCurves = make([]string, MaxAcceptedCurves+1)
 	err := c.Validate()
-	for _, want := range []string{"at most 4", "keys.previous_curves[0] is empty"} {
+	for _, want := range []string{"at most 4", "keys.accepted_curves[0] is empty"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Validate(%d empty previous curves) = %v; want %q", len(c.Keys.PreviousCurves), err, want)
+			t.Errorf("Validate(%d empty accepted curves) = %v; want %q", len(c.Keys.AcceptedCurves), err, want)
 		}
 	}
 
@@ -255,31 +262,31 @@ func TestPreviousCurvesConfig(t *testing.T) {
 	}{
 		"current key":  {[]string{h.cfg.Keys.Curve}, "is keys.curve or named twice"},
 		"twice":        {[]string{prevPath, prevPath}, "is keys.curve or named twice"},
-		"signing seed": {[]string{signing}, "keys.previous_curves[0]"},
-		"missing file": {[]string{filepath.Join(h.dir, "nope.nk")}, "keys.previous_curves[0]"},
+		"signing seed": {[]string{signing}, "keys.accepted_curves[0]"},
+		"missing file": {[]string{filepath.Join(h.dir, "nope.nk")}, "keys.accepted_curves[0]"},
 	} {
 		c := h.cfg
-		c.Keys.PreviousCurves = tc.paths
+		c.Keys.AcceptedCurves = tc.paths
 		_, err := New(c, WithConn(h.nc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: New = %v; want an error with %q", name, err, tc.want)
 		}
 	}
 	c = h.cfg
-	c.Keys.PreviousCurves = []string{prevPath}
+	c.Keys.AcceptedCurves = []string{prevPath}
 	gw, err := New(c, WithConn(h.nc))
 	must(t, err)
 	must(t, gw.Close())
 }
 
-// TestPreviousCurveKeyLogged: the gateway names its previous curve keys
+// TestPreviousCurveKeyLogged: the gateway names its accepted curve keys
 // by their public keys when it starts, warns of one whose file is open
 // to others, and never logs a seed.
 func TestPreviousCurveKeyLogged(t *testing.T) {
 	h := newHarness(t)
 	oldKP := h.rotateCurve(true)
 	old, _ := oldKP.PublicKey()
-	must(t, os.Chmod(h.cfg.Keys.PreviousCurves[0], 0o644))
+	must(t, os.Chmod(h.cfg.Keys.AcceptedCurves[0], 0o644))
 	h.start()
 	<-h.gw.Ready()
 	h.stop()
@@ -293,10 +300,10 @@ func TestPreviousCurveKeyLogged(t *testing.T) {
 			running = append(running, line)
 		}
 	}
-	if len(warned) != 1 || !strings.Contains(warned[0], `"key":"keys.previous_curves[0]"`) || !strings.Contains(warned[0], `"mode":"0644"`) {
-		t.Errorf("warnings %q; want one, of keys.previous_curves[0] at 0644", warned)
+	if len(warned) != 1 || !strings.Contains(warned[0], `"key":"keys.accepted_curves[0]"`) || !strings.Contains(warned[0], `"mode":"0644"`) {
+		t.Errorf("warnings %q; want one, of keys.accepted_curves[0] at 0644", warned)
 	}
-	if len(running) != 1 || !strings.Contains(running[0], `"previous_curves":["`+old+`"]`) {
+	if len(running) != 1 || !strings.Contains(running[0], `"accepted_curves":["`+old+`"]`) {
 		t.Errorf("start lines %q; want one naming the previous curve key %s", running, old)
 	}
 	seed, err := oldKP.Seed()
@@ -304,4 +311,36 @@ func TestPreviousCurveKeyLogged(t *testing.T) {
 	if strings.Contains(logs, string(seed)) {
 		t.Error("the log holds the previous curve seed")
 	}
+}
+
+// TestPayloadFromGatewayKeyRefused: a credential a tenant's issuer
+// writes may name any curve key, the gateway's own included (the
+// exchange refuses that; an issuer need not). A sealed payload from the
+// gateway's current or accepted curve key is refused seal_mismatch
+// before anything opens it, so the boxes the gateway makes itself
+// (replies sealed from the key a request was sealed to, credentials it
+// keeps sealed) never pass as an agent's payload.
+func TestPayloadFromGatewayKeyRefused(t *testing.T) {
+	h := newHarness(t)
+	oldKP := h.rotateCurve(true)
+	seed, err := os.ReadFile(h.cfg.Keys.Curve)
+	must(t, err)
+	curKP, err := nkeys.FromCurveSeed(seed)
+	must(t, err)
+	h.start()
+	for name, kp := range map[string]nkeys.KeyPair{"current": curKP, "accepted": oldKP} {
+		a := newActor(t)
+		a.curve = kp
+		a.xkey, _ = kp.PublicKey()
+		a.box, err = identity.NewBox(kp)
+		must(t, err)
+		a.token = h.credential(h.issuer, a, "tenant_a", []string{"refund:draft"}, time.Hour, "")
+		body, _ := h.sealedRefund(a, 1500, nil)
+		out := h.outputFor(h.publish(h.ingress(a, "tenant_a"), body, h.signed(a, a.token, body)))
+		if got, detail := reason.Code(out.Header.Get(header.Reason)), out.Header.Get(header.Detail); got != reason.SealMismatch || !strings.Contains(detail, "no agent's") {
+			t.Errorf("payload sealed from the gateway's %s curve key: reason %q (%s); want seal_mismatch, from a gateway key", name, got, detail)
+		}
+	}
+	h.stop()
+	h.scanSecrets()
 }

@@ -54,9 +54,9 @@ type Gateway struct {
 	// proofs: its cache of peers is filled by the keys requesters name,
 	// which then never evict the pipeline's. Nil without an exchange.
 	xbox *identity.Box
-	// prev are keys.previous_curves, which only open (curves.go); xprev
-	// the same keys for the exchange, as xbox is to box.
-	prev, xprev []*identity.Box
+	// accepted are keys.accepted_curves, which only open (curves.go);
+	// xaccepted the same keys for the exchange, as xbox is to box.
+	accepted, xaccepted []*identity.Box
 	// rules are the catalog and policy set in force, swapped together.
 	rules atomic.Pointer[rules]
 	// reloadMu makes Reload calls (SIGHUP, the file watch) one at a time.
@@ -267,7 +267,7 @@ func (g *Gateway) loadKeys() error {
 			return fmt.Errorf("gateway: curve key: %w", err)
 		}
 	}
-	return g.loadPreviousCurves()
+	return g.loadAcceptedCurves()
 }
 
 // PublicKey is the gateway's signing key: consumers trust decision tokens
@@ -378,7 +378,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.warnLooseKey("exchange.issuer_seeds."+t, g.cfg.Path(xc.IssuerSeeds[t]))
 		}
 		stop, err := exchange.Start(ctx, g.nc, xc, issuers, g.xbox, exchange.WithTrust(g.cfg.trust()), exchange.WithRevocations(g.revocations), exchange.WithClock(g.clock), exchange.WithLogger(g.log),
-			exchange.WithPreviousKeys(func(key string) { g.metrics.PreviousCurveOpens.WithLabelValues(key).Inc() }, g.xprev...))
+			exchange.WithAcceptedKeys(func(key string) { g.metrics.AcceptedCurveOpens.WithLabelValues(key).Inc() }, g.xaccepted...))
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -388,7 +388,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.serving.Store(true)
 	defer g.serving.Store(false)
 	close(g.ready)
-	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).Strs("previous_curves", g.previousCurveKeys()).
+	g.log.Info().Str("gateway", g.PublicKey()).Str("curve", g.CurveKey()).Strs("accepted_curves", g.acceptedCurveKeys()).
 		Int("partitions", len(consumers)).Str("policy_version", g.rules.Load().pol.Version()).
 		Msg("gateway running")
 	return g.consume(ctx, consumers, tenants)

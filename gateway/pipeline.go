@@ -220,9 +220,22 @@ func (g *Gateway) verify(it *item) {
 		return
 	}
 	c.fresh = true
-	if env.Payload.IsSealed() && (env.Payload.From != cred.XKey || g.boxTo(env.Payload.To) == nil) {
-		it.deny(reason.Deny(reason.SealMismatch, "sealed payload must be from the credential's xkey to the gateway's xkey (keys.curve or keys.previous_curves)"))
-		return
+	if p := env.Payload; p.IsSealed() {
+		var why string
+		switch {
+		case p.From != cred.XKey:
+			why = "sealed payload is not from the credential's xkey"
+		case g.boxTo(p.From) != nil:
+			// A credential naming a gateway key as an agent's: the
+			// boxes the gateway makes itself must not pass as payloads.
+			why = "sealed payload is from a curve key of this gateway, which is no agent's"
+		case g.boxTo(p.To) == nil:
+			why = "sealed payload is not sealed to a curve key of this gateway (keys.curve or keys.accepted_curves)"
+		}
+		if why != "" {
+			it.deny(reason.Deny(reason.SealMismatch, "%s", why))
+			return
+		}
 	}
 	// Read only once judge has let the message through.
 	it.digest = envelope.Digest(data)

@@ -59,7 +59,7 @@ type outstanding struct {
 	Scopes []string `json:"scopes"`
 	// SealedTo is the gateway curve key a sealed request was sealed to.
 	// Its reply is sealed from that key while the gateway still holds it
-	// (keys.curve or keys.previous_curves), so an agent that has not yet
+	// (keys.curve or keys.accepted_curves), so an agent that has not yet
 	// taken a new curve key opens the reply to what it sent. Empty for a
 	// plain request, whose reply comes from the current key.
 	SealedTo string `json:"sealed_to,omitempty"`

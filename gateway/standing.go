@@ -56,7 +56,7 @@ const withdrawnPrefix = "withdrawn:"
 func (g *Gateway) heldStanding(h *held) error {
 	// The hold keeps the credential sealed to the gateway's curve key
 	// (holdRecord). One that no longer opens (the curve key changed, the
-	// old one not among keys.previous_curves) can no longer be checked,
+	// old one not among keys.accepted_curves) can no longer be checked,
 	// so the request no longer stands.
 	tok, err := g.openCredential(h.CredentialSealed, h.CredentialSealedTo, h.Body)
 	if err != nil {

@@ -39,15 +39,15 @@ var ErrConfig = errors.New("exchange: invalid config")
 type Option func(*options)
 
 type options struct {
-	now    func() time.Time
-	log    zerolog.Logger
-	audit  func(audit.Event)
-	client *http.Client
-	trust  map[string][]string
-	noPub  bool
-	rev    *identity.Revocations
-	prev   []*identity.Box
-	onPrev func(key string)
+	now        func() time.Time
+	log        zerolog.Logger
+	audit      func(audit.Event)
+	client     *http.Client
+	trust      map[string][]string
+	noPub      bool
+	rev        *identity.Revocations
+	accepted   []*identity.Box
+	onAccepted func(key string)
 }
 
 // WithClock replaces time.Now for every decision: token times, proof
@@ -81,14 +81,14 @@ func WithRevocations(r *identity.Revocations) Option { return func(o *options) {
 // bodies are still capped; its Timeout, if zero, is Config.HTTPTimeout.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
 
-// WithPreviousKeys gives the curve keys the gateway used before its
-// current one (keys.previous_curves): a request's xkey_proof may be
-// sealed to one of them, by a requester that has not yet taken the new
+// WithAcceptedKeys gives the curve keys the gateway opens with besides
+// its current one (keys.accepted_curves): a request's xkey_proof may be
+// sealed to one of them, by a requester that has not yet taken a rotated
 // key, and no credential is issued for any of them as an agent's xkey.
-// onOpen, if not nil, is called with the public key of each previous key
+// onOpen, if not nil, is called with the public key of each accepted key
 // that opened a proof.
-func WithPreviousKeys(onOpen func(key string), boxes ...*identity.Box) Option {
-	return func(o *options) { o.prev, o.onPrev = boxes, onOpen }
+func WithAcceptedKeys(onOpen func(key string), boxes ...*identity.Box) Option {
+	return func(o *options) { o.accepted, o.onAccepted = boxes, onOpen }
 }
 
 // WithTrust gives the gateway's per-tenant issuer trust (tenant → public
@@ -270,7 +270,7 @@ func (s *Service) admit(body []byte, proof string) (*pending, error) {
 	// anyone could name another agent's public xkey and have that
 	// agent's sealed payloads, copied into its own envelopes, opened.
 	// The gateway's own key is no agent's.
-	keys := keyring{boxes: append([]*identity.Box{s.box}, s.opts.prev...)}
+	keys := keyring{boxes: append([]*identity.Box{s.box}, s.opts.accepted...)}
 	for _, b := range keys.boxes {
 		if req.XKey == b.PublicKey() {
 			return x, reason.Deny(reason.ExchangeProofInvalid, "xkey is the gateway's own curve key")
@@ -279,8 +279,8 @@ func (s *Service) admit(body []byte, proof string) (*pending, error) {
 	if err := protocol.VerifyXKeyProof(&keys, req); err != nil {
 		return x, reason.Deny(reason.ExchangeProofInvalid, "%v", err)
 	}
-	if keys.opened != s.box && s.opts.onPrev != nil {
-		s.opts.onPrev(keys.opened.PublicKey())
+	if keys.opened != s.box && s.opts.onAccepted != nil {
+		s.opts.onAccepted(keys.opened.PublicKey())
 	}
 	at, _ := req.Time() // checked by Parse
 	switch {
@@ -706,7 +706,7 @@ func compactJWS(parts []string) bool {
 }
 
 // keyring opens a proof with the gateway's current curve key, then with
-// each previous one (at most gateway.MaxPreviousCurves), and keeps the
+// each accepted one (at most four: keys.accepted_curves), and keeps the
 // box that opened it.
 type keyring struct {
 	boxes  []*identity.Box

@@ -43,9 +43,9 @@ type Gateway struct {
 	PartitionEvents *prometheus.CounterVec // event: acquired, lost, restarted
 	JournalSeconds  prometheus.Histogram   // one batch's journal append
 
-	// PreviousCurveOpens counts opens with a key of keys.previous_curves,
+	// AcceptedCurveOpens counts opens with a key of keys.accepted_curves,
 	// by its public key.
-	PreviousCurveOpens *prometheus.CounterVec
+	AcceptedCurveOpens *prometheus.CounterVec
 	// IngressOldest backs agentgw_ingress_oldest_unacked_seconds.
 	IngressOldest *Oldest
 }
@@ -84,7 +84,7 @@ func New() *Gateway {
 	m.Recovered = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_recovered_total", Help: "Messages in flight when a partition started (a crash, a lease taken over), decided or re-emitted before any new delivery."})
 	m.Recovery = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_recovery_seconds", Help: "Time to read and decide a partition's in-flight messages at its start, before any new delivery.", Buckets: latencyBuckets})
 	m.PayloadOpens = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_payload_opens_total", Help: "Sealed payloads opened (only after authorization)."})
-	m.PreviousCurveOpens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_previous_curve_opens_total", Help: "Boxes opened with a key of keys.previous_curves, by its public key: agents' sealed payloads, held requests' and denied records' credentials, operators' replay authorizations, exchange proofs. Once it stays flat past the longest approval deadline, the key can be dropped."}, []string{"key"})
+	m.AcceptedCurveOpens = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_accepted_curve_opens_total", Help: "Boxes opened with a key of keys.accepted_curves, by its public key: agents' sealed payloads, tools' responses, held requests' and denied records' credentials, operators' replay authorizations, exchange proofs. Once it stays flat past the longest approval and response deadlines and the denials still to replay, the key can be dropped."}, []string{"key"})
 	m.PublishFails = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_publish_failures_total", Help: "Outputs JetStream did not acknowledge; their ingress message is redelivered."})
 	m.LedgerErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "agentgw_ledger_errors_total", Help: "Ledger failures; the batch, or the one message concerned, was not acknowledged (fail closed)."})
 	m.PruneRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentgw_ledger_prune_runs_total", Help: "Ledger prune runs by result."}, []string{"result"})
@@ -97,7 +97,7 @@ func New() *Gateway {
 	m.JournalSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agentgw_journal_append_seconds", Help: "Scale-out: time to journal one batch (acknowledged by the journal stream).", Buckets: latencyBuckets})
 	f(buildInfo())
 	for _, c := range []prometheus.Collector{m.PartitionEvents, m.JournalSeconds, m.Decisions, m.DecisionDelay, m.GateSeconds, m.BatchSize, m.BatchSeconds, m.Redeliveries,
-		m.Reemitted, m.Recovered, m.Recovery, m.PayloadOpens, m.PreviousCurveOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
+		m.Reemitted, m.Recovered, m.Recovery, m.PayloadOpens, m.AcceptedCurveOpens, m.PublishFails, m.LedgerErrors, m.PruneRuns, m.Approvals, m.ApprovalAge, m.PolicyReloads,
 		m.BudgetDenials, m.OperatorReqs} {
 		f(c)
 	}

@@ -200,9 +200,16 @@ func exportOne(r Record, opts ExportOptions) (c *Case, a Actor, why string) {
 			c.Tamper = append(c.Tamper, "no_credential")
 		}
 	case reason.SealMismatch:
-		if env.Payload.To != r.Header.Get(header.CredentialSealedTo) {
+		// The detail says which end is wrong; a record whose detail does
+		// not is judged by the gateway key it was sealed to.
+		switch detail := r.Header.Get(header.Detail); {
+		case strings.HasPrefix(detail, "sealed payload is not sealed to"):
 			c.Tamper = append(c.Tamper, "seal_to_other")
-		} else {
+		case strings.HasPrefix(detail, "sealed payload is not from"), strings.HasPrefix(detail, "sealed payload is from"):
+			c.Tamper = append(c.Tamper, "seal_from_other")
+		case env.Payload.To != r.Header.Get(header.CredentialSealedTo):
+			c.Tamper = append(c.Tamper, "seal_to_other")
+		default:
 			c.Tamper = append(c.Tamper, "seal_from_other")
 		}
 	case reason.TenantMismatch:

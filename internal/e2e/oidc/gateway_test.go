@@ -134,6 +134,7 @@ func startGateway(t *testing.T, h *harness, catalog string, edit ...func(cfg *ga
 	}
 	gw, err := gateway.New(cfg, gateway.WithConn(h.nc))
 	must(t, err)
+	h.gw = gw
 	return gwtest.Run(t, gw, "for the exchange"), dir
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
@@ -73,9 +74,10 @@ type harness struct {
 	issuerB nkeys.KeyPair
 	agent   *agent
 	cfg     exchange.Config
-	gwKey   string        // the signing key of the gateway startGateway runs
-	gwCurve nkeys.KeyPair // the gateway's curve key: xkey proofs are sealed to it
-	gwX     string        // its public key
+	gwKey   string           // the signing key of the gateway startGateway runs
+	gw      *gateway.Gateway // the gateway startGateway runs
+	gwCurve nkeys.KeyPair    // the gateway's curve key: xkey proofs are sealed to it
+	gwX     string           // its public key
 
 	mu     sync.Mutex
 	events []audit.Event

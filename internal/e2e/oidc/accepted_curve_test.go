@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/envelope"
@@ -17,8 +19,8 @@ import (
 )
 
 // TestExchangeTakesProofsToPreviousCurveKey: a gateway that rotated its
-// curve key and keeps the old one (keys.previous_curves, here
-// exchange.WithPreviousKeys) still takes an xkey proof sealed to the old
+// curve key and keeps the old one (keys.accepted_curves, here
+// exchange.WithAcceptedKeys) still takes an xkey proof sealed to the old
 // key from a requester that has not yet taken the new one, and counts
 // it; a proof to a key it never held is refused, and no credential names
 // the old key as an agent's xkey.
@@ -31,7 +33,7 @@ func TestExchangeTakesProofsToPreviousCurveKey(t *testing.T) {
 	must(t, err)
 	var mu sync.Mutex
 	var opened []string
-	h.serve(exchange.WithPreviousKeys(func(key string) {
+	h.serve(exchange.WithAcceptedKeys(func(key string) {
 		mu.Lock()
 		opened = append(opened, key)
 		mu.Unlock()
@@ -78,7 +80,7 @@ func TestExchangeTakesProofsToPreviousCurveKey(t *testing.T) {
 
 // TestRotatedGatewayServesAgentOnPreviousCurveKey: a gateway hosting the
 // exchange is restarted with a new curve key and the old one in
-// keys.previous_curves. An SDK agent still configured with the old key
+// keys.accepted_curves. An SDK agent still configured with the old key
 // (GatewayXKey) exchanges its IdP token, its proof sealed to the old key,
 // and sends a sealed request to the old key: both are taken, and the
 // request is delivered. The same agent against the rotated gateway
@@ -95,7 +97,7 @@ func TestRotatedGatewayServesAgentOnPreviousCurveKey(t *testing.T) {
 			ctx := startExchangeGateway(t, h, func(cfg *gateway.Config, dir string) {
 				if keep {
 					writeSeed(t, filepath.Join(dir, "curve-previous.nk"), old)
-					cfg.Keys.PreviousCurves = []string{filepath.Join(dir, "curve-previous.nk")}
+					cfg.Keys.AcceptedCurves = []string{filepath.Join(dir, "curve-previous.nk")}
 				}
 			})
 			xcfg := h.exchangeCfg(h.agent, h.token(h.corp, "billing-bot", "s3cret-billing"))
@@ -114,6 +116,12 @@ func TestRotatedGatewayServesAgentOnPreviousCurveKey(t *testing.T) {
 			must(t, err)
 			if out := outputFor(t, h, rcpt.Seq); out.Subject != "agentgw.cap.tenant_a.refunds.create" {
 				t.Fatalf("request sealed to the previous key went to %s (%s %s); want delivered", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
+			}
+			// The exchange's proof and the payload, each opened once.
+			var m dto.Metric
+			must(t, h.gw.Metrics().AcceptedCurveOpens.WithLabelValues(oldX).Write(&m))
+			if n := m.GetCounter().GetValue(); n != 2 {
+				t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want 2 (the proof and the payload)", n)
 			}
 		})
 	}

@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/identity"
+	"github.com/agentgw/agentgw/subjects"
+)
+
+// TestScaleOutRollingCurveRotation: scaled out, instances share the held
+// requests and each sweeps all of them. Midway through a rolling
+// curve-key rotation one instance still seals with the old key and
+// accepts the new one (the first restart of the README's two), the other
+// seals with the new key and accepts the old one. Each holds a request
+// whose credential is sealed to its own key; a sweep by both (a changed
+// revocation list) withdraws neither, and an approver's grant releases
+// both, whichever instance decides it.
+func TestScaleOutRollingCurveRotation(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 2
+	oldPath := h.cfg.Keys.Curve
+	next, err := identity.NewCurve()
+	must(t, err)
+	nextPath := filepath.Join(h.dir, "curve-next.nk")
+	writeSeed(t, nextPath, next)
+	seed, _ := next.Seed()
+	h.secrets = append(h.secrets, string(seed))
+
+	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = oldPath, []string{nextPath}
+	a := h.startInstance("a")
+	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = nextPath, []string{oldPath}
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return a.held() == 1 && b.held() == 1 })
+
+	f := &approvalFlow{harness: h, approver: newActor(t)}
+	f.approver.token = h.credential(h.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+	// One held request on each partition, so one of each instance.
+	ingress, err := h.js.Stream(context.Background(), StreamIngress)
+	must(t, err)
+	held := map[int]uint64{} // partition → ingress sequence
+	var reqs []*approvalFlow
+	for i := 0; len(held) < 2; i++ {
+		if i == 32 {
+			t.Fatalf("32 agents all hashed to partitions %v", held)
+		}
+		ag := newActor(t)
+		ag.token = h.credential(h.issuer, ag, "tenant_a", []string{"pay:send"}, time.Hour, "")
+		seq := f.sendCritical(ag)
+		m, err := ingress.GetMsg(context.Background(), seq)
+		must(t, err)
+		ref, err := subjects.ParseIngress(m.Subject)
+		must(t, err)
+		if _, ok := held[ref.Partition]; ok {
+			continue
+		}
+		held[ref.Partition] = seq
+		out := f.outputFor(seq)
+		if !strings.HasPrefix(out.Subject, "agentgw.approval.tenant_a.payments.send") {
+			t.Fatalf("critical request went to %s (%s)", out.Subject, out.Header.Get(header.Reason))
+		}
+		r := &approvalFlow{harness: h, approver: f.approver}
+		must(t, json.Unmarshal(out.Data, &r.req))
+		reqs = append(reqs, r)
+	}
+
+	must(t, os.WriteFile(h.cfg.Revocations.File, []byte("jtis: [unrelated-jti]\nkeys: []\nprincipals: []\n"), 0o600))
+	must(t, a.gw.Reload())
+	must(t, b.gw.Reload())
+	for _, r := range reqs {
+		seq := r.answer(r.approver, r.grant(), r.req.HeldMessageID)
+		if out := r.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+			t.Errorf("grant of %s went to %s (%s %s); want its release", r.req.HeldMessageID, out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
+		}
+	}
+	h.endScaleOut(t, b, a)
+}
