@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -343,4 +344,47 @@ func TestPayloadFromGatewayKeyRefused(t *testing.T) {
 	}
 	h.stop()
 	h.scanSecrets()
+}
+
+// TestReplayHeldAcrossCurveRotation: an operator's replay of a denied
+// critical payment is held for an approver, its authorization (the
+// operator's credential) sealed to the curve key of its time. After a
+// rotation that keeps that key accepted, the held replay still stands
+// at the restart's sweep and at the grant, both of which re-check the
+// operator, and the grant releases it.
+func TestReplayHeldAcrossCurveRotation(t *testing.T) {
+	f := newApprovalFlow(t)
+	ctx := context.Background()
+	op := f.operator("operator:replay")
+	must(t, os.WriteFile(f.cfg.Revocations.File, []byte("jtis: []\nprincipals: []\nkeys: ["+f.agent.pub+"]\n"), 0o600))
+	must(t, f.gw.Reload())
+	in := f.sendCritical(f.agent)
+	f.wantReason(in, reason.Revoked)
+	denied := f.deniedSeq(in)
+	must(t, os.WriteFile(f.cfg.Revocations.File, []byte("jtis: []\nkeys: []\nprincipals: []\n"), 0o600))
+	must(t, f.gw.Reload())
+	res, err := op.Replay(ctx, denied, false)
+	must(t, err)
+	out := f.outputFor(res.IngressSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.tenant_a.payments.send") {
+		t.Fatalf("replayed critical payment went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	must(t, json.Unmarshal(out.Data, &f.req))
+
+	f.stop()
+	oldKP := f.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	f.start()
+	seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+	if out := f.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		t.Fatalf("grant of the held replay went to %s (%s %s); want its release", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
+	}
+	if ev := f.auditFor(seq); ev.Kind != "approval_granted" {
+		t.Errorf("audit = %+v; want approval_granted", ev)
+	}
+	if n := f.acceptedOpens(old); n < 2 {
+		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want the agent's and the operator's credentials counted", n)
+	}
+	f.stop()
+	f.scanSecrets()
 }
