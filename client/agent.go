@@ -76,8 +76,14 @@ type AgentConfig struct {
 	// claim. Nil: the agent can send plain payloads only.
 	Curve nkeys.KeyPair
 	// GatewayXKey is the gateway's public curve key that sealed payloads
-	// are sealed to. Required with Curve.
+	// are sealed to, and replies are sealed from. Required with Curve.
 	GatewayXKey string
+	// ReplyXKeys are more gateway curve keys a reply may be sealed from.
+	// During a rotation of the gateway's curve key, list the new key here
+	// before the gateway takes it: a reply to a plain request is sealed
+	// from the gateway's current key, a reply to a sealed one from the
+	// key it was sealed to.
+	ReplyXKeys []string
 	// AttemptTimeout bounds the wait for one PubAck. Zero:
 	// DefaultAttemptTimeout (2 s); negative is invalid.
 	AttemptTimeout time.Duration
@@ -130,6 +136,11 @@ func (c AgentConfig) Validate() error {
 	}
 	if c.Curve != nil && !subjects.ValidKey(c.GatewayXKey, 'X') {
 		add("gateway xkey is not a public curve ('X') key")
+	}
+	for i, k := range c.ReplyXKeys {
+		if !subjects.ValidKey(k, 'X') {
+			add("reply xkey %d is not a public curve ('X') key", i)
+		}
 	}
 	if c.AttemptTimeout < 0 {
 		add("attempt timeout %v is negative", c.AttemptTimeout)

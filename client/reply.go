@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -219,10 +220,11 @@ func (a *Agent) verifyReply(m *nats.Msg, target string, opt WaitOptions) (*Reply
 	if claims.Scope != "respond:"+target || claims.Tenant != a.tenant || claims.Subject != a.pub {
 		return nil, reason.Deny(reason.DecisionBinding, "jti %s: reply token is not of a response to %s by this agent's tenant and key", claims.ID, target)
 	}
-	// The gateway seals replies from its curve key; TrustedGateways are
-	// signing keys and say nothing about who may seal.
+	// The gateway seals replies from its curve key (or, mid-rotation,
+	// one of ReplyXKeys); TrustedGateways are signing keys and say
+	// nothing about who may seal.
 	from := m.Header.Get(header.SealedFrom)
-	if from != a.cfg.GatewayXKey {
+	if from == "" || (from != a.cfg.GatewayXKey && !slices.Contains(a.cfg.ReplyXKeys, from)) {
 		return nil, reason.Deny(reason.SealMismatch, "reply not sealed by the gateway's curve key")
 	}
 	plain, err := a.box.Open(m.Data, from)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,32 @@ func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 	opt.TrustedGateways = append(opt.TrustedGateways, stranger.PublicKey())
 	if _, err := ag.verifyReply(reply(stranger, stranger.PublicKey()), testTarget, opt); reason.Of(err) != reason.SealMismatch {
 		t.Errorf("verifyReply(sealed from a curve key listed in TrustedGateways) = %v; want seal_mismatch", err)
+	}
+	opt.TrustedGateways = opt.TrustedGateways[:1]
+
+	// Mid-rotation, the gateway's new curve key is listed in ReplyXKeys:
+	// a reply sealed from it opens, as one from GatewayXKey still does.
+	next, err := identity.NewBox(mustKey(t, identity.NewCurve))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := w.agentConfig(a)
+	cfg.ReplyXKeys = []string{next.PublicKey()}
+	rotating, err := NewAgent(w.nc, cfg, WithClock(func() time.Time { return testClock }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sealer := range map[string]*identity.Box{"GatewayXKey": w.gwCurve, "ReplyXKeys": next} {
+		if r, err := rotating.verifyReply(reply(sealer, sealer.PublicKey()), testTarget, opt); err != nil || string(r.Payload) != `{"status":"drafted"}` {
+			t.Errorf("verifyReply(sealed from a key of %s) = %v, %v; want the reply", name, r, err)
+		}
+	}
+	if _, err := ag.verifyReply(reply(next, next.PublicKey()), testTarget, opt); reason.Of(err) != reason.SealMismatch {
+		t.Errorf("verifyReply(sealed from a key not in ReplyXKeys) = %v; want seal_mismatch", err)
+	}
+	cfg.ReplyXKeys = []string{"XBAD"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "reply xkey 0") {
+		t.Errorf("Validate(a malformed reply xkey) = %v; want it named", err)
 	}
 }
 

@@ -63,8 +63,18 @@ export interface AgentConfig {
   key: KeyPair;
   /** The agent's curve ('X') key pair, the credential's xkey. Absent: plain payloads only. */
   curve?: KeyPair;
-  /** The gateway's public curve key that sealed payloads are sealed to. Required with curve. */
+  /**
+   * The gateway's public curve key that sealed payloads are sealed to, and
+   * replies are sealed from. Required with curve.
+   */
   gatewayXKey?: string;
+  /**
+   * More gateway curve keys a reply may be sealed from. During a rotation
+   * of the gateway's curve key, list the new key here before the gateway
+   * takes it: a reply to a plain request is sealed from the gateway's
+   * current key, a reply to a sealed one from the key it was sealed to.
+   */
+  replyXKeys?: string[];
   /** The agent's tenant. Absent: the credential's; if set it must equal it. */
   tenant?: string;
   /** The gateway's audience. Absent: the credential's aud; if set it must equal it. */
@@ -220,6 +230,11 @@ export class Agent {
     if (cfg.curve !== undefined && !isPublicKey(cfg.gatewayXKey ?? "", "X")) {
       errs.push("gateway xkey is not a public curve ('X') key");
     }
+    (cfg.replyXKeys ?? []).forEach((k, i) => {
+      if (!isPublicKey(k, "X")) {
+        errs.push(`reply xkey ${i} is not a public curve ('X') key`);
+      }
+    });
     this.#attemptTimeout = positive(cfg.attemptTimeoutMs, DEFAULT_ATTEMPT_TIMEOUT_MS, "attempt timeout", errs);
     this.#maxAttempts = positive(cfg.maxAttempts, DEFAULT_MAX_ATTEMPTS, "max attempts", errs);
     this.#retryWait = positive(cfg.retryWaitMs, DEFAULT_RETRY_WAIT_MS, "retry wait", errs);
@@ -319,6 +334,11 @@ export class Agent {
   /** The gateway's curve key from the config. */
   get gatewayXKey(): string {
     return this.#cfg.gatewayXKey ?? "";
+  }
+
+  /** The config's replyXKeys: more curve keys a reply may be sealed from. */
+  get replyXKeys(): readonly string[] {
+    return this.#cfg.replyXKeys ?? [];
   }
 
   toString(): string {

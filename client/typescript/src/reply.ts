@@ -118,6 +118,8 @@ export interface ReplyReceiver {
   readonly tenant: string;
   /** The gateway's curve key the reply must be sealed from. */
   readonly gatewayXKey: string;
+  /** More gateway curve keys a reply may be sealed from (a rotation). */
+  readonly replyXKeys?: readonly string[];
   /** The agent's box: replies are sealed to its curve key. */
   readonly box: Box | undefined;
   now(): Date;
@@ -172,7 +174,7 @@ export function verifyReply(
     );
   }
   const from = h(SEALED_FROM_HEADER);
-  if (from !== agent.gatewayXKey) {
+  if (from === "" || (from !== agent.gatewayXKey && !(agent.replyXKeys ?? []).includes(from))) {
     throw new VerificationError("seal_mismatch", "reply not sealed by the gateway's curve key");
   }
   let payload: Uint8Array;
