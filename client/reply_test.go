@@ -130,6 +130,9 @@ func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 	if _, err := ag.verifyReply(reply(next, next.PublicKey()), testTarget, opt); reason.Of(err) != reason.SealMismatch {
 		t.Errorf("verifyReply(sealed from a key not in ReplyXKeys) = %v; want seal_mismatch", err)
 	}
+	if _, err := rotating.verifyReply(reply(next, ""), testTarget, opt); reason.Of(err) != reason.SealMismatch {
+		t.Errorf("verifyReply(no sealed-from, ReplyXKeys set) = %v; want seal_mismatch", err)
+	}
 	cfg.ReplyXKeys = []string{"XBAD"}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "reply xkey 0") {
 		t.Errorf("Validate(a malformed reply xkey) = %v; want it named", err)

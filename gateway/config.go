@@ -116,10 +116,11 @@ type KeysConfig struct {
 	// Curve opens sealed payloads and re-seals them to consumers.
 	Curve string `yaml:"curve"`
 	// AcceptedCurves are curve seed files the gateway opens with besides
-	// Curve, and never seals with: in a rotation, the key it replaced
-	// (payloads of agents not yet moved to the new key, held requests,
-	// denied records sealed to it), or, scaled out, the key the instances
-	// are about to take. At most MaxAcceptedCurves.
+	// Curve, and seals nothing new with but the reply to a request sealed
+	// to one: in a rotation, the key it replaced (payloads of agents not
+	// yet moved to the new key, held requests, denied records sealed to
+	// it), or, scaled out, the key the instances are about to take. At
+	// most MaxAcceptedCurves.
 	AcceptedCurves []string `yaml:"accepted_curves"`
 }
 

@@ -13,9 +13,16 @@ import (
 // names an accepted key as the key it was sealed to (an agent's payload,
 // a tool's response, a held request's or a denied record's credential,
 // an exchange request's xkey proof) opens as with the current key and
-// passes every gate it would. Nothing is sealed with an accepted key,
-// except a reply, which comes from the key its request was sealed to
-// (replyOutput).
+// passes every gate it would. Nothing new is sealed with an accepted
+// key, except the reply to a request sealed to it (replyOutput).
+
+// The details of the seal_mismatch denials the stateless gates give: each
+// says which end of the box is wrong (internal/eval reads them).
+const (
+	SealNotFromCredential = "sealed payload is not from the credential's xkey"
+	SealFromGateway       = "sealed payload is from a curve key of this gateway, which is no agent's"
+	SealNotToGateway      = "sealed payload is not sealed to a curve key of this gateway (keys.curve or keys.accepted_curves)"
+)
 
 // loadAcceptedCurves reads keys.accepted_curves: each a curve seed, none
 // the current key, no two the same.
@@ -72,9 +79,18 @@ func (g *Gateway) boxTo(pub string) *identity.Box {
 	return nil
 }
 
-// opened counts an open with b when b is an accepted key: the metric that
-// says when a key rotated away from is no longer needed.
-func (g *Gateway) opened(b *identity.Box) {
+// boxOrCurrent is boxTo(pub), or the current key's box when pub is none
+// of the gateway's keys.
+func (g *Gateway) boxOrCurrent(pub string) *identity.Box {
+	if b := g.boxTo(pub); b != nil {
+		return b
+	}
+	return g.box
+}
+
+// countAcceptedOpen counts an open with b when b is an accepted key: the
+// metric that says when a key rotated away from is no longer needed.
+func (g *Gateway) countAcceptedOpen(b *identity.Box) {
 	if b != g.box {
 		g.metrics.AcceptedCurveOpens.WithLabelValues(b.PublicKey()).Inc()
 	}
@@ -85,12 +101,12 @@ func (g *Gateway) opened(b *identity.Box) {
 // accepted one is a SealMismatch.
 func (g *Gateway) openSealed(sealed []byte, sender, to string) ([]byte, error) {
 	b := g.boxTo(to)
-	if b == nil {
-		return nil, reason.Deny(reason.SealMismatch, "sealed payload is sealed to %s, not to a curve key of this gateway", to)
+	if b == nil { // verify refused such a key; fail closed all the same
+		return nil, reason.Deny(reason.SealMismatch, "%s", SealNotToGateway)
 	}
 	plain, err := b.Open(sealed, sender)
 	if err == nil {
-		g.opened(b)
+		g.countAcceptedOpen(b)
 	}
 	return plain, err
 }
@@ -100,13 +116,10 @@ func (g *Gateway) openSealed(sealed []byte, sender, to string) ([]byte, error) {
 // when it is the current or an accepted one. Any other key is refused by
 // the current box, whose denial names both.
 func (g *Gateway) openCredential(sealed, sealedTo string, body []byte) (identity.Token, error) {
-	b := g.boxTo(sealedTo)
-	if b == nil {
-		b = g.box
-	}
+	b := g.boxOrCurrent(sealedTo)
 	tok, err := b.OpenCredential(sealed, sealedTo, body)
 	if err == nil {
-		g.opened(b)
+		g.countAcceptedOpen(b)
 	}
 	return tok, err
 }
@@ -123,7 +136,7 @@ func (g *Gateway) openOwnCredential(sealed string, body []byte) (identity.Token,
 	}
 	for _, b := range g.accepted {
 		if t, perr := b.OpenCredential(sealed, b.PublicKey(), body); perr == nil {
-			g.opened(b)
+			g.countAcceptedOpen(b)
 			return t, nil
 		}
 	}

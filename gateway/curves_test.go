@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +72,8 @@ func (h *harness) sealedRefundTo(to string, amount int) ([]byte, []byte) {
 // response sealed to the old key is opened too, and the reply is sealed
 // from the old key, which that agent expects. A key
 // that is neither is seal_mismatch, and so is the old key once it is
-// dropped from the configuration.
+// dropped from the configuration; a request sealed to it and still
+// outstanding then gets its reply from the current key.
 func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
 	h := newHarness(t)
 	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
@@ -112,12 +115,25 @@ func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
 	otherPub, _ := other.PublicKey()
 	body, _ := h.sealedRefundTo(otherPub, 1600)
 	h.wantReason(h.send(body), reason.SealMismatch)
+	// A request sealed to the old key, still outstanding when the key is
+	// dropped.
+	body, _ = h.sealedRefundTo(old, 1650)
+	pending, err := envelope.Parse(body, envelope.Limits{})
+	must(t, err)
+	h.delivered(h.outputFor(h.send(body)))
 
 	h.stop()
 	h.cfg.Keys.AcceptedCurves = nil
 	h.start()
 	body, _ = h.sealedRefundTo(old, 1700)
 	h.wantReason(h.send(body), reason.SealMismatch)
+	// Its reply comes from the current key: the gateway no longer holds
+	// the one the request was sealed to.
+	reply := h.outputFor(h.respond(h.consumer, pending.MessageID, answer))
+	h.wantReply(reply, h.agent, answer)
+	if from := reply.Header.Get(header.SealedFrom); from != h.gwCurve {
+		t.Errorf("reply to a request sealed to a dropped key is sealed from %s; want the current key %s", from, h.gwCurve)
+	}
 	r, err := invariant.Wait(context.Background(), h.js, 10*time.Second)
 	must(t, err)
 	if err := r.Err(); err != nil {
@@ -194,12 +210,12 @@ func TestPreviousCurveKeyReplaysOlderDenials(t *testing.T) {
 	h.scanSecrets()
 }
 
-// TestOpenCredentialWithPreviousCurveKey: the gateway opens a credential
-// sealed to one of its previous curve keys, whether the record names the
+// TestOpenCredentialWithAcceptedCurveKey: the gateway opens a credential
+// sealed to one of its accepted curve keys, whether the record names the
 // key (held requests, denied records) or not (an operator's replay
 // authorization), and only for the body it was sealed with; a key it
 // never held is refused with the key named.
-func TestOpenCredentialWithPreviousCurveKey(t *testing.T) {
+func TestOpenCredentialWithAcceptedCurveKey(t *testing.T) {
 	h := newHarness(t)
 	oldKP := h.rotateCurve(true)
 	old, _ := oldKP.PublicKey()
@@ -213,10 +229,10 @@ func TestOpenCredentialWithPreviousCurveKey(t *testing.T) {
 	must(t, err)
 
 	if got, err := h.gw.openCredential(sealed, old, body); err != nil || got.Reveal() != tok {
-		t.Errorf("openCredential(sealed to the previous key) = %v; want the credential", err)
+		t.Errorf("openCredential(sealed to the accepted key) = %v; want the credential", err)
 	}
 	if got, err := h.gw.openOwnCredential(sealed, body); err != nil || got.Reveal() != tok {
-		t.Errorf("openOwnCredential(sealed to the previous key) = %v; want the credential", err)
+		t.Errorf("openOwnCredential(sealed to the accepted key) = %v; want the credential", err)
 	}
 	if _, err := h.gw.openOwnCredential(sealed, []byte(`{"a":2}`)); reason.Of(err) != reason.SealBroken {
 		t.Errorf("openOwnCredential(another body) = %v; want seal_broken", err)
@@ -280,10 +296,10 @@ func TestAcceptedCurvesConfig(t *testing.T) {
 	must(t, gw.Close())
 }
 
-// TestPreviousCurveKeyLogged: the gateway names its accepted curve keys
+// TestAcceptedCurveKeyLogged: the gateway names its accepted curve keys
 // by their public keys when it starts, warns of one whose file is open
 // to others, and never logs a seed.
-func TestPreviousCurveKeyLogged(t *testing.T) {
+func TestAcceptedCurveKeyLogged(t *testing.T) {
 	h := newHarness(t)
 	oldKP := h.rotateCurve(true)
 	old, _ := oldKP.PublicKey()
@@ -305,12 +321,12 @@ func TestPreviousCurveKeyLogged(t *testing.T) {
 		t.Errorf("warnings %q; want one, of keys.accepted_curves[0] at 0644", warned)
 	}
 	if len(running) != 1 || !strings.Contains(running[0], `"accepted_curves":["`+old+`"]`) {
-		t.Errorf("start lines %q; want one naming the previous curve key %s", running, old)
+		t.Errorf("start lines %q; want one naming the accepted curve key %s", running, old)
 	}
 	seed, err := oldKP.Seed()
 	must(t, err)
 	if strings.Contains(logs, string(seed)) {
-		t.Error("the log holds the previous curve seed")
+		t.Error("the log holds the accepted curve seed")
 	}
 }
 
@@ -387,4 +403,89 @@ func TestReplayHeldAcrossCurveRotation(t *testing.T) {
 	}
 	f.stop()
 	f.scanSecrets()
+}
+
+// TestReplyToPlainRequestAcrossCurveRotation: a reply to a plain request
+// is sealed from the gateway's current key. An SDK agent still
+// configured with the old key (GatewayXKey) takes it once the new key is
+// among its ReplyXKeys; without, it refuses it seal_mismatch, reported
+// to OnReject, and its wait ends with no reply.
+func TestReplyToPlainRequestAcrossCurveRotation(t *testing.T) {
+	h := newHarness(t)
+	cat, err := os.ReadFile(h.cfg.Catalog)
+	must(t, err)
+	cat = fmt.Appendf(cat, `  - name: kb.answer
+    kind: tool_call
+    scope: kb:read
+    tenants: [tenant_a]
+    plain: true
+    consumer_xkey: %s
+    response_deadline: 1m
+    response_schema: '{"type":"object"}'
+`, h.consumer.xkey)
+	must(t, os.WriteFile(h.cfg.Catalog, cat, 0o600))
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:kb.answer"}, time.Hour, "")
+	oldKP := h.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	h.start()
+	<-h.gw.Ready()
+
+	const answer = `{"answer":"refunds take 5 days"}`
+	ask := func(replyXKeys []string, wait time.Duration) (*client.Reply, []error, error) {
+		t.Helper()
+		c := client.DefaultAgentConfig()
+		c.Credential, c.Key, c.Curve, c.GatewayXKey, c.ReplyXKeys = h.agent.token, h.agent.kp, h.agent.curve, old, replyXKeys
+		ag, err := client.NewAgent(h.nc, c, client.WithClock(h.clock.Now))
+		must(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		type result struct {
+			reply *client.Reply
+			err   error
+		}
+		var mu sync.Mutex
+		var rejected []error
+		done := make(chan result, 1)
+		before := len(h.all(StreamCap))
+		go func() {
+			_, r, err := ag.SendAndWait(ctx, client.Request{Capability: envelope.ToolCall, Target: "kb.answer", Plain: map[string]any{"q": "refunds"}},
+				client.WaitOptions{TrustedGateways: []string{h.gwSigning}, OnReject: func(err error) {
+					mu.Lock()
+					rejected = append(rejected, err)
+					mu.Unlock()
+				}})
+			done <- result{r, err}
+		}()
+		var id string
+		waitFor(t, func() bool {
+			if all := h.all(StreamCap); len(all) > before {
+				id = all[before].Header.Get(header.MessageID)
+			}
+			return id != ""
+		})
+		h.respond(h.consumer, id, answer)
+		res := <-done
+		mu.Lock()
+		defer mu.Unlock()
+		return res.reply, rejected, res.err
+	}
+
+	reply, _, err := ask([]string{h.gwCurve}, 20*time.Second)
+	must(t, err)
+	if string(reply.Payload) != answer {
+		t.Fatalf("reply = %s; want %s", reply.Payload, answer)
+	}
+	if m := h.find(StreamReply, RequestIDHeader, reply.RequestID); m == nil || m.Header.Get(header.SealedFrom) != h.gwCurve {
+		t.Errorf("reply to a plain request: %v; want it sealed from the current key %s", m, h.gwCurve)
+	}
+
+	_, rejected, err := ask(nil, 3*time.Second)
+	if !errors.Is(err, client.ErrNoReply) {
+		t.Fatalf("wait without the new key among ReplyXKeys = %v; want ErrNoReply", err)
+	}
+	if len(rejected) != 1 || reason.Of(rejected[0]) != reason.SealMismatch {
+		t.Errorf("OnReject saw %v; want one seal_mismatch", rejected)
+	}
+	h.stop()
+	h.scanSecrets()
 }

@@ -54,7 +54,8 @@ type Gateway struct {
 	// proofs: its cache of peers is filled by the keys requesters name,
 	// which then never evict the pipeline's. Nil without an exchange.
 	xbox *identity.Box
-	// accepted are keys.accepted_curves, which only open (curves.go);
+	// accepted are keys.accepted_curves, which open, and seal only
+	// replies to what was sealed to them (curves.go);
 	// xaccepted the same keys for the exchange, as xbox is to box.
 	accepted, xaccepted []*identity.Box
 	// rules are the catalog and policy set in force, swapped together.

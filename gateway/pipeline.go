@@ -224,13 +224,13 @@ func (g *Gateway) verify(it *item) {
 		var why string
 		switch {
 		case p.From != cred.XKey:
-			why = "sealed payload is not from the credential's xkey"
+			why = SealNotFromCredential
 		case g.boxTo(p.From) != nil:
 			// A credential naming a gateway key as an agent's: the
 			// boxes the gateway makes itself must not pass as payloads.
-			why = "sealed payload is from a curve key of this gateway, which is no agent's"
+			why = SealFromGateway
 		case g.boxTo(p.To) == nil:
-			why = "sealed payload is not sealed to a curve key of this gateway (keys.curve or keys.accepted_curves)"
+			why = SealNotToGateway
 		}
 		if why != "" {
 			it.deny(reason.Deny(reason.SealMismatch, "%s", why))

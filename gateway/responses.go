@@ -302,10 +302,7 @@ func (g *Gateway) replyOutput(it *item, now time.Time, redacted []byte) (*nats.M
 	if err != nil {
 		return nil, err
 	}
-	box := g.boxTo(rec.SealedTo)
-	if box == nil {
-		box = g.box
-	}
+	box := g.boxOrCurrent(rec.SealedTo)
 	sealed, err := box.Seal(redacted, rec.XKey)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: seal reply: %w", err)

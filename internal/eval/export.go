@@ -203,9 +203,9 @@ func exportOne(r Record, opts ExportOptions) (c *Case, a Actor, why string) {
 		// The detail says which end is wrong; a record whose detail does
 		// not is judged by the gateway key it was sealed to.
 		switch detail := r.Header.Get(header.Detail); {
-		case strings.HasPrefix(detail, "sealed payload is not sealed to"):
+		case detail == gateway.SealNotToGateway:
 			c.Tamper = append(c.Tamper, "seal_to_other")
-		case strings.HasPrefix(detail, "sealed payload is not from"), strings.HasPrefix(detail, "sealed payload is from"):
+		case detail == gateway.SealNotFromCredential, detail == gateway.SealFromGateway:
 			c.Tamper = append(c.Tamper, "seal_from_other")
 		case env.Payload.To != r.Header.Get(header.CredentialSealedTo):
 			c.Tamper = append(c.Tamper, "seal_to_other")

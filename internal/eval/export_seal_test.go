@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -35,9 +36,9 @@ func TestExportSealMismatchNamesTheWrongEnd(t *testing.T) {
 	for _, tt := range []struct {
 		name, detail, to, want string
 	}{
-		{"not sealed to the gateway", "sealed payload is not sealed to a curve key of this gateway (keys.curve or keys.accepted_curves)", key(), "seal_to_other"},
-		{"from another key, to an accepted key", "sealed payload is not from the credential's xkey", accepted, "seal_from_other"},
-		{"from a gateway key", "sealed payload is from a curve key of this gateway, which is no agent's", current, "seal_from_other"},
+		{"not sealed to the gateway", gateway.SealNotToGateway, key(), "seal_to_other"},
+		{"from another key, to an accepted key", gateway.SealNotFromCredential, accepted, "seal_from_other"},
+		{"from a gateway key", gateway.SealFromGateway, current, "seal_from_other"},
 		{"no detail, to another key", "", accepted, "seal_to_other"},
 		{"no detail, to the current key", "", current, "seal_from_other"},
 	} {

@@ -230,11 +230,13 @@ export class Agent {
     if (cfg.curve !== undefined && !isPublicKey(cfg.gatewayXKey ?? "", "X")) {
       errs.push("gateway xkey is not a public curve ('X') key");
     }
-    (cfg.replyXKeys ?? []).forEach((k, i) => {
+    let i = 0;
+    for (const k of cfg.replyXKeys ?? []) {
       if (!isPublicKey(k, "X")) {
         errs.push(`reply xkey ${i} is not a public curve ('X') key`);
       }
-    });
+      i++;
+    }
     this.#attemptTimeout = positive(cfg.attemptTimeoutMs, DEFAULT_ATTEMPT_TIMEOUT_MS, "attempt timeout", errs);
     this.#maxAttempts = positive(cfg.maxAttempts, DEFAULT_MAX_ATTEMPTS, "max attempts", errs);
     this.#retryWait = positive(cfg.retryWaitMs, DEFAULT_RETRY_WAIT_MS, "retry wait", errs);

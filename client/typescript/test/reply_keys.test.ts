@@ -20,7 +20,7 @@ test("verifyReply: a reply sealed from a key of replyXKeys opens, from any other
   const next = new Box(createCurve());
   const agentBox = new Box(createCurve());
   const me = createUser().getPublicKey();
-  const reply = (sealer: Box) => {
+  const reply = (sealer: Box, sealedFrom = sealer.publicKey) => {
     const data = sealer.seal(bytes(`{"refund_id":"rf_1"}`), agentBox.publicKey);
     const c: ClaimsToSign = {
       jti: "R1", sub: me, aud: me, iat: unix(CLOCK), exp: unix(CLOCK) + 60, tenant: TENANT, scope: "respond:refunds.draft_refund",
@@ -28,7 +28,7 @@ test("verifyReply: a reply sealed from a key of replyXKeys opens, from any other
       payloadDigest: digestHex(data), route: "reply",
     };
     const tok = signBatch(gw, [wireClaims(gw.getPublicKey(), c)])[0]!;
-    const headers = new Map([["Agentgw-Decision", tok], ["Agentgw-Sealed-From", sealer.publicKey]]);
+    const headers = new Map([["Agentgw-Decision", tok], ["Agentgw-Sealed-From", sealedFrom]]);
     return { subject: `agentgw.reply.${TENANT}.${me}`, data, headers } as never;
   };
   const opt = { trustedGateways: [gw.getPublicKey()] };
@@ -39,6 +39,7 @@ test("verifyReply: a reply sealed from a key of replyXKeys opens, from any other
   }
   throwsReason(() => verifyReply(base, reply(next), opt), "seal_mismatch", "a key not in replyXKeys");
   throwsReason(() => verifyReply(rotating, reply(new Box(createCurve())), opt), "seal_mismatch", "a stranger's key");
+  throwsReason(() => verifyReply(rotating, reply(next, ""), opt), "seal_mismatch", "no sealed-from");
 });
 
 const nats = useNatsServer();

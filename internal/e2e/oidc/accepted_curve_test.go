@@ -18,13 +18,13 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
-// TestExchangeTakesProofsToPreviousCurveKey: a gateway that rotated its
+// TestExchangeTakesProofsToAcceptedCurveKey: a gateway that rotated its
 // curve key and keeps the old one (keys.accepted_curves, here
 // exchange.WithAcceptedKeys) still takes an xkey proof sealed to the old
 // key from a requester that has not yet taken the new one, and counts
 // it; a proof to a key it never held is refused, and no credential names
 // the old key as an agent's xkey.
-func TestExchangeTakesProofsToPreviousCurveKey(t *testing.T) {
+func TestExchangeTakesProofsToAcceptedCurveKey(t *testing.T) {
 	h := newHarness(t)
 	prev, err := identity.NewCurve()
 	must(t, err)
@@ -55,9 +55,9 @@ func TestExchangeTakesProofsToPreviousCurveKey(t *testing.T) {
 		want reason.Code
 	}{
 		{name: "allow/proof_to_current_key", req: sealedTo(h.gwX)},
-		{name: "allow/proof_to_previous_key", req: sealedTo(prevX)},
+		{name: "allow/proof_to_accepted_key", req: sealedTo(prevX)},
 		{name: "deny/proof_to_a_key_never_held", req: sealedTo(otherX), want: reason.ExchangeProofInvalid},
-		{name: "deny/xkey_is_the_previous_key", want: reason.ExchangeProofInvalid, req: func(r *protocol.Request) {
+		{name: "deny/xkey_is_the_accepted_key", want: reason.ExchangeProofInvalid, req: func(r *protocol.Request) {
 			r.XKey = prevX
 			p, err := protocol.SealXKeyProof(prev, h.gwX, r.Agent, r.RequestID)
 			must(t, err)
@@ -74,7 +74,7 @@ func TestExchangeTakesProofsToPreviousCurveKey(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(opened) != 1 || opened[0] != prevX {
-		t.Errorf("previous-key opens reported %v; want exactly one, of %s", opened, prevX)
+		t.Errorf("accepted-key opens reported %v; want exactly one, of %s", opened, prevX)
 	}
 }
 
