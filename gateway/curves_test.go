@@ -56,6 +56,19 @@ func (h *harness) acceptedOpens(key string) float64 {
 	return m.GetCounter().GetValue()
 }
 
+// grantReleases answers the held request f.req with the approver's grant
+// and fails the test unless the payment is released, audited as granted.
+func (f *approvalFlow) grantReleases() {
+	f.t.Helper()
+	seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+	if out := f.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+		f.t.Fatalf("grant of %s went to %s (%s %s); want its release", f.req.HeldMessageID, out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
+	}
+	if ev := f.auditFor(seq); ev.Kind != "approval_granted" {
+		f.t.Errorf("audit = %+v; want approval_granted", ev)
+	}
+}
+
 // sealedRefundTo is sealedRefund sealed to the gateway curve key to.
 func (h *harness) sealedRefundTo(to string, amount int) ([]byte, []byte) {
 	h.t.Helper()
@@ -156,14 +169,7 @@ func TestPreviousCurveKeyKeepsHeldRequests(t *testing.T) {
 	oldKP := f.rotateCurve(true)
 	old, _ := oldKP.PublicKey()
 	f.start()
-	seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
-	out := f.outputFor(seq)
-	if !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
-		t.Fatalf("granted request went to %s (%s %s); want its capability", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
-	}
-	if ev := f.auditFor(seq); ev.Kind != "approval_granted" {
-		t.Errorf("audit = %+v; want approval_granted", ev)
-	}
+	f.grantReleases()
 	if n := f.acceptedOpens(old); n < 1 {
 		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want the held credential's opens counted", n)
 	}
@@ -391,13 +397,7 @@ func TestReplayHeldAcrossCurveRotation(t *testing.T) {
 	oldKP := f.rotateCurve(true)
 	old, _ := oldKP.PublicKey()
 	f.start()
-	seq := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
-	if out := f.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
-		t.Fatalf("grant of the held replay went to %s (%s %s); want its release", out.Subject, out.Header.Get(header.Reason), out.Header.Get(header.Detail))
-	}
-	if ev := f.auditFor(seq); ev.Kind != "approval_granted" {
-		t.Errorf("audit = %+v; want approval_granted", ev)
-	}
+	f.grantReleases()
 	if n := f.acceptedOpens(old); n < 2 {
 		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want the agent's and the operator's credentials counted", n)
 	}
