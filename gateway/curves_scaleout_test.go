@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
@@ -81,6 +82,48 @@ func TestScaleOutRollingCurveRotation(t *testing.T) {
 	}
 	for _, r := range reqs {
 		r.grantReleases()
+	}
+	h.endScaleOut(t, b, a)
+}
+
+// TestScaleOutReplySealedFromTheRequestsKey: scaled out, the record of a
+// delivered request that awaits its answer lives in the shared bucket,
+// and the answer may be decided by another instance than the request.
+// Midway through a rotation (one instance on each key, each accepting
+// the other), the reply to a request sealed to either key comes from
+// that key, whichever instance decides the answer.
+func TestScaleOutReplySealedFromTheRequestsKey(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 2
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	oldPath, old := h.cfg.Keys.Curve, h.gwCurve
+	next, err := identity.NewCurve()
+	must(t, err)
+	nextPath := filepath.Join(h.dir, "curve-next.nk")
+	writeSeed(t, nextPath, next)
+	nextPub, _ := next.PublicKey()
+	seed, _ := next.Seed()
+	h.secrets = append(h.secrets, string(seed))
+
+	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = oldPath, []string{nextPath}
+	a := h.startInstance("a")
+	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = nextPath, []string{oldPath}
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return a.held() == 1 && b.held() == 1 })
+
+	const answer = `{"refund_id":"r1","status":"drafted"}`
+	for i, to := range []string{old, nextPub} {
+		body, _ := h.sealedRefundTo(to, 1500+i)
+		env, err := envelope.Parse(body, envelope.Limits{})
+		must(t, err)
+		h.delivered(h.outputFor(h.send(body)))
+		h.gwCurve = to // the consumer answers sealed to the same key
+		reply := h.outputFor(h.respond(h.consumer, env.MessageID, answer))
+		h.gwCurve = old
+		h.wantReply(reply, h.agent, answer)
+		if from := reply.Header.Get(header.SealedFrom); from != to {
+			t.Errorf("reply to a request sealed to %s is sealed from %s; want the key the request was sealed to", to, from)
+		}
 	}
 	h.endScaleOut(t, b, a)
 }
