@@ -15,6 +15,30 @@ import (
 	"github.com/agentgw/agentgw/subjects"
 )
 
+// midRotation runs two scaled-out instances sharing two partitions,
+// midway through a curve-key rotation: a seals with the harness's key and
+// accepts a new one, b seals with the new key and accepts the old. It
+// returns them and the new key.
+func (h *harness) midRotation() (a, b *instance, next string) {
+	h.t.Helper()
+	h.cfg.Consumer.Partitions = 2
+	oldPath := h.cfg.Keys.Curve
+	kp, err := identity.NewCurve()
+	must(h.t, err)
+	nextPath := filepath.Join(h.dir, "curve-next.nk")
+	writeSeed(h.t, nextPath, kp)
+	next, _ = kp.PublicKey()
+	seed, _ := kp.Seed()
+	h.secrets = append(h.secrets, string(seed))
+
+	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = oldPath, []string{nextPath}
+	a = h.startInstance("a")
+	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = nextPath, []string{oldPath}
+	b = h.startInstance("b")
+	waitFor(h.t, func() bool { return a.held() == 1 && b.held() == 1 })
+	return a, b, next
+}
+
 // TestScaleOutRollingCurveRotation: scaled out, instances share the held
 // requests and each sweeps all of them. Midway through a rolling
 // curve-key rotation one instance still seals with the old key and
@@ -25,20 +49,7 @@ import (
 // whichever instance decides it.
 func TestScaleOutRollingCurveRotation(t *testing.T) {
 	h := newHarness(t)
-	h.cfg.Consumer.Partitions = 2
-	oldPath := h.cfg.Keys.Curve
-	next, err := identity.NewCurve()
-	must(t, err)
-	nextPath := filepath.Join(h.dir, "curve-next.nk")
-	writeSeed(t, nextPath, next)
-	seed, _ := next.Seed()
-	h.secrets = append(h.secrets, string(seed))
-
-	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = oldPath, []string{nextPath}
-	a := h.startInstance("a")
-	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = nextPath, []string{oldPath}
-	b := h.startInstance("b")
-	waitFor(t, func() bool { return a.held() == 1 && b.held() == 1 })
+	a, b, _ := h.midRotation()
 
 	f := &approvalFlow{harness: h, approver: newActor(t)}
 	f.approver.token = h.credential(h.issuer, f.approver, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
@@ -94,22 +105,9 @@ func TestScaleOutRollingCurveRotation(t *testing.T) {
 // that key, whichever instance decides the answer.
 func TestScaleOutReplySealedFromTheRequestsKey(t *testing.T) {
 	h := newHarness(t)
-	h.cfg.Consumer.Partitions = 2
 	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
-	oldPath, old := h.cfg.Keys.Curve, h.gwCurve
-	next, err := identity.NewCurve()
-	must(t, err)
-	nextPath := filepath.Join(h.dir, "curve-next.nk")
-	writeSeed(t, nextPath, next)
-	nextPub, _ := next.PublicKey()
-	seed, _ := next.Seed()
-	h.secrets = append(h.secrets, string(seed))
-
-	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = oldPath, []string{nextPath}
-	a := h.startInstance("a")
-	h.cfg.Keys.Curve, h.cfg.Keys.AcceptedCurves = nextPath, []string{oldPath}
-	b := h.startInstance("b")
-	waitFor(t, func() bool { return a.held() == 1 && b.held() == 1 })
+	old := h.gwCurve
+	a, b, nextPub := h.midRotation()
 
 	const answer = `{"refund_id":"r1","status":"drafted"}`
 	for i, to := range []string{old, nextPub} {

@@ -69,6 +69,24 @@ func (f *approvalFlow) grantReleases() {
 	}
 }
 
+// rotateThenGrant restarts the flow's gateway with a new curve key, the
+// old one accepted, grants the held request f.req (grantReleases), and
+// wants at least atLeast opens with the old key counted (of what): then it
+// stops the gateway and scans what it emitted.
+func (f *approvalFlow) rotateThenGrant(atLeast float64, what string) {
+	f.t.Helper()
+	f.stop()
+	oldKP := f.rotateCurve(true)
+	old, _ := oldKP.PublicKey()
+	f.start()
+	f.grantReleases()
+	if n := f.acceptedOpens(old); n < atLeast {
+		f.t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want %s opens counted", n, what)
+	}
+	f.stop()
+	f.scanSecrets()
+}
+
 // sealedRefundTo is sealedRefund sealed to the gateway curve key to.
 func (h *harness) sealedRefundTo(to string, amount int) ([]byte, []byte) {
 	h.t.Helper()
@@ -165,16 +183,7 @@ func TestPreviousCurveKeyOpensWhatWasSealedToIt(t *testing.T) {
 // without the old key).
 func TestPreviousCurveKeyKeepsHeldRequests(t *testing.T) {
 	f := newApprovalFlow(t)
-	f.stop()
-	oldKP := f.rotateCurve(true)
-	old, _ := oldKP.PublicKey()
-	f.start()
-	f.grantReleases()
-	if n := f.acceptedOpens(old); n < 1 {
-		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want the held credential's opens counted", n)
-	}
-	f.stop()
-	f.scanSecrets()
+	f.rotateThenGrant(1, "the held credential's")
 }
 
 // TestPreviousCurveKeyReplaysOlderDenials: a denied record keeps the
@@ -393,16 +402,7 @@ func TestReplayHeldAcrossCurveRotation(t *testing.T) {
 	}
 	must(t, json.Unmarshal(out.Data, &f.req))
 
-	f.stop()
-	oldKP := f.rotateCurve(true)
-	old, _ := oldKP.PublicKey()
-	f.start()
-	f.grantReleases()
-	if n := f.acceptedOpens(old); n < 2 {
-		t.Errorf("agentgw_accepted_curve_opens_total{key=old} = %v; want the agent's and the operator's credentials counted", n)
-	}
-	f.stop()
-	f.scanSecrets()
+	f.rotateThenGrant(2, "the agent's and the operator's credentials'")
 }
 
 // TestReplyToPlainRequestAcrossCurveRotation: a reply to a plain request
