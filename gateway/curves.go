@@ -3,6 +3,8 @@ package gateway
 import (
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -51,7 +53,10 @@ func (g *Gateway) loadAcceptedCurves() error {
 			}
 			g.xaccepted = append(g.xaccepted, xb)
 		}
-		g.metrics.AcceptedCurveOpens.WithLabelValues(b.PublicKey())
+		if g.acceptedOpens == nil {
+			g.acceptedOpens = map[*identity.Box]prometheus.Counter{}
+		}
+		g.acceptedOpens[b] = g.metrics.AcceptedCurveOpens.WithLabelValues(b.PublicKey())
 	}
 	return nil
 }
@@ -91,8 +96,8 @@ func (g *Gateway) boxOrCurrent(pub string) *identity.Box {
 // countAcceptedOpen counts an open with b when b is an accepted key: the
 // metric that says when a key rotated away from is no longer needed.
 func (g *Gateway) countAcceptedOpen(b *identity.Box) {
-	if b != g.box {
-		g.metrics.AcceptedCurveOpens.WithLabelValues(b.PublicKey()).Inc()
+	if c, ok := g.acceptedOpens[b]; ok {
+		c.Inc()
 	}
 }
 

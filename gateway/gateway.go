@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -58,6 +59,9 @@ type Gateway struct {
 	// replies to what was sealed to them (curves.go);
 	// xaccepted the same keys for the exchange, as xbox is to box.
 	accepted, xaccepted []*identity.Box
+	// acceptedOpens counts the opens with each of accepted, found once
+	// at start rather than by label on every open.
+	acceptedOpens map[*identity.Box]prometheus.Counter
 	// rules are the catalog and policy set in force, swapped together.
 	rules atomic.Pointer[rules]
 	// reloadMu makes Reload calls (SIGHUP, the file watch) one at a time.

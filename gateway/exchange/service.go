@@ -102,6 +102,7 @@ type Service struct {
 	cfg     Config
 	opts    options
 	box     *identity.Box
+	boxes   []*identity.Box // box, then the accepted keys: what opens a proof
 	issuers map[string]nkeys.KeyPair
 	byIss   map[string]*idp
 	seen    *seenSet
@@ -147,7 +148,7 @@ func New(cfg Config, issuers map[string]nkeys.KeyPair, box *identity.Box, opts .
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	o.client = &client
 
-	s := &Service{cfg: cfg, opts: o, box: box, issuers: map[string]nkeys.KeyPair{}, byIss: map[string]*idp{}}
+	s := &Service{cfg: cfg, opts: o, box: box, boxes: append([]*identity.Box{box}, o.accepted...), issuers: map[string]nkeys.KeyPair{}, byIss: map[string]*idp{}}
 	for t, kp := range issuers {
 		pub, err := kp.PublicKey()
 		if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
@@ -270,7 +271,7 @@ func (s *Service) admit(body []byte, proof string) (*pending, error) {
 	// anyone could name another agent's public xkey and have that
 	// agent's sealed payloads, copied into its own envelopes, opened.
 	// The gateway's own key is no agent's.
-	keys := keyring{boxes: append([]*identity.Box{s.box}, s.opts.accepted...)}
+	keys := keyring{boxes: s.boxes}
 	for _, b := range keys.boxes {
 		if req.XKey == b.PublicKey() {
 			return x, reason.Deny(reason.ExchangeProofInvalid, "xkey is the gateway's own curve key")
