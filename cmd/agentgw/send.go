@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/notice"
@@ -31,7 +33,10 @@ takes responses, it waits for the reply and prints it: the gateway seals
 every reply to the agent's curve key, so --wait needs --curve-seed and
 --gateway-xkey (the reply's sealer) and --gateway-key (its signer) for
 plain requests as for sealed ones; a denial told by the decision notice
-ends that wait (printed, exit 3).
+ends that wait (printed, exit 3). While the gateway's curve key is being
+rotated, --reply-xkey names the other gateway curve key a reply may be
+sealed from (the gateway seals a reply to a plain request from its
+current key, and one to a sealed request from the key it was sealed to).
 
 Connects to NATS as the agent's key (the nkey user of --credential, inbox
 _INBOX.<key>), as tenant accounts require, unless --creds, $NATS_CREDS,
@@ -54,8 +59,9 @@ $NATS_NKEY or a NATS context name another user.`)
 	asJSON := c.fs.Bool("json", false, "print the receipt as JSON")
 	wait := c.fs.Bool("wait", false, "wait (up to --timeout) for the reply to this request and print it, plain or sealed; needs --gateway-key, --curve-seed and --gateway-xkey")
 	noDecision := c.fs.Bool("no-wait-decision", false, "do not wait for the gateway's decision notice; print the receipt only")
-	var gwKeys listFlag
+	var gwKeys, replyXKeys listFlag
 	c.fs.Var(&gwKeys, "gateway-key", "gateway signing `key` (N…) whose reply and notice tokens to trust; repeatable")
+	c.fs.Var(&replyXKeys, "reply-xkey", "with --wait: another gateway curve `key` (X…) a reply may be sealed from, as while the gateway's curve key is rotated; repeatable")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -115,6 +121,14 @@ $NATS_NKEY or a NATS context name another user.`)
 		// own: opening it needs both, trusting it the signing key.
 		return c.usageErr("--wait needs --gateway-key, --curve-seed and --gateway-xkey (replies are sealed to the agent by the gateway)")
 	}
+	if len(replyXKeys) > 0 && !*wait {
+		return c.usageErr("--reply-xkey names keys a reply may be sealed from: it needs --wait")
+	}
+	for _, k := range replyXKeys {
+		if !nkeys.IsValidPublicCurveKey(k) {
+			return c.usageErr("--reply-xkey %q is not a public curve (X…) key", clean(k))
+		}
+	}
 	if !*wait && !*noDecision && len(gwKeys) == 0 {
 		return c.usageErr("waiting for the decision needs --gateway-key (the gateway's N… signing key, which signs the notice); or pass --no-wait-decision")
 	}
@@ -134,7 +148,7 @@ $NATS_NKEY or a NATS context name another user.`)
 	}
 	defer nc.Close()
 	cfg := client.DefaultAgentConfig()
-	cfg.Tenant, cfg.Audience, cfg.GatewayXKey = *tenant, *audience, *gwX
+	cfg.Tenant, cfg.Audience, cfg.GatewayXKey, cfg.ReplyXKeys = *tenant, *audience, *gwX, replyXKeys
 	curvePath := *curve
 	if req.Sealed == nil && !*wait {
 		curvePath = "" // a plain send that waits for nothing needs no curve key

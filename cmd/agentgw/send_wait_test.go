@@ -64,30 +64,29 @@ func startRun(t *testing.T, data string, edit func(*devenv.Material)) (string, *
 	return url, m
 }
 
-// TestSendPlainWait: a plain request to a target that takes responses
-// waits for its reply, which the gateway seals to the agent's curve key;
-// a denied request's wait ends with its denial.
-func TestSendPlainWait(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "agentgw")
-	url, m := startRun(t, data, func(m *devenv.Material) {
-		// The refunds tool takes plain requests too.
-		b, err := os.ReadFile(m.Catalog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = []byte(strings.Replace(string(b), "name: refunds.draft_refund\n", "name: refunds.draft_refund\n    plain: true\n", 1))
-		if err := os.WriteFile(m.Catalog, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	})
+// plainRefunds is a startRun edit: the refunds tool takes plain
+// requests too.
+func plainRefunds(t *testing.T, m *devenv.Material) {
+	t.Helper()
+	b, err := os.ReadFile(m.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "name: refunds.draft_refund\n", "name: refunds.draft_refund\n    plain: true\n", 1))
+	if err := os.WriteFile(m.Catalog, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
 
-	// The refunds tool answers every request.
+// answerRefunds runs the refunds tool, answering every request, until
+// the test ends.
+func answerRefunds(t *testing.T, url string, m *devenv.Material) {
+	t.Helper()
 	toolNC, err := devenv.Connect(url, m.Consumer.Creds, "refunds-tool")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer toolNC.Close()
+	t.Cleanup(toolNC.Close)
 	toolJS, err := client.TenantJetStream(toolNC)
 	if err != nil {
 		t.Fatal(err)
@@ -122,12 +121,22 @@ func TestSendPlainWait(t *testing.T) {
 			return err
 		})
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Consume: %v", err)
 		}
-	}()
+	})
+}
+
+// TestSendPlainWait: a plain request to a target that takes responses
+// waits for its reply, which the gateway seals to the agent's curve key;
+// a denied request's wait ends with its denial.
+func TestSendPlainWait(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "agentgw")
+	url, m := startRun(t, data, func(m *devenv.Material) { plainRefunds(t, m) })
+	answerRefunds(t, url, m)
 
 	r := mustRun(t, dir, exitOK, "send", "--json", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_7","amount_cents":700}`,
@@ -174,5 +183,89 @@ func TestSendPlainWait(t *testing.T) {
 		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve)
 	if !strings.Contains(r.stderr, "--gateway-xkey") {
 		t.Errorf("send --wait without --gateway-xkey: want a usage error naming it\n%s", r)
+	}
+}
+
+// TestSendWaitAcrossCurveRotation: the gateway has taken a new curve key
+// and still accepts the old one, which the agent seals to. A reply to a
+// sealed request comes from the old key and opens; one to a plain
+// request comes from the new key, which the wait takes only when
+// --reply-xkey names it, and whose refusal the empty wait explains.
+func TestSendWaitAcrossCurveRotation(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "agentgw")
+	var next string
+	url, m := startRun(t, data, func(m *devenv.Material) {
+		plainRefunds(t, m)
+		old := filepath.Join(filepath.Dir(m.GatewayXK), "gateway-curve-old.nk")
+		if err := os.Rename(m.GatewayXK, old); err != nil {
+			t.Fatal(err)
+		}
+		kp, err := nkeys.CreateCurveKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := kp.Seed()
+		next, _ = kp.PublicKey()
+		if err := os.WriteFile(m.GatewayXK, seed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := os.ReadFile(m.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rotated := strings.Replace(string(cfg), "  curve: keys/gateway-curve.nk\n", "  curve: keys/gateway-curve.nk\n  accepted_curves: [keys/gateway-curve-old.nk]\n", 1)
+		if rotated == string(cfg) {
+			t.Fatalf("no curve line to rotate in %s", cfg)
+		}
+		if err := os.WriteFile(m.Config, []byte(rotated), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	answerRefunds(t, url, m)
+	send := func(want int, extra ...string) result {
+		t.Helper()
+		args := []string{"send", "--json", "--server", url, "--credential", m.Agent.Creds,
+			"--capability", "tool_call", "--target", "refunds.draft_refund", "--wait", "--gateway-key", m.GatewayKey,
+			"--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "30s"}
+		return mustRun(t, dir, want, append(args, extra...)...)
+	}
+	const wantReply = `{"refund_id":"rf_plain","status":"drafted"}`
+	replyOf := func(r result) string {
+		t.Helper()
+		var got struct {
+			Reply struct {
+				Payload json.RawMessage `json:"payload"`
+			} `json:"reply"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("send --json: %v\n%s", err, r)
+		}
+		return string(got.Reply.Payload)
+	}
+
+	if got := replyOf(send(exitOK, "--sealed", `{"order_id":"ord_1","amount_cents":100}`)); got != wantReply {
+		t.Errorf("sealed request to the old key: reply %s; want %s", got, wantReply)
+	}
+	if got := replyOf(send(exitOK, "--plain", `{"order_id":"ord_2","amount_cents":200}`, "--reply-xkey", next)); got != wantReply {
+		t.Errorf("plain request with --reply-xkey of the new key: reply %s; want %s", got, wantReply)
+	}
+	r := mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
+		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_3","amount_cents":300}`,
+		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "5s")
+	if !strings.Contains(r.stderr, "no reply within 5s") || !strings.Contains(r.stderr, "with --reply-xkey") {
+		t.Errorf("plain request without --reply-xkey: want the empty wait explained by the reply's sealer\n%s", r)
+	}
+
+	// Usage errors, before anything is sent.
+	r = send(exitUsage, "--plain", `{"order_id":"ord_4","amount_cents":400}`, "--reply-xkey", m.GatewayKey)
+	if !strings.Contains(r.stderr, "--reply-xkey") || !strings.Contains(r.stderr, "not a public curve") {
+		t.Errorf("--reply-xkey of a signing key: want a usage error naming it\n%s", r)
+	}
+	r = mustRun(t, dir, exitUsage, "send", "--server", url, "--credential", m.Agent.Creds,
+		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_5","amount_cents":500}`,
+		"--no-wait-decision", "--reply-xkey", next)
+	if !strings.Contains(r.stderr, "needs --wait") {
+		t.Errorf("--reply-xkey without --wait: want a usage error\n%s", r)
 	}
 }
