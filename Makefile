@@ -12,7 +12,7 @@ BENCH_ARGS ?=
 TS_DIR    := client/typescript
 MCP_TS_DIR := internal/mcp/testdata/tsclient
 
-.PHONY: all build static run test test-go test-verifier test-ts nats-server lint fuzz bench bench-micro ledger-mem soak clean
+.PHONY: all build static run test test-go test-verifier test-cross test-ts nats-server lint fuzz bench bench-micro ledger-mem soak clean
 
 all: build
 
@@ -35,8 +35,9 @@ run: build
 	./bin/agentgw run --demo
 
 ## test: the whole suite: Go with the race detector, the verifier on the
-## curve library's portable backends, then the TypeScript SDK.
-test: test-go test-verifier test-ts
+## curve library's portable backends, the cross-builds, then the
+## TypeScript SDK.
+test: test-go test-verifier test-cross test-ts
 
 ## test-go also drives the official MCP TypeScript SDK client from
 ## internal/mcp (npm ci runs when its lockfile changed).
@@ -50,6 +51,13 @@ VERIFIER_TESTS := 'MatchesStdlib|EdgeSignatures|KeyDecoding|PublicKeyVerify'
 test-verifier:
 	$(GO) test -count=1 -tags purego -run $(VERIFIER_TESTS) ./gateway/envelope
 	$(GO) test -count=1 -tags force32bit -run $(VERIFIER_TESTS) ./gateway/envelope
+
+## test-cross: the CLI and the packages a Go program imports build for
+## Windows and macOS too (compiled, not run: their tests run on Linux).
+CROSS_PKGS := ./cmd/... ./client/... ./gateway/... ./store/... ./subjects/... ./schemas/...
+test-cross:
+	GOOS=windows GOARCH=amd64 $(GO) build $(CROSS_PKGS)
+	GOOS=darwin GOARCH=arm64 $(GO) build $(CROSS_PKGS)
 
 ## test-ts: the TypeScript SDK (client/typescript): unit tests, the test
 ## vectors of testdata/, and end-to-end tests against bin/agentgw and a

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -583,20 +582,6 @@ func safeID(s string) bool {
 		}
 	}
 	return true
-}
-
-// lockDir takes an exclusive flock on directory dir, waiting for any
-// other holder, and returns its release.
-func lockDir(dir string) (func(), error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return func() { d.Close() }, nil // closing the last descriptor releases the lock
 }
 
 // maxCredsFile bounds what credsOut reads of an existing file: a .creds
