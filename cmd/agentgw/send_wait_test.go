@@ -129,6 +129,24 @@ func answerRefunds(t *testing.T, url string, m *devenv.Material) {
 	})
 }
 
+// refundsReply is the answer of answerRefunds's tool as its requester
+// reads it: customer_email, which the catalog marks sensitive, removed.
+const refundsReply = `{"refund_id":"rf_plain","status":"drafted"}`
+
+// replyPayload is the reply payload of send --json --wait's output.
+func replyPayload(t *testing.T, r result) string {
+	t.Helper()
+	var got struct {
+		Reply struct {
+			Payload json.RawMessage `json:"payload"`
+		} `json:"reply"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("send --json: %v\n%s", err, r)
+	}
+	return string(got.Reply.Payload)
+}
+
 // TestSendPlainWait: a plain request to a target that takes responses
 // waits for its reply, which the gateway seals to the agent's curve key;
 // a denied request's wait ends with its denial.
@@ -141,16 +159,8 @@ func TestSendPlainWait(t *testing.T) {
 	r := mustRun(t, dir, exitOK, "send", "--json", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_7","amount_cents":700}`,
 		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "30s")
-	var got struct {
-		Reply struct {
-			Payload json.RawMessage `json:"payload"`
-		} `json:"reply"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatalf("send --json: %v\n%s", err, r)
-	}
-	if string(got.Reply.Payload) != `{"refund_id":"rf_plain","status":"drafted"}` {
-		t.Errorf("reply payload = %s; want the tool's answer without customer_email\n%s", got.Reply.Payload, r)
+	if got := replyPayload(t, r); got != refundsReply {
+		t.Errorf("reply payload = %s; want the tool's answer without customer_email\n%s", got, r)
 	}
 
 	// A denial ends the wait: its notice is printed, exit 3.
@@ -230,25 +240,12 @@ func TestSendWaitAcrossCurveRotation(t *testing.T) {
 			"--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "30s"}
 		return mustRun(t, dir, want, append(args, extra...)...)
 	}
-	const wantReply = `{"refund_id":"rf_plain","status":"drafted"}`
-	replyOf := func(r result) string {
-		t.Helper()
-		var got struct {
-			Reply struct {
-				Payload json.RawMessage `json:"payload"`
-			} `json:"reply"`
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-			t.Fatalf("send --json: %v\n%s", err, r)
-		}
-		return string(got.Reply.Payload)
-	}
 
-	if got := replyOf(send(exitOK, "--sealed", `{"order_id":"ord_1","amount_cents":100}`)); got != wantReply {
-		t.Errorf("sealed request to the old key: reply %s; want %s", got, wantReply)
+	if got := replyPayload(t, send(exitOK, "--sealed", `{"order_id":"ord_1","amount_cents":100}`)); got != refundsReply {
+		t.Errorf("sealed request to the old key: reply %s; want %s", got, refundsReply)
 	}
-	if got := replyOf(send(exitOK, "--plain", `{"order_id":"ord_2","amount_cents":200}`, "--reply-xkey", next)); got != wantReply {
-		t.Errorf("plain request with --reply-xkey of the new key: reply %s; want %s", got, wantReply)
+	if got := replyPayload(t, send(exitOK, "--plain", `{"order_id":"ord_2","amount_cents":200}`, "--reply-xkey", next)); got != refundsReply {
+		t.Errorf("plain request with --reply-xkey of the new key: reply %s; want %s", got, refundsReply)
 	}
 	r := mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_3","amount_cents":300}`,
