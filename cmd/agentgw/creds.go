@@ -28,8 +28,8 @@ func credsCmd(args []string) int {
 	return group("creds", "Issue, inspect and revoke agent credentials. No subcommand prints a JWT or a seed.", []subcommand{
 		{"issue", "sign a credential for an agent and write its .creds file", credsIssue},
 		{"show", "print a credential's decoded claims (never the JWT or seed)", credsShow},
-		{"revoke", "add a jti or an agent key to the gateway's revocations file", credsRevoke},
-		{"unrevoke", "remove a jti or an agent key from the gateway's revocations file", credsUnrevoke},
+		{"revoke", "add a jti, an agent key or a principal to the gateway's revocations file", credsRevoke},
+		{"unrevoke", "remove a jti, an agent key or a principal from the gateway's revocations file", credsUnrevoke},
 		{"exchange", "exchange an IdP (OAuth/OIDC) token for a credential through the gateway", credsExchange},
 	}, args)
 }
