@@ -475,6 +475,25 @@ func TestWireVectorDecisionTokens(t *testing.T) {
 			}
 		})
 	}
+	audiences := map[string]string{}
+	for _, b := range f.Batches {
+		for _, tok := range b.Tokens {
+			audiences[tok.Name] = tok.Audience
+		}
+	}
+	tokens := wvTokens(t)
+	if len(f.Mutations) < 300 {
+		t.Errorf("%d mutations; want the file's 300 and more", len(f.Mutations))
+	}
+	for i, m := range f.Mutations {
+		tok, ok := tokens[m.Of]
+		if !ok {
+			t.Fatalf("mutation %d edits %q, no token of the file", i, m.Of)
+		}
+		if _, err := decision.Verify(m.apply(tok), opt(audiences[m.Of])); string(reason.Of(err)) != m.Want {
+			t.Errorf("mutation %d (%s %s at %d): Verify = %v; want %s", i, m.Of, m.Op, m.At, err, m.Want)
+		}
+	}
 }
 
 func mustJSON(t *testing.T, v any) []byte {

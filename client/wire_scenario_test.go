@@ -21,6 +21,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/subjects"
+	"github.com/agentgw/agentgw/subjects/reason"
 )
 
 type wvEnvSpec struct {
@@ -234,7 +235,76 @@ func (w *wvWorld) decisionFile(batches []wvBatch) wvDecisionFile {
 		{"other_audience", first.Token, trusted, "payments.send", wvNow.Unix(), skew, "decision_token_audience"},
 		{"empty", "", trusted, first.Audience, wvNow.Unix(), skew, "decision_token_missing"},
 	}
+	f.Mutations = w.decisionMutations(batches)
 	return f
+}
+
+// wvMutationLabel derives the edits of decisionMutations.
+const wvMutationLabel = "agentgw wire-v1 test mutation: "
+
+// wvMutationText is what set and insert write: the token alphabets'
+// neighbours, padding, whitespace, a NUL and a character beyond ASCII.
+var wvMutationText = []string{"A", "z", "0", "_", "-", ".", "=", "+", "/", " ", "\n", "\x00", "é"}
+
+// decisionMutations edits every token of batches: each separator deleted
+// and doubled, the last character of each segment moved to the next one
+// of the alphabet (a string that may decode to the same bytes when the
+// segment's last bits are unused, which a canonical reader refuses), and
+// 30 edits drawn from wvHash. Each is verified here; one that verifies
+// stops the build.
+func (w *wvWorld) decisionMutations(batches []wvBatch) []wvDecisionMutation {
+	opt := func(aud string) decision.VerifyOptions {
+		return decision.VerifyOptions{TrustedGateways: []string{w.pubs["gateway-signing"]}, Audience: aud, Now: wvNow, Skew: wvSkew}
+	}
+	next := func(c byte) string {
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+		return string(alphabet[(strings.IndexByte(alphabet, c)+1)%len(alphabet)])
+	}
+	var out []wvDecisionMutation
+	for _, b := range batches {
+		for _, tok := range b.Tokens {
+			var ms []wvDecisionMutation
+			for i := 0; i < len(tok.Token); i++ {
+				switch {
+				case tok.Token[i] == '.':
+					ms = append(ms, wvDecisionMutation{Op: "delete", At: i}, wvDecisionMutation{Op: "insert", At: i, Text: "."})
+				case i+1 == len(tok.Token) || tok.Token[i+1] == '.':
+					ms = append(ms, wvDecisionMutation{Op: "set", At: i, Text: next(tok.Token[i])})
+				}
+			}
+			for i := range 30 {
+				h := wvHash(wvMutationLabel, fmt.Sprintf("%s/%d", tok.Name, i))
+				at := int(binary.BigEndian.Uint32(h[1:5]) % uint32(len(tok.Token)-1))
+				text := wvMutationText[int(h[5])%len(wvMutationText)]
+				switch h[0] % 10 {
+				case 0, 1, 2, 3:
+					ms = append(ms, wvDecisionMutation{Op: "set", At: at, Text: text})
+				case 4, 5:
+					ms = append(ms, wvDecisionMutation{Op: "insert", At: at, Text: text})
+				case 6, 7:
+					ms = append(ms, wvDecisionMutation{Op: "delete", At: at})
+				case 8:
+					ms = append(ms, wvDecisionMutation{Op: "swap", At: at})
+				default:
+					ms = append(ms, wvDecisionMutation{Op: "truncate", At: at})
+				}
+			}
+			for _, m := range ms {
+				m.Of = tok.Name
+				edited := m.apply(tok.Token)
+				if edited == tok.Token {
+					continue // a swap of equal bytes, a set to the same one
+				}
+				_, err := decision.Verify(edited, opt(tok.Audience))
+				if err == nil {
+					w.t.Fatalf("%s edited (%s at %d) still verifies: %q", tok.Name, m.Op, m.At, edited)
+				}
+				m.Want = string(reason.Of(err))
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // claimSpec reads a token's claims back into decision.Claims.

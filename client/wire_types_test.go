@@ -184,18 +184,50 @@ type wvDecisionReject struct {
 	Want        string   `json:"want"`
 }
 
+// wvDecisionMutation is one edit of a token of the file's batches (Of, by
+// name), verified as that token is (its audience, the file's trust,
+// verify_at_unix and skew_seconds): At is a byte offset into the token,
+// which is ASCII; set replaces the byte at At by Text, insert puts Text
+// before it, delete removes it, swap exchanges it with the next one,
+// truncate keeps the first At bytes. Want is the reason code; none
+// verifies.
+type wvDecisionMutation struct {
+	Of   string `json:"of"`
+	Op   string `json:"op"`
+	At   int    `json:"at"`
+	Text string `json:"text,omitempty"`
+	Want string `json:"want"`
+}
+
+// apply is m applied to tok.
+func (m wvDecisionMutation) apply(tok string) string {
+	switch m.Op {
+	case "set":
+		return tok[:m.At] + m.Text + tok[m.At+1:]
+	case "insert":
+		return tok[:m.At] + m.Text + tok[m.At:]
+	case "delete":
+		return tok[:m.At] + tok[m.At+1:]
+	case "swap":
+		return tok[:m.At] + tok[m.At+1:m.At+2] + tok[m.At:m.At+1] + tok[m.At+2:]
+	default: // truncate
+		return tok[:m.At]
+	}
+}
+
 type wvDecisionFile struct {
-	About         string             `json:"about"`
-	HeaderJSON    string             `json:"header_json"`
-	HeaderB64URL  string             `json:"header_b64url"`
-	LeafPrefixHex string             `json:"leaf_prefix_hex"`
-	NodePrefixHex string             `json:"node_prefix_hex"`
-	RootContext   string             `json:"root_context"`
-	Gateway       string             `json:"gateway"`
-	VerifyAtUnix  int64              `json:"verify_at_unix"`
-	SkewSeconds   int64              `json:"skew_seconds"`
-	Batches       []wvBatch          `json:"batches"`
-	Rejects       []wvDecisionReject `json:"rejects"`
+	About         string               `json:"about"`
+	HeaderJSON    string               `json:"header_json"`
+	HeaderB64URL  string               `json:"header_b64url"`
+	LeafPrefixHex string               `json:"leaf_prefix_hex"`
+	NodePrefixHex string               `json:"node_prefix_hex"`
+	RootContext   string               `json:"root_context"`
+	Gateway       string               `json:"gateway"`
+	VerifyAtUnix  int64                `json:"verify_at_unix"`
+	SkewSeconds   int64                `json:"skew_seconds"`
+	Batches       []wvBatch            `json:"batches"`
+	Rejects       []wvDecisionReject   `json:"rejects"`
+	Mutations     []wvDecisionMutation `json:"mutations"`
 }
 
 type wvDeliveryVerify struct {

@@ -88,6 +88,24 @@ for (const f of files) {
   readers[f]?.();
 }
 
+/** mutate applies a decision.json mutation to an (ASCII) token. */
+function mutate(tok: string, m: { op: string; at: number; text?: string }): string {
+  switch (m.op) {
+    case "set":
+      return tok.slice(0, m.at) + (m.text ?? "") + tok.slice(m.at + 1);
+    case "insert":
+      return tok.slice(0, m.at) + (m.text ?? "") + tok.slice(m.at);
+    case "delete":
+      return tok.slice(0, m.at) + tok.slice(m.at + 1);
+    case "swap":
+      return tok.slice(0, m.at) + tok.slice(m.at + 1, m.at + 2) + tok.slice(m.at, m.at + 1) + tok.slice(m.at + 2);
+    case "truncate":
+      return tok.slice(0, m.at);
+    default:
+      throw new Error(`unknown mutation ${m.op}`);
+  }
+}
+
 /** keys.json by label: seed and public key. */
 function keys(): Map<string, { seed: string; public: string }> {
   const k = readJSON<{ keys: { label: string; seed: string; public: string }[] }>("wire", "keys.json");
@@ -356,6 +374,21 @@ function decisionVectors(): void {
         verifyDecision(r.token, { trustedGateways: r.trusted, audience: r.audience, now: new Date(r.now_unix * 1000), skewMs: r.skew_seconds * 1000 }),
       );
       assert.equal(got, r.want, r.name);
+    }
+  });
+  test("wire/decision.json: every mutation of a token is refused with its reason", () => {
+    const byName = new Map<string, { token: string; audience: string }>();
+    for (const b of d.batches) {
+      for (const t of b.tokens as any[]) byName.set(t.name, t);
+    }
+    assert.ok(d.mutations.length >= 300, `${d.mutations.length} mutations`);
+    for (const [i, m] of (d.mutations as any[]).entries()) {
+      const t = byName.get(m.of);
+      assert.ok(t, `mutation ${i} edits ${m.of}, no token of the file`);
+      const got = reasonOf(() =>
+        verifyDecision(mutate(t.token, m), { trustedGateways: [d.gateway], audience: t.audience, now: new Date(d.verify_at_unix * 1000), skewMs: d.skew_seconds * 1000 }),
+      );
+      assert.equal(got, m.want, `mutation ${i}: ${m.of} ${m.op} at ${m.at}`);
     }
   });
 }
