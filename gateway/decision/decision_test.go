@@ -30,19 +30,23 @@ type fixture struct {
 	opt       VerifyOptions
 }
 
+// newSigner is a signer of the key pair f makes.
+func newSigner(t testing.TB, f func() (nkeys.KeyPair, error)) *identity.Signer {
+	t.Helper()
+	kp, err := f()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := identity.NewSigner(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	signer := func(f func() (nkeys.KeyPair, error)) *identity.Signer {
-		kp, err := f()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := identity.NewSigner(kp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	signer := func(f func() (nkeys.KeyPair, error)) *identity.Signer { return newSigner(t, f) }
 	fx := &fixture{gw: signer(identity.NewGatewayKey), other: signer(identity.NewGatewayKey)}
 	fx.agent = signer(identity.NewAgent).PublicKey()
 	fx.approver = signer(identity.NewAgent).PublicKey()

@@ -17,16 +17,9 @@ import (
 // are deterministic, so with fixed claims (jti included) every fuzz
 // worker signs the same seed tokens, and knows them.
 func fuzzGateway(t testing.TB) *identity.Signer {
-	t.Helper()
-	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteServer, bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := identity.NewSigner(kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return newSigner(t, func() (nkeys.KeyPair, error) {
+		return nkeys.FromRawSeed(nkeys.PrefixByteServer, bytes.Repeat([]byte{7}, 32))
+	})
 }
 
 // fuzzTokens are the tokens the fuzz target trusts: one alone and the

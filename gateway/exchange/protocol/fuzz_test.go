@@ -8,29 +8,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nkeys"
 )
 
-// fuzzRequestBody is a valid request's body, as Marshal writes it.
+// fuzzRequestBody is a valid request's body, with a tenant and scopes,
+// as Marshal writes it.
 func fuzzRequestBody(f *testing.F) []byte {
 	f.Helper()
-	kp, _ := nkeys.CreateUser()
-	pub, _ := kp.PublicKey()
-	ck, _ := nkeys.CreateCurveKeys()
-	xkey, _ := ck.PublicKey()
-	gx, _ := gatewayCurve.PublicKey()
-	r := &Request{
-		V: Version, GrantType: GrantType, SubjectToken: "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", SubjectTokenType: TokenTypeJWT,
-		Audience: "gw", Tenant: "tenant_a", Scope: "refund:draft kb:read", Agent: pub, XKey: xkey,
-		RequestID: NewRequestID(), IssuedAt: time.Now().UTC().Format(time.RFC3339),
-	}
-	proof, err := SealXKeyProof(ck, gx, r.Agent, r.RequestID)
-	if err != nil {
-		f.Fatal(err)
-	}
-	r.XKeyProof = proof
+	r, _, _ := validRequestCurve(f)
+	r.Tenant, r.Scope = "tenant_a", "refund:draft kb:read"
 	body, err := Marshal(r)
 	if err != nil {
 		f.Fatal(err)

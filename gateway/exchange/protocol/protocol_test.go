@@ -25,7 +25,7 @@ func validRequest(t *testing.T) (*Request, nkeys.KeyPair) {
 
 // validRequestCurve is a valid request, its agent key pair and its
 // curve key pair.
-func validRequestCurve(t *testing.T) (*Request, nkeys.KeyPair, nkeys.KeyPair) {
+func validRequestCurve(t testing.TB) (*Request, nkeys.KeyPair, nkeys.KeyPair) {
 	t.Helper()
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
@@ -39,7 +39,7 @@ func validRequestCurve(t *testing.T) (*Request, nkeys.KeyPair, nkeys.KeyPair) {
 	return r, kp, ck
 }
 
-func sealProof(t *testing.T, ck nkeys.KeyPair, agent, requestID string) string {
+func sealProof(t testing.TB, ck nkeys.KeyPair, agent, requestID string) string {
 	t.Helper()
 	gx, _ := gatewayCurve.PublicKey()
 	p, err := SealXKeyProof(ck, gx, agent, requestID)
