@@ -559,6 +559,26 @@ func TestWireVectorDeliveries(t *testing.T) {
 			}
 		})
 	}
+	if len(f.Mutations) < 150 {
+		t.Errorf("%d mutations; want the file's 150 and more", len(f.Mutations))
+	}
+	for i, m := range f.Mutations {
+		d, ok := byName[m.Of]
+		if !ok {
+			t.Fatalf("mutation %d edits %q, no delivery of the file", i, m.Of)
+		}
+		got, err := VerifyDelivery(d.Message.Subject, wvHeaders(d.Message), []byte(m.apply(d.Message.Body)), opts(d))
+		verdict := string(reason.Of(err))
+		if err == nil {
+			verdict = "accepted"
+			if string(got.Payload) != d.WantPayload {
+				t.Errorf("mutation %d (%s %s at %d) verifies with another payload", i, m.Of, m.Op, m.At)
+			}
+		}
+		if verdict != m.Want {
+			t.Errorf("mutation %d (%s %s at %d): VerifyDelivery = %v; want %s", i, m.Of, m.Op, m.At, err, m.Want)
+		}
+	}
 }
 
 func TestWireVectorApproval(t *testing.T) {

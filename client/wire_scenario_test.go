@@ -189,7 +189,7 @@ func wvRootInput(size uint64, root [32]byte) []byte {
 func (w *wvWorld) decisionFile(batches []wvBatch) wvDecisionFile {
 	f := wvDecisionFile{
 		About: "gateway decision tokens: header.claims.proof.signature, batch-signed under a Merkle root (docs/wire.md, \"Decision tokens\"). " +
-			"Each token verifies with trust [gateway], its audience, at verify_at_unix with skew_seconds; each reject fails with the reason code in want.",
+			"Each token verifies with trust [gateway], its audience, at verify_at_unix with skew_seconds; each reject fails with the reason code in want, and so does each mutation (docs/wire.md, \"Test vectors\").",
 		HeaderJSON:    `{"typ":"agentgw-decision","alg":"ed25519-nkey-merkle"}`,
 		LeafPrefixHex: "00", NodePrefixHex: "01", RootContext: "agentgw-decision-root-v1\n",
 		Gateway: w.pubs["gateway-signing"], VerifyAtUnix: wvNow.Unix(), SkewSeconds: int64(wvSkew / time.Second),
@@ -246,13 +246,37 @@ const wvMutationLabel = "agentgw wire-v1 test mutation: "
 // neighbours, padding, whitespace, a NUL and a character beyond ASCII.
 var wvMutationText = []string{"A", "z", "0", "_", "-", ".", "=", "+", "/", " ", "\n", "\x00", "é"}
 
+// wvDrawMutations is n edits of data, derived from wvHash of name and
+// their index, with no way to tell them from random ones.
+func wvDrawMutations(name, data string, n int) []wvMutation {
+	ms := make([]wvMutation, 0, n)
+	for i := range n {
+		h := wvHash(wvMutationLabel, fmt.Sprintf("%s/%d", name, i))
+		at := int(binary.BigEndian.Uint32(h[1:5]) % uint32(len(data)-1))
+		text := wvMutationText[int(h[5])%len(wvMutationText)]
+		switch h[0] % 10 {
+		case 0, 1, 2, 3:
+			ms = append(ms, wvMutation{Op: "set", At: at, Text: text})
+		case 4, 5:
+			ms = append(ms, wvMutation{Op: "insert", At: at, Text: text})
+		case 6, 7:
+			ms = append(ms, wvMutation{Op: "delete", At: at})
+		case 8:
+			ms = append(ms, wvMutation{Op: "swap", At: at})
+		default:
+			ms = append(ms, wvMutation{Op: "truncate", At: at})
+		}
+	}
+	return ms
+}
+
 // decisionMutations edits every token of batches: each separator deleted
 // and doubled, the last character of each segment moved to the next one
 // of the alphabet (a string that may decode to the same bytes when the
 // segment's last bits are unused, which a canonical reader refuses), and
-// 30 edits drawn from wvHash. Each is verified here; one that verifies
+// 30 edits of wvDrawMutations. Each is verified here; one that verifies
 // stops the build.
-func (w *wvWorld) decisionMutations(batches []wvBatch) []wvDecisionMutation {
+func (w *wvWorld) decisionMutations(batches []wvBatch) []wvMutation {
 	opt := func(aud string) decision.VerifyOptions {
 		return decision.VerifyOptions{TrustedGateways: []string{w.pubs["gateway-signing"]}, Audience: aud, Now: wvNow, Skew: wvSkew}
 	}
@@ -260,35 +284,19 @@ func (w *wvWorld) decisionMutations(batches []wvBatch) []wvDecisionMutation {
 		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 		return string(alphabet[(strings.IndexByte(alphabet, c)+1)%len(alphabet)])
 	}
-	var out []wvDecisionMutation
+	var out []wvMutation
 	for _, b := range batches {
 		for _, tok := range b.Tokens {
-			var ms []wvDecisionMutation
+			var ms []wvMutation
 			for i := 0; i < len(tok.Token); i++ {
 				switch {
 				case tok.Token[i] == '.':
-					ms = append(ms, wvDecisionMutation{Op: "delete", At: i}, wvDecisionMutation{Op: "insert", At: i, Text: "."})
+					ms = append(ms, wvMutation{Op: "delete", At: i}, wvMutation{Op: "insert", At: i, Text: "."})
 				case i+1 == len(tok.Token) || tok.Token[i+1] == '.':
-					ms = append(ms, wvDecisionMutation{Op: "set", At: i, Text: next(tok.Token[i])})
+					ms = append(ms, wvMutation{Op: "set", At: i, Text: next(tok.Token[i])})
 				}
 			}
-			for i := range 30 {
-				h := wvHash(wvMutationLabel, fmt.Sprintf("%s/%d", tok.Name, i))
-				at := int(binary.BigEndian.Uint32(h[1:5]) % uint32(len(tok.Token)-1))
-				text := wvMutationText[int(h[5])%len(wvMutationText)]
-				switch h[0] % 10 {
-				case 0, 1, 2, 3:
-					ms = append(ms, wvDecisionMutation{Op: "set", At: at, Text: text})
-				case 4, 5:
-					ms = append(ms, wvDecisionMutation{Op: "insert", At: at, Text: text})
-				case 6, 7:
-					ms = append(ms, wvDecisionMutation{Op: "delete", At: at})
-				case 8:
-					ms = append(ms, wvDecisionMutation{Op: "swap", At: at})
-				default:
-					ms = append(ms, wvDecisionMutation{Op: "truncate", At: at})
-				}
-			}
+			ms = append(ms, wvDrawMutations(tok.Name, tok.Token, 30)...)
 			for _, m := range ms {
 				m.Of = tok.Name
 				edited := m.apply(tok.Token)
@@ -302,6 +310,36 @@ func (w *wvWorld) decisionMutations(batches []wvBatch) []wvDecisionMutation {
 				m.Want = string(reason.Of(err))
 				out = append(out, m)
 			}
+		}
+	}
+	return out
+}
+
+// deliveryMutations is 60 edits of wvDrawMutations of each delivery's
+// body, each verified here with the delivery's options. One that verifies
+// (whitespace between the document's members, say) must yield the
+// delivery's own payload, or the build stops.
+func (w *wvWorld) deliveryMutations(deliveries []wvDelivery) []wvMutation {
+	var out []wvMutation
+	for _, d := range deliveries {
+		v := d.Verify
+		opt := VerifyOptions{Tenant: v.Tenant, Targets: v.Targets, TrustedGateways: v.TrustedGateways, GatewayXKeys: v.GatewayXKeys,
+			Curve: w.box("consumer-xkey"), VerifyAgentSignature: v.VerifyAgentSignature, Now: wvNow, Skew: wvSkew}
+		for _, m := range wvDrawMutations(d.Name, d.Message.Body, 60) {
+			m.Of = d.Name
+			body := m.apply(d.Message.Body)
+			if body == d.Message.Body {
+				continue
+			}
+			got, err := VerifyDelivery(d.Message.Subject, wvHeaders(d.Message), []byte(body), opt)
+			m.Want = string(reason.Of(err))
+			if err == nil {
+				if string(got.Payload) != d.WantPayload {
+					w.t.Fatalf("%s edited (%s at %d) verifies with another payload: %q", d.Name, m.Op, m.At, got.Payload)
+				}
+				m.Want = "accepted"
+			}
+			out = append(out, m)
 		}
 	}
 	return out
@@ -441,7 +479,7 @@ func (w *wvWorld) build() map[string][]byte {
 
 	// Deliveries.
 	dl := wvDeliveriesFile{About: "capability deliveries: the body of a message on agentgw.cap.<tenant>.<target> (docs/wire.md, \"Delivery document\"). " +
-		"Each verifies with verify (the consumer's curve key is consumer_xkey, its seed in keys.json) and yields want_payload; each reject fails with want."}
+		"Each verifies with verify (the consumer's curve key is consumer_xkey, its seed in keys.json) and yields want_payload; each reject fails with want, and so does each mutation (docs/wire.md, \"Test vectors\")."}
 	for _, d := range []struct {
 		name, target string
 		env          *wvEnvelope
@@ -500,6 +538,7 @@ func (w *wvWorld) build() map[string][]byte {
 			return strings.Replace(s, refund.SignatureB64URL, search.SignatureB64URL, 1)
 		}, "bad_signature"),
 	}
+	dl.Mutations = w.deliveryMutations(dl.Deliveries)
 
 	// Approval.
 	paymentEnv := payment.Message

@@ -184,14 +184,13 @@ type wvDecisionReject struct {
 	Want        string   `json:"want"`
 }
 
-// wvDecisionMutation is one edit of a token of the file's batches (Of, by
-// name), verified as that token is (its audience, the file's trust,
-// verify_at_unix and skew_seconds): At is a byte offset into the token,
-// which is ASCII; set replaces the byte at At by Text, insert puts Text
-// before it, delete removes it, swap exchanges it with the next one,
-// truncate keeps the first At bytes. Want is the reason code; none
-// verifies.
-type wvDecisionMutation struct {
+// wvMutation is one edit of a vector's bytes (a token of decision.json,
+// a delivery's body in delivery.json; Of names which), checked as that
+// vector is: At is a byte offset; set replaces the byte at At by Text,
+// insert puts Text before it, delete removes it, swap exchanges it with
+// the next one, truncate keeps the first At bytes. Want is the reason
+// code, or "accepted".
+type wvMutation struct {
 	Of   string `json:"of"`
 	Op   string `json:"op"`
 	At   int    `json:"at"`
@@ -199,19 +198,19 @@ type wvDecisionMutation struct {
 	Want string `json:"want"`
 }
 
-// apply is m applied to tok.
-func (m wvDecisionMutation) apply(tok string) string {
+// apply is m applied to s.
+func (m wvMutation) apply(s string) string {
 	switch m.Op {
 	case "set":
-		return tok[:m.At] + m.Text + tok[m.At+1:]
+		return s[:m.At] + m.Text + s[m.At+1:]
 	case "insert":
-		return tok[:m.At] + m.Text + tok[m.At:]
+		return s[:m.At] + m.Text + s[m.At:]
 	case "delete":
-		return tok[:m.At] + tok[m.At+1:]
+		return s[:m.At] + s[m.At+1:]
 	case "swap":
-		return tok[:m.At] + tok[m.At+1:m.At+2] + tok[m.At:m.At+1] + tok[m.At+2:]
+		return s[:m.At] + s[m.At+1:m.At+2] + s[m.At:m.At+1] + s[m.At+2:]
 	default: // truncate
-		return tok[:m.At]
+		return s[:m.At]
 	}
 }
 
@@ -227,7 +226,7 @@ type wvDecisionFile struct {
 	SkewSeconds   int64                `json:"skew_seconds"`
 	Batches       []wvBatch            `json:"batches"`
 	Rejects       []wvDecisionReject   `json:"rejects"`
-	Mutations     []wvDecisionMutation `json:"mutations"`
+	Mutations     []wvMutation `json:"mutations"`
 }
 
 type wvDeliveryVerify struct {
@@ -263,6 +262,7 @@ type wvDeliveriesFile struct {
 	About      string             `json:"about"`
 	Deliveries []wvDelivery       `json:"deliveries"`
 	Rejects    []wvDeliveryReject `json:"rejects"`
+	Mutations  []wvMutation       `json:"mutations"`
 }
 
 type wvAnswer struct {

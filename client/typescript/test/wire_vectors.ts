@@ -88,22 +88,29 @@ for (const f of files) {
   readers[f]?.();
 }
 
-/** mutate applies a decision.json mutation to an (ASCII) token. */
-function mutate(tok: string, m: { op: string; at: number; text?: string }): string {
+/** mutateBytes applies a mutation of decision.json or delivery.json to b; at is a byte offset. */
+function mutateBytes(b: Uint8Array, m: { op: string; at: number; text?: string }): Uint8Array {
+  const text = bytes(m.text ?? "");
+  const head = b.subarray(0, m.at);
   switch (m.op) {
     case "set":
-      return tok.slice(0, m.at) + (m.text ?? "") + tok.slice(m.at + 1);
+      return Buffer.concat([head, text, b.subarray(m.at + 1)]);
     case "insert":
-      return tok.slice(0, m.at) + (m.text ?? "") + tok.slice(m.at);
+      return Buffer.concat([head, text, b.subarray(m.at)]);
     case "delete":
-      return tok.slice(0, m.at) + tok.slice(m.at + 1);
+      return Buffer.concat([head, b.subarray(m.at + 1)]);
     case "swap":
-      return tok.slice(0, m.at) + tok.slice(m.at + 1, m.at + 2) + tok.slice(m.at, m.at + 1) + tok.slice(m.at + 2);
+      return Buffer.concat([head, b.subarray(m.at + 1, m.at + 2), b.subarray(m.at, m.at + 1), b.subarray(m.at + 2)]);
     case "truncate":
-      return tok.slice(0, m.at);
+      return Buffer.from(head);
     default:
       throw new Error(`unknown mutation ${m.op}`);
   }
+}
+
+/** mutate applies a decision.json mutation to a token. */
+function mutate(tok: string, m: { op: string; at: number; text?: string }): string {
+  return dec.decode(mutateBytes(bytes(tok), m));
 }
 
 /** keys.json by label: seed and public key. */
@@ -426,6 +433,24 @@ function deliveryVectors(): void {
       }
       assert.ok(err instanceof VerificationError, `${r.name}: ${String(err)}`);
       assert.equal(err.reason, r.want, `${r.name}: ${err.message}`);
+    }
+  });
+  test("wire/delivery.json: every mutation of a body is refused with its reason, or yields the delivery's payload", () => {
+    assert.ok(d.mutations.length >= 150, `${d.mutations.length} mutations`);
+    for (const [i, m] of (d.mutations as any[]).entries()) {
+      const x = byName.get(m.of);
+      assert.ok(x, `mutation ${i} edits ${m.of}, no delivery of the file`);
+      const msg: Message = x.message;
+      let verdict: string;
+      try {
+        const got = verifyDelivery(msg.subject, headerMap(msg.headers), mutateBytes(bytes(msg.body), m), opts(x.verify));
+        assert.equal(got.string(), x.want_payload, `mutation ${i}: another payload`);
+        verdict = "accepted";
+      } catch (e) {
+        assert.ok(e instanceof VerificationError, `mutation ${i}: ${String(e)}`);
+        verdict = e.reason;
+      }
+      assert.equal(verdict, m.want, `mutation ${i}: ${m.of} ${m.op} at ${m.at}`);
     }
   });
 }
