@@ -215,18 +215,18 @@ func (m wvMutation) apply(s string) string {
 }
 
 type wvDecisionFile struct {
-	About         string               `json:"about"`
-	HeaderJSON    string               `json:"header_json"`
-	HeaderB64URL  string               `json:"header_b64url"`
-	LeafPrefixHex string               `json:"leaf_prefix_hex"`
-	NodePrefixHex string               `json:"node_prefix_hex"`
-	RootContext   string               `json:"root_context"`
-	Gateway       string               `json:"gateway"`
-	VerifyAtUnix  int64                `json:"verify_at_unix"`
-	SkewSeconds   int64                `json:"skew_seconds"`
-	Batches       []wvBatch            `json:"batches"`
-	Rejects       []wvDecisionReject   `json:"rejects"`
-	Mutations     []wvMutation `json:"mutations"`
+	About         string             `json:"about"`
+	HeaderJSON    string             `json:"header_json"`
+	HeaderB64URL  string             `json:"header_b64url"`
+	LeafPrefixHex string             `json:"leaf_prefix_hex"`
+	NodePrefixHex string             `json:"node_prefix_hex"`
+	RootContext   string             `json:"root_context"`
+	Gateway       string             `json:"gateway"`
+	VerifyAtUnix  int64              `json:"verify_at_unix"`
+	SkewSeconds   int64              `json:"skew_seconds"`
+	Batches       []wvBatch          `json:"batches"`
+	Rejects       []wvDecisionReject `json:"rejects"`
+	Mutations     []wvMutation       `json:"mutations"`
 }
 
 type wvDeliveryVerify struct {
