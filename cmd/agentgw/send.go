@@ -9,11 +9,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nkeys"
-
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/subjects"
 )
 
 func sendCmd(args []string) int {
@@ -125,8 +124,8 @@ $NATS_NKEY or a NATS context name another user.`)
 		return c.usageErr("--reply-xkey names keys a reply may be sealed from: it needs --wait")
 	}
 	for _, k := range replyXKeys {
-		if !nkeys.IsValidPublicCurveKey(k) {
-			return c.usageErr("--reply-xkey %q is not a public curve (X…) key", clean(k))
+		if !subjects.ValidKey(k, 'X') { // the wire's strict form, as the SDK checks it
+			return c.usageErr("--reply-xkey %q is not a public curve (X…) key", k)
 		}
 	}
 	if !*wait && !*noDecision && len(gwKeys) == 0 {

@@ -72,8 +72,11 @@ func plainRefunds(t *testing.T, m *devenv.Material) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = []byte(strings.Replace(string(b), "name: refunds.draft_refund\n", "name: refunds.draft_refund\n    plain: true\n", 1))
-	if err := os.WriteFile(m.Catalog, b, 0o600); err != nil {
+	plain := strings.Replace(string(b), "name: refunds.draft_refund\n", "name: refunds.draft_refund\n    plain: true\n", 1)
+	if plain == string(b) {
+		t.Fatalf("no refunds.draft_refund in %s", m.Catalog)
+	}
+	if err := os.WriteFile(m.Catalog, []byte(plain), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -215,8 +218,13 @@ func TestSendWaitAcrossCurveRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seed, _ := kp.Seed()
-		next, _ = kp.PublicKey()
+		seed, err := kp.Seed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next, err = kp.PublicKey(); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(m.GatewayXK, seed, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -249,8 +257,8 @@ func TestSendWaitAcrossCurveRotation(t *testing.T) {
 	}
 	r := mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_3","amount_cents":300}`,
-		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "5s")
-	if !strings.Contains(r.stderr, "no reply within 5s") || !strings.Contains(r.stderr, "with --reply-xkey") {
+		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "15s")
+	if !strings.Contains(r.stderr, "no reply within 15s") || !strings.Contains(r.stderr, "with --reply-xkey") {
 		t.Errorf("plain request without --reply-xkey: want the empty wait explained by the reply's sealer\n%s", r)
 	}
 
@@ -258,6 +266,21 @@ func TestSendWaitAcrossCurveRotation(t *testing.T) {
 	r = send(exitUsage, "--plain", `{"order_id":"ord_4","amount_cents":400}`, "--reply-xkey", m.GatewayKey)
 	if !strings.Contains(r.stderr, "--reply-xkey") || !strings.Contains(r.stderr, "not a public curve") {
 		t.Errorf("--reply-xkey of a signing key: want a usage error naming it\n%s", r)
+	}
+	// The gateway's curve seed pasted for its public key: refused, and
+	// not echoed.
+	gwSeed, err := os.ReadFile(m.GatewayXK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = send(exitUsage, "--plain", `{"order_id":"ord_6","amount_cents":600}`, "--reply-xkey", strings.TrimSpace(string(gwSeed)))
+	if !strings.Contains(r.stderr, "not a public curve") || strings.Contains(r.stdout+r.stderr, strings.TrimSpace(string(gwSeed))) {
+		t.Errorf("--reply-xkey of a curve seed: want a usage error that does not echo the seed\n%s", r)
+	}
+	// A key with a line break in it, which nkeys alone would decode.
+	r = send(exitUsage, "--plain", `{"order_id":"ord_7","amount_cents":700}`, "--reply-xkey", next[:20]+"\n"+next[20:])
+	if !strings.Contains(r.stderr, "not a public curve") {
+		t.Errorf("--reply-xkey with a line break: want a usage error\n%s", r)
 	}
 	r = mustRun(t, dir, exitUsage, "send", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "tool_call", "--target", "refunds.draft_refund", "--plain", `{"order_id":"ord_5","amount_cents":500}`,
