@@ -482,15 +482,15 @@ func TestWireVectorDecisionTokens(t *testing.T) {
 		}
 	}
 	tokens := wvTokens(t)
-	if len(f.Mutations) < 300 {
-		t.Errorf("%d mutations; want the file's 300 and more", len(f.Mutations))
+	if len(f.Mutations) != 400 {
+		t.Errorf("%d mutations; want the 400 docs/wire.md counts", len(f.Mutations))
 	}
 	for i, m := range f.Mutations {
 		tok, ok := tokens[m.Of]
 		if !ok {
 			t.Fatalf("mutation %d edits %q, no token of the file", i, m.Of)
 		}
-		if _, err := decision.Verify(m.apply(tok), opt(audiences[m.Of])); string(reason.Of(err)) != m.Want {
+		if _, err := decision.Verify(m.apply(t, tok), opt(audiences[m.Of])); string(reason.Of(err)) != m.Want {
 			t.Errorf("mutation %d (%s %s at %d): Verify = %v; want %s", i, m.Of, m.Op, m.At, err, m.Want)
 		}
 	}
@@ -559,15 +559,15 @@ func TestWireVectorDeliveries(t *testing.T) {
 			}
 		})
 	}
-	if len(f.Mutations) < 150 {
-		t.Errorf("%d mutations; want the file's 150 and more", len(f.Mutations))
+	if len(f.Mutations) != 180 {
+		t.Errorf("%d mutations; want the 180 docs/wire.md counts", len(f.Mutations))
 	}
 	for i, m := range f.Mutations {
 		d, ok := byName[m.Of]
 		if !ok {
 			t.Fatalf("mutation %d edits %q, no delivery of the file", i, m.Of)
 		}
-		got, err := VerifyDelivery(d.Message.Subject, wvHeaders(d.Message), []byte(m.apply(d.Message.Body)), opts(d))
+		got, err := VerifyDelivery(d.Message.Subject, wvHeaders(d.Message), []byte(m.apply(t, d.Message.Body)), opts(d))
 		verdict := string(reason.Of(err))
 		if err == nil {
 			verdict = "accepted"

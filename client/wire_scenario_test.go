@@ -299,7 +299,7 @@ func (w *wvWorld) decisionMutations(batches []wvBatch) []wvMutation {
 			ms = append(ms, wvDrawMutations(tok.Name, tok.Token, 30)...)
 			for _, m := range ms {
 				m.Of = tok.Name
-				edited := m.apply(tok.Token)
+				edited := m.apply(w.t, tok.Token)
 				if edited == tok.Token {
 					continue // a swap of equal bytes, a set to the same one
 				}
@@ -327,7 +327,7 @@ func (w *wvWorld) deliveryMutations(deliveries []wvDelivery) []wvMutation {
 			Curve: w.box("consumer-xkey"), VerifyAgentSignature: v.VerifyAgentSignature, Now: wvNow, Skew: wvSkew}
 		for _, m := range wvDrawMutations(d.Name, d.Message.Body, 60) {
 			m.Of = d.Name
-			body := m.apply(d.Message.Body)
+			body := m.apply(w.t, d.Message.Body)
 			if body == d.Message.Body {
 				continue
 			}

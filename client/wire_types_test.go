@@ -1,6 +1,9 @@
 package client
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"testing"
+)
 
 // The shapes of the files in ../testdata/wire (docs/wire.md), shared by
 // the generator (wire_vectors_test.go) and the checks (wire_check_test.go).
@@ -198,8 +201,20 @@ type wvMutation struct {
 	Want string `json:"want"`
 }
 
-// apply is m applied to s.
-func (m wvMutation) apply(s string) string {
+// apply is m applied to s; an op not of the five, or an offset out of
+// s, fails t.
+func (m wvMutation) apply(t testing.TB, s string) string {
+	t.Helper()
+	last := len(s) - 1 // set, delete: the byte at At; swap: and the next
+	switch m.Op {
+	case "swap":
+		last--
+	case "insert", "truncate":
+		last++
+	}
+	if m.At < 0 || m.At > last {
+		t.Fatalf("mutation of %s: %s at %d, out of its %d bytes", m.Of, m.Op, m.At, len(s))
+	}
 	switch m.Op {
 	case "set":
 		return s[:m.At] + m.Text + s[m.At+1:]
@@ -209,9 +224,11 @@ func (m wvMutation) apply(s string) string {
 		return s[:m.At] + s[m.At+1:]
 	case "swap":
 		return s[:m.At] + s[m.At+1:m.At+2] + s[m.At:m.At+1] + s[m.At+2:]
-	default: // truncate
+	case "truncate":
 		return s[:m.At]
 	}
+	t.Fatalf("mutation of %s: unknown op %q", m.Of, m.Op)
+	return ""
 }
 
 type wvDecisionFile struct {

@@ -90,6 +90,8 @@ for (const f of files) {
 
 /** mutateBytes applies a mutation of decision.json or delivery.json to b; at is a byte offset. */
 function mutateBytes(b: Uint8Array, m: { op: string; at: number; text?: string }): Uint8Array {
+  const last = b.length - 1 + (m.op === "swap" ? -1 : m.op === "insert" || m.op === "truncate" ? 1 : 0);
+  assert.ok(Number.isInteger(m.at) && m.at >= 0 && m.at <= last, `${m.op} at ${m.at}, out of ${b.length} bytes`);
   const text = bytes(m.text ?? "");
   const head = b.subarray(0, m.at);
   switch (m.op) {
@@ -388,10 +390,11 @@ function decisionVectors(): void {
     for (const b of d.batches) {
       for (const t of b.tokens as any[]) byName.set(t.name, t);
     }
-    assert.ok(d.mutations.length >= 300, `${d.mutations.length} mutations`);
+    assert.equal(d.mutations.length, 400, "the mutations docs/wire.md counts");
     for (const [i, m] of (d.mutations as any[]).entries()) {
       const t = byName.get(m.of);
       assert.ok(t, `mutation ${i} edits ${m.of}, no token of the file`);
+      assert.match(t.token, /^[\x21-\x7e]+$/, `${m.of}: a token is ASCII, so its byte offsets are its string's`);
       const got = reasonOf(() =>
         verifyDecision(mutate(t.token, m), { trustedGateways: [d.gateway], audience: t.audience, now: new Date(d.verify_at_unix * 1000), skewMs: d.skew_seconds * 1000 }),
       );
@@ -436,7 +439,7 @@ function deliveryVectors(): void {
     }
   });
   test("wire/delivery.json: every mutation of a body is refused with its reason, or yields the delivery's payload", () => {
-    assert.ok(d.mutations.length >= 150, `${d.mutations.length} mutations`);
+    assert.equal(d.mutations.length, 180, "the mutations docs/wire.md counts");
     for (const [i, m] of (d.mutations as any[]).entries()) {
       const x = byName.get(m.of);
       assert.ok(x, `mutation ${i} edits ${m.of}, no delivery of the file`);
