@@ -96,7 +96,8 @@ func FuzzParse(f *testing.F) {
 }
 
 // FuzzParseResponse: ParseResponse never panics, and what it accepts
-// holds a credential and prints without it.
+// holds a credential, reads the same to encoding/json, and prints
+// without it.
 func FuzzParseResponse(f *testing.F) {
 	ok := []byte(`{"access_token":"eyJ0eXAiOiJKV1QifQ.e30.c2ln","issued_token_type":"` + TokenTypeAgentgw + `","token_type":"N_A","expires_in":300,"scope":"kb:read","tenant":"tenant_a","jti":"J1"}`)
 	if _, err := ParseResponse(ok); err != nil {
@@ -114,6 +115,10 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if r.AccessToken == "" || r.IssuedTokenType != TokenTypeAgentgw {
 			t.Fatalf("ParseResponse(%q) accepted a response without a credential", raw)
+		}
+		var loose Response
+		if err := json.Unmarshal(raw, &loose); err != nil || loose != *r {
+			t.Fatalf("ParseResponse(%q) = %+v; encoding/json reads %+v (%v)", raw, *r, loose, err)
 		}
 		other := *r
 		other.AccessToken = standIn(len(r.AccessToken) + 1)
