@@ -74,7 +74,8 @@ type Endpoint struct {
 
 	mu         sync.Mutex
 	principals map[string]*principal
-	sessions   map[[32]byte]*session // by sha256 of the bearer token
+	sessions   map[[32]byte]*session // by sha256 of each spelling of the bearer token
+	signed     map[[32]byte]*session // by sha256 of the token's signed content
 	expiring   expiryHeap            // the sessions, soonest expiry first
 	idle       map[string]*principal // principals with no live session
 	tasks      *taskRegistry
@@ -112,7 +113,7 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	}
 	e := &Endpoint{
 		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second, bounds: defaultBounds,
-		principals: make(map[string]*principal), sessions: make(map[[32]byte]*session), idle: make(map[string]*principal),
+		principals: make(map[string]*principal), sessions: make(map[[32]byte]*session), signed: make(map[[32]byte]*session), idle: make(map[string]*principal),
 		tasks: newTaskRegistry(),
 	}
 	if e.ep.MaxCallsInFlight == 0 {

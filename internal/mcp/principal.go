@@ -66,7 +66,13 @@ type principal struct {
 type session struct {
 	p      *principal
 	sum    [sha256.Size]byte // of the token: its key in Endpoint.sessions
-	expiry time.Time         // the token's
+	signed [sha256.Size]byte // of its signed content (header.payload): its key in Endpoint.signed
+	// aliases are the other spellings of the token the exchange verified,
+	// also keys in Endpoint.sessions: a signature that verifies in more
+	// than one form (ES256's (r, s) and (r, n-s)) or claims the IdP
+	// signed twice are one token, with one record of its calls.
+	aliases [][sha256.Size]byte
+	expiry  time.Time // the token's
 
 	mu         sync.Mutex // the credential and its renewal; not held during an exchange
 	agent      *client.Agent
@@ -160,7 +166,7 @@ func parseBearer(raw string) (*bearerClaims, error) {
 // exchange is agentgw's own service, and no upstream sees it.
 // Errors name no token bytes.
 func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request) (*auth.TokenInfo, error) {
-	sum := sha256.Sum256([]byte(raw))
+	sum, signed := sha256.Sum256([]byte(raw)), signedSum(raw)
 	now := e.now()
 	e.mu.Lock()
 	s := e.sessions[sum]
@@ -198,7 +204,7 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	if err != nil {
 		return nil, err
 	}
-	s = &session{p: p, sum: sum, expiry: exp}
+	s = &session{p: p, sum: sum, signed: signed, expiry: exp}
 	if err := e.refresh(ctx, s, raw, true); err != nil {
 		return nil, err
 	}
@@ -208,7 +214,7 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 			return nil, err
 		}
 		if q != p { // adopted by a concurrent request first: its keys
-			s = &session{p: q, sum: sum, expiry: exp}
+			s = &session{p: q, sum: sum, signed: signed, expiry: exp}
 			if err := e.refresh(ctx, s, raw, true); err != nil {
 				return nil, err
 			}
@@ -223,13 +229,36 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	return s.info(), nil
 }
 
+// maxSpellings bounds the spellings of one token that share its session:
+// ES256 gives each signature two, and an IdP that signs the same claims
+// again makes more.
+const maxSpellings = 4
+
+// signedSum is the sha256 of a JWS's signed content, its header and
+// payload as sent (parseBearer has checked they are canonical base64url).
+func signedSum(raw string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(raw[:max(0, strings.LastIndexByte(raw, '.'))]))
+}
+
 // keep files the verified session s, unless a session of the same token
-// is there (returned) or a bound is reached.
+// is there (returned) or a bound is reached. The same token is the same
+// spelling, or the same signed content under a signature the exchange
+// has verified too: the new spelling joins that session, and with it its
+// record of calls, so a captured call sent again under a respelled
+// signature is still a replay.
 func (e *Endpoint) keep(s *session, now time.Time) (*session, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.expireLocked(now)
 	if old := e.sessions[s.sum]; old != nil {
+		return old, nil
+	}
+	if old := e.signed[s.signed]; old != nil {
+		if len(old.aliases)+1 >= maxSpellings || len(e.sessions) >= e.bounds.sessions {
+			return nil, fmt.Errorf("%w: too many spellings of this token", auth.ErrInvalidToken)
+		}
+		old.aliases = append(old.aliases, s.sum)
+		e.sessions[s.sum] = old
 		return old, nil
 	}
 	switch {
@@ -249,6 +278,7 @@ func (e *Endpoint) keep(s *session, now time.Time) (*session, error) {
 	// the session keeps the keys its credential was issued to, and
 	// expireLocked leaves the registered principal alone.
 	e.sessions[s.sum] = s
+	e.signed[s.signed] = s
 	heap.Push(&e.expiring, s)
 	s.p.live++
 	return nil, nil
@@ -267,6 +297,10 @@ func (e *Endpoint) expireLocked(now time.Time) {
 	for len(e.expiring) > 0 && !now.Before(e.expiring[0].expiry.Add(sessionGrace)) {
 		s := heap.Pop(&e.expiring).(*session)
 		delete(e.sessions, s.sum)
+		delete(e.signed, s.signed)
+		for _, a := range s.aliases {
+			delete(e.sessions, a)
+		}
 		if s.p.live--; s.p.live == 0 && e.principals[s.p.id] == s.p {
 			e.idle[s.p.id] = s.p
 		}

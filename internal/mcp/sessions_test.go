@@ -4,18 +4,21 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/big"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
 
@@ -451,5 +454,69 @@ func TestEndpointRefusesRespelledToken(t *testing.T) {
 	}
 	if code, body := h.postRPC(respelled, call); code != http.StatusUnauthorized {
 		t.Errorf("the same call with the token respelled: %d %s; want 401", code, body)
+	}
+}
+
+// TestEndpointRespelledSignatureSharesReplays: an ES256 signature (r, s)
+// verifies as (r, n-s) too, and an IdP may sign the same claims twice;
+// each is another spelling of one token that the exchange accepts. All
+// spellings share one session and its record of calls, so a captured
+// tools/call sent again under a respelled signature is still a replay;
+// a forged signature joins nothing, and spellings are bounded.
+func TestEndpointRespelledSignatureSharesReplays(t *testing.T) {
+	h := newEndpointHarness(t)
+	must(t, h.idp.Rotate(jose.ES256))
+	now := time.Now()
+	claims := map[string]any{"sub": "gina", "groups": []string{"billing"}, "jti": "one-token",
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	tok := h.signedWith(claims)
+	dot := strings.LastIndexByte(tok, '.')
+	respell := func(edit func(s *big.Int)) string {
+		sig, err := base64.RawURLEncoding.Strict().DecodeString(tok[dot+1:])
+		if err != nil || len(sig) != 64 {
+			t.Fatalf("ES256 signature of %d bytes (%v)", len(sig), err)
+		}
+		s := new(big.Int).SetBytes(sig[32:])
+		edit(s)
+		out := tok[:dot+1] + base64.RawURLEncoding.EncodeToString(append(sig[:32:32], s.FillBytes(make([]byte, 32))...))
+		h.secrets = append(h.secrets, out)
+		return out
+	}
+	n := elliptic.P256().Params().N
+	negated := respell(func(s *big.Int) { s.Sub(n, s) })
+	forged := respell(func(s *big.Int) { s.Add(s, big.NewInt(1)) })
+	call := func(id, order string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"draft_refund","arguments":{"order_id":"` + order + `","amount_cents":500}}}`
+	}
+	replayed := func(body string) bool { return strings.Contains(body, `"reason":"replay"`) }
+	for i, c := range []struct {
+		tok, body string
+		code      int
+		replay    bool
+	}{
+		{tok, call("7", "o-1"), http.StatusOK, false},
+		{negated, call("7", "o-1"), http.StatusBadRequest, true}, // captured, respelled
+		{negated, call("8", "o-2"), http.StatusOK, false},        // the spelling is the token's own
+		{tok, call("8", "o-2"), http.StatusBadRequest, true},
+		{h.signedWith(claims), call("7", "o-1"), http.StatusBadRequest, true}, // the same claims signed again
+		{forged, call("9", "o-3"), http.StatusUnauthorized, false},
+		{h.signedWith(claims), call("9", "o-3"), http.StatusOK, false}, // a fourth spelling
+		{h.signedWith(claims), call("10", "o-4"), http.StatusUnauthorized, false},
+	} {
+		if code, body := h.postRPC(c.tok, c.body); code != c.code || replayed(body) != c.replay {
+			t.Errorf("case %d: %d %s; want %d, replay=%v", i, code, body, c.code, c.replay)
+		}
+	}
+	if calls := h.upstream.calls(); len(calls) != 3 {
+		t.Errorf("upstream calls %q; want the three fresh ones", calls)
+	}
+	h.endpoint.mu.Lock()
+	defer h.endpoint.mu.Unlock()
+	if len(h.endpoint.sessions) != 4 || len(h.endpoint.signed) != 1 || h.endpoint.sessions[sha256.Sum256([]byte(forged))] != nil {
+		t.Errorf("%d spellings filed for %d tokens; want the four verified ones for one", len(h.endpoint.sessions), len(h.endpoint.signed))
+	}
+	h.endpoint.expireLocked(now.Add(time.Hour + 3*time.Minute))
+	if len(h.endpoint.sessions) != 0 || len(h.endpoint.signed) != 0 {
+		t.Errorf("after the token's expiry %d spellings and %d tokens kept; want none", len(h.endpoint.sessions), len(h.endpoint.signed))
 	}
 }
