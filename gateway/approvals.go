@@ -38,22 +38,28 @@ type held struct {
 	Body           []byte              `json:"body"`
 	// CredentialSealed and CredentialSealedTo: header.CredentialSealed
 	// and header.CredentialSealedTo.
-	CredentialSealed   string    `json:"credential_sealed"`
-	CredentialSealedTo string    `json:"credential_sealed_to"`
-	Agent              string    `json:"agent"`
-	Issuer             string    `json:"issuer"`
-	CredentialID       string    `json:"jti"`
-	Principal          string    `json:"principal,omitempty"` // the credential's nats.principal
-	Actors             []string  `json:"actors,omitempty"`    // the credential's nats.actors
-	Service            string    `json:"service"`
-	Scopes             []string  `json:"scopes"`
-	XKey               string    `json:"xkey"`
-	Target             string    `json:"target"`
-	BodyDigest         string    `json:"body_digest"`
-	PolicyVersion      string    `json:"policy_version"`
-	PolicyIDs          []string  `json:"policy_ids"`
-	Deadline           time.Time `json:"deadline"`
-	RequestedAt        time.Time `json:"requested_at"`
+	CredentialSealed   string   `json:"credential_sealed"`
+	CredentialSealedTo string   `json:"credential_sealed_to"`
+	Agent              string   `json:"agent"`
+	Issuer             string   `json:"issuer"`
+	CredentialID       string   `json:"jti"`
+	Principal          string   `json:"principal,omitempty"` // the credential's nats.principal
+	Actors             []string `json:"actors,omitempty"`    // the credential's nats.actors
+	Service            string   `json:"service"`
+	Scopes             []string `json:"scopes"`
+	XKey               string   `json:"xkey"`
+	Target             string   `json:"target"`
+	// TargetKind and TargetRisk: the target's kind and risk as it was
+	// held, which an approver's authority is judged on if the target has
+	// left the catalog by the answer (absent in records held before they
+	// were kept: judged as empty).
+	TargetKind    string    `json:"target_kind,omitempty"`
+	TargetRisk    string    `json:"target_risk,omitempty"`
+	BodyDigest    string    `json:"body_digest"`
+	PolicyVersion string    `json:"policy_version"`
+	PolicyIDs     []string  `json:"policy_ids"`
+	Deadline      time.Time `json:"deadline"`
+	RequestedAt   time.Time `json:"requested_at"`
 	// ReplayBy, ReplayExp and ReplayCredential: the operator whose replay
 	// of a denied message this request is, its authorization's expiry
 	// (Unix seconds) and its credential as the re-submission carried it
@@ -91,7 +97,7 @@ func (g *Gateway) holdRecord(b *ledgerBatch, it *item, now, deadline time.Time) 
 		Tenant: it.env.Tenant, IngressSeq: it.seq, IngressSubject: it.subject, Body: it.body, Header: hdr,
 		CredentialSealed: sealed, CredentialSealedTo: g.box.PublicKey(),
 		Agent: it.cred.Subject, Issuer: it.cred.Issuer, CredentialID: it.cred.ID, Principal: it.cred.Principal, Actors: it.cred.Actors, Service: it.cred.Service,
-		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name,
+		Scopes: it.cred.Scopes, XKey: it.cred.XKey, Target: it.target.Name, TargetKind: it.target.Kind, TargetRisk: it.target.Risk,
 		BodyDigest: it.digestHex(), PolicyVersion: it.pol.Version, PolicyIDs: it.pol.PolicyIDs,
 		Deadline: deadline, RequestedAt: now,
 	}
@@ -284,31 +290,44 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s", it.env.Target, fh.deadline.Format(time.RFC3339)))
 		return nil
 	}
-	hi, err := g.heldItem(&h, it.env.Tenant, it.seq, it.rules, now, false)
-	if err != nil {
-		it.deny(err)
+	// Rebuilt to end as well as to be released: a request whose target
+	// has left the catalog, or whose body is larger than max_body_bytes
+	// is now, can no longer be released, but an answer still ends it (a
+	// grant denies it with that reason, a deny as approval_denied), so
+	// that a deny is never refused and then overtaken by a grant once the
+	// catalog or limit is changed back.
+	hi, unreleasable := g.heldItem(&h, it.env.Tenant, it.seq, it.rules, now, true)
+	if hi == nil {
+		it.deny(unreleasable)
 		return nil
 	}
-	// An approval_ttl shortened since holds for requests already held:
-	// the earlier of the two deadlines. (The expiry still ends the
-	// request at its hold's deadline.)
-	if d := h.RequestedAt.Add(g.approvalTTL(hi.target)); !h.RequestedAt.IsZero() && now.After(d) && !fh.takenBySeq {
-		it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s (approval_ttl in the catalog now)", it.env.Target, d.Format(time.RFC3339)))
-		return nil
+	res := policy.Resource{Target: h.Target, Tenant: hi.ref.Tenant, Kind: h.TargetKind, Risk: h.TargetRisk}
+	if hi.target != nil {
+		// An approval_ttl shortened since holds for requests already
+		// held: the earlier of the two deadlines. (The expiry still ends
+		// the request at its hold's deadline.)
+		if d := h.RequestedAt.Add(g.approvalTTL(hi.target)); !h.RequestedAt.IsZero() && now.After(d) && !fh.takenBySeq {
+			it.deny(reason.Deny(reason.ApprovalExpired, "request %s expired at %s (approval_ttl in the catalog now)", it.env.Target, d.Format(time.RFC3339)))
+			return nil
+		}
+		res.Kind, res.Risk = hi.target.Kind, hi.target.Risk
+	}
+	if unreleasable == nil && len(h.Body) > g.cfg.Limits.MaxBodyBytes {
+		unreleasable = reason.Deny(reason.Oversized, "body is %d bytes, over max_body_bytes %d now", len(h.Body), g.cfg.Limits.MaxBodyBytes)
 	}
 	// The approver's own authority goes through policy too, before the
 	// take: a refused approver leaves the request held for another.
 	ap := it.rules.pol.Decide(policy.Request{
 		Principal: principalOf(it.cred),
 		Action:    string(envelope.Approve),
-		Resource:  policy.Resource{Target: hi.target.Name, Tenant: hi.ref.Tenant, Kind: hi.target.Kind, Risk: hi.target.Risk},
+		Resource:  res,
 		Time:      now,
 	})
 	if !ap.Allow || ap.Approval {
 		// An approver's answer cannot itself wait for an approver: a
 		// permit that asks for one is not a permit for it.
 		it.pol = ap
-		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", hi.target.Name))
+		it.deny(reason.Deny(reason.PolicyDenied, "policy does not let this approver answer for %s", h.Target))
 		return nil
 	}
 	took, err := g.holds.takeHold(b, id, it.seq)
@@ -325,7 +344,9 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		// since the request was held. Then the catalog gate: the target
 		// may have stopped serving the tenant, changed its kind or scope,
 		// or stopped taking plain payloads.
-		if err := g.heldStanding(&h); err != nil {
+		if unreleasable != nil {
+			hi.deny(heldDenial(unreleasable))
+		} else if err := g.heldStanding(&h); err != nil {
 			hi.deny(err)
 		} else if t, err := g.catalogGate(cat, hi); err != nil {
 			hi.deny(heldDenial(err))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,81 @@ func midGeneration(f *approvalFlow) {
 	exp := f.clock.Now().Add(60 * time.Second)
 	next := time.Unix(0, (exp.UnixNano()/int64(width)+1)*int64(width)).Add(60 * time.Second)
 	f.clock.Advance(next.Sub(exp))
+}
+
+// TestAnswerEndsRequestItCannotRelease: a held request whose target has
+// left the catalog, or whose body is over max_body_bytes now, can no
+// longer be released, but an answer still ends it: a grant denies it
+// with that reason, a deny as approval_denied, the hold taken either way.
+// A deny refused for the catalog's sake would leave the request held for
+// a later grant, once the catalog is changed back, to release.
+func TestAnswerEndsRequestItCannotRelease(t *testing.T) {
+	deny := func(f *approvalFlow) approval.Answer {
+		a := f.grant()
+		a.Decision = approval.Deny
+		return a
+	}
+	for _, c := range []struct {
+		name   string
+		change func(f *approvalFlow) (undo func())
+		grant  reason.Code
+	}{
+		{"target left the catalog", func(f *approvalFlow) func() {
+			var entry string
+			f.editTarget("payments.send", func(e string) string { entry = e; return "" })
+			return func() { f.editTarget("ops.forbidden", func(e string) string { return entry + e }) }
+		}, reason.UnknownTarget},
+		{"body over max_body_bytes now", func(f *approvalFlow) func() {
+			f.holdLarge()
+			limit := f.cfg.Limits.MaxBodyBytes
+			f.stop()
+			f.cfg.Limits.MaxBodyBytes = len(f.heldBody()) - 1
+			f.start()
+			return func() { f.stop(); f.cfg.Limits.MaxBodyBytes = limit; f.start() }
+		}, reason.Oversized},
+	} {
+		t.Run(c.name+"/grant", func(t *testing.T) {
+			f := newApprovalFlow(t)
+			c.change(f)
+			held, _ := f.gw.pendingApprovals()
+			out := f.outputFor(f.answer(f.approver, f.grant(), f.req.HeldMessageID))
+			if out.Header.Get(header.MessageID) != f.req.HeldMessageID || reason.Code(out.Header.Get(header.Reason)) != c.grant {
+				t.Errorf("the grant's output: message %s, %s; want the held request denied %s", out.Header.Get(header.MessageID), out.Header.Get(header.Reason), c.grant)
+			}
+			if n, _ := f.gw.pendingApprovals(); n != held-1 {
+				t.Errorf("%d requests held, %d before the grant; want its hold taken", n, held)
+			}
+		})
+		t.Run(c.name+"/deny, then undone and granted", func(t *testing.T) {
+			f := newApprovalFlow(t)
+			undo := c.change(f)
+			out := f.outputFor(f.answer(f.approver, deny(f), f.req.HeldMessageID))
+			if out.Header.Get(header.MessageID) != f.req.HeldMessageID || reason.Code(out.Header.Get(header.Reason)) != reason.ApprovalDenied {
+				t.Errorf("the deny's output: message %s, %s; want the held request denied approval_denied", out.Header.Get(header.MessageID), out.Header.Get(header.Reason))
+			}
+			undo()
+			other := newActor(t)
+			other.token = f.credential(f.issuer, other, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+			f.wantReason(f.answer(other, f.grant(), f.req.HeldMessageID), reason.ApprovalInvalid)
+			if got := f.all(StreamCap); len(got) != 0 {
+				t.Errorf("%d capability messages; want the denied request never released", len(got))
+			}
+		})
+	}
+}
+
+// holdLarge holds a payment of some 4 KB, much larger than an answer,
+// and makes it the flow's request.
+func (f *approvalFlow) holdLarge() {
+	f.t.Helper()
+	body := f.body(func(b *envelope.Builder) {
+		b.Capability, b.Target = envelope.ToolCall, "payments.send"
+		b.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"` + strings.Repeat("D", 4000) + `"}`)}
+	})
+	f.heldSeq = f.send(body)
+	out := f.outputFor(f.heldSeq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		f.t.Fatalf("large request went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	must(f.t, json.Unmarshal(out.Data, &f.req))
 }
