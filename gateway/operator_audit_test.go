@@ -1,11 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/operator"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -73,4 +77,47 @@ func TestOperatorUnverifiedRequestAuditedUnroutable(t *testing.T) {
 	}
 	h.stop()
 	h.validateAudit()
+}
+
+// TestApprovalEventsNameTheirOperators: an answer's audit event names the
+// operator who replayed the answer as operator, and the operator whose
+// replay the held request was as held_operator. An answer denied, then
+// replayed by an operator once its approver's revocation was lifted,
+// releases the request under that operator's name; a held re-submission
+// granted by an approver names its operator as held_operator only.
+func TestApprovalEventsNameTheirOperators(t *testing.T) {
+	t.Run("answer replayed", func(t *testing.T) {
+		f := newApprovalFlow(t)
+		f.gw.revocations.RevokeKey(f.approver.pub)
+		first := f.answer(f.approver, f.grant(), f.req.HeldMessageID)
+		f.wantReason(first, reason.Revoked)
+		f.gw.revocations.Replace(nil, nil)
+		res, err := f.operator(operator.Scope).Replay(context.Background(), f.deniedSeq(first), false)
+		must(t, err)
+		if out := f.outputFor(res.IngressSeq); !strings.HasPrefix(out.Subject, "agentgw.cap.tenant_a.payments.send") {
+			t.Fatalf("the replayed grant went to %s (%s); want the release", out.Subject, out.Header.Get(header.Reason))
+		}
+		replays := f.operatorEvents()["agentgw.audit.tenant_a"]
+		if ev := f.auditFor(res.IngressSeq); ev.Kind != audit.KindApprovalGranted || len(replays) != 1 || ev.Operator != replays[0].Operator || ev.HeldOperator != "" {
+			t.Errorf("release event %s operator %q held_operator %q; want approval_granted by the replaying operator (%d replay events)", ev.Kind, ev.Operator, ev.HeldOperator, len(replays))
+		}
+	})
+	t.Run("held request replayed", func(t *testing.T) {
+		h := newHarness(t)
+		h.start()
+		body := h.heldRequest()
+		op := h.replayOperator()
+		hdr := h.signed(h.agent, h.agent.token, body)
+		h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
+		out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+		var req approval.Request
+		must(t, json.Unmarshal(out.Data, &req))
+		grant := h.grant(req)
+		if out := h.outputFor(grant); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+			t.Fatalf("the grant went to %s (%s); want the release", out.Subject, out.Header.Get(header.Reason))
+		}
+		if ev := h.auditFor(grant); ev.Kind != audit.KindApprovalGranted || ev.Operator != "" || ev.HeldOperator != op.pub {
+			t.Errorf("release event %s operator %q held_operator %q; want approval_granted, the held request's operator %s", ev.Kind, ev.Operator, ev.HeldOperator, op.pub)
+		}
+	})
 }

@@ -50,10 +50,13 @@ type Event struct {
 	PayloadDigest string    `json:"payload_digest,omitempty"`
 	Approver      string    `json:"approver,omitempty"`
 	HeldMessageID string    `json:"held_message_id,omitempty"`
-	Operator      string    `json:"operator,omitempty"`
-	DeniedSeq     uint64    `json:"denied_seq,omitempty"`
-	DryRun        bool      `json:"dry_run,omitempty"`
-	LatencyMicros int64     `json:"latency_us,omitempty"`
+	// HeldOperator is the operator whose replay the held request was,
+	// on an answer's event; Operator is the answer's own.
+	HeldOperator  string `json:"held_operator,omitempty"`
+	Operator      string `json:"operator,omitempty"`
+	DeniedSeq     uint64 `json:"denied_seq,omitempty"`
+	DryRun        bool   `json:"dry_run,omitempty"`
+	LatencyMicros int64  `json:"latency_us,omitempty"`
 
 	// Token exchange (KindCredentialExchange). The IdP token itself is
 	// never recorded: its issuer and subject are.

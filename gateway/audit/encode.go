@@ -39,6 +39,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendStr(b, `,"payload_digest":`, e.PayloadDigest)
 	b = appendStr(b, `,"approver":`, e.Approver)
 	b = appendStr(b, `,"held_message_id":`, e.HeldMessageID)
+	b = appendStr(b, `,"held_operator":`, e.HeldOperator)
 	b = appendStr(b, `,"operator":`, e.Operator)
 	b = appendUint(b, `,"denied_seq":`, e.DeniedSeq)
 	if e.DryRun {

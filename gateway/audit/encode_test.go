@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -14,13 +15,20 @@ func full() Event {
 		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", MessageID: "m1", Tenant: "acme", Agent: "UAGENT", Service: "svc",
 		CredentialID: "jti", Issuer: "AISS", Scopes: []string{"a:b", "c"}, Capability: "tool_call", Target: "refunds.draft",
 		PolicyIDs: []string{"p1", "p2"}, PolicyVersion: "sha256:ab", IngressSeq: 42, Delivery: 2, Output: "agentgw.denied.acme.x",
-		BodyDigest: "00ff", PayloadDigest: "ff00", Approver: "UAPP", HeldMessageID: "h1", Operator: "op", DeniedSeq: 7,
+		BodyDigest: "00ff", PayloadDigest: "ff00", Approver: "UAPP", HeldMessageID: "h1", HeldOperator: "hop", Operator: "op", DeniedSeq: 7,
 		DryRun: true, LatencyMicros: -5, IdPIssuer: "https://idp", IdPSubject: "sub", IdPActors: []string{"x"},
 		Rules: []string{"r"}, RequestID: "req",
 	}
 }
 
 func TestAppendJSONMatchesMarshal(t *testing.T) {
+	// full sets every field, so that a field AppendJSON leaves out fails.
+	v := reflect.ValueOf(full())
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("full() leaves %s zero; set it, so that its encoding is checked", v.Type().Field(i).Name)
+		}
+	}
 	events := []Event{{}, full(), {Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), Kind: KindResponse}}
 	// Each field alone, so every omission is checked.
 	f := full()
