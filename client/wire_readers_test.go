@@ -291,7 +291,8 @@ func wvHeadersVectors() wvHeadersFile {
 		About: "NATS header blocks (docs/wire.md, \"Headers\") and the value a reader takes for each header in reads (\"\" when none): " +
 			"the value is what follows the colon less the spaces and tabs right after it, compared exactly, so trailing white space " +
 			"or any other leading white space makes another value; lines end at LF (less a CR before it); a name's first value counts; " +
-			"a block that does not start NATS/1.0, has a line without a colon or no empty line reads as no headers.",
+			"a block that does not start NATS/1.0, has anything but a space or tab after NATS/1.0 on its first line (then a status of at least three characters), " +
+			"has a line without a colon or no empty line reads as no headers.",
 		Blocks: []wvHeaderBlock{
 			{"as_the_gateway_writes", blk("Agentgw-Notice: decision", mid), reads("decision", id)},
 			{"no_space_after_the_colon", blk("Agentgw-Notice:decision", "Agentgw-Message-Id:"+id), reads("decision", id)},
@@ -309,6 +310,11 @@ func wvHeadersVectors() wvHeadersFile {
 			{"line_without_a_colon", blk("Agentgw-Notice: decision", "garbage", mid), reads("", "")},
 			{"no_empty_line", "NATS/1.0\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n", reads("", "")},
 			{"not_nats_1_0", "NATS/2.0\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("", "")},
+			{"tab_before_the_status", "NATS/1.0\t503\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("decision", id)},
+			{"no_space_before_the_status", "NATS/1.0503\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("", "")},
+			{"letters_after_nats_1_0", "NATS/1.0XYZ\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("", "")},
+			{"vertical_tab_before_the_status", "NATS/1.0\v503\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("", "")},
+			{"short_status", "NATS/1.0 50\r\nAgentgw-Notice: decision\r\n" + mid + "\r\n\r\n", reads("", "")},
 		},
 	}
 }

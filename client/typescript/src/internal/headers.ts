@@ -84,8 +84,12 @@ export function parseHeaderBlock(raw: Uint8Array): HeaderSource {
     }
     h.add(text.decode(kv.subarray(0, colon)), text.decode(kv.subarray(v)));
   }
-  // An inline status ("NATS/1.0 503"), as nats.go adds it.
+  // An inline status ("NATS/1.0 503"), as nats.go adds it: after a space
+  // or tab only ("NATS/1.0503" and "NATS/1.0XYZ" are no headers).
   if (first.length > NATS_1_0.length) {
+    if (first[NATS_1_0.length] !== 0x20 && first[NATS_1_0.length] !== 0x09) {
+      return EMPTY;
+    }
     const status = trimSpace(first.subarray(NATS_1_0.length));
     if (status.length < 3) {
       return EMPTY;
