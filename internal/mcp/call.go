@@ -27,6 +27,7 @@ func (e *Endpoint) callTool(ctx context.Context, t *Tool, req *sdk.CallToolReque
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
 	}
 	if err := e.takeCall(s.p); err != nil {
+		refusedUnsent(req.GetExtra().TokenInfo)
 		return nil, err
 	}
 	defer e.endCall(s.p)

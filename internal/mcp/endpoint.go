@@ -163,7 +163,7 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 		}
 		e.server.AddTool(&sdk.Tool{Name: t.Name, Description: t.Description, InputSchema: schema},
 			func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-				return e.whileOpen(ctx, func(ctx context.Context) (*sdk.CallToolResult, error) { return e.callTool(ctx, t, req) })
+				return e.whileOpen(ctx, req, func(ctx context.Context) (*sdk.CallToolResult, error) { return e.callTool(ctx, t, req) })
 			})
 	}
 	e.server.AddReceivingMiddleware(e.listFilter)
@@ -193,8 +193,11 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 // call may still run (errClosed), and its answer is written while the
 // HTTP server drains rather than the connection cut. Once the endpoint
 // is closed a call is refused, nothing sent.
-func (e *Endpoint) whileOpen(ctx context.Context, call func(context.Context) (*sdk.CallToolResult, error)) (*sdk.CallToolResult, error) {
+func (e *Endpoint) whileOpen(ctx context.Context, req *sdk.CallToolRequest, call func(context.Context) (*sdk.CallToolResult, error)) (*sdk.CallToolResult, error) {
 	if e.tasks.ctx.Err() != nil {
+		if x := req.GetExtra(); x != nil {
+			refusedUnsent(x.TokenInfo)
+		}
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the endpoint is closing: call not sent to the gateway"}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -332,6 +335,14 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="this token has made its calls", resource_metadata="`+e.metadataURL()+`"`)
 			http.Error(w, "this token has made its calls: get a fresh one", http.StatusUnauthorized)
 			return
+		}
+		// The info is this HTTP request's own (verifyToken makes one per
+		// request), and the SDK hands the same to the tool handler.
+		id := msg.ID
+		auth.TokenInfoFromContext(r.Context()).Extra[unsentKey] = func() {
+			s.idsMu.Lock()
+			defer s.idsMu.Unlock()
+			s.calls.forget(id, body)
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -102,6 +102,24 @@ func (s *session) useCall(id, body []byte) callVerdict {
 	return s.calls.use(id, body)
 }
 
+// unsentKey is the TokenInfo.Extra key of the request's unsent func.
+const unsentKey = "agentgw.unsent"
+
+// refusedUnsent forgets the tools/call request that info's HTTP request
+// carried, which refuseReplay recorded, when it is refused before
+// anything was sent (too many calls in flight, the endpoint closing,
+// headers that do not match the body): sent again as it was, it is then
+// served, not refused as a replay. Only these refusals call it; any
+// other end keeps the record.
+func refusedUnsent(info *auth.TokenInfo) {
+	if info == nil {
+		return
+	}
+	if f, ok := info.Extra[unsentKey].(func()); ok {
+		f()
+	}
+}
+
 // bearerClaims are the claims read from a bearer token before the token
 // exchange verifies its signature, issuer, audience and times.
 // They are read as the exchange reads them (exact member names, no

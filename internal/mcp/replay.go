@@ -41,12 +41,7 @@ const (
 // use records the request (its id's JSON text and its whole body) if
 // this token has not made it, in time linear in its length.
 func (r *replaySet) use(id, body []byte) callVerdict {
-	var h maphash.Hash
-	h.SetSeed(replaySeed)
-	_, _ = h.Write(id)
-	_ = h.WriteByte(0)
-	_, _ = h.Write(body)
-	sum := h.Sum64()
+	sum := replayHash(id, body)
 	switch _, ok := r.seen[sum]; {
 	case ok:
 		return callReplayed
@@ -58,6 +53,21 @@ func (r *replaySet) use(id, body []byte) callVerdict {
 	}
 	r.seen[sum] = struct{}{}
 	return callFresh
+}
+
+// forget drops the record of a request use recorded, for a call refused
+// before anything was sent: the client may send it again as it was.
+func (r *replaySet) forget(id, body []byte) {
+	delete(r.seen, replayHash(id, body))
+}
+
+func replayHash(id, body []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(replaySeed)
+	_, _ = h.Write(id)
+	_ = h.WriteByte(0)
+	_, _ = h.Write(body)
+	return h.Sum64()
 }
 
 // rpcMessage is the part of a JSON-RPC request the endpoint reads before

@@ -3,7 +3,9 @@ package mcp
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -291,4 +293,51 @@ func TestEndpointFullTableMakesRoom(t *testing.T) {
 	reg.mu.Lock()
 	clear(reg.tasks) // running tasks that no goroutine will end
 	reg.mu.Unlock()
+}
+
+// TestEndpointRefusedCallMaySendAgain: a tools/call refused before
+// anything was sent (too many calls in flight, its headers not matching
+// its body) is not remembered as made, so the client may send it again
+// as it was and be served, as the refusal says; one that was sent stays
+// a replay.
+func TestEndpointRefusedCallMaySendAgain(t *testing.T) {
+	h := newEndpointHarness(t)
+	tok := h.signed("rita", "support")
+	sync := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"busy"}}}`
+	h.endpoint.bounds.calls = 0
+	if _, resp := h.postRPC(tok, sync); !strings.Contains(resp, `"code":-32014`) {
+		t.Fatalf("a call past the bound = %s; want -32014", resp)
+	}
+	h.endpoint.bounds.calls = defaultBounds.calls
+	if _, resp := h.postRPC(tok, sync); !strings.Contains(resp, "3 articles about busy") {
+		t.Errorf("the refused call sent again = %s; want served", resp)
+	}
+	if _, resp := h.postRPC(tok, sync); !strings.Contains(resp, `"reason":"replay"`) {
+		t.Errorf("the served call sent again = %s; want a replay", resp)
+	}
+
+	task := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","task":{"ttl":60000},"arguments":{"query":"headers"}}}`
+	post := func(name string) string {
+		req, err := http.NewRequest(http.MethodPost, h.resource, strings.NewReader(task))
+		must(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", name)
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if resp := post("draft_refund"); !strings.Contains(resp, "does not match the body") {
+		t.Fatalf("a task call whose Mcp-Name is another tool's = %s; want a header mismatch", resp)
+	}
+	if resp := post("search"); !strings.Contains(resp, `"taskId"`) {
+		t.Errorf("the refused task call sent again with its own headers = %s; want a task", resp)
+	}
+	if calls := h.upstream.calls(); len(calls) < 1 || len(calls) > 2 {
+		t.Errorf("upstream calls %q; want the two served calls only", calls)
+	}
 }

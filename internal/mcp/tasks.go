@@ -169,6 +169,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 					return
 				}
 				if !headersMatch(r, msg.Method, params.Name) {
+					refusedUnsent(auth.TokenInfoFromContext(r.Context()))
 					writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
 					return
 				}
@@ -176,6 +177,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 				return
 			}
 			if !headersMatch(r, msg.Method, params.Name) {
+				refusedUnsent(auth.TokenInfoFromContext(r.Context()))
 				writeRPC(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: sdk.CodeHeaderMismatch, Message: "Mcp-Method or Mcp-Name does not match the body"})
 				return
 			}
@@ -186,6 +188,7 @@ func (e *Endpoint) withTasks(next http.Handler) http.Handler {
 			}
 			tk, err := e.startTask(s, t, json.RawMessage(params.Arguments), taskTTL(params.Task.TTL, e.ep.ApprovalWait), false)
 			if err != nil {
+				refusedUnsent(auth.TokenInfoFromContext(r.Context()))
 				writeRPC(w, http.StatusOK, msg.ID, nil, err)
 				return
 			}
@@ -675,6 +678,7 @@ func missingTaskExtension() *jsonrpc.Error {
 func (e *Endpoint) serverDirected(w http.ResponseWriter, r *http.Request, id json.RawMessage, s *session, t *Tool, args json.RawMessage) {
 	tk, err := e.startTask(s, t, args, e.ep.ApprovalWait, true)
 	if err != nil {
+		refusedUnsent(auth.TokenInfoFromContext(r.Context()))
 		writeRPC(w, http.StatusOK, id, nil, err)
 		return
 	}
