@@ -322,6 +322,24 @@ func TestPrincipalRevoked(t *testing.T) {
 	h.scanSecrets()
 }
 
+// heldResubmission re-submits, as the gateway does for op, a request
+// that policy holds, and returns its ingress sequence and the approval
+// request it was held with.
+func (h *harness) heldResubmission(op *actor) (uint64, approval.Request) {
+	h.t.Helper()
+	body := h.heldRequest()
+	hdr := h.signed(h.agent, h.agent.token, body)
+	h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
+	seq := h.publish(h.ingress(h.agent, "tenant_a"), body, hdr)
+	out := h.outputFor(seq)
+	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+		h.t.Fatalf("re-submission went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+	}
+	var req approval.Request
+	must(h.t, json.Unmarshal(out.Data, &req))
+	return seq, req
+}
+
 // TestHeldReplayOfRevokedOperatorNotReleased: an operator's
 // re-submission that policy holds for an approver keeps the operator's
 // credential with the hold. The operator revoked while it waits, the
@@ -333,17 +351,8 @@ func TestHeldReplayOfRevokedOperatorNotReleased(t *testing.T) {
 		t.Run(map[bool]string{true: "withdrawn", false: "grant"}[sweep], func(t *testing.T) {
 			h := newHarness(t)
 			h.start()
-			body := h.heldRequest()
 			op := h.replayOperator()
-			hdr := h.signed(h.agent, h.agent.token, body)
-			h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
-			seq := h.publish(h.ingress(h.agent, "tenant_a"), body, hdr)
-			out := h.outputFor(seq)
-			if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
-				t.Fatalf("re-submission went to %s (%s); want the approval queue", out.Subject, out.Header.Get(header.Reason))
-			}
-			var req approval.Request
-			must(t, json.Unmarshal(out.Data, &req))
+			seq, req := h.heldResubmission(op)
 			if sweep {
 				replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+op.pub+"]\n")
 				must(t, h.gw.Reload())

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/operator"
@@ -105,13 +104,8 @@ func TestApprovalEventsNameTheirOperators(t *testing.T) {
 	t.Run("held request replayed", func(t *testing.T) {
 		h := newHarness(t)
 		h.start()
-		body := h.heldRequest()
 		op := h.replayOperator()
-		hdr := h.signed(h.agent, h.agent.token, body)
-		h.setReplayAuth(hdr, body, 1, op, h.clock.Now().Add(replayAuthTTL).Unix())
-		out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
-		var req approval.Request
-		must(t, json.Unmarshal(out.Data, &req))
+		_, req := h.heldResubmission(op)
 		grant := h.grant(req)
 		if out := h.outputFor(grant); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
 			t.Fatalf("the grant went to %s (%s); want the release", out.Subject, out.Header.Get(header.Reason))
