@@ -75,6 +75,7 @@ func decodeStrict(data []byte, cfg *Config) error {
 	for _, doc := range file.Docs {
 		if doc.Body != nil {
 			problems = append(problems, checkNode(doc.Body, reflect.TypeOf(cfg).Elem(), "")...)
+			problems = append(problems, yamlerr.Retexted(doc.Body, reflect.TypeOf(cfg).Elem(), "")...)
 		}
 	}
 	if len(problems) > 0 {
@@ -111,7 +112,7 @@ func checkNode(node ast.Node, t reflect.Type, path string) []error {
 	case t == durationType:
 		return leaf()
 	case t.Kind() == reflect.Struct && isMap:
-		fields := structFields(t)
+		fields := yamlerr.Fields(t)
 		var out []error
 		for _, mv := range mapping.Values {
 			key := mv.Key.String()
@@ -148,39 +149,6 @@ func checkNode(node ast.Node, t reflect.Type, path string) []error {
 		return out
 	}
 	return leaf()
-}
-
-// structFields maps the YAML names of t's fields to their types,
-// following inline fields.
-func structFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if strings.Contains(opts, "inline") || (f.Anonymous && name == "") {
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				for k, v := range structFields(ft) {
-					out[k] = v
-				}
-				continue
-			}
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		out[name] = f.Type
-	}
-	return out
 }
 
 func join(path, key string) string {

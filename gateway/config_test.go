@@ -156,3 +156,50 @@ func TestConfigBoundsApprovalTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigRefusesRespelledText: a tenant, claim value, principal or
+// jti written unquoted so that YAML reads it as other text (0042 as 34)
+// would name someone else: the config and the revocations list refuse
+// it, with its line, and take the quoted form as written.
+func TestConfigRefusesRespelledText(t *testing.T) {
+	exchange := func(org, dept string) []byte {
+		return []byte(`
+audience: gw
+exchange:
+  idps:
+    - name: corp
+      issuer: https://login.example.com/realms/corp
+      audience: agentgw
+      tenants: [tenant_a]
+      tenant_claim: org
+      tenant_map: {` + org + `: tenant_a}
+      rules:
+        - id: billing
+          claim: dept
+          equals: ` + dept + `
+          scopes: [refund:draft]
+`)
+	}
+	var cfg Config
+	err := decodeStrict(exchange("0042", "0100"), &cfg)
+	if err == nil || !strings.Contains(err.Error(), "line 10, column") || !strings.Contains(err.Error(), "line 14, column") {
+		t.Errorf("tenant_map key 0042 and equals 0100 unquoted: %v; want both refused with their lines", err)
+	}
+	cfg = Config{}
+	if err := decodeStrict(exchange(`"0042"`, `"0100"`), &cfg); err != nil {
+		t.Fatalf("quoted: %v", err)
+	}
+	if p := cfg.Exchange.IdPs[0]; p.TenantMap["0042"] != "tenant_a" || p.Rules[0].Equals != "0100" {
+		t.Errorf("quoted: tenant_map %v, equals %q; want them as written", p.TenantMap, p.Rules[0].Equals)
+	}
+
+	path := filepath.Join(t.TempDir(), "revocations.yaml")
+	must(t, os.WriteFile(path, []byte("jtis: []\nkeys: []\nprincipals: [0042]\n"), 0o600))
+	if _, err := readRevocations(path); err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("principal 0042 unquoted: %v; want refused (it would revoke principal 34)", err)
+	}
+	must(t, os.WriteFile(path, []byte("jtis: []\nkeys: []\nprincipals: ['0042']\n"), 0o600))
+	if r, err := readRevocations(path); err != nil || len(r.Principals) != 1 || r.Principals[0] != "0042" {
+		t.Errorf("principal '0042': %+v, %v; want it as written", r, err)
+	}
+}

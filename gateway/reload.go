@@ -187,8 +187,8 @@ func readRevocations(path string) (RevocationConfig, error) {
 	if err != nil {
 		return RevocationConfig{}, fmt.Errorf("gateway: revocations: %w", err)
 	}
-	if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
-		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", identity.SafePath(path), yamlerr.Clean(err))
+	if err := yamlerr.Unmarshal(data, &r); err != nil {
+		return RevocationConfig{}, fmt.Errorf("gateway: revocations %s: %w", identity.SafePath(path), err)
 	}
 	for _, sec := range []struct {
 		name string

@@ -425,8 +425,8 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	case err != nil:
 		return c.fail(err, "")
 	default:
-		if err := yaml.UnmarshalWithOptions(data, &r, yaml.Strict()); err != nil {
-			return c.fail(fmt.Errorf("%s: %w", identity.SafePath(*file), yamlerr.Clean(err)), "Fix the file by hand: the gateway will not load it either.")
+		if err := yamlerr.Unmarshal(data, &r); err != nil {
+			return c.fail(fmt.Errorf("%s: %w", identity.SafePath(*file), err), "Fix the file by hand: the gateway will not load it either.")
 		}
 		if r.File != "" {
 			return c.fail(fmt.Errorf("%s: a revocations file may not name another file", *file), "")

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentgw/agentgw/gateway/decision"
@@ -189,8 +188,8 @@ func Load(path string) (*Catalog, error) {
 // Every problem is reported at once.
 func Parse(data []byte, dir string) (*Catalog, error) {
 	var f File
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("catalog: decode: %w", yamlerr.Clean(err))
+	if err := yamlerr.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("catalog: decode: %w", err)
 	}
 	return Compile(f, dir, digest(data))
 }

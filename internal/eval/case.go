@@ -222,8 +222,8 @@ func Parse(data []byte) (*File, error) {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, identity.SafeText(err.Error()))
 	}
 	var f File
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, yamlerr.Clean(err))
+	if err := yamlerr.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := f.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)

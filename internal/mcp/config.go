@@ -12,8 +12,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/identity"
@@ -242,8 +240,8 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes (strictly) and validates a mapping file.
 func ParseConfig(data []byte) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
-		return nil, fmt.Errorf("%w: decode: %w", ErrConfig, yamlerr.Clean(err))
+	if err := yamlerr.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%w: decode: %w", ErrConfig, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
