@@ -96,13 +96,17 @@ func discoveryError(err error) string {
 		return "the discovery document names another issuer"
 	}
 	msg := err.Error()
-	if len(msg) > 4 && msg[0] >= '1' && msg[0] <= '5' && msg[1] >= '0' && msg[1] <= '9' && msg[2] >= '0' && msg[2] <= '9' && msg[3] == ' ' {
+	// Any three digits: Go's client takes a status of 000 to 999, and
+	// reports one it has no text for as "600 status code 600".
+	if len(msg) > 4 && isDigit(msg[0]) && isDigit(msg[1]) && isDigit(msg[2]) && msg[3] == ' ' {
 		if i := strings.Index(msg, ": "); i > 0 {
 			return "answered " + msg[:i]
 		}
 	}
 	return msg
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // verifyKeys is the oidc.KeySet of one verification: it passes the call
 // to the IdP's keySet and keeps the error, which go-oidc's verifier

@@ -274,6 +274,9 @@ func TestDiscoveryErrorHoldsNoBody(t *testing.T) {
 		want   string
 	}{
 		{"non-200", func(w http.ResponseWriter) { http.Error(w, "body-of-the-answer", http.StatusBadGateway) }, "502"},
+		// Statuses Go's client takes but has no text for.
+		{"600", func(w http.ResponseWriter) { w.WriteHeader(600); _, _ = w.Write([]byte("body-of-the-answer")) }, "600"},
+		{"999", func(w http.ResponseWriter) { w.WriteHeader(999); _, _ = w.Write([]byte("body-of-the-answer")) }, "999"},
 		{"issuer-mismatch", func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"issuer":"body-of-the-answer","jwks_uri":"https://x/keys"}`))
