@@ -588,3 +588,22 @@ func TestAuditOneMessagePerBatchAndTenant(t *testing.T) {
 	}
 	h.validateAudit()
 }
+
+// TestEnvelopeWithSpaceAroundRefused: a signed body with white space
+// before or after its object cannot be delivered verbatim (a delivery
+// document holds it as a member, and the space would be the document's),
+// so it is refused malformed_envelope before the ledger: its idempotency
+// key is not spent, and the same request without the space is allowed.
+func TestEnvelopeWithSpaceAroundRefused(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	for i, c := range []struct{ pre, post string }{{"", "\n"}, {" ", ""}, {"", "\t"}, {"\r\n", "\r\n"}} {
+		key := fmt.Sprintf("kb-q-%d", i)
+		body := h.body(func(b *envelope.Builder) { b.IdempotencyKey = key })
+		h.wantReason(h.send(append(append([]byte(c.pre), body...), c.post...)), reason.MalformedEnvelope)
+		again := h.body(func(b *envelope.Builder) { b.IdempotencyKey = key })
+		if out := h.outputFor(h.send(again)); out.Header.Get(header.Route) != "allow" {
+			t.Errorf("%q…%q refused, then the request without it: %s %s; want allowed", c.pre, c.post, out.Subject, out.Header.Get(header.Reason))
+		}
+	}
+}

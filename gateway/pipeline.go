@@ -167,6 +167,14 @@ func (g *Gateway) verify(it *item) {
 		it.deny(err)
 		return
 	}
+	if data[0] != '{' || data[len(data)-1] != '}' {
+		// A delivery carries the body verbatim as a member of its
+		// document, where white space around it is the document's and
+		// its digest would no longer bind: refused here, before the
+		// ledger spends its nonce or idempotency key.
+		it.deny(reason.Deny(reason.MalformedEnvelope, "white space before or after the envelope object"))
+		return
+	}
 	it.env = env
 	// The schema gate is the strict parser: it enforces every rule of
 	// schemas/envelope.schema.json (fixtures and fuzzing prove that all
