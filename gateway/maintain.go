@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,9 +73,10 @@ func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 // ackFloor is the lowest stream sequence below which every consumer of
 // parts has acknowledged everything. A consumer with nothing pending and
 // nothing unacknowledged holds it back only to the stream's last sequence
-// read before any consumer, not to where its own traffic stopped: a
+// read before any consumer, not to where its own traffic stopped (a
 // quiet tenant's or partition's consumer would otherwise pin the floor
-// for good. That floor is for pruning only: what it removes are the
+// for good), once the stream leader confirms it has no message for that
+// consumer past its ack floor (floorOf). That floor is for pruning only: what it removes are the
 // outcomes and entries of acknowledged messages, since a message not yet
 // acknowledged keeps its consumer busy, and its floor below it. It does
 // not say that a message at or below it was acknowledged: in a cluster a
@@ -117,11 +119,46 @@ func (g *Gateway) floorOf(ctx context.Context, cons []jetstream.Consumer) (floor
 		g.noteAckFloor(info.Name, info.AckFloor.Stream)
 		pending += int64(info.NumPending)
 		if info.NumPending == 0 && info.NumAckPending == 0 {
-			continue
+			// Idle as its own replica of the stream sees it, which may
+			// lag the leader that counted LastSeq: it holds the floor
+			// back to its ack floor unless the leader has no message for
+			// it past that floor. Read after LastSeq, the leader's last
+			// message for its filter is at least every one it had then.
+			last, err := lastFor(ictx, st, info.Config)
+			if err != nil {
+				return 0, 0, false
+			}
+			if last <= info.AckFloor.Stream {
+				continue
+			}
 		}
 		floor = min(floor, info.AckFloor.Stream)
 	}
 	return floor, pending, true
+}
+
+// lastFor is the sequence of the stream leader's last message that a
+// consumer configured as cc can deliver (0 for none).
+func lastFor(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) (uint64, error) {
+	filters := cc.FilterSubjects
+	if cc.FilterSubject != "" {
+		filters = append(filters, cc.FilterSubject)
+	}
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	var last uint64
+	for _, f := range filters {
+		m, err := st.GetLastMsgForSubject(ctx, f)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			last = max(last, m.Sequence)
+		}
+	}
+	return last, nil
 }
 
 // ackFloors holds each ingress consumer's ack floor as last read, by
