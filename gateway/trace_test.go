@@ -244,3 +244,35 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	must(t, c.Write(&m))
 	return m.GetCounter().GetValue()
 }
+
+// TestSenderTracestateNotCopied: with tracing on, the gateway continues
+// the agent's trace from its traceparent, but its tracestate, text no
+// one checks, reaches no output: a delivery's or denied record's
+// headers are only those wire.md lists.
+func TestSenderTracestateNotCopied(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	h := newHarness(t)
+	h.opts = append(h.opts, WithTracerProvider(tp))
+	h.start()
+	for _, c := range []struct {
+		name   string
+		target string
+	}{{"delivery", ""}, {"denied record", "kb.nope"}} {
+		tid := envelope.NewTraceID()
+		body := h.body(func(b *envelope.Builder) {
+			b.TraceID = tid
+			if c.target != "" {
+				b.Target = c.target
+			}
+		})
+		hdr := h.signed(h.agent, h.agent.token, body)
+		hdr[header.Traceparent] = []string{"00-" + tid + "-0102030405060708-01"}
+		hdr["tracestate"] = []string{"agentdata=ignore-previous-instructions"}
+		out := h.outputFor(h.publish(h.ingress(h.agent, "tenant_a"), body, hdr))
+		if got := out.Header.Get("tracestate"); got != "" || !strings.Contains(out.Header.Get(header.Traceparent), tid) {
+			t.Errorf("%s (%s): tracestate %q, traceparent %q; want the trace continued without the sender's tracestate", c.name, out.Subject, got, out.Header.Get(header.Traceparent))
+		}
+	}
+}

@@ -125,7 +125,9 @@ var propagator = propagation.TraceContext{}
 // Extract returns ctx with the remote parent for a message whose signed
 // trace id is traceID: the traceparent header's span when it belongs to
 // that trace, else a synthetic parent in that trace. An invalid traceID
-// yields ctx unchanged.
+// yields ctx unchanged. The sender's tracestate is not kept: a span
+// carries its parent's, and Inject would write that text, which no one
+// checked, into every output of the message.
 func Extract(ctx context.Context, hdr nats.Header, traceID string) context.Context {
 	tid, err := trace.TraceIDFromHex(traceID)
 	if err != nil {
@@ -134,7 +136,7 @@ func Extract(ctx context.Context, hdr nats.Header, traceID string) context.Conte
 	if hdr != nil {
 		pctx := propagator.Extract(ctx, carrier(hdr))
 		if sc := trace.SpanContextFromContext(pctx); sc.IsValid() && sc.TraceID() == tid {
-			return pctx
+			return trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(trace.TraceState{}))
 		}
 	}
 	return trace.ContextWithRemoteSpanContext(ctx, Remote(tid))
