@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/store/lease"
-	"github.com/agentgw/agentgw/subjects"
 )
 
 // Per-tenant fairness (consumer.fair_tenants). JetStream delivers a
@@ -394,16 +393,37 @@ func ownedElsewhere(m jetstream.Msg, owned map[string]uint64) bool {
 	if len(owned) == 0 {
 		return false // no tenant consumers: nothing to parse the subject for
 	}
-	ref, err := subjects.ParseIngress(m.Subject())
-	if err != nil {
+	// By the tenant token alone, as the tenant consumer's filter
+	// (agentgw.in.<p>.<tenant>.*) matches it: a subject whose agent
+	// token is no key is the tenant consumer's too, and must not be
+	// decided by both.
+	tenant, ok := tenantToken(m.Subject())
+	if !ok {
 		return false
 	}
-	start, ok := owned[ref.Tenant]
+	start, ok := owned[tenant]
 	if !ok {
 		return false
 	}
 	md, err := m.Metadata()
 	return err == nil && md.Sequence.Stream >= start
+}
+
+// tenantToken is the tenant token of a stored ingress subject,
+// agentgw.in.<partition>.<tenant>.<agent>, whatever its other tokens hold.
+func tenantToken(subj string) (string, bool) {
+	rest, ok := strings.CutPrefix(subj, "agentgw.in.")
+	if !ok {
+		return "", false
+	}
+	if _, rest, ok = strings.Cut(rest, "."); !ok {
+		return "", false
+	}
+	tenant, agent, ok := strings.Cut(rest, ".")
+	if !ok || tenant == "" || agent == "" || strings.Contains(agent, ".") {
+		return "", false
+	}
+	return tenant, true
 }
 
 // take returns the next batch and how many of its messages each queue

@@ -342,3 +342,37 @@ func TestShortestFetchWaitDecides(t *testing.T) {
 		})
 	}
 }
+
+// TestFairTenantsOwnSubjectWithNoAgentKey: with fair_tenants, a message
+// on a configured tenant's subject whose agent token is no key matches
+// the tenant consumer's filter; the catch-all must leave it to that
+// consumer, or it goes through the pipeline twice (and past the
+// duplicate window, is stored twice). It is decided once.
+func TestFairTenantsOwnSubjectWithNoAgentKey(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Consumer.FairTenants = true
+	h.start()
+	<-h.gw.Ready()
+	h.stop() // the tenant consumers exist; the message waits for both
+	seq := h.publish("agentgw.in.tenant_a.NOTAUSERKEY", []byte(`{}`), nil)
+	h.start()
+	h.outputFor(seq)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && h.gw.stats.Reemitted.Load() == 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := h.gw.stats.Reemitted.Load(); n != 0 {
+		t.Errorf("ingress %d went through the pipeline %d more time(s): two consumers took it", seq, n)
+	}
+}
+
+func TestTenantToken(t *testing.T) {
+	for subj, want := range map[string]string{
+		"agentgw.in.0.tenant_a.UAGENT": "tenant_a", "agentgw.in.3.t.NOTAKEY": "t",
+		"agentgw.in.0.tenant_a": "", "agentgw.in.0.t.a.b": "", "agentgw.cap.0.t.a": "", "agentgw.in.0..a": "",
+	} {
+		if got, ok := tenantToken(subj); got != want || ok != (want != "") {
+			t.Errorf("tenantToken(%q) = %q, %v; want %q", subj, got, ok, want)
+		}
+	}
+}
