@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -605,5 +606,26 @@ func TestEnvelopeWithSpaceAroundRefused(t *testing.T) {
 		if out := h.outputFor(h.send(again)); out.Header.Get(header.Route) != "allow" {
 			t.Errorf("%q…%q refused, then the request without it: %s %s; want allowed", c.pre, c.post, out.Subject, out.Header.Get(header.Reason))
 		}
+	}
+}
+
+// TestManyDecidingPolicies: a decision token names at most 64 policies,
+// and a request that more permits than that take in is still allowed,
+// its decision naming the first 64 by id (not denied internal_error
+// because its token could not be signed).
+func TestManyDecidingPolicies(t *testing.T) {
+	var src strings.Builder
+	for i := range 65 {
+		fmt.Fprintf(&src, "@id(\"p%02d\") permit (principal, action, resource) when { principal.tenant == resource.tenant };\n", i)
+	}
+	h := newHarness(t)
+	must(t, os.WriteFile(filepath.Join(h.dir, "policy.cedar"), []byte(src.String()), 0o600))
+	h.start()
+	seq := h.send(h.body(nil))
+	if out := h.outputFor(seq); out.Header.Get(header.Route) != "allow" {
+		t.Fatalf("route %q (%s); want allow", out.Header.Get(header.Route), out.Header.Get(header.Reason))
+	}
+	if ids := h.auditFor(seq).PolicyIDs; len(ids) != 64 || ids[0] != "p00" || ids[63] != "p63" {
+		t.Errorf("policy ids %v; want p00 to p63", ids)
 	}
 }

@@ -9,10 +9,10 @@ import (
 	"github.com/agentgw/agentgw/subjects"
 )
 
-const (
-	maxPolicyIDs  = 64
-	maxUnixSecond = 253402300799 // 9999-12-31T23:59:59Z
-)
+// MaxPolicyIDs is the most policy ids a decision token names.
+const MaxPolicyIDs = 64
+
+const maxUnixSecond = 253402300799 // 9999-12-31T23:59:59Z
 
 // check returns every claim rule w breaks. Details never echo claim
 // values that are not already known to be safe.
@@ -65,8 +65,8 @@ func check(w *wire) []error {
 	if !lowerHex(n.PayloadDigest, 64) {
 		add("payload_digest is not 64 lowercase hex")
 	}
-	if len(n.PolicyIDs) > maxPolicyIDs {
-		add("more than %d policy_ids", maxPolicyIDs)
+	if len(n.PolicyIDs) > MaxPolicyIDs {
+		add("more than %d policy_ids", MaxPolicyIDs)
 	}
 	for i, id := range n.PolicyIDs {
 		if !safeID(id, 1) {

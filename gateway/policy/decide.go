@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	cedar "github.com/cedar-policy/cedar-go"
+
+	"github.com/agentgw/agentgw/gateway/decision"
 )
 
 // Entity types of the Cedar mapping.
@@ -129,6 +131,10 @@ func (s *Set) evaluate(req Request) Decision {
 		d.PolicyIDs = append(d.PolicyIDs, forbidErrs...)
 	}
 	slices.Sort(d.PolicyIDs)
+	if len(d.PolicyIDs) > decision.MaxPolicyIDs {
+		// A decision token names at most this many: the first by id.
+		d.PolicyIDs = d.PolicyIDs[:decision.MaxPolicyIDs]
+	}
 	return d
 }
 

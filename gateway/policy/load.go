@@ -16,6 +16,7 @@ import (
 	cedar "github.com/cedar-policy/cedar-go"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 
+	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/identity"
 )
 
@@ -180,6 +181,10 @@ func compile(srcs []source) (*Set, error) {
 				if !validID.MatchString(string(v)) || strings.HasPrefix(string(v), "builtin:") {
 					prob("@id(%q) must match %s and not start with builtin:", v, validID)
 				}
+			} else if !decision.ValidClaimID(string(id)) {
+				// A decision token names the policies that decided: an id
+				// it cannot carry would fail every decision it makes.
+				prob("the policy's id %q, from its file name, is not 1-%d of [A-Za-z0-9._:-]: rename the file or give the policy an @id", id, decision.MaxClaimID)
 			}
 			if prev, dup := where[id]; dup {
 				prob("duplicate policy id %q (first at %s:%d:%d)", id, prev.Filename, prev.Line, prev.Column)
@@ -218,7 +223,9 @@ func compile(srcs []source) (*Set, error) {
 	return set, nil
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$`)
+// validID is what a decision token can carry (decision.ValidClaimID),
+// starting with a letter or digit.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // cedarPos matches the position cedar-go's parser puts in its errors.
 var cedarPos = regexp.MustCompile(`^(?:parser error: )?parse error at <input>:(\d+):(\d+) ?`)

@@ -167,6 +167,7 @@ func TestCheck(t *testing.T) {
 		{"duplicate id", "@id(\"x\") permit (principal, action, resource);\n@id(\"x\") permit (principal, action, resource);", []string{`duplicate policy id "x" (first at a.cedar:1:1)`}},
 		{"reserved id", `@id("builtin:tenant_isolation") permit (principal, action, resource);`, []string{"builtin:"}},
 		{"id charset", `@id("has space") permit (principal, action, resource);`, []string{`@id("has space")`}},
+		{"id with a slash", `@id("kb/read") permit (principal, action, resource);`, []string{`@id("kb/read")`}},
 		{"all problems joined", `@approval("maybe") permit (principal == User::"u", action == Action::"nope", resource) when { context.payload.a };`,
 			[]string{"principal scope", `Action::"nope"`, `@approval("maybe")`, "context has payload"}},
 	}
@@ -218,5 +219,23 @@ func TestDemoPoliciesLoad(t *testing.T) {
 	}
 	if err := Check(files...); err != nil {
 		t.Fatalf("Check(demo policies) = %v", err)
+	}
+}
+
+// TestCheckDefaultIDFromFileName: a policy without @id is named
+// "<file>:<index>", which a decision token must be able to carry; a file
+// name that makes an id it cannot is refused, not left to fail every
+// decision the policy makes.
+func TestCheckDefaultIDFromFileName(t *testing.T) {
+	dir := t.TempDir()
+	src := "permit (principal, action, resource);\n"
+	if err := Check(writeFile(t, dir, "kb rules.cedar", src)); err == nil || !strings.Contains(err.Error(), "rename the file or give the policy an @id") {
+		t.Errorf("kb rules.cedar: %v; want refused", err)
+	}
+	if err := Check(writeFile(t, dir, "kb-rules.cedar", src)); err != nil {
+		t.Errorf("kb-rules.cedar: %v; want accepted", err)
+	}
+	if err := Check(writeFile(t, dir, "kb rules named.cedar", `@id("kb-rules") `+src)); err != nil {
+		t.Errorf("kb rules named.cedar, with an @id: %v; want accepted", err)
 	}
 }
