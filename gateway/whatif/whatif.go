@@ -5,6 +5,8 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -54,11 +56,16 @@ const (
 	SkipBudget      = "budget_state_not_recorded"
 	SkipNoTarget    = "target_not_in_catalog"
 	SkipNotDecision = "not_a_request_decision"
+	// SkipAnswerTarget: an answer (respond, approve) names the request it
+	// answers, not the target policy judged it against, and the targets
+	// it may have answered for are decided differently by the candidate,
+	// or there are none in the catalog.
+	SkipAnswerTarget = "answer_target_not_recorded"
 )
 
 // Undeterminable are the skip reasons of decisions the candidate could
 // change: they count in Report.Undetermined.
-var Undeterminable = map[string]bool{SkipContent: true, SkipBudget: true}
+var Undeterminable = map[string]bool{SkipContent: true, SkipBudget: true, SkipAnswerTarget: true}
 
 // Evaluate re-runs every policy-decided request in events against
 // candidate, with targets' kind and risk from cat: the authorize stage,
@@ -74,12 +81,18 @@ func Evaluate(events []audit.Event, cat *catalog.Catalog, candidate *policy.Set)
 		r.Undetermined++
 	}
 	for _, ev := range events {
-		if ev.Kind != audit.KindDecision && ev.Kind != audit.KindApprovalRequest {
+		answer := ev.Capability == string(envelope.Approve) || ev.Capability == string(envelope.Respond)
+		if ev.Kind != audit.KindDecision && ev.Kind != audit.KindApprovalRequest &&
+			!(answer && (ev.Kind == audit.KindApprovalGranted || ev.Kind == audit.KindApprovalDenied)) {
 			continue
 		}
 		r.Decisions++
 		if ev.Route == "" || ev.Agent == "" {
 			r.Skipped[SkipNotDecision]++
+			continue
+		}
+		if answer {
+			r.answer(ev, cat, candidate, undetermined)
 			continue
 		}
 		contentDenied := false
@@ -153,4 +166,67 @@ func Evaluate(events []audit.Event, cat *catalog.Catalog, candidate *policy.Set)
 	}
 	sort.Slice(r.Flips, func(i, j int) bool { return r.Flips[i].IngressSeq < r.Flips[j].IngressSeq })
 	return r
+}
+
+// answer re-runs an answer's policy decision. Its record names the
+// request it answers, not the target policy judged it against: it is
+// judged against every target of the catalog it may have answered for
+// (serving its tenant, one its credential may answer for), and settled
+// only when the candidate decides them all alike. An answer that passed
+// policy is recorded as the release or denial of what it answered (an
+// approver's) or as the reply (a responder's); one policy refused is
+// denied policy_denied; one refused before policy was skipped above.
+func (r *Report) answer(ev audit.Event, cat *catalog.Catalog, candidate *policy.Set, undetermined func(string)) {
+	if ev.Route == "deny" && ev.Kind == audit.KindDecision && ev.Reason != string(reason.PolicyDenied) {
+		r.Skipped[SkipBeforePolicy]++
+		return
+	}
+	was := "allow"
+	if ev.Kind == audit.KindDecision && ev.Route == "deny" {
+		was = "deny"
+	}
+	cred := identity.Credential{Scopes: ev.Scopes}
+	var allowed, denied int
+	var ids []string
+	for _, name := range cat.Names() {
+		t, _ := cat.Lookup(name)
+		if !t.Serves(ev.Tenant) || !cred.HasScope(ev.Capability+":"+t.Name) ||
+			(ev.Capability == string(envelope.Respond) && t.ResponseDeadline == 0) {
+			continue
+		}
+		req := policy.Request{
+			Principal: policy.Principal{Agent: ev.Agent, Tenant: ev.Tenant, Service: ev.Service, Issuer: ev.Issuer, Scopes: ev.Scopes},
+			Action:    ev.Capability,
+			Resource:  policy.Resource{Target: t.Name, Tenant: ev.Tenant, Kind: t.Kind, Risk: t.Risk},
+			Time:      ev.Time,
+		}
+		if dep := candidate.DependsOn(req); dep.Budget || dep.Content {
+			undetermined(SkipAnswerTarget)
+			return
+		}
+		// An answer cannot wait for an approver: a permit asking for one
+		// refuses it.
+		if d := candidate.Decide(req); d.Allow && !d.Approval {
+			allowed++
+		} else {
+			denied++
+			ids = d.PolicyIDs
+		}
+	}
+	if allowed+denied == 0 || (allowed > 0 && denied > 0) {
+		undetermined(SkipAnswerTarget)
+		return
+	}
+	to := "allow"
+	if denied > 0 {
+		to = "deny"
+	}
+	r.Evaluated++
+	if to == was {
+		r.Unchanged++
+		return
+	}
+	r.Changes[was+"→"+to]++
+	r.Flips = append(r.Flips, Flip{IngressSeq: ev.IngressSeq, MessageID: ev.MessageID, Tenant: ev.Tenant,
+		Agent: ev.Agent, Target: ev.Target, From: was, To: to, PolicyIDs: ids})
 }
