@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -61,6 +63,9 @@ func CompileBytes(url string, data []byte) (*jsonschema.Schema, error) {
 	doc, err := decodeStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	if f, ok := unknownFormat(doc); ok {
+		return nil, fmt.Errorf("schemas: %s: format %q is not one the validator checks (%s): it would accept any value", url, f, strings.Join(KnownFormats, ", "))
 	}
 	c, err := newCompiler()
 	if err != nil {
@@ -124,4 +129,53 @@ func newCompiler() (*jsonschema.Compiler, error) {
 		}
 	}
 	return c, nil
+}
+
+// KnownFormats are the format names the validator asserts. A schema that
+// names another would have it accepted unchecked (the JSON Schema rule for
+// an unknown format), so a configured schema naming one is refused.
+var KnownFormats = []string{
+	"date", "date-time", "duration", "email", "hostname", "ipv4", "ipv6", "iri", "iri-reference",
+	"json-pointer", "period", "relative-json-pointer", "semver", "time", "uri", "uri-reference",
+	"uri-template", "uuid",
+}
+
+// unknownFormat finds a "format" keyword whose value is not in
+// KnownFormats, in the schema positions of schema: not inside the values
+// of const, enum, default or examples, which are data, and with the
+// members of properties, patternProperties, $defs, definitions and
+// dependentSchemas read as schemas whatever their names.
+func unknownFormat(schema any) (string, bool) {
+	switch v := schema.(type) {
+	case map[string]any:
+		for k, sub := range v {
+			switch k {
+			case "const", "enum", "default", "examples":
+				continue
+			case "format":
+				if f, ok := sub.(string); ok && !slices.Contains(KnownFormats, f) {
+					return f, true
+				}
+			case "properties", "patternProperties", "$defs", "definitions", "dependentSchemas":
+				if named, ok := sub.(map[string]any); ok {
+					for _, s := range named {
+						if f, ok := unknownFormat(s); ok {
+							return f, true
+						}
+					}
+					continue
+				}
+			}
+			if f, ok := unknownFormat(sub); ok {
+				return f, true
+			}
+		}
+	case []any:
+		for _, sub := range v {
+			if f, ok := unknownFormat(sub); ok {
+				return f, true
+			}
+		}
+	}
+	return "", false
 }

@@ -235,3 +235,41 @@ func TestCompile(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownFormatRefused: a format the validator does not know is,
+// by the JSON Schema rule, accepted unchecked; a configured schema that
+// names one is refused, wherever a schema may stand, while the names
+// of properties and data under const, enum, default and examples are
+// not keywords. Every known format is checked: it refuses a value.
+func TestUnknownFormatRefused(t *testing.T) {
+	for _, s := range []string{
+		`{"type":"string","format":"iban"}`,
+		`{"properties":{"iban":{"type":"string","format":"e-mail"}}}`,
+		`{"properties":{"default":{"format":"iban"}}}`,
+		`{"items":{"anyOf":[{"format":"uuid"},{"format":"ulid"}]}}`,
+		`{"$defs":{"x":{"format":"iban"}},"$ref":"#/$defs/x"}`,
+	} {
+		if _, err := schemas.CompileBytes("mem:///s.json", []byte(s)); err == nil || !strings.Contains(err.Error(), "is not one the validator checks") {
+			t.Errorf("%s: %v; want refused", s, err)
+		}
+	}
+	for _, s := range []string{
+		`{"properties":{"format":{"type":"string"}}}`,
+		`{"const":{"format":"iban"}}`,
+		`{"enum":[{"format":"iban"}]}`,
+		`{"default":{"format":"iban"},"examples":[{"format":"x"}]}`,
+	} {
+		if _, err := schemas.CompileBytes("mem:///s.json", []byte(s)); err != nil {
+			t.Errorf("%s: %v; want compiled", s, err)
+		}
+	}
+	for _, f := range schemas.KnownFormats {
+		sch, err := schemas.CompileBytes("mem:///s.json", []byte(`{"format":"`+f+`"}`))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if schemas.Validate(sch, []byte(`"%%% not a `+f+` %%%"`)) == nil {
+			t.Errorf("format %s accepts anything: it is not checked", f)
+		}
+	}
+}
