@@ -252,6 +252,15 @@ func (w *written) roundTrip(t *testing.T, tenant, order string) {
 		t.Fatalf("VerifyDelivery = %v, %v; want the payload sent", dl, err)
 	}
 	must(t, m.DoubleAck(ctx))
+	// The refunds tool reads its own target's consumer only.
+	for _, other := range []string{"kb.search", "payments.send"} {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Second) // refused: no answer comes
+		_, err := cjs.Consumer(bctx, client.StreamCapability, client.CapabilityConsumerName(tenant, other))
+		cancel()
+		if err == nil {
+			t.Errorf("the refunds tool's identity bound %s's consumer", other)
+		}
+	}
 
 	// Above the refund policy's maximum: denied, told to the agent, kept
 	// for the operator.

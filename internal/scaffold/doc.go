@@ -12,7 +12,8 @@
 //     a route certificate per host.
 //   - Keys: a credential issuer per tenant, the gateway's signing and
 //     curve keys, and per tenant an agent, an approver and a capability
-//     consumer, each an nkey user of its tenant's NATS account with an
+//     consumer (the refunds tool, whose user binds that target's consumer
+//     only), each an nkey user of its tenant's NATS account with an
 //     agentgw credential (.creds) and a curve seed.
 //   - The nats-server configuration of every host (one node, or a
 //     three-node cluster with routes over mutual TLS) and accounts.conf:

@@ -229,7 +229,15 @@ func (r *renderer) tenants() ([]tenantData, error) {
 			case "approver":
 				u.Consumers = []consumer{queue}
 			case "consumer":
-				u.Consumers = caps
+				// The consumers of the targets its credential answers
+				// for, as in deploy/accounts.conf: a tool reads its own
+				// target's deliveries, not every target's.
+				cred := identity.Credential{Scopes: scopes[role]}
+				for i, target := range targets {
+					if cred.HasScope("respond:" + target) {
+						u.Consumers = append(u.Consumers, caps[i])
+					}
+				}
 			}
 			td.Users = append(td.Users, u)
 			if err := r.client(dir, role, t+"-"+role, t); err != nil {
