@@ -20,6 +20,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -204,17 +205,24 @@ func (ap *Approver) Watch(ctx context.Context, fn func(context.Context, approval
 		// decided about it: what is handed back takes a MaxAckPending
 		// slot of a shared durable again and again, so a request no
 		// trusted gateway signed is terminated, whatever it claims to
-		// be. A request past its deadline is checked as of its deadline:
-		// its token expired with it.
+		// be. A request past its deadline is checked as of when the
+		// gateway decided it (Agentgw-Decided-At, as the CLI reads it;
+		// its deadline without one): its token expired with it, and one
+		// rebuilt after its hold ended was issued after the deadline.
+		// The header only picks the instant: the token must verify then.
 		at := now
 		if expired {
 			at = req.Deadline
+			if d, err := time.Parse(time.RFC3339Nano, m.Headers().Get(header.DecidedAt)); err == nil {
+				at = d
+			}
 		}
 		tok := m.Headers().Get(decision.Header)
-		if err := ap.verifyRequest(tok, m.Data(), req, at); err != nil {
+		if err := ap.verifyRequest(tok, m.Data(), req, at, 0); err != nil {
 			unknownKey := ap.cfg.HandBackUnknownKeys && errors.Is(err, ErrUnknownKey)
-			if !private && (unknownKey || ap.verifyRequest(tok, m.Data(), req, at.Add(expiredAckMargin)) == nil) {
-				// Issued later than this clock says it is now: the
+			if !private && (unknownKey || ap.verifyRequest(tok, m.Data(), req, at, expiredAckMargin) == nil) {
+				// Issued later than this clock says it is now, by up to
+				// expiredAckMargin (any clock up to that far ahead): the
 				// clock runs behind the gateway's, and to an approver
 				// whose clock is right the request is live. Handed back,
 				// as an expired one is, not terminated for everyone. So
@@ -274,15 +282,17 @@ func (ap *Approver) reject(m jetstream.Msg, err error, why string) {
 // token, the Agentgw-Decision header of the message, and data, its body
 // exactly as received. See VerifyRequest (the function) for the checks.
 func (ap *Approver) VerifyRequest(token string, data []byte, req approval.Request) error {
-	return ap.verifyRequest(token, data, req, ap.now())
+	return ap.verifyRequest(token, data, req, ap.now(), 0)
 }
 
-func (ap *Approver) verifyRequest(token string, data []byte, req approval.Request, now time.Time) error {
+// verifyRequest is VerifyRequest at now with the configured skew widened
+// by wider.
+func (ap *Approver) verifyRequest(token string, data []byte, req approval.Request, now time.Time, wider time.Duration) error {
 	skew := ap.cfg.Skew
 	if skew == 0 {
 		skew = DefaultSkew
 	}
-	return VerifyRequest(token, data, req, decision.VerifyOptions{TrustedGateways: ap.cfg.TrustedGateways, Now: now, Skew: skew})
+	return VerifyRequest(token, data, req, decision.VerifyOptions{TrustedGateways: ap.cfg.TrustedGateways, Now: now, Skew: skew + wider})
 }
 
 // VerifyRequest checks the decision token of an approval request: token

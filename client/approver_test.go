@@ -18,6 +18,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/approval"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -82,6 +83,7 @@ func (w *world) requestMsg(req approval.Request, edit func(*decision.Claims), af
 		w.t.Fatalf("sign the request's token: %v", err)
 	}
 	m.Header.Set(decision.Header, tok.Reveal())
+	m.Header.Set(header.DecidedAt, c.IssuedAt.UTC().Format(time.RFC3339Nano)) // as the gateway sets it
 	if after != nil {
 		m.Data = after(m.Data)
 	}

@@ -159,13 +159,22 @@ func (w *waiter) forget() {
 }
 
 // next returns the next message naming w's envelope, in the order the
-// subscription received them, or the context's error, or
+// subscription received them while ctx is not done, or ctx's error, or
 // nats.ErrConnectionClosed once the connection is closed for good. A
 // wait that ends with nothing handed to it retires its subscription
 // (see replies).
 func (w *waiter) next(ctx context.Context) (*nats.Msg, error) {
 	for {
 		w.r.mu.Lock()
+		// A message queued while the caller was busy is not taken once
+		// the wait is over, nor can a stream of them hold it past ctx.
+		if err := ctx.Err(); err != nil {
+			if !w.handed {
+				w.s.retired = true
+			}
+			w.r.mu.Unlock()
+			return nil, err
+		}
 		if len(w.queue) > 0 {
 			m := w.queue[0]
 			w.queue[0] = nil

@@ -308,6 +308,19 @@ function parseRFC3339(s: string): bigint | null | undefined {
   return ns === GO_ZERO_NS ? null : ns;
 }
 
+/**
+ * expiredAt is the instant an expired request's token is checked at: when
+ * the gateway decided it (its Agentgw-Decided-At header), else its
+ * deadline. The header only picks the instant: the token must verify then.
+ */
+function expiredAt(m: JsMsg, req: ApprovalRequest): Date {
+  const decided = parseRFC3339(headersOf(m)?.get(DECIDED_AT_HEADER) ?? "");
+  if (typeof decided === "bigint") {
+    return new Date(Number(decided / NS_PER_MS));
+  }
+  return req.deadline ?? new Date(0);
+}
+
 function str(v: unknown): string {
   return typeof v === "string" ? v : "";
 }
@@ -318,6 +331,8 @@ function instant(v: unknown): bigint | undefined {
 
 /** How long a request watch hands back waits before it is delivered again. */
 const REDELIVER_DELAY_MS = 2000;
+/** The header of the instant the gateway decided a message. */
+const DECIDED_AT_HEADER = "Agentgw-Decided-At";
 /**
  * How far past its deadline, by the approver's clock, a request on a
  * durable must be before watch consumes it: the largest clock skew the
@@ -470,8 +485,9 @@ export class Approver {
     return this.#verify(token, data, req, this.agent.now());
   }
 
-  #verify(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date): DecisionClaims {
-    const skewMs = this.#cfg.skewMs || DEFAULT_APPROVER_SKEW_MS;
+  /** #verify is verifyRequest at now, with the configured skew widened by widerMs. */
+  #verify(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date, widerMs = 0): DecisionClaims {
+    const skewMs = (this.#cfg.skewMs || DEFAULT_APPROVER_SKEW_MS) + widerMs;
     return verifyRequest(token, data, req, { trustedGateways: this.#cfg.trustedGateways, now, skewMs });
   }
 
@@ -529,16 +545,17 @@ export class Approver {
           const now = this.agent.now();
           const state = requestExpired(req, now) ? "expired" : "pending";
           // The token's exp is the deadline (rounded up to the second):
-          // an expired request is checked as of its deadline, with the
+          // an expired request is checked as of when the gateway decided
+          // it (Agentgw-Decided-At; its deadline without one), with the
           // usual skew, as the Go CLI checks it (a skew widened by the
           // time since would also let through a token issued that much
           // in the future). Every request is checked, listed or not.
-          const at = state === "expired" && req.deadline !== undefined ? req.deadline : now;
+          const at = state === "expired" ? expiredAt(m, req) : now;
           const token = headersOf(m)?.get(DECISION_HEADER) ?? undefined;
           try {
             this.#verify(token, m.data, req, at);
           } catch (err) {
-            if (!this.#handsBack(err, shared) && !this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS))) {
+            if (!this.#handsBack(err, shared) && !this.#verifies(token, m.data, req, at, EXPIRED_ACK_MARGIN_MS)) {
               // No trusted gateway's by any clock: terminated, not
               // handed back to hold a slot of the queue for good.
               held.delete(m.seq);
@@ -651,16 +668,19 @@ export class Approver {
       // about it: what is handed back takes a max_ack_pending slot of a
       // shared durable again and again, so a request no trusted gateway
       // signed is terminated, whatever it claims to be. A request past
-      // its deadline is checked as of its deadline: its token expired
-      // with it.
-      const at = expired && req.deadline !== undefined ? req.deadline : now;
+      // its deadline is checked as of when the gateway decided it
+      // (Agentgw-Decided-At; its deadline without one): its token expired
+      // with it, and one rebuilt after its hold ended was issued after
+      // the deadline. The header only picks the instant.
+      const at = expired ? expiredAt(m, req) : now;
       const token = headersOf(m)?.get(DECISION_HEADER) ?? undefined;
       try {
         this.#verify(token, m.data, req, at);
       } catch (err) {
         const v = err instanceof DeniedError ? err : new VerificationError("internal_error", "verification failed");
-        if (this.#handsBack(v, shared) || (shared && this.#verifies(token, m.data, req, new Date(at.getTime() + EXPIRED_ACK_MARGIN_MS)))) {
-          // Issued later than this clock says it is now: the clock runs
+        if (this.#handsBack(v, shared) || (shared && this.#verifies(token, m.data, req, at, EXPIRED_ACK_MARGIN_MS))) {
+          // Issued later than this clock says it is now, by up to the
+          // margin (any clock up to that far ahead): the clock runs
           // behind the gateway's, and to an approver whose clock is right
           // the request is live. Handed back, as an expired one is, not
           // terminated for everyone. So is one signed by a gateway key
@@ -716,9 +736,9 @@ export class Approver {
   }
 
   /** #verifies reports whether the request's token verifies at now. */
-  #verifies(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date): boolean {
+  #verifies(token: string | undefined, data: Uint8Array, req: ApprovalRequest, now: Date, widerMs = 0): boolean {
     try {
-      this.#verify(token, data, req, now);
+      this.#verify(token, data, req, now, widerMs);
       return true;
     } catch {
       return false;

@@ -52,6 +52,8 @@ interface Hold {
   unsigned?: boolean;
   /** Publishes this request instead of the one signed (its fields changed after signing). */
   publishAs?: Record<string, unknown>;
+  /** Sets Agentgw-Decided-At, as the gateway does. */
+  decidedAt?: string;
 }
 
 /**
@@ -71,6 +73,9 @@ async function hold(req: Record<string, unknown>, o: Hold = {}): Promise<void> {
   const h = headers();
   if (!o.unsigned && typeof req.agent === "string") {
     h.set("Agentgw-Decision", requestToken(req, data, o));
+  }
+  if (o.decidedAt !== undefined) {
+    h.set("Agentgw-Decided-At", o.decidedAt);
   }
   const sent = o.publishAs !== undefined ? bytes(JSON.stringify(o.publishAs)) : data;
   await nats.js.publish(o.subject ?? `agentgw.approval.${TENANT}.payments.send`, sent, { headers: h });
@@ -260,6 +265,52 @@ test("watch: on a durable, an approver whose clock runs behind hands back a requ
   term.stop();
   // An approver whose clock is right binds the same durable and is shown it.
   assert.deepEqual(await firstShown(approver({ durable, bind: true })), ["held-message-000000061"]);
+});
+
+test("watch: on a durable, an approver a minute behind hands back a request live by any clock up to 5 minutes ahead, even one with a short ttl", async () => {
+  await approvalStream();
+  const durable = `${TENANT}-approvals`;
+  const term = terminations(nats.nc);
+  // Issued at CLOCK for 3 minutes: it verifies by a clock a minute ahead
+  // of this approver's, though not by one 5 minutes ahead.
+  await hold(request("held-message-000000063", { requested_at: "2026-11-26T01:08:41Z", deadline: "2026-11-26T01:11:41Z" }));
+  const rejected: Error[] = [];
+  const behind = approver({ durable, clock: () => new Date(CLOCK.getTime() - 60_000), onReject: (_s, e) => void rejected.push(e) });
+  const stop = new AbortController();
+  const w = behind.watch(async () => assert.fail("shown to the approver whose clock is behind"), { signal: stop.signal });
+  await until(() => rejected.length >= 1, "the request handed back and reported");
+  stop.abort();
+  await w;
+  assert.equal(term.got.size, 0, "nothing terminated");
+  term.stop();
+  assert.deepEqual(await firstShown(approver({ durable, bind: true, clock: () => CLOCK })), ["held-message-000000063"]);
+});
+
+test("watch: on a durable, a request rebuilt after its hold ended is checked as of when it was decided, and consumed", async () => {
+  await approvalStream();
+  const durable = `${TENANT}-approvals`;
+  const deadline = "2026-11-26T00:38:41Z"; // 30 minutes before CLOCK
+  const rebuilt = sec(deadline, 0) + 300;
+  await hold(request("held-message-000000064", { requested_at: "2026-11-26T00:28:41Z", deadline }), {
+    edit: (c) => {
+      c.iat = rebuilt;
+      c.exp = rebuilt + 1;
+    },
+    decidedAt: new Date(rebuilt * 1000).toISOString(),
+  });
+  const rejected: Error[] = [];
+  const ap = approver({ durable, clock: () => CLOCK, onReject: (_s, e) => void rejected.push(e) });
+  const stop = new AbortController();
+  const w = ap.watch(async () => assert.fail("an expired request shown"), { signal: stop.signal });
+  let info = await nats.jsm.consumers.info("AGENTGW_APPROVAL", durable).catch(() => undefined);
+  for (let i = 0; i < 100 && (info === undefined || info.ack_floor.stream_seq < 1); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    info = await nats.jsm.consumers.info("AGENTGW_APPROVAL", durable).catch(() => undefined);
+  }
+  stop.abort();
+  await w;
+  assert.equal(info?.ack_floor.stream_seq, 1, "the rebuilt request consumed");
+  assert.deepEqual(rejected, [], "not handed back nor terminated");
 });
 
 test("watch: rejects with a StreamError once its connection is closed", async (t) => {

@@ -158,9 +158,15 @@ export class Waiter {
    * or with undefined once the wait is over: signal aborted, the waiter
    * closed, or the subscription ended with its connection. It rejects
    * with the subscription's error when the server refused it. Messages
-   * queued before the end are handed out first.
+   * queued before the subscription ended are handed out first; none is
+   * once the signal has aborted (a reply queued while the caller was
+   * busy is not taken past its wait, nor can a stream of them hold it).
    */
   next(signal?: AbortSignal): Promise<Msg | undefined> {
+    if (signal?.aborted) {
+      this.#retireIfUnhanded();
+      return Promise.resolve(undefined);
+    }
     const m = this.#queue.shift();
     if (m !== undefined) {
       return Promise.resolve(m);
