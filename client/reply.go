@@ -15,6 +15,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/notice"
+	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -37,7 +38,8 @@ var ErrNoReply = errors.New("client: no reply")
 // token. Responder is the Agentgw-Responder header, which the token does
 // not sign: the gateway sets it to the responding consumer's key, but
 // anyone who can publish on the agent's reply subject can copy a signed
-// reply with another Responder. It names, it does not prove.
+// reply with another Responder. It names, it does not prove; it is empty
+// when the header is not a user key.
 type Reply struct {
 	RequestID string
 	Responder string
@@ -231,7 +233,13 @@ func (a *Agent) verifyReply(m *nats.Msg, target string, opt WaitOptions) (*Reply
 	if err != nil {
 		return nil, err
 	}
-	return &Reply{Responder: m.Header.Get(headerResponder), MessageID: claims.MessageID, Payload: plain, Claims: claims}, nil
+	// The header is unsigned: kept only when it is what the gateway
+	// writes, a user key, so no other text reaches what prints it.
+	responder := m.Header.Get(headerResponder)
+	if !subjects.ValidKey(responder, 'U') {
+		responder = ""
+	}
+	return &Reply{Responder: responder, MessageID: claims.MessageID, Payload: plain, Claims: claims}, nil
 }
 
 // verifyToken checks the decision token of a message on this agent's

@@ -60,6 +60,52 @@ func TestRespondNamesRequestByAgentAndID(t *testing.T) {
 // reply whose token a trusted gateway signed over its bytes is refused
 // seal_mismatch when Agentgw-Sealed-From names another curve key, or the
 // gateway's signing key.
+// signedReply is a reply to a's request the gateway of w signed, its
+// payload sealed by sealer and its Agentgw-Sealed-From sealedFrom.
+func signedReply(t *testing.T, w *world, a *actor, sealer *identity.Box, sealedFrom string) *nats.Msg {
+	t.Helper()
+	data, err := sealer.Seal([]byte(`{"status":"drafted"}`), a.xkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := decision.Sign(w.gwSign, decision.Claims{
+		Subject: a.pub, Audience: a.pub, IssuedAt: testClock, Expires: testClock.Add(time.Minute),
+		Tenant: testTenant, Scope: "respond:" + testTarget, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+		MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", BodyDigest: decision.Digest([]byte("{}")),
+		PayloadDigest: decision.Digest(data), PolicyVersion: "v1", Route: decision.RouteReply,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("agentgw.reply." + testTenant + "." + a.pub)
+	m.Data = data
+	m.Header.Set(header.Decision, tok.Reveal())
+	m.Header.Set(header.SealedFrom, sealedFrom)
+	return m
+}
+
+// TestReplyResponderIsAKeyOrNothing: Agentgw-Responder is unsigned, and
+// anyone who can publish on the reply subject can copy a signed reply
+// with another: a reply keeps it only when it is a user key, so no text
+// of the publisher's (terminal escapes, line breaks) reaches what
+// prints it.
+func TestReplyResponderIsAKeyOrNothing(t *testing.T) {
+	w := newWorld(t)
+	a := w.newActor(testTenant, "refund:draft")
+	ag := w.agent(a)
+	consumer := w.newActor(testTenant, "respond:"+testTarget)
+	opt := WaitOptions{TrustedGateways: []string{w.gwSign.PublicKey()}}
+	for responder, want := range map[string]string{
+		consumer.pub: consumer.pub, "\x1b[2J\x1b[31mUSURPER": "", consumer.pub + "\r\nforged": "", "N" + consumer.pub[1:]: "", "": "",
+	} {
+		m := signedReply(t, w, a, w.gwCurve, w.gwCurve.PublicKey())
+		m.Header.Set(headerResponder, responder)
+		if r, err := ag.verifyReply(m, testTarget, opt); err != nil || r.Responder != want {
+			t.Errorf("responder %q: %+v, %v; want the reply, responder %q", responder, r, err, want)
+		}
+	}
+}
+
 func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 	w := newWorld(t)
 	a := w.newActor(testTenant, "refund:draft")
@@ -69,24 +115,7 @@ func TestVerifyReplyOnlyFromGatewayXKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	reply := func(sealer *identity.Box, sealedFrom string) *nats.Msg {
-		data, err := sealer.Seal([]byte(`{"status":"drafted"}`), a.xkey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := decision.Sign(w.gwSign, decision.Claims{
-			Subject: a.pub, Audience: a.pub, IssuedAt: testClock, Expires: testClock.Add(time.Minute),
-			Tenant: testTenant, Scope: "respond:" + testTarget, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
-			MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", BodyDigest: decision.Digest([]byte("{}")),
-			PayloadDigest: decision.Digest(data), PolicyVersion: "v1", Route: decision.RouteReply,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := nats.NewMsg("agentgw.reply." + testTenant + "." + a.pub)
-		m.Data = data
-		m.Header.Set(header.Decision, tok.Reveal())
-		m.Header.Set(header.SealedFrom, sealedFrom)
-		return m
+		return signedReply(t, w, a, sealer, sealedFrom)
 	}
 	opt := WaitOptions{TrustedGateways: []string{w.gwSign.PublicKey()}}
 	if r, err := ag.verifyReply(reply(w.gwCurve, w.gwCurve.PublicKey()), testTarget, opt); err != nil || string(r.Payload) != `{"status":"drafted"}` {

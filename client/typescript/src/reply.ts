@@ -12,7 +12,7 @@ import { verifiedMessages } from "./internal/verified.js";
 import { openWaiter } from "./internal/waiter.js";
 import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import { reply as replySubject } from "./subjects.js";
-import type { Box } from "./keys.js";
+import { isPublicKey, type Box } from "./keys.js";
 import type { Delivery, HeaderSource } from "./verify.js";
 
 /** Reply headers set by the gateway. */
@@ -37,7 +37,7 @@ export class Reply {
    * under another request's id. replies() hands out each token once.
    */
   readonly requestId: string;
-  /** The public key of the consumer that answered, from Agentgw-Responder (not covered by the token either). */
+  /** The public key of the consumer that answered, from Agentgw-Responder (not covered by the token either); "" when that header is not a user key. */
   readonly responder: string;
   /** The response envelope's message id. */
   readonly messageId: string;
@@ -186,7 +186,10 @@ export function verifyReply(
     }
     throw err;
   }
-  return new Reply({ requestId: h(REQUEST_ID_HEADER), responder: h(RESPONDER_HEADER), payload, claims });
+  // The header is unsigned: kept only when it is what the gateway writes,
+  // a user key, so no other text reaches what prints it.
+  const responder = h(RESPONDER_HEADER);
+  return new Reply({ requestId: h(REQUEST_ID_HEADER), responder: isPublicKey(responder, "U") ? responder : "", payload, claims });
 }
 
 function checkWait(agent: Agent, opt: WaitOptions): string {

@@ -40,6 +40,18 @@ test("verifyReply: a reply sealed from a key of replyXKeys opens, from any other
   throwsReason(() => verifyReply(base, reply(next), opt), "seal_mismatch", "a key not in replyXKeys");
   throwsReason(() => verifyReply(rotating, reply(new Box(createCurve())), opt), "seal_mismatch", "a stranger's key");
   throwsReason(() => verifyReply(rotating, reply(next, ""), opt), "seal_mismatch", "no sealed-from");
+  // Agentgw-Responder is unsigned: kept only when it is a user key.
+  const consumer = createUser().getPublicKey();
+  for (const [responder, want] of [
+    [consumer, consumer],
+    ["\x1b[2J\x1b[31mUSURPER", ""],
+    [`${consumer}\r\nforged`, ""],
+    [`N${consumer.slice(1)}`, ""],
+  ]) {
+    const m = reply(current) as unknown as { headers: Map<string, string> };
+    m.headers.set("Agentgw-Responder", responder!);
+    assert.equal(verifyReply(base, m as never, opt).responder, want, JSON.stringify(responder));
+  }
 });
 
 const nats = useNatsServer();
