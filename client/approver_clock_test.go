@@ -28,24 +28,8 @@ func TestApproverBehindHandsBackShortLivedRequest(t *testing.T) {
 	req.RequestedAt, req.Deadline = testClock, testClock.Add(3*time.Minute)
 	w.publishRequest(req)
 
-	watch := func(a *actor, now time.Time, wait time.Duration) (seen []string, rejected []reason.Code) {
-		cfg := w.approverConfig(a)
-		cfg.Durable, cfg.Bind = durable, true
-		cfg.OnReject = func(_ string, err error) { rejected = append(rejected, reason.Of(err)) }
-		ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return now }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(ctxT(t), wait)
-		defer cancel()
-		if err := ap.Watch(ctx, func(_ context.Context, r approval.Request) error {
-			seen = append(seen, r.HeldMessageID)
-			cancel()
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return seen, rejected
+	watch := func(a *actor, now time.Time, wait time.Duration) ([]string, []reason.Code) {
+		return w.watchDurable(durable, a, now, wait)
 	}
 	if _, rejected := watch(behind, testClock.Add(-time.Minute), time.Second); len(rejected) == 0 {
 		t.Error("the approver a minute behind was shown the request, or neither showed nor handed it back")

@@ -526,24 +526,8 @@ func TestApproverBehindHandsBackOnDurable(t *testing.T) {
 	early := func(c *decision.Claims) { c.IssuedAt = testClock.Add(-10 * time.Minute) } // valid by either clock
 	w.publish(w.requestMsg(forged, early, func(b []byte) []byte { return append(b, ' ') }))
 
-	watch := func(a *actor, now time.Time, wait time.Duration) (seen []string, rejected []reason.Code) {
-		cfg := w.approverConfig(a)
-		cfg.Durable, cfg.Bind = durable, true
-		cfg.OnReject = func(_ string, err error) { rejected = append(rejected, reason.Of(err)) }
-		ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return now }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(ctxT(t), wait)
-		defer cancel()
-		if err := ap.Watch(ctx, func(_ context.Context, req approval.Request) error {
-			seen = append(seen, req.HeldMessageID)
-			cancel()
-			return nil
-		}); err != nil {
-			t.Fatalf("Watch = %v", err)
-		}
-		return seen, rejected
+	watch := func(a *actor, now time.Time, wait time.Duration) ([]string, []reason.Code) {
+		return w.watchDurable(durable, a, now, wait)
 	}
 	seen, rejected := watch(behind, testClock.Add(-2*time.Minute), time.Second)
 	if len(seen) != 0 || !slices.Equal(rejected, []reason.Code{reason.DecisionInvalid, reason.DecisionBinding}) {
@@ -553,6 +537,30 @@ func TestApproverBehindHandsBackOnDurable(t *testing.T) {
 	if !slices.Equal(seen, []string{live}) {
 		t.Errorf("approver on time shown %v; want %s, which the one behind must not have consumed", seen, live)
 	}
+}
+
+// watchDurable watches durable as a, its clock at now, until a first
+// request is shown or wait passes: the held message ids shown and the
+// reasons of what it handed back or terminated.
+func (w *world) watchDurable(durable string, a *actor, now time.Time, wait time.Duration) (seen []string, rejected []reason.Code) {
+	w.t.Helper()
+	cfg := w.approverConfig(a)
+	cfg.Durable, cfg.Bind = durable, true
+	cfg.OnReject = func(_ string, err error) { rejected = append(rejected, reason.Of(err)) }
+	ap, err := NewApprover(w.nc, w.js, cfg, WithClock(func() time.Time { return now }))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(w.t), wait)
+	defer cancel()
+	if err := ap.Watch(ctx, func(_ context.Context, req approval.Request) error {
+		seen = append(seen, req.HeldMessageID)
+		cancel()
+		return nil
+	}); err != nil {
+		w.t.Fatalf("Watch = %v", err)
+	}
+	return seen, rejected
 }
 
 // TestApproverTerminatesForgedUnshownRequests: anyone who can publish on

@@ -63,17 +63,7 @@ func TestSendAndWaitTakesNoReplyAfterItsDeadline(t *testing.T) {
 		// is published only once the deadline has passed.
 		<-ctx.Done()
 		id := <-replyAfter
-		data, _ := w.gwCurve.Seal([]byte(`{"status":"late"}`), a.xkey)
-		tok, _ := decision.Sign(w.gwSign, decision.Claims{
-			Subject: a.pub, Audience: a.pub, IssuedAt: testClock, Expires: testClock.Add(time.Minute),
-			Tenant: testTenant, Scope: "respond:" + testTarget, TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
-			MessageID: "9f1c2b7e4d8a4c3fb6e15a2d7c9e0f41", BodyDigest: decision.Digest([]byte("{}")),
-			PayloadDigest: decision.Digest(data), PolicyVersion: "v1", Route: decision.RouteReply,
-		})
-		m := nats.NewMsg(replySubj)
-		m.Data = data
-		m.Header.Set(header.Decision, tok.Reveal())
-		m.Header.Set(header.SealedFrom, w.gwCurve.PublicKey())
+		m := signedReply(t, w, a, w.gwCurve, w.gwCurve.PublicKey())
 		m.Header.Set(headerRequestID, id)
 		_ = w.nc.PublishMsg(m)
 		_ = w.nc.Flush()
