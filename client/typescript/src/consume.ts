@@ -83,12 +83,23 @@ export async function openConsumer(js: JetStreamClient, spec: PullSpec): Promise
  * handed to a handler that is shutting down.
  */
 export async function* pull(cons: JsConsumer, stream: string, signal: AbortSignal | undefined, maxMessages = 16): AsyncGenerator<JsMsg> {
-  signal?.throwIfAborted();
+  // Aborted before or while the consumer was opened: nothing is read,
+  // and the reader ends as on any abort (consume resolves).
+  if (signal?.aborted) {
+    return;
+  }
   let msgs: ConsumerMessages;
   try {
     msgs = await cons.consume({ max_messages: maxMessages });
   } catch (err) {
+    if (signal?.aborted) {
+      return;
+    }
     throw new StreamError(`stream: consume ${stream}: ${(err as Error)?.message ?? err}`, { cause: err });
+  }
+  if (signal?.aborted) {
+    msgs.stop();
+    return;
   }
   let gone: Error | undefined;
   const stop = (): void => {

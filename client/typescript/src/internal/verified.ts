@@ -5,7 +5,8 @@ import { VerificationError } from "../errors.js";
  * verifiedMessages iterates over sub's messages that keep selects, each
  * passed through verify, until signal aborts or the subscription ends. A
  * message verify refuses with a VerificationError goes to onReject and
- * is skipped; any other error ends the iteration. A value whose token id
+ * is skipped; any other error, or one onReject throws, ends the iteration
+ * and unsubscribes. A value whose token id
  * was among the last 4096 yielded is skipped: the gateway's re-emission
  * of an output (byte for byte, on a redelivery) is yielded once.
  */
@@ -52,10 +53,19 @@ export function verifiedMessages<T extends { readonly claims: { readonly id: str
           }
           return { done: false, value: v };
         } catch (err) {
-          if (err instanceof VerificationError) {
-            onReject?.(err);
-            continue;
+          try {
+            if (err instanceof VerificationError) {
+              onReject?.(err);
+              continue;
+            }
+          } catch (thrown) {
+            err = thrown; // onReject threw: the iteration ends with it
           }
+          // A for await loop does not call return() when next() rejects:
+          // the subscription ends here, or the server would go on
+          // queueing the agent's messages for it.
+          stop();
+          signal?.removeEventListener("abort", stop);
           throw err;
         }
       }
