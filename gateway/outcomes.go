@@ -13,6 +13,18 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
+// retireUndelivered removes, for a request decided again that is not
+// allowed this time (denied or held), the outstanding-response record its
+// first decision may have put before its journal append: it was never
+// delivered, and must take no answer.
+func (g *Gateway) retireUndelivered(b *ledgerBatch, it *item, env *envelope.Body) error {
+	if env.Capability == envelope.Approve || env.Capability == envelope.Respond || it.route == store.RouteAllow {
+		return nil
+	}
+	_, err := g.kvh.retire(b, responseID(env.Tenant, it.ref.Agent, env.MessageID), it.seq)
+	return err
+}
+
 // finish builds the denial output and the audit event and stages the
 // ledger entries; recordOutcomes then adds the audit outputs and stages
 // the outcomes.
@@ -27,6 +39,14 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 	if it.route == store.RouteApproval {
 		if err := g.stageHold(b, it, now); err != nil {
 			return err
+		}
+		// Held (or refused by stageHold) this time, a request decided
+		// again was not delivered: the response record an allow put the
+		// first time must not let an answer through before a grant.
+		if env := g.redecidedEnv(it); env != nil {
+			if err := g.retireUndelivered(b, it, env); err != nil {
+				return err
+			}
 		}
 	} else if env := g.redecidedEnv(it); env != nil {
 		// Scaled out, a hold goes to the shared bucket before the journal
@@ -67,13 +87,8 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 				g.requestSweep()
 			}
 		}
-		if env.Capability != envelope.Approve && env.Capability != envelope.Respond && it.route != store.RouteAllow {
-			// A request allowed the first time recorded its outstanding
-			// response before its journal append: refused this time, it
-			// was never delivered, and must take no answer.
-			if _, err := g.kvh.retire(b, responseID(env.Tenant, it.ref.Agent, env.MessageID), it.seq); err != nil {
-				return err
-			}
+		if err := g.retireUndelivered(b, it, env); err != nil {
+			return err
 		}
 		if env.Capability == envelope.Respond && it.route != store.RouteAllow {
 			// Likewise a response refused this time may have used up its
