@@ -130,7 +130,9 @@ func (c *cmd) parse(args []string) (code int, ok bool) {
 				c.usage(c.out)
 				return exitOK, false
 			}
-			fmt.Fprintf(c.err, "agentgw %s: %s\n", c.name, flagError.Replace(err.Error()))
+			// The flag package quotes the value: a seed or token pasted
+			// into a flag is shown by SafeText, as every usage error is.
+			fmt.Fprintf(c.err, "agentgw %s: %s\n", c.name, identity.SafeText(flagError.Replace(err.Error())))
 			if hint := flagHint(err); hint != "" {
 				fmt.Fprintf(c.err, "  %s\n", hint)
 			}

@@ -245,7 +245,7 @@ func (p *consumePrinter) delivered(_ context.Context, d *client.Delivery) error 
 		return nil
 	}
 	fmt.Fprintf(p.c.out, "verified  message_id=%s agent=%s target=%s trace_id=%s payload=%s\n",
-		clean(env.MessageID), d.Agent, clean(d.Target), env.TraceID, payload)
+		clean(env.MessageID), d.Agent, clean(d.Target), env.TraceID, clean(string(payload)))
 	return nil
 }
 

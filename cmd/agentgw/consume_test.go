@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/agentgw/agentgw/client"
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/delivery"
 	"github.com/agentgw/agentgw/gateway/envelope"
@@ -136,5 +140,28 @@ func TestConsumeTimeout(t *testing.T) {
 	r = mustRun(t, "", exitOK, append(args, "--json")...)
 	if !strings.Contains(r.stdout, id) || strings.Contains(r.stdout, "waiting") || !strings.Contains(r.stderr, "waiting for deliveries") {
 		t.Errorf("consume with a delivery in time:\n%s", r)
+	}
+}
+
+// TestConsumePrintsNoControlCharacters: strict JSON refuses raw bytes
+// below 0x20 in strings, not the C1 controls (U+0080 to U+009F; U+009B
+// is CSI): consume's text line shows a payload through clean(), as every
+// other value read from a stream, so none reaches the terminal.
+func TestConsumePrintsNoControlCharacters(t *testing.T) {
+	var out bytes.Buffer
+	c := &cmd{name: "consume", out: &out, err: &out}
+	p := &consumePrinter{c: c, out: newJSONLines(&out), text: true, stop: func() {}}
+	d := &client.Delivery{
+		Envelope: &envelope.Body{MessageID: "0123456789abcdef0123", TraceID: strings.Repeat("a", 32)},
+		Agent:    "UAGENT", Target: "kb.search",
+		Payload: []byte("{\"q\":\"ok\u009b1G\u009b2Kverified  message_id=FORGED\"}"),
+	}
+	if err := p.delivered(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range strings.TrimSuffix(out.String(), "\n") {
+		if unicode.IsControl(r) {
+			t.Fatalf("consume printed control character %U: %q", r, out.String())
+		}
 	}
 }

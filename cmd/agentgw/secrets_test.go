@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,6 +78,27 @@ func TestFlagErrorsHideSecrets(t *testing.T) {
 			if strings.Contains(out, secret[len(secret)-20:]) {
 				t.Errorf("agentgw %s echoes the secret", what)
 			}
+		}
+	}
+}
+
+// TestFlagErrorHidesSecret: a value the flag package cannot parse is
+// quoted in its error; a seed pasted into such a flag is shown by
+// SafeText, as every other usage error shows what it was given.
+func TestFlagErrorHidesSecret(t *testing.T) {
+	const seed = "SAAB6BM4GQ4LUU2BG27QSM6WKZ3KGL24YQICRNT2DV7H3GWBQ6ZX5KL42U"
+	c := newCmd("creds issue", "", "")
+	var out, errb bytes.Buffer
+	c.out, c.err = &out, &errb
+	c.fs.Duration("ttl", 0, "")
+	c.fs.Bool("force", false, "")
+	for _, args := range [][]string{{"--ttl", seed}, {"--force=" + seed}} {
+		errb.Reset()
+		if code, ok := c.parse(args); ok || code != exitUsage {
+			t.Fatalf("parse(%q) = %d, %v; want a usage error", args[0][:5], code, ok)
+		}
+		if strings.Contains(errb.String(), seed) || !strings.Contains(errb.String(), "invalid") {
+			t.Errorf("the usage error for %s: %q; want it without the seed", args[0][:5], strings.SplitN(errb.String(), "\n", 2)[0])
 		}
 	}
 }

@@ -222,7 +222,7 @@ $NATS_NKEY or a NATS context name another user.`)
 	}
 	fmt.Fprintf(c.out, "message_id  %s\ntrace_id    %s\nstream_seq  %s %d\n", rc.MessageID, rc.TraceID, rc.Stream, rc.Seq)
 	if reply != nil {
-		fmt.Fprintf(c.out, "reply       from %s: %s\n", clean(reply.Responder), reply.Payload)
+		fmt.Fprintf(c.out, "reply       from %s: %s\n", clean(reply.Responder), clean(string(reply.Payload)))
 	}
 	if dec != nil {
 		fmt.Fprintf(c.out, "decision    %s\n", decisionText(dec))
