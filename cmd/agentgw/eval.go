@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/internal/eval"
@@ -54,7 +55,7 @@ file does not load; 0 when every case passed.`)
 	var cf connFlags
 	cf.register(c.fs)
 	var policies listFlag
-	catalog := c.fs.String("catalog", "", "capability catalog `file` (default: the case file's sandbox.catalog)")
+	catFile := c.fs.String("catalog", "", "capability catalog `file` (default: the case file's sandbox.catalog)")
 	c.fs.Var(&policies, "policy", "Cedar policy `file`, repeatable (default: the case file's sandbox.policies)")
 	asJSON := c.fs.Bool("json", false, "print the report as one JSON object")
 	quiet := c.fs.Bool("quiet", false, "no per-case progress on stderr (with --json)")
@@ -107,10 +108,14 @@ file does not load; 0 when every case passed.`)
 		defer tgt.NC.Close()
 		rep, err = eval.Run(ctx, tgt, files, opts)
 	} else {
-		rep, err = eval.RunSandboxed(ctx, files, eval.SandboxOptions{Catalog: *catalog, Policies: policies}, opts)
+		rep, err = eval.RunSandboxed(ctx, files, eval.SandboxOptions{Catalog: *catFile, Policies: policies}, opts)
 	}
 	if errors.Is(err, policy.ErrInvalid) {
 		fmt.Fprintf(c.err, "agentgw eval run: policies do not load:\n%v\n", err)
+		return exitRejected
+	}
+	if errors.Is(err, catalog.ErrInvalid) {
+		fmt.Fprintf(c.err, "agentgw eval run: the catalog does not load:\n%v\n", err)
 		return exitRejected
 	}
 	if err != nil {

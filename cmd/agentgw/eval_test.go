@@ -75,6 +75,15 @@ func TestEvalRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, "", exitRejected, "eval", "run", "--policy", broken, files[0])
+	// A catalog that does not load is refused (3), as a policy is.
+	brokenCat := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(brokenCat, []byte("targets: [{name: kb.search, kind: nonsense}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustRun(t, "", exitRejected, "eval", "run", "--catalog", brokenCat, files[0]); !strings.Contains(r.stderr, "the catalog does not load") {
+		t.Errorf("stderr does not say the catalog does not load:\n%s", r)
+	}
+	mustRun(t, "", exitRejected, "policy", "test", "--catalog", brokenCat, base)
 
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("version: 1\ncases: [{name: x, from: nobody, send: {raw: {body: x}}, expect: {route: allow}}]\n"), 0o600); err != nil {

@@ -68,7 +68,8 @@ read is never reported.`)
 	}
 	cat, err := catalog.Load(*catPath)
 	if err != nil {
-		return c.fail(err, "check --catalog")
+		fmt.Fprintf(c.err, "agentgw policy test: the catalog does not load:\n%v\n", err)
+		return exitRejected
 	}
 	nc, js, code, ok := c.connect(&cf)
 	if !ok {

@@ -175,11 +175,15 @@ type schemaFile struct {
 	data []byte
 }
 
+// ErrInvalid wraps every error of Load, Parse and Compile: the catalog
+// does not load (its text names the problems, after "catalog: ").
+var ErrInvalid = errors.New("catalog")
+
 // Load reads and compiles a catalog file (YAML or JSON, strictly decoded).
 func Load(path string) (*Catalog, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return Parse(data, filepath.Dir(path))
 }
@@ -189,7 +193,7 @@ func Load(path string) (*Catalog, error) {
 func Parse(data []byte, dir string) (*Catalog, error) {
 	var f File
 	if err := yamlerr.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("catalog: decode: %w", err)
+		return nil, fmt.Errorf("%w: decode: %w", ErrInvalid, err)
 	}
 	return Compile(f, dir, digest(data))
 }
@@ -222,7 +226,7 @@ func Compile(f File, dir, dig string) (*Catalog, error) {
 		c.names = append(c.names, t.Name)
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("catalog: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	sort.Strings(c.names)
 	if len(read) > 0 {
