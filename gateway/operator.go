@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/operator"
+	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -213,7 +214,8 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 		}
 		hdr.Set(header.Credential, tok.Reveal())
 	}
-	it := &item{subject: raw.Header.Get(header.IngressSubject), hdr: hdr, body: raw.Data, seq: seq, ref: ref, refOK: true}
+	it := &item{subject: raw.Header.Get(header.IngressSubject), hdr: hdr, body: raw.Data, seq: seq, ref: ref, refOK: true,
+		recorded: reason.Code(raw.Header.Get(header.Reason))}
 	return it, nil
 }
 
@@ -221,8 +223,11 @@ func (g *Gateway) deniedMessage(ctx context.Context, seq uint64, tenant string) 
 // the decision: the record is an approver's answer (`approve`) or a
 // consumer's response (`respond`), which the real replay's approval or
 // response gate decides on the held request or outstanding record it
-// answers (taken by a valid answer), a state a dry run does not read.
-// Every gate before that one was checked and let the message through.
+// answers (taken by a valid answer), a state a dry run does not read;
+// or a policy that takes the message in reads the budget or decides at
+// stage content, or its record was denied by the budget or on its
+// opened payload, none of which a dry run takes or opens. Every gate the
+// dry run runs let the message through.
 const DryRunNotPredicted = "not_predicted"
 
 // dryRun re-evaluates a denied message against the current credential
@@ -279,7 +284,8 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 			it.deny(err)
 		} else {
 			it.target = t
-			pol := r.pol.Decide(g.policyRequest(it, now, nil))
+			req := g.policyRequest(it, now, nil)
+			pol := r.pol.Decide(req)
 			it.pol = pol
 			switch {
 			case !pol.Allow:
@@ -289,6 +295,13 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 			default:
 				it.route = store.RouteAllow
 			}
+			if it.route != store.RouteDeny {
+				if why := unpredicted(r.pol.DependsOn(req), it.recorded); why != "" {
+					res.Route, res.PolicyIDs = DryRunNotPredicted, pol.PolicyIDs
+					res.Detail = why + "; the gates a dry run runs let it through"
+					return res
+				}
+			}
 		}
 	}
 	res.Route, res.PolicyIDs = string(it.route), it.pol.PolicyIDs
@@ -296,6 +309,25 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 		res.Reason, res.Detail = string(it.denial.Code), it.denial.Detail
 	}
 	return res
+}
+
+// unpredicted says why a message the dry run's gates let through may
+// still be decided otherwise by the real replay ("" when nothing it does
+// not run could): a policy that takes it in reads the budget or the
+// payload, or is of the content stage; or its record was denied by a
+// gate the dry run does not run (the budget, the opened payload).
+func unpredicted(dep policy.Dependence, recorded reason.Code) string {
+	switch info, _ := reason.Lookup(recorded); {
+	case dep.Budget:
+		return "a policy that takes it in reads the budget, which a dry run does not take"
+	case dep.Content || dep.Payload:
+		return "a policy that takes it in decides at stage content, on the opened payload, which a dry run does not open"
+	case info.Stage == reason.StageBudget:
+		return "its record was denied " + string(recorded) + " by the budget, which a dry run does not take"
+	case info.Stage == reason.StagePayload:
+		return "its record was denied " + string(recorded) + " on its opened payload, which a dry run does not open"
+	}
+	return ""
 }
 
 // dryRunIdem denies it, as the real replay's ledger gate does, when a

@@ -125,3 +125,29 @@ func TestDryRunOfDuplicateRequestStaysDuplicate(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestDryRunOfContentDeniedNotPredicted: a dry run opens no payload and
+// takes no budget, so of a record denied content_denied, whose target's
+// content policy reads the payload, it cannot know the decision. It
+// answers not_predicted (exit 4) rather than the allow of the gates it
+// runs, which the real replay, spending the one re-submission, would
+// contradict.
+func TestDryRunOfContentDeniedNotPredicted(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	body, _ := h.sealedRefund(h.agent, 500000, nil)
+	seq := h.send(body)
+	h.wantReason(seq, reason.ContentDenied)
+	denied := h.deniedSeq(seq)
+	op := h.operator(operator.Scope)
+	dry, err := op.Replay(context.Background(), denied, true)
+	must(t, err)
+	if dry.Route != DryRunNotPredicted || !strings.Contains(dry.Detail, "stage content") {
+		t.Errorf("dry run: %s %s (%s); want not_predicted, naming the content stage", dry.Route, dry.Reason, dry.Detail)
+	}
+	res, err := op.Replay(context.Background(), denied, false)
+	must(t, err)
+	if out := h.outputFor(res.IngressSeq); out.Header.Get(header.Reason) != string(reason.ContentDenied) {
+		t.Errorf("the replay: %s %s; want denied again content_denied", out.Header.Get(header.Route), out.Header.Get(header.Reason))
+	}
+}

@@ -83,6 +83,7 @@ type item struct {
 	reemit    bool        // outputs come from the ledger, not from a decision
 	ev        audit.Event // the decision's audit event (finish)
 	replayBy  string      // operator whose replay of a denied message this is
+	recorded  reason.Code // a denied record's reason, for an operator's dry run of it
 	replayExp int64       // its authorization's expiry, Unix seconds
 	deadline  time.Time
 	ctx       context.Context // carries the message span

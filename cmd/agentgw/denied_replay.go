@@ -42,7 +42,9 @@ budgets, content policy (the payload is not opened), or, for an
 approver's answer (approve) or a consumer's response (respond), the
 approval or response gate, which decides on the request answered as it
 stands at the real replay: such a record that passes the gates before
-it is "not predicted". Scaled out, it reads only the ledgers of the
+it is "not predicted". So is one the gates let through that a policy
+takes in at stage content or by the budget, or whose record was denied
+by the budget or on its opened payload. Scaled out, it reads only the ledgers of the
 partitions this gateway holds.
 
 Either way the request is signed with the operator's key and audited.
