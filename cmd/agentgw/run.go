@@ -96,6 +96,11 @@ and its own account at the next start.`)
 	printMaterial(c, m, srv.ClientURL())
 
 	logPath := filepath.Join(*dir, "gateway.log")
+	if fi, err := os.Lstat(logPath); err == nil && !fi.Mode().IsRegular() {
+		// The directory is the user's alone (devenv.Ensure): a link here
+		// was not left by the gateway, and its log goes nowhere else.
+		return c.fail(fmt.Errorf("%s is not a regular file", logPath), "remove it")
+	}
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return c.fail(err, "")

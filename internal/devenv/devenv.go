@@ -143,6 +143,9 @@ func Paths(dir string) *Material {
 // file written before revocations named principals its "principals: []".
 func Ensure(dir string) (m *Material, created bool, err error) {
 	m = Paths(dir)
+	if err := m.checkOpen(); err != nil {
+		return nil, false, err
+	}
 	if _, err := os.Stat(m.Config); err != nil {
 		if err := m.write(); err != nil {
 			return nil, false, fmt.Errorf("devenv: %w", err)
@@ -162,6 +165,39 @@ func Ensure(dir string) (m *Material, created bool, err error) {
 		return nil, false, fmt.Errorf("devenv: %w", err)
 	}
 	return m, created, nil
+}
+
+// ErrOpenDir: the material's directory, or one below it, is writable by
+// other users or owned by another user.
+var ErrOpenDir = errors.New("devenv: directory open to other users")
+
+// checkOpen refuses (ErrOpenDir) when the material's directory, or one of
+// the directories below it that hold keys, credentials, configuration or
+// the server's data, exists and is writable by its group or others, or
+// owned by another user: whoever can write to it can rename over or
+// delete what is there (a seed, gateway.yaml, revocations.yaml), or plant
+// a link where the gateway's log is opened. Missing ones are made 0700.
+func (m *Material) checkOpen() error {
+	var open []string
+	for _, d := range []string{"", "keys", "creds", "policies", "schemas", "data", "jetstream", "tenants"} {
+		p := filepath.Join(m.Dir, d)
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("devenv: %w", err)
+		case !fi.IsDir():
+			continue
+		}
+		if why := atomicfile.OpenDir(fi); why != "" {
+			open = append(open, fmt.Sprintf("%s (%s)", p, why))
+		}
+	}
+	if len(open) > 0 {
+		return fmt.Errorf("%w: %s: another user could replace the keys and configuration kept there", ErrOpenDir, strings.Join(open, ", "))
+	}
+	return nil
 }
 
 func (m *Material) write() error {

@@ -405,7 +405,7 @@ func checkDirs(dir string, files []File) error {
 		case !fi.IsDir():
 			return nil // writeFile fails on it, naming it
 		}
-		if why := dirOpen(fi); why != "" {
+		if why := atomicfile.OpenDir(fi); why != "" {
 			open = append(open, fmt.Sprintf("%s (%s)", p, why))
 		}
 		return nil

@@ -1,6 +1,6 @@
 //go:build unix
 
-package scaffold
+package atomicfile
 
 import (
 	"fmt"
@@ -8,10 +8,10 @@ import (
 	"syscall"
 )
 
-// dirOpen says why the directory fi is open to other users: writable by
+// OpenDir says why the directory fi is open to other users: writable by
 // its group or others, or owned by a user other than the running one;
 // "" when it is not.
-func dirOpen(fi os.FileInfo) string {
+func OpenDir(fi os.FileInfo) string {
 	mode := fi.Mode()
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	switch {
