@@ -7,7 +7,7 @@
 // the envelope by a decision token of route "notice" that travels with it
 // in the notice document, {"v":1,"decision":"<token>","notice":{…}}.
 import { inspect } from "node:util";
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Msg } from "@nats-io/transport-node";
 import { sendNamed, type Agent, type Receipt, type Request, type SendOptions } from "./agent.js";
 import { ConfigError, InvalidRequestError, MessageDeniedError, NoDecisionError, VerificationError } from "./errors.js";
 import { ROUTE_NOTICE, verifyDecision, type DecisionClaims } from "./decision.js";
@@ -19,6 +19,7 @@ import type { ReasonCode } from "./reason.js";
 import { reply as replySubject } from "./subjects.js";
 import { headersOf } from "./internal/headers.js";
 import { verifiedMessages } from "./internal/verified.js";
+import { boundedSubscribe, type MsgSource } from "./internal/bounded.js";
 import { openWaiter } from "./internal/waiter.js";
 import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import type { HeaderSource } from "./verify.js";
@@ -354,7 +355,7 @@ export interface WatchOptions {
 export class DecisionWatch {
   readonly #agent: Agent;
   readonly #opt: WatchOptions;
-  readonly #sub: Subscription;
+  readonly #sub: MsgSource;
   readonly #it: AsyncIterator<Msg>;
   #pending: Promise<IteratorResult<Msg>> | undefined;
 
@@ -363,7 +364,7 @@ export class DecisionWatch {
     checkWatch(opt);
     this.#agent = agent;
     this.#opt = opt;
-    this.#sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
+    this.#sub = boundedSubscribe(agent.connection, replySubject(agent.tenant, agent.publicKey));
     this.#it = this.#sub[Symbol.asyncIterator]();
   }
 
@@ -400,32 +401,28 @@ export class DecisionWatch {
    */
   #next(signal: AbortSignal | undefined): Promise<IteratorResult<Msg>> {
     signal?.throwIfAborted();
-    if (this.#pending === undefined) {
-      const p = this.#it.next();
-      this.#pending = p;
-      void p.then(
-        () => {
-          if (this.#pending === p) this.#pending = undefined;
-        },
-        () => {
-          if (this.#pending === p) this.#pending = undefined;
-        },
-      );
-    }
-    const p = this.#pending;
+    const p = (this.#pending ??= this.#it.next());
+    // The read is done once a caller takes its result: one whose signal
+    // aborted first leaves it, resolved or not, to the next call.
+    const taken = (): void => {
+      if (this.#pending === p) this.#pending = undefined;
+    };
     if (signal === undefined) {
-      return p;
+      return p.finally(taken);
     }
     return new Promise((resolve, reject) => {
       const onAbort = (): void => reject(signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
       p.then(
         (v) => {
+          if (signal.aborted) return; // left for the next call
           signal.removeEventListener("abort", onAbort);
+          taken();
           resolve(v);
         },
         (e) => {
           signal.removeEventListener("abort", onAbort);
+          taken();
           reject(e);
         },
       );
@@ -542,6 +539,6 @@ export async function sendAndDecide(
  */
 export function decisions(agent: Agent, opt: WatchOptions & { signal?: AbortSignal }): AsyncIterableIterator<Decision> {
   checkWatch(opt);
-  const sub = agent.connection.subscribe(replySubject(agent.tenant, agent.publicKey));
+  const sub = boundedSubscribe(agent.connection, replySubject(agent.tenant, agent.publicKey));
   return verifiedMessages(sub, opt.signal, isNotice, (m) => verifyNotice(agent, m, opt), opt.onReject);
 }

@@ -9,6 +9,7 @@ import { digestHex, fromUtf8 } from "./internal/bytes.js";
 import { isNotice, MESSAGE_ID_HEADER, verifyNotice, type Decision } from "./notice.js";
 import { headersOf } from "./internal/headers.js";
 import { verifiedMessages } from "./internal/verified.js";
+import { boundedSubscribe } from "./internal/bounded.js";
 import { openWaiter } from "./internal/waiter.js";
 import { WAIT_SKEW_MS, waitSkewMs } from "./internal/skew.js";
 import { reply as replySubject } from "./subjects.js";
@@ -213,7 +214,7 @@ function checkWait(agent: Agent, opt: WaitOptions): string {
  * The subscription is made before the first value is awaited.
  */
 export function replies(agent: Agent, opt: WaitOptions): AsyncIterableIterator<Reply> {
-  const sub = agent.connection.subscribe(checkWait(agent, opt));
+  const sub = boundedSubscribe(agent.connection, checkWait(agent, opt));
   // Decision notices come on the same subject: decisions() reads those.
   return verifiedMessages(sub, opt.signal, (m) => !isNotice(m), (m) => verifyReply(agent, m, opt), opt.onReject);
 }

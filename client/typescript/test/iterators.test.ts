@@ -1,11 +1,14 @@
-// How the SDK's readers end: an iteration that ends with an error stops
-// its subscription, and a reader aborted while it starts resolves.
+// How the SDK's readers end and what they hold: an iteration that ends
+// with an error stops its subscription, a reader aborted while it starts
+// resolves, and the readers of the reply subject hold a bounded queue.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAccount, createCurve, createServer, createUser } from "@nats-io/nkeys";
 import { headers } from "@nats-io/transport-node";
 import { Agent } from "../src/agent.js";
 import { Consumer } from "../src/consumer.js";
+import { boundedSubscribe } from "../src/internal/bounded.js";
+import { MAX_QUEUED } from "../src/internal/waiter.js";
 import { Box } from "../src/keys.js";
 import { reply as replySubject } from "../src/subjects.js";
 import { bytes, sleep } from "./helpers.js";
@@ -50,4 +53,22 @@ test("consume(): a signal aborted while the consumer is opened stops reading, an
   ctl.abort();
   await p;
   await c.consume(async () => assert.fail("nothing to handle"), { signal: AbortSignal.abort() });
+});
+
+test("watchDecisions, replies and decisions read through a queue of at most MAX_QUEUED: a burst on the reply subject is dropped past it", async () => {
+  const subject = "agentgw.reply.tenant_a.UBOUNDED";
+  const src = boundedSubscribe(nats.nc, subject);
+  await nats.nc.flush();
+  for (let i = 0; i < 3 * MAX_QUEUED; i++) {
+    nats.nc.publish(subject, bytes(String(i)));
+  }
+  await nats.nc.flush();
+  await sleep(200);
+  src.unsubscribe();
+  let held = 0;
+  for await (const m of { [Symbol.asyncIterator]: () => src[Symbol.asyncIterator]() }) {
+    assert.equal(new TextDecoder().decode(m.data), String(held), "the first ones, in order");
+    held++;
+  }
+  assert.equal(held, MAX_QUEUED, "held no more than MAX_QUEUED, then ended with the subscription");
 });

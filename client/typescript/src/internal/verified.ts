@@ -1,4 +1,5 @@
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Msg } from "@nats-io/transport-node";
+import type { MsgSource } from "./bounded.js";
 import { VerificationError } from "../errors.js";
 
 /**
@@ -14,7 +15,7 @@ import { VerificationError } from "../errors.js";
 const SEEN_MAX = 4096;
 
 export function verifiedMessages<T extends { readonly claims: { readonly id: string } }>(
-  sub: Subscription,
+  sub: MsgSource,
   signal: AbortSignal | undefined,
   keep: (m: Msg) => boolean,
   verify: (m: Msg) => T,
