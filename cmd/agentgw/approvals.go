@@ -84,7 +84,12 @@ Connected as an nkey user (--creds: the approver's seed or .creds) of a
 server that requires authentication, as on the 'agentgw run' server, it
 reads the pre-created approval queue <tenant>-approvals through the API
 prefix `+client.TenantAPIPrefix+` and hands every request back: listing consumes nothing,
-but requests another reader holds are not shown until it lets them go.`)
+but requests another reader holds are not shown until it lets them go.
+Likewise watch holds what it has read on that shared queue while it
+runs: an approver service (client.Approver.Watch) bound to the same
+queue is shown those requests only as they are redelivered to it, up
+to the queue's ack wait later. Run watch beside such a service only to
+look, and briefly.`)
 	var cf connFlags
 	cf.register(c.fs)
 	cf.tenantSide = true
