@@ -372,6 +372,23 @@ func TestScaleOutAnswerMarkedBeforeCrashRefused(t *testing.T) {
 // refused, not sealed to the requester, who was told it was denied.
 func TestScaleOutResponseRecordOfRequestDecidedOtherwise(t *testing.T) {
 	h := scaledOutCrashHarness(t)
+	a, env, seq := h.refundAllowedThenDied(t)
+	p := filepath.Join(h.dir, "forbid-refunds.cedar")
+	must(t, os.WriteFile(p, []byte("forbid (principal, action == Action::\"tool_call\", resource == Target::\"refunds.draft_refund\");\n"), 0o600))
+	h.cfg.Policies = append(h.cfg.Policies, p)
+	b := h.startInstance("b")
+	h.wantReason(seq, reason.PolicyDenied)
+	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.NoSuchRequest)
+	h.endScaleOut(t, b, a)
+}
+
+// refundAllowedThenDied starts instance a, which allows a sealed refund
+// (its target takes responses, answered by h.consumer) and dies once the
+// request's response record is in the shared bucket, before its journal
+// append: nothing is published. It returns a, the request and its
+// ingress sequence.
+func (h *harness) refundAllowedThenDied(t *testing.T) (*instance, *envelope.Body, uint64) {
+	t.Helper()
 	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
 	a := h.startInstance("a", func(in *instance) {
 		in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onResp: true, die: in.nc.Close}
@@ -382,13 +399,7 @@ func TestScaleOutResponseRecordOfRequestDecidedOtherwise(t *testing.T) {
 	must(t, err)
 	seq := h.send(body)
 	waitFor(t, a.nc.IsClosed)
-	p := filepath.Join(h.dir, "forbid-refunds.cedar")
-	must(t, os.WriteFile(p, []byte("forbid (principal, action == Action::\"tool_call\", resource == Target::\"refunds.draft_refund\");\n"), 0o600))
-	h.cfg.Policies = append(h.cfg.Policies, p)
-	b := h.startInstance("b")
-	h.wantReason(seq, reason.PolicyDenied)
-	h.wantReason(h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`), reason.NoSuchRequest)
-	h.endScaleOut(t, b, a)
+	return a, env, seq
 }
 
 // A grant released its request, whose target takes responses, and its

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/agentgw/agentgw/gateway/approval"
-	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -26,16 +25,7 @@ func TestScaleOutHeldOnRedecisionTakesNoAnswer(t *testing.T) {
 		t.Run(then, func(t *testing.T) {
 			h := scaledOutCrashHarness(t)
 			h.cfg.Limits.ApprovalTTL = 30 * time.Second // within the target's 1m response_deadline
-			h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
-			a := h.startInstance("a", func(in *instance) {
-				in.gw.holds = &dyingHolds{holdStore: in.gw.holds, onResp: true, die: in.nc.Close}
-			})
-			waitFor(t, func() bool { return a.held() == 2 })
-			body, _ := h.sealedRefund(h.agent, 1500, nil)
-			env, err := envelope.Parse(body, envelope.Limits{})
-			must(t, err)
-			seq := h.send(body)
-			waitFor(t, a.nc.IsClosed)
+			a, env, seq := h.refundAllowedThenDied(t)
 			raw, err := os.ReadFile(h.cfg.Catalog)
 			must(t, err)
 			must(t, os.WriteFile(h.cfg.Catalog, []byte(strings.Replace(string(raw), "    risk: medium\n", "    risk: critical\n", 1)), 0o600))
