@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // TestYAMLErrorsHideFileContents: a secret file given where a YAML file
@@ -86,7 +88,12 @@ func TestFlagErrorsHideSecrets(t *testing.T) {
 // quoted in its error; a seed pasted into such a flag is shown by
 // SafeText, as every other usage error shows what it was given.
 func TestFlagErrorHidesSecret(t *testing.T) {
-	const seed = "SAAB6BM4GQ4LUU2BG27QSM6WKZ3KGL24YQICRNT2DV7H3GWBQ6ZX5KL42U"
+	kp, err := identity.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := kp.Seed()
+	seed := string(raw)
 	c := newCmd("creds issue", "", "")
 	var out, errb bytes.Buffer
 	c.out, c.err = &out, &errb
