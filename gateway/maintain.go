@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,15 +77,15 @@ func (g *Gateway) pruneLoop(ctx context.Context, parts []*partState) error {
 // read before any consumer, not to where its own traffic stopped (a
 // quiet tenant's or partition's consumer would otherwise pin the floor
 // for good), once the stream leader confirms it has no message for that
-// consumer past its ack floor (floorOf). That floor is for pruning only: what it removes are the
-// outcomes and entries of acknowledged messages, since a message not yet
-// acknowledged keeps its consumer busy, and its floor below it. It does
-// not say that a message at or below it was acknowledged: in a cluster a
-// consumer answers from its own replica of the stream, which may not
-// hold yet the last messages the stream leader reported, so an idle
-// consumer may still deliver one at or below it. Each consumer's own ack
-// floor, recorded here before anything is pruned (noteAckFloor), says
-// that (acknowledged).
+// consumer past its ack floor (floorOf). That floor is for pruning only:
+// what it removes are the outcomes and entries of acknowledged messages,
+// since a message not yet acknowledged keeps its consumer busy, and its
+// floor below it. It does not say that a message at or below it was
+// acknowledged: in a cluster a consumer answers from its own replica of
+// the stream, which may not hold yet the last messages the stream leader
+// reported, so an idle consumer may still deliver one at or below it.
+// Each consumer's own ack floor, recorded here before anything is pruned
+// (noteAckFloor), says that (acknowledged).
 // In scale-out mode the lag gauge counts the partitions pruned last.
 func (g *Gateway) ackFloor(ctx context.Context, parts []*partState) (uint64, bool) {
 	var cons []jetstream.Consumer
@@ -140,7 +141,7 @@ func (g *Gateway) floorOf(ctx context.Context, cons []jetstream.Consumer) (floor
 // lastFor is the sequence of the stream leader's last message that a
 // consumer configured as cc can deliver (0 for none).
 func lastFor(ctx context.Context, st jetstream.Stream, cc jetstream.ConsumerConfig) (uint64, error) {
-	filters := cc.FilterSubjects
+	filters := slices.Clone(cc.FilterSubjects)
 	if cc.FilterSubject != "" {
 		filters = append(filters, cc.FilterSubject)
 	}

@@ -362,7 +362,6 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 	if it.heldItem != nil {
 		ev.Kind, ev.Approver, ev.HeldMessageID = audit.KindApprovalGranted, it.cred.Subject, it.heldItem.env.MessageID
 		ev.HeldOperator = it.heldItem.replayBy // the held request was an operator's replay
-
 		if it.answer.Decision == approval.Deny {
 			ev.Kind = audit.KindApprovalDenied
 		}

@@ -44,8 +44,8 @@ approval or response gate, which decides on the request answered as it
 stands at the real replay: such a record that passes the gates before
 it is "not predicted". So is one the gates let through that a policy
 takes in at stage content or by the budget, or whose record was denied
-by the budget or on its opened payload. Scaled out, it reads only the ledgers of the
-partitions this gateway holds.
+by the budget or on its opened payload. Scaled out, it reads only the
+ledgers of the partitions this gateway holds.
 
 Either way the request is signed with the operator's key and audited.
 The operator credential needs scope operator:replay in the message's

@@ -178,21 +178,13 @@ var ErrOpenDir = errors.New("devenv: directory open to other users")
 // delete what is there (a seed, gateway.yaml, revocations.yaml), or plant
 // a link where the gateway's log is opened. Missing ones are made 0700.
 func (m *Material) checkOpen() error {
-	var open []string
+	var paths []string
 	for _, d := range []string{"", "keys", "creds", "policies", "schemas", "data", "jetstream", "tenants"} {
-		p := filepath.Join(m.Dir, d)
-		fi, err := os.Stat(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			continue
-		case err != nil:
-			return fmt.Errorf("devenv: %w", err)
-		case !fi.IsDir():
-			continue
-		}
-		if why := atomicfile.OpenDir(fi); why != "" {
-			open = append(open, fmt.Sprintf("%s (%s)", p, why))
-		}
+		paths = append(paths, filepath.Join(m.Dir, d))
+	}
+	open, err := atomicfile.OpenDirs(paths...)
+	if err != nil {
+		return fmt.Errorf("devenv: %w", err)
 	}
 	if len(open) > 0 {
 		return fmt.Errorf("%w: %s: another user could replace the keys and configuration kept there", ErrOpenDir, strings.Join(open, ", "))

@@ -339,11 +339,7 @@ func (e *Endpoint) refuseReplay(next http.Handler) http.Handler {
 		// The info is this HTTP request's own (verifyToken makes one per
 		// request), and the SDK hands the same to the tool handler.
 		id := msg.ID
-		auth.TokenInfoFromContext(r.Context()).Extra[unsentKey] = func() {
-			s.idsMu.Lock()
-			defer s.idsMu.Unlock()
-			s.calls.forget(id, body)
-		}
+		auth.TokenInfoFromContext(r.Context()).Extra[unsentKey] = func() { s.forgetCall(id, body) }
 		next.ServeHTTP(w, r)
 	})
 }

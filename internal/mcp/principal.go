@@ -102,6 +102,13 @@ func (s *session) useCall(id, body []byte) callVerdict {
 	return s.calls.use(id, body)
 }
 
+// forgetCall drops the record useCall made of the request.
+func (s *session) forgetCall(id, body []byte) {
+	s.idsMu.Lock()
+	defer s.idsMu.Unlock()
+	s.calls.forget(id, body)
+}
+
 // unsentKey is the TokenInfo.Extra key of the request's unsent func.
 const unsentKey = "agentgw.unsent"
 
@@ -184,7 +191,7 @@ func parseBearer(raw string) (*bearerClaims, error) {
 // exchange is agentgw's own service, and no upstream sees it.
 // Errors name no token bytes.
 func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request) (*auth.TokenInfo, error) {
-	sum, signed := sha256.Sum256([]byte(raw)), signedSum(raw)
+	sum := sha256.Sum256([]byte(raw))
 	now := e.now()
 	e.mu.Lock()
 	s := e.sessions[sum]
@@ -222,6 +229,7 @@ func (e *Endpoint) verifyToken(ctx context.Context, raw string, _ *http.Request)
 	if err != nil {
 		return nil, err
 	}
+	signed := signedSum(raw) // a token not seen before only
 	s = &session{p: p, sum: sum, signed: signed, expiry: exp}
 	if err := e.refresh(ctx, s, raw, true); err != nil {
 		return nil, err

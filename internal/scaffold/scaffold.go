@@ -389,30 +389,8 @@ func Write(o Options) (*Deployment, error) {
 // user's to change. Missing directories are skipped: writeFile makes
 // them 0700.
 func checkDirs(dir string, files []File) error {
-	seen := map[string]bool{}
-	var open []string
-	check := func(p string) error {
-		if seen[p] {
-			return nil
-		}
-		seen[p] = true
-		fi, err := os.Stat(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return nil
-		case err != nil:
-			return fmt.Errorf("scaffold: %w", err)
-		case !fi.IsDir():
-			return nil // writeFile fails on it, naming it
-		}
-		if why := atomicfile.OpenDir(fi); why != "" {
-			open = append(open, fmt.Sprintf("%s (%s)", p, why))
-		}
-		return nil
-	}
-	if err := check(dir); err != nil {
-		return err
-	}
+	seen := map[string]bool{dir: true}
+	paths := []string{dir}
 	for _, f := range files {
 		rel := filepath.Dir(filepath.FromSlash(f.Path))
 		var sub string
@@ -421,10 +399,17 @@ func checkDirs(dir string, files []File) error {
 				continue
 			}
 			sub = filepath.Join(sub, part)
-			if err := check(filepath.Join(dir, sub)); err != nil {
-				return err
+			if p := filepath.Join(dir, sub); !seen[p] {
+				seen[p] = true
+				paths = append(paths, p)
 			}
 		}
+	}
+	// One that is not a directory is skipped: writeFile fails on it,
+	// naming it.
+	open, err := atomicfile.OpenDirs(paths...)
+	if err != nil {
+		return fmt.Errorf("scaffold: %w", err)
 	}
 	if len(open) > 0 {
 		return fmt.Errorf("%w: %s: another user could replace the keys and configuration written there", ErrOpenDir, strings.Join(open, ", "))
