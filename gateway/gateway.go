@@ -65,7 +65,10 @@ type Gateway struct {
 	// rules are the catalog and policy set in force, swapped together.
 	rules atomic.Pointer[rules]
 	// reloadMu makes Reload calls (SIGHUP, the file watch) one at a time.
-	reloadMu    sync.Mutex
+	reloadMu sync.Mutex
+	// loadedPrint is the fingerprint of the files New loaded, digested
+	// as New read them (watchLoop's first comparison).
+	loadedPrint [32]byte
 	budgets     *budget.Budgets
 	workers     int
 	expireEvery time.Duration
@@ -159,6 +162,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err := g.loadKeys(); err != nil {
 		return nil, err
 	}
+	// Digested before they are read: a change after this is reloaded
+	// at the watch's first tick (watchLoop).
+	files := g.filesPrint()
 	g.revocations = identity.NewRevocations()
 	if err := g.loadRevocations(); err != nil {
 		return nil, err
@@ -183,6 +189,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, err
 	}
 	g.rules.Store(&rules{cat: cat, pol: set})
+	g.loadedPrint = joinPrints(cat.Digest, files)
 	g.budgets = budget.New(cfg.Budgets)
 	g.holds = ledgerHolds{}
 	if cfg.ScaleOut != nil {

@@ -218,7 +218,10 @@ func (g *Gateway) watchLoop(ctx context.Context) error {
 	}
 	t := time.NewTicker(g.cfg.ReloadInterval)
 	defer t.Stop()
-	last := g.fingerprint()
+	// What New loaded, not the files as they are now: a file changed
+	// since New read it (while the gateway set up) is reloaded at the
+	// first tick.
+	last := g.loadedPrint
 	var (
 		failed *rules // the rules in force when their reload failed; nil: none failed
 		text   string // the text of the failure last reported
@@ -246,16 +249,19 @@ func (g *Gateway) watchLoop(ctx context.Context) error {
 	}
 }
 
-// fingerprint digests the contents of every reloadable file: the
-// catalog, the schema files named by the catalog in force, the
-// revocations and the policies. A missing file contributes its absence.
-// A schema file named only by a catalog that failed to load is not among
-// them (watchLoop retries that reload instead).
+// fingerprint digests what a reload reads: the catalog and the schema
+// files the catalog in force names (catalog.DigestOf), the revocations
+// and the policies. A missing file contributes its absence. A schema
+// file named only by a catalog that failed to load is not among them
+// (watchLoop retries that reload instead).
 func (g *Gateway) fingerprint() [32]byte {
+	return joinPrints(catalog.DigestOf(g.cfg.Catalog, g.rules.Load().cat.Files()), g.filesPrint())
+}
+
+// filesPrint digests the revocations file and the policy files.
+func (g *Gateway) filesPrint() [32]byte {
 	h := sha256.New()
-	files := append([]string{g.cfg.Catalog, g.cfg.Revocations.File}, g.cfg.Policies...)
-	files = append(files, g.rules.Load().cat.Files()...)
-	for _, f := range files {
+	for _, f := range append([]string{g.cfg.Revocations.File}, g.cfg.Policies...) {
 		data, err := os.ReadFile(f)
 		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
 		if err == nil {
@@ -265,6 +271,11 @@ func (g *Gateway) fingerprint() [32]byte {
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+// joinPrints is a fingerprint of a catalog digest and a filesPrint.
+func joinPrints(catalogDigest string, files [32]byte) [32]byte {
+	return sha256.Sum256(append([]byte(catalogDigest+"\x00"), files[:]...))
 }
 
 // RevocationsLackOnlyPrincipals reports whether data is a revocations

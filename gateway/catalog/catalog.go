@@ -229,19 +229,50 @@ func Compile(f File, dir, dig string) (*Catalog, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	sort.Strings(c.names)
-	if len(read) > 0 {
-		// A schema file is part of what the catalog says: its digest
-		// changes with it, and a reload watches it (Files).
-		h := sha256.New()
-		h.Write([]byte(dig))
-		for _, sf := range read {
-			fmt.Fprintf(h, "\x00%s\x00%d\x00", sf.path, len(sf.data))
-			h.Write(sf.data)
-			c.files = append(c.files, sf.path)
-		}
-		c.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	// A schema file is part of what the catalog says: its digest
+	// changes with it, and a reload watches it (Files).
+	for _, sf := range read {
+		c.files = append(c.files, sf.path)
 	}
+	c.Digest = withSchemas(dig, read)
 	return c, nil
+}
+
+// withSchemas is a catalog's Digest: dig, the digest of the catalog
+// file, alone when it names no schema file, else dig and the schema
+// files read, in the order read.
+func withSchemas(dig string, read []schemaFile) string {
+	if len(read) == 0 {
+		return dig
+	}
+	h := sha256.New()
+	h.Write([]byte(dig))
+	for _, sf := range read {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", sf.path, len(sf.data))
+		h.Write(sf.data)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// DigestOf returns the Digest a catalog loaded now from path would have
+// if it named the schema files files (a Catalog's Files), without
+// compiling it: a watcher compares it with the Digest of the catalog in
+// force, which is the digest of what that catalog was read from. A file
+// that cannot be read gives a text that names it and is no digest.
+func DigestOf(path string, files []string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "unreadable\x00" + path
+	}
+	read := make([]schemaFile, 0, len(files))
+	for _, f := range files {
+		sd, err := os.ReadFile(f)
+		if err != nil {
+			return "unreadable\x00" + f
+		}
+		read = append(read, schemaFile{path: f, data: sd})
+	}
+	return withSchemas(digest(data), read)
 }
 
 // Files lists the schema files the catalog read, which a reload watches
