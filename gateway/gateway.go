@@ -372,6 +372,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if g.scale == nil {
+		if err := g.retireJournal(setupCtx); err != nil {
+			return err
+		}
+	}
 	if g.scale != nil {
 		if err := g.setupScaleOut(setupCtx, consumers, tenants); err != nil {
 			return err

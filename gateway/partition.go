@@ -385,6 +385,43 @@ func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Cons
 	return nil
 }
 
+// retireJournal runs before a single instance decides anything, when
+// the deployment ran scaled out since this instance last started: the
+// journal stream is there. What the scaled-out owners decided is in
+// their ledgers, not in this one, so this ledger refuses what may have
+// been decided up to the journal's last record and the clocks' minute
+// (ledger_incomplete), as checkNewLedger does for a ledger that is gone.
+// Then it deletes the journal: what this instance decides is not in it,
+// and a scaled-out run after this one must not rebuild from it as if it
+// were whole. That run creates the journal again, after the consumers,
+// which every rebuild takes as a loss (journalLoss). The ledger records
+// its loss, synced, before the journal is deleted: a crash between the
+// two does it again at the next start.
+func (g *Gateway) retireJournal(ctx context.Context) error {
+	s, err := g.js.Stream(ctx, journal.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: journal: %w", err)
+	}
+	if st := s.CachedInfo().State; st.LastSeq > 0 && !st.LastTime.IsZero() {
+		lost := st.LastTime.Add(journalClockMargin)
+		if err := g.ledger.SetLostBefore(lost); err != nil {
+			return fmt.Errorf("gateway: ledger: %w", err)
+		}
+		g.log.Warn().Time("last_journaled", st.LastTime).Time("lost_before", lost).
+			Time("refuses_issued_before", lost.Add(g.fresh.Grace())).
+			Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
+			Msg("the deployment ran scaled out: what its instances decided is not in this ledger, and messages that may have been decided before lost_before are denied ledger_incomplete")
+	}
+	if err := g.js.DeleteStream(ctx, journal.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("gateway: journal: delete: %w", err)
+	}
+	g.log.Info().Str("stream", journal.Stream).Msg("run as one instance: the journal of the scaled-out run is deleted, so that a later scaled-out run counts what this instance decides as lost")
+	return nil
+}
+
 // later returns the later of a and b.
 func later(a, b time.Time) time.Time {
 	if a.After(b) {

@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/store/journal"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// TestScaleOutAgainAfterSingleInstance: a deployment scaled out, then
+// run as one instance, then scaled out again while the single
+// instance's messages are fresh. The scaled-out owner rebuilds its
+// ledger from the journal, which holds nothing the single instance
+// decided: an exact copy of a message the single instance allowed is
+// denied ledger_incomplete, not allowed again.
+func TestScaleOutAgainAfterSingleInstance(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 1
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	a.stop(t)
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	journaled := js.CachedInfo().State.LastTime
+
+	h.start() // the same deployment, run as one instance
+	<-h.gw.Ready()
+	// The single instance refuses what was issued before the scaled-out
+	// run's last journal record, the clocks' minute and the skew; its
+	// message is issued just after that.
+	h.clock.Advance(journaled.Add(journalClockMargin + h.cfg.Limits.Freshness().Grace() + time.Second).Sub(h.clock.Now()))
+	first := h.body(nil)
+	seq := h.send(first)
+	h.wantAllowed(seq, "the single instance's message")
+	h.waitAcked(seq)
+	h.stop()
+	if _, err := h.js.Stream(ctx, journal.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the journal of the scaled-out run is still there after a single instance ran: %v", err)
+	}
+
+	// Created again more than journalGap after the partition's consumer.
+	time.Sleep(journalGap + time.Second)
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 1 })
+	h.wantReason(h.send(first), reason.LedgerIncomplete)
+	b.stop(t)
+}
+
+// TestSingleInstanceAgainAfterScaleOutElsewhere: one instance on its
+// data directory, then the deployment scaled out on others, then the
+// one instance again on its old ledger, while the scaled-out messages
+// are fresh. Its ledger never saw them: a copy of one is denied
+// ledger_incomplete, not allowed again.
+func TestSingleInstanceAgainAfterScaleOutElsewhere(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 1
+	h.start()
+	<-h.gw.Ready()
+	h.wantAllowed(h.send(h.body(nil)), "a message of the single instance")
+	h.stop()
+
+	a := h.startInstance("a") // its own data directory
+	waitFor(t, func() bool { return a.held() == 1 })
+	first := h.firstAcked()
+	a.stop(t)
+
+	h.start()
+	<-h.gw.Ready()
+	out := h.outputFor(h.send(first))
+	if got := out.Header.Get(header.Reason); got != string(reason.LedgerIncomplete) {
+		t.Fatalf("a copy of a message the scaled-out instance allowed: route %s reason %q; want ledger_incomplete",
+			out.Header.Get(header.Route), got)
+	}
+	h.stop()
+}
