@@ -28,7 +28,7 @@ func (g *Gateway) logDecision(ev audit.Event) {
 		Str("output", ev.Output).
 		Int64("latency_us", ev.LatencyMicros)
 	if ev.Reason != "" {
-		e = e.Str("reason", ev.Reason).Str("stage", ev.Stage).Str("detail", ev.Detail)
+		e = e.Str("reason", ev.Reason).Str("stage", ev.Stage).Str("detail", audit.ClipDetail(ev.Detail))
 	}
 	if len(ev.PolicyIDs) > 0 {
 		e = e.Strs("policy_ids", ev.PolicyIDs)

@@ -347,7 +347,7 @@ func (g *Gateway) auditEvent(it *item, now time.Time, output string) audit.Event
 		ev.Tenant, ev.Agent = it.ref.Tenant, it.ref.Agent
 	}
 	if it.denial != nil {
-		ev.Reason, ev.Detail = string(it.denial.Code), it.denial.Detail
+		ev.Reason, ev.Detail = string(it.denial.Code), audit.ClipDetail(it.denial.Detail)
 		if info, ok := reason.Lookup(it.denial.Code); ok {
 			ev.Stage = string(info.Stage)
 		}

@@ -351,7 +351,7 @@ func (g *Gateway) refusedDenial(it *item, m *nats.Msg, size int, now time.Time) 
 	d.Header.Set(header.Detail, headerSafe(detail))
 	ev := audit.Event{
 		Time: now.UTC(), Kind: audit.KindDecision, Gateway: g.PublicKey(),
-		Route: string(store.RouteDeny), Reason: string(reason.Internal), Stage: d.Header.Get(header.Stage), Detail: detail,
+		Route: string(store.RouteDeny), Reason: string(reason.Internal), Stage: d.Header.Get(header.Stage), Detail: audit.ClipDetail(detail),
 		TraceID: d.Header.Get(header.TraceID), MessageID: d.Header.Get(header.MessageID), Target: d.Header.Get(header.Target),
 		Tenant: d.Header.Get(header.Tenant), Agent: d.Header.Get(header.Agent), Output: subj,
 	}

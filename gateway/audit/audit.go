@@ -1,6 +1,9 @@
 package audit
 
-import "time"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // Event kinds.
 const (
@@ -65,4 +68,22 @@ type Event struct {
 	IdPActors  []string `json:"idp_actors,omitempty"`
 	Rules      []string `json:"rules,omitempty"`
 	RequestID  string   `json:"request_id,omitempty"`
+}
+
+// MaxDetail bounds an event's detail, in bytes: the audit schema allows
+// 1,024 characters. Producers keep what they quote short; the encoder
+// and the logs cut whatever one did not.
+const MaxDetail = 1024
+
+// ClipDetail returns s cut to at most MaxDetail bytes, at a rune
+// boundary.
+func ClipDetail(s string) string {
+	if len(s) <= MaxDetail {
+		return s
+	}
+	i := MaxDetail
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }

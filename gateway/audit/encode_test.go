@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func full() Event {
@@ -66,4 +68,19 @@ func FuzzAppendJSON(f *testing.F) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// TestClipDetail: a detail longer than MaxDetail is cut to at most
+// MaxDetail bytes, at a rune boundary, and a shorter one is kept whole.
+func TestClipDetail(t *testing.T) {
+	short := strings.Repeat("é", 100)
+	if got := ClipDetail(short); got != short {
+		t.Errorf("a short detail changed: %q", got)
+	}
+	for _, s := range []string{strings.Repeat("x", 5000), "x" + strings.Repeat("é", 1000), strings.Repeat("\U000E0001", 300)} {
+		got := ClipDetail(s)
+		if len(got) > MaxDetail || len(got) < MaxDetail-3 || !utf8.ValidString(got) || !strings.HasPrefix(s, got) {
+			t.Errorf("ClipDetail of %d bytes: %d bytes, valid UTF-8 %v", len(s), len(got), utf8.ValidString(got))
+		}
+	}
 }

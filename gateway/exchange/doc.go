@@ -26,7 +26,9 @@
 //     that agent's sealed payloads, copied into its own envelopes, and
 //     re-seal them to a consumer of its choosing.
 //  3. Freshness: issued_at within [now − proof_max_age − skew, now +
-//     skew] and a request id not seen before (exchange_proof_stale).
+//     skew] and a request id not recorded (exchange_proof_stale). A
+//     request id is recorded only once everything else has granted the
+//     request (last, below), so a refused request takes no room.
 //  4. The IdP, picked by the token's (unverified) iss among the
 //     configured ones (exchange_untrusted_idp), verifies the token with
 //     github.com/coreos/go-oidc/v3: discovery, the algorithm allowlist

@@ -49,6 +49,20 @@ func newSeenSet(clock func() time.Time, maxAge, window time.Duration, limit int)
 		seen: make(map[string]time.Time), per: make(map[string]int)}
 }
 
+// used reports whether key is recorded and unexpired, recording
+// nothing: a request sent again is refused before its token is verified
+// (add, which records, decides between two sent at once).
+func (s *seenSet) used(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock()
+	if now.Before(s.last) {
+		now = s.last
+	}
+	exp, ok := s.seen[key]
+	return ok && now.Before(exp)
+}
+
 // add records key, a request issued at at, for principal. The time is
 // read under the set's lock and never goes back (the latest reading
 // wins), and freshness is judged at that time: an id can be forgotten

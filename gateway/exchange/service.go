@@ -227,7 +227,7 @@ func (s *Service) finish(x *pending, err error) (audit.Event, error) {
 			d = reason.Deny(reason.Internal, "%s", oneLine(err.Error()))
 			err = d
 		}
-		ev.Reason, ev.Detail = string(d.Code), d.Detail
+		ev.Reason, ev.Detail = string(d.Code), audit.ClipDetail(d.Detail)
 		if info, ok := reason.Lookup(d.Code); ok {
 			ev.Stage = string(info.Stage)
 		}
@@ -235,6 +235,10 @@ func (s *Service) finish(x *pending, err error) (audit.Event, error) {
 	}
 	return ev, err
 }
+
+// replayKey is what the replay set records of req: its agent key and
+// request id.
+func replayKey(req *protocol.Request) string { return req.Agent + "\x00" + req.RequestID }
 
 // admit runs the checks that cost no network call: the request's form,
 // its proof of possession and freshness, and the routing to a
@@ -289,6 +293,8 @@ func (s *Service) admit(body []byte, proof string) (*pending, error) {
 		return x, reason.Deny(reason.ExchangeProofStale, "issued_at %s is in the future", req.IssuedAt)
 	case now.Sub(at) >= s.cfg.ProofMaxAge+s.cfg.Skew:
 		return x, reason.Deny(reason.ExchangeProofStale, "issued_at %s is older than %v", req.IssuedAt, s.cfg.ProofMaxAge)
+	case s.seen.used(replayKey(req)):
+		return x, reason.Deny(reason.ExchangeProofStale, "request id already used")
 	}
 	iss, err := unverifiedIssuer(req.SubjectToken)
 	if err != nil {
@@ -355,7 +361,7 @@ func (s *Service) complete(ctx context.Context, x *pending) (*protocol.Response,
 	// stop every exchange), and one identity's requests take at most its
 	// share. A refused request sent again is refused again.
 	at, _ := req.Time() // checked by Parse
-	switch s.seen.add(req.Agent+"\x00"+req.RequestID, principal, at) {
+	switch s.seen.add(replayKey(req), principal, at) {
 	case seenFull:
 		return nil, reason.Deny(reason.Internal, "replay set full (%d request ids)", s.cfg.ReplayCapacity)
 	case seenOverShare:
@@ -457,7 +463,7 @@ func (s *Service) emit(ev audit.Event) {
 		e = e.Strs("idp_actors", ev.IdPActors)
 	}
 	if ev.Reason != "" {
-		e = e.Str("reason", ev.Reason).Str("detail", ev.Detail)
+		e = e.Str("reason", ev.Reason).Str("detail", audit.ClipDetail(ev.Detail))
 	}
 	e.Msg("credential exchange")
 	if s.opts.audit != nil {

@@ -175,11 +175,16 @@ func (r *Request) check() error {
 	return nil
 }
 
-// Time returns IssuedAt parsed.
+// issuedAtLayout is issued_at's one form: RFC 3339 UTC to the second.
+const issuedAtLayout = "2006-01-02T15:04:05Z"
+
+// Time returns IssuedAt parsed: RFC 3339 UTC to the second, in exactly
+// the form the clients write (no fraction, no offset), so that a
+// refusal that quotes it quotes 20 characters.
 func (r *Request) Time() (time.Time, error) {
-	t, err := time.Parse(time.RFC3339, r.IssuedAt)
-	if err != nil || !strings.HasSuffix(r.IssuedAt, "Z") {
-		return time.Time{}, errors.New("issued_at is not RFC 3339 UTC")
+	t, err := time.Parse(issuedAtLayout, r.IssuedAt)
+	if err != nil || len(r.IssuedAt) != len(issuedAtLayout) || t.Format(issuedAtLayout) != r.IssuedAt {
+		return time.Time{}, errors.New("issued_at is not RFC 3339 UTC to the second (2006-01-02T15:04:05Z)")
 	}
 	return t, nil
 }

@@ -71,6 +71,9 @@ func TestParseStrict(t *testing.T) {
 		"deny/xkey_proof_long":  strings.Replace(string(body), r.XKeyProof, tooLong, 1),
 		"deny/not_json":         "{",
 		"deny/local_time":       strings.Replace(string(body), "Z\"", "+01:00\"", 1),
+		"deny/fraction":         strings.Replace(string(body), "Z\"", ".5Z\"", 1),
+		"deny/long_fraction":    strings.Replace(string(body), "Z\"", "."+strings.Repeat("0", 30000)+"Z\"", 1),
+		"deny/lowercase_z":      strings.Replace(string(body), "Z\"", "z\"", 1),
 		"deny/short_request_id": strings.Replace(string(body), r.RequestID, "abc", 1),
 		"deny/token_type":       strings.Replace(string(body), TokenTypeJWT, "urn:x", 1),
 		// nkeys' base32 decoding skips line breaks; the wire's keys have none.
