@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/gateway/audit"
+	"github.com/agentgw/agentgw/gateway/catalog"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/operator"
@@ -296,7 +297,11 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 				it.route = store.RouteAllow
 			}
 			if it.route != store.RouteDeny {
-				if why := unpredicted(r.pol.DependsOn(req), it.recorded); why != "" {
+				why := unpredicted(r.pol.DependsOn(req), it.recorded)
+				if why == "" {
+					why = g.dryRunBudget(it, t, now)
+				}
+				if why != "" {
 					res.Route, res.PolicyIDs = DryRunNotPredicted, pol.PolicyIDs
 					res.Detail = why + "; the gates a dry run runs let it through"
 					return res
@@ -326,6 +331,23 @@ func unpredicted(dep policy.Dependence, recorded reason.Code) string {
 		return "its record was denied " + string(recorded) + " by the budget, which a dry run does not take"
 	case info.Stage == reason.StagePayload:
 		return "its record was denied " + string(recorded) + " on its opened payload, which a dry run does not open"
+	}
+	return ""
+}
+
+// dryRunBudget says why the real replay's budget gate, which takes a
+// token where a dry run takes none, may deny what the dry run lets
+// through ("" when it would not): a limited level of this instance's
+// budgets has no whole token for it now; or, scaled out, a level is
+// limited, and budgets are kept per instance: the partition's owner,
+// which decides the replay, may be another.
+func (g *Gateway) dryRunBudget(it *item, t *catalog.Target, now time.Time) string {
+	st := g.budgets.Peek(it.env.Tenant, it.cred.Subject, t.Name, now, budgetLimit(t, g.cfg.Budgets.Target))
+	switch {
+	case st.Exhausted != "":
+		return "its " + st.Exhausted + " budget has no token now, and the real replay takes one"
+	case g.scale != nil && (st.Tenant >= 0 || st.Agent >= 0 || st.Target >= 0):
+		return "a budget limits it, and budgets are kept per instance: the instance that decides the real replay may not be this one"
 	}
 	return ""
 }

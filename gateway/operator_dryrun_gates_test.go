@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/budget"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/gateway/operator"
@@ -149,5 +150,37 @@ func TestDryRunOfContentDeniedNotPredicted(t *testing.T) {
 	must(t, err)
 	if out := h.outputFor(res.IngressSeq); out.Header.Get(header.Reason) != string(reason.ContentDenied) {
 		t.Errorf("the replay: %s %s; want denied again content_denied", out.Header.Get(header.Route), out.Header.Get(header.Reason))
+	}
+}
+
+// TestDryRunOfSpentBudgetNotPredicted: a request denied by policy has
+// taken its agent's one budget token (the budget gate runs before
+// Cedar). Once the forbid is lifted, the gates a dry run runs let its
+// record through, but the real replay takes a token the agent does not
+// have and is denied budget_exceeded, spending the one re-submission.
+// The dry run answers not_predicted, naming the budget.
+func TestDryRunOfSpentBudgetNotPredicted(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Budgets.Agent = budget.Limit{Rate: 0.0001, Burst: 1}
+	h.start()
+	seq := h.send(h.body(func(b *envelope.Builder) { b.Capability, b.Target = envelope.ToolCall, "ops.forbidden" }))
+	h.wantReason(seq, reason.PolicyDenied)
+	denied := h.deniedSeq(seq)
+	lifted := strings.Replace(testPolicy, "@id(\"forbid-ops\")\nforbid (principal, action, resource == Target::\"ops.forbidden\");", "", 1)
+	if lifted == testPolicy {
+		t.Fatal("the test policy has no forbid-ops to lift")
+	}
+	replaceFile(t, h.cfg.Policies[0], lifted)
+	must(t, h.gw.Reload())
+	op := h.operator(operator.Scope)
+	dry, err := op.Replay(context.Background(), denied, true)
+	must(t, err)
+	if dry.Route != DryRunNotPredicted || !strings.Contains(dry.Detail, "budget") {
+		t.Errorf("dry run: %s %s (%s); want not_predicted, naming the budget", dry.Route, dry.Reason, dry.Detail)
+	}
+	res, err := op.Replay(context.Background(), denied, false)
+	must(t, err)
+	if out := h.outputFor(res.IngressSeq); out.Header.Get(header.Reason) != string(reason.BudgetExceeded) {
+		t.Errorf("the replay: %s %s; want denied budget_exceeded", out.Header.Get(header.Route), out.Header.Get(header.Reason))
 	}
 }
