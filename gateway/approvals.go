@@ -358,8 +358,8 @@ func (g *Gateway) approvalGate(b *ledgerBatch, cat *catalog.Catalog, it *item, n
 		}
 	}
 	hi.approved, hi.approver = true, it.cred.Subject
-	g.metrics.ApprovalAge.Observe(now.Sub(h.RequestedAt).Seconds())
-	hi.ctx = it.ctx // the release is traced under the answer's span
+	it.heldFor = now.Sub(h.RequestedAt) // observed once the answer is recorded (reportDecided)
+	hi.ctx = it.ctx                     // the release is traced under the answer's span
 	it.heldItem, it.answer = hi, ans
 	return nil
 }

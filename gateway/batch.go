@@ -442,6 +442,7 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 		}
 	}
 	g.sweepAfter(d)
+	g.reportDecided(items)
 	g.stats.Batches.Add(1)
 	job := ackJob{items: items, pubs: g.publishOutputs(items)}
 	// Hand the batch to the acker even when ctx is cancelled: the batch

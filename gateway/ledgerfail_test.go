@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,5 +41,37 @@ func TestLedgerWriteFailureFailsClosed(t *testing.T) {
 	must(t, err)
 	if err := r.Err(); err != nil || r.Ingress != 5 || r.ByRoute["allow"] != 5 {
 		t.Fatalf("invariant after recovery: %v (%s)", err, r)
+	}
+}
+
+// TestFailedCommitLogsNoDecision: a batch whose ledger commit fails is
+// handed back undecided, and its redelivery decided again. Only the
+// decision that took effect is logged and counted: one "decision" log
+// line and one agentgw_decisions_total for the message, however many
+// commits failed before.
+func TestFailedCommitLogsNoDecision(t *testing.T) {
+	h := newHarness(t)
+	inj := h.startFailingLedger()
+	inj.On()
+	seq := h.send(h.body(nil))
+	h.waitLedgerErrors(t, 3, "no failed commits")
+	inj.Off()
+	h.outputFor(seq)
+	logged := func() int {
+		n := 0
+		for _, line := range strings.Split(h.logs.String(), "\n") {
+			var l struct {
+				Message string `json:"message"`
+				Seq     uint64 `json:"ingress_seq"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "decision" && l.Seq == seq {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, func() bool { return logged() > 0 })
+	if n, c := logged(), counterValue(t, h.gw.Metrics().Decisions.WithLabelValues("tenant_a", "allow", "")); n != 1 || c != 1 {
+		t.Fatalf("one message decided once: %d decision log lines, agentgw_decisions_total{allow} = %v; want 1 and 1", n, c)
 	}
 }

@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/header"
@@ -114,4 +117,24 @@ func TestApprovalEventsNameTheirOperators(t *testing.T) {
 			t.Errorf("release event %s operator %q held_operator %q; want approval_granted, the held request's operator %s", ev.Kind, ev.Operator, ev.HeldOperator, op.pub)
 		}
 	})
+}
+
+// TestDecisionLogNamesWhoAnswered: the log line of an event says who
+// answered or replayed what, as its stream record does: an operator's
+// dry run is not logged as a replay that went through, nor a grant as
+// a decision of nobody's.
+func TestDecisionLogNamesWhoAnswered(t *testing.T) {
+	var buf bytes.Buffer
+	g := &Gateway{log: zerolog.New(&buf)}
+	g.logDecision(audit.Event{Kind: audit.KindOperatorReplay, Route: "allow", Tenant: "tenant_a",
+		Operator: "UOPERATOR", DeniedSeq: 42, DryRun: true, CredentialID: "jti-op"})
+	g.logDecision(audit.Event{Kind: audit.KindApprovalGranted, Route: "allow", Tenant: "tenant_a",
+		Approver: "UAPPROVER", HeldMessageID: "held-1", HeldOperator: "UHELDOP"})
+	line := buf.String()
+	for _, want := range []string{`"operator":"UOPERATOR"`, `"denied_seq":42`, `"dry_run":true`,
+		`"approver":"UAPPROVER"`, `"held_message_id":"held-1"`, `"held_operator":"UHELDOP"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the log lacks %s:\n%s", want, line)
+		}
+	}
 }

@@ -119,7 +119,6 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		it.outputs = []*nats.Msg{m}
 	}
 	it.ev = g.auditEvent(it, g.clock(), it.outputs[0].Subject)
-	g.logDecision(it.ev)
 	d := store.Decision{Route: it.route, Target: targetName(it), PolicyIDs: it.pol.PolicyIDs, PolicyVersion: it.pol.Version, OutputMsgID: outputMsgID(it, "")}
 	if it.denial != nil {
 		d.Reason = it.denial.Code
@@ -141,9 +140,27 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 	if err := g.stageNotices(it, now); err != nil {
 		return err
 	}
-	g.count(it)
-	g.stats.Decided.Add(1)
+	it.finished = true
 	return nil
+}
+
+// reportDecided logs and counts the decisions of a batch whose outcomes
+// are recorded (committed and, scaled out, journaled under a lease still
+// held). A batch handed back undecided is decided again on its
+// redelivery, and logged and counted then: once per decision that took
+// effect.
+func (g *Gateway) reportDecided(items []*item) {
+	for _, it := range items {
+		if !it.finished {
+			continue
+		}
+		g.logDecision(it.ev)
+		if it.heldItem != nil {
+			g.metrics.ApprovalAge.Observe(it.heldFor.Seconds())
+		}
+		g.count(it)
+		g.stats.Decided.Add(1)
+	}
 }
 
 // keepsIdem reports whether it's outcome is recorded under its

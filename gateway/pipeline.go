@@ -94,6 +94,11 @@ type item struct {
 	approved bool   // a held request an approver granted
 	approver string // who granted it
 	heldItem *item
+	// heldFor is how long heldItem was held when the answer came.
+	heldFor time.Duration
+	// finished marks an item finish decided in this batch: reportDecided
+	// logs and counts it once its outcome is recorded.
+	finished bool
 	answer   approval.Answer
 	request  *outstanding // a response: the request it answers
 	outputOK bool
