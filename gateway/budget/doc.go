@@ -30,7 +30,10 @@
 // hands back undecided. A ledger commit that reports failure may still
 // have reached the disk; the redelivery then finds the recorded outcome,
 // re-emits it and takes no token, so the refund over-grants by at most
-// one token per message of that batch at each level.
+// one token per message of that batch at each level. Scaled out, so does
+// a batch handed back after its journal append failed part way, or after
+// the append succeeded and the partition's lease was found lost: what
+// reached the journal is re-emitted by the next owner without a Take.
 //
 // # Memory
 //
