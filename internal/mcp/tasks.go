@@ -388,8 +388,10 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 		status := TaskCompleted
 		switch {
 		// ctx ends early only by withdraw (before the call was sent) or
-		// by Close (at any time).
-		case ctx.Err() != nil && err != nil && !tk.sent:
+		// by Close (at any time). A withdrawal is read from the task, not
+		// from ctx: withdraw marks the task before it cancels ctx, and
+		// the call may end on the mark in between.
+		case err != nil && !tk.sent && (tk.withdrawn || ctx.Err() != nil):
 			status, tk.state.StatusMessage = TaskCancelled, "cancelled"
 		case ctx.Err() != nil && err != nil:
 			err = errClosed()
@@ -408,8 +410,8 @@ func (e *Endpoint) startTask(s *session, t *Tool, args json.RawMessage, ttl time
 }
 
 // evictFinished forgets, to make room in a full table, the finished
-// task that ended first among those of the principal holding the most
-// tasks: a principal with room for one more is not refused because
+// task that would be forgotten first (the earliest end plus TTL) among
+// those of the principal holding the most tasks: a principal with room for one more is not refused because
 // others keep finished tasks for their TTL. Only that principal's
 // results are lost, and they were over its share of the table. Called
 // with t.mu held.
@@ -429,7 +431,7 @@ func (t *taskRegistry) evictFinished() {
 		victim  string
 		most    int
 		oldest  string
-		endedAt time.Time
+		expires time.Time
 	)
 	for owner, n := range held {
 		if !finished[owner] {
@@ -446,8 +448,8 @@ func (t *taskRegistry) evictFinished() {
 		tk.mu.Lock()
 		exp := tk.expires
 		tk.mu.Unlock()
-		if !exp.IsZero() && (oldest == "" || exp.Before(endedAt)) {
-			oldest, endedAt = id, exp
+		if !exp.IsZero() && (oldest == "" || exp.Before(expires)) {
+			oldest, expires = id, exp
 		}
 	}
 	if oldest != "" {
