@@ -49,9 +49,12 @@ func (g *Gateway) refundBudgets(items []*item) {
 	}
 }
 
-// handBack sends a batch's items back for redelivery undecided: their
-// budget tokens are refunded, then they are naked.
+// handBack sends a batch's items back for redelivery undecided: the
+// decisions of those decided are kept, for a redelivery that re-emits
+// one all the same (reportDecided), their budget tokens are refunded,
+// then they are naked.
 func (g *Gateway) handBack(items []*item) {
+	g.handedBack.keep(items)
 	g.refundBudgets(items)
 	g.nakAll(items)
 }

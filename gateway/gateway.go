@@ -90,11 +90,14 @@ type Gateway struct {
 	serving atomic.Bool
 	conn    atomic.Pointer[nats.Conn]
 
-	stats   Stats
-	metrics *metrics.Gateway
-	mserver atomic.Pointer[metrics.Server]
-	pending atomic.Int64 // consumer num_pending, refreshed by the prune loop
-	floors  ackFloors    // each ingress consumer's own ack floor, refreshed by the prune loop
+	stats Stats
+	// handedBack keeps the decisions of batches handed back after they
+	// were decided, for the redelivery that re-emits one (reportDecided).
+	handedBack handedBackReports
+	metrics    *metrics.Gateway
+	mserver    atomic.Pointer[metrics.Server]
+	pending    atomic.Int64 // consumer num_pending, refreshed by the prune loop
+	floors     ackFloors    // each ingress consumer's own ack floor, refreshed by the prune loop
 
 	// ledgerFS, when set by a test, is the ledger's filesystem (a Pebble
 	// vfs that injects failures); nil is the real disk.

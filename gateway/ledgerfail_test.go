@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/internal/invariant"
 )
 
@@ -44,6 +45,31 @@ func TestLedgerWriteFailureFailsClosed(t *testing.T) {
 	}
 }
 
+// decisionLines counts the "decision" log lines of ingress seq.
+func (h *harness) decisionLines(seq uint64) int {
+	n := 0
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		var l struct {
+			Message string `json:"message"`
+			Seq     uint64 `json:"ingress_seq"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Message == "decision" && l.Seq == seq {
+			n++
+		}
+	}
+	return n
+}
+
+// wantDecidedOnce checks that ingress seq, allowed, was logged and
+// counted once.
+func (h *harness) wantDecidedOnce(t *testing.T, seq uint64) {
+	t.Helper()
+	waitFor(t, func() bool { return h.decisionLines(seq) > 0 })
+	if n, c := h.decisionLines(seq), counterValue(t, h.gw.Metrics().Decisions.WithLabelValues("tenant_a", "allow", "")); n != 1 || c != 1 {
+		t.Fatalf("one message decided once: %d decision log lines, agentgw_decisions_total{allow} = %v; want 1 and 1", n, c)
+	}
+}
+
 // TestFailedCommitLogsNoDecision: a batch whose ledger commit fails is
 // handed back undecided, and its redelivery decided again. Only the
 // decision that took effect is logged and counted: one "decision" log
@@ -57,21 +83,28 @@ func TestFailedCommitLogsNoDecision(t *testing.T) {
 	h.waitLedgerErrors(t, 3, "no failed commits")
 	inj.Off()
 	h.outputFor(seq)
-	logged := func() int {
-		n := 0
-		for _, line := range strings.Split(h.logs.String(), "\n") {
-			var l struct {
-				Message string `json:"message"`
-				Seq     uint64 `json:"ingress_seq"`
-			}
-			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "decision" && l.Seq == seq {
-				n++
-			}
-		}
-		return n
+	h.wantDecidedOnce(t, seq)
+}
+
+// TestDurableFailedCommitLogsItsDecision: a commit that reports failure
+// may have reached the disk all the same (its log written, the sync
+// failed). The redelivery then re-emits the recorded outcome instead of
+// deciding again, and the decision recorded, which took effect, is
+// logged and counted once: when its outputs are re-emitted.
+func TestDurableFailedCommitLogsItsDecision(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	syncFS, armed, fired := oneLogSyncFailure()
+	h.opts = append(h.opts, func(g *Gateway) { g.ledgerFS = syncFS })
+	h.start()
+	<-h.gw.Ready()
+	armed.Store(true)
+	seq := h.send(h.body(nil))
+	if out := h.outputFor(seq); out.Header.Get(header.Route) != "allow" || !fired.Load() {
+		t.Fatalf("sync failure injected %v, route %s", fired.Load(), out.Header.Get(header.Route))
 	}
-	waitFor(t, func() bool { return logged() > 0 })
-	if n, c := logged(), counterValue(t, h.gw.Metrics().Decisions.WithLabelValues("tenant_a", "allow", "")); n != 1 || c != 1 {
-		t.Fatalf("one message decided once: %d decision log lines, agentgw_decisions_total{allow} = %v; want 1 and 1", n, c)
+	if h.gw.stats.Reemitted.Load() == 0 {
+		t.Fatal("the redelivery decided again: the failed commit did not reach the disk")
 	}
+	h.wantDecidedOnce(t, seq)
 }

@@ -144,25 +144,6 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 	return nil
 }
 
-// reportDecided logs and counts the decisions of a batch whose outcomes
-// are recorded (committed and, scaled out, journaled under a lease still
-// held). A batch handed back undecided is decided again on its
-// redelivery, and logged and counted then: once per decision that took
-// effect.
-func (g *Gateway) reportDecided(items []*item) {
-	for _, it := range items {
-		if !it.finished {
-			continue
-		}
-		g.logDecision(it.ev)
-		if it.heldItem != nil {
-			g.metrics.ApprovalAge.Observe(it.heldFor.Seconds())
-		}
-		g.count(it)
-		g.stats.Decided.Add(1)
-	}
-}
-
 // keepsIdem reports whether it's outcome is recorded under its
 // idempotency key. A copy refused under a key already taken is not (the
 // key keeps its first request), nor is an answer to a held request that
@@ -277,37 +258,4 @@ func targetName(it *item) string {
 		return it.env.Target
 	}
 	return ""
-}
-
-// count updates the decision counters. The tenant label is the subject's
-// tenant only when it is configured, so label values stay bounded.
-func (g *Gateway) count(it *item) {
-	switch it.route {
-	case store.RouteAllow:
-		g.stats.Allowed.Add(1)
-	case store.RouteApproval:
-		g.stats.Held.Add(1)
-		g.metrics.Approvals.WithLabelValues("requested").Inc()
-	default:
-		g.stats.Denied.Add(1)
-	}
-	tenant := it.tenant()
-	if _, ok := g.cfg.Tenants[tenant]; !ok {
-		tenant = UnroutableTenant
-	}
-	var code string
-	if it.denial != nil {
-		code = string(it.denial.Code)
-		if it.denial.Code == reason.BudgetExceeded {
-			g.metrics.BudgetDenials.WithLabelValues(tenant).Inc()
-		}
-	}
-	g.metrics.Decisions.WithLabelValues(tenant, string(it.route), code).Inc()
-	if it.heldItem != nil {
-		ev := "granted"
-		if it.answer.Decision == "deny" {
-			ev = "denied"
-		}
-		g.metrics.Approvals.WithLabelValues(ev).Inc()
-	}
 }
