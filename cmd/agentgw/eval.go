@@ -49,9 +49,10 @@ missing on outputs and audit events, redaction failures (a seed, a
 credential or a sealed plaintext of the run found in any output, audit
 event or the gateway's log) and which policies decided no case.
 
-Exit 3 on any false allow or redaction failure, or policies that do not
-load; 1 when another case failed (or on a runtime error); 2 when a case
-file does not load; 0 when every case passed.`)
+Exit 3 on any false allow or redaction failure, or policies or a
+catalog that do not load; 1 when another case failed (or on a runtime
+error, such as a redaction scan that could not read a stream); 2 when a
+case file does not load; 0 when every case passed.`)
 	var cf connFlags
 	cf.register(c.fs)
 	var policies listFlag

@@ -2,6 +2,9 @@ package eval
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -170,9 +173,12 @@ func Run(ctx context.Context, t *Target, files []*File, opts Options) (*Report, 
 		return nil, obs.err
 	}
 	obs.mu.Unlock()
-	rep.Redaction = scan(ctx, js, t, obs.start, secrets)
+	rep.Redaction, err = scan(ctx, js, t, obs.start, secrets)
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx) // a scan cut short proves nothing
+	}
+	if err != nil {
+		return nil, err // nor does one that could not read what it scans
 	}
 	rep.Totals.RedactionFailures = len(rep.Redaction)
 	for _, id := range t.PolicyIDs {
@@ -427,9 +433,13 @@ func missingTrace(out output, evs []audit.Event) []string {
 
 // scan looks for every secret in everything the target emitted during
 // the run: each message stored this run on every stream but ingress (where
-// agents themselves put credentials), and the gateway's log. It returns
-// one line per leak, naming the kind of secret and where, never the value.
-func scan(ctx context.Context, js jetstream.JetStream, t *Target, start map[string]uint64, secrets []secret) []string {
+// agents themselves put credentials), and the gateway's log; a secret as
+// it is, escaped as a JSON string holds it (the log and the audit events
+// are JSON), and in base64. It returns one line per leak, naming the kind
+// of secret and where, never the value. A stream it cannot list, open or
+// read a message of (but one removed since) is an error: a scan that
+// could not read proves nothing.
+func scan(ctx context.Context, js jetstream.JetStream, t *Target, start map[string]uint64, secrets []secret) ([]string, error) {
 	type place struct {
 		where string
 		text  string
@@ -444,24 +454,33 @@ func scan(ctx context.Context, js jetstream.JetStream, t *Target, start map[stri
 			continue
 		}
 		st, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // deleted since it was listed
+		}
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("eval: redaction scan: stream %s: %w", name, err)
 		}
 		info := st.CachedInfo()
 		from := max(start[name], info.State.FirstSeq, 1)
 		for seq := from; seq <= info.State.LastSeq; seq++ {
 			m, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue // removed since (a limit, a deleted message)
+			}
 			if err != nil {
-				continue
+				return nil, fmt.Errorf("eval: redaction scan: %s message %d: %w", name, seq, err)
 			}
 			places = append(places, place{fmt.Sprintf("%s#%d", name, seq), fmt.Sprint(m.Header) + "\n" + string(m.Data)})
 		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("eval: redaction scan: listing the streams: %w", err)
 	}
 	var leaks []string
 	seen := map[string]bool{}
 	for _, p := range places {
 		for _, s := range secrets {
-			if strings.Contains(p.text, s.value) {
+			if slices.ContainsFunc(secretForms(s.value), func(f string) bool { return strings.Contains(p.text, f) }) {
 				l := fmt.Sprintf("a %s (%d bytes) in %s", s.kind, len(s.value), p.where)
 				if !seen[l] {
 					seen[l] = true
@@ -479,7 +498,25 @@ func scan(ctx context.Context, js jetstream.JetStream, t *Target, start map[stri
 			}
 		}
 	}
-	return leaks
+	return leaks, nil
+}
+
+// secretForms returns value as it is, escaped as a JSON string holds it
+// (without its quotes), and in standard and URL-safe base64, each once.
+func secretForms(value string) []string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(value)
+	escaped := strings.TrimSuffix(strings.TrimSuffix(b.String(), "\n"), `"`)
+	escaped = strings.TrimPrefix(escaped, `"`)
+	forms := []string{value}
+	for _, f := range []string{escaped, base64.StdEncoding.EncodeToString([]byte(value)), base64.RawURLEncoding.EncodeToString([]byte(value))} {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	return forms
 }
 
 // loadPolicyIDs returns the ids of the policies in files.
