@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/subjects"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -86,6 +88,9 @@ func Export(recs []Record, opts ExportOptions) (*File, []Skipped) {
 	tenants := map[string]bool{}
 	for _, r := range recs {
 		c, a, why := exportOne(r, opts)
+		if why == "" && !sendSurvivesYAML(c.Send) {
+			why = "its payload does not read back from YAML as it was (a tab, a carriage return, a key \"<<\", a value such as .inf); send it with a case written by hand"
+		}
 		code := r.Header.Get(header.Reason)
 		if why != "" {
 			skipped = append(skipped, Skipped{Seq: r.Seq, Reason: code, Why: why})
@@ -230,6 +235,27 @@ func splitPolicies(s string) []string {
 	ids := strings.Split(s, ",")
 	sort.Strings(ids)
 	return ids
+}
+
+// sendSurvivesYAML reports whether s, written as Marshal writes it, reads
+// back as it was: the YAML encoder does not write every string so that it
+// reads back (a lone tab reads as null), and a case that sent another
+// payload than its record's would check something else.
+func sendSurvivesYAML(s Send) bool {
+	if s.Plain == nil && s.Raw == nil {
+		return true
+	}
+	out, err := yaml.MarshalWithOptions(s, yaml.Indent(2))
+	if err != nil {
+		return false
+	}
+	var back Send
+	if yamlerr.Unmarshal(out, &back) != nil {
+		return false
+	}
+	want, err1 := json.Marshal(s)
+	got, err2 := json.Marshal(back)
+	return err1 == nil && err2 == nil && bytes.Equal(want, got)
 }
 
 // Marshal writes f as YAML, with a header comment saying where it came
