@@ -115,7 +115,8 @@ Exit codes:
   3  denied or verification failure (a rejected delivery, a refused
      approval, a policy or catalog that does not load, a forged credential)
   4  not determined ('denied replay --dry-run' that does not predict the
-     decision; 'policy test' with decisions it cannot re-evaluate)
+     decision; 'policy test' with decisions it cannot re-evaluate; 'send'
+     whose wait for a notice or a reply ended with nothing)
 `)
 	_, _ = io.WriteString(w, b.String())
 }

@@ -32,7 +32,9 @@ takes responses, it waits for the reply and prints it: the gateway seals
 every reply to the agent's curve key, so --wait needs --curve-seed and
 --gateway-xkey (the reply's sealer) and --gateway-key (its signer) for
 plain requests as for sealed ones; a denial told by the decision notice
-ends that wait (printed, exit 3). While the gateway's curve key is being
+ends that wait (printed, exit 3). A wait that ends with no notice or
+no reply exits 4 (not determined: the request may have been delivered),
+or 3 when one came and did not verify. While the gateway's curve key is being
 rotated, --reply-xkey names the other gateway curve key a reply may be
 sealed from (the gateway seals a reply to a plain request from its
 current key, and one to a sealed request from the key it was sealed to).
@@ -173,11 +175,11 @@ $NATS_NKEY or a NATS context name another user.`)
 		case errors.Is(err, client.ErrNoReply) && last != nil:
 			fmt.Fprintf(c.err, "agentgw send: message %s sent and %s, but no reply within %s.\n", rc.MessageID, decisionText(last), *timeout)
 			untrusted.say(c.err)
-			return exitRejected
+			return untrusted.emptyWait()
 		case errors.Is(err, client.ErrNoReply):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no reply within %s.\n  It may have been denied: 'agentgw denied ls' and 'agentgw audit tail' show why.\n", rc.MessageID, *timeout)
 			untrusted.say(c.err)
-			return exitRejected
+			return untrusted.emptyWait()
 		case errors.As(err, &denied):
 			dec, err = last, nil
 		}
@@ -188,7 +190,7 @@ $NATS_NKEY or a NATS context name another user.`)
 		case errors.Is(err, client.ErrNoDecision):
 			fmt.Fprintf(c.err, "agentgw send: message %s sent, but no decision notice within %s.\n  Is the gateway running with notify_senders on, and --gateway-key its signing key? 'agentgw audit tail --trace %s' shows the outcome.\n", rc.MessageID, *timeout, rc.TraceID)
 			untrusted.say(c.err)
-			return exitRejected
+			return untrusted.emptyWait()
 		case errors.As(err, &denied):
 			err = nil
 		}

@@ -166,6 +166,15 @@ func TestSendPlainWait(t *testing.T) {
 		t.Errorf("reply payload = %s; want the tool's answer without customer_email\n%s", got, r)
 	}
 
+	// Delivered to a target no one answers: the wait ends with nothing
+	// to say of the outcome, exit 4, not 3 (nothing was refused).
+	r = mustRun(t, dir, exitUndetermined, "send", "--server", url, "--credential", m.Agent.Creds,
+		"--capability", "read", "--target", "kb.search", "--plain", `{"query":"x"}`,
+		"--wait", "--gateway-key", m.GatewayKey, "--curve-seed", m.Agent.Curve, "--gateway-xkey", m.GatewayXKey, "--timeout", "3s")
+	if !strings.Contains(r.stderr, "no reply within 3s") {
+		t.Errorf("send --wait to a target no one answers: want the empty wait said\n%s", r)
+	}
+
 	// A denial ends the wait: its notice is printed, exit 3.
 	r = mustRun(t, dir, exitRejected, "send", "--server", url, "--credential", m.Agent.Creds,
 		"--capability", "read", "--target", "kb.nowhere", "--plain", `{"q":"x"}`,

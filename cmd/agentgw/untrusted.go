@@ -17,18 +17,31 @@ import (
 // refused for the curve key it was sealed from, which a rotation of the
 // gateway's curve key explains.
 type untrustedKey struct {
-	err    error
-	sealed bool
+	err     error
+	sealed  bool
+	refused bool // anything was refused
 }
 
 // reject is a client.WaitOptions.OnReject.
 func (u *untrustedKey) reject(err error) {
+	u.refused = true
 	if u.err == nil && errors.Is(err, client.ErrUnknownKey) {
 		u.err = err
 	}
 	if reason.Of(err) == reason.SealMismatch {
 		u.sealed = true
 	}
+}
+
+// emptyWait is the exit code of a wait that ended with nothing
+// accepted: 3 when a notice or reply came and was refused (it did not
+// verify), 4 when nothing came, which says nothing of the outcome: the
+// request may have been delivered and acted on.
+func (u *untrustedKey) emptyWait() int {
+	if u.refused {
+		return exitRejected
+	}
+	return exitUndetermined
 }
 
 func (u *untrustedKey) say(w io.Writer) {
