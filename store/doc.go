@@ -60,6 +60,12 @@
 // background job still ends the process, as Pebble intends; the store
 // recovers from disk on restart. A failed commit returns ErrIO; the ledger then reopens its database
 // (dropping state that reached memory but not disk) before its next use.
+// That holds for a failed log sync. A failed log write may end the
+// process instead: Pebble panics where the store cannot catch it when a
+// commit rotates the memtable past the failed write, and on a later
+// write that does not sync (MarkAcked, Prune) once the error is stored.
+// Nothing the failed write held was acknowledged, and the store
+// recovers from disk on restart.
 // Errors from Pebble are wrapped in ErrCorrupt, ErrIO, ErrClosed or
 // ErrInvalid; callers never need to import Pebble.
 package store

@@ -21,7 +21,8 @@ var (
 	ErrClosed = errors.New("store: ledger is closed")
 	// ErrIO: a read or write failed. After a failed write the ledger reopens
 	// its database before the next operation; the failed batch may or may not
-	// be durable.
+	// be durable. A failed log write may end the process instead (package
+	// doc, Failures).
 	ErrIO = errors.New("store: storage failure")
 	// ErrInvalid: an argument cannot be stored (empty or oversized key
 	// component, NUL byte, time out of range, batch already finished).
