@@ -71,8 +71,9 @@ type Event struct {
 }
 
 // MaxDetail bounds an event's detail, in bytes: the audit schema allows
-// 1,024 characters. Producers keep what they quote short; the encoder
-// and the logs cut whatever one did not.
+// 1,024 characters. Producers keep what they quote short, and cut the
+// detail they put in an event with ClipDetail (as the logs do) in case
+// one did not; AppendJSON writes what it is given, as json.Marshal.
 const MaxDetail = 1024
 
 // ClipDetail returns s cut to at most MaxDetail bytes, at a rune
