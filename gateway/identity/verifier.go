@@ -129,8 +129,9 @@ func (r *Revocations) RevokeKey(pub string) {
 	r.mu.Unlock()
 }
 
-// Replace atomically swaps the whole set (for a reloaded revocation
-// list); anything not listed is no longer revoked.
+// Replace atomically swaps the revoked jtis and keys (for a reloaded
+// revocation list); a jti or key not listed is no longer revoked. The
+// revoked principals are swapped by ReplacePrincipals.
 func (r *Revocations) Replace(jtis, keys []string) {
 	j := make(map[string]struct{}, len(jtis))
 	for _, s := range jtis {
