@@ -146,19 +146,37 @@ func (f *fairSource) rescueOnce(ctx context.Context, r *reader, stream *jetstrea
 			delete(queued, seq)
 		}
 	}
-	if limit := uint64(max(info.Config.MaxAckPending, 1)); to-from >= limit && to >= from {
-		to = from + limit - 1
-	}
 	filters := info.Config.FilterSubjects
 	if info.Config.FilterSubject != "" {
 		filters = append(filters, info.Config.FilterSubject)
 	}
-	for seq := from; seq <= to && seq > 0; seq++ {
+	// Stream sequences are the whole ingress stream's: other consumers'
+	// messages (other tenants', other partitions') sit between this
+	// consumer's. So the read jumps to the next message of its filter
+	// (the partition's, for a catch-all of several) and counts messages
+	// of its own, up to MaxAckPending, as recovery does; past the scan
+	// limit the rest waits for the next round.
+	filter := info.Config.FilterSubject
+	if filter == "" {
+		filter = subjects.PartitionFilter(ps.p)
+	}
+	limit := max(info.Config.MaxAckPending, 1)
+	read, mine := 0, 0
+	for next := from; next <= to && next > 0 && mine < limit && read < recoverScanLimit*limit; {
+		raw, err := (*stream).GetMsg(ctx, next, jetstream.WithGetMsgSubject(filter))
+		if err != nil || raw.Sequence > to {
+			break
+		}
+		seq := raw.Sequence
+		next, read = seq+1, read+1
+		if !matchesAny(filters, raw.Subject) {
+			continue
+		}
+		mine++
 		if at, ok := queued[seq]; ok && time.Since(at) < ackWait {
 			continue
 		}
-		raw, err := (*stream).GetMsg(ctx, seq)
-		if err != nil || !statusShaped(raw) || !matchesAny(filters, raw.Subject) {
+		if !statusShaped(raw) {
 			continue
 		}
 		dead := deadAck{nc: f.g.nc, consumer: info.Name, seq: seq}

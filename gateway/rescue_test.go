@@ -102,3 +102,44 @@ func TestRescuedMessageNotQueuedAgain(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestStatusShapedBehindOtherTenantsRescued: with fair tenants, a
+// tenant's status-shaped message sits behind other tenants' traffic in
+// the ingress stream's sequences. Rescue reads the tenant consumer's
+// own messages above its ack floor, not a window of stream sequences:
+// one behind 40 of another tenant's (twice MaxAckPending here) is
+// decided, and 20 of them (MaxAckPending) do not stop the tenant's
+// queue: a valid message after them is decided.
+func TestStatusShapedBehindOtherTenantsRescued(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.FairTenants = true
+	h.cfg.Consumer.Batch = 4 // MaxAckPending 20
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	h.start()
+	h.outputFor(h.send(h.body(nil)))
+	ctx := context.Background()
+	c, err := h.js.Consumer(ctx, StreamIngress, tenantConsumerName(h.cfg.Consumer, 0, "tenant_a"))
+	must(t, err)
+	waitFor(t, func() bool { i, err := c.Info(ctx); return err == nil && i.NumAckPending == 0 })
+	badSig := h.tenantBBadSignatures()
+	var last uint64
+	for range 40 {
+		last = badSig()
+	}
+	h.outputFor(last)
+	if out := h.outputFor(h.statusShapedPoison("404", "No Messages")); out.Header.Get("Agentgw-Reason") == "" {
+		t.Fatalf("the status-shaped message went to %s; want a denial", out.Subject)
+	}
+	for range 20 {
+		h.statusShapedPoison("404", "No Messages")
+	}
+	valid, start := h.send(h.body(nil)), time.Now()
+	for h.find(StreamCap, "Agentgw-Ingress-Seq", fmt.Sprint(valid)) == nil {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("valid message %d not decided in a minute: tenant_a's queue is stopped", valid)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the valid message was decided %s after it was sent", time.Since(start).Round(time.Millisecond))
+}
