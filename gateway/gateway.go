@@ -376,7 +376,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	if g.scale == nil {
-		if err := g.retireJournal(setupCtx); err != nil {
+		// Not bound by setupCtx: a journal of many records takes a while.
+		if err := g.retireJournal(ctx, consumers); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,8 +57,9 @@ func TestScaleOutAgainAfterSingleInstance(t *testing.T) {
 // TestSingleInstanceAgainAfterScaleOutElsewhere: one instance on its
 // data directory, then the deployment scaled out on others, then the
 // one instance again on its old ledger, while the scaled-out messages
-// are fresh. Its ledger never saw them: a copy of one is denied
-// ledger_incomplete, not allowed again.
+// are fresh. Its ledger never saw them; it takes them from the journal
+// before it decides anything: a copy of one is denied replay_detected,
+// not allowed again.
 func TestSingleInstanceAgainAfterScaleOutElsewhere(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.Consumer.Partitions = 1
@@ -74,9 +76,41 @@ func TestSingleInstanceAgainAfterScaleOutElsewhere(t *testing.T) {
 	h.start()
 	<-h.gw.Ready()
 	out := h.outputFor(h.send(first))
-	if got := out.Header.Get(header.Reason); got != string(reason.LedgerIncomplete) {
-		t.Fatalf("a copy of a message the scaled-out instance allowed: route %s reason %q; want ledger_incomplete",
+	if got := out.Header.Get(header.Reason); got != string(reason.ReplayDetected) {
+		t.Fatalf("a copy of a message the scaled-out instance allowed: route %s reason %q; want replay_detected",
 			out.Header.Get(header.Route), got)
+	}
+	h.stop()
+}
+
+// TestSwitchToSingleReemitsInFlight: a scaled-out instance decides and
+// publishes a message, and stops before it acknowledges it (its ack
+// fails). A single instance started next finds it unacknowledged: it
+// re-emits the outcome the journal holds, and the message ends once,
+// not a second time as a denial.
+func TestSwitchToSingleReemitsInFlight(t *testing.T) {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 1 })
+	var failed atomic.Bool
+	a.gw.beforeAck = func() error {
+		if failed.CompareAndSwap(false, true) {
+			return errors.New("the instance stops before its ack")
+		}
+		return nil
+	}
+	seq := h.send(h.body(nil))
+	h.wantAllowed(seq, "the scaled-out instance's message")
+	waitFor(t, failed.Load)
+	a.stop(t)
+
+	h.start()
+	<-h.gw.Ready()
+	h.waitAcked(seq)
+	if outs := h.outputsFor(seq); len(outs) != 1 {
+		t.Fatalf("ingress %d ends %d times: %v; want once", seq, len(outs), outs)
 	}
 	h.stop()
 }

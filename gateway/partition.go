@@ -149,7 +149,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	defer led.Close()
 	start := time.Now()
-	n, from, lost, err := g.rebuild(ctx, led, p)
+	n, from, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
 	if err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ func (g *Gateway) retireSingleLedger() error {
 // returns the number of records, the time from which the journal held
 // every record (journalFrom) and the time before which it certainly lost
 // records (journalLoss; zero: none known lost).
-func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, time.Time, time.Time, error) {
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (int, time.Time, time.Time, error) {
 	// The journal's times are its server's: the replay's start is
 	// compared with them, and its age limit is counted by them. So the
 	// window is counted back from the server's clock; the gateway's,
@@ -253,7 +253,7 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int) (int, t
 	if err != nil {
 		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
-	cons, err := g.scale.consumers[p].Info(ctx)
+	cons, err := consumer.Info(ctx)
 	if err != nil {
 		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: consumer: %w", p, err)
 	}
@@ -387,38 +387,49 @@ func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Cons
 
 // retireJournal runs before a single instance decides anything, when
 // the deployment ran scaled out since this instance last started: the
-// journal stream is there. What the scaled-out owners decided is in
-// their ledgers, not in this one, so this ledger refuses what may have
-// been decided up to the journal's last record and the clocks' minute
-// (ledger_incomplete), as checkNewLedger does for a ledger that is gone.
-// Then it deletes the journal: what this instance decides is not in it,
+// journal stream is there. What the scaled-out owners decided is in the
+// journal, not in this ledger: each partition's records of the retention
+// window are applied to it, as a scaled-out owner rebuilds its own
+// ledger, so that a message they decided and did not acknowledge is
+// re-emitted, not decided a second time, and a copy of one they let
+// through is found. What the journal is known to have lost is recorded
+// as the ledger's loss (ledger_incomplete), as a rebuild counts it.
+// Then the journal is deleted: what this instance decides is not in it,
 // and a scaled-out run after this one must not rebuild from it as if it
-// were whole. That run creates the journal again, after the consumers,
-// which every rebuild takes as a loss (journalLoss). The ledger records
-// its loss, synced, before the journal is deleted: a crash between the
-// two does it again at the next start.
-func (g *Gateway) retireJournal(ctx context.Context) error {
-	s, err := g.js.Stream(ctx, journal.Stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+// were whole; that run creates it again, after the consumers, which
+// every rebuild takes as a loss (journalLoss). The ledger has the records
+// and its loss, synced, before the journal is deleted: a crash between
+// the two does it again at the next start.
+func (g *Gateway) retireJournal(ctx context.Context, consumers []jetstream.Consumer) error {
+	if _, err := g.js.Stream(ctx, journal.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return fmt.Errorf("gateway: journal: %w", err)
 	}
-	if st := s.CachedInfo().State; st.LastSeq > 0 && !st.LastTime.IsZero() {
-		lost := st.LastTime.Add(journalClockMargin)
-		if err := g.ledger.SetLostBefore(lost); err != nil {
-			return fmt.Errorf("gateway: ledger: %w", err)
+	var lost time.Time
+	records := 0
+	for p, c := range consumers {
+		n, _, l, err := g.rebuild(ctx, g.ledger, p, c)
+		if err != nil {
+			return err
 		}
-		g.log.Warn().Time("last_journaled", st.LastTime).Time("lost_before", lost).
+		records += n
+		lost = later(lost, l)
+	}
+	if err := g.ledger.SetLostBefore(lost); err != nil {
+		return fmt.Errorf("gateway: ledger: %w", err)
+	}
+	if !lost.IsZero() {
+		g.log.Warn().Time("lost_before", lost).
 			Time("refuses_issued_before", lost.Add(g.fresh.Grace())).
 			Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
-			Msg("the deployment ran scaled out: what its instances decided is not in this ledger, and messages that may have been decided before lost_before are denied ledger_incomplete")
+			Msg("the journal of the scaled-out run had lost records: messages that may have been decided before lost_before are denied ledger_incomplete")
 	}
 	if err := g.js.DeleteStream(ctx, journal.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("gateway: journal: delete: %w", err)
 	}
-	g.log.Info().Str("stream", journal.Stream).Msg("run as one instance: the journal of the scaled-out run is deleted, so that a later scaled-out run counts what this instance decides as lost")
+	g.log.Info().Int("records", records).Str("stream", journal.Stream).
+		Msg("run as one instance after a scaled-out run: the journal's records are in this ledger, and the journal is deleted, so that a later scaled-out run counts what this instance decides as lost")
 	return nil
 }
 
