@@ -444,6 +444,12 @@ func (c *Config) Validate() error {
 	if s.DuplicateWindow < l.DecisionTTL+l.Skew {
 		add("streams.duplicate_window (%s) must cover limits.decision_ttl + limits.skew (%s)", s.DuplicateWindow, l.DecisionTTL+l.Skew)
 	}
+	if s.MaxAge > 0 && s.MaxAge < s.DuplicateWindow {
+		add("streams.max_age (%s) must cover streams.duplicate_window (%s): the server refuses an output stream whose duplicate window is longer than its max age", s.MaxAge, s.DuplicateWindow)
+	}
+	if s.MaxAge > 0 && l.ApprovalTTL > s.MaxAge {
+		add("limits.approval_ttl (%s) must be at most streams.max_age (%s): the approval stream deletes a held request at that age, and approvers could no longer see or answer it", l.ApprovalTTL, s.MaxAge)
+	}
 	if s.MaxAge <= 0 || s.IngressMaxAge <= 0 {
 		add("streams.max_age and streams.ingress_max_age must be positive")
 	} else if floor := max(minIngressMaxAge, s.DuplicateWindow); s.IngressMaxAge < floor {
@@ -470,6 +476,9 @@ func (c *Config) Validate() error {
 	}
 	if cc.FetchWait >= cc.AckWait {
 		add("consumer.fetch_wait (%s) must be shorter than consumer.ack_wait (%s)", cc.FetchWait, cc.AckWait)
+	}
+	if e := pullExpiry(cc.FetchWait); e > maxRequestExpires {
+		add("consumer.fetch_wait (%s) must be at most %s: the gateway's pulls last five of it (%s), and the ingress consumers serve none longer than %s", cc.FetchWait, maxRequestExpires/5, e, maxRequestExpires)
 	}
 	if cc.Partitions < 1 || cc.Partitions > 1024 {
 		add("consumer.partitions must be in [1, 1024]")

@@ -71,6 +71,9 @@ func decodeStrict(data []byte, cfg *Config) error {
 	if err != nil {
 		return &ConfigError{Stage: StageDecode, Problems: []error{yamlerr.Clean(err)}, Partial: true}
 	}
+	if err := yamlerr.OneDocument(file); err != nil {
+		return &ConfigError{Stage: StageDecode, Problems: []error{err}}
+	}
 	var problems []error
 	for _, doc := range file.Docs {
 		if doc.Body != nil {

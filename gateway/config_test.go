@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/agentgw/agentgw/gateway/catalog"
 )
 
 // TestLoadConfigListsEveryDecodeProblem: every unknown field and every
@@ -149,7 +152,7 @@ func TestConfigValidatesBudgets(t *testing.T) {
 func TestConfigBoundsApprovalTTL(t *testing.T) {
 	for ttl, ok := range map[string]bool{"8784h": true, "8785h": false, "1600000h": false} {
 		path := filepath.Join(t.TempDir(), "gateway.yaml")
-		must(t, os.WriteFile(path, []byte("audience: gw\nlimits:\n  approval_ttl: "+ttl+"\n"), 0o600))
+		must(t, os.WriteFile(path, []byte("audience: gw\nlimits:\n  approval_ttl: "+ttl+"\nstreams:\n  max_age: 9000h\n"), 0o600))
 		_, err := LoadConfig(path)
 		if bad := err != nil && strings.Contains(err.Error(), "limits.approval_ttl must be at most"); bad == ok {
 			t.Errorf("limits.approval_ttl %s: LoadConfig = %v", ttl, err)
@@ -201,5 +204,52 @@ exchange:
 	must(t, os.WriteFile(path, []byte("jtis: []\nkeys: []\nprincipals: ['0042']\n"), 0o600))
 	if r, err := readRevocations(path); err != nil || len(r.Principals) != 1 || r.Principals[0] != "0042" {
 		t.Errorf("principal '0042': %+v, %v; want it as written", r, err)
+	}
+}
+
+// TestConfigRefusesWhatCannotRun: settings that load but would not run
+// as they read are refused, each saying why: a fetch_wait whose pulls
+// (five of it) the ingress consumers would refuse, so nothing would be
+// consumed; an output max_age below the duplicate window, which the
+// server refuses; an approval_ttl longer than the approval stream keeps
+// a held request; a second YAML document, which the decoder would drop.
+func TestConfigRefusesWhatCannotRun(t *testing.T) {
+	for _, tc := range []struct {
+		yaml, refusal string // refusal "": loads
+	}{
+		{"consumer:\n  fetch_wait: 12s\n", ""},
+		{"consumer:\n  fetch_wait: 13s\n", "consumer.fetch_wait (13s) must be at most 12s"},
+		{"streams:\n  max_age: 10m\n  duplicate_window: 20m\n", "streams.max_age (10m0s) must cover streams.duplicate_window"},
+		{"limits:\n  approval_ttl: 720h\n", "limits.approval_ttl (720h0m0s) must be at most streams.max_age (168h0m0s)"},
+		{"limits:\n  approval_ttl: 720h\nstreams:\n  max_age: 800h\n", ""},
+		{"---\nlimits:\n  max_credential_lifetime: 1h\n", "a second YAML document"},
+	} {
+		path := filepath.Join(t.TempDir(), "gateway.yaml")
+		must(t, os.WriteFile(path, []byte("audience: gw\n"+tc.yaml), 0o600))
+		_, err := LoadConfig(path)
+		// The file names no catalog, keys or tenants: it is refused for
+		// those whatever else it says, with every problem listed.
+		switch {
+		case tc.refusal == "" && err != nil && (strings.Contains(err.Error(), "fetch_wait") || strings.Contains(err.Error(), "approval_ttl")):
+			t.Errorf("%q: refused: %v", tc.yaml, err)
+		case tc.refusal != "" && (err == nil || !strings.Contains(err.Error(), tc.refusal)):
+			t.Errorf("%q: LoadConfig = %v; want it refused (%s)", tc.yaml, err, tc.refusal)
+		}
+	}
+}
+
+// TestCatalogApprovalTTLWithinApprovalStream: a catalog target that
+// holds requests longer than the approval stream keeps them is refused
+// (at start and at a reload, which keeps the rules in force).
+func TestCatalogApprovalTTLWithinApprovalStream(t *testing.T) {
+	cat, err := catalog.Parse([]byte("targets:\n  - name: payments.send\n    kind: tool_call\n    tenants: [tenant_a]\n    plain: true\n    scope: payments:send\n    approval: true\n    approval_ttl: 200h\n"), t.TempDir())
+	must(t, err)
+	cfg := DefaultConfig()
+	if err := cfg.checkApprovalTTLs(cat); err == nil || !errors.Is(err, catalog.ErrInvalid) || !strings.Contains(err.Error(), "payments.send") {
+		t.Errorf("approval_ttl 200h under streams.max_age %s: %v; want the target refused", cfg.Streams.MaxAge, err)
+	}
+	cfg.Streams.MaxAge = 300 * time.Hour
+	if err := cfg.checkApprovalTTLs(cat); err != nil {
+		t.Errorf("approval_ttl 200h under streams.max_age 300h: %v", err)
 	}
 }

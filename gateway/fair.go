@@ -304,7 +304,7 @@ func (g *Gateway) newFairSource(ctx context.Context, ps *partState) (*fairSource
 	cons = append(cons, ps.cons)
 	f.per = max(1, batch/len(cons))
 	// jetstream refuses a pull that expires in under a second.
-	expiry := max(g.cfg.Consumer.FetchWait*5, time.Second)
+	expiry := pullExpiry(g.cfg.Consumer.FetchWait)
 	for i, c := range cons {
 		f.queueOf[c.CachedInfo().Name] = i
 		r := &reader{c: c, opts: []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(f.per), jetstream.PullExpiry(expiry)}, kick: make(chan struct{}, 1)}

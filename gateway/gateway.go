@@ -184,6 +184,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	g.verifier = v
 	cat, err := catalog.Load(cfg.Catalog)
+	if err == nil {
+		err = cfg.checkApprovalTTLs(cat)
+	}
 	if err != nil {
 		return nil, err
 	}

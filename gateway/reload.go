@@ -62,6 +62,9 @@ func (g *Gateway) reload() (inForce *rules, rulesErr, err error) {
 func (g *Gateway) loadRules() error {
 	var errs []error
 	cat, err := catalog.Load(g.cfg.Catalog)
+	if err == nil {
+		err = g.cfg.checkApprovalTTLs(cat)
+	}
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -96,6 +99,23 @@ func (g *Gateway) reportReload(err error, retry bool) {
 	}
 	r := g.rules.Load()
 	ev.Str("policy_version", r.pol.Version()).Str("catalog", r.cat.Digest).Msg("reload")
+}
+
+// checkApprovalTTLs refuses a catalog with a target that holds requests
+// longer than the approval stream keeps them (streams.max_age): the
+// stream would delete a request still held, and approvers could no
+// longer see or answer it.
+func (c Config) checkApprovalTTLs(cat *catalog.Catalog) error {
+	if c.Streams.MaxAge <= 0 {
+		return nil
+	}
+	for _, name := range cat.Names() {
+		if t, _ := cat.Lookup(name); t != nil && t.ApprovalTTL > c.Streams.MaxAge {
+			return fmt.Errorf("%w: target %s: approval_ttl %s is longer than streams.max_age %s, for which the approval stream keeps a held request",
+				catalog.ErrInvalid, name, t.ApprovalTTL, c.Streams.MaxAge)
+		}
+	}
+	return nil
 }
 
 // retryRules loads the catalog and the policies again after a failed

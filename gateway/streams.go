@@ -119,6 +119,18 @@ func consumerConfig(c ConsumerConfig, partition int) jetstream.ConsumerConfig {
 		MaxAckPending:     5 * c.Batch,
 		MaxWaiting:        64,
 		MaxRequestBatch:   c.Batch,
-		MaxRequestExpires: time.Minute,
+		MaxRequestExpires: maxRequestExpires,
 	}
+}
+
+// maxRequestExpires is the longest pull an ingress consumer serves; the
+// gateway's pulls last pullExpiry, which Validate keeps within it (a
+// longer pull is refused by the server with a status nats.go waits
+// through, and nothing would be consumed).
+const maxRequestExpires = time.Minute
+
+// pullExpiry is how long each of the gateway's ingress pulls lasts:
+// five fetch waits, and at least the second jetstream requires.
+func pullExpiry(fetchWait time.Duration) time.Duration {
+	return max(fetchWait*5, time.Second)
 }

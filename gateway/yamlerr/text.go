@@ -17,6 +17,9 @@ func Unmarshal(data []byte, v any) error {
 	if err != nil {
 		return Clean(err)
 	}
+	if err := OneDocument(file); err != nil {
+		return err
+	}
 	t := reflect.TypeOf(v)
 	for _, doc := range file.Docs {
 		if doc.Body == nil {
@@ -28,6 +31,27 @@ func Unmarshal(data []byte, v any) error {
 	}
 	if err := yaml.UnmarshalWithOptions(data, v, yaml.Strict()); err != nil {
 		return Clean(err)
+	}
+	return nil
+}
+
+// OneDocument refuses a file of more than one YAML document (a "---"
+// between two): the decoder reads only the first, and what the others
+// say (a revocation, a limit) would be dropped without a word. The
+// error names the line of the second document.
+func OneDocument(file *ast.File) error {
+	seen := 0
+	for _, doc := range file.Docs {
+		if doc.Body == nil {
+			continue
+		}
+		if seen++; seen == 2 {
+			line := 0
+			if tk := doc.Body.GetToken(); tk != nil && tk.Position != nil {
+				line = tk.Position.Line
+			}
+			return fmt.Errorf("line %d: a second YAML document (after \"---\"); a file holds one, and only the first would be read", line)
+		}
 	}
 	return nil
 }

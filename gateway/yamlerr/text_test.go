@@ -67,3 +67,18 @@ func TestRetextedRefusesRespelledText(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmarshalRefusesSecondDocument: a file of two YAML documents is
+// refused, naming the line of the second: the decoder reads only the
+// first, and a revocation or a rule in the second would be dropped
+// without a word. Empty documents around one are not a second.
+func TestUnmarshalRefusesSecondDocument(t *testing.T) {
+	var v doc
+	err := Unmarshal([]byte("name: a\n---\nlist: [revoked]\n"), &v)
+	if err == nil || !strings.Contains(err.Error(), "line 3: a second YAML document") {
+		t.Errorf("two documents: %v; want the second refused at line 3", err)
+	}
+	if err := Unmarshal([]byte("---\nname: a\n---\n"), &v); err != nil || v.Name != "a" {
+		t.Errorf("one document between markers: %v (%+v)", err, v)
+	}
+}
