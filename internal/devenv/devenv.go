@@ -179,7 +179,7 @@ var ErrOpenDir = errors.New("devenv: directory open to other users")
 // a link where the gateway's log is opened. Missing ones are made 0700.
 func (m *Material) checkOpen() error {
 	var paths []string
-	for _, d := range []string{"", "keys", "creds", "policies", "schemas", "data", "jetstream", "tenants"} {
+	for _, d := range []string{"", "keys", "creds", filepath.Join("creds", TenantB), "policies", "schemas", "data", "jetstream", "tenants"} {
 		paths = append(paths, filepath.Join(m.Dir, d))
 	}
 	open, err := atomicfile.OpenDirs(paths...)

@@ -11,14 +11,16 @@ import (
 
 // TestEnsureRefusesOpenDir: the dev material (seeds, credentials,
 // gateway.yaml, revocations.yaml) is not kept where another user could
-// replace it: a directory, or one below it, writable by its group or
-// others is refused before anything is written or read, as deploy init
+// replace it: a directory, or one below it (tenant_b's credentials
+// among them), writable by its group or others is refused before anything is written or read, as deploy init
 // refuses one. One that is the user's alone is used.
 func TestEnsureRefusesOpenDir(t *testing.T) {
-	for _, open := range []string{"", "keys"} {
+	for _, open := range []string{"", "keys", filepath.Join("creds", TenantB)} {
 		dir := filepath.Join(t.TempDir(), "dev")
-		if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
-			t.Fatal(err)
+		for _, d := range []string{"keys", filepath.Join("creds", TenantB)} {
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := os.Chmod(filepath.Join(dir, open), 0o777); err != nil {
 			t.Fatal(err)
