@@ -28,9 +28,10 @@ func TestRevocationWrittenDuringStartApplied(t *testing.T) {
 	h.wantReason(h.send(h.body(nil)), reason.Revoked)
 }
 
-// TestSchemaTightenedDuringStartApplied: the same for a schema file the
-// catalog names, which the watch digests with the catalog.
-func TestSchemaTightenedDuringStartApplied(t *testing.T) {
+// newSchemaHarness is a harness polling its files every 20 ms whose
+// kb.search takes a payload schema from a file, loose at first, whose
+// path it returns.
+func newSchemaHarness(t *testing.T) (*harness, string) {
 	h := newHarness(t)
 	h.cfg.ReloadInterval = 20 * time.Millisecond
 	schema := filepath.Join(filepath.Dir(h.cfg.Catalog), "search.schema.json")
@@ -38,6 +39,13 @@ func TestSchemaTightenedDuringStartApplied(t *testing.T) {
 	h.editTarget("kb.search", func(entry string) string {
 		return entry + "    payload_schema: search.schema.json\n"
 	})
+	return h, schema
+}
+
+// TestSchemaTightenedDuringStartApplied: the same for a schema file the
+// catalog names, which the watch digests with the catalog.
+func TestSchemaTightenedDuringStartApplied(t *testing.T) {
+	h, schema := newSchemaHarness(t)
 	var loaded string
 	h.beforeRun = func(g *Gateway) {
 		loaded = g.rules.Load().cat.Digest
@@ -54,13 +62,7 @@ func TestSchemaTightenedDuringStartApplied(t *testing.T) {
 // digests of them, schema files included. This waits a fixed time: it
 // shows something does not happen.
 func TestWatchLeavesUnchangedFilesAlone(t *testing.T) {
-	h := newHarness(t)
-	h.cfg.ReloadInterval = 20 * time.Millisecond
-	schema := filepath.Join(filepath.Dir(h.cfg.Catalog), "search.schema.json")
-	must(t, os.WriteFile(schema, []byte(`{"type":"object"}`), 0o600))
-	h.editTarget("kb.search", func(entry string) string {
-		return entry + "    payload_schema: search.schema.json\n"
-	})
+	h, _ := newSchemaHarness(t)
 	h.start()
 	if out := h.outputFor(h.send(h.body(nil))); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
 		t.Fatalf("%s (%s)", out.Subject, out.Header.Get(header.Reason))
