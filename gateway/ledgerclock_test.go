@@ -16,8 +16,10 @@ import (
 // in its data directory when the deployment scales out; run as one
 // instance again, it would lack what the scaled-out instances decided.
 // Scaling out marks it New, so the single instance checks it as a lost
-// one: a copy of a message allowed while scaled out is denied
-// ledger_incomplete, not allowed a second time.
+// one, and takes the journal's records into it before it decides
+// anything: a copy of a message allowed while scaled out is denied
+// (replay_detected: its record was in the journal), not allowed a
+// second time.
 func TestScaleOutMarksSingleLedgerNew(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true
@@ -46,7 +48,7 @@ func TestScaleOutMarksSingleLedgerNew(t *testing.T) {
 
 	h.start()
 	<-h.gw.Ready()
-	h.wantReason(h.send(scaled), reason.LedgerIncomplete)
+	h.wantReason(h.send(scaled), reason.ReplayDetected)
 	if !strings.Contains(h.logs.String(), "single-instance ledger is marked new") {
 		t.Error("scaling out did not log that it marked the single-instance ledger")
 	}
