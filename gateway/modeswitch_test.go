@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/header"
@@ -111,6 +113,50 @@ func TestSwitchToSingleReemitsInFlight(t *testing.T) {
 	h.waitAcked(seq)
 	if outs := h.outputsFor(seq); len(outs) != 1 {
 		t.Fatalf("ingress %d ends %d times: %v; want once", seq, len(outs), outs)
+	}
+	h.stop()
+}
+
+// TestSwitchToSingleWithFewerPartitions: scaled out on four partitions,
+// then one instance on one. The journal's records of partitions the
+// single instance has no consumer for cannot be taken in; what the
+// journal holds up to its last record is then its loss. A copy of any
+// message the scaled-out run allowed (agents spread over the four) is
+// denied, not allowed again.
+func TestSwitchToSingleWithFewerPartitions(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.cfg.Consumer.Partitions = 4
+	a := h.startInstance("a")
+	waitFor(t, func() bool { return a.held() == 4 })
+	type sent struct {
+		body []byte
+		hdr  nats.Header
+		subj string
+	}
+	var msgs []sent
+	for range 16 {
+		ag := newActor(t)
+		ag.token = h.credential(h.issuer, ag, "tenant_a", []string{"kb:read"}, time.Hour, "")
+		body := h.body(nil)
+		s := sent{body: body, hdr: h.signed(ag, ag.token, body), subj: h.ingress(ag, "tenant_a")}
+		h.wantAllowed(h.publish(s.subj, s.body, s.hdr), "a message of the scaled-out run")
+		msgs = append(msgs, s)
+	}
+	for p := range 4 {
+		c, err := h.js.Consumer(ctx, StreamIngress, fmt.Sprintf("%s-p%d", h.cfg.Consumer.Durable, p))
+		must(t, err)
+		waitFor(t, func() bool { i, err := c.Info(ctx); return err == nil && i.NumAckPending == 0 && i.NumPending == 0 })
+	}
+	a.stop(t)
+
+	h.cfg.Consumer.Partitions = 1
+	h.start()
+	<-h.gw.Ready()
+	for i, s := range msgs {
+		if out := h.outputFor(h.publish(s.subj, s.body, s.hdr)); out.Header.Get(header.Route) != "deny" {
+			t.Errorf("copy %d: %s; want it denied", i, out.Subject)
+		}
 	}
 	h.stop()
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -401,12 +403,27 @@ func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Cons
 // and its loss, synced, before the journal is deleted: a crash between
 // the two does it again at the next start.
 func (g *Gateway) retireJournal(ctx context.Context, consumers []jetstream.Consumer) error {
-	if _, err := g.js.Stream(ctx, journal.Stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+	st, err := g.js.Stream(ctx, journal.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("gateway: journal: %w", err)
 	}
 	var lost time.Time
+	// Records of partitions this configuration does not have (the
+	// scaled-out run had more) cannot be replayed under a consumer of
+	// theirs: what the journal holds up to its last record, and the
+	// clocks' minute, is then lost.
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(journal.SubjectPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("gateway: journal: %w", err)
+	}
+	for subj := range info.State.Subjects {
+		p, err := strconv.Atoi(strings.TrimPrefix(subj, journal.SubjectPrefix))
+		if err == nil && p >= len(consumers) && !info.State.LastTime.IsZero() {
+			lost = later(lost, info.State.LastTime.Add(journalClockMargin))
+		}
+	}
 	records := 0
 	for p, c := range consumers {
 		n, _, l, err := g.rebuild(ctx, g.ledger, p, c)
