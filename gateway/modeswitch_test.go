@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/header"
@@ -129,19 +128,9 @@ func TestSwitchToSingleWithFewerPartitions(t *testing.T) {
 	h.cfg.Consumer.Partitions = 4
 	a := h.startInstance("a")
 	waitFor(t, func() bool { return a.held() == 4 })
-	type sent struct {
-		body []byte
-		hdr  nats.Header
-		subj string
-	}
-	var msgs []sent
-	for range 16 {
-		ag := newActor(t)
-		ag.token = h.credential(h.issuer, ag, "tenant_a", []string{"kb:read"}, time.Hour, "")
-		body := h.body(nil)
-		s := sent{body: body, hdr: h.signed(ag, ag.token, body), subj: h.ingress(ag, "tenant_a")}
-		h.wantAllowed(h.publish(s.subj, s.body, s.hdr), "a message of the scaled-out run")
-		msgs = append(msgs, s)
+	msgs := h.spreadAgents(16)
+	for _, s := range msgs {
+		h.wantAllowed(s.seq, "a message of the scaled-out run")
 	}
 	for p := range 4 {
 		c, err := h.js.Consumer(ctx, StreamIngress, fmt.Sprintf("%s-p%d", h.cfg.Consumer.Durable, p))

@@ -109,6 +109,30 @@ func (in *instance) held() int {
 	return len(in.gw.scale.live)
 }
 
+// spreadSent is a message spreadAgents published, to publish again.
+type spreadSent struct {
+	body []byte
+	hdr  nats.Header
+	subj string
+	seq  uint64
+}
+
+// spreadAgents publishes one kb.search message from each of n new
+// agents of tenant_a, which the partition transform spreads over the
+// partitions, and returns them.
+func (h *harness) spreadAgents(n int) []spreadSent {
+	var msgs []spreadSent
+	for range n {
+		ag := newActor(h.t)
+		ag.token = h.credential(h.issuer, ag, "tenant_a", []string{"kb:read"}, time.Hour, "")
+		body := h.body(nil)
+		s := spreadSent{body: body, hdr: h.signed(ag, ag.token, body), subj: h.ingress(ag, "tenant_a")}
+		s.seq = h.publish(s.subj, s.body, s.hdr)
+		msgs = append(msgs, s)
+	}
+	return msgs
+}
+
 // TestScaleOutSharesPartitionsAndFailsOver: two instances split four
 // partitions, each deciding its agents' messages; when one dies without
 // releasing anything (its connection cut), the other takes its
@@ -122,21 +146,7 @@ func TestScaleOutSharesPartitionsAndFailsOver(t *testing.T) {
 	waitFor(t, func() bool { return a.held() == 2 && b.held() == 2 })
 
 	// Agents spread over the partitions.
-	type sent struct {
-		body []byte
-		hdr  nats.Header
-		subj string
-		seq  uint64
-	}
-	var msgs []sent
-	for range 16 {
-		ag := newActor(t)
-		ag.token = h.credential(h.issuer, ag, "tenant_a", []string{"kb:read"}, time.Hour, "")
-		body := h.body(nil)
-		s := sent{body: body, hdr: h.signed(ag, ag.token, body), subj: h.ingress(ag, "tenant_a")}
-		s.seq = h.publish(s.subj, s.body, s.hdr)
-		msgs = append(msgs, s)
-	}
+	msgs := h.spreadAgents(16)
 	for _, s := range msgs {
 		if out := h.outputFor(s.seq); out.Header.Get(header.Route) != string(store.RouteAllow) {
 			t.Fatalf("message %d: route %s (%s); want allow", s.seq, out.Header.Get(header.Route), out.Header.Get(header.Reason))

@@ -117,12 +117,7 @@ func Evaluate(events []audit.Event, cat *catalog.Catalog, candidate *policy.Set)
 			r.Skipped[SkipNoTarget]++
 			continue
 		}
-		req := policy.Request{
-			Principal: policy.Principal{Agent: ev.Agent, Tenant: ev.Tenant, Service: ev.Service, Issuer: ev.Issuer, Scopes: ev.Scopes},
-			Action:    ev.Capability,
-			Resource:  policy.Resource{Target: t.Name, Tenant: ev.Tenant, Kind: t.Kind, Risk: t.Risk},
-			Time:      ev.Time,
-		}
+		req := requestFor(ev, t)
 		dep := candidate.DependsOn(req)
 		if dep.Budget {
 			undetermined(SkipBudget)
@@ -194,12 +189,7 @@ func (r *Report) answer(ev audit.Event, cat *catalog.Catalog, candidate *policy.
 			(ev.Capability == string(envelope.Respond) && t.ResponseDeadline == 0) {
 			continue
 		}
-		req := policy.Request{
-			Principal: policy.Principal{Agent: ev.Agent, Tenant: ev.Tenant, Service: ev.Service, Issuer: ev.Issuer, Scopes: ev.Scopes},
-			Action:    ev.Capability,
-			Resource:  policy.Resource{Target: t.Name, Tenant: ev.Tenant, Kind: t.Kind, Risk: t.Risk},
-			Time:      ev.Time,
-		}
+		req := requestFor(ev, t)
 		if dep := candidate.DependsOn(req); dep.Budget || dep.Content {
 			undetermined(SkipAnswerTarget)
 			return
@@ -229,4 +219,16 @@ func (r *Report) answer(ev audit.Event, cat *catalog.Catalog, candidate *policy.
 	r.Changes[was+"→"+to]++
 	r.Flips = append(r.Flips, Flip{IngressSeq: ev.IngressSeq, MessageID: ev.MessageID, Tenant: ev.Tenant,
 		Agent: ev.Agent, Target: ev.Target, From: was, To: to, PolicyIDs: ids})
+}
+
+// requestFor is the policy request of ev's message to target t, as the
+// gateway builds it: the credential's principal, the envelope's
+// capability and tenant, the target's kind and risk, at ev's time.
+func requestFor(ev audit.Event, t *catalog.Target) policy.Request {
+	return policy.Request{
+		Principal: policy.Principal{Agent: ev.Agent, Tenant: ev.Tenant, Service: ev.Service, Issuer: ev.Issuer, Scopes: ev.Scopes},
+		Action:    ev.Capability,
+		Resource:  policy.Resource{Target: t.Name, Tenant: ev.Tenant, Kind: t.Kind, Risk: t.Risk},
+		Time:      ev.Time,
+	}
 }
