@@ -66,4 +66,17 @@
 // (plus one watcher event or one Renew tick); a graceful shutdown or a
 // shed lease is handed over within one watcher event, since the key is
 // deleted rather than left to expire.
+//
+// # One instance holding every partition
+//
+// A gateway run as one instance decides every partition on a ledger no
+// scaled-out instance reads. It holds every partition's key while it
+// runs (Sole: ClaimAll, Keep, Release), under the same timing rule, so
+// that the members of a scaled-out deployment cannot decide beside it:
+// it takes all keys or none, writes no member key, refuses to start
+// while a member is alive or another instance holds a key (ErrHeld),
+// and closes Lost at its local deadline unless a renewal of every key
+// landed, or at once when a renewal finds a key another instance wrote.
+// A key written under its own instance name it takes over, since its
+// caller proves that process gone.
 package lease
