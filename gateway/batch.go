@@ -18,6 +18,7 @@ import (
 	"github.com/agentgw/agentgw/gateway/metrics"
 	"github.com/agentgw/agentgw/gateway/notice"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/store/lease"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -33,9 +34,23 @@ func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer, t
 	if g.scale != nil {
 		eg.Go(func() error { return g.runScaleOut(ctx) })
 	} else {
+		// The leases lost (lease.Sole), every partition stops at once,
+		// acking and publishing nothing more, and Run ends with the
+		// error: a restart claims them again.
+		abandon, drop := context.WithCancel(context.Background())
+		defer drop()
+		eg.Go(func() error {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-g.sole.Lost():
+				drop()
+				return fmt.Errorf("gateway: %w", g.sole.Err())
+			}
+		})
 		parts := make([]*partState, len(consumers))
 		for p, c := range consumers {
-			parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: context.Background(), lostBefore: g.ledger.LostBefore()}
+			parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: abandon, lostBefore: g.ledger.LostBefore()}
 			eg.Go(func() error { return g.consumePartition(ctx, parts[p]) })
 		}
 		eg.Go(func() error { return g.pruneLoop(ctx, parts) })
@@ -440,6 +455,11 @@ func (g *Gateway) completeBatch(ctx context.Context, ps *partState, d *decidedBa
 			g.handBack(items)
 			return fmt.Errorf("%w: lease lost before publishing", errRestart)
 		}
+	} else if !g.stillOwned(ps) {
+		// A single instance whose leases lapsed: scaled-out members may
+		// decide from now on, so nothing more is published.
+		g.handBack(items)
+		return fmt.Errorf("gateway: partition %d: %w before publishing", ps.p, lease.ErrLost)
 	}
 	g.sweepAfter(d)
 	g.reportDecided(items)

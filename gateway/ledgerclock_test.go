@@ -31,6 +31,7 @@ func TestScaleOutMarksSingleLedgerNew(t *testing.T) {
 	// The same host scaled out: the same data directory.
 	so := h.cfg
 	so.ScaleOut = &ScaleOutConfig{Instance: "a", LeaseTTL: 2 * time.Second, LeaseRenew: 500 * time.Millisecond, LeaseMargin: 400 * time.Millisecond}
+	h.leaseBucketTTL(2 * time.Second)
 	nc := natstest.Connect(t, h.srv)
 	gw, err := New(so, append([]Option{WithClock(h.clock.Now), WithLogger(zerolog.New(h.logs)), WithConn(nc)}, h.opts...)...)
 	must(t, err)

@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/store/lease"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -38,6 +39,7 @@ func (h *harness) startInstance(name string, setup ...func(*instance)) *instance
 	cfg := h.cfg
 	cfg.DataDir = filepath.Join(h.dir, "data-"+name)
 	cfg.ScaleOut = &ScaleOutConfig{Instance: name, LeaseTTL: 2 * time.Second, LeaseRenew: 500 * time.Millisecond, LeaseMargin: 400 * time.Millisecond}
+	h.leaseBucketTTL(cfg.ScaleOut.LeaseTTL)
 	nc := natstest.Connect(h.t, h.srv)
 	logger := zerolog.New(h.logs).With().Str("instance", name).Timestamp().Logger()
 	gw, err := New(cfg, append([]Option{WithClock(h.clock.Now), WithLogger(logger), WithConn(nc)}, h.opts...)...)
@@ -57,6 +59,33 @@ func (h *harness) startInstance(name string, setup ...func(*instance)) *instance
 		h.t.Fatalf("instance %s not ready", name)
 	}
 	return in
+}
+
+// leaseBucketTTL gives the lease bucket the scaled-out instances' TTL
+// when a single instance made it with the default (15 s) and holds no
+// lease now: the offline change docs/scale-out.md describes, which a
+// scaled-out instance would otherwise refuse (lease.ErrBucketMismatch).
+func (h *harness) leaseBucketTTL(ttl time.Duration) {
+	h.t.Helper()
+	ctx := context.Background()
+	kv, err := h.js.KeyValue(ctx, lease.DefaultBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return
+	}
+	must(h.t, err)
+	st, err := kv.Status(ctx)
+	must(h.t, err)
+	if st.TTL() == ttl {
+		return
+	}
+	if keys, err := kv.ListKeys(ctx); err == nil {
+		for k := range keys.Keys() {
+			h.t.Fatalf("the lease bucket's TTL is changed offline, but %s is live", k)
+		}
+	}
+	_, err = h.js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: lease.DefaultBucket, Description: "agentgw: partition leases and member heartbeats",
+		History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: 1, LimitMarkerTTL: ttl})
+	must(h.t, err)
 }
 
 // endScaleOut checks every ingress message has its one output, stops the
