@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/e2e/oidc/testidp"
@@ -25,6 +27,14 @@ import (
 func TestCredsExchange(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
 	nc := natstest.Connect(t, srv)
+	// The audit stream: a grant is answered once its event is stored.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.EnsureStreams(context.Background(), js, gateway.DefaultConfig().Streams, 1); err != nil {
+		t.Fatal(err)
+	}
 	idp := testidp.Start(t)
 	idp.AddClient(testidp.Client{ID: "billing-bot", Secret: "s3cret-billing", Audience: []string{"agentgw-exchange"},
 		Claims: map[string]any{"groups": []string{"billing-agents"}}})

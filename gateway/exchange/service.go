@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
@@ -495,7 +496,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, issuers map[string]nk
 // Serve is Start for a Service already built with New.
 func (s *Service) Serve(ctx context.Context, nc *nats.Conn) (stop func() error, err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	sv := &server{svc: s, nc: nc, ctx: ctx}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("exchange: jetstream: %w", err)
+	}
+	sv := &server{svc: s, nc: nc, js: js, ctx: ctx}
 	m, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     ServiceVersion,
@@ -531,6 +537,7 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn) (stop func() error, 
 type server struct {
 	svc *Service
 	nc  *nats.Conn
+	js  jetstream.JetStream // a grant's audit event is stored with a PubAck
 	ctx context.Context
 
 	mu     sync.Mutex
@@ -602,6 +609,25 @@ func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response,
 		}
 		emit = ok
 	}
+	if err == nil && !sv.svc.opts.noPub {
+		// A credential is handed out only once its grant is on record:
+		// the event stored, its PubAck in hand. Otherwise the request is
+		// refused internal_error, and that refusal is recorded too (the
+		// grant's event may have been stored with its answer lost).
+		if serr := sv.storeAudit(ev); serr != nil {
+			sv.svc.opts.log.Error().Err(serr).Str("agent", ev.Agent).Str("request_id", ev.RequestID).
+				Msg("exchange: the grant's audit event was not stored; its credential is withheld")
+			ev, err = sv.svc.finish(x, reason.Deny(reason.Internal, "the grant's audit event was not stored"))
+			resp = nil
+			sv.svc.emit(ev)
+			sv.publishAudit(ev)
+			sv.reply(req, nil, err)
+			return
+		}
+		sv.svc.emit(ev)
+		sv.reply(req, resp, nil)
+		return
+	}
 	if emit {
 		sv.svc.emit(ev)
 		if !sv.svc.opts.noPub {
@@ -612,6 +638,18 @@ func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response,
 		resp = nil
 	}
 	sv.reply(req, resp, err)
+}
+
+// auditAckWait bounds the wait for a grant's audit event to be stored.
+const auditAckWait = 5 * time.Second
+
+// storeAudit publishes a grant's audit event and waits for the audit
+// stream's PubAck.
+func (sv *server) storeAudit(ev audit.Event) error {
+	ctx, cancel := context.WithTimeout(sv.ctx, auditAckWait)
+	defer cancel()
+	_, err := sv.js.PublishMsg(ctx, sv.auditMsg(ev))
+	return err
 }
 
 // reply answers req on its reply subject. It publishes on the connection
@@ -652,7 +690,19 @@ func (sv *server) reply(req micro.Request, resp *protocol.Response, err error) {
 	}
 }
 
+// publishAudit publishes a refusal's audit event, not waiting for it to
+// be stored: refusals are answered whatever becomes of their events.
 func (sv *server) publishAudit(ev audit.Event) {
+	m := sv.auditMsg(ev)
+	if err := sv.nc.PublishMsg(m); err != nil {
+		sv.svc.opts.log.Error().Err(err).Str("subject", m.Subject).Msg("exchange: audit publish failed")
+	}
+}
+
+// auditMsg is ev's message on its tenant's audit subject (the
+// unroutable tenant's when it names none), with a message id that makes
+// a copy of it a duplicate to the audit stream.
+func (sv *server) auditMsg(ev audit.Event) *nats.Msg {
 	subj, err := subjects.Audit(ev.Tenant)
 	if err != nil {
 		subj, _ = subjects.Audit(subjects.UnroutableTenant)
@@ -670,9 +720,7 @@ func (sv *server) publishAudit(ev audit.Event) {
 		}
 		m.Header.Set(header.MsgID, id)
 	}
-	if err := sv.nc.PublishMsg(m); err != nil {
-		sv.svc.opts.log.Error().Err(err).Str("subject", subj).Msg("exchange: audit publish failed")
-	}
+	return m
 }
 
 func outcome(ev audit.Event) string {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/agentgw/agentgw/client"
+	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/exchange"
 	"github.com/agentgw/agentgw/gateway/exchange/protocol"
@@ -27,6 +28,7 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -507,7 +509,7 @@ func TestExchangeReplayToAnotherInstanceIsAudited(t *testing.T) {
 	js, err := jetstream.New(h.nc)
 	must(t, err)
 	ctx := context.Background()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"agentgw.audit.>"}, Duplicates: time.Minute})
+	st, err := js.Stream(ctx, gateway.StreamAudit) // the harness made it
 	must(t, err)
 	h.serve()
 	second := h.cfg
@@ -563,7 +565,7 @@ func TestExchangeRefusalAuditBounded(t *testing.T) {
 	js, err := jetstream.New(h.nc)
 	must(t, err)
 	ctx := context.Background()
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{"agentgw.audit.>"}, Duplicates: 2 * time.Minute})
+	st, err := js.Stream(ctx, gateway.StreamAudit) // the harness made it
 	must(t, err)
 	h.serve()
 	marketing := h.token(h.corp, "marketing-bot", "s3cret-marketing")
@@ -615,5 +617,46 @@ func TestExchangeRevokedAuditedBesideJunk(t *testing.T) {
 	}
 	if ev := h.lastEvent(); ev.Reason != string(reason.Revoked) {
 		t.Errorf("last audit event: reason %q; want the revoked attempt's (revoked)", ev.Reason)
+	}
+}
+
+// TestExchangeGrantWithheldWithoutAuditRecord: a credential is handed
+// out only once its grant's audit event is stored. With the audit
+// stream gone (deleted by an admin, or its server unreachable), a
+// request that would be granted is refused internal_error and carries
+// no credential; the log says why. Once the stream is back, a new
+// request is granted and its event is in the stream.
+func TestExchangeGrantWithheldWithoutAuditRecord(t *testing.T) {
+	h := newHarness(t)
+	var logs syncBuffer
+	h.serve(exchange.WithLogger(zerolog.New(&logs)))
+	js, err := jetstream.New(h.nc)
+	must(t, err)
+	ctx := context.Background()
+	must(t, js.DeleteStream(ctx, gateway.StreamAudit))
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+
+	signed := h.signBy(h.agent.kp)
+	if code := h.raw(tok, nil, signed); code != reason.Internal {
+		t.Fatalf("a grant with no audit stream to record it: answered %q; want internal_error", code)
+	}
+	if !strings.Contains(logs.String(), "its credential is withheld") {
+		t.Errorf("the log does not say why the grant was withheld:\n%s", logs.String())
+	}
+	if got, err := h.exchange(tok, nil); err == nil {
+		t.Fatalf("Exchange with no audit stream = %+v; want a refusal", got)
+	}
+
+	must(t, gateway.EnsureStreams(ctx, js, gateway.DefaultConfig().Streams, 1))
+	got, err := h.exchange(tok, nil)
+	if err != nil {
+		t.Fatalf("Exchange with the audit stream back = %v; want a credential", err)
+	}
+	st, err := js.Stream(ctx, gateway.StreamAudit)
+	must(t, err)
+	m, err := st.GetLastMsgForSubject(ctx, "agentgw.audit.>")
+	must(t, err)
+	if !strings.Contains(string(m.Data), got.ID) {
+		t.Errorf("the audit stream's last event %s does not name the credential %s", m.Data, got.ID)
 	}
 }

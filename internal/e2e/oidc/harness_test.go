@@ -1,6 +1,7 @@
 package oidc_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/agentgw/agentgw/client"
@@ -98,6 +100,10 @@ func newHarness(t testing.TB) *harness {
 	h := &harness{t: t, clock: &clock{}, agent: newAgent(t)}
 	srv := natstest.Start(t, natstest.Options{})
 	h.nc = natstest.Connect(t, srv)
+	// The audit stream: a grant is answered once its event is stored.
+	js, err := jetstream.New(h.nc)
+	must(t, err)
+	must(t, gateway.EnsureStreams(context.Background(), js, gateway.DefaultConfig().Streams, 1))
 	h.corp, h.partner, h.rogue = testidp.Start(t), testidp.Start(t), testidp.Start(t)
 	h.issuerA, _ = identity.NewIssuer()
 	h.issuerB, _ = identity.NewIssuer()
@@ -284,4 +290,22 @@ func (h *harness) verifier() *identity.Verifier {
 	}, identity.NewRevocations())
 	must(h.t, err)
 	return v
+}
+
+// syncBuffer collects log lines written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
