@@ -269,8 +269,9 @@ func (s *Sole) renew(ctx context.Context) error {
 			e, gerr := s.kv.Get(ctx, key)
 			switch {
 			case gerr == nil && s.ours(e):
-				// Landed, answer lost: adopt it; the round is renewed
-				// again at once so that its send time counts.
+				// Landed, answer lost: adopt it. The round is tried
+				// again after the retry pause: the deadline moves only
+				// with a round whose every write was answered.
 				s.revs[p] = e.Revision()
 				return fmt.Errorf("lease: renewal of %s landed unanswered; renewing again", key)
 			case gerr == nil, errors.Is(gerr, jetstream.ErrKeyNotFound), errors.Is(gerr, jetstream.ErrKeyDeleted):
