@@ -34,26 +34,7 @@ func (g *Gateway) consume(ctx context.Context, consumers []jetstream.Consumer, t
 	if g.scale != nil {
 		eg.Go(func() error { return g.runScaleOut(ctx) })
 	} else {
-		// The leases lost (lease.Sole), every partition stops at once,
-		// acking and publishing nothing more, and Run ends with the
-		// error: a restart claims them again.
-		abandon, drop := context.WithCancel(context.Background())
-		defer drop()
-		eg.Go(func() error {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-g.sole.Lost():
-				drop()
-				return fmt.Errorf("gateway: %w", g.sole.Err())
-			}
-		})
-		parts := make([]*partState, len(consumers))
-		for p, c := range consumers {
-			parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: abandon, lostBefore: g.ledger.LostBefore()}
-			eg.Go(func() error { return g.consumePartition(ctx, parts[p]) })
-		}
-		eg.Go(func() error { return g.pruneLoop(ctx, parts) })
+		eg.Go(func() error { return g.runSingle(ctx, consumers, tenants) })
 	}
 	eg.Go(func() error { return g.expireLoop(ctx) })
 	eg.Go(func() error { return g.watchLoop(ctx) })

@@ -28,7 +28,6 @@ import (
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/store"
 	"github.com/agentgw/agentgw/store/journal"
-	"github.com/agentgw/agentgw/store/lease"
 )
 
 // Gateway is one decision pipeline. Create it with New, run it with Run,
@@ -46,7 +45,7 @@ type Gateway struct {
 
 	ledger      *store.Ledger // single-instance mode; nil when scaled out
 	scale       *scaleOut     // scale-out mode; nil otherwise
-	sole        *lease.Sole   // single-instance mode: every partition's lease, once Run claimed it
+	sole        *soleHold     // single-instance mode: every partition's lease, once Run claimed it
 	holds       holdStore     // ledgerHolds, or kvh when scaled out
 	kvh         *kvHolds
 	verifier    *identity.Verifier
@@ -363,19 +362,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err := g.claimSole(setupCtx); err != nil {
 			return err
 		}
-		// Renewed until Run returns, through the end of the batch in
-		// hand at a shutdown; released only after that.
-		kctx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
-		kept := make(chan struct{})
-		go func() {
-			defer close(kept)
-			g.sole.Keep(kctx)
-		}()
-		defer func() {
-			stopKeep()
-			<-kept
-			g.sole.Release(ctx)
-		}()
+		defer g.endSole()
 	}
 	consumers := make([]jetstream.Consumer, 0, g.cfg.Consumer.Partitions)
 	for p := range g.cfg.Consumer.Partitions {

@@ -3,14 +3,20 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/agentgw/agentgw/internal/invariant"
+	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/store/journal"
 	"github.com/agentgw/agentgw/store/lease"
 )
@@ -155,4 +161,52 @@ func TestSoleNameKeptInDataDir(t *testing.T) {
 	if name, err := soleName(dir); err == nil {
 		t.Errorf("a name file holding %q read as %q; want an error", "p0", name)
 	}
+}
+
+// TestSingleInstanceRidesOutNATSOutage: a single instance whose NATS
+// server is down longer than its lease life (TTL − Margin) stops
+// deciding when the claim lapses, claims its leases again once NATS is
+// back (its own keys, taken over) and goes on deciding, rather than
+// ending Run; what it holds is its own again.
+func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true
+	storeDir := t.TempDir()
+	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
+	port := h.srv.Addr().(*net.TCPAddr).Port
+	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	var err error
+	h.js, err = jetstream.New(h.nc)
+	must(t, err)
+	// The deployment's bucket with a short TTL, which the instance adopts.
+	_, err = lease.EnsureBucket(ctx, h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
+	must(t, err)
+	h.start()
+	<-h.gw.Ready()
+	h.wantAllowed(h.send(h.body(nil)), "a message before the outage")
+
+	h.srv.Shutdown()
+	h.srv.WaitForShutdown()
+	time.Sleep(4 * time.Second) // past the lease life and the TTL
+	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+
+	h.wantAllowed(h.send(h.body(nil)), "a message after the outage")
+	select {
+	case err := <-h.done:
+		h.done <- err
+		t.Fatalf("Run ended after a NATS outage: %v", err)
+	default:
+	}
+	if !strings.Contains(h.logs.String(), "leases lapsed") {
+		t.Error("the outage did not make the claim lapse: the fault did not happen")
+	}
+	kv, err := h.js.KeyValue(ctx, lease.DefaultBucket)
+	must(t, err)
+	e, err := kv.Get(ctx, "p0")
+	must(t, err)
+	if !strings.Contains(string(e.Value()), h.gw.sole.name) {
+		t.Errorf("p0 after the outage holds %s; want this instance's claim", e.Value())
+	}
+	h.stop()
 }

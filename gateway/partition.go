@@ -2,15 +2,11 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -446,6 +442,12 @@ func (g *Gateway) retireJournal(ctx context.Context, consumers []jetstream.Consu
 			Time("refuses_idempotency_keys_until", lost.Add(g.fresh.Span())).
 			Msg("the journal of the scaled-out run had lost records: messages that may have been decided before lost_before are denied ledger_incomplete")
 	}
+	// Taking the records in can outlast the claim (the lease bucket
+	// unreachable meanwhile): a scaled-out instance may then hold the
+	// partitions and journal, and the journal stays.
+	if !g.soleValid() {
+		return fmt.Errorf("gateway: journal not deleted: %w", lease.ErrLost)
+	}
 	if err := g.js.DeleteStream(ctx, journal.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("gateway: journal: delete: %w", err)
 	}
@@ -473,7 +475,7 @@ const journalGap = 5 * time.Second
 // in scale-out mode while its partition's lease is valid.
 func (g *Gateway) stillOwned(ps *partState) bool {
 	if ps.epoch == 0 {
-		return g.sole == nil || g.sole.Valid()
+		return g.soleValid()
 	}
 	epoch, ok := g.scale.leases.Valid(ps.p)
 	return ok && epoch == ps.epoch
@@ -598,95 +600,3 @@ func (g *Gateway) Partitions() []int {
 	slices.Sort(out)
 	return out
 }
-
-// soleIDFile names, in the data directory, the file that holds a single
-// instance's name in the lease bucket.
-const soleIDFile = "instance-id"
-
-// claimSole takes every partition's lease for this single instance
-// (lease.ClaimAll), before it reads or deletes the journal or decides
-// anything: scaled-out members and other single instances decide on
-// ledgers this one does not read, so it refuses to start beside them
-// (lease.ErrHeld). Its name is its data directory's, kept in
-// soleIDFile: a key that name wrote is an earlier process's of this
-// directory, which is gone, since this one holds the ledger's lock; it
-// is taken over at once, so a restart after a crash does not wait for
-// the TTL.
-func (g *Gateway) claimSole(ctx context.Context) error {
-	name, err := soleName(g.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	lc := lease.Config{Instance: name, Partitions: g.cfg.Consumer.Partitions, Replicas: g.cfg.Streams.Replicas}
-	s, err := lease.ClaimAll(ctx, g.js, lc, g.log)
-	if err != nil {
-		return fmt.Errorf("gateway: single instance: %w", err)
-	}
-	g.sole = s
-	return nil
-}
-
-// soleName reads the single instance's name from dir, or makes one.
-func soleName(dir string) (string, error) {
-	path := filepath.Join(dir, soleIDFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		name := strings.TrimSpace(string(b))
-		if !soleNameRE.MatchString(name) {
-			return "", fmt.Errorf("gateway: %s does not hold an instance name (single-<32 hex digits>); remove it to make a new one", path)
-		}
-		return name, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("gateway: instance name: %w", err)
-	}
-	var r [16]byte
-	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
-	name := "single-" + hex.EncodeToString(r[:])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("gateway: data directory: %w", err)
-	}
-	if err := writeNew(path, []byte(name+"\n")); err != nil {
-		return "", fmt.Errorf("gateway: instance name: %w", err)
-	}
-	return name, nil
-}
-
-// writeNew writes a new file whole or not at all: a temporary file,
-// synced, renamed into place, and the directory synced.
-func writeNew(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // gone after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if runtime.GOOS == "windows" { // a directory cannot be synced there
-		return nil
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-var soleNameRE = regexp.MustCompile(`^single-[0-9a-f]{32}$`)

@@ -23,6 +23,9 @@ var ErrHeld = errors.New("lease: held by another instance")
 // have stopped deciding by then.
 var ErrLost = errors.New("lease: the single instance's leases were lost")
 
+// errTaken marks a loss to a key another instance wrote.
+var errTaken = errors.New("was written by another instance")
+
 // Sole is one instance holding every partition's lease at once, as a
 // single-instance gateway does: it writes no member key, takes no part in
 // balancing, and holds all partitions or none. Scaled-out members cannot
@@ -44,6 +47,7 @@ type Sole struct {
 	deadline time.Time
 	lost     chan struct{}
 	lostErr  error
+	taken    bool // lost to a key another instance wrote, not to the deadline
 	keeping  bool
 }
 
@@ -190,13 +194,23 @@ func (s *Sole) Err() error {
 	return s.lostErr
 }
 
-func (s *Sole) lose(why string) {
+// Taken reports whether the leases were lost to a key another instance
+// wrote (a successor may be deciding), rather than to the deadline (the
+// keys may still be this instance's, or free): only after the latter may
+// the instance claim them again.
+func (s *Sole) Taken() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.taken
+}
+
+func (s *Sole) lose(why string, taken bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lostErr != nil {
 		return
 	}
-	s.lostErr = fmt.Errorf("%w: %s", ErrLost, why)
+	s.lostErr, s.taken = fmt.Errorf("%w: %s", ErrLost, why), taken
 	close(s.lost)
 	s.log.Error().Str("why", why).Msg("single instance lost its partition leases; it stops deciding")
 }
@@ -223,7 +237,7 @@ func (s *Sole) Keep(ctx context.Context) {
 	for {
 		now := time.Now()
 		if !now.Before(deadline) {
-			s.lose("no renewal landed before the local deadline")
+			s.lose("no renewal landed before the local deadline", false)
 			return
 		}
 		if wake := min(next.Sub(now), deadline.Sub(now)); wake > 0 {
@@ -235,10 +249,8 @@ func (s *Sole) Keep(ctx context.Context) {
 			}
 			continue
 		}
-		rctx, cancel := context.WithDeadline(ctx, deadline)
 		sent := time.Now()
-		err := s.renew(rctx)
-		cancel()
+		err := s.renew(ctx, deadline)
 		switch {
 		case err == nil:
 			deadline, next = sent.Add(life), sent.Add(cfg.Renew)
@@ -248,7 +260,7 @@ func (s *Sole) Keep(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, ErrLost):
-			s.lose(err.Error())
+			s.lose(err.Error(), errors.Is(err, errTaken))
 			return
 		default:
 			s.log.Debug().Err(err).Msg("renewal failed")
@@ -259,14 +271,23 @@ func (s *Sole) Keep(ctx context.Context) {
 
 // renew rewrites every key under its last revision. A key another
 // instance wrote (or that is gone) is ErrLost; a renewal of ours whose
-// answer was lost is recognised by its token and adopted.
-func (s *Sole) renew(ctx context.Context) error {
+// answer was lost is recognised by its token and adopted. Each request
+// waits at most Renew, and never past the deadline: a reply lost at a
+// reconnect fails its round, which is tried again, rather than the
+// leases.
+func (s *Sole) renew(ctx context.Context, deadline time.Time) error {
 	val := value{Owner: s.cfg.Instance, Token: s.token}.encode()
 	for p, last := range s.revs {
 		key := partitionKey(p)
-		rev, err := s.kv.Update(ctx, key, val, last)
+		until := time.Now().Add(s.cfg.Renew)
+		if deadline.Before(until) {
+			until = deadline
+		}
+		rctx, cancel := context.WithDeadline(ctx, until)
+		rev, err := s.kv.Update(rctx, key, val, last)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			e, gerr := s.kv.Get(ctx, key)
+			e, gerr := s.kv.Get(rctx, key)
+			cancel()
 			switch {
 			case gerr == nil && s.ours(e):
 				// Landed, answer lost: adopt it. The round is tried
@@ -274,12 +295,15 @@ func (s *Sole) renew(ctx context.Context) error {
 				// with a round whose every write was answered.
 				s.revs[p] = e.Revision()
 				return fmt.Errorf("lease: renewal of %s landed unanswered; renewing again", key)
-			case gerr == nil, errors.Is(gerr, jetstream.ErrKeyNotFound), errors.Is(gerr, jetstream.ErrKeyDeleted):
-				return fmt.Errorf("%w: %s was written by another instance or expired", ErrLost, key)
+			case gerr == nil:
+				return fmt.Errorf("%w: %s %w", ErrLost, key, errTaken)
+			case errors.Is(gerr, jetstream.ErrKeyNotFound), errors.Is(gerr, jetstream.ErrKeyDeleted):
+				return fmt.Errorf("%w: %s is gone (expired or deleted)", ErrLost, key)
 			default:
 				return gerr
 			}
 		}
+		cancel()
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,6 +211,9 @@ func TestSoleCutOffLosesBeforeTakeover(t *testing.T) {
 	if !errors.Is(s.Err(), ErrLost) {
 		t.Errorf("Err = %v; want ErrLost", s.Err())
 	}
+	if s.Taken() {
+		t.Error("a loss to the deadline is reported as taken: the instance would not claim again")
+	}
 	if lost.Sub(cut) > testTTL {
 		t.Errorf("lost %s after the cut; the keys could expire %s after the last renewal", lost.Sub(cut), testTTL)
 	}
@@ -243,6 +247,50 @@ func TestSoleLostOnForeignWrite(t *testing.T) {
 	}
 	if s.Valid() {
 		t.Error("Valid after a foreign write")
+	}
+	if !s.Taken() {
+		t.Error("a loss to a foreign write is not reported as taken: the instance would claim again beside its successor")
+	}
+}
+
+// lostReplyKV performs every request but, once armed, loses the answer
+// to one Update, as a reconnect or a dying stream leader can.
+type lostReplyKV struct {
+	jetstream.KeyValue
+	armed atomic.Bool
+}
+
+func (k *lostReplyKV) Update(ctx context.Context, key string, v []byte, last uint64) (uint64, error) {
+	rev, err := k.KeyValue.Update(ctx, key, v, last)
+	if err == nil && k.armed.CompareAndSwap(true, false) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return rev, err
+}
+
+// One renewal whose answer is lost fails its round, which is tried
+// again, not the leases: each request waits at most Renew, not until
+// the deadline.
+func TestSoleSurvivesOneLostReply(t *testing.T) {
+	_, url := serverURL(t)
+	cfg := testConfig("single-x", 4, 3*time.Second)
+	s, _, err := claim(t, url, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &lostReplyKV{KeyValue: s.kv}
+	s.kv = w
+	keep(t, s)
+	time.Sleep(cfg.Renew / 2)
+	w.armed.Store(true)
+	select {
+	case <-s.Lost():
+		t.Fatalf("one lost reply lost every lease: %v", s.Err())
+	case <-time.After(3 * cfg.TTL):
+	}
+	if w.armed.Load() {
+		t.Fatal("no renewal came to lose its reply: the fault did not happen")
 	}
 }
 

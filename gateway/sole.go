@@ -1,0 +1,268 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentgw/agentgw/store/lease"
+)
+
+// soleHold is a single instance's hold of every partition's lease
+// (lease.Sole): the claim in force and the goroutine renewing it.
+type soleHold struct {
+	name string
+	cur  atomic.Pointer[lease.Sole]
+
+	mu   sync.Mutex
+	stop func() // ends the renewal of cur and waits for it
+}
+
+// claimSole takes every partition's lease for this single instance
+// (lease.ClaimAll), before it reads or deletes the journal or decides
+// anything: scaled-out members and other single instances decide on
+// ledgers this one does not read, so it refuses to start beside them
+// (lease.ErrHeld). Its name is its data directory's, kept in
+// soleIDFile: a key that name wrote is an earlier process's of this
+// directory, which is gone, since this one holds the ledger's lock; it
+// is taken over at once, so a restart after a crash does not wait for
+// the TTL. The claim is renewed until endSole.
+func (g *Gateway) claimSole(ctx context.Context) error {
+	name, err := soleName(g.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	g.sole = &soleHold{name: name}
+	s, err := lease.ClaimAll(ctx, g.js, g.soleConfig(), g.log)
+	if err != nil {
+		return fmt.Errorf("gateway: single instance: %w", err)
+	}
+	g.keepSole(s)
+	return nil
+}
+
+func (g *Gateway) soleConfig() lease.Config {
+	return lease.Config{Instance: g.sole.name, Partitions: g.cfg.Consumer.Partitions, Replicas: g.cfg.Streams.Replicas}
+}
+
+// keepSole makes s the claim in force and renews it until endSole or
+// the next claim: renewed through the end of the batch in hand at a
+// shutdown, released only after that.
+func (g *Gateway) keepSole(s *lease.Sole) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Keep(ctx)
+	}()
+	g.sole.mu.Lock()
+	g.sole.stop = func() { cancel(); <-done }
+	g.sole.mu.Unlock()
+	g.sole.cur.Store(s)
+}
+
+// endSole stops renewing the claim in force and releases its keys. Run
+// calls it once nothing is decided any more.
+func (g *Gateway) endSole() {
+	g.sole.mu.Lock()
+	stop := g.sole.stop
+	g.sole.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if s := g.sole.cur.Load(); s != nil {
+		s.Release(context.Background())
+	}
+}
+
+// soleValid reports whether a single instance may publish and ack now.
+func (g *Gateway) soleValid() bool {
+	if g.sole == nil {
+		return true
+	}
+	s := g.sole.cur.Load()
+	return s != nil && s.Valid()
+}
+
+// runSingle decides every partition until ctx ends. When the claim
+// lapses (no renewal landed before its deadline: NATS away, a lost
+// answer), every partition stops at once, acking and publishing nothing
+// more; the instance then claims the leases again (its own keys, taken
+// over, or free ones), takes in what scaled-out instances may have
+// decided meanwhile (retireJournal), and goes on. It ends with an error
+// when another instance holds a lease (lease.ErrHeld) or wrote one it
+// held.
+func (g *Gateway) runSingle(ctx context.Context, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
+	for {
+		s := g.sole.cur.Load()
+		err := g.singleTenure(ctx, s, consumers, tenants)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.Valid() {
+			return err
+		}
+		select { // the deadline passed: Keep reports it at once
+		case <-s.Lost():
+		case <-ctx.Done():
+			return nil
+		}
+		if s.Taken() {
+			return fmt.Errorf("gateway: %w", s.Err())
+		}
+		g.log.Warn().Err(s.Err()).Msg("single instance's leases lapsed; every partition stopped until they are claimed again")
+		for {
+			err := g.reclaimSole(ctx, consumers)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Lapsed again while the journal was taken in: claimed
+			// again, unless another instance wrote a lease.
+			if !errors.Is(err, lease.ErrLost) || g.sole.cur.Load().Taken() {
+				return err
+			}
+		}
+	}
+}
+
+// singleTenure decides every partition under claim s until ctx ends or
+// s is lost.
+func (g *Gateway) singleTenure(ctx context.Context, s *lease.Sole, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
+	eg, ctx := errgroup.WithContext(ctx)
+	abandon, drop := context.WithCancel(context.Background())
+	defer drop()
+	eg.Go(func() error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Lost():
+			drop()
+			return fmt.Errorf("gateway: %w", s.Err())
+		}
+	})
+	parts := make([]*partState, len(consumers))
+	for p, c := range consumers {
+		parts[p] = &partState{p: p, cons: c, tenants: tenants[p], ledger: g.ledger, abandon: abandon, lostBefore: g.ledger.LostBefore()}
+		eg.Go(func() error { return g.consumePartition(ctx, parts[p]) })
+	}
+	eg.Go(func() error { return g.pruneLoop(ctx, parts) })
+	return eg.Wait()
+}
+
+// reclaimSole claims every lease again after the last claim lapsed,
+// trying while NATS does not answer, then takes in the journal a
+// scaled-out run may have left meanwhile.
+func (g *Gateway) reclaimSole(ctx context.Context, consumers []jetstream.Consumer) error {
+	g.sole.mu.Lock()
+	stop := g.sole.stop
+	g.sole.mu.Unlock()
+	stop() // Keep has returned: the claim was lost
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		s, err := lease.ClaimAll(cctx, g.js, g.soleConfig(), g.log)
+		cancel()
+		if err == nil {
+			g.keepSole(s)
+			g.log.Info().Msg("single instance holds every partition's lease again")
+			break
+		}
+		if errors.Is(err, lease.ErrHeld) || ctx.Err() != nil {
+			return fmt.Errorf("gateway: single instance: %w", err)
+		}
+		g.log.Debug().Err(err).Msg("claiming the leases again failed; retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return g.retireJournal(ctx, consumers)
+}
+
+// soleIDFile names, in the data directory, the file that holds a single
+// instance's name in the lease bucket.
+const soleIDFile = "instance-id"
+
+// soleName reads the single instance's name from dir, or makes one.
+func soleName(dir string) (string, error) {
+	path := filepath.Join(dir, soleIDFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		name := strings.TrimSpace(string(b))
+		if !soleNameRE.MatchString(name) {
+			return "", fmt.Errorf("gateway: %s does not hold an instance name (single-<32 hex digits>); remove it to make a new one", path)
+		}
+		return name, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("gateway: instance name: %w", err)
+	}
+	var r [16]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
+	name := "single-" + hex.EncodeToString(r[:])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("gateway: data directory: %w", err)
+	}
+	if err := writeNew(path, []byte(name+"\n")); err != nil {
+		return "", fmt.Errorf("gateway: instance name: %w", err)
+	}
+	return name, nil
+}
+
+// writeNew writes a new file whole or not at all: a temporary file,
+// synced, renamed into place, and the directory synced.
+func writeNew(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if runtime.GOOS == "windows" { // a directory cannot be synced there
+		return nil
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+var soleNameRE = regexp.MustCompile(`^single-[0-9a-f]{32}$`)
