@@ -578,10 +578,13 @@ func (sv *server) handle(req micro.Request) {
 	sv.mu.Unlock()
 	go func() {
 		defer sv.wg.Done()
-		defer x.idp.leave()
 		ctx, cancel := context.WithTimeout(sv.ctx, 2*sv.svc.cfg.HTTPTimeout)
-		defer cancel()
 		resp, err := sv.svc.complete(ctx, x)
+		cancel()
+		// The IdP's part is done: a grant waiting for its audit event to
+		// be stored holds no slot of the IdP's, or a stalled audit stream
+		// would look like an IdP outage (exchange_idp_unavailable).
+		x.idp.leave()
 		sv.answer(req, x, resp, err)
 	}()
 }
@@ -640,8 +643,10 @@ func (sv *server) answer(req micro.Request, x *pending, resp *protocol.Response,
 	sv.reply(req, resp, err)
 }
 
-// auditAckWait bounds the wait for a grant's audit event to be stored.
-const auditAckWait = 5 * time.Second
+// auditAckWait bounds the wait for a grant's audit event to be stored:
+// well within the SDKs' default request timeout (5 s), so that a
+// requester learns internal_error rather than a timeout.
+const auditAckWait = 2 * time.Second
 
 // storeAudit publishes a grant's audit event and waits for the audit
 // stream's PubAck.

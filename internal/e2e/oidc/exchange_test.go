@@ -660,3 +660,57 @@ func TestExchangeGrantWithheldWithoutAuditRecord(t *testing.T) {
 		t.Errorf("the audit stream's last event %s does not name the credential %s", m.Data, got.ID)
 	}
 }
+
+// stallAudit deletes the audit stream and leaves a plain subscriber on
+// its subjects, so that a grant's event is delivered and never stored
+// or acknowledged, as with a clustered stream that has no leader.
+func stallAudit(t *testing.T, h *harness) {
+	t.Helper()
+	js, err := jetstream.New(h.nc)
+	must(t, err)
+	must(t, js.DeleteStream(context.Background(), gateway.StreamAudit))
+	sub, err := h.nc.Subscribe("agentgw.audit.>", func(*nats.Msg) {})
+	must(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+}
+
+// TestExchangeStalledAuditRefusedInTime: an audit stream that does not
+// answer makes a grant wait for its event at most auditAckWait, well
+// within the SDK's default timeout: the requester learns internal_error,
+// not a timeout, and gets no credential.
+func TestExchangeStalledAuditRefusedInTime(t *testing.T) {
+	h := newHarness(t)
+	stallAudit(t, h)
+	h.serve()
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	got, err := h.exchange(tok, nil)
+	if !errors.Is(err, reason.Internal) {
+		t.Fatalf("Exchange with a stalled audit stream = %+v, %v; want internal_error", got, err)
+	}
+}
+
+// TestExchangeAuditWaitHoldsNoIdPSlot: a grant waiting for its audit
+// event holds no slot of its IdP's: with one slot, a second request
+// sent meanwhile is judged (and, the audit stream stalled, refused
+// internal_error), not refused exchange_idp_unavailable as if the IdP
+// were down.
+func TestExchangeAuditWaitHoldsNoIdPSlot(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.MaxConcurrent = 1
+	stallAudit(t, h)
+	h.serve()
+	tok := h.token(h.corp, "billing-bot", "s3cret-billing")
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.exchange(tok, nil)
+		first <- err
+	}()
+	time.Sleep(time.Second) // the first waits for its audit event
+	_, err := h.exchange(tok, nil)
+	if !errors.Is(err, reason.Internal) {
+		t.Errorf("a second exchange while the first waits for its audit event: %v; want internal_error", err)
+	}
+	if err := <-first; !errors.Is(err, reason.Internal) {
+		t.Errorf("the first exchange: %v; want internal_error", err)
+	}
+}
