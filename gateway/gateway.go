@@ -108,6 +108,9 @@ type Gateway struct {
 	// and before the ingress acks; an error aborts the batch there, as a
 	// crash at that point would.
 	beforeAck func() error
+	// beforeRetire, when set by a test, runs as retireJournal starts; an
+	// error fails it there, as a NATS request that timed out would.
+	beforeRetire func() error
 	// journalCut, when set by a test, is told a batch's journal records
 	// before they are appended and answers how many land: fewer than all,
 	// and the append stops there and fails, as one whose connection

@@ -10,8 +10,9 @@ import (
 // Readiness: the gateway is ready while it decides messages, which takes
 // all of: Run past its setup and not yet returned, a NATS connection
 // that is up, at least one partition held (all of them in single-instance
-// mode; in scale-out mode those whose lease it won and whose ledger is
-// rebuilt), and the ledger of each held partition open. /readyz answers
+// mode, under a claim of every lease that has not lapsed; in scale-out
+// mode those whose lease it won and whose ledger is rebuilt), and the
+// ledger of each held partition open. /readyz answers
 // with Readiness; agentgw_ready, agentgw_nats_connected and
 // agentgw_partitions_held show the parts.
 
@@ -40,6 +41,9 @@ func (g *Gateway) Readiness() error {
 	}
 	if held == 0 {
 		return errors.New("gateway: no partition held")
+	}
+	if !g.soleValid() {
+		return errors.New("gateway: the single instance's leases lapsed; claiming them again")
 	}
 	return nil
 }

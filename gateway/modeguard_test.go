@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,11 +168,23 @@ func TestSoleNameKeptInDataDir(t *testing.T) {
 // server is down longer than its lease life (TTL − Margin) stops
 // deciding when the claim lapses, claims its leases again once NATS is
 // back (its own keys, taken over) and goes on deciding, rather than
-// ending Run; what it holds is its own again.
+// ending Run; what it holds is its own again. A request that fails
+// while it takes in the journal after the claim (NATS still settling)
+// is tried again, not the end of Run either.
 func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t)
 	h.allowErrors = true
+	var retires, failed atomic.Int32
+	h.beforeRun = func(gw *Gateway) {
+		gw.beforeRetire = func() error {
+			if retires.Add(1) == 2 { // the first after the start's
+				failed.Add(1)
+				return errors.New("nats: timeout")
+			}
+			return nil
+		}
+	}
 	storeDir := t.TempDir()
 	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
 	port := h.srv.Addr().(*net.TCPAddr).Port
@@ -200,6 +213,9 @@ func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "leases lapsed") {
 		t.Error("the outage did not make the claim lapse: the fault did not happen")
+	}
+	if failed.Load() != 1 || retires.Load() < 3 {
+		t.Errorf("journal looked at %d times, failed %d; want the failed look after the claim tried again", retires.Load(), failed.Load())
 	}
 	kv, err := h.js.KeyValue(ctx, lease.DefaultBucket)
 	must(t, err)

@@ -403,6 +403,11 @@ func (g *Gateway) checkNewLedger(ctx context.Context, consumers []jetstream.Cons
 // and its loss, synced, before the journal is deleted: a crash between
 // the two does it again at the next start.
 func (g *Gateway) retireJournal(ctx context.Context, consumers []jetstream.Consumer) error {
+	if g.beforeRetire != nil {
+		if err := g.beforeRetire(); err != nil {
+			return err
+		}
+	}
 	st, err := g.js.Stream(ctx, journal.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil

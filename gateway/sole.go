@@ -125,6 +125,7 @@ func (g *Gateway) runSingle(ctx context.Context, consumers []jetstream.Consumer,
 			return fmt.Errorf("gateway: %w", s.Err())
 		}
 		g.log.Warn().Err(s.Err()).Msg("single instance's leases lapsed; every partition stopped until they are claimed again")
+		backoff := 100 * time.Millisecond
 		for {
 			err := g.reclaimSole(ctx, consumers)
 			if err == nil {
@@ -133,11 +134,19 @@ func (g *Gateway) runSingle(ctx context.Context, consumers []jetstream.Consumer,
 			if ctx.Err() != nil {
 				return nil
 			}
-			// Lapsed again while the journal was taken in: claimed
-			// again, unless another instance wrote a lease.
-			if !errors.Is(err, lease.ErrLost) || g.sole.cur.Load().Taken() {
+			// Another instance holds or wrote a lease: it may be deciding.
+			if errors.Is(err, lease.ErrHeld) || g.sole.cur.Load().Taken() {
 				return err
 			}
+			// NATS failing again while the journal was taken in, or the
+			// new claim lapsing meanwhile: tried again.
+			g.log.Error().Err(err).Msg("claiming the leases again did not finish; trying again")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 }

@@ -82,7 +82,7 @@ func ClaimAll(ctx context.Context, js jetstream.JetStream, cfg Config, log zerol
 	for p := range cfg.Partitions {
 		rev, owner, err := s.take(ctx, p)
 		if err != nil {
-			s.release(ctx)
+			s.Release(ctx)
 			return nil, err
 		}
 		if rev == 0 {
@@ -92,7 +92,7 @@ func ClaimAll(ctx context.Context, js jetstream.JetStream, cfg Config, log zerol
 		s.revs[p] = rev
 	}
 	if len(held) > 0 {
-		s.release(ctx)
+		s.Release(ctx)
 		return nil, fmt.Errorf("lease: partitions held in bucket %s (%s; a holder that stopped without releasing them loses them within %s): %w",
 			cfg.Bucket, strings.Join(held, ", "), cfg.TTL, ErrHeld)
 	}
@@ -131,44 +131,47 @@ func openForSole(ctx context.Context, js jetstream.JetStream, cfg Config) (jetst
 
 // take Creates partition p's key, or takes over one this instance's
 // name wrote. It returns the key's new revision, or 0 and the holder's
-// name when another instance holds it.
+// name when another instance holds it. A key that changes while it is
+// taken (its old value expiring, say) is tried again, a few times.
 func (s *Sole) take(ctx context.Context, p int) (uint64, string, error) {
 	key := partitionKey(p)
 	val := value{Owner: s.cfg.Instance, Token: s.token}.encode()
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Renew)
 	defer cancel()
-	rev, err := s.kv.Create(cctx, key, val)
-	if err == nil {
+	for range 3 {
+		rev, err := s.kv.Create(cctx, key, val)
+		if err == nil {
+			return rev, "", nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, "", fmt.Errorf("lease: create %s: %w: %v", key, ErrNATS, err)
+		}
+		e, err := s.kv.Get(cctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // gone between the two requests: free now
+		}
+		if err != nil {
+			return 0, "", fmt.Errorf("lease: get %s: %w: %v", key, ErrNATS, err)
+		}
+		v, ok := decodeValue(e.Value())
+		if !ok || v.Owner != s.cfg.Instance {
+			owner := "an unreadable value"
+			if ok {
+				owner = v.Owner
+			}
+			return 0, owner, nil
+		}
+		rev, err = s.kv.Update(cctx, key, val, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue // changed meanwhile: read it again
+		}
+		if err != nil {
+			return 0, "", fmt.Errorf("lease: take over %s: %w: %v", key, ErrNATS, err)
+		}
+		s.log.Info().Int("partition", p).Msg("lease taken over from an earlier process of this instance")
 		return rev, "", nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, "", fmt.Errorf("lease: create %s: %w: %v", key, ErrNATS, err)
-	}
-	e, err := s.kv.Get(cctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		// Gone between the two requests: the next claim finds it free.
-		return 0, "nobody (released while claimed)", nil
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("lease: get %s: %w: %v", key, ErrNATS, err)
-	}
-	v, ok := decodeValue(e.Value())
-	if !ok || v.Owner != s.cfg.Instance {
-		owner := "an unreadable value"
-		if ok {
-			owner = v.Owner
-		}
-		return 0, owner, nil
-	}
-	rev, err = s.kv.Update(cctx, key, val, e.Revision())
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return 0, "a writer racing this claim", nil
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("lease: take over %s: %w: %v", key, ErrNATS, err)
-	}
-	s.log.Info().Int("partition", p).Msg("lease taken over from an earlier process of this instance")
-	return rev, "", nil
+	return 0, "a writer racing this claim", nil
 }
 
 // Config returns the configuration in use (the bucket's TTL adopted).
@@ -271,30 +274,40 @@ func (s *Sole) Keep(ctx context.Context) {
 
 // renew rewrites every key under its last revision. A key another
 // instance wrote (or that is gone) is ErrLost; a renewal of ours whose
-// answer was lost is recognised by its token and adopted. Each request
-// waits at most Renew, and never past the deadline: a reply lost at a
-// reconnect fails its round, which is tried again, rather than the
-// leases.
+// answer was lost is recognised by its token, and the key is written
+// again in this round under the revision it landed at, so that every
+// key's last write is sent after the round's send time. Each request
+// waits at most Renew/2, and never past the deadline: a reply lost at a
+// reconnect fails its round, which is tried again well before the
+// deadline, rather than the leases.
 func (s *Sole) renew(ctx context.Context, deadline time.Time) error {
 	val := value{Owner: s.cfg.Instance, Token: s.token}.encode()
-	for p, last := range s.revs {
+	for p := range s.revs {
 		key := partitionKey(p)
-		until := time.Now().Add(s.cfg.Renew)
-		if deadline.Before(until) {
-			until = deadline
-		}
-		rctx, cancel := context.WithDeadline(ctx, until)
-		rev, err := s.kv.Update(rctx, key, val, last)
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		for adopted := false; ; {
+			until := time.Now().Add(s.cfg.Renew / 2)
+			if deadline.Before(until) {
+				until = deadline
+			}
+			rctx, cancel := context.WithDeadline(ctx, until)
+			rev, err := s.kv.Update(rctx, key, val, s.revs[p])
+			if err == nil {
+				cancel()
+				s.revs[p] = rev
+				break
+			}
+			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				cancel()
+				return err
+			}
 			e, gerr := s.kv.Get(rctx, key)
 			cancel()
 			switch {
+			case gerr == nil && s.ours(e) && !adopted:
+				// Landed, answer lost: written again under its revision.
+				s.revs[p], adopted = e.Revision(), true
 			case gerr == nil && s.ours(e):
-				// Landed, answer lost: adopt it. The round is tried
-				// again after the retry pause: the deadline moves only
-				// with a round whose every write was answered.
-				s.revs[p] = e.Revision()
-				return fmt.Errorf("lease: renewal of %s landed unanswered; renewing again", key)
+				return fmt.Errorf("lease: renewal of %s keeps missing its revision", key)
 			case gerr == nil:
 				return fmt.Errorf("%w: %s %w", ErrLost, key, errTaken)
 			case errors.Is(gerr, jetstream.ErrKeyNotFound), errors.Is(gerr, jetstream.ErrKeyDeleted):
@@ -303,11 +316,6 @@ func (s *Sole) renew(ctx context.Context, deadline time.Time) error {
 				return gerr
 			}
 		}
-		cancel()
-		if err != nil {
-			return err
-		}
-		s.revs[p] = rev
 	}
 	return nil
 }
