@@ -182,7 +182,9 @@ func (g *Gateway) reclaimSole(ctx context.Context, consumers []jetstream.Consume
 	g.sole.mu.Lock()
 	stop := g.sole.stop
 	g.sole.mu.Unlock()
-	stop() // Keep has returned: the claim was lost
+	// The last claim's renewal ends: it lapsed, or (the journal could
+	// not be taken in after it) the claim made now takes its keys over.
+	stop()
 	backoff := 100 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
