@@ -42,7 +42,7 @@ func (g *Gateway) Readiness() error {
 	if held == 0 {
 		return errors.New("gateway: no partition held")
 	}
-	if !g.soleValid() {
+	if g.sole != nil && (!g.sole.deciding.Load() || !g.soleValid()) {
 		return errors.New("gateway: the single instance's leases lapsed; claiming them again")
 	}
 	return nil

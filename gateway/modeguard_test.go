@@ -226,3 +226,57 @@ func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestSingleInstanceEndsWhenReclaimKeepsFailing: a re-claim whose
+// journal take-in keeps failing (the ledger cannot be written) is not
+// tried forever while the instance holds every lease and decides
+// nothing: /readyz says not ready meanwhile, and Run ends with the error
+// after reclaimPatience, so that what supervises the process restarts
+// it.
+func TestSingleInstanceEndsWhenReclaimKeepsFailing(t *testing.T) {
+	defer func(p time.Duration) { reclaimPatience = p }(reclaimPatience)
+	reclaimPatience = 3 * time.Second
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true
+	var retires atomic.Int32
+	h.beforeRun = func(gw *Gateway) {
+		gw.beforeRetire = func() error {
+			if retires.Add(1) > 1 {
+				return errors.New("ledger: disk full")
+			}
+			return nil
+		}
+	}
+	storeDir := t.TempDir()
+	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
+	port := h.srv.Addr().(*net.TCPAddr).Port
+	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	var err error
+	h.js, err = jetstream.New(h.nc)
+	must(t, err)
+	_, err = lease.EnsureBucket(ctx, h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
+	must(t, err)
+	h.start()
+	<-h.gw.Ready()
+	h.wantAllowed(h.send(h.body(nil)), "a message before the outage")
+	h.srv.Shutdown()
+	h.srv.WaitForShutdown()
+	time.Sleep(4 * time.Second)
+	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+
+	waitFor(t, func() bool { return retires.Load() >= 3 })
+	if err := h.gw.Readiness(); err == nil {
+		t.Error("ready while the re-claim keeps failing and nothing is decided")
+	}
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("Run = %v; want the take-in's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not end while the re-claim kept failing")
+	}
+	must(t, h.gw.Close())
+	h.gw = nil
+}

@@ -30,6 +30,11 @@ type soleHold struct {
 
 	mu   sync.Mutex
 	stop func() // ends the renewal of cur and waits for it
+
+	// deciding is true while the partitions run under a claim
+	// (singleTenure): not while a lapsed claim is claimed again and the
+	// journal taken in. Readiness reads it.
+	deciding atomic.Bool
 }
 
 // claimSole takes every partition's lease for this single instance
@@ -125,7 +130,7 @@ func (g *Gateway) runSingle(ctx context.Context, consumers []jetstream.Consumer,
 			return fmt.Errorf("gateway: %w", s.Err())
 		}
 		g.log.Warn().Err(s.Err()).Msg("single instance's leases lapsed; every partition stopped until they are claimed again")
-		backoff := 100 * time.Millisecond
+		backoff, since := 100*time.Millisecond, time.Now()
 		for {
 			err := g.reclaimSole(ctx, consumers)
 			if err == nil {
@@ -139,7 +144,13 @@ func (g *Gateway) runSingle(ctx context.Context, consumers []jetstream.Consumer,
 				return err
 			}
 			// NATS failing again while the journal was taken in, or the
-			// new claim lapsing meanwhile: tried again.
+			// new claim lapsing meanwhile, is tried again; a failure that
+			// lasts (the ledger cannot be written) ends Run, so that the
+			// instance neither holds the leases deciding nothing nor
+			// looks alive to what would restart it.
+			if time.Since(since) > reclaimPatience {
+				return fmt.Errorf("gateway: claiming the leases again failed for %s: %w", reclaimPatience, err)
+			}
 			g.log.Error().Err(err).Msg("claiming the leases again did not finish; trying again")
 			select {
 			case <-ctx.Done():
@@ -151,9 +162,15 @@ func (g *Gateway) runSingle(ctx context.Context, consumers []jetstream.Consumer,
 	}
 }
 
+// reclaimPatience is how long a re-claim that keeps failing is tried
+// (a variable for the tests).
+var reclaimPatience = time.Minute
+
 // singleTenure decides every partition under claim s until ctx ends or
 // s is lost.
 func (g *Gateway) singleTenure(ctx context.Context, s *lease.Sole, consumers []jetstream.Consumer, tenants [][]tenantConsumer) error {
+	g.sole.deciding.Store(true)
+	defer g.sole.deciding.Store(false)
 	eg, ctx := errgroup.WithContext(ctx)
 	abandon, drop := context.WithCancel(context.Background())
 	defer drop()
