@@ -173,8 +173,7 @@ func TestSoleNameKeptInDataDir(t *testing.T) {
 // is tried again, not the end of Run either.
 func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
 	ctx := context.Background()
-	h := newHarness(t)
-	h.allowErrors = true
+	h, outage := outageHarness(t)
 	var retires, failed atomic.Int32
 	h.beforeRun = func(gw *Gateway) {
 		gw.beforeRetire = func() error {
@@ -185,24 +184,10 @@ func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
 			return nil
 		}
 	}
-	storeDir := t.TempDir()
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
-	port := h.srv.Addr().(*net.TCPAddr).Port
-	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	var err error
-	h.js, err = jetstream.New(h.nc)
-	must(t, err)
-	// The deployment's bucket with a short TTL, which the instance adopts.
-	_, err = lease.EnsureBucket(ctx, h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
-	must(t, err)
 	h.start()
 	<-h.gw.Ready()
 	h.wantAllowed(h.send(h.body(nil)), "a message before the outage")
-
-	h.srv.Shutdown()
-	h.srv.WaitForShutdown()
-	time.Sleep(4 * time.Second) // past the lease life and the TTL
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+	outage()
 
 	h.wantAllowed(h.send(h.body(nil)), "a message after the outage")
 	select {
@@ -236,9 +221,7 @@ func TestSingleInstanceRidesOutNATSOutage(t *testing.T) {
 func TestSingleInstanceEndsWhenReclaimKeepsFailing(t *testing.T) {
 	defer func(p time.Duration) { reclaimPatience = p }(reclaimPatience)
 	reclaimPatience = 3 * time.Second
-	ctx := context.Background()
-	h := newHarness(t)
-	h.allowErrors = true
+	h, outage := outageHarness(t)
 	var retires atomic.Int32
 	h.beforeRun = func(gw *Gateway) {
 		gw.beforeRetire = func() error {
@@ -248,22 +231,10 @@ func TestSingleInstanceEndsWhenReclaimKeepsFailing(t *testing.T) {
 			return nil
 		}
 	}
-	storeDir := t.TempDir()
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
-	port := h.srv.Addr().(*net.TCPAddr).Port
-	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	var err error
-	h.js, err = jetstream.New(h.nc)
-	must(t, err)
-	_, err = lease.EnsureBucket(ctx, h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
-	must(t, err)
 	h.start()
 	<-h.gw.Ready()
 	h.wantAllowed(h.send(h.body(nil)), "a message before the outage")
-	h.srv.Shutdown()
-	h.srv.WaitForShutdown()
-	time.Sleep(4 * time.Second)
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+	outage()
 
 	waitFor(t, func() bool { return retires.Load() >= 3 })
 	if err := h.gw.Readiness(); err == nil {
@@ -279,4 +250,28 @@ func TestSingleInstanceEndsWhenReclaimKeepsFailing(t *testing.T) {
 	}
 	must(t, h.gw.Close())
 	h.gw = nil
+}
+
+// outageHarness is a harness whose NATS server keeps its store on disk,
+// with a lease bucket of a 2 s TTL, which a single instance adopts.
+// outage stops the server for longer than that (the claim lapses and its
+// keys expire) and starts it again on its port.
+func outageHarness(t *testing.T) (h *harness, outage func()) {
+	h = newHarness(t)
+	h.allowErrors = true
+	storeDir := t.TempDir()
+	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
+	port := h.srv.Addr().(*net.TCPAddr).Port
+	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	var err error
+	h.js, err = jetstream.New(h.nc)
+	must(t, err)
+	_, err = lease.EnsureBucket(context.Background(), h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
+	must(t, err)
+	return h, func() {
+		h.srv.Shutdown()
+		h.srv.WaitForShutdown()
+		time.Sleep(4 * time.Second)
+		h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+	}
 }
