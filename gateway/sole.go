@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/store/lease"
 )
 
@@ -250,47 +250,10 @@ func soleName(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("gateway: data directory: %w", err)
 	}
-	if err := writeNew(path, []byte(name+"\n")); err != nil {
+	if err := identity.WritePrivateFile(path, []byte(name+"\n")); err != nil {
 		return "", fmt.Errorf("gateway: instance name: %w", err)
 	}
 	return name, nil
-}
-
-// writeNew writes a new file whole or not at all: a temporary file,
-// synced, renamed into place, and the directory synced.
-func writeNew(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // gone after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if runtime.GOOS == "windows" { // a directory cannot be synced there
-		return nil
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 var soleNameRE = regexp.MustCompile(`^single-[0-9a-f]{32}$`)

@@ -143,19 +143,28 @@ func ReadCreds(path string) (Token, nkeys.KeyPair, error) {
 }
 
 // WriteCreds writes the .creds file for t and seed to path with mode
-// 0600, atomically: a temporary file in the same directory is written,
-// synced and renamed over path, so a reader never sees half a file and an
-// existing file of looser mode is replaced, not reused. The directory is
-// then synced (syncDir), so that the rename survives a power loss.
-func WriteCreds(path string, t Token, seed Seed) (err error) {
+// 0600, atomically (WritePrivateFile).
+func WriteCreds(path string, t Token, seed Seed) error {
 	data, err := FormatCreds(t, seed)
 	if err != nil {
 		return err
 	}
 	defer clear(data)
+	if err := WritePrivateFile(path, data); err != nil {
+		return fmt.Errorf("%w: %w", ErrCreds, err)
+	}
+	return nil
+}
+
+// WritePrivateFile writes data to path with mode 0600, atomically: a
+// temporary file in the same directory is written, synced and renamed
+// over path, so a reader never sees half a file and an existing file of
+// looser mode is replaced, not reused. The directory is then synced
+// (syncDir), so that the rename survives a power loss.
+func WritePrivateFile(path string, data []byte) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("%w: write: %w", ErrCreds, err)
+		return fmt.Errorf("write: %w", err)
 	}
 	renamed := false
 	defer func() {
@@ -165,23 +174,23 @@ func WriteCreds(path string, t Token, seed Seed) (err error) {
 		}
 	}()
 	if err = f.Chmod(0o600); err != nil {
-		return fmt.Errorf("%w: chmod: %w", ErrCreds, err)
+		return fmt.Errorf("chmod: %w", err)
 	}
 	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("%w: write: %w", ErrCreds, err)
+		return fmt.Errorf("write: %w", err)
 	}
 	if err = f.Sync(); err != nil {
-		return fmt.Errorf("%w: sync: %w", ErrCreds, err)
+		return fmt.Errorf("sync: %w", err)
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("%w: close: %w", ErrCreds, err)
+		return fmt.Errorf("close: %w", err)
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("%w: rename: %w", ErrCreds, err)
+		return fmt.Errorf("rename: %w", err)
 	}
 	renamed = true
 	if err = syncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("%w: written, but its directory could not be synced: a power loss may undo the write: %w", ErrCreds, err)
+		return fmt.Errorf("written, but its directory could not be synced: a power loss may undo the write: %w", err)
 	}
 	return nil
 }
