@@ -118,10 +118,13 @@ type ConsumerConfig struct {
 	HandBackUnknownKeys bool
 	// Concurrency is how many deliveries Consume hands to the handler at
 	// once, each on its own goroutine and settled when its handler
-	// returns. Zero or one: one at a time, in stream order. Above one,
-	// deliveries are still verified and claimed one at a time in the
-	// order they arrive, and at most twice Concurrency are buffered ahead
-	// of the handlers, but handler calls overlap and finish in any
+	// returns. Zero or one: one at a time, in stream order, with at
+	// most two deliveries buffered. Above one, deliveries are still
+	// verified and claimed one at a time in the order they arrive, and at
+	// most twice Concurrency are buffered ahead of the handlers (a
+	// buffered delivery gets no in-progress word until its turn, so a
+	// deeper buffer would let AckWait pass for it behind slow handlers
+	// and hand it to another instance), but handler calls overlap and finish in any
 	// order, and a redelivery (after AckWait) can overlap the handling
 	// of the delivery it repeats. At most MaxConcurrency; negative is
 	// invalid.
@@ -361,7 +364,11 @@ func (c *Consumer) Consume(ctx context.Context, handler func(context.Context, *D
 		cc.FilterSubject, cc.FilterSubjects = filters[0], nil
 	}
 	if c.cfg.Concurrency <= 1 {
-		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 0, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
+		// Two buffered, as twice Concurrency below: a delivery waiting
+		// behind a slow handler gets no in-progress word, and nats.go's
+		// default of 500 let AckWait pass for most of them, handing
+		// them to another instance of the durable to be handled again.
+		return consume(ctx, c.js, c.cfg.Stream, cc, c.cfg.Bind, 2, func(ctx context.Context, m jetstream.Msg, _ <-chan struct{}) {
 			if ctx.Err() != nil {
 				return // left unacknowledged: not handed to a handler whose context is done
 			}

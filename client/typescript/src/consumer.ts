@@ -21,8 +21,15 @@ export { DEFAULT_MAX_TOKENS };
 /** MAX_CONCURRENCY bounds ConsumerConfig.concurrency. */
 export const MAX_CONCURRENCY = 1024;
 
-/** PULL_BUFFER is how many messages a pull request asks for; consume asks for at least its concurrency. */
-const PULL_BUFFER = 16;
+/**
+ * PULL_BUFFER is how many deliveries deliveries() keeps buffered ahead of
+ * its loop; consume keeps twice its concurrency. A buffered delivery gets
+ * no in-progress word until its turn, so a deeper buffer would let
+ * AckWait pass for it behind a slow handler and hand it to another
+ * instance of the durable, to be handled again (the Go SDK's Consume
+ * buffers as many).
+ */
+const PULL_BUFFER = 2;
 
 /**
  * CLOCK_BEHIND_MARGIN_MS is how far ahead of the consumer's clock a
@@ -507,7 +514,7 @@ export class Consumer {
       d.ack();
     };
     try {
-      for await (const d of this.#verified(opts.signal, Math.max(PULL_BUFFER, slots))) {
+      for await (const d of this.#verified(opts.signal, 2 * slots)) {
         if (opts.signal?.aborted || failed !== undefined) {
           // Left unacknowledged: it comes back after AckWait, and is
           // handed over then (verified records it as not handled).

@@ -222,3 +222,29 @@ test("Consumer: concurrency is an integer in [0, MAX_CONCURRENCY]", () => {
     new Consumer(nats.js, config(v === undefined ? {} : { concurrency: v }));
   }
 });
+
+test("consume: one at a time, at most two deliveries are pending acknowledgement while the handler runs", { timeout: 60_000 }, async (t) => {
+  // A buffered delivery gets no in-progress word until its turn: a deep
+  // buffer behind a slow handler lets AckWait pass for it and hands it
+  // to another instance of the durable, to be handled again. The Go
+  // SDK's TestConsumeOneAtATimeBuffersTwo.
+  const n = 20;
+  await capStream(n);
+  let handled = 0;
+  let top = 0;
+  const ctl = new AbortController();
+  t.after(() => ctl.abort());
+  const c = new Consumer(nats.js, config({ durable: "sequential" }));
+  const serving = c.consume(
+    async () => {
+      await sleep(100); // the client's pulls settle
+      const s = await state("sequential");
+      top = Math.max(top, s?.ackPending ?? 0);
+      if (++handled === n) ctl.abort();
+    },
+    { signal: ctl.signal },
+  );
+  await Promise.race([serving, bound(30_000).then(() => assert.fail("the handler never finished"))]);
+  assert.equal(handled, n);
+  assert.ok(top <= 2, `up to ${top} deliveries pending acknowledgement while one handler ran; want at most 2`);
+});
