@@ -292,3 +292,42 @@ func TestForgedReplayAuthorizationRefused(t *testing.T) {
 		t.Fatalf("forged replay authorization: %s (%q: %s); want replay_refused, invalid replay authorization", out.Subject, got, detail)
 	}
 }
+
+// TestReplayOfEarlyDenialUsedUp: a message first denied before the
+// ledger gate (its agent revoked) has no ledger entry, yet its
+// re-submission is the one replay all the same. Denied again (by
+// policy), that re-submission's own record must not give the message a
+// second pass once the policy allows it.
+func TestReplayOfEarlyDenialUsedUp(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ReloadInterval = 50 * time.Millisecond
+	h.start()
+	ctx := context.Background()
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+h.agent.pub+"]\n")
+	must(t, h.gw.Reload())
+	early := h.send(h.forbiddenBody())
+	h.wantReason(early, reason.Revoked)
+	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: []\n")
+	must(t, h.gw.Reload())
+	ops := h.operator(operator.Scope)
+	res, err := ops.Replay(ctx, h.deniedSeq(early), false)
+	must(t, err)
+	h.wantReason(res.IngressSeq, reason.PolicyDenied)
+	h.allowOps(t)
+	second := h.deniedSeq(res.IngressSeq)
+	dry, err := ops.Replay(ctx, second, true)
+	must(t, err)
+	if dry.Route != "deny" || dry.Reason != string(reason.ReplayRefused) {
+		t.Errorf("dry run of the re-submission's record predicted %s %s; want deny replay_refused", dry.Route, dry.Reason)
+	}
+	again, err := ops.Replay(ctx, second, false)
+	if err == nil {
+		out := h.outputFor(again.IngressSeq)
+		if got := reason.Code(out.Header.Get(header.Reason)); got != reason.ReplayRefused {
+			t.Errorf("the re-submission's own record replayed: went to %s (%q); want replay_refused", out.Subject, got)
+		}
+	} else if !strings.Contains(err.Error(), string(reason.ReplayRefused)) {
+		t.Errorf("second replay: %v; want replay_refused", err)
+	}
+	h.stop()
+}

@@ -472,12 +472,16 @@ func (g *Gateway) ledgerGate(b *ledgerBatch, cat *catalog.Catalog, it *item, now
 	if !seen && !again && g.unknowable(b, it, now) {
 		return nil
 	}
-	if it.replayBy != "" && (seen || again) {
+	if it.replayBy != "" {
 		// The marker must outlast every fresh copy of the message. It
-		// is journaled after the message's replay entry (finish), so a
-		// marker in the journal always has the entry saying whose it is:
-		// one set by this message's first decision comes with its entry,
-		// and this is again.
+		// is set by the first re-submission to reach this gate, whether
+		// or not the ledger knows the message: one first denied before
+		// this gate (a revoked agent, say) has no entry, and its
+		// re-submission is its one replay all the same. It is journaled
+		// after the message's replay entry (finish), so a marker in the
+		// journal always has the entry saying whose it is: one set by
+		// this message's first decision comes with its entry, and this
+		// is again.
 		first, err := b.setReplayMarker(it, g.fresh.LastFresh(it.env.ExpiresAt))
 		if err != nil {
 			return err
