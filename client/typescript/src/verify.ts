@@ -188,7 +188,9 @@ export function verifyDelivery(subject: string, headers: HeaderSource | undefine
 
 function verify(subject: string, headers: HeaderSource | undefined, data: Uint8Array, opt: VerifyOptions): Delivery {
   const { tenant, target } = parseCapability(subject);
-  if (tenant !== opt.tenant || !opt.targets.includes(target)) {
+  // Array.isArray: from untyped JavaScript, a string's includes would
+  // match any substring of it.
+  if (tenant !== opt.tenant || !Array.isArray(opt.targets) || !opt.targets.includes(target)) {
     throw new VerificationError("invalid_subject", `subject ${subject.slice(0, 128)} is not one this consumer serves`);
   }
   const now = opt.now ?? new Date();

@@ -326,3 +326,16 @@ test("verifyDelivery: unknownKey marks exactly the refusals for want of a config
   assert.equal(new VerificationError("seal_broken", "x").unknownKey, false);
   assert.equal(new VerificationError("seal_broken", "x", { unknownKey: true }).unknownKey, true);
 });
+
+test("verifyDelivery: targets given as a string by untyped JavaScript match no target, not its substrings", () => {
+  // "refunds.draft_refund" as a string includes "draft_refund" and
+  // "refunds": a delivery the gateway authorized for either must not
+  // verify for a consumer that serves only refunds.draft_refund.
+  const w = newWorld();
+  const a = newActor();
+  for (const target of ["draft_refund", "refunds", TARGET]) {
+    const m = forward({ w, a, target, plain: bytes(`{"order":"A-1"}`) });
+    const o = { tenant: TENANT, targets: TARGET as unknown as readonly string[], trustedGateways: [w.gwKey], now: CLOCK } as VerifyOptions;
+    refusal(`target ${target}`, m, o, "invalid_subject");
+  }
+});
