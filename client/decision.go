@@ -154,7 +154,7 @@ func (a *Agent) noticeOf(m *nats.Msg, messageID string, opt WaitOptions) *Decisi
 }
 
 // verifyNotice checks a notice document — a trusted gateway's token,
-// addressed to this agent, route notice, bound to the notice's bytes and
+// addressed to this agent of its tenant, route notice, bound to the notice's bytes and
 // naming the notice's envelope — and decodes the notice. Data that is
 // not a notice document carries no token: decision_token_missing.
 func (a *Agent) verifyNotice(m *nats.Msg, opt WaitOptions) (*Decision, error) {
@@ -166,8 +166,8 @@ func (a *Agent) verifyNotice(m *nats.Msg, opt WaitOptions) (*Decision, error) {
 	if err != nil {
 		return nil, err
 	}
-	if claims.Route != decision.RouteNotice || claims.Subject != a.pub || claims.PayloadDigest != decision.Digest(data) {
-		return nil, reason.Deny(reason.DecisionBinding, "notice token does not bind these bytes to this agent")
+	if claims.Route != decision.RouteNotice || claims.Subject != a.pub || claims.Tenant != a.tenant || claims.PayloadDigest != decision.Digest(data) {
+		return nil, reason.Deny(reason.DecisionBinding, "notice token does not bind these bytes to this agent of its tenant")
 	}
 	n, err := notice.Parse(data)
 	if err != nil {

@@ -149,6 +149,12 @@ func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessag
 	uc := w.noticeClaims(specs[0], data[0])
 	uc.name += "-untrusted"
 	untrusted := w.batch("untrusted-notice", "untrusted-gateway", []wvClaimSpec{uc}).Tokens[0].Token
+	// The first notice's claims naming another tenant, signed by the
+	// trusted key: the agent's key in another tenant is not this agent.
+	oc := w.noticeClaims(specs[0], data[0])
+	oc.name += "-other-tenant"
+	oc.claim.Tenant = "tenant_b"
+	otherTenant := w.batch("other-tenant-notice", "gateway-signing", []wvClaimSpec{oc}).Tokens[0].Token
 	edited := strings.Replace(first.Message.Body, `"target":"refunds.draft_refund"`, `"target":"payments.send"`, 1)
 	unknown := strings.Replace(first.Message.Body, `{"v":1,`, `{"v":1,"note":"x",`, 1)
 	f.Rejects = []wvNoticeReject{
@@ -158,6 +164,7 @@ func (w *wvWorld) noticeFile(specs []wvNoticeSpec, data [][]byte, reply wvMessag
 		// The reply of response.json's token around the first notice: its route is reply.
 		{"reply_token", first.To, withBody(doc(reply.header(header.Decision), data[0])), string(reason.DecisionBinding)},
 		{"notice_to_another_agent", first.To, f.Notices[3].Message, string(reason.DecisionAudience)},
+		{"notice_of_another_tenant", first.To, withBody(doc(otherTenant, data[0])), string(reason.DecisionBinding)},
 		// The notice alone, its token in an Agentgw-Decision header: not a document.
 		{"notice_without_document", first.To, wvMessage{Subject: first.Message.Subject, Body: string(data[0]),
 			Headers: append(slices.Clone(first.Message.Headers), wvHeader{header.Decision, w.tokens[specs[0].name]})}, string(reason.DecisionMissing)},

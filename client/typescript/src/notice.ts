@@ -279,10 +279,12 @@ export function formatNoticeDoc(decision: string, notice: Uint8Array): Uint8Arra
   return concat(utf8(`{"v":1,"decision":"${decision}","notice":`), notice, utf8("}"));
 }
 
-/** What verifyNotice needs of an agent: its key and its clock. */
+/** What verifyNotice needs of an agent: its key, its tenant and its clock. */
 export interface NoticeReceiver {
   /** The agent's public user key: the notice token's subject and audience. */
   readonly publicKey: string;
+  /** The agent's tenant (its credential's): the notice token's tenant. */
+  readonly tenant: string;
   now(): Date;
 }
 
@@ -312,8 +314,8 @@ export function verifyNotice(agent: NoticeReceiver, m: { data: Uint8Array; heade
     now: agent.now(),
     skewMs: waitSkewMs(opt.skewMs),
   });
-  if (claims.route !== ROUTE_NOTICE || claims.subject !== agent.publicKey || claims.payloadDigest !== digestHex(doc.notice)) {
-    throw new VerificationError("decision_token_binding", "notice token does not bind these bytes to this agent");
+  if (claims.route !== ROUTE_NOTICE || claims.subject !== agent.publicKey || claims.tenant !== agent.tenant || claims.payloadDigest !== digestHex(doc.notice)) {
+    throw new VerificationError("decision_token_binding", "notice token does not bind these bytes to this agent of its tenant");
   }
   const n = parseNotice(doc.notice);
   if (n.messageId !== claims.messageId) {

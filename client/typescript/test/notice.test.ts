@@ -155,7 +155,7 @@ test("parseNoticeDoc: reads the token and the notice's exact bytes, strictly", (
 test("verifyNotice: a notice from a trusted gateway for this agent verifies; each failure has its reason, in the Go SDK's order", () => {
   const a = createUser().getPublicKey();
   const other = createUser().getPublicKey();
-  const me = { publicKey: a, now: () => new Date() };
+  const me = { publicKey: a, tenant: TENANT, now: () => new Date() };
   const opt = { trustedGateways: [gw.getPublicKey()] };
   const good = notice(a, ID, allow);
   const d = verifyNotice(me, good, opt);
@@ -357,7 +357,7 @@ test("replies() and decisions() tell a notice from a reply on the same subject",
 
 test("Decision prints its notice only", () => {
   const a = createUser().getPublicKey();
-  const d = verifyNotice({ publicKey: a, now: () => new Date() }, notice(a, ID, allow), { trustedGateways: [gw.getPublicKey()] });
+  const d = verifyNotice({ publicKey: a, tenant: TENANT, now: () => new Date() }, notice(a, ID, allow), { trustedGateways: [gw.getPublicKey()] });
   assert.equal(String(d), `Decision{"message_id":"${ID}","route":"allow","target":"refunds.draft_refund"}`);
   assert.equal(JSON.stringify(d), JSON.stringify(allow));
 });

@@ -682,7 +682,9 @@ function noticeVectors(): void {
   for (const b of readJSON("wire", "decision.json").batches) {
     for (const t of b.tokens) tokens.set(t.name, t.token);
   }
-  const receiver = (label: string) => ({ publicKey: labelKey(label), now: () => new Date(f.verify_at_unix * 1000) });
+  // The agents of the scenario are of the tenant of the notices' reply subjects.
+  const tenant = f.notices[0].message.subject.split(".")[2];
+  const receiver = (label: string) => ({ publicKey: labelKey(label), tenant, now: () => new Date(f.verify_at_unix * 1000) });
   const opt = { trustedGateways: f.trusted_gateways, skewMs: f.skew_seconds * 1000 };
   const dataOf = (m: any): Uint8Array => (m.data_hex ? Buffer.from(m.data_hex, "hex") : bytes(m.body));
   test("wire/notice.json: every notice verifies for its agent and reports on its envelope", () => {
