@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 )
@@ -16,11 +15,7 @@ import (
 func TestConsumeOneAtATimeBuffersTwo(t *testing.T) {
 	const n = 20
 	w := newWorld(t)
-	w.capStream()
-	a := w.newActor(testTenant)
-	for i := range n {
-		w.publish(forward{w: w, a: a, target: testTarget, plain: fmt.Appendf(nil, `{"i":%d}`, i)}.msg())
-	}
+	w.capDeliveries(n)
 	cfg := DefaultConsumerConfig()
 	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
 	cfg.Durable = "refunds"

@@ -22,6 +22,17 @@ func (w *world) capStream() {
 	w.stream(jetstream.StreamConfig{Name: StreamCapability, Subjects: []string{"agentgw.cap.>"}, Storage: jetstream.FileStorage})
 }
 
+// capDeliveries creates the capability stream and publishes n genuine
+// deliveries of the test target, payloads {"i":0} to {"i":n-1}.
+func (w *world) capDeliveries(n int) {
+	w.t.Helper()
+	w.capStream()
+	a := w.newActor(testTenant)
+	for i := range n {
+		w.publish(forward{w: w, a: a, target: testTarget, plain: fmt.Appendf(nil, `{"i":%d}`, i)}.msg())
+	}
+}
+
 func (w *world) publish(m *nats.Msg) {
 	w.t.Helper()
 	if _, err := w.js.PublishMsg(context.Background(), m); err != nil {
@@ -252,11 +263,7 @@ func TestConsumerBindsToAdministeredDurable(t *testing.T) {
 func TestConsumeHandsOverConcurrently(t *testing.T) {
 	const n, concurrency = 10, 4
 	w := newWorld(t)
-	w.capStream()
-	a := w.newActor(testTenant)
-	for i := range n {
-		w.publish(forward{w: w, a: a, target: testTarget, plain: fmt.Appendf(nil, `{"i":%d}`, i)}.msg())
-	}
+	w.capDeliveries(n)
 	cfg := DefaultConsumerConfig()
 	cfg.Tenant, cfg.Targets, cfg.TrustedGateways = testTenant, []string{testTarget}, []string{w.gwSign.PublicKey()}
 	cfg.Durable, cfg.Concurrency = "refunds", concurrency
@@ -309,11 +316,7 @@ func TestConsumeHandsOverConcurrently(t *testing.T) {
 func TestConsumeClaimsOneAtATime(t *testing.T) {
 	const n = 8
 	w := newWorld(t)
-	w.capStream()
-	a := w.newActor(testTenant)
-	for i := range n {
-		w.publish(forward{w: w, a: a, target: testTarget, plain: fmt.Appendf(nil, `{"i":%d}`, i)}.msg())
-	}
+	w.capDeliveries(n)
 	var claiming, overlaps atomic.Int32
 	clock := func() time.Time {
 		if claiming.Add(1) > 1 {
