@@ -25,6 +25,22 @@ func (g *Gateway) retireUndelivered(b *ledgerBatch, it *item, env *envelope.Body
 	return err
 }
 
+// fateUnknown reports whether it, decided again scaled out, may have
+// been decided and its outputs published before, with its records since
+// aged out of the journal the partition's ledger was rebuilt from
+// (unknownFate). A message without its stream metadata counts as
+// unknown.
+func fateUnknown(b *ledgerBatch, it *item) bool {
+	if b.journalFrom.IsZero() {
+		return false
+	}
+	if it.msg == nil {
+		return true
+	}
+	md, err := it.msg.Metadata()
+	return err != nil || unknownFate(md.Timestamp, b.journalFrom)
+}
+
 // finish builds the denial output and the audit event and stages the
 // ledger entries; recordOutcomes then adds the audit outputs and stages
 // the outcomes.
@@ -74,7 +90,20 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 				return err
 			}
 		}
-		if env.Capability == envelope.Approve && it.heldItem == nil {
+		// What the first decision took (a hold, a request's one answer)
+		// is given back below only when that decision certainly was not
+		// published: when the ledger, rebuilt from the journal, cannot
+		// know (the message was stored before what the journal still
+		// holds), it may have been published and its records aged out,
+		// and giving back would let the request be released, or
+		// answered, a second time.
+		unknown := fateUnknown(b, it)
+		if unknown && (env.Capability == envelope.Approve && it.heldItem == nil ||
+			env.Capability == envelope.Respond && it.route != store.RouteAllow) {
+			g.log.Warn().Uint64("ingress_seq", it.seq).Str("capability", string(env.Capability)).Time("journal_from", b.journalFrom).
+				Msg("an answer decided again after its journal records aged out keeps what its first decision took: it may have been published")
+		}
+		if env.Capability == envelope.Approve && it.heldItem == nil && !unknown {
 			// An answer refused this time may have taken its hold the
 			// first time: give it back, or the held request never ends.
 			// Given back, it is swept: a revocation's sweep since skipped
@@ -90,7 +119,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		if err := g.retireUndelivered(b, it, env); err != nil {
 			return err
 		}
-		if env.Capability == envelope.Respond && it.route != store.RouteAllow {
+		if env.Capability == envelope.Respond && it.route != store.RouteAllow && !unknown {
 			// Likewise a response refused this time may have used up its
 			// request's one answer the first time: give it back, or the
 			// request can no longer be answered.

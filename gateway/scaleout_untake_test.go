@@ -1,0 +1,193 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/header"
+	"github.com/agentgw/agentgw/store/journal"
+	"github.com/agentgw/agentgw/subjects/reason"
+)
+
+// TestRedecidedGrantKeepsTakeOfUnknownFate: a grant takes a hold and
+// releases the held request (the release is stored), but is not
+// acknowledged (a hook here; a kill between its PubAcks and its ack and a
+// partition left without an owner, or a full output stream, for longer
+// than the journal's retention). Its journal records age out (a purge
+// here, as in TestScaleOutRecoveryAfterJournalLoss) and its partition
+// changes owner, which decides the grant again (message_expired by then).
+// The new owner cannot know whether the first decision was published, so
+// it must not give the take back: given back, the request was released a
+// second time by the next grant (a target approval_ttl longer than the
+// journal's retention), or ended a second time by the expiry scan (the
+// defaults).
+func TestRedecidedGrantKeepsTakeOfUnknownFate(t *testing.T) {
+	t.Run("target-approval-ttl-2h", func(t *testing.T) { redecidedGrantKeepsTake(t, true) })
+	t.Run("defaults", func(t *testing.T) { redecidedGrantKeepsTake(t, false) })
+}
+
+func redecidedGrantKeepsTake(t *testing.T, longTTL bool) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	h.cfg.Consumer.AckWait = time.Hour // the grant comes back only by recovery
+	// limits.approval_ttl keeps its default (15m); the target's own
+	// approval_ttl, which the catalog allows up to 366 days, is longer
+	// than the journal's retention (journalWindow counts only the
+	// global one).
+	if longTTL {
+		cat, err := os.ReadFile(h.cfg.Catalog)
+		must(t, err)
+		withTTL := strings.Replace(string(cat), "    approver_visible: [amount_cents]\n", "    approver_visible: [amount_cents]\n    approval_ttl: 2h\n", 1)
+		if withTTL == string(cat) {
+			t.Fatal("test catalog: payments.send not found")
+		}
+		must(t, os.WriteFile(h.cfg.Catalog, []byte(withTTL), 0o600))
+	}
+	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
+	var failNext atomic.Bool
+	a := h.startInstance("a", func(in *instance) {
+		in.gw.beforeAck = func() error {
+			if failNext.CompareAndSwap(true, false) {
+				return errors.New("test: the grant's batch is never acknowledged")
+			}
+			return nil
+		}
+	})
+	waitFor(t, func() bool { return a.held() == 1 })
+
+	heldSeq := h.send(h.heldRequest())
+	var req approval.Request
+	must(t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
+
+	failNext.Store(true)
+	grantSeq := h.grant(req)
+	if out := h.outputFor(grantSeq); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("first grant: %s %q; want the release", out.Subject, out.Header.Get(header.Reason))
+	}
+	cons, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 1 && info.Delivered.Stream == grantSeq
+	})
+	a.stop(t)
+
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	must(t, js.Purge(ctx)) // what journal_max_age does to the grant's records
+	h.clock.Advance(20 * time.Minute)
+
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 1 })
+	d := h.waitIn(StreamDenied, grantSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	t.Logf("grant decided again: %s %q", d.Subject, d.Header.Get(header.Reason))
+	kv, err := h.js.KeyValue(ctx, HoldsBucket)
+	must(t, err)
+	if !longTTL {
+		// The hold given back is past its deadline: the expiry scan ends
+		// the request, which the first grant released, a second time.
+		time.Sleep(time.Second)
+		rel, exp := h.fates(req.HeldMessageID)
+		if rel != 1 || exp != 0 {
+			t.Errorf("held request released %d times, expired %d times; want released once, never expired", rel, exp)
+		}
+		b.stop(t)
+		return
+	}
+	e, err := kv.Get(ctx, holdKey(holdID("tenant_a", req.HeldMessageID)))
+	must(t, err)
+	var kh kvHold
+	must(t, json.Unmarshal(e.Value(), &kh))
+	if kh.State != kvTaken || kh.TakenBy != grantSeq {
+		t.Errorf("hold after the grant was decided again: %s by %d; want still taken by the grant (%d)", kh.State, kh.TakenBy, grantSeq)
+	}
+	second := h.grant(req)
+	out := h.outputFor(second)
+	rel, exp := h.fates(req.HeldMessageID)
+	if rel != 1 || exp != 0 {
+		t.Errorf("held request released %d times, expired %d times (second grant: %s %q); want released once, the second grant refused",
+			rel, exp, out.Subject, out.Header.Get(header.Reason))
+	}
+	b.stop(t)
+}
+
+// TestRedecidedResponseKeepsAnswerOfUnknownFate: a response uses up its
+// request's one answer and its reply is stored, but it is not
+// acknowledged; its journal records age out and its partition changes
+// owner, which decides it again and refuses it (the responder's
+// credential has expired meanwhile). Not knowing whether the reply was
+// published, the new owner must not give the answer back: given back, a
+// second response reached the requester too.
+func TestRedecidedResponseKeepsAnswerOfUnknownFate(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	h.cfg.Consumer.AckWait = time.Hour // the response comes back only by recovery
+	// An answer window long enough for the second response to be issued
+	// after what the purge below makes the new owner refuse
+	// (ledger_incomplete, a minute past the purge, by the server's clock).
+	cat, err := os.ReadFile(h.cfg.Catalog)
+	must(t, err)
+	longer := strings.Replace(string(cat), "response_deadline: 1m\n", "response_deadline: 10m\n", 1)
+	if longer == string(cat) {
+		t.Fatal("test catalog: no response_deadline of 1m")
+	}
+	must(t, os.WriteFile(h.cfg.Catalog, []byte(longer), 0o600))
+	const lifetime = 10 * time.Second
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, lifetime, "")
+	var failNext atomic.Bool
+	a := h.startInstance("a", func(in *instance) {
+		in.gw.beforeAck = func() error {
+			if failNext.CompareAndSwap(true, false) {
+				return errors.New("test: the response's batch is never acknowledged")
+			}
+			return nil
+		}
+	})
+	waitFor(t, func() bool { return a.held() == 1 })
+	env := h.deliveredRefund()
+	failNext.Store(true)
+	first := h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`)
+	replySubject := "agentgw.reply.tenant_a." + h.agent.pub
+	if out := h.outputFor(first); out.Subject != replySubject {
+		t.Fatalf("first response: %s %q; want the reply", out.Subject, out.Header.Get(header.Reason))
+	}
+	cons, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 1 && info.Delivered.Stream == first
+	})
+	a.stop(t)
+
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	must(t, js.Purge(ctx)) // what journal_max_age does to the response's records
+	// Past the responder's credential, within the request's answer window.
+	h.clock.Advance(lifetime + h.cfg.Limits.Skew + 2*time.Second)
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 1 })
+	if d := h.waitIn(StreamDenied, first, func(*jetstream.RawStreamMsg) bool { return true }); reason.Code(d.Header.Get(header.Reason)) != reason.CredentialExpired {
+		t.Fatalf("response decided again: %s %q; want denied %s", d.Subject, d.Header.Get(header.Reason), reason.CredentialExpired)
+	}
+	h.clock.Advance(3 * time.Minute)
+	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, time.Hour, "")
+	again := h.outputFor(h.respond(h.consumer, env.MessageID, `{"refund_id":"r2","status":"drafted"}`))
+	if n := len(h.replies()); n != 1 || again.Subject == replySubject {
+		t.Errorf("%d replies, the second response went to %s %q; want one reply, the second response refused",
+			n, again.Subject, again.Header.Get(header.Reason))
+	}
+	b.stop(t)
+}
