@@ -25,6 +25,26 @@ func (g *Gateway) retireUndelivered(b *ledgerBatch, it *item, env *envelope.Body
 	return err
 }
 
+// heldIdemUntil is how long the idempotency key of it, held for
+// approval at now, stays in force: until its hold's deadline, so that a
+// retry under the key while the request waits (its own entry, which
+// lives as long as freshness could accept the message, may be gone by
+// then) is the same request and not a second one an approver could grant
+// beside it. At most limits.approval_ttl past now, however long the
+// target's own approval_ttl: the journal a scaled-out ledger is rebuilt
+// from keeps records that long, and each copy lies in a ledger
+// generation of its own that every lookup probes until it expires. Zero
+// for an item not held.
+func (g *Gateway) heldIdemUntil(it *item, now time.Time) time.Time {
+	if it.route != store.RouteApproval || it.deadline.IsZero() {
+		return time.Time{}
+	}
+	if bound := now.Add(g.cfg.Limits.ApprovalTTL); bound.Before(it.deadline) {
+		return bound
+	}
+	return it.deadline
+}
+
 // fateUnknown reports whether it, decided again scaled out, may have
 // been decided and its outputs published before, with its records since
 // aged out of the journal the partition's ledger was rebuilt from
@@ -161,8 +181,17 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		}
 		b.journalMarker(it)
 		if keepsIdem(it) {
-			if err := b.PutIdem(it.idem, store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt, Decision: d}); err != nil {
+			e := store.IdemEntry{PayloadDigest: it.payload, MessageID: it.env.MessageID, Expires: it.env.ExpiresAt, Decision: d}
+			if err := b.PutIdem(it.idem, e); err != nil {
 				return err
+			}
+			if until := g.heldIdemUntil(it, now); until.After(e.Expires) {
+				// A copy for as long as the request is held: a retry
+				// under its key is the same request until then.
+				e.Expires = until
+				if err := b.PutIdem(it.idem, e); err != nil {
+					return err
+				}
 			}
 		}
 	}
