@@ -47,18 +47,19 @@ func (g *Gateway) heldIdemUntil(it *item, now time.Time) time.Time {
 
 // fateUnknown reports whether it, decided again scaled out, may have
 // been decided and its outputs published before, with its records since
-// aged out of the journal the partition's ledger was rebuilt from
-// (unknownFate). A message without its stream metadata counts as
-// unknown.
+// aged out of the journal the partition's ledger was rebuilt from, or
+// lost with it: stored before the journal certainly kept every record
+// (partState.keptFrom, with unknownFate's margin for the clocks). A
+// message without its stream metadata counts as unknown.
 func fateUnknown(b *ledgerBatch, it *item) bool {
-	if b.journalFrom.IsZero() {
+	if b.keptFrom.IsZero() {
 		return false
 	}
 	if it.msg == nil {
 		return true
 	}
 	md, err := it.msg.Metadata()
-	return err != nil || unknownFate(md.Timestamp, b.journalFrom)
+	return err != nil || unknownFate(md.Timestamp, b.keptFrom)
 }
 
 // finish builds the denial output and the audit event and stages the
@@ -120,7 +121,7 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		unknown := fateUnknown(b, it)
 		if unknown && (env.Capability == envelope.Approve && it.heldItem == nil ||
 			env.Capability == envelope.Respond && it.route != store.RouteAllow) {
-			g.log.Warn().Uint64("ingress_seq", it.seq).Str("capability", string(env.Capability)).Time("journal_from", b.journalFrom).
+			g.log.Warn().Uint64("ingress_seq", it.seq).Str("capability", string(env.Capability)).Time("kept_from", b.keptFrom).
 				Msg("an answer decided again after its journal records aged out keeps what its first decision took: it may have been published")
 		}
 		if env.Capability == envelope.Approve && it.heldItem == nil && !unknown {

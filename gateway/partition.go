@@ -43,6 +43,15 @@ type partState struct {
 	// single-instance mode, whose ledger holds every outcome until its
 	// message is acknowledged.
 	journalFrom time.Time
+	// keptFrom is when the journal certainly still holds every record
+	// appended since: its replay's start (the age limit back from the
+	// server's clock), or a loss after it (lostBefore). Unlike
+	// journalFrom it is not moved by a journal that was merely quiet
+	// (its oldest message younger than the age limit, or none): what
+	// the age limit removed was appended before it. A message decided
+	// again that was stored before it may have had its first decision
+	// published (fateUnknown). Zero in single-instance mode.
+	keptFrom time.Time
 	// lostBefore is set when the ledger certainly lacks records of
 	// messages decided before it (a single instance's new ledger after
 	// decisions, checkNewLedger; a journal that lost records,
@@ -151,7 +160,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	defer led.Close()
 	start := time.Now()
-	n, from, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
+	n, from, since, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
 	if err != nil {
 		return err
 	}
@@ -168,7 +177,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	// tenure ended (its batch journaled, never published) may have
 	// missed the sweep of a revocation since. They are swept again.
 	g.requestSweep()
-	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, lostBefore: lost}
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, keptFrom: later(since, lost), lostBefore: lost}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
@@ -214,19 +223,20 @@ func (g *Gateway) retireSingleLedger() error {
 
 // rebuild replays p's journal for the retention window into led, and
 // returns the number of records, the time from which the journal held
-// every record (journalFrom) and the time before which it certainly lost
-// records (journalLoss; zero: none known lost).
-func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (int, time.Time, time.Time, error) {
+// every record (journalFrom), the replay's start (the retention window
+// back from the server's clock) and the time before which it certainly
+// lost records (journalLoss; zero: none known lost).
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (n int, from, since, lost time.Time, err error) {
 	// The journal's times are its server's: the replay's start is
 	// compared with them, and its age limit is counted by them. So the
 	// window is counted back from the server's clock; the gateway's,
 	// were it ahead, would start the replay after records it needs.
 	pre, err := g.js.Stream(ctx, journal.Stream)
 	if err != nil {
-		return 0, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+		return 0, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
 	serverNow := serverTime(pre.CachedInfo())
-	since := serverNow.Add(-g.cfg.journalMaxAge())
+	since = serverNow.Add(-g.cfg.journalMaxAge())
 	b := led.NewBatch()
 	defer func() { b.Close() }()
 	n, inBatch := 0, 0
@@ -245,26 +255,26 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 		return nil
 	})
 	if err != nil {
-		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
 	if err := b.Commit(); err != nil {
-		return n, time.Time{}, time.Time{}, err
+		return n, time.Time{}, time.Time{}, time.Time{}, err
 	}
 	// Read after the replay: what aged out meanwhile only moves it later.
 	st, err := g.js.Stream(ctx, journal.Stream)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
 	cons, err := consumer.Info(ctx)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: consumer: %w", p, err)
+		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: consumer: %w", p, err)
 	}
 	marked, err := journal.LastLoss(ctx, g.js)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
-	from := journalFrom(st.CachedInfo(), since)
-	lost := journalLoss(st.CachedInfo(), cons, since)
+	from = journalFrom(st.CachedInfo(), since)
+	lost = journalLoss(st.CachedInfo(), cons, since)
 	if !lost.IsZero() {
 		// Created again: it holds nothing appended before its creation.
 		from = later(from, st.CachedInfo().Created)
@@ -292,7 +302,7 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 			Msg("the gateway's clock is behind the NATS server's by more than a minute: messages that may have been decided before this rebuild are denied ledger_incomplete; set the clock right")
 		lost = later(lost, now.Add(journalClockMargin))
 	}
-	return n, from, lost, nil
+	return n, from, since, lost, nil
 }
 
 // serverTime is the server's time when it answered with info, or the
@@ -431,7 +441,7 @@ func (g *Gateway) retireJournal(ctx context.Context, consumers []jetstream.Consu
 	}
 	records := 0
 	for p, c := range consumers {
-		n, _, l, err := g.rebuild(ctx, g.ledger, p, c)
+		n, _, _, l, err := g.rebuild(ctx, g.ledger, p, c)
 		if err != nil {
 			return err
 		}
