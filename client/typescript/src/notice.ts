@@ -302,6 +302,11 @@ export interface NoticeReceiver {
  * awaited for are the caller's to check (DecisionWatch does both).
  */
 export function verifyNotice(agent: NoticeReceiver, m: { data: Uint8Array; headers?: HeaderSource | undefined }, opt: Omit<WatchOptions, "onReject">): Decision {
+  if (typeof agent.tenant !== "string" || agent.tenant === "") {
+    // A receiver without a tenant: say so, rather than refuse every
+    // notice as bound to another tenant (as verifyReply).
+    throw new ConfigError("invalid config: the notice receiver has no tenant");
+  }
   let doc: NoticeDoc;
   try {
     doc = parseNoticeDoc(m.data);

@@ -177,6 +177,7 @@ test("verifyNotice: a notice from a trusted gateway for this agent verifies; eac
     ["route allow", notice(a, ID, allow, { edit: (c) => (c.route = "allow") }), "decision_token_binding"],
     ["route approval", notice(a, ID, allow, { edit: (c) => (c.route = "approval") }), "decision_token_binding"],
     ["addressed to this agent about another's", notice(a, ID, allow, { edit: (c) => (c.sub = other) }), "decision_token_binding"],
+    ["another tenant's notice to this key", notice(a, ID, allow, { edit: (c) => (c.tenant = "tenant_b") }), "decision_token_binding"],
     ["data edited", notice(a, ID, allow, { data: () => bytes(JSON.stringify({ ...allow, target: "payments.send" })) }), "decision_token_binding"],
     ["malformed data, bound", notice(a, ID, { ...allow, detail: "policy p1 forbids" }), "internal_error"],
     ["data about another envelope than the token", notice(a, ID, { ...allow, message_id: OTHER_ID }), "decision_token_binding"],
@@ -185,6 +186,10 @@ test("verifyNotice: a notice from a trusted gateway for this agent verifies; eac
     throwsReason(() => verifyNotice(me, m, opt), want as never, name);
   }
   throwsReason(() => verifyNotice(me, good, { trustedGateways: [] }), "decision_token_invalid", "nothing trusted");
+  // From untyped JavaScript, a receiver without a tenant: a configuration
+  // error, not every notice refused.
+  const noTenant = { publicKey: a, now: () => new Date() } as unknown as Parameters<typeof verifyNotice>[0];
+  assert.throws(() => verifyNotice(noTenant, good, opt), (e: Error) => e instanceof ConfigError);
 });
 
 const nats = useNatsServer({
