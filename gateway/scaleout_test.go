@@ -22,6 +22,7 @@ import (
 	"github.com/agentgw/agentgw/internal/invariant"
 	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/store"
+	"github.com/agentgw/agentgw/store/journal"
 	"github.com/agentgw/agentgw/store/lease"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
@@ -591,10 +592,24 @@ func TestScaleOutHoldEndedThenDecidedOtherwise(t *testing.T) {
 // grant is then refused by the partition's next owner (its approver was
 // revoked meanwhile). The take is given back: the held request is still
 // pending, and ends once, at its expiry.
-func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) {
+func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) { takeBeforeCrashAnswerRefused(t, false) }
+
+// TestScaleOutQuietJournalTakeGivenBack: the same in a deployment whose
+// journal had been quiet: the records appended before the held request
+// have aged out (removed here: only the claims' fences, which carry
+// nothing a rebuilt ledger holds), so the stream's first message is the
+// held request's own record. Nothing the ledger needs is gone and the
+// grant was certainly never published: its take is still given back.
+func TestScaleOutQuietJournalTakeGivenBack(t *testing.T) { takeBeforeCrashAnswerRefused(t, true) }
+
+func takeBeforeCrashAnswerRefused(t *testing.T, quiet bool) {
+	ctx := context.Background()
 	h := scaledOutCrashHarness(t)
 	a := h.startInstance("a", dieAfter(false))
 	waitFor(t, func() bool { return a.held() == 2 })
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	fences := js.CachedInfo().State.LastSeq
 	heldSeq := h.send(h.heldRequest())
 	out := h.outputFor(heldSeq)
 	if !strings.HasPrefix(out.Subject, "agentgw.approval.") {
@@ -607,6 +622,11 @@ func TestScaleOutTakeBeforeCrashAnswerRefused(t *testing.T) {
 	ansSeq := h.grantBy(ap, req)
 	waitFor(t, a.nc.IsClosed)
 	replaceFile(t, h.cfg.Revocations.File, "jtis: []\nprincipals: []\nkeys: ["+ap.pub+"]\n")
+	if quiet {
+		for seq := uint64(1); seq <= fences; seq++ {
+			must(t, js.DeleteMsg(ctx, seq))
+		}
+	}
 
 	b := h.startInstance("b")
 	if got := h.outputFor(ansSeq); reason.Code(got.Header.Get(header.Reason)) != reason.Revoked {

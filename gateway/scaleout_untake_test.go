@@ -18,6 +18,60 @@ import (
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
+// unackedHarness is a scaled-out harness of one partition whose
+// messages come back only by recovery (ack_wait an hour).
+func unackedHarness(t *testing.T) *harness {
+	h := newHarness(t)
+	h.allowErrors = true
+	h.cfg.Consumer.Partitions = 1
+	h.cfg.Consumer.AckWait = time.Hour
+	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
+	return h
+}
+
+// editCatalog replaces old by new in h's catalog file, before the start.
+func editCatalog(t *testing.T, h *harness, old, new string) {
+	cat, err := os.ReadFile(h.cfg.Catalog)
+	must(t, err)
+	edited := strings.Replace(string(cat), old, new, 1)
+	if edited == string(cat) {
+		t.Fatalf("test catalog: %q not found", old)
+	}
+	must(t, os.WriteFile(h.cfg.Catalog, []byte(edited), 0o600))
+}
+
+// startSkippingAck starts instance a, which leaves the batch after skip
+// is set unacknowledged, once.
+func (h *harness) startSkippingAck() (*instance, *atomic.Bool) {
+	skip := new(atomic.Bool)
+	a := h.startInstance("a", func(in *instance) {
+		in.gw.beforeAck = func() error {
+			if skip.CompareAndSwap(true, false) {
+				return errors.New("test: this batch is never acknowledged")
+			}
+			return nil
+		}
+	})
+	waitFor(h.t, func() bool { return a.held() == 1 })
+	return a, skip
+}
+
+// ageOut waits until seq is a's one unacknowledged message, stops a, and
+// purges the journal: what journal_max_age does to seq's records.
+func (h *harness) ageOut(a *instance, seq uint64) {
+	ctx := context.Background()
+	cons, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(h.t, err)
+	waitFor(h.t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 1 && info.Delivered.Stream == seq
+	})
+	a.stop(h.t)
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(h.t, err)
+	must(h.t, js.Purge(ctx))
+}
+
 // TestRedecidedGrantKeepsTakeOfUnknownFate: a grant takes a hold and
 // releases the held request (the release is stored), but is not
 // acknowledged (a hook here; a kill between its PubAcks and its ack and a
@@ -37,55 +91,22 @@ func TestRedecidedGrantKeepsTakeOfUnknownFate(t *testing.T) {
 
 func redecidedGrantKeepsTake(t *testing.T, longTTL bool) {
 	ctx := context.Background()
-	h := newHarness(t)
-	h.allowErrors = true
-	h.cfg.Consumer.Partitions = 1
-	h.cfg.Consumer.AckWait = time.Hour // the grant comes back only by recovery
-	// limits.approval_ttl keeps its default (15m); the target's own
-	// approval_ttl, which the catalog allows up to 366 days, is longer
-	// than the journal's retention (journalWindow counts only the
-	// global one).
+	h := unackedHarness(t)
 	if longTTL {
-		cat, err := os.ReadFile(h.cfg.Catalog)
-		must(t, err)
-		withTTL := strings.Replace(string(cat), "    approver_visible: [amount_cents]\n", "    approver_visible: [amount_cents]\n    approval_ttl: 2h\n", 1)
-		if withTTL == string(cat) {
-			t.Fatal("test catalog: payments.send not found")
-		}
-		must(t, os.WriteFile(h.cfg.Catalog, []byte(withTTL), 0o600))
+		// limits.approval_ttl keeps its default (15m); the target's own
+		// is longer than the journal's retention.
+		editCatalog(t, h, "    approver_visible: [amount_cents]\n", "    approver_visible: [amount_cents]\n    approval_ttl: 2h\n")
 	}
-	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
-	var failNext atomic.Bool
-	a := h.startInstance("a", func(in *instance) {
-		in.gw.beforeAck = func() error {
-			if failNext.CompareAndSwap(true, false) {
-				return errors.New("test: the grant's batch is never acknowledged")
-			}
-			return nil
-		}
-	})
-	waitFor(t, func() bool { return a.held() == 1 })
-
+	a, skipAck := h.startSkippingAck()
 	heldSeq := h.send(h.heldRequest())
 	var req approval.Request
 	must(t, json.Unmarshal(h.outputFor(heldSeq).Data, &req))
-
-	failNext.Store(true)
+	skipAck.Store(true)
 	grantSeq := h.grant(req)
 	if out := h.outputFor(grantSeq); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
 		t.Fatalf("first grant: %s %q; want the release", out.Subject, out.Header.Get(header.Reason))
 	}
-	cons, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
-	must(t, err)
-	waitFor(t, func() bool {
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 1 && info.Delivered.Stream == grantSeq
-	})
-	a.stop(t)
-
-	js, err := h.js.Stream(ctx, journal.Stream)
-	must(t, err)
-	must(t, js.Purge(ctx)) // what journal_max_age does to the grant's records
+	h.ageOut(a, grantSeq)
 	h.clock.Advance(20 * time.Minute)
 
 	b := h.startInstance("b")
@@ -130,51 +151,22 @@ func redecidedGrantKeepsTake(t *testing.T, longTTL bool) {
 // published, the new owner must not give the answer back: given back, a
 // second response reached the requester too.
 func TestRedecidedResponseKeepsAnswerOfUnknownFate(t *testing.T) {
-	ctx := context.Background()
-	h := newHarness(t)
-	h.allowErrors = true
-	h.cfg.Consumer.Partitions = 1
-	h.cfg.Consumer.AckWait = time.Hour // the response comes back only by recovery
+	h := unackedHarness(t)
 	// An answer window long enough for the second response to be issued
 	// after what the purge below makes the new owner refuse
 	// (ledger_incomplete, a minute past the purge, by the server's clock).
-	cat, err := os.ReadFile(h.cfg.Catalog)
-	must(t, err)
-	longer := strings.Replace(string(cat), "response_deadline: 1m\n", "response_deadline: 10m\n", 1)
-	if longer == string(cat) {
-		t.Fatal("test catalog: no response_deadline of 1m")
-	}
-	must(t, os.WriteFile(h.cfg.Catalog, []byte(longer), 0o600))
+	editCatalog(t, h, "response_deadline: 1m\n", "response_deadline: 10m\n")
 	const lifetime = 10 * time.Second
 	h.consumer.token = h.credential(h.issuer, h.consumer, "tenant_a", []string{"respond:refunds.*"}, lifetime, "")
-	var failNext atomic.Bool
-	a := h.startInstance("a", func(in *instance) {
-		in.gw.beforeAck = func() error {
-			if failNext.CompareAndSwap(true, false) {
-				return errors.New("test: the response's batch is never acknowledged")
-			}
-			return nil
-		}
-	})
-	waitFor(t, func() bool { return a.held() == 1 })
+	a, skipAck := h.startSkippingAck()
 	env := h.deliveredRefund()
-	failNext.Store(true)
+	skipAck.Store(true)
 	first := h.respond(h.consumer, env.MessageID, `{"refund_id":"r1","status":"drafted"}`)
 	replySubject := "agentgw.reply.tenant_a." + h.agent.pub
 	if out := h.outputFor(first); out.Subject != replySubject {
 		t.Fatalf("first response: %s %q; want the reply", out.Subject, out.Header.Get(header.Reason))
 	}
-	cons, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
-	must(t, err)
-	waitFor(t, func() bool {
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 1 && info.Delivered.Stream == first
-	})
-	a.stop(t)
-
-	js, err := h.js.Stream(ctx, journal.Stream)
-	must(t, err)
-	must(t, js.Purge(ctx)) // what journal_max_age does to the response's records
+	h.ageOut(a, first)
 	// Past the responder's credential, within the request's answer window.
 	h.clock.Advance(lifetime + h.cfg.Limits.Skew + 2*time.Second)
 	b := h.startInstance("b")
