@@ -79,7 +79,7 @@ case file does not load; 0 when every case passed.`)
 	for _, p := range c.args {
 		f, err := eval.Load(p)
 		if err != nil {
-			fmt.Fprintf(c.err, "agentgw eval run: %v\n", err)
+			fmt.Fprintf(c.err, "agentgw eval run: %s\n", identity.SafeText(err.Error()))
 			return exitUsage
 		}
 		files = append(files, f)
@@ -116,7 +116,7 @@ case file does not load; 0 when every case passed.`)
 		return exitRejected
 	}
 	if errors.Is(err, catalog.ErrInvalid) {
-		fmt.Fprintf(c.err, "agentgw eval run: the catalog does not load:\n%v\n", err)
+		fmt.Fprintf(c.err, "agentgw eval run: the catalog does not load:\n%s\n", identity.SafeText(err.Error()))
 		return exitRejected
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 )
 
@@ -41,7 +42,7 @@ failure print every problem, each naming its file and line, and exit 3.`)
 		cg, err := catalog.Load(*cat)
 		if err != nil {
 			for _, l := range lines(err) {
-				problems = append(problems, *cat+": "+l)
+				problems = append(problems, identity.SafeText(*cat+": "+l))
 			}
 		} else {
 			targets, catDigest = cg.Names(), cg.Digest

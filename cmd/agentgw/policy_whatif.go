@@ -11,6 +11,7 @@ import (
 	"github.com/agentgw/agentgw/gateway"
 	"github.com/agentgw/agentgw/gateway/audit"
 	"github.com/agentgw/agentgw/gateway/catalog"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
 	"github.com/agentgw/agentgw/gateway/whatif"
 	"github.com/agentgw/agentgw/subjects"
@@ -68,7 +69,7 @@ read is never reported.`)
 	}
 	cat, err := catalog.Load(*catPath)
 	if err != nil {
-		fmt.Fprintf(c.err, "agentgw policy test: the catalog does not load:\n%v\n", err)
+		fmt.Fprintf(c.err, "agentgw policy test: the catalog does not load:\n%s\n", identity.SafeText(err.Error()))
 		return exitRejected
 	}
 	nc, js, code, ok := c.connect(&cf)

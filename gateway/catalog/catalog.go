@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentgw/agentgw/gateway/decision"
 	"github.com/agentgw/agentgw/gateway/envelope"
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/yamlerr"
 	"github.com/agentgw/agentgw/schemas"
 	"github.com/agentgw/agentgw/subjects"
@@ -183,7 +184,7 @@ var ErrInvalid = errors.New("catalog")
 func Load(path string) (*Catalog, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, identity.SafeReadError(err))
 	}
 	return Parse(data, filepath.Dir(path))
 }

@@ -136,7 +136,7 @@ func ParseCreds(data []byte) (Token, nkeys.KeyPair, error) {
 func ReadCreds(path string) (Token, nkeys.KeyPair, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: read: %w", ErrCreds, readError(err))
+		return "", nil, fmt.Errorf("%w: read: %w", ErrCreds, SafeReadError(err))
 	}
 	defer clear(data)
 	return ParseCreds(data)

@@ -20,7 +20,7 @@ import (
 func ReadSeedFile(path string) (nkeys.KeyPair, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %w", readError(err))
+		return nil, fmt.Errorf("identity: %w", SafeReadError(err))
 	}
 	defer clear(data)
 	for line := range strings.SplitSeq(string(data), "\n") {
@@ -62,9 +62,10 @@ func SafeText(text string) string {
 	})
 }
 
-// readError is err, from reading a key file, naming the file by
-// SafePath; errors.Is still sees its cause.
-func readError(err error) error {
+// SafeReadError is err, from reading or opening a file, naming the file
+// by SafePath: a seed pasted where a path belongs is not echoed.
+// errors.Is still sees its cause.
+func SafeReadError(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return &fs.PathError{Op: pe.Op, Path: SafePath(pe.Path), Err: pe.Err}
@@ -162,7 +163,7 @@ func ReadCurveSeedFile(path string) (nkeys.KeyPair, error) {
 func readSeedFile(path string, role nkeys.PrefixByte) (nkeys.KeyPair, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %w", readError(err))
+		return nil, fmt.Errorf("identity: %w", SafeReadError(err))
 	}
 	defer clear(data)
 	kp, err := ParseSeedFile(data, role)

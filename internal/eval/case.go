@@ -192,11 +192,11 @@ var Tampers = map[string]string{
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, fmt.Errorf("eval: %w", identity.SafeReadError(err))
 	}
 	f, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", identity.SafePath(path), err)
 	}
 	f.path = path
 	return f, nil

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentgw/agentgw/gateway/identity"
+)
+
+// TestCatalogAndCasePathErrorsHideSeeds: a seed pasted where a catalog
+// file or an eval case file belongs is not echoed by the error refusing
+// it, on the terminal or in --json output (TestFlagErrorsHideSecrets
+// covers the other flags and arguments).
+func TestCatalogAndCasePathErrorsHideSeeds(t *testing.T) {
+	kp, err := identity.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := kp.Seed()
+	seed := string(raw)
+	pol, _ := filepath.Abs("../../testdata/wire/policy.cedar")
+	cases := suiteFiles(t)
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"policy", "check", "--catalog", seed, pol},
+		{"policy", "check", "--json", "--catalog", seed, pol},
+		{"policy", "test", "--catalog", seed, pol},
+		{"eval", "run", seed},
+		{"eval", "run", "--catalog", seed, cases[0]},
+	} {
+		r := agentgw(t, dir, args...)
+		if r.code == exitOK {
+			t.Errorf("agentgw %s: exit 0; want a refusal", strings.Join(args[:3], " "))
+		}
+		if out := r.stdout + r.stderr; strings.Contains(out, seed) {
+			t.Errorf("agentgw %s echoes the seed:\n%s", strings.Join(args[:3], " "), out)
+		}
+	}
+}
