@@ -42,3 +42,29 @@ func TestHeldRequestKeepsItsIdempotencyKey(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestHeldIdempotencyCopiesBounded: with a day to wait for approval,
+// each held request's copy of its idempotency entry still expires within
+// three ledger generations of its decision, so the copies of requests
+// held over time share the generations later messages write, and every
+// lookup probes a bounded number of them. Copies kept to each day-long
+// deadline would leave one more generation per request held in another
+// generation's span.
+func TestHeldIdempotencyCopiesBounded(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Limits.ApprovalTTL = 24 * time.Hour
+	h.cfg.Streams.MaxAge = 48 * time.Hour
+	h.start()
+	const held = 10
+	for range held {
+		seq := h.send(h.heldRequest())
+		if out := h.outputFor(seq); !strings.HasPrefix(out.Subject, "agentgw.approval.") {
+			t.Fatalf("request went to %s (%q); want the approval queue", out.Subject, out.Header.Get(header.Reason))
+		}
+		h.clock.Advance(h.cfg.genWidth())
+	}
+	if n := h.gw.ledger.Stats().Generations; n > held+4 {
+		t.Errorf("%d ledger generations after %d requests held a generation apart; want at most %d", n, held, held+4)
+	}
+	h.stop()
+}

@@ -30,16 +30,16 @@ func (g *Gateway) retireUndelivered(b *ledgerBatch, it *item, env *envelope.Body
 // retry under the key while the request waits (its own entry, which
 // lives as long as freshness could accept the message, may be gone by
 // then) is the same request and not a second one an approver could grant
-// beside it. At most limits.approval_ttl past now, however long the
-// target's own approval_ttl: the journal a scaled-out ledger is rebuilt
-// from keeps records that long, and each copy lies in a ledger
-// generation of its own that every lookup probes until it expires. Zero
-// for an item not held.
+// beside it. At most maxHeldIdem past now, however long the hold: each
+// copy lies in the ledger generation of its expiry, which every lookup
+// probes until it expires, so copies reaching further would make every
+// lookup probe a generation per GenWidth of approval_ttl. Zero for an
+// item not held.
 func (g *Gateway) heldIdemUntil(it *item, now time.Time) time.Time {
 	if it.route != store.RouteApproval || it.deadline.IsZero() {
 		return time.Time{}
 	}
-	if bound := now.Add(g.cfg.Limits.ApprovalTTL); bound.Before(it.deadline) {
+	if bound := now.Add(g.cfg.maxHeldIdem()); bound.Before(it.deadline) {
 		return bound
 	}
 	return it.deadline

@@ -536,6 +536,20 @@ func (g *Gateway) ledgerOptions() store.Options {
 	return o
 }
 
+// genWidth is the width of the ledger's generations, max_ttl + skew.
+func (c Config) genWidth() time.Duration {
+	return c.Limits.MaxTTL + c.Limits.Freshness().Grace()
+}
+
+// maxHeldIdem bounds how long past its hold a held request's idempotency
+// key is kept (heldIdemUntil): limits.approval_ttl, which the scale-out
+// journal keeps records for, and three ledger generations (16.5 minutes
+// at the defaults), so that a lookup probes at most about three more
+// generations whatever approval_ttl is.
+func (c Config) maxHeldIdem() time.Duration {
+	return min(c.Limits.ApprovalTTL, 3*c.genWidth())
+}
+
 // ledgerOptions derives the ledger's options from the configuration. An
 // entry's liveness comes from the freshness rule: Lookback is its Grace,
 // so an entry stays live until the last instant a copy of its message is
@@ -544,7 +558,7 @@ func (g *Gateway) ledgerOptions() store.Options {
 // correct.
 func (c Config) ledgerOptions() store.Options {
 	f := c.Limits.Freshness()
-	o := store.Options{GenWidth: c.Limits.MaxTTL + f.Grace(), Lookback: f.Grace(), MemTableBytes: LedgerMemTable}
+	o := store.Options{GenWidth: c.genWidth(), Lookback: f.Grace(), MemTableBytes: LedgerMemTable}
 	if c.ScaleOut != nil {
 		// Many partitions share the process: smaller ones each.
 		n := c.Consumer.Partitions
