@@ -122,6 +122,9 @@ type harness struct {
 	secrets   []string // everything that must never be emitted
 	emitted   []string // more emitted text to scan: metrics scrapes, spans
 	opts      []Option // extra gateway options
+	// journalMaxAge is scale_out.journal_max_age of the instances
+	// startInstance starts next (zero: the default).
+	journalMaxAge time.Duration
 	// allowErrors accepts error-level log lines (tests that inject
 	// failures); otherwise any error logged fails the test.
 	allowErrors bool

@@ -44,8 +44,9 @@ type partState struct {
 	// message is acknowledged.
 	journalFrom time.Time
 	// keptFrom is when the journal certainly still holds every record
-	// appended since: its replay's start (the age limit back from the
-	// server's clock), or a loss after it (lostBefore). Unlike
+	// appended since: the shortest age limit it may have run with
+	// (journalWindow, or the stream's own if shorter) back from the
+	// server's clock, or a loss after that (lostBefore). Unlike
 	// journalFrom it is not moved by a journal that was merely quiet
 	// (its oldest message younger than the age limit, or none): what
 	// the age limit removed was appended before it. A message decided
@@ -160,7 +161,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	defer led.Close()
 	start := time.Now()
-	n, from, since, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
+	n, from, kept, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
 	if err != nil {
 		return err
 	}
@@ -177,7 +178,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	// tenure ended (its batch journaled, never published) may have
 	// missed the sweep of a revocation since. They are swept again.
 	g.requestSweep()
-	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, keptFrom: later(since, lost), lostBefore: lost}
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, keptFrom: later(kept, lost), lostBefore: lost}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
@@ -223,10 +224,12 @@ func (g *Gateway) retireSingleLedger() error {
 
 // rebuild replays p's journal for the retention window into led, and
 // returns the number of records, the time from which the journal held
-// every record (journalFrom), the replay's start (the retention window
-// back from the server's clock) and the time before which it certainly
-// lost records (journalLoss; zero: none known lost).
-func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (n int, from, since, lost time.Time, err error) {
+// every record (journalFrom), the time from which it certainly kept
+// every record its age limit would (kept: the shortest retention any
+// instance may run with, journalWindow, or the stream's own age limit if
+// shorter, back from the server's clock) and the time before which it
+// certainly lost records (journalLoss; zero: none known lost).
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (n int, from, kept, lost time.Time, err error) {
 	// The journal's times are its server's: the replay's start is
 	// compared with them, and its age limit is counted by them. So the
 	// window is counted back from the server's clock; the gateway's,
@@ -236,7 +239,17 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 		return 0, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
 	serverNow := serverTime(pre.CachedInfo())
-	since = serverNow.Add(-g.cfg.journalMaxAge())
+	since := serverNow.Add(-g.cfg.journalMaxAge())
+	// Another instance, or an edit, may run the stream with a shorter
+	// age limit than this instance's journal_max_age (a rolling change
+	// of it), and what it removed is not a loss anyone marks: only
+	// journalWindow, which every instance's retention covers, or a
+	// shorter age the stream shows, is certainly kept.
+	keptAge := g.cfg.journalWindow()
+	if a := pre.CachedInfo().Config.MaxAge; a > 0 {
+		keptAge = min(keptAge, a)
+	}
+	kept = serverNow.Add(-keptAge)
 	b := led.NewBatch()
 	defer func() { b.Close() }()
 	n, inBatch := 0, 0
@@ -285,6 +298,9 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 	// An age limit edited below what the ledger needs (nats stream edit)
 	// removes records a fresh message may still depend on; the gateway
 	// sets it back at its next start.
+	if a := st.CachedInfo().Config.MaxAge; a > 0 {
+		kept = later(kept, serverTime(st.CachedInfo()).Add(-a))
+	}
 	if a, need := st.CachedInfo().Config.MaxAge, g.cfg.journalWindow(); a > 0 && a < need {
 		g.log.Error().Int("partition", p).Dur("max_age", a).Dur("needed", need).
 			Msg("the journal stream's max age is shorter than the ledger needs: what it removed early is lost")
@@ -302,7 +318,7 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 			Msg("the gateway's clock is behind the NATS server's by more than a minute: messages that may have been decided before this rebuild are denied ledger_incomplete; set the clock right")
 		lost = later(lost, now.Add(journalClockMargin))
 	}
-	return n, from, since, lost, nil
+	return n, from, kept, lost, nil
 }
 
 // serverTime is the server's time when it answered with info, or the

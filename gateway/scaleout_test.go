@@ -39,7 +39,8 @@ func (h *harness) startInstance(name string, setup ...func(*instance)) *instance
 	h.t.Helper()
 	cfg := h.cfg
 	cfg.DataDir = filepath.Join(h.dir, "data-"+name)
-	cfg.ScaleOut = &ScaleOutConfig{Instance: name, LeaseTTL: 2 * time.Second, LeaseRenew: 500 * time.Millisecond, LeaseMargin: 400 * time.Millisecond}
+	cfg.ScaleOut = &ScaleOutConfig{Instance: name, LeaseTTL: 2 * time.Second, LeaseRenew: 500 * time.Millisecond, LeaseMargin: 400 * time.Millisecond,
+		JournalMaxAge: h.journalMaxAge}
 	h.leaseBucketTTL(cfg.ScaleOut.LeaseTTL)
 	nc := natstest.Connect(h.t, h.srv)
 	logger := zerolog.New(h.logs).With().Str("instance", name).Timestamp().Logger()

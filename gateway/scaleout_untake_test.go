@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway/approval"
+	"github.com/agentgw/agentgw/gateway/envelope"
 	"github.com/agentgw/agentgw/gateway/header"
 	"github.com/agentgw/agentgw/store/journal"
 	"github.com/agentgw/agentgw/subjects/reason"
@@ -180,6 +182,89 @@ func TestRedecidedResponseKeepsAnswerOfUnknownFate(t *testing.T) {
 	if n := len(h.replies()); n != 1 || again.Subject == replySubject {
 		t.Errorf("%d replies, the second response went to %s %q; want one reply, the second response refused",
 			n, again.Subject, again.Header.Get(header.Reason))
+	}
+	b.stop(t)
+}
+
+// TestRedecidedGrantKeepsTakeUnderShorterJournalAge: a rolling change
+// of scale_out.journal_max_age. The journal runs with the old instances'
+// age limit (the default: a little over a minute with these limits)
+// while a new instance is configured for two hours. A grant releases its
+// held request, is not acknowledged, and its partition has no owner for
+// longer than the old limit, which removes its records (not a loss any
+// writer marks). The new instance must judge by the shortest retention
+// any instance may run with, not its own: the grant's fate is unknown,
+// and its take is kept.
+func TestRedecidedGrantKeepsTakeUnderShorterJournalAge(t *testing.T) {
+	ctx := context.Background()
+	h := unackedHarness(t)
+	h.cfg.Limits.MaxTTL, h.cfg.Limits.Skew, h.cfg.Limits.ApprovalTTL = 10*time.Second, time.Second, 10*time.Second
+	// The journal's window includes ack_wait: the harness's 2 s, not
+	// unackedHarness's hour (nothing runs to redeliver the grant while
+	// its records age out).
+	h.cfg.Consumer.AckWait = 2 * time.Second
+	editCatalog(t, h, "    approver_visible: [amount_cents]\n", "    approver_visible: [amount_cents]\n    approval_ttl: 2h\n")
+	a, skipAck := h.startSkippingAck()
+	js, err := h.js.Stream(ctx, journal.Stream)
+	must(t, err)
+	oldAge := js.CachedInfo().Config.MaxAge
+
+	held := h.body(func(bb *envelope.Builder) {
+		bb.Capability, bb.Target, bb.TTL = envelope.ToolCall, "payments.send", 10*time.Second
+		bb.Payload = envelope.Payload{Plain: json.RawMessage(`{"amount_cents":990000,"iban":"DE00123"}`)}
+	})
+	var req approval.Request
+	must(t, json.Unmarshal(h.outputFor(h.send(held)).Data, &req))
+	grant := func() uint64 {
+		ap := newActor(t)
+		ap.token = h.credential(h.issuer, ap, "tenant_a", []string{"approve:payments.*"}, time.Hour, "")
+		raw, err := json.Marshal(approval.Answer{Decision: approval.Grant, BodyDigest: req.BodyDigest, PolicyVersion: req.PolicyVersion})
+		must(t, err)
+		body := h.body(func(bb *envelope.Builder) {
+			bb.Capability, bb.Target, bb.TTL = envelope.Approve, req.HeldMessageID, 10*time.Second
+			bb.Payload = envelope.Payload{Plain: raw}
+		})
+		return h.publish(h.ingress(ap, "tenant_a"), body, h.signed(ap, ap.token, body))
+	}
+	skipAck.Store(true)
+	grantSeq := grant()
+	if out := h.outputFor(grantSeq); !strings.HasPrefix(out.Subject, "agentgw.cap.") {
+		t.Fatalf("first grant: %s %q; want the release", out.Subject, out.Header.Get(header.Reason))
+	}
+	cons, err := h.js.Consumer(ctx, StreamIngress, h.cfg.Consumer.Durable)
+	must(t, err)
+	waitFor(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 1 && info.Delivered.Stream == grantSeq
+	})
+	a.stop(t)
+	start := time.Now()
+	// The old age limit removes partition 0's records.
+	deadline := time.Now().Add(oldAge + 2*time.Minute)
+	for {
+		_, err := js.GetLastMsgForSubject(ctx, journal.Subject(0))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition 0's journal records not aged out after %s: %v", oldAge, err)
+		}
+		time.Sleep(time.Second)
+	}
+	// Another partition's owner appends meanwhile: the journal is not
+	// empty, which its next claim would take for a loss.
+	_, err = h.js.PublishMsg(ctx, &nats.Msg{Subject: journal.Subject(1), Header: nats.Header{"Agentgw-Journal-Epoch": []string{"1"}}, Data: []byte{1}})
+	must(t, err)
+	h.clock.Advance(time.Since(start) + 5*time.Minute)
+
+	h.journalMaxAge = 2 * time.Hour
+	b := h.startInstance("b")
+	waitFor(t, func() bool { return b.held() == 1 })
+	h.waitIn(StreamDenied, grantSeq, func(*jetstream.RawStreamMsg) bool { return true })
+	out := h.outputFor(grant())
+	if rel, exp := h.fates(req.HeldMessageID); rel != 1 || exp != 0 {
+		t.Errorf("held request released %d times, expired %d times (second grant: %s %q); want released once, the second grant refused",
+			rel, exp, out.Subject, out.Header.Get(header.Reason))
 	}
 	b.stop(t)
 }
