@@ -188,3 +188,33 @@ func TestAuthorizationServerWithSpaceRefused(t *testing.T) {
 		t.Errorf("a plain issuer URL refused: %v", err)
 	}
 }
+
+// TestEndpointRefusesOpenKeyDir: principals' keys are read back from
+// key_dir under names anyone can compute, so a key_dir another user can
+// write (here: mode 0777) stops the endpoint at start, as the
+// development server's and deploy init's directories do.
+func TestEndpointRefusesOpenKeyDir(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t, natstest.Options{}))
+	gwKey, _ := identity.NewGatewayKey()
+	gwCurve, _ := identity.NewCurve()
+	n, _ := gwKey.PublicKey()
+	x, _ := gwCurve.PublicKey()
+	a := issuerPublic(t)
+	dir := t.TempDir()
+	must(t, os.Chmod(dir, 0o700))
+	c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: "kb:read"}},
+		Endpoint: EndpointConfig{Resource: "http://127.0.0.1:1/mcp", AuthorizationServers: []string{"http://127.0.0.1:2"},
+			GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x, TrustedIssuers: []string{a}, KeyDir: dir}}
+	must(t, c.Validate())
+	e, err := NewEndpoint(nc, c)
+	must(t, err)
+	must(t, e.Close())
+	must(t, os.Chmod(dir, 0o777))
+	e, err = NewEndpoint(nc, c)
+	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "key_dir") {
+		t.Errorf("NewEndpoint with key_dir mode 0777 = %v; want a config error naming key_dir", err)
+	}
+	if e != nil {
+		must(t, e.Close())
+	}
+}

@@ -23,7 +23,9 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"github.com/nats-io/nats.go"
 
+	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/gateway/policy"
+	"github.com/agentgw/agentgw/internal/atomicfile"
 )
 
 // MaxRequestBytes bounds one HTTP request body.
@@ -110,6 +112,18 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	}
 	if err := cfg.Endpoint.validate(); err != nil {
 		return nil, err
+	}
+	if kd := cfg.Endpoint.KeyDir; kd != "" {
+		// Each principal's keys are read back from key_dir by a name
+		// anyone can compute: in a directory another user can write, that
+		// user could plant keys of its own for a principal.
+		open, err := atomicfile.OpenDirs(kd)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
+		}
+		if len(open) > 0 {
+			return nil, fmt.Errorf("%w: key_dir %s: another user could plant a principal's keys there", ErrConfig, identity.SafeText(strings.Join(open, ", ")))
+		}
 	}
 	e := &Endpoint{
 		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second, bounds: defaultBounds,
