@@ -65,6 +65,11 @@ func Clean(err error) error {
 		}
 		return fmt.Sprintf("<%d characters>", len(v))
 	})
+	// A few messages name a value unquoted ("cannot find anchor by alias
+	// name X"): a run shaped like a key or token goes too.
+	out.Msg = secretShaped.ReplaceAllStringFunc(out.Msg, func(v string) string {
+		return fmt.Sprintf("<%d characters>", len(v))
+	})
 	return out
 }
 

@@ -53,3 +53,24 @@ func TestCleanHidesSource(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanHidesUnquotedValues: go-yaml's unknown-alias error names the
+// alias unquoted ("cannot find anchor by alias name X"); a seed pasted
+// there is not echoed.
+func TestCleanHidesUnquotedValues(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	var v struct {
+		A string `yaml:"a"`
+	}
+	err = Unmarshal([]byte("<<: *"+string(seed)+"\n"), &v)
+	if err == nil {
+		t.Fatal("an unknown alias decoded")
+	}
+	if strings.Contains(err.Error(), string(seed)) {
+		t.Errorf("the error keeps the seed: %v", err)
+	}
+}
