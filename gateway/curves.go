@@ -70,6 +70,20 @@ func (g *Gateway) acceptedCurveKeys() []string {
 	return keys
 }
 
+// ownCurveKey reports whether pub is the gateway's curve key or one of
+// keys.accepted_curves, in any spelling (Box.IsKey).
+func (g *Gateway) ownCurveKey(pub string) bool {
+	if g.box.IsKey(pub) {
+		return true
+	}
+	for _, b := range g.accepted {
+		if b.IsKey(pub) {
+			return true
+		}
+	}
+	return false
+}
+
 // boxTo returns the box of pub when pub is the gateway's curve key or one
 // of keys.accepted_curves; nil otherwise.
 func (g *Gateway) boxTo(pub string) *identity.Box {

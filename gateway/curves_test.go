@@ -360,21 +360,39 @@ func TestPayloadFromGatewayKeyRefused(t *testing.T) {
 	curKP, err := nkeys.FromCurveSeed(seed)
 	must(t, err)
 	h.start()
-	for name, kp := range map[string]nkeys.KeyPair{"current": curKP, "accepted": oldKP} {
-		a := newActor(t)
-		a.curve = kp
-		a.xkey, _ = kp.PublicKey()
-		a.box, err = identity.NewBox(kp)
-		must(t, err)
-		a.token = h.credential(h.issuer, a, "tenant_a", []string{"refund:draft"}, time.Hour, "")
-		body, _ := h.sealedRefund(a, 1500, nil)
-		out := h.outputFor(h.publish(h.ingress(a, "tenant_a"), body, h.signed(a, a.token, body)))
-		if got, detail := reason.Code(out.Header.Get(header.Reason)), out.Header.Get(header.Detail); got != reason.SealMismatch || !strings.Contains(detail, "no agent's") {
-			t.Errorf("payload sealed from the gateway's %s curve key: reason %q (%s); want seal_mismatch, from a gateway key", name, got, detail)
+	for _, spelling := range []string{"", ", the other spelling"} {
+		for key, kp := range map[string]nkeys.KeyPair{"current": curKP, "accepted": oldKP} {
+			name := key + spelling
+			a := newActor(t)
+			a.curve = kp
+			a.xkey, _ = kp.PublicKey()
+			if spelling != "" {
+				a.xkey = otherSpelling(t, a.xkey)
+			}
+			a.box, err = identity.NewBox(kp)
+			must(t, err)
+			a.token = h.credential(h.issuer, a, "tenant_a", []string{"refund:draft"}, time.Hour, "")
+			body, _ := h.sealedRefund(a, 1500, nil)
+			out := h.outputFor(h.publish(h.ingress(a, "tenant_a"), body, h.signed(a, a.token, body)))
+			if got, detail := reason.Code(out.Header.Get(header.Reason)), out.Header.Get(header.Detail); got != reason.SealMismatch || !strings.Contains(detail, "no agent's") {
+				t.Errorf("payload sealed from the gateway's %s curve key: reason %q (%s); want seal_mismatch, from a gateway key", name, got, detail)
+			}
 		}
 	}
 	h.stop()
 	h.scanSecrets()
+}
+
+// otherSpelling is the curve key pub with its top bit flipped: another
+// valid 'X' nkey that X25519 takes for the same key.
+func otherSpelling(t *testing.T, pub string) string {
+	t.Helper()
+	raw, err := nkeys.Decode(nkeys.PrefixByteCurve, []byte(pub))
+	must(t, err)
+	raw[31] ^= 0x80
+	out, err := nkeys.Encode(nkeys.PrefixByteCurve, raw)
+	must(t, err)
+	return string(out)
 }
 
 // TestReplayHeldAcrossCurveRotation: an operator's replay of a denied

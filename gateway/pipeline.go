@@ -239,9 +239,10 @@ func (g *Gateway) verify(it *item) {
 		switch {
 		case p.From != cred.XKey:
 			why = SealNotFromCredential
-		case g.boxTo(p.From) != nil:
-			// A credential naming a gateway key as an agent's: the
-			// boxes the gateway makes itself must not pass as payloads.
+		case g.ownCurveKey(p.From):
+			// A credential naming a gateway key as an agent's, in
+			// either spelling: the boxes the gateway makes itself must
+			// not pass as payloads.
 			why = SealFromGateway
 		case g.boxTo(p.To) == nil:
 			why = SealNotToGateway

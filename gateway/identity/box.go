@@ -68,6 +68,24 @@ func (b Box) GoString() string { return b.String() }
 // Format prints String for every verb.
 func (b Box) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(b.String())) }
 
+// IsKey reports whether pub is b's public key in any spelling: X25519
+// ignores the top bit of a public key, so the key with that bit flipped
+// is another valid 'X' nkey that seals and opens as b's.
+func (b *Box) IsKey(pub string) bool {
+	if pub == b.pub {
+		return true
+	}
+	raw, err := decodePublic(pub, nkeys.PrefixByteCurve)
+	if err != nil {
+		return false
+	}
+	own, err := decodePublic(b.pub, nkeys.PrefixByteCurve)
+	if err != nil {
+		return false
+	}
+	return string(raw[:31]) == string(own[:31]) && raw[31]&0x7f == own[31]&0x7f
+}
+
 // sharedKey returns the precomputed key for peer, a public curve key. A
 // malformed key, or one whose shared point is all-zero (a low-order
 // point, which would make the box key public), is a SealMismatch.
