@@ -43,15 +43,16 @@ type partState struct {
 	// single-instance mode, whose ledger holds every outcome until its
 	// message is acknowledged.
 	journalFrom time.Time
-	// keptFrom is when the journal certainly still holds every record
-	// appended since: the shortest age limit it may have run with
-	// (journalWindow, or the stream's own if shorter) back from the
-	// server's clock, or a loss after that (lostBefore). Unlike
-	// journalFrom it is not moved by a journal that was merely quiet
-	// (its oldest message younger than the age limit, or none): what
-	// the age limit removed was appended before it. A message decided
-	// again that was stored before it may have had its first decision
-	// published (fateUnknown). Zero in single-instance mode.
+	// keptFrom bounds what the rebuilt ledger can know of a message's
+	// first decision: journalFrom, or a loss after it (lostBefore). A
+	// message decided again that was stored before it (with the clocks'
+	// margin) may have had its first decision published and its records
+	// removed since, by the age limit (whichever instance set it) or a
+	// purge (fateUnknown). A journal that was quiet for longer than its
+	// age limit holds nothing older than its newest records, so a
+	// message stored less than the margin after its oldest one counts as
+	// unknown too: it keeps what it took (fail closed). Zero in
+	// single-instance mode.
 	keptFrom time.Time
 	// lostBefore is set when the ledger certainly lacks records of
 	// messages decided before it (a single instance's new ledger after
@@ -161,7 +162,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	}
 	defer led.Close()
 	start := time.Now()
-	n, from, kept, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
+	n, from, lost, err := g.rebuild(ctx, led, p, g.scale.consumers[p])
 	if err != nil {
 		return err
 	}
@@ -178,7 +179,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	// tenure ended (its batch journaled, never published) may have
 	// missed the sweep of a revocation since. They are swept again.
 	g.requestSweep()
-	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, keptFrom: later(kept, lost), lostBefore: lost}
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, keptFrom: later(from, lost), lostBefore: lost}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
@@ -224,32 +225,19 @@ func (g *Gateway) retireSingleLedger() error {
 
 // rebuild replays p's journal for the retention window into led, and
 // returns the number of records, the time from which the journal held
-// every record (journalFrom), the time from which it certainly kept
-// every record its age limit would (kept: the shortest retention any
-// instance may run with, journalWindow, or the stream's own age limit if
-// shorter, back from the server's clock) and the time before which it
-// certainly lost records (journalLoss; zero: none known lost).
-func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (n int, from, kept, lost time.Time, err error) {
+// every record (journalFrom) and the time before which it certainly lost
+// records (journalLoss; zero: none known lost).
+func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consumer jetstream.Consumer) (int, time.Time, time.Time, error) {
 	// The journal's times are its server's: the replay's start is
 	// compared with them, and its age limit is counted by them. So the
 	// window is counted back from the server's clock; the gateway's,
 	// were it ahead, would start the replay after records it needs.
 	pre, err := g.js.Stream(ctx, journal.Stream)
 	if err != nil {
-		return 0, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+		return 0, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
 	serverNow := serverTime(pre.CachedInfo())
 	since := serverNow.Add(-g.cfg.journalMaxAge())
-	// Another instance, or an edit, may run the stream with a shorter
-	// age limit than this instance's journal_max_age (a rolling change
-	// of it), and what it removed is not a loss anyone marks: only
-	// journalWindow, which every instance's retention covers, or a
-	// shorter age the stream shows, is certainly kept.
-	keptAge := g.cfg.journalWindow()
-	if a := pre.CachedInfo().Config.MaxAge; a > 0 {
-		keptAge = min(keptAge, a)
-	}
-	kept = serverNow.Add(-keptAge)
 	b := led.NewBatch()
 	defer func() { b.Close() }()
 	n, inBatch := 0, 0
@@ -268,26 +256,26 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 		return nil
 	})
 	if err != nil {
-		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
 	if err := b.Commit(); err != nil {
-		return n, time.Time{}, time.Time{}, time.Time{}, err
+		return n, time.Time{}, time.Time{}, err
 	}
 	// Read after the replay: what aged out meanwhile only moves it later.
 	st, err := g.js.Stream(ctx, journal.Stream)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: journal stream: %w", p, err)
 	}
 	cons, err := consumer.Info(ctx)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: consumer: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: consumer: %w", p, err)
 	}
 	marked, err := journal.LastLoss(ctx, g.js)
 	if err != nil {
-		return n, time.Time{}, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
+		return n, time.Time{}, time.Time{}, fmt.Errorf("gateway: partition %d rebuild: %w", p, err)
 	}
-	from = journalFrom(st.CachedInfo(), since)
-	lost = journalLoss(st.CachedInfo(), cons, since)
+	from := journalFrom(st.CachedInfo(), since)
+	lost := journalLoss(st.CachedInfo(), cons, since)
 	if !lost.IsZero() {
 		// Created again: it holds nothing appended before its creation.
 		from = later(from, st.CachedInfo().Created)
@@ -298,9 +286,6 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 	// An age limit edited below what the ledger needs (nats stream edit)
 	// removes records a fresh message may still depend on; the gateway
 	// sets it back at its next start.
-	if a := st.CachedInfo().Config.MaxAge; a > 0 {
-		kept = later(kept, serverTime(st.CachedInfo()).Add(-a))
-	}
 	if a, need := st.CachedInfo().Config.MaxAge, g.cfg.journalWindow(); a > 0 && a < need {
 		g.log.Error().Int("partition", p).Dur("max_age", a).Dur("needed", need).
 			Msg("the journal stream's max age is shorter than the ledger needs: what it removed early is lost")
@@ -318,7 +303,7 @@ func (g *Gateway) rebuild(ctx context.Context, led *store.Ledger, p int, consume
 			Msg("the gateway's clock is behind the NATS server's by more than a minute: messages that may have been decided before this rebuild are denied ledger_incomplete; set the clock right")
 		lost = later(lost, now.Add(journalClockMargin))
 	}
-	return n, from, kept, lost, nil
+	return n, from, lost, nil
 }
 
 // serverTime is the server's time when it answered with info, or the
@@ -457,7 +442,7 @@ func (g *Gateway) retireJournal(ctx context.Context, consumers []jetstream.Consu
 	}
 	records := 0
 	for p, c := range consumers {
-		n, _, _, l, err := g.rebuild(ctx, g.ledger, p, c)
+		n, _, l, err := g.rebuild(ctx, g.ledger, p, c)
 		if err != nil {
 			return err
 		}

@@ -187,14 +187,16 @@ func TestRedecidedResponseKeepsAnswerOfUnknownFate(t *testing.T) {
 }
 
 // TestRedecidedGrantKeepsTakeUnderShorterJournalAge: a rolling change
-// of scale_out.journal_max_age. The journal runs with the old instances'
-// age limit (the default: a little over a minute with these limits)
-// while a new instance is configured for two hours. A grant releases its
-// held request, is not acknowledged, and its partition has no owner for
-// longer than the old limit, which removes its records (not a loss any
-// writer marks). The new instance must judge by the shortest retention
-// any instance may run with, not its own: the grant's fate is unknown,
-// and its take is kept.
+// that lengthens the journal's retention (scale_out.journal_max_age, and
+// limits.approval_ttl, which the minimum retention follows). The journal
+// ran with the old instances' age limit (a little over a minute with
+// these limits); the new instance sets three hours at its start, before it
+// rebuilds, so neither its own limits nor the stream's settings say what
+// the old limit removed. A grant releases its held request, is not
+// acknowledged, and its partition has no owner for longer than the old
+// limit, which removes its records (not a loss any writer marks). The
+// new instance must not take those records for never written: the
+// grant's fate is unknown, and its take is kept.
 func TestRedecidedGrantKeepsTakeUnderShorterJournalAge(t *testing.T) {
 	ctx := context.Background()
 	h := unackedHarness(t)
@@ -257,7 +259,8 @@ func TestRedecidedGrantKeepsTakeUnderShorterJournalAge(t *testing.T) {
 	must(t, err)
 	h.clock.Advance(time.Since(start) + 5*time.Minute)
 
-	h.journalMaxAge = 2 * time.Hour
+	h.journalMaxAge = 3 * time.Hour
+	h.cfg.Limits.ApprovalTTL = 2 * time.Hour
 	b := h.startInstance("b")
 	waitFor(t, func() bool { return b.held() == 1 })
 	h.waitIn(StreamDenied, grantSeq, func(*jetstream.RawStreamMsg) bool { return true })
