@@ -217,4 +217,18 @@ func TestEndpointRefusesOpenKeyDir(t *testing.T) {
 	if e != nil {
 		must(t, e.Close())
 	}
+	// A key_dir that does not exist yet, in a directory anyone may
+	// write (/tmp): the endpoint makes it, 0700, so that another user
+	// cannot make it later and plant keys in it.
+	shared := t.TempDir()
+	must(t, os.Chmod(shared, 0o1777))
+	c.Endpoint.KeyDir = filepath.Join(shared, "agentgw-keys")
+	e, err = NewEndpoint(nc, c)
+	must(t, err)
+	must(t, e.Close())
+	fi, err := os.Stat(c.Endpoint.KeyDir)
+	must(t, err)
+	if !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("key_dir made by the endpoint: %v; want a directory, mode 0700", fi.Mode())
+	}
 }

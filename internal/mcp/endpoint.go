@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -116,7 +117,15 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	if kd := cfg.Endpoint.KeyDir; kd != "" {
 		// Each principal's keys are read back from key_dir by a name
 		// anyone can compute: in a directory another user can write, that
-		// user could plant keys of its own for a principal.
+		// user could plant keys of its own for a principal. One that does
+		// not exist yet is made now (0700), so that no one else can make
+		// it later.
+		if err := os.MkdirAll(kd, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
+		}
+		if fi, err := os.Stat(kd); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: key_dir %s is not a directory", ErrConfig, identity.SafePath(kd))
+		}
 		open, err := atomicfile.OpenDirs(kd)
 		if err != nil {
 			return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
