@@ -508,12 +508,12 @@ func reviseRevocationsCmd(args []string, revoke bool, c *cmd) int {
 	if created {
 		// A gateway does not start without its revocations file, so a
 		// new one is most likely a path mistyped: say so.
-		fmt.Fprintf(c.out, "created %s: no such file existed; the gateway applies only the file its revocations.file names\n", *file)
+		fmt.Fprintf(c.out, "created %s: no such file existed; the gateway applies only the file its revocations.file names\n", identity.SafePath(*file))
 		return exitOK
 	}
-	written := *file
+	written := identity.SafePath(*file)
 	if path != *file {
-		written = fmt.Sprintf("%s (%s links to it)", identity.SafePath(path), *file)
+		written = fmt.Sprintf("%s (%s links to it)", identity.SafePath(path), identity.SafePath(*file))
 	}
 	fmt.Fprintf(c.out, "wrote %s: the gateway applies it at its next reload (reload_interval or SIGHUP)\n", written)
 	return exitOK

@@ -83,11 +83,11 @@ key on stderr.
 		return c.fail(err, hint)
 	}
 	if *asJSON {
-		_ = newJSONLines(c.out).write(map[string]string{"type": *kind, "public_key": pub, "seed_file": *out})
+		_ = newJSONLines(c.out).write(map[string]string{"type": *kind, "public_key": pub, "seed_file": identity.SafePath(*out)})
 		return exitOK
 	}
 	fmt.Fprintln(c.out, pub)
-	fmt.Fprintf(c.err, "wrote the %s seed to %s (mode 0600)\n", *kind, *out)
+	fmt.Fprintf(c.err, "wrote the %s seed to %s (mode 0600)\n", *kind, identity.SafePath(*out))
 	return exitOK
 }
 

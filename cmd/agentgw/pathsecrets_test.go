@@ -38,3 +38,18 @@ func TestCatalogAndCasePathErrorsHideSeeds(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeFilePathHidesSeed: creds revoke --file names the file it
+// wrote, by SafePath: a seed typed as the path is not printed.
+func TestRevokeFilePathHidesSeed(t *testing.T) {
+	kp, err := identity.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := kp.Seed()
+	seed := string(raw)
+	r := agentgw(t, t.TempDir(), "creds", "revoke", "--file", seed, "--jti", "abc")
+	if out := r.stdout + r.stderr; strings.Contains(out, seed) {
+		t.Errorf("agentgw creds revoke --file <seed> (exit %d) echoes the seed:\n%s", r.code, strings.ReplaceAll(out, seed, "<THE SEED>"))
+	}
+}
