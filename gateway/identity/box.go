@@ -30,6 +30,7 @@ const (
 // show only the public key.
 type Box struct {
 	pub    string
+	pubRaw [32]byte // pub decoded (IsKey)
 	priv   [32]byte
 	shared *fifoCache[string, *[32]byte]
 }
@@ -53,6 +54,11 @@ func NewBox(curve nkeys.KeyPair) (*Box, error) {
 	if b.pub, err = curve.PublicKey(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
+	pubRaw, err := decodePublic(b.pub, nkeys.PrefixByteCurve)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+	}
+	copy(b.pubRaw[:], pubRaw)
 	return b, nil
 }
 
@@ -79,11 +85,7 @@ func (b *Box) IsKey(pub string) bool {
 	if err != nil {
 		return false
 	}
-	own, err := decodePublic(b.pub, nkeys.PrefixByteCurve)
-	if err != nil {
-		return false
-	}
-	return string(raw[:31]) == string(own[:31]) && raw[31]&0x7f == own[31]&0x7f
+	return string(raw[:31]) == string(b.pubRaw[:31]) && raw[31]&0x7f == b.pubRaw[31]&0x7f
 }
 
 // sharedKey returns the precomputed key for peer, a public curve key. A
