@@ -74,3 +74,19 @@ func TestCleanHidesUnquotedValues(t *testing.T) {
 		t.Errorf("the error keeps the seed: %v", err)
 	}
 }
+
+// TestCleanKeepsFieldNames: the unquoted text Clean hides is key- or
+// token-shaped, not a Go field or type name an operator needs to find
+// the mistake.
+func TestCleanKeepsFieldNames(t *testing.T) {
+	var v struct {
+		MaxCredentialLifetimeSeconds int `yaml:"max_credential_lifetime_seconds"`
+	}
+	err := Unmarshal([]byte("max_credential_lifetime_seconds: [1]\n"), &v)
+	if err == nil {
+		t.Fatal("a list decoded into an int")
+	}
+	if !strings.Contains(err.Error(), "MaxCredentialLifetimeSeconds") {
+		t.Errorf("the error hides the field's name: %v", err)
+	}
+}
