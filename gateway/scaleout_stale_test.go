@@ -74,7 +74,10 @@ func TestScaleOutStaleOwnerWritesNoHold(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true
 	h.cfg.Consumer.Partitions = 1
-	h.cfg.Consumer.AckWait = 10 * time.Second // longer than the lease takeover, as with the defaults (30 s, 15 s)
+	// Longer than the lease takeover under load, as with the defaults
+	// (30 s, 15 s): a redelivery before the next owner reads what was in
+	// flight would make it judge m at the clock, as expired.
+	h.cfg.Consumer.AckWait = 30 * time.Second
 	h.opts = append(h.opts, func(g *Gateway) { g.expireEvery = 100 * time.Millisecond })
 	var fb *failThenBlock
 	old := h.startInstance("old", func(in *instance) {
