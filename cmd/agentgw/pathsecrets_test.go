@@ -13,12 +13,7 @@ import (
 // it, on the terminal or in --json output (TestFlagErrorsHideSecrets
 // covers the other flags and arguments).
 func TestCatalogAndCasePathErrorsHideSeeds(t *testing.T) {
-	kp, err := identity.NewIssuer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := kp.Seed()
-	seed := string(raw)
+	seed := issuerSeed(t)
 	pol, _ := filepath.Abs("../../testdata/wire/policy.cedar")
 	cases := suiteFiles(t)
 	dir := t.TempDir()
@@ -42,14 +37,24 @@ func TestCatalogAndCasePathErrorsHideSeeds(t *testing.T) {
 // TestRevokeFilePathHidesSeed: creds revoke --file names the file it
 // wrote, by SafePath: a seed typed as the path is not printed.
 func TestRevokeFilePathHidesSeed(t *testing.T) {
-	kp, err := identity.NewIssuer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := kp.Seed()
-	seed := string(raw)
+	seed := issuerSeed(t)
 	r := agentgw(t, t.TempDir(), "creds", "revoke", "--file", seed, "--jti", "abc")
 	if out := r.stdout + r.stderr; strings.Contains(out, seed) {
 		t.Errorf("agentgw creds revoke --file <seed> (exit %d) echoes the seed:\n%s", r.code, strings.ReplaceAll(out, seed, "<THE SEED>"))
 	}
+}
+
+// issuerSeed is a new issuer seed, the secret a user might paste where a
+// path belongs.
+func issuerSeed(t *testing.T) string {
+	t.Helper()
+	kp, err := identity.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/agentgw/agentgw/gateway/identity"
 )
 
 // TestYAMLErrorsHideFileContents: a secret file given where a YAML file
@@ -88,12 +86,7 @@ func TestFlagErrorsHideSecrets(t *testing.T) {
 // quoted in its error; a seed pasted into such a flag is shown by
 // SafeText, as every other usage error shows what it was given.
 func TestFlagErrorHidesSecret(t *testing.T) {
-	kp, err := identity.NewIssuer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := kp.Seed()
-	seed := string(raw)
+	seed := issuerSeed(t)
 	c := newCmd("creds issue", "", "")
 	var out, errb bytes.Buffer
 	c.out, c.err = &out, &errb

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/agentgw/agentgw/gateway/identity"
 	"github.com/agentgw/agentgw/internal/natstest"
 )
@@ -65,16 +67,23 @@ tools:
 	}
 }
 
+// endpointWorld starts a nats-server and returns a connection to it and
+// the keys an endpoint's configuration names: a gateway's signing and
+// curve keys and an exchange issuer's.
+func endpointWorld(t *testing.T) (nc *nats.Conn, gateway, gatewayX, issuer string) {
+	nc = natstest.Connect(t, natstest.Start(t, natstest.Options{}))
+	gwKey, _ := identity.NewGatewayKey()
+	gwCurve, _ := identity.NewCurve()
+	gateway, _ = gwKey.PublicKey()
+	gatewayX, _ = gwCurve.PublicKey()
+	return nc, gateway, gatewayX, issuerPublic(t)
+}
+
 // TestValidConfigStartsTheEndpoint: every input_schema Validate accepts
 // is one the MCP SDK takes; one it refuses ('{"type":"array"}', '{}')
 // made NewEndpoint panic on start.
 func TestValidConfigStartsTheEndpoint(t *testing.T) {
-	nc := natstest.Connect(t, natstest.Start(t, natstest.Options{}))
-	gwKey, _ := identity.NewGatewayKey()
-	gwCurve, _ := identity.NewCurve()
-	n, _ := gwKey.PublicKey()
-	x, _ := gwCurve.PublicKey()
-	a := issuerPublic(t)
+	nc, n, x, a := endpointWorld(t)
 	for _, schema := range []string{`{"type":"object"}`, `{"type":"array"}`, `{}`, `{"type":"object","properties":{"q":{"type":"string"}}}`} {
 		t.Run(schema, func(t *testing.T) {
 			c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: "kb:read", InputSchema: schema}},
@@ -102,12 +111,7 @@ func TestValidConfigStartsTheEndpoint(t *testing.T) {
 // (a looser one would let a narrow token read the results of tasks a
 // broader token of the principal started) stops the endpoint at start.
 func TestToolScopeMustBeTheCatalogs(t *testing.T) {
-	nc := natstest.Connect(t, natstest.Start(t, natstest.Options{}))
-	gwKey, _ := identity.NewGatewayKey()
-	gwCurve, _ := identity.NewCurve()
-	n, _ := gwKey.PublicKey()
-	x, _ := gwCurve.PublicKey()
-	a := issuerPublic(t)
+	nc, n, x, a := endpointWorld(t)
 	dir := t.TempDir()
 	cat := filepath.Join(dir, "catalog.yaml")
 	pol := filepath.Join(dir, "policy.cedar")
@@ -194,12 +198,7 @@ func TestAuthorizationServerWithSpaceRefused(t *testing.T) {
 // write (here: mode 0777) stops the endpoint at start, as the
 // development server's and deploy init's directories do.
 func TestEndpointRefusesOpenKeyDir(t *testing.T) {
-	nc := natstest.Connect(t, natstest.Start(t, natstest.Options{}))
-	gwKey, _ := identity.NewGatewayKey()
-	gwCurve, _ := identity.NewCurve()
-	n, _ := gwKey.PublicKey()
-	x, _ := gwCurve.PublicKey()
-	a := issuerPublic(t)
+	nc, n, x, a := endpointWorld(t)
 	dir := t.TempDir()
 	must(t, os.Chmod(dir, 0o700))
 	c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: "kb:read"}},
