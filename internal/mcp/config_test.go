@@ -231,3 +231,44 @@ func TestEndpointRefusesOpenKeyDir(t *testing.T) {
 		t.Errorf("key_dir made by the endpoint: %v; want a directory, mode 0700", fi.Mode())
 	}
 }
+
+// TestKeyDirPinnedAtStart: key_dir is opened once, at the start, and
+// every key file is read through what was opened. A key_dir path that
+// someone else controls (here a symlink in a directory anyone may
+// write, swapped after the start to a directory of their own holding a
+// principal's key file) does not lead the endpoint to their keys.
+func TestKeyDirPinnedAtStart(t *testing.T) {
+	nc, n, x, a := endpointWorld(t)
+	shared := t.TempDir() // stands for /tmp
+	must(t, os.Chmod(shared, 0o1777))
+	mine := t.TempDir()
+	must(t, os.Chmod(mine, 0o700))
+	theirs := t.TempDir()
+	keyDir := filepath.Join(shared, "agentgw-keys")
+	must(t, os.Symlink(mine, keyDir))
+	c := &Config{Tenant: tenant, Tools: []Tool{{Name: "search", Target: "kb.search", Scope: "kb:read"}},
+		Endpoint: EndpointConfig{Resource: "http://127.0.0.1:1/mcp", AuthorizationServers: []string{"http://127.0.0.1:2"},
+			GatewayAudience: gwAudience, TrustedGateways: []string{n}, GatewayXKey: x, TrustedIssuers: []string{a}, KeyDir: keyDir}}
+	must(t, c.Validate())
+	e, err := NewEndpoint(nc, c)
+	must(t, err)
+	defer e.Close()
+
+	const id = "https://idp.example.com victim"
+	planted, err := identity.NewAgent()
+	must(t, err)
+	curve, err := identity.NewCurve()
+	must(t, err)
+	ps, _ := planted.Seed()
+	cs, _ := curve.Seed()
+	must(t, os.WriteFile(filepath.Join(theirs, keyName(id)), append(append(append(ps, '\n'), cs...), '\n'), 0o600))
+	must(t, os.Remove(keyDir))
+	must(t, os.Symlink(theirs, keyDir))
+
+	key, _, err := e.keys(id)
+	must(t, err)
+	got, _ := key.PublicKey()
+	if want, _ := planted.PublicKey(); got == want {
+		t.Errorf("after key_dir's path was swapped, the principal's agent key is read from the new target: %s", got)
+	}
+}

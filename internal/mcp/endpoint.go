@@ -29,6 +29,38 @@ import (
 	"github.com/agentgw/agentgw/internal/atomicfile"
 )
 
+// openKeyDir makes key_dir if it is missing (0700), so that no one else
+// can make it later, and opens it. Each principal's keys are read back
+// from it under a name anyone can compute: the directory it opened is
+// refused when another user could write it (writable by its group or
+// others, or owned by another user), where that user could plant keys
+// of its own for a principal.
+func openKeyDir(kd string) (*os.Root, error) {
+	if err := os.MkdirAll(kd, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
+	}
+	root, err := os.OpenRoot(kd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
+	}
+	fi, err := root.Stat(".")
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
+	case !fi.IsDir():
+		err = fmt.Errorf("%w: key_dir %s is not a directory", ErrConfig, identity.SafePath(kd))
+	default:
+		if why := atomicfile.OpenDir(fi); why != "" {
+			err = fmt.Errorf("%w: key_dir %s (%s): another user could plant a principal's keys there", ErrConfig, identity.SafePath(kd), why)
+		}
+	}
+	if err != nil {
+		_ = root.Close()
+		return nil, err
+	}
+	return root, nil
+}
+
 // MaxRequestBytes bounds one HTTP request body.
 const MaxRequestBytes = 1 << 20
 
@@ -72,8 +104,14 @@ type Endpoint struct {
 	server      *sdk.Server
 	handler     http.Handler
 	gate        *listGate // nil: tools/list filters on scopes only
-	bounds      bounds
-	inflight    atomic.Int64 // tools/call in flight, every principal's (takeCall)
+	// keyRoot is key_dir, opened once at the start (openKeyDir): every
+	// key file is read and written through it, so a path swapped
+	// afterwards (a symlink or a parent another user controls) is never
+	// followed. Nil without key_dir. Close leaves it open: a request
+	// already past its authentication may still look a principal up.
+	keyRoot  *os.Root
+	bounds   bounds
+	inflight atomic.Int64 // tools/call in flight, every principal's (takeCall)
 
 	mu         sync.Mutex
 	principals map[string]*principal
@@ -114,30 +152,17 @@ func NewEndpoint(nc *nats.Conn, cfg *Config, opts ...EndpointOption) (*Endpoint,
 	if err := cfg.Endpoint.validate(); err != nil {
 		return nil, err
 	}
+	var keyRoot *os.Root
 	if kd := cfg.Endpoint.KeyDir; kd != "" {
-		// Each principal's keys are read back from key_dir by a name
-		// anyone can compute: in a directory another user can write, that
-		// user could plant keys of its own for a principal. One that does
-		// not exist yet is made now (0700), so that no one else can make
-		// it later.
-		if err := os.MkdirAll(kd, 0o700); err != nil {
-			return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
-		}
-		if fi, err := os.Stat(kd); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("%w: key_dir %s is not a directory", ErrConfig, identity.SafePath(kd))
-		}
-		open, err := atomicfile.OpenDirs(kd)
-		if err != nil {
-			return nil, fmt.Errorf("%w: key_dir: %w", ErrConfig, identity.SafeReadError(err))
-		}
-		if len(open) > 0 {
-			return nil, fmt.Errorf("%w: key_dir %s: another user could plant a principal's keys there", ErrConfig, identity.SafeText(strings.Join(open, ", ")))
+		var err error
+		if keyRoot, err = openKeyDir(kd); err != nil {
+			return nil, err
 		}
 	}
 	e := &Endpoint{
 		cfg: cfg, ep: cfg.Endpoint, nc: nc, now: time.Now, renewBefore: 30 * time.Second, bounds: defaultBounds,
 		principals: make(map[string]*principal), sessions: make(map[[32]byte]*session), signed: make(map[[32]byte]*session), idle: make(map[string]*principal),
-		tasks: newTaskRegistry(),
+		tasks: newTaskRegistry(), keyRoot: keyRoot,
 	}
 	if e.ep.MaxCallsInFlight == 0 {
 		e.ep.MaxCallsInFlight = DefaultMaxCallsInFlight

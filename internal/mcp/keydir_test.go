@@ -16,7 +16,10 @@ import (
 // replaced.
 func TestSaveKeysNeitherFollowsNorReplaces(t *testing.T) {
 	dir := t.TempDir()
-	e := &Endpoint{ep: EndpointConfig{KeyDir: dir}}
+	root, err := openKeyDir(dir)
+	must(t, err)
+	t.Cleanup(func() { _ = root.Close() })
+	e := &Endpoint{ep: EndpointConfig{KeyDir: dir}, keyRoot: root}
 	newPrincipal := func(id string) *principal {
 		key, err := identity.NewAgent()
 		must(t, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -575,7 +576,7 @@ func (e *Endpoint) adopt(p *principal, now time.Time) (*principal, error) {
 	if !e.roomLocked(now) {
 		return nil, fmt.Errorf("%w: too many principals", auth.ErrInvalidToken)
 	}
-	if e.ep.KeyDir != "" {
+	if e.keyRoot != nil {
 		if err := e.saveKeys(p); err != nil {
 			return nil, err
 		}
@@ -585,18 +586,20 @@ func (e *Endpoint) adopt(p *principal, now time.Time) (*principal, error) {
 	return p, nil
 }
 
-// keyPath is the key_dir file of principal id.
-func (e *Endpoint) keyPath(id string) string {
+// keyName is the name, in key_dir, of principal id's key file.
+func keyName(id string) string {
 	sum := sha256.Sum256([]byte(id))
-	return filepath.Join(e.ep.KeyDir, hex.EncodeToString(sum[:16])+".nk")
+	return hex.EncodeToString(sum[:16]) + ".nk"
 }
+
+// keyPath is the key_dir file of principal id.
+func (e *Endpoint) keyPath(id string) string { return filepath.Join(e.ep.KeyDir, keyName(id)) }
 
 // keys loads a principal's agent key and curve key from key_dir, or
 // creates them (in memory) when there is no file.
 func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
-	if e.ep.KeyDir != "" {
-		path := e.keyPath(id)
-		data, err := os.ReadFile(path)
+	if e.keyRoot != nil {
+		data, err := e.keyRoot.ReadFile(keyName(id))
 		if err == nil {
 			defer clear(data)
 			lines := bytes.Fields(data)
@@ -635,8 +638,8 @@ func (e *Endpoint) keys(id string) (nkeys.KeyPair, nkeys.KeyPair, error) {
 // two agent keys (two budgets, split ledger entries); the request fails
 // instead, and the next one reads the file's.
 func (e *Endpoint) saveKeys(p *principal) error {
-	path := e.keyPath(p.id)
-	if fi, err := os.Lstat(path); err == nil {
+	name := keyName(p.id)
+	if fi, err := e.keyRoot.Lstat(name); err == nil {
 		if !fi.Mode().IsRegular() {
 			return errors.New("a principal key file name in key_dir is not a regular file (a symlink planted there?): remove it")
 		}
@@ -654,17 +657,22 @@ func (e *Endpoint) saveKeys(p *principal) error {
 	data := append(append(append(ks, '\n'), cs...), '\n')
 	defer clear(data)
 	fail := errors.New("a principal key file cannot be written to key_dir")
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".principal-*") // 0600
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return fail
+	}
+	tmpName := ".principal-" + hex.EncodeToString(rnd[:])
+	tmp, err := e.keyRoot.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fail
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = e.keyRoot.Remove(tmpName) }()
 	_, werr := tmp.Write(data)
 	serr := tmp.Sync()
 	if cerr := tmp.Close(); werr != nil || serr != nil || cerr != nil {
 		return fail
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := e.keyRoot.Link(tmpName, name); err != nil {
 		// Another process wrote the principal's file meanwhile: its keys,
 		// not these, are the principal's; the next request loads them.
 		return fail
