@@ -3,21 +3,15 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/agentgw/agentgw/gateway/envelope"
-	"github.com/agentgw/agentgw/internal/natstest"
 	"github.com/agentgw/agentgw/subjects/reason"
 )
 
@@ -189,13 +183,7 @@ func TestMetricsPresetSeries(t *testing.T) {
 func TestReadinessFollowsNATS(t *testing.T) {
 	h := newHarness(t)
 	h.allowErrors = true // the outage makes fetches and prunes fail
-	storeDir := t.TempDir()
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
-	port := h.srv.Addr().(*net.TCPAddr).Port
-	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	var err error
-	h.js, err = jetstream.New(h.nc)
-	must(t, err)
+	stopNATS, startNATS := h.serverOnDisk()
 	h.cfg.Metrics.Listen = "127.0.0.1:0"
 	h.start()
 	<-h.gw.Ready()
@@ -217,8 +205,7 @@ func TestReadinessFollowsNATS(t *testing.T) {
 	}
 	waitFor("serving", http.StatusOK, "agentgw_nats_connected 1")
 
-	h.srv.Shutdown()
-	h.srv.WaitForShutdown()
+	stopNATS()
 	waitFor("NATS down", http.StatusServiceUnavailable, "agentgw_nats_connected 0")
 	if code, body := getStatus(t, addr, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "NATS connection") {
 		t.Errorf("/readyz with NATS down = %d %q; want 503 naming the connection", code, body)
@@ -227,7 +214,7 @@ func TestReadinessFollowsNATS(t *testing.T) {
 		t.Errorf("/healthz with NATS down = %d; want 200: the process is up", code)
 	}
 
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+	startNATS()
 	waitFor("NATS back", http.StatusOK, "agentgw_nats_reconnects_total 1")
 
 	// And it decides again.

@@ -252,6 +252,27 @@ func TestSingleInstanceEndsWhenReclaimKeepsFailing(t *testing.T) {
 	h.gw = nil
 }
 
+// serverOnDisk gives h a NATS server that keeps its store on disk and a
+// connection that reconnects for ever; stop shuts the server down, and
+// start starts it again on its port.
+func (h *harness) serverOnDisk() (stop, start func()) {
+	storeDir := h.t.TempDir()
+	h.srv = natstest.Start(h.t, natstest.Options{StoreDir: storeDir})
+	port := h.srv.Addr().(*net.TCPAddr).Port
+	h.nc = natstest.Connect(h.t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	var err error
+	h.js, err = jetstream.New(h.nc)
+	must(h.t, err)
+	stop = func() {
+		h.srv.Shutdown()
+		h.srv.WaitForShutdown()
+	}
+	start = func() {
+		h.srv = natstest.Start(h.t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+	}
+	return stop, start
+}
+
 // outageHarness is a harness whose NATS server keeps its store on disk,
 // with a lease bucket of a 2 s TTL, which a single instance adopts.
 // outage stops the server for longer than that (the claim lapses and its
@@ -259,19 +280,12 @@ func TestSingleInstanceEndsWhenReclaimKeepsFailing(t *testing.T) {
 func outageHarness(t *testing.T) (h *harness, outage func()) {
 	h = newHarness(t)
 	h.allowErrors = true
-	storeDir := t.TempDir()
-	h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir})
-	port := h.srv.Addr().(*net.TCPAddr).Port
-	h.nc = natstest.Connect(t, h.srv, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	var err error
-	h.js, err = jetstream.New(h.nc)
-	must(t, err)
-	_, err = lease.EnsureBucket(context.Background(), h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
+	stop, start := h.serverOnDisk()
+	_, err := lease.EnsureBucket(context.Background(), h.js, lease.Config{Instance: "setup", Partitions: 1, TTL: 2 * time.Second})
 	must(t, err)
 	return h, func() {
-		h.srv.Shutdown()
-		h.srv.WaitForShutdown()
+		stop()
 		time.Sleep(4 * time.Second)
-		h.srv = natstest.Start(t, natstest.Options{StoreDir: storeDir, Configure: func(o *server.Options) { o.Port = port }})
+		start()
 	}
 }
