@@ -30,8 +30,8 @@ type ledgerBatch struct {
 	recs    []journal.Record
 	journal bool
 	revs    map[string]uint64 // kvHolds: revision of each hold read
-	// lostBefore and keptFrom are the partition's (partState).
-	lostBefore, keptFrom time.Time
+	// lostBefore and journalFrom are the partition's (partState).
+	lostBefore, journalFrom time.Time
 	// until is the local deadline of the partition's lease (scaled out;
 	// nil for a single instance): the batch's writes to the holds bucket
 	// are sent before it (kvContext).
@@ -39,7 +39,7 @@ type ledgerBatch struct {
 }
 
 func (g *Gateway) newBatch(ps *partState) *ledgerBatch {
-	b := &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0, lostBefore: ps.lostBefore, keptFrom: ps.keptFrom}
+	b := &ledgerBatch{Batch: ps.ledger.NewBatch(), journal: ps.epoch != 0, lostBefore: ps.lostBefore, journalFrom: ps.journalFrom}
 	if ps.epoch != 0 && g.scale != nil {
 		b.until = func() (time.Time, bool) { return g.scale.leases.Until(ps.p, ps.epoch) }
 	}

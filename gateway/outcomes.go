@@ -46,20 +46,25 @@ func (g *Gateway) heldIdemUntil(it *item, now time.Time) time.Time {
 }
 
 // fateUnknown reports whether it, decided again scaled out, may have
-// been decided and its outputs published before, with its records since
-// aged out of the journal the partition's ledger was rebuilt from, or
-// lost with it: stored before the journal certainly kept every record
-// (partState.keptFrom, with unknownFate's margin for the clocks). A
+// been decided and its outputs published before, its records since
+// removed from the journal the partition's ledger was rebuilt from: it
+// was stored before the journal's oldest record (journalFrom), whatever
+// age limit removed the older ones, or before a loss the gateway
+// detected (lostBefore), with unknownFate's margin for the clocks. A
+// journal that was quiet for longer than its age limit holds nothing
+// older than its newest records, so a message stored less than the
+// margin after its oldest one counts as unknown too (fail closed). A
 // message without its stream metadata counts as unknown.
 func fateUnknown(b *ledgerBatch, it *item) bool {
-	if b.keptFrom.IsZero() {
+	from := later(b.journalFrom, b.lostBefore)
+	if from.IsZero() {
 		return false
 	}
 	if it.msg == nil {
 		return true
 	}
 	md, err := it.msg.Metadata()
-	return err != nil || unknownFate(md.Timestamp, b.keptFrom)
+	return err != nil || unknownFate(md.Timestamp, from)
 }
 
 // finish builds the denial output and the audit event and stages the
@@ -121,8 +126,8 @@ func (g *Gateway) finish(b *ledgerBatch, it *item, now time.Time) error {
 		unknown := fateUnknown(b, it)
 		if unknown && (env.Capability == envelope.Approve && it.heldItem == nil ||
 			env.Capability == envelope.Respond && it.route != store.RouteAllow) {
-			g.log.Warn().Uint64("ingress_seq", it.seq).Str("capability", string(env.Capability)).Time("kept_from", b.keptFrom).
-				Msg("an answer decided again after its journal records aged out keeps what its first decision took: it may have been published")
+			g.log.Warn().Uint64("ingress_seq", it.seq).Str("capability", string(env.Capability)).Time("journal_from", b.journalFrom).
+				Msg("an answer decided again whose first decision the rebuilt ledger cannot know keeps what that decision took: it may have been published")
 		}
 		if env.Capability == envelope.Approve && it.heldItem == nil && !unknown {
 			// An answer refused this time may have taken its hold the

@@ -43,17 +43,6 @@ type partState struct {
 	// single-instance mode, whose ledger holds every outcome until its
 	// message is acknowledged.
 	journalFrom time.Time
-	// keptFrom bounds what the rebuilt ledger can know of a message's
-	// first decision: journalFrom, or a loss after it (lostBefore). A
-	// message decided again that was stored before it (with the clocks'
-	// margin) may have had its first decision published and its records
-	// removed since, by the age limit (whichever instance set it) or a
-	// purge (fateUnknown). A journal that was quiet for longer than its
-	// age limit holds nothing older than its newest records, so a
-	// message stored less than the margin after its oldest one counts as
-	// unknown too: it keeps what it took (fail closed). Zero in
-	// single-instance mode.
-	keptFrom time.Time
 	// lostBefore is set when the ledger certainly lacks records of
 	// messages decided before it (a single instance's new ledger after
 	// decisions, checkNewLedger; a journal that lost records,
@@ -179,7 +168,7 @@ func (g *Gateway) tenure(ctx context.Context, p int, epoch uint64) error {
 	// tenure ended (its batch journaled, never published) may have
 	// missed the sweep of a revocation since. They are swept again.
 	g.requestSweep()
-	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, keptFrom: later(from, lost), lostBefore: lost}
+	ps := &partState{p: p, cons: s.consumers[p], tenants: s.tenants[p], ledger: led, epoch: epoch, abandon: ctx, journalFrom: from, lostBefore: lost}
 	s.mu.Lock()
 	s.live[p] = ps
 	s.mu.Unlock()
