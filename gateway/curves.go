@@ -71,17 +71,13 @@ func (g *Gateway) acceptedCurveKeys() []string {
 }
 
 // ownCurveKey reports whether pub is the gateway's curve key or one of
-// keys.accepted_curves, in any spelling (Box.IsKey).
+// keys.accepted_curves, in either spelling (identity.OtherSpelling).
 func (g *Gateway) ownCurveKey(pub string) bool {
-	if g.box.IsKey(pub) {
+	if g.boxTo(pub) != nil {
 		return true
 	}
-	for _, b := range g.accepted {
-		if b.IsKey(pub) {
-			return true
-		}
-	}
-	return false
+	other, ok := identity.OtherSpelling(pub)
+	return ok && g.boxTo(other) != nil
 }
 
 // boxTo returns the box of pub when pub is the gateway's curve key or one

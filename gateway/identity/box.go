@@ -30,7 +30,6 @@ const (
 // show only the public key.
 type Box struct {
 	pub    string
-	pubRaw [32]byte // pub decoded (IsKey)
 	priv   [32]byte
 	shared *fifoCache[string, *[32]byte]
 }
@@ -54,11 +53,6 @@ func NewBox(curve nkeys.KeyPair) (*Box, error) {
 	if b.pub, err = curve.PublicKey(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
-	pubRaw, err := decodePublic(b.pub, nkeys.PrefixByteCurve)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
-	}
-	copy(b.pubRaw[:], pubRaw)
 	return b, nil
 }
 
@@ -74,18 +68,20 @@ func (b Box) GoString() string { return b.String() }
 // Format prints String for every verb.
 func (b Box) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(b.String())) }
 
-// IsKey reports whether pub is b's public key in any spelling: X25519
-// ignores the top bit of a public key, so the key with that bit flipped
-// is another valid 'X' nkey that seals and opens as b's.
-func (b *Box) IsKey(pub string) bool {
-	if pub == b.pub {
-		return true
-	}
+// OtherSpelling returns the public curve key pub with its top bit
+// flipped. X25519 ignores that bit, so it is another valid 'X' nkey that
+// seals and opens as pub. ok is false when pub is not a curve key.
+func OtherSpelling(pub string) (other string, ok bool) {
 	raw, err := decodePublic(pub, nkeys.PrefixByteCurve)
 	if err != nil {
-		return false
+		return "", false
 	}
-	return string(raw[:31]) == string(b.pubRaw[:31]) && raw[31]&0x7f == b.pubRaw[31]&0x7f
+	raw[31] ^= 0x80
+	enc, err := nkeys.Encode(nkeys.PrefixByteCurve, raw)
+	if err != nil {
+		return "", false
+	}
+	return string(enc), true
 }
 
 // sharedKey returns the precomputed key for peer, a public curve key. A

@@ -143,3 +143,35 @@ func TestBoxCacheBounded(t *testing.T) {
 		t.Errorf("shared-key cache holds %d; want %d", n, boxCacheSize)
 	}
 }
+
+// TestOtherSpelling: a curve key's other spelling is another string,
+// flips back to the key, and seals and opens as the key does.
+func TestOtherSpelling(t *testing.T) {
+	a, err := NewCurve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCurve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxA, _ := NewBox(a)
+	boxB, _ := NewBox(b)
+	other, ok := OtherSpelling(boxA.PublicKey())
+	if !ok || other == boxA.PublicKey() {
+		t.Fatalf("OtherSpelling(%s) = %q, %v; want another key", boxA.PublicKey(), other, ok)
+	}
+	if back, ok := OtherSpelling(other); !ok || back != boxA.PublicKey() {
+		t.Errorf("OtherSpelling twice = %q, %v; want the key back", back, ok)
+	}
+	sealed, err := boxB.Seal([]byte("x"), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := boxA.Open(sealed, boxB.PublicKey()); err != nil || string(got) != "x" {
+		t.Errorf("a box sealed to the other spelling: %q, %v; want it opened by the key", got, err)
+	}
+	if _, ok := OtherSpelling("not a key"); ok {
+		t.Error("OtherSpelling of a non-key succeeded")
+	}
+}
