@@ -76,6 +76,7 @@ stderr, the table to stdout.`)
 	out := c.fs.String("out", "", "write the report as JSON to FILE")
 	quiet := c.fs.Bool("quiet", false, "no progress lines")
 	flood := c.fs.Bool("flood", false, "run only the flood-isolation scenario: one tenant floods (--messages bad signatures and replays), another sends at --flood-victim-rate; victim latency with and without the flood")
+	floodFloor := c.fs.Bool("flood-floor", false, "with --flood, publish the flood to a stream nothing reads: the victim's latency beside the flood's publisher and nats-server alone, a floor for any gateway on this machine")
 	victimRate := c.fs.Float64("flood-victim-rate", def.FloodVictimRate, "the flood scenario's victim rate in msgs/s")
 	mcpCalls := c.fs.Int("mcp-calls", def.MCPCalls, "MCP tool calls measured through agentgw and directly against the upstream server (0: none)")
 	mcpConc := c.fs.Int("mcp-concurrency", 1, "MCP tool calls in flight at once on each path's one session (at most 64)")
@@ -105,7 +106,7 @@ stderr, the table to stdout.`)
 	cfg.Baselines, cfg.Rate, cfg.Paced, cfg.SealedBytes = !*noBaselines, *rate, *paced, *sealedBytes
 	cfg.Batch, cfg.Workers, cfg.Timeout, cfg.Repeat = *batch, *workers, *timeout, *repeat
 	cfg.Instances, cfg.Partitions, cfg.FairTenants, cfg.NoNotices, cfg.NoNoticeAsked = *instances, *partitions, *fair, *noNotices, *noNoticeAsked
-	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate = *mcpCalls, *crash, *flood, *victimRate
+	cfg.MCPCalls, cfg.Crash, cfg.Flood, cfg.FloodVictimRate, cfg.FloodFloor = *mcpCalls, *crash, *flood, *victimRate, *floodFloor
 	cfg.CPUProfile, cfg.Trace, cfg.MemProfile, cfg.GatewayLog = *cpuProfile, *traceOut, *memProfile, *gwLog
 	cfg.Latencies, cfg.GCTimes, cfg.MCPConcurrency = *latencies, *gcTimes, *mcpConc
 	if *quiet {

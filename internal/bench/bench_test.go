@@ -234,12 +234,12 @@ func TestComputeRatios(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Messages, cfg.Agents, cfg.Paced, cfg.Mixes, cfg.Crash, cfg.Instances = 0, 0, 2, nil, true, 2
-	cfg.Warmup, cfg.MCPConcurrency = -1, 65
+	cfg.Warmup, cfg.MCPConcurrency, cfg.FloodFloor = -1, 65, true
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil; want errors")
 	}
-	for _, frag := range []string{"messages", "warmup", "agents", "paced", "mix", "crash", "mcp concurrency"} {
+	for _, frag := range []string{"messages", "warmup", "agents", "paced", "mix", "crash", "mcp concurrency", "flood floor"} {
 		if !strings.Contains(err.Error(), frag) {
 			t.Errorf("Validate() = %v; want a problem about %s", err, frag)
 		}

@@ -142,6 +142,12 @@ type Config struct {
 	Flood bool
 	// FloodVictimRate is the victim's rate in msgs/s. Default 200.
 	FloodVictimRate float64
+	// FloodFloor publishes the flood to a stream of its own that nothing
+	// reads, instead of the ingress stream: the victim's latency beside
+	// the flood's publisher and nats-server storing it, with none of the
+	// gateway's work on it. No gateway on the same machine can keep its
+	// victim faster than that.
+	FloodFloor bool
 	// MCPCalls is how many MCP tool calls are measured through agentgw
 	// (endpoint, gateway, bridge) and directly against the upstream
 	// server, interleaved, after the scenarios. Zero: no MCP measurement.
@@ -217,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Flood && (c.FloodVictimRate <= 0 || c.FloodVictimRate > 10000) {
 		add("flood victim rate must be in (0, 10000]")
+	}
+	if c.FloodFloor && !c.Flood {
+		add("flood floor needs flood")
 	}
 	if c.Flood && c.NATSURL != "" {
 		add("flood runs on the embedded server only")

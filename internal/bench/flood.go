@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/agentgw/agentgw/gateway"
@@ -25,8 +26,13 @@ const floodVictimCap = 2000
 type FloodResult struct {
 	// VictimRate is the victim's publish rate, msgs/s.
 	VictimRate float64 `json:"victim_rate"`
+	// Floor is set when the flood went to a stream nothing reads
+	// (Config.FloodFloor): no flood message was decided, and the flood's
+	// figures are of its storing.
+	Floor bool `json:"floor,omitempty"`
 	// FloodMessages is the flood's size; FloodSeconds how long the
-	// gateway took to decide it, and FloodPerSec that rate.
+	// gateway took to decide it, and FloodPerSec that rate (with Floor,
+	// how long nats-server took to store it).
 	FloodMessages int     `json:"flood_messages"`
 	FloodSeconds  float64 `json:"flood_seconds"`
 	FloodPerSec   float64 `json:"flood_per_sec"`
@@ -88,7 +94,7 @@ func (r *runner) flood(ctx context.Context) (*FloodResult, error) {
 // floodOnce runs the victim with the flood, then alone for as many
 // messages, each on fresh streams and a fresh gateway.
 func (r *runner) floodOnce(ctx context.Context) (FloodResult, error) {
-	res := FloodResult{VictimRate: r.cfg.FloodVictimRate, FloodMessages: r.cfg.Messages, Batch: r.batch()}
+	res := FloodResult{VictimRate: r.cfg.FloodVictimRate, Floor: r.cfg.FloodFloor, FloodMessages: r.cfg.Messages, Batch: r.batch()}
 	flooder, victim := r.world.only(r.world.tenants[0]), r.world.only(r.world.tenants[1])
 	now := time.Now()
 	corpF, err := newCorpus(flooder, MixHostile, 0, r.cfg.Messages, r.cfg.SealedBytes, now)
@@ -99,7 +105,11 @@ func (r *runner) floodOnce(ctx context.Context) (FloodResult, error) {
 	if err != nil {
 		return res, err
 	}
-	r.logf("bench: flood: %d hostile messages from %s at full speed, %s at %.0f msgs/s", r.cfg.Messages, r.world.tenants[0], r.world.tenants[1], r.cfg.FloodVictimRate)
+	where := "ingress"
+	if res.Floor {
+		where = "a stream nothing reads"
+	}
+	r.logf("bench: flood: %d hostile messages from %s at full speed to %s, %s at %.0f msgs/s", r.cfg.Messages, r.world.tenants[0], where, r.world.tenants[1], r.cfg.FloodVictimRate)
 	flooded, err := r.floodPhase(ctx, corpF, corpV, 0, &res)
 	if err != nil {
 		return res, err
@@ -127,12 +137,23 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		return 0, err
 	}
 	primer := slices.Clone(corpV.primer)
-	floodN := 0
+	floor := corpF != nil && r.cfg.FloodFloor
+	floodN, floodOuts := 0, 0 // flood messages, and their outputs
 	if corpF != nil {
 		primer = append(primer, corpF.primer...)
 		floodN = corpF.msgs.Len()
+		floodOuts = floodN
+	}
+	if floor {
+		floodOuts = 0
+		if err := r.floorStream(setupCtx); err != nil {
+			return 0, err
+		}
+		defer func() { _ = r.js.DeleteStream(context.WithoutCancel(ctx), floorStream) }()
 	}
 	base := time.Now()
+	// Sized by ingress sequence for the flood too, so that a floor's
+	// flood that reached ingress is reported (below), not out of range.
 	obs, err := newObserver(r.obsNC, base, len(primer)+floodN+corpV.msgs.Len())
 	if err != nil {
 		return 0, err
@@ -183,7 +204,15 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 	go func() { vdone <- publish(vctx, vjs, vmsgs, r.cfg.FloodVictimRate, base, vsent) }()
 	var fsent *sendLog
 	fdone := make(chan error, 1)
-	if corpF != nil {
+	if floor {
+		// The victim sends while the flood is being stored.
+		fsent = newSendLog(floodN)
+		err := publish(runCtx, r.js, floorMsgs{corpF.msgs}, 0, base, fsent)
+		stopVictim()
+		if err != nil {
+			return 0, fmt.Errorf("bench: flood: %w", err)
+		}
+	} else if corpF != nil {
 		fsent = newSendLog(floodN)
 		go func() { fdone <- publish(runCtx, r.js, corpF.msgs, 0, base, fsent) }()
 		// The victim sends while the flood is being decided: every flood
@@ -211,8 +240,8 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		return 0, fmt.Errorf("bench: flood: victim: %w", err)
 	}
 	sent := int(vsent.sent.Load())
-	if err := r.await(ctx, obs.expect(int64(len(primer)+floodN+sent)), s, r.cfg.timeout()); err != nil {
-		return 0, fmt.Errorf("bench: flood: %w (outputs %d of %d)", err, obs.count.Load(), len(primer)+floodN+sent)
+	if err := r.await(ctx, obs.expect(int64(len(primer)+floodOuts+sent)), s, r.cfg.timeout()); err != nil {
+		return 0, fmt.Errorf("bench: flood: %w (outputs %d of %d)", err, obs.count.Load(), len(primer)+floodOuts+sent)
 	}
 	stopped = true
 	stopRun()
@@ -250,6 +279,21 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 		return sent, nil
 	}
 	res.Flooded, res.FloodedStored = latencyOf(h, maxUS), latencyOf(hs, maxStored)
+	if floor {
+		// Nothing of the flood may have reached the gateway.
+		if n := obs.byRt[routeDeny].Load(); n != 0 {
+			return 0, fmt.Errorf("%w: %d denials beside a flood nothing reads", ErrMismatch, n)
+		}
+		last := fsent.first
+		for _, st := range fsent.stored {
+			last = max(last, st)
+		}
+		if d := time.Duration(last - fsent.first); d > 0 {
+			res.FloodSeconds = d.Seconds()
+			res.FloodPerSec = float64(fsent.acked.Load()) / res.FloodSeconds
+		}
+		return sent, nil
+	}
 	var outs []int64 // the flood's output times, sorted
 	for _, seq := range fsent.seq {
 		if t := obs.seen[seq].Load(); seq != 0 && t != 0 {
@@ -323,4 +367,35 @@ func (r *runner) batch() int {
 		return r.cfg.Batch
 	}
 	return gateway.DefaultConfig().Consumer.Batch
+}
+
+// floorStream is the stream Config.FloodFloor publishes the flood to:
+// the ingress stream's settings on subjects no gateway reads.
+const (
+	floorStream  = "AGENTGW_BENCH_FLOOR"
+	floorSubject = "agentgw-bench-floor"
+)
+
+// floorStream creates the floor's stream afresh.
+func (r *runner) floorStream(ctx context.Context) error {
+	if err := r.js.DeleteStream(ctx, floorStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("bench: delete stream %s: %w", floorStream, err)
+	}
+	sc := gateway.StreamConfigs(gateway.DefaultConfig().Streams, r.cfg.partitions())[0]
+	sc.Name, sc.Description = floorStream, "agentgw bench: a flood nothing reads"
+	sc.Subjects, sc.SubjectTransform = []string{floorSubject + ".>"}, nil
+	if _, err := r.js.CreateStream(ctx, sc); err != nil {
+		return fmt.Errorf("bench: create stream %s: %w", floorStream, err)
+	}
+	return nil
+}
+
+// floorMsgs are msgs on the floor stream's subjects.
+type floorMsgs struct{ msgs msgSource }
+
+func (f floorMsgs) Len() int { return f.msgs.Len() }
+
+func (f floorMsgs) At(i int) *nats.Msg {
+	m := f.msgs.At(i)
+	return &nats.Msg{Subject: floorSubject + "." + m.Subject, Header: m.Header, Data: m.Data}
 }

@@ -60,6 +60,40 @@ func TestFloodScenario(t *testing.T) {
 	}
 }
 
+// TestFloodFloorScenario: with FloodFloor the flood goes to a stream no
+// gateway reads, so the run reports the victim beside it with no flood
+// message decided (the run fails on any denial), and the flood's rate is
+// its storing's.
+func TestFloodFloorScenario(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Messages, cfg.Warmup = 2000, 0
+	cfg.Agents = 4
+	cfg.Flood, cfg.FloodFloor = true, true
+	cfg.FloodVictimRate = 2000
+	cfg.ProgressEvery = -1
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	f := rep.Flood
+	if f == nil {
+		t.Fatal("no flood result")
+	}
+	if !f.Floor || f.FloodAheadMax != 0 || f.FloodPerSec <= 0 {
+		t.Errorf("floor %v, flood ahead %d, flood stored at %v msgs/s; want a floor, nothing decided ahead, a rate", f.Floor, f.FloodAheadMax, f.FloodPerSec)
+	}
+	if f.Flooded.Count == 0 || f.Quiet.Count != max(f.Flooded.Count, 50) {
+		t.Errorf("victim measured %d times flooded, %d alone; want some, and as many alone (at least 50)", f.Flooded.Count, f.Quiet.Count)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "stored, not decided") || !strings.Contains(out.String(), "no flood message decided") {
+		t.Errorf("table:\n%s\nwant the floor's rows", out.String())
+	}
+}
+
 // TestStoredTimesFromTheServer: the flood's "until stored" is the ingress
 // message's timestamp from nats-server, which lies between the publish
 // and the publisher's PubAck; a timestamp outside that window (another

@@ -359,18 +359,26 @@ func (r *Report) writeRest(w io.Writer, ms func(int64) string) error {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "victim at %.0f msgs/s\tmessages\tp50 ms\tp90 ms\tp99 ms\tmax ms\t\n", f.VictimRate)
+		beside := fmt.Sprintf("beside a flood of %d (%.0f msgs/s)", f.FloodMessages, f.FloodPerSec)
+		if f.Floor {
+			beside = fmt.Sprintf("beside a flood of %d stored, not decided (%.0f msgs/s)", f.FloodMessages, f.FloodPerSec)
+		}
 		for _, x := range []struct {
 			name string
 			l    Latency
-		}{{"alone", f.Quiet}, {fmt.Sprintf("beside a flood of %d (%.0f msgs/s)", f.FloodMessages, f.FloodPerSec), f.Flooded},
+		}{{"alone", f.Quiet}, {beside, f.Flooded},
 			{"  of which until stored in ingress", f.FloodedStored}} {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", x.name, x.l.Count, ms(x.l.P50), ms(x.l.P90), ms(x.l.P99), ms(x.l.Max))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs between a victim message's storing in ingress and its output: max %d, p99 %d (batch %d)\n",
-			f.P99Ratio, f.FloodAheadMax, f.FloodAheadP99, f.Batch)
+		if f.Floor {
+			fmt.Fprintf(w, "victim p99 flooded/alone %.2f, with no flood message decided: the floor the machine sets for any gateway\n", f.P99Ratio)
+		} else {
+			fmt.Fprintf(w, "victim p99 flooded/alone %.2f; flood outputs between a victim message's storing in ingress and its output: max %d, p99 %d (batch %d)\n",
+				f.P99Ratio, f.FloodAheadMax, f.FloodAheadP99, f.Batch)
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
