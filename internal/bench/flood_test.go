@@ -18,20 +18,8 @@ import (
 // every flood message denied, the ratio from the figures. It never
 // asserts on speed.
 func TestFloodScenario(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Messages, cfg.Warmup = 400, 0
-	cfg.Agents = 4
-	cfg.Flood = true
-	cfg.FloodVictimRate = 500
-	cfg.ProgressEvery = -1
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
+	cfg, rep := runFlood(t, 400, 500, false)
 	f := rep.Flood
-	if f == nil {
-		t.Fatal("no flood result")
-	}
 	if len(rep.Scenarios) != 0 || rep.MCP != nil {
 		t.Errorf("flood ran %d mix scenarios and MCP %v; want the flood alone", len(rep.Scenarios), rep.MCP != nil)
 	}
@@ -65,20 +53,8 @@ func TestFloodScenario(t *testing.T) {
 // message decided (the run fails on any denial), and the flood's rate is
 // its storing's.
 func TestFloodFloorScenario(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Messages, cfg.Warmup = 2000, 0
-	cfg.Agents = 4
-	cfg.Flood, cfg.FloodFloor = true, true
-	cfg.FloodVictimRate = 2000
-	cfg.ProgressEvery = -1
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
+	_, rep := runFlood(t, 2000, 2000, true)
 	f := rep.Flood
-	if f == nil {
-		t.Fatal("no flood result")
-	}
 	if !f.Floor || f.FloodAheadMax != 0 || f.FloodPerSec <= 0 {
 		t.Errorf("floor %v, flood ahead %d, flood stored at %v msgs/s; want a floor, nothing decided ahead, a rate", f.Floor, f.FloodAheadMax, f.FloodPerSec)
 	}
@@ -92,6 +68,26 @@ func TestFloodFloorScenario(t *testing.T) {
 	if !strings.Contains(out.String(), "stored, not decided") || !strings.Contains(out.String(), "no flood message decided") {
 		t.Errorf("table:\n%s\nwant the floor's rows", out.String())
 	}
+}
+
+// runFlood runs the flood scenario small: messages flood messages, the
+// victim at rate, the flood to a stream nothing reads when floor is set.
+func runFlood(t *testing.T, messages int, rate float64, floor bool) (Config, *Report) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Messages, cfg.Warmup = messages, 0
+	cfg.Agents = 4
+	cfg.Flood, cfg.FloodFloor = true, floor
+	cfg.FloodVictimRate = rate
+	cfg.ProgressEvery = -1
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if rep.Flood == nil {
+		t.Fatal("no flood result")
+	}
+	return cfg, rep
 }
 
 // TestStoredTimesFromTheServer: the flood's "until stored" is the ingress
