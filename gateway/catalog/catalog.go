@@ -463,6 +463,9 @@ func compileSchema(name, src, dir string, read *[]schemaFile) (*jsonschema.Schem
 	if err := checkAcyclic(s); err != nil {
 		return nil, fmt.Errorf("payload_schema: %w", err)
 	}
+	if err := checkExpansion(s, maxSchemaExpansion); err != nil {
+		return nil, fmt.Errorf("payload_schema: %w", err)
+	}
 	return s, nil
 }
 
