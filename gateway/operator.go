@@ -288,6 +288,15 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 			req := g.policyRequest(it, now, nil)
 			pol := r.pol.Decide(req)
 			it.pol = pol
+			dep := r.pol.DependsOn(req)
+			if !pol.Allow && dep.Budget {
+				// Decided without the budget a dry run does not take: a
+				// policy that reads it errs on the empty record and
+				// denies, where the real replay reads the budget as it is.
+				res.Route, res.PolicyIDs = DryRunNotPredicted, pol.PolicyIDs
+				res.Detail = "a policy that takes it in reads the budget, which a dry run does not take; without it, policy denies"
+				return res
+			}
 			switch {
 			case !pol.Allow:
 				it.deny(reason.Deny(reason.PolicyDenied, "no permit, or forbidden, at stage authorize"))
@@ -297,7 +306,7 @@ func (g *Gateway) dryRun(it *item, now time.Time) operator.Result {
 				it.route = store.RouteAllow
 			}
 			if it.route != store.RouteDeny {
-				why := unpredicted(r.pol.DependsOn(req), it.recorded)
+				why := unpredicted(dep, it.recorded)
 				if why == "" {
 					why = g.dryRunBudget(it, t, now)
 				}

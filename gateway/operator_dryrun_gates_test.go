@@ -184,3 +184,43 @@ func TestDryRunOfSpentBudgetNotPredicted(t *testing.T) {
 		t.Errorf("the replay: %s %s; want denied budget_exceeded", out.Header.Get(header.Route), out.Header.Get(header.Reason))
 	}
 }
+
+// TestDryRunDenyOfBudgetPolicyNotPredicted: a dry run decides policy
+// without a budget (it takes no token), so a forbid that reads
+// context.budget errs on the empty record and denies, whatever the
+// budget is. When the deciding policies read the budget, a denial is not
+// predicted: here the agent's bucket has refilled and the real replay is
+// allowed.
+func TestDryRunDenyOfBudgetPolicyNotPredicted(t *testing.T) {
+	h := newHarness(t)
+	// Keep headroom: refuse kb.search once the agent has fewer than 18
+	// tokens left (agent budget below: burst 20, rate 10/s).
+	pol := testPolicy + `
+@id("headroom")
+forbid (principal, action == Action::"read", resource == Target::"kb.search")
+when { context.budget.agent_remaining < 18 };
+`
+	must(t, os.WriteFile(h.cfg.Policies[0], []byte(pol), 0o600))
+	h.cfg.Budgets.Agent = budget.Limit{Rate: 10, Burst: 20}
+	h.start()
+	var last uint64
+	for range 3 {
+		last = h.send(h.body(nil)) // remaining 19, 18, 17
+	}
+	h.wantReason(last, reason.PolicyDenied)
+	denied := h.deniedSeq(last)
+	h.clock.Advance(5 * time.Second) // the agent's bucket refills
+
+	op := h.operator(operator.Scope)
+	ctx := context.Background()
+	dry, err := op.Replay(ctx, denied, true)
+	must(t, err)
+	if dry.Route != DryRunNotPredicted || !strings.Contains(dry.Detail, "budget") {
+		t.Errorf("dry run = %+v; want not_predicted, naming the budget", dry)
+	}
+	res, err := op.Replay(ctx, denied, false)
+	must(t, err)
+	if out := h.outputFor(res.IngressSeq); out.Header.Get(header.Route) != "allow" {
+		t.Errorf("the real replay went to %s (%s); want it allowed, the budget refilled", out.Subject, out.Header.Get(header.Reason))
+	}
+}
