@@ -142,10 +142,10 @@ type IdPConfig struct {
 // Rule grants Scopes when the claim at Claim (a dotted path such as
 // "groups" or "realm_access.roles") matches. Exactly one of Contains and
 // Equals: Contains matches a string element of an array claim, or one
-// space-separated word of a string claim (the OAuth "scope" form: a
-// free-text claim such as "Domain Admins" matches "Admins" too, so point
-// Contains at an array claim or a scope claim); Equals matches a string
-// claim exactly. Tenants, when set, restricts the rule
+// word of a string claim split at its spaces (U+0020 only, the OAuth
+// "scope" form; other white space is part of a word). A free-text claim
+// such as "Domain Admins" matches "Admins" too, so point Contains at an
+// array claim or a scope claim. Equals matches a string claim exactly. Tenants, when set, restricts the rule
 // to those tenants.
 type Rule struct {
 	ID       string   `yaml:"id"`

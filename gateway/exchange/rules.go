@@ -135,7 +135,10 @@ func (r *Rule) matches(v any) bool {
 	}
 	switch x := v.(type) {
 	case string:
-		return slices.Contains(strings.Fields(x), r.Contains)
+		// Words are separated by U+0020 alone, the scope claim's one
+		// delimiter: strings.Fields would also split at a tab or a
+		// no-break space, inside what the IdP holds as one value.
+		return slices.Contains(strings.Split(x, " "), r.Contains)
 	case []any:
 		for _, e := range x {
 			if s, ok := e.(string); ok && s == r.Contains {

@@ -224,3 +224,21 @@ func TestCredentialName(t *testing.T) {
 		t.Errorf("credentialName = %q", n)
 	}
 }
+
+// TestContainsSplitsAtSpacesOnly: a contains rule matches a word of a
+// string claim separated by U+0020, the scope claim's delimiter, and not
+// a part of a value split at other white space (a tab, a no-break or
+// ideographic space), which the IdP holds as one word.
+func TestContainsSplitsAtSpacesOnly(t *testing.T) {
+	r := &Rule{ID: "admins", Claim: "scope", Contains: "admin", Scopes: []string{"approve:*"}}
+	for _, v := range []string{"read admin", "admin", "read  admin ", "admin read"} {
+		if !r.matches(v) {
+			t.Errorf("matches(%q) = false; want true", v)
+		}
+	}
+	for _, v := range []string{"read\u00a0admin", "read\u3000admin", "read\tadmin", "read\nadmin", "administrators", ""} {
+		if r.matches(v) {
+			t.Errorf("matches(%q) = true; want false", v)
+		}
+	}
+}
