@@ -84,18 +84,18 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 	hdr := jws.Signatures[0].Header
 	kid, alg := hdr.KeyID, hdr.Algorithm
 
-	keys, fresh, err := k.current(ctx, false)
+	keys, from, err := k.current(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	// fresh: the keys come from a fetch made for this token (or that it
-	// waited for), so a kid missing from them is a verdict on the token.
 	if !hasKid(keys, kid) {
-		var again bool
+		var again keysFrom
 		if keys, again, err = k.current(ctx, true); err != nil {
 			return nil, err
 		}
-		fresh = fresh || again
+		if again.fetch {
+			from = again
+		}
 	}
 	for i := range keys {
 		key := &keys[i]
@@ -110,13 +110,20 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 		}
 	}
 	if !hasKid(keys, kid) {
-		if !fresh && issuedAfter(jws, k.fetchStarted().Add(-k.skew)) {
-			// The keys were fetched before the token was issued (by the
-			// IdP's clock, within the skew), and no new fetch is allowed
-			// within keys_min_refresh: the IdP may have published the kid
-			// since (a rotation), so the token is not judged yet. A token
-			// issued before the fetch started had its key published then,
-			// if ever.
+		// A kid missing from keys fetched after the token was issued is
+		// a verdict on the token. A fetch this call made started after
+		// the token was in hand. Otherwise (cached keys, or a fetch that
+		// was in flight when the call came and that it waited for) the
+		// token's iat says: a token issued before the fetch started had
+		// its key published then, if ever. One that may have been issued
+		// after (by the IdP's clock, within the skew) may be signed with
+		// a key the IdP published since, a rotation, and no new fetch is
+		// allowed within keys_min_refresh, so it is not judged yet.
+		started := from.started
+		if !from.fetch {
+			started = k.fetchStarted()
+		}
+		if !from.own && issuedAfter(jws, started.Add(-k.skew)) {
 			return nil, fmt.Errorf("%w: kid not among the keys fetched before the token was issued; no new fetch within keys_min_refresh", errKeysFetch)
 		}
 		return nil, errUnknownKey
@@ -160,10 +167,11 @@ func hasKid(keys []jose.JSONWebKey, kid string) bool {
 // unknown set that includes a last attempt that failed, since the kid may
 // be in the key set that attempt did not obtain.
 //
-// fromFetch reports that the keys come from a fetch that ended during
-// the call (made by it or by another caller it waited for).
-func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey, fromFetch bool, _ error) {
-	refresh := unknown
+// from says whether the keys come from a fetch that ended during the
+// call, made by it or by another caller it waited for, and when that
+// fetch started.
+func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey, from keysFrom, _ error) {
+	refresh, waited := unknown, false
 	for {
 		k.mu.Lock()
 		now := k.now()
@@ -175,16 +183,16 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 			select {
 			case <-ch:
 				unknown = false // that fetch was the refresh we wanted
-				fromFetch = true
+				waited = true
 				continue
 			case <-ctx.Done():
-				return nil, false, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
+				return nil, keysFrom{}, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
 			}
 		}
 		canRetry := k.tried.IsZero() || now.Sub(k.tried) >= k.minRefresh
 		need := (stale || unknown) && canRetry
 		if !need {
-			keys, fetched, lastErr := k.keys, k.fetched, k.lastErr
+			keys, fetched, started, lastErr := k.keys, k.fetched, k.started, k.lastErr
 			k.mu.Unlock()
 			if stale && (fetched.IsZero() || now.Sub(fetched) >= k.maxAge) {
 				// Expired keys are never used, even when a refetch is
@@ -192,14 +200,16 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 				if lastErr == nil {
 					lastErr = errors.New("keys expired")
 				}
-				return nil, false, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
+				return nil, keysFrom{}, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
 			if refresh && lastErr != nil {
 				// The kid is not cached and the latest fetch, which could
 				// have brought it, failed: the token cannot be judged.
-				return nil, false, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
+				return nil, keysFrom{}, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
-			return keys, fromFetch, nil
+			// Waited for: the keys are that fetch's, or, had it failed,
+			// an earlier one's; started is theirs either way.
+			return keys, keysFrom{fetch: waited, started: started}, nil
 		}
 		ch := make(chan struct{})
 		k.fetching, k.tried = ch, now
@@ -218,10 +228,17 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 		close(ch)
 		k.mu.Unlock()
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", errKeysFetch, err)
+			return nil, keysFrom{}, fmt.Errorf("%w: %v", errKeysFetch, err)
 		}
-		return keys, true, nil
+		return keys, keysFrom{fetch: true, own: true, started: started}, nil
 	}
+}
+
+// keysFrom says where the keys current returns come from.
+type keysFrom struct {
+	fetch   bool      // a fetch that ended during the call
+	own     bool      // that fetch was the call's own
+	started time.Time // when the fetch that brought the keys started
 }
 
 // fetch GETs the JWKS. Keys whose alg is outside the allowlist, whose use

@@ -295,3 +295,41 @@ func TestDiscoveryErrorHoldsNoBody(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitedFetchStartedBeforeTokenNotAVerdict: a token that waits for
+// a fetch already in flight, started before the token was issued (by its
+// iat), is not judged by that fetch's keys: the IdP may have published
+// its kid after the fetch read the set (a rotation), so the token is
+// errKeysFetch, not refused for an unknown kid.
+func TestWaitedFetchStartedBeforeTokenNotAVerdict(t *testing.T) {
+	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k1.public()}} // the set as the fetch read it
+		if n.Add(1) == 2 {
+			arrived <- struct{}{}
+			<-release
+		}
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	t.Cleanup(srv.Close)
+	ks, clk := newTestKeySet(t, srv.URL)
+	ctx := context.Background()
+	if _, err := ks.VerifySignature(ctx, k1.signAt(t, clk.t)); err != nil {
+		t.Fatal(err)
+	}
+	clk.t = clk.t.Add(6 * time.Second) // past keys_min_refresh
+	junk := newTestKey(t, "junk").signAt(t, clk.t)
+	go func() { _, _ = ks.VerifySignature(ctx, junk) }() // starts fetch F
+	<-arrived
+	tok := k2.signAt(t, clk.t.Add(time.Second)) // the IdP rotated; issued after F started
+	res := make(chan error, 1)
+	go func() { _, err := ks.VerifySignature(ctx, tok); res <- err }()
+	time.Sleep(200 * time.Millisecond) // the token now waits for F
+	close(release)
+	if err := <-res; !errors.Is(err, errKeysFetch) {
+		t.Errorf("a token issued after the fetch it waited for started = %v; want errKeysFetch (not judged)", err)
+	}
+}
