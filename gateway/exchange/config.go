@@ -132,7 +132,7 @@ type IdPConfig struct {
 	// this long after. Zero: 10m.
 	KeysMaxAge time.Duration `yaml:"keys_max_age"`
 	// KeysMinRefresh is the least time between two JWKS fetches caused
-	// by an unknown kid. Zero: 5s.
+	// by an unknown kid, at least 1s. Zero: 5s.
 	KeysMinRefresh time.Duration `yaml:"keys_min_refresh"`
 	// Rules map claims to scopes. A token is granted the union of the
 	// scopes of the rules it matches, and nothing else.
@@ -314,6 +314,11 @@ func (p *IdPConfig) validate() []error {
 	}
 	if p.MaxTokenAge < 0 || p.KeysMaxAge < 0 || p.KeysMinRefresh < 0 {
 		add("max_token_age, keys_max_age and keys_min_refresh must not be negative")
+	}
+	if p.KeysMinRefresh > 0 && p.KeysMinRefresh < time.Second {
+		// Below that, tokens naming junk kids would make the gateway
+		// fetch the IdP's keys for nearly every request.
+		add("keys_min_refresh %v is under 1s", p.KeysMinRefresh)
 	}
 	if len(p.Rules) == 0 {
 		add("at least one rule is required")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"go.uber.org/goleak"
@@ -65,6 +66,7 @@ func TestConfigValidate(t *testing.T) {
 		}, []string{fmt.Sprintf(`tenant "tenant_a": the rules grant %d distinct scopes`, maxScopes+1)}},
 		{"deny/issuer_with_hash", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/#" }, []string{"holds '#'"}},
 		{"deny/issuer_with_space", func(c *Config) { c.IdPs[0].Issuer = "https://login.example.com/realms/acme x" }, []string{"holds a space"}},
+		{"deny/keys_min_refresh_under_a_second", func(c *Config) { c.IdPs[0].KeysMinRefresh = time.Millisecond }, []string{"keys_min_refresh 1ms is under 1s"}},
 		{"deny/duplicate_issuer", func(c *Config) { c.IdPs[1].Issuer = c.IdPs[0].Issuer }, []string{"duplicate issuer"}},
 		{"deny/tenant_without_issuer_seed", func(c *Config) { delete(c.IssuerSeeds, "tenant_b") }, []string{`tenant "tenant_b" has no issuer_seeds`}},
 		{"deny/subject_wildcard", func(c *Config) { c.Subject = "agentgw.exchange.*" }, []string{"not a literal NATS subject"}},
