@@ -352,7 +352,7 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string, read *[]
 		errs = append(errs, fmt.Errorf("budget rate must be a finite number >= 0 and burst between 0 and %d", MaxBurst))
 	}
 	if spec.PayloadSchema != "" {
-		s, err := compileSchema(spec.Name, spec.PayloadSchema, dir, read)
+		s, err := compileSchema("payload_schema", spec.Name, spec.PayloadSchema, dir, read)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -382,9 +382,9 @@ func compileTarget(spec TargetSpec, dir string, approvalRisks []string, read *[]
 		}
 	}
 	if spec.ResponseSchema != "" {
-		s, err := compileSchema(spec.Name+".response", spec.ResponseSchema, dir, read)
+		s, err := compileSchema("response_schema", spec.Name+".response", spec.ResponseSchema, dir, read)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("response_schema: %w", err))
+			errs = append(errs, err)
 		}
 		t.response = s
 	}
@@ -441,8 +441,9 @@ func checkNamed(names []string, s *jsonschema.Schema, kind, key string) []error 
 }
 
 // compileSchema compiles an inline schema, or the schema file src names
-// (relative to dir), which it adds to read.
-func compileSchema(name, src, dir string, read *[]schemaFile) (*jsonschema.Schema, error) {
+// (relative to dir), which it adds to read; key (payload_schema or
+// response_schema) prefixes its errors.
+func compileSchema(key, name, src, dir string, read *[]schemaFile) (*jsonschema.Schema, error) {
 	data := []byte(src)
 	if !strings.HasPrefix(strings.TrimSpace(src), "{") {
 		p := src
@@ -451,20 +452,23 @@ func compileSchema(name, src, dir string, read *[]schemaFile) (*jsonschema.Schem
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("payload_schema: %w", err)
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		data = b
 		*read = append(*read, schemaFile{path: p, data: b})
 	}
 	s, err := schemas.CompileBytes("catalog:///"+name+".schema.json", data)
 	if err != nil {
-		return nil, fmt.Errorf("payload_schema: %w", err)
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if err := checkAcyclic(s); err != nil {
-		return nil, fmt.Errorf("payload_schema: %w", err)
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if err := checkExpansion(s, maxSchemaExpansion); err != nil {
-		return nil, fmt.Errorf("payload_schema: %w", err)
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if err := checkFanout(s, maxValueChecks); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return s, nil
 }

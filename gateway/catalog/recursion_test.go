@@ -33,31 +33,90 @@ func nestedFilter(depth int) string {
 	return `{"filter":` + s + `}`
 }
 
+// catalogWith is a catalog of one target whose key (payload_schema or
+// response_schema) is schema.
+func catalogWith(key, schema string) []byte {
+	return []byte("targets:\n  - name: search.query\n    kind: read\n    scope: kb:read\n    tenants: [tenant_a]\n    plain: true\n" +
+		"    consumer_xkey: " + xkey + "\n    response_deadline: 1m\n    " + key + ": '" + schema + "'\n")
+}
+
 // TestExpandingSchemaRefused: an acyclic schema whose references, followed,
 // make it exponentially large (the four-variant union unrolled ten levels
 // validated a 234-byte payload in 2.2 s) is refused at load, as a payload
-// and as a response schema; the same union three levels deep loads and
-// validates a payload as deep.
+// and as a response schema.
 func TestExpandingSchemaRefused(t *testing.T) {
-	target := func(key, schema string) []byte {
-		return []byte("targets:\n  - name: search.query\n    kind: read\n    scope: kb:read\n    tenants: [tenant_a]\n    plain: true\n" +
-			"    consumer_xkey: " + xkey + "\n    response_deadline: 1m\n    " + key + ": '" + schema + "'\n")
-	}
 	for _, key := range []string{"payload_schema", "response_schema"} {
 		for _, depth := range []int{7, 10} {
-			_, err := Parse(target(key, unrolledFilter(depth)), t.TempDir())
+			_, err := Parse(catalogWith(key, unrolledFilter(depth)), t.TempDir())
 			if err == nil || !strings.Contains(err.Error(), "with its references followed") {
 				t.Errorf("%s unrolled %d levels: Parse = %v; want it refused", key, depth, err)
 			}
 		}
 	}
-	c, err := Parse(target("payload_schema", unrolledFilter(3)), t.TempDir())
+}
+
+// anyOfFanout is an array of values each checked against eleven levels of
+// anyOf, two references to the next level each: 2,048 ways to the last,
+// 8,189 subschemas in all, under maxSchemaExpansion.
+func anyOfFanout() string {
+	var defs []string
+	for i := range 11 {
+		defs = append(defs, fmt.Sprintf(`"d%d":{"anyOf":[{"$ref":"#/$defs/d%d"},{"$ref":"#/$defs/d%d"}]}`, i, i+1, i+1))
+	}
+	defs = append(defs, `"d11":{"type":"string"}`)
+	return `{"type":"object","properties":{"a":{"type":"array","items":{"$ref":"#/$defs/d0"}}},"$defs":{` + strings.Join(defs, ",") + `}}`
+}
+
+// TestFanoutSchemaRefused: schemas within maxSchemaExpansion whose
+// applicators still check one value many times are refused, as payload
+// and response schemas: the union unrolled five levels (1.3 s for a
+// valid 12 KB payload) and eleven levels of anyOf (2.1 s for 407 bytes,
+// 74 s for 8 KB). The union two levels deep loads and validates.
+func TestFanoutSchemaRefused(t *testing.T) {
+	for _, key := range []string{"payload_schema", "response_schema"} {
+		for name, schema := range map[string]string{"union 3": unrolledFilter(3), "union 5": unrolledFilter(5), "anyOf": anyOfFanout()} {
+			_, err := Parse(catalogWith(key, schema), t.TempDir())
+			if err == nil || !strings.Contains(err.Error(), key+": a value") || strings.Count(err.Error(), "_schema") != 1 {
+				t.Errorf("%s %s: Parse = %v; want it refused, under %s alone", key, name, err, key)
+			}
+		}
+	}
+	c, err := Parse(catalogWith("payload_schema", unrolledFilter(2)), t.TempDir())
 	if err != nil {
-		t.Fatalf("unrolled 3 levels: Parse = %v; want it loaded", err)
+		t.Fatalf("unrolled 2 levels: Parse = %v; want it loaded", err)
 	}
 	tg, _ := c.Lookup("search.query")
-	if _, err := tg.ValidatePayload([]byte(nestedFilter(3))); err != nil {
-		t.Errorf("ValidatePayload(3 levels) = %v", err)
+	if _, err := tg.ValidatePayload([]byte(nestedFilter(2))); err != nil {
+		t.Errorf("ValidatePayload(2 levels) = %v", err)
+	}
+}
+
+// TestCommonSchemaShapesLoad: what tool schemas usually hold stays under
+// the bounds: a union of 30 variants each a reference, optional fields
+// written as anyOf with null, a definition shared by 30 properties, and
+// an enum of 300 values.
+func TestCommonSchemaShapesLoad(t *testing.T) {
+	var variants, defs, props []string
+	for i := range 30 {
+		variants = append(variants, fmt.Sprintf(`{"$ref":"#/$defs/v%d"}`, i))
+		defs = append(defs, fmt.Sprintf(`"v%d":{"type":"object","required":["kind"],"properties":{"kind":{"const":"k%d"},"n":{"type":"integer"}}}`, i, i))
+	}
+	for i := range 30 {
+		props = append(props, fmt.Sprintf(`"f%d":{"anyOf":[{"$ref":"#/$defs/addr"},{"type":"null"}]}`, i))
+	}
+	var enum []string
+	for i := range 300 {
+		enum = append(enum, fmt.Sprintf(`"c%d"`, i))
+	}
+	defs = append(defs, `"addr":{"type":"object","properties":{"street":{"type":"string"},"country":{"enum":[`+strings.Join(enum, ",")+`]}}}`)
+	schema := `{"type":"object","properties":{"op":{"oneOf":[` + strings.Join(variants, ",") + `]},` + strings.Join(props, ",") + `},"$defs":{` + strings.Join(defs, ",") + `}}`
+	c, err := Parse(catalogWith("payload_schema", schema), t.TempDir())
+	if err != nil {
+		t.Fatalf("Parse = %v; want it loaded", err)
+	}
+	tg, _ := c.Lookup("search.query")
+	if _, err := tg.ValidatePayload([]byte(`{"op":{"kind":"k29","n":1},"f3":{"street":"x","country":"c299"},"f4":null}`)); err != nil {
+		t.Errorf("ValidatePayload = %v", err)
 	}
 }
 
@@ -66,7 +125,7 @@ func TestExpandingSchemaRefused(t *testing.T) {
 func TestCheckExpansionCountsEveryPath(t *testing.T) {
 	// root, two properties, each a $ref node to the same definition of
 	// one subschema (the definition and its "id" property): 1 + 2×(1+1+1).
-	s, err := compileSchema("t", `{"type":"object","properties":{"from":{"$ref":"#/$defs/a"},"to":{"$ref":"#/$defs/a"}},"$defs":{"a":{"type":"object","properties":{"id":{"type":"string"}}}}}`, t.TempDir(), new([]schemaFile))
+	s, err := compileSchema("payload_schema", "t", `{"type":"object","properties":{"from":{"$ref":"#/$defs/a"},"to":{"$ref":"#/$defs/a"}},"$defs":{"a":{"type":"object","properties":{"id":{"type":"string"}}}}}`, t.TempDir(), new([]schemaFile))
 	if err != nil {
 		t.Fatal(err)
 	}
