@@ -95,6 +95,8 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 		}
 		if again.fetch {
 			from = again
+		} else {
+			from.started = again.started // of the keys it returned
 		}
 	}
 	for i := range keys {
@@ -119,23 +121,12 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 		// after (by the IdP's clock, within the skew) may be signed with
 		// a key the IdP published since, a rotation, and no new fetch is
 		// allowed within keys_min_refresh, so it is not judged yet.
-		started := from.started
-		if !from.fetch {
-			started = k.fetchStarted()
-		}
-		if !from.own && issuedAfter(jws, started.Add(-k.skew)) {
+		if !from.own && issuedAfter(jws, from.started.Add(-k.skew)) {
 			return nil, fmt.Errorf("%w: kid not among the keys fetched before the token was issued; no new fetch within keys_min_refresh", errKeysFetch)
 		}
 		return nil, errUnknownKey
 	}
 	return nil, errors.New("exchange: token signature does not verify with the IdP key")
-}
-
-// fetchStarted is when the fetch that brought the cached keys started.
-func (k *keySet) fetchStarted() time.Time {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.started
 }
 
 // issuedAfter reports whether the token may have been issued after t:
@@ -238,7 +229,7 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 type keysFrom struct {
 	fetch   bool      // a fetch that ended during the call
 	own     bool      // that fetch was the call's own
-	started time.Time // when the fetch that brought the keys started
+	started time.Time // when the fetch that brought the keys started, read with them
 }
 
 // fetch GETs the JWKS. Keys whose alg is outside the allowlist, whose use
