@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/agentgw/agentgw/schemas"
 )
 
 // unrolledFilter is the recursive filter tree of TestRecursiveSchemaRefused
@@ -180,5 +182,53 @@ func TestLargeEnumsRefused(t *testing.T) {
 		if _, err := Parse(catalogWith("payload_schema", schema), t.TempDir()); err == nil || !strings.Contains(err.Error(), "subschema checks") {
 			t.Errorf("%s: Parse = %v; want it refused", name, err)
 		}
+	}
+}
+
+// TestFanoutWorkBounded: a schema built to tell apart some 8^5 sets of
+// subschemas, each with a thousand properties below it, is refused after
+// maxFanoutLooks looks (it took 52 s to refuse when only distinct sets
+// were counted).
+func TestFanoutWorkBounded(t *testing.T) {
+	wrap := func(d int, s string) string {
+		for range d {
+			s = `{"additionalProperties":` + s + `}`
+		}
+		return s
+	}
+	const n, k, wide = 8, 5, 1000
+	var branches []string
+	for d := range k {
+		var props []string
+		for i := range n {
+			props = append(props, fmt.Sprintf(`"t%dn%d":%s`, d, i, wrap(k-d-1, `{"type":"object"}`)))
+		}
+		branches = append(branches, wrap(d, `{"properties":{`+strings.Join(props, ",")+`}}`))
+	}
+	var props []string
+	for i := range wide {
+		props = append(props, fmt.Sprintf(`"w%d":{}`, i))
+	}
+	branches = append(branches, wrap(k, `{"properties":{`+strings.Join(props, ",")+`}}`))
+	sch, err := schemas.CompileBytes("catalog:///t.schema.json", []byte(`{"allOf":[`+strings.Join(branches, ",")+`]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	looks, err := fanout(sch, maxValueChecks)
+	if err == nil || looks > maxFanoutLooks+1 {
+		t.Errorf("fanout = %d looks, %v; want it refused within %d looks", looks, err, maxFanoutLooks)
+	}
+}
+
+// TestStringEnumsLoad: strings compare at once, so an enum of 600 of
+// them (the time zones) counts 10 checks and loads.
+func TestStringEnumsLoad(t *testing.T) {
+	var v []string
+	for i := range 600 {
+		v = append(v, fmt.Sprintf(`"Zone/%d"`, i))
+	}
+	schema := `{"type":"object","properties":{"tz":{"anyOf":[{"type":"null"},{"enum":[` + strings.Join(v, ",") + `]}]}}}`
+	if _, err := Parse(catalogWith("payload_schema", schema), t.TempDir()); err != nil {
+		t.Errorf("Parse = %v; want it loaded", err)
 	}
 }
