@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -135,11 +136,11 @@ func checkFanout(s *jsonschema.Schema, max int) error {
 const maxFanoutLooks = 200000
 
 // fanout is checkFanout, with the number of times it looked at a set of
-// subschemas, a set seen before included. A value's set of subschemas decides what lies below it, so
-// a set seen before is not visited again: without that, an object
-// nested twelve levels, each with three named properties and
-// additionalProperties holding the next, took 12.5 s to load (four ways
-// down at every level).
+// subschemas, a set seen before included. A value's set of subschemas
+// decides what lies below it, so a set seen before is not visited
+// again: without that, an object nested twelve levels, each with three
+// named properties and additionalProperties holding the next, took
+// 12.5 s to load (four ways down at every level).
 func fanout(s *jsonschema.Schema, max int) (int, error) {
 	seen, looks := map[string]bool{}, 0
 	var visit func(in map[*jsonschema.Schema]int, depth int) error
@@ -172,63 +173,41 @@ func fanout(s *jsonschema.Schema, max int) (int, error) {
 		if checks > max {
 			return fmt.Errorf("a value %d levels deep in a payload meets more than %d subschema checks: the schema is refused, its validation can cost that many checks for each part of a payload", depth, max)
 		}
-		// The values below: by key or index, with what takes in any.
-		named := map[string]map[*jsonschema.Schema]int{}
-		anyKey, anyItem, keys := map[*jsonschema.Schema]int{}, map[*jsonschema.Schema]int{}, map[*jsonschema.Schema]int{}
+		// The values below: by name or index, with what takes in any.
+		named := map[slot]map[*jsonschema.Schema]int{}
+		anyName, anyIndex, keys := map[*jsonschema.Schema]int{}, map[*jsonschema.Schema]int{}, map[*jsonschema.Schema]int{}
 		add := func(to map[*jsonschema.Schema]int, c *jsonschema.Schema, k int) {
-			if c != nil {
-				to[c] = min(to[c]+k, max+1)
-			}
-		}
-		addTo := func(key string, c *jsonschema.Schema, k int) {
-			if named[key] == nil {
-				named[key] = map[*jsonschema.Schema]int{}
-			}
-			add(named[key], c, k)
+			to[c] = min(to[c]+k, max+1)
 		}
 		for n, k := range here {
-			for name, c := range n.Properties {
-				addTo("p"+name, c, k)
-			}
-			for _, c := range n.PatternProperties {
-				add(anyKey, c, k)
-			}
-			if c, ok := n.AdditionalProperties.(*jsonschema.Schema); ok {
-				add(anyKey, c, k)
-			}
-			add(anyKey, n.UnevaluatedProperties, k)
-			add(keys, n.PropertyNames, k)
-			for i, c := range n.PrefixItems {
-				addTo(fmt.Sprintf("i%d", i), c, k)
-			}
-			switch it := n.Items.(type) {
-			case *jsonschema.Schema:
-				add(anyItem, it, k)
-			case []*jsonschema.Schema:
-				for i, c := range it {
-					addTo(fmt.Sprintf("i%d", i), c, k)
+			below(n, func(at slot, c *jsonschema.Schema) {
+				switch at.at {
+				case atAnyName:
+					add(anyName, c, k)
+				case atAnyIndex:
+					add(anyIndex, c, k)
+				case atKeys:
+					add(keys, c, k)
+				default:
+					if named[at] == nil {
+						named[at] = map[*jsonschema.Schema]int{}
+					}
+					add(named[at], c, k)
 				}
-			}
-			if c, ok := n.AdditionalItems.(*jsonschema.Schema); ok {
-				add(anyItem, c, k)
-			}
-			add(anyItem, n.Items2020, k)
-			add(anyItem, n.Contains, k)
-			add(anyItem, n.UnevaluatedItems, k)
-			add(keys, n.ContentSchema, k)
+			})
 		}
-		below := []map[*jsonschema.Schema]int{anyKey, anyItem, keys}
-		for key, m := range named {
-			with := anyKey
-			if key[0] == 'i' {
-				with = anyItem
+		next := []map[*jsonschema.Schema]int{anyName, anyIndex, keys}
+		for at, m := range named {
+			with := anyName
+			if at.at == atIndex {
+				with = anyIndex
 			}
 			for c, k := range with {
 				add(m, c, k)
 			}
-			below = append(below, m)
+			next = append(next, m)
 		}
-		for _, m := range below {
+		for _, m := range next {
 			if len(m) > 0 {
 				if err := visit(m, depth+1); err != nil {
 					return err
@@ -290,44 +269,64 @@ func inPlace(n *jsonschema.Schema) []*jsonschema.Schema {
 	return out
 }
 
+// Where a subschema applies below the value its parent checks.
+const (
+	atName     = 'p' // the property of the slot's name
+	atIndex    = 'i' // the element of the slot's index
+	atAnyName  = 'P' // any property
+	atAnyIndex = 'I' // any element
+	atKeys     = 'k' // the property names, and the content of a string
+)
+
+// slot is where below places a subschema: a kind (at*) and, for atName
+// and atIndex, the name or index.
+type slot struct {
+	at  byte
+	key string
+}
+
+// below calls f with every subschema n applies to a part of its value,
+// and where.
+func below(n *jsonschema.Schema, f func(slot, *jsonschema.Schema)) {
+	call := func(at slot, c *jsonschema.Schema) {
+		if c != nil {
+			f(at, c)
+		}
+	}
+	for name, c := range n.Properties {
+		call(slot{atName, name}, c)
+	}
+	for _, c := range n.PatternProperties {
+		call(slot{at: atAnyName}, c)
+	}
+	if c, ok := n.AdditionalProperties.(*jsonschema.Schema); ok {
+		call(slot{at: atAnyName}, c)
+	}
+	call(slot{at: atAnyName}, n.UnevaluatedProperties)
+	call(slot{at: atKeys}, n.PropertyNames)
+	call(slot{at: atKeys}, n.ContentSchema)
+	for i, c := range n.PrefixItems {
+		call(slot{atIndex, strconv.Itoa(i)}, c)
+	}
+	switch it := n.Items.(type) {
+	case *jsonschema.Schema:
+		call(slot{at: atAnyIndex}, it)
+	case []*jsonschema.Schema:
+		for i, c := range it {
+			call(slot{atIndex, strconv.Itoa(i)}, c)
+		}
+	}
+	if c, ok := n.AdditionalItems.(*jsonschema.Schema); ok {
+		call(slot{at: atAnyIndex}, c)
+	}
+	call(slot{at: atAnyIndex}, n.Items2020)
+	call(slot{at: atAnyIndex}, n.Contains)
+	call(slot{at: atAnyIndex}, n.UnevaluatedItems)
+}
+
 // subschemas lists every schema n applies to a value or to a part of it.
 func subschemas(n *jsonschema.Schema) []*jsonschema.Schema {
-	var out []*jsonschema.Schema
-	add := func(ss ...*jsonschema.Schema) {
-		for _, s := range ss {
-			if s != nil {
-				out = append(out, s)
-			}
-		}
-	}
-	addAny := func(v any) {
-		switch v := v.(type) {
-		case *jsonschema.Schema:
-			add(v)
-		case []*jsonschema.Schema:
-			add(v...)
-		}
-	}
-	add(n.Ref, n.Not, n.If, n.Then, n.Else, n.PropertyNames, n.UnevaluatedProperties,
-		n.Contains, n.Items2020, n.UnevaluatedItems, n.ContentSchema)
-	add(n.AllOf...)
-	add(n.AnyOf...)
-	add(n.OneOf...)
-	add(n.PrefixItems...)
-	for _, s := range n.Properties {
-		add(s)
-	}
-	for _, s := range n.PatternProperties {
-		add(s)
-	}
-	for _, s := range n.DependentSchemas {
-		add(s)
-	}
-	for _, v := range n.Dependencies {
-		addAny(v)
-	}
-	addAny(n.AdditionalProperties)
-	addAny(n.Items)
-	addAny(n.AdditionalItems)
+	out := inPlace(n)
+	below(n, func(_ slot, c *jsonschema.Schema) { out = append(out, c) })
 	return out
 }
