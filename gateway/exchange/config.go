@@ -145,8 +145,8 @@ type IdPConfig struct {
 // word of a string claim split at its spaces (U+0020 only, the OAuth
 // "scope" form; other white space is part of a word). A free-text claim
 // such as "Domain Admins" matches "Admins" too, so point Contains at an
-// array claim or a scope claim. Equals matches a string claim exactly. Tenants, when set, restricts the rule
-// to those tenants.
+// array claim or a scope claim. Equals matches a string claim exactly.
+// Tenants, when set, restricts the rule to those tenants.
 type Rule struct {
 	ID       string   `yaml:"id"`
 	Claim    string   `yaml:"claim"`

@@ -89,15 +89,11 @@ func (k *keySet) VerifySignature(ctx context.Context, token string) ([]byte, err
 		return nil, err
 	}
 	if !hasKid(keys, kid) {
-		var again keysFrom
-		if keys, again, err = k.current(ctx, true); err != nil {
+		own := from.own // keys this call fetched, or newer ones
+		if keys, from, err = k.current(ctx, true); err != nil {
 			return nil, err
 		}
-		if again.fetch {
-			from = again
-		} else {
-			from.started = again.started // of the keys it returned
-		}
+		from.own = from.own || own
 	}
 	for i := range keys {
 		key := &keys[i]
@@ -158,11 +154,10 @@ func hasKid(keys []jose.JSONWebKey, kid string) bool {
 // unknown set that includes a last attempt that failed, since the kid may
 // be in the key set that attempt did not obtain.
 //
-// from says whether the keys come from a fetch that ended during the
-// call, made by it or by another caller it waited for, and when that
-// fetch started.
+// from says whether the call fetched the keys itself, and when the
+// fetch that brought them started.
 func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey, from keysFrom, _ error) {
-	refresh, waited := unknown, false
+	refresh := unknown
 	for {
 		k.mu.Lock()
 		now := k.now()
@@ -174,7 +169,6 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 			select {
 			case <-ch:
 				unknown = false // that fetch was the refresh we wanted
-				waited = true
 				continue
 			case <-ctx.Done():
 				return nil, keysFrom{}, fmt.Errorf("%w: waiting for a fetch: %w", errKeysFetch, ctx.Err())
@@ -198,9 +192,9 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 				// have brought it, failed: the token cannot be judged.
 				return nil, keysFrom{}, fmt.Errorf("%w: %v", errKeysFetch, lastErr)
 			}
-			// Waited for: the keys are that fetch's, or, had it failed,
-			// an earlier one's; started is theirs either way.
-			return keys, keysFrom{fetch: waited, started: started}, nil
+			// Cached, or waited for: the keys are the last successful
+			// fetch's, and started is theirs.
+			return keys, keysFrom{started: started}, nil
 		}
 		ch := make(chan struct{})
 		k.fetching, k.tried = ch, now
@@ -221,14 +215,13 @@ func (k *keySet) current(ctx context.Context, unknown bool) (_ []jose.JSONWebKey
 		if err != nil {
 			return nil, keysFrom{}, fmt.Errorf("%w: %v", errKeysFetch, err)
 		}
-		return keys, keysFrom{fetch: true, own: true, started: started}, nil
+		return keys, keysFrom{own: true, started: started}, nil
 	}
 }
 
 // keysFrom says where the keys current returns come from.
 type keysFrom struct {
-	fetch   bool      // a fetch that ended during the call
-	own     bool      // that fetch was the call's own
+	own     bool      // fetched by the call itself
 	started time.Time // when the fetch that brought the keys started, read with them
 }
 
