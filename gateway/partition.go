@@ -531,11 +531,12 @@ func (c Config) genWidth() time.Duration {
 	return c.Limits.MaxTTL + c.Limits.Freshness().Grace()
 }
 
-// maxHeldIdem bounds how long past its hold a held request's idempotency
-// key is kept (heldIdemUntil): limits.approval_ttl, which the scale-out
-// journal keeps records for, and three ledger generations (16.5 minutes
-// at the defaults), so that a lookup probes at most about three more
-// generations whatever approval_ttl is.
+// maxHeldIdem bounds how long after its decision a held request's
+// idempotency key is kept (heldIdemUntil): the lesser of
+// limits.approval_ttl, which the scale-out journal keeps records for,
+// and three ledger generations (16.5 minutes at the defaults), so that
+// a lookup probes at most about three more generations whatever
+// approval_ttl is.
 func (c Config) maxHeldIdem() time.Duration {
 	return min(c.Limits.ApprovalTTL, 3*c.genWidth())
 }

@@ -146,7 +146,7 @@ func (r *runner) floodPhase(ctx context.Context, corpF, corpV *corpus, n int, re
 	}
 	if floor {
 		floodOuts = 0
-		if err := r.floorStream(setupCtx); err != nil {
+		if err := r.createFloorStream(setupCtx); err != nil {
 			return 0, err
 		}
 		defer func() { _ = r.js.DeleteStream(context.WithoutCancel(ctx), floorStream) }()
@@ -376,8 +376,8 @@ const (
 	floorSubject = "agentgw-bench-floor"
 )
 
-// floorStream creates the floor's stream afresh.
-func (r *runner) floorStream(ctx context.Context) error {
+// createFloorStream creates the floor's stream afresh.
+func (r *runner) createFloorStream(ctx context.Context) error {
 	if err := r.js.DeleteStream(ctx, floorStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("bench: delete stream %s: %w", floorStream, err)
 	}
